@@ -1,0 +1,667 @@
+//! Typed configuration: the TOML file, the flags that override it, and the validation that
+//! turns both into [`Settings`] the agent can run on.
+//!
+//! Every key has a default, so `faultline run` works with no file at all. Unknown keys are an
+//! error that names the key; every validation message names the key and the file it came from.
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::RunArgs;
+
+/// The annotated example configuration, printed by `faultline config --default`.
+pub const EXAMPLE: &str = include_str!("../faultline.example.toml");
+
+/// The system-wide data directory used when `data_dir` is not set.
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/faultline";
+
+/// The log glob tailed when no `[[logs]]` table and no `--log` flag is given.
+pub const DEFAULT_LOG_GLOB: &str = "/var/log/*.log";
+
+/// A configuration that cannot be used; the message names the key and the file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema (unknown key, wrong type).
+    #[error("config file {path}{location}: {message}")]
+    Parse {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("{key} = {value}: {why}{origin}")]
+    Invalid {
+        key: String,
+        value: String,
+        why: String,
+        origin: String,
+    },
+}
+
+/// The file as written: every section optional.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Checkpoints and snapshots; `None` means the system directory with a per-user fallback.
+    pub data_dir: Option<PathBuf>,
+    /// `[web]`
+    pub web: WebConfig,
+    /// `[otlp]`
+    pub otlp: OtlpConfig,
+    /// `[[logs]]`; `None` (no table at all) means the default glob.
+    pub logs: Option<Vec<LogSource>>,
+    /// `[[tasks]]`
+    pub tasks: Vec<TaskSource>,
+    /// `[telemetry]`
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[web]`: the dashboard and API listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Listen address.
+    pub listen: String,
+    /// Bearer token; required when `listen` is not loopback (unless `insecure`).
+    pub token: Option<String>,
+    /// Allow a non-loopback listener without a token.
+    pub insecure: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            token: None,
+            insecure: false,
+        }
+    }
+}
+
+/// `[otlp]`: the OpenTelemetry receivers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// gRPC receiver address.
+    pub grpc_listen: String,
+    /// HTTP receiver address.
+    pub http_listen: String,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: "127.0.0.1:4317".into(),
+            http_listen: "127.0.0.1:4318".into(),
+        }
+    }
+}
+
+/// One `[[logs]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSource {
+    /// A path or glob.
+    pub path: String,
+    /// The service its lines belong to; else taken from the record.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+/// One `[[tasks]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSource {
+    /// The name shown for the counter.
+    pub name: String,
+    /// A pprof goroutine page, an expvar page or a Prometheus text page.
+    pub url: String,
+}
+
+/// `[telemetry]`: the agent's own logs and spans.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: String,
+    /// EnvFilter directives.
+    pub log_level: String,
+    /// OTLP/gRPC endpoint for the agent's own spans; empty: off.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            log_level: "info".into(),
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+/// Format of the agent's own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A validated configuration, ready to run on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data directory (exists and is writable once [`Settings::prepare_data_dir`] ran).
+    pub data_dir: DataDir,
+    /// Dashboard and API address.
+    pub web_listen: SocketAddr,
+    /// Bearer token of the dashboard and API.
+    pub web_token: Option<String>,
+    /// OTLP gRPC receiver address.
+    pub otlp_grpc: SocketAddr,
+    /// OTLP HTTP receiver address.
+    pub otlp_http: SocketAddr,
+    /// Log sources.
+    pub logs: Vec<LogSource>,
+    /// Task counter sources.
+    pub tasks: Vec<TaskSource>,
+    /// The agent's own log format.
+    pub log_format: LogFormat,
+    /// The agent's own log level directives.
+    pub log_level: String,
+    /// Where to export the agent's own spans.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Where state goes, and whether it was chosen by the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// Set by `data_dir` or `--data-dir`: must be usable, or the agent refuses to start.
+    Configured(PathBuf),
+    /// Not set: the system directory, or a per-user one when that is not writable.
+    Default,
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let location = err
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(", line {line}")
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                location,
+                message: err.message().trim().replace('\n', " "),
+            }
+        })
+    }
+
+    /// Applies the flags of `faultline run` over the file's values.
+    pub fn apply_flags(&mut self, args: &RunArgs) -> Result<(), ConfigError> {
+        if let Some(dir) = &args.data_dir {
+            self.data_dir = Some(dir.clone());
+        }
+        if let Some(listen) = &args.listen {
+            self.web.listen = listen.clone();
+        }
+        if let Some(token) = &args.token {
+            self.web.token = Some(token.clone());
+        }
+        if args.insecure {
+            self.web.insecure = true;
+        }
+        if let Some(addr) = &args.otlp_grpc {
+            self.otlp.grpc_listen = addr.clone();
+        }
+        if let Some(addr) = &args.otlp_http {
+            self.otlp.http_listen = addr.clone();
+        }
+        if !args.logs.is_empty() {
+            self.logs = Some(args.logs.iter().map(|spec| parse_log_flag(spec)).collect());
+        }
+        if !args.tasks.is_empty() {
+            let tasks = args.tasks.iter().map(|spec| parse_task_flag(spec));
+            self.tasks = tasks.collect::<Result<_, _>>()?;
+        }
+        if let Some(format) = &args.log_format {
+            self.telemetry.log_format = format.clone();
+        }
+        Ok(())
+    }
+
+    /// Checks every key; `origin` (the file, if any) is named in messages.
+    pub fn validate(&self, origin: Option<&Path>) -> Result<Settings, ConfigError> {
+        let origin = origin
+            .map(|p| format!(" (in {})", p.display()))
+            .unwrap_or_default();
+        let invalid = |key: &str, value: &str, why: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            value: format!("{value:?}"),
+            why,
+            origin: origin.clone(),
+        };
+
+        let web_listen = parse_listen(&self.web.listen)
+            .map_err(|why| invalid("web.listen", &self.web.listen, why))?;
+        let otlp_grpc = parse_listen(&self.otlp.grpc_listen)
+            .map_err(|why| invalid("otlp.grpc_listen", &self.otlp.grpc_listen, why))?;
+        let otlp_http = parse_listen(&self.otlp.http_listen)
+            .map_err(|why| invalid("otlp.http_listen", &self.otlp.http_listen, why))?;
+
+        if let Some(token) = &self.web.token {
+            if token.trim().is_empty() {
+                return Err(invalid("web.token", "", "the token is empty".into()));
+            }
+        }
+        if !web_listen.ip().is_loopback() && self.web.token.is_none() && !self.web.insecure {
+            return Err(invalid(
+                "web.listen",
+                &self.web.listen,
+                "is not a loopback address: set web.token (or --token) so that only holders of \
+                 the token can read the dashboard, or set web.insecure = true (--insecure) to \
+                 serve it to anyone who can reach it"
+                    .into(),
+            ));
+        }
+        let mut listeners = [
+            ("web.listen", web_listen),
+            ("otlp.grpc_listen", otlp_grpc),
+            ("otlp.http_listen", otlp_http),
+        ];
+        listeners.sort_by_key(|(_, addr)| *addr);
+        for pair in listeners.windows(2) {
+            let ((key_a, a), (key_b, b)) = (pair[0], pair[1]);
+            if a == b && a.port() != 0 {
+                return Err(invalid(
+                    key_b,
+                    &b.to_string(),
+                    format!("is the same address as {key_a}"),
+                ));
+            }
+        }
+
+        let logs = self.logs.clone().unwrap_or_else(|| {
+            vec![LogSource {
+                path: DEFAULT_LOG_GLOB.into(),
+                service: None,
+            }]
+        });
+        for (i, source) in logs.iter().enumerate() {
+            if source.path.trim().is_empty() {
+                return Err(invalid(
+                    &format!("logs[{i}].path"),
+                    &source.path,
+                    "is empty".into(),
+                ));
+            }
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            if task.name.trim().is_empty() {
+                return Err(invalid(
+                    &format!("tasks[{i}].name"),
+                    &task.name,
+                    "is empty".into(),
+                ));
+            }
+            check_http_url(&task.url)
+                .map_err(|why| invalid(&format!("tasks[{i}].url"), &task.url, why))?;
+        }
+
+        let log_format = match self.telemetry.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "telemetry.log_format",
+                    other,
+                    "must be \"text\" or \"json\"".into(),
+                ))
+            }
+        };
+        let otlp_endpoint = match self.telemetry.otlp_endpoint.trim() {
+            "" => None,
+            url => {
+                check_http_url(url).map_err(|why| invalid("telemetry.otlp_endpoint", url, why))?;
+                Some(url.to_owned())
+            }
+        };
+
+        let data_dir = match &self.data_dir {
+            Some(dir) => {
+                check_dir_usable(dir)
+                    .map_err(|why| invalid("data_dir", &dir.display().to_string(), why))?;
+                DataDir::Configured(dir.clone())
+            }
+            None => DataDir::Default,
+        };
+
+        Ok(Settings {
+            data_dir,
+            web_listen,
+            web_token: self.web.token.clone(),
+            otlp_grpc,
+            otlp_http,
+            logs,
+            tasks: self.tasks.clone(),
+            log_format,
+            log_level: self.telemetry.log_level.clone(),
+            otlp_endpoint,
+        })
+    }
+}
+
+impl Settings {
+    /// Creates the data directory and returns it. A configured directory must be usable; the
+    /// default one falls back to a per-user directory, returned with a note saying why.
+    pub fn prepare_data_dir(&self) -> Result<(PathBuf, Option<String>), ConfigError> {
+        match &self.data_dir {
+            DataDir::Configured(dir) => {
+                ensure_writable_dir(dir).map_err(|why| ConfigError::Invalid {
+                    key: "data_dir".into(),
+                    value: format!("{:?}", dir.display().to_string()),
+                    why,
+                    origin: String::new(),
+                })?;
+                Ok((dir.clone(), None))
+            }
+            DataDir::Default => {
+                let system = PathBuf::from(SYSTEM_DATA_DIR);
+                let why_not = match ensure_writable_dir(&system) {
+                    Ok(()) => return Ok((system, None)),
+                    Err(why) => why,
+                };
+                let fallback = user_data_dir().ok_or_else(|| ConfigError::Invalid {
+                    key: "data_dir".into(),
+                    value: format!("{SYSTEM_DATA_DIR:?}"),
+                    why: format!("{why_not}, and neither XDG_STATE_HOME nor HOME is set: set data_dir or --data-dir"),
+                    origin: String::new(),
+                })?;
+                ensure_writable_dir(&fallback).map_err(|why| ConfigError::Invalid {
+                    key: "data_dir".into(),
+                    value: format!("{:?}", fallback.display().to_string()),
+                    why: format!("{why} (fallback, because {SYSTEM_DATA_DIR} {why_not}): set data_dir or --data-dir"),
+                    origin: String::new(),
+                })?;
+                let note = format!(
+                    "{SYSTEM_DATA_DIR} {why_not}; keeping state in {} instead (set data_dir to choose)",
+                    fallback.display()
+                );
+                Ok((fallback, Some(note)))
+            }
+        }
+    }
+}
+
+fn user_data_dir() -> Option<PathBuf> {
+    let nonempty = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("XDG_STATE_HOME")
+        .or_else(|| nonempty("HOME").map(|home| home.join(".local/state")))
+        .map(|base| base.join("faultline"))
+}
+
+/// Creates `dir` if needed and proves it writable by writing and removing a probe file.
+fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot be created: {e}"))?;
+    let probe = dir.join(format!(".faultline-probe-{}", std::process::id()));
+    let written = fs::File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
+    let _ = fs::remove_file(&probe);
+    written.map_err(|e| format!("is not writable: {e}"))
+}
+
+/// Checks, without creating anything, that `dir` is a writable directory or could be created.
+fn check_dir_usable(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => return Ok(()),
+        }
+    }
+    let meta = fs::metadata(existing).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    if !is_writable(existing) {
+        return Err(format!(
+            "{} is not writable by this user",
+            existing.display()
+        ));
+    }
+    Ok(())
+}
+
+fn is_writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// Parses `HOST:PORT` (IPv6 in brackets) with messages a person can act on.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| "expected IP:PORT, e.g. 127.0.0.1:7070 or [::1]:7070".to_owned())?;
+    let port: u32 = port
+        .parse()
+        .map_err(|_| format!("port {port:?} is not a number"))?;
+    if port > u32::from(u16::MAX) {
+        return Err(format!("port {port} is out of range (0-65535)"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match host {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        _ => host
+            .parse()
+            .map_err(|_| format!("{host:?} is not an IP address"))?,
+    };
+    Ok(SocketAddr::new(ip, port as u16))
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| "must start with http:// or https://".to_owned())?;
+    if rest.split(['/', '?']).next().unwrap_or("").is_empty() {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+fn parse_log_flag(spec: &str) -> LogSource {
+    match spec.rsplit_once('=') {
+        Some((path, service)) if !service.is_empty() && !service.contains('/') => LogSource {
+            path: path.to_owned(),
+            service: Some(service.to_owned()),
+        },
+        _ => LogSource {
+            path: spec.to_owned(),
+            service: None,
+        },
+    }
+}
+
+fn parse_task_flag(spec: &str) -> Result<TaskSource, ConfigError> {
+    match spec.split_once('=') {
+        Some((name, url)) if !name.is_empty() => Ok(TaskSource {
+            name: name.to_owned(),
+            url: url.to_owned(),
+        }),
+        _ => Err(ConfigError::Invalid {
+            key: "--task".into(),
+            value: format!("{spec:?}"),
+            why: "expected NAME=URL".into(),
+            origin: String::new(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_example_file_is_the_default() {
+        assert_eq!(parse(EXAMPLE).expect("example parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[web]\nlisten = \"127.0.0.1:7070\"\nlisen = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (
+                "[web]\nlisten = \"127.0.0.1:70000\"",
+                "web.listen",
+                "out of range",
+            ),
+            (
+                "[otlp]\ngrpc_listen = \"nope\"",
+                "otlp.grpc_listen",
+                "IP:PORT",
+            ),
+            (
+                "[web]\nlisten = \"0.0.0.0:7070\"",
+                "web.listen",
+                "web.token",
+            ),
+            ("[web]\ntoken = \" \"", "web.token", "empty"),
+            (
+                "[[tasks]]\nname = \"a\"\nurl = \"ftp://x\"",
+                "tasks[0].url",
+                "http://",
+            ),
+            (
+                "[telemetry]\nlog_format = \"xml\"",
+                "telemetry.log_format",
+                "json",
+            ),
+            (
+                "[otlp]\nhttp_listen = \"127.0.0.1:7070\"",
+                "otlp.http_listen",
+                "same address",
+            ),
+        ];
+        for (text, key, why) in cases {
+            let err = parse(text)
+                .unwrap()
+                .validate(Some(Path::new("f.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{text}: {err}");
+            assert!(err.contains(why), "{text}: {err}");
+            assert!(err.contains("f.toml"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn non_loopback_listen_is_allowed_with_a_token_or_insecure() {
+        let with_token =
+            parse("[web]\nlisten = \"0.0.0.0:7070\"\ntoken = \"s3cret-token\"").unwrap();
+        assert!(with_token.validate(None).is_ok());
+        let insecure = parse("[web]\nlisten = \"[::]:7070\"\ninsecure = true").unwrap();
+        assert!(insecure.validate(None).is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut config =
+            parse("[web]\nlisten = \"127.0.0.1:1\"\n[[logs]]\npath = \"/a/*.log\"").unwrap();
+        let args = RunArgs {
+            listen: Some("127.0.0.1:2".into()),
+            logs: vec!["/b/*.log=billing".into(), "/c/x.log".into()],
+            tasks: vec!["api=http://127.0.0.1:6060/debug/vars".into()],
+            ..RunArgs::default()
+        };
+        config.apply_flags(&args).unwrap();
+        let settings = config.validate(None).unwrap();
+        assert_eq!(settings.web_listen.port(), 2);
+        assert_eq!(
+            settings.logs[0],
+            LogSource {
+                path: "/b/*.log".into(),
+                service: Some("billing".into())
+            }
+        );
+        assert_eq!(
+            settings.logs[1],
+            LogSource {
+                path: "/c/x.log".into(),
+                service: None
+            }
+        );
+        assert_eq!(settings.tasks[0].name, "api");
+    }
+
+    #[test]
+    fn no_logs_table_means_the_default_glob() {
+        let settings = Config::default().validate(None).unwrap();
+        assert_eq!(
+            settings.logs,
+            vec![LogSource {
+                path: DEFAULT_LOG_GLOB.into(),
+                service: None
+            }]
+        );
+        let explicit_none = parse("logs = []").unwrap().validate(None).unwrap();
+        assert!(explicit_none.logs.is_empty());
+    }
+
+    #[test]
+    fn ipv6_and_localhost_listen_addresses() {
+        assert_eq!(
+            parse_listen("[::1]:7070").unwrap(),
+            "[::1]:7070".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("localhost:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The `faultline` binary: the command line, configuration and the wiring of the ingest,
+//! clustering and web crates into one agent.
+//!
+//! Errors end here: each is printed as one line saying what failed and what to do, with exit
+//! status 2 for a configuration the agent refuses and 1 for anything else.
+
+mod cli;
+mod config;
+mod run;
+mod shutdown;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, ConfigArgs, RunArgs};
+use config::{Config, ConfigError};
+
+/// An error at the binary's edge, with the exit status it deserves.
+enum Failure {
+    Config(ConfigError),
+    Other(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::Config(err)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        match err.downcast::<ConfigError>() {
+            Ok(config) => Failure::Config(config),
+            Err(other) => Failure::Other(other),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run_agent(args),
+        Command::Config(args) => config_command(args),
+        Command::Version => {
+            println!("faultline {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(err)) => {
+            eprintln!("faultline: invalid configuration: {err}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(err)) => {
+            // `{:#}` joins the context chain on one line: "what failed: why".
+            eprintln!("faultline: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(args: &RunArgs) -> Result<config::Settings, Failure> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.apply_flags(args)?;
+    Ok(config.validate(args.config.as_deref())?)
+}
+
+fn run_agent(args: RunArgs) -> Result<(), Failure> {
+    let settings = load_config(&args)?;
+    let _telemetry = telemetry::init(
+        settings.log_format,
+        &settings.log_level,
+        settings.otlp_endpoint.as_deref(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("faultline")
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run::run(settings))?;
+    Ok(())
+}
+
+fn config_command(args: ConfigArgs) -> Result<(), Failure> {
+    if args.default {
+        print!("{}", config::EXAMPLE);
+        return Ok(());
+    }
+    if let Some(path) = args.check {
+        let settings = Config::load(&path)?.validate(Some(&path))?;
+        println!(
+            "{}: valid (web {}, otlp grpc {}, otlp http {}, {} log source(s), {} task source(s))",
+            path.display(),
+            settings.web_listen,
+            settings.otlp_grpc,
+            settings.otlp_http,
+            settings.logs.len(),
+            settings.tasks.len()
+        );
+    }
+    Ok(())
+}

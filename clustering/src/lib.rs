@@ -1,0 +1,9 @@
+//! faultline-clustering: turns a stream of error messages into a small, stable set of error
+//! patterns.
+//!
+//! Two levels of grouping (see DESIGN.md, decision 2): a *template* is the exact masked shape of
+//! a message; a *cluster* (error pattern) groups templates whose TF-IDF vectors DBSCAN puts
+//! together, one root kind of error whatever the wrapper text, logger style or service. Ids of
+//! both are content hashes, stable across nodes and restarts. This crate owns masking,
+//! template mining, the cluster store and emergence detection; it knows nothing of files,
+//! sockets or HTTP.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, with everything it needs installed first. This is the README's test
+# command and what .ci/run calls; it must work on a fresh machine of the project's kind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Python packages used by end-to-end tests (real OTLP clients, API fuzzing, scorers).
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+# Debian packages: a real browser for the dashboard tests, iproute2's `ss` as the reference
+# for socket counts.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

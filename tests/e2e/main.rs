@@ -1,0 +1,1 @@
+//! End-to-end tests: they start the real `faultline` binary and talk to it as users do.

@@ -1,0 +1,70 @@
+//! The API's one error shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// An error answered by the API: rendered as `{"status", "code", "message"}` with the
+/// matching HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status of the answer.
+    pub status: StatusCode,
+    /// Stable, machine-readable code (`not_found`, `bad_parameter`, `unauthorized`, ...).
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 404 for an id or path that does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a query parameter that cannot be used; the message names the parameter.
+    pub fn bad_parameter(name: &str, why: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_parameter",
+            message: format!("parameter `{name}`: {why}"),
+        }
+    }
+
+    /// 401 for a request without the right bearer token.
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    status: u16,
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            status: self.status.as_u16(),
+            code: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Fallback handler: every unknown path is a 404 in the API's error shape.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such path: {}", uri.path()))
+}
