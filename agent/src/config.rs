@@ -206,7 +206,7 @@ impl Config {
 
     /// Parses config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|err| {
+        let describe = |err: &toml::de::Error, key: Option<String>| {
             let location = err
                 .span()
                 .map(|span| {
@@ -214,11 +214,23 @@ impl Config {
                     format!(", line {line}")
                 })
                 .unwrap_or_default();
+            let message = err.message().trim().replace('\n', " ");
+            let message = match key {
+                Some(key) if !key.is_empty() && key != "." => format!("{key}: {message}"),
+                _ => message,
+            };
             ConfigError::Parse {
                 path: path.to_owned(),
                 location,
-                message: err.message().trim().replace('\n', " "),
+                message,
             }
+        };
+        let deserializer = toml::Deserializer::parse(text).map_err(|err| describe(&err, None))?;
+        // serde_path_to_error tracks which key was being read, so type errors name it
+        // (`otlp.grpc_listen: invalid type: integer ...`), not only unknown keys.
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let key = err.path().to_string();
+            describe(err.inner(), Some(key))
         })
     }
 
@@ -390,32 +402,43 @@ impl Settings {
                 })?;
                 Ok((dir.clone(), None))
             }
-            DataDir::Default => {
-                let system = PathBuf::from(SYSTEM_DATA_DIR);
-                let why_not = match ensure_writable_dir(&system) {
-                    Ok(()) => return Ok((system, None)),
-                    Err(why) => why,
-                };
-                let fallback = user_data_dir().ok_or_else(|| ConfigError::Invalid {
-                    key: "data_dir".into(),
-                    value: format!("{SYSTEM_DATA_DIR:?}"),
-                    why: format!("{why_not}, and neither XDG_STATE_HOME nor HOME is set: set data_dir or --data-dir"),
-                    origin: String::new(),
-                })?;
-                ensure_writable_dir(&fallback).map_err(|why| ConfigError::Invalid {
-                    key: "data_dir".into(),
-                    value: format!("{:?}", fallback.display().to_string()),
-                    why: format!("{why} (fallback, because {SYSTEM_DATA_DIR} {why_not}): set data_dir or --data-dir"),
-                    origin: String::new(),
-                })?;
-                let note = format!(
-                    "{SYSTEM_DATA_DIR} {why_not}; keeping state in {} instead (set data_dir to choose)",
-                    fallback.display()
-                );
-                Ok((fallback, Some(note)))
-            }
+            DataDir::Default => default_data_dir(Path::new(SYSTEM_DATA_DIR), user_data_dir()),
         }
     }
+}
+
+/// The system directory when it is usable, else `fallback` with a note saying why.
+fn default_data_dir(
+    system: &Path,
+    fallback: Option<PathBuf>,
+) -> Result<(PathBuf, Option<String>), ConfigError> {
+    let why_not = match ensure_writable_dir(system) {
+        Ok(()) => return Ok((system.to_owned(), None)),
+        Err(why) => why,
+    };
+    let fallback = fallback.ok_or_else(|| ConfigError::Invalid {
+        key: "data_dir".into(),
+        value: format!("{:?}", system.display().to_string()),
+        why: format!(
+            "{why_not}, and neither XDG_STATE_HOME nor HOME is set: set data_dir or --data-dir"
+        ),
+        origin: String::new(),
+    })?;
+    ensure_writable_dir(&fallback).map_err(|why| ConfigError::Invalid {
+        key: "data_dir".into(),
+        value: format!("{:?}", fallback.display().to_string()),
+        why: format!(
+            "{why} (fallback, because {} {why_not}): set data_dir or --data-dir",
+            system.display()
+        ),
+        origin: String::new(),
+    })?;
+    let note = format!(
+        "{} {why_not}; keeping state in {} instead (set data_dir to choose)",
+        system.display(),
+        fallback.display()
+    );
+    Ok((fallback, Some(note)))
 }
 
 fn user_data_dir() -> Option<PathBuf> {
@@ -651,6 +674,28 @@ mod tests {
         );
         let explicit_none = parse("logs = []").unwrap().validate(None).unwrap();
         assert!(explicit_none.logs.is_empty());
+    }
+
+    #[test]
+    fn an_unwritable_system_data_dir_falls_back_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, "x").unwrap();
+        let system = blocker.join("faultline");
+        let fallback = dir.path().join("state/faultline");
+        let (chosen, note) = default_data_dir(&system, Some(fallback.clone())).unwrap();
+        assert_eq!(chosen, fallback);
+        assert!(fallback.is_dir());
+        let note = note.expect("a note saying why");
+        assert!(
+            note.contains("cannot be created") && note.contains("state/faultline"),
+            "{note}"
+        );
+
+        let (chosen, note) = default_data_dir(&fallback, None).unwrap();
+        assert_eq!((chosen, note), (fallback, None));
+        let err = default_data_dir(&system, None).unwrap_err().to_string();
+        assert!(err.starts_with("data_dir") && err.contains("HOME"), "{err}");
     }
 
     #[test]

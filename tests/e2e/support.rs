@@ -1,0 +1,239 @@
+//! Running the real binary: start an agent on free loopback ports with a temporary data
+//! directory, wait until `/api/v1/health` answers, stop it with a signal.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_faultline")
+}
+
+/// Runs `faultline ARGS...` to completion with a deadline.
+pub fn faultline(args: &[&str]) -> Output {
+    let child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn faultline");
+    wait_output(child, Duration::from_secs(60))
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("faultline did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running agent.
+pub struct Agent {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Its data directory (inside `dir`).
+    pub data_dir: PathBuf,
+    /// A temporary directory owned by this agent (data dir, logs, configs).
+    pub dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts `faultline run` with free ports, a fresh data dir, logs tailed from
+    /// `<dir>/logs/*.log`, and `extra` flags; waits until health answers.
+    pub fn start(extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra)
+    }
+
+    /// Like [`Agent::start`] but in a directory prepared by the caller (a restart reuses it).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Agent {
+        let data_dir = dir.path().join("data");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log_glob = format!("{}/*.log", logs.display());
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--listen".into(),
+            listen,
+            "--otlp-grpc".into(),
+            "127.0.0.1:0".into(),
+            "--otlp-http".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        if !extra.iter().any(|a| *a == "--log") {
+            args.push("--log".into());
+            args.push(log_glob);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let stderr_path = dir.path().join("agent.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(binary())
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn faultline run");
+        let mut agent = Agent {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            dir,
+            stderr_path,
+        };
+        agent.wait_healthy(Duration::from_secs(30));
+        agent
+    }
+
+    /// Polls health until it answers 200 or the deadline passes (then panics with stderr).
+    pub fn wait_healthy(&mut self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = http_get(&format!("{}/api/v1/health", self.base)) {
+                // 401: up, but the agent wants a token that this poll does not carry.
+                if response.0 == 200 || response.0 == 401 {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "faultline exited early with {status}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "faultline not healthy within {limit:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET a path of the agent's web listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.base)).expect("GET")
+    }
+
+    /// GET a path and parse the body as JSON, asserting 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Everything the agent wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.stderr_path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Sends `signal` and waits up to `limit` for the exit status.
+    pub fn signal_and_wait(&mut self, signal: i32, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                panic!(
+                    "faultline did not exit within {limit:?} after signal {signal}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the agent with SIGTERM and returns its temporary directory for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let status = self.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status}; stderr:\n{}",
+            self.stderr()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Path of a file in the tailed logs directory.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("logs").join(name)
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking GET with a short timeout: (status, body).
+pub fn http_get(url: &str) -> Result<(u16, String), reqwest::Error> {
+    http_get_with(url, None)
+}
+
+/// A blocking GET with an optional bearer token: (status, body).
+pub fn http_get_with(url: &str, token: Option<&str>) -> Result<(u16, String), reqwest::Error> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send()?;
+    let status = response.status().as_u16();
+    Ok((status, response.text()?))
+}
