@@ -1,0 +1,214 @@
+//! Line parsing: one raw log line in, one [`LogRecord`] out, whatever the logger.
+//!
+//! The format is detected per line, from its first bytes, so one file may mix them:
+//! JSON (zap, logrus, slog), logfmt (logrus text, slog text), Gin's request log and its
+//! `Error #01:` lines, Go's stdlib `log` prefix, nginx access and error logs, and plain text.
+//! Each format parser fills a draft with what its format says; one shared finishing pass then
+//! does what holds for all of them: the first line of a multi-line message is kept as the
+//! message and the rest becomes the `stack` attribute, a Go panic's value becomes the error,
+//! trace and span ids written inside the text are picked up, and free text without a level is
+//! read as an error when it uses Go's error vocabulary.
+//!
+//! The contract: [`parse_line`] never fails and never panics; anything unreadable is plain
+//! text. [`LogRecord::cluster_text`] is the error field when there is one, else the message.
+//! Multi-line records (Go panics, Java and Python traces) are glued together before parsing by
+//! [`Multiline`].
+
+mod fields;
+mod gin;
+mod json;
+mod logfmt;
+mod multiline;
+mod nginx;
+mod stdlog;
+mod text;
+pub mod time;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use multiline::{Multiline, MultilineRecord};
+
+use crate::record::{Level, LogRecord, Origin};
+use fields::Draft;
+
+/// Options of the line parser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// The zone, as seconds east of UTC, of timestamps that do not name one (Go's `log`
+    /// package, Gin, nginx's error log write local wall-clock time). Default 0: UTC.
+    pub naive_utc_offset_secs: i32,
+}
+
+/// The current time in Unix nanoseconds (0 if the clock is before 1970).
+pub fn now_unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Parses one log line (without its line terminator) read from `origin`, observed now, with
+/// the default options. Never fails: a line no format recognises is plain text.
+pub fn parse_line(line: &str, origin: Origin) -> LogRecord {
+    parse_line_with(line, origin, &ParseOptions::default(), now_unix_nanos())
+}
+
+/// Parses one log line with explicit options and observation time (the tailer reads the clock
+/// once per batch, not once per line).
+pub fn parse_line_with(
+    line: &str,
+    origin: Origin,
+    options: &ParseOptions,
+    observed_unix_nanos: i64,
+) -> LogRecord {
+    let offset = i64::from(options.naive_utc_offset_secs);
+    let line = line.trim_end_matches(['\n', '\r']);
+    let trimmed = line.trim_start();
+    // A joined multi-line record: the first line says the format; the rest is a stack, a
+    // traceback or Gin's error lines.
+    let (head, tail) = match memchr::memchr(b'\n', trimmed.as_bytes()) {
+        Some(at) if !trimmed.starts_with("[GIN]") => (&trimmed[..at], Some(&trimmed[at + 1..])),
+        _ => (trimmed, None),
+    };
+    let head = head.trim_end_matches('\r');
+    let mut draft = Draft::default();
+    if !detect_and_parse(head, &mut draft, offset) {
+        draft = Draft {
+            message: Some(head.to_string()),
+            free_text: true,
+            ..Draft::default()
+        };
+        let (level, rest) = text::strip_markers(head, &mut draft);
+        draft.level = level;
+        if level.is_some() {
+            draft.message = Some(rest.to_string());
+        }
+    }
+    if let Some(tail) = tail.filter(|t| !t.trim().is_empty()) {
+        match (&mut draft.message, draft.free_text) {
+            (Some(message), true) => {
+                message.push('\n');
+                message.push_str(tail);
+            }
+            _ => push_stack(&mut draft.attributes, tail.to_string()),
+        }
+    }
+    finish(draft, trimmed, origin, observed_unix_nanos)
+}
+
+/// Tries the formats in the order their first bytes suggest. `false`: plain text.
+fn detect_and_parse(line: &str, draft: &mut Draft, offset: i64) -> bool {
+    let Some(&first) = line.as_bytes().first() else {
+        return false;
+    };
+    let reset = |d: &mut Draft| *d = Draft::default();
+    match first {
+        b'{' => {
+            if json::parse(line, draft, offset) {
+                return true;
+            }
+            reset(draft);
+        }
+        b'[' => {
+            if let Some(rest) = line.strip_prefix("[GIN]") {
+                if gin::request_line(rest, draft, offset) {
+                    return true;
+                }
+                reset(draft);
+            } else if let Some(rest) = line.strip_prefix("[GIN-debug]") {
+                return gin::debug_line(rest, draft);
+            }
+        }
+        b'E' if line.starts_with("Error #") => {
+            if gin::error_line(line, draft) {
+                return true;
+            }
+            reset(draft);
+        }
+        _ => {}
+    }
+    if (first.is_ascii_digit() || first == b'[' || first.is_ascii_alphabetic())
+        && stdlog::looks_like(line)
+    {
+        return stdlog::parse(line, draft, offset);
+    }
+    if (first.is_ascii_hexdigit() || first == b':') && nginx::access(line, draft, offset) {
+        return true;
+    }
+    reset(draft);
+    if logfmt::looks_like(line) {
+        if logfmt::parse(line, draft, offset) {
+            return true;
+        }
+        reset(draft);
+    }
+    false
+}
+
+/// The passes shared by every format, then the record.
+fn finish(mut d: Draft, line: &str, origin: Origin, observed: i64) -> LogRecord {
+    let escaped_too = d.free_text;
+    let mut message = d.message.take().unwrap_or_default();
+    if let Some(rest) = text::split_first_line(&mut message, escaped_too) {
+        push_stack(&mut d.attributes, rest);
+    }
+    if let Some(error) = d.error.as_mut() {
+        if let Some(rest) = text::split_first_line(error, escaped_too) {
+            push_stack(&mut d.attributes, rest);
+        }
+    }
+    if d.error.is_none() {
+        if let Some((level, value)) = text::panic_value(&message) {
+            d.level = Some(d.level.map_or(level, |l| l.max(level)));
+            d.error = Some(value.to_string());
+        }
+    }
+    let mut level = d.level.unwrap_or(Level::Unknown);
+    // net/http's ErrorLog routed through a structured logger (zap.NewStdLog) arrives at info
+    // level, but `http: TLS handshake error`, `http: Accept error` are errors.
+    if level <= Level::Info && message.starts_with("http: ") && text::reads_as_error(&message) {
+        level = Level::Error;
+    }
+    if level == Level::Unknown && d.error.is_none() && d.free_text && text::reads_as_error(&message)
+    {
+        level = Level::Error;
+    }
+    if d.trace_id.is_none() || d.span_id.is_none() {
+        let (trace, span) = text::inline_ids(&message);
+        if d.trace_id.is_none() {
+            d.trace_id = trace;
+        }
+        if d.span_id.is_none() {
+            d.span_id = span;
+        }
+    }
+    if message.is_empty() && d.error.is_none() {
+        message = line.to_string();
+    }
+    LogRecord {
+        time_unix_nanos: d.time_unix_nanos,
+        observed_unix_nanos: observed,
+        level,
+        service: d.service,
+        message,
+        error: d.error,
+        http_status: d.http_status,
+        trace_id: d.trace_id,
+        span_id: d.span_id,
+        attributes: d.attributes,
+        origin,
+        truncated: false,
+    }
+}
+
+fn push_stack(attributes: &mut Vec<(String, String)>, rest: String) {
+    let key = if attributes.iter().any(|(k, _)| k == "stack") {
+        "detail"
+    } else {
+        "stack"
+    };
+    attributes.push((key.to_string(), rest));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! Go's standard `log` package (`[prefix] 2024/03/11 08:22:20.465632 file.go:12: message`)
+//! and nginx's error log, which shares its date format
+//! (`2024/01/02 15:04:05 [error] 1234#0: *5 connect() failed ..., client: 1.2.3.4, ...`).
+
+use super::fields::{level_of, Draft};
+use super::text::strip_markers;
+
+/// Finds the Go log date at the start of the line or after a short prefix (`log.New`'s
+/// prefix, e.g. `[billing] ` or `app: `). Returns (time, prefix, rest).
+fn dated(line: &str, naive_offset_secs: i64) -> Option<(i64, &str, &str)> {
+    if let Some((nanos, used)) = super::time::go_log_prefix(line, naive_offset_secs) {
+        return Some((nanos, "", &line[used..]));
+    }
+    let window = &line.as_bytes()[..line.len().min(48)];
+    let space = window.iter().position(|&c| c == b' ')?;
+    let prefix = &line[..space];
+    let rest = &line[space + 1..];
+    let (nanos, used) = super::time::go_log_prefix(rest, naive_offset_secs)?;
+    Some((nanos, prefix, &rest[used..]))
+}
+
+/// Whether the line starts with a Go log date (possibly after a prefix).
+pub(crate) fn looks_like(line: &str) -> bool {
+    dated(line, 0).is_some()
+}
+
+/// Parses a Go `log` or nginx error line.
+pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bool {
+    let Some((nanos, prefix, rest)) = dated(line, naive_offset_secs) else {
+        return false;
+    };
+    draft.time_unix_nanos = Some(nanos);
+    draft.free_text = true;
+    let prefix = prefix.trim();
+    if !prefix.is_empty() {
+        let tag = prefix
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches(':');
+        draft
+            .attributes
+            .push(("prefix".to_string(), tag.to_string()));
+    }
+    let mut rest = rest.trim_start();
+    if nginx_error(rest, draft) {
+        return true;
+    }
+    // Lshortfile / Llongfile: `file.go:123: `.
+    if let Some(colon) = rest.find(": ") {
+        let caller = &rest[..colon];
+        if !caller.contains(' ')
+            && caller.rsplit_once(':').is_some_and(|(file, line)| {
+                file.ends_with(".go")
+                    && !line.is_empty()
+                    && line.bytes().all(|c| c.is_ascii_digit())
+            })
+        {
+            draft
+                .attributes
+                .push(("caller".to_string(), caller.to_string()));
+            rest = rest[colon + 2..].trim_start();
+        }
+    }
+    let (level, message) = strip_markers(rest, draft);
+    draft.level = level;
+    draft.message = Some(message.to_string());
+    true
+}
+
+/// nginx's error log after the date: `[level] pid#tid: *cid message, key: value, ...`.
+fn nginx_error(rest: &str, draft: &mut Draft) -> bool {
+    let Some(inner) = rest.strip_prefix('[') else {
+        return false;
+    };
+    let Some(end) = inner.find("] ") else {
+        return false;
+    };
+    let Some(level) = level_of(&inner[..end]) else {
+        return false;
+    };
+    let after = &inner[end + 2..];
+    let Some((pid, message)) = after.split_once(": ") else {
+        return false;
+    };
+    if !pid.contains('#') || !pid.bytes().all(|c| c.is_ascii_digit() || c == b'#') {
+        return false;
+    }
+    draft.level = Some(level);
+    draft.attributes.push(("pid".to_string(), pid.to_string()));
+    let mut message = message;
+    if let Some(conn) = message.strip_prefix('*') {
+        if let Some((id, text)) = conn.split_once(' ') {
+            draft
+                .attributes
+                .push(("connection".to_string(), id.to_string()));
+            message = text;
+        }
+    }
+    // Context fields follow the message as `, client: x, server: y, request: "..."`.
+    let (text, context) = match message.find(", client: ") {
+        Some(at) => (&message[..at], &message[at + 2..]),
+        None => (message, ""),
+    };
+    for pair in context.split(", ") {
+        if let Some((k, v)) = pair.split_once(": ") {
+            draft
+                .attributes
+                .push((k.to_string(), v.trim_matches('"').to_string()));
+        }
+    }
+    draft.message = Some(text.to_string());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Level;
+
+    #[test]
+    fn stdlib_with_prefix_shortfile_and_marker() {
+        let mut d = Draft::default();
+        let line = "[payment] 2024/03/11 08:22:48 handler.go:365: ERROR: bad request: parse request: json: cannot unmarshal string";
+        assert!(parse(line, &mut d, 0));
+        assert_eq!(d.level, Some(Level::Error));
+        assert_eq!(
+            d.message.as_deref(),
+            Some("bad request: parse request: json: cannot unmarshal string")
+        );
+        assert!(d
+            .attributes
+            .contains(&("prefix".to_string(), "payment".to_string())));
+        assert!(d
+            .attributes
+            .contains(&("caller".to_string(), "handler.go:365".to_string())));
+    }
+
+    #[test]
+    fn stdlib_plain_message_keeps_everything_after_the_time() {
+        let mut d = Draft::default();
+        let line =
+            "2024/03/11 08:22:20.465632 query failed: lookup x on 127.0.0.53:53: no such host";
+        assert!(parse(line, &mut d, 0));
+        assert_eq!(
+            d.message.as_deref(),
+            Some("query failed: lookup x on 127.0.0.53:53: no such host")
+        );
+        assert_eq!(d.level, None);
+    }
+
+    #[test]
+    fn nginx_error_line() {
+        let mut d = Draft::default();
+        let line = r#"2024/01/02 15:04:05 [error] 1234#0: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 10.0.0.1, server: api, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:8080/""#;
+        assert!(parse(line, &mut d, 0));
+        assert_eq!(d.level, Some(Level::Error));
+        assert_eq!(
+            d.message.as_deref(),
+            Some("connect() failed (111: Connection refused) while connecting to upstream")
+        );
+        assert!(d
+            .attributes
+            .contains(&("client".to_string(), "10.0.0.1".to_string())));
+    }
+}
