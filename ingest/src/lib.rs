@@ -8,6 +8,8 @@
 //! (that is `faultline-web`); the `faultline` binary wires the three together.
 
 pub mod parse;
+pub mod otlp;
 pub mod record;
+pub mod traces;
 
 pub use record::{Level, LogRecord, Origin, SpanId, TraceId};

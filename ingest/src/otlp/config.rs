@@ -1,0 +1,47 @@
+//! Limits of the OTLP receivers. The listen addresses are not here: they come from the agent's
+//! `[otlp] grpc_listen / http_listen` and are passed to [`serve`](super::serve).
+
+use serde::Deserialize;
+
+/// Limits of the OTLP receivers; every violation is answered with the spec's non-retryable
+/// error naming the limit, every overload with its retryable error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Largest request body / gRPC message accepted, as sent (compressed) — 4 MiB like the
+    /// collector. Larger: HTTP 413, gRPC INVALID_ARGUMENT.
+    pub max_message_bytes: usize,
+    /// Largest body after gzip decompression (no gzip bombs). Larger: HTTP 413, gRPC
+    /// INVALID_ARGUMENT (or tonic's OUT_OF_RANGE when the gRPC frame itself is larger).
+    pub max_decompressed_bytes: usize,
+    /// Most attributes on one span, event or log record. More: HTTP 400, gRPC INVALID_ARGUMENT.
+    pub max_attributes_per_span: usize,
+    /// Most events on one span. More: HTTP 400, gRPC INVALID_ARGUMENT.
+    pub max_events_per_span: usize,
+    /// Attribute values, log bodies and messages longer than this are cut (on a character
+    /// boundary) when rendered as text.
+    pub max_value_bytes: usize,
+    /// Requests decoded at the same time, over both protocols. One more: HTTP 429 with
+    /// `Retry-After`, gRPC RESOURCE_EXHAUSTED with `RetryInfo`.
+    pub max_concurrent_requests: usize,
+    /// Log records (OTLP logs and error spans) waiting for the agent to cluster them. When a
+    /// request's records do not fit: HTTP 429 with `Retry-After`, gRPC RESOURCE_EXHAUSTED.
+    pub log_queue_records: usize,
+    /// Seconds a refused sender is told to wait before retrying.
+    pub retry_after_secs: u64,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_decompressed_bytes: 32 * 1024 * 1024,
+            max_attributes_per_span: 128,
+            max_events_per_span: 128,
+            max_value_bytes: 16 * 1024,
+            max_concurrent_requests: 64,
+            log_queue_records: 65_536,
+            retry_after_secs: 1,
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! From OTLP protobuf messages to faultline's own types: [`Span`]s for the trace store,
+//! [`LogRecord`]s for clustering (OTLP logs, and error spans / `exception` events), and
+//! [`TaskSample`]s for the task counters. Limits are checked here, so both transports
+//! refuse the same inputs with the same message.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::config::OtlpConfig;
+use super::error::OtlpError;
+use super::sink::{TaskMetric, TaskSample};
+use crate::record::{Level, LogRecord, Origin, SpanId, TraceId};
+use crate::traces::{Span, SpanEvent, SpanKind, StatusCode};
+
+/// The service name used when a resource has no `service.name` (the SDKs' own default).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Nesting depth beyond which arrays and maps in attribute values are shown as `…`.
+const MAX_VALUE_DEPTH: usize = 8;
+
+/// Spans of one request, ready for the store, and the error records they produce.
+pub(crate) struct SpanBatch {
+    pub spans: Vec<Span>,
+    pub error_records: Vec<LogRecord>,
+    pub rejected: usize,
+    pub rejection: Option<String>,
+}
+
+/// Log records of one request.
+pub(crate) struct LogBatch {
+    pub records: Vec<LogRecord>,
+    pub rejected: usize,
+    pub rejection: Option<String>,
+}
+
+/// Task-counter samples of one request, and how many data points were not task counters.
+pub(crate) struct MetricBatch {
+    pub samples: Vec<TaskSample>,
+    pub ignored_points: usize,
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary; says whether it cut.
+fn cap(mut text: String, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
+}
+
+fn render_into(value: &AnyValue, out: &mut String, depth: usize) {
+    use std::fmt::Write;
+    let Some(inner) = &value.value else {
+        return;
+    };
+    match inner {
+        any_value::Value::StringValue(s) => out.push_str(s),
+        any_value::Value::BoolValue(b) => {
+            let _ = write!(out, "{b}");
+        }
+        any_value::Value::IntValue(i) => {
+            let _ = write!(out, "{i}");
+        }
+        any_value::Value::DoubleValue(d) => {
+            let _ = write!(out, "{d}");
+        }
+        any_value::Value::BytesValue(bytes) => {
+            for b in bytes {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+        any_value::Value::ArrayValue(array) => {
+            if depth >= MAX_VALUE_DEPTH {
+                out.push('…');
+                return;
+            }
+            out.push('[');
+            for (i, v) in array.values.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render_into(v, out, depth + 1);
+            }
+            out.push(']');
+        }
+        any_value::Value::KvlistValue(list) => {
+            if depth >= MAX_VALUE_DEPTH {
+                out.push('…');
+                return;
+            }
+            out.push('{');
+            for (i, kv) in list.values.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&kv.key);
+                out.push('=');
+                if let Some(v) = &kv.value {
+                    render_into(v, out, depth + 1);
+                }
+            }
+            out.push('}');
+        }
+        // Reserved for profiles; nothing to show.
+        _ => {}
+    }
+}
+
+/// Renders an attribute value as text, capped.
+fn render(value: Option<&AnyValue>, max: usize) -> (String, bool) {
+    let mut out = String::new();
+    if let Some(v) = value {
+        render_into(v, &mut out, 0);
+    }
+    cap(out, max)
+}
+
+fn render_attributes(attributes: &[KeyValue], max: usize) -> (Vec<(String, String)>, bool) {
+    let mut cut = false;
+    let rendered = attributes
+        .iter()
+        .map(|kv| {
+            let (key, k_cut) = cap(kv.key.clone(), max);
+            let (value, v_cut) = render(kv.value.as_ref(), max);
+            cut |= k_cut | v_cut;
+            (key, value)
+        })
+        .collect();
+    (rendered, cut)
+}
+
+fn service_name(resource: Option<&Resource>, max: usize) -> String {
+    resource
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .map(|kv| render(kv.value.as_ref(), max).0)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned())
+}
+
+fn nanos(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn first<'a>(attributes: &'a [(String, String)], keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| attributes.iter().find(|(key, _)| key == k))
+        .map(|(_, v)| v.as_str())
+}
+
+fn http_status(attributes: &[(String, String)]) -> Option<u16> {
+    first(
+        attributes,
+        &["http.response.status_code", "http.status_code", "status"],
+    )
+    .and_then(|v| v.trim().parse().ok())
+}
+
+fn note(rejection: &mut Option<String>, message: impl FnOnce() -> String) {
+    if rejection.is_none() {
+        *rejection = Some(message());
+    }
+}
+
+fn check_count(what: &str, name: &str, count: usize, limit: usize, key: &str) -> Result<(), OtlpError> {
+    if count > limit {
+        return Err(OtlpError::LimitExceeded(format!(
+            "{what} {name:?} has {count} {key}, more than the limit of {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts an export request into spans and error records. Spans with invalid ids are
+/// rejected (partial success); a span over the attribute or event limit fails the request.
+pub(crate) fn convert_traces(
+    request: ExportTraceServiceRequest,
+    config: &OtlpConfig,
+    observed_unix_nanos: i64,
+) -> Result<SpanBatch, OtlpError> {
+    let max = config.max_value_bytes;
+    let mut batch = SpanBatch {
+        spans: Vec::new(),
+        error_records: Vec::new(),
+        rejected: 0,
+        rejection: None,
+    };
+    for resource_spans in request.resource_spans {
+        let service = service_name(resource_spans.resource.as_ref(), max);
+        for scope_spans in resource_spans.scope_spans {
+            for span in scope_spans.spans {
+                check_count("span", &span.name, span.attributes.len(), config.max_attributes_per_span, "attributes")?;
+                check_count("span", &span.name, span.events.len(), config.max_events_per_span, "events")?;
+                for event in &span.events {
+                    check_count("event", &event.name, event.attributes.len(), config.max_attributes_per_span, "attributes")?;
+                }
+                let (Some(trace_id), Some(span_id)) = (
+                    TraceId::from_bytes(&span.trace_id),
+                    SpanId::from_bytes(&span.span_id),
+                ) else {
+                    batch.rejected += 1;
+                    note(&mut batch.rejection, || {
+                        format!("span {:?} has an invalid trace or span id (need 16 and 8 bytes, not all zero)", span.name)
+                    });
+                    continue;
+                };
+                // An empty or malformed parent id means "no parent", as the spec reads it.
+                let parent_span_id = SpanId::from_bytes(&span.parent_span_id);
+                let start = nanos(span.start_time_unix_nano);
+                let end = nanos(span.end_time_unix_nano).max(start);
+                let (status, status_message) = match span.status {
+                    Some(s) => (StatusCode::from_otlp(s.code), cap(s.message, max).0),
+                    None => (StatusCode::Unset, String::new()),
+                };
+                let (attributes, _) = render_attributes(&span.attributes, max);
+                let events: Vec<SpanEvent> = span
+                    .events
+                    .iter()
+                    .map(|e| SpanEvent {
+                        name: cap(e.name.clone(), max).0,
+                        time_unix_nanos: nanos(e.time_unix_nano),
+                        attributes: render_attributes(&e.attributes, max).0,
+                    })
+                    .collect();
+                let converted = Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    service: service.clone(),
+                    name: cap(span.name, max).0,
+                    kind: SpanKind::from_otlp(span.kind),
+                    start_unix_nanos: start,
+                    end_unix_nanos: end,
+                    status,
+                    status_message,
+                    attributes,
+                    events,
+                };
+                error_records_of(&converted, observed_unix_nanos, &mut batch.error_records);
+                batch.spans.push(converted);
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// The records an error span gives to clustering: one per `exception` event, or one for the
+/// ERROR status when no exception was recorded.
+fn error_records_of(span: &Span, observed: i64, out: &mut Vec<LogRecord>) {
+    let record = |time: i64, error: Option<String>, mut attributes: Vec<(String, String)>| {
+        attributes.insert(0, ("span.name".to_owned(), span.name.clone()));
+        LogRecord {
+            time_unix_nanos: Some(time),
+            observed_unix_nanos: observed,
+            level: Level::Error,
+            service: Some(span.service.clone()),
+            message: span.name.clone(),
+            error,
+            http_status: http_status(&span.attributes),
+            trace_id: Some(span.trace_id),
+            span_id: Some(span.span_id),
+            attributes,
+            origin: Origin::OtlpSpan,
+            truncated: false,
+        }
+    };
+    let mut any = false;
+    for event in span.events.iter().filter(|e| e.is_exception()) {
+        any = true;
+        let message = event
+            .attribute("exception.message")
+            .or_else(|| event.attribute("exception.type"))
+            .map(str::to_owned);
+        let attributes = event
+            .attributes
+            .iter()
+            .filter(|(k, _)| k != "exception.message")
+            .cloned()
+            .collect();
+        out.push(record(event.time_unix_nanos, message, attributes));
+    }
+    if !any && span.is_error() {
+        let message = (!span.status_message.is_empty()).then(|| span.status_message.clone());
+        out.push(record(span.end_unix_nanos, message, Vec::new()));
+    }
+}
+
+fn level_of(severity_number: i32, severity_text: &str) -> Level {
+    match severity_number {
+        1..=4 => Level::Trace,
+        5..=8 => Level::Debug,
+        9..=12 => Level::Info,
+        13..=16 => Level::Warn,
+        17..=20 => Level::Error,
+        21..=24 => Level::Fatal,
+        _ => Level::parse(severity_text).unwrap_or_default(),
+    }
+}
+
+/// Converts an export request into log records. A record with a malformed (non-empty) trace or
+/// span id is rejected (partial success); one over the attribute limit fails the request.
+pub(crate) fn convert_logs(
+    request: ExportLogsServiceRequest,
+    config: &OtlpConfig,
+    observed_unix_nanos: i64,
+) -> Result<LogBatch, OtlpError> {
+    let max = config.max_value_bytes;
+    let mut batch = LogBatch {
+        records: Vec::new(),
+        rejected: 0,
+        rejection: None,
+    };
+    for resource_logs in request.resource_logs {
+        let service = service_name(resource_logs.resource.as_ref(), max);
+        for scope_logs in resource_logs.scope_logs {
+            for log in scope_logs.log_records {
+                check_count("log record", &log.event_name, log.attributes.len(), config.max_attributes_per_span, "attributes")?;
+                let trace_id = TraceId::from_bytes(&log.trace_id);
+                let span_id = SpanId::from_bytes(&log.span_id);
+                let bad_trace = !log.trace_id.is_empty() && trace_id.is_none() && log.trace_id.iter().any(|&b| b != 0);
+                let bad_span = !log.span_id.is_empty() && span_id.is_none() && log.span_id.iter().any(|&b| b != 0);
+                if bad_trace || bad_span {
+                    batch.rejected += 1;
+                    note(&mut batch.rejection, || {
+                        "a log record has a trace id or span id of the wrong length".to_owned()
+                    });
+                    continue;
+                }
+                let (mut attributes, mut truncated) = render_attributes(&log.attributes, max);
+                // A structured body (a map) carries the message under msg/message; its other
+                // fields are attributes, as in a JSON log line.
+                let mut message = String::new();
+                match log.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(any_value::Value::KvlistValue(list)) => {
+                        let (fields, cut) = render_attributes(&list.values, max);
+                        truncated |= cut;
+                        for (key, value) in fields {
+                            if message.is_empty() && (key == "msg" || key == "message") {
+                                message = value;
+                            } else {
+                                attributes.push((key, value));
+                            }
+                        }
+                    }
+                    _ => {
+                        let (text, cut) = render(log.body.as_ref(), max);
+                        truncated |= cut;
+                        message = text;
+                    }
+                }
+                let error = first(
+                    &attributes,
+                    &["error", "err", "exception.message", "error.message"],
+                )
+                .map(str::to_owned);
+                let time = [log.time_unix_nano, log.observed_time_unix_nano]
+                    .into_iter()
+                    .find(|&t| t != 0)
+                    .map(nanos);
+                batch.records.push(LogRecord {
+                    time_unix_nanos: time,
+                    observed_unix_nanos,
+                    level: level_of(log.severity_number, &log.severity_text),
+                    service: Some(service.clone()),
+                    message,
+                    error,
+                    http_status: http_status(&attributes),
+                    trace_id,
+                    span_id,
+                    attributes,
+                    origin: Origin::OtlpLog,
+                    truncated,
+                });
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// Picks the goroutine and thread counts out of an export request; everything else is only
+/// counted.
+pub(crate) fn convert_metrics(request: ExportMetricsServiceRequest, config: &OtlpConfig) -> MetricBatch {
+    let mut batch = MetricBatch {
+        samples: Vec::new(),
+        ignored_points: 0,
+    };
+    for resource_metrics in request.resource_metrics {
+        let service = service_name(resource_metrics.resource.as_ref(), config.max_value_bytes);
+        for scope_metrics in resource_metrics.scope_metrics {
+            for m in scope_metrics.metrics {
+                let points = match &m.data {
+                    Some(metric::Data::Gauge(g)) => Some(&g.data_points),
+                    Some(metric::Data::Sum(s)) => Some(&s.data_points),
+                    _ => None,
+                };
+                let (Some(kind), Some(points)) = (TaskMetric::from_name(&m.name), points) else {
+                    batch.ignored_points += data_points(&m.data);
+                    continue;
+                };
+                for point in points {
+                    let value = match point.value {
+                        Some(number_data_point::Value::AsInt(i)) => i as f64,
+                        Some(number_data_point::Value::AsDouble(d)) if d.is_finite() => d,
+                        _ => {
+                            batch.ignored_points += 1;
+                            continue;
+                        }
+                    };
+                    batch.samples.push(TaskSample {
+                        target: service.clone(),
+                        metric: kind,
+                        name: m.name.clone(),
+                        value,
+                        time_unix_nanos: nanos(point.time_unix_nano),
+                    });
+                }
+            }
+        }
+    }
+    batch
+}
+
+fn data_points(data: &Option<metric::Data>) -> usize {
+    match data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_cuts_on_a_character_boundary() {
+        let (text, cut) = cap("héllo".to_owned(), 2);
+        assert_eq!((text.as_str(), cut), ("h", true));
+        let (text, cut) = cap("abc".to_owned(), 3);
+        assert_eq!((text.as_str(), cut), ("abc", false));
+    }
+
+    #[test]
+    fn severity_numbers_map_to_levels() {
+        assert_eq!(level_of(17, ""), Level::Error);
+        assert_eq!(level_of(13, ""), Level::Warn);
+        assert_eq!(level_of(0, "WARNING"), Level::Warn);
+        assert_eq!(level_of(99, "whatever"), Level::Unknown);
+    }
+}

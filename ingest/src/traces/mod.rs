@@ -1,0 +1,22 @@
+//! The trace store and call chains.
+//!
+//! Spans received over OTLP and log records from every source are joined here on their trace
+//! id (and span id), whichever arrives first. [`TraceStore`] owns that state and is bounded in
+//! traces, spans and logs per trace, and time; [`TraceStore::call_chain`] turns one trace into
+//! a [`CallChain`]: the span tree with logs under their spans, orphans flagged, services in call
+//! order, the critical path and the [`ErrorOrigin`] — the deepest failing span whose failure no
+//! failing child explains, with its first error log. Clusters found by the clustering engine
+//! are tagged onto traces with [`TraceStore::tag_cluster`].
+//!
+//! This module does not receive anything itself (that is `otlp` and `tail`) and does not
+//! cluster (that is `faultline-clustering`).
+
+mod chain;
+mod config;
+mod span;
+mod store;
+
+pub use chain::{CallChain, ChainNode, ErrorOrigin, MAX_TREE_DEPTH};
+pub use config::TraceStoreConfig;
+pub use span::{Span, SpanEvent, SpanKind, StatusCode};
+pub use store::{InsertOutcome, TraceFilter, TraceStore, TraceStoreStats, TraceSummary};

@@ -1,0 +1,419 @@
+//! The trace store: spans and log records joined on trace id, bounded in every direction.
+//!
+//! Spans (from OTLP) and log records (from tailed files and OTLP logs) arrive in any order;
+//! whichever comes first creates the trace, the rest attaches to it. One mutex guards the
+//! maps: every operation under it is O(items inserted) or O(one trace), except the listing,
+//! which scans the traces' summaries. Call chains are built from a copy, after the lock is
+//! released.
+//!
+//! Eviction policy: traces are ordered by when they were last touched (a span or a log added).
+//! When `max_traces` would be exceeded the least recently touched trace goes
+//! (`evicted_traces`); traces untouched for `retention_secs` expire (`expired_traces`). Spans
+//! beyond `max_spans_per_trace` are refused — the caller reports them as rejected to the
+//! sender — and logs beyond `max_logs_per_trace` are dropped (`dropped_logs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::chain::{build_chain, span_failed, CallChain, TraceParts};
+use super::config::TraceStoreConfig;
+use super::span::Span;
+use crate::record::{LogRecord, SpanId, TraceId};
+
+/// Counters of the trace store, for `/metrics` and the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStoreStats {
+    /// Traces held now.
+    pub traces: usize,
+    /// Spans held now.
+    pub spans: usize,
+    /// Log records held now.
+    pub logs: usize,
+    /// Traces evicted because `max_traces` was reached.
+    pub evicted_traces: u64,
+    /// Traces expired after `retention_secs` without a new span or log.
+    pub expired_traces: u64,
+    /// Spans refused because their trace had `max_spans_per_trace` spans.
+    pub refused_spans: u64,
+    /// Log records dropped because their trace had `max_logs_per_trace` logs.
+    pub dropped_logs: u64,
+}
+
+/// What happened to a batch of spans given to [`TraceStore::insert_spans`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// Spans now in the store (a span id sent again replaces the earlier copy).
+    pub stored: usize,
+    /// Spans refused because their trace was full.
+    pub refused: usize,
+}
+
+/// Filters of [`TraceStore::list`]. All given filters must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceFilter {
+    /// Only traces tagged with this cluster id.
+    pub cluster: Option<String>,
+    /// Only traces with a span of this service (or a log of it).
+    pub service: Option<String>,
+    /// Only traces with a failed span or an error log.
+    pub errors_only: bool,
+    /// At most this many rows (default 100).
+    pub limit: Option<usize>,
+}
+
+/// One row of the trace list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// Service of the root span (the earliest span when the root has not arrived).
+    pub root_service: Option<String>,
+    /// Operation of that span.
+    pub root_operation: Option<String>,
+    /// Services in call order.
+    pub services: Vec<String>,
+    /// Earliest start (Unix nanoseconds).
+    pub start_unix_nanos: i64,
+    /// Total duration (clock-skew corrected).
+    pub duration_nanos: i64,
+    /// Number of spans.
+    pub span_count: usize,
+    /// Number of log records.
+    pub log_count: usize,
+    /// A span failed or an error log was seen.
+    pub error: bool,
+    /// Service where the error starts, if any.
+    pub error_service: Option<String>,
+    /// Error-pattern (cluster) ids of the trace.
+    pub cluster_ids: Vec<String>,
+}
+
+struct TraceEntry {
+    seq: u64,
+    touched: Instant,
+    spans: Vec<Span>,
+    span_index: HashMap<SpanId, usize>,
+    logs: Vec<LogRecord>,
+    cluster_ids: Vec<String>,
+    span_clusters: HashMap<SpanId, Vec<String>>,
+    services: Vec<String>,
+    error: bool,
+    start: i64,
+}
+
+impl TraceEntry {
+    fn new(seq: u64, now: Instant) -> Self {
+        TraceEntry {
+            seq,
+            touched: now,
+            spans: Vec::new(),
+            span_index: HashMap::new(),
+            logs: Vec::new(),
+            cluster_ids: Vec::new(),
+            span_clusters: HashMap::new(),
+            services: Vec::new(),
+            error: false,
+            start: i64::MAX,
+        }
+    }
+
+    fn note_service(&mut self, service: &str) {
+        if !self.services.iter().any(|s| s == service) {
+            self.services.push(service.to_owned());
+        }
+    }
+
+    fn parts(&self, trace_id: TraceId) -> TraceParts {
+        TraceParts {
+            trace_id,
+            spans: self.spans.clone(),
+            logs: self.logs.clone(),
+            cluster_ids: self.cluster_ids.clone(),
+            span_clusters: self.span_clusters.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    traces: HashMap<TraceId, TraceEntry>,
+    /// Traces by last touch: the first key is the least recently touched trace.
+    order: BTreeMap<u64, TraceId>,
+    next_seq: u64,
+    spans: usize,
+    logs: usize,
+    evicted_traces: u64,
+    expired_traces: u64,
+    refused_spans: u64,
+    dropped_logs: u64,
+}
+
+impl Inner {
+    /// The entry of a trace, created if new (evicting the least recently touched trace when
+    /// full), and marked as just touched.
+    fn touch(&mut self, trace_id: TraceId, now: Instant, max_traces: usize) -> &mut TraceEntry {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(entry) = self.traces.get(&trace_id) {
+            let old = entry.seq;
+            self.order.remove(&old);
+        } else {
+            while self.traces.len() >= max_traces.max(1) {
+                if !self.remove_oldest() {
+                    break;
+                }
+                self.evicted_traces += 1;
+            }
+        }
+        self.order.insert(seq, trace_id);
+        let entry = self
+            .traces
+            .entry(trace_id)
+            .or_insert_with(|| TraceEntry::new(seq, now));
+        entry.seq = seq;
+        entry.touched = now;
+        entry
+    }
+
+    fn remove_oldest(&mut self) -> bool {
+        let Some((_, trace_id)) = self.order.pop_first() else {
+            return false;
+        };
+        if let Some(entry) = self.traces.remove(&trace_id) {
+            self.spans -= entry.spans.len();
+            self.logs -= entry.logs.len();
+        }
+        true
+    }
+}
+
+/// Spans and logs joined into traces; see the module documentation for bounds and eviction.
+/// Cheap to share: wrap it in an `Arc`.
+pub struct TraceStore {
+    config: TraceStoreConfig,
+    inner: Mutex<Inner>,
+}
+
+impl TraceStore {
+    /// An empty store with these bounds.
+    pub fn new(config: TraceStoreConfig) -> Self {
+        TraceStore {
+            config,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The bounds the store was made with.
+    pub fn config(&self) -> &TraceStoreConfig {
+        &self.config
+    }
+
+    /// Adds spans (of any traces, in any order). A span whose id is already in its trace
+    /// replaces the earlier copy, so a retried export does not double spans. Returns how many
+    /// were stored and how many were refused because their trace was full.
+    pub fn insert_spans(&self, spans: Vec<Span>) -> InsertOutcome {
+        let now = Instant::now();
+        let mut outcome = InsertOutcome::default();
+        let mut inner = self.inner.lock();
+        self.expire_locked(&mut inner, now);
+        let max_spans = self.config.max_spans_per_trace;
+        for span in spans {
+            let entry = inner.touch(span.trace_id, now, self.config.max_traces);
+            let failed = span_failed(&span);
+            let start = span.start_unix_nanos;
+            let service = span.service.clone();
+            let added = if let Some(&at) = entry.span_index.get(&span.span_id) {
+                entry.spans[at] = span;
+                Some(false)
+            } else if entry.spans.len() >= max_spans {
+                None
+            } else {
+                entry.span_index.insert(span.span_id, entry.spans.len());
+                entry.spans.push(span);
+                Some(true)
+            };
+            if added.is_some() {
+                entry.error |= failed;
+                entry.start = entry.start.min(start);
+                entry.note_service(&service);
+            }
+            match added {
+                None => {
+                    inner.refused_spans += 1;
+                    outcome.refused += 1;
+                }
+                Some(new) => {
+                    if new {
+                        inner.spans += 1;
+                    }
+                    outcome.stored += 1;
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Attaches log records to their traces (by trace id; placed under their span when they
+    /// name one). A record without a trace id is ignored. Returns how many were attached.
+    pub fn attach_logs(&self, records: Vec<LogRecord>) -> usize {
+        let now = Instant::now();
+        let mut attached = 0;
+        let mut inner = self.inner.lock();
+        self.expire_locked(&mut inner, now);
+        let max_logs = self.config.max_logs_per_trace;
+        for record in records {
+            let Some(trace_id) = record.trace_id else {
+                continue;
+            };
+            let entry = inner.touch(trace_id, now, self.config.max_traces);
+            if entry.logs.len() >= max_logs {
+                inner.dropped_logs += 1;
+                continue;
+            }
+            entry.error |= record.is_errorish();
+            entry.start = entry
+                .start
+                .min(record.time_unix_nanos.unwrap_or(record.observed_unix_nanos));
+            if let Some(service) = &record.service {
+                entry.note_service(service);
+            }
+            entry.logs.push(record);
+            inner.logs += 1;
+            attached += 1;
+        }
+        attached
+    }
+
+    /// Attaches one log record; see [`attach_logs`](Self::attach_logs).
+    pub fn attach_log(&self, record: LogRecord) -> bool {
+        self.attach_logs(vec![record]) == 1
+    }
+
+    /// Tags a trace (and one of its spans, if given) with an error-pattern id, so the trace
+    /// lists under the cluster and the chain shows it. Unknown traces are ignored; at most
+    /// `max_clusters_per_trace` ids are kept per trace and per span.
+    pub fn tag_cluster(&self, trace_id: TraceId, span_id: Option<SpanId>, cluster_id: &str) {
+        let max = self.config.max_clusters_per_trace;
+        let mut inner = self.inner.lock();
+        let Some(entry) = inner.traces.get_mut(&trace_id) else {
+            return;
+        };
+        if entry.cluster_ids.len() < max && !entry.cluster_ids.iter().any(|c| c == cluster_id) {
+            entry.cluster_ids.push(cluster_id.to_owned());
+        }
+        if let Some(span_id) = span_id {
+            // Bound the map itself too: tags for spans that never arrive cannot grow it.
+            if entry.span_clusters.len() >= max * 4 && !entry.span_clusters.contains_key(&span_id)
+            {
+                return;
+            }
+            let ids = entry.span_clusters.entry(span_id).or_default();
+            if ids.len() < max && !ids.iter().any(|c| c == cluster_id) {
+                ids.push(cluster_id.to_owned());
+            }
+        }
+    }
+
+    /// The call chain of a trace, or `None` when the store does not hold it.
+    pub fn call_chain(&self, trace_id: TraceId) -> Option<CallChain> {
+        let parts = {
+            let inner = self.inner.lock();
+            inner.traces.get(&trace_id)?.parts(trace_id)
+        };
+        Some(build_chain(parts))
+    }
+
+    /// Traces matching the filter, most recent start first, as summary rows.
+    pub fn list(&self, filter: &TraceFilter) -> Vec<TraceSummary> {
+        let limit = filter.limit.unwrap_or(100);
+        let parts: Vec<TraceParts> = {
+            let inner = self.inner.lock();
+            let mut hits: Vec<(i64, TraceId)> = inner
+                .traces
+                .iter()
+                .filter(|(_, e)| !filter.errors_only || e.error)
+                .filter(|(_, e)| {
+                    filter
+                        .service
+                        .as_ref()
+                        .is_none_or(|s| e.services.iter().any(|x| x == s))
+                })
+                .filter(|(_, e)| {
+                    filter
+                        .cluster
+                        .as_ref()
+                        .is_none_or(|c| e.cluster_ids.iter().any(|x| x == c))
+                })
+                .map(|(id, e)| (e.start, *id))
+                .collect();
+            hits.sort_by(|a, b| b.cmp(a));
+            hits.truncate(limit);
+            hits.iter()
+                .filter_map(|(_, id)| inner.traces.get(id).map(|e| e.parts(*id)))
+                .collect()
+        };
+        parts.into_iter().map(summarise).collect()
+    }
+
+    /// Current sizes and eviction counters.
+    pub fn stats(&self) -> TraceStoreStats {
+        let inner = self.inner.lock();
+        TraceStoreStats {
+            traces: inner.traces.len(),
+            spans: inner.spans,
+            logs: inner.logs,
+            evicted_traces: inner.evicted_traces,
+            expired_traces: inner.expired_traces,
+            refused_spans: inner.refused_spans,
+            dropped_logs: inner.dropped_logs,
+        }
+    }
+
+    /// Expires the traces not touched within `retention_secs` before `now`; returns how many.
+    /// Inserts do this on their own; call it from a timer to free memory when input stops.
+    pub fn expire(&self, now: Instant) -> usize {
+        let mut inner = self.inner.lock();
+        self.expire_locked(&mut inner, now)
+    }
+
+    fn expire_locked(&self, inner: &mut Inner, now: Instant) -> usize {
+        let retention = Duration::from_secs(self.config.retention_secs);
+        let mut expired = 0;
+        while let Some((_, trace_id)) = inner.order.first_key_value() {
+            let stale = inner
+                .traces
+                .get(trace_id)
+                .is_none_or(|e| now.saturating_duration_since(e.touched) > retention);
+            if !stale || !inner.remove_oldest() {
+                break;
+            }
+            inner.expired_traces += 1;
+            expired += 1;
+        }
+        expired
+    }
+}
+
+fn summarise(parts: TraceParts) -> TraceSummary {
+    let log_count = parts.logs.len();
+    let logs_error = parts.logs.iter().any(LogRecord::is_errorish);
+    let chain = build_chain(parts);
+    let root = chain.roots.first().map(|n| &n.span);
+    TraceSummary {
+        trace_id: chain.trace_id,
+        root_service: root.map(|s| s.service.clone()),
+        root_operation: root.map(|s| s.name.clone()),
+        services: chain.services,
+        start_unix_nanos: chain.start_unix_nanos,
+        duration_nanos: chain.duration_nanos,
+        span_count: chain.span_count,
+        log_count,
+        error: chain.error_origin.is_some() || logs_error,
+        error_service: chain.error_origin.map(|o| o.service),
+        cluster_ids: chain.cluster_ids,
+    }
+}
