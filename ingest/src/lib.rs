@@ -7,6 +7,7 @@
 //! It does not cluster errors (that is `faultline-clustering`) and does not serve HTTP pages
 //! (that is `faultline-web`); the `faultline` binary wires the three together.
 
+pub mod counters;
 pub mod parse;
 pub mod otlp;
 pub mod record;

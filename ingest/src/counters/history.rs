@@ -1,0 +1,325 @@
+//! Bounded history of every counter at two resolutions: one point per sample (1 s by default)
+//! for the last 15 minutes, one point per minute for the last 24 hours.
+//!
+//! All series share two time axes, so a point of one series lines up with the same point of
+//! every other. A series that was not sampled at some tick (a port that left the top N, a task
+//! target whose scrape failed) holds a gap there — shown as `null`, never as zero. Each minute
+//! point of a gauge is the *peak* of the minute, so a 5-second storm is not averaged away; a rate
+//! keeps the minute's mean.
+//!
+//! Memory is bounded by `max_series` × (seconds + minutes) points whatever the node does: when a
+//! new series would pass the bound, the series seen least recently is evicted (counted in
+//! [`History::evicted`]); a series not seen for longer than both windows is dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+
+/// How the points of a series are folded into minute points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    /// A level (sockets in a state, queue length, goroutines): the minute keeps its peak.
+    Gauge,
+    /// A rate per second: the minute keeps its mean.
+    Rate,
+}
+
+/// One series' points on both axes.
+#[derive(Debug)]
+struct Series {
+    kind: SeriesKind,
+    seconds: VecDeque<f32>,
+    minutes: VecDeque<f32>,
+    minute_peak: f32,
+    minute_sum: f64,
+    minute_points: u32,
+    last_seen_tick: u64,
+}
+
+/// The two-resolution history of all series.
+#[derive(Debug)]
+pub struct History {
+    second_cap: usize,
+    minute_cap: usize,
+    max_series: usize,
+    second_times: VecDeque<i64>,
+    minute_times: VecDeque<i64>,
+    current_minute: Option<i64>,
+    tick: u64,
+    series: HashMap<String, Series>,
+    evicted: u64,
+}
+
+/// The points of some series at one resolution, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryView {
+    /// Seconds between points.
+    pub resolution_seconds: u64,
+    /// Unix time of each point, in milliseconds (for minutes: the start of the minute).
+    pub times_unix_ms: Vec<i64>,
+    /// Values by series name, aligned with `times_unix_ms`; `null` where not sampled.
+    pub series: BTreeMap<String, Vec<Option<f32>>>,
+}
+
+impl History {
+    /// An empty history keeping `second_cap` sample points and `minute_cap` minute points of at
+    /// most `max_series` series.
+    pub fn new(second_cap: usize, minute_cap: usize, max_series: usize) -> History {
+        History {
+            second_cap: second_cap.max(1),
+            minute_cap: minute_cap.max(1),
+            max_series: max_series.max(1),
+            second_times: VecDeque::new(),
+            minute_times: VecDeque::new(),
+            current_minute: None,
+            tick: 0,
+            series: HashMap::new(),
+            evicted: 0,
+        }
+    }
+
+    /// Whether a series of that name is being kept.
+    pub fn contains(&self, name: &str) -> bool {
+        self.series.contains_key(name)
+    }
+
+    /// Series evicted so far to respect the bound.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// The number of series kept.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether no series is kept.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Records one sample taken at `time_unix_ms`. Series absent from `values` get a gap at this
+    /// point. Samples must come in time order; one older than the last is ignored.
+    pub fn record(&mut self, time_unix_ms: i64, values: &[(String, SeriesKind, f64)]) {
+        if self
+            .second_times
+            .back()
+            .is_some_and(|&last| time_unix_ms < last)
+        {
+            return;
+        }
+        let minute = time_unix_ms.div_euclid(60_000);
+        if let Some(current) = self.current_minute {
+            if current != minute {
+                self.close_minute(current);
+            }
+        }
+        self.current_minute = Some(minute);
+        self.tick += 1;
+        push_capped(&mut self.second_times, time_unix_ms, self.second_cap);
+
+        for (name, kind, value) in values {
+            if !self.series.contains_key(name) && !self.make_room() {
+                continue;
+            }
+            let (second_len, minute_len) = (self.second_times.len() - 1, self.minute_times.len());
+            let series = self.series.entry(name.clone()).or_insert_with(|| Series {
+                kind: *kind,
+                seconds: VecDeque::from(vec![f32::NAN; second_len]),
+                minutes: VecDeque::from(vec![f32::NAN; minute_len]),
+                minute_peak: f32::NAN,
+                minute_sum: 0.0,
+                minute_points: 0,
+                last_seen_tick: 0,
+            });
+            if series.last_seen_tick == self.tick {
+                continue; // the same name twice in one sample: the first wins
+            }
+            series.last_seen_tick = self.tick;
+            let v = *value as f32;
+            push_capped(&mut series.seconds, v, self.second_cap);
+            if v.is_finite() {
+                series.minute_peak = if series.minute_peak.is_nan() {
+                    v
+                } else {
+                    series.minute_peak.max(v)
+                };
+                series.minute_sum += *value;
+                series.minute_points += 1;
+            }
+        }
+        let tick = self.tick;
+        let horizon = (self.second_cap as u64).saturating_add(self.minute_cap as u64 * 60);
+        self.series
+            .retain(|_, s| tick.saturating_sub(s.last_seen_tick) <= horizon);
+        for series in self.series.values_mut() {
+            if series.last_seen_tick != tick {
+                push_capped(&mut series.seconds, f32::NAN, self.second_cap);
+            }
+        }
+    }
+
+    /// Evicts the least recently seen series if the bound is reached; false when every series
+    /// was seen in this very sample (the new one is then not kept).
+    fn make_room(&mut self) -> bool {
+        if self.series.len() < self.max_series {
+            return true;
+        }
+        let oldest = self
+            .series
+            .iter()
+            .filter(|(_, s)| s.last_seen_tick < self.tick)
+            .min_by_key(|(_, s)| s.last_seen_tick)
+            .map(|(name, _)| name.clone());
+        self.evicted += 1;
+        match oldest {
+            Some(name) => {
+                self.series.remove(&name);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Folds the points of `minute` into one minute point per series.
+    fn close_minute(&mut self, minute: i64) {
+        push_capped(&mut self.minute_times, minute * 60_000, self.minute_cap);
+        for series in self.series.values_mut() {
+            let point = match series.kind {
+                SeriesKind::Gauge => series.minute_peak,
+                SeriesKind::Rate if series.minute_points > 0 => {
+                    (series.minute_sum / f64::from(series.minute_points)) as f32
+                }
+                SeriesKind::Rate => f32::NAN,
+            };
+            push_capped(&mut series.minutes, point, self.minute_cap);
+            series.minute_peak = f32::NAN;
+            series.minute_sum = 0.0;
+            series.minute_points = 0;
+        }
+    }
+
+    /// The last `max_points` sample points of the series whose name starts with `prefix`.
+    pub fn seconds(&self, prefix: &str, max_points: usize, resolution_seconds: u64) -> HistoryView {
+        self.view(prefix, max_points, resolution_seconds, true)
+    }
+
+    /// The last `max_points` minute points (closed minutes only) of the series whose name
+    /// starts with `prefix`.
+    pub fn minutes(&self, prefix: &str, max_points: usize) -> HistoryView {
+        self.view(prefix, max_points, 60, false)
+    }
+
+    fn view(&self, prefix: &str, max_points: usize, resolution: u64, seconds: bool) -> HistoryView {
+        let times = if seconds {
+            &self.second_times
+        } else {
+            &self.minute_times
+        };
+        let skip = times.len().saturating_sub(max_points);
+        let series = self
+            .series
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, s)| {
+                let points = if seconds { &s.seconds } else { &s.minutes };
+                let values = points
+                    .iter()
+                    .skip(skip)
+                    .map(|v| v.is_finite().then_some(*v))
+                    .collect();
+                (name.clone(), values)
+            })
+            .collect();
+        HistoryView {
+            resolution_seconds: resolution,
+            times_unix_ms: times.iter().skip(skip).copied().collect(),
+            series,
+        }
+    }
+}
+
+fn push_capped<T>(ring: &mut VecDeque<T>, value: T, cap: usize) {
+    if ring.len() >= cap {
+        ring.pop_front();
+    }
+    ring.push_back(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn gauge(name: &str, v: f64) -> (String, SeriesKind, f64) {
+        (name.to_string(), SeriesKind::Gauge, v)
+    }
+
+    #[test]
+    fn minute_points_keep_the_peak_and_gaps_stay_gaps() {
+        let mut h = History::new(900, 1440, 16);
+        for s in 0..60 {
+            let tw = if s == 30 { 5000.0 } else { 10.0 };
+            let mut values = vec![gauge("tw", tw)];
+            if s < 10 {
+                values.push(gauge("task", 7.0));
+            }
+            h.record(s * 1000, &values);
+        }
+        h.record(60_000, &[gauge("tw", 1.0)]);
+        let m = h.minutes("", 10);
+        assert_eq!(m.times_unix_ms, vec![0]);
+        assert_eq!(m.series["tw"], vec![Some(5000.0)]);
+        assert_eq!(m.series["task"], vec![Some(7.0)]);
+        let s = h.seconds("task", 900, 1);
+        assert_eq!(s.series["task"].len(), 61);
+        assert_eq!(s.series["task"][9], Some(7.0));
+        assert_eq!(s.series["task"][10], None);
+    }
+
+    #[test]
+    fn series_bound_evicts_least_recently_seen() {
+        let mut h = History::new(10, 10, 2);
+        h.record(0, &[gauge("a", 1.0), gauge("b", 1.0)]);
+        h.record(1000, &[gauge("b", 1.0)]);
+        h.record(2000, &[gauge("b", 1.0), gauge("c", 1.0)]);
+        assert!(h.contains("b") && h.contains("c") && !h.contains("a"));
+        assert_eq!(h.evicted(), 1);
+        // Every series seen in this sample: the newcomer is dropped, not an old one.
+        h.record(3000, &[gauge("b", 1.0), gauge("c", 1.0), gauge("d", 1.0)]);
+        assert!(h.contains("b") && h.contains("c") && !h.contains("d"));
+    }
+
+    proptest! {
+        /// Model test: whatever the sequence of samples, every series stays aligned with the
+        /// time axes and within the caps.
+        #[test]
+        fn series_stay_aligned_and_bounded(
+            steps in proptest::collection::vec(
+                (1i64..90_000, proptest::collection::vec((0u8..12, 0.0f64..100.0), 0..8)),
+                1..200,
+            )
+        ) {
+            let mut h = History::new(30, 5, 6);
+            let mut t = 0i64;
+            for (dt, values) in steps {
+                t += dt;
+                let values: Vec<_> = values
+                    .into_iter()
+                    .map(|(n, v)| (format!("s{n}"), if n % 2 == 0 { SeriesKind::Gauge } else { SeriesKind::Rate }, v))
+                    .collect();
+                h.record(t, &values);
+                prop_assert!(h.len() <= 6);
+                let s = h.seconds("", usize::MAX, 1);
+                let m = h.minutes("", usize::MAX);
+                prop_assert!(s.times_unix_ms.len() <= 30 && m.times_unix_ms.len() <= 5);
+                for points in s.series.values() {
+                    prop_assert_eq!(points.len(), s.times_unix_ms.len());
+                }
+                for points in m.series.values() {
+                    prop_assert_eq!(points.len(), m.times_unix_ms.len());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Picks the socket source for each sample: netlink `sock_diag` when it works, `/proc/net/tcp{,6}`
+//! when it does not, and says which one answered and why the other did not.
+//!
+//! The reader keeps its socket-list buffer between samples so a census at 100k sockets does not
+//! reallocate every second.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::config::SocketSourceChoice;
+use super::error::CounterError;
+use super::netlink::NetlinkSockets;
+use super::proc_tcp::read_proc_tcp;
+use super::sockets::{SocketCensus, SocketEntry, SocketSource, DEFAULT_EPHEMERAL_PORTS};
+
+/// After netlink fails, how long the reader stays on `/proc` before trying netlink again.
+const NETLINK_RETRY: Duration = Duration::from_secs(60);
+
+/// The outcome of one read: the census and, when netlink was wanted but not used, why.
+#[derive(Debug)]
+pub struct CensusReading {
+    /// The census, or why no source could be read.
+    pub census: Result<SocketCensus, CounterError>,
+    /// Why netlink was not used for this census (`None` when it was, or was not wanted).
+    pub netlink_problem: Option<String>,
+}
+
+/// Reads the node's TCP sockets from the configured source.
+#[derive(Debug)]
+pub struct SocketReader {
+    choice: SocketSourceChoice,
+    proc_root: PathBuf,
+    netlink: Option<NetlinkSockets>,
+    netlink_problem: Option<(String, Instant)>,
+    entries: Vec<SocketEntry>,
+    ephemeral: RangeInclusive<u16>,
+}
+
+impl SocketReader {
+    /// A reader using `choice`, with procfs under `proc_root`.
+    pub fn new(choice: SocketSourceChoice, proc_root: impl Into<PathBuf>) -> SocketReader {
+        let proc_root = proc_root.into();
+        let ephemeral = read_ephemeral_range(&proc_root).unwrap_or(DEFAULT_EPHEMERAL_PORTS);
+        SocketReader {
+            choice,
+            proc_root,
+            netlink: None,
+            netlink_problem: None,
+            entries: Vec::new(),
+            ephemeral,
+        }
+    }
+
+    /// The sockets read by the last [`SocketReader::census`].
+    pub fn entries(&self) -> &[SocketEntry] {
+        &self.entries
+    }
+
+    /// Reads every TCP socket and counts them.
+    pub fn census(&mut self) -> CensusReading {
+        self.entries.clear();
+        let use_netlink = match self.choice {
+            SocketSourceChoice::Proc => false,
+            SocketSourceChoice::Netlink => true,
+            SocketSourceChoice::Auto => self
+                .netlink_problem
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() >= NETLINK_RETRY),
+        };
+        if use_netlink {
+            match self.read_netlink() {
+                Ok(()) => {
+                    self.netlink_problem = None;
+                    return CensusReading {
+                        census: Ok(self.count(SocketSource::Netlink)),
+                        netlink_problem: None,
+                    };
+                }
+                Err(e) => {
+                    self.netlink = None;
+                    self.entries.clear();
+                    self.netlink_problem = Some((e.to_string(), Instant::now()));
+                    if self.choice == SocketSourceChoice::Netlink {
+                        return CensusReading {
+                            census: Err(e),
+                            netlink_problem: Some(e_string(&self.netlink_problem)),
+                        };
+                    }
+                }
+            }
+        }
+        let census = read_proc_tcp(&self.proc_root, &mut self.entries)
+            .map(|_skipped| self.count(SocketSource::ProcNet));
+        let netlink_problem = match self.choice {
+            SocketSourceChoice::Auto => Some(e_string(&self.netlink_problem)),
+            _ => None,
+        };
+        CensusReading {
+            census,
+            netlink_problem,
+        }
+    }
+
+    fn read_netlink(&mut self) -> Result<(), CounterError> {
+        if self.netlink.is_none() {
+            self.netlink = Some(NetlinkSockets::open()?);
+        }
+        match self.netlink.as_mut() {
+            Some(nl) => nl.read_all(&mut self.entries),
+            None => Err(CounterError::NetlinkMalformed("socket not open".into())),
+        }
+    }
+
+    fn count(&self, source: SocketSource) -> SocketCensus {
+        SocketCensus::from_entries(source, &self.entries, &self.ephemeral)
+    }
+}
+
+fn e_string(problem: &Option<(String, Instant)>) -> String {
+    problem
+        .as_ref()
+        .map(|(why, _)| why.clone())
+        .unwrap_or_else(|| "not tried yet".into())
+}
+
+/// `net/ipv4/ip_local_port_range` ("32768\t60999").
+fn read_ephemeral_range(proc_root: &Path) -> Option<RangeInclusive<u16>> {
+    let text = std::fs::read_to_string(proc_root.join("sys/net/ipv4/ip_local_port_range")).ok()?;
+    let mut parts = text.split_ascii_whitespace();
+    let low = parts.next()?.parse().ok()?;
+    let high = parts.next()?.parse().ok()?;
+    (low <= high).then_some(low..=high)
+}

@@ -1,0 +1,280 @@
+//! One census of the node's TCP sockets: counts by state, by port, and the accept queues of
+//! listening sockets.
+//!
+//! Both socket sources (netlink `sock_diag` and `/proc/net/tcp{,6}`) produce the same flat list
+//! of [`SocketEntry`] values; [`SocketCensus::from_entries`] turns that list into the counts the
+//! SRE asks for. Sockets are grouped by the port that names the *service*, not by the ephemeral
+//! end: a server-side socket is counted under its local port ([`Direction::Inbound`]), a
+//! client-side socket under its remote port ([`Direction::Outbound`]), so a TIME_WAIT storm of
+//! short client connections towards `:8080` shows up under 8080.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
+
+use serde::Serialize;
+
+use super::state::SocketState;
+
+/// The address family of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4 (`AF_INET`).
+    Ipv4,
+    /// IPv6 (`AF_INET6`), including IPv4-mapped addresses.
+    Ipv6,
+}
+
+/// One TCP socket as a source reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketEntry {
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// The TCP state.
+    pub state: SocketState,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port (unspecified for listening sockets).
+    pub remote: SocketAddr,
+    /// For a listening socket: the accept-queue length. Otherwise: bytes not yet read.
+    pub recv_queue: u32,
+    /// For a listening socket: the backlog (`None` when the source cannot tell, as with
+    /// `/proc/net/tcp`). Otherwise: bytes not yet acknowledged by the peer.
+    pub send_queue: Option<u32>,
+    /// The socket inode (0 for TIME_WAIT and request sockets), used to find its process.
+    pub inode: u64,
+}
+
+impl SocketEntry {
+    /// An unspecified address of the given family, for building entries.
+    pub fn unspecified(family: Family) -> SocketAddr {
+        match family {
+            Family::Ipv4 => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            Family::Ipv6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        }
+    }
+}
+
+/// Which end of a connection the node is on, as far as the port grouping can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Server side: counted under the local (service) port; includes the listening socket.
+    Inbound,
+    /// Client side: counted under the remote (service) port.
+    Outbound,
+}
+
+/// The key sockets are grouped by: a service port and the side of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PortKey {
+    /// The service port.
+    pub port: u16,
+    /// Whether the node serves on that port or calls it.
+    pub direction: Direction,
+}
+
+/// Socket counts indexed by [`SocketState`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts(pub [u32; 11]);
+
+impl StateCounts {
+    /// The count for one state.
+    pub fn get(&self, state: SocketState) -> u32 {
+        self.0[state.index()]
+    }
+
+    /// Adds one socket in `state`.
+    pub fn add(&mut self, state: SocketState) {
+        let slot = &mut self.0[state.index()];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Adds every count of `other`.
+    pub fn add_all(&mut self, other: &StateCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0.iter()) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+
+    /// The number of sockets in any state.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// The non-zero counts, by state.
+    pub fn non_zero(&self) -> impl Iterator<Item = (SocketState, u32)> + '_ {
+        SocketState::ALL
+            .into_iter()
+            .map(|s| (s, self.get(s)))
+            .filter(|&(_, n)| n > 0)
+    }
+}
+
+/// One listening socket and its accept queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenQueue {
+    /// The address it listens on.
+    pub local: SocketAddr,
+    /// Connections waiting for `accept()`; at the backlog, new ones are dropped (ListenOverflows).
+    pub queue: u32,
+    /// The configured backlog; `None` when the source cannot tell (`/proc/net/tcp`).
+    pub backlog: Option<u32>,
+}
+
+/// Where a census came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketSource {
+    /// Netlink `sock_diag`, what `ss` uses.
+    Netlink,
+    /// `/proc/net/tcp` and `/proc/net/tcp6`, the fallback.
+    ProcNet,
+}
+
+/// The TCP sockets of the node at one moment, counted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketCensus {
+    /// Which source produced it.
+    pub source: SocketSource,
+    /// All sockets by state.
+    pub by_state: StateCounts,
+    /// IPv4 sockets by state.
+    pub ipv4: StateCounts,
+    /// IPv6 sockets by state.
+    pub ipv6: StateCounts,
+    /// Sockets by service port and direction, then by state. Every port seen is here; the store
+    /// keeps only the top N of them.
+    pub by_port: HashMap<PortKey, StateCounts>,
+    /// Every listening socket with its accept queue, ordered by port then address.
+    pub listeners: Vec<ListenQueue>,
+}
+
+/// The ephemeral port range used when the node's own cannot be read (the Linux default).
+pub const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
+
+impl SocketCensus {
+    /// Counts `entries`.
+    ///
+    /// A non-listening socket is inbound when its local port has a listener on this node;
+    /// otherwise the ephemeral range decides (a local port in it means a client socket); when
+    /// neither tells, it is outbound. The listener rule comes first because a busy server's
+    /// port may well lie inside the ephemeral range.
+    pub fn from_entries(
+        source: SocketSource,
+        entries: &[SocketEntry],
+        ephemeral: &RangeInclusive<u16>,
+    ) -> SocketCensus {
+        let listening: HashSet<u16> = entries
+            .iter()
+            .filter(|e| e.state == SocketState::Listen)
+            .map(|e| e.local.port())
+            .collect();
+        let mut census = SocketCensus {
+            source,
+            by_state: StateCounts::default(),
+            ipv4: StateCounts::default(),
+            ipv6: StateCounts::default(),
+            by_port: HashMap::new(),
+            listeners: Vec::new(),
+        };
+        for entry in entries {
+            census.by_state.add(entry.state);
+            match entry.family {
+                Family::Ipv4 => census.ipv4.add(entry.state),
+                Family::Ipv6 => census.ipv6.add(entry.state),
+            }
+            let key = port_key(entry, &listening, ephemeral);
+            census.by_port.entry(key).or_default().add(entry.state);
+            if entry.state == SocketState::Listen {
+                census.listeners.push(ListenQueue {
+                    local: entry.local,
+                    queue: entry.recv_queue,
+                    backlog: entry.send_queue,
+                });
+            }
+        }
+        census
+            .listeners
+            .sort_by_key(|l| (l.local.port(), l.local.ip()));
+        census
+    }
+
+    /// The counts of one port group (all zero when absent).
+    pub fn port(&self, port: u16, direction: Direction) -> StateCounts {
+        self.by_port
+            .get(&PortKey { port, direction })
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The group a socket is counted in; see [`SocketCensus::from_entries`].
+fn port_key(
+    entry: &SocketEntry,
+    listening: &HashSet<u16>,
+    ephemeral: &RangeInclusive<u16>,
+) -> PortKey {
+    let local = entry.local.port();
+    let remote = entry.remote.port();
+    let inbound = entry.state == SocketState::Listen
+        || listening.contains(&local)
+        || (!ephemeral.contains(&local) && ephemeral.contains(&remote));
+    if inbound {
+        PortKey {
+            port: local,
+            direction: Direction::Inbound,
+        }
+    } else {
+        PortKey {
+            port: remote,
+            direction: Direction::Outbound,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: SocketState, local: u16, remote: u16) -> SocketEntry {
+        SocketEntry {
+            family: Family::Ipv4,
+            state,
+            local: SocketAddr::from(([127, 0, 0, 1], local)),
+            remote: SocketAddr::from(([127, 0, 0, 1], remote)),
+            recv_queue: 0,
+            send_queue: Some(0),
+            inode: 0,
+        }
+    }
+
+    #[test]
+    fn time_wait_storm_towards_a_port_is_counted_under_that_port() {
+        let mut entries = vec![entry(SocketState::Listen, 8080, 0)];
+        for p in 40000..40100 {
+            entries.push(entry(SocketState::TimeWait, p, 8080));
+        }
+        entries.push(entry(SocketState::Established, 8080, 40500));
+        entries.push(entry(SocketState::Established, 40500, 8080));
+        // A client of a remote service with no local listener.
+        entries.push(entry(SocketState::CloseWait, 50000, 5432));
+        let census =
+            SocketCensus::from_entries(SocketSource::ProcNet, &entries, &DEFAULT_EPHEMERAL_PORTS);
+        let out = census.port(8080, Direction::Outbound);
+        assert_eq!(out.get(SocketState::TimeWait), 100);
+        assert_eq!(out.get(SocketState::Established), 1);
+        let inb = census.port(8080, Direction::Inbound);
+        assert_eq!(inb.get(SocketState::Listen), 1);
+        assert_eq!(inb.get(SocketState::Established), 1);
+        assert_eq!(
+            census
+                .port(5432, Direction::Outbound)
+                .get(SocketState::CloseWait),
+            1
+        );
+        assert_eq!(census.by_state.total(), entries.len() as u64);
+        assert_eq!(census.listeners.len(), 1);
+    }
+}

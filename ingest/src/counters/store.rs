@@ -1,0 +1,824 @@
+//! The counter store: the latest values, their deltas and rates, the status of every source,
+//! and the bounded history — everything `GET /api/v1/counters` and `/metrics` show.
+//!
+//! The sampler writes one [`NodeSample`] per tick ([`CounterStore::record_sample`]) after the
+//! task scrapes of that tick ([`CounterStore::record_scrape`]); the OTLP receiver writes task
+//! counts whenever they arrive ([`CounterStore::record_task`]). Readers take a
+//! [`CountersSnapshot`], a plain serialisable value, so nobody reaches into the store's maps.
+//!
+//! Bounds: ports beyond the top N are summed into "other"; task counters are capped at
+//! `max_task_targets` (further targets are rejected and counted); history is bounded by
+//! [`History`]. A failed source never shows as zero: its values are absent (`null`) and its
+//! status says why.
+
+use std::collections::{BTreeMap, HashMap};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::config::CountersConfig;
+use super::error::CounterError;
+use super::history::{History, HistoryView, SeriesKind};
+use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
+use super::process::ProcessCounters;
+use super::reader::CensusReading;
+use super::runtime::RuntimeCounters;
+use super::sockets::{Direction, ListenQueue, PortKey, SocketCensus, SocketSource, StateCounts};
+use super::state::SocketState;
+
+/// Everything the sampler read in one tick (task scrapes excepted).
+#[derive(Debug)]
+pub struct NodeSample {
+    /// When the sample was taken.
+    pub time_unix_ms: i64,
+    /// The socket census and which source gave it.
+    pub sockets: CensusReading,
+    /// `/proc/net/sockstat{,6}`.
+    pub sockstat: Result<BTreeMap<String, i64>, CounterError>,
+    /// `/proc/net/snmp` + `/proc/net/netstat` (monotonic counters).
+    pub protocol: Result<BTreeMap<String, i64>, CounterError>,
+    /// Each configured process target, by name.
+    pub processes: Vec<(String, Result<ProcessCounters, CounterError>)>,
+    /// The agent's own process.
+    pub agent_process: Option<ProcessCounters>,
+    /// The agent's tokio runtime.
+    pub runtime: Option<RuntimeCounters>,
+}
+
+/// Whether a source can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Read at the last sample.
+    Available,
+    /// Not present on this node or not allowed (netlink refused, file missing); a fallback may
+    /// be in use.
+    Unavailable,
+    /// Tried and failed at the last sample (timeout, error status, unparsable answer).
+    Failing,
+}
+
+/// The status of one counter source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceStatus {
+    /// `sockets.netlink`, `sockets.proc`, `sockstat`, `protocol`, `process.<name>`.
+    pub name: String,
+    /// Available, unavailable or failing.
+    pub status: SourceState,
+    /// Why it is not available.
+    pub reason: Option<String>,
+}
+
+/// A socket count for one state with its change since the previous sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateCount {
+    /// The state.
+    pub state: SocketState,
+    /// Sockets in that state.
+    pub count: u32,
+    /// Change since the previous sample (`None` for the first one).
+    pub delta: Option<i64>,
+}
+
+/// The sockets of one service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortView {
+    /// The service port.
+    pub port: u16,
+    /// `inbound` (we serve it) or `outbound` (we call it).
+    pub direction: Direction,
+    /// All sockets of the group.
+    pub total: u64,
+    /// Change of `total` since the previous sample.
+    pub delta: Option<i64>,
+    /// Non-zero counts by state.
+    pub states: BTreeMap<SocketState, u32>,
+}
+
+/// The port groups beyond the top N, summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct OtherPorts {
+    /// How many port groups are summed here.
+    pub port_groups: usize,
+    /// All their sockets.
+    pub total: u64,
+    /// Non-zero counts by state.
+    pub states: BTreeMap<SocketState, u32>,
+}
+
+/// The socket part of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SocketsView {
+    /// Which source answered.
+    pub source: SocketSource,
+    /// All TCP sockets.
+    pub total: u64,
+    /// Counts by state (every state, zeros included), with deltas.
+    pub by_state: Vec<StateCount>,
+    /// IPv4 non-zero counts by state.
+    pub ipv4: BTreeMap<SocketState, u32>,
+    /// IPv6 non-zero counts by state.
+    pub ipv6: BTreeMap<SocketState, u32>,
+    /// The top N port groups by socket count.
+    pub ports: Vec<PortView>,
+    /// Everything else.
+    pub other: OtherPorts,
+    /// Listening sockets, fullest accept queue first (at most top N).
+    pub listeners: Vec<ListenQueue>,
+    /// Listening sockets left out of `listeners`.
+    pub listeners_omitted: usize,
+}
+
+/// One protocol counter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProtocolCounter {
+    /// `Tcp.RetransSegs`, `TcpExt.ListenOverflows`, ...
+    pub name: String,
+    /// The kernel's running total.
+    pub total: i64,
+    /// Per second over the last interval (`None` for the first sample or after a reset).
+    pub rate_per_sec: Option<f64>,
+}
+
+/// One process target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessView {
+    /// The target name (`faultline` for the agent itself).
+    pub name: String,
+    /// The counters, `None` when the process could not be read.
+    pub counters: Option<ProcessCounters>,
+    /// Open fds as a fraction of the limit.
+    pub fd_usage: Option<f64>,
+    /// Why the counters are missing.
+    pub error: Option<String>,
+}
+
+/// One task counter (a target and the source that reports it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView {
+    /// The target (service) name.
+    pub target: String,
+    /// `pprof`, `expvar`, `prometheus`, `otlp`, ...
+    pub source: String,
+    /// The current count; `None` when the last scrape failed or the value went stale.
+    pub value: Option<f64>,
+    /// Change since the previous successful reading.
+    pub delta: Option<f64>,
+    /// Available or failing.
+    pub status: SourceState,
+    /// Why it is failing.
+    pub error: Option<String>,
+    /// The last count read successfully, kept for context when failing.
+    pub last_value: Option<f64>,
+    /// When the last successful reading was taken.
+    pub last_success_unix_ms: Option<i64>,
+}
+
+/// The agent's runtime.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeView {
+    /// The raw counters.
+    #[serde(flatten)]
+    pub counters: RuntimeCounters,
+    /// Fraction of worker time spent busy over the last interval (0..=1).
+    pub busy_ratio: Option<f64>,
+}
+
+/// How full the store's bounds are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreBounds {
+    /// History series kept.
+    pub series: usize,
+    /// Their bound.
+    pub max_series: usize,
+    /// Series evicted to stay within it.
+    pub series_evicted: u64,
+    /// Task counters kept and their bound.
+    pub task_targets: usize,
+    /// The bound on task counters.
+    pub max_task_targets: usize,
+    /// Task readings rejected because the bound was reached.
+    pub task_targets_rejected: u64,
+}
+
+/// History at both resolutions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryBlock {
+    /// One point per sample (15 min at 1 s by default).
+    pub seconds: HistoryView,
+    /// One point per minute (24 h by default).
+    pub minutes: HistoryView,
+}
+
+/// What a reader gets: current values, deltas, statuses and (optionally) history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountersSnapshot {
+    /// When the last sample was taken (`None` before the first).
+    pub time_unix_ms: Option<i64>,
+    /// The sampling interval.
+    pub interval_ms: u64,
+    /// The status of every node source.
+    pub sources: Vec<SourceStatus>,
+    /// Sockets, when a source could be read.
+    pub sockets: Option<SocketsView>,
+    /// `/proc/net/sockstat{,6}` values (empty when unavailable).
+    pub sockstat: BTreeMap<String, i64>,
+    /// TCP protocol counters with rates (empty when unavailable).
+    pub protocol: Vec<ProtocolCounter>,
+    /// Process targets, the agent itself first.
+    pub processes: Vec<ProcessView>,
+    /// Task counters.
+    pub tasks: Vec<TaskView>,
+    /// The agent's runtime.
+    pub runtime: Option<RuntimeView>,
+    /// The store's bounds.
+    pub bounds: StoreBounds,
+    /// History, when asked for.
+    pub history: Option<HistoryBlock>,
+}
+
+/// What to put in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Include history.
+    pub history: bool,
+    /// Only history series whose name starts with this (`sockets.port.8080.`).
+    pub series_prefix: String,
+    /// At most this many points per resolution (the most recent).
+    pub max_points: usize,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            history: true,
+            series_prefix: String::new(),
+            max_points: usize::MAX,
+        }
+    }
+}
+
+impl SnapshotOptions {
+    /// Current values only.
+    pub fn current_only() -> SnapshotOptions {
+        SnapshotOptions {
+            history: false,
+            ..SnapshotOptions::default()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TaskEntry {
+    value: Option<f64>,
+    delta: Option<f64>,
+    error: Option<String>,
+    last_value: Option<f64>,
+    last_success_ms: Option<i64>,
+    /// OTLP values go stale; scraped ones are refreshed or failed every tick.
+    pushed: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    time_unix_ms: Option<i64>,
+    sources: BTreeMap<String, SourceStatus>,
+    sockets: Option<SocketsView>,
+    prev_states: Option<StateCounts>,
+    prev_ports: HashMap<PortKey, u64>,
+    sockstat: BTreeMap<String, i64>,
+    protocol: Vec<ProtocolCounter>,
+    prev_protocol: Option<(i64, BTreeMap<String, i64>)>,
+    processes: Vec<ProcessView>,
+    tasks: BTreeMap<(String, String), TaskEntry>,
+    task_rejected: u64,
+    runtime: Option<RuntimeView>,
+    prev_runtime: Option<(i64, RuntimeCounters)>,
+    history: History,
+}
+
+/// The thread-safe store of node counters; share it as `Arc<CounterStore>`.
+#[derive(Debug)]
+pub struct CounterStore {
+    interval_ms: u64,
+    top_ports: usize,
+    max_series: usize,
+    max_task_targets: usize,
+    otlp_stale_after_ms: i64,
+    inner: Mutex<Inner>,
+}
+
+impl CounterStore {
+    /// An empty store with the bounds of `config`.
+    pub fn new(config: &CountersConfig) -> CounterStore {
+        CounterStore {
+            interval_ms: config.interval_ms,
+            top_ports: config.top_ports.max(1),
+            max_series: config.max_series,
+            max_task_targets: config.max_task_targets,
+            otlp_stale_after_ms: i64::try_from(config.otlp_stale_after_ms).unwrap_or(i64::MAX),
+            inner: Mutex::new(Inner {
+                time_unix_ms: None,
+                sources: BTreeMap::new(),
+                sockets: None,
+                prev_states: None,
+                prev_ports: HashMap::new(),
+                sockstat: BTreeMap::new(),
+                protocol: Vec::new(),
+                prev_protocol: None,
+                processes: Vec::new(),
+                tasks: BTreeMap::new(),
+                task_rejected: 0,
+                runtime: None,
+                prev_runtime: None,
+                history: History::new(
+                    config.history_seconds,
+                    config.history_minutes,
+                    config.max_series,
+                ),
+            }),
+        }
+    }
+
+    /// Records a task count received through OTLP runtime metrics (e.g. a Go service's
+    /// goroutine count): `target` is the service, `source` where it came from (`otlp`). A value
+    /// not refreshed within `otlp_stale_after_ms` is shown as failing. Non-finite values are
+    /// recorded as a failure. Returns false when the task bound rejected it.
+    pub fn record_task(
+        &self,
+        target: &str,
+        source: &str,
+        value: f64,
+        time_unix_nanos: i64,
+    ) -> bool {
+        let time_ms = time_unix_nanos.div_euclid(1_000_000);
+        let result = if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(format!("non-finite value {value}"))
+        };
+        self.record_task_result(target, source, result, time_ms, true)
+    }
+
+    /// Records the outcome of scraping a task target at `time_unix_ms`: a count, or why there
+    /// is none. Returns false when the task bound rejected it.
+    pub fn record_scrape(
+        &self,
+        target: &str,
+        source: &str,
+        result: Result<f64, String>,
+        time_unix_ms: i64,
+    ) -> bool {
+        self.record_task_result(target, source, result, time_unix_ms, false)
+    }
+
+    fn record_task_result(
+        &self,
+        target: &str,
+        source: &str,
+        result: Result<f64, String>,
+        time_ms: i64,
+        pushed: bool,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        let key = (target.to_string(), source.to_string());
+        if !inner.tasks.contains_key(&key) && inner.tasks.len() >= self.max_task_targets {
+            inner.task_rejected += 1;
+            return false;
+        }
+        let entry = inner.tasks.entry(key).or_insert(TaskEntry {
+            value: None,
+            delta: None,
+            error: None,
+            last_value: None,
+            last_success_ms: None,
+            pushed,
+        });
+        entry.pushed = pushed;
+        match result {
+            Ok(v) => {
+                // An older OTLP point arriving late does not overwrite a newer one.
+                if entry.last_success_ms.is_some_and(|t| t > time_ms) {
+                    return true;
+                }
+                entry.delta = entry.last_value.map(|prev| v - prev);
+                entry.value = Some(v);
+                entry.last_value = Some(v);
+                entry.last_success_ms = Some(time_ms);
+                entry.error = None;
+            }
+            Err(why) => {
+                entry.value = None;
+                entry.delta = None;
+                entry.error = Some(why);
+            }
+        }
+        true
+    }
+
+    /// Records one sample of the node's sources and appends it to the history.
+    pub fn record_sample(&self, sample: NodeSample) {
+        let mut inner = self.inner.lock();
+        let now = sample.time_unix_ms;
+        inner.time_unix_ms = Some(now);
+        let mut series: Vec<(String, SeriesKind, f64)> = Vec::new();
+
+        // Sockets.
+        match sample.sockets.census {
+            Ok(census) => {
+                let source = census.source;
+                set_source(
+                    &mut inner,
+                    "sockets.netlink",
+                    match (&sample.sockets.netlink_problem, source) {
+                        (None, SocketSource::Netlink) => (SourceState::Available, None),
+                        (None, SocketSource::ProcNet) => (
+                            SourceState::Unavailable,
+                            Some("not used (socket_source = proc)".into()),
+                        ),
+                        (Some(why), _) => (
+                            SourceState::Unavailable,
+                            Some(format!("{why}; using /proc/net/tcp")),
+                        ),
+                    },
+                );
+                if source == SocketSource::ProcNet {
+                    set_source(&mut inner, "sockets.proc", (SourceState::Available, None));
+                } else {
+                    inner.sources.remove("sockets.proc");
+                }
+                let view = self.sockets_view(&mut inner, &census, &mut series);
+                inner.sockets = Some(view);
+            }
+            Err(e) => {
+                let name = match sample.sockets.netlink_problem {
+                    Some(_) if !matches!(e, CounterError::Read { .. }) => "sockets.netlink",
+                    _ => "sockets.proc",
+                };
+                set_source(
+                    &mut inner,
+                    name,
+                    (SourceState::Failing, Some(e.to_string())),
+                );
+                inner.sockets = None;
+                inner.prev_states = None;
+                inner.prev_ports.clear();
+            }
+        }
+
+        // sockstat.
+        match sample.sockstat {
+            Ok(values) => {
+                set_source(&mut inner, "sockstat", (SourceState::Available, None));
+                for key in SOCKSTAT_KEYS {
+                    if let Some(v) = values.get(*key) {
+                        series.push((format!("sockstat.{key}"), SeriesKind::Gauge, *v as f64));
+                    }
+                }
+                inner.sockstat = values;
+            }
+            Err(e) => {
+                set_source(&mut inner, "sockstat", unavailable_or_failing(&e));
+                inner.sockstat.clear();
+            }
+        }
+
+        // Protocol counters as rates.
+        match sample.protocol {
+            Ok(values) => {
+                set_source(&mut inner, "protocol", (SourceState::Available, None));
+                let prev = inner.prev_protocol.take();
+                let mut out = Vec::new();
+                for key in PROTOCOL_COUNTERS {
+                    let Some(&total) = values.get(*key) else {
+                        continue;
+                    };
+                    let rate = prev.as_ref().and_then(|(t, p)| {
+                        let before = *p.get(*key)?;
+                        let secs = (now - t) as f64 / 1000.0;
+                        (total >= before && secs > 0.0).then(|| (total - before) as f64 / secs)
+                    });
+                    if let Some(r) = rate {
+                        series.push((format!("protocol.{key}"), SeriesKind::Rate, r));
+                    }
+                    out.push(ProtocolCounter {
+                        name: (*key).to_string(),
+                        total,
+                        rate_per_sec: rate,
+                    });
+                }
+                if let Some(estab) = values.get("Tcp.CurrEstab") {
+                    out.push(ProtocolCounter {
+                        name: "Tcp.CurrEstab".into(),
+                        total: *estab,
+                        rate_per_sec: None,
+                    });
+                }
+                inner.protocol = out;
+                inner.prev_protocol = Some((now, values));
+            }
+            Err(e) => {
+                set_source(&mut inner, "protocol", unavailable_or_failing(&e));
+                inner.protocol.clear();
+                inner.prev_protocol = None;
+            }
+        }
+
+        // Processes: the agent first, then the targets.
+        let mut processes = Vec::new();
+        if let Some(me) = sample.agent_process {
+            processes.push(("faultline".to_string(), Ok(me)));
+        }
+        processes.extend(sample.processes);
+        inner.processes.clear();
+        for (name, result) in processes {
+            let source_name = format!("process.{name}");
+            match result {
+                Ok(c) => {
+                    set_source(&mut inner, &source_name, (SourceState::Available, None));
+                    for (what, v) in [
+                        ("open_fds", c.open_fds),
+                        ("threads", c.threads),
+                        ("rss_bytes", c.rss_bytes),
+                    ] {
+                        series.push((
+                            format!("process.{name}.{what}"),
+                            SeriesKind::Gauge,
+                            v as f64,
+                        ));
+                    }
+                    let fd_usage = c
+                        .fd_limit
+                        .filter(|&l| l > 0)
+                        .map(|l| c.open_fds as f64 / l as f64);
+                    inner.processes.push(ProcessView {
+                        name,
+                        counters: Some(c),
+                        fd_usage,
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    let status = match e {
+                        CounterError::NoProcess(_) => SourceState::Unavailable,
+                        _ => SourceState::Failing,
+                    };
+                    set_source(&mut inner, &source_name, (status, Some(e.to_string())));
+                    inner.processes.push(ProcessView {
+                        name,
+                        counters: None,
+                        fd_usage: None,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+
+        // Runtime.
+        if let Some(rt) = sample.runtime {
+            let busy_ratio = inner.prev_runtime.and_then(|(t, prev)| {
+                let wall = (now - t) as f64 / 1000.0 * rt.workers as f64;
+                (wall > 0.0 && rt.busy_seconds_total >= prev.busy_seconds_total)
+                    .then(|| ((rt.busy_seconds_total - prev.busy_seconds_total) / wall).min(1.0))
+            });
+            series.push((
+                "runtime.alive_tasks".into(),
+                SeriesKind::Gauge,
+                rt.alive_tasks as f64,
+            ));
+            series.push((
+                "runtime.global_queue_depth".into(),
+                SeriesKind::Gauge,
+                rt.global_queue_depth as f64,
+            ));
+            if let Some(b) = busy_ratio {
+                series.push(("runtime.busy_ratio".into(), SeriesKind::Rate, b));
+            }
+            inner.runtime = Some(RuntimeView {
+                counters: rt,
+                busy_ratio,
+            });
+            inner.prev_runtime = Some((now, rt));
+        }
+
+        // Tasks: stale pushed values fail; every good value is a history point.
+        let stale_after = self.otlp_stale_after_ms;
+        for ((target, source), entry) in inner.tasks.iter_mut() {
+            if entry.pushed {
+                if let Some(t) = entry.last_success_ms {
+                    if entry.value.is_some() && now.saturating_sub(t) > stale_after {
+                        entry.value = None;
+                        entry.delta = None;
+                        entry.error = Some(format!("no update for {} s", (now - t) / 1000));
+                    }
+                }
+            }
+            if let Some(v) = entry.value {
+                series.push((format!("task.{target}.{source}"), SeriesKind::Gauge, v));
+            }
+        }
+
+        inner.history.record(now, &series);
+    }
+
+    /// Builds the socket view (top N, deltas) and pushes the socket series.
+    fn sockets_view(
+        &self,
+        inner: &mut Inner,
+        census: &SocketCensus,
+        series: &mut Vec<(String, SeriesKind, f64)>,
+    ) -> SocketsView {
+        let by_state = SocketState::ALL
+            .into_iter()
+            .map(|s| {
+                let count = census.by_state.get(s);
+                series.push((
+                    format!("sockets.state.{}", s.name()),
+                    SeriesKind::Gauge,
+                    f64::from(count),
+                ));
+                StateCount {
+                    state: s,
+                    count,
+                    delta: inner
+                        .prev_states
+                        .map(|p| i64::from(count) - i64::from(p.get(s))),
+                }
+            })
+            .collect();
+        let mut groups: Vec<(&PortKey, &StateCounts)> = census.by_port.iter().collect();
+        groups.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then(a.0.cmp(b.0)));
+        let mut ports = Vec::new();
+        let mut other = OtherPorts::default();
+        let mut other_counts = StateCounts::default();
+        let had_prev = inner.prev_states.is_some();
+        for (i, (key, counts)) in groups.iter().enumerate() {
+            if i < self.top_ports {
+                let dir = match key.direction {
+                    Direction::Inbound => "in",
+                    Direction::Outbound => "out",
+                };
+                let prefix = format!("sockets.port.{}.{dir}", key.port);
+                let total = counts.total();
+                series.push((format!("{prefix}.total"), SeriesKind::Gauge, total as f64));
+                for s in SocketState::ALL {
+                    let name = format!("{prefix}.{}", s.name());
+                    let n = counts.get(s);
+                    if n > 0 || inner.history.contains(&name) {
+                        series.push((name, SeriesKind::Gauge, f64::from(n)));
+                    }
+                }
+                let delta = had_prev
+                    .then(|| total as i64 - inner.prev_ports.get(key).copied().unwrap_or(0) as i64);
+                ports.push(PortView {
+                    port: key.port,
+                    direction: key.direction,
+                    total,
+                    delta,
+                    states: counts.non_zero().collect(),
+                });
+            } else {
+                other.port_groups += 1;
+                other_counts.add_all(counts);
+            }
+        }
+        other.total = other_counts.total();
+        other.states = other_counts.non_zero().collect();
+        series.push((
+            "sockets.port.other.total".into(),
+            SeriesKind::Gauge,
+            other.total as f64,
+        ));
+
+        let mut listeners = census.listeners.clone();
+        listeners.sort_by(|a, b| {
+            fullness(b)
+                .total_cmp(&fullness(a))
+                .then(b.queue.cmp(&a.queue))
+                .then(a.local.port().cmp(&b.local.port()))
+        });
+        let listeners_omitted = listeners.len().saturating_sub(self.top_ports);
+        listeners.truncate(self.top_ports);
+        let mut queue_by_port: BTreeMap<u16, u32> = BTreeMap::new();
+        for l in &listeners {
+            *queue_by_port.entry(l.local.port()).or_default() += l.queue;
+        }
+        for (port, queue) in queue_by_port {
+            series.push((
+                format!("sockets.listen.{port}.queue"),
+                SeriesKind::Gauge,
+                f64::from(queue),
+            ));
+        }
+
+        inner.prev_states = Some(census.by_state);
+        inner.prev_ports = census
+            .by_port
+            .iter()
+            .map(|(k, c)| (*k, c.total()))
+            .collect();
+        SocketsView {
+            source: census.source,
+            total: census.by_state.total(),
+            by_state,
+            ipv4: census.ipv4.non_zero().collect(),
+            ipv6: census.ipv6.non_zero().collect(),
+            ports,
+            other,
+            listeners,
+            listeners_omitted,
+        }
+    }
+
+    /// The current values, statuses and (per `options`) history.
+    pub fn snapshot(&self, options: &SnapshotOptions) -> CountersSnapshot {
+        let inner = self.inner.lock();
+        let tasks = inner
+            .tasks
+            .iter()
+            .map(|((target, source), e)| TaskView {
+                target: target.clone(),
+                source: source.clone(),
+                value: e.value,
+                delta: e.delta,
+                status: if e.value.is_some() {
+                    SourceState::Available
+                } else {
+                    SourceState::Failing
+                },
+                error: match (&e.error, e.value) {
+                    (Some(err), _) => Some(err.clone()),
+                    (None, None) => Some("no reading yet".into()),
+                    (None, Some(_)) => None,
+                },
+                last_value: e.last_value,
+                last_success_unix_ms: e.last_success_ms,
+            })
+            .collect();
+        let history = options.history.then(|| HistoryBlock {
+            seconds: inner.history.seconds(
+                &options.series_prefix,
+                options.max_points,
+                self.interval_ms.div_ceil(1000).max(1),
+            ),
+            minutes: inner
+                .history
+                .minutes(&options.series_prefix, options.max_points),
+        });
+        CountersSnapshot {
+            time_unix_ms: inner.time_unix_ms,
+            interval_ms: self.interval_ms,
+            sources: inner.sources.values().cloned().collect(),
+            sockets: inner.sockets.clone(),
+            sockstat: inner.sockstat.clone(),
+            protocol: inner.protocol.clone(),
+            processes: inner.processes.clone(),
+            tasks,
+            runtime: inner.runtime.clone(),
+            bounds: StoreBounds {
+                series: inner.history.len(),
+                max_series: self.max_series,
+                series_evicted: inner.history.evicted(),
+                task_targets: inner.tasks.len(),
+                max_task_targets: self.max_task_targets,
+                task_targets_rejected: inner.task_rejected,
+            },
+            history,
+        }
+    }
+}
+
+/// How full an accept queue is, for ordering (a queue at its backlog sorts first).
+fn fullness(l: &ListenQueue) -> f64 {
+    match l.backlog {
+        Some(b) if b > 0 => f64::from(l.queue) / f64::from(b),
+        _ => 0.0,
+    }
+}
+
+fn set_source(inner: &mut Inner, name: &str, (status, reason): (SourceState, Option<String>)) {
+    inner.sources.insert(
+        name.to_string(),
+        SourceStatus {
+            name: name.to_string(),
+            status,
+            reason,
+        },
+    );
+}
+
+/// A missing file is "unavailable" (not on this kernel, not mounted); anything else failed.
+fn unavailable_or_failing(e: &CounterError) -> (SourceState, Option<String>) {
+    let status = match e {
+        CounterError::Read { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            SourceState::Unavailable
+        }
+        _ => SourceState::Failing,
+    };
+    (status, Some(e.to_string()))
+}
