@@ -36,6 +36,33 @@ impl ApiError {
         }
     }
 
+    /// 503 when the part of the agent that would answer is not attached (yet).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
+    /// 500 for a failure of the agent itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+
+    /// 405 for a known path asked with a method it does not serve.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "this path only answers GET (and HEAD)".into(),
+        }
+    }
+
     /// 401 for a request without the right bearer token.
     pub fn unauthorized() -> Self {
         Self {
@@ -44,6 +71,19 @@ impl ApiError {
             message: "a valid bearer token is required (Authorization: Bearer <token>)".into(),
         }
     }
+}
+
+/// The JSON body of every error answer (as documented in the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// HTTP status, repeated.
+    #[schema(minimum = 100, maximum = 599)]
+    pub status: u16,
+    /// Stable, machine-readable code.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
 #[derive(Serialize)]
@@ -67,4 +107,9 @@ impl IntoResponse for ApiError {
 /// Fallback handler: every unknown path is a 404 in the API's error shape.
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no such path: {}", uri.path()))
+}
+
+/// Fallback for a known path asked with an unsupported method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
 }

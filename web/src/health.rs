@@ -9,10 +9,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use crate::AppState;
+use crate::Shared;
 
 /// State of one part of the agent as shown by the health endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentState {
     /// Configured and working.
@@ -24,7 +24,7 @@ pub enum ComponentState {
 }
 
 /// One part of the agent (web, log tailing, OTLP gRPC, ...).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Component {
     /// Its state.
     pub state: ComponentState,
@@ -37,7 +37,7 @@ pub struct Component {
 }
 
 /// The health document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// Always `"ok"` while the agent answers.
     pub status: &'static str,
@@ -103,6 +103,13 @@ impl HealthRegistry {
     }
 }
 
-pub(crate) async fn get_health(State(state): State<AppState>) -> Json<Health> {
+/// What the agent runs and where; answers as soon as the web listener is up.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    responses((status = 200, description = "The agent is up", body = Health))
+)]
+pub(crate) async fn get_health(State(state): State<Shared>) -> Json<Health> {
     Json(state.health.snapshot())
 }

@@ -1,0 +1,248 @@
+//! `GET /api/v1/clusters` and `GET /api/v1/clusters/{id}`: the error patterns.
+
+use std::cmp::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::Json;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::params::QueryPairs;
+use crate::model::{ClusterDetail, ClusterSummary};
+use crate::{ApiError, ErrorBody, Shared};
+
+/// Most rows one page can hold.
+const MAX_LIMIT: u64 = 1000;
+/// Rows per page when `limit` is not given.
+const DEFAULT_LIMIT: u64 = 100;
+
+/// Filters of the cluster list (documentation of the query string).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only describes the query string; the handler parses it by hand.
+pub(crate) struct ClusterListParams {
+    /// Only clusters seen within this time before now, e.g. `15m`, `6h`, `7d`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhd]$")]
+    window: Option<String>,
+    /// Only clusters seen in this service (exact name).
+    #[param(max_length = 256)]
+    service: Option<String>,
+    /// Only emerging (new or surging) clusters.
+    emerging: Option<bool>,
+    /// Case-insensitive text that the canonical template or the id must contain.
+    #[param(max_length = 256)]
+    q: Option<String>,
+    /// Order: `emerging` (emerging first by score, then by rate; the default), `rate`,
+    /// `count`, `first_seen` or `last_seen` (newest first).
+    sort: Option<ClusterSort>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,9}$")]
+    cursor: Option<String>,
+}
+
+/// Order of the cluster list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Variants are built by `ClusterSort::parse`, the schema lists them.
+pub(crate) enum ClusterSort {
+    Emerging,
+    Rate,
+    Count,
+    FirstSeen,
+    LastSeen,
+}
+
+impl ClusterSort {
+    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        Ok(match value {
+            None | Some("emerging") => Self::Emerging,
+            Some("rate") => Self::Rate,
+            Some("count") => Self::Count,
+            Some("first_seen") => Self::FirstSeen,
+            Some("last_seen") => Self::LastSeen,
+            Some(_) => {
+                return Err(ApiError::bad_parameter(
+                    "sort",
+                    "expected one of emerging, rate, count, first_seen, last_seen",
+                ))
+            }
+        })
+    }
+
+    fn compare(self, a: &ClusterSummary, b: &ClusterSummary) -> Ordering {
+        let by_rate = |a: &ClusterSummary, b: &ClusterSummary| {
+            b.rate_per_minute.total_cmp(&a.rate_per_minute)
+        };
+        let primary = match self {
+            Self::Emerging => {
+                let score = |c: &ClusterSummary| c.emergence.as_ref().map(|e| e.score);
+                match (score(a), score(b)) {
+                    (Some(x), Some(y)) => y.total_cmp(&x),
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                }
+                .then_with(|| by_rate(a, b))
+            }
+            Self::Rate => by_rate(a, b),
+            Self::Count => b.total_count.cmp(&a.total_count),
+            Self::FirstSeen => b.first_seen_unix_ms.cmp(&a.first_seen_unix_ms),
+            Self::LastSeen => b.last_seen_unix_ms.cmp(&a.last_seen_unix_ms),
+        };
+        // Ties end on the stable id so that pages do not shuffle between requests.
+        primary.then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// One page of the cluster list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterPage {
+    /// Clusters matching the filters, over all pages.
+    pub total: u64,
+    /// This page's rows, in the requested order.
+    pub clusters: Vec<ClusterSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// When the page was computed (Unix ms); the time `window` counts back from.
+    pub generated_at_unix_ms: i64,
+}
+
+/// The cluster list's filters once validated.
+struct ClusterFilter {
+    since_unix_ms: Option<i64>,
+    service: Option<String>,
+    emerging_only: bool,
+    text: Option<String>,
+}
+
+impl ClusterFilter {
+    fn matches(&self, c: &ClusterSummary) -> bool {
+        if self.emerging_only && c.emergence.is_none() {
+            return false;
+        }
+        if self
+            .since_unix_ms
+            .is_some_and(|since| c.last_seen_unix_ms < since)
+        {
+            return false;
+        }
+        if let Some(service) = &self.service {
+            if !c.services.iter().any(|s| s == service) {
+                return false;
+            }
+        }
+        if let Some(text) = &self.text {
+            if !contains_ignore_case(&c.canonical_template, text) && !c.id.contains(text.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether `haystack` contains `needle_lower` (already lowercased), ignoring case.
+fn contains_ignore_case(haystack: &str, needle_lower: &str) -> bool {
+    haystack.to_lowercase().contains(needle_lower)
+}
+
+pub(crate) fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn window_start(now: i64, window: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Lists the error patterns, emerging first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters",
+    tag = "clusters",
+    params(ClusterListParams),
+    responses(
+        (status = 200, description = "One page of clusters", body = ClusterPage),
+        (status = 400, description = "A parameter cannot be used; the message names it", body = ErrorBody),
+        (status = 503, description = "The cluster store is not attached", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(shared): State<Shared>,
+    uri: Uri,
+) -> Result<Json<ClusterPage>, ApiError> {
+    let query = QueryPairs::parse(
+        &uri,
+        &[
+            "window", "service", "emerging", "q", "sort", "limit", "cursor",
+        ],
+    )?;
+    let now = now_unix_ms();
+    let filter = ClusterFilter {
+        since_unix_ms: query.duration("window")?.map(|w| window_start(now, w)),
+        service: query.text("service", 256)?,
+        emerging_only: query.flag("emerging", false)?,
+        text: query.text("q", 256)?.map(|t| t.to_lowercase()),
+    };
+    let sort = ClusterSort::parse(query.get("sort"))?;
+    let limit = query.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)? as usize;
+    let offset = match query.get("cursor") {
+        None => 0,
+        Some(_) => query.integer("cursor", 0, 999_999_999, 0)? as usize,
+    };
+
+    let views = shared.views()?;
+    let all = views.clusters.summaries();
+    let mut rows: Vec<&ClusterSummary> = all.iter().filter(|c| filter.matches(c)).collect();
+    let total = rows.len();
+    let end = offset.saturating_add(limit).min(total);
+    if offset < total {
+        // Only the rows up to the end of this page need to be in order.
+        if end < total {
+            rows.select_nth_unstable_by(end, |a, b| sort.compare(a, b));
+            rows.truncate(end);
+        }
+        rows.sort_unstable_by(|a, b| sort.compare(a, b));
+    }
+    let clusters: Vec<ClusterSummary> =
+        rows.into_iter().skip(offset).take(limit).cloned().collect();
+    Ok(Json(ClusterPage {
+        total: total as u64,
+        clusters,
+        next_cursor: (end < total).then(|| end.to_string()),
+        generated_at_unix_ms: now,
+    }))
+}
+
+/// Everything about one error pattern.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{id}",
+    tag = "clusters",
+    params(("id" = String, Path, description = "Stable cluster id", max_length = 256)),
+    responses(
+        (status = 200, description = "The cluster", body = ClusterDetail),
+        (status = 404, description = "No cluster has this id", body = ErrorBody),
+        (status = 503, description = "The cluster store is not attached", body = ErrorBody),
+    )
+)]
+pub(crate) async fn detail(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<ClusterDetail>, ApiError> {
+    let views = shared.views()?;
+    if id.len() > 256 {
+        return Err(ApiError::not_found("no cluster has this id"));
+    }
+    views
+        .clusters
+        .detail(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no cluster has the id {id:?}")))
+}

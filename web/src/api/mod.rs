@@ -1,0 +1,6 @@
+//! The JSON API under `/api/v1`: one file per resource, shared query parsing in `params`.
+
+pub(crate) mod clusters;
+pub(crate) mod counters;
+pub(crate) mod params;
+pub(crate) mod traces;

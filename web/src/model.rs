@@ -1,0 +1,479 @@
+//! The read-only views the web surface reads the agent's stores through, and the documents
+//! (DTOs) they return.
+//!
+//! `faultline-web` does not depend on the clustering engine, the trace store or the counter
+//! sampler. The binary implements the three traits below over the real stores ([`ClusterView`],
+//! [`TraceView`], [`CounterView`]) and hands them over in a [`Views`]; the handlers and the
+//! dashboard only ever see the documents defined here. The documents are what the JSON API
+//! returns, so their shape is the API contract, described in the OpenAPI document.
+//!
+//! Conventions: times are Unix milliseconds (`*_unix_ms`) for patterns and counters, Unix
+//! microseconds (`*_unix_us`) for spans, whose durations need the precision. Ids are
+//! lowercase hex strings. Every text field may hold attacker-controlled log content; the
+//! dashboard inserts it as text only.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::live::LiveUpdates;
+
+/// Everything the web surface reads, handed over by the binary.
+#[derive(Clone)]
+pub struct Views {
+    /// The error patterns (clusters) and their templates.
+    pub clusters: Arc<dyn ClusterView>,
+    /// The call chains (spans and logs joined on trace id).
+    pub traces: Arc<dyn TraceView>,
+    /// The node's socket, sockstat, process and task counters.
+    pub counters: Arc<dyn CounterView>,
+    /// Where the stores announce changes; the live-update stream (SSE) watches it.
+    pub live: LiveUpdates,
+}
+
+/// Read access to the cluster store.
+pub trait ClusterView: Send + Sync {
+    /// A snapshot of every cluster's summary row, in any order.
+    ///
+    /// Called on every list request, so it must be cheap: a store keeps the snapshot behind
+    /// an `Arc` and rebuilds it when clusters change (at most a few times a second), rather
+    /// than building rows per call. The web layer filters, sorts and pages it.
+    fn summaries(&self) -> Arc<[ClusterSummary]>;
+
+    /// The full detail of one cluster, `None` when no cluster has this id.
+    fn detail(&self, id: &str) -> Option<ClusterDetail>;
+
+    /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
+    /// `/metrics` and the dashboard. Empty by default.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        Vec::new()
+    }
+}
+
+/// Read access to the trace store.
+pub trait TraceView: Send + Sync {
+    /// The call chain of one trace, `None` when the trace is unknown (or was evicted).
+    /// `trace_id` is always 32 lowercase hex digits.
+    fn call_chain(&self, trace_id: &str) -> Option<CallChain>;
+
+    /// The most recent traces matching `query` (see [`TraceQuery::matches`]), newest first,
+    /// at most `query.limit` of them.
+    fn find(&self, query: &TraceQuery) -> Vec<TraceSummary>;
+
+    /// Counters about the store itself (traces evicted, spans dropped, ...). Empty by
+    /// default.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        Vec::new()
+    }
+}
+
+/// Read access to the node's counters.
+pub trait CounterView: Send + Sync {
+    /// The latest values and the retained history of every counter.
+    fn snapshot(&self) -> CountersSnapshot;
+}
+
+/// A counter about a store (evictions, drops, sizes), exported as
+/// `faultline_store_<name>` on `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StoreCounter {
+    /// Metric name suffix, `[a-z0-9_]+` (e.g. `clusters_evicted_total`).
+    pub name: String,
+    /// One line saying what it counts.
+    pub help: String,
+    /// Current value.
+    pub value: f64,
+}
+
+/// Why a cluster is shown as emerging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmergenceKind {
+    /// A pattern never seen before.
+    New,
+    /// A known pattern whose rate rose well above its baseline.
+    Surge,
+}
+
+/// The emergence verdict of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Emergence {
+    /// New pattern or surge of a known one.
+    pub kind: EmergenceKind,
+    /// A sentence for a person: e.g. "first seen 2 min ago, 140/min" or "12x its 1h baseline".
+    pub reason: String,
+    /// How strongly it emerges (higher is stronger); used to rank emerging patterns.
+    pub score: f64,
+    /// When the pattern started emerging (Unix ms).
+    pub since_unix_ms: i64,
+}
+
+/// Counts per minute, oldest first: `counts[i]` is the minute starting at
+/// `start_unix_ms + i * 60_000`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MinuteCounts {
+    /// Start of the first minute (Unix ms, a multiple of 60 000).
+    pub start_unix_ms: i64,
+    /// One count per minute.
+    pub counts: Vec<u64>,
+}
+
+/// One row of the cluster list: an error pattern at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterSummary {
+    /// Stable cluster id (content hash of the canonical template).
+    pub id: String,
+    /// The canonical masked template, parameters shown as `<IP>`, `<NUM>`, `<*>`, ...
+    pub canonical_template: String,
+    /// Services it was seen in.
+    pub services: Vec<String>,
+    /// First occurrence (Unix ms).
+    pub first_seen_unix_ms: i64,
+    /// Latest occurrence (Unix ms).
+    pub last_seen_unix_ms: i64,
+    /// Occurrences since first seen (or since the store's retention began).
+    pub total_count: u64,
+    /// Current rate, occurrences per minute (over the store's recent window).
+    pub rate_per_minute: f64,
+    /// How many templates the cluster groups.
+    pub template_count: u64,
+    /// Set while the pattern is emerging (new or surging).
+    pub emergence: Option<Emergence>,
+    /// Recent per-minute counts for the sparkline (the last hour or so).
+    pub sparkline: MinuteCounts,
+}
+
+/// One template (exact masked shape) of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TemplateRow {
+    /// Stable template id (content hash of the masked template).
+    pub id: String,
+    /// The masked template.
+    pub template: String,
+    /// Occurrences.
+    pub count: u64,
+    /// Services it was seen in.
+    pub services: Vec<String>,
+    /// First occurrence (Unix ms).
+    pub first_seen_unix_ms: i64,
+    /// Latest occurrence (Unix ms).
+    pub last_seen_unix_ms: i64,
+}
+
+/// How often a value was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValueCount {
+    /// The parameter value as it appeared in the message.
+    pub value: String,
+    /// Occurrences.
+    pub count: u64,
+}
+
+/// The most frequent values of one masked parameter of a cluster (e.g. which peer addresses
+/// reset the connections).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ParameterDistribution {
+    /// The parameter: its mask and position, e.g. `<IP> #2`.
+    pub name: String,
+    /// Top values, most frequent first.
+    pub top: Vec<ValueCount>,
+    /// Occurrences of every value not in `top`.
+    pub other_count: u64,
+}
+
+/// One stored occurrence of a pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Sample {
+    /// When it was logged (Unix ms).
+    pub time_unix_ms: i64,
+    /// Service that logged it.
+    pub service: String,
+    /// Normalised level (`error`, `warn`, ...).
+    pub level: String,
+    /// The raw message.
+    pub message: String,
+    /// Trace it belongs to, if the record carried one.
+    pub trace_id: Option<String>,
+    /// Span it belongs to, if the record carried one.
+    pub span_id: Option<String>,
+}
+
+/// Everything about one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterDetail {
+    /// The same row as in the list.
+    pub summary: ClusterSummary,
+    /// Its templates, most frequent first.
+    pub templates: Vec<TemplateRow>,
+    /// Top values of each masked parameter.
+    pub parameters: Vec<ParameterDistribution>,
+    /// Per-minute counts over the store's whole retention.
+    pub per_minute: MinuteCounts,
+    /// Recent occurrences, newest first.
+    pub samples: Vec<Sample>,
+    /// Traces it occurred in, newest first.
+    pub trace_ids: Vec<String>,
+}
+
+/// Filters of the trace list; also what [`TraceView::find`] is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceQuery {
+    /// Only traces in which this cluster occurred.
+    pub cluster: Option<String>,
+    /// Only traces that went through this service.
+    pub service: Option<String>,
+    /// Only traces with at least one error span or error log.
+    pub errors_only: bool,
+    /// At most this many (already validated, >= 1).
+    pub limit: usize,
+}
+
+impl TraceQuery {
+    /// Whether `trace` passes the filters (the limit aside): a store without indexes can
+    /// scan its summaries with this.
+    pub fn matches(&self, trace: &TraceSummary) -> bool {
+        if self.errors_only && trace.error_count == 0 {
+            return false;
+        }
+        if let Some(service) = &self.service {
+            if !trace.services.iter().any(|s| s == service) {
+                return false;
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if !trace.cluster_ids.iter().any(|c| c == cluster) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One row of the trace list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TraceSummary {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// Service of the root span (or of the earliest span when the root is missing).
+    pub root_service: String,
+    /// Name of the root span (e.g. `GET /users/:id`).
+    pub root_name: String,
+    /// Start of the earliest span (Unix µs).
+    pub start_unix_us: i64,
+    /// From the earliest start to the latest end (µs).
+    pub duration_us: i64,
+    /// Spans received.
+    pub span_count: u64,
+    /// Spans with error status plus error logs.
+    pub error_count: u64,
+    /// Services it went through.
+    pub services: Vec<String>,
+    /// Clusters of the errors logged in it.
+    pub cluster_ids: Vec<String>,
+}
+
+/// Status of a span, as OpenTelemetry defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanStatus {
+    /// Not set by the instrumentation.
+    Unset,
+    /// Explicitly ok.
+    Ok,
+    /// Failed.
+    Error,
+}
+
+/// A key/value attribute of a span.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attribute {
+    /// Attribute key (e.g. `http.status_code`).
+    pub key: String,
+    /// Value rendered as text.
+    pub value: String,
+}
+
+/// A log record attached to a call chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChainLog {
+    /// When it was logged (Unix µs).
+    pub time_unix_us: i64,
+    /// Service that logged it.
+    pub service: String,
+    /// Normalised level.
+    pub level: String,
+    /// The raw message.
+    pub message: String,
+    /// The cluster it was assigned to (error-ish records only).
+    pub cluster_id: Option<String>,
+}
+
+/// One span of a call chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChainSpan {
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    /// Parent span, `None` for the root (or when the parent never arrived).
+    pub parent_span_id: Option<String>,
+    /// Depth in the tree (root = 0).
+    pub depth: u32,
+    /// Service that emitted it.
+    pub service: String,
+    /// Operation name.
+    pub name: String,
+    /// Span kind (`server`, `client`, `internal`, ...).
+    pub kind: String,
+    /// Start (Unix µs).
+    pub start_unix_us: i64,
+    /// Duration (µs).
+    pub duration_us: i64,
+    /// Status.
+    pub status: SpanStatus,
+    /// Status message, if any.
+    pub status_message: Option<String>,
+    /// Attributes worth showing.
+    pub attributes: Vec<Attribute>,
+    /// Logs emitted within this span, oldest first.
+    pub logs: Vec<ChainLog>,
+}
+
+/// A call chain: the spans of one trace as a tree, logs attached to their spans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CallChain {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The spans in depth-first tree order (each parent before its children, siblings by
+    /// start time); `parent_span_id` and `depth` give the tree.
+    pub spans: Vec<ChainSpan>,
+    /// The span where the error starts: the deepest failing span whose children did not fail.
+    pub error_origin_span_id: Option<String>,
+    /// Logs with this trace id whose span is unknown.
+    pub unattached_logs: Vec<ChainLog>,
+    /// Clusters of the errors logged in it.
+    pub cluster_ids: Vec<String>,
+}
+
+/// A series of samples on the snapshot's common time axis: `points[i]` was sampled at
+/// `history_start_unix_ms + i * step_ms` of the enclosing [`CountersSnapshot`]. Missing
+/// samples are `null`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Series {
+    /// Oldest first.
+    pub points: Vec<Option<f64>>,
+}
+
+/// TCP socket state, named as the kernel and `ss` name them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketState {
+    /// ESTABLISHED
+    Established,
+    /// SYN-SENT
+    SynSent,
+    /// SYN-RECV
+    SynRecv,
+    /// FIN-WAIT-1
+    FinWait1,
+    /// FIN-WAIT-2
+    FinWait2,
+    /// TIME-WAIT
+    TimeWait,
+    /// CLOSE (unused by Linux for live sockets, kept for completeness)
+    Close,
+    /// CLOSE-WAIT
+    CloseWait,
+    /// LAST-ACK
+    LastAck,
+    /// LISTEN
+    Listen,
+    /// CLOSING
+    Closing,
+}
+
+/// Which end of the connection the port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PortSide {
+    /// A port this node listens on (inbound connections).
+    Local,
+    /// A peer's port (outbound connections, e.g. to a database on 5432).
+    Remote,
+}
+
+/// Sockets in one state on one port, over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SocketSeries {
+    /// The port.
+    pub port: u16,
+    /// Local (listening) or remote (peer) port.
+    pub side: PortSide,
+    /// The TCP state.
+    pub state: SocketState,
+    /// Latest count.
+    pub current: u64,
+    /// History of the count.
+    pub history: Series,
+}
+
+/// A named counter over time (a `/proc/net/sockstat` field, or a protocol counter rate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NamedSeries {
+    /// Its name, e.g. `TCP inuse`, `TCP tw`, `TcpExt ListenOverflows`.
+    pub name: String,
+    /// Unit of the values, e.g. `sockets`, `/s`.
+    pub unit: String,
+    /// Latest value.
+    pub current: Option<f64>,
+    /// History of the value.
+    pub history: Series,
+}
+
+/// Open file descriptors and threads of one watched process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessSeries {
+    /// Process id.
+    pub pid: u32,
+    /// Process or service name.
+    pub name: String,
+    /// Open file descriptors over time.
+    pub fds: Series,
+    /// Threads over time.
+    pub threads: Series,
+}
+
+/// Goroutine-style task count of one target (e.g. a Go service's pprof endpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskSeries {
+    /// Target name as configured (`[[tasks]] name`).
+    pub target: String,
+    /// Latest count.
+    pub current: Option<u64>,
+    /// History of the count.
+    pub history: Series,
+    /// Why the last scrape failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The node's counters: latest values and history on one time axis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CountersSnapshot {
+    /// When the latest sample was taken (Unix ms).
+    pub sampled_at_unix_ms: i64,
+    /// Time of the first history point (Unix ms).
+    pub history_start_unix_ms: i64,
+    /// Time between history points (ms, >= 1).
+    pub step_ms: i64,
+    /// TCP sockets per port and state.
+    pub sockets: Vec<SocketSeries>,
+    /// `/proc/net/sockstat` fields.
+    pub sockstat: Vec<NamedSeries>,
+    /// Protocol counter rates (`/proc/net/snmp`, `netstat`), per second.
+    pub protocol_rates: Vec<NamedSeries>,
+    /// Watched processes.
+    pub processes: Vec<ProcessSeries>,
+    /// Task (goroutine) counters per target.
+    pub tasks: Vec<TaskSeries>,
+}

@@ -1,0 +1,391 @@
+//! The REST API against a live router over fixture views: filters, paging, the one error
+//! shape, the OpenAPI document, `/metrics`, token auth and the live-update stream.
+
+mod fixture;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fixture::*;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn incident() -> (SocketAddr, Arc<FixtureStore>, Incident) {
+    let store = Arc::new(FixtureStore::default());
+    let incident = load_incident(&store, now_ms());
+    let addr = serve(store.views(), None);
+    (addr, store, incident)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (StatusCode, Value) {
+    let response = Client::new()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn cluster_list_puts_emerging_patterns_first_and_filters() {
+    let (addr, _store, incident) = incident();
+    let (status, page) = get(addr, "/api/v1/clusters");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 4);
+    // Highest emergence score first: the connection-reset storm.
+    assert_eq!(ids(&page)[0], incident.reset_cluster);
+    assert!(page["clusters"][0]["emergence"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("new pattern"));
+
+    let (_, page) = get(addr, "/api/v1/clusters?emerging=true");
+    assert_eq!(page["total"], 3);
+    assert!(page["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| !c["emergence"].is_null()));
+
+    let (_, page) = get(addr, "/api/v1/clusters?service=order-svc&sort=count");
+    assert_eq!(page["total"], 2);
+    let (_, page) = get(addr, "/api/v1/clusters?q=CONNECTION%20RESET");
+    assert_eq!(ids(&page), vec![incident.reset_cluster.clone()]);
+    // The refused pattern was last seen 20 minutes ago.
+    let (_, page) = get(addr, "/api/v1/clusters?window=5m");
+    assert_eq!(page["total"], 3);
+    let (_, page) = get(addr, "/api/v1/clusters?window=1h");
+    assert_eq!(page["total"], 4);
+}
+
+#[test]
+fn cluster_pages_follow_the_cursor_without_overlap() {
+    let (addr, _store, _) = incident();
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/clusters?limit=3&sort=rate".to_owned();
+    for _ in 0..10 {
+        let (status, page) = get(addr, &path);
+        assert_eq!(status, StatusCode::OK);
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/clusters?limit=3&sort=rate&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(unique.len(), 4);
+}
+
+#[test]
+fn bad_parameters_are_400_and_name_the_parameter() {
+    let (addr, _store, _) = incident();
+    for (path, name) in [
+        ("/api/v1/clusters?limit=0", "limit"),
+        ("/api/v1/clusters?limit=abc", "limit"),
+        ("/api/v1/clusters?window=5x", "window"),
+        ("/api/v1/clusters?emerging=yes", "emerging"),
+        ("/api/v1/clusters?sort=loudest", "sort"),
+        ("/api/v1/clusters?cursor=-1", "cursor"),
+        ("/api/v1/clusters?limit=1&limit=2", "limit"),
+        ("/api/v1/traces?errors=1", "errors"),
+        ("/api/v1/traces?limit=100000", "limit"),
+        ("/api/v1/traces/not-a-trace-id", "trace_id"),
+    ] {
+        let (status, body) = get(addr, path);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body["status"], 400, "{path}");
+        assert_eq!(body["code"], "bad_parameter", "{path}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{name}`")), "{path}: {message}");
+    }
+}
+
+#[test]
+fn unknown_ids_and_paths_are_404_in_the_error_shape() {
+    let (addr, _store, _) = incident();
+    for path in [
+        "/api/v1/clusters/ffffffffffffffff",
+        "/api/v1/traces/0123456789abcdef0123456789abcdef",
+        "/api/v1/nothing",
+    ] {
+        let (status, body) = get(addr, path);
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["status"], 404);
+        assert_eq!(body["code"], "not_found");
+        assert!(body["message"].as_str().is_some());
+    }
+    let response = Client::new()
+        .post(format!("http://{addr}/api/v1/clusters"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[test]
+fn cluster_detail_has_templates_parameters_samples_and_traces() {
+    let (addr, _store, incident) = incident();
+    let (status, detail) = get(
+        addr,
+        &format!("/api/v1/clusters/{}", incident.reset_cluster),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["summary"]["id"], incident.reset_cluster.as_str());
+    assert_eq!(detail["templates"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["parameters"][0]["top"][0]["value"], "10.0.3.17:5432");
+    assert_eq!(detail["per_minute"]["counts"].as_array().unwrap().len(), 60);
+    assert!(detail["samples"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("connection reset by peer"));
+    assert_eq!(detail["trace_ids"][0], incident.error_trace.as_str());
+}
+
+#[test]
+fn traces_filter_and_call_chain_shows_the_error_origin() {
+    let (addr, _store, incident) = incident();
+    let (_, page) = get(addr, "/api/v1/traces");
+    assert_eq!(page["traces"].as_array().unwrap().len(), 4);
+    let (_, page) = get(addr, "/api/v1/traces?errors=true");
+    assert_eq!(page["traces"].as_array().unwrap().len(), 1);
+    assert_eq!(page["traces"][0]["trace_id"], incident.error_trace.as_str());
+    let (_, page) = get(
+        addr,
+        &format!("/api/v1/traces?cluster={}", incident.reset_cluster),
+    );
+    assert_eq!(page["traces"].as_array().unwrap().len(), 1);
+    let (_, page) = get(addr, "/api/v1/traces?service=user-svc&limit=1");
+    assert_eq!(page["traces"].as_array().unwrap().len(), 1);
+
+    let (status, chain) = get(addr, &format!("/api/v1/traces/{}", incident.error_trace));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(chain["error_origin_span_id"], "a000000000000004");
+    assert_eq!(chain["spans"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        chain["spans"][3]["logs"][0]["cluster_id"],
+        incident.reset_cluster.as_str()
+    );
+}
+
+#[test]
+fn counters_share_one_time_axis() {
+    let (addr, _store, _) = incident();
+    let (status, counters) = get(addr, "/api/v1/counters");
+    assert_eq!(status, StatusCode::OK);
+    let points = counters["sockets"][0]["history"]["points"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(points, 120);
+    assert_eq!(counters["step_ms"], 5000);
+    assert!(counters["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["state"] == "time_wait" && s["port"] == 8080));
+}
+
+#[test]
+fn openapi_document_describes_every_api_path() {
+    let (addr, _store, _) = incident();
+    let (status, doc) = get(addr, "/api/v1/openapi.json");
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/clusters",
+        "/api/v1/clusters/{id}",
+        "/api/v1/traces",
+        "/api/v1/traces/{trace_id}",
+        "/api/v1/counters",
+        "/api/v1/health",
+        "/api/v1/events",
+    ] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
+    }
+    for schema in [
+        "ClusterSummary",
+        "ClusterDetail",
+        "CallChain",
+        "CountersSnapshot",
+        "Error",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+}
+
+#[test]
+fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
+    let (addr, _store, incident) = incident();
+    let response = Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = response.text().unwrap();
+    let line = format!(
+        "faultline_cluster_events_total{{cluster_id=\"{}\"}}",
+        incident.reset_cluster
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(
+        text.contains("faultline_tcp_sockets{port=\"8080\",side=\"local\",state=\"time_wait\"}")
+    );
+    assert!(text.contains("faultline_tasks{target=\"user-svc\"} 1840"));
+    assert!(text.contains("faultline_store_clusters_evicted_total 0"));
+    // Hostile template text stays inside its quoted label value.
+    let info = text
+        .lines()
+        .find(|l| l.contains(&incident.xss_cluster) && l.starts_with("faultline_cluster_info"))
+        .unwrap();
+    assert!(info.ends_with("\"} 1"), "{info}");
+}
+
+#[test]
+fn a_token_is_required_by_header_or_login_cookie() {
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now_ms());
+    let addr = serve(store.views(), Some("s3cret token"));
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let anonymous = client.get(url("/api/v1/clusters")).send().unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    let wrong = client
+        .get(url("/metrics"))
+        .bearer_auth("s3cret tokem")
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let page = client.get(url("/")).send().unwrap();
+    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    assert!(page
+        .text()
+        .unwrap()
+        .contains("<form method=\"post\" action=\"/login\">"));
+
+    let right = client
+        .get(url("/api/v1/clusters"))
+        .bearer_auth("s3cret token")
+        .send()
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+
+    let refused = client
+        .post(url("/login"))
+        .form(&[("token", "guess")])
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let login = client
+        .post(url("/login"))
+        .form(&[("token", "s3cret token")])
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains("s3cret"),
+        "the cookie must not carry the token in clear"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let with_cookie = client
+        .get(url("/api/v1/counters"))
+        .header("cookie", pair)
+        .send()
+        .unwrap();
+    assert_eq!(with_cookie.status(), StatusCode::OK);
+}
+
+#[test]
+fn pages_carry_a_strict_content_security_policy() {
+    let (addr, _store, _) = incident();
+    for path in [
+        "/",
+        "/clusters",
+        "/trace?id=x",
+        "/counters",
+        "/api/v1/clusters",
+    ] {
+        let response = Client::new()
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .unwrap();
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}");
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+}
+
+#[test]
+fn the_event_stream_announces_a_new_cluster() {
+    let (addr, store, _) = incident();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut announced = false;
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if line.starts_with("event: hello") {
+            store.put_cluster(cluster(
+                now_ms(),
+                "0000000000000bee",
+                "panic: runtime error: invalid memory address",
+                &["cart-svc"],
+                None,
+                |_| 1,
+                &[],
+                &[],
+            ));
+        }
+        if line.starts_with("event: clusters") {
+            announced = true;
+            break;
+        }
+        lines.push(line);
+    }
+    assert!(announced, "no clusters event; got {lines:?}");
+}
