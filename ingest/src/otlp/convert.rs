@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::config::OtlpConfig;
 use super::error::OtlpError;
 use super::sink::{TaskMetric, TaskSample};
+use crate::parse::{parse_line_with, ParseOptions};
 use crate::record::{Level, LogRecord, Origin, SpanId, TraceId};
 use crate::traces::{Span, SpanEvent, SpanKind, StatusCode};
 
@@ -169,7 +170,13 @@ fn note(rejection: &mut Option<String>, message: impl FnOnce() -> String) {
     }
 }
 
-fn check_count(what: &str, name: &str, count: usize, limit: usize, key: &str) -> Result<(), OtlpError> {
+fn check_count(
+    what: &str,
+    name: &str,
+    count: usize,
+    limit: usize,
+    key: &str,
+) -> Result<(), OtlpError> {
     if count > limit {
         return Err(OtlpError::LimitExceeded(format!(
             "{what} {name:?} has {count} {key}, more than the limit of {limit}"
@@ -196,10 +203,28 @@ pub(crate) fn convert_traces(
         let service = service_name(resource_spans.resource.as_ref(), max);
         for scope_spans in resource_spans.scope_spans {
             for span in scope_spans.spans {
-                check_count("span", &span.name, span.attributes.len(), config.max_attributes_per_span, "attributes")?;
-                check_count("span", &span.name, span.events.len(), config.max_events_per_span, "events")?;
+                check_count(
+                    "span",
+                    &span.name,
+                    span.attributes.len(),
+                    config.max_attributes_per_span,
+                    "attributes",
+                )?;
+                check_count(
+                    "span",
+                    &span.name,
+                    span.events.len(),
+                    config.max_events_per_span,
+                    "events",
+                )?;
                 for event in &span.events {
-                    check_count("event", &event.name, event.attributes.len(), config.max_attributes_per_span, "attributes")?;
+                    check_count(
+                        "event",
+                        &event.name,
+                        event.attributes.len(),
+                        config.max_attributes_per_span,
+                        "attributes",
+                    )?;
                 }
                 let (Some(trace_id), Some(span_id)) = (
                     TraceId::from_bytes(&span.trace_id),
@@ -292,6 +317,23 @@ fn error_records_of(span: &Span, observed: i64, out: &mut Vec<LogRecord>) {
     }
 }
 
+fn empty_record(observed_unix_nanos: i64) -> LogRecord {
+    LogRecord {
+        time_unix_nanos: None,
+        observed_unix_nanos,
+        level: Level::Unknown,
+        service: None,
+        message: String::new(),
+        error: None,
+        http_status: None,
+        trace_id: None,
+        span_id: None,
+        attributes: Vec::new(),
+        origin: Origin::OtlpLog,
+        truncated: false,
+    }
+}
+
 fn level_of(severity_number: i32, severity_text: &str) -> Level {
     match severity_number {
         1..=4 => Level::Trace,
@@ -321,11 +363,21 @@ pub(crate) fn convert_logs(
         let service = service_name(resource_logs.resource.as_ref(), max);
         for scope_logs in resource_logs.scope_logs {
             for log in scope_logs.log_records {
-                check_count("log record", &log.event_name, log.attributes.len(), config.max_attributes_per_span, "attributes")?;
+                check_count(
+                    "log record",
+                    &log.event_name,
+                    log.attributes.len(),
+                    config.max_attributes_per_span,
+                    "attributes",
+                )?;
                 let trace_id = TraceId::from_bytes(&log.trace_id);
                 let span_id = SpanId::from_bytes(&log.span_id);
-                let bad_trace = !log.trace_id.is_empty() && trace_id.is_none() && log.trace_id.iter().any(|&b| b != 0);
-                let bad_span = !log.span_id.is_empty() && span_id.is_none() && log.span_id.iter().any(|&b| b != 0);
+                let bad_trace = !log.trace_id.is_empty()
+                    && trace_id.is_none()
+                    && log.trace_id.iter().any(|&b| b != 0);
+                let bad_span = !log.span_id.is_empty()
+                    && span_id.is_none()
+                    && log.span_id.iter().any(|&b| b != 0);
                 if bad_trace || bad_span {
                     batch.rejected += 1;
                     note(&mut batch.rejection, || {
@@ -333,51 +385,72 @@ pub(crate) fn convert_logs(
                     });
                     continue;
                 }
-                let (mut attributes, mut truncated) = render_attributes(&log.attributes, max);
-                // A structured body (a map) carries the message under msg/message; its other
-                // fields are attributes, as in a JSON log line.
-                let mut message = String::new();
-                match log.body.as_ref().and_then(|b| b.value.as_ref()) {
-                    Some(any_value::Value::KvlistValue(list)) => {
-                        let (fields, cut) = render_attributes(&list.values, max);
-                        truncated |= cut;
-                        for (key, value) in fields {
-                            if message.is_empty() && (key == "msg" || key == "message") {
-                                message = value;
-                            } else {
-                                attributes.push((key, value));
-                            }
-                        }
-                    }
-                    _ => {
-                        let (text, cut) = render(log.body.as_ref(), max);
-                        truncated |= cut;
-                        message = text;
-                    }
-                }
-                let error = first(
-                    &attributes,
-                    &["error", "err", "exception.message", "error.message"],
-                )
-                .map(str::to_owned);
+                let (otlp_attributes, mut truncated) = render_attributes(&log.attributes, max);
                 let time = [log.time_unix_nano, log.observed_time_unix_nano]
                     .into_iter()
                     .find(|&t| t != 0)
                     .map(nanos);
-                batch.records.push(LogRecord {
-                    time_unix_nanos: time,
-                    observed_unix_nanos,
-                    level: level_of(log.severity_number, &log.severity_text),
-                    service: Some(service.clone()),
-                    message,
-                    error,
-                    http_status: http_status(&attributes),
-                    trace_id,
-                    span_id,
-                    attributes,
-                    origin: Origin::OtlpLog,
-                    truncated,
-                });
+                let mut record = match log.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    // A text body is a log line: it gets the same parsing as a tailed line
+                    // (format detection, level, error text, ids written in the text).
+                    Some(any_value::Value::StringValue(text)) => {
+                        let (text, cut) = cap(text.clone(), max);
+                        truncated |= cut;
+                        parse_line_with(
+                            &text,
+                            Origin::OtlpLog,
+                            &ParseOptions::default(),
+                            observed_unix_nanos,
+                        )
+                    }
+                    // A structured body (a map) carries the message under msg/message; its
+                    // other fields are attributes, as in a JSON log line.
+                    Some(any_value::Value::KvlistValue(list)) => {
+                        let (fields, cut) = render_attributes(&list.values, max);
+                        truncated |= cut;
+                        let mut record = empty_record(observed_unix_nanos);
+                        for (key, value) in fields {
+                            if record.message.is_empty() && (key == "msg" || key == "message") {
+                                record.message = value;
+                            } else {
+                                record.attributes.push((key, value));
+                            }
+                        }
+                        record
+                    }
+                    _ => {
+                        let (text, cut) = render(log.body.as_ref(), max);
+                        truncated |= cut;
+                        let mut record = empty_record(observed_unix_nanos);
+                        record.message = text;
+                        record
+                    }
+                };
+                // What the OTLP envelope says wins over what the text says.
+                record.attributes.extend(otlp_attributes);
+                if let Some(error) = first(
+                    &record.attributes,
+                    &["error", "err", "exception.message", "error.message"],
+                ) {
+                    if record.error.is_none() {
+                        record.error = Some(error.to_owned());
+                    }
+                }
+                if record.http_status.is_none() {
+                    record.http_status = http_status(&record.attributes);
+                }
+                let level = level_of(log.severity_number, &log.severity_text);
+                if level != Level::Unknown {
+                    record.level = level;
+                }
+                if time.is_some() {
+                    record.time_unix_nanos = time;
+                }
+                record.service = Some(service.clone());
+                record.trace_id = trace_id.or(record.trace_id);
+                record.span_id = span_id.or(record.span_id);
+                record.truncated |= truncated;
+                batch.records.push(record);
             }
         }
     }
@@ -386,7 +459,10 @@ pub(crate) fn convert_logs(
 
 /// Picks the goroutine and thread counts out of an export request; everything else is only
 /// counted.
-pub(crate) fn convert_metrics(request: ExportMetricsServiceRequest, config: &OtlpConfig) -> MetricBatch {
+pub(crate) fn convert_metrics(
+    request: ExportMetricsServiceRequest,
+    config: &OtlpConfig,
+) -> MetricBatch {
     let mut batch = MetricBatch {
         samples: Vec::new(),
         ignored_points: 0,

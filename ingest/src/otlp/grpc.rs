@@ -51,10 +51,7 @@ pub(crate) struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    fn run<T>(
-        &self,
-        apply: impl FnOnce(&Pipeline) -> Result<T, OtlpError>,
-    ) -> Result<T, Status> {
+    fn run<T>(&self, apply: impl FnOnce(&Pipeline) -> Result<T, OtlpError>) -> Result<T, Status> {
         let _permit = self.pipeline.admit().map_err(status_of)?;
         apply(&self.pipeline).map_err(status_of)
     }
@@ -133,13 +130,19 @@ pub(crate) fn routes(pipeline: Arc<Pipeline>) -> tonic::service::Routes {
 /// Tonic refuses an oversized message with OUT_OF_RANGE, and a gzip bomb with
 /// RESOURCE_EXHAUSTED — which an OTLP sender may read as "retry". Both are the sender's fault
 /// and final, so they are rewritten to INVALID_ARGUMENT as the OTLP spec asks.
-pub(crate) fn fix_limit_status<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+pub(crate) fn fix_limit_status<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
     let headers = response.headers_mut();
     let code = headers.get("grpc-status").and_then(|v| v.to_str().ok());
     let size_limit = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| ["size limit", "size%20limit", "too large", "too%20large"].iter().any(|p| m.contains(p)));
+        .is_some_and(|m| {
+            ["size limit", "size%20limit", "too large", "too%20large"]
+                .iter()
+                .any(|p| m.contains(p))
+        });
     let rewrite = match code {
         Some("11") => true,
         Some("8") => size_limit,

@@ -103,7 +103,12 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let media = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
         PROTOBUF => Ok(Encoding::Protobuf),
         JSON => Ok(Encoding::Json),
@@ -113,8 +118,11 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
 
 /// Reads the body, refusing it as soon as it passes the limit.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, OtlpError> {
-    let too_large =
-        || OtlpError::TooLarge(format!("the body is larger than max_message_bytes = {limit}"));
+    let too_large = || {
+        OtlpError::TooLarge(format!(
+            "the body is larger than max_message_bytes = {limit}"
+        ))
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -139,7 +147,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
 fn decode_content(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, OtlpError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase())
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     match encoding.as_str() {
         "" | "identity" => Ok(body),
@@ -167,8 +179,9 @@ fn decode<T: Message + Default + DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, OtlpError> {
     match encoding {
-        Encoding::Protobuf => T::decode(body)
-            .map_err(|e| OtlpError::BadRequest(format!("malformed protobuf: {e}"))),
+        Encoding::Protobuf => {
+            T::decode(body).map_err(|e| OtlpError::BadRequest(format!("malformed protobuf: {e}")))
+        }
         Encoding::Json => json::decode(body),
     }
 }
@@ -207,7 +220,8 @@ async fn receive<T: Message + Default + DeserializeOwned>(
     let raw = read_body(headers, body, pipeline.config.max_message_bytes)
         .await
         .map_err(fail)?;
-    let plain = decode_content(headers, raw, pipeline.config.max_decompressed_bytes).map_err(fail)?;
+    let plain =
+        decode_content(headers, raw, pipeline.config.max_decompressed_bytes).map_err(fail)?;
     let request = decode::<T>(encoding, &plain).map_err(fail)?;
     Ok((encoding, request, permit))
 }
@@ -262,8 +276,9 @@ async fn metrics(
 ) -> Result<Response, HttpError> {
     let (encoding, request, _permit) =
         receive::<ExportMetricsServiceRequest>(&pipeline, &headers, body).await?;
-    let Accepted { rejected, message } =
-        pipeline.metrics(request).map_err(|e| refused(e, encoding))?;
+    let Accepted { rejected, message } = pipeline
+        .metrics(request)
+        .map_err(|e| refused(e, encoding))?;
     let response = ExportMetricsServiceResponse {
         partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
             rejected_data_points: rejected,

@@ -88,7 +88,11 @@ fn normalise(value: &mut Value) -> Result<(), OtlpError> {
                 let old = std::mem::take(map);
                 let mut renamed = Map::with_capacity(old.len());
                 for (key, v) in old {
-                    let key = if key.contains('_') { camel_case(&key) } else { key };
+                    let key = if key.contains('_') {
+                        camel_case(&key)
+                    } else {
+                        key
+                    };
                     renamed.insert(key, v);
                 }
                 *map = renamed;
@@ -100,7 +104,9 @@ fn normalise(value: &mut Value) -> Result<(), OtlpError> {
                         "kind" | "code" | "severityNumber" | "aggregationTemporality"
                     ) {
                         let number = enum_number(key, name).ok_or_else(|| {
-                            OtlpError::BadRequest(format!("unknown enum value {name:?} for {key:?}"))
+                            OtlpError::BadRequest(format!(
+                                "unknown enum value {name:?} for {key:?}"
+                            ))
                         })?;
                         *v = Value::from(number);
                         continue;

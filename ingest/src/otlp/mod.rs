@@ -129,16 +129,20 @@ impl OtlpReceivers {
         grpc: SocketAddr,
         http: SocketAddr,
     ) -> Result<(TcpListener, TcpListener), ServeError> {
-        let grpc_listener = TcpListener::bind(grpc).await.map_err(|source| ServeError::Bind {
-            addr: grpc,
-            protocol: "gRPC",
-            source,
-        })?;
-        let http_listener = TcpListener::bind(http).await.map_err(|source| ServeError::Bind {
-            addr: http,
-            protocol: "HTTP",
-            source,
-        })?;
+        let grpc_listener = TcpListener::bind(grpc)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: grpc,
+                protocol: "gRPC",
+                source,
+            })?;
+        let http_listener = TcpListener::bind(http)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: http,
+                protocol: "HTTP",
+                source,
+            })?;
         Ok((grpc_listener, http_listener))
     }
 }

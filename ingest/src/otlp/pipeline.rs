@@ -108,7 +108,9 @@ fn now_nanos() -> i64 {
 
 impl Pipeline {
     pub fn new(config: OtlpConfig, outputs: OtlpOutputs) -> Self {
-        let permits = config.max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
+        let permits = config
+            .max_concurrent_requests
+            .clamp(1, Semaphore::MAX_PERMITS);
         Pipeline {
             config,
             outputs,
@@ -118,7 +120,9 @@ impl Pipeline {
     }
 
     fn overloaded(&self, what: &str) -> OtlpError {
-        self.counters.requests_throttled.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .requests_throttled
+            .fetch_add(1, Ordering::Relaxed);
         OtlpError::Overloaded(what.to_owned(), self.config.retry_after_secs)
     }
 
@@ -133,7 +137,9 @@ impl Pipeline {
 
     /// Counts a request refused before it reached `traces`/`logs`/`metrics`.
     pub fn note_invalid(&self) {
-        self.counters.requests_invalid.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .requests_invalid
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn reserve(&self, count: usize) -> Result<LogReservation, OtlpError> {

@@ -227,13 +227,22 @@ mod tests {
     fn a_full_queue_refuses_until_drained() {
         let (tx, mut rx) = log_queue(3);
         assert_eq!(tx.try_send(vec![record(1), record(2)]), Ok(()));
-        assert_eq!(tx.try_send(vec![record(3), record(4)]), Err(LogQueueError::Full));
+        assert_eq!(
+            tx.try_send(vec![record(3), record(4)]),
+            Err(LogQueueError::Full)
+        );
         assert_eq!(tx.try_send(vec![record(3)]), Ok(()));
-        let first = rx.try_recv().map(LogBatch::into_records).unwrap_or_default();
+        let first = rx
+            .try_recv()
+            .map(LogBatch::into_records)
+            .unwrap_or_default();
         assert_eq!(first.len(), 2);
         assert_eq!(tx.try_send(vec![record(4), record(5)]), Ok(()));
         // A batch bigger than the queue gets in only when the queue is empty.
-        assert_eq!(tx.try_send((0..10).map(record).collect()), Err(LogQueueError::Full));
+        assert_eq!(
+            tx.try_send((0..10).map(record).collect()),
+            Err(LogQueueError::Full)
+        );
         drop(rx.try_recv());
         drop(rx.try_recv());
         assert_eq!(tx.try_send((0..10).map(record).collect()), Ok(()));

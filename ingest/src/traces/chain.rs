@@ -135,7 +135,10 @@ fn skew_shift(parent: &Span, parent_shift: i64, child: &Span) -> i64 {
     if child.service == parent.service || (c_start >= p_start && c_end <= p_end) {
         return parent_shift;
     }
-    let slack = parent.duration_nanos().saturating_sub(child.duration_nanos()).max(0);
+    let slack = parent
+        .duration_nanos()
+        .saturating_sub(child.duration_nanos())
+        .max(0);
     let target = p_start.saturating_add(slack / 2);
     parent_shift.saturating_add(target.saturating_sub(c_start))
 }
@@ -342,7 +345,9 @@ pub(crate) fn build_chain(parts: TraceParts) -> CallChain {
                 .is_some_and(|l| l.iter().any(LogRecord::is_errorish));
             if has_error_log {
                 let candidate = (i, shape.depth[i], adj_start(i));
-                if origin.is_none_or(|(_, d, s)| candidate.1 > d || (candidate.1 == d && candidate.2 < s)) {
+                if origin.is_none_or(|(_, d, s)| {
+                    candidate.1 > d || (candidate.1 == d && candidate.2 < s)
+                }) {
                     origin = Some(candidate);
                 }
             }

@@ -120,7 +120,9 @@ pub struct Span {
 impl Span {
     /// Duration in nanoseconds (zero when the sender's end precedes its start).
     pub fn duration_nanos(&self) -> i64 {
-        self.end_unix_nanos.saturating_sub(self.start_unix_nanos).max(0)
+        self.end_unix_nanos
+            .saturating_sub(self.start_unix_nanos)
+            .max(0)
     }
 
     /// Whether the span failed: status ERROR.

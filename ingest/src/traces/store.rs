@@ -307,8 +307,7 @@ impl TraceStore {
         }
         if let Some(span_id) = span_id {
             // Bound the map itself too: tags for spans that never arrive cannot grow it.
-            if entry.span_clusters.len() >= max * 4 && !entry.span_clusters.contains_key(&span_id)
-            {
+            if entry.span_clusters.len() >= max * 4 && !entry.span_clusters.contains_key(&span_id) {
                 return;
             }
             let ids = entry.span_clusters.entry(span_id).or_default();
