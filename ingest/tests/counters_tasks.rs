@@ -278,6 +278,7 @@ fn empty_sample(time_unix_ms: i64) -> faultline_ingest::counters::store::NodeSam
         processes: Vec::new(),
         agent_process: None,
         runtime: None,
+        scrapes: Vec::new(),
     }
 }
 

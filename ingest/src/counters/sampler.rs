@@ -19,7 +19,7 @@ use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
 use super::reader::SocketReader;
 use super::runtime::RuntimeCounters;
-use super::store::{CounterStore, NodeSample};
+use super::store::{CounterStore, NodeSample, TaskScrape};
 use super::tasks::scrape;
 
 /// The blocking half of the sampler: everything read from the kernel.
@@ -60,6 +60,7 @@ impl NodeSampler {
             // The agent's own pid is only meaningful in its own procfs.
             agent_process: read_process(Path::new("/proc"), std::process::id()).ok(),
             runtime,
+            scrapes: Vec::new(),
         }
     }
 }
@@ -115,16 +116,28 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
             _ = cancel.cancelled() => break,
             both = async { tokio::join!(scrapes, blocking) } => both,
         };
-        for (target, result) in targets.iter().zip(scraped) {
-            store.record_scrape(&target.name, scrape_source(target.kind), result, now);
-        }
+        let scrapes: Vec<TaskScrape> = targets
+            .iter()
+            .zip(scraped)
+            .map(|(target, result)| TaskScrape {
+                target: target.name.clone(),
+                source: scrape_source(target.kind).to_string(),
+                result,
+            })
+            .collect();
         match sampled {
-            Ok((sampler, sample)) => {
+            Ok((sampler, mut sample)) => {
                 node = Some(sampler);
+                sample.scrapes = scrapes;
                 store.record_sample(sample);
             }
-            // A panic in a source reader loses this sample only; a fresh reader takes over.
-            Err(e) => tracing::error!(error = %e, "counter sampling failed"),
+            // A panic in a source reader loses this node sample only; a fresh reader takes over.
+            Err(e) => {
+                tracing::error!(error = %e, "counter sampling failed");
+                for s in scrapes {
+                    store.record_scrape(&s.target, &s.source, s.result, now);
+                }
+            }
         }
     }
 }

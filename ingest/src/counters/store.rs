@@ -1,8 +1,9 @@
 //! The counter store: the latest values, their deltas and rates, the status of every source,
 //! and the bounded history — everything `GET /api/v1/counters` and `/metrics` show.
 //!
-//! The sampler writes one [`NodeSample`] per tick ([`CounterStore::record_sample`]) after the
-//! task scrapes of that tick ([`CounterStore::record_scrape`]); the OTLP receiver writes task
+//! The sampler writes one [`NodeSample`] per tick ([`CounterStore::record_sample`]), the task
+//! scrapes of that tick included, under one lock so a reader never sees a scrape without its
+//! history point; the OTLP receiver writes task
 //! counts whenever they arrive ([`CounterStore::record_task`]). Readers take a
 //! [`CountersSnapshot`], a plain serialisable value, so nobody reaches into the store's maps.
 //!
@@ -43,6 +44,19 @@ pub struct NodeSample {
     pub agent_process: Option<ProcessCounters>,
     /// The agent's tokio runtime.
     pub runtime: Option<RuntimeCounters>,
+    /// The task scrapes of this tick.
+    pub scrapes: Vec<TaskScrape>,
+}
+
+/// The outcome of scraping one task target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskScrape {
+    /// The target name.
+    pub target: String,
+    /// The source it is shown under (`pprof`, `expvar`, `prometheus`, `http`).
+    pub source: String,
+    /// The count, or why there is none.
+    pub result: Result<f64, String>,
 }
 
 /// Whether a source can be read.
@@ -357,7 +371,8 @@ impl CounterStore {
         } else {
             Err(format!("non-finite value {value}"))
         };
-        self.record_task_result(target, source, result, time_ms, true)
+        let mut inner = self.inner.lock();
+        self.record_task_result(&mut inner, target, source, result, time_ms, true)
     }
 
     /// Records the outcome of scraping a task target at `time_unix_ms`: a count, or why there
@@ -369,18 +384,19 @@ impl CounterStore {
         result: Result<f64, String>,
         time_unix_ms: i64,
     ) -> bool {
-        self.record_task_result(target, source, result, time_unix_ms, false)
+        let mut inner = self.inner.lock();
+        self.record_task_result(&mut inner, target, source, result, time_unix_ms, false)
     }
 
     fn record_task_result(
         &self,
+        inner: &mut Inner,
         target: &str,
         source: &str,
         result: Result<f64, String>,
         time_ms: i64,
         pushed: bool,
     ) -> bool {
-        let mut inner = self.inner.lock();
         let key = (target.to_string(), source.to_string());
         if !inner.tasks.contains_key(&key) && inner.tasks.len() >= self.max_task_targets {
             inner.task_rejected += 1;
@@ -421,6 +437,16 @@ impl CounterStore {
         let mut inner = self.inner.lock();
         let now = sample.time_unix_ms;
         inner.time_unix_ms = Some(now);
+        for scrape in sample.scrapes {
+            self.record_task_result(
+                &mut inner,
+                &scrape.target,
+                &scrape.source,
+                scrape.result,
+                now,
+                false,
+            );
+        }
         let mut series: Vec<(String, SeriesKind, f64)> = Vec::new();
 
         // Sockets.
