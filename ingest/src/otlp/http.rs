@@ -116,29 +116,41 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
     }
 }
 
-/// Reads the body, refusing it as soon as it passes the limit.
+/// Most bytes of an oversized body read and discarded before answering 413: a client that
+/// is still writing when the answer comes would see a broken pipe instead of the status.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads the body, refusing it once it passes the limit (after discarding the rest, up to
+/// [`DRAIN_LIMIT`], so the sender can read the refusal).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, OtlpError> {
-    let too_large = || {
-        OtlpError::TooLarge(format!(
-            "the body is larger than max_message_bytes = {limit}"
-        ))
-    };
+    let too_large =
+        || OtlpError::TooLarge(format!("the body is larger than max_message_bytes = {limit}"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(declared.unwrap_or(0));
     let mut stream = body.into_data_stream();
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut over = declared.is_some_and(|n| n > limit);
+    let mut drained = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| OtlpError::BadRequest(format!("could not read the body: {e}")))?;
-        if out.len() + chunk.len() > limit {
-            return Err(too_large());
+        if !over && out.len() + chunk.len() > limit {
+            over = true;
+            out = Vec::new();
         }
-        out.extend_from_slice(&chunk);
+        if over {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        } else {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    if over {
+        return Err(too_large());
     }
     Ok(out)
 }
