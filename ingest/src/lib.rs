@@ -11,6 +11,7 @@ pub mod counters;
 pub mod parse;
 pub mod otlp;
 pub mod record;
+pub mod tail;
 pub mod traces;
 
 pub use record::{Level, LogRecord, Origin, SpanId, TraceId};

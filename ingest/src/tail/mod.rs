@@ -1,0 +1,49 @@
+//! File tailing: follow service log files through rotation, truncation and restarts, and hand
+//! their records over without losing or repeating a line.
+//!
+//! The pieces, one per file: [`config`] (sources and knobs), [`fingerprint`] (which file is
+//! this, whatever its name), [`checkpointer`] (the versioned on-disk state, written
+//! atomically), `file` (reading one file into lines and records), [`ack`] (batches and their
+//! acknowledgement), [`stats`], `tailer` (the synchronous state machine) and [`watcher`] (the
+//! async task with file-system events and a polling fallback).
+//!
+//! # Delivery guarantee
+//!
+//! Offsets reach a checkpoint only when the consumer acknowledges the batch that carried the
+//! lines before them ([`Batch::ack`]). So:
+//!
+//! * With the tailer's own checkpoint file ([`Checkpointing::File`]) delivery is
+//!   **at least once**: after a crash the lines of batches that were handed over but whose
+//!   acknowledgement had not reached the file yet are delivered again. Nothing is lost.
+//! * **Exactly once** needs the consumer's state and the offsets to be committed together:
+//!   use [`Checkpointing::External`], and after acknowledging every batch it processed, store
+//!   [`TailerHandle::checkpoint_state`] inside the same atomic snapshot as the state derived
+//!   from those batches (counts, clusters). Restart with the snapshot's state. Then every line
+//!   is counted once: lines after the snapshot are read again and were not in the snapshot's
+//!   counts; lines before it are not read again.
+//!
+//! Lines that were never read cannot be delivered: a file written and deleted (or truncated)
+//! before the tailer saw its content, or the part of a file that copytruncate's copy misses
+//! because the writer wrote between the copy and the truncation.
+//!
+//! Rotations handled: rename + create (the renamed file is read to its end, also after a
+//! restart, by finding its inode in the same directory), copytruncate (the copy is recognised
+//! by its first bytes and read from the old offset), delete + recreate, truncation in place.
+
+pub mod ack;
+pub mod checkpointer;
+pub mod config;
+mod error;
+mod file;
+pub mod fingerprint;
+pub mod stats;
+mod tailer;
+pub mod watcher;
+
+pub use ack::{AckToken, Batch};
+pub use checkpointer::{FileCheckpoint, TailState};
+pub use config::{LogSource, StartAt, TailConfig};
+pub use error::TailError;
+pub use stats::{FileStats, TailStats};
+pub use tailer::Tailer;
+pub use watcher::{spawn, Checkpointing, TailerHandle};

@@ -1,0 +1,695 @@
+//! The tailer's state machine, driven by [`Tailer::poll`]: find files, notice rotations and
+//! truncations, read new lines, and hand them over in batches.
+//!
+//! It is synchronous and takes the time as an argument, so the async runner
+//! ([`super::spawn`]) can run it on a blocking thread and the model test can drive it with a
+//! simulated clock. Everything a restart needs lives in the shared [`Book`]; everything else
+//! (open files, unfinished lines) is rebuilt from the files themselves.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::ack::{AckToken, Batch, Book, StreamEntry, StreamId};
+use super::checkpointer::{FileCheckpoint, TailState};
+use super::config::{LogSource, StartAt, TailConfig};
+use super::file::{TailedFile, CHUNK};
+use super::fingerprint::{FileId, Head};
+use super::stats::{FileStats, TailStats};
+use super::TailError;
+use crate::parse::{now_unix_nanos, ParseOptions};
+use crate::record::LogRecord;
+
+/// The tailer. See the module documentation.
+#[derive(Debug)]
+pub struct Tailer {
+    config: TailConfig,
+    sources: Vec<LogSource>,
+    options: ParseOptions,
+    files: Vec<TailedFile>,
+    book: Arc<Mutex<Book>>,
+    next_stream: StreamId,
+    last_scan: Option<Instant>,
+    rescan: bool,
+    /// Checkpoints of the previous run not matched to a file yet (only during the first scan).
+    unmatched: Vec<FileCheckpoint>,
+    buf: Vec<u8>,
+    round_robin: usize,
+    /// Files that look like a copy of a file being read, and since when.
+    deferred: HashMap<FileId, Instant>,
+}
+
+/// Offset just after the last complete line of a file of `size` bytes (where "start at the
+/// end" starts, so that a half-written last line is read whole).
+fn after_last_newline(file: &File, size: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let window = size.min(CHUNK as u64);
+    let mut buf = vec![0u8; window as usize];
+    let start = size - window;
+    match file.read_at(&mut buf, start) {
+        Ok(n) if n == buf.len() => memchr::memrchr(b'\n', &buf).map_or(
+            // No newline in the last window: a very long line; start after it anyway.
+            if window == size { 0 } else { size },
+            |i| start + i as u64 + 1,
+        ),
+        _ => size,
+    }
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+impl Tailer {
+    /// A tailer over `sources`. `initial` is the state of the previous run (`None` on the very
+    /// first start, when present files start at `config.start_at`). Files are found and opened
+    /// here, so "present at the first start" means present now.
+    pub fn new(
+        config: TailConfig,
+        sources: Vec<LogSource>,
+        initial: Option<TailState>,
+        now: Instant,
+    ) -> Result<Self, TailError> {
+        for source in &sources {
+            glob::Pattern::new(&source.path).map_err(|e| TailError::BadGlob {
+                pattern: source.path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let first_start = initial.is_none();
+        let options = ParseOptions {
+            naive_utc_offset_secs: config.naive_utc_offset_secs,
+        };
+        let mut tailer = Tailer {
+            config,
+            sources,
+            options,
+            files: Vec::new(),
+            book: Arc::new(Mutex::new(Book::default())),
+            next_stream: 1,
+            last_scan: None,
+            rescan: false,
+            unmatched: initial.map(|s| s.files).unwrap_or_default(),
+            buf: Vec::new(),
+            round_robin: 0,
+            deferred: HashMap::new(),
+        };
+        tailer.scan(
+            now,
+            if first_start {
+                Some(tailer.config.start_at)
+            } else {
+                None
+            },
+        );
+        tailer.last_scan = Some(now);
+        // Checkpointed files no glob found: renamed away (rotation while we were down) or
+        // copied by copytruncate. Find them in their directory and read them to their end.
+        for checkpoint in std::mem::take(&mut tailer.unmatched) {
+            tailer.find_rotated(&checkpoint, now);
+        }
+        Ok(tailer)
+    }
+
+    /// The shared book (checkpoint offsets and statistics), for the async handle.
+    pub(crate) fn book(&self) -> Arc<Mutex<Book>> {
+        Arc::clone(&self.book)
+    }
+
+    /// The acknowledged state: what a restart would resume from.
+    pub fn checkpoint_state(&self) -> TailState {
+        self.book.lock().state()
+    }
+
+    /// Statistics of the files and totals.
+    pub fn stats(&self) -> TailStats {
+        self.book.lock().stats()
+    }
+
+    /// Asks for the globs to be expanded at the next poll (a file-system event arrived).
+    pub fn request_rescan(&mut self) {
+        self.rescan = true;
+    }
+
+    fn new_stream(&mut self) -> StreamId {
+        let id = self.next_stream;
+        self.next_stream += 1;
+        id
+    }
+
+    fn register(&mut self, file: &TailedFile) {
+        let entry = StreamEntry {
+            id: file.id,
+            head: file.head,
+            path: file.path.clone(),
+            acked: file.read_offset,
+            retire_at: None,
+            stats: FileStats {
+                path: file.path.clone(),
+                offset: file.read_offset,
+                acked_offset: file.read_offset,
+                size: file.last_size,
+                lag_bytes: file.last_size.saturating_sub(file.read_offset),
+                ..FileStats::default()
+            },
+        };
+        self.book.lock().streams.insert(file.stream, entry);
+    }
+
+    /// Opens `path` at `offset` as a new stream.
+    #[allow(clippy::too_many_arguments)]
+    fn open_at(
+        &mut self,
+        file: File,
+        path: String,
+        id: FileId,
+        head: Head,
+        offset: u64,
+        size: u64,
+        service: Option<String>,
+        now: Instant,
+    ) {
+        let stream = self.new_stream();
+        let tailed = TailedFile::new(
+            file,
+            path,
+            id,
+            head,
+            stream,
+            service,
+            offset,
+            size,
+            self.config.max_line_bytes,
+            now,
+        );
+        self.register(&tailed);
+        self.files.push(tailed);
+    }
+
+    /// Expands the globs; opens new files. `first`: the very first scan, with its start rule.
+    fn scan(&mut self, now: Instant, first: Option<StartAt>) {
+        let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
+        for source in &self.sources {
+            let Ok(paths) = glob::glob(&source.path) else {
+                continue;
+            };
+            for path in paths.flatten() {
+                if !seen.iter().any(|(p, _)| *p == path) {
+                    seen.push((path, source.service.clone()));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for (path, service) in seen {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let id = FileId::of(&meta);
+            let path_text = path_string(&path);
+            if let Some(known) = self.files.iter_mut().find(|f| f.id == id) {
+                // A rotated file that a glob still matches is live at its new path.
+                known.path = path_text;
+                known.orphan_since = None;
+                continue;
+            }
+            let size = meta.len();
+            let Ok(head) = Head::read(&file, size) else {
+                continue;
+            };
+            found.push(Some((file, path_text, id, head, size, service)));
+        }
+        // First the files that are exactly a checkpointed file (same inode, same first
+        // bytes), then the rest: a checkpoint whose inode is gone but whose content is here
+        // under another inode is a copytruncate copy made while we were down.
+        for pass in [true, false] {
+            for slot in found.iter_mut() {
+                let Some((file, _, id, head, size, _)) = slot.as_ref() else {
+                    continue;
+                };
+                let resumed = self.unmatched.iter().position(|c| {
+                    (c.id == *id) == pass
+                        && (pass || c.head.len > 0)
+                        && c.offset <= *size
+                        && c.head.matches(file).unwrap_or(false)
+                });
+                let (id, head, size) = (*id, *head, *size);
+                if let Some(i) = resumed {
+                    let checkpoint = self.unmatched.swap_remove(i);
+                    let Some((file, path, ..)) = slot.take() else {
+                        continue;
+                    };
+                    let service = self.service_for(&path);
+                    let head = if checkpoint.head.len > head.len {
+                        checkpoint.head
+                    } else {
+                        head
+                    };
+                    self.open_at(file, path, id, head, checkpoint.offset, size, service, now);
+                }
+            }
+        }
+        for (file, path, id, head, size, service) in found.into_iter().flatten() {
+            if self.files.len() >= self.config.max_open_files {
+                self.book.lock().totals.files_over_limit += 1;
+                continue;
+            }
+            // A byte copy of a file being read (copytruncate's copy, matched by the glob) is
+            // adopted when the original is found truncated, not read twice. It waits for that
+            // at most the rotation grace period; after that it is a file of its own that
+            // merely starts like another one.
+            let copy_of_live = head.len > 0 && self.files.iter().any(|f| f.head == head);
+            if copy_of_live {
+                let since = *self.deferred.entry(id).or_insert(now);
+                if now.saturating_duration_since(since)
+                    < Duration::from_millis(self.config.rotated_grace_ms)
+                {
+                    continue;
+                }
+            }
+            self.deferred.remove(&id);
+            let offset = match first {
+                Some(StartAt::End) => after_last_newline(&file, size),
+                _ => 0,
+            };
+            self.open_at(file, path, id, head, offset, size, service, now);
+        }
+    }
+
+    /// Looks for a checkpointed file that no glob matched in its directory: the same inode
+    /// under another name (renamed), or a copy with the same first bytes (copytruncate).
+    fn find_rotated(&mut self, checkpoint: &FileCheckpoint, now: Instant) {
+        let dir = Path::new(&checkpoint.path).parent().map(Path::to_path_buf);
+        let Some(dir) = dir else { return };
+        let Some((file, path, id, size)) =
+            self.search_dir(&dir, checkpoint.id, &checkpoint.head, checkpoint.offset)
+        else {
+            return;
+        };
+        let service = self.service_for(&checkpoint.path);
+        self.open_at(
+            file,
+            path,
+            id,
+            checkpoint.head,
+            checkpoint.offset,
+            size,
+            service,
+            now,
+        );
+        if let Some(f) = self.files.last_mut() {
+            f.orphan_since = Some(now);
+        }
+        self.book.lock().totals.rotations += 1;
+    }
+
+    fn service_for(&self, path: &str) -> Option<String> {
+        self.sources
+            .iter()
+            .find(|s| glob::Pattern::new(&s.path).is_ok_and(|p| p.matches(path)))
+            .and_then(|s| s.service.clone())
+    }
+
+    /// A file in `dir`, not tracked yet, that is `id` with `head`, or else a copy of it at
+    /// least `min_size` long (the most recently modified one).
+    fn search_dir(
+        &self,
+        dir: &Path,
+        id: FileId,
+        head: &Head,
+        min_size: u64,
+    ) -> Option<(File, String, FileId, u64)> {
+        let entries = fs::read_dir(dir).ok()?;
+        let mut copy: Option<(std::time::SystemTime, File, String, FileId, u64)> = None;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            let this = FileId::of(&meta);
+            if !meta.is_file() || self.files.iter().any(|f| f.id == this) || meta.len() < min_size {
+                continue;
+            }
+            if !head.matches(&file).unwrap_or(false) {
+                continue;
+            }
+            if this == id {
+                return Some((file, path_string(&path), this, meta.len()));
+            }
+            if head.len == 0 {
+                // An empty head says nothing about content: no file is its copy.
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if copy.as_ref().is_none_or(|(m, ..)| modified > *m) {
+                copy = Some((modified, file, path_string(&path), this, meta.len()));
+            }
+        }
+        copy.map(|(_, file, path, id, size)| (file, path, id, size))
+    }
+
+    /// Checks every file: renamed away or deleted (orphan), truncated or rewritten in place.
+    fn check_identities(
+        &mut self,
+        now: Instant,
+        records: &mut Vec<LogRecord>,
+        marks: &mut Vec<(StreamId, u64)>,
+    ) {
+        let observed = now_unix_nanos();
+        let mut i = 0;
+        while i < self.files.len() {
+            let f = &mut self.files[i];
+            if f.orphan_since.is_none() {
+                let same = fs::metadata(&f.path).is_ok_and(|m| FileId::of(&m) == f.id);
+                if !same {
+                    // The grace period starts now, not at the last growth: a writer that still
+                    // holds the renamed file gets the whole period to finish with it.
+                    f.orphan_since = Some(now);
+                    f.last_growth = now;
+                    self.book.lock().totals.rotations += 1;
+                }
+            }
+            let Ok(meta) = f.file.metadata() else {
+                i += 1;
+                continue;
+            };
+            let size = meta.len();
+            let mtime = meta.modified().ok();
+            // Any write since the last look (size or mtime moved) gets the head compared: a
+            // truncation followed by writes can bring the size back to exactly where it was.
+            let touched = size != f.last_size || mtime != f.last_mtime;
+            f.last_mtime = mtime;
+            let mut replaced = size < f.read_offset;
+            if !replaced && touched {
+                match f.head.grow(&f.file, size) {
+                    Ok(Some(head)) if head == f.head => {}
+                    Ok(Some(head)) => {
+                        f.head = head;
+                        if let Some(e) = self.book.lock().streams.get_mut(&f.stream) {
+                            e.head = head;
+                        }
+                    }
+                    Ok(None) => replaced = true,
+                    Err(_) => {}
+                }
+                if !replaced && f.head.len > 0 && !f.head.matches(&f.file).unwrap_or(true) {
+                    replaced = true;
+                }
+            }
+            if replaced {
+                self.replaced(i, size, now, observed, records, marks);
+            }
+            i += 1;
+        }
+    }
+
+    /// File `i` no longer holds what was read from it. If a copy of the old content exists
+    /// (copytruncate), the stream moves to the copy and goes on from where it was; otherwise
+    /// the old stream ends here. Either way the file itself is read again from 0 as a new
+    /// stream.
+    fn replaced(
+        &mut self,
+        i: usize,
+        size: u64,
+        now: Instant,
+        observed: i64,
+        records: &mut Vec<LogRecord>,
+        marks: &mut Vec<(StreamId, u64)>,
+    ) {
+        self.book.lock().totals.truncations += 1;
+        let dir = Path::new(&self.files[i].path)
+            .parent()
+            .map(Path::to_path_buf);
+        let (old_id, old_head, min) = (
+            self.files[i].id,
+            self.files[i].head,
+            self.files[i].read_offset,
+        );
+        let copy = dir.filter(|_| old_head.len > 0).and_then(|d| {
+            self.search_dir(
+                &d,
+                FileId {
+                    dev: u64::MAX,
+                    ino: u64::MAX,
+                    born: None,
+                },
+                &old_head,
+                min,
+            )
+        });
+        let Ok(fresh) = self.files[i].file.try_clone() else {
+            return;
+        };
+        let fresh_head = Head::read(&fresh, size).unwrap_or(Head { len: 0, hash: 0 });
+        let path = self.files[i].path.clone();
+        let service = self.files[i].service.clone();
+        match copy {
+            Some((copy_file, copy_path, copy_id, copy_size)) => {
+                let f = &mut self.files[i];
+                f.file = copy_file;
+                f.id = copy_id;
+                f.path = copy_path.clone();
+                f.last_size = copy_size;
+                f.orphan_since = Some(now);
+                f.last_growth = now;
+                if let Some(e) = self.book.lock().streams.get_mut(&f.stream) {
+                    e.id = copy_id;
+                    e.path = copy_path;
+                }
+                self.book.lock().totals.rotations += 1;
+                self.open_at(fresh, path, old_id, fresh_head, 0, size, service, now);
+            }
+            None => {
+                let stream = self.new_stream();
+                let f = &mut self.files[i];
+                let (flushed, lines) = f.flush_all(&self.options, observed, now);
+                let end = f.read_offset;
+                let old_stream = f.stream;
+                f.restart(stream, fresh_head, size, now);
+                records.extend(flushed);
+                marks.push((old_stream, end));
+                let mut book = self.book.lock();
+                book.totals.lines_read += lines;
+                if let Some(e) = book.streams.get_mut(&old_stream) {
+                    e.retire_at = Some(end);
+                }
+                drop(book);
+                let tailed = &self.files[i];
+                self.register_ref(
+                    tailed.stream,
+                    tailed.id,
+                    tailed.head,
+                    tailed.path.clone(),
+                    size,
+                );
+            }
+        }
+    }
+
+    fn register_ref(&self, stream: StreamId, id: FileId, head: Head, path: String, size: u64) {
+        let entry = StreamEntry {
+            id,
+            head,
+            path: path.clone(),
+            acked: 0,
+            retire_at: None,
+            stats: FileStats {
+                path,
+                size,
+                lag_bytes: size,
+                ..FileStats::default()
+            },
+        };
+        self.book.lock().streams.insert(stream, entry);
+    }
+
+    /// One step: scan if due, check identities, read up to one batch, release drained
+    /// rotated files. Returns `None` when there is nothing new to hand over.
+    pub fn poll(&mut self, now: Instant) -> Option<Batch> {
+        let glob_due = self.last_scan.is_none_or(|t| {
+            now.saturating_duration_since(t) >= Duration::from_millis(self.config.glob_interval_ms)
+        });
+        if self.rescan || glob_due {
+            self.rescan = false;
+            self.last_scan = Some(now);
+            self.scan(now, None);
+        }
+        let mut records = Vec::new();
+        let mut marks = Vec::new();
+        self.check_identities(now, &mut records, &mut marks);
+        self.read_all(now, &mut records);
+        self.release(now, &mut records, &mut marks);
+        for f in &mut self.files {
+            let safe = f.safe_offset();
+            if safe != f.marked {
+                f.marked = safe;
+                marks.push((f.stream, safe));
+            }
+        }
+        self.update_stats(records.len() as u64);
+        if records.is_empty() && marks.is_empty() {
+            return None;
+        }
+        Some(Batch {
+            records,
+            ack: AckToken::new(self.book(), marks),
+        })
+    }
+
+    fn read_all(&mut self, now: Instant, records: &mut Vec<LogRecord>) {
+        let observed = now_unix_nanos();
+        let timeout = Duration::from_millis(self.config.multiline_timeout_ms);
+        let mut budget = self.config.max_batch_bytes.max(1);
+        let n = self.files.len();
+        if n == 0 {
+            return;
+        }
+        self.round_robin = (self.round_robin + 1) % n;
+        for k in 0..n {
+            let i = (self.round_robin + k) % n;
+            let f = &mut self.files[i];
+            while budget > 0 && records.len() < self.config.max_batch_records {
+                let out = match f.read(
+                    budget,
+                    &mut self.buf,
+                    self.config.max_line_bytes,
+                    &self.options,
+                    observed,
+                    now,
+                ) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::warn!(path = %f.path, error = %e, "cannot read log file");
+                        self.book.lock().totals.read_errors += 1;
+                        break;
+                    }
+                };
+                if out.bytes == 0 {
+                    break;
+                }
+                budget = budget.saturating_sub(out.bytes as usize);
+                if out.became_binary {
+                    tracing::warn!(path = %f.path, "log file turned binary; skipping its content");
+                }
+                let mut book = self.book.lock();
+                book.totals.bytes_read += out.bytes;
+                book.totals.lines_read += out.lines;
+                book.totals.truncated_lines += out.truncated_lines;
+                book.totals.binary_files += u64::from(out.became_binary);
+                book.totals.binary_skipped_bytes += out.binary_skipped;
+                if let Some(e) = book.streams.get_mut(&f.stream) {
+                    e.stats.lines_read += out.lines;
+                    e.stats.truncated_lines += out.truncated_lines;
+                    e.stats.binary = f.binary;
+                    e.stats.binary_skipped_bytes += out.binary_skipped;
+                    e.stats.records += out.records.len() as u64;
+                }
+                drop(book);
+                records.extend(out.records);
+            }
+            if let Some(r) = f.flush_stale(now, timeout, &self.options, observed) {
+                records.push(r);
+            }
+        }
+    }
+
+    /// Lets go of rotated files that are read to their end and have not grown for the grace
+    /// period: their last records are handed over and their checkpoint entry is dropped once
+    /// acknowledged.
+    fn release(
+        &mut self,
+        now: Instant,
+        records: &mut Vec<LogRecord>,
+        marks: &mut Vec<(StreamId, u64)>,
+    ) {
+        let grace = Duration::from_millis(self.config.rotated_grace_ms);
+        let observed = now_unix_nanos();
+        let mut i = 0;
+        while i < self.files.len() {
+            let f = &self.files[i];
+            // The size is asked again: bytes written since the last read keep the file open.
+            let done = f.orphan_since.is_some()
+                && now.saturating_duration_since(f.last_growth) >= grace
+                && f.file.metadata().is_ok_and(|m| f.read_offset >= m.len());
+            if !done {
+                i += 1;
+                continue;
+            }
+            let mut f = self.files.swap_remove(i);
+            let (flushed, lines) = f.flush_all(&self.options, observed, now);
+            records.extend(flushed);
+            let end = f.read_offset;
+            marks.push((f.stream, end));
+            let mut book = self.book.lock();
+            book.totals.lines_read += lines;
+            if let Some(e) = book.streams.get_mut(&f.stream) {
+                e.retire_at = Some(end);
+            }
+            book.streams
+                .retain(|_, e| e.retire_at.is_none_or(|end| e.acked < end));
+        }
+    }
+
+    fn update_stats(&mut self, records: u64) {
+        let mut book = self.book.lock();
+        book.totals.records += records;
+        for f in &self.files {
+            if let Some(e) = book.streams.get_mut(&f.stream) {
+                e.stats.path.clone_from(&f.path);
+                e.stats.offset = f.read_offset;
+                e.stats.size = f.last_size;
+                e.stats.lag_bytes = f.last_size.saturating_sub(f.read_offset);
+                e.stats.rotated = f.orphan_since.is_some();
+                e.stats.acked_offset = e.acked;
+            }
+        }
+    }
+
+    /// Paths of the directories the globs look into (for file-system watches).
+    pub fn watch_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for source in &self.sources {
+            // The longest leading part of the glob without wildcard characters.
+            let mut dir = PathBuf::new();
+            for part in Path::new(&source.path).components() {
+                let text = part.as_os_str().to_string_lossy();
+                if text.contains(['*', '?', '[', '{']) {
+                    break;
+                }
+                dir.push(part);
+            }
+            if dir.is_file() || !dir.is_dir() {
+                dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            }
+            if !dir.as_os_str().is_empty() && !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+}
+
+impl Tailer {
+    /// The configured poll interval.
+    pub(crate) fn config_poll_interval_ms(&self) -> u64 {
+        self.config.poll_interval_ms
+    }
+
+    /// The configured checkpoint interval.
+    pub(crate) fn config_checkpoint_interval_ms(&self) -> u64 {
+        self.config.checkpoint_interval_ms
+    }
+
+    /// How many files are open (live and rotated ones being drained).
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+}

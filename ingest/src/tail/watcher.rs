@@ -1,0 +1,193 @@
+//! The tailer as a tokio task: file-system events wake it, a poll interval is the fallback
+//! when events do not arrive (NFS, some overlay set-ups, a full inotify queue), a bounded
+//! channel carries the batches, and a cancellation token stops it with a last checkpoint.
+//!
+//! Backpressure: the task awaits room in the channel before it reads more, so when the
+//! pipeline is slower than the writers the unread data stays in the files (the file is the
+//! buffer) and memory stays bounded by the channel capacity times the batch size. The lag
+//! (bytes behind, per file) is in [`TailerHandle::stats`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::Watcher;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::ack::{Batch, Book};
+use super::checkpointer::{self, TailState};
+use super::config::{LogSource, TailConfig};
+use super::stats::TailStats;
+use super::tailer::Tailer;
+use super::TailError;
+
+/// Where the checkpoint lives.
+#[derive(Debug, Clone)]
+pub enum Checkpointing {
+    /// The tailer loads and stores its own state file (at-least-once delivery). Written every
+    /// `checkpoint_interval_ms` when it changed, and once more on shutdown.
+    File(PathBuf),
+    /// The caller stores [`TailerHandle::checkpoint_state`] with its own state (exactly-once
+    /// delivery) and passes back what it stored; `None` on the very first start.
+    External(Option<TailState>),
+}
+
+/// A running tailer.
+#[derive(Debug)]
+pub struct TailerHandle {
+    book: Arc<Mutex<Book>>,
+    task: JoinHandle<Result<(), TailError>>,
+}
+
+impl TailerHandle {
+    /// Per-file and total statistics (offsets, lag, lines, truncated lines, binary files).
+    pub fn stats(&self) -> TailStats {
+        self.book.lock().stats()
+    }
+
+    /// The acknowledged state, to be stored with the consumer's own state for exactly-once.
+    pub fn checkpoint_state(&self) -> TailState {
+        self.book.lock().state()
+    }
+
+    /// Waits for the task to end (after cancellation or when the receiver is dropped); the
+    /// final checkpoint has been written when this returns `Ok`.
+    pub async fn join(self) -> Result<(), TailError> {
+        self.task
+            .await
+            .map_err(|e| TailError::Worker(e.to_string()))?
+    }
+}
+
+/// Starts tailing `sources` as a tokio task. Batches go to `batches`; each must be
+/// acknowledged once processed. The task stops when `cancel` fires or the receiver is
+/// dropped, writing a final checkpoint in [`Checkpointing::File`] mode.
+pub async fn spawn(
+    config: TailConfig,
+    sources: Vec<LogSource>,
+    checkpointing: Checkpointing,
+    batches: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+) -> Result<TailerHandle, TailError> {
+    let setup = checkpointing.clone();
+    let tailer = tokio::task::spawn_blocking(move || {
+        let initial = match &setup {
+            Checkpointing::File(path) => checkpointer::load(path)?,
+            Checkpointing::External(state) => state.clone(),
+        };
+        let tailer = Tailer::new(config, sources, initial, Instant::now())?;
+        // Store the start positions at once: a crash before the first acknowledgement must
+        // not turn "start at the end" into "read everything" at the next start.
+        if let Checkpointing::File(path) = &setup {
+            checkpointer::store(path, &tailer.checkpoint_state())?;
+        }
+        Ok::<_, TailError>(tailer)
+    })
+    .await
+    .map_err(|e| TailError::Worker(e.to_string()))??;
+    let book = tailer.book();
+    let task = tokio::spawn(run(tailer, checkpointing, batches, cancel));
+    Ok(TailerHandle { book, task })
+}
+
+async fn store(path: PathBuf, state: TailState) -> Result<(), TailError> {
+    tokio::task::spawn_blocking(move || checkpointer::store(&path, &state))
+        .await
+        .map_err(|e| TailError::Worker(e.to_string()))?
+}
+
+async fn run(
+    tailer: Tailer,
+    checkpointing: Checkpointing,
+    batches: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+) -> Result<(), TailError> {
+    let poll_interval = Duration::from_millis(tailer.config_poll_interval_ms().max(1));
+    let checkpoint_interval = Duration::from_millis(tailer.config_checkpoint_interval_ms());
+    let wake = Arc::new(Notify::new());
+    let rescan = Arc::new(AtomicBool::new(false));
+    let _watcher = watch(&tailer, Arc::clone(&wake), Arc::clone(&rescan));
+    let book = tailer.book();
+    let mut tailer = Some(tailer);
+    let mut stored = book.lock().state();
+    let mut last_store = Instant::now();
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let Some(mut t) = tailer.take() else { break };
+        let rescan_now = rescan.swap(false, Ordering::Relaxed);
+        let (t, batch) = tokio::task::spawn_blocking(move || {
+            if rescan_now {
+                t.request_rescan();
+            }
+            let batch = t.poll(Instant::now());
+            (t, batch)
+        })
+        .await
+        .map_err(|e| TailError::Worker(e.to_string()))?;
+        tailer = Some(t);
+        match batch {
+            Some(batch) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    sent = batches.send(batch) => if sent.is_err() { break },
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(poll_interval) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+        }
+        if let Checkpointing::File(path) = &checkpointing {
+            if last_store.elapsed() >= checkpoint_interval {
+                let state = book.lock().state();
+                if state != stored {
+                    store(path.clone(), state.clone()).await?;
+                    stored = state;
+                }
+                last_store = Instant::now();
+            }
+        }
+    }
+    if let Checkpointing::File(path) = &checkpointing {
+        let state = book.lock().state();
+        store(path.clone(), state).await?;
+    }
+    Ok(())
+}
+
+/// Watches the globs' directories; any event wakes the loop, creations and renames also ask
+/// for a rescan. Returns `None` when no watch could be set (polling still works).
+fn watch(
+    tailer: &Tailer,
+    wake: Arc<Notify>,
+    rescan: Arc<AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !matches!(
+                event.kind,
+                notify::EventKind::Modify(notify::event::ModifyKind::Data(_))
+            ) {
+                rescan.store(true, Ordering::Relaxed);
+            }
+        }
+        wake.notify_one();
+    })
+    .map_err(|e| tracing::warn!(error = %e, "no file-system events; polling only"))
+    .ok()?;
+    for dir in tailer.watch_dirs() {
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
+        }
+    }
+    Some(watcher)
+}

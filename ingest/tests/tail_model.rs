@@ -1,0 +1,539 @@
+//! Model test of the tailer: random sequences of writes, rotations of every kind (rename +
+//! create, copytruncate, delete + recreate, truncation in place), writes to a renamed file,
+//! clean restarts and crashes (`kill -9`: the tailer is dropped and only what was committed
+//! survives), checked against the simplest reference there is: every line written after the
+//! first start is counted exactly once.
+//!
+//! The consumer follows the exactly-once protocol documented in `tail`: it acknowledges what it
+//! processed and commits its counts together with `checkpoint_state()`; a crash throws away
+//! everything after the last commit, including batches that were handed over but not
+//! acknowledged, which must then be delivered again.
+//!
+//! Two rules keep the reference simple and are what any tailer needs: a file generation is
+//! rotated away only after the committed state knows it (a file created and renamed before
+//! the tailer looked, or while it was down before any commit saw it, cannot be found), and
+//! content is destroyed (delete, truncation in place) only after the consumer caught up and
+//! committed (destroyed unread bytes cannot be read by anyone).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use faultline_ingest::tail::{LogSource, StartAt, TailConfig, TailState, Tailer};
+use proptest::prelude::*;
+
+const FILES: [&str; 2] = ["a.log", "b.log"];
+const GRACE_MS: u64 = 1000;
+const MULTILINE_MS: u64 = 100;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write {
+        file: usize,
+        lines: usize,
+        payload: usize,
+    },
+    WritePartial {
+        file: usize,
+    },
+    WriteRotated {
+        file: usize,
+        lines: usize,
+    },
+    RotateRename {
+        file: usize,
+    },
+    CopyTruncate {
+        file: usize,
+    },
+    DeleteRecreate {
+        file: usize,
+    },
+    TruncateInPlace {
+        file: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Pump {
+        commit: bool,
+    },
+    CleanRestart,
+    Crash {
+        unacked_batches: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let file = 0..FILES.len();
+    prop_oneof![
+        6 => (file.clone(), 1..6usize, 0..80usize).prop_map(|(file, lines, payload)| Op::Write { file, lines, payload }),
+        1 => file.clone().prop_map(|file| Op::WritePartial { file }),
+        2 => (file.clone(), 1..4usize).prop_map(|(file, lines)| Op::WriteRotated { file, lines }),
+        2 => file.clone().prop_map(|file| Op::RotateRename { file }),
+        2 => file.clone().prop_map(|file| Op::CopyTruncate { file }),
+        1 => file.clone().prop_map(|file| Op::DeleteRecreate { file }),
+        1 => file.clone().prop_map(|file| Op::TruncateInPlace { file }),
+        2 => prop::sample::select(vec![10u64, 60, 150, 600, 1500]).prop_map(|ms| Op::Advance { ms }),
+        4 => any::<bool>().prop_map(|commit| Op::Pump { commit }),
+        1 => Just(Op::CleanRestart),
+        2 => (0..4usize).prop_map(|unacked_batches| Op::Crash { unacked_batches }),
+    ]
+}
+
+/// One writer's view of one log file name.
+struct Writer {
+    path: PathBuf,
+    handle: File,
+    /// The tailer has looked at this file since its current content generation began.
+    seen: bool,
+    /// A commit happened after `seen`: the committed state knows this generation.
+    known: bool,
+    /// Bytes written in this generation, and how many of them existed at the last commit.
+    gen_bytes: u64,
+    committed_bytes: u64,
+    /// The unfinished line written so far, and its full text.
+    partial: Option<(String, String)>,
+    /// The last renamed-away file, its handle, and when it was renamed.
+    rotated: Option<(PathBuf, File, u64)>,
+}
+
+struct Model {
+    dir: tempfile::TempDir,
+    writers: Vec<Writer>,
+    seq: u64,
+    generation: u64,
+    now_ms: u64,
+    epoch: Instant,
+    expected: HashMap<String, u32>,
+    counts: HashMap<String, u32>,
+    committed: (HashMap<String, u32>, TailState),
+    tailer: Option<Tailer>,
+}
+
+fn config() -> TailConfig {
+    TailConfig {
+        start_at: StartAt::End,
+        glob_interval_ms: 0,
+        multiline_timeout_ms: MULTILINE_MS,
+        rotated_grace_ms: GRACE_MS,
+        max_batch_records: 7,
+        max_batch_bytes: 300,
+        ..TailConfig::default()
+    }
+}
+
+fn append(file: &mut File, text: &str) {
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn open_append(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+impl Model {
+    fn new() -> Model {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writers = Vec::new();
+        for name in FILES {
+            let path = dir.path().join(name);
+            let mut handle = open_append(&path);
+            // History present before the first start: skipped (start at the end).
+            append(
+                &mut handle,
+                &format!("{name} old history line\n{name} another old line\n"),
+            );
+            writers.push(Writer {
+                path,
+                handle,
+                seen: false,
+                known: false,
+                gen_bytes: 1,
+                committed_bytes: 1,
+                partial: None,
+                rotated: None,
+            });
+        }
+        let mut model = Model {
+            dir,
+            writers,
+            seq: 0,
+            generation: 0,
+            now_ms: 0,
+            epoch: Instant::now(),
+            expected: HashMap::new(),
+            counts: HashMap::new(),
+            committed: (HashMap::new(), TailState::default()),
+            tailer: None,
+        };
+        // A half-written line at the first start is read whole once it is finished.
+        model.write_partial(0);
+        let tailer = Tailer::new(config(), model.sources(), None, model.now()).unwrap();
+        model.committed = (HashMap::new(), tailer.checkpoint_state());
+        model.tailer = Some(tailer);
+        for w in &mut model.writers {
+            w.seen = true;
+            w.known = true;
+        }
+        model
+    }
+
+    fn sources(&self) -> Vec<LogSource> {
+        vec![LogSource {
+            path: format!("{}/*.log", self.dir.path().display()),
+            service: None,
+        }]
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.now_ms)
+    }
+
+    fn line(&mut self, file: usize, payload: usize) -> String {
+        self.seq += 1;
+        let filler: String = (0..payload)
+            .map(|i| (b'a' + ((self.seq as usize + i) % 26) as u8) as char)
+            .collect();
+        format!("f{file} n{:06} {filler}", self.seq)
+    }
+
+    fn finish_partial(&mut self, file: usize) {
+        if let Some((written, full)) = self.writers[file].partial.take() {
+            let rest = &full[written.len()..];
+            self.append_current(file, &format!("{rest}\n"));
+            *self.expected.entry(full).or_default() += 1;
+        }
+    }
+
+    fn write_partial(&mut self, file: usize) {
+        if self.writers[file].partial.is_some() {
+            return;
+        }
+        let full = self.line(file, 20);
+        let written = full[..full.len() / 2].to_string();
+        self.append_current(file, &written);
+        self.writers[file].partial = Some((written, full));
+    }
+
+    fn write(&mut self, file: usize, lines: usize, payload: usize) {
+        self.finish_partial(file);
+        let mut text = String::new();
+        for _ in 0..lines {
+            let line = self.line(file, payload);
+            text.push_str(&line);
+            text.push('\n');
+            *self.expected.entry(line).or_default() += 1;
+        }
+        self.append_current(file, &text);
+    }
+
+    fn append_current(&mut self, file: usize, text: &str) {
+        append(&mut self.writers[file].handle, text);
+        self.writers[file].gen_bytes += text.len() as u64;
+    }
+
+    fn pump(&mut self, commit: bool) {
+        let now = self.now();
+        let tailer = self.tailer.as_mut().unwrap();
+        for _ in 0..10_000 {
+            let Some(batch) = tailer.poll(now) else { break };
+            for record in &batch.records {
+                *self.counts.entry(record.message.clone()).or_default() += 1;
+            }
+            batch.ack();
+        }
+        for w in &mut self.writers {
+            w.seen = true;
+        }
+        if commit {
+            self.committed = (self.counts.clone(), tailer.checkpoint_state());
+            for w in &mut self.writers {
+                w.known = true;
+                w.committed_bytes = w.gen_bytes;
+            }
+        }
+    }
+
+    /// Everything readable is read, processed and committed.
+    fn drain(&mut self) {
+        self.pump(false);
+        self.now_ms += MULTILINE_MS;
+        self.pump(true);
+    }
+
+    fn restart(&mut self) {
+        self.tailer = None;
+        self.counts = self.committed.0.clone();
+        let tailer = Tailer::new(
+            config(),
+            self.sources(),
+            Some(self.committed.1.clone()),
+            self.now(),
+        )
+        .unwrap();
+        self.tailer = Some(tailer);
+        for w in &mut self.writers {
+            w.seen = true;
+        }
+    }
+
+    /// A generation may be rotated away only once the committed state knows it: after a crash
+    /// the tailer finds rotated files through their checkpoints.
+    fn ensure_known(&mut self, file: usize) {
+        if !self.writers[file].known {
+            self.pump(true);
+        }
+    }
+
+    /// copytruncate's copy is recognised by its first bytes, so the committed state must
+    /// have seen some of this generation's content (an empty generation has nothing to lose).
+    fn ensure_content_known(&mut self, file: usize) {
+        let w = &self.writers[file];
+        if !w.known || (w.gen_bytes > 0 && w.committed_bytes == 0) {
+            self.pump(true);
+        }
+    }
+
+    fn new_generation(&mut self, file: usize) {
+        self.writers[file].seen = false;
+        self.writers[file].known = false;
+        self.writers[file].gen_bytes = 0;
+        self.writers[file].committed_bytes = 0;
+    }
+
+    fn next_rotated_name(&mut self, file: usize) -> PathBuf {
+        self.generation += 1;
+        self.dir
+            .path()
+            .join(format!("{}.{}", FILES[file], self.generation))
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Write {
+                file,
+                lines,
+                payload,
+            } => self.write(file, lines, payload),
+            Op::WritePartial { file } => self.write_partial(file),
+            Op::WriteRotated { file, lines } => {
+                let now_ms = self.now_ms;
+                let writable = self.writers[file]
+                    .rotated
+                    .as_ref()
+                    .is_some_and(|(_, _, at)| now_ms - at < GRACE_MS / 2);
+                if writable {
+                    let mut text = String::new();
+                    for _ in 0..lines {
+                        let line = self.line(file, 10);
+                        text.push_str(&line);
+                        text.push('\n');
+                        *self.expected.entry(line).or_default() += 1;
+                    }
+                    if let Some((_, handle, _)) = self.writers[file].rotated.as_mut() {
+                        append(handle, &text);
+                    }
+                }
+            }
+            Op::RotateRename { file } => {
+                self.finish_partial(file);
+                self.ensure_known(file);
+                let to = self.next_rotated_name(file);
+                let path = self.writers[file].path.clone();
+                fs::rename(&path, &to).unwrap();
+                let new_handle = open_append(&path);
+                let old = std::mem::replace(&mut self.writers[file].handle, new_handle);
+                self.writers[file].rotated = Some((to, old, self.now_ms));
+                self.new_generation(file);
+            }
+            Op::CopyTruncate { file } => {
+                self.finish_partial(file);
+                self.ensure_content_known(file);
+                let to = self.next_rotated_name(file);
+                let path = self.writers[file].path.clone();
+                fs::copy(&path, &to).unwrap();
+                self.writers[file].handle.set_len(0).unwrap();
+                self.new_generation(file);
+            }
+            Op::DeleteRecreate { file } => {
+                self.finish_partial(file);
+                self.drain();
+                let path = self.writers[file].path.clone();
+                fs::remove_file(&path).unwrap();
+                self.writers[file].handle = open_append(&path);
+                self.new_generation(file);
+            }
+            Op::TruncateInPlace { file } => {
+                self.finish_partial(file);
+                self.drain();
+                self.writers[file].handle.set_len(0).unwrap();
+                self.new_generation(file);
+            }
+            Op::Advance { ms } => self.now_ms += ms,
+            Op::Pump { commit } => self.pump(commit),
+            Op::CleanRestart => {
+                self.drain();
+                self.restart();
+            }
+            Op::Crash { unacked_batches } => {
+                let now = self.now();
+                let tailer = self.tailer.as_mut().unwrap();
+                for _ in 0..unacked_batches {
+                    let Some(batch) = tailer.poll(now) else { break };
+                    // Handed over, maybe even counted, never acknowledged nor committed.
+                    for record in &batch.records {
+                        *self.counts.entry(record.message.clone()).or_default() += 1;
+                    }
+                    drop(batch);
+                }
+                self.restart();
+            }
+        }
+    }
+
+    /// Finishes every line, lets every timeout pass, reads everything.
+    fn settle(&mut self) {
+        for file in 0..FILES.len() {
+            self.finish_partial(file);
+        }
+        for _ in 0..3 {
+            self.pump(false);
+            self.now_ms += GRACE_MS + MULTILINE_MS;
+        }
+        self.pump(true);
+    }
+}
+
+fn check(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    for op in ops {
+        model.apply(op);
+    }
+    model.settle();
+    let mut missing: Vec<&String> = model
+        .expected
+        .keys()
+        .filter(|l| !model.counts.contains_key(*l))
+        .collect();
+    missing.sort();
+    let mut twice: Vec<(&String, &u32)> = model.counts.iter().filter(|(_, &n)| n > 1).collect();
+    twice.sort();
+    let mut unexpected: Vec<&String> = model
+        .counts
+        .keys()
+        .filter(|l| !model.expected.contains_key(*l))
+        .collect();
+    unexpected.sort();
+    prop_assert!(
+        missing.is_empty() && twice.is_empty() && unexpected.is_empty(),
+        "missing {:?}\ncounted twice {:?}\nunexpected {:?}",
+        &missing[..missing.len().min(8)],
+        &twice[..twice.len().min(8)],
+        &unexpected[..unexpected.len().min(8)]
+    );
+    // Rotated files that were let go leave no checkpoint behind.
+    let state = model.tailer.as_ref().unwrap().checkpoint_state();
+    prop_assert!(
+        state.files.len() <= FILES.len() + 2,
+        "checkpoint keeps {} files",
+        state.files.len()
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("TAIL_MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200), max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_line_is_counted_exactly_once(ops in prop::collection::vec(op(), 1..40)) {
+        check(&ops)?;
+    }
+}
+
+#[test]
+fn rename_rotation_with_late_writes_then_crash() {
+    let ops = [
+        Op::Write {
+            file: 0,
+            lines: 3,
+            payload: 5,
+        },
+        Op::Pump { commit: true },
+        Op::Write {
+            file: 0,
+            lines: 2,
+            payload: 5,
+        },
+        Op::RotateRename { file: 0 },
+        Op::WriteRotated { file: 0, lines: 2 },
+        Op::Write {
+            file: 0,
+            lines: 2,
+            payload: 5,
+        },
+        Op::Crash { unacked_batches: 1 },
+        Op::WriteRotated { file: 0, lines: 1 },
+    ];
+    check(&ops).unwrap();
+}
+
+#[test]
+fn copytruncate_before_the_tailer_read_the_end() {
+    let ops = [
+        Op::Write {
+            file: 1,
+            lines: 3,
+            payload: 50,
+        },
+        Op::Pump { commit: true },
+        Op::Write {
+            file: 1,
+            lines: 4,
+            payload: 50,
+        },
+        Op::CopyTruncate { file: 1 },
+        Op::Write {
+            file: 1,
+            lines: 1,
+            payload: 1,
+        },
+        Op::Pump { commit: false },
+        Op::Crash { unacked_batches: 0 },
+        Op::CopyTruncate { file: 1 },
+        Op::Crash { unacked_batches: 2 },
+    ];
+    check(&ops).unwrap();
+}
+
+#[test]
+fn copytruncate_delete_restart_copytruncate_crash() {
+    let ops = [
+        Op::CopyTruncate { file: 0 },
+        Op::DeleteRecreate { file: 0 },
+        Op::CleanRestart,
+        Op::CopyTruncate { file: 1 },
+        Op::Crash { unacked_batches: 0 },
+    ];
+    check(&ops).unwrap();
+}
+
+#[test]
+fn copytruncate_then_shorter_rewrite() {
+    let ops = [
+        Op::CopyTruncate { file: 1 },
+        Op::Write {
+            file: 1,
+            lines: 2,
+            payload: 11,
+        },
+        Op::WritePartial { file: 0 },
+    ];
+    // The truncated file is rewritten to exactly its old size before the tailer looks.
+    check(&ops).unwrap();
+}
