@@ -4,8 +4,9 @@
 //! The pieces, one per file: [`config`] (sources and knobs), [`fingerprint`] (which file is
 //! this, whatever its name), [`checkpointer`] (the versioned on-disk state, written
 //! atomically), `file` (reading one file into lines and records), [`ack`] (batches and their
-//! acknowledgement), [`stats`], `tailer` (the synchronous state machine) and [`watcher`] (the
-//! async task with file-system events and a polling fallback).
+//! acknowledgement), [`stats`], `tailer` (the synchronous state machine), [`watcher`] (the
+//! async task with file-system events and a polling fallback) and [`replay`] (whole files
+//! once, for `faultline replay`).
 //!
 //! # Delivery guarantee
 //!
@@ -36,6 +37,7 @@ pub mod config;
 mod error;
 mod file;
 pub mod fingerprint;
+pub mod replay;
 pub mod stats;
 mod tailer;
 pub mod watcher;
@@ -44,6 +46,7 @@ pub use ack::{AckToken, Batch};
 pub use checkpointer::{FileCheckpoint, TailState};
 pub use config::{LogSource, StartAt, TailConfig};
 pub use error::TailError;
+pub use replay::{replay_file, ReplaySummary};
 pub use stats::{FileStats, TailStats};
 pub use tailer::Tailer;
 pub use watcher::{spawn, Checkpointing, TailerHandle};

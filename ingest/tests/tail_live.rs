@@ -1,0 +1,252 @@
+//! The tailer as the agent runs it: a tokio task fed by file-system events and polling, a
+//! bounded channel, acknowledgements, a checkpoint file, cancellation and restart. Writers
+//! rotate with rename and with copytruncate while the tailer runs.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use faultline_ingest::tail::{spawn, Checkpointing, LogSource, StartAt, TailConfig, TailerHandle};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn config() -> TailConfig {
+    TailConfig {
+        start_at: StartAt::Beginning,
+        poll_interval_ms: 20,
+        glob_interval_ms: 50,
+        multiline_timeout_ms: 50,
+        rotated_grace_ms: 300,
+        checkpoint_interval_ms: 50,
+        max_batch_records: 256,
+        ..TailConfig::default()
+    }
+}
+
+fn append(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+struct Running {
+    handle: TailerHandle,
+    cancel: CancellationToken,
+    counts: tokio::sync::watch::Receiver<HashMap<String, u32>>,
+    consumer: tokio::task::JoinHandle<()>,
+}
+
+async fn start(dir: &Path, checkpoint: &Path, capacity: usize, slow: Duration) -> Running {
+    let (tx, mut rx) = mpsc::channel(capacity);
+    let cancel = CancellationToken::new();
+    let sources = vec![LogSource {
+        path: format!("{}/*.log", dir.display()),
+        service: Some("svc".into()),
+    }];
+    let handle = spawn(
+        config(),
+        sources,
+        Checkpointing::File(checkpoint.to_path_buf()),
+        tx,
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let (counts_tx, counts) = tokio::sync::watch::channel(HashMap::new());
+    let consumer = tokio::spawn(async move {
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        while let Some(batch) = rx.recv().await {
+            for record in &batch.records {
+                assert_eq!(record.service.as_deref(), Some("svc"));
+                let key = match record.attributes.iter().find(|(k, _)| k == "n") {
+                    Some((_, n)) => format!("{} n={n}", record.message),
+                    None => record.message.clone(),
+                };
+                *counts.entry(key).or_default() += 1;
+            }
+            batch.ack();
+            counts_tx.send_replace(counts.clone());
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+        }
+    });
+    Running {
+        handle,
+        cancel,
+        counts,
+        consumer,
+    }
+}
+
+async fn wait_for(
+    counts: &mut tokio::sync::watch::Receiver<HashMap<String, u32>>,
+    total: usize,
+) -> HashMap<String, u32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = counts.borrow().clone();
+        if now.values().map(|&n| n as usize).sum::<usize>() >= total || Instant::now() > deadline {
+            return now;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), counts.changed()).await;
+    }
+}
+
+async fn stop(running: Running) {
+    running.cancel.cancel();
+    running.handle.join().await.unwrap();
+    running.consumer.await.unwrap();
+}
+
+fn write_lines(file: &mut File, from: usize, to: usize) -> Vec<String> {
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    for i in from..to {
+        let line = format!(
+            "level=error msg=\"request failed\" err=\"read: connection reset by peer\" n={i}"
+        );
+        text.push_str(&line);
+        text.push('\n');
+        lines.push(format!("request failed n={i}"));
+    }
+    file.write_all(text.as_bytes()).unwrap();
+    lines
+}
+
+fn assert_once(counts: &HashMap<String, u32>, total: usize) {
+    let twice: Vec<_> = counts.iter().filter(|(_, &n)| n != 1).take(5).collect();
+    assert!(twice.is_empty(), "counted more than once: {twice:?}");
+    assert_eq!(counts.len(), total, "lines received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_while_running_then_restart_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let checkpoint: PathBuf = state.path().join("tail.json");
+    let log = dir.path().join("app.log");
+    let mut writer = append(&log);
+    let mut running = start(dir.path(), &checkpoint, 4, Duration::ZERO).await;
+
+    let writer_thread = std::thread::spawn(move || {
+        let mut n = 0;
+        for round in 0..6 {
+            for _ in 0..10 {
+                write_lines(&mut writer, n, n + 50);
+                n += 50;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match round % 2 {
+                // logrotate's default: rename, then the service reopens its file.
+                0 => {
+                    fs::rename(
+                        dir_of(&log).join("app.log"),
+                        dir_of(&log).join(format!("app.log.{round}")),
+                    )
+                    .unwrap();
+                    // The service writes a little more to the renamed file before reopening.
+                    write_lines(&mut writer, n, n + 20);
+                    n += 20;
+                    writer = append(&log);
+                }
+                // copytruncate.
+                _ => {
+                    fs::copy(&log, dir_of(&log).join(format!("app.log.{round}"))).unwrap();
+                    writer.set_len(0).unwrap();
+                }
+            }
+        }
+        write_lines(&mut writer, n, n + 100);
+        n + 100
+    });
+    let total = tokio::task::spawn_blocking(move || writer_thread.join().unwrap())
+        .await
+        .unwrap();
+    let counts = wait_for(&mut running.counts, total).await;
+    assert_once(&counts, total);
+    let stats = running.handle.stats();
+    assert!(stats.rotations >= 3, "{stats:?}");
+    assert_eq!(stats.records, total as u64);
+    stop(running).await;
+
+    // Restart from the checkpoint file: nothing is read again, new lines are read.
+    let mut running = start(dir.path(), &checkpoint, 4, Duration::ZERO).await;
+    let mut writer = append(&dir.path().join("app.log"));
+    write_lines(&mut writer, total, total + 30);
+    let counts = wait_for(&mut running.counts, 30).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let counts_after = running.counts.borrow().clone();
+    assert_eq!(counts, counts_after);
+    assert_once(&counts, 30);
+    assert!(counts.contains_key(&format!("request failed n={total}")));
+    stop(running).await;
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    path.parent().unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_leaves_data_in_the_file_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let checkpoint = state.path().join("tail.json");
+    let log = dir.path().join("app.log");
+    let mut writer = append(&log);
+    write_lines(&mut writer, 0, 1);
+    // Channel of 1 and a consumer that sleeps after every batch.
+    let mut running = start(dir.path(), &checkpoint, 1, Duration::from_millis(30)).await;
+    write_lines(&mut writer, 1, 20_000);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stats = running.handle.stats();
+    assert!(
+        stats.lag_bytes > 0,
+        "the unread part stays in the file: {stats:?}"
+    );
+    let counts = wait_for(&mut running.counts, 20_000).await;
+    assert_once(&counts, 20_000);
+    // Give the tailer a poll to see it is at the end.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(running.handle.stats().lag_bytes, 0);
+    stop(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_binary_files_and_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let checkpoint = state.path().join("tail.json");
+    let mut text = File::create(dir.path().join("text.log")).unwrap();
+    let long = "x".repeat(100 * 1024);
+    text.write_all(format!("before\n{long}\n").as_bytes())
+        .unwrap();
+    text.write_all(b"raw \xff\xfe bytes\nafter\n").unwrap();
+    File::create(dir.path().join("core.log"))
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
+    let mut running = start(dir.path(), &checkpoint, 4, Duration::ZERO).await;
+    let counts = wait_for(&mut running.counts, 4).await;
+    assert!(
+        counts.contains_key("before") && counts.contains_key("after"),
+        "{:?}",
+        counts.keys().collect::<Vec<_>>()
+    );
+    assert!(counts.contains_key("raw \u{FFFD}\u{FFFD} bytes"));
+    let cut = counts.keys().find(|k| k.starts_with("xxx")).unwrap();
+    assert_eq!(cut.len(), 64 * 1024);
+    let stats = running.handle.stats();
+    assert_eq!(stats.truncated_lines, 1);
+    assert_eq!(stats.binary_files, 1);
+    assert_eq!(stats.binary_skipped_bytes, 4096);
+    assert!(stats
+        .files
+        .iter()
+        .any(|f| f.binary && f.path.ends_with("core.log")));
+    stop(running).await;
+}
