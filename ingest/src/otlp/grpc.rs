@@ -51,9 +51,71 @@ pub(crate) struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
+    /// Admission happened in [`Admission`], before the message was read.
     fn run<T>(&self, apply: impl FnOnce(&Pipeline) -> Result<T, OtlpError>) -> Result<T, Status> {
-        let _permit = self.pipeline.admit().map_err(status_of)?;
         apply(&self.pipeline).map_err(status_of)
+    }
+}
+
+/// Takes a request slot before tonic reads and decodes the message, and holds it until the
+/// answer is ready, so decoding memory is bounded by the slots; without a free slot the call
+/// is answered RESOURCE_EXHAUSTED with `RetryInfo` at once.
+#[derive(Clone)]
+pub(crate) struct Admission<S> {
+    inner: S,
+    pipeline: Arc<Pipeline>,
+}
+
+/// The layer that puts [`Admission`] in front of the gRPC services.
+#[derive(Clone)]
+pub(crate) struct AdmissionLayer {
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<axum::http::Request<ReqBody>> for Admission<S>
+where
+    S: tower::Service<axum::http::Request<ReqBody>, Response = axum::http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<ReqBody>) -> Self::Future {
+        match self.pipeline.admit() {
+            Ok(permit) => {
+                let answer = self.inner.call(request);
+                Box::pin(async move {
+                    let response = answer.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(error) => {
+                let response = status_of(error).into_http();
+                Box::pin(async move { Ok(response) })
+            }
+        }
     }
 }
 

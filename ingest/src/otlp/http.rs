@@ -123,8 +123,11 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// Reads the body, refusing it once it passes the limit (after discarding the rest, up to
 /// [`DRAIN_LIMIT`], so the sender can read the refusal).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, OtlpError> {
-    let too_large =
-        || OtlpError::TooLarge(format!("the body is larger than max_message_bytes = {limit}"));
+    let too_large = || {
+        OtlpError::TooLarge(format!(
+            "the body is larger than max_message_bytes = {limit}"
+        ))
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

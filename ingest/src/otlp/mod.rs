@@ -99,6 +99,9 @@ impl OtlpReceivers {
     ) -> Result<(), ServeError> {
         let grpc_server = tonic::transport::Server::builder()
             .layer(tower::util::MapResponseLayer::new(grpc::fix_limit_status))
+            .layer(grpc::AdmissionLayer {
+                pipeline: self.pipeline.clone(),
+            })
             .add_routes(grpc::routes(self.pipeline.clone()))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc),

@@ -41,6 +41,8 @@ pub struct OtlpStats {
     pub requests_invalid: u64,
     /// Requests refused with a retryable error because the receiver was at capacity.
     pub requests_throttled: u64,
+    /// Requests being read or applied right now (at most `max_concurrent_requests`).
+    pub requests_in_flight: u64,
     /// Spans stored.
     pub spans_accepted: u64,
     /// Spans rejected (invalid ids, trace full) and reported as partial success.
@@ -96,6 +98,7 @@ pub(crate) struct Pipeline {
     pub config: OtlpConfig,
     outputs: OtlpOutputs,
     requests: Arc<Semaphore>,
+    max_requests: usize,
     counters: Counters,
 }
 
@@ -115,6 +118,7 @@ impl Pipeline {
             config,
             outputs,
             requests: Arc::new(Semaphore::new(permits)),
+            max_requests: permits,
             counters: Counters::default(),
         }
     }
@@ -217,6 +221,10 @@ impl Pipeline {
             requests_accepted: get(&c.requests_accepted),
             requests_invalid: get(&c.requests_invalid),
             requests_throttled: get(&c.requests_throttled),
+            requests_in_flight: self
+                .max_requests
+                .saturating_sub(self.requests.available_permits())
+                as u64,
             spans_accepted: get(&c.spans_accepted),
             spans_rejected: get(&c.spans_rejected),
             logs_accepted: get(&c.logs_accepted),
