@@ -160,7 +160,9 @@ fn decide_shape(spans: &[Span]) -> Shape {
             None => candidates.push((i, RootKind::Root)),
             Some(parent) => match index.get(&parent) {
                 Some(&p) if p != i => wanted_children[p].push(i),
-                _ => candidates.push((i, RootKind::Orphan)),
+                // Its own parent: a cycle of one, shown as detached below.
+                Some(_) => {}
+                None => candidates.push((i, RootKind::Orphan)),
             },
         }
     }

@@ -1,0 +1,506 @@
+//! Property and model tests of trace assembly: whatever order spans and logs arrive in, and
+//! however broken their parent links (missing parents, cycles, absurd depth), the call chain
+//! holds every span exactly once, flags orphans, places logs under their spans and names a
+//! failing span whose children did not fail as the origin; the store's bounds and eviction
+//! counters match a simple reference model.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use faultline_ingest::traces::{
+    CallChain, ChainNode, Span, SpanEvent, SpanKind, StatusCode, TraceStore, TraceStoreConfig,
+    MAX_TREE_DEPTH,
+};
+use faultline_ingest::{Level, LogRecord, Origin, SpanId, TraceId};
+use proptest::prelude::*;
+
+const TRACE: TraceId = TraceId([0xab; 16]);
+
+fn sid(i: usize) -> SpanId {
+    let mut id = [0u8; 8];
+    id[..8].copy_from_slice(&((i as u64) + 1).to_be_bytes());
+    SpanId(id)
+}
+
+#[derive(Debug, Clone)]
+enum Parent {
+    Root,
+    Index(usize),
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+struct SpanSpec {
+    parent: Parent,
+    service: u8,
+    start: i64,
+    duration: i64,
+    failed: bool,
+    exception: bool,
+}
+
+fn span_spec() -> impl Strategy<Value = SpanSpec> {
+    (
+        prop_oneof![
+            1 => Just(Parent::Root),
+            6 => (0usize..64).prop_map(Parent::Index),
+            1 => Just(Parent::Missing),
+        ],
+        0u8..4,
+        0i64..1_000_000,
+        0i64..1_000_000,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(parent, service, start, duration, failed, exception)| SpanSpec {
+                parent,
+                service,
+                start,
+                duration,
+                failed,
+                exception: failed && exception,
+            },
+        )
+}
+
+fn build_spans(specs: &[SpanSpec]) -> Vec<Span> {
+    let n = specs.len();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Span {
+            trace_id: TRACE,
+            span_id: sid(i),
+            parent_span_id: match s.parent {
+                Parent::Root => None,
+                Parent::Index(j) => Some(sid(j % n)),
+                Parent::Missing => Some(SpanId([0xee; 8])),
+            },
+            service: format!("svc-{}", s.service),
+            name: format!("op-{i}"),
+            kind: SpanKind::Server,
+            start_unix_nanos: s.start,
+            end_unix_nanos: s.start + s.duration,
+            status: if s.failed {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            },
+            status_message: String::new(),
+            attributes: Vec::new(),
+            events: if s.exception {
+                vec![SpanEvent {
+                    name: "exception".into(),
+                    time_unix_nanos: s.start,
+                    attributes: vec![("exception.message".into(), "boom".into())],
+                }]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
+fn log_for(span: Option<SpanId>, time: i64, error: bool) -> LogRecord {
+    LogRecord {
+        time_unix_nanos: Some(time),
+        observed_unix_nanos: time,
+        level: if error { Level::Error } else { Level::Info },
+        service: None,
+        message: format!("log at {time}"),
+        error: None,
+        http_status: None,
+        trace_id: Some(TRACE),
+        span_id: span,
+        attributes: Vec::new(),
+        origin: Origin::OtlpLog,
+        truncated: false,
+    }
+}
+
+fn walk<'a>(node: &'a ChainNode, depth: usize, out: &mut Vec<(&'a ChainNode, usize)>) {
+    out.push((node, depth));
+    for child in &node.children {
+        assert_eq!(child.span.parent_span_id, Some(node.span.span_id));
+        assert!(!child.orphan && !child.detached);
+        walk(child, depth + 1, out);
+    }
+}
+
+fn check(chain: &CallChain, spans: &[Span], logs: &[LogRecord]) {
+    let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    let mut nodes = Vec::new();
+    for root in &chain.roots {
+        match root.span.parent_span_id {
+            None => assert!(!root.orphan && !root.detached),
+            Some(p) if !ids.contains(&p) => assert!(root.orphan, "missing parent: orphan"),
+            Some(_) => assert!(root.detached, "cycle or depth cut: detached"),
+        }
+        walk(root, 0, &mut nodes);
+    }
+    // Every span exactly once.
+    let seen: Vec<SpanId> = nodes.iter().map(|(n, _)| n.span.span_id).collect();
+    let unique: HashSet<SpanId> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), spans.len());
+    assert_eq!(unique, ids);
+    assert_eq!(chain.span_count, spans.len());
+    assert!(nodes.iter().all(|(_, d)| *d < MAX_TREE_DEPTH));
+    // Services: exactly those of the spans.
+    let services: HashSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        chain
+            .services
+            .iter()
+            .map(String::as_str)
+            .collect::<HashSet<_>>(),
+        services
+    );
+    assert_eq!(chain.services.len(), services.len(), "no duplicates");
+    // Logs: under their span, or unplaced; none lost.
+    let placed: usize = nodes.iter().map(|(n, _)| n.logs.len()).sum();
+    assert_eq!(placed + chain.unplaced_logs.len(), logs.len());
+    for (node, _) in &nodes {
+        assert!(node
+            .logs
+            .iter()
+            .all(|l| l.span_id == Some(node.span.span_id)));
+        assert!(node
+            .logs
+            .windows(2)
+            .all(|w| w[0].time_unix_nanos <= w[1].time_unix_nanos));
+    }
+    // The origin: a failing span whose children did not fail, as deep as any such span.
+    let any_failed = nodes.iter().any(|(n, _)| n.failed);
+    match &chain.error_origin {
+        Some(origin) => {
+            let (node, depth) = nodes
+                .iter()
+                .find(|(n, _)| n.span.span_id == origin.span_id)
+                .expect("origin is in the tree");
+            if any_failed {
+                assert!(node.failed);
+                assert!(node.children.iter().all(|c| !c.failed));
+                let deepest = nodes
+                    .iter()
+                    .filter(|(n, _)| n.failed && n.children.iter().all(|c| !c.failed))
+                    .map(|(_, d)| *d)
+                    .max();
+                assert_eq!(Some(*depth), deepest);
+            } else {
+                assert!(node.logs.iter().any(LogRecord::is_errorish));
+            }
+            if let Some(log) = &origin.first_error_log {
+                assert_eq!(log.span_id, Some(origin.span_id));
+            }
+        }
+        None => {
+            assert!(!any_failed);
+            assert!(!nodes
+                .iter()
+                .any(|(n, _)| n.logs.iter().any(LogRecord::is_errorish)));
+        }
+    }
+    // The critical path descends the tree from the first root.
+    if let Some(root) = chain.roots.first() {
+        assert_eq!(chain.critical_path.first(), Some(&root.span.span_id));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_arrival_order_gives_the_same_sound_chain(
+        specs in prop::collection::vec(span_spec(), 1..64),
+        log_specs in prop::collection::vec((0usize..80, any::<bool>()), 0..20),
+        seed in any::<u64>(),
+    ) {
+        let spans = build_spans(&specs);
+        let logs: Vec<LogRecord> = log_specs
+            .iter()
+            .enumerate()
+            .map(|(i, (target, error))| {
+                // Indices past the spans name no span of the trace (or none at all).
+                let span = if *target < spans.len() { Some(sid(*target)) } else if target % 2 == 0 { Some(SpanId([0x77; 8])) } else { None };
+                log_for(span, i as i64, *error)
+            })
+            .collect();
+
+        let in_order = TraceStore::new(TraceStoreConfig::default());
+        in_order.insert_spans(spans.clone());
+        in_order.attach_logs(logs.clone());
+        let chain = in_order.call_chain(TRACE).expect("trace");
+        check(&chain, &spans, &logs);
+
+        // Logs first, spans shuffled and in small batches: the same chain.
+        let mut shuffled = spans.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let other = TraceStore::new(TraceStoreConfig::default());
+        other.attach_logs(logs.clone());
+        for batch in shuffled.chunks(3) {
+            other.insert_spans(batch.to_vec());
+        }
+        prop_assert_eq!(other.call_chain(TRACE).expect("trace"), chain);
+    }
+}
+
+#[test]
+fn a_chain_deeper_than_the_limit_is_cut_not_overflowed() {
+    let n = 20_000;
+    let specs: Vec<SpanSpec> = (0..n)
+        .map(|i| SpanSpec {
+            parent: if i == 0 {
+                Parent::Root
+            } else {
+                Parent::Index(i - 1)
+            },
+            service: (i % 3) as u8,
+            start: i as i64,
+            duration: 10,
+            failed: i == n - 1,
+            exception: false,
+        })
+        .collect();
+    let spans = build_spans(&specs);
+    let store = TraceStore::new(TraceStoreConfig {
+        max_spans_per_trace: n,
+        ..TraceStoreConfig::default()
+    });
+    assert_eq!(store.insert_spans(spans.clone()).stored, n);
+    let chain = store.call_chain(TRACE).expect("trace");
+    check(&chain, &spans, &[]);
+    assert!(chain.roots.len() > 1 && chain.roots[1..].iter().all(|r| r.detached));
+    assert_eq!(chain.error_origin.map(|o| o.span_id), Some(sid(n - 1)));
+    let json = serde_json::to_string(&store.call_chain(TRACE)).expect("serialisable");
+    assert!(json.len() > 1000);
+}
+
+#[test]
+fn a_service_with_a_skewed_clock_is_laid_out_inside_its_caller() {
+    let mut spans = build_spans(&[
+        SpanSpec {
+            parent: Parent::Root,
+            service: 0,
+            start: 1_000,
+            duration: 1_000,
+            failed: false,
+            exception: false,
+        },
+        // Another service, its clock 10 s ahead: starts "after" its caller ended.
+        SpanSpec {
+            parent: Parent::Index(0),
+            service: 1,
+            start: 10_000_001_200,
+            duration: 400,
+            failed: true,
+            exception: false,
+        },
+        SpanSpec {
+            parent: Parent::Index(1),
+            service: 1,
+            start: 10_000_001_300,
+            duration: 100,
+            failed: false,
+            exception: false,
+        },
+    ]);
+    spans[2].service = spans[1].service.clone();
+    let store = TraceStore::new(TraceStoreConfig::default());
+    store.insert_spans(spans);
+    let chain = store.call_chain(TRACE).expect("trace");
+    let root = &chain.roots[0];
+    let child = &root.children[0];
+    let grandchild = &child.children[0];
+    assert_eq!(
+        chain.duration_nanos, 1_000,
+        "the skew does not inflate the trace"
+    );
+    assert!(child.offset_nanos >= 0 && child.offset_nanos + child.duration_nanos <= 1_000);
+    assert_eq!(
+        child.clock_skew_nanos, grandchild.clock_skew_nanos,
+        "same process, same shift"
+    );
+    assert_eq!(grandchild.offset_nanos - child.offset_nanos, 100);
+    assert_eq!(
+        chain.error_origin.map(|o| o.service),
+        Some("svc-1".to_owned())
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Span { trace: u8, span: u8 },
+    Log { trace: u8 },
+    Tag { trace: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..12, 0u8..8).prop_map(|(trace, span)| Op::Span { trace, span }),
+        2 => (0u8..12).prop_map(|trace| Op::Log { trace }),
+        1 => (0u8..12).prop_map(|trace| Op::Tag { trace }),
+    ]
+}
+
+fn tid(t: u8) -> TraceId {
+    TraceId([t + 1; 16])
+}
+
+/// The reference: traces in least-recently-touched order, with their span ids and log count.
+#[derive(Default)]
+struct Model {
+    order: VecDeque<u8>,
+    traces: HashMap<u8, (HashSet<u8>, usize)>,
+    evicted: u64,
+    refused: u64,
+    dropped: u64,
+}
+
+impl Model {
+    fn touch(&mut self, t: u8, max_traces: usize) -> &mut (HashSet<u8>, usize) {
+        if let Some(at) = self.order.iter().position(|&x| x == t) {
+            self.order.remove(at);
+        } else {
+            while self.traces.len() >= max_traces {
+                if let Some(old) = self.order.pop_front() {
+                    self.traces.remove(&old);
+                    self.evicted += 1;
+                }
+            }
+        }
+        self.order.push_back(t);
+        self.traces.entry(t).or_default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn store_bounds_and_counters_follow_the_model(ops in prop::collection::vec(op(), 0..300)) {
+        let config = TraceStoreConfig {
+            max_traces: 5,
+            max_spans_per_trace: 4,
+            max_logs_per_trace: 3,
+            max_clusters_per_trace: 2,
+            retention_secs: 3_600,
+        };
+        let store = TraceStore::new(config.clone());
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Span { trace, span } => {
+                    let spans = build_spans(&[SpanSpec { parent: Parent::Root, service: 0, start: 0, duration: 1, failed: false, exception: false }]);
+                    let mut s = spans[0].clone();
+                    s.trace_id = tid(trace);
+                    s.span_id = SpanId([span + 1; 8]);
+                    let outcome = store.insert_spans(vec![s]);
+                    let refused = {
+                        let entry = model.touch(trace, config.max_traces);
+                        if entry.0.contains(&span) || entry.0.len() < config.max_spans_per_trace {
+                            entry.0.insert(span);
+                            false
+                        } else {
+                            true
+                        }
+                    };
+                    if refused { model.refused += 1; }
+                    prop_assert_eq!(outcome.refused, usize::from(refused));
+                }
+                Op::Log { trace } => {
+                    let mut log = log_for(None, 0, true);
+                    log.trace_id = Some(tid(trace));
+                    store.attach_log(log);
+                    let entry = model.touch(trace, config.max_traces);
+                    if entry.1 < config.max_logs_per_trace { entry.1 += 1; } else { model.dropped += 1; }
+                }
+                Op::Tag { trace } => {
+                    for c in ["a", "b", "c"] {
+                        store.tag_cluster(tid(trace), None, c);
+                    }
+                    if let Some(chain) = store.call_chain(tid(trace)) {
+                        prop_assert_eq!(chain.cluster_ids, vec!["a".to_owned(), "b".to_owned()]);
+                    }
+                }
+            }
+            let stats = store.stats();
+            prop_assert!(stats.traces <= config.max_traces);
+            prop_assert_eq!(stats.traces, model.traces.len());
+            prop_assert_eq!(stats.spans, model.traces.values().map(|t| t.0.len()).sum::<usize>());
+            prop_assert_eq!(stats.logs, model.traces.values().map(|t| t.1).sum::<usize>());
+            prop_assert_eq!(stats.evicted_traces, model.evicted);
+            prop_assert_eq!(stats.refused_spans, model.refused);
+            prop_assert_eq!(stats.dropped_logs, model.dropped);
+        }
+        for t in model.traces.keys() {
+            prop_assert!(store.call_chain(tid(*t)).is_some());
+        }
+    }
+}
+
+#[test]
+fn traces_expire_after_the_retention_and_are_counted() {
+    let store = TraceStore::new(TraceStoreConfig {
+        retention_secs: 60,
+        ..TraceStoreConfig::default()
+    });
+    store.insert_spans(build_spans(&[SpanSpec {
+        parent: Parent::Root,
+        service: 0,
+        start: 0,
+        duration: 1,
+        failed: false,
+        exception: false,
+    }]));
+    let now = std::time::Instant::now();
+    assert_eq!(store.expire(now), 0);
+    assert_eq!(store.expire(now + std::time::Duration::from_secs(61)), 1);
+    let stats = store.stats();
+    assert_eq!((stats.traces, stats.spans, stats.expired_traces), (0, 0, 1));
+    assert!(store.call_chain(TRACE).is_none());
+}
+
+#[test]
+fn list_filters_by_cluster_service_and_errors() {
+    let store = TraceStore::new(TraceStoreConfig::default());
+    for t in 0..10u8 {
+        let mut spans = build_spans(&[SpanSpec {
+            parent: Parent::Root,
+            service: t % 2,
+            start: i64::from(t),
+            duration: 5,
+            failed: t % 3 == 0,
+            exception: false,
+        }]);
+        spans[0].trace_id = tid(t);
+        store.insert_spans(spans);
+    }
+    store.tag_cluster(tid(3), None, "c-eof");
+    store.tag_cluster(tid(6), Some(sid(0)), "c-eof");
+    let by_cluster = store.list(&faultline_ingest::traces::TraceFilter {
+        cluster: Some("c-eof".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        by_cluster.iter().map(|s| s.trace_id).collect::<Vec<_>>(),
+        vec![tid(6), tid(3)],
+        "most recent first"
+    );
+    let errors = store.list(&faultline_ingest::traces::TraceFilter {
+        errors_only: true,
+        ..Default::default()
+    });
+    assert_eq!(errors.len(), 4);
+    assert!(errors.iter().all(|s| s.error && s.error_service.is_some()));
+    let svc = store.list(&faultline_ingest::traces::TraceFilter {
+        service: Some("svc-1".into()),
+        limit: Some(2),
+        ..Default::default()
+    });
+    assert_eq!(svc.len(), 2);
+    assert!(svc.iter().all(|s| s.services == vec!["svc-1".to_owned()]));
+}
