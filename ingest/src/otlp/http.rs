@@ -36,7 +36,7 @@ const JSON: &str = "application/json";
 
 /// The two OTLP/HTTP encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
@@ -310,4 +310,23 @@ pub(crate) fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .with_state(pipeline)
+}
+
+/// The content decoding, for the fuzz tests.
+#[cfg(test)]
+pub(crate) fn decode_content_for_tests(
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    limit: usize,
+) -> Result<Vec<u8>, OtlpError> {
+    decode_content(headers, body, limit)
+}
+
+/// The body decoding, for the fuzz tests.
+#[cfg(test)]
+pub(crate) fn decode_for_tests<T: Message + Default + DeserializeOwned>(
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<T, OtlpError> {
+    decode(encoding, body)
 }

@@ -21,6 +21,8 @@
 mod config;
 mod convert;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod grpc;
 mod http;
 mod json;
