@@ -29,6 +29,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print the version.
     Version,
+    /// Cluster a file of messages in batch: one template or cluster id per input line.
+    Cluster(crate::cluster_cmd::ClusterArgs),
 }
 
 /// Flags of `faultline run`; each overrides the matching key of the config file.

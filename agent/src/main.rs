@@ -5,6 +5,7 @@
 //! status 2 for a configuration the agent refuses and 1 for anything else.
 
 mod cli;
+mod cluster_cmd;
 mod config;
 mod run;
 mod shutdown;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run_agent(args),
         Command::Config(args) => config_command(args),
+        Command::Cluster(args) => cluster_cmd::run(&args).map_err(Failure::from),
         Command::Version => {
             println!("faultline {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -7,3 +7,21 @@
 //! both are content hashes, stable across nodes and restarts. This crate owns masking,
 //! template mining, the cluster store and emergence detection; it knows nothing of files,
 //! sockets or HTTP.
+
+pub mod batch;
+pub mod cluster;
+pub mod config;
+pub mod emergence;
+pub mod engine;
+pub mod mask;
+pub mod root;
+pub mod snapshot;
+pub mod template;
+
+pub use cluster::ClusterId;
+pub use config::ClusteringConfig;
+pub use engine::{
+    ClusterDetail, ClusterQuery, ClusterSummary, Engine, EngineCounters, ErrorEvent, Observation,
+    Sample, TemplateSummary,
+};
+pub use template::TemplateId;

@@ -1,0 +1,227 @@
+//! Batch mode: many messages in, one template or cluster id per message out.
+//!
+//! What `faultline cluster` runs. Messages are pushed in order; each costs a masking pass and
+//! one look-up (new shapes also keep their first message as a sample). [`Batch::finish`]
+//! consolidates the templates and, at the cluster level, runs DBSCAN once over the roots, then
+//! gives every message the id of its final template or cluster, so that a message seen before
+//! a merge gets the same id as one seen after it.
+
+use crate::cluster::{RootClusters, VectorParams};
+use crate::mask::MaskedLine;
+use crate::template::{KeyIndex, TemplateMiner};
+
+/// Which grouping the ids name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupLevel {
+    /// Exact masked shape, generalised (a template).
+    Template,
+    /// Root kind of error (a cluster of templates).
+    Cluster,
+}
+
+const EMPTY: KeyIndex = KeyIndex::MAX;
+
+/// Accumulates messages and gives their ids at the end.
+#[derive(Debug)]
+pub struct Batch {
+    level: GroupLevel,
+    miner: TemplateMiner,
+    masked: MaskedLine,
+    line_keys: Vec<KeyIndex>,
+    samples: Vec<Box<str>>,
+    max_message_bytes: usize,
+    params: VectorParams,
+}
+
+/// The ids of a finished batch.
+#[derive(Debug)]
+pub struct BatchIds {
+    key_ids: Vec<[u8; 16]>,
+    line_keys: Vec<KeyIndex>,
+    /// Number of templates (after consolidation).
+    pub templates: usize,
+    /// Number of clusters (at the cluster level; else 0).
+    pub clusters: usize,
+}
+
+impl Batch {
+    /// An empty batch; messages longer than `max_message_bytes` are cut (at a character
+    /// boundary) before masking.
+    pub fn new(
+        level: GroupLevel,
+        min_distinct: usize,
+        max_message_bytes: usize,
+        params: VectorParams,
+    ) -> Self {
+        Batch {
+            level,
+            miner: TemplateMiner::new(min_distinct),
+            masked: MaskedLine::new(),
+            line_keys: Vec::new(),
+            samples: Vec::new(),
+            max_message_bytes: max_message_bytes.max(16),
+            params,
+        }
+    }
+
+    /// Number of messages pushed.
+    pub fn len(&self) -> usize {
+        self.line_keys.len()
+    }
+
+    /// Whether no message was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.line_keys.is_empty()
+    }
+
+    /// Adds the next message (blank messages get the id of the empty template).
+    pub fn push(&mut self, message: &str) {
+        let message = cut(message, self.max_message_bytes);
+        if message.trim().is_empty() {
+            self.line_keys.push(EMPTY);
+            return;
+        }
+        self.masked.mask(message);
+        let key = match self.miner.find(&self.masked) {
+            Some(k) => k,
+            None => {
+                let (k, _) = self.miner.insert(&self.masked);
+                if self.level == GroupLevel::Cluster {
+                    self.samples.push(message.into());
+                }
+                k
+            }
+        };
+        self.line_keys.push(key);
+    }
+
+    /// Consolidates and assigns the final ids.
+    pub fn finish(mut self) -> BatchIds {
+        self.miner.consolidate();
+        let keys = self.miner.key_count();
+        let mut key_ids = Vec::with_capacity(keys);
+        let templates = self.miner.template_count();
+        let mut clusters = 0;
+        match self.level {
+            GroupLevel::Template => {
+                for k in 0..keys as KeyIndex {
+                    key_ids.push(hex16(self.miner.template_of(k).0 .0));
+                }
+            }
+            GroupLevel::Cluster => {
+                let mut rc = RootClusters::new(self.params);
+                let roots: Vec<_> = self
+                    .samples
+                    .iter()
+                    .map(|s| rc.insert(&crate::root::root_signature(s)))
+                    .collect();
+                clusters = rc.rerun();
+                for r in roots {
+                    key_ids.push(hex16(rc.cluster_of(r).0));
+                }
+            }
+        }
+        BatchIds {
+            key_ids,
+            line_keys: self.line_keys,
+            templates,
+            clusters,
+        }
+    }
+}
+
+impl BatchIds {
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.line_keys.len()
+    }
+
+    /// Whether there were no messages.
+    pub fn is_empty(&self) -> bool {
+        self.line_keys.is_empty()
+    }
+
+    /// The id of message `i` as 16 hex digits.
+    pub fn id(&self, i: usize) -> &[u8; 16] {
+        const EMPTY_ID: [u8; 16] = *b"0000000000000000";
+        match self.line_keys[i] {
+            EMPTY => &EMPTY_ID,
+            k => &self.key_ids[k as usize],
+        }
+    }
+
+    /// Writes one id per message, one per line, in order.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        for i in 0..self.len() {
+            buf.extend_from_slice(self.id(i));
+            buf.push(b'\n');
+            if buf.len() >= (1 << 16) - 32 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        out.write_all(&buf)
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn hex16(v: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_id_per_message_including_blank_ones() {
+        let mut b = Batch::new(GroupLevel::Template, 5, 1 << 14, VectorParams::default());
+        for m in ["a 1", "", "a 2", "b", "  "] {
+            b.push(m);
+        }
+        let ids = b.finish();
+        let mut out = Vec::new();
+        ids.write_to(&mut out).unwrap();
+        let lines: Vec<&[u8]> = out
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], lines[2]);
+        assert_ne!(lines[0], lines[3]);
+        assert_eq!(lines[1], lines[4]);
+    }
+
+    #[test]
+    fn wrapper_text_does_not_split_a_cluster() {
+        let mut b = Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default());
+        b.push("failed to call user service: Get \"http://u/1\": EOF");
+        b.push("GetUser(42): EOF");
+        b.push("read: unexpected EOF");
+        let ids = b.finish();
+        assert_eq!(ids.id(0), ids.id(1));
+        assert_ne!(ids.id(0), ids.id(2));
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("ééé", 3), "é");
+    }
+}

@@ -1,0 +1,367 @@
+//! Error patterns: roots grouped by TF-IDF similarity with DBSCAN.
+//!
+//! The points are *roots* (the masked innermost errors of the templates, see [`crate::root`]),
+//! not raw messages, so the cost of a re-run depends on how many kinds of error exist, not on
+//! how many messages arrived. Each root is a TF-IDF vector over its words: the inverse
+//! document frequency is counted over roots, and words weigh less the later they come
+//! (`1 / (1 + decay·i)`), because a Go error names its kind first (`invalid character ...`,
+//! `cannot unmarshal ...`, `unexpected EOF`). Vectors are hashed into a fixed number of
+//! dimensions and L2-normalised, so the Euclidean distance DBSCAN uses orders pairs like the
+//! cosine distance. DBSCAN (linfa-clustering, `min_points = 2`) finds the dense groups; a root
+//! it calls noise is a cluster of its own, never dropped.
+//!
+//! Between re-runs a new root joins the cluster of its nearest root when it is within the
+//! same tolerance, else it starts a singleton cluster. A cluster's id is the content hash of
+//! its *canonical* root, the oldest one, so re-runs keep ids as long as the oldest member
+//! stays.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use linfa::prelude::ParamGuard;
+use linfa::traits::Transformer;
+use linfa_clustering::Dbscan;
+use linfa_nn::{distance::L2Dist, CommonNearestNeighbour};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Stable id of a cluster (error pattern): a hash of its canonical root, 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ClusterId(pub u64);
+
+impl ClusterId {
+    /// The id of the cluster whose canonical root is `root`.
+    pub fn of(root: &str) -> Self {
+        ClusterId(xxh3_64(root.as_bytes()) ^ 0x00c1_0575_e5ed_0000)
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl From<ClusterId> for String {
+    fn from(id: ClusterId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for ClusterId {
+    type Error = std::num::ParseIntError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        u64::from_str_radix(&text, 16).map(ClusterId)
+    }
+}
+
+/// Index of a root inside one [`RootClusters`].
+pub type RootIndex = u32;
+
+const DIMS: usize = 512;
+
+/// Parameters of the TF-IDF vectors and of DBSCAN.
+#[derive(Debug, Clone, Copy)]
+pub struct VectorParams {
+    /// DBSCAN tolerance: largest Euclidean distance between normalised vectors of neighbours.
+    pub eps: f32,
+    /// Weight decay by word position.
+    pub decay: f32,
+}
+
+impl Default for VectorParams {
+    fn default() -> Self {
+        VectorParams {
+            eps: 0.8,
+            decay: 0.6,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Root {
+    text: Box<str>,
+    words: Vec<Box<str>>,
+    cluster: u32,
+}
+
+/// Roots and the clusters they form.
+#[derive(Debug, Clone)]
+pub struct RootClusters {
+    roots: Vec<Root>,
+    by_text: HashMap<Box<str>, RootIndex>,
+    df: HashMap<Box<str>, u32>,
+    /// Canonical root of each cluster label (labels are dense indices, rebuilt by re-runs).
+    canonical: Vec<RootIndex>,
+    params: VectorParams,
+    since_rerun: usize,
+}
+
+impl RootClusters {
+    /// No roots yet.
+    pub fn new(params: VectorParams) -> Self {
+        RootClusters {
+            roots: Vec::new(),
+            by_text: HashMap::new(),
+            df: HashMap::new(),
+            canonical: Vec::new(),
+            params,
+            since_rerun: 0,
+        }
+    }
+
+    /// Number of roots.
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Whether there is no root.
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// Roots added since the last re-run.
+    pub fn since_rerun(&self) -> usize {
+        self.since_rerun
+    }
+
+    /// The index of a root text, if known.
+    pub fn find(&self, root: &str) -> Option<RootIndex> {
+        self.by_text.get(root).copied()
+    }
+
+    /// The text of a root.
+    pub fn root_text(&self, root: RootIndex) -> &str {
+        &self.roots[root as usize].text
+    }
+
+    /// Adds a root (or finds it) and places it in the nearest cluster within tolerance, else
+    /// in a new one.
+    pub fn insert(&mut self, root: &str) -> RootIndex {
+        if let Some(&r) = self.by_text.get(root) {
+            return r;
+        }
+        let words = words(root);
+        let mut seen: Vec<&Box<str>> = words.iter().collect();
+        seen.sort();
+        seen.dedup();
+        for w in seen {
+            *self.df.entry(w.clone()).or_insert(0) += 1;
+        }
+        let index = self.roots.len() as RootIndex;
+        let cluster = self.nearest_cluster(&words).unwrap_or_else(|| {
+            self.canonical.push(index);
+            (self.canonical.len() - 1) as u32
+        });
+        self.roots.push(Root {
+            text: root.into(),
+            words,
+            cluster,
+        });
+        self.by_text.insert(root.into(), index);
+        self.since_rerun += 1;
+        index
+    }
+
+    fn nearest_cluster(&self, words: &[Box<str>]) -> Option<u32> {
+        let v = self.vector(words);
+        let mut best: Option<(f32, u32)> = None;
+        for r in &self.roots {
+            let d = distance(&v, &self.vector(&r.words));
+            if d < self.params.eps && best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, r.cluster));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+
+    /// The cluster of a root.
+    pub fn cluster_of(&self, root: RootIndex) -> ClusterId {
+        let label = self.roots[root as usize].cluster as usize;
+        ClusterId::of(&self.roots[self.canonical[label] as usize].text)
+    }
+
+    /// The canonical root text of a root's cluster.
+    pub fn canonical_of(&self, root: RootIndex) -> &str {
+        let label = self.roots[root as usize].cluster as usize;
+        &self.roots[self.canonical[label] as usize].text
+    }
+
+    fn vector(&self, words: &[Box<str>]) -> Vec<(u32, f32)> {
+        let n = self.roots.len().max(1) as f32;
+        let mut v: Vec<(u32, f32)> = Vec::with_capacity(words.len());
+        for (i, w) in words.iter().enumerate() {
+            let df = self.df.get(w).copied().unwrap_or(0) as f32;
+            let idf = ((1.0 + n) / (1.0 + df)).ln() + 1.0;
+            let weight = idf / (1.0 + self.params.decay * i as f32);
+            let h = xxh3_64(w.as_bytes());
+            let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+            v.push(((h % DIMS as u64) as u32, sign * weight));
+        }
+        v.sort_unstable_by_key(|e| e.0);
+        let mut merged: Vec<(u32, f32)> = Vec::with_capacity(v.len());
+        for (d, x) in v {
+            match merged.last_mut() {
+                Some(last) if last.0 == d => last.1 += x,
+                _ => merged.push((d, x)),
+            }
+        }
+        let norm = merged.iter().map(|e| e.1 * e.1).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for e in &mut merged {
+                e.1 /= norm;
+            }
+        }
+        merged
+    }
+
+    /// The cluster label of every root and the canonical root of every label (for snapshots).
+    pub fn labels(&self) -> (Vec<u32>, Vec<RootIndex>) {
+        (
+            self.roots.iter().map(|r| r.cluster).collect(),
+            self.canonical.clone(),
+        )
+    }
+
+    /// Restores labels saved by [`labels`](Self::labels); refused (false) when they do not
+    /// fit the roots.
+    pub fn restore_labels(&mut self, labels: &[u32], canonical: &[RootIndex]) -> bool {
+        let fits = labels.len() == self.roots.len()
+            && labels.iter().all(|&l| (l as usize) < canonical.len())
+            && canonical.iter().all(|&c| (c as usize) < self.roots.len());
+        if fits {
+            for (r, &l) in self.roots.iter_mut().zip(labels) {
+                r.cluster = l;
+            }
+            self.canonical = canonical.to_vec();
+        }
+        fits
+    }
+
+    /// Takes the labels of `rerun`, a copy of `self` taken earlier and re-clustered since;
+    /// roots added to `self` after the copy are placed again by nearest neighbour.
+    pub fn adopt(&mut self, mut rerun: RootClusters) {
+        let extra: Vec<Box<str>> = self.roots[rerun.roots.len().min(self.roots.len())..]
+            .iter()
+            .map(|r| r.text.clone())
+            .collect();
+        for text in extra {
+            rerun.insert(&text);
+        }
+        rerun.since_rerun = self.since_rerun.saturating_sub(rerun.since_rerun);
+        *self = rerun;
+    }
+
+    /// Re-runs DBSCAN over all roots and relabels them; returns the number of clusters.
+    pub fn rerun(&mut self) -> usize {
+        self.since_rerun = 0;
+        let n = self.roots.len();
+        if n == 0 {
+            self.canonical.clear();
+            return 0;
+        }
+        let mut data = Array2::<f32>::zeros((n, DIMS));
+        for (i, r) in self.roots.iter().enumerate() {
+            let v = self.vector(&r.words);
+            if v.is_empty() {
+                // A root without words: a unit vector of its own text keeps it apart.
+                let d = (xxh3_64(r.text.as_bytes()) % DIMS as u64) as usize;
+                data[(i, d)] = 1.0;
+            }
+            for (d, x) in v {
+                data[(i, d as usize)] = x;
+            }
+        }
+        let labels = match Dbscan::params_with(2, L2Dist, CommonNearestNeighbour::LinearSearch)
+            .tolerance(self.params.eps)
+            .check()
+        {
+            Ok(params) => params.transform(&data),
+            // Unreachable with min_points = 2 and a positive tolerance; keep the old labels.
+            Err(_) => return self.canonical.len(),
+        };
+        let mut dense: HashMap<usize, u32> = HashMap::new();
+        self.canonical.clear();
+        for (i, label) in labels.iter().enumerate() {
+            let c = match label {
+                Some(l) => *dense.entry(*l).or_insert_with(|| {
+                    self.canonical.push(i as RootIndex);
+                    (self.canonical.len() - 1) as u32
+                }),
+                None => {
+                    self.canonical.push(i as RootIndex);
+                    (self.canonical.len() - 1) as u32
+                }
+            };
+            self.roots[i].cluster = c;
+        }
+        self.canonical.len()
+    }
+}
+
+fn distance(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
+    let (mut i, mut j, mut dot) = (0, 0, 0.0f32);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                dot += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (2.0 - 2.0 * dot).max(0.0).sqrt()
+}
+
+/// The lower-case ASCII words of a root, without the `<*>` placeholders.
+fn words(root: &str) -> Vec<Box<str>> {
+    root.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase().into_boxed_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clusters(roots: &[&str]) -> Vec<ClusterId> {
+        let mut rc = RootClusters::new(VectorParams::default());
+        let idx: Vec<RootIndex> = roots.iter().map(|r| rc.insert(r)).collect();
+        rc.rerun();
+        idx.iter().map(|&i| rc.cluster_of(i)).collect()
+    }
+
+    #[test]
+    fn near_kinds_stay_apart() {
+        let c = clusters(&[
+            "EOF",
+            "unexpected EOF",
+            "i/o timeout",
+            "context deadline exceeded",
+            "TLS handshake timeout",
+            "context canceled",
+        ]);
+        let mut unique = c.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), c.len(), "{c:?}");
+    }
+
+    #[test]
+    fn variants_of_one_kind_join() {
+        let c = clusters(&[
+            "context deadline exceeded",
+            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            "too many open files",
+            "too many open files; retrying in <*>",
+        ]);
+        assert_eq!(c[0], c[1]);
+        assert_eq!(c[2], c[3]);
+        assert_ne!(c[0], c[2]);
+    }
+}

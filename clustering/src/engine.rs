@@ -1,0 +1,844 @@
+//! The live engine: observe error events, answer queries about error patterns.
+//!
+//! [`Engine`] is shared by the agent's tasks (`Arc<Engine>`); its state sits behind one
+//! mutex held only for short, bounded work. [`Engine::observe`] masks the message, finds its
+//! template key (one hash look-up for a known shape) and updates the counters of its root;
+//! a new shape also computes its root and places it in the nearest cluster. The slower work
+//! runs in [`Engine::maintain`], which the agent calls from a background task every few
+//! seconds: template consolidation (short, under the lock) and the DBSCAN re-run over roots
+//! (on a copy, outside the lock; the result is adopted under the lock afterwards).
+//!
+//! Statistics are kept per *root* (the innermost error kind) and summed per cluster at query
+//! time, so a DBSCAN re-run that regroups roots never loses or double-counts an event.
+//!
+//! Bounds: at most `max_templates` keys and `max_clusters` roots; an event whose new shape or
+//! new root does not fit is counted in the "other" bucket ([`EngineCounters`]), never lost
+//! silently. Samples, services and parameter values per root are bounded too.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::cut;
+use crate::cluster::{ClusterId, RootClusters, RootIndex, VectorParams};
+use crate::config::ClusteringConfig;
+use crate::emergence::{judge, Emergence, Thresholds};
+use crate::mask::MaskedLine;
+use crate::root::root_signature;
+use crate::snapshot::{self, KeySnapshot, RootSnapshot, Snapshot, SnapshotError, SnapshotV1};
+use crate::template::{KeyIndex, TemplateId, TemplateMiner};
+
+const NANOS_PER_MIN: i64 = 60_000_000_000;
+const MAX_SERVICES: usize = 32;
+
+/// One error event to cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorEvent<'a> {
+    /// The text to cluster (a record's error field, else its message).
+    pub text: &'a str,
+    /// The service it came from.
+    pub service: Option<&'a str>,
+    /// Severity name (`error`, `warn`, `fatal`, ...).
+    pub severity: &'a str,
+    /// Trace id (hex), if any.
+    pub trace_id: Option<&'a str>,
+    /// Span id (hex), if any.
+    pub span_id: Option<&'a str>,
+    /// When it happened, Unix nanoseconds.
+    pub time_unix_nanos: i64,
+}
+
+/// Where an event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Its template (`None` when it went to the "other" bucket).
+    pub template: Option<TemplateId>,
+    /// Its cluster (`None` when it went to the "other" bucket).
+    pub cluster: Option<ClusterId>,
+}
+
+/// A sample message of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The message (cut to the configured length).
+    pub message: String,
+    /// Its service.
+    pub service: Option<String>,
+    /// Its trace id.
+    pub trace_id: Option<String>,
+    /// Its span id.
+    pub span_id: Option<String>,
+    /// When it happened, Unix nanoseconds.
+    pub time_unix_nanos: i64,
+}
+
+/// Counters of what the bounds did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineCounters {
+    /// Events observed.
+    pub events: u64,
+    /// Events counted in "other" because their new shape or root did not fit.
+    pub other_events: u64,
+    /// New shapes refused because `max_templates` was reached.
+    pub templates_refused: u64,
+    /// New roots refused because `max_clusters` was reached.
+    pub roots_refused: u64,
+    /// Messages cut to `max_message_bytes`.
+    pub truncated: u64,
+    /// Blank messages ignored.
+    pub blank: u64,
+}
+
+/// Filters of [`Engine::clusters`].
+#[derive(Debug, Clone, Default)]
+pub struct ClusterQuery {
+    /// Only clusters with events in the last this many seconds (and count those).
+    pub window_secs: Option<u64>,
+    /// Only clusters seen from this service.
+    pub service: Option<String>,
+    /// Only emerging clusters.
+    pub emerging_only: bool,
+    /// Only clusters whose canonical root or a template contains this text (case-insensitive).
+    pub text: Option<String>,
+    /// At most this many rows (0: no limit).
+    pub limit: usize,
+    /// "Now", Unix nanoseconds (windows end here).
+    pub now_unix_nanos: i64,
+}
+
+/// One row of the cluster list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    /// Stable id.
+    pub id: ClusterId,
+    /// Readable canonical text: the innermost error, masked.
+    pub canonical: String,
+    /// The most frequent template of the cluster (the full masked message).
+    pub example_template: String,
+    /// Events ever.
+    pub count: u64,
+    /// Events in the query window (all events without a window).
+    pub window_count: u64,
+    /// First event, Unix nanoseconds.
+    pub first_seen_unix_nanos: i64,
+    /// Last event, Unix nanoseconds.
+    pub last_seen_unix_nanos: i64,
+    /// Services it was seen from.
+    pub services: Vec<String>,
+    /// Most severe severity seen.
+    pub severity: String,
+    /// Number of templates.
+    pub templates: usize,
+    /// Whether and why it is emerging now.
+    pub emergence: Option<Emergence>,
+}
+
+/// One template of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSummary {
+    /// Stable id.
+    pub id: TemplateId,
+    /// Masked text.
+    pub text: String,
+    /// Events.
+    pub count: u64,
+    /// First event, Unix nanoseconds.
+    pub first_seen_unix_nanos: i64,
+    /// Last event, Unix nanoseconds.
+    pub last_seen_unix_nanos: i64,
+}
+
+/// Everything about one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterDetail {
+    /// The list row.
+    pub summary: ClusterSummary,
+    /// Its roots (innermost error kinds), most frequent first.
+    pub roots: Vec<(String, u64)>,
+    /// Its templates, most frequent first.
+    pub templates: Vec<TemplateSummary>,
+    /// Most frequent parameter values (masked values of its messages).
+    pub top_values: Vec<(String, u64)>,
+    /// Events per minute: (minute start, Unix seconds; count), oldest first.
+    pub per_minute: Vec<(i64, u64)>,
+    /// Events per service.
+    pub services: Vec<(String, u64)>,
+    /// Events per severity.
+    pub severities: Vec<(String, u64)>,
+    /// Sample messages with their trace ids, newest first.
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct KeyStats {
+    pub(crate) count: u64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
+    pub(crate) root: RootIndex,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RootStats {
+    pub(crate) count: u64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
+    pub(crate) minutes: VecDeque<(i64, u64)>,
+    pub(crate) services: BTreeMap<String, u64>,
+    pub(crate) severities: BTreeMap<String, u64>,
+    pub(crate) samples: VecDeque<Sample>,
+    pub(crate) values: HashMap<String, u64>,
+}
+
+struct State {
+    config: ClusteringConfig,
+    miner: TemplateMiner,
+    masked: MaskedLine,
+    keys: Vec<KeyStats>,
+    roots: RootClusters,
+    root_stats: Vec<RootStats>,
+    counters: EngineCounters,
+}
+
+/// The clustering engine (see the module documentation).
+pub struct Engine {
+    state: Mutex<State>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(config: ClusteringConfig) -> Self {
+        let state = State {
+            miner: TemplateMiner::new(config.min_distinct_words),
+            roots: RootClusters::new(vector_params(&config)),
+            config,
+            masked: MaskedLine::new(),
+            keys: Vec::new(),
+            root_stats: Vec::new(),
+            counters: EngineCounters::default(),
+        };
+        Engine {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Clusters one event and returns its template and cluster.
+    pub fn observe(&self, event: &ErrorEvent<'_>) -> Observation {
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        s.counters.events += 1;
+        let limit = s.config.max_message_bytes;
+        if event.text.len() > limit {
+            s.counters.truncated += 1;
+        }
+        let text = cut(event.text, limit);
+        if text.trim().is_empty() {
+            s.counters.blank += 1;
+            return Observation {
+                template: None,
+                cluster: None,
+            };
+        }
+        s.masked.mask(text);
+        let key = match s.miner.find(&s.masked) {
+            Some(k) => k,
+            None => match s.admit(text) {
+                Some(k) => k,
+                None => {
+                    s.counters.other_events += 1;
+                    return Observation {
+                        template: None,
+                        cluster: None,
+                    };
+                }
+            },
+        };
+        let t = event.time_unix_nanos;
+        let ks = &mut s.keys[key as usize];
+        ks.count += 1;
+        ks.last = ks.last.max(t);
+        ks.first = ks.first.min(t);
+        let root = ks.root;
+        let cfg = &s.config;
+        let rs = &mut s.root_stats[root as usize];
+        rs.count += 1;
+        rs.first = rs.first.min(t);
+        rs.last = rs.last.max(t);
+        let minute = t.div_euclid(NANOS_PER_MIN);
+        match rs.minutes.iter_mut().rev().find(|(m, _)| *m == minute) {
+            Some(slot) => slot.1 += 1,
+            None => {
+                rs.minutes.push_back((minute, 1));
+                rs.minutes.make_contiguous().sort_unstable_by_key(|e| e.0);
+                while rs.minutes.len() > cfg.history_minutes.max(2) {
+                    rs.minutes.pop_front();
+                }
+            }
+        }
+        if let Some(service) = event.service {
+            bump_bounded(&mut rs.services, service, MAX_SERVICES);
+        }
+        bump_bounded(&mut rs.severities, event.severity, 16);
+        for &(a, b) in &s.masked.params {
+            let value = &text[a..b];
+            if let Some(c) = rs.values.get_mut(value) {
+                *c += 1;
+            } else if rs.values.len() < cfg.top_values {
+                rs.values.insert(value.to_string(), 1);
+            }
+        }
+        if cfg.samples_per_cluster > 0 {
+            if rs.samples.len() >= cfg.samples_per_cluster {
+                rs.samples.pop_front();
+            }
+            rs.samples.push_back(Sample {
+                message: cut(text, 2048).to_string(),
+                service: event.service.map(str::to_string),
+                trace_id: event.trace_id.map(str::to_string),
+                span_id: event.span_id.map(str::to_string),
+                time_unix_nanos: t,
+            });
+        }
+        Observation {
+            template: Some(s.miner.template_of(key).0),
+            cluster: Some(s.roots.cluster_of(root)),
+        }
+    }
+
+    /// Background work: consolidates templates and re-runs DBSCAN over the roots when new
+    /// ones arrived. Holds the lock only to copy the roots and to adopt the result.
+    pub fn maintain(&self) {
+        let copy = {
+            let mut s = self.state.lock();
+            if s.miner.pending() > 0 {
+                s.miner.consolidate();
+            }
+            if s.roots.since_rerun() == 0 {
+                return;
+            }
+            s.roots.clone()
+        };
+        let mut copy = copy;
+        copy.rerun();
+        self.state.lock().roots.adopt(copy);
+    }
+
+    /// Clusters matching `query`, by window count (then total count) descending.
+    pub fn clusters(&self, query: &ClusterQuery) -> Vec<ClusterSummary> {
+        let s = self.state.lock();
+        let mut rows: Vec<ClusterSummary> = s
+            .groups()
+            .into_values()
+            .filter_map(|roots| s.summary(&roots, query))
+            .collect();
+        rows.sort_by(|a, b| {
+            b.window_count
+                .cmp(&a.window_count)
+                .then(b.count.cmp(&a.count))
+                .then(a.id.cmp(&b.id))
+        });
+        if query.limit > 0 {
+            rows.truncate(query.limit);
+        }
+        rows
+    }
+
+    /// One cluster in detail, `None` when unknown.
+    pub fn cluster(&self, id: ClusterId, now_unix_nanos: i64) -> Option<ClusterDetail> {
+        let s = self.state.lock();
+        let roots = s.groups().remove(&id)?;
+        let query = ClusterQuery {
+            now_unix_nanos,
+            ..ClusterQuery::default()
+        };
+        let summary = s.summary(&roots, &query)?;
+        let mut root_rows: Vec<(String, u64)> = roots
+            .iter()
+            .map(|&r| {
+                (
+                    s.roots.root_text(r).to_string(),
+                    s.root_stats[r as usize].count,
+                )
+            })
+            .collect();
+        root_rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        let mut templates: HashMap<TemplateId, TemplateSummary> = HashMap::new();
+        for (k, ks) in s.keys.iter().enumerate() {
+            if !roots.contains(&ks.root) || ks.count == 0 {
+                continue;
+            }
+            let (id, text) = s.miner.template_of(k as KeyIndex);
+            let e = templates.entry(id).or_insert_with(|| TemplateSummary {
+                id,
+                text: text.to_string(),
+                count: 0,
+                first_seen_unix_nanos: ks.first,
+                last_seen_unix_nanos: ks.last,
+            });
+            e.count += ks.count;
+            e.first_seen_unix_nanos = e.first_seen_unix_nanos.min(ks.first);
+            e.last_seen_unix_nanos = e.last_seen_unix_nanos.max(ks.last);
+        }
+        let mut templates: Vec<TemplateSummary> = templates.into_values().collect();
+        templates.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
+        let mut values: HashMap<&str, u64> = HashMap::new();
+        let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut services: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut severities: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut samples: Vec<Sample> = Vec::new();
+        for &r in &roots {
+            let rs = &s.root_stats[r as usize];
+            for (v, c) in &rs.values {
+                *values.entry(v).or_insert(0) += c;
+            }
+            for &(m, c) in &rs.minutes {
+                *per_minute.entry(m * 60).or_insert(0) += c;
+            }
+            for (v, c) in &rs.services {
+                *services.entry(v).or_insert(0) += c;
+            }
+            for (v, c) in &rs.severities {
+                *severities.entry(v).or_insert(0) += c;
+            }
+            samples.extend(rs.samples.iter().cloned());
+        }
+        samples.sort_by_key(|s| std::cmp::Reverse(s.time_unix_nanos));
+        samples.truncate(s.config.samples_per_cluster.max(1) * 2);
+        Some(ClusterDetail {
+            summary,
+            roots: root_rows,
+            templates,
+            top_values: top(values, 10),
+            per_minute: per_minute.into_iter().collect(),
+            services: top(services, MAX_SERVICES),
+            severities: top(severities, 16),
+            samples,
+        })
+    }
+
+    /// Emerging clusters now, highest score first.
+    pub fn emerging(&self, now_unix_nanos: i64, limit: usize) -> Vec<ClusterSummary> {
+        self.clusters(&ClusterQuery {
+            emerging_only: true,
+            limit: 0,
+            now_unix_nanos,
+            ..ClusterQuery::default()
+        })
+        .tap_sort()
+        .into_iter()
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .collect()
+    }
+
+    /// What the bounds did so far, plus current sizes (templates, clusters).
+    pub fn counters(&self) -> (EngineCounters, usize, usize) {
+        let s = self.state.lock();
+        let clusters = s.groups().len();
+        (s.counters, s.miner.template_count(), clusters)
+    }
+
+    /// Saves the state to `path` atomically (write, fsync, rename, fsync the directory).
+    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
+        let snap = {
+            let s = self.state.lock();
+            let (labels, canonical) = s.roots.labels();
+            SnapshotV1 {
+                keys: s
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .map(|(k, ks)| KeySnapshot {
+                        shape: s.miner.key_text(k as KeyIndex).to_string(),
+                        stats: ks.clone(),
+                    })
+                    .collect(),
+                roots: s
+                    .root_stats
+                    .iter()
+                    .enumerate()
+                    .map(|(r, rs)| RootSnapshot {
+                        text: s.roots.root_text(r as RootIndex).to_string(),
+                        label: labels[r],
+                        stats: rs.clone(),
+                    })
+                    .collect(),
+                canonical,
+                counters: s.counters,
+            }
+        };
+        snapshot::write_atomic(path, &Snapshot::V1(snap))
+    }
+
+    /// An engine restored from a snapshot written by [`save`](Self::save): same template and
+    /// cluster ids, same counts.
+    pub fn restore(path: &Path, config: ClusteringConfig) -> Result<Engine, SnapshotError> {
+        let Snapshot::V1(snap) = snapshot::read(path)?;
+        let engine = Engine::new(config);
+        {
+            let mut s = engine.state.lock();
+            let s = &mut *s;
+            for root in &snap.roots {
+                s.roots.insert(&root.text);
+                s.root_stats.push(root.stats.clone());
+            }
+            let labels: Vec<u32> = snap.roots.iter().map(|r| r.label).collect();
+            if !s.roots.restore_labels(&labels, &snap.canonical) {
+                s.roots.rerun();
+            }
+            for key in &snap.keys {
+                if key.stats.root as usize >= s.root_stats.len() {
+                    return Err(SnapshotError::Corrupt(
+                        "a template names an unknown root".into(),
+                    ));
+                }
+                s.miner.insert_shape(&key.shape);
+                s.keys.push(key.stats.clone());
+            }
+            s.miner.consolidate();
+            s.counters = snap.counters;
+        }
+        Ok(engine)
+    }
+}
+
+trait TapSort {
+    fn tap_sort(self) -> Self;
+}
+
+impl TapSort for Vec<ClusterSummary> {
+    fn tap_sort(mut self) -> Self {
+        self.sort_by(|a, b| {
+            let sa = a.emergence.as_ref().map_or(0.0, |e| e.score);
+            let sb = b.emergence.as_ref().map_or(0.0, |e| e.score);
+            sb.total_cmp(&sa).then(a.id.cmp(&b.id))
+        });
+        self
+    }
+}
+
+impl State {
+    /// Admits a new shape (and its root); `None` when a bound refuses it.
+    fn admit(&mut self, text: &str) -> Option<KeyIndex> {
+        if self.keys.len() >= self.config.max_templates {
+            self.counters.templates_refused += 1;
+            return None;
+        }
+        let root_text = root_signature(text);
+        let root = match self.roots.find(&root_text) {
+            Some(r) => r,
+            None => {
+                if self.roots.len() >= self.config.max_clusters {
+                    self.counters.roots_refused += 1;
+                    return None;
+                }
+                let r = self.roots.insert(&root_text);
+                self.root_stats.push(RootStats {
+                    first: i64::MAX,
+                    last: i64::MIN,
+                    ..RootStats::default()
+                });
+                r
+            }
+        };
+        let (key, _) = self.miner.insert(&self.masked);
+        self.keys.push(KeyStats {
+            count: 0,
+            first: i64::MAX,
+            last: i64::MIN,
+            root,
+        });
+        Some(key)
+    }
+
+    /// Roots grouped by cluster id.
+    fn groups(&self) -> HashMap<ClusterId, Vec<RootIndex>> {
+        let mut groups: HashMap<ClusterId, Vec<RootIndex>> = HashMap::new();
+        for r in 0..self.roots.len() as RootIndex {
+            if self.root_stats[r as usize].count > 0 {
+                groups.entry(self.roots.cluster_of(r)).or_default().push(r);
+            }
+        }
+        groups
+    }
+
+    fn summary(&self, roots: &[RootIndex], q: &ClusterQuery) -> Option<ClusterSummary> {
+        let first_root = *roots.first()?;
+        let id = self.roots.cluster_of(first_root);
+        let now_min = q.now_unix_nanos.div_euclid(NANOS_PER_MIN);
+        let window_min = (self.config.window_secs / 60).max(1) as i64;
+        let baseline_min = (self.config.baseline_secs / 60).max(1) as i64;
+        let (mut count, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
+        let (mut in_query, mut current, mut baseline) = (0u64, 0u64, 0u64);
+        let mut services: Vec<String> = Vec::new();
+        let mut severity = "";
+        let query_from = q.window_secs.map(|w| {
+            q.now_unix_nanos
+                .saturating_sub((w as i64).saturating_mul(1_000_000_000))
+        });
+        for &r in roots {
+            let rs = &self.root_stats[r as usize];
+            count += rs.count;
+            first = first.min(rs.first);
+            last = last.max(rs.last);
+            for &(m, c) in &rs.minutes {
+                if m > now_min - window_min && m <= now_min {
+                    current += c;
+                } else if m > now_min - window_min - baseline_min && m <= now_min - window_min {
+                    baseline += c;
+                }
+                if let Some(from) = query_from {
+                    if m >= from.div_euclid(NANOS_PER_MIN) && m <= now_min {
+                        in_query += c;
+                    }
+                }
+            }
+            for s in rs.services.keys() {
+                if !services.contains(s) {
+                    services.push(s.clone());
+                }
+            }
+            for s in rs.severities.keys() {
+                if severity_rank(s) > severity_rank(severity) {
+                    severity = s;
+                }
+            }
+        }
+        if query_from.is_none() {
+            in_query = count;
+        }
+        if let Some(service) = &q.service {
+            if !services.iter().any(|s| s == service) {
+                return None;
+            }
+        }
+        if q.window_secs.is_some() && in_query == 0 {
+            return None;
+        }
+        let canonical = self.roots.canonical_of(first_root).to_string();
+        let mut template_count: HashMap<TemplateId, u64> = HashMap::new();
+        let mut texts: HashMap<TemplateId, &str> = HashMap::new();
+        for (k, ks) in self.keys.iter().enumerate() {
+            if ks.count > 0 && roots.contains(&ks.root) {
+                let (tid, text) = self.miner.template_of(k as KeyIndex);
+                *template_count.entry(tid).or_insert(0) += ks.count;
+                texts.insert(tid, text);
+            }
+        }
+        let example = template_count
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .and_then(|(tid, _)| texts.get(tid))
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        if let Some(text) = &q.text {
+            let needle = text.to_lowercase();
+            let hit = canonical.to_lowercase().contains(&needle)
+                || texts.values().any(|t| t.to_lowercase().contains(&needle));
+            if !hit {
+                return None;
+            }
+        }
+        let thresholds = Thresholds {
+            window_min: window_min as f64,
+            new_min_events: self.config.new_min_events,
+            surge_min_ratio: self.config.surge_min_ratio,
+            surge_max_p: self.config.surge_max_p,
+        };
+        let first_min = first.div_euclid(NANOS_PER_MIN);
+        let is_new = first_min > now_min - window_min;
+        let observed_baseline = (now_min - window_min - first_min).clamp(0, baseline_min) as f64;
+        let emergence = judge(&thresholds, current, baseline, observed_baseline, is_new);
+        if q.emerging_only && emergence.is_none() {
+            return None;
+        }
+        Some(ClusterSummary {
+            id,
+            canonical,
+            example_template: example,
+            count,
+            window_count: in_query,
+            first_seen_unix_nanos: first,
+            last_seen_unix_nanos: last,
+            services,
+            severity: severity.to_string(),
+            templates: template_count.len(),
+            emergence,
+        })
+    }
+}
+
+fn vector_params(config: &ClusteringConfig) -> VectorParams {
+    VectorParams {
+        eps: config.eps,
+        ..VectorParams::default()
+    }
+}
+
+fn bump_bounded(map: &mut BTreeMap<String, u64>, key: &str, max: usize) {
+    if let Some(c) = map.get_mut(key) {
+        *c += 1;
+    } else if map.len() < max {
+        map.insert(key.to_string(), 1);
+    }
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "trace" | "debug" => 1,
+        "info" => 2,
+        "warn" | "warning" => 3,
+        "error" => 4,
+        "fatal" | "critical" => 5,
+        "panic" => 6,
+        _ => 1,
+    }
+}
+
+fn top<K: ToString>(items: impl IntoIterator<Item = (K, u64)>, n: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = items.into_iter().map(|(k, c)| (k.to_string(), c)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = NANOS_PER_MIN;
+
+    fn event<'a>(text: &'a str, service: &str, t: i64) -> ErrorEvent<'a> {
+        ErrorEvent {
+            text,
+            service: Some(match service {
+                "a" => "svc-a",
+                _ => "svc-b",
+            }),
+            severity: "error",
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            span_id: None,
+            time_unix_nanos: t,
+        }
+    }
+
+    #[test]
+    fn wrappers_and_services_share_a_cluster_with_samples_and_counts() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * 1_000_000_000;
+        let a = engine.observe(&event(
+            "failed to call user service: Get \"http://u:80/1\": EOF",
+            "a",
+            t0,
+        ));
+        let b = engine.observe(&event("GetUser(42): EOF", "b", t0 + MIN));
+        let c = engine.observe(&event("read body: unexpected EOF", "a", t0 + MIN));
+        engine.maintain();
+        assert_eq!(a.cluster, b.cluster);
+        assert_ne!(a.cluster, c.cluster);
+        let id = a.cluster.expect("clustered");
+        let detail = engine.cluster(id, t0 + 2 * MIN).expect("known");
+        assert_eq!(detail.summary.count, 2);
+        assert_eq!(detail.summary.services, ["svc-a", "svc-b"]);
+        assert_eq!(detail.samples.len(), 2);
+        assert_eq!(
+            detail.samples[0].trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(detail.templates.len(), 2);
+    }
+
+    #[test]
+    fn a_burst_of_a_new_error_is_emerging_and_old_steady_one_is_not() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * 1_000_000_000;
+        for m in 0..60 {
+            engine.observe(&event(
+                "dial tcp 10.0.0.1:5432: connect: connection refused",
+                "a",
+                t0 + m * MIN,
+            ));
+        }
+        for i in 0..20 {
+            engine.observe(&event(
+                "write tcp 1.2.3.4:1->5.6.7.8:2: write: broken pipe",
+                "b",
+                t0 + 59 * MIN + i,
+            ));
+        }
+        let now = t0 + 59 * MIN + 30_000_000_000;
+        let emerging = engine.emerging(now, 10);
+        assert_eq!(emerging.len(), 1, "{emerging:?}");
+        assert_eq!(emerging[0].canonical, "broken pipe");
+        let e = emerging[0].emergence.as_ref().expect("reason");
+        assert_eq!(e.kind, crate::emergence::EmergenceKind::New);
+    }
+
+    #[test]
+    fn snapshot_restores_ids_and_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clusters.json");
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * 1_000_000_000;
+        let mut obs = Vec::new();
+        for i in 0..10 {
+            obs.push(engine.observe(&event(
+                &format!("GetUser({i}): record not found"),
+                "a",
+                t0 + i,
+            )));
+            obs.push(engine.observe(&event("read: connection reset by peer", "b", t0 + i)));
+        }
+        engine.maintain();
+        let before = engine.clusters(&ClusterQuery {
+            now_unix_nanos: t0,
+            ..Default::default()
+        });
+        engine.save(&path).expect("saved");
+        let restored = Engine::restore(&path, ClusteringConfig::default()).expect("restored");
+        let after = restored.clusters(&ClusterQuery {
+            now_unix_nanos: t0,
+            ..Default::default()
+        });
+        assert_eq!(before, after);
+        let again = restored.observe(&event("GetUser(99): record not found", "a", t0 + 50));
+        assert_eq!(again, obs[0]);
+    }
+
+    #[test]
+    fn template_explosion_stays_bounded_and_keeps_old_clusters() {
+        let config = ClusteringConfig {
+            max_templates: 100,
+            max_clusters: 50,
+            ..ClusteringConfig::default()
+        };
+        let engine = Engine::new(config);
+        let known = engine.observe(&event(
+            "dial tcp 1.2.3.4:80: connect: connection refused",
+            "a",
+            0,
+        ));
+        for i in 0..5_000u32 {
+            // Distinct words, never repeating: every message a new shape and a new root.
+            let word: String = format!("{i:x}")
+                .chars()
+                .map(|c| (b'g' + c as u8 % 16) as char)
+                .collect();
+            engine.observe(&event(
+                &format!("zz{word} failure of kind{word}"),
+                "b",
+                i64::from(i),
+            ));
+        }
+        let (counters, templates, clusters) = engine.counters();
+        assert!(templates <= 100 && clusters <= 50, "{templates} {clusters}");
+        assert!(counters.other_events > 4_000);
+        let again = engine.observe(&event(
+            "dial tcp 5.6.7.8:81: connect: connection refused",
+            "a",
+            1,
+        ));
+        assert_eq!(again.cluster, known.cluster);
+    }
+}

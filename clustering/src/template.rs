@@ -1,0 +1,452 @@
+//! Templates: exact masked shapes (*keys*), generalised online into templates.
+//!
+//! The hot path is one hash of the masked shape and one map look-up: a message whose shape
+//! was seen before costs O(message length) and no allocation. A new shape becomes a key with
+//! its own template. [`TemplateMiner::consolidate`] then merges what masking alone cannot see:
+//! words without digits that are in fact parameters (user names, host names). Two templates
+//! that are equal except at one position (not the first: templates rarely start with a
+//! variable word) are generalised to `<*>` there when
+//!
+//! * a template with `<*>` at that position already exists (the position is known variable),
+//! * at least `min_distinct` different words were seen there (many values: a parameter), or
+//! * at least two words were seen there and one of them is a *known value*: a word already
+//!   seen as a parameter elsewhere (the value of a `key=value`, or a word generalised away by
+//!   one of the rules above). `session closed for user root` learns from `user=root`.
+//!
+//! A handful of different words at one position stays constant (`VM Started` / `VM Paused`,
+//! `startup` / `shutdown`): those are different events. Consolidation repeats until nothing
+//! merges, so a template may lose several words.
+//!
+//! Ids are content hashes of the template text ([`TemplateId`], DESIGN decision 1): the same
+//! shape has the same id everywhere. A merge gives the merged template a new id; the old ones
+//! resolve to it ([`TemplateMiner::resolve`]).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+use crate::mask::{key_value_split, strip, MaskedLine, WILDCARD};
+
+/// Stable id of a template: a hash of its masked text, shown as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct TemplateId(pub u64);
+
+impl TemplateId {
+    /// The id of a template text.
+    pub fn of(text: &str) -> Self {
+        TemplateId(xxh3_64(text.as_bytes()))
+    }
+}
+
+impl fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl From<TemplateId> for String {
+    fn from(id: TemplateId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for TemplateId {
+    type Error = std::num::ParseIntError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        u64::from_str_radix(&text, 16).map(TemplateId)
+    }
+}
+
+/// Index of a key (an exact masked shape) inside one [`TemplateMiner`].
+pub type KeyIndex = u32;
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+pub(crate) type HashedMap<K, V> = HashMap<K, V, BuildHasherDefault<PassThrough>>;
+
+#[derive(Debug, Clone)]
+struct Template {
+    text: Box<str>,
+    id: TemplateId,
+    merged_into: Option<u32>,
+}
+
+/// The online template miner: shapes to keys, keys to templates.
+#[derive(Debug, Clone)]
+pub struct TemplateMiner {
+    keys: HashedMap<u128, KeyIndex>,
+    key_text: Vec<Box<str>>,
+    key_template: Vec<u32>,
+    templates: Vec<Template>,
+    template_index: HashMap<Box<str>, u32>,
+    known_values: HashSet<Box<str>>,
+    max_known_values: usize,
+    min_distinct: usize,
+    pending: usize,
+}
+
+impl TemplateMiner {
+    /// An empty miner; `min_distinct` words at one position make it a parameter (see the
+    /// module documentation; 5 is a sound default).
+    pub fn new(min_distinct: usize) -> Self {
+        TemplateMiner {
+            keys: HashedMap::default(),
+            key_text: Vec::new(),
+            key_template: Vec::new(),
+            templates: Vec::new(),
+            template_index: HashMap::new(),
+            known_values: HashSet::new(),
+            max_known_values: 100_000,
+            min_distinct: min_distinct.max(2),
+            pending: 0,
+        }
+    }
+
+    /// The key of a masked message, if its shape is known (the hot path: one hash, one
+    /// look-up).
+    pub fn find(&self, masked: &MaskedLine) -> Option<KeyIndex> {
+        self.keys.get(&xxh3_128(masked.text.as_bytes())).copied()
+    }
+
+    /// The key of a masked message, adding its shape when it is new (`true` when new).
+    pub fn insert(&mut self, masked: &MaskedLine) -> (KeyIndex, bool) {
+        let hash = xxh3_128(masked.text.as_bytes());
+        if let Some(&k) = self.keys.get(&hash) {
+            return (k, false);
+        }
+        (self.add_key(hash, &masked.text), true)
+    }
+
+    /// The key of an exact masked shape, adding it when new (used to restore a snapshot).
+    pub fn insert_shape(&mut self, shape: &str) -> KeyIndex {
+        let hash = xxh3_128(shape.as_bytes());
+        if let Some(&k) = self.keys.get(&hash) {
+            return k;
+        }
+        self.add_key(hash, shape)
+    }
+
+    fn add_key(&mut self, hash: u128, text: &str) -> KeyIndex {
+        let index = self.key_text.len() as KeyIndex;
+        self.keys.insert(hash, index);
+        self.key_text.push(text.into());
+        let template = self.template_for(text);
+        self.key_template.push(template);
+        for tok in text.split(' ') {
+            if tok.contains(WILDCARD) {
+                continue;
+            }
+            if let Some(eq) = key_value_split(strip(tok.as_bytes())) {
+                let core = strip(tok.as_bytes());
+                if let Ok(value) = std::str::from_utf8(strip(&core[eq + 1..])) {
+                    self.learn(value);
+                }
+            }
+        }
+        self.pending += 1;
+        index
+    }
+
+    fn learn(&mut self, value: &str) {
+        if !value.is_empty() && self.known_values.len() < self.max_known_values {
+            self.known_values.insert(value.into());
+        }
+    }
+
+    fn template_for(&mut self, text: &str) -> u32 {
+        if let Some(&t) = self.template_index.get(text) {
+            return t;
+        }
+        let t = self.templates.len() as u32;
+        self.templates.push(Template {
+            text: text.into(),
+            id: TemplateId::of(text),
+            merged_into: None,
+        });
+        self.template_index.insert(text.into(), t);
+        t
+    }
+
+    fn live(&self, mut t: u32) -> u32 {
+        while let Some(next) = self.templates[t as usize].merged_into {
+            t = next;
+        }
+        t
+    }
+
+    /// Number of keys (exact shapes).
+    pub fn key_count(&self) -> usize {
+        self.key_text.len()
+    }
+
+    /// Keys added since the last [`consolidate`](Self::consolidate).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// The exact masked shape of a key.
+    pub fn key_text(&self, key: KeyIndex) -> &str {
+        &self.key_text[key as usize]
+    }
+
+    /// The id and text of the template a key belongs to now.
+    pub fn template_of(&self, key: KeyIndex) -> (TemplateId, &str) {
+        let t = &self.templates[self.live(self.key_template[key as usize]) as usize];
+        (t.id, &t.text)
+    }
+
+    /// The current id of a template id that may have been merged away since.
+    pub fn resolve(&self, id: TemplateId) -> Option<TemplateId> {
+        let t = self.templates.iter().position(|t| t.id == id)?;
+        Some(self.templates[self.live(t as u32) as usize].id)
+    }
+
+    /// Number of live templates.
+    pub fn template_count(&self) -> usize {
+        self.templates
+            .iter()
+            .filter(|t| t.merged_into.is_none())
+            .count()
+    }
+
+    /// Generalises templates until nothing merges (see the module documentation); returns
+    /// the number of merges. Cost: linear in the total number of tokens of the live
+    /// templates, per round.
+    pub fn consolidate(&mut self) -> usize {
+        self.pending = 0;
+        let mut merges = 0;
+        loop {
+            let round = self.consolidate_round();
+            if round == 0 {
+                return merges;
+            }
+            merges += round;
+        }
+    }
+
+    fn consolidate_round(&mut self) -> usize {
+        // group hash -> (template, position)
+        let mut groups: HashedMap<u128, Vec<(u32, u16)>> = HashedMap::default();
+        let mut wild: HashSet<u128, BuildHasherDefault<PassThrough>> = HashSet::default();
+        let live: Vec<u32> = (0..self.templates.len() as u32)
+            .filter(|&t| self.templates[t as usize].merged_into.is_none())
+            .collect();
+        let mut toks: Vec<&str> = Vec::new();
+        let mut prefix: Vec<u64> = Vec::new();
+        let mut suffix: Vec<u64> = Vec::new();
+        for &t in &live {
+            toks.clear();
+            toks.extend(self.templates[t as usize].text.split(' '));
+            let n = toks.len();
+            if n < 2 || n > u16::MAX as usize {
+                continue;
+            }
+            prefix.clear();
+            prefix.push(n as u64);
+            for tok in &toks {
+                let last = *prefix.last().unwrap_or(&0);
+                prefix.push(mix(last, xxh3_64(tok.as_bytes())));
+            }
+            suffix.clear();
+            suffix.resize(n + 1, 0x5bd1e995);
+            for i in (0..n).rev() {
+                suffix[i] = mix(suffix[i + 1], xxh3_64(toks[i].as_bytes()));
+            }
+            for p in 1..n {
+                let context =
+                    (u128::from(mix(prefix[p], p as u64)) << 64) | u128::from(suffix[p + 1]);
+                if toks[p].contains(WILDCARD) {
+                    wild.insert(context ^ u128::from(xxh3_64(toks[p].as_bytes())));
+                } else {
+                    let g = generalise(toks[p]);
+                    groups
+                        .entry(context ^ u128::from(xxh3_64(g.as_bytes())))
+                        .or_default()
+                        .push((t, p as u16));
+                }
+            }
+        }
+        let mut merged = 0;
+        let mut keys: Vec<u128> = groups.keys().copied().collect();
+        keys.sort_unstable();
+        for group in keys {
+            let members = &groups[&group];
+            let values: Vec<&str> = {
+                let mut v: Vec<&str> = members
+                    .iter()
+                    .map(|&(t, p)| nth_token(&self.templates[t as usize].text, p as usize))
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let known = values.len() >= 2
+                && values.iter().any(|v| {
+                    std::str::from_utf8(strip(v.as_bytes()))
+                        .is_ok_and(|s| self.known_values.contains(s))
+                });
+            if !(wild.contains(&group) || values.len() >= self.min_distinct || known) {
+                continue;
+            }
+            let learned: Vec<Box<str>> = values
+                .iter()
+                .filter_map(|v| std::str::from_utf8(strip(v.as_bytes())).ok().map(Box::from))
+                .collect();
+            let members = members.clone();
+            for (t, p) in members {
+                if self.templates[t as usize].merged_into.is_some() {
+                    continue;
+                }
+                let text = self.templates[t as usize].text.clone();
+                let general: Vec<String> = text
+                    .split(' ')
+                    .enumerate()
+                    .map(|(i, tok)| {
+                        if i == p as usize {
+                            generalise(tok)
+                        } else {
+                            tok.to_string()
+                        }
+                    })
+                    .collect();
+                let target = self.template_for(&general.join(" "));
+                if target != t {
+                    self.templates[t as usize].merged_into = Some(target);
+                    merged += 1;
+                }
+            }
+            for v in learned {
+                self.learn(&v);
+            }
+        }
+        merged
+    }
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .rotate_left(27)
+        .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+fn nth_token(text: &str, n: usize) -> &str {
+    text.split(' ').nth(n).unwrap_or("")
+}
+
+/// The variable form of a constant token: its brackets and `key=` stay, the rest is `<*>`.
+fn generalise(tok: &str) -> String {
+    let b = tok.as_bytes();
+    let core = strip(b);
+    // `strip` returns a sub-slice of `b`: its offset gives the prefix length.
+    let pre = core.as_ptr() as usize - b.as_ptr() as usize;
+    let suf = b.len() - pre - core.len();
+    let mut out = String::with_capacity(tok.len());
+    out.push_str(&tok[..pre]);
+    if let Some(eq) = key_value_split(core) {
+        out.push_str(&tok[pre..pre + eq + 1]);
+    }
+    out.push_str(WILDCARD);
+    out.push_str(&tok[tok.len() - suf..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str]) -> Vec<String> {
+        let mut miner = TemplateMiner::new(5);
+        let mut m = MaskedLine::new();
+        let keys: Vec<KeyIndex> = lines
+            .iter()
+            .map(|l| {
+                m.mask(l);
+                miner.insert(&m).0
+            })
+            .collect();
+        miner.consolidate();
+        keys.iter()
+            .map(|&k| miner.template_of(k).1.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn many_user_names_become_a_parameter() {
+        let users = ["admin", "oracle", "test", "guest", "pi", "ubuntu"];
+        let lines: Vec<String> = users
+            .iter()
+            .map(|u| format!("Invalid user {u} from 1.2.3.4"))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let out = run(&refs);
+        assert!(
+            out.iter().all(|t| t == "Invalid user <*> from <*>"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn few_distinct_event_words_stay_apart() {
+        let out = run(&[
+            "cupsd startup succeeded",
+            "cupsd shutdown succeeded",
+            "VM Started (Lifecycle Event)",
+            "VM Paused (Lifecycle Event)",
+        ]);
+        assert_eq!(out[0], "cupsd startup succeeded");
+        assert_eq!(out[1], "cupsd shutdown succeeded");
+        assert_ne!(out[2], out[3]);
+    }
+
+    #[test]
+    fn a_known_value_generalises_its_position() {
+        let out = run(&[
+            "session closed for user cyrus",
+            "session closed for user news",
+            "authentication failure; user=root",
+            "session closed for user root",
+        ]);
+        assert_eq!(out[0], "session closed for user <*>");
+        assert_eq!(out[1], out[0]);
+        assert_eq!(out[3], out[0]);
+    }
+
+    #[test]
+    fn merged_ids_resolve_to_the_new_template() {
+        let mut miner = TemplateMiner::new(2);
+        let mut m = MaskedLine::new();
+        m.mask("login by alice ok");
+        let (a, _) = miner.insert(&m);
+        let before = miner.template_of(a).0;
+        m.mask("login by bob ok");
+        miner.insert(&m);
+        assert_eq!(miner.consolidate(), 2);
+        let after = miner.template_of(a).0;
+        assert_ne!(before, after);
+        assert_eq!(miner.resolve(before), Some(after));
+        assert_eq!(after, TemplateId::of("login by <*> ok"));
+    }
+}
