@@ -1,0 +1,734 @@
+// faultline dashboard. Plain JavaScript, no dependencies, no build step.
+//
+// Safety rule: every string that comes from the API (log messages, templates, span names,
+// service names) is inserted with textContent or as an attribute value through
+// setAttribute; nothing is ever parsed as HTML. Links are built from fixed paths plus
+// encodeURIComponent, so data can never choose a URL scheme.
+//
+// Page state lives in the query string, so a URL pasted into an incident channel opens the
+// same view. Live updates arrive over Server-Sent Events (/api/v1/events); each event makes
+// the current page refetch what it shows, at most one request per kind at a time.
+"use strict";
+
+(function () {
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const main = document.getElementById("main");
+  const params = new URLSearchParams(location.search);
+
+  // ---------- DOM helpers ----------
+
+  /** Creates an element; string/number children become text nodes, never markup. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function svgEl(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function setAttrs(node, attrs) {
+    if (!attrs) return;
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      node.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+
+  function append(node, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  /** Replaces a node's children; null/false children are skipped like in el(). */
+  function fill(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+    return node;
+  }
+
+  function link(path, query, ...children) {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query || {})) {
+      if (v !== null && v !== undefined && v !== "") qs.set(k, v);
+    }
+    const s = qs.toString();
+    return el("a", { href: path + (s ? "?" + s : "") }, ...children);
+  }
+
+  // ---------- formatting ----------
+
+  function fmtCount(n) {
+    if (n === null || n === undefined || Number.isNaN(n)) return "–";
+    const a = Math.abs(n);
+    if (a >= 1e9) return (n / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return (n / 1e6).toFixed(1) + "M";
+    if (a >= 1e4) return (n / 1e3).toFixed(1) + "k";
+    if (Number.isInteger(n)) return String(n);
+    return a >= 100 ? n.toFixed(0) : a >= 10 ? n.toFixed(1) : n.toFixed(2);
+  }
+
+  function fmtAgo(ms) {
+    if (!ms) return "–";
+    const s = Math.max(0, (Date.now() - ms) / 1000);
+    if (s < 60) return Math.round(s) + " s ago";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
+    return (s / 86400).toFixed(1) + " d ago";
+  }
+
+  function fmtClock(ms) {
+    const d = new Date(ms);
+    return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  }
+
+  function fmtTime(ms) {
+    const d = new Date(ms);
+    return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+  }
+
+  function fmtDuration(us) {
+    if (us >= 1e6) return (us / 1e6).toFixed(2) + " s";
+    if (us >= 1e3) return (us / 1e3).toFixed(1) + " ms";
+    return us + " µs";
+  }
+
+  /** The template with its masked parameters (<IP>, <NUM>, <*> ...) highlighted. */
+  function template(text, tag) {
+    const node = el(tag || "span", { class: "template" });
+    const parts = String(text).split(/(<[A-Z_*][A-Z0-9_*]{0,15}>)/);
+    parts.forEach((part, i) => {
+      if (!part) return;
+      node.append(i % 2 === 1 ? el("span", { class: "param" }, part) : document.createTextNode(part));
+    });
+    return node;
+  }
+
+  function serviceColor(name) {
+    let h = 0;
+    for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+    return "hsl(" + (h % 360) + " 62% 55%)";
+  }
+
+  function service(name) {
+    const node = el("span", { class: "svc" }, name);
+    node.style.setProperty("--svc", serviceColor(name));
+    return node;
+  }
+
+  function badge(emergence) {
+    if (!emergence) return null;
+    return el("span", { class: "badge " + emergence.kind }, emergence.kind);
+  }
+
+  // ---------- data ----------
+
+  async function api(path) {
+    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    if (!response.ok) {
+      const message = body && body.message ? body.message : response.status + " " + response.statusText;
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function errorPanel(err) {
+    return el("div", { class: "panel error-box", role: "alert" }, "Could not load: ", err.message);
+  }
+
+  // ---------- charts (SVG) ----------
+
+  const CHART_W = 600;
+  const PALETTE = ["#ff6b5b", "#7aa2ff", "#ffb547", "#5fd38d", "#c792ea", "#4dd0e1", "#f48fb1", "#aed581"];
+
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
+  }
+
+  function timeTicks(t0, t1) {
+    const span = t1 - t0;
+    const steps = [60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 21600e3, 43200e3, 86400e3];
+    const step = steps.find((s) => span / s <= 7) || 86400e3;
+    const ticks = [];
+    for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
+    return ticks;
+  }
+
+  /**
+   * A line chart over the time range [t0, t1]; series = [{name, points: [[t, v|null]...]}].
+   * The legend lists each series' latest value as text, which is also what a screen reader gets.
+   */
+  function lineChart(title, series, t0, t1, opts) {
+    opts = opts || {};
+    const W = opts.width || CHART_W, H = opts.height || 120, padL = 36, padR = 8, padT = 6, padB = 16;
+    const w = W - padL - padR, h = H - padT - padB;
+    let max = 0;
+    for (const s of series) for (const [t, v] of s.points) if (v !== null && t >= t0 && t <= t1 && v > max) max = v;
+    max = niceMax(max);
+    const x = (t) => padL + ((t - t0) / (t1 - t0 || 1)) * w;
+    const y = (v) => padT + h - (v / max) * h;
+    const svg = svgEl("svg", { class: "chart", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title });
+    for (const frac of [0, 0.5, 1]) {
+      svg.append(svgEl("line", { class: "gridline", x1: padL, x2: padL + w, y1: y(max * frac), y2: y(max * frac) }));
+      svg.append(svgEl("text", { x: padL - 4, y: y(max * frac) + 3, "text-anchor": "end" }, fmtCount(max * frac)));
+    }
+    for (const t of timeTicks(t0, t1)) {
+      svg.append(svgEl("line", { class: "gridline", x1: x(t), x2: x(t), y1: padT, y2: padT + h }));
+      svg.append(svgEl("text", { x: x(t), y: H - 3, "text-anchor": "middle" }, fmtClock(t)));
+    }
+    const legend = el("ul", { class: "legend" });
+    series.forEach((s, i) => {
+      const color = s.color || PALETTE[i % PALETTE.length];
+      let d = "", pen = false, last = null;
+      for (const [t, v] of s.points) {
+        if (v === null || t < t0 || t > t1) { pen = false; continue; }
+        d += (pen ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1);
+        pen = true;
+        last = v;
+      }
+      if (d) svg.append(svgEl("path", { d, fill: "none", stroke: color, "stroke-width": s.width || 1.6, "stroke-linejoin": "round" }));
+      const item = el("li", null, s.name, " ", el("span", { class: "val" }, fmtCount(last)), s.note ? el("span", { class: "moved" }, " " + s.note) : null);
+      item.style.setProperty("--c", color);
+      legend.append(item);
+    });
+    return el("div", { class: "chartbox" }, el("h3", null, title), svg, legend);
+  }
+
+  /** Per-minute counts as [t, v] points at each minute's middle. */
+  function minutePoints(mc) {
+    return (mc.counts || []).map((c, i) => [mc.start_unix_ms + i * 60000 + 30000, c]);
+  }
+
+  /** A small area sparkline over [t0, t1]. */
+  function sparkline(mc, t0, t1, calm, label) {
+    const W = 260, H = 34;
+    const pts = minutePoints(mc).filter(([t]) => t >= t0 && t <= t1);
+    const max = Math.max(1, ...pts.map(([, v]) => v));
+    const x = (t) => ((t - t0) / (t1 - t0 || 1)) * W;
+    const y = (v) => H - 2 - (v / max) * (H - 4);
+    const svg = svgEl("svg", { class: "spark" + (calm ? " calm" : ""), viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", role: "img", "aria-label": label });
+    if (pts.length) {
+      let line = "";
+      pts.forEach(([t, v], i) => { line += (i ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1); });
+      const area = line + "L" + x(pts[pts.length - 1][0]).toFixed(1) + " " + H + "L" + x(pts[0][0]).toFixed(1) + " " + H + "Z";
+      svg.append(svgEl("path", { class: "area", d: area }), svgEl("path", { class: "line", d: line }));
+    }
+    return svg;
+  }
+
+  /** Bars of per-minute counts (cluster timeline). */
+  function barChart(title, mc) {
+    const W = 1300, H = 170, padL = 36, padB = 16, padT = 6, w = W - padL - 8, h = H - padT - padB;
+    const counts = mc.counts || [];
+    const t0 = mc.start_unix_ms, t1 = mc.start_unix_ms + Math.max(1, counts.length) * 60000;
+    const max = niceMax(Math.max(0, ...counts));
+    const svg = svgEl("svg", { class: "chart bars", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title });
+    for (const frac of [0, 0.5, 1]) {
+      const yy = padT + h - frac * h;
+      svg.append(svgEl("line", { class: "gridline", x1: padL, x2: padL + w, y1: yy, y2: yy }));
+      svg.append(svgEl("text", { x: padL - 4, y: yy + 3, "text-anchor": "end" }, fmtCount(max * frac)));
+    }
+    const bw = w / Math.max(1, counts.length);
+    counts.forEach((c, i) => {
+      if (!c) return;
+      const bh = (c / max) * h;
+      svg.append(svgEl("rect", { x: padL + i * bw + 0.5, y: padT + h - bh, width: Math.max(1, bw - 1), height: bh },
+        svgEl("title", null, fmtClock(t0 + i * 60000) + ": " + c)));
+    });
+    for (const t of timeTicks(t0, t1)) {
+      svg.append(svgEl("text", { x: padL + ((t - t0) / (t1 - t0)) * w, y: H - 3, "text-anchor": "middle" }, fmtClock(t)));
+    }
+    return el("div", { class: "chartbox" }, el("h3", null, title), svg);
+  }
+
+  function seriesPoints(snapshot, series) {
+    return (series.points || []).map((v, i) => [snapshot.history_start_unix_ms + i * snapshot.step_ms, v]);
+  }
+
+  /** How much a series moved over the window: last minus first known value. */
+  function moved(points) {
+    const known = points.filter(([, v]) => v !== null);
+    if (known.length < 2) return 0;
+    return known[known.length - 1][1] - known[0][1];
+  }
+
+  const STATE_NAMES = {
+    established: "ESTAB", syn_sent: "SYN-SENT", syn_recv: "SYN-RECV", fin_wait1: "FIN-WAIT-1",
+    fin_wait2: "FIN-WAIT-2", time_wait: "TIME-WAIT", close: "CLOSE", close_wait: "CLOSE-WAIT",
+    last_ack: "LAST-ACK", listen: "LISTEN", closing: "CLOSING",
+  };
+
+  function socketLabel(s) {
+    return (STATE_NAMES[s.state] || s.state) + " " + (s.side === "local" ? ":" + s.port : "→:" + s.port);
+  }
+
+  function signed(n) {
+    return (n > 0 ? "+" : "") + fmtCount(n);
+  }
+
+  /** The sockets that moved most over the window, as chart series. */
+  function movingSockets(snapshot, limit) {
+    return (snapshot.sockets || [])
+      .map((s) => { const points = seriesPoints(snapshot, s.history); return { s, points, delta: moved(points) }; })
+      .sort((a, b) => Math.abs(b.delta) - Math.abs(a.delta) || b.s.current - a.s.current)
+      .slice(0, limit)
+      .map(({ s, points, delta }) => ({ name: socketLabel(s), points, note: delta ? signed(delta) : "" }));
+  }
+
+  // ---------- live updates ----------
+
+  const listeners = { clusters: [], traces: [], counters: [] };
+  function onLive(kind, fn) { listeners[kind].push(fn); }
+
+  // Browsers allow about six HTTP/1.1 connections per host, shared by all tabs, and each
+  // EventSource holds one. So the tabs of one agent elect a leader (Web Locks) that alone
+  // holds the stream and relays its events to the others over a BroadcastChannel. Where
+  // those APIs are missing (plain http beyond loopback is not a secure context), each tab
+  // opens its own stream.
+  function startLive() {
+    const badgeNode = document.getElementById("live");
+    const status = (text, cls) => { badgeNode.textContent = text; badgeNode.className = "live " + cls; };
+    const deliver = (kind) => { if (listeners[kind]) for (const fn of listeners[kind]) fn(); };
+    if (!window.EventSource) { status("no live updates", "off"); return; }
+
+    const open = (relay) => {
+      const source = new EventSource("/api/v1/events");
+      window.addEventListener("pagehide", () => source.close());
+      source.addEventListener("hello", () => { status("live", "on"); if (relay) relay.postMessage("hello"); });
+      source.onerror = () => { status("reconnecting", "off"); if (relay) relay.postMessage("error"); };
+      for (const kind of Object.keys(listeners)) {
+        source.addEventListener(kind, () => { deliver(kind); if (relay) relay.postMessage(kind); });
+      }
+      return source;
+    };
+
+    if (!(window.BroadcastChannel && navigator.locks && window.isSecureContext)) { open(null); return; }
+    const channel = new BroadcastChannel("faultline-live");
+    let leader = null, lastHeard = 0;
+    channel.onmessage = (event) => {
+      if (leader) {
+        // A new follower asks whether the stream is up.
+        if (event.data === "ask") channel.postMessage(leader.readyState === 1 ? "ping" : "error");
+        return;
+      }
+      lastHeard = Date.now();
+      if (event.data === "hello" || event.data === "ping") status("live", "on");
+      else if (event.data === "error") status("reconnecting", "off");
+      else if (event.data !== "ask") deliver(event.data);
+    };
+    channel.postMessage("ask");
+    setInterval(() => {
+      if (leader) channel.postMessage(leader.readyState === 1 ? "ping" : "error");
+      else if (Date.now() - lastHeard > 25000) status("waiting for the live stream", "off");
+    }, 10000);
+    navigator.locks.request("faultline-live-stream", () => {
+      leader = open(channel);
+      return new Promise(() => {}); // Hold the lock until this tab goes away.
+    });
+  }
+
+  /** Runs `load` now and on each live event of `kinds`; never two at once, never a backlog. */
+  function refreshing(kinds, load) {
+    let running = false, again = false;
+    async function run() {
+      if (running) { again = true; return; }
+      running = true;
+      try { await load(); } finally {
+        running = false;
+        if (again) { again = false; run(); }
+      }
+    }
+    for (const k of kinds) onLive(k, run);
+    return run();
+  }
+
+  /** A section whose content is replaced on refresh. */
+  function slot(cls) { return el("div", { class: cls || "" }); }
+
+  // ---------- pages ----------
+
+  function windowMs(text, fallback) {
+    const m = /^([1-9][0-9]{0,5})([smhd])$/.exec(text || "");
+    if (!m) return fallback;
+    return Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2]];
+  }
+
+  function patternRow(c, t0, t1) {
+    const e = c.emergence;
+    const label = "occurrences per minute of " + c.canonical_template;
+    return el("article", { class: "pattern" },
+      el("div", null, badge(e), link("/cluster", { id: c.id }, template(c.canonical_template))),
+      el("div", { class: "spark" }, sparkline(c.sparkline, t0, t1, !e, label)),
+      el("div", { class: "meta" },
+        e ? el("span", { class: "reason" }, e.reason) : null,
+        el("span", null, el("span", { class: "big" }, fmtCount(c.rate_per_minute)), " /min"),
+        el("span", null, fmtCount(c.total_count), " total"),
+        el("span", null, "first seen ", fmtAgo(c.first_seen_unix_ms)),
+        el("span", null, c.services.map(service))));
+  }
+
+  async function overview() {
+    const span = windowMs(params.get("window"), 30 * 60e3);
+    const windowText = params.get("window") || "30m";
+    const emerging = slot(), node = slot(), recent = slot();
+    fill(main, 
+      el("h1", null, "What is happening on this node"),
+      el("p", { class: "axisnote" }, "Patterns and counters share one time axis: the last ", windowText,
+        " (", link("/", { window: "15m" }, "15m"), " · ", link("/", { window: "30m" }, "30m"), " · ",
+        link("/", { window: "1h" }, "1h"), ")."),
+      el("div", { class: "grid2" },
+        el("section", { class: "panel", "aria-labelledby": "h-emerging" }, el("h2", { id: "h-emerging" }, "Emerging now"), emerging),
+        el("div", null,
+          el("section", { class: "panel", "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "Node"), node),
+          el("section", { class: "panel placeholder", "aria-labelledby": "h-moved" },
+            el("h2", { id: "h-moved" }, "What moved with it"),
+            el("p", null, "Automatic correlation of patterns with counters will appear here. Until then, compare the curves: they share the time axis.")))),
+      el("section", { class: "panel", "aria-labelledby": "h-recent" }, el("h2", { id: "h-recent" }, "Most frequent patterns"), recent));
+
+    await Promise.all([
+      refreshing(["clusters"], async () => {
+        const t1 = Date.now(), t0 = t1 - span;
+        try {
+          const [em, top] = await Promise.all([
+            api("/api/v1/clusters?emerging=true&limit=20"),
+            api("/api/v1/clusters?sort=rate&limit=15&window=" + encodeURIComponent(windowText)),
+          ]);
+          fill(emerging, ...(em.clusters.length
+            ? em.clusters.map((c) => patternRow(c, t0, t1))
+            : [el("p", { class: "empty" }, "Nothing is emerging. New error patterns and surges show up here without a reload.")]));
+          const calm = top.clusters.filter((c) => !c.emergence);
+          fill(recent, ...(calm.length
+            ? calm.map((c) => patternRow(c, t0, t1))
+            : [el("p", { class: "empty" }, "No other patterns in this window.")]));
+        } catch (err) { fill(emerging, errorPanel(err)); }
+      }),
+      refreshing(["counters"], async () => {
+        const t1 = Date.now(), t0 = t1 - span;
+        try {
+          const snap = await api("/api/v1/counters");
+          const tasks = (snap.tasks || []).map((t) => ({ name: t.target, points: seriesPoints(snap, t.history), note: signedNote(seriesPoints(snap, t.history)) }));
+          fill(node, 
+            lineChart("TCP sockets that moved (state, port)", movingSockets(snap, 4), t0, t1),
+            lineChart("Goroutines / tasks", tasks, t0, t1),
+            lineChart("Protocol counters (/s)", (snap.protocol_rates || []).map((s) => ({ name: s.name, points: seriesPoints(snap, s.history) })), t0, t1, { height: 100 }));
+        } catch (err) { fill(node, errorPanel(err)); }
+      }),
+    ]);
+  }
+
+  function signedNote(points) {
+    const d = moved(points);
+    return d ? signed(d) : "";
+  }
+
+  const SORTS = [["emerging", "Emerging"], ["rate", "Rate"], ["count", "Count"], ["first_seen", "First seen"], ["last_seen", "Last seen"]];
+
+  async function clusters() {
+    const state = {
+      q: params.get("q") || "", service: params.get("service") || "", window: params.get("window") || "",
+      emerging: params.get("emerging") === "true", sort: params.get("sort") || "emerging", cursor: params.get("cursor") || "",
+    };
+    const sortSelect = el("select", { name: "sort", id: "f-sort" }, SORTS.map(([v, label]) => el("option", { value: v, selected: v === state.sort }, label)));
+    const form = el("form", { class: "filters", method: "get", action: "/clusters", role: "search" },
+      el("label", null, "Text", el("input", { name: "q", id: "f-q", type: "search", value: state.q, placeholder: "reset by peer" })),
+      el("label", null, "Service", el("input", { name: "service", value: state.service, placeholder: "user-svc" })),
+      el("label", null, "Seen within", el("input", { name: "window", value: state.window, placeholder: "15m", size: 6, pattern: "[1-9][0-9]{0,5}[smhd]" })),
+      el("label", null, "Sort", sortSelect),
+      el("label", { class: "check" }, el("input", { type: "checkbox", name: "emerging", value: "true", checked: state.emerging }), "Emerging only"),
+      el("button", { type: "submit" }, "Apply"));
+    const body = slot();
+    fill(main, el("h1", null, "Error patterns"), form, el("section", { class: "panel" }, body));
+
+    const sortLink = (key, label) => {
+      const q = Object.assign({}, state, { sort: key, cursor: "", emerging: state.emerging ? "true" : "" });
+      const a = link("/clusters", q, label);
+      if (state.sort === key) a.setAttribute("aria-sort", "descending");
+      return a;
+    };
+    await refreshing(["clusters"], async () => {
+      const q = new URLSearchParams();
+      for (const k of ["q", "service", "window", "sort", "cursor"]) if (state[k]) q.set(k, state[k]);
+      if (state.emerging) q.set("emerging", "true");
+      q.set("limit", "100");
+      try {
+        const page = await api("/api/v1/clusters?" + q.toString());
+        const t1 = Date.now(), t0 = t1 - 60 * 60e3;
+        const rows = page.clusters.map((c) => el("tr", null,
+          el("td", null, badge(c.emergence), link("/cluster", { id: c.id }, template(c.canonical_template)),
+            c.emergence ? el("div", { class: "muted" }, c.emergence.reason) : null),
+          el("td", { class: "num" }, fmtCount(c.rate_per_minute)),
+          el("td", { class: "num" }, fmtCount(c.total_count)),
+          el("td", null, c.services.map(service)),
+          el("td", { class: "num" }, fmtAgo(c.first_seen_unix_ms)),
+          el("td", { class: "num" }, fmtAgo(c.last_seen_unix_ms)),
+          el("td", null, sparkline(c.sparkline, t0, t1, !c.emergence, "last hour"))));
+        const next = page.next_cursor
+          ? link("/clusters", Object.assign({}, state, { cursor: page.next_cursor, emerging: state.emerging ? "true" : "" }), "Next page →")
+          : null;
+        fill(body, 
+          el("p", { class: "muted" }, page.total + " pattern" + (page.total === 1 ? "" : "s") + " match."),
+          rows.length ? el("table", null,
+            el("thead", null, el("tr", null,
+              el("th", null, sortLink("emerging", "Pattern")), el("th", { class: "num" }, sortLink("rate", "/min")),
+              el("th", { class: "num" }, sortLink("count", "Count")), el("th", null, "Services"),
+              el("th", { class: "num" }, sortLink("first_seen", "First seen")), el("th", { class: "num" }, sortLink("last_seen", "Last seen")),
+              el("th", null, "Last hour"))),
+            el("tbody", null, rows)) : el("p", { class: "empty" }, "No pattern matches these filters."),
+          el("div", { class: "pager" }, state.cursor ? link("/clusters", Object.assign({}, state, { cursor: "", emerging: state.emerging ? "true" : "" }), "← First page") : null, next));
+      } catch (err) { fill(body, errorPanel(err)); }
+    });
+  }
+
+  async function cluster() {
+    const id = params.get("id") || "";
+    const body = slot();
+    fill(main, body);
+    await refreshing(["clusters"], async () => {
+      try {
+        const d = await api("/api/v1/clusters/" + encodeURIComponent(id));
+        const traces = await api("/api/v1/traces?limit=20&cluster=" + encodeURIComponent(id)).catch(() => ({ traces: [] }));
+        const c = d.summary;
+        fill(body, 
+          el("p", { class: "muted" }, link("/clusters", null, "← Patterns"), " · pattern ", el("code", null, c.id)),
+          el("h1", null, badge(c.emergence), template(c.canonical_template)),
+          c.emergence ? el("p", { class: "reason" }, c.emergence.reason) : null,
+          el("div", { class: "stats" },
+            stat("Rate", fmtCount(c.rate_per_minute) + " /min"), stat("Total", fmtCount(c.total_count)),
+            stat("First seen", fmtAgo(c.first_seen_unix_ms)), stat("Last seen", fmtAgo(c.last_seen_unix_ms)),
+            stat("Templates", String(c.template_count)), el("div", null, el("span", { class: "label" }, "Services"), el("span", null, c.services.map(service)))),
+          el("section", { class: "panel" }, barChart("Occurrences per minute", d.per_minute)),
+          el("div", { class: "grid2" },
+            el("section", { class: "panel" }, el("h2", null, "Templates"),
+              el("table", null, el("thead", null, el("tr", null, el("th", null, "Template"), el("th", { class: "num" }, "Count"), el("th", null, "Services"))),
+                el("tbody", null, d.templates.map((t) => el("tr", null, el("td", null, template(t.template)), el("td", { class: "num" }, fmtCount(t.count)), el("td", null, t.services.map(service))))))),
+            el("section", { class: "panel" }, el("h2", null, "Parameter values"),
+              d.parameters.length ? d.parameters.map(distribution) : el("p", { class: "empty" }, "No parameters."))),
+          el("div", { class: "grid2" },
+            el("section", { class: "panel" }, el("h2", null, "Samples"),
+              d.samples.length ? d.samples.map((s) => el("div", { class: "sample" },
+                el("div", { class: "muted" }, fmtTime(s.time_unix_ms), " ", service(s.service), " ", el("span", { class: "lvl-" + s.level }, s.level),
+                  s.trace_id ? [" · ", link("/trace", { id: s.trace_id }, "trace")] : null),
+                el("pre", { class: "msg" }, s.message))) : el("p", { class: "empty" }, "No samples kept.")),
+            el("section", { class: "panel" }, el("h2", null, "Traces it occurs in"), traceTable(traces.traces, d.trace_ids))));
+      } catch (err) { fill(body, errorPanel(err)); }
+    });
+  }
+
+  function stat(label, value) {
+    return el("div", null, el("span", { class: "label" }, label), el("span", { class: "big" }, value));
+  }
+
+  function distribution(p) {
+    const total = p.top.reduce((a, v) => a + v.count, 0) + p.other_count;
+    const rows = p.top.map((v) => {
+      const bar = el("div", { class: "bar" });
+      bar.style.width = (total ? (100 * v.count) / total : 0).toFixed(1) + "%";
+      return [el("code", null, v.value), el("div", null, bar), el("span", { class: "num" }, fmtCount(v.count))];
+    });
+    if (p.other_count) rows.push([el("span", { class: "muted" }, "other values"), el("div"), el("span", { class: "num" }, fmtCount(p.other_count))]);
+    return [el("h3", null, template(p.name)), el("div", { class: "dist" }, rows)];
+  }
+
+  function traceTable(summaries, ids) {
+    if (summaries && summaries.length) {
+      return el("table", null,
+        el("thead", null, el("tr", null, el("th", null, "Trace"), el("th", null, "Root"), el("th", { class: "num" }, "Duration"), el("th", { class: "num" }, "Errors"), el("th", null, "When"))),
+        el("tbody", null, summaries.map((t) => el("tr", null,
+          el("td", null, link("/trace", { id: t.trace_id }, el("code", null, t.trace_id.slice(0, 16) + "…"))),
+          el("td", null, service(t.root_service), t.root_name),
+          el("td", { class: "num" }, fmtDuration(t.duration_us)),
+          el("td", { class: "num" }, t.error_count ? el("span", { class: "badge err" }, String(t.error_count)) : "0"),
+          el("td", { class: "num" }, fmtAgo(t.start_unix_us / 1000))))));
+    }
+    if (ids && ids.length) return el("ul", null, ids.map((id) => el("li", null, link("/trace", { id }, el("code", null, id)))));
+    return el("p", { class: "empty" }, "No trace carried this pattern (the services may not send trace ids).");
+  }
+
+  async function traces() {
+    const state = { cluster: params.get("cluster") || "", service: params.get("service") || "", errors: params.get("errors") === "true" };
+    const form = el("form", { class: "filters", method: "get", action: "/traces", role: "search" },
+      el("label", null, "Pattern id", el("input", { name: "cluster", value: state.cluster })),
+      el("label", null, "Service", el("input", { name: "service", value: state.service })),
+      el("label", { class: "check" }, el("input", { type: "checkbox", name: "errors", value: "true", checked: state.errors }), "With errors only"),
+      el("button", { type: "submit" }, "Apply"));
+    const body = slot();
+    fill(main, el("h1", null, "Call chains"), form, el("section", { class: "panel" }, body));
+    await refreshing(["traces"], async () => {
+      const q = new URLSearchParams({ limit: "100" });
+      if (state.cluster) q.set("cluster", state.cluster);
+      if (state.service) q.set("service", state.service);
+      if (state.errors) q.set("errors", "true");
+      try {
+        const page = await api("/api/v1/traces?" + q.toString());
+        fill(body, page.traces.length ? traceTable(page.traces) : el("p", { class: "empty" }, "No trace matches."));
+      } catch (err) { fill(body, errorPanel(err)); }
+    });
+  }
+
+  async function trace() {
+    const id = params.get("id") || "";
+    const body = slot();
+    fill(main, body);
+    await refreshing(["traces"], async () => {
+      try {
+        const chain = await api("/api/v1/traces/" + encodeURIComponent(id));
+        fill(body, ...renderChain(chain));
+      } catch (err) { fill(body, errorPanel(err)); }
+    });
+  }
+
+  function logLine(log, t0) {
+    return el("div", { class: "log" },
+      el("span", { class: "muted" }, "+" + fmtDuration(log.time_unix_us - t0)),
+      el("span", { class: "lvl-" + log.level }, log.level),
+      el("span", { class: "msg" }, log.message),
+      log.cluster_id ? link("/cluster", { id: log.cluster_id }, "pattern") : el("span"));
+  }
+
+  function renderChain(chain) {
+    const spans = chain.spans;
+    const t0 = Math.min(...spans.map((s) => s.start_unix_us));
+    const t1 = Math.max(...spans.map((s) => s.start_unix_us + s.duration_us));
+    const total = Math.max(1, t1 - t0);
+    const services = [...new Set(spans.map((s) => s.service))];
+    const origin = spans.find((s) => s.span_id === chain.error_origin_span_id);
+    const rows = spans.map((s) => {
+      const isOrigin = s.span_id === chain.error_origin_span_id;
+      const bar = el("div", { class: "bar" + (s.status === "error" ? " error" : "") });
+      const left = (100 * (s.start_unix_us - t0)) / total;
+      const width = (100 * s.duration_us) / total;
+      bar.style.left = left.toFixed(2) + "%";
+      bar.style.width = Math.max(0.3, width).toFixed(2) + "%";
+      bar.style.setProperty("--svc", serviceColor(s.service));
+      const dur = el("span", { class: "dur" }, fmtDuration(s.duration_us));
+      if (left + width > 88) {
+        // No room after the bar: write the duration inside its right end.
+        dur.classList.add("inside");
+        dur.style.right = Math.max(0, 100 - left - width + 0.5).toFixed(2) + "%";
+      } else {
+        dur.style.left = (left + width + 0.5).toFixed(2) + "%";
+      }
+      const indent = el("span", { class: "indent" });
+      indent.style.width = (s.depth * 14) + "px";
+      return el("div", { class: "span-row" + (isOrigin ? " origin" : ""), id: "span-" + s.span_id },
+        el("div", { class: "span-name" }, indent, service(s.service), " ", s.name,
+          s.status === "error" ? el("span", { class: "badge err" }, "error") : null,
+          isOrigin ? el("span", { class: "origin-tag" }, "◀ error starts here") : null),
+        el("div", { class: "track", title: s.name + " " + fmtDuration(s.duration_us) + (s.status_message ? " — " + s.status_message : "") }, bar, dur),
+        s.logs.length || s.status_message ? el("div", { class: "logs" },
+          s.status_message ? el("div", { class: "log" }, el("span"), el("span", { class: "lvl-error" }, "status"), el("span", { class: "msg" }, s.status_message), el("span")) : null,
+          s.logs.map((l) => logLine(l, t0))) : null);
+    });
+    return [
+      el("p", { class: "muted" }, link("/traces", null, "← Call chains"), " · trace ", el("code", null, chain.trace_id)),
+      el("h1", null, spans.length ? spans[0].name : "Empty trace"),
+      el("div", { class: "stats" },
+        stat("Duration", fmtDuration(total)), stat("Spans", String(spans.length)),
+        stat("Started", fmtAgo(t0 / 1000)),
+        el("div", null, el("span", { class: "label" }, "Services"), el("span", null, services.map(service)))),
+      origin ? el("p", { class: "reason" }, "The error starts in ", service(origin.service), " ", origin.name,
+        origin.status_message ? ": " + origin.status_message : "", " (", el("a", { href: "#span-" + origin.span_id }, "jump"), ")") : null,
+      chain.cluster_ids.length ? el("p", null, "Patterns in this trace: ", chain.cluster_ids.map((cid) => [link("/cluster", { id: cid }, el("code", null, cid)), " "])) : null,
+      el("section", { class: "panel waterfall", "aria-label": "Waterfall of the call chain" }, rows),
+      chain.unattached_logs.length ? el("section", { class: "panel" }, el("h2", null, "Logs without a known span"), chain.unattached_logs.map((l) => logLine(l, t0))) : null,
+    ];
+  }
+
+  async function counters() {
+    const body = slot();
+    fill(main, el("h1", null, "Node counters"), body);
+    await refreshing(["counters"], async () => {
+      try {
+        const snap = await api("/api/v1/counters");
+        const t1 = Math.max(snap.sampled_at_unix_ms, snap.history_start_unix_ms + 1);
+        const t0 = snap.history_start_unix_ms;
+        const byPort = new Map();
+        for (const s of snap.sockets || []) {
+          const key = (s.side === "local" ? "local :" : "remote →:") + s.port;
+          if (!byPort.has(key)) byPort.set(key, []);
+          byPort.get(key).push(s);
+        }
+        const portCharts = [...byPort.entries()].map(([key, list]) => lineChart("Sockets, " + key, list.map((s) => {
+          const points = seriesPoints(snap, s.history);
+          return { name: STATE_NAMES[s.state] || s.state, points, note: signedNote(points) };
+        }), t0, t1, { height: 110 }));
+        const named = (list) => (list || []).map((s) => ({ name: s.name + (s.unit ? " (" + s.unit + ")" : ""), points: seriesPoints(snap, s.history), note: signedNote(seriesPoints(snap, s.history)) }));
+        const procs = (snap.processes || []).flatMap((p) => [
+          { name: p.name + " [" + p.pid + "] fds", points: seriesPoints(snap, p.fds), note: signedNote(seriesPoints(snap, p.fds)) },
+          { name: p.name + " [" + p.pid + "] threads", points: seriesPoints(snap, p.threads) }]);
+        const tasks = (snap.tasks || []).map((t) => ({ name: t.target + (t.error ? " (scrape failing: " + t.error + ")" : ""), points: seriesPoints(snap, t.history), note: signedNote(seriesPoints(snap, t.history)) }));
+        fill(body, 
+          el("p", { class: "axisnote" }, "Sampled every ", String(Math.round(snap.step_ms / 1000)), " s; latest ", fmtAgo(snap.sampled_at_unix_ms), "."),
+          el("div", { class: "grid2" },
+            el("section", { class: "panel" }, el("h2", null, "TCP sockets by port and state"), portCharts.length ? portCharts : el("p", { class: "empty" }, "No socket samples yet.")),
+            el("div", null,
+              el("section", { class: "panel" }, el("h2", null, "Goroutines / tasks"), lineChart("Tasks per target", tasks, t0, t1)),
+              el("section", { class: "panel" }, el("h2", null, "Sockstat"), lineChart("/proc/net/sockstat", named(snap.sockstat), t0, t1)),
+              el("section", { class: "panel" }, el("h2", null, "Protocol counter rates"), lineChart("per second", named(snap.protocol_rates), t0, t1)),
+              el("section", { class: "panel" }, el("h2", null, "Processes"), lineChart("File descriptors and threads", procs, t0, t1)))));
+      } catch (err) { fill(body, errorPanel(err)); }
+    });
+  }
+
+  // ---------- theme, keyboard, routing ----------
+
+  function setupTheme() {
+    const stored = localStorage.getItem("faultline-theme");
+    if (stored === "light" || stored === "dark") document.documentElement.setAttribute("data-theme", stored);
+    document.getElementById("theme").addEventListener("click", () => {
+      const current = document.documentElement.getAttribute("data-theme")
+        || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+      const next = current === "dark" ? "light" : "dark";
+      document.documentElement.setAttribute("data-theme", next);
+      localStorage.setItem("faultline-theme", next);
+    });
+  }
+
+  function setupKeys() {
+    const pages = { o: "/", p: "/clusters", t: "/traces", c: "/counters" };
+    document.addEventListener("keydown", (event) => {
+      const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement && document.activeElement.tagName);
+      if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.key === "/") {
+        const search = document.getElementById("f-q");
+        if (search) { event.preventDefault(); search.focus(); }
+      } else if (pages[event.key]) {
+        location.href = pages[event.key];
+      }
+    });
+  }
+
+  const routes = { "/": ["overview", overview], "/clusters": ["clusters", clusters], "/cluster": ["clusters", cluster],
+    "/traces": ["traces", traces], "/trace": ["traces", trace], "/counters": ["counters", counters] };
+
+  function start() {
+    setupTheme();
+    setupKeys();
+    const [name, page] = routes[location.pathname] || routes["/"];
+    for (const a of document.querySelectorAll("nav a")) {
+      if (a.getAttribute("data-page") === name) a.setAttribute("aria-current", "page");
+    }
+    startLive();
+    page().then(() => {
+      // Time to first render with data, read by the browser tests and the render benchmark.
+      document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
+      document.body.setAttribute("data-ready", "true");
+    });
+  }
+
+  start();
+})();

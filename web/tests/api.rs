@@ -253,7 +253,7 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
     assert!(
         text.contains("faultline_tcp_sockets{port=\"8080\",side=\"local\",state=\"time_wait\"}")
     );
-    assert!(text.contains("faultline_tasks{target=\"user-svc\"} 1840"));
+    assert!(text.contains("faultline_tasks{target=\"user-svc\"} 1810"));
     assert!(text.contains("faultline_store_clusters_evicted_total 0"));
     // Hostile template text stays inside its quoted label value.
     let info = text

@@ -1,0 +1,334 @@
+//! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver from
+//! Debian's `chromium-driver`): every page loads with data, hostile log content renders as
+//! text, a new emerging pattern appears without a reload, and a screenshot of each page is
+//! written to `target/screenshots/` for a person to look at.
+//!
+//! The WebDriver protocol is plain JSON over HTTP, so the tests speak it with the HTTP client
+//! the other tests use rather than pulling in a WebDriver crate.
+
+mod fixture;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use faultline_web::model::EmergenceKind;
+use fixture::*;
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+/// A Chromium session behind a chromedriver process, both ended on drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: Client,
+    _profile: tempfile::TempDir,
+}
+
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let driver_path = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+            .expect("chromedriver not found: install Debian's chromium-driver (scripts/test.sh)");
+        let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
+            .expect("chromium not found: install Debian's chromium (scripts/test.sh)");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            "--window-size=1440,1000".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "unhandledPromptBehavior": "ignore",
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
+            .to_owned();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method.clone(), url);
+        if method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().unwrap().json().unwrap();
+        if let Some(error) = response["value"]["error"].as_str() {
+            panic!(
+                "WebDriver {path}: {error}: {}",
+                response["value"]["message"]
+            );
+        }
+        response["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", json!({ "url": url }));
+    }
+
+    fn eval(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
+    /// Waits (at most `limit`) until `script` returns true.
+    fn wait_for(&self, script: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.eval(script) == Value::Bool(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Opens `url` and waits until the page has rendered its data.
+    fn open(&self, url: &str) {
+        self.goto(url);
+        assert!(
+            self.wait_for(
+                "return document.body.dataset.ready === 'true'",
+                Duration::from_secs(20)
+            ),
+            "{url} never finished rendering"
+        );
+    }
+
+    fn text(&self) -> String {
+        self.eval("return document.querySelector('main').innerText")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let encoded = self.command(reqwest::Method::GET, "/screenshot", Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn incident_server() -> (SocketAddr, Arc<FixtureStore>, Incident) {
+    let store = Arc::new(FixtureStore::default());
+    let incident = load_incident(&store, now_ms());
+    let addr = serve(store.views(), None);
+    (addr, store, incident)
+}
+
+/// Asserts that no hostile string became markup: no element it would create exists, no
+/// alert fired, and the text itself is visible as text.
+fn assert_hostile_text_is_text(browser: &Browser, page: &str) {
+    let injected =
+        browser.eval("return document.querySelectorAll('main img, main script, [onerror]').length");
+    assert_eq!(
+        injected,
+        json!(0),
+        "{page}: markup from log content was rendered"
+    );
+    // An alert would leave a prompt open; WebDriver reports it on the next command.
+    browser.eval("return 1");
+}
+
+#[test]
+fn every_page_shows_live_data_and_hostile_log_content_as_text() {
+    let (addr, _store, incident) = incident_server();
+    let browser = Browser::start();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    browser.open(&url("/"));
+    let text = browser.text();
+    assert!(text.to_lowercase().contains("emerging now"), "{text}");
+    assert!(text.contains("read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer"));
+    assert!(text.contains("new pattern: first seen 4 min ago"));
+    assert!(
+        text.contains(XSS_IMG),
+        "the hostile template must show as text"
+    );
+    assert!(text.contains(XSS_SCRIPT));
+    assert!(
+        text.contains("TIME-WAIT :8080"),
+        "moving sockets missing: {text}"
+    );
+    assert!(
+        text.contains("user-svc 1810"),
+        "goroutine counter missing: {text}"
+    );
+    assert_hostile_text_is_text(&browser, "overview");
+    browser.screenshot("overview");
+
+    browser.open(&url("/clusters"));
+    let text = browser.text();
+    assert!(text.contains("4 patterns match."), "{text}");
+    assert!(text.contains("dial tcp <IP>:<NUM>: connect: connection refused"));
+    assert_hostile_text_is_text(&browser, "clusters");
+    browser.screenshot("clusters");
+
+    browser.open(&url("/clusters?q=reset&sort=rate"));
+    assert!(browser.text().contains("1 pattern match."));
+
+    browser.open(&url(&format!("/cluster?id={}", incident.reset_cluster)));
+    let text = browser.text();
+    assert!(
+        text.contains("10.0.3.17:5432"),
+        "parameter values missing: {text}"
+    );
+    assert!(text.contains("Occurrences per minute"));
+    assert!(text.contains("handler failed:"), "templates missing");
+    assert_hostile_text_is_text(&browser, "cluster");
+    browser.screenshot("cluster");
+
+    browser.open(&url(&format!("/cluster?id={}", incident.xss_cluster)));
+    assert!(browser
+        .text()
+        .contains(&format!("login failed for user {XSS_IMG}")));
+    assert_hostile_text_is_text(&browser, "hostile cluster");
+
+    browser.open(&url(&format!("/trace?id={}", incident.error_trace)));
+    let text = browser.text();
+    assert!(text.contains("error starts here"), "{text}");
+    assert!(text.contains("SELECT users"));
+    assert!(text.contains(&format!("user agent {XSS_SCRIPT}")));
+    let origin = browser.eval("return document.querySelector('.span-row.origin').id");
+    assert_eq!(origin, json!("span-a000000000000004"));
+    assert_hostile_text_is_text(&browser, "trace");
+    browser.screenshot("trace");
+
+    browser.open(&url("/traces?errors=true"));
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('main tbody tr').length"),
+        json!(1)
+    );
+    browser.screenshot("traces");
+
+    browser.open(&url("/counters"));
+    let text = browser.text();
+    assert!(text.contains("Sockets, local :8080"), "{text}");
+    assert!(text.contains("CLOSE-WAIT"));
+    assert!(text.contains("user-svc [4242] fds"));
+    browser.screenshot("counters");
+
+    // The dark theme, chosen with the theme button, survives navigation.
+    browser.eval("document.getElementById('theme').click(); return 1");
+    let theme = browser.eval("return document.documentElement.dataset.theme");
+    browser.open(&url("/"));
+    assert_eq!(
+        browser.eval("return document.documentElement.dataset.theme"),
+        theme
+    );
+    browser.screenshot(&format!("overview-{}", theme.as_str().unwrap_or("theme")));
+}
+
+#[test]
+fn a_new_emerging_pattern_appears_without_a_reload() {
+    let (addr, store, _) = incident_server();
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+    assert!(browser.wait_for(
+        "return document.getElementById('live').textContent === 'live'",
+        Duration::from_secs(10)
+    ));
+    // A reload would drop this marker.
+    browser.eval("window.faultlineMarker = 42; return 1");
+    let template = "write tcp <IP>:<NUM>-><IP>:<NUM>: write: broken pipe";
+    assert!(!browser.text().contains(template));
+
+    let mut emerging = cluster(
+        now_ms(),
+        "b10cbe11ab0d7e57",
+        template,
+        &["cart-svc"],
+        Some((EmergenceKind::New, "new pattern: first seen just now", 20.0)),
+        |i| if i == 59 { 90 } else { 0 },
+        &["write tcp 10.0.1.5:40100->10.0.2.9:6379: write: broken pipe"],
+        &[],
+    );
+    emerging.summary.rate_per_minute = 90.0;
+    store.put_cluster(emerging);
+
+    assert!(
+        browser.wait_for(
+            &format!(
+                "return document.querySelector('main').innerText.includes({})",
+                json!(template)
+            ),
+            Duration::from_secs(10)
+        ),
+        "the new pattern did not appear"
+    );
+    assert_eq!(browser.eval("return window.faultlineMarker"), json!(42));
+    // Emerging patterns are ranked by score: the new one (20.0) comes first.
+    let first = browser.eval("return document.querySelector('.pattern .template').textContent");
+    assert_eq!(first, json!(template));
+    browser.screenshot("overview-live-update");
+}
