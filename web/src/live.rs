@@ -72,6 +72,16 @@ impl LiveUpdates {
     }
 }
 
+/// One event of the stream, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the wire format; events are written by axum's `Event`.
+pub(crate) struct LiveEvent {
+    /// `hello`, `clusters`, `traces` or `counters`.
+    event: String,
+    /// The new version number of that kind of data.
+    data: String,
+}
+
 /// `GET /api/v1/events`: the SSE stream. Events are named `clusters`, `traces`, `counters`;
 /// their data is the new version number. A `hello` event opens the stream.
 #[utoipa::path(
@@ -79,7 +89,7 @@ impl LiveUpdates {
     path = "/api/v1/events",
     tag = "live",
     responses(
-        (status = 200, description = "Server-Sent Events stream; events `hello`, `clusters`, `traces`, `counters`, each with a version number as data", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events stream; events `hello`, `clusters`, `traces`, `counters`, each with a version number as data", content_type = "text/event-stream", body = LiveEvent),
     )
 )]
 pub(crate) async fn events(

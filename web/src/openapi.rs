@@ -25,6 +25,7 @@ Errors always have the shape {status, code, message}.",
         counters::get,
         live::events,
     ),
+    components(schemas(clusters::ClusterSort)),
     tags(
         (name = "clusters", description = "Error patterns"),
         (name = "traces", description = "Call chains"),
