@@ -205,21 +205,33 @@ impl Tailer {
         }
         let mut found = Vec::new();
         for (path, service) in seen {
-            let Ok(file) = File::open(&path) else {
+            // A stat first: files already tracked are not opened again at every scan.
+            let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
-            let Ok(meta) = file.metadata() else { continue };
             if !meta.is_file() {
                 continue;
             }
-            let id = FileId::of(&meta);
-            let path_text = path_string(&path);
-            if let Some(known) = self.files.iter_mut().find(|f| f.id == id) {
+            let seen_id = FileId::of(&meta);
+            if let Some(known) = self.files.iter_mut().find(|f| f.id == seen_id) {
                 // A rotated file that a glob still matches is live at its new path.
-                known.path = path_text;
+                if known.path.as_str() != path.as_os_str() {
+                    known.path = path_string(&path);
+                }
                 known.orphan_since = None;
                 continue;
             }
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            // The path may have been replaced between the stat and the open: use the opened
+            // file's own metadata from here on.
+            let Ok(meta) = file.metadata() else { continue };
+            let id = FileId::of(&meta);
+            if self.files.iter().any(|f| f.id == id) {
+                continue;
+            }
+            let path_text = path_string(&path);
             let size = meta.len();
             let Ok(head) = Head::read(&file, size) else {
                 continue;

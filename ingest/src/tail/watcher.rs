@@ -172,13 +172,19 @@ fn watch(
     rescan: Arc<AtomicBool>,
 ) -> Option<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !matches!(
-                event.kind,
-                notify::EventKind::Modify(notify::event::ModifyKind::Data(_))
-            ) {
-                rescan.store(true, Ordering::Relaxed);
+        use notify::event::ModifyKind;
+        use notify::EventKind;
+        let Ok(event) = event else {
+            wake.notify_one();
+            return;
+        };
+        match event.kind {
+            // Opening and reading a file are events too, and the tailer's own reads would
+            // wake it again and again: only changes matter.
+            EventKind::Access(_) => return,
+            EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Metadata(_)) => {
             }
+            _ => rescan.store(true, Ordering::Relaxed),
         }
         wake.notify_one();
     })
