@@ -690,6 +690,11 @@ impl Tailer {
 }
 
 impl Tailer {
+    /// Whether a file has bytes not read yet (as of the last read): the next poll has work.
+    pub fn has_backlog(&self) -> bool {
+        self.files.iter().any(|f| f.last_size > f.read_offset)
+    }
+
     /// The configured poll interval.
     pub(crate) fn config_poll_interval_ms(&self) -> u64 {
         self.config.poll_interval_ms

@@ -94,6 +94,10 @@ pub async fn spawn(
     Ok(TailerHandle { book, task })
 }
 
+/// How long the loop waits after a file-system event before reading, so that a burst of
+/// writes is read in one go.
+const EVENT_COALESCE: Duration = Duration::from_millis(20);
+
 async fn store(path: PathBuf, state: TailState) -> Result<(), TailError> {
     tokio::task::spawn_blocking(move || checkpointer::store(&path, &state))
         .await
@@ -121,28 +125,35 @@ async fn run(
         }
         let Some(mut t) = tailer.take() else { break };
         let rescan_now = rescan.swap(false, Ordering::Relaxed);
-        let (t, batch) = tokio::task::spawn_blocking(move || {
+        let (t, batch, backlog) = tokio::task::spawn_blocking(move || {
             if rescan_now {
                 t.request_rescan();
             }
             let batch = t.poll(Instant::now());
-            (t, batch)
+            let backlog = t.has_backlog();
+            (t, batch, backlog)
         })
         .await
         .map_err(|e| TailError::Worker(e.to_string()))?;
         tailer = Some(t);
-        match batch {
-            Some(batch) => {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    sent = batches.send(batch) => if sent.is_err() { break },
-                }
+        if let Some(batch) = batch {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                sent = batches.send(batch) => if sent.is_err() { break },
             }
-            None => {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(poll_interval) => {}
-                    _ = wake.notified() => {}
+        }
+        if !backlog {
+            // Caught up: sleep until a file changes or the poll interval passes. Events come
+            // in bursts (one per write), so after an event the loop waits a little to read a
+            // burst in one go instead of once per write.
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(poll_interval) => {}
+                _ = wake.notified() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(EVENT_COALESCE) => {}
+                    }
                 }
             }
         }
