@@ -8,7 +8,8 @@
 //! client-side socket under its remote port ([`Direction::Outbound`]), so a TIME_WAIT storm of
 //! short client connections towards `:8080` shows up under 8080.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
@@ -67,12 +68,59 @@ pub enum Direction {
 }
 
 /// The key sockets are grouped by: a service port and the side of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PortKey {
     /// The service port.
     pub port: u16,
     /// Whether the node serves on that port or calls it.
     pub direction: Direction,
+}
+
+impl Hash for PortKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u32((u32::from(self.port) << 1) | self.direction as u32);
+    }
+}
+
+/// A map keyed by [`PortKey`] with a multiplicative hash: the census does one lookup per
+/// socket, and SipHash's DoS resistance buys nothing for keys that are 17-bit integers.
+pub type PortMap<V> = HashMap<PortKey, V, BuildHasherDefault<PortKeyHasher>>;
+
+/// The hasher of [`PortMap`] (Fibonacci hashing of the key's integer).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PortKeyHasher(u64);
+
+impl Hasher for PortKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = self.0.rotate_left(32) ^ u64::from(n);
+    }
+}
+
+/// A set of ports as a 65,536-bit bitmap.
+struct PortSet(Vec<u64>);
+
+impl PortSet {
+    fn new() -> PortSet {
+        PortSet(vec![0; 1024])
+    }
+
+    fn insert(&mut self, port: u16) {
+        self.0[usize::from(port >> 6)] |= 1 << (port & 63);
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
 }
 
 /// Socket counts indexed by [`SocketState`].
@@ -146,7 +194,7 @@ pub struct SocketCensus {
     pub ipv6: StateCounts,
     /// Sockets by service port and direction, then by state. Every port seen is here; the store
     /// keeps only the top N of them.
-    pub by_port: HashMap<PortKey, StateCounts>,
+    pub by_port: PortMap<StateCounts>,
     /// Every listening socket with its accept queue, ordered by port then address.
     pub listeners: Vec<ListenQueue>,
 }
@@ -166,17 +214,16 @@ impl SocketCensus {
         entries: &[SocketEntry],
         ephemeral: &RangeInclusive<u16>,
     ) -> SocketCensus {
-        let listening: HashSet<u16> = entries
-            .iter()
-            .filter(|e| e.state == SocketState::Listen)
-            .map(|e| e.local.port())
-            .collect();
+        let mut listening = PortSet::new();
+        for e in entries.iter().filter(|e| e.state == SocketState::Listen) {
+            listening.insert(e.local.port());
+        }
         let mut census = SocketCensus {
             source,
             by_state: StateCounts::default(),
             ipv4: StateCounts::default(),
             ipv6: StateCounts::default(),
-            by_port: HashMap::new(),
+            by_port: PortMap::default(),
             listeners: Vec::new(),
         };
         for entry in entries {
@@ -211,15 +258,11 @@ impl SocketCensus {
 }
 
 /// The group a socket is counted in; see [`SocketCensus::from_entries`].
-fn port_key(
-    entry: &SocketEntry,
-    listening: &HashSet<u16>,
-    ephemeral: &RangeInclusive<u16>,
-) -> PortKey {
+fn port_key(entry: &SocketEntry, listening: &PortSet, ephemeral: &RangeInclusive<u16>) -> PortKey {
     let local = entry.local.port();
     let remote = entry.remote.port();
     let inbound = entry.state == SocketState::Listen
-        || listening.contains(&local)
+        || listening.contains(local)
         || (!ephemeral.contains(&local) && ephemeral.contains(&remote));
     if inbound {
         PortKey {

@@ -12,7 +12,7 @@
 //! [`History`]. A failed source never shows as zero: its values are absent (`null`) and its
 //! status says why.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -24,7 +24,9 @@ use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
 use super::reader::CensusReading;
 use super::runtime::RuntimeCounters;
-use super::sockets::{Direction, ListenQueue, PortKey, SocketCensus, SocketSource, StateCounts};
+use super::sockets::{
+    Direction, ListenQueue, PortKey, PortMap, SocketCensus, SocketSource, StateCounts,
+};
 use super::state::SocketState;
 
 /// Everything the sampler read in one tick (task scrapes excepted).
@@ -299,7 +301,7 @@ struct Inner {
     sources: BTreeMap<String, SourceStatus>,
     sockets: Option<SocketsView>,
     prev_states: Option<StateCounts>,
-    prev_ports: HashMap<PortKey, u64>,
+    prev_ports: PortMap<u64>,
     sockstat: BTreeMap<String, i64>,
     protocol: Vec<ProtocolCounter>,
     prev_protocol: Option<(i64, BTreeMap<String, i64>)>,
@@ -336,7 +338,7 @@ impl CounterStore {
                 sources: BTreeMap::new(),
                 sockets: None,
                 prev_states: None,
-                prev_ports: HashMap::new(),
+                prev_ports: PortMap::default(),
                 sockstat: BTreeMap::new(),
                 protocol: Vec::new(),
                 prev_protocol: None,
