@@ -39,7 +39,8 @@ fn strip_ansi(line: &str) -> Cow<'_, str> {
 /// followed by `Error #` separates errors, so an escaped `\n` inside an error text stays.
 fn errors(text: &str, draft: &mut Draft) {
     let b = text.as_bytes();
-    let mut starts: Vec<usize> = memchr::memmem::find_iter(b, b"Error #")
+    let mut starts: Vec<usize> = super::text::GIN_ERROR
+        .find_iter(b)
         .filter(|&i| {
             i == 0
                 || b[i - 1] == b'\n'

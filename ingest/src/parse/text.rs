@@ -7,10 +7,21 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem;
+use memchr::memmem::Finder;
 
 use super::fields::{level_of, traceparent, Draft};
 use crate::record::{Level, SpanId, TraceId};
+
+/// Searchers built once: building a memmem searcher costs more than most searches.
+pub(crate) static ESCAPED_NEWLINE: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\\n"));
+static HTTP_PANIC: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"http: panic serving "));
+static PANIC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"panic: "));
+static TRACE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"race"));
+static SPAN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"pan"));
+/// Gin's error line marker.
+pub(crate) static GIN_ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Error #"));
 
 /// Splits on real newlines and on the two-character escape `\n`.
 pub(crate) fn split_escaped_lines(text: &str) -> impl Iterator<Item = &str> {
@@ -39,7 +50,8 @@ pub(crate) fn split_escaped_lines(text: &str) -> impl Iterator<Item = &str> {
 fn first_break(text: &str, escaped_too: bool) -> Option<(usize, usize)> {
     let real = memchr::memchr(b'\n', text.as_bytes()).map(|i| (i, 1));
     let escaped = if escaped_too {
-        memmem::find_iter(text.as_bytes(), b"\\n")
+        ESCAPED_NEWLINE
+            .find_iter(text.as_bytes())
             .find(|&i| escaped_break_continues(&text.as_bytes()[i + 2..]))
             .map(|i| (i, 2))
     } else {
@@ -146,13 +158,13 @@ pub(crate) fn panic_value(first_line: &str) -> Option<(Level, &str)> {
         return Some((Level::Fatal, rest.trim()));
     }
     let b = first_line.as_bytes();
-    if let Some(at) = memmem::find(b, b"http: panic serving ") {
+    if let Some(at) = HTTP_PANIC.find(b) {
         let after = &first_line[at + "http: panic serving ".len()..];
         // After the client address comes `: ` and the panic value; the address may be IPv6.
         let value = after.find(": ").map(|i| &after[i + 2..])?;
         return Some((Level::Panic, trim_recovered(value)));
     }
-    let at = memmem::find(b, b"panic: ")?;
+    let at = PANIC.find(b)?;
     if at > 0 && !matches!(b[at - 1], b' ' | b':' | b'[' | b'(') {
         return None;
     }
@@ -173,8 +185,9 @@ pub(crate) fn inline_ids(text: &str) -> (Option<TraceId>, Option<SpanId>) {
     let b = text.as_bytes();
     let mut trace = None;
     let mut span = None;
-    for (needle, is_trace) in [(&b"race"[..], true), (&b"pan"[..], false)] {
-        for at in memmem::find_iter(b, needle) {
+    for (finder, is_trace) in [(&*TRACE, true), (&*SPAN, false)] {
+        let needle = finder.needle();
+        for at in finder.find_iter(b) {
             if (is_trace && trace.is_some()) || (!is_trace && span.is_some()) {
                 break;
             }

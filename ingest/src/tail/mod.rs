@@ -27,6 +27,10 @@
 //! before the tailer saw its content, or the part of a file that copytruncate's copy misses
 //! because the writer wrote between the copy and the truncation.
 //!
+//! A last line without its newline is not handed over while the file is live (the writer
+//! may be in the middle of it); it is when the file is let go (rotated away and drained) or
+//! its content is truncated away.
+//!
 //! Rotations handled: rename + create (the renamed file is read to its end, also after a
 //! restart, by finding its inode in the same directory), copytruncate (the copy is recognised
 //! by its first bytes and read from the old offset), delete + recreate, truncation in place.
