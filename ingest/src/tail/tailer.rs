@@ -277,7 +277,12 @@ impl Tailer {
             // adopted when the original is found truncated, not read twice. It waits for that
             // at most the rotation grace period; after that it is a file of its own that
             // merely starts like another one.
-            let copy_of_live = head.len > 0 && self.files.iter().any(|f| f.head == head);
+            // Compared over the live file's head length: its head may be shorter than the
+            // copy's if the file grew since the head was last read.
+            let copy_of_live = head.len > 0
+                && self.files.iter().any(|f| {
+                    f.head.len > 0 && f.head.len <= size && f.head.matches(&file).unwrap_or(false)
+                });
             if copy_of_live {
                 let since = *self.deferred.entry(id).or_insert(now);
                 if now.saturating_duration_since(since)
