@@ -1,0 +1,355 @@
+//! Throughput of the OTLP receivers, end to end on loopback with the sender in the same
+//! process: spans per second accepted *and* assembled into the trace store, over HTTP/protobuf
+//! and gRPC. Baselines measured in the same run: protobuf decoding alone, and inserting
+//! already-converted spans into the store alone (the ceiling the receivers approach).
+//! Also the resident memory of a store holding 100,000 traces.
+//!
+//! Run: `cargo bench -p faultline-ingest --bench otlp_throughput`
+//! Every figure is the median of several runs (the machine is shared and noisy).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faultline_ingest::otlp::{
+    log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers,
+};
+use faultline_ingest::traces::{
+    Span as StoreSpan, SpanKind, StatusCode, TraceStore, TraceStoreConfig,
+};
+use faultline_ingest::{SpanId, TraceId};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+const SPANS_PER_REQUEST: usize = 512;
+const SPANS_PER_TRACE: usize = 8;
+const REQUESTS: usize = 400; // 204,800 spans per run
+const SENDERS: usize = 4;
+const RUNS: usize = 5;
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Request `r` of run `run`: distinct trace ids everywhere, realistic attributes.
+fn request(run: usize, r: usize) -> ExportTraceServiceRequest {
+    let spans = (0..SPANS_PER_REQUEST)
+        .map(|i| {
+            let trace =
+                (run * REQUESTS * SPANS_PER_REQUEST + r * SPANS_PER_REQUEST + i) / SPANS_PER_TRACE;
+            let mut trace_id = vec![0x5a; 16];
+            trace_id[..8].copy_from_slice(&(trace as u64 + 1).to_be_bytes());
+            let in_trace = i % SPANS_PER_TRACE;
+            let span_id = |k: usize| (((trace as u64) << 8) | (k as u64 + 1)).to_be_bytes().to_vec();
+            Span {
+                trace_id,
+                span_id: span_id(in_trace),
+                parent_span_id: if in_trace == 0 {
+                    Vec::new()
+                } else {
+                    span_id(in_trace - 1)
+                },
+                name: "POST /api/v1/orders".into(),
+                kind: 2,
+                start_time_unix_nano: 1_700_000_000_000_000_000 + in_trace as u64 * 1000,
+                end_time_unix_nano: 1_700_000_000_010_000_000,
+                attributes: vec![
+                    kv("http.request.method", "POST"),
+                    kv("http.route", "/api/v1/orders"),
+                    kv("server.address", "orders.internal"),
+                    kv("net.peer.ip", "10.0.0.7"),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "orders")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+struct Server {
+    store: Arc<TraceStore>,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    shutdown: CancellationToken,
+    _queue: faultline_ingest::otlp::LogReceiver,
+}
+
+async fn server() -> Server {
+    let store = Arc::new(TraceStore::new(TraceStoreConfig {
+        max_traces: 1_000_000,
+        ..TraceStoreConfig::default()
+    }));
+    let (logs, queue) = log_queue(1_000_000);
+    let receivers = OtlpReceivers::new(
+        OtlpConfig::default(),
+        OtlpOutputs {
+            store: store.clone(),
+            logs,
+            tasks: Arc::new(DiscardTaskCounters),
+        },
+    );
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let (g, h) = OtlpReceivers::bind(any, any).await.expect("bind");
+    let (grpc, http) = (g.local_addr().expect("addr"), h.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = receivers.serve(g, h, token).await;
+    });
+    Server {
+        store,
+        grpc,
+        http,
+        shutdown,
+        _queue: queue,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+async fn run_http(run: usize) -> f64 {
+    let server = server().await;
+    let bodies: Vec<Vec<u8>> = (0..REQUESTS)
+        .map(|r| request(run, r).encode_to_vec())
+        .collect();
+    let bodies = Arc::new(bodies);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/traces", server.http);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..SENDERS {
+        let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for r in (s..REQUESTS).step_by(SENDERS) {
+                loop {
+                    let reply = client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(bodies[r].clone())
+                        .send()
+                        .await
+                        .expect("send");
+                    if reply.status().as_u16() == 200 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(
+        server.store.stats().spans,
+        REQUESTS * SPANS_PER_REQUEST,
+        "all assembled"
+    );
+    server.shutdown.cancel();
+    (REQUESTS * SPANS_PER_REQUEST) as f64 / elapsed
+}
+
+async fn run_grpc(run: usize) -> f64 {
+    let server = server().await;
+    // Built before the clock starts and handed over, not cloned: the sender's cost is the
+    // client's encoding, as for the HTTP sender's pre-encoded bodies it is a copy.
+    let mut per_sender: Vec<Vec<ExportTraceServiceRequest>> =
+        (0..SENDERS).map(|_| Vec::new()).collect();
+    for r in 0..REQUESTS {
+        per_sender[r % SENDERS].push(request(run, r));
+    }
+    // One connection per sender, as separate service instances would have.
+    let mut channels = Vec::new();
+    for _ in 0..SENDERS {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..SENDERS {
+        let (requests, channel) = (std::mem::take(&mut per_sender[s]), channels[s].clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = TraceServiceClient::new(channel);
+            for request in requests {
+                // 4 senders never exhaust 64 request slots: a refusal is a bench failure.
+                client.export(request).await.expect("accepted");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(
+        server.store.stats().spans,
+        REQUESTS * SPANS_PER_REQUEST,
+        "all assembled"
+    );
+    server.shutdown.cancel();
+    (REQUESTS * SPANS_PER_REQUEST) as f64 / elapsed
+}
+
+fn run_decode_only(run: usize) -> f64 {
+    let bodies: Vec<Vec<u8>> = (0..REQUESTS)
+        .map(|r| request(run, r).encode_to_vec())
+        .collect();
+    let start = Instant::now();
+    let mut n = 0;
+    for b in &bodies {
+        n += ExportTraceServiceRequest::decode(b.as_slice())
+            .map(|r| r.resource_spans[0].scope_spans[0].spans.len())
+            .unwrap_or(0);
+    }
+    assert_eq!(n, REQUESTS * SPANS_PER_REQUEST);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn store_spans(traces: usize, per_trace: usize) -> Vec<StoreSpan> {
+    (0..traces * per_trace)
+        .map(|i| {
+            let trace = (i / per_trace) as u64 + 1;
+            let k = (i % per_trace) as u64;
+            let mut t = [0x5a; 16];
+            t[..8].copy_from_slice(&trace.to_be_bytes());
+            StoreSpan {
+                trace_id: TraceId(t),
+                span_id: SpanId(((trace << 8) | (k + 1)).to_be_bytes()),
+                parent_span_id: (k > 0).then(|| SpanId(((trace << 8) | k).to_be_bytes())),
+                service: "orders".into(),
+                name: "POST /api/v1/orders".into(),
+                kind: SpanKind::Server,
+                start_unix_nanos: 1_700_000_000_000_000_000,
+                end_unix_nanos: 1_700_000_000_010_000_000,
+                status: if k == per_trace as u64 - 1 {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
+                status_message: String::new(),
+                attributes: vec![
+                    ("http.request.method".into(), "POST".into()),
+                    ("http.route".into(), "/api/v1/orders".into()),
+                ],
+                events: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn run_store_only() -> f64 {
+    let spans = store_spans(
+        REQUESTS * SPANS_PER_REQUEST / SPANS_PER_TRACE,
+        SPANS_PER_TRACE,
+    );
+    let store = TraceStore::new(TraceStoreConfig {
+        max_traces: 1_000_000,
+        ..TraceStoreConfig::default()
+    });
+    let start = Instant::now();
+    let mut spans = spans;
+    while !spans.is_empty() {
+        let rest = spans.split_off(spans.len().saturating_sub(SPANS_PER_REQUEST));
+        store.insert_spans(rest);
+    }
+    let n = store.stats().spans;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut http = Vec::new();
+    let mut grpc = Vec::new();
+    let mut decode = Vec::new();
+    let mut store = Vec::new();
+    for run in 0..RUNS {
+        decode.push(run_decode_only(run));
+        store.push(run_store_only());
+        http.push(rt.block_on(run_http(run)));
+        grpc.push(rt.block_on(run_grpc(run)));
+    }
+    let (http, grpc, decode, store) = (median(http), median(grpc), median(decode), median(store));
+    println!(
+        "OTLP throughput, {} spans/run ({} per request, {} senders), median of {RUNS} runs:",
+        REQUESTS * SPANS_PER_REQUEST,
+        SPANS_PER_REQUEST,
+        SENDERS
+    );
+    println!("  baseline protobuf decode only      {decode:>12.0} spans/s");
+    println!("  baseline store insert only         {store:>12.0} spans/s");
+    println!(
+        "  HTTP/protobuf accepted+assembled   {http:>12.0} spans/s  ({:.2}x of store-only)",
+        http / store
+    );
+    println!(
+        "  gRPC accepted+assembled            {grpc:>12.0} spans/s  ({:.2}x of store-only)",
+        grpc / store
+    );
+
+    // Memory: 100,000 retained traces of 3 spans each.
+    let before = rss_kib();
+    let store = TraceStore::new(TraceStoreConfig::default());
+    let spans = store_spans(100_000, 3);
+    for chunk in spans.chunks(SPANS_PER_REQUEST) {
+        store.insert_spans(chunk.to_vec());
+    }
+    drop(spans);
+    let after = rss_kib();
+    let stats = store.stats();
+    println!(
+        "  RSS growth with {} retained traces ({} spans): {:.1} MiB ({:.0} bytes/trace); process RSS {:.1} MiB",
+        stats.traces,
+        stats.spans,
+        (after.saturating_sub(before)) as f64 / 1024.0,
+        (after.saturating_sub(before) * 1024) as f64 / stats.traces.max(1) as f64,
+        after as f64 / 1024.0
+    );
+}
