@@ -340,3 +340,43 @@ fn full_accept_queue_matches_ss_recv_and_send_queue() {
 fn census_of(reader: &mut SocketReader) -> SocketCensus {
     census(reader)
 }
+
+#[test]
+fn single_walk_and_per_family_dumps_agree() {
+    use faultline_ingest::counters::netlink::NetlinkSockets;
+    use faultline_ingest::counters::sockets::Family;
+    let v4 = scenario("127.0.0.1", 10);
+    let v6 = ipv6_available().then(|| scenario("::1", 10));
+    let ports: Vec<u16> = std::iter::once(v4.port)
+        .chain(v6.as_ref().map(|s| s.port))
+        .collect();
+    let mut nl = NetlinkSockets::open().unwrap_or_else(|e| panic!("{e}"));
+    let ours = |entries: &[faultline_ingest::counters::SocketEntry]| {
+        let mut v: Vec<_> = entries
+            .iter()
+            .filter(|e| ports.contains(&e.local.port()) || ports.contains(&e.remote.port()))
+            .map(|e| (e.state, e.local, e.remote))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut last = None;
+    for _ in 0..20 {
+        let mut single = Vec::new();
+        nl.read_all(&mut single).unwrap_or_else(|e| panic!("{e}"));
+        let mut split = Vec::new();
+        nl.read_family(Family::Ipv4, &mut split)
+            .unwrap_or_else(|e| panic!("{e}"));
+        nl.read_family(Family::Ipv6, &mut split)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (ours(&single), ours(&split));
+        let expected = (1 + 10 + 6 + 10) * ports.len();
+        if a == b && a.len() == expected {
+            assert_eq!(nl.single_walk(), Some(true));
+            return;
+        }
+        last = Some((a.len(), b.len(), expected));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("single walk and per-family dumps differ (single, split, expected): {last:?}");
+}

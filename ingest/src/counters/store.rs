@@ -850,3 +850,130 @@ fn unavailable_or_failing(e: &CounterError) -> (SourceState, Option<String>) {
     };
     (status, Some(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::reader::CensusReading;
+    use crate::counters::sockets::{Family, SocketEntry, DEFAULT_EPHEMERAL_PORTS};
+    use std::net::SocketAddr;
+
+    fn entry(state: SocketState, local: u16, remote: u16) -> SocketEntry {
+        SocketEntry {
+            family: Family::Ipv4,
+            state,
+            local: SocketAddr::from(([10, 0, 0, 1], local)),
+            remote: SocketAddr::from(([10, 0, 0, 2], remote)),
+            recv_queue: 0,
+            send_queue: Some(0),
+            inode: 0,
+        }
+    }
+
+    fn sample(time: i64, entries: &[SocketEntry], protocol: &[(&str, i64)]) -> NodeSample {
+        let census =
+            SocketCensus::from_entries(SocketSource::Netlink, entries, &DEFAULT_EPHEMERAL_PORTS);
+        NodeSample {
+            time_unix_ms: time,
+            sockets: CensusReading {
+                census: Ok(census),
+                netlink_problem: None,
+            },
+            sockstat: Ok(BTreeMap::from([("TCP.tw".to_string(), 3)])),
+            protocol: Ok(protocol.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            processes: Vec::new(),
+            agent_process: None,
+            runtime: None,
+            scrapes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn top_ports_other_deltas_and_rates() {
+        let config = CountersConfig {
+            top_ports: 2,
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        // 8080: 5 TIME_WAIT outbound; 5432: 3 ESTABLISHED outbound; 9000 and 9001: 1 each.
+        let mut entries: Vec<SocketEntry> = (0..5)
+            .map(|i| entry(SocketState::TimeWait, 40000 + i, 8080))
+            .collect();
+        entries.extend((0..3).map(|i| entry(SocketState::Established, 41000 + i, 5432)));
+        entries.push(entry(SocketState::Established, 42000, 9000));
+        entries.push(entry(SocketState::SynSent, 42001, 9001));
+        store.record_sample(sample(
+            60_000,
+            &entries,
+            &[("TcpExt.ListenOverflows", 100), ("Tcp.RetransSegs", 10)],
+        ));
+        entries.extend((0..4).map(|i| entry(SocketState::TimeWait, 43000 + i, 8080)));
+        store.record_sample(sample(
+            62_000,
+            &entries,
+            &[("TcpExt.ListenOverflows", 140), ("Tcp.RetransSegs", 10)],
+        ));
+
+        let snap = store.snapshot(&SnapshotOptions::default());
+        let sockets = snap
+            .sockets
+            .as_ref()
+            .unwrap_or_else(|| panic!("no sockets"));
+        assert_eq!(sockets.ports.len(), 2);
+        assert_eq!(
+            (sockets.ports[0].port, sockets.ports[0].direction),
+            (8080, Direction::Outbound)
+        );
+        assert_eq!(sockets.ports[0].total, 9);
+        assert_eq!(sockets.ports[0].delta, Some(4));
+        assert_eq!(sockets.ports[1].port, 5432);
+        assert_eq!(sockets.other.port_groups, 2);
+        assert_eq!(sockets.other.total, 2);
+        let tw = sockets
+            .by_state
+            .iter()
+            .find(|s| s.state == SocketState::TimeWait)
+            .map(|s| (s.count, s.delta));
+        assert_eq!(tw, Some((9, Some(4))));
+        let overflow = snap
+            .protocol
+            .iter()
+            .find(|p| p.name == "TcpExt.ListenOverflows")
+            .and_then(|p| p.rate_per_sec);
+        assert_eq!(overflow, Some(20.0));
+
+        let history = snap
+            .history
+            .as_ref()
+            .unwrap_or_else(|| panic!("no history"));
+        assert_eq!(
+            history.seconds.series["sockets.port.8080.out.TIME_WAIT"],
+            vec![Some(5.0), Some(9.0)]
+        );
+        assert_eq!(
+            history.seconds.series["protocol.TcpExt.ListenOverflows"],
+            vec![None, Some(20.0)]
+        );
+        // The first minute closed when the second sample came in a new minute? Both are in
+        // minute 1 (60 s..120 s): no closed minute yet.
+        assert!(history.minutes.times_unix_ms.is_empty());
+
+        // The snapshot is what the API serialises: states are named as an SRE writes them.
+        let json = serde_json::to_string(&snap).unwrap_or_default();
+        assert!(json.contains("\"TIME_WAIT\":9"), "{json}");
+        assert!(json.contains("\"direction\":\"outbound\""));
+
+        let only_ports = store.snapshot(&SnapshotOptions {
+            series_prefix: "sockets.port.".into(),
+            max_points: 1,
+            ..SnapshotOptions::default()
+        });
+        let h = only_ports.history.unwrap_or_else(|| panic!("no history"));
+        assert!(h
+            .seconds
+            .series
+            .keys()
+            .all(|k| k.starts_with("sockets.port.")));
+        assert_eq!(h.seconds.times_unix_ms, vec![62_000]);
+    }
+}
