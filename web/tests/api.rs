@@ -105,6 +105,8 @@ fn bad_parameters_are_400_and_name_the_parameter() {
         ("/api/v1/traces?errors=1", "errors"),
         ("/api/v1/traces?limit=100000", "limit"),
         ("/api/v1/traces/not-a-trace-id", "trace_id"),
+        ("/api/v1/traces/%FF", "trace_id"),
+        ("/api/v1/clusters/%FF%FE", "id"),
     ] {
         let (status, body) = get(addr, path);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");

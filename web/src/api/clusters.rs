@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
@@ -145,9 +146,21 @@ impl ClusterFilter {
     }
 }
 
-/// Whether `haystack` contains `needle_lower` (already lowercased), ignoring case.
+/// Whether `haystack` contains `needle_lower` (already lowercased), ignoring case. ASCII
+/// needles, the common case, are matched without allocating: this runs over every cluster on
+/// every search request.
 fn contains_ignore_case(haystack: &str, needle_lower: &str) -> bool {
-    haystack.to_lowercase().contains(needle_lower)
+    if !needle_lower.is_ascii() {
+        return haystack.to_lowercase().contains(needle_lower);
+    }
+    let needle = needle_lower.as_bytes();
+    if needle.is_empty() {
+        return true;
+    }
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 pub(crate) fn now_unix_ms() -> i64 {
@@ -228,14 +241,16 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "Stable cluster id", max_length = 256)),
     responses(
         (status = 200, description = "The cluster", body = ClusterDetail),
+        (status = 400, description = "`id` is not valid UTF-8 text", body = ErrorBody),
         (status = 404, description = "No cluster has this id", body = ErrorBody),
         (status = 503, description = "The cluster store is not attached", body = ErrorBody),
     )
 )]
 pub(crate) async fn detail(
     State(shared): State<Shared>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ClusterDetail>, ApiError> {
+    let Path(id) = path.map_err(|err| ApiError::bad_parameter("id", err.body_text()))?;
     let views = shared.views()?;
     if id.len() > 256 {
         return Err(ApiError::not_found("no cluster has this id"));
@@ -245,4 +260,24 @@ pub(crate) async fn detail(
         .detail(&id)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no cluster has the id {id:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_ignore_case;
+
+    #[test]
+    fn search_ignores_case_in_ascii_and_unicode() {
+        assert!(contains_ignore_case(
+            "read: Connection RESET by peer",
+            "connection reset"
+        ));
+        assert!(!contains_ignore_case(
+            "read: connection refused",
+            "connection reset"
+        ));
+        assert!(contains_ignore_case("Ünïcode ÉRROR", "érror"));
+        assert!(contains_ignore_case("anything", ""));
+        assert!(!contains_ignore_case("ab", "abc"));
+    }
 }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/traces` and `GET /api/v1/traces/{trace_id}`: call chains.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
@@ -80,8 +81,10 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn detail(
     State(shared): State<Shared>,
-    Path(trace_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CallChain>, ApiError> {
+    let Path(trace_id) =
+        path.map_err(|err| ApiError::bad_parameter("trace_id", err.body_text()))?;
     if !is_trace_id(&trace_id) {
         return Err(ApiError::bad_parameter(
             "trace_id",
