@@ -239,6 +239,38 @@ impl History {
     }
 }
 
+impl HistoryView {
+    /// The points of series `name` placed on a regular axis starting at `start_unix_ms` with one
+    /// slot every `step_ms` (for documents whose series are indexed by position): each point
+    /// goes to the nearest slot, slots without a point are `None`, and points outside the axis
+    /// are dropped. An unknown series gives all `None`. The axis has `slots` entries.
+    pub fn on_regular_axis(
+        &self,
+        name: &str,
+        start_unix_ms: i64,
+        step_ms: i64,
+        slots: usize,
+    ) -> Vec<Option<f64>> {
+        let mut out = vec![None; slots];
+        let (Some(points), true) = (self.series.get(name), step_ms > 0) else {
+            return out;
+        };
+        for (t, v) in self.times_unix_ms.iter().zip(points) {
+            let offset = t.saturating_sub(start_unix_ms);
+            if offset < -step_ms / 2 {
+                continue;
+            }
+            let slot = (offset + step_ms / 2).div_euclid(step_ms);
+            if let Some(cell) = usize::try_from(slot).ok().and_then(|i| out.get_mut(i)) {
+                if let Some(v) = v {
+                    *cell = Some(f64::from(*v));
+                }
+            }
+        }
+        out
+    }
+}
+
 fn push_capped<T>(ring: &mut VecDeque<T>, value: T, cap: usize) {
     if ring.len() >= cap {
         ring.pop_front();
@@ -288,6 +320,24 @@ mod tests {
         // Every series seen in this sample: the newcomer is dropped, not an old one.
         h.record(3000, &[gauge("b", 1.0), gauge("c", 1.0), gauge("d", 1.0)]);
         assert!(h.contains("b") && h.contains("c") && !h.contains("d"));
+    }
+
+    #[test]
+    fn regular_axis_places_points_in_the_nearest_slot() {
+        let mut h = History::new(100, 10, 4);
+        // A skipped tick at 3000 and a late one at 4100.
+        for t in [1000, 2000, 4100, 5000] {
+            h.record(t, &[gauge("x", t as f64)]);
+        }
+        let view = h.seconds("", 100, 1);
+        assert_eq!(
+            view.on_regular_axis("x", 1000, 1000, 5),
+            vec![Some(1000.0), Some(2000.0), None, Some(4100.0), Some(5000.0)]
+        );
+        assert_eq!(
+            view.on_regular_axis("nope", 1000, 1000, 2),
+            vec![None, None]
+        );
     }
 
     proptest! {

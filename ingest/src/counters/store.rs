@@ -29,6 +29,69 @@ use super::sockets::{
 };
 use super::state::SocketState;
 
+/// The names of history series, so readers can find a counter's history in a [`HistoryView`]
+/// without knowing how the store spells them.
+pub mod series_name {
+    use super::{Direction, SocketState};
+
+    /// All sockets in `state` (`sockets.state.TIME_WAIT`).
+    pub fn state(state: SocketState) -> String {
+        format!("sockets.state.{}", state.name())
+    }
+
+    /// Sockets of one service port in `state` (`sockets.port.8080.out.TIME_WAIT`); kept for the
+    /// top N ports, for every state that was non-zero since the port entered the top N.
+    pub fn port_state(port: u16, direction: Direction, state: SocketState) -> String {
+        format!("{}.{}", port_prefix(port, direction), state.name())
+    }
+
+    /// All sockets of one service port (`sockets.port.8080.in.total`).
+    pub fn port_total(port: u16, direction: Direction) -> String {
+        format!("{}.total", port_prefix(port, direction))
+    }
+
+    /// The summed ports beyond the top N.
+    pub const OTHER_PORTS_TOTAL: &str = "sockets.port.other.total";
+
+    /// The accept queues of one listening port, summed over its addresses.
+    pub fn listen_queue(port: u16) -> String {
+        format!("sockets.listen.{port}.queue")
+    }
+
+    /// A `/proc/net/sockstat{,6}` value (`sockstat.TCP.tw`).
+    pub fn sockstat(key: &str) -> String {
+        format!("sockstat.{key}")
+    }
+
+    /// The per-second rate of a protocol counter (`protocol.TcpExt.ListenOverflows`).
+    pub fn protocol_rate(key: &str) -> String {
+        format!("protocol.{key}")
+    }
+
+    /// A process counter: `what` is `open_fds`, `threads` or `rss_bytes`.
+    pub fn process(name: &str, what: &str) -> String {
+        format!("process.{name}.{what}")
+    }
+
+    /// A task count (`task.user-svc.pprof`).
+    pub fn task(target: &str, source: &str) -> String {
+        format!("task.{target}.{source}")
+    }
+
+    /// A runtime counter: `alive_tasks`, `global_queue_depth` or `busy_ratio`.
+    pub fn runtime(what: &str) -> String {
+        format!("runtime.{what}")
+    }
+
+    fn port_prefix(port: u16, direction: Direction) -> String {
+        let dir = match direction {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        };
+        format!("sockets.port.{port}.{dir}")
+    }
+}
+
 /// Everything the sampler read in one tick (task scrapes excepted).
 #[derive(Debug)]
 pub struct NodeSample {
@@ -399,7 +462,11 @@ impl CounterStore {
         time_ms: i64,
         pushed: bool,
     ) -> bool {
-        let key = (target.to_string(), source.to_string());
+        // Names can come from OTLP senders: cap them so one sender cannot grow the store.
+        let key = (
+            truncated(target, MAX_NAME_BYTES),
+            truncated(source, MAX_NAME_BYTES),
+        );
         if !inner.tasks.contains_key(&key) && inner.tasks.len() >= self.max_task_targets {
             inner.task_rejected += 1;
             return false;
@@ -500,7 +567,7 @@ impl CounterStore {
                 set_source(&mut inner, "sockstat", (SourceState::Available, None));
                 for key in SOCKSTAT_KEYS {
                     if let Some(v) = values.get(*key) {
-                        series.push((format!("sockstat.{key}"), SeriesKind::Gauge, *v as f64));
+                        series.push((series_name::sockstat(key), SeriesKind::Gauge, *v as f64));
                     }
                 }
                 inner.sockstat = values;
@@ -527,7 +594,7 @@ impl CounterStore {
                         (total >= before && secs > 0.0).then(|| (total - before) as f64 / secs)
                     });
                     if let Some(r) = rate {
-                        series.push((format!("protocol.{key}"), SeriesKind::Rate, r));
+                        series.push((series_name::protocol_rate(key), SeriesKind::Rate, r));
                     }
                     out.push(ProtocolCounter {
                         name: (*key).to_string(),
@@ -570,7 +637,7 @@ impl CounterStore {
                         ("rss_bytes", c.rss_bytes),
                     ] {
                         series.push((
-                            format!("process.{name}.{what}"),
+                            series_name::process(&name, what),
                             SeriesKind::Gauge,
                             v as f64,
                         ));
@@ -615,12 +682,12 @@ impl CounterStore {
                 rt.alive_tasks as f64,
             ));
             series.push((
-                "runtime.global_queue_depth".into(),
+                series_name::runtime("global_queue_depth"),
                 SeriesKind::Gauge,
                 rt.global_queue_depth as f64,
             ));
             if let Some(b) = busy_ratio {
-                series.push(("runtime.busy_ratio".into(), SeriesKind::Rate, b));
+                series.push((series_name::runtime("busy_ratio"), SeriesKind::Rate, b));
             }
             inner.runtime = Some(RuntimeView {
                 counters: rt,
@@ -642,7 +709,7 @@ impl CounterStore {
                 }
             }
             if let Some(v) = entry.value {
-                series.push((format!("task.{target}.{source}"), SeriesKind::Gauge, v));
+                series.push((series_name::task(target, source), SeriesKind::Gauge, v));
             }
         }
 
@@ -660,11 +727,7 @@ impl CounterStore {
             .into_iter()
             .map(|s| {
                 let count = census.by_state.get(s);
-                series.push((
-                    format!("sockets.state.{}", s.name()),
-                    SeriesKind::Gauge,
-                    f64::from(count),
-                ));
+                series.push((series_name::state(s), SeriesKind::Gauge, f64::from(count)));
                 StateCount {
                     state: s,
                     count,
@@ -682,15 +745,14 @@ impl CounterStore {
         let had_prev = inner.prev_states.is_some();
         for (i, (key, counts)) in groups.iter().enumerate() {
             if i < self.top_ports {
-                let dir = match key.direction {
-                    Direction::Inbound => "in",
-                    Direction::Outbound => "out",
-                };
-                let prefix = format!("sockets.port.{}.{dir}", key.port);
                 let total = counts.total();
-                series.push((format!("{prefix}.total"), SeriesKind::Gauge, total as f64));
+                series.push((
+                    series_name::port_total(key.port, key.direction),
+                    SeriesKind::Gauge,
+                    total as f64,
+                ));
                 for s in SocketState::ALL {
-                    let name = format!("{prefix}.{}", s.name());
+                    let name = series_name::port_state(key.port, key.direction, s);
                     let n = counts.get(s);
                     if n > 0 || inner.history.contains(&name) {
                         series.push((name, SeriesKind::Gauge, f64::from(n)));
@@ -733,7 +795,7 @@ impl CounterStore {
         }
         for (port, queue) in queue_by_port {
             series.push((
-                format!("sockets.listen.{port}.queue"),
+                series_name::listen_queue(port),
                 SeriesKind::Gauge,
                 f64::from(queue),
             ));
@@ -816,6 +878,18 @@ impl CounterStore {
     }
 }
 
+/// The longest task target or source name kept, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncated(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// How full an accept queue is, for ordering (a queue at its backlog sorts first).
 fn fullness(l: &ListenQueue) -> f64 {
     match l.backlog {
@@ -886,6 +960,16 @@ mod tests {
             runtime: None,
             scrapes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn hostile_task_names_are_capped() {
+        let store = CounterStore::new(&CountersConfig::default());
+        let long = "é".repeat(1000);
+        assert!(store.record_task(&long, "otlp", 1.0, 0));
+        let snap = store.snapshot(&SnapshotOptions::current_only());
+        assert!(snap.tasks[0].target.len() <= MAX_NAME_BYTES);
+        assert!(snap.tasks[0].target.starts_with('é'));
     }
 
     #[test]
