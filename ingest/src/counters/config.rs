@@ -178,7 +178,9 @@ pub enum TaskKind {
     Auto,
     /// `/debug/pprof/goroutine?debug=1` ("goroutine profile: total N"; `debug=2` also works).
     Pprof,
-    /// `/debug/vars`: a JSON object; the count is under `key` (default `goroutines`).
+    /// `/debug/vars`: a JSON object; the count is under `key` (default `goroutines`). Go's
+    /// expvar does not publish the goroutine count by itself; services usually add
+    /// `expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))`.
     Expvar,
     /// Prometheus text; the count is the metric named `key` (default `go_goroutines`).
     Prometheus,
