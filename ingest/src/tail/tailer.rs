@@ -268,6 +268,9 @@ impl Tailer {
                 }
             }
         }
+        // Copy candidates adopted meanwhile, or gone, need no waiting entry any more.
+        let candidates: Vec<FileId> = found.iter().flatten().map(|c| c.2).collect();
+        self.deferred.retain(|id, _| candidates.contains(id));
         for (file, path, id, head, size, service) in found.into_iter().flatten() {
             if self.files.len() >= self.config.max_open_files {
                 self.book.lock().totals.files_over_limit += 1;
