@@ -113,7 +113,7 @@ impl Batch {
                 let roots: Vec<_> = self
                     .samples
                     .iter()
-                    .map(|s| rc.insert(&crate::root::root_signature(s)))
+                    .map(|s| rc.insert_for_rerun(&crate::root::root_signature(s)))
                     .collect();
                 clusters = rc.rerun();
                 for r in roots {

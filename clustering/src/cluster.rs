@@ -140,6 +140,16 @@ impl RootClusters {
     /// Adds a root (or finds it) and places it in the nearest cluster within tolerance, else
     /// in a new one.
     pub fn insert(&mut self, root: &str) -> RootIndex {
+        self.insert_placed(root, true)
+    }
+
+    /// Adds a root (or finds it) in a singleton cluster, for callers that re-run DBSCAN
+    /// right after adding many roots (batch mode): it skips the nearest-root search.
+    pub fn insert_for_rerun(&mut self, root: &str) -> RootIndex {
+        self.insert_placed(root, false)
+    }
+
+    fn insert_placed(&mut self, root: &str, place: bool) -> RootIndex {
         if let Some(&r) = self.by_text.get(root) {
             return r;
         }
@@ -151,7 +161,12 @@ impl RootClusters {
             *self.df.entry(w.clone()).or_insert(0) += 1;
         }
         let index = self.roots.len() as RootIndex;
-        let cluster = self.nearest_cluster(&words).unwrap_or_else(|| {
+        let nearest = if place {
+            self.nearest_cluster(&words)
+        } else {
+            None
+        };
+        let cluster = nearest.unwrap_or_else(|| {
             self.canonical.push(index);
             (self.canonical.len() - 1) as u32
         });
@@ -262,26 +277,70 @@ impl RootClusters {
             self.canonical.clear();
             return 0;
         }
-        let mut data = Array2::<f32>::zeros((n, DIMS));
-        for (i, r) in self.roots.iter().enumerate() {
-            let v = self.vector(&r.words);
-            if v.is_empty() {
-                // A root without words: a unit vector of its own text keeps it apart.
-                let d = (xxh3_64(r.text.as_bytes()) % DIMS as u64) as usize;
-                data[(i, d)] = 1.0;
-            }
-            for (d, x) in v {
-                data[(i, d as usize)] = x;
+        let vectors: Vec<Vec<(u32, f32)>> = self
+            .roots
+            .iter()
+            .map(|r| {
+                let v = self.vector(&r.words);
+                if v.is_empty() {
+                    // A root without words: a unit vector of its own text keeps it apart.
+                    vec![((xxh3_64(r.text.as_bytes()) % DIMS as u64) as u32, 1.0)]
+                } else {
+                    v
+                }
+            })
+            .collect();
+        // With min_points = 2 a root without any neighbour within eps is noise whatever the
+        // others do, so only roots with a neighbour go to DBSCAN. Finding them through an
+        // inverted index of the sparse vectors is cheap; DBSCAN's dense linear search is not.
+        let mut postings: Vec<Vec<u32>> = vec![Vec::new(); DIMS];
+        for (i, v) in vectors.iter().enumerate() {
+            for &(d, _) in v {
+                postings[d as usize].push(i as u32);
             }
         }
-        let labels = match Dbscan::params_with(2, L2Dist, CommonNearestNeighbour::LinearSearch)
-            .tolerance(self.params.eps)
-            .check()
-        {
-            Ok(params) => params.transform(&data),
-            // Unreachable with min_points = 2 and a positive tolerance; keep the old labels.
-            Err(_) => return self.canonical.len(),
-        };
+        let mut has_neighbour = vec![false; n];
+        let mut checked: Vec<u32> = vec![u32::MAX; n];
+        for (i, v) in vectors.iter().enumerate() {
+            if has_neighbour[i] {
+                continue;
+            }
+            'search: for &(d, _) in v {
+                for &j in &postings[d as usize] {
+                    let j = j as usize;
+                    if j == i || checked[j] == i as u32 {
+                        continue;
+                    }
+                    checked[j] = i as u32;
+                    if distance(v, &vectors[j]) < self.params.eps {
+                        has_neighbour[i] = true;
+                        has_neighbour[j] = true;
+                        break 'search;
+                    }
+                }
+            }
+        }
+        let dense_rows: Vec<usize> = (0..n).filter(|&i| has_neighbour[i]).collect();
+        let mut labels: Vec<Option<usize>> = vec![None; n];
+        if !dense_rows.is_empty() {
+            let mut data = Array2::<f32>::zeros((dense_rows.len(), DIMS));
+            for (row, &i) in dense_rows.iter().enumerate() {
+                for &(d, x) in &vectors[i] {
+                    data[(row, d as usize)] = x;
+                }
+            }
+            let found = match Dbscan::params_with(2, L2Dist, CommonNearestNeighbour::LinearSearch)
+                .tolerance(self.params.eps)
+                .check()
+            {
+                Ok(params) => params.transform(&data),
+                // Unreachable with min_points = 2 and a positive tolerance; keep the old labels.
+                Err(_) => return self.canonical.len(),
+            };
+            for (row, &i) in dense_rows.iter().enumerate() {
+                labels[i] = found[row];
+            }
+        }
         let mut dense: HashMap<usize, u32> = HashMap::new();
         self.canonical.clear();
         for (i, label) in labels.iter().enumerate() {

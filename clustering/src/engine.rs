@@ -440,6 +440,12 @@ impl Engine {
 
     /// Saves the state to `path` atomically (write, fsync, rename, fsync the directory).
     pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
+        snapshot::write_atomic(path, &self.snapshot())
+    }
+
+    /// The state as a snapshot value, for a caller that stores it inside a larger atomic
+    /// file (the agent keeps it together with the tail offsets it was derived from).
+    pub fn snapshot(&self) -> Snapshot {
         let snap = {
             let s = self.state.lock();
             let (labels, canonical) = s.roots.labels();
@@ -467,13 +473,21 @@ impl Engine {
                 counters: s.counters,
             }
         };
-        snapshot::write_atomic(path, &Snapshot::V1(snap))
+        Snapshot::V1(snap)
     }
 
     /// An engine restored from a snapshot written by [`save`](Self::save): same template and
     /// cluster ids, same counts.
     pub fn restore(path: &Path, config: ClusteringConfig) -> Result<Engine, SnapshotError> {
-        let Snapshot::V1(snap) = snapshot::read(path)?;
+        Self::from_snapshot(snapshot::read(path)?, config)
+    }
+
+    /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot).
+    pub fn from_snapshot(
+        snapshot: Snapshot,
+        config: ClusteringConfig,
+    ) -> Result<Engine, SnapshotError> {
+        let Snapshot::V1(snap) = snapshot;
         let engine = Engine::new(config);
         {
             let mut s = engine.state.lock();

@@ -55,7 +55,51 @@ struct Token {
     pre: usize,
     suf: usize,
     kind: Kind,
+    /// The core is 1 to 5 ASCII letters: a possible month, weekday or unit name.
+    short_word: bool,
 }
+
+const LEAD: u8 = 1;
+const TRAIL: u8 = 2;
+const DIGIT: u8 = 4;
+const SPECIAL: u8 = 8;
+const ALPHA: u8 = 16;
+
+/// Byte classes, so that one pass over a token decides the common cases.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b.is_ascii_digit() {
+            c |= DIGIT;
+        }
+        if b.is_ascii_alphabetic() {
+            c |= ALPHA;
+        }
+        if matches!(b, b'=' | b'@' | b'/' | b':') {
+            c |= SPECIAL;
+        }
+        let mut k = 0;
+        while k < LEADING.len() {
+            if LEADING[k] == b {
+                c |= LEAD;
+            }
+            k += 1;
+        }
+        k = 0;
+        while k < TRAILING.len() {
+            if TRAILING[k] == b {
+                c |= TRAIL;
+            }
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
 
 impl MaskedLine {
     /// An empty buffer.
@@ -88,7 +132,8 @@ impl MaskedLine {
         // reach `Sat Jun 25 09:20:24`, where `Sat` touches `Jun` only.
         for _ in 0..2 {
             for k in 0..toks.len() {
-                if toks[k].kind == Kind::Constant
+                if toks[k].short_word
+                    && toks[k].kind == Kind::Constant
                     && is_calendar_word(&bytes[toks[k].start..toks[k].end])
                     && ((k + 1 < toks.len() && toks[k + 1].kind == Kind::Variable)
                         || (k > 0 && toks[k - 1].kind == Kind::Variable))
@@ -100,7 +145,8 @@ impl MaskedLine {
             }
         }
         for k in 1..toks.len() {
-            if toks[k].kind == Kind::Constant
+            if toks[k].short_word
+                && toks[k].kind == Kind::Constant
                 && matches!(toks[k - 1].kind, Kind::Variable | Kind::Value(_))
                 && is_unit(&bytes[toks[k].start..toks[k].end])
             {
@@ -172,21 +218,36 @@ pub fn mask(message: &str) -> String {
 fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
     let word = &bytes[start..end];
     let mut pre = 0;
-    while pre < word.len() && LEADING.contains(&word[pre]) {
+    while pre < word.len() && CLASS[word[pre] as usize] & LEAD != 0 {
         pre += 1;
     }
     let mut suf = 0;
-    while suf < word.len() - pre && TRAILING.contains(&word[word.len() - 1 - suf]) {
+    while suf < word.len() - pre && CLASS[word[word.len() - 1 - suf] as usize] & TRAIL != 0 {
         suf += 1;
     }
     let core = &word[pre..word.len() - suf];
+    let mut classes = 0u8;
+    let mut all_alpha = true;
+    for &b in core {
+        let c = CLASS[b as usize];
+        classes |= c;
+        all_alpha &= c & ALPHA != 0;
+    }
     let mut token = Token {
         start,
         end,
         pre,
         suf,
         kind: Kind::Constant,
+        short_word: all_alpha && !core.is_empty() && core.len() <= 5,
     };
+    // The common cases, decided by the byte classes alone.
+    if classes & SPECIAL == 0 && !core.is_empty() {
+        if classes & DIGIT != 0 {
+            token.kind = Kind::Variable;
+        }
+        return token;
+    }
     if core.is_empty() {
         // `()`, `[]`, `""`: an empty value where other messages have one.
         if pre > 0 && suf > 0 {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark of the clustering engine, rerunnable by anyone:
+#   1. template accuracy on Loghub-2k (GA per set and mean; `faultline cluster --level template`),
+#   2. pattern accuracy on the errcorpus dev set (ARI, GA; `--level cluster --parse`),
+#   3. end-to-end speed on the 1,000,000-line Loghub file, in the same run as the anchors:
+#      the logdrain crate (benches/logdrain_anchor.rs) and Drain3 (Python, default settings),
+#      each run RUNS times; medians, ratios and peak RSS are printed.
+#
+# Usage: scripts/bench/clustering.sh [RUNS]     (default 3; needs python3, pip for drain3 and
+#        scikit-learn, and the shared data under /work/shared or $SHARED)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS="${1:-3}"
+SHARED="${SHARED:-/work/shared}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/clustering}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/clustering-bench.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+python3 -c 'import drain3' 2>/dev/null || pip install -q drain3 >&2
+python3 -c 'import sklearn' 2>/dev/null || pip install -q scikit-learn >&2
+
+cargo build --release -p faultline >&2
+cargo bench -p faultline-clustering --bench logdrain_anchor --no-run >&2
+BIN="$CARGO_TARGET_DIR/release/faultline"
+ANCHOR="$(ls -t "$CARGO_TARGET_DIR"/release/deps/logdrain_anchor-* | grep -v '\.d$' | head -1)"
+
+echo "## 1. Template accuracy (Loghub-2k, --level template)"
+"$SHARED/tools/logbench/score_cli.sh" --no-speed \
+  "$BIN cluster --level template --input {in} --output {out}" "loghub=$SHARED/data/loghub2k" | tail -12
+
+echo
+echo "## 2. Pattern accuracy (errcorpus dev, --level cluster --parse)"
+"$BIN" cluster --level cluster --parse --input "$SHARED/data/errcorpus/dev.log" --output "$WORK/ec.pred" 2>/dev/null
+python3 "$SHARED/tools/errcorpus/score.py" "$SHARED/data/errcorpus/dev.truth.tsv" "$WORK/ec.pred" >"$WORK/ec.score"
+head -3 "$WORK/ec.score"
+
+echo
+echo "## 3. Speed on 1,000,000 lines ($RUNS runs each, interleaved; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+python3 "$SHARED/tools/logbench/make_bigfile.py" --lines 1000000 --kind content \
+  --out "$WORK/big.txt" "$SHARED/data/loghub2k" >/dev/null
+# Runs a command, prints "seconds peak_rss_kb".
+timed() { /usr/bin/time -f '%e %M' -o "$WORK/t" "$@" >/dev/null 2>&1; cat "$WORK/t"; }
+declare -A T R
+for name in template cluster logdrain drain3; do T[$name]=""; R[$name]=0; done
+for ((i = 1; i <= RUNS; i++)); do
+  for name in template cluster logdrain drain3; do
+    case $name in
+      template) set -- "$BIN" cluster --level template --input "$WORK/big.txt" --output "$WORK/o" ;;
+      cluster) set -- "$BIN" cluster --level cluster --input "$WORK/big.txt" --output "$WORK/o" ;;
+      logdrain) set -- "$ANCHOR" "$WORK/big.txt" "$WORK/o" ;;
+      drain3) set -- python3 scripts/bench/clustering_drain3.py "$WORK/big.txt" "$WORK/o" ;;
+    esac
+    read -r secs rss < <(timed "$@")
+    T[$name]+="$secs "
+    (( rss > R[$name] )) && R[$name]=$rss
+  done
+done
+python3 - "${T[template]}" "${T[cluster]}" "${T[logdrain]}" "${T[drain3]}" \
+  "${R[template]}" "${R[cluster]}" "${R[logdrain]}" "${R[drain3]}" <<'PY'
+import statistics, sys
+names = ["faultline --level template", "faultline --level cluster", "logdrain crate", "Drain3 (Python)"]
+times = [[float(x) for x in a.split()] for a in sys.argv[1:5]]
+rss = [int(x) for x in sys.argv[5:9]]
+med = [statistics.median(t) for t in times]
+for n, t, m, r in zip(names, times, med, rss):
+    print(f"{n:28s} median {m:7.3f} s  {1e6 / m:12,.0f} lines/s  peak RSS {r / 1024:7.1f} MB  runs {t}")
+print(f"template vs logdrain: {med[2] / med[0]:.2f}x faster")
+print(f"template vs Drain3:   {med[3] / med[0]:.2f}x faster")
+print(f"cluster level slower than template level by {100 * (med[1] / med[0] - 1):.1f}%")
+PY
