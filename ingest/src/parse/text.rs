@@ -17,7 +17,7 @@ pub(crate) static ESCAPED_NEWLINE: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\\n"));
 static HTTP_PANIC: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"http: panic serving "));
-static PANIC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"panic: "));
+static PANIC_WORD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"panic"));
 static TRACE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"race"));
 static SPAN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"pan"));
 /// Gin's error line marker.
@@ -164,12 +164,32 @@ pub(crate) fn panic_value(first_line: &str) -> Option<(Level, &str)> {
         let value = after.find(": ").map(|i| &after[i + 2..])?;
         return Some((Level::Panic, trim_recovered(value)));
     }
-    let at = PANIC.find(b)?;
-    if at > 0 && !matches!(b[at - 1], b' ' | b':' | b'[' | b'(') {
-        return None;
+    // `panic: X`, `recovered from panic: X`, and one word between: `panic recovered: X`,
+    // `panic occurred: X`.
+    for at in PANIC_WORD.find_iter(b) {
+        if at > 0 && !matches!(b[at - 1], b' ' | b':' | b'[' | b'(') {
+            continue;
+        }
+        let rest = &first_line[at + "panic".len()..];
+        let value = match rest.strip_prefix(": ") {
+            Some(value) => value,
+            None => {
+                let Some(word) = rest.strip_prefix(' ') else {
+                    continue;
+                };
+                let len = word.bytes().take_while(u8::is_ascii_alphabetic).count();
+                match word[len..].strip_prefix(": ") {
+                    Some(value) if (3..=12).contains(&len) => value,
+                    _ => continue,
+                }
+            }
+        };
+        let value = trim_recovered(value);
+        if !value.is_empty() {
+            return Some((Level::Panic, value));
+        }
     }
-    let value = trim_recovered(&first_line[at + "panic: ".len()..]);
-    (!value.is_empty()).then_some((Level::Panic, value))
+    None
 }
 
 fn trim_recovered(value: &str) -> &str {
@@ -329,6 +349,12 @@ mod tests {
             Some((Level::Fatal, "concurrent map writes"))
         );
         assert_eq!(panic_value("nopanic: x"), None);
+        assert_eq!(
+            panic_value("panic recovered: assignment to entry in nil map [recovered]"),
+            Some((Level::Panic, "assignment to entry in nil map"))
+        );
+        assert_eq!(panic_value("panicked at the disco"), None);
+        assert_eq!(panic_value("don't panic about it"), None);
     }
 
     #[test]
