@@ -386,6 +386,8 @@ proptest! {
             max_traces: 5,
             max_spans_per_trace: 4,
             max_logs_per_trace: 3,
+            max_total_spans: 1_000,
+            max_total_logs: 1_000,
             max_clusters_per_trace: 2,
             retention_secs: 3_600,
         };
@@ -503,4 +505,47 @@ fn list_filters_by_cluster_service_and_errors() {
     });
     assert_eq!(svc.len(), 2);
     assert!(svc.iter().all(|s| s.services == vec!["svc-1".to_owned()]));
+}
+
+#[test]
+fn total_spans_and_logs_are_bounded_by_evicting_the_oldest_traces() {
+    let store = TraceStore::new(TraceStoreConfig {
+        max_total_spans: 10,
+        max_total_logs: 4,
+        ..TraceStoreConfig::default()
+    });
+    let one = |t: u8, k: u8| {
+        let mut s = build_spans(&[SpanSpec {
+            parent: Parent::Root,
+            service: 0,
+            start: 0,
+            duration: 1,
+            failed: false,
+            exception: false,
+        }]);
+        s[0].trace_id = tid(t);
+        s[0].span_id = SpanId([k + 1; 8]);
+        s.remove(0)
+    };
+    for t in 0..5u8 {
+        store.insert_spans((0..3).map(|k| one(t, k)).collect());
+    }
+    let stats = store.stats();
+    assert!(stats.spans <= 10, "{stats:?}");
+    assert_eq!(stats.evicted_traces, 2, "the two oldest traces went");
+    assert!(store.call_chain(tid(0)).is_none() && store.call_chain(tid(1)).is_none());
+    assert_eq!(store.call_chain(tid(4)).map(|c| c.span_count), Some(3));
+    for t in 2..5u8 {
+        for _ in 0..2 {
+            let mut log = log_for(None, 0, false);
+            log.trace_id = Some(tid(t));
+            store.attach_log(log);
+        }
+    }
+    let stats = store.stats();
+    assert!(stats.logs <= 4, "{stats:?}");
+    assert!(
+        store.call_chain(tid(4)).is_some(),
+        "the trace written last stays"
+    );
 }

@@ -14,6 +14,12 @@ pub struct TraceStoreConfig {
     pub max_spans_per_trace: usize,
     /// Most log records kept per trace; later ones are dropped (counted in `dropped_logs`).
     pub max_logs_per_trace: usize,
+    /// Most spans held over all traces; beyond it the least recently touched other traces are
+    /// evicted (`evicted_traces`). With `max_spans_per_trace` this bounds memory even when
+    /// every trace is large.
+    pub max_total_spans: usize,
+    /// Most log records held over all traces; beyond it, as for spans.
+    pub max_total_logs: usize,
     /// Most cluster ids remembered per trace and per span; later tags are ignored.
     pub max_clusters_per_trace: usize,
     /// Seconds a trace is kept after it was last touched (span or log added); older traces are
@@ -27,6 +33,8 @@ impl Default for TraceStoreConfig {
             max_traces: 100_000,
             max_spans_per_trace: 2_000,
             max_logs_per_trace: 1_000,
+            max_total_spans: 1_000_000,
+            max_total_logs: 500_000,
             max_clusters_per_trace: 32,
             retention_secs: 3_600,
         }

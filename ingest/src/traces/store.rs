@@ -7,8 +7,8 @@
 //! released.
 //!
 //! Eviction policy: traces are ordered by when they were last touched (a span or a log added).
-//! When `max_traces` would be exceeded the least recently touched trace goes
-//! (`evicted_traces`); traces untouched for `retention_secs` expire (`expired_traces`). Spans
+//! When `max_traces`, `max_total_spans` or `max_total_logs` would be exceeded the least
+//! recently touched traces go (`evicted_traces`); traces untouched for `retention_secs` expire (`expired_traces`). Spans
 //! beyond `max_spans_per_trace` are refused — the caller reports them as rejected to the
 //! sender — and logs beyond `max_logs_per_trace` are dropped (`dropped_logs`).
 
@@ -179,6 +179,20 @@ impl Inner {
         entry
     }
 
+    /// Evicts least recently touched traces, never `keep`, until the totals fit.
+    fn shed(&mut self, keep: TraceId, max_spans: usize, max_logs: usize) {
+        while self.spans > max_spans || self.logs > max_logs {
+            match self.order.first_key_value() {
+                Some((_, oldest)) if *oldest != keep => {
+                    self.remove_oldest();
+                    self.evicted_traces += 1;
+                }
+                // Only the trace being written is left: its own caps bound it.
+                _ => break,
+            }
+        }
+    }
+
     fn remove_oldest(&mut self) -> bool {
         let Some((_, trace_id)) = self.order.pop_first() else {
             return false;
@@ -222,7 +236,8 @@ impl TraceStore {
         self.expire_locked(&mut inner, now);
         let max_spans = self.config.max_spans_per_trace;
         for span in spans {
-            let entry = inner.touch(span.trace_id, now, self.config.max_traces);
+            let span_trace = span.trace_id;
+            let entry = inner.touch(span_trace, now, self.config.max_traces);
             let failed = span_failed(&span);
             let start = span.start_unix_nanos;
             let service = span.service.clone();
@@ -249,6 +264,11 @@ impl TraceStore {
                 Some(new) => {
                     if new {
                         inner.spans += 1;
+                        inner.shed(
+                            span_trace,
+                            self.config.max_total_spans,
+                            self.config.max_total_logs,
+                        );
                     }
                     outcome.stored += 1;
                 }
@@ -283,6 +303,11 @@ impl TraceStore {
             }
             entry.logs.push(record);
             inner.logs += 1;
+            inner.shed(
+                trace_id,
+                self.config.max_total_spans,
+                self.config.max_total_logs,
+            );
             attached += 1;
         }
         attached
