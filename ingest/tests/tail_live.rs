@@ -250,3 +250,72 @@ async fn long_lines_binary_files_and_invalid_utf8() {
         .any(|f| f.binary && f.path.ends_with("core.log")));
     stop(running).await;
 }
+
+/// `kill -9` with the tailer's own checkpoint file: the runtime is torn down mid-stream (no
+/// final checkpoint), then a new tailer starts from the file. Delivery is at least once:
+/// nothing is lost, and only lines after the last stored checkpoint come again.
+#[test]
+fn crash_with_own_checkpoint_file_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let checkpoint = state.path().join("tail.json");
+    let log = dir.path().join("app.log");
+    let mut writer = append(&log);
+    let total = 30_000;
+    let first_run = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let counts = rt.block_on(async {
+            // Slow consumer, so the crash comes in the middle of the file.
+            let mut running = start(dir.path(), &checkpoint, 1, Duration::from_millis(5)).await;
+            write_lines(&mut writer, 0, total);
+            let counts = wait_for(&mut running.counts, total / 3).await;
+            std::mem::forget(running.handle);
+            counts
+        });
+        // Everything stops at its next await: no final checkpoint is written.
+        rt.shutdown_background();
+        counts
+    };
+    assert!(
+        first_run.len() < total,
+        "the crash must come before the end"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let second_run = rt.block_on(async {
+        let mut running = start(dir.path(), &checkpoint, 4, Duration::ZERO).await;
+        let last = format!("request failed n={}", total - 1);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !running.counts.borrow().contains_key(&last) && Instant::now() < deadline {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), running.counts.changed()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let counts = running.counts.borrow().clone();
+        stop(running).await;
+        counts
+    });
+    let mut missing = 0;
+    let mut repeated = 0;
+    for i in 0..total {
+        let key = format!("request failed n={i}");
+        match (first_run.contains_key(&key), second_run.contains_key(&key)) {
+            (false, false) => missing += 1,
+            (true, true) => repeated += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(missing, 0, "lines lost across the crash");
+    assert!(second_run.values().all(|&n| n == 1));
+    assert!(
+        repeated < first_run.len(),
+        "only the unacknowledged tail is repeated ({repeated})"
+    );
+}
