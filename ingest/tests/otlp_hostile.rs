@@ -208,6 +208,7 @@ async fn otlp_json_with_enum_names_and_string_integers_is_understood() {
         String::from_utf8_lossy(&reply.body)
     );
     assert!(reply.content_type.starts_with("application/json"));
+    assert_eq!(reply.body, b"{}", "full success is an empty response");
     let trace_id = "5b8efff798038103d269b633813fc60c".parse().expect("id");
     let chain = harness.store.call_chain(trace_id).expect("stored");
     let root = &chain.roots[0];
@@ -220,6 +221,23 @@ async fn otlp_json_with_enum_names_and_string_integers_is_understood() {
         origin.message.as_deref(),
         Some("read: connection reset by peer")
     );
+
+    // A span with a bad id: partial success, the count as an OTLP/JSON int64 string.
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","spanId":"eee19b7ec3c1b174","name":"bad"}]}]}]}"#;
+    let reply = post(
+        &harness,
+        "/v1/traces",
+        "application/json",
+        None,
+        body.into(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON answer");
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "1");
+    assert!(answer["partialSuccess"]["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("invalid trace or span id")));
     harness.stop().await;
 }
 

@@ -25,7 +25,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::error::OtlpError;
 use super::json;
@@ -201,10 +200,30 @@ fn decode<T: Message + Default + DeserializeOwned>(
     }
 }
 
-fn respond<T: Message + Serialize>(encoding: Encoding, response: &T) -> Response {
+/// The export answer. In JSON it is written by hand to the canonical OTLP/JSON form: `{}` on
+/// full success (not `"partialSuccess": null`), and the rejected count as a decimal string
+/// (`rejected_field` is `rejectedSpans`, `rejectedLogRecords` or `rejectedDataPoints`).
+fn respond<T: Message>(
+    encoding: Encoding,
+    response: &T,
+    rejected_field: &str,
+    accepted: &Accepted,
+) -> Response {
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(response).unwrap_or_default(),
+        Encoding::Json => {
+            let mut answer = serde_json::Map::new();
+            if accepted.rejected > 0 {
+                answer.insert(
+                    "partialSuccess".to_owned(),
+                    serde_json::json!({
+                        rejected_field: accepted.rejected.to_string(),
+                        "errorMessage": accepted.message,
+                    }),
+                );
+            }
+            serde_json::to_vec(&answer).unwrap_or_default()
+        }
     };
     ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
@@ -255,15 +274,14 @@ async fn traces(
 ) -> Result<Response, HttpError> {
     let (encoding, request, _permit) =
         receive::<ExportTraceServiceRequest>(&pipeline, &headers, body).await?;
-    let Accepted { rejected, message } =
-        pipeline.traces(request).map_err(|e| refused(e, encoding))?;
+    let accepted = pipeline.traces(request).map_err(|e| refused(e, encoding))?;
     let response = ExportTraceServiceResponse {
-        partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
-            rejected_spans: rejected,
-            error_message: message,
+        partial_success: (accepted.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: accepted.rejected,
+            error_message: accepted.message.clone(),
         }),
     };
-    Ok(respond(encoding, &response))
+    Ok(respond(encoding, &response, "rejectedSpans", &accepted))
 }
 
 async fn logs(
@@ -273,15 +291,19 @@ async fn logs(
 ) -> Result<Response, HttpError> {
     let (encoding, request, _permit) =
         receive::<ExportLogsServiceRequest>(&pipeline, &headers, body).await?;
-    let Accepted { rejected, message } =
-        pipeline.logs(request).map_err(|e| refused(e, encoding))?;
+    let accepted = pipeline.logs(request).map_err(|e| refused(e, encoding))?;
     let response = ExportLogsServiceResponse {
-        partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
-            rejected_log_records: rejected,
-            error_message: message,
+        partial_success: (accepted.rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: accepted.rejected,
+            error_message: accepted.message.clone(),
         }),
     };
-    Ok(respond(encoding, &response))
+    Ok(respond(
+        encoding,
+        &response,
+        "rejectedLogRecords",
+        &accepted,
+    ))
 }
 
 async fn metrics(
@@ -291,16 +313,21 @@ async fn metrics(
 ) -> Result<Response, HttpError> {
     let (encoding, request, _permit) =
         receive::<ExportMetricsServiceRequest>(&pipeline, &headers, body).await?;
-    let Accepted { rejected, message } = pipeline
+    let accepted = pipeline
         .metrics(request)
         .map_err(|e| refused(e, encoding))?;
     let response = ExportMetricsServiceResponse {
-        partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-            rejected_data_points: rejected,
-            error_message: message,
+        partial_success: (accepted.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: accepted.rejected,
+            error_message: accepted.message.clone(),
         }),
     };
-    Ok(respond(encoding, &response))
+    Ok(respond(
+        encoding,
+        &response,
+        "rejectedDataPoints",
+        &accepted,
+    ))
 }
 
 /// The OTLP/HTTP routes.
