@@ -391,3 +391,34 @@ fn the_event_stream_announces_a_new_cluster() {
     }
     assert!(announced, "no clusters event; got {lines:?}");
 }
+
+#[test]
+fn without_stores_the_data_endpoints_answer_503_and_health_still_works() {
+    let app = faultline_web::router(faultline_web::AppState {
+        health: faultline_web::HealthRegistry::new(),
+        token: None,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let (status, body) = get(addr, "/api/v1/health");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    for path in [
+        "/api/v1/clusters",
+        "/api/v1/counters",
+        "/api/v1/traces",
+        "/metrics",
+    ] {
+        let (status, body) = get(addr, path);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body["code"], "unavailable", "{path}");
+    }
+}
