@@ -167,3 +167,39 @@ fn a_new_emerging_pattern_appears_without_a_reload() {
     assert_eq!(first, json!(template));
     browser.screenshot("overview-live-update");
 }
+
+#[test]
+fn many_tabs_of_one_agent_share_one_live_stream() {
+    // Browsers give a host about six HTTP/1.1 connections; if every tab held its own event
+    // stream, the seventh tab could not even fetch its data.
+    let (addr, store, _) = incident_server();
+    let browser = Browser::start();
+    for tab in 0..8 {
+        if tab > 0 {
+            browser.new_tab();
+        }
+        browser.open(&format!("http://{addr}/clusters"));
+        assert!(
+            browser.wait_for(
+                "return document.getElementById('live').textContent === 'live'",
+                Duration::from_secs(15)
+            ),
+            "tab {tab} never heard the live stream"
+        );
+    }
+    // The last tab (a follower or the leader) still gets updates.
+    store.put_cluster(cluster(
+        now_ms(),
+        "7ab5000000000008",
+        "tls: handshake timeout after <NUM>s",
+        &["edge"],
+        None,
+        |_| 2,
+        &[],
+        &[],
+    ));
+    assert!(browser.wait_for(
+        "return document.querySelector('main').innerText.includes('tls: handshake timeout')",
+        Duration::from_secs(10)
+    ));
+}
