@@ -10,6 +10,7 @@ mod config;
 mod run;
 mod shutdown;
 mod telemetry;
+mod views;
 
 use std::process::ExitCode;
 
