@@ -31,6 +31,9 @@ pub enum Command {
     Version,
     /// Cluster a file of messages in batch: one template or cluster id per input line.
     Cluster(crate::cluster_cmd::ClusterArgs),
+    /// Post-mortem: cluster existing log files and print the timeline of error patterns
+    /// (first seen, peak, counts); --serve opens the dashboard over the result.
+    Replay(crate::replay_cmd::ReplayArgs),
 }
 
 /// Flags of `faultline run`; each overrides the matching key of the config file.

@@ -9,6 +9,11 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use faultline_clustering::ClusteringConfig;
+use faultline_ingest::counters::{CountersConfig, TaskTarget};
+use faultline_ingest::otlp::OtlpConfig as OtlpLimits;
+use faultline_ingest::tail::{LogSource, TailConfig};
+use faultline_ingest::traces::TraceStoreConfig;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -65,6 +70,14 @@ pub struct Config {
     pub tasks: Vec<TaskSource>,
     /// `[telemetry]`
     pub telemetry: TelemetryConfig,
+    /// `[tail]`: how log files are followed.
+    pub tail: TailConfig,
+    /// `[clustering]`: error patterns and emergence.
+    pub clustering: ClusteringConfig,
+    /// `[traces]`: bounds of the trace store.
+    pub traces: TraceStoreConfig,
+    /// `[counters]`: the node counter sampler (`[[tasks]]` are added to its task targets).
+    pub counters: CountersConfig,
 }
 
 /// `[web]`: the dashboard and API listener.
@@ -97,6 +110,8 @@ pub struct OtlpConfig {
     pub grpc_listen: String,
     /// HTTP receiver address.
     pub http_listen: String,
+    /// `[otlp.limits]`: message sizes, attribute counts, queue bounds.
+    pub limits: OtlpLimits,
 }
 
 impl Default for OtlpConfig {
@@ -104,19 +119,9 @@ impl Default for OtlpConfig {
         Self {
             grpc_listen: "127.0.0.1:4317".into(),
             http_listen: "127.0.0.1:4318".into(),
+            limits: OtlpLimits::default(),
         }
     }
-}
-
-/// One `[[logs]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSource {
-    /// A path or glob.
-    pub path: String,
-    /// The service its lines belong to; else taken from the record.
-    #[serde(default)]
-    pub service: Option<String>,
 }
 
 /// One `[[tasks]]` table.
@@ -183,6 +188,16 @@ pub struct Settings {
     pub log_level: String,
     /// Where to export the agent's own spans.
     pub otlp_endpoint: Option<String>,
+    /// OTLP receiver limits.
+    pub otlp_limits: OtlpLimits,
+    /// Tailer knobs.
+    pub tail: TailConfig,
+    /// Clustering knobs.
+    pub clustering: ClusteringConfig,
+    /// Trace store bounds.
+    pub traces: TraceStoreConfig,
+    /// Counter sampler, with the `[[tasks]]` targets included.
+    pub counters: CountersConfig,
 }
 
 /// Where state goes, and whether it was chosen by the user.
@@ -364,6 +379,19 @@ impl Config {
             }
         };
 
+        let mut counters = self.counters.clone();
+        counters.tasks.extend(
+            self.tasks
+                .iter()
+                .map(|task| TaskTarget::from_url(task.name.clone(), task.url.clone())),
+        );
+        counters.validate().map_err(|err| ConfigError::Invalid {
+            key: format!("counters.{}", err.key),
+            value: err.value.clone(),
+            why: err.why.clone(),
+            origin: origin.clone(),
+        })?;
+
         let data_dir = match &self.data_dir {
             Some(dir) => {
                 check_dir_usable(dir)
@@ -384,6 +412,11 @@ impl Config {
             log_format,
             log_level: self.telemetry.log_level.clone(),
             otlp_endpoint,
+            otlp_limits: self.otlp.limits.clone(),
+            tail: self.tail.clone(),
+            clustering: self.clustering.clone(),
+            traces: self.traces.clone(),
+            counters,
         })
     }
 }

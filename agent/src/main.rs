@@ -7,6 +7,9 @@
 mod cli;
 mod cluster_cmd;
 mod config;
+mod persist;
+mod pipeline;
+mod replay_cmd;
 mod run;
 mod shutdown;
 mod telemetry;
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_agent(args),
         Command::Config(args) => config_command(args),
         Command::Cluster(args) => cluster_cmd::run(&args).map_err(Failure::from),
+        Command::Replay(args) => replay_cmd::run(&args).map_err(Failure::from),
         Command::Version => {
             println!("faultline {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,16 +1,39 @@
 //! `faultline run`: starts every part of the agent, waits for a signal, stops them in order.
+//!
+//! Start order: durable state, stores, then the inputs (tailer, OTLP receivers, counter
+//! sampler) and the pipeline between them, then the web listener. Stop order on the first
+//! signal: every part is cancelled at once; the pipeline commits the durable state a last
+//! time; the whole stop is bounded by [`SHUTDOWN_GRACE`].
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use faultline_web::{AppState, Component, ComponentState, HealthRegistry};
+use faultline_clustering::Engine;
+use faultline_ingest::counters::{spawn_sampler, CounterStore};
+use faultline_ingest::otlp::{log_queue, OtlpOutputs, OtlpReceivers, TaskCounterSink, TaskSample};
+use faultline_ingest::tail::{self, Checkpointing};
+use faultline_ingest::traces::TraceStore;
+use faultline_web::model::StoreCounter;
+use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::shutdown;
+use crate::persist::{self, AgentState, RecordTotals};
+use crate::pipeline::{Inputs, Pipeline};
+use crate::{shutdown, views};
 
 /// How long the parts get to stop and flush after the first signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often background upkeep runs: DBSCAN re-runs over new templates, trace expiry.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Tail batches waiting for the pipeline; a full channel slows the tailer down (the files
+/// are the buffer).
+const TAIL_CHANNEL_BATCHES: usize = 8;
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -19,8 +42,173 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(note) = fallback_note {
         tracing::warn!("{note}");
     }
-
     let health = HealthRegistry::new();
+    let (restored, restore_note) = persist::load(&data_dir)?;
+    if let Some(note) = restore_note {
+        tracing::warn!("{note}");
+    }
+    let (tail_state, engine, totals) = match restored {
+        Some(AgentState::V1 {
+            tail,
+            clustering,
+            totals,
+        }) => {
+            let engine = Engine::from_snapshot(clustering, settings.clustering.clone())
+                .context("cannot restore the cluster store from the state file")?;
+            (Some(tail), engine, totals)
+        }
+        None => (
+            None,
+            Engine::new(settings.clustering.clone()),
+            RecordTotals::default(),
+        ),
+    };
+    let engine = Arc::new(engine);
+    let totals = Arc::new(Mutex::new(totals));
+    let traces = Arc::new(TraceStore::new(settings.traces.clone()));
+    let counters = Arc::new(CounterStore::new(&settings.counters));
+    let live = LiveUpdates::new();
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+
+    // Logs.
+    let (batches, tailer) = if settings.logs.is_empty() {
+        health.set(
+            "logs",
+            component(
+                ComponentState::Disabled,
+                None,
+                "no [[logs]] source configured",
+            ),
+        );
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(TAIL_CHANNEL_BATCHES);
+        let handle = tail::spawn(
+            settings.tail.clone(),
+            settings.logs.clone(),
+            Checkpointing::External(tail_state),
+            tx,
+            stop.child_token(),
+        )
+        .await
+        .context("cannot start tailing the log sources ([[logs]] / --log)")?;
+        let globs: Vec<&str> = settings.logs.iter().map(|s| s.path.as_str()).collect();
+        health.set(
+            "logs",
+            component(ComponentState::Running, None, &globs.join(", ")),
+        );
+        (Some(rx), Some(Arc::new(handle)))
+    };
+
+    // OTLP.
+    let (log_tx, log_rx) = log_queue(settings.otlp_limits.log_queue_records);
+    let receivers = OtlpReceivers::new(
+        settings.otlp_limits.clone(),
+        OtlpOutputs {
+            store: traces.clone(),
+            logs: log_tx,
+            tasks: Arc::new(TaskCounters(counters.clone())),
+        },
+    );
+    let (grpc_listener, http_listener) =
+        OtlpReceivers::bind(settings.otlp_grpc, settings.otlp_http)
+            .await
+            .context("check otlp.grpc_listen / otlp.http_listen (--otlp-grpc / --otlp-http)")?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .context("OTLP gRPC listener address")?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("OTLP HTTP listener address")?;
+    health.set(
+        "otlp_grpc",
+        component(
+            ComponentState::Running,
+            Some(grpc_addr.to_string()),
+            "traces, logs, metrics",
+        ),
+    );
+    health.set(
+        "otlp_http",
+        component(
+            ComponentState::Running,
+            Some(http_addr.to_string()),
+            "/v1/traces, /v1/logs, /v1/metrics",
+        ),
+    );
+    let otlp_stop = stop.child_token();
+    let serving = receivers.clone();
+    tasks.push((
+        "otlp",
+        tokio::spawn(async move {
+            if let Err(err) = serving.serve(grpc_listener, http_listener, otlp_stop).await {
+                tracing::error!("OTLP receivers stopped: {err}");
+            }
+        }),
+    ));
+
+    // Node counters.
+    let sampler = spawn_sampler(
+        settings.counters.clone(),
+        counters.clone(),
+        stop.child_token(),
+    )
+    .context("cannot start the counter sampler ([counters])")?;
+    tasks.push(("counters", sampler));
+    health.set(
+        "counters",
+        component(
+            ComponentState::Running,
+            None,
+            &format!(
+                "every {} ms, {} task target(s)",
+                settings.counters.interval_ms,
+                settings.counters.tasks.len()
+            ),
+        ),
+    );
+
+    // The pipeline between inputs and stores.
+    let pipeline = Pipeline {
+        engine: engine.clone(),
+        traces: traces.clone(),
+        live: live.clone(),
+        totals: totals.clone(),
+        data_dir: data_dir.clone(),
+    };
+    let inputs = Inputs {
+        batches,
+        tailer: tailer.clone(),
+        otlp_logs: log_rx,
+    };
+    let pipeline_task = tokio::spawn(pipeline.run(inputs, stop.child_token()));
+    tasks.push((
+        "maintenance",
+        tokio::spawn(maintain(
+            engine.clone(),
+            traces.clone(),
+            live.clone(),
+            stop.child_token(),
+        )),
+    ));
+    health.set(
+        "clustering",
+        component(
+            ComponentState::Running,
+            None,
+            "TF-IDF + DBSCAN error patterns",
+        ),
+    );
+    health.set(
+        "data_dir",
+        component(
+            ComponentState::Running,
+            None,
+            &data_dir.display().to_string(),
+        ),
+    );
+
+    // Web.
     let listener = TcpListener::bind(settings.web_listen)
         .await
         .with_context(|| {
@@ -34,48 +222,208 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("cannot read the web listener's address")?;
     health.set(
         "web",
-        Component {
-            state: ComponentState::Running,
-            address: Some(web_addr.to_string()),
-            detail: None,
-        },
+        component(
+            ComponentState::Running,
+            Some(web_addr.to_string()),
+            "dashboard and REST API",
+        ),
     );
-    health.set(
-        "data_dir",
-        Component {
-            state: ComponentState::Running,
-            address: None,
-            detail: Some(data_dir.display().to_string()),
-        },
+    let pipeline_counters = {
+        let totals = totals.clone();
+        let tailer = tailer.clone();
+        let receivers = receivers.clone();
+        Arc::new(move || agent_counters(&totals, tailer.as_deref(), &receivers))
+    };
+    let views = views::build(
+        engine.clone(),
+        traces.clone(),
+        counters.clone(),
+        live.clone(),
+        pipeline_counters,
     );
-
     let state = AppState {
         health,
         token: settings.web_token.as_deref().map(Into::into),
     };
-    let app = faultline_web::router(state);
+    let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();
-    let web = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(web_stop.cancelled_owned())
-            .await
-    });
+    tasks.push((
+        "web",
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(web_stop.cancelled_owned())
+                .await
+            {
+                tracing::error!("web server stopped: {err}");
+            }
+        }),
+    ));
     tracing::info!(
         dashboard = %format!("http://{web_addr}/"),
+        otlp_grpc = %grpc_addr,
+        otlp_http = %http_addr,
         data_dir = %data_dir.display(),
         "faultline {} running",
         env!("CARGO_PKG_VERSION")
     );
 
     stop.cancelled().await;
-    match tokio::time::timeout(SHUTDOWN_GRACE, web).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::warn!("web server stopped with an error: {err}"),
-        Ok(Err(err)) => tracing::warn!("web server task failed: {err}"),
-        Err(_) => {
-            tracing::warn!("web server did not stop within {SHUTDOWN_GRACE:?}; leaving anyway")
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    if tokio::time::timeout_at(deadline, pipeline_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the pipeline did not commit its state within {SHUTDOWN_GRACE:?}");
+    }
+    for (name, task) in tasks {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("{name} did not stop within {SHUTDOWN_GRACE:?}; leaving anyway");
+        }
+    }
+    if let Some(tailer) = tailer.and_then(|t| Arc::try_unwrap(t).ok()) {
+        if let Ok(Err(err)) = tokio::time::timeout_at(deadline, tailer.join()).await {
+            tracing::warn!("tailer stopped with an error: {err}");
         }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn component(state: ComponentState, address: Option<String>, detail: &str) -> Component {
+    Component {
+        state,
+        address,
+        detail: Some(detail.to_owned()),
+    }
+}
+
+/// Background upkeep until `stop`: DBSCAN over new templates (off the async threads, it can
+/// take a while), trace expiry, and the live feed's counter ticks.
+async fn maintain(
+    engine: Arc<Engine>,
+    traces: Arc<TraceStore>,
+    live: LiveUpdates,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_traces = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let engine = engine.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || engine.maintain()).await {
+            tracing::warn!("cluster maintenance failed: {err}");
+        }
+        traces.expire(std::time::Instant::now());
+        let stats = traces.stats();
+        let seen = (stats.traces, stats.spans);
+        if last_traces != Some(seen) {
+            last_traces = Some(seen);
+            live.notify(Change::Traces);
+        }
+        live.notify(Change::Counters);
+    }
+}
+
+/// Goroutine and thread counts received over OTLP go to the counter store.
+struct TaskCounters(Arc<CounterStore>);
+
+impl TaskCounterSink for TaskCounters {
+    fn record(&self, sample: TaskSample) {
+        self.0.record_task(
+            &sample.target,
+            &sample.name,
+            sample.value,
+            sample.time_unix_nanos,
+        );
+    }
+}
+
+/// The agent's own counters for `/metrics`: exact record totals, tailer lag, OTLP outcomes.
+fn agent_counters(
+    totals: &Mutex<RecordTotals>,
+    tailer: Option<&tail::TailerHandle>,
+    receivers: &OtlpReceivers,
+) -> Vec<StoreCounter> {
+    let totals = *totals.lock().unwrap_or_else(|e| e.into_inner());
+    let counter = |name: &str, help: &str, value: u64| StoreCounter {
+        name: name.into(),
+        help: help.into(),
+        value: value as f64,
+    };
+    let mut rows = vec![
+        counter(
+            "log_records_total",
+            "Records read from tailed log files.",
+            totals.file_records,
+        ),
+        counter(
+            "otlp_records_total",
+            "OTLP log records and error spans taken from the receivers.",
+            totals.otlp_records,
+        ),
+        counter(
+            "error_records_total",
+            "Records judged error-ish and clustered.",
+            totals.error_records,
+        ),
+        counter(
+            "truncated_records_total",
+            "Records cut at tail.max_line_bytes.",
+            totals.truncated_records,
+        ),
+    ];
+    if let Some(tailer) = tailer {
+        let stats = tailer.stats();
+        rows.push(counter(
+            "tail_files",
+            "Files being tailed.",
+            stats.files.len() as u64,
+        ));
+        rows.push(counter(
+            "tail_lag_bytes",
+            "Bytes written to tailed files and not yet read.",
+            stats.lag_bytes,
+        ));
+        rows.push(counter(
+            "tail_rotations_total",
+            "Rotations and truncations followed.",
+            stats.rotations + stats.truncations,
+        ));
+        rows.push(counter(
+            "tail_binary_files_total",
+            "Files skipped because they turned binary.",
+            stats.binary_files,
+        ));
+        rows.push(counter(
+            "tail_read_errors_total",
+            "Errors reading tailed files.",
+            stats.read_errors,
+        ));
+    }
+    let otlp = receivers.stats();
+    rows.push(counter(
+        "otlp_requests_throttled_total",
+        "OTLP requests answered with a retryable error (queue full).",
+        otlp.requests_throttled,
+    ));
+    rows.push(counter(
+        "otlp_requests_invalid_total",
+        "OTLP requests refused as malformed or over a limit.",
+        otlp.requests_invalid,
+    ));
+    rows.push(counter(
+        "otlp_spans_accepted_total",
+        "Spans accepted by the OTLP receivers.",
+        otlp.spans_accepted,
+    ));
+    rows.push(counter(
+        "otlp_metric_points_dropped_total",
+        "OTLP metric points accepted but not used.",
+        otlp.metric_points_dropped,
+    ));
+    rows
 }

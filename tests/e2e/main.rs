@@ -6,3 +6,5 @@ mod support;
 
 mod agent_lifecycle;
 mod config_cli;
+mod pipeline;
+mod replay;

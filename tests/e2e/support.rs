@@ -84,7 +84,7 @@ impl Agent {
             "--data-dir".into(),
             data_dir.display().to_string(),
         ];
-        if !extra.iter().any(|a| *a == "--log") {
+        if !extra.contains(&"--log") {
             args.push("--log".into());
             args.push(log_glob);
         }

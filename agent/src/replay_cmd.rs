@@ -1,0 +1,297 @@
+//! `faultline replay`: the post-mortem. Runs the agent's ingest (the tailer's line limits,
+//! multi-line joining and parser) and clustering over files that already exist, prints the
+//! timeline of error patterns — when each kind of error first appeared, when it peaked, how
+//! many — and with `--serve` opens the dashboard over the result.
+//!
+//! Times are the records' own timestamps (the time the service logged them), so the timeline
+//! is the incident's, not the replay's. A record without a timestamp (a bare error, a crash
+//! dump) takes the time of the record before it in the same file, else the time it was read.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent};
+use faultline_ingest::counters::{CounterStore, CountersConfig};
+use faultline_ingest::tail::{replay_file, TailConfig};
+use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
+use faultline_web::{AppState, Component, ComponentState, HealthRegistry, LiveUpdates};
+
+use crate::pipeline::level_name;
+
+const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+
+/// Flags of `faultline replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Log files to read, whole, in the order given (rotated files first for a timeline in
+    /// order; the timeline is sorted by time anyway).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The service of every record (else taken from the records).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// After the timeline, serve the dashboard and API over the result until Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address of the dashboard with --serve.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+    /// Print the timeline as JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One pattern's line of the timeline.
+#[derive(Debug, serde::Serialize)]
+struct TimelineRow {
+    cluster_id: String,
+    pattern: String,
+    first_seen_unix_ms: i64,
+    last_seen_unix_ms: i64,
+    peak_minute_unix_ms: i64,
+    peak_per_minute: u64,
+    total: u64,
+    services: Vec<String>,
+}
+
+/// Runs the command.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let engine = Arc::new(Engine::new(ClusteringConfig::default()));
+    let traces = Arc::new(TraceStore::new(TraceStoreConfig::default()));
+    let tail = TailConfig::default();
+    // (template id, minute) -> events: exact peaks whatever the engine's history length.
+    // Keyed by template, whose id never changes, because a template's cluster can change
+    // while DBSCAN settles; the final clusters sum their templates.
+    let mut minutes: HashMap<(String, i64), u64> = HashMap::new();
+    let (mut lines, mut records, mut errors, mut truncated) = (0u64, 0u64, 0u64, 0u64);
+    for path in &args.files {
+        let mut traced = Vec::new();
+        let mut last_time = None;
+        let summary = replay_file(path, &tail, args.service.as_deref(), |record| {
+            let time = record
+                .time_unix_nanos
+                .or(last_time)
+                .unwrap_or(record.observed_unix_nanos);
+            last_time = Some(time);
+            if !record.is_errorish() {
+                return;
+            }
+            errors += 1;
+            let trace_id = record.trace_id.map(|id| id.to_string());
+            let span_id = record.span_id.map(|id| id.to_string());
+            let observed = engine.observe(&ErrorEvent {
+                text: record.cluster_text(),
+                service: record.service.as_deref(),
+                severity: level_name(record.level, record.http_status),
+                trace_id: trace_id.as_deref(),
+                span_id: span_id.as_deref(),
+                time_unix_nanos: time,
+            });
+            if let Some(template) = observed.template {
+                *minutes
+                    .entry((template.to_string(), time.div_euclid(NANOS_PER_MINUTE)))
+                    .or_default() += 1;
+            }
+            if record.trace_id.is_some() {
+                traced.push(record);
+            }
+        })
+        .with_context(|| format!("cannot read {}", path.display()))?;
+        if summary.binary {
+            eprintln!(
+                "faultline: {} turned binary; the rest of it was skipped",
+                path.display()
+            );
+        }
+        lines += summary.lines;
+        records += summary.records;
+        truncated += summary.truncated_lines;
+        traces.attach_logs(traced);
+    }
+    engine.maintain();
+
+    let rows = timeline(&engine, &minutes);
+    print_timeline(
+        &rows,
+        args.json,
+        (args.files.len(), lines, records, errors, truncated),
+    )?;
+    if args.serve {
+        serve(args.listen, engine, traces)?;
+    }
+    Ok(())
+}
+
+fn timeline(engine: &Engine, minutes: &HashMap<(String, i64), u64>) -> Vec<TimelineRow> {
+    let mut by_template: HashMap<&str, Vec<(i64, u64)>> = HashMap::new();
+    for ((template, minute), count) in minutes {
+        by_template
+            .entry(template.as_str())
+            .or_default()
+            .push((*minute, *count));
+    }
+    let query = ClusterQuery {
+        now_unix_nanos: i64::MAX,
+        ..ClusterQuery::default()
+    };
+    let mut rows: Vec<TimelineRow> = engine
+        .clusters(&query)
+        .into_iter()
+        .map(|summary| {
+            let mut per_minute: HashMap<i64, u64> = HashMap::new();
+            if let Some(detail) = engine.cluster(summary.id, i64::MAX) {
+                for template in &detail.templates {
+                    for (minute, count) in by_template
+                        .get(template.id.to_string().as_str())
+                        .into_iter()
+                        .flatten()
+                    {
+                        *per_minute.entry(*minute).or_default() += count;
+                    }
+                }
+            }
+            let (peak_minute, peak) = per_minute
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .unwrap_or((0, 0));
+            TimelineRow {
+                cluster_id: summary.id.to_string(),
+                pattern: summary.canonical,
+                first_seen_unix_ms: summary.first_seen_unix_nanos / 1_000_000,
+                last_seen_unix_ms: summary.last_seen_unix_nanos / 1_000_000,
+                peak_minute_unix_ms: peak_minute * 60_000,
+                peak_per_minute: peak,
+                total: summary.count,
+                services: summary.services,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.first_seen_unix_ms
+            .cmp(&b.first_seen_unix_ms)
+            .then(b.total.cmp(&a.total))
+    });
+    rows
+}
+
+fn utc(unix_ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+fn print_timeline(
+    rows: &[TimelineRow],
+    json: bool,
+    totals: (usize, u64, u64, u64, u64),
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (files, lines, records, errors, truncated) = totals;
+    if json {
+        for row in rows {
+            serde_json::to_writer(&mut out, row)?;
+            writeln!(out)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:<19}  {:<19}  {:>8}  {:<5}  {:>8}  {:<16}  PATTERN",
+            "FIRST SEEN (UTC)", "LAST SEEN", "PEAK/MIN", "AT", "TOTAL", "ID"
+        )?;
+        for row in rows {
+            let services = if row.services.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", row.services.join(", "))
+            };
+            // Patterns are log content: control characters are shown escaped, never sent to
+            // the terminal as they are.
+            let pattern: String = row
+                .pattern
+                .chars()
+                .flat_map(char::escape_default)
+                .take(160)
+                .collect();
+            writeln!(
+                out,
+                "{:<19}  {:<19}  {:>8}  {:<5}  {:>8}  {:<16}  {pattern}{services}",
+                utc(row.first_seen_unix_ms),
+                utc(row.last_seen_unix_ms),
+                row.peak_per_minute,
+                &utc(row.peak_minute_unix_ms)[11..16],
+                row.total,
+                row.cluster_id,
+            )?;
+        }
+    }
+    eprintln!(
+        "faultline replay: {files} file(s), {lines} lines, {records} records, {errors} error records, {} patterns{}",
+        rows.len(),
+        if truncated > 0 { format!(", {truncated} lines cut at {} bytes", TailConfig::default().max_line_bytes) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn serve(
+    listen: std::net::SocketAddr,
+    engine: Arc<Engine>,
+    traces: Arc<TraceStore>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let stop = crate::shutdown::install().context("cannot install the signal handlers")?;
+        let health = HealthRegistry::new();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {listen} (--listen): is another process using it?")
+            })?;
+        let addr = listener.local_addr().context("listener address")?;
+        health.set(
+            "web",
+            Component {
+                state: ComponentState::Running,
+                address: Some(addr.to_string()),
+                detail: Some("replay".into()),
+            },
+        );
+        health.set(
+            "counters",
+            Component {
+                state: ComponentState::Disabled,
+                address: None,
+                detail: Some("replay: no live node counters".into()),
+            },
+        );
+        let counters = Arc::new(CounterStore::new(&CountersConfig::default()));
+        let no_counters: Arc<dyn Fn() -> Vec<faultline_web::model::StoreCounter> + Send + Sync> =
+            Arc::new(Vec::new);
+        let views = crate::views::build(engine, traces, counters, LiveUpdates::new(), no_counters);
+        let app = faultline_web::router_with_views(
+            AppState {
+                health,
+                token: None,
+            },
+            views,
+        );
+        eprintln!("faultline replay: dashboard on http://{addr}/ (Ctrl-C to stop)");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .context("web server failed")?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}

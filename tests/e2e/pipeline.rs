@@ -1,0 +1,358 @@
+//! The whole agent at work: lines written to a tailed file become error patterns in the API,
+//! counts stay exact across rotations and restarts (clean and `kill -9`), and a trace sent by
+//! a real OpenTelemetry SDK is joined with the log line its service wrote.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::Agent;
+
+/// Reads `faultline_store_<name>` from `/metrics`.
+fn metric(agent: &Agent, name: &str) -> Option<f64> {
+    let (status, body) = agent.get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let wanted = format!("faultline_store_{name}");
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == wanted).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_records(agent: &Agent, expected: u64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let seen = metric(agent, "log_records_total").unwrap_or(0.0) as u64;
+        if seen == expected {
+            // Stay for a moment: a count that overshoots later is a duplicate.
+            std::thread::sleep(Duration::from_millis(700));
+            let again = metric(agent, "log_records_total").unwrap_or(0.0) as u64;
+            assert_eq!(again, expected, "records counted twice");
+            return;
+        }
+        assert!(
+            seen <= expected,
+            "more records ({seen}) than lines written ({expected})"
+        );
+        assert!(
+            started.elapsed() < limit,
+            "records: {seen} of {expected} after {limit:?}; stderr:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open log");
+    for line in lines {
+        writeln!(file, "{line}").expect("write log");
+    }
+}
+
+fn zap_error(i: usize, error: &str) -> String {
+    format!(
+        r#"{{"level":"error","ts":1710145337.{i:06},"caller":"api/users.go:{i}","msg":"request failed","service":"user-svc","error":"{error}"}}"#
+    )
+}
+
+fn clusters(agent: &Agent) -> Vec<Value> {
+    let page = agent.get_json("/api/v1/clusters?limit=100");
+    page["clusters"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn error_lines_written_to_a_tailed_file_become_patterns_in_the_api() {
+    let agent = Agent::start(&[]);
+    let log = agent.log_path("user-svc.log");
+    let mut lines = Vec::new();
+    for i in 0..40 {
+        lines.push(zap_error(
+            i,
+            &format!("GetUser({i}): read tcp 10.0.0.{}:{}->10.0.1.9:5432: read: connection reset by peer", i % 7, 40000 + i),
+        ));
+        lines.push(zap_error(
+            i,
+            &format!("lookup users-db-{} on 127.0.0.53:53: no such host", i % 3),
+        ));
+        lines.push(format!(
+            r#"{{"level":"info","ts":1710145337.1,"msg":"request served","status":200,"id":{i}}}"#
+        ));
+    }
+    append(&log, &lines);
+    wait_for_records(&agent, 120, Duration::from_secs(20));
+    let rows = eventually(Duration::from_secs(10), "two patterns of 40 each", || {
+        let rows = clusters(&agent);
+        let mut counts: Vec<u64> = rows
+            .iter()
+            .filter_map(|r| r["total_count"].as_u64())
+            .collect();
+        counts.sort_unstable();
+        (counts == [40, 40]).then_some(rows)
+    });
+    let templates: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["canonical_template"].as_str())
+        .collect();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t.contains("connection reset by peer")),
+        "{templates:?}"
+    );
+    assert!(
+        templates.iter().any(|t| t.contains("no such host")),
+        "{templates:?}"
+    );
+    for row in &rows {
+        assert_eq!(row["services"], serde_json::json!(["user-svc"]), "{row}");
+        let id = row["id"].as_str().expect("id");
+        let detail = agent.get_json(&format!("/api/v1/clusters/{id}"));
+        assert!(
+            !detail["samples"].as_array().expect("samples").is_empty(),
+            "{detail}"
+        );
+    }
+    assert_eq!(metric(&agent, "error_records_total"), Some(80.0));
+}
+
+#[test]
+fn counts_and_pattern_ids_survive_a_clean_restart() {
+    let agent = Agent::start(&[]);
+    let log = agent.log_path("api.log");
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            zap_error(
+                i,
+                &format!("dial tcp 10.1.2.{i}:8080: connect: connection refused"),
+            )
+        })
+        .collect();
+    append(&log, &lines);
+    wait_for_records(&agent, 30, Duration::from_secs(20));
+    let before = eventually(Duration::from_secs(10), "one pattern", || {
+        let rows = clusters(&agent);
+        (rows.len() == 1 && rows[0]["total_count"] == 30).then_some(rows)
+    });
+    let dir = agent.stop();
+
+    let agent = Agent::start_in(dir, &[]);
+    append(&log, &lines[..10]);
+    wait_for_records(&agent, 40, Duration::from_secs(20));
+    let after = eventually(
+        Duration::from_secs(10),
+        "the same pattern, counted on",
+        || {
+            let rows = clusters(&agent);
+            (rows.len() == 1 && rows[0]["total_count"] == 40).then_some(rows)
+        },
+    );
+    assert_eq!(
+        before[0]["id"], after[0]["id"],
+        "pattern id changed across a restart"
+    );
+    assert_eq!(
+        before[0]["first_seen_unix_ms"],
+        after[0]["first_seen_unix_ms"]
+    );
+}
+
+#[test]
+fn kill_dash_nine_mid_stream_loses_and_repeats_no_line() {
+    let agent = Agent::start(&[]);
+    let log = agent.log_path("orders.log");
+    let mut written = 0usize;
+    let batch = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("level=error msg=\"payment failed\" err=\"i/o timeout\" n={i}"))
+            .collect()
+    };
+    for _ in 0..20 {
+        append(&log, &batch(written, 250));
+        written += 250;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    // Let at least one state commit happen with part of the file read, then kill hard while
+    // more lines arrive.
+    std::thread::sleep(Duration::from_millis(5500));
+    append(&log, &batch(written, 3000));
+    written += 3000;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(agent.pid(), libc::SIGKILL) };
+    let mut agent = agent;
+    let status = agent.signal_and_wait(0, Duration::from_secs(10));
+    assert!(!status.success(), "the agent survived SIGKILL");
+    let dir = std::mem::replace(&mut agent.dir, tempfile::tempdir().unwrap());
+    drop(agent);
+
+    append(&log, &batch(written, 1000));
+    written += 1000;
+    let agent = Agent::start_in(dir, &[]);
+    wait_for_records(&agent, written as u64, Duration::from_secs(30));
+    assert_eq!(metric(&agent, "error_records_total"), Some(written as f64));
+}
+
+#[test]
+fn rotations_under_a_fast_writer_lose_and_repeat_no_line() {
+    let agent = Agent::start(&[]);
+    let log = agent.log_path("gateway.log");
+    let rotated = agent.path().join("logs").join("gateway.log.1");
+    let total = 30_000usize;
+    let writer = {
+        let log = log.clone();
+        let rotated = rotated.clone();
+        std::thread::spawn(move || {
+            let mut file = File::create(&log).expect("create");
+            let started = Instant::now();
+            for i in 0..total {
+                writeln!(
+                    file,
+                    "level=warn msg=\"slow upstream\" upstream=10.0.0.{} n={i}",
+                    i % 250
+                )
+                .expect("write");
+                if i > 0 && i % 10_000 == 0 {
+                    if (i / 10_000) % 2 == 1 {
+                        // logrotate's default: rename, then the service reopens a new file.
+                        let _ = fs::remove_file(&rotated);
+                        fs::rename(&log, &rotated).expect("rename");
+                        file = File::create(&log).expect("recreate");
+                    } else {
+                        // copytruncate: copy the content to a new file (logrotate shifts the
+                        // older copy away first), then truncate the file in place.
+                        let _ = fs::remove_file(&rotated);
+                        fs::copy(&log, &rotated).expect("copy");
+                        file.set_len(0).expect("truncate");
+                        file = OpenOptions::new().append(true).open(&log).expect("reopen");
+                    }
+                }
+                // About 10,000 lines per second.
+                if i % 100 == 99 {
+                    let due = Duration::from_micros((i as u64 + 1) * 100);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        })
+    };
+    writer.join().expect("writer");
+    wait_for_records(&agent, total as u64, Duration::from_secs(40));
+}
+
+#[test]
+fn a_python_sdk_trace_is_joined_with_the_log_line_of_the_failing_service() {
+    if std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
+        ])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        panic!("the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it");
+    }
+    let agent = Agent::start(&[]);
+    let health = agent.get_json("/api/v1/health");
+    let otlp_http = health["components"]["otlp_http"]["address"]
+        .as_str()
+        .expect("otlp_http address")
+        .to_owned();
+    let log = agent.log_path("payments.log");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/send_trace.py");
+    let out = std::process::Command::new("python3")
+        .args([
+            script,
+            "--protocol",
+            "http",
+            "--endpoint",
+            &otlp_http,
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run send_trace.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
+    let trace_id = sent["trace_id"].as_str().expect("trace_id").to_owned();
+
+    let chain = eventually(
+        Duration::from_secs(15),
+        "the chain with the file log attached",
+        || {
+            let (status, body) = agent.get(&format!("/api/v1/traces/{trace_id}"));
+            if status != 200 {
+                return None;
+            }
+            let chain: Value = serde_json::from_str(&body).ok()?;
+            let spans = chain["spans"].as_array()?;
+            let logs: usize = spans
+                .iter()
+                .map(|s| s["logs"].as_array().map_or(0, Vec::len))
+                .sum();
+            (spans.len() >= 3 && logs >= 1 && !chain["cluster_ids"].as_array()?.is_empty())
+                .then_some(chain)
+        },
+    );
+    let spans = chain["spans"].as_array().unwrap();
+    let origin = chain["error_origin_span_id"]
+        .as_str()
+        .expect("an error origin");
+    let origin_span = spans
+        .iter()
+        .find(|s| s["span_id"] == origin)
+        .expect("origin span in the chain");
+    assert_eq!(origin_span["service"], "payments", "{chain}");
+    let services: Vec<&str> = spans.iter().filter_map(|s| s["service"].as_str()).collect();
+    for service in ["frontend", "orders", "payments"] {
+        assert!(services.contains(&service), "{services:?}");
+    }
+    let payments_logs: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["service"] == "payments")
+        .flat_map(|s| s["logs"].as_array().into_iter().flatten())
+        .collect();
+    assert!(
+        !payments_logs.is_empty(),
+        "no log under a payments span: {chain}"
+    );
+
+    let cluster = chain["cluster_ids"][0].as_str().unwrap().to_owned();
+    let listed = agent.get_json(&format!("/api/v1/traces?cluster={cluster}"));
+    let ids: Vec<&str> = listed["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["trace_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&trace_id.as_str()),
+        "trace not listed under its cluster: {listed}"
+    );
+}

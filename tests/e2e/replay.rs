@@ -1,0 +1,112 @@
+//! `faultline replay` as a post-mortem: the timeline says which kind of error came first,
+//! when each peaked and how many there were, in the incident's own time.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::support::faultline;
+
+#[test]
+fn the_timeline_orders_patterns_by_first_seen_with_exact_peaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    // 08:00-08:09: a trickle of timeouts, 2 a minute.
+    for minute in 0..10 {
+        for second in [5, 35] {
+            let _ = writeln!(
+                log,
+                "time=\"2024-03-11T08:{minute:02}:{second:02}Z\" level=error msg=\"query failed\" error=\"read tcp 10.0.0.{minute}:5432: i/o timeout\""
+            );
+        }
+    }
+    // 08:06: a storm of resets, 30 in one minute, then 3 in the next.
+    for i in 0..33 {
+        let (minute, second) = if i < 30 { (6, i) } else { (7, i - 30) };
+        let _ = writeln!(
+            log,
+            "{{\"level\":\"error\",\"ts\":\"2024-03-11T08:{minute:02}:{second:02}Z\",\"msg\":\"call failed\",\"error\":\"GetUser({i}): read tcp 10.0.1.{i}:4{i:04}->10.0.2.9:8080: read: connection reset by peer\"}}"
+        );
+    }
+    // A bare crash line without a timestamp inherits the time of the line before it.
+    log.push_str("panic: runtime error: invalid memory address or nil pointer dereference\n");
+    let path = dir.path().join("svc.log");
+    std::fs::write(&path, log).unwrap();
+
+    let out = faultline(&[
+        "replay",
+        "--json",
+        "--service",
+        "user-svc",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let minute = |ms: &Value| (ms.as_i64().unwrap() / 60_000) % 60;
+
+    let timeouts = &rows[0];
+    assert!(
+        timeouts["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("i/o timeout"),
+        "{timeouts}"
+    );
+    assert_eq!(timeouts["total"], 20);
+    assert_eq!(timeouts["peak_per_minute"], 2);
+    assert_eq!(minute(&timeouts["first_seen_unix_ms"]), 0);
+
+    let resets = &rows[1];
+    assert!(
+        resets["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("connection reset by peer"),
+        "{resets}"
+    );
+    assert_eq!(resets["total"], 33);
+    assert_eq!(resets["peak_per_minute"], 30);
+    assert_eq!(minute(&resets["peak_minute_unix_ms"]), 6);
+    assert_eq!(resets["services"], serde_json::json!(["user-svc"]));
+
+    let panic = &rows[2];
+    assert!(
+        panic["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("nil pointer dereference"),
+        "{panic}"
+    );
+    assert_eq!(
+        minute(&panic["first_seen_unix_ms"]),
+        7,
+        "the crash line did not inherit the previous time"
+    );
+
+    let table = faultline(&["replay", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("FIRST SEEN (UTC)"), "{text}");
+    assert!(text.contains("2024-03-11 08:06:00"), "{text}");
+    let summary = String::from_utf8_lossy(&table.stderr);
+    assert!(
+        summary.contains("54 lines") && summary.contains("3 patterns"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_one_line_error() {
+    let out = faultline(&["replay", "/nonexistent/app.log"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/app.log"), "{stderr}");
+}
