@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::persist::{self, AgentState, RecordTotals};
+use crate::views::CLUSTER_ID_ATTRIBUTE;
 
 /// How often the durable state is committed while running (and once more at shutdown).
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5);
@@ -118,7 +119,16 @@ impl Pipeline {
                 }
                 if let Some(trace_id) = record.trace_id {
                     if let Some(cluster) = cluster {
+                        // The chain view shows each log's pattern from this attribute.
+                        let mut record = record;
+                        record
+                            .attributes
+                            .push((CLUSTER_ID_ATTRIBUTE.to_owned(), cluster.clone()));
                         tags.push((trace_id, record.span_id, cluster));
+                        if from_file {
+                            to_attach.push(record);
+                        }
+                        continue;
                     }
                     // OTLP logs are attached by the receiver itself; error spans are spans.
                     if from_file {

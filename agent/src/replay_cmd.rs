@@ -68,6 +68,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // while DBSCAN settles; the final clusters sum their templates.
     let mut minutes: HashMap<(String, i64), u64> = HashMap::new();
     let (mut lines, mut records, mut errors, mut truncated) = (0u64, 0u64, 0u64, 0u64);
+    let mut latest = i64::MIN;
     for path in &args.files {
         let mut traced = Vec::new();
         let mut last_time = None;
@@ -77,6 +78,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 .or(last_time)
                 .unwrap_or(record.observed_unix_nanos);
             last_time = Some(time);
+            latest = latest.max(time);
             if !record.is_errorish() {
                 return;
             }
@@ -121,7 +123,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         (args.files.len(), lines, records, errors, truncated),
     )?;
     if args.serve {
-        serve(args.listen, engine, traces)?;
+        // "Now" of the dashboard is the end of the replayed logs, so windows and emergence
+        // describe the incident rather than the hours since.
+        let now = if latest == i64::MIN {
+            faultline_ingest::parse::now_unix_nanos()
+        } else {
+            latest
+        };
+        serve(args.listen, engine, traces, now)?;
     }
     Ok(())
 }
@@ -245,6 +254,7 @@ fn serve(
     listen: std::net::SocketAddr,
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
+    now: i64,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -278,7 +288,14 @@ fn serve(
         let counters = Arc::new(CounterStore::new(&CountersConfig::default()));
         let no_counters: Arc<dyn Fn() -> Vec<faultline_web::model::StoreCounter> + Send + Sync> =
             Arc::new(Vec::new);
-        let views = crate::views::build(engine, traces, counters, LiveUpdates::new(), no_counters);
+        let views = crate::views::build_with_clock(
+            engine,
+            traces,
+            counters,
+            LiveUpdates::new(),
+            no_counters,
+            Arc::new(move || now),
+        );
         let app = faultline_web::router_with_views(
             AppState {
                 health,
