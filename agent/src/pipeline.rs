@@ -168,6 +168,11 @@ impl Pipeline {
     }
 
     /// Commits the durable state; a failure is logged and retried at the next tick.
+    ///
+    /// Each commit is a span of the agent's own telemetry (exported when
+    /// `telemetry.otlp_endpoint` is set): how long the snapshot and the fsync took is the first
+    /// thing to check when the agent itself is slow.
+    #[tracing::instrument(name = "faultline.state_commit", skip_all)]
     async fn commit(&self, tailer: Option<&TailerHandle>) {
         let state = AgentState::V1 {
             tail: tailer

@@ -120,3 +120,40 @@ fn run_with_no_flags_serves_health_on_the_default_port() {
     assert_eq!(health["components"]["web"]["address"], "127.0.0.1:7070");
     let _ = free_port();
 }
+
+/// With `telemetry.otlp_endpoint` set, the agent's own spans reach an OTLP receiver — here a
+/// second faultline, which then lists a trace of service `faultline`.
+#[test]
+fn the_agents_own_spans_are_exported_when_an_endpoint_is_configured() {
+    let receiver = Agent::start(&[]);
+    let health = receiver.get_json("/api/v1/health");
+    let otlp_http = health["components"]["otlp_http"]["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exporting.toml");
+    std::fs::write(
+        &config,
+        format!("[telemetry]\notlp_endpoint = \"http://{otlp_http}\"\n"),
+    )
+    .unwrap();
+    let mut exporter = Agent::start(&["--config", config.to_str().unwrap()]);
+    // The state is committed at start and at shutdown: at least two spans, flushed on exit.
+    let status = exporter.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    assert!(status.success(), "{}", exporter.stderr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = receiver.get_json("/api/v1/traces?service=faultline&limit=10");
+        let traces = listed["traces"].as_array().cloned().unwrap_or_default();
+        if let Some(trace) = traces.first() {
+            assert_eq!(trace["root_name"], "faultline.state_commit", "{trace}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span of service faultline arrived: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
