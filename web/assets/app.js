@@ -233,8 +233,12 @@
   /** Bars of per-minute counts (cluster timeline). */
   function barChart(title, mc) {
     const W = 1300, H = 170, padL = 36, padB = 16, padT = 6, w = W - padL - 8, h = H - padT - padB;
-    const counts = mc.counts || [];
-    const t0 = mc.start_unix_ms, t1 = mc.start_unix_ms + Math.max(1, counts.length) * 60000;
+    // Show at least half an hour, so that a young pattern is a narrow bar at the right end
+    // rather than one bar across the whole chart.
+    const raw = mc.counts || [];
+    const counts = Array(Math.max(0, 30 - raw.length)).fill(0).concat(raw);
+    const t0 = mc.start_unix_ms - (counts.length - raw.length) * 60000;
+    const t1 = t0 + Math.max(1, counts.length) * 60000;
     const max = niceMax(Math.max(0, ...counts));
     const svg = svgEl("svg", { class: "chart bars", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title });
     for (const frac of [0, 0.5, 1]) {
