@@ -205,7 +205,53 @@
       item.style.setProperty("--c", color);
       legend.append(item);
     });
+    addCrosshair(svg, { x, t0, t1, padT, h, series });
     return el("div", { class: "chartbox" }, el("h3", null, title), svg, legend);
+  }
+
+  // Hovering a chart draws a crosshair at that time on every chart of the page, with each
+  // series' value there: charts share the time axis, so the eye can line up what moved.
+  const crosshairs = [];
+
+  function addCrosshair(svg, chart) {
+    const line = svgEl("line", { class: "now", y1: chart.padT, y2: chart.padT + chart.h, visibility: "hidden" });
+    const label = svgEl("text", { class: "hover", y: chart.padT + 10, visibility: "hidden" });
+    svg.append(line, label);
+    const entry = { svg, chart, line, label };
+    crosshairs.push(entry);
+    const toTime = (event) => {
+      const box = svg.getBoundingClientRect();
+      const vb = svg.viewBox.baseVal;
+      const px = ((event.clientX - box.left) / box.width) * vb.width;
+      return chart.t0 + ((px - chart.x(chart.t0)) / (chart.x(chart.t1) - chart.x(chart.t0))) * (chart.t1 - chart.t0);
+    };
+    svg.addEventListener("pointermove", (event) => showCrosshairs(toTime(event)));
+    svg.addEventListener("pointerleave", () => showCrosshairs(null));
+  }
+
+  function showCrosshairs(t) {
+    // Charts replaced by a refresh are gone from the page: forget them.
+    for (let i = crosshairs.length - 1; i >= 0; i--) if (!crosshairs[i].svg.isConnected) crosshairs.splice(i, 1);
+    for (const { chart, line, label } of crosshairs) {
+      if (t === null || t < chart.t0 || t > chart.t1) {
+        line.setAttribute("visibility", "hidden");
+        label.setAttribute("visibility", "hidden");
+        continue;
+      }
+      const xx = chart.x(t);
+      line.setAttribute("x1", xx); line.setAttribute("x2", xx);
+      line.setAttribute("visibility", "visible");
+      const values = chart.series.map((s) => {
+        let best = null;
+        for (const p of s.points) if (p[1] !== null && (best === null || Math.abs(p[0] - t) < Math.abs(best[0] - t))) best = p;
+        return best ? s.name + " " + fmtCount(best[1]) : null;
+      }).filter(Boolean).slice(0, 3);
+      label.textContent = fmtClock(t) + "  " + values.join(" · ");
+      const right = xx > chart.x(chart.t0) + (chart.x(chart.t1) - chart.x(chart.t0)) * 0.6;
+      label.setAttribute("x", right ? xx - 4 : xx + 4);
+      label.setAttribute("text-anchor", right ? "end" : "start");
+      label.setAttribute("visibility", "visible");
+    }
   }
 
   /** Per-minute counts as [t, v] points at each minute's middle. */

@@ -60,6 +60,15 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
         "goroutine counter missing: {text}"
     );
     assert_hostile_text_is_text(&browser, "overview");
+    // Hovering one chart shows the same moment on every chart of the page.
+    let shown = browser.eval(
+        "const svg = document.querySelector('svg.chart'); const b = svg.getBoundingClientRect(); \
+         svg.dispatchEvent(new PointerEvent('pointermove', {clientX: b.right - 20, clientY: b.top + 20})); \
+         return [document.querySelectorAll('svg.chart').length, \
+                 document.querySelectorAll('svg.chart text.hover[visibility=visible]').length]",
+    );
+    assert_eq!(shown[0], shown[1], "crosshair not on every chart: {shown}");
+    assert_eq!(shown[0], json!(3));
     browser.screenshot("overview");
 
     browser.open(&url("/clusters"));
