@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 # Python packages used by end-to-end tests (real OTLP clients, API fuzzing, scorers).
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 
-# Debian packages: a real browser for the dashboard tests, iproute2's `ss` as the reference
-# for socket counts.
+# Debian packages: a real browser and its WebDriver for the dashboard tests, iproute2's `ss`
+# as the reference for socket counts.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
