@@ -62,6 +62,10 @@ pub type RootIndex = u32;
 
 const DIMS: usize = 512;
 
+/// Most roots a DBSCAN re-run looks at (the oldest ones); later roots stay singletons until
+/// older ones are evicted. Keeps a re-run bounded when messages never repeat.
+pub const MAX_RERUN_ROOTS: usize = 5_000;
+
 /// Parameters of the TF-IDF vectors and of DBSCAN.
 #[derive(Debug, Clone, Copy)]
 pub struct VectorParams {
@@ -294,21 +298,22 @@ impl RootClusters {
         // others do, so only roots with a neighbour go to DBSCAN. Finding them through an
         // inverted index of the sparse vectors is cheap; DBSCAN's dense linear search is not.
         let mut postings: Vec<Vec<u32>> = vec![Vec::new(); DIMS];
-        for (i, v) in vectors.iter().enumerate() {
+        for (i, v) in vectors.iter().enumerate().take(MAX_RERUN_ROOTS) {
             for &(d, _) in v {
                 postings[d as usize].push(i as u32);
             }
         }
         let mut has_neighbour = vec![false; n];
+        let searched = n.min(MAX_RERUN_ROOTS);
         let mut checked: Vec<u32> = vec![u32::MAX; n];
-        for (i, v) in vectors.iter().enumerate() {
+        for (i, v) in vectors.iter().enumerate().take(searched) {
             if has_neighbour[i] {
                 continue;
             }
             'search: for &(d, _) in v {
                 for &j in &postings[d as usize] {
                     let j = j as usize;
-                    if j == i || checked[j] == i as u32 {
+                    if j >= searched || j == i || checked[j] == i as u32 {
                         continue;
                     }
                     checked[j] = i as u32;

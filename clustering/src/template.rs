@@ -78,7 +78,8 @@ impl Hasher for PassThrough {
         }
     }
     fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+        // Both halves: some keys (group contexts) vary in the high half only.
+        self.0 = mix(n as u64, (n >> 64) as u64);
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;

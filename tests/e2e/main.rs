@@ -8,3 +8,4 @@ mod agent_lifecycle;
 mod config_cli;
 mod pipeline;
 mod replay;
+mod cluster_cmd;

@@ -1,0 +1,81 @@
+//! `faultline cluster`: one id per input line, same order, whatever the input holds.
+
+use std::process::Command;
+
+fn cluster(input: &[u8], args: &[&str]) -> (Vec<String>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inp = dir.path().join("in.log");
+    let out = dir.path().join("out.txt");
+    std::fs::write(&inp, input).expect("write input");
+    let result = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("cluster")
+        .arg("--input")
+        .arg(&inp)
+        .arg("--output")
+        .arg(&out)
+        .args(args)
+        .output()
+        .expect("run faultline");
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(
+        result.status.success(),
+        "faultline cluster failed: {stderr}"
+    );
+    let ids = std::fs::read_to_string(&out)
+        .expect("output written")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (ids, stderr)
+}
+
+#[test]
+fn one_id_per_line_for_hostile_input() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"read tcp 10.0.0.1:5->10.0.0.2:80: read: connection reset by peer\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(&[0xff, 0xfe, 0x00, 0x80, b'\n']);
+    input.extend(std::iter::repeat_n(b'a', 1 << 20));
+    input.push(b'\n');
+    input.extend_from_slice(b"read tcp 10.9.9.9:7->10.0.0.3:81: read: connection reset by peer\n");
+    input.extend_from_slice(b"no newline at the end");
+    let (ids, stderr) = cluster(&input, &["--level", "template"]);
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert_eq!(ids[0], ids[4], "same shape, same template");
+    assert_ne!(ids[0], ids[3]);
+    assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
+    assert!(stderr.contains("6 lines"), "summary: {stderr}");
+}
+
+#[test]
+fn logger_style_and_wrappers_do_not_split_a_cluster() {
+    let lines = [
+        r#"time="2024-03-11T08:22:21Z" level=error msg="invalid input" err=EOF method=GET"#,
+        r#"{"level":"error","ts":1710145337.69,"msg":"request failed","error":"GetUser(42): Get \"http://u:80/users/42\": EOF"}"#,
+        "2024/03/11 08:22:22 http: TLS handshake error from 127.0.0.1:36788: EOF",
+        r#"{"level":"error","ts":1710145337.69,"msg":"request failed","error":"read body: unexpected EOF"}"#,
+        "2024/03/11 08:22:23 worker.go:100: ERROR: cache: read tcp 127.0.0.1:42412->127.0.0.1:6379: i/o timeout",
+    ];
+    let (ids, _) = cluster(lines.join("\n").as_bytes(), &["--parse"]);
+    assert_eq!(ids.len(), 5);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0], ids[2]);
+    assert_ne!(ids[0], ids[3], "EOF and unexpected EOF are different kinds");
+    assert_ne!(ids[0], ids[4]);
+}
+
+#[test]
+fn a_missing_input_is_a_clear_error() {
+    let result = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "cluster",
+            "--input",
+            "/nonexistent/in",
+            "--output",
+            "/tmp/never",
+        ])
+        .output()
+        .expect("run faultline");
+    assert_eq!(result.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("cannot open the input"));
+}
