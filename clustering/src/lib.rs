@@ -7,6 +7,21 @@
 //! both are content hashes, stable across nodes and restarts. This crate owns masking,
 //! template mining, the cluster store and emergence detection; it knows nothing of files,
 //! sockets or HTTP.
+//!
+//! Pipeline, one module per step: [`mask`] turns a message into its shape (variable parts
+//! become `<*>`, kept as parameters); [`template`] maps shapes to templates in O(message
+//! length) and generalises them online; [`root`] finds a message's innermost Go error;
+//! [`cluster`] groups roots with TF-IDF vectors and DBSCAN (linfa-clustering);
+//! [`emergence`] tells new and surging clusters with a Poisson test; [`engine`] is the live,
+//! bounded, thread-safe store the agent feeds and queries; [`snapshot`] persists it
+//! atomically; [`batch`] is the `faultline cluster` command's engine; [`config`] is the
+//! agent's `[clustering]` section.
+//!
+//! Wiring: build one `Arc<Engine>` from [`ClusteringConfig`] (or [`Engine::restore`] a
+//! snapshot), call [`Engine::observe`] for every error-ish record, [`Engine::maintain`] from a
+//! background task every few seconds, [`Engine::save`] periodically and at shutdown, and
+//! answer the API from [`Engine::clusters`], [`Engine::cluster`], [`Engine::emerging`] and
+//! [`Engine::counters`].
 
 pub mod batch;
 pub mod cluster;

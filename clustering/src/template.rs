@@ -451,3 +451,55 @@ mod tests {
         assert_eq!(after, TemplateId::of("login by <*> ok"));
     }
 }
+
+#[cfg(test)]
+mod model_tests {
+    //! Model test: whatever the messages, equal shapes get equal templates, every key
+    //! resolves to a live template that generalises it, and consolidation is idempotent.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-e]{1,3}".prop_map(|s| s),
+            "[0-9]{1,4}".prop_map(|s| s),
+            Just("user=root".to_string()),
+            Just("(x)".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn templates_generalise_their_keys(msgs in prop::collection::vec(prop::collection::vec(word(), 1..6), 1..60)) {
+            let mut miner = TemplateMiner::new(3);
+            let mut m = MaskedLine::new();
+            let mut keys = Vec::new();
+            for words in &msgs {
+                m.mask(&words.join(" "));
+                keys.push((miner.insert(&m).0, m.text.clone()));
+            }
+            miner.consolidate();
+            let ids: Vec<TemplateId> = keys.iter().map(|(k, _)| miner.template_of(*k).0).collect();
+            prop_assert_eq!(miner.consolidate(), 0, "consolidation is idempotent");
+            for (i, (k, shape)) in keys.iter().enumerate() {
+                let (id, text) = miner.template_of(*k);
+                prop_assert_eq!(id, ids[i]);
+                prop_assert_eq!(id, TemplateId::of(text));
+                let t: Vec<&str> = text.split(' ').collect();
+                let s: Vec<&str> = shape.split(' ').collect();
+                prop_assert_eq!(t.len(), s.len());
+                for (a, b) in t.iter().zip(&s) {
+                    prop_assert!(a == b || a.contains(WILDCARD), "{} does not generalise {}", text, shape);
+                }
+            }
+            for (i, (_, a)) in keys.iter().enumerate() {
+                for (j, (_, b)) in keys.iter().enumerate() {
+                    if a == b {
+                        prop_assert_eq!(ids[i], ids[j]);
+                    }
+                }
+            }
+        }
+    }
+}
