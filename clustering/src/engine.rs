@@ -327,10 +327,11 @@ impl Engine {
     /// Clusters matching `query`, by window count (then total count) descending.
     pub fn clusters(&self, query: &ClusterQuery) -> Vec<ClusterSummary> {
         let s = self.state.lock();
+        let keys_by_root = s.keys_by_root();
         let mut rows: Vec<ClusterSummary> = s
             .groups()
             .into_values()
-            .filter_map(|roots| s.summary(&roots, query))
+            .filter_map(|roots| s.summary(&roots, &keys_by_root, query))
             .collect();
         rows.sort_by(|a, b| {
             b.window_count
@@ -352,7 +353,7 @@ impl Engine {
             now_unix_nanos,
             ..ClusterQuery::default()
         };
-        let summary = s.summary(&roots, &query)?;
+        let summary = s.summary(&roots, &s.keys_by_root(), &query)?;
         let mut root_rows: Vec<(String, u64)> = roots
             .iter()
             .map(|&r| {
@@ -576,7 +577,25 @@ impl State {
         groups
     }
 
-    fn summary(&self, roots: &[RootIndex], q: &ClusterQuery) -> Option<ClusterSummary> {
+    /// The keys of every root, so that a query touches each key once, not once per cluster.
+    fn keys_by_root(&self) -> Vec<Vec<KeyIndex>> {
+        let mut by_root = vec![Vec::new(); self.root_stats.len()];
+        for (k, ks) in self.keys.iter().enumerate() {
+            if ks.count > 0 {
+                if let Some(list) = by_root.get_mut(ks.root as usize) {
+                    list.push(k as KeyIndex);
+                }
+            }
+        }
+        by_root
+    }
+
+    fn summary(
+        &self,
+        roots: &[RootIndex],
+        keys_by_root: &[Vec<KeyIndex>],
+        q: &ClusterQuery,
+    ) -> Option<ClusterSummary> {
         let first_root = *roots.first()?;
         let id = self.roots.cluster_of(first_root);
         let now_min = q.now_unix_nanos.div_euclid(NANOS_PER_MIN);
@@ -632,10 +651,10 @@ impl State {
         let canonical = self.roots.canonical_of(first_root).to_string();
         let mut template_count: HashMap<TemplateId, u64> = HashMap::new();
         let mut texts: HashMap<TemplateId, &str> = HashMap::new();
-        for (k, ks) in self.keys.iter().enumerate() {
-            if ks.count > 0 && roots.contains(&ks.root) {
-                let (tid, text) = self.miner.template_of(k as KeyIndex);
-                *template_count.entry(tid).or_insert(0) += ks.count;
+        for &r in roots {
+            for &k in keys_by_root.get(r as usize).map_or(&[][..], Vec::as_slice) {
+                let (tid, text) = self.miner.template_of(k);
+                *template_count.entry(tid).or_insert(0) += self.keys[k as usize].count;
                 texts.insert(tid, text);
             }
         }
