@@ -1,6 +1,11 @@
 //! Go's standard `log` package (`[prefix] 2024/03/11 08:22:20.465632 file.go:12: message`)
 //! and nginx's error log, which shares its date format
 //! (`2024/01/02 15:04:05 [error] 1234#0: *5 connect() failed ..., client: 1.2.3.4, ...`).
+//!
+//! The same reading serves the other common "timestamp, level, message" header: an ISO 8601
+//! time first (`2024-03-11T08:22:17.123Z ERROR msg`, `2024-03-11 08:22:17,123 [WARN] msg`,
+//! as custom Go formats, Python's logging and many others write it), optionally followed by
+//! logfmt fields.
 
 use super::fields::{level_of, Draft};
 use super::text::strip_markers;
@@ -10,6 +15,13 @@ use super::text::strip_markers;
 fn dated(line: &str, naive_offset_secs: i64) -> Option<(i64, &str, &str)> {
     if let Some((nanos, used)) = super::time::go_log_prefix(line, naive_offset_secs) {
         return Some((nanos, "", &line[used..]));
+    }
+    if let Some((nanos, used)) = super::time::rfc3339_prefix(line, naive_offset_secs) {
+        // Only a header when a separator follows: not `2024-03-11T08:22:17Zfoo`.
+        let rest = &line[used..];
+        if rest.is_empty() || rest.starts_with([' ', '\t']) {
+            return Some((nanos, "", rest));
+        }
     }
     let window = &line.as_bytes()[..line.len().min(48)];
     let space = window.iter().position(|&c| c == b' ')?;
@@ -44,6 +56,18 @@ pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bo
     let mut rest = rest.trim_start();
     if nginx_error(rest, draft) {
         return true;
+    }
+    // `TIME key=value ...`: the fields are the record; the header only gave the time.
+    if super::logfmt::looks_like(rest) {
+        let mut fields = Draft::default();
+        if super::logfmt::parse(rest, &mut fields, naive_offset_secs) {
+            fields.time_unix_nanos = fields.time_unix_nanos.or(Some(nanos));
+            fields
+                .attributes
+                .extend(std::mem::take(&mut draft.attributes));
+            *draft = fields;
+            return true;
+        }
     }
     // Lshortfile / Llongfile: `file.go:123: `.
     if let Some(colon) = rest.find(": ") {
@@ -146,6 +170,44 @@ mod tests {
             Some("query failed: lookup x on 127.0.0.53:53: no such host")
         );
         assert_eq!(d.level, None);
+    }
+
+    #[test]
+    fn iso_timestamp_level_message_headers() {
+        let cases = [
+            (
+                "2026-11-25T19:40:01Z ERROR login failed for user bob",
+                Level::Error,
+                "login failed for user bob",
+            ),
+            (
+                "2026-11-25T19:40:01.123+01:00 [WARN] slow query",
+                Level::Warn,
+                "slow query",
+            ),
+            (
+                "2026-11-25 19:40:01,123 ERROR payments: charge failed: EOF",
+                Level::Error,
+                "payments: charge failed: EOF",
+            ),
+        ];
+        for (line, level, message) in cases {
+            let mut d = Draft::default();
+            assert!(looks_like(line), "{line}");
+            assert!(parse(line, &mut d, 0), "{line}");
+            assert_eq!(d.level, Some(level), "{line}");
+            assert_eq!(d.message.as_deref(), Some(message), "{line}");
+            assert!(d.time_unix_nanos.is_some(), "{line}");
+        }
+        let mut d = Draft::default();
+        assert!(parse(
+            "2026-11-25T19:40:01Z level=error msg=\"call failed\" err=EOF",
+            &mut d,
+            0
+        ));
+        assert_eq!(d.message.as_deref(), Some("call failed"));
+        assert_eq!(d.error.as_deref(), Some("EOF"));
+        assert!(!looks_like("2026-11-25T19:40:01Zfoo bar"));
     }
 
     #[test]
