@@ -81,8 +81,12 @@ pub struct EngineCounters {
     pub events: u64,
     /// Events counted in "other" because their new shape or root did not fit.
     pub other_events: u64,
-    /// New shapes refused because `max_templates` was reached.
+    /// New shapes refused because `max_templates` was reached (eviction found no room).
     pub templates_refused: u64,
+    /// Template keys evicted (stale, low-count) to make room for new ones.
+    pub templates_evicted: u64,
+    /// Events of evicted template keys (still counted in their clusters).
+    pub evicted_events: u64,
     /// New roots refused because `max_clusters` was reached.
     pub roots_refused: u64,
     /// Messages cut to `max_message_bytes`.
@@ -536,6 +540,9 @@ impl State {
     /// Admits a new shape (and its root); `None` when a bound refuses it.
     fn admit(&mut self, text: &str) -> Option<KeyIndex> {
         if self.keys.len() >= self.config.max_templates {
+            self.evict_keys();
+        }
+        if self.keys.len() >= self.config.max_templates {
             self.counters.templates_refused += 1;
             return None;
         }
@@ -564,6 +571,36 @@ impl State {
             root,
         });
         Some(key)
+    }
+
+    /// Evicts the tenth of the template keys with the fewest events (oldest first among
+    /// equals) and rebuilds the miner from the others. Template ids are content hashes, so
+    /// the kept templates keep their ids; the clusters keep their counts.
+    fn evict_keys(&mut self) {
+        let n = self.keys.len();
+        if n == 0 {
+            return;
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&k| (self.keys[k].count, self.keys[k].last));
+        let evict = (n / 10).max(1);
+        let mut gone = vec![false; n];
+        for &k in &order[..evict] {
+            gone[k] = true;
+            self.counters.templates_evicted += 1;
+            self.counters.evicted_events += self.keys[k].count;
+        }
+        let mut miner = TemplateMiner::new(self.config.min_distinct_words);
+        let mut keys = Vec::with_capacity(n - evict);
+        for k in 0..n {
+            if !gone[k] {
+                miner.insert_shape(self.miner.key_text(k as KeyIndex));
+                keys.push(self.keys[k].clone());
+            }
+        }
+        miner.consolidate();
+        self.miner = miner;
+        self.keys = keys;
     }
 
     /// Roots grouped by cluster id.
@@ -867,11 +904,63 @@ mod tests {
         let (counters, templates, clusters) = engine.counters();
         assert!(templates <= 100 && clusters <= 50, "{templates} {clusters}");
         assert!(counters.other_events > 4_000);
+        assert!(counters.roots_refused > 4_000);
         let again = engine.observe(&event(
             "dial tcp 5.6.7.8:81: connect: connection refused",
             "a",
             1,
         ));
         assert_eq!(again.cluster, known.cluster);
+    }
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::*;
+
+    #[test]
+    fn stale_rare_templates_are_evicted_and_counted_frequent_ones_stay() {
+        let config = ClusteringConfig {
+            max_templates: 20,
+            ..ClusteringConfig::default()
+        };
+        let engine = Engine::new(config);
+        let hot = ErrorEvent {
+            text: "read tcp 1.2.3.4:5->6.7.8.9:10: read: connection reset by peer",
+            service: None,
+            severity: "error",
+            trace_id: None,
+            span_id: None,
+            time_unix_nanos: 0,
+        };
+        let first = engine.observe(&hot);
+        for i in 0..10 {
+            engine.observe(&ErrorEvent {
+                time_unix_nanos: i,
+                ..hot
+            });
+        }
+        for i in 0..200 {
+            // Same root (connection reset), ever new shapes: `wrapper<i>` words are new.
+            let text = format!(
+                "wrapper{} layer: read: connection reset by peer",
+                "x".repeat(i % 40 + 1)
+            );
+            let extra = format!("{text} {}", "y".repeat(i / 40 + 1));
+            engine.observe(&ErrorEvent {
+                text: &extra,
+                time_unix_nanos: 100 + i as i64,
+                ..hot
+            });
+        }
+        let (counters, templates, _) = engine.counters();
+        assert!(templates <= 20, "{templates}");
+        assert!(counters.templates_evicted > 0);
+        assert!(counters.evicted_events > 0);
+        let again = engine.observe(&ErrorEvent {
+            time_unix_nanos: 1_000,
+            ..hot
+        });
+        assert_eq!(again, first, "the frequent template keeps its ids");
     }
 }
