@@ -592,8 +592,8 @@ impl State {
         }
         let mut miner = TemplateMiner::new(self.config.min_distinct_words);
         let mut keys = Vec::with_capacity(n - evict);
-        for k in 0..n {
-            if !gone[k] {
+        for (k, evicted) in gone.iter().enumerate() {
+            if !evicted {
                 miner.insert_shape(self.miner.key_text(k as KeyIndex));
                 keys.push(self.keys[k].clone());
             }
