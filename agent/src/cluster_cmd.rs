@@ -86,8 +86,8 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         } else {
             batch.push(&text);
         }
-        if progress && batch.len() % (1 << 16) == 0 {
-            let pct = if total > 0 { read * 100 / total } else { 0 };
+        if progress && batch.len().is_multiple_of(1 << 16) {
+            let pct = (read * 100).checked_div(total).unwrap_or(0);
             eprint!("\rfaultline cluster: {pct:3}%  {} lines", batch.len());
         }
     }

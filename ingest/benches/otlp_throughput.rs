@@ -51,7 +51,11 @@ fn request(run: usize, r: usize) -> ExportTraceServiceRequest {
             let mut trace_id = vec![0x5a; 16];
             trace_id[..8].copy_from_slice(&(trace as u64 + 1).to_be_bytes());
             let in_trace = i % SPANS_PER_TRACE;
-            let span_id = |k: usize| (((trace as u64) << 8) | (k as u64 + 1)).to_be_bytes().to_vec();
+            let span_id = |k: usize| {
+                (((trace as u64) << 8) | (k as u64 + 1))
+                    .to_be_bytes()
+                    .to_vec()
+            };
             Span {
                 trace_id,
                 span_id: span_id(in_trace),

@@ -8,8 +8,8 @@
 //! (that is `faultline-web`); the `faultline` binary wires the three together.
 
 pub mod counters;
-pub mod parse;
 pub mod otlp;
+pub mod parse;
 pub mod record;
 pub mod tail;
 pub mod traces;

@@ -25,7 +25,10 @@ const SEEDS: &[&str] = &[
 ];
 
 fn check(line: &str) {
-    let origin = Origin::File { path: "f".into(), offset: 3 };
+    let origin = Origin::File {
+        path: "f".into(),
+        offset: 3,
+    };
     let r = parse_line(line, origin.clone());
     assert_eq!(r.origin, origin);
     assert_eq!(r.cluster_text(), r.error.as_deref().unwrap_or(&r.message));

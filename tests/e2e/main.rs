@@ -5,7 +5,7 @@
 mod support;
 
 mod agent_lifecycle;
+mod cluster_cmd;
 mod config_cli;
 mod pipeline;
 mod replay;
-mod cluster_cmd;
