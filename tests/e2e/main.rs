@@ -4,8 +4,14 @@
 #[allow(dead_code)]
 mod support;
 
+// The WebDriver client of the web crate's browser tests, shared rather than written twice.
+#[allow(dead_code)]
+#[path = "../../web/tests/fixture/browser.rs"]
+mod browser;
+
 mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;
+mod dashboard;
 mod pipeline;
 mod replay;
