@@ -7,12 +7,12 @@
 #      each run RUNS times; medians, ratios and peak RSS are printed.
 #
 # Usage: scripts/bench/clustering.sh [RUNS]     (default 3; needs python3, pip for drain3 and
-#        scikit-learn, and the shared data under /work/shared or $SHARED)
+#        scikit-learn, and the project's shared folder beside the checkout, ../shared, or $SHARED)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${1:-3}"
-SHARED="${SHARED:-/work/shared}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/clustering}"
+SHARED="${SHARED:-$PWD/../shared}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/clustering-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
