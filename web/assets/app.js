@@ -111,10 +111,16 @@
     return node;
   }
 
+  // A service keeps its colour on every page, so the colour comes from its name: FNV-1a with
+  // a final mix (similar names such as "frontend"/"orders" landed on near hues with a plain
+  // multiplicative hash), then one of 24 hues spread by the golden angle.
   function serviceColor(name) {
-    let h = 0;
-    for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-    return "hsl(" + (h % 360) + " 62% 55%)";
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b) >>> 0;
+    h ^= h >>> 13;
+    return "hsl(" + Math.round(((h >>> 0) % 24) * 137.508 % 360) + " 62% 55%)";
   }
 
   function service(name) {
