@@ -120,26 +120,18 @@ fn clock(b: &[u8], at: usize) -> Option<(u32, u32, u32, u32, usize)> {
     Some((hour, minute, second, nanos, end))
 }
 
-/// Reads an RFC 3339 / ISO 8601 timestamp (`2024-03-11T08:22:17.123Z`, a space instead of
-/// `T`, an optional zone) at the start of `text`. Returns Unix nanoseconds and the number of
-/// bytes read.
-pub fn rfc3339_prefix(text: &str, naive_offset_secs: i64) -> Option<(i64, usize)> {
-    let b = text.as_bytes();
-    let year = digits(b, 0, 4)?;
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+/// Reads `YYYY<sep>MM<sep>DD` at the start of `b`.
+fn date(b: &[u8], sep: u8) -> Option<(u32, u32, u32)> {
+    if b.get(4) != Some(&sep) || b.get(7) != Some(&sep) {
         return None;
     }
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    if !matches!(b.get(10), Some(b'T') | Some(b't') | Some(b' ')) {
-        return None;
-    }
-    let (hour, minute, second, nanos, mut end) = clock(b, 11)?;
-    let mut offset = naive_offset_secs;
-    if let Some((o, e)) = zone(b, end) {
-        offset = o;
-        end = e;
-    }
+    Some((digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?))
+}
+
+/// Reads the time of day at `at` and joins it to `(year, month, day)`; returns the calendar
+/// reading and the index after the clock.
+fn civil_at(b: &[u8], (year, month, day): (u32, u32, u32), at: usize) -> Option<(Civil, usize)> {
+    let (hour, minute, second, nanos, end) = clock(b, at)?;
     let civil = Civil {
         year,
         month,
@@ -149,6 +141,24 @@ pub fn rfc3339_prefix(text: &str, naive_offset_secs: i64) -> Option<(i64, usize)
         second,
         nanos,
     };
+    Some((civil, end))
+}
+
+/// Reads an RFC 3339 / ISO 8601 timestamp (`2024-03-11T08:22:17.123Z`, a space instead of
+/// `T`, an optional zone) at the start of `text`. Returns Unix nanoseconds and the number of
+/// bytes read.
+pub fn rfc3339_prefix(text: &str, naive_offset_secs: i64) -> Option<(i64, usize)> {
+    let b = text.as_bytes();
+    let ymd = date(b, b'-')?;
+    if !matches!(b.get(10), Some(b'T') | Some(b't') | Some(b' ')) {
+        return None;
+    }
+    let (civil, mut end) = civil_at(b, ymd, 11)?;
+    let mut offset = naive_offset_secs;
+    if let Some((o, e)) = zone(b, end) {
+        offset = o;
+        end = e;
+    }
     Some((civil.to_unix_nanos(offset)?, end))
 }
 
@@ -195,45 +205,22 @@ pub fn epoch_float(value: f64) -> Option<i64> {
 /// of `text`. Returns Unix nanoseconds and the bytes read.
 pub fn go_log_prefix(text: &str, naive_offset_secs: i64) -> Option<(i64, usize)> {
     let b = text.as_bytes();
-    let year = digits(b, 0, 4)?;
-    if b.get(4) != Some(&b'/') || b.get(7) != Some(&b'/') || b.get(10) != Some(&b' ') {
+    let ymd = date(b, b'/')?;
+    if b.get(10) != Some(&b' ') {
         return None;
     }
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let (hour, minute, second, nanos, end) = clock(b, 11)?;
-    let civil = Civil {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        nanos,
-    };
+    let (civil, end) = civil_at(b, ymd, 11)?;
     Some((civil.to_unix_nanos(naive_offset_secs)?, end))
 }
 
 /// Reads Gin's `2024/03/11 - 08:22:18` (no zone).
 pub fn gin(text: &str, naive_offset_secs: i64) -> Option<i64> {
     let b = text.as_bytes();
-    let year = digits(b, 0, 4)?;
-    if b.get(4) != Some(&b'/') || b.get(7) != Some(&b'/') || b.get(10..13) != Some(b" - ") {
+    let ymd = date(b, b'/')?;
+    if b.get(10..13) != Some(b" - ") {
         return None;
     }
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let (hour, minute, second, nanos, _) = clock(b, 13)?;
-    Civil {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        nanos,
-    }
-    .to_unix_nanos(naive_offset_secs)
+    civil_at(b, ymd, 13)?.0.to_unix_nanos(naive_offset_secs)
 }
 
 /// Reads the common log format's `10/Oct/2000:13:55:36 -0700` (nginx, Apache).
@@ -250,23 +237,14 @@ pub fn common_log(text: &str, naive_offset_secs: i64) -> Option<i64> {
         return None;
     }
     let year = digits(b, 7, 4)?;
-    let (hour, minute, second, nanos, end) = clock(b, 12)?;
+    let (civil, end) = civil_at(b, (year, month, day), 12)?;
     let mut offset = naive_offset_secs;
     if b.get(end) == Some(&b' ') {
         if let Some((o, _)) = zone(b, end + 1) {
             offset = o;
         }
     }
-    Civil {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        nanos,
-    }
-    .to_unix_nanos(offset)
+    civil.to_unix_nanos(offset)
 }
 
 #[cfg(test)]
