@@ -118,17 +118,13 @@ impl Pipeline {
                     clustered = true;
                 }
                 if let Some(trace_id) = record.trace_id {
+                    let mut record = record;
                     if let Some(cluster) = cluster {
                         // The chain view shows each log's pattern from this attribute.
-                        let mut record = record;
                         record
                             .attributes
                             .push((CLUSTER_ID_ATTRIBUTE.to_owned(), cluster.clone()));
                         tags.push((trace_id, record.span_id, cluster));
-                        if from_file {
-                            to_attach.push(record);
-                        }
-                        continue;
                     }
                     // OTLP logs are attached by the receiver itself; error spans are spans.
                     if from_file {
