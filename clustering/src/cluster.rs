@@ -89,6 +89,9 @@ struct Root {
     text: Box<str>,
     words: Vec<Box<str>>,
     cluster: u32,
+    /// Its TF-IDF vector as of its insertion or the last re-run, for placing new roots.
+    /// The document frequencies drift a little as roots arrive; every re-run recomputes it.
+    vector: Vec<(u32, f32)>,
 }
 
 /// Roots and the clusters they form.
@@ -101,6 +104,9 @@ pub struct RootClusters {
     canonical: Vec<RootIndex>,
     params: VectorParams,
     since_rerun: usize,
+    /// Bumped by [`retain`](Self::retain): a re-run on a copy taken before an eviction
+    /// numbers its roots differently and must not be adopted.
+    generation: u64,
 }
 
 impl RootClusters {
@@ -113,6 +119,7 @@ impl RootClusters {
             canonical: Vec::new(),
             params,
             since_rerun: 0,
+            generation: 0,
         }
     }
 
@@ -165,8 +172,9 @@ impl RootClusters {
             *self.df.entry(w.clone()).or_insert(0) += 1;
         }
         let index = self.roots.len() as RootIndex;
+        let vector = self.vector(&words);
         let nearest = if place {
-            self.nearest_cluster(&words)
+            self.nearest_cluster(&vector)
         } else {
             None
         };
@@ -178,17 +186,17 @@ impl RootClusters {
             text: root.into(),
             words,
             cluster,
+            vector,
         });
         self.by_text.insert(root.into(), index);
         self.since_rerun += 1;
         index
     }
 
-    fn nearest_cluster(&self, words: &[Box<str>]) -> Option<u32> {
-        let v = self.vector(words);
+    fn nearest_cluster(&self, v: &[(u32, f32)]) -> Option<u32> {
         let mut best: Option<(f32, u32)> = None;
         for r in &self.roots {
-            let d = distance(&v, &self.vector(&r.words));
+            let d = distance(v, &r.vector);
             if d < self.params.eps && best.is_none_or(|(bd, _)| d < bd) {
                 best = Some((d, r.cluster));
             }
@@ -259,9 +267,68 @@ impl RootClusters {
         fits
     }
 
+    /// Keeps the roots whose `keep` entry is true, in order, with their clusters; returns
+    /// each old index's new one (`None`: gone). A cluster that lost its canonical root takes
+    /// its oldest remaining member as canonical, so its id changes; the other clusters keep
+    /// theirs.
+    pub fn retain(&mut self, keep: &[bool]) -> Vec<Option<RootIndex>> {
+        let mut map = vec![None; self.roots.len()];
+        let mut kept = Vec::with_capacity(self.roots.len());
+        let mut new_label: HashMap<u32, u32> = HashMap::new();
+        let mut canonical = Vec::new();
+        // A label's new canonical: its old canonical when kept, else its first kept member.
+        let old_canonical_kept: Vec<bool> = self
+            .canonical
+            .iter()
+            .map(|&c| keep.get(c as usize).copied().unwrap_or(false))
+            .collect();
+        for (old, root) in std::mem::take(&mut self.roots).into_iter().enumerate() {
+            if !keep.get(old).copied().unwrap_or(false) {
+                continue;
+            }
+            let index = kept.len() as RootIndex;
+            map[old] = Some(index);
+            let label = *new_label.entry(root.cluster).or_insert_with(|| {
+                canonical.push(index);
+                (canonical.len() - 1) as u32
+            });
+            kept.push(Root {
+                cluster: label,
+                ..root
+            });
+        }
+        for (old_label, &label) in &new_label {
+            if old_canonical_kept[*old_label as usize] {
+                if let Some(Some(c)) = map.get(self.canonical[*old_label as usize] as usize) {
+                    canonical[label as usize] = *c;
+                }
+            }
+        }
+        self.df.clear();
+        self.by_text.clear();
+        for (i, root) in kept.iter().enumerate() {
+            let mut seen: Vec<&Box<str>> = root.words.iter().collect();
+            seen.sort();
+            seen.dedup();
+            for w in seen {
+                *self.df.entry(w.clone()).or_insert(0) += 1;
+            }
+            self.by_text.insert(root.text.clone(), i as RootIndex);
+        }
+        self.roots = kept;
+        self.canonical = canonical;
+        self.generation += 1;
+        map
+    }
+
     /// Takes the labels of `rerun`, a copy of `self` taken earlier and re-clustered since;
-    /// roots added to `self` after the copy are placed again by nearest neighbour.
+    /// roots added to `self` after the copy are placed again by nearest neighbour. A copy
+    /// taken before an eviction is dropped (the next maintenance re-runs again).
     pub fn adopt(&mut self, mut rerun: RootClusters) {
+        if rerun.generation != self.generation {
+            self.since_rerun = self.since_rerun.max(1);
+            return;
+        }
         let extra: Vec<Box<str>> = self.roots[rerun.roots.len().min(self.roots.len())..]
             .iter()
             .map(|r| r.text.clone())
@@ -294,6 +361,9 @@ impl RootClusters {
                 }
             })
             .collect();
+        for (root, v) in self.roots.iter_mut().zip(&vectors) {
+            root.vector.clone_from(v);
+        }
         // With min_points = 2 a root without any neighbour within eps is noise whatever the
         // others do, so only roots with a neighbour go to DBSCAN. Finding them through an
         // inverted index of the sparse vectors is cheap; DBSCAN's dense linear search is not.

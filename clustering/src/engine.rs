@@ -11,9 +11,11 @@
 //! Statistics are kept per *root* (the innermost error kind) and summed per cluster at query
 //! time, so a DBSCAN re-run that regroups roots never loses or double-counts an event.
 //!
-//! Bounds: at most `max_templates` keys and `max_clusters` roots; an event whose new shape or
-//! new root does not fit is counted in the "other" bucket ([`EngineCounters`]), never lost
-//! silently. Samples, services and parameter values per root are bounded too.
+//! Bounds: at most `max_templates` keys and `max_clusters` roots. When a bound is reached the
+//! least useful tenth is evicted (templates: fewest events; roots: not seen within the
+//! emergence baseline first, then fewest events), so a new kind of error still gets its own
+//! pattern after months of uptime; an event that fits nowhere even then is counted in the
+//! "other" bucket ([`EngineCounters`]), never lost silently. Samples, services and parameter values per root are bounded too.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -76,6 +78,7 @@ pub struct Sample {
 
 /// Counters of what the bounds did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EngineCounters {
     /// Events observed.
     pub events: u64,
@@ -87,8 +90,12 @@ pub struct EngineCounters {
     pub templates_evicted: u64,
     /// Events of evicted template keys (still counted in their clusters).
     pub evicted_events: u64,
-    /// New roots refused because `max_clusters` was reached.
+    /// New roots refused because `max_clusters` was reached (eviction found no room).
     pub roots_refused: u64,
+    /// Roots (error kinds) evicted to make room for new ones, with their templates.
+    pub roots_evicted: u64,
+    /// Events of evicted roots (gone from every cluster count).
+    pub root_evicted_events: u64,
     /// Messages cut to `max_message_bytes`.
     pub truncated: u64,
     /// Blank messages ignored.
@@ -551,6 +558,9 @@ impl State {
             Some(r) => r,
             None => {
                 if self.roots.len() >= self.config.max_clusters {
+                    self.evict_roots();
+                }
+                if self.roots.len() >= self.config.max_clusters {
                     self.counters.roots_refused += 1;
                     return None;
                 }
@@ -583,15 +593,19 @@ impl State {
         }
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&k| (self.keys[k].count, self.keys[k].last));
-        let evict = (n / 10).max(1);
         let mut gone = vec![false; n];
-        for &k in &order[..evict] {
+        for &k in &order[..(n / 10).max(1)] {
             gone[k] = true;
             self.counters.templates_evicted += 1;
             self.counters.evicted_events += self.keys[k].count;
         }
+        self.drop_keys(&gone);
+    }
+
+    /// Rebuilds the miner and the key table without the keys marked in `gone`.
+    fn drop_keys(&mut self, gone: &[bool]) {
         let mut miner = TemplateMiner::new(self.config.min_distinct_words);
-        let mut keys = Vec::with_capacity(n - evict);
+        let mut keys = Vec::with_capacity(self.keys.len());
         for (k, evicted) in gone.iter().enumerate() {
             if !evicted {
                 miner.insert_shape(self.miner.key_text(k as KeyIndex));
@@ -601,6 +615,56 @@ impl State {
         miner.consolidate();
         self.miner = miner;
         self.keys = keys;
+    }
+
+    /// Evicts a tenth of the roots: first those not seen within the emergence window and
+    /// baseline (they cannot be emerging, and their history has the least to say about now),
+    /// fewest events first, then, if the recent ones fill the bound on their own, the recent
+    /// ones with the fewest events. Their templates go with them. The other roots keep their
+    /// clusters and ids, except a cluster whose canonical (oldest) root left: it takes its
+    /// oldest remaining root's id.
+    fn evict_roots(&mut self) {
+        let n = self.root_stats.len();
+        if n == 0 {
+            return;
+        }
+        let latest = self.root_stats.iter().map(|r| r.last).max().unwrap_or(0);
+        let horizon = latest.saturating_sub(
+            (self.config.window_secs + self.config.baseline_secs).saturating_mul(1_000_000_000)
+                as i64,
+        );
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&r| {
+            let rs = &self.root_stats[r];
+            (rs.last >= horizon, rs.count, rs.last)
+        });
+        let mut keep = vec![true; n];
+        for &r in &order[..(n / 10).max(1)] {
+            keep[r] = false;
+            self.counters.roots_evicted += 1;
+            self.counters.root_evicted_events += self.root_stats[r].count;
+        }
+        let map = self.roots.retain(&keep);
+        let mut stats = Vec::with_capacity(n);
+        for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
+            if keep[r] {
+                stats.push(rs);
+            }
+        }
+        self.root_stats = stats;
+        let gone: Vec<bool> = self
+            .keys
+            .iter()
+            .map(|k| map[k.root as usize].is_none())
+            .collect();
+        for (k, ks) in self.keys.iter_mut().enumerate() {
+            if let Some(root) = map[ks.root as usize] {
+                ks.root = root;
+            } else {
+                debug_assert!(gone[k]);
+            }
+        }
+        self.drop_keys(&gone);
     }
 
     /// Roots grouped by cluster id.
@@ -877,18 +941,24 @@ mod tests {
     }
 
     #[test]
-    fn template_explosion_stays_bounded_and_keeps_old_clusters() {
+    fn an_explosion_of_kinds_stays_bounded_and_a_new_kind_still_gets_its_pattern() {
         let config = ClusteringConfig {
             max_templates: 100,
             max_clusters: 50,
             ..ClusteringConfig::default()
         };
         let engine = Engine::new(config);
-        let known = engine.observe(&event(
-            "dial tcp 1.2.3.4:80: connect: connection refused",
-            "a",
-            0,
-        ));
+        let t0 = 1_700_000_000 * (NANOS_PER_MIN / 60);
+        let mut known = None;
+        for i in 0..100 {
+            known = engine
+                .observe(&event(
+                    &format!("dial tcp 1.2.3.{i}:80: connect: connection refused"),
+                    "a",
+                    t0 + i64::from(i),
+                ))
+                .cluster;
+        }
         for i in 0..5_000u32 {
             // Distinct words, never repeating: every message a new shape and a new root.
             let word: String = format!("{i:x}")
@@ -898,19 +968,83 @@ mod tests {
             engine.observe(&event(
                 &format!("zz{word} failure of kind{word}"),
                 "b",
-                i64::from(i),
+                t0 + 1_000 + i64::from(i),
             ));
         }
         let (counters, templates, clusters) = engine.counters();
         assert!(templates <= 100 && clusters <= 50, "{templates} {clusters}");
-        assert!(counters.other_events > 4_000);
-        assert!(counters.roots_refused > 4_000);
+        assert!(counters.roots_evicted > 4_000, "{counters:?}");
+        assert_eq!(counters.other_events, 0, "{counters:?}");
+        // The frequent pattern kept its id and every one of its events.
+        let rows = engine.clusters(&ClusterQuery {
+            now_unix_nanos: t0 + 10_000,
+            ..ClusterQuery::default()
+        });
+        let refused = rows.iter().find(|r| Some(r.id) == known).expect("kept");
+        assert_eq!(refused.count, 100);
+        // A kind never seen before still becomes its own pattern.
+        let new = engine.observe(&event(
+            "x509: certificate has expired or is not yet valid",
+            "c",
+            t0 + 20_000,
+        ));
+        assert!(new.cluster.is_some() && new.cluster != known);
         let again = engine.observe(&event(
             "dial tcp 5.6.7.8:81: connect: connection refused",
             "a",
-            1,
+            t0 + 20_001,
         ));
-        assert_eq!(again.cluster, known.cluster);
+        assert_eq!(again.cluster, known);
+    }
+
+    #[test]
+    fn roots_not_seen_lately_leave_before_recent_ones() {
+        let config = ClusteringConfig {
+            max_clusters: 10,
+            ..ClusteringConfig::default()
+        };
+        let engine = Engine::new(config);
+        let hour = 60 * NANOS_PER_MIN;
+        let kinds = [
+            "EOF",
+            "unexpected EOF",
+            "i/o timeout",
+            "connection reset by peer",
+            "broken pipe",
+            "no such host",
+            "context canceled",
+            "permission denied",
+            "disk quota exceeded",
+            "too many open files",
+        ];
+        // One old kind seen many times two hours ago, nine recent rare ones.
+        for i in 0..50 {
+            engine.observe(&event(kinds[0], "a", i));
+        }
+        for (i, k) in kinds.iter().enumerate().skip(1) {
+            engine.observe(&event(k, "a", 2 * hour + i as i64));
+        }
+        engine.observe(&event("no space left on device", "a", 2 * hour + 100));
+        let (counters, _, _) = engine.counters();
+        assert_eq!(counters.roots_evicted, 1);
+        assert_eq!(
+            counters.root_evicted_events, 50,
+            "the stale kind left, not a recent one"
+        );
+        let rows = engine.clusters(&ClusterQuery {
+            now_unix_nanos: 2 * hour + 200,
+            ..ClusterQuery::default()
+        });
+        assert_eq!(rows.len(), 10);
+        assert!(rows.iter().all(|r| r.canonical != "EOF"));
+        // The survivors are intact and still answer to their ids after a snapshot round trip.
+        let restored =
+            Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default()).expect("restore");
+        let again = restored.clusters(&ClusterQuery {
+            now_unix_nanos: 2 * hour + 200,
+            ..ClusterQuery::default()
+        });
+        assert_eq!(rows, again);
     }
 }
 
