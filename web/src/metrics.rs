@@ -117,6 +117,9 @@ pub(crate) fn render(views: &Views) -> String {
     out
 }
 
+/// Reads one value of a process reading (`None`: no sample, e.g. no fd limit).
+type ProcessValue = fn(&ProcessNow) -> Option<u64>;
+
 /// Appends the node counters of `counters` (current values only).
 ///
 /// A value a failing source would have given has no sample at all: a task target that does
@@ -234,7 +237,7 @@ fn write_counters(counters: &CountersSnapshot, out: &mut String) {
             Some((labels, p.current.as_ref()?))
         })
         .collect();
-    let process_gauges: [(&str, &str, fn(&ProcessNow) -> Option<u64>); 4] = [
+    let process_gauges: [(&str, &str, ProcessValue); 4] = [
         (
             "faultline_process_fds",
             "Open file descriptors of watched processes.",
