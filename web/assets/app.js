@@ -708,6 +708,8 @@
 
   /** A listener whose accept queue holds this fraction of its backlog is marked near full. */
   const QUEUE_NEAR_FULL = 0.8;
+  /** Rows of the listener table before idle listeners are folded into one line. */
+  const LISTENER_ROWS = 5;
 
   function fmtBytes(n) {
     if (n === null || n === undefined) return "–";
@@ -779,8 +781,15 @@
     } else {
       // The store keeps one queue history per port (listeners of a port summed): its change
       // is shown once, on the port's first listener.
+      // Idle listeners (empty queue, nothing in the window) beyond a few are one line, so the
+      // ones that hold connections stand out.
+      const busy = (l) => l.queue > 0 || l.history.points.some((v) => v) || l.history.delta_1m;
+      const idle = list.filter((l) => !busy(l));
+      const idleShown = Math.max(0, LISTENER_ROWS - (list.length - idle.length));
+      const folded = idle.slice(idleShown);
+      const shown = list.filter((l) => !folded.includes(l));
       const seenPorts = new Set();
-      const rows = list.map((l) => {
+      const rows = shown.map((l) => {
         const level = queueLevel(l);
         const firstOfPort = !seenPorts.has(l.port);
         seenPorts.add(l.port);
@@ -800,14 +809,18 @@
         el("thead", null, el("tr", null, el("th", null, "Listening on"), el("th", { class: "num" }, "Accept queue"),
           el("th", { class: "num" }, "Backlog"), el("th", null, "Fill"), el("th", { class: "num" }, "Port Δ 1 min"))),
         el("tbody", null, rows)));
+      if (folded.length) {
+        body.push(el("p", { class: "muted" }, folded.length + " more with an empty accept queue: ",
+          folded.map((l) => hostPort(l.address, l.port)).join(", "), "."));
+      }
       if (snap.listeners_omitted) body.push(el("p", { class: "muted" }, "+ " + snap.listeners_omitted + " more listening sockets with shorter queues."));
-      // The store keeps one queue history per port: one line per port.
+      // The store keeps one queue history per port: one line per port that held connections.
       const ports = new Map();
-      for (const l of list) if (!ports.has(l.port)) ports.set(l.port, l);
-      body.push(lineChart("Accept queue length per port", [...ports.values()].map((l) => {
+      for (const l of list) if (busy(l) && !ports.has(l.port)) ports.set(l.port, l);
+      body.push(ports.size ? lineChart("Accept queue length per port", [...ports.values()].map((l) => {
         const points = seriesPoints(snap, l.history);
         return { name: ":" + l.port, points, note: signedNote(points) };
-      }), t0, t1, { height: 100 }));
+      }), t0, t1, { height: 100 }) : el("p", { class: "muted" }, "No accept queue held a connection in this window."));
     }
     return el("section", { class: "panel", "aria-labelledby": "h-listen" },
       el("h2", { id: "h-listen" }, "Listen sockets: accept queue vs backlog"),
