@@ -828,9 +828,41 @@ impl CounterView for CounterAdapter {
             resolution,
         )
     }
+
+    /// The store's bounds, so that evicted history and rejected task targets are visible.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        let b = self.store.snapshot(&SnapshotOptions::current_only()).bounds;
+        vec![
+            counter(
+                "counter_series",
+                "History series kept by the counter store.",
+                b.series as f64,
+            ),
+            counter(
+                "counter_series_max",
+                "Bound on the counter store's history series.",
+                b.max_series as f64,
+            ),
+            counter(
+                "counter_series_evicted_total",
+                "History series evicted to stay within the bound (least recently seen first).",
+                b.series_evicted as f64,
+            ),
+            counter(
+                "counter_task_targets",
+                "Task targets (scraped or pushed over OTLP) kept by the counter store.",
+                b.task_targets as f64,
+            ),
+            counter(
+                "counter_task_targets_rejected_total",
+                "Task readings rejected because the bound on task targets was reached.",
+                b.task_targets_rejected as f64,
+            ),
+        ]
+    }
 }
 
-/// Seconds a series' `delta_1m` reaches back.
+/// How far back a series' `delta_1m` reaches, in milliseconds.
 const DELTA_WINDOW_MS: i64 = 60_000;
 
 /// The history of a snapshot laid on one regular time axis, plus the two per-sample points
@@ -2291,6 +2323,21 @@ mod tests {
         assert!(netlink.reason.is_some());
         // The agent itself is still counted.
         assert!(c.runtime.is_some() && c.processes[0].current.is_some());
+    }
+
+    #[test]
+    fn counter_store_bounds_are_store_counters() {
+        let stores = stores_with(CountersConfig {
+            max_task_targets: 1,
+            ..CountersConfig::default()
+        });
+        assert!(stores.counters.record_task("a", "otlp", 1.0, NOW));
+        assert!(!stores.counters.record_task("b", "otlp", 1.0, NOW));
+        let counters = views_at(&stores, NOW).counters.store_counters();
+        let value = |name: &str| counters.iter().find(|c| c.name == name).map(|c| c.value);
+        assert_eq!(value("counter_task_targets"), Some(1.0));
+        assert_eq!(value("counter_task_targets_rejected_total"), Some(1.0));
+        assert_eq!(value("counter_series_evicted_total"), Some(0.0));
     }
 
     #[test]

@@ -95,6 +95,9 @@ fn a_slow_accepting_listener_a_failing_target_and_the_agent_itself_are_shown() {
     assert!(!metrics.contains("faultline_tasks{target=\"down-svc\""));
     assert!(metrics.contains("faultline_runtime_alive_tasks "));
     assert!(metrics.contains("faultline_counter_source_up{source=\"sockets.netlink\"}"));
+    // The counter store's own bounds are visible too.
+    assert!(metrics.contains("faultline_store_counter_series_evicted_total 0\n"));
+    assert!(metrics.contains("faultline_store_counter_task_targets 1\n"));
 
     let minutes = agent.get_json("/api/v1/counters?resolution=minute");
     assert_eq!(minutes["resolution"], "minute");

@@ -96,6 +96,7 @@ pub(crate) fn render(views: &Views) -> String {
 
     let mut store: Vec<StoreCounter> = views.clusters.store_counters();
     store.extend(views.traces.store_counters());
+    store.extend(views.counters.store_counters());
     for s in store {
         if s.name.is_empty()
             || !s

@@ -77,6 +77,12 @@ pub trait CounterView: Send + Sync {
     fn snapshot(&self) -> CountersSnapshot {
         self.snapshot_at_resolution(HistoryResolution::Second)
     }
+
+    /// Counters about the counter store itself (history series kept and evicted, task
+    /// targets rejected by the bound). Empty by default.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        Vec::new()
+    }
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as
