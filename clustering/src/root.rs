@@ -6,7 +6,10 @@
 //! (a stack trace follows a panic message, written with real or escaped `\n`); a Gin error
 //! line (`Error #01: ...`) counts from its error. Quoted values are masked as one value here
 //! (`malformed HTTP response "-ERR"` and `"+OK"` are one kind), then the usual masking
-//! applies. Segments that are only a value (an address) are skipped.
+//! applies. Segments that are only a value (an address) are skipped. An error that ends in a
+//! quoted error chain, as gRPC writes its transport errors
+//! (`rpc error: code = Unavailable desc = "transport: ...: connect: connection refused"`), has
+//! its root inside the quotes.
 
 use crate::mask::{MaskedLine, WILDCARD};
 
@@ -18,6 +21,9 @@ pub fn root_signature(message: &str) -> String {
             .map(|colon| &message[at + colon + 2..])
     });
     let body = first_line(gin_error.unwrap_or(message));
+    if let Some(inner) = trailing_quoted_error(body) {
+        return root_signature(&inner);
+    }
     let quoted = mask_quotes(body);
     let mut masked = MaskedLine::new();
     let mut last = String::new();
@@ -74,6 +80,40 @@ fn first_line(message: &str) -> &str {
     } else {
         line
     }
+}
+
+/// The content of a double-quoted value that ends `text`, when it is itself an error chain
+/// (it has a `: ` in it): `desc = "transport: Error while dialing: dial tcp ...: connection
+/// refused"`. Escapes are undone (`\"` → `"`). `None` for `Get "http://a/x"`, a value.
+fn trailing_quoted_error(text: &str) -> Option<String> {
+    let body = text.trim_end().strip_suffix('"')?;
+    let b = body.as_bytes();
+    // Walk back to the opening quote, skipping escaped quotes.
+    let mut i = b.len();
+    let open = loop {
+        let at = body[..i].rfind('"')?;
+        let backslashes = b[..at].iter().rev().take_while(|&&c| c == b'\\').count();
+        if backslashes % 2 == 0 {
+            break at;
+        }
+        i = at;
+    };
+    let inner = &body[open + 1..];
+    if !inner.contains(": ") {
+        return None;
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// Replaces `"..."` (with backslash escapes) by `"<*>"` and one-character `'x'` by `'<*>'`.
@@ -154,6 +194,27 @@ mod tests {
     }
 
     #[test]
+    fn grpc_transport_errors_root_inside_their_quoted_desc() {
+        assert_eq!(
+            root_signature("rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 10.0.0.9:50051: connect: connection refused\""),
+            "connection refused"
+        );
+        assert_eq!(
+            root_signature("rpc error: code = Unavailable desc = \"transport: authentication handshake failed: x509: certificate signed by unknown authority\""),
+            root_signature("tls: x509: certificate signed by unknown authority"),
+        );
+        // A quoted value that is not an error chain stays a value.
+        assert_eq!(
+            root_signature("malformed HTTP response \"-ERR\""),
+            root_signature("malformed HTTP response \"+OK\"")
+        );
+        assert_eq!(
+            root_signature("redis: \"quoted \\\" escape: inside\""),
+            "inside"
+        );
+    }
+
+    #[test]
     fn a_line_break_inside_quotes_does_not_end_the_line() {
         assert_eq!(
             root_signature("strconv.Atoi: parsing \"255\\n\": invalid syntax"),
@@ -180,7 +241,21 @@ mod tests {
     #[test]
     fn hostile_input_does_not_panic() {
         for m in [
-            "", ":", ": : :", "\"", "'", "'\\", "\"\\", "é'", "Error #", "\\n\\n", "'é'",
+            "",
+            ":",
+            ": : :",
+            "\"",
+            "'",
+            "'\\",
+            "\"\\",
+            "é'",
+            "Error #",
+            "\\n\\n",
+            "'é'",
+            "\"a: b\\\"",
+            "x \\\"\"",
+            "\"\"",
+            "\": \"",
         ] {
             let _ = root_signature(m);
         }

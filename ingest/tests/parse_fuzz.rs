@@ -22,6 +22,10 @@ const SEEDS: &[&str] = &[
     "panic: runtime error: index out of range [3] with length 2\n\ngoroutine 6 [running]:",
     "Error #01: Put \"https://[::1]:9434/\": net/http: TLS handshake timeout",
     "Traceback (most recent call last):\n  File \"a.py\"\nValueError: x",
+    "Nov  5 20:41:03 node-7 user-svc[1234]: dial tcp 10.0.0.9:5432: connect: connection refused",
+    r#"2026-11-25T20:41:03.123456+00:00 node-7 orders[7]: {"level":"error","msg":"x","error":"EOF"}"#,
+    r#"<11>1 2026-11-25T20:41:03Z node-7 billing 99 - [id k="a\"]b"] x: refused"#,
+    r#"E1125 20:41:03.123456    1234 reflector.go:147] "Failed to watch" err="Get \"https://h/\": EOF""#,
 ];
 
 fn check(line: &str) {

@@ -639,12 +639,26 @@
     const id = params.get("id") || "";
     const body = slot();
     fill(main, body);
+    const templates = new Map();
     await refreshing(["traces"], async () => {
       try {
         const chain = await api("/api/v1/traces/" + encodeURIComponent(id));
-        fill(body, ...renderChain(chain));
+        await patternTemplates(chain.cluster_ids, templates);
+        fill(body, ...renderChain(chain, templates));
       } catch (err) { fill(body, errorPanel(err)); }
     });
+  }
+
+  /** Fills `known` (cluster id → canonical template) for `ids`, at most 20 lookups; a pattern
+   *  that cannot be read (evicted, or the API failed) keeps its bare id. */
+  async function patternTemplates(ids, known) {
+    const wanted = ids.filter((cid) => !known.has(cid)).slice(0, 20);
+    await Promise.all(wanted.map(async (cid) => {
+      try {
+        const detail = await api("/api/v1/clusters/" + encodeURIComponent(cid));
+        known.set(cid, detail.summary.canonical_template);
+      } catch (_) { /* shown as its id */ }
+    }));
   }
 
   function logLine(log, t0) {
@@ -655,7 +669,7 @@
       log.cluster_id ? link("/cluster", { id: log.cluster_id }, "pattern") : el("span"));
   }
 
-  function renderChain(chain) {
+  function renderChain(chain, templates) {
     const spans = chain.spans;
     const t0 = Math.min(...spans.map((s) => s.start_unix_us));
     const t1 = Math.max(...spans.map((s) => s.start_unix_us + s.duration_us));
@@ -698,7 +712,10 @@
         el("div", null, el("span", { class: "label" }, "Services"), el("span", null, services.map(service)))),
       origin ? el("p", { class: "reason" }, "The error starts in ", service(origin.service), " ", origin.name,
         origin.status_message ? ": " + origin.status_message : "", " (", el("a", { href: "#span-" + origin.span_id }, "jump"), ")") : null,
-      chain.cluster_ids.length ? el("p", null, "Patterns in this trace: ", chain.cluster_ids.map((cid) => [link("/cluster", { id: cid }, el("code", null, cid)), " "])) : null,
+      chain.cluster_ids.length ? el("section", { class: "panel", "aria-labelledby": "h-trace-patterns" },
+        el("h2", { id: "h-trace-patterns" }, "Error patterns in this trace"),
+        el("ul", { class: "trace-patterns" }, chain.cluster_ids.map((cid) => el("li", null,
+          link("/cluster", { id: cid }, templates.has(cid) ? template(templates.get(cid)) : el("code", null, cid)))))) : null,
       el("section", { class: "panel waterfall", "aria-label": "Waterfall of the call chain" }, rows),
       chain.unattached_logs.length ? el("section", { class: "panel" }, el("h2", null, "Logs without a known span"), chain.unattached_logs.map((l) => logLine(l, t0))) : null,
     ];

@@ -103,6 +103,16 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
     assert!(text.contains("error starts here"), "{text}");
     assert!(text.contains("SELECT users"));
     assert!(text.contains(&format!("user agent {XSS_SCRIPT}")));
+    // The trace's patterns are named by their templates, not by bare ids.
+    assert!(
+        text.to_lowercase().contains("error patterns in this trace"),
+        "{text}"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('.trace-patterns li .template').length"),
+        json!(2),
+        "{text}"
+    );
     let origin = browser.eval("return document.querySelector('.span-row.origin').id");
     assert_eq!(origin, json!("span-a000000000000004"));
     assert_hostile_text_is_text(&browser, "trace");

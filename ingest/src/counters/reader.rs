@@ -12,7 +12,9 @@ use super::config::SocketSourceChoice;
 use super::error::CounterError;
 use super::netlink::NetlinkSockets;
 use super::proc_tcp::read_proc_tcp;
-use super::sockets::{SocketCensus, SocketEntry, SocketSource, DEFAULT_EPHEMERAL_PORTS};
+use super::sockets::{
+    PortClassifier, SocketCensus, SocketEntry, SocketSource, DEFAULT_EPHEMERAL_PORTS,
+};
 
 /// After netlink fails, how long the reader stays on `/proc` before trying netlink again.
 const NETLINK_RETRY: Duration = Duration::from_secs(60);
@@ -34,7 +36,7 @@ pub struct SocketReader {
     netlink: Option<NetlinkSockets>,
     netlink_problem: Option<(String, Instant)>,
     entries: Vec<SocketEntry>,
-    ephemeral: RangeInclusive<u16>,
+    ports: PortClassifier,
 }
 
 impl SocketReader {
@@ -48,7 +50,7 @@ impl SocketReader {
             netlink: None,
             netlink_problem: None,
             entries: Vec::new(),
-            ephemeral,
+            ports: PortClassifier::new(ephemeral),
         }
     }
 
@@ -112,8 +114,8 @@ impl SocketReader {
         }
     }
 
-    fn count(&self, source: SocketSource) -> SocketCensus {
-        SocketCensus::from_entries(source, &self.entries, &self.ephemeral)
+    fn count(&mut self, source: SocketSource) -> SocketCensus {
+        SocketCensus::count(source, &self.entries, &mut self.ports)
     }
 }
 

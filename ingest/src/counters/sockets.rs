@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -121,6 +122,10 @@ impl PortSet {
     fn contains(&self, port: u16) -> bool {
         self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
     }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
 }
 
 /// Socket counts indexed by [`SocketState`].
@@ -202,22 +207,139 @@ pub struct SocketCensus {
 /// The ephemeral port range used when the node's own cannot be read (the Linux default).
 pub const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
 
+/// How long a port that stopped listening is still taken for a service port: between one and
+/// two of these. A server that closes its listener (a restart, a crash, a test server) leaves
+/// its connections behind in CLOSE_WAIT, FIN_WAIT or TIME_WAIT, and they must stay under the
+/// service's port instead of scattering over the clients' ephemeral ports; TIME_WAIT lasts
+/// 60 s on Linux, a CLOSE_WAIT leak as long as the process, and five to ten minutes covers
+/// the restarts an SRE looks at without keeping a port that has become a client port.
+const LISTENER_MEMORY: Duration = Duration::from_secs(300);
+
+/// Decides which end of a connection is the service, from what the node listens on now and
+/// listened on recently, the ephemeral port range, and how many sockets share each port.
+///
+/// It keeps state between censuses (the ports that listened recently) and its scratch tables,
+/// so one classifier belongs to one socket reader.
+pub struct PortClassifier {
+    ephemeral: RangeInclusive<u16>,
+    /// Ports with a listener in this census.
+    listening: PortSet,
+    /// Ports seen listening in the current and the previous memory generation.
+    remembered: [PortSet; 2],
+    generation_started: Instant,
+    /// Per port: how many connected sockets use it as their local port (saturating).
+    local_uses: Vec<u16>,
+    /// Per port: how many connected sockets use it as their remote port (saturating).
+    remote_uses: Vec<u16>,
+}
+
+impl std::fmt::Debug for PortClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortClassifier")
+            .field("ephemeral", &self.ephemeral)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PortClassifier {
+    /// A classifier that remembers no listener yet.
+    pub fn new(ephemeral: RangeInclusive<u16>) -> PortClassifier {
+        PortClassifier {
+            ephemeral,
+            listening: PortSet::new(),
+            remembered: [PortSet::new(), PortSet::new()],
+            generation_started: Instant::now(),
+            local_uses: vec![0; 1 << 16],
+            remote_uses: vec![0; 1 << 16],
+        }
+    }
+
+    /// Learns the listeners and port sharing of one census's sockets.
+    fn learn(&mut self, entries: &[SocketEntry]) {
+        if self.generation_started.elapsed() >= LISTENER_MEMORY {
+            self.remembered.swap(0, 1);
+            self.remembered[0].clear();
+            self.generation_started = Instant::now();
+        }
+        self.listening.clear();
+        self.local_uses.fill(0);
+        self.remote_uses.fill(0);
+        for e in entries {
+            if e.state == SocketState::Listen {
+                self.listening.insert(e.local.port());
+                self.remembered[0].insert(e.local.port());
+            } else {
+                let local = &mut self.local_uses[usize::from(e.local.port())];
+                *local = local.saturating_add(1);
+                let remote = &mut self.remote_uses[usize::from(e.remote.port())];
+                *remote = remote.saturating_add(1);
+            }
+        }
+    }
+
+    fn listened(&self, port: u16) -> bool {
+        self.listening.contains(port)
+            || self.remembered[0].contains(port)
+            || self.remembered[1].contains(port)
+    }
+
+    /// The group a socket is counted in, by the first rule that tells:
+    /// 1. a listening socket, or a local port that listens now or listened recently: inbound;
+    /// 2. a remote port that listens (or listened) here: outbound, a client of a local service;
+    /// 3. exactly one end in the ephemeral range: that end is the client;
+    /// 4. the end whose port more sockets share is the service (a server's port is shared by
+    ///    all its connections, a client's ephemeral port by one);
+    /// 5. otherwise outbound, under the remote port.
+    fn key(&self, entry: &SocketEntry) -> PortKey {
+        let local = entry.local.port();
+        let remote = entry.remote.port();
+        let inbound = if entry.state == SocketState::Listen || self.listened(local) {
+            true
+        } else if self.listened(remote) {
+            false
+        } else {
+            match (
+                self.ephemeral.contains(&local),
+                self.ephemeral.contains(&remote),
+            ) {
+                (false, true) => true,
+                (true, false) => false,
+                _ => self.local_uses[usize::from(local)] > self.remote_uses[usize::from(remote)],
+            }
+        };
+        if inbound {
+            PortKey {
+                port: local,
+                direction: Direction::Inbound,
+            }
+        } else {
+            PortKey {
+                port: remote,
+                direction: Direction::Outbound,
+            }
+        }
+    }
+}
+
 impl SocketCensus {
-    /// Counts `entries`.
-    ///
-    /// A non-listening socket is inbound when its local port has a listener on this node;
-    /// otherwise the ephemeral range decides (a local port in it means a client socket); when
-    /// neither tells, it is outbound. The listener rule comes first because a busy server's
-    /// port may well lie inside the ephemeral range.
+    /// Counts `entries` with a classifier that remembers no earlier listener (see
+    /// [`SocketCensus::count`]).
     pub fn from_entries(
         source: SocketSource,
         entries: &[SocketEntry],
         ephemeral: &RangeInclusive<u16>,
     ) -> SocketCensus {
-        let mut listening = PortSet::new();
-        for e in entries.iter().filter(|e| e.state == SocketState::Listen) {
-            listening.insert(e.local.port());
-        }
+        SocketCensus::count(source, entries, &mut PortClassifier::new(ephemeral.clone()))
+    }
+
+    /// Counts `entries`; `ports` decides the port group of each socket (see
+    /// [`PortClassifier`]) and learns this census's listeners for the next ones.
+    pub fn count(
+        source: SocketSource,
+        entries: &[SocketEntry],
+        ports: &mut PortClassifier,
+    ) -> SocketCensus {
+        ports.learn(entries);
         let mut census = SocketCensus {
             source,
             by_state: StateCounts::default(),
@@ -232,8 +354,11 @@ impl SocketCensus {
                 Family::Ipv4 => census.ipv4.add(entry.state),
                 Family::Ipv6 => census.ipv6.add(entry.state),
             }
-            let key = port_key(entry, &listening, ephemeral);
-            census.by_port.entry(key).or_default().add(entry.state);
+            census
+                .by_port
+                .entry(ports.key(entry))
+                .or_default()
+                .add(entry.state);
             if entry.state == SocketState::Listen {
                 census.listeners.push(ListenQueue {
                     local: entry.local,
@@ -254,26 +379,6 @@ impl SocketCensus {
             .get(&PortKey { port, direction })
             .copied()
             .unwrap_or_default()
-    }
-}
-
-/// The group a socket is counted in; see [`SocketCensus::from_entries`].
-fn port_key(entry: &SocketEntry, listening: &PortSet, ephemeral: &RangeInclusive<u16>) -> PortKey {
-    let local = entry.local.port();
-    let remote = entry.remote.port();
-    let inbound = entry.state == SocketState::Listen
-        || listening.contains(local)
-        || (!ephemeral.contains(&local) && ephemeral.contains(&remote));
-    if inbound {
-        PortKey {
-            port: local,
-            direction: Direction::Inbound,
-        }
-    } else {
-        PortKey {
-            port: remote,
-            direction: Direction::Outbound,
-        }
     }
 }
 
@@ -319,5 +424,62 @@ mod tests {
         );
         assert_eq!(census.by_state.total(), entries.len() as u64);
         assert_eq!(census.listeners.len(), 1);
+    }
+
+    #[test]
+    fn a_server_that_stopped_listening_keeps_its_connections_under_its_port() {
+        // A server on an ephemeral-range port, with connections from two clients.
+        let listener = entry(SocketState::Listen, 34639, 0);
+        let conns = [
+            entry(SocketState::Established, 34639, 45001),
+            entry(SocketState::Established, 45001, 34639),
+        ];
+        let mut ports = PortClassifier::new(DEFAULT_EPHEMERAL_PORTS);
+        let mut first = vec![listener];
+        first.extend(conns);
+        SocketCensus::count(SocketSource::Netlink, &first, &mut ports);
+        // The listener is gone; its side of the connection is now closing.
+        let after = [
+            entry(SocketState::CloseWait, 45001, 34639),
+            entry(SocketState::FinWait2, 34639, 45001),
+        ];
+        let census = SocketCensus::count(SocketSource::Netlink, &after, &mut ports);
+        let inbound = census.port(34639, Direction::Inbound);
+        assert_eq!(inbound.get(SocketState::FinWait2), 1);
+        let outbound = census.port(34639, Direction::Outbound);
+        assert_eq!(outbound.get(SocketState::CloseWait), 1);
+        assert_eq!(census.by_port.len(), 2, "{:?}", census.by_port);
+        // A classifier that never saw the listener cannot tell one connection's two ends apart.
+        let fresh =
+            SocketCensus::from_entries(SocketSource::Netlink, &after, &DEFAULT_EPHEMERAL_PORTS);
+        assert_eq!(fresh.port(45001, Direction::Outbound).total(), 1);
+    }
+
+    #[test]
+    fn without_a_listener_the_port_many_sockets_share_is_the_service() {
+        let mut entries = Vec::new();
+        // Server-side TIME_WAITs of a server (ephemeral-range port) that has stopped listening.
+        for client in 45000..45050 {
+            entries.push(entry(SocketState::TimeWait, 34639, client));
+        }
+        // A client with 30 connections to a remote service on an ephemeral-range port.
+        for local in 50000..50030 {
+            entries.push(entry(SocketState::Established, local, 40000));
+        }
+        let census =
+            SocketCensus::from_entries(SocketSource::Netlink, &entries, &DEFAULT_EPHEMERAL_PORTS);
+        assert_eq!(
+            census
+                .port(34639, Direction::Inbound)
+                .get(SocketState::TimeWait),
+            50
+        );
+        assert_eq!(
+            census
+                .port(40000, Direction::Outbound)
+                .get(SocketState::Established),
+            30
+        );
+        assert_eq!(census.by_port.len(), 2, "{:?}", census.by_port);
     }
 }

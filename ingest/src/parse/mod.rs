@@ -2,7 +2,8 @@
 //!
 //! The format is detected per line, from its first bytes, so one file may mix them:
 //! JSON (zap, logrus, slog), logfmt (logrus text, slog text), Gin's request log and its
-//! `Error #01:` lines, Go's stdlib `log` prefix, nginx access and error logs, and plain text.
+//! `Error #01:` lines, Go's stdlib `log` prefix, nginx access and error logs, and plain text;
+//! behind a syslog (RFC 3164, RFC 5424, rsyslog's RFC 3339 form) or klog header, any of those.
 //! Each format parser fills a draft with what its format says; one shared finishing pass then
 //! does what holds for all of them: the first line of a multi-line message is kept as the
 //! message and the rest becomes the `stack` attribute, a Go panic's value becomes the error,
@@ -21,6 +22,7 @@ mod logfmt;
 mod multiline;
 mod nginx;
 mod stdlog;
+mod syslog;
 mod text;
 pub mod time;
 
@@ -72,18 +74,7 @@ pub fn parse_line_with(
     };
     let head = head.trim_end_matches('\r');
     let mut draft = Draft::default();
-    if !detect_and_parse(head, &mut draft, offset) {
-        draft = Draft {
-            message: Some(head.to_string()),
-            free_text: true,
-            ..Draft::default()
-        };
-        let (level, rest) = text::strip_markers(head, &mut draft);
-        draft.level = level;
-        if level.is_some() {
-            draft.message = Some(rest.to_string());
-        }
-    }
+    parse_body(head, &mut draft, offset, observed_unix_nanos);
     if let Some(tail) = tail.filter(|t| !t.trim().is_empty()) {
         match (&mut draft.message, draft.free_text) {
             (Some(message), true) => {
@@ -96,11 +87,53 @@ pub fn parse_line_with(
     finish(draft, trimmed, origin, observed_unix_nanos)
 }
 
+/// Parses one line into `draft`: a known format, else plain text with its level markers read.
+fn parse_body(line: &str, draft: &mut Draft, offset: i64, observed: i64) {
+    if !detect_and_parse(line, draft, offset, observed) {
+        *draft = Draft {
+            message: Some(line.to_string()),
+            free_text: true,
+            ..Draft::default()
+        };
+        let (level, rest) = text::strip_markers(line, draft);
+        draft.level = level;
+        if level.is_some() {
+            draft.message = Some(rest.to_string());
+        }
+    }
+}
+
 /// Tries the formats in the order their first bytes suggest. `false`: plain text.
-fn detect_and_parse(line: &str, draft: &mut Draft, offset: i64) -> bool {
+fn detect_and_parse(line: &str, draft: &mut Draft, offset: i64, observed: i64) -> bool {
     let Some(&first) = line.as_bytes().first() else {
         return false;
     };
+    // A syslog or klog header: it gives time, service and level where the service's own line,
+    // parsed after it, does not.
+    if let Some(header) = syslog::header(line, offset, observed) {
+        match header.message {
+            Some(message) => {
+                // klog's pairs after its quoted message: even a single `err="..."` is a field
+                // (logfmt alone wants two pairs before it calls a line logfmt).
+                let _ = logfmt::parse(header.rest, draft, offset);
+                draft.message = Some(message);
+            }
+            None => parse_body(header.rest, draft, offset, observed),
+        }
+        draft.time_unix_nanos = draft.time_unix_nanos.or(header.time_unix_nanos);
+        if draft.service.is_none() {
+            draft.service = header.service.map(str::to_string);
+        }
+        draft.level = draft.level.or(header.level);
+        for (key, value) in header.attributes.into_iter().rev() {
+            if !draft.attributes.iter().any(|(k, _)| k == key) {
+                draft
+                    .attributes
+                    .insert(0, (key.to_string(), value.to_string()));
+            }
+        }
+        return true;
+    }
     let reset = |d: &mut Draft| *d = Draft::default();
     match first {
         b'{' => {

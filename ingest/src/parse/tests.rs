@@ -192,3 +192,41 @@ fn empty_and_odd_lines() {
     assert_eq!(parse("   \r\n").message, "");
     assert_eq!(parse("a=1").message, "a=1");
 }
+
+#[test]
+fn syslog_and_klog_headers_give_service_time_and_level() {
+    // A Go service under systemd, its zap JSON line filed by rsyslog.
+    let r = parse(
+        r#"2026-11-25T20:41:03.123456+00:00 node-7 user-svc[1234]: {"level":"error","ts":1795639263.5,"msg":"upstream failed","error":"read tcp 10.0.0.7:4312->10.0.0.9:8080: read: connection reset by peer"}"#,
+    );
+    assert_eq!(r.service.as_deref(), Some("user-svc"));
+    assert_eq!(r.level, Level::Error);
+    assert_eq!(
+        r.cluster_text(),
+        "read tcp 10.0.0.7:4312->10.0.0.9:8080: read: connection reset by peer"
+    );
+    assert_eq!(r.time_unix_nanos, Some(1_795_639_263_500_000_000));
+    assert!(r
+        .attributes
+        .contains(&("host".to_string(), "node-7".to_string())));
+
+    // The classic form, with the service's free text: its own words make it an error.
+    let r = parse(
+        "Nov 25 20:41:03 node-7 orders[88]: dial tcp 10.0.0.9:5432: connect: connection refused",
+    );
+    assert_eq!(r.service.as_deref(), Some("orders"));
+    assert_eq!(r.level, Level::Error);
+    assert_eq!(
+        r.message,
+        "dial tcp 10.0.0.9:5432: connect: connection refused"
+    );
+    assert!(r.time_unix_nanos.is_some());
+
+    // klog, structured.
+    let r = parse(
+        r#"E1125 20:41:03.123456    1234 reflector.go:147] "Failed to watch" err="Get \"https://10.96.0.1:443/api\": EOF""#,
+    );
+    assert_eq!(r.level, Level::Error);
+    assert!(r.time_unix_nanos.is_some());
+    assert!(r.cluster_text().contains("EOF"), "{r:?}");
+}

@@ -247,6 +247,86 @@ pub fn common_log(text: &str, naive_offset_secs: i64) -> Option<i64> {
     civil.to_unix_nanos(offset)
 }
 
+/// The proleptic Gregorian year of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
+fn year_of_days(days: i64) -> i64 {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month_is_jan_or_feb = mp >= 10;
+    yoe + era * 400 + i64::from(month_is_jan_or_feb)
+}
+
+/// Places a year-less reading (syslog's `Nov 25 20:41:03`, klog's `1125 20:41:03`) in the
+/// year that puts it at or before the moment it was observed: the observation year, or the
+/// year before when that would put it more than a day in the future (a December line read in
+/// January). The day of slack absorbs zone differences between the writer and the reader.
+fn in_observed_year(civil: &mut Civil, offset_secs: i64, observed_nanos: i64) -> Option<i64> {
+    let observed_secs = observed_nanos.div_euclid(1_000_000_000);
+    let year = year_of_days((observed_secs + offset_secs).div_euclid(86_400));
+    civil.year = u32::try_from(year).ok()?;
+    let nanos = civil.to_unix_nanos(offset_secs)?;
+    if nanos > observed_nanos.saturating_add(86_400 * 1_000_000_000) {
+        civil.year = civil.year.checked_sub(1)?;
+        return civil.to_unix_nanos(offset_secs);
+    }
+    Some(nanos)
+}
+
+/// Reads syslog's (RFC 3164) `Nov 25 20:41:03` or `Nov  5 20:41:03` at the start of `text`,
+/// in the zone of `naive_offset_secs` and the year of `observed_nanos` (see
+/// [`in_observed_year`]). Returns Unix nanoseconds and the bytes read.
+pub fn syslog_prefix(
+    text: &str,
+    naive_offset_secs: i64,
+    observed_nanos: i64,
+) -> Option<(i64, usize)> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let b = text.as_bytes();
+    let name = b.get(0..3)?;
+    let month = MONTHS.iter().position(|m| m.as_slice() == name)? as u32 + 1;
+    if b.get(3) != Some(&b' ') {
+        return None;
+    }
+    let day = match (b.get(4)?, b.get(5)?) {
+        (b' ', d) if d.is_ascii_digit() => u32::from(d - b'0'),
+        _ => digits(b, 4, 2)?,
+    };
+    if b.get(6) != Some(&b' ') {
+        return None;
+    }
+    let (mut civil, end) = civil_at(b, (0, month, day), 7)?;
+    Some((
+        in_observed_year(&mut civil, naive_offset_secs, observed_nanos)?,
+        end,
+    ))
+}
+
+/// Reads klog's `1125 20:41:03.123456` (month, day, then the clock) at the start of `text`,
+/// like [`syslog_prefix`].
+pub fn klog_prefix(
+    text: &str,
+    naive_offset_secs: i64,
+    observed_nanos: i64,
+) -> Option<(i64, usize)> {
+    let b = text.as_bytes();
+    let month = digits(b, 0, 2)?;
+    let day = digits(b, 2, 2)?;
+    if b.get(4) != Some(&b' ') {
+        return None;
+    }
+    let (mut civil, end) = civil_at(b, (0, month, day), 5)?;
+    Some((
+        in_observed_year(&mut civil, naive_offset_secs, observed_nanos)?,
+        end,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +369,25 @@ mod tests {
         );
         assert!(any_timestamp("-1", 0).is_none());
         assert!(any_timestamp("2024-13-11T08:22:17Z", 0).is_none());
+    }
+
+    #[test]
+    fn year_less_readings_take_the_observed_year_or_the_one_before() {
+        let observed = MARCH_11_2024_082217 * 1_000_000_000;
+        let (n, used) = syslog_prefix("Mar 11 08:22:17 host", 0, observed).unwrap();
+        assert_eq!((n, used), (observed, 15));
+        let (n, _) = syslog_prefix("Mar  1 08:22:17", 0, observed).unwrap();
+        assert_eq!(n, observed - 10 * 86_400 * 1_000_000_000);
+        // December read in March: last year's.
+        let (n, _) = syslog_prefix("Dec 31 23:59:59", 0, observed).unwrap();
+        assert_eq!(n, 1_704_067_199 * 1_000_000_000);
+        let (n, used) = klog_prefix("0311 08:22:17.000001 1 x.go:1]", 0, observed).unwrap();
+        assert_eq!((n, used), (observed + 1000, 20));
+        assert!(syslog_prefix("Foo 11 08:22:17", 0, observed).is_none());
+        assert!(klog_prefix("1311 08:22:17", 0, observed).is_none());
+        for days in [-800_000_i64, -1, 0, 59, 365, 10_957, 19_793, 2_932_896] {
+            let year = year_of_days(days);
+            assert!(days_from_civil(year, 1, 1) <= days && days < days_from_civil(year + 1, 1, 1));
+        }
     }
 }
