@@ -1096,6 +1096,7 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 .to_owned(),
                 current,
                 history: axis.series(&name),
+                total: None,
             })
         })
         .collect();
@@ -1110,6 +1111,7 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 unit: "/s".to_owned(),
                 current: current.and_then(|p| p.rate_per_sec),
                 history: axis.series(&name),
+                total: current.map(|p| p.total),
             })
         })
         .collect();
@@ -1954,6 +1956,7 @@ mod tests {
         assert_eq!(resets.unit, "/s");
         assert_eq!(resets.current, Some(20.0));
         assert_eq!(resets.history.points, [None, Some(10.0), None, Some(20.0)]);
+        assert_eq!(resets.total, Some(150));
 
         let user = c
             .processes

@@ -230,6 +230,21 @@ fn write_counters(counters: &CountersSnapshot, out: &mut String) {
             );
         }
     }
+    header(
+        out,
+        "faultline_protocol_total",
+        "counter",
+        "Running totals of the kernel's TCP protocol counters (/proc/net/snmp, netstat).",
+    );
+    for s in &counters.protocol_rates {
+        if let Some(total) = s.total {
+            let _ = writeln!(
+                out,
+                "faultline_protocol_total{{name=\"{}\"}} {total}",
+                escape(&s.name)
+            );
+        }
+    }
     let processes: Vec<(String, &ProcessNow)> = counters
         .processes
         .iter()

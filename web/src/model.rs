@@ -463,6 +463,10 @@ pub struct NamedSeries {
     pub current: Option<f64>,
     /// History of the value.
     pub history: Series,
+    /// For a protocol counter rate: the kernel's running total it is computed from (what a
+    /// Prometheus `rate()` wants); `null` for other series.
+    #[serde(default)]
+    pub total: Option<i64>,
 }
 
 /// Open file descriptors, threads and resident memory of one watched process target (the

@@ -363,6 +363,7 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
         "faultline_runtime_alive_tasks 49\n",
         "faultline_runtime_global_queue_depth 5\n",
         "faultline_runtime_workers 4\n",
+        "faultline_protocol_total{name=\"TcpExt ListenOverflows\"} 48213\n",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
