@@ -1,8 +1,9 @@
 //! Goroutine counts followed from a real HTTP target served by the test: a pprof goroutine
 //! page, an expvar page and a Prometheus page whose count changes during the test, a target that
 //! times out and one that answers 500 — the failing ones must show as failing, never as zero.
-//! Also: OTLP-pushed counts, their staleness, the agent's own process and runtime, `/metrics`,
-//! and sources that cannot be read (the sampler goes on).
+//! Also: OTLP-pushed counts, their staleness, the agent's own process and runtime, and sources
+//! that cannot be read (the sampler goes on). `/metrics` is rendered by `faultline-web` from
+//! these values and tested there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use faultline_ingest::counters::store::TaskView;
 use faultline_ingest::counters::{
-    spawn_sampler, write_prometheus, CounterStore, CountersConfig, CountersSnapshot, ProcessTarget,
-    SnapshotOptions, SourceState, TaskKind, TaskTarget,
+    spawn_sampler, CounterStore, CountersConfig, CountersSnapshot, ProcessTarget, SnapshotOptions,
+    SourceState, TaskKind, TaskTarget,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -201,17 +202,6 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
         .sources
         .iter()
         .any(|s| s.name == "sockets.netlink" && s.status == SourceState::Available));
-
-    // /metrics: the good ones have a sample, the failing ones are up=0 without a sample.
-    let mut text = String::new();
-    write_prometheus(&snap, &mut text);
-    assert!(
-        text.contains("faultline_tasks{target=\"pprof-svc\",source=\"pprof\"} 25\n"),
-        "{text}"
-    );
-    assert!(text.contains("faultline_task_up{target=\"slow-svc\",source=\"http\"} 0\n"));
-    assert!(!text.contains("faultline_tasks{target=\"slow-svc\""));
-    assert!(text.contains("faultline_tcp_sockets{state=\"LISTEN\"}"));
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), handle)

@@ -70,8 +70,19 @@ pub trait TraceView: Send + Sync {
 
 /// Read access to the node's counters.
 pub trait CounterView: Send + Sync {
-    /// The latest values and the retained history of every counter.
-    fn snapshot(&self) -> CountersSnapshot;
+    /// The latest values of every counter, with the retained history at `resolution`.
+    fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot;
+
+    /// The latest values with the per-sample history (the last 15 minutes by default).
+    fn snapshot(&self) -> CountersSnapshot {
+        self.snapshot_at_resolution(HistoryResolution::Second)
+    }
+
+    /// Counters about the counter store itself (history series kept and evicted, task
+    /// targets rejected by the bound). Empty by default.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        Vec::new()
+    }
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as
@@ -354,13 +365,36 @@ pub struct CallChain {
     pub cluster_ids: Vec<String>,
 }
 
+/// Which of the two history rings a [`CountersSnapshot`] carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryResolution {
+    /// One point per sample (every `interval_ms` of the sampler, 1 s by default) over the last
+    /// 15 minutes.
+    #[default]
+    Second,
+    /// One point per minute over the last 24 hours: each point is the minute's peak for a
+    /// level (sockets, queue lengths, fds, tasks) and the minute's mean for a rate, so a storm
+    /// of a few seconds is not averaged away. Only closed minutes are shown; the minute in
+    /// progress is in the current values.
+    Minute,
+}
+
 /// A series of samples on the snapshot's common time axis: `points[i]` was sampled at
 /// `history_start_unix_ms + i * step_ms` of the enclosing [`CountersSnapshot`]. Missing
-/// samples are `null`.
+/// samples (the source failed, the target did not answer, the series did not exist yet) are
+/// `null`, never 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Series {
     /// Oldest first.
     pub points: Vec<Option<f64>>,
+    /// Change over the last minute: the value of the latest sample minus the value of the
+    /// newest sample taken at least 60 s before it, both from the per-sample history whatever
+    /// the snapshot's `resolution`. `null` when either sample is missing: the series is
+    /// younger than a minute, or its source failed at either moment. For a rate this is the
+    /// change of the rate.
+    #[serde(default)]
+    pub delta_1m: Option<f64>,
 }
 
 /// TCP socket state, named as the kernel and `ss` name them.
@@ -429,12 +463,18 @@ pub struct NamedSeries {
     pub current: Option<f64>,
     /// History of the value.
     pub history: Series,
+    /// For a protocol counter rate: the kernel's running total it is computed from (what a
+    /// Prometheus `rate()` wants); `null` for other series.
+    #[serde(default)]
+    pub total: Option<i64>,
 }
 
-/// Open file descriptors and threads of one watched process.
+/// Open file descriptors, threads and resident memory of one watched process target (the
+/// agent itself is the target named `faultline`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProcessSeries {
-    /// Process id.
+    /// Process id (the first, when the target matches several processes, which are summed);
+    /// 0 when the target could not be read.
     pub pid: u32,
     /// Process or service name.
     pub name: String,
@@ -442,38 +482,233 @@ pub struct ProcessSeries {
     pub fds: Series,
     /// Threads over time.
     pub threads: Series,
+    /// Resident memory in bytes over time.
+    #[serde(default)]
+    pub rss_bytes: Series,
+    /// The latest reading; `null` when the process could not be read (see `error`).
+    #[serde(default)]
+    pub current: Option<ProcessNow>,
+    /// Why the process could not be read at the latest sample (not found, no permission).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The latest reading of a process target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessNow {
+    /// Open file descriptors (sockets included).
+    pub open_fds: u64,
+    /// The soft limit on open files (`ulimit -n`, the lowest among the target's processes);
+    /// `null` when unlimited or unreadable. At the limit, `accept()` and `open()` fail with
+    /// "too many open files".
+    pub fd_limit: Option<u64>,
+    /// Threads.
+    pub threads: u64,
+    /// Resident memory in bytes.
+    pub rss_bytes: u64,
 }
 
 /// Goroutine-style task count of one target (e.g. a Go service's pprof endpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskSeries {
-    /// Target name as configured (`[[tasks]] name`).
+    /// Target name as configured (`[[tasks]] name`), or the service name of OTLP runtime
+    /// metrics; `name (source)` when several sources report one target.
     pub target: String,
-    /// Latest count.
+    /// Latest count; `null` while the target fails (see `error`), never 0 for a failure.
     pub current: Option<u64>,
     /// History of the count.
     pub history: Series,
-    /// Why the last scrape failed, if it did.
+    /// Why the last scrape failed (timeout, refused, bad answer) or why the pushed value went
+    /// stale, if it did.
     pub error: Option<String>,
+    /// Where the count comes from: `pprof`, `expvar`, `prometheus`, `http` or `otlp`.
+    #[serde(default)]
+    pub source: String,
+    /// When the count was last read successfully (Unix ms); `null` if never.
+    #[serde(default)]
+    pub last_success_unix_ms: Option<i64>,
+    /// The count read then, kept for context while the target fails.
+    #[serde(default)]
+    pub last_value: Option<f64>,
+}
+
+/// The agent's own tokio runtime, watched like a service's goroutines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeSeries {
+    /// Worker threads.
+    pub workers: u64,
+    /// Tasks spawned and not yet finished: latest value and history. A steady climb is a
+    /// task leak of the agent itself.
+    pub alive_tasks: CountSeries,
+    /// Tasks waiting in the runtime's global queue: latest value and history. A queue that
+    /// does not drain means the agent is overloaded.
+    pub global_queue_depth: CountSeries,
+    /// Fraction of worker time spent busy over the last interval (0..=1); `null` for the
+    /// first sample.
+    pub busy_ratio: Option<f64>,
+    /// History of the busy fraction.
+    pub busy_ratio_history: Series,
+}
+
+/// A latest value with its history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CountSeries {
+    /// Latest value.
+    pub current: u64,
+    /// History of the value.
+    pub history: Series,
+}
+
+/// Whether a counter source can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Read at the latest sample.
+    Available,
+    /// Not present on this node or not allowed (netlink refused, file missing, no
+    /// permission); a fallback may be in use.
+    Unavailable,
+    /// Tried and failed at the latest sample (timeout, error, unparsable answer).
+    Failing,
+}
+
+/// The status of one node counter source. A source that is not available has no values in
+/// the snapshot (`null` or absent), never zeros.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceStatus {
+    /// `sockets.netlink` (netlink `sock_diag`), `sockets.proc` (`/proc/net/tcp{,6}`, the
+    /// fallback), `sockstat`, `protocol` (`/proc/net/snmp` and `netstat`), or
+    /// `process.<name>`.
+    pub name: String,
+    /// Available, unavailable or failing.
+    pub status: SourceState,
+    /// Why it is not available (the error as the agent saw it), or what replaces it.
+    pub reason: Option<String>,
+}
+
+/// Where a socket census came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketSource {
+    /// Netlink `sock_diag`, what `ss` uses; gives listen backlogs.
+    Netlink,
+    /// `/proc/net/tcp` and `/proc/net/tcp6`, the fallback; no listen backlogs.
+    Proc,
+}
+
+/// Sockets of the whole node in one state, over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StateSeries {
+    /// The TCP state.
+    pub state: SocketState,
+    /// Latest count.
+    pub current: u64,
+    /// History of the count.
+    pub history: Series,
+}
+
+/// A socket count in one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StateCount {
+    /// The TCP state.
+    pub state: SocketState,
+    /// Sockets in that state.
+    pub count: u64,
+}
+
+/// The port groups beyond the top N of `sockets`, summed, so that nothing is silently left
+/// out: `sockets` plus this group add up to all sockets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OtherPorts {
+    /// How many (port, side) groups are summed here.
+    pub port_groups: u64,
+    /// All their sockets.
+    pub total: u64,
+    /// Their non-zero counts by state.
+    pub by_state: Vec<StateCount>,
+    /// History of `total`.
+    pub history: Series,
+}
+
+/// The node's TCP sockets as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SocketTotals {
+    /// Which source counted them.
+    pub source: SocketSource,
+    /// All TCP sockets.
+    pub total: u64,
+    /// Every state, zeros included, with history.
+    pub by_state: Vec<StateSeries>,
+    /// IPv4 sockets: non-zero counts by state.
+    pub ipv4: Vec<StateCount>,
+    /// IPv6 sockets (IPv4-mapped included): non-zero counts by state.
+    pub ipv6: Vec<StateCount>,
+    /// The port groups beyond the top N.
+    pub other_ports: OtherPorts,
+}
+
+/// The accept queue of one listening socket: connections the kernel has completed and the
+/// service has not yet `accept()`ed. At the backlog, new connections are dropped
+/// (`TcpExt ListenOverflows`): a queue at or near its backlog is a SYN flood or a service
+/// that accepts too slowly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ListenQueue {
+    /// The address it listens on (`0.0.0.0`, `::`, `127.0.0.1`, ...).
+    pub address: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Connections waiting for `accept()`.
+    pub queue: u64,
+    /// The backlog (the queue's bound); `null` when the source cannot tell (`/proc/net/tcp`).
+    pub backlog: Option<u64>,
+    /// `queue / backlog`; `null` when the backlog is unknown or 0.
+    pub fill: Option<f64>,
+    /// History of the accept-queue length of this port: the store keeps one series per
+    /// port, so listeners sharing a port (e.g. `0.0.0.0` and `::`) share it, summed.
+    pub history: Series,
 }
 
 /// The node's counters: latest values and history on one time axis.
+///
+/// Everything here is a level at the latest sample, with history. What a failing source
+/// would have shown is left out or `null`, and `sources` says why; it is never shown as 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CountersSnapshot {
-    /// When the latest sample was taken (Unix ms).
+    /// When the latest sample was taken (Unix ms); 0 before the first.
     pub sampled_at_unix_ms: i64,
     /// Time of the first history point (Unix ms).
     pub history_start_unix_ms: i64,
-    /// Time between history points (ms, >= 1).
+    /// Time between history points (ms, >= 1): the sampling interval, or 60 000 for the
+    /// per-minute history.
     pub step_ms: i64,
-    /// TCP sockets per port and state.
+    /// TCP sockets per port and state, for the top N port groups (see `socket_totals` for
+    /// the node-wide counts and the other ports).
     pub sockets: Vec<SocketSeries>,
     /// `/proc/net/sockstat` fields.
     pub sockstat: Vec<NamedSeries>,
     /// Protocol counter rates (`/proc/net/snmp`, `netstat`), per second.
     pub protocol_rates: Vec<NamedSeries>,
-    /// Watched processes.
+    /// Watched processes, the agent itself (`faultline`) first.
     pub processes: Vec<ProcessSeries>,
     /// Task (goroutine) counters per target.
     pub tasks: Vec<TaskSeries>,
+    /// Which history ring the `history`/`points` of this snapshot come from.
+    #[serde(default)]
+    pub resolution: HistoryResolution,
+    /// The node's sockets by state and the port groups beyond the top N; `null` while no
+    /// socket source can be read (see `sources`).
+    #[serde(default)]
+    pub socket_totals: Option<SocketTotals>,
+    /// Listening sockets with their accept queues, fullest first (at most the top N).
+    #[serde(default)]
+    pub listeners: Vec<ListenQueue>,
+    /// Listening sockets left out of `listeners` by the bound.
+    #[serde(default)]
+    pub listeners_omitted: u64,
+    /// The status of every node counter source.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
+    /// The agent's own tokio runtime; `null` before the first sample.
+    #[serde(default)]
+    pub runtime: Option<RuntimeSeries>,
 }

@@ -107,6 +107,11 @@ fn bad_parameters_are_400_and_name_the_parameter() {
         ("/api/v1/traces/not-a-trace-id", "trace_id"),
         ("/api/v1/traces/%FF", "trace_id"),
         ("/api/v1/clusters/%FF%FE", "id"),
+        ("/api/v1/counters?resolution=hour", "resolution"),
+        (
+            "/api/v1/counters?resolution=minute&resolution=second",
+            "resolution",
+        ),
     ] {
         let (status, body) = get(addr, path);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
@@ -204,6 +209,92 @@ fn counters_share_one_time_axis() {
 }
 
 #[test]
+fn counters_show_listen_queues_totals_sources_processes_and_the_runtime() {
+    let (addr, _store, _) = incident();
+    let (status, c) = get(addr, "/api/v1/counters");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(c["resolution"], "second");
+
+    let full = &c["listeners"][0];
+    assert_eq!(full["address"], "0.0.0.0");
+    assert_eq!(full["port"], 8080);
+    assert_eq!(full["queue"], 128);
+    assert_eq!(full["backlog"], 128);
+    assert_eq!(full["fill"], 1.0);
+    assert_eq!(full["history"]["points"].as_array().unwrap().len(), 120);
+    assert_eq!(c["listeners_omitted"], 2);
+
+    let totals = &c["socket_totals"];
+    assert_eq!(totals["source"], "netlink");
+    assert_eq!(totals["by_state"].as_array().unwrap().len(), 11);
+    let tw = totals["by_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "time_wait")
+        .unwrap();
+    // 25 more TIME_WAIT every 5 s: 300 over the last minute.
+    assert_eq!(tw["history"]["delta_1m"], 300.0);
+    assert_eq!(totals["other_ports"]["port_groups"], 37);
+    assert_eq!(totals["other_ports"]["total"], 61);
+
+    // An unavailable source says why, and its values are absent rather than 0.
+    let sockstat = c["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sockstat")
+        .unwrap();
+    assert_eq!(sockstat["status"], "unavailable");
+    assert!(sockstat["reason"].as_str().unwrap().contains(XSS_IMG));
+    assert_eq!(c["sockstat"].as_array().unwrap().len(), 0);
+
+    let user = c["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "user-svc")
+        .unwrap();
+    assert_eq!(user["current"]["fd_limit"], 1024);
+    assert_eq!(user["current"]["rss_bytes"], 294_125_568u64);
+    let proxy = c["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "db-proxy")
+        .unwrap();
+    assert!(proxy["current"].is_null());
+    assert!(proxy["error"].as_str().is_some());
+
+    let failing = c["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "payments-svc")
+        .unwrap();
+    assert!(failing["current"].is_null());
+    assert_eq!(failing["last_value"], 96.0);
+    assert_eq!(c["runtime"]["workers"], 4);
+    assert_eq!(c["runtime"]["alive_tasks"]["current"], 49);
+}
+
+#[test]
+fn counters_history_per_minute_covers_a_day() {
+    let (addr, _store, _) = incident();
+    let (status, c) = get(addr, "/api/v1/counters?resolution=minute");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(c["resolution"], "minute");
+    assert_eq!(c["step_ms"], 60_000);
+    let points = c["socket_totals"]["by_state"][0]["history"]["points"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(points, 24 * 60);
+    let (_, explicit) = get(addr, "/api/v1/counters?resolution=second");
+    assert_eq!(explicit["step_ms"], 5000);
+}
+
+#[test]
 fn openapi_document_describes_every_api_path() {
     let (addr, _store, _) = incident();
     let (status, doc) = get(addr, "/api/v1/openapi.json");
@@ -257,6 +348,35 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
     );
     assert!(text.contains("faultline_tasks{target=\"user-svc\"} 1810"));
     assert!(text.contains("faultline_store_clusters_evicted_total 0"));
+    // Node counters beyond the per-port sockets.
+    for line in [
+        "faultline_tcp_listen_queue{address=\"0.0.0.0\",port=\"8080\"} 128\n",
+        "faultline_tcp_listen_backlog{address=\"0.0.0.0\",port=\"8080\"} 128\n",
+        "faultline_tcp_state_sockets{state=\"time_wait\"} 1227\n",
+        "faultline_tcp_sockets{port=\"other\",side=\"any\",state=\"established\"} 58\n",
+        "faultline_process_fd_limit{pid=\"4242\",name=\"user-svc\"} 1024\n",
+        "faultline_process_rss_bytes{pid=\"4242\",name=\"user-svc\"} 294125568\n",
+        "faultline_task_up{target=\"user-svc\"} 1\n",
+        "faultline_task_up{target=\"payments-svc\"} 0\n",
+        "faultline_counter_source_up{source=\"sockstat\"} 0\n",
+        "faultline_counter_source_up{source=\"sockets.netlink\"} 1\n",
+        "faultline_runtime_alive_tasks 49\n",
+        "faultline_runtime_global_queue_depth 5\n",
+        "faultline_runtime_workers 4\n",
+        "faultline_protocol_total{name=\"TcpExt ListenOverflows\"} 48213\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // A failing target is up=0 without a value sample: never a 0 goroutines.
+    assert!(!text.contains("faultline_tasks{target=\"payments-svc\""));
+    // A process that could not be read has no value samples either.
+    assert!(!text.contains("name=\"db-proxy\""));
+    // Hostile target names stay inside their quoted label value.
+    let hostile = text
+        .lines()
+        .find(|l| l.starts_with("faultline_task_up") && l.contains("<img"))
+        .unwrap();
+    assert!(hostile.ends_with("\"} 1"), "{hostile}");
     // Hostile template text stays inside its quoted label value.
     let info = text
         .lines()

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_web::model::EmergenceKind;
+use faultline_web::model::{EmergenceKind, SocketSource, SourceState, SourceStatus};
 use fixture::browser::Browser;
 use fixture::*;
 use serde_json::json;
@@ -130,6 +130,7 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
     assert!(text.contains("Sockets, local :8080"), "{text}");
     assert!(text.contains("CLOSE-WAIT"));
     assert!(text.contains("user-svc [4242] fds"));
+    assert_hostile_text_is_text(&browser, "counters");
     browser.screenshot("counters");
 
     // The dark theme, chosen with the theme button, survives navigation.
@@ -221,4 +222,112 @@ fn many_tabs_of_one_agent_share_one_live_stream() {
         "return document.querySelector('main').innerText.includes('tls: handshake timeout')",
         Duration::from_secs(10)
     ));
+}
+
+#[test]
+fn counters_page_shows_accept_queues_sources_and_failures_as_such() {
+    let (addr, store, _) = incident_server();
+    let browser = Browser::start();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    browser.open(&url("/counters"));
+    let text = browser.text().to_lowercase();
+    // The listener at its backlog is marked; the one with room is not.
+    assert!(
+        text.contains("listen sockets: accept queue vs backlog"),
+        "{text}"
+    );
+    let marked = browser.eval(
+        "return [...document.querySelectorAll('tr.listener')].map((r) => [r.cells[0].textContent.trim(), r.className])",
+    );
+    assert_eq!(
+        marked,
+        json!([
+            ["0.0.0.0:8080 full: connections dropped", "listener full"],
+            ["[::]:8080", "listener"],
+            ["127.0.0.1:6060", "listener"]
+        ])
+    );
+    assert!(text.contains("+ 2 more listening sockets"));
+    // Totals by state and the ports beyond the top ones.
+    assert!(text.contains("sockets by state"));
+    assert!(text.contains("time-wait\t1227\t+300"), "{text}");
+    assert!(text.contains("other ports (37 port groups beyond the top ones): 61 sockets"));
+    // Sources: the unavailable one says so and why, hostile text as text.
+    assert!(text.contains(&format!(
+        "unavailable sockstat: cannot read /proc/net/sockstat: permission denied {XSS_IMG}"
+    )));
+    // Processes: fds against the limit, RSS; the unreadable one says why.
+    assert!(text.contains("252 / 1024"), "{text}");
+    assert!(text.contains("281 mib"));
+    assert!(text.contains(&format!("unavailable no process named {XSS_IMG}")));
+    // Tasks: the failing target is failing, with its last value; the agent watches itself.
+    assert!(text.contains(&format!(
+        "failing payments-svc (expvar): timeout after 2 s {XSS_SCRIPT}"
+    )));
+    assert!(text.contains("last read 2 min ago: 96"), "{text}");
+    assert!(text.contains("faultline (tokio tasks)"));
+    assert!(text.contains("faultline itself (tokio runtime)"));
+    assert!(text.contains(XSS_IMG));
+    assert_hostile_text_is_text(&browser, "counters");
+    browser.screenshot("counters-full");
+
+    browser.open(&url("/counters?resolution=minute"));
+    let text = browser.text().to_lowercase();
+    assert!(
+        text.contains("one point per minute (the minute's peak)"),
+        "{text}"
+    );
+    browser.screenshot("counters-minute");
+
+    // The socket source fails: no socket figures at all (no zeros), and why.
+    let mut broken = counters(now_ms(), 120);
+    broken.sockets.clear();
+    broken.listeners.clear();
+    broken.socket_totals = None;
+    broken.sources[0] = SourceStatus {
+        name: "sockets.netlink".into(),
+        status: SourceState::Failing,
+        reason: Some(format!("netlink sock_diag: permission denied {XSS_SCRIPT}")),
+    };
+    browser.open(&url("/counters"));
+    assert!(browser.wait_for(
+        "return document.getElementById('live').textContent === 'live'",
+        Duration::from_secs(10)
+    ));
+    store.set_counters(broken);
+    assert!(
+        browser.wait_for(
+            "return document.querySelector('main').innerText.includes('No socket source can be read')",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        browser.text()
+    );
+    let text = browser.text().to_lowercase();
+    assert!(text.contains(&format!(
+        "failing sockets.netlink: netlink sock_diag: permission denied {XSS_SCRIPT}"
+    )));
+    assert!(!text.contains("accept queue\t"), "{text}");
+    assert_hostile_text_is_text(&browser, "counters without sockets");
+    browser.screenshot("counters-socket-source-failing");
+
+    // /proc fallback: backlogs are unknown, and said to be.
+    let mut proc_only = counters(now_ms(), 120);
+    if let Some(totals) = proc_only.socket_totals.as_mut() {
+        totals.source = SocketSource::Proc;
+    }
+    for l in &mut proc_only.listeners {
+        l.backlog = None;
+        l.fill = None;
+    }
+    store.set_counters(proc_only);
+    assert!(browser.wait_for(
+        "return document.querySelector('main').innerText.includes('Counted by /proc/net/tcp')",
+        Duration::from_secs(10)
+    ));
+    let unknown = browser.eval(
+        "return [...document.querySelectorAll('tr.listener')].map((r) => r.cells[2].textContent)",
+    );
+    assert_eq!(unknown, json!(["unknown", "unknown", "unknown"]));
 }

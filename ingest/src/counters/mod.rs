@@ -13,8 +13,9 @@
 //! - [`sampler`] runs it all once per interval as a tokio task.
 //!
 //! To run it: build a [`CountersConfig`], share a [`CounterStore`] in an `Arc`, call
-//! [`spawn_sampler`] with a cancellation token; read with [`CounterStore::snapshot`] and render
-//! `/metrics` with [`write_prometheus`]. OTLP runtime metrics come in through
+//! [`spawn_sampler`] with a cancellation token; read with [`CounterStore::snapshot`] (the
+//! binary maps that snapshot onto the web model, which the API, the dashboard and `/metrics`
+//! are rendered from; nothing here writes an output format). OTLP runtime metrics come in through
 //! [`CounterStore::record_task`]. Nothing here stops the agent: a source that fails is shown as
 //! unavailable or failing, with the reason, and the others go on.
 
@@ -25,7 +26,6 @@ pub mod netlink;
 pub mod proc_net;
 pub mod proc_tcp;
 pub mod process;
-pub mod prometheus;
 pub mod reader;
 pub mod runtime;
 pub mod sampler;
@@ -38,7 +38,6 @@ pub use config::{
     CountersConfig, CountersConfigError, ProcessTarget, SocketSourceChoice, TaskKind, TaskTarget,
 };
 pub use error::CounterError;
-pub use prometheus::write_prometheus;
 pub use reader::SocketReader;
 pub use sampler::{spawn_sampler, NodeSampler};
 pub use sockets::{Direction, PortKey, SocketCensus, SocketEntry, StateCounts};

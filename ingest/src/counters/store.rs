@@ -677,7 +677,7 @@ impl CounterStore {
                     .then(|| ((rt.busy_seconds_total - prev.busy_seconds_total) / wall).min(1.0))
             });
             series.push((
-                "runtime.alive_tasks".into(),
+                series_name::runtime("alive_tasks"),
                 SeriesKind::Gauge,
                 rt.alive_tasks as f64,
             ));
@@ -775,7 +775,7 @@ impl CounterStore {
         other.total = other_counts.total();
         other.states = other_counts.non_zero().collect();
         series.push((
-            "sockets.port.other.total".into(),
+            series_name::OTHER_PORTS_TOTAL.into(),
             SeriesKind::Gauge,
             other.total as f64,
         ));
