@@ -12,6 +12,7 @@ mod browser;
 mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;
+mod counters;
 mod dashboard;
 mod pipeline;
 mod replay;
