@@ -34,15 +34,15 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// How long a pushed value lives without refresh in these tests' agent.
 const STALE_AFTER_MS: u64 = 2500;
 
-/// Starts an agent with a config file: a fast sampler, pushed values that go stale quickly,
-/// every port group shown individually (the machine's other sockets must not push the test's
-/// ports into "other"), and `extra` appended (e.g. `[[tasks]]` tables).
-fn start_agent(extra: &str) -> (Agent, tempfile::TempDir) {
+/// Starts an agent with a config file: the sampler every `interval_ms`, pushed values that go
+/// stale quickly, every port group shown individually (the machine's other sockets must not
+/// push the test's ports into "other"), and `extra` appended (e.g. `[[tasks]]` tables).
+fn start_agent(interval_ms: u64, extra: &str) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
     let text = format!(
         "[counters]\n\
-         interval_ms = 500\n\
+         interval_ms = {interval_ms}\n\
          top_ports = 4096\n\
          max_series = 16384\n\
          history_seconds = 120\n\
@@ -240,7 +240,7 @@ impl Drop for GoroutineSender {
 
 #[test]
 fn goroutine_leak_sent_over_otlp_grpc_and_http_is_followed_and_fails_when_the_sender_stops() {
-    let (agent, _config) = start_agent("");
+    let (agent, _config) = start_agent(500, "");
     let health = agent.get_json("/api/v1/health");
     let address = |component: &str| {
         health["components"][component]["address"]
@@ -295,21 +295,27 @@ fn goroutine_leak_sent_over_otlp_grpc_and_http_is_followed_and_fails_when_the_se
     }
 
     // The services go away: after otlp_stale_after_ms the targets fail, with a reason; the
-    // count is gone (null), not 0.
+    // count is gone (null), neither 0 nor the last value.
     for sender in &mut senders {
         sender.stop();
     }
     for target in targets {
-        let error = wait_task_failing(&agent, target, "no update");
-        assert!(!error.is_empty());
+        wait_task_failing(&agent, target, "no update");
+    }
+    // Both pages say so: failing with the reason, and no count ("–").
+    for (page, chart) in [
+        ("/counters", "Tasks per target"),
+        ("/", "Goroutines / tasks"),
+    ] {
+        browser.open(&format!("{}{page}", agent.base));
+        for target in targets {
+            let (text, value) = wait_legend(&browser, chart, target, |text, _| {
+                text.contains("failing") && text.contains("no update")
+            });
+            assert_eq!(value, "–", "{page}: a stale target shows a count: {text}");
+        }
     }
     browser.open(&format!("{}/counters", agent.base));
-    for target in targets {
-        let (text, value) = wait_legend(&browser, "Tasks per target", target, |text, _| {
-            text.contains("failing") && text.contains("no update")
-        });
-        assert_ne!(value, "0", "a stale target is shown as 0: {text}");
-    }
     browser.screenshot("agent-counters-goroutines-stale");
 }
 
@@ -388,13 +394,27 @@ fn request_path(stream: &mut TcpStream) -> Option<String> {
 }
 
 /// A Go service's debug pages: the pprof goroutine page reports `pprof`, `/debug/vars`
-/// reports `expvar` (as `expvar.Publish("goroutines", ...)` does).
-fn debug_pages(pprof: Arc<AtomicU64>, expvar: Arc<AtomicU64>) -> TestServer {
+/// reports `expvar` (as `expvar.Publish("goroutines", ...)` does). Once `wedge` is set, the
+/// pprof page stops answering (requests are held open), as a service drowning in goroutines
+/// does.
+fn debug_pages(
+    pprof: Arc<AtomicU64>,
+    expvar: Arc<AtomicU64>,
+    wedge: Arc<AtomicBool>,
+) -> TestServer {
+    let held = std::sync::Mutex::new(Vec::new());
     TestServer::start(move |mut stream, _| {
         let Some(path) = request_path(&mut stream) else {
             return;
         };
-        let (status, body) = if path.starts_with("/debug/pprof/goroutine") {
+        let pprof_page = path.starts_with("/debug/pprof/goroutine");
+        if pprof_page && wedge.load(Ordering::SeqCst) {
+            if let Ok(mut held) = held.lock() {
+                held.push(stream);
+            }
+            return;
+        }
+        let (status, body) = if pprof_page {
             let total = pprof.load(Ordering::SeqCst);
             (
                 "200 OK",
@@ -438,9 +458,11 @@ fn wedged_server() -> TestServer {
 fn scraped_goroutine_pages_are_followed_and_a_wedged_target_fails_with_a_timeout() {
     let pprof = Arc::new(AtomicU64::new(12));
     let expvar = Arc::new(AtomicU64::new(7));
-    let pages = debug_pages(pprof.clone(), expvar.clone());
+    let wedge = Arc::new(AtomicBool::new(false));
+    let pages = debug_pages(pprof.clone(), expvar.clone(), wedge.clone());
     let wedged = wedged_server();
-    let (agent, _config) = start_agent(&format!(
+    // The default interval: with a wedged target every tick waits for its timeout (800 ms).
+    let (agent, _config) = start_agent(1000, &format!(
         "\n[[tasks]]\nname = \"user-svc\"\nurl = \"http://127.0.0.1:{pages}/debug/pprof/goroutine?debug=1\"\n\
          \n[[tasks]]\nname = \"billing\"\nurl = \"http://127.0.0.1:{pages}/debug/vars\"\n\
          \n[[tasks]]\nname = \"wedged\"\nurl = \"http://127.0.0.1:{wedged}/debug/pprof/goroutine?debug=1\"\n",
@@ -474,12 +496,25 @@ fn scraped_goroutine_pages_are_followed_and_a_wedged_target_fails_with_a_timeout
     let (text, value) = wait_legend(&browser, "Tasks per target", "wedged", |text, _| {
         text.contains("failing") && text.contains("timeout")
     });
-    assert_ne!(value, "0", "a wedged target is shown as 0: {text}");
-    // Still failing, still no count, after several more ticks.
+    assert_eq!(value, "–", "a wedged target shows a count: {text}");
+    browser.screenshot("agent-counters-goroutines-scraped");
+
+    // The leaking service stops answering its debug page: failing with a timeout, its count
+    // gone from the API and the page (neither 0 nor the last 1500); the other target goes on.
+    wedge.store(true, Ordering::SeqCst);
+    wait_task_failing(&agent, "user-svc", "timeout");
+    let (text, value) = wait_legend(&browser, "Tasks per target", "user-svc", |text, _| {
+        text.contains("failing") && text.contains("timeout")
+    });
+    assert_eq!(
+        value, "–",
+        "a target that stopped answering shows a count: {text}"
+    );
+    expvar.store(641, Ordering::SeqCst);
+    wait_task_value(&agent, "billing", 641);
     let counters = agent.get_json("/api/v1/counters");
     let wedged_task = task(&counters, "wedged").expect("wedged target listed");
     assert!(wedged_task["current"].is_null(), "{wedged_task}");
-    browser.screenshot("agent-counters-goroutines-scraped");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +610,7 @@ fn count(states: &PortStates, port: u16, side: &str, state: &str) -> u64 {
 
 #[test]
 fn socket_counts_per_port_and_state_equal_ss_for_a_time_wait_storm_close_wait_and_established() {
-    let (agent, _config) = start_agent("");
+    let (agent, _config) = start_agent(500, "");
 
     // A service on an ephemeral-range port called by short connections that the client closes
     // first: the client ends leave TIME_WAIT behind (a TIME_WAIT storm towards the port).
