@@ -274,6 +274,12 @@ fn goroutine_leak_sent_over_otlp_grpc_and_http_is_followed_and_fails_when_the_se
 
     let browser = Browser::start();
     browser.open(&format!("{}/counters", agent.base));
+    // The page tells the sampling interval as configured (it said "1 s" for 500 ms).
+    assert!(
+        browser.text().contains("Sampled every 500 ms"),
+        "{}",
+        browser.text()
+    );
 
     // The leak: the API and then the page (live, no reload) follow the new value.
     for sender in &mut senders {

@@ -742,7 +742,7 @@
           { name: p.name + " [" + p.pid + "] threads", points: seriesPoints(snap, p.threads) }]);
         const tasks = (snap.tasks || []).map((t) => taskSeries(snap, t));
         fill(body, 
-          el("p", { class: "axisnote" }, "Sampled every ", String(Math.round(snap.step_ms / 1000)), " s; latest ", fmtAgo(snap.sampled_at_unix_ms), "."),
+          el("p", { class: "axisnote" }, "Sampled every ", snap.step_ms % 1000 ? snap.step_ms + " ms" : snap.step_ms / 1000 + " s", "; latest ", fmtAgo(snap.sampled_at_unix_ms), "."),
           el("div", { class: "grid2" },
             el("section", { class: "panel" }, el("h2", null, "TCP sockets by port and state"), portCharts.length ? portCharts : el("p", { class: "empty" }, "No socket samples yet.")),
             el("div", null,
