@@ -325,6 +325,90 @@ fn goroutine_leak_sent_over_otlp_grpc_and_http_is_followed_and_fails_when_the_se
     browser.screenshot("agent-counters-goroutines-stale");
 }
 
+/// Posts one OTLP/HTTP (JSON) metrics export: `service`'s goroutine gauge at `value`, stamped
+/// `time_unix_nanos` by the sender's clock.
+fn post_goroutines(endpoint: &str, service: &str, value: u64, time_unix_nanos: i128) {
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeMetrics": [{"metrics": [{
+            "name": "go.goroutine.count",
+            "gauge": {"dataPoints": [{"asInt": value.to_string(), "timeUnixNano": time_unix_nanos.to_string()}]}
+        }]}]
+    }]});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{endpoint}/v1/metrics"))
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(5))
+        .body(body.to_string())
+        .send()
+        .expect("POST /v1/metrics");
+    assert!(
+        response.status().is_success(),
+        "POST /v1/metrics: {}",
+        response.status()
+    );
+}
+
+fn unix_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+#[test]
+fn otlp_counts_of_senders_with_skewed_clocks_are_followed_and_go_stale_on_the_agents_clock() {
+    let (agent, _config) = start_agent(500, "");
+    let health = agent.get_json("/api/v1/health");
+    let endpoint = health["components"]["otlp_http"]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no otlp_http address in health: {health}"))
+        .to_owned();
+    let hour: i128 = 3_600_000_000_000;
+
+    // A service whose clock is an hour behind, sending every 100 ms: its count is followed
+    // (a point in the per-tick history), not flagged "no update for 3600 s" at every tick.
+    let behind = "clock-behind";
+    let ahead = "clock-ahead";
+    eventually("history of the late-clocked sender", DEADLINE, || {
+        post_goroutines(&endpoint, behind, 70, unix_nanos() - hour);
+        post_goroutines(&endpoint, ahead, 50, unix_nanos() + hour);
+        let counters = agent.get_json("/api/v1/counters");
+        let t = task(&counters, behind).ok_or_else(|| counters["tasks"].to_string())?;
+        let points = t["history"]["points"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if points.contains(&json!(70.0)) {
+            Ok(())
+        } else {
+            Err(t.to_string())
+        }
+    });
+    wait_task_value(&agent, ahead, 50);
+
+    // The clock of the second one is fixed: its correct points are taken, not held off for
+    // an hour behind its earlier future-stamped one.
+    eventually(
+        "value of the sender whose clock was fixed",
+        DEADLINE,
+        || {
+            post_goroutines(&endpoint, ahead, 60, unix_nanos());
+            let counters = agent.get_json("/api/v1/counters");
+            match task(&counters, ahead) {
+                Some(t) if t["current"] == json!(60) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    post_goroutines(&endpoint, ahead, 61, unix_nanos() + hour);
+
+    // Both stop sending: both go stale after otlp_stale_after_ms of silence on the agent's clock.
+    for target in [behind, ahead] {
+        wait_task_failing(&agent, target, "no update");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scraped goroutine pages
 // ---------------------------------------------------------------------------------------------
