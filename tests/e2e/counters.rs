@@ -782,6 +782,38 @@ fn socket_counts_per_port_and_state_equal_ss_for_a_time_wait_storm_close_wait_an
     }
     assert_eq!(api, ss);
 
+    // The counters page shows the same counts under the same ports.
+    let browser = Browser::start();
+    browser.open(&format!("{}/counters", agent.base));
+    let shown = [
+        (
+            format!("Sockets, remote →:{storm_port}"),
+            "TIME-WAIT",
+            time_wait,
+        ),
+        (
+            format!("Sockets, local :{leaky_port}"),
+            "CLOSE-WAIT",
+            CLOSE_WAIT as u64,
+        ),
+        (
+            format!("Sockets, remote →:{leaky_port}"),
+            "FIN-WAIT-2",
+            CLOSE_WAIT as u64,
+        ),
+        (
+            format!("Sockets, local :{leaky_port}"),
+            "ESTAB",
+            ESTABLISHED as u64,
+        ),
+    ];
+    for (chart, state, expected) in &shown {
+        wait_legend(&browser, chart, state, |_, value| {
+            value == expected.to_string()
+        });
+    }
+    browser.screenshot("agent-counters-sockets");
+
     // Keep every socket (and both listeners) open until the comparison is done.
     drop(pairs);
     drop(held);
