@@ -65,7 +65,8 @@ fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Result<
             Err(seen) if Instant::now() >= deadline => {
                 panic!("{what}: not within {limit:?}; last seen:\n{seen}")
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            // Not faster: each poll of the API leaves a TIME_WAIT socket on the node.
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }
