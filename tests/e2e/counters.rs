@@ -4,12 +4,15 @@
 //! - Goroutine counts pushed by the official OpenTelemetry Python SDK over OTLP gRPC and HTTP
 //!   (`tests/python/send_goroutines.py`): a leak (40 → 900) is followed by the API and shown by
 //!   both pages; when the senders stop, the targets turn failing after `otlp_stale_after_ms`
-//!   instead of showing a count.
+//!   instead of showing a count. Senders whose clocks are an hour off (raw OTLP/HTTP JSON) are
+//!   followed and go stale by the agent's clock.
 //! - Goroutine counts scraped from `[[tasks]]` pages served by the test (a pprof goroutine page
-//!   and an expvar page whose counts change, and a target that accepts and never answers, which
-//!   must show as a timeout, never as 0).
+//!   and an expvar page whose counts change, a target that accepts and never answers, and the
+//!   pprof page wedging after the leak): failing targets show a timeout, never 0 or an old
+//!   count.
 //! - Sockets of real loopback connections (a TIME_WAIT storm, CLOSE_WAIT, ESTABLISHED pairs):
-//!   the API's per-port, per-state counts of the test's own ports equal `ss -tan`'s.
+//!   the API's per-port, per-state counts of the test's own ports equal `ss -tan`'s, and the
+//!   counters page shows them. The storm's TIME_WAIT sockets outlive the test by a minute.
 //!
 //! The sampler ticks on its own clock and the senders export on theirs, so every check polls
 //! with a deadline until the expected state is there, and fails with what it saw last.
