@@ -328,16 +328,25 @@ async fn maintain(
     }
 }
 
-/// Goroutine and thread counts received over OTLP go to the counter store.
+/// Goroutine and thread counts received over OTLP go to the counter store, stamped with the
+/// time they arrived. The store judges freshness by that time (a count not refreshed within
+/// `otlp_stale_after_ms` fails), and only the agent's own clock can say how long a sender has
+/// been silent: by the point's own timestamp, a sender whose clock ran an hour behind was
+/// flagged stale at every tick (no history point ever), and one an hour ahead never went stale
+/// after it stopped and shut out its own correctly stamped points for that hour.
 struct TaskCounters(Arc<CounterStore>);
 
 impl TaskCounterSink for TaskCounters {
     fn record(&self, sample: TaskSample) {
+        let received_unix_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(sample.time_unix_nanos);
         self.0.record_task(
             &sample.target,
             &sample.name,
             sample.value,
-            sample.time_unix_nanos,
+            received_unix_nanos,
         );
     }
 }

@@ -69,8 +69,16 @@ fn a_token_protects_the_api_and_a_wrong_one_is_refused() {
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
     let agent = Agent::start(&["--log-format", "json"]);
-    let stderr = agent.stderr();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Health can answer before the start-up lines are written: wait for them (bounded), and
+    // judge only complete lines (the last one may be half written).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stderr = agent.stderr();
+    while !stderr.contains('\n') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        stderr = agent.stderr();
+    }
+    let complete = stderr.rfind('\n').map_or("", |end| &stderr[..end]);
+    let lines: Vec<&str> = complete.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no log lines");
     for line in lines {
         let value: serde_json::Value =

@@ -168,6 +168,13 @@ fn every_page_of_the_real_agent_shows_its_data_live_and_hostile_text_as_text() {
     browser.screenshot("agent-traces");
 
     browser.open(&url("/counters"));
-    assert!(main_text_includes(&browser, "LISTEN"), "{}", browser.text());
+    // Some port chart, not a particular state: the page shows the node's top 16 port groups,
+    // and on a busy machine (or beside the counters tests' TIME_WAIT storm, which outlives its
+    // test by a minute) groups with only a LISTEN socket rank below the top.
+    assert!(
+        main_text_includes(&browser, "Sockets, "),
+        "{}",
+        browser.text()
+    );
     browser.screenshot("agent-counters");
 }

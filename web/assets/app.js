@@ -207,7 +207,10 @@
         last = v;
       }
       if (d) svg.append(svgEl("path", { d, fill: "none", stroke: color, "stroke-width": s.width || 1.6, "stroke-linejoin": "round" }));
-      const item = el("li", null, s.name, " ", el("span", { class: "val" }, fmtCount(last)), s.note ? el("span", { class: "moved" }, " " + s.note) : null);
+      // A series that knows its current value shows it (null: none now, e.g. a failing target)
+      // rather than its last point, which may be from before the failure.
+      const shown = "current" in s ? s.current : last;
+      const item = el("li", null, s.name, " ", el("span", { class: "val" }, fmtCount(shown)), s.note ? el("span", { class: "moved" }, " " + s.note) : null);
       item.style.setProperty("--c", color);
       legend.append(item);
     });
@@ -320,6 +323,17 @@
     const known = points.filter(([, v]) => v !== null);
     if (known.length < 2) return 0;
     return known[known.length - 1][1] - known[0][1];
+  }
+
+  /** A task target as a chart series: a failing one says so and why, and shows no count. */
+  function taskSeries(snapshot, t) {
+    const points = seriesPoints(snapshot, t.history);
+    return {
+      name: t.target + (t.error ? " (failing: " + t.error + ")" : ""),
+      points,
+      current: t.error ? null : t.current,
+      note: t.error ? "" : signedNote(points),
+    };
   }
 
   const STATE_NAMES = {
@@ -476,7 +490,7 @@
         const t1 = Date.now(), t0 = t1 - span;
         try {
           const snap = await api("/api/v1/counters");
-          const tasks = (snap.tasks || []).map((t) => ({ name: t.target, points: seriesPoints(snap, t.history), note: signedNote(seriesPoints(snap, t.history)) }));
+          const tasks = (snap.tasks || []).map((t) => taskSeries(snap, t));
           fill(node, 
             lineChart("TCP sockets that moved (state, port)", movingSockets(snap, 4), t0, t1),
             lineChart("Goroutines / tasks", tasks, t0, t1),
@@ -876,7 +890,7 @@
 
   function tasksPanel(snap, t0, t1) {
     const tasks = snap.tasks || [];
-    const series = tasks.map((t) => ({ name: t.target, points: seriesPoints(snap, t.history), note: t.error ? "failing" : signedNote(seriesPoints(snap, t.history)) }));
+    const series = tasks.map((t) => taskSeries(snap, t));
     // The agent's own runtime, drawn like any target: faultline watches itself.
     if (snap.runtime) {
       const points = seriesPoints(snap, snap.runtime.alive_tasks.history);
@@ -983,7 +997,7 @@
           const points = seriesPoints(snap, other.history);
           portCharts.push(lineChart("Sockets, other ports (" + other.port_groups + " port groups)", [{ name: "all states", points, note: signedNote(points) }], t0, t1, { height: 90 }));
         }
-        const step = snap.step_ms >= 60000 ? "one point per minute (the minute's peak)" : "sampled every " + Math.round(snap.step_ms / 1000) + " s";
+        const step = snap.step_ms >= 60000 ? "one point per minute (the minute's peak)" : "sampled every " + (snap.step_ms % 1000 ? snap.step_ms + " ms" : snap.step_ms / 1000 + " s");
         fill(body,
           el("p", { class: "axisnote" }, step[0].toUpperCase() + step.slice(1), "; latest ", fmtAgo(snap.sampled_at_unix_ms), ". Δ 1 min: change since the sample a minute before the latest."),
           el("div", { class: "grid2" },

@@ -423,6 +423,10 @@ impl CounterStore {
     /// goroutine count): `target` is the service, `source` where it came from (`otlp`). A value
     /// not refreshed within `otlp_stale_after_ms` is shown as failing. Non-finite values are
     /// recorded as a failure. Returns false when the task bound rejected it.
+    ///
+    /// `time_unix_nanos` is compared with the sample times of [`CounterStore::record_sample`]
+    /// (the agent's clock) to judge staleness: pass the time the count was received, not the
+    /// sender's timestamp, whose clock may be off by any amount.
     pub fn record_task(
         &self,
         target: &str,
