@@ -133,7 +133,18 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
                 .all(|t| task(s, t).and_then(|t| t.value) == Some(n))
         }
     };
-    let snap = until(&store, "the first counts", all_at(10.0)).await;
+    let last_pprof_point = |s: &CountersSnapshot| {
+        s.history.as_ref().and_then(|h| {
+            h.seconds
+                .series
+                .get("task.pprof-svc.pprof")
+                .and_then(|p| p.iter().flatten().last().copied())
+        })
+    };
+    let snap = until(&store, "the first counts", |s| {
+        all_at(10.0)(s) && last_pprof_point(s) == Some(10.0)
+    })
+    .await;
     assert_eq!(
         task(&snap, "pprof-svc").map(|t| t.source.as_str()),
         Some("pprof")
@@ -144,9 +155,17 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
     );
 
     count.store(25, Ordering::SeqCst);
-    let snap = until(&store, "the changed counts", all_at(25.0)).await;
+    // Each target is scraped on its own: wait until every one has reported since the change,
+    // and a history point has been taken with the new count.
+    let settled = |s: &CountersSnapshot| {
+        all_at(25.0)(s)
+            && ["slow-svc", "broken-svc", "down-svc"]
+                .iter()
+                .all(|t| task(s, t).is_some_and(|t| t.error.is_some()))
+            && last_pprof_point(s) == Some(25.0)
+    };
+    let snap = until(&store, "the changed counts", settled).await;
     let pprof = task(&snap, "pprof-svc").unwrap_or_else(|| panic!("pprof-svc missing"));
-    assert_eq!(pprof.delta, Some(15.0));
     assert_eq!(pprof.status, SourceState::Available);
 
     // Failing targets: no value (not zero), a reason, status failing.
@@ -319,4 +338,65 @@ async fn missing_proc_files_are_reported_and_sampling_goes_on() {
     assert!(snap.sockets.is_none());
     let s = snap.sources.iter().find(|s| s.name == "sockets.proc");
     assert_eq!(s.map(|s| s.status), Some(SourceState::Failing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_target_slower_than_the_interval_costs_the_node_history_nothing() {
+    let count = Arc::new(AtomicU64::new(10));
+    let base = serve(count).await;
+    let mut config = CountersConfig {
+        interval_ms: 200,
+        ..CountersConfig::default()
+    };
+    config.tasks = vec![
+        // Answers never; its timeout is five intervals.
+        TaskTarget {
+            timeout_ms: 1_000,
+            ..TaskTarget::from_url("wedged-svc", format!("{base}/slow"))
+        },
+        TaskTarget {
+            kind: TaskKind::Expvar,
+            ..TaskTarget::from_url("expvar-svc", format!("{base}/debug/vars"))
+        },
+    ];
+    let store = Arc::new(CounterStore::new(&config));
+    let cancel = CancellationToken::new();
+    let handle =
+        spawn_sampler(config, store.clone(), cancel.clone()).unwrap_or_else(|e| panic!("{e}"));
+    // Long enough for the wedged target to time out twice.
+    let snap = until(&store, "two timeouts and 12 samples", |s| {
+        let timed_out = task(s, "wedged-svc").is_some_and(|t| t.error.is_some());
+        let points = s
+            .history
+            .as_ref()
+            .map_or(0, |h| h.seconds.times_unix_ms.len());
+        timed_out && points >= 12
+    })
+    .await;
+    cancel.cancel();
+    let _ = handle.await;
+    let history = snap
+        .history
+        .as_ref()
+        .unwrap_or_else(|| panic!("no history"));
+    // One node sample per interval: no tick waited for the wedged scrape.
+    let times = &history.seconds.times_unix_ms;
+    let gaps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g < 400),
+        "node samples were held up: {gaps:?}"
+    );
+    // The healthy target has a value at every point since its first.
+    let expvar: Vec<Option<f32>> = history.seconds.series["task.expvar-svc.expvar"].clone();
+    let first = expvar
+        .iter()
+        .position(Option::is_some)
+        .unwrap_or(expvar.len());
+    assert!(
+        expvar[first..].iter().all(Option::is_some) && expvar.len() - first >= 10,
+        "{expvar:?}"
+    );
+    let wedged = task(&snap, "wedged-svc").unwrap_or_else(|| panic!("wedged-svc missing"));
+    assert_eq!(wedged.value, None);
+    assert!(wedged.error.as_deref().unwrap_or("").contains("timeout"));
 }

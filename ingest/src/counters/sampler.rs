@@ -1,11 +1,14 @@
 //! The sampler: a tokio task that reads every counter source once per interval and writes the
 //! results into the [`CounterStore`].
 //!
-//! Each tick runs the blocking reads (netlink, /proc) on the blocking pool and the HTTP task
-//! scrapes concurrently, each scrape bounded by its target's timeout, then records the scrapes
-//! and the node sample, in that order, so both land on the same history point. A tick that
-//! overruns the interval delays the next one instead of piling up (missed ticks are skipped).
-//! No source failure ends the loop; only the cancellation token does.
+//! Each tick runs the blocking reads (netlink, /proc) on the blocking pool and records the node
+//! sample as soon as they are done. Every HTTP task target is scraped by its own loop on the
+//! same interval, bounded by the target's timeout, and its outcome recorded when it arrives; a
+//! sample's history point carries each target's latest outcome, as it does for counts pushed
+//! over OTLP. So a wedged target, even one whose timeout exceeds the interval, costs the node
+//! history nothing and the other targets nothing. A tick that overruns the interval delays the
+//! next one instead of piling up (missed ticks are skipped). No source failure ends a loop;
+//! only the cancellation token does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
 use super::reader::SocketReader;
 use super::runtime::RuntimeCounters;
-use super::store::{CounterStore, NodeSample, TaskScrape};
+use super::store::{CounterStore, NodeSample};
 use super::tasks::scrape;
 
 /// The blocking half of the sampler: everything read from the kernel.
@@ -84,7 +87,19 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
             None
         }
     };
-    let targets: Arc<Vec<TaskTarget>> = Arc::new(config.tasks.clone());
+    let scrapers: Vec<JoinHandle<()>> = config
+        .tasks
+        .iter()
+        .map(|target| {
+            tokio::spawn(run_scraper(
+                target.clone(),
+                client.clone(),
+                config.interval(),
+                Arc::clone(&store),
+                cancel.clone(),
+            ))
+        })
+        .collect();
     let mut node = Some(NodeSampler::new(&config));
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -100,45 +115,49 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
             let sample = sampler.sample(now, runtime);
             (sampler, sample)
         });
-        let scrapes = futures::future::join_all(targets.iter().map(|t| {
-            let client = client.clone();
-            async move {
-                match client {
-                    Some(c) => scrape(&c, t)
-                        .await
-                        .map(|(v, _)| v)
-                        .map_err(|e| e.to_string()),
-                    None => Err("no HTTP client".to_string()),
-                }
-            }
-        }));
-        let (scraped, sampled) = tokio::select! {
+        let sampled = tokio::select! {
             _ = cancel.cancelled() => break,
-            both = async { tokio::join!(scrapes, blocking) } => both,
+            sampled = blocking => sampled,
         };
-        let scrapes: Vec<TaskScrape> = targets
-            .iter()
-            .zip(scraped)
-            .map(|(target, result)| TaskScrape {
-                target: target.name.clone(),
-                source: scrape_source(target.kind).to_string(),
-                result,
-            })
-            .collect();
         match sampled {
-            Ok((sampler, mut sample)) => {
+            Ok((sampler, sample)) => {
                 node = Some(sampler);
-                sample.scrapes = scrapes;
                 store.record_sample(sample);
             }
             // A panic in a source reader loses this node sample only; a fresh reader takes over.
-            Err(e) => {
-                tracing::error!(error = %e, "counter sampling failed");
-                for s in scrapes {
-                    store.record_scrape(&s.target, &s.source, s.result, now);
-                }
-            }
+            Err(e) => tracing::error!(error = %e, "counter sampling failed"),
         }
+    }
+    for scraper in scrapers {
+        let _ = scraper.await;
+    }
+}
+
+/// Scrapes one task target every `interval` (a scrape that overruns delays the next one) and
+/// records each outcome as it arrives.
+async fn run_scraper(
+    target: TaskTarget,
+    client: Option<reqwest::Client>,
+    interval: std::time::Duration,
+    store: Arc<CounterStore>,
+    cancel: CancellationToken,
+) {
+    let source = scrape_source(target.kind);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let result = match &client {
+            Some(c) => tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = scrape(c, &target) => r.map(|(v, _)| v).map_err(|e| e.to_string()),
+            },
+            None => Err("no HTTP client".to_string()),
+        };
+        store.record_scrape(&target.name, source, result, unix_ms());
     }
 }
 

@@ -1,10 +1,11 @@
 //! The counter store: the latest values, their deltas and rates, the status of every source,
 //! and the bounded history — everything `GET /api/v1/counters` and `/metrics` show.
 //!
-//! The sampler writes one [`NodeSample`] per tick ([`CounterStore::record_sample`]), the task
-//! scrapes of that tick included, under one lock so a reader never sees a scrape without its
-//! history point; the OTLP receiver writes task
-//! counts whenever they arrive ([`CounterStore::record_task`]). Readers take a
+//! The sampler writes one [`NodeSample`] per tick ([`CounterStore::record_sample`]), which
+//! appends one history point for every series, task targets included (each with its latest
+//! outcome); task outcomes arrive on their own whenever a scrape finishes
+//! ([`CounterStore::record_scrape`]) or an OTLP count is received
+//! ([`CounterStore::record_task`]). Readers take a
 //! [`CountersSnapshot`], a plain serialisable value, so nobody reaches into the store's maps.
 //!
 //! Bounds: ports beyond the top N are summed into "other"; task counters are capped at
@@ -109,7 +110,8 @@ pub struct NodeSample {
     pub agent_process: Option<ProcessCounters>,
     /// The agent's tokio runtime.
     pub runtime: Option<RuntimeCounters>,
-    /// The task scrapes of this tick.
+    /// Task scrapes to record with this sample, before its history point (the sampler records
+    /// its scrapes on their own as they finish and leaves this empty).
     pub scrapes: Vec<TaskScrape>,
 }
 
