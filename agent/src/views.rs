@@ -333,6 +333,16 @@ impl ClusterView for ClusterAdapter {
                 c.roots_refused as f64,
             ),
             counter(
+                "cluster_roots_evicted_total",
+                "Root errors (with their templates) evicted to make room for new kinds at the cluster bound.",
+                c.roots_evicted as f64,
+            ),
+            counter(
+                "cluster_root_evicted_events_total",
+                "Events of evicted root errors, gone from every cluster count.",
+                c.root_evicted_events as f64,
+            ),
+            counter(
                 "cluster_messages_truncated_total",
                 "Error messages cut to the maximum message length before clustering.",
                 c.truncated as f64,
