@@ -26,6 +26,7 @@ use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKin
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
+use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::{ClusterId, Engine};
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
@@ -40,7 +41,7 @@ use faultline_ingest::{Level, LogRecord, TraceId};
 use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CounterView, CountersSnapshot, Emergence, EmergenceKind, MinuteCounts, NamedSeries,
-    ParameterDistribution, PortSide, ProcessSeries, Sample, Series, SocketSeries, SocketState,
+    ParameterDistribution, PortSide, ProcessSeries, Sample, SecondCounts, Series, SocketSeries, SocketState,
     SpanStatus, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView,
     ValueCount,
 };
@@ -306,6 +307,12 @@ impl ClusterView for ClusterAdapter {
         })
     }
 
+    fn per_second(&self, id: &str) -> Option<SecondCounts> {
+        let cluster = parse_cluster_id(id)?;
+        let detail = self.engine.cluster(cluster, (self.clock)())?;
+        Some(second_counts(&detail.per_second))
+    }
+
     fn store_counters(&self) -> Vec<StoreCounter> {
         let (c, templates, clusters) = self.engine.counters();
         let mut out = vec![
@@ -505,6 +512,26 @@ fn detail_minutes(per_minute: &[(i64, u64)], now_nanos: i64) -> MinuteCounts {
     };
     let start = first.max(end - MAX_DETAIL_MINUTES + 1);
     minute_counts(&by_minute, start, end)
+}
+
+/// The engine's per-second counts (Unix second, count; seconds without events left out) as a
+/// dense series from the first second held to the last, at most the engine's
+/// [`SECOND_HISTORY`] seconds long.
+fn second_counts(per_second: &[(i64, u64)]) -> SecondCounts {
+    let (Some(&(first, _)), Some(&(last, _))) = (per_second.first(), per_second.last()) else {
+        return SecondCounts::default();
+    };
+    let first = first.max(last - SECOND_HISTORY as i64 + 1);
+    let mut counts = vec![0; (last - first + 1) as usize];
+    for &(sec, c) in per_second {
+        if let Some(slot) = usize::try_from(sec - first).ok().and_then(|i| counts.get_mut(i)) {
+            *slot += c;
+        }
+    }
+    SecondCounts {
+        start_unix_ms: first.saturating_mul(1000),
+        counts,
+    }
 }
 
 /// A template of a cluster.
@@ -1128,6 +1155,30 @@ mod tests {
         ));
         engine.maintain();
         messages
+    }
+
+    #[test]
+    fn per_second_counts_are_dense_from_the_first_second_held() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        let views = views_at(&stores, NOW);
+        let id = views
+            .clusters
+            .summaries()
+            .iter()
+            .find(|r| r.canonical_template == "connection reset by peer")
+            .map(|r| r.id.clone())
+            .expect("a row for the resets");
+        let seconds = views.clusters.per_second(&id).expect("known cluster");
+        // Six resets 20 s apart from NOW - 3 min: one second each, zeros between.
+        let first_ms = (NOW - 3 * MIN) / NANOS_PER_MS;
+        assert_eq!(seconds.start_unix_ms, first_ms / 1000 * 1000);
+        assert_eq!(seconds.counts.len(), 101);
+        assert_eq!(seconds.counts.iter().sum::<u64>(), 6);
+        assert_eq!(seconds.counts[0], 1);
+        assert_eq!(seconds.counts[20], 1);
+        assert!(views.clusters.per_second("00000000000000ff").is_none());
+        assert!(views.clusters.per_second("not-an-id").is_none());
     }
 
     #[test]

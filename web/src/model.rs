@@ -557,9 +557,13 @@ pub struct MovedCounter {
     pub state: Option<SocketState>,
     /// Usual level before the onset: median of the baseline window.
     pub before: f64,
-    /// Level after the change: median from the change over the after window.
+    /// Level after the change: median from the change over the after window (what `score`
+    /// measures).
     pub after: f64,
-    /// `after - before`.
+    /// Where it got to: the 95th percentile of the after window (5th for a fall); the
+    /// evidence sentence quotes it, so a ramp is shown at its height, not its middle.
+    pub reached: f64,
+    /// `after - before` (the evidence quotes `reached - before`).
     pub change: f64,
     /// How far the level moved, in units of the series' own noise (see the method in
     /// `MovedWithIt`); at least the threshold for every listed counter.

@@ -22,7 +22,8 @@
 //!    earlier and is not attributed.
 //! 4. **Size.** The level after the change is the median from the change point over at most
 //!    [`AFTER_MS`]; `score = |after − m| / σ`. The series moved when `score ≥ MIN_SCORE` in the
-//!    direction it left the band.
+//!    direction it left the band. The sentence says where it got to: the 95th percentile of
+//!    that window (5th for a fall), which a ramp reaches and a single odd sample does not set.
 //! 5. **Co-movement.** Spearman correlation of the series with the pattern's rate (trailing
 //!    [`RATE_SMOOTH_POINTS`]-sample sum) from the search window's start to [`AFTER_MS`] after T.
 //! 6. **Rank.** `log10(1 + score) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS) × (0.5 + 0.5·max(0, ρ))`
@@ -228,6 +229,7 @@ pub fn what_moved(
             state: c.socket.map(|s| s.2),
             before: m.before,
             after: m.after,
+            reached: m.reached,
             change: m.change,
             score: m.score,
             changed_at_unix_ms: m.changed_at,
@@ -333,6 +335,7 @@ impl Windows {
 struct Move {
     before: f64,
     after: f64,
+    reached: f64,
     change: f64,
     score: f64,
     changed_at: i64,
@@ -401,12 +404,15 @@ fn judge(axis: Axis, w: &Windows, points: &[Option<f64>], need_baseline: bool) -
             .map(|&(_, x)| x)
             .collect();
         let after_level = median(&mut after);
+        // `after` is sorted now: where the series got to is near its top (bottom for a fall).
+        let reached = after[percentile_index(after.len(), if dir > 0 { 0.95 } else { 0.05 })];
         let change = after_level - level;
         let score = change.abs() / noise;
         if score >= MIN_SCORE && change.signum() as i8 == dir {
             return Some(Move {
                 before: level,
                 after: after_level,
+                reached,
                 change,
                 score,
                 changed_at,
@@ -416,7 +422,12 @@ fn judge(axis: Axis, w: &Windows, points: &[Option<f64>], need_baseline: bool) -
     None
 }
 
-/// Median of `values` (reordered); 0 for none.
+/// Index of the `q` quantile (nearest rank) in a sorted slice of `len` values (`len > 0`).
+fn percentile_index(len: usize, q: f64) -> usize {
+    ((q * len as f64).ceil() as usize).clamp(1, len.max(1)) - 1
+}
+
+/// Median of `values` (sorted in place); 0 for none.
 fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
@@ -639,8 +650,8 @@ fn evidence(c: &Candidate<'_>, m: &Move, lead_ms: i64, rho: Option<f64>, began: 
         "{} {verb} {}{unit} → {}{unit} ({}) from {}, {when}",
         c.label,
         number(m.before),
-        number(m.after),
-        signed(m.change),
+        number(m.reached),
+        signed(m.reached - m.before),
         clock(m.changed_at),
     );
     if let Some(r) = rho {
