@@ -256,9 +256,9 @@ pub fn what_moved(
         m.history.points.drain(..from);
     }
     let window_text = format!(
-        "between {} and {}",
-        clock(windows.search_start),
-        clock(windows.search_end)
+        "within {} s before and {} s after {began}",
+        (onset - windows.search_start) / 1000,
+        (windows.search_end - onset) / 1000
     );
     doc.summary = if moved.is_empty() {
         doc.verdict = MovedVerdict::NothingMoved;
