@@ -576,8 +576,8 @@ pub struct MovedCounter {
     /// Spearman rank correlation of the counter with the pattern's rate around the onset
     /// (−1..1), `None` when either is constant there.
     pub co_movement: Option<f64>,
-    /// Ranking weight (higher first): combines `score`, the distance from the onset and
-    /// `co_movement`.
+    /// Ranking weight (higher first): combines `score`, the size of `change`, the distance
+    /// from the onset and `co_movement`.
     pub rank: f64,
     /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 4,310 (+4,298) from
     /// 20:41:03 UTC, 2 s before the first error".

@@ -26,11 +26,13 @@
 //!    that window (5th for a fall), which a ramp reaches and a single odd sample does not set.
 //! 5. **Co-movement.** Spearman correlation of the series with the pattern's rate (trailing
 //!    [`RATE_SMOOTH_POINTS`]-sample sum) from the search window's start to [`AFTER_MS`] after T.
-//! 6. **Rank.** `log10(1 + score) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS) × (0.5 + 0.5·max(0, ρ))`
-//!    (`ρ` counts as 0.5 when unknown): the size on a log scale, because a jump of 4,000 and
-//!    one of 40 can both matter, halved at 15 s from the onset, and halved again for a series
-//!    that does not move in step with the errors. The first [`MAX_MOVED`] are returned, each
-//!    with a sentence of evidence.
+//! 6. **Rank.** `log10(1 + score) × log10(1 + |after − m|) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS)
+//!    × (0.5 + 0.5·max(0, ρ))` (`ρ` counts as 0.5 when unknown): the size on log scales, in
+//!    noise units and in sockets (or fds, tasks, /s), because a jump of 4,000 and one of 40 can
+//!    both matter but a port that went from 0 to 14 sockets matters less than 500 more sockets
+//!    in use, however quiet its baseline; halved at 15 s from the onset, and halved again for a
+//!    series that does not move in step with the errors. The first [`MAX_MOVED`] are returned,
+//!    each with a sentence of evidence.
 
 use crate::model::{
     ClusterSummary, CounterKind, CountersSnapshot, MinuteCounts, MovedCounter, MovedVerdict,
@@ -218,7 +220,7 @@ pub fn what_moved(
         let rho = spearman(&points[corr_from..corr_to], &rate[corr_from..corr_to]);
         let timing = 1.0 / (1.0 + lead_ms.abs() as f64 / LEAD_HALF_WEIGHT_MS);
         let step_weight = 0.5 + 0.5 * rho.unwrap_or(0.5).max(0.0);
-        let rank = (1.0 + m.score).log10() * timing * step_weight;
+        let rank = (1.0 + m.score).log10() * (1.0 + m.change.abs()).log10() * timing * step_weight;
         moved.push(MovedCounter {
             kind: c.kind,
             evidence: evidence(c, &m, lead_ms, rho, began),
@@ -947,6 +949,46 @@ mod tests {
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         assert_eq!(doc.moved.len(), 1);
         assert_eq!(doc.moved[0].lead_ms, -30_000);
+    }
+
+    #[test]
+    fn a_port_that_pops_up_with_a_few_sockets_ranks_below_a_big_move() {
+        // Seen on a real node: another client's port appeared with 14 TIME-WAIT sockets at the
+        // onset, while 500 more sockets went into use 7 s before it.
+        let counters = snapshot(
+            vec![socket(
+                43853,
+                PortSide::Remote,
+                SocketState::TimeWait,
+                step(0.0, 14.0, ONSET),
+            )],
+            vec![named("TCP inuse", step(6.0, 517.0, ONSET - 7_000))],
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(labels, ["sockstat TCP inuse", "TIME-WAIT →:43853"], "{doc:#?}");
+    }
+
+    #[test]
+    fn a_ramp_is_reported_at_the_height_it_reached() {
+        // TIME-WAIT climbing 25 a second from the onset on, for the rest of the history.
+        let ramp = Series {
+            points: (0..LEN)
+                .map(|i| Some(40.0 + 25.0 * (at(i) - ONSET).max(0) as f64 / 1000.0))
+                .collect(),
+        };
+        let counters = snapshot(
+            vec![socket(8080, PortSide::Local, SocketState::TimeWait, ramp)],
+            vec![],
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        let m = &doc.moved[0];
+        // Left its band (40 ± 3·√41 ≈ ±19) on the first sample past +19: the second one.
+        assert_eq!(m.lead_ms, 1_000);
+        // The median of the two minutes after is mid-ramp; the sentence quotes the height.
+        assert!((m.after - 1_565.0).abs() <= 25.0, "{m:?}");
+        assert!(m.reached > 2_900.0 && m.reached <= 3_065.0, "{m:?}");
+        assert!(m.evidence.contains("rose 40 → "), "{}", m.evidence);
     }
 
     #[test]
