@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
+use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
-use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::{ClusterId, Engine};
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
@@ -41,9 +41,9 @@ use faultline_ingest::{Level, LogRecord, TraceId};
 use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CounterView, CountersSnapshot, Emergence, EmergenceKind, MinuteCounts, NamedSeries,
-    ParameterDistribution, PortSide, ProcessSeries, Sample, SecondCounts, Series, SocketSeries, SocketState,
-    SpanStatus, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView,
-    ValueCount,
+    ParameterDistribution, PortSide, ProcessSeries, Sample, SecondCounts, Series, SocketSeries,
+    SocketState, SpanStatus, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary,
+    TraceView, ValueCount,
 };
 use faultline_web::{LiveUpdates, Views};
 
@@ -524,7 +524,10 @@ fn second_counts(per_second: &[(i64, u64)]) -> SecondCounts {
     let first = first.max(last - SECOND_HISTORY as i64 + 1);
     let mut counts = vec![0; (last - first + 1) as usize];
     for &(sec, c) in per_second {
-        if let Some(slot) = usize::try_from(sec - first).ok().and_then(|i| counts.get_mut(i)) {
+        if let Some(slot) = usize::try_from(sec - first)
+            .ok()
+            .and_then(|i| counts.get_mut(i))
+        {
             *slot += c;
         }
     }

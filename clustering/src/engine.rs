@@ -908,7 +908,9 @@ mod tests {
         for i in 0..(SECOND_HISTORY as i64 + 100) {
             engine.observe(&event(text, "a", later + i * NANOS_PER_SEC));
         }
-        let detail = engine.cluster(id, later + 2_000 * NANOS_PER_SEC).expect("known");
+        let detail = engine
+            .cluster(id, later + 2_000 * NANOS_PER_SEC)
+            .expect("known");
         assert_eq!(detail.per_second.len(), SECOND_HISTORY);
         let last = s0 + 10 + SECOND_HISTORY as i64 + 99;
         assert_eq!(detail.per_second.last(), Some(&(last, 1)));

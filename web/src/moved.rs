@@ -567,7 +567,10 @@ fn pattern_on_axis(
             for (i, slot) in out.iter_mut().enumerate() {
                 let t = axis.time(i);
                 let m = (t - per_minute.start_unix_ms).div_euclid(60_000);
-                if let Some(&c) = usize::try_from(m).ok().and_then(|m| per_minute.counts.get(m)) {
+                if let Some(&c) = usize::try_from(m)
+                    .ok()
+                    .and_then(|m| per_minute.counts.get(m))
+                {
                     *slot = c as f64 * per_step;
                 }
             }
@@ -678,7 +681,7 @@ fn number(v: f64) -> String {
         let digits = n.unsigned_abs().to_string();
         let mut out = String::new();
         for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(ch);
@@ -835,7 +838,12 @@ mod tests {
             let change = ONSET + lead_s * 1000;
             let counters = snapshot(
                 vec![
-                    socket(port, side, SocketState::TimeWait, step(12.0, 4310.0, change)),
+                    socket(
+                        port,
+                        side,
+                        SocketState::TimeWait,
+                        step(12.0, 4310.0, change),
+                    ),
                     // An effect 25 s later, smaller: moved, but ranks lower.
                     socket(
                         8081,
@@ -869,8 +877,7 @@ mod tests {
                 format!("{lead_s} s after the first error")
             };
             assert!(
-                top.evidence.contains("rose 12 → 4,310 (+4,298)")
-                    && top.evidence.contains(&when),
+                top.evidence.contains("rose 12 → 4,310 (+4,298)") && top.evidence.contains(&when),
                 "{}",
                 top.evidence
             );
@@ -966,7 +973,11 @@ mod tests {
         );
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
-        assert_eq!(labels, ["sockstat TCP inuse", "TIME-WAIT →:43853"], "{doc:#?}");
+        assert_eq!(
+            labels,
+            ["sockstat TCP inuse", "TIME-WAIT →:43853"],
+            "{doc:#?}"
+        );
     }
 
     #[test]
@@ -1020,7 +1031,11 @@ mod tests {
         let empty = CountersSnapshot::default();
         let doc = run(&new_pattern(ONSET), &empty, ONSET);
         assert_eq!(doc.verdict, MovedVerdict::NotEnoughHistory);
-        assert!(doc.summary.contains("no counter samples"), "{}", doc.summary);
+        assert!(
+            doc.summary.contains("no counter samples"),
+            "{}",
+            doc.summary
+        );
 
         let tw = || {
             snapshot(
@@ -1084,7 +1099,9 @@ mod tests {
         );
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         assert_eq!(doc.moved.len(), 1, "{doc:#?}");
-        assert!(doc.moved[0].evidence.starts_with("TIME-WAIT :41234 rose 0 → 300"));
+        assert!(doc.moved[0]
+            .evidence
+            .starts_with("TIME-WAIT :41234 rose 0 → 300"));
     }
 
     #[test]
@@ -1112,7 +1129,12 @@ mod tests {
             )],
             vec![],
         );
-        let doc = what_moved(&summary, &MinuteCounts::default(), Some(&seconds), &counters);
+        let doc = what_moved(
+            &summary,
+            &MinuteCounts::default(),
+            Some(&seconds),
+            &counters,
+        );
         assert_eq!(doc.onset_unix_ms, burst, "{doc:#?}");
         assert_eq!(doc.moved[0].lead_ms, -3_000);
         assert!(doc.moved[0].evidence.contains("3 s before the surge began"));
@@ -1125,7 +1147,11 @@ mod tests {
         let doc = what_moved(&summary, &per_minute, None, &counters);
         assert_eq!(doc.onset_unix_ms, minute);
         assert_eq!(doc.onset_precision_ms, 60_000);
-        assert!(doc.summary.contains("known to the minute"), "{}", doc.summary);
+        assert!(
+            doc.summary.contains("known to the minute"),
+            "{}",
+            doc.summary
+        );
         assert_eq!(doc.moved[0].lead_ms, 14_000);
     }
 
@@ -1162,7 +1188,13 @@ mod tests {
                 CounterKind::Tasks
             ]
         );
-        let rate = doc.moved.iter().find(|m| m.kind == CounterKind::ProtocolRate);
-        assert!(rate.is_some_and(|m| m.evidence.contains("0/s → 250/s")), "{doc:#?}");
+        let rate = doc
+            .moved
+            .iter()
+            .find(|m| m.kind == CounterKind::ProtocolRate);
+        assert!(
+            rate.is_some_and(|m| m.evidence.contains("0/s → 250/s")),
+            "{doc:#?}"
+        );
     }
 }

@@ -249,7 +249,10 @@ fn moved_says_when_nothing_moved_or_the_history_is_too_short() {
         &format!("/api/v1/clusters/{}/moved", incident.reset_cluster),
     );
     assert_eq!(doc["verdict"], "nothing_moved", "{doc}");
-    assert!(doc["summary"].as_str().unwrap().starts_with("Nothing moved"));
+    assert!(doc["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Nothing moved"));
 
     // Unknown ids: 404 in the one error shape.
     let (status, body) = get(addr, "/api/v1/clusters/ffffffffffffffff/moved");

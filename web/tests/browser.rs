@@ -185,13 +185,15 @@ fn what_moved_with_it_shows_the_counter_the_data_moved_and_follows_it_live() {
     let browser = Browser::start();
 
     browser.open(&format!("http://{addr}/"));
-    let evidence = browser.eval("return [...document.querySelectorAll('#moved .evidence')].map(e => e.textContent)");
+    let evidence = browser
+        .eval("return [...document.querySelectorAll('#moved .evidence')].map(e => e.textContent)");
     let evidence = evidence.as_array().unwrap();
     assert_eq!(evidence.len(), 1, "{evidence:?}");
     let first = evidence[0].as_str().unwrap();
     assert!(
-        first.starts_with(&format!("TIME-WAIT →:{port} rose 12 → 4,310 (+4,298) from "))
-            && first.contains("3 s before the first error"),
+        first.starts_with(&format!(
+            "TIME-WAIT →:{port} rose 12 → 4,310 (+4,298) from "
+        )) && first.contains("3 s before the first error"),
         "{first}"
     );
     let panel = browser.eval("return document.getElementById('moved').innerText");
