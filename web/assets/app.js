@@ -667,10 +667,14 @@
     }
     if (d) svg.append(svgEl("path", { class: "counter", d }));
     const ox = x(doc.onset_unix_ms);
+    // The label goes on the side of the marker with room for it.
+    const right = ox > padL + w * 0.7;
     svg.append(svgEl("line", { class: "onset", x1: ox, x2: ox, y1: padT, y2: padT + h }),
-      svgEl("text", { class: "onset-label", x: ox + 3, y: padT + 9 }, "errors " + fmtSecond(doc.onset_unix_ms)));
-    const cx = x(m.changed_at_unix_ms);
-    svg.append(svgEl("circle", { class: "change", cx, cy: y(m.reached), r: 3 },
+      svgEl("text", { class: "onset-label", x: right ? ox - 3 : ox + 3, y: padT + 9, "text-anchor": right ? "end" : "start" },
+        "errors " + fmtSecond(doc.onset_unix_ms)));
+    // The change point sits on the line, where the series left its usual range.
+    const atChange = points.find(([t, v]) => t >= m.changed_at_unix_ms && v !== null);
+    svg.append(svgEl("circle", { class: "change", cx: x(m.changed_at_unix_ms), cy: y(atChange ? atChange[1] : m.after), r: 3 },
       svgEl("title", null, m.label + " left its usual range at " + fmtSecond(m.changed_at_unix_ms))));
     addCrosshair(svg, { x, t0, t1, padT, h, series: [{ name: m.label, points }, { name: "errors", points: occ }] });
     return svg;

@@ -82,7 +82,7 @@ const CHART_CONTEXT_MS: i64 = 2 * 60_000;
 struct Candidate<'a> {
     kind: CounterKind,
     label: String,
-    unit: &'static str,
+    unit: String,
     socket: Option<(u16, PortSide, SocketState)>,
     points: &'a [Option<f64>],
     /// Gaps before the first known point read as 0 (sockets: the state had no socket yet).
@@ -225,7 +225,7 @@ pub fn what_moved(
             kind: c.kind,
             evidence: evidence(c, &m, lead_ms, rho, began),
             label: c.label.clone(),
-            unit: c.unit.to_owned(),
+            unit: c.unit.clone(),
             port: c.socket.map(|s| s.0),
             side: c.socket.map(|s| s.1),
             state: c.socket.map(|s| s.2),
@@ -450,7 +450,7 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
         out.push(Candidate {
             kind: CounterKind::Sockets,
             label: socket_label(x.port, x.side, x.state),
-            unit: "sockets",
+            unit: "sockets".into(),
             socket: Some((x.port, x.side, x.state)),
             points: &x.history.points,
             zero_before_first: true,
@@ -464,11 +464,7 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
             out.push(Candidate {
                 kind,
                 label: format!("{prefix}{}", x.name),
-                unit: if kind == CounterKind::ProtocolRate {
-                    "/s"
-                } else {
-                    "sockets"
-                },
+                unit: x.unit.clone(),
                 socket: None,
                 points: &x.history.points,
                 zero_before_first: false,
@@ -479,7 +475,7 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
         out.push(Candidate {
             kind: CounterKind::ProcessFds,
             label: format!("{} [{}] open fds", p.name, p.pid),
-            unit: "fds",
+            unit: "fds".into(),
             socket: None,
             points: &p.fds.points,
             zero_before_first: false,
@@ -487,7 +483,7 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
         out.push(Candidate {
             kind: CounterKind::ProcessThreads,
             label: format!("{} [{}] threads", p.name, p.pid),
-            unit: "threads",
+            unit: "threads".into(),
             socket: None,
             points: &p.threads.points,
             zero_before_first: false,
@@ -497,7 +493,7 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
         out.push(Candidate {
             kind: CounterKind::Tasks,
             label: format!("goroutines {}", t.target),
-            unit: "tasks",
+            unit: "tasks".into(),
             socket: None,
             points: &t.history.points,
             zero_before_first: false,
@@ -650,7 +646,13 @@ fn evidence(c: &Candidate<'_>, m: &Move, lead_ms: i64, rho: Option<f64>, began: 
         s if s < 0 => format!("{} s before {began}", -s),
         s => format!("{s} s after {began}"),
     };
-    let unit = if c.unit == "/s" { "/s" } else { "" };
+    // Rates and memory pages say their unit; sockets, fds, threads and tasks are plain
+    // counts the label already names.
+    let unit = match c.unit.as_str() {
+        "/s" => "/s",
+        "pages" => " pages",
+        _ => "",
+    };
     let mut text = format!(
         "{} {verb} {}{unit} → {}{unit} ({}) from {}, {when}",
         c.label,
