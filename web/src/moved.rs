@@ -18,7 +18,8 @@
 //!    per second.
 //! 3. **Change point.** The first sample in the search window where the series leaves the band
 //!    `m ± BAND_Z·σ` and stays out for [`PERSIST`] samples, having been inside it for the
-//!    [`PERSIST`] samples before. A series already out of its band when the window opens moved
+//!    [`PERSIST`] samples before, and where the change holds: at least [`SETTLE_SHARE`] of the
+//!    [`SETTLE_POINTS`] samples from there on are out of the band. A series already out of its band when the window opens moved
 //!    earlier and is not attributed.
 //! 4. **Size.** The level after the change is the median from the change point over at most
 //!    [`AFTER_MS`]; `score = |after − m| / σ`. The series moved when `score ≥ MIN_SCORE` in the
@@ -58,6 +59,15 @@ pub const MIN_BASELINE_POINTS: usize = 30;
 /// Samples a series must stay out of (and before, inside) its band for a change point: one or
 /// two odd samples are a blip, not a move; three at 1 s still answers within seconds.
 pub const PERSIST: usize = 3;
+/// Samples from a change point over which the change must hold: at least
+/// [`SETTLE_SHARE`] of them out of the band. Seen on a real node: a 3-second bump of segment
+/// rates 20 s before a storm passed [`PERSIST`], and the storm after it made the median
+/// shift, so the move was dated to the bump. Ten samples (10 s) still answer within seconds;
+/// a change younger than that is judged on the samples there are.
+pub const SETTLE_POINTS: usize = 10;
+/// Share of the [`SETTLE_POINTS`] samples that must be out of the band (8 of 10): a real step
+/// may dip back once or twice, a blip does not stay.
+pub const SETTLE_SHARE: f64 = 0.8;
 /// Half-width of the usual band in noise units: for Gaussian-like noise 3σ is left by about
 /// 1 sample in 370, and [`PERSIST`] samples in a row almost never.
 pub const BAND_Z: f64 = 3.0;
@@ -395,7 +405,10 @@ fn judge(axis: Axis, w: &Windows, points: &[Option<f64>], need_baseline: bool) -
         }
         let stays_out = known[k..k + PERSIST].iter().all(|&(_, x)| side(x) == dir);
         let was_in = known[k - PERSIST..k].iter().all(|&(_, x)| side(x) != dir);
-        if !stays_out || !was_in {
+        let settle = &known[k..(k + SETTLE_POINTS).min(known.len())];
+        let out = settle.iter().filter(|&&(_, x)| side(x) == dir).count();
+        let holds = out as f64 >= SETTLE_SHARE * settle.len() as f64;
+        if !stays_out || !was_in || !holds {
             continue;
         }
         let changed_at = axis.time(i);
@@ -676,9 +689,11 @@ fn evidence(c: &Candidate<'_>, m: &Move, lead_ms: i64, rho: Option<f64>, began: 
     text
 }
 
-/// A level for a sentence: integers with thousands separators, others to one decimal.
+/// A level for a sentence: whole numbers (and anything from 100 up, where a decimal is noise)
+/// with thousands separators, smaller fractions to one decimal.
 fn number(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 && v.abs() < 1e15 {
+    let whole = (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0;
+    if whole && v.abs() < 1e15 {
         let n = v.round() as i64;
         let digits = n.unsigned_abs().to_string();
         let mut out = String::new();
@@ -1002,6 +1017,23 @@ mod tests {
         assert!((m.after - 1_565.0).abs() <= 25.0, "{m:?}");
         assert!(m.reached > 2_900.0 && m.reached <= 3_065.0, "{m:?}");
         assert!(m.evidence.contains("rose 40 → "), "{}", m.evidence);
+    }
+
+    #[test]
+    fn a_bump_before_a_storm_does_not_date_the_storm() {
+        // Segment rates: noisy around 230/s with a 3-second bump 24 s before the onset, then
+        // the storm 5 s before it (the shape seen on a real node).
+        let mut series = noisy(3, 230.0, 20.0);
+        for p in &mut series.points[576..579] {
+            *p = Some(600.0);
+        }
+        for p in &mut series.points[595..] {
+            *p = Some(12_900.0);
+        }
+        let counters = snapshot(vec![], vec![named("Tcp OutSegs", series)]);
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved.len(), 1, "{doc:#?}");
+        assert_eq!(doc.moved[0].lead_ms, -5_000, "{:?}", doc.moved[0].evidence);
     }
 
     #[test]
