@@ -23,7 +23,8 @@
 //!    earlier and is not attributed.
 //! 4. **Size.** The level after the change is the median from the change point over at most
 //!    [`AFTER_MS`]; `score = |after − m| / σ`. The series moved when `score ≥ MIN_SCORE` in the
-//!    direction it left the band. The sentence says where it got to: the 95th percentile of
+//!    direction it left the band, and, for levels (not rates), by at least
+//!    [`MIN_LEVEL_CHANGE`]. The sentence says where it got to: the 95th percentile of
 //!    that window (5th for a fall), which a ramp reaches and a single odd sample does not set.
 //! 5. **Co-movement.** Spearman correlation of the series with the pattern's rate (trailing
 //!    [`RATE_SMOOTH_POINTS`]-sample sum) from the search window's start to [`AFTER_MS`] after T.
@@ -74,6 +75,13 @@ pub const BAND_Z: f64 = 3.0;
 /// Smallest shift of the level (in noise units) that counts as a move: twice the band, so a
 /// series that just grazes its band edge is not reported; a flat 12 sockets must pass 33.
 pub const MIN_SCORE: f64 = 6.0;
+/// Smallest change of a level (sockets, fds, threads, tasks, sockstat fields) that counts as a
+/// move, whatever its score. Seen on a real node during a quiet minute: client ports of other
+/// programs appearing with 6 to 14 TIME-WAIT sockets each, each a "move" from 0 by the Poisson
+/// floor alone. Twenty is above that churn and below the smallest leak worth a page (a
+/// CLOSE-WAIT leak passes it within a minute or two). Rates (/s) have no such floor: 6 listen
+/// overflows a second from none is news.
+pub const MIN_LEVEL_CHANGE: f64 = 20.0;
 /// Distance from the onset at which the rank weight halves (see step 6).
 pub const LEAD_HALF_WEIGHT_MS: f64 = 15_000.0;
 /// Samples summed into the pattern's rate for the co-movement: log lines of one burst spread
@@ -156,7 +164,7 @@ pub fn what_moved(
     if surge && precise && axis.len > 0 {
         let known: Vec<Option<f64>> = pattern.iter().copied().map(Some).collect();
         if let Some(windows) = Windows::around(axis, onset) {
-            if let Some(m) = judge(axis, &windows, &known, false) {
+            if let Some(m) = judge(axis, &windows, &known, false, 0.0) {
                 if m.change > 0.0 {
                     onset = m.changed_at;
                 }
@@ -220,7 +228,12 @@ pub fn what_moved(
     for c in &candidates {
         doc.series_examined += 1;
         let points = filled(c, axis.len);
-        let Some(m) = judge(axis, &windows, &points, true) else {
+        let min_change = if c.unit == "/s" {
+            0.0
+        } else {
+            MIN_LEVEL_CHANGE
+        };
+        let Some(m) = judge(axis, &windows, &points, true, min_change) else {
             if baseline_points(axis, &windows, &points) < MIN_BASELINE_POINTS {
                 doc.series_skipped += 1;
             }
@@ -362,7 +375,13 @@ fn baseline_points(axis: Axis, w: &Windows, points: &[Option<f64>]) -> usize {
 /// Steps 2 to 4 of the method on one series; `None` when it did not move (or cannot be
 /// judged). `need_baseline` is false for the pattern's own rate, whose seconds without events
 /// are zeros, not gaps.
-fn judge(axis: Axis, w: &Windows, points: &[Option<f64>], need_baseline: bool) -> Option<Move> {
+fn judge(
+    axis: Axis,
+    w: &Windows,
+    points: &[Option<f64>],
+    need_baseline: bool,
+    min_change: f64,
+) -> Option<Move> {
     let from = axis.at_or_after(w.baseline_start);
     let split = axis.at_or_after(w.search_start).min(points.len());
     let mut base: Vec<f64> = points[from.min(split)..split]
@@ -423,7 +442,7 @@ fn judge(axis: Axis, w: &Windows, points: &[Option<f64>], need_baseline: bool) -
         let reached = after[percentile_index(after.len(), if dir > 0 { 0.95 } else { 0.05 })];
         let change = after_level - level;
         let score = change.abs() / noise;
-        if score >= MIN_SCORE && change.signum() as i8 == dir {
+        if score >= MIN_SCORE && change.signum() as i8 == dir && change.abs() >= min_change {
             return Some(Move {
                 before: level,
                 after: after_level,
@@ -977,14 +996,14 @@ mod tests {
 
     #[test]
     fn a_port_that_pops_up_with_a_few_sockets_ranks_below_a_big_move() {
-        // Seen on a real node: another client's port appeared with 14 TIME-WAIT sockets at the
-        // onset, while 500 more sockets went into use 7 s before it.
+        // Seen on a real node: another client's port appeared with a few dozen TIME-WAIT
+        // sockets at the onset, while 500 more sockets went into use 7 s before it.
         let counters = snapshot(
             vec![socket(
                 43853,
                 PortSide::Remote,
                 SocketState::TimeWait,
-                step(0.0, 14.0, ONSET),
+                step(0.0, 40.0, ONSET),
             )],
             vec![named("TCP inuse", step(6.0, 517.0, ONSET - 7_000))],
         );
@@ -1017,6 +1036,43 @@ mod tests {
         assert!((m.after - 1_565.0).abs() <= 25.0, "{m:?}");
         assert!(m.reached > 2_900.0 && m.reached <= 3_065.0, "{m:?}");
         assert!(m.evidence.contains("rose 40 → "), "{}", m.evidence);
+    }
+
+    #[test]
+    fn ports_that_come_and_go_with_a_few_sockets_are_not_a_move() {
+        // Other programs' client ports popping up with a handful of TIME-WAIT sockets at the
+        // onset (seen on a real node while the errors had nothing to do with sockets).
+        let counters = snapshot(
+            [
+                (40269u16, 10.0, 0),
+                (38871, 11.0, -2_000),
+                (43391, 6.0, 6_000),
+            ]
+            .into_iter()
+            .map(|(port, n, lead)| {
+                socket(
+                    port,
+                    PortSide::Remote,
+                    SocketState::TimeWait,
+                    step(0.0, n, ONSET + lead),
+                )
+            })
+            .collect(),
+            vec![],
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
+        // A rate has no such floor: listen overflows from none to 8 a second is news.
+        let mut counters = counters;
+        counters.protocol_rates = vec![NamedSeries {
+            name: "TcpExt ListenOverflows".into(),
+            unit: "/s".into(),
+            current: None,
+            history: step(0.0, 8.0, ONSET - 1_000),
+        }];
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved.len(), 1, "{doc:#?}");
+        assert_eq!(doc.moved[0].label, "TcpExt ListenOverflows");
     }
 
     #[test]
