@@ -593,9 +593,11 @@ pub struct MovedCounter {
 /// Every counter series gets a baseline (median and noise) from the 5 minutes that end where
 /// the search window starts; the search window runs from 60 s before T to 60 s after it. A
 /// series moved when, inside the search window, it leaves its baseline band (3 × noise) for
-/// at least 3 samples after being inside it for the 3 before, and the median level from there
-/// (over at most 2 minutes) sits at least 6 × noise from the baseline median. Noise is the
-/// larger of the baseline's scaled MAD and a Poisson floor √(median + 1).
+/// at least 3 samples (and 8 of the next 10) after being inside it for the 3 before, and the
+/// median level from there (over at most 2 minutes) sits at least 6 × noise from the baseline
+/// median (and, for levels rather than rates, at least 20 from it). Noise is the larger of
+/// the baseline's scaled MAD and a Poisson floor √(median + 1). The thresholds and why are in
+/// the `moved` module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MovedWithIt {
     /// The pattern.
