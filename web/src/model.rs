@@ -596,8 +596,8 @@ pub struct MovedCounter {
 /// at least 3 samples (and 8 of the next 10) after being inside it for the 3 before, and the
 /// median level from there (over at most 2 minutes) sits at least 6 × noise from the baseline
 /// median (and, for levels rather than rates, at least 20 from it). Noise is the larger of
-/// the baseline's scaled MAD and a Poisson floor √(median + 1). The thresholds and why are in
-/// the `moved` module.
+/// the baseline's scaled MAD and a Poisson floor √(median + 1). A change after T counts only
+/// while the pattern still occurs. The thresholds and why are in the `moved` module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MovedWithIt {
     /// The pattern.

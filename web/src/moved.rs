@@ -26,15 +26,19 @@
 //!    direction it left the band, and, for levels (not rates), by at least
 //!    [`MIN_LEVEL_CHANGE`]. The sentence says where it got to: the 95th percentile of
 //!    that window (5th for a fall), which a ramp reaches and a single odd sample does not set.
-//! 5. **Co-movement.** Spearman correlation of the series with the pattern's rate (trailing
-//!    [`RATE_SMOOTH_POINTS`]-sample sum) from the search window's start to [`AFTER_MS`] after T.
-//! 6. **Rank.** `log10(1 + score) × log10(1 + |after − m|) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS)
-//!    × (0.5 + 0.5·max(0, ρ))` (`ρ` counts as 0.5 when unknown): the size on log scales, in
+//! 5. **Effects start while the errors happen.** A change after T counts only when the pattern
+//!    occurred within [`EFFECT_SLACK_MS`] before it.
+//! 6. **Co-movement.** Spearman correlation ρ of the series with the pattern's rate (trailing
+//!    [`RATE_SMOOTH_POINTS`]-sample sum) from the search window's start to [`AFTER_MS`] after T;
+//!    `in_step = max(0, ρ × sign(change))` (a fall is in step when the errors rise).
+//! 7. **Rank.** `log10(1 + score) × log10(1 + |after − m|) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS)
+//!    × (0.5 + 0.5·in_step) × scope` (`in_step` counts as 0.5 when ρ is unknown; `scope` is
+//!    [`NODE_WIDE_WEIGHT`] for sockstat and protocol rates, else 1): the size on log scales, in
 //!    noise units and in sockets (or fds, tasks, /s), because a jump of 4,000 and one of 40 can
-//!    both matter but a port that went from 0 to 14 sockets matters less than 500 more sockets
-//!    in use, however quiet its baseline; halved at 15 s from the onset, and halved again for a
-//!    series that does not move in step with the errors. The first [`MAX_MOVED`] are returned,
-//!    each with a sentence of evidence.
+//!    both matter but a port that went from 0 to 40 sockets matters less than 500 more sockets
+//!    in use, however quiet its baseline; halved at 15 s from the onset, halved again for a
+//!    series that does not move in step with the errors, and halved for a node-wide total. The
+//!    first [`MAX_MOVED`] are returned, each with a sentence of evidence.
 
 use crate::model::{
     ClusterSummary, CounterKind, CountersSnapshot, MinuteCounts, MovedCounter, MovedVerdict,
@@ -82,7 +86,18 @@ pub const MIN_SCORE: f64 = 6.0;
 /// CLOSE-WAIT leak passes it within a minute or two). Rates (/s) have no such floor: 6 listen
 /// overflows a second from none is news.
 pub const MIN_LEVEL_CHANGE: f64 = 20.0;
-/// Distance from the onset at which the rank weight halves (see step 6).
+/// A change after the onset counts only if the pattern occurred within this long before it:
+/// an effect of the errors starts while they happen; a counter that jumps once they stopped
+/// is what happened next (seen on a real node: a TIME-WAIT storm 27 s after a 10-second burst
+/// of unrelated EOFs). Ten seconds, like [`RATE_SMOOTH_POINTS`]: one burst's log lines spread
+/// over seconds, and a level reacts within a few samples.
+pub const EFFECT_SLACK_MS: i64 = 10_000;
+/// Rank weight of node-wide totals (sockstat fields, protocol rates) against per-port,
+/// per-process and per-target series: they move with any traffic on the node, and when a
+/// port's series moved too, the port says where (seen on a real node: segment rates
+/// outranked the TIME-WAIT of the port the storm was on).
+pub const NODE_WIDE_WEIGHT: f64 = 0.5;
+/// Distance from the onset at which the rank weight halves (see step 7).
 pub const LEAD_HALF_WEIGHT_MS: f64 = 15_000.0;
 /// Samples summed into the pattern's rate for the co-movement: log lines of one burst spread
 /// over seconds while level counters (TIME-WAIT lasts 60 s) integrate them.
@@ -240,10 +255,24 @@ pub fn what_moved(
             continue;
         };
         let lead_ms = m.changed_at - onset;
+        if lead_ms > 0 && !occurred_near(&pattern, axis, m.changed_at) {
+            // Changed after the errors had stopped: something that happened next, not an
+            // effect of them.
+            continue;
+        }
         let rho = spearman(&points[corr_from..corr_to], &rate[corr_from..corr_to]);
         let timing = 1.0 / (1.0 + lead_ms.abs() as f64 / LEAD_HALF_WEIGHT_MS);
-        let step_weight = 0.5 + 0.5 * rho.unwrap_or(0.5).max(0.0);
-        let rank = (1.0 + m.score).log10() * (1.0 + m.change.abs()).log10() * timing * step_weight;
+        // In step means rising with the errors for a rise, falling as they rise for a fall.
+        let in_step = rho.map_or(0.5, |r| (r * m.change.signum()).max(0.0));
+        let scope = match c.kind {
+            CounterKind::Sockstat | CounterKind::ProtocolRate => NODE_WIDE_WEIGHT,
+            _ => 1.0,
+        };
+        let rank = (1.0 + m.score).log10()
+            * (1.0 + m.change.abs()).log10()
+            * timing
+            * (0.5 + 0.5 * in_step)
+            * scope;
         moved.push(MovedCounter {
             kind: c.kind,
             evidence: evidence(c, &m, lead_ms, rho, began),
@@ -288,8 +317,9 @@ pub fn what_moved(
     doc.summary = if moved.is_empty() {
         doc.verdict = MovedVerdict::NothingMoved;
         format!(
-            "Nothing moved: none of the {} counter series left its usual range {window_text} \
-             by {MIN_SCORE}× its noise.",
+            "Nothing moved: none of the {} counter series changed level {window_text} (by \
+             {MIN_SCORE}× its noise and, for levels, {MIN_LEVEL_CHANGE} or more) while the \
+             pattern occurred.",
             doc.series_examined - doc.series_skipped
         )
     } else {
@@ -605,6 +635,13 @@ fn pattern_on_axis(
         }
     }
     out
+}
+
+/// Whether the pattern occurred in the [`EFFECT_SLACK_MS`] up to `t` (inclusive).
+fn occurred_near(pattern: &[f64], axis: Axis, t: i64) -> bool {
+    let from = axis.at_or_after(t - EFFECT_SLACK_MS);
+    let to = axis.at_or_after(t + 1).min(pattern.len());
+    pattern[from.min(to)..to].iter().any(|&c| c > 0.0)
 }
 
 /// Sum of each point and the `n - 1` before it.
@@ -996,24 +1033,28 @@ mod tests {
 
     #[test]
     fn a_port_that_pops_up_with_a_few_sockets_ranks_below_a_big_move() {
-        // Seen on a real node: another client's port appeared with a few dozen TIME-WAIT
-        // sockets at the onset, while 500 more sockets went into use 7 s before it.
+        // After a real node: another client's port appeared with a few dozen TIME-WAIT sockets
+        // at the onset, while 500 more connections were established 7 s before it.
         let counters = snapshot(
-            vec![socket(
-                43853,
-                PortSide::Remote,
-                SocketState::TimeWait,
-                step(0.0, 40.0, ONSET),
-            )],
-            vec![named("TCP inuse", step(6.0, 517.0, ONSET - 7_000))],
+            vec![
+                socket(
+                    43853,
+                    PortSide::Remote,
+                    SocketState::TimeWait,
+                    step(0.0, 40.0, ONSET),
+                ),
+                socket(
+                    8080,
+                    PortSide::Local,
+                    SocketState::Established,
+                    step(6.0, 517.0, ONSET - 7_000),
+                ),
+            ],
+            vec![],
         );
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
-        assert_eq!(
-            labels,
-            ["sockstat TCP inuse", "TIME-WAIT →:43853"],
-            "{doc:#?}"
-        );
+        assert_eq!(labels, ["ESTAB :8080", "TIME-WAIT →:43853"], "{doc:#?}");
     }
 
     #[test]
@@ -1073,6 +1114,77 @@ mod tests {
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         assert_eq!(doc.moved.len(), 1, "{doc:#?}");
         assert_eq!(doc.moved[0].label, "TcpExt ListenOverflows");
+    }
+
+    #[test]
+    fn a_storm_after_a_short_burst_of_other_errors_is_not_their_effect() {
+        // Ten seconds of EOFs at the onset, then a TIME-WAIT storm 27 s later (a real node).
+        let counters = snapshot(
+            vec![socket(
+                37405,
+                PortSide::Remote,
+                SocketState::TimeWait,
+                step(0.0, 13_000.0, ONSET + 27_000),
+            )],
+            vec![],
+        );
+        let mut seconds = occurrences(ONSET, 4);
+        for c in &mut seconds.counts[610..] {
+            *c = 0;
+        }
+        let doc = what_moved(
+            &new_pattern(ONSET),
+            &MinuteCounts::default(),
+            Some(&seconds),
+            &counters,
+        );
+        assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
+        // While the errors go on, the same storm is attributed, 27 s after.
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved.len(), 1, "{doc:#?}");
+        assert_eq!(doc.moved[0].lead_ms, 27_000);
+        // A short burst right after a step that stays: the step is still what moved with it.
+        let counters = snapshot(
+            vec![socket(
+                8080,
+                PortSide::Remote,
+                SocketState::TimeWait,
+                step(12.0, 4_310.0, ONSET - 2_000),
+            )],
+            vec![],
+        );
+        let doc = what_moved(
+            &new_pattern(ONSET),
+            &MinuteCounts::default(),
+            Some(&seconds),
+            &counters,
+        );
+        assert_eq!(doc.moved.len(), 1, "{doc:#?}");
+    }
+
+    #[test]
+    fn a_port_ranks_above_the_node_wide_totals_that_moved_with_it() {
+        let counters = CountersSnapshot {
+            protocol_rates: vec![NamedSeries {
+                name: "Tcp InSegs".into(),
+                unit: "/s".into(),
+                current: None,
+                history: step(0.0, 17_417.0, ONSET - 1_000),
+            }],
+            ..snapshot(
+                vec![socket(
+                    37405,
+                    PortSide::Remote,
+                    SocketState::TimeWait,
+                    step(0.0, 13_196.0, ONSET - 1_000),
+                )],
+                vec![named("TCP tw", step(0.0, 13_394.0, ONSET - 1_000))],
+            )
+        };
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(labels[0], "TIME-WAIT →:37405", "{labels:?}");
+        assert_eq!(labels.len(), 3);
     }
 
     #[test]
