@@ -318,8 +318,8 @@ pub fn what_moved(
         doc.verdict = MovedVerdict::NothingMoved;
         format!(
             "Nothing moved: none of the {} counter series changed level {window_text} (by \
-             {MIN_SCORE}× its noise and, for levels, {MIN_LEVEL_CHANGE} or more) while the \
-             pattern occurred.",
+             {MIN_SCORE}× its noise and, for levels, {MIN_LEVEL_CHANGE} or more; after the \
+             onset, only while the errors went on).",
             doc.series_examined - doc.series_skipped
         )
     } else {
