@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
+use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
@@ -43,9 +44,10 @@ use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CountSeries, CounterView, CountersSnapshot, Emergence, EmergenceKind, HistoryResolution,
     ListenQueue, MinuteCounts, NamedSeries, OtherPorts, ParameterDistribution, PortSide,
-    ProcessNow, ProcessSeries, RuntimeSeries, Sample, Series, SocketSeries, SocketSource,
-    SocketState, SocketTotals, SourceState, SourceStatus, SpanStatus, StateCount, StateSeries,
-    StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView, ValueCount,
+    ProcessNow, ProcessSeries, RuntimeSeries, Sample, SecondCounts, Series, SocketSeries,
+    SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, SpanStatus, StateCount,
+    StateSeries, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView,
+    ValueCount,
 };
 use faultline_web::{LiveUpdates, Views};
 
@@ -309,6 +311,12 @@ impl ClusterView for ClusterAdapter {
         })
     }
 
+    fn per_second(&self, id: &str) -> Option<SecondCounts> {
+        let cluster = parse_cluster_id(id)?;
+        let detail = self.engine.cluster(cluster, (self.clock)())?;
+        Some(second_counts(&detail.per_second))
+    }
+
     fn store_counters(&self) -> Vec<StoreCounter> {
         let (c, templates, clusters) = self.engine.counters();
         let mut out = vec![
@@ -518,6 +526,29 @@ fn detail_minutes(per_minute: &[(i64, u64)], now_nanos: i64) -> MinuteCounts {
     };
     let start = first.max(end - MAX_DETAIL_MINUTES + 1);
     minute_counts(&by_minute, start, end)
+}
+
+/// The engine's per-second counts (Unix second, count; seconds without events left out) as a
+/// dense series from the first second held to the last, at most the engine's
+/// [`SECOND_HISTORY`] seconds long.
+fn second_counts(per_second: &[(i64, u64)]) -> SecondCounts {
+    let (Some(&(first, _)), Some(&(last, _))) = (per_second.first(), per_second.last()) else {
+        return SecondCounts::default();
+    };
+    let first = first.max(last - SECOND_HISTORY as i64 + 1);
+    let mut counts = vec![0; (last - first + 1) as usize];
+    for &(sec, c) in per_second {
+        if let Some(slot) = usize::try_from(sec - first)
+            .ok()
+            .and_then(|i| counts.get_mut(i))
+        {
+            *slot += c;
+        }
+    }
+    SecondCounts {
+        start_unix_ms: first.saturating_mul(1000),
+        counts,
+    }
 }
 
 /// A template of a cluster.
@@ -1325,6 +1356,30 @@ mod tests {
         ));
         engine.maintain();
         messages
+    }
+
+    #[test]
+    fn per_second_counts_are_dense_from_the_first_second_held() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        let views = views_at(&stores, NOW);
+        let id = views
+            .clusters
+            .summaries()
+            .iter()
+            .find(|r| r.canonical_template == "connection reset by peer")
+            .map(|r| r.id.clone())
+            .expect("a row for the resets");
+        let seconds = views.clusters.per_second(&id).expect("known cluster");
+        // Six resets 20 s apart from NOW - 3 min: one second each, zeros between.
+        let first_ms = (NOW - 3 * MIN) / NANOS_PER_MS;
+        assert_eq!(seconds.start_unix_ms, first_ms / 1000 * 1000);
+        assert_eq!(seconds.counts.len(), 101);
+        assert_eq!(seconds.counts.iter().sum::<u64>(), 6);
+        assert_eq!(seconds.counts[0], 1);
+        assert_eq!(seconds.counts[20], 1);
+        assert!(views.clusters.per_second("00000000000000ff").is_none());
+        assert!(views.clusters.per_second("not-an-id").is_none());
     }
 
     #[test]

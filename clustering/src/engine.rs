@@ -33,7 +33,15 @@ use crate::snapshot::{self, KeySnapshot, RootSnapshot, Snapshot, SnapshotError, 
 use crate::template::{KeyIndex, TemplateId, TemplateMiner};
 
 const NANOS_PER_MIN: i64 = 60_000_000_000;
+const NANOS_PER_SEC: i64 = 1_000_000_000;
 const MAX_SERVICES: usize = 32;
+
+/// Seconds of per-second counts kept per root: as long as the node counters' full-resolution
+/// history (15 min at 1 s by default), beside which they are read to tell whether a counter
+/// moved a few seconds before or after a pattern began. Per-minute counts cover the rest.
+/// Memory: at most this many `(second, count)` pairs per root, and only roots with events in
+/// those seconds hold any.
+pub const SECOND_HISTORY: usize = 900;
 
 /// One error event to cluster.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +182,10 @@ pub struct ClusterDetail {
     pub top_values: Vec<(String, u64)>,
     /// Events per minute: (minute start, Unix seconds; count), oldest first.
     pub per_minute: Vec<(i64, u64)>,
+    /// Events per second over the last [`SECOND_HISTORY`] seconds that had events: (Unix
+    /// second, count), oldest first, seconds without events left out. Not persisted: empty
+    /// after a restart, like the node counters' history.
+    pub per_second: Vec<(i64, u64)>,
     /// Events per service.
     pub services: Vec<(String, u64)>,
     /// Events per severity.
@@ -196,6 +208,10 @@ pub(crate) struct RootStats {
     pub(crate) first: i64,
     pub(crate) last: i64,
     pub(crate) minutes: VecDeque<(i64, u64)>,
+    /// (Unix second, count) of the most recent seconds with events, oldest first, at most
+    /// [`SECOND_HISTORY`] of them. Kept out of snapshots (see [`ClusterDetail::per_second`]).
+    #[serde(skip)]
+    pub(crate) seconds: VecDeque<(i64, u32)>,
     pub(crate) services: BTreeMap<String, u64>,
     pub(crate) severities: BTreeMap<String, u64>,
     pub(crate) samples: VecDeque<Sample>,
@@ -287,6 +303,7 @@ impl Engine {
                 }
             }
         }
+        count_second(&mut rs.seconds, t.div_euclid(NANOS_PER_SEC));
         if let Some(service) = event.service {
             bump_bounded(&mut rs.services, service, MAX_SERVICES);
         }
@@ -396,6 +413,7 @@ impl Engine {
         templates.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
         let mut values: HashMap<&str, u64> = HashMap::new();
         let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut per_second: BTreeMap<i64, u64> = BTreeMap::new();
         let mut services: BTreeMap<&str, u64> = BTreeMap::new();
         let mut severities: BTreeMap<&str, u64> = BTreeMap::new();
         let mut samples: Vec<Sample> = Vec::new();
@@ -406,6 +424,9 @@ impl Engine {
             }
             for &(m, c) in &rs.minutes {
                 *per_minute.entry(m * 60).or_insert(0) += c;
+            }
+            for &(sec, c) in &rs.seconds {
+                *per_second.entry(sec).or_insert(0) += u64::from(c);
             }
             for (v, c) in &rs.services {
                 *services.entry(v).or_insert(0) += c;
@@ -423,6 +444,7 @@ impl Engine {
             templates,
             top_values: top(values, 10),
             per_minute: per_minute.into_iter().collect(),
+            per_second: per_second.into_iter().collect(),
             services: top(services, MAX_SERVICES),
             severities: top(severities, 16),
             samples,
@@ -525,6 +547,26 @@ impl Engine {
             s.counters = snap.counters;
         }
         Ok(engine)
+    }
+}
+
+/// Counts one event in `second` (Unix seconds). Events arrive mostly in order, so the usual
+/// case is a bump of the last entry or a push; a late event is placed by binary search. The
+/// oldest seconds leave once more than [`SECOND_HISTORY`] are held.
+fn count_second(seconds: &mut VecDeque<(i64, u32)>, second: i64) {
+    match seconds.back_mut() {
+        Some(last) if last.0 == second => last.1 = last.1.saturating_add(1),
+        Some(last) if last.0 > second => {
+            let at = seconds.partition_point(|&(s, _)| s < second);
+            match seconds.get_mut(at) {
+                Some(slot) if slot.0 == second => slot.1 = slot.1.saturating_add(1),
+                _ => seconds.insert(at, (second, 1)),
+            }
+        }
+        _ => seconds.push_back((second, 1)),
+    }
+    while seconds.len() > SECOND_HISTORY {
+        seconds.pop_front();
     }
 }
 
@@ -907,6 +949,36 @@ mod tests {
         assert_eq!(emerging[0].canonical, "broken pipe");
         let e = emerging[0].emergence.as_ref().expect("reason");
         assert_eq!(e.kind, crate::emergence::EmergenceKind::New);
+    }
+
+    #[test]
+    fn per_second_counts_place_late_events_and_keep_only_recent_seconds() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let text = "read tcp 10.0.0.1:1->10.0.0.2:80: read: connection reset by peer";
+        // Three in second 0, one in second 2, then a late one in second 1.
+        for dt in [0, 10, 20] {
+            engine.observe(&event(text, "a", t0 + dt));
+        }
+        engine.observe(&event(text, "a", t0 + 2 * NANOS_PER_SEC));
+        let obs = engine.observe(&event(text, "a", t0 + NANOS_PER_SEC + 5));
+        let id = obs.cluster.expect("clustered");
+        let detail = engine.cluster(id, t0 + 3 * NANOS_PER_SEC).expect("known");
+        let s0 = 1_700_000_000;
+        assert_eq!(detail.per_second, [(s0, 3), (s0 + 1, 1), (s0 + 2, 1)]);
+
+        // One event per second for longer than the bound: only the latest seconds stay.
+        let later = t0 + 10 * NANOS_PER_SEC;
+        for i in 0..(SECOND_HISTORY as i64 + 100) {
+            engine.observe(&event(text, "a", later + i * NANOS_PER_SEC));
+        }
+        let detail = engine
+            .cluster(id, later + 2_000 * NANOS_PER_SEC)
+            .expect("known");
+        assert_eq!(detail.per_second.len(), SECOND_HISTORY);
+        let last = s0 + 10 + SECOND_HISTORY as i64 + 99;
+        assert_eq!(detail.per_second.last(), Some(&(last, 1)));
+        assert_eq!(detail.per_second[0], (last - SECOND_HISTORY as i64 + 1, 1));
     }
 
     #[test]

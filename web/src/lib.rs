@@ -9,7 +9,8 @@
 //! over Server-Sent Events instead of polling.
 //!
 //! What is served:
-//! - the JSON API under `/api/v1` (clusters, traces, counters, health, SSE events) and its
+//! - the JSON API under `/api/v1` (clusters and what moved with each, traces, counters,
+//!   health, SSE events) and its
 //!   OpenAPI 3 document at `/api/v1/openapi.json`, generated from the handlers' annotations
 //!   (utoipa) so it cannot drift from the code;
 //! - `/metrics` in Prometheus text format;
@@ -32,6 +33,7 @@ mod health;
 pub mod live;
 mod metrics;
 pub mod model;
+pub mod moved;
 mod openapi;
 
 use std::sync::Arc;
@@ -108,6 +110,7 @@ fn build(state: AppState, views: Option<Views>) -> Router {
         .route("/api/v1/health", get(health::get_health))
         .route("/api/v1/clusters", get(api::clusters::list))
         .route("/api/v1/clusters/{id}", get(api::clusters::detail))
+        .route("/api/v1/clusters/{id}/moved", get(api::moved::get))
         .route("/api/v1/traces", get(api::traces::list))
         .route("/api/v1/traces/{trace_id}", get(api::traces::detail))
         .route("/api/v1/counters", get(api::counters::get))

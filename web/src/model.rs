@@ -44,6 +44,16 @@ pub trait ClusterView: Send + Sync {
     /// The full detail of one cluster, `None` when no cluster has this id.
     fn detail(&self, id: &str) -> Option<ClusterDetail>;
 
+    /// Occurrences per second of one cluster over the recent seconds the store keeps (the
+    /// last 15 minutes in the agent), `None` when no cluster has this id or the store keeps no
+    /// per-second counts. "What moved with it" reads them to place a pattern's onset to the
+    /// second beside the 1 s counter history; without them it falls back to the per-minute
+    /// counts and says that its timing is only known to the minute.
+    fn per_second(&self, id: &str) -> Option<SecondCounts> {
+        let _ = id;
+        None
+    }
+
     /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
     /// `/metrics` and the dashboard. Empty by default.
     fn store_counters(&self) -> Vec<StoreCounter> {
@@ -127,6 +137,16 @@ pub struct MinuteCounts {
     /// Start of the first minute (Unix ms, a multiple of 60 000).
     pub start_unix_ms: i64,
     /// One count per minute.
+    pub counts: Vec<u64>,
+}
+
+/// Counts per second, oldest first: `counts[i]` is the second starting at
+/// `start_unix_ms + i * 1000`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecondCounts {
+    /// Start of the first second (Unix ms, a multiple of 1000).
+    pub start_unix_ms: i64,
+    /// One count per second.
     pub counts: Vec<u64>,
 }
 
@@ -711,4 +731,140 @@ pub struct CountersSnapshot {
     /// The agent's own tokio runtime; `null` before the first sample.
     #[serde(default)]
     pub runtime: Option<RuntimeSeries>,
+}
+
+/// The verdict of "what moved with it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovedVerdict {
+    /// At least one counter moved around the pattern's onset; see `moved`.
+    Moved,
+    /// The counters were examined and none moved around the onset.
+    NothingMoved,
+    /// The counters' history does not cover the onset well enough to tell (the agent just
+    /// started, or the pattern began before the 1 s history); `summary` says which.
+    NotEnoughHistory,
+}
+
+/// Where the onset of a pattern was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnsetSource {
+    /// When the pattern started emerging (first occurrence of a new one, start of a surge).
+    Emergence,
+    /// Its first occurrence (the pattern is not emerging now).
+    FirstSeen,
+}
+
+/// Which family a counter series belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterKind {
+    /// TCP sockets in one state on one port.
+    Sockets,
+    /// A `/proc/net/sockstat` field.
+    Sockstat,
+    /// A protocol counter rate (per second).
+    ProtocolRate,
+    /// Open file descriptors of a watched process.
+    ProcessFds,
+    /// Threads of a watched process.
+    ProcessThreads,
+    /// Goroutine-style task count of a target.
+    Tasks,
+}
+
+/// One counter that moved with a pattern, with the figures behind the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovedCounter {
+    /// The counter's family.
+    pub kind: CounterKind,
+    /// Readable name, e.g. `TIME-WAIT →:8080` (a peer's port) or `CLOSE-WAIT :8080` (a local
+    /// listening port).
+    pub label: String,
+    /// Unit of the levels (`sockets`, `/s`, `fds`, ...).
+    pub unit: String,
+    /// For sockets: the port.
+    pub port: Option<u16>,
+    /// For sockets: which end the port is.
+    pub side: Option<PortSide>,
+    /// For sockets: the TCP state.
+    pub state: Option<SocketState>,
+    /// Usual level before the onset: median of the baseline window.
+    pub before: f64,
+    /// Level after the change: median from the change over the after window (what `score`
+    /// measures).
+    pub after: f64,
+    /// Where it got to: the 95th percentile of the after window (5th for a fall); the
+    /// evidence sentence quotes it, so a ramp is shown at its height, not its middle.
+    pub reached: f64,
+    /// `after - before` (the evidence quotes `reached - before`).
+    pub change: f64,
+    /// How far the level moved, in units of the series' own noise (see the method in
+    /// `MovedWithIt`); at least the threshold for every listed counter.
+    pub score: f64,
+    /// When the series left its usual range (Unix ms, a sample time).
+    pub changed_at_unix_ms: i64,
+    /// `changed_at_unix_ms - onset_unix_ms`: negative when the counter moved before the
+    /// pattern began.
+    pub lead_ms: i64,
+    /// Spearman rank correlation of the counter with the pattern's rate around the onset
+    /// (−1..1), `None` when either is constant there.
+    pub co_movement: Option<f64>,
+    /// Ranking weight (higher first): combines `score`, the size of `change`, the distance
+    /// from the onset and `co_movement`.
+    pub rank: f64,
+    /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 4,310 (+4,298) from
+    /// 20:41:03 UTC, 2 s before the first error".
+    pub evidence: String,
+    /// The series on the document's axis (`history_start_unix_ms`, `step_ms`).
+    pub history: Series,
+}
+
+/// What on the node moved with one pattern: the answer of
+/// `GET /api/v1/clusters/{id}/moved`.
+///
+/// Method: the onset T is when the pattern started emerging (else its first occurrence).
+/// Every counter series gets a baseline (median and noise) from the 5 minutes that end where
+/// the search window starts; the search window runs from 60 s before T to 60 s after it. A
+/// series moved when, inside the search window, it leaves its baseline band (3 × noise) for
+/// at least 3 samples (and 8 of the next 10) after being inside it for the 3 before, and the
+/// median level from there (over at most 2 minutes) sits at least 6 × noise from the baseline
+/// median (and, for levels rather than rates, at least 20 from it). Noise is the larger of
+/// the baseline's scaled MAD and a Poisson floor √(median + 1). A change after T counts only
+/// while the pattern still occurs. The thresholds and why are in the `moved` module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovedWithIt {
+    /// The pattern.
+    pub cluster_id: String,
+    /// Moved, nothing moved, or not enough history to tell.
+    pub verdict: MovedVerdict,
+    /// The answer in one or two sentences.
+    pub summary: String,
+    /// The onset T the counters were compared around (Unix ms).
+    pub onset_unix_ms: i64,
+    /// Where T came from.
+    pub onset_source: OnsetSource,
+    /// How precisely T is known (ms): the sampling step with per-second occurrence counts,
+    /// 60 000 when only per-minute counts were available.
+    pub onset_precision_ms: i64,
+    /// Start of the baseline window (Unix ms), when the history has one.
+    pub baseline_start_unix_ms: Option<i64>,
+    /// Start of the search window (Unix ms); the baseline ends here.
+    pub search_start_unix_ms: Option<i64>,
+    /// End of the search window (Unix ms).
+    pub search_end_unix_ms: Option<i64>,
+    /// Time of the first point of `pattern` and of every `history` (Unix ms).
+    pub history_start_unix_ms: i64,
+    /// Time between points (ms, >= 1).
+    pub step_ms: i64,
+    /// The pattern's occurrences per step on the same axis (per-minute counts spread evenly
+    /// when no per-second counts exist).
+    pub pattern: Series,
+    /// Counter series examined.
+    pub series_examined: u64,
+    /// Counter series that had too little history in the baseline window to be judged.
+    pub series_skipped: u64,
+    /// The counters that moved, most telling first (at most a handful).
+    pub moved: Vec<MovedCounter>,
 }

@@ -5,7 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use crate::api::{clusters, counters, traces};
+use crate::api::{clusters, counters, moved, traces};
 use crate::{health, live};
 
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ Errors always have the shape {status, code, message}.",
         health::get_health,
         clusters::list,
         clusters::detail,
+        moved::get,
         traces::list,
         traces::detail,
         counters::get,

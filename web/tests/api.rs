@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faultline_web::model::EmergenceKind;
 use fixture::*;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -165,6 +166,106 @@ fn cluster_detail_has_templates_parameters_samples_and_traces() {
 }
 
 #[test]
+fn moved_names_the_counter_that_stepped_just_before_the_pattern() {
+    // Two different storms, so that only an answer computed from the data passes.
+    for (port, lead_s) in [(8080u16, 2i64), (31337, 7)] {
+        let now = now_ms();
+        let onset = now - 5 * 60_000;
+        let store = Arc::new(FixtureStore::default());
+        let mut detail = cluster(
+            now,
+            "00000000000000aa",
+            "read: connection reset by peer",
+            &["orders"],
+            Some((EmergenceKind::New, "new pattern", 9.0)),
+            |i| if i >= 55 { 600 } else { 0 },
+            &[],
+            &[],
+        );
+        let e = detail.summary.emergence.as_mut().unwrap();
+        e.since_unix_ms = onset;
+        detail.summary.first_seen_unix_ms = onset;
+        store.put_cluster(detail);
+        store.set_counters(time_wait_storm(now, port, onset - lead_s * 1000));
+        let addr = serve(store.views(), None);
+
+        let (status, doc) = get(addr, "/api/v1/clusters/00000000000000aa/moved");
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert_eq!(doc["verdict"], "moved", "{doc}");
+        assert_eq!(doc["onset_source"], "emergence");
+        // No per-second counts in this store: timing to the minute, and the answer says so.
+        assert_eq!(doc["onset_precision_ms"], 60_000);
+        let moved = doc["moved"].as_array().unwrap();
+        assert_eq!(moved.len(), 1, "{doc}");
+        assert_eq!(moved[0]["port"], port);
+        assert_eq!(moved[0]["state"], "time_wait");
+        assert_eq!(moved[0]["side"], "remote");
+        assert_eq!(moved[0]["before"], 12.0);
+        assert_eq!(moved[0]["after"], 4310.0);
+        let lead = moved[0]["lead_ms"].as_i64().unwrap();
+        assert!((lead + lead_s * 1000).abs() <= 1000, "{lead}");
+        let evidence = moved[0]["evidence"].as_str().unwrap();
+        assert!(
+            evidence.starts_with(&format!("TIME-WAIT →:{port} rose 12 → 4,310 (+4,298)")),
+            "{evidence}"
+        );
+        // The chart data: the counter and the pattern on one axis.
+        assert_eq!(
+            moved[0]["history"]["points"].as_array().unwrap().len(),
+            doc["pattern"]["points"].as_array().unwrap().len()
+        );
+        assert_eq!(doc["series_examined"], 3);
+    }
+}
+
+#[test]
+fn moved_says_when_nothing_moved_or_the_history_is_too_short() {
+    let (addr, store, incident) = incident();
+    // The incident's reset storm comes with TIME_WAIT piling up on 8080.
+    let (status, doc) = get(
+        addr,
+        &format!("/api/v1/clusters/{}/moved", incident.reset_cluster),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["verdict"], "moved", "{doc}");
+    assert_eq!(doc["onset_precision_ms"], 5000);
+    let labels: Vec<&str> = doc["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"TIME-WAIT :8080"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.contains("6379")), "{labels:?}");
+
+    // The refused pattern began 50 min ago, before the 10 min of counter history.
+    let (_, refused) = get(addr, "/api/v1/clusters?q=connection%20refused");
+    let id = refused["clusters"][0]["id"].as_str().unwrap().to_owned();
+    let (status, doc) = get(addr, &format!("/api/v1/clusters/{id}/moved"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["verdict"], "not_enough_history", "{doc}");
+    assert!(doc["moved"].as_array().unwrap().is_empty());
+
+    // Flat counters: nothing moved, and the answer says so.
+    let now = now_ms();
+    store.set_counters(time_wait_storm(now, 8080, now + 3_600_000));
+    let (_, doc) = get(
+        addr,
+        &format!("/api/v1/clusters/{}/moved", incident.reset_cluster),
+    );
+    assert_eq!(doc["verdict"], "nothing_moved", "{doc}");
+    assert!(doc["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Nothing moved"));
+
+    // Unknown ids: 404 in the one error shape.
+    let (status, body) = get(addr, "/api/v1/clusters/ffffffffffffffff/moved");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+}
+
+#[test]
 fn traces_filter_and_call_chain_shows_the_error_origin() {
     let (addr, _store, incident) = incident();
     let (_, page) = get(addr, "/api/v1/traces");
@@ -303,6 +404,7 @@ fn openapi_document_describes_every_api_path() {
     for path in [
         "/api/v1/clusters",
         "/api/v1/clusters/{id}",
+        "/api/v1/clusters/{id}/moved",
         "/api/v1/traces",
         "/api/v1/traces/{trace_id}",
         "/api/v1/counters",
@@ -316,6 +418,7 @@ fn openapi_document_describes_every_api_path() {
         "ClusterDetail",
         "CallChain",
         "CountersSnapshot",
+        "MovedWithIt",
         "Error",
     ] {
         assert!(

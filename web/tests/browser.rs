@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_web::model::{EmergenceKind, SocketSource, SourceState, SourceStatus};
+use faultline_web::model::{EmergenceKind, SecondCounts, SocketSource, SourceState, SourceStatus};
 use fixture::browser::Browser;
 use fixture::*;
 use serde_json::json;
@@ -68,7 +68,10 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
                  document.querySelectorAll('svg.chart text.hover[visibility=visible]').length]",
     );
     assert_eq!(shown[0], shown[1], "crosshair not on every chart: {shown}");
-    assert_eq!(shown[0], json!(3));
+    // Three node charts plus one per counter that moved with the top pattern.
+    let moved_charts = browser.eval("return document.querySelectorAll('#moved svg.chart').length");
+    assert!(moved_charts.as_u64().unwrap() >= 1, "{moved_charts}");
+    assert_eq!(shown[0].as_u64(), moved_charts.as_u64().map(|n| n + 3));
     browser.screenshot("overview");
 
     browser.open(&url("/clusters"));
@@ -142,6 +145,107 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
         theme
     );
     browser.screenshot(&format!("overview-{}", theme.as_str().unwrap_or("theme")));
+}
+
+#[test]
+fn what_moved_with_it_shows_the_counter_the_data_moved_and_follows_it_live() {
+    let now = now_ms();
+    let onset = now - 5 * 60_000;
+    // A port no code could guess: it comes from the clock.
+    let port = 20_000 + (now % 10_000) as u16;
+    let store = Arc::new(FixtureStore::default());
+    let id = "0000000000c0ffee";
+    let template = "read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer";
+    let mut detail = cluster(
+        now,
+        id,
+        template,
+        &["orders"],
+        Some((EmergenceKind::New, "new pattern: first seen 5 min ago", 9.0)),
+        |i| if i >= 54 { 1200 } else { 0 },
+        &[],
+        &[],
+    );
+    let e = detail.summary.emergence.as_mut().unwrap();
+    e.since_unix_ms = onset;
+    detail.summary.first_seen_unix_ms = onset;
+    store.put_cluster(detail);
+    let from = now - 899_000;
+    store.put_per_second(
+        id,
+        SecondCounts {
+            start_unix_ms: from - from.rem_euclid(1000),
+            counts: (0..900)
+                .map(|i| if from + i * 1000 >= onset { 20 } else { 0 })
+                .collect(),
+        },
+    );
+    store.set_counters(time_wait_storm(now, port, onset - 3_000));
+    // A quiet pattern from long before the counters' history.
+    store.put_cluster(cluster(
+        now,
+        "00000000000001d1",
+        "dial tcp <IP>:<NUM>: connect: connection refused",
+        &["orders"],
+        None,
+        |i| if i < 5 { 3 } else { 0 },
+        &[],
+        &[],
+    ));
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+
+    browser.open(&format!("http://{addr}/"));
+    let evidence = browser
+        .eval("return [...document.querySelectorAll('#moved .evidence')].map(e => e.textContent)");
+    let evidence = evidence.as_array().unwrap();
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    let first = evidence[0].as_str().unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "TIME-WAIT →:{port} rose 12 → 4,310 (+4,298) from "
+        )) && first.contains("3 s before the first error"),
+        "{first}"
+    );
+    let panel = browser.eval("return document.getElementById('moved').innerText");
+    assert!(panel.as_str().unwrap().contains(template), "{panel}");
+    assert!(!browser.text().contains("will appear here"));
+    // Its chart: the counter's line, the pattern's occurrences and the onset marker.
+    let chart = browser.eval(
+        "const c = document.querySelector('#moved svg.moved-chart');          return [c.querySelectorAll('path.counter').length, c.querySelectorAll('rect.occ').length > 0,                  c.querySelectorAll('line.onset').length]",
+    );
+    assert_eq!(chart, json!([1, true, 1]));
+    assert_hostile_text_is_text(&browser, "overview with moved");
+    browser.screenshot("overview-moved");
+
+    // The pattern's own page shows the same answer.
+    browser.open(&format!("http://{addr}/cluster?id={id}"));
+    assert!(browser.wait_for(
+        &format!(
+            "const e = document.querySelector('#moved .evidence'); return !!e && e.textContent === {}",
+            json!(first)
+        ),
+        Duration::from_secs(10)
+    ));
+    browser.screenshot("cluster-moved");
+
+    // The counters settle back to flat: live, without a reload, the panel says nothing moved.
+    store.set_counters(time_wait_storm(now_ms(), port, now + 3_600_000));
+    assert!(
+        browser.wait_for(
+            "const v = document.querySelector('#moved [data-verdict]');              return !!v && v.dataset.verdict === 'nothing_moved' && v.textContent.startsWith('Nothing moved')",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        browser.text()
+    );
+
+    // A pattern older than the counters' history: the panel says so instead of guessing.
+    browser.open(&format!("http://{addr}/cluster?id=00000000000001d1"));
+    assert!(browser.wait_for(
+        "const v = document.querySelector('#moved [data-verdict]');          return !!v && v.dataset.verdict === 'not_enough_history' && v.textContent.includes('Not enough history')",
+        Duration::from_secs(10)
+    ));
 }
 
 #[test]

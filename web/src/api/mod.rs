@@ -2,5 +2,6 @@
 
 pub(crate) mod clusters;
 pub(crate) mod counters;
+pub(crate) mod moved;
 pub(crate) mod params;
 pub(crate) mod traces;
