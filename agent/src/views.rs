@@ -18,7 +18,7 @@
 //! the per-minute counts behind each row's sparkline are fetched again only for clusters whose
 //! counts changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,7 +30,9 @@ use faultline_clustering::engine::{
 use faultline_clustering::{ClusterId, Engine};
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
-use faultline_ingest::counters::store::{series_name, CountersSnapshot as StoreSnapshot};
+use faultline_ingest::counters::store::{
+    series_name, CountersSnapshot as StoreSnapshot, SocketsView as StoreSocketsView,
+};
 use faultline_ingest::counters::{
     CounterStore, Direction, SnapshotOptions, SocketState as StoreSocketState,
     SourceState as StoreSourceState,
@@ -950,6 +952,57 @@ impl Axis<'_> {
     }
 }
 
+/// Port groups beyond the ones a socket storm leaves behind: at most this many groups that
+/// left the store's top ports are still shown while their history is in the window.
+const DEPARTED_PORT_GROUPS: usize = 16;
+
+/// The port groups that were among the store's top ports during the window but are not any
+/// more (a storm that ended, a port that other ports outgrew): the TIME_WAIT storm of ten
+/// minutes ago must stay on the chart and stay visible to "what moved with it", not vanish
+/// with its last socket. Their `current` is 0: sockets they still have are counted in the
+/// other ports. Ranked by their peak in the window; states that never had a socket left out.
+fn departed_port_groups(view: &StoreSocketsView, axis: &Axis<'_>) -> Vec<SocketSeries> {
+    let current: HashSet<(u16, Direction)> =
+        view.ports.iter().map(|p| (p.port, p.direction)).collect();
+    let mut groups: BTreeMap<(u16, Direction), (f64, Vec<SocketSeries>)> = BTreeMap::new();
+    for name in axis.series.keys() {
+        let Some((port, direction, state)) = series_name::parse_port_state(name) else {
+            continue;
+        };
+        if current.contains(&(port, direction)) {
+            continue;
+        }
+        let history = axis.series(name);
+        let peak = history
+            .points
+            .iter()
+            .flatten()
+            .fold(0.0_f64, |m, &v| m.max(v));
+        if peak <= 0.0 {
+            continue;
+        }
+        let group = groups.entry((port, direction)).or_insert((0.0, Vec::new()));
+        group.0 = group.0.max(peak);
+        group.1.push(SocketSeries {
+            port,
+            side: match direction {
+                Direction::Inbound => PortSide::Local,
+                Direction::Outbound => PortSide::Remote,
+            },
+            state: socket_state(state),
+            current: 0,
+            history,
+        });
+    }
+    let mut ranked: Vec<(f64, Vec<SocketSeries>)> = groups.into_values().collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranked
+        .into_iter()
+        .take(DEPARTED_PORT_GROUPS)
+        .flat_map(|(_, series)| series)
+        .collect()
+}
+
 /// Lays sample times on a regular axis of `step_ms` ending at the last sample: each sample
 /// goes to the nearest axis point (a later sample wins a shared point, a missed tick stays a
 /// gap). The axis is at most a few times longer than the number of samples, so a clock jump
@@ -1022,7 +1075,8 @@ fn source_state(state: StoreSourceState) -> SourceState {
 ///
 /// Sockets: one series per port group and state of the store's top ports (states with sockets
 /// now or with history), inbound groups as [`PortSide::Local`], outbound as
-/// [`PortSide::Remote`]; the node-wide counts by state (every state) and the summed other
+/// [`PortSide::Remote`], then the groups that left the top ports during the window (see
+/// [`departed_port_groups`]); the node-wide counts by state (every state) and the summed other
 /// ports go to `socket_totals`, the accept queues of the store's top listeners to
 /// `listeners`. Nothing about sockets is shown while the socket source fails (the store then
 /// has no current counts; `sources` says why). Processes: `pid` is the first process of the
@@ -1080,6 +1134,7 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 });
             }
         }
+        sockets.extend(departed_port_groups(view, &axis));
         socket_totals = Some(SocketTotals {
             source: match view.source {
                 StoreSocketSource::Netlink => SocketSource::Netlink,
@@ -1962,6 +2017,24 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn a_port_group_whose_sockets_are_gone_keeps_its_history_in_the_window() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores.counters.record_sample(sample(t0, 2, 30, 100));
+        // The CLOSE_WAIT leak towards 5432 ended: no socket on that port any more.
+        stores.counters.record_sample(sample(t0 + 1_000, 2, 0, 100));
+        let c = views_at(&stores, NOW).counters.snapshot();
+        let cw = c
+            .sockets
+            .iter()
+            .find(|s| s.port == 5432 && s.side == PortSide::Remote)
+            .unwrap_or_else(|| panic!("the ended leak vanished: {:?}", c.sockets));
+        assert_eq!(cw.state, SocketState::CloseWait);
+        assert_eq!(cw.current, 0);
+        assert_eq!(cw.history.points[0], Some(30.0));
     }
 
     #[test]

@@ -46,6 +46,25 @@ pub mod series_name {
         format!("{}.{}", port_prefix(port, direction), state.name())
     }
 
+    /// The port, direction and state of a [`port_state`] name; `None` for any other name.
+    pub fn parse_port_state(name: &str) -> Option<(u16, Direction, SocketState)> {
+        let mut parts = name.strip_prefix("sockets.port.")?.split('.');
+        let port = parts.next()?.parse().ok()?;
+        let direction = match parts.next()? {
+            "in" => Direction::Inbound,
+            "out" => Direction::Outbound,
+            _ => return None,
+        };
+        let state_name = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let state = SocketState::ALL
+            .into_iter()
+            .find(|s| s.name() == state_name)?;
+        Some((port, direction, state))
+    }
+
     /// All sockets of one service port (`sockets.port.8080.in.total`).
     pub fn port_total(port: u16, direction: Direction) -> String {
         format!("{}.total", port_prefix(port, direction))
