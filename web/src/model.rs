@@ -772,6 +772,8 @@ pub enum CounterKind {
     ProcessThreads,
     /// Goroutine-style task count of a target.
     Tasks,
+    /// Connections waiting in a listening port's accept queue (a slow or stuck `accept()`).
+    AcceptQueue,
 }
 
 /// One counter that moved with a pattern, with the figures behind the verdict.

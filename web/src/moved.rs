@@ -355,10 +355,12 @@ fn history_len(s: &CountersSnapshot) -> usize {
         .iter()
         .flat_map(|p| [p.fds.points.len(), p.threads.points.len()]);
     let tasks = s.tasks.iter().map(|t| t.history.points.len());
+    let queues = s.listeners.iter().map(|l| l.history.points.len());
     socks
         .chain(named)
         .chain(procs)
         .chain(tasks)
+        .chain(queues)
         .max()
         .unwrap_or(0)
 }
@@ -554,6 +556,22 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
             points: &p.threads.points,
             zero_before_first: false,
         });
+    }
+    // The agent's own runtime is left out on purpose: its work follows the error rate
+    // whatever the cause, so it would always "move with" a pattern.
+    let mut queue_ports = std::collections::BTreeSet::new();
+    for l in &s.listeners {
+        // Listeners sharing a port share one history: one candidate per port.
+        if queue_ports.insert(l.port) {
+            out.push(Candidate {
+                kind: CounterKind::AcceptQueue,
+                label: format!("accept queue :{}", l.port),
+                unit: "connections".into(),
+                socket: None,
+                points: &l.history.points,
+                zero_before_first: false,
+            });
+        }
     }
     for t in &s.tasks {
         out.push(Candidate {
@@ -796,7 +814,8 @@ fn clock(unix_ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::model::{
-        Emergence, EmergenceKind, NamedSeries, PortSide, ProcessSeries, SocketSeries, TaskSeries,
+        Emergence, EmergenceKind, ListenQueue, NamedSeries, PortSide, ProcessSeries, SocketSeries,
+        TaskSeries,
     };
 
     /// 2026-11-25T20:30:00Z: the start of the synthetic 15-minute history.
@@ -1399,17 +1418,42 @@ mod tests {
             last_success_unix_ms: None,
             last_value: None,
         }];
+        // A listener whose service stopped accepting: two addresses, one history per port.
+        let queue = ListenQueue {
+            address: "0.0.0.0".into(),
+            port: 8080,
+            queue: 128,
+            backlog: Some(128),
+            fill: Some(1.0),
+            history: step(0.0, 128.0, ONSET - 2_000),
+        };
+        counters.listeners = vec![
+            queue.clone(),
+            ListenQueue {
+                address: "::".into(),
+                ..queue
+            },
+        ];
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
-        assert_eq!(doc.series_examined, 5);
+        assert_eq!(doc.series_examined, 6);
         let mut kinds: Vec<CounterKind> = doc.moved.iter().map(|m| m.kind).collect();
         kinds.sort_by_key(|k| format!("{k:?}"));
         assert_eq!(
             kinds,
             [
+                CounterKind::AcceptQueue,
                 CounterKind::ProtocolRate,
                 CounterKind::Sockstat,
                 CounterKind::Tasks
             ]
+        );
+        let queue = doc
+            .moved
+            .iter()
+            .find(|m| m.kind == CounterKind::AcceptQueue);
+        assert!(
+            queue.is_some_and(|m| m.evidence.starts_with("accept queue :8080 rose 0 → 128")),
+            "{doc:#?}"
         );
         let rate = doc
             .moved
