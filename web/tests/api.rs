@@ -8,7 +8,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_web::model::EmergenceKind;
 use fixture::*;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -172,20 +171,13 @@ fn moved_names_the_counter_that_stepped_just_before_the_pattern() {
         let now = now_ms();
         let onset = now - 5 * 60_000;
         let store = Arc::new(FixtureStore::default());
-        let mut detail = cluster(
+        store.put_cluster(new_pattern_at(
             now,
             "00000000000000aa",
             "read: connection reset by peer",
-            &["orders"],
-            Some((EmergenceKind::New, "new pattern", 9.0)),
+            onset,
             |i| if i >= 55 { 600 } else { 0 },
-            &[],
-            &[],
-        );
-        let e = detail.summary.emergence.as_mut().unwrap();
-        e.since_unix_ms = onset;
-        detail.summary.first_seen_unix_ms = onset;
-        store.put_cluster(detail);
+        ));
         store.set_counters(time_wait_storm(now, port, onset - lead_s * 1000));
         let addr = serve(store.views(), None);
 

@@ -156,20 +156,13 @@ fn what_moved_with_it_shows_the_counter_the_data_moved_and_follows_it_live() {
     let store = Arc::new(FixtureStore::default());
     let id = "0000000000c0ffee";
     let template = "read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer";
-    let mut detail = cluster(
-        now,
-        id,
-        template,
-        &["orders"],
-        Some((EmergenceKind::New, "new pattern: first seen 5 min ago", 9.0)),
-        |i| if i >= 54 { 1200 } else { 0 },
-        &[],
-        &[],
-    );
-    let e = detail.summary.emergence.as_mut().unwrap();
-    e.since_unix_ms = onset;
-    detail.summary.first_seen_unix_ms = onset;
-    store.put_cluster(detail);
+    store.put_cluster(new_pattern_at(now, id, template, onset, |i| {
+        if i >= 54 {
+            1200
+        } else {
+            0
+        }
+    }));
     let from = now - 899_000;
     store.put_per_second(
         id,
