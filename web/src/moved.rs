@@ -38,7 +38,10 @@
 //!    both matter but a port that went from 0 to 40 sockets matters less than 500 more sockets
 //!    in use, however quiet its baseline; halved at 15 s from the onset, halved again for a
 //!    series that does not move in step with the errors, and halved for a node-wide total. The
-//!    first [`MAX_MOVED`] are returned, each with a sentence of evidence.
+//!    first [`MAX_MOVED`] are returned, each with a sentence of evidence, at most
+//!    [`MAX_NODE_WIDE`] of them node-wide totals once a port, process or task moved: a socket
+//!    storm on one port also moves every sockstat total, and four copies of its story would push
+//!    the next real lead off the list.
 
 use crate::model::{
     ClusterSummary, CounterKind, CountersSnapshot, MinuteCounts, MovedCounter, MovedVerdict,
@@ -104,6 +107,9 @@ pub const LEAD_HALF_WEIGHT_MS: f64 = 15_000.0;
 pub const RATE_SMOOTH_POINTS: usize = 10;
 /// Most counters returned: the answer is a short list a person reads in an outage.
 pub const MAX_MOVED: usize = 6;
+/// Most node-wide totals (sockstat, protocol rates) in the answer when a more specific series
+/// moved too (see step 7).
+pub const MAX_NODE_WIDE: usize = 2;
 /// Scale of the MAD that makes it estimate σ for Gaussian noise.
 const MAD_TO_SIGMA: f64 = 1.4826;
 /// Fewest paired points for a correlation.
@@ -301,6 +307,18 @@ pub fn what_moved(
             .total_cmp(&a.rank)
             .then_with(|| a.label.cmp(&b.label))
     });
+    let node_wide =
+        |m: &MovedCounter| matches!(m.kind, CounterKind::Sockstat | CounterKind::ProtocolRate);
+    if moved.iter().any(|m| !node_wide(m)) {
+        let mut kept_node_wide = 0;
+        moved.retain(|m| {
+            if !node_wide(m) {
+                return true;
+            }
+            kept_node_wide += 1;
+            kept_node_wide <= MAX_NODE_WIDE
+        });
+    }
     moved.truncate(MAX_MOVED);
 
     // The charts show the search window with some context before it, not the whole ring.
@@ -1388,6 +1406,34 @@ mod tests {
             doc.summary
         );
         assert_eq!(doc.moved[0].lead_ms, 14_000);
+    }
+
+    #[test]
+    fn a_storm_on_one_port_is_not_retold_by_every_node_wide_total() {
+        let counters = snapshot(
+            vec![socket(
+                18080,
+                PortSide::Local,
+                SocketState::CloseWait,
+                step(0.0, 15_000.0, ONSET - 1_000),
+            )],
+            ["TCP inuse", "TCP alloc", "sockets used", "TCP mem"]
+                .iter()
+                .map(|n| named(n, step(10.0, 15_010.0, ONSET - 1_000)))
+                .collect(),
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved[0].label, "CLOSE-WAIT :18080", "{doc:#?}");
+        let node_wide = doc
+            .moved
+            .iter()
+            .filter(|m| m.kind == CounterKind::Sockstat)
+            .count();
+        assert_eq!(node_wide, MAX_NODE_WIDE, "{doc:#?}");
+        // Alone, the totals are the answer: all of them.
+        let totals_only = snapshot(vec![], counters.sockstat.clone());
+        let doc = run(&new_pattern(ONSET), &totals_only, ONSET);
+        assert_eq!(doc.moved.len(), 4, "{doc:#?}");
     }
 
     #[test]
