@@ -1983,6 +1983,7 @@ mod tests {
             sockets: CensusReading {
                 census: Ok(census),
                 netlink_problem: None,
+                budget_note: None,
             },
             sockstat: Ok(sockstat),
             protocol: Ok(protocol),
@@ -2257,6 +2258,7 @@ mod tests {
             sockets: CensusReading {
                 census: Ok(census),
                 netlink_problem: None,
+                budget_note: None,
             },
             sockstat: Err(CounterError::Read {
                 path: "/proc/net/sockstat".into(),
@@ -2450,6 +2452,7 @@ mod tests {
                 std::io::ErrorKind::PermissionDenied,
             ))),
             netlink_problem: Some("netlink refused".into()),
+            budget_note: None,
         };
         stores.counters.record_sample(broken);
         let c = views_at(&stores, NOW).counters.snapshot();

@@ -281,6 +281,7 @@ fn empty_sample(time_unix_ms: i64) -> faultline_ingest::counters::store::NodeSam
         sockets: CensusReading {
             census: Err(missing()),
             netlink_problem: None,
+            budget_note: None,
         },
         sockstat: Err(missing()),
         protocol: Err(missing()),

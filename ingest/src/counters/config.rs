@@ -59,6 +59,12 @@ pub struct CountersConfig {
     pub otlp_stale_after_ms: u64,
     /// Socket source.
     pub socket_source: SocketSourceChoice,
+    /// Most of one core, in percent, the socket census may use on average (default 2; 0: no
+    /// limit). A census costs CPU in proportion to the node's sockets (about 0.8 ms per 1,000
+    /// in the kernel's netlink dump); when one costs more than this share of the interval, the
+    /// census runs only as often as the budget allows, the samples between repeat the last
+    /// census, and the socket source's status says how often it is counted.
+    pub socket_cpu_budget_percent: f64,
     /// Where procfs is mounted (default `/proc`; a host's `/proc` inside a container).
     pub proc_root: PathBuf,
     /// `[[counters.tasks]]`: goroutine-style task counters to scrape.
@@ -78,6 +84,7 @@ impl Default for CountersConfig {
             max_task_targets: 256,
             otlp_stale_after_ms: 60_000,
             socket_source: SocketSourceChoice::Auto,
+            socket_cpu_budget_percent: 2.0,
             proc_root: PathBuf::from("/proc"),
             tasks: Vec::new(),
             processes: Vec::new(),
@@ -105,6 +112,13 @@ impl CountersConfig {
                 "interval_ms",
                 self.interval_ms.to_string(),
                 "must be at least 100",
+            );
+        }
+        if !(0.0..=100.0).contains(&self.socket_cpu_budget_percent) {
+            return bad(
+                "socket_cpu_budget_percent",
+                self.socket_cpu_budget_percent.to_string(),
+                "must be between 0 (no limit) and 100",
             );
         }
         for (key, v) in [

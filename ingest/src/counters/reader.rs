@@ -26,6 +26,9 @@ pub struct CensusReading {
     pub census: Result<SocketCensus, CounterError>,
     /// Why netlink was not used for this census (`None` when it was, or was not wanted).
     pub netlink_problem: Option<String>,
+    /// Set when the census is taken less often than every sample to stay within the CPU
+    /// budget (this reading may then repeat the last census): how often, and why.
+    pub budget_note: Option<String>,
 }
 
 /// Reads the node's TCP sockets from the configured source.
@@ -77,6 +80,7 @@ impl SocketReader {
                     return CensusReading {
                         census: Ok(self.count(SocketSource::Netlink)),
                         netlink_problem: None,
+                        budget_note: None,
                     };
                 }
                 Err(e) => {
@@ -87,6 +91,7 @@ impl SocketReader {
                         return CensusReading {
                             census: Err(e),
                             netlink_problem: Some(e_string(&self.netlink_problem)),
+                            budget_note: None,
                         };
                     }
                 }
@@ -101,6 +106,7 @@ impl SocketReader {
         CensusReading {
             census,
             netlink_problem,
+            budget_note: None,
         }
     }
 

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
-use super::reader::SocketReader;
+use super::reader::{CensusReading, SocketReader};
 use super::runtime::RuntimeCounters;
+use super::sockets::SocketCensus;
 use super::store::{CounterStore, NodeSample};
 use super::tasks::scrape;
 
@@ -32,22 +33,112 @@ pub struct NodeSampler {
     reader: SocketReader,
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
+    budget: CensusBudget,
+}
+
+/// Keeps the socket census within `socket_cpu_budget_percent` of a core: after a census that
+/// cost `c` of CPU, the next one waits until `c / budget` has passed since this one began.
+/// Between censuses every sample repeats the last one, so the history keeps one point per
+/// sample, and the source's status says how often the sockets are really counted.
+#[derive(Debug)]
+struct CensusBudget {
+    /// Share of one core (0: no limit).
+    share: f64,
+    interval: Duration,
+    /// While the budget stretches the census interval: the last census, its netlink problem
+    /// and the status note.
+    held: Option<(SocketCensus, Option<String>, String)>,
+    next_at: Option<Instant>,
+}
+
+impl CensusBudget {
+    /// The last census again, when the next one is not due yet at `now`.
+    fn repeat(&self, now: Instant) -> Option<CensusReading> {
+        if self.next_at.is_none_or(|at| now >= at) {
+            return None;
+        }
+        let (census, problem, note) = self.held.as_ref()?;
+        Some(CensusReading {
+            census: Ok(census.clone()),
+            netlink_problem: problem.clone(),
+            budget_note: Some(note.clone()),
+        })
+    }
+
+    /// Books a census that began at `began` and cost `cpu`, and notes in `reading` when the
+    /// budget stretches the census interval.
+    fn book(&mut self, began: Instant, cpu: Duration, reading: &mut CensusReading) {
+        self.held = None;
+        self.next_at = None;
+        if self.share <= 0.0 {
+            return;
+        }
+        let period = cpu.div_f64(self.share);
+        // Half an interval of slack: a census due a little after a tick runs at that tick.
+        let Ok(census) = &reading.census else { return };
+        if period <= self.interval + self.interval / 2 {
+            return;
+        }
+        let note = format!(
+            "counted every {:.1} s, not every sample: a census costs {:.0} ms of CPU and \
+             socket_cpu_budget_percent is {}",
+            period.as_secs_f64(),
+            cpu.as_secs_f64() * 1e3,
+            self.share * 100.0
+        );
+        reading.budget_note = Some(note.clone());
+        self.held = Some((census.clone(), reading.netlink_problem.clone(), note));
+        self.next_at = Some(began + period - self.interval / 2);
+    }
+}
+
+/// CPU time of the calling thread (user + system: the netlink dump runs in the kernel).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl NodeSampler {
-    /// A node sampler for `config` (socket source, proc root, process targets).
+    /// A node sampler for `config` (socket source, proc root, process targets, CPU budget).
     pub fn new(config: &CountersConfig) -> NodeSampler {
         NodeSampler {
             proc_root: config.proc_root.clone(),
             reader: SocketReader::new(config.socket_source, config.proc_root.clone()),
             watcher: ProcessWatcher::new(config.proc_root.clone()),
             processes: config.processes.clone(),
+            budget: CensusBudget {
+                share: config.socket_cpu_budget_percent / 100.0,
+                interval: config.interval(),
+                held: None,
+                next_at: None,
+            },
         }
     }
 
     /// Reads every node source once. Blocking: call it from a blocking thread.
     pub fn sample(&mut self, time_unix_ms: i64, runtime: Option<RuntimeCounters>) -> NodeSample {
-        let sockets = self.reader.census();
+        let now = Instant::now();
+        let sockets = match self.budget.repeat(now) {
+            Some(held) => held,
+            None => {
+                let cpu = thread_cpu();
+                let mut reading = self.reader.census();
+                let cost = thread_cpu().saturating_sub(cpu);
+                self.budget.book(now, cost, &mut reading);
+                reading
+            }
+        };
         let entries = self.reader.entries();
         let processes = self
             .processes
@@ -176,4 +267,87 @@ fn unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::sockets::{SocketSource, DEFAULT_EPHEMERAL_PORTS};
+
+    fn reading() -> CensusReading {
+        CensusReading {
+            census: Ok(SocketCensus::from_entries(
+                SocketSource::Netlink,
+                &[],
+                &DEFAULT_EPHEMERAL_PORTS,
+            )),
+            netlink_problem: None,
+            budget_note: None,
+        }
+    }
+
+    fn budget(percent: f64) -> CensusBudget {
+        CensusBudget {
+            share: percent / 100.0,
+            interval: Duration::from_secs(1),
+            held: None,
+            next_at: None,
+        }
+    }
+
+    #[test]
+    fn an_expensive_census_is_repeated_until_the_budget_allows_the_next() {
+        let mut b = budget(1.0);
+        let t0 = Instant::now();
+        let mut r = reading();
+        // 50 ms at 1 %: one census per 5 s.
+        b.book(t0, Duration::from_millis(50), &mut r);
+        let note = r.budget_note.clone().unwrap_or_default();
+        assert!(note.starts_with("counted every 5.0 s"), "{note}");
+        let held = b.repeat(t0 + Duration::from_secs(1)).expect("held");
+        assert_eq!(held.census.ok(), r.census.ok());
+        assert_eq!(held.budget_note.as_deref(), Some(note.as_str()));
+        assert!(
+            b.repeat(t0 + Duration::from_millis(4_500)).is_none(),
+            "due again"
+        );
+    }
+
+    #[test]
+    fn a_cheap_census_a_failed_one_or_no_budget_runs_every_sample() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        let mut b = budget(2.0);
+        let mut r = reading();
+        b.book(t0, Duration::from_millis(8), &mut r);
+        assert!(r.budget_note.is_none() && b.repeat(later).is_none());
+        let mut failed = CensusReading {
+            census: Err(crate::counters::error::CounterError::NetlinkMalformed(
+                "x".into(),
+            )),
+            netlink_problem: None,
+            budget_note: None,
+        };
+        b.book(t0, Duration::from_millis(500), &mut failed);
+        assert!(b.repeat(later).is_none());
+        let mut unlimited = budget(0.0);
+        let mut r = reading();
+        unlimited.book(t0, Duration::from_secs(1), &mut r);
+        assert!(r.budget_note.is_none() && unlimited.repeat(later).is_none());
+    }
+
+    #[test]
+    fn the_sampler_repeats_the_census_and_says_so_when_over_budget() {
+        let config = CountersConfig {
+            // Any real census costs more than a millionth of a core per second.
+            socket_cpu_budget_percent: 0.0001,
+            ..CountersConfig::default()
+        };
+        let mut sampler = NodeSampler::new(&config);
+        let first = sampler.sample(0, None);
+        let second = sampler.sample(1_000, None);
+        assert!(first.sockets.census.is_ok());
+        assert!(second.sockets.budget_note.is_some());
+        assert_eq!(second.sockets.census.ok(), first.sockets.census.ok());
+    }
 }

@@ -551,7 +551,9 @@ impl CounterStore {
                     &mut inner,
                     "sockets.netlink",
                     match (&sample.sockets.netlink_problem, source) {
-                        (None, SocketSource::Netlink) => (SourceState::Available, None),
+                        (None, SocketSource::Netlink) => {
+                            (SourceState::Available, sample.sockets.budget_note.clone())
+                        }
                         (None, SocketSource::ProcNet) => (
                             SourceState::Unavailable,
                             Some("not used (socket_source = proc)".into()),
@@ -563,7 +565,8 @@ impl CounterStore {
                     },
                 );
                 if source == SocketSource::ProcNet {
-                    set_source(&mut inner, "sockets.proc", (SourceState::Available, None));
+                    let note = sample.sockets.budget_note.clone();
+                    set_source(&mut inner, "sockets.proc", (SourceState::Available, note));
                 } else {
                     inner.sources.remove("sockets.proc");
                 }
@@ -977,6 +980,7 @@ mod tests {
             sockets: CensusReading {
                 census: Ok(census),
                 netlink_problem: None,
+                budget_note: None,
             },
             sockstat: Ok(BTreeMap::from([("TCP.tw".to_string(), 3)])),
             protocol: Ok(protocol.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
