@@ -4,6 +4,8 @@
 //!
 //! Other processes on the machine open sockets too, so only the test's own ports are compared,
 //! and only at a stable moment: census, `ss`, census again, retried until the two censuses agree.
+//! A listener only takes a port no other socket uses: TIME_WAIT sockets of an earlier test's
+//! clients towards the same port number outlive it by a minute and would be counted too.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -134,7 +136,7 @@ struct Scenario {
 /// (server CLOSE_WAIT, client FIN_WAIT2), and `short` short client connections closed by the
 /// client first (client TIME_WAIT).
 fn scenario(ip: &str, short: usize) -> Scenario {
-    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    let listener = fresh_listener(|| TcpListener::bind((ip, 0)).ok(), |l| l.local_addr().ok());
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let mut held = Vec::new();
     for _ in 0..5 {
@@ -160,6 +162,26 @@ fn scenario(ip: &str, short: usize) -> Scenario {
         _held: held,
         port: addr.port(),
     }
+}
+
+/// A listener from `bind` on a port that no other socket on the node uses (as local or remote
+/// port), tried a bounded number of times.
+fn fresh_listener<L>(bind: impl Fn() -> Option<L>, addr: impl Fn(&L) -> Option<SocketAddr>) -> L {
+    let mut reader = SocketReader::new(SocketSourceChoice::Auto, "/proc");
+    for _ in 0..20 {
+        let listener = bind().unwrap_or_else(|| panic!("cannot bind a test listener"));
+        let port = addr(&listener).map_or(0, |a| a.port());
+        let _ = reader.census();
+        let users = reader
+            .entries()
+            .iter()
+            .filter(|e| e.local.port() == port || e.remote.port() == port)
+            .count();
+        if users == 1 {
+            return listener;
+        }
+    }
+    panic!("no free port for a test listener in 20 tries");
 }
 
 fn ipv6_available() -> bool {
@@ -274,13 +296,16 @@ fn netlink_and_proc_report_the_same_sockets() {
 #[test]
 fn full_accept_queue_matches_ss_recv_and_send_queue() {
     use socket2::{Domain, Protocol, Socket, Type};
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-        .unwrap_or_else(|e| panic!("{e}"));
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .bind(&bind.into())
-        .unwrap_or_else(|e| panic!("{e}"));
-    listener.listen(2).unwrap_or_else(|e| panic!("{e}"));
+    let listener = fresh_listener(
+        || {
+            let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).ok()?;
+            l.bind(&bind.into()).ok()?;
+            l.listen(2).ok()?;
+            Some(l)
+        },
+        |l| l.local_addr().ok().and_then(|a| a.as_socket()),
+    );
     let addr = listener
         .local_addr()
         .ok()

@@ -277,34 +277,47 @@ impl PortClassifier {
         }
     }
 
-    fn listened(&self, port: u16) -> bool {
-        self.listening.contains(port)
-            || self.remembered[0].contains(port)
-            || self.remembered[1].contains(port)
+    /// How surely `port` is a service port here: 2 listening now, 1 listened recently, 0 not.
+    fn listen_level(&self, port: u16) -> u8 {
+        if self.listening.contains(port) {
+            2
+        } else if self.remembered[0].contains(port) || self.remembered[1].contains(port) {
+            1
+        } else {
+            0
+        }
     }
 
     /// The group a socket is counted in, by the first rule that tells:
-    /// 1. a listening socket, or a local port that listens now or listened recently: inbound;
-    /// 2. a remote port that listens (or listened) here: outbound, a client of a local service;
-    /// 3. exactly one end in the ephemeral range: that end is the client;
-    /// 4. the end whose port more sockets share is the service (a server's port is shared by
-    ///    all its connections, a client's ephemeral port by one);
+    /// 1. a listening socket is inbound;
+    /// 2. the end whose port listens here more surely (now beats recently beats never) is the
+    ///    service: a local port that listens makes the socket inbound, a remote one outbound
+    ///    (a client of a local service). Ports are compared by number only, so a client's
+    ///    ephemeral port that another address listens on (SO_REUSEADDR lets a listener take a
+    ///    port a TIME_WAIT socket holds) loses to a remote port that listens now;
+    /// 3. when neither end listens: exactly one end in the ephemeral range is the client;
+    /// 4. otherwise the end whose port more sockets share is the service (a server's port is
+    ///    shared by all its connections, a client's ephemeral port by one);
     /// 5. otherwise outbound, under the remote port.
     fn key(&self, entry: &SocketEntry) -> PortKey {
         let local = entry.local.port();
         let remote = entry.remote.port();
-        let inbound = if entry.state == SocketState::Listen || self.listened(local) {
+        let shared = || self.local_uses[usize::from(local)] > self.remote_uses[usize::from(remote)];
+        let inbound = if entry.state == SocketState::Listen {
             true
-        } else if self.listened(remote) {
-            false
         } else {
-            match (
-                self.ephemeral.contains(&local),
-                self.ephemeral.contains(&remote),
-            ) {
-                (false, true) => true,
-                (true, false) => false,
-                _ => self.local_uses[usize::from(local)] > self.remote_uses[usize::from(remote)],
+            match (self.listen_level(local), self.listen_level(remote)) {
+                (l, r) if l > r => true,
+                (l, r) if r > l => false,
+                (0, _) => match (
+                    self.ephemeral.contains(&local),
+                    self.ephemeral.contains(&remote),
+                ) {
+                    (false, true) => true,
+                    (true, false) => false,
+                    _ => shared(),
+                },
+                _ => shared(),
             }
         };
         if inbound {
@@ -481,5 +494,35 @@ mod tests {
             30
         );
         assert_eq!(census.by_port.len(), 2, "{:?}", census.by_port);
+    }
+
+    #[test]
+    fn a_client_port_another_address_listens_on_stays_with_the_service_it_calls() {
+        // 50 client TIME_WAITs towards a listener on 34000; one of them holds local port
+        // 41000, which a listener on another address also took (SO_REUSEADDR), with its own
+        // two connections.
+        let mut entries = vec![
+            entry(SocketState::Listen, 34000, 0),
+            entry(SocketState::Listen, 41000, 0),
+            entry(SocketState::Established, 41000, 52000),
+            entry(SocketState::Established, 41000, 52001),
+        ];
+        for local in 40990..41040 {
+            entries.push(entry(SocketState::TimeWait, local, 34000));
+        }
+        let census =
+            SocketCensus::from_entries(SocketSource::Netlink, &entries, &DEFAULT_EPHEMERAL_PORTS);
+        assert_eq!(
+            census
+                .port(34000, Direction::Outbound)
+                .get(SocketState::TimeWait),
+            50
+        );
+        assert_eq!(
+            census
+                .port(41000, Direction::Inbound)
+                .get(SocketState::Established),
+            2
+        );
     }
 }
