@@ -9,7 +9,7 @@
 //! history nothing and the other targets nothing. A tick that overruns the interval delays the
 //! next one instead of piling up (missed ticks are skipped). No source failure ends a loop;
 //! only the cancellation token does. The socket census, whose cost grows with the node's
-//! sockets, is kept within `socket_cpu_budget_percent` of a core (see [`CensusBudget`]).
+//! sockets, is kept within `socket_cpu_budget_percent` of a core (the private `CensusBudget`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

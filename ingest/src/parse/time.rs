@@ -277,7 +277,7 @@ fn in_observed_year(civil: &mut Civil, offset_secs: i64, observed_nanos: i64) ->
 
 /// Reads syslog's (RFC 3164) `Nov 25 20:41:03` or `Nov  5 20:41:03` at the start of `text`,
 /// in the zone of `naive_offset_secs` and the year of `observed_nanos` (see
-/// [`in_observed_year`]). Returns Unix nanoseconds and the bytes read.
+/// `in_observed_year`). Returns Unix nanoseconds and the bytes read.
 pub fn syslog_prefix(
     text: &str,
     naive_offset_secs: i64,
