@@ -1,7 +1,7 @@
 //! Goroutine-style task counts scraped from a service's debug pages.
 //!
 //! Three page kinds are understood: the pprof goroutine page (`debug=1`: "goroutine profile:
-//! total N"; `debug=2`: one "goroutine N [state]:" header per goroutine), an expvar JSON page
+//! total N"; `debug=2`: one "goroutine N \[state\]:" header per goroutine), an expvar JSON page
 //! (`/debug/vars`, the count under a configurable key) and Prometheus text (`go_goroutines`).
 //! A scrape that times out, answers with an error status or cannot be parsed is an error with
 //! the reason — the store shows it as failing, never as a count of zero.
