@@ -123,7 +123,30 @@ fn wait_for(reader: &mut SocketReader, what: &str, cond: impl Fn(&SocketCensus) 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("timed out waiting for {what}");
+    // What the census saw instead: its raw sockets on the test's listening ports, and how it
+    // grouped each of them.
+    let last = census(reader);
+    let listening: Vec<u16> = last.listeners.iter().map(|l| l.local.port()).collect();
+    let mut seen: Vec<String> = reader
+        .entries()
+        .iter()
+        .filter(|e| e.state != SocketState::Listen)
+        .filter(|e| listening.contains(&e.remote.port()) || listening.contains(&e.local.port()))
+        .map(|e| format!("{:?} {} -> {}", e.state, e.local, e.remote))
+        .collect();
+    seen.sort();
+    let mut groups: Vec<String> = last
+        .by_port
+        .iter()
+        .filter(|(k, _)| listening.contains(&k.port))
+        .map(|(k, c)| format!("{}/{:?}: {:?}", k.port, k.direction, show(c)))
+        .collect();
+    groups.sort();
+    panic!(
+        "timed out waiting for {what}; groups of listening ports:\n{}\nsockets:\n{}",
+        groups.join("\n"),
+        seen.join("\n")
+    );
 }
 
 struct Scenario {
@@ -149,7 +172,7 @@ fn scenario(ip: &str, short: usize) -> Scenario {
         drop(client);
     }
     for _ in 0..short {
-        let client = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        let client = connect_from_a_fresh_port(addr);
         let (mut server, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
         drop(client);
         // The server sees EOF, then closes: the client, which closed first, ends in TIME_WAIT.
@@ -162,6 +185,30 @@ fn scenario(ip: &str, short: usize) -> Scenario {
         _held: held,
         port: addr.port(),
     }
+}
+
+/// A client connection whose local port is bound before connecting. Left to `connect()`, the
+/// kernel may pick a port that is in TIME_WAIT towards the same listener (loopback TIME_WAIT
+/// reuse, `tcp_tw_reuse = 2`, once the TIME_WAIT is a second old: a loaded machine makes the
+/// loop that long), which ends that TIME_WAIT early and leaves one fewer than the scenario
+/// made. `bind()` never picks a port any socket holds.
+fn connect_from_a_fresh_port(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket =
+        Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).unwrap_or_else(|e| panic!("{e}"));
+    let any_port = SocketAddr::new(addr.ip(), 0);
+    socket
+        .bind(&any_port.into())
+        .unwrap_or_else(|e| panic!("bind {any_port}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    socket.into()
 }
 
 /// A listener from `bind` on a port that no other socket on the node uses (as local or remote
