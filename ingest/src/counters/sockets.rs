@@ -395,21 +395,23 @@ impl SocketCensus {
     }
 }
 
+/// An IPv4 socket between 10.0.0.1:`local` and 10.0.0.2:`remote`, for the counters' tests.
+#[cfg(test)]
+pub(crate) fn entry(state: SocketState, local: u16, remote: u16) -> SocketEntry {
+    SocketEntry {
+        family: Family::Ipv4,
+        state,
+        local: SocketAddr::from(([10, 0, 0, 1], local)),
+        remote: SocketAddr::from(([10, 0, 0, 2], remote)),
+        recv_queue: 0,
+        send_queue: Some(0),
+        inode: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(state: SocketState, local: u16, remote: u16) -> SocketEntry {
-        SocketEntry {
-            family: Family::Ipv4,
-            state,
-            local: SocketAddr::from(([127, 0, 0, 1], local)),
-            remote: SocketAddr::from(([127, 0, 0, 1], remote)),
-            recv_queue: 0,
-            send_queue: Some(0),
-            inode: 0,
-        }
-    }
 
     #[test]
     fn time_wait_storm_towards_a_port_is_counted_under_that_port() {

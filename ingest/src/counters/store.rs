@@ -957,20 +957,7 @@ fn unavailable_or_failing(e: &CounterError) -> (SourceState, Option<String>) {
 mod tests {
     use super::*;
     use crate::counters::reader::CensusReading;
-    use crate::counters::sockets::{Family, SocketEntry, DEFAULT_EPHEMERAL_PORTS};
-    use std::net::SocketAddr;
-
-    fn entry(state: SocketState, local: u16, remote: u16) -> SocketEntry {
-        SocketEntry {
-            family: Family::Ipv4,
-            state,
-            local: SocketAddr::from(([10, 0, 0, 1], local)),
-            remote: SocketAddr::from(([10, 0, 0, 2], remote)),
-            recv_queue: 0,
-            send_queue: Some(0),
-            inode: 0,
-        }
-    }
+    use crate::counters::sockets::{entry, SocketEntry, DEFAULT_EPHEMERAL_PORTS};
 
     fn sample(time: i64, entries: &[SocketEntry], protocol: &[(&str, i64)]) -> NodeSample {
         let census =
