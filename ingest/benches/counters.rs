@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faultline_ingest::counters::netlink::NetlinkSockets;
-use faultline_ingest::counters::sampler::NodeSampler;
+use faultline_ingest::counters::sampler::{thread_cpu, NodeSampler};
 use faultline_ingest::counters::sockets::Family;
 use faultline_ingest::counters::{CounterStore, CountersConfig, SocketReader, SocketSourceChoice};
 
@@ -219,17 +219,6 @@ fn children_cpu() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU time of this thread, user + system (the netlink dump runs in the kernel on our behalf).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// One full sampler tick (census, sockstat, netstat/snmp, the agent's process, store update

@@ -94,7 +94,7 @@ impl CensusBudget {
 }
 
 /// CPU time of the calling thread (user + system: the netlink dump runs in the kernel).
-fn thread_cpu() -> Duration {
+pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
