@@ -17,6 +17,7 @@
 //! documents returned here.
 
 pub mod anomaly;
+pub mod hints;
 pub mod history;
 
 pub use history::{CounterHistory, CounterSeries};
