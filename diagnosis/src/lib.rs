@@ -19,5 +19,6 @@
 pub mod anomaly;
 pub mod hints;
 pub mod history;
+pub mod incident;
 
 pub use history::{CounterHistory, CounterSeries};
