@@ -16,6 +16,7 @@
 //! crate's inputs from them. It does not present anything: `faultline-web` renders the
 //! documents returned here.
 
+pub mod anomaly;
 pub mod history;
 
 pub use history::{CounterHistory, CounterSeries};
