@@ -17,6 +17,8 @@
 //! documents returned here.
 
 pub mod anomaly;
+pub mod hints;
 pub mod history;
+pub mod incident;
 
 pub use history::{CounterHistory, CounterSeries};
