@@ -57,7 +57,12 @@ impl EventSource {
         }
     }
 
-    /// The name used in the API (`file_log`, `otlp_log`, `span`).
+    /// The source of a [`name`](Self::name), `None` for any other text.
+    pub fn from_name(name: &str) -> Option<EventSource> {
+        EventSource::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The name used in the API and in snapshots (`file_log`, `otlp_log`, `span`).
     pub fn name(self) -> &'static str {
         match self {
             EventSource::FileLog => "file_log",
