@@ -33,7 +33,6 @@ mod health;
 pub mod live;
 mod metrics;
 pub mod model;
-pub mod moved;
 mod openapi;
 
 use std::sync::Arc;
@@ -52,7 +51,7 @@ pub use api::traces::TracePage;
 pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
-pub use model::{ClusterView, CounterView, TraceView, Views};
+pub use model::{ClusterView, CounterView, DiagnosisView, TraceView, Views};
 pub use openapi::openapi_json;
 
 /// Shared, read-only state of every handler.
