@@ -14,5 +14,6 @@ mod cluster_cmd;
 mod config_cli;
 mod counters;
 mod dashboard;
+mod lab_go;
 mod pipeline;
 mod replay;
