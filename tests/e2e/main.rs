@@ -14,5 +14,6 @@ mod cluster_cmd;
 mod config_cli;
 mod counters;
 mod dashboard;
+mod demo;
 mod pipeline;
 mod replay;
