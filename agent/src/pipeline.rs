@@ -170,7 +170,7 @@ impl Pipeline {
     /// thing to check when the agent itself is slow.
     #[tracing::instrument(name = "faultline.state_commit", skip_all)]
     async fn commit(&self, tailer: Option<&TailerHandle>) {
-        let state = AgentState::V1 {
+        let state = AgentState {
             tail: tailer
                 .map(TailerHandle::checkpoint_state)
                 .unwrap_or_default(),
@@ -178,7 +178,7 @@ impl Pipeline {
             totals: *self.totals.lock().unwrap_or_else(|e| e.into_inner()),
         };
         let dir = self.data_dir.clone();
-        match tokio::task::spawn_blocking(move || persist::store(&dir, &state)).await {
+        match tokio::task::spawn_blocking(move || persist::store(&dir, state)).await {
             Ok(Ok(())) => tracing::debug!("state committed"),
             Ok(Err(err)) => tracing::warn!("cannot commit the agent state: {err:#}"),
             Err(err) => tracing::warn!("state commit task failed: {err}"),

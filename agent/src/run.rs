@@ -12,7 +12,7 @@ use anyhow::Context;
 use faultline_clustering::Engine;
 use faultline_ingest::counters::{spawn_sampler, CounterStore};
 use faultline_ingest::otlp::{log_queue, OtlpOutputs, OtlpReceivers, TaskCounterSink, TaskSample};
-use faultline_ingest::tail::{self, Checkpointing};
+use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::StoreCounter;
 use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
@@ -67,7 +67,7 @@ pub async fn serve(
         tracing::warn!("{note}");
     }
     let (tail_state, engine, totals) = match restored {
-        Some(AgentState::V1 {
+        Some(AgentState {
             tail,
             clustering,
             totals,
@@ -105,7 +105,7 @@ pub async fn serve(
         let handle = tail::spawn(
             settings.tail.clone(),
             settings.logs.clone(),
-            Checkpointing::External(tail_state),
+            tail_state,
             tx,
             stop.child_token(),
         )

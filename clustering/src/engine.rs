@@ -18,7 +18,6 @@
 //! "other" bucket ([`EngineCounters`]), never lost silently. Samples, services and parameter values per root are bounded too.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -29,7 +28,10 @@ use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
 use crate::mask::MaskedLine;
 use crate::root::root_signature;
-use crate::snapshot::{self, KeySnapshot, RootSnapshot, Snapshot, SnapshotError, SnapshotV1};
+use crate::snapshot::{
+    CountersV1, KeyStatsV1, KeyV1, RootStatsV1, RootV1, SampleV1, Snapshot, SnapshotError,
+    SnapshotV1,
+};
 use crate::template::{KeyIndex, TemplateId, TemplateMiner};
 
 const NANOS_PER_MIN: i64 = 60_000_000_000;
@@ -194,7 +196,7 @@ pub struct ClusterDetail {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct KeyStats {
     pub(crate) count: u64,
     pub(crate) first: i64,
@@ -202,7 +204,7 @@ pub(crate) struct KeyStats {
     pub(crate) root: RootIndex,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RootStats {
     pub(crate) count: u64,
     pub(crate) first: i64,
@@ -210,7 +212,6 @@ pub(crate) struct RootStats {
     pub(crate) minutes: VecDeque<(i64, u64)>,
     /// (Unix second, count) of the most recent seconds with events, oldest first, at most
     /// [`SECOND_HISTORY`] of them. Kept out of snapshots (see [`ClusterDetail::per_second`]).
-    #[serde(skip)]
     pub(crate) seconds: VecDeque<(i64, u32)>,
     pub(crate) services: BTreeMap<String, u64>,
     pub(crate) severities: BTreeMap<String, u64>,
@@ -472,51 +473,75 @@ impl Engine {
         (s.counters, s.miner.template_count(), clusters)
     }
 
-    /// Saves the state to `path` atomically (write, fsync, rename, fsync the directory).
-    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
-        snapshot::write_atomic(path, &self.snapshot())
-    }
-
     /// The state as a snapshot value, for a caller that stores it inside a larger atomic
     /// file (the agent keeps it together with the tail offsets it was derived from).
     pub fn snapshot(&self) -> Snapshot {
-        let snap = {
-            let s = self.state.lock();
-            let (labels, canonical) = s.roots.labels();
-            SnapshotV1 {
-                keys: s
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .map(|(k, ks)| KeySnapshot {
-                        shape: s.miner.key_text(k as KeyIndex).to_string(),
-                        stats: ks.clone(),
-                    })
-                    .collect(),
-                roots: s
-                    .root_stats
-                    .iter()
-                    .enumerate()
-                    .map(|(r, rs)| RootSnapshot {
-                        text: s.roots.root_text(r as RootIndex).to_string(),
-                        label: labels[r],
-                        stats: rs.clone(),
-                    })
-                    .collect(),
-                canonical,
-                counters: s.counters,
-            }
-        };
-        Snapshot::V1(snap)
+        let s = self.state.lock();
+        let (labels, canonical) = s.roots.labels();
+        let c = s.counters;
+        Snapshot::V1(SnapshotV1 {
+            keys: s
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(k, ks)| KeyV1 {
+                    shape: s.miner.key_text(k as KeyIndex).to_string(),
+                    stats: KeyStatsV1 {
+                        count: ks.count,
+                        first: ks.first,
+                        last: ks.last,
+                        root: ks.root,
+                    },
+                })
+                .collect(),
+            roots: s
+                .root_stats
+                .iter()
+                .enumerate()
+                .map(|(r, rs)| RootV1 {
+                    text: s.roots.root_text(r as RootIndex).to_string(),
+                    label: labels[r],
+                    stats: RootStatsV1 {
+                        count: rs.count,
+                        first: rs.first,
+                        last: rs.last,
+                        minutes: rs.minutes.iter().copied().collect(),
+                        services: rs.services.clone(),
+                        severities: rs.severities.clone(),
+                        samples: rs
+                            .samples
+                            .iter()
+                            .map(|x| SampleV1 {
+                                message: x.message.clone(),
+                                service: x.service.clone(),
+                                trace_id: x.trace_id.clone(),
+                                span_id: x.span_id.clone(),
+                                time_unix_nanos: x.time_unix_nanos,
+                            })
+                            .collect(),
+                        values: rs.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    },
+                })
+                .collect(),
+            canonical,
+            counters: CountersV1 {
+                events: c.events,
+                other_events: c.other_events,
+                templates_refused: c.templates_refused,
+                templates_evicted: c.templates_evicted,
+                evicted_events: c.evicted_events,
+                roots_refused: c.roots_refused,
+                roots_evicted: c.roots_evicted,
+                root_evicted_events: c.root_evicted_events,
+                truncated: c.truncated,
+                blank: c.blank,
+            },
+        })
     }
 
-    /// An engine restored from a snapshot written by [`save`](Self::save): same template and
-    /// cluster ids, same counts.
-    pub fn restore(path: &Path, config: ClusteringConfig) -> Result<Engine, SnapshotError> {
-        Self::from_snapshot(snapshot::read(path)?, config)
-    }
-
-    /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot).
+    /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot):
+    /// same template and cluster ids, same counts. A snapshot that contradicts itself is
+    /// refused whole ([`SnapshotError::Corrupt`]), never half applied.
     pub fn from_snapshot(
         snapshot: Snapshot,
         config: ClusteringConfig,
@@ -527,8 +552,35 @@ impl Engine {
             let mut s = engine.state.lock();
             let s = &mut *s;
             for root in &snap.roots {
+                if s.roots.find(&root.text).is_some() {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "the root {:?} is listed twice",
+                        root.text
+                    )));
+                }
                 s.roots.insert(&root.text);
-                s.root_stats.push(root.stats.clone());
+                let st = &root.stats;
+                s.root_stats.push(RootStats {
+                    count: st.count,
+                    first: st.first,
+                    last: st.last,
+                    minutes: st.minutes.iter().copied().collect(),
+                    seconds: VecDeque::new(),
+                    services: st.services.clone(),
+                    severities: st.severities.clone(),
+                    samples: st
+                        .samples
+                        .iter()
+                        .map(|x| Sample {
+                            message: x.message.clone(),
+                            service: x.service.clone(),
+                            trace_id: x.trace_id.clone(),
+                            span_id: x.span_id.clone(),
+                            time_unix_nanos: x.time_unix_nanos,
+                        })
+                        .collect(),
+                    values: st.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                });
             }
             let labels: Vec<u32> = snap.roots.iter().map(|r| r.label).collect();
             if !s.roots.restore_labels(&labels, &snap.canonical) {
@@ -541,10 +593,27 @@ impl Engine {
                     ));
                 }
                 s.miner.insert_shape(&key.shape);
-                s.keys.push(key.stats.clone());
+                s.keys.push(KeyStats {
+                    count: key.stats.count,
+                    first: key.stats.first,
+                    last: key.stats.last,
+                    root: key.stats.root,
+                });
             }
             s.miner.consolidate();
-            s.counters = snap.counters;
+            let c = snap.counters;
+            s.counters = EngineCounters {
+                events: c.events,
+                other_events: c.other_events,
+                templates_refused: c.templates_refused,
+                templates_evicted: c.templates_evicted,
+                evicted_events: c.evicted_events,
+                roots_refused: c.roots_refused,
+                roots_evicted: c.roots_evicted,
+                root_evicted_events: c.root_evicted_events,
+                truncated: c.truncated,
+                blank: c.blank,
+            };
         }
         Ok(engine)
     }
@@ -983,8 +1052,6 @@ mod tests {
 
     #[test]
     fn snapshot_restores_ids_and_counts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("clusters.json");
         let engine = Engine::new(ClusteringConfig::default());
         let t0 = 1_700_000_000 * 1_000_000_000;
         let mut obs = Vec::new();
@@ -1001,8 +1068,11 @@ mod tests {
             now_unix_nanos: t0,
             ..Default::default()
         });
-        engine.save(&path).expect("saved");
-        let restored = Engine::restore(&path, ClusteringConfig::default()).expect("restored");
+        // Through the file format, as the agent stores it.
+        let text = serde_json::to_string(&engine.snapshot()).expect("serialised");
+        let snapshot = serde_json::from_str(&text).expect("read back");
+        let restored =
+            Engine::from_snapshot(snapshot, ClusteringConfig::default()).expect("restored");
         let after = restored.clusters(&ClusterQuery {
             now_unix_nanos: t0,
             ..Default::default()
