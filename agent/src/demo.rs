@@ -13,19 +13,21 @@
 //! directory and exits at once. No child process is started.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use faultline_ingest::tail::{LogSource, StartAt, TailConfig};
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
     Config, LogFormat, OtlpConfig, Settings, TaskSource, TelemetryConfig, WebConfig,
 };
-use crate::lab::{BoundLab, Lab, Scenario, ServiceEndpoints, TrafficSnapshot};
+use faultline_web::model::{ClusterSummary, CountersSnapshot, SocketState};
+
+use crate::lab::{BoundLab, Lab, Scenario, ServiceEndpoints, ServiceName, TrafficSnapshot};
 use crate::{run, shutdown, telemetry};
 
 /// How often the progress line is redrawn on a terminal (and the agent's patterns polled).
@@ -104,7 +106,12 @@ async fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let dashboard = format!("http://{}/", listening.web);
     print_intro(args, &dashboard, &endpoints);
 
-    let outcome = drive(args, &lab, &dashboard, &signal).await;
+    let inventory = endpoints
+        .iter()
+        .find(|service| service.name == ServiceName::Inventory)
+        .map(|service| service.api)
+        .context("the lab has no inventory")?;
+    let outcome = drive(args, &lab, &dashboard, inventory, &signal).await;
     println!();
     println!(
         "Stopping: the lab's services, then the agent; removing {}.",
@@ -209,6 +216,7 @@ async fn drive(
     args: &DemoArgs,
     lab: &Lab,
     dashboard: &str,
+    inventory: SocketAddr,
     signal: &CancellationToken,
 ) -> anyhow::Result<()> {
     let terminal = std::io::stdout().is_terminal();
@@ -268,8 +276,12 @@ async fn drive(
             println!("    {dashboard}cluster?id={}", pattern.id);
             announced.push(pattern.id);
         }
+        let seen = moved_counter(&client, dashboard, args.scenario, inventory)
+            .await
+            .map(|(what, count)| format!("  faultline sees {what}: {count}"))
+            .unwrap_or_default();
         progress.show(&format!(
-            "fault {} active for {:>3} s  {}",
+            "fault {} active for {:>3} s  {}{seen}",
             args.scenario,
             injected.elapsed().as_secs(),
             traffic_text(lab.traffic())
@@ -277,31 +289,70 @@ async fn drive(
     }
 }
 
-/// An emerging pattern as the API lists it (only the fields the demo prints).
-#[derive(Debug, Deserialize)]
-struct Pattern {
-    id: String,
-    canonical_template: String,
-    #[serde(default)]
-    services: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PatternPage {
-    clusters: Vec<Pattern>,
+/// The rows of the API's cluster page (`faultline_web::ClusterPage` is written, not read).
+#[derive(Debug, serde::Deserialize)]
+struct EmergingPage {
+    clusters: Vec<ClusterSummary>,
 }
 
 /// The agent's emerging patterns, read through its own API as any client would; empty when
 /// the API does not answer in time (the next tick asks again).
-async fn emerging_patterns(client: &reqwest::Client, dashboard: &str) -> Vec<Pattern> {
+async fn emerging_patterns(client: &reqwest::Client, dashboard: &str) -> Vec<ClusterSummary> {
     let url = format!("{dashboard}api/v1/clusters?emerging=true&limit=5");
-    let Ok(response) = client.get(&url).send().await else {
-        return Vec::new();
-    };
-    match response.json::<PatternPage>().await {
-        Ok(page) => page.clusters,
-        Err(_) => Vec::new(),
+    match get_json::<EmergingPage>(client, &url).await {
+        Some(page) => page.clusters,
+        None => Vec::new(),
     }
+}
+
+/// The counter the scenario moves, as the agent's API shows it now: (what, value). `None`
+/// for scenarios that announce themselves with an error pattern, or while the API does not
+/// answer.
+async fn moved_counter(
+    client: &reqwest::Client,
+    dashboard: &str,
+    scenario: Scenario,
+    inventory: SocketAddr,
+) -> Option<(String, u64)> {
+    let port = inventory.port();
+    let socket_state = match scenario {
+        Scenario::CloseWait => Some(SocketState::CloseWait),
+        Scenario::TimeWait => Some(SocketState::TimeWait),
+        Scenario::GoroutineLeak => None,
+        _ => return None,
+    };
+    let counters =
+        get_json::<CountersSnapshot>(client, &format!("{dashboard}api/v1/counters")).await?;
+    match socket_state {
+        Some(state) => {
+            // Loopback sockets are seen from both ends; either side of inventory's port counts.
+            let count = counters
+                .sockets
+                .iter()
+                .filter(|series| series.port == port && series.state == state)
+                .map(|series| series.current)
+                .max()?;
+            let name = match state {
+                SocketState::CloseWait => "CLOSE-WAIT",
+                _ => "TIME-WAIT",
+            };
+            Some((format!("{name} on inventory's port {port}"), count))
+        }
+        None => counters
+            .tasks
+            .iter()
+            .find(|series| series.target == ServiceName::Inventory.as_str())
+            .and_then(|series| series.current)
+            .map(|count| ("inventory's tasks".to_owned(), count)),
+    }
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Option<T> {
+    let response = client.get(url).send().await.ok()?;
+    response.json::<T>().await.ok()
 }
 
 fn traffic_text(traffic: TrafficSnapshot) -> String {
