@@ -442,8 +442,18 @@ fn agent_counters(
     let otlp = receivers.stats();
     rows.push(counter(
         "otlp_requests_throttled_total",
-        "OTLP requests answered with a retryable error (queue full).",
+        "OTLP requests answered with a retryable error (at capacity).",
         otlp.requests_throttled,
+    ));
+    rows.push(counter(
+        "otlp_requests_timed_out_total",
+        "OTLP requests whose body did not arrive within otlp.limits.body_read_timeout_ms.",
+        otlp.requests_timed_out,
+    ));
+    rows.push(counter(
+        "otlp_decompressed_bytes_high_water",
+        "Most decompressed OTLP bytes held at once since start.",
+        otlp.decompressed_bytes_high_water,
     ));
     rows.push(counter(
         "otlp_requests_invalid_total",
