@@ -16,6 +16,9 @@
 //! crate's inputs from them. It does not present anything: `faultline-web` renders the
 //! documents returned here.
 
+pub mod anomaly;
+pub mod hints;
 pub mod history;
+pub mod incident;
 
 pub use history::{CounterHistory, CounterSeries};

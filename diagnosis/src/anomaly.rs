@@ -1,0 +1,1029 @@
+//! Counter anomalies: counter series that broke from their own baseline, whether or not any
+//! error pattern came with them.
+//!
+//! A TIME-WAIT storm, a CLOSE-WAIT leak or a goroutine leak often logs nothing for seconds or
+//! minutes; the counters are the first witness. [`detect`] judges every series of a
+//! [`CounterHistory`] at the end of its axis ("now") and returns the ones that broke, with the
+//! series it could not judge and why. It is pure: the same history gives the same answer; the
+//! caller (the agent, once a second) keeps what was raised over time
+//! ([`crate::incident::IncidentTracker`]).
+//!
+//! The method, per series (the same statistics as "what moved"):
+//!
+//! 1. **Windows.** The *search window* is the last [`AnomalyConfig::search_ms`] of the
+//!    history; the *baseline window* is the [`AnomalyConfig::baseline_ms`] before it (clipped
+//!    at the start of the history). A baseline with fewer than
+//!    [`AnomalyConfig::min_baseline_points`] known points is not judged. A series that
+//!    first appeared after the history began (a service started after the agent) has its
+//!    start-up traffic there, not a usual level: its baseline starts
+//!    [`AnomalyConfig::warmup_ms`] after its first point, and its search window starts later
+//!    when that is needed to keep the baseline's minimum; until then it is not judged, and
+//!    the answer says so.
+//! 2. **Baseline.** Median level `m`, noise `σ = max(1.4826·MAD, √(|m|+1))`, band
+//!    `m ± 3σ`, and the baseline's own extreme (its highest point for a rise).
+//! 3. **Change point.** The first known point of the search window outside the band after
+//!    [`PERSIST`] points inside it.
+//! 4. **Two tests from the change point**, either raises:
+//!    - *step*: out of the band for [`PERSIST`] points and for [`SETTLE_SHARE`] of up to
+//!      [`SETTLE_POINTS`]; the median from the change point at least [`MIN_SCORE`]·σ from `m`
+//!      and, for levels, at least the kind's minimum change (e.g. [`MIN_SOCKET_CHANGE`]);
+//!    - *ramp* (levels only): a climb that has not settled yet — the points from the last
+//!      point inside the band rise in a Mann–Kendall trend test at [`RAMP_Z`] over at least
+//!      [`RAMP_MIN_POINTS`] points, the latest point is out of the band and at least the kind's
+//!      ramp minimum (e.g. [`MIN_RAMP_RISE`]) above `m`. A CLOSE-WAIT leak of two sockets a
+//!      second is raised about six seconds after it starts, long before its median has moved.
+//!
+//!    Either way the level reached must pass the baseline's own extreme: a series that
+//!    already went that high in its baseline (periodic bursts of a batch job) has not broken
+//!    from it.
+//! 5. **Direction.** Rises are judged for every kind; falls only for a service's request
+//!    rate (its callers stopped reaching it), never for levels: a service restart empties its
+//!    sockets, goroutines and fds for a moment, which is not an incident.
+//!
+//! The agent's own runtime is not judged: its work follows whatever the node does.
+//!
+//! Bounds: one pass over each series' points per call, `O(series × points)`; the answer holds
+//! at most one anomaly and one unjudged entry per series.
+
+use faultline_series::{CounterKind, SeriesKey, TrafficMetric};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::history::CounterHistory;
+
+/// Samples a series must stay out of (and, before, inside) its band for a change point: one or
+/// two odd samples are a blip, three at 1 s still answer within seconds. The same as "what
+/// moved".
+pub const PERSIST: usize = 3;
+/// Points from a change point over which a step must hold (see [`SETTLE_SHARE`]); a change
+/// younger than that is judged on the points there are.
+pub const SETTLE_POINTS: usize = 10;
+/// Share of the [`SETTLE_POINTS`] that must be out of the band: a real step may dip back once or
+/// twice, a blip does not stay.
+pub const SETTLE_SHARE: f64 = 0.8;
+/// Half-width of the usual band in noise units: Gaussian noise leaves 3σ about once in 370
+/// samples, and [`PERSIST`] samples in a row almost never.
+pub const BAND_Z: f64 = 3.0;
+/// Smallest shift of a step, in noise units: twice the band, so a series grazing its band
+/// edge is not raised.
+pub const MIN_SCORE: f64 = 6.0;
+/// Smallest step of a socket count (per port, node-wide, sockstat). Seen on a real node
+/// during a quiet minute: client ports of other programs appearing with 6 to 14 TIME-WAIT
+/// sockets each. Twenty is above that churn and below any storm or leak worth a page.
+pub const MIN_SOCKET_CHANGE: f64 = 20.0;
+/// Smallest step of an accept queue: backlogs are often small (Go listens with the kernel's
+/// `somaxconn`, but a lab or an old service may use 8 to 128), and a queue that holds five
+/// connections nobody accepts is already a stuck `accept()`.
+pub const MIN_QUEUE_CHANGE: f64 = 5.0;
+/// Smallest step of a task (goroutine), fd or thread count: a Go service's goroutines
+/// wobble by a few per in-flight request; a leak adds one or more per request.
+pub const MIN_PROCESS_CHANGE: f64 = 20.0;
+/// Smallest rise of a ramp above the usual level (levels only): a strictly rising series of
+/// at least [`RAMP_MIN_POINTS`] points that has climbed this far is not churn (churn appears
+/// as a jump of a few sockets, not a steady climb). Eight keeps a leak of one socket a second
+/// within about ten seconds of its start.
+pub const MIN_RAMP_RISE: f64 = 8.0;
+/// Fewest points of a ramp, counted from the last point inside the band.
+pub const RAMP_MIN_POINTS: usize = 6;
+/// Points of a ramp tested at most: the latest stretch of a climb.
+pub const RAMP_MAX_POINTS: usize = 15;
+/// Mann–Kendall z a ramp must reach (one-sided p ≈ 0.01): six strictly rising points give
+/// 2.63, six points with one tie or dip do not pass.
+pub const RAMP_Z: f64 = 2.33;
+/// Smallest usual request rate (per second) whose fall is judged: a service idle most of the
+/// time has no rate to lose.
+pub const MIN_FALL_BASELINE: f64 = 1.0;
+/// Scale of the MAD that makes it estimate σ for Gaussian noise.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// How the anomaly detector reads a history. Every field has a default; the agent reads them
+/// from `[diagnosis]` in its configuration (tests shorten the windows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Length of the baseline window (ms): five minutes makes a median and a MAD stable (300
+    /// points at 1 s) and fits the 15-minute history with the search window.
+    pub baseline_ms: i64,
+    /// Length of the search window at the end of the history (ms): a change is raised while
+    /// its start is inside it; two minutes covers the 60 s TIME-WAIT of a storm. An incident
+    /// keeps the anomaly after that (see [`crate::incident`]).
+    pub search_ms: i64,
+    /// Fewest known baseline points for a judgement (30 s at 1 s).
+    pub min_baseline_points: usize,
+    /// Start-up time of a series that appeared after the history began (ms): a service that
+    /// just started opens its pools and spawns its workers, which is not its usual level.
+    pub warmup_ms: i64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            baseline_ms: 5 * 60_000,
+            search_ms: 2 * 60_000,
+            min_baseline_points: 30,
+            warmup_ms: 15_000,
+        }
+    }
+}
+
+/// How a series broke from its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeShape {
+    /// It moved to a new level and stayed there.
+    Step,
+    /// It is climbing steadily and has not settled yet.
+    Ramp,
+}
+
+/// Which way a series broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Above its usual band.
+    Rise,
+    /// Below its usual band.
+    Fall,
+}
+
+/// One counter series that broke from its own baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CounterAnomaly {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its name as the dashboard shows it (`TIME-WAIT →:8080`).
+    pub label: String,
+    /// Unit of the levels (`sockets`, `/s`, `fds`, ...).
+    pub unit: String,
+    /// Its family.
+    pub kind: CounterKind,
+    /// Step or ramp.
+    pub shape: ChangeShape,
+    /// Rise or fall.
+    pub direction: Direction,
+    /// Usual level: the baseline's median.
+    pub before: f64,
+    /// The baseline's noise σ (same unit).
+    pub noise: f64,
+    /// The furthest point from `before` since the change.
+    pub reached: f64,
+    /// The latest point.
+    pub latest: f64,
+    /// How far `reached` is from `before`, in noise units.
+    pub score: f64,
+    /// When the series left its band (Unix ms, a sample time).
+    pub changed_at_unix_ms: i64,
+    /// Whether the latest points are still out of the band.
+    pub active: bool,
+    /// The series' limit when it has one (a process's fd limit, a listener's backlog).
+    pub limit: Option<f64>,
+    /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 2,900 in 20 s (from
+    /// 20:41:03 UTC)".
+    pub evidence: String,
+}
+
+/// A series the detector could not judge, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Unjudged {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its name as the dashboard shows it.
+    pub label: String,
+    /// Why, in one sentence ("first seen at 20:41:03 UTC, inside its baseline window").
+    pub reason: String,
+}
+
+/// The detector's answer for one history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyReport {
+    /// Series judged.
+    pub series_judged: u64,
+    /// The series that broke, highest score first.
+    pub anomalies: Vec<CounterAnomaly>,
+    /// The series that could not be judged, and why.
+    pub unjudged: Vec<Unjudged>,
+}
+
+/// The limit of one series (a process's fd limit, a listener's backlog): quoted in the
+/// evidence, so "open fds rose 40 → 1,010" says "of 1,024".
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesLimit {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its limit, in the series' unit.
+    pub limit: f64,
+}
+
+/// Judges every series of `history` at the end of its axis (see the module documentation).
+pub fn detect(
+    history: &CounterHistory,
+    limits: &[SeriesLimit],
+    config: &AnomalyConfig,
+) -> AnomalyReport {
+    let mut report = AnomalyReport::default();
+    let len = history.len();
+    if len == 0 {
+        return report;
+    }
+    let step = history.step_ms.max(1);
+    let search_points = usize::try_from(config.search_ms / step).unwrap_or(0).max(1);
+    let baseline_points = usize::try_from(config.baseline_ms / step)
+        .unwrap_or(0)
+        .max(1);
+    let warmup_points = usize::try_from(config.warmup_ms.max(0) / step).unwrap_or(0);
+    let split = len.saturating_sub(search_points);
+    let base_from = split.saturating_sub(baseline_points);
+    for series in &history.series {
+        if matches!(series.key, SeriesKey::Runtime { .. }) {
+            continue;
+        }
+        let points = filled(history, &series.key, &series.points, len);
+        let label = series.key.label();
+        let unjudged = |reason: String| Unjudged {
+            key: series.key.clone(),
+            label: label.clone(),
+            reason,
+        };
+        let Some(first) = points.iter().position(Option::is_some) else {
+            report
+                .unjudged
+                .push(unjudged("no sample in the history".to_owned()));
+            continue;
+        };
+        // A series that appeared after the history began starts its baseline after its
+        // start-up, and its search window moves later to keep the baseline's minimum.
+        let (from, series_split) = if first > 0 && first + warmup_points > base_from {
+            let from = first + warmup_points;
+            (from, split.max(from + config.min_baseline_points))
+        } else {
+            (base_from, split)
+        };
+        if series_split >= len {
+            report.unjudged.push(unjudged(format!(
+                "first seen at {}, after the agent started: its first {} s are its start-up \
+                 and its baseline needs {} points after that",
+                clock(history.time(first)),
+                warmup_points as i64 * step / 1000,
+                config.min_baseline_points,
+            )));
+            continue;
+        }
+        let mut base: Vec<f64> = points[from..series_split]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        if base.len() < config.min_baseline_points {
+            report.unjudged.push(unjudged(format!(
+                "{} of the {} baseline points needed are known",
+                base.len(),
+                config.min_baseline_points
+            )));
+            continue;
+        }
+        report.series_judged += 1;
+        let baseline = Baseline::of(&mut base);
+        let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
+        if let Some(a) = judge(
+            history,
+            &series.key,
+            &points,
+            series_split,
+            &baseline,
+            limit,
+        ) {
+            report.anomalies.push(a);
+        }
+    }
+    report
+        .anomalies
+        .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
+    report
+}
+
+/// The usual level of a series.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    level: f64,
+    noise: f64,
+    highest: f64,
+    lowest: f64,
+}
+
+impl Baseline {
+    /// Median, noise and extremes of the known baseline points (sorted in place; not empty).
+    fn of(points: &mut [f64]) -> Baseline {
+        let level = median(points);
+        let highest = points.last().copied().unwrap_or(level);
+        let lowest = points.first().copied().unwrap_or(level);
+        let mut dev: Vec<f64> = points.iter().map(|v| (v - level).abs()).collect();
+        let noise = (MAD_TO_SIGMA * median(&mut dev)).max((level.abs() + 1.0).sqrt());
+        Baseline {
+            level,
+            noise,
+            highest,
+            lowest,
+        }
+    }
+
+    /// +1 above the band, -1 below, 0 inside.
+    fn side(&self, v: f64) -> i8 {
+        let band = BAND_Z * self.noise;
+        if v > self.level + band {
+            1
+        } else if v < self.level - band {
+            -1
+        } else {
+            0
+        }
+    }
+}
+
+/// What a kind of series must do to be raised: the smallest step and ramp, and whether a fall
+/// is judged.
+struct KindRule {
+    min_step: f64,
+    /// `None`: no ramp test (rates).
+    min_ramp: Option<f64>,
+    falls: bool,
+}
+
+fn rule(key: &SeriesKey) -> KindRule {
+    let level = |min_step| KindRule {
+        min_step,
+        min_ramp: Some(MIN_RAMP_RISE),
+        falls: false,
+    };
+    match key.kind() {
+        CounterKind::Sockets | CounterKind::NodeSockets | CounterKind::Sockstat => {
+            level(MIN_SOCKET_CHANGE)
+        }
+        CounterKind::AcceptQueue => KindRule {
+            min_step: MIN_QUEUE_CHANGE,
+            min_ramp: Some(MIN_QUEUE_CHANGE),
+            falls: false,
+        },
+        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => {
+            level(MIN_PROCESS_CHANGE)
+        }
+        // Memory moves by megabytes with every allocation burst; a change of level is not an
+        // incident by itself, so only a step of at least 6σ and 64 MiB counts.
+        CounterKind::ProcessMemory => KindRule {
+            min_step: 64.0 * 1024.0 * 1024.0,
+            min_ramp: None,
+            falls: false,
+        },
+        CounterKind::ProtocolRate | CounterKind::Runtime => KindRule {
+            min_step: 0.0,
+            min_ramp: None,
+            falls: false,
+        },
+        CounterKind::ServiceTraffic => KindRule {
+            min_step: 0.0,
+            min_ramp: None,
+            falls: matches!(
+                key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Requests,
+                    ..
+                }
+            ),
+        },
+    }
+}
+
+/// Steps 3 and 4 of the method on one series.
+fn judge(
+    history: &CounterHistory,
+    key: &SeriesKey,
+    points: &[Option<f64>],
+    split: usize,
+    b: &Baseline,
+    limit: Option<f64>,
+) -> Option<CounterAnomaly> {
+    let rule = rule(key);
+    let known: Vec<(usize, f64)> = points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    let first_search = known.partition_point(|&(i, _)| i < split);
+    for k in first_search.max(PERSIST)..known.len() {
+        let dir = b.side(known[k].1);
+        if dir == 0 || (dir < 0 && !rule.falls) {
+            continue;
+        }
+        if !known[k - PERSIST..k].iter().all(|&(_, x)| b.side(x) != dir) {
+            continue;
+        }
+        let since = &known[k..];
+        let shape = if is_step(since, b, dir, &rule) {
+            ChangeShape::Step
+        } else if dir > 0 && is_ramp(&known[k - 1..], b, &rule) {
+            ChangeShape::Ramp
+        } else {
+            continue;
+        };
+        let reached = if dir > 0 {
+            since.iter().map(|p| p.1).fold(f64::MIN, f64::max)
+        } else {
+            since.iter().map(|p| p.1).fold(f64::MAX, f64::min)
+        };
+        let latest = since.last().map_or(reached, |p| p.1);
+        let active = known[known.len().saturating_sub(PERSIST)..]
+            .iter()
+            .all(|&(_, x)| b.side(x) == dir);
+        let changed_at = history.time(known[k].0);
+        let last_at = history.time(known[known.len() - 1].0);
+        let direction = if dir > 0 {
+            Direction::Rise
+        } else {
+            Direction::Fall
+        };
+        let label = key.label();
+        let evidence = evidence(
+            &label,
+            key.unit(),
+            b.level,
+            reached,
+            direction,
+            shape,
+            changed_at,
+            last_at,
+            limit,
+        );
+        return Some(CounterAnomaly {
+            key: key.clone(),
+            label,
+            unit: key.unit().to_owned(),
+            kind: key.kind(),
+            shape,
+            direction,
+            before: b.level,
+            noise: b.noise,
+            reached,
+            latest,
+            score: (reached - b.level).abs() / b.noise,
+            changed_at_unix_ms: changed_at,
+            active,
+            limit,
+            evidence,
+        });
+    }
+    None
+}
+
+/// The step test: out of the band and holding, far enough from the usual level, and beyond
+/// anything the baseline itself reached.
+fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule) -> bool {
+    if since.len() < PERSIST || !since[..PERSIST].iter().all(|&(_, x)| b.side(x) == dir) {
+        return false;
+    }
+    let settle = &since[..since.len().min(SETTLE_POINTS)];
+    let out = settle.iter().filter(|&&(_, x)| b.side(x) == dir).count();
+    if (out as f64) < SETTLE_SHARE * settle.len() as f64 {
+        return false;
+    }
+    let mut after: Vec<f64> = since.iter().map(|p| p.1).collect();
+    let level = median(&mut after);
+    let change = level - b.level;
+    // A fall is raised only once it held for the whole settle window: a restart empties a
+    // service's request rate for a few seconds.
+    if dir < 0 && (b.level < MIN_FALL_BASELINE || since.len() < SETTLE_POINTS) {
+        return false;
+    }
+    let beyond = if dir > 0 {
+        level > b.highest
+    } else {
+        level < b.lowest
+    };
+    change.signum() as i8 == dir
+        && change.abs() / b.noise >= MIN_SCORE
+        && change.abs() >= rule.min_step
+        && beyond
+}
+
+/// The ramp test over the points from the last one inside the band (`from[0]`).
+fn is_ramp(from: &[(usize, f64)], b: &Baseline, rule: &KindRule) -> bool {
+    let Some(min_rise) = rule.min_ramp else {
+        return false;
+    };
+    let ramp = &from[from.len().saturating_sub(RAMP_MAX_POINTS)..];
+    if ramp.len() < RAMP_MIN_POINTS {
+        return false;
+    }
+    let Some(&(_, latest)) = ramp.last() else {
+        return false;
+    };
+    b.side(latest) > 0
+        && latest - b.level >= min_rise
+        && latest > b.highest
+        && mann_kendall_z(ramp.iter().map(|p| p.1)) >= RAMP_Z
+}
+
+/// The Mann–Kendall trend statistic as a z score (no tie correction, continuity-corrected):
+/// positive for a rising series.
+fn mann_kendall_z(values: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = values.collect();
+    let n = v.len();
+    if n < 3 {
+        return 0.0;
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match v[j].total_cmp(&v[i]) {
+                std::cmp::Ordering::Greater => 1,
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => 0,
+            };
+        }
+    }
+    let n = n as f64;
+    let var = n * (n - 1.0) * (2.0 * n + 5.0) / 18.0;
+    let s = s as f64;
+    if s > 0.0 {
+        (s - 1.0) / var.sqrt()
+    } else if s < 0.0 {
+        (s + 1.0) / var.sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// The points of a series on the whole axis. A socket state's gaps before its first point are
+/// 0 where its port group was already counted: the store starts a state's series at its first
+/// socket, so "no series yet" there means "no socket in that state", while a port group that
+/// did not exist yet is unknown.
+fn filled(
+    history: &CounterHistory,
+    key: &SeriesKey,
+    points: &[Option<f64>],
+    len: usize,
+) -> Vec<Option<f64>> {
+    let mut out: Vec<Option<f64>> = points.iter().copied().take(len).collect();
+    out.resize(len, None);
+    if let SeriesKey::PortState { port, side, .. } = key {
+        let total = SeriesKey::PortTotal {
+            port: *port,
+            side: *side,
+        };
+        if let (Some(group), Some(first)) =
+            (history.get(&total), out.iter().position(Option::is_some))
+        {
+            for (i, p) in out[..first].iter_mut().enumerate() {
+                if group.points.get(i).copied().flatten().is_some() {
+                    *p = Some(0.0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sentence of evidence.
+#[allow(clippy::too_many_arguments)]
+fn evidence(
+    label: &str,
+    unit: &str,
+    before: f64,
+    reached: f64,
+    direction: Direction,
+    shape: ChangeShape,
+    changed_at: i64,
+    last_at: i64,
+    limit: Option<f64>,
+) -> String {
+    let verb = match (direction, shape) {
+        (Direction::Fall, _) => "fell",
+        (Direction::Rise, ChangeShape::Step) => "rose",
+        (Direction::Rise, ChangeShape::Ramp) => "is climbing",
+    };
+    let unit = match unit {
+        "/s" => "/s",
+        "pages" => " pages",
+        _ => "",
+    };
+    let secs = ((last_at - changed_at).max(0) as f64 / 1000.0).round() as i64;
+    let mut text = format!(
+        "{label} {verb} {}{unit} → {}{unit} in {secs} s (from {})",
+        number(before),
+        number(reached),
+        clock(changed_at)
+    );
+    if let Some(limit) = limit.filter(|l| *l > 0.0) {
+        text.push_str(&format!(
+            "; {} % of its limit {}",
+            (100.0 * reached / limit).round(),
+            number(limit)
+        ));
+    }
+    text
+}
+
+/// Median of `values` (sorted in place); 0 for none.
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// A level for a sentence: whole numbers (and anything from 100 up) with thousands
+/// separators, smaller fractions to one decimal.
+pub(crate) fn number(v: f64) -> String {
+    let whole = (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0;
+    if whole && v.abs() < 1e15 {
+        let n = v.round() as i64;
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        if n < 0 {
+            format!("-{out}")
+        } else {
+            out
+        }
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// `HH:MM:SS UTC` of a Unix time in ms.
+pub(crate) fn clock(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::CounterSeries;
+    use faultline_series::{PortSide, ProcessMetric, SocketState};
+
+    /// 2026-11-25T20:30:00Z.
+    const START: i64 = 1_795_638_600_000;
+
+    /// A deterministic noise source (xorshift), so a failure reproduces.
+    struct Noise(u64);
+    impl Noise {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % 10_000) as f64 / 10_000.0
+        }
+    }
+
+    fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
+        SeriesKey::PortState { port, side, state }
+    }
+
+    fn history(series: Vec<(SeriesKey, Vec<Option<f64>>)>) -> CounterHistory {
+        CounterHistory {
+            start_unix_ms: START,
+            step_ms: 1000,
+            series: series
+                .into_iter()
+                .map(|(key, points)| CounterSeries { key, points })
+                .collect(),
+        }
+    }
+
+    /// The history cut at `end` points: what the agent sees at that second.
+    fn at(h: &CounterHistory, end: usize) -> CounterHistory {
+        CounterHistory {
+            series: h
+                .series
+                .iter()
+                .map(|s| CounterSeries {
+                    key: s.key.clone(),
+                    points: s.points.iter().take(end).copied().collect(),
+                })
+                .collect(),
+            ..h.clone()
+        }
+    }
+
+    /// The first second (from `from`) at which the detector raises `key`, if any before `to`.
+    fn raised_at(h: &CounterHistory, key: &SeriesKey, from: usize, to: usize) -> Option<usize> {
+        let config = AnomalyConfig::default();
+        (from..=to).find(|&end| {
+            detect(&at(h, end), &[], &config)
+                .anomalies
+                .iter()
+                .any(|a| &a.key == key)
+        })
+    }
+
+    /// Noise around `level` (± `spread`), rounded like a count.
+    fn noisy(n: usize, level: f64, spread: f64, seed: u64) -> Vec<Option<f64>> {
+        let mut noise = Noise(seed);
+        (0..n)
+            .map(|_| {
+                Some(
+                    (level + spread * (2.0 * noise.next() - 1.0))
+                        .round()
+                        .max(0.0),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_time_wait_storm_is_raised_within_seconds_of_its_start() {
+        let key = port_state(8080, PortSide::Remote, SocketState::TimeWait);
+        let mut points = noisy(600, 12.0, 3.0, 7);
+        let start = 420;
+        for (j, p) in points[start..].iter_mut().enumerate() {
+            *p = Some((12.0 + 145.0 * (j as f64 + 1.0)).min(2_900.0));
+        }
+        let h = history(vec![(key.clone(), points)]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
+        assert!(at_end <= start + 10, "raised {} s after", at_end - start);
+        let report = detect(&at(&h, start + 20), &[], &AnomalyConfig::default());
+        let a = &report.anomalies[0];
+        assert_eq!(a.direction, Direction::Rise);
+        assert_eq!(a.changed_at_unix_ms, START + start as i64 * 1000);
+        assert!(
+            a.evidence
+                .starts_with("TIME-WAIT →:8080 rose 12 → 2,900 in 19 s"),
+            "{}",
+            a.evidence
+        );
+        assert!(a.active);
+    }
+
+    #[test]
+    fn a_close_wait_leak_is_raised_as_a_ramp_before_it_settles() {
+        let key = port_state(9000, PortSide::Local, SocketState::CloseWait);
+        let total = SeriesKey::PortTotal {
+            port: 9000,
+            side: PortSide::Local,
+        };
+        let start = 400;
+        // The state's series starts at its first socket; the port group was there all along.
+        let mut cw: Vec<Option<f64>> = vec![None; start];
+        cw.extend((1..=200).map(|j| Some(j as f64)));
+        let h = history(vec![(key.clone(), cw), (total, noisy(600, 30.0, 4.0, 3))]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
+        assert!(at_end <= start + 10, "raised {} s after", at_end - start);
+        let report = detect(&at(&h, at_end), &[], &AnomalyConfig::default());
+        let a = report.anomalies.iter().find(|a| a.key == key).unwrap();
+        assert_eq!(a.shape, ChangeShape::Ramp);
+        assert!(a.evidence.contains("is climbing 0 →"), "{}", a.evidence);
+    }
+
+    #[test]
+    fn a_goroutine_leak_and_fds_near_their_limit_are_raised() {
+        let tasks = SeriesKey::Task {
+            target: "api".into(),
+            source: "pprof".into(),
+        };
+        let fds = SeriesKey::Process {
+            name: "api".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let mut g = noisy(600, 14.0, 3.0, 11);
+        let mut f = noisy(600, 40.0, 2.0, 12);
+        for j in 0..100 {
+            g[500 + j] = Some(14.0 + 40.0 * j as f64);
+            f[500 + j] = Some((40.0 + 10.0 * j as f64).min(1_024.0));
+        }
+        let h = history(vec![(tasks.clone(), g), (fds.clone(), f)]);
+        let limits = [SeriesLimit {
+            key: fds.clone(),
+            limit: 1_024.0,
+        }];
+        let report = detect(&h, &limits, &AnomalyConfig::default());
+        let keys: Vec<&SeriesKey> = report.anomalies.iter().map(|a| &a.key).collect();
+        assert!(keys.contains(&&tasks) && keys.contains(&&fds), "{keys:?}");
+        let fd = report.anomalies.iter().find(|a| a.key == fds).unwrap();
+        assert!(
+            fd.evidence.ends_with("100 % of its limit 1,024"),
+            "{}",
+            fd.evidence
+        );
+    }
+
+    #[test]
+    fn background_churn_of_other_programs_raises_nothing() {
+        // Ten minutes of other programs' client sockets: bursts of 6 to 14 TIME-WAIT on
+        // their peers' ports every few seconds, a node-wide total that wobbles with them,
+        // and a port group that appears for the first time mid-history.
+        let mut noise = Noise(99);
+        let mut series = Vec::new();
+        for port in [443u16, 5432, 6379] {
+            let points: Vec<Option<f64>> = (0..600)
+                .map(|i| {
+                    Some(if i % 7 < 3 {
+                        (6.0 + 8.0 * noise.next()).round()
+                    } else {
+                        0.0
+                    })
+                })
+                .collect();
+            series.push((
+                port_state(port, PortSide::Remote, SocketState::TimeWait),
+                points,
+            ));
+        }
+        series.push((
+            SeriesKey::NodeState {
+                state: SocketState::TimeWait,
+            },
+            noisy(600, 40.0, 15.0, 5),
+        ));
+        let mut fresh: Vec<Option<f64>> = vec![None; 560];
+        fresh.extend((0..40).map(|j| Some(j.min(14) as f64)));
+        series.push((
+            port_state(8443, PortSide::Remote, SocketState::TimeWait),
+            fresh,
+        ));
+        let h = history(series);
+        for end in 300..=600 {
+            let report = detect(&at(&h, end), &[], &AnomalyConfig::default());
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
+    }
+
+    #[test]
+    fn a_periodic_burst_already_in_the_baseline_is_not_a_break() {
+        // A batch job that opens 60 connections every two minutes.
+        let key = port_state(5432, PortSide::Remote, SocketState::TimeWait);
+        let points: Vec<Option<f64>> = (0..700)
+            .map(|i| Some(if i % 120 < 20 { 60.0 } else { 2.0 }))
+            .collect();
+        let h = history(vec![(key.clone(), points)]);
+        assert_eq!(raised_at(&h, &key, 420, 699), None);
+    }
+
+    #[test]
+    fn a_service_restart_raises_nothing() {
+        // The service goes away for 3 s: its goroutine scrape fails, its sockets and fds
+        // drop, its request rate falls, then all come back to their usual level (goroutines
+        // with a short start-up climb).
+        let tasks = SeriesKey::Task {
+            target: "api".into(),
+            source: "pprof".into(),
+        };
+        let estab = port_state(8080, PortSide::Local, SocketState::Established);
+        let requests = SeriesKey::ServiceTraffic {
+            service: "api".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let fds = SeriesKey::Process {
+            name: "api".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let mut g = noisy(600, 20.0, 3.0, 1);
+        let mut e = noisy(600, 8.0, 2.0, 2);
+        let mut r = noisy(600, 50.0, 8.0, 3);
+        let mut f = noisy(600, 30.0, 2.0, 4);
+        for i in 450..453 {
+            g[i] = None;
+            e[i] = Some(0.0);
+            r[i] = Some(0.0);
+            f[i] = None;
+        }
+        g[453] = Some(4.0);
+        g[454] = Some(9.0);
+        f[453] = Some(12.0);
+        // The callers' pooled connections were closed by the dying process.
+        let tw = port_state(8080, PortSide::Local, SocketState::TimeWait);
+        let mut t: Vec<Option<f64>> = vec![Some(0.0); 600];
+        for p in &mut t[450..510] {
+            *p = Some(9.0);
+        }
+        let h = history(vec![
+            (tasks, g),
+            (estab, e),
+            (requests, r),
+            (fds, f),
+            (tw, t),
+        ]);
+        for end in 440..=600 {
+            let report = detect(&at(&h, end), &[], &AnomalyConfig::default());
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
+    }
+
+    #[test]
+    fn services_started_after_the_agent_are_not_judged_on_their_start_up() {
+        // The agent starts; 20 s later the services come up and their traffic climbs to its
+        // usual level over 30 s. The baseline would hold that climb: not judged, and said so.
+        let tasks = SeriesKey::Task {
+            target: "api".into(),
+            source: "pprof".into(),
+        };
+        let estab = port_state(8080, PortSide::Local, SocketState::Established);
+        let total = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        let mut g: Vec<Option<f64>> = vec![None; 20];
+        g.extend((0..400).map(|j| Some((3.0 + j as f64 * 2.0).min(60.0))));
+        let mut e: Vec<Option<f64>> = vec![None; 20];
+        e.extend((0..400).map(|j| Some((j as f64).min(40.0))));
+        let h = history(vec![(tasks.clone(), g), (estab, e.clone()), (total, e)]);
+        let config = AnomalyConfig {
+            baseline_ms: 60_000,
+            search_ms: 30_000,
+            ..AnomalyConfig::default()
+        };
+        for end in 1..=420 {
+            let report = detect(&at(&h, end), &[], &config);
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
+        let report = detect(&at(&h, 60), &[], &config);
+        let why = report.unjudged.iter().find(|u| u.key == tasks).unwrap();
+        assert!(
+            why.reason.starts_with("first seen at 20:30:20 UTC"),
+            "{}",
+            why.reason
+        );
+    }
+
+    #[test]
+    fn a_fall_of_a_request_rate_is_raised_and_a_fall_of_a_level_is_not() {
+        let requests = SeriesKey::ServiceTraffic {
+            service: "api".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let estab = port_state(8080, PortSide::Local, SocketState::Established);
+        let mut r = noisy(600, 50.0, 8.0, 3);
+        let mut e = noisy(600, 60.0, 4.0, 4);
+        for i in 500..600 {
+            r[i] = Some(2.0);
+            e[i] = Some(0.0);
+        }
+        let h = history(vec![(requests.clone(), r), (estab, e)]);
+        let report = detect(&h, &[], &AnomalyConfig::default());
+        assert_eq!(report.anomalies.len(), 1, "{:?}", report.anomalies);
+        assert_eq!(report.anomalies[0].key, requests);
+        assert_eq!(report.anomalies[0].direction, Direction::Fall);
+    }
+
+    #[test]
+    fn a_series_with_too_few_baseline_points_is_reported_unjudged() {
+        let key = SeriesKey::Task {
+            target: "api".into(),
+            source: "pprof".into(),
+        };
+        // Known at the start of the history (the agent saw it from its first sample), then
+        // the target failed for most of the baseline.
+        let mut points = vec![Some(10.0); 5];
+        points.extend(vec![None; 300]);
+        points.extend(vec![Some(5_000.0); 100]);
+        let h = history(vec![(key.clone(), points)]);
+        let report = detect(&h, &[], &AnomalyConfig::default());
+        assert!(report.anomalies.is_empty());
+        assert_eq!(report.unjudged.len(), 1);
+        assert!(report.unjudged[0].reason.contains("baseline points"));
+    }
+
+    #[test]
+    fn a_blip_is_not_a_break() {
+        let key = port_state(8080, PortSide::Local, SocketState::SynRecv);
+        let mut points = noisy(600, 2.0, 1.0, 8);
+        for p in &mut points[500..502] {
+            *p = Some(400.0);
+        }
+        let h = history(vec![(key.clone(), points)]);
+        assert_eq!(raised_at(&h, &key, 495, 599), None);
+    }
+
+    #[test]
+    fn the_trend_test_needs_a_steady_climb() {
+        assert!(mann_kendall_z([1.0, 2.0, 3.0, 4.0, 5.0, 6.0].into_iter()) >= RAMP_Z);
+        assert!(mann_kendall_z([1.0, 2.0, 2.0, 4.0, 3.0, 6.0].into_iter()) < RAMP_Z);
+        assert!(mann_kendall_z([6.0, 5.0, 4.0, 3.0, 2.0, 1.0].into_iter()) < 0.0);
+    }
+}

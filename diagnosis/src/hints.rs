@@ -1,0 +1,907 @@
+//! Diagnosis hints as data: what a matched error pattern or counter anomaly usually means,
+//! the next checks with exact commands, and what would rule the explanation out.
+//!
+//! The rules are a versioned TOML file ([`BUILTIN_RULES`], `diagnosis/rules/hints.toml`,
+//! compiled into the binary) that a user extends or overrides with a file of the same format
+//! (`[diagnosis] rules = "path"` in the agent's configuration): a user rule with a shipped
+//! rule's id replaces it, the others are added after the shipped ones. The format is typed
+//! with unknown keys refused, every regex is compiled and every placeholder checked when the
+//! file is loaded, so a bad rule is an error at start that names it, never a silent miss
+//! during an outage.
+//!
+//! A rule applies to an incident when one of its pattern regexes matches one of the
+//! incident's pattern texts or one of its counter signatures matches one of the incident's
+//! counter anomalies — and, when the rule names a culprit role, the incident's culprit has
+//! that role (an unknown role does not exclude). A [`Hint`] says what matched (its evidence),
+//! never that the cause is certain. Commands are filled from the incident's facts
+//! ([`HintFacts`]); a fact that is unknown is shown as `<port>` and the check says it is
+//! incomplete.
+//!
+//! Bounds: matching is `O(rules × (patterns + anomalies))` per incident; regexes are compiled
+//! once, with the regex crate's linear-time engine, so a hostile pattern text cannot make a
+//! rule slow.
+
+use std::collections::BTreeSet;
+
+use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::anomaly::{CounterAnomaly, Direction};
+
+/// The rules shipped in the binary.
+pub const BUILTIN_RULES: &str = include_str!("../rules/hints.toml");
+
+/// The rules file format this build reads.
+pub const RULES_VERSION: u32 = 1;
+
+/// The placeholders a command may use, filled from [`HintFacts`].
+pub const PLACEHOLDERS: [&str; 8] = [
+    "service",
+    "port",
+    "peer",
+    "host",
+    "pid",
+    "goroutine_url",
+    "pattern_id",
+    "api",
+];
+
+/// Why a rules file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HintsError {
+    /// Not valid TOML, or a key or value the format does not know.
+    #[error("{origin}: {source}")]
+    Format {
+        /// Which file (`built-in rules` or the user's path).
+        origin: String,
+        /// What the parser said (it names the key and line).
+        source: toml::de::Error,
+    },
+    /// A version this build does not read.
+    #[error("{origin}: rules format version {found} is not supported (this build reads version {RULES_VERSION})")]
+    Version {
+        /// Which file.
+        origin: String,
+        /// The version it declares.
+        found: u32,
+    },
+    /// A rule that cannot work as written.
+    #[error("{origin}: rule `{rule}`: {problem}")]
+    Rule {
+        /// Which file.
+        origin: String,
+        /// The rule's id.
+        rule: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The role of an incident's culprit in the failing calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CulpritRole {
+    /// The callee of the failing calls: it closed, reset, refused or hung; its callers only
+    /// saw the error.
+    Callee,
+    /// A caller that fails on its own (its name lookups, its own timeouts, its misuse of
+    /// connections).
+    Caller,
+    /// A service that reported its own error (it logged it or recorded it on its span).
+    #[serde(rename = "self")]
+    SelfReported,
+}
+
+/// A family of counter series, as a rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesFamily {
+    /// Sockets of one port in one state.
+    PortState,
+    /// Sockets of the node in one state.
+    NodeState,
+    /// All sockets of one port.
+    PortTotal,
+    /// A listening port's accept queue.
+    ListenQueue,
+    /// A kernel protocol counter rate.
+    ProtocolRate,
+    /// A `/proc/net/sockstat` field.
+    Sockstat,
+    /// A process's open file descriptors.
+    OpenFds,
+    /// A process's threads.
+    Threads,
+    /// A target's goroutines (tasks).
+    Tasks,
+    /// A service's requests per second.
+    Requests,
+    /// A service's failed requests per second.
+    Errors,
+}
+
+/// A counter signature: which anomalies a rule recognises.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterSignature {
+    /// The family of the series.
+    pub series: SeriesFamily,
+    /// The socket state (socket series only).
+    #[serde(default)]
+    pub state: Option<SocketState>,
+    /// The side of the port (port series only).
+    #[serde(default)]
+    pub side: Option<PortSide>,
+    /// The protocol counter or sockstat field, matched against the last word of its name
+    /// (`ListenOverflows` matches `TcpExt ListenOverflows`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which way it must move; a rise when not given.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+}
+
+impl CounterSignature {
+    /// Whether an anomaly of `key` moving in `direction` has this signature.
+    pub fn matches(&self, key: &SeriesKey, direction: Direction) -> bool {
+        if self.direction.unwrap_or(Direction::Rise) != direction {
+            return false;
+        }
+        let (family, state, side, name) = match key {
+            SeriesKey::PortState { side, state, .. } => {
+                (SeriesFamily::PortState, Some(*state), Some(*side), None)
+            }
+            SeriesKey::NodeState { state } => (SeriesFamily::NodeState, Some(*state), None, None),
+            SeriesKey::PortTotal { side, .. } => (SeriesFamily::PortTotal, None, Some(*side), None),
+            SeriesKey::ListenQueue { .. } => (SeriesFamily::ListenQueue, None, None, None),
+            SeriesKey::ProtocolRate { key } => {
+                (SeriesFamily::ProtocolRate, None, None, Some(key.as_str()))
+            }
+            SeriesKey::Sockstat { key } => (SeriesFamily::Sockstat, None, None, Some(key.as_str())),
+            SeriesKey::Process { metric, .. } => match metric {
+                faultline_series::ProcessMetric::OpenFds => {
+                    (SeriesFamily::OpenFds, None, None, None)
+                }
+                faultline_series::ProcessMetric::Threads => {
+                    (SeriesFamily::Threads, None, None, None)
+                }
+                faultline_series::ProcessMetric::RssBytes => return false,
+            },
+            SeriesKey::Task { .. } => (SeriesFamily::Tasks, None, None, None),
+            SeriesKey::ServiceTraffic { metric, .. } => match metric {
+                TrafficMetric::Requests => (SeriesFamily::Requests, None, None, None),
+                TrafficMetric::Errors => (SeriesFamily::Errors, None, None, None),
+            },
+            SeriesKey::OtherPortsTotal | SeriesKey::Runtime { .. } => return false,
+        };
+        let last_word = |n: &str| {
+            n.rsplit([' ', '.', ':'])
+                .next()
+                .unwrap_or(n)
+                .to_ascii_lowercase()
+        };
+        family == self.series
+            && self.state.is_none_or(|s| state == Some(s))
+            && self.side.is_none_or(|s| side == Some(s))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|want| name.is_some_and(|n| last_word(n) == want.to_ascii_lowercase()))
+    }
+}
+
+/// How a rule is recognised.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recognition {
+    /// Regexes matched case-insensitively against the incident's pattern texts.
+    #[serde(default)]
+    pub pattern: Vec<String>,
+    /// Counter signatures matched against the incident's anomalies.
+    #[serde(default)]
+    pub counter: Vec<CounterSignature>,
+    /// When set, the rule applies only when the incident's culprit has this role.
+    #[serde(default)]
+    pub culprit_role: Option<CulpritRole>,
+}
+
+/// One next check: what to look for and the exact command.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckTemplate {
+    /// What the check shows.
+    pub what: String,
+    /// The command, with `{placeholders}` (see [`PLACEHOLDERS`]).
+    pub command: String,
+}
+
+/// One rule as written in a rules file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HintRule {
+    /// Stable id (`close-wait-leak`); a user rule with a shipped id replaces it.
+    pub id: String,
+    /// A one-line name.
+    pub title: String,
+    /// How it is recognised.
+    #[serde(default)]
+    pub recognised_by: Recognition,
+    /// Likely causes, most likely first.
+    #[serde(default)]
+    pub causes: Vec<String>,
+    /// The next checks.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<CheckTemplate>,
+    /// What would rule it out.
+    #[serde(default)]
+    pub ruled_out_by: Vec<String>,
+}
+
+/// A rules file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    /// The format version ([`RULES_VERSION`]).
+    pub version: u32,
+    /// The rules, in the order they are tried.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<HintRule>,
+}
+
+/// A rule ready to match: its regexes compiled.
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    rule: HintRule,
+    patterns: Vec<Regex>,
+    origin: String,
+}
+
+/// The rules in force: the shipped ones, possibly extended by a user's file.
+#[derive(Debug, Clone)]
+pub struct HintRules {
+    rules: Vec<CompiledRule>,
+}
+
+/// What the commands are filled from: the incident's facts, each unknown when absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HintFacts {
+    /// The culprit service.
+    pub service: Option<String>,
+    /// The port the fault shows on (the culprit's listening port, or the port of the top
+    /// socket anomaly).
+    pub port: Option<u16>,
+    /// The callee's `host:port`, as the failing calls name it.
+    pub peer: Option<String>,
+    /// A host name the calls looked up (DNS failures) or the peer's host.
+    pub host: Option<String>,
+    /// The culprit's process id.
+    pub pid: Option<u32>,
+    /// The culprit's goroutine dump with stacks (pprof `debug=2`).
+    pub goroutine_url: Option<String>,
+    /// The incident's leading pattern id.
+    pub pattern_id: Option<String>,
+    /// The agent's own API base URL (`http://127.0.0.1:7070`).
+    pub api: Option<String>,
+}
+
+impl HintFacts {
+    fn get(&self, name: &str) -> Option<String> {
+        match name {
+            "service" => self.service.clone(),
+            "port" => self.port.map(|p| p.to_string()),
+            "peer" => self.peer.clone(),
+            "host" => self.host.clone(),
+            "pid" => self.pid.map(|p| p.to_string()),
+            "goroutine_url" => self.goroutine_url.clone(),
+            "pattern_id" => self.pattern_id.clone(),
+            "api" => self.api.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// What a hint is matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct HintSubject<'a> {
+    /// The incident's pattern texts (canonical templates or messages).
+    pub patterns: &'a [String],
+    /// The incident's counter anomalies.
+    pub anomalies: &'a [CounterAnomaly],
+    /// The role of the incident's culprit, when known.
+    pub culprit_role: Option<CulpritRole>,
+    /// What the commands are filled from.
+    pub facts: &'a HintFacts,
+}
+
+/// A check with its command filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Check {
+    /// What it shows.
+    pub what: String,
+    /// The command to run.
+    pub command: String,
+    /// False when a fact the command needs is unknown (shown as `<port>`, ...): edit it
+    /// before running.
+    pub complete: bool,
+}
+
+/// A rule that matched an incident: a hint, with the evidence it rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Hint {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's one-line name.
+    pub title: String,
+    /// What matched, one sentence each ("pattern `... EOF` matches /\bEOF\b/", "CLOSE-WAIT
+    /// :8080 is climbing 0 → 40 ...").
+    pub evidence: Vec<String>,
+    /// Likely causes, most likely first: possibilities, not a verdict.
+    pub causes: Vec<String>,
+    /// The next checks.
+    pub checks: Vec<Check>,
+    /// What would rule it out.
+    pub ruled_out_by: Vec<String>,
+    /// Where the rule came from: `built-in` or the user's file.
+    pub source: String,
+}
+
+impl HintRules {
+    /// The shipped rules.
+    pub fn builtin() -> Result<HintRules, HintsError> {
+        let mut rules = HintRules { rules: Vec::new() };
+        rules.extend(BUILTIN_RULES, "built-in")?;
+        Ok(rules)
+    }
+
+    /// The shipped rules extended by a user's rules file (`text`, read from `origin`).
+    pub fn with_user_rules(text: &str, origin: &str) -> Result<HintRules, HintsError> {
+        let mut rules = HintRules::builtin()?;
+        rules.extend(text, origin)?;
+        Ok(rules)
+    }
+
+    /// How many rules are in force.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn extend(&mut self, text: &str, origin: &str) -> Result<(), HintsError> {
+        let file: RulesFile = toml::from_str(text).map_err(|source| HintsError::Format {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        if file.version != RULES_VERSION {
+            return Err(HintsError::Version {
+                origin: origin.to_owned(),
+                found: file.version,
+            });
+        }
+        let mut ids = BTreeSet::new();
+        for rule in file.rules {
+            let bad = |problem: String| HintsError::Rule {
+                origin: origin.to_owned(),
+                rule: rule.id.clone(),
+                problem,
+            };
+            if !ids.insert(rule.id.clone()) {
+                return Err(bad("the id is used twice in this file".into()));
+            }
+            let r = &rule.recognised_by;
+            if r.pattern.is_empty() && r.counter.is_empty() {
+                return Err(bad(
+                    "recognised_by names no pattern and no counter: it would never match".into(),
+                ));
+            }
+            let mut patterns = Vec::new();
+            for p in &r.pattern {
+                let re = RegexBuilder::new(p)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| bad(format!("pattern {p:?}: {e}")))?;
+                patterns.push(re);
+            }
+            for c in &rule.checks {
+                placeholders(&c.command)
+                    .map_err(|e| bad(format!("command {:?}: {e}", c.command)))?;
+            }
+            let compiled = CompiledRule {
+                rule,
+                patterns,
+                origin: origin.to_owned(),
+            };
+            match self
+                .rules
+                .iter_mut()
+                .find(|c| c.rule.id == compiled.rule.id)
+            {
+                Some(existing) => *existing = compiled,
+                None => self.rules.push(compiled),
+            }
+        }
+        Ok(())
+    }
+
+    /// The hints whose rules match `subject`, the best supported first (a rule matched by a
+    /// pattern and a counter before one matched by either), then in file order.
+    pub fn hints_for(&self, subject: &HintSubject<'_>) -> Vec<Hint> {
+        let mut out: Vec<(usize, Hint)> = Vec::new();
+        for c in &self.rules {
+            let r = &c.rule.recognised_by;
+            if let (Some(want), Some(have)) = (r.culprit_role, subject.culprit_role) {
+                if want != have {
+                    continue;
+                }
+            }
+            let mut evidence = Vec::new();
+            let mut kinds = 0;
+            if let Some((text, re)) = subject.patterns.iter().find_map(|t| {
+                c.patterns
+                    .iter()
+                    .find(|re| re.is_match(t))
+                    .map(|re| (t, re))
+            }) {
+                evidence.push(format!(
+                    "pattern \u{201c}{}\u{201d} matches /{}/",
+                    shorten(text, 160),
+                    re.as_str()
+                ));
+                kinds += 1;
+            }
+            let counters: Vec<&CounterAnomaly> = subject
+                .anomalies
+                .iter()
+                .filter(|a| r.counter.iter().any(|s| s.matches(&a.key, a.direction)))
+                .collect();
+            if !counters.is_empty() {
+                kinds += 1;
+                evidence.extend(counters.iter().take(3).map(|a| a.evidence.clone()));
+            }
+            if kinds == 0 {
+                continue;
+            }
+            if let (Some(role), Some(_)) = (r.culprit_role, subject.culprit_role) {
+                evidence.push(format!("the culprit is the {}", role_name(role)));
+            }
+            let checks = c
+                .rule
+                .checks
+                .iter()
+                .map(|t| {
+                    let (command, complete) = fill(&t.command, subject.facts);
+                    Check {
+                        what: t.what.clone(),
+                        command,
+                        complete,
+                    }
+                })
+                .collect();
+            out.push((
+                kinds,
+                Hint {
+                    rule_id: c.rule.id.clone(),
+                    title: c.rule.title.clone(),
+                    evidence,
+                    causes: c.rule.causes.clone(),
+                    checks,
+                    ruled_out_by: c.rule.ruled_out_by.clone(),
+                    source: c.origin.clone(),
+                },
+            ));
+        }
+        // Stable: equal support keeps file order.
+        out.sort_by_key(|h| std::cmp::Reverse(h.0));
+        out.into_iter().map(|(_, h)| h).collect()
+    }
+}
+
+fn role_name(role: CulpritRole) -> &'static str {
+    match role {
+        CulpritRole::Callee => "callee of the failing calls",
+        CulpritRole::Caller => "caller itself",
+        CulpritRole::SelfReported => "service that reported its own error",
+    }
+}
+
+/// A text cut to at most `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+/// One piece of a command: literal text or a placeholder.
+enum Piece<'a> {
+    Text(&'a str),
+    Brace(char),
+    Slot(&'a str),
+}
+
+/// The pieces of a command; an error names an unknown or unclosed placeholder.
+fn placeholders(command: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = command;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push(Piece::Text(&rest[..i]));
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("{{") {
+            out.push(Piece::Brace('{'));
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("}}") {
+            out.push(Piece::Brace('}'));
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix('{') {
+            let end = t
+                .find('}')
+                .ok_or_else(|| "a `{` without its `}` (write `{{` for a brace)".to_owned())?;
+            let name = &t[..end];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "unknown placeholder {{{name}}} (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            out.push(Piece::Slot(name));
+            rest = &t[end + 1..];
+        } else {
+            return Err("a `}` without its `{` (write `}}` for a brace)".to_owned());
+        }
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// The command with its placeholders filled; false when a fact was unknown.
+fn fill(command: &str, facts: &HintFacts) -> (String, bool) {
+    // Commands were checked when the rules were loaded.
+    let Ok(pieces) = placeholders(command) else {
+        return (command.to_owned(), false);
+    };
+    let mut out = String::new();
+    let mut complete = true;
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Brace(b) => out.push(b),
+            Piece::Slot(name) => match facts.get(name) {
+                Some(v) => out.push_str(&shell_safe(&v)),
+                None => {
+                    complete = false;
+                    out.push('<');
+                    out.push_str(name);
+                    out.push('>');
+                }
+            },
+        }
+    }
+    (out, complete)
+}
+
+/// A fact as it may appear inside a command: facts come from log text (an attacker may write
+/// `host:80'; rm -rf /`), so anything outside a conservative set of URL and host characters
+/// is dropped rather than quoted.
+fn shell_safe(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-._:/?=&%[]@+,~".contains(*c))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::ChangeShape;
+    use faultline_series::CounterKind;
+
+    fn anomaly(key: SeriesKey, direction: Direction, evidence: &str) -> CounterAnomaly {
+        CounterAnomaly {
+            label: key.label(),
+            unit: key.unit().to_owned(),
+            kind: key.kind(),
+            key,
+            shape: ChangeShape::Step,
+            direction,
+            before: 0.0,
+            noise: 1.0,
+            reached: 100.0,
+            latest: 100.0,
+            score: 100.0,
+            changed_at_unix_ms: 0,
+            active: true,
+            limit: None,
+            evidence: evidence.to_owned(),
+        }
+    }
+
+    fn ids(hints: &[Hint]) -> Vec<&str> {
+        hints.iter().map(|h| h.rule_id.as_str()).collect()
+    }
+
+    fn subject<'a>(
+        patterns: &'a [String],
+        anomalies: &'a [CounterAnomaly],
+        role: Option<CulpritRole>,
+        facts: &'a HintFacts,
+    ) -> HintSubject<'a> {
+        HintSubject {
+            patterns,
+            anomalies,
+            culprit_role: role,
+            facts,
+        }
+    }
+
+    #[test]
+    fn the_shipped_rules_load_and_cover_the_faults_asked_for() {
+        let rules = HintRules::builtin().unwrap();
+        let have: Vec<&str> = rules.rules.iter().map(|r| r.rule.id.as_str()).collect();
+        for id in [
+            "callee-closed",
+            "connection-reset",
+            "connection-refused",
+            "timeout",
+            "close-wait-leak",
+            "time-wait-storm",
+            "listen-overflow",
+            "goroutine-leak",
+            "too-many-open-files",
+            "panic",
+            "dns-failure",
+            "tls-handshake",
+        ] {
+            assert!(have.contains(&id), "missing {id}");
+        }
+        for r in &rules.rules {
+            assert!(!r.rule.causes.is_empty(), "{} has no cause", r.rule.id);
+            assert!(!r.rule.checks.is_empty(), "{} has no check", r.rule.id);
+            assert!(
+                !r.rule.ruled_out_by.is_empty(),
+                "{} cannot be ruled out",
+                r.rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn error_texts_of_go_and_hyper_find_their_rule() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        for (text, id) in [
+            ("Get \"http://127.0.0.1:<NUM>/v1/items/<NUM>\": EOF", "callee-closed"),
+            ("Get \"http://<IP>:<NUM>/x\": unexpected EOF", "callee-closed"),
+            (
+                "error sending request for url (http://127.0.0.1:<NUM>/a): client error (SendRequest): connection closed before message completed",
+                "callee-closed",
+            ),
+            ("read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer", "connection-reset"),
+            ("dial tcp <IP>:<NUM>: connect: connection refused", "connection-refused"),
+            ("context deadline exceeded (Client.Timeout exceeded while awaiting headers)", "timeout"),
+            ("accept tcp [::]:<NUM>: accept4: too many open files", "too-many-open-files"),
+            ("panic: runtime error: invalid memory address or nil pointer dereference", "panic"),
+            ("dial tcp: lookup <*>.invalid on <IP>:<NUM>: no such host", "dns-failure"),
+            ("remote error: tls: bad certificate", "tls-handshake"),
+        ] {
+            let patterns = [text.to_owned()];
+            let hints = rules.hints_for(&subject(&patterns, &[], None, &facts));
+            assert_eq!(hints.first().map(|h| h.rule_id.as_str()), Some(id), "{text}: {:?}", ids(&hints));
+        }
+    }
+
+    #[test]
+    fn counter_signatures_find_their_rule_with_the_anomaly_as_evidence() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts {
+            port: Some(8080),
+            ..HintFacts::default()
+        };
+        let cases = [
+            (
+                SeriesKey::PortState {
+                    port: 8080,
+                    side: PortSide::Local,
+                    state: SocketState::CloseWait,
+                },
+                "close-wait-leak",
+            ),
+            (
+                SeriesKey::PortState {
+                    port: 8080,
+                    side: PortSide::Remote,
+                    state: SocketState::TimeWait,
+                },
+                "time-wait-storm",
+            ),
+            (SeriesKey::ListenQueue { port: 8080 }, "listen-overflow"),
+            (
+                SeriesKey::ProtocolRate {
+                    key: "TcpExt ListenOverflows".into(),
+                },
+                "listen-overflow",
+            ),
+            (
+                SeriesKey::Task {
+                    target: "a".into(),
+                    source: "pprof".into(),
+                },
+                "goroutine-leak",
+            ),
+        ];
+        for (key, id) in cases {
+            let a = [anomaly(key.clone(), Direction::Rise, "it rose")];
+            let hints = rules.hints_for(&subject(&[], &a, None, &facts));
+            assert_eq!(ids(&hints), vec![id], "{key:?}");
+            assert_eq!(hints[0].evidence, vec!["it rose".to_owned()]);
+        }
+        // A fall of sockets is no storm.
+        let a = [anomaly(
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Remote,
+                state: SocketState::TimeWait,
+            },
+            Direction::Fall,
+            "it fell",
+        )];
+        assert!(rules.hints_for(&subject(&[], &a, None, &facts)).is_empty());
+        let hint = &rules.hints_for(&subject(
+            &[],
+            &[anomaly(
+                SeriesKey::PortState {
+                    port: 8080,
+                    side: PortSide::Local,
+                    state: SocketState::CloseWait,
+                },
+                Direction::Rise,
+                "x",
+            )],
+            None,
+            &facts,
+        ))[0];
+        assert_eq!(
+            hint.checks[0].command,
+            "ss -tanp state close-wait '( sport = :8080 or dport = :8080 )'"
+        );
+        assert!(hint.checks[0].complete);
+        assert!(!hint.checks[1].complete, "{}", hint.checks[1].command);
+        assert!(hint.checks[1].command.contains("<goroutine_url>"));
+    }
+
+    #[test]
+    fn a_culprit_role_narrows_a_rule_and_an_unknown_role_does_not() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        let patterns = ["Get \"http://h:1/\": EOF".to_owned()];
+        let known = rules.hints_for(&subject(&patterns, &[], Some(CulpritRole::Caller), &facts));
+        assert!(!ids(&known).contains(&"callee-closed"));
+        let unknown = rules.hints_for(&subject(&patterns, &[], None, &facts));
+        assert!(ids(&unknown).contains(&"callee-closed"));
+        let callee = rules.hints_for(&subject(&patterns, &[], Some(CulpritRole::Callee), &facts));
+        assert_eq!(
+            callee[0].evidence.last().unwrap(),
+            "the culprit is the callee of the failing calls"
+        );
+    }
+
+    #[test]
+    fn a_pattern_and_a_counter_together_outrank_either_alone() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        let patterns = [
+            "Get \"http://h:1/\": EOF".to_owned(),
+            "accept4: too many open files".to_owned(),
+        ];
+        let a = [anomaly(
+            SeriesKey::Process {
+                name: "api".into(),
+                metric: faultline_series::ProcessMetric::OpenFds,
+            },
+            Direction::Rise,
+            "api open fds rose",
+        )];
+        let hints = rules.hints_for(&subject(&patterns, &a, None, &facts));
+        assert_eq!(hints[0].rule_id, "too-many-open-files");
+        assert_eq!(hints[0].evidence.len(), 2);
+        assert_eq!(a[0].kind, CounterKind::ProcessFds);
+    }
+
+    #[test]
+    fn user_rules_replace_and_extend_the_shipped_ones() {
+        let user = r#"
+version = 1
+[[rule]]
+id = "timeout"
+title = "Our proxy's 2 s budget"
+causes = ["the proxy"]
+ruled_out_by = ["no proxy"]
+[rule.recognised_by]
+pattern = ['deadline']
+[[rule.check]]
+what = "proxy stats"
+command = "curl -s 'http://{peer}/stats?x={{y}}'"
+
+[[rule]]
+id = "quota"
+title = "Quota exceeded"
+[rule.recognised_by]
+pattern = ['quota exceeded']
+"#;
+        let rules = HintRules::with_user_rules(user, "/etc/faultline/hints.toml").unwrap();
+        assert_eq!(rules.len(), HintRules::builtin().unwrap().len() + 1);
+        let facts = HintFacts {
+            peer: Some("10.0.0.1:9000".into()),
+            ..HintFacts::default()
+        };
+        let patterns = ["context deadline exceeded".to_owned()];
+        let hints = rules.hints_for(&subject(&patterns, &[], None, &facts));
+        assert_eq!(hints[0].title, "Our proxy's 2 s budget");
+        assert_eq!(hints[0].source, "/etc/faultline/hints.toml");
+        assert_eq!(
+            hints[0].checks[0].command,
+            "curl -s 'http://10.0.0.1:9000/stats?x={y}'"
+        );
+    }
+
+    #[test]
+    fn bad_rules_files_are_refused_naming_what_is_wrong() {
+        let cases = [
+            ("version = 2", "version 2 is not supported"),
+            ("version = 1\n[[rule]]\nid = \"a\"\ntitle = \"t\"\ncolour = \"red\"", "colour"),
+            (
+                "version = 1\n[[rule]]\nid = \"a\"\ntitle = \"t\"\n[rule.recognised_by]\npattern = ['(']",
+                "rule `a`: pattern \"(\"",
+            ),
+            (
+                "version = 1\n[[rule]]\nid = \"a\"\ntitle = \"t\"\n[rule.recognised_by]\npattern = ['x']\n[[rule.check]]\nwhat = \"w\"\ncommand = \"ss {prot}\"",
+                "unknown placeholder {prot}",
+            ),
+            ("version = 1\n[[rule]]\nid = \"a\"\ntitle = \"t\"", "would never match"),
+            (
+                "version = 1\n[[rule]]\nid = \"a\"\ntitle = \"t\"\n[rule.recognised_by]\ncounter = [{ series = \"sockets\" }]",
+                "sockets",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = HintRules::with_user_rules(text, "mine.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("mine.toml"), "{err}");
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn facts_from_logs_cannot_break_out_of_a_command() {
+        let facts = HintFacts {
+            host: Some("x.invalid'; rm -rf / #".into()),
+            ..HintFacts::default()
+        };
+        let (cmd, complete) = fill("getent hosts '{host}'", &facts);
+        assert!(complete);
+        assert_eq!(cmd, "getent hosts 'x.invalidrm-rf/'");
+    }
+
+    #[test]
+    fn no_shipped_rule_names_a_port_or_a_service() {
+        // Rules describe kinds of faults; a number of four digits or more in a command or a
+        // regex would be a port some deployment chose (errno values and `head -100` are not).
+        for line in BUILTIN_RULES
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            let digits = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|d| d.len() >= 4)
+                .collect::<Vec<_>>();
+            assert!(digits.is_empty(), "a number in a rule: {line}");
+        }
+    }
+}

@@ -1,0 +1,1400 @@
+//! Incidents: the error patterns and counter anomalies that are one fault, with the service
+//! where it lives, the counters related to it and the hints whose evidence matched.
+//!
+//! Execution model: the agent calls [`IncidentTracker::update`] about once a second with the
+//! emerging patterns, the latest [`AnomalyReport`] and what it knows of the services
+//! ([`ServiceFacts`]); the tracker groups them and keeps the incidents across calls so that an
+//! incident keeps its id and onset while it goes on and stays listed (inactive) for
+//! [`RETAIN_MS`] after it ended. It reads no clock: `now` is an argument.
+//!
+//! Grouping. Every pattern and counter anomaly is a *signal* with an onset and, when known, a
+//! culprit (the service where the fault lives). Two signals are one incident when they start
+//! within [`GROUP_WINDOW_MS`] of each other and either share a trace or name the same
+//! culprit; two different culprits are never merged, however the signals chain. A pattern's
+//! culprit is the one attributed to it (its callee for transport errors); a pattern without
+//! attribution has no culprit for grouping (its services are shown instead), so an upstream
+//! echo joins its origin through their shared traces. A counter anomaly's culprit comes from
+//! the series: the service listening on its port (a CLOSE-WAIT leak or a full accept queue
+//! is the listener's), the single caller of that service for client-side damage (a TIME-WAIT
+//! storm or CLOSE-WAIT towards the port: connections opened per call or not closed), the
+//! service of a task target, process or traffic series. Node-wide series (protocol rates,
+//! node totals, sockstat) name no culprit: they join every incident that started within the
+//! window, marked node-wide, and open an incident of their own only when they count failures
+//! (listen overflows and drops). Service traffic (requests, failures) joins an incident of
+//! its service or a peer and opens one only when nothing else explains it.
+//!
+//! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
+//! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
+//! [`MAX_TRACES`] trace ids. Grouping is quadratic in the signals of one call, which are
+//! bounded by the emerging patterns and the anomalies (one per series).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState, TrafficMetric};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::anomaly::{clock, AnomalyReport, CounterAnomaly, Direction, BAND_Z, PERSIST};
+use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+use crate::history::CounterHistory;
+
+/// Signals that start further apart than this are not one incident: a cause shows on the
+/// counters seconds to tens of seconds before the first error line, and its echoes upstream
+/// follow within a request timeout; beyond a minute the link is a guess ("what moved" uses the
+/// same minute).
+pub const GROUP_WINDOW_MS: i64 = 60_000;
+/// A pattern is active while it occurred within this long: one request timeout and the
+/// patterns' per-second counting leave a live fault's last occurrence seconds old.
+pub const ACTIVE_MS: i64 = 60_000;
+/// An ended incident stays listed this long, so a person paged a few minutes late still sees
+/// what happened.
+pub const RETAIN_MS: i64 = 30 * 60_000;
+/// Most incidents kept.
+pub const MAX_INCIDENTS: usize = 50;
+/// Most patterns listed per incident.
+pub const MAX_PATTERNS: usize = 20;
+/// Most counters listed per incident.
+pub const MAX_COUNTERS: usize = 12;
+/// Most trace ids listed per incident.
+pub const MAX_TRACES: usize = 20;
+
+/// Who an error pattern's failures are attributed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PatternCulprit {
+    /// The service where the failure lives.
+    pub service: String,
+    /// Its role in the failing calls.
+    pub role: CulpritRole,
+    /// Why, in a sentence ("starts in orders (seen by gateway, GET /v1/orders) in 412 of 415
+    /// traces").
+    pub reasoning: String,
+}
+
+/// An emerging error pattern, as the incident grouping needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternInput {
+    /// Stable cluster id.
+    pub id: String,
+    /// Its canonical template.
+    pub text: String,
+    /// Services it was seen in.
+    pub services: Vec<String>,
+    /// Where its failures live, when attributed.
+    pub culprit: Option<PatternCulprit>,
+    /// When it started (emerging since, else first seen; Unix ms).
+    pub onset_unix_ms: i64,
+    /// Its latest occurrence (Unix ms).
+    pub last_seen_unix_ms: i64,
+    /// Occurrences counted.
+    pub count: u64,
+    /// Recent traces it occurred in.
+    pub trace_ids: Vec<String>,
+}
+
+/// What the agent knows about one service on the node, to relate counters to it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceFacts {
+    /// The service name.
+    pub service: String,
+    /// Ports it listens on.
+    pub listen_ports: Vec<u16>,
+    /// Services that call it.
+    pub callers: Vec<String>,
+    /// Services it calls.
+    pub callees: Vec<String>,
+    /// Its task (goroutine) targets.
+    pub task_targets: Vec<String>,
+    /// Its watched processes.
+    pub processes: Vec<String>,
+    /// Its process id, when known.
+    pub pid: Option<u32>,
+    /// Its goroutine dump with stacks (pprof `debug=2`), when known.
+    pub goroutine_url: Option<String>,
+}
+
+/// Everything one update reads.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagnosisInput<'a> {
+    /// Now (Unix ms).
+    pub now_unix_ms: i64,
+    /// The emerging patterns.
+    pub patterns: &'a [PatternInput],
+    /// The counter anomalies found now.
+    pub anomalies: &'a AnomalyReport,
+    /// The services on the node.
+    pub services: &'a [ServiceFacts],
+    /// The counter history the anomalies were found in: a kept incident's counters are
+    /// re-read there once the detector's window has passed their change.
+    pub history: &'a CounterHistory,
+    /// The agent's own API base URL, for the hints' commands.
+    pub api: Option<&'a str>,
+}
+
+/// The service an incident is attributed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentCulprit {
+    /// The service where the fault lives; `null` when no signal names one.
+    pub service: Option<String>,
+    /// Its role, when known.
+    pub role: Option<CulpritRole>,
+    /// Why, in sentences: the patterns' attribution and the counters' relation.
+    pub reasoning: Vec<String>,
+    /// When no culprit is known: the services the signals were seen in, so a person knows
+    /// where to look.
+    pub seen_in: Vec<String>,
+}
+
+/// A pattern of an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentPattern {
+    /// Cluster id.
+    pub id: String,
+    /// Canonical template.
+    pub text: String,
+    /// Services it was seen in.
+    pub services: Vec<String>,
+    /// Where its failures live, when attributed.
+    pub culprit: Option<PatternCulprit>,
+    /// When it started (Unix ms).
+    pub onset_unix_ms: i64,
+    /// Its latest occurrence (Unix ms).
+    pub last_seen_unix_ms: i64,
+    /// Occurrences counted.
+    pub count: u64,
+}
+
+/// How a counter relates to an incident's culprit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The culprit's own: its listening ports, processes, task targets, traffic.
+    Culprit,
+    /// A peer's of the culprit (a caller or callee), or the culprit's port seen from a peer.
+    Peer,
+    /// A specific series (a port, a process) of no known relation to the culprit.
+    Unrelated,
+    /// A node-wide total: moves with any traffic on the node.
+    NodeWide,
+}
+
+/// A counter anomaly of an incident, with its relation to the culprit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentCounter {
+    /// How it relates.
+    pub relation: Relation,
+    /// The relation in words ("a listening port of orders, the culprit").
+    pub relation_text: String,
+    /// The anomaly.
+    pub anomaly: CounterAnomaly,
+}
+
+/// One incident: what an SRE acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Incident {
+    /// Stable id: kept while the incident goes on (16 hex digits).
+    pub id: String,
+    /// The incident in one sentence.
+    pub title: String,
+    /// Where the fault lives.
+    pub culprit: IncidentCulprit,
+    /// Its error patterns, earliest first.
+    pub patterns: Vec<IncidentPattern>,
+    /// Its counters: related to the culprit first, node-wide last.
+    pub counters: Vec<IncidentCounter>,
+    /// Hints whose evidence matched, the best supported first. Possibilities, not verdicts.
+    pub hints: Vec<Hint>,
+    /// When its earliest signal started (Unix ms).
+    pub onset_unix_ms: i64,
+    /// When a signal of it was last active (Unix ms).
+    pub last_active_unix_ms: i64,
+    /// Whether it is still going on: a pattern occurred within the last minute or a counter is
+    /// still out of its usual range.
+    pub active: bool,
+    /// Some of the traces its patterns occurred in.
+    pub trace_ids: Vec<String>,
+}
+
+/// Keeps the incidents across updates (see the module documentation).
+#[derive(Debug, Default)]
+pub struct IncidentTracker {
+    incidents: Vec<Incident>,
+    /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
+    /// finds the incident it continues.
+    members: BTreeMap<String, BTreeSet<Member>>,
+}
+
+/// A member of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Member {
+    Pattern(String),
+    Series(SeriesKey),
+}
+
+/// One pattern or anomaly being grouped.
+struct Signal<'a> {
+    onset: i64,
+    culprit: Option<(String, Option<CulpritRole>, String)>,
+    what: SignalWhat<'a>,
+}
+
+enum SignalWhat<'a> {
+    Pattern(&'a PatternInput),
+    Counter(&'a CounterAnomaly),
+}
+
+impl IncidentTracker {
+    /// An empty tracker.
+    pub fn new() -> IncidentTracker {
+        IncidentTracker::default()
+    }
+
+    /// The incidents as of the last update: active first, then the most recent onset first.
+    pub fn incidents(&self) -> &[Incident] {
+        &self.incidents
+    }
+
+    /// Groups the signals of `input` into incidents, continues the kept ones and returns
+    /// them all (see [`IncidentTracker::incidents`] for the order).
+    pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
+        let now = input.now_unix_ms;
+        let mut signals = Vec::new();
+        let mut node_wide = Vec::new();
+        let mut secondary = Vec::new();
+        for p in input.patterns {
+            signals.push(Signal {
+                onset: p.onset_unix_ms,
+                culprit: p
+                    .culprit
+                    .as_ref()
+                    .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
+                what: SignalWhat::Pattern(p),
+            });
+        }
+        for a in &input.anomalies.anomalies {
+            if a.kind.is_node_wide() {
+                node_wide.push(a);
+                continue;
+            }
+            let signal = Signal {
+                onset: a.changed_at_unix_ms,
+                culprit: counter_culprit(&a.key, input.services),
+                what: SignalWhat::Counter(a),
+            };
+            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) && a.direction == Direction::Rise {
+                secondary.push(signal);
+            } else {
+                signals.push(signal);
+            }
+        }
+        let mut groups = group(&signals);
+        // Service traffic joins a group of its service or a peer that started within the
+        // window; alone, it is a group of its own.
+        for s in secondary {
+            let service = match &s.what {
+                SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
+                SignalWhat::Pattern(_) => String::new(),
+            };
+            let home = groups.iter().position(|g| {
+                g.iter().any(|&i| {
+                    let o = &signals[i];
+                    (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
+                        && (involves(o, &service)
+                            || o.culprit
+                                .as_ref()
+                                .is_some_and(|c| peers(&c.0, input.services).contains(&service)))
+                })
+            });
+            signals.push(s);
+            let i = signals.len() - 1;
+            match home {
+                Some(g) => groups[g].push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        // Node-wide failure counters open an incident when none started near them.
+        for a in &node_wide {
+            let near = groups.iter().any(|g| {
+                g.iter()
+                    .any(|&i| (signals[i].onset - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS)
+            });
+            if !near && counts_failures(&a.key) {
+                signals.push(Signal {
+                    onset: a.changed_at_unix_ms,
+                    culprit: None,
+                    what: SignalWhat::Counter(a),
+                });
+                groups.push(vec![signals.len() - 1]);
+            }
+        }
+
+        let mut fresh: Vec<(Incident, BTreeSet<Member>)> = Vec::new();
+        for g in &groups {
+            let members: Vec<&Signal<'_>> = g.iter().map(|&i| &signals[i]).collect();
+            let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
+            let extra: Vec<&CounterAnomaly> = node_wide
+                .iter()
+                .copied()
+                .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
+                .collect();
+            fresh.push(build(&members, &extra, input, rules));
+        }
+
+        // Continue kept incidents: a fresh group sharing a member with a kept incident takes
+        // its id and its onset.
+        let mut next: Vec<Incident> = Vec::new();
+        let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
+        let mut continued = BTreeSet::new();
+        for (mut inc, members) in fresh {
+            let kept = self.incidents.iter().find(|k| {
+                !continued.contains(&k.id)
+                    && self
+                        .members
+                        .get(&k.id)
+                        .is_some_and(|m| !m.is_disjoint(&members))
+                    && compatible(&k.culprit, &inc.culprit)
+            });
+            if let Some(k) = kept {
+                inc.id = k.id.clone();
+                inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);
+                // A counter that left the detector's window while still out of its range
+                // stays listed.
+                for c in &k.counters {
+                    if !inc.counters.iter().any(|x| x.anomaly.key == c.anomaly.key) {
+                        let mut c = c.clone();
+                        if reread(&mut c.anomaly, input.history) {
+                            inc.active = true;
+                            inc.last_active_unix_ms = now;
+                        }
+                        inc.counters.push(c);
+                    }
+                }
+                continued.insert(k.id.clone());
+            }
+            let mut all = members;
+            if let Some(old) = self.members.get(&inc.id) {
+                all.extend(old.iter().cloned());
+            }
+            next_members.insert(inc.id.clone(), all);
+            next.push(inc);
+        }
+        for k in &self.incidents {
+            if continued.contains(&k.id) || next.iter().any(|n| n.id == k.id) {
+                continue;
+            }
+            if now - k.last_active_unix_ms > RETAIN_MS {
+                continue;
+            }
+            let mut k = k.clone();
+            k.active = false;
+            for c in &mut k.counters {
+                if reread(&mut c.anomaly, input.history) {
+                    k.active = true;
+                    k.last_active_unix_ms = now;
+                }
+            }
+            if let Some(m) = self.members.get(&k.id) {
+                next_members.insert(k.id.clone(), m.clone());
+            }
+            next.push(k);
+        }
+        next.sort_by(|a, b| {
+            b.active
+                .cmp(&a.active)
+                .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
+                .then(a.id.cmp(&b.id))
+        });
+        next.truncate(MAX_INCIDENTS);
+        next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
+        self.incidents = next;
+        self.members = next_members;
+        &self.incidents
+    }
+}
+
+/// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
+/// points are still out of the band it left. Returns whether it is still active; a series
+/// the history no longer holds is not.
+fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
+    let band = BAND_Z * a.noise;
+    let latest: Vec<f64> = history
+        .get(&a.key)
+        .map(|s| {
+            s.points
+                .iter()
+                .rev()
+                .flatten()
+                .take(PERSIST)
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    let out = |v: f64| match a.direction {
+        Direction::Rise => v > a.before + band,
+        Direction::Fall => v < a.before - band,
+    };
+    if let Some(&v) = latest.first() {
+        a.latest = v;
+    }
+    a.active = latest.len() == PERSIST && latest.iter().all(|&v| out(v));
+    a.active
+}
+
+/// Whether two culprits can be the same incident's: equal, or one of them unknown.
+fn compatible(a: &IncidentCulprit, b: &IncidentCulprit) -> bool {
+    match (&a.service, &b.service) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+/// Whether a node-wide series counts failures by itself (not traffic): an overflowing
+/// accept queue shows only there when the listener is not among the top ports.
+fn counts_failures(key: &SeriesKey) -> bool {
+    match key {
+        SeriesKey::ProtocolRate { key } => {
+            let name = key.rsplit([' ', '.']).next().unwrap_or(key);
+            matches!(
+                name,
+                "ListenOverflows" | "ListenDrops" | "TCPReqQFullDrop" | "TCPTimeWaitOverflow"
+            )
+        }
+        _ => false,
+    }
+}
+
+fn traffic_service(key: &SeriesKey) -> Option<String> {
+    match key {
+        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a signal is about `service` (its culprit, or a pattern seen in it).
+fn involves(s: &Signal<'_>, service: &str) -> bool {
+    s.culprit.as_ref().is_some_and(|c| c.0 == service)
+        || match &s.what {
+            SignalWhat::Pattern(p) => p.services.iter().any(|x| x == service),
+            SignalWhat::Counter(a) => traffic_service(&a.key).as_deref() == Some(service),
+        }
+}
+
+/// The callers and callees of `service`.
+fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    services
+        .iter()
+        .find(|s| s.service == service)
+        .map(|s| s.callers.iter().chain(&s.callees).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The service listening on `port`.
+fn listener(port: u16, services: &[ServiceFacts]) -> Option<&ServiceFacts> {
+    services.iter().find(|s| s.listen_ports.contains(&port))
+}
+
+/// The culprit a counter series points at, with its role and the reasoning (see the module
+/// documentation).
+fn counter_culprit(
+    key: &SeriesKey,
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    match key {
+        SeriesKey::PortState { port, side, state } => {
+            let owner = listener(*port, services)?;
+            let client_side = match state {
+                SocketState::TimeWait => true,
+                SocketState::CloseWait => *side == PortSide::Remote,
+                _ => false,
+            };
+            if client_side {
+                let [caller] = owner.callers.as_slice() else {
+                    return None;
+                };
+                let why = match state {
+                    SocketState::TimeWait => format!(
+                        "{} on the port of {}: its caller {caller} opens a connection per call",
+                        key.label(),
+                        owner.service
+                    ),
+                    _ => format!(
+                        "{} towards {}: its caller {caller} does not close connections {} closed",
+                        key.label(),
+                        owner.service,
+                        owner.service
+                    ),
+                };
+                return Some((caller.clone(), Some(CulpritRole::Caller), why));
+            }
+            Some((
+                owner.service.clone(),
+                Some(CulpritRole::Callee),
+                format!(
+                    "{} is on a listening port of {}",
+                    key.label(),
+                    owner.service
+                ),
+            ))
+        }
+        SeriesKey::PortTotal { port, .. } | SeriesKey::ListenQueue { port } => {
+            let owner = listener(*port, services)?;
+            Some((
+                owner.service.clone(),
+                Some(CulpritRole::Callee),
+                format!(
+                    "{} is on a listening port of {}",
+                    key.label(),
+                    owner.service
+                ),
+            ))
+        }
+        SeriesKey::Task { target, .. } => services
+            .iter()
+            .find(|s| s.task_targets.contains(target) || &s.service == target)
+            .map(|s| {
+                (
+                    s.service.clone(),
+                    None,
+                    format!("{} are the goroutines of {}", key.label(), s.service),
+                )
+            }),
+        SeriesKey::Process { name, .. } => services
+            .iter()
+            .find(|s| s.processes.contains(name) || &s.service == name)
+            .map(|s| {
+                (
+                    s.service.clone(),
+                    None,
+                    format!("{} is a process of {}", key.label(), s.service),
+                )
+            }),
+        SeriesKey::ServiceTraffic { service, metric } => Some((
+            service.clone(),
+            None,
+            match metric {
+                TrafficMetric::Requests => format!("{}'s request rate moved", service),
+                TrafficMetric::Errors => format!("{}'s failed requests rose", service),
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Groups signals: within the window and sharing a trace or a culprit, never two culprits in
+/// one group. Greedy over pairs in onset order, so the answer does not depend on input order.
+fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..signals.len()).collect();
+    order.sort_by_key(|&i| (signals[i].onset, i));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &i in &order {
+        let s = &signals[i];
+        let mut joined: Option<usize> = None;
+        for (g, members) in groups.iter_mut().enumerate() {
+            let culprits: BTreeSet<&str> = members
+                .iter()
+                .filter_map(|&j| signals[j].culprit.as_ref().map(|c| c.0.as_str()))
+                .collect();
+            if let Some(c) = &s.culprit {
+                if culprits.iter().any(|x| *x != c.0) {
+                    continue;
+                }
+            }
+            let linked = members.iter().any(|&j| {
+                let o = &signals[j];
+                (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
+                    && (same_culprit(o, s) || share_trace(o, s))
+            });
+            if linked {
+                members.push(i);
+                joined = Some(g);
+                break;
+            }
+        }
+        if joined.is_none() {
+            groups.push(vec![i]);
+        }
+    }
+    groups
+}
+
+fn same_culprit(a: &Signal<'_>, b: &Signal<'_>) -> bool {
+    matches!((&a.culprit, &b.culprit), (Some(x), Some(y)) if x.0 == y.0)
+}
+
+fn share_trace(a: &Signal<'_>, b: &Signal<'_>) -> bool {
+    match (&a.what, &b.what) {
+        (SignalWhat::Pattern(x), SignalWhat::Pattern(y)) => {
+            x.trace_ids.iter().any(|t| y.trace_ids.contains(t))
+        }
+        _ => false,
+    }
+}
+
+/// The incident of one group, with its members.
+fn build(
+    members: &[&Signal<'_>],
+    node_wide: &[&CounterAnomaly],
+    input: &DiagnosisInput<'_>,
+    rules: &HintRules,
+) -> (Incident, BTreeSet<Member>) {
+    let now = input.now_unix_ms;
+    let mut patterns: Vec<&PatternInput> = Vec::new();
+    let mut counters: Vec<&CounterAnomaly> = Vec::new();
+    for s in members {
+        match &s.what {
+            SignalWhat::Pattern(p) => patterns.push(p),
+            SignalWhat::Counter(a) => counters.push(a),
+        }
+    }
+    patterns.sort_by(|a, b| a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id)));
+
+    // The culprit: the one the members name (grouping left at most one).
+    let mut culprit = IncidentCulprit {
+        service: None,
+        role: None,
+        reasoning: Vec::new(),
+        seen_in: Vec::new(),
+    };
+    for s in members {
+        if let Some((service, role, why)) = &s.culprit {
+            culprit.service.get_or_insert_with(|| service.clone());
+            if culprit.role.is_none() {
+                culprit.role = *role;
+            }
+            if !culprit.reasoning.contains(why) && culprit.reasoning.len() < 5 {
+                culprit.reasoning.push(why.clone());
+            }
+        }
+    }
+    if culprit.service.is_none() {
+        let seen: BTreeSet<&String> = patterns.iter().flat_map(|p| &p.services).collect();
+        culprit.seen_in = seen.into_iter().cloned().collect();
+        culprit.reasoning.push(if patterns.is_empty() {
+            "no service is known for these counters".to_owned()
+        } else {
+            "the patterns' failures are not attributed to a service yet; they were seen in the \
+             services listed"
+                .to_owned()
+        });
+    }
+
+    let facts = culprit
+        .service
+        .as_ref()
+        .and_then(|c| input.services.iter().find(|s| &s.service == c));
+    let mut listed: Vec<IncidentCounter> = counters
+        .iter()
+        .copied()
+        .chain(node_wide.iter().copied())
+        .map(|a| {
+            let (relation, relation_text) =
+                relate(&a.key, culprit.service.as_deref(), input.services);
+            IncidentCounter {
+                relation,
+                relation_text,
+                anomaly: a.clone(),
+            }
+        })
+        .collect();
+    listed.sort_by(|a, b| {
+        a.relation
+            .cmp(&b.relation)
+            .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
+            .then(b.anomaly.score.total_cmp(&a.anomaly.score))
+            .then(a.anomaly.label.cmp(&b.anomaly.label))
+    });
+    listed.truncate(MAX_COUNTERS);
+
+    let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
+    let pattern_active = patterns
+        .iter()
+        .map(|p| p.last_seen_unix_ms)
+        .max()
+        .filter(|&t| now - t <= ACTIVE_MS);
+    let counter_active = counters.iter().any(|a| a.active);
+    let active = pattern_active.is_some() || counter_active;
+    let last_active = if counter_active {
+        now
+    } else {
+        pattern_active.unwrap_or(onset).max(onset)
+    };
+
+    let mut trace_ids: Vec<String> = Vec::new();
+    for p in &patterns {
+        for t in &p.trace_ids {
+            if trace_ids.len() < MAX_TRACES && !trace_ids.contains(t) {
+                trace_ids.push(t.clone());
+            }
+        }
+    }
+
+    let texts: Vec<String> = patterns.iter().map(|p| p.text.clone()).collect();
+    let anomalies: Vec<CounterAnomaly> = listed.iter().map(|c| c.anomaly.clone()).collect();
+    let top_port = listed.iter().find_map(|c| c.anomaly.key.port());
+    let peer = patterns.iter().find_map(|p| peer_address(&p.text));
+    let host = patterns
+        .iter()
+        .find_map(|p| looked_up_host(&p.text))
+        .or_else(|| peer.as_ref().map(|p| host_of(p).to_owned()));
+    let hint_facts = HintFacts {
+        service: culprit.service.clone(),
+        port: facts
+            .and_then(|f| f.listen_ports.first().copied())
+            .or(top_port)
+            .or_else(|| peer.as_deref().and_then(port_of)),
+        peer: peer.clone(),
+        host,
+        pid: facts.and_then(|f| f.pid),
+        goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
+        pattern_id: patterns.first().map(|p| p.id.clone()),
+        api: input.api.map(str::to_owned),
+    };
+    let hints = rules.hints_for(&HintSubject {
+        patterns: &texts,
+        anomalies: &anomalies,
+        culprit_role: culprit.role,
+        facts: &hint_facts,
+    });
+
+    let first = members
+        .iter()
+        .min_by_key(|s| s.onset)
+        .map(|s| match &s.what {
+            SignalWhat::Pattern(p) => p.id.clone(),
+            SignalWhat::Counter(a) => a.key.label(),
+        })
+        .unwrap_or_default();
+    let id = stable_id(&first, onset);
+    let title = title(&culprit, &patterns, &listed, hints.first());
+
+    let mut member_set = BTreeSet::new();
+    for p in &patterns {
+        member_set.insert(Member::Pattern(p.id.clone()));
+    }
+    for a in &counters {
+        member_set.insert(Member::Series(a.key.clone()));
+    }
+    let incident = Incident {
+        id,
+        title,
+        culprit,
+        patterns: patterns
+            .iter()
+            .take(MAX_PATTERNS)
+            .map(|p| IncidentPattern {
+                id: p.id.clone(),
+                text: p.text.clone(),
+                services: p.services.clone(),
+                culprit: p.culprit.clone(),
+                onset_unix_ms: p.onset_unix_ms,
+                last_seen_unix_ms: p.last_seen_unix_ms,
+                count: p.count,
+            })
+            .collect(),
+        counters: listed,
+        hints,
+        onset_unix_ms: onset,
+        last_active_unix_ms: last_active,
+        active,
+        trace_ids,
+    };
+    (incident, member_set)
+}
+
+/// Order of kinds within one relation: sockets say the most about where, then queues, fds,
+/// goroutines, threads, traffic.
+fn kind_order(a: &CounterAnomaly) -> u8 {
+    match a.kind {
+        CounterKind::Sockets => 0,
+        CounterKind::AcceptQueue => 1,
+        CounterKind::ProcessFds => 2,
+        CounterKind::Tasks => 3,
+        CounterKind::ProcessThreads => 4,
+        CounterKind::ServiceTraffic => 5,
+        CounterKind::ProtocolRate => 6,
+        CounterKind::NodeSockets => 7,
+        CounterKind::Sockstat => 8,
+        CounterKind::ProcessMemory => 9,
+        CounterKind::Runtime => 10,
+    }
+}
+
+/// How a series relates to the culprit, in words.
+fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> (Relation, String) {
+    if key.kind().is_node_wide() {
+        return (
+            Relation::NodeWide,
+            "node-wide: moves with any traffic on the node".into(),
+        );
+    }
+    let peers = culprit.map(|c| peers(c, services)).unwrap_or_default();
+    let owner = match key {
+        SeriesKey::PortState { port, .. }
+        | SeriesKey::PortTotal { port, .. }
+        | SeriesKey::ListenQueue { port } => listener(*port, services).map(|s| s.service.clone()),
+        SeriesKey::Task { target, .. } => services
+            .iter()
+            .find(|s| s.task_targets.contains(target) || &s.service == target)
+            .map(|s| s.service.clone()),
+        SeriesKey::Process { name, .. } => services
+            .iter()
+            .find(|s| s.processes.contains(name) || &s.service == name)
+            .map(|s| s.service.clone()),
+        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
+        _ => None,
+    };
+    let what = match key {
+        SeriesKey::PortState {
+            side: PortSide::Remote,
+            ..
+        }
+        | SeriesKey::PortTotal {
+            side: PortSide::Remote,
+            ..
+        } => "connections to the port of",
+        SeriesKey::PortState { .. }
+        | SeriesKey::PortTotal { .. }
+        | SeriesKey::ListenQueue { .. } => "a listening port of",
+        SeriesKey::Task { .. } => "the goroutines of",
+        SeriesKey::Process { .. } => "a process of",
+        _ => "the traffic of",
+    };
+    match (owner, culprit) {
+        (Some(o), Some(c)) if o == c => (Relation::Culprit, format!("{what} {o}, the culprit")),
+        (Some(o), Some(c)) if peers.contains(&o) => (
+            Relation::Peer,
+            format!("{what} {o}, a peer of the culprit {c}"),
+        ),
+        (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
+        (None, _) => match key.port() {
+            Some(p) => (
+                Relation::Unrelated,
+                format!("port {p}: no known service listens there"),
+            ),
+            None => (Relation::Unrelated, "no known service".into()),
+        },
+    }
+}
+
+/// The incident in one sentence: where, what, and the leading evidence.
+fn title(
+    culprit: &IncidentCulprit,
+    patterns: &[&PatternInput],
+    counters: &[IncidentCounter],
+    hint: Option<&Hint>,
+) -> String {
+    let mut out = String::new();
+    if let Some(h) = hint {
+        out.push_str(&h.title);
+        out.push_str(" — ");
+    }
+    match &culprit.service {
+        Some(s) => out.push_str(&format!("in {s}")),
+        None if !culprit.seen_in.is_empty() => {
+            out.push_str(&format!("seen in {}", culprit.seen_in.join(", ")))
+        }
+        None => out.push_str("no service known"),
+    }
+    if let Some(c) = counters.first() {
+        out.push_str(": ");
+        out.push_str(&c.anomaly.evidence);
+    } else if let Some(p) = patterns.first() {
+        out.push_str(&format!(
+            ": “{}” from {}",
+            p.text.chars().take(120).collect::<String>(),
+            clock(p.onset_unix_ms)
+        ));
+    }
+    out
+}
+
+/// The `host:port` a failing call names: `http://host:port/...`, `dial tcp host:port`,
+/// `->host:port` (Go's `read tcp a->b`).
+fn peer_address(text: &str) -> Option<String> {
+    let candidates = [
+        text.find("://").map(|i| &text[i + 3..]),
+        text.find("dial tcp ").map(|i| &text[i + 9..]),
+        text.find("->").map(|i| &text[i + 2..]),
+    ];
+    candidates.into_iter().flatten().find_map(|rest| {
+        let end = rest.find(['/', '"', ' ', ')', ',']).unwrap_or(rest.len());
+        let addr = rest[..end].trim_end_matches(':');
+        let ok = port_of(addr).is_some() && !addr.contains('<');
+        ok.then(|| addr.to_owned())
+    })
+}
+
+/// The name a failed lookup asked for (`lookup NAME on ...`, `lookup NAME: ...`).
+fn looked_up_host(text: &str) -> Option<String> {
+    let rest = &text[text.find("lookup ")? + 7..];
+    let end = rest.find([' ', ':']).unwrap_or(rest.len());
+    let host = &rest[..end];
+    (!host.is_empty() && !host.contains('<')).then(|| host.to_owned())
+}
+
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// A 16-hex-digit id from the first member and the onset second (FNV-1a): the same incident
+/// gets the same id in every update and after a replay of the same data.
+fn stable_id(first: &str, onset: i64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in first.bytes().chain(onset.div_euclid(1000).to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::ChangeShape;
+
+    const T0: i64 = 1_795_638_600_000;
+
+    fn pattern(
+        id: &str,
+        text: &str,
+        services: &[&str],
+        onset: i64,
+        traces: &[&str],
+    ) -> PatternInput {
+        PatternInput {
+            id: id.into(),
+            text: text.into(),
+            services: services.iter().map(|s| s.to_string()).collect(),
+            culprit: None,
+            onset_unix_ms: onset,
+            last_seen_unix_ms: onset + 5_000,
+            count: 10,
+            trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn blamed(mut p: PatternInput, service: &str, role: CulpritRole) -> PatternInput {
+        p.culprit = Some(PatternCulprit {
+            service: service.into(),
+            role,
+            reasoning: format!("starts in {service}"),
+        });
+        p
+    }
+
+    fn anomaly(key: SeriesKey, at: i64) -> CounterAnomaly {
+        CounterAnomaly {
+            label: key.label(),
+            unit: key.unit().into(),
+            kind: key.kind(),
+            evidence: format!("{} rose 0 → 100 in 5 s", key.label()),
+            key,
+            shape: ChangeShape::Step,
+            direction: Direction::Rise,
+            before: 0.0,
+            noise: 1.0,
+            reached: 100.0,
+            latest: 100.0,
+            score: 100.0,
+            changed_at_unix_ms: at,
+            active: true,
+            limit: None,
+        }
+    }
+
+    fn report(anomalies: Vec<CounterAnomaly>) -> AnomalyReport {
+        AnomalyReport {
+            series_judged: anomalies.len() as u64,
+            anomalies,
+            unjudged: Vec::new(),
+        }
+    }
+
+    /// gateway → orders (:8081) → stock (:8082).
+    fn chain() -> Vec<ServiceFacts> {
+        vec![
+            ServiceFacts {
+                service: "gateway".into(),
+                listen_ports: vec![8080],
+                callees: vec!["orders".into()],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "orders".into(),
+                listen_ports: vec![8081],
+                callers: vec!["gateway".into()],
+                callees: vec!["stock".into()],
+                task_targets: vec!["orders".into()],
+                goroutine_url: Some("http://127.0.0.1:6061/debug/pprof/goroutine?debug=2".into()),
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "stock".into(),
+                listen_ports: vec![8082],
+                callers: vec!["orders".into()],
+                pid: Some(4242),
+                ..ServiceFacts::default()
+            },
+        ]
+    }
+
+    fn run(
+        tracker: &mut IncidentTracker,
+        now: i64,
+        patterns: &[PatternInput],
+        anomalies: Vec<CounterAnomaly>,
+    ) -> Vec<Incident> {
+        let services = chain();
+        let report = report(anomalies);
+        let rules = HintRules::builtin().unwrap();
+        run_with(
+            tracker,
+            now,
+            patterns,
+            report,
+            &CounterHistory::default(),
+            &services,
+            &rules,
+        )
+    }
+
+    fn run_with(
+        tracker: &mut IncidentTracker,
+        now: i64,
+        patterns: &[PatternInput],
+        report: AnomalyReport,
+        history: &CounterHistory,
+        services: &[ServiceFacts],
+        rules: &HintRules,
+    ) -> Vec<Incident> {
+        tracker
+            .update(
+                &DiagnosisInput {
+                    now_unix_ms: now,
+                    patterns,
+                    anomalies: &report,
+                    services,
+                    history,
+                    api: Some("http://127.0.0.1:7070"),
+                },
+                rules,
+            )
+            .to_vec()
+    }
+
+    fn close_wait(port: u16) -> SeriesKey {
+        SeriesKey::PortState {
+            port,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        }
+    }
+
+    #[test]
+    fn eof_unexpected_eof_and_their_upstream_echo_are_one_incident_of_the_callee() {
+        let eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://127.0.0.1:8082/v1/stock\": EOF",
+                &["orders"],
+                T0,
+                &["t1", "t2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let unexpected = blamed(
+            pattern(
+                "b",
+                "Get \"http://127.0.0.1:8082/v1/stock\": unexpected EOF",
+                &["orders"],
+                T0 + 2_000,
+                &["t3"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        // The gateway's echo: not attributed, but in the same traces.
+        let echo = pattern(
+            "c",
+            "upstream orders failed: 502",
+            &["gateway"],
+            T0 + 1_000,
+            &["t2"],
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 10_000, &[eof, unexpected, echo], vec![]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.patterns.len(), 3);
+        assert!(inc.active);
+        assert_eq!(inc.hints[0].rule_id, "callee-closed");
+        assert!(
+            inc.hints[0].checks[0].command.contains(":8082"),
+            "{}",
+            inc.hints[0].checks[0].command
+        );
+    }
+
+    #[test]
+    fn two_culprits_are_never_merged_even_through_shared_traces() {
+        let a = blamed(
+            pattern(
+                "a",
+                "read: connection reset by peer",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let b = pattern(
+            "b",
+            "upstream failed",
+            &["gateway"],
+            T0 + 1_000,
+            &["t1", "t2"],
+        );
+        let c = blamed(
+            pattern(
+                "c",
+                "dial tcp: lookup x.invalid: no such host",
+                &["gateway"],
+                T0 + 2_000,
+                &["t2"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 10_000, &[a, b, c], vec![]);
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        let culprits: BTreeSet<Option<String>> = incidents
+            .iter()
+            .map(|i| i.culprit.service.clone())
+            .collect();
+        assert!(
+            culprits.contains(&Some("stock".into())) && culprits.contains(&Some("gateway".into()))
+        );
+    }
+
+    #[test]
+    fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
+        let a = blamed(
+            pattern("a", "x: EOF", &["orders"], T0, &["t1"]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let b = blamed(
+            pattern("b", "y: EOF", &["orders"], T0 + 90_000, &["t9"]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let c = pattern("c", "something else", &["gateway"], T0 + 1_000, &["t5"]);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 95_000, &[a, b, c], vec![]);
+        assert_eq!(incidents.len(), 3, "{incidents:#?}");
+    }
+
+    #[test]
+    fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 8_000,
+            &[],
+            vec![
+                anomaly(close_wait(8082), T0),
+                anomaly(
+                    SeriesKey::ProtocolRate {
+                        key: "Tcp InSegs".into(),
+                    },
+                    T0 + 1_000,
+                ),
+                anomaly(
+                    SeriesKey::Process {
+                        name: "stock".into(),
+                        metric: faultline_series::ProcessMetric::OpenFds,
+                    },
+                    T0 + 2_000,
+                ),
+            ],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Callee));
+        assert_eq!(inc.counters[0].anomaly.key, close_wait(8082));
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
+        assert_eq!(inc.counters.last().unwrap().relation, Relation::NodeWide);
+        assert_eq!(inc.hints[0].rule_id, "close-wait-leak");
+        assert_eq!(
+            inc.hints[0].checks[0].command,
+            "ss -tanp state close-wait '( sport = :8082 or dport = :8082 )'"
+        );
+        assert!(inc.title.contains("CLOSE-WAIT :8082"), "{}", inc.title);
+    }
+
+    #[test]
+    fn a_time_wait_storm_is_blamed_on_the_single_caller() {
+        let tw = SeriesKey::PortState {
+            port: 8082,
+            side: PortSide::Remote,
+            state: SocketState::TimeWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw, T0)]);
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.hints[0].rule_id, "time-wait-storm");
+    }
+
+    #[test]
+    fn node_wide_traffic_alone_is_no_incident_but_listen_overflows_are() {
+        let mut tracker = IncidentTracker::new();
+        let segs = anomaly(
+            SeriesKey::ProtocolRate {
+                key: "Tcp InSegs".into(),
+            },
+            T0,
+        );
+        assert!(run(&mut tracker, T0 + 5_000, &[], vec![segs.clone()]).is_empty());
+        let overflows = anomaly(
+            SeriesKey::ProtocolRate {
+                key: "TcpExt ListenOverflows".into(),
+            },
+            T0,
+        );
+        let incidents = run(&mut tracker, T0 + 6_000, &[], vec![segs, overflows]);
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(incidents[0].hints[0].rule_id, "listen-overflow");
+        assert!(incidents[0].culprit.service.is_none());
+    }
+
+    #[test]
+    fn an_incident_keeps_its_id_while_it_goes_on_and_ends_inactive() {
+        let mut tracker = IncidentTracker::new();
+        let p = blamed(
+            pattern("a", "x: EOF", &["orders"], T0, &["t1"]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let first = run(&mut tracker, T0 + 5_000, std::slice::from_ref(&p), vec![])[0].clone();
+        // A counter joins later; the id and onset stay.
+        let later = run(
+            &mut tracker,
+            T0 + 20_000,
+            std::slice::from_ref(&p),
+            vec![anomaly(close_wait(8082), T0 + 15_000)],
+        )[0]
+        .clone();
+        assert_eq!(later.id, first.id);
+        assert_eq!(later.onset_unix_ms, T0);
+        assert_eq!(later.counters.len(), 1);
+        // The pattern stops emerging and the counter leaves the detector's window: kept,
+        // inactive, with what it had.
+        let ended = run(&mut tracker, T0 + 200_000, &[], vec![]);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].id, first.id);
+        assert!(!ended[0].active);
+        assert_eq!(ended[0].counters.len(), 1);
+        // Gone after the retention.
+        assert!(run(&mut tracker, T0 + 200_000 + RETAIN_MS, &[], vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_counter_still_out_of_its_range_keeps_the_incident_active_after_the_window() {
+        let key = close_wait(8082);
+        let services = chain();
+        let rules = HintRules::builtin().unwrap();
+        let mut tracker = IncidentTracker::new();
+        let history = |last: f64| CounterHistory {
+            start_unix_ms: T0,
+            step_ms: 1000,
+            series: vec![crate::history::CounterSeries {
+                key: key.clone(),
+                points: vec![Some(100.0), Some(last), Some(last), Some(last)],
+            }],
+        };
+        let first = run_with(
+            &mut tracker,
+            T0 + 5_000,
+            &[],
+            report(vec![anomaly(key.clone(), T0)]),
+            &history(100.0),
+            &services,
+            &rules,
+        );
+        let still = run_with(
+            &mut tracker,
+            T0 + 300_000,
+            &[],
+            report(vec![]),
+            &history(140.0),
+            &services,
+            &rules,
+        );
+        assert_eq!(still[0].id, first[0].id);
+        assert!(still[0].active);
+        assert_eq!(still[0].last_active_unix_ms, T0 + 300_000);
+        assert_eq!(still[0].counters[0].anomaly.latest, 140.0);
+        let back = run_with(
+            &mut tracker,
+            T0 + 310_000,
+            &[],
+            report(vec![]),
+            &history(1.0),
+            &services,
+            &rules,
+        );
+        assert!(!back[0].active);
+    }
+
+    #[test]
+    fn the_error_rate_of_the_culprits_caller_joins_rather_than_opening_an_incident() {
+        let mut tracker = IncidentTracker::new();
+        let p = blamed(
+            pattern("a", "x: EOF", &["orders"], T0, &["t1"]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let errors = anomaly(
+            SeriesKey::ServiceTraffic {
+                service: "orders".into(),
+                metric: TrafficMetric::Errors,
+            },
+            T0 + 1_000,
+        );
+        let incidents = run(&mut tracker, T0 + 5_000, &[p], vec![errors]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].counters[0].relation, Relation::Peer);
+    }
+
+    #[test]
+    fn addresses_and_names_are_read_from_error_texts() {
+        assert_eq!(
+            peer_address("Get \"http://127.0.0.1:8082/v1/x\": EOF").as_deref(),
+            Some("127.0.0.1:8082")
+        );
+        assert_eq!(
+            peer_address("read tcp 127.0.0.1:5000->127.0.0.1:8082: read: connection reset by peer")
+                .as_deref(),
+            Some("127.0.0.1:8082")
+        );
+        assert_eq!(peer_address("read tcp <IP>:<NUM>-><IP>:<NUM>: x"), None);
+        assert_eq!(
+            looked_up_host("dial tcp: lookup api.invalid on 127.0.0.53:53: no such host")
+                .as_deref(),
+            Some("api.invalid")
+        );
+        assert_eq!(stable_id("a", 1_000), stable_id("a", 1_999));
+        assert_ne!(stable_id("a", 1_000), stable_id("b", 1_000));
+    }
+}
