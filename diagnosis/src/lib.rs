@@ -19,6 +19,7 @@
 pub mod activity;
 pub mod anomaly;
 pub mod baseline;
+pub mod culprit;
 pub mod hints;
 pub mod history;
 pub mod incident;

@@ -15,5 +15,7 @@ mod config_cli;
 mod counters;
 mod culprit;
 mod dashboard;
+mod demo;
+mod lab_go;
 mod pipeline;
 mod replay;
