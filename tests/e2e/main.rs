@@ -14,5 +14,6 @@ mod cluster_cmd;
 mod config_cli;
 mod counters;
 mod dashboard;
+mod listeners;
 mod pipeline;
 mod replay;
