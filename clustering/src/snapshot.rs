@@ -46,6 +46,10 @@ pub(crate) struct KeyStatsV1 {
     pub(crate) last: i64,
     /// Index into [`SnapshotV1::roots`].
     pub(crate) root: u32,
+    /// Reports per service that wrote this shape (added to format 1 with a default: files
+    /// written before it read as "no services known").
+    #[serde(default)]
+    pub(crate) services: BTreeMap<String, u64>,
 }
 
 /// One root (innermost error kind), its cluster label and its statistics.
@@ -68,6 +72,17 @@ pub(crate) struct RootStatsV1 {
     /// Newest first.
     pub(crate) samples: Vec<SampleV1>,
     pub(crate) values: BTreeMap<String, u64>,
+    // Added to format 1 with defaults (one count per failure, #11): older files read with
+    // reports = count and no sources known.
+    /// Every parameter value counted, those beyond `values` included.
+    #[serde(default)]
+    pub(crate) values_total: u64,
+    /// Reports, echoes of an occurrence included (`count` is occurrences).
+    #[serde(default)]
+    pub(crate) reports: u64,
+    /// Occurrences per source name (`file_log`, `otlp_log`, `span`).
+    #[serde(default)]
+    pub(crate) sources: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +108,8 @@ pub(crate) struct CountersV1 {
     pub(crate) root_evicted_events: u64,
     pub(crate) truncated: u64,
     pub(crate) blank: u64,
+    pub(crate) echo_events: u64,
+    pub(crate) recent_traces_evicted: u64,
 }
 
 /// Why a snapshot could not be restored.
