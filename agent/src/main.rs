@@ -7,6 +7,7 @@
 mod cli;
 mod cluster_cmd;
 mod config;
+mod diagnosis;
 mod persist;
 mod pipeline;
 mod replay_cmd;

@@ -248,7 +248,8 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then the most recent onset first.
+    /// The incidents as of the last update: active first, then those whose culprit is known
+    /// (an SRE can act on them), then the most recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -400,6 +401,12 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
+                .then(
+                    b.culprit
+                        .service
+                        .is_some()
+                        .cmp(&a.culprit.service.is_some()),
+                )
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
         });
