@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 
 # Debian packages: a real browser and its WebDriver for the dashboard tests, iproute2's `ss`
-# as the reference for socket counts, Prometheus' promtool for the deployment checks.
+# as the reference for socket counts, Prometheus' promtool for the deployment checks, Go and
+# Gin for the fault lab's services (lab/go, built offline in GOPATH mode against
+# /usr/share/gocode by scripts/lab/run.py).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/gin-gonic/gin ] || missing+=(golang-github-gin-gonic-gin-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

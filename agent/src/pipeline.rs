@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_clustering::{Engine, ErrorEvent};
+use faultline_clustering::{Engine, ErrorEvent, EventSource};
 use faultline_ingest::otlp::LogReceiver;
 use faultline_ingest::tail::{Batch, TailerHandle};
 use faultline_ingest::traces::TraceStore;
@@ -148,7 +148,9 @@ impl Pipeline {
         }
     }
 
-    /// Clusters one error-ish record; returns its cluster id as shown everywhere.
+    /// Clusters one error-ish record; returns its cluster id as shown everywhere. The engine
+    /// counts a failure once per trace whatever reports it (a file line, an OTLP log, an
+    /// error span), so the source goes with the event.
     fn observe(&self, record: &LogRecord) -> Option<String> {
         let trace_id = record.trace_id.map(|id| id.to_string());
         let span_id = record.span_id.map(|id| id.to_string());
@@ -160,7 +162,15 @@ impl Pipeline {
             span_id: span_id.as_deref(),
             time_unix_nanos: record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
         };
-        self.engine.observe(&event).cluster.map(|id| id.to_string())
+        let source = match record.origin {
+            Origin::File { .. } => EventSource::FileLog,
+            Origin::OtlpLog => EventSource::OtlpLog,
+            Origin::OtlpSpan => EventSource::Span,
+        };
+        self.engine
+            .observe_from(&event, source)
+            .cluster
+            .map(|id| id.to_string())
     }
 
     /// Commits the durable state; a failure is logged and retried at the next tick.
@@ -170,7 +180,7 @@ impl Pipeline {
     /// thing to check when the agent itself is slow.
     #[tracing::instrument(name = "faultline.state_commit", skip_all)]
     async fn commit(&self, tailer: Option<&TailerHandle>) {
-        let state = AgentState::V1 {
+        let state = AgentState {
             tail: tailer
                 .map(TailerHandle::checkpoint_state)
                 .unwrap_or_default(),
@@ -178,7 +188,7 @@ impl Pipeline {
             totals: *self.totals.lock().unwrap_or_else(|e| e.into_inner()),
         };
         let dir = self.data_dir.clone();
-        match tokio::task::spawn_blocking(move || persist::store(&dir, &state)).await {
+        match tokio::task::spawn_blocking(move || persist::store(&dir, state)).await {
             Ok(Ok(())) => tracing::debug!("state committed"),
             Ok(Err(err)) => tracing::warn!("cannot commit the agent state: {err:#}"),
             Err(err) => tracing::warn!("state commit task failed: {err}"),

@@ -12,7 +12,7 @@ use anyhow::Context;
 use faultline_clustering::Engine;
 use faultline_ingest::counters::{spawn_sampler, CounterStore};
 use faultline_ingest::otlp::{log_queue, OtlpOutputs, OtlpReceivers, TaskCounterSink, TaskSample};
-use faultline_ingest::tail::{self, Checkpointing};
+use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::StoreCounter;
 use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
@@ -48,7 +48,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
     let (tail_state, engine, totals) = match restored {
-        Some(AgentState::V1 {
+        Some(AgentState {
             tail,
             clustering,
             totals,
@@ -86,7 +86,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let handle = tail::spawn(
             settings.tail.clone(),
             settings.logs.clone(),
-            Checkpointing::External(tail_state),
+            tail_state,
             tx,
             stop.child_token(),
         )
@@ -435,8 +435,18 @@ fn agent_counters(
     let otlp = receivers.stats();
     rows.push(counter(
         "otlp_requests_throttled_total",
-        "OTLP requests answered with a retryable error (queue full).",
+        "OTLP requests answered with a retryable error (at capacity).",
         otlp.requests_throttled,
+    ));
+    rows.push(counter(
+        "otlp_requests_timed_out_total",
+        "OTLP requests whose body did not arrive within otlp.limits.body_read_timeout_ms.",
+        otlp.requests_timed_out,
+    ));
+    rows.push(counter(
+        "otlp_decompressed_bytes_high_water",
+        "Most decompressed OTLP bytes held at once since start.",
+        otlp.decompressed_bytes_high_water,
     ));
     rows.push(counter(
         "otlp_requests_invalid_total",

@@ -46,7 +46,7 @@ use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CountSeries, CounterView, CountersSnapshot, Emergence, EmergenceKind, HistoryResolution,
     ListenQueue, MinuteCounts, NamedSeries, OtherPorts, ParameterDistribution, PortSide,
-    ProcessNow, ProcessSeries, RuntimeSeries, Sample, SecondCounts, Series, SocketSeries,
+    ProcessNow, ProcessSeries, RuntimeSeries, Sample, SecondCounts, SeenIn, Series, SocketSeries,
     SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, SpanStatus, StateCount,
     StateSeries, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView,
     ValueCount,
@@ -67,8 +67,7 @@ pub const CLUSTER_ID_ATTRIBUTE: &str = "faultline.cluster_id";
 /// Minutes of per-minute counts in a row's sparkline.
 const SPARKLINE_MINUTES: i64 = 60;
 
-/// Minutes over which a row's rate is measured when the engine gives no emergence figures
-/// (the engine's default emergence window).
+/// The engine's default emergence window, assumed when its figures do not give it back.
 const RATE_WINDOW_MINUTES: i64 = 5;
 
 /// Longest per-minute series of a cluster's detail (one day).
@@ -295,7 +294,24 @@ impl ClusterView for ClusterAdapter {
         Some(ClusterDetail {
             summary,
             templates: detail.templates.iter().map(template_row).collect(),
-            parameters: parameters(&detail.top_values),
+            parameters: parameters(&detail.top_values, detail.values_total),
+            reports: detail.summary.reports,
+            seen_in: detail
+                .sources
+                .iter()
+                .map(|(source, occurrences)| SeenIn {
+                    source: source.name().to_owned(),
+                    occurrences: *occurrences,
+                })
+                .collect(),
+            service_occurrences: detail
+                .services
+                .iter()
+                .map(|(service, count)| ValueCount {
+                    value: service.clone(),
+                    count: *count,
+                })
+                .collect(),
             per_minute: detail_minutes(&detail.per_minute, now),
             samples: detail
                 .samples
@@ -408,14 +424,8 @@ fn summary_row(s: &EngineSummary, per_minute: &[(i64, u64)], now_nanos: i64) -> 
         .iter()
         .map(|&(secs, count)| (secs.div_euclid(60), count))
         .collect();
-    let recent: u64 = by_minute
-        .range(now_min - RATE_WINDOW_MINUTES + 1..=now_min)
-        .map(|(_, c)| c)
-        .sum();
-    let rate_per_minute = match &s.emergence {
-        Some(e) => e.current_rate_per_min,
-        None => recent as f64 / RATE_WINDOW_MINUTES as f64,
-    };
+    // The engine's count of the last 60 s: the current rate, not a 5-minute average.
+    let rate_per_minute = s.last_minute_count as f64;
     ClusterSummary {
         id: s.id.to_string(),
         canonical_template: s.canonical.clone(),
@@ -555,15 +565,13 @@ fn second_counts(per_second: &[(i64, u64)]) -> SecondCounts {
     }
 }
 
-/// A template of a cluster.
-///
-/// `services` stays empty: the engine counts services per root error, not per template.
+/// A template of a cluster, with the services that wrote it (most reports first).
 fn template_row(t: &faultline_clustering::TemplateSummary) -> TemplateRow {
     TemplateRow {
         id: t.id.to_string(),
         template: t.text.clone(),
         count: t.count,
-        services: Vec::new(),
+        services: t.services.iter().map(|(s, _)| s.clone()).collect(),
         first_seen_unix_ms: t.first_seen_unix_nanos.div_euclid(NANOS_PER_MS),
         last_seen_unix_ms: t.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
     }
@@ -573,9 +581,9 @@ fn template_row(t: &faultline_clustering::TemplateSummary) -> TemplateRow {
 ///
 /// The engine keeps the values of all masked parameters of a cluster in one table, without
 /// their position, and masks every value as `<*>`; so there is one distribution, named
-/// `<*> (any position)`. It counts only its first distinct values, so `other_count` (values
-/// outside the top) is unknown and left at 0.
-fn parameters(top_values: &[(String, u64)]) -> Vec<ParameterDistribution> {
+/// `<*> (any position)`. `other_count` is every value counted (`values_total`) minus those
+/// listed.
+fn parameters(top_values: &[(String, u64)], values_total: u64) -> Vec<ParameterDistribution> {
     if top_values.is_empty() {
         return Vec::new();
     }
@@ -588,7 +596,7 @@ fn parameters(top_values: &[(String, u64)]) -> Vec<ParameterDistribution> {
                 count: *count,
             })
             .collect(),
-        other_count: 0,
+        other_count: values_total.saturating_sub(top_values.iter().map(|(_, c)| c).sum()),
     }]
 }
 
@@ -1481,7 +1489,9 @@ mod tests {
         );
         assert_eq!(e.since_unix_ms, reset.first_seen_unix_ms);
         assert!(e.score > 0.0);
-        assert!((reset.rate_per_minute - 1.2).abs() < 1e-9);
+        // The current rate: the last reset was 80 s ago, so none in the last minute (a
+        // 5-minute average would say 1.2/min while the storm is over).
+        assert_eq!(reset.rate_per_minute, 0.0);
 
         let eof = rows
             .iter()
@@ -1525,7 +1535,7 @@ mod tests {
             "read tcp <*>: read: connection reset by peer"
         );
         assert_eq!(detail.templates[0].count, 7);
-        assert!(detail.templates[0].services.is_empty());
+        assert_eq!(detail.templates[0].services, ["user-svc", "order-svc"]);
         // Samples newest first, level known because the cluster only ever saw "error".
         assert!(!detail.samples.is_empty());
         assert_eq!(detail.samples[0].message, messages[5]);
@@ -1603,7 +1613,8 @@ mod tests {
             e.reason
         );
         assert_eq!(e.since_unix_ms, (now_min - 1) * MS_PER_MIN);
-        assert!((rows[0].rate_per_minute - 8.0).abs() < 1e-9);
+        // The 40 were 60 to 90 s ago: the current rate (last 60 s) is already back to 0.
+        assert_eq!(rows[0].rate_per_minute, 0.0);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct ClusteringConfig {
     pub surge_max_p: f64,
     /// Minutes of per-minute counts kept per root (at least window + baseline).
     pub history_minutes: usize,
+    /// Most (error kind, trace) pairs remembered to count one failure once however many
+    /// log lines and error spans of its trace report it; the oldest pair leaves first.
+    pub recent_traces: usize,
 }
 
 impl Default for ClusteringConfig {
@@ -51,6 +54,10 @@ impl Default for ClusteringConfig {
             surge_min_ratio: 3.0,
             surge_max_p: 1e-4,
             history_minutes: 90,
+            // At 1,000 failed requests a second this holds 16 s of traces: longer than the
+            // OpenTelemetry SDKs' default batch delay (5 s), after which a span's echo of a
+            // log line arrives. About 100 bytes a pair, 1.6 MB in all.
+            recent_traces: 16_384,
         }
     }
 }

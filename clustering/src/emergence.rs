@@ -5,7 +5,10 @@
 //! rate: with `λ` the baseline count expected in one window (at least 1, so a quiet cluster
 //! needs a real burst), the Poisson tail `P(X ≥ c | λ)` is below `surge_max_p` and `c / λ` is at
 //! least `surge_min_ratio`. The score is `-log10` of that tail (for new clusters, against
-//! `λ = 1`), so both kinds rank on one scale.
+//! `λ = 1`), so both kinds rank on one scale. It is computed in log space and never capped:
+//! a burst of thousands of failures outranks a burst of dozens even when both tails are far
+//! below the smallest `f64` (a score capped at 300 ranked every big burst equal, and the
+//! tie went to the rate, so echo-heavy noise outranked the fault's own pattern — issue #11).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +35,8 @@ pub struct Emergence {
     pub baseline_rate_per_min: f64,
     /// Poisson tail probability of the current count under the baseline.
     pub p_value: f64,
-    /// Ranking score: `-log10(p_value)`.
+    /// Ranking score: `-log10` of the tail probability, from its logarithm (not capped at the
+    /// smallest `p_value` a `f64` holds).
     pub score: f64,
 }
 
@@ -63,14 +67,14 @@ pub fn judge(
         if current < t.new_min_events {
             return None;
         }
-        let p = poisson_tail(current, 1.0);
+        let log_p = ln_poisson_tail(current, 1.0);
         return Some(Emergence {
             kind: EmergenceKind::New,
             current_count: current,
             current_rate_per_min: current_rate,
             baseline_rate_per_min: 0.0,
-            p_value: p,
-            score: -p.max(1e-300).log10(),
+            p_value: log_p.exp(),
+            score: score_of(log_p),
         });
     }
     if baseline_min <= 0.0 {
@@ -78,15 +82,54 @@ pub fn judge(
     }
     let baseline_rate = baseline as f64 / baseline_min;
     let lambda = (baseline_rate * t.window_min).max(1.0);
-    let p = poisson_tail(current, lambda);
+    let log_p = ln_poisson_tail(current, lambda);
+    let p = log_p.exp();
     (p < t.surge_max_p && current as f64 >= t.surge_min_ratio * lambda).then(|| Emergence {
         kind: EmergenceKind::Surge,
         current_count: current,
         current_rate_per_min: current_rate,
         baseline_rate_per_min: baseline_rate,
         p_value: p,
-        score: -p.max(1e-300).log10(),
+        score: score_of(log_p),
     })
+}
+
+/// `-log10(p)` from `ln(p)`; 0 for a certain event.
+fn score_of(ln_p: f64) -> f64 {
+    (-ln_p / std::f64::consts::LN_10).max(0.0)
+}
+
+/// `ln P(X ≥ c)` for `X ~ Poisson(λ)`: the same sum as [`poisson_tail`], kept as a logarithm
+/// so that it stays finite where the probability itself underflows to 0.
+pub fn ln_poisson_tail(c: u64, lambda: f64) -> f64 {
+    if c == 0 {
+        return 0.0;
+    }
+    if lambda <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if (c as f64) <= lambda {
+        return poisson_tail(c, lambda).ln();
+    }
+    let (first, sum) = tail_terms(c, lambda);
+    first + sum.ln()
+}
+
+/// The log of the tail's first term `P(X = c)` and the sum of the terms relative to it.
+fn tail_terms(c: u64, lambda: f64) -> (f64, f64) {
+    let cf = c as f64;
+    let mut log_term = -lambda + cf * lambda.ln() - ln_factorial(c);
+    let mut sum = 0.0f64;
+    let first = log_term;
+    for k in c..c + 10_000 {
+        let rel = (log_term - first).exp();
+        sum += rel;
+        if rel < 1e-17 {
+            break;
+        }
+        log_term += lambda.ln() - ((k + 1) as f64).ln();
+    }
+    (first, sum)
 }
 
 /// `P(X ≥ c)` for `X ~ Poisson(λ)`, summed in log space so that large counts do not overflow.
@@ -107,18 +150,7 @@ pub fn poisson_tail(c: u64, lambda: f64) -> f64 {
         }
         return (1.0 - head).clamp(0.0, 1.0);
     }
-    let cf = c as f64;
-    let mut log_term = -lambda + cf * lambda.ln() - ln_factorial(c);
-    let mut sum = 0.0f64;
-    let first = log_term;
-    for k in c..c + 10_000 {
-        let rel = (log_term - first).exp();
-        sum += rel;
-        if rel < 1e-17 {
-            break;
-        }
-        log_term += lambda.ln() - ((k + 1) as f64).ln();
-    }
+    let (first, sum) = tail_terms(c, lambda);
     (first.exp() * sum).clamp(0.0, 1.0)
 }
 
@@ -156,6 +188,21 @@ mod tests {
         let e = judge(&T, 40, 60, 60.0, false).expect("a surge");
         assert_eq!(e.kind, EmergenceKind::Surge);
         assert!(e.score > 4.0);
+    }
+
+    #[test]
+    fn bigger_bursts_rank_higher_even_beyond_the_smallest_f64() {
+        // Both tails underflow to 0: a capped score ranked them equal.
+        let dozens = judge(&T, 400, 0, 0.0, true).expect("new");
+        let thousands = judge(&T, 4_000, 0, 0.0, true).expect("new");
+        assert_eq!(dozens.p_value, 0.0);
+        assert!(dozens.score > 300.0, "{}", dozens.score);
+        assert!(thousands.score > dozens.score * 5.0);
+        // The log-space tail agrees with the direct sum where both are representable.
+        let direct = -poisson_tail(10, 2.0).log10();
+        let logged = judge(&T, 10, 0, 0.0, true).map(|e| e.score);
+        assert!(logged.is_some());
+        assert!((score_of(ln_poisson_tail(10, 2.0)) - direct).abs() < 1e-9);
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! Statistics are kept per *root* (the innermost error kind) and summed per cluster at query
 //! time, so a DBSCAN re-run that regroups roots never loses or double-counts an event.
 //!
+//! A root counts *failures*, not reports of them (see [`crate::occurrence`]): within one
+//! trace, the first report of a root is an occurrence and every later report of it (the
+//! caller's echo, the error span carrying the same text) only adds where it was seen. Counts,
+//! per-minute and per-second series, samples and emergence are by occurrence; a template
+//! counts the reports of its own shape.
+//!
 //! Bounds: at most `max_templates` keys and `max_clusters` roots. When a bound is reached the
 //! least useful tenth is evicted (templates: fewest events; roots: not seen within the
 //! emergence baseline first, then fewest events), so a new kind of error still gets its own
@@ -18,7 +24,6 @@
 //! "other" bucket ([`EngineCounters`]), never lost silently. Samples, services and parameter values per root are bounded too.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -28,13 +33,21 @@ use crate::cluster::{ClusterId, RootClusters, RootIndex, VectorParams};
 use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
 use crate::mask::MaskedLine;
+use crate::occurrence::{EventSource, RecentTraces};
 use crate::root::root_signature;
-use crate::snapshot::{self, KeySnapshot, RootSnapshot, Snapshot, SnapshotError, SnapshotV1};
+use crate::snapshot::{
+    CountersV1, KeyStatsV1, KeyV1, RootStatsV1, RootV1, SampleV1, Snapshot, SnapshotError,
+    SnapshotV1,
+};
 use crate::template::{KeyIndex, TemplateId, TemplateMiner};
 
 const NANOS_PER_MIN: i64 = 60_000_000_000;
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 const MAX_SERVICES: usize = 32;
+/// Services counted per template: the few that write that exact shape.
+const MAX_TEMPLATE_SERVICES: usize = 8;
+/// The current rate is the count of the last this many seconds, per minute.
+const RATE_WINDOW_SECS: i64 = 60;
 
 /// Seconds of per-second counts kept per root: as long as the node counters' full-resolution
 /// history (15 min at 1 s by default), beside which they are read to tell whether a counter
@@ -67,6 +80,9 @@ pub struct Observation {
     pub template: Option<TemplateId>,
     /// Its cluster (`None` when it went to the "other" bucket).
     pub cluster: Option<ClusterId>,
+    /// The event reported a failure already counted in its trace (an echo): it added to
+    /// where the occurrence was seen, not to the count.
+    pub echo: bool,
 }
 
 /// A sample message of a cluster.
@@ -108,6 +124,11 @@ pub struct EngineCounters {
     pub truncated: u64,
     /// Blank messages ignored.
     pub blank: u64,
+    /// Events that reported a failure already counted in their trace (echoes).
+    pub echo_events: u64,
+    /// (Error kind, trace) pairs forgotten because `recent_traces` was reached; a later echo
+    /// of one of them counted as a failure of its own.
+    pub recent_traces_evicted: u64,
 }
 
 /// Filters of [`Engine::clusters`].
@@ -136,10 +157,15 @@ pub struct ClusterSummary {
     pub canonical: String,
     /// The most frequent template of the cluster (the full masked message).
     pub example_template: String,
-    /// Events ever.
+    /// Failures ever: occurrences, one per trace however many records reported it.
     pub count: u64,
-    /// Events in the query window (all events without a window).
+    /// Reports ever (log records and error spans), echoes included.
+    pub reports: u64,
+    /// Occurrences in the query window (all of them without a window).
     pub window_count: u64,
+    /// Occurrences in the last minute before "now" (from the per-second counts; 0 after a
+    /// restart until new events arrive): the current rate per minute.
+    pub last_minute_count: u64,
     /// First event, Unix nanoseconds.
     pub first_seen_unix_nanos: i64,
     /// Last event, Unix nanoseconds.
@@ -161,8 +187,11 @@ pub struct TemplateSummary {
     pub id: TemplateId,
     /// Masked text.
     pub text: String,
-    /// Events.
+    /// Reports of this shape (echoes included: a template is a shape of report).
     pub count: u64,
+    /// Services that wrote it, with their reports, most first (at most
+    /// `MAX_TEMPLATE_SERVICES` = 8 per template key).
+    pub services: Vec<(String, u64)>,
     /// First event, Unix nanoseconds.
     pub first_seen_unix_nanos: i64,
     /// Last event, Unix nanoseconds.
@@ -180,13 +209,20 @@ pub struct ClusterDetail {
     pub templates: Vec<TemplateSummary>,
     /// Most frequent parameter values (masked values of its messages).
     pub top_values: Vec<(String, u64)>,
+    /// Parameter values seen in all (those beyond the counted distinct values included), so
+    /// that `values_total - sum(top_values)` is what the top list leaves out.
+    pub values_total: u64,
+    /// Occurrences each kind of source reported (an occurrence seen in a log line and in a
+    /// span counts in both).
+    pub sources: Vec<(EventSource, u64)>,
     /// Events per minute: (minute start, Unix seconds; count), oldest first.
     pub per_minute: Vec<(i64, u64)>,
     /// Events per second over the last [`SECOND_HISTORY`] seconds that had events: (Unix
     /// second, count), oldest first, seconds without events left out. Not persisted: empty
     /// after a restart, like the node counters' history.
     pub per_second: Vec<(i64, u64)>,
-    /// Events per service.
+    /// Occurrences each service reported (an occurrence echoed by the caller counts for
+    /// both services).
     pub services: Vec<(String, u64)>,
     /// Events per severity.
     pub severities: Vec<(String, u64)>,
@@ -194,15 +230,16 @@ pub struct ClusterDetail {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct KeyStats {
     pub(crate) count: u64,
     pub(crate) first: i64,
     pub(crate) last: i64,
     pub(crate) root: RootIndex,
+    pub(crate) services: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RootStats {
     pub(crate) count: u64,
     pub(crate) first: i64,
@@ -210,12 +247,17 @@ pub(crate) struct RootStats {
     pub(crate) minutes: VecDeque<(i64, u64)>,
     /// (Unix second, count) of the most recent seconds with events, oldest first, at most
     /// [`SECOND_HISTORY`] of them. Kept out of snapshots (see [`ClusterDetail::per_second`]).
-    #[serde(skip)]
     pub(crate) seconds: VecDeque<(i64, u32)>,
     pub(crate) services: BTreeMap<String, u64>,
     pub(crate) severities: BTreeMap<String, u64>,
     pub(crate) samples: VecDeque<Sample>,
     pub(crate) values: HashMap<String, u64>,
+    /// All parameter values counted, including those beyond the `values` table.
+    pub(crate) values_total: u64,
+    /// Reports, echoes included (`count` is occurrences).
+    pub(crate) reports: u64,
+    /// Occurrences per source that reported them.
+    pub(crate) sources: BTreeMap<EventSource, u64>,
 }
 
 struct State {
@@ -225,6 +267,7 @@ struct State {
     keys: Vec<KeyStats>,
     roots: RootClusters,
     root_stats: Vec<RootStats>,
+    recent: RecentTraces,
     counters: EngineCounters,
 }
 
@@ -239,6 +282,7 @@ impl Engine {
         let state = State {
             miner: TemplateMiner::new(config.min_distinct_words),
             roots: RootClusters::new(vector_params(&config)),
+            recent: RecentTraces::new(config.recent_traces),
             config,
             masked: MaskedLine::new(),
             keys: Vec::new(),
@@ -250,8 +294,15 @@ impl Engine {
         }
     }
 
-    /// Clusters one event and returns its template and cluster.
+    /// Clusters one event from a log file; see [`observe_from`](Self::observe_from).
     pub fn observe(&self, event: &ErrorEvent<'_>) -> Observation {
+        self.observe_from(event, EventSource::FileLog)
+    }
+
+    /// Clusters one event reported by `source` and returns its template and cluster. Within
+    /// one trace, a root counts once however many events report it (see the module
+    /// documentation); the echoes only add to the sources and services it was seen in.
+    pub fn observe_from(&self, event: &ErrorEvent<'_>, source: EventSource) -> Observation {
         let mut guard = self.state.lock();
         let s = &mut *guard;
         s.counters.events += 1;
@@ -265,6 +316,7 @@ impl Engine {
             return Observation {
                 template: None,
                 cluster: None,
+                echo: false,
             };
         }
         s.masked.mask(text);
@@ -277,6 +329,7 @@ impl Engine {
                     return Observation {
                         template: None,
                         cluster: None,
+                        echo: false,
                     };
                 }
             },
@@ -286,9 +339,43 @@ impl Engine {
         ks.count += 1;
         ks.last = ks.last.max(t);
         ks.first = ks.first.min(t);
+        if let Some(service) = event.service {
+            bump_bounded(&mut ks.services, service, MAX_TEMPLATE_SERVICES);
+        }
         let root = ks.root;
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
+        rs.reports += 1;
+        bump_bounded(&mut rs.severities, event.severity, 16);
+        for &(a, b) in &s.masked.params {
+            let value = &text[a..b];
+            rs.values_total += 1;
+            if let Some(c) = rs.values.get_mut(value) {
+                *c += 1;
+            } else if rs.values.len() < cfg.top_values {
+                rs.values.insert(value.to_string(), 1);
+            }
+        }
+        let evicted_before = s.recent.evicted;
+        let report = s.recent.report(root, event.trace_id, source, event.service);
+        s.counters.recent_traces_evicted += s.recent.evicted - evicted_before;
+        if report.new_source {
+            *rs.sources.entry(source).or_insert(0) += 1;
+        }
+        if report.new_service {
+            if let Some(service) = event.service {
+                bump_bounded(&mut rs.services, service, MAX_SERVICES);
+            }
+        }
+        let observation = Observation {
+            template: Some(s.miner.template_of(key).0),
+            cluster: Some(s.roots.cluster_of(root)),
+            echo: !report.first,
+        };
+        if !report.first {
+            s.counters.echo_events += 1;
+            return observation;
+        }
         rs.count += 1;
         rs.first = rs.first.min(t);
         rs.last = rs.last.max(t);
@@ -304,18 +391,6 @@ impl Engine {
             }
         }
         count_second(&mut rs.seconds, t.div_euclid(NANOS_PER_SEC));
-        if let Some(service) = event.service {
-            bump_bounded(&mut rs.services, service, MAX_SERVICES);
-        }
-        bump_bounded(&mut rs.severities, event.severity, 16);
-        for &(a, b) in &s.masked.params {
-            let value = &text[a..b];
-            if let Some(c) = rs.values.get_mut(value) {
-                *c += 1;
-            } else if rs.values.len() < cfg.top_values {
-                rs.values.insert(value.to_string(), 1);
-            }
-        }
         if cfg.samples_per_cluster > 0 {
             if rs.samples.len() >= cfg.samples_per_cluster {
                 rs.samples.pop_front();
@@ -328,10 +403,7 @@ impl Engine {
                 time_unix_nanos: t,
             });
         }
-        Observation {
-            template: Some(s.miner.template_of(key).0),
-            cluster: Some(s.roots.cluster_of(root)),
-        }
+        observation
     }
 
     /// Background work: consolidates templates and re-runs DBSCAN over the roots when new
@@ -402,14 +474,26 @@ impl Engine {
                 id,
                 text: text.to_string(),
                 count: 0,
+                services: Vec::new(),
                 first_seen_unix_nanos: ks.first,
                 last_seen_unix_nanos: ks.last,
             });
             e.count += ks.count;
             e.first_seen_unix_nanos = e.first_seen_unix_nanos.min(ks.first);
             e.last_seen_unix_nanos = e.last_seen_unix_nanos.max(ks.last);
+            // Several keys can share a template id (consolidated shapes): sum their services.
+            for (service, c) in &ks.services {
+                match e.services.iter_mut().find(|(s, _)| s == service) {
+                    Some(slot) => slot.1 += c,
+                    None => e.services.push((service.clone(), *c)),
+                }
+            }
         }
         let mut templates: Vec<TemplateSummary> = templates.into_values().collect();
+        for t in &mut templates {
+            t.services
+                .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        }
         templates.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
         let mut values: HashMap<&str, u64> = HashMap::new();
         let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
@@ -417,8 +501,14 @@ impl Engine {
         let mut services: BTreeMap<&str, u64> = BTreeMap::new();
         let mut severities: BTreeMap<&str, u64> = BTreeMap::new();
         let mut samples: Vec<Sample> = Vec::new();
+        let mut values_total = 0u64;
+        let mut sources: BTreeMap<EventSource, u64> = BTreeMap::new();
         for &r in &roots {
             let rs = &s.root_stats[r as usize];
+            values_total += rs.values_total;
+            for (source, c) in &rs.sources {
+                *sources.entry(*source).or_insert(0) += c;
+            }
             for (v, c) in &rs.values {
                 *values.entry(v).or_insert(0) += c;
             }
@@ -442,7 +532,10 @@ impl Engine {
             summary,
             roots: root_rows,
             templates,
+            // Snapshots written before `values_total` existed: at least what is listed.
+            values_total: values_total.max(values.values().sum::<u64>()),
             top_values: top(values, 10),
+            sources: sources.into_iter().collect(),
             per_minute: per_minute.into_iter().collect(),
             per_second: per_second.into_iter().collect(),
             services: top(services, MAX_SERVICES),
@@ -472,51 +565,85 @@ impl Engine {
         (s.counters, s.miner.template_count(), clusters)
     }
 
-    /// Saves the state to `path` atomically (write, fsync, rename, fsync the directory).
-    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
-        snapshot::write_atomic(path, &self.snapshot())
-    }
-
     /// The state as a snapshot value, for a caller that stores it inside a larger atomic
     /// file (the agent keeps it together with the tail offsets it was derived from).
     pub fn snapshot(&self) -> Snapshot {
-        let snap = {
-            let s = self.state.lock();
-            let (labels, canonical) = s.roots.labels();
-            SnapshotV1 {
-                keys: s
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .map(|(k, ks)| KeySnapshot {
-                        shape: s.miner.key_text(k as KeyIndex).to_string(),
-                        stats: ks.clone(),
-                    })
-                    .collect(),
-                roots: s
-                    .root_stats
-                    .iter()
-                    .enumerate()
-                    .map(|(r, rs)| RootSnapshot {
-                        text: s.roots.root_text(r as RootIndex).to_string(),
-                        label: labels[r],
-                        stats: rs.clone(),
-                    })
-                    .collect(),
-                canonical,
-                counters: s.counters,
-            }
-        };
-        Snapshot::V1(snap)
+        let s = self.state.lock();
+        let (labels, canonical) = s.roots.labels();
+        let c = s.counters;
+        Snapshot::V1(SnapshotV1 {
+            keys: s
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(k, ks)| KeyV1 {
+                    shape: s.miner.key_text(k as KeyIndex).to_string(),
+                    stats: KeyStatsV1 {
+                        count: ks.count,
+                        first: ks.first,
+                        last: ks.last,
+                        root: ks.root,
+                        services: ks.services.clone(),
+                    },
+                })
+                .collect(),
+            roots: s
+                .root_stats
+                .iter()
+                .enumerate()
+                .map(|(r, rs)| RootV1 {
+                    text: s.roots.root_text(r as RootIndex).to_string(),
+                    label: labels[r],
+                    stats: RootStatsV1 {
+                        count: rs.count,
+                        first: rs.first,
+                        last: rs.last,
+                        minutes: rs.minutes.iter().copied().collect(),
+                        services: rs.services.clone(),
+                        severities: rs.severities.clone(),
+                        samples: rs
+                            .samples
+                            .iter()
+                            .map(|x| SampleV1 {
+                                message: x.message.clone(),
+                                service: x.service.clone(),
+                                trace_id: x.trace_id.clone(),
+                                span_id: x.span_id.clone(),
+                                time_unix_nanos: x.time_unix_nanos,
+                            })
+                            .collect(),
+                        values: rs.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                        values_total: rs.values_total,
+                        reports: rs.reports,
+                        sources: rs
+                            .sources
+                            .iter()
+                            .map(|(source, c)| (source.name().to_owned(), *c))
+                            .collect(),
+                    },
+                })
+                .collect(),
+            canonical,
+            counters: CountersV1 {
+                events: c.events,
+                other_events: c.other_events,
+                templates_refused: c.templates_refused,
+                templates_evicted: c.templates_evicted,
+                evicted_events: c.evicted_events,
+                roots_refused: c.roots_refused,
+                roots_evicted: c.roots_evicted,
+                root_evicted_events: c.root_evicted_events,
+                truncated: c.truncated,
+                blank: c.blank,
+                echo_events: c.echo_events,
+                recent_traces_evicted: c.recent_traces_evicted,
+            },
+        })
     }
 
-    /// An engine restored from a snapshot written by [`save`](Self::save): same template and
-    /// cluster ids, same counts.
-    pub fn restore(path: &Path, config: ClusteringConfig) -> Result<Engine, SnapshotError> {
-        Self::from_snapshot(snapshot::read(path)?, config)
-    }
-
-    /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot).
+    /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot):
+    /// same template and cluster ids, same counts. A snapshot that contradicts itself is
+    /// refused whole ([`SnapshotError::Corrupt`]), never half applied.
     pub fn from_snapshot(
         snapshot: Snapshot,
         config: ClusteringConfig,
@@ -527,8 +654,42 @@ impl Engine {
             let mut s = engine.state.lock();
             let s = &mut *s;
             for root in &snap.roots {
+                if s.roots.find(&root.text).is_some() {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "the root {:?} is listed twice",
+                        root.text
+                    )));
+                }
                 s.roots.insert(&root.text);
-                s.root_stats.push(root.stats.clone());
+                let st = &root.stats;
+                s.root_stats.push(RootStats {
+                    count: st.count,
+                    first: st.first,
+                    last: st.last,
+                    minutes: st.minutes.iter().copied().collect(),
+                    seconds: VecDeque::new(),
+                    services: st.services.clone(),
+                    severities: st.severities.clone(),
+                    samples: st
+                        .samples
+                        .iter()
+                        .map(|x| Sample {
+                            message: x.message.clone(),
+                            service: x.service.clone(),
+                            trace_id: x.trace_id.clone(),
+                            span_id: x.span_id.clone(),
+                            time_unix_nanos: x.time_unix_nanos,
+                        })
+                        .collect(),
+                    values: st.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    values_total: st.values_total,
+                    reports: st.reports.max(st.count),
+                    sources: st
+                        .sources
+                        .iter()
+                        .filter_map(|(name, c)| Some((EventSource::from_name(name)?, *c)))
+                        .collect(),
+                });
             }
             let labels: Vec<u32> = snap.roots.iter().map(|r| r.label).collect();
             if !s.roots.restore_labels(&labels, &snap.canonical) {
@@ -541,10 +702,30 @@ impl Engine {
                     ));
                 }
                 s.miner.insert_shape(&key.shape);
-                s.keys.push(key.stats.clone());
+                s.keys.push(KeyStats {
+                    count: key.stats.count,
+                    first: key.stats.first,
+                    last: key.stats.last,
+                    root: key.stats.root,
+                    services: key.stats.services.clone(),
+                });
             }
             s.miner.consolidate();
-            s.counters = snap.counters;
+            let c = snap.counters;
+            s.counters = EngineCounters {
+                events: c.events,
+                other_events: c.other_events,
+                templates_refused: c.templates_refused,
+                templates_evicted: c.templates_evicted,
+                evicted_events: c.evicted_events,
+                roots_refused: c.roots_refused,
+                roots_evicted: c.roots_evicted,
+                root_evicted_events: c.root_evicted_events,
+                truncated: c.truncated,
+                blank: c.blank,
+                echo_events: c.echo_events,
+                recent_traces_evicted: c.recent_traces_evicted,
+            };
         }
         Ok(engine)
     }
@@ -621,6 +802,7 @@ impl State {
             first: i64::MAX,
             last: i64::MIN,
             root,
+            services: BTreeMap::new(),
         });
         Some(key)
     }
@@ -687,6 +869,7 @@ impl State {
             self.counters.root_evicted_events += self.root_stats[r].count;
         }
         let map = self.roots.retain(&keep);
+        self.recent.remap(&map);
         let mut stats = Vec::with_capacity(n);
         for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
             if keep[r] {
@@ -745,6 +928,8 @@ impl State {
         let window_min = (self.config.window_secs / 60).max(1) as i64;
         let baseline_min = (self.config.baseline_secs / 60).max(1) as i64;
         let (mut count, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
+        let (mut reports, mut last_minute) = (0u64, 0u64);
+        let now_sec = q.now_unix_nanos.div_euclid(NANOS_PER_SEC);
         let (mut in_query, mut current, mut baseline) = (0u64, 0u64, 0u64);
         let mut services: Vec<String> = Vec::new();
         let mut severity = "";
@@ -755,6 +940,15 @@ impl State {
         for &r in roots {
             let rs = &self.root_stats[r as usize];
             count += rs.count;
+            reports += rs.reports.max(rs.count);
+            last_minute += rs
+                .seconds
+                .iter()
+                .rev()
+                .skip_while(|(sec, _)| *sec > now_sec)
+                .take_while(|(sec, _)| *sec > now_sec - RATE_WINDOW_SECS)
+                .map(|&(_, c)| u64::from(c))
+                .sum::<u64>();
             first = first.min(rs.first);
             last = last.max(rs.last);
             for &(m, c) in &rs.minutes {
@@ -833,7 +1027,9 @@ impl State {
             canonical,
             example_template: example,
             count,
+            reports,
             window_count: in_query,
+            last_minute_count: last_minute,
             first_seen_unix_nanos: first,
             last_seen_unix_nanos: last,
             services,
@@ -893,21 +1089,125 @@ mod tests {
                 _ => "svc-b",
             }),
             severity: "error",
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            trace_id: None,
             span_id: None,
             time_unix_nanos: t,
         }
+    }
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn one_failure_reported_by_two_lines_and_two_spans_counts_once() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let traced = |text, service, t| ErrorEvent {
+            trace_id: Some(TRACE),
+            ..event(text, service, t)
+        };
+        // The callee's log line and error span, the caller's log line and error span.
+        let callee_log = traced("write response: connection reset by peer", "b", t0);
+        let first = engine.observe_from(&callee_log, EventSource::FileLog);
+        let callee_span = traced("connection reset by peer", "b", t0 + 1);
+        let caller_text = "GET http://10.0.0.2:8080/x: read tcp 10.0.0.1:5->10.0.0.2:8080: read: connection reset by peer";
+        let caller_log = traced(caller_text, "a", t0 + 2);
+        let caller_span = traced(caller_text, "a", t0 + 3);
+        let echoes = [
+            engine.observe_from(&callee_span, EventSource::Span),
+            engine.observe_from(&caller_log, EventSource::FileLog),
+            engine.observe_from(&caller_span, EventSource::Span),
+        ];
+        assert!(!first.echo);
+        assert!(echoes.iter().all(|o| o.echo && o.cluster == first.cluster));
+        // Another failed request of the same kind, in another trace, and one without a trace.
+        let other = ErrorEvent {
+            trace_id: Some("00f067aa0ba902b700f067aa0ba902b7"),
+            ..event("connection reset by peer", "b", t0 + 4)
+        };
+        assert!(!engine.observe_from(&other, EventSource::Span).echo);
+        assert!(
+            !engine
+                .observe(&event("connection reset by peer", "b", t0 + 5))
+                .echo
+        );
+        assert!(
+            !engine
+                .observe(&event("connection reset by peer", "b", t0 + 6))
+                .echo
+        );
+
+        let id = first.cluster.expect("clustered");
+        let detail = engine.cluster(id, t0 + 10 * NANOS_PER_SEC).expect("known");
+        assert_eq!(detail.summary.count, 4, "failures, not reports");
+        assert_eq!(detail.summary.reports, 7);
+        assert_eq!(detail.summary.last_minute_count, 4);
+        assert_eq!(detail.per_second.iter().map(|p| p.1).sum::<u64>(), 4);
+        assert_eq!(detail.samples.len(), 4);
+        // The traced failure was seen in both sources and both services.
+        assert_eq!(
+            detail.sources,
+            [(EventSource::FileLog, 3), (EventSource::Span, 2)]
+        );
+        assert_eq!(
+            detail.services,
+            [("svc-b".to_owned(), 4), ("svc-a".to_owned(), 1)]
+        );
+        // Templates count the reports of their own shape, with the services that wrote them.
+        let caller = detail
+            .templates
+            .iter()
+            .find(|t| t.text.starts_with("GET"))
+            .expect("the caller's template");
+        assert_eq!(caller.count, 2);
+        assert_eq!(caller.services, [("svc-a".to_owned(), 2)]);
+        let (counters, _, _) = engine.counters();
+        assert_eq!(counters.echo_events, 3);
+        assert_eq!(counters.events, 7);
+    }
+
+    #[test]
+    fn the_current_rate_is_the_last_minute_and_values_beyond_the_top_are_counted() {
+        let config = ClusteringConfig {
+            top_values: 2,
+            ..ClusteringConfig::default()
+        };
+        let engine = Engine::new(config);
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        // Ten an hour ago... then three in the last minute.
+        let mut id = None;
+        for i in 0..10 {
+            let text = format!("dial tcp 10.0.0.{i}:80: connect: connection refused");
+            id = engine.observe(&event(&text, "a", t0 + i)).cluster;
+        }
+        let now = t0 + 60 * MIN;
+        for i in 0..3 {
+            let text = format!("dial tcp 10.0.0.{i}:80: connect: connection refused");
+            engine.observe(&event(&text, "a", now - (i + 1) * NANOS_PER_SEC));
+        }
+        let rows = engine.clusters(&ClusterQuery {
+            now_unix_nanos: now,
+            ..ClusterQuery::default()
+        });
+        assert_eq!(rows[0].count, 13);
+        assert_eq!(rows[0].last_minute_count, 3);
+        let detail = engine.cluster(id.expect("clustered"), now).expect("known");
+        // Thirteen addresses: two distinct values kept, all thirteen counted.
+        assert_eq!(detail.values_total, 13);
+        assert!(detail.top_values.iter().map(|v| v.1).sum::<u64>() < 13);
     }
 
     #[test]
     fn wrappers_and_services_share_a_cluster_with_samples_and_counts() {
         let engine = Engine::new(ClusteringConfig::default());
         let t0 = 1_700_000_000 * 1_000_000_000;
-        let a = engine.observe(&event(
-            "failed to call user service: Get \"http://u:80/1\": EOF",
-            "a",
-            t0,
-        ));
+        let a = engine.observe(&ErrorEvent {
+            trace_id: Some(TRACE),
+            ..event(
+                "failed to call user service: Get \"http://u:80/1\": EOF",
+                "a",
+                t0,
+            )
+        });
         let b = engine.observe(&event("GetUser(42): EOF", "b", t0 + MIN));
         let c = engine.observe(&event("read body: unexpected EOF", "a", t0 + MIN));
         engine.maintain();
@@ -918,10 +1218,7 @@ mod tests {
         assert_eq!(detail.summary.count, 2);
         assert_eq!(detail.summary.services, ["svc-a", "svc-b"]);
         assert_eq!(detail.samples.len(), 2);
-        assert_eq!(
-            detail.samples[0].trace_id.as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(detail.samples[1].trace_id.as_deref(), Some(TRACE));
         assert_eq!(detail.templates.len(), 2);
     }
 
@@ -983,8 +1280,6 @@ mod tests {
 
     #[test]
     fn snapshot_restores_ids_and_counts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("clusters.json");
         let engine = Engine::new(ClusteringConfig::default());
         let t0 = 1_700_000_000 * 1_000_000_000;
         let mut obs = Vec::new();
@@ -997,12 +1292,20 @@ mod tests {
             obs.push(engine.observe(&event("read: connection reset by peer", "b", t0 + i)));
         }
         engine.maintain();
-        let before = engine.clusters(&ClusterQuery {
+        let mut before = engine.clusters(&ClusterQuery {
             now_unix_nanos: t0,
             ..Default::default()
         });
-        engine.save(&path).expect("saved");
-        let restored = Engine::restore(&path, ClusteringConfig::default()).expect("restored");
+        // Per-second counts are not persisted (see `ClusterDetail::per_second`), so the
+        // current rate starts again from zero after a restart.
+        for row in &mut before {
+            row.last_minute_count = 0;
+        }
+        // Through the file format, as the agent stores it.
+        let text = serde_json::to_string(&engine.snapshot()).expect("serialised");
+        let snapshot = serde_json::from_str(&text).expect("read back");
+        let restored =
+            Engine::from_snapshot(snapshot, ClusteringConfig::default()).expect("restored");
         let after = restored.clusters(&ClusterQuery {
             now_unix_nanos: t0,
             ..Default::default()
@@ -1103,12 +1406,16 @@ mod tests {
             counters.root_evicted_events, 50,
             "the stale kind left, not a recent one"
         );
-        let rows = engine.clusters(&ClusterQuery {
+        let mut rows = engine.clusters(&ClusterQuery {
             now_unix_nanos: 2 * hour + 200,
             ..ClusterQuery::default()
         });
         assert_eq!(rows.len(), 10);
         assert!(rows.iter().all(|r| r.canonical != "EOF"));
+        // Per-second counts (the current rate) are not kept in snapshots.
+        for row in &mut rows {
+            row.last_minute_count = 0;
+        }
         // The survivors are intact and still answer to their ids after a snapshot round trip.
         let restored =
             Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default()).expect("restore");

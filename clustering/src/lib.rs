@@ -12,16 +12,17 @@
 //! become `<*>`, kept as parameters); [`template`] maps shapes to templates in O(message
 //! length) and generalises them online; [`root`] finds a message's innermost Go error;
 //! [`cluster`] groups roots with TF-IDF vectors and DBSCAN (linfa-clustering);
-//! [`emergence`] tells new and surging clusters with a Poisson test; [`engine`] is the live,
-//! bounded, thread-safe store the agent feeds and queries; [`snapshot`] persists it
-//! atomically; [`batch`] is the `faultline cluster` command's engine; [`config`] is the
-//! agent's `[clustering]` section.
+//! [`emergence`] tells new and surging clusters with a Poisson test; [`occurrence`] folds the
+//! reports of one failure (log lines, error spans, upstream echoes) into one count; [`engine`]
+//! is the live, bounded, thread-safe store the agent feeds and queries; [`snapshot`] is its
+//! versioned on-disk format (the agent writes it); [`batch`] is the `faultline cluster`
+//! command's engine; [`config`] is the agent's `[clustering]` section.
 //!
-//! Wiring: build one `Arc<Engine>` from [`ClusteringConfig`] (or [`Engine::restore`] a
-//! snapshot), call [`Engine::observe`] for every error-ish record, [`Engine::maintain`] from a
-//! background task every few seconds, [`Engine::save`] periodically and at shutdown, and
-//! answer the API from [`Engine::clusters`], [`Engine::cluster`], [`Engine::emerging`] and
-//! [`Engine::counters`].
+//! Wiring: build one `Arc<Engine>` from [`ClusteringConfig`] (or [`Engine::from_snapshot`] a
+//! stored snapshot), call [`Engine::observe`] for every error-ish record, [`Engine::maintain`]
+//! from a background task every few seconds, store [`Engine::snapshot`] periodically and at
+//! shutdown, and answer the API from [`Engine::clusters`], [`Engine::cluster`],
+//! [`Engine::emerging`] and [`Engine::counters`].
 
 pub mod batch;
 pub mod cluster;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod emergence;
 pub mod engine;
 pub mod mask;
+pub mod occurrence;
 pub mod root;
 pub mod snapshot;
 pub mod template;
@@ -39,4 +41,5 @@ pub use engine::{
     ClusterDetail, ClusterQuery, ClusterSummary, Engine, EngineCounters, ErrorEvent, Observation,
     Sample, TemplateSummary,
 };
+pub use occurrence::EventSource;
 pub use template::TemplateId;

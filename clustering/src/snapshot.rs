@@ -1,23 +1,20 @@
-//! Snapshots of the engine's state on disk: versioned, written atomically.
+//! The cluster store's on-disk format: a versioned value the agent stores inside its state
+//! file (it is written together with the tail offsets it was derived from, so this crate does
+//! no file I/O of its own).
 //!
-//! The file is JSON of a versioned enum ([`Snapshot::V1`]), so a later format can be added as
-//! `V2` and old files still read. Writing goes to a temporary file in the same directory,
-//! which is fsynced, then renamed over the old snapshot, then the directory is fsynced: a
-//! crash at any point leaves either the complete old snapshot or the complete new one,
-//! never a torn file, because rename within one file system is atomic and the data reached
-//! the disk before the rename did.
+//! The format is a versioned enum ([`Snapshot::V1`]) of structs that belong to the format
+//! alone: the engine converts its internal statistics to and from them
+//! ([`Engine::snapshot`](crate::Engine::snapshot),
+//! [`Engine::from_snapshot`](crate::Engine::from_snapshot)), so changing those internals
+//! cannot change the file silently. A new format is added as `V2` beside `V1`, and old files
+//! still read. This module depends on nothing else in the crate.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::RootIndex;
-use crate::engine::{EngineCounters, KeyStats, RootStats};
-
-/// A snapshot file's content.
-#[derive(Debug, Serialize, Deserialize)]
+/// A snapshot of the cluster store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "version")]
 pub enum Snapshot {
     /// Format 1.
@@ -26,81 +23,122 @@ pub enum Snapshot {
 
 /// Format 1: template keys with their counters, roots with their statistics and cluster
 /// labels.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotV1 {
-    pub(crate) keys: Vec<KeySnapshot>,
-    pub(crate) roots: Vec<RootSnapshot>,
-    pub(crate) canonical: Vec<RootIndex>,
-    pub(crate) counters: EngineCounters,
+    pub(crate) keys: Vec<KeyV1>,
+    pub(crate) roots: Vec<RootV1>,
+    /// Per cluster label, the index of its canonical root.
+    pub(crate) canonical: Vec<u32>,
+    pub(crate) counters: CountersV1,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct KeySnapshot {
+/// One template key (an exact masked shape) and its counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct KeyV1 {
     pub(crate) shape: String,
-    pub(crate) stats: KeyStats,
+    pub(crate) stats: KeyStatsV1,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RootSnapshot {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct KeyStatsV1 {
+    pub(crate) count: u64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
+    /// Index into [`SnapshotV1::roots`].
+    pub(crate) root: u32,
+    /// Reports per service that wrote this shape (added to format 1 with a default: files
+    /// written before it read as "no services known").
+    #[serde(default)]
+    pub(crate) services: BTreeMap<String, u64>,
+}
+
+/// One root (innermost error kind), its cluster label and its statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RootV1 {
     pub(crate) text: String,
     pub(crate) label: u32,
-    pub(crate) stats: RootStats,
+    pub(crate) stats: RootStatsV1,
 }
 
-/// Why a snapshot could not be written or read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RootStatsV1 {
+    pub(crate) count: u64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
+    /// (minute start in Unix seconds, count), oldest first.
+    pub(crate) minutes: Vec<(i64, u64)>,
+    pub(crate) services: BTreeMap<String, u64>,
+    pub(crate) severities: BTreeMap<String, u64>,
+    /// Newest first.
+    pub(crate) samples: Vec<SampleV1>,
+    pub(crate) values: BTreeMap<String, u64>,
+    // Added to format 1 with defaults (one count per failure, #11): older files read with
+    // reports = count and no sources known.
+    /// Every parameter value counted, those beyond `values` included.
+    #[serde(default)]
+    pub(crate) values_total: u64,
+    /// Reports, echoes of an occurrence included (`count` is occurrences).
+    #[serde(default)]
+    pub(crate) reports: u64,
+    /// Occurrences per source name (`file_log`, `otlp_log`, `span`).
+    #[serde(default)]
+    pub(crate) sources: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SampleV1 {
+    pub(crate) message: String,
+    pub(crate) service: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) span_id: Option<String>,
+    pub(crate) time_unix_nanos: i64,
+}
+
+/// What the bounds did; fields added later default to 0 in older files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct CountersV1 {
+    pub(crate) events: u64,
+    pub(crate) other_events: u64,
+    pub(crate) templates_refused: u64,
+    pub(crate) templates_evicted: u64,
+    pub(crate) evicted_events: u64,
+    pub(crate) roots_refused: u64,
+    pub(crate) roots_evicted: u64,
+    pub(crate) root_evicted_events: u64,
+    pub(crate) truncated: u64,
+    pub(crate) blank: u64,
+    pub(crate) echo_events: u64,
+    pub(crate) recent_traces_evicted: u64,
+}
+
+/// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// The file system refused.
-    #[error("snapshot {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not a snapshot this version can read.
-    #[error("snapshot is not readable: {0}")]
-    Format(#[from] serde_json::Error),
-    /// The file reads but contradicts itself.
+    /// The snapshot reads but contradicts itself (an index out of range, a root twice).
     #[error("snapshot is corrupt: {0}")]
     Corrupt(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Writes `snapshot` to `path` atomically (see the module documentation).
-pub fn write_atomic(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut w = BufWriter::new(file);
-        serde_json::to_writer(&mut w, snapshot)?;
-        w.flush().map_err(io(&tmp))?;
-        w.get_ref().sync_all().map_err(io(&tmp))?;
+    /// Format 1 as written by earlier versions still reads: the file format is this
+    /// module's, not the engine's.
+    #[test]
+    fn format_1_reads() {
+        let text = r#"{"version":"V1","keys":[{"shape":"read: <*>","stats":{"count":2,"first":1,"last":2,"root":0}}],
+            "roots":[{"text":"EOF","label":0,"stats":{"count":2,"first":1,"last":2,"minutes":[[0,2]],
+            "services":{"a":2},"severities":{"error":2},"samples":[{"message":"read: EOF","service":"a",
+            "trace_id":null,"span_id":null,"time_unix_nanos":2}],"values":{"EOF":2}}}],
+            "canonical":[0],"counters":{"events":2}}"#;
+        let snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        let Snapshot::V1(v1) = &snapshot;
+        assert_eq!(v1.counters.events, 2);
+        assert_eq!(v1.roots[0].stats.samples[0].message, "read: EOF");
+        let again: Snapshot =
+            serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+        assert_eq!(again, snapshot);
     }
-    fs::rename(&tmp, path).map_err(io(path))?;
-    // The rename is durable only once the directory entry is on disk.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Reads a snapshot written by [`write_atomic`].
-pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
-    let bytes = fs::read(path).map_err(io(path))?;
-    Ok(serde_json::from_slice(&bytes)?)
 }

@@ -21,9 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use faultline_ingest::parse::parse_line;
-use faultline_ingest::tail::{
-    replay_file, spawn, Checkpointing, LogSource, StartAt, TailConfig, Tailer,
-};
+use faultline_ingest::tail::{replay_file, spawn, LogSource, StartAt, TailConfig, Tailer};
 use faultline_ingest::Origin;
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -228,15 +226,9 @@ fn main() {
             start_at: StartAt::Beginning,
             ..TailConfig::default()
         };
-        let handle = spawn(
-            config,
-            sources,
-            Checkpointing::External(None),
-            tx,
-            cancel.clone(),
-        )
-        .await
-        .unwrap();
+        let handle = spawn(config, sources, None, tx, cancel.clone())
+            .await
+            .unwrap();
         let consumer = tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(batch) = rx.recv().await {

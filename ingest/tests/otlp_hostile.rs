@@ -241,6 +241,45 @@ async fn otlp_json_with_enum_names_and_string_integers_is_understood() {
     harness.stop().await;
 }
 
+/// Bytes that are not an `ExportTraceServiceRequest`: field 1 (resource spans, a message)
+/// holding an invalid varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbage {
+    #[prost(bytes = "vec", tag = "1")]
+    junk: Vec<u8>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_grpc_message_is_invalid_argument_and_counted() {
+    let harness = Harness::default().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", harness.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for _ in 0..3 {
+        grpc.ready().await.expect("ready");
+        let error = grpc
+            .unary::<_, ExportTraceServiceResponse, _>(
+                tonic::Request::new(Garbage {
+                    junk: vec![0xff; 12],
+                }),
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                    .parse()
+                    .expect("path"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .expect_err("garbage is refused");
+        // INTERNAL would tell the sender the receiver broke; the message is at fault.
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    }
+    assert_eq!(harness.receivers.stats().requests_invalid, 3);
+    still_serving(&harness, 9).await;
+    harness.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_limits_are_invalid_argument_and_the_server_keeps_serving() {
     let harness = Harness::start(OtlpConfig::default(), TraceStoreConfig::default(), 10_000).await;

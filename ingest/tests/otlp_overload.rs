@@ -109,8 +109,8 @@ async fn a_full_log_queue_answers_429_and_acknowledged_spans_are_stored() {
     harness.stop().await;
 }
 
-/// An HTTP export whose body arrives in two halves: it holds a request slot while the second
-/// half is awaited — a receiver busy with slow work.
+/// An HTTP export whose body arrives in two halves, the second one late or never: a slow
+/// or stalled sender.
 struct SlowUpload {
     stream: tokio::net::TcpStream,
     rest: Vec<u8>,
@@ -139,9 +139,14 @@ impl SlowUpload {
     /// Sends the rest and returns the status line.
     async fn finish(mut self) -> String {
         self.stream.write_all(&self.rest).await.expect("write rest");
+        self.status_line().await
+    }
+
+    /// Sends nothing more and returns the status line the receiver answers with.
+    async fn status_line(mut self) -> String {
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(20),
             self.stream.read_to_end(&mut answer),
         )
         .await;
@@ -166,6 +171,15 @@ fn many_spans(n: u32, count: u32) -> Vec<Span> {
             ..Default::default()
         })
         .collect()
+}
+
+/// Polls `done` every 10 ms for at most 10 s.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Sends `per_sender` requests from each of `senders` concurrent senders, alternating gRPC
@@ -225,52 +239,192 @@ async fn blast(
     (acked, throttled)
 }
 
+/// The figure: 64 stalled OTLP/HTTP uploads took every request slot and shut out
+/// all senders of both transports (429 and RESOURCE_EXHAUSTED, 6 of 6 probes) for as long
+/// as they stalled. Now they hold no slot, and are answered 408 at the body-read timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_beyond_a_busy_receiver_are_throttled_and_nothing_acknowledged_is_lost() {
+async fn stalled_uploads_cost_the_other_senders_nothing() {
     let config = OtlpConfig {
+        body_read_timeout_ms: 3_000,
+        ..OtlpConfig::default()
+    };
+    let harness = Arc::new(Harness::start(config, TraceStoreConfig::default(), 1_000_000).await);
+    let mut stalled = Vec::new();
+    for n in 0..64 {
+        stalled.push(
+            SlowUpload::start(
+                &harness,
+                request(many_spans(800_000 + n, 20)).encode_to_vec(),
+            )
+            .await,
+        );
+    }
+    let half = request(many_spans(800_000, 20)).encode_to_vec().len() / 2;
+    wait_until("the stalled halves arrived", || {
+        harness.receivers.stats().body_bytes_in_flight as usize >= 64 * half
+    })
+    .await;
+
+    // Fast senders of both transports go through, every time.
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", harness.grpc))
+        .await
+        .expect("connect");
+    for n in 0..6 {
+        grpc.export(request(many_spans(n, 10)))
+            .await
+            .expect("a gRPC sender is not shut out by stalled HTTP uploads");
+        let body = request(many_spans(100 + n, 10)).encode_to_vec();
+        let reply = post(&harness, "/v1/traces", "application/x-protobuf", None, body).await;
+        assert_eq!(
+            reply.status, 200,
+            "an HTTP sender is not shut out by stalled ones"
+        );
+    }
+    for n in 0..6 {
+        for trace in [n, 100 + n] {
+            let chain = harness.store.call_chain(TraceId(trace_bytes(trace)));
+            assert_eq!(chain.map(|c| c.span_count), Some(10), "trace {trace}");
+        }
+    }
+
+    // The stalled ones are told why, and give their bytes back.
+    for upload in stalled {
+        let status = upload.status_line().await;
+        assert!(
+            status.contains(" 408 "),
+            "stalled upload answered {status:?}"
+        );
+    }
+    let stats = harness.receivers.stats();
+    assert_eq!(stats.requests_timed_out, 64);
+    assert_eq!(stats.requests_throttled, 0);
+    assert_eq!(stats.body_bytes_in_flight, 0);
+    assert_eq!(
+        harness.store.stats().spans,
+        120,
+        "nothing of a stalled upload is stored"
+    );
+}
+
+/// Body bytes in flight are bounded per transport: past the HTTP budget, HTTP senders are
+/// told to retry and nothing of their request is kept, while gRPC senders, with a budget of
+/// their own, go through. Once the slow upload completes, everything acknowledged is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_body_budget_throttles_its_own_transport_only_and_nothing_acknowledged_is_lost() {
+    let slow_body = request(many_spans(900_001, 1900)).encode_to_vec();
+    let config = OtlpConfig {
+        max_message_bytes: slow_body.len() + 1024,
+        // The budget holds one export of the largest size; the slow upload's first half
+        // leaves less room than the exports below need.
+        max_body_bytes_in_flight: slow_body.len() + 1024,
         max_concurrent_requests: 2,
         ..OtlpConfig::default()
     };
     let harness = Arc::new(Harness::start(config, TraceStoreConfig::default(), 1_000_000).await);
+    let slow = SlowUpload::start(&harness, slow_body.clone()).await;
+    wait_until("the slow half arrived", || {
+        harness.receivers.stats().body_bytes_in_flight as usize >= slow_body.len() / 2
+    })
+    .await;
 
-    // The receiver is busy: both slots held by slow uploads.
-    let slow_a =
-        SlowUpload::start(&harness, request(many_spans(900_001, 50)).encode_to_vec()).await;
-    let slow_b =
-        SlowUpload::start(&harness, request(many_spans(900_002, 50)).encode_to_vec()).await;
-    let mut waited = 0;
-    while harness.receivers.stats().requests_in_flight < 2 {
-        waited += 1;
-        assert!(waited < 500, "slow uploads never admitted");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    for n in 0..4 {
+        let body = request(many_spans(n, 1500)).encode_to_vec();
+        let reply = post(&harness, "/v1/traces", "application/x-protobuf", None, body).await;
+        assert_eq!(reply.status, 429, "the HTTP body budget is full");
+        assert_eq!(reply.retry_after.as_deref(), Some("1"));
     }
-    // Everyone else is told to retry, over both transports.
-    let (acked, throttled) = blast(&harness, 8, 6, 0).await;
-    assert!(acked.is_empty(), "a busy receiver accepted {acked:?}");
-    assert_eq!(throttled, 48);
-    assert_eq!(
-        harness.store.stats().spans,
-        0,
-        "refused requests leave nothing"
-    );
-
-    // The slow work completes and is acknowledged.
-    assert!(slow_a.finish().await.contains("200"));
-    assert!(slow_b.finish().await.contains("200"));
+    let mut grpc = TraceServiceClient::connect(format!("http://{}", harness.grpc))
+        .await
+        .expect("connect");
+    for n in 10..14 {
+        grpc.export(request(many_spans(n, 1500)))
+            .await
+            .expect("gRPC has its own budget");
+    }
+    assert!(slow.finish().await.contains(" 200 "));
 
     // Free again: a burst of concurrent senders; whatever is acknowledged is stored.
     let (acked, throttled) = blast(&harness, 8, 6, 100_000).await;
     assert_eq!(acked.len() as u32 + throttled, 48);
     assert!(!acked.is_empty());
-    for n in acked.iter().copied().chain([900_001, 900_002]) {
+    for n in acked.iter().copied().chain(10..14).chain([900_001]) {
         let chain = harness.store.call_chain(TraceId(trace_bytes(n)));
-        let expected = if n > 900_000 { 50 } else { 400 };
+        let expected = match n {
+            900_001 => 1900,
+            10..14 => 1500,
+            _ => 400,
+        };
         assert_eq!(
             chain.map(|c| c.span_count),
             Some(expected),
             "acknowledged trace {n}"
         );
     }
-    assert_eq!(harness.store.stats().spans, acked.len() * 400 + 100);
-    assert_eq!(harness.receivers.stats().requests_in_flight, 0);
+    for n in 0..4 {
+        assert!(harness.store.call_chain(TraceId(trace_bytes(n))).is_none());
+    }
+    assert_eq!(
+        harness.store.stats().spans,
+        acked.len() * 400 + 4 * 1500 + 1900
+    );
+    let stats = harness.receivers.stats();
+    assert_eq!(stats.requests_in_flight, 0);
+    assert_eq!(stats.body_bytes_in_flight, 0);
+}
+
+/// The figure: 200 concurrent gzip requests each inflating to 30 MiB took the
+/// receiver to a 443 MiB high-water mark, the decompressed-size limit being per request.
+/// Now the decompressed bytes of all requests share one budget: whatever does not fit is
+/// told to retry, and every acknowledged request is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_gzip_bodies_share_one_decompressed_bytes_budget() {
+    const BUDGET: usize = 6 * 1024 * 1024;
+    let config = OtlpConfig {
+        max_decompressed_bytes: 3 * 1024 * 1024,
+        max_decompressed_bytes_in_flight: BUDGET,
+        ..OtlpConfig::default()
+    };
+    let harness = Arc::new(Harness::start(config, TraceStoreConfig::default(), 1_000_000).await);
+    let mut tasks = Vec::new();
+    for n in 0..32u32 {
+        let harness = harness.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut spans = many_spans(n, 1);
+            spans[0].attributes = vec![support::kv("blob", &"x".repeat(2 * 1024 * 1024))];
+            let body = support::gzip(&request(spans).encode_to_vec());
+            let reply = post(
+                &harness,
+                "/v1/traces",
+                "application/x-protobuf",
+                Some("gzip"),
+                body,
+            )
+            .await;
+            match reply.status {
+                200 => Some(n),
+                429 => {
+                    assert!(reply.retry_after.is_some());
+                    None
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }));
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("sender"));
+    }
+    let stats = harness.receivers.stats();
+    assert!(
+        stats.decompressed_bytes_high_water as usize <= BUDGET,
+        "{} decompressed bytes held at once",
+        stats.decompressed_bytes_high_water
+    );
+    assert!(stats.decompressed_bytes_high_water > 0);
+    assert_eq!(stats.requests_throttled as usize + acked.len(), 32);
+    assert!(!acked.is_empty());
+    for n in &acked {
+        assert!(harness.store.call_chain(TraceId(trace_bytes(*n))).is_some());
+    }
+    assert_eq!(harness.store.stats().spans, acked.len());
 }

@@ -13,6 +13,7 @@ mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;
 mod counters;
+mod culprit;
 mod dashboard;
 mod pipeline;
 mod replay;

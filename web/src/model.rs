@@ -197,9 +197,11 @@ pub struct ClusterSummary {
     pub first_seen_unix_ms: i64,
     /// Latest occurrence (Unix ms).
     pub last_seen_unix_ms: i64,
-    /// Occurrences since first seen (or since the store's retention began).
+    /// Failures since first seen (or since the store's retention began): within one trace the
+    /// pattern counts once however many log lines and error spans reported it (those are in
+    /// the detail's `reports` and `seen_in`); records without a trace id count one each.
     pub total_count: u64,
-    /// Current rate, occurrences per minute (over the store's recent window).
+    /// Current rate: occurrences in the last 60 s, per minute.
     pub rate_per_minute: f64,
     /// How many templates the cluster groups.
     pub template_count: u64,
@@ -264,6 +266,16 @@ pub struct Sample {
     pub span_id: Option<String>,
 }
 
+/// How many occurrences of a pattern one kind of source reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeenIn {
+    /// `file_log` (a tailed log line), `otlp_log` (an OpenTelemetry log record) or `span` (an
+    /// error span: its status or an `exception` event).
+    pub source: String,
+    /// Occurrences it reported.
+    pub occurrences: u64,
+}
+
 /// Everything about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterDetail {
@@ -273,6 +285,18 @@ pub struct ClusterDetail {
     pub templates: Vec<TemplateRow>,
     /// Top values of each masked parameter.
     pub parameters: Vec<ParameterDistribution>,
+    /// Log records and error spans that reported its occurrences, echoes included (at least
+    /// `total_count`).
+    #[serde(default)]
+    pub reports: u64,
+    /// Which kinds of source saw its occurrences: an occurrence reported by a log line and an
+    /// error span counts under both.
+    #[serde(default)]
+    pub seen_in: Vec<SeenIn>,
+    /// Occurrences each service reported, most first: the service where a failure starts and
+    /// the callers that echoed it each count it once.
+    #[serde(default)]
+    pub service_occurrences: Vec<ValueCount>,
     /// Per-minute counts over the store's whole retention.
     pub per_minute: MinuteCounts,
     /// Recent occurrences, newest first.

@@ -19,6 +19,9 @@ pub enum OtlpError {
     /// The content encoding is not `gzip` or `identity`.
     #[error("unsupported content encoding {0:?}: use gzip or none")]
     UnsupportedEncoding(String),
+    /// The body did not arrive in time.
+    #[error("request timeout: {0}")]
+    SlowBody(String),
     /// The receiver is at capacity: retry after the given seconds.
     #[error("receiver overloaded ({0}), retry later")]
     Overloaded(String, u64),
@@ -30,12 +33,19 @@ impl OtlpError {
         matches!(self, OtlpError::Overloaded(..))
     }
 
+    /// Whether the request is counted as invalid: refused for what it contained, not for
+    /// the receiver's load or the sender's pace.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(self, OtlpError::Overloaded(..) | OtlpError::SlowBody(_))
+    }
+
     /// The HTTP status for this refusal.
     pub fn http_status(&self) -> u16 {
         match self {
             OtlpError::BadRequest(_) | OtlpError::LimitExceeded(_) => 400,
             OtlpError::TooLarge(_) => 413,
             OtlpError::UnsupportedMediaType(_) | OtlpError::UnsupportedEncoding(_) => 415,
+            OtlpError::SlowBody(_) => 408,
             OtlpError::Overloaded(..) => 429,
         }
     }
@@ -44,6 +54,7 @@ impl OtlpError {
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             OtlpError::Overloaded(..) => tonic::Code::ResourceExhausted,
+            OtlpError::SlowBody(_) => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::InvalidArgument,
         }
     }

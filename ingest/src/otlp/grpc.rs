@@ -28,8 +28,11 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use bytes::Bytes;
+
+use super::budget::Held;
 use super::error::OtlpError;
-use super::pipeline::{Accepted, Pipeline};
+use super::pipeline::{Accepted, Pipeline, Transport, GRPC_FRAME_HEADER};
 
 /// The gRPC status for a refusal; retryable ones carry `RetryInfo`.
 fn status_of(error: OtlpError) -> Status {
@@ -51,15 +54,18 @@ pub(crate) struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    /// Admission happened in [`Admission`], before the message was read.
+    /// Admission happened in [`Admission`], once the message was read.
     fn run<T>(&self, apply: impl FnOnce(&Pipeline) -> Result<T, OtlpError>) -> Result<T, Status> {
         apply(&self.pipeline).map_err(status_of)
     }
 }
 
-/// Takes a request slot before tonic reads and decodes the message, and holds it until the
-/// answer is ready, so decoding memory is bounded by the slots; without a free slot the call
-/// is answered RESOURCE_EXHAUSTED with `RetryInfo` at once.
+/// Reads the whole message before tonic sees it — within `body_read_timeout_ms`, held
+/// against the gRPC body budget —, then takes a gRPC request slot, inflates a gzip message
+/// under the decompressed-bytes budget shared with HTTP, and holds all of it until the answer
+/// is ready. A slow sender so holds only its own bytes, never a slot. Refusals are answered
+/// here with the gRPC status (RESOURCE_EXHAUSTED with `RetryInfo` when retryable); tonic's
+/// own refusals of a message it cannot decode become INVALID_ARGUMENT and are counted.
 #[derive(Clone)]
 pub(crate) struct Admission<S> {
     inner: S,
@@ -83,12 +89,104 @@ impl<S> tower::Layer<S> for AdmissionLayer {
     }
 }
 
-impl<S, ReqBody, ResBody> tower::Service<axum::http::Request<ReqBody>> for Admission<S>
+/// A unary gRPC message read whole, uncompressed, with what it holds until the answer.
+struct Prepared {
+    frame: Vec<u8>,
+    inflated: bool,
+    _body: Held,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _inflated: Held,
+}
+
+/// Reads, admits and inflates one unary request body (see [`Admission`]).
+async fn prepare<B>(
+    pipeline: &Pipeline,
+    headers: &axum::http::HeaderMap,
+    body: B,
+) -> Result<Prepared, OtlpError>
 where
-    S: tower::Service<axum::http::Request<ReqBody>, Response = axum::http::Response<ResBody>>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let limit = pipeline
+        .config
+        .max_message_bytes
+        .saturating_add(GRPC_FRAME_HEADER);
+    let (raw, body_held) = pipeline
+        .read_body(Transport::Grpc, body, limit, None)
+        .await
+        .map_err(|error| match error {
+            OtlpError::TooLarge(_) => OtlpError::TooLarge(format!(
+                "the message is larger than max_message_bytes = {}",
+                pipeline.config.max_message_bytes
+            )),
+            other => other,
+        })?;
+    let slot = pipeline.admit(Transport::Grpc)?;
+    let (compressed, length) = match raw.as_slice() {
+        [flag, a, b, c, d, ..] => (*flag, u32::from_be_bytes([*a, *b, *c, *d]) as usize),
+        _ => {
+            return Err(OtlpError::BadRequest(
+                "the gRPC message is shorter than its 5-byte header".into(),
+            ))
+        }
+    };
+    if raw.len() != GRPC_FRAME_HEADER + length {
+        return Err(OtlpError::BadRequest(format!(
+            "the gRPC body holds {} bytes after its header, the header announces {length}: \
+             an export is exactly one message",
+            raw.len() - GRPC_FRAME_HEADER
+        )));
+    }
+    match compressed {
+        0 => Ok(Prepared {
+            frame: raw,
+            inflated: false,
+            _body: body_held,
+            _slot: slot,
+            _inflated: Held::default(),
+        }),
+        1 => {
+            let encoding = headers
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !encoding.eq_ignore_ascii_case("gzip") {
+                return Err(OtlpError::UnsupportedEncoding(encoding.to_owned()));
+            }
+            let (mut frame, inflated) =
+                pipeline.gunzip(&raw[GRPC_FRAME_HEADER..], &[0; GRPC_FRAME_HEADER])?;
+            drop(raw);
+            let plain = u32::try_from(frame.len() - GRPC_FRAME_HEADER).map_err(|_| {
+                OtlpError::TooLarge("the message decompresses to more than 4 GiB".into())
+            })?;
+            frame[1..GRPC_FRAME_HEADER].copy_from_slice(&plain.to_be_bytes());
+            Ok(Prepared {
+                frame,
+                inflated: true,
+                _body: body_held,
+                _slot: slot,
+                _inflated: inflated,
+            })
+        }
+        other => Err(OtlpError::BadRequest(format!(
+            "the gRPC message's compressed flag is {other}, not 0 or 1"
+        ))),
+    }
+}
+
+impl<S, ReqBody> tower::Service<axum::http::Request<ReqBody>> for Admission<S>
+where
+    S: tower::Service<
+            axum::http::Request<tonic::body::Body>,
+            Response = axum::http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
     S::Error: Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: std::fmt::Display,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -102,20 +200,39 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<ReqBody>) -> Self::Future {
-        match self.pipeline.admit() {
-            Ok(permit) => {
-                let answer = self.inner.call(request);
-                Box::pin(async move {
-                    let response = answer.await;
-                    drop(permit);
-                    response
-                })
+        // The clone that was made ready is the one called (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let pipeline = self.pipeline.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let prepared = match prepare(&pipeline, &parts.headers, body).await {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    if error.is_invalid() {
+                        pipeline.note_invalid();
+                    }
+                    return Ok(status_of(error).into_http());
+                }
+            };
+            let Prepared {
+                frame,
+                inflated,
+                _body: body_held,
+                _slot: slot,
+                _inflated: inflated_held,
+            } = prepared;
+            if inflated {
+                parts.headers.remove("grpc-encoding");
             }
-            Err(error) => {
-                let response = status_of(error).into_http();
-                Box::pin(async move { Ok(response) })
-            }
-        }
+            let body = tonic::body::Body::new(http_body_util::Full::new(Bytes::from(frame)));
+            let response = inner
+                .call(axum::http::Request::from_parts(parts, body))
+                .await?;
+            // Held until the message was decoded and applied.
+            drop((body_held, slot, inflated_held));
+            Ok(refusal_is_the_senders(&pipeline, response))
+        })
     }
 }
 
@@ -189,10 +306,12 @@ pub(crate) fn routes(pipeline: Arc<Pipeline>) -> tonic::service::Routes {
     )
 }
 
-/// Tonic refuses an oversized message with OUT_OF_RANGE, and a gzip bomb with
-/// RESOURCE_EXHAUSTED — which an OTLP sender may read as "retry". Both are the sender's fault
-/// and final, so they are rewritten to INVALID_ARGUMENT as the OTLP spec asks.
-pub(crate) fn fix_limit_status<B>(
+/// Tonic refuses an oversized message with OUT_OF_RANGE, a message it cannot decode with
+/// INTERNAL, and a gzip bomb with RESOURCE_EXHAUSTED — which an OTLP sender may read as
+/// "retry" or as the receiver's fault. All are the sender's fault and final, so they are
+/// rewritten to INVALID_ARGUMENT as the OTLP spec asks, and counted like HTTP's 400s.
+fn refusal_is_the_senders<B>(
+    pipeline: &Pipeline,
     mut response: axum::http::Response<B>,
 ) -> axum::http::Response<B> {
     let headers = response.headers_mut();
@@ -205,13 +324,19 @@ pub(crate) fn fix_limit_status<B>(
                 .iter()
                 .any(|p| m.contains(p))
         });
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("decode"));
     let rewrite = match code {
         Some("11") => true,
         Some("8") => size_limit,
+        Some("13") => undecodable,
         _ => false,
     };
     if rewrite {
         headers.insert("grpc-status", axum::http::HeaderValue::from_static("3"));
+        pipeline.note_invalid();
     }
     response
 }

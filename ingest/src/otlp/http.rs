@@ -4,7 +4,6 @@
 //! request's encoding, or a `google.rpc.Status` with 400/413/415 for bad requests and 429 with
 //! `Retry-After` when the receiver is at capacity.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,7 +12,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures::StreamExt;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -26,9 +24,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde::de::DeserializeOwned;
 
+use super::budget::Held;
 use super::error::OtlpError;
 use super::json;
-use super::pipeline::{Accepted, Pipeline};
+use super::pipeline::{Accepted, Pipeline, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -115,50 +114,14 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
     }
 }
 
-/// Most bytes of an oversized body read and discarded before answering 413: a client that
-/// is still writing when the answer comes would see a broken pipe instead of the status.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Reads the body, refusing it once it passes the limit (after discarding the rest, up to
-/// [`DRAIN_LIMIT`], so the sender can read the refusal).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, OtlpError> {
-    let too_large = || {
-        OtlpError::TooLarge(format!(
-            "the body is larger than max_message_bytes = {limit}"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut stream = body.into_data_stream();
-    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let mut over = declared.is_some_and(|n| n > limit);
-    let mut drained = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| OtlpError::BadRequest(format!("could not read the body: {e}")))?;
-        if !over && out.len() + chunk.len() > limit {
-            over = true;
-            out = Vec::new();
-        }
-        if over {
-            drained += chunk.len();
-            if drained > DRAIN_LIMIT {
-                break;
-            }
-        } else {
-            out.extend_from_slice(&chunk);
-        }
-    }
-    if over {
-        return Err(too_large());
-    }
-    Ok(out)
+/// The body's `Content-Encoding`: none or gzip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentEncoding {
+    Identity,
+    Gzip,
 }
 
-/// Undoes `Content-Encoding: gzip`, stopping at the decompressed-size limit (gzip bombs).
-fn decode_content(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, OtlpError> {
+fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding, OtlpError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| {
@@ -168,22 +131,8 @@ fn decode_content(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Ve
         })
         .unwrap_or_default();
     match encoding.as_str() {
-        "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => {
-            let mut out = Vec::new();
-            let decoder = flate2::read::MultiGzDecoder::new(body.as_slice());
-            let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-            decoder
-                .take(cap)
-                .read_to_end(&mut out)
-                .map_err(|e| OtlpError::BadRequest(format!("invalid gzip body: {e}")))?;
-            if out.len() > limit {
-                return Err(OtlpError::TooLarge(format!(
-                    "the body decompresses to more than max_decompressed_bytes = {limit}"
-                )));
-            }
-            Ok(out)
-        }
+        "" | "identity" => Ok(ContentEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
         other => Err(OtlpError::UnsupportedEncoding(other.to_owned())),
     }
 }
@@ -228,12 +177,20 @@ fn respond<T: Message>(
     ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
-/// The steps every signal shares: admit, check the content type, read, decompress, decode.
+/// What an admitted request holds until it is answered: its slot and its bytes.
+struct Admitted {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _body: Held,
+    _inflated: Held,
+}
+
+/// The steps every signal shares: check the content type, read the body, admit, decompress,
+/// decode.
 async fn receive<T: Message + Default + DeserializeOwned>(
     pipeline: &Pipeline,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Encoding, T, tokio::sync::OwnedSemaphorePermit), HttpError> {
+) -> Result<(Encoding, T, Admitted), HttpError> {
     let encoding = encoding_of(headers).map_err(|error| {
         pipeline.note_invalid();
         HttpError {
@@ -242,7 +199,7 @@ async fn receive<T: Message + Default + DeserializeOwned>(
         }
     })?;
     let fail = |error: OtlpError| {
-        if !error.is_retryable() {
+        if error.is_invalid() {
             pipeline.note_invalid();
         }
         HttpError {
@@ -250,14 +207,36 @@ async fn receive<T: Message + Default + DeserializeOwned>(
             encoding: Some(encoding),
         }
     };
-    let permit = pipeline.admit().map_err(fail)?;
-    let raw = read_body(headers, body, pipeline.config.max_message_bytes)
+    let compression = content_encoding(headers).map_err(fail)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let (raw, body_held) = pipeline
+        .read_body(
+            Transport::Http,
+            body,
+            pipeline.config.max_message_bytes,
+            declared,
+        )
         .await
         .map_err(fail)?;
-    let plain =
-        decode_content(headers, raw, pipeline.config.max_decompressed_bytes).map_err(fail)?;
+    let slot = pipeline.admit(Transport::Http).map_err(fail)?;
+    let (plain, inflated) = match compression {
+        ContentEncoding::Identity => (raw, Held::default()),
+        ContentEncoding::Gzip => {
+            let inflated = pipeline.gunzip(&raw, &[]).map_err(fail)?;
+            drop(raw);
+            inflated
+        }
+    };
     let request = decode::<T>(encoding, &plain).map_err(fail)?;
-    Ok((encoding, request, permit))
+    let admitted = Admitted {
+        _slot: slot,
+        _body: body_held,
+        _inflated: inflated,
+    };
+    Ok((encoding, request, admitted))
 }
 
 fn refused(error: OtlpError, encoding: Encoding) -> HttpError {
@@ -337,16 +316,6 @@ pub(crate) fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .with_state(pipeline)
-}
-
-/// The content decoding, for the fuzz tests.
-#[cfg(test)]
-pub(crate) fn decode_content_for_tests(
-    headers: &HeaderMap,
-    body: Vec<u8>,
-    limit: usize,
-) -> Result<Vec<u8>, OtlpError> {
-    decode_content(headers, body, limit)
 }
 
 /// The body decoding, for the fuzz tests.

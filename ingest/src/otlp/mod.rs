@@ -12,12 +12,19 @@
 //! other metric data point is accepted, counted in [`OtlpStats::metric_points_dropped`], and
 //! dropped.
 //!
-//! Bounds: at most `max_concurrent_requests` requests are decoded at once and the log queue
-//! holds `log_queue_records`; beyond either, senders get the spec's retryable error (HTTP 429
-//! with `Retry-After`, gRPC RESOURCE_EXHAUSTED with `RetryInfo`) and nothing of the request is
-//! applied. Malformed, oversized and over-limit requests get the non-retryable error (HTTP
-//! 400/413/415, gRPC INVALID_ARGUMENT) with a message naming what was wrong.
+//! Bounds, per transport unless said otherwise: a body must arrive within
+//! `body_read_timeout_ms` (else HTTP 408, gRPC DEADLINE_EXCEEDED) and the bodies arriving at
+//! once hold at most `max_body_bytes_in_flight`; once a body is there, at most
+//! `max_concurrent_requests` requests are decoded and applied at once; gzip bodies of both
+//! transports together inflate to at most `max_decompressed_bytes_in_flight`; the log queue
+//! holds `log_queue_records`. Beyond any of them, senders get the spec's retryable error
+//! (HTTP 429 with `Retry-After`, gRPC RESOURCE_EXHAUSTED with `RetryInfo`) and nothing of the
+//! request is applied. A slow sender holds only the bytes it sent, never a request slot, so
+//! it costs the fast ones nothing. Malformed, oversized and over-limit requests get the
+//! non-retryable error (HTTP 400/413/415, gRPC INVALID_ARGUMENT) with a message naming what
+//! was wrong, and are counted in [`OtlpStats::requests_invalid`].
 
+mod budget;
 mod config;
 mod convert;
 mod error;
@@ -105,7 +112,6 @@ impl OtlpReceivers {
         // a window-update round trip every 64 KiB.
         let grpc_server = tonic::transport::Server::builder()
             .http2_adaptive_window(Some(true))
-            .layer(tower::util::MapResponseLayer::new(grpc::fix_limit_status))
             .layer(grpc::AdmissionLayer {
                 pipeline: self.pipeline.clone(),
             })

@@ -1,12 +1,23 @@
-//! What both transports do with a decoded export request: admit it (bounded concurrency),
-//! convert it, reserve room downstream, then apply it — spans into the trace store, records
-//! into the log queue, task counts into their sink. A request is either refused whole with a
-//! retryable error before anything happened, or applied; so an acknowledged span is in the
-//! store when the answer leaves.
+//! What both transports do with an export request: read its body (bounded in time and in
+//! bytes held per transport), admit it (bounded concurrency per transport, taken only once
+//! the body is there), inflate it (bounded by one decompressed-bytes budget over both
+//! transports), convert it, reserve room downstream, then apply it — spans into the trace
+//! store, records into the log queue, task counts into their sink. A request is either
+//! refused whole with a retryable error before anything happened, or applied; so an
+//! acknowledged span is in the store when the answer leaves.
+//!
+//! Why the slot comes after the body: 64 stalled OTLP/HTTP uploads, each holding a slot
+//! while waiting for bytes that never came, shut out every other sender of both transports
+//! for as long as they stalled. Now a slow sender holds only the bytes it sent (charged to its
+//! transport's budget) until the body-read timeout, and never a slot.
 
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -14,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::budget::{ByteBudget, Held};
 use super::config::OtlpConfig;
 use super::convert::{convert_logs, convert_metrics, convert_traces};
 use super::error::OtlpError;
@@ -41,8 +53,17 @@ pub struct OtlpStats {
     pub requests_invalid: u64,
     /// Requests refused with a retryable error because the receiver was at capacity.
     pub requests_throttled: u64,
-    /// Requests being read or applied right now (at most `max_concurrent_requests`).
+    /// Requests refused because their body did not arrive within `body_read_timeout_ms`.
+    pub requests_timed_out: u64,
+    /// Requests decoded or applied right now, both transports together (at most
+    /// `max_concurrent_requests` each).
     pub requests_in_flight: u64,
+    /// Body bytes held right now by requests still arriving or being decoded, both
+    /// transports together (at most `max_body_bytes_in_flight` each).
+    pub body_bytes_in_flight: u64,
+    /// The most decompressed bytes held at once since start (at most
+    /// `max_decompressed_bytes_in_flight`).
+    pub decompressed_bytes_high_water: u64,
     /// Spans stored.
     pub spans_accepted: u64,
     /// Spans rejected (invalid ids, trace full) and reported as partial success.
@@ -62,6 +83,7 @@ struct Counters {
     requests_accepted: AtomicU64,
     requests_invalid: AtomicU64,
     requests_throttled: AtomicU64,
+    requests_timed_out: AtomicU64,
     spans_accepted: AtomicU64,
     spans_rejected: AtomicU64,
     logs_accepted: AtomicU64,
@@ -94,12 +116,69 @@ impl Accepted {
     }
 }
 
+/// The two transports. Each has its own request slots and body budget, so that a crowd of
+/// slow senders on one costs the other nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// OTLP/HTTP.
+    Http,
+    /// OTLP/gRPC.
+    Grpc,
+}
+
+/// The bounds of one transport.
+struct Lane {
+    slots: Arc<Semaphore>,
+    max_slots: usize,
+    body_bytes: ByteBudget,
+}
+
+impl Lane {
+    fn new(config: &OtlpConfig) -> Self {
+        let max_slots = config
+            .max_concurrent_requests
+            .clamp(1, Semaphore::MAX_PERMITS);
+        Lane {
+            slots: Arc::new(Semaphore::new(max_slots)),
+            max_slots,
+            body_bytes: ByteBudget::new(
+                config
+                    .max_body_bytes_in_flight
+                    .max(config.max_message_bytes.saturating_add(GRPC_FRAME_HEADER)),
+            ),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.max_slots
+            .saturating_sub(self.slots.available_permits())
+    }
+}
+
+/// The 5-byte prefix of a gRPC message (compressed flag and length), counted with the
+/// message against the body budget.
+pub(crate) const GRPC_FRAME_HEADER: usize = 5;
+
+/// Most bytes of an oversized or refused body read and discarded before answering: a client
+/// that is still writing when the answer comes would see a broken pipe instead of the status.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Bytes inflated per step, each step charged to the decompressed-bytes budget.
+const INFLATE_STEP: usize = 64 * 1024;
+
 pub(crate) struct Pipeline {
     pub config: OtlpConfig,
     outputs: OtlpOutputs,
-    requests: Arc<Semaphore>,
-    max_requests: usize,
+    http: Lane,
+    grpc: Lane,
+    inflated: ByteBudget,
     counters: Counters,
+}
+
+fn too_large(limit: usize) -> OtlpError {
+    OtlpError::TooLarge(format!(
+        "the body is larger than max_message_bytes = {limit}"
+    ))
 }
 
 fn now_nanos() -> i64 {
@@ -111,15 +190,25 @@ fn now_nanos() -> i64 {
 
 impl Pipeline {
     pub fn new(config: OtlpConfig, outputs: OtlpOutputs) -> Self {
-        let permits = config
-            .max_concurrent_requests
-            .clamp(1, Semaphore::MAX_PERMITS);
+        let inflated = ByteBudget::new(
+            config
+                .max_decompressed_bytes_in_flight
+                .max(config.max_decompressed_bytes),
+        );
         Pipeline {
+            http: Lane::new(&config),
+            grpc: Lane::new(&config),
+            inflated,
             config,
             outputs,
-            requests: Arc::new(Semaphore::new(permits)),
-            max_requests: permits,
             counters: Counters::default(),
+        }
+    }
+
+    fn lane(&self, transport: Transport) -> &Lane {
+        match transport {
+            Transport::Http => &self.http,
+            Transport::Grpc => &self.grpc,
         }
     }
 
@@ -130,13 +219,149 @@ impl Pipeline {
         OtlpError::Overloaded(what.to_owned(), self.config.retry_after_secs)
     }
 
-    /// A slot for decoding one request, or the retryable error when all are busy. Taken
-    /// before the body is read, so memory is bounded by slots times the size limits.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, OtlpError> {
-        self.requests
+    /// A slot for decoding and applying one request of `transport`, or the retryable error
+    /// when all of them are busy. Taken once the body is read, so that a slow sender holds
+    /// none.
+    pub fn admit(&self, transport: Transport) -> Result<OwnedSemaphorePermit, OtlpError> {
+        self.lane(transport)
+            .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| self.overloaded("too many concurrent export requests"))
+    }
+
+    /// Reads a whole body of `transport` within `body_read_timeout_ms`, holding its bytes
+    /// against the transport's budget. Refuses it once it passes `limit` (413) or the budget
+    /// (retryable), after discarding the rest up to [`DRAIN_LIMIT`] so that the sender can
+    /// read the refusal.
+    pub async fn read_body<B>(
+        &self,
+        transport: Transport,
+        body: B,
+        limit: usize,
+        declared: Option<usize>,
+    ) -> Result<(Vec<u8>, Held), OtlpError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let timeout = Duration::from_millis(self.config.body_read_timeout_ms);
+        match tokio::time::timeout(
+            timeout,
+            self.read_body_within(transport, body, limit, declared),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                self.counters
+                    .requests_timed_out
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(OtlpError::SlowBody(format!(
+                    "the body did not arrive within body_read_timeout_ms = {}",
+                    self.config.body_read_timeout_ms
+                )))
+            }
+        }
+    }
+
+    async fn read_body_within<B>(
+        &self,
+        transport: Transport,
+        body: B,
+        limit: usize,
+        declared: Option<usize>,
+    ) -> Result<(Vec<u8>, Held), OtlpError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let budget = &self.lane(transport).body_bytes;
+        let mut body = std::pin::pin!(body);
+        let mut held = Held::default();
+        let mut out = Vec::new();
+        let mut refusal = declared.filter(|&n| n > limit).map(|_| too_large(limit));
+        let mut drained = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| OtlpError::BadRequest(format!("could not read the body: {e}")))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            if refusal.is_none() {
+                if out.len() + chunk.len() > limit {
+                    refusal = Some(too_large(limit));
+                } else if budget.charge(&mut held, chunk.len()).is_err() {
+                    refusal = Some(self.overloaded("too many body bytes arriving at once"));
+                } else {
+                    out.extend_from_slice(&chunk);
+                }
+                if refusal.is_some() {
+                    out = Vec::new();
+                    held = Held::default();
+                }
+            }
+            if refusal.is_some() {
+                drained += chunk.len();
+                if drained > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+        match refusal {
+            Some(error) => Err(error),
+            None => Ok((out, held)),
+        }
+    }
+
+    /// Inflates a gzip body after `prefix` (a gRPC frame header, or nothing), stopping at
+    /// `max_decompressed_bytes` (gzip bombs) and holding the inflated bytes against the
+    /// decompressed-bytes budget of both transports.
+    pub fn gunzip(&self, compressed: &[u8], prefix: &[u8]) -> Result<(Vec<u8>, Held), OtlpError> {
+        let limit = self
+            .config
+            .max_decompressed_bytes
+            .saturating_add(prefix.len());
+        let mut decoder = flate2::read::MultiGzDecoder::new(compressed);
+        let mut held = Held::default();
+        let mut out: Vec<u8> = prefix.to_vec();
+        loop {
+            let start = out.len();
+            if start >= limit {
+                // Exactly at the limit: one more byte means too large.
+                let mut probe = [0u8; 1];
+                let more = decoder
+                    .read(&mut probe)
+                    .map_err(|e| OtlpError::BadRequest(format!("invalid gzip body: {e}")))?;
+                if more > 0 {
+                    return Err(OtlpError::TooLarge(format!(
+                        "the body decompresses to more than max_decompressed_bytes = {}",
+                        self.config.max_decompressed_bytes
+                    )));
+                }
+                break;
+            }
+            let step = INFLATE_STEP.min(limit - start);
+            // What the vector really holds is charged, not only what it was asked to hold.
+            let capacity = out.capacity();
+            out.reserve(step);
+            if self
+                .inflated
+                .charge(&mut held, out.capacity() - capacity)
+                .is_err()
+            {
+                return Err(self.overloaded("too many decompressed bytes held at once"));
+            }
+            out.resize(start + step, 0);
+            let n = decoder
+                .read(&mut out[start..])
+                .map_err(|e| OtlpError::BadRequest(format!("invalid gzip body: {e}")))?;
+            out.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+        }
+        Ok((out, held))
     }
 
     /// Counts a request refused before it reached `traces`/`logs`/`metrics`.
@@ -156,7 +381,7 @@ impl Pipeline {
     fn finish<T>(&self, result: Result<T, OtlpError>) -> Result<T, OtlpError> {
         match &result {
             Ok(_) => add(&self.counters.requests_accepted, 1),
-            Err(e) if !e.is_retryable() => self.note_invalid(),
+            Err(e) if e.is_invalid() => self.note_invalid(),
             Err(_) => {}
         }
         result
@@ -221,10 +446,11 @@ impl Pipeline {
             requests_accepted: get(&c.requests_accepted),
             requests_invalid: get(&c.requests_invalid),
             requests_throttled: get(&c.requests_throttled),
-            requests_in_flight: self
-                .max_requests
-                .saturating_sub(self.requests.available_permits())
+            requests_timed_out: get(&c.requests_timed_out),
+            requests_in_flight: (self.http.in_flight() + self.grpc.in_flight()) as u64,
+            body_bytes_in_flight: (self.http.body_bytes.in_use() + self.grpc.body_bytes.in_use())
                 as u64,
+            decompressed_bytes_high_water: self.inflated.high_water() as u64,
             spans_accepted: get(&c.spans_accepted),
             spans_rejected: get(&c.spans_rejected),
             logs_accepted: get(&c.logs_accepted),
@@ -232,5 +458,60 @@ impl Pipeline {
             task_points: get(&c.task_points),
             metric_points_dropped: get(&c.metric_points_dropped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::otlp::sink::{log_queue, DiscardTaskCounters};
+    use crate::traces::TraceStoreConfig;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).expect("gzip in memory");
+        encoder.finish().expect("gzip in memory")
+    }
+
+    #[test]
+    fn the_decompressed_bytes_budget_is_shared_by_concurrent_requests() {
+        let (logs, _queue) = log_queue(16);
+        let pipeline = Pipeline::new(
+            OtlpConfig {
+                max_decompressed_bytes: 3 * 1024 * 1024,
+                max_decompressed_bytes_in_flight: 4 * 1024 * 1024,
+                ..OtlpConfig::default()
+            },
+            OtlpOutputs {
+                store: Arc::new(TraceStore::new(TraceStoreConfig::default())),
+                logs,
+                tasks: Arc::new(DiscardTaskCounters),
+            },
+        );
+        let body = gzip(&vec![b'x'; 2 * 1024 * 1024]);
+        let (plain, first) = pipeline.gunzip(&body, &[]).expect("within both limits");
+        assert_eq!(plain.len(), 2 * 1024 * 1024);
+        // Alone it would fit its own limit; next to the first, it does not fit the budget.
+        let refused = pipeline.gunzip(&body, &[]).map(|_| ());
+        assert!(
+            matches!(&refused, Err(OtlpError::Overloaded(..))),
+            "{refused:?}"
+        );
+        assert_eq!(pipeline.stats().requests_throttled, 1);
+        drop(first);
+        let (_, second) = pipeline.gunzip(&body, &[]).expect("room again");
+        drop(second);
+        assert!(pipeline.stats().decompressed_bytes_high_water <= 4 * 1024 * 1024);
+        // A bomb is refused for its own limit, not for the budget.
+        let bomb = gzip(&vec![b'x'; 3 * 1024 * 1024 + 1]);
+        let refused = pipeline.gunzip(&bomb, &[]).map(|_| ());
+        assert!(
+            matches!(&refused, Err(OtlpError::TooLarge(_))),
+            "{refused:?}"
+        );
+        let exact = gzip(&vec![b'x'; 3 * 1024 * 1024]);
+        assert!(pipeline.gunzip(&exact, &[]).is_ok());
     }
 }

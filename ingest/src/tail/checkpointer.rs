@@ -1,27 +1,22 @@
-//! Checkpoints: where each file was read up to, on disk.
+//! Checkpoints: where each file was read up to, and the versioned format they are stored in.
 //!
-//! The state is a versioned enum (`{"version":1,...}`) so a later format can be added beside
-//! it and old files still load. An offset in it is always an *acknowledged* offset: the lines
-//! before it were handed to the pipeline and the pipeline said it processed them.
+//! The tailer does no file I/O for its checkpoints: the consumer stores
+//! [`TailState`] inside its own atomic snapshot, together with the state derived from the
+//! same lines (see the `tail` module docs), and passes it back at the next start. This
+//! module owns only the format.
 //!
-//! Writing is atomic: the new state goes to a temporary file in the same directory, which is
-//! fsynced, then renamed over the old file, then the directory is fsynced. `rename(2)` within
-//! one file system replaces the name atomically, so after a crash at any instant the file
-//! holds either the complete old state or the complete new one, never a torn mix; the first
-//! fsync makes sure the renamed file has its data (otherwise a crash could leave the new name
-//! pointing to an empty file), the directory fsync makes the rename itself durable.
-
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::Path;
+//! The state serialises as a versioned enum (`{"version":"1","files":[...]}`) of structs that
+//! belong to the format alone, so a change of the tailer's in-memory types ([`FileId`],
+//! [`Head`]) cannot change the stored format silently, and a later format can be added
+//! beside it while old files still load. An offset in it is always an *acknowledged* offset:
+//! the lines before it were handed to the pipeline and the pipeline said it processed them.
 
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::{FileId, Head};
-use super::TailError;
 
 /// One file's checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCheckpoint {
     /// Device and inode when last seen.
     pub id: FileId,
@@ -47,67 +42,79 @@ pub struct TailState {
 #[serde(tag = "version")]
 enum Versioned {
     #[serde(rename = "1")]
-    V1 { files: Vec<FileCheckpoint> },
+    V1 { files: Vec<FileV1> },
+}
+
+/// Format 1 of one file's checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileV1 {
+    id: IdV1,
+    head: HeadV1,
+    offset: u64,
+    path: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct IdV1 {
+    dev: u64,
+    ino: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    born: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct HeadV1 {
+    len: u64,
+    hash: u64,
 }
 
 impl From<TailState> for Versioned {
     fn from(state: TailState) -> Self {
-        Versioned::V1 { files: state.files }
+        Versioned::V1 {
+            files: state
+                .files
+                .into_iter()
+                .map(|f| FileV1 {
+                    id: IdV1 {
+                        dev: f.id.dev,
+                        ino: f.id.ino,
+                        born: f.id.born,
+                    },
+                    head: HeadV1 {
+                        len: f.head.len,
+                        hash: f.head.hash,
+                    },
+                    offset: f.offset,
+                    path: f.path,
+                })
+                .collect(),
+        }
     }
 }
 
 impl From<Versioned> for TailState {
     fn from(v: Versioned) -> Self {
         match v {
-            Versioned::V1 { files } => TailState { files },
+            Versioned::V1 { files } => TailState {
+                files: files
+                    .into_iter()
+                    .map(|f| FileCheckpoint {
+                        id: FileId {
+                            dev: f.id.dev,
+                            ino: f.id.ino,
+                            born: f.id.born,
+                        },
+                        head: Head {
+                            len: f.head.len,
+                            hash: f.head.hash,
+                        },
+                        offset: f.offset,
+                        path: f.path,
+                    })
+                    .collect(),
+            },
         }
     }
-}
-
-/// Reads the state at `path`; `Ok(None)` when there is no file yet (the very first start).
-pub fn load(path: &Path) -> Result<Option<TailState>, TailError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(TailError::Checkpoint {
-                path: path.into(),
-                source,
-            })
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| TailError::CorruptCheckpoint {
-            path: path.into(),
-            message: e.to_string(),
-        })
-}
-
-/// Writes `state` to `path` atomically (see the module docs for why this survives a crash).
-pub fn store(path: &Path, state: &TailState) -> Result<(), TailError> {
-    let err = |source| TailError::Checkpoint {
-        path: path.into(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let bytes = serde_json::to_vec(state)
-        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut file = File::create(&tmp).map_err(err)?;
-        file.write_all(&bytes).map_err(err)?;
-        file.sync_all().map_err(err)?;
-    }
-    fs::rename(&tmp, path).map_err(err)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -116,9 +123,6 @@ mod tests {
 
     #[test]
     fn round_trip_and_version_tag() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/tail.json");
-        assert_eq!(load(&path).unwrap(), None);
         let state = TailState {
             files: vec![FileCheckpoint {
                 id: FileId {
@@ -131,14 +135,12 @@ mod tests {
                 path: "/var/log/a.log".into(),
             }],
         };
-        store(&path, &state).unwrap();
-        assert_eq!(load(&path).unwrap(), Some(state.clone()));
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(r#"{"version":"1""#), "{text}");
-        fs::write(&path, b"{\"version\":\"9\"}").unwrap();
-        assert!(matches!(
-            load(&path),
-            Err(TailError::CorruptCheckpoint { .. })
-        ));
+        let text = serde_json::to_string(&state).unwrap();
+        assert_eq!(
+            text,
+            r#"{"version":"1","files":[{"id":{"dev":1,"ino":2,"born":7},"head":{"len":3,"hash":4},"offset":5,"path":"/var/log/a.log"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<TailState>(&text).unwrap(), state);
+        assert!(serde_json::from_str::<TailState>(r#"{"version":"9"}"#).is_err());
     }
 }

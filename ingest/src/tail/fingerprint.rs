@@ -10,8 +10,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use serde::{Deserialize, Serialize};
-
 /// How many leading bytes the head checksum covers at most.
 pub const HEAD_BYTES: u64 = 256;
 
@@ -20,14 +18,13 @@ pub const HEAD_BYTES: u64 = 256;
 /// The birth time (`statx`'s btime, where the file system records it: ext4, xfs, btrfs,
 /// tmpfs) tells a reused inode number from the file that had it before, even when neither
 /// has content to compare yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId {
     /// Device number.
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
     /// Birth time in Unix nanoseconds, when the file system knows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub born: Option<u64>,
 }
 
@@ -48,7 +45,7 @@ impl FileId {
 }
 
 /// The checksum of a file's first `len` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Head {
     /// How many bytes were hashed (0 for an empty file).
     pub len: u64,

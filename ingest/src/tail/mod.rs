@@ -2,26 +2,22 @@
 //! their records over without losing or repeating a line.
 //!
 //! The pieces, one per file: [`config`] (sources and knobs), [`fingerprint`] (which file is
-//! this, whatever its name), [`checkpointer`] (the versioned on-disk state, written
-//! atomically), `file` (reading one file into lines and records), [`ack`] (batches and their
-//! acknowledgement), [`stats`], `tailer` (the synchronous state machine), [`watcher`] (the
-//! async task with file-system events and a polling fallback) and [`replay`] (whole files
-//! once, for `faultline replay`).
+//! this, whatever its name), [`checkpointer`] (the versioned format of the offsets), `file`
+//! (reading one file into lines and records), [`ack`] (batches and their acknowledgement),
+//! [`stats`], `tailer` (the synchronous state machine), [`watcher`] (the async task with
+//! file-system events and a polling fallback) and [`replay`] (whole files once, for
+//! `faultline replay`).
 //!
 //! # Delivery guarantee
 //!
-//! Offsets reach a checkpoint only when the consumer acknowledges the batch that carried the
-//! lines before them ([`Batch::ack`]). So:
-//!
-//! * With the tailer's own checkpoint file ([`Checkpointing::File`]) delivery is
-//!   **at least once**: after a crash the lines of batches that were handed over but whose
-//!   acknowledgement had not reached the file yet are delivered again. Nothing is lost.
-//! * **Exactly once** needs the consumer's state and the offsets to be committed together:
-//!   use [`Checkpointing::External`], and after acknowledging every batch it processed, store
-//!   [`TailerHandle::checkpoint_state`] inside the same atomic snapshot as the state derived
-//!   from those batches (counts, clusters). Restart with the snapshot's state. Then every line
-//!   is counted once: lines after the snapshot are read again and were not in the snapshot's
-//!   counts; lines before it are not read again.
+//! Offsets reach [`TailerHandle::checkpoint_state`] only when the consumer acknowledges the
+//! batch that carried the lines before them ([`Batch::ack`]). The tailer writes no file of its
+//! own: **exactly once** needs the consumer's state and the offsets to be committed together,
+//! so after acknowledging every batch it processed, the consumer stores
+//! [`TailerHandle::checkpoint_state`] inside the same atomic snapshot as the state derived
+//! from those batches (counts, clusters), and passes the stored state to [`spawn`] at the
+//! next start. Then every line is counted once: lines after the snapshot are read again and
+//! were not in the snapshot's counts; lines before it are not read again.
 //!
 //! Lines that were never read cannot be delivered: a file written and deleted (or truncated)
 //! before the tailer saw its content, or the part of a file that copytruncate's copy misses
@@ -53,4 +49,4 @@ pub use error::TailError;
 pub use replay::{replay_file, ReplaySummary};
 pub use stats::{FileStats, TailStats};
 pub use tailer::Tailer;
-pub use watcher::{spawn, Checkpointing, TailerHandle};
+pub use watcher::{spawn, TailerHandle};

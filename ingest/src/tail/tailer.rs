@@ -708,11 +708,6 @@ impl Tailer {
         self.config.poll_interval_ms
     }
 
-    /// The configured checkpoint interval.
-    pub(crate) fn config_checkpoint_interval_ms(&self) -> u64 {
-        self.config.checkpoint_interval_ms
-    }
-
     /// How many files are open (live and rotated ones being drained).
     pub fn open_files(&self) -> usize {
         self.files.len()

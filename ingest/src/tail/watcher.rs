@@ -1,13 +1,12 @@
 //! The tailer as a tokio task: file-system events wake it, a poll interval is the fallback
 //! when events do not arrive (NFS, some overlay set-ups, a full inotify queue), a bounded
-//! channel carries the batches, and a cancellation token stops it with a last checkpoint.
+//! channel carries the batches, and a cancellation token stops it.
 //!
 //! Backpressure: the task awaits room in the channel before it reads more, so when the
 //! pipeline is slower than the writers the unread data stays in the files (the file is the
 //! buffer) and memory stays bounded by the channel capacity times the batch size. The lag
 //! (bytes behind, per file) is in [`TailerHandle::stats`].
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,22 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ack::{Batch, Book};
-use super::checkpointer::{self, TailState};
+use super::checkpointer::TailState;
 use super::config::{LogSource, TailConfig};
 use super::stats::TailStats;
 use super::tailer::Tailer;
 use super::TailError;
-
-/// Where the checkpoint lives.
-#[derive(Debug, Clone)]
-pub enum Checkpointing {
-    /// The tailer loads and stores its own state file (at-least-once delivery). Written every
-    /// `checkpoint_interval_ms` when it changed, and once more on shutdown.
-    File(PathBuf),
-    /// The caller stores [`TailerHandle::checkpoint_state`] with its own state (exactly-once
-    /// delivery) and passes back what it stored; `None` on the very first start.
-    External(Option<TailState>),
-}
 
 /// A running tailer.
 #[derive(Debug)]
@@ -54,8 +42,7 @@ impl TailerHandle {
         self.book.lock().state()
     }
 
-    /// Waits for the task to end (after cancellation or when the receiver is dropped); the
-    /// final checkpoint has been written when this returns `Ok`.
+    /// Waits for the task to end (after cancellation or when the receiver is dropped).
     pub async fn join(self) -> Result<(), TailError> {
         self.task
             .await
@@ -63,34 +50,25 @@ impl TailerHandle {
     }
 }
 
-/// Starts tailing `sources` as a tokio task. Batches go to `batches`; each must be
-/// acknowledged once processed. The task stops when `cancel` fires or the receiver is
-/// dropped, writing a final checkpoint in [`Checkpointing::File`] mode.
+/// Starts tailing `sources` as a tokio task. `initial` is the [`TailState`] the consumer
+/// stored with its own state (`None` on the very first start). Batches go to `batches`; each
+/// must be acknowledged once processed, and the consumer stores
+/// [`TailerHandle::checkpoint_state`] with the state derived from the acknowledged batches
+/// (exactly-once, see the `tail` module docs). The task stops when `cancel` fires or the
+/// receiver is dropped.
 pub async fn spawn(
     config: TailConfig,
     sources: Vec<LogSource>,
-    checkpointing: Checkpointing,
+    initial: Option<TailState>,
     batches: mpsc::Sender<Batch>,
     cancel: CancellationToken,
 ) -> Result<TailerHandle, TailError> {
-    let setup = checkpointing.clone();
-    let tailer = tokio::task::spawn_blocking(move || {
-        let initial = match &setup {
-            Checkpointing::File(path) => checkpointer::load(path)?,
-            Checkpointing::External(state) => state.clone(),
-        };
-        let tailer = Tailer::new(config, sources, initial, Instant::now())?;
-        // Store the start positions at once: a crash before the first acknowledgement must
-        // not turn "start at the end" into "read everything" at the next start.
-        if let Checkpointing::File(path) = &setup {
-            checkpointer::store(path, &tailer.checkpoint_state())?;
-        }
-        Ok::<_, TailError>(tailer)
-    })
-    .await
-    .map_err(|e| TailError::Worker(e.to_string()))??;
+    let tailer =
+        tokio::task::spawn_blocking(move || Tailer::new(config, sources, initial, Instant::now()))
+            .await
+            .map_err(|e| TailError::Worker(e.to_string()))??;
     let book = tailer.book();
-    let task = tokio::spawn(run(tailer, checkpointing, batches, cancel));
+    let task = tokio::spawn(run(tailer, batches, cancel));
     Ok(TailerHandle { book, task })
 }
 
@@ -98,27 +76,16 @@ pub async fn spawn(
 /// writes is read in one go.
 const EVENT_COALESCE: Duration = Duration::from_millis(20);
 
-async fn store(path: PathBuf, state: TailState) -> Result<(), TailError> {
-    tokio::task::spawn_blocking(move || checkpointer::store(&path, &state))
-        .await
-        .map_err(|e| TailError::Worker(e.to_string()))?
-}
-
 async fn run(
     tailer: Tailer,
-    checkpointing: Checkpointing,
     batches: mpsc::Sender<Batch>,
     cancel: CancellationToken,
 ) -> Result<(), TailError> {
     let poll_interval = Duration::from_millis(tailer.config_poll_interval_ms().max(1));
-    let checkpoint_interval = Duration::from_millis(tailer.config_checkpoint_interval_ms());
     let wake = Arc::new(Notify::new());
     let rescan = Arc::new(AtomicBool::new(false));
     let _watcher = watch(&tailer, Arc::clone(&wake), Arc::clone(&rescan));
-    let book = tailer.book();
     let mut tailer = Some(tailer);
-    let mut stored = book.lock().state();
-    let mut last_store = Instant::now();
     loop {
         if cancel.is_cancelled() {
             break;
@@ -157,20 +124,6 @@ async fn run(
                 }
             }
         }
-        if let Checkpointing::File(path) = &checkpointing {
-            if last_store.elapsed() >= checkpoint_interval {
-                let state = book.lock().state();
-                if state != stored {
-                    store(path.clone(), state.clone()).await?;
-                    stored = state;
-                }
-                last_store = Instant::now();
-            }
-        }
-    }
-    if let Checkpointing::File(path) = &checkpointing {
-        let state = book.lock().state();
-        store(path.clone(), state).await?;
     }
     Ok(())
 }

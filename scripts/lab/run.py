@@ -1,0 +1,925 @@
+#!/usr/bin/env python3
+"""faultline's fault lab with real Go/Gin services (issue #11): how the agent answers, per fault.
+
+For each fault it builds lab/go (a Gin service that plays any service of a chain), starts the
+agent (`faultline run --config` with a temporary data dir on free loopback ports, a `[[logs]]`
+table per service's log file, a `[[tasks]]` table per service's pprof goroutine page and a
+`[[counters.processes]]` table per service's listening port), starts a chain of Go services
+with randomised names, ports, routes, logger styles, fan-out and timeouts, sends them steady
+traffic, waits a baseline as on a real node, injects the fault through the target service's
+admin endpoint, and then polls the agent's API for the answer: the time from onset to the
+first answer, the top pattern and its count against the failed requests the driver counted,
+where the trace page says the error starts, what moved, and the top incident's culprit and
+hint when the agent has incidents. It prints one JSON result per fault and a table at the end.
+
+    python3 scripts/lab/run.py --fault eof                 # one fault
+    python3 scripts/lab/run.py --all                       # every fault in turn
+    python3 scripts/lab/run.py --quiet-minutes 10          # no fault, background noise
+
+Execution model: one agent and one chain per fault (a fresh data dir each time, so a count
+belongs to one fault); traffic comes from a fixed pool of worker threads with keep-alive
+connections to the edge service; the API is polled every POLL_SECS. Every wait has a deadline,
+every process started is in its own process group and killed at the end, also on Ctrl-C and
+on errors. Everything listens on 127.0.0.1; DNS lookups of the services go to a loopback
+NXDOMAIN responder.
+
+Only the Python standard library is used. Go is built offline from Debian's packages
+(golang-go, golang-github-gin-gonic-gin-dev) in GOPATH mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GO_SOURCE = REPO / "lab" / "go"
+
+# What each fault is, where it lives, and which counter it should move.
+#   where: "callee" (the target is called by the previous service; it is the culprit of its
+#   caller's transport errors), "caller" (the target misuses its own calls; it is the culprit),
+#   "self" (the target's own bug).
+#   errors: whether requests fail (then onset is the first failed request; else the injection).
+#   counter: the counter the fault moves (matched loosely against the agent's labels).
+#   text: what the Go error strings of the fault's own failures contain: the driver's way to
+#   find "the fault's pattern" among the new ones, whose count must equal the failed requests.
+#   The agent is never told any of this.
+FAULTS = {
+    "eof": dict(where="callee", errors=True, counter=None, text=["EOF"]),
+    "reset": dict(where="callee", errors=True, counter="resets", text=["reset by peer"]),
+    "slow": dict(where="callee", errors=True, counter=None, text=["deadline exceeded", "Timeout exceeded"]),
+    "close-wait": dict(where="callee", errors=True, counter="CLOSE_WAIT",
+                       text=["deadline exceeded", "Timeout exceeded"]),
+    "time-wait": dict(where="caller", errors=False, counter="TIME_WAIT", text=[]),
+    "goroutine-leak": dict(where="self", errors=False, counter="goroutines", text=[]),
+    "panic": dict(where="self", errors=True, counter=None, text=["index out of range"]),
+    "dns": dict(where="caller", errors=True, counter="request rate", text=["no such host"]),
+    "listen-overflow": dict(where="callee", errors=True, counter="listen",
+                            text=["deadline exceeded", "Timeout exceeded", "i/o timeout"]),
+}
+
+EDGE_NAMES = ["gateway", "edge", "api", "frontend", "bff", "storefront"]
+MID_NAMES = ["orders", "checkout", "billing", "carts", "payments", "accounts", "shipping"]
+LEAF_NAMES = ["inventory", "stock", "catalog", "pricing", "ledger", "users", "profiles"]
+SUFFIXES = ["", "", "-svc", "-api", "-v2"]
+ROUTE_SHAPES = ["/api/v1/{noun}/:id", "/v2/{noun}/:id", "/{noun}/:id", "/internal/{noun}/:id"]
+LOGGERS = ["zap", "slog", "gin"]
+
+POLL_SECS = 0.5
+# A pattern that appears this long after the injection still belongs to the fault.
+ANSWER_WINDOW_SECS = 10.0
+# A Go service is up within a second on an idle machine; 2 cores shared by many builds can
+# take ten times that.
+START_DEADLINE_SECS = 30.0
+# Requests to the edge wait this long: every timeout inside the chain is below 2 s.
+EDGE_TIMEOUT_SECS = 10.0
+# The driver drops a keep-alive connection idle this long: the Go services close idle ones
+# after their 10 s ReadHeaderTimeout, and a request sent as the server closes fails with
+# "Remote end closed connection" without reaching it (15 of 800 requests in a first run).
+CLIENT_IDLE_SECS = 5.0
+# The close-wait fault's service runs with this soft open-file limit: ~25 fds at rest, one more
+# per hung request, so it runs out within seconds at the lab's request rate.
+CLOSE_WAIT_NOFILE = 256
+# The listen-overflow fault's service listens with this backlog.
+OVERFLOW_BACKLOG = 8
+
+
+class LabError(Exception):
+    """A lab run that could not be carried out (not a finding about the agent)."""
+
+
+def log(msg: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+class Processes:
+    """Every process the lab starts, each in its own process group; `stop_all` ends them."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], stdout: Path, stderr: Path, env=None) -> subprocess.Popen:
+        out = open(stdout, "ab")
+        err = open(stderr, "ab")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True, env=env)
+        finally:
+            out.close()
+            err.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 5.0) -> None:
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            try:
+                self.stop(proc)
+            except Exception as e:  # keep stopping the others
+                log(f"stopping pid {proc.pid}: {e}")
+        self.procs.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP helpers
+
+
+def http_json(url: str, method: str = "GET", timeout: float = 5.0):
+    """(status, parsed JSON or text or None); status 0 when the request itself failed."""
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        status = e.code
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+def wait_until(what: str, deadline_secs: float, check, every: float = 0.1):
+    started = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() - started > deadline_secs:
+            raise LabError(f"not within {deadline_secs:.0f} s: {what}")
+        time.sleep(every)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def build_go(out_dir: Path, gopath: str) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        raise LabError("no `go` on PATH: apt-get install golang-go golang-github-gin-gonic-gin-dev")
+    gin = Path(gopath) / "src" / "github.com" / "gin-gonic" / "gin"
+    if not gin.is_dir():
+        raise LabError(f"Gin sources not found at {gin}: apt-get install golang-github-gin-gonic-gin-dev")
+    binary = out_dir / "labsvc"
+    env = dict(os.environ, GO111MODULE="off", GOPATH=gopath, GOFLAGS="", GOPROXY="off", CGO_ENABLED="0")
+    if "HOME" not in env and "GOCACHE" not in env:
+        env["GOCACHE"] = str(out_dir / "gocache")
+    started = time.monotonic()
+    result = subprocess.run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=GO_SOURCE,
+                            env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise LabError(f"go build failed:\n{result.stderr}")
+    log(f"built {binary} in {time.monotonic() - started:.1f} s")
+    return binary
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    admin_port: int
+    route: str
+    logger: str
+    fanout: int
+    timeout_ms: int
+    timeout_style: str
+    call_name: str = ""
+    call_route: str = ""
+    call_port: int = 0
+    nofile: int = 0
+    backlog: int = 4096
+    slow_by_ms: int = 0
+    log_file: str = ""
+
+    def path_for(self, item: str) -> str:
+        return self.route.replace(":id", item)
+
+
+def draw_chain(rng: random.Random, length: int) -> list[Service]:
+    names: list[str] = []
+    pools = [EDGE_NAMES] + [MID_NAMES] * (length - 2) + [LEAF_NAMES]
+    for pool in pools:
+        while True:
+            name = rng.choice(pool) + rng.choice(SUFFIXES)
+            if name not in names:
+                names.append(name)
+                break
+    while True:
+        loggers = [rng.choice(LOGGERS) for _ in names]
+        if len(set(loggers)) >= 2:
+            break
+    chain = []
+    for i, name in enumerate(names):
+        noun = name.split("-")[0]
+        chain.append(Service(
+            name=name,
+            port=free_port(),
+            admin_port=free_port(),
+            route=rng.choice(ROUTE_SHAPES).format(noun=noun),
+            logger=loggers[i],
+            fanout=rng.randint(1, 3) if i > 0 else 1,
+            timeout_ms=rng.randrange(600, 1600, 100),
+            timeout_style=rng.choice(["client", "context"]),
+        ))
+    for caller, callee in zip(chain, chain[1:]):
+        caller.call_name = callee.name
+        caller.call_route = callee.route
+        caller.call_port = callee.port
+    return chain
+
+
+def service_argv(binary: Path, svc: Service, otlp_port: int, dns_port: int) -> list[str]:
+    argv = [
+        str(binary), "-name", svc.name,
+        "-listen", f"127.0.0.1:{svc.port}", "-admin", f"127.0.0.1:{svc.admin_port}",
+        "-route", svc.route, "-logger", svc.logger, "-log-file", svc.log_file,
+        "-otlp", f"http://127.0.0.1:{otlp_port}",
+        "-timeout", f"{svc.timeout_ms}ms", "-timeout-style", svc.timeout_style,
+        "-fanout", str(svc.fanout), "-backlog", str(svc.backlog),
+        "-resolver", f"127.0.0.1:{dns_port}",
+    ]
+    if svc.call_name:
+        argv += ["-call", f"http://127.0.0.1:{svc.call_port}" + svc.call_route.replace(":id", "{id}"),
+                 "-call-name", svc.call_name]
+    if svc.nofile:
+        argv += ["-nofile", str(svc.nofile)]
+    if svc.slow_by_ms:
+        argv += ["-slow-by", f"{svc.slow_by_ms}ms"]
+    return argv
+
+
+def agent_config(work: Path, web: int, grpc: int, otlp: int, chain: list[Service]) -> str:
+    lines = [
+        f'data_dir = "{work / "data"}"',
+        "",
+        "[web]",
+        f'listen = "127.0.0.1:{web}"',
+        "",
+        "[otlp]",
+        f'grpc_listen = "127.0.0.1:{grpc}"',
+        f'http_listen = "127.0.0.1:{otlp}"',
+    ]
+    for svc in chain:
+        lines += ["", "[[logs]]", f'path = "{svc.log_file}"', f'service = "{svc.name}"']
+    for svc in chain:
+        lines += ["", "[[tasks]]", f'name = "{svc.name}"',
+                  f'url = "http://127.0.0.1:{svc.admin_port}/debug/pprof/goroutine?debug=1"']
+    for svc in chain:
+        lines += ["", "[[counters.processes]]", f'name = "{svc.name}"', f"listen_port = {svc.port}"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic
+
+
+@dataclass
+class Outcome:
+    start_ms: int
+    end_ms: int
+    status: int
+    trace_id: str
+    error: str
+
+
+class Traffic:
+    """Steady requests to the edge at `rps`, from `workers` threads with keep-alive connections.
+
+    Open loop: a ticker puts one request on a bounded queue every 1/rps s; a tick that finds
+    the queue full is counted as skipped (the chain is slower than the load), not queued."""
+
+    def __init__(self, port: int, edge: Service, rps: float, workers: int, seed: int) -> None:
+        self.port = port
+        self.edge = edge
+        self.rps = rps
+        self.outcomes: list[Outcome] = []
+        self.lock = threading.Lock()
+        self.todo: queue.Queue = queue.Queue(maxsize=workers)
+        self.stopping = threading.Event()
+        self.paused = threading.Event()
+        self.skipped = 0
+        self.rng = random.Random(seed)
+        self.threads = [threading.Thread(target=self.work, daemon=True) for _ in range(workers)]
+        self.ticker = threading.Thread(target=self.tick, daemon=True)
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+        self.ticker.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.ticker.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=EDGE_TIMEOUT_SECS + 2)
+
+    def tick(self) -> None:
+        period = 1.0 / self.rps
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            next_at += period
+            if not self.paused.is_set():
+                try:
+                    self.todo.put_nowait(self.edge.path_for(str(self.rng.randint(1, 99999))))
+                except queue.Full:
+                    self.skipped += 1
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()
+
+    def work(self) -> None:
+        conn = None
+        last_used = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                path = self.todo.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if conn is not None and time.monotonic() - last_used > CLIENT_IDLE_SECS:
+                conn.close()
+                conn = None
+            start = now_ms()
+            status, trace, error = 0, "", ""
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=EDGE_TIMEOUT_SECS)
+                conn.request("GET", path, headers={"User-Agent": "faultline-lab/1"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+                parts = (resp.getheader("traceresponse") or "").split("-")
+                trace = parts[1] if len(parts) == 4 else ""
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                error = f"{type(e).__name__}: {e}"
+                if conn is not None:
+                    conn.close()
+                conn = None
+            last_used = time.monotonic()
+            with self.lock:
+                self.outcomes.append(Outcome(start, now_ms(), status, trace, error))
+        if conn is not None:
+            conn.close()
+
+    def snapshot(self) -> list[Outcome]:
+        with self.lock:
+            return list(self.outcomes)
+
+
+def failed(o: Outcome) -> bool:
+    return o.status != 200
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent's API
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def get(self, path: str):
+        return http_json(self.base + path)
+
+    def clusters(self, emerging: bool) -> list[dict]:
+        status, body = self.get("/api/v1/clusters?limit=50" + ("&emerging=true" if emerging else ""))
+        if status != 200 or not isinstance(body, dict):
+            return []
+        return body.get("clusters") or []
+
+    def incidents(self):
+        """The incident list, or None while the agent has no incidents API (404)."""
+        status, body = self.get("/api/v1/incidents")
+        if status != 200:
+            return None
+        if isinstance(body, dict):
+            return body.get("incidents") or []
+        return body if isinstance(body, list) else []
+
+
+def short(value, limit: int = 140) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def moved_rows(moved) -> list[dict]:
+    """The ranked candidates of a 'what moved' answer, whatever the top-level key."""
+    if not isinstance(moved, dict):
+        return []
+    for key in ("candidates", "moved", "signals", "series", "related"):
+        rows = moved.get(key)
+        if isinstance(rows, list):
+            return [r for r in rows if isinstance(r, dict)]
+    return []
+
+
+def row_label(row: dict) -> str:
+    for key in ("label", "name", "series", "key", "title"):
+        value = row.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return short(row, 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    binary: Path
+    labsvc: Path
+    seed: int
+    procs: Processes = field(default_factory=Processes)
+
+    def setup(self, fault: str | None):
+        rng = random.Random(self.seed)
+        self.work = Path(tempfile.mkdtemp(prefix="faultline-lab-"))
+        (self.work / "logs").mkdir()
+        (self.work / "out").mkdir()
+        self.chain = draw_chain(rng, self.args.services)
+        for svc in self.chain:
+            svc.log_file = str(self.work / "logs" / f"{svc.name}.log")
+        self.fault = fault
+        self.target = self.caller = None
+        if fault:
+            where = FAULTS[fault]["where"]
+            if where == "callee":
+                index = rng.randrange(1, len(self.chain))
+            elif where == "caller":
+                index = rng.randrange(0, len(self.chain) - 1)
+            else:
+                index = rng.randrange(0, len(self.chain))
+            self.target = self.chain[index]
+            self.caller = self.chain[index - 1] if index > 0 else None
+            if fault == "close-wait":
+                self.target.nofile = CLOSE_WAIT_NOFILE
+            if fault == "listen-overflow":
+                self.target.backlog = OVERFLOW_BACKLOG
+            if fault == "slow" and self.caller is not None:
+                self.target.slow_by_ms = 3 * self.caller.timeout_ms
+        self.web, self.grpc, self.otlp = free_port(), free_port(), free_port()
+        self.dns = free_port(socket.SOCK_DGRAM)
+        config = self.work / "faultline.toml"
+        config.write_text(agent_config(self.work, self.web, self.grpc, self.otlp, self.chain))
+        self.api = Api(f"http://127.0.0.1:{self.web}")
+
+    def out(self, name: str) -> tuple[Path, Path]:
+        return self.work / "out" / f"{name}.stdout", self.work / "out" / f"{name}.stderr"
+
+    def start_agent(self) -> None:
+        env = dict(os.environ)
+        env.pop("RUST_LOG", None)
+        self.agent = self.procs.start(
+            "faultline", [str(self.binary), "run", "--config", str(self.work / "faultline.toml")],
+            *self.out("faultline"), env=env)
+
+        def healthy():
+            if self.agent.poll() is not None:
+                raise LabError(f"faultline exited with {self.agent.returncode}:\n"
+                               + self.out("faultline")[1].read_text(errors="replace")[-3000:])
+            return self.api.get("/api/v1/health")[0] == 200
+        wait_until("faultline health", START_DEADLINE_SECS, healthy)
+
+    def start_service(self, svc: Service) -> subprocess.Popen:
+        proc = self.procs.start(svc.name, service_argv(self.labsvc, svc, self.otlp, self.dns),
+                                *self.out(svc.name))
+
+        def healthy():
+            if proc.poll() is not None:
+                raise LabError(f"{svc.name} exited with {proc.returncode}:\n"
+                               + self.out(svc.name)[1].read_text(errors="replace")[-3000:])
+            return http_json(f"http://127.0.0.1:{svc.admin_port}/healthz", timeout=1)[0] == 200
+        wait_until(f"{svc.name} health", START_DEADLINE_SECS, healthy)
+        return proc
+
+    def start_chain(self) -> None:
+        self.procs.start("dns", [str(self.labsvc), "-dns", f"127.0.0.1:{self.dns}"], *self.out("dns"))
+        self.service_procs = {}
+        for svc in reversed(self.chain):
+            self.service_procs[svc.name] = self.start_service(svc)
+        self.traffic = Traffic(self.chain[0].port, self.chain[0], self.args.rps, self.args.workers, self.seed)
+        self.traffic.start()
+
+    def inject(self, fault: str, svc: Service) -> int:
+        status, body = http_json(f"http://127.0.0.1:{svc.admin_port}/fault?kind={fault}", method="POST")
+        if status != 200:
+            raise LabError(f"injecting {fault} into {svc.name}: HTTP {status} {body}")
+        return now_ms()
+
+    def dropped_spans(self) -> list[str]:
+        notes = []
+        for svc in self.chain:
+            text = self.out(svc.name)[1].read_text(errors="replace")
+            notes += [line for line in text.splitlines() if "dropped" in line]
+        return notes
+
+    def cleanup(self) -> None:
+        if getattr(self, "traffic", None) is not None:
+            self.traffic.stop()
+        self.procs.stop_all()
+        if self.args.keep:
+            log(f"kept {self.work}")
+        elif getattr(self, "work", None) is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def chain_json(chain: list[Service]) -> list[dict]:
+    keep = ("name", "port", "admin_port", "route", "logger", "fanout", "timeout_ms", "timeout_style",
+            "nofile", "backlog", "slow_by_ms")
+    return [{k: v for k, v in asdict(s).items() if k in keep} for s in chain]
+
+
+def trace_origin(api: Api, trace_id: str):
+    status, chain = api.get(f"/api/v1/traces/{trace_id}")
+    if status != 200 or not isinstance(chain, dict):
+        return None
+    origin = chain.get("error_origin_span_id")
+    for span in chain.get("spans") or []:
+        if span.get("span_id") == origin:
+            return {"trace_id": trace_id, "service": span.get("service"), "span": span.get("name"),
+                    "kind": span.get("kind"), "message": span.get("status_message")}
+    return {"trace_id": trace_id, "service": None, "span": None, "kind": None, "message": None}
+
+
+def incident_view(incident: dict) -> dict:
+    """The fields of an incident the table shows, read defensively (the API is new)."""
+    culprit = incident.get("culprit")
+    if isinstance(culprit, dict):
+        culprit_name = culprit.get("service") or culprit.get("name")
+    else:
+        culprit_name = culprit
+    hints = incident.get("hints") or []
+    hint = None
+    if hints and isinstance(hints[0], dict):
+        hint = hints[0].get("title") or hints[0].get("id") or hints[0].get("rule")
+    counters = incident.get("counters") or incident.get("related_counters") or []
+    counter = None
+    if counters and isinstance(counters[0], dict):
+        counter = row_label(counters[0])
+    return {"id": incident.get("id"), "culprit": culprit_name, "hint": hint, "top_counter": counter,
+            "title": incident.get("title") or incident.get("summary"),
+            "onset_unix_ms": incident.get("onset_unix_ms") or incident.get("started_unix_ms")}
+
+
+def run_fault(run: Run, fault: str) -> dict:
+    spec = FAULTS[fault]
+    args = run.args
+    run.setup(fault)
+    target, caller = run.target, run.caller
+    log(f"{fault}: chain " + " -> ".join(f"{s.name}:{s.port}({s.logger})" for s in run.chain)
+        + f"; target {target.name}; data in {run.work}")
+    run.start_agent()
+    run.start_chain()
+    log(f"{fault}: baseline {args.baseline:.0f} s")
+    time.sleep(args.baseline)
+    baseline = run.traffic.snapshot()
+    injected = run.inject(fault, target)
+    log(f"{fault}: injected into {target.name}")
+
+    result: dict = {
+        "fault": fault, "seed": run.seed, "chain": chain_json(run.chain), "target": target.name,
+        "caller_of_target": caller.name if caller else None, "where": spec["where"],
+        "expected_culprit": target.name, "expected_counter": spec["counter"],
+        "baseline_secs": args.baseline, "injected_unix_ms": injected,
+    }
+    onset = None if spec["errors"] else injected
+    first_answer = None
+    answer_kind = None
+    incidents_api = None
+    top_incident = None
+    top_pattern = None
+    seen_at: dict = {}  # pattern id -> the first poll (Unix ms) that listed it
+    deadline = time.monotonic() + args.observe
+    while time.monotonic() < deadline:
+        polled = now_ms()
+        if onset is None:
+            first_failure = next((o for o in run.traffic.snapshot() if o.start_ms >= injected and failed(o)), None)
+            if first_failure is not None:
+                onset = first_failure.end_ms
+        incidents = run.api.incidents()
+        incidents_api = incidents_api or (incidents is not None)
+        fresh_incidents = [i for i in (incidents or [])
+                           if (incident_view(i)["onset_unix_ms"] or polled) >= injected - 1000]
+        if fresh_incidents:
+            top_incident = incident_view(fresh_incidents[0])
+        listed = [c for c in run.api.clusters(emerging=False) if c.get("first_seen_unix_ms", 0) >= injected - 1000]
+        for c in listed:
+            seen_at.setdefault(c.get("id"), polled)
+        emerging = [c for c in listed if c.get("emergence")]
+        if emerging:
+            top_pattern = emerging[0]
+        if first_answer is None and (fresh_incidents or emerging):
+            first_answer = polled
+            answer_kind = "incident" if fresh_incidents else "pattern"
+        time.sleep(POLL_SECS)
+
+    # Counts: stop the traffic, then read the patterns until their counts stop moving.
+    run.traffic.stop()
+    outcomes = run.traffic.snapshot()
+    with open(run.work / "out" / "traffic.jsonl", "w") as f:
+        for o in outcomes:
+            f.write(json.dumps(asdict(o)) + "\n")
+    after = [o for o in outcomes if o.start_ms >= injected]
+    failed_after = [o for o in after if failed(o)]
+    fresh: list[dict] = []
+    last_total = None
+    for _ in range(30):
+        fresh = [c for c in run.api.clusters(emerging=False) if c.get("first_seen_unix_ms", 0) >= injected - 1000]
+        total = sum(c.get("total_count") or 0 for c in fresh)
+        if fresh and total == last_total:
+            break
+        last_total = total
+        time.sleep(1.0)
+    by_id = {c.get("id"): c for c in fresh}
+    if top_pattern is not None:
+        top_pattern = by_id.get(top_pattern.get("id"), top_pattern)
+    matching = [c for c in fresh if any(t.lower() in (c.get("canonical_template") or "").lower() for t in spec["text"])]
+    fault_pattern = max(matching, key=lambda c: c.get("total_count") or 0) if matching else None
+    moved = None
+    if top_pattern is not None:
+        status, moved = run.api.get(f"/api/v1/clusters/{top_pattern['id']}/moved")
+    origins = [trace_origin(run.api, o.trace_id) for o in failed_after[-3:] if o.trace_id]
+    origins = [o for o in origins if o]
+    final_emerging = [c for c in run.api.clusters(emerging=True)
+                      if c.get("first_seen_unix_ms", 0) >= injected - 1000]
+
+    failed_count = len(failed_after)
+    count = fault_pattern.get("total_count") if fault_pattern else None
+
+    def pattern_json(c):
+        return None if c is None else {
+            "id": c.get("id"), "template": c.get("canonical_template"), "total_count": c.get("total_count"),
+            "services": c.get("services"), "first_seen_unix_ms": c.get("first_seen_unix_ms"),
+        }
+    result.update({
+        "onset_unix_ms": onset,
+        "onset_kind": "first failed request" if spec["errors"] else "injection",
+        "requests": {
+            "baseline": len(baseline), "baseline_failed": sum(map(failed, baseline)),
+            "after": len(after), "after_failed": failed_count, "skipped_ticks": run.traffic.skipped,
+            "failure_examples": sorted({o.error or f"HTTP {o.status}" for o in failed_after})[:3],
+        },
+        "first_answer_secs": round((first_answer - onset) / 1000, 2) if first_answer and onset else None,
+        "first_answer_kind": answer_kind,
+        "top_pattern": pattern_json(top_pattern),
+        "fault_pattern": pattern_json(fault_pattern),
+        "fault_pattern_seen_secs": (round((seen_at[fault_pattern.get("id")] - onset) / 1000, 2)
+                                    if fault_pattern and onset and fault_pattern.get("id") in seen_at else None),
+        "count_over_failed": round(count / failed_count, 3) if count is not None and failed_count else None,
+        "emerging_patterns": [{"template": short(c.get("canonical_template")), "count": c.get("total_count"),
+                               "services": c.get("services")} for c in final_emerging[:8]],
+        "trace_origins": origins,
+        "moved": [row_label(r) for r in moved_rows(moved)[:3]],
+        "moved_raw": moved,
+        "incidents_api": bool(incidents_api),
+        "top_incident": top_incident,
+        "dropped_spans": run.dropped_spans(),
+    })
+    result["verdict"] = verdict(result)
+    return result
+
+
+def verdict(r: dict) -> dict:
+    """What the issue's judging asks, answered from the measurements (None: cannot be judged)."""
+    within = r["first_answer_secs"] is not None and r["first_answer_secs"] <= ANSWER_WINDOW_SECS
+    if r["onset_kind"] == "injection":
+        # Nothing fails: only an incident answers; a new pattern would be a wrong answer.
+        within = within and r["first_answer_kind"] == "incident"
+    origins = [o["service"] for o in r["trace_origins"] if o.get("service")]
+    if r["top_incident"] and r["top_incident"].get("culprit"):
+        culprit = r["top_incident"]["culprit"]
+    elif origins:
+        culprit = max(set(origins), key=origins.count)
+    else:
+        culprit = None
+    count_ok = None
+    if r["count_over_failed"] is not None:
+        count_ok = abs(r["count_over_failed"] - 1.0) <= 0.01
+    counter_ok = None
+    if r["expected_counter"]:
+        top = (r["top_incident"] or {}).get("top_counter") or (r["moved"][0] if r["moved"] else "")
+        counter_ok = bool(top) and r["expected_counter"].lower().replace("_", "") in top.lower().replace("_", "").replace("-", "")
+    return {"answer_within_10s": within, "culprit_named": culprit,
+            "culprit_ok": None if culprit is None else culprit == r["expected_culprit"],
+            "count_ok": count_ok, "counter_ok": counter_ok}
+
+
+def run_quiet(run: Run, minutes: float) -> dict:
+    run.setup(None)
+    log(f"quiet: chain " + " -> ".join(f"{s.name}:{s.port}({s.logger})" for s in run.chain)
+        + f"; {minutes} min; data in {run.work}")
+    run.start_agent()
+    run.start_chain()
+    noise_ports = [free_port() for _ in range(2)]
+    for i, port in enumerate(noise_ports):
+        run.procs.start(f"noise{i}", [str(run.labsvc), "-noise", f"127.0.0.1:{port}"], *run.out(f"noise{i}"))
+    started = now_ms()
+    end = time.monotonic() + minutes * 60
+    restarts = []
+    restart_at = [time.monotonic() + minutes * 60 * f for f in (0.4, 0.75)]
+    raised_incidents: dict = {}
+    raised_patterns: dict = {}
+    while time.monotonic() < end:
+        if restart_at and time.monotonic() >= restart_at[0]:
+            restart_at.pop(0)
+            restarts.append(restart_edge(run))
+        incidents = run.api.incidents()
+        for i in incidents or []:
+            raised_incidents.setdefault(str(i.get("id")), {"seen_unix_ms": now_ms(), **incident_view(i)})
+        for c in run.api.clusters(emerging=True):
+            raised_patterns.setdefault(c.get("id"), {"seen_unix_ms": now_ms(),
+                                                     "template": short(c.get("canonical_template")),
+                                                     "count": c.get("total_count"),
+                                                     "emergence": c.get("emergence")})
+        time.sleep(2.0)
+    run.traffic.stop()
+    outcomes = run.traffic.snapshot()
+    return {"mode": "quiet", "minutes": minutes, "seed": run.seed, "chain": chain_json(run.chain),
+            "started_unix_ms": started, "requests": len(outcomes),
+            "failed_requests": sum(map(failed, outcomes)), "restarts": restarts,
+            "incidents_raised": list(raised_incidents.values()),
+            "emerging_patterns_raised": list(raised_patterns.values()),
+            "dropped_spans": run.dropped_spans()}
+
+
+def restart_edge(run: Run) -> dict:
+    """A drained restart of the edge service: the driver (its load balancer) stops sending,
+    the service stops gracefully and starts again, traffic resumes."""
+    edge = run.chain[0]
+    run.traffic.paused.set()
+    wait_until("edge drained", EDGE_TIMEOUT_SECS + 5, lambda: run.traffic.todo.empty())
+    time.sleep(EDGE_TIMEOUT_SECS / 10)
+    at = now_ms()
+    proc = run.service_procs[edge.name]
+    run.procs.stop(proc)
+    run.service_procs[edge.name] = run.start_service(edge)
+    run.traffic.paused.clear()
+    log(f"quiet: restarted {edge.name}")
+    return {"service": edge.name, "unix_ms": at}
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def table(results: list[dict]) -> str:
+    head = ["fault", "target", "answer s", "top pattern", "fault pattern count/failed", "trace says starts in",
+            "moved (top)", "incident culprit / hint", "verdict"]
+    rows = []
+    for r in results:
+        tp = r.get("top_pattern") or {}
+        origins = [o["service"] or "?" for o in r.get("trace_origins") or []]
+        inc = r.get("top_incident")
+        v = r["verdict"]
+        marks = []
+        for key, label in (("answer_within_10s", "10s"), ("culprit_ok", "culprit"), ("count_ok", "count"),
+                           ("counter_ok", "counter")):
+            value = v.get(key)
+            marks.append(f"{label}:" + ("-" if value is None else ("ok" if value else "NO")))
+        count = (r.get("fault_pattern") or {}).get("total_count")
+        rows.append([
+            r["fault"], r["target"],
+            "-" if r["first_answer_secs"] is None else f"{r['first_answer_secs']:.1f}",
+            short(f"{tp.get('template')} ({tp.get('total_count')})" if tp else "-", 60),
+            f"{count if count is not None else '-'}/{r['requests']['after_failed']}",
+            ",".join(origins) or "-",
+            short("; ".join(r.get("moved") or []) or "-", 50),
+            "-" if not r["incidents_api"] else (f"{inc['culprit']} / {inc['hint']}" if inc else "none"),
+            " ".join(marks),
+        ])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    out = [" | ".join(h.ljust(w) for h, w in zip(head, widths)), "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=str(REPO / "target" / "debug" / "faultline"),
+                        help="the faultline binary (default: target/debug/faultline)")
+    parser.add_argument("--fault", action="append", choices=sorted(FAULTS), help="fault to run (repeatable)")
+    parser.add_argument("--all", action="store_true", help="run every fault in turn")
+    parser.add_argument("--quiet-minutes", type=float, help="run this long with no fault and background noise")
+    parser.add_argument("--baseline", type=float, default=120.0, help="seconds of traffic before the fault")
+    parser.add_argument("--observe", type=float, default=30.0, help="seconds of polling after the fault")
+    parser.add_argument("--rps", type=float, default=20.0, help="requests per second to the edge")
+    parser.add_argument("--workers", type=int, default=48, help="traffic worker threads")
+    parser.add_argument("--services", type=int, default=3, help="services in the chain (>= 3)")
+    parser.add_argument("--seed", type=int, help="seed of the random chain (default: random)")
+    parser.add_argument("--gopath", default=os.environ.get("FAULTLINE_LAB_GOPATH", "/usr/share/gocode"),
+                        help="GOPATH holding Gin's sources (Debian: /usr/share/gocode)")
+    parser.add_argument("--json-out", help="write every result as a JSON array to this file")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (logs, config)")
+    args = parser.parse_args()
+    if args.services < 3:
+        parser.error("--services must be at least 3")
+    faults = sorted(FAULTS, key=list(FAULTS).index) if args.all else (args.fault or [])
+    if not faults and args.quiet_minutes is None:
+        parser.error("give --fault NAME, --all or --quiet-minutes N")
+    binary = Path(args.binary)
+    if not binary.is_file():
+        parser.error(f"{binary}: no such binary (build it with `cargo build -p faultline`)")
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+
+    results: list[dict] = []
+    build_dir = Path(tempfile.mkdtemp(prefix="faultline-lab-build-"))
+    code = 0
+    try:
+        labsvc = build_go(build_dir, args.gopath)
+        seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+        for i, fault in enumerate(faults):
+            run = Run(args=args, binary=binary, labsvc=labsvc, seed=seed + i)
+            try:
+                result = run_fault(run, fault)
+            finally:
+                run.cleanup()
+            results.append(result)
+            print(json.dumps({k: v for k, v in result.items() if k != "moved_raw"}), flush=True)
+        if args.quiet_minutes is not None:
+            run = Run(args=args, binary=binary, labsvc=labsvc, seed=seed + len(faults))
+            try:
+                quiet = run_quiet(run, args.quiet_minutes)
+            finally:
+                run.cleanup()
+            results.append(quiet)
+            print(json.dumps(quiet), flush=True)
+    except LabError as e:
+        log(f"lab failed: {e}")
+        code = 2
+    except KeyboardInterrupt:
+        log("interrupted; every process stopped")
+        code = 130
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    fault_results = [r for r in results if "fault" in r]
+    if fault_results:
+        print(table(fault_results))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
