@@ -34,7 +34,7 @@ pub const MAX_TRACES_PER_PATTERN: usize = 20;
 /// Most recent call chains read per tick to learn who calls whom and who listens where.
 pub const MAX_CHAINS: usize = 30;
 /// Most unjudged series listed in the document (the rest are counted).
-pub const MAX_UNJUDGED: usize = 50;
+pub const MAX_UNJUDGED: usize = 200;
 
 /// What the diagnosis loop needs from the configuration.
 #[derive(Debug, Clone)]

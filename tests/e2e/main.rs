@@ -15,5 +15,6 @@ mod config_cli;
 mod counters;
 mod culprit;
 mod dashboard;
+mod incidents;
 mod pipeline;
 mod replay;
