@@ -510,15 +510,17 @@ mod tests {
 
     #[test]
     fn port_totals_sum_their_states_and_keep_gaps_unknown() {
-        let socket = |state, points: Vec<Option<f64>>| web::SocketSeries {
-            port: 8080,
-            side: web::PortSide::Local,
-            state,
-            current: 0,
-            history: web::Series {
-                points,
-                delta_1m: None,
-            },
+        let socket = |state, points: Vec<Option<f64>>| {
+            web::SocketSeries::new(
+                8080,
+                web::PortSide::Local,
+                state,
+                0,
+                web::Series {
+                    points,
+                    delta_1m: None,
+                },
+            )
         };
         let snapshot = CountersSnapshot {
             history_start_unix_ms: 1_000,

@@ -7,7 +7,9 @@
 mod cli;
 mod cluster_cmd;
 mod config;
+mod demo;
 mod diagnosis;
+mod lab;
 mod persist;
 mod pipeline;
 mod replay_cmd;
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run_agent(args),
+        Command::Demo(args) => demo::run(&args).map_err(Failure::from),
         Command::Config(args) => config_command(args),
         Command::Cluster(args) => cluster_cmd::run(&args).map_err(Failure::from),
         Command::Replay(args) => replay_cmd::run(&args).map_err(Failure::from),

@@ -17,6 +17,7 @@
 //! documents returned here.
 
 pub mod anomaly;
+pub mod culprit;
 pub mod hints;
 pub mod history;
 pub mod incident;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use faultline_ingest::counters::sockets::SocketSource;
 use faultline_ingest::counters::{
-    Direction, SocketCensus, SocketReader, SocketSourceChoice, SocketState, StateCounts,
+    PortSide, SocketCensus, SocketReader, SocketSourceChoice, SocketState, StateCounts,
 };
 
 /// One line of `ss -tan`.
@@ -70,7 +70,7 @@ fn ss_groups(lines: &[SsLine], port: u16) -> (StateCounts, StateCounts) {
 }
 
 fn show(c: &StateCounts) -> BTreeMap<&'static str, u32> {
-    c.non_zero().map(|(s, n)| (s.name(), n)).collect()
+    c.non_zero().map(|(s, n)| (s.label(), n)).collect()
 }
 
 fn census(reader: &mut SocketReader) -> SocketCensus {
@@ -92,7 +92,7 @@ fn stable_match(reader: &mut SocketReader, ports: &[u16]) -> (SocketCensus, Vec<
         last.clear();
         for &p in ports {
             let (ss_in, ss_out) = ss_groups(&ss, p);
-            for (dir, ss_counts) in [(Direction::Inbound, ss_in), (Direction::Outbound, ss_out)] {
+            for (dir, ss_counts) in [(PortSide::Local, ss_in), (PortSide::Remote, ss_out)] {
                 let (b, a) = (before.port(p, dir), after.port(p, dir));
                 if b != a || a != ss_counts {
                     ok = false;
@@ -139,7 +139,7 @@ fn wait_for(reader: &mut SocketReader, what: &str, cond: impl Fn(&SocketCensus) 
         .by_port
         .iter()
         .filter(|(k, _)| listening.contains(&k.port))
-        .map(|(k, c)| format!("{}/{:?}: {:?}", k.port, k.direction, show(c)))
+        .map(|(k, c)| format!("{}/{:?}: {:?}", k.port, k.side, show(c)))
         .collect();
     groups.sort();
     panic!(
@@ -236,8 +236,8 @@ fn ipv6_available() -> bool {
 }
 
 fn expect_scenario(census: &SocketCensus, port: u16, short: u32) {
-    let inbound = census.port(port, Direction::Inbound);
-    let outbound = census.port(port, Direction::Outbound);
+    let inbound = census.port(port, PortSide::Local);
+    let outbound = census.port(port, PortSide::Remote);
     assert_eq!(inbound.get(SocketState::Listen), 1, "{:?}", show(&inbound));
     assert_eq!(
         inbound.get(SocketState::Established),
@@ -281,12 +281,8 @@ fn states_by_port_match_ss_through_both_sources() {
     for choice in [SocketSourceChoice::Netlink, SocketSourceChoice::Proc] {
         let mut reader = SocketReader::new(choice, "/proc");
         wait_for(&mut reader, "TIME_WAIT and CLOSE_WAIT to settle", |c| {
-            c.port(v4.port, Direction::Outbound)
-                .get(SocketState::TimeWait)
-                == 200
-                && c.port(v4.port, Direction::Inbound)
-                    .get(SocketState::CloseWait)
-                    == 3
+            c.port(v4.port, PortSide::Remote).get(SocketState::TimeWait) == 200
+                && c.port(v4.port, PortSide::Local).get(SocketState::CloseWait) == 3
         });
         let (census, _) = stable_match(&mut reader, &ports);
         let expected_source = match choice {
@@ -309,9 +305,7 @@ fn netlink_and_proc_report_the_same_sockets() {
     let mut netlink = SocketReader::new(SocketSourceChoice::Netlink, "/proc");
     let mut proc = SocketReader::new(SocketSourceChoice::Proc, "/proc");
     wait_for(&mut netlink, "TIME_WAIT to settle", |c| {
-        c.port(s.port, Direction::Outbound)
-            .get(SocketState::TimeWait)
-            == 30
+        c.port(s.port, PortSide::Remote).get(SocketState::TimeWait) == 30
     });
     let ours = |r: &SocketReader| {
         let mut v: Vec<(SocketState, SocketAddr, SocketAddr, u64)> = r
@@ -405,7 +399,7 @@ fn full_accept_queue_matches_ss_recv_and_send_queue() {
     // Client sockets whose handshake the full queue refused sit in SYN_SENT or believe they
     // are established; whatever the mix, it matches ss at a stable moment.
     let (census, _) = stable_match(&mut reader, &[addr.port()]);
-    let outbound = census.port(addr.port(), Direction::Outbound);
+    let outbound = census.port(addr.port(), PortSide::Remote);
     assert_eq!(outbound.total(), 6);
 }
 

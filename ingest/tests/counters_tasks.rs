@@ -17,7 +17,16 @@ use faultline_ingest::counters::{
     spawn_sampler, CounterStore, CountersConfig, CountersSnapshot, ProcessTarget, SnapshotOptions,
     SourceState, TaskKind, TaskTarget,
 };
+use faultline_series::SeriesKey;
 use tokio_util::sync::CancellationToken;
+
+/// The history key of a task count.
+fn task_key(target: &str, source: &str) -> SeriesKey {
+    SeriesKey::Task {
+        target: target.into(),
+        source: source.into(),
+    }
+}
 
 async fn pprof(State(n): State<Arc<AtomicU64>>) -> String {
     let n = n.load(Ordering::SeqCst);
@@ -137,7 +146,7 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
         s.history.as_ref().and_then(|h| {
             h.seconds
                 .series
-                .get("task.pprof-svc.pprof")
+                .get(&task_key("pprof-svc", "pprof"))
                 .and_then(|p| p.iter().flatten().last().copied())
         })
     };
@@ -186,7 +195,7 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
         .history
         .as_ref()
         .unwrap_or_else(|| panic!("no history"));
-    let points: Vec<f32> = history.seconds.series["task.pprof-svc.pprof"]
+    let points: Vec<f32> = history.seconds.series[&task_key("pprof-svc", "pprof")]
         .iter()
         .flatten()
         .copied()
@@ -195,7 +204,10 @@ async fn follows_a_changing_goroutine_count_and_shows_failures_as_failing() {
         points.contains(&10.0) && points.last() == Some(&25.0),
         "{points:?}"
     );
-    assert!(!history.seconds.series.contains_key("task.slow-svc.http"));
+    assert!(!history
+        .seconds
+        .series
+        .contains_key(&task_key("slow-svc", "http")));
 
     // The agent itself and the pid-file target (this very process).
     let me = snap
@@ -388,7 +400,8 @@ async fn a_wedged_target_slower_than_the_interval_costs_the_node_history_nothing
         "node samples were held up: {gaps:?}"
     );
     // The healthy target has a value at every point since its first.
-    let expvar: Vec<Option<f32>> = history.seconds.series["task.expvar-svc.expvar"].clone();
+    let expvar: Vec<Option<f32>> =
+        history.seconds.series[&task_key("expvar-svc", "expvar")].clone();
     let first = expvar
         .iter()
         .position(Option::is_some)

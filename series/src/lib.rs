@@ -177,6 +177,14 @@ impl PortSide {
             PortSide::Remote => "out",
         }
     }
+
+    /// The API (serde) name: `local` or `remote`; also the `side` label of `/metrics`.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            PortSide::Local => "local",
+            PortSide::Remote => "remote",
+        }
+    }
 }
 
 /// A per-process counter.
@@ -482,6 +490,10 @@ mod tests {
         for state in SocketState::ALL {
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{}\"", state.api_name()));
+        }
+        for side in [PortSide::Local, PortSide::Remote] {
+            let json = serde_json::to_string(&side).unwrap();
+            assert_eq!(json, format!("\"{}\"", side.api_name()));
         }
     }
 

@@ -618,7 +618,8 @@ fn scraped_goroutine_pages_are_followed_and_a_wedged_target_fails_with_a_timeout
 // Sockets against ss
 // ---------------------------------------------------------------------------------------------
 
-/// `(port, side, state)` → count, in the API's names (`local`/`remote`, `time_wait`, ...).
+/// `(port, side, state)` → count: sides in the API's names (`local`/`remote`), states as `ss`
+/// prints them (`TIME-WAIT`, ...), which the API renders as each series' `state_name`.
 type PortStates = BTreeMap<(u16, String, String), u64>;
 
 /// The API's counts for `ports`, non-zero ones only.
@@ -629,7 +630,7 @@ fn api_sockets(counters: &Value, ports: &[u16]) -> PortStates {
         let (Some(port), Some(side), Some(state), Some(current)) = (
             port,
             s["side"].as_str(),
-            s["state"].as_str(),
+            s["state_name"].as_str(),
             s["current"].as_u64(),
         ) else {
             continue;
@@ -661,7 +662,7 @@ fn ss_sockets(ports: &[u16]) -> PortStates {
     for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (Some(state), Some(local), Some(peer)) = (
-            fields.first().and_then(|s| api_state_name(s)),
+            fields.first().copied(),
             fields.get(3).and_then(|a| port_of(a)),
             fields.get(4).and_then(|a| port_of(a)),
         ) else {
@@ -679,23 +680,6 @@ fn ss_sockets(ports: &[u16]) -> PortStates {
             .or_default() += 1;
     }
     counts
-}
-
-/// The API's name of an `ss` state.
-fn api_state_name(ss: &str) -> Option<&'static str> {
-    Some(match ss {
-        "ESTAB" => "established",
-        "SYN-SENT" => "syn_sent",
-        "SYN-RECV" => "syn_recv",
-        "FIN-WAIT-1" => "fin_wait1",
-        "FIN-WAIT-2" => "fin_wait2",
-        "TIME-WAIT" => "time_wait",
-        "CLOSE-WAIT" => "close_wait",
-        "LAST-ACK" => "last_ack",
-        "LISTEN" => "listen",
-        "CLOSING" => "closing",
-        _ => return None,
-    })
 }
 
 fn count(states: &PortStates, port: u16, side: &str, state: &str) -> u64 {
@@ -763,26 +747,26 @@ fn socket_counts_per_port_and_state_equal_ss_for_a_time_wait_storm_close_wait_an
     );
 
     // The agreed view is the one the connections above produce.
-    assert_eq!(count(&api, storm_port, "local", "listen"), 1, "{api:#?}");
-    let time_wait = count(&api, storm_port, "remote", "time_wait");
+    assert_eq!(count(&api, storm_port, "local", "LISTEN"), 1, "{api:#?}");
+    let time_wait = count(&api, storm_port, "remote", "TIME-WAIT");
     // Loopback may reuse a TIME_WAIT pair for a later connection, so not every one is left.
     assert!(
         time_wait >= STORM as u64 / 2,
         "TIME_WAIT storm not visible: {time_wait} of {STORM}; {api:#?}"
     );
     assert_eq!(
-        count(&api, leaky_port, "local", "close_wait"),
+        count(&api, leaky_port, "local", "CLOSE-WAIT"),
         CLOSE_WAIT as u64,
         "{api:#?}"
     );
     assert_eq!(
-        count(&api, leaky_port, "remote", "fin_wait2"),
+        count(&api, leaky_port, "remote", "FIN-WAIT-2"),
         CLOSE_WAIT as u64,
         "{api:#?}"
     );
     for side in ["local", "remote"] {
         assert_eq!(
-            count(&api, leaky_port, side, "established"),
+            count(&api, leaky_port, side, "ESTAB"),
             ESTABLISHED as u64,
             "{api:#?}"
         );

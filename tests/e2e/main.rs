@@ -15,6 +15,8 @@ mod config_cli;
 mod counters;
 mod culprit;
 mod dashboard;
+mod demo;
 mod incidents;
+mod lab_go;
 mod pipeline;
 mod replay;

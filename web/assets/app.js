@@ -336,14 +336,9 @@
     };
   }
 
-  const STATE_NAMES = {
-    established: "ESTAB", syn_sent: "SYN-SENT", syn_recv: "SYN-RECV", fin_wait1: "FIN-WAIT-1",
-    fin_wait2: "FIN-WAIT-2", time_wait: "TIME-WAIT", close: "CLOSE", close_wait: "CLOSE-WAIT",
-    last_ack: "LAST-ACK", listen: "LISTEN", closing: "CLOSING",
-  };
-
+  /** A socket series' name, as the API renders it from the series vocabulary. */
   function socketLabel(s) {
-    return (STATE_NAMES[s.state] || s.state) + " " + (s.side === "local" ? ":" + s.port : "→:" + s.port);
+    return s.label || s.state;
   }
 
   function signed(n) {
@@ -1016,23 +1011,23 @@
           || el("p", { class: "empty" }, "No socket sample yet."));
     }
     const shown = totals.by_state.filter((s) => s.current || s.history.delta_1m);
-    const family = (list) => list.length ? list.map((s) => (STATE_NAMES[s.state] || s.state) + " " + fmtCount(s.count)).join(", ") : "none";
+    const family = (list) => list.length ? list.map((s) => (s.state_name || s.state) + " " + fmtCount(s.count)).join(", ") : "none";
     const other = totals.other_ports;
     return el("section", { class: "panel", "aria-labelledby": "h-states" },
       el("h2", { id: "h-states" }, "Sockets by state"),
       el("table", { class: "states" },
         el("thead", null, el("tr", null, el("th", null, "State"), el("th", { class: "num" }, "Sockets"), el("th", { class: "num" }, "Δ 1 min"))),
         el("tbody", null,
-          shown.map((s) => el("tr", null, el("td", null, STATE_NAMES[s.state] || s.state), el("td", { class: "num" }, fmtCount(s.current)), deltaCell(s.history))),
+          shown.map((s) => el("tr", null, el("td", null, s.state_name || s.state), el("td", { class: "num" }, fmtCount(s.current)), deltaCell(s.history))),
           el("tr", { class: "total" }, el("td", null, "All"), el("td", { class: "num" }, fmtCount(totals.total)), el("td")))),
       el("p", { class: "muted" }, "Counted by ", totals.source === "netlink" ? "netlink sock_diag" : "/proc/net/tcp", ". IPv4: ", family(totals.ipv4), ". IPv6: ", family(totals.ipv6), "."),
       el("p", null, "Other ports (", fmtCount(other.port_groups), " port groups beyond the top ones): ",
         el("span", { class: "big" }, fmtCount(other.total)), " sockets",
-        other.by_state.length ? " — " + other.by_state.map((s) => (STATE_NAMES[s.state] || s.state) + " " + fmtCount(s.count)).join(", ") : "",
+        other.by_state.length ? " — " + other.by_state.map((s) => (s.state_name || s.state) + " " + fmtCount(s.count)).join(", ") : "",
         other.history.delta_1m ? el("span", { class: "moved" }, " " + signed(other.history.delta_1m) + " in 1 min") : null),
       lineChart("Node sockets by state", totals.by_state.filter((s) => s.current || s.history.points.some((v) => v)).map((s) => {
         const points = seriesPoints(snap, s.history);
-        return { name: STATE_NAMES[s.state] || s.state, points, note: signedNote(points) };
+        return { name: s.state_name || s.state, points, note: signedNote(points) };
       }), t0, t1, { height: 110 }));
   }
 
@@ -1138,7 +1133,7 @@
         }
         const portCharts = [...byPort.entries()].map(([key, list]) => lineChart("Sockets, " + key, list.map((s) => {
           const points = seriesPoints(snap, s.history);
-          return { name: STATE_NAMES[s.state] || s.state, points, note: signedNote(points) };
+          return { name: s.state_name || s.state, points, note: signedNote(points) };
         }), t0, t1, { height: 110 }));
         const other = snap.socket_totals ? snap.socket_totals.other_ports : null;
         if (other && other.port_groups) {

@@ -15,9 +15,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use crate::model::{
-    CountersSnapshot, PortSide, ProcessNow, SocketState, SourceState, StoreCounter, Views,
-};
+use crate::model::{CountersSnapshot, ProcessNow, SourceState, StoreCounter, Views};
 use crate::{ApiError, Shared};
 
 /// Content type of the text exposition format.
@@ -138,8 +136,8 @@ fn write_counters(counters: &CountersSnapshot, out: &mut String) {
             out,
             "faultline_tcp_sockets{{port=\"{}\",side=\"{}\",state=\"{}\"}} {}",
             s.port,
-            side_name(s.side),
-            state_name(s.state),
+            s.side.api_name(),
+            s.state.api_name(),
             s.current
         );
     }
@@ -148,7 +146,7 @@ fn write_counters(counters: &CountersSnapshot, out: &mut String) {
             let _ = writeln!(
                 out,
                 "faultline_tcp_sockets{{port=\"other\",side=\"any\",state=\"{}\"}} {}",
-                state_name(s.state),
+                s.state.api_name(),
                 s.count
             );
         }
@@ -162,7 +160,7 @@ fn write_counters(counters: &CountersSnapshot, out: &mut String) {
             let _ = writeln!(
                 out,
                 "faultline_tcp_state_sockets{{state=\"{}\"}} {}",
-                state_name(s.state),
+                s.state.api_name(),
                 s.current
             );
         }
@@ -396,30 +394,6 @@ fn number(v: f64) -> String {
         }
     } else {
         v.to_string()
-    }
-}
-
-fn side_name(side: PortSide) -> &'static str {
-    match side {
-        PortSide::Local => "local",
-        PortSide::Remote => "remote",
-    }
-}
-
-/// The state's name as in the API (snake case).
-pub(crate) fn state_name(state: SocketState) -> &'static str {
-    match state {
-        SocketState::Established => "established",
-        SocketState::SynSent => "syn_sent",
-        SocketState::SynRecv => "syn_recv",
-        SocketState::FinWait1 => "fin_wait1",
-        SocketState::FinWait2 => "fin_wait2",
-        SocketState::TimeWait => "time_wait",
-        SocketState::Close => "close",
-        SocketState::CloseWait => "close_wait",
-        SocketState::LastAck => "last_ack",
-        SocketState::Listen => "listen",
-        SocketState::Closing => "closing",
     }
 }
 

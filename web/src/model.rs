@@ -11,9 +11,15 @@
 //! microseconds (`*_unix_us`) for spans, whose durations need the precision. Ids are
 //! lowercase hex strings. Every text field may hold attacker-controlled log content; the
 //! dashboard inserts it as text only.
+//!
+//! Socket states, port sides, counter families and series keys are the types of
+//! `faultline-series`, re-exported here: their API names, `ss` names and labels are rendered
+//! from that one definition, and documents carry the rendered names (`state_name`, `label`)
+//! so the dashboard keeps no table of its own.
 
 use std::sync::Arc;
 
+pub use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -475,46 +481,6 @@ pub struct Series {
     pub delta_1m: Option<f64>,
 }
 
-/// TCP socket state, named as the kernel and `ss` name them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum SocketState {
-    /// ESTABLISHED
-    Established,
-    /// SYN-SENT
-    SynSent,
-    /// SYN-RECV
-    SynRecv,
-    /// FIN-WAIT-1
-    FinWait1,
-    /// FIN-WAIT-2
-    FinWait2,
-    /// TIME-WAIT
-    TimeWait,
-    /// CLOSE (unused by Linux for live sockets, kept for completeness)
-    Close,
-    /// CLOSE-WAIT
-    CloseWait,
-    /// LAST-ACK
-    LastAck,
-    /// LISTEN
-    Listen,
-    /// CLOSING
-    Closing,
-}
-
-/// Which end of the connection the port is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PortSide {
-    /// A port this node listens on (inbound connections).
-    Local,
-    /// A peer's port (outbound connections, e.g. to a database on 5432).
-    Remote,
-}
-
 /// Sockets in one state on one port, over time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SocketSeries {
@@ -524,10 +490,39 @@ pub struct SocketSeries {
     pub side: PortSide,
     /// The TCP state.
     pub state: SocketState,
+    /// The state as `ss -tan` prints it (`TIME-WAIT`), for display.
+    #[serde(default)]
+    pub state_name: String,
+    /// The series' name as the dashboard and the evidence sentences show it
+    /// (`TIME-WAIT →:8080` for a peer's port, `CLOSE-WAIT :8080` for a local one).
+    #[serde(default)]
+    pub label: String,
     /// Latest count.
     pub current: u64,
     /// History of the count.
     pub history: Series,
+}
+
+impl SocketSeries {
+    /// The series of `state` on one port group, its names rendered from the series
+    /// vocabulary.
+    pub fn new(
+        port: u16,
+        side: PortSide,
+        state: SocketState,
+        current: u64,
+        history: Series,
+    ) -> Self {
+        SocketSeries {
+            port,
+            side,
+            state,
+            state_name: state.ss_name().to_owned(),
+            label: SeriesKey::PortState { port, side, state }.label(),
+            current,
+            history,
+        }
+    }
 }
 
 /// A named counter over time (a `/proc/net/sockstat` field, or a protocol counter rate).
@@ -679,10 +674,25 @@ pub enum SocketSource {
 pub struct StateSeries {
     /// The TCP state.
     pub state: SocketState,
+    /// The state as `ss -tan` prints it (`TIME-WAIT`), for display.
+    #[serde(default)]
+    pub state_name: String,
     /// Latest count.
     pub current: u64,
     /// History of the count.
     pub history: Series,
+}
+
+impl StateSeries {
+    /// The node-wide series of `state`.
+    pub fn new(state: SocketState, current: u64, history: Series) -> Self {
+        StateSeries {
+            state,
+            state_name: state.ss_name().to_owned(),
+            current,
+            history,
+        }
+    }
 }
 
 /// A socket count in one state.
@@ -690,8 +700,22 @@ pub struct StateSeries {
 pub struct StateCount {
     /// The TCP state.
     pub state: SocketState,
+    /// The state as `ss -tan` prints it (`TIME-WAIT`), for display.
+    #[serde(default)]
+    pub state_name: String,
     /// Sockets in that state.
     pub count: u64,
+}
+
+impl StateCount {
+    /// `count` sockets in `state`.
+    pub fn new(state: SocketState, count: u64) -> Self {
+        StateCount {
+            state,
+            state_name: state.ss_name().to_owned(),
+            count,
+        }
+    }
 }
 
 /// The port groups beyond the top N of `sockets`, summed, so that nothing is silently left
@@ -812,26 +836,6 @@ pub enum OnsetSource {
     Emergence,
     /// Its first occurrence (the pattern is not emerging now).
     FirstSeen,
-}
-
-/// Which family a counter series belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CounterKind {
-    /// TCP sockets in one state on one port.
-    Sockets,
-    /// A `/proc/net/sockstat` field.
-    Sockstat,
-    /// A protocol counter rate (per second).
-    ProtocolRate,
-    /// Open file descriptors of a watched process.
-    ProcessFds,
-    /// Threads of a watched process.
-    ProcessThreads,
-    /// Goroutine-style task count of a target.
-    Tasks,
-    /// Connections waiting in a listening port's accept queue (a slow or stuck `accept()`).
-    AcceptQueue,
 }
 
 /// One counter that moved with a pattern, with the figures behind the verdict.

@@ -45,7 +45,7 @@
 
 use crate::model::{
     ClusterSummary, CounterKind, CountersSnapshot, MinuteCounts, MovedCounter, MovedVerdict,
-    MovedWithIt, OnsetSource, PortSide, SecondCounts, Series, SocketState,
+    MovedWithIt, OnsetSource, PortSide, SecondCounts, Series, SeriesKey, SocketState,
 };
 
 /// How long the usual level of a series is measured over: long enough that a median and a
@@ -535,7 +535,12 @@ fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
     for x in &s.sockets {
         out.push(Candidate {
             kind: CounterKind::Sockets,
-            label: socket_label(x.port, x.side, x.state),
+            label: SeriesKey::PortState {
+                port: x.port,
+                side: x.side,
+                state: x.state,
+            }
+            .label(),
             unit: "sockets".into(),
             socket: Some((x.port, x.side, x.state)),
             points: &x.history.points,
@@ -618,28 +623,6 @@ fn filled(c: &Candidate<'_>, len: usize) -> Vec<Option<f64>> {
         }
     }
     points
-}
-
-/// The dashboard's name of a socket series: `TIME-WAIT :8080` for a local (listening) port,
-/// `TIME-WAIT →:8080` for a peer's port.
-pub fn socket_label(port: u16, side: PortSide, state: SocketState) -> String {
-    let name = match state {
-        SocketState::Established => "ESTAB",
-        SocketState::SynSent => "SYN-SENT",
-        SocketState::SynRecv => "SYN-RECV",
-        SocketState::FinWait1 => "FIN-WAIT-1",
-        SocketState::FinWait2 => "FIN-WAIT-2",
-        SocketState::TimeWait => "TIME-WAIT",
-        SocketState::Close => "CLOSE",
-        SocketState::CloseWait => "CLOSE-WAIT",
-        SocketState::LastAck => "LAST-ACK",
-        SocketState::Listen => "LISTEN",
-        SocketState::Closing => "CLOSING",
-    };
-    match side {
-        PortSide::Local => format!("{name} :{port}"),
-        PortSide::Remote => format!("{name} →:{port}"),
-    }
 }
 
 /// The pattern's occurrences per axis step: per-second counts when known (a second goes to
@@ -868,13 +851,8 @@ mod tests {
     }
 
     fn socket(port: u16, side: PortSide, state: SocketState, history: Series) -> SocketSeries {
-        SocketSeries {
-            port,
-            side,
-            state,
-            current: history.points.last().copied().flatten().unwrap_or(0.0) as u64,
-            history,
-        }
+        let current = history.points.last().copied().flatten().unwrap_or(0.0) as u64;
+        SocketSeries::new(port, side, state, current, history)
     }
 
     fn named(name: &str, history: Series) -> NamedSeries {
@@ -981,7 +959,12 @@ mod tests {
             let doc = run(&new_pattern(ONSET), &counters, ONSET);
             assert_eq!(doc.verdict, MovedVerdict::Moved, "{}", doc.summary);
             let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
-            let want = socket_label(port, side, SocketState::TimeWait);
+            let want = SeriesKey::PortState {
+                port,
+                side,
+                state: SocketState::TimeWait,
+            }
+            .label();
             assert_eq!(labels, [want.as_str(), "CLOSE-WAIT :8081"], "{doc:#?}");
             let top = &doc.moved[0];
             assert_eq!(top.lead_ms, lead_s * 1000);

@@ -5,7 +5,10 @@
 //! every other. A series that was not sampled at some tick (a port that left the top N, a task
 //! target whose scrape failed) holds a gap there — shown as `null`, never as zero. Each minute
 //! point of a gauge is the *peak* of the minute, so a 5-second storm is not averaged away; a rate
-//! keeps the minute's mean.
+//! keeps the minute's mean ([`SeriesKey::is_rate`] says which a series is).
+//!
+//! Series are identified by their typed [`SeriesKey`], the one vocabulary the diagnosis, the
+//! API and the dashboard share: nothing here names a series with a string.
 //!
 //! Memory is bounded by `max_series` × (seconds + minutes) points whatever the node does: when a
 //! new series would pass the bound, the series seen least recently is evicted (counted in
@@ -13,21 +16,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::Serialize;
-
-/// How the points of a series are folded into minute points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeriesKind {
-    /// A level (sockets in a state, queue length, goroutines): the minute keeps its peak.
-    Gauge,
-    /// A rate per second: the minute keeps its mean.
-    Rate,
-}
+use faultline_series::SeriesKey;
+use serde::{Serialize, Serializer};
 
 /// One series' points on both axes.
 #[derive(Debug)]
 struct Series {
-    kind: SeriesKind,
+    /// A rate's minute point is the minute's mean; a level's its peak.
+    rate: bool,
     seconds: VecDeque<f32>,
     minutes: VecDeque<f32>,
     minute_peak: f32,
@@ -46,7 +42,7 @@ pub struct History {
     minute_times: VecDeque<i64>,
     current_minute: Option<i64>,
     tick: u64,
-    series: HashMap<String, Series>,
+    series: HashMap<SeriesKey, Series>,
     evicted: u64,
 }
 
@@ -57,8 +53,23 @@ pub struct HistoryView {
     pub resolution_seconds: u64,
     /// Unix time of each point, in milliseconds (for minutes: the start of the minute).
     pub times_unix_ms: Vec<i64>,
-    /// Values by series name, aligned with `times_unix_ms`; `null` where not sampled.
-    pub series: BTreeMap<String, Vec<Option<f32>>>,
+    /// Values by series, aligned with `times_unix_ms`; `null` where not sampled. Serialised
+    /// as a list of `{"key": <SeriesKey>, "points": [...]}` (a JSON map needs string keys).
+    #[serde(serialize_with = "keyed_list")]
+    pub series: BTreeMap<SeriesKey, Vec<Option<f32>>>,
+}
+
+/// Serialises a map with typed keys as a list of `{key, points}` objects.
+fn keyed_list<S: Serializer>(
+    series: &BTreeMap<SeriesKey, Vec<Option<f32>>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Keyed<'a> {
+        key: &'a SeriesKey,
+        points: &'a [Option<f32>],
+    }
+    serializer.collect_seq(series.iter().map(|(key, points)| Keyed { key, points }))
 }
 
 impl History {
@@ -78,9 +89,9 @@ impl History {
         }
     }
 
-    /// Whether a series of that name is being kept.
-    pub fn contains(&self, name: &str) -> bool {
-        self.series.contains_key(name)
+    /// Whether the series is being kept.
+    pub fn contains(&self, key: &SeriesKey) -> bool {
+        self.series.contains_key(key)
     }
 
     /// Series evicted so far to respect the bound.
@@ -100,7 +111,7 @@ impl History {
 
     /// Records one sample taken at `time_unix_ms`. Series absent from `values` get a gap at this
     /// point. Samples must come in time order; one older than the last is ignored.
-    pub fn record(&mut self, time_unix_ms: i64, values: &[(String, SeriesKind, f64)]) {
+    pub fn record(&mut self, time_unix_ms: i64, values: &[(SeriesKey, f64)]) {
         if self
             .second_times
             .back()
@@ -118,13 +129,13 @@ impl History {
         self.tick += 1;
         push_capped(&mut self.second_times, time_unix_ms, self.second_cap);
 
-        for (name, kind, value) in values {
-            if !self.series.contains_key(name) && !self.make_room() {
+        for (key, value) in values {
+            if !self.series.contains_key(key) && !self.make_room() {
                 continue;
             }
             let (second_len, minute_len) = (self.second_times.len() - 1, self.minute_times.len());
-            let series = self.series.entry(name.clone()).or_insert_with(|| Series {
-                kind: *kind,
+            let series = self.series.entry(key.clone()).or_insert_with(|| Series {
+                rate: key.is_rate(),
                 seconds: VecDeque::from(vec![f32::NAN; second_len]),
                 minutes: VecDeque::from(vec![f32::NAN; minute_len]),
                 minute_peak: f32::NAN,
@@ -133,7 +144,7 @@ impl History {
                 last_seen_tick: 0,
             });
             if series.last_seen_tick == self.tick {
-                continue; // the same name twice in one sample: the first wins
+                continue; // the same key twice in one sample: the first wins
             }
             series.last_seen_tick = self.tick;
             let v = *value as f32;
@@ -170,11 +181,11 @@ impl History {
             .iter()
             .filter(|(_, s)| s.last_seen_tick < self.tick)
             .min_by_key(|(_, s)| s.last_seen_tick)
-            .map(|(name, _)| name.clone());
+            .map(|(key, _)| key.clone());
         self.evicted += 1;
         match oldest {
-            Some(name) => {
-                self.series.remove(&name);
+            Some(key) => {
+                self.series.remove(&key);
                 true
             }
             None => false,
@@ -185,12 +196,12 @@ impl History {
     fn close_minute(&mut self, minute: i64) {
         push_capped(&mut self.minute_times, minute * 60_000, self.minute_cap);
         for series in self.series.values_mut() {
-            let point = match series.kind {
-                SeriesKind::Gauge => series.minute_peak,
-                SeriesKind::Rate if series.minute_points > 0 => {
-                    (series.minute_sum / f64::from(series.minute_points)) as f32
-                }
-                SeriesKind::Rate => f32::NAN,
+            let point = if !series.rate {
+                series.minute_peak
+            } else if series.minute_points > 0 {
+                (series.minute_sum / f64::from(series.minute_points)) as f32
+            } else {
+                f32::NAN
             };
             push_capped(&mut series.minutes, point, self.minute_cap);
             series.minute_peak = f32::NAN;
@@ -199,18 +210,29 @@ impl History {
         }
     }
 
-    /// The last `max_points` sample points of the series whose name starts with `prefix`.
-    pub fn seconds(&self, prefix: &str, max_points: usize, resolution_seconds: u64) -> HistoryView {
-        self.view(prefix, max_points, resolution_seconds, true)
+    /// The last `max_points` sample points of the series `keep` accepts.
+    pub fn seconds(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        max_points: usize,
+        resolution_seconds: u64,
+    ) -> HistoryView {
+        self.view(keep, max_points, resolution_seconds, true)
     }
 
-    /// The last `max_points` minute points (closed minutes only) of the series whose name
-    /// starts with `prefix`.
-    pub fn minutes(&self, prefix: &str, max_points: usize) -> HistoryView {
-        self.view(prefix, max_points, 60, false)
+    /// The last `max_points` minute points (closed minutes only) of the series `keep`
+    /// accepts.
+    pub fn minutes(&self, keep: impl Fn(&SeriesKey) -> bool, max_points: usize) -> HistoryView {
+        self.view(keep, max_points, 60, false)
     }
 
-    fn view(&self, prefix: &str, max_points: usize, resolution: u64, seconds: bool) -> HistoryView {
+    fn view(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        max_points: usize,
+        resolution: u64,
+        seconds: bool,
+    ) -> HistoryView {
         let times = if seconds {
             &self.second_times
         } else {
@@ -220,15 +242,15 @@ impl History {
         let series = self
             .series
             .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, s)| {
+            .filter(|(key, _)| keep(key))
+            .map(|(key, s)| {
                 let points = if seconds { &s.seconds } else { &s.minutes };
                 let values = points
                     .iter()
                     .skip(skip)
                     .map(|v| v.is_finite().then_some(*v))
                     .collect();
-                (name.clone(), values)
+                (key.clone(), values)
             })
             .collect();
         HistoryView {
@@ -240,19 +262,19 @@ impl History {
 }
 
 impl HistoryView {
-    /// The points of series `name` placed on a regular axis starting at `start_unix_ms` with one
+    /// The points of series `key` placed on a regular axis starting at `start_unix_ms` with one
     /// slot every `step_ms` (for documents whose series are indexed by position): each point
     /// goes to the nearest slot, slots without a point are `None`, and points outside the axis
     /// are dropped. An unknown series gives all `None`. The axis has `slots` entries.
     pub fn on_regular_axis(
         &self,
-        name: &str,
+        key: &SeriesKey,
         start_unix_ms: i64,
         step_ms: i64,
         slots: usize,
     ) -> Vec<Option<f64>> {
         let mut out = vec![None; slots];
-        let (Some(points), true) = (self.series.get(name), step_ms > 0) else {
+        let (Some(points), true) = (self.series.get(key), step_ms > 0) else {
             return out;
         };
         for (t, v) in self.times_unix_ms.iter().zip(points) {
@@ -283,8 +305,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn gauge(name: &str, v: f64) -> (String, SeriesKind, f64) {
-        (name.to_string(), SeriesKind::Gauge, v)
+    /// A level series named `name`.
+    fn key(name: &str) -> SeriesKey {
+        SeriesKey::Sockstat { key: name.into() }
+    }
+
+    fn gauge(name: &str, v: f64) -> (SeriesKey, f64) {
+        (key(name), v)
     }
 
     #[test]
@@ -299,14 +326,14 @@ mod tests {
             h.record(s * 1000, &values);
         }
         h.record(60_000, &[gauge("tw", 1.0)]);
-        let m = h.minutes("", 10);
+        let m = h.minutes(|_| true, 10);
         assert_eq!(m.times_unix_ms, vec![0]);
-        assert_eq!(m.series["tw"], vec![Some(5000.0)]);
-        assert_eq!(m.series["task"], vec![Some(7.0)]);
-        let s = h.seconds("task", 900, 1);
-        assert_eq!(s.series["task"].len(), 61);
-        assert_eq!(s.series["task"][9], Some(7.0));
-        assert_eq!(s.series["task"][10], None);
+        assert_eq!(m.series[&key("tw")], vec![Some(5000.0)]);
+        assert_eq!(m.series[&key("task")], vec![Some(7.0)]);
+        let s = h.seconds(|k| k == &key("task"), 900, 1);
+        assert_eq!(s.series[&key("task")].len(), 61);
+        assert_eq!(s.series[&key("task")][9], Some(7.0));
+        assert_eq!(s.series[&key("task")][10], None);
     }
 
     #[test]
@@ -315,11 +342,11 @@ mod tests {
         h.record(0, &[gauge("a", 1.0), gauge("b", 1.0)]);
         h.record(1000, &[gauge("b", 1.0)]);
         h.record(2000, &[gauge("b", 1.0), gauge("c", 1.0)]);
-        assert!(h.contains("b") && h.contains("c") && !h.contains("a"));
+        assert!(h.contains(&key("b")) && h.contains(&key("c")) && !h.contains(&key("a")));
         assert_eq!(h.evicted(), 1);
         // Every series seen in this sample: the newcomer is dropped, not an old one.
         h.record(3000, &[gauge("b", 1.0), gauge("c", 1.0), gauge("d", 1.0)]);
-        assert!(h.contains("b") && h.contains("c") && !h.contains("d"));
+        assert!(h.contains(&key("b")) && h.contains(&key("c")) && !h.contains(&key("d")));
     }
 
     #[test]
@@ -329,13 +356,13 @@ mod tests {
         for t in [1000, 2000, 4100, 5000] {
             h.record(t, &[gauge("x", t as f64)]);
         }
-        let view = h.seconds("", 100, 1);
+        let view = h.seconds(|_| true, 100, 1);
         assert_eq!(
-            view.on_regular_axis("x", 1000, 1000, 5),
+            view.on_regular_axis(&key("x"), 1000, 1000, 5),
             vec![Some(1000.0), Some(2000.0), None, Some(4100.0), Some(5000.0)]
         );
         assert_eq!(
-            view.on_regular_axis("nope", 1000, 1000, 2),
+            view.on_regular_axis(&key("nope"), 1000, 1000, 2),
             vec![None, None]
         );
     }
@@ -356,12 +383,20 @@ mod tests {
                 t += dt;
                 let values: Vec<_> = values
                     .into_iter()
-                    .map(|(n, v)| (format!("s{n}"), if n % 2 == 0 { SeriesKind::Gauge } else { SeriesKind::Rate }, v))
+                    .map(|(n, v)| {
+                        let key = format!("s{n}");
+                        let key = if n % 2 == 0 {
+                            SeriesKey::Sockstat { key }
+                        } else {
+                            SeriesKey::ProtocolRate { key }
+                        };
+                        (key, v)
+                    })
                     .collect();
                 h.record(t, &values);
                 prop_assert!(h.len() <= 6);
-                let s = h.seconds("", usize::MAX, 1);
-                let m = h.minutes("", usize::MAX);
+                let s = h.seconds(|_| true, usize::MAX, 1);
+                let m = h.minutes(|_| true, usize::MAX);
                 prop_assert!(s.times_unix_ms.len() <= 30 && m.times_unix_ms.len() <= 5);
                 for points in s.series.values() {
                     prop_assert_eq!(points.len(), s.times_unix_ms.len());

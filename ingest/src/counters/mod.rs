@@ -30,7 +30,6 @@ pub mod reader;
 pub mod runtime;
 pub mod sampler;
 pub mod sockets;
-pub mod state;
 pub mod store;
 pub mod tasks;
 
@@ -38,8 +37,8 @@ pub use config::{
     CountersConfig, CountersConfigError, ProcessTarget, SocketSourceChoice, TaskKind, TaskTarget,
 };
 pub use error::CounterError;
+pub use faultline_series::{PortSide, SocketState};
 pub use reader::SocketReader;
 pub use sampler::{spawn_sampler, NodeSampler};
-pub use sockets::{Direction, PortKey, SocketCensus, SocketEntry, StateCounts};
-pub use state::SocketState;
+pub use sockets::{PortKey, SocketCensus, SocketEntry, StateCounts};
 pub use store::{CounterStore, CountersSnapshot, SnapshotOptions, SourceState};

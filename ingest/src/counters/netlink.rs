@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::error::CounterError;
 use super::sockets::{Family, SocketEntry};
-use super::state::SocketState;
+use faultline_series::SocketState;
 
 /// `SOCK_DIAG_BY_FAMILY` from linux/sock_diag.h.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;

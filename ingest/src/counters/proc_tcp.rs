@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::error::CounterError;
 use super::sockets::{Family, SocketEntry};
-use super::state::SocketState;
+use faultline_series::SocketState;
 
 /// Appends the sockets of `<proc_root>/net/tcp` and `<proc_root>/net/tcp6` to `out` and
 /// returns the number of lines that could not be parsed. A missing `tcp6` (IPv6 disabled) is

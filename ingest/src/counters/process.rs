@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::config::ProcessTarget;
 use super::error::CounterError;
 use super::sockets::SocketEntry;
-use super::state::SocketState;
+use faultline_series::SocketState;
 
 /// How long a resolved pid list is trusted while its processes live.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(10);

@@ -4,8 +4,8 @@
 //! Both socket sources (netlink `sock_diag` and `/proc/net/tcp{,6}`) produce the same flat list
 //! of [`SocketEntry`] values; [`SocketCensus::from_entries`] turns that list into the counts the
 //! SRE asks for. Sockets are grouped by the port that names the *service*, not by the ephemeral
-//! end: a server-side socket is counted under its local port ([`Direction::Inbound`]), a
-//! client-side socket under its remote port ([`Direction::Outbound`]), so a TIME_WAIT storm of
+//! end: a server-side socket is counted under its local port ([`PortSide::Local`]), a
+//! client-side socket under its remote port ([`PortSide::Remote`]), so a TIME_WAIT storm of
 //! short client connections towards `:8080` shows up under 8080.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::state::SocketState;
+use faultline_series::{PortSide, SocketState};
 
 /// The address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -58,28 +58,19 @@ impl SocketEntry {
     }
 }
 
-/// Which end of a connection the node is on, as far as the port grouping can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Server side: counted under the local (service) port; includes the listening socket.
-    Inbound,
-    /// Client side: counted under the remote (service) port.
-    Outbound,
-}
-
 /// The key sockets are grouped by: a service port and the side of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PortKey {
     /// The service port.
     pub port: u16,
-    /// Whether the node serves on that port or calls it.
-    pub direction: Direction,
+    /// Whether the node serves on that port ([`PortSide::Local`], the listening socket
+    /// included) or calls it ([`PortSide::Remote`]).
+    pub side: PortSide,
 }
 
 impl Hash for PortKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u32((u32::from(self.port) << 1) | self.direction as u32);
+        state.write_u32((u32::from(self.port) << 1) | self.side as u32);
     }
 }
 
@@ -197,7 +188,7 @@ pub struct SocketCensus {
     pub ipv4: StateCounts,
     /// IPv6 sockets by state.
     pub ipv6: StateCounts,
-    /// Sockets by service port and direction, then by state. Every port seen is here; the store
+    /// Sockets by service port and side, then by state. Every port seen is here; the store
     /// keeps only the top N of them.
     pub by_port: PortMap<StateCounts>,
     /// Every listening socket with its accept queue, ordered by port then address.
@@ -323,12 +314,12 @@ impl PortClassifier {
         if inbound {
             PortKey {
                 port: local,
-                direction: Direction::Inbound,
+                side: PortSide::Local,
             }
         } else {
             PortKey {
                 port: remote,
-                direction: Direction::Outbound,
+                side: PortSide::Remote,
             }
         }
     }
@@ -387,9 +378,9 @@ impl SocketCensus {
     }
 
     /// The counts of one port group (all zero when absent).
-    pub fn port(&self, port: u16, direction: Direction) -> StateCounts {
+    pub fn port(&self, port: u16, side: PortSide) -> StateCounts {
         self.by_port
-            .get(&PortKey { port, direction })
+            .get(&PortKey { port, side })
             .copied()
             .unwrap_or_default()
     }
@@ -425,15 +416,15 @@ mod tests {
         entries.push(entry(SocketState::CloseWait, 50000, 5432));
         let census =
             SocketCensus::from_entries(SocketSource::ProcNet, &entries, &DEFAULT_EPHEMERAL_PORTS);
-        let out = census.port(8080, Direction::Outbound);
+        let out = census.port(8080, PortSide::Remote);
         assert_eq!(out.get(SocketState::TimeWait), 100);
         assert_eq!(out.get(SocketState::Established), 1);
-        let inb = census.port(8080, Direction::Inbound);
+        let inb = census.port(8080, PortSide::Local);
         assert_eq!(inb.get(SocketState::Listen), 1);
         assert_eq!(inb.get(SocketState::Established), 1);
         assert_eq!(
             census
-                .port(5432, Direction::Outbound)
+                .port(5432, PortSide::Remote)
                 .get(SocketState::CloseWait),
             1
         );
@@ -459,15 +450,15 @@ mod tests {
             entry(SocketState::FinWait2, 34639, 45001),
         ];
         let census = SocketCensus::count(SocketSource::Netlink, &after, &mut ports);
-        let inbound = census.port(34639, Direction::Inbound);
+        let inbound = census.port(34639, PortSide::Local);
         assert_eq!(inbound.get(SocketState::FinWait2), 1);
-        let outbound = census.port(34639, Direction::Outbound);
+        let outbound = census.port(34639, PortSide::Remote);
         assert_eq!(outbound.get(SocketState::CloseWait), 1);
         assert_eq!(census.by_port.len(), 2, "{:?}", census.by_port);
         // A classifier that never saw the listener cannot tell one connection's two ends apart.
         let fresh =
             SocketCensus::from_entries(SocketSource::Netlink, &after, &DEFAULT_EPHEMERAL_PORTS);
-        assert_eq!(fresh.port(45001, Direction::Outbound).total(), 1);
+        assert_eq!(fresh.port(45001, PortSide::Remote).total(), 1);
     }
 
     #[test]
@@ -485,13 +476,13 @@ mod tests {
             SocketCensus::from_entries(SocketSource::Netlink, &entries, &DEFAULT_EPHEMERAL_PORTS);
         assert_eq!(
             census
-                .port(34639, Direction::Inbound)
+                .port(34639, PortSide::Local)
                 .get(SocketState::TimeWait),
             50
         );
         assert_eq!(
             census
-                .port(40000, Direction::Outbound)
+                .port(40000, PortSide::Remote)
                 .get(SocketState::Established),
             30
         );
@@ -516,13 +507,13 @@ mod tests {
             SocketCensus::from_entries(SocketSource::Netlink, &entries, &DEFAULT_EPHEMERAL_PORTS);
         assert_eq!(
             census
-                .port(34000, Direction::Outbound)
+                .port(34000, PortSide::Remote)
                 .get(SocketState::TimeWait),
             50
         );
         assert_eq!(
             census
-                .port(41000, Direction::Inbound)
+                .port(41000, PortSide::Local)
                 .get(SocketState::Established),
             2
         );

@@ -15,102 +15,20 @@
 
 use std::collections::BTreeMap;
 
+use faultline_series::{
+    CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
+};
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::config::CountersConfig;
 use super::error::CounterError;
-use super::history::{History, HistoryView, SeriesKind};
+use super::history::{History, HistoryView};
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
 use super::reader::CensusReading;
 use super::runtime::RuntimeCounters;
-use super::sockets::{
-    Direction, ListenQueue, PortKey, PortMap, SocketCensus, SocketSource, StateCounts,
-};
-use super::state::SocketState;
-
-/// The names of history series, so readers can find a counter's history in a [`HistoryView`]
-/// without knowing how the store spells them.
-pub mod series_name {
-    use super::{Direction, SocketState};
-
-    /// All sockets in `state` (`sockets.state.TIME_WAIT`).
-    pub fn state(state: SocketState) -> String {
-        format!("sockets.state.{}", state.name())
-    }
-
-    /// Sockets of one service port in `state` (`sockets.port.8080.out.TIME_WAIT`); kept for the
-    /// top N ports, for every state that was non-zero since the port entered the top N.
-    pub fn port_state(port: u16, direction: Direction, state: SocketState) -> String {
-        format!("{}.{}", port_prefix(port, direction), state.name())
-    }
-
-    /// The port, direction and state of a [`port_state`] name; `None` for any other name.
-    pub fn parse_port_state(name: &str) -> Option<(u16, Direction, SocketState)> {
-        let mut parts = name.strip_prefix("sockets.port.")?.split('.');
-        let port = parts.next()?.parse().ok()?;
-        let direction = match parts.next()? {
-            "in" => Direction::Inbound,
-            "out" => Direction::Outbound,
-            _ => return None,
-        };
-        let state_name = parts.next()?;
-        if parts.next().is_some() {
-            return None;
-        }
-        let state = SocketState::ALL
-            .into_iter()
-            .find(|s| s.name() == state_name)?;
-        Some((port, direction, state))
-    }
-
-    /// All sockets of one service port (`sockets.port.8080.in.total`).
-    pub fn port_total(port: u16, direction: Direction) -> String {
-        format!("{}.total", port_prefix(port, direction))
-    }
-
-    /// The summed ports beyond the top N.
-    pub const OTHER_PORTS_TOTAL: &str = "sockets.port.other.total";
-
-    /// The accept queues of one listening port, summed over its addresses.
-    pub fn listen_queue(port: u16) -> String {
-        format!("sockets.listen.{port}.queue")
-    }
-
-    /// A `/proc/net/sockstat{,6}` value (`sockstat.TCP.tw`).
-    pub fn sockstat(key: &str) -> String {
-        format!("sockstat.{key}")
-    }
-
-    /// The per-second rate of a protocol counter (`protocol.TcpExt.ListenOverflows`).
-    pub fn protocol_rate(key: &str) -> String {
-        format!("protocol.{key}")
-    }
-
-    /// A process counter: `what` is `open_fds`, `threads` or `rss_bytes`.
-    pub fn process(name: &str, what: &str) -> String {
-        format!("process.{name}.{what}")
-    }
-
-    /// A task count (`task.user-svc.pprof`).
-    pub fn task(target: &str, source: &str) -> String {
-        format!("task.{target}.{source}")
-    }
-
-    /// A runtime counter: `alive_tasks`, `global_queue_depth` or `busy_ratio`.
-    pub fn runtime(what: &str) -> String {
-        format!("runtime.{what}")
-    }
-
-    fn port_prefix(port: u16, direction: Direction) -> String {
-        let dir = match direction {
-            Direction::Inbound => "in",
-            Direction::Outbound => "out",
-        };
-        format!("sockets.port.{port}.{dir}")
-    }
-}
+use super::sockets::{ListenQueue, PortKey, PortMap, SocketCensus, SocketSource, StateCounts};
 
 /// Everything the sampler read in one tick (task scrapes excepted).
 #[derive(Debug)]
@@ -185,8 +103,8 @@ pub struct StateCount {
 pub struct PortView {
     /// The service port.
     pub port: u16,
-    /// `inbound` (we serve it) or `outbound` (we call it).
-    pub direction: Direction,
+    /// `local` (we serve it) or `remote` (we call it).
+    pub side: PortSide,
     /// All sockets of the group.
     pub total: u64,
     /// Change of `total` since the previous sample.
@@ -232,7 +150,7 @@ pub struct SocketsView {
 /// One protocol counter.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProtocolCounter {
-    /// `Tcp.RetransSegs`, `TcpExt.ListenOverflows`, ...
+    /// `Tcp RetransSegs`, `TcpExt ListenOverflows`, ...
     pub name: String,
     /// The kernel's running total.
     pub total: i64,
@@ -342,8 +260,8 @@ pub struct CountersSnapshot {
 pub struct SnapshotOptions {
     /// Include history.
     pub history: bool,
-    /// Only history series whose name starts with this (`sockets.port.8080.`).
-    pub series_prefix: String,
+    /// Only history series of this family (all when `None`).
+    pub kind: Option<CounterKind>,
     /// At most this many points per resolution (the most recent).
     pub max_points: usize,
 }
@@ -352,7 +270,7 @@ impl Default for SnapshotOptions {
     fn default() -> Self {
         SnapshotOptions {
             history: true,
-            series_prefix: String::new(),
+            kind: None,
             max_points: usize::MAX,
         }
     }
@@ -541,7 +459,7 @@ impl CounterStore {
                 false,
             );
         }
-        let mut series: Vec<(String, SeriesKind, f64)> = Vec::new();
+        let mut series: Vec<(SeriesKey, f64)> = Vec::new();
 
         // Sockets.
         match sample.sockets.census {
@@ -595,7 +513,10 @@ impl CounterStore {
                 set_source(&mut inner, "sockstat", (SourceState::Available, None));
                 for key in SOCKSTAT_KEYS {
                     if let Some(v) = values.get(*key) {
-                        series.push((series_name::sockstat(key), SeriesKind::Gauge, *v as f64));
+                        let key = SeriesKey::Sockstat {
+                            key: (*key).to_owned(),
+                        };
+                        series.push((key, *v as f64));
                     }
                 }
                 inner.sockstat = values;
@@ -622,7 +543,10 @@ impl CounterStore {
                         (total >= before && secs > 0.0).then(|| (total - before) as f64 / secs)
                     });
                     if let Some(r) = rate {
-                        series.push((series_name::protocol_rate(key), SeriesKind::Rate, r));
+                        let key = SeriesKey::ProtocolRate {
+                            key: (*key).to_owned(),
+                        };
+                        series.push((key, r));
                     }
                     out.push(ProtocolCounter {
                         name: (*key).to_string(),
@@ -630,9 +554,9 @@ impl CounterStore {
                         rate_per_sec: rate,
                     });
                 }
-                if let Some(estab) = values.get("Tcp.CurrEstab") {
+                if let Some(estab) = values.get("Tcp CurrEstab") {
                     out.push(ProtocolCounter {
-                        name: "Tcp.CurrEstab".into(),
+                        name: "Tcp CurrEstab".into(),
                         total: *estab,
                         rate_per_sec: None,
                     });
@@ -659,16 +583,16 @@ impl CounterStore {
             match result {
                 Ok(c) => {
                     set_source(&mut inner, &source_name, (SourceState::Available, None));
-                    for (what, v) in [
-                        ("open_fds", c.open_fds),
-                        ("threads", c.threads),
-                        ("rss_bytes", c.rss_bytes),
+                    for (metric, v) in [
+                        (ProcessMetric::OpenFds, c.open_fds),
+                        (ProcessMetric::Threads, c.threads),
+                        (ProcessMetric::RssBytes, c.rss_bytes),
                     ] {
-                        series.push((
-                            series_name::process(&name, what),
-                            SeriesKind::Gauge,
-                            v as f64,
-                        ));
+                        let key = SeriesKey::Process {
+                            name: name.clone(),
+                            metric,
+                        };
+                        series.push((key, v as f64));
                     }
                     let fd_usage = c
                         .fd_limit
@@ -704,18 +628,14 @@ impl CounterStore {
                 (wall > 0.0 && rt.busy_seconds_total >= prev.busy_seconds_total)
                     .then(|| ((rt.busy_seconds_total - prev.busy_seconds_total) / wall).min(1.0))
             });
+            let runtime = |metric| SeriesKey::Runtime { metric };
+            series.push((runtime(RuntimeMetric::AliveTasks), rt.alive_tasks as f64));
             series.push((
-                series_name::runtime("alive_tasks"),
-                SeriesKind::Gauge,
-                rt.alive_tasks as f64,
-            ));
-            series.push((
-                series_name::runtime("global_queue_depth"),
-                SeriesKind::Gauge,
+                runtime(RuntimeMetric::GlobalQueueDepth),
                 rt.global_queue_depth as f64,
             ));
             if let Some(b) = busy_ratio {
-                series.push((series_name::runtime("busy_ratio"), SeriesKind::Rate, b));
+                series.push((runtime(RuntimeMetric::BusyRatio), b));
             }
             inner.runtime = Some(RuntimeView {
                 counters: rt,
@@ -737,7 +657,11 @@ impl CounterStore {
                 }
             }
             if let Some(v) = entry.value {
-                series.push((series_name::task(target, source), SeriesKind::Gauge, v));
+                let key = SeriesKey::Task {
+                    target: target.clone(),
+                    source: source.clone(),
+                };
+                series.push((key, v));
             }
         }
 
@@ -749,13 +673,13 @@ impl CounterStore {
         &self,
         inner: &mut Inner,
         census: &SocketCensus,
-        series: &mut Vec<(String, SeriesKind, f64)>,
+        series: &mut Vec<(SeriesKey, f64)>,
     ) -> SocketsView {
         let by_state = SocketState::ALL
             .into_iter()
             .map(|s| {
                 let count = census.by_state.get(s);
-                series.push((series_name::state(s), SeriesKind::Gauge, f64::from(count)));
+                series.push((SeriesKey::NodeState { state: s }, f64::from(count)));
                 StateCount {
                     state: s,
                     count,
@@ -774,23 +698,20 @@ impl CounterStore {
         for (i, (key, counts)) in groups.iter().enumerate() {
             if i < self.top_ports {
                 let total = counts.total();
-                series.push((
-                    series_name::port_total(key.port, key.direction),
-                    SeriesKind::Gauge,
-                    total as f64,
-                ));
-                for s in SocketState::ALL {
-                    let name = series_name::port_state(key.port, key.direction, s);
-                    let n = counts.get(s);
-                    if n > 0 || inner.history.contains(&name) {
-                        series.push((name, SeriesKind::Gauge, f64::from(n)));
+                let (port, side) = (key.port, key.side);
+                series.push((SeriesKey::PortTotal { port, side }, total as f64));
+                for state in SocketState::ALL {
+                    let key = SeriesKey::PortState { port, side, state };
+                    let n = counts.get(state);
+                    if n > 0 || inner.history.contains(&key) {
+                        series.push((key, f64::from(n)));
                     }
                 }
                 let delta = had_prev
                     .then(|| total as i64 - inner.prev_ports.get(key).copied().unwrap_or(0) as i64);
                 ports.push(PortView {
                     port: key.port,
-                    direction: key.direction,
+                    side: key.side,
                     total,
                     delta,
                     states: counts.non_zero().collect(),
@@ -802,11 +723,7 @@ impl CounterStore {
         }
         other.total = other_counts.total();
         other.states = other_counts.non_zero().collect();
-        series.push((
-            series_name::OTHER_PORTS_TOTAL.into(),
-            SeriesKind::Gauge,
-            other.total as f64,
-        ));
+        series.push((SeriesKey::OtherPortsTotal, other.total as f64));
 
         let mut listeners = census.listeners.clone();
         listeners.sort_by(|a, b| {
@@ -822,11 +739,7 @@ impl CounterStore {
             *queue_by_port.entry(l.local.port()).or_default() += l.queue;
         }
         for (port, queue) in queue_by_port {
-            series.push((
-                series_name::listen_queue(port),
-                SeriesKind::Gauge,
-                f64::from(queue),
-            ));
+            series.push((SeriesKey::ListenQueue { port }, f64::from(queue)));
         }
 
         inner.prev_states = Some(census.by_state);
@@ -873,15 +786,14 @@ impl CounterStore {
                 last_success_unix_ms: e.last_success_ms,
             })
             .collect();
+        let keep = |key: &SeriesKey| options.kind.is_none_or(|kind| key.kind() == kind);
         let history = options.history.then(|| HistoryBlock {
             seconds: inner.history.seconds(
-                &options.series_prefix,
+                keep,
                 options.max_points,
                 self.interval_ms.div_ceil(1000).max(1),
             ),
-            minutes: inner
-                .history
-                .minutes(&options.series_prefix, options.max_points),
+            minutes: inner.history.minutes(keep, options.max_points),
         });
         CountersSnapshot {
             time_unix_ms: inner.time_unix_ms,
@@ -969,7 +881,7 @@ mod tests {
                 netlink_problem: None,
                 budget_note: None,
             },
-            sockstat: Ok(BTreeMap::from([("TCP.tw".to_string(), 3)])),
+            sockstat: Ok(BTreeMap::from([("TCP tw".to_string(), 3)])),
             protocol: Ok(protocol.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
             processes: Vec::new(),
             agent_process: None,
@@ -1005,13 +917,13 @@ mod tests {
         store.record_sample(sample(
             60_000,
             &entries,
-            &[("TcpExt.ListenOverflows", 100), ("Tcp.RetransSegs", 10)],
+            &[("TcpExt ListenOverflows", 100), ("Tcp RetransSegs", 10)],
         ));
         entries.extend((0..4).map(|i| entry(SocketState::TimeWait, 43000 + i, 8080)));
         store.record_sample(sample(
             62_000,
             &entries,
-            &[("TcpExt.ListenOverflows", 140), ("Tcp.RetransSegs", 10)],
+            &[("TcpExt ListenOverflows", 140), ("Tcp RetransSegs", 10)],
         ));
 
         let snap = store.snapshot(&SnapshotOptions::default());
@@ -1021,8 +933,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no sockets"));
         assert_eq!(sockets.ports.len(), 2);
         assert_eq!(
-            (sockets.ports[0].port, sockets.ports[0].direction),
-            (8080, Direction::Outbound)
+            (sockets.ports[0].port, sockets.ports[0].side),
+            (8080, PortSide::Remote)
         );
         assert_eq!(sockets.ports[0].total, 9);
         assert_eq!(sockets.ports[0].delta, Some(4));
@@ -1038,7 +950,7 @@ mod tests {
         let overflow = snap
             .protocol
             .iter()
-            .find(|p| p.name == "TcpExt.ListenOverflows")
+            .find(|p| p.name == "TcpExt ListenOverflows")
             .and_then(|p| p.rate_per_sec);
         assert_eq!(overflow, Some(20.0));
 
@@ -1046,34 +958,40 @@ mod tests {
             .history
             .as_ref()
             .unwrap_or_else(|| panic!("no history"));
-        assert_eq!(
-            history.seconds.series["sockets.port.8080.out.TIME_WAIT"],
-            vec![Some(5.0), Some(9.0)]
-        );
-        assert_eq!(
-            history.seconds.series["protocol.TcpExt.ListenOverflows"],
-            vec![None, Some(20.0)]
-        );
+        let tw_8080 = SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Remote,
+            state: SocketState::TimeWait,
+        };
+        assert_eq!(history.seconds.series[&tw_8080], vec![Some(5.0), Some(9.0)]);
+        let overflows = SeriesKey::ProtocolRate {
+            key: "TcpExt ListenOverflows".into(),
+        };
+        assert_eq!(history.seconds.series[&overflows], vec![None, Some(20.0)]);
         // The first minute closed when the second sample came in a new minute? Both are in
         // minute 1 (60 s..120 s): no closed minute yet.
         assert!(history.minutes.times_unix_ms.is_empty());
 
-        // The snapshot is what the API serialises: states are named as an SRE writes them.
+        // The snapshot serialises with the series vocabulary's names (and typed keys).
         let json = serde_json::to_string(&snap).unwrap_or_default();
-        assert!(json.contains("\"TIME_WAIT\":9"), "{json}");
-        assert!(json.contains("\"direction\":\"outbound\""));
+        assert!(json.contains("\"time_wait\":9"), "{json}");
+        assert!(json.contains("\"side\":\"remote\""));
+        assert!(json.contains(
+            "{\"key\":{\"series\":\"port_state\",\"port\":8080,\"side\":\"remote\",\"state\":\"time_wait\"},\"points\":[5.0,9.0]}"
+        ));
 
         let only_ports = store.snapshot(&SnapshotOptions {
-            series_prefix: "sockets.port.".into(),
+            kind: Some(CounterKind::Sockets),
             max_points: 1,
             ..SnapshotOptions::default()
         });
         let h = only_ports.history.unwrap_or_else(|| panic!("no history"));
+        assert!(!h.seconds.series.is_empty());
         assert!(h
             .seconds
             .series
             .keys()
-            .all(|k| k.starts_with("sockets.port.")));
+            .all(|k| matches!(k, SeriesKey::PortState { .. } | SeriesKey::PortTotal { .. })));
         assert_eq!(h.seconds.times_unix_ms, vec![62_000]);
     }
 }
