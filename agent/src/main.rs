@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod diagnosis;
 mod lab;
+mod listeners;
 mod persist;
 mod pipeline;
 mod replay_cmd;

@@ -18,5 +18,6 @@ mod dashboard;
 mod demo;
 mod incidents;
 mod lab_go;
+mod listeners;
 mod pipeline;
 mod replay;
