@@ -135,6 +135,8 @@ pub fn build_with_clock(
             counters,
             clock,
         }),
+        // The agent's diagnosis loop replaces this board with the one it fills (`run`).
+        incidents: Arc::new(crate::diagnosis::IncidentBoard::default()),
         live,
     }
 }
