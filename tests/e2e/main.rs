@@ -18,4 +18,5 @@ mod dashboard;
 mod demo;
 mod lab_go;
 mod pipeline;
+mod reliability;
 mod replay;
