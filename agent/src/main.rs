@@ -9,6 +9,7 @@ mod cluster_cmd;
 mod config;
 mod demo;
 mod lab;
+mod listeners;
 mod persist;
 mod pipeline;
 mod replay_cmd;

@@ -17,6 +17,7 @@ mod culprit;
 mod dashboard;
 mod demo;
 mod lab_go;
+mod listeners;
 mod pipeline;
 mod reliability;
 mod replay;

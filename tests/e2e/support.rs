@@ -67,12 +67,30 @@ impl Agent {
 
     /// Like [`Agent::start`] but in a directory prepared by the caller (a restart reuses it).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Agent {
-        Self::start_wrapped(dir, &[], extra)
+        Self::start_with(dir, extra, |_| {})
+    }
+
+    /// Like [`Agent::start_in`], with a last say on the command (environment, limits).
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
+        Self::start_full(dir, &[], extra, adjust)
     }
 
     /// Like [`Agent::start_in`], the binary started through `wrapper` (a command and its
     /// arguments that end by running the rest, such as `setpriv --reuid ... --`).
     pub fn start_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Agent {
+        Self::start_full(dir, wrapper, extra, |_| {})
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        wrapper: &[&str],
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let data_dir = dir.path().join("data");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
@@ -105,14 +123,14 @@ impl Agent {
             }
             None => Command::new(binary()),
         };
-        let child = command
+        command
             .args(&args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn faultline run");
+            .stderr(stderr);
+        adjust(&mut command);
+        let child = command.spawn().expect("spawn faultline run");
         let mut agent = Agent {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
