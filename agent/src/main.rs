@@ -8,6 +8,7 @@ mod cli;
 mod cluster_cmd;
 mod config;
 mod demo;
+mod diagnosis;
 mod lab;
 mod listeners;
 mod persist;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::persist::{self, AgentState, CommitStatus, RecordTotals};
 use crate::pipeline::{Inputs, Pipeline};
-use crate::{listeners, shutdown, views};
+use crate::{diagnosis, listeners, shutdown, views};
 
 /// How long the parts get to stop and flush after the first signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -276,13 +276,32 @@ pub async fn serve(
             rows
         })
     };
-    let views = views::build(
+    let mut views = views::build(
         engine.clone(),
         traces.clone(),
         counters.clone(),
         live.clone(),
         pipeline_counters,
     );
+    // Counter anomalies and incidents, once a second over the same views the web reads.
+    let board = Arc::new(diagnosis::IncidentBoard::default());
+    views.incidents = board.clone();
+    tasks.push((
+        "diagnosis",
+        tokio::spawn(diagnosis::run(
+            views.clone(),
+            board,
+            settings.diagnosis.clone(),
+            diagnosis::ConfiguredFacts::from_tasks(
+                settings
+                    .tasks
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.url.as_str())),
+            ),
+            format!("http://{web_addr}"),
+            stop.child_token(),
+        )),
+    ));
     let state = AppState {
         health,
         token: settings.web_token.as_deref().map(Into::into),

@@ -16,6 +16,7 @@ mod counters;
 mod culprit;
 mod dashboard;
 mod demo;
+mod incidents;
 mod lab_go;
 mod listeners;
 mod pipeline;

@@ -9,8 +9,8 @@
 //! over Server-Sent Events instead of polling.
 //!
 //! What is served:
-//! - the JSON API under `/api/v1` (clusters and what moved with each, traces, counters,
-//!   health, SSE events) and its
+//! - the JSON API under `/api/v1` (incidents, clusters and what moved with each, traces,
+//!   counters, health, SSE events) and its
 //!   OpenAPI 3 document at `/api/v1/openapi.json`, generated from the handlers' annotations
 //!   (utoipa) so it cannot drift from the code;
 //! - `/metrics` in Prometheus text format;
@@ -52,7 +52,7 @@ pub use api::traces::TracePage;
 pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
-pub use model::{ClusterView, CounterView, TraceView, Views};
+pub use model::{ClusterView, CounterView, IncidentView, TraceView, Views};
 pub use openapi::openapi_json;
 
 /// Shared, read-only state of every handler.
@@ -114,6 +114,8 @@ fn build(state: AppState, views: Option<Views>) -> Router {
         .route("/api/v1/traces", get(api::traces::list))
         .route("/api/v1/traces/{trace_id}", get(api::traces::detail))
         .route("/api/v1/counters", get(api::counters::get))
+        .route("/api/v1/incidents", get(api::incidents::list))
+        .route("/api/v1/incidents/{id}", get(api::incidents::detail))
         .route("/api/v1/events", get(live::events))
         .route("/api/v1/openapi.json", get(openapi::get))
         .route("/metrics", get(metrics::get))
