@@ -1,0 +1,717 @@
+//! [`ClusterView`] over the clustering engine: the cluster rows (cached, see the views' module
+//! documentation), a cluster's detail, and the engine's counters.
+
+use super::{counter, Clock, PipelineCounters, MS_PER_MIN, NANOS_PER_MIN, NANOS_PER_MS};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
+use faultline_clustering::engine::{
+    ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
+};
+use faultline_clustering::{ClusterId, Engine};
+use faultline_diagnosis::onset::surge_start_minute;
+use faultline_ingest::traces::{TraceFilter, TraceStore};
+use faultline_web::model::{
+    ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
+    ParameterDistribution, Sample, SeenIn, StoreCounter, TemplateRow, ValueCount,
+};
+
+/// Shortest time between two rebuilds of the cluster rows.
+pub const ROWS_REFRESH: Duration = Duration::from_millis(500);
+
+/// While the engine saw no new event, the rows are still rebuilt this often: emergence, rates
+/// and sparklines move with the clock, and a background DBSCAN re-run can regroup clusters.
+pub const ROWS_IDLE_REFRESH: Duration = Duration::from_secs(5);
+
+/// Minutes of per-minute counts in a row's sparkline.
+const SPARKLINE_MINUTES: i64 = 60;
+
+/// The engine's default emergence window, assumed when its figures do not give it back.
+const RATE_WINDOW_MINUTES: i64 = 5;
+
+/// Longest per-minute series of a cluster's detail (one day).
+const MAX_DETAIL_MINUTES: i64 = 24 * 60;
+
+/// Most trace ids listed in a cluster's detail.
+const MAX_DETAIL_TRACES: usize = 50;
+
+/// [`ClusterView`] over the clustering engine (plus the trace store, for the traces a cluster
+/// was tagged on).
+pub(super) struct ClusterAdapter {
+    engine: Arc<Engine>,
+    traces: Arc<TraceStore>,
+    pipeline_counters: PipelineCounters,
+    clock: Clock,
+    refresh: Duration,
+    cache: Mutex<RowCache>,
+}
+
+/// What the engine looked like when the rows were built: events seen, templates, clusters.
+type EngineVersion = (u64, usize, usize);
+
+/// What decides whether a cluster's per-minute counts may have changed.
+type RowKey = (u64, i64, i64, usize);
+
+struct RowCache {
+    built: Option<(Instant, EngineVersion)>,
+    rows: Arc<[ClusterSummary]>,
+    /// Per-minute counts (minute start in Unix seconds, count) of each cluster, with the key
+    /// they were fetched at.
+    minutes: HashMap<ClusterId, (RowKey, Vec<(i64, u64)>)>,
+}
+
+impl ClusterAdapter {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        traces: Arc<TraceStore>,
+        pipeline_counters: PipelineCounters,
+        clock: Clock,
+        refresh: Duration,
+    ) -> Self {
+        ClusterAdapter {
+            engine,
+            traces,
+            pipeline_counters,
+            clock,
+            refresh,
+            cache: Mutex::new(RowCache {
+                built: None,
+                rows: Arc::from(Vec::new()),
+                minutes: HashMap::new(),
+            }),
+        }
+    }
+
+    fn version(&self) -> EngineVersion {
+        let (counters, templates, clusters) = self.engine.counters();
+        (counters.events, templates, clusters)
+    }
+
+    /// Rebuilds every row; per-minute counts are fetched again only where a row's counts moved.
+    fn rebuild(&self, cache: &mut RowCache) -> Arc<[ClusterSummary]> {
+        let now = (self.clock)();
+        let summaries = self.engine.clusters(&ClusterQuery {
+            now_unix_nanos: now,
+            ..ClusterQuery::default()
+        });
+        let mut minutes = HashMap::with_capacity(summaries.len());
+        let mut rows = Vec::with_capacity(summaries.len());
+        for summary in &summaries {
+            let key: RowKey = (
+                summary.count,
+                summary.first_seen_unix_nanos,
+                summary.last_seen_unix_nanos,
+                summary.templates,
+            );
+            let per_minute = match cache.minutes.remove(&summary.id) {
+                Some((cached_key, counts)) if cached_key == key => counts,
+                _ => match self.engine.cluster(summary.id, now) {
+                    Some(detail) => detail.per_minute,
+                    // Regrouped between the two calls: no counts for this round.
+                    None => Vec::new(),
+                },
+            };
+            rows.push(summary_row(summary, &per_minute, now));
+            minutes.insert(summary.id, (key, per_minute));
+        }
+        cache.minutes = minutes;
+        cache.rows = Arc::from(rows);
+        Arc::clone(&cache.rows)
+    }
+
+    /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
+    /// in the trace store.
+    fn trace_ids(&self, id: &str, detail: &EngineDetail) -> Vec<String> {
+        let mut dated: Vec<(i64, String)> = detail
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let trace = s.trace_id.as_deref()?.to_ascii_lowercase();
+                Some((s.time_unix_nanos, trace))
+            })
+            .collect();
+        let tagged = self.traces.list(&TraceFilter {
+            cluster: Some(id.to_owned()),
+            limit: Some(MAX_DETAIL_TRACES),
+            ..TraceFilter::default()
+        });
+        dated.extend(
+            tagged
+                .into_iter()
+                .map(|t| (t.start_unix_nanos, t.trace_id.to_string())),
+        );
+        dated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut ids: Vec<String> = Vec::new();
+        for (_, trace) in dated {
+            if ids.len() >= MAX_DETAIL_TRACES {
+                break;
+            }
+            if !ids.contains(&trace) {
+                ids.push(trace);
+            }
+        }
+        ids
+    }
+}
+
+impl ClusterView for ClusterAdapter {
+    fn summaries(&self) -> Arc<[ClusterSummary]> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self.version();
+        if let Some((at, built_version)) = cache.built {
+            let age = at.elapsed();
+            let fresh = age < self.refresh
+                || (built_version == version && age < ROWS_IDLE_REFRESH.max(self.refresh));
+            if fresh {
+                return Arc::clone(&cache.rows);
+            }
+        }
+        let rows = self.rebuild(&mut cache);
+        cache.built = Some((Instant::now(), version));
+        rows
+    }
+
+    fn detail(&self, id: &str) -> Option<ClusterDetail> {
+        let cluster = parse_cluster_id(id)?;
+        let now = (self.clock)();
+        let detail = self.engine.cluster(cluster, now)?;
+        let summary = summary_row(&detail.summary, &detail.per_minute, now);
+        let trace_ids = self.trace_ids(id, &detail);
+        let only_severity = match detail.severities.as_slice() {
+            [(severity, _)] => severity.clone(),
+            _ => String::new(),
+        };
+        Some(ClusterDetail {
+            summary,
+            templates: detail.templates.iter().map(template_row).collect(),
+            parameters: parameters(&detail.top_values, detail.values_total),
+            reports: detail.summary.reports,
+            seen_in: detail
+                .sources
+                .iter()
+                .map(|(source, occurrences)| SeenIn {
+                    source: source.name().to_owned(),
+                    occurrences: *occurrences,
+                })
+                .collect(),
+            service_occurrences: detail
+                .services
+                .iter()
+                .map(|(service, count)| ValueCount {
+                    value: service.clone(),
+                    count: *count,
+                })
+                .collect(),
+            per_minute: detail_minutes(&detail.per_minute, now),
+            samples: detail
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    time_unix_ms: s.time_unix_nanos.div_euclid(NANOS_PER_MS),
+                    service: s.service.clone().unwrap_or_default(),
+                    // The engine keeps no severity per sample, only counts per severity: a
+                    // sample's level is known when the cluster only ever had one, else empty.
+                    level: only_severity.clone(),
+                    message: s.message.clone(),
+                    trace_id: s.trace_id.as_deref().map(str::to_ascii_lowercase),
+                    span_id: s.span_id.as_deref().map(str::to_ascii_lowercase),
+                })
+                .collect(),
+            trace_ids,
+        })
+    }
+
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        let (c, templates, clusters) = self.engine.counters();
+        let mut out = vec![
+            counter(
+                "cluster_events_total",
+                "Error events given to the clustering engine.",
+                c.events as f64,
+            ),
+            counter(
+                "cluster_other_events_total",
+                "Error events counted as other because their new shape or root did not fit the bounds.",
+                c.other_events as f64,
+            ),
+            counter(
+                "cluster_templates_refused_total",
+                "New message shapes refused because the template bound was reached.",
+                c.templates_refused as f64,
+            ),
+            counter(
+                "cluster_roots_refused_total",
+                "New root errors refused because the cluster bound was reached.",
+                c.roots_refused as f64,
+            ),
+            counter(
+                "cluster_roots_evicted_total",
+                "Root errors (with their templates) evicted to make room for new kinds at the cluster bound.",
+                c.roots_evicted as f64,
+            ),
+            counter(
+                "cluster_root_evicted_events_total",
+                "Events of evicted root errors, gone from every cluster count.",
+                c.root_evicted_events as f64,
+            ),
+            counter(
+                "cluster_messages_truncated_total",
+                "Error messages cut to the maximum message length before clustering.",
+                c.truncated as f64,
+            ),
+            counter(
+                "cluster_blank_messages_total",
+                "Blank error messages ignored by the clustering engine.",
+                c.blank as f64,
+            ),
+            counter(
+                "templates",
+                "Message templates known to the clustering engine.",
+                templates as f64,
+            ),
+            counter(
+                "clusters",
+                "Error patterns (clusters) known to the clustering engine.",
+                clusters as f64,
+            ),
+        ];
+        out.extend((self.pipeline_counters)());
+        out
+    }
+}
+
+/// A cluster id as the API shows it (16 hex digits), `None` for anything else.
+pub(super) fn parse_cluster_id(id: &str) -> Option<ClusterId> {
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(id, 16).ok().map(ClusterId)
+}
+
+/// One list row from the engine's summary and the cluster's per-minute counts (minute start in
+/// Unix seconds, count).
+///
+/// `canonical_template` is the engine's display name of the pattern (its most informative
+/// template with typed placeholders), the same text the dashboard and `/metrics` show; the id
+/// is a hash of the canonical root, which display changes never touch.
+pub(super) fn summary_row(
+    s: &EngineSummary,
+    per_minute: &[(i64, u64)],
+    now_nanos: i64,
+) -> ClusterSummary {
+    let now_min = now_nanos.div_euclid(NANOS_PER_MIN);
+    let by_minute: BTreeMap<i64, u64> = per_minute
+        .iter()
+        .map(|&(secs, count)| (secs.div_euclid(60), count))
+        .collect();
+    // The engine's count of the last 60 s: the current rate, not a 5-minute average.
+    let rate_per_minute = s.last_minute_count as f64;
+    ClusterSummary {
+        id: s.id.to_string(),
+        canonical_template: s.name.clone(),
+        services: s.services.clone(),
+        first_seen_unix_ms: s.first_seen_unix_nanos.div_euclid(NANOS_PER_MS),
+        last_seen_unix_ms: s.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
+        total_count: s.count,
+        rate_per_minute,
+        template_count: s.templates as u64,
+        emergence: s
+            .emergence
+            .as_ref()
+            .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
+        sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
+    }
+}
+
+/// The engine's verdict with a sentence built from its figures.
+///
+/// The engine does not say when a surge began: `since_unix_ms` is then dated by the diagnosis
+/// ([`surge_start_minute`]: the first minute of the engine's window above the baseline rate).
+/// For a new pattern it is the first occurrence.
+fn emergence(
+    e: &EngineEmergence,
+    first_seen_nanos: i64,
+    by_minute: &BTreeMap<i64, u64>,
+    now_nanos: i64,
+) -> Emergence {
+    // A verdict restored from before the engine reported its window has none.
+    let window_min = if e.window_min > 0.0 {
+        e.window_min.round().max(1.0) as i64
+    } else {
+        RATE_WINDOW_MINUTES
+    };
+    let now_min = now_nanos.div_euclid(NANOS_PER_MIN);
+    let window_start = now_min - window_min + 1;
+    let (kind, reason, since_unix_ms) = match e.kind {
+        EngineKind::New => {
+            let ago = now_nanos.saturating_sub(first_seen_nanos).max(0) / NANOS_PER_MIN;
+            (
+                EmergenceKind::New,
+                format!(
+                    "new: {} events in the last {window_min} min, first seen {}",
+                    e.current_count,
+                    if ago == 0 {
+                        "less than a minute ago".to_owned()
+                    } else {
+                        format!("{ago} min ago")
+                    }
+                ),
+                first_seen_nanos.div_euclid(NANOS_PER_MS),
+            )
+        }
+        EngineKind::Surge => {
+            let onset =
+                surge_start_minute(by_minute, window_start, now_min, e.baseline_rate_per_min);
+            (
+                EmergenceKind::Surge,
+                format!(
+                    "surge: {:.1}/min vs {:.1}/min baseline (p={:.0e})",
+                    e.current_rate_per_min, e.baseline_rate_per_min, e.p_value
+                ),
+                onset * MS_PER_MIN,
+            )
+        }
+    };
+    Emergence {
+        kind,
+        reason,
+        score: e.score,
+        since_unix_ms,
+    }
+}
+
+/// Counts of minutes `from..=to` (minute numbers since the epoch), zeros where none were seen.
+fn minute_counts(by_minute: &BTreeMap<i64, u64>, from: i64, to: i64) -> MinuteCounts {
+    let counts = (from..=to)
+        .map(|m| by_minute.get(&m).copied().unwrap_or(0))
+        .collect();
+    MinuteCounts {
+        start_unix_ms: from.saturating_mul(MS_PER_MIN),
+        counts,
+    }
+}
+
+/// The detail's per-minute counts: from the first minute the engine still holds to now (or to
+/// the last counted minute, when now is more than a day later, e.g. a replay of old files),
+/// at most [`MAX_DETAIL_MINUTES`] long.
+pub(super) fn detail_minutes(per_minute: &[(i64, u64)], now_nanos: i64) -> MinuteCounts {
+    let now_min = now_nanos.div_euclid(NANOS_PER_MIN);
+    let by_minute: BTreeMap<i64, u64> = per_minute
+        .iter()
+        .map(|&(secs, count)| (secs.div_euclid(60), count))
+        .collect();
+    let (Some((&first, _)), Some((&last, _))) =
+        (by_minute.first_key_value(), by_minute.last_key_value())
+    else {
+        return MinuteCounts {
+            start_unix_ms: now_min.saturating_mul(MS_PER_MIN),
+            counts: Vec::new(),
+        };
+    };
+    let end = if now_min >= last && now_min - first < MAX_DETAIL_MINUTES {
+        now_min
+    } else {
+        last
+    };
+    let start = first.max(end - MAX_DETAIL_MINUTES + 1);
+    minute_counts(&by_minute, start, end)
+}
+
+/// A template of a cluster, with the services that wrote it (most reports first).
+fn template_row(t: &faultline_clustering::TemplateSummary) -> TemplateRow {
+    TemplateRow {
+        id: t.id.to_string(),
+        template: t.text.clone(),
+        count: t.count,
+        services: t.services.iter().map(|(s, _)| s.clone()).collect(),
+        first_seen_unix_ms: t.first_seen_unix_nanos.div_euclid(NANOS_PER_MS),
+        last_seen_unix_ms: t.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
+    }
+}
+
+/// The engine's most frequent masked values, as one distribution.
+///
+/// The engine keeps the values of all masked parameters of a cluster in one table, without
+/// their position, and masks every value as `<*>`; so there is one distribution, named
+/// `<*> (any position)`. `other_count` is every value counted (`values_total`) minus those
+/// listed.
+fn parameters(top_values: &[(String, u64)], values_total: u64) -> Vec<ParameterDistribution> {
+    if top_values.is_empty() {
+        return Vec::new();
+    }
+    vec![ParameterDistribution {
+        name: format!("{} (any position)", faultline_clustering::mask::WILDCARD),
+        top: top_values
+            .iter()
+            .map(|(value, count)| ValueCount {
+                value: value.clone(),
+                count: *count,
+            })
+            .collect(),
+        other_count: values_total.saturating_sub(top_values.iter().map(|(_, c)| c).sum()),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+    use faultline_ingest::traces::StatusCode;
+
+    use crate::views::test_support::*;
+
+    #[test]
+    fn cluster_rows_show_counts_canonical_template_emergence_and_sparkline() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        let views = views_at(&stores, NOW);
+        let rows = views.clusters.summaries();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let reset = rows
+            .iter()
+            .find(|r| r.canonical_template.ends_with("connection reset by peer"))
+            .expect("a row for the resets");
+        assert_eq!(reset.total_count, 6);
+        assert_eq!(reset.template_count, 1);
+        assert_eq!(reset.services, ["order-svc", "user-svc"]);
+        assert_eq!(reset.id.len(), 16);
+        assert!(reset
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(reset.first_seen_unix_ms, (NOW - 3 * MIN) / NANOS_PER_MS);
+        assert_eq!(
+            reset.last_seen_unix_ms,
+            (NOW - 3 * MIN + 100_000_000_000) / NANOS_PER_MS
+        );
+        // Sparkline: the last hour, minute by minute, ending with the current minute.
+        let now_minute_ms = NOW / NANOS_PER_MS / MS_PER_MIN * MS_PER_MIN;
+        assert_eq!(reset.sparkline.counts.len(), 60);
+        assert_eq!(
+            reset.sparkline.start_unix_ms,
+            now_minute_ms - 59 * MS_PER_MIN
+        );
+        assert_eq!(reset.sparkline.counts.iter().sum::<u64>(), 6);
+        assert_eq!(reset.sparkline.counts[56..], [2, 3, 1, 0]);
+        // Six events first seen three minutes ago: new, at 6 events / 5 min.
+        let e = reset.emergence.as_ref().expect("a new pattern");
+        assert_eq!(e.kind, EmergenceKind::New);
+        assert_eq!(
+            e.reason,
+            "new: 6 events in the last 5 min, first seen 3 min ago"
+        );
+        assert_eq!(e.since_unix_ms, reset.first_seen_unix_ms);
+        assert!(e.score > 0.0);
+        // The current rate: the last reset was 80 s ago, so none in the last minute (a
+        // 5-minute average would say 1.2/min while the storm is over).
+        assert_eq!(reset.rate_per_minute, 0.0);
+
+        let eof = rows
+            .iter()
+            .find(|r| r.canonical_template.contains("EOF"))
+            .expect("a row for the EOF");
+        assert_eq!(eof.total_count, 1);
+        assert!(eof.emergence.is_none());
+        assert_eq!(eof.rate_per_minute, 0.0);
+        assert_eq!(eof.sparkline.counts[19], 1);
+    }
+
+    #[test]
+    fn cluster_detail_shows_templates_samples_values_and_trace_ids() {
+        let stores = stores();
+        let messages = reset_storm(&stores.engine);
+        // The pipeline tagged one more trace with the cluster in the trace store.
+        let id = stores
+            .engine
+            .observe(&error_event(&messages[0], "user-svc", None, NOW - 3 * MIN))
+            .cluster
+            .expect("clustered")
+            .to_string();
+        stores.traces.insert_spans(vec![span(
+            9,
+            1,
+            None,
+            "user-svc",
+            "GET /users/:id",
+            (NOW - 2 * MIN, NOW - 2 * MIN + 1_000_000),
+            StatusCode::Error,
+        )]);
+        stores.traces.tag_cluster(trace_id(9), None, &id);
+
+        let views = views_at(&stores, NOW);
+        let detail = views.clusters.detail(&id).expect("known cluster");
+        assert_eq!(detail.summary.id, id);
+        assert_eq!(detail.summary.total_count, 7);
+        assert_eq!(detail.templates.len(), 1);
+        assert_eq!(
+            detail.templates[0].template,
+            "read tcp <ip:port>-><ip:port>: read: connection reset by peer"
+        );
+        assert_eq!(
+            detail.summary.canonical_template,
+            detail.templates[0].template
+        );
+        assert_eq!(detail.templates[0].count, 7);
+        assert_eq!(detail.templates[0].services, ["user-svc", "order-svc"]);
+        // Samples newest first, level known because the cluster only ever saw "error".
+        assert!(!detail.samples.is_empty());
+        assert_eq!(detail.samples[0].message, messages[5]);
+        assert!(detail
+            .samples
+            .windows(2)
+            .all(|w| w[0].time_unix_ms >= w[1].time_unix_ms));
+        assert!(detail.samples.iter().all(|s| s.level == "error"));
+        let sampled = detail
+            .samples
+            .iter()
+            .find(|s| s.message == messages[3])
+            .expect("sample 3 kept");
+        assert_eq!(
+            sampled.trace_id.as_deref(),
+            Some("00f067aa0ba902b700f067aa0ba902b7")
+        );
+        assert_eq!(sampled.service, "order-svc");
+        // Trace ids: the tagged trace (started 2 min ago) and the sampled ones, newest first,
+        // lower case.
+        assert_eq!(detail.trace_ids[0], "00f067aa0ba902b700f067aa0ba902b7");
+        assert_eq!(detail.trace_ids[1], trace_id(9).to_string());
+        // The first reset's sample (and its trace id) was pushed out by later ones.
+        assert_eq!(detail.trace_ids.len(), 2, "{:?}", detail.trace_ids);
+        // Parameter values: the masked addresses (each side of `->` is a value of its own).
+        let values = &detail.parameters[0];
+        assert_eq!(values.name, "<*> (any position)");
+        let first = values
+            .top
+            .iter()
+            .find(|v| v.value == "10.0.0.0:5432")
+            .expect("value counted");
+        assert_eq!(first.count, 2);
+        // Per minute: from the first minute to now.
+        assert_eq!(detail.per_minute.counts, [3, 3, 1, 0]);
+        assert_eq!(
+            detail.per_minute.start_unix_ms,
+            (NOW - 3 * MIN).div_euclid(MIN) * MS_PER_MIN
+        );
+
+        assert!(views.clusters.detail("0000000000000000").is_none());
+        assert!(views.clusters.detail("not-an-id").is_none());
+        assert!(views.clusters.detail("+00000000000001").is_none());
+    }
+
+    #[test]
+    fn a_surge_says_how_far_above_its_baseline_it_is() {
+        let stores = stores();
+        let now_min = NOW.div_euclid(MIN);
+        // One a minute for an hour, then forty in the last minute.
+        for m in (now_min - 64)..=(now_min - 5) {
+            stores.engine.observe(&error_event(
+                "dial tcp 10.0.0.7:6379: connect: connection refused",
+                "cart-svc",
+                None,
+                m * MIN + 1,
+            ));
+        }
+        for i in 0..40 {
+            stores.engine.observe(&error_event(
+                "dial tcp 10.0.0.7:6379: connect: connection refused",
+                "cart-svc",
+                None,
+                (now_min - 1) * MIN + i,
+            ));
+        }
+        let views = views_at(&stores, NOW);
+        let rows = views.clusters.summaries();
+        let e = rows[0].emergence.as_ref().expect("a surge");
+        assert_eq!(e.kind, EmergenceKind::Surge);
+        assert!(
+            e.reason
+                .starts_with("surge: 8.0/min vs 1.0/min baseline (p="),
+            "{}",
+            e.reason
+        );
+        assert_eq!(e.since_unix_ms, (now_min - 1) * MS_PER_MIN);
+        // The 40 were 60 to 90 s ago: the current rate (last 60 s) is already back to 0.
+        assert_eq!(rows[0].rate_per_minute, 0.0);
+    }
+
+    #[test]
+    fn rows_are_cached_and_rebuilt_when_the_engine_moved() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        let pipeline: PipelineCounters = Arc::new(Vec::new);
+        let clock: Clock = Arc::new(|| NOW);
+        let slow = ClusterAdapter::new(
+            Arc::clone(&stores.engine),
+            Arc::clone(&stores.traces),
+            Arc::clone(&pipeline),
+            Arc::clone(&clock),
+            Duration::from_secs(3600),
+        );
+        let eager = ClusterAdapter::new(
+            Arc::clone(&stores.engine),
+            Arc::clone(&stores.traces),
+            pipeline,
+            clock,
+            Duration::ZERO,
+        );
+        let before = slow.summaries();
+        assert!(Arc::ptr_eq(&before, &slow.summaries()));
+        let idle = eager.summaries();
+        assert!(Arc::ptr_eq(&idle, &eager.summaries()), "nothing moved");
+
+        stores.engine.observe(&error_event(
+            "write tcp 10.0.0.1:8080->10.0.0.2:5000: write: broken pipe",
+            "user-svc",
+            None,
+            NOW - MIN,
+        ));
+        assert_eq!(slow.summaries().len(), 2, "within the refresh interval");
+        let after = eager.summaries();
+        assert_eq!(after.len(), 3);
+        assert!(after
+            .iter()
+            .any(|r| r.canonical_template.ends_with("broken pipe")));
+    }
+
+    #[test]
+    fn store_counters_include_the_engine_and_the_pipeline() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        stores
+            .engine
+            .observe(&error_event("   ", "user-svc", None, NOW));
+        let views = views_at(&stores, NOW);
+        let counters = views.clusters.store_counters();
+        let value = |name: &str| {
+            counters
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.value)
+                .unwrap_or_else(|| panic!("{name} missing from {counters:?}"))
+        };
+        assert_eq!(value("cluster_events_total"), 8.0);
+        assert_eq!(value("cluster_blank_messages_total"), 1.0);
+        assert_eq!(value("clusters"), 2.0);
+        assert_eq!(value("templates"), 2.0);
+        assert_eq!(value("cluster_other_events_total"), 0.0);
+        assert_eq!(value("pipeline_records_dropped_total"), 3.0);
+        let all = counters
+            .iter()
+            .chain(views.traces.store_counters().iter())
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>();
+        for name in &all {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+        }
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "names collide: {all:?}");
+    }
+}

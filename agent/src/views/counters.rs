@@ -1,0 +1,778 @@
+//! [`CounterView`] over the counter store: the store's snapshot in the web model's shape, on
+//! one regular time axis ([`super::axis`]).
+
+use super::axis::{delta_between, regular_axis, Axis};
+use super::counter;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
+use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
+use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
+use faultline_ingest::counters::{CounterStore, SnapshotOptions, SourceState as StoreSourceState};
+use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
+use faultline_web::model::{
+    CountSeries, CounterView, CountersSnapshot, HistoryResolution, ListenQueue, NamedSeries,
+    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, SocketSeries, SocketSource, SocketState,
+    SocketTotals, SourceState, SourceStatus, StateCount, StateSeries, StoreCounter, TaskSeries,
+};
+
+/// [`CounterView`] over the counter store.
+pub(super) struct CounterAdapter {
+    pub(super) store: Arc<CounterStore>,
+}
+
+impl CounterView for CounterAdapter {
+    fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot {
+        counters_snapshot(
+            &self.store.snapshot(&SnapshotOptions::default()),
+            resolution,
+        )
+    }
+
+    /// The store's bounds, so that evicted history and rejected task targets are visible.
+    fn store_counters(&self) -> Vec<StoreCounter> {
+        let b = self.store.snapshot(&SnapshotOptions::current_only()).bounds;
+        vec![
+            counter(
+                "counter_series",
+                "History series kept by the counter store.",
+                b.series as f64,
+            ),
+            counter(
+                "counter_series_max",
+                "Bound on the counter store's history series.",
+                b.max_series as f64,
+            ),
+            counter(
+                "counter_series_evicted_total",
+                "History series evicted to stay within the bound (least recently seen first).",
+                b.series_evicted as f64,
+            ),
+            counter(
+                "counter_task_targets",
+                "Task targets (scraped or pushed over OTLP) kept by the counter store.",
+                b.task_targets as f64,
+            ),
+            counter(
+                "counter_task_targets_rejected_total",
+                "Task readings rejected because the bound on task targets was reached.",
+                b.task_targets_rejected as f64,
+            ),
+        ]
+    }
+}
+
+/// The port groups the store keeps after they left its top ports (see
+/// [`faultline_ingest::counters::store::DepartedPorts`]), on the axis. Their `current` is 0:
+/// sockets they still have are counted in the other ports. A state with no socket on this
+/// axis (its peak was outside it) is left out.
+fn departed_port_groups(s: &StoreSnapshot, axis: &Axis<'_>) -> Vec<SocketSeries> {
+    let mut out = Vec::new();
+    for group in &s.departed_ports {
+        for &state in &group.states {
+            let (port, side) = (group.port, group.side);
+            let history = axis.series(&SeriesKey::PortState { port, side, state });
+            if history.points.iter().flatten().any(|&v| v > 0.0) {
+                out.push(SocketSeries::new(port, side, state, 0, history));
+            }
+        }
+    }
+    out
+}
+
+fn state_counts(counts: &BTreeMap<SocketState, u32>) -> Vec<StateCount> {
+    counts
+        .iter()
+        .map(|(state, n)| StateCount::new(*state, u64::from(*n)))
+        .collect()
+}
+
+fn source_state(state: StoreSourceState) -> SourceState {
+    match state {
+        StoreSourceState::Available => SourceState::Available,
+        StoreSourceState::Unavailable => SourceState::Unavailable,
+        StoreSourceState::Failing => SourceState::Failing,
+    }
+}
+
+/// The store's snapshot in the web model's shape, with history from the ring `resolution`
+/// names (per sample, or per minute over 24 h) and every series' `delta_1m` from the
+/// per-sample ring.
+///
+/// Sockets: one series per port group and state of the store's top ports (states with sockets
+/// now or with history), inbound groups as [`PortSide::Local`](faultline_series::PortSide::Local), outbound as
+/// [`PortSide::Remote`](faultline_series::PortSide::Remote), then the groups that left the top ports during the window (see
+/// [`departed_port_groups`]); the node-wide counts by state (every state) and the summed other
+/// ports go to `socket_totals`, the accept queues of the store's top listeners to
+/// `listeners`. Nothing about sockets is shown while the socket source fails (the store then
+/// has no current counts; `sources` says why). Processes: `pid` is the first process of the
+/// target (the store sums a target's processes), 0 when the target could not be read.
+/// Tasks: one series per target, `target (source)` when several sources report one target.
+/// The agent's runtime goes to `runtime`. Left out: the store's per-sample deltas (the model
+/// has the change over a minute instead), protocol counters' running totals and its own
+/// bounds (series and task targets kept).
+fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> CountersSnapshot {
+    let interval_ms = i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1);
+    let empty = BTreeMap::new();
+    let (per_sample_times, per_sample) = match &s.history {
+        Some(h) => (h.seconds.times_unix_ms.as_slice(), &h.seconds.series),
+        None => (&[][..], &empty),
+    };
+    let (step_ms, times, series) = match (resolution, &s.history) {
+        (HistoryResolution::Minute, Some(h)) => (
+            60_000,
+            h.minutes.times_unix_ms.as_slice(),
+            &h.minutes.series,
+        ),
+        (HistoryResolution::Minute, None) => (60_000, &[][..], &empty),
+        (HistoryResolution::Second, _) => (interval_ms, per_sample_times, per_sample),
+    };
+    let (history_start_unix_ms, samples) = regular_axis(times, step_ms);
+    let axis = Axis {
+        samples,
+        series,
+        per_sample,
+        delta_between: delta_between(per_sample_times),
+    };
+
+    let mut sockets = Vec::new();
+    let mut socket_totals = None;
+    let mut listeners = Vec::new();
+    let mut listeners_omitted = 0;
+    if let Some(view) = &s.sockets {
+        for port in &view.ports {
+            let side = port.side;
+            for state in SocketState::ALL {
+                let key = SeriesKey::PortState {
+                    port: port.port,
+                    side,
+                    state,
+                };
+                let current = port.states.get(&state).copied().unwrap_or(0);
+                if current == 0 && !axis.has(&key) {
+                    continue;
+                }
+                sockets.push(SocketSeries::new(
+                    port.port,
+                    side,
+                    state,
+                    u64::from(current),
+                    axis.series(&key),
+                ));
+            }
+        }
+        sockets.extend(departed_port_groups(s, &axis));
+        socket_totals = Some(SocketTotals {
+            source: match view.source {
+                StoreSocketSource::Netlink => SocketSource::Netlink,
+                StoreSocketSource::ProcNet => SocketSource::Proc,
+            },
+            total: view.total,
+            by_state: view
+                .by_state
+                .iter()
+                .map(|c| {
+                    let history = axis.series(&SeriesKey::NodeState { state: c.state });
+                    StateSeries::new(c.state, u64::from(c.count), history)
+                })
+                .collect(),
+            ipv4: state_counts(&view.ipv4),
+            ipv6: state_counts(&view.ipv6),
+            other_ports: OtherPorts {
+                port_groups: view.other.port_groups as u64,
+                total: view.other.total,
+                by_state: state_counts(&view.other.states),
+                history: axis.series(&SeriesKey::OtherPortsTotal),
+            },
+        });
+        listeners = view
+            .listeners
+            .iter()
+            .map(|l| ListenQueue {
+                address: l.local.ip().to_string(),
+                port: l.local.port(),
+                queue: u64::from(l.queue),
+                backlog: l.backlog.map(u64::from),
+                fill: l
+                    .backlog
+                    .filter(|&b| b > 0)
+                    .map(|b| f64::from(l.queue) / f64::from(b)),
+                history: axis.series(&SeriesKey::ListenQueue {
+                    port: l.local.port(),
+                }),
+            })
+            .collect();
+        listeners_omitted = view.listeners_omitted as u64;
+    }
+
+    let sockstat = SOCKSTAT_KEYS
+        .iter()
+        .filter_map(|key| {
+            let series = SeriesKey::Sockstat {
+                key: (*key).to_owned(),
+            };
+            let current = s.sockstat.get(*key).map(|&v| v as f64);
+            (current.is_some() || axis.has(&series)).then(|| NamedSeries {
+                name: (*key).to_owned(),
+                unit: series.unit().to_owned(),
+                current,
+                history: axis.series(&series),
+                total: None,
+            })
+        })
+        .collect();
+
+    let protocol_rates = PROTOCOL_COUNTERS
+        .iter()
+        .filter_map(|key| {
+            let series = SeriesKey::ProtocolRate {
+                key: (*key).to_owned(),
+            };
+            let current = s.protocol.iter().find(|p| p.name == *key);
+            (current.is_some() || axis.has(&series)).then(|| NamedSeries {
+                name: (*key).to_owned(),
+                unit: series.unit().to_owned(),
+                current: current.and_then(|p| p.rate_per_sec),
+                history: axis.series(&series),
+                total: current.map(|p| p.total),
+            })
+        })
+        .collect();
+
+    let processes = s
+        .processes
+        .iter()
+        .map(|p| {
+            let process = |metric| {
+                axis.series(&SeriesKey::Process {
+                    name: p.name.clone(),
+                    metric,
+                })
+            };
+            ProcessSeries {
+                pid: p
+                    .counters
+                    .as_ref()
+                    .and_then(|c| c.pids.first().copied())
+                    .unwrap_or(0),
+                name: p.name.clone(),
+                fds: process(ProcessMetric::OpenFds),
+                threads: process(ProcessMetric::Threads),
+                rss_bytes: process(ProcessMetric::RssBytes),
+                current: p.counters.as_ref().map(|c| ProcessNow {
+                    open_fds: c.open_fds,
+                    fd_limit: c.fd_limit,
+                    threads: c.threads,
+                    rss_bytes: c.rss_bytes,
+                }),
+                error: p.error.clone(),
+            }
+        })
+        .collect();
+
+    let mut sources_per_target: HashMap<&str, usize> = HashMap::new();
+    for t in &s.tasks {
+        *sources_per_target.entry(t.target.as_str()).or_default() += 1;
+    }
+    let tasks = s
+        .tasks
+        .iter()
+        .map(|t| TaskSeries {
+            target: if sources_per_target.get(t.target.as_str()).copied() > Some(1) {
+                format!("{} ({})", t.target, t.source)
+            } else {
+                t.target.clone()
+            },
+            current: t
+                .value
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| v.round() as u64),
+            history: axis.series(&SeriesKey::Task {
+                target: t.target.clone(),
+                source: t.source.clone(),
+            }),
+            error: t.error.clone(),
+            source: t.source.clone(),
+            last_success_unix_ms: t.last_success_unix_ms,
+            last_value: t.last_value,
+        })
+        .collect();
+
+    let runtime = s.runtime.as_ref().map(|rt| RuntimeSeries {
+        workers: rt.counters.workers as u64,
+        alive_tasks: CountSeries {
+            current: rt.counters.alive_tasks as u64,
+            history: axis.series(&SeriesKey::Runtime {
+                metric: RuntimeMetric::AliveTasks,
+            }),
+        },
+        global_queue_depth: CountSeries {
+            current: rt.counters.global_queue_depth as u64,
+            history: axis.series(&SeriesKey::Runtime {
+                metric: RuntimeMetric::GlobalQueueDepth,
+            }),
+        },
+        busy_ratio: rt.busy_ratio,
+        busy_ratio_history: axis.series(&SeriesKey::Runtime {
+            metric: RuntimeMetric::BusyRatio,
+        }),
+    });
+
+    CountersSnapshot {
+        sampled_at_unix_ms: s.time_unix_ms.unwrap_or(0),
+        history_start_unix_ms,
+        step_ms,
+        sockets,
+        sockstat,
+        protocol_rates,
+        processes,
+        tasks,
+        resolution,
+        socket_totals,
+        listeners,
+        listeners_omitted,
+        sources: s
+            .sources
+            .iter()
+            .map(|src| SourceStatus {
+                name: src.name.clone(),
+                status: source_state(src.status),
+                reason: src.reason.clone(),
+            })
+            .collect(),
+        runtime,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use faultline_ingest::counters::process::ProcessCounters;
+    use faultline_ingest::counters::reader::CensusReading;
+    use faultline_ingest::counters::sockets::{Family, SocketSource};
+    use faultline_ingest::counters::store::NodeSample;
+    use faultline_ingest::counters::{
+        CounterError, CountersConfig, SocketCensus, SocketEntry, SocketState as S,
+    };
+
+    use super::*;
+    use crate::views::test_support::*;
+    use crate::views::NANOS_PER_MS;
+    use faultline_series::PortSide;
+
+    #[test]
+    fn a_port_group_whose_sockets_are_gone_keeps_its_history_in_the_window() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores.counters.record_sample(sample(t0, 2, 30, 100));
+        // The CLOSE_WAIT leak towards 5432 ended: no socket on that port any more.
+        stores.counters.record_sample(sample(t0 + 1_000, 2, 0, 100));
+        let c = views_at(&stores, NOW).counters.snapshot();
+        let cw = c
+            .sockets
+            .iter()
+            .find(|s| s.port == 5432 && s.side == PortSide::Remote)
+            .unwrap_or_else(|| panic!("the ended leak vanished: {:?}", c.sockets));
+        assert_eq!(cw.state, SocketState::CloseWait);
+        assert_eq!(cw.current, 0);
+        assert_eq!(cw.history.points[0], Some(30.0));
+    }
+
+    #[test]
+    fn counters_show_sockets_per_port_and_state_with_history() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores.counters.record_sample(sample(t0, 2, 1, 100));
+        stores.counters.record_sample(sample(t0 + 1_000, 5, 2, 110));
+        // A missed tick: the third sample comes two intervals later.
+        stores.counters.record_sample(sample(t0 + 3_000, 9, 4, 150));
+        let views = views_at(&stores, NOW);
+        let c = views.counters.snapshot();
+        assert_eq!(c.sampled_at_unix_ms, t0 + 3_000);
+        assert_eq!(c.step_ms, 1_000);
+        assert_eq!(c.history_start_unix_ms, t0);
+
+        let find = |port: u16, side: PortSide, state: SocketState| {
+            c.sockets
+                .iter()
+                .find(|s| s.port == port && s.side == side && s.state == state)
+                .unwrap_or_else(|| panic!("{port} {side:?} {state:?} in {:?}", c.sockets))
+        };
+        let tw = find(8080, PortSide::Local, SocketState::TimeWait);
+        assert_eq!(tw.current, 9);
+        assert_eq!(tw.history.points, [Some(2.0), Some(5.0), None, Some(9.0)]);
+        assert_eq!(
+            find(8080, PortSide::Local, SocketState::Established).current,
+            2
+        );
+        assert_eq!(find(8080, PortSide::Local, SocketState::Listen).current, 1);
+        let cw = find(5432, PortSide::Remote, SocketState::CloseWait);
+        assert_eq!(cw.current, 4);
+        assert_eq!(cw.history.points, [Some(1.0), Some(2.0), None, Some(4.0)]);
+        assert!(
+            c.sockets
+                .iter()
+                .all(|s| s.history.points.len() == 4
+                    && !(s.port == 5432 && s.side == PortSide::Local))
+        );
+
+        let tcp_tw = c
+            .sockstat
+            .iter()
+            .find(|s| s.name == "TCP tw")
+            .expect("sockstat TCP tw");
+        assert_eq!(tcp_tw.unit, "sockets");
+        assert_eq!(tcp_tw.current, Some(9.0));
+        assert_eq!(
+            tcp_tw.history.points,
+            [Some(2.0), Some(5.0), None, Some(9.0)]
+        );
+        let resets = c
+            .protocol_rates
+            .iter()
+            .find(|s| s.name == "Tcp EstabResets")
+            .expect("reset rate");
+        assert_eq!(resets.unit, "/s");
+        assert_eq!(resets.current, Some(20.0));
+        assert_eq!(resets.history.points, [None, Some(10.0), None, Some(20.0)]);
+        assert_eq!(resets.total, Some(150));
+
+        let user = c
+            .processes
+            .iter()
+            .find(|p| p.name == "user-svc")
+            .expect("user-svc process");
+        assert_eq!(user.pid, 4242);
+        assert_eq!(user.fds.points, [Some(65.0), Some(66.0), None, Some(68.0)]);
+        assert_eq!(user.threads.points.last(), Some(&Some(18.0)));
+        let proxy = c
+            .processes
+            .iter()
+            .find(|p| p.name == "db-proxy")
+            .expect("db-proxy listed");
+        assert_eq!(proxy.pid, 0);
+        assert!(proxy.fds.points.iter().all(Option::is_none));
+        assert!(proxy.current.is_none());
+        assert!(proxy
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("db-proxy")));
+        let now = user.current.as_ref().expect("user-svc read");
+        assert_eq!((now.open_fds, now.fd_limit), (68, Some(1024)));
+        assert_eq!(now.rss_bytes, 1 << 20);
+        assert_eq!(
+            user.rss_bytes.points.last(),
+            Some(&Some(f64::from(1u32 << 20)))
+        );
+        // Less than a minute of history: no change over a minute yet.
+        assert_eq!(user.fds.delta_1m, None);
+        // /proc/net/tcp counted the sockets: listeners without a backlog.
+        let listener = &c.listeners[0];
+        assert_eq!(
+            (listener.port, listener.backlog, listener.fill),
+            (8080, None, None)
+        );
+        assert_eq!(
+            c.socket_totals.as_ref().map(|t| t.source),
+            Some(faultline_web::model::SocketSource::Proc)
+        );
+
+        let task = |target: &str| {
+            c.tasks
+                .iter()
+                .find(|t| t.target == target)
+                .unwrap_or_else(|| panic!("{target} in {:?}", c.tasks))
+        };
+        let user_tasks = task("user-svc");
+        assert_eq!(user_tasks.current, Some(440));
+        assert_eq!(
+            user_tasks.history.points,
+            [Some(410.0), Some(420.0), None, Some(440.0)]
+        );
+        assert_eq!(user_tasks.error, None);
+        assert_eq!(user_tasks.source, "pprof");
+        assert_eq!(user_tasks.last_success_unix_ms, Some(t0 + 3_000));
+        let order = task("order-svc");
+        assert_eq!(order.current, None);
+        assert_eq!(order.error.as_deref(), Some("connection refused"));
+        assert_eq!(order.last_success_unix_ms, None);
+        assert!(order.history.points.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn tasks_reported_by_two_sources_are_told_apart() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores.counters.record_sample(sample(t0, 0, 0, 0));
+        assert!(stores
+            .counters
+            .record_task("user-svc", "otlp", 512.0, NOW + 1));
+        let c = views_at(&stores, NOW).counters.snapshot();
+        let mut targets: Vec<&str> = c.tasks.iter().map(|t| t.target.as_str()).collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["order-svc", "user-svc (otlp)", "user-svc (pprof)"]
+        );
+        let otlp = c
+            .tasks
+            .iter()
+            .find(|t| t.target == "user-svc (otlp)")
+            .expect("otlp task");
+        assert_eq!(otlp.current, Some(512));
+    }
+
+    /// A node served by netlink: a listener on 8080 whose accept queue is at its backlog, one
+    /// on [::]:9090 with room, `time_wait` TIME_WAIT sockets on 8080, one socket towards each of
+    /// three other services, `/proc/net/sockstat` missing, the agent's own process and runtime.
+    fn netlink_sample(t_ms: i64, time_wait: u16, alive_tasks: usize, busy_s: f64) -> NodeSample {
+        let listener = |local: &str, family: Family, queue: u32, backlog: u32| SocketEntry {
+            family,
+            state: S::Listen,
+            local: local.parse().expect("test address"),
+            remote: SocketEntry::unspecified(family),
+            recv_queue: queue,
+            send_queue: Some(backlog),
+            inode: 7,
+        };
+        let mut entries = vec![
+            listener("0.0.0.0:8080", Family::Ipv4, 128, 128),
+            listener("[::]:9090", Family::Ipv6, 1, 4096),
+            socket(S::Established, "10.0.0.1:40001", "10.0.0.9:5432"),
+            socket(S::Established, "10.0.0.1:40002", "10.0.0.9:6379"),
+            socket(S::SynSent, "10.0.0.1:40003", "10.0.0.9:9200"),
+        ];
+        for i in 0..time_wait {
+            entries.push(socket(
+                S::TimeWait,
+                "10.0.0.1:8080",
+                &format!("10.0.0.3:{}", 51000 + i),
+            ));
+        }
+        let census = SocketCensus::from_entries(SocketSource::Netlink, &entries, &(32768..=60999));
+        NodeSample {
+            time_unix_ms: t_ms,
+            sockets: CensusReading {
+                census: Ok(census),
+                netlink_problem: None,
+                budget_note: None,
+            },
+            sockstat: Err(CounterError::Read {
+                path: "/proc/net/sockstat".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+            protocol: Ok(BTreeMap::from([("Tcp EstabResets".to_string(), 5)])),
+            processes: Vec::new(),
+            agent_process: Some(ProcessCounters {
+                pids: vec![777],
+                open_fds: 31,
+                fd_limit: None,
+                threads: 9,
+                rss_bytes: 48 << 20,
+            }),
+            runtime: Some(faultline_ingest::counters::runtime::RuntimeCounters {
+                workers: 2,
+                alive_tasks,
+                global_queue_depth: 3,
+                busy_seconds_total: busy_s,
+            }),
+            scrapes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counters_show_listen_queues_totals_other_ports_sources_and_the_runtime() {
+        let stores = stores_with(CountersConfig {
+            top_ports: 2,
+            ..CountersConfig::default()
+        });
+        let t0 = NOW / NANOS_PER_MS;
+        // 62 samples a second apart: TIME_WAIT grows by 2 a second, alive tasks by 1.
+        for i in 0..62u16 {
+            stores.counters.record_sample(netlink_sample(
+                t0 + i64::from(i) * 1_000,
+                2 * i,
+                40 + usize::from(i),
+                f64::from(i) * 0.5,
+            ));
+        }
+        let c = views_at(&stores, NOW).counters.snapshot();
+        assert_eq!(c.resolution, HistoryResolution::Second);
+
+        // Accept queues, fullest first; the history is the port's queue length.
+        let l: Vec<(&str, u16, u64, Option<u64>)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.address.as_str(), l.port, l.queue, l.backlog))
+            .collect();
+        assert_eq!(
+            l,
+            [
+                ("0.0.0.0", 8080, 128, Some(128)),
+                ("::", 9090, 1, Some(4096))
+            ]
+        );
+        assert_eq!(c.listeners[0].fill, Some(1.0));
+        assert_eq!(c.listeners[0].history.points.last(), Some(&Some(128.0)));
+        assert_eq!(c.listeners[0].history.delta_1m, Some(0.0));
+        assert_eq!(c.listeners_omitted, 0);
+
+        // Totals by state, every state, with the change over the last minute: the latest
+        // sample (61 s) against the newest at least 60 s older (1 s).
+        let totals = c.socket_totals.as_ref().expect("socket totals");
+        assert_eq!(totals.source, faultline_web::model::SocketSource::Netlink);
+        assert_eq!(totals.by_state.len(), 11);
+        let tw = totals
+            .by_state
+            .iter()
+            .find(|s| s.state == SocketState::TimeWait)
+            .expect("TIME_WAIT total");
+        assert_eq!(tw.current, 122);
+        assert_eq!(tw.history.delta_1m, Some(120.0));
+        assert_eq!(tw.history.points.len(), 62);
+        assert_eq!(totals.total, 122 + 5);
+        assert!(totals
+            .ipv6
+            .iter()
+            .any(|s| s.state == SocketState::Listen && s.count == 1));
+        // Top 2 groups: 8080 in (TIME_WAIT + listener) and one of the single-socket groups;
+        // the other three (9090 in, two outbound) are summed.
+        assert_eq!(totals.other_ports.port_groups, 3);
+        assert_eq!(totals.other_ports.total, 3);
+        assert_eq!(totals.other_ports.history.points.last(), Some(&Some(3.0)));
+        let tw_8080 = c
+            .sockets
+            .iter()
+            .find(|s| s.port == 8080 && s.state == SocketState::TimeWait)
+            .expect("8080 TIME_WAIT");
+        assert_eq!(tw_8080.history.delta_1m, Some(120.0));
+
+        // sockstat is missing: unavailable with the reason, and no values (not zeros).
+        let sockstat = c
+            .sources
+            .iter()
+            .find(|s| s.name == "sockstat")
+            .expect("sockstat source");
+        assert_eq!(sockstat.status, SourceState::Unavailable);
+        assert!(sockstat
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("/proc/net/sockstat")));
+        assert!(c.sockstat.is_empty());
+        assert!(c
+            .sources
+            .iter()
+            .any(|s| s.name == "sockets.netlink" && s.status == SourceState::Available));
+
+        // The agent's own process and runtime.
+        let me = &c.processes[0];
+        assert_eq!((me.name.as_str(), me.pid), ("faultline", 777));
+        let now = me.current.as_ref().expect("agent process read");
+        assert_eq!(
+            (now.open_fds, now.fd_limit, now.rss_bytes),
+            (31, None, 48 << 20)
+        );
+        assert_eq!(
+            me.rss_bytes.points.last(),
+            Some(&Some(f64::from(48u32 << 20)))
+        );
+        let rt = c.runtime.as_ref().expect("runtime");
+        assert_eq!(rt.workers, 2);
+        assert_eq!(rt.alive_tasks.current, 101);
+        assert_eq!(rt.alive_tasks.history.delta_1m, Some(60.0));
+        assert_eq!(rt.global_queue_depth.current, 3);
+        // 0.5 s busy per second over 2 workers.
+        assert_eq!(rt.busy_ratio, Some(0.25));
+        assert_eq!(rt.busy_ratio_history.points.last(), Some(&Some(0.25)));
+    }
+
+    #[test]
+    fn minute_resolution_reads_the_24_hour_ring_with_the_same_deltas() {
+        let stores = stores_with(CountersConfig {
+            interval_ms: 5_000,
+            ..CountersConfig::default()
+        });
+        // Three minutes and a bit of samples, every 5 s, from the start of a minute.
+        let t0 = NOW / NANOS_PER_MS / 60_000 * 60_000;
+        for i in 0..40u16 {
+            let tw = if i == 13 { 90 } else { i };
+            stores
+                .counters
+                .record_sample(netlink_sample(t0 + i64::from(i) * 5_000, tw, 40, 0.0));
+        }
+        let views = views_at(&stores, NOW);
+        let seconds = views.counters.snapshot();
+        let minutes = views
+            .counters
+            .snapshot_at_resolution(HistoryResolution::Minute);
+        assert_eq!(minutes.resolution, HistoryResolution::Minute);
+        assert_eq!(minutes.step_ms, 60_000);
+        assert_eq!(minutes.history_start_unix_ms, t0);
+        assert_eq!(minutes.sampled_at_unix_ms, seconds.sampled_at_unix_ms);
+        let tw = |c: &CountersSnapshot| {
+            c.socket_totals
+                .as_ref()
+                .and_then(|t| t.by_state.iter().find(|s| s.state == SocketState::TimeWait))
+                .cloned()
+                .expect("TIME_WAIT")
+        };
+        // Closed minutes 0..=2 (samples 0-11, 12-23, 24-35), each its peak: the 5-second
+        // spike to 90 in the second minute is kept.
+        assert_eq!(
+            tw(&minutes).history.points,
+            [Some(11.0), Some(90.0), Some(35.0)]
+        );
+        assert_eq!(tw(&minutes).current, 39);
+        // The change over a minute does not depend on the resolution shown: 39 - 27.
+        assert_eq!(tw(&minutes).history.delta_1m, Some(12.0));
+        assert_eq!(tw(&seconds).history.delta_1m, Some(12.0));
+        assert_eq!(tw(&seconds).history.points.len(), 40);
+    }
+
+    #[test]
+    fn a_failing_socket_source_shows_no_socket_figures_and_says_why() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores
+            .counters
+            .record_sample(netlink_sample(t0, 3, 40, 0.0));
+        let mut broken = netlink_sample(t0 + 1_000, 3, 40, 0.0);
+        broken.sockets = CensusReading {
+            census: Err(CounterError::Netlink(std::io::Error::from(
+                std::io::ErrorKind::PermissionDenied,
+            ))),
+            netlink_problem: Some("netlink refused".into()),
+            budget_note: None,
+        };
+        stores.counters.record_sample(broken);
+        let c = views_at(&stores, NOW).counters.snapshot();
+        assert!(c.socket_totals.is_none());
+        assert!(c.listeners.is_empty() && c.sockets.is_empty());
+        let netlink = c
+            .sources
+            .iter()
+            .find(|s| s.name == "sockets.netlink")
+            .expect("netlink source");
+        assert_eq!(netlink.status, SourceState::Failing);
+        assert!(netlink.reason.is_some());
+        // The agent itself is still counted.
+        assert!(c.runtime.is_some() && c.processes[0].current.is_some());
+    }
+
+    #[test]
+    fn counter_store_bounds_are_store_counters() {
+        let stores = stores_with(CountersConfig {
+            max_task_targets: 1,
+            ..CountersConfig::default()
+        });
+        assert!(stores.counters.record_task("a", "otlp", 1.0, NOW));
+        assert!(!stores.counters.record_task("b", "otlp", 1.0, NOW));
+        let counters = views_at(&stores, NOW).counters.store_counters();
+        let value = |name: &str| counters.iter().find(|c| c.name == name).map(|c| c.value);
+        assert_eq!(value("counter_task_targets"), Some(1.0));
+        assert_eq!(value("counter_task_targets_rejected_total"), Some(1.0));
+        assert_eq!(value("counter_series_evicted_total"), Some(0.0));
+    }
+}
