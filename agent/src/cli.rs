@@ -17,6 +17,14 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start here: a real outage on three small services on this machine, watched by the
+    /// agent, with the dashboard to look at.
+    ///
+    /// Starts the agent (its own temporary data dir, free loopback OTLP ports, dashboard on
+    /// --listen) and a chain of three HTTP services inside this process that log, send spans
+    /// and serve task pages to it under steady traffic; after --baseline seconds it injects
+    /// --scenario for real. Ctrl-C stops everything and removes every file it wrote.
+    Demo(crate::demo::DemoArgs),
     /// Run the agent: tail logs, receive OTLP, cluster errors, serve the dashboard and API.
     ///
     /// With no config file and no flags it uses the embedded defaults: logs under

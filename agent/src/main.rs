@@ -7,6 +7,8 @@
 mod cli;
 mod cluster_cmd;
 mod config;
+mod demo;
+mod lab;
 mod persist;
 mod pipeline;
 mod replay_cmd;
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run_agent(args),
+        Command::Demo(args) => demo::run(&args).map_err(Failure::from),
         Command::Config(args) => config_command(args),
         Command::Cluster(args) => cluster_cmd::run(&args).map_err(Failure::from),
         Command::Replay(args) => replay_cmd::run(&args).map_err(Failure::from),

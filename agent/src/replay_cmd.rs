@@ -261,7 +261,7 @@ fn serve(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let stop = crate::shutdown::install().context("cannot install the signal handlers")?;
+        let stop = crate::shutdown::install(|| {}).context("cannot install the signal handlers")?;
         let health = HealthRegistry::new();
         let listener = tokio::net::TcpListener::bind(listen)
             .await

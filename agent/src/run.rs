@@ -35,9 +35,28 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// are the buffer).
 const TAIL_CHANNEL_BATCHES: usize = 8;
 
+/// Where a started agent listens, for a caller that started it in-process (`faultline demo`).
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// The dashboard and API.
+    pub web: std::net::SocketAddr,
+    /// The OTLP/HTTP receiver.
+    pub otlp_http: std::net::SocketAddr,
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let stop = shutdown::install().context("cannot install the signal handlers")?;
+    let stop = shutdown::install(|| {}).context("cannot install the signal handlers")?;
+    serve(settings, stop, None).await
+}
+
+/// Runs the agent until `stop` is cancelled; once every listener is bound, sends where they
+/// listen to `ready`.
+pub async fn serve(
+    settings: Settings,
+    stop: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Listening>>,
+) -> anyhow::Result<()> {
     let (data_dir, fallback_note) = settings.prepare_data_dir()?;
     if let Some(note) = fallback_note {
         tracing::warn!("{note}");
@@ -266,6 +285,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "faultline {} running",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(ready) = ready {
+        // A caller that went away no longer needs the addresses; the agent runs on.
+        let _ = ready.send(Listening {
+            web: web_addr,
+            otlp_http: http_addr,
+        });
+    }
 
     stop.cancelled().await;
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;

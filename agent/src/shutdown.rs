@@ -1,5 +1,6 @@
 //! Signals: the first SIGINT or SIGTERM asks every part of the agent to stop and flush; a
-//! second one exits at once.
+//! second one exits at once, after a last cleanup of what must not be left behind (the
+//! demo's temporary directory).
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -8,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 const FORCED_EXIT: i32 = 130;
 
 /// Spawns the signal watcher and returns the token that is cancelled on the first signal.
-pub fn install() -> std::io::Result<CancellationToken> {
+/// `before_forced_exit` runs on a second signal, just before the process exits.
+pub fn install(
+    before_forced_exit: impl FnOnce() + Send + 'static,
+) -> std::io::Result<CancellationToken> {
     let token = CancellationToken::new();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -31,6 +35,7 @@ pub fn install() -> std::io::Result<CancellationToken> {
             signal = second,
             "second signal: exiting now without flushing"
         );
+        before_forced_exit();
         std::process::exit(FORCED_EXIT);
     });
     Ok(token)

@@ -15,5 +15,6 @@ mod config_cli;
 mod counters;
 mod culprit;
 mod dashboard;
+mod demo;
 mod pipeline;
 mod replay;

@@ -1,0 +1,301 @@
+//! `faultline demo`: a new user's first command. Started with a short baseline, the API must
+//! show the injected fault's error pattern within 60 s; after SIGINT nothing may be left:
+//! no child process, no listening socket, no file in the temporary directory.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{binary, free_port, http_get};
+
+/// The demo's promise to a new user: the fault is on the dashboard within a minute.
+const SHOWN_WITHIN: Duration = Duration::from_secs(60);
+
+/// The baseline asked for: short, to keep the test short; the agent still sees healthy
+/// traffic (about a hundred requests) before the fault.
+const BASELINE_SECS: &str = "5";
+
+/// Kills the demo if a test fails before it stopped it.
+struct Demo {
+    child: Option<Child>,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+    _output_dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Starts `faultline demo ARGS` with `tmp` as its TMPDIR; its output goes to files of a
+    /// directory of their own, so `tmp` holds only what the demo itself writes.
+    fn start(tmp: &Path, args: &[&str]) -> Demo {
+        let output_dir = tempfile::tempdir().expect("tempdir");
+        let out = output_dir.path().join("stdout");
+        let err = output_dir.path().join("stderr");
+        let child = Command::new(binary())
+            .arg("demo")
+            .args(args)
+            .env("TMPDIR", tmp)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn faultline demo");
+        Demo {
+            child: Some(child),
+            out,
+            err,
+            _output_dir: output_dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sends SIGINT and waits for the exit status within `limit`.
+    fn interrupt(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the demo did not exit within {limit:?} of SIGINT\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Loopback ports in LISTEN state on this machine (IPv4 and IPv6).
+fn listening_ports() -> HashSet<u16> {
+    let mut ports = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // fields[1] = local "ADDR:PORT" in hex, fields[3] = state (0A = LISTEN).
+            if fields.len() > 3 && fields[3] == "0A" {
+                if let Some(port) = fields[1].rsplit(':').next() {
+                    if let Ok(port) = u16::from_str_radix(port, 16) {
+                        ports.insert(port);
+                    }
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+/// The lab's API ports, read from the chain line the demo prints
+/// (`chain      gateway (127.0.0.1:P) -> orders (127.0.0.1:Q) -> ...`).
+fn chain_ports(stdout: &str) -> Vec<u16> {
+    let Some(line) = stdout.lines().find(|l| l.trim_start().starts_with("chain")) else {
+        return Vec::new();
+    };
+    line.split("127.0.0.1:")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut demo = Demo::start(
+        tmp.path(),
+        &[
+            "--scenario",
+            "eof",
+            "--baseline",
+            BASELINE_SECS,
+            "--listen",
+            &listen,
+        ],
+    );
+
+    // The injected fault (inventory closes connections without answering) as the API shows
+    // it: a new pattern with the HTTP client's own words, seen in orders, the caller.
+    let url = format!("http://{listen}/api/v1/clusters?emerging=true");
+    let pattern = loop {
+        if let Some(status) = demo.exited() {
+            panic!("the demo exited early with {status}\n{}", demo.output());
+        }
+        assert!(
+            started.elapsed() < SHOWN_WITHIN,
+            "no emerging 'connection closed before message completed' pattern within \
+             {SHOWN_WITHIN:?}; last page: {:?}\n{}",
+            http_get(&url).ok(),
+            demo.output()
+        );
+        let page = http_get(&url)
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let found = page.and_then(|page| {
+            page["clusters"].as_array().and_then(|clusters| {
+                clusters
+                    .iter()
+                    .find(|c| {
+                        c["canonical_template"].as_str().is_some_and(|t| {
+                            t.contains("connection closed before message completed")
+                        })
+                    })
+                    .cloned()
+            })
+        });
+        if let Some(pattern) = found {
+            break pattern;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let services: Vec<&str> = pattern["services"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(services.contains(&"orders"), "{pattern}");
+    assert_eq!(pattern["emergence"]["kind"], "new", "{pattern}");
+    // TODO(#11): once /api/v1/incidents lands, assert the top incident's culprit is
+    // inventory (the callee that closes), seen by orders.
+
+    let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
+    assert!(stdout.contains("fault injected"), "{}", demo.output());
+    let mut ports = chain_ports(&stdout);
+    assert_eq!(
+        ports.len(),
+        3,
+        "the chain line names three services\n{}",
+        demo.output()
+    );
+    ports.push(port);
+    assert!(
+        children_of(demo.pid()).is_empty(),
+        "the demo started child processes: {:?}",
+        children_of(demo.pid())
+    );
+
+    let status = demo.interrupt(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit after SIGINT: {status}\n{}",
+        demo.output()
+    );
+    let listening = listening_ports();
+    let left: Vec<u16> = ports
+        .into_iter()
+        .filter(|p| listening.contains(p))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "ports still listening after exit: {left:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("read TMPDIR")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        files.is_empty(),
+        "the demo left files in its temporary directory: {files:?}\n{}",
+        demo.output()
+    );
+}
+
+#[test]
+fn demo_on_a_busy_port_says_so_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = busy.local_addr().expect("addr").to_string();
+    let mut demo = Demo::start(tmp.path(), &["--baseline", "1", "--listen", &listen]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = demo.exited() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the demo did not give up on a busy port\n{}",
+            demo.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", demo.output());
+    let stderr = std::fs::read_to_string(&demo.err).unwrap_or_default();
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains(&listen),
+        "{}",
+        demo.output()
+    );
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("read TMPDIR")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(files.is_empty(), "left behind: {files:?}");
+}
