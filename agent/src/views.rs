@@ -40,6 +40,7 @@ use faultline_ingest::traces::{
 };
 use faultline_ingest::{Level, LogRecord, TraceId};
 use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
+use faultline_web::model::Culprit;
 use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CountSeries, CounterView, CountersSnapshot, Emergence, EmergenceKind, HistoryResolution,
@@ -50,6 +51,8 @@ use faultline_web::model::{
     ValueCount,
 };
 use faultline_web::{LiveUpdates, Views};
+
+use crate::culprits;
 
 /// Shortest time between two rebuilds of the cluster rows.
 pub const ROWS_REFRESH: Duration = Duration::from_millis(500);
@@ -70,6 +73,15 @@ const RATE_WINDOW_MINUTES: i64 = 5;
 
 /// Longest per-minute series of a cluster's detail (one day).
 const MAX_DETAIL_MINUTES: i64 = 24 * 60;
+
+/// Emerging rows of the list that carry their culprit (the overview shows the first few).
+const ROW_CULPRITS: usize = 10;
+
+/// Traces a list row's culprit is voted over (the pattern page reads more).
+const ROW_CULPRIT_TRACES: usize = 50;
+
+/// How long a list row's culprit is reused before it is judged again.
+const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
 
 /// Most trace ids listed in a cluster's detail.
 const MAX_DETAIL_TRACES: usize = 50;
@@ -164,6 +176,8 @@ struct RowCache {
     /// Per-minute counts (minute start in Unix seconds, count) of each cluster, with the key
     /// they were fetched at.
     minutes: HashMap<ClusterId, (RowKey, Vec<(i64, u64)>)>,
+    /// The culprit of each emerging row, with when it was judged.
+    culprits: HashMap<String, (Instant, Option<Culprit>)>,
 }
 
 impl ClusterAdapter {
@@ -184,6 +198,7 @@ impl ClusterAdapter {
                 built: None,
                 rows: Arc::from(Vec::new()),
                 minutes: HashMap::new(),
+                culprits: HashMap::new(),
             }),
         }
     }
@@ -220,9 +235,38 @@ impl ClusterAdapter {
             rows.push(summary_row(summary, &per_minute, now));
             minutes.insert(summary.id, (key, per_minute));
         }
+        self.judge_culprits(&mut rows, cache);
         cache.minutes = minutes;
         cache.rows = Arc::from(rows);
         Arc::clone(&cache.rows)
+    }
+
+    /// Sets the culprit of the most emerging rows (at most [`ROW_CULPRITS`]), each judged
+    /// again at most every [`ROW_CULPRIT_REFRESH`]: the list is rebuilt every half second
+    /// under load, a verdict reads up to [`ROW_CULPRIT_TRACES`] chains.
+    fn judge_culprits(&self, rows: &mut [ClusterSummary], cache: &mut RowCache) {
+        let mut emerging: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].emergence.is_some())
+            .collect();
+        emerging.sort_by(|&a, &b| {
+            let score = |i: usize| rows[i].emergence.as_ref().map_or(0.0, |e| e.score);
+            score(b).total_cmp(&score(a))
+        });
+        emerging.truncate(ROW_CULPRITS);
+        let mut judged = HashMap::with_capacity(emerging.len());
+        for i in emerging {
+            let id = rows[i].id.clone();
+            let verdict = match cache.culprits.remove(&id) {
+                Some((at, verdict)) if at.elapsed() < ROW_CULPRIT_REFRESH => (at, verdict),
+                _ => (
+                    Instant::now(),
+                    culprits::of_pattern(&self.traces, &id, ROW_CULPRIT_TRACES),
+                ),
+            };
+            rows[i].culprit = verdict.1.clone();
+            judged.insert(id, verdict);
+        }
+        cache.culprits = judged;
     }
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
@@ -324,6 +368,7 @@ impl ClusterView for ClusterAdapter {
                 })
                 .collect(),
             trace_ids,
+            culprit: culprits::of_pattern(&self.traces, id, culprits::PATTERN_TRACES),
         })
     }
 
@@ -436,6 +481,7 @@ fn summary_row(s: &EngineSummary, per_minute: &[(i64, u64)], now_nanos: i64) -> 
             .as_ref()
             .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
         sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
+        culprit: None,
     }
 }
 
@@ -608,7 +654,10 @@ struct TraceAdapter {
 impl TraceView for TraceAdapter {
     fn call_chain(&self, trace_id: &str) -> Option<CallChain> {
         let id: TraceId = trace_id.parse().ok()?;
-        self.store.call_chain(id).map(|chain| call_chain(&chain))
+        let chain = self.store.call_chain(id)?;
+        let mut doc = call_chain(&chain);
+        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store));
+        Some(doc)
     }
 
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary> {
@@ -730,6 +779,7 @@ fn call_chain(chain: &StoreChain) -> CallChain {
         error_origin_span_id: chain.error_origin.as_ref().map(|o| o.span_id.to_string()),
         unattached_logs: chain.unplaced_logs.iter().map(chain_log).collect(),
         cluster_ids: chain.cluster_ids.clone(),
+        culprit: None,
     }
 }
 

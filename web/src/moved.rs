@@ -893,6 +893,7 @@ mod tests {
                 since_unix_ms: first_seen,
             }),
             sparkline: MinuteCounts::default(),
+            culprit: None,
         }
     }
 
