@@ -169,7 +169,7 @@ fn timeline(engine: &Engine, minutes: &HashMap<(String, i64), u64>) -> Vec<Timel
                 .unwrap_or((0, 0));
             TimelineRow {
                 cluster_id: summary.id.to_string(),
-                pattern: summary.canonical,
+                pattern: summary.name,
                 first_seen_unix_ms: summary.first_seen_unix_nanos / 1_000_000,
                 last_seen_unix_ms: summary.last_seen_unix_nanos / 1_000_000,
                 peak_minute_unix_ms: peak_minute * 60_000,

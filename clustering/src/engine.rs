@@ -32,14 +32,14 @@ use crate::batch::cut;
 use crate::cluster::{ClusterId, RootClusters, RootIndex, VectorParams};
 use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
-use crate::mask::MaskedLine;
+use crate::mask::{MaskedLine, ParamKind};
 use crate::occurrence::{EventSource, RecentTraces};
 use crate::root::root_signature;
 use crate::snapshot::{
     CountersV1, KeyStatsV1, KeyV1, RootStatsV1, RootV1, SampleV1, Snapshot, SnapshotError,
     SnapshotV1,
 };
-use crate::template::{KeyIndex, TemplateId, TemplateMiner};
+use crate::template::{display_template, KeyIndex, TemplateId, TemplateMiner};
 
 const NANOS_PER_MIN: i64 = 60_000_000_000;
 const NANOS_PER_SEC: i64 = 1_000_000_000;
@@ -153,9 +153,15 @@ pub struct ClusterQuery {
 pub struct ClusterSummary {
     /// Stable id.
     pub id: ClusterId,
-    /// Readable canonical text: the innermost error, masked.
+    /// The innermost error, masked: what the id is a hash of.
     pub canonical: String,
-    /// The most frequent template of the cluster (the full masked message).
+    /// The name shown to people (API, dashboard, `/metrics`): the cluster's most informative
+    /// template with typed placeholders (`<ip:port>`, `<duration>`, ...). The most frequent
+    /// template, unless one at least half as frequent says more (more constant text): it
+    /// shows what most events look like, and the call or peer that failed when that is known.
+    pub name: String,
+    /// The most frequent template of the cluster (the full masked message, typed
+    /// placeholders).
     pub example_template: String,
     /// Failures ever: occurrences, one per trace however many records reported it.
     pub count: u64,
@@ -237,6 +243,9 @@ pub(crate) struct KeyStats {
     pub(crate) last: i64,
     pub(crate) root: RootIndex,
     pub(crate) services: BTreeMap<String, u64>,
+    /// The [`ParamKind`] codes of the key's placeholders, for display only (absent in
+    /// snapshots written before kinds existed: those show `<*>`).
+    pub(crate) kinds: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -469,10 +478,10 @@ impl Engine {
             if !roots.contains(&ks.root) || ks.count == 0 {
                 continue;
             }
-            let (id, text) = s.miner.template_of(k as KeyIndex);
+            let (id, _) = s.miner.template_of(k as KeyIndex);
             let e = templates.entry(id).or_insert_with(|| TemplateSummary {
                 id,
-                text: text.to_string(),
+                text: s.display(k as KeyIndex),
                 count: 0,
                 services: Vec::new(),
                 first_seen_unix_nanos: ks.first,
@@ -584,6 +593,7 @@ impl Engine {
                         last: ks.last,
                         root: ks.root,
                         services: ks.services.clone(),
+                        kinds: ks.kinds.clone(),
                     },
                 })
                 .collect(),
@@ -708,6 +718,7 @@ impl Engine {
                     last: key.stats.last,
                     root: key.stats.root,
                     services: key.stats.services.clone(),
+                    kinds: key.stats.kinds.clone(),
                 });
             }
             s.miner.consolidate();
@@ -803,6 +814,7 @@ impl State {
             last: i64::MIN,
             root,
             services: BTreeMap::new(),
+            kinds: self.masked.kinds.iter().map(|k| k.code()).collect(),
         });
         Some(key)
     }
@@ -890,6 +902,17 @@ impl State {
             }
         }
         self.drop_keys(&gone);
+    }
+
+    /// The display form of a key's template (typed placeholders).
+    fn display(&self, key: KeyIndex) -> String {
+        let kinds: Vec<ParamKind> = self.keys[key as usize]
+            .kinds
+            .chars()
+            .map(ParamKind::from_code)
+            .collect();
+        let (_, template) = self.miner.template_of(key);
+        display_template(template, self.miner.key_text(key), &kinds)
     }
 
     /// Roots grouped by cluster id.
@@ -986,25 +1009,43 @@ impl State {
             return None;
         }
         let canonical = self.roots.canonical_of(first_root).to_string();
-        let mut template_count: HashMap<TemplateId, u64> = HashMap::new();
-        let mut texts: HashMap<TemplateId, &str> = HashMap::new();
+        // Per template: events, and its most frequent key (whose kinds name the placeholders).
+        let mut per_template: HashMap<TemplateId, (u64, KeyIndex, u64)> = HashMap::new();
         for &r in roots {
             for &k in keys_by_root.get(r as usize).map_or(&[][..], Vec::as_slice) {
-                let (tid, text) = self.miner.template_of(k);
-                *template_count.entry(tid).or_insert(0) += self.keys[k as usize].count;
-                texts.insert(tid, text);
+                let (tid, _) = self.miner.template_of(k);
+                let n = self.keys[k as usize].count;
+                let e = per_template.entry(tid).or_insert((0, k, 0));
+                e.0 += n;
+                if n > e.2 || (n == e.2 && k < e.1) {
+                    (e.1, e.2) = (k, n);
+                }
             }
         }
-        let example = template_count
+        let mut ranked: Vec<(TemplateId, u64, KeyIndex)> = per_template
             .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .and_then(|(tid, _)| texts.get(tid))
-            .map(|t| t.to_string())
+            .map(|(t, &(n, k, _))| (*t, n, k))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let example = ranked
+            .first()
+            .map(|&(_, _, k)| self.display(k))
             .unwrap_or_default();
+        let top = ranked.first().map_or(0, |r| r.1);
+        let name = ranked
+            .iter()
+            .filter(|r| r.1 * 2 >= top)
+            .map(|&(_, _, k)| headline(&self.display(k)))
+            .filter(|n| !n.is_empty())
+            .max_by(|a, b| constant_len(a).cmp(&constant_len(b)).then(b.cmp(a)))
+            .unwrap_or_else(|| canonical.clone());
         if let Some(text) = &q.text {
             let needle = text.to_lowercase();
             let hit = canonical.to_lowercase().contains(&needle)
-                || texts.values().any(|t| t.to_lowercase().contains(&needle));
+                || name.to_lowercase().contains(&needle)
+                || ranked
+                    .iter()
+                    .any(|&(_, _, k)| self.miner.template_of(k).1.to_lowercase().contains(&needle));
             if !hit {
                 return None;
             }
@@ -1025,6 +1066,7 @@ impl State {
         Some(ClusterSummary {
             id,
             canonical,
+            name,
             example_template: example,
             count,
             reports,
@@ -1034,10 +1076,44 @@ impl State {
             last_seen_unix_nanos: last,
             services,
             severity: severity.to_string(),
-            templates: template_count.len(),
+            templates: per_template.len(),
             emergence,
         })
     }
+}
+
+/// Longest display name, in bytes: a name is read in a list row and a metric label.
+const MAX_NAME_BYTES: usize = 240;
+
+/// The first line of a template (up to a real or escaped `\n`: a stack trace follows a
+/// panic message), cut to [`MAX_NAME_BYTES`] with an ellipsis.
+fn headline(text: &str) -> String {
+    let end = [text.find('\n'), text.find("\\n")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(text.len());
+    let line = text[..end].trim_end();
+    if line.len() <= MAX_NAME_BYTES {
+        return line.to_string();
+    }
+    format!("{}…", cut(line, MAX_NAME_BYTES))
+}
+
+/// Characters of a display name that are not placeholders: how much it says.
+fn constant_len(name: &str) -> usize {
+    let mut n = name.len();
+    let mut rest = name;
+    while let Some(open) = rest.find('<') {
+        match rest[open..].find('>') {
+            Some(close) if rest[open + 1..open + close].bytes().all(|b| b != b' ') => {
+                n -= close + 1;
+                rest = &rest[open + close + 1..];
+            }
+            _ => rest = &rest[open + 1..],
+        }
+    }
+    n
 }
 
 fn vector_params(config: &ClusteringConfig) -> VectorParams {
@@ -1220,6 +1296,39 @@ mod tests {
         assert_eq!(detail.samples.len(), 2);
         assert_eq!(detail.samples[1].trace_id.as_deref(), Some(TRACE));
         assert_eq!(detail.templates.len(), 2);
+    }
+
+    #[test]
+    fn names_show_typed_placeholders_and_ids_hash_the_plain_shape() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let mut obs = None;
+        for i in 0..3 {
+            obs = Some(engine.observe(&event(
+                &format!("read tcp 10.0.0.{i}:4{i}->10.0.0.9:80: read: connection reset by peer"),
+                "a",
+                t0 + i64::from(i),
+            )));
+        }
+        engine.observe(&event("reset: connection reset by peer", "a", t0 + 9));
+        engine.maintain();
+        let obs = obs.expect("observed");
+        let id = obs.cluster.expect("clustered");
+        // Ids are hashes of the `<*>` forms, whatever the display says.
+        assert_eq!(id, ClusterId::of("connection reset by peer"));
+        assert_eq!(
+            obs.template,
+            Some(TemplateId::of(
+                "read tcp <*>-><*>: read: connection reset by peer"
+            ))
+        );
+        let detail = engine.cluster(id, t0 + MIN).expect("known");
+        assert_eq!(
+            detail.summary.name,
+            "read tcp <ip:port>-><ip:port>: read: connection reset by peer"
+        );
+        assert_eq!(detail.summary.canonical, "connection reset by peer");
+        assert_eq!(detail.templates[0].text, detail.summary.name);
     }
 
     #[test]

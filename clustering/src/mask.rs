@@ -1,26 +1,164 @@
 //! Masking: the variable parts of a message become `<*>`, the rest is its *shape*.
 //!
 //! One pass over the message's whitespace-separated tokens, no regular expressions and no
-//! per-data-set settings. A token is variable when its core (the token without surrounding
-//! brackets, quotes and trailing punctuation) holds a digit (numbers, IPv4/IPv6 with ports,
-//! `host:port`, hex and `0x..`, UUIDs, trace/span ids, durations such as `1.5s` or `3m0s`,
-//! sizes such as `12KB`, dates and times), is a URL (`scheme://`), an absolute path with at
-//! least two `/`, an e-mail-like `a@b.c`, or an empty bracket pair (`()`, `[]`, `""`). In
-//! `key=value` tokens only the value is masked, and only when it is variable itself: a
-//! constant value such as `user=root` stays part of the shape and is left to the template
-//! miner, which generalises it when many values show up there. Month and weekday names next to
-//! a variable token belong to a time stamp and are masked with it; a unit word right after a
-//! variable number (`5.2 KB`, `200 ms`) is absorbed into it; consecutive `<*>` collapse into
-//! one, so that variable-length values (time stamps) give one shape.
+//! per-data-set settings. Every rule below is a property of how programs print values, not
+//! of one system's logs:
+//!
+//! * A token's *core* is the token without surrounding brackets, quotes and trailing
+//!   punctuation. A core that is one value is masked whole, its brackets and punctuation
+//!   kept: a value holds a digit (numbers, IPv4/IPv6 with ports, `host:port`, hex and `0x..`,
+//!   UUIDs, trace ids, durations `1.5s`/`3m0s`, sizes `12KB`, dates and times), or is a URL
+//!   (`scheme://`), an absolute path with at least two `/`, or an e-mail-like `a@b.c`. Programs
+//!   print numbers with digits; words a human wrote into a format string rarely hold one.
+//! * A core that holds brackets, quotes, commas or `=` inside (markup, JSON, `f(1)`,
+//!   `a=1,b=2`) is not one value: it is cut at those characters and only the pieces that are
+//!   values are masked. The masker never replaces part of a word together with its
+//!   punctuation: `</script><script>alert(1)</script>` keeps every tag and becomes
+//!   `</script><script>alert(<*>)</script>`.
+//! * In `key=value` tokens only the value is masked, and only when it is a value itself: a
+//!   constant value such as `user=root` stays part of the shape and is left to the template
+//!   miner, which generalises it when many values show up there.
+//! * Month and weekday names next to a variable token belong to a time stamp and are masked
+//!   with it; a unit word right after a number (`5.2 KB`, `200 ms`) is absorbed into it (its
+//!   punctuation stays); consecutive bare `<*>` collapse into one, so that variable-length
+//!   values (time stamps) give one shape — except when that would leave nothing but one
+//!   placeholder for a message of several tokens: a line is never swallowed whole.
+//!
+//! Each masked value also gets a [`ParamKind`] (`<ip:port>`, `<duration>`, `<uuid>`, ...)
+//! for the names shown to people. The kinds are kept beside the shape, never in it: ids hash
+//! the shape with plain `<*>` (DESIGN decision 1), so a better display never changes an id.
 //!
 //! The masked values are not thrown away: [`MaskedLine::params`] holds their byte ranges in
 //! the original message, shown to users as a template's example parameter values.
 
-/// The placeholder of a masked value.
+use serde::{Deserialize, Serialize};
+
+/// The placeholder of a masked value in a shape (the canonical, hashed form).
 pub const WILDCARD: &str = "<*>";
 
 const LEADING: &[u8] = b"([{\"'<";
 const TRAILING: &[u8] = b")]}\"',;:.>";
+
+/// What kind of value a placeholder stands for: shown in display names, never hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParamKind {
+    /// Anything (mixed values, or a word the template miner generalised).
+    Any,
+    /// A number (`42`, `-1.5`, `1,024`).
+    Num,
+    /// Hexadecimal digits (`0x1f`, trace ids, hashes).
+    Hex,
+    /// Letters and digits mixed (`blk_123`, `user42`).
+    Id,
+    /// An IPv4 or IPv6 address.
+    Ip,
+    /// An IP address with a port (`10.0.0.1:80`, `[::1]:8080`).
+    IpPort,
+    /// A host name with a port (`db-1:5432`).
+    HostPort,
+    /// A UUID.
+    Uuid,
+    /// A duration (`1.5s`, `3m0s`, `200 ms`).
+    Duration,
+    /// A size (`12KB`, `5.2 MB`).
+    Size,
+    /// A date, a time or a time stamp.
+    Time,
+    /// A URL.
+    Url,
+    /// An absolute path.
+    Path,
+    /// An e-mail address.
+    Email,
+}
+
+impl ParamKind {
+    /// The typed placeholder shown to people (`<ip:port>`, `<duration>`, ...).
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            ParamKind::Any => WILDCARD,
+            ParamKind::Num => "<num>",
+            ParamKind::Hex => "<hex>",
+            ParamKind::Id => "<id>",
+            ParamKind::Ip => "<ip>",
+            ParamKind::IpPort => "<ip:port>",
+            ParamKind::HostPort => "<host:port>",
+            ParamKind::Uuid => "<uuid>",
+            ParamKind::Duration => "<duration>",
+            ParamKind::Size => "<size>",
+            ParamKind::Time => "<time>",
+            ParamKind::Url => "<url>",
+            ParamKind::Path => "<path>",
+            ParamKind::Email => "<email>",
+        }
+    }
+
+    /// One character per kind, for compact storage of a shape's kinds.
+    pub fn code(self) -> char {
+        match self {
+            ParamKind::Any => '*',
+            ParamKind::Num => 'n',
+            ParamKind::Hex => 'x',
+            ParamKind::Id => 'i',
+            ParamKind::Ip => 'a',
+            ParamKind::IpPort => 'p',
+            ParamKind::HostPort => 'h',
+            ParamKind::Uuid => 'u',
+            ParamKind::Duration => 'd',
+            ParamKind::Size => 's',
+            ParamKind::Time => 't',
+            ParamKind::Url => 'l',
+            ParamKind::Path => 'f',
+            ParamKind::Email => 'e',
+        }
+    }
+
+    /// The kind of a [`code`](Self::code); unknown codes are [`ParamKind::Any`].
+    pub fn from_code(c: char) -> Self {
+        match c {
+            'n' => ParamKind::Num,
+            'x' => ParamKind::Hex,
+            'i' => ParamKind::Id,
+            'a' => ParamKind::Ip,
+            'p' => ParamKind::IpPort,
+            'h' => ParamKind::HostPort,
+            'u' => ParamKind::Uuid,
+            'd' => ParamKind::Duration,
+            's' => ParamKind::Size,
+            't' => ParamKind::Time,
+            'l' => ParamKind::Url,
+            'f' => ParamKind::Path,
+            'e' => ParamKind::Email,
+            _ => ParamKind::Any,
+        }
+    }
+
+    /// The kind of one value made of two adjacent ones (collapsed placeholders).
+    fn join(self, other: ParamKind) -> ParamKind {
+        if self == other {
+            self
+        } else if self == ParamKind::Time || other == ParamKind::Time {
+            ParamKind::Time
+        } else {
+            ParamKind::Any
+        }
+    }
+}
+
+/// A shape with its `<*>` replaced, in order, by the typed placeholders of `kinds` (a
+/// missing kind stays `<*>`): the form shown to people.
+pub fn display(shape: &str, kinds: &[ParamKind]) -> String {
+    let mut out = String::with_capacity(shape.len() + 8 * kinds.len());
+    let mut kinds = kinds.iter();
+    let mut rest = shape;
+    while let Some(at) = rest.find(WILDCARD) {
+        out.push_str(&rest[..at]);
+        out.push_str(kinds.next().map_or(WILDCARD, |k| k.placeholder()));
+        rest = &rest[at + WILDCARD.len()..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// A message after masking: its shape and where its masked values were.
 ///
@@ -34,17 +172,21 @@ pub struct MaskedLine {
     pub tokens: usize,
     /// Byte ranges, in the original message, of the masked values (in order).
     pub params: Vec<(usize, usize)>,
+    /// The kind of each masked value (parallel to `params`).
+    pub kinds: Vec<ParamKind>,
     scratch: Vec<Token>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Constant,
-    /// The whole core is variable.
-    Variable,
+    /// The whole core (or, from `pre`, the bracketed value) is one value.
+    Variable(ParamKind),
     /// `key=value` with a variable value starting at this offset of the token.
-    Value(usize),
-    /// A unit word absorbed by the variable before it.
+    Value(usize, ParamKind),
+    /// Brackets, quotes or `=` inside: values are masked piece by piece.
+    Pieces,
+    /// A unit word absorbed by the number before it.
     Absorbed,
 }
 
@@ -64,6 +206,8 @@ const TRAIL: u8 = 2;
 const DIGIT: u8 = 4;
 const SPECIAL: u8 = 8;
 const ALPHA: u8 = 16;
+/// Characters that end a value inside a token: brackets, quotes, separators, `=`.
+const HARD: u8 = 32;
 
 /// Byte classes, so that one pass over a token decides the common cases.
 const CLASS: [u8; 256] = {
@@ -80,6 +224,24 @@ const CLASS: [u8; 256] = {
         }
         if matches!(b, b'=' | b'@' | b'/' | b':') {
             c |= SPECIAL;
+        }
+        if matches!(
+            b,
+            b'(' | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'<'
+                | b'>'
+                | b'"'
+                | b'\''
+                | b','
+                | b';'
+                | b'|'
+                | b'='
+        ) {
+            c |= HARD;
         }
         let mut k = 0;
         while k < LEADING.len() {
@@ -109,9 +271,6 @@ impl MaskedLine {
 
     /// Masks `message` into this buffer (replacing what was there).
     pub fn mask(&mut self, message: &str) {
-        self.text.clear();
-        self.params.clear();
-        self.tokens = 0;
         let mut toks = std::mem::take(&mut self.scratch);
         toks.clear();
         let bytes = message.as_bytes();
@@ -135,10 +294,10 @@ impl MaskedLine {
                 if toks[k].short_word
                     && toks[k].kind == Kind::Constant
                     && is_calendar_word(&bytes[toks[k].start..toks[k].end])
-                    && ((k + 1 < toks.len() && toks[k + 1].kind == Kind::Variable)
-                        || (k > 0 && toks[k - 1].kind == Kind::Variable))
+                    && ((k + 1 < toks.len() && matches!(toks[k + 1].kind, Kind::Variable(_)))
+                        || (k > 0 && matches!(toks[k - 1].kind, Kind::Variable(_))))
                 {
-                    toks[k].kind = Kind::Variable;
+                    toks[k].kind = Kind::Variable(ParamKind::Time);
                     toks[k].pre = 0;
                     toks[k].suf = 0;
                 }
@@ -147,52 +306,111 @@ impl MaskedLine {
         for k in 1..toks.len() {
             if toks[k].short_word
                 && toks[k].kind == Kind::Constant
-                && matches!(toks[k - 1].kind, Kind::Variable | Kind::Value(_))
-                && is_unit(&bytes[toks[k].start..toks[k].end])
+                && toks[k].pre == 0
+                && matches!(toks[k - 1].kind, Kind::Variable(_) | Kind::Value(..))
             {
-                toks[k].kind = Kind::Absorbed;
+                if let Some(unit) = unit_word_kind(&bytes[toks[k].start..toks[k].end]) {
+                    toks[k].kind = Kind::Absorbed;
+                    toks[k - 1].kind = match toks[k - 1].kind {
+                        Kind::Value(at, ParamKind::Num) => Kind::Value(at, unit),
+                        Kind::Variable(ParamKind::Num) => Kind::Variable(unit),
+                        other => other,
+                    };
+                }
             }
         }
+        self.emit(message, &toks, true);
+        if self.tokens == 1 && toks.len() > 1 && self.text == WILDCARD {
+            // Nothing but values: keep one placeholder per token rather than one for all.
+            self.emit(message, &toks, false);
+        }
+        self.scratch = toks;
+    }
+
+    fn emit(&mut self, message: &str, toks: &[Token], collapse: bool) {
+        self.text.clear();
+        self.params.clear();
+        self.kinds.clear();
+        self.tokens = 0;
         let mut last_bare_wildcard = false;
-        for t in &toks {
+        for t in toks {
             let tok = &message[t.start..t.end];
             match t.kind {
                 Kind::Absorbed => {
                     if let Some(last) = self.params.last_mut() {
-                        last.1 = t.end;
+                        last.1 = t.end - t.suf;
                     }
-                    continue;
+                    // The unit's punctuation (`KB,`) stays part of the shape.
+                    self.text.push_str(&tok[tok.len() - t.suf..]);
+                    last_bare_wildcard = false;
                 }
                 Kind::Constant => {
                     self.push_token(tok);
                     last_bare_wildcard = false;
                 }
-                Kind::Variable => {
+                Kind::Variable(kind) => {
                     let bare = t.pre == 0 && t.suf == 0;
-                    if bare && last_bare_wildcard {
-                        if let Some(last) = self.params.last_mut() {
+                    if collapse && bare && last_bare_wildcard {
+                        if let (Some(last), Some(k)) =
+                            (self.params.last_mut(), self.kinds.last_mut())
+                        {
                             last.1 = t.end;
+                            *k = k.join(kind);
                         }
                         continue;
                     }
                     self.params.push((t.start + t.pre, t.end - t.suf));
+                    self.kinds.push(kind);
                     self.begin_token();
                     self.text.push_str(&tok[..t.pre]);
                     self.text.push_str(WILDCARD);
                     self.text.push_str(&tok[tok.len() - t.suf..]);
                     last_bare_wildcard = bare;
                 }
-                Kind::Value(at) => {
+                Kind::Value(at, kind) => {
                     self.params.push((t.start + at, t.end - t.suf));
+                    self.kinds.push(kind);
                     self.begin_token();
                     self.text.push_str(&tok[..at]);
                     self.text.push_str(WILDCARD);
                     self.text.push_str(&tok[tok.len() - t.suf..]);
                     last_bare_wildcard = false;
                 }
+                Kind::Pieces => {
+                    self.begin_token();
+                    self.push_pieces(message, t);
+                    last_bare_wildcard = false;
+                }
             }
         }
-        self.scratch = toks;
+    }
+
+    /// Writes a token whose core has brackets, quotes or `=` inside: each piece between them
+    /// that is a value is masked, everything else is copied.
+    fn push_pieces(&mut self, message: &str, t: &Token) {
+        let b = message.as_bytes();
+        let mut i = t.start;
+        let mut copied = t.start;
+        while i < t.end {
+            if CLASS[b[i] as usize] & HARD != 0 {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j < t.end && CLASS[b[j] as usize] & HARD == 0 {
+                j += 1;
+            }
+            let (a, z) = trim_piece(b, i, j);
+            if let Some(kind) = value_kind(&b[a..z]) {
+                self.text.push_str(&message[copied..a]);
+                self.text.push_str(WILDCARD);
+                self.params.push((a, z));
+                self.kinds.push(kind);
+                copied = z;
+            }
+            i = j;
+        }
+        self.text.push_str(&message[copied..t.end]);
     }
 
     fn begin_token(&mut self) {
@@ -213,6 +431,13 @@ pub fn mask(message: &str) -> String {
     let mut line = MaskedLine::new();
     line.mask(message);
     line.text
+}
+
+/// Masks `message` and returns its shape with typed placeholders (tests and cold paths).
+pub fn mask_display(message: &str) -> String {
+    let mut line = MaskedLine::new();
+    line.mask(message);
+    display(&line.text, &line.kinds)
 }
 
 fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
@@ -241,35 +466,342 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
         kind: Kind::Constant,
         short_word: all_alpha && !core.is_empty() && core.len() <= 5,
     };
-    // The common cases, decided by the byte classes alone.
-    if classes & SPECIAL == 0 && !core.is_empty() {
-        if classes & DIGIT != 0 {
-            token.kind = Kind::Variable;
-        }
-        return token;
-    }
     if core.is_empty() {
         // `()`, `[]`, `""`: an empty value where other messages have one.
         if pre > 0 && suf > 0 {
-            token.kind = Kind::Variable;
+            token.kind = Kind::Variable(ParamKind::Any);
         }
         return token;
     }
-    if is_location(core) {
-        token.kind = Kind::Variable;
+    // The common cases, decided by the byte classes alone: a plain word, a plain number.
+    if classes & (SPECIAL | HARD | DIGIT) == 0 {
         return token;
+    }
+    if classes & (SPECIAL | HARD) == 0 {
+        token.kind = Kind::Variable(value_kind(core).unwrap_or(ParamKind::Id));
+        return token;
+    }
+    // `[::1]:8080`: the bracket belongs to the address.
+    if pre > 0 && word[pre - 1] == b'[' && classes & DIGIT != 0 {
+        if let Some(kind @ (ParamKind::Ip | ParamKind::IpPort)) =
+            value_kind(&word[pre - 1..word.len() - suf])
+        {
+            token.pre -= 1;
+            token.kind = Kind::Variable(kind);
+            return token;
+        }
+    }
+    if classes & HARD == 0 {
+        if let Some(kind) = value_kind(core) {
+            token.kind = Kind::Variable(kind);
+        }
+        return token;
+    }
+    // A URL or path runs to the end of the token, query string included (RFC 3986 ends
+    // one at white space, quotes and angle brackets only).
+    if let Some(kind @ (ParamKind::Url | ParamKind::Path)) = value_kind(core) {
+        if !core
+            .iter()
+            .any(|&b| matches!(b, b'"' | b'\'' | b'<' | b'>'))
+        {
+            token.kind = Kind::Variable(kind);
+            return token;
+        }
     }
     if let Some(eq) = key_value_split(core) {
-        let value = strip(&core[eq + 1..]);
-        if is_variable(value) {
-            token.kind = Kind::Value(pre + eq + 1);
+        let value = &core[eq + 1..];
+        if !value.iter().any(|&b| CLASS[b as usize] & HARD != 0) {
+            if let Some(kind) = value_kind(value) {
+                token.kind = Kind::Value(pre + eq + 1, kind);
+            }
+            return token;
         }
-        return token;
     }
-    if is_variable(core) {
-        token.kind = Kind::Variable;
+    if classes & (DIGIT | SPECIAL) != 0 {
+        token.kind = match list_kind(core) {
+            // `10.0.0.1,10.0.0.2`, `1;2;3`: a list of values is one value.
+            Some(kind) => Kind::Variable(kind),
+            None => Kind::Pieces,
+        };
     }
     token
+}
+
+/// The kind of a core that is nothing but values joined by separators, `None` when a word
+/// or a bracket is in it.
+fn list_kind(core: &[u8]) -> Option<ParamKind> {
+    let mut kind: Option<ParamKind> = None;
+    for piece in core.split(|&b| matches!(b, b',' | b';' | b'|')) {
+        if piece.is_empty() {
+            continue;
+        }
+        if piece.iter().any(|&b| CLASS[b as usize] & HARD != 0) {
+            return None;
+        }
+        let k = value_kind(piece)?;
+        kind = Some(kind.map_or(k, |old| old.join(k)));
+    }
+    kind
+}
+
+/// A piece `b[a..z]` of a token without the punctuation that ends sentences or separates
+/// fields (`.`, `:`, `-` at its end, `:` at its start unless it is an IPv6 `::`).
+fn trim_piece(b: &[u8], mut a: usize, mut z: usize) -> (usize, usize) {
+    while z > a && matches!(b[z - 1], b'.' | b':' | b'-') {
+        z -= 1;
+    }
+    while a < z && b[a] == b':' && b.get(a + 1) != Some(&b':') {
+        a += 1;
+    }
+    (a, z)
+}
+
+/// The kind of value `v` is, `None` when it is a word (see the module documentation).
+fn value_kind(v: &[u8]) -> Option<ParamKind> {
+    if v.is_empty() {
+        return None;
+    }
+    if contains(v, b"://") {
+        return Some(ParamKind::Url);
+    }
+    if v[0] == b'/' && v.iter().filter(|&&b| b == b'/').count() >= 2 {
+        return Some(ParamKind::Path);
+    }
+    if let Some(at) = v.iter().position(|&b| b == b'@') {
+        if at > 0 && v[at + 1..].contains(&b'.') {
+            return Some(ParamKind::Email);
+        }
+    }
+    if !v.iter().any(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digit_value_kind(v))
+}
+
+/// The kind of a value that holds a digit.
+fn digit_value_kind(v: &[u8]) -> ParamKind {
+    let body = match v[0] {
+        b'-' | b'+' => &v[1..],
+        _ => v,
+    };
+    if body
+        .iter()
+        .all(|&b| b.is_ascii_digit() || b == b'.' || b == b',')
+    {
+        return if is_dotted_quad(body) {
+            ParamKind::Ip
+        } else {
+            ParamKind::Num
+        };
+    }
+    if let Some(hex) = v.strip_prefix(b"0x").or_else(|| v.strip_prefix(b"0X")) {
+        if !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit) {
+            return ParamKind::Hex;
+        }
+    }
+    if is_uuid(v) {
+        return ParamKind::Uuid;
+    }
+    if let Some(kind) = address_kind(v) {
+        return kind;
+    }
+    if is_time(v) {
+        return ParamKind::Time;
+    }
+    if let Some(kind) = quantity_kind(v) {
+        return kind;
+    }
+    if v.len() >= 8 && v.iter().all(u8::is_ascii_hexdigit) {
+        return ParamKind::Hex;
+    }
+    ParamKind::Id
+}
+
+fn is_dotted_quad(v: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in v.split(|&b| b == b'.') {
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        parts += 1;
+    }
+    parts == 4
+}
+
+fn is_uuid(v: &[u8]) -> bool {
+    v.len() == 36
+        && v.iter().enumerate().all(|(i, &b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// IPv4 or IPv6 with or without a port, `[v6]:port`, `host:port`.
+fn address_kind(v: &[u8]) -> Option<ParamKind> {
+    if let Some(inner) = v.strip_prefix(b"[") {
+        let close = inner.iter().position(|&b| b == b']')?;
+        let (addr, rest) = (&inner[..close], &inner[close + 1..]);
+        if !is_ipv6(addr) {
+            return None;
+        }
+        return match rest {
+            [] => Some(ParamKind::Ip),
+            [b':', port @ ..] if is_port(port) => Some(ParamKind::IpPort),
+            _ => None,
+        };
+    }
+    if is_ipv6(v) {
+        return Some(ParamKind::Ip);
+    }
+    let colon = v.iter().rposition(|&b| b == b':')?;
+    let (host, port) = (&v[..colon], &v[colon + 1..]);
+    if !is_port(port) || host.is_empty() {
+        return None;
+    }
+    if is_dotted_quad(host) {
+        return Some(ParamKind::IpPort);
+    }
+    let hostname = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && host.iter().any(u8::is_ascii_alphabetic);
+    hostname.then_some(ParamKind::HostPort)
+}
+
+fn is_port(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 5 && v.iter().all(u8::is_ascii_digit)
+}
+
+/// An IPv6 address: hex groups and at least two colons, with at most one `::`, and not a
+/// time of day (`09:20:24`: decimal groups of two).
+fn is_ipv6(v: &[u8]) -> bool {
+    let colons = v.iter().filter(|&&b| b == b':').count();
+    colons >= 2
+        && v.len() <= 45
+        && v.iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && (contains(v, b"::") || v.iter().any(|&b| b.is_ascii_alphabetic()) || colons == 7)
+}
+
+/// Dates and times: digit groups joined by `-`, `/`, `:`, `.`, `T`, `Z`, `+`, `,`, with at
+/// least one `-`/`/` date or `:` time separator between two digits (`2024-03-11`,
+/// `08:22:20.123`, `2024-03-11T08:22:20Z`, `11/Mar/2024:08:22:20`).
+fn is_time(v: &[u8]) -> bool {
+    let mut separator = false;
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            b'0'..=b'9' | b'.' | b',' | b'T' | b'Z' | b'+' => {}
+            b'-' | b'/' | b':' => {
+                let digit_before = i > 0 && v[i - 1].is_ascii_digit();
+                let digit_after = v.get(i + 1).is_some_and(u8::is_ascii_digit);
+                separator |= digit_before && (digit_after || b == b'/');
+            }
+            // Month names inside a date (`11/Mar/2024`).
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            _ => return false,
+        }
+    }
+    separator
+        && v.iter().filter(|b| b.is_ascii_digit()).count() >= 4
+        && v.iter().filter(|b| b.is_ascii_alphabetic()).count() <= 3
+}
+
+/// Numbers with units: Go durations (`1.5s`, `3m0s`, `1h2m3.5s`, `200ms`, `10µs`) and sizes
+/// (`12KB`, `5.2MiB`, `100B`).
+fn quantity_kind(v: &[u8]) -> Option<ParamKind> {
+    let mut i = 0;
+    let mut kind = None;
+    while i < v.len() {
+        let start = i;
+        while i < v.len() && (v[i].is_ascii_digit() || v[i] == b'.') {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let unit_start = i;
+        while i < v.len() && !v[i].is_ascii_digit() && v[i] != b'.' {
+            i += 1;
+        }
+        let unit = unit_kind(&v[unit_start..i])?;
+        if kind.is_some_and(|k| k != unit) {
+            return None;
+        }
+        kind = Some(unit);
+    }
+    kind
+}
+
+/// The kind a unit word standing after a number (`5.2 KB`, `200 ms`) gives it. Only units
+/// of sizes and sub-minute durations: `m`, `h` or `k` alone after a number are as often
+/// words or abbreviations of something else.
+fn unit_word_kind(word: &[u8]) -> Option<ParamKind> {
+    let w = strip(word);
+    if w.is_empty() || w.len() > 5 {
+        return None;
+    }
+    const DURATIONS: [&[u8]; 6] = [b"ms", b"us", b"ns", b"s", b"sec", b"secs"];
+    const SIZES: [&[u8]; 9] = [
+        b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib", b"bytes",
+    ];
+    let mut lower = [0u8; 5];
+    for (d, s) in lower.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = &lower[..w.len()];
+    if DURATIONS.contains(&lower) {
+        Some(ParamKind::Duration)
+    } else if SIZES.contains(&lower) {
+        Some(ParamKind::Size)
+    } else {
+        None
+    }
+}
+
+/// The kind a unit written right after its number (`1.5s`, `3m0s`, `12KB`, `5M`) gives it.
+fn unit_kind(word: &[u8]) -> Option<ParamKind> {
+    let w = strip(word);
+    if w.is_empty() || w.len() > 7 {
+        return None;
+    }
+    const DURATIONS: [&[u8]; 13] = [
+        b"ns",
+        b"us",
+        b"\xc2\xb5s",
+        b"ms",
+        b"s",
+        b"m",
+        b"h",
+        b"sec",
+        b"secs",
+        b"seconds",
+        b"min",
+        b"mins",
+        b"hours",
+    ];
+    const SIZES: [&[u8]; 14] = [
+        b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib", b"tib", b"k", b"bytes", b"byte",
+        b"g", b"t",
+    ];
+    let mut lower = [0u8; 7];
+    for (d, s) in lower.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = &lower[..w.len()];
+    // `m` is minutes in Go durations (`3m0s`), `M` is mega in sizes (`5M`).
+    if w == b"M" {
+        return Some(ParamKind::Size);
+    }
+    if DURATIONS.contains(&lower) {
+        Some(ParamKind::Duration)
+    } else if SIZES.contains(&lower) {
+        Some(ParamKind::Size)
+    } else {
+        None
+    }
 }
 
 /// The `=` of a `key=value` token whose key is an identifier and whose value is not empty.
@@ -297,19 +829,6 @@ pub(crate) fn strip(word: &[u8]) -> &[u8] {
     &word[a..b]
 }
 
-fn is_location(core: &[u8]) -> bool {
-    contains(core, b"://") || (core[0] == b'/' && core.iter().filter(|&&b| b == b'/').count() >= 2)
-}
-
-fn is_variable(core: &[u8]) -> bool {
-    if core.is_empty() {
-        return false;
-    }
-    core.iter().any(u8::is_ascii_digit)
-        || is_location(core)
-        || (core.contains(&b'@') && core.contains(&b'.'))
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -331,22 +850,6 @@ fn is_calendar_word(word: &[u8]) -> bool {
     NAMES.iter().any(|n| **n == lower)
 }
 
-fn is_unit(word: &[u8]) -> bool {
-    let w = strip(word);
-    if w.is_empty() || w.len() > 5 {
-        return false;
-    }
-    const UNITS: [&[u8]; 15] = [
-        b"b", b"kb", b"mb", b"gb", b"tb", b"kib", b"mib", b"gib", b"ms", b"us", b"ns", b"s",
-        b"sec", b"secs", b"bytes",
-    ];
-    let mut lower = [0u8; 5];
-    for (d, s) in lower.iter_mut().zip(w) {
-        *d = s.to_ascii_lowercase();
-    }
-    UNITS.contains(&&lower[..w.len()])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,12 +857,18 @@ mod tests {
     #[test]
     fn network_errors_keep_their_words_and_lose_their_addresses() {
         assert_eq!(
-            mask("read tcp 127.0.0.1:34252->127.0.0.1:9200: read: connection reset by peer"),
-            "read tcp <*>: read: connection reset by peer"
+            mask_display(
+                "read tcp 127.0.0.1:34252->127.0.0.1:9200: read: connection reset by peer"
+            ),
+            "read tcp <ip:port>-><ip:port>: read: connection reset by peer"
         );
         assert_eq!(
-            mask("dial tcp [::1]:8080: connect: connection refused"),
-            "dial tcp [<*>: connect: connection refused"
+            mask_display("dial tcp [::1]:8080: connect: connection refused"),
+            "dial tcp <ip:port>: connect: connection refused"
+        );
+        assert_eq!(
+            mask_display("lookup db-1:5432 on 10.0.0.2 took 35ms"),
+            "lookup <host:port> on <ip> took <duration>"
         );
     }
 
@@ -374,29 +883,86 @@ mod tests {
     #[test]
     fn time_stamps_sizes_and_durations_are_one_value() {
         assert_eq!(
-            mask("connection from 1.2.3.4 () at Sat Jul  9 12:16:49 2005"),
-            "connection from <*> (<*>) at <*>"
+            mask_display("connection from 1.2.3.4 () at Sat Jul  9 12:16:49 2005"),
+            "connection from <ip> (<*>) at <time>"
         );
         assert_eq!(
-            mask("stored (estimated size 5.2 KB, free 317.1 KB)"),
-            "stored (estimated size <*> free <*>"
+            mask_display("stored (estimated size 5.2 KB, free 317.1 KB)"),
+            "stored (estimated size <size>, free <size>)"
         );
-        assert_eq!(mask("took 1.5s then 200ms"), "took <*> then <*>");
+        assert_eq!(
+            mask_display("took 1.5s then 200ms, 3m0s"),
+            "took <duration> then <duration>, <duration>"
+        );
+        assert_eq!(
+            mask_display("at 2024-03-11T08:22:20.123Z and 11/Mar/2024:08:22:20"),
+            "at <time> and <time>"
+        );
     }
 
     #[test]
     fn urls_paths_uuids_and_mail_are_masked() {
-        let m = mask("GET https://a.b/c for /var/lib/x id 17288ea8-cbf4-4f0e-94fe-853fd2735f29 by bob@ex.com");
-        assert_eq!(m, "GET <*> for <*> id <*> by <*>");
+        let m = mask_display(
+            "GET https://a.b/c for /var/lib/x id 17288ea8-cbf4-4f0e-94fe-853fd2735f29 by bob@ex.com trace 4bf92f3577b34da6",
+        );
+        assert_eq!(m, "GET <url> for <path> id <uuid> by <email> trace <hex>");
+    }
+
+    #[test]
+    fn markup_and_calls_keep_their_punctuation() {
+        assert_eq!(
+            mask("</script><script>alert(1)</script> id 7"),
+            "</script><script>alert(<*>)</script> id <*>"
+        );
+        assert_eq!(mask("f(1) (2) [x=3,y=a]"), "f(<*>) (<*>) [x=<*>,y=a]");
+        assert_eq!(
+            mask(r#"{"level":"error","n":12,"msg":"x"}"#),
+            r#"{"level":"error","n":<*>,"msg":"x"}"#
+        );
+        assert_eq!(mask("Get \"http://a:80/x\": EOF"), "Get \"<*>\": EOF");
+    }
+
+    #[test]
+    fn a_line_is_never_swallowed_whole() {
+        assert_eq!(mask("12 34 56"), "<*> <*> <*>");
+        assert_eq!(mask("2024-03-11 08:22:20 boot"), "<*> boot");
+        assert_eq!(mask("42"), "<*>");
     }
 
     #[test]
     fn params_point_at_the_original_values() {
-        let msg = "Took 1.00 seconds at port 8080";
+        let msg = "Took 1.00 s at port 8080, alert(7)";
         let mut line = MaskedLine::new();
         line.mask(msg);
         let values: Vec<&str> = line.params.iter().map(|&(a, b)| &msg[a..b]).collect();
-        assert_eq!(values, ["1.00", "8080"]);
+        assert_eq!(values, ["1.00 s", "8080", "7"]);
+        assert_eq!(
+            line.kinds,
+            [ParamKind::Duration, ParamKind::Num, ParamKind::Num]
+        );
+        assert_eq!(line.params.len(), line.text.matches(WILDCARD).count());
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_codes() {
+        for k in [
+            ParamKind::Any,
+            ParamKind::Num,
+            ParamKind::Hex,
+            ParamKind::Id,
+            ParamKind::Ip,
+            ParamKind::IpPort,
+            ParamKind::HostPort,
+            ParamKind::Uuid,
+            ParamKind::Duration,
+            ParamKind::Size,
+            ParamKind::Time,
+            ParamKind::Url,
+            ParamKind::Path,
+            ParamKind::Email,
+        ] {
+            assert_eq!(ParamKind::from_code(k.code()), k);
+        }
     }
 
     #[test]
@@ -412,8 +978,24 @@ mod tests {
             "\0\0\0",
             "'",
             "[]",
+            "[",
+            "[1",
+            "[:]:",
+            "a(1)=(2)é",
+            ":::1",
+            "x=\"1",
+            "5 \u{b5}s",
         ] {
-            let _ = mask(msg);
+            let mut line = MaskedLine::new();
+            line.mask(msg);
+            assert_eq!(
+                line.params.len(),
+                line.text.matches(WILDCARD).count(),
+                "{msg}"
+            );
+            for &(a, b) in &line.params {
+                assert!(a <= b && msg.is_char_boundary(a) && msg.is_char_boundary(b));
+            }
         }
     }
 }

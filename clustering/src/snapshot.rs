@@ -50,6 +50,10 @@ pub(crate) struct KeyStatsV1 {
     /// written before it read as "no services known").
     #[serde(default)]
     pub(crate) services: BTreeMap<String, u64>,
+    /// One `ParamKind` code per placeholder of the shape, for display names only (added to
+    /// format 1 with a default: older files show plain `<*>`).
+    #[serde(default)]
+    pub(crate) kinds: String,
 }
 
 /// One root (innermost error kind), its cluster label and its statistics.

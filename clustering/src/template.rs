@@ -28,7 +28,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::mask::{key_value_split, strip, MaskedLine, WILDCARD};
+use crate::mask::{display, key_value_split, strip, MaskedLine, ParamKind, WILDCARD};
 
 /// Stable id of a template: a hash of its masked text, shown as 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -345,6 +345,30 @@ impl TemplateMiner {
         }
         merged
     }
+}
+
+/// The display form of `template` for one of its keys: every `<*>` the key's masking put
+/// there gets its typed placeholder (`kinds`, one per `<*>` of `key`, in order); a word the
+/// miner generalised stays `<*>`. Templates generalise their keys token by token (same token
+/// count, a generalised token had no `<*>`), which is what lets the two be walked together.
+pub fn display_template(template: &str, key: &str, kinds: &[ParamKind]) -> String {
+    if template.split(' ').count() != key.split(' ').count() {
+        return display(template, &[]);
+    }
+    let mut out = String::with_capacity(template.len() + 8 * kinds.len());
+    let mut kinds = kinds.iter().copied();
+    for (i, (t, k)) in template.split(' ').zip(key.split(' ')).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let own: Vec<ParamKind> = kinds.by_ref().take(k.matches(WILDCARD).count()).collect();
+        if t == k {
+            out.push_str(&display(t, &own));
+        } else {
+            out.push_str(t);
+        }
+    }
+    out
 }
 
 fn mix(a: u64, b: u64) -> u64 {

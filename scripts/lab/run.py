@@ -253,7 +253,8 @@ def draw_chain(rng: random.Random, length: int) -> list[Service]:
     pools = [EDGE_NAMES] + [MID_NAMES] * (length - 2) + [LEAF_NAMES]
     for pool in pools:
         while True:
-            name = rng.choice(pool) + rng.choice(SUFFIXES)
+            base, suffix = rng.choice(pool), rng.choice(SUFFIXES)
+            name = base if suffix == f"-{base}" else base + suffix
             if name not in names:
                 names.append(name)
                 break
@@ -261,6 +262,12 @@ def draw_chain(rng: random.Random, length: int) -> list[Service]:
         loggers = [rng.choice(LOGGERS) for _ in names]
         if len(set(loggers)) >= 2:
             break
+    # Timeouts shrink down the chain, as in a sanely configured one: the caller of a hanging
+    # service gives up first and reports it, and its own callers see its 502.
+    # (500 ms at least: a loaded 2-core machine stalls a request for 200 ms now and then.)
+    timeouts = [rng.randrange(500, 900, 100)]
+    while len(timeouts) < len(names):
+        timeouts.insert(0, timeouts[0] + rng.randrange(300, 800, 100))
     chain = []
     for i, name in enumerate(names):
         noun = name.split("-")[0]
@@ -271,7 +278,7 @@ def draw_chain(rng: random.Random, length: int) -> list[Service]:
             route=rng.choice(ROUTE_SHAPES).format(noun=noun),
             logger=loggers[i],
             fanout=rng.randint(1, 3) if i > 0 else 1,
-            timeout_ms=rng.randrange(600, 1600, 100),
+            timeout_ms=timeouts[i],
             timeout_style=rng.choice(["client", "context"]),
         ))
     for caller, callee in zip(chain, chain[1:]):
@@ -479,6 +486,71 @@ def row_label(row: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The fault's mechanics, read from the node itself (so a run shows the fault really happened)
+
+TCP_STATES = {"06": "TIME_WAIT", "08": "CLOSE_WAIT", "01": "ESTABLISHED"}
+
+
+def tcp_states_on(port: int) -> dict:
+    """Sockets whose local port is `port`, by state, from /proc/net/tcp{,6}."""
+    counts = {name: 0 for name in TCP_STATES.values()}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] in TCP_STATES:
+                counts[TCP_STATES[fields[3]]] += 1
+    return counts
+
+
+def netstat_counter(path: str, group: str, name: str):
+    """A counter of /proc/net/netstat or /proc/net/snmp (header line, then values line)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    for head, values in zip(lines, lines[1:]):
+        if head.startswith(group + ":") and values.startswith(group + ":"):
+            row = dict(zip(head.split()[1:], values.split()[1:]))
+            return int(row[name]) if name in row else None
+    return None
+
+
+def goroutines(admin_port: int):
+    status, body = http_json(f"http://127.0.0.1:{admin_port}/debug/pprof/goroutine?debug=1", timeout=2)
+    if status == 200 and isinstance(body, str) and body.startswith("goroutine profile: total "):
+        return int(body.split()[3])
+    return None
+
+
+def open_fds(pid: int):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def mechanics(run: "Run") -> dict:
+    target = run.target
+    callee = next((s for s in run.chain if s.name == target.call_name), None)
+    return {
+        "unix_ms": now_ms(),
+        "target_port": tcp_states_on(target.port),
+        "callee_port": tcp_states_on(callee.port) if callee else None,
+        "target_goroutines": goroutines(target.admin_port),
+        "target_fds": open_fds(run.service_procs[target.name].pid),
+        "listen_overflows": netstat_counter("/proc/net/netstat", "TcpExt", "ListenOverflows"),
+        "estab_resets": netstat_counter("/proc/net/snmp", "Tcp", "EstabResets"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # One run
 
 
@@ -632,6 +704,7 @@ def run_fault(run: Run, fault: str) -> dict:
     log(f"{fault}: baseline {args.baseline:.0f} s")
     time.sleep(args.baseline)
     baseline = run.traffic.snapshot()
+    before = mechanics(run)
     injected = run.inject(fault, target)
     log(f"{fault}: injected into {target.name}")
 
@@ -672,6 +745,7 @@ def run_fault(run: Run, fault: str) -> dict:
             answer_kind = "incident" if fresh_incidents else "pattern"
         time.sleep(POLL_SECS)
 
+    at_end = mechanics(run)
     # Counts: stop the traffic, then read the patterns until their counts stop moving.
     run.traffic.stop()
     outcomes = run.traffic.snapshot()
@@ -733,6 +807,7 @@ def run_fault(run: Run, fault: str) -> dict:
         "incidents_api": bool(incidents_api),
         "top_incident": top_incident,
         "dropped_spans": run.dropped_spans(),
+        "mechanics": {"before": before, "end": at_end},
     })
     result["verdict"] = verdict(result)
     return result
@@ -821,9 +896,36 @@ def restart_edge(run: Run) -> dict:
 # Report
 
 
+def mechanic_note(r: dict) -> str:
+    """What the node itself showed of the fault (read by the driver, not the agent)."""
+    m = r.get("mechanics") or {}
+    b, e = m.get("before") or {}, m.get("end") or {}
+
+    def change(get) -> str:
+        try:
+            return f"{get(b)}→{get(e)}"
+        except (KeyError, TypeError):
+            return "?"
+    fault = r["fault"]
+    if fault == "time-wait":
+        return "TIME_WAIT on callee " + change(lambda x: x["callee_port"]["TIME_WAIT"])
+    if fault == "close-wait":
+        return ("CLOSE_WAIT " + change(lambda x: x["target_port"]["CLOSE_WAIT"])
+                + ", fds " + change(lambda x: x["target_fds"]))
+    if fault == "goroutine-leak":
+        return "goroutines " + change(lambda x: x["target_goroutines"])
+    if fault == "listen-overflow":
+        return "ListenOverflows " + change(lambda x: x["listen_overflows"])
+    if fault == "reset":
+        return "EstabResets " + change(lambda x: x["estab_resets"])
+    if fault in ("eof", "slow"):
+        return "TIME_WAIT on target " + change(lambda x: x["target_port"]["TIME_WAIT"])
+    return ""
+
+
 def table(results: list[dict]) -> str:
     head = ["fault", "target", "answer s", "top pattern", "fault pattern count/failed", "trace says starts in",
-            "moved (top)", "incident culprit / hint", "verdict"]
+            "moved (top)", "incident culprit / hint", "verdict", "node showed"]
     rows = []
     for r in results:
         tp = r.get("top_pattern") or {}
@@ -845,6 +947,7 @@ def table(results: list[dict]) -> str:
             short("; ".join(r.get("moved") or []) or "-", 50),
             "-" if not r["incidents_api"] else (f"{inc['culprit']} / {inc['hint']}" if inc else "none"),
             " ".join(marks),
+            mechanic_note(r),
         ])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = [" | ".join(h.ljust(w) for h, w in zip(head, widths)), "-+-".join("-" * w for w in widths)]

@@ -16,5 +16,6 @@ mod counters;
 mod culprit;
 mod dashboard;
 mod demo;
+mod lab_go;
 mod pipeline;
 mod replay;

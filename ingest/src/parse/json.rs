@@ -118,8 +118,151 @@ impl<'de> Visitor<'de> for Record<'_> {
 }
 
 /// Parses a JSON object line into `draft`. Returns `false` (and leaves `draft` unusable) when
-/// the line is not one complete JSON object.
+/// the line is not a JSON object, even after [`repair`].
 pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bool {
+    if parse_strict(line, draft, naive_offset_secs) {
+        return true;
+    }
+    let Some(repaired) = repair(line) else {
+        return false;
+    };
+    *draft = Draft::default();
+    parse_strict(&repaired, draft, naive_offset_secs)
+}
+
+/// A flat object line made valid, for loggers that build JSON by hand: a quote inside a
+/// string value that is not followed by `,"` or `}` is escaped (`"error":"Get "http://a/x":
+/// EOF"` keeps its whole value), and a line cut inside a value keeps the keys and values up
+/// to the cut. `None` when nothing can be salvaged (no complete key, text after the object).
+fn repair(line: &str) -> Option<String> {
+    let b = line.trim().as_bytes();
+    let text = line.trim();
+    if !b.starts_with(b"{") {
+        return None;
+    }
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push('{');
+    let mut i = 1;
+    let mut pairs = 0;
+    loop {
+        i = skip_ws(i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i + 1)?;
+        let colon = skip_ws(key_end + 1);
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value = skip_ws(colon + 1);
+        let pair_start = out.len();
+        out.push_str(&text[i..=key_end]);
+        out.push(':');
+        let next = if b.get(value) == Some(&b'"') {
+            // The closing quote is the first one the object can go on after.
+            let mut close = None;
+            let mut j = value + 1;
+            while let Some(q) = string_end(b, j) {
+                let after = skip_ws(q + 1);
+                let goes_on = match b.get(after) {
+                    Some(b',') => b.get(skip_ws(after + 1)) == Some(&b'"'),
+                    Some(b'}') => skip_ws(after + 1) == b.len(),
+                    _ => false,
+                };
+                if goes_on {
+                    close = Some(q);
+                    break;
+                }
+                j = q + 1;
+            }
+            let (end, cut) = match close {
+                Some(q) => (q, false),
+                // Cut inside the value: keep it up to its first quote or the end.
+                None => (string_end(b, value + 1).unwrap_or(b.len()), true),
+            };
+            push_escaped(&mut out, &text[value + 1..end]);
+            out.push('"');
+            if cut {
+                pairs += 1;
+                break;
+            }
+            end + 1
+        } else {
+            // A number, literal or nested value: up to the next `,` or `}` outside brackets.
+            let mut depth = 0i32;
+            let mut j = value;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => j = string_end(b, j + 1)?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b',' | b'}' if depth == 0 => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j == value || j >= b.len() {
+                out.truncate(pair_start);
+                break;
+            }
+            out.push_str(text[value..j].trim_end());
+            j
+        };
+        pairs += 1;
+        i = skip_ws(next);
+        match b.get(i) {
+            Some(b',') => {
+                out.push(',');
+                i += 1;
+            }
+            Some(b'}') if skip_ws(i + 1) == b.len() => break,
+            _ => return None,
+        }
+    }
+    if pairs == 0 {
+        return None;
+    }
+    if out.ends_with(',') {
+        out.pop();
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// Appends `"value` (no closing quote) with the value's unescaped quotes escaped.
+fn push_escaped(out: &mut String, value: &str) {
+    out.push('"');
+    let mut escaped = false;
+    for c in value.chars() {
+        if c == '"' && !escaped {
+            out.push('\\');
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+}
+
+/// The index of the quote that ends the JSON string starting at `from` (after its opening
+/// quote), honouring backslash escapes.
+fn string_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut j = from;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+fn parse_strict(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bool {
     let mut de = serde_json::Deserializer::from_str(line);
     let seed = Record {
         draft,
@@ -155,6 +298,21 @@ mod tests {
         let keys: Vec<&str> = d.attributes.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["caller", "user_id", "nested"]);
         assert_eq!(d.attributes[2].1, r#"{"a":[1,2]}"#);
+    }
+
+    #[test]
+    fn a_value_broken_by_an_unescaped_quote_is_salvaged() {
+        let line = r#"{"level":"error","error":"Get "http://u:80/x": EOF","service":"user-svc"}"#;
+        let mut d = Draft::default();
+        assert!(parse(line, &mut d, 0));
+        assert_eq!(d.level, Some(Level::Error));
+        assert_eq!(d.error.as_deref(), Some(r#"Get "http://u:80/x": EOF"#));
+        assert_eq!(d.service.as_deref(), Some("user-svc"));
+        // Cut inside a value: the keys and values up to the cut.
+        let mut d = Draft::default();
+        assert!(parse(r#"{"level":"warn","msg":"disk "sda" is"#, &mut d, 0));
+        assert_eq!(d.level, Some(Level::Warn));
+        assert_eq!(d.message.as_deref(), Some("disk "));
     }
 
     #[test]

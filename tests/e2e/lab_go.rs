@@ -1,0 +1,169 @@
+//! The fault lab with real Go/Gin services (issue #11), short form: `scripts/lab/run.py` builds
+//! `lab/go` with Debian's Go and Gin, starts this binary with a config of the lab's log files,
+//! pprof pages and listening ports, starts a chain of three Go services (names, ports, routes
+//! and logger styles randomised from a seed) with steady traffic, waits a short baseline,
+//! injects a fault and polls the API. The driver reports raw measurements (its own count of
+//! failed requests, when each pattern was first listed, the trace pages); the assertions are
+//! here.
+//!
+//! The lab runs once per test binary (two faults, about a minute) and the tests share its
+//! results. Tests marked `#[ignore]` state what issue #11 still has to fix; the stream fixing it
+//! removes the mark when its change lands.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support;
+
+/// Faults of the short form: a silent callee (the caller's EOF is the only error) and a
+/// panicking one (a JSON record followed by its raw Go stack).
+const FAULTS: [&str; 2] = ["eof", "panic"];
+/// The driver's whole run: two faults of ~25 s each plus a Go build (cached after the first).
+const LAB_DEADLINE: Duration = Duration::from_secs(420);
+/// The issue's bound: the pattern is listed within 10 s of the first failed request.
+const ANSWER_SECS: f64 = 10.0;
+
+fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Runs the lab once and returns one result object per fault, in `FAULTS` order.
+fn lab() -> &'static Vec<Value> {
+    static RESULTS: OnceLock<Vec<Value>> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let out_dir = tempfile::tempdir().expect("tempdir");
+        let json_out = out_dir.path().join("lab.json");
+        let mut command = Command::new("python3");
+        command
+            .arg(repo().join("scripts/lab/run.py"))
+            .args(["--binary", support::binary()])
+            .args(["--baseline", "5", "--observe", "15", "--seed", "4111"])
+            .arg("--json-out")
+            .arg(&json_out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for fault in FAULTS {
+            command.args(["--fault", fault]);
+        }
+        let child = command
+            .spawn()
+            .expect("run scripts/lab/run.py (python3 is installed by scripts/test.sh)");
+        let output = wait(child, LAB_DEADLINE);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "the lab failed ({}); scripts/test.sh installs golang-go and \
+             golang-github-gin-gonic-gin-dev.\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            output.status
+        );
+        let text = std::fs::read_to_string(&json_out)
+            .unwrap_or_else(|e| panic!("lab results {}: {e}\n{stderr}", json_out.display()));
+        let results: Vec<Value> = serde_json::from_str(&text).expect("lab results are JSON");
+        assert_eq!(results.len(), FAULTS.len(), "{stdout}\n{stderr}");
+        eprintln!("{stdout}");
+        results
+    })
+}
+
+fn wait(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > limit {
+            // The driver stops its processes on SIGTERM.
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "the lab did not finish within {limit:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+fn failed_requests(result: &Value) -> u64 {
+    result["requests"]["after_failed"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn lab_go_faults_become_a_pattern_within_ten_seconds_of_onset() {
+    for result in lab() {
+        let fault = result["fault"].as_str().unwrap_or("?");
+        assert_eq!(
+            result["requests"]["baseline_failed"], 0,
+            "{fault}: requests failed before the fault: {result}"
+        );
+        assert!(
+            failed_requests(result) > 0,
+            "{fault}: the fault failed no request: {result}"
+        );
+        assert!(
+            result["dropped_spans"]
+                .as_array()
+                .is_some_and(|d| d.is_empty()),
+            "{fault}: spans were dropped: {result}"
+        );
+        let pattern = &result["fault_pattern"];
+        assert!(
+            pattern.is_object(),
+            "{fault}: no pattern carries the fault's Go error: {result}"
+        );
+        let seen = result["fault_pattern_seen_secs"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}: pattern never listed while polling: {result}"));
+        assert!(
+            seen <= ANSWER_SECS,
+            "{fault}: pattern listed {seen} s after onset: {result}"
+        );
+    }
+}
+
+/// Fails today: one failed request is counted once per log line and once per error span (EOF:
+/// 2 per failure). The culprit stream's "one count per failure" (#11) fixes it.
+#[test]
+#[ignore = "#11 one count per failure: a failure is counted per log line and per span (culprit stream)"]
+fn lab_go_pattern_counts_equal_failed_requests() {
+    for result in lab() {
+        let fault = result["fault"].as_str().unwrap_or("?");
+        let failed = failed_requests(result) as f64;
+        let count = result["fault_pattern"]["total_count"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}: no fault pattern: {result}"));
+        assert!(
+            failed > 0.0 && (count - failed).abs() <= failed * 0.01,
+            "{fault}: pattern counts {count}, the driver counted {failed} failed requests: {}",
+            result["fault_pattern"]
+        );
+    }
+}
+
+/// Fails today: for a callee that drops connections silently, the trace page says the error
+/// starts in the caller's CLIENT span. The culprit stream's attribution (#11) fixes it.
+#[test]
+#[ignore = "#11 culprit attribution: the trace page blames the caller of a silent callee (culprit stream)"]
+fn lab_go_trace_page_says_the_error_starts_in_the_faulty_service() {
+    for result in lab() {
+        let fault = result["fault"].as_str().unwrap_or("?");
+        let origins = result["trace_origins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!origins.is_empty(), "{fault}: no trace page read: {result}");
+        for origin in &origins {
+            assert_eq!(
+                origin["service"], result["expected_culprit"],
+                "{fault}: trace page says the error starts in {origin}"
+            );
+        }
+    }
+}
