@@ -206,6 +206,9 @@ impl Inner {
     }
 }
 
+/// Port → (service, when last named, by a counter of notes).
+type ListenerMap = BTreeMap<u16, (String, u64)>;
+
 /// Most ports remembered in the listener map (port → the service whose SERVER spans say
 /// they were served there); when full, the port named least recently leaves first.
 pub const MAX_LISTENERS: usize = 1024;
@@ -220,7 +223,7 @@ pub const MAX_LISTENERS: usize = 1024;
 pub struct TraceStore {
     config: TraceStoreConfig,
     inner: Mutex<Inner>,
-    listeners: Mutex<(BTreeMap<u16, (String, u64)>, u64)>,
+    listeners: Mutex<(ListenerMap, u64)>,
     traffic: ServiceTraffic,
 }
 
