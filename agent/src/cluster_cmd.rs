@@ -101,6 +101,20 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     ids.write_to(&mut out)
         .and_then(|()| out.flush())
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    if ids.other_lines > 0 {
+        eprintln!(
+            "faultline cluster: bound applied: {} lines of new shapes past the first {} distinct shapes got the id ffffffffffffffff (other)",
+            ids.other_lines,
+            faultline_clustering::batch::MAX_BATCH_SHAPES
+        );
+    }
+    if ids.searches_cut > 0 {
+        eprintln!(
+            "faultline cluster: bound applied: the neighbour search of {} roots stopped after {} candidates; they may miss a cluster",
+            ids.searches_cut,
+            faultline_clustering::cluster::MAX_CANDIDATES
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "faultline cluster: {} lines, {} templates, {} clusters, {:.3} s, {:.0} lines/s",

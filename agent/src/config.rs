@@ -14,10 +14,12 @@ use faultline_ingest::counters::{CountersConfig, TaskTarget};
 use faultline_ingest::otlp::OtlpConfig as OtlpLimits;
 use faultline_ingest::tail::{LogSource, TailConfig};
 use faultline_ingest::traces::TraceStoreConfig;
+use faultline_net::ConnectionLimits;
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::RunArgs;
+use crate::listeners::ListenerLimits;
 
 /// The annotated example configuration, printed by `faultline config --default`.
 pub const EXAMPLE: &str = include_str!("../faultline.example.toml");
@@ -90,6 +92,8 @@ pub struct WebConfig {
     pub token: Option<String>,
     /// Allow a non-loopback listener without a token.
     pub insecure: bool,
+    /// `[web.connections]`: connection count and timeouts of the listener.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for WebConfig {
@@ -98,6 +102,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:7070".into(),
             token: None,
             insecure: false,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct OtlpConfig {
     pub http_listen: String,
     /// `[otlp.limits]`: message sizes, attribute counts, queue bounds.
     pub limits: OtlpLimits,
+    /// `[otlp.connections]`: connection count and timeouts of each OTLP listener.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for OtlpConfig {
@@ -120,6 +127,7 @@ impl Default for OtlpConfig {
             grpc_listen: "127.0.0.1:4317".into(),
             http_listen: "127.0.0.1:4318".into(),
             limits: OtlpLimits::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -190,6 +198,8 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// OTLP receiver limits.
     pub otlp_limits: OtlpLimits,
+    /// Connection bounds of the three listeners.
+    pub listeners: ListenerLimits,
     /// Tailer knobs.
     pub tail: TailConfig,
     /// Clustering knobs.
@@ -316,6 +326,24 @@ impl Config {
                     .into(),
             ));
         }
+        for (section, limits) in [
+            ("web.connections", &self.web.connections),
+            ("otlp.connections", &self.otlp.connections),
+        ] {
+            for (key, value) in [
+                ("max_connections", limits.max_connections as u64),
+                ("header_read_timeout_ms", limits.header_read_timeout_ms),
+                ("idle_timeout_ms", limits.idle_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(invalid(
+                        &format!("{section}.{key}"),
+                        "0",
+                        "must be at least 1".into(),
+                    ));
+                }
+            }
+        }
         let mut listeners = [
             ("web.listen", web_listen),
             ("otlp.grpc_listen", otlp_grpc),
@@ -413,6 +441,11 @@ impl Config {
             log_level: self.telemetry.log_level.clone(),
             otlp_endpoint,
             otlp_limits: self.otlp.limits.clone(),
+            listeners: ListenerLimits {
+                web: self.web.connections.clone(),
+                otlp_grpc: self.otlp.connections.clone(),
+                otlp_http: self.otlp.connections.clone(),
+            },
             tail: self.tail.clone(),
             clustering: self.clustering.clone(),
             traces: self.traces.clone(),

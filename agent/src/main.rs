@@ -10,6 +10,7 @@ mod config;
 mod culprits;
 mod demo;
 mod lab;
+mod listeners;
 mod persist;
 mod pipeline;
 mod replay_cmd;

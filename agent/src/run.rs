@@ -14,6 +14,7 @@ use faultline_ingest::counters::{spawn_sampler, CounterStore};
 use faultline_ingest::otlp::{log_queue, OtlpOutputs, OtlpReceivers, TaskCounterSink, TaskSample};
 use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
+use faultline_net::ConnectionStats;
 use faultline_web::model::StoreCounter;
 use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::net::TcpListener;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::persist::{self, AgentState, RecordTotals};
 use crate::pipeline::{Inputs, Pipeline};
-use crate::{shutdown, views};
+use crate::{listeners, shutdown, views};
 
 /// How long the parts get to stop and flush after the first signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -119,6 +120,11 @@ pub async fn serve(
         (Some(rx), Some(Arc::new(handle)))
     };
 
+    let mut listener_limits = settings.listeners.clone();
+    if let Some(note) = listener_limits.fit_to_fd_limit() {
+        tracing::warn!("{note}");
+    }
+
     // OTLP.
     let (log_tx, log_rx) = log_queue(settings.otlp_limits.log_queue_records);
     let receivers = OtlpReceivers::new(
@@ -128,6 +134,10 @@ pub async fn serve(
             logs: log_tx,
             tasks: Arc::new(TaskCounters(counters.clone())),
         },
+    )
+    .with_connection_limits(
+        listener_limits.otlp_grpc.clone(),
+        listener_limits.otlp_http.clone(),
     );
     let (grpc_listener, http_listener) =
         OtlpReceivers::bind(settings.otlp_grpc, settings.otlp_http)
@@ -247,11 +257,20 @@ pub async fn serve(
             "dashboard and REST API",
         ),
     );
+    let web_connections = Arc::new(ConnectionStats::default());
     let pipeline_counters = {
         let totals = totals.clone();
         let tailer = tailer.clone();
         let receivers = receivers.clone();
-        Arc::new(move || agent_counters(&totals, tailer.as_deref(), &receivers))
+        let web_connections = web_connections.clone();
+        Arc::new(move || {
+            let mut rows = agent_counters(&totals, tailer.as_deref(), &receivers);
+            rows.extend(listeners::connection_counters(
+                web_connections.counts(),
+                &receivers,
+            ));
+            rows
+        })
     };
     let views = views::build(
         engine.clone(),
@@ -269,12 +288,14 @@ pub async fn serve(
     tasks.push((
         "web",
         tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(web_stop.cancelled_owned())
-                .await
-            {
-                tracing::error!("web server stopped: {err}");
-            }
+            faultline_net::serve(
+                listener,
+                app,
+                &listener_limits.web,
+                web_connections,
+                web_stop,
+            )
+            .await;
         }),
     ));
     tracing::info!(

@@ -5,6 +5,13 @@
 //! consolidates the templates and, at the cluster level, runs DBSCAN once over the roots, then
 //! gives every message the id of its final template or cluster, so that a message seen before
 //! a merge gets the same id as one seen after it.
+//!
+//! Bounds: at most [`MAX_BATCH_SHAPES`] distinct shapes are kept (with one sample message
+//! each, cut to the message limit); the messages of later new shapes get the id
+//! `ffffffffffffffff` ("other") and are counted in [`BatchIds::other_lines`]. Every root is
+//! clustered (no limit on their number); a root whose neighbour search hit its bound is
+//! counted in [`BatchIds::searches_cut`]. Besides those, memory is 4 bytes per message (its
+//! shape's index, to write the ids in order at the end).
 
 use crate::cluster::{RootClusters, VectorParams};
 use crate::mask::MaskedLine;
@@ -20,6 +27,12 @@ pub enum GroupLevel {
 }
 
 const EMPTY: KeyIndex = KeyIndex::MAX;
+const OTHER: KeyIndex = KeyIndex::MAX - 1;
+
+/// Most distinct shapes a batch keeps: a million shapes with a sample each is a few hundred
+/// MB; no real log has that many kinds of message (the 16 Loghub systems have under 1,000
+/// each), so reaching it means the masker missed a value, and the output says so.
+pub const MAX_BATCH_SHAPES: usize = 1_000_000;
 
 /// Accumulates messages and gives their ids at the end.
 #[derive(Debug)]
@@ -31,6 +44,8 @@ pub struct Batch {
     samples: Vec<Box<str>>,
     max_message_bytes: usize,
     params: VectorParams,
+    max_shapes: usize,
+    other_lines: usize,
 }
 
 /// The ids of a finished batch.
@@ -42,6 +57,11 @@ pub struct BatchIds {
     pub templates: usize,
     /// Number of clusters (at the cluster level; else 0).
     pub clusters: usize,
+    /// Messages that got the "other" id because [`MAX_BATCH_SHAPES`] was reached.
+    pub other_lines: usize,
+    /// Roots whose neighbour search stopped at its bound
+    /// ([`MAX_CANDIDATES`](crate::cluster::MAX_CANDIDATES)).
+    pub searches_cut: usize,
 }
 
 impl Batch {
@@ -61,6 +81,8 @@ impl Batch {
             samples: Vec::new(),
             max_message_bytes: max_message_bytes.max(16),
             params,
+            max_shapes: MAX_BATCH_SHAPES,
+            other_lines: 0,
         }
     }
 
@@ -84,6 +106,10 @@ impl Batch {
         self.masked.mask(message);
         let key = match self.miner.find(&self.masked) {
             Some(k) => k,
+            None if self.miner.key_count() >= self.max_shapes => {
+                self.other_lines += 1;
+                OTHER
+            }
             None => {
                 let (k, _) = self.miner.insert(&self.masked);
                 if self.level == GroupLevel::Cluster {
@@ -102,6 +128,7 @@ impl Batch {
         let mut key_ids = Vec::with_capacity(keys);
         let templates = self.miner.template_count();
         let mut clusters = 0;
+        let mut searches_cut = 0;
         match self.level {
             GroupLevel::Template => {
                 for k in 0..keys as KeyIndex {
@@ -115,7 +142,9 @@ impl Batch {
                     .iter()
                     .map(|s| rc.insert_for_rerun(&crate::root::root_signature(s)))
                     .collect();
-                clusters = rc.rerun();
+                let report = rc.rerun_reporting();
+                clusters = report.clusters;
+                searches_cut = report.searches_cut;
                 for r in roots {
                     key_ids.push(hex16(rc.cluster_of(r).0));
                 }
@@ -126,6 +155,8 @@ impl Batch {
             line_keys: self.line_keys,
             templates,
             clusters,
+            other_lines: self.other_lines,
+            searches_cut,
         }
     }
 }
@@ -144,8 +175,10 @@ impl BatchIds {
     /// The id of message `i` as 16 hex digits.
     pub fn id(&self, i: usize) -> &[u8; 16] {
         const EMPTY_ID: [u8; 16] = *b"0000000000000000";
+        const OTHER_ID: [u8; 16] = *b"ffffffffffffffff";
         match self.line_keys[i] {
             EMPTY => &EMPTY_ID,
+            OTHER => &OTHER_ID,
             k => &self.key_ids[k as usize],
         }
     }
@@ -218,6 +251,24 @@ mod tests {
         let ids = b.finish();
         assert_eq!(ids.id(0), ids.id(1));
         assert_ne!(ids.id(0), ids.id(2));
+    }
+
+    #[test]
+    fn shapes_past_the_bound_are_other_and_counted() {
+        let mut b = Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default());
+        b.max_shapes = 2;
+        for m in [
+            "alpha failed",
+            "beta failed",
+            "gamma failed",
+            "alpha failed",
+        ] {
+            b.push(m);
+        }
+        let ids = b.finish();
+        assert_eq!(ids.other_lines, 1);
+        assert_eq!(ids.id(2), b"ffffffffffffffff");
+        assert_eq!(ids.id(0), ids.id(3));
     }
 
     #[test]

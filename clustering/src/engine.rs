@@ -567,6 +567,12 @@ impl Engine {
         .collect()
     }
 
+    /// The current id of a template id, following merges (aliases survive consolidation,
+    /// eviction and restarts); `None` when the id was never seen or its alias left the bound.
+    pub fn resolve_template(&self, id: TemplateId) -> Option<TemplateId> {
+        self.state.lock().miner.resolve(id)
+    }
+
     /// What the bounds did so far, plus current sizes (templates, clusters).
     pub fn counters(&self) -> (EngineCounters, usize, usize) {
         let s = self.state.lock();
@@ -648,6 +654,12 @@ impl Engine {
                 echo_events: c.echo_events,
                 recent_traces_evicted: c.recent_traces_evicted,
             },
+            template_aliases: s
+                .miner
+                .aliases()
+                .into_iter()
+                .map(|(from, to)| (from.to_string(), to.to_string()))
+                .collect(),
         })
     }
 
@@ -722,6 +734,17 @@ impl Engine {
                 });
             }
             s.miner.consolidate();
+            let aliases: Vec<(TemplateId, TemplateId)> = snap
+                .template_aliases
+                .iter()
+                .filter_map(|(from, to)| {
+                    Some((
+                        TemplateId::try_from(from.clone()).ok()?,
+                        TemplateId::try_from(to.clone()).ok()?,
+                    ))
+                })
+                .collect();
+            s.miner.restore_aliases(&aliases);
             let c = snap.counters;
             s.counters = EngineCounters {
                 events: c.events,
@@ -840,16 +863,14 @@ impl State {
 
     /// Rebuilds the miner and the key table without the keys marked in `gone`.
     fn drop_keys(&mut self, gone: &[bool]) {
-        let mut miner = TemplateMiner::new(self.config.min_distinct_words);
+        let keep: Vec<bool> = gone.iter().map(|g| !g).collect();
+        self.miner.retain(&keep);
         let mut keys = Vec::with_capacity(self.keys.len());
-        for (k, evicted) in gone.iter().enumerate() {
-            if !evicted {
-                miner.insert_shape(self.miner.key_text(k as KeyIndex));
-                keys.push(self.keys[k].clone());
+        for (k, ks) in std::mem::take(&mut self.keys).into_iter().enumerate() {
+            if keep[k] {
+                keys.push(ks);
             }
         }
-        miner.consolidate();
-        self.miner = miner;
         self.keys = keys;
     }
 
@@ -1329,6 +1350,34 @@ mod tests {
         );
         assert_eq!(detail.summary.canonical, "connection reset by peer");
         assert_eq!(detail.templates[0].text, detail.summary.name);
+    }
+
+    #[test]
+    fn a_merged_template_id_still_resolves_after_a_restart() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let first = engine
+            .observe(&event("cache alpha: connection refused", "a", t0))
+            .template
+            .expect("templated");
+        for (i, name) in ["beta", "gamma", "delta", "epsilon", "zeta"]
+            .iter()
+            .enumerate()
+        {
+            engine.observe(&event(
+                &format!("cache {name}: connection refused"),
+                "a",
+                t0 + i as i64,
+            ));
+        }
+        engine.maintain();
+        let merged = TemplateId::of("cache <*>: connection refused");
+        assert_ne!(first, merged);
+        assert_eq!(engine.resolve_template(first), Some(merged));
+        let restored = Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default())
+            .expect("restored");
+        assert_eq!(restored.resolve_template(first), Some(merged));
+        assert_eq!(restored.resolve_template(merged), Some(merged));
     }
 
     #[test]

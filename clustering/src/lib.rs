@@ -11,7 +11,8 @@
 //! Pipeline, one module per step: [`mask`] turns a message into its shape (variable parts
 //! become `<*>`, kept as parameters); [`template`] maps shapes to templates in O(message
 //! length) and generalises them online; [`root`] finds a message's innermost Go error;
-//! [`cluster`] groups roots with TF-IDF vectors and DBSCAN (linfa-clustering);
+//! [`cluster`] groups roots with TF-IDF vectors and DBSCAN (connected components of the
+//! neighbour graph, checked against linfa-clustering);
 //! [`emergence`] tells new and surging clusters with a Poisson test; [`occurrence`] folds the
 //! reports of one failure (log lines, error spans, upstream echoes) into one count; [`engine`]
 //! is the live, bounded, thread-safe store the agent feeds and queries; [`snapshot`] is its

@@ -30,6 +30,11 @@ pub struct SnapshotV1 {
     /// Per cluster label, the index of its canonical root.
     pub(crate) canonical: Vec<u32>,
     pub(crate) counters: CountersV1,
+    /// Template ids merged away, old id to newer id (16 hex digits each), oldest first, so
+    /// links to a merged template keep resolving after a restart (added to format 1 with a
+    /// default: older files have none).
+    #[serde(default)]
+    pub(crate) template_aliases: Vec<(String, String)>,
 }
 
 /// One template key (an exact masked shape) and its counters.

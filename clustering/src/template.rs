@@ -18,10 +18,12 @@
 //! merges, so a template may lose several words.
 //!
 //! Ids are content hashes of the template text ([`TemplateId`], DESIGN decision 1): the same
-//! shape has the same id everywhere. A merge gives the merged template a new id; the old ones
-//! resolve to it ([`TemplateMiner::resolve`]).
+//! shape has the same id everywhere. Consolidation is a function of the set of shapes seen
+//! (rebuilt from them sorted), so two nodes that saw the same shapes in any order, consolidating
+//! at any times, agree on every id. A merge gives the merged template a new id; the old id
+//! stays an alias of it ([`TemplateMiner::resolve`]), kept through evictions and snapshots.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -29,6 +31,11 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::mask::{display, key_value_split, strip, MaskedLine, ParamKind, WILDCARD};
+
+/// Most template aliases kept: a template merges a handful of times in its life, so this
+/// covers the merges of many times the default template bound (20,000) before the oldest
+/// aliases (links older than most dashboards) leave. Memory: 16 bytes and a queue slot each.
+const MAX_ALIASES: usize = 100_000;
 
 /// Stable id of a template: a hash of its masked text, shown as 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -107,6 +114,9 @@ pub struct TemplateMiner {
     max_known_values: usize,
     min_distinct: usize,
     pending: usize,
+    aliases: HashMap<TemplateId, TemplateId>,
+    alias_order: VecDeque<TemplateId>,
+    max_aliases: usize,
 }
 
 impl TemplateMiner {
@@ -123,6 +133,9 @@ impl TemplateMiner {
             max_known_values: 100_000,
             min_distinct: min_distinct.max(2),
             pending: 0,
+            aliases: HashMap::new(),
+            alias_order: VecDeque::new(),
+            max_aliases: MAX_ALIASES,
         }
     }
 
@@ -156,19 +169,24 @@ impl TemplateMiner {
         self.key_text.push(text.into());
         let template = self.template_for(text);
         self.key_template.push(template);
+        self.learn_shape(text);
+        self.pending += 1;
+        index
+    }
+
+    /// Learns the constant values of a shape's `key=value` tokens.
+    fn learn_shape(&mut self, text: &str) {
         for tok in text.split(' ') {
             if tok.contains(WILDCARD) {
                 continue;
             }
-            if let Some(eq) = key_value_split(strip(tok.as_bytes())) {
-                let core = strip(tok.as_bytes());
+            let core = strip(tok.as_bytes());
+            if let Some(eq) = key_value_split(core) {
                 if let Ok(value) = std::str::from_utf8(strip(&core[eq + 1..])) {
                     self.learn(value);
                 }
             }
         }
-        self.pending += 1;
-        index
     }
 
     fn learn(&mut self, value: &str) {
@@ -219,10 +237,19 @@ impl TemplateMiner {
         (t.id, &t.text)
     }
 
-    /// The current id of a template id that may have been merged away since.
+    /// The current id of a template id that may have been merged away since (through the
+    /// aliases, which survive consolidation, eviction and snapshots); `None` when unknown.
     pub fn resolve(&self, id: TemplateId) -> Option<TemplateId> {
-        let t = self.templates.iter().position(|t| t.id == id)?;
-        Some(self.templates[self.live(t as u32) as usize].id)
+        let mut id = id;
+        // Alias chains are short (one link per merge of the same template); the bound only
+        // guards against a cycle left by an eviction that un-merged a template.
+        for _ in 0..64 {
+            if let Some(t) = self.templates.iter().position(|t| t.id == id) {
+                return Some(self.templates[self.live(t as u32) as usize].id);
+            }
+            id = *self.aliases.get(&id)?;
+        }
+        None
     }
 
     /// Number of live templates.
@@ -236,15 +263,88 @@ impl TemplateMiner {
     /// Generalises templates until nothing merges (see the module documentation); returns
     /// the number of merges. Cost: linear in the total number of tokens of the live
     /// templates, per round.
+    ///
+    /// The outcome is a function of the *set* of shapes seen, not of their order or of when
+    /// earlier consolidations ran: the templates are rebuilt from the shapes sorted, and the
+    /// known values re-learned from them. Two nodes that saw the same shapes give every shape
+    /// the same template and id. A key whose template id changes leaves an alias from the old
+    /// id to the new one ([`resolve`](Self::resolve)). Returns the number of keys whose
+    /// template changed.
     pub fn consolidate(&mut self) -> usize {
         self.pending = 0;
-        let mut merges = 0;
-        loop {
-            let round = self.consolidate_round();
-            if round == 0 {
-                return merges;
+        let mut order: Vec<usize> = (0..self.key_text.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.key_text[a].cmp(&self.key_text[b]));
+        let mut fresh = TemplateMiner::new(self.min_distinct);
+        fresh.max_known_values = self.max_known_values;
+        for &k in &order {
+            let text = &self.key_text[k];
+            fresh.template_for(text);
+            fresh.learn_shape(text);
+        }
+        while fresh.consolidate_round() > 0 {}
+        let mut changed = 0;
+        for k in 0..self.key_text.len() {
+            let before = self.templates[self.live(self.key_template[k]) as usize].id;
+            let t = fresh.live(fresh.template_index[&self.key_text[k]]);
+            self.key_template[k] = t;
+            let after = fresh.templates[t as usize].id;
+            if before != after {
+                changed += 1;
+                self.add_alias(before, after);
             }
-            merges += round;
+        }
+        self.templates = fresh.templates;
+        self.template_index = fresh.template_index;
+        self.known_values = fresh.known_values;
+        changed
+    }
+
+    /// Keeps the keys whose `keep` entry is true (in order) and consolidates again; returns
+    /// each old key's new index. The aliases stay.
+    pub fn retain(&mut self, keep: &[bool]) -> Vec<Option<KeyIndex>> {
+        let mut map = vec![None; self.key_text.len()];
+        let mut key_text = Vec::with_capacity(self.key_text.len());
+        let mut key_template = Vec::with_capacity(self.key_text.len());
+        self.keys.clear();
+        for (k, text) in std::mem::take(&mut self.key_text).into_iter().enumerate() {
+            if keep.get(k).copied().unwrap_or(false) {
+                let index = key_text.len() as KeyIndex;
+                map[k] = Some(index);
+                self.keys.insert(xxh3_128(text.as_bytes()), index);
+                key_template.push(self.key_template[k]);
+                key_text.push(text);
+            }
+        }
+        self.key_text = key_text;
+        self.key_template = key_template;
+        self.consolidate();
+        map
+    }
+
+    /// Records that template `from` is now `to` (bounded: the oldest aliases leave first).
+    fn add_alias(&mut self, from: TemplateId, to: TemplateId) {
+        if self.aliases.insert(from, to).is_none() {
+            self.alias_order.push_back(from);
+            while self.alias_order.len() > self.max_aliases {
+                if let Some(old) = self.alias_order.pop_front() {
+                    self.aliases.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The aliases, old id to newer id, oldest first (for snapshots).
+    pub fn aliases(&self) -> Vec<(TemplateId, TemplateId)> {
+        self.alias_order
+            .iter()
+            .filter_map(|from| self.aliases.get(from).map(|to| (*from, *to)))
+            .collect()
+    }
+
+    /// Restores aliases saved by [`aliases`](Self::aliases).
+    pub fn restore_aliases(&mut self, aliases: &[(TemplateId, TemplateId)]) {
+        for &(from, to) in aliases {
+            self.add_alias(from, to);
         }
     }
 
@@ -473,6 +573,155 @@ mod tests {
         assert_ne!(before, after);
         assert_eq!(miner.resolve(before), Some(after));
         assert_eq!(after, TemplateId::of("login by <*> ok"));
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    //! Merges are a function of the set of shapes seen: the same messages in any order, with
+    //! consolidations at any points in between, give every message the same template id.
+    use super::*;
+
+    fn messages() -> Vec<String> {
+        let mut m = Vec::new();
+        for u in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            m.push(format!("Invalid user {u} from 10.0.0.1"));
+            m.push(format!("session opened for user {u} by root"));
+        }
+        for h in ["db", "cache", "queue"] {
+            m.push(format!("connected to {h} in 5ms"));
+            m.push(format!("peer {h} said user={h}"));
+        }
+        m.push("session closed for user db".into());
+        m.push("session closed for user news".into());
+        m.push("VM Started (Lifecycle Event)".into());
+        m.push("VM Paused (Lifecycle Event)".into());
+        m
+    }
+
+    /// Feeds `order` of `msgs`, consolidating every `every` messages, and returns each
+    /// message's final template id and text.
+    fn feed(msgs: &[String], order: &[usize], every: usize) -> Vec<(TemplateId, String)> {
+        let mut miner = TemplateMiner::new(5);
+        let mut m = MaskedLine::new();
+        let mut keys = vec![0; msgs.len()];
+        for (n, &i) in order.iter().enumerate() {
+            m.mask(&msgs[i]);
+            keys[i] = miner.insert(&m).0;
+            if every > 0 && (n + 1) % every == 0 {
+                miner.consolidate();
+            }
+        }
+        miner.consolidate();
+        keys.iter()
+            .map(|&k| {
+                let (id, text) = miner.template_of(k);
+                (id, text.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_same_templates_in_any_order_give_the_same_ids() {
+        let msgs = messages();
+        let n = msgs.len();
+        let forward: Vec<usize> = (0..n).collect();
+        let expected = feed(&msgs, &forward, 0);
+        assert_eq!(expected[0].1, "Invalid user <*> from <*>");
+        assert_ne!(
+            expected[n - 1].0,
+            expected[n - 2].0,
+            "VM Started / Paused stay apart"
+        );
+        let reversed: Vec<usize> = (0..n).rev().collect();
+        // A fixed pseudo-random permutation (xorshift), so the test is the same on every run.
+        let mut shuffled = forward.clone();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in (1..n).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let interleaved: Vec<usize> = (0..n).step_by(2).chain((1..n).step_by(2)).collect();
+        for order in [&forward, &reversed, &shuffled, &interleaved] {
+            for every in [0, 1, 3, 7] {
+                assert_eq!(
+                    feed(&msgs, order, every),
+                    expected,
+                    "order {order:?}, every {every}"
+                );
+            }
+        }
+    }
+
+    /// Found by a random search against the earlier incremental consolidation, which gave
+    /// these messages different ids when consolidated after every message in this order.
+    #[test]
+    fn consolidating_after_every_message_changes_nothing() {
+        let msgs: Vec<String> = [
+            "a c x",
+            "c c a",
+            "d y a",
+            "d y y",
+            "user=b x y",
+            "b y d",
+            "b e x",
+            "user=a y b",
+            "f y d",
+            "d a y",
+            "user=a user=b d",
+        ]
+        .map(String::from)
+        .to_vec();
+        let forward: Vec<usize> = (0..msgs.len()).collect();
+        let order = [6, 3, 0, 2, 8, 7, 5, 10, 1, 9, 4];
+        let ids = |order: &[usize], every| -> Vec<TemplateId> {
+            let mut miner = TemplateMiner::new(3);
+            let mut m = MaskedLine::new();
+            let mut keys = vec![0; msgs.len()];
+            for (n, &i) in order.iter().enumerate() {
+                m.mask(&msgs[i]);
+                keys[i] = miner.insert(&m).0;
+                if every > 0 && (n + 1) % every == 0 {
+                    miner.consolidate();
+                }
+            }
+            miner.consolidate();
+            keys.iter().map(|&k| miner.template_of(k).0).collect()
+        };
+        assert_eq!(ids(&order, 1), ids(&forward, 0));
+    }
+
+    #[test]
+    fn a_merged_id_resolves_through_its_alias_after_eviction() {
+        let mut miner = TemplateMiner::new(2);
+        let mut m = MaskedLine::new();
+        m.mask("login by alice ok");
+        let (a, _) = miner.insert(&m);
+        let raw = miner.template_of(a).0;
+        m.mask("login by bob ok");
+        miner.insert(&m);
+        m.mask("logout by carol");
+        miner.insert(&m);
+        miner.consolidate();
+        let merged = miner.template_of(a).0;
+        assert_eq!(merged, TemplateId::of("login by <*> ok"));
+        // Evict bob's key: with one value left the position is constant again, and both
+        // older ids still lead to a live template.
+        let map = miner.retain(&[true, false, true]);
+        assert_eq!(map, [Some(0), None, Some(1)]);
+        assert!(miner.resolve(raw).is_some());
+        assert!(miner.resolve(merged).is_some());
+        let restored = {
+            let mut fresh = TemplateMiner::new(2);
+            fresh.insert_shape("login by alice ok");
+            fresh.restore_aliases(&miner.aliases());
+            fresh.consolidate();
+            fresh
+        };
+        assert_eq!(restored.resolve(merged), Some(raw));
+        assert_eq!(restored.resolve(TemplateId(42)), None);
     }
 }
 

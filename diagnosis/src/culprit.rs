@@ -258,6 +258,12 @@ pub fn fault_of(text: &str) -> Fault {
         ("timeout awaiting response headers", Fault::Timeout),
         ("tls handshake", Fault::Tls),
         ("x509:", Fault::Tls),
+        // Rust's hyper/reqwest (faultline's demo lab, Rust services): the words of its own
+        // errors for the same faults.
+        ("connection closed before message completed", Fault::Eof),
+        ("operation timed out", Fault::Timeout),
+        ("dns error", Fault::Dns),
+        ("failed to lookup address", Fault::Dns),
     ];
     let mut best: Option<(usize, Fault)> = None;
     for &(phrase, fault) in PHRASES {

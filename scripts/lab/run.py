@@ -358,6 +358,9 @@ class Traffic:
         self.stopping = threading.Event()
         self.paused = threading.Event()
         self.skipped = 0
+        # Bumped when the edge restarts: every worker then drops its connection to the old
+        # process, as a load balancer does when a backend leaves and comes back.
+        self.generation = 0
         self.rng = random.Random(seed)
         self.threads = [threading.Thread(target=self.work, daemon=True) for _ in range(workers)]
         self.ticker = threading.Thread(target=self.tick, daemon=True)
@@ -392,14 +395,17 @@ class Traffic:
     def work(self) -> None:
         conn = None
         last_used = time.monotonic()
+        generation = self.generation
         while not self.stopping.is_set():
             try:
                 path = self.todo.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if conn is not None and time.monotonic() - last_used > CLIENT_IDLE_SECS:
+            stale = time.monotonic() - last_used > CLIENT_IDLE_SECS or generation != self.generation
+            if conn is not None and stale:
                 conn.close()
                 conn = None
+            generation = self.generation
             start = now_ms()
             status, trace, error = 0, "", ""
             try:
@@ -665,11 +671,15 @@ def trace_origin(api: Api, trace_id: str):
     if status != 200 or not isinstance(chain, dict):
         return None
     origin = chain.get("error_origin_span_id")
+    culprit = chain.get("culprit")
+    found = {"trace_id": trace_id, "service": None, "span": None, "kind": None, "message": None,
+             "culprit": culprit.get("service") if isinstance(culprit, dict) else None,
+             "culprit_headline": culprit.get("headline") if isinstance(culprit, dict) else None}
     for span in chain.get("spans") or []:
         if span.get("span_id") == origin:
-            return {"trace_id": trace_id, "service": span.get("service"), "span": span.get("name"),
-                    "kind": span.get("kind"), "message": span.get("status_message")}
-    return {"trace_id": trace_id, "service": None, "span": None, "kind": None, "message": None}
+            found.update({"service": span.get("service"), "span": span.get("name"),
+                          "kind": span.get("kind"), "message": span.get("status_message")})
+    return found
 
 
 def incident_view(incident: dict) -> dict:
@@ -682,11 +692,12 @@ def incident_view(incident: dict) -> dict:
     hints = incident.get("hints") or []
     hint = None
     if hints and isinstance(hints[0], dict):
-        hint = hints[0].get("title") or hints[0].get("id") or hints[0].get("rule")
-    counters = incident.get("counters") or incident.get("related_counters") or []
+        hint = hints[0].get("rule_id") or hints[0].get("title")
+    counters = incident.get("counters") or []
     counter = None
     if counters and isinstance(counters[0], dict):
-        counter = row_label(counters[0])
+        anomaly = counters[0].get("anomaly")
+        counter = row_label(anomaly if isinstance(anomaly, dict) else counters[0])
     return {"id": incident.get("id"), "culprit": culprit_name, "hint": hint, "top_counter": counter,
             "title": incident.get("title") or incident.get("summary"),
             "onset_unix_ms": incident.get("onset_unix_ms") or incident.get("started_unix_ms")}
@@ -780,9 +791,16 @@ def run_fault(run: Run, fault: str) -> dict:
     count = fault_pattern.get("total_count") if fault_pattern else None
 
     def pattern_json(c):
-        return None if c is None else {
+        if c is None:
+            return None
+        status, detail = run.api.get(f"/api/v1/clusters/{c.get('id')}")
+        culprit = detail.get("culprit") if isinstance(detail, dict) else None
+        if culprit is None and isinstance(detail, dict):
+            culprit = (detail.get("summary") or {}).get("culprit")
+        return {
             "id": c.get("id"), "template": c.get("canonical_template"), "total_count": c.get("total_count"),
             "services": c.get("services"), "first_seen_unix_ms": c.get("first_seen_unix_ms"),
+            "culprit": culprit.get("service") if isinstance(culprit, dict) else culprit,
         }
     result.update({
         "onset_unix_ms": onset,
@@ -819,9 +837,11 @@ def verdict(r: dict) -> dict:
     if r["onset_kind"] == "injection":
         # Nothing fails: only an incident answers; a new pattern would be a wrong answer.
         within = within and r["first_answer_kind"] == "incident"
-    origins = [o["service"] for o in r["trace_origins"] if o.get("service")]
+    origins = [o.get("culprit") or o["service"] for o in r["trace_origins"] if o.get("culprit") or o.get("service")]
     if r["top_incident"] and r["top_incident"].get("culprit"):
         culprit = r["top_incident"]["culprit"]
+    elif (r.get("fault_pattern") or {}).get("culprit"):
+        culprit = r["fault_pattern"]["culprit"]
     elif origins:
         culprit = max(set(origins), key=origins.count)
     else:
@@ -852,12 +872,14 @@ def run_quiet(run: Run, minutes: float) -> dict:
     restarts = []
     restart_at = [time.monotonic() + minutes * 60 * f for f in (0.4, 0.75)]
     raised_incidents: dict = {}
+    incidents_api = False
     raised_patterns: dict = {}
     while time.monotonic() < end:
         if restart_at and time.monotonic() >= restart_at[0]:
             restart_at.pop(0)
             restarts.append(restart_edge(run))
         incidents = run.api.incidents()
+        incidents_api = incidents_api or incidents is not None
         for i in incidents or []:
             raised_incidents.setdefault(str(i.get("id")), {"seen_unix_ms": now_ms(), **incident_view(i)})
         for c in run.api.clusters(emerging=True):
@@ -868,9 +890,16 @@ def run_quiet(run: Run, minutes: float) -> dict:
         time.sleep(2.0)
     run.traffic.stop()
     outcomes = run.traffic.snapshot()
+    with open(run.work / "out" / "traffic.jsonl", "w") as f:
+        for o in outcomes:
+            f.write(json.dumps(asdict(o)) + "\n")
+    failures = [o for o in outcomes if failed(o)]
     return {"mode": "quiet", "minutes": minutes, "seed": run.seed, "chain": chain_json(run.chain),
             "started_unix_ms": started, "requests": len(outcomes),
-            "failed_requests": sum(map(failed, outcomes)), "restarts": restarts,
+            "failed_requests": len(failures),
+            "failure_examples": sorted({o.error or f"HTTP {o.status}" for o in failures})[:3],
+            "restarts": restarts,
+            "incidents_api": incidents_api,
             "incidents_raised": list(raised_incidents.values()),
             "emerging_patterns_raised": list(raised_patterns.values()),
             "dropped_spans": run.dropped_spans()}
@@ -887,6 +916,7 @@ def restart_edge(run: Run) -> dict:
     proc = run.service_procs[edge.name]
     run.procs.stop(proc)
     run.service_procs[edge.name] = run.start_service(edge)
+    run.traffic.generation += 1
     run.traffic.paused.clear()
     log(f"quiet: restarted {edge.name}")
     return {"service": edge.name, "unix_ms": at}
@@ -929,7 +959,7 @@ def table(results: list[dict]) -> str:
     rows = []
     for r in results:
         tp = r.get("top_pattern") or {}
-        origins = [o["service"] or "?" for o in r.get("trace_origins") or []]
+        origins = [o.get("culprit") or o["service"] or "?" for o in r.get("trace_origins") or []]
         inc = r.get("top_incident")
         v = r["verdict"]
         marks = []

@@ -268,6 +268,64 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn demo_close_wait_climbs_on_the_callees_port_in_the_agents_counters() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut demo = Demo::start(
+        tmp.path(),
+        &[
+            "--scenario",
+            "close-wait",
+            "--baseline",
+            "3",
+            "--listen",
+            &listen,
+        ],
+    );
+    // The callee (inventory, last in the chain) stops reading and closing what it accepts:
+    // orders times out and closes, and CLOSE-WAIT climbs on inventory's port. Nothing is
+    // logged by inventory; the counters are the evidence.
+    let seen = loop {
+        if let Some(status) = demo.exited() {
+            panic!("the demo exited early with {status}\n{}", demo.output());
+        }
+        assert!(
+            started.elapsed() < SHOWN_WITHIN,
+            "CLOSE-WAIT did not climb on inventory's port within {SHOWN_WITHIN:?}\n{}",
+            demo.output()
+        );
+        let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
+        let inventory = chain_ports(&stdout).get(2).copied();
+        let counters = http_get(&format!("http://{listen}/api/v1/counters"))
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let close_wait = inventory.zip(counters).and_then(|(port, counters)| {
+            counters["sockets"].as_array().and_then(|series| {
+                series
+                    .iter()
+                    .filter(|s| s["port"] == port && s["state"] == "close_wait")
+                    .filter_map(|s| s["current"].as_u64())
+                    .max()
+            })
+        });
+        // 20: well above what a healthy keep-alive chain ever shows (none), reached in
+        // about a second at the demo's traffic.
+        if close_wait.is_some_and(|count| count >= 20) {
+            break close_wait;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let status = demo.interrupt(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit after SIGINT ({seen:?} CLOSE-WAIT): {status}\n{}",
+        demo.output()
+    );
+}
+
+#[test]
 fn demo_on_a_busy_port_says_so_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

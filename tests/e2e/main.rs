@@ -17,5 +17,6 @@ mod culprit;
 mod dashboard;
 mod demo;
 mod lab_go;
+mod listeners;
 mod pipeline;
 mod replay;

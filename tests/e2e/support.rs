@@ -67,6 +67,15 @@ impl Agent {
 
     /// Like [`Agent::start`] but in a directory prepared by the caller (a restart reuses it).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Agent {
+        Self::start_with(dir, extra, |_| {})
+    }
+
+    /// Like [`Agent::start_in`], with a last say on the command (environment, limits).
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let data_dir = dir.path().join("data");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
@@ -91,14 +100,15 @@ impl Agent {
         args.extend(extra.iter().map(|s| s.to_string()));
         let stderr_path = dir.path().join("agent.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(&args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn faultline run");
+            .stderr(stderr);
+        adjust(&mut command);
+        let child = command.spawn().expect("spawn faultline run");
         let mut agent = Agent {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),

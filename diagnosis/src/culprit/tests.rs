@@ -75,6 +75,35 @@ fn faults_are_read_from_the_innermost_error() {
 }
 
 #[test]
+fn faults_are_read_from_rust_http_client_errors_too() {
+    // Exact texts reqwest 0.12 / hyper 1 produced in `faultline demo`'s lab.
+    let url = "error sending request for url (http://127.0.0.1:45047/v1/stock/23)";
+    assert_eq!(
+        fault_of(&format!(
+            "{url}: client error (SendRequest): connection closed before message completed"
+        )),
+        Fault::Eof
+    );
+    assert_eq!(
+        fault_of(&format!(
+            "{url}: client error (SendRequest): connection error: Connection reset by peer (os error 104)"
+        )),
+        Fault::Reset
+    );
+    assert_eq!(
+        fault_of(&format!("{url}: operation timed out")),
+        Fault::Timeout
+    );
+    assert_eq!(
+        fault_of(
+            "error sending request for url (http://inventory.faultline-demo.invalid:45047/v1/stock/23): \
+             client error (Connect): dns error: failed to lookup address information: Name or service not known"
+        ),
+        Fault::Dns
+    );
+}
+
+#[test]
 fn addresses_are_read_from_urls_dials_and_connection_pairs() {
     assert_eq!(address_in(EOF_TEXT), Some(("127.0.0.1".into(), 18080)));
     assert_eq!(

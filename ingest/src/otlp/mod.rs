@@ -39,7 +39,7 @@ mod sink;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use faultline_net::{ConnectionCounts, ConnectionLimits, ConnectionStats};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,7 @@ pub use sink::{
 
 use pipeline::Pipeline;
 
-/// Why the receivers could not start or stopped with an error.
+/// Why the receivers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A listen address could not be bound.
@@ -67,26 +67,40 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The gRPC server failed.
-    #[error("OTLP/gRPC server failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    /// The HTTP server failed.
-    #[error("OTLP/HTTP server failed: {0}")]
-    Http(std::io::Error),
 }
 
 /// Both OTLP receivers over one pipeline. Cheap to clone; clones share counters and bounds.
 #[derive(Clone)]
 pub struct OtlpReceivers {
     pipeline: Arc<Pipeline>,
+    grpc_connections: ConnectionLimits,
+    http_connections: ConnectionLimits,
+    grpc_stats: Arc<ConnectionStats>,
+    http_stats: Arc<ConnectionStats>,
 }
 
 impl OtlpReceivers {
-    /// Receivers with these limits delivering to these outputs.
+    /// Receivers with these limits delivering to these outputs, with the default connection
+    /// limits on each listener.
     pub fn new(config: OtlpConfig, outputs: OtlpOutputs) -> Self {
         OtlpReceivers {
             pipeline: Arc::new(Pipeline::new(config, outputs)),
+            grpc_connections: ConnectionLimits::default(),
+            http_connections: ConnectionLimits::default(),
+            grpc_stats: Arc::default(),
+            http_stats: Arc::default(),
         }
+    }
+
+    /// The same receivers with these connection limits on the gRPC and the HTTP listener.
+    pub fn with_connection_limits(
+        mut self,
+        grpc: ConnectionLimits,
+        http: ConnectionLimits,
+    ) -> Self {
+        self.grpc_connections = grpc;
+        self.http_connections = http;
+        self
     }
 
     /// Counters since start.
@@ -94,52 +108,47 @@ impl OtlpReceivers {
         self.pipeline.stats()
     }
 
+    /// Connection counters of both listeners together.
+    pub fn connections(&self) -> ConnectionCounts {
+        self.grpc_stats.counts().plus(self.http_stats.counts())
+    }
+
     /// The OTLP/HTTP routes, to serve on a listener of one's own.
     pub fn http_router(&self) -> axum::Router {
         http::router(self.pipeline.clone())
     }
 
-    /// Serves OTLP/gRPC on `grpc` and OTLP/HTTP on `http` until `shutdown` is cancelled, then
-    /// lets in-flight requests finish and returns.
+    /// Serves OTLP/gRPC on `grpc` and OTLP/HTTP on `http`, each within its connection
+    /// limits, until `shutdown` is cancelled, then lets in-flight requests finish and
+    /// returns.
     pub async fn serve(
         &self,
         grpc: TcpListener,
         http: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
-        // Loopback senders wait for each answer: Nagle's algorithm would hold small answers
-        // back for a delayed ACK. The adaptive HTTP/2 window lets a 4 MiB export flow without
-        // a window-update round trip every 64 KiB.
-        let grpc_server = tonic::transport::Server::builder()
-            .http2_adaptive_window(Some(true))
+        let grpc_service = tower::ServiceBuilder::new()
             .layer(grpc::AdmissionLayer {
                 pipeline: self.pipeline.clone(),
             })
-            .add_routes(grpc::routes(self.pipeline.clone()))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                shutdown.clone().cancelled_owned(),
-            );
-        let http = http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let http_server = axum::serve(http, self.http_router())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let (grpc_result, http_result) = tokio::join!(
-            async {
-                let result = grpc_server.await;
-                // One server failing stops the other too: a half-open receiver would mislead.
-                shutdown.cancel();
-                result
-            },
-            async {
-                let result = http_server.await;
-                shutdown.cancel();
-                result
-            }
+            .service(grpc::routes(self.pipeline.clone()).prepare());
+        tokio::join!(
+            faultline_net::serve(
+                grpc,
+                grpc_service,
+                &self.grpc_connections,
+                self.grpc_stats.clone(),
+                shutdown.clone(),
+            ),
+            faultline_net::serve(
+                http,
+                self.http_router(),
+                &self.http_connections,
+                self.http_stats.clone(),
+                shutdown.clone(),
+            ),
         );
-        grpc_result?;
-        http_result.map_err(ServeError::Http)
+        Ok(())
     }
 
     /// Binds both addresses (port 0 picks a free port) and returns the bound listeners, for
