@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use faultline_clustering::ClusteringConfig;
+use faultline_diagnosis::anomaly::AnomalyConfig;
+use faultline_diagnosis::hints::HintRules;
 use faultline_ingest::counters::{CountersConfig, TaskTarget};
 use faultline_ingest::otlp::OtlpConfig as OtlpLimits;
 use faultline_ingest::tail::{LogSource, TailConfig};
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::RunArgs;
+use crate::diagnosis::DiagnosisSettings;
 use crate::listeners::ListenerLimits;
 
 /// The annotated example configuration, printed by `faultline config --default`.
@@ -26,6 +29,10 @@ pub const EXAMPLE: &str = include_str!("../faultline.example.toml");
 
 /// The system-wide data directory used when `data_dir` is not set.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/faultline";
+
+/// Fewest characters of `web.token`: 16 random hex digits are 64 bits, beyond guessing at the
+/// login's rate limit. A 1-character token was accepted before.
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// The log glob tailed when no `[[logs]]` table and no `--log` flag is given.
 pub const DEFAULT_LOG_GLOB: &str = "/var/log/*.log";
@@ -80,6 +87,32 @@ pub struct Config {
     pub traces: TraceStoreConfig,
     /// `[counters]`: the node counter sampler (`[[tasks]]` are added to its task targets).
     pub counters: CountersConfig,
+    /// `[diagnosis]`: counter anomalies, incidents and hint rules.
+    pub diagnosis: DiagnosisConfig,
+}
+
+/// `[diagnosis]`: how often the diagnosis runs, the anomaly detector's windows and the user's
+/// hint rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosisConfig {
+    /// A hint rules file that extends (or, rule by rule, replaces) the shipped rules.
+    pub rules: Option<PathBuf>,
+    /// Time between diagnosis runs (ms): once a second raises an anomaly within a second of
+    /// the sample that shows it.
+    pub interval_ms: u64,
+    /// `[diagnosis.anomalies]`: the detector's windows.
+    pub anomalies: AnomalyConfig,
+}
+
+impl Default for DiagnosisConfig {
+    fn default() -> Self {
+        DiagnosisConfig {
+            rules: None,
+            interval_ms: 1_000,
+            anomalies: AnomalyConfig::default(),
+        }
+    }
 }
 
 /// `[web]`: the dashboard and API listener.
@@ -92,6 +125,9 @@ pub struct WebConfig {
     pub token: Option<String>,
     /// Allow a non-loopback listener without a token.
     pub insecure: bool,
+    /// Host names, besides IP literals and `localhost`, that browsers may use to reach the
+    /// dashboard when no token is set (DNS rebinding defence).
+    pub allowed_hosts: Vec<String>,
     /// `[web.connections]`: connection count and timeouts of the listener.
     pub connections: ConnectionLimits,
 }
@@ -102,6 +138,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:7070".into(),
             token: None,
             insecure: false,
+            allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
         }
     }
@@ -182,6 +219,8 @@ pub struct Settings {
     pub web_listen: SocketAddr,
     /// Bearer token of the dashboard and API.
     pub web_token: Option<String>,
+    /// `web.allowed_hosts`.
+    pub web_allowed_hosts: Vec<String>,
     /// OTLP gRPC receiver address.
     pub otlp_grpc: SocketAddr,
     /// OTLP HTTP receiver address.
@@ -208,6 +247,8 @@ pub struct Settings {
     pub traces: TraceStoreConfig,
     /// Counter sampler, with the `[[tasks]]` targets included.
     pub counters: CountersConfig,
+    /// The diagnosis loop, its windows and the hint rules in force.
+    pub diagnosis: DiagnosisSettings,
 }
 
 /// Where state goes, and whether it was chosen by the user.
@@ -315,6 +356,28 @@ impl Config {
             if token.trim().is_empty() {
                 return Err(invalid("web.token", "", "the token is empty".into()));
             }
+            let length = token.chars().count();
+            if length < MIN_TOKEN_CHARS {
+                // The value itself is not repeated: it is a secret, even a weak one.
+                return Err(invalid(
+                    "web.token",
+                    &format!("<{length} characters>"),
+                    format!(
+                        "is too short to resist guessing: use at least {MIN_TOKEN_CHARS} \
+                         characters (e.g. `openssl rand -hex 16`)"
+                    ),
+                ));
+            }
+        }
+        for (i, host) in self.web.allowed_hosts.iter().enumerate() {
+            let name = host.trim();
+            if name.is_empty() || name.contains([':', '/', ' ']) {
+                return Err(invalid(
+                    &format!("web.allowed_hosts[{i}]"),
+                    host,
+                    "must be a host name without port or scheme, like \"agent.internal\"".into(),
+                ));
+            }
         }
         if !web_listen.ip().is_loopback() && self.web.token.is_none() && !self.web.insecure {
             return Err(invalid(
@@ -420,6 +483,8 @@ impl Config {
             origin: origin.clone(),
         })?;
 
+        let diagnosis = self.diagnosis_settings(&invalid)?;
+
         let data_dir = match &self.data_dir {
             Some(dir) => {
                 check_dir_usable(dir)
@@ -433,6 +498,7 @@ impl Config {
             data_dir,
             web_listen,
             web_token: self.web.token.clone(),
+            web_allowed_hosts: self.web.allowed_hosts.clone(),
             otlp_grpc,
             otlp_http,
             logs,
@@ -450,6 +516,69 @@ impl Config {
             clustering: self.clustering.clone(),
             traces: self.traces.clone(),
             counters,
+            diagnosis,
+        })
+    }
+
+    /// `[diagnosis]` checked: a positive interval, sane windows, and the user's rules file read
+    /// and compiled (a bad rule is an error at start that names it).
+    fn diagnosis_settings(
+        &self,
+        invalid: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<DiagnosisSettings, ConfigError> {
+        let d = &self.diagnosis;
+        if d.interval_ms == 0 {
+            return Err(invalid(
+                "diagnosis.interval_ms",
+                "0",
+                "must be at least 1".into(),
+            ));
+        }
+        let a = &d.anomalies;
+        for (key, value) in [
+            ("diagnosis.anomalies.baseline_ms", a.baseline_ms),
+            ("diagnosis.anomalies.search_ms", a.search_ms),
+        ] {
+            if value <= 0 {
+                return Err(invalid(key, &value.to_string(), "must be positive".into()));
+            }
+        }
+        if a.warmup_ms < 0 {
+            return Err(invalid(
+                "diagnosis.anomalies.warmup_ms",
+                &a.warmup_ms.to_string(),
+                "must not be negative".into(),
+            ));
+        }
+        if a.min_baseline_points < 3 {
+            return Err(invalid(
+                "diagnosis.anomalies.min_baseline_points",
+                &a.min_baseline_points.to_string(),
+                "must be at least 3: a median and a MAD need points".into(),
+            ));
+        }
+        let rules = match &d.rules {
+            None => HintRules::builtin(),
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = fs::read_to_string(path).map_err(|err| {
+                    invalid("diagnosis.rules", &shown, format!("cannot be read: {err}"))
+                })?;
+                HintRules::with_user_rules(&text, &shown)
+            }
+        }
+        .map_err(|err| {
+            let path = d.rules.as_ref().map(|p| p.display().to_string());
+            invalid(
+                "diagnosis.rules",
+                &path.unwrap_or_default(),
+                err.to_string(),
+            )
+        })?;
+        Ok(DiagnosisSettings {
+            interval: std::time::Duration::from_millis(d.interval_ms),
+            anomalies: a.clone(),
+            rules,
         })
     }
 }
@@ -690,9 +819,55 @@ mod tests {
     }
 
     #[test]
+    fn user_hint_rules_are_loaded_and_a_bad_one_stops_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        fs::write(
+            &good,
+            "version = 1\n[[rule]]\nid = \"quota\"\ntitle = \"Quota\"\n\
+             [rule.recognised_by]\npattern = ['quota exceeded']\n",
+        )
+        .unwrap();
+        let text = format!("[diagnosis]\nrules = {:?}\n", good.display().to_string());
+        let settings = parse(&text).unwrap().validate(None).unwrap();
+        let builtin = HintRules::builtin().unwrap().len();
+        assert_eq!(settings.diagnosis.rules.len(), builtin + 1);
+
+        let bad = dir.path().join("bad.toml");
+        fs::write(
+            &bad,
+            "version = 1\n[[rule]]\nid = \"mine\"\ntitle = \"t\"\n\
+             [rule.recognised_by]\npattern = ['(']\n",
+        )
+        .unwrap();
+        let text = format!("[diagnosis]\nrules = {:?}\n", bad.display().to_string());
+        let err = parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("diagnosis.rules"), "{err}");
+        assert!(err.contains("rule `mine`"), "{err}");
+
+        let missing = "[diagnosis]\nrules = \"/nonexistent/hints.toml\"\n";
+        let err = parse(missing)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be read"), "{err}");
+        let err = parse("[diagnosis.anomalies]\nsearch_ms = 0\n")
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("diagnosis.anomalies.search_ms"), "{err}");
+    }
+
+    #[test]
     fn non_loopback_listen_is_allowed_with_a_token_or_insecure() {
         let with_token =
-            parse("[web]\nlisten = \"0.0.0.0:7070\"\ntoken = \"s3cret-token\"").unwrap();
+            parse("[web]\nlisten = \"0.0.0.0:7070\"\ntoken = \"s3cret-token-of-length\"").unwrap();
         assert!(with_token.validate(None).is_ok());
         let insecure = parse("[web]\nlisten = \"[::]:7070\"\ninsecure = true").unwrap();
         assert!(insecure.validate(None).is_ok());

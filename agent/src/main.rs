@@ -9,6 +9,7 @@ mod cluster_cmd;
 mod config;
 mod culprits;
 mod demo;
+mod diagnosis;
 mod lab;
 mod listeners;
 mod persist;

@@ -16,7 +16,9 @@ use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
 use faultline_net::ConnectionStats;
 use faultline_web::model::StoreCounter;
-use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
+use faultline_web::{
+    Access, AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::persist::{self, AgentState, RecordTotals};
 use crate::pipeline::{Inputs, Pipeline};
-use crate::{listeners, shutdown, views};
+use crate::{diagnosis, listeners, shutdown, views};
 
 /// How long the parts get to stop and flush after the first signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -258,30 +260,52 @@ pub async fn serve(
         ),
     );
     let web_connections = Arc::new(ConnectionStats::default());
+    let access = Access::new(settings.web_token.as_deref(), &settings.web_allowed_hosts);
     let pipeline_counters = {
         let totals = totals.clone();
         let tailer = tailer.clone();
         let receivers = receivers.clone();
         let web_connections = web_connections.clone();
+        let access = access.clone();
         Arc::new(move || {
             let mut rows = agent_counters(&totals, tailer.as_deref(), &receivers);
             rows.extend(listeners::connection_counters(
                 web_connections.counts(),
                 &receivers,
             ));
+            rows.extend(listeners::access_counters(access.counts()));
             rows
         })
     };
-    let views = views::build(
+    let mut views = views::build(
         engine.clone(),
         traces.clone(),
         counters.clone(),
         live.clone(),
         pipeline_counters,
     );
+    // Counter anomalies and incidents, once a second over the same views the web reads.
+    let board = Arc::new(diagnosis::IncidentBoard::default());
+    views.incidents = board.clone();
+    tasks.push((
+        "diagnosis",
+        tokio::spawn(diagnosis::run(
+            views.clone(),
+            board,
+            settings.diagnosis.clone(),
+            diagnosis::ConfiguredFacts::from_tasks(
+                settings
+                    .tasks
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.url.as_str())),
+            ),
+            format!("http://{web_addr}"),
+            stop.child_token(),
+        )),
+    ));
     let state = AppState {
         health,
-        token: settings.web_token.as_deref().map(Into::into),
+        access: access.clone(),
     };
     let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();

@@ -138,6 +138,8 @@ pub fn build_with_clock(
         )),
         traces: Arc::new(TraceAdapter { store: traces }),
         counters: Arc::new(CounterAdapter { store: counters }),
+        // The agent's diagnosis loop replaces this board with the one it fills (`run`).
+        incidents: Arc::new(crate::diagnosis::IncidentBoard::default()),
         live,
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! 1. **Windows.** The *search window* is the last [`AnomalyConfig::search_ms`] of the
 //!    history; the *baseline window* is the [`AnomalyConfig::baseline_ms`] before it (clipped
-//!    at the start of the history). A baseline with fewer than
+//!    at the start of the history). In a history younger than both, the search window starts
+//!    after the baseline's minimum of points. A baseline with fewer than
 //!    [`AnomalyConfig::min_baseline_points`] known points is not judged. A series that
 //!    first appeared after the history began (a service started after the agent) has its
 //!    start-up traffic there, not a usual level: its baseline starts
@@ -231,7 +232,11 @@ pub fn detect(
         .unwrap_or(0)
         .max(1);
     let warmup_points = usize::try_from(config.warmup_ms.max(0) / step).unwrap_or(0);
-    let split = len.saturating_sub(search_points);
+    // A young history (the agent just started) keeps the baseline's minimum and searches the
+    // rest, like "what moved" does.
+    let split = len
+        .saturating_sub(search_points)
+        .max(config.min_baseline_points);
     let base_from = split.saturating_sub(baseline_points);
     for series in &history.series {
         if matches!(series.key, SeriesKey::Runtime { .. }) {
@@ -252,6 +257,13 @@ pub fn detect(
         };
         // A series that appeared after the history began starts its baseline after its
         // start-up, and its search window moves later to keep the baseline's minimum.
+        if split >= len {
+            report.unjudged.push(unjudged(format!(
+                "the history holds {len} points; the baseline needs {} before the points judged",
+                config.min_baseline_points
+            )));
+            continue;
+        }
         let (from, series_split) = if first > 0 && first + warmup_points > base_from {
             let from = first + warmup_points;
             (from, split.max(from + config.min_baseline_points))
@@ -1007,6 +1019,28 @@ mod tests {
         assert!(report.anomalies.is_empty());
         assert_eq!(report.unjudged.len(), 1);
         assert!(report.unjudged[0].reason.contains("baseline points"));
+    }
+
+    #[test]
+    fn a_young_history_keeps_the_baseline_minimum_and_searches_the_rest() {
+        // The agent started 43 s ago: shorter than the search window alone.
+        let key = port_state(8080, PortSide::Local, SocketState::CloseWait);
+        let mut points = vec![Some(0.0); 35];
+        points.extend((1..=8).map(|j| Some(5.0 * j as f64)));
+        let h = history(vec![(key.clone(), points)]);
+        let report = detect(&h, &[], &AnomalyConfig::default());
+        assert_eq!(report.anomalies.len(), 1, "{report:?}");
+        let too_young = detect(&at(&h, 25), &[], &AnomalyConfig::default());
+        assert!(too_young.anomalies.is_empty());
+        let h = history(vec![(key, vec![Some(0.0); 20])]);
+        let report = detect(&h, &[], &AnomalyConfig::default());
+        assert!(
+            report.unjudged[0]
+                .reason
+                .starts_with("the history holds 20 points"),
+            "{}",
+            report.unjudged[0].reason
+        );
     }
 
     #[test]

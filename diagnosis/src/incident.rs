@@ -9,8 +9,9 @@
 //!
 //! Grouping. Every pattern and counter anomaly is a *signal* with an onset and, when known, a
 //! culprit (the service where the fault lives). Two signals are one incident when they start
-//! within [`GROUP_WINDOW_MS`] of each other and either share a trace or name the same
-//! culprit; two different culprits are never merged, however the signals chain. A pattern's
+//! within [`GROUP_WINDOW_MS`] of each other and either share a trace, name the same culprit
+//! or are counters of the same port; two different culprits are never merged, however the
+//! signals chain. A pattern's
 //! culprit is the one attributed to it (its callee for transport errors); a pattern without
 //! attribution has no culprit for grouping (its services are shown instead), so an upstream
 //! echo joins its origin through their shared traces. A counter anomaly's culprit comes from
@@ -248,7 +249,8 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then the most recent onset first.
+    /// The incidents as of the last update: active first, then those whose culprit is known
+    /// (an SRE can act on them), then the most recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -400,6 +402,12 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
+                .then(
+                    b.culprit
+                        .service
+                        .is_some()
+                        .cmp(&a.culprit.service.is_some()),
+                )
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
         });
@@ -601,7 +609,7 @@ fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
             let linked = members.iter().any(|&j| {
                 let o = &signals[j];
                 (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
-                    && (same_culprit(o, s) || share_trace(o, s))
+                    && (same_culprit(o, s) || share_trace(o, s) || same_port(o, s))
             });
             if linked {
                 members.push(i);
@@ -618,6 +626,17 @@ fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
 
 fn same_culprit(a: &Signal<'_>, b: &Signal<'_>) -> bool {
     matches!((&a.culprit, &b.culprit), (Some(x), Some(y)) if x.0 == y.0)
+}
+
+/// Two counters of one port (its states, its total, its accept queue, either side): one
+/// place on the node, whoever owns it.
+fn same_port(a: &Signal<'_>, b: &Signal<'_>) -> bool {
+    match (&a.what, &b.what) {
+        (SignalWhat::Counter(x), SignalWhat::Counter(y)) => {
+            x.key.port().is_some() && x.key.port() == y.key.port()
+        }
+        _ => false,
+    }
 }
 
 fn share_trace(a: &Signal<'_>, b: &Signal<'_>) -> bool {
@@ -699,6 +718,11 @@ fn build(
         a.relation
             .cmp(&b.relation)
             .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
+            // A port's state says more than its total.
+            .then(
+                matches!(a.anomaly.key, SeriesKey::PortTotal { .. })
+                    .cmp(&matches!(b.anomaly.key, SeriesKey::PortTotal { .. })),
+            )
             .then(b.anomaly.score.total_cmp(&a.anomaly.score))
             .then(a.anomaly.label.cmp(&b.anomaly.label))
     });
@@ -1254,6 +1278,31 @@ mod tests {
         assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
         assert_eq!(inc.counters[0].relation, Relation::Peer);
         assert_eq!(inc.hints[0].rule_id, "time-wait-storm");
+    }
+
+    #[test]
+    fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
+        let tw = SeriesKey::PortState {
+            port: 9999,
+            side: PortSide::Remote,
+            state: SocketState::TimeWait,
+        };
+        let total = SeriesKey::PortTotal {
+            port: 9999,
+            side: PortSide::Remote,
+        };
+        let mut big_total = anomaly(total, T0 - 1_000);
+        big_total.score = 1_000.0;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[],
+            vec![big_total, anomaly(tw.clone(), T0)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].counters[0].anomaly.key, tw);
+        assert!(incidents[0].culprit.service.is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod support;
 #[path = "../../web/tests/fixture/browser.rs"]
 mod browser;
 
+mod access;
 mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;
@@ -16,6 +17,7 @@ mod counters;
 mod culprit;
 mod dashboard;
 mod demo;
+mod incidents;
 mod lab_go;
 mod listeners;
 mod pipeline;

@@ -35,6 +35,8 @@ pub struct Views {
     pub traces: Arc<dyn TraceView>,
     /// The node's socket, sockstat, process and task counters.
     pub counters: Arc<dyn CounterView>,
+    /// The incidents the agent's diagnosis keeps.
+    pub incidents: Arc<dyn IncidentView>,
     /// Where the stores announce changes; the live-update stream (SSE) watches it.
     pub live: LiveUpdates,
 }
@@ -100,6 +102,38 @@ pub trait CounterView: Send + Sync {
     fn store_counters(&self) -> Vec<StoreCounter> {
         Vec::new()
     }
+}
+
+/// Read access to the incidents: the latest answer of the agent's diagnosis, which runs in the
+/// background (about once a second) over the other stores.
+pub trait IncidentView: Send + Sync {
+    /// The latest incidents document. Called on every request: the agent keeps it behind an
+    /// `Arc` and replaces it after each diagnosis run.
+    fn incidents(&self) -> Arc<IncidentsDocument>;
+}
+
+pub use faultline_diagnosis::anomaly::{ChangeShape, CounterAnomaly, Direction, Unjudged};
+pub use faultline_diagnosis::hints::{Check, CulpritRole, Hint};
+pub use faultline_diagnosis::incident::{
+    Incident, IncidentCounter, IncidentCulprit, IncidentPattern, PatternCulprit, Relation,
+};
+
+/// The answer of `GET /api/v1/incidents`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentsDocument {
+    /// When the diagnosis last ran (Unix ms); 0 before its first run.
+    pub evaluated_at_unix_ms: i64,
+    /// Counter series judged for anomalies in that run.
+    pub series_judged: u64,
+    /// Counter series that could not be judged, and why (a series that appeared after the
+    /// agent started, a baseline with too few points). At most a few dozen, the rest counted
+    /// in `unjudged_omitted`.
+    pub unjudged: Vec<Unjudged>,
+    /// Unjudged series left out of `unjudged` by the bound.
+    pub unjudged_omitted: u64,
+    /// The incidents: active first, then those with a known culprit, then the most recent
+    /// onset first.
+    pub incidents: Vec<Incident>,
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as

@@ -5,7 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use crate::api::{clusters, counters, moved, traces};
+use crate::api::{clusters, counters, incidents, moved, traces};
 use crate::{health, live};
 
 #[derive(OpenApi)]
@@ -18,6 +18,8 @@ Errors always have the shape {status, code, message}.",
     ),
     paths(
         health::get_health,
+        incidents::list,
+        incidents::detail,
         clusters::list,
         clusters::detail,
         moved::get,
@@ -28,6 +30,7 @@ Errors always have the shape {status, code, message}.",
     ),
     components(schemas(clusters::ClusterSort)),
     tags(
+        (name = "incidents", description = "Faults: patterns and counter anomalies with their culprit and hints"),
         (name = "clusters", description = "Error patterns"),
         (name = "traces", description = "Call chains"),
         (name = "counters", description = "Node socket and task counters"),

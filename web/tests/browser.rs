@@ -60,6 +60,25 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
         "goroutine counter missing: {text}"
     );
     assert_hostile_text_is_text(&browser, "overview");
+    // The overview leads with the incidents: the culprit, its counters, the hint and its
+    // command; hostile text in an incident is text too.
+    let first = browser.eval(
+        "const i = document.querySelector('main > section#incidents .incident'); \
+         return i ? i.textContent : ''",
+    );
+    let first = first.as_str().unwrap_or_default();
+    for want in [
+        "Culprit: user-svc",
+        "CLOSE-WAIT :8081 is climbing 0 → 412",
+        XSS_IMG,
+        "Connections pile up in CLOSE-WAIT",
+        "ss -tanp state close-wait '( sport = :8081 or dport = :8081 )'",
+    ] {
+        assert!(
+            first.contains(want),
+            "{want:?} not in the first incident: {first}"
+        );
+    }
     // Hovering one chart shows the same moment on every chart of the page.
     let shown = browser.eval(
         "const svg = document.querySelector('svg.chart'); const b = svg.getBoundingClientRect(); \

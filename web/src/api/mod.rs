@@ -2,6 +2,7 @@
 
 pub(crate) mod clusters;
 pub(crate) mod counters;
+pub(crate) mod incidents;
 pub(crate) mod moved;
 pub(crate) mod params;
 pub(crate) mod traces;

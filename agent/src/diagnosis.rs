@@ -1,0 +1,546 @@
+//! The diagnosis loop: once a second, the counter anomalies and the incidents over the
+//! agent's stores, kept for the web's `IncidentView`.
+//!
+//! Execution model: one tokio task ([`run`]) ticks every `[diagnosis] interval_ms`; each tick
+//! reads the stores through the same read-only views the web serves (counters snapshot,
+//! emerging patterns, recent call chains), runs the pure diagnosis of `faultline-diagnosis`
+//! on a blocking thread (it sorts a few hundred series of a few hundred points: a few
+//! milliseconds, not for the async workers) and replaces the document the web reads. A tick
+//! that overruns delays the next one (missed ticks are skipped, never queued).
+//!
+//! Bounds: at most [`MAX_PATTERNS`] emerging patterns and [`MAX_CHAINS`] recent call chains
+//! are read per tick; the document lists at most [`MAX_UNJUDGED`] unjudged series.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit};
+use faultline_diagnosis::hints::HintRules;
+use faultline_diagnosis::incident::{DiagnosisInput, IncidentTracker, PatternInput, ServiceFacts};
+use faultline_diagnosis::{CounterHistory, CounterSeries};
+use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
+use faultline_web::model::{
+    self as web, CountersSnapshot, IncidentView, IncidentsDocument, TraceQuery,
+};
+use faultline_web::Views;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// Most emerging patterns read per tick (the most significant first).
+pub const MAX_PATTERNS: usize = 30;
+/// Most trace ids read per pattern.
+pub const MAX_TRACES_PER_PATTERN: usize = 20;
+/// Most recent call chains read per tick to learn who calls whom and who listens where.
+pub const MAX_CHAINS: usize = 30;
+/// Most unjudged series listed in the document (the rest are counted).
+pub const MAX_UNJUDGED: usize = 200;
+
+/// What the diagnosis loop needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct DiagnosisSettings {
+    /// Time between runs.
+    pub interval: Duration,
+    /// The anomaly detector's windows.
+    pub anomalies: AnomalyConfig,
+    /// The hint rules in force (shipped plus the user's).
+    pub rules: HintRules,
+}
+
+/// The latest incidents document, shared with the web.
+#[derive(Debug, Default)]
+pub struct IncidentBoard {
+    doc: RwLock<Arc<IncidentsDocument>>,
+}
+
+impl IncidentBoard {
+    fn set(&self, doc: IncidentsDocument) {
+        let doc = Arc::new(doc);
+        match self.doc.write() {
+            Ok(mut slot) => *slot = doc,
+            // A writer panicked mid-assignment of an Arc: the old value is intact.
+            Err(poisoned) => *poisoned.into_inner() = doc,
+        }
+    }
+}
+
+impl IncidentView for IncidentBoard {
+    fn incidents(&self) -> Arc<IncidentsDocument> {
+        match self.doc.read() {
+            Ok(doc) => doc.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// The service facts the configuration gives: each `[[tasks]]` target's goroutine page.
+#[derive(Debug, Clone, Default)]
+pub struct ConfiguredFacts {
+    /// Task target name → its goroutine dump with stacks.
+    pub goroutine_urls: BTreeMap<String, String>,
+}
+
+impl ConfiguredFacts {
+    /// From the `[[tasks]]` targets (name, url).
+    pub fn from_tasks<'a>(tasks: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        ConfiguredFacts {
+            goroutine_urls: tasks
+                .into_iter()
+                .filter_map(|(name, url)| stack_dump_url(url).map(|u| (name.to_owned(), u)))
+                .collect(),
+        }
+    }
+}
+
+/// The pprof page with every goroutine's stack (`debug=2`) for a task target's URL: a pprof
+/// goroutine page at another debug level, or the pprof page of an expvar/metrics URL's host.
+fn stack_dump_url(url: &str) -> Option<String> {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    if base.ends_with("/debug/pprof/goroutine") {
+        return Some(format!("{base}?debug=2"));
+    }
+    let after_scheme = url.find("://")? + 3;
+    let host_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    Some(format!(
+        "{}/debug/pprof/goroutine?debug=2",
+        &url[..host_end]
+    ))
+}
+
+/// Runs the diagnosis every `settings.interval` until `stop`.
+pub async fn run(
+    views: Views,
+    board: Arc<IncidentBoard>,
+    settings: DiagnosisSettings,
+    facts: ConfiguredFacts,
+    api: String,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tracker = IncidentTracker::new();
+    let settings = Arc::new(settings);
+    let facts = Arc::new(facts);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let views = views.clone();
+        let settings = settings.clone();
+        let facts = facts.clone();
+        let api = api.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let doc = diagnose(&views, &mut tracker, &settings, &facts, &api, now_unix_ms());
+            (tracker, doc)
+        });
+        match job.await {
+            Ok((kept, doc)) => {
+                tracker = kept;
+                board.set(doc);
+            }
+            Err(err) => {
+                tracing::error!("the diagnosis failed and restarts empty: {err}");
+                tracker = IncidentTracker::new();
+            }
+        }
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One run over the stores.
+pub fn diagnose(
+    views: &Views,
+    tracker: &mut IncidentTracker,
+    settings: &DiagnosisSettings,
+    facts: &ConfiguredFacts,
+    api: &str,
+    now: i64,
+) -> IncidentsDocument {
+    let snapshot = views.counters.snapshot();
+    let (history, limits) = counter_history(&snapshot);
+    let report = anomaly::detect(&history, &limits, &settings.anomalies);
+    let patterns = emerging_patterns(views);
+    let services = service_facts(views, &snapshot, &patterns, facts);
+    let incidents = tracker
+        .update(
+            &DiagnosisInput {
+                now_unix_ms: now,
+                patterns: &patterns,
+                anomalies: &report,
+                services: &services,
+                history: &history,
+                api: Some(api),
+            },
+            &settings.rules,
+        )
+        .to_vec();
+    let omitted = report.unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;
+    let mut unjudged = report.unjudged;
+    unjudged.truncate(MAX_UNJUDGED);
+    IncidentsDocument {
+        evaluated_at_unix_ms: now,
+        series_judged: report.series_judged,
+        unjudged,
+        unjudged_omitted: omitted,
+        incidents,
+    }
+}
+
+/// The emerging patterns, the most significant first.
+fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
+    let summaries = views.clusters.summaries();
+    let mut emerging: Vec<&web::ClusterSummary> =
+        summaries.iter().filter(|s| s.emergence.is_some()).collect();
+    emerging.sort_by(|a, b| {
+        let score = |s: &web::ClusterSummary| s.emergence.as_ref().map_or(0.0, |e| e.score);
+        score(b).total_cmp(&score(a)).then(a.id.cmp(&b.id))
+    });
+    emerging
+        .into_iter()
+        .take(MAX_PATTERNS)
+        .map(|s| {
+            let trace_ids = views
+                .clusters
+                .detail(&s.id)
+                .map(|d| {
+                    d.trace_ids
+                        .into_iter()
+                        .take(MAX_TRACES_PER_PATTERN)
+                        .collect()
+                })
+                .unwrap_or_default();
+            PatternInput {
+                id: s.id.clone(),
+                text: s.canonical_template.clone(),
+                services: s.services.clone(),
+                culprit: None,
+                onset_unix_ms: s
+                    .emergence
+                    .as_ref()
+                    .map_or(s.first_seen_unix_ms, |e| e.since_unix_ms),
+                last_seen_unix_ms: s.last_seen_unix_ms,
+                count: s.total_count,
+                trace_ids,
+            }
+        })
+        .collect()
+}
+
+/// Span attributes that name the port a server listens on (on its SERVER span) or the port
+/// a client called (on its CLIENT span), old and new OpenTelemetry conventions.
+const SERVER_PORT_KEYS: [&str; 3] = ["server.port", "net.host.port", "url.port"];
+const PEER_PORT_KEYS: [&str; 3] = ["server.port", "net.peer.port", "url.port"];
+
+/// What is known about each service: who calls whom and who listens where (from recent call
+/// chains), its processes and goroutine pages.
+fn service_facts(
+    views: &Views,
+    counters: &CountersSnapshot,
+    patterns: &[PatternInput],
+    configured: &ConfiguredFacts,
+) -> Vec<ServiceFacts> {
+    let mut facts: BTreeMap<String, ServiceFacts> = BTreeMap::new();
+    let entry = |name: &str| -> ServiceFacts {
+        ServiceFacts {
+            service: name.to_owned(),
+            ..ServiceFacts::default()
+        }
+    };
+    for p in patterns {
+        for s in &p.services {
+            facts.entry(s.clone()).or_insert_with(|| entry(s));
+        }
+    }
+    let recent = views.traces.find(&TraceQuery {
+        cluster: None,
+        service: None,
+        errors_only: false,
+        limit: MAX_CHAINS,
+    });
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut ports: BTreeSet<(String, u16)> = BTreeSet::new();
+    for t in &recent {
+        let Some(chain) = views.traces.call_chain(&t.trace_id) else {
+            continue;
+        };
+        let by_id: BTreeMap<&str, &web::ChainSpan> = chain
+            .spans
+            .iter()
+            .map(|s| (s.span_id.as_str(), s))
+            .collect();
+        for span in &chain.spans {
+            if span.kind == "server" {
+                if let Some(p) = port_attribute(span, &SERVER_PORT_KEYS) {
+                    ports.insert((span.service.clone(), p));
+                }
+            }
+            let Some(parent) = span.parent_span_id.as_deref().and_then(|p| by_id.get(p)) else {
+                continue;
+            };
+            if parent.service != span.service {
+                edges.insert((parent.service.clone(), span.service.clone()));
+                // The caller's client span names the port the callee listens on.
+                if parent.kind == "client" && span.kind == "server" {
+                    if let Some(p) = port_attribute(parent, &PEER_PORT_KEYS) {
+                        ports.insert((span.service.clone(), p));
+                    }
+                }
+            }
+        }
+    }
+    for (caller, callee) in &edges {
+        facts
+            .entry(caller.clone())
+            .or_insert_with(|| entry(caller))
+            .callees
+            .push(callee.clone());
+        facts
+            .entry(callee.clone())
+            .or_insert_with(|| entry(callee))
+            .callers
+            .push(caller.clone());
+    }
+    for (service, port) in &ports {
+        let f = facts
+            .entry(service.clone())
+            .or_insert_with(|| entry(service));
+        if !f.listen_ports.contains(port) {
+            f.listen_ports.push(*port);
+        }
+    }
+    for p in &counters.processes {
+        if let Some(f) = facts.get_mut(&p.name) {
+            f.processes.push(p.name.clone());
+            if p.pid != 0 {
+                f.pid = Some(p.pid);
+            }
+        }
+    }
+    for t in &counters.tasks {
+        if let Some(f) = facts.get_mut(&t.target) {
+            f.task_targets.push(t.target.clone());
+        }
+    }
+    for (name, url) in &configured.goroutine_urls {
+        if let Some(f) = facts.get_mut(name) {
+            f.goroutine_url = Some(url.clone());
+        }
+    }
+    facts.into_values().collect()
+}
+
+fn port_attribute(span: &web::ChainSpan, keys: &[&str]) -> Option<u16> {
+    keys.iter().find_map(|k| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == *k)
+            .and_then(|a| a.value.trim().parse().ok())
+    })
+}
+
+fn side(s: web::PortSide) -> PortSide {
+    match s {
+        web::PortSide::Local => PortSide::Local,
+        web::PortSide::Remote => PortSide::Remote,
+    }
+}
+
+fn state(s: web::SocketState) -> SocketState {
+    match s {
+        web::SocketState::Established => SocketState::Established,
+        web::SocketState::SynSent => SocketState::SynSent,
+        web::SocketState::SynRecv => SocketState::SynRecv,
+        web::SocketState::FinWait1 => SocketState::FinWait1,
+        web::SocketState::FinWait2 => SocketState::FinWait2,
+        web::SocketState::TimeWait => SocketState::TimeWait,
+        web::SocketState::Close => SocketState::Close,
+        web::SocketState::CloseWait => SocketState::CloseWait,
+        web::SocketState::LastAck => SocketState::LastAck,
+        web::SocketState::Listen => SocketState::Listen,
+        web::SocketState::Closing => SocketState::Closing,
+    }
+}
+
+/// The counters' per-second history as typed series, with the limits of those that have one
+/// (fd limits, listen backlogs). Port totals are the sums of their states, so a state's series
+/// that starts later can be read as 0 where its port group was counted.
+pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit>) {
+    let mut series: Vec<CounterSeries> = Vec::new();
+    let mut limits = Vec::new();
+    let mut totals: BTreeMap<(u16, PortSide), Vec<Option<f64>>> = BTreeMap::new();
+    for x in &s.sockets {
+        let (port, side) = (x.port, side(x.side));
+        let total = totals.entry((port, side)).or_default();
+        if total.len() < x.history.points.len() {
+            total.resize(x.history.points.len(), None);
+        }
+        for (t, p) in total.iter_mut().zip(&x.history.points) {
+            if let Some(v) = p {
+                *t = Some(t.unwrap_or(0.0) + v);
+            }
+        }
+        series.push(CounterSeries {
+            key: SeriesKey::PortState {
+                port,
+                side,
+                state: state(x.state),
+            },
+            points: x.history.points.clone(),
+        });
+    }
+    for ((port, side), points) in totals {
+        series.push(CounterSeries {
+            key: SeriesKey::PortTotal { port, side },
+            points,
+        });
+    }
+    if let Some(t) = &s.socket_totals {
+        for st in &t.by_state {
+            series.push(CounterSeries {
+                key: SeriesKey::NodeState {
+                    state: state(st.state),
+                },
+                points: st.history.points.clone(),
+            });
+        }
+        series.push(CounterSeries {
+            key: SeriesKey::OtherPortsTotal,
+            points: t.other_ports.history.points.clone(),
+        });
+    }
+    let mut queue_ports = BTreeSet::new();
+    for l in &s.listeners {
+        // Listeners sharing a port share one history.
+        if queue_ports.insert(l.port) {
+            let key = SeriesKey::ListenQueue { port: l.port };
+            if let Some(b) = l.backlog.filter(|b| *b > 0) {
+                limits.push(SeriesLimit {
+                    key: key.clone(),
+                    limit: b as f64,
+                });
+            }
+            series.push(CounterSeries {
+                key,
+                points: l.history.points.clone(),
+            });
+        }
+    }
+    for x in &s.sockstat {
+        series.push(CounterSeries {
+            key: SeriesKey::Sockstat {
+                key: x.name.clone(),
+            },
+            points: x.history.points.clone(),
+        });
+    }
+    for x in &s.protocol_rates {
+        series.push(CounterSeries {
+            key: SeriesKey::ProtocolRate {
+                key: x.name.clone(),
+            },
+            points: x.history.points.clone(),
+        });
+    }
+    for p in &s.processes {
+        let fds = SeriesKey::Process {
+            name: p.name.clone(),
+            metric: ProcessMetric::OpenFds,
+        };
+        if let Some(limit) = p.current.as_ref().and_then(|c| c.fd_limit) {
+            limits.push(SeriesLimit {
+                key: fds.clone(),
+                limit: limit as f64,
+            });
+        }
+        series.push(CounterSeries {
+            key: fds,
+            points: p.fds.points.clone(),
+        });
+        series.push(CounterSeries {
+            key: SeriesKey::Process {
+                name: p.name.clone(),
+                metric: ProcessMetric::Threads,
+            },
+            points: p.threads.points.clone(),
+        });
+    }
+    for t in &s.tasks {
+        series.push(CounterSeries {
+            key: SeriesKey::Task {
+                target: t.target.clone(),
+                source: t.source.clone(),
+            },
+            points: t.history.points.clone(),
+        });
+    }
+    (
+        CounterHistory {
+            start_unix_ms: s.history_start_unix_ms,
+            step_ms: s.step_ms.max(1),
+            series,
+        },
+        limits,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goroutine_dump_urls_ask_pprof_for_every_stack() {
+        assert_eq!(
+            stack_dump_url("http://127.0.0.1:6060/debug/pprof/goroutine?debug=1").as_deref(),
+            Some("http://127.0.0.1:6060/debug/pprof/goroutine?debug=2")
+        );
+        assert_eq!(
+            stack_dump_url("http://127.0.0.1:6060/debug/vars").as_deref(),
+            Some("http://127.0.0.1:6060/debug/pprof/goroutine?debug=2")
+        );
+        assert_eq!(stack_dump_url("not a url"), None);
+    }
+
+    #[test]
+    fn port_totals_sum_their_states_and_keep_gaps_unknown() {
+        let socket = |state, points: Vec<Option<f64>>| {
+            web::SocketSeries::new(
+                8080,
+                web::PortSide::Local,
+                state,
+                0,
+                web::Series {
+                    points,
+                    delta_1m: None,
+                },
+            )
+        };
+        let snapshot = CountersSnapshot {
+            history_start_unix_ms: 1_000,
+            step_ms: 1_000,
+            sockets: vec![
+                socket(
+                    web::SocketState::Established,
+                    vec![None, Some(3.0), Some(4.0)],
+                ),
+                socket(web::SocketState::TimeWait, vec![None, None, Some(10.0)]),
+            ],
+            ..CountersSnapshot::default()
+        };
+        let (history, _) = counter_history(&snapshot);
+        let total = history
+            .get(&SeriesKey::PortTotal {
+                port: 8080,
+                side: PortSide::Local,
+            })
+            .unwrap();
+        assert_eq!(total.points, vec![None, Some(3.0), Some(14.0)]);
+    }
+}
