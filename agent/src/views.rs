@@ -80,6 +80,9 @@ const ROW_CULPRITS: usize = 10;
 /// Traces a list row's culprit is voted over (the pattern page reads more).
 const ROW_CULPRIT_TRACES: usize = 50;
 
+/// Most culprit verdicts cached (stale ones are dropped first when full).
+const MAX_CACHED_CULPRITS: usize = 256;
+
 /// How long a list row's culprit is reused before it is judged again.
 const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
 
@@ -164,7 +167,12 @@ struct ClusterAdapter {
     clock: Clock,
     refresh: Duration,
     cache: Mutex<RowCache>,
+    /// Recent culprit verdicts by (pattern, traces read), at most [`MAX_CACHED_CULPRITS`].
+    culprits: Mutex<CulpritCache>,
 }
+
+/// Culprit verdicts by (pattern id, traces read), with when they were judged.
+type CulpritCache = HashMap<(String, usize), (Instant, Option<Culprit>)>;
 
 /// What the engine looked like when the rows were built: events seen, templates, clusters.
 type EngineVersion = (u64, usize, usize);
@@ -178,8 +186,6 @@ struct RowCache {
     /// Per-minute counts (minute start in Unix seconds, count) of each cluster, with the key
     /// they were fetched at.
     minutes: HashMap<ClusterId, (RowKey, Vec<(i64, u64)>)>,
-    /// The culprit of each emerging row, with when it was judged.
-    culprits: HashMap<String, (Instant, Option<Culprit>)>,
 }
 
 impl ClusterAdapter {
@@ -200,8 +206,8 @@ impl ClusterAdapter {
                 built: None,
                 rows: Arc::from(Vec::new()),
                 minutes: HashMap::new(),
-                culprits: HashMap::new(),
             }),
+            culprits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -237,7 +243,7 @@ impl ClusterAdapter {
             rows.push(summary_row(summary, &per_minute, now));
             minutes.insert(summary.id, (key, per_minute));
         }
-        self.judge_culprits(&mut rows, cache);
+        self.judge_culprits(&mut rows);
         cache.minutes = minutes;
         cache.rows = Arc::from(rows);
         Arc::clone(&cache.rows)
@@ -246,7 +252,7 @@ impl ClusterAdapter {
     /// Sets the culprit of the most emerging rows (at most [`ROW_CULPRITS`]), each judged
     /// again at most every [`ROW_CULPRIT_REFRESH`]: the list is rebuilt every half second
     /// under load, a verdict reads up to [`ROW_CULPRIT_TRACES`] chains.
-    fn judge_culprits(&self, rows: &mut [ClusterSummary], cache: &mut RowCache) {
+    fn judge_culprits(&self, rows: &mut [ClusterSummary]) {
         let mut emerging: Vec<usize> = (0..rows.len())
             .filter(|&i| rows[i].emergence.is_some())
             .collect();
@@ -255,20 +261,33 @@ impl ClusterAdapter {
             score(b).total_cmp(&score(a))
         });
         emerging.truncate(ROW_CULPRITS);
-        let mut judged = HashMap::with_capacity(emerging.len());
         for i in emerging {
-            let id = rows[i].id.clone();
-            let verdict = match cache.culprits.remove(&id) {
-                Some((at, verdict)) if at.elapsed() < ROW_CULPRIT_REFRESH => (at, verdict),
-                _ => (
-                    Instant::now(),
-                    culprits::of_pattern(&self.traces, &id, ROW_CULPRIT_TRACES),
-                ),
-            };
-            rows[i].culprit = verdict.1.clone();
-            judged.insert(id, verdict);
+            rows[i].culprit = self.culprit(&rows[i].id, ROW_CULPRIT_TRACES);
         }
-        cache.culprits = judged;
+    }
+
+    /// A pattern's culprit voted over its `limit` most recent traces, reused for
+    /// [`ROW_CULPRIT_REFRESH`]: the pattern page refreshes with every change and the incident
+    /// tracker reads every emerging pattern's detail each second.
+    fn culprit(&self, id: &str, limit: usize) -> Option<Culprit> {
+        let key = (id.to_owned(), limit);
+        {
+            let cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, verdict)) = cache.get(&key) {
+                if at.elapsed() < ROW_CULPRIT_REFRESH {
+                    return verdict.clone();
+                }
+            }
+        }
+        let verdict = culprits::of_pattern(&self.traces, id, limit);
+        let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_CULPRITS {
+            cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
+        }
+        if cache.len() < MAX_CACHED_CULPRITS {
+            cache.insert(key, (Instant::now(), verdict.clone()));
+        }
+        verdict
     }
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
@@ -370,7 +389,7 @@ impl ClusterView for ClusterAdapter {
                 })
                 .collect(),
             trace_ids,
-            culprit: culprits::of_pattern(&self.traces, id, culprits::PATTERN_TRACES),
+            culprit: self.culprit(id, culprits::PATTERN_TRACES),
         })
     }
 
