@@ -1,7 +1,10 @@
 //! [`ClusterView`] over the clustering engine: the cluster rows (cached, see the views' module
 //! documentation), a cluster's detail, and the engine's counters.
 
+use faultline_web::model::Culprit;
+
 use super::{counter, Clock, PipelineCounters, MS_PER_MIN, NANOS_PER_MIN, NANOS_PER_MS};
+use crate::culprits;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +37,18 @@ const RATE_WINDOW_MINUTES: i64 = 5;
 /// Longest per-minute series of a cluster's detail (one day).
 const MAX_DETAIL_MINUTES: i64 = 24 * 60;
 
+/// Emerging rows of the list that carry their culprit (the overview shows the first few).
+const ROW_CULPRITS: usize = 10;
+
+/// Traces a list row's culprit is voted over (the pattern page reads more).
+const ROW_CULPRIT_TRACES: usize = 50;
+
+/// Most culprit verdicts cached (stale ones are dropped first when full).
+const MAX_CACHED_CULPRITS: usize = 256;
+
+/// How long a list row's culprit is reused before it is judged again.
+const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
+
 /// Most trace ids listed in a cluster's detail.
 const MAX_DETAIL_TRACES: usize = 50;
 
@@ -46,7 +61,12 @@ pub(super) struct ClusterAdapter {
     clock: Clock,
     refresh: Duration,
     cache: Mutex<RowCache>,
+    /// Recent culprit verdicts by (pattern, traces read), at most [`MAX_CACHED_CULPRITS`].
+    culprits: Mutex<CulpritCache>,
 }
+
+/// Culprit verdicts by (pattern id, traces read), with when they were judged.
+type CulpritCache = HashMap<(String, usize), (Instant, Option<Culprit>)>;
 
 /// What the engine looked like when the rows were built: events seen, templates, clusters.
 type EngineVersion = (u64, usize, usize);
@@ -81,6 +101,7 @@ impl ClusterAdapter {
                 rows: Arc::from(Vec::new()),
                 minutes: HashMap::new(),
             }),
+            culprits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -116,9 +137,51 @@ impl ClusterAdapter {
             rows.push(summary_row(summary, &per_minute, now));
             minutes.insert(summary.id, (key, per_minute));
         }
+        self.judge_culprits(&mut rows);
         cache.minutes = minutes;
         cache.rows = Arc::from(rows);
         Arc::clone(&cache.rows)
+    }
+
+    /// Sets the culprit of the most emerging rows (at most [`ROW_CULPRITS`]), each judged
+    /// again at most every [`ROW_CULPRIT_REFRESH`]: the list is rebuilt every half second
+    /// under load, a verdict reads up to [`ROW_CULPRIT_TRACES`] chains.
+    fn judge_culprits(&self, rows: &mut [ClusterSummary]) {
+        let mut emerging: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].emergence.is_some())
+            .collect();
+        emerging.sort_by(|&a, &b| {
+            let score = |i: usize| rows[i].emergence.as_ref().map_or(0.0, |e| e.score);
+            score(b).total_cmp(&score(a))
+        });
+        emerging.truncate(ROW_CULPRITS);
+        for i in emerging {
+            rows[i].culprit = self.culprit(&rows[i].id, ROW_CULPRIT_TRACES);
+        }
+    }
+
+    /// A pattern's culprit voted over its `limit` most recent traces, reused for
+    /// [`ROW_CULPRIT_REFRESH`]: the pattern page refreshes with every change and the incident
+    /// tracker reads every emerging pattern's detail each second.
+    fn culprit(&self, id: &str, limit: usize) -> Option<Culprit> {
+        let key = (id.to_owned(), limit);
+        {
+            let cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, verdict)) = cache.get(&key) {
+                if at.elapsed() < ROW_CULPRIT_REFRESH {
+                    return verdict.clone();
+                }
+            }
+        }
+        let verdict = culprits::of_pattern(&self.traces, id, limit);
+        let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_CULPRITS {
+            cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
+        }
+        if cache.len() < MAX_CACHED_CULPRITS {
+            cache.insert(key, (Instant::now(), verdict.clone()));
+        }
+        verdict
     }
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
@@ -220,6 +283,7 @@ impl ClusterView for ClusterAdapter {
                 })
                 .collect(),
             trace_ids,
+            culprit: self.culprit(id, culprits::PATTERN_TRACES),
         })
     }
 
@@ -322,6 +386,7 @@ pub(super) fn summary_row(
             .as_ref()
             .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
         sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
+        culprit: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`TraceView`] over the trace store: call chains as span trees and the trace list.
 
 use super::{counter, NANOS_PER_US};
+use crate::culprits;
 use std::sync::Arc;
 
 use faultline_ingest::traces::{
@@ -25,7 +26,10 @@ pub(super) struct TraceAdapter {
 impl TraceView for TraceAdapter {
     fn call_chain(&self, trace_id: &str) -> Option<CallChain> {
         let id: TraceId = trace_id.parse().ok()?;
-        self.store.call_chain(id).map(|chain| call_chain(&chain))
+        let chain = self.store.call_chain(id)?;
+        let mut doc = call_chain(&chain);
+        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store));
+        Some(doc)
     }
 
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary> {
@@ -147,6 +151,7 @@ fn call_chain(chain: &StoreChain) -> CallChain {
         error_origin_span_id: chain.error_origin.as_ref().map(|o| o.span_id.to_string()),
         unattached_logs: chain.unplaced_logs.iter().map(chain_log).collect(),
         cluster_ids: chain.cluster_ids.clone(),
+        culprit: None,
     }
 }
 
