@@ -9,6 +9,7 @@ mod support;
 #[path = "../../web/tests/fixture/browser.rs"]
 mod browser;
 
+mod access;
 mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;
@@ -20,4 +21,5 @@ mod incidents;
 mod lab_go;
 mod listeners;
 mod pipeline;
+mod reliability;
 mod replay;
