@@ -252,12 +252,10 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    // The fault lives in inventory, the callee that closes; orders only saw it. A wrong
-    // culprit is worse than none, so none is accepted while the agent names none.
-    // TODO(#11): require Some("inventory") once culprit attribution feeds the incidents.
+    // The fault lives in inventory, the callee that closes; orders only saw it.
     let culprit = incident["culprit"]["service"].as_str();
     assert!(
-        culprit.is_none() || culprit == Some("inventory"),
+        culprit == Some("inventory"),
         "the incident blames {culprit:?}, not inventory: {incident}"
     );
 
