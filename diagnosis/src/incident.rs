@@ -10,7 +10,8 @@
 //! Grouping. Every pattern and counter anomaly is a *signal* with an onset and, when known, a
 //! culprit (the service where the fault lives). Two signals are one incident when they start
 //! within [`GROUP_WINDOW_MS`] of each other and either share a trace, name the same culprit
-//! or are counters of the same port; two different culprits are never merged, however the
+//! or are about the same port (two counters of it, or a counter of it and a pattern whose
+//! failing calls name it); two different culprits are never merged, however the
 //! signals chain. A pattern's
 //! culprit is the one attributed to it (its callee for transport errors); a pattern without
 //! attribution has no culprit for grouping (its services are shown instead), so an upstream
@@ -78,6 +79,9 @@ pub struct PatternInput {
     pub id: String,
     /// Its canonical template.
     pub text: String,
+    /// A recent raw message of it: the template masks the addresses and names a failing
+    /// call was made to, the raw message keeps them (the callee's port, a looked-up host).
+    pub example: Option<String>,
     /// Services it was seen in.
     pub services: Vec<String>,
     /// Where its failures live, when attributed.
@@ -628,15 +632,17 @@ fn same_culprit(a: &Signal<'_>, b: &Signal<'_>) -> bool {
     matches!((&a.culprit, &b.culprit), (Some(x), Some(y)) if x.0 == y.0)
 }
 
-/// Two counters of one port (its states, its total, its accept queue, either side): one
-/// place on the node, whoever owns it.
+/// Two signals about one port: two counters of it (its states, its total, its accept queue,
+/// either side), or a pattern whose failing calls name it (`http://host:PORT/...`) and a
+/// counter of it — one place on the node, whoever owns it, even before a culprit is known.
 fn same_port(a: &Signal<'_>, b: &Signal<'_>) -> bool {
-    match (&a.what, &b.what) {
-        (SignalWhat::Counter(x), SignalWhat::Counter(y)) => {
-            x.key.port().is_some() && x.key.port() == y.key.port()
-        }
-        _ => false,
-    }
+    let port = |s: &Signal<'_>| match &s.what {
+        SignalWhat::Counter(x) => x.key.port(),
+        SignalWhat::Pattern(p) => peer_of(p).as_deref().and_then(port_of),
+    };
+    let counters =
+        matches!(a.what, SignalWhat::Counter(_)) || matches!(b.what, SignalWhat::Counter(_));
+    counters && port(a).is_some() && port(a) == port(b)
 }
 
 fn share_trace(a: &Signal<'_>, b: &Signal<'_>) -> bool {
@@ -754,10 +760,15 @@ fn build(
     let texts: Vec<String> = patterns.iter().map(|p| p.text.clone()).collect();
     let anomalies: Vec<CounterAnomaly> = listed.iter().map(|c| c.anomaly.clone()).collect();
     let top_port = listed.iter().find_map(|c| c.anomaly.key.port());
-    let peer = patterns.iter().find_map(|p| peer_address(&p.text));
+    let peer = patterns.iter().find_map(|p| peer_of(p));
     let host = patterns
         .iter()
-        .find_map(|p| looked_up_host(&p.text))
+        .find_map(|p| {
+            p.example
+                .as_deref()
+                .and_then(looked_up_host)
+                .or_else(|| looked_up_host(&p.text))
+        })
         .or_else(|| peer.as_ref().map(|p| host_of(p).to_owned()));
     let hint_facts = HintFacts {
         service: culprit.service.clone(),
@@ -931,6 +942,14 @@ fn title(
     out
 }
 
+/// The `host:port` a pattern's failing calls name, from its raw example, else its template.
+fn peer_of(p: &PatternInput) -> Option<String> {
+    p.example
+        .as_deref()
+        .and_then(peer_address)
+        .or_else(|| peer_address(&p.text))
+}
+
 /// The `host:port` a failing call names: `http://host:port/...`, `dial tcp host:port`,
 /// `->host:port` (Go's `read tcp a->b`).
 fn peer_address(text: &str) -> Option<String> {
@@ -991,6 +1010,7 @@ mod tests {
         PatternInput {
             id: id.into(),
             text: text.into(),
+            example: None,
             services: services.iter().map(|s| s.to_string()).collect(),
             culprit: None,
             onset_unix_ms: onset,
@@ -1303,6 +1323,41 @@ mod tests {
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert_eq!(incidents[0].counters[0].anomaly.key, tw);
         assert!(incidents[0].culprit.service.is_none());
+    }
+
+    #[test]
+    fn a_pattern_naming_a_port_joins_that_ports_counters_before_any_culprit_is_known() {
+        // No service facts at all: the port is all the two signals share.
+        let eof = pattern(
+            "a",
+            "Get \"http://127.0.0.1:9999/v1/x\": EOF",
+            &["web"],
+            T0 + 3_000,
+            &["t1"],
+        );
+        let other = pattern(
+            "b",
+            "Get \"http://127.0.0.1:9998/v1/x\": EOF",
+            &["web"],
+            T0 + 3_000,
+            &["t2"],
+        );
+        let cw = SeriesKey::PortState {
+            port: 9999,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof, other],
+            vec![anomaly(cw, T0)],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        let joined = incidents.iter().find(|i| !i.counters.is_empty()).unwrap();
+        assert_eq!(joined.patterns.len(), 1);
+        assert_eq!(joined.patterns[0].id, "a");
     }
 
     #[test]
