@@ -559,26 +559,30 @@ fn counter_culprit(
                 ),
             ))
         }
-        SeriesKey::Task { target, .. } => services
-            .iter()
-            .find(|s| s.task_targets.contains(target) || &s.service == target)
-            .map(|s| {
-                (
-                    s.service.clone(),
-                    None,
-                    format!("{} are the goroutines of {}", key.label(), s.service),
-                )
-            }),
-        SeriesKey::Process { name, .. } => services
-            .iter()
-            .find(|s| s.processes.contains(name) || &s.service == name)
-            .map(|s| {
-                (
-                    s.service.clone(),
-                    None,
-                    format!("{} is a process of {}", key.label(), s.service),
-                )
-            }),
+        // A task or process target is named by the user after what it watches: without a
+        // service that claims it, its name stands for the service.
+        SeriesKey::Task { target, .. } => {
+            let service = services
+                .iter()
+                .find(|s| s.task_targets.contains(target))
+                .map_or(target.as_str(), |s| s.service.as_str());
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} are the goroutines of {service}", key.label()),
+            ))
+        }
+        SeriesKey::Process { name, .. } => {
+            let service = services
+                .iter()
+                .find(|s| s.processes.contains(name))
+                .map_or(name.as_str(), |s| s.service.as_str());
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} is a process of {service}", key.label()),
+            ))
+        }
         SeriesKey::ServiceTraffic { service, metric } => Some((
             service.clone(),
             None,
@@ -706,13 +710,22 @@ fn build(
         .service
         .as_ref()
         .and_then(|c| input.services.iter().find(|s| &s.service == c));
+    let named_ports: Vec<u16> = patterns
+        .iter()
+        .filter_map(|p| peer_of(p).as_deref().and_then(port_of))
+        .collect();
     let mut listed: Vec<IncidentCounter> = counters
         .iter()
         .copied()
         .chain(node_wide.iter().copied())
         .map(|a| {
-            let (relation, relation_text) =
-                relate(&a.key, culprit.service.as_deref(), input.services);
+            let (relation, relation_text) = relate(
+                &a.key,
+                culprit.service.as_deref(),
+                culprit.role,
+                &named_ports,
+                input.services,
+            );
             IncidentCounter {
                 relation,
                 relation_text,
@@ -854,7 +867,15 @@ fn kind_order(a: &CounterAnomaly) -> u8 {
 }
 
 /// How a series relates to the culprit, in words.
-fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> (Relation, String) {
+/// `named` are the ports the incident's failing calls go to (from its patterns' raw
+/// messages): the callee's ports, even when no span said who listens there.
+fn relate(
+    key: &SeriesKey,
+    culprit: Option<&str>,
+    role: Option<CulpritRole>,
+    named: &[u16],
+    services: &[ServiceFacts],
+) -> (Relation, String) {
     if key.kind().is_node_wide() {
         return (
             Relation::NodeWide,
@@ -866,14 +887,18 @@ fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> 
         SeriesKey::PortState { port, .. }
         | SeriesKey::PortTotal { port, .. }
         | SeriesKey::ListenQueue { port } => listener(*port, services).map(|s| s.service.clone()),
-        SeriesKey::Task { target, .. } => services
-            .iter()
-            .find(|s| s.task_targets.contains(target) || &s.service == target)
-            .map(|s| s.service.clone()),
-        SeriesKey::Process { name, .. } => services
-            .iter()
-            .find(|s| s.processes.contains(name) || &s.service == name)
-            .map(|s| s.service.clone()),
+        SeriesKey::Task { target, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.task_targets.contains(target))
+                .map_or(target.clone(), |s| s.service.clone()),
+        ),
+        SeriesKey::Process { name, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.processes.contains(name))
+                .map_or(name.clone(), |s| s.service.clone()),
+        ),
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
     };
@@ -900,6 +925,19 @@ fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> 
             format!("{what} {o}, a peer of the culprit {c}"),
         ),
         (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
+        (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {
+            if role == Some(CulpritRole::Callee) {
+                (
+                    Relation::Culprit,
+                    format!("the port the failing calls go to: {c}'s, the culprit"),
+                )
+            } else {
+                (
+                    Relation::Peer,
+                    "the port the failing calls go to".to_owned(),
+                )
+            }
+        }
         (None, _) => match key.port() {
             Some(p) => (
                 Relation::Unrelated,
@@ -1358,6 +1396,41 @@ mod tests {
         let joined = incidents.iter().find(|i| !i.counters.is_empty()).unwrap();
         assert_eq!(joined.patterns.len(), 1);
         assert_eq!(joined.patterns[0].id, "a");
+    }
+
+    #[test]
+    fn the_port_the_failing_calls_go_to_is_the_callee_culprits_even_with_no_span_saying_so() {
+        let mut eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://<ip:port>/v1/x\": EOF",
+                &["web"],
+                T0,
+                &["t1"],
+            ),
+            "db-api",
+            CulpritRole::Callee,
+        );
+        eof.example = Some("Get \"http://127.0.0.1:9999/v1/x\": EOF".into());
+        let cw = SeriesKey::PortState {
+            port: 9999,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let fds = SeriesKey::Process {
+            name: "db-api".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof],
+            vec![anomaly(fds, T0 + 1_000), anomaly(cw.clone(), T0 + 2_000)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].counters[0].anomaly.key, cw);
+        assert_eq!(incidents[0].counters[0].relation, Relation::Culprit);
     }
 
     #[test]
