@@ -30,6 +30,10 @@ pub const EXAMPLE: &str = include_str!("../faultline.example.toml");
 /// The system-wide data directory used when `data_dir` is not set.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/faultline";
 
+/// Fewest characters of `web.token`: 16 random hex digits are 64 bits, beyond guessing at the
+/// login's rate limit. A 1-character token was accepted before.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// The log glob tailed when no `[[logs]]` table and no `--log` flag is given.
 pub const DEFAULT_LOG_GLOB: &str = "/var/log/*.log";
 
@@ -121,6 +125,9 @@ pub struct WebConfig {
     pub token: Option<String>,
     /// Allow a non-loopback listener without a token.
     pub insecure: bool,
+    /// Host names, besides IP literals and `localhost`, that browsers may use to reach the
+    /// dashboard when no token is set (DNS rebinding defence).
+    pub allowed_hosts: Vec<String>,
     /// `[web.connections]`: connection count and timeouts of the listener.
     pub connections: ConnectionLimits,
 }
@@ -131,6 +138,7 @@ impl Default for WebConfig {
             listen: "127.0.0.1:7070".into(),
             token: None,
             insecure: false,
+            allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
         }
     }
@@ -211,6 +219,8 @@ pub struct Settings {
     pub web_listen: SocketAddr,
     /// Bearer token of the dashboard and API.
     pub web_token: Option<String>,
+    /// `web.allowed_hosts`.
+    pub web_allowed_hosts: Vec<String>,
     /// OTLP gRPC receiver address.
     pub otlp_grpc: SocketAddr,
     /// OTLP HTTP receiver address.
@@ -346,6 +356,28 @@ impl Config {
             if token.trim().is_empty() {
                 return Err(invalid("web.token", "", "the token is empty".into()));
             }
+            let length = token.chars().count();
+            if length < MIN_TOKEN_CHARS {
+                // The value itself is not repeated: it is a secret, even a weak one.
+                return Err(invalid(
+                    "web.token",
+                    &format!("<{length} characters>"),
+                    format!(
+                        "is too short to resist guessing: use at least {MIN_TOKEN_CHARS} \
+                         characters (e.g. `openssl rand -hex 16`)"
+                    ),
+                ));
+            }
+        }
+        for (i, host) in self.web.allowed_hosts.iter().enumerate() {
+            let name = host.trim();
+            if name.is_empty() || name.contains([':', '/', ' ']) {
+                return Err(invalid(
+                    &format!("web.allowed_hosts[{i}]"),
+                    host,
+                    "must be a host name without port or scheme, like \"agent.internal\"".into(),
+                ));
+            }
         }
         if !web_listen.ip().is_loopback() && self.web.token.is_none() && !self.web.insecure {
             return Err(invalid(
@@ -466,6 +498,7 @@ impl Config {
             data_dir,
             web_listen,
             web_token: self.web.token.clone(),
+            web_allowed_hosts: self.web.allowed_hosts.clone(),
             otlp_grpc,
             otlp_http,
             logs,
@@ -834,7 +867,7 @@ mod tests {
     #[test]
     fn non_loopback_listen_is_allowed_with_a_token_or_insecure() {
         let with_token =
-            parse("[web]\nlisten = \"0.0.0.0:7070\"\ntoken = \"s3cret-token\"").unwrap();
+            parse("[web]\nlisten = \"0.0.0.0:7070\"\ntoken = \"s3cret-token-of-length\"").unwrap();
         assert!(with_token.validate(None).is_ok());
         let insecure = parse("[web]\nlisten = \"[::]:7070\"\ninsecure = true").unwrap();
         assert!(insecure.validate(None).is_ok());

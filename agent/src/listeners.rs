@@ -5,6 +5,7 @@
 use faultline_ingest::otlp::OtlpReceivers;
 use faultline_net::{ConnectionCounts, ConnectionLimits};
 use faultline_web::model::StoreCounter;
+use faultline_web::AccessCounts;
 
 /// Connection bounds of each listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,4 +69,30 @@ pub fn connection_counters(web: ConnectionCounts, otlp: &OtlpReceivers) -> Vec<S
         ));
     }
     rows
+}
+
+/// The web listener's access refusals, as `/metrics` rows.
+pub fn access_counters(counts: AccessCounts) -> Vec<StoreCounter> {
+    let counter = |name: &str, help: &str, value: u64| StoreCounter {
+        name: name.into(),
+        help: help.into(),
+        value: value as f64,
+    };
+    vec![
+        counter(
+            "web_wrong_credentials_total",
+            "Requests and logins with a wrong token or an unknown session.",
+            counts.wrong_credentials,
+        ),
+        counter(
+            "web_credentials_throttled_total",
+            "Requests and logins refused by the rate limit of wrong tokens.",
+            counts.throttled,
+        ),
+        counter(
+            "web_foreign_hosts_total",
+            "Requests refused for a Host header that does not name this agent.",
+            counts.foreign_hosts,
+        ),
+    ]
 }

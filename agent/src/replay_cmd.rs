@@ -299,7 +299,7 @@ fn serve(
         let app = faultline_web::router_with_views(
             AppState {
                 health,
-                token: None,
+                access: faultline_web::Access::new(None, &[]),
             },
             views,
         );

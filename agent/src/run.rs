@@ -16,7 +16,9 @@ use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
 use faultline_net::ConnectionStats;
 use faultline_web::model::StoreCounter;
-use faultline_web::{AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates};
+use faultline_web::{
+    Access, AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -258,17 +260,20 @@ pub async fn serve(
         ),
     );
     let web_connections = Arc::new(ConnectionStats::default());
+    let access = Access::new(settings.web_token.as_deref(), &settings.web_allowed_hosts);
     let pipeline_counters = {
         let totals = totals.clone();
         let tailer = tailer.clone();
         let receivers = receivers.clone();
         let web_connections = web_connections.clone();
+        let access = access.clone();
         Arc::new(move || {
             let mut rows = agent_counters(&totals, tailer.as_deref(), &receivers);
             rows.extend(listeners::connection_counters(
                 web_connections.counts(),
                 &receivers,
             ));
+            rows.extend(listeners::access_counters(access.counts()));
             rows
         })
     };
@@ -300,7 +305,7 @@ pub async fn serve(
     ));
     let state = AppState {
         health,
-        token: settings.web_token.as_deref().map(Into::into),
+        access: access.clone(),
     };
     let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();

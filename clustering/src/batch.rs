@@ -15,7 +15,7 @@
 
 use crate::cluster::{RootClusters, VectorParams};
 use crate::mask::MaskedLine;
-use crate::template::{KeyIndex, TemplateMiner};
+use crate::template::{shape_hash, KeyIndex, TemplateMiner};
 
 /// Which grouping the ids name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,38 @@ impl Batch {
         self.line_keys.push(key);
     }
 
+    /// Adds a block of messages masked elsewhere ([`MaskedBlock::mask`], typically on a
+    /// worker thread); blocks pushed in input order give exactly the ids that pushing their
+    /// messages one by one gives.
+    pub fn push_block(&mut self, block: &MaskedBlock) {
+        // Shapes are resolved in their order of first occurrence, as `push` would meet them.
+        let keys: Vec<KeyIndex> = block
+            .shapes
+            .iter()
+            .map(|(hash, shape, message)| match self.miner.find_hash(*hash) {
+                Some(k) => k,
+                None if self.miner.key_count() >= self.max_shapes => OTHER,
+                None => {
+                    let k = self.miner.insert_hashed(*hash, shape);
+                    if self.level == GroupLevel::Cluster {
+                        self.samples.push(message.clone());
+                    }
+                    k
+                }
+            })
+            .collect();
+        for &line in &block.lines {
+            let key = match line {
+                BLANK_LINE => EMPTY,
+                s => keys[s as usize],
+            };
+            if key == OTHER {
+                self.other_lines += 1;
+            }
+            self.line_keys.push(key);
+        }
+    }
+
     /// Consolidates and assigns the final ids.
     pub fn finish(mut self) -> BatchIds {
         self.miner.consolidate();
@@ -158,6 +190,57 @@ impl Batch {
             other_lines: self.other_lines,
             searches_cut,
         }
+    }
+}
+
+const BLANK_LINE: u32 = u32::MAX;
+
+/// Messages masked off the batch's thread, for [`Batch::push_block`]: per message the index
+/// of its shape among the block's distinct shapes, and each distinct shape once (first
+/// occurrence first) with its hash and first message. Masking is most of a batch's work, so
+/// masking blocks on several threads and pushing them in order uses several cores with the
+/// output order preserved.
+#[derive(Debug, Default)]
+pub struct MaskedBlock {
+    lines: Vec<u32>,
+    shapes: Vec<(u128, Box<str>, Box<str>)>,
+}
+
+impl MaskedBlock {
+    /// Masks `messages` (cut to `max_message_bytes` like [`Batch::push`] does).
+    pub fn mask<'a>(messages: impl IntoIterator<Item = &'a str>, max_message_bytes: usize) -> Self {
+        let max = max_message_bytes.max(16);
+        let mut block = MaskedBlock::default();
+        let mut masked = MaskedLine::new();
+        let mut seen: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
+        for message in messages {
+            let message = cut(message, max);
+            if message.trim().is_empty() {
+                block.lines.push(BLANK_LINE);
+                continue;
+            }
+            masked.mask(message);
+            let hash = shape_hash(&masked.text);
+            let next = block.shapes.len() as u32;
+            let index = *seen.entry(hash).or_insert(next);
+            if index == next {
+                block
+                    .shapes
+                    .push((hash, masked.text.as_str().into(), message.into()));
+            }
+            block.lines.push(index);
+        }
+        block
+    }
+
+    /// Number of messages in the block.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the block holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
     }
 }
 
@@ -269,6 +352,37 @@ mod tests {
         assert_eq!(ids.other_lines, 1);
         assert_eq!(ids.id(2), b"ffffffffffffffff");
         assert_eq!(ids.id(0), ids.id(3));
+    }
+
+    #[test]
+    fn blocks_masked_apart_give_the_ids_of_one_by_one() {
+        let messages: Vec<String> = (0..300)
+            .map(|i| match i % 5 {
+                0 => format!("user u{} logged in from 10.0.0.{}", i % 7, i % 3),
+                1 => String::new(),
+                2 => format!("GetUser({i}): read: connection reset by peer"),
+                3 => format!("cache {} missed", ["a", "b", "c", "d", "e", "f"][i % 6]),
+                _ => "EOF".to_string(),
+            })
+            .collect();
+        for level in [GroupLevel::Template, GroupLevel::Cluster] {
+            let mut one = Batch::new(level, 5, 1 << 14, VectorParams::default());
+            for m in &messages {
+                one.push(m);
+            }
+            let mut blocks = Batch::new(level, 5, 1 << 14, VectorParams::default());
+            for chunk in messages.chunks(37) {
+                blocks.push_block(&MaskedBlock::mask(
+                    chunk.iter().map(String::as_str),
+                    1 << 14,
+                ));
+            }
+            let (one, blocks) = (one.finish(), blocks.finish());
+            assert_eq!(one.len(), blocks.len());
+            for i in 0..one.len() {
+                assert_eq!(one.id(i), blocks.id(i), "message {i} at {level:?}");
+            }
+        }
     }
 
     #[test]

@@ -102,6 +102,11 @@ struct Template {
     merged_into: Option<u32>,
 }
 
+/// The hash a shape is looked up by ([`TemplateMiner::find_hash`]).
+pub fn shape_hash(shape: &str) -> u128 {
+    xxh3_128(shape.as_bytes())
+}
+
 /// The online template miner: shapes to keys, keys to templates.
 #[derive(Debug, Clone)]
 pub struct TemplateMiner {
@@ -143,6 +148,19 @@ impl TemplateMiner {
     /// look-up).
     pub fn find(&self, masked: &MaskedLine) -> Option<KeyIndex> {
         self.keys.get(&xxh3_128(masked.text.as_bytes())).copied()
+    }
+
+    /// The key of a shape by its [`shape_hash`], for callers that masked on another thread.
+    pub fn find_hash(&self, hash: u128) -> Option<KeyIndex> {
+        self.keys.get(&hash).copied()
+    }
+
+    /// The key of a shape whose [`shape_hash`] is `hash`, adding it when new.
+    pub fn insert_hashed(&mut self, hash: u128, shape: &str) -> KeyIndex {
+        if let Some(&k) = self.keys.get(&hash) {
+            return k;
+        }
+        self.add_key(hash, shape)
     }
 
     /// The key of a masked message, adding its shape when it is new (`true` when new).

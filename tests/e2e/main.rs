@@ -9,6 +9,7 @@ mod support;
 #[path = "../../web/tests/fixture/browser.rs"]
 mod browser;
 
+mod access;
 mod agent_lifecycle;
 mod cluster_cmd;
 mod config_cli;

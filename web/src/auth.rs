@@ -1,11 +1,28 @@
-//! Access control for listeners that are not loopback-only: a bearer token, presented in the
-//! `Authorization` header (scripts, Prometheus) or in a cookie set by the `/login` form
-//! (browsers). Both are compared in constant time. The token never travels in a URL.
+//! Access control: which requests the web listener serves.
+//!
+//! Without a token (a loopback listener), the only check is the `Host` header: a web page of
+//! another site that the user's browser opens can make its own name resolve to 127.0.0.1
+//! (DNS rebinding) and read every answer as same-origin. Such a request carries the other
+//! site's name as `Host`; only IP literals (which cannot be rebound), `localhost` and the
+//! names listed in `web.allowed_hosts` are served.
+//!
+//! With a token, every request must carry it — `Authorization: Bearer <token>` (scripts,
+//! Prometheus) or the session cookie set by the `/login` form (browsers) — and any `Host` is
+//! served. The cookie holds a random session id, never the token. Tokens are compared in
+//! constant time, and wrong ones are rate-limited: past a small burst, any credential is
+//! answered 429 until the bucket refills, so guessing runs at a few attempts per second (it
+//! ran at 15,692/s). Refusals are counted ([`AccessCounts`]).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, RETRY_AFTER, SET_COOKIE,
+};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,54 +32,239 @@ use serde::Deserialize;
 
 use crate::ApiError;
 
-/// Name of the login cookie; its value is the token in hex, so any token fits a cookie.
-const COOKIE_NAME: &str = "faultline_token";
+/// Name of the session cookie.
+const COOKIE_NAME: &str = "faultline_session";
 
-/// Lets a request through when no token is configured or when it carries the token (header
-/// or cookie); answers 401 otherwise: the login page for dashboard pages, the JSON error for
-/// everything else. The login form and the static assets it needs are always reachable.
-pub(crate) async fn require_token(
-    State(token): State<Option<Arc<str>>>,
+/// Sessions kept at once; a new login past it ends the oldest session.
+const MAX_SESSIONS: usize = 256;
+
+/// How long a session lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Wrong credentials accepted in a burst, then [`ATTEMPTS_PER_SECOND`]: a person who mistypes
+/// is never slowed down, a guesser gets two tries a second.
+const ATTEMPT_BURST: f64 = 10.0;
+const ATTEMPTS_PER_SECOND: f64 = 2.0;
+
+/// Refusals since start, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessCounts {
+    /// Requests and logins with a wrong token or an unknown session.
+    pub wrong_credentials: u64,
+    /// Requests and logins refused by the rate limit of wrong credentials.
+    pub throttled: u64,
+    /// Requests refused for a `Host` that does not name this agent.
+    pub foreign_hosts: u64,
+}
+
+/// The web listener's access control: token, sessions, rate limit and allowed hosts.
+/// Shared by every request; build one with [`Access::new`].
+pub struct Access {
+    token: Option<Arc<str>>,
+    allowed_hosts: Vec<String>,
+    sessions: Mutex<VecDeque<(String, Instant)>>,
+    bucket: Mutex<(f64, Instant)>,
+    wrong_credentials: AtomicU64,
+    throttled: AtomicU64,
+    foreign_hosts: AtomicU64,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// Access control with this token (none: loopback use, `Host` checked) and these extra
+    /// host names (`web.allowed_hosts`).
+    pub fn new(token: Option<&str>, allowed_hosts: &[String]) -> Arc<Self> {
+        Arc::new(Access {
+            token: token.map(Into::into),
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            sessions: Mutex::new(VecDeque::new()),
+            bucket: Mutex::new((ATTEMPT_BURST, Instant::now())),
+            wrong_credentials: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            foreign_hosts: AtomicU64::new(0),
+        })
+    }
+
+    /// Refusals since start.
+    pub fn counts(&self) -> AccessCounts {
+        AccessCounts {
+            wrong_credentials: self.wrong_credentials.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            foreign_hosts: self.foreign_hosts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether a credential may be checked now; counts the refusal when not.
+    fn may_attempt(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * ATTEMPTS_PER_SECOND;
+        *bucket = ((bucket.0 + refill).min(ATTEMPT_BURST), now);
+        let allowed = bucket.0 >= 1.0;
+        if !allowed {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// Spends one attempt of the bucket on a wrong credential, and counts it.
+    fn note_wrong(&self) {
+        self.wrong_credentials.fetch_add(1, Ordering::Relaxed);
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.0 = (bucket.0 - 1.0).max(0.0);
+    }
+
+    /// A new session id (32 random bytes in hex), remembered for [`SESSION_LIFETIME`].
+    fn open_session(&self) -> Option<String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).ok()?;
+        let id = hex(&bytes);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        sessions.retain(|(_, expires)| *expires > now);
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.pop_front();
+        }
+        sessions.push_back((id.clone(), now + SESSION_LIFETIME));
+        Some(id)
+    }
+
+    fn session_is_open(&self, id: &str) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Every session is compared (in constant time each), so the answer's timing says
+        // nothing about which prefix matched.
+        sessions.iter().fold(false, |found, (open, expires)| {
+            found | (constant_time_eq(open.as_bytes(), id.as_bytes()) && *expires > now)
+        })
+    }
+
+    /// Whether `Host` may be served without a token (see the module docs).
+    fn host_allowed(&self, request: &Request) -> Result<(), String> {
+        let host = request
+            .headers()
+            .get(HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+        // No Host at all: not a browser, so not a rebinding page.
+        let Some(host) = host else { return Ok(()) };
+        let name = host_name(&host);
+        let ip_literal = name.starts_with('[') || name.parse::<IpAddr>().is_ok();
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if ip_literal || name == "localhost" || self.allowed_hosts.contains(&name) {
+            Ok(())
+        } else {
+            Err(host)
+        }
+    }
+}
+
+/// The host part of a `Host` value: without the port, brackets kept for IPv6.
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Serves a request when access control lets it through (see the module docs); answers 403
+/// (foreign `Host`), 429 (too many wrong tokens) or 401 (no or wrong credential: the login
+/// page for dashboard pages, the JSON error for everything else) otherwise. The login form
+/// and the static assets it needs are always reachable when a token is set.
+pub(crate) async fn require_access(
+    State(access): State<Arc<Access>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = token else {
-        return next.run(request).await;
+    let Some(expected) = access.token.clone() else {
+        return match access.host_allowed(&request) {
+            Ok(()) => next.run(request).await,
+            Err(host) => {
+                access.foreign_hosts.fetch_add(1, Ordering::Relaxed);
+                ApiError::foreign_host(&host).into_response()
+            }
+        };
     };
     let path = request.uri().path();
     if path == "/login" || path.starts_with("/assets/") {
         return next.run(request).await;
     }
-    if presents_token(&request, &expected) {
+    let api = path.starts_with("/api/") || path == "/metrics";
+    let presented = Credential::of(&request);
+    if presented.is_some() && !access.may_attempt() {
+        return throttled(api);
+    }
+    let valid = match &presented {
+        Some(Credential::Bearer(given)) => constant_time_eq(given.as_bytes(), expected.as_bytes()),
+        Some(Credential::Session(id)) => access.session_is_open(id),
+        None => false,
+    };
+    if valid {
         return next.run(request).await;
     }
-    if path.starts_with("/api/") || path == "/metrics" {
+    if presented.is_some() {
+        access.note_wrong();
+    }
+    if api {
         ApiError::unauthorized().into_response()
     } else {
         login_page(StatusCode::UNAUTHORIZED, false)
     }
 }
 
-fn presents_token(request: &Request, expected: &str) -> bool {
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if header.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
-        return true;
+/// What a request presents to prove it may read.
+enum Credential {
+    Bearer(String),
+    Session(String),
+}
+
+impl Credential {
+    fn of(request: &Request) -> Option<Credential> {
+        let bearer = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if let Some(token) = bearer {
+            return Some(Credential::Bearer(token.to_owned()));
+        }
+        request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE_NAME)
+            .map(|(_, value)| Credential::Session(value.to_owned()))
     }
-    let expected_hex = hex(expected.as_bytes());
-    request
-        .headers()
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| {
-            name == COOKIE_NAME && constant_time_eq(value.as_bytes(), expected_hex.as_bytes())
-        })
+}
+
+fn throttled(api: bool) -> Response {
+    let mut response = if api {
+        ApiError::too_many_attempts().into_response()
+    } else {
+        login_page(StatusCode::TOO_MANY_REQUESTS, true)
+    };
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    response
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -84,30 +286,31 @@ struct LoginForm {
     token: String,
 }
 
-/// `GET /login` shows the form, `POST /login` checks the token and sets the cookie.
-pub(crate) fn login_routes(token: Option<Arc<str>>) -> Router {
+/// `GET /login` shows the form, `POST /login` checks the token and opens a session.
+pub(crate) fn login_routes(access: Arc<Access>) -> Router {
     Router::new()
         .route(
             "/login",
             get(|| async { login_page(StatusCode::OK, false) }).post(check_login),
         )
-        .with_state(token)
+        .with_state(access)
 }
 
-async fn check_login(
-    State(token): State<Option<Arc<str>>>,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let Some(expected) = token else {
+async fn check_login(State(access): State<Arc<Access>>, Form(form): Form<LoginForm>) -> Response {
+    let Some(expected) = access.token.clone() else {
         return (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response();
     };
+    if !access.may_attempt() {
+        return throttled(false);
+    }
     if !constant_time_eq(form.token.as_bytes(), expected.as_bytes()) {
+        access.note_wrong();
         return login_page(StatusCode::UNAUTHORIZED, true);
     }
-    let cookie = format!(
-        "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict",
-        hex(expected.as_bytes())
-    );
+    let Some(session) = access.open_session() else {
+        return ApiError::internal("no randomness for a session id").into_response();
+    };
+    let cookie = format!("{COOKIE_NAME}={session}; Path=/; HttpOnly; SameSite=Strict");
     (
         StatusCode::SEE_OTHER,
         [(LOCATION, "/".to_owned()), (SET_COOKIE, cookie)],
@@ -116,10 +319,14 @@ async fn check_login(
 }
 
 fn login_page(status: StatusCode, failed: bool) -> Response {
-    let note = if failed {
-        "<p class=\"login-error\" role=\"alert\">That token is not the agent's token.</p>"
-    } else {
-        ""
+    let note = match (failed, status) {
+        (true, StatusCode::TOO_MANY_REQUESTS) => {
+            "<p class=\"login-error\" role=\"alert\">Too many wrong tokens: wait a second.</p>"
+        }
+        (true, _) => {
+            "<p class=\"login-error\" role=\"alert\">That token is not the agent's token.</p>"
+        }
+        _ => "",
     };
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -136,7 +343,7 @@ fn login_page(status: StatusCode, failed: bool) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
 
     #[test]
     fn equal_only_when_every_byte_matches() {
@@ -144,5 +351,26 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn host_names_lose_their_port_and_keep_ipv6_brackets() {
+        assert_eq!(host_name("localhost:7070"), "localhost");
+        assert_eq!(host_name("evil.example"), "evil.example");
+        assert_eq!(host_name("[::1]:7070"), "[::1]");
+        assert_eq!(host_name("127.0.0.1:80"), "127.0.0.1");
+    }
+
+    #[test]
+    fn wrong_credentials_are_throttled_past_the_burst() {
+        let access = Access::new(Some("a-long-enough-token"), &[]);
+        for _ in 0..ATTEMPT_BURST as usize {
+            assert!(access.may_attempt());
+            access.note_wrong();
+        }
+        assert!(!access.may_attempt());
+        let counts = access.counts();
+        assert_eq!(counts.wrong_credentials, ATTEMPT_BURST as u64);
+        assert_eq!(counts.throttled, 1);
     }
 }

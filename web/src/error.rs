@@ -63,6 +63,28 @@ impl ApiError {
         }
     }
 
+    /// 403 for a request whose `Host` names neither this agent nor an allowed host (a page
+    /// of another site reaching the agent through DNS rebinding).
+    pub fn foreign_host(host: &str) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "foreign_host",
+            message: format!(
+                "Host {host:?} does not name this agent: use its address or localhost, or list \
+                 the name in web.allowed_hosts"
+            ),
+        }
+    }
+
+    /// 429 when too many wrong tokens were presented lately.
+    pub fn too_many_attempts() -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_attempts",
+            message: "too many wrong tokens lately: wait a second and try again".into(),
+        }
+    }
+
     /// 401 for a request without the right bearer token.
     pub fn unauthorized() -> Self {
         Self {

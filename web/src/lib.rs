@@ -21,9 +21,10 @@
 //! Every error leaves through one type, [`ApiError`], which renders the one JSON error shape
 //! (`{"status": 404, "code": "not_found", "message": "..."}`).
 //!
-//! Access control: the listener is loopback by default. When the binary is given a token,
-//! every request must carry it, as `Authorization: Bearer <token>` or as the cookie set by the
-//! `/login` form; it is compared in constant time, and anything else is answered 401.
+//! Access control ([`Access`]): the listener is loopback by default, and without a token only
+//! requests whose `Host` names this agent are served (DNS rebinding). When the binary is given
+//! a token, every request must carry it, as `Authorization: Bearer <token>` or as the session
+//! cookie set by the `/login` form; wrong tokens are rate-limited and counted.
 
 mod api;
 mod auth;
@@ -49,6 +50,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use api::clusters::ClusterPage;
 pub use api::traces::TracePage;
+pub use auth::{Access, AccessCounts};
 pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
@@ -60,8 +62,8 @@ pub use openapi::openapi_json;
 pub struct AppState {
     /// What the agent runs and where it listens; served by `/api/v1/health`.
     pub health: HealthRegistry,
-    /// The bearer token every request must present, if any.
-    pub token: Option<Arc<str>>,
+    /// Who may read: the token (if any), sessions, allowed hosts; see [`Access`].
+    pub access: Arc<Access>,
 }
 
 /// What the handlers share: the binary's [`AppState`] plus the views, when attached.
@@ -123,10 +125,10 @@ fn build(state: AppState, views: Option<Views>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .with_state(shared)
-        .merge(auth::login_routes(state.token.clone()))
+        .merge(auth::login_routes(state.access.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            state.token,
-            auth::require_token,
+            state.access,
+            auth::require_access,
         ))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::overriding(

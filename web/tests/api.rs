@@ -671,7 +671,7 @@ fn the_event_stream_announces_a_new_cluster() {
 fn without_stores_the_data_endpoints_answer_503_and_health_still_works() {
     let app = faultline_web::router(faultline_web::AppState {
         health: faultline_web::HealthRegistry::new(),
-        token: None,
+        access: faultline_web::Access::new(None, &[]),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
