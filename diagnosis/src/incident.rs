@@ -253,8 +253,9 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then those whose culprit is known
-    /// (an SRE can act on them), then the most recent onset first.
+    /// The incidents as of the last update: active first, then those resting on more kinds of
+    /// evidence (a known culprit, patterns, counters of the culprit, a hint), then the most
+    /// recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -406,12 +407,7 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
-                .then(
-                    b.culprit
-                        .service
-                        .is_some()
-                        .cmp(&a.culprit.service.is_some()),
-                )
+                .then(support(b).cmp(&support(a)))
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
         });
@@ -421,6 +417,16 @@ impl IncidentTracker {
         self.members = next_members;
         &self.incidents
     }
+}
+
+/// How many kinds of evidence an incident rests on: a known culprit, error patterns, counters
+/// related to the culprit, a hint. An incident seen from several sides ranks above one seen
+/// from a single series (a caller's fds rising because its callee hangs).
+fn support(i: &Incident) -> u8 {
+    u8::from(i.culprit.service.is_some())
+        + u8::from(!i.patterns.is_empty())
+        + u8::from(i.counters.iter().any(|c| c.relation == Relation::Culprit))
+        + u8::from(!i.hints.is_empty())
 }
 
 /// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
@@ -1431,6 +1437,37 @@ mod tests {
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert_eq!(incidents[0].counters[0].anomaly.key, cw);
         assert_eq!(incidents[0].counters[0].relation, Relation::Culprit);
+    }
+
+    #[test]
+    fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
+        let mut timeouts = blamed(
+            pattern(
+                "a",
+                "Get \"<url>\": context deadline exceeded",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        timeouts.example =
+            Some("Get \"http://127.0.0.1:8082/x\": context deadline exceeded".into());
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 8_000,
+            &[timeouts],
+            vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 + 3_000)],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        assert_eq!(incidents[1].culprit.service.as_deref(), Some("orders"));
     }
 
     #[test]
