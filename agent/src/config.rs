@@ -648,12 +648,20 @@ fn user_data_dir() -> Option<PathBuf> {
 }
 
 /// Creates `dir` if needed and proves it writable by writing and removing a probe file.
+///
+/// A full file system (or quota) passes: the directory is the right one and will take the
+/// state once space frees up; meanwhile the agent serves from memory and health says it is
+/// not persisting. Refusing to start would blind the node exactly when a runaway log filled
+/// the disk.
 fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("cannot be created: {e}"))?;
     let probe = dir.join(format!(".faultline-probe-{}", std::process::id()));
     let written = fs::File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
     let _ = fs::remove_file(&probe);
-    written.map_err(|e| format!("is not writable: {e}"))
+    match written {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => Ok(()),
+        other => other.map_err(|e| format!("is not writable: {e}")),
+    }
 }
 
 /// Checks, without creating anything, that `dir` is a writable directory or could be created.

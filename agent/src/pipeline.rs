@@ -6,6 +6,12 @@
 //! acknowledges tail batches, and it takes the durable snapshot itself between two records
 //! batches. That is what makes the snapshot consistent (see `persist`): every acknowledged
 //! batch is in the counts, no unacknowledged one is.
+//!
+//! Commits: every `tail.checkpoint_interval_ms` when something changed, and at shutdown. A
+//! failed commit (a full disk) leaves the state dirty, so it is retried at every tick whether
+//! or not new data arrives; meanwhile the agent keeps serving from memory, and health
+//! (`data_dir`) and `/metrics` (`faultline_store_state_persisting`) say that it is not
+//! persisting.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,15 +22,12 @@ use faultline_ingest::otlp::LogReceiver;
 use faultline_ingest::tail::{Batch, TailerHandle};
 use faultline_ingest::traces::TraceStore;
 use faultline_ingest::{Level, LogRecord, Origin};
-use faultline_web::{Change, LiveUpdates};
+use faultline_web::{Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::persist::{self, AgentState, RecordTotals};
+use crate::persist::{self, AgentState, CommitStatus, RecordTotals};
 use crate::views::CLUSTER_ID_ATTRIBUTE;
-
-/// How often the durable state is committed while running (and once more at shutdown).
-pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the pipeline writes into.
 pub struct Pipeline {
@@ -38,6 +41,12 @@ pub struct Pipeline {
     pub totals: Arc<Mutex<RecordTotals>>,
     /// Where the durable state goes.
     pub data_dir: PathBuf,
+    /// How often the state is committed when it changed (`tail.checkpoint_interval_ms`).
+    pub commit_interval: Duration,
+    /// Whether commits reach the disk, read by `/metrics`.
+    pub status: Arc<CommitStatus>,
+    /// Where the commit outcome (`data_dir`) and the log sources' state (`logs`) are shown.
+    pub health: HealthRegistry,
 }
 
 /// The pipeline's inputs.
@@ -53,14 +62,14 @@ pub struct Inputs {
 impl Pipeline {
     /// Runs until `stop` is cancelled, then commits the state one last time.
     pub async fn run(self, mut inputs: Inputs, stop: CancellationToken) {
-        let mut snapshot_tick = tokio::time::interval(SNAPSHOT_INTERVAL);
-        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        snapshot_tick.tick().await;
+        let mut commit_tick = tokio::time::interval(self.commit_interval.max(MIN_COMMIT_INTERVAL));
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        commit_tick.tick().await;
         // Commit the start positions at once: a crash before the first periodic commit must
         // not turn "files present at the first start are read from the end" into "read
         // everything" (or skip what arrived) at the next start.
-        self.commit(inputs.tailer.as_deref()).await;
-        let mut dirty = false;
+        let mut dirty = !self.commit(inputs.tailer.as_deref()).await;
+        self.report_sources(inputs.tailer.as_deref());
         loop {
             tokio::select! {
                 biased;
@@ -80,11 +89,12 @@ impl Pipeline {
                     }
                     None => break,
                 },
-                _ = snapshot_tick.tick() => {
+                _ = commit_tick.tick() => {
+                    // A failed commit stays dirty: retried at the next tick, data or not.
                     if dirty {
-                        self.commit(inputs.tailer.as_deref()).await;
-                        dirty = false;
+                        dirty = !self.commit(inputs.tailer.as_deref()).await;
                     }
+                    self.report_sources(inputs.tailer.as_deref());
                 }
             }
         }
@@ -173,13 +183,14 @@ impl Pipeline {
             .map(|id| id.to_string())
     }
 
-    /// Commits the durable state; a failure is logged and retried at the next tick.
+    /// Commits the durable state; returns whether it reached the disk. A failure is logged
+    /// once when it starts (not at every retry), counted, and shown in health.
     ///
     /// Each commit is a span of the agent's own telemetry (exported when
     /// `telemetry.otlp_endpoint` is set): how long the snapshot and the fsync took is the first
     /// thing to check when the agent itself is slow.
     #[tracing::instrument(name = "faultline.state_commit", skip_all)]
-    async fn commit(&self, tailer: Option<&TailerHandle>) {
+    async fn commit(&self, tailer: Option<&TailerHandle>) -> bool {
         let state = AgentState {
             tail: tailer
                 .map(TailerHandle::checkpoint_state)
@@ -188,13 +199,101 @@ impl Pipeline {
             totals: *self.totals.lock().unwrap_or_else(|e| e.into_inner()),
         };
         let dir = self.data_dir.clone();
-        match tokio::task::spawn_blocking(move || persist::store(&dir, state)).await {
-            Ok(Ok(())) => tracing::debug!("state committed"),
-            Ok(Err(err)) => tracing::warn!("cannot commit the agent state: {err:#}"),
-            Err(err) => tracing::warn!("state commit task failed: {err}"),
+        let outcome = match tokio::task::spawn_blocking(move || persist::store(&dir, state)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(format!("the commit task failed: {err}")),
+        };
+        let was_failing = self.status.failure().is_some();
+        let ok = outcome.is_ok();
+        match &outcome {
+            Ok(()) if was_failing => tracing::info!("the agent state is persisted again"),
+            Ok(()) => tracing::debug!("state committed"),
+            Err(err) if !was_failing => tracing::warn!(
+                "cannot commit the agent state (kept in memory, retried every {:?}): {err}",
+                self.commit_interval.max(MIN_COMMIT_INTERVAL)
+            ),
+            Err(_) => {}
+        }
+        self.status.record(outcome);
+        let dir = self.data_dir.display().to_string();
+        self.health.set(
+            "data_dir",
+            match self.status.failure() {
+                None => Component {
+                    state: ComponentState::Running,
+                    address: None,
+                    detail: Some(dir),
+                },
+                Some(why) => Component {
+                    state: ComponentState::Failing,
+                    address: None,
+                    detail: Some(format!(
+                        "{dir}: state not persisted (serving from memory, retrying): {why}"
+                    )),
+                },
+            },
+        );
+        ok
+    }
+
+    /// Shows each log source's state in health: a glob whose directory cannot be read makes
+    /// `logs` failing and names the source.
+    fn report_sources(&self, tailer: Option<&TailerHandle>) {
+        let Some(tailer) = tailer else { return };
+        let stats = tailer.stats();
+        let failing: Vec<String> = stats
+            .sources
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.path)))
+            .collect();
+        let mut detail: Vec<String> = stats.sources.iter().map(|s| s.path.clone()).collect();
+        if stats.lost_files > 0 {
+            // Not a failure of the agent, but lines it could not count: said where it is seen.
+            detail.push(format!(
+                "{} rotated file(s) were deleted or compressed before they were read to the end",
+                stats.lost_files
+            ));
+        }
+        self.health.set(
+            "logs",
+            if failing.is_empty() {
+                Component {
+                    state: ComponentState::Running,
+                    address: None,
+                    detail: Some(detail.join(", ")),
+                }
+            } else {
+                Component {
+                    state: ComponentState::Failing,
+                    address: None,
+                    detail: Some(failing.join("; ")),
+                }
+            },
+        );
+        for source in &stats.sources {
+            self.health.set(
+                &format!("logs {}", source.path),
+                Component {
+                    state: if source.error.is_some() {
+                        ComponentState::Failing
+                    } else {
+                        ComponentState::Running
+                    },
+                    address: None,
+                    detail: Some(match &source.error {
+                        Some(e) => e.clone(),
+                        None => format!("{} file(s)", source.files),
+                    }),
+                },
+            );
         }
     }
 }
+
+/// The shortest commit interval honoured: each commit serialises the whole cluster store and
+/// fsyncs twice (file and directory), so a configured 0 must not turn into a busy loop.
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn recv_batch(batches: &mut Option<mpsc::Receiver<Batch>>) -> Option<Batch> {
     match batches {

@@ -5,6 +5,7 @@
 //! signal: every part is cancelled at once; the pipeline commits the durable state a last
 //! time; the whole stop is bounded by [`SHUTDOWN_GRACE`].
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::persist::{self, AgentState, RecordTotals};
+use crate::persist::{self, AgentState, CommitStatus, RecordTotals};
 use crate::pipeline::{Inputs, Pipeline};
 use crate::{diagnosis, listeners, shutdown, views};
 
@@ -65,20 +66,26 @@ pub async fn serve(
         tracing::warn!("{note}");
     }
     let health = HealthRegistry::new();
-    let (restored, restore_note) = persist::load(&data_dir)?;
-    if let Some(note) = restore_note {
+    let clustering_config = settings.clustering.clone();
+    let (restored, restore_notes) = persist::load(&data_dir, &mut |state: AgentState| {
+        let t = state.totals;
+        let records = t.file_records.saturating_add(t.otlp_records);
+        if t.error_records > records || t.truncated_records > records {
+            return Err(format!(
+                "its record totals contradict each other ({} error and {} truncated records \
+                 of {records})",
+                t.error_records, t.truncated_records
+            ));
+        }
+        let engine = Engine::from_snapshot(state.clustering, clustering_config.clone())
+            .map_err(|e| format!("its cluster store cannot be restored: {e}"))?;
+        Ok((state.tail, engine, state.totals))
+    })?;
+    for note in restore_notes {
         tracing::warn!("{note}");
     }
     let (tail_state, engine, totals) = match restored {
-        Some(AgentState {
-            tail,
-            clustering,
-            totals,
-        }) => {
-            let engine = Engine::from_snapshot(clustering, settings.clustering.clone())
-                .context("cannot restore the cluster store from the state file")?;
-            (Some(tail), engine, totals)
-        }
+        Some((tail, engine, totals)) => (Some(tail), engine, totals),
         None => (
             None,
             Engine::new(settings.clustering.clone()),
@@ -200,12 +207,16 @@ pub async fn serve(
     );
 
     // The pipeline between inputs and stores.
+    let commit_status = Arc::new(CommitStatus::default());
     let pipeline = Pipeline {
         engine: engine.clone(),
         traces: traces.clone(),
         live: live.clone(),
         totals: totals.clone(),
         data_dir: data_dir.clone(),
+        commit_interval: Duration::from_millis(settings.tail.checkpoint_interval_ms),
+        status: commit_status.clone(),
+        health: health.clone(),
     };
     let inputs = Inputs {
         batches,
@@ -228,14 +239,6 @@ pub async fn serve(
             ComponentState::Running,
             None,
             "TF-IDF + DBSCAN error patterns",
-        ),
-    );
-    health.set(
-        "data_dir",
-        component(
-            ComponentState::Running,
-            None,
-            &data_dir.display().to_string(),
         ),
     );
 
@@ -265,10 +268,11 @@ pub async fn serve(
         let totals = totals.clone();
         let tailer = tailer.clone();
         let receivers = receivers.clone();
+        let status = commit_status.clone();
         let web_connections = web_connections.clone();
         let access = access.clone();
         Arc::new(move || {
-            let mut rows = agent_counters(&totals, tailer.as_deref(), &receivers);
+            let mut rows = agent_counters(&totals, &status, tailer.as_deref(), &receivers);
             rows.extend(listeners::connection_counters(
                 web_connections.counts(),
                 &receivers,
@@ -425,6 +429,7 @@ impl TaskCounterSink for TaskCounters {
 /// The agent's own counters for `/metrics`: exact record totals, tailer lag, OTLP outcomes.
 fn agent_counters(
     totals: &Mutex<RecordTotals>,
+    status: &CommitStatus,
     tailer: Option<&tail::TailerHandle>,
     receivers: &OtlpReceivers,
 ) -> Vec<StoreCounter> {
@@ -455,6 +460,21 @@ fn agent_counters(
             "Records cut at tail.max_line_bytes.",
             totals.truncated_records,
         ),
+        counter(
+            "state_commits_total",
+            "Commits of the durable state that reached the disk.",
+            status.commits.load(Ordering::Relaxed),
+        ),
+        counter(
+            "state_commit_failures_total",
+            "Commits of the durable state that failed (retried on a timer).",
+            status.failures.load(Ordering::Relaxed),
+        ),
+        counter(
+            "state_persisting",
+            "1 while the durable state reaches the disk, 0 while commits fail.",
+            u64::from(status.failure().is_none()),
+        ),
     ];
     if let Some(tailer) = tailer {
         let stats = tailer.stats();
@@ -482,6 +502,31 @@ fn agent_counters(
             "tail_read_errors_total",
             "Errors reading tailed files.",
             stats.read_errors,
+        ));
+        rows.push(counter(
+            "tail_nul_bytes_skipped_total",
+            "NUL bytes skipped in tailed files (copytruncate holes); the lines after them are read.",
+            stats.nul_skipped_bytes,
+        ));
+        rows.push(counter(
+            "tail_lost_files_total",
+            "Rotated files gone (deleted or compressed) before they were read to their end.",
+            stats.lost_files,
+        ));
+        rows.push(counter(
+            "tail_resumed_files_total",
+            "Files that came back into the globs and resumed at their remembered offset.",
+            stats.resumed_files,
+        ));
+        rows.push(counter(
+            "tail_adopted_files_total",
+            "Files renamed out of the globs while the agent was down, found and read to their end.",
+            stats.adopted_files,
+        ));
+        rows.push(counter(
+            "tail_unreadable_sources",
+            "Log sources whose directory cannot be read.",
+            stats.sources.iter().filter(|s| s.error.is_some()).count() as u64,
         ));
     }
     let otlp = receivers.stats();

@@ -18,7 +18,7 @@
 //! the per-minute counts behind each row's sparkline are fetched again only for clusters whose
 //! counts changed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,11 +28,13 @@ use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
 use faultline_clustering::{ClusterId, Engine};
+use faultline_diagnosis::onset::surge_start_minute;
+use faultline_diagnosis::{
+    what_moved, CounterHistory, CounterSeries, Emerging, EmergingKind, PatternActivity,
+};
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
-use faultline_ingest::counters::store::{
-    CountersSnapshot as StoreSnapshot, SocketsView as StoreSocketsView,
-};
+use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions, SourceState as StoreSourceState};
 use faultline_ingest::traces::{
     CallChain as StoreChain, ChainNode, SpanKind, StatusCode, TraceFilter, TraceStore,
@@ -43,12 +45,12 @@ use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
 use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CountSeries, CounterView, CountersSnapshot, Emergence, EmergenceKind, HistoryResolution,
-    ListenQueue, MinuteCounts, NamedSeries, OtherPorts, ParameterDistribution, PortSide,
-    ProcessNow, ProcessSeries, RuntimeSeries, Sample, SecondCounts, SeenIn, Series, SocketSeries,
-    SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, SpanStatus, StateCount,
-    StateSeries, StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView,
-    ValueCount,
+    ListenQueue, MinuteCounts, NamedSeries, OtherPorts, ParameterDistribution, ProcessNow,
+    ProcessSeries, RuntimeSeries, Sample, SecondCounts, SeenIn, Series, SocketSeries, SocketSource,
+    SocketState, SocketTotals, SourceState, SourceStatus, SpanStatus, StateCount, StateSeries,
+    StoreCounter, TaskSeries, TemplateRow, TraceQuery, TraceSummary, TraceView, ValueCount,
 };
+use faultline_web::model::{DiagnosisView, MovedWithIt};
 use faultline_web::{LiveUpdates, Views};
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -118,14 +120,21 @@ pub fn build_with_clock(
 ) -> Views {
     Views {
         clusters: Arc::new(ClusterAdapter::new(
-            engine,
+            Arc::clone(&engine),
             Arc::clone(&traces),
             pipeline_counters,
-            clock,
+            Arc::clone(&clock),
             ROWS_REFRESH,
         )),
         traces: Arc::new(TraceAdapter { store: traces }),
-        counters: Arc::new(CounterAdapter { store: counters }),
+        counters: Arc::new(CounterAdapter {
+            store: Arc::clone(&counters),
+        }),
+        diagnosis: Arc::new(DiagnosisAdapter {
+            engine,
+            counters,
+            clock,
+        }),
         // The agent's diagnosis loop replaces this board with the one it fills (`run`).
         incidents: Arc::new(crate::diagnosis::IncidentBoard::default()),
         live,
@@ -329,12 +338,6 @@ impl ClusterView for ClusterAdapter {
         })
     }
 
-    fn per_second(&self, id: &str) -> Option<SecondCounts> {
-        let cluster = parse_cluster_id(id)?;
-        let detail = self.engine.cluster(cluster, (self.clock)())?;
-        Some(second_counts(&detail.per_second))
-    }
-
     fn store_counters(&self) -> Vec<StoreCounter> {
         let (c, templates, clusters) = self.engine.counters();
         let mut out = vec![
@@ -443,21 +446,18 @@ fn summary_row(s: &EngineSummary, per_minute: &[(i64, u64)], now_nanos: i64) -> 
 
 /// The engine's verdict with a sentence built from its figures.
 ///
-/// The engine does not say when a surge began: `since_unix_ms` is then the first minute of its
-/// current window whose count exceeds the baseline rate (the window's start if none does). For
-/// a new pattern it is the first occurrence.
+/// The engine does not say when a surge began: `since_unix_ms` is then dated by the diagnosis
+/// ([`surge_start_minute`]: the first minute of the engine's window above the baseline rate).
+/// For a new pattern it is the first occurrence.
 fn emergence(
     e: &EngineEmergence,
     first_seen_nanos: i64,
     by_minute: &BTreeMap<i64, u64>,
     now_nanos: i64,
 ) -> Emergence {
-    // The engine's rate is its window count over the window length, so the ratio gives the
-    // window back (the engine's configuration is not visible from here).
-    let window_min = if e.current_rate_per_min > 0.0 {
-        (e.current_count as f64 / e.current_rate_per_min)
-            .round()
-            .max(1.0) as i64
+    // A verdict restored from before the engine reported its window has none.
+    let window_min = if e.window_min > 0.0 {
+        e.window_min.round().max(1.0) as i64
     } else {
         RATE_WINDOW_MINUTES
     };
@@ -481,10 +481,8 @@ fn emergence(
             )
         }
         EngineKind::Surge => {
-            let onset = by_minute
-                .range(window_start..=now_min)
-                .find(|(_, &c)| c as f64 > e.baseline_rate_per_min)
-                .map_or(window_start, |(&m, _)| m);
+            let onset =
+                surge_start_minute(by_minute, window_start, now_min, e.baseline_rate_per_min);
             (
                 EmergenceKind::Surge,
                 format!(
@@ -540,29 +538,6 @@ fn detail_minutes(per_minute: &[(i64, u64)], now_nanos: i64) -> MinuteCounts {
     minute_counts(&by_minute, start, end)
 }
 
-/// The engine's per-second counts (Unix second, count; seconds without events left out) as a
-/// dense series from the first second held to the last, at most the engine's
-/// [`SECOND_HISTORY`] seconds long.
-fn second_counts(per_second: &[(i64, u64)]) -> SecondCounts {
-    let (Some(&(first, _)), Some(&(last, _))) = (per_second.first(), per_second.last()) else {
-        return SecondCounts::default();
-    };
-    let first = first.max(last - SECOND_HISTORY as i64 + 1);
-    let mut counts = vec![0; (last - first + 1) as usize];
-    for &(sec, c) in per_second {
-        if let Some(slot) = usize::try_from(sec - first)
-            .ok()
-            .and_then(|i| counts.get_mut(i))
-        {
-            *slot += c;
-        }
-    }
-    SecondCounts {
-        start_unix_ms: first.saturating_mul(1000),
-        counts,
-    }
-}
-
 /// A template of a cluster, with the services that wrote it (most reports first).
 fn template_row(t: &faultline_clustering::TemplateSummary) -> TemplateRow {
     TemplateRow {
@@ -596,6 +571,80 @@ fn parameters(top_values: &[(String, u64)], values_total: u64) -> Vec<ParameterD
             .collect(),
         other_count: values_total.saturating_sub(top_values.iter().map(|(_, c)| c).sum()),
     }]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnosis
+// ---------------------------------------------------------------------------------------------
+
+/// [`DiagnosisView`] over the engine and the counter store: builds the diagnosis' inputs
+/// (a pattern's activity, the counters' per-sample history under their series keys) and asks
+/// `faultline-diagnosis` for the answer.
+struct DiagnosisAdapter {
+    engine: Arc<Engine>,
+    counters: Arc<CounterStore>,
+    clock: Clock,
+}
+
+impl DiagnosisAdapter {
+    /// The activity of one pattern as the engine knows it now.
+    fn activity(&self, id: &str) -> Option<PatternActivity> {
+        let cluster = parse_cluster_id(id)?;
+        let now = (self.clock)();
+        let detail = self.engine.cluster(cluster, now)?;
+        let row = summary_row(&detail.summary, &detail.per_minute, now);
+        Some(PatternActivity {
+            id: row.id,
+            first_seen_unix_ms: row.first_seen_unix_ms,
+            emerging: row.emergence.map(|e| Emerging {
+                kind: match e.kind {
+                    EmergenceKind::New => EmergingKind::New,
+                    EmergenceKind::Surge => EmergingKind::Surge,
+                },
+                since_unix_ms: e.since_unix_ms,
+            }),
+            per_minute: detail_minutes(&detail.per_minute, now),
+            per_second: Some(SecondCounts::from_sparse(
+                &detail.per_second,
+                SECOND_HISTORY,
+            )),
+        })
+    }
+}
+
+impl DiagnosisView for DiagnosisAdapter {
+    fn moved(&self, id: &str) -> Option<MovedWithIt> {
+        let activity = self.activity(id)?;
+        let counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
+        Some(what_moved(&activity, &counters))
+    }
+}
+
+/// The store's per-sample history as the diagnosis reads it: every series under its key, on
+/// the same regular axis as the counters document at per-second resolution.
+fn counter_history(s: &StoreSnapshot) -> CounterHistory {
+    let Some(h) = &s.history else {
+        return CounterHistory::default();
+    };
+    let step_ms = i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1);
+    let (start_unix_ms, samples) = regular_axis(&h.seconds.times_unix_ms, step_ms);
+    let series = h
+        .seconds
+        .series
+        .iter()
+        .map(|(key, values)| CounterSeries {
+            key: key.clone(),
+            points: samples
+                .iter()
+                .map(|at| Some(f64::from(values.get((*at)?).copied().flatten()?)))
+                .collect(),
+        })
+        .collect();
+    CounterHistory {
+        start_unix_ms,
+        step_ms,
+        series,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -960,47 +1009,22 @@ impl Axis<'_> {
     }
 }
 
-/// Port groups beyond the ones a socket storm leaves behind: at most this many groups that
-/// left the store's top ports are still shown while their history is in the window.
-const DEPARTED_PORT_GROUPS: usize = 16;
-
-/// The port groups that were among the store's top ports during the window but are not any
-/// more (a storm that ended, a port that other ports outgrew): the TIME_WAIT storm of ten
-/// minutes ago must stay on the chart and stay visible to "what moved with it", not vanish
-/// with its last socket. Their `current` is 0: sockets they still have are counted in the
-/// other ports. Ranked by their peak in the window; states that never had a socket left out.
-fn departed_port_groups(view: &StoreSocketsView, axis: &Axis<'_>) -> Vec<SocketSeries> {
-    let current: HashSet<(u16, PortSide)> = view.ports.iter().map(|p| (p.port, p.side)).collect();
-    let mut groups: BTreeMap<(u16, PortSide), (f64, Vec<SocketSeries>)> = BTreeMap::new();
-    for key in axis.series.keys() {
-        let &SeriesKey::PortState { port, side, state } = key else {
-            continue;
-        };
-        if current.contains(&(port, side)) {
-            continue;
+/// The port groups the store keeps after they left its top ports (see
+/// [`faultline_ingest::counters::store::DepartedPorts`]), on the axis. Their `current` is 0:
+/// sockets they still have are counted in the other ports. A state with no socket on this
+/// axis (its peak was outside it) is left out.
+fn departed_port_groups(s: &StoreSnapshot, axis: &Axis<'_>) -> Vec<SocketSeries> {
+    let mut out = Vec::new();
+    for group in &s.departed_ports {
+        for &state in &group.states {
+            let (port, side) = (group.port, group.side);
+            let history = axis.series(&SeriesKey::PortState { port, side, state });
+            if history.points.iter().flatten().any(|&v| v > 0.0) {
+                out.push(SocketSeries::new(port, side, state, 0, history));
+            }
         }
-        let history = axis.series(key);
-        let peak = history
-            .points
-            .iter()
-            .flatten()
-            .fold(0.0_f64, |m, &v| m.max(v));
-        if peak <= 0.0 {
-            continue;
-        }
-        let group = groups.entry((port, side)).or_insert((0.0, Vec::new()));
-        group.0 = group.0.max(peak);
-        group
-            .1
-            .push(SocketSeries::new(port, side, state, 0, history));
     }
-    let mut ranked: Vec<(f64, Vec<SocketSeries>)> = groups.into_values().collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranked
-        .into_iter()
-        .take(DEPARTED_PORT_GROUPS)
-        .flat_map(|(_, series)| series)
-        .collect()
+    out
 }
 
 /// Lays sample times on a regular axis of `step_ms` ending at the last sample: each sample
@@ -1116,7 +1140,7 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 ));
             }
         }
-        sockets.extend(departed_port_groups(view, &axis));
+        sockets.extend(departed_port_groups(s, &axis));
         socket_totals = Some(SocketTotals {
             source: match view.source {
                 StoreSocketSource::Netlink => SocketSource::Netlink,
@@ -1316,6 +1340,7 @@ mod tests {
     use faultline_ingest::{Origin, SpanId};
 
     use super::*;
+    use faultline_series::PortSide;
 
     const MIN: i64 = NANOS_PER_MIN;
     /// 2023-11-14T22:13:00Z plus 30 s, in Unix nanoseconds: mid-minute, so minute buckets are
@@ -1424,7 +1449,13 @@ mod tests {
             .find(|r| r.canonical_template.ends_with("connection reset by peer"))
             .map(|r| r.id.clone())
             .expect("a row for the resets");
-        let seconds = views.clusters.per_second(&id).expect("known cluster");
+        let diagnosis = DiagnosisAdapter {
+            engine: Arc::clone(&stores.engine),
+            counters: Arc::clone(&stores.counters),
+            clock: Arc::new(|| NOW),
+        };
+        let activity = diagnosis.activity(&id).expect("known cluster");
+        let seconds = activity.per_second.expect("per-second counts");
         // Six resets 20 s apart from NOW - 3 min: one second each, zeros between.
         let first_ms = (NOW - 3 * MIN) / NANOS_PER_MS;
         assert_eq!(seconds.start_unix_ms, first_ms / 1000 * 1000);
@@ -1432,8 +1463,47 @@ mod tests {
         assert_eq!(seconds.counts.iter().sum::<u64>(), 6);
         assert_eq!(seconds.counts[0], 1);
         assert_eq!(seconds.counts[20], 1);
-        assert!(views.clusters.per_second("00000000000000ff").is_none());
-        assert!(views.clusters.per_second("not-an-id").is_none());
+        assert!(diagnosis.activity("00000000000000ff").is_none());
+        assert!(diagnosis.activity("not-an-id").is_none());
+    }
+
+    #[test]
+    fn what_moved_is_answered_from_the_engine_and_the_counter_store() {
+        let stores = stores();
+        reset_storm(&stores.engine);
+        // The counters: four minutes of samples a second apart up to NOW; TIME_WAIT on 8080
+        // steps from 2 to 300 two seconds before the first reset (NOW - 3 min).
+        let now_ms = NOW / NANOS_PER_MS;
+        let onset_ms = (NOW - 3 * MIN) / NANOS_PER_MS;
+        let t0 = now_ms - 240_000;
+        for i in 0..=240 {
+            let t = t0 + i * 1_000;
+            let time_wait = if t < onset_ms - 2_000 { 2 } else { 300 };
+            stores.counters.record_sample(sample(t, time_wait, 0, 100));
+        }
+        let views = views_at(&stores, NOW);
+        let id = views
+            .clusters
+            .summaries()
+            .iter()
+            .find(|r| r.canonical_template.ends_with("connection reset by peer"))
+            .map(|r| r.id.clone())
+            .expect("a row for the resets");
+        let doc = views.diagnosis.moved(&id).expect("known cluster");
+        assert_eq!(doc.cluster_id, id);
+        assert_eq!(doc.onset_unix_ms, onset_ms, "{}", doc.summary);
+        let top = doc.moved.first().unwrap_or_else(|| panic!("{doc:#?}"));
+        assert_eq!(top.label, "TIME-WAIT :8080");
+        assert_eq!(
+            top.key,
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Local,
+                state: SocketState::TimeWait,
+            }
+        );
+        assert_eq!(top.lead_ms, -2_000);
+        assert!(views.diagnosis.moved("00000000000000ff").is_none());
     }
 
     #[test]

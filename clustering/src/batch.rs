@@ -76,7 +76,7 @@ impl Batch {
         Batch {
             level,
             miner: TemplateMiner::new(min_distinct),
-            masked: MaskedLine::new(),
+            masked: MaskedLine::shapes_only(),
             line_keys: Vec::new(),
             samples: Vec::new(),
             max_message_bytes: max_message_bytes.max(16),
@@ -211,7 +211,7 @@ impl MaskedBlock {
     pub fn mask<'a>(messages: impl IntoIterator<Item = &'a str>, max_message_bytes: usize) -> Self {
         let max = max_message_bytes.max(16);
         let mut block = MaskedBlock::default();
-        let mut masked = MaskedLine::new();
+        let mut masked = MaskedLine::shapes_only();
         let mut seen: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
         for message in messages {
             let message = cut(message, max);

@@ -27,6 +27,10 @@ pub enum EmergenceKind {
 pub struct Emergence {
     /// New or surge.
     pub kind: EmergenceKind,
+    /// Length of the current window in minutes (the configured emergence window): readers
+    /// date a surge inside it instead of working it back out from count and rate.
+    #[serde(default)]
+    pub window_min: f64,
     /// Events in the current window.
     pub current_count: u64,
     /// Events per minute in the current window.
@@ -70,6 +74,7 @@ pub fn judge(
         let log_p = ln_poisson_tail(current, 1.0);
         return Some(Emergence {
             kind: EmergenceKind::New,
+            window_min: t.window_min,
             current_count: current,
             current_rate_per_min: current_rate,
             baseline_rate_per_min: 0.0,
@@ -86,6 +91,7 @@ pub fn judge(
     let p = log_p.exp();
     (p < t.surge_max_p && current as f64 >= t.surge_min_ratio * lambda).then(|| Emergence {
         kind: EmergenceKind::Surge,
+        window_min: t.window_min,
         current_count: current,
         current_rate_per_min: current_rate,
         baseline_rate_per_min: baseline_rate,

@@ -172,9 +172,11 @@ pub struct MaskedLine {
     pub tokens: usize,
     /// Byte ranges, in the original message, of the masked values (in order).
     pub params: Vec<(usize, usize)>,
-    /// The kind of each masked value (parallel to `params`).
+    /// The kind of each masked value (parallel to `params`; all [`ParamKind::Any`] for a
+    /// buffer made by [`shapes_only`](Self::shapes_only)).
     pub kinds: Vec<ParamKind>,
     scratch: Vec<Token>,
+    untyped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +271,16 @@ impl MaskedLine {
         Self::default()
     }
 
+    /// An empty buffer that does not tell the kinds of values apart (every kind is
+    /// [`ParamKind::Any`]): the same shapes, for callers that show no names (batch mode),
+    /// without the extra look at every value.
+    pub fn shapes_only() -> Self {
+        MaskedLine {
+            untyped: true,
+            ..Self::default()
+        }
+    }
+
     /// Masks `message` into this buffer (replacing what was there).
     pub fn mask(&mut self, message: &str) {
         let mut toks = std::mem::take(&mut self.scratch);
@@ -284,7 +296,7 @@ impl MaskedLine {
                 i += 1;
             }
             if start < i {
-                toks.push(classify(bytes, start, i));
+                toks.push(classify(bytes, start, i, !self.untyped));
             }
         }
         // Month and weekday names touching a variable are part of a time stamp. Two passes
@@ -401,7 +413,7 @@ impl MaskedLine {
                 j += 1;
             }
             let (a, z) = trim_piece(b, i, j);
-            if let Some(kind) = value_kind(&b[a..z]) {
+            if let Some(kind) = value_kind(&b[a..z], !self.untyped) {
                 self.text.push_str(&message[copied..a]);
                 self.text.push_str(WILDCARD);
                 self.params.push((a, z));
@@ -440,7 +452,7 @@ pub fn mask_display(message: &str) -> String {
     display(&line.text, &line.kinds)
 }
 
-fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
+fn classify(bytes: &[u8], start: usize, end: usize, typed: bool) -> Token {
     let word = &bytes[start..end];
     let mut pre = 0;
     while pre < word.len() && CLASS[word[pre] as usize] & LEAD != 0 {
@@ -478,13 +490,16 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
         return token;
     }
     if classes & (SPECIAL | HARD) == 0 {
-        token.kind = Kind::Variable(value_kind(core).unwrap_or(ParamKind::Id));
+        token.kind = Kind::Variable(match typed {
+            true => value_kind(core, true).unwrap_or(ParamKind::Id),
+            false => ParamKind::Any,
+        });
         return token;
     }
     // `[::1]:8080`: the bracket belongs to the address.
     if pre > 0 && word[pre - 1] == b'[' && classes & DIGIT != 0 {
         if let Some(kind @ (ParamKind::Ip | ParamKind::IpPort)) =
-            value_kind(&word[pre - 1..word.len() - suf])
+            value_kind(&word[pre - 1..word.len() - suf], true)
         {
             token.pre -= 1;
             token.kind = Kind::Variable(kind);
@@ -492,14 +507,14 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
         }
     }
     if classes & HARD == 0 {
-        if let Some(kind) = value_kind(core) {
+        if let Some(kind) = value_kind(core, typed) {
             token.kind = Kind::Variable(kind);
         }
         return token;
     }
     // A URL or path runs to the end of the token, query string included (RFC 3986 ends
     // one at white space, quotes and angle brackets only).
-    if let Some(kind @ (ParamKind::Url | ParamKind::Path)) = value_kind(core) {
+    if let Some(kind @ (ParamKind::Url | ParamKind::Path)) = value_kind(core, false) {
         if !core
             .iter()
             .any(|&b| matches!(b, b'"' | b'\'' | b'<' | b'>'))
@@ -511,14 +526,14 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
     if let Some(eq) = key_value_split(core) {
         let value = &core[eq + 1..];
         if !value.iter().any(|&b| CLASS[b as usize] & HARD != 0) {
-            if let Some(kind) = value_kind(value) {
+            if let Some(kind) = value_kind(value, typed) {
                 token.kind = Kind::Value(pre + eq + 1, kind);
             }
             return token;
         }
     }
     if classes & (DIGIT | SPECIAL) != 0 {
-        token.kind = match list_kind(core) {
+        token.kind = match list_kind(core, typed) {
             // `10.0.0.1,10.0.0.2`, `1;2;3`: a list of values is one value.
             Some(kind) => Kind::Variable(kind),
             None => Kind::Pieces,
@@ -529,7 +544,7 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Token {
 
 /// The kind of a core that is nothing but values joined by separators, `None` when a word
 /// or a bracket is in it.
-fn list_kind(core: &[u8]) -> Option<ParamKind> {
+fn list_kind(core: &[u8], typed: bool) -> Option<ParamKind> {
     let mut kind: Option<ParamKind> = None;
     for piece in core.split(|&b| matches!(b, b',' | b';' | b'|')) {
         if piece.is_empty() {
@@ -538,7 +553,7 @@ fn list_kind(core: &[u8]) -> Option<ParamKind> {
         if piece.iter().any(|&b| CLASS[b as usize] & HARD != 0) {
             return None;
         }
-        let k = value_kind(piece)?;
+        let k = value_kind(piece, typed)?;
         kind = Some(kind.map_or(k, |old| old.join(k)));
     }
     kind
@@ -556,8 +571,9 @@ fn trim_piece(b: &[u8], mut a: usize, mut z: usize) -> (usize, usize) {
     (a, z)
 }
 
-/// The kind of value `v` is, `None` when it is a word (see the module documentation).
-fn value_kind(v: &[u8]) -> Option<ParamKind> {
+/// The kind of value `v` is, `None` when it is a word (see the module documentation). A value
+/// with a digit is [`ParamKind::Any`] unless `typed`.
+fn value_kind(v: &[u8], typed: bool) -> Option<ParamKind> {
     if v.is_empty() {
         return None;
     }
@@ -575,7 +591,11 @@ fn value_kind(v: &[u8]) -> Option<ParamKind> {
     if !v.iter().any(u8::is_ascii_digit) {
         return None;
     }
-    Some(digit_value_kind(v))
+    Some(if typed {
+        digit_value_kind(v)
+    } else {
+        ParamKind::Any
+    })
 }
 
 /// The kind of a value that holds a digit.
@@ -941,6 +961,23 @@ mod tests {
             [ParamKind::Duration, ParamKind::Num, ParamKind::Num]
         );
         assert_eq!(line.params.len(), line.text.matches(WILDCARD).count());
+    }
+
+    #[test]
+    fn shapes_do_not_depend_on_telling_kinds_apart() {
+        let mut typed = MaskedLine::new();
+        let mut untyped = MaskedLine::shapes_only();
+        for msg in [
+            "read tcp 127.0.0.1:34252->127.0.0.1:9200: read: connection reset by peer",
+            "dial tcp [::1]:8080: connect",
+            "stored 5.2 KB, at 2024-03-11T08:22:20Z id=17288ea8-cbf4-4f0e-94fe-853fd2735f29",
+            "</script><script>alert(1)</script> a=1,b=x 10.0.0.1,10.0.0.2 /a/b?x=1",
+        ] {
+            typed.mask(msg);
+            untyped.mask(msg);
+            assert_eq!(typed.text, untyped.text);
+            assert_eq!(typed.params, untyped.params);
+        }
     }
 
     #[test]

@@ -461,6 +461,110 @@ impl TemplateMiner {
                 self.learn(&v);
             }
         }
+        if merged == 0 {
+            merged = self.merge_covarying_pairs(&live);
+        }
+        merged
+    }
+
+    /// Generalises two positions at once where two parameters vary together (a user and
+    /// their host, a job and its node): such templates never differ in one position only,
+    /// so the single-position rule cannot see them. Templates of one length that are equal
+    /// except at positions `p` and `q` are merged there when at least `min_distinct`
+    /// different words were seen at each of the two. Only *rare* words are candidates (seen
+    /// in at most two templates of that length): constant words of a format repeat across
+    /// its templates, values do not. Cost: linear in the tokens of the live templates.
+    fn merge_covarying_pairs(&mut self, live: &[u32]) -> usize {
+        const MAX_CANDIDATES: usize = 6;
+        let mut freq: HashMap<(usize, &str), u32> = HashMap::new();
+        for &t in live {
+            let text = &self.templates[t as usize].text;
+            let n = text.split(' ').count();
+            for tok in text.split(' ') {
+                if !tok.contains(WILDCARD) {
+                    *freq.entry((n, tok)).or_insert(0) += 1;
+                }
+            }
+        }
+        let mut groups: HashMap<u64, Vec<(u32, u16, u16)>> = HashMap::new();
+        for &t in live {
+            let text = &self.templates[t as usize].text;
+            let toks: Vec<&str> = text.split(' ').collect();
+            let n = toks.len();
+            if !(3..=u16::MAX as usize).contains(&n) {
+                continue;
+            }
+            let rare: Vec<usize> = (1..n)
+                .filter(|&p| !toks[p].contains(WILDCARD) && freq[&(n, toks[p])] <= 2)
+                .collect();
+            if rare.len() < 2 || rare.len() > MAX_CANDIDATES {
+                continue;
+            }
+            for (i, &p) in rare.iter().enumerate() {
+                for &q in &rare[i + 1..] {
+                    let mut h = mix(n as u64, (p as u64) << 32 | q as u64);
+                    for (k, tok) in toks.iter().enumerate() {
+                        let word = if k == p || k == q {
+                            xxh3_64(generalise(tok).as_bytes())
+                        } else {
+                            xxh3_64(tok.as_bytes())
+                        };
+                        h = mix(h, word);
+                    }
+                    groups.entry(h).or_default().push((t, p as u16, q as u16));
+                }
+            }
+        }
+        let mut keys: Vec<u64> = groups.keys().copied().collect();
+        keys.sort_unstable();
+        let mut merged = 0;
+        for key in keys {
+            let members = &groups[&key];
+            let distinct = |at: fn(&(u32, u16, u16)) -> u16| {
+                let mut v: Vec<&str> = members
+                    .iter()
+                    .map(|m| {
+                        strip_str(nth_token(
+                            &self.templates[m.0 as usize].text,
+                            at(m) as usize,
+                        ))
+                    })
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let (at_p, at_q) = (distinct(|m| m.1), distinct(|m| m.2));
+            // Words on both sides are one vocabulary used twice (`from NEW to ASSIGNED`,
+            // `from ASSIGNED to RUNNING`: states, each pair its own event), not two
+            // parameters: a user and a host do not share values.
+            let shared = at_p.iter().any(|v| at_q.binary_search(v).is_ok());
+            if shared || at_p.len() < self.min_distinct || at_q.len() < self.min_distinct {
+                continue;
+            }
+            for &(t, p, q) in &members.clone() {
+                if self.templates[t as usize].merged_into.is_some() {
+                    continue;
+                }
+                let text = self.templates[t as usize].text.clone();
+                let general: Vec<String> = text
+                    .split(' ')
+                    .enumerate()
+                    .map(|(i, tok)| {
+                        if i == p as usize || i == q as usize {
+                            generalise(tok)
+                        } else {
+                            tok.to_string()
+                        }
+                    })
+                    .collect();
+                let target = self.template_for(&general.join(" "));
+                if target != t {
+                    self.templates[t as usize].merged_into = Some(target);
+                    merged += 1;
+                }
+            }
+        }
         merged
     }
 }
@@ -493,6 +597,11 @@ fn mix(a: u64, b: u64) -> u64 {
     (a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .rotate_left(27)
         .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// A token without its brackets and punctuation (`(alice)` and `alice,` are one word).
+fn strip_str(tok: &str) -> &str {
+    std::str::from_utf8(strip(tok.as_bytes())).unwrap_or(tok)
 }
 
 fn nth_token(text: &str, n: usize) -> &str {
@@ -549,6 +658,48 @@ mod tests {
             out.iter().all(|t| t == "Invalid user <*> from <*>"),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn two_parameters_that_vary_together_are_generalised_together() {
+        let pairs = [
+            ("alice", "ares"),
+            ("bob", "boreas"),
+            ("carol", "castor"),
+            ("dave", "deimos"),
+            ("erin", "eos"),
+            ("frank", "fornax"),
+        ];
+        let lines: Vec<String> = pairs
+            .iter()
+            .map(|(u, h)| format!("login of {u} on {h} succeeded"))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let out = run(&refs);
+        assert!(
+            out.iter().all(|t| t == "login of <*> on <*> succeeded"),
+            "{out:?}"
+        );
+        // States on both sides of a transition are one vocabulary: each pair is an event.
+        let states = [
+            "NEW",
+            "UNASSIGNED",
+            "ASSIGNED",
+            "RUNNING",
+            "COMMIT",
+            "SUCCEEDED",
+            "FAILED",
+        ];
+        let lines: Vec<String> = states
+            .windows(2)
+            .map(|w| format!("task moved from {} to {} now", w[0], w[1]))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let out = run(&refs);
+        let mut unique = out.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), out.len(), "{out:?}");
     }
 
     #[test]

@@ -1,6 +1,25 @@
 //! The counter history the diagnosis reads: every series on one regular time axis.
 
 use faultline_series::SeriesKey;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A series of points on a document's time axis: `points[i]` is at
+/// `history_start_unix_ms + i * step_ms` of the enclosing document. Missing samples (the
+/// source failed, the target did not answer, the series did not exist yet) are `null`, never
+/// 0. The API's counter documents and the diagnosis' answers share it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Series {
+    /// Oldest first.
+    pub points: Vec<Option<f64>>,
+    /// Change over the last minute: the value of the latest sample minus the value of the
+    /// newest sample taken at least 60 s before it, both from the per-sample history whatever
+    /// the snapshot's `resolution`. `null` when either sample is missing: the series is
+    /// younger than a minute, or its source failed at either moment. For a rate this is the
+    /// change of the rate. Always `null` in the diagnosis' answers.
+    #[serde(default)]
+    pub delta_1m: Option<f64>,
+}
 
 /// The node's counter series on one time axis: `points[i]` of every series was sampled at
 /// `start_unix_ms + i * step_ms`. A missing sample (the source failed, the series did not

@@ -16,10 +16,17 @@
 //! crate's inputs from them. It does not present anything: `faultline-web` renders the
 //! documents returned here.
 
+pub mod activity;
 pub mod anomaly;
+pub mod baseline;
 pub mod culprit;
 pub mod hints;
 pub mod history;
 pub mod incident;
+pub mod moved;
+pub mod onset;
 
-pub use history::{CounterHistory, CounterSeries};
+pub use activity::{Emerging, EmergingKind, MinuteCounts, PatternActivity, SecondCounts};
+pub use history::{CounterHistory, CounterSeries, Series};
+pub use moved::{what_moved, MovedCounter, MovedVerdict, MovedWithIt};
+pub use onset::{Onset, OnsetSource};

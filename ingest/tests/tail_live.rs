@@ -246,7 +246,7 @@ async fn long_lines_binary_files_and_invalid_utf8() {
     text.write_all(b"raw \xff\xfe bytes\nafter\n").unwrap();
     File::create(dir.path().join("core.log"))
         .unwrap()
-        .write_all(&[0u8; 4096])
+        .write_all(&[1u8; 4096])
         .unwrap();
     let mut running = start(dir.path(), &committed, 4, Duration::ZERO, 1).await;
     let counts = wait_for(&mut running.counts, 4).await;
@@ -312,4 +312,37 @@ fn crash_between_commits_loses_and_repeats_nothing() {
         counts
     });
     assert_once(&counts, total);
+}
+
+/// copytruncate with a writer that does not append (`app > file`): after the truncation the
+/// writer goes on at its old offset, so the live file reads as a hole of NUL bytes, then
+/// text. The hole is skipped and counted, every line after it is read, the copy's lines are
+/// not read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_hole_left_by_copytruncate_is_skipped_and_the_lines_after_it_read() {
+    use std::io::Seek;
+    let dir = tempfile::tempdir().unwrap();
+    let committed = Committed::default();
+    let log = dir.path().join("app.log");
+    // Not O_APPEND: the writer keeps its own offset.
+    let mut writer = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    let mut running = start(dir.path(), &committed, 4, Duration::ZERO, 1).await;
+    write_lines(&mut writer, 0, 100);
+    wait_for(&mut running.counts, 100).await;
+    fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+    let hole = fs::metadata(&log).unwrap().len();
+    writer.set_len(0).unwrap();
+    assert_eq!(writer.stream_position().unwrap(), hole);
+    write_lines(&mut writer, 100, 300);
+    let counts = wait_for(&mut running.counts, 300).await;
+    assert_once(&counts, 300);
+    let stats = running.handle.stats();
+    assert_eq!(stats.nul_skipped_bytes, hole, "{stats:?}");
+    assert_eq!(stats.binary_files, 0);
+    stop(running).await;
 }

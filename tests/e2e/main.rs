@@ -21,4 +21,5 @@ mod incidents;
 mod lab_go;
 mod listeners;
 mod pipeline;
+mod reliability;
 mod replay;

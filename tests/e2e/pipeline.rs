@@ -193,9 +193,14 @@ fn kill_dash_nine_mid_stream_loses_and_repeats_no_line() {
         written += 250;
         std::thread::sleep(Duration::from_millis(40));
     }
-    // Let at least one state commit happen with part of the file read, then kill hard while
-    // more lines arrive.
-    std::thread::sleep(Duration::from_millis(5500));
+    // Let at least one state commit happen with part of the file read (polled, not slept:
+    // the commit interval is configuration), then kill hard while more lines arrive.
+    let commits = metric(&agent, "state_commits_total").unwrap_or(0.0);
+    eventually(
+        Duration::from_secs(20),
+        "a commit after the first lines",
+        || (metric(&agent, "state_commits_total").unwrap_or(0.0) > commits).then_some(()),
+    );
     append(&log, &batch(written, 3000));
     written += 3000;
     // SAFETY: kill(2) on our own child.

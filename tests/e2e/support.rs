@@ -76,6 +76,21 @@ impl Agent {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
+        Self::start_full(dir, &[], extra, adjust)
+    }
+
+    /// Like [`Agent::start_in`], the binary started through `wrapper` (a command and its
+    /// arguments that end by running the rest, such as `setpriv --reuid ... --`).
+    pub fn start_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Agent {
+        Self::start_full(dir, wrapper, extra, |_| {})
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        wrapper: &[&str],
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let data_dir = dir.path().join("data");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
@@ -100,7 +115,14 @@ impl Agent {
         args.extend(extra.iter().map(|s| s.to_string()));
         let stderr_path = dir.path().join("agent.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut command = Command::new(binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(&args)
             .env_remove("RUST_LOG")
@@ -160,6 +182,30 @@ impl Agent {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Reads `faultline_store_<name>` from `/metrics` (`None` when absent or unreachable).
+    pub fn store_metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = http_get(&format!("{}/metrics", self.base)).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let wanted = format!("faultline_store_{name}");
+        body.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == wanted).then(|| value.parse().ok()).flatten()
+            })
+    }
+
+    /// Kills the agent with SIGKILL (no shutdown, no last commit) and returns its temporary
+    /// directory for a restart.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let status = self.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
+        assert!(!status.success(), "the agent survived SIGKILL");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
     }
 
     /// The agent's process id.

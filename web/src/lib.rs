@@ -34,7 +34,6 @@ mod health;
 pub mod live;
 mod metrics;
 pub mod model;
-pub mod moved;
 mod openapi;
 
 use std::sync::Arc;
@@ -54,7 +53,7 @@ pub use auth::{Access, AccessCounts};
 pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
-pub use model::{ClusterView, CounterView, IncidentView, TraceView, Views};
+pub use model::{ClusterView, CounterView, DiagnosisView, IncidentView, TraceView, Views};
 pub use openapi::openapi_json;
 
 /// Shared, read-only state of every handler.

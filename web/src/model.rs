@@ -15,10 +15,15 @@
 //! Socket states, port sides, counter families and series keys are the types of
 //! `faultline-series`, re-exported here: their API names, `ss` names and labels are rendered
 //! from that one definition, and documents carry the rendered names (`state_name`, `label`)
-//! so the dashboard keeps no table of its own.
+//! so the dashboard keeps no table of its own. The diagnosis' documents (what moved, the
+//! occurrence counts and `Series` they share with the counters) are `faultline-diagnosis`'s,
+//! re-exported; the binary computes them behind [`DiagnosisView`].
 
 use std::sync::Arc;
 
+pub use faultline_diagnosis::moved::{MovedCounter, MovedVerdict, MovedWithIt};
+pub use faultline_diagnosis::onset::OnsetSource;
+pub use faultline_diagnosis::{MinuteCounts, SecondCounts, Series};
 pub use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -34,6 +39,8 @@ pub struct Views {
     pub traces: Arc<dyn TraceView>,
     /// The node's socket, sockstat, process and task counters.
     pub counters: Arc<dyn CounterView>,
+    /// The diagnosis' answers (what moved with a pattern, ...).
+    pub diagnosis: Arc<dyn DiagnosisView>,
     /// The incidents the agent's diagnosis keeps.
     pub incidents: Arc<dyn IncidentView>,
     /// Where the stores announce changes; the live-update stream (SSE) watches it.
@@ -51,16 +58,6 @@ pub trait ClusterView: Send + Sync {
 
     /// The full detail of one cluster, `None` when no cluster has this id.
     fn detail(&self, id: &str) -> Option<ClusterDetail>;
-
-    /// Occurrences per second of one cluster over the recent seconds the store keeps (the
-    /// last 15 minutes in the agent), `None` when no cluster has this id or the store keeps no
-    /// per-second counts. "What moved with it" reads them to place a pattern's onset to the
-    /// second beside the 1 s counter history; without them it falls back to the per-minute
-    /// counts and says that its timing is only known to the minute.
-    fn per_second(&self, id: &str) -> Option<SecondCounts> {
-        let _ = id;
-        None
-    }
 
     /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
     /// `/metrics` and the dashboard. Empty by default.
@@ -84,6 +81,13 @@ pub trait TraceView: Send + Sync {
     fn store_counters(&self) -> Vec<StoreCounter> {
         Vec::new()
     }
+}
+
+/// The answers of the diagnosis (`faultline-diagnosis`), computed by the binary over the real
+/// stores. The web surface only renders them: it never judges a counter or dates an onset.
+pub trait DiagnosisView: Send + Sync {
+    /// What on the node moved with the pattern `id`, `None` when no cluster has this id.
+    fn moved(&self, id: &str) -> Option<MovedWithIt>;
 }
 
 /// Read access to the node's counters.
@@ -168,26 +172,6 @@ pub struct Emergence {
     pub score: f64,
     /// When the pattern started emerging (Unix ms).
     pub since_unix_ms: i64,
-}
-
-/// Counts per minute, oldest first: `counts[i]` is the minute starting at
-/// `start_unix_ms + i * 60_000`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct MinuteCounts {
-    /// Start of the first minute (Unix ms, a multiple of 60 000).
-    pub start_unix_ms: i64,
-    /// One count per minute.
-    pub counts: Vec<u64>,
-}
-
-/// Counts per second, oldest first: `counts[i]` is the second starting at
-/// `start_unix_ms + i * 1000`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SecondCounts {
-    /// Start of the first second (Unix ms, a multiple of 1000).
-    pub start_unix_ms: i64,
-    /// One count per second.
-    pub counts: Vec<u64>,
 }
 
 /// One row of the cluster list: an error pattern at a glance.
@@ -462,23 +446,6 @@ pub enum HistoryResolution {
     /// of a few seconds is not averaged away. Only closed minutes are shown; the minute in
     /// progress is in the current values.
     Minute,
-}
-
-/// A series of samples on the snapshot's common time axis: `points[i]` was sampled at
-/// `history_start_unix_ms + i * step_ms` of the enclosing [`CountersSnapshot`]. Missing
-/// samples (the source failed, the target did not answer, the series did not exist yet) are
-/// `null`, never 0.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Series {
-    /// Oldest first.
-    pub points: Vec<Option<f64>>,
-    /// Change over the last minute: the value of the latest sample minus the value of the
-    /// newest sample taken at least 60 s before it, both from the per-sample history whatever
-    /// the snapshot's `resolution`. `null` when either sample is missing: the series is
-    /// younger than a minute, or its source failed at either moment. For a rate this is the
-    /// change of the rate.
-    #[serde(default)]
-    pub delta_1m: Option<f64>,
 }
 
 /// Sockets in one state on one port, over time.
@@ -813,122 +780,4 @@ pub struct CountersSnapshot {
     /// The agent's own tokio runtime; `null` before the first sample.
     #[serde(default)]
     pub runtime: Option<RuntimeSeries>,
-}
-
-/// The verdict of "what moved with it".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MovedVerdict {
-    /// At least one counter moved around the pattern's onset; see `moved`.
-    Moved,
-    /// The counters were examined and none moved around the onset.
-    NothingMoved,
-    /// The counters' history does not cover the onset well enough to tell (the agent just
-    /// started, or the pattern began before the 1 s history); `summary` says which.
-    NotEnoughHistory,
-}
-
-/// Where the onset of a pattern was taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnsetSource {
-    /// When the pattern started emerging (first occurrence of a new one, start of a surge).
-    Emergence,
-    /// Its first occurrence (the pattern is not emerging now).
-    FirstSeen,
-}
-
-/// One counter that moved with a pattern, with the figures behind the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct MovedCounter {
-    /// The counter's family.
-    pub kind: CounterKind,
-    /// Readable name, e.g. `TIME-WAIT →:8080` (a peer's port) or `CLOSE-WAIT :8080` (a local
-    /// listening port).
-    pub label: String,
-    /// Unit of the levels (`sockets`, `/s`, `fds`, ...).
-    pub unit: String,
-    /// For sockets: the port.
-    pub port: Option<u16>,
-    /// For sockets: which end the port is.
-    pub side: Option<PortSide>,
-    /// For sockets: the TCP state.
-    pub state: Option<SocketState>,
-    /// Usual level before the onset: median of the baseline window.
-    pub before: f64,
-    /// Level after the change: median from the change over the after window (what `score`
-    /// measures).
-    pub after: f64,
-    /// Where it got to: the 95th percentile of the after window (5th for a fall); the
-    /// evidence sentence quotes it, so a ramp is shown at its height, not its middle.
-    pub reached: f64,
-    /// `after - before` (the evidence quotes `reached - before`).
-    pub change: f64,
-    /// How far the level moved, in units of the series' own noise (see the method in
-    /// `MovedWithIt`); at least the threshold for every listed counter.
-    pub score: f64,
-    /// When the series left its usual range (Unix ms, a sample time).
-    pub changed_at_unix_ms: i64,
-    /// `changed_at_unix_ms - onset_unix_ms`: negative when the counter moved before the
-    /// pattern began.
-    pub lead_ms: i64,
-    /// Spearman rank correlation of the counter with the pattern's rate around the onset
-    /// (−1..1), `None` when either is constant there.
-    pub co_movement: Option<f64>,
-    /// Ranking weight (higher first): combines `score`, the size of `change`, the distance
-    /// from the onset and `co_movement`.
-    pub rank: f64,
-    /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 4,310 (+4,298) from
-    /// 20:41:03 UTC, 2 s before the first error".
-    pub evidence: String,
-    /// The series on the document's axis (`history_start_unix_ms`, `step_ms`).
-    pub history: Series,
-}
-
-/// What on the node moved with one pattern: the answer of
-/// `GET /api/v1/clusters/{id}/moved`.
-///
-/// Method: the onset T is when the pattern started emerging (else its first occurrence).
-/// Every counter series gets a baseline (median and noise) from the 5 minutes that end where
-/// the search window starts; the search window runs from 60 s before T to 60 s after it. A
-/// series moved when, inside the search window, it leaves its baseline band (3 × noise) for
-/// at least 3 samples (and 8 of the next 10) after being inside it for the 3 before, and the
-/// median level from there (over at most 2 minutes) sits at least 6 × noise from the baseline
-/// median (and, for levels rather than rates, at least 20 from it). Noise is the larger of
-/// the baseline's scaled MAD and a Poisson floor √(median + 1). A change after T counts only
-/// while the pattern still occurs. The thresholds and why are in the `moved` module.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct MovedWithIt {
-    /// The pattern.
-    pub cluster_id: String,
-    /// Moved, nothing moved, or not enough history to tell.
-    pub verdict: MovedVerdict,
-    /// The answer in one or two sentences.
-    pub summary: String,
-    /// The onset T the counters were compared around (Unix ms).
-    pub onset_unix_ms: i64,
-    /// Where T came from.
-    pub onset_source: OnsetSource,
-    /// How precisely T is known (ms): the sampling step with per-second occurrence counts,
-    /// 60 000 when only per-minute counts were available.
-    pub onset_precision_ms: i64,
-    /// Start of the baseline window (Unix ms), when the history has one.
-    pub baseline_start_unix_ms: Option<i64>,
-    /// Start of the search window (Unix ms); the baseline ends here.
-    pub search_start_unix_ms: Option<i64>,
-    /// End of the search window (Unix ms).
-    pub search_end_unix_ms: Option<i64>,
-    /// Time of the first point of `pattern` and of every `history` (Unix ms).
-    pub history_start_unix_ms: i64,
-    /// Time between points (ms, >= 1).
-    pub step_ms: i64,
-    /// The pattern's occurrences per step on the same axis (per-minute counts spread evenly
-    /// when no per-second counts exist).
-    pub pattern: Series,
-    /// Counter series examined.
-    pub series_examined: u64,
-    /// Counter series that had too little history in the baseline window to be judged.
-    pub series_skipped: u64,
-    /// The counters that moved, most telling first (at most a handful).
-    pub moved: Vec<MovedCounter>,
 }

@@ -52,7 +52,14 @@ fn dir_of(path: &Path) -> &Path {
 /// Replaces `path` with `bytes` so that after a crash at any instant (process or machine) the
 /// file holds either its complete old content or the complete new one, never a mix, and
 /// reports every failure (a full disk included) instead of half-succeeding.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+///
+/// With `keep_previous`, the content being replaced stays available under that name (one
+/// older generation), so that a current file found broken later does not cost everything.
+pub fn atomic_write(
+    path: &Path,
+    bytes: &[u8],
+    keep_previous: Option<&Path>,
+) -> Result<(), AtomicWriteError> {
     let dir = dir_of(path);
     // A temporary file in the same directory: rename(2) is atomic only within one file
     // system. The process id and a counter make the name unique, so a second agent started
@@ -76,6 +83,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
         // otherwise a machine crash can leave the new name pointing at an empty or partial
         // file (ext4 with delayed allocation does exactly that), and the old content gone.
         file.sync_all().map_err(|e| fail("fsync", &tmp, e))?;
+        if let Some(previous) = keep_previous {
+            keep_generation(path, previous).map_err(|e| fail("keep the previous", path, e))?;
+        }
         // The atomic step: the name now points at the complete new file, or (if we crash
         // before) still at the complete old one.
         fs::rename(&tmp, path).map_err(|e| fail("rename into place", path, e))
@@ -92,6 +102,26 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| fail("fsync the directory of", path, e))
+}
+
+/// Makes the current content of `path` (if any) the content of `previous`, without a moment
+/// at which `path` is missing: a second name (hard link) for the current file, renamed over
+/// the old `previous`. The link costs no data blocks, so it works on a full disk too.
+fn keep_generation(path: &Path, previous: &Path) -> io::Result<()> {
+    let link = dir_of(previous).join(format!(
+        "{}{}-{}",
+        tmp_prefix(previous),
+        std::process::id(),
+        NEXT_TMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    match fs::hard_link(path, &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fs::rename(&link, previous).inspect_err(|_| {
+        let _ = fs::remove_file(&link);
+    })
 }
 
 /// Removes temporary files of `path` that earlier runs left behind (a crash between creating
@@ -118,8 +148,8 @@ mod tests {
     fn replaces_the_content_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        atomic_write(&path, b"one").unwrap();
-        atomic_write(&path, b"two").unwrap();
+        atomic_write(&path, b"one", None).unwrap();
+        atomic_write(&path, b"two", None).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -132,13 +162,13 @@ mod tests {
     fn a_failure_is_reported_with_its_step_and_the_old_content_stays() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        atomic_write(&path, b"old").unwrap();
+        atomic_write(&path, b"old", None).unwrap();
         // A directory where the file should go: the rename fails after the temporary file
         // was written, which must be removed again.
         let blocked = dir.path().join("blocked");
         fs::create_dir(&blocked).unwrap();
         fs::write(blocked.join("x"), b"").unwrap();
-        let err = atomic_write(&blocked, b"new").unwrap_err();
+        let err = atomic_write(&blocked, b"new", None).unwrap_err();
         assert_eq!(err.step, "rename into place");
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert!(!fs::read_dir(dir.path()).unwrap().any(|e| e
@@ -146,6 +176,20 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .contains(".tmp-")));
+    }
+
+    #[test]
+    fn the_previous_generation_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let previous = dir.path().join("state.prev.json");
+        atomic_write(&path, b"1", Some(&previous)).unwrap();
+        assert!(!previous.exists(), "no generation before the first");
+        atomic_write(&path, b"2", Some(&previous)).unwrap();
+        atomic_write(&path, b"3", Some(&previous)).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"3");
+        assert_eq!(fs::read(&previous).unwrap(), b"2");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -94,6 +94,22 @@ impl History {
         self.series.contains_key(key)
     }
 
+    /// Every series kept with its highest point over both resolutions (the minute in
+    /// progress included); `None` for a series with no point at all.
+    pub fn peaks(&self) -> impl Iterator<Item = (&SeriesKey, Option<f32>)> {
+        self.series.iter().map(|(key, s)| {
+            let peak = s
+                .seconds
+                .iter()
+                .chain(&s.minutes)
+                .chain(std::iter::once(&s.minute_peak))
+                .copied()
+                .filter(|v| v.is_finite())
+                .reduce(f32::max);
+            (key, peak)
+        })
+    }
+
     /// Series evicted so far to respect the bound.
     pub fn evicted(&self) -> u64 {
         self.evicted

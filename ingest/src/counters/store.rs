@@ -13,7 +13,7 @@
 //! [`History`]. A failed source never shows as zero: its values are absent (`null`) and its
 //! status says why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use faultline_series::{
     CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
@@ -253,6 +253,29 @@ pub struct CountersSnapshot {
     pub bounds: StoreBounds,
     /// History, when asked for.
     pub history: Option<HistoryBlock>,
+    /// Port groups that left the top N ports while their history is still kept (with
+    /// history only; see [`DepartedPorts`]).
+    pub departed_ports: Vec<DepartedPorts>,
+}
+
+/// Most port groups kept in [`CountersSnapshot::departed_ports`], the highest first.
+pub const DEPARTED_PORT_GROUPS: usize = 16;
+
+/// A port group that was among the top N ports during the history but is not any more (a
+/// storm that ended, a port that other ports outgrew). The TIME_WAIT storm of ten minutes ago
+/// must stay on the chart and visible to the diagnosis, not vanish with its last socket: its
+/// port-state series stay in the history, and this names them. Sockets it still has are
+/// counted in the other ports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepartedPorts {
+    /// The service port.
+    pub port: u16,
+    /// Whether the node served on it or called it.
+    pub side: PortSide,
+    /// Its highest socket count in one state over the history.
+    pub peak: f64,
+    /// The states that had sockets during the history, in the kernel's order.
+    pub states: Vec<SocketState>,
 }
 
 /// What to put in a snapshot.
@@ -795,7 +818,12 @@ impl CounterStore {
             ),
             minutes: inner.history.minutes(keep, options.max_points),
         });
+        let departed_ports = match (&inner.sockets, options.history) {
+            (Some(view), true) => departed_ports(&inner.history, view),
+            _ => Vec::new(),
+        };
         CountersSnapshot {
+            departed_ports,
             time_unix_ms: inner.time_unix_ms,
             interval_ms: self.interval_ms,
             sources: inner.sources.values().cloned().collect(),
@@ -816,6 +844,36 @@ impl CounterStore {
             history,
         }
     }
+}
+
+/// The port groups of `history` not among the current top ports of `view` whose states had a
+/// socket, at most [`DEPARTED_PORT_GROUPS`], the highest peak first.
+fn departed_ports(history: &History, view: &SocketsView) -> Vec<DepartedPorts> {
+    let current: BTreeSet<(u16, PortSide)> = view.ports.iter().map(|p| (p.port, p.side)).collect();
+    let mut groups: BTreeMap<(u16, PortSide), DepartedPorts> = BTreeMap::new();
+    for (key, peak) in history.peaks() {
+        let (&SeriesKey::PortState { port, side, state }, Some(peak)) = (key, peak) else {
+            continue;
+        };
+        if peak <= 0.0 || current.contains(&(port, side)) {
+            continue;
+        }
+        let group = groups.entry((port, side)).or_insert(DepartedPorts {
+            port,
+            side,
+            peak: 0.0,
+            states: Vec::new(),
+        });
+        group.peak = group.peak.max(f64::from(peak));
+        group.states.push(state);
+    }
+    let mut ranked: Vec<DepartedPorts> = groups.into_values().collect();
+    for group in &mut ranked {
+        group.states.sort();
+    }
+    ranked.sort_by(|a, b| b.peak.total_cmp(&a.peak));
+    ranked.truncate(DEPARTED_PORT_GROUPS);
+    ranked
 }
 
 /// The longest task target or source name kept, in bytes.
@@ -993,5 +1051,36 @@ mod tests {
             .keys()
             .all(|k| matches!(k, SeriesKey::PortState { .. } | SeriesKey::PortTotal { .. })));
         assert_eq!(h.seconds.times_unix_ms, vec![62_000]);
+    }
+
+    #[test]
+    fn a_port_group_that_left_the_top_ports_is_named_while_its_history_is_kept() {
+        let config = CountersConfig {
+            top_ports: 1,
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        // A TIME_WAIT storm towards 8080, then it ends and 5432 becomes the top port.
+        let storm: Vec<SocketEntry> = (0..50)
+            .map(|i| entry(SocketState::TimeWait, 40000 + i, 8080))
+            .collect();
+        store.record_sample(sample(60_000, &storm, &[]));
+        let after: Vec<SocketEntry> = (0..3)
+            .map(|i| entry(SocketState::Established, 41000 + i, 5432))
+            .collect();
+        store.record_sample(sample(61_000, &after, &[]));
+        let snap = store.snapshot(&SnapshotOptions::default());
+        assert_eq!(
+            snap.departed_ports,
+            [DepartedPorts {
+                port: 8080,
+                side: PortSide::Remote,
+                peak: 50.0,
+                states: vec![SocketState::TimeWait],
+            }]
+        );
+        // Current values only: no history, nothing departed to name.
+        let current = store.snapshot(&SnapshotOptions::current_only());
+        assert!(current.departed_ports.is_empty());
     }
 }

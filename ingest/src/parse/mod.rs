@@ -41,6 +41,27 @@ pub struct ParseOptions {
     pub naive_utc_offset_secs: i32,
 }
 
+/// Times before this (2000-01-01T00:00:00Z) are not believed: they come from a clock that was
+/// never set (a node booted without RTC or NTP writes 1970), a zero time printed as a Unix
+/// stamp, or a counter taken for a time. Kept, such a record made its pattern "first seen in
+/// 1970" and stretched every per-minute chart over fifty years.
+const EARLIEST_PLAUSIBLE_NANOS: i64 = 946_684_800 * 1_000_000_000;
+
+/// How far after its observation a record's time may lie: a writer's clock a little ahead,
+/// or a zone misread by the day of slack syslog's year-less times get (see `time`). Further
+/// ahead, the record's time is not believed.
+const MOST_AHEAD_NANOS: i64 = 86_400 * 1_000_000_000;
+
+/// Whether a record's own time `t` is believable when observed at `observed`; if not, the
+/// record keeps only its observation time (`time_unix_nanos` is `None`), both for times in
+/// the distant past and in the future.
+fn plausible_time(t: i64, observed: i64) -> bool {
+    // An observation clock that is itself unset (tests pass small values) cannot judge the
+    // future; the past floor still holds.
+    t >= EARLIEST_PLAUSIBLE_NANOS
+        && (observed < EARLIEST_PLAUSIBLE_NANOS || t <= observed.saturating_add(MOST_AHEAD_NANOS))
+}
+
 /// The current time in Unix nanoseconds (0 if the clock is before 1970).
 pub fn now_unix_nanos() -> i64 {
     SystemTime::now()
@@ -219,7 +240,7 @@ fn finish(mut d: Draft, line: &str, origin: Origin, observed: i64) -> LogRecord 
         message = line.to_string();
     }
     LogRecord {
-        time_unix_nanos: d.time_unix_nanos,
+        time_unix_nanos: d.time_unix_nanos.filter(|&t| plausible_time(t, observed)),
         observed_unix_nanos: observed,
         level,
         service: d.service,

@@ -230,3 +230,17 @@ fn syslog_and_klog_headers_give_service_time_and_level() {
     assert!(r.time_unix_nanos.is_some());
     assert!(r.cluster_text().contains("EOF"), "{r:?}");
 }
+
+#[test]
+fn times_of_1970_and_of_next_year_are_not_believed() {
+    let observed = 1_764_900_000_000_000_000; // 2025-12-05
+    let opts = ParseOptions::default();
+    let at = |line: &str| parse_line_with(line, Origin::OtlpLog, &opts, observed).time_unix_nanos;
+    assert_eq!(at("1970-01-01T00:00:01Z level=error msg=boom"), None);
+    assert_eq!(at(r#"{"ts":0.5,"level":"error","msg":"boom"}"#), None);
+    assert_eq!(at("2026-12-05T00:00:00Z level=error msg=boom"), None);
+    assert_eq!(
+        at("2025-12-05T00:00:00Z level=error msg=boom"),
+        Some(1_764_892_800_000_000_000)
+    );
+}

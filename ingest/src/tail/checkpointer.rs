@@ -26,6 +26,13 @@ pub struct FileCheckpoint {
     pub offset: u64,
     /// The path it was last seen at (used to search its directory after a rotation).
     pub path: String,
+    /// Its size when last looked at (`None` in states of older versions): tells after a
+    /// restart whether a generation that is gone still had unread lines.
+    pub size: Option<u64>,
+    /// Set when the file was read to its end and let go (Unix seconds): it is no longer
+    /// tailed, only remembered, so that it resumes at `offset` instead of being read again
+    /// if it comes back (see [`REMEMBER_RELEASED`](super::REMEMBER_RELEASED)).
+    pub released_unix_secs: Option<u64>,
 }
 
 /// Every file's checkpoint: what the tailer resumes from. Serialises as the versioned on-disk
@@ -33,16 +40,25 @@ pub struct FileCheckpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(into = "Versioned", from = "Versioned")]
 pub struct TailState {
-    /// One entry per file still of interest.
+    /// One entry per file still of interest (tailed, or let go and remembered).
     pub files: Vec<FileCheckpoint>,
+    /// When the scan that preceded this state began (Unix nanoseconds): a file born after it
+    /// cannot be in the state, so after a crash such a file is read from its beginning even
+    /// when it was renamed out of the globs meanwhile.
+    pub scanned_unix_nanos: Option<i64>,
 }
 
-/// The on-disk format. New versions are added as new variants.
+/// The on-disk format. New versions are added as new variants; fields added to a version
+/// later are optional, so files written before them still load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "version")]
 enum Versioned {
     #[serde(rename = "1")]
-    V1 { files: Vec<FileV1> },
+    V1 {
+        files: Vec<FileV1>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scanned_unix_nanos: Option<i64>,
+    },
 }
 
 /// Format 1 of one file's checkpoint.
@@ -52,6 +68,10 @@ struct FileV1 {
     head: HeadV1,
     offset: u64,
     path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -64,8 +84,15 @@ struct IdV1 {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct HeadV1 {
+    /// Written only when not 0 (a leading hole), added to format 1 later.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    start: u64,
     len: u64,
     hash: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<TailState> for Versioned {
@@ -81,13 +108,17 @@ impl From<TailState> for Versioned {
                         born: f.id.born,
                     },
                     head: HeadV1 {
+                        start: f.head.start,
                         len: f.head.len,
                         hash: f.head.hash,
                     },
                     offset: f.offset,
                     path: f.path,
+                    size: f.size,
+                    released: f.released_unix_secs,
                 })
                 .collect(),
+            scanned_unix_nanos: state.scanned_unix_nanos,
         }
     }
 }
@@ -95,7 +126,11 @@ impl From<TailState> for Versioned {
 impl From<Versioned> for TailState {
     fn from(v: Versioned) -> Self {
         match v {
-            Versioned::V1 { files } => TailState {
+            Versioned::V1 {
+                files,
+                scanned_unix_nanos,
+            } => TailState {
+                scanned_unix_nanos,
                 files: files
                     .into_iter()
                     .map(|f| FileCheckpoint {
@@ -105,11 +140,14 @@ impl From<Versioned> for TailState {
                             born: f.id.born,
                         },
                         head: Head {
+                            start: f.head.start,
                             len: f.head.len,
                             hash: f.head.hash,
                         },
                         offset: f.offset,
                         path: f.path,
+                        size: f.size,
+                        released_unix_secs: f.released,
                     })
                     .collect(),
             },
@@ -130,10 +168,17 @@ mod tests {
                     ino: 2,
                     born: Some(7),
                 },
-                head: Head { len: 3, hash: 4 },
+                head: Head {
+                    start: 0,
+                    len: 3,
+                    hash: 4,
+                },
                 offset: 5,
                 path: "/var/log/a.log".into(),
+                size: None,
+                released_unix_secs: None,
             }],
+            scanned_unix_nanos: None,
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(
@@ -142,5 +187,13 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<TailState>(&text).unwrap(), state);
         assert!(serde_json::from_str::<TailState>(r#"{"version":"9"}"#).is_err());
+        // Fields added to format 1 later are written when set.
+        let mut later = state.clone();
+        later.files[0].size = Some(9);
+        later.files[0].released_unix_secs = Some(11);
+        later.scanned_unix_nanos = Some(12);
+        let text = serde_json::to_string(&later).unwrap();
+        assert!(text.contains(r#""size":9,"released":11"#), "{text}");
+        assert_eq!(serde_json::from_str::<TailState>(&text).unwrap(), later);
     }
 }

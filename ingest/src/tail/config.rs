@@ -50,7 +50,9 @@ pub struct TailConfig {
     pub max_batch_records: usize,
     /// Most bytes read from files for one batch.
     pub max_batch_bytes: usize,
-    /// How often the tailer's own checkpoint file is written (when it keeps one).
+    /// How often the consumer commits the offsets together with what it derived from the
+    /// lines (the agent: its state file, when something changed; a failed commit is retried
+    /// at this interval). A crash repeats at most this much work, never counts it twice.
     pub checkpoint_interval_ms: u64,
     /// Zone (seconds east of UTC) of timestamps that do not name one.
     pub naive_utc_offset_secs: i32,

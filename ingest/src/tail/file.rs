@@ -58,21 +58,37 @@ pub(crate) struct ReadOutcome {
     pub records: Vec<LogRecord>,
     pub became_binary: bool,
     pub binary_skipped: u64,
+    pub nul_skipped: u64,
 }
 
-/// Whether a chunk looks binary: more than a tenth of its bytes are NUL or control bytes
-/// that text logs do not contain.
+/// Whether a chunk looks binary: more than a tenth of its bytes (NUL bytes left out) are
+/// control bytes that text logs do not contain.
+///
+/// NUL bytes do not count: runs of them are the hole that copytruncate leaves when the writer
+/// does not use `O_APPEND` (`app > file`): it goes on writing at its old offset, and the
+/// file reads as NULs up to there, then text again. They are skipped and counted, and the
+/// lines after them are read (a core dump is binary by its other bytes).
 fn is_binary(chunk: &[u8]) -> bool {
-    if chunk.len() < 32 {
-        return false;
+    let mut len = 0usize;
+    let mut odd = 0usize;
+    for &b in chunk {
+        if b == 0 {
+            continue;
+        }
+        len += 1;
+        odd += usize::from(b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x0c | 0x08));
     }
-    let odd = chunk
-        .iter()
-        .filter(|&&b| {
-            b == 0 || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x0c | 0x08))
-        })
-        .count();
-    odd * 10 > chunk.len()
+    len >= 32 && odd * 10 > len
+}
+
+/// `bytes` without its NUL bytes (borrowed when it has none) and how many were dropped.
+fn without_nuls(bytes: &[u8]) -> (std::borrow::Cow<'_, [u8]>, u64) {
+    if memchr::memchr(0, bytes).is_none() {
+        return (std::borrow::Cow::Borrowed(bytes), 0);
+    }
+    let kept: Vec<u8> = bytes.iter().copied().filter(|&b| b != 0).collect();
+    let dropped = (bytes.len() - kept.len()) as u64;
+    (std::borrow::Cow::Owned(kept), dropped)
 }
 
 impl TailedFile {
@@ -183,7 +199,9 @@ impl TailedFile {
         for nl in memchr::memchr_iter(b'\n', chunk) {
             let line_start = self.partial_start.unwrap_or(base + start as u64);
             let line_end = base + nl as u64 + 1;
-            let piece = &chunk[start..nl];
+            let (piece, nuls) = without_nuls(&chunk[start..nl]);
+            out.nul_skipped += nuls;
+            let piece = &piece[..];
             let (bytes, cut): (&[u8], bool) = if self.partial_start.is_some() {
                 let room = max_line_bytes.saturating_sub(self.partial.len());
                 self.partial
@@ -207,7 +225,9 @@ impl TailedFile {
             start = nl + 1;
         }
         if start < n {
-            let rest = &chunk[start..];
+            let (rest, nuls) = without_nuls(&chunk[start..]);
+            out.nul_skipped += nuls;
+            let rest = &rest[..];
             if self.partial_start.is_none() {
                 self.partial_start = Some(base + start as u64);
             }
@@ -323,10 +343,46 @@ mod tests {
     }
 
     #[test]
+    fn nul_holes_are_skipped_and_the_lines_after_them_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        // copytruncate with a writer that keeps its offset: a hole, then the next line.
+        let mut content = vec![0u8; 4096];
+        content.extend_from_slice(b"after the hole\nsecond\n");
+        std::fs::write(&path, &content).unwrap();
+        let mut f = open(&path);
+        let (mut records, mut nuls) = (Vec::new(), 0);
+        loop {
+            let out = f
+                .read(
+                    1 << 20,
+                    &mut Vec::new(),
+                    64,
+                    &ParseOptions::default(),
+                    0,
+                    Instant::now(),
+                )
+                .unwrap();
+            if out.bytes == 0 {
+                break;
+            }
+            assert!(!out.became_binary);
+            nuls += out.nul_skipped;
+            records.extend(out.records);
+        }
+        // The last line may wait in the multi-line joiner for a continuation.
+        records.extend(f.flush_all(&ParseOptions::default(), 0, Instant::now()).0);
+        let messages: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(messages, ["after the hole", "second"]);
+        assert_eq!(nuls, 4096);
+        assert_eq!(f.safe_offset(), content.len() as u64);
+    }
+
+    #[test]
     fn binary_content_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.log");
-        std::fs::write(&path, [0u8; 100]).unwrap();
+        std::fs::write(&path, [1u8; 100]).unwrap();
         let mut f = open(&path);
         let out = f
             .read(

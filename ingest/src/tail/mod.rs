@@ -27,9 +27,25 @@
 //! may be in the middle of it); it is when the file is let go (rotated away and drained) or
 //! its content is truncated away.
 //!
-//! Rotations handled: rename + create (the renamed file is read to its end, also after a
-//! restart, by finding its inode in the same directory), copytruncate (the copy is recognised
-//! by its first bytes and read from the old offset), delete + recreate, truncation in place.
+//! Rotations handled, at any rate and any number of them between two commits: rename +
+//! create (the renamed file is read to its end by its open descriptor; after a restart it is
+//! found by its inode in the same directory, whatever its new name), copytruncate (the copy
+//! is recognised by its first bytes and read from the old offset), delete + recreate,
+//! truncation in place. After a restart, a file of the same directory that no glob matches
+//! (any name but a compressed one), that the state does not know and that was born after
+//! the scan preceding the stored state is a generation created and rotated away since: it is
+//! read from its beginning to its end. A generation the state names that is gone (deleted,
+//! or compressed) with lines not yet read is counted in [`TailStats::lost_files`] and
+//! logged: those lines cannot be read by anyone.
+//!
+//! Files let go (read to the end after leaving the globs or becoming unreadable, then idle
+//! for `rotated_grace_ms`) are remembered with their offset for [`REMEMBER_RELEASED`] (at
+//! most [`MAX_REMEMBERED`] of them, in the state): one that comes back resumes there instead
+//! of being read again.
+//!
+//! Runs of NUL bytes (the hole copytruncate leaves before a writer without `O_APPEND`) are
+//! skipped and counted ([`TailStats::nul_skipped_bytes`]); the lines after them are read.
+//! A source whose directory cannot be read says so in [`TailStats::sources`].
 
 pub mod ack;
 pub mod checkpointer;
@@ -42,11 +58,11 @@ pub mod stats;
 mod tailer;
 pub mod watcher;
 
-pub use ack::{AckToken, Batch};
+pub use ack::{AckToken, Batch, MAX_REMEMBERED, REMEMBER_RELEASED};
 pub use checkpointer::{FileCheckpoint, TailState};
 pub use config::{LogSource, StartAt, TailConfig};
 pub use error::TailError;
 pub use replay::{replay_file, ReplaySummary};
-pub use stats::{FileStats, TailStats};
+pub use stats::{FileStats, SourceStats, TailStats};
 pub use tailer::Tailer;
 pub use watcher::{spawn, TailerHandle};

@@ -25,8 +25,21 @@ pub struct FileStats {
     pub binary: bool,
     /// Bytes skipped because they were binary.
     pub binary_skipped_bytes: u64,
+    /// NUL bytes skipped (the hole copytruncate leaves before a writer without `O_APPEND`).
+    pub nul_skipped_bytes: u64,
     /// The file was renamed away or deleted and is being read to its end.
     pub rotated: bool,
+}
+
+/// One configured source (`[[logs]]` glob).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceStats {
+    /// The glob as configured.
+    pub path: String,
+    /// Files it matched at the last scan.
+    pub files: u64,
+    /// Why it cannot be read (its directory is unreadable), `None` while it can.
+    pub error: Option<String>,
 }
 
 /// The whole tailer.
@@ -34,6 +47,8 @@ pub struct FileStats {
 pub struct TailStats {
     /// Files currently tracked (including rotated files still being drained).
     pub files: Vec<FileStats>,
+    /// Every configured source, as of the last scan.
+    pub sources: Vec<SourceStats>,
     /// Lines read since start.
     pub lines_read: u64,
     /// Records handed over since start.
@@ -54,6 +69,17 @@ pub struct TailStats {
     pub files_over_limit: u64,
     /// I/O errors while reading (the file is retried at the next poll).
     pub read_errors: u64,
+    /// NUL bytes skipped since start (copytruncate holes), the lines after them read on.
+    pub nul_skipped_bytes: u64,
+    /// Rotated generations that were gone (deleted or compressed) when a restart looked for
+    /// them, with lines not read yet: those lines are lost.
+    pub lost_files: u64,
+    /// Files found again after they left the globs (renamed away and back, or unreadable for
+    /// a while) and resumed at their remembered offset instead of read again.
+    pub resumed_files: u64,
+    /// Files renamed out of the globs while the agent was down, found by their first bytes
+    /// or birth time in their directory and read to their end.
+    pub adopted_files: u64,
     /// Sum of `lag_bytes` over the files.
     pub lag_bytes: u64,
 }

@@ -19,7 +19,7 @@ use super::checkpointer::{FileCheckpoint, TailState};
 use super::config::{LogSource, StartAt, TailConfig};
 use super::file::{TailedFile, CHUNK};
 use super::fingerprint::{FileId, Head};
-use super::stats::{FileStats, TailStats};
+use super::stats::{FileStats, SourceStats, TailStats};
 use super::TailError;
 use crate::parse::{now_unix_nanos, ParseOptions};
 use crate::record::LogRecord;
@@ -43,6 +43,30 @@ pub struct Tailer {
     deferred: HashMap<FileId, Instant>,
 }
 
+/// Extensions of compressed rotated generations: their content is not text lines, and the
+/// lines in them are not read (a generation compressed before it was read to its end is
+/// counted as lost instead).
+const COMPRESSED: [&str; 8] = ["gz", "bz2", "xz", "zst", "lz4", "zip", "z", "lzma"];
+
+fn compressed(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| COMPRESSED.iter().any(|c| e.eq_ignore_ascii_case(c)))
+}
+
+/// How much earlier than the scan a file's recorded birth may be and still count as born
+/// after it: file systems stamp births with the kernel's coarse clock, which lags the clock
+/// `SystemTime::now` reads by up to one scheduler tick (10 ms at HZ=100, the slowest
+/// common setting). Kept small: a file born in the slack before the scan, out of the globs
+/// and unknown to the state, would be read although it may be old content.
+const BIRTH_SLACK_NANOS: i64 = 50_000_000;
+
+fn unix_nanos(t: std::time::SystemTime) -> Option<i64> {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+}
+
 /// Offset just after the last complete line of a file of `size` bytes (where "start at the
 /// end" starts, so that a half-written last line is read whole).
 fn after_last_newline(file: &File, size: u64) -> u64 {
@@ -58,6 +82,23 @@ fn after_last_newline(file: &File, size: u64) -> u64 {
         ),
         _ => size,
     }
+}
+
+/// The directory a glob looks into: the longest leading part without wildcard characters,
+/// or its parent when that part names a file (or nothing yet).
+fn literal_dir(glob: &str) -> PathBuf {
+    let mut dir = PathBuf::new();
+    for part in Path::new(glob).components() {
+        let text = part.as_os_str().to_string_lossy();
+        if text.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        dir.push(part);
+    }
+    if dir.is_file() || !dir.is_dir() {
+        dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+    dir
 }
 
 fn path_string(path: &Path) -> String {
@@ -81,6 +122,22 @@ impl Tailer {
             })?;
         }
         let first_start = initial.is_none();
+        let scanned_before = initial.as_ref().and_then(|s| s.scanned_unix_nanos);
+        let (remembered, active): (Vec<FileCheckpoint>, Vec<FileCheckpoint>) = initial
+            .map(|s| s.files)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|f| f.released_unix_secs.is_some());
+        let checkpoint_ids: Vec<FileId> = active.iter().map(|c| c.id).collect();
+        let checkpoint_dirs: Vec<PathBuf> = active
+            .iter()
+            .chain(remembered.iter())
+            .filter_map(|c| Path::new(&c.path).parent().map(Path::to_path_buf))
+            .collect();
+        let mut book = Book::default();
+        for file in remembered {
+            book.remember(file);
+        }
         let options = ParseOptions {
             naive_utc_offset_secs: config.naive_utc_offset_secs,
         };
@@ -89,11 +146,11 @@ impl Tailer {
             sources,
             options,
             files: Vec::new(),
-            book: Arc::new(Mutex::new(Book::default())),
+            book: Arc::new(Mutex::new(book)),
             next_stream: 1,
             last_scan: None,
             rescan: false,
-            unmatched: initial.map(|s| s.files).unwrap_or_default(),
+            unmatched: active,
             buf: Vec::new(),
             round_robin: 0,
             deferred: HashMap::new(),
@@ -111,6 +168,11 @@ impl Tailer {
         // copied by copytruncate. Find them in their directory and read them to their end.
         for checkpoint in std::mem::take(&mut tailer.unmatched) {
             tailer.find_rotated(&checkpoint, now);
+        }
+        // Generations born after the last state was taken, renamed out of the globs while we
+        // were down: nothing in the state names them, their birth says they are unread.
+        if let Some(since) = scanned_before {
+            tailer.adopt_newborns(since, &checkpoint_dirs, &checkpoint_ids, now);
         }
         Ok(tailer)
     }
@@ -192,17 +254,43 @@ impl Tailer {
 
     /// Expands the globs; opens new files. `first`: the very first scan, with its start rule.
     fn scan(&mut self, now: Instant, first: Option<StartAt>) {
+        self.book.lock().scanned_unix_nanos = unix_nanos(std::time::SystemTime::now());
         let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
+        let mut sources = Vec::with_capacity(self.sources.len());
         for source in &self.sources {
-            let Ok(paths) = glob::glob(&source.path) else {
-                continue;
+            let mut stats = SourceStats {
+                path: source.path.clone(),
+                ..SourceStats::default()
             };
-            for path in paths.flatten() {
-                if !seen.iter().any(|(p, _)| *p == path) {
-                    seen.push((path, source.service.clone()));
+            // A directory that cannot be listed yields no file and no error from the glob's
+            // point of view unless asked: say which one and why, per source.
+            let dir = literal_dir(&source.path);
+            if let Err(e) = fs::read_dir(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    stats.error = Some(format!("cannot read {}: {e}", dir.display()));
                 }
             }
+            if let Ok(paths) = glob::glob(&source.path) {
+                for entry in paths {
+                    match entry {
+                        Ok(path) => {
+                            stats.files += 1;
+                            if !seen.iter().any(|(p, _)| *p == path) {
+                                seen.push((path, source.service.clone()));
+                            }
+                        }
+                        Err(e) if e.error().kind() != std::io::ErrorKind::NotFound => {
+                            stats.error.get_or_insert_with(|| {
+                                format!("cannot read {}: {}", e.path().display(), e.error())
+                            });
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            sources.push(stats);
         }
+        self.book.lock().totals.sources = sources;
         let mut found = Vec::new();
         for (path, service) in seen {
             // A stat first: files already tracked are not opened again at every scan.
@@ -248,7 +336,7 @@ impl Tailer {
                 };
                 let resumed = self.unmatched.iter().position(|c| {
                     (c.id == *id) == pass
-                        && (pass || c.head.len > 0)
+                        && (pass || !c.head.is_blank())
                         && c.offset <= *size
                         && c.head.matches(file).unwrap_or(false)
                 });
@@ -282,9 +370,11 @@ impl Tailer {
             // merely starts like another one.
             // Compared over the live file's head length: its head may be shorter than the
             // copy's if the file grew since the head was last read.
-            let copy_of_live = head.len > 0
+            let copy_of_live = !head.is_blank()
                 && self.files.iter().any(|f| {
-                    f.head.len > 0 && f.head.len <= size && f.head.matches(&file).unwrap_or(false)
+                    !f.head.is_blank()
+                        && f.head.len <= size
+                        && f.head.matches(&file).unwrap_or(false)
                 });
             if copy_of_live {
                 let since = *self.deferred.entry(id).or_insert(now);
@@ -295,12 +385,113 @@ impl Tailer {
                 }
             }
             self.deferred.remove(&id);
-            let offset = match first {
-                Some(StartAt::End) => after_last_newline(&file, size),
-                _ => 0,
+            // A file let go earlier (it left the globs or could not be read for a while) that
+            // is back: it goes on where it was, not from its beginning.
+            let resumed = self.book.lock().resume_remembered(&file, id, size, false);
+            let offset = match (resumed, first) {
+                (Some(offset), _) => offset,
+                (None, Some(StartAt::End)) => after_last_newline(&file, size),
+                (None, _) => 0,
             };
             self.open_at(file, path, id, head, offset, size, service, now);
         }
+    }
+
+    /// Opens, from their beginning, the files in `dirs` (and the globs' directories) that no
+    /// glob matches, nobody tails, are not compressed, and were born at or after
+    /// `since_unix_nanos` (the start of the scan before the state the tailer started from):
+    /// generations created since that state and renamed out of the globs before a restart.
+    /// They are read to their end and let go like any rotated file. Where the file system
+    /// does not record birth times, the last modification stands in for it. A file that is
+    /// one of `checkpointed` (same inode and birth) but was not resumed has been truncated and
+    /// rewritten in place since: its content is new, whatever its birth.
+    fn adopt_newborns(
+        &mut self,
+        since_unix_nanos: i64,
+        dirs: &[PathBuf],
+        checkpointed: &[FileId],
+        now: Instant,
+    ) {
+        let mut all: Vec<PathBuf> = dirs.to_vec();
+        all.extend(self.watch_dirs());
+        all.extend(
+            self.files
+                .iter()
+                .filter_map(|f| Path::new(&f.path).parent().map(Path::to_path_buf)),
+        );
+        all.sort();
+        all.dedup();
+        let patterns: Vec<glob::Pattern> = self
+            .sources
+            .iter()
+            .filter_map(|s| glob::Pattern::new(&s.path).ok())
+            .collect();
+        for dir in all {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if compressed(&path) || patterns.iter().any(|p| p.matches_path(&path)) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                let id = FileId::of(&meta);
+                if !meta.is_file() || self.files.iter().any(|f| f.id == id) {
+                    continue;
+                }
+                let size = meta.len();
+                // A file let go earlier goes on at its offset (if it grew since), whatever its
+                // birth.
+                let remembered = self.book.lock().resume_remembered(&file, id, size, true);
+                let offset = match remembered {
+                    Some(offset) if offset < size => offset,
+                    Some(_) => continue,
+                    None if checkpointed.contains(&id) => 0,
+                    None => {
+                        let born = meta.created().or_else(|_| meta.modified()).ok();
+                        if born
+                            .and_then(unix_nanos)
+                            .is_none_or(|b| b < since_unix_nanos.saturating_sub(BIRTH_SLACK_NANOS))
+                        {
+                            continue;
+                        }
+                        0
+                    }
+                };
+                let Ok(head) = Head::read(&file, size) else {
+                    continue;
+                };
+                let service = self.service_for_dir(&dir);
+                self.open_at(
+                    file,
+                    path_string(&path),
+                    id,
+                    head,
+                    offset,
+                    size,
+                    service,
+                    now,
+                );
+                if let Some(f) = self.files.last_mut() {
+                    f.orphan_since = Some(now);
+                }
+                let mut book = self.book.lock();
+                book.totals.adopted_files += 1;
+                book.totals.rotations += 1;
+            }
+        }
+    }
+
+    /// The service of the first source whose glob looks into `dir`.
+    fn service_for_dir(&self, dir: &Path) -> Option<String> {
+        self.sources
+            .iter()
+            .find(|s| Path::new(&s.path).parent() == Some(dir) || literal_dir(&s.path) == dir)
+            .and_then(|s| s.service.clone())
     }
 
     /// Looks for a checkpointed file that no glob matched in its directory: the same inode
@@ -311,6 +502,16 @@ impl Tailer {
         let Some((file, path, id, size)) =
             self.search_dir(&dir, checkpoint.id, &checkpoint.head, checkpoint.offset)
         else {
+            // Deleted or compressed while we were down. Said so when it had lines not read.
+            if checkpoint.size.is_none_or(|size| checkpoint.offset < size) {
+                tracing::warn!(
+                    path = %checkpoint.path,
+                    offset = checkpoint.offset,
+                    "a rotated log file is gone (deleted or compressed) before it was read to \
+                     its end: its remaining lines are lost"
+                );
+                self.book.lock().totals.lost_files += 1;
+            }
             return;
         };
         let service = self.service_for(&checkpoint.path);
@@ -364,7 +565,7 @@ impl Tailer {
             if this == id {
                 return Some((file, path_string(&path), this, meta.len()));
             }
-            if head.len == 0 {
+            if head.is_blank() {
                 // An empty head says nothing about content: no file is its copy.
                 continue;
             }
@@ -453,7 +654,7 @@ impl Tailer {
             self.files[i].head,
             self.files[i].read_offset,
         );
-        let copy = dir.filter(|_| old_head.len > 0).and_then(|d| {
+        let copy = dir.filter(|_| !old_head.is_blank()).and_then(|d| {
             self.search_dir(
                 &d,
                 FileId {
@@ -468,7 +669,11 @@ impl Tailer {
         let Ok(fresh) = self.files[i].file.try_clone() else {
             return;
         };
-        let fresh_head = Head::read(&fresh, size).unwrap_or(Head { len: 0, hash: 0 });
+        let fresh_head = Head::read(&fresh, size).unwrap_or(Head {
+            start: 0,
+            len: 0,
+            hash: 0,
+        });
         let path = self.files[i].path.clone();
         let service = self.files[i].service.clone();
         match copy {
@@ -605,7 +810,9 @@ impl Tailer {
                 book.totals.truncated_lines += out.truncated_lines;
                 book.totals.binary_files += u64::from(out.became_binary);
                 book.totals.binary_skipped_bytes += out.binary_skipped;
+                book.totals.nul_skipped_bytes += out.nul_skipped;
                 if let Some(e) = book.streams.get_mut(&f.stream) {
+                    e.stats.nul_skipped_bytes += out.nul_skipped;
                     e.stats.lines_read += out.lines;
                     e.stats.truncated_lines += out.truncated_lines;
                     e.stats.binary = f.binary;
@@ -653,8 +860,7 @@ impl Tailer {
             if let Some(e) = book.streams.get_mut(&f.stream) {
                 e.retire_at = Some(end);
             }
-            book.streams
-                .retain(|_, e| e.retire_at.is_none_or(|end| e.acked < end));
+            book.retire_done();
         }
     }
 
@@ -677,18 +883,7 @@ impl Tailer {
     pub fn watch_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for source in &self.sources {
-            // The longest leading part of the glob without wildcard characters.
-            let mut dir = PathBuf::new();
-            for part in Path::new(&source.path).components() {
-                let text = part.as_os_str().to_string_lossy();
-                if text.contains(['*', '?', '[', '{']) {
-                    break;
-                }
-                dir.push(part);
-            }
-            if dir.is_file() || !dir.is_dir() {
-                dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-            }
+            let dir = literal_dir(&source.path);
             if !dir.as_os_str().is_empty() && !dirs.contains(&dir) {
                 dirs.push(dir);
             }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/clusters/{id}/moved`: what on the node moved with one error pattern (the
-//! method is in [`crate::moved`]).
+//! method is `faultline_diagnosis::moved`'s; the answer comes through
+//! [`crate::model::DiagnosisView`]).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -31,16 +32,11 @@ pub(crate) async fn get(
     if id.len() > 256 {
         return Err(ApiError::not_found("no cluster has this id"));
     }
-    let detail = views
-        .clusters
-        .detail(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no cluster has the id {id:?}")))?;
-    let per_second = views.clusters.per_second(&id);
-    let counters = views.counters.snapshot();
-    Ok(Json(crate::moved::what_moved(
-        &detail.summary,
-        &detail.per_minute,
-        per_second.as_ref(),
-        &counters,
-    )))
+    let views = views.clone();
+    let answer = tokio::task::spawn_blocking(move || views.diagnosis.moved(&id).ok_or(id))
+        .await
+        .map_err(|err| ApiError::internal(format!("the diagnosis failed: {err}")))?;
+    answer
+        .map(Json)
+        .map_err(|id| ApiError::not_found(format!("no cluster has the id {id:?}")))
 }

@@ -1,9 +1,17 @@
 //! "What moved with it": which node counters changed level around the onset of an error
 //! pattern, and by how much, when and in step with what.
 //!
-//! Pure functions over the view documents: [`what_moved`] takes a pattern's summary, its
-//! occurrence counts and the counters' snapshot and returns a [`MovedWithIt`]; it reads no
-//! clock and no store, so the same inputs always give the same answer.
+//! Pure functions: [`what_moved`] takes a pattern's activity ([`PatternActivity`]: onset,
+//! occurrence counts) and the node's counter history ([`CounterHistory`], typed keys) and
+//! returns a [`MovedWithIt`]; it reads no clock and no store, so the same inputs always give
+//! the same answer. The statistics (baseline, band, change point, Spearman) are shared with
+//! the counter anomalies in [`crate::baseline`]; the onset comes from [`crate::onset`].
+//!
+//! Series judged: sockets per port and state, `sockstat` fields, protocol rates, open fds and
+//! threads of watched processes, accept queues and task counts. Node-wide socket totals,
+//! memory and the agent's own runtime are left out: the first retell the ports, and the
+//! agent's work follows the error rate whatever the cause, so it would always "move with" a
+//! pattern.
 //!
 //! The method, for a pattern with onset T (when it started emerging, else first seen):
 //!
@@ -12,20 +20,13 @@
 //!    [`BASELINE_MS`] that end where the search window starts. When the history starts later
 //!    (the agent just started), the search window's start moves later so that the baseline
 //!    keeps [`MIN_BASELINE_POINTS`]; when that would pass T, there is not enough history.
-//! 2. **Baseline.** Per series: median level `m` and noise `σ = max(1.4826·MAD, √(|m|+1))`.
-//!    The MAD makes a series that wobbles wide; the Poisson floor keeps a flat series (MAD 0)
-//!    from turning a change of one socket into a move: every series here is a count or a count
-//!    per second.
-//! 3. **Change point.** The first sample in the search window where the series leaves the band
-//!    `m ± BAND_Z·σ` and stays out for [`PERSIST`] samples, having been inside it for the
-//!    [`PERSIST`] samples before, and where the change holds: at least [`SETTLE_SHARE`] of the
-//!    [`SETTLE_POINTS`] samples from there on are out of the band. A series already out of its band when the window opens moved
-//!    earlier and is not attributed.
-//! 4. **Size.** The level after the change is the median from the change point over at most
-//!    [`AFTER_MS`]; `score = |after − m| / σ`. The series moved when `score ≥ MIN_SCORE` in the
-//!    direction it left the band, and, for levels (not rates), by at least
-//!    [`MIN_LEVEL_CHANGE`]. The sentence says where it got to: the 95th percentile of
-//!    that window (5th for a fall), which a ramp reaches and a single odd sample does not set.
+//! 2. **Baseline.** Per series: median level `m` and noise `σ` ([`crate::baseline`]).
+//! 3. **Change point.** The first sample in the search window where the series leaves its
+//!    band and stays out, having been inside it before ([`judge`]). A series already out of
+//!    its band when the window opens moved earlier and is not attributed.
+//! 4. **Size.** `score = |after − m| / σ ≥ MIN_SCORE` in the direction it left the band, and,
+//!    for levels (not rates), a change of at least [`MIN_LEVEL_CHANGE`]. The sentence says
+//!    where it got to: the 95th percentile after the change (5th for a fall).
 //! 5. **Effects start while the errors happen.** A change after T counts only when the pattern
 //!    occurred within [`EFFECT_SLACK_MS`] before it.
 //! 6. **Co-movement.** Spearman correlation ρ of the series with the pattern's rate (trailing
@@ -33,7 +34,7 @@
 //!    `in_step = max(0, ρ × sign(change))` (a fall is in step when the errors rise).
 //! 7. **Rank.** `log10(1 + score) × log10(1 + |after − m|) × 1/(1 + |lead| / LEAD_HALF_WEIGHT_MS)
 //!    × (0.5 + 0.5·in_step) × scope` (`in_step` counts as 0.5 when ρ is unknown; `scope` is
-//!    [`NODE_WIDE_WEIGHT`] for sockstat and protocol rates, else 1): the size on log scales, in
+//!    [`NODE_WIDE_WEIGHT`] for node-wide series — sockstat and protocol rates — else 1): the size on log scales, in
 //!    noise units and in sockets (or fds, tasks, /s), because a jump of 4,000 and one of 40 can
 //!    both matter but a port that went from 0 to 40 sockets matters less than 500 more sockets
 //!    in use, however quiet its baseline; halved at 15 s from the onset, halved again for a
@@ -43,45 +44,130 @@
 //!    storm on one port also moves every sockstat total, and four copies of its story would push
 //!    the next real lead off the list.
 
-use crate::model::{
-    ClusterSummary, CounterKind, CountersSnapshot, MinuteCounts, MovedCounter, MovedVerdict,
-    MovedWithIt, OnsetSource, PortSide, SecondCounts, Series, SeriesKey, SocketState,
-};
+use faultline_series::{CounterKind, PortSide, ProcessMetric, SeriesKey, SocketState};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// How long the usual level of a series is measured over: long enough that a median and a
-/// MAD are stable (300 samples at 1 s), short enough to fit the 15-minute history twice over.
-pub const BASELINE_MS: i64 = 5 * 60_000;
-/// How long before the onset a change still counts as moving with the pattern. Causes (a
-/// connection storm, a pool running dry) show on the sockets seconds to tens of seconds before
-/// the first error line; beyond a minute the link is a guess.
-pub const MAX_LEAD_MS: i64 = 60_000;
-/// How long after the onset a change still counts: effects (CLOSE-WAIT piling up, goroutines
-/// blocking, fds growing) follow within tens of seconds.
-pub const MAX_LAG_MS: i64 = 60_000;
-/// The level after a change is measured over at most this long: two minutes holds the
-/// 60-second TIME-WAIT of a storm and is short enough that a later, unrelated change does not
-/// dominate the median.
-pub const AFTER_MS: i64 = 2 * 60_000;
-/// Fewest baseline samples for a median and MAD worth the name (30 s at 1 s).
-pub const MIN_BASELINE_POINTS: usize = 30;
-/// Samples a series must stay out of (and before, inside) its band for a change point: one or
-/// two odd samples are a blip, not a move; three at 1 s still answers within seconds.
-pub const PERSIST: usize = 3;
-/// Samples from a change point over which the change must hold: at least
-/// [`SETTLE_SHARE`] of them out of the band. Seen on a real node: a 3-second bump of segment
-/// rates 20 s before a storm passed [`PERSIST`], and the storm after it made the median
-/// shift, so the move was dated to the bump. Ten samples (10 s) still answer within seconds;
-/// a change younger than that is judged on the samples there are.
-pub const SETTLE_POINTS: usize = 10;
-/// Share of the [`SETTLE_POINTS`] samples that must be out of the band (8 of 10): a real step
-/// may dip back once or twice, a blip does not stay.
-pub const SETTLE_SHARE: f64 = 0.8;
-/// Half-width of the usual band in noise units: for Gaussian-like noise 3σ is left by about
-/// 1 sample in 370, and [`PERSIST`] samples in a row almost never.
-pub const BAND_Z: f64 = 3.0;
-/// Smallest shift of the level (in noise units) that counts as a move: twice the band, so a
-/// series that just grazes its band edge is not reported; a flat 12 sockets must pass 33.
-pub const MIN_SCORE: f64 = 6.0;
+use crate::activity::PatternActivity;
+use crate::baseline::{baseline_points, judge, spearman, trailing_sum, Axis, Move, Windows};
+pub use crate::baseline::{
+    AFTER_MS, BAND_Z, BASELINE_MS, MAX_LAG_MS, MAX_LEAD_MS, MIN_BASELINE_POINTS, MIN_SCORE,
+    PERSIST, SETTLE_POINTS, SETTLE_SHARE,
+};
+use crate::history::{CounterHistory, Series};
+use crate::onset::{occurrences_on_axis, pattern_onset, OnsetSource};
+
+/// The verdict of "what moved with it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovedVerdict {
+    /// At least one counter moved around the pattern's onset; see `moved`.
+    Moved,
+    /// The counters were examined and none moved around the onset.
+    NothingMoved,
+    /// The counters' history does not cover the onset well enough to tell (the agent just
+    /// started, or the pattern began before the 1 s history); `summary` says which.
+    NotEnoughHistory,
+}
+
+/// One counter that moved with a pattern, with the figures behind the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovedCounter {
+    /// Which series this is (the one identity the counters API, `/metrics` and the
+    /// diagnosis share).
+    pub key: SeriesKey,
+    /// The counter's family.
+    pub kind: CounterKind,
+    /// Readable name, e.g. `TIME-WAIT →:8080` (a peer's port) or `CLOSE-WAIT :8080` (a local
+    /// listening port): the key's label.
+    pub label: String,
+    /// Unit of the levels (`sockets`, `/s`, `fds`, ...).
+    pub unit: String,
+    /// For sockets: the port.
+    pub port: Option<u16>,
+    /// For sockets: which end the port is.
+    pub side: Option<PortSide>,
+    /// For sockets: the TCP state.
+    pub state: Option<SocketState>,
+    /// Usual level before the onset: median of the baseline window.
+    pub before: f64,
+    /// Level after the change: median from the change over the after window (what `score`
+    /// measures).
+    pub after: f64,
+    /// Where it got to: the 95th percentile of the after window (5th for a fall); the
+    /// evidence sentence quotes it, so a ramp is shown at its height, not its middle.
+    pub reached: f64,
+    /// `after - before` (the evidence quotes `reached - before`).
+    pub change: f64,
+    /// How far the level moved, in units of the series' own noise (see the method in
+    /// `MovedWithIt`); at least the threshold for every listed counter.
+    pub score: f64,
+    /// When the series left its usual range (Unix ms, a sample time).
+    pub changed_at_unix_ms: i64,
+    /// `changed_at_unix_ms - onset_unix_ms`: negative when the counter moved before the
+    /// pattern began.
+    pub lead_ms: i64,
+    /// Spearman rank correlation of the counter with the pattern's rate around the onset
+    /// (−1..1), `None` when either is constant there.
+    pub co_movement: Option<f64>,
+    /// Ranking weight (higher first): combines `score`, the size of `change`, the distance
+    /// from the onset and `co_movement`.
+    pub rank: f64,
+    /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 4,310 (+4,298) from
+    /// 20:41:03 UTC, 2 s before the first error".
+    pub evidence: String,
+    /// The series on the document's axis (`history_start_unix_ms`, `step_ms`).
+    pub history: Series,
+}
+
+/// What on the node moved with one pattern: the answer of
+/// `GET /api/v1/clusters/{id}/moved`.
+///
+/// Method: the onset T is when the pattern started emerging (else its first occurrence).
+/// Every counter series gets a baseline (median and noise) from the 5 minutes that end where
+/// the search window starts; the search window runs from 60 s before T to 60 s after it. A
+/// series moved when, inside the search window, it leaves its baseline band (3 × noise) for
+/// at least 3 samples (and 8 of the next 10) after being inside it for the 3 before, and the
+/// median level from there (over at most 2 minutes) sits at least 6 × noise from the baseline
+/// median (and, for levels rather than rates, at least 20 from it). Noise is the larger of
+/// the baseline's scaled MAD and a Poisson floor √(median + 1). A change after T counts only
+/// while the pattern still occurs. The thresholds and why are in the `moved` module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovedWithIt {
+    /// The pattern.
+    pub cluster_id: String,
+    /// Moved, nothing moved, or not enough history to tell.
+    pub verdict: MovedVerdict,
+    /// The answer in one or two sentences.
+    pub summary: String,
+    /// The onset T the counters were compared around (Unix ms).
+    pub onset_unix_ms: i64,
+    /// Where T came from.
+    pub onset_source: OnsetSource,
+    /// How precisely T is known (ms): the sampling step with per-second occurrence counts,
+    /// 60 000 when only per-minute counts were available.
+    pub onset_precision_ms: i64,
+    /// Start of the baseline window (Unix ms), when the history has one.
+    pub baseline_start_unix_ms: Option<i64>,
+    /// Start of the search window (Unix ms); the baseline ends here.
+    pub search_start_unix_ms: Option<i64>,
+    /// End of the search window (Unix ms).
+    pub search_end_unix_ms: Option<i64>,
+    /// Time of the first point of `pattern` and of every `history` (Unix ms).
+    pub history_start_unix_ms: i64,
+    /// Time between points (ms, >= 1).
+    pub step_ms: i64,
+    /// The pattern's occurrences per step on the same axis (per-minute counts spread evenly
+    /// when no per-second counts exist).
+    pub pattern: Series,
+    /// Counter series examined.
+    pub series_examined: u64,
+    /// Counter series that had too little history in the baseline window to be judged.
+    pub series_skipped: u64,
+    /// The counters that moved, most telling first (at most a handful).
+    pub moved: Vec<MovedCounter>,
+}
+
 /// Smallest change of a level (sockets, fds, threads, tasks, sockstat fields) that counts as a
 /// move, whatever its score. Seen on a real node during a quiet minute: client ports of other
 /// programs appearing with 6 to 14 TIME-WAIT sockets each, each a "move" from 0 by the Poisson
@@ -110,95 +196,62 @@ pub const MAX_MOVED: usize = 6;
 /// Most node-wide totals (sockstat, protocol rates) in the answer when a more specific series
 /// moved too (see step 7).
 pub const MAX_NODE_WIDE: usize = 2;
-/// Scale of the MAD that makes it estimate σ for Gaussian noise.
-const MAD_TO_SIGMA: f64 = 1.4826;
-/// Fewest paired points for a correlation.
-const MIN_CORRELATION_POINTS: usize = 10;
 /// Points of context shown in the charts before the search window (2 min at 1 s).
 const CHART_CONTEXT_MS: i64 = 2 * 60_000;
 
 /// One counter series to judge, with its identity.
 struct Candidate<'a> {
-    kind: CounterKind,
-    label: String,
-    unit: String,
-    socket: Option<(u16, PortSide, SocketState)>,
+    key: &'a SeriesKey,
     points: &'a [Option<f64>],
-    /// Gaps before the first known point read as 0 (sockets: the state had no socket yet).
-    zero_before_first: bool,
 }
 
-/// The time axis of the counters' history.
-#[derive(Clone, Copy)]
-struct Axis {
-    start: i64,
-    step: i64,
-    len: usize,
+impl Candidate<'_> {
+    /// Gaps before the first known point read as 0: the store starts a port-state series at
+    /// its first socket (the state had no socket yet).
+    fn zero_before_first(&self) -> bool {
+        matches!(self.key, SeriesKey::PortState { .. })
+    }
 }
 
-impl Axis {
-    fn time(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
-    }
-
-    fn end(&self) -> i64 {
-        self.time(self.len.saturating_sub(1))
-    }
-
-    /// Index of the first point at or after `t` (may be `len`).
-    fn at_or_after(&self, t: i64) -> usize {
-        if t <= self.start {
-            return 0;
+/// Whether "what moved" judges a series of this key (see the module documentation).
+fn judged(key: &SeriesKey) -> bool {
+    match key {
+        SeriesKey::PortState { .. }
+        | SeriesKey::Sockstat { .. }
+        | SeriesKey::ProtocolRate { .. }
+        | SeriesKey::ListenQueue { .. }
+        | SeriesKey::Task { .. } => true,
+        SeriesKey::Process { metric, .. } => {
+            matches!(metric, ProcessMetric::OpenFds | ProcessMetric::Threads)
         }
-        let i = (t - self.start + self.step - 1) / self.step;
-        usize::try_from(i).unwrap_or(usize::MAX).min(self.len)
+        SeriesKey::NodeState { .. }
+        | SeriesKey::PortTotal { .. }
+        | SeriesKey::OtherPortsTotal
+        | SeriesKey::Runtime { .. }
+        | SeriesKey::ServiceTraffic { .. } => false,
     }
 }
 
 /// Answers "what moved with it" for one pattern (see the module documentation).
 ///
-/// `per_second` gives the onset and the pattern's rate to the second; without it the
-/// per-minute `per_minute` counts are used and the timing is only known to the minute.
-pub fn what_moved(
-    summary: &ClusterSummary,
-    per_minute: &MinuteCounts,
-    per_second: Option<&SecondCounts>,
-    counters: &CountersSnapshot,
-) -> MovedWithIt {
+/// The pattern's per-second counts give the onset and its rate to the second; without them
+/// its per-minute counts are used and the timing is only known to the minute.
+pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> MovedWithIt {
     let axis = Axis {
-        start: counters.history_start_unix_ms,
+        start: counters.start_unix_ms,
         step: counters.step_ms.max(1),
-        len: history_len(counters),
+        len: counters.len(),
     };
-    let pattern = pattern_on_axis(axis, per_minute, per_second);
-    let (mut onset, source) = match &summary.emergence {
-        Some(e) => (e.since_unix_ms, OnsetSource::Emergence),
-        None => (summary.first_seen_unix_ms, OnsetSource::FirstSeen),
-    };
-    let precise = per_second.is_some_and(|s| !s.counts.is_empty());
-    // A surge's start is only known to the minute by the store; with per-second counts the
-    // pattern's own change point (found like a counter's) places it to the second.
-    let surge = summary
-        .emergence
-        .as_ref()
-        .is_some_and(|e| e.kind == crate::model::EmergenceKind::Surge);
-    if surge && precise && axis.len > 0 {
-        let known: Vec<Option<f64>> = pattern.iter().copied().map(Some).collect();
-        if let Some(windows) = Windows::around(axis, onset) {
-            if let Some(m) = judge(axis, &windows, &known, false, 0.0) {
-                if m.change > 0.0 {
-                    onset = m.changed_at;
-                }
-            }
-        }
-    }
+    let pattern = occurrences_on_axis(axis, &activity.per_minute, activity.per_second.as_ref());
+    let onset_at = pattern_onset(activity, axis, &pattern);
+    let onset = onset_at.unix_ms;
     let mut doc = MovedWithIt {
-        cluster_id: summary.id.clone(),
+        cluster_id: activity.id.clone(),
         verdict: MovedVerdict::NotEnoughHistory,
         summary: String::new(),
         onset_unix_ms: onset,
-        onset_source: source,
-        onset_precision_ms: if precise { axis.step } else { 60_000 },
+        onset_source: onset_at.source,
+        onset_precision_ms: onset_at.precision_ms,
         baseline_start_unix_ms: None,
         search_start_unix_ms: None,
         search_end_unix_ms: None,
@@ -209,10 +262,14 @@ pub fn what_moved(
         series_skipped: 0,
         moved: Vec::new(),
     };
-    let began = match source {
-        OnsetSource::Emergence if surge => "the surge began",
+    let began = match onset_at.source {
+        OnsetSource::Emergence if onset_at.surge => "the surge began",
         _ => "the first error",
     };
+    let precise = activity
+        .per_second
+        .as_ref()
+        .is_some_and(|s| !s.counts.is_empty());
     if axis.len == 0 {
         doc.summary = "Not enough history: no counter samples yet.".into();
         return doc;
@@ -244,12 +301,20 @@ pub fn what_moved(
     let corr_from = axis.at_or_after(windows.search_start);
     let corr_to = axis.at_or_after(onset + AFTER_MS + 1).min(axis.len);
 
-    let candidates = candidates(counters);
+    let candidates = counters
+        .series
+        .iter()
+        .filter(|s| judged(&s.key))
+        .map(|s| Candidate {
+            key: &s.key,
+            points: &s.points,
+        });
     let mut moved = Vec::new();
-    for c in &candidates {
+    for c in candidates {
         doc.series_examined += 1;
-        let points = filled(c, axis.len);
-        let min_change = if c.unit == "/s" {
+        let points = filled(&c, axis.len);
+        // Rates (/s) have no floor on the size of a change; levels do.
+        let min_change = if c.key.is_rate() {
             0.0
         } else {
             MIN_LEVEL_CHANGE
@@ -270,23 +335,30 @@ pub fn what_moved(
         let timing = 1.0 / (1.0 + lead_ms.abs() as f64 / LEAD_HALF_WEIGHT_MS);
         // In step means rising with the errors for a rise, falling as they rise for a fall.
         let in_step = rho.map_or(0.5, |r| (r * m.change.signum()).max(0.0));
-        let scope = match c.kind {
-            CounterKind::Sockstat | CounterKind::ProtocolRate => NODE_WIDE_WEIGHT,
-            _ => 1.0,
+        let kind = c.key.kind();
+        let scope = if kind.is_node_wide() {
+            NODE_WIDE_WEIGHT
+        } else {
+            1.0
         };
         let rank = (1.0 + m.score).log10()
             * (1.0 + m.change.abs()).log10()
             * timing
             * (0.5 + 0.5 * in_step)
             * scope;
+        let socket = match *c.key {
+            SeriesKey::PortState { port, side, state } => Some((port, side, state)),
+            _ => None,
+        };
         moved.push(MovedCounter {
-            kind: c.kind,
-            evidence: evidence(c, &m, lead_ms, rho, began),
-            label: c.label.clone(),
-            unit: c.unit.clone(),
-            port: c.socket.map(|s| s.0),
-            side: c.socket.map(|s| s.1),
-            state: c.socket.map(|s| s.2),
+            key: c.key.clone(),
+            kind,
+            evidence: evidence(c.key, &m, lead_ms, rho, began),
+            label: c.key.label(),
+            unit: c.key.unit().to_owned(),
+            port: socket.map(|s| s.0),
+            side: socket.map(|s| s.1),
+            state: socket.map(|s| s.2),
             before: m.before,
             after: m.after,
             reached: m.reached,
@@ -307,8 +379,7 @@ pub fn what_moved(
             .total_cmp(&a.rank)
             .then_with(|| a.label.cmp(&b.label))
     });
-    let node_wide =
-        |m: &MovedCounter| matches!(m.kind, CounterKind::Sockstat | CounterKind::ProtocolRate);
+    let node_wide = |m: &MovedCounter| m.kind.is_node_wide();
     if moved.iter().any(|m| !node_wide(m)) {
         let mut kept_node_wide = 0;
         moved.retain(|m| {
@@ -360,262 +431,13 @@ pub fn what_moved(
     doc
 }
 
-/// Length of the common axis: the longest series (they are all laid on it).
-fn history_len(s: &CountersSnapshot) -> usize {
-    let socks = s.sockets.iter().map(|x| x.history.points.len());
-    let named = s
-        .sockstat
-        .iter()
-        .chain(&s.protocol_rates)
-        .map(|x| x.history.points.len());
-    let procs = s
-        .processes
-        .iter()
-        .flat_map(|p| [p.fds.points.len(), p.threads.points.len()]);
-    let tasks = s.tasks.iter().map(|t| t.history.points.len());
-    let queues = s.listeners.iter().map(|l| l.history.points.len());
-    socks
-        .chain(named)
-        .chain(procs)
-        .chain(tasks)
-        .chain(queues)
-        .max()
-        .unwrap_or(0)
-}
-
-/// The search and baseline windows around an onset.
-struct Windows {
-    baseline_start: i64,
-    search_start: i64,
-    search_end: i64,
-    /// The level after a change is measured up to here at most (also bounded by the change).
-    after_end: i64,
-}
-
-impl Windows {
-    /// `None` when the history holds no baseline before the onset or ends before it.
-    fn around(axis: Axis, onset: i64) -> Option<Windows> {
-        let earliest = axis.start + MIN_BASELINE_POINTS as i64 * axis.step;
-        let search_start = (onset - MAX_LEAD_MS).max(earliest);
-        if search_start > onset || axis.end() < onset {
-            return None;
-        }
-        Some(Windows {
-            baseline_start: (search_start - BASELINE_MS).max(axis.start),
-            search_start,
-            search_end: (onset + MAX_LAG_MS).min(axis.end()),
-            after_end: axis.end(),
-        })
-    }
-}
-
-/// The verdict on one series.
-#[derive(Debug)]
-struct Move {
-    before: f64,
-    after: f64,
-    reached: f64,
-    change: f64,
-    score: f64,
-    changed_at: i64,
-}
-
-fn baseline_points(axis: Axis, w: &Windows, points: &[Option<f64>]) -> usize {
-    let from = axis.at_or_after(w.baseline_start);
-    let to = axis.at_or_after(w.search_start).min(points.len());
-    points[from.min(to)..to].iter().flatten().count()
-}
-
-/// Steps 2 to 4 of the method on one series; `None` when it did not move (or cannot be
-/// judged). `need_baseline` is false for the pattern's own rate, whose seconds without events
-/// are zeros, not gaps.
-fn judge(
-    axis: Axis,
-    w: &Windows,
-    points: &[Option<f64>],
-    need_baseline: bool,
-    min_change: f64,
-) -> Option<Move> {
-    let from = axis.at_or_after(w.baseline_start);
-    let split = axis.at_or_after(w.search_start).min(points.len());
-    let mut base: Vec<f64> = points[from.min(split)..split]
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-    if base.len() < MIN_BASELINE_POINTS && (need_baseline || base.is_empty()) {
-        return None;
-    }
-    let level = median(&mut base);
-    let mut dev: Vec<f64> = base.iter().map(|v| (v - level).abs()).collect();
-    let noise = (MAD_TO_SIGMA * median(&mut dev)).max((level.abs() + 1.0).sqrt());
-    let band = BAND_Z * noise;
-    let side = |v: f64| -> i8 {
-        if v > level + band {
-            1
-        } else if v < level - band {
-            -1
-        } else {
-            0
-        }
-    };
-
-    // Known points (index, value) from PERSIST before the search window to the end.
-    let known: Vec<(usize, f64)> = points
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.map(|v| (i, v)))
-        .collect();
-    let search_end = axis.at_or_after(w.search_end + 1);
-    for k in 0..known.len() {
-        let (i, v) = known[k];
-        if i < split || i >= search_end {
-            continue;
-        }
-        let dir = side(v);
-        if dir == 0 || k < PERSIST || k + PERSIST > known.len() {
-            continue;
-        }
-        let stays_out = known[k..k + PERSIST].iter().all(|&(_, x)| side(x) == dir);
-        let was_in = known[k - PERSIST..k].iter().all(|&(_, x)| side(x) != dir);
-        let settle = &known[k..(k + SETTLE_POINTS).min(known.len())];
-        let out = settle.iter().filter(|&&(_, x)| side(x) == dir).count();
-        let holds = out as f64 >= SETTLE_SHARE * settle.len() as f64;
-        if !stays_out || !was_in || !holds {
-            continue;
-        }
-        let changed_at = axis.time(i);
-        let after_end = axis.at_or_after((changed_at + AFTER_MS).min(w.after_end) + 1);
-        let mut after: Vec<f64> = known[k..]
-            .iter()
-            .take_while(|&&(j, _)| j < after_end)
-            .map(|&(_, x)| x)
-            .collect();
-        let after_level = median(&mut after);
-        // `after` is sorted now: where the series got to is near its top (bottom for a fall).
-        let reached = after[percentile_index(after.len(), if dir > 0 { 0.95 } else { 0.05 })];
-        let change = after_level - level;
-        let score = change.abs() / noise;
-        if score >= MIN_SCORE && change.signum() as i8 == dir && change.abs() >= min_change {
-            return Some(Move {
-                before: level,
-                after: after_level,
-                reached,
-                change,
-                score,
-                changed_at,
-            });
-        }
-    }
-    None
-}
-
-/// Index of the `q` quantile (nearest rank) in a sorted slice of `len` values (`len > 0`).
-fn percentile_index(len: usize, q: f64) -> usize {
-    ((q * len as f64).ceil() as usize).clamp(1, len.max(1)) - 1
-}
-
-/// Median of `values` (sorted in place); 0 for none.
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// Every counter series of the snapshot, named as the dashboard names them.
-fn candidates(s: &CountersSnapshot) -> Vec<Candidate<'_>> {
-    let mut out = Vec::new();
-    for x in &s.sockets {
-        out.push(Candidate {
-            kind: CounterKind::Sockets,
-            label: SeriesKey::PortState {
-                port: x.port,
-                side: x.side,
-                state: x.state,
-            }
-            .label(),
-            unit: "sockets".into(),
-            socket: Some((x.port, x.side, x.state)),
-            points: &x.history.points,
-            zero_before_first: true,
-        });
-    }
-    for (list, kind, prefix) in [
-        (&s.sockstat, CounterKind::Sockstat, "sockstat "),
-        (&s.protocol_rates, CounterKind::ProtocolRate, ""),
-    ] {
-        for x in list {
-            out.push(Candidate {
-                kind,
-                label: format!("{prefix}{}", x.name),
-                unit: x.unit.clone(),
-                socket: None,
-                points: &x.history.points,
-                zero_before_first: false,
-            });
-        }
-    }
-    for p in &s.processes {
-        out.push(Candidate {
-            kind: CounterKind::ProcessFds,
-            label: format!("{} [{}] open fds", p.name, p.pid),
-            unit: "fds".into(),
-            socket: None,
-            points: &p.fds.points,
-            zero_before_first: false,
-        });
-        out.push(Candidate {
-            kind: CounterKind::ProcessThreads,
-            label: format!("{} [{}] threads", p.name, p.pid),
-            unit: "threads".into(),
-            socket: None,
-            points: &p.threads.points,
-            zero_before_first: false,
-        });
-    }
-    // The agent's own runtime is left out on purpose: its work follows the error rate
-    // whatever the cause, so it would always "move with" a pattern.
-    let mut queue_ports = std::collections::BTreeSet::new();
-    for l in &s.listeners {
-        // Listeners sharing a port share one history: one candidate per port.
-        if queue_ports.insert(l.port) {
-            out.push(Candidate {
-                kind: CounterKind::AcceptQueue,
-                label: format!("accept queue :{}", l.port),
-                unit: "connections".into(),
-                socket: None,
-                points: &l.history.points,
-                zero_before_first: false,
-            });
-        }
-    }
-    for t in &s.tasks {
-        out.push(Candidate {
-            kind: CounterKind::Tasks,
-            label: format!("goroutines {}", t.target),
-            unit: "tasks".into(),
-            socket: None,
-            points: &t.history.points,
-            zero_before_first: false,
-        });
-    }
-    out
-}
-
 /// The points of a candidate padded to the axis length; a socket series' gaps before its first
 /// known point are 0 (the store starts a port-state series at its first socket).
 fn filled(c: &Candidate<'_>, len: usize) -> Vec<Option<f64>> {
     let mut points: Vec<Option<f64>> = c.points.iter().copied().take(len).collect();
     // Series shorter than the axis end early: the missing points are its latest samples' gaps.
     points.resize(len, None);
-    if c.zero_before_first {
+    if c.zero_before_first() {
         if let Some(first) = points.iter().position(Option::is_some) {
             for p in &mut points[..first] {
                 *p = Some(0.0);
@@ -625,41 +447,6 @@ fn filled(c: &Candidate<'_>, len: usize) -> Vec<Option<f64>> {
     points
 }
 
-/// The pattern's occurrences per axis step: per-second counts when known (a second goes to
-/// the first sample at or after its start), else each minute's count spread evenly.
-fn pattern_on_axis(
-    axis: Axis,
-    per_minute: &MinuteCounts,
-    per_second: Option<&SecondCounts>,
-) -> Vec<f64> {
-    let mut out = vec![0.0; axis.len];
-    match per_second.filter(|s| !s.counts.is_empty()) {
-        Some(s) => {
-            for (k, &c) in s.counts.iter().enumerate() {
-                let t = s.start_unix_ms + k as i64 * 1000;
-                let i = axis.at_or_after(t);
-                if let Some(slot) = out.get_mut(i) {
-                    *slot += c as f64;
-                }
-            }
-        }
-        None => {
-            let per_step = axis.step as f64 / 60_000.0;
-            for (i, slot) in out.iter_mut().enumerate() {
-                let t = axis.time(i);
-                let m = (t - per_minute.start_unix_ms).div_euclid(60_000);
-                if let Some(&c) = usize::try_from(m)
-                    .ok()
-                    .and_then(|m| per_minute.counts.get(m))
-                {
-                    *slot = c as f64 * per_step;
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Whether the pattern occurred in the [`EFFECT_SLACK_MS`] up to `t` (inclusive).
 fn occurred_near(pattern: &[f64], axis: Axis, t: i64) -> bool {
     let from = axis.at_or_after(t - EFFECT_SLACK_MS);
@@ -667,70 +454,8 @@ fn occurred_near(pattern: &[f64], axis: Axis, t: i64) -> bool {
     pattern[from.min(to)..to].iter().any(|&c| c > 0.0)
 }
 
-/// Sum of each point and the `n - 1` before it.
-fn trailing_sum(values: &[f64], n: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(values.len());
-    let mut sum = 0.0;
-    for (i, v) in values.iter().enumerate() {
-        sum += v;
-        if i >= n {
-            sum -= values[i - n];
-        }
-        out.push(sum);
-    }
-    out
-}
-
-/// Spearman rank correlation over the points where `a` is known; `None` with too few points
-/// or when either side is constant.
-fn spearman(a: &[Option<f64>], b: &[f64]) -> Option<f64> {
-    let pairs: Vec<(f64, f64)> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(x, &y)| x.map(|x| (x, y)))
-        .collect();
-    if pairs.len() < MIN_CORRELATION_POINTS {
-        return None;
-    }
-    let ra = ranks(pairs.iter().map(|p| p.0).collect());
-    let rb = ranks(pairs.iter().map(|p| p.1).collect());
-    pearson(&ra, &rb)
-}
-
-/// Ranks with ties given their mean rank.
-fn ranks(values: Vec<f64>) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
-    let mut out = vec![0.0; values.len()];
-    let mut k = 0;
-    while k < order.len() {
-        let mut end = k;
-        while end + 1 < order.len() && values[order[end + 1]] == values[order[k]] {
-            end += 1;
-        }
-        let mean = (k + end) as f64 / 2.0;
-        for &i in &order[k..=end] {
-            out[i] = mean;
-        }
-        k = end + 1;
-    }
-    out
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    (saa > 0.0 && sbb > 0.0).then(|| (sab / (saa * sbb).sqrt()).clamp(-1.0, 1.0))
-}
-
 /// The sentence of evidence for one moved counter.
-fn evidence(c: &Candidate<'_>, m: &Move, lead_ms: i64, rho: Option<f64>, began: &str) -> String {
+fn evidence(key: &SeriesKey, m: &Move, lead_ms: i64, rho: Option<f64>, began: &str) -> String {
     let verb = if m.change > 0.0 { "rose" } else { "fell" };
     let secs = (lead_ms as f64 / 1000.0).round() as i64;
     let when = match secs {
@@ -740,14 +465,14 @@ fn evidence(c: &Candidate<'_>, m: &Move, lead_ms: i64, rho: Option<f64>, began: 
     };
     // Rates and memory pages say their unit; sockets, fds, threads and tasks are plain
     // counts the label already names.
-    let unit = match c.unit.as_str() {
+    let unit = match key.unit() {
         "/s" => "/s",
         "pages" => " pages",
         _ => "",
     };
     let mut text = format!(
         "{} {verb} {}{unit} → {}{unit} ({}) from {}, {when}",
-        c.label,
+        key.label(),
         number(m.before),
         number(m.reached),
         signed(m.reached - m.before),
@@ -814,10 +539,8 @@ fn clock(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        Emergence, EmergenceKind, ListenQueue, NamedSeries, PortSide, ProcessSeries, SocketSeries,
-        TaskSeries,
-    };
+    use crate::activity::{Emerging, EmergingKind, MinuteCounts, SecondCounts};
+    use crate::history::CounterSeries;
 
     /// 2026-11-25T20:30:00Z: the start of the synthetic 15-minute history.
     const START: i64 = 1_795_638_600_000;
@@ -840,59 +563,66 @@ mod tests {
         START + i as i64 * 1000
     }
 
+    /// Points on the 15-minute axis.
+    type Points = Vec<Option<f64>>;
+
     /// `before` until `change_at` (a time), then `after`.
-    fn step(before: f64, after: f64, change_at: i64) -> Series {
-        Series {
-            delta_1m: None,
-            points: (0..LEN)
-                .map(|i| Some(if at(i) < change_at { before } else { after }))
-                .collect(),
+    fn step(before: f64, after: f64, change_at: i64) -> Points {
+        (0..LEN)
+            .map(|i| Some(if at(i) < change_at { before } else { after }))
+            .collect()
+    }
+
+    fn socket(port: u16, side: PortSide, state: SocketState, points: Points) -> CounterSeries {
+        CounterSeries {
+            key: SeriesKey::PortState { port, side, state },
+            points,
         }
     }
 
-    fn socket(port: u16, side: PortSide, state: SocketState, history: Series) -> SocketSeries {
-        let current = history.points.last().copied().flatten().unwrap_or(0.0) as u64;
-        SocketSeries::new(port, side, state, current, history)
-    }
-
-    fn named(name: &str, history: Series) -> NamedSeries {
-        NamedSeries {
-            total: None,
-            name: name.into(),
-            unit: "sockets".into(),
-            current: None,
-            history,
+    /// A `sockstat` field.
+    fn named(name: &str, points: Points) -> CounterSeries {
+        CounterSeries {
+            key: SeriesKey::Sockstat { key: name.into() },
+            points,
         }
     }
 
-    fn snapshot(sockets: Vec<SocketSeries>, sockstat: Vec<NamedSeries>) -> CountersSnapshot {
-        CountersSnapshot {
-            sampled_at_unix_ms: at(LEN - 1),
-            history_start_unix_ms: START,
+    /// A protocol counter rate.
+    fn rate(name: &str, points: Points) -> CounterSeries {
+        CounterSeries {
+            key: SeriesKey::ProtocolRate { key: name.into() },
+            points,
+        }
+    }
+
+    fn snapshot(sockets: Vec<CounterSeries>, sockstat: Vec<CounterSeries>) -> CounterHistory {
+        CounterHistory {
+            start_unix_ms: START,
             step_ms: 1000,
-            sockets,
-            sockstat,
-            ..CountersSnapshot::default()
+            series: sockets.into_iter().chain(sockstat).collect(),
         }
     }
 
-    fn new_pattern(first_seen: i64) -> ClusterSummary {
-        ClusterSummary {
+    /// A new pattern first seen at `first_seen`, without occurrence counts yet.
+    fn new_pattern(first_seen: i64) -> PatternActivity {
+        PatternActivity {
             id: "00000000000000aa".into(),
-            canonical_template: "read: connection reset by peer".into(),
-            services: vec!["orders".into()],
             first_seen_unix_ms: first_seen,
-            last_seen_unix_ms: at(LEN - 1),
-            total_count: 1000,
-            rate_per_minute: 3000.0,
-            template_count: 1,
-            emergence: Some(Emergence {
-                kind: EmergenceKind::New,
-                reason: "new".into(),
-                score: 10.0,
+            emerging: Some(Emerging {
+                kind: EmergingKind::New,
                 since_unix_ms: first_seen,
             }),
-            sparkline: MinuteCounts::default(),
+            per_minute: MinuteCounts::default(),
+            per_second: None,
+        }
+    }
+
+    /// `pattern` with these per-second counts.
+    fn with_seconds(pattern: &PatternActivity, seconds: SecondCounts) -> PatternActivity {
+        PatternActivity {
+            per_second: Some(seconds),
+            ..pattern.clone()
         }
     }
 
@@ -906,20 +636,16 @@ mod tests {
         }
     }
 
-    fn run(summary: &ClusterSummary, counters: &CountersSnapshot, from: i64) -> MovedWithIt {
-        let seconds = occurrences(from, 50);
-        what_moved(summary, &MinuteCounts::default(), Some(&seconds), counters)
+    fn run(pattern: &PatternActivity, counters: &CounterHistory, from: i64) -> MovedWithIt {
+        what_moved(&with_seconds(pattern, occurrences(from, 50)), counters)
     }
 
     /// Stationary noise around `level`, ± `spread`.
-    fn noisy(seed: u64, level: f64, spread: f64) -> Series {
+    fn noisy(seed: u64, level: f64, spread: f64) -> Points {
         let mut noise = Noise(seed);
-        Series {
-            delta_1m: None,
-            points: (0..LEN)
-                .map(|_| Some((level + spread * (2.0 * noise.next() - 1.0)).round()))
-                .collect(),
-        }
+        (0..LEN)
+            .map(|_| Some((level + spread * (2.0 * noise.next() - 1.0)).round()))
+            .collect()
     }
 
     #[test]
@@ -990,13 +716,10 @@ mod tests {
 
     /// Flat at 40 with a 5-second burst to 450 every 30 s (a cron job, a health checker):
     /// it leaves its band often, but its level does not move.
-    fn bursty(phase: usize) -> Series {
-        Series {
-            delta_1m: None,
-            points: (0..LEN)
-                .map(|i| Some(if (i + phase) % 30 < 5 { 450.0 } else { 40.0 }))
-                .collect(),
-        }
+    fn bursty(phase: usize) -> Points {
+        (0..LEN)
+            .map(|i| Some(if (i + phase) % 30 < 5 { 450.0 } else { 40.0 }))
+            .collect()
     }
 
     #[test]
@@ -1088,12 +811,9 @@ mod tests {
     #[test]
     fn a_ramp_is_reported_at_the_height_it_reached() {
         // TIME-WAIT climbing 25 a second from the onset on, for the rest of the history.
-        let ramp = Series {
-            delta_1m: None,
-            points: (0..LEN)
-                .map(|i| Some(40.0 + 25.0 * (at(i) - ONSET).max(0) as f64 / 1000.0))
-                .collect(),
-        };
+        let ramp: Points = (0..LEN)
+            .map(|i| Some(40.0 + 25.0 * (at(i) - ONSET).max(0) as f64 / 1000.0))
+            .collect();
         let counters = snapshot(
             vec![socket(8080, PortSide::Local, SocketState::TimeWait, ramp)],
             vec![],
@@ -1134,13 +854,10 @@ mod tests {
         assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
         // A rate has no such floor: listen overflows from none to 8 a second is news.
         let mut counters = counters;
-        counters.protocol_rates = vec![NamedSeries {
-            total: None,
-            name: "TcpExt ListenOverflows".into(),
-            unit: "/s".into(),
-            current: None,
-            history: step(0.0, 8.0, ONSET - 1_000),
-        }];
+        counters.series.push(rate(
+            "TcpExt ListenOverflows",
+            step(0.0, 8.0, ONSET - 1_000),
+        ));
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         assert_eq!(doc.moved.len(), 1, "{doc:#?}");
         assert_eq!(doc.moved[0].label, "TcpExt ListenOverflows");
@@ -1163,9 +880,7 @@ mod tests {
             *c = 0;
         }
         let doc = what_moved(
-            &new_pattern(ONSET),
-            &MinuteCounts::default(),
-            Some(&seconds),
+            &with_seconds(&new_pattern(ONSET), seconds.clone()),
             &counters,
         );
         assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
@@ -1184,9 +899,7 @@ mod tests {
             vec![],
         );
         let doc = what_moved(
-            &new_pattern(ONSET),
-            &MinuteCounts::default(),
-            Some(&seconds),
+            &with_seconds(&new_pattern(ONSET), seconds.clone()),
             &counters,
         );
         assert_eq!(doc.moved.len(), 1, "{doc:#?}");
@@ -1194,24 +907,18 @@ mod tests {
 
     #[test]
     fn a_port_ranks_above_the_node_wide_totals_that_moved_with_it() {
-        let counters = CountersSnapshot {
-            protocol_rates: vec![NamedSeries {
-                total: None,
-                name: "Tcp InSegs".into(),
-                unit: "/s".into(),
-                current: None,
-                history: step(0.0, 17_417.0, ONSET - 1_000),
-            }],
-            ..snapshot(
-                vec![socket(
-                    37405,
-                    PortSide::Remote,
-                    SocketState::TimeWait,
-                    step(0.0, 13_196.0, ONSET - 1_000),
-                )],
-                vec![named("TCP tw", step(0.0, 13_394.0, ONSET - 1_000))],
-            )
-        };
+        let counters = snapshot(
+            vec![socket(
+                37405,
+                PortSide::Remote,
+                SocketState::TimeWait,
+                step(0.0, 13_196.0, ONSET - 1_000),
+            )],
+            vec![
+                named("TCP tw", step(0.0, 13_394.0, ONSET - 1_000)),
+                rate("Tcp InSegs", step(0.0, 17_417.0, ONSET - 1_000)),
+            ],
+        );
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels[0], "TIME-WAIT →:37405", "{labels:?}");
@@ -1223,10 +930,10 @@ mod tests {
         // Segment rates: noisy around 230/s with a 3-second bump 24 s before the onset, then
         // the storm 5 s before it (the shape seen on a real node).
         let mut series = noisy(3, 230.0, 20.0);
-        for p in &mut series.points[576..579] {
+        for p in &mut series[576..579] {
             *p = Some(600.0);
         }
-        for p in &mut series.points[595..] {
+        for p in &mut series[595..] {
             *p = Some(12_900.0);
         }
         let counters = snapshot(vec![], vec![named("Tcp OutSegs", series)]);
@@ -1238,8 +945,8 @@ mod tests {
     #[test]
     fn a_blip_is_not_a_move_and_a_fall_is() {
         let mut blip = step(20.0, 20.0, ONSET);
-        for i in 600..602 {
-            blip.points[i] = Some(5000.0);
+        for p in &mut blip[600..602] {
+            *p = Some(5000.0);
         }
         let counters = snapshot(
             vec![
@@ -1261,7 +968,7 @@ mod tests {
 
     #[test]
     fn empty_or_short_history_says_so() {
-        let empty = CountersSnapshot::default();
+        let empty = CounterHistory::default();
         let doc = run(&new_pattern(ONSET), &empty, ONSET);
         assert_eq!(doc.verdict, MovedVerdict::NotEnoughHistory);
         assert!(
@@ -1317,7 +1024,7 @@ mod tests {
     #[test]
     fn a_socket_series_that_starts_mid_history_counts_from_zero() {
         // The store starts a port-state series at its first socket: gaps before read as 0.
-        let mut points = step(0.0, 300.0, ONSET - 1_000).points;
+        let mut points = step(0.0, 300.0, ONSET - 1_000);
         for p in &mut points[..599] {
             *p = None;
         }
@@ -1326,10 +1033,7 @@ mod tests {
                 41234,
                 PortSide::Local,
                 SocketState::TimeWait,
-                Series {
-                    points,
-                    delta_1m: None,
-                },
+                points,
             )],
             vec![],
         );
@@ -1346,10 +1050,8 @@ mod tests {
         let minute = ONSET;
         let burst = ONSET + 17_000;
         let mut summary = new_pattern(START);
-        summary.emergence = Some(Emergence {
-            kind: EmergenceKind::Surge,
-            reason: "surge".into(),
-            score: 8.0,
+        summary.emerging = Some(Emerging {
+            kind: EmergingKind::Surge,
             since_unix_ms: minute,
         });
         let mut seconds = occurrences(burst, 40);
@@ -1365,12 +1067,7 @@ mod tests {
             )],
             vec![],
         );
-        let doc = what_moved(
-            &summary,
-            &MinuteCounts::default(),
-            Some(&seconds),
-            &counters,
-        );
+        let doc = what_moved(&with_seconds(&summary, seconds), &counters);
         assert_eq!(doc.onset_unix_ms, burst, "{doc:#?}");
         assert_eq!(doc.moved[0].lead_ms, -3_000);
         assert!(doc.moved[0].evidence.contains("3 s before the surge began"));
@@ -1380,7 +1077,11 @@ mod tests {
             start_unix_ms: START,
             counts: (0..15).map(|m| if m >= 10 { 2400 } else { 60 }).collect(),
         };
-        let doc = what_moved(&summary, &per_minute, None, &counters);
+        let minutes_only = PatternActivity {
+            per_minute,
+            ..summary.clone()
+        };
+        let doc = what_moved(&minutes_only, &counters);
         assert_eq!(doc.onset_unix_ms, minute);
         assert_eq!(doc.onset_precision_ms, 60_000);
         assert!(
@@ -1414,55 +1115,57 @@ mod tests {
             .count();
         assert_eq!(node_wide, MAX_NODE_WIDE, "{doc:#?}");
         // Alone, the totals are the answer: all of them.
-        let totals_only = snapshot(vec![], counters.sockstat.clone());
+        let totals_only = snapshot(vec![], counters.series[1..].to_vec());
         let doc = run(&new_pattern(ONSET), &totals_only, ONSET);
         assert_eq!(doc.moved.len(), 4, "{doc:#?}");
     }
 
     #[test]
     fn every_family_of_counters_is_examined() {
-        let mut counters = snapshot(vec![], vec![named("TCP tw", step(5.0, 3000.0, ONSET))]);
-        counters.protocol_rates = vec![NamedSeries {
-            total: None,
-            name: "TcpExt ListenOverflows".into(),
-            unit: "/s".into(),
-            current: None,
-            history: step(0.0, 250.0, ONSET + 1_000),
-        }];
-        counters.processes = vec![ProcessSeries {
-            pid: 42,
-            name: "orders".into(),
-            fds: step(100.0, 100.0, ONSET),
-            threads: step(12.0, 12.0, ONSET),
-            rss_bytes: Series::default(),
-            current: None,
-            error: None,
-        }];
-        counters.tasks = vec![TaskSeries {
-            target: "orders".into(),
-            current: None,
-            history: step(80.0, 5000.0, ONSET + 10_000),
-            error: None,
-            source: "pprof".into(),
-            last_success_unix_ms: None,
-            last_value: None,
-        }];
-        // A listener whose service stopped accepting: two addresses, one history per port.
-        let queue = ListenQueue {
-            address: "0.0.0.0".into(),
-            port: 8080,
-            queue: 128,
-            backlog: Some(128),
-            fill: Some(1.0),
-            history: step(0.0, 128.0, ONSET - 2_000),
-        };
-        counters.listeners = vec![
-            queue.clone(),
-            ListenQueue {
-                address: "::".into(),
-                ..queue
+        let process = |metric, points| CounterSeries {
+            key: SeriesKey::Process {
+                name: "orders".into(),
+                metric,
             },
-        ];
+            points,
+        };
+        let counters = snapshot(
+            vec![],
+            vec![
+                named("TCP tw", step(5.0, 3000.0, ONSET)),
+                rate("TcpExt ListenOverflows", step(0.0, 250.0, ONSET + 1_000)),
+                process(ProcessMetric::OpenFds, step(100.0, 100.0, ONSET)),
+                process(ProcessMetric::Threads, step(12.0, 12.0, ONSET)),
+                CounterSeries {
+                    key: SeriesKey::Task {
+                        target: "orders".into(),
+                        source: "pprof".into(),
+                    },
+                    points: step(80.0, 5000.0, ONSET + 10_000),
+                },
+                // A listener whose service stopped accepting (one history per port, whatever
+                // its addresses).
+                CounterSeries {
+                    key: SeriesKey::ListenQueue { port: 8080 },
+                    points: step(0.0, 128.0, ONSET - 2_000),
+                },
+                // Not judged: node-wide totals retell the ports, memory and the agent's own
+                // runtime follow the error rate whatever the cause.
+                CounterSeries {
+                    key: SeriesKey::NodeState {
+                        state: SocketState::TimeWait,
+                    },
+                    points: step(5.0, 3000.0, ONSET),
+                },
+                process(ProcessMetric::RssBytes, step(1e6, 9e6, ONSET)),
+                CounterSeries {
+                    key: SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::AliveTasks,
+                    },
+                    points: step(40.0, 4000.0, ONSET),
+                },
+            ],
+        );
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         assert_eq!(doc.series_examined, 6);
         let mut kinds: Vec<CounterKind> = doc.moved.iter().map(|m| m.kind).collect();
