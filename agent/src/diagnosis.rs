@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit};
 use faultline_diagnosis::hints::HintRules;
-use faultline_diagnosis::incident::{DiagnosisInput, IncidentTracker, PatternInput, ServiceFacts};
+use faultline_diagnosis::incident::{
+    DiagnosisInput, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
+};
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 use faultline_web::model::{
@@ -225,7 +227,17 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
                 text: s.canonical_template.clone(),
                 example,
                 services: s.services.clone(),
-                culprit: None,
+                // An unresolved verdict (a transport error whose callee is unknown) names
+                // only where the error shows: grouping on it could merge two faults.
+                culprit: s
+                    .culprit
+                    .as_ref()
+                    .filter(|c| c.resolved)
+                    .map(|c| PatternCulprit {
+                        service: c.service.clone(),
+                        role: c.role,
+                        reasoning: c.headline.clone(),
+                    }),
                 onset_unix_ms: s
                     .emergence
                     .as_ref()

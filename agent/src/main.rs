@@ -7,6 +7,7 @@
 mod cli;
 mod cluster_cmd;
 mod config;
+mod culprits;
 mod demo;
 mod diagnosis;
 mod lab;

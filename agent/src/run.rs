@@ -556,6 +556,11 @@ fn agent_counters(
         otlp.spans_accepted,
     ));
     rows.push(counter(
+        "otlp_attributes_dropped_total",
+        "Attributes cut off OTLP spans, events and logs over otlp.limits.max_attributes_per_span.",
+        otlp.attributes_dropped,
+    ));
+    rows.push(counter(
         "otlp_metric_points_dropped_total",
         "OTLP metric points accepted but not used.",
         otlp.metric_points_dropped,

@@ -42,6 +42,7 @@ use faultline_ingest::traces::{
 };
 use faultline_ingest::{Level, LogRecord, TraceId};
 use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
+use faultline_web::model::Culprit;
 use faultline_web::model::{
     Attribute, CallChain, ChainLog, ChainSpan, ClusterDetail, ClusterSummary, ClusterView,
     CountSeries, CounterView, CountersSnapshot, Emergence, EmergenceKind, HistoryResolution,
@@ -52,6 +53,8 @@ use faultline_web::model::{
 };
 use faultline_web::model::{DiagnosisView, MovedWithIt};
 use faultline_web::{LiveUpdates, Views};
+
+use crate::culprits;
 
 /// Shortest time between two rebuilds of the cluster rows.
 pub const ROWS_REFRESH: Duration = Duration::from_millis(500);
@@ -72,6 +75,18 @@ const RATE_WINDOW_MINUTES: i64 = 5;
 
 /// Longest per-minute series of a cluster's detail (one day).
 const MAX_DETAIL_MINUTES: i64 = 24 * 60;
+
+/// Emerging rows of the list that carry their culprit (the overview shows the first few).
+const ROW_CULPRITS: usize = 10;
+
+/// Traces a list row's culprit is voted over (the pattern page reads more).
+const ROW_CULPRIT_TRACES: usize = 50;
+
+/// Most culprit verdicts cached (stale ones are dropped first when full).
+const MAX_CACHED_CULPRITS: usize = 256;
+
+/// How long a list row's culprit is reused before it is judged again.
+const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
 
 /// Most trace ids listed in a cluster's detail.
 const MAX_DETAIL_TRACES: usize = 50;
@@ -161,7 +176,12 @@ struct ClusterAdapter {
     clock: Clock,
     refresh: Duration,
     cache: Mutex<RowCache>,
+    /// Recent culprit verdicts by (pattern, traces read), at most [`MAX_CACHED_CULPRITS`].
+    culprits: Mutex<CulpritCache>,
 }
+
+/// Culprit verdicts by (pattern id, traces read), with when they were judged.
+type CulpritCache = HashMap<(String, usize), (Instant, Option<Culprit>)>;
 
 /// What the engine looked like when the rows were built: events seen, templates, clusters.
 type EngineVersion = (u64, usize, usize);
@@ -196,6 +216,7 @@ impl ClusterAdapter {
                 rows: Arc::from(Vec::new()),
                 minutes: HashMap::new(),
             }),
+            culprits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -231,9 +252,51 @@ impl ClusterAdapter {
             rows.push(summary_row(summary, &per_minute, now));
             minutes.insert(summary.id, (key, per_minute));
         }
+        self.judge_culprits(&mut rows);
         cache.minutes = minutes;
         cache.rows = Arc::from(rows);
         Arc::clone(&cache.rows)
+    }
+
+    /// Sets the culprit of the most emerging rows (at most [`ROW_CULPRITS`]), each judged
+    /// again at most every [`ROW_CULPRIT_REFRESH`]: the list is rebuilt every half second
+    /// under load, a verdict reads up to [`ROW_CULPRIT_TRACES`] chains.
+    fn judge_culprits(&self, rows: &mut [ClusterSummary]) {
+        let mut emerging: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].emergence.is_some())
+            .collect();
+        emerging.sort_by(|&a, &b| {
+            let score = |i: usize| rows[i].emergence.as_ref().map_or(0.0, |e| e.score);
+            score(b).total_cmp(&score(a))
+        });
+        emerging.truncate(ROW_CULPRITS);
+        for i in emerging {
+            rows[i].culprit = self.culprit(&rows[i].id, ROW_CULPRIT_TRACES);
+        }
+    }
+
+    /// A pattern's culprit voted over its `limit` most recent traces, reused for
+    /// [`ROW_CULPRIT_REFRESH`]: the pattern page refreshes with every change and the incident
+    /// tracker reads every emerging pattern's detail each second.
+    fn culprit(&self, id: &str, limit: usize) -> Option<Culprit> {
+        let key = (id.to_owned(), limit);
+        {
+            let cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, verdict)) = cache.get(&key) {
+                if at.elapsed() < ROW_CULPRIT_REFRESH {
+                    return verdict.clone();
+                }
+            }
+        }
+        let verdict = culprits::of_pattern(&self.traces, id, limit);
+        let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_CULPRITS {
+            cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
+        }
+        if cache.len() < MAX_CACHED_CULPRITS {
+            cache.insert(key, (Instant::now(), verdict.clone()));
+        }
+        verdict
     }
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
@@ -335,6 +398,7 @@ impl ClusterView for ClusterAdapter {
                 })
                 .collect(),
             trace_ids,
+            culprit: self.culprit(id, culprits::PATTERN_TRACES),
         })
     }
 
@@ -441,6 +505,7 @@ fn summary_row(s: &EngineSummary, per_minute: &[(i64, u64)], now_nanos: i64) -> 
             .as_ref()
             .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
         sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
+        culprit: None,
     }
 }
 
@@ -659,7 +724,10 @@ struct TraceAdapter {
 impl TraceView for TraceAdapter {
     fn call_chain(&self, trace_id: &str) -> Option<CallChain> {
         let id: TraceId = trace_id.parse().ok()?;
-        self.store.call_chain(id).map(|chain| call_chain(&chain))
+        let chain = self.store.call_chain(id)?;
+        let mut doc = call_chain(&chain);
+        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store));
+        Some(doc)
     }
 
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary> {
@@ -781,6 +849,7 @@ fn call_chain(chain: &StoreChain) -> CallChain {
         error_origin_span_id: chain.error_origin.as_ref().map(|o| o.span_id.to_string()),
         unattached_logs: chain.unplaced_logs.iter().map(chain_log).collect(),
         cluster_ids: chain.cluster_ids.clone(),
+        culprit: None,
     }
 }
 

@@ -385,6 +385,8 @@ pub struct Culprit {
     /// False when the failure is a transport error whose callee could not be identified:
     /// `service` is then only where it was seen.
     pub resolved: bool,
+    /// The answer in one line, as the pages show it ([`Culprit::headline`]).
+    pub headline: String,
     /// Why, in one sentence.
     pub reasoning: String,
     /// The facts it rests on (error texts, spans, attributes, durations).
@@ -502,31 +504,28 @@ impl<'a> Trace<'a> {
         }
     }
 
-    /// The CLIENT span a report was made on: the span itself, or for a log its span when
-    /// that is a CLIENT span, else the failing CLIENT span of its service with the same kind
-    /// of fault (a handler logs the error of a call it made).
+    /// The CLIENT span a report was made on: the span itself or the log's span when that is a
+    /// CLIENT span, else the first failing CLIENT span of its service with the same kind of
+    /// fault (a handler logs, or records on its SERVER span, the error of a call it made).
     fn client_span(&self, report: Report<'a>, fault: Fault) -> Option<usize> {
-        match report {
-            Report::Span(i) => (self.span(i).kind == CallKind::Client).then_some(i),
-            Report::Log(log) => {
-                if let Some(i) = self.span_of(log.span_id.as_deref()) {
-                    if self.span(i).kind == CallKind::Client {
-                        return Some(i);
-                    }
-                }
-                let mut calls: Vec<usize> = (0..self.facts.spans.len())
-                    .filter(|&i| {
-                        let s = self.span(i);
-                        s.kind == CallKind::Client
-                            && s.service == log.service
-                            && (s.failed || s.error.is_some())
-                            && s.error.as_deref().is_none_or(|e| fault_of(e) == fault)
-                    })
-                    .collect();
-                calls.sort_by_key(|&i| self.span(i).start_unix_nanos);
-                calls.first().copied()
-            }
+        let (service, own) = match report {
+            Report::Span(i) => (self.span(i).service.as_str(), Some(i)),
+            Report::Log(log) => (log.service.as_str(), self.span_of(log.span_id.as_deref())),
+        };
+        if let Some(i) = own.filter(|&i| self.span(i).kind == CallKind::Client) {
+            return Some(i);
         }
+        let mut calls: Vec<usize> = (0..self.facts.spans.len())
+            .filter(|&i| {
+                let s = self.span(i);
+                s.kind == CallKind::Client
+                    && s.service == service
+                    && s.failed
+                    && s.error.as_deref().is_none_or(|e| fault_of(e) == fault)
+            })
+            .collect();
+        calls.sort_by_key(|&i| self.span(i).start_unix_nanos);
+        calls.first().copied()
     }
 
     /// The callee of the failing call behind `report`: (service, its SERVER span, edge).
@@ -674,6 +673,7 @@ impl<'a> Trace<'a> {
             seen_by: Vec::new(),
             edge: None,
             resolved: true,
+            headline: String::new(),
             reasoning,
             evidence: Vec::new(),
             traces_agreeing: 1,
@@ -755,6 +755,7 @@ impl<'a> Trace<'a> {
             ),
             edge: Some(edge),
             resolved: true,
+            headline: String::new(),
             evidence: Vec::new(),
             traces_agreeing: 1,
             traces_total: 1,
@@ -815,6 +816,7 @@ impl<'a> Trace<'a> {
         evidence.dedup();
         evidence.truncate(MAX_EVIDENCE);
         verdict.evidence = evidence;
+        verdict.headline = verdict.headline();
         Some(verdict)
     }
 }
@@ -893,6 +895,7 @@ pub fn pattern_culprit(verdicts: impl IntoIterator<Item = Culprit>) -> Option<Cu
             verdict.reasoning
         );
     }
+    verdict.headline = verdict.headline();
     Some(verdict)
 }
 

@@ -126,25 +126,34 @@ async fn http_bad_inputs_get_the_right_status_and_the_receiver_keeps_serving() {
     assert!(status_message(&reply).contains("max_decompressed_bytes"));
     still_serving(&harness, 5).await;
 
-    // Too many attributes on a span: 400 naming the limit.
+    // One span over the attribute limit among ten good ones: every span is kept, the big one
+    // cut to the limit, and the answer is a partial success with 0 rejected and a warning
+    // (it used to refuse the whole batch and lose the ten good spans).
+    let mut spans: Vec<_> = (1..=10).map(|i| span(6, i, 3)).collect();
+    spans.push(span(6, 11, 500));
     let reply = post(
         &harness,
         "/v1/traces",
         proto,
         None,
-        request(vec![span(6, 1, 500)]).encode_to_vec(),
+        request(spans).encode_to_vec(),
     )
     .await;
-    assert_eq!(reply.status, 400);
-    let message = status_message(&reply);
+    assert_eq!(reply.status, 200);
+    let answer = ExportTraceServiceResponse::decode(reply.body.as_slice()).expect("answer");
+    let partial = answer.partial_success.expect("a warning");
+    assert_eq!(partial.rejected_spans, 0);
     assert!(
-        message.contains("500 attributes") && message.contains("128"),
-        "{message}"
+        partial.error_message.contains("500 attributes") && partial.error_message.contains("128"),
+        "{}",
+        partial.error_message
     );
-    assert!(harness
+    let chain = harness
         .store
         .call_chain(faultline_ingest::TraceId([6; 16]))
-        .is_none());
+        .expect("the batch is kept");
+    assert_eq!(chain.span_count, 11);
+    assert_eq!(harness.receivers.stats().attributes_dropped, 500 - 128);
 
     // Invalid ids: partial success, the good span is stored.
     let mut bad = span(7, 2, 1);
@@ -178,7 +187,7 @@ async fn http_bad_inputs_get_the_right_status_and_the_receiver_keeps_serving() {
     assert_eq!(status, 405);
 
     let stats = harness.receivers.stats();
-    assert!(stats.requests_invalid >= 9, "{stats:?}");
+    assert!(stats.requests_invalid >= 8, "{stats:?}");
     still_serving(&harness, 8).await;
     harness.stop().await;
 }
@@ -288,12 +297,15 @@ async fn grpc_limits_are_invalid_argument_and_the_server_keeps_serving() {
         .expect("connect")
         .max_encoding_message_size(usize::MAX);
 
-    let error = client
+    let answer = client
         .export(request(vec![span(1, 1, 300)]))
         .await
-        .expect_err("too many attributes");
-    assert_eq!(error.code(), tonic::Code::InvalidArgument);
-    assert!(error.message().contains("300 attributes"));
+        .expect("kept, cut to the limit")
+        .into_inner();
+    let partial = answer.partial_success.expect("a warning");
+    assert_eq!(partial.rejected_spans, 0);
+    assert!(partial.error_message.contains("300 attributes"));
+    assert_eq!(harness.receivers.stats().attributes_dropped, 300 - 128);
 
     // A 5 MiB message: over max_message_bytes.
     let mut big = span(2, 1, 1);

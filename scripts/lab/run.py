@@ -736,6 +736,7 @@ def run_fault(run: Run, fault: str) -> dict:
     top_incident = None
     top_pattern = None
     seen_at: dict = {}  # pattern id -> the first poll (Unix ms) that listed it
+    first_incident = None
     deadline = time.monotonic() + args.observe
     while time.monotonic() < deadline:
         polled = now_ms()
@@ -749,6 +750,7 @@ def run_fault(run: Run, fault: str) -> dict:
                            if (incident_view(i)["onset_unix_ms"] or polled) >= injected - 1000]
         if fresh_incidents:
             top_incident = incident_view(fresh_incidents[0])
+            first_incident = first_incident or polled
         listed = [c for c in run.api.clusters(emerging=False) if c.get("first_seen_unix_ms", 0) >= injected - 1000]
         for c in listed:
             seen_at.setdefault(c.get("id"), polled)
@@ -816,6 +818,7 @@ def run_fault(run: Run, fault: str) -> dict:
         },
         "first_answer_secs": round((first_answer - onset) / 1000, 2) if first_answer and onset else None,
         "first_answer_kind": answer_kind,
+        "first_incident_secs": round((first_incident - onset) / 1000, 2) if first_incident and onset else None,
         "top_pattern": pattern_json(top_pattern),
         "fault_pattern": pattern_json(fault_pattern),
         "fault_pattern_seen_secs": (round((seen_at[fault_pattern.get("id")] - onset) / 1000, 2)
@@ -852,7 +855,16 @@ def verdict(r: dict) -> dict:
     if r["onset_kind"] == "injection":
         # Nothing fails: only an incident answers; a new pattern would be a wrong answer.
         within = within and r["first_answer_kind"] == "incident"
+    if r["incidents_api"]:
+        # With incidents, the answer the issue judges is the top incident.
+        first = r.get("first_incident_secs")
+        within = first is not None and first <= ANSWER_WINDOW_SECS
     origins = [o.get("culprit") or o["service"] for o in r["trace_origins"] if o.get("culprit") or o.get("service")]
+    if r["incidents_api"]:
+        culprit = (r["top_incident"] or {}).get("culprit")
+        return {"answer_within_10s": within, "culprit_named": culprit,
+                "culprit_ok": culprit == r["expected_culprit"],
+                "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r)}
     if r["top_incident"] and r["top_incident"].get("culprit"):
         culprit = r["top_incident"]["culprit"]
     elif (r.get("fault_pattern") or {}).get("culprit"):
@@ -861,16 +873,22 @@ def verdict(r: dict) -> dict:
         culprit = max(set(origins), key=origins.count)
     else:
         culprit = None
-    count_ok = None
-    if r["count_over_failed"] is not None:
-        count_ok = abs(r["count_over_failed"] - 1.0) <= 0.01
-    counter_ok = None
-    if r["expected_counter"]:
-        top = (r["top_incident"] or {}).get("top_counter") or (r["moved"][0] if r["moved"] else "")
-        counter_ok = bool(top) and r["expected_counter"].lower().replace("_", "") in top.lower().replace("_", "").replace("-", "")
     return {"answer_within_10s": within, "culprit_named": culprit,
             "culprit_ok": None if culprit is None else culprit == r["expected_culprit"],
-            "count_ok": count_ok, "counter_ok": counter_ok}
+            "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r)}
+
+
+def count_ok_of(r: dict):
+    if r["count_over_failed"] is None:
+        return None
+    return abs(r["count_over_failed"] - 1.0) <= 0.01
+
+
+def counter_ok_of(r: dict):
+    if not r["expected_counter"]:
+        return None
+    top = (r["top_incident"] or {}).get("top_counter") or (r["moved"][0] if r["moved"] else "")
+    return bool(top) and r["expected_counter"].lower().replace("_", "") in top.lower().replace("_", "").replace("-", "")
 
 
 def run_quiet(run: Run, minutes: float) -> dict:

@@ -130,3 +130,99 @@ fn a_failure_reported_by_two_log_lines_and_two_error_spans_counts_once() {
         Some(2)
     );
 }
+
+/// The call chain of `trace_id` once it has a culprit.
+fn chain_with_culprit(agent: &Agent, trace_id: &str) -> Value {
+    eventually(
+        Duration::from_secs(20),
+        "the trace with its culprit",
+        || {
+            let (status, body) = agent.get(&format!("/api/v1/traces/{trace_id}"));
+            let chain: Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && chain["culprit"].is_object()).then_some(chain)
+        },
+    )
+}
+
+/// Runs a scenario in which orders closes the connection without logging anything; checks
+/// that the trace page and the pattern page both name orders, seen by frontend.
+fn callee_that_closes_is_the_culprit(scenario: &str, link: &str) {
+    let agent = Agent::start(&[]);
+    let requests = 3;
+    let port = 18_082;
+    let sent = send(&agent, scenario, requests, port);
+    let traces: Vec<String> = sent["traces"]
+        .as_array()
+        .expect("trace ids")
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(traces.len(), requests);
+
+    let chain = chain_with_culprit(&agent, &traces[0]);
+    let culprit = &chain["culprit"];
+    assert_eq!(culprit["service"], "orders", "{chain:#}");
+    assert_eq!(culprit["role"], "callee", "{chain:#}");
+    assert_eq!(culprit["fault"], "eof", "{chain:#}");
+    assert_eq!(culprit["seen_by"][0], "frontend", "{chain:#}");
+    assert_eq!(culprit["edge"]["link"], link, "{chain:#}");
+    assert_eq!(
+        culprit["edge"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{chain:#}"
+    );
+    // The trace's error origin is no longer the caller's CLIENT span.
+    if let Some(origin) = chain["error_origin_span_id"].as_str() {
+        let span = chain["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["span_id"] == origin))
+            .expect("the origin span is in the chain");
+        if link == "child_span" {
+            assert_eq!(span["service"], "orders", "{chain:#}");
+            assert_eq!(span["kind"], "server", "{chain:#}");
+        }
+    }
+
+    // The pattern: every trace agrees, and the page says so in one line.
+    let detail = eventually(
+        Duration::from_secs(20),
+        "the EOF pattern's culprit over all its traces",
+        || {
+            let detail = cluster_detail(&agent, "EOF")?;
+            (detail["culprit"]["traces_total"].as_u64()? == requests as u64).then_some(detail)
+        },
+    );
+    let culprit = &detail["culprit"];
+    assert_eq!(culprit["service"], "orders", "{detail:#}");
+    assert_eq!(culprit["traces_agreeing"], requests, "{detail:#}");
+    let headline = culprit["headline"].as_str().unwrap_or_default();
+    assert!(
+        headline.starts_with("starts in orders (seen by frontend, frontend → orders"),
+        "{headline}"
+    );
+    assert!(headline.ends_with("in 3 of 3 traces"), "{headline}");
+    assert!(
+        !culprit["evidence"].as_array().expect("evidence").is_empty(),
+        "{detail:#}"
+    );
+    // The overview's list row of the emerging pattern carries it too.
+    let page = agent.get_json("/api/v1/clusters?limit=100");
+    let row = page["clusters"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == detail["summary"]["id"]))
+        .cloned()
+        .expect("the pattern is listed");
+    if row["emergence"].is_object() {
+        assert_eq!(row["culprit"]["service"], "orders", "{row:#}");
+    }
+}
+
+#[test]
+fn a_callee_that_closes_the_connection_is_the_culprit_not_its_caller() {
+    callee_that_closes_is_the_culprit("callee-closes", "child_span");
+}
+
+#[test]
+fn the_address_in_the_error_finds_the_callee_when_nothing_else_links_them() {
+    callee_that_closes_is_the_culprit("callee-closes-unlinked", "address_in_text");
+}

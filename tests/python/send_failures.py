@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
@@ -81,7 +82,8 @@ def main():
     traces = []
 
     def orders_server(headers, n, linked):
-        context = extract(headers) if linked else None
+        # Not linked: a fresh, empty context (None would mean the current one, the caller's).
+        context = extract(headers) if linked else Context()
         with orders.tracer.start_as_current_span(
             "GET /orders/:id",
             context=context,

@@ -432,6 +432,37 @@
     return Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2]];
   }
 
+  const ROLE_TEXT = {
+    callee: "the callee: it closed, reset, refused or hung; its callers only saw the error",
+    caller: "the caller fails on its own (its name lookups, its local ports, its own timeouts)",
+    self: "it reported the error itself",
+  };
+
+  /** One line: "starts in <callee> (seen by <caller>, <edge>) in 412 of 415 traces", with the
+   *  services as chips; an unresolved verdict says it is unsure. */
+  function culpritLine(c) {
+    if (!c) return null;
+    const seen = c.seen_by.length ? [" (seen by ", c.seen_by.map(service),
+      c.edge ? [", ", c.edge.caller, " → ", c.edge.callee, c.edge.operation ? " " + c.edge.operation : "",
+        c.edge.address ? " " + c.edge.address : ""] : null, ")"] : null;
+    const count = c.traces_total > 1 ? " in " + fmtCount(c.traces_agreeing) + " of " + fmtCount(c.traces_total) + " traces" : "";
+    return el("p", { class: "culprit" + (c.resolved ? "" : " unsure") },
+      c.resolved ? "Starts in " : "Shows in ", service(c.service), seen, count,
+      c.resolved ? null : el("span", { class: "muted" }, " — callee unknown"));
+  }
+
+  /** The culprit with its reasoning and evidence. */
+  function culpritPanel(c, title) {
+    if (!c) return null;
+    return el("section", { class: "panel culprit-panel", "aria-labelledby": "h-culprit" },
+      el("h2", { id: "h-culprit" }, title),
+      culpritLine(c),
+      el("p", null, el("span", { class: "label" }, "Role "), ROLE_TEXT[c.role] || c.role, " · fault: ", c.fault.replace(/_/g, " ")),
+      el("p", { class: "reason" }, c.reasoning),
+      c.evidence.length ? el("details", { open: "" }, el("summary", null, "Evidence"),
+        el("ul", { class: "evidence" }, c.evidence.map((e) => el("li", null, el("code", null, e))))) : null);
+  }
+
   function patternRow(c, t0, t1) {
     const e = c.emergence;
     const label = "occurrences per minute of " + c.canonical_template;
@@ -443,7 +474,8 @@
         el("span", null, el("span", { class: "big" }, fmtCount(c.rate_per_minute)), " /min"),
         el("span", null, fmtCount(c.total_count), " total"),
         el("span", null, "first seen ", fmtAgo(c.first_seen_unix_ms)),
-        el("span", null, c.services.map(service))));
+        el("span", null, c.services.map(service))),
+      culpritLine(c.culprit));
   }
 
   // ---------- incidents ----------
@@ -641,10 +673,13 @@
           el("p", { class: "muted" }, link("/clusters", null, "← Patterns"), " · pattern ", el("code", null, c.id)),
           el("h1", null, badge(c.emergence), template(c.canonical_template)),
           c.emergence ? el("p", { class: "reason" }, c.emergence.reason) : null,
+          culpritPanel(d.culprit, "Where it starts"),
           el("div", { class: "stats" },
-            stat("Rate", fmtCount(c.rate_per_minute) + " /min"), stat("Total", fmtCount(c.total_count)),
+            stat("Rate", fmtCount(c.rate_per_minute) + " /min"),
+            stat("Failures", fmtCount(c.total_count) + (d.reports > c.total_count ? " (" + fmtCount(d.reports) + " reports)" : "")),
             stat("First seen", fmtAgo(c.first_seen_unix_ms)), stat("Last seen", fmtAgo(c.last_seen_unix_ms)),
-            stat("Templates", String(c.template_count)), el("div", null, el("span", { class: "label" }, "Services"), el("span", null, c.services.map(service)))),
+            stat("Templates", String(c.template_count)), el("div", null, el("span", { class: "label" }, "Services"), el("span", null, c.services.map(service))),
+            (d.seen_in || []).length ? stat("Seen in", d.seen_in.map((x) => x.source.replace(/_/g, " ") + " " + fmtCount(x.occurrences)).join(" · ")) : null),
           el("section", { class: "panel" }, barChart("Occurrences per minute", d.per_minute)),
           movedSection,
           el("div", { class: "grid2" },
@@ -867,8 +902,10 @@
         stat("Duration", fmtDuration(total)), stat("Spans", String(spans.length)),
         stat("Started", fmtAgo(t0 / 1000)),
         el("div", null, el("span", { class: "label" }, "Services"), el("span", null, services.map(service)))),
-      origin ? el("p", { class: "reason" }, "The error starts in ", service(origin.service), " ", origin.name,
+      origin && !chain.culprit ? el("p", { class: "reason" }, "The error starts in ", service(origin.service), " ", origin.name,
         origin.status_message ? ": " + origin.status_message : "", " (", el("a", { href: "#span-" + origin.span_id }, "jump"), ")") : null,
+      culpritPanel(chain.culprit, "Where the error starts"),
+      origin && chain.culprit ? el("p", { class: "muted" }, el("a", { href: "#span-" + origin.span_id }, "Jump to the span where it starts")) : null,
       chain.cluster_ids.length ? el("section", { class: "panel", "aria-labelledby": "h-trace-patterns" },
         el("h2", { id: "h-trace-patterns" }, "Error patterns in this trace"),
         el("ul", { class: "trace-patterns" }, chain.cluster_ids.map((cid) => el("li", null,

@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 
+pub use faultline_diagnosis::culprit::Culprit;
 pub use faultline_diagnosis::moved::{MovedCounter, MovedVerdict, MovedWithIt};
 pub use faultline_diagnosis::onset::OnsetSource;
 pub use faultline_diagnosis::{MinuteCounts, SecondCounts, Series};
@@ -199,6 +200,10 @@ pub struct ClusterSummary {
     pub emergence: Option<Emergence>,
     /// Recent per-minute counts for the sparkline (the last hour or so).
     pub sparkline: MinuteCounts,
+    /// Where its failures live, voted over its recent traces (shown for emerging patterns;
+    /// `null` when not judged or when no trace of it is held).
+    #[serde(default)]
+    pub culprit: Option<Culprit>,
 }
 
 /// One template (exact masked shape) of a cluster.
@@ -293,6 +298,10 @@ pub struct ClusterDetail {
     pub samples: Vec<Sample>,
     /// Traces it occurred in, newest first.
     pub trace_ids: Vec<String>,
+    /// Where its failures live, voted over its recent traces, with the reasoning and evidence;
+    /// `null` when no trace of it is held.
+    #[serde(default)]
+    pub culprit: Option<Culprit>,
 }
 
 /// Filters of the trace list; also what [`TraceView::find`] is asked.
@@ -431,6 +440,10 @@ pub struct CallChain {
     pub unattached_logs: Vec<ChainLog>,
     /// Clusters of the errors logged in it.
     pub cluster_ids: Vec<String>,
+    /// Where its error lives: the callee of a failing call when the caller only saw a
+    /// transport error, with the reasoning and evidence; `null` when nothing failed.
+    #[serde(default)]
+    pub culprit: Option<Culprit>,
 }
 
 /// Which of the two history rings a [`CountersSnapshot`] carries.

@@ -328,6 +328,7 @@ fn a_pattern_verdict_counts_the_traces_that_agree() {
         seen_by: vec![seen_by.into()],
         edge: None,
         resolved: true,
+        headline: String::new(),
         reasoning: format!("{service} closed"),
         evidence: Vec::new(),
         traces_agreeing: 1,
@@ -345,7 +346,7 @@ fn a_pattern_verdict_counts_the_traces_that_agree() {
     assert_eq!((verdict.traces_agreeing, verdict.traces_total), (3, 4));
     assert_eq!(verdict.seen_by, ["frontend", "gateway"]);
     assert_eq!(
-        verdict.headline(),
+        verdict.headline,
         "starts in orders (seen by frontend, gateway) in 3 of 4 traces"
     );
     let split = pattern_culprit([one("orders", "a"), one("payments", "b")]).expect("a verdict");

@@ -14,9 +14,11 @@ pub struct OtlpConfig {
     /// Largest body after gzip decompression (no gzip bombs). Larger: HTTP 413, gRPC
     /// INVALID_ARGUMENT (or tonic's OUT_OF_RANGE when the gRPC frame itself is larger).
     pub max_decompressed_bytes: usize,
-    /// Most attributes on one span, event or log record. More: HTTP 400, gRPC INVALID_ARGUMENT.
+    /// Most attributes kept on one span, event or log record. More: the item is kept with the
+    /// first ones, the rest counted ([`OtlpStats::attributes_dropped`](super::OtlpStats)) and
+    /// named in the answer's partial success (0 rejected, a message).
     pub max_attributes_per_span: usize,
-    /// Most events on one span. More: HTTP 400, gRPC INVALID_ARGUMENT.
+    /// Most events kept on one span; more are cut and counted the same way.
     pub max_events_per_span: usize,
     /// Attribute values, log bodies and messages longer than this are cut (on a character
     /// boundary) when rendered as text.

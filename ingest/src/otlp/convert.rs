@@ -29,6 +29,8 @@ pub(crate) struct SpanBatch {
     pub error_records: Vec<LogRecord>,
     pub rejected: usize,
     pub rejection: Option<String>,
+    /// Attributes and events cut at the limits; the spans are kept.
+    pub cut: Cut,
 }
 
 /// Log records of one request.
@@ -36,6 +38,44 @@ pub(crate) struct LogBatch {
     pub records: Vec<LogRecord>,
     pub rejected: usize,
     pub rejection: Option<String>,
+    /// Attributes cut at the limit; the records are kept.
+    pub cut: Cut,
+}
+
+/// What was cut off items over the attribute or event limits, which are kept cut rather than
+/// refused (one span over the limit used to refuse its whole batch): the count, as the
+/// OTLP spec's `dropped_attributes_count` would say it, and the first item's description for
+/// the partial-success message.
+#[derive(Debug, Default)]
+pub(crate) struct Cut {
+    pub attributes: usize,
+    pub events: usize,
+    pub warning: Option<String>,
+}
+
+impl Cut {
+    /// Keeps the first `limit` items of `items`, counting the rest in `dropped`.
+    fn keep<T>(
+        &mut self,
+        items: &mut Vec<T>,
+        limit: usize,
+        what: &str,
+        name: &str,
+        key: &str,
+    ) -> usize {
+        let over = items.len().saturating_sub(limit);
+        if over > 0 {
+            let count = items.len();
+            items.truncate(limit);
+            note(&mut self.warning, || {
+                format!(
+                    "{what} {name:?} has {count} {key}, more than the limit of {limit}: kept \
+                     with the first {limit}"
+                )
+            });
+        }
+        over
+    }
 }
 
 /// Task-counter samples of one request, and how many data points were not task counters.
@@ -170,23 +210,9 @@ fn note(rejection: &mut Option<String>, message: impl FnOnce() -> String) {
     }
 }
 
-fn check_count(
-    what: &str,
-    name: &str,
-    count: usize,
-    limit: usize,
-    key: &str,
-) -> Result<(), OtlpError> {
-    if count > limit {
-        return Err(OtlpError::LimitExceeded(format!(
-            "{what} {name:?} has {count} {key}, more than the limit of {limit}"
-        )));
-    }
-    Ok(())
-}
-
 /// Converts an export request into spans and error records. Spans with invalid ids are
-/// rejected (partial success); a span over the attribute or event limit fails the request.
+/// rejected (partial success); a span over the attribute or event limit is kept with its
+/// attributes and events cut to the limits, and counted ([`Cut`]).
 pub(crate) fn convert_traces(
     request: ExportTraceServiceRequest,
     config: &OtlpConfig,
@@ -198,33 +224,35 @@ pub(crate) fn convert_traces(
         error_records: Vec::new(),
         rejected: 0,
         rejection: None,
+        cut: Cut::default(),
     };
     for resource_spans in request.resource_spans {
         let service = service_name(resource_spans.resource.as_ref(), max);
         for scope_spans in resource_spans.scope_spans {
-            for span in scope_spans.spans {
-                check_count(
-                    "span",
-                    &span.name,
-                    span.attributes.len(),
+            for mut span in scope_spans.spans {
+                let cut = &mut batch.cut;
+                cut.attributes += cut.keep(
+                    &mut span.attributes,
                     config.max_attributes_per_span,
-                    "attributes",
-                )?;
-                check_count(
                     "span",
                     &span.name,
-                    span.events.len(),
+                    "attributes",
+                );
+                cut.events += cut.keep(
+                    &mut span.events,
                     config.max_events_per_span,
+                    "span",
+                    &span.name,
                     "events",
-                )?;
-                for event in &span.events {
-                    check_count(
+                );
+                for event in &mut span.events {
+                    cut.attributes += cut.keep(
+                        &mut event.attributes,
+                        config.max_attributes_per_span,
                         "event",
                         &event.name,
-                        event.attributes.len(),
-                        config.max_attributes_per_span,
                         "attributes",
-                    )?;
+                    );
                 }
                 let (Some(trace_id), Some(span_id)) = (
                     TraceId::from_bytes(&span.trace_id),
@@ -358,18 +386,19 @@ pub(crate) fn convert_logs(
         records: Vec::new(),
         rejected: 0,
         rejection: None,
+        cut: Cut::default(),
     };
     for resource_logs in request.resource_logs {
         let service = service_name(resource_logs.resource.as_ref(), max);
         for scope_logs in resource_logs.scope_logs {
-            for log in scope_logs.log_records {
-                check_count(
+            for mut log in scope_logs.log_records {
+                batch.cut.attributes += batch.cut.keep(
+                    &mut log.attributes,
+                    config.max_attributes_per_span,
                     "log record",
                     &log.event_name,
-                    log.attributes.len(),
-                    config.max_attributes_per_span,
                     "attributes",
-                )?;
+                );
                 let trace_id = TraceId::from_bytes(&log.trace_id);
                 let span_id = SpanId::from_bytes(&log.span_id);
                 let bad_trace = !log.trace_id.is_empty()

@@ -244,10 +244,12 @@ impl TraceService for GrpcReceiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let Accepted { rejected, message } = self.run(|p| p.traces(request.into_inner()))?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
-                rejected_spans: rejected,
-                error_message: message,
-            }),
+            partial_success: (rejected > 0 || !message.is_empty()).then_some(
+                ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: message,
+                },
+            ),
         }))
     }
 }
@@ -260,10 +262,12 @@ impl LogsService for GrpcReceiver {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let Accepted { rejected, message } = self.run(|p| p.logs(request.into_inner()))?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
-                rejected_log_records: rejected,
-                error_message: message,
-            }),
+            partial_success: (rejected > 0 || !message.is_empty()).then_some(
+                ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: message,
+                },
+            ),
         }))
     }
 }
@@ -276,10 +280,12 @@ impl MetricsService for GrpcReceiver {
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let Accepted { rejected, message } = self.run(|p| p.metrics(request.into_inner()))?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected,
-                error_message: message,
-            }),
+            partial_success: (rejected > 0 || !message.is_empty()).then_some(
+                ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected,
+                    error_message: message,
+                },
+            ),
         }))
     }
 }

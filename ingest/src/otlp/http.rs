@@ -162,7 +162,7 @@ fn respond<T: Message>(
         Encoding::Protobuf => response.encode_to_vec(),
         Encoding::Json => {
             let mut answer = serde_json::Map::new();
-            if accepted.rejected > 0 {
+            if accepted.is_partial() {
                 answer.insert(
                     "partialSuccess".to_owned(),
                     serde_json::json!({
@@ -255,7 +255,7 @@ async fn traces(
         receive::<ExportTraceServiceRequest>(&pipeline, &headers, body).await?;
     let accepted = pipeline.traces(request).map_err(|e| refused(e, encoding))?;
     let response = ExportTraceServiceResponse {
-        partial_success: (accepted.rejected > 0).then(|| ExportTracePartialSuccess {
+        partial_success: accepted.is_partial().then(|| ExportTracePartialSuccess {
             rejected_spans: accepted.rejected,
             error_message: accepted.message.clone(),
         }),
@@ -272,7 +272,7 @@ async fn logs(
         receive::<ExportLogsServiceRequest>(&pipeline, &headers, body).await?;
     let accepted = pipeline.logs(request).map_err(|e| refused(e, encoding))?;
     let response = ExportLogsServiceResponse {
-        partial_success: (accepted.rejected > 0).then(|| ExportLogsPartialSuccess {
+        partial_success: accepted.is_partial().then(|| ExportLogsPartialSuccess {
             rejected_log_records: accepted.rejected,
             error_message: accepted.message.clone(),
         }),
@@ -296,7 +296,7 @@ async fn metrics(
         .metrics(request)
         .map_err(|e| refused(e, encoding))?;
     let response = ExportMetricsServiceResponse {
-        partial_success: (accepted.rejected > 0).then(|| ExportMetricsPartialSuccess {
+        partial_success: accepted.is_partial().then(|| ExportMetricsPartialSuccess {
             rejected_data_points: accepted.rejected,
             error_message: accepted.message.clone(),
         }),

@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::budget::{ByteBudget, Held};
 use super::config::OtlpConfig;
-use super::convert::{convert_logs, convert_metrics, convert_traces};
+use super::convert::{convert_logs, convert_metrics, convert_traces, Cut};
 use super::error::OtlpError;
 use super::sink::{LogQueueError, LogReservation, LogSender, TaskCounterSink};
 use crate::traces::TraceStore;
@@ -72,6 +72,11 @@ pub struct OtlpStats {
     pub logs_accepted: u64,
     /// Log records rejected (invalid ids) and reported as partial success.
     pub logs_rejected: u64,
+    /// Attributes cut off spans, events and log records over `max_attributes_per_span`
+    /// (the items are kept with the first ones).
+    pub attributes_dropped: u64,
+    /// Events cut off spans over `max_events_per_span` (the spans are kept).
+    pub events_dropped: u64,
     /// Goroutine / thread data points passed to the task counters.
     pub task_points: u64,
     /// Other metric data points: accepted, counted here, and dropped.
@@ -88,6 +93,8 @@ struct Counters {
     spans_rejected: AtomicU64,
     logs_accepted: AtomicU64,
     logs_rejected: AtomicU64,
+    attributes_dropped: AtomicU64,
+    events_dropped: AtomicU64,
     task_points: AtomicU64,
     metric_points_dropped: AtomicU64,
 }
@@ -104,15 +111,23 @@ pub(crate) struct Accepted {
 }
 
 impl Accepted {
-    fn new(rejected: usize, message: Option<String>) -> Self {
+    /// The answer for `rejected` items, with the rejection's message, or else the warning
+    /// about what was cut (the spec's partial success with 0 rejected and a message).
+    fn new(rejected: usize, message: Option<String>, warning: Option<String>) -> Self {
+        let message = if rejected > 0 {
+            message.unwrap_or_default()
+        } else {
+            warning.unwrap_or_default()
+        };
         Accepted {
             rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
-            message: if rejected > 0 {
-                message.unwrap_or_default()
-            } else {
-                String::new()
-            },
+            message,
         }
+    }
+
+    /// Whether the answer carries a partial success (rejections or a warning).
+    pub fn is_partial(&self) -> bool {
+        self.rejected > 0 || !self.message.is_empty()
     }
 }
 
@@ -378,6 +393,11 @@ impl Pipeline {
         })
     }
 
+    fn note_cut(&self, cut: &Cut) {
+        add(&self.counters.attributes_dropped, cut.attributes);
+        add(&self.counters.events_dropped, cut.events);
+    }
+
     fn finish<T>(&self, result: Result<T, OtlpError>) -> Result<T, OtlpError> {
         match &result {
             Ok(_) => add(&self.counters.requests_accepted, 1),
@@ -405,7 +425,8 @@ impl Pipeline {
                     )
                 })
             });
-            Ok(Accepted::new(rejected, message))
+            self.note_cut(&batch.cut);
+            Ok(Accepted::new(rejected, message, batch.cut.warning))
         })();
         self.finish(result)
     }
@@ -424,7 +445,12 @@ impl Pipeline {
             add(&self.counters.logs_accepted, batch.records.len());
             add(&self.counters.logs_rejected, batch.rejected);
             self.outputs.logs.send(reservation, batch.records);
-            Ok(Accepted::new(batch.rejected, batch.rejection))
+            self.note_cut(&batch.cut);
+            Ok(Accepted::new(
+                batch.rejected,
+                batch.rejection,
+                batch.cut.warning,
+            ))
         })();
         self.finish(result)
     }
@@ -455,6 +481,8 @@ impl Pipeline {
             spans_rejected: get(&c.spans_rejected),
             logs_accepted: get(&c.logs_accepted),
             logs_rejected: get(&c.logs_rejected),
+            attributes_dropped: get(&c.attributes_dropped),
+            events_dropped: get(&c.events_dropped),
             task_points: get(&c.task_points),
             metric_points_dropped: get(&c.metric_points_dropped),
         }

@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::span::Span;
+use faultline_diagnosis::culprit::{address_in, fault_of};
+
+use super::span::{Span, SpanKind};
 use crate::record::{LogRecord, SpanId, TraceId};
 
 /// Deepest nesting a call chain shows; deeper spans start a new, `detached` root.
@@ -44,14 +46,33 @@ pub struct ChainNode {
     pub children: Vec<ChainNode>,
 }
 
+/// The caller that saw a failure which starts in its callee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeenBy {
+    /// The caller's failing CLIENT span.
+    pub span_id: SpanId,
+    /// The caller.
+    pub service: String,
+    /// The CLIENT span's operation.
+    pub operation: String,
+    /// How the callee was known: `child_span`, `peer_service`, `peer_address` or
+    /// `address_in_text`.
+    pub link: String,
+}
+
 /// Where the error of a trace starts.
+///
+/// A failing CLIENT span whose error is a transport error caused on the callee's side (EOF,
+/// reset, refused, timeout, ... — see `faultline_diagnosis::culprit::Fault`) does not start
+/// the error when its callee is known: the origin is then the callee (its SERVER span when
+/// it is in the trace) and the caller is [`seen_by`](Self::seen_by).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorOrigin {
-    /// The failing span.
+    /// The span where it starts: the callee's SERVER span, else the failing span.
     pub span_id: SpanId,
-    /// Its service.
+    /// The service where it starts.
     pub service: String,
-    /// Its operation.
+    /// The operation of `span_id`.
     pub operation: String,
     /// The error text: the first exception message, else the status message.
     pub message: Option<String>,
@@ -59,6 +80,8 @@ pub struct ErrorOrigin {
     pub exception_type: Option<String>,
     /// The first error log (warn and above, or with an error field) under that span.
     pub first_error_log: Option<LogRecord>,
+    /// The caller that saw it, when the error starts in the callee of a failing call.
+    pub seen_by: Option<SeenBy>,
 }
 
 /// A trace as a call chain: the span tree with logs under their spans, plus what an SRE asks
@@ -263,8 +286,46 @@ fn first_error_log(logs: &[LogRecord]) -> Option<LogRecord> {
         .cloned()
 }
 
-/// Builds the call chain of one trace.
-pub(crate) fn build_chain(parts: TraceParts) -> CallChain {
+/// The callee of a failing CLIENT span whose error is a transport error caused on the
+/// callee's side: (its SERVER span in the trace, if any; its service; how it was known).
+fn known_callee(
+    spans: &[Span],
+    shape: &Shape,
+    client: usize,
+    text: &str,
+    listeners: &[(u16, String)],
+) -> Option<(Option<usize>, String, &'static str)> {
+    let span = &spans[client];
+    if span.kind != SpanKind::Client || !fault_of(text).blames_callee() {
+        return None;
+    }
+    if let Some(&server) = shape.children[client]
+        .iter()
+        .find(|&&c| spans[c].kind == SpanKind::Server && spans[c].service != span.service)
+    {
+        return Some((Some(server), spans[server].service.clone(), "child_span"));
+    }
+    let listening = |port: u16| {
+        listeners
+            .binary_search_by_key(&port, |(p, _)| *p)
+            .ok()
+            .map(|i| listeners[i].1.clone())
+            .filter(|s| *s != span.service)
+    };
+    let (peer_service, _, peer_port) = span.peer();
+    if let Some(peer) = peer_service.filter(|p| *p != span.service) {
+        return Some((None, peer.to_owned(), "peer_service"));
+    }
+    if let Some(service) = peer_port.and_then(listening) {
+        return Some((None, service, "peer_address"));
+    }
+    let (_, port) = address_in(text)?;
+    listening(port).map(|service| (None, service, "address_in_text"))
+}
+
+/// Builds the call chain of one trace; `listeners` (port → service, sorted by port) maps the
+/// address a failing call names to its callee.
+pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> CallChain {
     let TraceParts {
         trace_id,
         spans,
@@ -362,17 +423,43 @@ pub(crate) fn build_chain(parts: TraceParts) -> CallChain {
             .and_then(|e| e.attribute("exception.message"))
             .map(str::to_owned)
             .or_else(|| (!span.status_message.is_empty()).then(|| span.status_message.clone()));
-        ErrorOrigin {
-            span_id: span.span_id,
-            service: span.service.clone(),
-            operation: span.name.clone(),
-            message,
-            exception_type: exception
-                .and_then(|e| e.attribute("exception.type"))
-                .map(str::to_owned),
-            first_error_log: logs_by_span
-                .get(&span.span_id)
-                .and_then(|l| first_error_log(l)),
+        let exception_type = exception
+            .and_then(|e| e.attribute("exception.type"))
+            .map(str::to_owned);
+        let callee = message
+            .as_deref()
+            .and_then(|text| known_callee(&spans, &shape, i, text, listeners));
+        match callee {
+            Some((server, service, link)) => {
+                let at = server.map_or(span, |s| &spans[s]);
+                ErrorOrigin {
+                    span_id: at.span_id,
+                    service,
+                    operation: at.name.clone(),
+                    message,
+                    exception_type,
+                    first_error_log: logs_by_span
+                        .get(&at.span_id)
+                        .and_then(|l| first_error_log(l)),
+                    seen_by: Some(SeenBy {
+                        span_id: span.span_id,
+                        service: span.service.clone(),
+                        operation: span.name.clone(),
+                        link: link.to_owned(),
+                    }),
+                }
+            }
+            None => ErrorOrigin {
+                span_id: span.span_id,
+                service: span.service.clone(),
+                operation: span.name.clone(),
+                message,
+                exception_type,
+                first_error_log: logs_by_span
+                    .get(&span.span_id)
+                    .and_then(|l| first_error_log(l)),
+                seen_by: None,
+            },
         }
     });
 
@@ -400,5 +487,97 @@ pub(crate) fn build_chain(parts: TraceParts) -> CallChain {
         error_origin,
         cluster_ids,
         unplaced_logs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traces::span::StatusCode;
+
+    fn span(id: u8, parent: Option<u8>, service: &str, kind: SpanKind) -> Span {
+        Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            service: service.to_owned(),
+            name: format!("op{id}"),
+            kind,
+            start_unix_nanos: i64::from(id),
+            end_unix_nanos: 100,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn failing(mut span: Span, message: &str) -> Span {
+        span.status = StatusCode::Error;
+        span.status_message = message.to_owned();
+        span
+    }
+
+    fn chain(spans: Vec<Span>, listeners: &[(u16, String)]) -> CallChain {
+        build_chain(
+            TraceParts {
+                trace_id: TraceId([1; 16]),
+                spans,
+                logs: Vec::new(),
+                cluster_ids: Vec::new(),
+                span_clusters: HashMap::new(),
+            },
+            listeners,
+        )
+    }
+
+    const EOF_TEXT: &str = r#"Get "http://127.0.0.1:18080/x": EOF"#;
+
+    #[test]
+    fn a_callers_transport_error_starts_in_its_known_callee() {
+        let root = span(1, None, "frontend", SpanKind::Server);
+        let call = failing(span(2, Some(1), "frontend", SpanKind::Client), EOF_TEXT);
+        let callee = span(3, Some(2), "orders", SpanKind::Server);
+        let origin = chain(vec![root.clone(), call.clone(), callee], &[])
+            .error_origin
+            .expect("an origin");
+        assert_eq!(origin.service, "orders");
+        assert_eq!(origin.span_id, SpanId([3; 8]));
+        let seen = origin.seen_by.expect("seen by the caller");
+        assert_eq!(
+            (seen.service.as_str(), seen.span_id),
+            ("frontend", SpanId([2; 8]))
+        );
+        assert_eq!(seen.link, "child_span");
+
+        // No callee span: the address in the error, mapped to its listener.
+        let listeners = [(18080, "orders".to_owned())];
+        let origin = chain(vec![root.clone(), call.clone()], &listeners)
+            .error_origin
+            .expect("an origin");
+        assert_eq!(origin.service, "orders");
+        assert_eq!(origin.span_id, SpanId([2; 8]));
+        assert_eq!(
+            origin.seen_by.map(|s| s.link).as_deref(),
+            Some("address_in_text")
+        );
+
+        // The callee unknown, or an error of the caller's own (a name lookup): the caller.
+        let origin = chain(vec![root.clone(), call], &[])
+            .error_origin
+            .expect("origin");
+        assert_eq!(
+            (origin.service.as_str(), origin.seen_by),
+            ("frontend", None)
+        );
+        let lookup = failing(
+            span(2, Some(1), "frontend", SpanKind::Client),
+            "dial tcp: lookup orders: no such host",
+        );
+        let callee = span(3, Some(2), "orders", SpanKind::Server);
+        let origin = chain(vec![root, lookup, callee], &listeners)
+            .error_origin
+            .expect("origin");
+        assert_eq!(origin.service, "frontend");
     }
 }

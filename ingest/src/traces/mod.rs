@@ -15,8 +15,12 @@ mod chain;
 mod config;
 mod span;
 mod store;
+mod traffic;
 
-pub use chain::{CallChain, ChainNode, ErrorOrigin, MAX_TREE_DEPTH};
+pub use chain::{CallChain, ChainNode, ErrorOrigin, SeenBy, MAX_TREE_DEPTH};
 pub use config::TraceStoreConfig;
 pub use span::{Span, SpanEvent, SpanKind, StatusCode};
-pub use store::{InsertOutcome, TraceFilter, TraceStore, TraceStoreStats, TraceSummary};
+pub use store::{
+    InsertOutcome, TraceFilter, TraceStore, TraceStoreStats, TraceSummary, MAX_LISTENERS,
+};
+pub use traffic::{RequestSource, ServiceTraffic, TrafficSeries};

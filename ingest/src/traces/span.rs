@@ -137,4 +137,47 @@ impl Span {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The first of `keys` present (semantic-convention names changed over the versions).
+    pub fn first_attribute(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter().find_map(|k| self.attribute(k))
+    }
+
+    /// The HTTP status the span records, if any.
+    pub fn http_status(&self) -> Option<u16> {
+        self.first_attribute(&["http.response.status_code", "http.status_code"])
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// For a SERVER span, the port it was served on: `server.port` / `net.host.port`, else
+    /// the port of `url.full` / `http.url` / `http.host`.
+    pub fn served_port(&self) -> Option<u16> {
+        if self.kind != SpanKind::Server {
+            return None;
+        }
+        if let Some(port) = self
+            .first_attribute(&["server.port", "net.host.port"])
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return Some(port);
+        }
+        let authority = self
+            .first_attribute(&["url.full", "http.url"])
+            .and_then(|url| url.split_once("://").map(|(_, rest)| rest))
+            .map(|rest| rest.split('/').next().unwrap_or(rest))
+            .or_else(|| self.attribute("http.host"))?;
+        authority.rsplit_once(':')?.1.parse().ok()
+    }
+
+    /// For a CLIENT span, whom it says it called: (`peer.service`, address, port) from
+    /// `server.address`/`server.port`, else the older `net.peer.name`/`net.peer.ip` and
+    /// `net.peer.port`.
+    pub fn peer(&self) -> (Option<&str>, Option<&str>, Option<u16>) {
+        (
+            self.attribute("peer.service"),
+            self.first_attribute(&["server.address", "net.peer.name", "net.peer.ip"]),
+            self.first_attribute(&["server.port", "net.peer.port"])
+                .and_then(|v| v.trim().parse().ok()),
+        )
+    }
 }

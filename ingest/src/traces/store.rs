@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::{build_chain, span_failed, CallChain, TraceParts};
 use super::config::TraceStoreConfig;
-use super::span::Span;
+use super::span::{Span, SpanKind};
+use super::traffic::{RequestSource, ServiceTraffic};
 use crate::record::{LogRecord, SpanId, TraceId};
 
 /// Counters of the trace store, for `/metrics` and the dashboard.
@@ -205,11 +206,25 @@ impl Inner {
     }
 }
 
+/// Port → (service, when last named, by a counter of notes).
+type ListenerMap = BTreeMap<u16, (String, u64)>;
+
+/// Most ports remembered in the listener map (port → the service whose SERVER spans say
+/// they were served there); when full, the port named least recently leaves first.
+pub const MAX_LISTENERS: usize = 1024;
+
 /// Spans and logs joined into traces; see the module documentation for bounds and eviction.
 /// Cheap to share: wrap it in an `Arc`.
+///
+/// Besides the traces, two node-wide facts are taken from the spans as they arrive: which
+/// service serves on which port (the *listeners*, from SERVER spans; culprit attribution maps
+/// the `host:port` in a caller's error to its callee with them) and each service's
+/// requests and failures per second ([`ServiceTraffic`]).
 pub struct TraceStore {
     config: TraceStoreConfig,
     inner: Mutex<Inner>,
+    listeners: Mutex<(ListenerMap, u64)>,
+    traffic: ServiceTraffic,
 }
 
 impl TraceStore {
@@ -218,7 +233,50 @@ impl TraceStore {
         TraceStore {
             config,
             inner: Mutex::new(Inner::default()),
+            listeners: Mutex::new((BTreeMap::new(), 0)),
+            traffic: ServiceTraffic::new(),
         }
+    }
+
+    /// Which service serves on which port, as the SERVER spans received say (port order).
+    pub fn listeners(&self) -> Vec<(u16, String)> {
+        self.listeners
+            .lock()
+            .0
+            .iter()
+            .map(|(port, (service, _))| (*port, service.clone()))
+            .collect()
+    }
+
+    /// Requests and failures per service and second (SERVER spans are counted as they
+    /// arrive; the record pipeline adds access lines).
+    pub fn traffic(&self) -> &ServiceTraffic {
+        &self.traffic
+    }
+
+    fn note_server_span(&self, span: &Span) {
+        if span.kind != SpanKind::Server {
+            return;
+        }
+        let failed = span.is_error() || span.http_status().is_some_and(|s| s >= 500);
+        self.traffic.record(
+            &span.service,
+            span.start_unix_nanos,
+            failed,
+            RequestSource::ServerSpan,
+        );
+        let Some(port) = span.served_port() else {
+            return;
+        };
+        let mut guard = self.listeners.lock();
+        let (ports, seq) = &mut *guard;
+        *seq += 1;
+        if !ports.contains_key(&port) && ports.len() >= MAX_LISTENERS {
+            if let Some(oldest) = ports.iter().min_by_key(|(_, (_, s))| *s).map(|(p, _)| *p) {
+                ports.remove(&oldest);
+            }
+        }
+        ports.insert(port, (span.service.clone(), *seq));
     }
 
     /// The bounds the store was made with.
@@ -247,6 +305,8 @@ impl TraceStore {
             } else if entry.spans.len() >= max_spans {
                 None
             } else {
+                // Counted once, when first stored: a retried export replaces, not adds.
+                self.note_server_span(&span);
                 entry.span_index.insert(span.span_id, entry.spans.len());
                 entry.spans.push(span);
                 Some(true)
@@ -348,7 +408,7 @@ impl TraceStore {
             let inner = self.inner.lock();
             inner.traces.get(&trace_id)?.parts(trace_id)
         };
-        Some(build_chain(parts))
+        Some(build_chain(parts, &self.listeners()))
     }
 
     /// Traces matching the filter, most recent start first, as summary rows.
@@ -380,7 +440,11 @@ impl TraceStore {
                 .filter_map(|(_, id)| inner.traces.get(id).map(|e| e.parts(*id)))
                 .collect()
         };
-        parts.into_iter().map(summarise).collect()
+        let listeners = self.listeners();
+        parts
+            .into_iter()
+            .map(|p| summarise(p, &listeners))
+            .collect()
     }
 
     /// Current sizes and eviction counters.
@@ -422,10 +486,10 @@ impl TraceStore {
     }
 }
 
-fn summarise(parts: TraceParts) -> TraceSummary {
+fn summarise(parts: TraceParts, listeners: &[(u16, String)]) -> TraceSummary {
     let log_count = parts.logs.len();
     let logs_error = parts.logs.iter().any(LogRecord::is_errorish);
-    let chain = build_chain(parts);
+    let chain = build_chain(parts, listeners);
     let root = chain.roots.first().map(|n| &n.span);
     TraceSummary {
         trace_id: chain.trace_id,
