@@ -23,9 +23,14 @@ use faultline_ingest::tail::{LogSource, StartAt, TailConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    Config, LogFormat, OtlpConfig, Settings, TaskSource, TelemetryConfig, WebConfig,
+    Config, DiagnosisConfig, LogFormat, OtlpConfig, Settings, TaskSource, TelemetryConfig,
+    WebConfig,
 };
-use faultline_web::model::{ClusterSummary, CountersSnapshot, SocketState};
+use faultline_diagnosis::anomaly::AnomalyConfig;
+use faultline_series::SeriesKey;
+use faultline_web::model::{
+    ClusterSummary, CountersSnapshot, Incident, IncidentsDocument, SocketState,
+};
 
 use crate::lab::{BoundLab, Lab, Scenario, ServiceEndpoints, ServiceName, TrafficSnapshot};
 use crate::{run, shutdown, telemetry};
@@ -106,12 +111,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let dashboard = format!("http://{}/", listening.web);
     print_intro(args, &dashboard, &endpoints);
 
-    let inventory = endpoints
-        .iter()
-        .find(|service| service.name == ServiceName::Inventory)
-        .map(|service| service.api)
-        .context("the lab has no inventory")?;
-    let outcome = drive(args, &lab, &dashboard, inventory, &signal).await;
+    let outcome = drive(args, &lab, &dashboard, &endpoints, &signal).await;
     println!();
     println!(
         "Stopping: the lab's services, then the agent; removing {}.",
@@ -161,6 +161,10 @@ fn settings(
             log_level: "warn".into(),
             ..TelemetryConfig::default()
         },
+        diagnosis: DiagnosisConfig {
+            anomalies: demo_anomaly_windows(),
+            ..DiagnosisConfig::default()
+        },
         logs: Some(
             endpoints
                 .iter()
@@ -181,6 +185,20 @@ fn settings(
     };
     let settings = config.validate(None)?;
     Ok(settings)
+}
+
+/// The anomaly detector's windows for a demo: a counter is judged against the 20 s before the
+/// last 10 s (at least 10 one-second points), so a fault injected after the default 30 s
+/// baseline is judged against healthy traffic only; the defaults (5 min of baseline) would
+/// leave every series unjudged for the whole demo. A series that appears after the agent
+/// started (the lab's ports) is judged 3 s after its first point.
+fn demo_anomaly_windows() -> AnomalyConfig {
+    AnomalyConfig {
+        baseline_ms: 20_000,
+        search_ms: 10_000,
+        min_baseline_points: 10,
+        warmup_ms: 3_000,
+    }
 }
 
 fn print_intro(args: &DemoArgs, dashboard: &str, endpoints: &[ServiceEndpoints]) {
@@ -216,9 +234,14 @@ async fn drive(
     args: &DemoArgs,
     lab: &Lab,
     dashboard: &str,
-    inventory: SocketAddr,
+    endpoints: &[ServiceEndpoints],
     signal: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let inventory = endpoints
+        .iter()
+        .find(|service| service.name == ServiceName::Inventory)
+        .map(|service| service.api)
+        .context("the lab has no inventory")?;
     let terminal = std::io::stdout().is_terminal();
     let mut progress = Progress::new(terminal);
     let started = Instant::now();
@@ -252,6 +275,7 @@ async fn drive(
         .build()
         .context("cannot build the demo's HTTP client")?;
     let mut announced: Vec<String> = Vec::new();
+    let mut raised: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = signal.cancelled() => return Ok(()),
@@ -276,12 +300,30 @@ async fn drive(
             println!("    {dashboard}cluster?id={}", pattern.id);
             announced.push(pattern.id);
         }
+        let mut elsewhere = 0;
+        for incident in incidents(&client, dashboard).await {
+            if !involves_lab(&incident, endpoints) {
+                elsewhere += 1;
+                continue;
+            }
+            if raised.contains(&incident.id) {
+                continue;
+            }
+            progress.finish();
+            print_incident(&incident, injected.elapsed(), dashboard);
+            raised.push(incident.id);
+        }
         let seen = moved_counter(&client, dashboard, args.scenario, inventory)
             .await
             .map(|(what, count)| format!("  faultline sees {what}: {count}"))
             .unwrap_or_default();
+        let elsewhere = match elsewhere {
+            0 => String::new(),
+            1 => "  (1 other incident on this node)".to_owned(),
+            n => format!("  ({n} other incidents on this node)"),
+        };
         progress.show(&format!(
-            "fault {} active for {:>3} s  {}{seen}",
+            "fault {} active for {:>3} s  {}{seen}{elsewhere}",
             args.scenario,
             injected.elapsed().as_secs(),
             traffic_text(lab.traffic())
@@ -303,6 +345,67 @@ async fn emerging_patterns(client: &reqwest::Client, dashboard: &str) -> Vec<Clu
         Some(page) => page.clusters,
         None => Vec::new(),
     }
+}
+
+/// The agent's incidents, as its API lists them; empty when it does not answer in time.
+async fn incidents(client: &reqwest::Client, dashboard: &str) -> Vec<Incident> {
+    match get_json::<IncidentsDocument>(client, &format!("{dashboard}api/v1/incidents")).await {
+        Some(document) => document.incidents,
+        None => Vec::new(),
+    }
+}
+
+/// Whether an incident is about the demo's services: its culprit, the services it was seen
+/// in or its patterns' services are the lab's, or one of its counters is a lab port's or a lab
+/// task target's. The node's other incidents (other processes' sockets) are counted on the
+/// progress line, not printed; the dashboard shows them all.
+fn involves_lab(incident: &Incident, lab: &[ServiceEndpoints]) -> bool {
+    let is_lab_service = |name: &str| lab.iter().any(|s| s.name.as_str() == name);
+    let is_lab_port = |port: u16| lab.iter().any(|s| s.api.port() == port);
+    let culprit = &incident.culprit;
+    culprit.service.as_deref().is_some_and(is_lab_service)
+        || culprit.seen_in.iter().any(|s| is_lab_service(s))
+        || incident
+            .patterns
+            .iter()
+            .any(|p| p.services.iter().any(|s| is_lab_service(s)))
+        || incident.counters.iter().any(|c| match &c.anomaly.key {
+            SeriesKey::PortState { port, .. }
+            | SeriesKey::PortTotal { port, .. }
+            | SeriesKey::ListenQueue { port } => is_lab_port(*port),
+            SeriesKey::Task { target, .. } => is_lab_service(target),
+            SeriesKey::ServiceTraffic { service, .. } => is_lab_service(service),
+            _ => false,
+        })
+}
+
+/// An incident in a few lines: what, where it lives (or where it was seen), the best hint.
+fn print_incident(incident: &Incident, after: Duration, dashboard: &str) {
+    println!(
+        "{} faultline raised an incident {:.1} s after the fault: {}",
+        clock(),
+        after.as_secs_f64(),
+        incident.title
+    );
+    let culprit = &incident.culprit;
+    match &culprit.service {
+        Some(service) => println!(
+            "    culprit: {service}{}",
+            culprit
+                .reasoning
+                .first()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        ),
+        None => println!(
+            "    no culprit named; seen in {}",
+            culprit.seen_in.join(", ")
+        ),
+    }
+    if let Some(hint) = incident.hints.first() {
+        println!("    hint: {}", hint.title);
+    }
+    println!("    {dashboard}api/v1/incidents/{}", incident.id);
 }
 
 /// The counter the scenario moves, as the agent's API shows it now: (what, value). `None`

@@ -2,6 +2,8 @@
 //! OTLP/HTTP), fitted to the process's file-descriptor limit at start, and their counters for
 //! `/metrics`. Serving itself is `faultline_net::serve`.
 
+use std::net::SocketAddr;
+
 use faultline_ingest::otlp::OtlpReceivers;
 use faultline_net::{ConnectionCounts, ConnectionLimits};
 use faultline_web::model::StoreCounter;
@@ -95,4 +97,19 @@ pub fn access_counters(counts: AccessCounts) -> Vec<StoreCounter> {
             counts.foreign_hosts,
         ),
     ]
+}
+
+/// The OTLP receivers take spans and logs from anyone who reaches them, without a token:
+/// bound beyond loopback, that is every host of the network. Said at start, once per
+/// listener, so that an exposed receiver is a choice and not an accident.
+pub fn warn_if_exposed(grpc: SocketAddr, http: SocketAddr) {
+    for (key, addr) in [("otlp.grpc_listen", grpc), ("otlp.http_listen", http)] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "{key} = {addr} is not a loopback address: any host that reaches it can send \
+                 spans and logs to this agent (the OTLP receivers take no token); bind \
+                 127.0.0.1 unless the senders run elsewhere, and firewall the port"
+            );
+        }
+    }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use faultline_clustering::{Engine, ErrorEvent, EventSource};
 use faultline_ingest::otlp::LogReceiver;
 use faultline_ingest::tail::{Batch, TailerHandle};
-use faultline_ingest::traces::TraceStore;
+use faultline_ingest::traces::{RequestSource, TraceStore};
 use faultline_ingest::{Level, LogRecord, Origin};
 use faultline_web::{Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::sync::mpsc;
@@ -122,7 +122,8 @@ impl Pipeline {
                     totals.truncated_records += 1;
                 }
                 let mut cluster = None;
-                if record.is_errorish() {
+                self.count_request(&record);
+                if record.is_error_event() {
                     totals.error_records += 1;
                     cluster = self.observe(&record);
                     clustered = true;
@@ -156,6 +157,25 @@ impl Pipeline {
         if traced {
             self.live.notify(Change::Traces);
         }
+    }
+
+    /// Counts an access line (a tailed or OTLP log record with an HTTP status) in its
+    /// service's requests and failures; the trace store counts SERVER spans itself and
+    /// ignores a service's access lines once it sends spans.
+    fn count_request(&self, record: &LogRecord) {
+        let (Some(failed), Some(service)) = (record.request_failed(), record.service.as_deref())
+        else {
+            return;
+        };
+        if matches!(record.origin, Origin::OtlpSpan) {
+            return;
+        }
+        self.traces.traffic().record(
+            service,
+            record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
+            failed,
+            RequestSource::AccessLine,
+        );
     }
 
     /// Clusters one error-ish record; returns its cluster id as shown everywhere. The engine

@@ -79,7 +79,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 .unwrap_or(record.observed_unix_nanos);
             last_time = Some(time);
             latest = latest.max(time);
-            if !record.is_errorish() {
+            if !record.is_error_event() {
                 return;
             }
             errors += 1;

@@ -158,6 +158,7 @@ pub async fn serve(
     let http_addr = http_listener
         .local_addr()
         .context("OTLP HTTP listener address")?;
+    listeners::warn_if_exposed(grpc_addr, http_addr);
     health.set(
         "otlp_grpc",
         component(

@@ -12,7 +12,7 @@
 //! time, so a DBSCAN re-run that regroups roots never loses or double-counts an event.
 //!
 //! A root counts *failures*, not reports of them (see [`crate::occurrence`]): within one
-//! trace, the first report of a root is an occurrence and every later report of it (the
+//! trace, the first report of a pattern is an occurrence and every later report of it (the
 //! caller's echo, the error span carrying the same text) only adds where it was seen. Counts,
 //! per-minute and per-second series, samples and emergence are by occurrence; a template
 //! counts the reports of its own shape.
@@ -352,6 +352,7 @@ impl Engine {
             bump_bounded(&mut ks.services, service, MAX_TEMPLATE_SERVICES);
         }
         let root = ks.root;
+        let cluster = s.roots.cluster_of(root);
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
         rs.reports += 1;
@@ -366,7 +367,9 @@ impl Engine {
             }
         }
         let evicted_before = s.recent.evicted;
-        let report = s.recent.report(root, event.trace_id, source, event.service);
+        let report = s
+            .recent
+            .report(cluster, event.trace_id, source, event.service);
         s.counters.recent_traces_evicted += s.recent.evicted - evicted_before;
         if report.new_source {
             *rs.sources.entry(source).or_insert(0) += 1;
@@ -378,7 +381,7 @@ impl Engine {
         }
         let observation = Observation {
             template: Some(s.miner.template_of(key).0),
-            cluster: Some(s.roots.cluster_of(root)),
+            cluster: Some(cluster),
             echo: !report.first,
         };
         if !report.first {
@@ -902,7 +905,6 @@ impl State {
             self.counters.root_evicted_events += self.root_stats[r].count;
         }
         let map = self.roots.retain(&keep);
-        self.recent.remap(&map);
         let mut stats = Vec::with_capacity(n);
         for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
             if keep[r] {
@@ -1260,6 +1262,34 @@ mod tests {
         let (counters, _, _) = engine.counters();
         assert_eq!(counters.echo_events, 3);
         assert_eq!(counters.events, 7);
+    }
+
+    #[test]
+    fn two_roots_of_one_pattern_in_one_trace_count_once() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        // The CLIENT span's text and the caller's stdlib-log line with a logfmt tail: two
+        // roots, which DBSCAN puts in one pattern.
+        let span_text = "Get \"http://127.0.0.1:9/x\": context deadline exceeded";
+        let line = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        let first = engine.observe(&event(span_text, "a", t0));
+        engine.observe(&event(line, "a", t0));
+        engine.maintain();
+        let traced = |text, t| ErrorEvent {
+            trace_id: Some(TRACE),
+            ..event(text, "a", t)
+        };
+        let a = engine.observe_from(&traced(span_text, t0 + 1), EventSource::Span);
+        let b = engine.observe_from(&traced(line, t0 + 2), EventSource::FileLog);
+        assert_eq!(a.cluster, b.cluster, "one pattern");
+        assert_eq!(first.cluster, a.cluster);
+        assert!(!a.echo && b.echo);
+        let detail = engine
+            .cluster(a.cluster.expect("clustered"), t0 + NANOS_PER_SEC)
+            .expect("known");
+        assert_eq!(detail.roots.len(), 2);
+        assert_eq!(detail.summary.count, 3, "two untraced, one traced failure");
+        assert_eq!(detail.summary.reports, 4);
     }
 
     #[test]

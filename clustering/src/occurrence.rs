@@ -3,12 +3,18 @@
 //! A failed request is usually reported several times: the callee logs it, the caller logs its
 //! echo (`Get "http://…": EOF`), and each of them records an error span carrying the same text.
 //! Counting every report inflated a pattern's count three to six times the failed requests
-//! (issue #11). Within one trace, a root (error kind) therefore counts once: the first report
-//! is the *occurrence*, every later report of the same root in the same trace is one of its
+//! (issue #11). Within one trace, a pattern therefore counts once: the first report is the
+//! *occurrence*, every later report of the same pattern in the same trace is one of its
 //! echoes, which only adds to where the occurrence was *seen* (the sources and services that
 //! reported it). Reports without a trace id cannot be joined and count one each.
 //!
-//! [`RecentTraces`] remembers the recent (root, trace) pairs. Bound: at most `capacity`
+//! The key is the pattern (cluster) the report was placed in, not its root: a caller's log
+//! line that keeps a logfmt tail (`... connection reset by peer upstream=checkout
+//! trace_id=...`) has another root than its CLIENT span's text yet is the same failure in the
+//! same pattern (the fault lab counted such failures twice with a root key). A DBSCAN re-run
+//! that regroups roots changes the key only for traces still in flight.
+//!
+//! [`RecentTraces`] remembers the recent (pattern, trace) pairs. Bound: at most `capacity`
 //! pairs; the oldest pair (by first report) leaves first. A report arriving after its pair left
 //! counts again, so the bound must cover the delay between a failure's first and last report
 //! (see `ClusteringConfig::recent_traces`). Memory per pair: the key, one byte of sources and
@@ -19,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::cluster::RootIndex;
+use crate::cluster::ClusterId;
 
 /// Distinct services remembered per occurrence; a fifth service reporting the same failure in
 /// one trace is counted again in the pattern's services (a call chain of more than four
@@ -94,8 +100,8 @@ struct Seen {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecentTraces {
     capacity: usize,
-    seen: HashMap<(RootIndex, u128), Seen>,
-    order: VecDeque<(RootIndex, u128)>,
+    seen: HashMap<(ClusterId, u128), Seen>,
+    order: VecDeque<(ClusterId, u128)>,
     /// Pairs that left because the bound was reached.
     pub(crate) evicted: u64,
 }
@@ -108,11 +114,11 @@ impl RecentTraces {
         }
     }
 
-    /// Notes one report of `root`. A report without a (readable) trace id is an occurrence of
-    /// its own.
+    /// Notes one report placed in pattern `cluster`. A report without a (readable) trace id
+    /// is an occurrence of its own.
     pub(crate) fn report(
         &mut self,
-        root: RootIndex,
+        cluster: ClusterId,
         trace_id: Option<&str>,
         source: EventSource,
         service: Option<&str>,
@@ -126,7 +132,7 @@ impl RecentTraces {
             };
         };
         let service_hash = service.map(|s| xxh3_64(s.as_bytes()));
-        let key = (root, trace);
+        let key = (cluster, trace);
         if let Some(seen) = self.seen.get_mut(&key) {
             let new_source = seen.sources & source.bit() == 0;
             seen.sources |= source.bit();
@@ -175,25 +181,6 @@ impl RecentTraces {
             new_service: true,
         }
     }
-
-    /// Renumbers the roots after an eviction of roots (`map[old]` is the new index, `None`:
-    /// gone); pairs of gone roots are forgotten.
-    pub(crate) fn remap(&mut self, map: &[Option<RootIndex>]) {
-        let renumber = |(root, trace): (RootIndex, u128)| {
-            map.get(root as usize)
-                .copied()
-                .flatten()
-                .map(|r| (r, trace))
-        };
-        self.seen = std::mem::take(&mut self.seen)
-            .into_iter()
-            .filter_map(|(key, seen)| renumber(key).map(|k| (k, seen)))
-            .collect();
-        self.order = std::mem::take(&mut self.order)
-            .into_iter()
-            .filter_map(renumber)
-            .collect();
-    }
 }
 
 #[cfg(test)]
@@ -201,11 +188,13 @@ mod tests {
     use super::*;
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const A: ClusterId = ClusterId(1);
+    const B: ClusterId = ClusterId(2);
 
     #[test]
     fn echoes_in_one_trace_count_once_and_say_where_they_were_seen() {
         let mut recent = RecentTraces::new(8);
-        let first = recent.report(0, Some(TRACE), EventSource::FileLog, Some("orders"));
+        let first = recent.report(A, Some(TRACE), EventSource::FileLog, Some("orders"));
         assert_eq!(
             first,
             Report {
@@ -215,24 +204,24 @@ mod tests {
             }
         );
         // The same failure's error span in the same service: a new source only.
-        let span = recent.report(0, Some(TRACE), EventSource::Span, Some("orders"));
+        let span = recent.report(A, Some(TRACE), EventSource::Span, Some("orders"));
         assert!(!span.first && span.new_source && !span.new_service);
         // The caller's log line (upper-case id as some senders write it): a new service.
         let caller = recent.report(
-            0,
+            A,
             Some(&TRACE.to_uppercase()),
             EventSource::FileLog,
             Some("gateway"),
         );
         assert!(!caller.first && !caller.new_source && caller.new_service);
-        // Another kind of error in the same trace is an occurrence of its own.
-        assert!(recent.report(1, Some(TRACE), EventSource::Span, None).first);
+        // Another pattern in the same trace is an occurrence of its own.
+        assert!(recent.report(B, Some(TRACE), EventSource::Span, None).first);
         // Reports without a trace, or with an unreadable one, count one each.
-        assert!(recent.report(0, None, EventSource::FileLog, None).first);
-        assert!(recent.report(0, None, EventSource::FileLog, None).first);
+        assert!(recent.report(A, None, EventSource::FileLog, None).first);
+        assert!(recent.report(A, None, EventSource::FileLog, None).first);
         assert!(
             recent
-                .report(0, Some("zz"), EventSource::FileLog, None)
+                .report(A, Some("zz"), EventSource::FileLog, None)
                 .first
         );
     }
@@ -242,22 +231,11 @@ mod tests {
         let mut recent = RecentTraces::new(2);
         let traces = ["1", "2", "3"];
         for t in traces {
-            assert!(recent.report(0, Some(t), EventSource::Span, None).first);
+            assert!(recent.report(A, Some(t), EventSource::Span, None).first);
         }
         assert_eq!(recent.evicted, 1);
         // "1" left: its late echo counts again; "3" is still known.
-        assert!(recent.report(0, Some("3"), EventSource::Span, None) == Report::default());
-        assert!(recent.report(0, Some("1"), EventSource::Span, None).first);
-    }
-
-    #[test]
-    fn evicted_roots_are_forgotten_and_the_others_renumbered() {
-        let mut recent = RecentTraces::new(8);
-        recent.report(0, Some("1"), EventSource::Span, None);
-        recent.report(1, Some("1"), EventSource::Span, None);
-        recent.remap(&[None, Some(0)]);
-        // Root 1 is now root 0 and still knows trace 1; the old root 0 is gone.
-        assert!(!recent.report(0, Some("1"), EventSource::Span, None).first);
-        assert!(recent.report(1, Some("1"), EventSource::Span, None).first);
+        assert!(recent.report(A, Some("3"), EventSource::Span, None) == Report::default());
+        assert!(recent.report(A, Some("1"), EventSource::Span, None).first);
     }
 }

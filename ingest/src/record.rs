@@ -196,6 +196,30 @@ impl LogRecord {
             || self.error.is_some()
     }
 
+    /// Whether this record is an error *event*, to be clustered into an error pattern: it
+    /// has an error field, or its level is warn or above — except a request log (it has an
+    /// HTTP status) with no error field below level error. Such an access line (`request
+    /// completed`, status 500, at warn) only says that a request failed: that is counted in
+    /// its service's request and failure rates, where a 5xx surge is a signal by route and
+    /// status; as a pattern it became a NEW pattern in every failing scenario and outranked
+    /// the fault's own (issue #11). [`is_errorish`](Self::is_errorish) still marks the
+    /// record's trace as failed.
+    pub fn is_error_event(&self) -> bool {
+        if self.error.is_some() {
+            return true;
+        }
+        if self.http_status.is_some() {
+            return self.level >= Level::Error;
+        }
+        self.level.is_errorish()
+    }
+
+    /// Whether the record is a request log (it carries an HTTP status) and, if so, whether
+    /// the request failed (status >= 500): `None` for a record that is not about a request.
+    pub fn request_failed(&self) -> Option<bool> {
+        self.http_status.map(|s| s >= 500)
+    }
+
     /// The text to cluster: the error field when there is one (the innermost error is where
     /// the root kind lives), else the message.
     pub fn cluster_text(&self) -> &str {
@@ -235,5 +259,39 @@ mod tests {
         assert_eq!(Level::parse("ERROR"), Some(Level::Error));
         assert_eq!(Level::parse("verbose"), None);
         assert!(Level::Warn.is_errorish() && !Level::Info.is_errorish());
+    }
+
+    fn record(level: Level, status: Option<u16>, error: Option<&str>) -> LogRecord {
+        LogRecord {
+            time_unix_nanos: None,
+            observed_unix_nanos: 0,
+            level,
+            service: None,
+            message: "request completed".into(),
+            error: error.map(str::to_owned),
+            http_status: status,
+            trace_id: None,
+            span_id: None,
+            attributes: Vec::new(),
+            origin: Origin::OtlpLog,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn an_access_line_without_an_error_is_a_failed_request_not_an_error_event() {
+        // `request completed` status 500 at warn: a failed request, counted as traffic.
+        let access = record(Level::Warn, Some(500), None);
+        assert!(!access.is_error_event());
+        assert!(access.is_errorish(), "its trace still failed");
+        assert_eq!(access.request_failed(), Some(true));
+        assert!(!record(Level::Unknown, Some(502), None).is_error_event());
+        // With an error text, or logged at error level, it is an error event.
+        assert!(record(Level::Warn, Some(500), Some("query: EOF")).is_error_event());
+        assert!(record(Level::Error, Some(500), None).is_error_event());
+        // Not a request log: the level decides, as before.
+        assert!(record(Level::Warn, None, None).is_error_event());
+        assert!(!record(Level::Info, None, None).is_error_event());
+        assert_eq!(record(Level::Info, None, None).request_failed(), None);
     }
 }

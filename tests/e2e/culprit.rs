@@ -89,6 +89,13 @@ fn cluster_detail(agent: &Agent, text: &str) -> Option<Value> {
 fn a_failure_reported_by_two_log_lines_and_two_error_spans_counts_once() {
     let agent = Agent::start(&[]);
     let requests = 3;
+    // An access line of a failed request without an error text: a failed request, not an
+    // error event (it made a NEW pattern of its own in every failing scenario).
+    std::fs::write(
+        agent.log_path("access.log"),
+        "{\"level\":\"warn\",\"msg\":\"request completed\",\"service\":\"frontend\",\"status\":500}\n",
+    )
+    .expect("write the access line");
     send(&agent, "echoes", requests, 18_081);
     // Every report arrived: two log lines and two error spans per failed request.
     let detail = eventually(
@@ -129,6 +136,29 @@ fn a_failure_reported_by_two_log_lines_and_two_error_spans_counts_once() {
         detail["service_occurrences"].as_array().map(Vec::len),
         Some(2)
     );
+
+    // The failed SERVER span without a message is named by what it is, not `GET /checkout`;
+    // the access line made no pattern.
+    let rows = eventually(
+        Duration::from_secs(20),
+        "the bare error span's pattern",
+        || {
+            let page = agent.get_json("/api/v1/clusters?limit=100");
+            let rows = page["clusters"].as_array()?.clone();
+            rows.iter()
+                .any(|c| {
+                    c["canonical_template"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("from GET /checkout"))
+                })
+                .then_some(rows)
+        },
+    );
+    for row in &rows {
+        let text = row["canonical_template"].as_str().unwrap_or_default();
+        assert_ne!(text, "GET /checkout", "{rows:#?}");
+        assert!(!text.contains("request completed"), "{rows:#?}");
+    }
 }
 
 /// The call chain of `trace_id` once it has a culprit.

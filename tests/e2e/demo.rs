@@ -221,8 +221,43 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
         .unwrap_or_default();
     assert!(services.contains(&"orders"), "{pattern}");
     assert_eq!(pattern["emergence"]["kind"], "new", "{pattern}");
-    // TODO(#11): once /api/v1/incidents lands, assert the top incident's culprit is
-    // inventory (the callee that closes), seen by orders.
+
+    // The incident the pattern belongs to, within the same minute.
+    let incidents_url = format!("http://{listen}/api/v1/incidents");
+    let incident = loop {
+        assert!(
+            started.elapsed() < SHOWN_WITHIN,
+            "no incident with the injected pattern within {SHOWN_WITHIN:?}; last answer: {:?}\n{}",
+            http_get(&incidents_url).ok(),
+            demo.output()
+        );
+        let document = http_get(&incidents_url)
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let found = document.and_then(|document| {
+            document["incidents"].as_array().and_then(|incidents| {
+                incidents
+                    .iter()
+                    .find(|i| {
+                        i["patterns"].as_array().is_some_and(|patterns| {
+                            patterns.iter().any(|p| p["id"] == pattern["id"])
+                        })
+                    })
+                    .cloned()
+            })
+        });
+        if let Some(incident) = found {
+            break incident;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // The fault lives in inventory, the callee that closes; orders only saw it.
+    let culprit = incident["culprit"]["service"].as_str();
+    assert!(
+        culprit == Some("inventory"),
+        "the incident blames {culprit:?}, not inventory: {incident}"
+    );
 
     let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
     assert!(stdout.contains("fault injected"), "{}", demo.output());

@@ -164,3 +164,39 @@ fn a_crowd_at_the_fd_limit_on_the_dashboard_does_not_blind_the_otlp_listeners() 
     }
     assert!(metric(&agent, "faultline_store_web_connections_refused_total") >= 100.0);
 }
+
+#[test]
+fn an_otlp_listener_beyond_loopback_is_warned_about_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = crate::support::free_port();
+    let stderr_path = dir.path().join("agent.stderr");
+    let mut child = std::process::Command::new(crate::support::binary())
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "0.0.0.0:0"])
+        .args(["--data-dir", &dir.path().join("data").display().to_string()])
+        .args(["--log", &format!("{}/*.log", dir.path().display())])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&format!("http://127.0.0.1:{port}/api/v1/health")).is_err() {
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            panic!(
+                "not healthy: {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(
+        stderr.contains("otlp.http_listen = 0.0.0.0:") && stderr.contains("not a loopback"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("otlp.grpc_listen = "), "{stderr}");
+}

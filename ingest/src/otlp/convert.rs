@@ -340,8 +340,40 @@ fn error_records_of(span: &Span, observed: i64, out: &mut Vec<LogRecord>) {
         out.push(record(event.time_unix_nanos, message, attributes));
     }
     if !any && span.is_error() {
-        let message = (!span.status_message.is_empty()).then(|| span.status_message.clone());
+        let message = if span.status_message.trim().is_empty() {
+            Some(unexplained_failure(span))
+        } else {
+            Some(span.status_message.clone())
+        };
         out.push(record(span.end_unix_nanos, message, Vec::new()));
+    }
+}
+
+/// The error text of a failed span that says nothing of why: what it is, `HTTP 500 from GET
+/// /v1/orders/:id` (status, method, route), else `GET /x failed (client span, no message)`.
+/// Named after the span alone (`GET`) it was one meaningless pattern for every failing
+/// request of every route (issue #11).
+fn unexplained_failure(span: &Span) -> String {
+    let method = first(&span.attributes, &["http.request.method", "http.method"]);
+    let route = first(
+        &span.attributes,
+        &["http.route", "url.template", "url.path", "http.target"],
+    );
+    let what = match (method, route) {
+        (Some(m), Some(r)) => format!("{m} {r}"),
+        (Some(m), None) if !span.name.starts_with(m) => format!("{m} {}", span.name),
+        _ => span.name.clone(),
+    };
+    let side = match span.kind {
+        SpanKind::Server => "server span",
+        SpanKind::Client => "client span",
+        SpanKind::Producer => "producer span",
+        SpanKind::Consumer => "consumer span",
+        SpanKind::Internal | SpanKind::Unspecified => "span",
+    };
+    match http_status(&span.attributes) {
+        Some(status) => format!("HTTP {status} from {what}"),
+        None => format!("{what} failed ({side}, no message)"),
     }
 }
 
@@ -553,6 +585,48 @@ mod tests {
         assert_eq!((text.as_str(), cut), ("h", true));
         let (text, cut) = cap("abc".to_owned(), 3);
         assert_eq!((text.as_str(), cut), ("abc", false));
+    }
+
+    #[test]
+    fn a_failed_span_without_a_message_is_named_by_what_it_is() {
+        let span = |kind, attributes: &[(&str, &str)]| Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([2; 8]),
+            parent_span_id: None,
+            service: "orders".into(),
+            name: "GET".into(),
+            kind,
+            start_unix_nanos: 0,
+            end_unix_nanos: 1,
+            status: StatusCode::Error,
+            status_message: String::new(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            events: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let server = span(
+            SpanKind::Server,
+            &[
+                ("http.request.method", "GET"),
+                ("http.route", "/v1/orders/:id"),
+                ("http.response.status_code", "500"),
+            ],
+        );
+        error_records_of(&server, 0, &mut out);
+        assert_eq!(out[0].cluster_text(), "HTTP 500 from GET /v1/orders/:id");
+        error_records_of(&span(SpanKind::Client, &[]), 0, &mut out);
+        assert_eq!(
+            out[1].cluster_text(),
+            "GET failed (client span, no message)"
+        );
+        // A message of its own is kept as it is.
+        let mut told = span(SpanKind::Server, &[]);
+        told.status_message = "upstream failed".into();
+        error_records_of(&told, 0, &mut out);
+        assert_eq!(out[2].cluster_text(), "upstream failed");
     }
 
     #[test]
