@@ -209,9 +209,12 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
         .into_iter()
         .take(MAX_PATTERNS)
         .map(|s| {
-            let trace_ids = views
-                .clusters
-                .detail(&s.id)
+            let detail = views.clusters.detail(&s.id);
+            let example = detail
+                .as_ref()
+                .and_then(|d| d.samples.first())
+                .map(|x| x.message.clone());
+            let trace_ids = detail
                 .map(|d| {
                     d.trace_ids
                         .into_iter()
@@ -222,6 +225,7 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
             PatternInput {
                 id: s.id.clone(),
                 text: s.canonical_template.clone(),
+                example,
                 services: s.services.clone(),
                 // An unresolved verdict (a transport error whose callee is unknown) names
                 // only where the error shows: grouping on it could merge two faults.

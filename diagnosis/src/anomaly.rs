@@ -46,7 +46,7 @@
 //! Bounds: one pass over each series' points per call, `O(series × points)`; the answer holds
 //! at most one anomaly and one unjudged entry per series.
 
-use faultline_series::{CounterKind, SeriesKey, TrafficMetric};
+use faultline_series::{CounterKind, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -238,11 +238,12 @@ pub fn detect(
         .saturating_sub(search_points)
         .max(config.min_baseline_points);
     let base_from = split.saturating_sub(baseline_points);
+    let floor = port_floor(history, len);
     for series in &history.series {
         if matches!(series.key, SeriesKey::Runtime { .. }) {
             continue;
         }
-        let points = filled(history, &series.key, &series.points, len);
+        let (points, bounded_until) = filled(history, &series.key, &series.points, len, &floor);
         let label = series.key.label();
         let unjudged = |reason: String| Unjudged {
             key: series.key.clone(),
@@ -296,7 +297,7 @@ pub fn detect(
         report.series_judged += 1;
         let baseline = Baseline::of(&mut base);
         let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
-        if let Some(a) = judge(
+        if let Some(mut a) = judge(
             history,
             &series.key,
             &points,
@@ -304,6 +305,13 @@ pub fn detect(
             &baseline,
             limit,
         ) {
+            if let Some(t) = bounded_until {
+                a.evidence.push_str(&format!(
+                    "; until {} its port was not counted one by one, so its usual level there \
+                     is an upper bound (the smallest port counted)",
+                    clock(t)
+                ));
+            }
             report.anomalies.push(a);
         }
     }
@@ -563,34 +571,77 @@ fn mann_kendall_z(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// The points of a series on the whole axis. A socket state's gaps before its first point are
-/// 0 where its port group was already counted: the store starts a state's series at its first
-/// socket, so "no series yet" there means "no socket in that state", while a port group that
-/// did not exist yet is unknown.
+/// The points of a series on the whole axis, and the time up to which its gaps were filled
+/// with an upper bound (see below).
+///
+/// A socket state's gaps before its first point are 0 where its port group was already
+/// counted: the store starts a state's series at its first socket, so "no series yet" there
+/// means "no socket in that state". Where the port group was not counted, the store kept
+/// only the top ports one by one: the group then had at most as many sockets as the smallest
+/// group counted (`floor`), or none at all. For the states a fault piles up (TIME-WAIT,
+/// CLOSE-WAIT, SYN-RECV, FIN-WAIT, LAST-ACK, CLOSING) that bound is the baseline — an
+/// overestimate, so it can only hide a change, never invent one: a storm is what pushes its
+/// port into the top ports, and without the bound it would be a series with no past. A
+/// service starting opens ESTABLISHED and LISTEN sockets, which keep the rule for series that
+/// first appear after the agent started.
 fn filled(
     history: &CounterHistory,
     key: &SeriesKey,
     points: &[Option<f64>],
     len: usize,
-) -> Vec<Option<f64>> {
+    floor: &[Option<f64>],
+) -> (Vec<Option<f64>>, Option<i64>) {
     let mut out: Vec<Option<f64>> = points.iter().copied().take(len).collect();
     out.resize(len, None);
-    if let SeriesKey::PortState { port, side, .. } = key {
+    let mut bounded_until = None;
+    if let SeriesKey::PortState { port, side, state } = key {
         let total = SeriesKey::PortTotal {
             port: *port,
             side: *side,
         };
-        if let (Some(group), Some(first)) =
-            (history.get(&total), out.iter().position(Option::is_some))
-        {
+        let group = history.get(&total);
+        let piles_up = matches!(
+            state,
+            SocketState::TimeWait
+                | SocketState::CloseWait
+                | SocketState::SynRecv
+                | SocketState::FinWait1
+                | SocketState::FinWait2
+                | SocketState::LastAck
+                | SocketState::Closing
+        );
+        if let Some(first) = out.iter().position(Option::is_some) {
             for (i, p) in out[..first].iter_mut().enumerate() {
-                if group.points.get(i).copied().flatten().is_some() {
+                let counted = group.is_some_and(|g| g.points.get(i).copied().flatten().is_some());
+                if counted {
                     *p = Some(0.0);
+                } else if piles_up {
+                    if let Some(bound) = floor.get(i).copied().flatten() {
+                        *p = Some(bound);
+                        bounded_until = Some(history.time(i + 1));
+                    }
                 }
             }
         }
     }
-    out
+    (out, bounded_until)
+}
+
+/// Per point, the smallest port group counted one by one (its total), `None` where no group
+/// was counted: the most sockets an uncounted group can have had then.
+fn port_floor(history: &CounterHistory, len: usize) -> Vec<Option<f64>> {
+    let mut floor: Vec<Option<f64>> = vec![None; len];
+    for s in &history.series {
+        if !matches!(s.key, SeriesKey::PortTotal { .. }) {
+            continue;
+        }
+        for (f, p) in floor.iter_mut().zip(&s.points) {
+            if let Some(v) = p {
+                *f = Some(f.map_or(*v, |m: f64| m.min(*v)));
+            }
+        }
+    }
+    floor
 }
 
 /// The sentence of evidence.
@@ -1041,6 +1092,40 @@ mod tests {
             "{}",
             report.unjudged[0].reason
         );
+    }
+
+    #[test]
+    fn a_storm_that_pushes_its_port_into_the_top_ports_is_raised_against_the_smallest_port() {
+        // The node counts its 2 busiest ports one by one (totals about 30 and 40); the storm's
+        // port was not among them until its TIME-WAIT sockets pushed it in.
+        let key = port_state(41011, PortSide::Remote, SocketState::TimeWait);
+        let total = |port| SeriesKey::PortTotal {
+            port,
+            side: PortSide::Local,
+        };
+        let start = 400;
+        let mut tw: Vec<Option<f64>> = vec![None; start];
+        tw.extend((1..=60).map(|j| Some(20.0 * j as f64)));
+        let h = history(vec![
+            (key.clone(), tw),
+            (total(5432), noisy(460, 30.0, 3.0, 1)),
+            (total(6379), noisy(460, 40.0, 3.0, 2)),
+        ]);
+        let at_end = raised_at(&h, &key, start, 459).expect("raised");
+        assert!(at_end <= start + 10, "raised {} s after", at_end - start);
+        let report = detect(&at(&h, at_end), &[], &AnomalyConfig::default());
+        let a = report.anomalies.iter().find(|a| a.key == key).unwrap();
+        assert!(a.before <= 33.0 && a.before >= 27.0, "{}", a.before);
+        assert!(a.evidence.contains("an upper bound"), "{}", a.evidence);
+        // A service that starts after the agent opens ESTABLISHED sockets: no bound, no move.
+        let estab = port_state(41011, PortSide::Local, SocketState::Established);
+        let mut e: Vec<Option<f64>> = vec![None; start];
+        e.extend(vec![Some(60.0); 60]);
+        let h = history(vec![
+            (estab.clone(), e),
+            (total(5432), noisy(460, 30.0, 3.0, 1)),
+        ]);
+        assert_eq!(raised_at(&h, &estab, start, 459), None);
     }
 
     #[test]

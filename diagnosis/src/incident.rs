@@ -10,7 +10,8 @@
 //! Grouping. Every pattern and counter anomaly is a *signal* with an onset and, when known, a
 //! culprit (the service where the fault lives). Two signals are one incident when they start
 //! within [`GROUP_WINDOW_MS`] of each other and either share a trace, name the same culprit
-//! or are counters of the same port; two different culprits are never merged, however the
+//! or are about the same port (two counters of it, or a counter of it and a pattern whose
+//! failing calls name it); two different culprits are never merged, however the
 //! signals chain. A pattern's
 //! culprit is the one attributed to it (its callee for transport errors); a pattern without
 //! attribution has no culprit for grouping (its services are shown instead), so an upstream
@@ -78,6 +79,9 @@ pub struct PatternInput {
     pub id: String,
     /// Its canonical template.
     pub text: String,
+    /// A recent raw message of it: the template masks the addresses and names a failing
+    /// call was made to, the raw message keeps them (the callee's port, a looked-up host).
+    pub example: Option<String>,
     /// Services it was seen in.
     pub services: Vec<String>,
     /// Where its failures live, when attributed.
@@ -249,8 +253,9 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then those whose culprit is known
-    /// (an SRE can act on them), then the most recent onset first.
+    /// The incidents as of the last update: active first, then those resting on more kinds of
+    /// evidence (a known culprit, patterns, counters of the culprit, a hint), then the most
+    /// recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -402,12 +407,7 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
-                .then(
-                    b.culprit
-                        .service
-                        .is_some()
-                        .cmp(&a.culprit.service.is_some()),
-                )
+                .then(support(b).cmp(&support(a)))
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
         });
@@ -417,6 +417,16 @@ impl IncidentTracker {
         self.members = next_members;
         &self.incidents
     }
+}
+
+/// How many kinds of evidence an incident rests on: a known culprit, error patterns, counters
+/// related to the culprit, a hint. An incident seen from several sides ranks above one seen
+/// from a single series (a caller's fds rising because its callee hangs).
+fn support(i: &Incident) -> u8 {
+    u8::from(i.culprit.service.is_some())
+        + u8::from(!i.patterns.is_empty())
+        + u8::from(i.counters.iter().any(|c| c.relation == Relation::Culprit))
+        + u8::from(!i.hints.is_empty())
 }
 
 /// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
@@ -555,26 +565,30 @@ fn counter_culprit(
                 ),
             ))
         }
-        SeriesKey::Task { target, .. } => services
-            .iter()
-            .find(|s| s.task_targets.contains(target) || &s.service == target)
-            .map(|s| {
-                (
-                    s.service.clone(),
-                    None,
-                    format!("{} are the goroutines of {}", key.label(), s.service),
-                )
-            }),
-        SeriesKey::Process { name, .. } => services
-            .iter()
-            .find(|s| s.processes.contains(name) || &s.service == name)
-            .map(|s| {
-                (
-                    s.service.clone(),
-                    None,
-                    format!("{} is a process of {}", key.label(), s.service),
-                )
-            }),
+        // A task or process target is named by the user after what it watches: without a
+        // service that claims it, its name stands for the service.
+        SeriesKey::Task { target, .. } => {
+            let service = services
+                .iter()
+                .find(|s| s.task_targets.contains(target))
+                .map_or(target.as_str(), |s| s.service.as_str());
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} are the goroutines of {service}", key.label()),
+            ))
+        }
+        SeriesKey::Process { name, .. } => {
+            let service = services
+                .iter()
+                .find(|s| s.processes.contains(name))
+                .map_or(name.as_str(), |s| s.service.as_str());
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} is a process of {service}", key.label()),
+            ))
+        }
         SeriesKey::ServiceTraffic { service, metric } => Some((
             service.clone(),
             None,
@@ -628,15 +642,17 @@ fn same_culprit(a: &Signal<'_>, b: &Signal<'_>) -> bool {
     matches!((&a.culprit, &b.culprit), (Some(x), Some(y)) if x.0 == y.0)
 }
 
-/// Two counters of one port (its states, its total, its accept queue, either side): one
-/// place on the node, whoever owns it.
+/// Two signals about one port: two counters of it (its states, its total, its accept queue,
+/// either side), or a pattern whose failing calls name it (`http://host:PORT/...`) and a
+/// counter of it — one place on the node, whoever owns it, even before a culprit is known.
 fn same_port(a: &Signal<'_>, b: &Signal<'_>) -> bool {
-    match (&a.what, &b.what) {
-        (SignalWhat::Counter(x), SignalWhat::Counter(y)) => {
-            x.key.port().is_some() && x.key.port() == y.key.port()
-        }
-        _ => false,
-    }
+    let port = |s: &Signal<'_>| match &s.what {
+        SignalWhat::Counter(x) => x.key.port(),
+        SignalWhat::Pattern(p) => peer_of(p).as_deref().and_then(port_of),
+    };
+    let counters =
+        matches!(a.what, SignalWhat::Counter(_)) || matches!(b.what, SignalWhat::Counter(_));
+    counters && port(a).is_some() && port(a) == port(b)
 }
 
 fn share_trace(a: &Signal<'_>, b: &Signal<'_>) -> bool {
@@ -700,13 +716,22 @@ fn build(
         .service
         .as_ref()
         .and_then(|c| input.services.iter().find(|s| &s.service == c));
+    let named_ports: Vec<u16> = patterns
+        .iter()
+        .filter_map(|p| peer_of(p).as_deref().and_then(port_of))
+        .collect();
     let mut listed: Vec<IncidentCounter> = counters
         .iter()
         .copied()
         .chain(node_wide.iter().copied())
         .map(|a| {
-            let (relation, relation_text) =
-                relate(&a.key, culprit.service.as_deref(), input.services);
+            let (relation, relation_text) = relate(
+                &a.key,
+                culprit.service.as_deref(),
+                culprit.role,
+                &named_ports,
+                input.services,
+            );
             IncidentCounter {
                 relation,
                 relation_text,
@@ -754,10 +779,15 @@ fn build(
     let texts: Vec<String> = patterns.iter().map(|p| p.text.clone()).collect();
     let anomalies: Vec<CounterAnomaly> = listed.iter().map(|c| c.anomaly.clone()).collect();
     let top_port = listed.iter().find_map(|c| c.anomaly.key.port());
-    let peer = patterns.iter().find_map(|p| peer_address(&p.text));
+    let peer = patterns.iter().find_map(|p| peer_of(p));
     let host = patterns
         .iter()
-        .find_map(|p| looked_up_host(&p.text))
+        .find_map(|p| {
+            p.example
+                .as_deref()
+                .and_then(looked_up_host)
+                .or_else(|| looked_up_host(&p.text))
+        })
         .or_else(|| peer.as_ref().map(|p| host_of(p).to_owned()));
     let hint_facts = HintFacts {
         service: culprit.service.clone(),
@@ -843,7 +873,15 @@ fn kind_order(a: &CounterAnomaly) -> u8 {
 }
 
 /// How a series relates to the culprit, in words.
-fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> (Relation, String) {
+/// `named` are the ports the incident's failing calls go to (from its patterns' raw
+/// messages): the callee's ports, even when no span said who listens there.
+fn relate(
+    key: &SeriesKey,
+    culprit: Option<&str>,
+    role: Option<CulpritRole>,
+    named: &[u16],
+    services: &[ServiceFacts],
+) -> (Relation, String) {
     if key.kind().is_node_wide() {
         return (
             Relation::NodeWide,
@@ -855,14 +893,18 @@ fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> 
         SeriesKey::PortState { port, .. }
         | SeriesKey::PortTotal { port, .. }
         | SeriesKey::ListenQueue { port } => listener(*port, services).map(|s| s.service.clone()),
-        SeriesKey::Task { target, .. } => services
-            .iter()
-            .find(|s| s.task_targets.contains(target) || &s.service == target)
-            .map(|s| s.service.clone()),
-        SeriesKey::Process { name, .. } => services
-            .iter()
-            .find(|s| s.processes.contains(name) || &s.service == name)
-            .map(|s| s.service.clone()),
+        SeriesKey::Task { target, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.task_targets.contains(target))
+                .map_or(target.clone(), |s| s.service.clone()),
+        ),
+        SeriesKey::Process { name, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.processes.contains(name))
+                .map_or(name.clone(), |s| s.service.clone()),
+        ),
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
     };
@@ -889,6 +931,19 @@ fn relate(key: &SeriesKey, culprit: Option<&str>, services: &[ServiceFacts]) -> 
             format!("{what} {o}, a peer of the culprit {c}"),
         ),
         (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
+        (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {
+            if role == Some(CulpritRole::Callee) {
+                (
+                    Relation::Culprit,
+                    format!("the port the failing calls go to: {c}'s, the culprit"),
+                )
+            } else {
+                (
+                    Relation::Peer,
+                    "the port the failing calls go to".to_owned(),
+                )
+            }
+        }
         (None, _) => match key.port() {
             Some(p) => (
                 Relation::Unrelated,
@@ -929,6 +984,14 @@ fn title(
         ));
     }
     out
+}
+
+/// The `host:port` a pattern's failing calls name, from its raw example, else its template.
+fn peer_of(p: &PatternInput) -> Option<String> {
+    p.example
+        .as_deref()
+        .and_then(peer_address)
+        .or_else(|| peer_address(&p.text))
 }
 
 /// The `host:port` a failing call names: `http://host:port/...`, `dial tcp host:port`,
@@ -991,6 +1054,7 @@ mod tests {
         PatternInput {
             id: id.into(),
             text: text.into(),
+            example: None,
             services: services.iter().map(|s| s.to_string()).collect(),
             culprit: None,
             onset_unix_ms: onset,
@@ -1303,6 +1367,107 @@ mod tests {
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert_eq!(incidents[0].counters[0].anomaly.key, tw);
         assert!(incidents[0].culprit.service.is_none());
+    }
+
+    #[test]
+    fn a_pattern_naming_a_port_joins_that_ports_counters_before_any_culprit_is_known() {
+        // No service facts at all: the port is all the two signals share.
+        let eof = pattern(
+            "a",
+            "Get \"http://127.0.0.1:9999/v1/x\": EOF",
+            &["web"],
+            T0 + 3_000,
+            &["t1"],
+        );
+        let other = pattern(
+            "b",
+            "Get \"http://127.0.0.1:9998/v1/x\": EOF",
+            &["web"],
+            T0 + 3_000,
+            &["t2"],
+        );
+        let cw = SeriesKey::PortState {
+            port: 9999,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof, other],
+            vec![anomaly(cw, T0)],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        let joined = incidents.iter().find(|i| !i.counters.is_empty()).unwrap();
+        assert_eq!(joined.patterns.len(), 1);
+        assert_eq!(joined.patterns[0].id, "a");
+    }
+
+    #[test]
+    fn the_port_the_failing_calls_go_to_is_the_callee_culprits_even_with_no_span_saying_so() {
+        let mut eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://<ip:port>/v1/x\": EOF",
+                &["web"],
+                T0,
+                &["t1"],
+            ),
+            "db-api",
+            CulpritRole::Callee,
+        );
+        eof.example = Some("Get \"http://127.0.0.1:9999/v1/x\": EOF".into());
+        let cw = SeriesKey::PortState {
+            port: 9999,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let fds = SeriesKey::Process {
+            name: "db-api".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof],
+            vec![anomaly(fds, T0 + 1_000), anomaly(cw.clone(), T0 + 2_000)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].counters[0].anomaly.key, cw);
+        assert_eq!(incidents[0].counters[0].relation, Relation::Culprit);
+    }
+
+    #[test]
+    fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
+        let mut timeouts = blamed(
+            pattern(
+                "a",
+                "Get \"<url>\": context deadline exceeded",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        timeouts.example =
+            Some("Get \"http://127.0.0.1:8082/x\": context deadline exceeded".into());
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 8_000,
+            &[timeouts],
+            vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 + 3_000)],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        assert_eq!(incidents[1].culprit.service.as_deref(), Some("orders"));
     }
 
     #[test]

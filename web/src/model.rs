@@ -135,8 +135,8 @@ pub struct IncidentsDocument {
     pub unjudged: Vec<Unjudged>,
     /// Unjudged series left out of `unjudged` by the bound.
     pub unjudged_omitted: u64,
-    /// The incidents: active first, then those with a known culprit, then the most recent
-    /// onset first.
+    /// The incidents: active first, then those resting on more kinds of evidence (a known
+    /// culprit, patterns, counters of the culprit, a hint), then the most recent onset first.
     pub incidents: Vec<Incident>,
 }
 

@@ -10,8 +10,8 @@ use axum::Json;
 use crate::model::{Incident, IncidentsDocument};
 use crate::{ApiError, ErrorBody, Shared};
 
-/// The incidents, active first, then those with a known culprit, then the most recent onset
-/// first, with what the counter diagnosis could not judge.
+/// The incidents, active first, then those resting on more kinds of evidence, then the most
+/// recent onset first, with what the counter diagnosis could not judge.
 #[utoipa::path(
     get,
     path = "/api/v1/incidents",
