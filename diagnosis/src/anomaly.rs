@@ -50,7 +50,9 @@ use faultline_series::{CounterKind, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::baseline::median;
 use crate::history::CounterHistory;
+pub(crate) use crate::text::{clock, number};
 
 /// Samples a series must stay out of (and, before, inside) its band for a change point: one or
 /// two odd samples are a blip, three at 1 s still answer within seconds. The same as "what
@@ -682,55 +684,6 @@ fn evidence(
         ));
     }
     text
-}
-
-/// Median of `values` (sorted in place); 0 for none.
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// A level for a sentence: whole numbers (and anything from 100 up) with thousands
-/// separators, smaller fractions to one decimal.
-pub(crate) fn number(v: f64) -> String {
-    let whole = (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0;
-    if whole && v.abs() < 1e15 {
-        let n = v.round() as i64;
-        let digits = n.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        if n < 0 {
-            format!("-{out}")
-        } else {
-            out
-        }
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-/// `HH:MM:SS UTC` of a Unix time in ms.
-pub(crate) fn clock(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod history;
 pub mod incident;
 pub mod moved;
 pub mod onset;
+mod text;
 
 pub use activity::{Emerging, EmergingKind, MinuteCounts, PatternActivity, SecondCounts};
 pub use history::{CounterHistory, CounterSeries, Series};

@@ -56,6 +56,7 @@ pub use crate::baseline::{
 };
 use crate::history::{CounterHistory, Series};
 use crate::onset::{occurrences_on_axis, pattern_onset, OnsetSource};
+use crate::text::{clock, number};
 
 /// The verdict of "what moved with it".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -493,47 +494,12 @@ fn evidence(key: &SeriesKey, m: &Move, lead_ms: i64, rho: Option<f64>, began: &s
     text
 }
 
-/// A level for a sentence: whole numbers (and anything from 100 up, where a decimal is noise)
-/// with thousands separators, smaller fractions to one decimal.
-fn number(v: f64) -> String {
-    let whole = (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0;
-    if whole && v.abs() < 1e15 {
-        let n = v.round() as i64;
-        let digits = n.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        if n < 0 {
-            format!("-{out}")
-        } else {
-            out
-        }
-    } else {
-        format!("{v:.1}")
-    }
-}
-
 fn signed(v: f64) -> String {
     if v > 0.0 {
         format!("+{}", number(v))
     } else {
         number(v)
     }
-}
-
-/// `HH:MM:SS UTC` of a Unix time in ms.
-fn clock(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 #[cfg(test)]
