@@ -126,6 +126,9 @@ pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bo
     true
 }
 
+/// One `key=value` pair: the key as written, the value unquoted.
+pub(crate) type Pair<'a> = (&'a str, Cow<'a, str>);
+
 /// The logfmt fields a free-text message ends with, as Go services write them after a
 /// stdlib `log` message (`log.Printf("%s: %v upstream=%s trace_id=%s", msg, err, ...)`):
 /// returns where they start (the message is the text before, trimmed) and the pairs, or
@@ -137,10 +140,10 @@ pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bo
 /// Left in the message, the fields made every log line a template of its own kind next to the
 /// same error reported without them (issue #11: `... EOF upstream=checkout trace_id=<hex>`
 /// beside the span's `Get "...": EOF`).
-pub(crate) fn trailing_pairs(text: &str) -> Option<(usize, Vec<(&str, Cow<'_, str>)>)> {
+pub(crate) fn trailing_pairs(text: &str) -> Option<(usize, Vec<Pair<'_>>)> {
     let b = text.as_bytes();
     let mut i = 0;
-    let mut run: Vec<(&str, Cow<'_, str>)> = Vec::new();
+    let mut run: Vec<Pair<'_>> = Vec::new();
     let mut run_start = 0;
     let mut words = false;
     while i < b.len() {
