@@ -488,8 +488,8 @@ impl RootClusters {
         // Labels in root order (internal only); each label's canonical root by the rule.
         let mut label_of_rep: HashMap<usize, u32> = HashMap::new();
         self.canonical.clear();
-        for i in 0..n {
-            let rep = find(&mut parent, rank_of[i] as usize);
+        for (i, &rank) in rank_of.iter().enumerate() {
+            let rep = find(&mut parent, rank as usize);
             let c = *label_of_rep.entry(rep).or_insert_with(|| {
                 self.canonical.push(i as RootIndex);
                 (self.canonical.len() - 1) as u32
