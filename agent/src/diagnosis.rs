@@ -100,8 +100,11 @@ impl ConfiguredFacts {
 
     /// Adds the `[[counters.processes]]` targets found by their listening port (name, port).
     pub fn with_listeners<'a>(mut self, targets: impl IntoIterator<Item = (&'a str, u16)>) -> Self {
-        self.listen_ports
-            .extend(targets.into_iter().map(|(name, port)| (name.to_owned(), port)));
+        self.listen_ports.extend(
+            targets
+                .into_iter()
+                .map(|(name, port)| (name.to_owned(), port)),
+        );
         self
     }
 }

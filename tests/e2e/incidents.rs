@@ -302,7 +302,7 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         let mut step = 0usize;
         move || {
             step += 1;
-            if step % 20 == 0 {
+            if step.is_multiple_of(20) {
                 open_and_close(&noise, noise_port, 1 + (step * 7) % 40);
             }
         }
@@ -330,7 +330,10 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         }
         noise_seen |= doc["node_signals"].as_array().is_some_and(|s| {
             s.iter().any(|n| {
-                names_port(n["anomaly"]["label"].as_str().unwrap_or_default(), noise_port)
+                names_port(
+                    n["anomaly"]["label"].as_str().unwrap_or_default(),
+                    noise_port,
+                )
             })
         });
         if storm_raised_after.is_none() && incident_with(doc, &storm_label).is_some() {
@@ -360,7 +363,10 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         .as_array()
         .and_then(|s| {
             s.iter().find(|n| {
-                names_port(n["anomaly"]["label"].as_str().unwrap_or_default(), noise_port)
+                names_port(
+                    n["anomaly"]["label"].as_str().unwrap_or_default(),
+                    noise_port,
+                )
             })
         })
         .expect("seen above");
