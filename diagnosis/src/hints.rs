@@ -938,6 +938,14 @@ mod tests {
         assert_eq!(a[0].kind, CounterKind::ProcessFds);
     }
 
+    type LabCase<'a> = (
+        &'a str,
+        Vec<String>,
+        Vec<CounterAnomaly>,
+        Option<CulpritRole>,
+        &'a str,
+    );
+
     /// The Go lab's faults as the incidents saw them (counters listed most related first,
     /// node-wide last): the hint shown first is the fault's own, chosen by the evidence.
     #[test]
@@ -968,13 +976,8 @@ mod tests {
         let node_close_wait = SeriesKey::NodeState {
             state: SocketState::CloseWait,
         };
-        let cases: Vec<(
-            &str,
-            Vec<String>,
-            Vec<CounterAnomaly>,
-            Option<CulpritRole>,
-            &str,
-        )> = vec![
+        // (fault, pattern texts, counters, culprit role, the hint wanted first)
+        let cases: Vec<LabCase<'_>> = vec![
             (
                 // The callee stalls: its fds (far from the limit) and goroutines rise with
                 // the stuck requests; resets and CLOSE-WAIT move node-wide.

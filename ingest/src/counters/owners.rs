@@ -127,7 +127,7 @@ impl PortOwners {
         }
 
         let mut owners: Vec<PortOwner> = self.placed.values().cloned().collect();
-        owners.sort_by(|a, b| (a.port, a.pid).cmp(&(b.port, b.pid)));
+        owners.sort_by_key(|o| (o.port, o.pid));
         // IPv4 and IPv6 sockets of one process on one port are one owner.
         owners.dedup_by(|a, b| a.port == b.port && a.pid == b.pid);
         owners
