@@ -43,8 +43,8 @@ use crate::cluster::{ClusterId, IdTable, RootClusters, RootIndex, VectorParams};
 use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
 use crate::mask::{MaskedLine, ParamKind};
-use crate::occurrence::{EventSource, RecentTraces};
-use crate::root::root_signature;
+use crate::occurrence::{sources_of, EventSource, RecentTraces, ReportKind, Retraction, RootRef};
+use crate::root::{reports_http_status, root_signature};
 use crate::snapshot::{
     CountersV1, KeyStatsV1, KeyV1, Migration, RootStatsV1, RootV1, SampleV1, Snapshot,
     SnapshotError, SnapshotV2, CURRENT_FORMAT,
@@ -261,6 +261,9 @@ pub(crate) struct KeyStats {
     /// The [`ParamKind`] codes of the key's placeholders, for display only (absent in
     /// snapshots written before kinds existed: those show `<*>`).
     pub(crate) kinds: String,
+    /// Whether the key's reports only tell an HTTP error status
+    /// ([`crate::root::reports_http_status`]), read from its first report after a start.
+    pub(crate) status: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -295,6 +298,9 @@ struct State {
     counters: EngineCounters,
     /// Cluster ids retired by re-runs, evictions and migrations, to their successors.
     cluster_aliases: AliasMap<ClusterId>,
+    /// Bumped when roots are renumbered (evicted), so that the root references the
+    /// occurrence counting keeps ([`RootRef`]) never touch another root.
+    root_generation: u64,
 }
 
 /// The clustering engine (see the module documentation).
@@ -317,6 +323,7 @@ impl Engine {
             root_stats: Vec::new(),
             counters: EngineCounters::default(),
             cluster_aliases: AliasMap::new(MAX_CLUSTER_ALIASES),
+            root_generation: 0,
         };
         Engine {
             state: Mutex::new(state),
@@ -373,6 +380,10 @@ impl Engine {
             bump_bounded(&mut ks.services, service, MAX_TEMPLATE_SERVICES);
         }
         let root = ks.root;
+        let kind = match *ks.status.get_or_insert_with(|| reports_http_status(text)) {
+            true => ReportKind::Status,
+            false => ReportKind::Failure,
+        };
         let cluster = s.roots.cluster_of(root);
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
@@ -388,27 +399,48 @@ impl Engine {
             }
         }
         let evicted_before = s.recent.evicted;
-        let report = s
-            .recent
-            .report(cluster, event.trace_id, source, event.service);
+        let here = RootRef {
+            root,
+            generation: s.root_generation,
+        };
+        let mut retractions = Vec::new();
+        let report = s.recent.report_kind(
+            cluster,
+            event.trace_id,
+            source,
+            event.service,
+            (kind, here, t),
+            &mut retractions,
+        );
         s.counters.recent_traces_evicted += s.recent.evicted - evicted_before;
-        if report.new_source {
-            *rs.sources.entry(source).or_insert(0) += 1;
-        }
-        if report.new_service {
-            if let Some(service) = event.service {
-                bump_bounded(&mut rs.services, service, MAX_SERVICES);
+        s.retract(&retractions, root);
+        // A folded status report adds where its trace's failure was seen.
+        let seen_root = match report.folded_into {
+            Some((_, r)) => s.current_root(r),
+            None => Some(root),
+        };
+        if let Some(seen_root) = seen_root {
+            let rs = &mut s.root_stats[seen_root as usize];
+            if report.new_source {
+                *rs.sources.entry(source).or_insert(0) += 1;
+            }
+            if report.new_service {
+                if let Some(service) = event.service {
+                    bump_bounded(&mut rs.services, service, MAX_SERVICES);
+                }
             }
         }
         let observation = Observation {
             template: Some(s.miner.template_of(key).0),
-            cluster: Some(cluster),
+            cluster: Some(report.folded_into.map_or(cluster, |(c, _)| c)),
             echo: !report.first,
         };
         if !report.first {
             s.counters.echo_events += 1;
             return observation;
         }
+        let cfg = &s.config;
+        let rs = &mut s.root_stats[root as usize];
         rs.count += 1;
         rs.first = rs.first.min(t);
         rs.last = rs.last.max(t);
@@ -791,6 +823,7 @@ impl Engine {
                     root: key.stats.root,
                     services: key.stats.services.clone(),
                     kinds: key.stats.kinds.clone(),
+                    status: None,
                 });
             }
             s.miner.consolidate();
@@ -882,6 +915,43 @@ impl TapSort for Vec<ClusterSummary> {
 }
 
 impl State {
+    /// The index of a root referenced before, `None` when roots were renumbered since.
+    fn current_root(&self, r: RootRef) -> Option<RootIndex> {
+        (r.generation == self.root_generation && (r.root as usize) < self.root_stats.len())
+            .then_some(r.root)
+    }
+
+    /// Takes back the occurrences of status reports that turned out to echo the failure
+    /// of their trace (see [`crate::occurrence`]): out of their roots' counts, per-minute
+    /// and per-second series and sources; their sources go to the failure's root.
+    fn retract(&mut self, retractions: &[Retraction], failure_root: RootIndex) {
+        for r in retractions {
+            self.counters.echo_events += 1;
+            let Some(root) = self.current_root(r.root) else {
+                continue;
+            };
+            let rs = &mut self.root_stats[root as usize];
+            rs.count = rs.count.saturating_sub(1);
+            let minute = r.time_unix_nanos.div_euclid(NANOS_PER_MIN);
+            if let Some(slot) = rs.minutes.iter_mut().find(|(m, _)| *m == minute) {
+                slot.1 = slot.1.saturating_sub(1);
+            }
+            let second = r.time_unix_nanos.div_euclid(NANOS_PER_SEC);
+            if let Some(slot) = rs.seconds.iter_mut().find(|(at, _)| *at == second) {
+                slot.1 = slot.1.saturating_sub(1);
+            }
+            for source in sources_of(r.sources) {
+                if let Some(n) = rs.sources.get_mut(&source) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            let failure = &mut self.root_stats[failure_root as usize];
+            for source in sources_of(r.new_failure_sources) {
+                *failure.sources.entry(source).or_insert(0) += 1;
+            }
+        }
+    }
+
     /// Admits a new shape (and its root); `None` when a bound refuses it.
     fn admit(&mut self, text: &str) -> Option<KeyIndex> {
         if self.keys.len() >= self.config.max_templates {
@@ -919,6 +989,7 @@ impl State {
             root,
             services: BTreeMap::new(),
             kinds: self.masked.kinds.iter().map(|k| k.code()).collect(),
+            status: None,
         });
         Some(key)
     }
@@ -984,6 +1055,7 @@ impl State {
         }
         let before = self.roots.id_table();
         let map = self.roots.retain(&keep);
+        self.root_generation += 1;
         self.alias_retired(&before, Some(&map));
         let mut stats = Vec::with_capacity(n);
         for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
@@ -1352,6 +1424,86 @@ mod tests {
         let (counters, _, _) = engine.counters();
         assert_eq!(counters.echo_events, 3);
         assert_eq!(counters.events, 7);
+    }
+
+    #[test]
+    fn a_status_echo_is_seen_by_its_traces_failure_in_either_order() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let in_trace = |trace, text, service, t| ErrorEvent {
+            trace_id: Some(trace),
+            ..event(text, service, t)
+        };
+        let failure = "upstream call failed: Get \"http://127.0.0.1:41234/users/7\": EOF";
+        let span_502 = "HTTP 502 from GET /internal/checkout/:id";
+        let caller_502 =
+            "GET http://127.0.0.1:33125/internal/checkout/7: unexpected status 502 Bad Gateway";
+        // Trace 1: the failure first, then its echoes up the chain.
+        let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let eof = engine.observe_from(&in_trace(t1, failure, "b", t0), EventSource::FileLog);
+        let echo = engine.observe_from(&in_trace(t1, span_502, "b", t0 + 1), EventSource::Span);
+        let up = engine.observe_from(&in_trace(t1, caller_502, "a", t0 + 2), EventSource::FileLog);
+        assert!(!eof.echo && echo.echo && up.echo);
+        assert_eq!(
+            echo.cluster, eof.cluster,
+            "tagged with the failure's pattern"
+        );
+        // Trace 2: the echoes arrive first (another file, another exporter); the failure then
+        // takes them back.
+        let t2 = "00f067aa0ba902b700f067aa0ba902b7";
+        let early = engine.observe_from(&in_trace(t2, span_502, "a", t0 + 3), EventSource::Span);
+        assert!(!early.echo, "no failure known yet: it counts");
+        let caller =
+            engine.observe_from(&in_trace(t2, caller_502, "a", t0 + 4), EventSource::FileLog);
+        assert!(!caller.echo);
+        let late = engine.observe_from(&in_trace(t2, failure, "b", t0 + 5), EventSource::FileLog);
+        assert!(!late.echo);
+        assert!(
+            engine
+                .observe_from(&in_trace(t2, span_502, "b", t0 + 6), EventSource::Span)
+                .echo
+        );
+        // Trace 3: a 502 and nothing else: the only word of that failure, it counts.
+        let t3 = "0af7651916cd43dd8448eb211c80319c";
+        let alone = engine.observe_from(&in_trace(t3, span_502, "b", t0 + 7), EventSource::Span);
+        assert!(!alone.echo);
+
+        let now = t0 + 10 * NANOS_PER_SEC;
+        let detail = engine
+            .cluster(eof.cluster.expect("clustered"), now)
+            .expect("known");
+        assert_eq!(detail.summary.count, 2, "one per failed request");
+        assert_eq!(
+            detail.sources,
+            [(EventSource::FileLog, 2), (EventSource::Span, 2)],
+            "seen in the echoes' sources too"
+        );
+        let status = engine
+            .cluster(alone.cluster.expect("clustered"), now)
+            .expect("known");
+        assert_eq!(
+            status.summary.count, 1,
+            "only the trace without another failure"
+        );
+        assert_eq!(status.summary.last_minute_count, 1);
+        assert_eq!(status.per_second.iter().map(|p| p.1).sum::<u64>(), 1);
+        // The caller's 502 log lines echoed failures every time: no failure kind of their own.
+        assert!(engine
+            .cluster(caller.cluster.expect("clustered"), now)
+            .is_none_or(|d| d.summary.id == eof.cluster.expect("clustered")));
+        let listed: Vec<u64> = engine
+            .clusters(&ClusterQuery {
+                now_unix_nanos: now,
+                ..ClusterQuery::default()
+            })
+            .iter()
+            .map(|row| row.count)
+            .collect();
+        assert_eq!(
+            listed.iter().sum::<u64>(),
+            3,
+            "three failed requests: {listed:?}"
+        );
     }
 
     #[test]
