@@ -92,6 +92,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 trace_id: trace_id.as_deref(),
                 span_id: span_id.as_deref(),
                 time_unix_nanos: time,
+                stack: record.stack(),
+                frame: record.stack_frame(),
             });
             if let Some(template) = observed.template {
                 *minutes

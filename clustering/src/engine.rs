@@ -86,7 +86,16 @@ pub struct ErrorEvent<'a> {
     pub span_id: Option<&'a str>,
     /// When it happened, Unix nanoseconds.
     pub time_unix_nanos: i64,
+    /// The stack trace the record carried (a Go panic's goroutine dump), if any.
+    pub stack: Option<&'a str>,
+    /// The stack's top application frame (`main.(*T).m file.go:42`), if known: a parameter
+    /// of the pattern, counted like its masked values.
+    pub frame: Option<&'a str>,
 }
+
+/// Stacks are kept cut to this many bytes: a goroutine dump's first frames are where the
+/// failure is; a dump of every goroutine can be megabytes.
+const MAX_STACK_BYTES: usize = 16 * 1024;
 
 /// Where an event went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +258,13 @@ pub struct ClusterDetail {
     pub severities: Vec<(String, u64)>,
     /// Sample messages with their trace ids, newest first.
     pub samples: Vec<Sample>,
+    /// The top application frames of the stacks its reports carried, most frequent first
+    /// (at most `top_values`; not persisted: empty after a restart until new stacks arrive).
+    pub frames: Vec<(String, u64)>,
+    /// Reports that carried a frame, those beyond the listed ones included.
+    pub frames_total: u64,
+    /// The latest stack one of its reports carried (cut to 16 KiB), with its trace id.
+    pub stack: Option<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -285,6 +301,11 @@ pub(crate) struct RootStats {
     pub(crate) reports: u64,
     /// Occurrences per source that reported them.
     pub(crate) sources: BTreeMap<EventSource, u64>,
+    /// Top application frames of the stacks reported, bounded like `values`.
+    pub(crate) frames: HashMap<String, u64>,
+    pub(crate) frames_total: u64,
+    /// The latest stack reported, with its trace id.
+    pub(crate) stack: Option<(String, Option<String>)>,
 }
 
 struct State {
@@ -420,7 +441,24 @@ impl Engine {
             None => Some(root),
         };
         if let Some(seen_root) = seen_root {
+            let top_values = s.config.top_values;
             let rs = &mut s.root_stats[seen_root as usize];
+            // Every report's stack counts, the echoes' too: the record with the stack is
+            // often not the failure's first report (its span arrives first).
+            if let Some(frame) = event.frame {
+                rs.frames_total += 1;
+                if let Some(c) = rs.frames.get_mut(frame) {
+                    *c += 1;
+                } else if rs.frames.len() < top_values {
+                    rs.frames.insert(frame.to_string(), 1);
+                }
+            }
+            if let Some(stack) = event.stack {
+                rs.stack = Some((
+                    cut(stack, MAX_STACK_BYTES).to_string(),
+                    event.trace_id.map(str::to_string),
+                ));
+            }
             if report.new_source {
                 *rs.sources.entry(source).or_insert(0) += 1;
             }
@@ -576,9 +614,21 @@ impl Engine {
         let mut samples: Vec<Sample> = Vec::new();
         let mut values_total = 0u64;
         let mut sources: BTreeMap<EventSource, u64> = BTreeMap::new();
+        let mut frames: HashMap<&str, u64> = HashMap::new();
+        let mut frames_total = 0u64;
+        let mut stack: Option<(i64, &(String, Option<String>))> = None;
         for &r in &roots {
             let rs = &s.root_stats[r as usize];
             values_total += rs.values_total;
+            frames_total += rs.frames_total;
+            for (v, c) in &rs.frames {
+                *frames.entry(v).or_insert(0) += c;
+            }
+            if let Some(st) = &rs.stack {
+                if stack.is_none_or(|(last, _)| rs.last > last) {
+                    stack = Some((rs.last, st));
+                }
+            }
             for (source, c) in &rs.sources {
                 *sources.entry(*source).or_insert(0) += c;
             }
@@ -614,6 +664,9 @@ impl Engine {
             services: top(services, MAX_SERVICES),
             severities: top(severities, 16),
             samples,
+            frames: top(frames, s.config.top_values),
+            frames_total,
+            stack: stack.map(|(_, st)| st.clone()),
         })
     }
 
@@ -803,6 +856,8 @@ impl Engine {
                         .iter()
                         .filter_map(|(name, c)| Some((EventSource::from_name(name)?, *c)))
                         .collect(),
+                    // Stacks and frames are not persisted (see `ClusterDetail::frames`).
+                    ..RootStats::default()
                 });
             }
             let labels: Vec<u32> = snap.roots.iter().map(|r| r.label).collect();
@@ -1353,6 +1408,8 @@ mod tests {
             trace_id: None,
             span_id: None,
             time_unix_nanos: t,
+            stack: None,
+            frame: None,
         }
     }
 
@@ -1503,6 +1560,46 @@ mod tests {
             listed.iter().sum::<u64>(),
             3,
             "three failed requests: {listed:?}"
+        );
+    }
+
+    #[test]
+    fn stacks_give_the_pattern_its_frames_and_latest_stack() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let text = "runtime error: index out of range [2] with length 0";
+        let mut last = None;
+        for (i, frame) in [
+            "main.priceOf service.go:245",
+            "main.priceOf service.go:245",
+            "main.load db.go:9",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stack = format!("goroutine {i} [running]:\n{frame}");
+            last = engine
+                .observe(&ErrorEvent {
+                    stack: Some(&stack),
+                    frame: Some(frame),
+                    ..event(text, "b", t0 + i as i64)
+                })
+                .cluster;
+        }
+        engine.observe(&event(text, "b", t0 + 5));
+        let detail = engine.cluster(last.expect("clustered"), t0).expect("known");
+        assert_eq!(
+            detail.frames,
+            [
+                ("main.priceOf service.go:245".to_owned(), 2),
+                ("main.load db.go:9".to_owned(), 1)
+            ]
+        );
+        assert_eq!(detail.frames_total, 3);
+        assert_eq!(
+            detail.stack.map(|(text, _)| text).as_deref(),
+            Some("goroutine 2 [running]:\nmain.load db.go:9"),
+            "the latest stack"
         );
     }
 
@@ -1958,6 +2055,8 @@ mod eviction_tests {
             trace_id: None,
             span_id: None,
             time_unix_nanos: 0,
+            stack: None,
+            frame: None,
         };
         let first = engine.observe(&hot);
         for i in 0..10 {
