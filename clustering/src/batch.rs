@@ -209,28 +209,11 @@ pub struct MaskedBlock {
 impl MaskedBlock {
     /// Masks `messages` (cut to `max_message_bytes` like [`Batch::push`] does).
     pub fn mask<'a>(messages: impl IntoIterator<Item = &'a str>, max_message_bytes: usize) -> Self {
-        let max = max_message_bytes.max(16);
-        let mut block = MaskedBlock::default();
-        let mut masked = MaskedLine::shapes_only();
-        let mut seen: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
+        let mut masker = BlockMasker::new(max_message_bytes);
         for message in messages {
-            let message = cut(message, max);
-            if message.trim().is_empty() {
-                block.lines.push(BLANK_LINE);
-                continue;
-            }
-            masked.mask(message);
-            let hash = shape_hash(&masked.text);
-            let next = block.shapes.len() as u32;
-            let index = *seen.entry(hash).or_insert(next);
-            if index == next {
-                block
-                    .shapes
-                    .push((hash, masked.text.as_str().into(), message.into()));
-            }
-            block.lines.push(index);
+            masker.push(message);
         }
-        block
+        masker.take()
     }
 
     /// Number of messages in the block.
@@ -241,6 +224,54 @@ impl MaskedBlock {
     /// Whether the block holds no message.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
+    }
+}
+
+/// Builds [`MaskedBlock`]s one message at a time, on a worker thread: for callers whose
+/// messages are borrowed from a buffer only while they are pushed (lines decoded from a
+/// chunk of bytes). Its masking buffers are reused from one block to the next.
+#[derive(Debug)]
+pub struct BlockMasker {
+    max_message_bytes: usize,
+    masked: MaskedLine,
+    seen: std::collections::HashMap<u128, u32>,
+    block: MaskedBlock,
+}
+
+impl BlockMasker {
+    /// An empty block; messages are cut to `max_message_bytes` like [`Batch::push`] does.
+    pub fn new(max_message_bytes: usize) -> Self {
+        BlockMasker {
+            max_message_bytes: max_message_bytes.max(16),
+            masked: MaskedLine::shapes_only(),
+            seen: std::collections::HashMap::new(),
+            block: MaskedBlock::default(),
+        }
+    }
+
+    /// Adds the next message of the block.
+    pub fn push(&mut self, message: &str) {
+        let message = cut(message, self.max_message_bytes);
+        if message.trim().is_empty() {
+            self.block.lines.push(BLANK_LINE);
+            return;
+        }
+        self.masked.mask(message);
+        let hash = shape_hash(&self.masked.text);
+        let next = self.block.shapes.len() as u32;
+        let index = *self.seen.entry(hash).or_insert(next);
+        if index == next {
+            self.block
+                .shapes
+                .push((hash, self.masked.text.as_str().into(), message.into()));
+        }
+        self.block.lines.push(index);
+    }
+
+    /// The block of the messages pushed since the last call; the masker starts a new one.
+    pub fn take(&mut self) -> MaskedBlock {
+        self.seen.clear();
+        std::mem::take(&mut self.block)
     }
 }
 
