@@ -20,13 +20,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use faultline_clustering::batch::{Batch, BlockMasker, GroupLevel, MaskedBlock};
+use faultline_clustering::batch::{Batch, BatchIds, BlockMasker, GroupLevel, MaskedBlock};
 use faultline_clustering::cluster::VectorParams;
 use faultline_ingest::Origin;
 
@@ -49,6 +50,10 @@ pub struct ClusterArgs {
     /// cluster its error field, else its message.
     #[arg(long)]
     pub parse: bool,
+    /// Most distinct message shapes kept (memory: a few hundred bytes each); lines of new
+    /// shapes past it get the id ffffffffffffffff, and the summary says how many.
+    #[arg(long, default_value_t = faultline_clustering::batch::MAX_BATCH_SHAPES, value_name = "N")]
+    pub max_shapes: usize,
     /// Threads that mask the lines of a large file (0: one per core, at most 4; 1: all the
     /// work on one thread). The ids do not depend on it.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -86,15 +91,17 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         Level::Cluster => GroupLevel::Cluster,
         Level::Template => GroupLevel::Template,
     };
-    let batch = Batch::new(level, 5, MAX_MESSAGE_BYTES, VectorParams::default());
+    let batch = Batch::new(level, 5, MAX_MESSAGE_BYTES, VectorParams::default())
+        .with_max_shapes(args.max_shapes);
+    let cut_lines = AtomicU64::new(0);
     let workers = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         n => n,
     };
     let batch = if total >= PARALLEL_MIN_BYTES && workers > 1 {
-        run_parallel(args, file, batch, workers, CHUNK_BYTES)?
+        run_parallel(args, file, batch, workers, CHUNK_BYTES, &cut_lines)?
     } else {
-        run_sequential(args, file, batch, total)?
+        run_sequential(args, file, batch, total, &cut_lines)?
     };
     let ids = batch.finish();
     let out = File::create(&args.output)
@@ -103,19 +110,8 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     ids.write_to(&mut out)
         .and_then(|()| out.flush())
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    if ids.other_lines > 0 {
-        eprintln!(
-            "faultline cluster: bound applied: {} lines of new shapes past the first {} distinct shapes got the id ffffffffffffffff (other)",
-            ids.other_lines,
-            faultline_clustering::batch::MAX_BATCH_SHAPES
-        );
-    }
-    if ids.searches_cut > 0 {
-        eprintln!(
-            "faultline cluster: bound applied: the neighbour search of {} roots stopped after {} candidates; they may miss a cluster",
-            ids.searches_cut,
-            faultline_clustering::cluster::MAX_CANDIDATES
-        );
+    for note in bound_notes(&ids, cut_lines.into_inner()) {
+        eprintln!("faultline cluster: bound applied: {note}");
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -129,11 +125,37 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One sentence per bound that changed the output: lines cut, lines past the shape bound,
+/// neighbour searches cut short. Empty when none applied.
+fn bound_notes(ids: &BatchIds, cut_lines: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if cut_lines > 0 {
+        notes.push(format!(
+            "{cut_lines} lines longer than {MAX_MESSAGE_BYTES} bytes were clustered by their first {MAX_MESSAGE_BYTES} bytes"
+        ));
+    }
+    if ids.other_lines > 0 {
+        notes.push(format!(
+            "{} lines of new shapes past the first {} distinct shapes got the id ffffffffffffffff (other); --max-shapes raises the bound",
+            ids.other_lines, ids.max_shapes
+        ));
+    }
+    if ids.searches_cut > 0 {
+        notes.push(format!(
+            "the neighbour search of {} roots stopped after {} candidates; they may miss a cluster",
+            ids.searches_cut,
+            faultline_clustering::cluster::MAX_CANDIDATES
+        ));
+    }
+    notes
+}
+
 /// Reads `reader` to its end and calls `each` with chunks of whole lines in order, each
 /// about `chunk_bytes` long and ending with `\n` (but the file's last, when the file does
 /// not end with one). A line longer than [`MAX_MESSAGE_BYTES`] keeps only its first
-/// [`MAX_MESSAGE_BYTES`] bytes (the rest is skipped as it is read, so one endless line
-/// cannot fill memory). Returns the bytes read.
+/// [`MAX_MESSAGE_BYTES`]` + 1` bytes (the rest is skipped as it is read, so one endless line
+/// cannot fill memory; the extra byte tells [`line_text`] that it was cut). Returns the
+/// bytes read.
 fn read_chunks(
     args: &ClusterArgs,
     mut reader: impl Read,
@@ -177,8 +199,8 @@ fn read_chunks(
         if let Some(at) = memchr::memrchr(b'\n', fresh) {
             line_start = start + at + 1;
         }
-        if buf.len() - line_start > MAX_MESSAGE_BYTES {
-            buf.truncate(line_start + MAX_MESSAGE_BYTES);
+        if buf.len() - line_start > MAX_MESSAGE_BYTES + 1 {
+            buf.truncate(line_start + MAX_MESSAGE_BYTES + 1);
             skipping = true;
         }
         if buf.len() >= chunk_bytes && line_start > 0 {
@@ -214,16 +236,23 @@ fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The text of one line: a `\r` before its end removed, cut to [`MAX_MESSAGE_BYTES`],
-/// invalid UTF-8 replaced.
-fn line_text(line: &[u8]) -> Cow<'_, str> {
+/// invalid UTF-8 replaced; and whether it was cut.
+fn line_text(line: &[u8]) -> (Cow<'_, str>, bool) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    String::from_utf8_lossy(&line[..line.len().min(MAX_MESSAGE_BYTES)])
+    let cut = line.len() > MAX_MESSAGE_BYTES;
+    (
+        String::from_utf8_lossy(&line[..line.len().min(MAX_MESSAGE_BYTES)]),
+        cut,
+    )
 }
 
-/// Calls `each` with the text clustered for every line of `chunk`.
-fn each_text(args: &ClusterArgs, chunk: &[u8], mut each: impl FnMut(&str)) {
+/// Calls `each` with the text clustered for every line of `chunk`; counts the lines cut.
+fn each_text(args: &ClusterArgs, chunk: &[u8], cut_lines: &AtomicU64, mut each: impl FnMut(&str)) {
     for line in lines(chunk) {
-        let text = line_text(line);
+        let (text, cut) = line_text(line);
+        if cut {
+            cut_lines.fetch_add(1, Ordering::Relaxed);
+        }
         if args.parse {
             let record = faultline_ingest::parse::parse_line(&text, Origin::OtlpLog);
             each(record.cluster_text());
@@ -239,12 +268,13 @@ fn run_sequential(
     reader: impl Read,
     mut batch: Batch,
     total: u64,
+    cut_lines: &AtomicU64,
 ) -> anyhow::Result<Batch> {
     let progress = std::io::stderr().is_terminal();
     let mut done: u64 = 0;
     read_chunks(args, reader, CHUNK_BYTES, |chunk| {
         done += chunk.len() as u64;
-        each_text(args, &chunk, |text| batch.push(text));
+        each_text(args, &chunk, cut_lines, |text| batch.push(text));
         if progress {
             let pct = (done * 100).checked_div(total).unwrap_or(0);
             eprint!("\rfaultline cluster: {pct:3}%  {} lines", batch.len());
@@ -264,6 +294,7 @@ fn run_parallel(
     mut batch: Batch,
     workers: usize,
     chunk_bytes: usize,
+    cut_lines: &AtomicU64,
 ) -> anyhow::Result<Batch> {
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(workers);
@@ -280,7 +311,7 @@ fn run_parallel(
                         Err(_) => return,
                     };
                     let Ok((seq, chunk)) = job else { return };
-                    each_text(args, &chunk, |text| masker.push(text));
+                    each_text(args, &chunk, cut_lines, |text| masker.push(text));
                     if done_tx.send((seq, masker.take())).is_err() {
                         return;
                     }
@@ -328,6 +359,7 @@ mod tests {
             input,
             level,
             parse,
+            max_shapes: faultline_clustering::batch::MAX_BATCH_SHAPES,
             threads: 2,
         }
     }
@@ -353,7 +385,10 @@ mod tests {
         let mut out = Vec::new();
         let mut rest = data;
         while !rest.is_empty() {
-            let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
             let mut line = &rest[..end];
             rest = &rest[end..];
             line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -364,17 +399,23 @@ mod tests {
         out
     }
 
-    fn chunked_lines(data: &[u8], step: usize, chunk_bytes: usize) -> Vec<String> {
+    /// The lines `read_chunks` and `line_text` give, and how many were cut.
+    fn chunked_lines(data: &[u8], step: usize, chunk_bytes: usize) -> (Vec<String>, usize) {
         let a = args(PathBuf::from("in.log"), Level::Template, false);
         let mut out = Vec::new();
+        let mut cut = 0;
         let read = read_chunks(&a, Trickle { data, step }, chunk_bytes, |chunk| {
-            assert!(chunk.len() < chunk_bytes + READ_BYTES + MAX_MESSAGE_BYTES);
-            out.extend(lines(&chunk).map(|l| line_text(l).into_owned()));
+            assert!(chunk.len() <= chunk_bytes + READ_BYTES + MAX_MESSAGE_BYTES + 1);
+            for line in lines(&chunk) {
+                let (text, was_cut) = line_text(line);
+                out.push(text.into_owned());
+                cut += usize::from(was_cut);
+            }
             Ok(())
         })
         .expect("read");
         assert_eq!(read, data.len() as u64);
-        out
+        (out, cut)
     }
 
     #[test]
@@ -382,7 +423,7 @@ mod tests {
         let mut data = Vec::new();
         data.extend_from_slice(b"first\r\n\n\nsecond line\r\n\xff\xfe broken utf-8 \xc3\n");
         // A line far past the limit, then more lines: only its first 64 KiB count, the rest
-        // is skipped as it arrives.
+        // is skipped as it arrives, and it counts as cut; the lines at the limit do not.
         data.extend(std::iter::repeat_n(b'x', 3 * MAX_MESSAGE_BYTES + 17));
         data.extend_from_slice(b"\r\nafter the long one\n");
         data.extend(std::iter::repeat_n(b'y', MAX_MESSAGE_BYTES));
@@ -394,13 +435,13 @@ mod tests {
         for (step, chunk_bytes) in [(1 << 20, CHUNK_BYTES), (1_000, 64), (7, 10), (65_536, 1)] {
             assert_eq!(
                 chunked_lines(&data, step, chunk_bytes),
-                expected,
+                (expected.clone(), 1),
                 "{step} bytes a read, chunks of {chunk_bytes}"
             );
         }
-        assert_eq!(chunked_lines(b"", 10, 10), Vec::<String>::new());
-        assert_eq!(chunked_lines(b"\n", 10, 10), [""]);
-        assert_eq!(chunked_lines(b"a\n\n", 1, 1), ["a", ""]);
+        assert_eq!(chunked_lines(b"", 10, 10).0, Vec::<String>::new());
+        assert_eq!(chunked_lines(b"\n", 10, 10).0, [""]);
+        assert_eq!(chunked_lines(b"a\n\n", 1, 1).0, ["a", ""]);
     }
 
     #[test]
@@ -431,10 +472,11 @@ mod tests {
         ] {
             let a = args(input.clone(), level, parse);
             let new = || Batch::new(group, 5, MAX_MESSAGE_BYTES, VectorParams::default());
-            let one = run_sequential(&a, open(), new(), 0)
+            let cut = AtomicU64::new(0);
+            let one = run_sequential(&a, open(), new(), 0, &cut)
                 .expect("sequential")
                 .finish();
-            let many = run_parallel(&a, open(), new(), 2, 16 << 10)
+            let many = run_parallel(&a, open(), new(), 2, 16 << 10, &cut)
                 .expect("parallel")
                 .finish();
             assert_eq!(one.len(), lines.len());

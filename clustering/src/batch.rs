@@ -6,12 +6,15 @@
 //! gives every message the id of its final template or cluster, so that a message seen before
 //! a merge gets the same id as one seen after it.
 //!
-//! Bounds: at most [`MAX_BATCH_SHAPES`] distinct shapes are kept (with one sample message
-//! each, cut to the message limit); the messages of later new shapes get the id
+//! Bounds: at most [`MAX_BATCH_SHAPES`] distinct shapes are kept (or fewer,
+//! [`Batch::with_max_shapes`]), with one sample message each, cut to the message limit; the
+//! messages of later new shapes get the id
 //! `ffffffffffffffff` ("other") and are counted in [`BatchIds::other_lines`]. Every root is
-//! clustered (no limit on their number); a root whose neighbour search hit its bound is
+//! clustered, with no limit on their number (the earlier dense re-run stopped at the first
+//! 5,000); a root whose neighbour search hit its bound is
 //! counted in [`BatchIds::searches_cut`]. Besides those, memory is 4 bytes per message (its
-//! shape's index, to write the ids in order at the end).
+//! shape's index, to write the ids in order at the end). Cluster ids are a function of the set
+//! of shapes (see [`crate::cluster`]): the same lines in another order get the same ids.
 
 use crate::cluster::{RootClusters, VectorParams};
 use crate::mask::MaskedLine;
@@ -57,8 +60,11 @@ pub struct BatchIds {
     pub templates: usize,
     /// Number of clusters (at the cluster level; else 0).
     pub clusters: usize,
-    /// Messages that got the "other" id because [`MAX_BATCH_SHAPES`] was reached.
+    /// Messages that got the "other" id because the shape bound ([`MAX_BATCH_SHAPES`], or
+    /// [`Batch::with_max_shapes`]) was reached.
     pub other_lines: usize,
+    /// The shape bound that applied.
+    pub max_shapes: usize,
     /// Roots whose neighbour search stopped at its bound
     /// ([`MAX_CANDIDATES`](crate::cluster::MAX_CANDIDATES)).
     pub searches_cut: usize,
@@ -84,6 +90,19 @@ impl Batch {
             max_shapes: MAX_BATCH_SHAPES,
             other_lines: 0,
         }
+    }
+
+    /// The same batch keeping at most `max_shapes` distinct shapes (at least 1) instead of
+    /// [`MAX_BATCH_SHAPES`]: a lower memory bound, for machines that cannot spare hundreds of
+    /// MB.
+    pub fn with_max_shapes(mut self, max_shapes: usize) -> Self {
+        self.max_shapes = max_shapes.max(1);
+        self
+    }
+
+    /// The most distinct shapes this batch keeps.
+    pub fn max_shapes(&self) -> usize {
+        self.max_shapes
     }
 
     /// Number of messages pushed.
@@ -188,6 +207,7 @@ impl Batch {
             templates,
             clusters,
             other_lines: self.other_lines,
+            max_shapes: self.max_shapes,
             searches_cut,
         }
     }
@@ -369,8 +389,8 @@ mod tests {
 
     #[test]
     fn shapes_past_the_bound_are_other_and_counted() {
-        let mut b = Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default());
-        b.max_shapes = 2;
+        let mut b =
+            Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default()).with_max_shapes(2);
         for m in [
             "alpha failed",
             "beta failed",
