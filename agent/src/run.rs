@@ -92,6 +92,9 @@ pub async fn serve(
             RecordTotals::default(),
         ),
     };
+    if let Some(migration) = engine.migration() {
+        tracing::warn!("{migration}");
+    }
     let engine = Arc::new(engine);
     let totals = Arc::new(Mutex::new(totals));
     let traces = Arc::new(TraceStore::new(settings.traces.clone()));
@@ -303,6 +306,13 @@ pub async fn serve(
                     .tasks
                     .iter()
                     .map(|t| (t.name.as_str(), t.url.as_str())),
+            )
+            .with_listeners(
+                settings
+                    .counters
+                    .processes
+                    .iter()
+                    .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
             ),
             format!("http://{web_addr}"),
             stop.child_token(),
