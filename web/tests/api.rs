@@ -547,8 +547,9 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
         "faultline_incidents{state=\"active\"} 2\n",
         "faultline_incidents{state=\"ended\"} 0\n",
         "faultline_incidents_active{culprit=\"user-svc\",hint=\"connection-reset\"} 1\n",
-        "faultline_anomalies{kind=\"sockets\"} 1\n",
-        "faultline_anomalies{kind=\"tasks\"} 0\n",
+        "faultline_anomalies{kind=\"sockets\",in=\"incident\"} 1\n",
+        "faultline_anomalies{kind=\"tasks\",in=\"incident\"} 0\n",
+        "faultline_anomalies{kind=\"tasks\",in=\"node\"} 0\n",
         "faultline_anomaly_series_judged 40\n",
         "faultline_cluster_events_total{cluster_id=\"other\"} 0\n",
     ] {

@@ -1,5 +1,5 @@
 //! The diagnosis on `/metrics`: incidents by culprit and hint, counter anomalies by series
-//! kind, and how much of the node the anomaly detector could judge.
+//! kind (in incidents, or node activity), and how much of the node the anomaly detector could judge.
 //!
 //! Read from the latest incidents document at each scrape (the diagnosis runs in the agent
 //! about once a second). Bounds: the incidents the agent keeps (a few dozen at most), the
@@ -58,16 +58,26 @@ fn active_by_culprit_and_hint(doc: &IncidentsDocument) -> BTreeMap<(&str, &str),
     active
 }
 
-/// Active counter anomalies of the incidents per series kind, each series once (two
-/// incidents may share a counter); every kind is present, 0 when none.
-fn anomalies_by_kind(doc: &IncidentsDocument) -> BTreeMap<&'static str, u64> {
-    let mut by_kind: BTreeMap<&'static str, u64> =
-        CounterKind::ALL.iter().map(|k| (k.api_name(), 0)).collect();
+/// Active counter anomalies per series kind and where the diagnosis put them: `incident`
+/// (a counter of an incident; two incidents may share one, counted once) or `node` (node
+/// activity that is not an incident). Every kind is present, 0 when none.
+fn anomalies_by_kind(doc: &IncidentsDocument) -> BTreeMap<(&'static str, &'static str), u64> {
+    let mut by_kind = BTreeMap::new();
+    for kind in CounterKind::ALL {
+        for place in ["incident", "node"] {
+            by_kind.insert((kind.api_name(), place), 0);
+        }
+    }
+    let in_incidents = doc
+        .incidents
+        .iter()
+        .flat_map(|i| &i.counters)
+        .map(|c| ("incident", &c.anomaly));
+    let on_node = doc.node_signals.iter().map(|s| ("node", &s.anomaly));
     let mut seen = BTreeSet::new();
-    for counter in doc.incidents.iter().flat_map(|i| &i.counters) {
-        let anomaly = &counter.anomaly;
-        if anomaly.active && seen.insert(&anomaly.key) {
-            *by_kind.entry(anomaly.kind.api_name()).or_insert(0) += 1;
+    for (place, anomaly) in in_incidents.chain(on_node) {
+        if anomaly.active && seen.insert((place, &anomaly.key)) {
+            *by_kind.entry((anomaly.kind.api_name(), place)).or_insert(0) += 1;
         }
     }
     by_kind
@@ -105,11 +115,12 @@ impl Collector for DiagnosisCollector {
         family(
             e,
             "faultline_anomalies",
-            "Active counter anomalies in the incidents, by series kind (each series once).",
+            "Active counter anomalies by series kind, each series once: in=\"incident\" for the \
+             counters of incidents, in=\"node\" for node activity that is not an incident.",
             gauge,
             anomalies_by_kind(&doc)
                 .into_iter()
-                .map(|(kind, n)| ([("kind", kind)], Value::from(n))),
+                .map(|((kind, place), n)| ([("kind", kind), ("in", place)], Value::from(n))),
         )?;
         single(
             e,
