@@ -316,7 +316,8 @@ fn an_outage_that_outlasts_the_emergence_window_stays_the_overviews_active_incid
     let text = browser.text();
     assert!(!text.contains("Nothing is emerging"), "{text}");
     assert!(text.contains("still active"), "{text}");
-    assert!(text.contains("incident is going on"), "{text}");
+    // One or more: the node is shared with other tests' socket storms.
+    assert!(text.contains("going on, the first since"), "{text}");
     // The incident leads the page: its card comes before the pattern lists.
     assert_eq!(
         browser.eval(
