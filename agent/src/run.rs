@@ -301,12 +301,18 @@ pub async fn serve(
             views.clone(),
             board,
             settings.diagnosis.clone(),
-            diagnosis::ConfiguredFacts::from_tasks(
-                settings
-                    .tasks
-                    .iter()
-                    .map(|t| (t.name.as_str(), t.url.as_str())),
-            ),
+            diagnosis::ConfiguredFacts {
+                listeners: Some(crate::culprits::NodeListeners {
+                    traces: traces.clone(),
+                    counters: counters.clone(),
+                }),
+                ..diagnosis::ConfiguredFacts::from_tasks(
+                    settings
+                        .tasks
+                        .iter()
+                        .map(|t| (t.name.as_str(), t.url.as_str())),
+                )
+            },
             format!("http://{web_addr}"),
             stop.child_token(),
         )),
