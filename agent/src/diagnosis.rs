@@ -76,12 +76,16 @@ impl IncidentView for IncidentBoard {
     }
 }
 
-/// The service facts the configuration gives: each `[[tasks]]` target's goroutine page; and
-/// where to read who listens on which port.
+/// The service facts the configuration gives: each `[[tasks]]` target's goroutine page and
+/// each `[[counters.processes]]` target's listening port; and where to read who listens on
+/// which port now.
 #[derive(Debug, Clone, Default)]
 pub struct ConfiguredFacts {
     /// Task target name → its goroutine dump with stacks.
     pub goroutine_urls: BTreeMap<String, String>,
+    /// Process target name → the port it listens on: a service of the node even before any
+    /// span names it, so its port's counters are a known service's.
+    pub listen_ports: BTreeMap<String, u16>,
     /// Who listens on the node's ports, as the services' spans and the configured process
     /// targets say: a callee that hangs sends no span, so recent call chains alone lose its
     /// port just when its counters move.
@@ -96,8 +100,19 @@ impl ConfiguredFacts {
                 .into_iter()
                 .filter_map(|(name, url)| stack_dump_url(url).map(|u| (name.to_owned(), u)))
                 .collect(),
+            listen_ports: BTreeMap::new(),
             listeners: None,
         }
+    }
+
+    /// Adds the `[[counters.processes]]` targets found by their listening port (name, port).
+    pub fn with_listeners<'a>(mut self, targets: impl IntoIterator<Item = (&'a str, u16)>) -> Self {
+        self.listen_ports.extend(
+            targets
+                .into_iter()
+                .map(|(name, port)| (name.to_owned(), port)),
+        );
+        self
     }
 }
 
@@ -199,6 +214,7 @@ pub fn diagnose(
         series_judged: report.series_judged,
         unjudged,
         unjudged_omitted: omitted,
+        node_signals: tracker.node_signals().to_vec(),
         incidents,
     }
 }
@@ -290,6 +306,7 @@ fn service_facts(
     });
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ports: BTreeSet<(String, u16)> = BTreeSet::new();
+    let mut called: BTreeSet<(String, u16)> = BTreeSet::new();
     for t in &recent {
         let Some(chain) = views.traces.call_chain(&t.trace_id) else {
             continue;
@@ -305,6 +322,11 @@ fn service_facts(
                     ports.insert((span.service.clone(), p));
                 }
             }
+            if span.kind == "client" {
+                if let Some(p) = port_attribute(span, &PEER_PORT_KEYS) {
+                    called.insert((span.service.clone(), p));
+                }
+            }
             let Some(parent) = span.parent_span_id.as_deref().and_then(|p| by_id.get(p)) else {
                 continue;
             };
@@ -318,6 +340,17 @@ fn service_facts(
                 }
             }
         }
+    }
+    for (service, port) in &called {
+        let f = facts
+            .entry(service.clone())
+            .or_insert_with(|| entry(service));
+        if !f.called_ports.contains(port) {
+            f.called_ports.push(*port);
+        }
+    }
+    for (name, port) in &configured.listen_ports {
+        ports.insert((name.clone(), *port));
     }
     for (caller, callee) in &edges {
         facts

@@ -312,6 +312,13 @@ pub async fn serve(
                         .iter()
                         .map(|t| (t.name.as_str(), t.url.as_str())),
                 )
+                .with_listeners(
+                    settings
+                        .counters
+                        .processes
+                        .iter()
+                        .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
+                )
             },
             format!("http://{web_addr}"),
             stop.child_token(),
