@@ -111,7 +111,9 @@ pub struct UpstreamState {
 
 /// The buffer, shared by the [`Exporter`](crate::Exporter) handles and the sender task.
 pub(crate) struct Buffer {
-    queue: Mutex<VecDeque<Entry>>,
+    /// The waiting entries, and whether the sender has stopped (then nothing more is queued:
+    /// it is counted as dropped at once).
+    queue: Mutex<(VecDeque<Entry>, bool)>,
     pub notify: Notify,
     room: Arc<Semaphore>,
     max_bytes: usize,
@@ -133,7 +135,7 @@ impl Buffer {
     pub fn new(max_bytes: usize) -> Buffer {
         let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Buffer {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new((VecDeque::new(), false)),
             notify: Notify::new(),
             room: Arc::new(Semaphore::new(max_bytes)),
             max_bytes,
@@ -173,20 +175,29 @@ impl Buffer {
         }
         let items = payload.items();
         let bytes = payload.encoded_len();
-        add(&self.counters.accepted[payload.signal().index()], items);
-        lock(&self.queue).push_back(Entry {
+        let signal = payload.signal();
+        add(&self.counters.accepted[signal.index()], items);
+        let mut queue = lock(&self.queue);
+        if queue.1 {
+            drop(queue);
+            self.drop_items(signal, DropReason::Shutdown, items);
+            return;
+        }
+        queue.0.push_back(Entry {
             payload,
             items,
             bytes,
             _permit: reservation.permit,
         });
+        drop(queue);
         self.notify.notify_one();
     }
 
     /// The first waiting entry and the following ones of the same signal, while their bytes
     /// stay within `max_bytes` (the first is taken whatever its size).
     pub fn take_batch(&self, max_bytes: usize) -> Vec<Entry> {
-        let mut queue = lock(&self.queue);
+        let mut guard = lock(&self.queue);
+        let queue = &mut guard.0;
         let mut batch: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
         while let Some(next) = queue.front() {
@@ -212,9 +223,12 @@ impl Buffer {
         *lock(&self.in_flight) = (0, 0);
     }
 
-    /// Every waiting entry, for the final count at shutdown.
-    pub fn drain(&self) -> Vec<Entry> {
-        lock(&self.queue).drain(..).collect()
+    /// Closes the buffer (what is pushed from now on is counted as dropped at once) and
+    /// returns every waiting entry, for the final count at shutdown.
+    pub fn close(&self) -> Vec<Entry> {
+        let mut queue = lock(&self.queue);
+        queue.1 = true;
+        queue.0.drain(..).collect()
     }
 
     pub fn delivered(&self, signal: Signal, items: u64) {
@@ -246,8 +260,8 @@ impl Buffer {
         let queue = lock(&self.queue);
         let (items, bytes) = *lock(&self.in_flight);
         (
-            items + queue.iter().map(|e| e.items).sum::<u64>(),
-            bytes + queue.iter().map(|e| e.bytes).sum::<usize>(),
+            items + queue.0.iter().map(|e| e.items).sum::<u64>(),
+            bytes + queue.0.iter().map(|e| e.bytes).sum::<usize>(),
         )
     }
 

@@ -38,6 +38,7 @@
 //!   Delivery is at least once: a request that timed out after the upstream took it is sent
 //!   again.
 
+pub mod attributes;
 mod buffer;
 mod config;
 mod payload;
@@ -50,6 +51,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use attributes::PatternTags;
 pub use buffer::{DropCount, DropReason, ExportStats, Reservation, UpstreamState};
 pub use config::{ExportConfig, ExportConfigError, ExportSettings, Protocol};
 pub use payload::{Payload, Signal};
@@ -119,6 +121,18 @@ impl Exporter {
         self.buffer.push(reservation, payload);
     }
 
+    /// A payload in reserved room that is not queued yet (it is on its way through the
+    /// agent, to be tagged with its patterns). Dropped without [`Pending::send`], its items are
+    /// counted as dropped (`shutdown`): an agent stopping with it in a queue loses it, and says
+    /// so.
+    pub fn pending(&self, reservation: Reservation, payload: Payload) -> Pending {
+        Pending {
+            exporter: self.clone(),
+            room: Some(reservation),
+            payload,
+        }
+    }
+
     /// Reserves room for a payload and queues it; returns whether it was taken (if not, it
     /// is counted as dropped).
     pub fn offer(&self, payload: Payload) -> bool {
@@ -143,5 +157,40 @@ impl Exporter {
     /// Counters since start.
     pub fn stats(&self) -> ExportStats {
         self.buffer.stats()
+    }
+}
+
+/// A payload in reserved room, on its way to the buffer (see [`Exporter::pending`]).
+#[derive(Debug)]
+pub struct Pending {
+    exporter: Exporter,
+    room: Option<Reservation>,
+    payload: Payload,
+}
+
+impl Pending {
+    /// The payload, to tag before it is sent.
+    pub fn payload_mut(&mut self) -> &mut Payload {
+        &mut self.payload
+    }
+
+    /// Queues it.
+    pub fn send(mut self) {
+        if let Some(room) = self.room.take() {
+            let payload = std::mem::replace(&mut self.payload, Payload::Traces(Default::default()));
+            self.exporter.push(room, payload);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.room.take().is_some() {
+            self.exporter.note_lost(
+                self.payload.signal(),
+                DropReason::Shutdown,
+                self.payload.items(),
+            );
+        }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) async fn run(
             break;
         }
     }
-    for entry in buffer.drain() {
+    for entry in buffer.close() {
         buffer.drop_items(entry.payload.signal(), DropReason::Shutdown, entry.items);
     }
 }
