@@ -85,8 +85,11 @@ async fn until(what: &str, stats: impl Fn() -> ExportStats, done: impl Fn(&Expor
 #[derive(Clone, Default)]
 struct Receiver {
     refuse: Arc<Mutex<u32>>,
-    got: Arc<Mutex<Vec<(Option<String>, ExportTraceServiceRequest)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
+
+/// A request as received: its `authorization` metadata and the request.
+type Received = (Option<String>, ExportTraceServiceRequest);
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
