@@ -101,6 +101,13 @@ pub trait CounterView: Send + Sync {
         self.snapshot_at_resolution(HistoryResolution::Second)
     }
 
+    /// The latest values, for `/metrics` at every scrape: the same series as [`Self::snapshot`]
+    /// lists, but a store should not lay out their history for it (histories may be empty,
+    /// `delta_1m` absent). By default the whole snapshot, for views without a cheaper read.
+    fn current(&self) -> CountersSnapshot {
+        self.snapshot()
+    }
+
     /// Counters about the counter store itself (history series kept and evicted, task
     /// targets rejected by the bound). Empty by default.
     fn store_counters(&self) -> Vec<StoreCounter> {
@@ -119,7 +126,8 @@ pub trait IncidentView: Send + Sync {
 pub use faultline_diagnosis::anomaly::{ChangeShape, CounterAnomaly, Direction, Unjudged};
 pub use faultline_diagnosis::hints::{Check, CulpritRole, Hint};
 pub use faultline_diagnosis::incident::{
-    Incident, IncidentCounter, IncidentCulprit, IncidentPattern, PatternCulprit, Relation,
+    Incident, IncidentCounter, IncidentCulprit, IncidentPattern, NodeSignal, PatternCulprit,
+    Relation,
 };
 
 /// The answer of `GET /api/v1/incidents`.
@@ -138,6 +146,11 @@ pub struct IncidentsDocument {
     /// The incidents: active first, then those resting on more kinds of evidence (a known
     /// culprit, patterns, counters of the culprit, a hint), then the most recent onset first.
     pub incidents: Vec<Incident>,
+    /// Counter anomalies that are node activity, not incidents (a port no known service
+    /// owns, a node-wide total with no incident near it), with the reason; the highest score
+    /// first.
+    #[serde(default)]
+    pub node_signals: Vec<NodeSignal>,
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as
