@@ -320,7 +320,7 @@ fn replay_incidents(
                     i
                 })
                 .collect();
-            ended.sort_by(|a, b| b.onset_unix_ms.cmp(&a.onset_unix_ms));
+            ended.sort_by_key(|i| std::cmp::Reverse(i.onset_unix_ms));
             let mut doc = doc;
             doc.incidents.extend(ended);
             return Ok(doc);
