@@ -13,8 +13,9 @@ use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKin
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
-use faultline_clustering::{ClusterId, Engine};
+use faultline_clustering::{ClusterId, Engine, EngineCounts};
 use faultline_diagnosis::onset::surge_start_minute;
+use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
@@ -53,10 +54,11 @@ const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
 const MAX_DETAIL_TRACES: usize = 50;
 
 /// [`ClusterView`] over the clustering engine (plus the trace store, for the traces a cluster
-/// was tagged on).
+/// was tagged on, and the counters, for who listens on the ports its failing calls name).
 pub(super) struct ClusterAdapter {
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
+    counters: Arc<CounterStore>,
     pipeline_counters: PipelineCounters,
     clock: Clock,
     refresh: Duration,
@@ -86,6 +88,7 @@ impl ClusterAdapter {
     pub(super) fn new(
         engine: Arc<Engine>,
         traces: Arc<TraceStore>,
+        counters: Arc<CounterStore>,
         pipeline_counters: PipelineCounters,
         clock: Clock,
         refresh: Duration,
@@ -93,6 +96,7 @@ impl ClusterAdapter {
         ClusterAdapter {
             engine,
             traces,
+            counters,
             pipeline_counters,
             clock,
             refresh,
@@ -106,8 +110,8 @@ impl ClusterAdapter {
     }
 
     fn version(&self) -> EngineVersion {
-        let (counters, templates, clusters) = self.engine.counters();
-        (counters.events, templates, clusters)
+        let counts = self.engine.counters();
+        (counts.bounds.events, counts.templates, counts.clusters)
     }
 
     /// Rebuilds every row; per-minute counts are fetched again only where a row's counts moved.
@@ -173,7 +177,8 @@ impl ClusterAdapter {
                 }
             }
         }
-        let verdict = culprits::of_pattern(&self.traces, id, limit);
+        let listeners = culprits::listeners(&self.traces, &self.counters);
+        let verdict = culprits::of_pattern(&self.traces, &listeners, id, limit);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
             cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
@@ -296,7 +301,11 @@ impl ClusterView for ClusterAdapter {
     }
 
     fn store_counters(&self) -> Vec<StoreCounter> {
-        let (c, templates, clusters) = self.engine.counters();
+        let EngineCounts {
+            bounds: c,
+            templates,
+            clusters,
+        } = self.engine.counters();
         let mut out = vec![
             counter(
                 "cluster_events_total",
@@ -735,6 +744,7 @@ mod tests {
         let slow = ClusterAdapter::new(
             Arc::clone(&stores.engine),
             Arc::clone(&stores.traces),
+            Arc::clone(&stores.counters),
             Arc::clone(&pipeline),
             Arc::clone(&clock),
             Duration::from_secs(3600),
@@ -742,6 +752,7 @@ mod tests {
         let eager = ClusterAdapter::new(
             Arc::clone(&stores.engine),
             Arc::clone(&stores.traces),
+            Arc::clone(&stores.counters),
             pipeline,
             clock,
             Duration::ZERO,
