@@ -17,6 +17,7 @@ mod counters;
 mod culprit;
 mod dashboard;
 mod demo;
+mod exposure;
 mod incidents;
 mod lab_go;
 mod listeners;
