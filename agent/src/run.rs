@@ -92,6 +92,9 @@ pub async fn serve(
             RecordTotals::default(),
         ),
     };
+    if let Some(migration) = engine.migration() {
+        tracing::warn!("{migration}");
+    }
     let engine = Arc::new(engine);
     let totals = Arc::new(Mutex::new(totals));
     let traces = Arc::new(TraceStore::new(settings.traces.clone()));

@@ -7,21 +7,33 @@
 //! (`1 / (1 + decay·i)`), because a Go error names its kind first (`invalid character ...`,
 //! `cannot unmarshal ...`, `unexpected EOF`). Vectors are hashed into a fixed number of
 //! dimensions and L2-normalised, so the Euclidean distance DBSCAN uses orders pairs like the
-//! cosine distance. DBSCAN (linfa-clustering, `min_points = 2`) finds the dense groups; a root
-//! it calls noise is a cluster of its own, never dropped.
+//! cosine distance. DBSCAN (`min_points = 2`, computed as connected components, see
+//! [`RootClusters::rerun`]) finds the dense groups; a root it calls noise is a cluster of its
+//! own, never dropped.
+//!
+//! Ids do not depend on arrival order. A re-run is a function of the *set* of roots: the
+//! vectors depend on the set only, the neighbour search walks the roots in text order (so
+//! even its bound cuts the same searches on every node), and a cluster's id is the content
+//! hash of its *canonical* root, chosen by a rule over its members, the shortest (then the
+//! first in byte order): the most general wording of the kind (`connection reset by peer`
+//! before `write: connection reset by peer (after 3 retries)`). Two nodes that saw the same
+//! roots in any order give every root the same cluster id after a re-run.
 //!
 //! Between re-runs a new root joins the cluster of its nearest root when it is within the
-//! same tolerance, else it starts a singleton cluster. A cluster's id is the content hash of
-//! its *canonical* root, the oldest one, so re-runs keep ids as long as the oldest member
-//! stays.
+//! same tolerance (keeping that cluster's id), else it starts a singleton cluster; the next
+//! re-run makes the grouping the set's again. A re-run or an eviction can retire an id (two
+//! clusters merged, a shorter root joined, the canonical root left): [`RootClusters::retired_ids`]
+//! says which id took its place, for the owner's alias map ([`crate::alias`]).
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Stable id of a cluster (error pattern): a hash of its canonical root, 16 hex digits.
+/// Stable id of a cluster (error pattern): a hash of its canonical root (its shortest
+/// member, see the module documentation), 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct ClusterId(pub u64);
@@ -207,6 +219,71 @@ impl RootClusters {
         &self.roots[self.canonical[label] as usize].text
     }
 
+    /// The cluster id of every root now, to tell afterwards which ids a re-run or an
+    /// eviction retired ([`retired_ids`](Self::retired_ids)). Cost: one hash per cluster.
+    pub fn id_table(&self) -> IdTable {
+        let label_ids: Vec<ClusterId> = self
+            .canonical
+            .iter()
+            .map(|&c| ClusterId::of(&self.roots[c as usize].text))
+            .collect();
+        IdTable {
+            ids: self
+                .roots
+                .iter()
+                .map(|r| label_ids[r.cluster as usize])
+                .collect(),
+            canonical: self
+                .roots
+                .iter()
+                .map(|r| self.canonical[r.cluster as usize])
+                .collect(),
+        }
+    }
+
+    /// The ids of `before` that name no cluster any more, each with the id that took its
+    /// place: the id of the cluster its canonical root is in now, or, when that root left,
+    /// of the cluster its first remaining member is in. `map` gives each old root's index
+    /// now (what [`retain`](Self::retain) returned; `None` when indices did not change). An
+    /// id whose every root left has no successor and is not listed. Oldest root first.
+    pub fn retired_ids(
+        &self,
+        before: &IdTable,
+        map: Option<&[Option<RootIndex>]>,
+    ) -> Vec<(ClusterId, ClusterId)> {
+        let live: HashSet<ClusterId> = self
+            .canonical
+            .iter()
+            .map(|&c| ClusterId::of(&self.roots[c as usize].text))
+            .collect();
+        let now = |old: RootIndex| -> Option<RootIndex> {
+            match map {
+                Some(map) => map.get(old as usize).copied().flatten(),
+                None => ((old as usize) < self.roots.len()).then_some(old),
+            }
+        };
+        let mut decided: HashSet<ClusterId> = HashSet::new();
+        let mut retired = Vec::new();
+        for (old, &id) in before.ids.iter().enumerate() {
+            if live.contains(&id) || decided.contains(&id) {
+                continue;
+            }
+            let heir = now(before.canonical[old]).or_else(|| now(old as RootIndex));
+            if let Some(root) = heir {
+                decided.insert(id);
+                retired.push((id, self.cluster_of(root)));
+            }
+        }
+        retired
+    }
+
+    /// Whether `id` names a cluster now.
+    pub fn is_live(&self, id: ClusterId) -> bool {
+        self.canonical
+            .iter()
+            .any(|&c| ClusterId::of(&self.roots[c as usize].text) == id)
+    }
+
     fn vector(&self, words: &[Box<str>]) -> Vec<(u32, f32)> {
         let n = self.roots.len().max(1) as f32;
         let mut v: Vec<(u32, f32)> = Vec::with_capacity(words.len());
@@ -259,20 +336,15 @@ impl RootClusters {
     }
 
     /// Keeps the roots whose `keep` entry is true, in order, with their clusters; returns
-    /// each old index's new one (`None`: gone). A cluster that lost its canonical root takes
-    /// its oldest remaining member as canonical, so its id changes; the other clusters keep
-    /// theirs.
+    /// each old index's new one (`None`: gone). Each cluster's canonical root is chosen again
+    /// by the rule (see the module documentation) among its remaining members, so only a
+    /// cluster that lost its canonical root (or that had taken a shorter root since the last
+    /// re-run) changes id: [`retired_ids`](Self::retired_ids) tells which.
     pub fn retain(&mut self, keep: &[bool]) -> Vec<Option<RootIndex>> {
         let mut map = vec![None; self.roots.len()];
-        let mut kept = Vec::with_capacity(self.roots.len());
+        let mut kept: Vec<Root> = Vec::with_capacity(self.roots.len());
         let mut new_label: HashMap<u32, u32> = HashMap::new();
-        let mut canonical = Vec::new();
-        // A label's new canonical: its old canonical when kept, else its first kept member.
-        let old_canonical_kept: Vec<bool> = self
-            .canonical
-            .iter()
-            .map(|&c| keep.get(c as usize).copied().unwrap_or(false))
-            .collect();
+        let mut canonical: Vec<RootIndex> = Vec::new();
         for (old, root) in std::mem::take(&mut self.roots).into_iter().enumerate() {
             if !keep.get(old).copied().unwrap_or(false) {
                 continue;
@@ -287,12 +359,9 @@ impl RootClusters {
                 cluster: label,
                 ..root
             });
-        }
-        for (old_label, &label) in &new_label {
-            if old_canonical_kept[*old_label as usize] {
-                if let Some(Some(c)) = map.get(self.canonical[*old_label as usize] as usize) {
-                    canonical[label as usize] = *c;
-                }
+            let current = canonical[label as usize] as usize;
+            if canonical_first(&kept[index as usize].text, &kept[current].text) {
+                canonical[label as usize] = index;
             }
         }
         self.df.clear();
@@ -370,54 +439,86 @@ impl RootClusters {
         for (root, v) in self.roots.iter_mut().zip(&vectors) {
             root.vector.clone_from(v);
         }
+        // The search walks the roots in text order, not arrival order: a root's candidates,
+        // and so which searches the bound cuts, are the same on every node that saw the set.
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.roots[a as usize]
+                .text
+                .cmp(&self.roots[b as usize].text)
+        });
         let mut postings: Vec<Vec<u32>> = vec![Vec::new(); DIMS];
-        for (i, v) in vectors.iter().enumerate() {
-            for &(d, _) in v {
-                postings[d as usize].push(i as u32);
+        for (rank, &i) in order.iter().enumerate() {
+            for &(d, _) in &vectors[i as usize] {
+                postings[d as usize].push(rank as u32);
             }
         }
+        // Union-find over ranks.
         let mut parent: Vec<u32> = (0..n as u32).collect();
         let mut checked: Vec<u32> = vec![u32::MAX; n];
-        for (i, v) in vectors.iter().enumerate() {
+        for (rank, &i) in order.iter().enumerate() {
+            let v = &vectors[i as usize];
             let mut budget = MAX_CANDIDATES;
             'search: for &(d, _) in v {
                 let list = &postings[d as usize];
-                // Each pair once: only later roots (postings are in index order).
-                let from = list.partition_point(|&j| j as usize <= i);
+                // Each pair once: only later ranks (postings are in rank order).
+                let from = list.partition_point(|&j| j as usize <= rank);
                 for &j in &list[from..] {
                     let j = j as usize;
-                    if checked[j] == i as u32 {
+                    if checked[j] == rank as u32 {
                         continue;
                     }
-                    checked[j] = i as u32;
+                    checked[j] = rank as u32;
                     if budget == 0 {
                         report.searches_cut += 1;
                         break 'search;
                     }
                     budget -= 1;
-                    if find(&mut parent, i) != find(&mut parent, j)
-                        && distance(v, &vectors[j]) < self.params.eps
-                    {
-                        let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                        // The smaller index stays the representative: the oldest root.
+                    let (a, b) = (find(&mut parent, rank), find(&mut parent, j));
+                    if a != b && distance(v, &vectors[order[j] as usize]) < self.params.eps {
                         parent[a.max(b)] = a.min(b) as u32;
                     }
                 }
             }
         }
+        let mut rank_of = vec![0u32; n];
+        for (rank, &i) in order.iter().enumerate() {
+            rank_of[i as usize] = rank as u32;
+        }
+        // Labels in root order (internal only); each label's canonical root by the rule.
         let mut label_of_rep: HashMap<usize, u32> = HashMap::new();
         self.canonical.clear();
-        for i in 0..n {
-            let rep = find(&mut parent, i);
+        for (i, &rank) in rank_of.iter().enumerate() {
+            let rep = find(&mut parent, rank as usize);
             let c = *label_of_rep.entry(rep).or_insert_with(|| {
                 self.canonical.push(i as RootIndex);
                 (self.canonical.len() - 1) as u32
             });
             self.roots[i].cluster = c;
+            let current = self.canonical[c as usize];
+            if canonical_first(&self.roots[i].text, &self.roots[current as usize].text) {
+                self.canonical[c as usize] = i as RootIndex;
+            }
         }
         report.clusters = self.canonical.len();
         report
     }
+}
+
+/// The cluster ids of the roots at one moment ([`RootClusters::id_table`]).
+#[derive(Debug, Clone, Default)]
+pub struct IdTable {
+    /// Per root, its cluster's id.
+    ids: Vec<ClusterId>,
+    /// Per root, its cluster's canonical root.
+    canonical: Vec<RootIndex>,
+}
+
+/// Whether `a` comes before `b` as a cluster's canonical root: shorter first, then byte
+/// order. The shortest member is the kind's most general wording (wrappers and details only
+/// add words), and the rule depends on the members alone, never on their arrival.
+fn canonical_first(a: &str, b: &str) -> bool {
+    (a.len(), a).cmp(&(b.len(), b)) == Ordering::Less
 }
 
 /// Most candidate roots compared with one root in a re-run. Roots share dimensions mostly
@@ -449,9 +550,9 @@ fn distance(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
     let (mut i, mut j, mut dot) = (0, 0, 0.0f32);
     while i < a.len() && j < b.len() {
         match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
+            Ordering::Less => i += 1,
+            Ordering::Greater => j += 1,
+            Ordering::Equal => {
                 dot += a[i].1 * b[j].1;
                 i += 1;
                 j += 1;
@@ -584,6 +685,76 @@ mod tests {
             rc.cluster_of(b),
             "roots past 5,000 find their neighbours"
         );
+    }
+
+    #[test]
+    fn the_same_roots_in_any_order_give_the_same_ids() {
+        let roots = [
+            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            "context deadline exceeded",
+            "too many open files; retrying in <*>",
+            "too many open files",
+            "connection reset by peer",
+            "EOF",
+            "unexpected EOF",
+            "no such host",
+        ];
+        let ids = |order: &[usize]| -> Vec<(String, ClusterId)> {
+            let mut rc = RootClusters::new(VectorParams::default());
+            for &i in order {
+                rc.insert(roots[i]);
+            }
+            rc.rerun();
+            let mut ids: Vec<(String, ClusterId)> = roots
+                .iter()
+                .map(|r| (r.to_string(), rc.cluster_of(rc.find(r).expect("inserted"))))
+                .collect();
+            ids.sort();
+            ids
+        };
+        let forward: Vec<usize> = (0..roots.len()).collect();
+        let backward: Vec<usize> = (0..roots.len()).rev().collect();
+        let shuffled = [5, 0, 7, 2, 4, 1, 6, 3];
+        let expected = ids(&forward);
+        assert_eq!(ids(&backward), expected);
+        assert_eq!(ids(&shuffled), expected);
+        // Named after the shortest member, whatever came first.
+        let deadline = expected
+            .iter()
+            .find(|(r, _)| r.starts_with("context"))
+            .expect("listed");
+        assert_eq!(deadline.1, ClusterId::of("context deadline exceeded"));
+    }
+
+    #[test]
+    fn a_rerun_that_renames_a_cluster_says_which_id_took_its_place() {
+        let mut rc = RootClusters::new(VectorParams::default());
+        let long = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        let a = rc.insert(long);
+        let other = rc.insert("no such host");
+        rc.rerun();
+        let old = rc.cluster_of(a);
+        assert_eq!(old, ClusterId::of(long));
+        // The shorter wording joins by nearest neighbour and keeps the id until the re-run.
+        let b = rc.insert("context deadline exceeded");
+        assert_eq!(rc.cluster_of(b), old);
+        let before = rc.id_table();
+        rc.rerun();
+        let new = ClusterId::of("context deadline exceeded");
+        assert_eq!(rc.cluster_of(a), new);
+        assert_eq!(rc.retired_ids(&before, None), [(old, new)]);
+        assert!(!rc.is_live(old) && rc.is_live(new));
+
+        // An eviction of the canonical root hands the id to the remaining member.
+        let before = rc.id_table();
+        let map = rc.retain(&[true, true, false]);
+        assert_eq!(rc.cluster_of(map[0].expect("kept")), old);
+        assert_eq!(rc.retired_ids(&before, Some(&map)), [(new, old)]);
+        // An evicted singleton has no successor.
+        let before = rc.id_table();
+        let map = rc.retain(&[true, false]);
+        assert_eq!(map[other as usize], None);
+        assert_eq!(rc.retired_ids(&before, Some(&map)), []);
     }
 
     #[test]

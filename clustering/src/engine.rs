@@ -17,27 +17,37 @@
 //! per-minute and per-second series, samples and emergence are by occurrence; a template
 //! counts the reports of its own shape.
 //!
+//! Ids: a template's and a cluster's id are content hashes, and the groupings they name are
+//! functions of the set of shapes and roots seen once [`Engine::maintain`] ran (see
+//! [`crate::template`] and [`crate::cluster`]), so two nodes that saw the same errors in any
+//! order give the same ids. An id that a consolidation, a re-run or an eviction retires stays
+//! an alias of the id that took its place ([`Engine::resolve_template`],
+//! [`Engine::resolve_cluster`]; [`Engine::cluster`] follows them), kept in snapshots.
+//!
 //! Bounds: at most `max_templates` keys and `max_clusters` roots. When a bound is reached the
 //! least useful tenth is evicted (templates: fewest events; roots: not seen within the
 //! emergence baseline first, then fewest events), so a new kind of error still gets its own
 //! pattern after months of uptime; an event that fits nowhere even then is counted in the
-//! "other" bucket ([`EngineCounters`]), never lost silently. Samples, services and parameter values per root are bounded too.
+//! "other" bucket ([`EngineCounters`]), never lost silently. Samples, services and parameter
+//! values per root are bounded too, and at most [`MAX_CLUSTER_ALIASES`] cluster aliases are
+//! kept (oldest leave first).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::alias::AliasMap;
 use crate::batch::cut;
-use crate::cluster::{ClusterId, RootClusters, RootIndex, VectorParams};
+use crate::cluster::{ClusterId, IdTable, RootClusters, RootIndex, VectorParams};
 use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
 use crate::mask::{MaskedLine, ParamKind};
 use crate::occurrence::{EventSource, RecentTraces};
 use crate::root::root_signature;
 use crate::snapshot::{
-    CountersV1, KeyStatsV1, KeyV1, RootStatsV1, RootV1, SampleV1, Snapshot, SnapshotError,
-    SnapshotV1,
+    CountersV1, KeyStatsV1, KeyV1, Migration, RootStatsV1, RootV1, SampleV1, Snapshot,
+    SnapshotError, SnapshotV2, CURRENT_FORMAT,
 };
 use crate::template::{display_template, KeyIndex, TemplateId, TemplateMiner};
 
@@ -48,6 +58,11 @@ const MAX_SERVICES: usize = 32;
 const MAX_TEMPLATE_SERVICES: usize = 8;
 /// The current rate is the count of the last this many seconds, per minute.
 const RATE_WINDOW_SECS: i64 = 60;
+
+/// Most cluster aliases kept: ten times the default `max_clusters` (2,000), so every pattern
+/// can be merged or renamed ten times before its oldest alias (a link older than most
+/// dashboards) leaves. Memory: about 40 bytes each, under 1 MB.
+pub const MAX_CLUSTER_ALIASES: usize = 20_000;
 
 /// Seconds of per-second counts kept per root: as long as the node counters' full-resolution
 /// history (15 min at 1 s by default), beside which they are read to tell whether a counter
@@ -278,11 +293,15 @@ struct State {
     root_stats: Vec<RootStats>,
     recent: RecentTraces,
     counters: EngineCounters,
+    /// Cluster ids retired by re-runs, evictions and migrations, to their successors.
+    cluster_aliases: AliasMap<ClusterId>,
 }
 
 /// The clustering engine (see the module documentation).
 pub struct Engine {
     state: Mutex<State>,
+    /// What restoring an older snapshot format changed, if it did.
+    migration: Option<Migration>,
 }
 
 impl Engine {
@@ -297,9 +316,11 @@ impl Engine {
             keys: Vec::new(),
             root_stats: Vec::new(),
             counters: EngineCounters::default(),
+            cluster_aliases: AliasMap::new(MAX_CLUSTER_ALIASES),
         };
         Engine {
             state: Mutex::new(state),
+            migration: None,
         }
     }
 
@@ -433,7 +454,10 @@ impl Engine {
         };
         let mut copy = copy;
         copy.rerun();
-        self.state.lock().roots.adopt(copy);
+        let mut s = self.state.lock();
+        let before = s.roots.id_table();
+        s.roots.adopt(copy);
+        s.alias_retired(&before, None);
     }
 
     /// Clusters matching `query`, by window count (then total count) descending.
@@ -457,10 +481,15 @@ impl Engine {
         rows
     }
 
-    /// One cluster in detail, `None` when unknown.
+    /// One cluster in detail, `None` when unknown. An id retired by a merge or a rename
+    /// gives the cluster that took its place (whose own id the detail carries).
     pub fn cluster(&self, id: ClusterId, now_unix_nanos: i64) -> Option<ClusterDetail> {
         let s = self.state.lock();
-        let roots = s.groups().remove(&id)?;
+        let mut groups = s.groups();
+        let id = s
+            .cluster_aliases
+            .resolve(id, |id| groups.contains_key(&id))?;
+        let roots = groups.remove(&id)?;
         let query = ClusterQuery {
             now_unix_nanos,
             ..ClusterQuery::default()
@@ -576,6 +605,20 @@ impl Engine {
         self.state.lock().miner.resolve(id)
     }
 
+    /// The current id of a cluster id, following merges and renames (aliases survive
+    /// re-runs, evictions, restarts and the format-1 migration); `None` when the id was never
+    /// seen, its cluster left (evicted), or its alias left the bound.
+    pub fn resolve_cluster(&self, id: ClusterId) -> Option<ClusterId> {
+        let s = self.state.lock();
+        s.cluster_aliases.resolve(id, |id| s.roots.is_live(id))
+    }
+
+    /// What restoring the snapshot changed when it was in an older format (the agent logs
+    /// it at start); `None` for a fresh engine or a current-format snapshot.
+    pub fn migration(&self) -> Option<&Migration> {
+        self.migration.as_ref()
+    }
+
     /// What the bounds did so far, plus current sizes (templates, clusters).
     pub fn counters(&self) -> (EngineCounters, usize, usize) {
         let s = self.state.lock();
@@ -589,7 +632,7 @@ impl Engine {
         let s = self.state.lock();
         let (labels, canonical) = s.roots.labels();
         let c = s.counters;
-        Snapshot::V1(SnapshotV1 {
+        Snapshot::V2(SnapshotV2 {
             keys: s
                 .keys
                 .iter()
@@ -663,18 +706,32 @@ impl Engine {
                 .into_iter()
                 .map(|(from, to)| (from.to_string(), to.to_string()))
                 .collect(),
+            cluster_aliases: s
+                .cluster_aliases
+                .iter()
+                .map(|(from, to)| (from.to_string(), to.to_string()))
+                .collect(),
         })
     }
 
     /// An engine restored from a snapshot value taken with [`snapshot`](Self::snapshot):
-    /// same template and cluster ids, same counts. A snapshot that contradicts itself is
-    /// refused whole ([`SnapshotError::Corrupt`]), never half applied.
+    /// same template and cluster ids, same counts, same aliases. A snapshot that contradicts
+    /// itself is refused whole ([`SnapshotError::Corrupt`]), never half applied.
+    ///
+    /// A format-1 snapshot (ids by arrival order) is migrated: its clusters are re-run under
+    /// the rule-based ids at once, every id that changed becomes an alias of its new id, and
+    /// [`migration`](Self::migration) says how many changed.
     pub fn from_snapshot(
         snapshot: Snapshot,
         config: ClusteringConfig,
     ) -> Result<Engine, SnapshotError> {
-        let Snapshot::V1(snap) = snapshot;
-        let engine = Engine::new(config);
+        let from_format = snapshot.format();
+        let snap: SnapshotV2 = match snapshot {
+            Snapshot::V1(v1) => v1.into(),
+            Snapshot::V2(v2) => v2,
+        };
+        let mut engine = Engine::new(config);
+        let mut migration = None;
         {
             let mut s = engine.state.lock();
             let s = &mut *s;
@@ -748,6 +805,26 @@ impl Engine {
                 })
                 .collect();
             s.miner.restore_aliases(&aliases);
+            for (from, to) in &snap.cluster_aliases {
+                if let (Ok(from), Ok(to)) = (
+                    ClusterId::try_from(from.clone()),
+                    ClusterId::try_from(to.clone()),
+                ) {
+                    s.cluster_aliases.insert(from, to);
+                }
+            }
+            if from_format < CURRENT_FORMAT {
+                // Format 1 named clusters after their oldest root: re-run now under the rule,
+                // so the ids are right from the first query, and alias every changed id.
+                let before = s.roots.id_table();
+                s.roots.rerun();
+                let changed = s.alias_retired(&before, None);
+                migration = Some(Migration {
+                    from_format,
+                    to_format: CURRENT_FORMAT,
+                    cluster_ids_changed: changed,
+                });
+            }
             let c = snap.counters;
             s.counters = EngineCounters {
                 events: c.events,
@@ -764,6 +841,7 @@ impl Engine {
                 recent_traces_evicted: c.recent_traces_evicted,
             };
         }
+        engine.migration = migration;
         Ok(engine)
     }
 }
@@ -881,8 +959,8 @@ impl State {
     /// baseline (they cannot be emerging, and their history has the least to say about now),
     /// fewest events first, then, if the recent ones fill the bound on their own, the recent
     /// ones with the fewest events. Their templates go with them. The other roots keep their
-    /// clusters and ids, except a cluster whose canonical (oldest) root left: it takes its
-    /// oldest remaining root's id.
+    /// clusters and ids, except a cluster whose canonical root left: it takes the id of its
+    /// new canonical root, and the old id stays an alias of it.
     fn evict_roots(&mut self) {
         let n = self.root_stats.len();
         if n == 0 {
@@ -904,7 +982,9 @@ impl State {
             self.counters.roots_evicted += 1;
             self.counters.root_evicted_events += self.root_stats[r].count;
         }
+        let before = self.roots.id_table();
         let map = self.roots.retain(&keep);
+        self.alias_retired(&before, Some(&map));
         let mut stats = Vec::with_capacity(n);
         for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
             if keep[r] {
@@ -925,6 +1005,16 @@ impl State {
             }
         }
         self.drop_keys(&gone);
+    }
+
+    /// Records every cluster id that the regrouping since `before` retired as an alias of its
+    /// successor; returns how many. `map` as in [`RootClusters::retired_ids`].
+    fn alias_retired(&mut self, before: &IdTable, map: Option<&[Option<RootIndex>]>) -> usize {
+        let retired = self.roots.retired_ids(before, map);
+        for &(from, to) in &retired {
+            self.cluster_aliases.insert(from, to);
+        }
+        retired.len()
     }
 
     /// The display form of a key's template (typed placeholders).
@@ -1408,6 +1498,89 @@ mod tests {
             .expect("restored");
         assert_eq!(restored.resolve_template(first), Some(merged));
         assert_eq!(restored.resolve_template(merged), Some(merged));
+    }
+
+    #[test]
+    fn a_renamed_cluster_id_still_resolves_after_a_restart() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let long = "Get \"http://u:80/x\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        let first = engine.observe(&event(long, "a", t0)).cluster;
+        engine.maintain();
+        let old = first.expect("clustered");
+        // The plain wording of the same kind arrives later: the pattern is named after it
+        // from the next maintenance on, and the old id stays an alias.
+        engine.observe(&event("call user: context deadline exceeded", "a", t0 + 1));
+        engine.maintain();
+        let new = ClusterId::of("context deadline exceeded");
+        assert_ne!(old, new);
+        assert_eq!(engine.resolve_cluster(old), Some(new));
+        let detail = engine
+            .cluster(old, t0 + MIN)
+            .expect("the old id still answers");
+        assert_eq!(detail.summary.id, new);
+        assert_eq!(detail.summary.count, 2);
+
+        let text = serde_json::to_string(&engine.snapshot()).expect("serialised");
+        assert!(text.contains("\"version\":\"V2\""), "{text}");
+        let restored = Engine::from_snapshot(
+            serde_json::from_str(&text).expect("read back"),
+            ClusteringConfig::default(),
+        )
+        .expect("restored");
+        assert_eq!(
+            restored.migration(),
+            None,
+            "the current format needs no migration"
+        );
+        assert_eq!(restored.resolve_cluster(old), Some(new));
+        assert_eq!(restored.resolve_cluster(new), Some(new));
+        assert_eq!(
+            restored.cluster(old, t0 + MIN).map(|d| d.summary.id),
+            Some(new)
+        );
+        assert_eq!(restored.resolve_cluster(ClusterId(7)), None);
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_migrated_to_rule_ids_and_says_so() {
+        // Written by the previous version: one cluster of two roots, named after the oldest
+        // (the long wording).
+        let long = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+        let stats = r#"{"count":3,"first":1,"last":2,"minutes":[[0,3]],"services":{"a":3},
+            "severities":{"error":3},"samples":[],"values":{}}"#;
+        let text = format!(
+            r#"{{"version":"V1","keys":[
+                {{"shape":"call: {long}","stats":{{"count":3,"first":1,"last":2,"root":0}}}},
+                {{"shape":"call: context deadline exceeded","stats":{{"count":3,"first":1,"last":2,"root":1}}}}],
+            "roots":[{{"text":"{long}","label":0,"stats":{stats}}},
+                {{"text":"context deadline exceeded","label":0,"stats":{stats}}}],
+            "canonical":[0],"counters":{{"events":6}}}}"#
+        );
+        let snapshot: Snapshot = serde_json::from_str(&text).expect("format 1 reads");
+        let engine =
+            Engine::from_snapshot(snapshot, ClusteringConfig::default()).expect("restored");
+        let old = ClusterId::of(long);
+        let new = ClusterId::of("context deadline exceeded");
+        let migration = engine.migration().expect("a migration is reported");
+        assert_eq!(
+            *migration,
+            Migration {
+                from_format: 1,
+                to_format: 2,
+                cluster_ids_changed: 1
+            }
+        );
+        assert!(migration.to_string().contains("1 pattern ids changed"));
+        let rows = engine.clusters(&ClusterQuery::default());
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].id, rows[0].count), (new, 6));
+        assert_eq!(engine.resolve_cluster(old), Some(new));
+        // Written back in the current format, with the alias.
+        let again = Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default())
+            .expect("restored again");
+        assert_eq!(again.migration(), None);
+        assert_eq!(again.resolve_cluster(old), Some(new));
     }
 
     #[test]

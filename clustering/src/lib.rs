@@ -13,6 +13,7 @@
 //! length) and generalises them online; [`root`] finds a message's innermost Go error;
 //! [`cluster`] groups roots with TF-IDF vectors and DBSCAN (connected components of the
 //! neighbour graph, checked against linfa-clustering);
+//! [`alias`] keeps retired ids pointing at their successors;
 //! [`emergence`] tells new and surging clusters with a Poisson test; [`occurrence`] folds the
 //! reports of one failure (log lines, error spans, upstream echoes) into one count; [`engine`]
 //! is the live, bounded, thread-safe store the agent feeds and queries; [`snapshot`] is its
@@ -25,6 +26,7 @@
 //! shutdown, and answer the API from [`Engine::clusters`], [`Engine::cluster`],
 //! [`Engine::emerging`] and [`Engine::counters`].
 
+pub mod alias;
 pub mod batch;
 pub mod cluster;
 pub mod config;

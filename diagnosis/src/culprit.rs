@@ -123,36 +123,81 @@ pub struct TraceFacts {
     pub logs: Vec<CallLog>,
 }
 
-/// The services listening on the node's ports, as their SERVER spans name them (port →
-/// service). Built by the caller from what it saw across traces.
+/// How the service listening on a port is known, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ListenerSource {
+    /// The node's socket census: the process holding the listening socket, by its command
+    /// name.
+    Socket,
+    /// A configured process target (`[[counters.processes]]`) listening there.
+    Configured,
+    /// The service's own SERVER spans say they were served there.
+    Spans,
+}
+
+impl ListenerSource {
+    /// How the evidence says it was known.
+    fn says(self) -> &'static str {
+        match self {
+            ListenerSource::Spans => "its SERVER spans say so",
+            ListenerSource::Configured => "a configured process listening there",
+            ListenerSource::Socket => "the process holding the listening socket",
+        }
+    }
+}
+
+/// The services listening on the node's ports (port → service), from their SERVER spans,
+/// the configured process targets and the socket census. A callee that hangs or never
+/// accepts sends no span: only the node knows who listens on the port its callers name.
+/// Built by the caller from what it saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listeners {
-    by_port: BTreeMap<u16, String>,
+    by_port: BTreeMap<u16, (String, ListenerSource)>,
 }
 
 impl Listeners {
-    /// Notes that `service` serves on `port` (a later note for the same port wins: a
-    /// restarted service may have moved).
+    /// Notes that `service` serves on `port`, as its SERVER spans say (a later note for the
+    /// same port wins: a restarted service may have moved).
     pub fn insert(&mut self, port: u16, service: impl Into<String>) {
-        self.by_port.insert(port, service.into());
+        self.learn(port, service, ListenerSource::Spans);
+    }
+
+    /// Notes that `service` listens on `port`, known from `source`: it replaces what a
+    /// weaker source said (spans name services as their callers' errors do; a process name
+    /// is only the node's), never what a stronger one said.
+    pub fn learn(&mut self, port: u16, service: impl Into<String>, source: ListenerSource) {
+        if self
+            .by_port
+            .get(&port)
+            .is_none_or(|(_, known)| *known <= source)
+        {
+            self.by_port.insert(port, (service.into(), source));
+        }
     }
 
     /// The service listening on `port`, if known.
     pub fn service_on(&self, port: u16) -> Option<&str> {
-        self.by_port.get(&port).map(String::as_str)
+        self.by_port.get(&port).map(|(s, _)| s.as_str())
+    }
+
+    /// The service listening on `port` and how that is known.
+    pub fn listener(&self, port: u16) -> Option<(&str, ListenerSource)> {
+        self.by_port.get(&port).map(|(s, k)| (s.as_str(), *k))
     }
 
     /// Every (port, service), by port.
     pub fn iter(&self) -> impl Iterator<Item = (u16, &str)> {
-        self.by_port.iter().map(|(p, s)| (*p, s.as_str()))
+        self.by_port.iter().map(|(p, (s, _))| (*p, s.as_str()))
     }
 }
 
 impl FromIterator<(u16, String)> for Listeners {
     fn from_iter<I: IntoIterator<Item = (u16, String)>>(iter: I) -> Self {
-        Listeners {
-            by_port: iter.into_iter().collect(),
+        let mut listeners = Listeners::default();
+        for (port, service) in iter {
+            listeners.insert(port, service);
         }
+        listeners
     }
 }
 
@@ -182,6 +227,10 @@ pub enum Fault {
     /// `cannot assign requested address`: the caller ran out of local ports (a new
     /// connection per call leaves them all in TIME-WAIT).
     LocalPorts,
+    /// `context canceled`, `request canceled`: the service's own caller gave up on it (its
+    /// deadline passed, or it went away), and the service's work was cancelled with it. Not
+    /// a fault of the call it cancelled: the wait that ran out is upstream.
+    Canceled,
     /// Any other error: it lives where it is reported.
     Other,
 }
@@ -216,7 +265,7 @@ impl Fault {
             Fault::Timeout => "did not answer within the caller's deadline",
             Fault::BrokenPipe => "closed the connection while the request was being written",
             Fault::Tls => "failed the TLS handshake",
-            Fault::Dns | Fault::LocalPorts | Fault::Other => "failed the call",
+            Fault::Dns | Fault::LocalPorts | Fault::Canceled | Fault::Other => "failed the call",
         }
     }
 }
@@ -233,6 +282,7 @@ impl fmt::Display for Fault {
             Fault::Tls => "TLS failure",
             Fault::Dns => "name lookup failure",
             Fault::LocalPorts => "no local port left",
+            Fault::Canceled => "cancellation",
             Fault::Other => "error",
         })
     }
@@ -256,6 +306,9 @@ pub fn fault_of(text: &str) -> Fault {
         ("deadline exceeded", Fault::Timeout),
         ("client.timeout exceeded", Fault::Timeout),
         ("timeout awaiting response headers", Fault::Timeout),
+        ("context canceled", Fault::Canceled),
+        ("operation was canceled", Fault::Canceled),
+        ("request canceled", Fault::Canceled),
         ("tls handshake", Fault::Tls),
         ("x509:", Fault::Tls),
         // Rust's hyper/reqwest (faultline's demo lab, Rust services): the words of its own
@@ -580,11 +633,15 @@ impl<'a> Trace<'a> {
                 ));
             }
             if let Some(port) = call.peer.port {
-                if let Some(callee) = self.listeners.service_on(port).filter(|s| *s != caller) {
+                if let Some((callee, known)) =
+                    self.listeners.listener(port).filter(|(s, _)| *s != caller)
+                {
                     let host = call.peer.address.clone().unwrap_or_default();
                     evidence.push(format!(
-                        "{caller}'s CLIENT span {:?} calls {host}:{port}, where {callee} serves",
-                        call.operation
+                        "{caller}'s CLIENT span {:?} calls {host}:{port}, where {callee} \
+                         listens ({})",
+                        call.operation,
+                        known.says()
                     ));
                     return Some((
                         callee.to_owned(),
@@ -599,9 +656,13 @@ impl<'a> Trace<'a> {
             }
         }
         let (host, port) = text_address?;
-        let callee = self.listeners.service_on(port).filter(|s| *s != caller)?;
+        let (callee, known) = self
+            .listeners
+            .listener(port)
+            .filter(|(s, _)| *s != caller)?;
         evidence.push(format!(
-            "the error names {host}:{port}, where {callee} serves (its SERVER spans say so)"
+            "the error names {host}:{port}, where {callee} listens ({})",
+            known.says()
         ));
         Some((
             callee.to_owned(),
@@ -692,6 +753,23 @@ impl<'a> Trace<'a> {
                 format!("{service} fails on its own: {why}"),
             );
         }
+        if fault == Fault::Canceled {
+            if hops < MAX_HOPS {
+                if let Some(verdict) = self.gave_up_on(report, hops, evidence) {
+                    return verdict;
+                }
+            }
+            let mut verdict = own(
+                CulpritRole::SelfReported,
+                format!(
+                    "{service}'s work was cancelled (its caller gave up or went away), but no \
+                     caller in this trace timed out on it: the failure shows in {service}, the \
+                     wait that ran out is upstream"
+                ),
+            );
+            verdict.resolved = false;
+            return verdict;
+        }
         if !fault.blames_callee() {
             return own(
                 CulpritRole::SelfReported,
@@ -763,6 +841,184 @@ impl<'a> Trace<'a> {
         }
     }
 
+    /// The span a report was made on: the span itself, the log's span, else the topmost
+    /// span of the log's service in the trace.
+    fn anchor(&self, report: Report<'a>) -> Option<usize> {
+        match report {
+            Report::Span(i) => Some(i),
+            Report::Log(log) => self.span_of(log.span_id.as_deref()).or_else(|| {
+                (0..self.facts.spans.len())
+                    .filter(|&i| self.span(i).service == log.service)
+                    .min_by_key(|&i| (self.depth[i], self.span(i).start_unix_nanos))
+            }),
+        }
+    }
+
+    /// Whether span `i` is below span `above` (not `above` itself).
+    fn is_below(&self, i: usize, above: usize) -> bool {
+        let mut at = self.span_of(self.span(i).parent_span_id.as_deref());
+        for _ in 0..=128 {
+            match at {
+                Some(x) if x == above => return true,
+                Some(x) => at = self.span_of(self.span(x).parent_span_id.as_deref()),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// The deeper failure a report echoes, if any: a service whose call failed reports it
+    /// again upstream (`HTTP 502 from GET /route`, `unexpected status 502 Bad Gateway`), and
+    /// the failure lives where the deepest failing span below the report's own span is (or,
+    /// with no failing span below, another service's error log there). Only a report of no
+    /// known kind can be an echo: a transport error, a cancellation or a failed lookup says
+    /// itself what failed, and [`Trace::resolve`] follows it.
+    fn echoed(&self, report: Report<'a>) -> Option<Report<'a>> {
+        if self
+            .text_of(report)
+            .is_some_and(|t| fault_of(t) != Fault::Other)
+        {
+            return None;
+        }
+        let anchor = self.anchor(report)?;
+        let deepest = (0..self.facts.spans.len())
+            .filter(|&i| {
+                let s = self.span(i);
+                s.failed
+                    && self.is_below(i, anchor)
+                    && !self.children(i).any(|c| self.span(c).failed)
+            })
+            .max_by_key(|&i| {
+                (
+                    self.depth[i],
+                    std::cmp::Reverse(self.span(i).start_unix_nanos),
+                )
+            });
+        if let Some(i) = deepest {
+            return Some(Report::Span(i));
+        }
+        let reporter = self.service_of(report);
+        self.facts
+            .logs
+            .iter()
+            .find(|l| {
+                l.service != reporter
+                    && self
+                        .span_of(l.span_id.as_deref())
+                        .is_some_and(|s| self.is_below(s, anchor))
+            })
+            .map(Report::Log)
+    }
+
+    /// Where a cancelled report's failure lives: the caller above the cancelled service
+    /// gave up on it. When that caller timed out, the service did not answer in time — it is
+    /// the culprit, unless the cancelled report is its own call that had been waiting most
+    /// of that time (then the wait was in that call's callee). A caller whose call was
+    /// cancelled in turn is followed upwards. `None` when no caller in the trace timed out.
+    fn gave_up_on(
+        &self,
+        report: Report<'a>,
+        hops: usize,
+        evidence: &mut Vec<String>,
+    ) -> Option<Culprit> {
+        let service = self.service_of(report);
+        let mut at = self.anchor(report)?;
+        let mut call = None;
+        for _ in 0..=128 {
+            let parent = self.span_of(self.span(at).parent_span_id.as_deref())?;
+            if self.span(parent).service != service {
+                call = Some(parent);
+                break;
+            }
+            at = parent;
+        }
+        let call = call?;
+        let waited = self.span(call);
+        let caller = waited.service.clone();
+        match waited.error.as_deref().map(fault_of) {
+            Some(Fault::Timeout) => {}
+            Some(Fault::Canceled) if hops < MAX_HOPS => {
+                return self.gave_up_on(Report::Span(call), hops + 1, evidence);
+            }
+            _ => return None,
+        }
+        let duration = |s: &CallSpan| (s.end_unix_nanos - s.start_unix_nanos).max(0);
+        evidence.push(format!(
+            "{caller} gave up on {service} after {} ms (timeout); {service}'s work was \
+             cancelled with it",
+            duration(waited) / 1_000_000
+        ));
+        if let Report::Span(i) = report {
+            let own_call = self.span(i);
+            // A call cancelled right after it started is the service's next step, not its
+            // wait: the time went before it.
+            if own_call.kind == CallKind::Client && duration(own_call) * 2 >= duration(waited) {
+                evidence.push(format!(
+                    "{service}'s own call {:?} had been waiting {} ms of it",
+                    own_call.operation,
+                    duration(own_call) / 1_000_000
+                ));
+                if let Some((callee, server, edge)) = self.callee(report, Fault::Timeout, evidence)
+                {
+                    return Some(Culprit {
+                        reasoning: format!(
+                            "{callee} did not answer within the deadline: {caller} gave up on \
+                             {service} while {service} waited for {callee} ({edge})"
+                        ),
+                        service: callee,
+                        role: CulpritRole::Callee,
+                        fault: Fault::Timeout,
+                        seen_by: vec![service.to_owned(), caller],
+                        edge: Some(edge),
+                        resolved: true,
+                        headline: String::new(),
+                        evidence: Vec::new(),
+                        traces_agreeing: 1,
+                        traces_total: 1,
+                        span_id: server.map(|s| self.span(s).span_id.clone()),
+                    });
+                }
+            }
+        }
+        let server = self.span(at);
+        let edge = Edge {
+            caller: caller.clone(),
+            callee: service.to_owned(),
+            operation: Some(waited.operation.clone()),
+            address: waited
+                .peer
+                .address
+                .as_ref()
+                .zip(waited.peer.port)
+                .map(|(host, port)| format!("{host}:{port}"))
+                .or_else(|| {
+                    waited
+                        .error
+                        .as_deref()
+                        .and_then(address_in)
+                        .map(|(host, port)| format!("{host}:{port}"))
+                }),
+            link: CalleeLink::ChildSpan,
+        };
+        Some(Culprit {
+            service: service.to_owned(),
+            role: CulpritRole::Callee,
+            fault: Fault::Timeout,
+            seen_by: vec![caller.clone()],
+            reasoning: format!(
+                "{service} did not answer within the caller's deadline on calls from {caller} \
+                 ({edge}); its own work was cancelled when {caller} gave up"
+            ),
+            edge: Some(edge),
+            resolved: true,
+            headline: String::new(),
+            evidence: Vec::new(),
+            traces_agreeing: 1,
+            traces_total: 1,
+            span_id: (server.kind == CallKind::Server).then(|| server.span_id.clone()),
+        })
+    }
+
     /// Every report of the trace (failing spans, error logs), optionally only those of one
     /// pattern; deepest span first, logs after spans.
     fn reports(&self, pattern: Option<&str>) -> Vec<Report<'a>> {
@@ -806,7 +1062,19 @@ impl<'a> Trace<'a> {
             })
             .or_else(|| reports.first().copied())?;
         let mut evidence = Vec::new();
-        let mut verdict = self.resolve(first, 0, &mut evidence);
+        // An echo of a deeper failure is judged where that failure is.
+        let judged = match self.echoed(first) {
+            Some(deeper) => {
+                evidence.push(format!(
+                    "{} reported a failure of a call it made: followed down to {}",
+                    self.service_of(first),
+                    self.service_of(deeper)
+                ));
+                deeper
+            }
+            None => first,
+        };
+        let mut verdict = self.resolve(judged, 0, &mut evidence);
         let reporters: BTreeSet<&str> = reports.iter().map(|r| self.service_of(*r)).collect();
         for reporter in reporters {
             if reporter != verdict.service && !verdict.seen_by.iter().any(|s| s == reporter) {

@@ -141,10 +141,26 @@ pub struct CounterSignature {
     /// Which way it must move; a rise when not given.
     #[serde(default)]
     pub direction: Option<Direction>,
+    /// When set, the series must have reached at least this share of its limit (an fd
+    /// limit, a listen backlog): a queue at 10 % of its backlog overflows nothing.
+    #[serde(default)]
+    pub min_share_of_limit: Option<f64>,
 }
 
 impl CounterSignature {
-    /// Whether an anomaly of `key` moving in `direction` has this signature.
+    /// Whether `anomaly` has this signature: its series and direction, and its share of
+    /// the series' limit when the signature asks for one (an unknown limit does not match).
+    pub fn matches_anomaly(&self, anomaly: &CounterAnomaly) -> bool {
+        self.matches(&anomaly.key, anomaly.direction)
+            && self.min_share_of_limit.is_none_or(|share| {
+                anomaly
+                    .limit
+                    .is_some_and(|limit| limit > 0.0 && anomaly.reached >= share * limit)
+            })
+    }
+
+    /// Whether an anomaly of `key` moving in `direction` has this signature (its limit
+    /// share not judged).
     pub fn matches(&self, key: &SeriesKey, direction: Direction) -> bool {
         if self.direction.unwrap_or(Direction::Rise) != direction {
             return false;
@@ -207,6 +223,15 @@ pub struct Recognition {
     pub culprit_role: Option<CulpritRole>,
 }
 
+/// How strongly each kind of matched evidence supports a hint. A pattern text and a counter
+/// of a specific port, process or target say what happened where; a node-wide counter moves
+/// with any traffic on the node, so it supports less; a culprit role the rule asks for adds
+/// to a pattern match (it is a fact about that pattern's failing calls).
+const PATTERN_WEIGHT: u8 = 2;
+const SPECIFIC_COUNTER_WEIGHT: u8 = 2;
+const NODE_WIDE_COUNTER_WEIGHT: u8 = 1;
+const ROLE_WEIGHT: u8 = 1;
+
 /// One next check: what to look for and the exact command.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,6 +262,11 @@ pub struct HintRule {
     /// What would rule it out.
     #[serde(default)]
     pub ruled_out_by: Vec<String>,
+    /// Rules whose mechanism produces this rule's evidence as a consequence (a hung callee's
+    /// callers time out; a CLOSE-WAIT leak runs out of descriptors): when one of them
+    /// matches the same incident, this hint is listed after it.
+    #[serde(default)]
+    pub explained_by: Vec<String>,
 }
 
 /// A rules file.
@@ -425,13 +455,32 @@ impl HintRules {
                 None => self.rules.push(compiled),
             }
         }
+        for c in &self.rules {
+            if let Some(unknown) = c
+                .rule
+                .explained_by
+                .iter()
+                .find(|id| !self.rules.iter().any(|r| &r.rule.id == *id))
+            {
+                return Err(HintsError::Rule {
+                    origin: c.origin.clone(),
+                    rule: c.rule.id.clone(),
+                    problem: format!("explained_by names no rule `{unknown}`"),
+                });
+            }
+        }
         Ok(())
     }
 
-    /// The hints whose rules match `subject`, the best supported first (a rule matched by a
-    /// pattern and a counter before one matched by either), then in file order.
+    /// The hints whose rules match `subject`, the best supported first: by the weight of
+    /// the evidence that matched (a pattern text, a counter of a specific port or process, a
+    /// node-wide counter, the culprit's role with a pattern), then a rule matched by a pattern
+    /// before one matched by counters alone, then the one whose first matching counter is
+    /// listed first (the incident lists its counters most related first), then file order.
+    /// Last, a hint whose evidence another matching rule explains (`explained_by`) goes
+    /// after that rule.
     pub fn hints_for(&self, subject: &HintSubject<'_>) -> Vec<Hint> {
-        let mut out: Vec<(usize, Hint)> = Vec::new();
+        let mut out: Vec<(Support, Hint)> = Vec::new();
         for c in &self.rules {
             let r = &c.rule.recognised_by;
             if let (Some(want), Some(have)) = (r.culprit_role, subject.culprit_role) {
@@ -440,7 +489,12 @@ impl HintRules {
                 }
             }
             let mut evidence = Vec::new();
-            let mut kinds = 0;
+            let mut support = Support {
+                weight: 0,
+                pattern: false,
+                specific: false,
+                first_counter: usize::MAX,
+            };
             if let Some((text, re)) = subject.patterns.iter().find_map(|t| {
                 c.patterns
                     .iter()
@@ -452,22 +506,33 @@ impl HintRules {
                     shorten(text, 160),
                     re.as_str()
                 ));
-                kinds += 1;
+                support.weight += PATTERN_WEIGHT;
+                support.pattern = true;
             }
-            let counters: Vec<&CounterAnomaly> = subject
+            let counters: Vec<(usize, &CounterAnomaly)> = subject
                 .anomalies
                 .iter()
-                .filter(|a| r.counter.iter().any(|s| s.matches(&a.key, a.direction)))
+                .enumerate()
+                .filter(|(_, a)| r.counter.iter().any(|s| s.matches_anomaly(a)))
                 .collect();
-            if !counters.is_empty() {
-                kinds += 1;
-                evidence.extend(counters.iter().take(3).map(|a| a.evidence.clone()));
+            if let Some(&(first, _)) = counters.first() {
+                support.specific = counters.iter().any(|(_, a)| !a.kind.is_node_wide());
+                support.weight += if support.specific {
+                    SPECIFIC_COUNTER_WEIGHT
+                } else {
+                    NODE_WIDE_COUNTER_WEIGHT
+                };
+                support.first_counter = first;
+                evidence.extend(counters.iter().take(3).map(|(_, a)| a.evidence.clone()));
             }
-            if kinds == 0 {
+            if support.weight == 0 {
                 continue;
             }
             if let (Some(role), Some(_)) = (r.culprit_role, subject.culprit_role) {
                 evidence.push(format!("the culprit is the {}", role_name(role)));
+                if support.pattern {
+                    support.weight += ROLE_WEIGHT;
+                }
             }
             let checks = c
                 .rule
@@ -483,7 +548,7 @@ impl HintRules {
                 })
                 .collect();
             out.push((
-                kinds,
+                support,
                 Hint {
                     rule_id: c.rule.id.clone(),
                     title: c.rule.title.clone(),
@@ -496,9 +561,56 @@ impl HintRules {
             ));
         }
         // Stable: equal support keeps file order.
-        out.sort_by_key(|h| std::cmp::Reverse(h.0));
-        out.into_iter().map(|(_, h)| h).collect()
+        out.sort_by(|(a, _), (b, _)| {
+            b.weight
+                .cmp(&a.weight)
+                .then(b.pattern.cmp(&a.pattern))
+                .then(a.first_counter.cmp(&b.first_counter))
+        });
+        self.explained_last(out)
     }
+
+    /// The hints with each one that another listed hint explains moved after it; among those
+    /// free to go next, the best supported goes first. Only a hint matched by a pattern or a
+    /// counter of a specific port or process explains another (a node-wide counter moves
+    /// with anything). A cycle of `explained_by` (possible in user rules) is broken in the
+    /// order given.
+    fn explained_last(&self, mut hints: Vec<(Support, Hint)>) -> Vec<Hint> {
+        let explainers = |id: &str| -> &[String] {
+            self.rules
+                .iter()
+                .find(|r| r.rule.id == id)
+                .map_or(&[], |r| r.rule.explained_by.as_slice())
+        };
+        let mut ordered = Vec::with_capacity(hints.len());
+        while !hints.is_empty() {
+            let next = hints
+                .iter()
+                .position(|(_, h)| {
+                    !explainers(&h.rule_id).iter().any(|e| {
+                        hints
+                            .iter()
+                            .any(|(s, o)| &o.rule_id == e && (s.pattern || s.specific))
+                    })
+                })
+                .unwrap_or(0);
+            ordered.push(hints.remove(next).1);
+        }
+        ordered
+    }
+}
+
+/// How well a rule's evidence matched, for ordering hints.
+#[derive(Debug, Clone, Copy)]
+struct Support {
+    /// The weights of the kinds of evidence that matched.
+    weight: u8,
+    /// Whether a pattern text matched.
+    pattern: bool,
+    /// Whether a counter of a specific port, process or target matched.
+    specific: bool,
+    /// The position of the first matching counter in the incident's list.
+    first_counter: usize,
 }
 
 fn role_name(role: CulpritRole) -> &'static str {
@@ -736,11 +848,23 @@ mod tests {
             ),
         ];
         for (key, id) in cases {
-            let a = [anomaly(key.clone(), Direction::Rise, "it rose")];
+            let mut a = [anomaly(key.clone(), Direction::Rise, "it rose")];
+            // A queue at its backlog (the only limit the cases have).
+            a[0].limit = Some(a[0].reached);
             let hints = rules.hints_for(&subject(&[], &a, None, &facts));
             assert_eq!(ids(&hints), vec![id], "{key:?}");
             assert_eq!(hints[0].evidence, vec!["it rose".to_owned()]);
         }
+        // A queue far from its backlog overflows nothing; one of unknown backlog says nothing.
+        let mut a = [anomaly(
+            SeriesKey::ListenQueue { port: 8080 },
+            Direction::Rise,
+            "q",
+        )];
+        a[0].limit = Some(4096.0);
+        assert!(rules.hints_for(&subject(&[], &a, None, &facts)).is_empty());
+        a[0].limit = None;
+        assert!(rules.hints_for(&subject(&[], &a, None, &facts)).is_empty());
         // A fall of sockets is no storm.
         let a = [anomaly(
             SeriesKey::PortState {
@@ -799,7 +923,7 @@ mod tests {
             "Get \"http://h:1/\": EOF".to_owned(),
             "accept4: too many open files".to_owned(),
         ];
-        let a = [anomaly(
+        let mut a = [anomaly(
             SeriesKey::Process {
                 name: "api".into(),
                 metric: faultline_series::ProcessMetric::OpenFds,
@@ -807,10 +931,157 @@ mod tests {
             Direction::Rise,
             "api open fds rose",
         )];
+        a[0].limit = Some(a[0].reached);
         let hints = rules.hints_for(&subject(&patterns, &a, None, &facts));
         assert_eq!(hints[0].rule_id, "too-many-open-files");
         assert_eq!(hints[0].evidence.len(), 2);
         assert_eq!(a[0].kind, CounterKind::ProcessFds);
+    }
+
+    type LabCase<'a> = (
+        &'a str,
+        Vec<String>,
+        Vec<CounterAnomaly>,
+        Option<CulpritRole>,
+        &'a str,
+    );
+
+    /// The Go lab's faults as the incidents saw them (counters listed most related first,
+    /// node-wide last): the hint shown first is the fault's own, chosen by the evidence.
+    #[test]
+    fn each_lab_fault_is_hinted_by_its_own_evidence() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        let port = |state| SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state,
+        };
+        let rate = |name: &str| SeriesKey::ProtocolRate { key: name.into() };
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let tasks = SeriesKey::Task {
+            target: "orders".into(),
+            source: "http".into(),
+        };
+        let rise = |key: SeriesKey, limit: Option<f64>| {
+            let mut a = anomaly(key.clone(), Direction::Rise, &key.label());
+            a.limit = limit;
+            a
+        };
+        let timeout = "Get \"<url>\": context deadline exceeded".to_owned();
+        let dial = "Get \"<url>\": dial tcp <ip:port>: i/o timeout (Client.Timeout exceeded while awaiting headers)".to_owned();
+        let node_close_wait = SeriesKey::NodeState {
+            state: SocketState::CloseWait,
+        };
+        // (fault, pattern texts, counters, culprit role, the hint wanted first)
+        let cases: Vec<LabCase<'_>> = vec![
+            (
+                // The callee stalls: its fds (far from the limit) and goroutines rise with
+                // the stuck requests; resets and CLOSE-WAIT move node-wide.
+                "slow",
+                vec![timeout.clone()],
+                vec![
+                    rise(fds.clone(), Some(20_000.0)),
+                    rise(tasks.clone(), None),
+                    rise(rate("Tcp OutRsts"), None),
+                    rise(rate("Tcp EstabResets"), None),
+                    rise(node_close_wait.clone(), None),
+                ],
+                Some(CulpritRole::Callee),
+                "timeout",
+            ),
+            (
+                // The callee never answers: CLOSE-WAIT on its port, its fds at the limit.
+                "close-wait",
+                vec![
+                    timeout.clone(),
+                    "http: Accept error: accept tcp <ip:port>: accept4: too many open files".into(),
+                ],
+                vec![
+                    rise(port(SocketState::CloseWait), None),
+                    rise(SeriesKey::ListenQueue { port: 8080 }, Some(4096.0)),
+                    rise(fds.clone(), Some(100.0)),
+                    rise(tasks.clone(), None),
+                    rise(node_close_wait.clone(), None),
+                ],
+                Some(CulpritRole::Callee),
+                "close-wait-leak",
+            ),
+            (
+                // The callee stops accepting: its queue at the backlog, connections waiting
+                // there closed by their callers (CLOSE-WAIT), overflows node-wide.
+                "listen-overflow",
+                vec![timeout.clone(), dial],
+                vec![
+                    rise(port(SocketState::CloseWait), None),
+                    rise(SeriesKey::ListenQueue { port: 8080 }, Some(100.0)),
+                    rise(rate("TcpExt ListenOverflows"), None),
+                    rise(
+                        SeriesKey::Sockstat {
+                            key: "TCP tw".into(),
+                        },
+                        None,
+                    ),
+                ],
+                Some(CulpritRole::Callee),
+                "listen-overflow",
+            ),
+            (
+                // A caller's lookups fail; the edge's port moves with the failing requests.
+                "dns",
+                vec!["Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host".into()],
+                vec![rise(port(SocketState::TimeWait), None)],
+                Some(CulpritRole::Caller),
+                "dns-failure",
+            ),
+            (
+                // A new connection per call: TIME-WAIT on the callee's port, a little
+                // CLOSE-WAIT node-wide.
+                "time-wait",
+                Vec::new(),
+                vec![
+                    rise(port(SocketState::TimeWait), None),
+                    rise(rate("Tcp ActiveOpens"), None),
+                    rise(node_close_wait.clone(), None),
+                ],
+                Some(CulpritRole::Caller),
+                "time-wait-storm",
+            ),
+            (
+                "goroutine-leak",
+                Vec::new(),
+                vec![rise(tasks.clone(), None), rise(node_close_wait, None)],
+                None,
+                "goroutine-leak",
+            ),
+        ];
+        for (fault, patterns, anomalies, role, want) in cases {
+            let hints = rules.hints_for(&subject(&patterns, &anomalies, role, &facts));
+            assert_eq!(
+                hints.first().map(|h| h.rule_id.as_str()),
+                Some(want),
+                "{fault}: {:?}",
+                ids(&hints)
+            );
+        }
+    }
+
+    #[test]
+    fn explained_by_must_name_a_rule() {
+        let user = r#"
+version = 1
+[[rule]]
+id = "mine"
+title = "t"
+explained_by = ["no-such-rule"]
+[rule.recognised_by]
+pattern = ['x']
+"#;
+        let err = HintRules::with_user_rules(user, "mine.toml").unwrap_err();
+        assert!(err.to_string().contains("no-such-rule"), "{err}");
     }
 
     #[test]

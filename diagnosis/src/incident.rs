@@ -682,14 +682,18 @@ fn build(
     }
     patterns.sort_by(|a, b| a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id)));
 
-    // The culprit: the one the members name (grouping left at most one).
+    // The culprit: the one the members name (grouping left at most one). Its role is the
+    // patterns' first: their failing calls say how the culprit failed (a caller whose
+    // lookups fail), where a counter only says whose port or process it is.
     let mut culprit = IncidentCulprit {
         service: None,
         role: None,
         reasoning: Vec::new(),
         seen_in: Vec::new(),
     };
-    for s in members {
+    let mut patterns_first: Vec<&&Signal<'_>> = members.iter().collect();
+    patterns_first.sort_by_key(|s| !matches!(s.what, SignalWhat::Pattern(_)));
+    for s in patterns_first {
         if let Some((service, role, why)) = &s.culprit {
             culprit.service.get_or_insert_with(|| service.clone());
             if culprit.role.is_none() {
@@ -1326,6 +1330,39 @@ mod tests {
             "ss -tanp state close-wait '( sport = :8082 or dport = :8082 )'"
         );
         assert!(inc.title.contains("CLOSE-WAIT :8082"), "{}", inc.title);
+    }
+
+    #[test]
+    fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters() {
+        // The dns fault: the edge's lookups fail (a pattern blamed on it, role caller) while
+        // its own listening port moves (a counter that names it as a listener).
+        let lookup = blamed(
+            pattern(
+                "p-dns",
+                "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
+                &["gateway"],
+                T0,
+                &["t1"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let port = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[lookup],
+            vec![anomaly(port, T0 - 1_000)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+        assert_eq!(inc.hints[0].rule_id, "dns-failure");
     }
 
     #[test]

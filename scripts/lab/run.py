@@ -793,6 +793,13 @@ def run_fault(run: Run, fault: str) -> dict:
     final_emerging = [c for c in run.api.clusters(emerging=True)
                       if c.get("first_seen_unix_ms", 0) >= injected - 1000]
 
+    if args.keep:
+        # What the agent answered at the end, for reading a verdict after the run.
+        dump = {"incidents": run.api.get("/api/v1/incidents")[1],
+                "patterns": [run.api.get(f"/api/v1/clusters/{c.get('id')}")[1] for c in fresh],
+                "traces": [run.api.get(f"/api/v1/traces/{o.trace_id}")[1] for o in failed_after[-3:] if o.trace_id]}
+        (run.work / "out" / "answer.json").write_text(json.dumps(dump, indent=1))
+
     failed_count = len(failed_after)
     count = fault_pattern.get("total_count") if fault_pattern else None
 

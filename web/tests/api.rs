@@ -94,7 +94,15 @@ fn cluster_pages_follow_the_cursor_without_overlap() {
 #[test]
 fn bad_parameters_are_400_and_name_the_parameter() {
     let (addr, _store, _) = incident();
+    let long = "x".repeat(257);
+    let too_long_q = format!("/api/v1/clusters?q={long}");
+    let too_long_cluster = format!("/api/v1/traces?cluster={long}");
     for (path, name) in [
+        (too_long_q.as_str(), "q"),
+        (too_long_cluster.as_str(), "cluster"),
+        ("/api/v1/clusters?window=", "window"),
+        ("/api/v1/clusters?limit=1%2E5", "limit"),
+        ("/api/v1/traces?limit=5&limit=5", "limit"),
         ("/api/v1/clusters?limit=0", "limit"),
         ("/api/v1/clusters?limit=abc", "limit"),
         ("/api/v1/clusters?window=5x", "window"),
@@ -119,6 +127,18 @@ fn bad_parameters_are_400_and_name_the_parameter() {
         assert_eq!(body["code"], "bad_parameter", "{path}");
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(&format!("`{name}`")), "{path}: {message}");
+        // The one error shape, nothing more.
+        assert_eq!(body.as_object().unwrap().len(), 3, "{path}: {body}");
+    }
+    // Unknown parameters are ignored, empty text is no filter, and the limits' edges hold.
+    for path in [
+        "/api/v1/clusters?unknown=1&unknown=2",
+        "/api/v1/clusters?service=&q=&limit=1000&cursor=0&sort=first_seen&window=999999d",
+        "/api/v1/traces?errors=false&limit=1",
+        "/api/v1/counters?resolution=minute",
+    ] {
+        let (status, body) = get(addr, path);
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
 }
 

@@ -368,3 +368,407 @@ fn hostile_span_graphs_end() {
     let listeners: Listeners = [(18080, "x".to_owned())].into_iter().collect();
     assert!(trace_culprit(&facts, &listeners).is_some());
 }
+
+/// Spans as the Go lab's services send them: a SERVER span per request (`GET /route`), a
+/// CLIENT span per downstream call (`GET`, with `server.address`/`server.port`).
+fn client(id: &str, parent: &str, service: &str, port: u16) -> CallSpan {
+    let mut s = span(id, Some(parent), service, "GET", CallKind::Client);
+    s.peer = Peer {
+        service: None,
+        address: Some("127.0.0.1".into()),
+        port: Some(port),
+    };
+    s
+}
+
+fn timed(mut s: CallSpan, start_ms: i64, end_ms: i64) -> CallSpan {
+    s.start_unix_nanos = start_ms * MS;
+    s.end_unix_nanos = end_ms * MS;
+    s
+}
+
+fn tagged(mut s: CallSpan, pattern: &str) -> CallSpan {
+    s.patterns.push(pattern.to_owned());
+    s
+}
+
+fn log(service: &str, span_id: &str, text: &str, pattern: &str) -> CallLog {
+    CallLog {
+        service: service.into(),
+        span_id: Some(span_id.into()),
+        text: text.into(),
+        pattern: Some(pattern.into()),
+    }
+}
+
+/// The slow fault: ledger stalls past accounts' 500 ms deadline; when it goes on, its own
+/// call is cancelled at once (its request's context is gone) and it answers 502; accounts
+/// answers 502 to edge, which logs the unexpected status. Every pattern of the trace — the
+/// timeout, ledger's `context canceled`, and both echoes upstream — lives in ledger.
+#[test]
+fn a_slow_callee_is_the_culprit_of_the_timeout_its_cancellation_and_every_echo_upstream() {
+    let timeout = r#"Get "http://127.0.0.1:33533/ledger/45841": context deadline exceeded"#;
+    let canceled = r#"Get "http://127.0.0.1:34447/users/45841": context canceled"#;
+    let echo = "upstream call failed: GET http://127.0.0.1:37727/internal/accounts/45841: \
+                unexpected status 502 Bad Gateway upstream=accounts-svc";
+    let facts = trace(
+        vec![
+            timed(
+                failing(
+                    span("e", None, "edge", "GET /api/:id", CallKind::Server),
+                    "",
+                ),
+                0,
+                520,
+            ),
+            timed(
+                failing(
+                    client("e1", "e", "edge", 37727),
+                    "GET: unexpected status 502",
+                ),
+                1,
+                519,
+            ),
+            tagged(
+                timed(
+                    failing(
+                        span(
+                            "a",
+                            Some("e1"),
+                            "accounts-svc",
+                            "GET /internal/accounts/:id",
+                            CallKind::Server,
+                        ),
+                        "HTTP 502 from GET /internal/accounts/:id",
+                    ),
+                    2,
+                    518,
+                ),
+                "p-502",
+            ),
+            tagged(
+                timed(
+                    failing(client("a1", "a", "accounts-svc", 33533), timeout),
+                    3,
+                    503,
+                ),
+                "p-timeout",
+            ),
+            timed(
+                failing(
+                    span(
+                        "l",
+                        Some("a1"),
+                        "ledger-api",
+                        "GET /ledger/:id",
+                        CallKind::Server,
+                    ),
+                    "HTTP 502 from GET /ledger/:id",
+                ),
+                4,
+                1_505,
+            ),
+            tagged(
+                timed(
+                    failing(client("l1", "l", "ledger-api", 34447), canceled),
+                    1_504,
+                    1_504,
+                ),
+                "p-canceled",
+            ),
+        ],
+        vec![
+            log(
+                "ledger-api",
+                "l",
+                &format!("upstream call failed: {canceled}"),
+                "p-canceled",
+            ),
+            log(
+                "accounts-svc",
+                "a",
+                &format!("upstream call failed: {timeout}"),
+                "p-timeout",
+            ),
+            log("edge", "e", echo, "p-echo"),
+        ],
+    );
+    let listeners = Listeners::default();
+    for pattern in [
+        None,
+        Some("p-timeout"),
+        Some("p-canceled"),
+        Some("p-502"),
+        Some("p-echo"),
+    ] {
+        let verdict = match pattern {
+            None => trace_culprit(&facts, &listeners),
+            Some(p) => pattern_culprit_in_trace(&facts, p, &listeners),
+        }
+        .expect("a verdict");
+        assert_eq!(
+            (
+                verdict.service.as_str(),
+                verdict.role,
+                verdict.fault,
+                verdict.resolved
+            ),
+            ("ledger-api", CulpritRole::Callee, Fault::Timeout, true),
+            "{pattern:?}: {verdict:#?}"
+        );
+        assert!(
+            verdict.seen_by.contains(&"accounts-svc".to_owned()),
+            "{pattern:?}: {verdict:#?}"
+        );
+        assert_eq!(
+            verdict
+                .edge
+                .as_ref()
+                .map(|e| (e.caller.as_str(), e.callee.as_str())),
+            Some(("accounts-svc", "ledger-api")),
+            "{pattern:?}"
+        );
+    }
+    let verdict = pattern_culprit_in_trace(&facts, "p-canceled", &listeners).expect("a verdict");
+    assert!(
+        verdict
+            .evidence
+            .iter()
+            .any(|e| e.contains("accounts-svc gave up on ledger-api after 500 ms")),
+        "{:?}",
+        verdict.evidence
+    );
+}
+
+/// A cancelled call that had been waiting for most of the caller's wait: the time went in
+/// that call's callee, not in the service whose work was cancelled.
+#[test]
+fn a_cancelled_call_that_waited_all_along_points_at_its_own_callee() {
+    let canceled = r#"Get "http://127.0.0.1:34447/users/7": context canceled"#;
+    let facts = trace(
+        vec![
+            span("e", None, "edge", "GET /api/:id", CallKind::Server),
+            timed(
+                failing(
+                    client("e1", "e", "edge", 37727),
+                    "Get \"http://127.0.0.1:37727/x\": context deadline exceeded",
+                ),
+                0,
+                1_000,
+            ),
+            timed(
+                failing(
+                    span("a", Some("e1"), "accounts", "GET /x", CallKind::Server),
+                    "",
+                ),
+                1,
+                1_001,
+            ),
+            tagged(
+                timed(
+                    failing(client("a1", "a", "accounts", 34447), canceled),
+                    2,
+                    1_000,
+                ),
+                "p-canceled",
+            ),
+        ],
+        Vec::new(),
+    );
+    let listeners: Listeners = [(34447, "users".to_owned())].into_iter().collect();
+    let verdict = pattern_culprit_in_trace(&facts, "p-canceled", &listeners).expect("a verdict");
+    assert_eq!(
+        (verdict.service.as_str(), verdict.role),
+        ("users", CulpritRole::Callee)
+    );
+    assert_eq!(verdict.seen_by, ["accounts", "edge"]);
+    // Nobody upstream timed out: a cancellation alone names no culprit for sure.
+    let alone = trace(
+        vec![
+            span("a", None, "accounts", "GET /x", CallKind::Server),
+            tagged(
+                failing(client("a1", "a", "accounts", 34447), canceled),
+                "p-canceled",
+            ),
+        ],
+        Vec::new(),
+    );
+    let verdict = pattern_culprit_in_trace(&alone, "p-canceled", &listeners).expect("a verdict");
+    assert_eq!(verdict.service, "accounts");
+    assert!(!verdict.resolved, "{verdict:#?}");
+}
+
+/// The listen-overflow and close-wait faults: the callee never accepts (or never answers),
+/// so it sends no SERVER span at all. The callers' two kinds of timeout — waiting for
+/// headers on an accepted connection, and the dial that never completes — name its port in
+/// their CLIENT spans; the node's listeners (a configured process, or the process holding
+/// the listening socket) name the service. Both patterns and the upstream echo of the
+/// middle service land on the callee.
+#[test]
+fn a_callee_with_no_span_at_all_is_found_through_the_port_its_callers_name() {
+    let headers = r#"Get "http://127.0.0.1:53561/v1/orders/12": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"#;
+    let dial = r#"Get "http://127.0.0.1:53561/v1/orders/13": dial tcp 127.0.0.1:53561: i/o timeout (Client.Timeout exceeded while awaiting headers)"#;
+    let one = |text: &str, pattern: &str| {
+        trace(
+            vec![
+                tagged(
+                    failing(
+                        span(
+                            "s",
+                            None,
+                            "storefront-api",
+                            "GET /shop/:id",
+                            CallKind::Server,
+                        ),
+                        "HTTP 502 from GET /shop/:id",
+                    ),
+                    "p-502",
+                ),
+                tagged(
+                    failing(client("s1", "s", "storefront-api", 53561), text),
+                    pattern,
+                ),
+            ],
+            Vec::new(),
+        )
+    };
+    for source in [ListenerSource::Configured, ListenerSource::Socket] {
+        let mut listeners = Listeners::default();
+        listeners.learn(53561, "orders", source);
+        for (text, pattern) in [(headers, "p-headers"), (dial, "p-dial")] {
+            let facts = one(text, pattern);
+            for p in [pattern, "p-502"] {
+                let verdict = pattern_culprit_in_trace(&facts, p, &listeners).expect("a verdict");
+                assert_eq!(
+                    (
+                        verdict.service.as_str(),
+                        verdict.role,
+                        verdict.fault,
+                        verdict.resolved
+                    ),
+                    ("orders", CulpritRole::Callee, Fault::Timeout, true),
+                    "{p} via {source:?}: {verdict:#?}"
+                );
+                assert_eq!(verdict.seen_by, ["storefront-api"]);
+                assert_eq!(
+                    verdict.edge.as_ref().map(|e| e.link),
+                    Some(CalleeLink::PeerAddress)
+                );
+                assert!(
+                    verdict.evidence.iter().any(|e| e.contains(source.says())),
+                    "{:?}",
+                    verdict.evidence
+                );
+            }
+        }
+    }
+    // Without the node's listeners the callee is unknown: the verdict says so.
+    let verdict = pattern_culprit_in_trace(&one(dial, "p-dial"), "p-dial", &Listeners::default())
+        .expect("a verdict");
+    assert_eq!(verdict.service, "storefront-api");
+    assert!(!verdict.resolved);
+}
+
+/// What a service's own spans say outranks the node's guess by process name, whatever the
+/// order they are learnt in.
+#[test]
+fn listeners_named_by_spans_outrank_configured_processes_and_sockets() {
+    let mut listeners = Listeners::default();
+    listeners.learn(8080, "labsvc", ListenerSource::Socket);
+    listeners.learn(8080, "orders-proc", ListenerSource::Configured);
+    assert_eq!(listeners.service_on(8080), Some("orders-proc"));
+    listeners.insert(8080, "orders");
+    listeners.learn(8080, "labsvc", ListenerSource::Socket);
+    assert_eq!(
+        listeners.listener(8080),
+        Some(("orders", ListenerSource::Spans))
+    );
+}
+
+/// The dns fault: the service's own lookups fail; its SERVER span's 502 and its caller's
+/// echo are the same client-side fault of that service.
+#[test]
+fn the_echoes_of_a_failed_lookup_stay_with_the_caller_that_looked_up() {
+    let lookup = r#"Get "http://shipping-svc.invalid:40647/v2/shipping/3": dial tcp: lookup shipping-svc.invalid on 127.0.0.1:41000: no such host"#;
+    let facts = trace(
+        vec![
+            span("g", None, "gateway", "GET /g/:id", CallKind::Server),
+            failing(
+                client("g1", "g", "gateway", 33073),
+                "GET: unexpected status 502",
+            ),
+            tagged(
+                failing(
+                    span(
+                        "b",
+                        Some("g1"),
+                        "bff-v2",
+                        "GET /v2/bff/:id",
+                        CallKind::Server,
+                    ),
+                    "HTTP 502 from GET /v2/bff/:id",
+                ),
+                "p-502",
+            ),
+            tagged(failing(client("b1", "b", "bff-v2", 40647), lookup), "p-dns"),
+        ],
+        vec![log(
+            "gateway",
+            "g",
+            "unexpected status 502 Bad Gateway",
+            "p-echo",
+        )],
+    );
+    let listeners: Listeners = [(40647, "shipping-svc".to_owned())].into_iter().collect();
+    for p in ["p-dns", "p-502", "p-echo"] {
+        let verdict = pattern_culprit_in_trace(&facts, p, &listeners).expect("a verdict");
+        assert_eq!(
+            (verdict.service.as_str(), verdict.role, verdict.fault),
+            ("bff-v2", CulpritRole::Caller, Fault::Dns),
+            "{p}: {verdict:#?}"
+        );
+    }
+}
+
+/// The panic fault: the panicking service logs the runtime error (with its stack) and
+/// answers 500; its caller logs the unexpected status. Both patterns are the panicking
+/// service's own error.
+#[test]
+fn a_panic_and_its_echo_upstream_live_in_the_service_that_panicked() {
+    let facts = trace(
+        vec![
+            span("s", None, "storefront", "GET /s/:id", CallKind::Server),
+            failing(client("s1", "s", "storefront", 45759), "GET: unexpected status 500"),
+            tagged(
+                failing(span("h", Some("s1"), "shipping", "GET /v2/shipping/:id", CallKind::Server), "HTTP 500 from GET /v2/shipping/:id"),
+                "p-500",
+            ),
+        ],
+        vec![
+            log("shipping", "h", "runtime error: index out of range [2] with length 0", "p-panic"),
+            log(
+                "storefront",
+                "s",
+                "upstream call failed: GET http://127.0.0.1:45759/v2/shipping/7: unexpected status 500 Internal Server Error",
+                "p-echo",
+            ),
+        ],
+    );
+    for p in ["p-panic", "p-500", "p-echo"] {
+        let verdict =
+            pattern_culprit_in_trace(&facts, p, &Listeners::default()).expect("a verdict");
+        assert_eq!(
+            (verdict.service.as_str(), verdict.role),
+            ("shipping", CulpritRole::SelfReported),
+            "{p}: {verdict:#?}"
+        );
+    }
+    assert_eq!(
+        fault_of("Get \"http://h:1/x\": context canceled"),
+        Fault::Canceled
+    );
+    assert_eq!(
+        fault_of("net/http: request canceled (Client.Timeout exceeded while awaiting headers)"),
+        Fault::Timeout
+    );
+}

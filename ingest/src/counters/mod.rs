@@ -9,6 +9,7 @@
 //!   (`sockstat`, `snmp`, `netstat`); [`process`] (fds, threads, RSS); [`tasks`] (pprof, expvar,
 //!   Prometheus pages); [`runtime`] (the agent's own tokio runtime);
 //! - [`sockets`] turns a socket list into a [`SocketCensus`] (by state, by service port);
+//!   [`owners`] finds the process holding each listening socket;
 //! - [`store`] keeps the latest values, deltas, source statuses and the bounded [`history`];
 //! - [`sampler`] runs it all once per interval as a tokio task.
 //!
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod history;
 pub mod netlink;
+pub mod owners;
 pub mod proc_net;
 pub mod proc_tcp;
 pub mod process;
@@ -38,7 +40,8 @@ pub use config::{
 };
 pub use error::CounterError;
 pub use faultline_series::{PortSide, SocketState};
+pub use owners::PortOwner;
 pub use reader::SocketReader;
 pub use sampler::{spawn_sampler, NodeSampler};
 pub use sockets::{PortKey, SocketCensus, SocketEntry, StateCounts};
-pub use store::{CounterStore, CountersSnapshot, SnapshotOptions, SourceState};
+pub use store::{CounterStore, CountersSnapshot, ListeningProcess, SnapshotOptions, SourceState};

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
+use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
 use super::reader::{CensusReading, SocketReader};
@@ -35,6 +36,7 @@ pub struct NodeSampler {
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
     budget: CensusBudget,
+    owners: PortOwners,
 }
 
 /// Keeps the socket census within `socket_cpu_budget_percent` of a core: after a census that
@@ -124,7 +126,14 @@ impl NodeSampler {
                 held: None,
                 next_at: None,
             },
+            owners: PortOwners::new(),
         }
+    }
+
+    /// The processes holding the listening sockets of the last census (cached; the process
+    /// table is scanned only for listeners not placed yet). Blocking, like [`Self::sample`].
+    pub fn port_owners(&mut self) -> Vec<PortOwner> {
+        self.owners.resolve(&self.proc_root, self.reader.entries())
     }
 
     /// Reads every node source once. Blocking: call it from a blocking thread.
@@ -205,16 +214,18 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         let mut sampler = node.take().unwrap_or_else(|| NodeSampler::new(&config));
         let blocking = tokio::task::spawn_blocking(move || {
             let sample = sampler.sample(now, runtime);
-            (sampler, sample)
+            let owners = sampler.port_owners();
+            (sampler, sample, owners)
         });
         let sampled = tokio::select! {
             _ = cancel.cancelled() => break,
             sampled = blocking => sampled,
         };
         match sampled {
-            Ok((sampler, sample)) => {
+            Ok((sampler, sample, owners)) => {
                 node = Some(sampler);
                 store.record_sample(sample);
+                store.record_port_owners(owners);
             }
             // A panic in a source reader loses this node sample only; a fresh reader takes over.
             Err(e) => tracing::error!(error = %e, "counter sampling failed"),

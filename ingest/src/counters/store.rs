@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::config::CountersConfig;
 use super::error::CounterError;
 use super::history::{History, HistoryView};
+use super::owners::PortOwner;
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
 use super::reader::CensusReading;
@@ -50,6 +51,19 @@ pub struct NodeSample {
     /// Task scrapes to record with this sample, before its history point (the sampler records
     /// its scrapes on their own as they finish and leaves this empty).
     pub scrapes: Vec<TaskScrape>,
+}
+
+/// The process listening on one port, as [`CounterStore::listening_processes`] names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListeningProcess {
+    /// The port.
+    pub port: u16,
+    /// The configured process target's name, else the process's command name.
+    pub name: String,
+    /// Its process id, when the census placed the socket.
+    pub pid: Option<u32>,
+    /// Whether the name is a configured `[[counters.processes]]` target's.
+    pub configured: bool,
 }
 
 /// The outcome of scraping one task target.
@@ -336,6 +350,8 @@ struct Inner {
     runtime: Option<RuntimeView>,
     prev_runtime: Option<(i64, RuntimeCounters)>,
     history: History,
+    /// The processes holding the node's listening sockets, as last resolved.
+    port_owners: Vec<PortOwner>,
 }
 
 /// The thread-safe store of node counters; share it as `Arc<CounterStore>`.
@@ -346,6 +362,8 @@ pub struct CounterStore {
     max_series: usize,
     max_task_targets: usize,
     otlp_stale_after_ms: i64,
+    /// `[[counters.processes]]` targets found by their listening port: (port, target name).
+    configured_ports: Vec<(u16, String)>,
     inner: Mutex<Inner>,
 }
 
@@ -358,6 +376,11 @@ impl CounterStore {
             max_series: config.max_series,
             max_task_targets: config.max_task_targets,
             otlp_stale_after_ms: i64::try_from(config.otlp_stale_after_ms).unwrap_or(i64::MAX),
+            configured_ports: config
+                .processes
+                .iter()
+                .filter_map(|p| Some((p.listen_port?, p.name.clone())))
+                .collect(),
             inner: Mutex::new(Inner {
                 time_unix_ms: None,
                 sources: BTreeMap::new(),
@@ -377,8 +400,66 @@ impl CounterStore {
                     config.history_minutes,
                     config.max_series,
                 ),
+                port_owners: Vec::new(),
             }),
         }
+    }
+
+    /// Records which processes hold the node's listening sockets (the sampler resolves them
+    /// after each census, see [`super::owners`]).
+    pub fn record_port_owners(&self, owners: Vec<PortOwner>) {
+        self.inner.lock().port_owners = owners;
+    }
+
+    /// Who listens on each port, as the counters know it, by port: a configured process
+    /// target (`[[counters.processes]]`, named as configured) found by its `listen_port` or
+    /// holding the port's listening socket, else the process holding the socket (by command
+    /// name). Culprit attribution names a callee that sent no span by it.
+    pub fn listening_processes(&self) -> Vec<ListeningProcess> {
+        let inner = self.inner.lock();
+        let target_of = |pid: u32| {
+            inner.processes.iter().find(|p| {
+                p.name != "faultline" && p.counters.as_ref().is_some_and(|c| c.pids.contains(&pid))
+            })
+        };
+        let mut out: BTreeMap<u16, ListeningProcess> = BTreeMap::new();
+        for (port, name) in &self.configured_ports {
+            let pid = inner
+                .port_owners
+                .iter()
+                .find(|o| o.port == *port)
+                .map(|o| o.pid);
+            out.insert(
+                *port,
+                ListeningProcess {
+                    port: *port,
+                    name: name.clone(),
+                    pid,
+                    configured: true,
+                },
+            );
+        }
+        for owner in &inner.port_owners {
+            if out.contains_key(&owner.port) {
+                continue;
+            }
+            let listening = match target_of(owner.pid) {
+                Some(target) => ListeningProcess {
+                    port: owner.port,
+                    name: target.name.clone(),
+                    pid: Some(owner.pid),
+                    configured: true,
+                },
+                None => ListeningProcess {
+                    port: owner.port,
+                    name: owner.process.clone(),
+                    pid: Some(owner.pid),
+                    configured: false,
+                },
+            };
+            out.insert(owner.port, listening);
+        }
+        out.into_values().collect()
     }
 
     /// Records a task count received through OTLP runtime metrics (e.g. a Go service's

@@ -5,52 +5,49 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::Uri;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::QueryPairs;
+use super::params::{Cursor, Flag, Limit, Query, Text, Window};
 use crate::model::{ClusterDetail, ClusterSummary};
 use crate::{ApiError, ErrorBody, Shared};
 
-/// Most rows one page can hold.
-const MAX_LIMIT: u64 = 1000;
 /// Rows per page when `limit` is not given.
 const DEFAULT_LIMIT: u64 = 100;
 
-/// Filters of the cluster list (documentation of the query string).
-#[derive(IntoParams)]
+/// Filters and paging of the cluster list: the query string of `GET /api/v1/clusters`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Only describes the query string; the handler parses it by hand.
 pub(crate) struct ClusterListParams {
     /// Only clusters seen within this time before now, e.g. `15m`, `6h`, `7d`.
-    #[param(pattern = "^[1-9][0-9]{0,5}[smhd]$")]
-    window: Option<String>,
+    #[param(inline)]
+    window: Option<Window>,
     /// Only clusters seen in this service (exact name).
-    #[param(max_length = 256)]
-    service: Option<String>,
+    #[param(inline)]
+    service: Option<Text>,
     /// Only emerging (new or surging) clusters.
-    emerging: Option<bool>,
+    #[param(inline)]
+    emerging: Option<Flag>,
     /// Case-insensitive text that the canonical template or the id must contain.
-    #[param(max_length = 256)]
-    q: Option<String>,
+    #[param(inline)]
+    q: Option<Text>,
     /// Order: `emerging` (emerging first by score, then by rate; the default), `rate`,
     /// `count`, `first_seen` or `last_seen` (newest first).
     sort: Option<ClusterSort>,
     /// Rows per page.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
+    #[param(inline)]
+    limit: Option<Limit>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,9}$")]
-    cursor: Option<String>,
+    #[param(inline)]
+    cursor: Option<Cursor>,
 }
 
 /// Order of the cluster list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // Variants are built by `ClusterSort::parse`, the schema lists them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum ClusterSort {
+    #[default]
     Emerging,
     Rate,
     Count,
@@ -59,22 +56,6 @@ pub(crate) enum ClusterSort {
 }
 
 impl ClusterSort {
-    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
-        Ok(match value {
-            None | Some("emerging") => Self::Emerging,
-            Some("rate") => Self::Rate,
-            Some("count") => Self::Count,
-            Some("first_seen") => Self::FirstSeen,
-            Some("last_seen") => Self::LastSeen,
-            Some(_) => {
-                return Err(ApiError::bad_parameter(
-                    "sort",
-                    "expected one of emerging, rate, count, first_seen, last_seen",
-                ))
-            }
-        })
-    }
-
     fn compare(self, a: &ClusterSummary, b: &ClusterSummary) -> Ordering {
         let by_rate = |a: &ClusterSummary, b: &ClusterSummary| {
             b.rate_per_minute.total_cmp(&a.rate_per_minute)
@@ -192,27 +173,18 @@ fn window_start(now: i64, window: Duration) -> i64 {
 )]
 pub(crate) async fn list(
     State(shared): State<Shared>,
-    uri: Uri,
+    Query(params): Query<ClusterListParams>,
 ) -> Result<Json<ClusterPage>, ApiError> {
-    let query = QueryPairs::parse(
-        &uri,
-        &[
-            "window", "service", "emerging", "q", "sort", "limit", "cursor",
-        ],
-    )?;
     let now = now_unix_ms();
     let filter = ClusterFilter {
-        since_unix_ms: query.duration("window")?.map(|w| window_start(now, w)),
-        service: query.text("service", 256)?,
-        emerging_only: query.flag("emerging", false)?,
-        text: query.text("q", 256)?.map(|t| t.to_lowercase()),
+        since_unix_ms: params.window.map(|Window(w)| window_start(now, w)),
+        service: Text::given(params.service),
+        emerging_only: Flag::given(params.emerging),
+        text: Text::given(params.q).map(|t| t.to_lowercase()),
     };
-    let sort = ClusterSort::parse(query.get("sort"))?;
-    let limit = query.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)? as usize;
-    let offset = match query.get("cursor") {
-        None => 0,
-        Some(_) => query.integer("cursor", 0, 999_999_999, 0)? as usize,
-    };
+    let sort = params.sort.unwrap_or_default();
+    let limit = Limit::or(params.limit, DEFAULT_LIMIT);
+    let offset = Cursor::offset(params.cursor);
 
     let views = shared.views()?;
     let all = views.clusters.summaries();

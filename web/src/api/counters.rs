@@ -3,35 +3,22 @@
 //! resolutions.
 
 use axum::extract::State;
-use axum::http::Uri;
 use axum::Json;
+use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::params::QueryPairs;
+use super::params::Query;
 use crate::model::{CountersSnapshot, HistoryResolution};
 use crate::{ApiError, ErrorBody, Shared};
 
-/// Options of the counters document (documentation of the query string).
-#[derive(IntoParams)]
+/// Options of the counters document: the query string of `GET /api/v1/counters`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Only describes the query string; the handler parses it by hand.
 pub(crate) struct CounterParams {
     /// History to include: `second` (one point per sample over the last 15 minutes; the
     /// default) or `minute` (one point per minute over the last 24 hours, each the minute's
     /// peak, or mean for rates). Current values and `delta_1m` are the same either way.
     resolution: Option<HistoryResolution>,
-}
-
-/// Reads `resolution`; absent is [`HistoryResolution::Second`].
-fn resolution(query: &QueryPairs) -> Result<HistoryResolution, ApiError> {
-    match query.get("resolution") {
-        None | Some("second") => Ok(HistoryResolution::Second),
-        Some("minute") => Ok(HistoryResolution::Minute),
-        Some(_) => Err(ApiError::bad_parameter(
-            "resolution",
-            "expected `second` or `minute`",
-        )),
-    }
 }
 
 /// The latest counters, their change over the last minute, the status of every source, and
@@ -49,10 +36,9 @@ fn resolution(query: &QueryPairs) -> Result<HistoryResolution, ApiError> {
 )]
 pub(crate) async fn get(
     State(shared): State<Shared>,
-    uri: Uri,
+    Query(params): Query<CounterParams>,
 ) -> Result<Json<CountersSnapshot>, ApiError> {
-    let query = QueryPairs::parse(&uri, &["resolution"])?;
-    let resolution = resolution(&query)?;
+    let resolution = params.resolution.unwrap_or_default();
     let views = shared.views()?;
     Ok(Json(views.counters.snapshot_at_resolution(resolution)))
 }

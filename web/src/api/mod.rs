@@ -1,4 +1,5 @@
-//! The JSON API under `/api/v1`: one file per resource, shared query parsing in `params`.
+//! The JSON API under `/api/v1`: one file per resource; query strings are read by
+//! `params::Query` into one typed parameter struct per endpoint.
 
 pub(crate) mod clusters;
 pub(crate) mod counters;

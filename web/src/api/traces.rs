@@ -2,32 +2,34 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::Uri;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{is_trace_id, QueryPairs};
+use super::params::{is_trace_id, Flag, Limit, Query, Text};
 use crate::model::{CallChain, TraceQuery, TraceSummary};
 use crate::{ApiError, ErrorBody, Shared};
 
-/// Filters of the trace list (documentation of the query string).
-#[derive(IntoParams)]
+/// Filters of the trace list: the query string of `GET /api/v1/traces`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Only describes the query string; the handler parses it by hand.
 pub(crate) struct TraceListParams {
     /// Only traces in which this cluster occurred.
-    #[param(max_length = 256)]
-    cluster: Option<String>,
+    #[param(inline)]
+    cluster: Option<Text>,
     /// Only traces that went through this service.
-    #[param(max_length = 256)]
-    service: Option<String>,
+    #[param(inline)]
+    service: Option<Text>,
     /// Only traces with an error span or an error log.
-    errors: Option<bool>,
+    #[param(inline)]
+    errors: Option<Flag>,
     /// Most traces to return (newest first).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
+    #[param(inline)]
+    limit: Option<Limit>,
 }
+
+/// Traces per answer when `limit` is not given.
+const DEFAULT_LIMIT: u64 = 50;
 
 /// The trace list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,14 +52,13 @@ pub struct TracePage {
 )]
 pub(crate) async fn list(
     State(shared): State<Shared>,
-    uri: Uri,
+    Query(params): Query<TraceListParams>,
 ) -> Result<Json<TracePage>, ApiError> {
-    let query = QueryPairs::parse(&uri, &["cluster", "service", "errors", "limit"])?;
     let trace_query = TraceQuery {
-        cluster: query.text("cluster", 256)?,
-        service: query.text("service", 256)?,
-        errors_only: query.flag("errors", false)?,
-        limit: query.integer("limit", 1, 1000, 50)? as usize,
+        cluster: Text::given(params.cluster),
+        service: Text::given(params.service),
+        errors_only: Flag::given(params.errors),
+        limit: Limit::or(params.limit, DEFAULT_LIMIT),
     };
     let views = shared.views()?;
     let mut traces = views.traces.find(&trace_query);
