@@ -18,7 +18,7 @@ use std::time::Duration;
 use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit};
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
-    DiagnosisInput, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
+    self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
@@ -29,7 +29,8 @@ use faultline_web::Views;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-/// Most emerging patterns read per tick (the most significant first).
+/// Most patterns read per tick (the most significant emerging ones first, then the still
+/// occurring patterns of kept incidents).
 pub const MAX_PATTERNS: usize = 30;
 /// Most trace ids read per pattern.
 pub const MAX_TRACES_PER_PATTERN: usize = 20;
@@ -75,11 +76,15 @@ impl IncidentView for IncidentBoard {
     }
 }
 
-/// The service facts the configuration gives: each `[[tasks]]` target's goroutine page.
+/// The service facts the configuration gives: each `[[tasks]]` target's goroutine page and
+/// each `[[counters.processes]]` target's listening port.
 #[derive(Debug, Clone, Default)]
 pub struct ConfiguredFacts {
     /// Task target name → its goroutine dump with stacks.
     pub goroutine_urls: BTreeMap<String, String>,
+    /// Process target name → the port it listens on: a service of the node even before any
+    /// span names it, so its port's counters are a known service's.
+    pub listen_ports: BTreeMap<String, u16>,
 }
 
 impl ConfiguredFacts {
@@ -90,7 +95,18 @@ impl ConfiguredFacts {
                 .into_iter()
                 .filter_map(|(name, url)| stack_dump_url(url).map(|u| (name.to_owned(), u)))
                 .collect(),
+            listen_ports: BTreeMap::new(),
         }
+    }
+
+    /// Adds the `[[counters.processes]]` targets found by their listening port (name, port).
+    pub fn with_listeners<'a>(mut self, targets: impl IntoIterator<Item = (&'a str, u16)>) -> Self {
+        self.listen_ports.extend(
+            targets
+                .into_iter()
+                .map(|(name, port)| (name.to_owned(), port)),
+        );
+        self
     }
 }
 
@@ -169,7 +185,7 @@ pub fn diagnose(
     let snapshot = views.counters.snapshot();
     let (history, limits) = counter_history(&snapshot);
     let report = anomaly::detect(&history, &limits, &settings.anomalies);
-    let patterns = emerging_patterns(views);
+    let patterns = diagnosed_patterns(views, tracker.incidents(), now);
     let services = service_facts(views, &snapshot, &patterns, facts);
     let incidents = tracker
         .update(
@@ -192,12 +208,17 @@ pub fn diagnose(
         series_judged: report.series_judged,
         unjudged,
         unjudged_omitted: omitted,
+        node_signals: tracker.node_signals().to_vec(),
         incidents,
     }
 }
 
-/// The emerging patterns, the most significant first.
-fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
+/// The patterns the incidents are built from: the emerging ones, the most significant first,
+/// then the patterns of kept incidents that still occur. A pattern stops emerging once its
+/// onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
+/// surge over a baseline that already holds it); without the second kind an incident was
+/// marked ended while its errors went on, and the overview said nothing was happening.
+fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<PatternInput> {
     let summaries = views.clusters.summaries();
     let mut emerging: Vec<&web::ClusterSummary> =
         summaries.iter().filter(|s| s.emergence.is_some()).collect();
@@ -205,8 +226,20 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
         let score = |s: &web::ClusterSummary| s.emergence.as_ref().map_or(0.0, |e| e.score);
         score(b).total_cmp(&score(a)).then(a.id.cmp(&b.id))
     });
+    // A kept incident's pattern keeps the onset it had while emerging.
+    let kept: BTreeMap<&str, i64> = incidents
+        .iter()
+        .flat_map(|i| i.patterns.iter())
+        .map(|p| (p.id.as_str(), p.onset_unix_ms))
+        .collect();
+    let ongoing = summaries.iter().filter(|s| {
+        s.emergence.is_none()
+            && kept.contains_key(s.id.as_str())
+            && now - s.last_seen_unix_ms <= incident::ACTIVE_MS
+    });
     emerging
         .into_iter()
+        .chain(ongoing)
         .take(MAX_PATTERNS)
         .map(|s| {
             let detail = views.clusters.detail(&s.id);
@@ -238,10 +271,13 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
                         role: c.role,
                         reasoning: c.headline.clone(),
                     }),
-                onset_unix_ms: s
-                    .emergence
-                    .as_ref()
-                    .map_or(s.first_seen_unix_ms, |e| e.since_unix_ms),
+                onset_unix_ms: match &s.emergence {
+                    Some(e) => e.since_unix_ms,
+                    None => kept
+                        .get(s.id.as_str())
+                        .copied()
+                        .unwrap_or(s.first_seen_unix_ms),
+                },
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
@@ -283,6 +319,7 @@ fn service_facts(
     });
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ports: BTreeSet<(String, u16)> = BTreeSet::new();
+    let mut called: BTreeSet<(String, u16)> = BTreeSet::new();
     for t in &recent {
         let Some(chain) = views.traces.call_chain(&t.trace_id) else {
             continue;
@@ -298,6 +335,11 @@ fn service_facts(
                     ports.insert((span.service.clone(), p));
                 }
             }
+            if span.kind == "client" {
+                if let Some(p) = port_attribute(span, &PEER_PORT_KEYS) {
+                    called.insert((span.service.clone(), p));
+                }
+            }
             let Some(parent) = span.parent_span_id.as_deref().and_then(|p| by_id.get(p)) else {
                 continue;
             };
@@ -311,6 +353,17 @@ fn service_facts(
                 }
             }
         }
+    }
+    for (service, port) in &called {
+        let f = facts
+            .entry(service.clone())
+            .or_insert_with(|| entry(service));
+        if !f.called_ports.contains(port) {
+            f.called_ports.push(*port);
+        }
+    }
+    for (name, port) in &configured.listen_ports {
+        ports.insert((name.clone(), *port));
     }
     for (caller, callee) in &edges {
         facts

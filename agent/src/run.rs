@@ -318,6 +318,13 @@ pub async fn serve(
                     .tasks
                     .iter()
                     .map(|t| (t.name.as_str(), t.url.as_str())),
+            )
+            .with_listeners(
+                settings
+                    .counters
+                    .processes
+                    .iter()
+                    .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
             ),
             format!("{web_scheme}://{web_addr}"),
             stop.child_token(),

@@ -25,6 +25,17 @@
 //! (listen overflows and drops). Service traffic (requests, failures) joins an incident of
 //! its service or a peer and opens one only when nothing else explains it.
 //!
+//! Node activity is not an incident. A counter of a port no known service owns — no service
+//! listens there (from spans or a configured `[[counters.processes]] listen_port`) and no
+//! service's calls go there — is some other program's business on a shared node: a build,
+//! a database client, a test suite churning loopback sockets. Such a series joins an
+//! incident only when one of its signals names the port (a pattern whose failing calls go
+//! there); alone, it is listed in [`IncidentTracker::node_signals`] with the reason, and so
+//! is a node-wide series that neither joined an incident nor counts failures. Seen on the
+//! Go lab's quiet run (10 minutes, no fault): all nine false incidents but one were ports of
+//! other processes — two noise processes' churn of 1 to 40 loopback connections and the
+//! agent's own scrapes of goroutine pages.
+//!
 //! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
 //! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
 //! [`MAX_TRACES`] trace ids. Grouping is quadratic in the signals of one call, which are
@@ -111,6 +122,9 @@ pub struct ServiceFacts {
     pub task_targets: Vec<String>,
     /// Its watched processes.
     pub processes: Vec<String>,
+    /// Ports its calls go to (the peer port of its CLIENT spans): a callee's port even when
+    /// the callee sends no spans (a database, a cache), so its sockets there are the caller's.
+    pub called_ports: Vec<u16>,
     /// Its process id, when known.
     pub pid: Option<u32>,
     /// Its goroutine dump with stacks (pprof `debug=2`), when known.
@@ -219,10 +233,22 @@ pub struct Incident {
     pub trace_ids: Vec<String>,
 }
 
+/// A counter anomaly that is node activity, not an incident (see the module documentation):
+/// visible to a person who looks, never raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeSignal {
+    /// Why it is not an incident, in one sentence.
+    pub reason: String,
+    /// The anomaly.
+    pub anomaly: CounterAnomaly,
+}
+
 /// Keeps the incidents across updates (see the module documentation).
 #[derive(Debug, Default)]
 pub struct IncidentTracker {
     incidents: Vec<Incident>,
+    /// The latest update's anomalies that are node activity.
+    node_signals: Vec<NodeSignal>,
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
     /// finds the incident it continues.
     members: BTreeMap<String, BTreeSet<Member>>,
@@ -260,6 +286,13 @@ impl IncidentTracker {
         &self.incidents
     }
 
+    /// The latest update's counter anomalies that are node activity and no incident's, the
+    /// highest score first: a port no known service owns, or a node-wide total with no
+    /// incident near it.
+    pub fn node_signals(&self) -> &[NodeSignal] {
+        &self.node_signals
+    }
+
     /// Groups the signals of `input` into incidents, continues the kept ones and returns
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
@@ -267,6 +300,7 @@ impl IncidentTracker {
         let mut signals = Vec::new();
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
+        let mut unowned = Vec::new();
         for p in input.patterns {
             signals.push(Signal {
                 onset: p.onset_unix_ms,
@@ -280,6 +314,10 @@ impl IncidentTracker {
         for a in &input.anomalies.anomalies {
             if a.kind.is_node_wide() {
                 node_wide.push(a);
+                continue;
+            }
+            if owner(&a.key, input.services).is_none() {
+                unowned.push(a);
                 continue;
             }
             let signal = Signal {
@@ -318,7 +356,40 @@ impl IncidentTracker {
                 None => groups.push(vec![i]),
             }
         }
-        // Node-wide failure counters open an incident when none started near them.
+        // A port no known service owns joins a group one of whose signals is about that
+        // port; alone, it is node activity.
+        let mut node_signals = Vec::new();
+        for a in unowned {
+            let s = Signal {
+                onset: a.changed_at_unix_ms,
+                culprit: None,
+                what: SignalWhat::Counter(a),
+            };
+            let home = groups.iter().position(|g| {
+                g.iter().any(|&i| {
+                    (signals[i].onset - s.onset).abs() <= GROUP_WINDOW_MS
+                        && same_port(&signals[i], &s)
+                })
+            });
+            match home {
+                Some(g) => {
+                    signals.push(s);
+                    groups[g].push(signals.len() - 1);
+                }
+                None => node_signals.push(NodeSignal {
+                    reason: match a.key.port() {
+                        Some(p) => format!(
+                            "port {p}: no known service listens there or calls it, and no \
+                             error pattern names it — another program's activity on the node"
+                        ),
+                        None => "no known service owns this series".to_owned(),
+                    },
+                    anomaly: a.clone(),
+                }),
+            }
+        }
+        // Node-wide failure counters open an incident when none started near them; other
+        // node-wide series with no incident near them are node activity.
         for a in &node_wide {
             let near = groups.iter().any(|g| {
                 g.iter()
@@ -331,8 +402,22 @@ impl IncidentTracker {
                     what: SignalWhat::Counter(a),
                 });
                 groups.push(vec![signals.len() - 1]);
+            } else if !near {
+                node_signals.push(NodeSignal {
+                    reason: "node-wide: moves with any traffic on the node, and no incident \
+                             started within a minute of it"
+                        .to_owned(),
+                    anomaly: (*a).clone(),
+                });
             }
         }
+        node_signals.sort_by(|a, b| {
+            b.anomaly
+                .score
+                .total_cmp(&a.anomaly.score)
+                .then(a.anomaly.label.cmp(&b.anomaly.label))
+        });
+        self.node_signals = node_signals;
 
         let mut fresh: Vec<(Incident, BTreeSet<Member>)> = Vec::new();
         for g in &groups {
@@ -510,6 +595,43 @@ fn listener(port: u16, services: &[ServiceFacts]) -> Option<&ServiceFacts> {
     services.iter().find(|s| s.listen_ports.contains(&port))
 }
 
+/// The services whose calls go to `port`, by name.
+fn callers_of_port(port: u16, services: &[ServiceFacts]) -> Vec<&ServiceFacts> {
+    services
+        .iter()
+        .filter(|s| s.called_ports.contains(&port))
+        .collect()
+}
+
+/// The known service a (not node-wide) series belongs to, `None` when no known service owns
+/// it: a port's series belongs to the service listening there, else to the service whose
+/// calls go there; a task target or a watched process is configured by the user for a
+/// service of the node (named after it unless a service claims it); a traffic series is its
+/// service's.
+fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    match key {
+        SeriesKey::PortState { port, .. }
+        | SeriesKey::PortTotal { port, .. }
+        | SeriesKey::ListenQueue { port } => listener(*port, services)
+            .or_else(|| callers_of_port(*port, services).into_iter().next())
+            .map(|s| s.service.clone()),
+        SeriesKey::Task { target, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.task_targets.contains(target))
+                .map_or(target.clone(), |s| s.service.clone()),
+        ),
+        SeriesKey::Process { name, .. } => Some(
+            services
+                .iter()
+                .find(|s| s.processes.contains(name))
+                .map_or(name.clone(), |s| s.service.clone()),
+        ),
+        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
+        _ => None,
+    }
+}
+
 /// The culprit a counter series points at, with its role and the reasoning (see the module
 /// documentation).
 fn counter_culprit(
@@ -518,7 +640,26 @@ fn counter_culprit(
 ) -> Option<(String, Option<CulpritRole>, String)> {
     match key {
         SeriesKey::PortState { port, side, state } => {
-            let owner = listener(*port, services)?;
+            let Some(owner) = listener(*port, services) else {
+                // A callee that sends no spans: the sockets towards its port are its
+                // callers'; with one caller, a storm or a leak there is that caller's.
+                let [caller] = callers_of_port(*port, services)[..] else {
+                    return None;
+                };
+                let client_side = matches!(state, SocketState::TimeWait | SocketState::CloseWait)
+                    && *side == PortSide::Remote;
+                return client_side.then(|| {
+                    (
+                        caller.service.clone(),
+                        Some(CulpritRole::Caller),
+                        format!(
+                            "{} is on the connections of {} to port {port}",
+                            key.label(),
+                            caller.service
+                        ),
+                    )
+                });
+            };
             let client_side = match state {
                 SocketState::TimeWait => true,
                 SocketState::CloseWait => *side == PortSide::Remote,
@@ -551,6 +692,28 @@ fn counter_culprit(
                     key.label(),
                     owner.service
                 ),
+            ))
+        }
+        // The sockets towards a port are its callers': with one caller, theirs; with several,
+        // nobody's in particular.
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => {
+            let callers: Vec<&str> = match listener(*port, services) {
+                Some(owner) => owner.callers.iter().map(String::as_str).collect(),
+                None => callers_of_port(*port, services)
+                    .into_iter()
+                    .map(|s| s.service.as_str())
+                    .collect(),
+            };
+            let [caller] = callers[..] else {
+                return None;
+            };
+            Some((
+                caller.to_owned(),
+                Some(CulpritRole::Caller),
+                format!("{} are the connections of {caller} to it", key.label()),
             ))
         }
         SeriesKey::PortTotal { port, .. } | SeriesKey::ListenQueue { port } => {
@@ -893,26 +1056,19 @@ fn relate(
         );
     }
     let peers = culprit.map(|c| peers(c, services)).unwrap_or_default();
-    let owner = match key {
-        SeriesKey::PortState { port, .. }
-        | SeriesKey::PortTotal { port, .. }
-        | SeriesKey::ListenQueue { port } => listener(*port, services).map(|s| s.service.clone()),
-        SeriesKey::Task { target, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.task_targets.contains(target))
-                .map_or(target.clone(), |s| s.service.clone()),
-        ),
-        SeriesKey::Process { name, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.processes.contains(name))
-                .map_or(name.clone(), |s| s.service.clone()),
-        ),
-        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
-        _ => None,
+    let owner = owner(key, services);
+    let calls_only = match key {
+        SeriesKey::PortState { port, .. } | SeriesKey::PortTotal { port, .. } => {
+            listener(*port, services).is_none()
+        }
+        _ => false,
     };
+    let called = key
+        .port()
+        .map(|p| format!("connections to port {p} made by"))
+        .unwrap_or_default();
     let what = match key {
+        _ if calls_only => called.as_str(),
         SeriesKey::PortState {
             side: PortSide::Remote,
             ..
@@ -1394,16 +1550,121 @@ mod tests {
         };
         let mut big_total = anomaly(total, T0 - 1_000);
         big_total.score = 1_000.0;
+        // A cache listens there, called by two services: no single caller to blame.
+        let mut services = chain();
+        services.push(ServiceFacts {
+            service: "cache".into(),
+            listen_ports: vec![9999],
+            callers: vec!["orders".into(), "stock".into()],
+            ..ServiceFacts::default()
+        });
         let mut tracker = IncidentTracker::new();
-        let incidents = run(
+        let incidents = run_with(
             &mut tracker,
             T0 + 5_000,
             &[],
-            vec![big_total, anomaly(tw.clone(), T0)],
+            report(vec![big_total, anomaly(tw.clone(), T0)]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
         );
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert_eq!(incidents[0].counters[0].anomaly.key, tw);
         assert!(incidents[0].culprit.service.is_none());
+    }
+
+    #[test]
+    fn churn_on_a_port_no_known_service_owns_is_node_activity_not_an_incident() {
+        // Another program's loopback churn: its listening port and its clients' TIME-WAIT,
+        // with a node-wide total moving with it, and no error pattern at all.
+        let port = |state| SeriesKey::PortState {
+            port: 54_689,
+            side: PortSide::Local,
+            state,
+        };
+        let total = SeriesKey::PortTotal {
+            port: 54_689,
+            side: PortSide::Local,
+        };
+        let towards = SeriesKey::PortState {
+            port: 54_689,
+            side: PortSide::Remote,
+            state: SocketState::TimeWait,
+        };
+        let segs = SeriesKey::ProtocolRate {
+            key: "Tcp InSegs".into(),
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 9_000,
+            &[],
+            vec![
+                anomaly(port(SocketState::TimeWait), T0),
+                anomaly(port(SocketState::CloseWait), T0 + 1_000),
+                anomaly(total.clone(), T0),
+                anomaly(towards, T0 + 2_000),
+                anomaly(segs, T0),
+            ],
+        );
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        let signals = tracker.node_signals();
+        assert_eq!(signals.len(), 5, "{signals:#?}");
+        let on_port = signals.iter().find(|s| s.anomaly.key == total).unwrap();
+        assert!(
+            on_port.reason.starts_with("port 54689: no known service"),
+            "{}",
+            on_port.reason
+        );
+        // The same storm on a port a known service listens on is an incident.
+        let incidents = run(
+            &mut tracker,
+            T0 + 10_000,
+            &[],
+            vec![anomaly(
+                SeriesKey::PortState {
+                    port: 8082,
+                    side: PortSide::Local,
+                    state: SocketState::TimeWait,
+                },
+                T0,
+            )],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert!(tracker.node_signals().is_empty());
+    }
+
+    #[test]
+    fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
+        // orders calls a database on :5432 that sends no spans: the port is known only as
+        // where orders' calls go.
+        let mut services = chain();
+        services[1].called_ports = vec![8082, 5432];
+        let tw = SeriesKey::PortState {
+            port: 5432,
+            side: PortSide::Remote,
+            state: SocketState::TimeWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run_with(
+            &mut tracker,
+            T0 + 5_000,
+            &[],
+            report(vec![anomaly(tw, T0)]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
+        assert_eq!(
+            inc.counters[0].relation_text,
+            "connections to port 5432 made by orders, the culprit"
+        );
+        assert_eq!(inc.hints[0].rule_id, "time-wait-storm");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Counter-only incidents through the real binary: real loopback sockets that break from
 //! their baseline with no error line at all — a CLOSE-WAIT leak (a server that never closes
 //! what its peers hung up) and a TIME-WAIT storm (a client that opens a connection per call)
-//! — are raised as incidents through `/api/v1/incidents` within 10 s of their start, with the
-//! port's counter first and the matching hint whose command names the port.
+//! on the ports of configured services (`[[counters.processes]] listen_port`) — are raised as
+//! incidents through `/api/v1/incidents` within 10 s of their start, with the port's counter
+//! first and the matching hint whose command names the port. The same churn on a port no
+//! known service owns is node activity: listed under `node_signals`, never an incident.
 //!
 //! The agent runs with short windows (`[diagnosis.anomalies]`), as the issue allows tests to;
 //! the node is shared with other tests, so the assertions look for the incident of the test's
@@ -23,11 +25,12 @@ use crate::support::Agent;
 const RAISED_WITHIN: Duration = Duration::from_secs(10);
 
 /// Starts an agent sampling every 500 ms, every port group shown individually, with a 10 s
-/// baseline of at least 10 points and diagnosis every 500 ms.
-fn start_agent() -> (Agent, tempfile::TempDir) {
+/// baseline of at least 10 points and diagnosis every 500 ms; `services` are the
+/// `[[counters.processes]]` found by their listening port (name, port).
+fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
-    let text = "[counters]\n\
+    let mut text = "[counters]\n\
          interval_ms = 500\n\
          top_ports = 4096\n\
          max_series = 16384\n\
@@ -39,7 +42,13 @@ fn start_agent() -> (Agent, tempfile::TempDir) {
          baseline_ms = 10000\n\
          search_ms = 20000\n\
          min_baseline_points = 10\n\
-         warmup_ms = 2000\n";
+         warmup_ms = 2000\n"
+        .to_owned();
+    for (name, port) in services {
+        text.push_str(&format!(
+            "[[counters.processes]]\nname = \"{name}\"\nlisten_port = {port}\n"
+        ));
+    }
     std::fs::write(&config, text).expect("write config");
     let agent = Agent::start(&["--config", config.to_str().expect("utf-8 path")]);
     (agent, dir)
@@ -138,6 +147,28 @@ impl Drop for Loop {
     }
 }
 
+/// Opens `n` connections to `port` and closes each client end first once `listener` has
+/// accepted it: the clients' ends stay in TIME-WAIT towards the port.
+fn open_and_close(listener: &TcpListener, port: u16, n: usize) {
+    for _ in 0..n {
+        let Ok(client) = TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        let Ok((mut server, _)) = listener.accept() else {
+            continue;
+        };
+        drop(client);
+        let _ = server.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut byte = [0u8; 1];
+        let _ = server.read(&mut byte);
+    }
+}
+
+/// Whether a counter label is about `port` (`TIME-WAIT →:P`, `sockets :P`, ...).
+fn names_port(label: &str, port: u16) -> bool {
+    label.ends_with(&format!(":{port}"))
+}
+
 fn hint<'a>(incident: &'a Value, rule: &str) -> Option<&'a Value> {
     incident["hints"]
         .as_array()?
@@ -163,7 +194,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
             live.push((client, server));
         }
     }
-    let (agent, _config) = start_agent();
+    let (agent, _config) = start_agent(&[("leaky", leaky_port), ("stormed", storm_port)]);
     wait_baseline(&agent, &[leaky_port, storm_port]);
 
     // The leak: every 50 ms a peer connects and hangs up, and the server never closes its end.
@@ -220,20 +251,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
     let started = Instant::now();
     let storm_loop = Loop::start({
         let storm = storm.try_clone().expect("clone listener");
-        move || {
-            for _ in 0..5 {
-                let Ok(client) = TcpStream::connect(("127.0.0.1", storm_port)) else {
-                    continue;
-                };
-                let Ok((mut server, _)) = storm.accept() else {
-                    continue;
-                };
-                drop(client);
-                let _ = server.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut byte = [0u8; 1];
-                let _ = server.read(&mut byte);
-            }
-        }
+        move || open_and_close(&storm, storm_port, 5)
     });
     let label = format!("TIME-WAIT →:{storm_port}");
     let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
@@ -255,5 +273,108 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
         "no TIME-WAIT hint: {incident:#}"
     );
     eprintln!("TIME-WAIT storm raised {raised_after:?} after it started");
+    drop(live);
+}
+
+#[test]
+fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_port_is() {
+    // Another program on the node (a test suite, a build) churns loopback connections in
+    // bursts on its own port; a configured service's caller starts a TIME-WAIT storm on the
+    // service's port at the same time. Both listeners exist before the agent starts.
+    let noise = TcpListener::bind("127.0.0.1:0").expect("bind noise listener");
+    let noise_port = noise.local_addr().expect("addr").port();
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind service listener");
+    let service_port = service.local_addr().expect("addr").port();
+    let mut live = Vec::new();
+    for (listener, port) in [(&noise, noise_port), (&service, service_port)] {
+        for _ in 0..3 {
+            let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            live.push((client, server));
+        }
+    }
+    let (agent, _config) = start_agent(&[("orders", service_port)]);
+    wait_baseline(&agent, &[noise_port, service_port]);
+
+    // Bursts of 1 to 40 connections, one burst every 20 steps (about a second).
+    let noise_loop = Loop::start({
+        let noise = noise.try_clone().expect("clone listener");
+        let mut step = 0usize;
+        move || {
+            step += 1;
+            if step.is_multiple_of(20) {
+                open_and_close(&noise, noise_port, 1 + (step * 7) % 40);
+            }
+        }
+    });
+    let started = Instant::now();
+    let storm_loop = Loop::start({
+        let service = service.try_clone().expect("clone listener");
+        move || open_and_close(&service, service_port, 5)
+    });
+    let storm_label = format!("TIME-WAIT →:{service_port}");
+    let mut noise_seen = false;
+    let mut storm_raised_after = None;
+    // Until the storm is an incident and the noise was judged a break of its own (a node
+    // signal): the noise must never be an incident's counter on the way.
+    let doc = poll_incidents(&agent, Duration::from_secs(40), |doc| {
+        let incidents = doc["incidents"].as_array().cloned().unwrap_or_default();
+        for i in &incidents {
+            for c in i["counters"].as_array().cloned().unwrap_or_default() {
+                let label = c["anomaly"]["label"].as_str().unwrap_or_default();
+                assert!(
+                    !names_port(label, noise_port),
+                    "the other program's port {noise_port} became an incident: {i:#}"
+                );
+            }
+        }
+        noise_seen |= doc["node_signals"].as_array().is_some_and(|s| {
+            s.iter().any(|n| {
+                names_port(
+                    n["anomaly"]["label"].as_str().unwrap_or_default(),
+                    noise_port,
+                )
+            })
+        });
+        if storm_raised_after.is_none() && incident_with(doc, &storm_label).is_some() {
+            storm_raised_after = Some(started.elapsed());
+        }
+        noise_seen && storm_raised_after.is_some()
+    })
+    .unwrap_or_else(|doc| {
+        panic!(
+            "within 40 s: storm raised after {storm_raised_after:?}, noise seen as a node \
+             signal: {noise_seen}: {doc:#}"
+        )
+    });
+    drop(storm_loop);
+    drop(noise_loop);
+    let raised_after = storm_raised_after.expect("checked above");
+    assert!(
+        raised_after <= RAISED_WITHIN,
+        "the storm on the service's port was raised {raised_after:?} after it started"
+    );
+    let incident = incident_with(&doc, &storm_label).expect("raised above");
+    assert!(
+        hint(&incident, "time-wait-storm").is_some(),
+        "no TIME-WAIT hint: {incident:#}"
+    );
+    let signal = doc["node_signals"]
+        .as_array()
+        .and_then(|s| {
+            s.iter().find(|n| {
+                names_port(
+                    n["anomaly"]["label"].as_str().unwrap_or_default(),
+                    noise_port,
+                )
+            })
+        })
+        .expect("seen above");
+    assert!(
+        signal["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no known service")),
+        "{signal:#}"
+    );
     drop(live);
 }

@@ -119,7 +119,8 @@ pub trait IncidentView: Send + Sync {
 pub use faultline_diagnosis::anomaly::{ChangeShape, CounterAnomaly, Direction, Unjudged};
 pub use faultline_diagnosis::hints::{Check, CulpritRole, Hint};
 pub use faultline_diagnosis::incident::{
-    Incident, IncidentCounter, IncidentCulprit, IncidentPattern, PatternCulprit, Relation,
+    Incident, IncidentCounter, IncidentCulprit, IncidentPattern, NodeSignal, PatternCulprit,
+    Relation,
 };
 
 /// The answer of `GET /api/v1/incidents`.
@@ -138,6 +139,11 @@ pub struct IncidentsDocument {
     /// The incidents: active first, then those resting on more kinds of evidence (a known
     /// culprit, patterns, counters of the culprit, a hint), then the most recent onset first.
     pub incidents: Vec<Incident>,
+    /// Counter anomalies that are node activity, not incidents (a port no known service
+    /// owns, a node-wide total with no incident near it), with the reason; the highest score
+    /// first.
+    #[serde(default)]
+    pub node_signals: Vec<NodeSignal>,
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as
