@@ -150,6 +150,9 @@ pub struct WebConfig {
     pub connections: ConnectionLimits,
     /// `[web.tls]`: serve HTTPS with this certificate; none: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Most error patterns with series of their own on `/metrics`; the rest are summed in
+    /// `cluster_id="other"`.
+    pub max_pattern_series: usize,
 }
 
 impl Default for WebConfig {
@@ -161,6 +164,7 @@ impl Default for WebConfig {
             allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
             tls: None,
+            max_pattern_series: faultline_web::MetricsOptions::default().max_pattern_series,
         }
     }
 }
@@ -265,6 +269,8 @@ pub struct Settings {
     pub otlp_token: Option<String>,
     /// `[otlp.tls]`, read and checked.
     pub otlp_tls: Option<Tls>,
+    /// `web.max_pattern_series`, as `/metrics` takes it.
+    pub web_metrics: faultline_web::MetricsOptions,
     /// OTLP gRPC receiver address.
     pub otlp_grpc: SocketAddr,
     /// OTLP HTTP receiver address.
@@ -550,6 +556,9 @@ impl Config {
             web_tls,
             otlp_token: self.otlp.token.clone(),
             otlp_tls,
+            web_metrics: faultline_web::MetricsOptions {
+                max_pattern_series: self.web.max_pattern_series,
+            },
             otlp_grpc,
             otlp_http,
             logs,

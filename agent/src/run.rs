@@ -333,6 +333,7 @@ pub async fn serve(
     let state = AppState {
         health,
         access: access.clone(),
+        metrics: settings.web_metrics,
     };
     let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();
