@@ -18,6 +18,7 @@ mod culprit;
 mod dashboard;
 mod demo;
 mod exposure;
+mod export;
 mod incidents;
 mod lab_go;
 mod listeners;
