@@ -393,10 +393,14 @@ fn serve(
             views,
         );
         eprintln!("faultline replay: dashboard on http://{addr}/ (Ctrl-C to stop)");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .context("web server failed")?;
+        // The same connection bounds as the agent's dashboard: a replay served to a team
+        // during a post-mortem must not be blinded by idle or slow connections either.
+        let mut limits = faultline_net::ConnectionLimits::default();
+        if let Some(fd_limit) = faultline_net::raise_fd_limit() {
+            faultline_net::fit_to_fd_limit(&mut [&mut limits], fd_limit);
+        }
+        let connections = Arc::new(faultline_net::ConnectionStats::default());
+        faultline_net::serve(listener, app, None, &limits, connections, stop).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(())
