@@ -137,26 +137,16 @@ fn a_failure_reported_by_two_log_lines_and_two_error_spans_counts_once() {
         Some(2)
     );
 
-    // The failed SERVER span without a message is named by what it is, not `GET /checkout`;
-    // the access line made no pattern.
-    let rows = eventually(
-        Duration::from_secs(20),
-        "the bare error span's pattern",
-        || {
-            let page = agent.get_json("/api/v1/clusters?limit=100");
-            let rows = page["clusters"].as_array()?.clone();
-            rows.iter()
-                .any(|c| {
-                    c["canonical_template"]
-                        .as_str()
-                        .is_some_and(|t| t.contains("from GET /checkout"))
-                })
-                .then_some(rows)
-        },
-    );
+    // The failed SERVER span without a message (`HTTP 500 from GET /checkout`) only tells the
+    // status its request got: in a trace whose failure is known it is seen by that failure,
+    // not a failure kind of its own; the access line made no pattern either. Every report has
+    // arrived (above), so the list is final.
+    let page = agent.get_json("/api/v1/clusters?limit=100");
+    let rows = page["clusters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "one failure kind: {rows:#?}");
     for row in &rows {
         let text = row["canonical_template"].as_str().unwrap_or_default();
-        assert_ne!(text, "GET /checkout", "{rows:#?}");
+        assert!(!text.contains("GET /checkout"), "{rows:#?}");
         assert!(!text.contains("request completed"), "{rows:#?}");
     }
 }

@@ -115,9 +115,15 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
     browser.screenshot("cluster");
 
     browser.open(&url(&format!("/cluster?id={}", incident.xss_cluster)));
-    assert!(browser
-        .text()
-        .contains(&format!("login failed for user {XSS_IMG}")));
+    let text = browser.text();
+    assert!(text.contains(&format!("login failed for user {XSS_IMG}")));
+    // The pattern's stack, with its top application frame.
+    assert!(text.to_lowercase().contains("stack (latest)"), "{text}");
+    assert!(text.contains("/src/auth/login.go:42"), "{text}");
+    assert!(
+        text.contains(&format!("main.login {XSS_IMG} login.go:42")),
+        "{text}"
+    );
     assert_hostile_text_is_text(&browser, "hostile cluster");
 
     browser.open(&url(&format!("/trace?id={}", incident.error_trace)));

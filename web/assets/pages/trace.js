@@ -37,7 +37,9 @@ function logLine(log, t0) {
   return el("div", { class: "log" },
     el("span", { class: "muted" }, "+" + fmtDuration(log.time_unix_us - t0)),
     el("span", { class: "lvl-" + log.level }, log.level),
-    el("span", { class: "msg" }, log.message),
+    el("span", { class: "msg" }, log.message,
+      // The stack joined to the record (a Go panic's goroutine dump), folded.
+      log.stack ? el("details", { class: "stack" }, el("summary", null, "stack"), el("pre", null, log.stack)) : null),
     log.cluster_id ? link("/cluster", { id: log.cluster_id }, "pattern") : el("span"));
 }
 
