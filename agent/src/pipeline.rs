@@ -211,6 +211,8 @@ impl Pipeline {
             trace_id: trace_id.as_deref(),
             span_id: span_id.as_deref(),
             time_unix_nanos: record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
+            stack: record.stack(),
+            frame: record.stack_frame(),
         };
         let source = match record.origin {
             Origin::File { .. } => EventSource::FileLog,
