@@ -18,7 +18,7 @@ use std::time::Duration;
 use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit, ServiceStart};
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
-    DiagnosisInput, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
+    self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
@@ -29,7 +29,8 @@ use faultline_web::Views;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-/// Most emerging patterns read per tick (the most significant first).
+/// Most patterns read per tick (the most significant emerging ones first, then the still
+/// occurring patterns of kept incidents).
 pub const MAX_PATTERNS: usize = 30;
 /// Most trace ids read per pattern.
 pub const MAX_TRACES_PER_PATTERN: usize = 20;
@@ -233,7 +234,7 @@ pub fn diagnose(
     let snapshot = views.counters.snapshot();
     kept.note_pids(&snapshot, now);
     let (history, limits) = counter_history(&snapshot);
-    let patterns = emerging_patterns(views);
+    let patterns = diagnosed_patterns(views, kept.tracker.incidents(), now);
     let services = service_facts(views, &snapshot, &patterns, facts);
     let starts = kept.starts(&services);
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
@@ -264,8 +265,12 @@ pub fn diagnose(
     }
 }
 
-/// The emerging patterns, the most significant first.
-fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
+/// The patterns the incidents are built from: the emerging ones, the most significant first,
+/// then the patterns of kept incidents that still occur. A pattern stops emerging once its
+/// onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
+/// surge over a baseline that already holds it); without the second kind an incident was
+/// marked ended while its errors went on, and the overview said nothing was happening.
+fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<PatternInput> {
     let summaries = views.clusters.summaries();
     let mut emerging: Vec<&web::ClusterSummary> =
         summaries.iter().filter(|s| s.emergence.is_some()).collect();
@@ -273,8 +278,20 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
         let score = |s: &web::ClusterSummary| s.emergence.as_ref().map_or(0.0, |e| e.score);
         score(b).total_cmp(&score(a)).then(a.id.cmp(&b.id))
     });
+    // A kept incident's pattern keeps the onset it had while emerging.
+    let kept: BTreeMap<&str, i64> = incidents
+        .iter()
+        .flat_map(|i| i.patterns.iter())
+        .map(|p| (p.id.as_str(), p.onset_unix_ms))
+        .collect();
+    let ongoing = summaries.iter().filter(|s| {
+        s.emergence.is_none()
+            && kept.contains_key(s.id.as_str())
+            && now - s.last_seen_unix_ms <= incident::ACTIVE_MS
+    });
     emerging
         .into_iter()
+        .chain(ongoing)
         .take(MAX_PATTERNS)
         .map(|s| {
             let detail = views.clusters.detail(&s.id);
@@ -306,10 +323,13 @@ fn emerging_patterns(views: &Views) -> Vec<PatternInput> {
                         role: c.role,
                         reasoning: c.headline.clone(),
                     }),
-                onset_unix_ms: s
-                    .emergence
-                    .as_ref()
-                    .map_or(s.first_seen_unix_ms, |e| e.since_unix_ms),
+                onset_unix_ms: match &s.emergence {
+                    Some(e) => e.since_unix_ms,
+                    None => kept
+                        .get(s.id.as_str())
+                        .copied()
+                        .unwrap_or(s.first_seen_unix_ms),
+                },
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,

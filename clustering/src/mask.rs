@@ -462,6 +462,12 @@ fn classify(bytes: &[u8], start: usize, end: usize, typed: bool) -> Token {
     while suf < word.len() - pre && CLASS[word[word.len() - 1 - suf] as usize] & TRAIL != 0 {
         suf += 1;
     }
+    // A closing bracket whose opening one is inside the core closes a value, not the token:
+    // `/v1/orders/{id}` is one route template and `Foo_(bar)` one word. Stripped as
+    // punctuation, the `}` was left over after the masked path (`GET <path>}`, issue #11).
+    while suf > 0 && opens_inside(&word[pre..word.len() - suf], word[word.len() - suf]) {
+        suf -= 1;
+    }
     let core = &word[pre..word.len() - suf];
     let mut classes = 0u8;
     let mut all_alpha = true;
@@ -519,8 +525,23 @@ fn classify(bytes: &[u8], start: usize, end: usize, typed: bool) -> Token {
             .iter()
             .any(|&b| matches!(b, b'"' | b'\'' | b'<' | b'>'))
         {
-            token.kind = Kind::Variable(kind);
-            return token;
+            // It starts at its scheme and ends before a bracket it does not close: in
+            // `f{$http://a/b` or `http://a/b{` the `{` belongs to the text around the value
+            // (a `}` later in the line may close it), not to the value.
+            let start = match kind {
+                ParamKind::Url => url_start(core).unwrap_or(0),
+                _ => 0,
+            };
+            let end = unclosed_opener(core).unwrap_or(core.len());
+            if start == 0 && end == core.len() {
+                token.kind = Kind::Variable(kind);
+                return token;
+            }
+            if start < end && value_kind(&core[start..end], false) == Some(kind) {
+                token.suf = word.len() - (pre + end);
+                token.kind = Kind::Value(pre + start, kind);
+                return token;
+            }
         }
     }
     if let Some(eq) = key_value_split(core) {
@@ -540,6 +561,63 @@ fn classify(bytes: &[u8], start: usize, end: usize, typed: bool) -> Token {
         };
     }
     token
+}
+
+/// Where the URL in `core` starts: the first byte of its scheme (RFC 3986: a letter, then
+/// letters, digits, `+`, `-`, `.`) before the first `://`; `None` without a scheme.
+fn url_start(core: &[u8]) -> Option<usize> {
+    let sep = core.windows(3).position(|w| w == b"://")?;
+    let mut at = sep;
+    while at > 0
+        && (core[at - 1].is_ascii_alphanumeric() || matches!(core[at - 1], b'+' | b'-' | b'.'))
+    {
+        at -= 1;
+    }
+    while at < sep && !core[at].is_ascii_alphabetic() {
+        at += 1;
+    }
+    (at < sep).then_some(at)
+}
+
+/// The position of the first opening bracket of `core` that `core` does not close.
+fn unclosed_opener(core: &[u8]) -> Option<usize> {
+    let mut open: Vec<(u8, usize)> = Vec::new();
+    for (i, &b) in core.iter().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => open.push((b, i)),
+            b')' | b']' | b'}' => {
+                let opener = match b {
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
+                };
+                if let Some(at) = open.iter().rposition(|&(o, _)| o == opener) {
+                    open.truncate(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    open.first().map(|&(_, at)| at)
+}
+
+/// Whether `closer` (`)`, `]`, `}`) closes a bracket left open in `core`.
+fn opens_inside(core: &[u8], closer: u8) -> bool {
+    let opener = match closer {
+        b')' => b'(',
+        b']' => b'[',
+        b'}' => b'{',
+        _ => return false,
+    };
+    let mut depth = 0usize;
+    for &b in core {
+        if b == opener {
+            depth += 1;
+        } else if b == closer {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    depth > 0
 }
 
 /// The kind of a core that is nothing but values joined by separators, `None` when a word
@@ -943,6 +1021,24 @@ mod tests {
     }
 
     #[test]
+    fn a_bracket_closed_inside_a_value_stays_with_it() {
+        // Route templates in span names and HTTP failures (`{id}` as OpenTelemetry and axum
+        // write them): the `}` was left after the masked path.
+        assert_eq!(mask_display("GET /v1/orders/{id}"), "GET <path>");
+        assert_eq!(
+            mask_display("HTTP 500 from GET /v1/stock/{sku}"),
+            "HTTP <num> from GET <path>"
+        );
+        assert_eq!(
+            mask_display("see http://en.wikipedia.org/wiki/Go_(language), then"),
+            "see <url>, then"
+        );
+        // A bracket opened before the value still closes after it.
+        assert_eq!(mask_display("(/var/lib/x)"), "(<path>)");
+        assert_eq!(mask("{id=7} f(g(1))"), "{id=<*>} f(g(<*>))");
+    }
+
+    #[test]
     fn a_line_is_never_swallowed_whole() {
         assert_eq!(mask("12 34 56"), "<*> <*> <*>");
         assert_eq!(mask("2024-03-11 08:22:20 boot"), "<*> boot");
@@ -1033,6 +1129,125 @@ mod tests {
             for &(a, b) in &line.params {
                 assert!(a <= b && msg.is_char_boundary(a) && msg.is_char_boundary(b));
             }
+        }
+    }
+
+    /// Closing brackets in `text` with no opening one before them, per kind.
+    fn unmatched_closers(text: &str) -> [usize; 3] {
+        let mut depth = [0usize; 3];
+        let mut unmatched = [0usize; 3];
+        for c in text.chars() {
+            let (k, open) = match c {
+                '(' => (0, true),
+                ')' => (0, false),
+                '[' => (1, true),
+                ']' => (1, false),
+                '{' => (2, true),
+                '}' => (2, false),
+                _ => continue,
+            };
+            if open {
+                depth[k] += 1;
+            } else if depth[k] > 0 {
+                depth[k] -= 1;
+            } else {
+                unmatched[k] += 1;
+            }
+        }
+        unmatched
+    }
+
+    fn check_masking(msg: &str) {
+        if msg.contains(WILDCARD) {
+            // A literal placeholder in the input cannot be told from a masked one.
+            return;
+        }
+        for mut line in [MaskedLine::new(), MaskedLine::shapes_only()] {
+            line.mask(msg);
+            assert_eq!(
+                line.params.len(),
+                line.text.matches(WILDCARD).count(),
+                "{msg:?} -> {:?}",
+                line.text
+            );
+            assert_eq!(line.params.len(), line.kinds.len());
+            for &(a, b) in &line.params {
+                assert!(a <= b && b <= msg.len(), "{msg:?}");
+                assert!(
+                    msg.is_char_boundary(a) && msg.is_char_boundary(b),
+                    "{msg:?}"
+                );
+            }
+            let tokens = msg.split_ascii_whitespace().count();
+            if line.text == WILDCARD {
+                // Only a line that is one value (`42`, `5.2 KB`) is one placeholder.
+                let trimmed = msg.trim_matches(|c: char| c.is_ascii_whitespace());
+                let start = msg.len()
+                    - msg
+                        .trim_start_matches(|c: char| c.is_ascii_whitespace())
+                        .len();
+                assert_eq!(
+                    line.params,
+                    [(start, start + trimmed.len())],
+                    "{msg:?} swallowed whole"
+                );
+            }
+            assert!(line.tokens <= tokens, "{msg:?} -> {:?}", line.text);
+            let (before, after) = (unmatched_closers(msg), unmatched_closers(&line.text));
+            for k in 0..3 {
+                assert!(
+                    after[k] <= before[k],
+                    "{msg:?} -> {:?}: a closing bracket lost its opening one",
+                    line.text
+                );
+            }
+        }
+    }
+
+    /// Pieces log messages are made of: words, values of every kind, brackets, quotes and
+    /// separators, so that generated lines hit the masker's branches rather than only
+    /// random bytes.
+    fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("GET".to_string()),
+            Just("connection reset by peer".to_string()),
+            Just("/v1/orders/{id}".to_string()),
+            Just("http://127.0.0.1:8080/a?b=1".to_string()),
+            Just("127.0.0.1:34252->10.0.0.2:9200".to_string()),
+            Just("[::1]:8080".to_string()),
+            Just("2024-03-11T08:22:20.123Z".to_string()),
+            Just("17288ea8-cbf4-4f0e-94fe-853fd2735f29".to_string()),
+            Just("1.5s".to_string()),
+            Just("5.2 KB".to_string()),
+            Just("Sat Jun".to_string()),
+            Just("key=value".to_string()),
+            Just("n=42".to_string()),
+            "[-0-9a-zA-Z_.:/=@]{1,12}",
+            "[(){}\\[\\]<>\"',;:|= ]{1,3}",
+            "\\PC{0,6}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn masking_never_panics_and_never_swallows_a_line(
+            pieces in proptest::collection::vec(piece(), 0..12),
+            glue in proptest::collection::vec("[ \t]{0,2}", 12),
+        ) {
+            let mut msg = String::new();
+            for (p, g) in pieces.iter().zip(glue.iter()) {
+                msg.push_str(p);
+                msg.push_str(g);
+            }
+            check_masking(&msg);
+        }
+
+        #[test]
+        fn masking_arbitrary_text_never_panics(msg in "\\PC{0,80}") {
+            check_masking(&msg);
         }
     }
 }

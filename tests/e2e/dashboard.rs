@@ -6,7 +6,10 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -177,4 +180,153 @@ fn every_page_of_the_real_agent_shows_its_data_live_and_hostile_text_as_text() {
         browser.text()
     );
     browser.screenshot("agent-counters");
+}
+
+/// A thread appending one line to a file every `every`, for at most `limit`; it stops when
+/// dropped, so a failed assertion does not leave it writing.
+struct LineStream {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineStream {
+    fn start(path: PathBuf, line: String, every: Duration, limit: Duration) -> LineStream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < end {
+                append(&path, std::slice::from_ref(&line));
+                std::thread::sleep(every);
+            }
+        });
+        LineStream {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LineStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `check` every 250 ms until it holds or `limit` passes.
+fn poll(limit: Duration, check: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+/// Seconds into the current wall-clock minute: the emergence window is counted in whole
+/// minutes, so a pattern is "new" until the end of the minute it appeared in.
+fn second_of_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() % 60)
+}
+
+/// Issue #11: during an outage that goes on past the emergence window, the overview leads
+/// with the incident, still active, with its pattern shown as ongoing, and never says that
+/// nothing is emerging. (Seen: five minutes into an outage the pattern was no longer "new",
+/// the incident was marked ended and the overview said "Nothing is emerging".) The window
+/// here is one minute and surges are off, so the pattern stops emerging at the next minute.
+#[test]
+fn an_outage_that_outlasts_the_emergence_window_stays_the_overviews_active_incident() {
+    let config = tempfile::tempdir().expect("tempdir");
+    let config_path = config.path().join("faultline.toml");
+    std::fs::write(
+        &config_path,
+        "[clustering]\nwindow_secs = 60\nbaseline_secs = 60\nsurge_min_ratio = 1000000.0\n\
+         [diagnosis]\ninterval_ms = 500\n",
+    )
+    .expect("write config");
+    let agent = Agent::start(&["--config", config_path.to_str().expect("utf-8 path")]);
+    // The pattern must be new long enough for the incident to form: start early in a minute.
+    let deadline = Instant::now() + Duration::from_secs(70);
+    while second_of_minute() > 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A hostile service name: it reaches the incident's culprit line and the pattern's chips.
+    let line = format!(
+        r#"{{"level":"error","msg":"stock lookup failed","service":"{}","error":"Get \"http://127.0.0.1:9/v1/stock/7\": EOF"}}"#,
+        XSS_IMG.replace('"', "\\\"")
+    );
+    let _writer = LineStream::start(
+        agent.log_path("orders.log"),
+        line,
+        Duration::from_millis(100),
+        Duration::from_secs(240),
+    );
+
+    let active_eof = |doc: &Value| {
+        doc["incidents"].as_array().is_some_and(|list| {
+            list.iter().any(|i| {
+                i["active"] == json!(true)
+                    && i["patterns"].as_array().is_some_and(|p| {
+                        p.iter()
+                            .any(|p| p["text"].as_str().is_some_and(|t| t.contains("EOF")))
+                    })
+            })
+        })
+    };
+    assert!(
+        poll(Duration::from_secs(30), || active_eof(
+            &agent.get_json("/api/v1/incidents")
+        )),
+        "no active incident for the EOF stream: {}",
+        agent.get_json("/api/v1/incidents")
+    );
+    // Past the minute it appeared in, the pattern no longer emerges; the errors go on.
+    assert!(
+        poll(Duration::from_secs(90), || agent
+            .get_json("/api/v1/clusters?emerging=true")["clusters"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())),
+        "the pattern kept emerging: {}",
+        agent.get_json("/api/v1/clusters?emerging=true")
+    );
+    let doc = agent.get_json("/api/v1/incidents");
+    assert!(
+        active_eof(&doc),
+        "the incident ended while its errors go on: {doc}"
+    );
+
+    let browser = Browser::start();
+    browser.open(&format!("{}/", agent.base));
+    assert!(
+        browser.wait_for(
+            "return document.querySelector('#incidents article.incident[data-active=\"true\"]') !== null \
+             && document.querySelector('#now .pattern.ongoing') !== null",
+            Duration::from_secs(15)
+        ),
+        "no active incident with its ongoing pattern on the overview: {}",
+        browser.text()
+    );
+    let text = browser.text();
+    assert!(!text.contains("Nothing is emerging"), "{text}");
+    assert!(text.contains("still active"), "{text}");
+    // One or more: the node is shared with other tests' socket storms.
+    assert!(text.contains("going on, the first since"), "{text}");
+    // The incident leads the page: its card comes before the pattern lists.
+    assert_eq!(
+        browser.eval(
+            "const i = document.querySelector('#incidents'), n = document.querySelector('#now'); \
+             return !!(i.compareDocumentPosition(n) & Node.DOCUMENT_POSITION_FOLLOWING)"
+        ),
+        json!(true)
+    );
+    assert!(main_text_includes(&browser, XSS_IMG), "{}", browser.text());
+    no_injected_elements(&browser, "overview during an outage");
+    browser.screenshot("agent-overview-ongoing-incident");
 }

@@ -1,4 +1,6 @@
-// An incident as a card: its culprit, patterns, counters and hints (never verdicts).
+// Incidents as the overview shows them: a lead sentence, then each incident as a card with its
+// culprit, onset and whether it still goes on, its patterns, its counters and its hints (with
+// the evidence that matched and the exact next commands; possibilities, never verdicts).
 
 import { el, link } from "./dom.js";
 import { fmtCount, fmtAgo, fmtTime } from "./format.js";
@@ -6,39 +8,81 @@ import { template, service } from "./widgets.js";
 
 const ROLES = { callee: "the callee of the failing calls", caller: "the caller itself", self: "reported its own error" };
 
+/** Counters listed on a card before the rest fold into one line. */
+const COUNTERS_SHOWN = 4;
+/** Hints shown per incident (the best supported first; the first one open). */
+const HINTS_SHOWN = 3;
+
+/** The sentence the overview leads with: how many incidents go on, and since when. */
+export function incidentLead(doc) {
+  const active = doc.incidents.filter((i) => i.active);
+  const ended = doc.incidents.length - active.length;
+  if (!active.length) {
+    return el("p", { class: "lead calm", "data-active-incidents": "0" }, "No active incident",
+      ended ? " (" + ended + " ended recently, listed below)" : "",
+      ". ", fmtCount(doc.series_judged), " counter series judged",
+      doc.unjudged.length ? ", " + fmtCount(doc.unjudged.length + doc.unjudged_omitted) + " not judged yet" : "", ".");
+  }
+  const first = active.reduce((a, b) => (b.onset_unix_ms < a.onset_unix_ms ? b : a));
+  return el("p", { class: "lead alarm", "data-active-incidents": String(active.length) },
+    active.length === 1 ? "1 incident is going on" : active.length + " incidents are going on",
+    ", the first since ", fmtTime(first.onset_unix_ms), " (", fmtAgo(first.onset_unix_ms), ").",
+    ended ? " " + ended + " ended." : "");
+}
+
 /** One incident: where it lives, what shows it, and what to check next (hints, never verdicts). */
 export function incidentCard(inc) {
   const c = inc.culprit;
   const who = c.service
     ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null)
-    : el("p", { class: "culprit" }, "Culprit not known",
+    : el("p", { class: "culprit unsure" }, "Culprit not known",
       c.seen_in.length ? [" — seen in ", c.seen_in.map(service)] : null);
   const reasons = c.reasoning.length ? el("ul", { class: "reasons" }, c.reasoning.map((r) => el("li", null, r))) : null;
   const patterns = inc.patterns.length
     ? el("div", null, el("h3", null, "Patterns"),
-      el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", null,
+      el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
-        el("span", { class: "muted" }, " · ", fmtCount(p.count), " · since ", fmtAgo(p.onset_unix_ms), " · ", p.services.map(service))))))
-    : null;
-  const counters = inc.counters.length
-    ? el("div", null, el("h3", null, "Counters"),
-      el("ul", { class: "plain" }, inc.counters.map((k) => el("li", { class: "counter " + k.relation },
-        el("span", null, k.anomaly.evidence), el("span", { class: "muted" }, " — " + k.relation_text)))))
-    : null;
-  const hints = inc.hints.slice(0, 3).map((h, i) => el("details", { class: "hint", open: i === 0 },
-    el("summary", null, el("span", { class: "badge hintb" }, "hint"), " ", h.title),
-    el("p", { class: "muted" }, "A possibility with the evidence that matched, not a verdict."),
-    el("h4", null, "Evidence"), el("ul", null, h.evidence.map((e) => el("li", null, e))),
-    el("h4", null, "Likely causes"), el("ol", null, h.causes.map((e) => el("li", null, e))),
-    el("h4", null, "Next checks"), el("ul", { class: "checks" }, h.checks.map((k) => el("li", null,
-      k.what, el("pre", null, el("code", null, k.command)),
-      k.complete ? null : el("span", { class: "muted" }, "Fill in the <…> part: the incident does not say it.")))),
-    el("h4", null, "Ruled out if"), el("ul", null, h.ruled_out_by.map((e) => el("li", null, e)))));
-  return el("article", { class: "incident" + (inc.active ? " active" : ""), id: "incident-" + inc.id },
+        el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
+          " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
+        p.services.map(service)))))
+    : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");
+  return el("article", { class: "incident" + (inc.active ? " active" : " ended"), id: "incident-" + inc.id, "data-active": String(inc.active) },
     el("div", { class: "head" },
       el("span", { class: "badge " + (inc.active ? "err" : "ended") }, inc.active ? "active" : "ended"),
       " ", el("strong", null, inc.title)),
-    el("p", { class: "muted" }, "Since ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ")",
-      inc.active ? null : [" · last active ", fmtAgo(inc.last_active_unix_ms)]),
-    who, reasons, patterns, counters, hints);
+    el("p", { class: "when" }, "Onset ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ") · ",
+      inc.active ? el("strong", null, "still active") : "ended",
+      ", last signal ", fmtAgo(inc.last_active_unix_ms)),
+    who, reasons, patterns, countersList(inc.counters), inc.hints.slice(0, HINTS_SHOWN).map(hint));
+}
+
+/** The incident's counters: related ones listed, node-wide totals (which move with any
+ *  traffic) and the rest past a few folded into one line. */
+function countersList(counters) {
+  if (!counters.length) return null;
+  const item = (k) => el("li", { class: "counter " + k.relation },
+    el("span", null, k.anomaly.evidence), el("span", { class: "muted" }, " — " + k.relation_text));
+  const related = counters.filter((k) => k.relation !== "node_wide");
+  const shown = related.slice(0, COUNTERS_SHOWN);
+  const folded = related.slice(COUNTERS_SHOWN).concat(counters.filter((k) => k.relation === "node_wide"));
+  return el("div", null, el("h3", null, "Counters"),
+    shown.length ? el("ul", { class: "plain" }, shown.map(item)) : null,
+    folded.length ? el("details", { class: "more-counters" },
+      el("summary", null, shown.length ? "+ " : "", folded.length, " ",
+        folded.every((k) => k.relation === "node_wide") ? "node-wide counter" + (folded.length === 1 ? "" : "s") + " (they move with any traffic on the node)" : "more counter" + (folded.length === 1 ? "" : "s")),
+      el("ul", { class: "plain" }, folded.map(item))) : null);
+}
+
+/** One hint: what matched, then the exact commands to check next, the likely causes and what
+ *  would rule it out. */
+function hint(h, i) {
+  return el("details", { class: "hint", open: i === 0 },
+    el("summary", null, el("span", { class: "badge hintb" }, "hint"), " ", h.title),
+    el("p", { class: "muted" }, "A possibility with the evidence that matched, not a verdict."),
+    el("h4", null, "Evidence"), el("ul", null, h.evidence.map((e) => el("li", null, e))),
+    el("h4", null, "Next checks"), el("ul", { class: "checks" }, h.checks.map((k) => el("li", null,
+      k.what, el("pre", null, el("code", null, k.command)),
+      k.complete ? null : el("span", { class: "muted" }, "Fill in the <…> part: the incident does not say it.")))),
+    el("h4", null, "Likely causes"), el("ol", null, h.causes.map((e) => el("li", null, e))),
+    el("h4", null, "Ruled out if"), el("ul", null, h.ruled_out_by.map((e) => el("li", null, e))));
 }

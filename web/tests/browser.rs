@@ -43,7 +43,7 @@ fn every_page_shows_live_data_and_hostile_log_content_as_text() {
 
     browser.open(&url("/"));
     let text = browser.text();
-    assert!(text.to_lowercase().contains("emerging now"), "{text}");
+    assert!(text.to_lowercase().contains("error patterns now"), "{text}");
     assert!(text.contains("read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer"));
     assert!(text.contains("new pattern: first seen 4 min ago"));
     assert!(

@@ -117,8 +117,14 @@ pub(crate) fn request_line(rest: &str, draft: &mut Draft, naive_offset_secs: i64
     };
     draft.time_unix_nanos = super::time::gin(date.trim(), naive_offset_secs);
     draft.http_status = Some(status);
+    // Gin writes no level. A failed request is read as a warning, as zap's and slog's request
+    // loggers write it: the request line says that a request failed, not why, so without an
+    // `Error #NN:` line it is traffic (counted in the service's failure rate), not an error
+    // event. Read as an error it became a `GET <path>` pattern with one count per failed
+    // request, beside the failure's own pattern, in every failing fault of the lab (issue
+    // #11). Its `Error #NN:` lines, when there are any, make it an error event.
     draft.level = Some(if status >= 500 {
-        Level::Error
+        Level::Warn
     } else {
         Level::Info
     });

@@ -126,6 +126,89 @@ pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bo
     true
 }
 
+/// One `key=value` pair: the key as written, the value unquoted.
+pub(crate) type Pair<'a> = (&'a str, Cow<'a, str>);
+
+/// The logfmt fields a free-text message ends with, as Go services write them after a
+/// stdlib `log` message (`log.Printf("%s: %v upstream=%s trace_id=%s", msg, err, ...)`):
+/// returns where they start (the message is the text before, trimmed) and the pairs, or
+/// `None` when the text does not end with a pair or is nothing but pairs.
+///
+/// A pair is `key=value` with a logfmt key and a bare or Go-quoted value; the trailing run of
+/// pairs is what follows the last word that is not one. A quoted string in the message
+/// (`Get "http://a/x?b=1 c=2": EOF`) is skipped whole, so the pairs inside it stay message.
+/// Left in the message, the fields made every log line a template of its own kind next to the
+/// same error reported without them (issue #11: `... EOF upstream=checkout trace_id=<hex>`
+/// beside the span's `Get "...": EOF`).
+pub(crate) fn trailing_pairs(text: &str) -> Option<(usize, Vec<Pair<'_>>)> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut run: Vec<Pair<'_>> = Vec::new();
+    let mut run_start = 0;
+    let mut words = false;
+    while i < b.len() {
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        let mut k = i;
+        while k < b.len() && key_byte(b[k]) {
+            k += 1;
+        }
+        let value_at = k + 1;
+        let pair = if k > start && b.get(k) == Some(&b'=') && value_at < b.len() {
+            if b[value_at] == b'"' {
+                let mut j = value_at + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                // A quoted value must close and end its word.
+                (j < b.len() && b.get(j + 1).is_none_or(|&c| c == b' '))
+                    .then(|| (j + 1, unquote(&text[value_at + 1..j])))
+            } else {
+                let mut j = value_at;
+                while j < b.len() && b[j] != b' ' && b[j] != b'"' {
+                    j += 1;
+                }
+                (b.get(j).is_none_or(|&c| c == b' '))
+                    .then(|| (j, Cow::Borrowed(&text[value_at..j])))
+            }
+        } else {
+            None
+        };
+        match pair {
+            Some((end, value)) => {
+                if run.is_empty() {
+                    run_start = start;
+                }
+                run.push((&text[start..k], value));
+                i = end;
+            }
+            None => {
+                // A word of the message; a quote it opens runs to its closing quote.
+                words = true;
+                run.clear();
+                let mut quoted = false;
+                while i < b.len() && (quoted || b[i] != b' ') {
+                    if quoted && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == b'"' {
+                        quoted = !quoted;
+                    }
+                    i += 1;
+                }
+                i = i.min(b.len());
+            }
+        }
+    }
+    (words && !run.is_empty()).then_some((run_start, run))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +255,33 @@ mod tests {
             parse(line, &mut Draft::default(), 0);
         }
         assert_eq!(unquote(r"\u00e9\x41"), "éA");
+    }
+
+    #[test]
+    fn the_fields_a_message_ends_with() {
+        let text = r#"upstream call failed: Get "http://127.0.0.1:41234/x?a=1 b=2": EOF upstream=checkout note="two words" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7"#;
+        let (at, pairs) = trailing_pairs(text).unwrap();
+        assert_eq!(
+            text[..at].trim_end(),
+            r#"upstream call failed: Get "http://127.0.0.1:41234/x?a=1 b=2": EOF"#
+        );
+        let keys: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("upstream", "checkout"),
+                ("note", "two words"),
+                ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("span_id", "00f067aa0ba902b7"),
+            ]
+        );
+        // Pairs inside the message are message; so is a line of pairs only, and a `=` that
+        // is not a pair.
+        assert_eq!(trailing_pairs("set x=1 failed: EOF"), None);
+        assert_eq!(trailing_pairs("a=1 b=2"), None);
+        assert_eq!(trailing_pairs(r#"failed: "x b=c""#), None);
+        assert_eq!(trailing_pairs("failed: a == b"), None);
+        assert_eq!(trailing_pairs("failed: x=\"open"), None);
+        assert_eq!(trailing_pairs(""), None);
     }
 }

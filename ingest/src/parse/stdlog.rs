@@ -7,7 +7,9 @@
 //! as custom Go formats, Python's logging and many others write it), optionally followed by
 //! logfmt fields.
 
-use super::fields::{level_of, Draft};
+use std::borrow::Cow;
+
+use super::fields::{classify, level_of, Draft, Field};
 use super::text::strip_markers;
 
 /// Finds the Go log date at the start of the line or after a short prefix (`log.New`'s
@@ -85,8 +87,23 @@ pub(crate) fn parse(line: &str, draft: &mut Draft, naive_offset_secs: i64) -> bo
             rest = rest[colon + 2..].trim_start();
         }
     }
-    let (level, message) = strip_markers(rest, draft);
+    let (level, mut message) = strip_markers(rest, draft);
     draft.level = level;
+    // Fields appended to the message (`... EOF upstream=checkout trace_id=...`) are fields:
+    // the ids join the line to its trace, the rest are attributes, and the message is the
+    // error alone, as a structured logger would have written it.
+    if let Some((at, pairs)) = super::logfmt::trailing_pairs(message) {
+        for (key, value) in pairs {
+            match classify(key) {
+                // The text before the pairs is the message; a `msg=` among them is kept.
+                Some(Field::Message) => {
+                    draft.attributes.push((key.to_string(), value.into_owned()))
+                }
+                _ => draft.field(Cow::Borrowed(key), value, naive_offset_secs),
+            }
+        }
+        message = message[..at].trim_end();
+    }
     draft.message = Some(message.to_string());
     true
 }
@@ -170,6 +187,40 @@ mod tests {
             Some("query failed: lookup x on 127.0.0.53:53: no such host")
         );
         assert_eq!(d.level, None);
+    }
+
+    #[test]
+    fn fields_after_the_message_are_fields() {
+        let mut d = Draft::default();
+        let line = r#"2026/12/05 03:00:01.123456 service.go:215: upstream call failed: Get "http://127.0.0.1:41234/x": EOF upstream=checkout trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7"#;
+        assert!(parse(line, &mut d, 0));
+        assert_eq!(
+            d.message.as_deref(),
+            Some(r#"upstream call failed: Get "http://127.0.0.1:41234/x": EOF"#)
+        );
+        assert_eq!(
+            d.trace_id.map(|t| t.to_string()).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            d.span_id.map(|t| t.to_string()).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert!(d
+            .attributes
+            .contains(&("upstream".to_string(), "checkout".to_string())));
+        assert!(d
+            .attributes
+            .contains(&("caller".to_string(), "service.go:215".to_string())));
+        // An error field among them is the error; a message of pairs only stays as it was.
+        let mut d = Draft::default();
+        assert!(parse(
+            "2026/12/05 03:00:01 query failed err=EOF db=orders",
+            &mut d,
+            0
+        ));
+        assert_eq!(d.message.as_deref(), Some("query failed"));
+        assert_eq!(d.error.as_deref(), Some("EOF"));
     }
 
     #[test]

@@ -136,6 +136,13 @@ fn gin_request_line_and_lone_error_line() {
     );
     assert_eq!(r.http_status, Some(500));
     assert_eq!(r.cluster_text(), "query inventory_items: EOF");
+    assert!(r.is_error_event());
+    // Without an error line it is a failed request, not an error event.
+    let r = parse(
+        r#"[GIN] 2026/12/05 - 04:27:03 | 502 |    1.227393ms |       127.0.0.1 | GET      "/internal/checkout/13306""#,
+    );
+    assert_eq!(r.request_failed(), Some(true));
+    assert!(r.is_errorish() && !r.is_error_event());
     let r = parse(
         r#"Error #01: Put "https://[::1]:9434/products/_search": net/http: TLS handshake timeout"#,
     );
