@@ -1227,13 +1227,13 @@ mod tests {
         let e = noisy(len, 25.0, 4.0, 21);
         let mut t: Vec<Option<f64>> = vec![None; 2];
         let mut sum: Vec<Option<f64>> = vec![None; 2];
-        for i in 2..len {
+        for (i, estab) in e.iter().enumerate().skip(2) {
             let mut v = (0.9 * (i - 2) as f64).min(54.0).round();
             if let Some(at) = storm_at.filter(|&at| i >= at) {
                 v += 40.0 * (i - at + 1) as f64;
             }
             t.push(Some(v));
-            sum.push(e[i].map(|x| x + v));
+            sum.push(estab.map(|x| x + v));
         }
         let mut e = e;
         e[0] = None;
@@ -1328,7 +1328,7 @@ mod tests {
             let report = detect(
                 &at(&h, end),
                 &[],
-                &[restart.clone()],
+                std::slice::from_ref(&restart),
                 &AnomalyConfig::default(),
             );
             assert!(
