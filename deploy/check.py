@@ -236,6 +236,13 @@ def check_metrics(binary):
     except Exception as err:  # noqa: BLE001 - the parser's own error is the message
         fail("/metrics (prometheus_client parser)", str(err))
         return
+    # Pattern series are bounded: the sum beyond the bound is always exported, and HELP says so.
+    help_text = next((f.documentation for f in text_string_to_metric_families(text)
+                      if f.name == "faultline_cluster_events"), "")
+    if 'faultline_cluster_events_total{cluster_id="other"}' not in text or '"other"' not in help_text:
+        fail("/metrics", 'no bounded pattern series: cluster_id="other" or its HELP is missing')
+    else:
+        ok('/metrics bounds pattern series (cluster_id="other", said in HELP)')
     used = set()
     for _, expr in grafana_expressions():
         used.update(re.findall(r"\bfaultline_[a-z_]+", expr))

@@ -130,6 +130,9 @@ pub struct WebConfig {
     pub allowed_hosts: Vec<String>,
     /// `[web.connections]`: connection count and timeouts of the listener.
     pub connections: ConnectionLimits,
+    /// Most error patterns with series of their own on `/metrics`; the rest are summed in
+    /// `cluster_id="other"`.
+    pub max_pattern_series: usize,
 }
 
 impl Default for WebConfig {
@@ -140,6 +143,7 @@ impl Default for WebConfig {
             insecure: false,
             allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
+            max_pattern_series: faultline_web::MetricsOptions::default().max_pattern_series,
         }
     }
 }
@@ -221,6 +225,8 @@ pub struct Settings {
     pub web_token: Option<String>,
     /// `web.allowed_hosts`.
     pub web_allowed_hosts: Vec<String>,
+    /// `web.max_pattern_series`, as `/metrics` takes it.
+    pub web_metrics: faultline_web::MetricsOptions,
     /// OTLP gRPC receiver address.
     pub otlp_grpc: SocketAddr,
     /// OTLP HTTP receiver address.
@@ -499,6 +505,9 @@ impl Config {
             web_listen,
             web_token: self.web.token.clone(),
             web_allowed_hosts: self.web.allowed_hosts.clone(),
+            web_metrics: faultline_web::MetricsOptions {
+                max_pattern_series: self.web.max_pattern_series,
+            },
             otlp_grpc,
             otlp_http,
             logs,

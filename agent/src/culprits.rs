@@ -6,10 +6,13 @@
 //! most `limit` of its most recent traces (the trace store lists them by start), so the
 //! caller bounds the work per request.
 
+use std::sync::Arc;
+
 use faultline_diagnosis::culprit::{
-    pattern_culprit_in_trace, trace_culprit, CallKind, CallLog, CallSpan, Culprit, Listeners, Peer,
-    TraceFacts,
+    pattern_culprit_in_trace, trace_culprit, CallKind, CallLog, CallSpan, Culprit, ListenerSource,
+    Listeners, Peer, TraceFacts,
 };
+use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{CallChain, ChainNode, SpanKind, TraceFilter, TraceStore};
 use faultline_ingest::LogRecord;
 
@@ -19,9 +22,46 @@ use crate::views::CLUSTER_ID_ATTRIBUTE;
 /// ("412 of 415"), few enough that building their chains stays in the milliseconds.
 pub const PATTERN_TRACES: usize = 200;
 
-/// The node's listeners as the trace store saw them in SERVER spans.
-pub fn listeners(store: &TraceStore) -> Listeners {
-    store.listeners().into_iter().collect()
+/// Who listens on the node's ports: the services' SERVER spans first, then the configured
+/// process targets, then the processes holding the listening sockets (a callee that hangs
+/// or never accepts sends no span; only the node knows whose port its callers name).
+pub fn listeners(traces: &TraceStore, counters: &CounterStore) -> Listeners {
+    let mut listeners = Listeners::default();
+    for p in counters.listening_processes() {
+        let source = if p.configured {
+            ListenerSource::Configured
+        } else {
+            ListenerSource::Socket
+        };
+        listeners.learn(p.port, p.name, source);
+    }
+    for (port, service) in traces.listeners() {
+        listeners.insert(port, service);
+    }
+    listeners
+}
+
+/// The stores that know who listens on the node's ports, for readers that have no view of
+/// them (the diagnosis loop reads the web's views).
+#[derive(Clone)]
+pub struct NodeListeners {
+    /// The trace store (SERVER spans' ports).
+    pub traces: Arc<TraceStore>,
+    /// The counter store (configured process targets, listening sockets).
+    pub counters: Arc<CounterStore>,
+}
+
+impl NodeListeners {
+    /// Who listens where now (see [`listeners`]).
+    pub fn read(&self) -> Listeners {
+        listeners(&self.traces, &self.counters)
+    }
+}
+
+impl std::fmt::Debug for NodeListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeListeners")
+    }
 }
 
 /// Where the error of `chain` lives, `None` when nothing in it failed.
@@ -30,8 +70,12 @@ pub fn of_trace(chain: &CallChain, listeners: &Listeners) -> Option<Culprit> {
 }
 
 /// Where the failures of pattern `cluster` live, voted over its `limit` most recent traces.
-pub fn of_pattern(store: &TraceStore, cluster: &str, limit: usize) -> Option<Culprit> {
-    let listeners = listeners(store);
+pub fn of_pattern(
+    store: &TraceStore,
+    listeners: &Listeners,
+    cluster: &str,
+    limit: usize,
+) -> Option<Culprit> {
     let rows = store.list(&TraceFilter {
         cluster: Some(cluster.to_owned()),
         limit: Some(limit),
@@ -39,7 +83,7 @@ pub fn of_pattern(store: &TraceStore, cluster: &str, limit: usize) -> Option<Cul
     });
     let verdicts = rows.iter().filter_map(|row| {
         let chain = store.call_chain(row.trace_id)?;
-        pattern_culprit_in_trace(&facts(&chain), cluster, &listeners)
+        pattern_culprit_in_trace(&facts(&chain), cluster, listeners)
     });
     faultline_diagnosis::culprit::pattern_culprit(verdicts)
 }

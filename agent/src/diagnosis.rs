@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit, ServiceStart};
+use faultline_diagnosis::culprit::ListenerSource;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
     self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
@@ -77,7 +78,8 @@ impl IncidentView for IncidentBoard {
 }
 
 /// The service facts the configuration gives: each `[[tasks]]` target's goroutine page and
-/// each `[[counters.processes]]` target's listening port.
+/// each `[[counters.processes]]` target's listening port; and where to read who listens on
+/// which port now.
 #[derive(Debug, Clone, Default)]
 pub struct ConfiguredFacts {
     /// Task target name → its goroutine dump with stacks.
@@ -85,6 +87,10 @@ pub struct ConfiguredFacts {
     /// Process target name → the port it listens on: a service of the node even before any
     /// span names it, so its port's counters are a known service's.
     pub listen_ports: BTreeMap<String, u16>,
+    /// Who listens on the node's ports, as the services' spans and the configured process
+    /// targets say: a callee that hangs sends no span, so recent call chains alone lose its
+    /// port just when its counters move.
+    pub listeners: Option<crate::culprits::NodeListeners>,
 }
 
 impl ConfiguredFacts {
@@ -96,6 +102,7 @@ impl ConfiguredFacts {
                 .filter_map(|(name, url)| stack_dump_url(url).map(|u| (name.to_owned(), u)))
                 .collect(),
             listen_ports: BTreeMap::new(),
+            listeners: None,
         }
     }
 
@@ -428,6 +435,15 @@ fn service_facts(
             .or_insert_with(|| entry(callee))
             .callers
             .push(caller.clone());
+    }
+    // A port known only by the process holding its socket is not a service's: the node's
+    // other processes (their churn is noise) stay without a culprit.
+    if let Some(node) = &configured.listeners {
+        for (port, service, source) in node.read().iter() {
+            if source != ListenerSource::Socket {
+                ports.insert((service.to_owned(), port));
+            }
+        }
     }
     for (service, port) in &ports {
         let f = facts

@@ -300,6 +300,7 @@ fn serve(
             AppState {
                 health,
                 access: faultline_web::Access::new(None, &[]),
+                metrics: faultline_web::MetricsOptions::default(),
             },
             views,
         );

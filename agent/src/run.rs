@@ -301,19 +301,25 @@ pub async fn serve(
             views.clone(),
             board,
             settings.diagnosis.clone(),
-            diagnosis::ConfiguredFacts::from_tasks(
-                settings
-                    .tasks
-                    .iter()
-                    .map(|t| (t.name.as_str(), t.url.as_str())),
-            )
-            .with_listeners(
-                settings
-                    .counters
-                    .processes
-                    .iter()
-                    .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
-            ),
+            diagnosis::ConfiguredFacts {
+                listeners: Some(crate::culprits::NodeListeners {
+                    traces: traces.clone(),
+                    counters: counters.clone(),
+                }),
+                ..diagnosis::ConfiguredFacts::from_tasks(
+                    settings
+                        .tasks
+                        .iter()
+                        .map(|t| (t.name.as_str(), t.url.as_str())),
+                )
+                .with_listeners(
+                    settings
+                        .counters
+                        .processes
+                        .iter()
+                        .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
+                )
+            },
             format!("http://{web_addr}"),
             stop.child_token(),
         )),
@@ -321,6 +327,7 @@ pub async fn serve(
     let state = AppState {
         health,
         access: access.clone(),
+        metrics: settings.web_metrics,
     };
     let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();

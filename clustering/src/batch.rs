@@ -6,12 +6,15 @@
 //! gives every message the id of its final template or cluster, so that a message seen before
 //! a merge gets the same id as one seen after it.
 //!
-//! Bounds: at most [`MAX_BATCH_SHAPES`] distinct shapes are kept (with one sample message
-//! each, cut to the message limit); the messages of later new shapes get the id
+//! Bounds: at most [`MAX_BATCH_SHAPES`] distinct shapes are kept (or fewer,
+//! [`Batch::with_max_shapes`]), with one sample message each, cut to the message limit; the
+//! messages of later new shapes get the id
 //! `ffffffffffffffff` ("other") and are counted in [`BatchIds::other_lines`]. Every root is
-//! clustered (no limit on their number); a root whose neighbour search hit its bound is
+//! clustered, with no limit on their number (the earlier dense re-run stopped at the first
+//! 5,000); a root whose neighbour search hit its bound is
 //! counted in [`BatchIds::searches_cut`]. Besides those, memory is 4 bytes per message (its
-//! shape's index, to write the ids in order at the end).
+//! shape's index, to write the ids in order at the end). Cluster ids are a function of the set
+//! of shapes (see [`crate::cluster`]): the same lines in another order get the same ids.
 
 use crate::cluster::{RootClusters, VectorParams};
 use crate::mask::MaskedLine;
@@ -57,8 +60,11 @@ pub struct BatchIds {
     pub templates: usize,
     /// Number of clusters (at the cluster level; else 0).
     pub clusters: usize,
-    /// Messages that got the "other" id because [`MAX_BATCH_SHAPES`] was reached.
+    /// Messages that got the "other" id because the shape bound ([`MAX_BATCH_SHAPES`], or
+    /// [`Batch::with_max_shapes`]) was reached.
     pub other_lines: usize,
+    /// The shape bound that applied.
+    pub max_shapes: usize,
     /// Roots whose neighbour search stopped at its bound
     /// ([`MAX_CANDIDATES`](crate::cluster::MAX_CANDIDATES)).
     pub searches_cut: usize,
@@ -84,6 +90,19 @@ impl Batch {
             max_shapes: MAX_BATCH_SHAPES,
             other_lines: 0,
         }
+    }
+
+    /// The same batch keeping at most `max_shapes` distinct shapes (at least 1) instead of
+    /// [`MAX_BATCH_SHAPES`]: a lower memory bound, for machines that cannot spare hundreds of
+    /// MB.
+    pub fn with_max_shapes(mut self, max_shapes: usize) -> Self {
+        self.max_shapes = max_shapes.max(1);
+        self
+    }
+
+    /// The most distinct shapes this batch keeps.
+    pub fn max_shapes(&self) -> usize {
+        self.max_shapes
     }
 
     /// Number of messages pushed.
@@ -188,6 +207,7 @@ impl Batch {
             templates,
             clusters,
             other_lines: self.other_lines,
+            max_shapes: self.max_shapes,
             searches_cut,
         }
     }
@@ -209,28 +229,11 @@ pub struct MaskedBlock {
 impl MaskedBlock {
     /// Masks `messages` (cut to `max_message_bytes` like [`Batch::push`] does).
     pub fn mask<'a>(messages: impl IntoIterator<Item = &'a str>, max_message_bytes: usize) -> Self {
-        let max = max_message_bytes.max(16);
-        let mut block = MaskedBlock::default();
-        let mut masked = MaskedLine::shapes_only();
-        let mut seen: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
+        let mut masker = BlockMasker::new(max_message_bytes);
         for message in messages {
-            let message = cut(message, max);
-            if message.trim().is_empty() {
-                block.lines.push(BLANK_LINE);
-                continue;
-            }
-            masked.mask(message);
-            let hash = shape_hash(&masked.text);
-            let next = block.shapes.len() as u32;
-            let index = *seen.entry(hash).or_insert(next);
-            if index == next {
-                block
-                    .shapes
-                    .push((hash, masked.text.as_str().into(), message.into()));
-            }
-            block.lines.push(index);
+            masker.push(message);
         }
-        block
+        masker.take()
     }
 
     /// Number of messages in the block.
@@ -241,6 +244,54 @@ impl MaskedBlock {
     /// Whether the block holds no message.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
+    }
+}
+
+/// Builds [`MaskedBlock`]s one message at a time, on a worker thread: for callers whose
+/// messages are borrowed from a buffer only while they are pushed (lines decoded from a
+/// chunk of bytes). Its masking buffers are reused from one block to the next.
+#[derive(Debug)]
+pub struct BlockMasker {
+    max_message_bytes: usize,
+    masked: MaskedLine,
+    seen: std::collections::HashMap<u128, u32>,
+    block: MaskedBlock,
+}
+
+impl BlockMasker {
+    /// An empty block; messages are cut to `max_message_bytes` like [`Batch::push`] does.
+    pub fn new(max_message_bytes: usize) -> Self {
+        BlockMasker {
+            max_message_bytes: max_message_bytes.max(16),
+            masked: MaskedLine::shapes_only(),
+            seen: std::collections::HashMap::new(),
+            block: MaskedBlock::default(),
+        }
+    }
+
+    /// Adds the next message of the block.
+    pub fn push(&mut self, message: &str) {
+        let message = cut(message, self.max_message_bytes);
+        if message.trim().is_empty() {
+            self.block.lines.push(BLANK_LINE);
+            return;
+        }
+        self.masked.mask(message);
+        let hash = shape_hash(&self.masked.text);
+        let next = self.block.shapes.len() as u32;
+        let index = *self.seen.entry(hash).or_insert(next);
+        if index == next {
+            self.block
+                .shapes
+                .push((hash, self.masked.text.as_str().into(), message.into()));
+        }
+        self.block.lines.push(index);
+    }
+
+    /// The block of the messages pushed since the last call; the masker starts a new one.
+    pub fn take(&mut self) -> MaskedBlock {
+        self.seen.clear();
+        std::mem::take(&mut self.block)
     }
 }
 
@@ -338,8 +389,8 @@ mod tests {
 
     #[test]
     fn shapes_past_the_bound_are_other_and_counted() {
-        let mut b = Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default());
-        b.max_shapes = 2;
+        let mut b =
+            Batch::new(GroupLevel::Cluster, 5, 1 << 14, VectorParams::default()).with_max_shapes(2);
         for m in [
             "alpha failed",
             "beta failed",

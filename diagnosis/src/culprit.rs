@@ -185,9 +185,9 @@ impl Listeners {
         self.by_port.get(&port).map(|(s, k)| (s.as_str(), *k))
     }
 
-    /// Every (port, service), by port.
-    pub fn iter(&self) -> impl Iterator<Item = (u16, &str)> {
-        self.by_port.iter().map(|(p, (s, _))| (*p, s.as_str()))
+    /// Every (port, service, how it is known), by port.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &str, ListenerSource)> {
+        self.by_port.iter().map(|(p, (s, k))| (*p, s.as_str(), *k))
     }
 }
 

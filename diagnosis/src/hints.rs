@@ -221,6 +221,11 @@ pub struct Recognition {
     /// When set, the rule applies only when the incident's culprit has this role.
     #[serde(default)]
     pub culprit_role: Option<CulpritRole>,
+    /// Regexes of pattern texts that support the rule once one of its counters matched,
+    /// but do not recognise it alone: the errors its mechanism produces that other
+    /// mechanisms produce too (a dial that times out is what a dropped SYN looks like).
+    #[serde(default)]
+    pub corroborating_pattern: Vec<String>,
 }
 
 /// How strongly each kind of matched evidence supports a hint. A pattern text and a counter
@@ -285,6 +290,7 @@ pub struct RulesFile {
 struct CompiledRule {
     rule: HintRule,
     patterns: Vec<Regex>,
+    corroborating: Vec<Regex>,
     origin: String,
 }
 
@@ -429,13 +435,22 @@ impl HintRules {
                     "recognised_by names no pattern and no counter: it would never match".into(),
                 ));
             }
-            let mut patterns = Vec::new();
-            for p in &r.pattern {
-                let re = RegexBuilder::new(p)
-                    .case_insensitive(true)
-                    .build()
-                    .map_err(|e| bad(format!("pattern {p:?}: {e}")))?;
-                patterns.push(re);
+            let compile = |list: &[String]| -> Result<Vec<Regex>, HintsError> {
+                list.iter()
+                    .map(|p| {
+                        RegexBuilder::new(p)
+                            .case_insensitive(true)
+                            .build()
+                            .map_err(|e| bad(format!("pattern {p:?}: {e}")))
+                    })
+                    .collect()
+            };
+            let patterns = compile(&r.pattern)?;
+            let corroborating = compile(&r.corroborating_pattern)?;
+            if !corroborating.is_empty() && r.counter.is_empty() {
+                return Err(bad(
+                    "corroborating_pattern needs a counter to corroborate: use pattern".into(),
+                ));
             }
             for c in &rule.checks {
                 placeholders(&c.command)
@@ -444,6 +459,7 @@ impl HintRules {
             let compiled = CompiledRule {
                 rule,
                 patterns,
+                corroborating,
                 origin: origin.to_owned(),
             };
             match self
@@ -524,6 +540,22 @@ impl HintRules {
                 };
                 support.first_counter = first;
                 evidence.extend(counters.iter().take(3).map(|(_, a)| a.evidence.clone()));
+                if !support.pattern {
+                    if let Some((text, re)) = subject.patterns.iter().find_map(|t| {
+                        c.corroborating
+                            .iter()
+                            .find(|re| re.is_match(t))
+                            .map(|re| (t, re))
+                    }) {
+                        evidence.push(format!(
+                            "pattern \u{201c}{}\u{201d} matches /{}/, as this mechanism's failures do",
+                            shorten(text, 160),
+                            re.as_str()
+                        ));
+                        support.weight += PATTERN_WEIGHT;
+                        support.pattern = true;
+                    }
+                }
             }
             if support.weight == 0 {
                 continue;
@@ -994,6 +1026,20 @@ mod tests {
                 "timeout",
             ),
             (
+                // The same with CLOSE-WAIT on the callee's port: its callers closed the
+                // connections it is still stalling on (it answers late, then closes).
+                "slow, CLOSE-WAIT on its port",
+                vec![timeout.clone()],
+                vec![
+                    rise(port(SocketState::CloseWait), None),
+                    rise(fds.clone(), Some(20_000.0)),
+                    rise(tasks.clone(), None),
+                    rise(rate("Tcp EstabResets"), None),
+                ],
+                Some(CulpritRole::Callee),
+                "timeout",
+            ),
+            (
                 // The callee never answers: CLOSE-WAIT on its port, its fds at the limit.
                 "close-wait",
                 vec![
@@ -1014,7 +1060,7 @@ mod tests {
                 // The callee stops accepting: its queue at the backlog, connections waiting
                 // there closed by their callers (CLOSE-WAIT), overflows node-wide.
                 "listen-overflow",
-                vec![timeout.clone(), dial],
+                vec![timeout.clone(), dial.clone()],
                 vec![
                     rise(port(SocketState::CloseWait), None),
                     rise(SeriesKey::ListenQueue { port: 8080 }, Some(100.0)),
@@ -1025,6 +1071,19 @@ mod tests {
                         },
                         None,
                     ),
+                ],
+                Some(CulpritRole::Callee),
+                "listen-overflow",
+            ),
+            (
+                // The same with the accept queue's series not judged (too young): only the
+                // node's overflow counters move, and the callers' timeouts corroborate them.
+                "listen-overflow, node-wide counters only",
+                vec![timeout.clone(), dial.clone()],
+                vec![
+                    rise(rate("TcpExt ListenDrops"), None),
+                    rise(rate("TcpExt ListenOverflows"), None),
+                    rise(rate("Tcp RetransSegs"), None),
                 ],
                 Some(CulpritRole::Callee),
                 "listen-overflow",

@@ -1156,12 +1156,15 @@ fn peer_of(p: &PatternInput) -> Option<String> {
 }
 
 /// The `host:port` a failing call names: `http://host:port/...`, `dial tcp host:port`,
-/// `->host:port` (Go's `read tcp a->b`).
+/// `->host:port` (Go's `read tcp a->b`); or the listener a failing accept names (Go's
+/// `accept tcp host:port: accept4: too many open files`), so a service's accept errors,
+/// logged in no trace, join the counters of its port.
 fn peer_address(text: &str) -> Option<String> {
     let candidates = [
         text.find("://").map(|i| &text[i + 3..]),
         text.find("dial tcp ").map(|i| &text[i + 9..]),
         text.find("->").map(|i| &text[i + 2..]),
+        text.find("accept tcp ").map(|i| &text[i + 11..]),
     ];
     candidates.into_iter().flatten().find_map(|rest| {
         let end = rest.find(['/', '"', ' ', ')', ',']).unwrap_or(rest.len());
@@ -1487,6 +1490,56 @@ mod tests {
             "ss -tanp state close-wait '( sport = :8082 or dport = :8082 )'"
         );
         assert!(inc.title.contains("CLOSE-WAIT :8082"), "{}", inc.title);
+    }
+
+    #[test]
+    fn a_hung_callees_accept_errors_join_its_leak_and_make_it_the_hint() {
+        // The close-wait fault: stock hangs; orders' calls time out (blamed on stock); stock
+        // runs out of descriptors and logs accept errors in no trace (no culprit of their
+        // own); CLOSE-WAIT piles up on its port and its fds reach their limit.
+        let timeout = blamed(
+            pattern(
+                "p-timeout",
+                "Get \"<url>\": context deadline exceeded",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut accept = pattern(
+            "p-accept",
+            "http: Accept error: accept tcp <ip:port>: accept4: too many open files; retrying in <duration>",
+            &["stock"],
+            T0 + 8_000,
+            &[],
+        );
+        accept.example = Some(
+            "http: Accept error: accept tcp 127.0.0.1:8082: accept4: too many open files; retrying in 5ms"
+                .into(),
+        );
+        let mut fds = anomaly(
+            SeriesKey::Process {
+                name: "stock".into(),
+                metric: faultline_series::ProcessMetric::OpenFds,
+            },
+            T0 + 1_000,
+        );
+        fds.limit = Some(100.0);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 10_000,
+            &[timeout, accept],
+            vec![anomaly(close_wait(8082), T0), fds],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.patterns.len(), 2);
+        let hints: Vec<&str> = inc.hints.iter().map(|h| h.rule_id.as_str()).collect();
+        assert_eq!(hints[0], "close-wait-leak", "{hints:?}");
     }
 
     #[test]
@@ -1912,6 +1965,11 @@ mod tests {
             Some("127.0.0.1:8082")
         );
         assert_eq!(peer_address("read tcp <IP>:<NUM>-><IP>:<NUM>: x"), None);
+        assert_eq!(
+            peer_address("http: Accept error: accept tcp 127.0.0.1:8082: accept4: too many open files; retrying in 5ms")
+                .as_deref(),
+            Some("127.0.0.1:8082")
+        );
         assert_eq!(
             looked_up_host("dial tcp: lookup api.invalid on 127.0.0.53:53: no such host")
                 .as_deref(),

@@ -7,9 +7,10 @@
 #   2. pattern accuracy on the errcorpus dev set (ARI, GA; `--level cluster --parse`),
 #   3. end-to-end speed on the 1,000,000-line Loghub file, in the same run as the anchors:
 #      the logdrain crate (benches/logdrain_anchor.rs) and Drain3 (Python, default settings),
-#      each run RUNS times; medians, ratios and peak RSS are printed. The template level runs
-#      on one thread (its ratio to logdrain is single-threaded against single-threaded); the
-#      cluster level runs on every core and on one (`--threads 1`), and the speed-up is printed.
+#      each run RUNS times, interleaved; medians, ratios and peak RSS are printed, with the
+#      machine (CPU model, cores, load). Both levels run on one thread (`--threads 1`) and on
+#      every core (the default); the ratios to logdrain and Drain3 are single-threaded against
+#      single-threaded, and the speed-up of every core over one is printed per level.
 #
 # Usage: scripts/bench/clustering.sh [RUNS]     (default 3; needs python3, pip for drain3 and
 #        scikit-learn, and the project's shared folder beside the checkout, ../shared, or $SHARED)
@@ -45,16 +46,20 @@ python3 "$SHARED/tools/errcorpus/score.py" "$SHARED/data/errcorpus/dev.truth.tsv
 head -3 "$WORK/ec.score"
 
 echo
-echo "## 3. Speed on 1,000,000 lines ($RUNS runs each, interleaved; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "## 3. Speed on 1,000,000 lines ($RUNS runs each, interleaved)"
+echo "machine: ${CPU:-unknown CPU}, $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$SHARED/tools/logbench/make_bigfile.py" --lines 1000000 --kind content \
   --out "$WORK/big.txt" "$SHARED/data/loghub2k" >/dev/null
 # Runs a command, prints "seconds peak_rss_kb".
 timed() { /usr/bin/time -f '%e %M' -o "$WORK/t" "$@" >/dev/null 2>&1; cat "$WORK/t"; }
 declare -A T R
-for name in template cluster cluster1 logdrain drain3; do T[$name]=""; R[$name]=0; done
+NAMES="template1 template cluster1 cluster logdrain drain3"
+for name in $NAMES; do T[$name]=""; R[$name]=0; done
 for ((i = 1; i <= RUNS; i++)); do
-  for name in template cluster cluster1 logdrain drain3; do
+  for name in $NAMES; do
     case $name in
+      template1) set -- "$BIN" cluster --level template --threads 1 --input "$WORK/big.txt" --output "$WORK/o" ;;
       template) set -- "$BIN" cluster --level template --input "$WORK/big.txt" --output "$WORK/o" ;;
       cluster) set -- "$BIN" cluster --level cluster --input "$WORK/big.txt" --output "$WORK/o" ;;
       cluster1) set -- "$BIN" cluster --level cluster --threads 1 --input "$WORK/big.txt" --output "$WORK/o" ;;
@@ -62,23 +67,31 @@ for ((i = 1; i <= RUNS; i++)); do
       drain3) set -- python3 scripts/bench/clustering_drain3.py "$WORK/big.txt" "$WORK/o" ;;
     esac
     read -r secs rss < <(timed "$@")
+    # A run that failed would be timed too: each must write one id per input line.
+    lines_out="$(wc -l <"$WORK/o")"
+    [[ "$lines_out" == 1000000 ]] || { echo "$name wrote $lines_out ids for 1,000,000 lines" >&2; exit 1; }
     T[$name]+="$secs "
     (( rss > R[$name] )) && R[$name]=$rss
   done
 done
-python3 - "${T[template]}" "${T[cluster]}" "${T[cluster1]}" "${T[logdrain]}" "${T[drain3]}" \
-  "${R[template]}" "${R[cluster]}" "${R[cluster1]}" "${R[logdrain]}" "${R[drain3]}" <<'PY'
+python3 - "$(nproc)" \
+  "${T[template1]}" "${T[template]}" "${T[cluster1]}" "${T[cluster]}" "${T[logdrain]}" "${T[drain3]}" \
+  "${R[template1]}" "${R[template]}" "${R[cluster1]}" "${R[cluster]}" "${R[logdrain]}" "${R[drain3]}" <<'PY'
 import statistics, sys
-names = ["faultline --level template", "faultline --level cluster", "  same, --threads 1",
-         "logdrain crate", "Drain3 (Python)"]
-times = [[float(x) for x in a.split()] for a in sys.argv[1:6]]
-rss = [int(x) for x in sys.argv[6:11]]
+cores = sys.argv[1]
+names = ["faultline --level template --threads 1", f"faultline --level template ({cores} cores)",
+         "faultline --level cluster --threads 1", f"faultline --level cluster ({cores} cores)",
+         "logdrain crate (defaults)", "Drain3 (Python, defaults)"]
+times = [[float(x) for x in a.split()] for a in sys.argv[2:8]]
+rss = [int(x) for x in sys.argv[8:14]]
 med = [statistics.median(t) for t in times]
 for n, t, m, r in zip(names, times, med, rss):
-    print(f"{n:28s} median {m:7.3f} s  {1e6 / m:12,.0f} lines/s  peak RSS {r / 1024:7.1f} MB  runs {t}")
-print(f"template vs logdrain: {med[3] / med[0]:.2f}x faster (both single-threaded)")
-print(f"template vs Drain3:   {med[4] / med[0]:.2f}x faster")
-print(f"cluster level on every core vs one thread: {med[2] / med[1]:.2f}x faster")
-print(f"cluster level slower than template level by {100 * (med[1] / med[0] - 1):.1f}%")
+    print(f"{n:42s} median {m:7.3f} s  {1e6 / m:12,.0f} lines/s  peak RSS {r / 1024:7.1f} MB  runs {t}")
+t1, tn, c1, cn, ld, d3 = med
+print(f"template level vs logdrain: {ld / t1:.2f}x faster (both single-threaded)")
+print(f"template level vs Drain3:   {d3 / t1:.2f}x faster (both single-threaded)")
+print(f"template level, {cores} cores vs 1 thread: {t1 / tn:.2f}x faster")
+print(f"cluster level,  {cores} cores vs 1 thread: {c1 / cn:.2f}x faster")
+print(f"cluster level vs template level, 1 thread: {100 * (c1 / t1 - 1):+.1f}% time")
 PY
 echo "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"

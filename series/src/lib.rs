@@ -245,6 +245,38 @@ pub enum CounterKind {
 }
 
 impl CounterKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [CounterKind; 11] = [
+        CounterKind::Sockets,
+        CounterKind::NodeSockets,
+        CounterKind::Sockstat,
+        CounterKind::ProtocolRate,
+        CounterKind::ProcessFds,
+        CounterKind::ProcessThreads,
+        CounterKind::ProcessMemory,
+        CounterKind::Tasks,
+        CounterKind::AcceptQueue,
+        CounterKind::Runtime,
+        CounterKind::ServiceTraffic,
+    ];
+
+    /// The name the API (serde) and `/metrics` use: `sockets`, `accept_queue`, ...
+    pub fn api_name(self) -> &'static str {
+        match self {
+            CounterKind::Sockets => "sockets",
+            CounterKind::NodeSockets => "node_sockets",
+            CounterKind::Sockstat => "sockstat",
+            CounterKind::ProtocolRate => "protocol_rate",
+            CounterKind::ProcessFds => "process_fds",
+            CounterKind::ProcessThreads => "process_threads",
+            CounterKind::ProcessMemory => "process_memory",
+            CounterKind::Tasks => "tasks",
+            CounterKind::AcceptQueue => "accept_queue",
+            CounterKind::Runtime => "runtime",
+            CounterKind::ServiceTraffic => "service_traffic",
+        }
+    }
+
     /// Whether series of this kind move with any traffic on the node rather than with one
     /// service (sockstat totals, protocol rates, node-wide socket totals): the diagnosis ranks
     /// them below series that say where.
@@ -495,6 +527,15 @@ mod tests {
             let json = serde_json::to_string(&side).unwrap();
             assert_eq!(json, format!("\"{}\"", side.api_name()));
         }
+        for kind in CounterKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.api_name()));
+        }
+        // ALL lists each kind once (api_name's match is exhaustive, so a new kind must be
+        // named there; this catches one left out of ALL only by its count).
+        let names: std::collections::BTreeSet<_> =
+            CounterKind::ALL.iter().map(|k| k.api_name()).collect();
+        assert_eq!(names.len(), CounterKind::ALL.len());
     }
 
     #[test]

@@ -79,3 +79,41 @@ fn a_missing_input_is_a_clear_error() {
     assert_eq!(result.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&result.stderr).contains("cannot open the input"));
 }
+
+#[test]
+fn every_bound_that_applies_is_said_and_more_than_5000_roots_are_clustered() {
+    // 6,000 kinds of error with nothing in common, then two wordings of one more kind: the
+    // pair is one cluster although it comes after the first 5,000 roots (the bound batch
+    // mode had before), and no bound applies.
+    let mut input = String::new();
+    for i in 0..6_000u32 {
+        let word: String = format!("{i:x}")
+            .chars()
+            .map(|c| (b'g' + c as u8 % 16) as char)
+            .collect();
+        input.push_str(&format!("failure: zz{word} kind{word}\n"));
+    }
+    input.push_str("mount: disk quota exceeded for volume\n");
+    input.push_str("write: disk quota exceeded for volume now\n");
+    let (ids, stderr) = cluster(input.as_bytes(), &[]);
+    assert_eq!(ids.len(), 6_002);
+    assert_eq!(ids[6_000], ids[6_001], "{stderr}");
+    assert!(!stderr.contains("bound applied"), "{stderr}");
+
+    // A line past 64 KiB and more shapes than --max-shapes allows: both said.
+    let mut input = Vec::new();
+    input.extend(std::iter::repeat_n(b'a', 100_000));
+    input.extend_from_slice(b"\nalpha failed\nbeta failed\ngamma failed\nalpha failed\n");
+    let (ids, stderr) = cluster(&input, &["--max-shapes", "2"]);
+    assert_eq!(ids.len(), 5);
+    assert_eq!(ids[3], "ffffffffffffffff", "past the shape bound: other");
+    assert_eq!(ids[1], ids[4]);
+    assert!(
+        stderr.contains("bound applied: 1 lines longer than 65536 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bound applied: 2 lines of new shapes past the first 2 distinct shapes"),
+        "{stderr}"
+    );
+}

@@ -13,7 +13,8 @@
 //!   counters, health, SSE events) and its
 //!   OpenAPI 3 document at `/api/v1/openapi.json`, generated from the handlers' annotations
 //!   (utoipa) so it cannot drift from the code;
-//! - `/metrics` in Prometheus text format;
+//! - `/metrics` in Prometheus text format (`prometheus-client`), pattern series bounded by
+//!   [`MetricsOptions`];
 //! - the dashboard (`/`, `/clusters`, `/cluster?id=`, `/traces`, `/trace?id=`, `/counters`):
 //!   one HTML shell, one script and one stylesheet embedded in the binary, no inline script,
 //!   a strict Content-Security-Policy, and every string from logs or spans inserted as text.
@@ -53,6 +54,7 @@ pub use auth::{Access, AccessCounts};
 pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
+pub use metrics::MetricsOptions;
 pub use model::{ClusterView, CounterView, DiagnosisView, IncidentView, TraceView, Views};
 pub use openapi::openapi_json;
 
@@ -63,6 +65,8 @@ pub struct AppState {
     pub health: HealthRegistry,
     /// Who may read: the token (if any), sessions, allowed hosts; see [`Access`].
     pub access: Arc<Access>,
+    /// How `/metrics` exports (the bound on pattern series).
+    pub metrics: MetricsOptions,
 }
 
 /// What the handlers share: the binary's [`AppState`] plus the views, when attached.
@@ -70,6 +74,7 @@ pub struct AppState {
 pub(crate) struct Shared {
     health: HealthRegistry,
     views: Option<Views>,
+    metrics: Option<Arc<metrics::Metrics>>,
     live: LiveUpdates,
 }
 
@@ -77,6 +82,13 @@ impl Shared {
     /// The views, or 503 when the router was built without them.
     fn views(&self) -> Result<&Views, ApiError> {
         self.views
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("the agent's stores are not attached yet"))
+    }
+
+    /// The `/metrics` registry over the views, or 503 like [`Shared::views`].
+    fn metrics(&self) -> Result<&Arc<metrics::Metrics>, ApiError> {
+        self.metrics
             .as_ref()
             .ok_or_else(|| ApiError::unavailable("the agent's stores are not attached yet"))
     }
@@ -102,9 +114,13 @@ pub fn router_with_views(state: AppState, views: Views) -> Router {
 
 fn build(state: AppState, views: Option<Views>) -> Router {
     let live = views.as_ref().map(|v| v.live.clone()).unwrap_or_default();
+    let metrics = views
+        .as_ref()
+        .map(|v| Arc::new(metrics::Metrics::new(v, state.metrics)));
     let shared = Shared {
         health: state.health,
         views,
+        metrics,
         live,
     };
     Router::new()

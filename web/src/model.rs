@@ -101,6 +101,13 @@ pub trait CounterView: Send + Sync {
         self.snapshot_at_resolution(HistoryResolution::Second)
     }
 
+    /// The latest values, for `/metrics` at every scrape: the same series as [`Self::snapshot`]
+    /// lists, but a store should not lay out their history for it (histories may be empty,
+    /// `delta_1m` absent). By default the whole snapshot, for views without a cheaper read.
+    fn current(&self) -> CountersSnapshot {
+        self.snapshot()
+    }
+
     /// Counters about the counter store itself (history series kept and evicted, task
     /// targets rejected by the bound). Empty by default.
     fn store_counters(&self) -> Vec<StoreCounter> {

@@ -542,6 +542,19 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
+    // The diagnosis: incidents by culprit and top hint, anomalies by series kind.
+    for line in [
+        "faultline_incidents{state=\"active\"} 2\n",
+        "faultline_incidents{state=\"ended\"} 0\n",
+        "faultline_incidents_active{culprit=\"user-svc\",hint=\"connection-reset\"} 1\n",
+        "faultline_anomalies{kind=\"sockets\",in=\"incident\"} 1\n",
+        "faultline_anomalies{kind=\"tasks\",in=\"incident\"} 0\n",
+        "faultline_anomalies{kind=\"tasks\",in=\"node\"} 0\n",
+        "faultline_anomaly_series_judged 40\n",
+        "faultline_cluster_events_total{cluster_id=\"other\"} 0\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
     // A failing target is up=0 without a value sample: never a 0 goroutines.
     assert!(!text.contains("faultline_tasks{target=\"payments-svc\""));
     // A process that could not be read has no value samples either.
@@ -558,6 +571,86 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
         .find(|l| l.contains(&incident.xss_cluster) && l.starts_with("faultline_cluster_info"))
         .unwrap();
     assert!(info.ends_with("\"} 1"), "{info}");
+}
+
+/// The value of the sample `line_start` (name and labels) in a `/metrics` text.
+fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn pattern_series_are_bounded_stable_and_the_rest_sum_in_other() {
+    let store = Arc::new(FixtureStore::default());
+    let now = now_ms();
+    let pattern = |id: &str, per_minute: u64| {
+        let template = format!("error {id} <NUM>");
+        cluster(
+            now,
+            id,
+            &template,
+            &["svc"],
+            None,
+            move |_| per_minute,
+            &[],
+            &[],
+        )
+    };
+    let (a, b, c, d) = (
+        "aaaa000000000001",
+        "aaaa000000000002",
+        "aaaa000000000003",
+        "aaaa000000000004",
+    );
+    store.put_clusters(vec![pattern(a, 5), pattern(b, 1)]);
+    let options = faultline_web::MetricsOptions {
+        max_pattern_series: 2,
+    };
+    let addr = serve_with(store.views(), None, 0, options);
+    let scrape = || {
+        let response = Client::new()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().unwrap()
+    };
+    let events = |text: &str, id: &str| {
+        sample(
+            text,
+            &format!("faultline_cluster_events_total{{cluster_id=\"{id}\"}}"),
+        )
+    };
+
+    let text = scrape();
+    assert_eq!(events(&text, a), Some(300.0), "{text}");
+    assert_eq!(events(&text, b), Some(60.0));
+    assert_eq!(events(&text, "other"), Some(0.0));
+    assert!(text.contains("summed in cluster_id=\"other\""), "{text}");
+
+    // No slot left: the new pattern is counted in `other`, the others keep their series.
+    store.put_cluster(pattern(c, 2));
+    let text = scrape();
+    assert_eq!(events(&text, c), None, "{text}");
+    assert_eq!(events(&text, "other"), Some(120.0));
+    assert_eq!(events(&text, a), Some(300.0));
+    assert_eq!(
+        sample(&text, "faultline_cluster_series_overflow"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "faultline_clusters"), Some(3.0));
+
+    // `a` is evicted: its series goes, and its slot goes to a newcomer, not to `c` (moving
+    // `c` out of `other` would make `other`'s counter fall).
+    store.remove_cluster(a);
+    store.put_cluster(pattern(d, 1));
+    let text = scrape();
+    assert_eq!(events(&text, a), None, "{text}");
+    assert_eq!(events(&text, d), Some(60.0));
+    assert_eq!(events(&text, c), None);
+    assert_eq!(events(&text, "other"), Some(120.0));
+    assert!(!text.contains(&format!("cluster_id=\"{a}\"")));
 }
 
 #[test]
@@ -692,6 +785,7 @@ fn without_stores_the_data_endpoints_answer_503_and_health_still_works() {
     let app = faultline_web::router(faultline_web::AppState {
         health: faultline_web::HealthRegistry::new(),
         access: faultline_web::Access::new(None, &[]),
+        metrics: faultline_web::MetricsOptions::default(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -15,6 +15,7 @@ use faultline_clustering::engine::{
 };
 use faultline_clustering::{ClusterId, Engine};
 use faultline_diagnosis::onset::surge_start_minute;
+use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
@@ -53,10 +54,11 @@ const ROW_CULPRIT_REFRESH: Duration = Duration::from_secs(5);
 const MAX_DETAIL_TRACES: usize = 50;
 
 /// [`ClusterView`] over the clustering engine (plus the trace store, for the traces a cluster
-/// was tagged on).
+/// was tagged on, and the counters, for who listens on the ports its failing calls name).
 pub(super) struct ClusterAdapter {
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
+    counters: Arc<CounterStore>,
     pipeline_counters: PipelineCounters,
     clock: Clock,
     refresh: Duration,
@@ -86,6 +88,7 @@ impl ClusterAdapter {
     pub(super) fn new(
         engine: Arc<Engine>,
         traces: Arc<TraceStore>,
+        counters: Arc<CounterStore>,
         pipeline_counters: PipelineCounters,
         clock: Clock,
         refresh: Duration,
@@ -93,6 +96,7 @@ impl ClusterAdapter {
         ClusterAdapter {
             engine,
             traces,
+            counters,
             pipeline_counters,
             clock,
             refresh,
@@ -173,7 +177,8 @@ impl ClusterAdapter {
                 }
             }
         }
-        let verdict = culprits::of_pattern(&self.traces, id, limit);
+        let listeners = culprits::listeners(&self.traces, &self.counters);
+        let verdict = culprits::of_pattern(&self.traces, &listeners, id, limit);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
             cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
@@ -710,6 +715,7 @@ mod tests {
         let slow = ClusterAdapter::new(
             Arc::clone(&stores.engine),
             Arc::clone(&stores.traces),
+            Arc::clone(&stores.counters),
             Arc::clone(&pipeline),
             Arc::clone(&clock),
             Duration::from_secs(3600),
@@ -717,6 +723,7 @@ mod tests {
         let eager = ClusterAdapter::new(
             Arc::clone(&stores.engine),
             Arc::clone(&stores.traces),
+            Arc::clone(&stores.counters),
             pipeline,
             clock,
             Duration::ZERO,

@@ -13,8 +13,9 @@ use faultline_ingest::counters::{CounterStore, SnapshotOptions, SourceState as S
 use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
 use faultline_web::model::{
     CountSeries, CounterView, CountersSnapshot, HistoryResolution, ListenQueue, NamedSeries,
-    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, SocketSeries, SocketSource, SocketState,
-    SocketTotals, SourceState, SourceStatus, StateCount, StateSeries, StoreCounter, TaskSeries,
+    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, Series, SocketSeries, SocketSource,
+    SocketState, SocketTotals, SourceState, SourceStatus, StateCount, StateSeries, StoreCounter,
+    TaskSeries,
 };
 
 /// [`CounterView`] over the counter store.
@@ -28,6 +29,37 @@ impl CounterView for CounterAdapter {
             &self.store.snapshot(&SnapshotOptions::default()),
             resolution,
         )
+    }
+
+    /// One point per series instead of the rings: enough for the store to list the same series
+    /// (a port state that had sockets within the window stays listed, at 0) without copying
+    /// 15 minutes of every series at each `/metrics` scrape.
+    fn current(&self) -> CountersSnapshot {
+        let latest = SnapshotOptions {
+            max_points: 1,
+            ..SnapshotOptions::default()
+        };
+        let store = self.store.snapshot(&latest);
+        let mut current = counters_snapshot(&store, HistoryResolution::Second);
+        // A departed port group is listed by its history, which this read leaves out: list
+        // its states at 0 as the full snapshot does (the store names the states that had
+        // sockets within its history).
+        for group in &store.departed_ports {
+            for &state in &group.states {
+                let (port, side) = (group.port, group.side);
+                let listed = current
+                    .sockets
+                    .iter()
+                    .any(|s| s.port == port && s.side == side && s.state == state);
+                if !listed {
+                    let none = Series::default();
+                    current
+                        .sockets
+                        .push(SocketSeries::new(port, side, state, 0, none));
+                }
+            }
+        }
+        current
     }
 
     /// The store's bounds, so that evicted history and rejected task targets are visible.
@@ -378,6 +410,27 @@ mod tests {
         assert_eq!(cw.state, SocketState::CloseWait);
         assert_eq!(cw.current, 0);
         assert_eq!(cw.history.points[0], Some(30.0));
+    }
+
+    #[test]
+    fn the_current_read_lists_the_same_series_without_their_history() {
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS;
+        stores.counters.record_sample(sample(t0, 2, 30, 100));
+        stores.counters.record_sample(sample(t0 + 1_000, 5, 0, 110));
+        stores.counters.record_sample(sample(t0 + 2_000, 9, 0, 150));
+        let views = views_at(&stores, NOW);
+        let full = views.counters.snapshot();
+        let current = views.counters.current();
+        let row = |s: &SocketSeries| (s.port, s.side, s.state, s.current);
+        let rows = |c: &CountersSnapshot| c.sockets.iter().map(row).collect::<Vec<_>>();
+        // The ended CLOSE_WAIT leak stays listed at 0 in both.
+        assert!(rows(&current).contains(&(5432, PortSide::Remote, SocketState::CloseWait, 0)));
+        assert_eq!(rows(&current), rows(&full));
+        assert_eq!(current.sampled_at_unix_ms, full.sampled_at_unix_ms);
+        assert_eq!(current.tasks.len(), full.tasks.len());
+        assert!(full.sockets.iter().all(|s| s.history.points.len() == 3));
+        assert!(current.sockets.iter().all(|s| s.history.points.len() <= 1));
     }
 
     #[test]

@@ -94,11 +94,15 @@ pub fn build_with_clock(
         clusters: Arc::new(ClusterAdapter::new(
             Arc::clone(&engine),
             Arc::clone(&traces),
+            Arc::clone(&counters),
             pipeline_counters,
             Arc::clone(&clock),
             ROWS_REFRESH,
         )),
-        traces: Arc::new(TraceAdapter { store: traces }),
+        traces: Arc::new(TraceAdapter {
+            store: traces,
+            counters: Arc::clone(&counters),
+        }),
         counters: Arc::new(CounterAdapter {
             store: Arc::clone(&counters),
         }),

@@ -4,6 +4,7 @@ use super::{counter, NANOS_PER_US};
 use crate::culprits;
 use std::sync::Arc;
 
+use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{
     CallChain as StoreChain, ChainNode, SpanKind, StatusCode, TraceFilter, TraceStore,
     TraceSummary as StoreTraceSummary,
@@ -21,6 +22,8 @@ pub const CLUSTER_ID_ATTRIBUTE: &str = "faultline.cluster_id";
 /// [`TraceView`] over the trace store.
 pub(super) struct TraceAdapter {
     pub(super) store: Arc<TraceStore>,
+    /// Who listens on the node's ports, for the culprit of a callee that sent no span.
+    pub(super) counters: Arc<CounterStore>,
 }
 
 impl TraceView for TraceAdapter {
@@ -28,7 +31,7 @@ impl TraceView for TraceAdapter {
         let id: TraceId = trace_id.parse().ok()?;
         let chain = self.store.call_chain(id)?;
         let mut doc = call_chain(&chain);
-        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store));
+        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store, &self.counters));
         Some(doc)
     }
 

@@ -62,7 +62,8 @@ pub struct ListeningProcess {
     pub name: String,
     /// Its process id, when the census placed the socket.
     pub pid: Option<u32>,
-    /// Whether the name is a configured `[[counters.processes]]` target's.
+    /// Whether the port is a configured `[[counters.processes]]` target's `listen_port`
+    /// (a service port the user named), not just a port its process also holds.
     pub configured: bool,
 }
 
@@ -412,9 +413,10 @@ impl CounterStore {
     }
 
     /// Who listens on each port, as the counters know it, by port: a configured process
-    /// target (`[[counters.processes]]`, named as configured) found by its `listen_port` or
-    /// holding the port's listening socket, else the process holding the socket (by command
-    /// name). Culprit attribution names a callee that sent no span by it.
+    /// target's `listen_port` (`[[counters.processes]]`, named as configured); else the
+    /// process holding the port's listening socket, by its target's name when it is a
+    /// configured target's process (its other ports: an admin or debug listener), else by
+    /// its command name. Culprit attribution names a callee that sent no span by it.
     pub fn listening_processes(&self) -> Vec<ListeningProcess> {
         let inner = self.inner.lock();
         let target_of = |pid: u32| {
@@ -443,19 +445,12 @@ impl CounterStore {
             if out.contains_key(&owner.port) {
                 continue;
             }
-            let listening = match target_of(owner.pid) {
-                Some(target) => ListeningProcess {
-                    port: owner.port,
-                    name: target.name.clone(),
-                    pid: Some(owner.pid),
-                    configured: true,
-                },
-                None => ListeningProcess {
-                    port: owner.port,
-                    name: owner.process.clone(),
-                    pid: Some(owner.pid),
-                    configured: false,
-                },
+            let listening = ListeningProcess {
+                port: owner.port,
+                name: target_of(owner.pid)
+                    .map_or_else(|| owner.process.clone(), |t| t.name.clone()),
+                pid: Some(owner.pid),
+                configured: false,
             };
             out.insert(owner.port, listening);
         }
@@ -1163,5 +1158,69 @@ mod tests {
         // Current values only: no history, nothing departed to name.
         let current = store.snapshot(&SnapshotOptions::current_only());
         assert!(current.departed_ports.is_empty());
+    }
+
+    #[test]
+    fn listening_ports_are_named_by_the_configured_target_else_by_the_process() {
+        use crate::counters::config::ProcessTarget;
+        use crate::counters::owners::PortOwner;
+        use crate::counters::process::ProcessCounters;
+        let config = CountersConfig {
+            processes: vec![ProcessTarget {
+                name: "orders".into(),
+                pid_file: None,
+                process_name: None,
+                listen_port: Some(8080),
+            }],
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        // Before any census: the configured port is known, its process not yet.
+        assert_eq!(
+            store.listening_processes(),
+            vec![ListeningProcess {
+                port: 8080,
+                name: "orders".into(),
+                pid: None,
+                configured: true,
+            }]
+        );
+        let owner = |port, pid, process: &str| PortOwner {
+            port,
+            pid,
+            process: process.into(),
+        };
+        store.record_port_owners(vec![
+            owner(7000, 20, "nginx"),
+            owner(8080, 10, "labsvc"),
+            owner(9090, 10, "labsvc"),
+        ]);
+        let mut with_target = sample(1_000, &[], &[]);
+        with_target.processes = vec![(
+            "orders".into(),
+            Ok(ProcessCounters {
+                pids: vec![10],
+                open_fds: 12,
+                fd_limit: Some(1024),
+                threads: 4,
+                rss_bytes: 1 << 20,
+            }),
+        )];
+        store.record_sample(with_target);
+        let named: Vec<(u16, String, Option<u32>, bool)> = store
+            .listening_processes()
+            .into_iter()
+            .map(|p| (p.port, p.name, p.pid, p.configured))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (7000, "nginx".into(), Some(20), false),
+                (8080, "orders".into(), Some(10), true),
+                // Another port of the configured process (an admin listener): its name, but
+                // not a service port the user named.
+                (9090, "orders".into(), Some(10), false),
+            ]
+        );
     }
 }

@@ -1,0 +1,151 @@
+//! The diagnosis on `/metrics`: incidents by culprit and hint, counter anomalies by series
+//! kind (in incidents, or node activity), and how much of the node the anomaly detector could judge.
+//!
+//! Read from the latest incidents document at each scrape (the diagnosis runs in the agent
+//! about once a second). Bounds: the incidents the agent keeps (a few dozen at most), the
+//! hint rules, the eleven series kinds. Labels come from service names and rule ids, which
+//! the encoder escapes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::{family, single, Value};
+use crate::model::{CounterKind, IncidentView, IncidentsDocument};
+
+/// The `culprit` label of an incident whose culprit no signal names.
+const UNKNOWN_CULPRIT: &str = "unknown";
+/// The `hint` label of an incident no hint rule matched.
+const NO_HINT: &str = "none";
+
+/// The diagnosis' figures, read from the incidents at each scrape.
+pub(super) struct DiagnosisCollector {
+    incidents: Arc<dyn IncidentView>,
+}
+
+impl DiagnosisCollector {
+    /// The collector over `incidents`.
+    pub(super) fn new(incidents: Arc<dyn IncidentView>) -> DiagnosisCollector {
+        DiagnosisCollector { incidents }
+    }
+}
+
+impl fmt::Debug for DiagnosisCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiagnosisCollector").finish_non_exhaustive()
+    }
+}
+
+/// Active incidents per (culprit, top hint).
+fn active_by_culprit_and_hint(doc: &IncidentsDocument) -> BTreeMap<(&str, &str), u64> {
+    let mut active = BTreeMap::new();
+    for incident in doc.incidents.iter().filter(|i| i.active) {
+        let culprit = incident
+            .culprit
+            .service
+            .as_deref()
+            .unwrap_or(UNKNOWN_CULPRIT);
+        let hint = incident
+            .hints
+            .first()
+            .map_or(NO_HINT, |h| h.rule_id.as_str());
+        *active.entry((culprit, hint)).or_insert(0) += 1;
+    }
+    active
+}
+
+/// Active counter anomalies per series kind and where the diagnosis put them: `incident`
+/// (a counter of an incident; two incidents may share one, counted once) or `node` (node
+/// activity that is not an incident). Every kind is present, 0 when none.
+fn anomalies_by_kind(doc: &IncidentsDocument) -> BTreeMap<(&'static str, &'static str), u64> {
+    let mut by_kind = BTreeMap::new();
+    for kind in CounterKind::ALL {
+        for place in ["incident", "node"] {
+            by_kind.insert((kind.api_name(), place), 0);
+        }
+    }
+    let in_incidents = doc
+        .incidents
+        .iter()
+        .flat_map(|i| &i.counters)
+        .map(|c| ("incident", &c.anomaly));
+    let on_node = doc.node_signals.iter().map(|s| ("node", &s.anomaly));
+    let mut seen = BTreeSet::new();
+    for (place, anomaly) in in_incidents.chain(on_node) {
+        if anomaly.active && seen.insert((place, &anomaly.key)) {
+            *by_kind.entry((anomaly.kind.api_name(), place)).or_insert(0) += 1;
+        }
+    }
+    by_kind
+}
+
+impl Collector for DiagnosisCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let doc = self.incidents.incidents();
+        let e = &mut encoder;
+        let gauge = MetricType::Gauge;
+
+        let active = doc.incidents.iter().filter(|i| i.active).count();
+        let ended = doc.incidents.len() - active;
+        family(
+            e,
+            "faultline_incidents",
+            "Incidents the agent keeps: state=\"active\" goes on, state=\"ended\" ended within \
+             the last 30 minutes.",
+            gauge,
+            [("active", active), ("ended", ended)]
+                .map(|(state, n)| ([("state", state)], Value::from(n))),
+        )?;
+        family(
+            e,
+            "faultline_incidents_active",
+            "Active incidents by culprit (the service where the fault lives, \"unknown\" when no \
+             signal names one) and top hint (the rule id of the first matching hint, \"none\").",
+            gauge,
+            active_by_culprit_and_hint(&doc)
+                .into_iter()
+                .map(|((culprit, hint), n)| {
+                    ([("culprit", culprit), ("hint", hint)], Value::from(n))
+                }),
+        )?;
+        family(
+            e,
+            "faultline_anomalies",
+            "Active counter anomalies by series kind, each series once: in=\"incident\" for the \
+             counters of incidents, in=\"node\" for node activity that is not an incident.",
+            gauge,
+            anomalies_by_kind(&doc)
+                .into_iter()
+                .map(|((kind, place), n)| ([("kind", kind), ("in", place)], Value::from(n))),
+        )?;
+        single(
+            e,
+            "faultline_anomaly_series_judged",
+            "Counter series the anomaly detector judged in its latest run.",
+            gauge,
+            Value::from(doc.series_judged),
+        )?;
+        single(
+            e,
+            "faultline_anomaly_series_unjudged",
+            "Counter series the anomaly detector could not judge in its latest run (too little \
+             baseline, appeared after the start).",
+            gauge,
+            Value::from(doc.unjudged.len() as u64 + doc.unjudged_omitted),
+        )?;
+        if doc.evaluated_at_unix_ms > 0 {
+            single(
+                e,
+                "faultline_diagnosis_evaluated_timestamp_seconds",
+                "When the diagnosis last ran (Unix seconds); an old value means it is stuck.",
+                gauge,
+                Value::from(doc.evaluated_at_unix_ms as f64 / 1000.0),
+            )?;
+        }
+        Ok(())
+    }
+}
