@@ -115,6 +115,18 @@ pub struct Sample {
     pub time_unix_nanos: i64,
 }
 
+/// What [`Engine::counters`] reports: what the bounds did so far and how much the engine holds
+/// now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// What the bounds did (kept in the snapshot, so they survive restarts).
+    pub bounds: EngineCounters,
+    /// Template keys (exact masked shapes) held now.
+    pub templates: usize,
+    /// Clusters (error patterns) held now.
+    pub clusters: usize,
+}
+
 /// Counters of what the bounds did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -619,11 +631,14 @@ impl Engine {
         self.migration.as_ref()
     }
 
-    /// What the bounds did so far, plus current sizes (templates, clusters).
-    pub fn counters(&self) -> (EngineCounters, usize, usize) {
+    /// What the bounds did so far, plus the current sizes.
+    pub fn counters(&self) -> EngineCounts {
         let s = self.state.lock();
-        let clusters = s.groups().len();
-        (s.counters, s.miner.template_count(), clusters)
+        EngineCounts {
+            bounds: s.counters,
+            templates: s.miner.template_count(),
+            clusters: s.groups().len(),
+        }
     }
 
     /// The state as a snapshot value, for a caller that stores it inside a larger atomic
@@ -1349,7 +1364,7 @@ mod tests {
             .expect("the caller's template");
         assert_eq!(caller.count, 2);
         assert_eq!(caller.services, [("svc-a".to_owned(), 2)]);
-        let (counters, _, _) = engine.counters();
+        let counters = engine.counters().bounds;
         assert_eq!(counters.echo_events, 3);
         assert_eq!(counters.events, 7);
     }
@@ -1707,7 +1722,11 @@ mod tests {
                 t0 + 1_000 + i64::from(i),
             ));
         }
-        let (counters, templates, clusters) = engine.counters();
+        let EngineCounts {
+            bounds: counters,
+            templates,
+            clusters,
+        } = engine.counters();
         assert!(templates <= 100 && clusters <= 50, "{templates} {clusters}");
         assert!(counters.roots_evicted > 4_000, "{counters:?}");
         assert_eq!(counters.other_events, 0, "{counters:?}");
@@ -1761,7 +1780,7 @@ mod tests {
             engine.observe(&event(k, "a", 2 * hour + i as i64));
         }
         engine.observe(&event("no space left on device", "a", 2 * hour + 100));
-        let (counters, _, _) = engine.counters();
+        let counters = engine.counters().bounds;
         assert_eq!(counters.roots_evicted, 1);
         assert_eq!(
             counters.root_evicted_events, 50,
@@ -1827,7 +1846,11 @@ mod eviction_tests {
                 ..hot
             });
         }
-        let (counters, templates, _) = engine.counters();
+        let EngineCounts {
+            bounds: counters,
+            templates,
+            ..
+        } = engine.counters();
         assert!(templates <= 20, "{templates}");
         assert!(counters.templates_evicted > 0);
         assert!(counters.evicted_events > 0);

@@ -41,8 +41,8 @@ pub mod template;
 pub use cluster::ClusterId;
 pub use config::ClusteringConfig;
 pub use engine::{
-    ClusterDetail, ClusterQuery, ClusterSummary, Engine, EngineCounters, ErrorEvent, Observation,
-    Sample, TemplateSummary,
+    ClusterDetail, ClusterQuery, ClusterSummary, Engine, EngineCounters, EngineCounts, ErrorEvent,
+    Observation, Sample, TemplateSummary,
 };
 pub use occurrence::EventSource;
 pub use template::TemplateId;

@@ -13,7 +13,7 @@ use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKin
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
-use faultline_clustering::{ClusterId, Engine};
+use faultline_clustering::{ClusterId, Engine, EngineCounts};
 use faultline_diagnosis::onset::surge_start_minute;
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
@@ -110,8 +110,8 @@ impl ClusterAdapter {
     }
 
     fn version(&self) -> EngineVersion {
-        let (counters, templates, clusters) = self.engine.counters();
-        (counters.events, templates, clusters)
+        let counts = self.engine.counters();
+        (counts.bounds.events, counts.templates, counts.clusters)
     }
 
     /// Rebuilds every row; per-minute counts are fetched again only where a row's counts moved.
@@ -293,7 +293,11 @@ impl ClusterView for ClusterAdapter {
     }
 
     fn store_counters(&self) -> Vec<StoreCounter> {
-        let (c, templates, clusters) = self.engine.counters();
+        let EngineCounts {
+            bounds: c,
+            templates,
+            clusters,
+        } = self.engine.counters();
         let mut out = vec![
             counter(
                 "cluster_events_total",
