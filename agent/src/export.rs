@@ -328,11 +328,9 @@ pub fn incident_logs(
         if let Some(culprit) = &incident.culprit.service {
             attributes.push(string_attribute(CULPRIT, culprit.clone()));
         }
-        let (severity_number, severity_text) = if incident.active {
-            (13, "WARN")
-        } else {
-            (9, "INFO")
-        };
+        // INFO whatever the state: an incident is an event about errors, not an error itself,
+        // and an agent receiving it upstream must not cluster it as a pattern of its own.
+        let (severity_number, severity_text) = (9, "INFO");
         records.push(OtlpLogRecord {
             time_unix_nano: nanos(incident.last_active_unix_ms.saturating_mul(1_000_000)),
             observed_time_unix_nano: nanos(now),
@@ -554,4 +552,191 @@ pub fn health_detail(endpoint: &str, stats: &ExportStats) -> String {
         detail.push_str(&format!("; last error: {error}"));
     }
     detail
+}
+
+#[cfg(test)]
+mod tests {
+    use faultline_clustering::{ClusteringConfig, ErrorEvent};
+    use faultline_export::ExportConfig;
+    use faultline_web::model::IncidentsDocument;
+    use std::sync::RwLock;
+
+    use super::*;
+
+    /// An incident board whose document the test sets.
+    #[derive(Default)]
+    struct Board(RwLock<Arc<IncidentsDocument>>);
+
+    impl IncidentView for Board {
+        fn incidents(&self) -> Arc<IncidentsDocument> {
+            self.0.read().map(|d| d.clone()).unwrap_or_default()
+        }
+    }
+
+    impl Board {
+        fn set(&self, culprit: &str, active: bool) {
+            let doc: IncidentsDocument = serde_json::from_value(serde_json::json!({
+                "evaluated_at_unix_ms": 1,
+                "series_judged": 0,
+                "unjudged": [],
+                "unjudged_omitted": 0,
+                "incidents": [{
+                    "id": "00000000000000aa",
+                    "title": "EOF from inventory",
+                    "culprit": {"service": culprit, "role": null, "reasoning": [], "seen_in": []},
+                    "patterns": [{
+                        "id": "00000000000000c1", "text": "EOF", "services": ["checkout"],
+                        "culprit": null, "onset_unix_ms": 1, "last_seen_unix_ms": 2, "count": 3
+                    }],
+                    "counters": [],
+                    "hints": [],
+                    "onset_unix_ms": 1,
+                    "last_active_unix_ms": 2,
+                    "active": active,
+                    "trace_ids": []
+                }]
+            }))
+            .expect("an incidents document");
+            if let Ok(mut slot) = self.0.write() {
+                *slot = Arc::new(doc);
+            }
+        }
+    }
+
+    fn exporter() -> (Exporter, CancellationToken) {
+        let settings = ExportConfig {
+            // Nothing listens there; nothing in these tests waits for a delivery.
+            otlp_endpoint: "http://127.0.0.1:9".into(),
+            ..ExportConfig::default()
+        }
+        .validate()
+        .expect("valid")
+        .expect("on");
+        let stop = CancellationToken::new();
+        let (exporter, _task) =
+            Exporter::spawn(settings, stop.clone(), Duration::from_millis(10)).expect("exporter");
+        (exporter, stop)
+    }
+
+    #[tokio::test]
+    async fn error_records_get_their_incident_and_culprit() {
+        let (exporter, stop) = exporter();
+        let board = Arc::new(Board::default());
+        board.set("inventory", true);
+        let forwarding = Forwarding::new(exporter, board.clone());
+        let tags = forwarding.tags(&[
+            None,
+            Some(Observed {
+                cluster: Some("00000000000000c1".into()),
+                template: Some("00000000000000d1".into()),
+            }),
+            Some(Observed {
+                cluster: Some("00000000000000c2".into()),
+                template: None,
+            }),
+        ]);
+        assert_eq!(tags[0], None);
+        assert_eq!(
+            tags[1],
+            Some(PatternTags {
+                cluster_id: Some("00000000000000c1".into()),
+                template_id: Some("00000000000000d1".into()),
+                incident_id: Some("00000000000000aa".into()),
+                culprit: Some("inventory".into()),
+            })
+        );
+        // A pattern in no incident: its ids, no incident.
+        let third = tags[2].clone().expect("tags");
+        assert_eq!(third.incident_id, None);
+        assert_eq!(third.culprit, None);
+        stop.cancel();
+    }
+
+    #[test]
+    fn an_incident_is_sent_when_it_appears_and_when_it_changes() {
+        let board = Board::default();
+        board.set("inventory", true);
+        let mut sent = HashMap::new();
+        let first = incident_logs(&board, &mut sent, "node-1", 5);
+        let records = &first.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].event_name, INCIDENT_EVENT);
+        let keys: Vec<&str> = records[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert!(
+            keys.contains(&INCIDENT_ID) && keys.contains(&CULPRIT),
+            "{keys:?}"
+        );
+        // Nothing new: nothing sent.
+        let again = incident_logs(&board, &mut sent, "node-1", 6);
+        assert!(again.resource_logs.is_empty());
+        // It ended: sent again.
+        board.set("inventory", false);
+        let ended = incident_logs(&board, &mut sent, "node-1", 7);
+        assert_eq!(ended.resource_logs[0].scope_logs[0].log_records.len(), 1);
+    }
+
+    #[test]
+    fn pattern_counters_are_one_cumulative_point_per_cluster() {
+        let engine = Engine::new(ClusteringConfig::default());
+        for (i, text) in [
+            "read: connection reset by peer",
+            "read: connection reset by peer",
+            "unexpected EOF",
+        ]
+        .iter()
+        .enumerate()
+        {
+            engine.observe(&ErrorEvent {
+                text,
+                service: Some("checkout"),
+                severity: "error",
+                trace_id: None,
+                span_id: None,
+                time_unix_nanos: 1_000 + i as i64,
+            });
+        }
+        let request = pattern_metrics(&engine, "node-1", 2_000);
+        let metric = &request.resource_metrics[0].scope_metrics[0].metrics[0];
+        assert_eq!(metric.name, PATTERN_METRIC);
+        let Some(metric::Data::Sum(sum)) = &metric.data else {
+            panic!("a sum: {metric:?}");
+        };
+        assert!(sum.is_monotonic);
+        let mut counts: Vec<i64> = sum
+            .data_points
+            .iter()
+            .map(|p| match p.value {
+                Some(number_data_point::Value::AsInt(n)) => n,
+                _ => -1,
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2]);
+        assert!(sum
+            .data_points
+            .iter()
+            .all(|p| p.attributes[0].key == CLUSTER_ID));
+    }
+
+    #[tokio::test]
+    async fn what_a_kill_left_in_the_buffer_is_counted_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (exporter, stop) = exporter();
+        write_marker(dir.path(), 7);
+        assert_eq!(count_lost_at_restart(&exporter, dir.path()), 7);
+        assert_eq!(
+            exporter
+                .stats()
+                .dropped_of(Signal::Logs, DropReason::LostAtRestart),
+            7
+        );
+        assert!(!marker_path(dir.path()).exists());
+        // Counted once.
+        assert_eq!(count_lost_at_restart(&exporter, dir.path()), 0);
+        stop.cancel();
+    }
 }

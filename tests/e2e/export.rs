@@ -51,11 +51,16 @@ fn address(agent: &Agent, component: &str) -> String {
 fn start_forwarding_agent(upstream: &str, extra_export: &str) -> Agent {
     let dir = tempfile::tempdir().expect("tempdir");
     let config: PathBuf = dir.path().join("a.toml");
+    let interval = if extra_export.contains("interval_ms") {
+        ""
+    } else {
+        "interval_ms = 500\n"
+    };
     std::fs::write(
         &config,
         format!(
             "[export]\notlp_endpoint = \"http://{upstream}\"\ntimeout_ms = 2000\n\
-             initial_backoff_ms = 100\nmax_backoff_ms = 1000\ninterval_ms = 500\n{extra_export}"
+             initial_backoff_ms = 100\nmax_backoff_ms = 1000\n{interval}{extra_export}"
         ),
     )
     .expect("write config");
@@ -321,5 +326,131 @@ fn a_silent_upstream_never_slows_ingestion_and_drops_are_counted() {
         detail.contains("buffer_full").then_some(())
     });
     assert!(export.is_object(), "{health}");
+    drop(silent);
+}
+
+/// One failure of each kind, `i` varying the parameters (addresses, ports, ids).
+fn failure(kind: usize, i: usize) -> String {
+    match kind {
+        0 => format!(
+            "read tcp 10.0.{i}.7:{}->10.0.0.9:5432: read: connection reset by peer",
+            41000 + i
+        ),
+        1 => format!("Post \"http://inventory:8080/reserve/{i}\": EOF"),
+        2 => format!("dial tcp 10.0.{i}.5:8080: i/o timeout"),
+        _ => "context deadline exceeded".to_owned(),
+    }
+}
+
+/// The pattern ids of `agent` once it counted `expected` failures.
+fn settled_ids(agent: &Agent, expected: u64) -> Vec<String> {
+    eventually("all failures counted", || {
+        let clusters = agent.get_json("/api/v1/clusters");
+        let total: u64 = clusters["clusters"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["total_count"].as_u64())
+            .sum();
+        (total == expected).then(|| cluster_ids(agent))
+    })
+}
+
+#[test]
+fn two_agents_fed_the_same_failures_differently_give_the_same_pattern_ids() {
+    const KINDS: usize = 4;
+    const EACH: usize = 5;
+    // Node 1: service "payments", zap-style JSON, the failure in the `error` field under a
+    // message of its own; kinds arrive in order.
+    let one = Agent::start(&[]);
+    let mut lines = String::new();
+    for kind in 0..KINDS {
+        for i in 0..EACH {
+            lines.push_str(
+                &serde_json::json!({
+                    "level": "error",
+                    "logger": "payments",
+                    "msg": "charge failed",
+                    "error": failure(kind, i),
+                })
+                .to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    std::fs::write(one.log_path("payments.log"), lines).expect("write payments.log");
+
+    // Node 2: service "orders", logrus-style logfmt and slog-style JSON alternating, the
+    // failure wrapped by the caller (`calling payments: ...`), kinds in reverse order and the
+    // occurrences interleaved.
+    let two = Agent::start(&[]);
+    let mut lines = String::new();
+    for i in 0..EACH {
+        for kind in (0..KINDS).rev() {
+            let error = format!("calling payments: {}", failure(kind, i + 100));
+            if (i + kind) % 2 == 0 {
+                lines.push_str(&format!(
+                    "level=error msg=\"payment call failed\" service=orders err={}\n",
+                    serde_json::Value::String(error)
+                ));
+            } else {
+                lines.push_str(
+                    &serde_json::json!({
+                        "level": "ERROR",
+                        "msg": "create order",
+                        "service": "orders",
+                        "err": error,
+                    })
+                    .to_string(),
+                );
+                lines.push('\n');
+            }
+        }
+    }
+    std::fs::write(two.log_path("orders.log"), lines).expect("write orders.log");
+
+    let expected = (KINDS * EACH) as u64;
+    let ids_one = settled_ids(&one, expected);
+    let ids_two = settled_ids(&two, expected);
+    assert_eq!(
+        ids_one.len(),
+        KINDS,
+        "one pattern per kind on node 1: {ids_one:?}"
+    );
+    assert_eq!(
+        ids_one, ids_two,
+        "the same failures must have the same pattern ids on every node"
+    );
+}
+
+#[test]
+fn what_a_kill_left_in_the_buffer_is_counted_as_lost_at_the_next_start() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = silent.local_addr().expect("addr").to_string();
+    // No periodic pattern counters during the test: the buffer holds only what was sent.
+    let a = start_forwarding_agent(&upstream, "interval_ms = 600000\n");
+    let url = format!("http://{}/v1/traces", address(&a, "otlp_http"));
+    let client = reqwest::blocking::Client::new();
+    for n in 0..3 {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(trace_json(n))
+            .send()
+            .expect("POST /v1/traces");
+        assert_eq!(response.status(), 200);
+    }
+    let marker = a.data_dir.join("export-buffer.json");
+    eventually("the buffer's 15 spans written down", || {
+        let text = std::fs::read_to_string(&marker).ok()?;
+        let items = serde_json::from_str::<Value>(&text).ok()?["items"].as_u64()?;
+        (items == 15).then_some(())
+    });
+    let dir = a.kill9();
+    let config = dir.path().join("a.toml").display().to_string();
+    let again = Agent::start_in(dir, &["--config", &config]);
+    assert_eq!(
+        again.store_metric("export_dropped_lost_at_restart_total"),
+        Some(15.0)
+    );
     drop(silent);
 }
