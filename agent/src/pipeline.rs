@@ -324,8 +324,14 @@ impl Pipeline {
                         ComponentState::Running
                     },
                     address: None,
+                    // A glob that matches nothing is not a failure (the service may not have
+                    // started), but reading nothing must be said; the dashboard's sources
+                    // panel shows this text as the reason.
                     detail: Some(match &source.error {
                         Some(e) => e.clone(),
+                        None if source.files == 0 => {
+                            "no file matches this glob: nothing is read from it".to_owned()
+                        }
                         None => format!("{} file(s)", source.files),
                     }),
                 },
