@@ -1057,6 +1057,17 @@ fn relate(
     }
     let peers = culprit.map(|c| peers(c, services)).unwrap_or_default();
     let owner = owner(key, services);
+    // Client-side damage on a callee's port (TIME-WAIT of a connection per call) is the
+    // calling culprit's own signature, not just its peer's port.
+    if let (Some(o), Some(c)) = (owner.as_deref(), culprit) {
+        if o != c {
+            if let Some((blamed, Some(CulpritRole::Caller), why)) = counter_culprit(key, services) {
+                if blamed == c {
+                    return (Relation::Culprit, why);
+                }
+            }
+        }
+    }
     let calls_only = match key {
         SeriesKey::PortState { port, .. } | SeriesKey::PortTotal { port, .. } => {
             listener(*port, services).is_none()
@@ -1581,12 +1592,24 @@ mod tests {
             side: PortSide::Remote,
             state: SocketState::TimeWait,
         };
+        // The caller's own listening port moves too (its callers wait on it): the storm
+        // towards its callee is its signature and leads.
+        let own = SeriesKey::PortTotal {
+            port: 8081,
+            side: PortSide::Local,
+        };
         let mut tracker = IncidentTracker::new();
-        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw, T0)]);
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[],
+            vec![anomaly(own, T0 + 500), anomaly(tw.clone(), T0)],
+        );
         let inc = &incidents[0];
         assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
         assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
-        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.counters[0].anomaly.key, tw, "{inc:#?}");
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
         assert_eq!(inc.hints[0].rule_id, "time-wait-storm");
     }
 
