@@ -1,8 +1,8 @@
-//! Running the real binary: start an agent on free loopback ports with a temporary data
-//! directory, wait until `/api/v1/health` answers, stop it with a signal.
+//! Running the real binary: start an agent on loopback ports it picks itself (`:0`, so no
+//! other process can take a port between its choice and its bind), read the dashboard address
+//! it announces, wait until `/api/v1/health` answers, stop it with a signal.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -36,13 +36,39 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The dashboard address (`127.0.0.1:PORT`) announced in `text`: the agent's start line
+/// (`dashboard=http://ADDR/` as text, `"dashboard":"http://ADDR/"` as JSON) or the demo's
+/// banner (`dashboard  http://ADDR/`). `None` until it is written.
+pub fn announced_dashboard(text: &str) -> Option<String> {
+    text.match_indices("dashboard").find_map(|(at, word)| {
+        let rest = text[at + word.len()..].trim_start_matches([' ', '=', '"', ':']);
+        let address = rest.strip_prefix("http://")?;
+        let end = address.find('/')?;
+        Some(address[..end].to_owned())
+    })
+}
+
+/// Polls the file `path` (a child's output) until it announces the dashboard address; panics
+/// with the output when `exited` says the child is gone or `limit` passes.
+pub fn wait_announced(
+    path: &Path,
+    limit: Duration,
+    mut exited: impl FnMut() -> Option<ExitStatus>,
+) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(address) = announced_dashboard(&text) {
+            return address;
+        }
+        if let Some(status) = exited() {
+            panic!("faultline exited with {status} before announcing its dashboard:\n{text}");
+        }
+        if started.elapsed() > limit {
+            panic!("faultline announced no dashboard within {limit:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A running agent.
@@ -94,13 +120,11 @@ impl Agent {
         let data_dir = dir.path().join("data");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let log_glob = format!("{}/*.log", logs.display());
         let mut args: Vec<String> = vec![
             "run".into(),
             "--listen".into(),
-            listen,
+            "127.0.0.1:0".into(),
             "--otlp-grpc".into(),
             "127.0.0.1:0".into(),
             "--otlp-http".into(),
@@ -133,12 +157,17 @@ impl Agent {
         let child = command.spawn().expect("spawn faultline run");
         let mut agent = Agent {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             data_dir,
             dir,
             stderr_path,
         };
-        agent.wait_healthy(Duration::from_secs(30));
+        let limit = Duration::from_secs(30);
+        let address = wait_announced(&agent.stderr_path.clone(), limit, || {
+            agent.child.as_mut()?.try_wait().ok().flatten()
+        });
+        agent.base = format!("http://{address}");
+        agent.wait_healthy(limit);
         agent
     }
 
@@ -292,4 +321,21 @@ pub fn http_get_with(url: &str, token: Option<&str>) -> Result<(u16, String), re
     let response = request.send()?;
     let status = response.status().as_u16();
     Ok((status, response.text()?))
+}
+
+#[test]
+fn the_dashboard_address_is_read_from_every_announcement() {
+    let text =
+        "2026-12-05T05:46:06Z  INFO faultline 0.1.0 running dashboard=http://127.0.0.1:42261/ \
+                otlp_grpc=127.0.0.1:43299";
+    assert_eq!(
+        announced_dashboard(text).as_deref(),
+        Some("127.0.0.1:42261")
+    );
+    let json = r#"{"fields":{"message":"faultline running","dashboard":"http://127.0.0.1:7/"}}"#;
+    assert_eq!(announced_dashboard(json).as_deref(), Some("127.0.0.1:7"));
+    let demo = "  chain      orders -> inventory\n  dashboard  http://127.0.0.1:9090/\n";
+    assert_eq!(announced_dashboard(demo).as_deref(), Some("127.0.0.1:9090"));
+    assert_eq!(announced_dashboard("the dashboard is starting"), None);
+    assert_eq!(announced_dashboard("dashboard=http://127.0.0.1:1"), None);
 }
