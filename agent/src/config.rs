@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use faultline_clustering::ClusteringConfig;
 use faultline_diagnosis::anomaly::AnomalyConfig;
 use faultline_diagnosis::hints::HintRules;
+use faultline_export::{ExportConfig, ExportSettings};
 use faultline_ingest::counters::{CountersConfig, TaskTarget};
 use faultline_ingest::otlp::OtlpConfig as OtlpLimits;
 use faultline_ingest::tail::{LogSource, TailConfig};
@@ -89,6 +90,8 @@ pub struct Config {
     pub counters: CountersConfig,
     /// `[diagnosis]`: counter anomalies, incidents and hint rules.
     pub diagnosis: DiagnosisConfig,
+    /// `[export]`: forwarding upstream over OTLP (off while `otlp_endpoint` is empty).
+    pub export: ExportConfig,
 }
 
 /// `[diagnosis]`: how often the diagnosis runs, the anomaly detector's windows and the user's
@@ -255,6 +258,8 @@ pub struct Settings {
     pub counters: CountersConfig,
     /// The diagnosis loop, its windows and the hint rules in force.
     pub diagnosis: DiagnosisSettings,
+    /// Forwarding upstream, when `export.otlp_endpoint` is set.
+    pub export: Option<ExportSettings>,
 }
 
 /// Where state goes, and whether it was chosen by the user.
@@ -490,6 +495,12 @@ impl Config {
         })?;
 
         let diagnosis = self.diagnosis_settings(&invalid)?;
+        let export = self.export.validate().map_err(|err| ConfigError::Invalid {
+            key: format!("export.{}", err.key),
+            value: err.value.clone(),
+            why: err.why.clone(),
+            origin: origin.clone(),
+        })?;
 
         let data_dir = match &self.data_dir {
             Some(dir) => {
@@ -526,6 +537,7 @@ impl Config {
             traces: self.traces.clone(),
             counters,
             diagnosis,
+            export,
         })
     }
 

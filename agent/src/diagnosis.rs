@@ -58,7 +58,8 @@ pub struct IncidentBoard {
 }
 
 impl IncidentBoard {
-    fn set(&self, doc: IncidentsDocument) {
+    /// Replaces the document the web serves.
+    pub(crate) fn set(&self, doc: IncidentsDocument) {
         let doc = Arc::new(doc);
         match self.doc.write() {
             Ok(mut slot) => *slot = doc,

@@ -10,6 +10,7 @@ mod config;
 mod culprits;
 mod demo;
 mod diagnosis;
+mod export;
 mod lab;
 mod listeners;
 mod persist;

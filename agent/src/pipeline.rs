@@ -26,6 +26,7 @@ use faultline_web::{Change, Component, ComponentState, HealthRegistry, LiveUpdat
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::export::{Forwarding, Observed};
 use crate::persist::{self, AgentState, CommitStatus, RecordTotals};
 use crate::views::CLUSTER_ID_ATTRIBUTE;
 
@@ -47,6 +48,9 @@ pub struct Pipeline {
     pub status: Arc<CommitStatus>,
     /// Where the commit outcome (`data_dir`) and the log sources' state (`logs`) are shown.
     pub health: HealthRegistry,
+    /// Forwarding upstream (`[export]`): tailed records and received requests go out tagged
+    /// with the patterns their records were clustered into.
+    pub export: Option<Arc<Forwarding>>,
 }
 
 /// The pipeline's inputs.
@@ -76,7 +80,11 @@ impl Pipeline {
                 _ = stop.cancelled() => break,
                 batch = recv_batch(&mut inputs.batches) => match batch {
                     Some(batch) => {
-                        self.process(batch.records);
+                        let forward = self.export.as_ref().map(|_| batch.records.clone());
+                        let observed = self.process(batch.records);
+                        if let (Some(export), Some(records)) = (&self.export, forward) {
+                            export.send_tailed(&records, &observed);
+                        }
                         batch.ack.ack();
                         dirty = true;
                     }
@@ -84,7 +92,12 @@ impl Pipeline {
                 },
                 logs = inputs.otlp_logs.recv() => match logs {
                     Some(logs) => {
-                        self.process(logs.into_records());
+                        let (records, forward) = logs.into_parts();
+                        let span_ids: Vec<_> = records.iter().map(|r| r.span_id).collect();
+                        let observed = self.process(records);
+                        if let (Some(export), Some(pending)) = (&self.export, forward) {
+                            export.send_received(pending, &span_ids, &observed);
+                        }
                         dirty = true;
                     }
                     None => break,
@@ -101,10 +114,12 @@ impl Pipeline {
         self.commit(inputs.tailer.as_deref()).await;
     }
 
-    /// Counts, clusters and attaches one batch of records.
-    fn process(&self, records: Vec<LogRecord>) {
+    /// Counts, clusters and attaches one batch of records; returns the pattern of each record
+    /// (`None` for those that are not error events).
+    fn process(&self, records: Vec<LogRecord>) -> Vec<Option<Observed>> {
+        let mut observed = Vec::with_capacity(records.len());
         if records.is_empty() {
-            return;
+            return observed;
         }
         let mut clustered = false;
         let mut to_attach = Vec::new();
@@ -125,8 +140,12 @@ impl Pipeline {
                 self.count_request(&record);
                 if record.is_error_event() {
                     totals.error_records += 1;
-                    cluster = self.observe(&record);
+                    let ids = self.observe(&record);
+                    cluster = ids.cluster.clone();
+                    observed.push(Some(ids));
                     clustered = true;
+                } else {
+                    observed.push(None);
                 }
                 if let Some(trace_id) = record.trace_id {
                     let mut record = record;
@@ -157,6 +176,7 @@ impl Pipeline {
         if traced {
             self.live.notify(Change::Traces);
         }
+        observed
     }
 
     /// Counts an access line (a tailed or OTLP log record with an HTTP status) in its
@@ -178,10 +198,10 @@ impl Pipeline {
         );
     }
 
-    /// Clusters one error-ish record; returns its cluster id as shown everywhere. The engine
+    /// Clusters one error-ish record; returns its cluster and template ids as shown everywhere. The engine
     /// counts a failure once per trace whatever reports it (a file line, an OTLP log, an
     /// error span), so the source goes with the event.
-    fn observe(&self, record: &LogRecord) -> Option<String> {
+    fn observe(&self, record: &LogRecord) -> Observed {
         let trace_id = record.trace_id.map(|id| id.to_string());
         let span_id = record.span_id.map(|id| id.to_string());
         let event = ErrorEvent {
@@ -197,10 +217,11 @@ impl Pipeline {
             Origin::OtlpLog => EventSource::OtlpLog,
             Origin::OtlpSpan => EventSource::Span,
         };
-        self.engine
-            .observe_from(&event, source)
-            .cluster
-            .map(|id| id.to_string())
+        let observation = self.engine.observe_from(&event, source);
+        Observed {
+            cluster: observation.cluster.map(|id| id.to_string()),
+            template: observation.template.map(|id| id.to_string()),
+        }
     }
 
     /// Commits the durable state; returns whether it reached the disk. A failure is logged

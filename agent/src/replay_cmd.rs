@@ -3,11 +3,17 @@
 //! timeline of error patterns — when each kind of error first appeared, when it peaked, how
 //! many — and with `--serve` opens the dashboard over the result.
 //!
+//! With `--serve`, the agent's diagnosis runs over the replayed time as it would have live:
+//! the replay's clock steps from the first error to the end of the logs (one step a minute,
+//! the granularity of emergence; at most [`MAX_DIAGNOSIS_STEPS`] steps), the same incident
+//! tracker is fed at each step, and the dashboard serves every incident the steps raised
+//! (those still going on at the end first, then the ones that ended, latest onset first).
+//!
 //! Times are the records' own timestamps (the time the service logged them), so the timeline
 //! is the incident's, not the replay's. A record without a timestamp (a bare error, a crash
 //! dump) takes the time of the record before it in the same file, else the time it was read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,14 +21,24 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent};
+use faultline_diagnosis::anomaly::AnomalyConfig;
+use faultline_diagnosis::hints::HintRules;
+use faultline_diagnosis::incident::{Incident, IncidentTracker};
 use faultline_ingest::counters::{CounterStore, CountersConfig};
 use faultline_ingest::tail::{replay_file, TailConfig};
 use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
+use faultline_web::model::IncidentsDocument;
 use faultline_web::{AppState, Component, ComponentState, HealthRegistry, LiveUpdates};
+
+use crate::diagnosis::{self, ConfiguredFacts, DiagnosisSettings};
 
 use crate::pipeline::level_name;
 
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+
+/// Most diagnosis steps over a replay: a day of logs at one step a minute. Each step reads
+/// every pattern's summary once (milliseconds); longer logs take longer steps.
+const MAX_DIAGNOSIS_STEPS: i64 = 1_440;
 
 /// Flags of `faultline replay`.
 #[derive(Debug, Args)]
@@ -69,6 +85,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut minutes: HashMap<(String, i64), u64> = HashMap::new();
     let (mut lines, mut records, mut errors, mut truncated) = (0u64, 0u64, 0u64, 0u64);
     let mut latest = i64::MIN;
+    let mut first_error = i64::MAX;
     for path in &args.files {
         let mut traced = Vec::new();
         let mut last_time = None;
@@ -83,6 +100,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 return;
             }
             errors += 1;
+            first_error = first_error.min(time);
             let trace_id = record.trace_id.map(|id| id.to_string());
             let span_id = record.span_id.map(|id| id.to_string());
             let observed = engine.observe(&ErrorEvent {
@@ -130,7 +148,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         } else {
             latest
         };
-        serve(args.listen, engine, traces, now)?;
+        serve(args.listen, engine, traces, (first_error.min(now), now))?;
     }
     Ok(())
 }
@@ -250,12 +268,74 @@ fn print_timeline(
     Ok(())
 }
 
+/// The incidents the agent's diagnosis raises over the replayed time `span` (Unix ns, first
+/// error to end), with `api` the dashboard's base URL for the hints' commands.
+fn replay_incidents(
+    engine: &Arc<Engine>,
+    traces: &Arc<TraceStore>,
+    counters: &Arc<CounterStore>,
+    span: (i64, i64),
+    api: &str,
+) -> anyhow::Result<IncidentsDocument> {
+    let settings = DiagnosisSettings {
+        interval: Duration::from_secs(1),
+        anomalies: AnomalyConfig::default(),
+        rules: HintRules::builtin().context("the shipped hint rules")?,
+    };
+    let facts = ConfiguredFacts::default();
+    let (first, last) = span;
+    let step = NANOS_PER_MINUTE.max((last - first) / MAX_DIAGNOSIS_STEPS + 1);
+    let mut tracker = IncidentTracker::new();
+    let mut raised: BTreeMap<String, Incident> = BTreeMap::new();
+    let mut at = first;
+    loop {
+        let now = at.min(last);
+        // Views of their own per step: the pattern rows they cache are judged at their clock.
+        let views = crate::views::build_with_clock(
+            engine.clone(),
+            traces.clone(),
+            counters.clone(),
+            LiveUpdates::new(),
+            Arc::new(Vec::new),
+            Arc::new(move || now),
+        );
+        let doc = diagnosis::diagnose(
+            &views,
+            &mut tracker,
+            &settings,
+            &facts,
+            api,
+            now / 1_000_000,
+        );
+        for incident in &doc.incidents {
+            raised.insert(incident.id.clone(), incident.clone());
+        }
+        if now >= last {
+            // Incidents that left the tracker before the end ended there.
+            let mut ended: Vec<Incident> = raised
+                .into_values()
+                .filter(|i| !doc.incidents.iter().any(|k| k.id == i.id))
+                .map(|mut i| {
+                    i.active = false;
+                    i
+                })
+                .collect();
+            ended.sort_by_key(|i| std::cmp::Reverse(i.onset_unix_ms));
+            let mut doc = doc;
+            doc.incidents.extend(ended);
+            return Ok(doc);
+        }
+        at = at.saturating_add(step);
+    }
+}
+
 fn serve(
     listen: std::net::SocketAddr,
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
-    now: i64,
+    span: (i64, i64),
 ) -> anyhow::Result<()> {
+    let now = span.1;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -286,9 +366,12 @@ fn serve(
             },
         );
         let counters = Arc::new(CounterStore::new(&CountersConfig::default()));
+        let incidents = tokio::task::block_in_place(|| {
+            replay_incidents(&engine, &traces, &counters, span, &format!("http://{addr}"))
+        })?;
         let no_counters: Arc<dyn Fn() -> Vec<faultline_web::model::StoreCounter> + Send + Sync> =
             Arc::new(Vec::new);
-        let views = crate::views::build_with_clock(
+        let mut views = crate::views::build_with_clock(
             engine,
             traces,
             counters,
@@ -296,6 +379,9 @@ fn serve(
             no_counters,
             Arc::new(move || now),
         );
+        let board = Arc::new(diagnosis::IncidentBoard::default());
+        board.set(incidents);
+        views.incidents = board;
         let app = faultline_web::router_with_views(
             AppState {
                 health,

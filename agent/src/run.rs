@@ -27,10 +27,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::persist::{self, AgentState, CommitStatus, RecordTotals};
 use crate::pipeline::{Inputs, Pipeline};
-use crate::{diagnosis, listeners, shutdown, views};
+use crate::{diagnosis, export, listeners, shutdown, views};
 
 /// How long the parts get to stop and flush after the first signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the exporter gets, within [`SHUTDOWN_GRACE`], to forward what is waiting when
+/// the agent stops; the rest is counted as dropped (`shutdown`).
+const EXPORT_DRAIN: Duration = Duration::from_secs(2);
 
 /// How often background upkeep runs: DBSCAN re-runs over new templates, trace expiry.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -137,8 +141,37 @@ pub async fn serve(
         tracing::warn!("{note}");
     }
 
+    // Forwarding upstream ([export]), before the inputs that feed it.
+    let board = Arc::new(diagnosis::IncidentBoard::default());
+    let forwarding = match &settings.export {
+        None => None,
+        Some(export) => {
+            let (exporter, sender) =
+                faultline_export::Exporter::spawn(export.clone(), stop.child_token(), EXPORT_DRAIN)
+                    .context("cannot set up forwarding (export.otlp_endpoint)")?;
+            export::count_lost_at_restart(&exporter, &data_dir);
+            let forwarding = Arc::new(export::Forwarding::new(exporter, board.clone()));
+            tasks.push((
+                "export",
+                tokio::spawn(export::report(
+                    forwarding.clone(),
+                    engine.clone(),
+                    data_dir.clone(),
+                    health.clone(),
+                    sender,
+                    stop.child_token(),
+                )),
+            ));
+            Some(forwarding)
+        }
+    };
+
     // OTLP.
     let (log_tx, log_rx) = log_queue(settings.otlp_limits.log_queue_records);
+    let log_tx = match &forwarding {
+        Some(f) => log_tx.forwarding(f.exporter().clone()),
+        None => log_tx,
+    };
     let receivers = OtlpReceivers::new(
         settings.otlp_limits.clone(),
         OtlpOutputs {
@@ -221,6 +254,7 @@ pub async fn serve(
         commit_interval: Duration::from_millis(settings.tail.checkpoint_interval_ms),
         status: commit_status.clone(),
         health: health.clone(),
+        export: forwarding.clone(),
     };
     let inputs = Inputs {
         batches,
@@ -282,6 +316,9 @@ pub async fn serve(
                 &receivers,
             ));
             rows.extend(listeners::access_counters(access.counts()));
+            if let Some(forwarding) = &forwarding {
+                rows.extend(export::counters(&forwarding.exporter().stats()));
+            }
             rows
         })
     };
@@ -293,7 +330,6 @@ pub async fn serve(
         pipeline_counters,
     );
     // Counter anomalies and incidents, once a second over the same views the web reads.
-    let board = Arc::new(diagnosis::IncidentBoard::default());
     views.incidents = board.clone();
     tasks.push((
         "diagnosis",

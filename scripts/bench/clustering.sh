@@ -51,11 +51,14 @@ echo "## 3. Speed on 1,000,000 lines ($RUNS runs each, interleaved)"
 echo "machine: ${CPU:-unknown CPU}, $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$SHARED/tools/logbench/make_bigfile.py" --lines 1000000 --kind content \
   --out "$WORK/big.txt" "$SHARED/data/loghub2k" >/dev/null
-# Runs a command, prints "seconds peak_rss_kb".
-timed() { /usr/bin/time -f '%e %M' -o "$WORK/t" "$@" >/dev/null 2>&1; cat "$WORK/t"; }
-declare -A T R
+# Runs a command, prints "wall_seconds cpu_seconds peak_rss_kb" (cpu: user + system).
+timed() {
+  /usr/bin/time -f '%e %U %S %M' -o "$WORK/t" "$@" >/dev/null 2>&1
+  awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$WORK/t"
+}
+declare -A T C R
 NAMES="template1 template cluster1 cluster logdrain drain3"
-for name in $NAMES; do T[$name]=""; R[$name]=0; done
+for name in $NAMES; do T[$name]=""; C[$name]=""; R[$name]=0; done
 for ((i = 1; i <= RUNS; i++)); do
   for name in $NAMES; do
     case $name in
@@ -66,32 +69,40 @@ for ((i = 1; i <= RUNS; i++)); do
       logdrain) set -- "$ANCHOR" "$WORK/big.txt" "$WORK/o" ;;
       drain3) set -- python3 scripts/bench/clustering_drain3.py "$WORK/big.txt" "$WORK/o" ;;
     esac
-    read -r secs rss < <(timed "$@")
+    read -r secs cpu rss < <(timed "$@")
     # A run that failed would be timed too: each must write one id per input line.
     lines_out="$(wc -l <"$WORK/o")"
     [[ "$lines_out" == 1000000 ]] || { echo "$name wrote $lines_out ids for 1,000,000 lines" >&2; exit 1; }
     T[$name]+="$secs "
+    C[$name]+="$cpu "
     (( rss > R[$name] )) && R[$name]=$rss
   done
 done
 python3 - "$(nproc)" \
   "${T[template1]}" "${T[template]}" "${T[cluster1]}" "${T[cluster]}" "${T[logdrain]}" "${T[drain3]}" \
+  "${C[template1]}" "${C[template]}" "${C[cluster1]}" "${C[cluster]}" "${C[logdrain]}" "${C[drain3]}" \
   "${R[template1]}" "${R[template]}" "${R[cluster1]}" "${R[cluster]}" "${R[logdrain]}" "${R[drain3]}" <<'PY'
 import statistics, sys
 cores = sys.argv[1]
 names = ["faultline --level template --threads 1", f"faultline --level template ({cores} cores)",
          "faultline --level cluster --threads 1", f"faultline --level cluster ({cores} cores)",
          "logdrain crate (defaults)", "Drain3 (Python, defaults)"]
-times = [[float(x) for x in a.split()] for a in sys.argv[2:8]]
-rss = [int(x) for x in sys.argv[8:14]]
-med = [statistics.median(t) for t in times]
-for n, t, m, r in zip(names, times, med, rss):
-    print(f"{n:42s} median {m:7.3f} s  {1e6 / m:12,.0f} lines/s  peak RSS {r / 1024:7.1f} MB  runs {t}")
+walls = [[float(x) for x in a.split()] for a in sys.argv[2:8]]
+cpus = [[float(x) for x in a.split()] for a in sys.argv[8:14]]
+rss = [int(x) for x in sys.argv[14:20]]
+med = [statistics.median(t) for t in walls]
+cpu = [statistics.median(t) for t in cpus]
+for n, t, m, c, r in zip(names, walls, med, cpu, rss):
+    print(f"{n:42s} median {m:7.3f} s wall {c:7.2f} s cpu  {1e6 / m:11,.0f} lines/s  "
+          f"peak RSS {r / 1024:6.1f} MB  wall runs {t}")
 t1, tn, c1, cn, ld, d3 = med
-print(f"template level vs logdrain: {ld / t1:.2f}x faster (both single-threaded)")
-print(f"template level vs Drain3:   {d3 / t1:.2f}x faster (both single-threaded)")
-print(f"template level, {cores} cores vs 1 thread: {t1 / tn:.2f}x faster")
-print(f"cluster level,  {cores} cores vs 1 thread: {c1 / cn:.2f}x faster")
+ct1, ctn, cc1, ccn, cld, cd3 = cpu
+print(f"template level vs logdrain: {ld / t1:.2f}x faster wall, {cld / ct1:.2f}x less cpu (both single-threaded)")
+print(f"template level vs Drain3:   {d3 / t1:.2f}x faster wall, {cd3 / ct1:.2f}x less cpu (both single-threaded)")
+print(f"template level, {cores} cores vs 1 thread: {t1 / tn:.2f}x faster wall ({ctn / ct1:.2f}x the cpu)")
+print(f"cluster level,  {cores} cores vs 1 thread: {c1 / cn:.2f}x faster wall ({ccn / cc1:.2f}x the cpu)")
 print(f"cluster level vs template level, 1 thread: {100 * (c1 / t1 - 1):+.1f}% time")
+print("(on a loaded machine the wall-clock speed-up of more threads is the larger share of the")
+print(" CPU they get, not only the second core: compare it with the load printed above and below)")
 PY
 echo "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"

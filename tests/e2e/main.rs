@@ -17,6 +17,7 @@ mod counters;
 mod culprit;
 mod dashboard;
 mod demo;
+mod export;
 mod incidents;
 mod lab_go;
 mod listeners;

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::support::faultline;
+use crate::support::{binary, faultline, free_port, http_get};
 
 #[test]
 fn the_timeline_orders_patterns_by_first_seen_with_exact_peaks() {
@@ -109,4 +109,92 @@ fn a_missing_file_is_a_one_line_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/app.log"), "{stderr}");
+}
+
+/// Kills the child on drop, so a failed assertion leaves no server behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `replay --serve` runs the agent's diagnosis over the replayed time and serves its
+/// incidents (it served an empty list): a storm of resets after a quiet hour of other logs is
+/// one incident with its pattern, its onset at the storm and its hint.
+#[test]
+fn replay_serves_the_incidents_the_diagnosis_raises_over_the_replayed_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    // 09:00-09:59: a healthy service, one info line a minute.
+    for minute in 0..60 {
+        let _ = writeln!(
+            log,
+            "{{\"level\":\"info\",\"ts\":\"2024-03-11T09:{minute:02}:00Z\",\"msg\":\"served\",\"service\":\"checkout\"}}"
+        );
+    }
+    // 10:00-10:03: resets, 20 a minute, then the logs end.
+    for minute in 0..4 {
+        for second in 0..20 {
+            let _ = writeln!(
+                log,
+                "{{\"level\":\"error\",\"ts\":\"2024-03-11T10:{minute:02}:{:02}Z\",\"msg\":\"charge failed\",\"service\":\"checkout\",\"error\":\"read tcp 10.0.0.1:4{second:04}->10.0.9.1:443: read: connection reset by peer\"}}",
+                second * 3
+            );
+        }
+    }
+    let path = dir.path().join("checkout.log");
+    std::fs::write(&path, log).unwrap();
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(binary())
+        .args([
+            "replay",
+            "--serve",
+            "--listen",
+            &listen,
+            path.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn faultline replay --serve");
+    let _running = Running(child);
+    let url = format!("http://{listen}/api/v1/incidents");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let doc: Value = loop {
+        if let Ok((200, body)) = http_get(&url) {
+            break serde_json::from_str(&body).expect("incidents JSON");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay --serve did not answer {url}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let incidents = doc["incidents"].as_array().expect("incidents");
+    assert_eq!(incidents.len(), 1, "{doc:#}");
+    let incident = &incidents[0];
+    assert!(
+        incident["patterns"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("connection reset by peer")),
+        "{incident:#}"
+    );
+    // Its onset is the storm's, in the logs' own time (2024-03-11T10:00:00Z).
+    assert_eq!(
+        incident["onset_unix_ms"],
+        json!(1_710_151_200_000_i64),
+        "{incident:#}"
+    );
+    assert!(
+        incident["hints"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["rule_id"] == "connection-reset")),
+        "{incident:#}"
+    );
 }

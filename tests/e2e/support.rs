@@ -102,18 +102,25 @@ impl Agent {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
-        Self::start_full(dir, &[], extra, adjust)
+        Self::start_full(dir, &[], "127.0.0.1:0", extra, adjust)
+    }
+
+    /// Like [`Agent::start_in`], with the OTLP/gRPC receiver on `otlp_grpc` (an agent
+    /// restarted on the same address, as an upstream that comes back).
+    pub fn start_on_grpc(dir: tempfile::TempDir, otlp_grpc: &str, extra: &[&str]) -> Agent {
+        Self::start_full(dir, &[], otlp_grpc, extra, |_| {})
     }
 
     /// Like [`Agent::start_in`], the binary started through `wrapper` (a command and its
     /// arguments that end by running the rest, such as `setpriv --reuid ... --`).
     pub fn start_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Agent {
-        Self::start_full(dir, wrapper, extra, |_| {})
+        Self::start_full(dir, wrapper, "127.0.0.1:0", extra, |_| {})
     }
 
     fn start_full(
         dir: tempfile::TempDir,
         wrapper: &[&str],
+        otlp_grpc: &str,
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
@@ -126,7 +133,7 @@ impl Agent {
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--otlp-grpc".into(),
-            "127.0.0.1:0".into(),
+            otlp_grpc.into(),
             "--otlp-http".into(),
             "127.0.0.1:0".into(),
             "--data-dir".into(),

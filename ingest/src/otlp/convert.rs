@@ -406,6 +406,15 @@ fn level_of(severity_number: i32, severity_text: &str) -> Level {
     }
 }
 
+/// Whether a log record's trace or span id is malformed: non-empty, not all zero (the spec's
+/// "no id"), and not of the right length. Such a record is rejected (and not forwarded).
+pub(crate) fn log_ids_malformed(log: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> bool {
+    let bad =
+        |bytes: &[u8], valid: bool| !bytes.is_empty() && !valid && bytes.iter().any(|&b| b != 0);
+    bad(&log.trace_id, TraceId::from_bytes(&log.trace_id).is_some())
+        || bad(&log.span_id, SpanId::from_bytes(&log.span_id).is_some())
+}
+
 /// Converts an export request into log records. A record with a malformed (non-empty) trace or
 /// span id is rejected (partial success); one over the attribute limit fails the request.
 pub(crate) fn convert_logs(
@@ -433,13 +442,7 @@ pub(crate) fn convert_logs(
                 );
                 let trace_id = TraceId::from_bytes(&log.trace_id);
                 let span_id = SpanId::from_bytes(&log.span_id);
-                let bad_trace = !log.trace_id.is_empty()
-                    && trace_id.is_none()
-                    && log.trace_id.iter().any(|&b| b != 0);
-                let bad_span = !log.span_id.is_empty()
-                    && span_id.is_none()
-                    && log.span_id.iter().any(|&b| b != 0);
-                if bad_trace || bad_span {
+                if log_ids_malformed(&log) {
                     batch.rejected += 1;
                     note(&mut batch.rejection, || {
                         "a log record has a trace id or span id of the wrong length".to_owned()
@@ -564,7 +567,7 @@ pub(crate) fn convert_metrics(
     batch
 }
 
-fn data_points(data: &Option<metric::Data>) -> usize {
+pub(crate) fn data_points(data: &Option<metric::Data>) -> usize {
     match data {
         Some(metric::Data::Gauge(g)) => g.data_points.len(),
         Some(metric::Data::Sum(s)) => s.data_points.len(),

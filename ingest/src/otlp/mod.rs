@@ -12,6 +12,12 @@
 //! other metric data point is accepted, counted in [`OtlpStats::metric_points_dropped`], and
 //! dropped.
 //!
+//! With `[export]` on ([`LogSender::forwarding`]), each accepted request is also forwarded
+//! upstream as accepted (see `forward`): room in the exporter's bounded buffer is taken before
+//! the request is copied (no room: counted as dropped by the exporter, the request is applied
+//! all the same), trace and log requests travel through the log queue with their records so
+//! the agent tags them with their patterns, metrics go to the exporter at once.
+//!
 //! Bounds, per transport unless said otherwise: a body must arrive within
 //! `body_read_timeout_ms` (else HTTP 408, gRPC DEADLINE_EXCEEDED) and the bodies arriving at
 //! once hold at most `max_body_bytes_in_flight`; once a body is there, at most
@@ -28,6 +34,7 @@ mod budget;
 mod config;
 mod convert;
 mod error;
+mod forward;
 #[cfg(test)]
 mod fuzz_tests;
 mod grpc;
@@ -46,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::OtlpConfig;
 pub use convert::UNKNOWN_SERVICE;
 pub use error::OtlpError;
+pub use forward::{tag_logs, tag_spans, tailed_logs, TAIL_SCOPE};
 pub use pipeline::{OtlpOutputs, OtlpStats};
 pub use sink::{
     log_queue, DiscardTaskCounters, LogBatch, LogQueueError, LogReceiver, LogSender,

@@ -19,16 +19,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
+use faultline_export::{Payload, Pending, Reservation, Signal};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::budget::{ByteBudget, Held};
 use super::config::OtlpConfig;
-use super::convert::{convert_logs, convert_metrics, convert_traces, Cut};
+use super::convert::{convert_logs, convert_metrics, convert_traces, data_points, Cut};
 use super::error::OtlpError;
+use super::forward::{accepted_logs, accepted_traces};
 use super::sink::{LogQueueError, LogReservation, LogSender, TaskCounterSink};
 use crate::traces::TraceStore;
 
@@ -407,12 +410,41 @@ impl Pipeline {
         result
     }
 
+    /// Room for `payload` in the exporter's buffer and a copy of it, when forwarding is on
+    /// and it fits (when it does not, the exporter counts it as dropped; the request is
+    /// applied all the same).
+    fn forward_copy(
+        &self,
+        payload: impl FnOnce() -> Payload,
+        items: u64,
+        bytes: usize,
+        signal: Signal,
+    ) -> Option<(Reservation, Payload)> {
+        let exporter = self.outputs.logs.exporter()?;
+        let room = exporter.reserve(signal, items, bytes)?;
+        Some((room, payload()))
+    }
+
     pub fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, OtlpError> {
         let result = (|| {
+            let copy = self.forward_copy(
+                || Payload::Traces(request.clone()),
+                request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len() as u64)
+                    .sum(),
+                request.encoded_len(),
+                Signal::Traces,
+            );
             let batch = convert_traces(request, &self.config, now_nanos())?;
             let reservation = self.reserve(batch.error_records.len())?;
             let outcome = self.outputs.store.insert_spans(batch.spans);
-            self.outputs.logs.send(reservation, batch.error_records);
+            let forward = self.pending(copy);
+            self.outputs
+                .logs
+                .send(reservation, batch.error_records, forward);
             let rejected = batch.rejected + outcome.refused;
             add(&self.counters.spans_accepted, outcome.stored);
             add(&self.counters.spans_rejected, rejected);
@@ -433,6 +465,17 @@ impl Pipeline {
 
     pub fn logs(&self, request: ExportLogsServiceRequest) -> Result<Accepted, OtlpError> {
         let result = (|| {
+            let copy = self.forward_copy(
+                || Payload::Logs(request.clone()),
+                request
+                    .resource_logs
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .map(|s| s.log_records.len() as u64)
+                    .sum(),
+                request.encoded_len(),
+                Signal::Logs,
+            );
             let batch = convert_logs(request, &self.config, now_nanos())?;
             let reservation = self.reserve(batch.records.len())?;
             let traced: Vec<_> = batch
@@ -444,7 +487,8 @@ impl Pipeline {
             self.outputs.store.attach_logs(traced);
             add(&self.counters.logs_accepted, batch.records.len());
             add(&self.counters.logs_rejected, batch.rejected);
-            self.outputs.logs.send(reservation, batch.records);
+            let forward = self.pending(copy);
+            self.outputs.logs.send(reservation, batch.records, forward);
             self.note_cut(&batch.cut);
             Ok(Accepted::new(
                 batch.rejected,
@@ -456,6 +500,24 @@ impl Pipeline {
     }
 
     pub fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, OtlpError> {
+        // Every data point is accepted (see the module docs), so every one is forwarded; no
+        // pattern tags to wait for, so straight into the exporter's buffer.
+        let points = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| data_points(&m.data) as u64)
+            .sum();
+        let copy = self.forward_copy(
+            || Payload::Metrics(request.clone()),
+            points,
+            request.encoded_len(),
+            Signal::Metrics,
+        );
+        if let (Some((room, payload)), Some(exporter)) = (copy, self.outputs.logs.exporter()) {
+            exporter.push(room, payload);
+        }
         let batch = convert_metrics(request, &self.config);
         add(&self.counters.task_points, batch.samples.len());
         add(&self.counters.metric_points_dropped, batch.ignored_points);
@@ -463,6 +525,18 @@ impl Pipeline {
             self.outputs.tasks.record(sample);
         }
         self.finish(Ok(Accepted::default()))
+    }
+
+    /// The accepted part of a forwarded copy, ready to travel with its records.
+    fn pending(&self, copy: Option<(Reservation, Payload)>) -> Option<Pending> {
+        let (room, mut payload) = copy?;
+        match &mut payload {
+            Payload::Traces(r) => accepted_traces(r, &self.config),
+            Payload::Logs(r) => accepted_logs(r, &self.config),
+            Payload::Metrics(_) => {}
+        }
+        let exporter = self.outputs.logs.exporter()?;
+        Some(exporter.pending(room, payload))
     }
 
     pub fn stats(&self) -> OtlpStats {

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use faultline_export::{Exporter, Pending};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -79,11 +80,13 @@ impl TaskCounterSink for mpsc::Sender<TaskSample> {
     }
 }
 
-/// A batch of log records from one OTLP request, in the order received. Holds its share of the
-/// queue's capacity until dropped.
+/// A batch of log records from one OTLP request, in the order received, and the request
+/// itself as accepted when `[export]` forwards it (to be tagged with the records' patterns
+/// once they are clustered). Holds its share of the queue's capacity until dropped.
 #[derive(Debug)]
 pub struct LogBatch {
     records: Vec<LogRecord>,
+    forward: Option<Pending>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -93,9 +96,16 @@ impl LogBatch {
         &self.records
     }
 
-    /// The records, giving back the batch's queue capacity now.
+    /// The records, giving back the batch's queue capacity now. A request to forward that
+    /// came with them is counted as dropped: use [`into_parts`](Self::into_parts) to send it.
     pub fn into_records(self) -> Vec<LogRecord> {
         self.records
+    }
+
+    /// The records and the request to forward upstream, if `[export]` is on: its log records
+    /// are one per record, in the same order; its error spans have the records' span ids.
+    pub fn into_parts(self) -> (Vec<LogRecord>, Option<Pending>) {
+        (self.records, self.forward)
     }
 }
 
@@ -105,6 +115,7 @@ pub struct LogSender {
     tx: mpsc::UnboundedSender<LogBatch>,
     capacity: Arc<Semaphore>,
     max: usize,
+    exporter: Option<Exporter>,
 }
 
 /// The receiving half of the log queue: the agent drains it into clustering.
@@ -133,6 +144,7 @@ pub fn log_queue(capacity: usize) -> (LogSender, LogReceiver) {
             tx,
             capacity: Arc::new(Semaphore::new(max)),
             max,
+            exporter: None,
         },
         LogReceiver { rx },
     )
@@ -146,6 +158,19 @@ pub(crate) struct LogReservation {
 }
 
 impl LogSender {
+    /// The same queue, with what the receivers accept also forwarded upstream through
+    /// `exporter` (`[export]`): trace and log requests travel with their records, so that the
+    /// pipeline tags them with their patterns before they go; metrics go straight to it.
+    pub fn forwarding(mut self, exporter: Exporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The exporter, when forwarding is on.
+    pub(crate) fn exporter(&self) -> Option<&Exporter> {
+        self.exporter.as_ref()
+    }
+
     /// Reserves room for `count` records, or fails at once when there is none. A batch larger
     /// than the whole queue needs the whole (empty) queue.
     pub(crate) fn reserve(&self, count: usize) -> Result<LogReservation, LogQueueError> {
@@ -164,14 +189,21 @@ impl LogSender {
         }
     }
 
-    /// Sends records into reserved room.
-    pub(crate) fn send(&self, reservation: LogReservation, records: Vec<LogRecord>) {
-        if records.is_empty() {
+    /// Sends records into reserved room, with the request to forward if there is one.
+    pub(crate) fn send(
+        &self,
+        reservation: LogReservation,
+        records: Vec<LogRecord>,
+        forward: Option<Pending>,
+    ) {
+        if records.is_empty() && forward.is_none() {
             return;
         }
-        // A closed receiver means the agent is shutting down: nothing is left to feed.
+        // A closed receiver means the agent is shutting down: nothing is left to feed (a
+        // request to forward is counted as dropped when the batch is).
         let _ = self.tx.send(LogBatch {
             records,
+            forward,
             _permit: reservation.permit,
         });
     }
@@ -179,7 +211,7 @@ impl LogSender {
     /// Sends records if there is room now (for callers outside the receivers, e.g. tests).
     pub fn try_send(&self, records: Vec<LogRecord>) -> Result<(), LogQueueError> {
         let reservation = self.reserve(records.len())?;
-        self.send(reservation, records);
+        self.send(reservation, records, None);
         Ok(())
     }
 
