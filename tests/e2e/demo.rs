@@ -52,7 +52,7 @@ impl Demo {
     /// The dashboard address the demo printed (it binds `127.0.0.1:0` itself).
     fn dashboard(&mut self) -> String {
         let out = self.out.clone();
-        wait_announced(&out, SHOWN_WITHIN, || self.exited())
+        wait_announced(&out, "dashboard", SHOWN_WITHIN, || self.exited())
     }
 
     fn pid(&self) -> u32 {

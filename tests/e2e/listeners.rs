@@ -180,8 +180,9 @@ fn an_otlp_listener_beyond_loopback_is_warned_about_at_start() {
         .spawn()
         .expect("spawn");
     let limit = Duration::from_secs(30);
-    let address =
-        crate::support::wait_announced(&stderr_path, limit, || child.try_wait().ok().flatten());
+    let address = crate::support::wait_announced(&stderr_path, "dashboard", limit, || {
+        child.try_wait().ok().flatten()
+    });
     let deadline = Instant::now() + limit;
     while http_get(&format!("http://{address}/api/v1/health")).is_err() {
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {

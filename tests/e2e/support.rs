@@ -36,36 +36,46 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
-/// The dashboard address (`127.0.0.1:PORT`) announced in `text`: the agent's start line
-/// (`dashboard=http://ADDR/` as text, `"dashboard":"http://ADDR/"` as JSON) or the demo's
-/// banner (`dashboard  http://ADDR/`). `None` until it is written.
-pub fn announced_dashboard(text: &str) -> Option<String> {
-    text.match_indices("dashboard").find_map(|(at, word)| {
+/// The address (`127.0.0.1:PORT`) that `text` announces under `name`: the agent's start line
+/// (`dashboard=http://ADDR/`, `otlp_grpc=ADDR` as text, `"dashboard":"http://ADDR/"` as
+/// JSON), the demo's banner (`dashboard  http://ADDR/`) or replay's (`dashboard on
+/// http://ADDR/`). `None` until it is written.
+pub fn announced(text: &str, name: &str) -> Option<String> {
+    text.match_indices(name).find_map(|(at, word)| {
         let rest = text[at + word.len()..].trim_start_matches([' ', '=', '"', ':']);
-        let address = rest.strip_prefix("http://")?;
-        let end = address.find('/')?;
-        Some(address[..end].to_owned())
+        let rest = rest.strip_prefix("on ").unwrap_or(rest);
+        let rest = rest.strip_prefix("http://").unwrap_or(rest);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+            .unwrap_or(rest.len());
+        let address = &rest[..end];
+        address
+            .parse::<std::net::SocketAddr>()
+            .is_ok()
+            .then(|| address.to_owned())
     })
 }
 
-/// Polls the file `path` (a child's output) until it announces the dashboard address; panics
-/// with the output when `exited` says the child is gone or `limit` passes.
+/// Polls the file `path` (a child's output) until it announces the address `name` (see
+/// [`announced`]); panics with the output when `exited` says the child is gone or `limit`
+/// passes.
 pub fn wait_announced(
     path: &Path,
+    name: &str,
     limit: Duration,
     mut exited: impl FnMut() -> Option<ExitStatus>,
 ) -> String {
     let started = Instant::now();
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(address) = announced_dashboard(&text) {
+        if let Some(address) = announced(&text, name) {
             return address;
         }
         if let Some(status) = exited() {
-            panic!("faultline exited with {status} before announcing its dashboard:\n{text}");
+            panic!("faultline exited with {status} before announcing its {name}:\n{text}");
         }
         if started.elapsed() > limit {
-            panic!("faultline announced no dashboard within {limit:?}:\n{text}");
+            panic!("faultline announced no {name} within {limit:?}:\n{text}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -170,7 +180,7 @@ impl Agent {
             stderr_path,
         };
         let limit = Duration::from_secs(30);
-        let address = wait_announced(&agent.stderr_path.clone(), limit, || {
+        let address = wait_announced(&agent.stderr_path.clone(), "dashboard", limit, || {
             agent.child.as_mut()?.try_wait().ok().flatten()
         });
         agent.base = format!("http://{address}");
@@ -291,6 +301,13 @@ impl Agent {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// The OTLP/gRPC address the agent announced at start (it binds what it was given, `:0`
+    /// unless [`Agent::start_on_grpc`]).
+    pub fn otlp_grpc(&self) -> String {
+        announced(&self.stderr(), "otlp_grpc")
+            .unwrap_or_else(|| panic!("no otlp_grpc address announced:\n{}", self.stderr()))
+    }
+
     /// Path of a file in the tailed logs directory.
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("logs").join(name)
@@ -331,18 +348,30 @@ pub fn http_get_with(url: &str, token: Option<&str>) -> Result<(u16, String), re
 }
 
 #[test]
-fn the_dashboard_address_is_read_from_every_announcement() {
+fn addresses_are_read_from_every_announcement() {
     let text =
         "2026-12-05T05:46:06Z  INFO faultline 0.1.0 running dashboard=http://127.0.0.1:42261/ \
-                otlp_grpc=127.0.0.1:43299";
+                otlp_grpc=127.0.0.1:43299 otlp_http=127.0.0.1:45149";
     assert_eq!(
-        announced_dashboard(text).as_deref(),
+        announced(text, "dashboard").as_deref(),
         Some("127.0.0.1:42261")
     );
+    assert_eq!(
+        announced(text, "otlp_grpc").as_deref(),
+        Some("127.0.0.1:43299")
+    );
     let json = r#"{"fields":{"message":"faultline running","dashboard":"http://127.0.0.1:7/"}}"#;
-    assert_eq!(announced_dashboard(json).as_deref(), Some("127.0.0.1:7"));
+    assert_eq!(announced(json, "dashboard").as_deref(), Some("127.0.0.1:7"));
     let demo = "  chain      orders -> inventory\n  dashboard  http://127.0.0.1:9090/\n";
-    assert_eq!(announced_dashboard(demo).as_deref(), Some("127.0.0.1:9090"));
-    assert_eq!(announced_dashboard("the dashboard is starting"), None);
-    assert_eq!(announced_dashboard("dashboard=http://127.0.0.1:1"), None);
+    assert_eq!(
+        announced(demo, "dashboard").as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    let replay = "faultline replay: dashboard on http://127.0.0.1:5/ (Ctrl-C to stop)";
+    assert_eq!(
+        announced(replay, "dashboard").as_deref(),
+        Some("127.0.0.1:5")
+    );
+    assert_eq!(announced("the dashboard is starting", "dashboard"), None);
+    assert_eq!(announced("dashboard=http://127.0.0.1:", "dashboard"), None);
 }
