@@ -68,6 +68,15 @@ pub struct RunArgs {
     /// Allow a non-loopback listen address without a token (key `web.insecure`).
     #[arg(long)]
     pub insecure: bool,
+    /// Bearer token every OTLP export must carry (key `otlp.token`): exporters send it as
+    /// `headers` (`authorization=Bearer <token>`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FAULTLINE_OTLP_TOKEN",
+        hide_env_values = true
+    )]
+    pub otlp_token: Option<String>,
     /// Address of the OTLP gRPC receiver (key `otlp.grpc_listen`).
     #[arg(long, value_name = "ADDR")]
     pub otlp_grpc: Option<String>,

@@ -17,7 +17,7 @@ use faultline_ingest::counters::{CountersConfig, TaskTarget};
 use faultline_ingest::otlp::OtlpConfig as OtlpLimits;
 use faultline_ingest::tail::{LogSource, TailConfig};
 use faultline_ingest::traces::TraceStoreConfig;
-use faultline_net::ConnectionLimits;
+use faultline_net::{ConnectionLimits, Tls};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -31,9 +31,27 @@ pub const EXAMPLE: &str = include_str!("../faultline.example.toml");
 /// The system-wide data directory used when `data_dir` is not set.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/faultline";
 
-/// Fewest characters of `web.token`: 16 random hex digits are 64 bits, beyond guessing at the
-/// login's rate limit. A 1-character token was accepted before.
+/// Fewest characters of `web.token` and `otlp.token`: 16 random hex digits are 64 bits,
+/// beyond guessing at the login's rate limit. A 1-character token was accepted before.
 pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Checks a token's length; the error is the value to show (never the secret itself) and why.
+fn check_token(token: &str) -> Result<(), (String, String)> {
+    if token.trim().is_empty() {
+        return Err((String::new(), "the token is empty".into()));
+    }
+    let length = token.chars().count();
+    if length < MIN_TOKEN_CHARS {
+        return Err((
+            format!("<{length} characters>"),
+            format!(
+                "is too short to resist guessing: use at least {MIN_TOKEN_CHARS} characters \
+                 (e.g. `openssl rand -hex 16`)"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The log glob tailed when no `[[logs]]` table and no `--log` flag is given.
 pub const DEFAULT_LOG_GLOB: &str = "/var/log/*.log";
@@ -133,6 +151,8 @@ pub struct WebConfig {
     pub allowed_hosts: Vec<String>,
     /// `[web.connections]`: connection count and timeouts of the listener.
     pub connections: ConnectionLimits,
+    /// `[web.tls]`: serve HTTPS with this certificate; none: plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Most error patterns with series of their own on `/metrics`; the rest are summed in
     /// `cluster_id="other"`.
     pub max_pattern_series: usize,
@@ -146,9 +166,20 @@ impl Default for WebConfig {
             insecure: false,
             allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
+            tls: None,
             max_pattern_series: faultline_web::MetricsOptions::default().max_pattern_series,
         }
     }
+}
+
+/// `[web.tls]`, `[otlp.tls]`: a listener's certificate and key, PEM files read at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// `[otlp]`: the OpenTelemetry receivers.
@@ -159,6 +190,11 @@ pub struct OtlpConfig {
     pub grpc_listen: String,
     /// HTTP receiver address.
     pub http_listen: String,
+    /// Bearer token every export must carry (`Authorization: Bearer`, gRPC metadata
+    /// `authorization`); none: anyone who reaches the receivers may send.
+    pub token: Option<String>,
+    /// `[otlp.tls]`: serve both receivers over TLS with this certificate.
+    pub tls: Option<TlsFiles>,
     /// `[otlp.limits]`: message sizes, attribute counts, queue bounds.
     pub limits: OtlpLimits,
     /// `[otlp.connections]`: connection count and timeouts of each OTLP listener.
@@ -170,6 +206,8 @@ impl Default for OtlpConfig {
         Self {
             grpc_listen: "127.0.0.1:4317".into(),
             http_listen: "127.0.0.1:4318".into(),
+            token: None,
+            tls: None,
             limits: OtlpLimits::default(),
             connections: ConnectionLimits::default(),
         }
@@ -228,6 +266,12 @@ pub struct Settings {
     pub web_token: Option<String>,
     /// `web.allowed_hosts`.
     pub web_allowed_hosts: Vec<String>,
+    /// `[web.tls]`, read and checked.
+    pub web_tls: Option<Tls>,
+    /// Bearer token of the OTLP receivers.
+    pub otlp_token: Option<String>,
+    /// `[otlp.tls]`, read and checked.
+    pub otlp_tls: Option<Tls>,
     /// `web.max_pattern_series`, as `/metrics` takes it.
     pub web_metrics: faultline_web::MetricsOptions,
     /// OTLP gRPC receiver address.
@@ -322,6 +366,9 @@ impl Config {
         if let Some(token) = &args.token {
             self.web.token = Some(token.clone());
         }
+        if let Some(token) = &args.otlp_token {
+            self.otlp.token = Some(token.clone());
+        }
         if args.insecure {
             self.web.insecure = true;
         }
@@ -363,23 +410,24 @@ impl Config {
         let otlp_http = parse_listen(&self.otlp.http_listen)
             .map_err(|why| invalid("otlp.http_listen", &self.otlp.http_listen, why))?;
 
-        if let Some(token) = &self.web.token {
-            if token.trim().is_empty() {
-                return Err(invalid("web.token", "", "the token is empty".into()));
-            }
-            let length = token.chars().count();
-            if length < MIN_TOKEN_CHARS {
-                // The value itself is not repeated: it is a secret, even a weak one.
-                return Err(invalid(
-                    "web.token",
-                    &format!("<{length} characters>"),
-                    format!(
-                        "is too short to resist guessing: use at least {MIN_TOKEN_CHARS} \
-                         characters (e.g. `openssl rand -hex 16`)"
-                    ),
-                ));
+        for (key, token) in [
+            ("web.token", &self.web.token),
+            ("otlp.token", &self.otlp.token),
+        ] {
+            if let Some(token) = token {
+                check_token(token).map_err(|(value, why)| invalid(key, &value, why))?;
             }
         }
+        let load_tls = |key: &str, files: &Option<TlsFiles>| -> Result<Option<Tls>, ConfigError> {
+            let Some(files) = files else { return Ok(None) };
+            Tls::from_pem_files(&files.cert_file, &files.key_file)
+                .map(Some)
+                .map_err(|err| {
+                    invalid(key, &files.cert_file.display().to_string(), err.to_string())
+                })
+        };
+        let web_tls = load_tls("web.tls.cert_file", &self.web.tls)?;
+        let otlp_tls = load_tls("otlp.tls.cert_file", &self.otlp.tls)?;
         for (i, host) in self.web.allowed_hosts.iter().enumerate() {
             let name = host.trim();
             if name.is_empty() || name.contains([':', '/', ' ']) {
@@ -516,6 +564,9 @@ impl Config {
             web_listen,
             web_token: self.web.token.clone(),
             web_allowed_hosts: self.web.allowed_hosts.clone(),
+            web_tls,
+            otlp_token: self.otlp.token.clone(),
+            otlp_tls,
             web_metrics: faultline_web::MetricsOptions {
                 max_pattern_series: self.web.max_pattern_series,
             },
@@ -819,6 +870,16 @@ mod tests {
                 "web.token",
             ),
             ("[web]\ntoken = \" \"", "web.token", "empty"),
+            (
+                "[otlp]\ntoken = \"short-secret\"",
+                "otlp.token",
+                "at least 16",
+            ),
+            (
+                "[otlp.tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"k.pem\"",
+                "otlp.tls.cert_file",
+                "/nonexistent/cert.pem",
+            ),
             (
                 "[[tasks]]\nname = \"a\"\nurl = \"ftp://x\"",
                 "tasks[0].url",

@@ -697,6 +697,8 @@ mod tests {
                 trace_id: None,
                 span_id: None,
                 time_unix_nanos: 1_000 + i as i64,
+                stack: None,
+                frame: None,
             });
         }
         let request = pattern_metrics(&engine, "node-1", 2_000);

@@ -69,6 +69,11 @@ pub fn connection_counters(web: ConnectionCounts, otlp: &OtlpReceivers) -> Vec<S
             "Connections closed because nothing moved for idle_timeout_ms.",
             counts.closed_idle,
         ));
+        rows.push(counter(
+            &format!("{listener}_tls_handshakes_failed_total"),
+            "Connections closed because their TLS handshake failed or stalled.",
+            counts.tls_failed,
+        ));
     }
     rows
 }
@@ -99,16 +104,25 @@ pub fn access_counters(counts: AccessCounts) -> Vec<StoreCounter> {
     ]
 }
 
-/// The OTLP receivers take spans and logs from anyone who reaches them, without a token:
-/// bound beyond loopback, that is every host of the network. Said at start, once per
-/// listener, so that an exposed receiver is a choice and not an accident.
-pub fn warn_if_exposed(grpc: SocketAddr, http: SocketAddr) {
+/// Says at start, once per listener, what an OTLP receiver bound beyond loopback exposes, so
+/// that an exposed receiver is a choice and not an accident: without `otlp.token` it takes
+/// spans and logs from every host of the network; with a token but without `[otlp.tls]` the
+/// token crosses the network in clear text.
+pub fn warn_if_exposed(grpc: SocketAddr, http: SocketAddr, token: bool, tls: bool) {
     for (key, addr) in [("otlp.grpc_listen", grpc), ("otlp.http_listen", http)] {
-        if !addr.ip().is_loopback() {
+        if addr.ip().is_loopback() {
+            continue;
+        }
+        if !token {
             tracing::warn!(
                 "{key} = {addr} is not a loopback address: any host that reaches it can send \
-                 spans and logs to this agent (the OTLP receivers take no token); bind \
+                 spans and logs to this agent (otlp.token is not set); set otlp.token, bind \
                  127.0.0.1 unless the senders run elsewhere, and firewall the port"
+            );
+        } else if !tls {
+            tracing::warn!(
+                "{key} = {addr} is not a loopback address and [otlp.tls] is not set: the \
+                 senders' token crosses the network in clear text"
             );
         }
     }

@@ -211,6 +211,8 @@ impl Pipeline {
             trace_id: trace_id.as_deref(),
             span_id: span_id.as_deref(),
             time_unix_nanos: record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
+            stack: record.stack(),
+            frame: record.stack_frame(),
         };
         let source = match record.origin {
             Origin::File { .. } => EventSource::FileLog,
@@ -322,8 +324,14 @@ impl Pipeline {
                         ComponentState::Running
                     },
                     address: None,
+                    // A glob that matches nothing is not a failure (the service may not have
+                    // started), but reading nothing must be said; the dashboard's sources
+                    // panel shows this text as the reason.
                     detail: Some(match &source.error {
                         Some(e) => e.clone(),
+                        None if source.files == 0 => {
+                            "no file matches this glob: nothing is read from it".to_owned()
+                        }
                         None => format!("{} file(s)", source.files),
                     }),
                 },

@@ -110,6 +110,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 trace_id: trace_id.as_deref(),
                 span_id: span_id.as_deref(),
                 time_unix_nanos: time,
+                stack: record.stack(),
+                frame: record.stack_frame(),
             });
             if let Some(template) = observed.template {
                 *minutes
@@ -391,10 +393,14 @@ fn serve(
             views,
         );
         eprintln!("faultline replay: dashboard on http://{addr}/ (Ctrl-C to stop)");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .context("web server failed")?;
+        // The same connection bounds as the agent's dashboard: a replay served to a team
+        // during a post-mortem must not be blinded by idle or slow connections either.
+        let mut limits = faultline_net::ConnectionLimits::default();
+        if let Some(fd_limit) = faultline_net::raise_fd_limit() {
+            faultline_net::fit_to_fd_limit(&mut [&mut limits], fd_limit);
+        }
+        let connections = Arc::new(faultline_net::ConnectionStats::default());
+        faultline_net::serve(listener, app, None, &limits, connections, stop).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(())

@@ -15,7 +15,7 @@ use faultline_ingest::counters::{spawn_sampler, CounterStore};
 use faultline_ingest::otlp::{log_queue, OtlpOutputs, OtlpReceivers, TaskCounterSink, TaskSample};
 use faultline_ingest::tail;
 use faultline_ingest::traces::TraceStore;
-use faultline_net::ConnectionStats;
+use faultline_net::{BearerToken, ConnectionStats};
 use faultline_web::model::StoreCounter;
 use faultline_web::{
     Access, AppState, Change, Component, ComponentState, HealthRegistry, LiveUpdates,
@@ -183,7 +183,9 @@ pub async fn serve(
     .with_connection_limits(
         listener_limits.otlp_grpc.clone(),
         listener_limits.otlp_http.clone(),
-    );
+    )
+    .with_token(settings.otlp_token.as_deref().map(BearerToken::new))
+    .with_tls(settings.otlp_tls.clone());
     let (grpc_listener, http_listener) =
         OtlpReceivers::bind(settings.otlp_grpc, settings.otlp_http)
             .await
@@ -194,7 +196,12 @@ pub async fn serve(
     let http_addr = http_listener
         .local_addr()
         .context("OTLP HTTP listener address")?;
-    listeners::warn_if_exposed(grpc_addr, http_addr);
+    listeners::warn_if_exposed(
+        grpc_addr,
+        http_addr,
+        settings.otlp_token.is_some(),
+        settings.otlp_tls.is_some(),
+    );
     health.set(
         "otlp_grpc",
         component(
@@ -300,6 +307,11 @@ pub async fn serve(
             "dashboard and REST API",
         ),
     );
+    let web_scheme = if settings.web_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let web_connections = Arc::new(ConnectionStats::default());
     let access = Access::new(settings.web_token.as_deref(), &settings.web_allowed_hosts);
     let pipeline_counters = {
@@ -356,7 +368,7 @@ pub async fn serve(
                         .filter_map(|p| p.listen_port.map(|port| (p.name.as_str(), port))),
                 )
             },
-            format!("http://{web_addr}"),
+            format!("{web_scheme}://{web_addr}"),
             stop.child_token(),
         )),
     ));
@@ -367,12 +379,14 @@ pub async fn serve(
     };
     let app = faultline_web::router_with_views(state, views);
     let web_stop = stop.clone();
+    let web_tls = settings.web_tls.clone();
     tasks.push((
         "web",
         tokio::spawn(async move {
             faultline_net::serve(
                 listener,
                 app,
+                web_tls,
                 &listener_limits.web,
                 web_connections,
                 web_stop,
@@ -381,7 +395,7 @@ pub async fn serve(
         }),
     ));
     tracing::info!(
-        dashboard = %format!("http://{web_addr}/"),
+        dashboard = %format!("{web_scheme}://{web_addr}/"),
         otlp_grpc = %grpc_addr,
         otlp_http = %http_addr,
         data_dir = %data_dir.display(),
@@ -593,6 +607,11 @@ fn agent_counters(
         "otlp_requests_timed_out_total",
         "OTLP requests whose body did not arrive within otlp.limits.body_read_timeout_ms.",
         otlp.requests_timed_out,
+    ));
+    rows.push(counter(
+        "otlp_requests_unauthenticated_total",
+        "OTLP requests refused for a missing or wrong bearer token (otlp.token).",
+        otlp.requests_unauthenticated,
     ));
     rows.push(counter(
         "otlp_decompressed_bytes_high_water",

@@ -43,8 +43,8 @@ use crate::cluster::{ClusterId, IdTable, RootClusters, RootIndex, VectorParams};
 use crate::config::ClusteringConfig;
 use crate::emergence::{judge, Emergence, Thresholds};
 use crate::mask::{MaskedLine, ParamKind};
-use crate::occurrence::{EventSource, RecentTraces};
-use crate::root::root_signature;
+use crate::occurrence::{sources_of, EventSource, RecentTraces, ReportKind, Retraction, RootRef};
+use crate::root::{reports_http_status, root_signature};
 use crate::snapshot::{
     CountersV1, KeyStatsV1, KeyV1, Migration, RootStatsV1, RootV1, SampleV1, Snapshot,
     SnapshotError, SnapshotV2, CURRENT_FORMAT,
@@ -86,7 +86,16 @@ pub struct ErrorEvent<'a> {
     pub span_id: Option<&'a str>,
     /// When it happened, Unix nanoseconds.
     pub time_unix_nanos: i64,
+    /// The stack trace the record carried (a Go panic's goroutine dump), if any.
+    pub stack: Option<&'a str>,
+    /// The stack's top application frame (`main.(*T).m file.go:42`), if known: a parameter
+    /// of the pattern, counted like its masked values.
+    pub frame: Option<&'a str>,
 }
+
+/// Stacks are kept cut to this many bytes: a goroutine dump's first frames are where the
+/// failure is; a dump of every goroutine can be megabytes.
+const MAX_STACK_BYTES: usize = 16 * 1024;
 
 /// Where an event went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +270,13 @@ pub struct ClusterDetail {
     pub severities: Vec<(String, u64)>,
     /// Sample messages with their trace ids, newest first.
     pub samples: Vec<Sample>,
+    /// The top application frames of the stacks its reports carried, most frequent first
+    /// (at most `top_values`; not persisted: empty after a restart until new stacks arrive).
+    pub frames: Vec<(String, u64)>,
+    /// Reports that carried a frame, those beyond the listed ones included.
+    pub frames_total: u64,
+    /// The latest stack one of its reports carried (cut to 16 KiB), with its trace id.
+    pub stack: Option<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,6 +289,9 @@ pub(crate) struct KeyStats {
     /// The [`ParamKind`] codes of the key's placeholders, for display only (absent in
     /// snapshots written before kinds existed: those show `<*>`).
     pub(crate) kinds: String,
+    /// Whether the key's reports only tell an HTTP error status
+    /// ([`crate::root::reports_http_status`]), read from its first report after a start.
+    pub(crate) status: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -294,6 +313,11 @@ pub(crate) struct RootStats {
     pub(crate) reports: u64,
     /// Occurrences per source that reported them.
     pub(crate) sources: BTreeMap<EventSource, u64>,
+    /// Top application frames of the stacks reported, bounded like `values`.
+    pub(crate) frames: HashMap<String, u64>,
+    pub(crate) frames_total: u64,
+    /// The latest stack reported, with its trace id.
+    pub(crate) stack: Option<(String, Option<String>)>,
 }
 
 struct State {
@@ -307,6 +331,9 @@ struct State {
     counters: EngineCounters,
     /// Cluster ids retired by re-runs, evictions and migrations, to their successors.
     cluster_aliases: AliasMap<ClusterId>,
+    /// Bumped when roots are renumbered (evicted), so that the root references the
+    /// occurrence counting keeps ([`RootRef`]) never touch another root.
+    root_generation: u64,
 }
 
 /// The clustering engine (see the module documentation).
@@ -329,6 +356,7 @@ impl Engine {
             root_stats: Vec::new(),
             counters: EngineCounters::default(),
             cluster_aliases: AliasMap::new(MAX_CLUSTER_ALIASES),
+            root_generation: 0,
         };
         Engine {
             state: Mutex::new(state),
@@ -385,6 +413,10 @@ impl Engine {
             bump_bounded(&mut ks.services, service, MAX_TEMPLATE_SERVICES);
         }
         let root = ks.root;
+        let kind = match *ks.status.get_or_insert_with(|| reports_http_status(text)) {
+            true => ReportKind::Status,
+            false => ReportKind::Failure,
+        };
         let cluster = s.roots.cluster_of(root);
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
@@ -400,27 +432,65 @@ impl Engine {
             }
         }
         let evicted_before = s.recent.evicted;
-        let report = s
-            .recent
-            .report(cluster, event.trace_id, source, event.service);
+        let here = RootRef {
+            root,
+            generation: s.root_generation,
+        };
+        let mut retractions = Vec::new();
+        let report = s.recent.report_kind(
+            cluster,
+            event.trace_id,
+            source,
+            event.service,
+            (kind, here, t),
+            &mut retractions,
+        );
         s.counters.recent_traces_evicted += s.recent.evicted - evicted_before;
-        if report.new_source {
-            *rs.sources.entry(source).or_insert(0) += 1;
-        }
-        if report.new_service {
-            if let Some(service) = event.service {
-                bump_bounded(&mut rs.services, service, MAX_SERVICES);
+        s.retract(&retractions, root);
+        // A folded status report adds where its trace's failure was seen.
+        let seen_root = match report.folded_into {
+            Some((_, r)) => s.current_root(r),
+            None => Some(root),
+        };
+        if let Some(seen_root) = seen_root {
+            let top_values = s.config.top_values;
+            let rs = &mut s.root_stats[seen_root as usize];
+            // Every report's stack counts, the echoes' too: the record with the stack is
+            // often not the failure's first report (its span arrives first).
+            if let Some(frame) = event.frame {
+                rs.frames_total += 1;
+                if let Some(c) = rs.frames.get_mut(frame) {
+                    *c += 1;
+                } else if rs.frames.len() < top_values {
+                    rs.frames.insert(frame.to_string(), 1);
+                }
+            }
+            if let Some(stack) = event.stack {
+                rs.stack = Some((
+                    cut(stack, MAX_STACK_BYTES).to_string(),
+                    event.trace_id.map(str::to_string),
+                ));
+            }
+            if report.new_source {
+                *rs.sources.entry(source).or_insert(0) += 1;
+            }
+            if report.new_service {
+                if let Some(service) = event.service {
+                    bump_bounded(&mut rs.services, service, MAX_SERVICES);
+                }
             }
         }
         let observation = Observation {
             template: Some(s.miner.template_of(key).0),
-            cluster: Some(cluster),
+            cluster: Some(report.folded_into.map_or(cluster, |(c, _)| c)),
             echo: !report.first,
         };
         if !report.first {
             s.counters.echo_events += 1;
             return observation;
         }
+        let cfg = &s.config;
+        let rs = &mut s.root_stats[root as usize];
         rs.count += 1;
         rs.first = rs.first.min(t);
         rs.last = rs.last.max(t);
@@ -556,9 +626,21 @@ impl Engine {
         let mut samples: Vec<Sample> = Vec::new();
         let mut values_total = 0u64;
         let mut sources: BTreeMap<EventSource, u64> = BTreeMap::new();
+        let mut frames: HashMap<&str, u64> = HashMap::new();
+        let mut frames_total = 0u64;
+        let mut stack: Option<(i64, &(String, Option<String>))> = None;
         for &r in &roots {
             let rs = &s.root_stats[r as usize];
             values_total += rs.values_total;
+            frames_total += rs.frames_total;
+            for (v, c) in &rs.frames {
+                *frames.entry(v).or_insert(0) += c;
+            }
+            if let Some(st) = &rs.stack {
+                if stack.is_none_or(|(last, _)| rs.last > last) {
+                    stack = Some((rs.last, st));
+                }
+            }
             for (source, c) in &rs.sources {
                 *sources.entry(*source).or_insert(0) += c;
             }
@@ -594,6 +676,9 @@ impl Engine {
             services: top(services, MAX_SERVICES),
             severities: top(severities, 16),
             samples,
+            frames: top(frames, s.config.top_values),
+            frames_total,
+            stack: stack.map(|(_, st)| st.clone()),
         })
     }
 
@@ -786,6 +871,8 @@ impl Engine {
                         .iter()
                         .filter_map(|(name, c)| Some((EventSource::from_name(name)?, *c)))
                         .collect(),
+                    // Stacks and frames are not persisted (see `ClusterDetail::frames`).
+                    ..RootStats::default()
                 });
             }
             let labels: Vec<u32> = snap.roots.iter().map(|r| r.label).collect();
@@ -806,6 +893,7 @@ impl Engine {
                     root: key.stats.root,
                     services: key.stats.services.clone(),
                     kinds: key.stats.kinds.clone(),
+                    status: None,
                 });
             }
             s.miner.consolidate();
@@ -897,6 +985,43 @@ impl TapSort for Vec<ClusterSummary> {
 }
 
 impl State {
+    /// The index of a root referenced before, `None` when roots were renumbered since.
+    fn current_root(&self, r: RootRef) -> Option<RootIndex> {
+        (r.generation == self.root_generation && (r.root as usize) < self.root_stats.len())
+            .then_some(r.root)
+    }
+
+    /// Takes back the occurrences of status reports that turned out to echo the failure
+    /// of their trace (see [`crate::occurrence`]): out of their roots' counts, per-minute
+    /// and per-second series and sources; their sources go to the failure's root.
+    fn retract(&mut self, retractions: &[Retraction], failure_root: RootIndex) {
+        for r in retractions {
+            self.counters.echo_events += 1;
+            let Some(root) = self.current_root(r.root) else {
+                continue;
+            };
+            let rs = &mut self.root_stats[root as usize];
+            rs.count = rs.count.saturating_sub(1);
+            let minute = r.time_unix_nanos.div_euclid(NANOS_PER_MIN);
+            if let Some(slot) = rs.minutes.iter_mut().find(|(m, _)| *m == minute) {
+                slot.1 = slot.1.saturating_sub(1);
+            }
+            let second = r.time_unix_nanos.div_euclid(NANOS_PER_SEC);
+            if let Some(slot) = rs.seconds.iter_mut().find(|(at, _)| *at == second) {
+                slot.1 = slot.1.saturating_sub(1);
+            }
+            for source in sources_of(r.sources) {
+                if let Some(n) = rs.sources.get_mut(&source) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            let failure = &mut self.root_stats[failure_root as usize];
+            for source in sources_of(r.new_failure_sources) {
+                *failure.sources.entry(source).or_insert(0) += 1;
+            }
+        }
+    }
+
     /// Admits a new shape (and its root); `None` when a bound refuses it.
     fn admit(&mut self, text: &str) -> Option<KeyIndex> {
         if self.keys.len() >= self.config.max_templates {
@@ -934,6 +1059,7 @@ impl State {
             root,
             services: BTreeMap::new(),
             kinds: self.masked.kinds.iter().map(|k| k.code()).collect(),
+            status: None,
         });
         Some(key)
     }
@@ -999,6 +1125,7 @@ impl State {
         }
         let before = self.roots.id_table();
         let map = self.roots.retain(&keep);
+        self.root_generation += 1;
         self.alias_retired(&before, Some(&map));
         let mut stats = Vec::with_capacity(n);
         for (r, rs) in std::mem::take(&mut self.root_stats).into_iter().enumerate() {
@@ -1296,6 +1423,8 @@ mod tests {
             trace_id: None,
             span_id: None,
             time_unix_nanos: t,
+            stack: None,
+            frame: None,
         }
     }
 
@@ -1367,6 +1496,126 @@ mod tests {
         let counters = engine.counters().bounds;
         assert_eq!(counters.echo_events, 3);
         assert_eq!(counters.events, 7);
+    }
+
+    #[test]
+    fn a_status_echo_is_seen_by_its_traces_failure_in_either_order() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let in_trace = |trace, text, service, t| ErrorEvent {
+            trace_id: Some(trace),
+            ..event(text, service, t)
+        };
+        let failure = "upstream call failed: Get \"http://127.0.0.1:41234/users/7\": EOF";
+        let span_502 = "HTTP 502 from GET /internal/checkout/:id";
+        let caller_502 =
+            "GET http://127.0.0.1:33125/internal/checkout/7: unexpected status 502 Bad Gateway";
+        // Trace 1: the failure first, then its echoes up the chain.
+        let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let eof = engine.observe_from(&in_trace(t1, failure, "b", t0), EventSource::FileLog);
+        let echo = engine.observe_from(&in_trace(t1, span_502, "b", t0 + 1), EventSource::Span);
+        let up = engine.observe_from(&in_trace(t1, caller_502, "a", t0 + 2), EventSource::FileLog);
+        assert!(!eof.echo && echo.echo && up.echo);
+        assert_eq!(
+            echo.cluster, eof.cluster,
+            "tagged with the failure's pattern"
+        );
+        // Trace 2: the echoes arrive first (another file, another exporter); the failure then
+        // takes them back.
+        let t2 = "00f067aa0ba902b700f067aa0ba902b7";
+        let early = engine.observe_from(&in_trace(t2, span_502, "a", t0 + 3), EventSource::Span);
+        assert!(!early.echo, "no failure known yet: it counts");
+        let caller =
+            engine.observe_from(&in_trace(t2, caller_502, "a", t0 + 4), EventSource::FileLog);
+        assert!(!caller.echo);
+        let late = engine.observe_from(&in_trace(t2, failure, "b", t0 + 5), EventSource::FileLog);
+        assert!(!late.echo);
+        assert!(
+            engine
+                .observe_from(&in_trace(t2, span_502, "b", t0 + 6), EventSource::Span)
+                .echo
+        );
+        // Trace 3: a 502 and nothing else: the only word of that failure, it counts.
+        let t3 = "0af7651916cd43dd8448eb211c80319c";
+        let alone = engine.observe_from(&in_trace(t3, span_502, "b", t0 + 7), EventSource::Span);
+        assert!(!alone.echo);
+
+        let now = t0 + 10 * NANOS_PER_SEC;
+        let detail = engine
+            .cluster(eof.cluster.expect("clustered"), now)
+            .expect("known");
+        assert_eq!(detail.summary.count, 2, "one per failed request");
+        assert_eq!(
+            detail.sources,
+            [(EventSource::FileLog, 2), (EventSource::Span, 2)],
+            "seen in the echoes' sources too"
+        );
+        let status = engine
+            .cluster(alone.cluster.expect("clustered"), now)
+            .expect("known");
+        assert_eq!(
+            status.summary.count, 1,
+            "only the trace without another failure"
+        );
+        assert_eq!(status.summary.last_minute_count, 1);
+        assert_eq!(status.per_second.iter().map(|p| p.1).sum::<u64>(), 1);
+        // The caller's 502 log lines echoed failures every time: no failure kind of their own.
+        assert!(engine
+            .cluster(caller.cluster.expect("clustered"), now)
+            .is_none_or(|d| d.summary.id == eof.cluster.expect("clustered")));
+        let listed: Vec<u64> = engine
+            .clusters(&ClusterQuery {
+                now_unix_nanos: now,
+                ..ClusterQuery::default()
+            })
+            .iter()
+            .map(|row| row.count)
+            .collect();
+        assert_eq!(
+            listed.iter().sum::<u64>(),
+            3,
+            "three failed requests: {listed:?}"
+        );
+    }
+
+    #[test]
+    fn stacks_give_the_pattern_its_frames_and_latest_stack() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        let text = "runtime error: index out of range [2] with length 0";
+        let mut last = None;
+        for (i, frame) in [
+            "main.priceOf service.go:245",
+            "main.priceOf service.go:245",
+            "main.load db.go:9",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stack = format!("goroutine {i} [running]:\n{frame}");
+            last = engine
+                .observe(&ErrorEvent {
+                    stack: Some(&stack),
+                    frame: Some(frame),
+                    ..event(text, "b", t0 + i as i64)
+                })
+                .cluster;
+        }
+        engine.observe(&event(text, "b", t0 + 5));
+        let detail = engine.cluster(last.expect("clustered"), t0).expect("known");
+        assert_eq!(
+            detail.frames,
+            [
+                ("main.priceOf service.go:245".to_owned(), 2),
+                ("main.load db.go:9".to_owned(), 1)
+            ]
+        );
+        assert_eq!(detail.frames_total, 3);
+        assert_eq!(
+            detail.stack.map(|(text, _)| text).as_deref(),
+            Some("goroutine 2 [running]:\nmain.load db.go:9"),
+            "the latest stack"
+        );
     }
 
     #[test]
@@ -1825,6 +2074,8 @@ mod eviction_tests {
             trace_id: None,
             span_id: None,
             time_unix_nanos: 0,
+            stack: None,
+            frame: None,
         };
         let first = engine.observe(&hot);
         for i in 0..10 {

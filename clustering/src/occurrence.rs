@@ -14,11 +14,24 @@
 //! same pattern (the fault lab counted such failures twice with a root key). A DBSCAN re-run
 //! that regroups roots changes the key only for traces still in flight.
 //!
-//! [`RecentTraces`] remembers the recent (pattern, trace) pairs. Bound: at most `capacity`
+//! A report that only tells an HTTP error status ([`crate::root::reports_http_status`]: the
+//! message-less error span `HTTP 502 from GET /x`, a caller's `unexpected status 502 Bad
+//! Gateway`) is how a failure echoes up the call chain, whatever its pattern: in a trace whose
+//! failure is known (the first report that is not a status report), it is folded into that
+//! failure, adding where it was seen. One that arrives before its trace's failure (logs and
+//! spans reach the agent by different paths) counts until the failure arrives and is then
+//! taken back ([`Retraction`]: its root's count, per-minute and per-second counts and sources;
+//! its sample and services stay, as only their hashes are kept here). A status report in a
+//! trace with no other failure is the only word of that failure and counts. Without this,
+//! the echoes were patterns of their own with one count per failed request, ranked beside the
+//! fault's pattern in every failing fault of the Go lab (issue #11).
+//!
+//! [`RecentTraces`] remembers the recent (pattern, trace) pairs and traces. Bound: at most `capacity`
 //! pairs; the oldest pair (by first report) leaves first. A report arriving after its pair left
 //! counts again, so the bound must cover the delay between a failure's first and last report
 //! (see `ClusteringConfig::recent_traces`). Memory per pair: the key, one byte of sources and
-//! [`SERVICES_PER_OCCURRENCE`] service hashes.
+//! [`SERVICES_PER_OCCURRENCE`] service hashes; per trace (as many, the oldest leaving first):
+//! its failure's pattern and at most [`PROVISIONAL_PER_TRACE`] status occurrences.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -87,7 +100,42 @@ pub(crate) struct Report {
     pub new_source: bool,
     /// Its service had not reported this occurrence before.
     pub new_service: bool,
+    /// A status report folded into its trace's failure: that failure's pattern and root
+    /// (the occurrence the sources and services are added to).
+    pub folded_into: Option<(ClusterId, RootRef)>,
 }
+
+/// A root as the engine numbers it, with the numbering's generation: roots are renumbered
+/// when some are evicted, and a reference from before that must not touch another root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RootRef {
+    pub root: u32,
+    pub generation: u64,
+}
+
+/// What kind of failure report an event is (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportKind {
+    /// A failure told by its own error text.
+    Failure,
+    /// Only an HTTP error status a request got ([`crate::root::reports_http_status`]).
+    Status,
+}
+
+/// A status report that was counted as an occurrence before its trace's failure arrived,
+/// to be taken back from its root: counted at `time_unix_nanos`, seen in `sources`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retraction {
+    pub root: RootRef,
+    pub time_unix_nanos: i64,
+    pub sources: u8,
+    /// The sources that were new to the failure's occurrence.
+    pub new_failure_sources: u8,
+}
+
+/// Status occurrences remembered per trace for a later retraction; more (a chain of more
+/// than four services each counting the echo before the failure arrived) stay counted.
+const PROVISIONAL_PER_TRACE: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -96,14 +144,39 @@ struct Seen {
     service_count: u8,
 }
 
-/// The recent (root, trace) pairs; see the module documentation for the bound and eviction.
+#[derive(Debug, Clone, Copy)]
+struct Provisional {
+    cluster: ClusterId,
+    root: RootRef,
+    time_unix_nanos: i64,
+}
+
+/// What is known of one trace: the pattern of its first failure, and the status reports
+/// counted before it.
+#[derive(Debug, Clone, Default)]
+struct TraceFailures {
+    failure: Option<(ClusterId, RootRef)>,
+    provisional: Vec<Provisional>,
+}
+
+/// The recent (pattern, trace) pairs and traces; see the module documentation for the bound
+/// and eviction.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecentTraces {
     capacity: usize,
     seen: HashMap<(ClusterId, u128), Seen>,
     order: VecDeque<(ClusterId, u128)>,
+    traces: HashMap<u128, TraceFailures>,
+    trace_order: VecDeque<u128>,
     /// Pairs that left because the bound was reached.
     pub(crate) evicted: u64,
+}
+
+/// Sources in `bits` (as [`EventSource::bit`] sets them).
+pub(crate) fn sources_of(bits: u8) -> impl Iterator<Item = EventSource> {
+    EventSource::ALL
+        .into_iter()
+        .filter(move |s| bits & s.bit() != 0)
 }
 
 impl RecentTraces {
@@ -114,8 +187,8 @@ impl RecentTraces {
         }
     }
 
-    /// Notes one report placed in pattern `cluster`. A report without a (readable) trace id
-    /// is an occurrence of its own.
+    /// Notes one failure report placed in pattern `cluster` (see [`report_kind`]).
+    #[cfg(test)]
     pub(crate) fn report(
         &mut self,
         cluster: ClusterId,
@@ -123,19 +196,110 @@ impl RecentTraces {
         source: EventSource,
         service: Option<&str>,
     ) -> Report {
+        let root = RootRef::default();
+        self.report_kind(
+            cluster,
+            trace_id,
+            source,
+            service,
+            (ReportKind::Failure, root, 0),
+            &mut Vec::new(),
+        )
+    }
+
+    /// Notes one report placed in pattern `cluster`, of root `what.1`, at time `what.2`. A
+    /// report without a (readable) trace id is an occurrence of its own. A status report in
+    /// a trace whose failure is known is folded into that failure; one that came first counts
+    /// until the failure arrives, and is then pushed to `retractions` for the caller to take
+    /// back from its root.
+    pub(crate) fn report_kind(
+        &mut self,
+        cluster: ClusterId,
+        trace_id: Option<&str>,
+        source: EventSource,
+        service: Option<&str>,
+        what: (ReportKind, RootRef, i64),
+        retractions: &mut Vec<Retraction>,
+    ) -> Report {
         let trace = trace_id.and_then(|t| u128::from_str_radix(t, 16).ok());
         let Some(trace) = trace.filter(|_| self.capacity > 0) else {
             return Report {
                 first: true,
                 new_source: true,
                 new_service: true,
+                folded_into: None,
             };
         };
         let service_hash = service.map(|s| xxh3_64(s.as_bytes()));
-        let key = (cluster, trace);
+        let (kind, root, time_unix_nanos) = what;
+        let failure = self.traces.get(&trace).and_then(|t| t.failure);
+        match (kind, failure) {
+            (ReportKind::Status, Some((failed, failed_root))) if failed != cluster => {
+                let mut report = self.note((failed, trace), source.bit(), service_hash);
+                report.first = false;
+                report.folded_into = Some((failed, failed_root));
+                report
+            }
+            (ReportKind::Status, _) => {
+                let report = self.note((cluster, trace), source.bit(), service_hash);
+                if report.first && failure.is_none() {
+                    let state = self.trace_state(trace);
+                    if state.provisional.len() < PROVISIONAL_PER_TRACE {
+                        state.provisional.push(Provisional {
+                            cluster,
+                            root,
+                            time_unix_nanos,
+                        });
+                    }
+                }
+                report
+            }
+            (ReportKind::Failure, _) => {
+                let report = self.note((cluster, trace), source.bit(), service_hash);
+                if failure.is_none() {
+                    let state = self.trace_state(trace);
+                    state.failure = Some((cluster, root));
+                    let provisional = std::mem::take(&mut state.provisional);
+                    for p in provisional {
+                        // The echo's pair goes: its later reports fold into the failure.
+                        let Some(seen) = self.seen.remove(&(p.cluster, trace)) else {
+                            continue;
+                        };
+                        let into = self.seen.entry((cluster, trace)).or_default();
+                        let new_failure_sources = seen.sources & !into.sources;
+                        into.sources |= seen.sources;
+                        retractions.push(Retraction {
+                            root: p.root,
+                            time_unix_nanos: p.time_unix_nanos,
+                            sources: seen.sources,
+                            new_failure_sources,
+                        });
+                    }
+                }
+                report
+            }
+        }
+    }
+
+    /// The state of `trace`, made (evicting the oldest beyond the bound) when new.
+    fn trace_state(&mut self, trace: u128) -> &mut TraceFailures {
+        if !self.traces.contains_key(&trace) {
+            while self.traces.len() >= self.capacity {
+                let Some(oldest) = self.trace_order.pop_front() else {
+                    break;
+                };
+                self.traces.remove(&oldest);
+            }
+            self.trace_order.push_back(trace);
+        }
+        self.traces.entry(trace).or_default()
+    }
+
+    /// Adds one report to the occurrence `key`, making it when new.
+    fn note(&mut self, key: (ClusterId, u128), source: u8, service_hash: Option<u64>) -> Report {
         if let Some(seen) = self.seen.get_mut(&key) {
-            let new_source = seen.sources & source.bit() == 0;
-            seen.sources |= source.bit();
+            let new_source = seen.sources & source == 0;
+            seen.sources |= source;
             let new_service = match service_hash {
                 None => false,
                 Some(h) => {
@@ -155,6 +319,7 @@ impl RecentTraces {
                 first: false,
                 new_source,
                 new_service,
+                folded_into: None,
             };
         }
         while self.seen.len() >= self.capacity {
@@ -166,7 +331,7 @@ impl RecentTraces {
             }
         }
         let mut seen = Seen {
-            sources: source.bit(),
+            sources: source,
             ..Seen::default()
         };
         if let Some(h) = service_hash {
@@ -179,6 +344,7 @@ impl RecentTraces {
             first: true,
             new_source: true,
             new_service: true,
+            folded_into: None,
         }
     }
 }
@@ -200,7 +366,8 @@ mod tests {
             Report {
                 first: true,
                 new_source: true,
-                new_service: true
+                new_service: true,
+                folded_into: None,
             }
         );
         // The same failure's error span in the same service: a new source only.

@@ -169,6 +169,89 @@ fn split_segments(text: &str) -> impl Iterator<Item = &str> {
     text.split(": ")
 }
 
+/// Whether the innermost error of `message` only reports an HTTP error status that a
+/// request got (`HTTP 502 from GET /v1/orders/:id`, `GET http://a/x: unexpected status 502
+/// Bad Gateway`, `status code 503`): a 4xx/5xx code after `HTTP`, `status` or `code`, or
+/// followed by its reason phrase (RFC 9110, section 15).
+///
+/// Such a report says *that* a call failed, not why: it is how a failure echoes up the call
+/// chain (the callee answers 502 after its own transport error; every caller then logs and
+/// records the 502). Counted as failures of their own, these echoes became patterns with one
+/// count per failed request beside the failure's own pattern, in every failing fault of the
+/// Go lab (issue #11); the occurrence counting folds them into the failure of their trace
+/// (see [`crate::occurrence`]). Only the innermost error counts: `retry after HTTP 503:
+/// dial tcp ...: connection refused` is a refused connection.
+pub fn reports_http_status(message: &str) -> bool {
+    let line = first_line(message);
+    let quoted = mask_quotes(line);
+    let Some(root) = split_segments(&quoted)
+        .filter(|s| s.bytes().any(|b| b.is_ascii_alphabetic()))
+        .last()
+    else {
+        return false;
+    };
+    let words: Vec<&str> = root
+        .split_ascii_whitespace()
+        .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation() && c != '='))
+        .collect();
+    words.iter().enumerate().any(|(i, word)| {
+        // `status=502`, `code:502` are one word.
+        let (key, code) = match word.split_once(['=', ':']) {
+            Some((k, v)) => (Some(k), v),
+            None => (i.checked_sub(1).map(|p| words[p]), *word),
+        };
+        let is_code = code.len() == 3 && code.parse::<u16>().is_ok_and(|c| (400..600).contains(&c));
+        is_code
+            && (key.is_some_and(|k| {
+                ["http", "status", "code", "status_code", "statuscode"]
+                    .iter()
+                    .any(|name| k.eq_ignore_ascii_case(name))
+            }) || starts_with_reason_phrase(&words[i + 1..]))
+    })
+}
+
+/// Whether `words` start with the reason phrase of a 4xx or 5xx status (RFC 9110, section 15;
+/// compared without case).
+fn starts_with_reason_phrase(words: &[&str]) -> bool {
+    const PHRASES: [&str; 29] = [
+        "bad request",
+        "unauthorized",
+        "payment required",
+        "forbidden",
+        "not found",
+        "method not allowed",
+        "not acceptable",
+        "proxy authentication required",
+        "request timeout",
+        "conflict",
+        "gone",
+        "length required",
+        "precondition failed",
+        "content too large",
+        "payload too large",
+        "uri too long",
+        "unsupported media type",
+        "range not satisfiable",
+        "expectation failed",
+        "misdirected request",
+        "unprocessable content",
+        "unprocessable entity",
+        "upgrade required",
+        "too many requests",
+        "internal server error",
+        "not implemented",
+        "bad gateway",
+        "service unavailable",
+        "gateway timeout",
+    ];
+    PHRASES.iter().any(|phrase| {
+        let mut given = words.iter();
+        phrase
+            .split(' ')
+            .all(|p| given.next().is_some_and(|w| w.eq_ignore_ascii_case(p)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +322,32 @@ mod tests {
     }
 
     #[test]
+    fn http_status_reports_are_told_from_failures() {
+        for echo in [
+            "HTTP 502 from GET /v1/orders/:id",
+            "GET http://127.0.0.1:41234/users/7: unexpected status 502 Bad Gateway",
+            "GET http://127.0.0.1:1/v1/orders/7: 500 Internal Server Error",
+            "call inventory: status code 503",
+            "upstream answered status=504",
+            "request failed with HTTP 429",
+        ] {
+            assert!(reports_http_status(echo), "{echo}");
+        }
+        for failure in [
+            "upstream call failed: Get \"http://127.0.0.1:41234/x\": EOF",
+            "retry after HTTP 503: dial tcp 10.0.0.1:80: connect: connection refused",
+            "exit status 2",
+            "read 502 bytes: unexpected EOF",
+            "runtime error: index out of range [500] with length 3",
+            "HTTP 200 from GET /x",
+            "",
+            "502",
+        ] {
+            assert!(!reports_http_status(failure), "{failure}");
+        }
+    }
+
+    #[test]
     fn hostile_input_does_not_panic() {
         for m in [
             "",
@@ -258,6 +367,7 @@ mod tests {
             "\": \"",
         ] {
             let _ = root_signature(m);
+            let _ = reports_http_status(m);
         }
     }
 }

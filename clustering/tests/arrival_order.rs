@@ -84,6 +84,8 @@ fn event(text: &str, i: usize) -> ErrorEvent<'_> {
         trace_id: None,
         span_id: None,
         time_unix_nanos: 1_700_000_000_000_000_000 + i as i64,
+        stack: None,
+        frame: None,
     }
 }
 

@@ -225,6 +225,26 @@ impl LogRecord {
     pub fn cluster_text(&self) -> &str {
         self.error.as_deref().unwrap_or(&self.message)
     }
+
+    /// The stack trace the record carried (the raw lines joined after its first line, or a
+    /// logger's `stack` field), if any.
+    pub fn stack(&self) -> Option<&str> {
+        self.attribute(crate::parse::STACK_ATTRIBUTE)
+    }
+
+    /// The top application frame of the record's Go stack (`main.(*T).m file.go:42`), if the
+    /// parser found one.
+    pub fn stack_frame(&self) -> Option<&str> {
+        self.attribute(crate::parse::FRAME_ATTRIBUTE)
+    }
+
+    /// The first value of attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! faultline-net: how the agent's listeners (dashboard and API, OTLP/gRPC, OTLP/HTTP) accept
 //! and keep connections, so that no local process can blind the agent or bloat it by opening
-//! connections and leaving them idle or slow.
+//! connections and leaving them idle or slow; their TLS ([`Tls`]); and how a presented bearer
+//! token is compared ([`BearerToken`]). What a listener serves, and who may read it, is its
+//! owner's business.
 //!
 //! Execution model: [`serve`] runs one accept loop per listener; each accepted connection is
 //! served by hyper (HTTP/1.1 or HTTP/2, told apart by the first bytes) on its own task, over
@@ -14,7 +16,9 @@
 //! - an HTTP/1 request head must arrive within `header_read_timeout_ms` (this also bounds how
 //!   long a kept-alive HTTP/1 connection waits for its next request);
 //! - a connection on which no byte moved either way for `idle_timeout_ms` is closed (idle
-//!   HTTP/2 connections, stalled readers and writers).
+//!   HTTP/2 connections, stalled readers and writers);
+//! - with [`Tls`], a TLS handshake must finish within `header_read_timeout_ms`; a failed one
+//!   closes the connection and is counted.
 //!
 //! Before these bounds, 19,950 idle connections took the agent's RSS from 101 MB to 981 MB,
 //! never given back, and at the file-descriptor limit the web and OTLP listeners stopped
@@ -22,7 +26,11 @@
 
 mod limits;
 mod serve;
+mod tls;
+mod token;
 mod watched;
 
 pub use limits::{fit_to_fd_limit, raise_fd_limit, ConnectionLimits};
 pub use serve::{serve, ConnectionCounts, ConnectionStats, PeerAddr};
+pub use tls::{Tls, TlsError};
+pub use token::{constant_time_eq, BearerToken};

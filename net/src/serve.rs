@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::limits::ConnectionLimits;
+use crate::tls::Tls;
 use crate::watched::Watched;
 
 /// Counters of one listener since start. Shared (`Arc`) between the accept loop and whoever
@@ -29,6 +30,7 @@ pub struct ConnectionStats {
     accepted: AtomicU64,
     refused: AtomicU64,
     pub(crate) closed_idle: AtomicU64,
+    tls_failed: AtomicU64,
 }
 
 /// A snapshot of [`ConnectionStats`].
@@ -42,6 +44,10 @@ pub struct ConnectionCounts {
     pub refused: u64,
     /// Connections closed because nothing moved for `idle_timeout_ms`.
     pub closed_idle: u64,
+    /// Connections closed because their TLS handshake failed or did not finish within
+    /// `header_read_timeout_ms` (a plain-text client on a TLS listener, an untrusted
+    /// certificate, a stalled handshake).
+    pub tls_failed: u64,
 }
 
 impl ConnectionCounts {
@@ -52,6 +58,7 @@ impl ConnectionCounts {
             accepted: self.accepted + other.accepted,
             refused: self.refused + other.refused,
             closed_idle: self.closed_idle + other.closed_idle,
+            tls_failed: self.tls_failed + other.tls_failed,
         }
     }
 }
@@ -65,6 +72,7 @@ impl ConnectionStats {
             accepted: get(&self.accepted),
             refused: get(&self.refused),
             closed_idle: get(&self.closed_idle),
+            tls_failed: get(&self.tls_failed),
         }
     }
 }
@@ -78,11 +86,15 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Serves `service` on `listener` within `limits` until `shutdown` is cancelled, then stops
 /// accepting, lets the requests in flight finish and returns (the caller bounds how long it
-/// waits). Accept errors (out of file descriptors, a connection reset before it was
-/// accepted) are logged and the loop goes on: a listener never stops by itself.
+/// waits). With `tls`, every connection is a TLS connection: its handshake must finish within
+/// `header_read_timeout_ms`, and one that fails is closed and counted
+/// ([`ConnectionCounts::tls_failed`]). Accept errors (out of file descriptors, a connection
+/// reset before it was accepted) are logged and the loop goes on: a listener never stops by
+/// itself.
 pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
+    tls: Option<Tls>,
     limits: &ConnectionLimits,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
@@ -100,6 +112,7 @@ pub async fn serve<S, B>(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
     let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
+    let handshake_timeout = Duration::from_millis(limits.header_read_timeout_ms.max(1));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -111,6 +124,7 @@ pub async fn serve<S, B>(
         .http2()
         .timer(TokioTimer::new())
         .adaptive_window(true);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut last_error_logged: Option<tokio::time::Instant> = None;
     loop {
@@ -142,20 +156,40 @@ pub async fn serve<S, B>(
         // Loopback senders wait for each answer: Nagle's algorithm would hold small answers
         // back for a delayed ACK.
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Watched::new(stream, idle, slot, stats.clone()));
+        let io = Watched::new(stream, idle, slot, stats.clone());
         let service = service
             .clone()
             .map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             // A connection's error (reset, idle, malformed request) is the peer's business.
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(io);
+                    let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, handshake).await
+                    else {
+                        stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
+            }
         });
     }
     drop(listener);

@@ -814,6 +814,8 @@ def run_fault(run: Run, fault: str) -> dict:
             "id": c.get("id"), "template": c.get("canonical_template"), "total_count": c.get("total_count"),
             "services": c.get("services"), "first_seen_unix_ms": c.get("first_seen_unix_ms"),
             "culprit": culprit.get("service") if isinstance(culprit, dict) else culprit,
+            "stack_frame": ((detail.get("stack") or {}).get("top_frame")
+                            if isinstance(detail, dict) else None),
         }
     result.update({
         "onset_unix_ms": onset,
@@ -828,6 +830,9 @@ def run_fault(run: Run, fault: str) -> dict:
         "first_incident_secs": round((first_incident - onset) / 1000, 2) if first_incident and onset else None,
         "top_pattern": pattern_json(top_pattern),
         "fault_pattern": pattern_json(fault_pattern),
+        # Every new pattern carrying the fault's error, summed: a failure counted in two
+        # patterns (a log line and its span apart) shows here as twice the failed requests.
+        "fault_patterns_total": sum(c.get("total_count") or 0 for c in matching),
         "fault_pattern_seen_secs": (round((seen_at[fault_pattern.get("id")] - onset) / 1000, 2)
                                     if fault_pattern and onset and fault_pattern.get("id") in seen_at else None),
         "count_over_failed": round(count / failed_count, 3) if count is not None and failed_count else None,

@@ -133,3 +133,38 @@ fn the_login_cookie_is_a_session_and_wrong_tokens_are_rate_limited() {
         .unwrap_or_else(|| panic!("no throttled count in:\n{metrics}"));
     assert!(throttled_total >= throttled as f64);
 }
+
+#[test]
+fn a_guesser_locks_out_only_itself() {
+    let agent = Agent::start(&["--token", TOKEN]);
+    let from = |address: [u8; 4]| {
+        Client::builder()
+            .local_address(std::net::IpAddr::from(address))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+    };
+    let guesser = from([127, 0, 0, 2]);
+    let reader = from([127, 0, 0, 1]);
+    let status = |client: &Client, token: &str| {
+        client
+            .get(format!("{}/api/v1/clusters", agent.base))
+            .bearer_auth(token)
+            .send()
+            .expect("answer")
+            .status()
+            .as_u16()
+    };
+    // Guess until the guesser's bucket is empty (bounded: the burst is 10).
+    let mut throttled = false;
+    for i in 0..200 {
+        if status(&guesser, &format!("wrong-guess-{i:08}")) == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "200 wrong tokens in a row were never throttled");
+    // Right after, another client with the right token is served: with one bucket for
+    // everyone, it was refused until the guesser's bucket refilled.
+    assert_eq!(status(&reader, TOKEN), 200);
+}

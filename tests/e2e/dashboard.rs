@@ -330,3 +330,88 @@ fn an_outage_that_outlasts_the_emergence_window_stays_the_overviews_active_incid
     no_injected_elements(&browser, "overview during an outage");
     browser.screenshot("agent-overview-ongoing-incident");
 }
+
+/// Issue #12: the sources panel names every log source that reads nothing, with the reason:
+/// a directory the agent may not list (permission denied) and a glob that matches no file.
+/// Root reads any directory, so under root the agent runs as `nobody` (setpriv).
+#[test]
+fn the_sources_panel_shows_an_unreadable_log_dir_and_a_glob_that_matches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    let locked = dir.path().join("locked");
+    let empty = dir.path().join("empty");
+    for d in [&logs, &locked, &empty] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(locked.join("svc.log"), "level=error msg=\"hidden\"\n").expect("log");
+    std::fs::write(logs.join("app.log"), "level=info msg=hello\n").expect("log");
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let wrapper: Vec<&str> = if root {
+        let status = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(dir.path())
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown the test directory to nobody");
+        vec![
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut perms = std::fs::metadata(&locked).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
+    std::fs::set_permissions(&locked, perms).expect("chmod 000");
+    let readable = format!("{}/*.log", logs.display());
+    let unreadable = format!("{}/*.log", locked.display());
+    let nothing = format!("{}/*.log", empty.display());
+    let agent = crate::support::Agent::start_wrapped(
+        dir,
+        &wrapper,
+        &["--log", &readable, "--log", &unreadable, "--log", &nothing],
+    );
+
+    let browser = Browser::start();
+    browser.open(&format!("{}/counters", agent.base));
+    // The row of a log source on the sources panel: `what` is evaluated on it (`li`).
+    let row = |glob: &str, what: &str| {
+        format!(
+            "const li = [...document.querySelectorAll('#sources li')].find((l) => l.dataset.source === {}); \
+             return li ? {what} : null",
+            json!(format!("logs {glob}"))
+        )
+    };
+    assert!(
+        browser.wait_for(
+            &row(&unreadable, "li.classList.contains('unreadable')"),
+            Duration::from_secs(20)
+        ),
+        "no unreadable log source on the sources panel: {}",
+        browser.text()
+    );
+    let locked_row = browser.eval(&row(&unreadable, "li.textContent"));
+    assert!(
+        locked_row
+            .as_str()
+            .is_some_and(|t| t.contains("ermission denied") && t.contains("unreadable")),
+        "{locked_row}"
+    );
+    let empty_row = browser.eval(&row(&nothing, "li.textContent"));
+    assert!(
+        empty_row
+            .as_str()
+            .is_some_and(|t| t.contains("no file matches") && t.contains("no file")),
+        "{empty_row}"
+    );
+    let readable_row = browser.eval(&row(&readable, "li.textContent"));
+    assert!(
+        readable_row.as_str().is_some_and(|t| t.starts_with("ok")),
+        "{readable_row}"
+    );
+    browser.screenshot("agent-counters-sources");
+}

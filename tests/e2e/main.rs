@@ -18,6 +18,7 @@ mod culprit;
 mod dashboard;
 mod demo;
 mod export;
+mod exposure;
 mod incidents;
 mod lab_go;
 mod listeners;

@@ -400,4 +400,38 @@ fn a_renamed_pattern_answers_to_its_old_id_also_after_a_restart() {
         "a current-format state needs no migration: {}",
         agent.stderr()
     );
+
+    // The same state as the previous version wrote it: cluster store format 1, the pattern
+    // named after its oldest root, no aliases. The agent migrates it, says so, and the id
+    // format 1 gave keeps answering.
+    let data_dir = agent.data_dir.clone();
+    let dir = agent.stop();
+    let path = data_dir.join("state.json");
+    let mut state: Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("state written")).expect("json");
+    let store = &mut state["clustering"];
+    let oldest = store["roots"]
+        .as_array()
+        .expect("roots")
+        .iter()
+        .position(|r| r["text"].as_str().is_some_and(|t| t.ends_with("headers)")))
+        .expect("the detailed root is stored");
+    store["version"] = "V1".into();
+    store["canonical"] = serde_json::json!([oldest]);
+    store
+        .as_object_mut()
+        .expect("object")
+        .remove("cluster_aliases");
+    fs::write(&path, serde_json::to_vec(&state).expect("json")).expect("state rewritten");
+    let agent = Agent::start_in(dir, &[]);
+    let detail = agent.get_json(&format!("/api/v1/clusters/{old}"));
+    assert_eq!(detail["summary"]["id"], new.as_str(), "{detail}");
+    assert_eq!(detail["summary"]["total_count"], 2, "{detail}");
+    assert!(
+        agent
+            .stderr()
+            .contains("cluster store migrated from format 1 to format 2: 1 pattern ids changed"),
+        "the migration is said: {}",
+        agent.stderr()
+    );
 }

@@ -201,3 +201,71 @@ fn replay_serves_the_incidents_the_diagnosis_raises_over_the_replayed_time() {
         "{incident:#}"
     );
 }
+
+/// `replay --serve` is served with the agent's connection bounds: past `max_connections`
+/// (512 by default) idle connections, one more is closed at once. Plain `axum::serve` kept
+/// every connection open for as long as its peer liked.
+#[test]
+fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    std::fs::write(
+        &path,
+        "time=\"2024-03-11T08:00:05Z\" level=error msg=\"query failed\" error=\"i/o timeout\"\n",
+    )
+    .unwrap();
+    let port = crate::support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut replay = std::process::Command::new(crate::support::binary())
+        .args([
+            "replay",
+            "--serve",
+            "--listen",
+            &listen,
+            path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn faultline replay --serve");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let replay = Kill(&mut replay);
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::support::http_get(&format!("{base}/api/v1/health"))
+        .map(|(s, _)| s)
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "replay --serve never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let crowd: Vec<TcpStream> = (0..512)
+        .map(|_| TcpStream::connect(&listen).expect("connect"))
+        .collect();
+    let mut one_more = TcpStream::connect(&listen).expect("connect");
+    one_more
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = one_more.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection beyond the limit was not closed: {read:?}"
+    );
+    drop(crowd);
+    drop(replay);
+}

@@ -9,12 +9,20 @@
 //! With a token, every request must carry it — `Authorization: Bearer <token>` (scripts,
 //! Prometheus) or the session cookie set by the `/login` form (browsers) — and any `Host` is
 //! served. The cookie holds a random session id, never the token. Tokens are compared in
-//! constant time, and wrong ones are rate-limited: past a small burst, any credential is
-//! answered 429 until the bucket refills, so guessing runs at a few attempts per second (it
-//! ran at 15,692/s). Refusals are counted ([`AccessCounts`]).
+//! constant time, and wrong ones are rate-limited per client (IPv4 address or IPv6 /64, as
+//! `faultline_net::serve` reports the peer): past a small burst, any credential from that
+//! client is answered 429 until its bucket refills, so guessing runs at a few attempts per
+//! second (it ran at 15,692/s). A guesser locks out only itself: with one bucket for everyone,
+//! a local process sending wrong tokens also kept the right one out. At most [`MAX_CLIENTS`]
+//! buckets are kept (about 100 bytes each); past that, buckets already refilled are dropped
+//! unless their client once presented the right credential, and clients that still find no
+//! room share one overflow bucket. So memory stays bounded whatever the number of addresses
+//! (a local process can use all of 127.0.0.0/8), a reader who signed in before such a flood
+//! keeps its own bucket, and the guesses of the whole flood stay a few thousand a second,
+//! hopeless against a 16-character token. Refusals are counted ([`AccessCounts`]).
 
-use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +35,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
+use faultline_net::{constant_time_eq, BearerToken, PeerAddr};
 use serde::Deserialize;
 
 use crate::ApiError;
@@ -46,6 +55,10 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const ATTEMPT_BURST: f64 = 10.0;
 const ATTEMPTS_PER_SECOND: f64 = 2.0;
 
+/// Clients with a rate-limit bucket of their own. A node's dashboard has a handful of
+/// readers; 4,096 buckets cost about 400 KB at most.
+pub const MAX_CLIENTS: usize = 4096;
+
 /// Refusals since start, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AccessCounts {
@@ -60,10 +73,10 @@ pub struct AccessCounts {
 /// The web listener's access control: token, sessions, rate limit and allowed hosts.
 /// Shared by every request; build one with [`Access::new`].
 pub struct Access {
-    token: Option<Arc<str>>,
+    token: Option<BearerToken>,
     allowed_hosts: Vec<String>,
     sessions: Mutex<VecDeque<(String, Instant)>>,
-    bucket: Mutex<(f64, Instant)>,
+    attempts: Mutex<AttemptLimiter>,
     wrong_credentials: AtomicU64,
     throttled: AtomicU64,
     foreign_hosts: AtomicU64,
@@ -83,13 +96,13 @@ impl Access {
     /// host names (`web.allowed_hosts`).
     pub fn new(token: Option<&str>, allowed_hosts: &[String]) -> Arc<Self> {
         Arc::new(Access {
-            token: token.map(Into::into),
+            token: token.map(BearerToken::new),
             allowed_hosts: allowed_hosts
                 .iter()
                 .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
             sessions: Mutex::new(VecDeque::new()),
-            bucket: Mutex::new((ATTEMPT_BURST, Instant::now())),
+            attempts: Mutex::new(AttemptLimiter::default()),
             wrong_credentials: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             foreign_hosts: AtomicU64::new(0),
@@ -105,24 +118,27 @@ impl Access {
         }
     }
 
-    /// Whether a credential may be checked now; counts the refusal when not.
-    fn may_attempt(&self) -> bool {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(bucket.1).as_secs_f64() * ATTEMPTS_PER_SECOND;
-        *bucket = ((bucket.0 + refill).min(ATTEMPT_BURST), now);
-        let allowed = bucket.0 >= 1.0;
+    /// Whether a credential from `client` may be checked now; counts the refusal when not.
+    fn may_attempt(&self, client: Client) -> bool {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let allowed = attempts.may_attempt(client, Instant::now());
         if !allowed {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         }
         allowed
     }
 
-    /// Spends one attempt of the bucket on a wrong credential, and counts it.
-    fn note_wrong(&self) {
+    /// Spends one attempt of `client`'s bucket on a wrong credential, and counts it.
+    fn note_wrong(&self, client: Client) {
         self.wrong_credentials.fetch_add(1, Ordering::Relaxed);
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        bucket.0 = (bucket.0 - 1.0).max(0.0);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        attempts.note_wrong(client, Instant::now());
+    }
+
+    /// Remembers that `client` presented the right credential: its bucket is kept.
+    fn note_right(&self, client: Client) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        attempts.note_right(client);
     }
 
     /// A new session id (32 random bytes in hex), remembered for [`SESSION_LIFETIME`].
@@ -205,20 +221,22 @@ pub(crate) async fn require_access(
         return next.run(request).await;
     }
     let api = path.starts_with("/api/") || path == "/metrics";
+    let client = Client::of(request.extensions().get::<PeerAddr>());
     let presented = Credential::of(&request);
-    if presented.is_some() && !access.may_attempt() {
+    if presented.is_some() && !access.may_attempt(client) {
         return throttled(api);
     }
     let valid = match &presented {
-        Some(Credential::Bearer(given)) => constant_time_eq(given.as_bytes(), expected.as_bytes()),
+        Some(Credential::Bearer(given)) => expected.matches(given.as_bytes()),
         Some(Credential::Session(id)) => access.session_is_open(id),
         None => false,
     };
     if valid {
+        access.note_right(client);
         return next.run(request).await;
     }
     if presented.is_some() {
-        access.note_wrong();
+        access.note_wrong(client);
     }
     if api {
         ApiError::unauthorized().into_response()
@@ -271,13 +289,121 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares two byte strings in time that depends only on their lengths, so a caller cannot
-/// learn a token's prefix from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Who an attempt comes from, for the rate limit: an IPv4 address, or an IPv6 /64 (a host
+/// usually holds a whole /64, so one bucket per IPv6 address would give it billions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+    /// A request that did not come through `faultline_net::serve` (no peer address).
+    Unknown,
+}
+
+impl Client {
+    fn of(peer: Option<&PeerAddr>) -> Client {
+        match peer.map(|p| p.0) {
+            None => Client::Unknown,
+            Some(SocketAddr::V4(addr)) => Client::V4(*addr.ip()),
+            Some(SocketAddr::V6(addr)) => match addr.ip().to_ipv4_mapped() {
+                Some(v4) => Client::V4(v4),
+                None => Client::V6Prefix((addr.ip().to_bits() >> 64) as u64),
+            },
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One client's attempts: a token bucket of [`ATTEMPT_BURST`] refilled at
+/// [`ATTEMPTS_PER_SECOND`].
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// The client once presented the right credential: its bucket is never dropped.
+    trusted: bool,
+}
+
+impl Bucket {
+    fn full(now: Instant) -> Bucket {
+        Bucket {
+            tokens: ATTEMPT_BURST,
+            at: now,
+            trusted: false,
+        }
+    }
+
+    /// The tokens at `now`, refill included.
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let refill = now.duration_since(self.at).as_secs_f64() * ATTEMPTS_PER_SECOND;
+        (self.tokens + refill).min(ATTEMPT_BURST)
+    }
+}
+
+/// The buckets of the clients that sent credentials, bounded by [`MAX_CLIENTS`] (see the
+/// module docs).
+#[derive(Debug)]
+struct AttemptLimiter {
+    clients: HashMap<Client, Bucket>,
+    overflow: Bucket,
+    /// No sweep for room before this: a sweep that found none is not repeated for every
+    /// request of a flood.
+    next_sweep: Instant,
+}
+
+/// Pause between sweeps for room that found none: a drained bucket takes 0.5 s to refill
+/// one attempt, so sooner sweeps would find nothing either.
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
+impl Default for AttemptLimiter {
+    fn default() -> Self {
+        let now = Instant::now();
+        AttemptLimiter {
+            clients: HashMap::new(),
+            overflow: Bucket::full(now),
+            next_sweep: now,
+        }
+    }
+}
+
+impl AttemptLimiter {
+    /// `client`'s bucket: its own, a new one, or the shared overflow bucket when
+    /// [`MAX_CLIENTS`] clients hold buckets that are not refilled yet.
+    fn bucket(&mut self, client: Client, now: Instant) -> &mut Bucket {
+        if !self.clients.contains_key(&client) && self.clients.len() >= MAX_CLIENTS {
+            if now >= self.next_sweep {
+                // A refilled bucket of a client never trusted is the same as none: dropping
+                // it forgets nothing.
+                self.clients
+                    .retain(|_, bucket| bucket.trusted || bucket.tokens_at(now) < ATTEMPT_BURST);
+                self.next_sweep = now + SWEEP_PAUSE;
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                return &mut self.overflow;
+            }
+        }
+        self.clients
+            .entry(client)
+            .or_insert_with(|| Bucket::full(now))
+    }
+
+    fn may_attempt(&mut self, client: Client, now: Instant) -> bool {
+        let bucket = self.bucket(client, now);
+        bucket.tokens = bucket.tokens_at(now);
+        bucket.at = now;
+        bucket.tokens >= 1.0
+    }
+
+    fn note_wrong(&mut self, client: Client, now: Instant) {
+        let bucket = self.bucket(client, now);
+        bucket.tokens = (bucket.tokens_at(now) - 1.0).max(0.0);
+        bucket.at = now;
+    }
+
+    fn note_right(&mut self, client: Client) {
+        // The overflow bucket is shared: trusting it would trust every client in it.
+        if let Some(bucket) = self.clients.get_mut(&client) {
+            bucket.trusted = true;
+        }
+    }
 }
 
 /// The login form's fields.
@@ -296,17 +422,23 @@ pub(crate) fn login_routes(access: Arc<Access>) -> Router {
         .with_state(access)
 }
 
-async fn check_login(State(access): State<Arc<Access>>, Form(form): Form<LoginForm>) -> Response {
+async fn check_login(
+    State(access): State<Arc<Access>>,
+    peer: Option<Extension<PeerAddr>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(expected) = access.token.clone() else {
         return (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response();
     };
-    if !access.may_attempt() {
+    let client = Client::of(peer.as_ref().map(|Extension(peer)| peer));
+    if !access.may_attempt(client) {
         return throttled(false);
     }
-    if !constant_time_eq(form.token.as_bytes(), expected.as_bytes()) {
-        access.note_wrong();
+    if !expected.matches(form.token.as_bytes()) {
+        access.note_wrong(client);
         return login_page(StatusCode::UNAUTHORIZED, true);
     }
+    access.note_right(client);
     let Some(session) = access.open_session() else {
         return ApiError::internal("no randomness for a session id").into_response();
     };
@@ -346,14 +478,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_only_when_every_byte_matches() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
-
-    #[test]
     fn host_names_lose_their_port_and_keep_ipv6_brackets() {
         assert_eq!(host_name("localhost:7070"), "localhost");
         assert_eq!(host_name("evil.example"), "evil.example");
@@ -361,16 +485,61 @@ mod tests {
         assert_eq!(host_name("127.0.0.1:80"), "127.0.0.1");
     }
 
+    fn peer(addr: &str) -> Client {
+        Client::of(Some(&PeerAddr(addr.parse().unwrap())))
+    }
+
     #[test]
-    fn wrong_credentials_are_throttled_past_the_burst() {
+    fn wrong_credentials_are_throttled_past_the_burst_for_their_client_only() {
         let access = Access::new(Some("a-long-enough-token"), &[]);
+        let guesser = peer("127.0.0.2:5000");
         for _ in 0..ATTEMPT_BURST as usize {
-            assert!(access.may_attempt());
-            access.note_wrong();
+            assert!(access.may_attempt(guesser));
+            access.note_wrong(guesser);
         }
-        assert!(!access.may_attempt());
+        assert!(!access.may_attempt(guesser));
+        // Another port of the same address is the same client.
+        assert!(!access.may_attempt(peer("127.0.0.2:5001")));
+        // Another client is not locked out by the guesser.
+        assert!(access.may_attempt(peer("127.0.0.1:5000")));
         let counts = access.counts();
         assert_eq!(counts.wrong_credentials, ATTEMPT_BURST as u64);
-        assert_eq!(counts.throttled, 1);
+        assert_eq!(counts.throttled, 2);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_prefix_and_mapped_ipv4_by_its_address() {
+        assert_eq!(peer("[2001:db8::1]:1"), peer("[2001:db8::ffff:2]:2"));
+        assert_ne!(peer("[2001:db8::1]:1"), peer("[2001:db8:0:1::1]:1"));
+        assert_eq!(peer("[::ffff:10.0.0.1]:1"), peer("10.0.0.1:2"));
+    }
+
+    #[test]
+    fn the_buckets_stay_bounded_and_known_clients_keep_theirs_under_many_addresses() {
+        let mut limiter = AttemptLimiter::default();
+        let now = Instant::now();
+        let victim = peer("10.0.0.1:1");
+        let reader = peer("10.0.0.3:1");
+        assert!(limiter.may_attempt(victim, now));
+        limiter.note_wrong(victim, now);
+        // A reader who signed in and made no mistake: a full bucket, kept for its trust.
+        assert!(limiter.may_attempt(reader, now));
+        limiter.note_right(reader);
+        // An attacker with far more addresses than buckets, each drained.
+        for i in 0..(MAX_CLIENTS as u32 * 2) {
+            let client = Client::V4(Ipv4Addr::from(0x0b00_0000 + i));
+            for _ in 0..ATTEMPT_BURST as usize {
+                limiter.note_wrong(client, now);
+            }
+            assert!(limiter.clients.len() <= MAX_CLIENTS);
+        }
+        // The overflow bucket is drained by the late addresses; the victim's is its own.
+        assert!(!limiter.may_attempt(Client::V4(Ipv4Addr::new(12, 0, 0, 1)), now));
+        assert!(limiter.may_attempt(victim, now));
+        assert!(limiter.may_attempt(reader, now));
+        // Once refilled, buckets make room for new clients again.
+        let later = now + Duration::from_secs_f64(ATTEMPT_BURST / ATTEMPTS_PER_SECOND + 1.0);
+        assert!(limiter.may_attempt(Client::V4(Ipv4Addr::new(12, 0, 0, 2)), later));
+        assert!(limiter.clients.len() <= MAX_CLIENTS);
     }
 }

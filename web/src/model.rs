@@ -315,6 +315,22 @@ pub struct ClusterDetail {
     /// `null` when no trace of it is held.
     #[serde(default)]
     pub culprit: Option<Culprit>,
+    /// The latest stack trace its reports carried (a Go panic's goroutine dump joined to its
+    /// log record); `null` when none did. Its top application frame is the `stack frame`
+    /// parameter.
+    #[serde(default)]
+    pub stack: Option<PatternStack>,
+}
+
+/// A stack trace reported with a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PatternStack {
+    /// The stack as the service wrote it (cut to 16 KiB).
+    pub text: String,
+    /// The trace of the report that carried it, if it had one.
+    pub trace_id: Option<String>,
+    /// Its top application frame (`main.(*service).priceOf service.go:245`), if found.
+    pub top_frame: Option<String>,
 }
 
 /// Filters of the trace list; also what [`TraceView::find`] is asked.
@@ -408,6 +424,9 @@ pub struct ChainLog {
     pub message: String,
     /// The cluster it was assigned to (error-ish records only).
     pub cluster_id: Option<String>,
+    /// The stack trace joined to the record (a Go panic's goroutine dump), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// One span of a call chain.

@@ -19,7 +19,7 @@ use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, Sample, SeenIn, StoreCounter, TemplateRow, ValueCount,
+    ParameterDistribution, PatternStack, Sample, SeenIn, StoreCounter, TemplateRow, ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -254,7 +254,10 @@ impl ClusterView for ClusterAdapter {
         Some(ClusterDetail {
             summary,
             templates: detail.templates.iter().map(template_row).collect(),
-            parameters: parameters(&detail.top_values, detail.values_total),
+            parameters: parameters(&detail.top_values, detail.values_total)
+                .into_iter()
+                .chain(frame_parameter(&detail.frames, detail.frames_total))
+                .collect(),
             reports: detail.summary.reports,
             seen_in: detail
                 .sources
@@ -289,6 +292,11 @@ impl ClusterView for ClusterAdapter {
                 .collect(),
             trace_ids,
             culprit: self.culprit(id, culprits::PATTERN_TRACES),
+            stack: detail.stack.as_ref().map(|(text, trace_id)| PatternStack {
+                text: text.clone(),
+                trace_id: trace_id.as_deref().map(str::to_ascii_lowercase),
+                top_frame: detail.frames.first().map(|(frame, _)| frame.clone()),
+            }),
         })
     }
 
@@ -526,6 +534,23 @@ fn parameters(top_values: &[(String, u64)], values_total: u64) -> Vec<ParameterD
             .collect(),
         other_count: values_total.saturating_sub(top_values.iter().map(|(_, c)| c).sum()),
     }]
+}
+
+/// The top application frames of the pattern's stacks as a parameter of its own: where in
+/// the service's code the failure happened (a panic's line), which the masked text does not
+/// say.
+fn frame_parameter(frames: &[(String, u64)], total: u64) -> Option<ParameterDistribution> {
+    (!frames.is_empty()).then(|| ParameterDistribution {
+        name: "stack frame".to_owned(),
+        top: frames
+            .iter()
+            .map(|(value, count)| ValueCount {
+                value: value.clone(),
+                count: *count,
+            })
+            .collect(),
+        other_count: total.saturating_sub(frames.iter().map(|(_, c)| c).sum()),
+    })
 }
 
 #[cfg(test)]

@@ -264,6 +264,8 @@ mod test_support {
             trace_id: trace,
             span_id: None,
             time_unix_nanos: t,
+            stack: None,
+            frame: None,
         }
     }
 

@@ -283,6 +283,7 @@ fn chain_log(record: &LogRecord) -> ChainLog {
                         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             })
             .cloned(),
+        stack: record.stack().map(str::to_owned),
     }
 }
 

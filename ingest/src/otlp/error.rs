@@ -22,6 +22,9 @@ pub enum OtlpError {
     /// The body did not arrive in time.
     #[error("request timeout: {0}")]
     SlowBody(String),
+    /// The request carries no bearer token, or not the receivers' (`otlp.token`).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// The receiver is at capacity: retry after the given seconds.
     #[error("receiver overloaded ({0}), retry later")]
     Overloaded(String, u64),
@@ -34,9 +37,12 @@ impl OtlpError {
     }
 
     /// Whether the request is counted as invalid: refused for what it contained, not for
-    /// the receiver's load or the sender's pace.
+    /// the receiver's load, the sender's pace or its credentials (counted on their own).
     pub fn is_invalid(&self) -> bool {
-        !matches!(self, OtlpError::Overloaded(..) | OtlpError::SlowBody(_))
+        !matches!(
+            self,
+            OtlpError::Overloaded(..) | OtlpError::SlowBody(_) | OtlpError::Unauthenticated(_)
+        )
     }
 
     /// The HTTP status for this refusal.
@@ -46,6 +52,7 @@ impl OtlpError {
             OtlpError::TooLarge(_) => 413,
             OtlpError::UnsupportedMediaType(_) | OtlpError::UnsupportedEncoding(_) => 415,
             OtlpError::SlowBody(_) => 408,
+            OtlpError::Unauthenticated(_) => 401,
             OtlpError::Overloaded(..) => 429,
         }
     }
@@ -55,6 +62,7 @@ impl OtlpError {
         match self {
             OtlpError::Overloaded(..) => tonic::Code::ResourceExhausted,
             OtlpError::SlowBody(_) => tonic::Code::DeadlineExceeded,
+            OtlpError::Unauthenticated(_) => tonic::Code::Unauthenticated,
             _ => tonic::Code::InvalidArgument,
         }
     }

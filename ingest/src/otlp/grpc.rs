@@ -30,6 +30,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use bytes::Bytes;
 
+use super::auth::Gate;
 use super::budget::Held;
 use super::error::OtlpError;
 use super::pipeline::{Accepted, Pipeline, Transport, GRPC_FRAME_HEADER};
@@ -60,7 +61,8 @@ impl GrpcReceiver {
     }
 }
 
-/// Reads the whole message before tonic sees it — within `body_read_timeout_ms`, held
+/// Refuses a request without the receivers' token (UNAUTHENTICATED) before anything is read.
+/// Then reads the whole message before tonic sees it — within `body_read_timeout_ms`, held
 /// against the gRPC body budget —, then takes a gRPC request slot, inflates a gzip message
 /// under the decompressed-bytes budget shared with HTTP, and holds all of it until the answer
 /// is ready. A slow sender so holds only its own bytes, never a slot. Refusals are answered
@@ -70,12 +72,14 @@ impl GrpcReceiver {
 pub(crate) struct Admission<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
+    gate: Arc<Gate>,
 }
 
 /// The layer that puts [`Admission`] in front of the gRPC services.
 #[derive(Clone)]
 pub(crate) struct AdmissionLayer {
     pub pipeline: Arc<Pipeline>,
+    pub gate: Arc<Gate>,
 }
 
 impl<S> tower::Layer<S> for AdmissionLayer {
@@ -85,6 +89,7 @@ impl<S> tower::Layer<S> for AdmissionLayer {
         Admission {
             inner,
             pipeline: self.pipeline.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -204,8 +209,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let pipeline = self.pipeline.clone();
+        let gate = self.gate.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
+            if let Err(error) = gate.admit(&parts.headers) {
+                return Ok(status_of(error).into_http());
+            }
             let prepared = match prepare(&pipeline, &parts.headers, body).await {
                 Ok(prepared) => prepared,
                 Err(error) => {

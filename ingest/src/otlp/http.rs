@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -24,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde::de::DeserializeOwned;
 
+use super::auth::Gate;
 use super::budget::Held;
 use super::error::OtlpError;
 use super::json;
@@ -87,6 +89,11 @@ impl IntoResponse for HttpError {
                 .into_response(),
         };
         *response.status_mut() = status;
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.error.retry_after_secs() {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -309,13 +316,26 @@ async fn metrics(
     ))
 }
 
-/// The OTLP/HTTP routes.
-pub(crate) fn router(pipeline: Arc<Pipeline>) -> Router {
+/// Refuses a request without the receivers' token before its body is read.
+async fn require_token(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    match gate.admit(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => HttpError {
+            error,
+            encoding: encoding_of(request.headers()).ok(),
+        }
+        .into_response(),
+    }
+}
+
+/// The OTLP/HTTP routes, behind the token gate.
+pub(crate) fn router(pipeline: Arc<Pipeline>, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .with_state(pipeline)
+        .layer(axum::middleware::from_fn_with_state(gate, require_token))
 }
 
 /// The body decoding, for the fuzz tests.

@@ -30,6 +30,7 @@
 //! non-retryable error (HTTP 400/413/415, gRPC INVALID_ARGUMENT) with a message naming what
 //! was wrong, and are counted in [`OtlpStats::requests_invalid`].
 
+mod auth;
 mod budget;
 mod config;
 mod convert;
@@ -46,7 +47,7 @@ mod sink;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use faultline_net::{ConnectionCounts, ConnectionLimits, ConnectionStats};
+use faultline_net::{BearerToken, ConnectionCounts, ConnectionLimits, ConnectionStats, Tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,7 @@ pub use sink::{
     TaskCounterSink, TaskMetric, TaskSample,
 };
 
+use auth::Gate;
 use pipeline::Pipeline;
 
 /// Why the receivers could not start.
@@ -85,6 +87,8 @@ pub struct OtlpReceivers {
     http_connections: ConnectionLimits,
     grpc_stats: Arc<ConnectionStats>,
     http_stats: Arc<ConnectionStats>,
+    gate: Arc<Gate>,
+    tls: Option<Tls>,
 }
 
 impl OtlpReceivers {
@@ -97,7 +101,22 @@ impl OtlpReceivers {
             http_connections: ConnectionLimits::default(),
             grpc_stats: Arc::default(),
             http_stats: Arc::default(),
+            gate: Arc::default(),
+            tls: None,
         }
+    }
+
+    /// The same receivers asking every request for this bearer token (`otlp.token`; none:
+    /// anyone may send). Set before serving: clones made earlier keep the old gate.
+    pub fn with_token(mut self, token: Option<BearerToken>) -> Self {
+        self.gate = Arc::new(Gate::new(token));
+        self
+    }
+
+    /// The same receivers serving both listeners over TLS (`[otlp.tls]`; none: plain text).
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The same receivers with these connection limits on the gRPC and the HTTP listener.
@@ -113,7 +132,10 @@ impl OtlpReceivers {
 
     /// Counters since start.
     pub fn stats(&self) -> OtlpStats {
-        self.pipeline.stats()
+        OtlpStats {
+            requests_unauthenticated: self.gate.refused(),
+            ..self.pipeline.stats()
+        }
     }
 
     /// Connection counters of both listeners together.
@@ -121,13 +143,13 @@ impl OtlpReceivers {
         self.grpc_stats.counts().plus(self.http_stats.counts())
     }
 
-    /// The OTLP/HTTP routes, to serve on a listener of one's own.
+    /// The OTLP/HTTP routes (behind the token gate), to serve on a listener of one's own.
     pub fn http_router(&self) -> axum::Router {
-        http::router(self.pipeline.clone())
+        http::router(self.pipeline.clone(), self.gate.clone())
     }
 
     /// Serves OTLP/gRPC on `grpc` and OTLP/HTTP on `http`, each within its connection
-    /// limits, until `shutdown` is cancelled, then lets in-flight requests finish and
+    /// limits (and over TLS when set), until `shutdown` is cancelled, then lets in-flight requests finish and
     /// returns.
     pub async fn serve(
         &self,
@@ -138,12 +160,14 @@ impl OtlpReceivers {
         let grpc_service = tower::ServiceBuilder::new()
             .layer(grpc::AdmissionLayer {
                 pipeline: self.pipeline.clone(),
+                gate: self.gate.clone(),
             })
             .service(grpc::routes(self.pipeline.clone()).prepare());
         tokio::join!(
             faultline_net::serve(
                 grpc,
                 grpc_service,
+                self.tls.clone(),
                 &self.grpc_connections,
                 self.grpc_stats.clone(),
                 shutdown.clone(),
@@ -151,6 +175,7 @@ impl OtlpReceivers {
             faultline_net::serve(
                 http,
                 self.http_router(),
+                self.tls.clone(),
                 &self.http_connections,
                 self.http_stats.clone(),
                 shutdown.clone(),

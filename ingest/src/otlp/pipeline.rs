@@ -58,6 +58,8 @@ pub struct OtlpStats {
     pub requests_throttled: u64,
     /// Requests refused because their body did not arrive within `body_read_timeout_ms`.
     pub requests_timed_out: u64,
+    /// Requests refused because they carried no bearer token or not `otlp.token`.
+    pub requests_unauthenticated: u64,
     /// Requests decoded or applied right now, both transports together (at most
     /// `max_concurrent_requests` each).
     pub requests_in_flight: u64,
@@ -547,6 +549,8 @@ impl Pipeline {
             requests_invalid: get(&c.requests_invalid),
             requests_throttled: get(&c.requests_throttled),
             requests_timed_out: get(&c.requests_timed_out),
+            // Counted by the token gate in front of the pipeline (`OtlpReceivers::stats`).
+            requests_unauthenticated: 0,
             requests_in_flight: (self.http.in_flight() + self.grpc.in_flight()) as u64,
             body_bytes_in_flight: (self.http.body_bytes.in_use() + self.grpc.body_bytes.in_use())
                 as u64,

@@ -21,6 +21,7 @@ mod json;
 mod logfmt;
 mod multiline;
 mod nginx;
+mod stack;
 mod stdlog;
 mod syslog;
 mod text;
@@ -239,6 +240,14 @@ fn finish(mut d: Draft, line: &str, origin: Origin, observed: i64) -> LogRecord 
     if message.is_empty() && d.error.is_none() {
         message = line.to_string();
     }
+    let frame = d
+        .attributes
+        .iter()
+        .find(|(key, _)| key == STACK_ATTRIBUTE)
+        .and_then(|(_, stack)| stack::top_application_frame(stack));
+    if let Some(frame) = frame {
+        d.attributes.push((FRAME_ATTRIBUTE.to_string(), frame));
+    }
     LogRecord {
         time_unix_nanos: d.time_unix_nanos.filter(|&t| plausible_time(t, observed)),
         observed_unix_nanos: observed,
@@ -255,11 +264,19 @@ fn finish(mut d: Draft, line: &str, origin: Origin, observed: i64) -> LogRecord 
     }
 }
 
+/// The attribute that holds a record's stack trace (the lines joined after its first, or a
+/// logger's `stack` field).
+pub const STACK_ATTRIBUTE: &str = "stack";
+
+/// The attribute that holds the top application frame of a Go stack
+/// (`main.(*service).priceOf service.go:245`; see `stack.rs` for which frame that is).
+pub const FRAME_ATTRIBUTE: &str = "stack.frame";
+
 fn push_stack(attributes: &mut Vec<(String, String)>, rest: String) {
-    let key = if attributes.iter().any(|(k, _)| k == "stack") {
+    let key = if attributes.iter().any(|(k, _)| k == STACK_ATTRIBUTE) {
         "detail"
     } else {
-        "stack"
+        STACK_ATTRIBUTE
     };
     attributes.push((key.to_string(), rest));
 }

@@ -251,3 +251,73 @@ fn times_of_1970_and_of_next_year_are_not_believed() {
         Some(1_764_892_800_000_000_000)
     );
 }
+
+/// A Go service's recovered panic as its file holds it: the record, then the raw
+/// `debug.Stack()` lines (function lines at column 0, tab-indented file lines).
+const RAW_STACK: &str = "goroutine 26385 [running]:
+runtime/debug.Stack()
+\truntime/debug/stack.go:24 +0x65
+main.(*service).recovery.func1.1()
+\t_/srv/shop/service.go:186 +0xb1
+panic({0x829760, 0xc0004c2540})
+\truntime/panic.go:884 +0x212
+main.(*service).priceOf(0xc000414ed0?, {0xc0004e8a50?, 0x5?})
+\t_/srv/shop/service.go:245 +0xf4
+github.com/gin-gonic/gin.(*Context).Next(...)
+\tgithub.com/gin-gonic/gin/context.go:173
+created by net/http.(*Server).Serve
+\tnet/http/server.go:3089 +0x5ed";
+
+/// Joins `lines` as the tailer does and parses each record.
+fn join_and_parse(text: &str) -> Vec<LogRecord> {
+    let now = std::time::Instant::now();
+    let mut joiner = Multiline::new(1 << 16);
+    let mut joined = Vec::new();
+    let mut offset = 0u64;
+    for line in text.lines() {
+        let end = offset + line.len() as u64 + 1;
+        joined.extend(joiner.push(line, offset, end, false, now));
+        offset = end;
+    }
+    joined.extend(joiner.flush());
+    joined.iter().map(|r| parse(&r.text)).collect()
+}
+
+#[test]
+fn a_record_and_its_raw_go_stack_are_one_event_with_its_frame() {
+    let json = r#"{"time":"2026-12-05T04:30:20.786Z","level":"ERROR","msg":"panic recovered","service":"pricing","err":"runtime error: index out of range [2] with length 0","trace_id":"127a78e2dee577f1b353c20e60d74235","span_id":"8e8e70cfe1db1ef8"}"#;
+    let stdlog = "2026/12/05 04:30:20.786678 service.go:186: panic recovered: runtime error: index out of range [2] with length 0 trace_id=127a78e2dee577f1b353c20e60d74235 span_id=8e8e70cfe1db1ef8";
+    for head in [json, stdlog] {
+        let next = "2026/12/05 04:30:21.000000 service.go:90: listening";
+        let records = join_and_parse(&format!("{head}\n{RAW_STACK}\n{next}\n"));
+        assert_eq!(records.len(), 2, "{head}: {records:?}");
+        let r = &records[0];
+        assert_eq!(
+            r.cluster_text(),
+            "runtime error: index out of range [2] with length 0",
+            "{head}"
+        );
+        assert_eq!(
+            r.trace_id.map(|t| t.to_string()).as_deref(),
+            Some("127a78e2dee577f1b353c20e60d74235")
+        );
+        let attribute = |key: &str| {
+            r.attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert!(
+            attribute(STACK_ATTRIBUTE).is_some_and(
+                |s| s.starts_with("goroutine 26385") && s.ends_with("server.go:3089 +0x5ed")
+            ),
+            "{head}: {r:?}"
+        );
+        assert_eq!(
+            attribute(FRAME_ATTRIBUTE),
+            Some("main.(*service).priceOf service.go:245"),
+            "{head}"
+        );
+        assert_eq!(records[1].message, "listening");
+    }
+}

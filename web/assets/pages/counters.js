@@ -37,13 +37,31 @@ function unavailable(source) {
     el("span", { class: "badge err" }, source.status), " ", source.name, source.reason ? ": " + source.reason : "");
 }
 
-function sourcesPanel(snap) {
-  const list = snap.sources || [];
+/** The prefix of a log source's health detail when its glob matches no file (written by the
+ *  agent's pipeline): such a source is running but reads nothing, and is shown so. */
+const NO_FILE = "no file matches";
+
+/** The log sources (`logs <glob>` components of /api/v1/health) as source rows: an
+ *  unreadable directory is failing with the error, a glob that matches nothing says so. */
+function logSources(health) {
+  const components = (health && health.components) || {};
+  return Object.entries(components)
+    .filter(([name]) => name.startsWith("logs "))
+    .map(([name, c]) => {
+      const detail = c.detail || "";
+      const status = c.state === "failing" ? "unreadable" : detail.startsWith(NO_FILE) ? "no file" : "available";
+      return { name, status, reason: detail };
+    });
+}
+
+function sourcesPanel(snap, health) {
+  const list = (snap.sources || []).concat(logSources(health));
   const down = list.filter((s) => s.status !== "available");
-  return el("section", { class: "panel", "aria-labelledby": "h-sources" },
+  const badgeClass = (s) => s.status === "available" ? "ok" : s.status === "no file" ? "surge" : "err";
+  return el("section", { class: "panel", id: "sources", "aria-labelledby": "h-sources" },
     el("h2", { id: "h-sources" }, "Sources"),
-    list.length ? el("ul", { class: "sources" }, list.map((s) => el("li", { class: s.status },
-      el("span", { class: "badge " + (s.status === "available" ? "ok" : "err") }, s.status === "available" ? "ok" : s.status), " ",
+    list.length ? el("ul", { class: "sources" }, list.map((s) => el("li", { class: s.status.replace(" ", "-"), "data-source": s.name },
+      el("span", { class: "badge " + badgeClass(s) }, s.status === "available" ? "ok" : s.status), " ",
       el("code", null, s.name), s.reason ? [": ", el("span", { class: "why" }, s.reason)] : null)))
       : el("p", { class: "empty" }, "No sample yet."),
     down.length ? el("p", { class: "muted" }, "Values of a source that is not read are left out, never shown as 0.") : null);
@@ -237,7 +255,11 @@ export async function counters() {
     body);
   await refreshing(["counters"], async () => {
     try {
-      const snap = await api("/api/v1/counters" + (minute ? "?resolution=minute" : ""));
+      const [snap, health] = await Promise.all([
+        api("/api/v1/counters" + (minute ? "?resolution=minute" : "")),
+        // Health names each log source's state; the page still shows the counters without it.
+        api("/api/v1/health").catch(() => null),
+      ]);
       const t1 = Math.max(snap.sampled_at_unix_ms, snap.history_start_unix_ms + 1);
       const t0 = snap.history_start_unix_ms;
       const byPort = new Map();
@@ -265,7 +287,7 @@ export async function counters() {
               portCharts.length ? portCharts : (unavailable(sourceStatus(snap, "sockets.proc")) || unavailable(sourceStatus(snap, "sockets.netlink")) || el("p", { class: "empty" }, "No socket samples yet."))),
             processesPanel(snap, t0, t1)),
           el("div", null,
-            sourcesPanel(snap),
+            sourcesPanel(snap, health),
             stateTotalsPanel(snap, t0, t1),
             tasksPanel(snap, t0, t1),
             runtimePanel(snap, t0, t1),

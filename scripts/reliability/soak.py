@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Steady cost and soak of the real agent: CPU (share of one core) and RSS of the release
+binary under a steady, realistic load, for N minutes, with a baseline measured in the same run.
+
+The load (one generator process, this script's child):
+  * LINES lines/s (default 1,000) appended to three services' log files in the tailed
+    directory, in the three styles the services write (JSON, logfmt, plain), about 5 % of them
+    errors drawn from a handful of kinds with varying parameters (ids, ports, durations);
+  * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
+    services, about 2 % failing, sent in batches every 100 ms as an SDK's batch processor
+    does;
+  * one task target (a Prometheus text page with a goroutine count) the agent scrapes.
+The agent runs with its default configuration apart from ports, data dir, the log glob and
+that task target: socket census on, default store bounds.
+
+The baseline, in the same run on the same files: `tail -F` of the three log files into
+/dev/null (the cheapest way to follow them), and the generator's own CPU.
+
+Every SAMPLE seconds it reads utime+stime (/proc/PID/stat) and VmRSS (/proc/PID/status) of
+the agent and of `tail -F`, and the agent's open fds. Figures exclude the first WARMUP
+minutes. RSS growth is the least-squares slope of RSS over time after the warm-up, in MiB per
+10 minutes.
+
+Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
+       [--spans 1000] [--sample 10] [--bin PATH] [--json OUT]
+The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
+(build it first: `cargo build --release -p faultline`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+SERVICES = ["checkout", "orders", "inventory"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE / (1024 * 1024)
+
+
+def fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def binary(arg):
+    if arg:
+        return arg
+    for target in [os.environ.get("CARGO_TARGET_DIR"), os.path.join(ROOT, "target")]:
+        if target:
+            path = os.path.join(target, "release", "faultline")
+            if os.path.exists(path):
+                return path
+    sys.exit("no release binary: run `cargo build --release -p faultline` or pass --bin")
+
+
+# ---------------------------------------------------------------- load generator (child)
+
+ERRORS = [
+    "upstream {svc} closed the connection: EOF after {ms}ms (order {id})",
+    "dial tcp 10.0.{a}.{b}:{port}: connect: connection refused",
+    "read tcp 10.0.{a}.{b}:{port}->10.0.0.9:8080: read: connection reset by peer",
+    "context deadline exceeded (Client.Timeout exceeded while awaiting headers) after {ms}ms",
+    "payment {id} declined: card expired",
+]
+INFOS = [
+    "GET /api/orders/{id} 200 {ms}ms",
+    "POST /api/checkout 201 {ms}ms",
+    "cache hit for sku {id}",
+    "reserved {n} items of sku {id}",
+]
+
+
+def fill(template, rng):
+    return template.format(
+        svc=rng.choice(SERVICES),
+        ms=rng.randint(1, 900),
+        id=rng.randint(10_000, 99_999),
+        a=rng.randint(0, 9),
+        b=rng.randint(1, 254),
+        port=rng.choice([5432, 6379, 8081, 8082]),
+        n=rng.randint(1, 9),
+    )
+
+
+def line(service, rng, now):
+    error = rng.random() < 0.05
+    message = fill(rng.choice(ERRORS if error else INFOS), rng)
+    level = "error" if error else "info"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    trace = "%032x" % rng.getrandbits(128)
+    style = SERVICES.index(service)
+    if style == 0:
+        return json.dumps({"time": stamp, "level": level, "msg": message, "trace_id": trace})
+    if style == 1:
+        return f'time={stamp} level={level} msg="{message}" trace_id={trace}'
+    return f"{stamp} {level.upper()} {message}"
+
+
+def span(trace, span_id, parent, name, kind, start, end, failed, rng):
+    out = {
+        "traceId": trace,
+        "spanId": span_id,
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": [
+            {"key": "http.response.status_code", "value": {"intValue": "502" if failed else "200"}}
+        ],
+        "status": {"code": 2, "message": fill(ERRORS[0], rng)} if failed else {"code": 1},
+    }
+    if parent:
+        out["parentSpanId"] = parent
+    return out
+
+
+def trace_batch(count, rng):
+    """`count` spans (rounded down to whole traces) as one OTLP/JSON request: traces of four
+    spans over three services."""
+    by_service = {s: [] for s in SERVICES}
+    for _ in range(count // 4):
+        trace = "%032x" % rng.getrandbits(128)
+        ids = ["%016x" % rng.getrandbits(64) for _ in range(4)]
+        now = time.time_ns()
+        failed = rng.random() < 0.02
+        by_service["checkout"].append(
+            span(trace, ids[0], None, "GET /checkout", 2, now - 9_000_000, now, failed, rng))
+        by_service["checkout"].append(
+            span(trace, ids[1], ids[0], "POST orders", 3, now - 8_000_000, now - 1_000_000,
+                 failed, rng))
+        by_service["orders"].append(
+            span(trace, ids[2], ids[1], "POST /orders", 2, now - 7_000_000, now - 2_000_000,
+                 failed, rng))
+        by_service["inventory"].append(
+            span(trace, ids[3], ids[2], "SELECT stock", 3, now - 6_000_000, now - 3_000_000,
+                 failed, rng))
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": s}}]
+                },
+                "scopeSpans": [{"spans": spans}],
+            }
+            for s, spans in by_service.items()
+        ]
+    }
+
+
+class Goroutines(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"# TYPE go_goroutines gauge\ngo_goroutines 42\n"
+        self.send_response(200)
+        self.send_header("content-type", "text/plain; version=0.0.4")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def generate(args):
+    """The load: runs until killed. Paces itself every 100 ms against the wall clock."""
+    rng = random.Random(args.seed)
+    files = {s: open(os.path.join(args.logs, f"{s}.log"), "a", buffering=1) for s in SERVICES}
+    server = ThreadingHTTPServer(("127.0.0.1", args.task_port), Goroutines)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{args.otlp_http}/v1/traces"
+    start = time.monotonic()
+    lines_done = spans_done = 0
+    tick = 0
+    while True:
+        tick += 1
+        due = start + tick * 0.1
+        elapsed = due - start
+        want_lines = int(args.lines * elapsed) - lines_done
+        now = time.time()
+        for _ in range(want_lines):
+            service = rng.choice(SERVICES)
+            files[service].write(line(service, rng, now) + "\n")
+        lines_done += want_lines
+        want_spans = int(args.spans * elapsed) - spans_done
+        if want_spans >= 4:
+            body = json.dumps(trace_batch(want_spans, rng)).encode()
+            request = urllib.request.Request(
+                url, data=body, headers={"content-type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=10).read()
+            except OSError as e:
+                print(f"generator: export failed: {e}", file=sys.stderr)
+            spans_done += want_spans - want_spans % 4
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def slope_per_10min(points):
+    """Least-squares slope of (seconds, MiB) points, in MiB per 10 minutes."""
+    if len(points) < 2:
+        return float("nan")
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    if den == 0:
+        return float("nan")
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den * 600
+
+
+def metric(base, name):
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return None
+    for row in body.splitlines():
+        key, _, value = row.rpartition(" ")
+        if key == "faultline_store_" + name:
+            return float(value)
+    return None
+
+
+def run(args):
+    exe = binary(args.bin)
+    work = tempfile.mkdtemp(prefix="faultline-soak-")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs)
+    for s in SERVICES:
+        open(os.path.join(logs, f"{s}.log"), "w").close()
+    web, grpc, http, task = free_port(), free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{web}"
+    agent = subprocess.Popen(
+        [exe, "run", "--listen", f"127.0.0.1:{web}", "--otlp-grpc", f"127.0.0.1:{grpc}",
+         "--otlp-http", f"127.0.0.1:{http}", "--data-dir", os.path.join(work, "data"),
+         "--log", os.path.join(logs, "*.log"), "--task", f"app=http://127.0.0.1:{task}/metrics"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.stderr"), "w"),
+        env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+    children = [agent]
+    try:
+        deadline = time.monotonic() + 60
+        while metric(base, "log_records_total") is None:
+            if agent.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the agent did not come up; see {work}/agent.stderr")
+            time.sleep(0.2)
+        tail = subprocess.Popen(
+            ["tail", "-q", "-n", "0", "-F"] + [os.path.join(logs, f"{s}.log") for s in SERVICES],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children.append(tail)
+        generator = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--generate", "--logs", logs,
+             "--otlp-http", f"127.0.0.1:{http}", "--task-port", str(task),
+             "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed)])
+        children.append(generator)
+
+        started = time.monotonic()
+        end = started + args.minutes * 60
+        warm = started + args.warmup * 60
+        procs = {"agent": agent.pid, "tail": tail.pid, "generator": generator.pid}
+        last = {k: (time.monotonic(), cpu_seconds(p)) for k, p in procs.items()}
+        samples = []
+        records0 = None
+        while time.monotonic() < end:
+            time.sleep(args.sample)
+            if agent.poll() is not None:
+                sys.exit(f"the agent exited with {agent.returncode}; see {work}/agent.stderr")
+            now = time.monotonic()
+            row = {"t": now - started}
+            for k, p in procs.items():
+                cpu = cpu_seconds(p)
+                t0, c0 = last[k]
+                row[f"{k}_cpu"] = (cpu - c0) / (now - t0) * 100
+                last[k] = (now, cpu)
+            row["agent_rss"] = rss_mib(agent.pid)
+            row["tail_rss"] = rss_mib(tail.pid)
+            row["agent_fds"] = fds(agent.pid)
+            records = metric(base, "log_records_total")
+            row["records"] = records
+            if now >= warm and records0 is None:
+                records0 = (now, records)
+            samples.append(row)
+            if args.progress:
+                print(
+                    f"{row['t'] / 60:6.1f} min  agent {row['agent_cpu']:5.2f}% "
+                    f"{row['agent_rss']:6.1f} MiB {row['agent_fds']} fds  "
+                    f"tail -F {row['tail_cpu']:5.2f}%  generator {row['generator_cpu']:5.1f}%",
+                    file=sys.stderr, flush=True)
+        records1 = (time.monotonic(), metric(base, "log_records_total"))
+        spans = metric(base, "otlp_spans_accepted_total")
+    finally:
+        for child in reversed(children):
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    steady = [s for s in samples if s["t"] >= args.warmup * 60]
+    if len(steady) < 2:
+        sys.exit("the run is too short for its warm-up: no steady samples")
+
+    def med(key):
+        return statistics.median(s[key] for s in steady)
+
+    def top(key):
+        return max(s[key] for s in steady)
+
+    lines_per_s = None
+    if records0 and records1[1] is not None and records0[1] is not None:
+        lines_per_s = (records1[1] - records0[1]) / (records1[0] - records0[0])
+    rss_points = [(s["t"], s["agent_rss"]) for s in steady]
+    report = {
+        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"load {os.getloadavg()[0]:.1f} at the end",
+        "binary": exe,
+        "minutes": args.minutes,
+        "warmup_minutes": args.warmup,
+        "lines_per_s_asked": args.lines,
+        "lines_per_s_counted": lines_per_s,
+        "spans_per_s_asked": args.spans,
+        "spans_accepted_total": spans,
+        "agent_cpu_pct_median": med("agent_cpu"),
+        "agent_cpu_pct_max": top("agent_cpu"),
+        "tail_f_cpu_pct_median": med("tail_cpu"),
+        "generator_cpu_pct_median": med("generator_cpu"),
+        "agent_rss_mib_median": med("agent_rss"),
+        "agent_rss_mib_max": top("agent_rss"),
+        "agent_rss_mib_first": steady[0]["agent_rss"],
+        "agent_rss_mib_last": steady[-1]["agent_rss"],
+        "agent_rss_slope_mib_per_10min": slope_per_10min(rss_points),
+        "tail_f_rss_mib_median": med("tail_rss"),
+        "agent_fds_max": top("agent_fds"),
+        "samples": samples,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
+    print(f"machine: {report['machine']}")
+    print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
+          f"{args.spans} spans/s; {args.minutes} min, first {args.warmup} min not counted")
+    print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
+    print("|---|---|---|")
+    print(f"| faultline | {report['agent_cpu_pct_median']:.2f} / {report['agent_cpu_pct_max']:.2f}"
+          f" | {report['agent_rss_mib_median']:.1f} / {report['agent_rss_mib_max']:.1f} |")
+    print(f"| tail -F (baseline) | {report['tail_f_cpu_pct_median']:.2f} / "
+          f"{top('tail_cpu'):.2f} | {report['tail_f_rss_mib_median']:.1f} / "
+          f"{top('tail_rss'):.1f} |")
+    print(f"| load generator | {report['generator_cpu_pct_median']:.2f} / "
+          f"{top('generator_cpu'):.2f} | - |")
+    print(f"agent / tail -F CPU: {ratio:.1f}x")
+    print(f"agent RSS after warm-up: {report['agent_rss_mib_first']:.1f} -> "
+          f"{report['agent_rss_mib_last']:.1f} MiB, slope "
+          f"{report['agent_rss_slope_mib_per_10min']:+.2f} MiB / 10 min; "
+          f"fds max {report['agent_fds_max']}")
+    print(f"work dir (logs, agent stderr): {work}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--lines", type=int, default=1000)
+    parser.add_argument("--spans", type=int, default=1000)
+    parser.add_argument("--sample", type=float, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bin")
+    parser.add_argument("--json")
+    parser.add_argument("--progress", action="store_true")
+    # The generator child's own arguments.
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--logs", help=argparse.SUPPRESS)
+    parser.add_argument("--otlp-http", help=argparse.SUPPRESS)
+    parser.add_argument("--task-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        generate(args)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
