@@ -218,18 +218,17 @@ fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
         "time=\"2024-03-11T08:00:05Z\" level=error msg=\"query failed\" error=\"i/o timeout\"\n",
     )
     .unwrap();
-    let port = crate::support::free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let stderr_path = dir.path().join("replay.stderr");
     let mut replay = std::process::Command::new(crate::support::binary())
         .args([
             "replay",
             "--serve",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             path.to_str().unwrap(),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("spawn faultline replay --serve");
     struct Kill<'a>(&'a mut std::process::Child);
@@ -240,6 +239,10 @@ fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
         }
     }
     let replay = Kill(&mut replay);
+    let limit = Duration::from_secs(30);
+    let listen = wait_announced(&stderr_path, "dashboard", limit, || {
+        replay.0.try_wait().ok().flatten()
+    });
     let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while crate::support::http_get(&format!("{base}/api/v1/health"))

@@ -44,7 +44,10 @@ pub fn announced(text: &str, name: &str) -> Option<String> {
     text.match_indices(name).find_map(|(at, word)| {
         let rest = text[at + word.len()..].trim_start_matches([' ', '=', '"', ':']);
         let rest = rest.strip_prefix("on ").unwrap_or(rest);
-        let rest = rest.strip_prefix("http://").unwrap_or(rest);
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| rest.strip_prefix(scheme))
+            .unwrap_or(rest);
         let end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
             .unwrap_or(rest.len());
@@ -367,6 +370,8 @@ fn addresses_are_read_from_every_announcement() {
         announced(demo, "dashboard").as_deref(),
         Some("127.0.0.1:9090")
     );
+    let tls = "running dashboard=https://127.0.0.1:6/ otlp_grpc=127.0.0.1:8";
+    assert_eq!(announced(tls, "dashboard").as_deref(), Some("127.0.0.1:6"));
     let replay = "faultline replay: dashboard on http://127.0.0.1:5/ (Ctrl-C to stop)";
     assert_eq!(
         announced(replay, "dashboard").as_deref(),
