@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit};
+use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit, ServiceStart};
 use faultline_diagnosis::culprit::ListenerSource;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
@@ -146,7 +146,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(settings.interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tracker = IncidentTracker::new();
+    let mut tracker = Kept::default();
     let settings = Arc::new(settings);
     let facts = Arc::new(facts);
     loop {
@@ -169,7 +169,7 @@ pub async fn run(
             }
             Err(err) => {
                 tracing::error!("the diagnosis failed and restarts empty: {err}");
-                tracker = IncidentTracker::new();
+                tracker = Kept::default();
             }
         }
     }
@@ -181,20 +181,72 @@ fn now_unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What the diagnosis keeps from one run to the next.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The incidents.
+    pub tracker: IncidentTracker,
+    /// The latest process id of each watched process, and when it was last seen (Unix ms).
+    pids: BTreeMap<String, (u32, i64)>,
+    /// When each watched process last started again (a new process id), Unix ms.
+    restarted: BTreeMap<String, i64>,
+}
+
+impl Kept {
+    /// Notes the watched processes' ids. A process whose id changed started again after the
+    /// old one was last seen: its stop (its clients' connections closed, its TIME-WAIT) is
+    /// part of the restart, and may show in the counters before the new process is found.
+    /// A target not found for a moment (id 0) is no restart: the same id may come back.
+    fn note_pids(&mut self, counters: &CountersSnapshot, now: i64) {
+        for p in &counters.processes {
+            if p.pid == 0 {
+                continue;
+            }
+            if let Some((old, seen)) = self.pids.insert(p.name.clone(), (p.pid, now)) {
+                if old != p.pid {
+                    self.restarted.insert(p.name.clone(), seen + 1);
+                }
+            }
+        }
+    }
+
+    /// The services that started again while the agent watched, with the series they own.
+    fn starts(&self, services: &[ServiceFacts]) -> Vec<ServiceStart> {
+        self.restarted
+            .iter()
+            .map(|(process, &at)| {
+                let facts = services.iter().find(|s| s.processes.contains(process));
+                ServiceStart {
+                    service: facts.map_or(process.clone(), |f| f.service.clone()),
+                    at_unix_ms: at,
+                    ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
+                    task_targets: facts
+                        .map(|f| f.task_targets.clone())
+                        .unwrap_or_else(|| vec![process.clone()]),
+                    processes: vec![process.clone()],
+                }
+            })
+            .collect()
+    }
+}
+
 /// One run over the stores.
 pub fn diagnose(
     views: &Views,
-    tracker: &mut IncidentTracker,
+    kept: &mut Kept,
     settings: &DiagnosisSettings,
     facts: &ConfiguredFacts,
     api: &str,
     now: i64,
 ) -> IncidentsDocument {
     let snapshot = views.counters.snapshot();
+    kept.note_pids(&snapshot, now);
     let (history, limits) = counter_history(&snapshot);
-    let report = anomaly::detect(&history, &limits, &settings.anomalies);
-    let patterns = diagnosed_patterns(views, tracker.incidents(), now);
+    let patterns = diagnosed_patterns(views, kept.tracker.incidents(), now);
     let services = service_facts(views, &snapshot, &patterns, facts);
+    let starts = kept.starts(&services);
+    let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    let tracker = &mut kept.tracker;
     let incidents = tracker
         .update(
             &DiagnosisInput {
@@ -592,6 +644,49 @@ mod tests {
             Some("http://127.0.0.1:6060/debug/pprof/goroutine?debug=2")
         );
         assert_eq!(stack_dump_url("not a url"), None);
+    }
+
+    #[test]
+    fn a_new_process_id_is_a_restart_from_when_the_old_one_was_last_seen() {
+        let process = |pid| web::ProcessSeries {
+            pid,
+            name: "edge".into(),
+            fds: web::Series::default(),
+            threads: web::Series::default(),
+            rss_bytes: web::Series::default(),
+            current: None,
+            error: None,
+        };
+        let at = |pid| CountersSnapshot {
+            processes: vec![process(pid)],
+            ..CountersSnapshot::default()
+        };
+        let mut kept = Kept::default();
+        kept.note_pids(&at(100), 1_000);
+        kept.note_pids(&at(100), 2_000);
+        // Not found for a moment, then the same process: no restart.
+        kept.note_pids(&at(0), 3_000);
+        kept.note_pids(&at(100), 4_000);
+        assert!(kept.starts(&[]).is_empty());
+        kept.note_pids(&at(0), 5_000);
+        kept.note_pids(&at(200), 6_000);
+        let services = [ServiceFacts {
+            service: "edge-svc".into(),
+            listen_ports: vec![8080],
+            task_targets: vec!["edge".into()],
+            processes: vec!["edge".into()],
+            ..ServiceFacts::default()
+        }];
+        assert_eq!(
+            kept.starts(&services),
+            vec![ServiceStart {
+                service: "edge-svc".into(),
+                at_unix_ms: 4_001,
+                ports: vec![8080],
+                task_targets: vec!["edge".into()],
+                processes: vec!["edge".into()],
+            }]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use clap::Args;
 use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent};
 use faultline_diagnosis::anomaly::AnomalyConfig;
 use faultline_diagnosis::hints::HintRules;
-use faultline_diagnosis::incident::{Incident, IncidentTracker};
+use faultline_diagnosis::incident::Incident;
 use faultline_ingest::counters::{CounterStore, CountersConfig};
 use faultline_ingest::tail::{replay_file, TailConfig};
 use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
@@ -287,7 +287,7 @@ fn replay_incidents(
     let facts = ConfiguredFacts::default();
     let (first, last) = span;
     let step = NANOS_PER_MINUTE.max((last - first) / MAX_DIAGNOSIS_STEPS + 1);
-    let mut tracker = IncidentTracker::new();
+    let mut kept = diagnosis::Kept::default();
     let mut raised: BTreeMap<String, Incident> = BTreeMap::new();
     let mut at = first;
     loop {
@@ -301,14 +301,7 @@ fn replay_incidents(
             Arc::new(Vec::new),
             Arc::new(move || now),
         );
-        let doc = diagnosis::diagnose(
-            &views,
-            &mut tracker,
-            &settings,
-            &facts,
-            api,
-            now / 1_000_000,
-        );
+        let doc = diagnosis::diagnose(&views, &mut kept, &settings, &facts, api, now / 1_000_000);
         for incident in &doc.incidents {
             raised.insert(incident.id.clone(), incident.clone());
         }

@@ -21,9 +21,9 @@
 //! storm or CLOSE-WAIT towards the port: connections opened per call or not closed), the
 //! service of a task target, process or traffic series. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
-//! window, marked node-wide, and open an incident of their own only when they count failures
-//! (listen overflows and drops). Service traffic (requests, failures) joins an incident of
-//! its service or a peer and opens one only when nothing else explains it.
+//! window, marked node-wide, and never open an incident of their own. Service traffic
+//! (requests, failures) joins an incident of its service or a peer and opens one only when
+//! nothing else explains it.
 //!
 //! Node activity is not an incident. A counter of a port no known service owns — no service
 //! listens there (from spans or a configured `[[counters.processes]] listen_port`) and no
@@ -388,25 +388,26 @@ impl IncidentTracker {
                 }),
             }
         }
-        // Node-wide failure counters open an incident when none started near them; other
-        // node-wide series with no incident near them are node activity.
+        // Node-wide series join the incidents near them; with none near, they are node
+        // activity, even those that count failures: listen drops of a service of the node
+        // show on its own accept queue too (the fullest listeners are counted one by one),
+        // and drops no known service's queue shows are another program's. Seen on the Go
+        // lab's quiet run: another lab's listen-overflow fault on the same machine.
         for a in &node_wide {
             let near = groups.iter().any(|g| {
                 g.iter()
                     .any(|&i| (signals[i].onset - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS)
             });
-            if !near && counts_failures(&a.key) {
-                signals.push(Signal {
-                    onset: a.changed_at_unix_ms,
-                    culprit: None,
-                    what: SignalWhat::Counter(a),
-                });
-                groups.push(vec![signals.len() - 1]);
-            } else if !near {
+            if !near {
                 node_signals.push(NodeSignal {
-                    reason: "node-wide: moves with any traffic on the node, and no incident \
-                             started within a minute of it"
-                        .to_owned(),
+                    reason: if counts_failures(&a.key) {
+                        "node-wide failures with no known service's signal within a minute: \
+                         no accept queue, port or pattern of a known service moved with it"
+                    } else {
+                        "node-wide: moves with any traffic on the node, and no incident \
+                         started within a minute of it"
+                    }
+                    .to_owned(),
                     anomaly: (*a).clone(),
                 });
             }
@@ -1057,6 +1058,17 @@ fn relate(
     }
     let peers = culprit.map(|c| peers(c, services)).unwrap_or_default();
     let owner = owner(key, services);
+    // Client-side damage on a callee's port (TIME-WAIT of a connection per call) is the
+    // calling culprit's own signature, not just its peer's port.
+    if let (Some(o), Some(c)) = (owner.as_deref(), culprit) {
+        if o != c {
+            if let Some((blamed, Some(CulpritRole::Caller), why)) = counter_culprit(key, services) {
+                if blamed == c {
+                    return (Relation::Culprit, why);
+                }
+            }
+        }
+    }
     let calls_only = match key {
         SeriesKey::PortState { port, .. } | SeriesKey::PortTotal { port, .. } => {
             listener(*port, services).is_none()
@@ -1581,12 +1593,24 @@ mod tests {
             side: PortSide::Remote,
             state: SocketState::TimeWait,
         };
+        // The caller's own listening port moves too (its callers wait on it): the storm
+        // towards its callee is its signature and leads.
+        let own = SeriesKey::PortTotal {
+            port: 8081,
+            side: PortSide::Local,
+        };
         let mut tracker = IncidentTracker::new();
-        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw, T0)]);
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[],
+            vec![anomaly(own, T0 + 500), anomaly(tw.clone(), T0)],
+        );
         let inc = &incidents[0];
         assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
         assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
-        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.counters[0].anomaly.key, tw, "{inc:#?}");
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
         assert_eq!(inc.hints[0].rule_id, "time-wait-storm");
     }
 
@@ -1822,7 +1846,7 @@ mod tests {
     }
 
     #[test]
-    fn node_wide_traffic_alone_is_no_incident_but_listen_overflows_are() {
+    fn node_wide_series_alone_are_node_activity_and_join_a_known_services_incident() {
         let mut tracker = IncidentTracker::new();
         let segs = anomaly(
             SeriesKey::ProtocolRate {
@@ -1837,10 +1861,20 @@ mod tests {
             },
             T0,
         );
-        let incidents = run(&mut tracker, T0 + 6_000, &[], vec![segs, overflows]);
-        assert_eq!(incidents.len(), 1);
+        let incidents = run(
+            &mut tracker,
+            T0 + 6_000,
+            &[],
+            vec![segs.clone(), overflows.clone()],
+        );
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        assert_eq!(tracker.node_signals().len(), 2);
+        // With a known service's accept queue filling, they are its incident.
+        let queue = anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 + 1_000);
+        let incidents = run(&mut tracker, T0 + 7_000, &[], vec![segs, overflows, queue]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
         assert_eq!(incidents[0].hints[0].rule_id, "listen-overflow");
-        assert!(incidents[0].culprit.service.is_none());
     }
 
     #[test]
