@@ -44,7 +44,7 @@ export function incidentCard(inc) {
         link("/cluster", { id: p.id }, template(p.text)),
         el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
-        p.services.map(service)))))
+        p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
     : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");
   return el("article", { class: "incident" + (inc.active ? " active" : " ended"), id: "incident-" + inc.id, "data-active": String(inc.active) },
     el("div", { class: "head" },
