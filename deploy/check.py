@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -169,25 +168,37 @@ def check_prometheus():
             ok(f"grafana dashboard queries ({len(rules['groups'][0]['rules'])}, promtool check rules)")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def announced_dashboard(text):
+    """The address the agent's start line announces (`dashboard=http://ADDR/`), or None."""
+    match = re.search(r'dashboard[=":\s]+http://([^/\s"]+)/', text)
+    return match.group(1) if match else None
 
 
 def scrape_metrics(binary):
-    """Starts the real agent on loopback, feeds it an error line, returns its /metrics text."""
+    """Starts the real agent on loopback, feeds it an error line, returns its /metrics text.
+
+    The agent binds port 0 itself and announces the address: a port picked here and bound
+    later could be taken in between by another process."""
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "svc.log")
         open(log, "w").close()
-        web = free_port()
+        stderr_path = os.path.join(tmp, "agent.stderr")
         cmd = [binary, "run", "--data-dir", os.path.join(tmp, "data"),
-               "--listen", f"127.0.0.1:{web}", "--otlp-grpc", "127.0.0.1:0",
+               "--listen", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0",
                "--otlp-http", "127.0.0.1:0", "--log", f"{log}=checkout"]
-        agent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(stderr_path, "w") as stderr:
+            agent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
-            base = f"http://127.0.0.1:{web}"
             deadline = time.time() + 30
+            address = None
+            while address is None:
+                address = announced_dashboard(open(stderr_path).read())
+                if address is None:
+                    if agent.poll() is not None or time.time() > deadline:
+                        raise RuntimeError("the agent announced no dashboard: "
+                                           + open(stderr_path).read()[-2000:])
+                    time.sleep(0.2)
+            base = f"http://{address}"
             while time.time() < deadline:
                 try:
                     urllib.request.urlopen(base + "/api/v1/health", timeout=2).read()
@@ -199,7 +210,9 @@ def scrape_metrics(binary):
                         '127.0.0.1:5000->127.0.0.1:8080: read: connection reset by peer"}\n')
             while time.time() < deadline:
                 text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
-                if "faultline_cluster_events_total{" in text and "faultline_tcp_sockets{" in text:
+                # A pattern of its own: cluster_id="other" is there from the start.
+                pattern = re.search(r'faultline_cluster_events_total\{cluster_id="(?!other")', text)
+                if pattern and "faultline_tcp_sockets{" in text:
                     return text
                 time.sleep(0.3)
             raise RuntimeError("the agent's /metrics never showed a pattern and the socket counts")

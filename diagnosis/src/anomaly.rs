@@ -20,7 +20,9 @@
 //!    its start-up there, not a usual level: its baseline starts
 //!    [`AnomalyConfig::warmup_ms`] after that start, and its search window starts later
 //!    when that is needed to keep the baseline's minimum; until then it is not judged, and
-//!    the answer says so ("edge (re)started at 20:41:03 UTC ...").
+//!    the answer says so ("edge (re)started at 20:41:03 UTC ..."). A restarted series must
+//!    also pass where it was before the restart (its clients reconnecting are no break), and
+//!    a port "not counted" for less than a baseline before it was counted has no past.
 //! 2. **Baseline.** Median level `m`, noise `σ = max(1.4826·MAD, √(|m|+1))`, band
 //!    `m ± 3σ`, and the baseline's own extreme (its highest point for a rise). A young
 //!    baseline (one that begins at such a start) that still climbs — connection pools
@@ -327,12 +329,19 @@ pub fn detect(
             label: label.clone(),
             reason,
         };
-        let Some(first) = points.iter().position(Option::is_some) else {
+        let Some(mut first) = points.iter().position(Option::is_some) else {
             report
                 .unjudged
                 .push(unjudged("no sample in the history".to_owned()));
             continue;
         };
+        // An upper bound too short to be a baseline stands for no past at all: the port
+        // was not counted for the agent's first seconds because its service had not started.
+        if let Some(counted) = first_counted(history, &series.key, len) {
+            if counted > first && counted - first < config.min_baseline_points + warmup_points {
+                first = counted;
+            }
+        }
         if split >= len {
             report.unjudged.push(unjudged(format!(
                 "the history holds {len} points; the baseline needs {} before the points judged",
@@ -419,7 +428,15 @@ pub fn detect(
             }
         }
         report.series_judged += 1;
-        let baseline = Baseline::of(&base, climb.unwrap_or(0.0), series_split - 1);
+        let mut baseline = Baseline::of(&base, climb.unwrap_or(0.0), series_split - 1);
+        // A restarted service's series coming back to where they were before the restart
+        // (its clients reconnecting) has not broken from anything.
+        if let (Some((i, Start::Restart(_))), None) = (&start, climb) {
+            let before = points[i.saturating_sub(baseline_points)..*i]
+                .iter()
+                .flatten();
+            baseline.highest = before.fold(baseline.highest, |m, &v| m.max(v));
+        }
         let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
         if let Some(mut a) = judge(
             history,
@@ -855,6 +872,27 @@ fn filled(
     (out, bounded_until)
 }
 
+/// The first point at which a series was counted for itself: for a socket state, where it or
+/// its port group has a point; `None` when it never was.
+fn first_counted(history: &CounterHistory, key: &SeriesKey, len: usize) -> Option<usize> {
+    let own = history
+        .get(key)
+        .and_then(|s| s.points.iter().take(len).position(Option::is_some));
+    let group = match key {
+        SeriesKey::PortState { port, side, .. } => history
+            .get(&SeriesKey::PortTotal {
+                port: *port,
+                side: *side,
+            })
+            .and_then(|s| s.points.iter().take(len).position(Option::is_some)),
+        _ => None,
+    };
+    match (own, group) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Per point, the smallest port group counted one by one (its total), `None` where no group
 /// was counted: the most sockets an uncounted group can have had then.
 fn port_floor(history: &CounterHistory, len: usize) -> Vec<Option<f64>> {
@@ -1273,8 +1311,21 @@ mod tests {
         points.extend(recorded.iter().map(|&v| Some(f64::from(v))));
         // Then it holds, as TIME-WAIT does once its first minute has passed.
         points.extend(noisy(120, 105.0, 4.0, 17));
-        let h = history(vec![(total.clone(), points)]);
+        // Its TIME-WAIT sockets alone, beside another program's port counted from the
+        // agent's first sample: the edge's port was "not counted" for a second, which is no
+        // baseline.
+        let tw = port_state(8080, PortSide::Local, SocketState::TimeWait);
+        let other = SeriesKey::PortTotal {
+            port: 5432,
+            side: PortSide::Local,
+        };
+        let h = history(vec![
+            (total.clone(), points.clone()),
+            (tw.clone(), points),
+            (other, noisy(197, 30.0, 3.0, 9)),
+        ]);
         assert_eq!(raised_at(&h, &total, 1, 196), None);
+        assert_eq!(raised_at(&h, &tw, 1, 196), None);
     }
 
     #[test]
@@ -1306,10 +1357,11 @@ mod tests {
         // reconnect, and the old connections it closed sit in TIME-WAIT for a minute.
         let estab = port_state(8080, PortSide::Local, SocketState::Established);
         let tw = port_state(8080, PortSide::Local, SocketState::TimeWait);
-        let mut e = noisy(420, 30.0, 3.0, 5);
+        let mut e = noisy(420, 30.0, 2.0, 5);
         let mut t: Vec<Option<f64>> = vec![Some(0.0); 420];
+        // Its clients come back slowly: 12 for 45 s, then back up to the usual 30.
         for i in 300..420 {
-            e[i] = Some(((i - 300) as f64 * 3.0).min(30.0));
+            e[i] = Some((12.0 + 0.6 * (i as f64 - 345.0).max(0.0)).min(30.0).round());
             t[i] = Some(if i < 360 { 60.0 } else { 0.0 });
         }
         let h = history(vec![(estab, e), (tw.clone(), t)]);

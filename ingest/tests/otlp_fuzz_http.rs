@@ -1,14 +1,13 @@
 //! Arbitrary requests against a live receiver: every answer is one of the statuses the spec
 //! allows for the request, and the receiver keeps serving good requests afterwards.
 
-#[path = "otlp_support.rs"]
 mod support;
 
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use prost::Message;
-use support::{gzip, post, request, span, Harness};
+use support::otlp::{gzip, post, request, span, Harness};
 
 fn live() -> &'static (tokio::runtime::Runtime, Harness) {
     static LIVE: OnceLock<(tokio::runtime::Runtime, Harness)> = OnceLock::new();

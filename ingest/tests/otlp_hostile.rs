@@ -1,7 +1,6 @@
 //! Hostile and broken input at the OTLP receivers: every bad request gets the spec's status and
 //! a message, nothing panics, and the receiver keeps serving the next good request.
 
-#[path = "otlp_support.rs"]
 mod support;
 
 use faultline_ingest::otlp::{OtlpConfig, TaskMetric};
@@ -14,7 +13,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use support::{gzip, kv, post, request, span, Harness, Reply, RpcStatus};
+use support::otlp::{gzip, kv, post, request, span, Harness, Reply, RpcStatus};
 
 async fn still_serving(harness: &Harness, trace: u8) {
     let reply = post(

@@ -2,7 +2,6 @@
 //! stays within its bound, and every span that was acknowledged is in the store — nothing is
 //! accepted and then dropped.
 
-#[path = "otlp_support.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use faultline_ingest::TraceId;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::{status, Span, Status};
 use prost::Message;
-use support::{post, request, Harness};
+use support::otlp::{post, request, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_types::StatusExt;
 
@@ -390,8 +389,8 @@ async fn concurrent_gzip_bodies_share_one_decompressed_bytes_budget() {
         let harness = harness.clone();
         tasks.push(tokio::spawn(async move {
             let mut spans = many_spans(n, 1);
-            spans[0].attributes = vec![support::kv("blob", &"x".repeat(2 * 1024 * 1024))];
-            let body = support::gzip(&request(spans).encode_to_vec());
+            spans[0].attributes = vec![support::otlp::kv("blob", &"x".repeat(2 * 1024 * 1024))];
+            let body = support::otlp::gzip(&request(spans).encode_to_vec());
             let reply = post(
                 &harness,
                 "/v1/traces",

@@ -4,7 +4,6 @@
 //! chain must come back with the right tree, the logs under the right spans and payments as
 //! the origin of the error.
 
-#[path = "otlp_support.rs"]
 mod support;
 
 use std::process::Stdio;
@@ -20,7 +19,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use support::Harness;
+use support::otlp::Harness;
 
 /// Where the receivers listen.
 #[derive(Clone, Copy, Debug)]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, http_get, http_get_with, Agent};
+use crate::support::{http_get, http_get_with, Agent};
 
 #[test]
 fn health_answers_with_version_uptime_and_bound_addresses() {
@@ -126,7 +126,6 @@ fn run_with_no_flags_serves_health_on_the_default_port() {
     assert!(status.success());
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["components"]["web"]["address"], "127.0.0.1:7070");
-    let _ = free_port();
 }
 
 /// With `telemetry.otlp_endpoint` set, the agent's own spans reach an OTLP receiver — here a

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::support::{faultline, free_port};
+use crate::support::faultline;
 
 fn stderr_of(args: &[&str]) -> (i32, String) {
     let out = faultline(args);
@@ -135,11 +135,10 @@ fn a_missing_config_file_and_an_unusable_data_dir_are_clear_errors() {
     let file = dir.path().join("a-file");
     fs::write(&file, "x").unwrap();
     let data_dir = file.join("data");
-    let listen = format!("127.0.0.1:{}", free_port());
     let (code, stderr) = stderr_of(&[
         "run",
         "--listen",
-        &listen,
+        "127.0.0.1:0",
         "--data-dir",
         data_dir.to_str().unwrap(),
     ]);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{binary, free_port, http_get};
+use crate::support::{binary, http_get, wait_announced};
 
 /// The demo's promise to a new user: the fault is on the dashboard within a minute.
 const SHOWN_WITHIN: Duration = Duration::from_secs(60);
@@ -47,6 +47,12 @@ impl Demo {
             err,
             _output_dir: output_dir,
         }
+    }
+
+    /// The dashboard address the demo printed (it binds `127.0.0.1:0` itself).
+    fn dashboard(&mut self) -> String {
+        let out = self.out.clone();
+        wait_announced(&out, "dashboard", SHOWN_WITHIN, || self.exited())
     }
 
     fn pid(&self) -> u32 {
@@ -165,8 +171,6 @@ fn chain_ports(stdout: &str) -> Vec<u16> {
 #[test]
 fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let mut demo = Demo::start(
         tmp.path(),
@@ -176,9 +180,10 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
             "--baseline",
             BASELINE_SECS,
             "--listen",
-            &listen,
+            "127.0.0.1:0",
         ],
     );
+    let listen = demo.dashboard();
 
     // The injected fault (inventory closes connections without answering) as the API shows
     // it: a new pattern with the HTTP client's own words, seen in orders, the caller.
@@ -268,7 +273,11 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
         "the chain line names three services\n{}",
         demo.output()
     );
-    ports.push(port);
+    let dashboard_port = listen
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the announced address {listen}"));
+    ports.push(dashboard_port);
     assert!(
         children_of(demo.pid()).is_empty(),
         "the demo started child processes: {:?}",
@@ -305,7 +314,6 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
 #[test]
 fn demo_close_wait_climbs_on_the_callees_port_in_the_agents_counters() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
     let mut demo = Demo::start(
         tmp.path(),
@@ -315,9 +323,10 @@ fn demo_close_wait_climbs_on_the_callees_port_in_the_agents_counters() {
             "--baseline",
             "3",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
         ],
     );
+    let listen = demo.dashboard();
     // The callee (inventory, last in the chain) stops reading and closing what it accepts:
     // orders times out and closes, and CLOSE-WAIT climbs on inventory's port. Nothing is
     // logged by inventory; the counters are the evidence.

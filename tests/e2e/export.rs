@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, Agent};
+use crate::support::Agent;
 
 /// Generous: two agents and a Python interpreter share two loaded cores.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -218,8 +218,9 @@ fn spans_and_logs_sent_to_a_arrive_in_b_with_their_attributes_and_pattern_ids() 
 #[test]
 fn an_upstream_that_goes_away_gets_what_waited_once_it_is_back() {
     require_python_sdk();
-    let b_addr = format!("127.0.0.1:{}", free_port());
-    let b = Agent::start_on_grpc(tempfile::tempdir().expect("tempdir"), &b_addr, &[]);
+    // B picks its port; its restart takes the same one back (held by B until just before).
+    let b = Agent::start(&[]);
+    let b_addr = b.otlp_grpc();
     let a = start_forwarding_agent(&b_addr, "");
     let first = send_trace(&a);
     eventually("the first trace in B", || full_chain(&b, &first));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-use crate::support::{binary, free_port};
+use crate::support::{announced, binary, wait_announced};
 
 const WEB_TOKEN: &str = "web-token-0123456789abcdef";
 const OTLP_TOKEN: &str = "otlp-token-fedcba9876543210";
@@ -101,7 +101,6 @@ fn tls_listeners_and_the_otlp_token_hold_against_the_python_sdk() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, made.cert.pem()).expect("cert");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("key");
-    let (web, grpc, http) = (free_port(), free_port(), free_port());
     let config = dir.path().join("faultline.toml");
     let tls = format!(
         "cert_file = {:?}\nkey_file = {:?}\n",
@@ -111,8 +110,8 @@ fn tls_listeners_and_the_otlp_token_hold_against_the_python_sdk() {
     std::fs::write(
         &config,
         format!(
-            "[web]\nlisten = \"127.0.0.1:{web}\"\ntoken = \"{WEB_TOKEN}\"\n[web.tls]\n{tls}\
-             [otlp]\ngrpc_listen = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\n\
+            "[web]\nlisten = \"127.0.0.1:0\"\ntoken = \"{WEB_TOKEN}\"\n[web.tls]\n{tls}\
+             [otlp]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              token = \"{OTLP_TOKEN}\"\n[otlp.tls]\n{tls}"
         ),
     )
@@ -135,9 +134,19 @@ fn tls_listeners_and_the_otlp_token_hold_against_the_python_sdk() {
         .spawn()
         .expect("spawn faultline run");
     let mut agent = Running { child, stderr };
+    // The agent binds port 0 itself and announces the addresses it got.
+    let web = wait_announced(
+        &agent.stderr.clone(),
+        "dashboard",
+        Duration::from_secs(30),
+        || agent.child.try_wait().ok().flatten(),
+    );
+    let text = agent.stderr();
+    let grpc_endpoint = announced(&text, "otlp_grpc").expect("otlp_grpc announced");
+    let http_endpoint = announced(&text, "otlp_http").expect("otlp_http announced");
 
     let client = trusting_client(&made.cert.pem());
-    let base = format!("https://127.0.0.1:{web}");
+    let base = format!("https://{web}");
     let get = |path: &str| -> Option<(u16, String)> {
         let response = client
             .get(format!("{base}{path}"))
@@ -161,10 +170,8 @@ fn tls_listeners_and_the_otlp_token_hold_against_the_python_sdk() {
     }
 
     // The dashboard speaks only TLS: a plain-text request gets no answer, and is counted.
-    assert!(crate::support::http_get(&format!("http://127.0.0.1:{web}/api/v1/health")).is_err());
+    assert!(crate::support::http_get(&format!("http://{web}/api/v1/health")).is_err());
 
-    let grpc_endpoint = format!("127.0.0.1:{grpc}");
-    let http_endpoint = format!("127.0.0.1:{http}");
     let mut stored = Vec::new();
     let mut refused = Vec::new();
     for (protocol, endpoint) in [("grpc", &grpc_endpoint), ("http", &http_endpoint)] {

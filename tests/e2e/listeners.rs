@@ -168,10 +168,9 @@ fn a_crowd_at_the_fd_limit_on_the_dashboard_does_not_blind_the_otlp_listeners() 
 #[test]
 fn an_otlp_listener_beyond_loopback_is_warned_about_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = crate::support::free_port();
     let stderr_path = dir.path().join("agent.stderr");
     let mut child = std::process::Command::new(crate::support::binary())
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["run", "--listen", "127.0.0.1:0"])
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "0.0.0.0:0"])
         .args(["--data-dir", &dir.path().join("data").display().to_string()])
         .args(["--log", &format!("{}/*.log", dir.path().display())])
@@ -180,8 +179,12 @@ fn an_otlp_listener_beyond_loopback_is_warned_about_at_start() {
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&format!("http://127.0.0.1:{port}/api/v1/health")).is_err() {
+    let limit = Duration::from_secs(30);
+    let address = crate::support::wait_announced(&stderr_path, "dashboard", limit, || {
+        child.try_wait().ok().flatten()
+    });
+    let deadline = Instant::now() + limit;
+    while http_get(&format!("http://{address}/api/v1/health")).is_err() {
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
             let _ = child.kill();
             panic!(

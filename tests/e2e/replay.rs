@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::support::{binary, faultline, free_port, http_get};
+use crate::support::{binary, faultline, http_get, wait_announced};
 
 #[test]
 fn the_timeline_orders_patterns_by_first_seen_with_exact_peaks() {
@@ -148,22 +148,25 @@ fn replay_serves_the_incidents_the_diagnosis_raises_over_the_replayed_time() {
     let path = dir.path().join("checkout.log");
     std::fs::write(&path, log).unwrap();
 
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let stderr_path = dir.path().join("replay.stderr");
     let child = std::process::Command::new(binary())
         .args([
             "replay",
             "--serve",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             path.to_str().unwrap(),
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("spawn faultline replay --serve");
-    let _running = Running(child);
+    let mut running = Running(child);
+    let limit = std::time::Duration::from_secs(60);
+    let listen = wait_announced(&stderr_path, "dashboard", limit, || {
+        running.0.try_wait().ok().flatten()
+    });
     let url = format!("http://{listen}/api/v1/incidents");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let doc: Value = loop {
@@ -215,18 +218,17 @@ fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
         "time=\"2024-03-11T08:00:05Z\" level=error msg=\"query failed\" error=\"i/o timeout\"\n",
     )
     .unwrap();
-    let port = crate::support::free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let stderr_path = dir.path().join("replay.stderr");
     let mut replay = std::process::Command::new(crate::support::binary())
         .args([
             "replay",
             "--serve",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             path.to_str().unwrap(),
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("spawn faultline replay --serve");
     struct Kill<'a>(&'a mut std::process::Child);
@@ -237,6 +239,10 @@ fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
         }
     }
     let replay = Kill(&mut replay);
+    let limit = Duration::from_secs(30);
+    let listen = wait_announced(&stderr_path, "dashboard", limit, || {
+        replay.0.try_wait().ok().flatten()
+    });
     let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while crate::support::http_get(&format!("{base}/api/v1/health"))

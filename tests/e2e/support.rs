@@ -1,8 +1,8 @@
-//! Running the real binary: start an agent on free loopback ports with a temporary data
-//! directory, wait until `/api/v1/health` answers, stop it with a signal.
+//! Running the real binary: start an agent on loopback ports it picks itself (`:0`, so no
+//! other process can take a port between its choice and its bind), read the dashboard address
+//! it announces, wait until `/api/v1/health` answers, stop it with a signal.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -36,13 +36,52 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("collect output")
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The address (`127.0.0.1:PORT`) that `text` announces under `name`: the agent's start line
+/// (`dashboard=http://ADDR/`, `otlp_grpc=ADDR` as text, `"dashboard":"http://ADDR/"` as
+/// JSON), the demo's banner (`dashboard  http://ADDR/`) or replay's (`dashboard on
+/// http://ADDR/`). `None` until it is written.
+pub fn announced(text: &str, name: &str) -> Option<String> {
+    text.match_indices(name).find_map(|(at, word)| {
+        let rest = text[at + word.len()..].trim_start_matches([' ', '=', '"', ':']);
+        let rest = rest.strip_prefix("on ").unwrap_or(rest);
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| rest.strip_prefix(scheme))
+            .unwrap_or(rest);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+            .unwrap_or(rest.len());
+        let address = &rest[..end];
+        address
+            .parse::<std::net::SocketAddr>()
+            .is_ok()
+            .then(|| address.to_owned())
+    })
+}
+
+/// Polls the file `path` (a child's output) until it announces the address `name` (see
+/// [`announced`]); panics with the output when `exited` says the child is gone or `limit`
+/// passes.
+pub fn wait_announced(
+    path: &Path,
+    name: &str,
+    limit: Duration,
+    mut exited: impl FnMut() -> Option<ExitStatus>,
+) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(address) = announced(&text, name) {
+            return address;
+        }
+        if let Some(status) = exited() {
+            panic!("faultline exited with {status} before announcing its {name}:\n{text}");
+        }
+        if started.elapsed() > limit {
+            panic!("faultline announced no {name} within {limit:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A running agent.
@@ -101,13 +140,11 @@ impl Agent {
         let data_dir = dir.path().join("data");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).expect("logs dir");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let log_glob = format!("{}/*.log", logs.display());
         let mut args: Vec<String> = vec![
             "run".into(),
             "--listen".into(),
-            listen,
+            "127.0.0.1:0".into(),
             "--otlp-grpc".into(),
             otlp_grpc.into(),
             "--otlp-http".into(),
@@ -140,12 +177,17 @@ impl Agent {
         let child = command.spawn().expect("spawn faultline run");
         let mut agent = Agent {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             data_dir,
             dir,
             stderr_path,
         };
-        agent.wait_healthy(Duration::from_secs(30));
+        let limit = Duration::from_secs(30);
+        let address = wait_announced(&agent.stderr_path.clone(), "dashboard", limit, || {
+            agent.child.as_mut()?.try_wait().ok().flatten()
+        });
+        agent.base = format!("http://{address}");
+        agent.wait_healthy(limit);
         agent
     }
 
@@ -262,6 +304,13 @@ impl Agent {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// The OTLP/gRPC address the agent announced at start (it binds what it was given, `:0`
+    /// unless [`Agent::start_on_grpc`]).
+    pub fn otlp_grpc(&self) -> String {
+        announced(&self.stderr(), "otlp_grpc")
+            .unwrap_or_else(|| panic!("no otlp_grpc address announced:\n{}", self.stderr()))
+    }
+
     /// Path of a file in the tailed logs directory.
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("logs").join(name)
@@ -299,4 +348,35 @@ pub fn http_get_with(url: &str, token: Option<&str>) -> Result<(u16, String), re
     let response = request.send()?;
     let status = response.status().as_u16();
     Ok((status, response.text()?))
+}
+
+#[test]
+fn addresses_are_read_from_every_announcement() {
+    let text =
+        "2026-12-05T05:46:06Z  INFO faultline 0.1.0 running dashboard=http://127.0.0.1:42261/ \
+                otlp_grpc=127.0.0.1:43299 otlp_http=127.0.0.1:45149";
+    assert_eq!(
+        announced(text, "dashboard").as_deref(),
+        Some("127.0.0.1:42261")
+    );
+    assert_eq!(
+        announced(text, "otlp_grpc").as_deref(),
+        Some("127.0.0.1:43299")
+    );
+    let json = r#"{"fields":{"message":"faultline running","dashboard":"http://127.0.0.1:7/"}}"#;
+    assert_eq!(announced(json, "dashboard").as_deref(), Some("127.0.0.1:7"));
+    let demo = "  chain      orders -> inventory\n  dashboard  http://127.0.0.1:9090/\n";
+    assert_eq!(
+        announced(demo, "dashboard").as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    let tls = "running dashboard=https://127.0.0.1:6/ otlp_grpc=127.0.0.1:8";
+    assert_eq!(announced(tls, "dashboard").as_deref(), Some("127.0.0.1:6"));
+    let replay = "faultline replay: dashboard on http://127.0.0.1:5/ (Ctrl-C to stop)";
+    assert_eq!(
+        announced(replay, "dashboard").as_deref(),
+        Some("127.0.0.1:5")
+    );
+    assert_eq!(announced("the dashboard is starting", "dashboard"), None);
+    assert_eq!(announced("dashboard=http://127.0.0.1:", "dashboard"), None);
 }

@@ -1,8 +1,6 @@
 //! Shared set-up of the OTLP tests: real receivers on loopback ports, a real trace store, a
 //! log queue and a task-counter sink that keeps what it gets.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
