@@ -886,6 +886,16 @@ mod tests {
                 "http://",
             ),
             (
+                "[export]\notlp_endpoint = \"collector:4317\"",
+                "export.otlp_endpoint",
+                "http://",
+            ),
+            (
+                "[export]\notlp_endpoint = \"http://c:4318\"\nprotocol = \"http/json\"",
+                "export.protocol",
+                "http/protobuf",
+            ),
+            (
                 "[telemetry]\nlog_format = \"xml\"",
                 "telemetry.log_format",
                 "json",

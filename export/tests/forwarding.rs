@@ -307,3 +307,77 @@ async fn a_permanent_refusal_is_counted_as_rejected() {
     stop.cancel();
     let _ = task.await;
 }
+
+fn tls_file(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("test TLS material {path}: {e}"))
+}
+
+async fn grpc_tls_receiver(receiver: Receiver, stop: CancellationToken) -> SocketAddr {
+    let identity =
+        tonic::transport::Identity::from_pem(tls_file("server.pem"), tls_file("server.key"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .expect("server TLS");
+    tokio::spawn(async move {
+        let mut server = server;
+        let _ = server
+            .add_service(TraceServiceServer::new(receiver))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.cancelled_owned(),
+            )
+            .await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_over_tls_checks_the_upstream_against_ca_file() {
+    let stop = CancellationToken::new();
+    let receiver = Receiver::default();
+    let addr = grpc_tls_receiver(receiver.clone(), stop.clone()).await;
+    let endpoint = format!("https://localhost:{}", addr.port());
+
+    // Trusting the public web roots only, the test CA's certificate is refused: retried,
+    // never delivered.
+    let untrusted = settings(endpoint.clone(), "grpc");
+    let (exporter, task) =
+        Exporter::spawn(untrusted, stop.child_token(), Duration::from_millis(100))
+            .expect("exporter");
+    assert!(exporter.offer(traces("GET /tls", 1)));
+    until(
+        "a refused handshake",
+        || exporter.stats(),
+        |s| s.request_failures > 0,
+    )
+    .await;
+    assert_eq!(exporter.stats().delivered[0], 0);
+    assert!(receiver
+        .got
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty());
+
+    // With the CA from ca_file: delivered.
+    let mut trusted = settings(endpoint, "grpc");
+    trusted.ca_pem = Some(tls_file("ca.pem"));
+    let (exporter, second) =
+        Exporter::spawn(trusted, stop.child_token(), Duration::from_millis(100)).expect("exporter");
+    assert!(exporter.offer(traces("GET /tls", 2)));
+    until(
+        "delivery over TLS",
+        || exporter.stats(),
+        |s| s.delivered[0] == 2,
+    )
+    .await;
+    assert_eq!(
+        receiver.got.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        1
+    );
+    stop.cancel();
+    let _ = task.await;
+    let _ = second.await;
+}

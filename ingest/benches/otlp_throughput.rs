@@ -2,7 +2,9 @@
 //! process: spans per second accepted *and* assembled into the trace store, over HTTP/protobuf
 //! and gRPC. Baselines measured in the same run: protobuf decoding alone, and inserting
 //! already-converted spans into the store alone (the ceiling the receivers approach).
-//! Also the resident memory of a store holding 100,000 traces.
+//! Also the resident memory of a store holding 100,000 traces, and the gRPC figure again with
+//! `[export]` forwarding everything to an upstream that accepts connections and never answers
+//! (the buffer fills, the rest is dropped and counted): what a dead upstream costs ingestion.
 //!
 //! Run: `cargo bench -p faultline-ingest --bench otlp_throughput`
 //! Every figure is the median of several runs (the machine is shared and noisy).
@@ -98,15 +100,48 @@ struct Server {
     grpc: SocketAddr,
     http: SocketAddr,
     shutdown: CancellationToken,
-    _queue: faultline_ingest::otlp::LogReceiver,
+    _queue: Option<faultline_ingest::otlp::LogReceiver>,
+    exporter: Option<faultline_export::Exporter>,
 }
 
 async fn server() -> Server {
+    server_with(None).await
+}
+
+/// The receivers, forwarding to `upstream` (gRPC) when given: the log queue is then drained
+/// as the agent's pipeline does, each forwarded request handed to the exporter.
+async fn server_with(upstream: Option<SocketAddr>) -> Server {
     let store = Arc::new(TraceStore::new(TraceStoreConfig {
         max_traces: 1_000_000,
         ..TraceStoreConfig::default()
     }));
-    let (logs, queue) = log_queue(1_000_000);
+    let (logs, mut queue) = log_queue(1_000_000);
+    let shutdown = CancellationToken::new();
+    let exporter = upstream.map(|addr| {
+        let settings = faultline_export::ExportConfig {
+            otlp_endpoint: format!("http://{addr}"),
+            ..faultline_export::ExportConfig::default()
+        }
+        .validate()
+        .expect("valid")
+        .expect("on");
+        faultline_export::Exporter::spawn(settings, shutdown.clone(), Duration::from_millis(10))
+            .expect("exporter")
+            .0
+    });
+    let (logs, queue) = match &exporter {
+        None => (logs, Some(queue)),
+        Some(exporter) => {
+            tokio::spawn(async move {
+                while let Some(batch) = queue.recv().await {
+                    if let (_, Some(pending)) = batch.into_parts() {
+                        pending.send();
+                    }
+                }
+            });
+            (logs.forwarding(exporter.clone()), None)
+        }
+    };
     let receivers = OtlpReceivers::new(
         OtlpConfig::default(),
         OtlpOutputs {
@@ -118,7 +153,6 @@ async fn server() -> Server {
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let (g, h) = OtlpReceivers::bind(any, any).await.expect("bind");
     let (grpc, http) = (g.local_addr().expect("addr"), h.local_addr().expect("addr"));
-    let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
         let _ = receivers.serve(g, h, token).await;
@@ -129,6 +163,7 @@ async fn server() -> Server {
         http,
         shutdown,
         _queue: queue,
+        exporter,
     }
 }
 
@@ -181,7 +216,10 @@ async fn run_http(run: usize) -> f64 {
 }
 
 async fn run_grpc(run: usize) -> f64 {
-    let server = server().await;
+    run_grpc_on(run, server().await).await
+}
+
+async fn run_grpc_on(run: usize, server: Server) -> f64 {
     // Built before the clock starts and handed over, not cloned: the sender's cost is the
     // client's encoding, as for the HTTP sender's pre-encoded bodies it is a copy.
     let mut per_sender: Vec<Vec<ExportTraceServiceRequest>> =
@@ -314,11 +352,24 @@ fn main() {
     let mut grpc = Vec::new();
     let mut decode = Vec::new();
     let mut store = Vec::new();
+    let mut forwarding = Vec::new();
+    let mut dropped = Vec::new();
+    // Accepts connections (the kernel's backlog does) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
     for run in 0..RUNS {
         decode.push(run_decode_only(run));
         store.push(run_store_only());
         http.push(rt.block_on(run_http(run)));
         grpc.push(rt.block_on(run_grpc(run)));
+        let (rate, drops) = rt.block_on(async {
+            let server = server_with(Some(silent_addr)).await;
+            let exporter = server.exporter.clone().expect("forwarding");
+            let rate = run_grpc_on(run, server).await;
+            (rate, exporter.stats().dropped_total())
+        });
+        forwarding.push(rate);
+        dropped.push(drops as f64);
     }
     let (http, grpc, decode, store) = (median(http), median(grpc), median(decode), median(store));
     println!(
@@ -337,6 +388,12 @@ fn main() {
         "  gRPC accepted+assembled            {grpc:>12.0} spans/s  ({:.2}x of store-only)",
         grpc / store
     );
+    let (forwarding, dropped) = (median(forwarding), median(dropped));
+    println!(
+        "  gRPC, forwarding to a silent upstream {forwarding:>9.0} spans/s  ({:.2}x of gRPC without forwarding; {dropped:.0} spans dropped and counted per run)",
+        forwarding / grpc
+    );
+    drop(silent);
 
     // Memory: 100,000 retained traces of 3 spans each.
     let before = rss_kib();
