@@ -813,7 +813,9 @@ pub struct CountersSnapshot {
     /// socket source can be read (see `sources`).
     #[serde(default)]
     pub socket_totals: Option<SocketTotals>,
-    /// Listening sockets with their accept queues, fullest first (at most the top N).
+    /// Listening sockets with their accept queues: the top N fullest first, then the other
+    /// listeners of service ports (configured, busy or already charted), so a quiet
+    /// service's queue keeps its history.
     #[serde(default)]
     pub listeners: Vec<ListenQueue>,
     /// Listening sockets left out of `listeners` by the bound.
