@@ -325,7 +325,10 @@ impl IncidentTracker {
                 culprit: counter_culprit(&a.key, input.services),
                 what: SignalWhat::Counter(a),
             };
-            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) && a.direction == Direction::Rise {
+            // A service's traffic says that something changed for it, not where: its
+            // requests fall when its callers cannot reach it (their lookups fail), its
+            // failures rise with any fault below it.
+            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) {
                 secondary.push(signal);
             } else {
                 signals.push(signal);
@@ -333,32 +336,67 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         // Service traffic joins a group of its service or a peer that started within the
-        // window; alone, it is a group of its own.
+        // window; alone, a rise of failures is a group of its own (a 5xx surge), a rise of
+        // requests is node activity (more traffic is no fault by itself).
+        let mut node_signals = Vec::new();
         for s in secondary {
             let service = match &s.what {
                 SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
                 SignalWhat::Pattern(_) => String::new(),
             };
+            let fall = matches!(&s.what, SignalWhat::Counter(a) if a.direction == Direction::Fall);
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
                     let o = &signals[i];
                     (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
                         && (involves(o, &service)
-                            || o.culprit
-                                .as_ref()
-                                .is_some_and(|c| peers(&c.0, input.services).contains(&service)))
+                            || o.culprit.as_ref().is_some_and(|c| {
+                                peers(&c.0, input.services).contains(&service)
+                                    // Requests stop all the way down from a caller that
+                                    // cannot reach its callee.
+                                    || (fall && downstream(&c.0, input.services).contains(&service))
+                            }))
                 })
             });
-            signals.push(s);
-            let i = signals.len() - 1;
-            match home {
-                Some(g) => groups[g].push(i),
-                None => groups.push(vec![i]),
+            let more_requests = match &s.what {
+                SignalWhat::Counter(a) => (a.direction == Direction::Rise
+                    && matches!(
+                        a.key,
+                        SeriesKey::ServiceTraffic {
+                            metric: TrafficMetric::Requests,
+                            ..
+                        }
+                    ))
+                .then_some(*a),
+                SignalWhat::Pattern(_) => None,
+            };
+            match (home, more_requests) {
+                (None, Some(a)) => node_signals.push(NodeSignal {
+                    reason: format!(
+                        "{}: more requests with no failure, pattern or counter of it or its \
+                         peers within a minute",
+                        service
+                    ),
+                    anomaly: a.clone(),
+                }),
+                (home, _) => {
+                    let mut s = s;
+                    // Joining a group, a fall of requests names no culprit of its own: the
+                    // group's signals say where the fault lives.
+                    if home.is_some() && fall {
+                        s.culprit = None;
+                    }
+                    signals.push(s);
+                    let i = signals.len() - 1;
+                    match home {
+                        Some(g) => groups[g].push(i),
+                        None => groups.push(vec![i]),
+                    }
+                }
             }
         }
         // A port no known service owns joins a group one of whose signals is about that
         // port; alone, it is node activity.
-        let mut node_signals = Vec::new();
         for a in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
@@ -589,6 +627,25 @@ fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
         .find(|s| s.service == service)
         .map(|s| s.callers.iter().chain(&s.callees).cloned().collect())
         .unwrap_or_default()
+}
+
+/// The services `service` calls, directly or through others (its callees, theirs, ...).
+fn downstream(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![service.to_owned()];
+    while let Some(s) = todo.pop() {
+        let Some(f) = services.iter().find(|x| x.service == s) else {
+            continue;
+        };
+        // Each service is pushed once: bounded by the services known.
+        for c in &f.callees {
+            if c != service && !found.contains(c) {
+                found.push(c.clone());
+                todo.push(c.clone());
+            }
+        }
+    }
+    found
 }
 
 /// The service listening on `port`.
@@ -907,9 +964,31 @@ fn build(
             }
         })
         .collect();
+    // A failure rate of a service retells the patterns' own errors when there are patterns:
+    // it follows the related counters that say more (a callee's request rate falling when
+    // its caller's lookups fail), before the unrelated ones.
+    let with_patterns = !patterns.is_empty();
+    let class = |c: &IncidentCounter| -> u8 {
+        let echo = with_patterns
+            && matches!(
+                c.anomaly.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Errors,
+                    ..
+                }
+            );
+        match (c.relation, echo) {
+            (Relation::Culprit, false) => 0,
+            (Relation::Peer, false) => 1,
+            (Relation::Culprit | Relation::Peer, true) => 2,
+            (Relation::Unrelated, _) => 3,
+            (Relation::NodeWide, _) => 4,
+        }
+    };
     listed.sort_by(|a, b| {
-        a.relation
-            .cmp(&b.relation)
+        class(a)
+            .cmp(&class(b))
+            .then(a.relation.cmp(&b.relation))
             .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
             // A port's state says more than its total.
             .then(
@@ -1354,6 +1433,94 @@ mod tests {
             side: PortSide::Local,
             state: SocketState::CloseWait,
         }
+    }
+
+    #[test]
+    fn a_callees_request_rate_falling_leads_its_callers_lookup_failures_and_more_requests_alone_are_node_activity(
+    ) {
+        let t0 = 1_795_638_600_000;
+        let lookups = blamed(
+            pattern(
+                "a",
+                "dial tcp: lookup stock on 127.0.0.53:53: no such host",
+                &["orders"],
+                t0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::Caller,
+        );
+        let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric,
+        };
+        let mut fall = anomaly(traffic("stock", TrafficMetric::Requests), t0 + 8_000);
+        fall.direction = Direction::Fall;
+        let errors = anomaly(traffic("orders", TrafficMetric::Errors), t0 + 2_000);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&lookups),
+            vec![fall.clone(), errors.clone()],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+        let labels: Vec<&str> = inc
+            .counters
+            .iter()
+            .map(|c| c.anomaly.label.as_str())
+            .collect();
+        // The callee's requests falling says more than the culprit's failures, which retell
+        // its patterns.
+        assert_eq!(
+            labels,
+            ["stock request rate", "orders error rate"],
+            "{inc:#?}"
+        );
+        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.counters[1].relation, Relation::Culprit);
+
+        // The caller at the top of the chain fails its lookups: requests stop all the way
+        // down, and every fall joins its incident.
+        let top = blamed(
+            pattern(
+                "b",
+                "dial tcp: lookup orders on 127.0.0.53:53: no such host",
+                &["gateway"],
+                t0,
+                &["t2"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut below = anomaly(traffic("orders", TrafficMetric::Requests), t0 + 8_000);
+        below.direction = Direction::Fall;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&top),
+            vec![fall.clone(), below],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+        assert_eq!(incidents[0].counters.len(), 2, "{incidents:#?}");
+
+        // More requests alone are no incident; failures alone are (a 5xx surge), and so is a
+        // fall alone (its callers stopped reaching it).
+        let rise = anomaly(traffic("gateway", TrafficMetric::Requests), t0);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, t0 + 20_000, &[], vec![rise]);
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        assert_eq!(tracker.node_signals().len(), 1);
+        assert!(tracker.node_signals()[0].reason.contains("more requests"));
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, t0 + 20_000, &[], vec![errors, fall]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].counters.len(), 2, "{incidents:#?}");
     }
 
     #[test]

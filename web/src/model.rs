@@ -22,7 +22,9 @@
 use std::sync::Arc;
 
 pub use faultline_diagnosis::culprit::Culprit;
-pub use faultline_diagnosis::moved::{MovedCounter, MovedVerdict, MovedWithIt};
+pub use faultline_diagnosis::moved::{
+    MovedConfidence, MovedCounter, MovedRelation, MovedUnjudged, MovedVerdict, MovedWithIt,
+};
 pub use faultline_diagnosis::onset::OnsetSource;
 pub use faultline_diagnosis::{MinuteCounts, SecondCounts, Series};
 pub use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState};
