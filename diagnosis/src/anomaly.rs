@@ -959,21 +959,11 @@ fn evidence(
 mod tests {
     use super::*;
     use crate::history::CounterSeries;
+    use crate::testing::Noise;
     use faultline_series::{PortSide, ProcessMetric, SocketState};
 
     /// 2026-11-25T20:30:00Z.
     const START: i64 = 1_795_638_600_000;
-
-    /// A deterministic noise source (xorshift), so a failure reproduces.
-    struct Noise(u64);
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % 10_000) as f64 / 10_000.0
-        }
-    }
 
     fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
         SeriesKey::PortState { port, side, state }
@@ -1014,6 +1004,23 @@ mod tests {
                 .iter()
                 .any(|a| &a.key == key)
         })
+    }
+
+    /// Asserts the detector raises nothing at any second in `ends`, told of `starts`.
+    fn assert_no_break(
+        h: &CounterHistory,
+        ends: std::ops::RangeInclusive<usize>,
+        starts: &[ServiceStart],
+        config: &AnomalyConfig,
+    ) {
+        for end in ends {
+            let report = detect(&at(h, end), &[], starts, config);
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
     }
 
     /// Noise around `level` (± `spread`), rounded like a count.
@@ -1168,14 +1175,7 @@ mod tests {
             fresh,
         ));
         let h = history(series);
-        for end in 300..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 300..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1233,14 +1233,7 @@ mod tests {
             (fds, f),
             (tw, t),
         ]);
-        for end in 440..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 440..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1266,14 +1259,7 @@ mod tests {
             search_ms: 30_000,
             ..AnomalyConfig::default()
         };
-        for end in 1..=420 {
-            let report = detect(&at(&h, end), &[], &[], &config);
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=420, &[], &config);
         let report = detect(&at(&h, 60), &[], &[], &config);
         let why = report.unjudged.iter().find(|u| u.key == tasks).unwrap();
         assert!(
@@ -1314,14 +1300,7 @@ mod tests {
     #[test]
     fn sockets_still_piling_up_after_a_service_started_are_warming_up_not_a_break() {
         let h = edge_warming_up(300, None);
-        for end in 1..=300 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=300, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1408,19 +1387,12 @@ mod tests {
             raised.anomalies.iter().any(|a| a.key == tw),
             "without the restart known, its TIME-WAIT is a break: {raised:?}"
         );
-        for end in 290..=420 {
-            let report = detect(
-                &at(&h, end),
-                &[],
-                std::slice::from_ref(&restart),
-                &AnomalyConfig::default(),
-            );
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(
+            &h,
+            290..=420,
+            std::slice::from_ref(&restart),
+            &AnomalyConfig::default(),
+        );
         let report = detect(&at(&h, 330), &[], &[restart], &AnomalyConfig::default());
         let why = report.unjudged.iter().find(|u| u.key == tw).unwrap();
         assert!(
