@@ -615,6 +615,24 @@ fn callers_of_port(port: u16, services: &[ServiceFacts]) -> Vec<&ServiceFacts> {
         .collect()
 }
 
+/// The service a task (goroutine) target is configured for: the one that claims it, else
+/// the target's own name (a user names a target after what it watches).
+fn task_owner<'a>(target: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.task_targets.iter().any(|t| t == target))
+        .map_or(target, |s| s.service.as_str())
+}
+
+/// The service a watched process is configured for: the one that claims it, else the
+/// process's own name.
+fn process_owner<'a>(name: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.processes.iter().any(|p| p == name))
+        .map_or(name, |s| s.service.as_str())
+}
+
 /// The known service a (not node-wide) series belongs to, `None` when no known service owns
 /// it: a port's series belongs to the service listening there, else to the service whose
 /// calls go there; a task target or a watched process is configured by the user for a
@@ -627,18 +645,8 @@ fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
         | SeriesKey::ListenQueue { port } => listener(*port, services)
             .or_else(|| callers_of_port(*port, services).into_iter().next())
             .map(|s| s.service.clone()),
-        SeriesKey::Task { target, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.task_targets.contains(target))
-                .map_or(target.clone(), |s| s.service.clone()),
-        ),
-        SeriesKey::Process { name, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.processes.contains(name))
-                .map_or(name.clone(), |s| s.service.clone()),
-        ),
+        SeriesKey::Task { target, .. } => Some(task_owner(target, services).to_owned()),
+        SeriesKey::Process { name, .. } => Some(process_owner(name, services).to_owned()),
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
     }
@@ -743,10 +751,7 @@ fn counter_culprit(
         // A task or process target is named by the user after what it watches: without a
         // service that claims it, its name stands for the service.
         SeriesKey::Task { target, .. } => {
-            let service = services
-                .iter()
-                .find(|s| s.task_targets.contains(target))
-                .map_or(target.as_str(), |s| s.service.as_str());
+            let service = task_owner(target, services);
             Some((
                 service.to_owned(),
                 None,
@@ -754,10 +759,7 @@ fn counter_culprit(
             ))
         }
         SeriesKey::Process { name, .. } => {
-            let service = services
-                .iter()
-                .find(|s| s.processes.contains(name))
-                .map_or(name.as_str(), |s| s.service.as_str());
+            let service = process_owner(name, services);
             Some((
                 service.to_owned(),
                 None,
