@@ -90,10 +90,10 @@ pub const MIN_SOCKET_CHANGE: f64 = 20.0;
 /// `somaxconn`, but a lab or an old service may use 8 to 128), and a queue that holds five
 /// connections nobody accepts is already a stuck `accept()`.
 pub const MIN_QUEUE_CHANGE: f64 = 5.0;
-/// Smallest step of a task (goroutine), fd or thread count: a Go service's goroutines
+/// Smallest step or ramp of a task (goroutine), fd or thread count: a Go service's goroutines
 /// wobble by a few per in-flight request; a leak adds one or more per request.
 pub const MIN_PROCESS_CHANGE: f64 = 20.0;
-/// Smallest rise of a ramp above the usual level (levels only): a strictly rising series of
+/// Smallest rise of a ramp of a socket count above its usual level: a strictly rising series of
 /// at least [`RAMP_MIN_POINTS`] points that has climbed this far is not churn (churn appears
 /// as a jump of a few sockets, not a steady climb). Eight keeps a leak of one socket a second
 /// within about ten seconds of its start.
@@ -610,9 +610,14 @@ fn rule(key: &SeriesKey) -> KindRule {
             min_ramp: Some(MIN_QUEUE_CHANGE),
             falls: false,
         },
-        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => {
-            level(MIN_PROCESS_CHANGE)
-        }
+        // A process's goroutines, fds and threads follow its connections and in-flight
+        // requests: a slow climb of a dozen as its callers open more keep-alive connections is
+        // how it grows into its load, so a ramp must climb as far as a step.
+        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => KindRule {
+            min_step: MIN_PROCESS_CHANGE,
+            min_ramp: Some(MIN_PROCESS_CHANGE),
+            falls: false,
+        },
         // Memory moves by megabytes with every allocation burst; a change of level is not an
         // incident by itself, so only a step of at least 6σ and 64 MiB counts.
         CounterKind::ProcessMemory => KindRule {
@@ -960,21 +965,11 @@ fn evidence(
 mod tests {
     use super::*;
     use crate::history::CounterSeries;
+    use crate::testing::Noise;
     use faultline_series::{PortSide, ProcessMetric, SocketState};
 
     /// 2026-11-25T20:30:00Z.
     const START: i64 = 1_795_638_600_000;
-
-    /// A deterministic noise source (xorshift), so a failure reproduces.
-    struct Noise(u64);
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % 10_000) as f64 / 10_000.0
-        }
-    }
 
     fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
         SeriesKey::PortState { port, side, state }
@@ -1015,6 +1010,23 @@ mod tests {
                 .iter()
                 .any(|a| &a.key == key)
         })
+    }
+
+    /// Asserts the detector raises nothing at any second in `ends`, told of `starts`.
+    fn assert_no_break(
+        h: &CounterHistory,
+        ends: std::ops::RangeInclusive<usize>,
+        starts: &[ServiceStart],
+        config: &AnomalyConfig,
+    ) {
+        for end in ends {
+            let report = detect(&at(h, end), &[], starts, config);
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
     }
 
     /// Noise around `level` (± `spread`), rounded like a count.
@@ -1108,6 +1120,33 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_goroutine_climb_is_no_leak_and_a_leak_is_raised_within_seconds() {
+        // Seen on the Go lab's quiet run: a mid service's goroutines crept 16 → 30 over
+        // 72 s two minutes after it started (more keep-alive connections from its callers),
+        // a steady climb of less than a process's step minimum. A leak of that service
+        // (37 → 3,746 in 30 s) passes the minimum within a second.
+        let tasks = SeriesKey::Task {
+            target: "checkout".into(),
+            source: "pprof".into(),
+        };
+        let start = 400;
+        let mut slow = noisy(600, 16.0, 1.0, 21);
+        for (j, p) in slow[start..].iter_mut().enumerate() {
+            *p = Some((16.0 + 14.0 * (j as f64 + 1.0) / 72.0).min(30.0).round());
+        }
+        let h = history(vec![(tasks.clone(), slow)]);
+        assert_eq!(raised_at(&h, &tasks, start, 599), None);
+
+        let mut leak = noisy(600, 37.0, 2.0, 22);
+        for (j, p) in leak[start..].iter_mut().enumerate() {
+            *p = Some((37.0 + 124.0 * (j as f64 + 1.0)).min(3_746.0));
+        }
+        let h = history(vec![(tasks.clone(), leak)]);
+        let at_end = raised_at(&h, &tasks, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
     fn background_churn_of_other_programs_raises_nothing() {
         // Ten minutes of other programs' client sockets: bursts of 6 to 14 TIME-WAIT on
         // their peers' ports every few seconds, a node-wide total that wobbles with them,
@@ -1142,14 +1181,7 @@ mod tests {
             fresh,
         ));
         let h = history(series);
-        for end in 300..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 300..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1207,14 +1239,7 @@ mod tests {
             (fds, f),
             (tw, t),
         ]);
-        for end in 440..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 440..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1240,14 +1265,7 @@ mod tests {
             search_ms: 30_000,
             ..AnomalyConfig::default()
         };
-        for end in 1..=420 {
-            let report = detect(&at(&h, end), &[], &[], &config);
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=420, &[], &config);
         let report = detect(&at(&h, 60), &[], &[], &config);
         let why = report.unjudged.iter().find(|u| u.key == tasks).unwrap();
         assert!(
@@ -1288,14 +1306,7 @@ mod tests {
     #[test]
     fn sockets_still_piling_up_after_a_service_started_are_warming_up_not_a_break() {
         let h = edge_warming_up(300, None);
-        for end in 1..=300 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=300, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1382,19 +1393,12 @@ mod tests {
             raised.anomalies.iter().any(|a| a.key == tw),
             "without the restart known, its TIME-WAIT is a break: {raised:?}"
         );
-        for end in 290..=420 {
-            let report = detect(
-                &at(&h, end),
-                &[],
-                std::slice::from_ref(&restart),
-                &AnomalyConfig::default(),
-            );
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(
+            &h,
+            290..=420,
+            std::slice::from_ref(&restart),
+            &AnomalyConfig::default(),
+        );
         let report = detect(&at(&h, 330), &[], &[restart], &AnomalyConfig::default());
         let why = report.unjudged.iter().find(|u| u.key == tw).unwrap();
         assert!(

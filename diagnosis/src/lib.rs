@@ -25,6 +25,8 @@ pub mod history;
 pub mod incident;
 pub mod moved;
 pub mod onset;
+#[cfg(test)]
+mod testing;
 mod text;
 
 pub use activity::{Emerging, EmergingKind, MinuteCounts, PatternActivity, SecondCounts};

@@ -901,23 +901,13 @@ mod tests {
     use super::*;
     use crate::activity::{Emerging, EmergingKind, MinuteCounts, SecondCounts};
     use crate::history::CounterSeries;
+    use crate::testing::Noise;
 
     /// 2026-11-25T20:30:00Z: the start of the synthetic 15-minute history.
     const START: i64 = 1_795_638_600_000;
     const LEN: usize = 900;
     /// The onset: ten minutes into the history.
     const ONSET: i64 = START + 600_000;
-
-    /// A deterministic noise source (xorshift), so a failure reproduces.
-    struct Noise(u64);
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % 10_000) as f64 / 10_000.0
-        }
-    }
 
     fn at(i: usize) -> i64 {
         START + i as i64 * 1000
