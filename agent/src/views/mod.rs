@@ -177,6 +177,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let c = views.counters.snapshot();
         assert_eq!(c.sampled_at_unix_ms, 0);
@@ -203,6 +204,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let rows = views.clusters.summaries();
         assert_eq!(rows.len(), 1);
