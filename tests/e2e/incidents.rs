@@ -378,3 +378,76 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
     );
     drop(live);
 }
+
+/// The incident that lists a pattern whose text contains `needle`, if any.
+fn incident_with_pattern(doc: &Value, needle: &str) -> Option<Value> {
+    doc["incidents"].as_array()?.iter().find_map(|i| {
+        i["patterns"]
+            .as_array()?
+            .iter()
+            .any(|p| p["text"].as_str().is_some_and(|t| t.contains(needle)))
+            .then(|| i.clone())
+    })
+}
+
+#[test]
+fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
+    let (agent, config) = start_agent(&[]);
+    let config_path = config.path().join("faultline.toml");
+    let config_arg = config_path.to_str().expect("utf-8 path").to_owned();
+    // A service failing every call, 40 error lines a second, before and across the restart.
+    let log = agent.log_path("payments.log");
+    let outage = Loop::start(move || {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open log");
+        for port in [51_000, 51_001] {
+            let line = format!(
+                r#"{{"level":"error","ts":{ts:.6},"caller":"pay/charge.go:88","msg":"charge failed","service":"payments","error":"dial tcp 10.0.3.7:5432: connect: connection refused (local {port})"}}"#
+            );
+            std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+                .expect("write log");
+        }
+    });
+    let needle = "connection refused";
+    let before = poll_incidents(&agent, Duration::from_secs(20), |doc| {
+        incident_with_pattern(doc, needle).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident before the restart: {doc:#}"));
+    let first = incident_with_pattern(&before, needle).expect("incident");
+    assert_eq!(first["ongoing_at_start"], false, "{first:#}");
+
+    // The agent dies with the outage going on, and comes back on the same data.
+    let dir = agent.kill9();
+    let agent = Agent::start_in(dir, &["--config", &config_arg]);
+    let restarted = Instant::now();
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with_pattern(doc, needle).is_some()
+    })
+    .unwrap_or_else(|doc| {
+        panic!(
+            "no incident within {RAISED_WITHIN:?} of the restart ({:?} after): {doc:#}",
+            restarted.elapsed()
+        )
+    });
+    let incident = incident_with_pattern(&doc, needle).expect("incident");
+    assert_eq!(incident["active"], true, "{incident:#}");
+    // Its onset is before this agent started: the API says so rather than dating the outage
+    // at the restart.
+    assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
+    let started_ms = agent.get_json("/api/v1/health")["started_at_unix"]
+        .as_i64()
+        .expect("started_at_unix")
+        * 1000;
+    let onset = incident["onset_unix_ms"].as_i64().expect("onset");
+    assert!(
+        onset < started_ms,
+        "onset {onset} not before the start {started_ms}: {incident:#}"
+    );
+    drop(outage);
+}
