@@ -19,7 +19,10 @@
 //! the series: the service listening on its port (a CLOSE-WAIT leak or a full accept queue
 //! is the listener's), the single caller of that service for client-side damage (a TIME-WAIT
 //! storm or CLOSE-WAIT towards the port: connections opened per call or not closed), the
-//! service of a task target, process or traffic series. Node-wide series (protocol rates,
+//! service of a task target, process or traffic series. TIME-WAIT on the listener's own side
+//! (it closed first) is its single caller's too (a client with keep-alives off asks it to
+//! close), unless calls to the listener fail with it as their culprit near the change: then
+//! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
 //! (requests, failures) joins an incident of its service or a peer and opens one only when
@@ -329,7 +332,8 @@ impl IncidentTracker {
             }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: counter_culprit(&a.key, input.services),
+                culprit: closing_callee(a, input.patterns, input.services)
+                    .or_else(|| counter_culprit(&a.key, input.services)),
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
@@ -660,6 +664,47 @@ fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
     }
+}
+
+/// TIME-WAIT on a listener's own side of its port: the listener closed those connections
+/// first. It does so on its own (it closes after each answer, or without one) or because its
+/// callers ask it to (`Connection: close` from a client with keep-alives off, which Go's
+/// server honours by closing first): the sockets cannot tell which, and [`counter_culprit`]
+/// names the single caller. When calls to the listener fail near the change with the
+/// listener as their culprit (a callee closing without an answer: EOF), it closes on its own:
+/// the TIME-WAIT is the callee's, and one incident with those failures.
+fn closing_callee(
+    a: &CounterAnomaly,
+    patterns: &[PatternInput],
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    } = a.key
+    else {
+        return None;
+    };
+    let owner = listener(port, services)?;
+    let failing = patterns.iter().find(|p| {
+        (p.onset_unix_ms - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS
+            && p.culprit.as_ref().is_some_and(|c| {
+                c.service == owner.service
+                    && matches!(c.role, CulpritRole::Callee | CulpritRole::SelfReported)
+            })
+    })?;
+    Some((
+        owner.service.clone(),
+        Some(CulpritRole::Callee),
+        format!(
+            "{} is on the side of {}: it closes its connections first, and calls to it fail \
+             with it as their culprit ({})",
+            a.label,
+            owner.service,
+            failing.text
+        ),
+    ))
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -1837,6 +1882,63 @@ mod tests {
         );
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert!(tracker.node_signals().is_empty());
+    }
+
+    #[test]
+    fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
+        // stock closes every call of orders without a body: orders fails with EOF, and stock
+        // holds the TIME-WAIT of the connections it closed first, on its own port.
+        let tw = SeriesKey::PortState {
+            port: 8082,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        };
+        let eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://127.0.0.1:8082/v1/stock\": EOF",
+                &["orders"],
+                T0 + 1_500,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            std::slice::from_ref(&eof),
+            vec![anomaly(tw.clone(), T0)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Callee));
+        assert_eq!(inc.counters[0].anomaly.key, tw, "{inc:#?}");
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
+
+        // The same sockets with no failing call: its single caller asked it to close (a
+        // connection per call with keep-alives off), the caller's storm.
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw.clone(), T0)]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].culprit.role, Some(CulpritRole::Caller));
+        // A failure of the listener far from the change says nothing about it.
+        let mut late = eof.clone();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 10_000;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + GROUP_WINDOW_MS + 15_000,
+            &[late],
+            vec![anomaly(tw.clone(), T0)],
+        );
+        let counter = incidents
+            .iter()
+            .find(|i| i.counters.iter().any(|c| c.anomaly.key == tw))
+            .expect("the TIME-WAIT's incident");
+        assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
     }
 
     #[test]
