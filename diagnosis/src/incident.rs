@@ -112,6 +112,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
+    /// from GET /x`): how a failure echoes up the call chain, not what failed.
+    pub status_echo: bool,
 }
 
 /// What the agent knows about one service on the node, to relate counters to it.
@@ -280,6 +283,9 @@ struct Signal<'a> {
     onset: i64,
     culprit: Option<(String, Option<CulpritRole>, String)>,
     what: SignalWhat<'a>,
+    /// An untraced echo that joined the incident of the failure it echoes (listed after the
+    /// incident's own patterns).
+    echo: bool,
 }
 
 enum SignalWhat<'a> {
@@ -332,6 +338,7 @@ impl IncidentTracker {
                     .as_ref()
                     .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
                 what: SignalWhat::Pattern(p),
+                echo: false,
             });
         }
         for a in &input.anomalies.anomalies {
@@ -348,6 +355,7 @@ impl IncidentTracker {
                 culprit: closing_callee(a, input.patterns, input.services)
                     .or_else(|| counter_culprit(&a.key, input.services)),
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
             if matches!(a.key, SeriesKey::ServiceTraffic { .. }) && a.direction == Direction::Rise {
                 secondary.push(signal);
@@ -356,6 +364,7 @@ impl IncidentTracker {
             }
         }
         let mut groups = group(&signals);
+        join_untraced_echoes(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
         // window; alone, it is a group of its own.
         for s in secondary {
@@ -388,6 +397,7 @@ impl IncidentTracker {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -846,6 +856,102 @@ fn counter_culprit(
     }
 }
 
+/// Moves each untraced echo into the incident of the failure it echoes.
+///
+/// A caller that reports its callee's failure without a trace id (Gin's own `Error #01: GET
+/// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` line under its access line) shares no
+/// trace with the failure and has no culprit: its pattern was an incident of its own, "seen
+/// in" the echoing service (the demo's second incident, beside the EOF it echoed). Records
+/// without a trace id count one each, but such a pattern is one more view of a known failure
+/// when, within the window, an incident with a culprit is downstream of it: the address its
+/// message names is the culprit's or a service that calls the culprit, or it only reports an
+/// HTTP error status and a service it was seen in calls the culprit. With several such
+/// incidents, the one whose onset is nearest. A pattern with a culprit or a trace is never
+/// moved, nor one whose group already has a culprit.
+fn join_untraced_echoes(
+    groups: &mut Vec<Vec<usize>>,
+    signals: &mut [Signal<'_>],
+    services: &[ServiceFacts],
+) {
+    let culprit_of = |g: &[usize], signals: &[Signal<'_>]| -> Option<String> {
+        g.iter()
+            .find_map(|&j| signals[j].culprit.as_ref().map(|c| c.0.clone()))
+    };
+    for i in 0..signals.len() {
+        let SignalWhat::Pattern(p) = signals[i].what else {
+            continue;
+        };
+        if p.culprit.is_some() || !p.trace_ids.is_empty() {
+            continue;
+        }
+        let Some(from) = groups.iter().position(|g| g.contains(&i)) else {
+            continue;
+        };
+        if culprit_of(&groups[from], signals).is_some() {
+            continue;
+        }
+        let named = peer_of(p)
+            .as_deref()
+            .and_then(port_of)
+            .and_then(|port| listener(port, services))
+            .map(|s| s.service.clone());
+        let echoes = |culprit: &str| {
+            named
+                .as_deref()
+                .is_some_and(|n| n == culprit || calls(n, culprit, services))
+                || (p.status_echo && p.services.iter().any(|s| calls(s, culprit, services)))
+        };
+        let home = groups
+            .iter()
+            .enumerate()
+            .filter(|(g, _)| *g != from)
+            .filter_map(|(g, members)| {
+                let culprit = culprit_of(members, signals)?;
+                let nearest = members
+                    .iter()
+                    .map(|&j| (signals[j].onset - signals[i].onset).abs())
+                    .min()?;
+                (nearest <= GROUP_WINDOW_MS && echoes(&culprit)).then_some((nearest, g))
+            })
+            .min();
+        let Some((_, to)) = home else {
+            continue;
+        };
+        groups[from].retain(|&j| j != i);
+        groups[to].push(i);
+        signals[i].echo = true;
+    }
+    groups.retain(|g| !g.is_empty());
+}
+
+/// Whether `from` calls `to`, directly or through its callees (bounded by the services
+/// known). A callee is known from spans (a SERVER span under a CLIENT span) or from the port
+/// a CLIENT span called and the service listening there: a callee that closes without
+/// answering sends no span while it fails.
+fn calls(from: &str, to: &str, services: &[ServiceFacts]) -> bool {
+    let mut seen: BTreeSet<&str> = BTreeSet::from([from]);
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        let Some(facts) = services.iter().find(|s| s.service == at) else {
+            continue;
+        };
+        let by_port = facts
+            .called_ports
+            .iter()
+            .filter_map(|&port| listener(port, services))
+            .map(|s| s.service.as_str());
+        for callee in facts.callees.iter().map(String::as_str).chain(by_port) {
+            if callee == to {
+                return true;
+            }
+            if seen.insert(callee) {
+                next.push(callee);
+            }
+        }
+    }
+    false
+}
+
 /// Groups signals: within the window and sharing a trace or a culprit, never two culprits in
 /// one group. Greedy over pairs in onset order, so the answer does not depend on input order.
 fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
@@ -918,14 +1024,22 @@ fn build(
 ) -> (Incident, BTreeSet<Member>) {
     let now = input.now_unix_ms;
     let mut patterns: Vec<&PatternInput> = Vec::new();
+    let mut echoes: Vec<&PatternInput> = Vec::new();
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
     for s in members {
         match &s.what {
+            SignalWhat::Pattern(p) if s.echo => echoes.push(p),
             SignalWhat::Pattern(p) => patterns.push(p),
             SignalWhat::Counter(a) => counters.push(a),
         }
     }
-    patterns.sort_by(|a, b| a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id)));
+    // The incident's own patterns earliest first, then the untraced echoes of them.
+    let by_onset = |a: &&PatternInput, b: &&PatternInput| {
+        a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id))
+    };
+    patterns.sort_by(by_onset);
+    echoes.sort_by(by_onset);
+    patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
     // patterns' first: their failing calls say how the culprit failed (a caller whose
@@ -1318,6 +1432,7 @@ mod tests {
             last_seen_unix_ms: onset + 5_000,
             count: 10,
             trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+            status_echo: false,
         }
     }
 
@@ -2038,6 +2153,131 @@ mod tests {
         let callers = &incidents[1];
         assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
         assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    }
+
+    /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
+    /// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
+    /// pattern shares no trace with the EOF it echoes and has no culprit. It joins the EOF's
+    /// incident (gateway calls orders, which calls the culprit stock), listed after it.
+    #[test]
+    fn an_untraced_echo_joins_the_incident_of_the_failure_it_echoes() {
+        let eof = blamed(
+            pattern(
+                "eof",
+                "Get \"<url>\": EOF",
+                &["orders", "gateway"],
+                T0,
+                &["t1", "t2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut gin = pattern(
+            "gin",
+            "GET <url>: <num> Bad Gateway",
+            &["gateway"],
+            T0 - 200,
+            &[],
+        );
+        gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+        gin.status_echo = true;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let ids: Vec<&str> = incidents[0]
+            .patterns
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, ["eof", "gin"]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        assert_eq!(incidents[0].hints[0].rule_id, "callee-closed");
+
+        // While the callee fails it sends no span: orders' calls to it are known by port.
+        let mut services = chain();
+        services[1].callees.clear();
+        services[1].called_ports = vec![8082];
+        services[2].callers.clear();
+        let incidents = run_with(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            report(vec![]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Without the address, the status report of a service upstream of the culprit.
+        let mut bare = gin.clone();
+        bare.example = Some("request failed: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), bare],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        // An untraced transport error naming the callee's address joins too.
+        let mut named = pattern("named", "Get \"<url>\": EOF", &["gateway"], T0, &[]);
+        named.example = Some("Get \"http://127.0.0.1:8081/v1/orders/7\": EOF".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), named],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Not an echo: the culprit's own status report (it calls no one below itself), a
+        // message that is no status and names no address, an echo a minute and more away.
+        let mut own = gin.clone();
+        own.services = vec!["stock".into()];
+        own.example = Some("upstream said 503 Service Unavailable".into());
+        let mut other = pattern("other", "login failed", &["gateway"], T0, &[]);
+        other.example = Some("login failed".into());
+        let mut late = gin.clone();
+        late.id = "late".into();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 1_000;
+        late.last_seen_unix_ms = late.onset_unix_ms;
+        for p in [own, other, late] {
+            let incidents = run(
+                &mut IncidentTracker::new(),
+                T0 + GROUP_WINDOW_MS + 5_000,
+                &[eof.clone(), p.clone()],
+                vec![],
+            );
+            assert_eq!(incidents.len(), 2, "{}: {incidents:#?}", p.id);
+        }
+        // An echo of a service that does not call the culprit stays apart: gateway's lookups
+        // fail (its own culprit), and stock's untraced 502 is not about it.
+        let dns = blamed(
+            pattern(
+                "dns",
+                "dial tcp: lookup <id>: no such host",
+                &["gateway"],
+                T0,
+                &["t3"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut stocks = gin.clone();
+        stocks.services = vec!["stock".into()];
+        stocks.example = Some("GET http://127.0.0.1:8082/x: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[dns, stocks],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
     }
 
     #[test]
