@@ -90,10 +90,10 @@ pub const MIN_SOCKET_CHANGE: f64 = 20.0;
 /// `somaxconn`, but a lab or an old service may use 8 to 128), and a queue that holds five
 /// connections nobody accepts is already a stuck `accept()`.
 pub const MIN_QUEUE_CHANGE: f64 = 5.0;
-/// Smallest step of a task (goroutine), fd or thread count: a Go service's goroutines
+/// Smallest step or ramp of a task (goroutine), fd or thread count: a Go service's goroutines
 /// wobble by a few per in-flight request; a leak adds one or more per request.
 pub const MIN_PROCESS_CHANGE: f64 = 20.0;
-/// Smallest rise of a ramp above the usual level (levels only): a strictly rising series of
+/// Smallest rise of a ramp of a socket count above its usual level: a strictly rising series of
 /// at least [`RAMP_MIN_POINTS`] points that has climbed this far is not churn (churn appears
 /// as a jump of a few sockets, not a steady climb). Eight keeps a leak of one socket a second
 /// within about ten seconds of its start.
@@ -604,9 +604,14 @@ fn rule(key: &SeriesKey) -> KindRule {
             min_ramp: Some(MIN_QUEUE_CHANGE),
             falls: false,
         },
-        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => {
-            level(MIN_PROCESS_CHANGE)
-        }
+        // A process's goroutines, fds and threads follow its connections and in-flight
+        // requests: a slow climb of a dozen as its callers open more keep-alive connections is
+        // how it grows into its load, so a ramp must climb as far as a step.
+        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => KindRule {
+            min_step: MIN_PROCESS_CHANGE,
+            min_ramp: Some(MIN_PROCESS_CHANGE),
+            falls: false,
+        },
         // Memory moves by megabytes with every allocation burst; a change of level is not an
         // incident by itself, so only a step of at least 6σ and 64 MiB counts.
         CounterKind::ProcessMemory => KindRule {
@@ -1106,6 +1111,33 @@ mod tests {
             "{}",
             fd.evidence
         );
+    }
+
+    #[test]
+    fn a_slow_goroutine_climb_is_no_leak_and_a_leak_is_raised_within_seconds() {
+        // Seen on the Go lab's quiet run: a mid service's goroutines crept 16 → 30 over
+        // 72 s two minutes after it started (more keep-alive connections from its callers),
+        // a steady climb of less than a process's step minimum. A leak of that service
+        // (37 → 3,746 in 30 s) passes the minimum within a second.
+        let tasks = SeriesKey::Task {
+            target: "checkout".into(),
+            source: "pprof".into(),
+        };
+        let start = 400;
+        let mut slow = noisy(600, 16.0, 1.0, 21);
+        for (j, p) in slow[start..].iter_mut().enumerate() {
+            *p = Some((16.0 + 14.0 * (j as f64 + 1.0) / 72.0).min(30.0).round());
+        }
+        let h = history(vec![(tasks.clone(), slow)]);
+        assert_eq!(raised_at(&h, &tasks, start, 599), None);
+
+        let mut leak = noisy(600, 37.0, 2.0, 22);
+        for (j, p) in leak[start..].iter_mut().enumerate() {
+            *p = Some((37.0 + 124.0 * (j as f64 + 1.0)).min(3_746.0));
+        }
+        let h = history(vec![(tasks.clone(), leak)]);
+        let at_end = raised_at(&h, &tasks, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
     }
 
     #[test]

@@ -279,9 +279,9 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then those resting on more kinds of
-    /// evidence (a known culprit, patterns, counters of the culprit, a hint), then the most
-    /// recent onset first.
+    /// The incidents as of the last update: active first, then those with an error pattern
+    /// whose culprit is known, then those resting on more kinds of evidence (a known culprit,
+    /// patterns, counters of the culprit, a hint), then the most recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -493,6 +493,7 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
+                .then(placed_error(b).cmp(&placed_error(a)))
                 .then(support(b).cmp(&support(a)))
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
@@ -503,6 +504,16 @@ impl IncidentTracker {
         self.members = next_members;
         &self.incidents
     }
+}
+
+/// Whether an incident has an error pattern whose culprit is known: an error the failing
+/// calls reported, placed by attribution. That outranks any incident of counters alone,
+/// however many kinds of evidence those gather: a counter moves with load, warm-ups and the
+/// echoes of a fault elsewhere. Seen on the Go lab (panic, seed 8806): a panicking callee's
+/// caller saw its own port's sockets climb 12 s later (its listening port, a hint, a culprit:
+/// as much support as the panic's pattern), and as the more recent it led the list.
+fn placed_error(i: &Incident) -> bool {
+    i.patterns.iter().any(|p| p.culprit.is_some())
 }
 
 /// How many kinds of evidence an incident rests on: a known culprit, error patterns, counters
@@ -1845,6 +1856,62 @@ mod tests {
         assert_eq!(incidents.len(), 2, "{incidents:#?}");
         assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
         assert_eq!(incidents[1].culprit.service.as_deref(), Some("orders"));
+    }
+
+    /// The Go lab's panic (seed 8806): orders panics (its pattern attributed to it), and
+    /// 12 s later its caller's own port shows sockets piling up. The caller's counters have a
+    /// culprit, a counter of the culprit and a hint; the panic has a culprit, a pattern and a
+    /// hint. The placed error leads, and the caller's socket count alone is hinted nothing
+    /// that needs an error text (the lab saw "nothing accepts connections" there).
+    #[test]
+    fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
+        let panic = blamed(
+            pattern(
+                "p",
+                "runtime error: index out of range [<num>] with length <num>",
+                &["orders", "gateway"],
+                T0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::SelfReported,
+        );
+        let attempt_fails = SeriesKey::ProtocolRate {
+            key: "Tcp AttemptFails".into(),
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 20_000,
+            std::slice::from_ref(&panic),
+            vec![
+                anomaly(close_wait(8080), T0 + 12_000),
+                anomaly(attempt_fails.clone(), T0 + 12_000),
+            ],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].hints[0].rule_id, "panic");
+        assert_eq!(incidents[1].culprit.service.as_deref(), Some("gateway"));
+
+        let sockets = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 20_000,
+            &[panic],
+            vec![
+                anomaly(sockets, T0 + 12_000),
+                anomaly(attempt_fails, T0 + 12_000),
+            ],
+        );
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        let callers = &incidents[1];
+        assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
+        assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
     }
 
     #[test]
