@@ -307,6 +307,10 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
                 .as_ref()
                 .and_then(|d| d.samples.first())
                 .map(|x| x.message.clone());
+            // The raw message keeps the status code the template masks (`502 Bad Gateway`).
+            let status_echo = faultline_clustering::root::reports_http_status(
+                example.as_deref().unwrap_or(&s.canonical_template),
+            );
             let trace_ids = detail
                 .map(|d| {
                     d.trace_ids
@@ -341,6 +345,7 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
+                status_echo,
             }
         })
         .collect()
