@@ -700,9 +700,7 @@ fn closing_callee(
         format!(
             "{} is on the side of {}: it closes its connections first, and calls to it fail \
              with it as their culprit ({})",
-            a.label,
-            owner.service,
-            failing.text
+            a.label, owner.service, failing.text
         ),
     ))
 }
