@@ -21,7 +21,7 @@ use faultline_clustering::{Engine, ErrorEvent, EventSource, RecordIds};
 use faultline_ingest::otlp::LogReceiver;
 use faultline_ingest::tail::{Batch, TailerHandle};
 use faultline_ingest::traces::{RequestSource, TraceStore};
-use faultline_ingest::{Level, LogRecord, Origin};
+use faultline_ingest::{LogRecord, Origin};
 use faultline_web::{Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
