@@ -48,7 +48,8 @@
 //!
 //!    Either way the level reached must pass the baseline's own extreme: a series that
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
-//!    from it.
+//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
+//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level.
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -98,6 +99,15 @@ pub const MIN_PROCESS_CHANGE: f64 = 20.0;
 /// as a jump of a few sockets, not a steady climb). Eight keeps a leak of one socket a second
 /// within about ten seconds of its start.
 pub const MIN_RAMP_RISE: f64 = 8.0;
+/// Smallest multiple of its usual level a port's TIME-WAIT count must reach to be raised. A
+/// TIME-WAIT count is a moving sum: every connection closed first on that side stays in
+/// TIME-WAIT for 60 s (Linux's fixed `TCP_TIMEWAIT_LEN`), so the count is the last minute's
+/// close rate times 60, and it wanders with its clients' load and pool recycling. Seen on the
+/// Go lab's quiet run: the traffic driver's TIME-WAIT towards the edge wandered 45 → 95 over
+/// minutes and climbed 60 → 94 in 10 s, its keep-alive connections recycled a little faster.
+/// A storm multiplies the close rate (a connection per call instead of a pool: tens to
+/// thousands of times); a rise to less than twice the usual level is not one.
+pub const TIME_WAIT_RATIO: f64 = 2.0;
 /// Fewest points of a ramp, counted from the last point inside the band.
 pub const RAMP_MIN_POINTS: usize = 6;
 /// Points of a ramp tested at most: the latest stretch of a climb.
@@ -665,10 +675,20 @@ fn judge(
     // A ramp is a climb out of a settled level: a series still climbing from its start, or
     // one that bursts out of its band in its baseline, has no such level.
     let ramps = b.slope == 0.0 && !b.bursty();
+    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]).
+    let rises = !matches!(
+        key,
+        SeriesKey::PortState {
+            state: SocketState::TimeWait,
+            ..
+        }
+    ) || known
+        .last()
+        .is_some_and(|&(_, latest)| latest >= TIME_WAIT_RATIO * b.level);
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
-        if dir == 0 || (dir < 0 && !rule.falls) {
+        if dir == 0 || (dir < 0 && !rule.falls) || (dir > 0 && !rises) {
             continue;
         }
         if !known[k - PERSIST..k].iter().all(|&(_, x)| b.side(x) != dir) {
@@ -1143,6 +1163,31 @@ mod tests {
         }
         let h = history(vec![(tasks.clone(), leak)]);
         let at_end = raised_at(&h, &tasks, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
+    fn time_wait_wandering_with_its_clients_churn_is_no_storm_and_a_storm_is_raised() {
+        // Seen on the Go lab's quiet run: the traffic driver's TIME-WAIT towards the edge
+        // climbed 60 → 94 in 10 s and stayed there (its pool recycled faster), a close rate
+        // up by half; a connection per call multiplies it within seconds.
+        let key = port_state(46097, PortSide::Remote, SocketState::TimeWait);
+        let start = 400;
+        let mut wander = noisy(600, 60.0, 4.0, 31);
+        let mut storm = wander.clone();
+        let mut noise = Noise(32);
+        for (j, p) in wander[start..].iter_mut().enumerate() {
+            let climb = (60.0 + 3.4 * (j as f64 + 1.0)).min(94.0);
+            *p = Some((climb + 4.0 * (2.0 * noise.next() - 1.0)).round());
+        }
+        let h = history(vec![(key.clone(), wander)]);
+        assert_eq!(raised_at(&h, &key, start, 599), None);
+
+        for (j, p) in storm[start..].iter_mut().enumerate() {
+            *p = Some((60.0 + 40.0 * (j as f64 + 1.0)).min(2_400.0));
+        }
+        let h = history(vec![(key.clone(), storm)]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
         assert!(at_end <= start + 5, "raised {} s after", at_end - start);
     }
 

@@ -19,7 +19,10 @@
 //! the series: the service listening on its port (a CLOSE-WAIT leak or a full accept queue
 //! is the listener's), the single caller of that service for client-side damage (a TIME-WAIT
 //! storm or CLOSE-WAIT towards the port: connections opened per call or not closed), the
-//! service of a task target, process or traffic series. Node-wide series (protocol rates,
+//! service of a task target, process or traffic series. TIME-WAIT on the listener's own side
+//! (it closed first) is its single caller's too (a client with keep-alives off asks it to
+//! close), unless calls to the listener fail with it as their culprit near the change: then
+//! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
 //! (requests, failures) joins an incident of its service or a peer and opens one only when
@@ -70,6 +73,10 @@ pub const MAX_PATTERNS: usize = 20;
 pub const MAX_COUNTERS: usize = 12;
 /// Most trace ids listed per incident.
 pub const MAX_TRACES: usize = 20;
+/// An incident whose onset is earlier than this after the agent started was already going on
+/// when it started: its first look at the logs and receivers finds the failures of an outage
+/// in progress within a second or two, so its onset is not when the fault began.
+pub const FIRST_LOOK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -105,6 +112,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
+    /// from GET /x`): how a failure echoes up the call chain, not what failed.
+    pub status_echo: bool,
 }
 
 /// What the agent knows about one service on the node, to relate counters to it.
@@ -229,6 +239,11 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Whether it was already going on when this agent started: its onset is the one a previous
+    /// run of the agent recorded (restarted during an outage), or, when the agent had no record
+    /// of it, the agent's first look (onset unknown: some time before the start).
+    #[serde(default)]
+    pub ongoing_at_start: bool,
     /// Some of the traces its patterns occurred in.
     pub trace_ids: Vec<String>,
 }
@@ -247,6 +262,8 @@ pub struct NodeSignal {
 #[derive(Debug, Default)]
 pub struct IncidentTracker {
     incidents: Vec<Incident>,
+    /// When the agent started (Unix ms), when the tracker follows a live agent.
+    started_unix_ms: Option<i64>,
     /// The latest update's anomalies that are node activity.
     node_signals: Vec<NodeSignal>,
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
@@ -266,6 +283,9 @@ struct Signal<'a> {
     onset: i64,
     culprit: Option<(String, Option<CulpritRole>, String)>,
     what: SignalWhat<'a>,
+    /// An untraced echo that joined the incident of the failure it echoes (listed after the
+    /// incident's own patterns).
+    echo: bool,
 }
 
 enum SignalWhat<'a> {
@@ -277,6 +297,15 @@ impl IncidentTracker {
     /// An empty tracker.
     pub fn new() -> IncidentTracker {
         IncidentTracker::default()
+    }
+
+    /// A tracker of an agent started at `started_unix_ms`: an incident whose onset is before
+    /// [`FIRST_LOOK_MS`] after it is marked [`Incident::ongoing_at_start`].
+    pub fn started_at(started_unix_ms: i64) -> IncidentTracker {
+        IncidentTracker {
+            started_unix_ms: Some(started_unix_ms),
+            ..IncidentTracker::default()
+        }
     }
 
     /// The incidents as of the last update: active first, then those with an error pattern
@@ -309,6 +338,7 @@ impl IncidentTracker {
                     .as_ref()
                     .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
                 what: SignalWhat::Pattern(p),
+                echo: false,
             });
         }
         for a in &input.anomalies.anomalies {
@@ -322,8 +352,10 @@ impl IncidentTracker {
             }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: counter_culprit(&a.key, input.services),
+                culprit: closing_callee(a, input.patterns, input.services)
+                    .or_else(|| counter_culprit(&a.key, input.services)),
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
             // A service's traffic says that something changed for it, not where: its
             // requests fall when its callers cannot reach it (their lookups fail), its
@@ -335,6 +367,7 @@ impl IncidentTracker {
             }
         }
         let mut groups = group(&signals);
+        join_untraced_echoes(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
         // window (a fall of requests, also of a service further down from the culprit);
         // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
@@ -392,6 +425,7 @@ impl IncidentTracker {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -527,6 +561,11 @@ impl IncidentTracker {
                 .then(a.id.cmp(&b.id))
         });
         next.truncate(MAX_INCIDENTS);
+        if let Some(started) = self.started_unix_ms {
+            for inc in &mut next {
+                inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
+            }
+        }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
         self.incidents = next;
         self.members = next_members;
@@ -699,6 +738,45 @@ fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
     }
 }
 
+/// TIME-WAIT on a listener's own side of its port: the listener closed those connections
+/// first. It does so on its own (it closes after each answer, or without one) or because its
+/// callers ask it to (`Connection: close` from a client with keep-alives off, which Go's
+/// server honours by closing first): the sockets cannot tell which, and [`counter_culprit`]
+/// names the single caller. When calls to the listener fail near the change with the
+/// listener as their culprit (a callee closing without an answer: EOF), it closes on its own:
+/// the TIME-WAIT is the callee's, and one incident with those failures.
+fn closing_callee(
+    a: &CounterAnomaly,
+    patterns: &[PatternInput],
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    } = a.key
+    else {
+        return None;
+    };
+    let owner = listener(port, services)?;
+    let failing = patterns.iter().find(|p| {
+        (p.onset_unix_ms - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS
+            && p.culprit.as_ref().is_some_and(|c| {
+                c.service == owner.service
+                    && matches!(c.role, CulpritRole::Callee | CulpritRole::SelfReported)
+            })
+    })?;
+    Some((
+        owner.service.clone(),
+        Some(CulpritRole::Callee),
+        format!(
+            "{} is on the side of {}: it closes its connections first, and calls to it fail \
+             with it as their culprit ({})",
+            a.label, owner.service, failing.text
+        ),
+    ))
+}
+
 /// The culprit a counter series points at, with its role and the reasoning (see the module
 /// documentation).
 fn counter_culprit(
@@ -825,6 +903,102 @@ fn counter_culprit(
     }
 }
 
+/// Moves each untraced echo into the incident of the failure it echoes.
+///
+/// A caller that reports its callee's failure without a trace id (Gin's own `Error #01: GET
+/// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` line under its access line) shares no
+/// trace with the failure and has no culprit: its pattern was an incident of its own, "seen
+/// in" the echoing service (the demo's second incident, beside the EOF it echoed). Records
+/// without a trace id count one each, but such a pattern is one more view of a known failure
+/// when, within the window, an incident with a culprit is downstream of it: the address its
+/// message names is the culprit's or a service that calls the culprit, or it only reports an
+/// HTTP error status and a service it was seen in calls the culprit. With several such
+/// incidents, the one whose onset is nearest. A pattern with a culprit or a trace is never
+/// moved, nor one whose group already has a culprit.
+fn join_untraced_echoes(
+    groups: &mut Vec<Vec<usize>>,
+    signals: &mut [Signal<'_>],
+    services: &[ServiceFacts],
+) {
+    let culprit_of = |g: &[usize], signals: &[Signal<'_>]| -> Option<String> {
+        g.iter()
+            .find_map(|&j| signals[j].culprit.as_ref().map(|c| c.0.clone()))
+    };
+    for i in 0..signals.len() {
+        let SignalWhat::Pattern(p) = signals[i].what else {
+            continue;
+        };
+        if p.culprit.is_some() || !p.trace_ids.is_empty() {
+            continue;
+        }
+        let Some(from) = groups.iter().position(|g| g.contains(&i)) else {
+            continue;
+        };
+        if culprit_of(&groups[from], signals).is_some() {
+            continue;
+        }
+        let named = peer_of(p)
+            .as_deref()
+            .and_then(port_of)
+            .and_then(|port| listener(port, services))
+            .map(|s| s.service.clone());
+        let echoes = |culprit: &str| {
+            named
+                .as_deref()
+                .is_some_and(|n| n == culprit || calls(n, culprit, services))
+                || (p.status_echo && p.services.iter().any(|s| calls(s, culprit, services)))
+        };
+        let home = groups
+            .iter()
+            .enumerate()
+            .filter(|(g, _)| *g != from)
+            .filter_map(|(g, members)| {
+                let culprit = culprit_of(members, signals)?;
+                let nearest = members
+                    .iter()
+                    .map(|&j| (signals[j].onset - signals[i].onset).abs())
+                    .min()?;
+                (nearest <= GROUP_WINDOW_MS && echoes(&culprit)).then_some((nearest, g))
+            })
+            .min();
+        let Some((_, to)) = home else {
+            continue;
+        };
+        groups[from].retain(|&j| j != i);
+        groups[to].push(i);
+        signals[i].echo = true;
+    }
+    groups.retain(|g| !g.is_empty());
+}
+
+/// Whether `from` calls `to`, directly or through its callees (bounded by the services
+/// known). A callee is known from spans (a SERVER span under a CLIENT span) or from the port
+/// a CLIENT span called and the service listening there: a callee that closes without
+/// answering sends no span while it fails.
+fn calls(from: &str, to: &str, services: &[ServiceFacts]) -> bool {
+    let mut seen: BTreeSet<&str> = BTreeSet::from([from]);
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        let Some(facts) = services.iter().find(|s| s.service == at) else {
+            continue;
+        };
+        let by_port = facts
+            .called_ports
+            .iter()
+            .filter_map(|&port| listener(port, services))
+            .map(|s| s.service.as_str());
+        for callee in facts.callees.iter().map(String::as_str).chain(by_port) {
+            if callee == to {
+                return true;
+            }
+            if seen.insert(callee) {
+                next.push(callee);
+            }
+        }
+    }
+    false
+}
+
 /// Groups signals: within the window and sharing a trace or a culprit, never two culprits in
 /// one group. Greedy over pairs in onset order, so the answer does not depend on input order.
 fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
@@ -897,14 +1071,22 @@ fn build(
 ) -> (Incident, BTreeSet<Member>) {
     let now = input.now_unix_ms;
     let mut patterns: Vec<&PatternInput> = Vec::new();
+    let mut echoes: Vec<&PatternInput> = Vec::new();
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
     for s in members {
         match &s.what {
+            SignalWhat::Pattern(p) if s.echo => echoes.push(p),
             SignalWhat::Pattern(p) => patterns.push(p),
             SignalWhat::Counter(a) => counters.push(a),
         }
     }
-    patterns.sort_by(|a, b| a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id)));
+    // The incident's own patterns earliest first, then the untraced echoes of them.
+    let by_onset = |a: &&PatternInput, b: &&PatternInput| {
+        a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id))
+    };
+    patterns.sort_by(by_onset);
+    echoes.sort_by(by_onset);
+    patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
     // patterns' first: their failing calls say how the culprit failed (a caller whose
@@ -1099,6 +1281,7 @@ fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
@@ -1318,6 +1501,7 @@ mod tests {
             last_seen_unix_ms: onset + 5_000,
             count: 10,
             trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+            status_echo: false,
         }
     }
 
@@ -1878,6 +2062,63 @@ mod tests {
     }
 
     #[test]
+    fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
+        // stock closes every call of orders without a body: orders fails with EOF, and stock
+        // holds the TIME-WAIT of the connections it closed first, on its own port.
+        let tw = SeriesKey::PortState {
+            port: 8082,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        };
+        let eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://127.0.0.1:8082/v1/stock\": EOF",
+                &["orders"],
+                T0 + 1_500,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            std::slice::from_ref(&eof),
+            vec![anomaly(tw.clone(), T0)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Callee));
+        assert_eq!(inc.counters[0].anomaly.key, tw, "{inc:#?}");
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
+
+        // The same sockets with no failing call: its single caller asked it to close (a
+        // connection per call with keep-alives off), the caller's storm.
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw.clone(), T0)]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].culprit.role, Some(CulpritRole::Caller));
+        // A failure of the listener far from the change says nothing about it.
+        let mut late = eof.clone();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 10_000;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + GROUP_WINDOW_MS + 15_000,
+            &[late],
+            vec![anomaly(tw.clone(), T0)],
+        );
+        let counter = incidents
+            .iter()
+            .find(|i| i.counters.iter().any(|c| c.anomaly.key == tw))
+            .expect("the TIME-WAIT's incident");
+        assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
+    }
+
+    #[test]
     fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
         // orders calls a database on :5432 that sends no spans: the port is known only as
         // where orders' calls go.
@@ -2065,6 +2306,131 @@ mod tests {
         let callers = &incidents[1];
         assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
         assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    }
+
+    /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
+    /// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
+    /// pattern shares no trace with the EOF it echoes and has no culprit. It joins the EOF's
+    /// incident (gateway calls orders, which calls the culprit stock), listed after it.
+    #[test]
+    fn an_untraced_echo_joins_the_incident_of_the_failure_it_echoes() {
+        let eof = blamed(
+            pattern(
+                "eof",
+                "Get \"<url>\": EOF",
+                &["orders", "gateway"],
+                T0,
+                &["t1", "t2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut gin = pattern(
+            "gin",
+            "GET <url>: <num> Bad Gateway",
+            &["gateway"],
+            T0 - 200,
+            &[],
+        );
+        gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+        gin.status_echo = true;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let ids: Vec<&str> = incidents[0]
+            .patterns
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, ["eof", "gin"]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        assert_eq!(incidents[0].hints[0].rule_id, "callee-closed");
+
+        // While the callee fails it sends no span: orders' calls to it are known by port.
+        let mut services = chain();
+        services[1].callees.clear();
+        services[1].called_ports = vec![8082];
+        services[2].callers.clear();
+        let incidents = run_with(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            report(vec![]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Without the address, the status report of a service upstream of the culprit.
+        let mut bare = gin.clone();
+        bare.example = Some("request failed: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), bare],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        // An untraced transport error naming the callee's address joins too.
+        let mut named = pattern("named", "Get \"<url>\": EOF", &["gateway"], T0, &[]);
+        named.example = Some("Get \"http://127.0.0.1:8081/v1/orders/7\": EOF".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), named],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Not an echo: the culprit's own status report (it calls no one below itself), a
+        // message that is no status and names no address, an echo a minute and more away.
+        let mut own = gin.clone();
+        own.services = vec!["stock".into()];
+        own.example = Some("upstream said 503 Service Unavailable".into());
+        let mut other = pattern("other", "login failed", &["gateway"], T0, &[]);
+        other.example = Some("login failed".into());
+        let mut late = gin.clone();
+        late.id = "late".into();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 1_000;
+        late.last_seen_unix_ms = late.onset_unix_ms;
+        for p in [own, other, late] {
+            let incidents = run(
+                &mut IncidentTracker::new(),
+                T0 + GROUP_WINDOW_MS + 5_000,
+                &[eof.clone(), p.clone()],
+                vec![],
+            );
+            assert_eq!(incidents.len(), 2, "{}: {incidents:#?}", p.id);
+        }
+        // An echo of a service that does not call the culprit stays apart: gateway's lookups
+        // fail (its own culprit), and stock's untraced 502 is not about it.
+        let dns = blamed(
+            pattern(
+                "dns",
+                "dial tcp: lookup <id>: no such host",
+                &["gateway"],
+                T0,
+                &["t3"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut stocks = gin.clone();
+        stocks.services = vec!["stock".into()];
+        stocks.example = Some("GET http://127.0.0.1:8082/x: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[dns, stocks],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
     }
 
     #[test]

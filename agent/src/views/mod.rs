@@ -343,6 +343,17 @@ mod test_support {
         }
     }
 
+    /// `n` TIME_WAIT sockets of a server on 8080, towards its callers on 10.0.0.3.
+    pub(super) fn time_wait_on_8080(n: u16) -> impl Iterator<Item = SocketEntry> {
+        (0..n).map(|i| {
+            socket(
+                S::TimeWait,
+                "10.0.0.1:8080",
+                &format!("10.0.0.3:{}", 51000 + i),
+            )
+        })
+    }
+
     /// One sample: a server on 8080 with `time_wait` TIME_WAIT sockets and two established
     /// ones, and `close_wait` CLOSE_WAIT sockets towards a database on 5432.
     pub(super) fn sample(t_ms: i64, time_wait: u16, close_wait: u16, resets: i64) -> NodeSample {
@@ -351,13 +362,7 @@ mod test_support {
             socket(S::Established, "10.0.0.1:8080", "10.0.0.2:50001"),
             socket(S::Established, "10.0.0.1:8080", "10.0.0.2:50002"),
         ];
-        for i in 0..time_wait {
-            entries.push(socket(
-                S::TimeWait,
-                "10.0.0.1:8080",
-                &format!("10.0.0.3:{}", 51000 + i),
-            ));
-        }
+        entries.extend(time_wait_on_8080(time_wait));
         for i in 0..close_wait {
             entries.push(socket(
                 S::CloseWait,
