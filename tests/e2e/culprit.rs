@@ -3,37 +3,11 @@
 //! written as JSON lines to a tailed file, each failure reported several times as real
 //! services report it (`tests/python/send_failures.py`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::Agent;
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn require_python_sdk() {
-    let present = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        present,
-        "the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it"
-    );
-}
+use crate::support::{eventually, require_python_sdk, Agent};
 
 /// Runs `send_failures.py` against the agent; returns its JSON answer.
 fn send(agent: &Agent, scenario: &str, requests: usize, port: u16) -> Value {
