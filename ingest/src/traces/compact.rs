@@ -609,7 +609,11 @@ mod tests {
                 prop::option::of(text),
                 prop::option::of(any::<u16>()),
             ),
-            (any::<bool>(), prop::option::of(any::<[u8; 8]>()), any::<bool>()),
+            (
+                any::<bool>(),
+                prop::option::of(any::<[u8; 8]>()),
+                any::<bool>(),
+            ),
             prop::collection::vec((text, text), 0..4),
             (0u8..3, text, any::<u64>()),
         )
