@@ -2,7 +2,7 @@
 //! asks `faultline-diagnosis` for its answers.
 
 use super::axis::regular_axis;
-use super::clusters::{detail_minutes, parse_cluster_id, summary_row};
+use super::clusters::{detail_minutes, engine_detail, summary_row};
 use super::Clock;
 use std::sync::Arc;
 
@@ -27,9 +27,8 @@ pub(super) struct DiagnosisAdapter {
 impl DiagnosisAdapter {
     /// The activity of one pattern as the engine knows it now.
     fn activity(&self, id: &str) -> Option<PatternActivity> {
-        let cluster = parse_cluster_id(id)?;
         let now = (self.clock)();
-        let detail = self.engine.cluster(cluster, now)?;
+        let detail = engine_detail(&self.engine, id, now)?;
         let row = summary_row(&detail.summary, &detail.per_minute, now);
         Some(PatternActivity {
             id: row.id,
