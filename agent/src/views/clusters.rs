@@ -380,7 +380,7 @@ pub(super) fn engine_detail(engine: &Engine, id: &str, now: i64) -> Option<Engin
     })
 }
 
-pub(super) fn parse_cluster_id(id: &str) -> Option<ClusterId> {
+fn parse_cluster_id(id: &str) -> Option<ClusterId> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
