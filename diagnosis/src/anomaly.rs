@@ -50,8 +50,9 @@
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
 //!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
 //!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level; a rise of CLOSE-WAIT
-//!    or FIN-WAIT-2 must come with a growing port group (a pool's idle connections closed by
-//!    their server change state, a leak adds connections).
+//!    or FIN-WAIT-2, or of a port's total, must come with the port's connections (less
+//!    TIME-WAIT) growing by half as much (a pool's idle connections closed by their server
+//!    change state, a leak adds connections).
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -484,34 +485,51 @@ pub fn detect(
     report
 }
 
-/// Whether a rise of CLOSE-WAIT or FIN-WAIT-2 on one side of a port is the same connections
-/// changing state rather than connections piling up: its port group (that side's total) did
-/// not grow by half as much. A server that closes idle keep-alive connections moves them to
-/// FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when it next uses
-/// the connection; both climb and fall back as the pool idles and gets busy, while the pool
-/// stays the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
-/// connections to the edge swung between ESTABLISHED and CLOSE-WAIT (2 to 39) every few
-/// minutes. A leak keeps its dead connections and opens new ones: the group grows with it.
+/// Whether a rise of a port's sockets is connections changing state or closing, not
+/// connections piling up: the port group's connections (its sockets less those in TIME-WAIT,
+/// which are closed ones) did not grow by half as much as the series rose. Two cases:
+///
+/// - CLOSE-WAIT or FIN-WAIT-2: a server that closes idle keep-alive connections moves them to
+///   FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when it next uses
+///   the connection; both climb and fall back as the pool idles and gets busy, while the pool
+///   stays the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
+///   connections to the edge swung between ESTABLISHED and CLOSE-WAIT (2 to 39) every few
+///   minutes. A leak keeps its dead connections and opens new ones: the group grows with it.
+/// - The port group's total: its TIME-WAIT wanders with its clients' churn (see
+///   [`TIME_WAIT_RATIO`]) and is judged on its own series; a total that rose by its TIME-WAIT
+///   only (the same run: the edge's sockets 95 → 143 as its TIME-WAIT went 47 → 94) says
+///   nothing more.
 fn pool_turned_over(
     history: &CounterHistory,
     a: &CounterAnomaly,
     base: &[(usize, f64)],
     len: usize,
 ) -> bool {
-    let SeriesKey::PortState {
-        port,
-        side,
-        state: SocketState::CloseWait | SocketState::FinWait2,
-    } = a.key
-    else {
-        return false;
+    let (port, side) = match a.key {
+        SeriesKey::PortState {
+            port,
+            side,
+            state: SocketState::CloseWait | SocketState::FinWait2,
+        }
+        | SeriesKey::PortTotal { port, side } => (port, side),
+        _ => return false,
     };
     let Some(group) = history.get(&SeriesKey::PortTotal { port, side }) else {
         return false;
     };
-    let at = |i: usize| group.points.get(i).copied().flatten();
-    let mut usual: Vec<f64> = base.iter().filter_map(|&(i, _)| at(i)).collect();
-    let Some(latest) = (0..len).rev().find_map(at) else {
+    let closed = history.get(&SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::TimeWait,
+    });
+    // Connections at point `i`: the group less its TIME-WAIT (none before its first point).
+    let live = |i: usize| {
+        let total = group.points.get(i).copied().flatten()?;
+        let tw = closed.and_then(|s| s.points.get(i).copied().flatten());
+        Some(total - tw.unwrap_or(0.0))
+    };
+    let mut usual: Vec<f64> = base.iter().filter_map(|&(i, _)| live(i)).collect();
+    let Some(latest) = (0..len).rev().find_map(live) else {
         return false;
     };
     if usual.is_empty() || a.direction != Direction::Rise {
@@ -1267,6 +1285,42 @@ mod tests {
         let grown: Vec<Option<f64>> = c.iter().map(|v| v.map(|v| 35.0 + v)).collect();
         let h = history(vec![(cw.clone(), c), (total, grown)]);
         assert!(raised_at(&h, &cw, start, 599).is_some());
+    }
+
+    #[test]
+    fn a_port_total_rising_by_its_time_wait_only_is_no_break() {
+        // The same run: the edge's sockets 95 → 143 as its TIME-WAIT wandered 47 → 94 and its
+        // connections stayed 48; connections piling up raise the total.
+        let total = SeriesKey::PortTotal {
+            port: 49287,
+            side: PortSide::Local,
+        };
+        let tw = port_state(49287, PortSide::Local, SocketState::TimeWait);
+        let start = 400;
+        let mut closed = noisy(600, 47.0, 3.0, 51);
+        for (j, p) in closed[start..].iter_mut().enumerate() {
+            *p = Some((47.0 + 2.5 * (j as f64 + 1.0)).min(94.0));
+        }
+        let group: Vec<Option<f64>> = closed.iter().map(|v| v.map(|v| v + 48.0)).collect();
+        let h = history(vec![(total.clone(), group), (tw.clone(), closed.clone())]);
+        assert_eq!(raised_at(&h, &total, start, 599), None);
+
+        let piling: Vec<Option<f64>> = closed
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.map(|v| {
+                    v + 48.0
+                        + if i >= start {
+                            2.0 * (i - start) as f64
+                        } else {
+                            0.0
+                        }
+                })
+            })
+            .collect();
+        let h = history(vec![(total.clone(), piling), (tw, closed)]);
+        assert!(raised_at(&h, &total, start, 599).is_some());
     }
 
     #[test]
