@@ -489,12 +489,14 @@ pub fn detect(
 /// connections piling up: the port group's connections (its sockets less those in TIME-WAIT,
 /// which are closed ones) did not grow by half as much as the series rose. Two cases:
 ///
-/// - CLOSE-WAIT or FIN-WAIT-2: a server that closes idle keep-alive connections moves them to
-///   FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when it next uses
-///   the connection; both climb and fall back as the pool idles and gets busy, while the pool
-///   stays the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
+/// - CLOSE-WAIT, FIN-WAIT-2 or ESTABLISHED: a server that closes idle keep-alive connections
+///   moves them to FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when
+///   it next uses the connection, and the client's next calls replace them with established
+///   ones; the states climb and fall back as the pool idles and gets busy, while the pool stays
+///   the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
 ///   connections to the edge swung between ESTABLISHED and CLOSE-WAIT (2 to 39) every few
-///   minutes. A leak keeps its dead connections and opens new ones: the group grows with it.
+///   minutes, and after a restart of the edge 46 came back established where 25 had been.
+///   A leak keeps its dead connections and opens new ones: the group grows with it.
 /// - The port group's total: its TIME-WAIT wanders with its clients' churn (see
 ///   [`TIME_WAIT_RATIO`]) and is judged on its own series; a total that rose by its TIME-WAIT
 ///   only (the same run: the edge's sockets 95 → 143 as its TIME-WAIT went 47 → 94) says
@@ -509,7 +511,7 @@ fn pool_turned_over(
         SeriesKey::PortState {
             port,
             side,
-            state: SocketState::CloseWait | SocketState::FinWait2,
+            state: SocketState::CloseWait | SocketState::FinWait2 | SocketState::Established,
         }
         | SeriesKey::PortTotal { port, side } => (port, side),
         _ => return false,
@@ -1276,10 +1278,28 @@ mod tests {
         }
         let h = history(vec![
             (cw.clone(), c.clone()),
-            (estab, e),
-            (total.clone(), t),
+            (estab.clone(), e),
+            (total.clone(), t.clone()),
         ]);
         assert_eq!(raised_at(&h, &cw, start, 599), None);
+
+        // And back: the client's calls replace them with established connections, 23 → 46.
+        let (mut back_c, mut back_e) = (Vec::new(), Vec::new());
+        for i in 0..600 {
+            let closed = if i < start {
+                25.0 + (4.0 * noise.next()).round()
+            } else {
+                (25.0 - 0.4 * (i - start) as f64).max(2.0).round()
+            };
+            back_c.push(Some(closed));
+            back_e.push(Some(48.0 - closed));
+        }
+        let h = history(vec![
+            (cw.clone(), back_c),
+            (estab.clone(), back_e),
+            (total.clone(), t),
+        ]);
+        assert_eq!(raised_at(&h, &estab, start, 599), None);
 
         // The same CLOSE-WAIT climb with the pool growing beside it: a leak.
         let grown: Vec<Option<f64>> = c.iter().map(|v| v.map(|v| 35.0 + v)).collect();
