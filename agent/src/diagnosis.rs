@@ -8,10 +8,20 @@
 //! milliseconds, not for the async workers) and replaces the document the web reads. A tick
 //! that overruns delays the next one (missed ticks are skipped, never queued).
 //!
+//! Restarts. A pattern stops emerging once its onset leaves the emergence window, and only
+//! kept incidents keep it diagnosed after that; an agent restarted during a long outage would
+//! find the outage's pattern neither new nor kept, and raise nothing. So the loop records the
+//! patterns of its active incidents with their onsets ([`ONGOING_FILE`] in the data
+//! directory, replaced atomically when they change), and a restarted agent diagnoses those
+//! still occurring with their recorded onset: the incident is back within a tick of the first
+//! new error, marked as ongoing at start (see `Incident::ongoing_at_start`).
+//!
 //! Bounds: at most [`MAX_PATTERNS`] emerging patterns and [`MAX_CHAINS`] recent call chains
-//! are read per tick; the document lists at most [`MAX_UNJUDGED`] unjudged series.
+//! are read per tick; the document lists at most [`MAX_UNJUDGED`] unjudged series; at most
+//! [`MAX_ONGOING`] patterns are recorded for a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,8 +37,11 @@ use faultline_web::model::{
     self as web, CountersSnapshot, IncidentView, IncidentsDocument, TraceQuery,
 };
 use faultline_web::Views;
+use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+
+use crate::persist::atomic::atomic_write;
 
 /// Most patterns read per tick (the most significant emerging ones first, then the still
 /// occurring patterns of kept incidents).
@@ -39,6 +52,10 @@ pub const MAX_TRACES_PER_PATTERN: usize = 20;
 pub const MAX_CHAINS: usize = 30;
 /// Most unjudged series listed in the document (the rest are counted).
 pub const MAX_UNJUDGED: usize = 200;
+/// File in the data directory recording the patterns of the active incidents.
+pub const ONGOING_FILE: &str = "incidents.json";
+/// Most patterns recorded for a restart (the incidents' first ones).
+pub const MAX_ONGOING: usize = 200;
 
 /// What the diagnosis loop needs from the configuration.
 #[derive(Debug, Clone)]
@@ -135,18 +152,67 @@ fn stack_dump_url(url: &str) -> Option<String> {
     ))
 }
 
-/// Runs the diagnosis every `settings.interval` until `stop`.
+/// The patterns of the active incidents and their onsets, as recorded for a restart
+/// ([`ONGOING_FILE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format")]
+enum OngoingFile {
+    /// Format 1.
+    #[serde(rename = "1")]
+    V1 {
+        /// Pattern id → onset of its incident (Unix ms).
+        patterns: BTreeMap<String, i64>,
+    },
+}
+
+/// Reads the patterns a previous run recorded; an unreadable file is reported and counts as
+/// none (the agent still starts).
+fn read_ongoing(path: &Path) -> BTreeMap<String, i64> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read the incidents of the previous run: {e}");
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_slice::<OngoingFile>(&bytes) {
+        Ok(OngoingFile::V1 { patterns }) => patterns,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring the incidents of the previous run: {e}");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// The patterns of the active incidents with their incidents' onsets (at most
+/// [`MAX_ONGOING`]).
+fn ongoing_patterns(doc: &IncidentsDocument) -> BTreeMap<String, i64> {
+    doc.incidents
+        .iter()
+        .filter(|i| i.active)
+        .flat_map(|i| i.patterns.iter().map(|p| (p.id.clone(), i.onset_unix_ms)))
+        .take(MAX_ONGOING)
+        .collect()
+}
+
+/// Runs the diagnosis every `settings.interval` until `stop`. `state_dir` is the data
+/// directory, where the patterns of the active incidents are recorded for a restart.
 pub async fn run(
     views: Views,
     board: Arc<IncidentBoard>,
     settings: DiagnosisSettings,
     facts: ConfiguredFacts,
     api: String,
+    state_dir: Option<PathBuf>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(settings.interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tracker = Kept::default();
+    let path = state_dir.map(|d| d.join(ONGOING_FILE));
+    let restored = path.as_deref().map(read_ongoing).unwrap_or_default();
+    let mut tracker = Kept::started_at(now_unix_ms(), restored.clone());
+    let mut written = restored;
     let settings = Arc::new(settings);
     let facts = Arc::new(facts);
     loop {
@@ -158,13 +224,30 @@ pub async fn run(
         let settings = settings.clone();
         let facts = facts.clone();
         let api = api.clone();
+        let path = path.clone();
+        let before = std::mem::take(&mut written);
         let job = tokio::task::spawn_blocking(move || {
             let doc = diagnose(&views, &mut tracker, &settings, &facts, &api, now_unix_ms());
-            (tracker, doc)
+            let ongoing = ongoing_patterns(&doc);
+            let mut written = before;
+            if let (Some(path), true) = (&path, ongoing != written) {
+                let file = OngoingFile::V1 {
+                    patterns: ongoing.clone(),
+                };
+                match serde_json::to_vec(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| atomic_write(path, &b, None).map_err(|e| e.to_string()))
+                {
+                    Ok(()) => written = ongoing,
+                    Err(e) => tracing::warn!("cannot record the active incidents: {e}"),
+                }
+            }
+            (tracker, doc, written)
         });
         match job.await {
-            Ok((kept, doc)) => {
+            Ok((kept, doc, now_written)) => {
                 tracker = kept;
+                written = now_written;
                 board.set(doc);
             }
             Err(err) => {
@@ -186,6 +269,12 @@ fn now_unix_ms() -> i64 {
 pub struct Kept {
     /// The incidents.
     pub tracker: IncidentTracker,
+    /// Patterns of the incidents a previous run of the agent had active, with their onsets:
+    /// diagnosed while they still occur (dropped once they do not, or once an incident holds
+    /// them).
+    restored: BTreeMap<String, i64>,
+    /// When the agent started (Unix ms; 0 when not a live agent).
+    started_unix_ms: i64,
     /// The latest process id of each watched process, and when it was last seen (Unix ms).
     pids: BTreeMap<String, (u32, i64)>,
     /// When each watched process last started again (a new process id), Unix ms.
@@ -193,6 +282,17 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// What an agent started at `started_unix_ms` keeps, with the patterns its previous run
+    /// had in active incidents (pattern id → onset).
+    pub fn started_at(started_unix_ms: i64, restored: BTreeMap<String, i64>) -> Kept {
+        Kept {
+            tracker: IncidentTracker::started_at(started_unix_ms),
+            restored,
+            started_unix_ms,
+            ..Kept::default()
+        }
+    }
+
     /// Notes the watched processes' ids. A process whose id changed started again after the
     /// old one was last seen: its stop (its clients' connections closed, its TIME-WAIT) is
     /// part of the restart, and may show in the counters before the new process is found.
@@ -242,7 +342,16 @@ pub fn diagnose(
     let snapshot = views.counters.snapshot();
     kept.note_pids(&snapshot, now);
     let (history, limits) = counter_history(&snapshot);
-    let patterns = diagnosed_patterns(views, kept.tracker.incidents(), now);
+    // For its first minute the agent is catching up with what happened while it was down:
+    // a restored pattern is not judged ended before that.
+    let catching_up = now - kept.started_unix_ms <= incident::ACTIVE_MS;
+    let patterns = diagnosed_patterns(
+        views,
+        kept.tracker.incidents(),
+        &mut kept.restored,
+        catching_up,
+        now,
+    );
     let services = service_facts(views, &snapshot, &patterns, facts);
     let starts = kept.starts(&services);
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
@@ -274,11 +383,19 @@ pub fn diagnose(
 }
 
 /// The patterns the incidents are built from: the emerging ones, the most significant first,
-/// then the patterns of kept incidents that still occur. A pattern stops emerging once its
-/// onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
+/// then the patterns of kept incidents that still occur, and those a previous run of the
+/// agent had in active incidents (`restored`) that still occur. A pattern stops emerging once
+/// its onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
 /// surge over a baseline that already holds it); without the second kind an incident was
-/// marked ended while its errors went on, and the overview said nothing was happening.
-fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<PatternInput> {
+/// marked ended while its errors went on, and the overview said nothing was happening;
+/// without the third, an agent restarted during such an outage raised nothing.
+fn diagnosed_patterns(
+    views: &Views,
+    incidents: &[Incident],
+    restored: &mut BTreeMap<String, i64>,
+    catching_up: bool,
+    now: i64,
+) -> Vec<PatternInput> {
     let summaries = views.clusters.summaries();
     let mut emerging: Vec<&web::ClusterSummary> =
         summaries.iter().filter(|s| s.emergence.is_some()).collect();
@@ -286,11 +403,28 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
         let score = |s: &web::ClusterSummary| s.emergence.as_ref().map_or(0.0, |e| e.score);
         score(b).total_cmp(&score(a)).then(a.id.cmp(&b.id))
     });
-    // A kept incident's pattern keeps the onset it had while emerging.
-    let kept: BTreeMap<&str, i64> = incidents
+    // A restored pattern an incident holds again is the incident's; one that no longer
+    // occurs is over (a later recurrence is a new onset).
+    restored.retain(|id, _| {
+        !incidents
+            .iter()
+            .any(|i| i.patterns.iter().any(|p| &p.id == id))
+            && (catching_up
+                || summaries
+                    .iter()
+                    .any(|s| &s.id == id && now - s.last_seen_unix_ms <= incident::ACTIVE_MS))
+    });
+    // A kept incident's pattern keeps the onset it had while emerging; a restored one the
+    // onset its incident had.
+    let kept: BTreeMap<&str, i64> = restored
         .iter()
-        .flat_map(|i| i.patterns.iter())
-        .map(|p| (p.id.as_str(), p.onset_unix_ms))
+        .map(|(id, &onset)| (id.as_str(), onset))
+        .chain(
+            incidents
+                .iter()
+                .flat_map(|i| i.patterns.iter())
+                .map(|p| (p.id.as_str(), p.onset_unix_ms)),
+        )
         .collect();
     let ongoing = summaries.iter().filter(|s| {
         s.emergence.is_none()

@@ -369,6 +369,7 @@ pub async fn serve(
                 )
             },
             format!("{web_scheme}://{web_addr}"),
+            Some(data_dir.clone()),
             stop.child_token(),
         )),
     ));

@@ -73,6 +73,10 @@ pub const MAX_PATTERNS: usize = 20;
 pub const MAX_COUNTERS: usize = 12;
 /// Most trace ids listed per incident.
 pub const MAX_TRACES: usize = 20;
+/// An incident whose onset is earlier than this after the agent started was already going on
+/// when it started: its first look at the logs and receivers finds the failures of an outage
+/// in progress within a second or two, so its onset is not when the fault began.
+pub const FIRST_LOOK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -235,6 +239,11 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Whether it was already going on when this agent started: its onset is the one a previous
+    /// run of the agent recorded (restarted during an outage), or, when the agent had no record
+    /// of it, the agent's first look (onset unknown: some time before the start).
+    #[serde(default)]
+    pub ongoing_at_start: bool,
     /// Some of the traces its patterns occurred in.
     pub trace_ids: Vec<String>,
 }
@@ -253,6 +262,8 @@ pub struct NodeSignal {
 #[derive(Debug, Default)]
 pub struct IncidentTracker {
     incidents: Vec<Incident>,
+    /// When the agent started (Unix ms), when the tracker follows a live agent.
+    started_unix_ms: Option<i64>,
     /// The latest update's anomalies that are node activity.
     node_signals: Vec<NodeSignal>,
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
@@ -286,6 +297,15 @@ impl IncidentTracker {
     /// An empty tracker.
     pub fn new() -> IncidentTracker {
         IncidentTracker::default()
+    }
+
+    /// A tracker of an agent started at `started_unix_ms`: an incident whose onset is before
+    /// [`FIRST_LOOK_MS`] after it is marked [`Incident::ongoing_at_start`].
+    pub fn started_at(started_unix_ms: i64) -> IncidentTracker {
+        IncidentTracker {
+            started_unix_ms: Some(started_unix_ms),
+            ..IncidentTracker::default()
+        }
     }
 
     /// The incidents as of the last update: active first, then those with an error pattern
@@ -513,6 +533,11 @@ impl IncidentTracker {
                 .then(a.id.cmp(&b.id))
         });
         next.truncate(MAX_INCIDENTS);
+        if let Some(started) = self.started_unix_ms {
+            for inc in &mut next {
+                inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
+            }
+        }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
         self.incidents = next;
         self.members = next_members;
@@ -1187,6 +1212,7 @@ fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
