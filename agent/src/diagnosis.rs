@@ -32,6 +32,7 @@ use faultline_diagnosis::incident::{
     self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
+use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 use faultline_web::model::{
     self as web, CountersSnapshot, IncidentView, IncidentsDocument, TraceQuery,
@@ -68,21 +69,48 @@ pub struct DiagnosisSettings {
     pub rules: HintRules,
 }
 
-/// The latest incidents document, shared with the web.
+/// The latest incidents document, shared with the web, and what the run that made it knew of
+/// the node's services ("what moved" relates its candidates to a pattern's services with it).
 #[derive(Debug, Default)]
 pub struct IncidentBoard {
     doc: RwLock<Arc<IncidentsDocument>>,
+    facts: RwLock<Arc<NodeFacts>>,
+}
+
+/// What one diagnosis run knew of the node's services.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// Who listens and calls where, their processes and task targets.
+    pub services: Vec<ServiceFacts>,
+    /// The services that (re)started while the agent watched.
+    pub starts: Vec<ServiceStart>,
 }
 
 impl IncidentBoard {
     /// Replaces the document the web serves.
     pub(crate) fn set(&self, doc: IncidentsDocument) {
-        let doc = Arc::new(doc);
-        match self.doc.write() {
-            Ok(mut slot) => *slot = doc,
-            // A writer panicked mid-assignment of an Arc: the old value is intact.
-            Err(poisoned) => *poisoned.into_inner() = doc,
+        replace(&self.doc, Arc::new(doc));
+    }
+
+    /// Replaces what is known of the node's services.
+    pub(crate) fn set_facts(&self, facts: Arc<NodeFacts>) {
+        replace(&self.facts, facts);
+    }
+
+    /// What the latest diagnosis run knew of the node's services (nothing before the first).
+    pub fn facts(&self) -> Arc<NodeFacts> {
+        match self.facts.read() {
+            Ok(facts) => facts.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+}
+
+fn replace<T>(slot: &RwLock<Arc<T>>, value: Arc<T>) {
+    match slot.write() {
+        Ok(mut slot) => *slot = value,
+        // A writer panicked mid-assignment of an Arc: the old value is intact.
+        Err(poisoned) => *poisoned.into_inner() = value,
     }
 }
 
@@ -109,6 +137,19 @@ pub struct ConfiguredFacts {
     /// targets say: a callee that hangs sends no span, so recent call chains alone lose its
     /// port just when its counters move.
     pub listeners: Option<crate::culprits::NodeListeners>,
+    /// Where each service's requests and failures per second are counted (from its SERVER
+    /// spans and access lines): judged beside the node's counters.
+    pub traces: Option<Traffic>,
+}
+
+/// The trace store, read for the services' request and failure rates.
+#[derive(Clone)]
+pub struct Traffic(pub Arc<TraceStore>);
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Traffic")
+    }
 }
 
 impl ConfiguredFacts {
@@ -121,6 +162,7 @@ impl ConfiguredFacts {
                 .collect(),
             listen_ports: BTreeMap::new(),
             listeners: None,
+            traces: None,
         }
     }
 
@@ -249,6 +291,7 @@ pub async fn run(
                 tracker = kept;
                 written = now_written;
                 board.set(doc);
+                board.set_facts(tracker.latest.clone());
             }
             Err(err) => {
                 tracing::error!("the diagnosis failed and restarts empty: {err}");
@@ -279,6 +322,57 @@ pub struct Kept {
     pids: BTreeMap<String, (u32, i64)>,
     /// When each watched process last started again (a new process id), Unix ms.
     restarted: BTreeMap<String, i64>,
+    /// What the latest run knew of the node's services.
+    pub latest: Arc<NodeFacts>,
+    /// Who called whom and which ports, as recent call chains said, and when last seen.
+    calls: KnownCalls,
+}
+
+/// Calls seen in call chains (caller → callee, caller → port), with when each was last seen
+/// (Unix ms): the recent chains alone forget a call just when it fails (a caller whose
+/// lookups fail makes no call at all, and its callee's silence is the evidence).
+#[derive(Debug, Default)]
+struct KnownCalls {
+    edges: BTreeMap<(String, String), i64>,
+    ports: BTreeMap<(String, u16), i64>,
+}
+
+/// How long a call is remembered after it was last seen.
+pub const CALL_MEMORY_MS: i64 = 30 * 60_000;
+/// Most calls remembered of each kind (the least recently seen leave first).
+pub const MAX_KNOWN_CALLS: usize = 4096;
+
+impl KnownCalls {
+    /// Notes the calls seen now and forgets the old ones.
+    fn note(
+        &mut self,
+        edges: &BTreeSet<(String, String)>,
+        ports: &BTreeSet<(String, u16)>,
+        now: i64,
+    ) {
+        for e in edges {
+            self.edges.insert(e.clone(), now);
+        }
+        for p in ports {
+            self.ports.insert(p.clone(), now);
+        }
+        forget(&mut self.edges, now);
+        forget(&mut self.ports, now);
+    }
+}
+
+fn forget<K: Ord + Clone>(seen: &mut BTreeMap<K, i64>, now: i64) {
+    seen.retain(|_, at| now - *at <= CALL_MEMORY_MS);
+    while seen.len() > MAX_KNOWN_CALLS {
+        let Some(oldest) = seen
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        seen.remove(&oldest);
+    }
 }
 
 impl Kept {
@@ -310,23 +404,45 @@ impl Kept {
         }
     }
 
-    /// The services that started again while the agent watched, with the series they own.
+    /// The services that started again while the agent watched, with the series they own;
+    /// and, for each, the services it calls directly or through others: their requests come
+    /// through it, so their request rates restart with it (a drained restart of an edge
+    /// empties its callees' traffic for as long as it takes).
     fn starts(&self, services: &[ServiceFacts]) -> Vec<ServiceStart> {
-        self.restarted
-            .iter()
-            .map(|(process, &at)| {
-                let facts = services.iter().find(|s| s.processes.contains(process));
-                ServiceStart {
-                    service: facts.map_or(process.clone(), |f| f.service.clone()),
-                    at_unix_ms: at,
-                    ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
-                    task_targets: facts
-                        .map(|f| f.task_targets.clone())
-                        .unwrap_or_else(|| vec![process.clone()]),
-                    processes: vec![process.clone()],
+        let mut out = Vec::new();
+        for (process, &at) in &self.restarted {
+            let facts = services.iter().find(|s| s.processes.contains(process));
+            let service = facts.map_or(process.clone(), |f| f.service.clone());
+            let mut below: Vec<String> = Vec::new();
+            let mut todo = vec![service.clone()];
+            while let Some(s) = todo.pop() {
+                let Some(f) = services.iter().find(|x| x.service == s) else {
+                    continue;
+                };
+                // Each service is pushed once: bounded by the services known.
+                for c in &f.callees {
+                    if *c != service && !below.contains(c) {
+                        below.push(c.clone());
+                        todo.push(c.clone());
+                    }
                 }
-            })
-            .collect()
+            }
+            out.push(ServiceStart {
+                service,
+                at_unix_ms: at,
+                ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
+                task_targets: facts
+                    .map(|f| f.task_targets.clone())
+                    .unwrap_or_else(|| vec![process.clone()]),
+                processes: vec![process.clone()],
+            });
+            out.extend(below.into_iter().map(|callee| ServiceStart {
+                service: callee,
+                at_unix_ms: at,
+                ..ServiceStart::default()
+            }));
+        }
+        out
     }
 }
 
@@ -341,7 +457,11 @@ pub fn diagnose(
 ) -> IncidentsDocument {
     let snapshot = views.counters.snapshot();
     kept.note_pids(&snapshot, now);
-    let (history, limits) = counter_history(&snapshot);
+    let (mut history, limits) = counter_history(&snapshot);
+    if let Some(traces) = &facts.traces {
+        let traffic = crate::views::traffic_series(traces.0.traffic(), &history);
+        history.series.extend(traffic);
+    }
     // For its first minute the agent is catching up with what happened while it was down:
     // a restored pattern is not judged ended before that.
     let catching_up = now - kept.started_unix_ms <= incident::ACTIVE_MS;
@@ -352,8 +472,12 @@ pub fn diagnose(
         catching_up,
         now,
     );
-    let services = service_facts(views, &snapshot, &patterns, facts);
+    let services = service_facts(views, &snapshot, &patterns, facts, &mut kept.calls, now);
     let starts = kept.starts(&services);
+    kept.latest = Arc::new(NodeFacts {
+        services: services.clone(),
+        starts: starts.clone(),
+    });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
     let tracker = &mut kept.tracker;
     let incidents = tracker
@@ -497,6 +621,8 @@ fn service_facts(
     counters: &CountersSnapshot,
     patterns: &[PatternInput],
     configured: &ConfiguredFacts,
+    known: &mut KnownCalls,
+    now: i64,
 ) -> Vec<ServiceFacts> {
     let mut facts: BTreeMap<String, ServiceFacts> = BTreeMap::new();
     let entry = |name: &str| -> ServiceFacts {
@@ -553,6 +679,10 @@ fn service_facts(
             }
         }
     }
+    // The calls seen before are still the services' calls: a failing caller makes none.
+    known.note(&edges, &called, now);
+    let edges: BTreeSet<(String, String)> = known.edges.keys().cloned().collect();
+    let called: BTreeSet<(String, u16)> = known.ports.keys().cloned().collect();
     for (service, port) in &called {
         let f = facts
             .entry(service.clone())
@@ -786,6 +916,31 @@ mod tests {
     }
 
     #[test]
+    fn calls_are_remembered_after_they_stop_and_forgotten_after_the_memory() {
+        let mut known = KnownCalls::default();
+        let edges = BTreeSet::from([("api".to_owned(), "orders".to_owned())]);
+        let ports = BTreeSet::from([("api".to_owned(), 8080u16)]);
+        known.note(&edges, &ports, 1_000);
+        // The caller's lookups fail: no call in the recent chains, the call is still known.
+        known.note(&BTreeSet::new(), &BTreeSet::new(), 61_000);
+        assert!(known.edges.contains_key(&("api".into(), "orders".into())));
+        assert!(known.ports.contains_key(&("api".into(), 8080)));
+        known.note(
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            1_000 + CALL_MEMORY_MS + 1,
+        );
+        assert!(known.edges.is_empty() && known.ports.is_empty());
+        // Bounded: the least recently seen leave first.
+        for i in 0..(MAX_KNOWN_CALLS + 3) {
+            let edge = BTreeSet::from([(format!("s{i}"), "x".to_owned())]);
+            known.note(&edge, &BTreeSet::new(), 2_000_000 + i as i64);
+        }
+        assert_eq!(known.edges.len(), MAX_KNOWN_CALLS);
+        assert!(!known.edges.contains_key(&("s0".into(), "x".into())));
+    }
+
+    #[test]
     fn a_new_process_id_is_a_restart_from_when_the_old_one_was_last_seen() {
         let process = |pid| web::ProcessSeries {
             pid,
@@ -809,22 +964,42 @@ mod tests {
         assert!(kept.starts(&[]).is_empty());
         kept.note_pids(&at(0), 5_000);
         kept.note_pids(&at(200), 6_000);
-        let services = [ServiceFacts {
-            service: "edge-svc".into(),
-            listen_ports: vec![8080],
-            task_targets: vec!["edge".into()],
-            processes: vec!["edge".into()],
-            ..ServiceFacts::default()
-        }];
-        assert_eq!(
-            kept.starts(&services),
-            vec![ServiceStart {
+        let services = [
+            ServiceFacts {
                 service: "edge-svc".into(),
-                at_unix_ms: 4_001,
-                ports: vec![8080],
+                listen_ports: vec![8080],
                 task_targets: vec!["edge".into()],
                 processes: vec!["edge".into()],
-            }]
+                callees: vec!["orders".into()],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "orders".into(),
+                callers: vec!["edge-svc".into()],
+                callees: vec!["ledger".into()],
+                ..ServiceFacts::default()
+            },
+        ];
+        // The services below it: their traffic comes through it (their request rates
+        // restart with it, nothing else of theirs).
+        let below = |service: &str| ServiceStart {
+            service: service.into(),
+            at_unix_ms: 4_001,
+            ..ServiceStart::default()
+        };
+        assert_eq!(
+            kept.starts(&services),
+            vec![
+                ServiceStart {
+                    service: "edge-svc".into(),
+                    at_unix_ms: 4_001,
+                    ports: vec![8080],
+                    task_targets: vec!["edge".into()],
+                    processes: vec!["edge".into()],
+                },
+                below("orders"),
+                below("ledger"),
+            ]
         );
     }
 

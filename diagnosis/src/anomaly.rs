@@ -63,7 +63,7 @@ use faultline_series::{CounterKind, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::baseline::median;
+use crate::baseline::{counts_per_point, median, poisson_floor};
 use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
 
@@ -438,7 +438,12 @@ pub fn detect(
             }
         }
         report.series_judged += 1;
-        let mut baseline = Baseline::of(&base, climb.unwrap_or(0.0), series_split - 1);
+        let mut baseline = Baseline::of(
+            &base,
+            climb.unwrap_or(0.0),
+            series_split - 1,
+            counts_per_point(&series.key),
+        );
         // A restarted service's series coming back to where they were before the restart
         // (its clients reconnecting) has not broken from anything.
         if let (Some((i, Start::Restart(_))), None) = (&start, climb) {
@@ -540,8 +545,9 @@ struct Baseline {
 
 impl Baseline {
     /// Median, noise, extremes and bursts of the known baseline points (in time order, not
-    /// empty), less a climb of `slope` per point from `anchor`.
-    fn of(points: &[(usize, f64)], slope: f64, anchor: usize) -> Baseline {
+    /// empty), less a climb of `slope` per point from `anchor`; each point the mean of
+    /// `counts_per_point` seconds' counts (a service's traffic, see [`counts_per_point`]).
+    fn of(points: &[(usize, f64)], slope: f64, anchor: usize, counts_per_point: f64) -> Baseline {
         let residual = |i: usize, v: f64| v - slope * (i as f64 - anchor as f64);
         let ordered: Vec<f64> = points.iter().map(|&(i, v)| residual(i, v)).collect();
         let mut sorted = ordered.clone();
@@ -549,7 +555,7 @@ impl Baseline {
         let highest = sorted.last().copied().unwrap_or(level);
         let lowest = sorted.first().copied().unwrap_or(level);
         let mut dev: Vec<f64> = sorted.iter().map(|v| (v - level).abs()).collect();
-        let noise = (MAD_TO_SIGMA * median(&mut dev)).max((level.abs() + 1.0).sqrt());
+        let noise = (MAD_TO_SIGMA * median(&mut dev)).max(poisson_floor(level, counts_per_point));
         let mut b = Baseline {
             level,
             noise,
@@ -1488,6 +1494,40 @@ mod tests {
         assert_eq!(report.anomalies.len(), 1, "{:?}", report.anomalies);
         assert_eq!(report.anomalies[0].key, requests);
         assert_eq!(report.anomalies[0].direction, Direction::Fall);
+    }
+
+    #[test]
+    fn a_request_rate_of_twenty_a_second_falling_to_none_is_raised_and_its_noise_is_not() {
+        // Requests per second around 20 (± 8, about a Poisson count's spread), then none
+        // from second 500: a callee whose caller's lookups fail. Fed as the agent feeds it:
+        // five-second means.
+        let mut noise = Noise(11);
+        let counts: Vec<u32> = (0..600)
+            .map(|i| {
+                if i >= 500 {
+                    0
+                } else {
+                    (20.0 + 8.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                }
+            })
+            .collect();
+        let points = crate::history::traffic_points(START / 1000, &counts, START, 1000, 600);
+        let requests = SeriesKey::ServiceTraffic {
+            service: "ledger".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let h = history(vec![(requests.clone(), points)]);
+        // Its noise alone raises nothing.
+        assert_eq!(raised_at(&h, &requests, 360, 499), None);
+        // A second's count has a Poisson floor of √21 ≈ 4.6: 20 → 0 would be 4.4σ, never a
+        // step of 6σ; the mean of five has the floor of their sum, and it is raised as soon
+        // as the fall held for the settle window.
+        let at_end = raised_at(&h, &requests, 500, 599).expect("the fall is raised");
+        assert!(at_end <= 500 + 5 + SETTLE_POINTS + 2, "raised at {at_end}");
+        let report = detect(&at(&h, at_end), &[], &[], &AnomalyConfig::default());
+        let a = &report.anomalies[0];
+        assert_eq!(a.direction, Direction::Fall);
+        assert_eq!(a.label, "ledger request rate");
     }
 
     #[test]

@@ -357,7 +357,10 @@ impl IncidentTracker {
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
-            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) && a.direction == Direction::Rise {
+            // A service's traffic says that something changed for it, not where: its
+            // requests fall when its callers cannot reach it (their lookups fail), its
+            // failures rise with any fault below it.
+            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) {
                 secondary.push(signal);
             } else {
                 signals.push(signal);
@@ -366,32 +369,57 @@ impl IncidentTracker {
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
-        // window; alone, it is a group of its own.
+        // window (a fall of requests, also of a service further down from the culprit);
+        // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
+        // failed calls raised an incident that the fault's signals then continued.
+        let mut node_signals = Vec::new();
         for s in secondary {
             let service = match &s.what {
                 SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
                 SignalWhat::Pattern(_) => String::new(),
             };
+            let fall = matches!(&s.what, SignalWhat::Counter(a) if a.direction == Direction::Fall);
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
                     let o = &signals[i];
                     (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
                         && (involves(o, &service)
-                            || o.culprit
-                                .as_ref()
-                                .is_some_and(|c| peers(&c.0, input.services).contains(&service)))
+                            || o.culprit.as_ref().is_some_and(|c| {
+                                peers(&c.0, input.services).contains(&service)
+                                    // Requests stop all the way down from a caller that
+                                    // cannot reach its callee.
+                                    || (fall && downstream(&c.0, input.services).contains(&service))
+                            }))
                 })
             });
-            signals.push(s);
-            let i = signals.len() - 1;
-            match home {
-                Some(g) => groups[g].push(i),
-                None => groups.push(vec![i]),
+            match (home, &s.what) {
+                (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
+                    reason: format!(
+                        "{service}: its traffic changed with no error pattern or counter of it, \
+                         its callers or its callees within a minute; a service's traffic varies \
+                         (a start-up's failed calls, a client's burst), so it is evidence beside \
+                         a fault, not one by itself"
+                    ),
+                    anomaly: (*a).clone(),
+                }),
+                (home, _) => {
+                    let mut s = s;
+                    // Joining a group, a fall of requests names no culprit of its own: the
+                    // group's signals say where the fault lives.
+                    if fall {
+                        s.culprit = None;
+                    }
+                    signals.push(s);
+                    let i = signals.len() - 1;
+                    match home {
+                        Some(g) => groups[g].push(i),
+                        None => groups.push(vec![i]),
+                    }
+                }
             }
         }
         // A port no known service owns joins a group one of whose signals is about that
         // port; alone, it is node activity.
-        let mut node_signals = Vec::new();
         for a in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
@@ -639,6 +667,25 @@ fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
         .find(|s| s.service == service)
         .map(|s| s.callers.iter().chain(&s.callees).cloned().collect())
         .unwrap_or_default()
+}
+
+/// The services `service` calls, directly or through others (its callees, theirs, ...).
+fn downstream(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![service.to_owned()];
+    while let Some(s) = todo.pop() {
+        let Some(f) = services.iter().find(|x| x.service == s) else {
+            continue;
+        };
+        // Each service is pushed once: bounded by the services known.
+        for c in &f.callees {
+            if c != service && !found.contains(c) {
+                found.push(c.clone());
+                todo.push(c.clone());
+            }
+        }
+    }
+    found
 }
 
 /// The service listening on `port`.
@@ -1102,9 +1149,31 @@ fn build(
             }
         })
         .collect();
+    // A failure rate of a service retells the patterns' own errors when there are patterns:
+    // it follows the related counters that say more (a callee's request rate falling when
+    // its caller's lookups fail), before the unrelated ones.
+    let with_patterns = !patterns.is_empty();
+    let class = |c: &IncidentCounter| -> u8 {
+        let echo = with_patterns
+            && matches!(
+                c.anomaly.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Errors,
+                    ..
+                }
+            );
+        match (c.relation, echo) {
+            (Relation::Culprit, false) => 0,
+            (Relation::Peer, false) => 1,
+            (Relation::Culprit | Relation::Peer, true) => 2,
+            (Relation::Unrelated, _) => 3,
+            (Relation::NodeWide, _) => 4,
+        }
+    };
     listed.sort_by(|a, b| {
-        a.relation
-            .cmp(&b.relation)
+        class(a)
+            .cmp(&class(b))
+            .then(a.relation.cmp(&b.relation))
             .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
             // A port's state says more than its total.
             .then(
@@ -1551,6 +1620,90 @@ mod tests {
             side: PortSide::Local,
             state: SocketState::CloseWait,
         }
+    }
+
+    #[test]
+    fn a_callees_request_rate_falling_leads_its_callers_lookup_failures_and_traffic_alone_is_node_activity(
+    ) {
+        let t0 = 1_795_638_600_000;
+        let lookups = blamed(
+            pattern(
+                "a",
+                "dial tcp: lookup stock on 127.0.0.53:53: no such host",
+                &["orders"],
+                t0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::Caller,
+        );
+        let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric,
+        };
+        let mut fall = anomaly(traffic("stock", TrafficMetric::Requests), t0 + 8_000);
+        fall.direction = Direction::Fall;
+        let errors = anomaly(traffic("orders", TrafficMetric::Errors), t0 + 2_000);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&lookups),
+            vec![fall.clone(), errors.clone()],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+        let labels: Vec<&str> = inc
+            .counters
+            .iter()
+            .map(|c| c.anomaly.label.as_str())
+            .collect();
+        // The callee's requests falling says more than the culprit's failures, which retell
+        // its patterns.
+        assert_eq!(
+            labels,
+            ["stock request rate", "orders error rate"],
+            "{inc:#?}"
+        );
+        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.counters[1].relation, Relation::Culprit);
+
+        // The caller at the top of the chain fails its lookups: requests stop all the way
+        // down, and every fall joins its incident.
+        let top = blamed(
+            pattern(
+                "b",
+                "dial tcp: lookup orders on 127.0.0.53:53: no such host",
+                &["gateway"],
+                t0,
+                &["t2"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut below = anomaly(traffic("orders", TrafficMetric::Requests), t0 + 8_000);
+        below.direction = Direction::Fall;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&top),
+            vec![fall.clone(), below],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+        assert_eq!(incidents[0].counters.len(), 2, "{incidents:#?}");
+
+        // Traffic alone is no incident, whichever way it moved: node activity.
+        let rise = anomaly(traffic("gateway", TrafficMetric::Requests), t0);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, t0 + 20_000, &[], vec![rise, errors, fall]);
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        assert_eq!(tracker.node_signals().len(), 3);
+        assert!(tracker.node_signals()[0]
+            .reason
+            .contains("its traffic changed with no error pattern"));
     }
 
     #[test]

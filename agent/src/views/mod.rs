@@ -32,6 +32,7 @@ mod diagnosis;
 mod traces;
 
 pub use clusters::ROWS_REFRESH;
+pub(crate) use diagnosis::traffic_series;
 pub use traces::CLUSTER_ID_ATTRIBUTE;
 
 use clusters::ClusterAdapter;
@@ -68,14 +69,16 @@ pub fn build(
     counters: Arc<CounterStore>,
     live: LiveUpdates,
     pipeline_counters: PipelineCounters,
+    board: Arc<crate::diagnosis::IncidentBoard>,
 ) -> Views {
-    build_with_clock(
+    build_with_board(
         engine,
         traces,
         counters,
         live,
         pipeline_counters,
         Arc::new(system_now_unix_nanos),
+        board,
     )
 }
 
@@ -90,6 +93,29 @@ pub fn build_with_clock(
     pipeline_counters: PipelineCounters,
     clock: Clock,
 ) -> Views {
+    build_with_board(
+        engine,
+        traces,
+        counters,
+        live,
+        pipeline_counters,
+        clock,
+        Arc::new(crate::diagnosis::IncidentBoard::default()),
+    )
+}
+
+/// [`build_with_clock`] with the board the diagnosis loop fills: its incidents are served, and
+/// "what moved" reads what it learnt of the node's services (who listens and calls where,
+/// which service restarted).
+pub fn build_with_board(
+    engine: Arc<Engine>,
+    traces: Arc<TraceStore>,
+    counters: Arc<CounterStore>,
+    live: LiveUpdates,
+    pipeline_counters: PipelineCounters,
+    clock: Clock,
+    board: Arc<crate::diagnosis::IncidentBoard>,
+) -> Views {
     Views {
         clusters: Arc::new(ClusterAdapter::new(
             Arc::clone(&engine),
@@ -100,7 +126,7 @@ pub fn build_with_clock(
             ROWS_REFRESH,
         )),
         traces: Arc::new(TraceAdapter {
-            store: traces,
+            store: Arc::clone(&traces),
             counters: Arc::clone(&counters),
         }),
         counters: Arc::new(CounterAdapter {
@@ -108,11 +134,12 @@ pub fn build_with_clock(
         }),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,
+            traces,
             counters,
             clock,
+            board: Arc::clone(&board),
         }),
-        // The agent's diagnosis loop replaces this board with the one it fills (`run`).
-        incidents: Arc::new(crate::diagnosis::IncidentBoard::default()),
+        incidents: board,
         live,
     }
 }
@@ -150,6 +177,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let c = views.counters.snapshot();
         assert_eq!(c.sampled_at_unix_ms, 0);
@@ -176,6 +204,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let rows = views.clusters.summaries();
         assert_eq!(rows.len(), 1);

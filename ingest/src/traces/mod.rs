@@ -25,4 +25,4 @@ pub use span::{Span, SpanEvent, SpanKind, StatusCode};
 pub use store::{
     InsertOutcome, TraceFilter, TraceStore, TraceStoreStats, TraceSummary, MAX_LISTENERS,
 };
-pub use traffic::{RequestSource, ServiceTraffic, TrafficSeries};
+pub use traffic::{RequestSource, ServiceTraffic, TrafficSeries, SECONDS as TRAFFIC_SECONDS};
