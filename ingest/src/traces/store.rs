@@ -63,8 +63,9 @@ pub struct InsertOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceFilter {
-    /// Only traces tagged with this cluster id.
-    pub cluster: Option<String>,
+    /// Only traces tagged with one of these cluster ids (a pattern's current id and the ids
+    /// it had before); every trace when empty.
+    pub clusters: Vec<String>,
     /// Only traces with a span of this service (or a log of it).
     pub service: Option<String>,
     /// Only traces with a failed span or an error log.
@@ -471,27 +472,30 @@ impl TraceStore {
                         .service
                         .as_ref()
                         .is_none_or(|s| e.services.iter().any(|x| **x == **s))
-                    && filter
-                        .cluster
-                        .as_ref()
-                        .is_none_or(|c| e.cluster_ids().iter().any(|x| x == c))
+                    && (filter.clusters.is_empty()
+                        || e.cluster_ids().iter().any(|x| filter.clusters.contains(x)))
             };
-            let mut hits: Vec<(i64, TraceId)> = match &filter.cluster {
-                Some(cluster) => inner
-                    .by_cluster
-                    .get(cluster)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| inner.traces.get(id).map(|e| (id, e)))
-                    .filter(|(_, e)| matches(e))
-                    .map(|(id, e)| (e.start, *id))
-                    .collect(),
-                None => inner
+            let mut hits: Vec<(i64, TraceId)> = if filter.clusters.is_empty() {
+                inner
                     .traces
                     .iter()
                     .filter(|(_, e)| matches(e))
                     .map(|(id, e)| (e.start, *id))
-                    .collect(),
+                    .collect()
+            } else {
+                // A trace tagged with two of the ids is listed once.
+                let tagged: HashSet<&TraceId> = filter
+                    .clusters
+                    .iter()
+                    .filter_map(|c| inner.by_cluster.get(c))
+                    .flatten()
+                    .collect();
+                tagged
+                    .into_iter()
+                    .filter_map(|id| inner.traces.get(id).map(|e| (id, e)))
+                    .filter(|(_, e)| matches(e))
+                    .map(|(id, e)| (e.start, *id))
+                    .collect()
             };
             // The `limit` most recent, in order, without sorting the rest.
             let newest_first = |a: &(i64, TraceId), b: &(i64, TraceId)| b.cmp(a);
