@@ -49,7 +49,10 @@
 //!    Either way the level reached must pass the baseline's own extreme: a series that
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
 //!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
-//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level.
+//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level; a rise of CLOSE-WAIT
+//!    or FIN-WAIT-2, or of a port's total, must come with the port's connections (less
+//!    TIME-WAIT) growing by half as much (a pool's idle connections closed by their server
+//!    change state, a leak adds connections).
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -460,7 +463,9 @@ pub fn detect(
             series_split,
             &baseline,
             limit,
-        ) {
+        )
+        .filter(|a| !pool_turned_over(history, a, &base, len))
+        {
             // An upper bound shows no rise: another port's churn moves the smallest port
             // counted, and a change dated there came before the series' own. Seen on the Go
             // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
@@ -505,6 +510,61 @@ pub fn detect(
         .anomalies
         .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
     report
+}
+
+/// Whether a rise of a port's sockets is connections changing state or closing, not
+/// connections piling up: the port group's connections (its sockets less those in TIME-WAIT,
+/// which are closed ones) did not grow by half as much as the series rose. Two cases:
+///
+/// - CLOSE-WAIT, FIN-WAIT-2 or ESTABLISHED: a server that closes idle keep-alive connections
+///   moves them to FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when
+///   it next uses the connection, and the client's next calls replace them with established
+///   ones; the states climb and fall back as the pool idles and gets busy, while the pool stays
+///   the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
+///   connections to the edge swung between ESTABLISHED and CLOSE-WAIT (2 to 39) every few
+///   minutes, and after a restart of the edge 46 came back established where 25 had been.
+///   A leak keeps its dead connections and opens new ones: the group grows with it.
+/// - The port group's total: its TIME-WAIT wanders with its clients' churn (see
+///   [`TIME_WAIT_RATIO`]) and is judged on its own series; a total that rose by its TIME-WAIT
+///   only (the same run: the edge's sockets 95 → 143 as its TIME-WAIT went 47 → 94) says
+///   nothing more.
+fn pool_turned_over(
+    history: &CounterHistory,
+    a: &CounterAnomaly,
+    base: &[(usize, f64)],
+    len: usize,
+) -> bool {
+    let (port, side) = match a.key {
+        SeriesKey::PortState {
+            port,
+            side,
+            state: SocketState::CloseWait | SocketState::FinWait2 | SocketState::Established,
+        }
+        | SeriesKey::PortTotal { port, side } => (port, side),
+        _ => return false,
+    };
+    let Some(group) = history.get(&SeriesKey::PortTotal { port, side }) else {
+        return false;
+    };
+    let closed = history.get(&SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::TimeWait,
+    });
+    // Connections at point `i`: the group less its TIME-WAIT (none before its first point).
+    let live = |i: usize| {
+        let total = group.points.get(i).copied().flatten()?;
+        let tw = closed.and_then(|s| s.points.get(i).copied().flatten());
+        Some(total - tw.unwrap_or(0.0))
+    };
+    let mut usual: Vec<f64> = base.iter().filter_map(|&(i, _)| live(i)).collect();
+    let Some(latest) = (0..len).rev().find_map(live) else {
+        return false;
+    };
+    if usual.is_empty() || a.direction != Direction::Rise {
+        return false;
+    }
+    latest - median(&mut usual) < (a.latest - a.before) / 2.0
 }
 
 /// The climb (per point) of a baseline still warming up, `None` when it is settled: a rising
@@ -1120,7 +1180,13 @@ mod tests {
         // The state's series starts at its first socket; the port group was there all along.
         let mut cw: Vec<Option<f64>> = vec![None; start];
         cw.extend((1..=200).map(|j| Some(j as f64)));
-        let h = history(vec![(key.clone(), cw), (total, noisy(600, 30.0, 4.0, 3))]);
+        // The group holds the leaked sockets beside its live connections.
+        let group: Vec<Option<f64>> = noisy(600, 30.0, 4.0, 3)
+            .iter()
+            .zip(&cw)
+            .map(|(live, leaked)| live.map(|l| l + leaked.unwrap_or(0.0)))
+            .collect();
+        let h = history(vec![(key.clone(), cw), (total, group)]);
         let at_end = raised_at(&h, &key, start, 599).expect("raised");
         assert!(at_end <= start + 10, "raised {} s after", at_end - start);
         let report = detect(&at(&h, at_end), &[], &[], &AnomalyConfig::default());
@@ -1211,6 +1277,98 @@ mod tests {
         let h = history(vec![(key.clone(), storm)]);
         let at_end = raised_at(&h, &key, start, 599).expect("raised");
         assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
+    fn pooled_connections_closed_idle_by_their_server_are_no_close_wait_leak() {
+        // Seen on the Go lab's quiet run: the edge closes the traffic driver's idle pooled
+        // connections, which sit in CLOSE-WAIT on the driver's side (FIN-WAIT-2 on the
+        // edge's) until reused: 13 → 39 over a minute and a half while the driver's
+        // connections to the port stayed 48. A leak opens new connections beside its dead ones.
+        let cw = port_state(49287, PortSide::Remote, SocketState::CloseWait);
+        let estab = port_state(49287, PortSide::Remote, SocketState::Established);
+        let total = SeriesKey::PortTotal {
+            port: 49287,
+            side: PortSide::Remote,
+        };
+        let start = 400;
+        let (mut c, mut e, mut t) = (Vec::new(), Vec::new(), Vec::new());
+        let mut noise = Noise(41);
+        for i in 0..600 {
+            let closed = if i < start {
+                13.0 + (4.0 * noise.next()).round()
+            } else {
+                (13.0 + 0.3 * (i - start) as f64).min(39.0).round()
+            };
+            c.push(Some(closed));
+            e.push(Some(48.0 - closed));
+            t.push(Some(48.0));
+        }
+        let h = history(vec![
+            (cw.clone(), c.clone()),
+            (estab.clone(), e),
+            (total.clone(), t.clone()),
+        ]);
+        assert_eq!(raised_at(&h, &cw, start, 599), None);
+
+        // And back: the client's calls replace them with established connections, 23 → 46.
+        let (mut back_c, mut back_e) = (Vec::new(), Vec::new());
+        for i in 0..600 {
+            let closed = if i < start {
+                25.0 + (4.0 * noise.next()).round()
+            } else {
+                (25.0 - 0.4 * (i - start) as f64).max(2.0).round()
+            };
+            back_c.push(Some(closed));
+            back_e.push(Some(48.0 - closed));
+        }
+        let h = history(vec![
+            (cw.clone(), back_c),
+            (estab.clone(), back_e),
+            (total.clone(), t),
+        ]);
+        assert_eq!(raised_at(&h, &estab, start, 599), None);
+
+        // The same CLOSE-WAIT climb with the pool growing beside it: a leak.
+        let grown: Vec<Option<f64>> = c.iter().map(|v| v.map(|v| 35.0 + v)).collect();
+        let h = history(vec![(cw.clone(), c), (total, grown)]);
+        assert!(raised_at(&h, &cw, start, 599).is_some());
+    }
+
+    #[test]
+    fn a_port_total_rising_by_its_time_wait_only_is_no_break() {
+        // The same run: the edge's sockets 95 → 143 as its TIME-WAIT wandered 47 → 94 and its
+        // connections stayed 48; connections piling up raise the total.
+        let total = SeriesKey::PortTotal {
+            port: 49287,
+            side: PortSide::Local,
+        };
+        let tw = port_state(49287, PortSide::Local, SocketState::TimeWait);
+        let start = 400;
+        let mut closed = noisy(600, 47.0, 3.0, 51);
+        for (j, p) in closed[start..].iter_mut().enumerate() {
+            *p = Some((47.0 + 2.5 * (j as f64 + 1.0)).min(94.0));
+        }
+        let group: Vec<Option<f64>> = closed.iter().map(|v| v.map(|v| v + 48.0)).collect();
+        let h = history(vec![(total.clone(), group), (tw.clone(), closed.clone())]);
+        assert_eq!(raised_at(&h, &total, start, 599), None);
+
+        let piling: Vec<Option<f64>> = closed
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.map(|v| {
+                    v + 48.0
+                        + if i >= start {
+                            2.0 * (i - start) as f64
+                        } else {
+                            0.0
+                        }
+                })
+            })
+            .collect();
+        let h = history(vec![(total.clone(), piling), (tw, closed)]);
+        assert!(raised_at(&h, &total, start, 599).is_some());
     }
 
     #[test]
