@@ -166,16 +166,23 @@ fn callee_that_closes_is_the_culprit(scenario: &str, link: &str) {
         format!("127.0.0.1:{port}"),
         "{chain:#}"
     );
-    // The trace's error origin is no longer the caller's CLIENT span.
-    if let Some(origin) = chain["error_origin_span_id"].as_str() {
-        let span = chain["spans"]
-            .as_array()
-            .and_then(|spans| spans.iter().find(|s| s["span_id"] == origin))
-            .expect("the origin span is in the chain");
-        if link == "child_span" {
-            assert_eq!(span["service"], "orders", "{chain:#}");
-            assert_eq!(span["kind"], "server", "{chain:#}");
-        }
+    // The trace's error origin is the verdict's span (one decision, the diagnosis crate's):
+    // the callee's SERVER span, not the caller's CLIENT span; with no callee span, the
+    // caller's span that saw it, the culprit still the callee.
+    let origin = chain["error_origin_span_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error origin: {chain:#}"));
+    assert_eq!(culprit["span_id"].as_str(), Some(origin), "{chain:#}");
+    let span = chain["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["span_id"] == origin))
+        .expect("the origin span is in the chain");
+    if link == "child_span" {
+        assert_eq!(span["service"], "orders", "{chain:#}");
+        assert_eq!(span["kind"], "server", "{chain:#}");
+    } else {
+        assert_eq!(span["service"], "frontend", "{chain:#}");
+        assert_eq!(span["kind"], "client", "{chain:#}");
     }
 
     // The pattern: every trace agrees, and the page says so in one line.
