@@ -9,14 +9,10 @@
 use std::sync::Arc;
 
 use faultline_diagnosis::culprit::{
-    pattern_culprit_in_trace, trace_culprit, CallKind, CallLog, CallSpan, Culprit, ListenerSource,
-    Listeners, Peer, TraceFacts,
+    pattern_culprit_in_trace, trace_culprit, Culprit, ListenerSource, Listeners,
 };
 use faultline_ingest::counters::CounterStore;
-use faultline_ingest::traces::{CallChain, ChainNode, SpanKind, TraceFilter, TraceStore};
-use faultline_ingest::LogRecord;
-
-use crate::views::CLUSTER_ID_ATTRIBUTE;
+use faultline_ingest::traces::{trace_facts, CallChain, TraceFilter, TraceStore};
 
 /// Traces a pattern's verdict reads at most: enough for a vote that means something
 /// ("412 of 415"), few enough that building their chains stays in the milliseconds.
@@ -66,7 +62,7 @@ impl std::fmt::Debug for NodeListeners {
 
 /// Where the error of `chain` lives, `None` when nothing in it failed.
 pub fn of_trace(chain: &CallChain, listeners: &Listeners) -> Option<Culprit> {
-    trace_culprit(&facts(chain), listeners)
+    trace_culprit(&trace_facts(chain), listeners)
 }
 
 /// Where the failures of pattern `cluster` live, voted over its `limit` most recent traces.
@@ -83,78 +79,7 @@ pub fn of_pattern(
     });
     let verdicts = rows.iter().filter_map(|row| {
         let chain = store.call_chain(row.trace_id)?;
-        pattern_culprit_in_trace(&facts(&chain), cluster, listeners)
+        pattern_culprit_in_trace(&trace_facts(&chain), cluster, listeners)
     });
     faultline_diagnosis::culprit::pattern_culprit(verdicts)
-}
-
-/// The attribution inputs of one stored chain: every span, and every error log (placed or
-/// not) with the pattern the pipeline gave it.
-pub fn facts(chain: &CallChain) -> TraceFacts {
-    let mut facts = TraceFacts {
-        trace_id: chain.trace_id.to_string(),
-        spans: Vec::with_capacity(chain.span_count),
-        logs: Vec::new(),
-    };
-    let mut stack: Vec<&ChainNode> = chain.roots.iter().collect();
-    while let Some(node) = stack.pop() {
-        facts.spans.push(call_span(node));
-        facts.logs.extend(node.logs.iter().filter_map(call_log));
-        stack.extend(node.children.iter());
-    }
-    facts
-        .logs
-        .extend(chain.unplaced_logs.iter().filter_map(call_log));
-    facts
-}
-
-fn call_span(node: &ChainNode) -> CallSpan {
-    let span = &node.span;
-    let exception = span
-        .events
-        .iter()
-        .filter(|e| e.is_exception())
-        .find_map(|e| e.attribute("exception.message"));
-    let error = exception
-        .map(str::to_owned)
-        .or_else(|| (!span.status_message.is_empty()).then(|| span.status_message.clone()));
-    let (peer_service, peer_address, peer_port) = span.peer();
-    CallSpan {
-        span_id: span.span_id.to_string(),
-        parent_span_id: span.parent_span_id.map(|p| p.to_string()),
-        service: span.service.clone(),
-        operation: span.name.clone(),
-        kind: match span.kind {
-            SpanKind::Server => CallKind::Server,
-            SpanKind::Client => CallKind::Client,
-            _ => CallKind::Other,
-        },
-        failed: node.failed,
-        error,
-        peer: Peer {
-            service: peer_service.map(str::to_owned),
-            address: peer_address.map(str::to_owned),
-            port: peer_port,
-        },
-        listen_port: span.served_port(),
-        start_unix_nanos: span.start_unix_nanos,
-        end_unix_nanos: span.end_unix_nanos,
-        patterns: node.cluster_ids.clone(),
-    }
-}
-
-fn call_log(record: &LogRecord) -> Option<CallLog> {
-    if !record.is_errorish() {
-        return None;
-    }
-    Some(CallLog {
-        service: record.service.clone().unwrap_or_default(),
-        span_id: record.span_id.map(|s| s.to_string()),
-        text: record.cluster_text().to_owned(),
-        pattern: record
-            .attributes
-            .iter()
-            .find(|(k, _)| k == CLUSTER_ID_ATTRIBUTE)
-            .map(|(_, v)| v.clone()),
-    })
 }

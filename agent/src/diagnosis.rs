@@ -8,10 +8,20 @@
 //! milliseconds, not for the async workers) and replaces the document the web reads. A tick
 //! that overruns delays the next one (missed ticks are skipped, never queued).
 //!
+//! Restarts. A pattern stops emerging once its onset leaves the emergence window, and only
+//! kept incidents keep it diagnosed after that; an agent restarted during a long outage would
+//! find the outage's pattern neither new nor kept, and raise nothing. So the loop records the
+//! patterns of its active incidents with their onsets ([`ONGOING_FILE`] in the data
+//! directory, replaced atomically when they change), and a restarted agent diagnoses those
+//! still occurring with their recorded onset: the incident is back within a tick of the first
+//! new error, marked as ongoing at start (see `Incident::ongoing_at_start`).
+//!
 //! Bounds: at most [`MAX_PATTERNS`] emerging patterns and [`MAX_CHAINS`] recent call chains
-//! are read per tick; the document lists at most [`MAX_UNJUDGED`] unjudged series.
+//! are read per tick; the document lists at most [`MAX_UNJUDGED`] unjudged series; at most
+//! [`MAX_ONGOING`] patterns are recorded for a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,13 +32,17 @@ use faultline_diagnosis::incident::{
     self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
+use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 use faultline_web::model::{
     self as web, CountersSnapshot, IncidentView, IncidentsDocument, TraceQuery,
 };
 use faultline_web::Views;
+use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+
+use crate::persist::atomic::atomic_write;
 
 /// Most patterns read per tick (the most significant emerging ones first, then the still
 /// occurring patterns of kept incidents).
@@ -39,6 +53,10 @@ pub const MAX_TRACES_PER_PATTERN: usize = 20;
 pub const MAX_CHAINS: usize = 30;
 /// Most unjudged series listed in the document (the rest are counted).
 pub const MAX_UNJUDGED: usize = 200;
+/// File in the data directory recording the patterns of the active incidents.
+pub const ONGOING_FILE: &str = "incidents.json";
+/// Most patterns recorded for a restart (the incidents' first ones).
+pub const MAX_ONGOING: usize = 200;
 
 /// What the diagnosis loop needs from the configuration.
 #[derive(Debug, Clone)]
@@ -51,21 +69,48 @@ pub struct DiagnosisSettings {
     pub rules: HintRules,
 }
 
-/// The latest incidents document, shared with the web.
+/// The latest incidents document, shared with the web, and what the run that made it knew of
+/// the node's services ("what moved" relates its candidates to a pattern's services with it).
 #[derive(Debug, Default)]
 pub struct IncidentBoard {
     doc: RwLock<Arc<IncidentsDocument>>,
+    facts: RwLock<Arc<NodeFacts>>,
+}
+
+/// What one diagnosis run knew of the node's services.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// Who listens and calls where, their processes and task targets.
+    pub services: Vec<ServiceFacts>,
+    /// The services that (re)started while the agent watched.
+    pub starts: Vec<ServiceStart>,
 }
 
 impl IncidentBoard {
     /// Replaces the document the web serves.
     pub(crate) fn set(&self, doc: IncidentsDocument) {
-        let doc = Arc::new(doc);
-        match self.doc.write() {
-            Ok(mut slot) => *slot = doc,
-            // A writer panicked mid-assignment of an Arc: the old value is intact.
-            Err(poisoned) => *poisoned.into_inner() = doc,
+        replace(&self.doc, Arc::new(doc));
+    }
+
+    /// Replaces what is known of the node's services.
+    pub(crate) fn set_facts(&self, facts: Arc<NodeFacts>) {
+        replace(&self.facts, facts);
+    }
+
+    /// What the latest diagnosis run knew of the node's services (nothing before the first).
+    pub fn facts(&self) -> Arc<NodeFacts> {
+        match self.facts.read() {
+            Ok(facts) => facts.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+}
+
+fn replace<T>(slot: &RwLock<Arc<T>>, value: Arc<T>) {
+    match slot.write() {
+        Ok(mut slot) => *slot = value,
+        // A writer panicked mid-assignment of an Arc: the old value is intact.
+        Err(poisoned) => *poisoned.into_inner() = value,
     }
 }
 
@@ -92,6 +137,19 @@ pub struct ConfiguredFacts {
     /// targets say: a callee that hangs sends no span, so recent call chains alone lose its
     /// port just when its counters move.
     pub listeners: Option<crate::culprits::NodeListeners>,
+    /// Where each service's requests and failures per second are counted (from its SERVER
+    /// spans and access lines): judged beside the node's counters.
+    pub traces: Option<Traffic>,
+}
+
+/// The trace store, read for the services' request and failure rates.
+#[derive(Clone)]
+pub struct Traffic(pub Arc<TraceStore>);
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Traffic")
+    }
 }
 
 impl ConfiguredFacts {
@@ -104,6 +162,7 @@ impl ConfiguredFacts {
                 .collect(),
             listen_ports: BTreeMap::new(),
             listeners: None,
+            traces: None,
         }
     }
 
@@ -135,18 +194,67 @@ fn stack_dump_url(url: &str) -> Option<String> {
     ))
 }
 
-/// Runs the diagnosis every `settings.interval` until `stop`.
+/// The patterns of the active incidents and their onsets, as recorded for a restart
+/// ([`ONGOING_FILE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format")]
+enum OngoingFile {
+    /// Format 1.
+    #[serde(rename = "1")]
+    V1 {
+        /// Pattern id → onset of its incident (Unix ms).
+        patterns: BTreeMap<String, i64>,
+    },
+}
+
+/// Reads the patterns a previous run recorded; an unreadable file is reported and counts as
+/// none (the agent still starts).
+fn read_ongoing(path: &Path) -> BTreeMap<String, i64> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read the incidents of the previous run: {e}");
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_slice::<OngoingFile>(&bytes) {
+        Ok(OngoingFile::V1 { patterns }) => patterns,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring the incidents of the previous run: {e}");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// The patterns of the active incidents with their incidents' onsets (at most
+/// [`MAX_ONGOING`]).
+fn ongoing_patterns(doc: &IncidentsDocument) -> BTreeMap<String, i64> {
+    doc.incidents
+        .iter()
+        .filter(|i| i.active)
+        .flat_map(|i| i.patterns.iter().map(|p| (p.id.clone(), i.onset_unix_ms)))
+        .take(MAX_ONGOING)
+        .collect()
+}
+
+/// Runs the diagnosis every `settings.interval` until `stop`. `state_dir` is the data
+/// directory, where the patterns of the active incidents are recorded for a restart.
 pub async fn run(
     views: Views,
     board: Arc<IncidentBoard>,
     settings: DiagnosisSettings,
     facts: ConfiguredFacts,
     api: String,
+    state_dir: Option<PathBuf>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(settings.interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tracker = Kept::default();
+    let path = state_dir.map(|d| d.join(ONGOING_FILE));
+    let restored = path.as_deref().map(read_ongoing).unwrap_or_default();
+    let mut tracker = Kept::started_at(now_unix_ms(), restored.clone());
+    let mut written = restored;
     let settings = Arc::new(settings);
     let facts = Arc::new(facts);
     loop {
@@ -158,14 +266,32 @@ pub async fn run(
         let settings = settings.clone();
         let facts = facts.clone();
         let api = api.clone();
+        let path = path.clone();
+        let before = std::mem::take(&mut written);
         let job = tokio::task::spawn_blocking(move || {
             let doc = diagnose(&views, &mut tracker, &settings, &facts, &api, now_unix_ms());
-            (tracker, doc)
+            let ongoing = ongoing_patterns(&doc);
+            let mut written = before;
+            if let (Some(path), true) = (&path, ongoing != written) {
+                let file = OngoingFile::V1 {
+                    patterns: ongoing.clone(),
+                };
+                match serde_json::to_vec(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| atomic_write(path, &b, None).map_err(|e| e.to_string()))
+                {
+                    Ok(()) => written = ongoing,
+                    Err(e) => tracing::warn!("cannot record the active incidents: {e}"),
+                }
+            }
+            (tracker, doc, written)
         });
         match job.await {
-            Ok((kept, doc)) => {
+            Ok((kept, doc, now_written)) => {
                 tracker = kept;
+                written = now_written;
                 board.set(doc);
+                board.set_facts(tracker.latest.clone());
             }
             Err(err) => {
                 tracing::error!("the diagnosis failed and restarts empty: {err}");
@@ -186,13 +312,81 @@ fn now_unix_ms() -> i64 {
 pub struct Kept {
     /// The incidents.
     pub tracker: IncidentTracker,
+    /// Patterns of the incidents a previous run of the agent had active, with their onsets:
+    /// diagnosed while they still occur (dropped once they do not, or once an incident holds
+    /// them).
+    restored: BTreeMap<String, i64>,
+    /// When the agent started (Unix ms; 0 when not a live agent).
+    started_unix_ms: i64,
     /// The latest process id of each watched process, and when it was last seen (Unix ms).
     pids: BTreeMap<String, (u32, i64)>,
     /// When each watched process last started again (a new process id), Unix ms.
     restarted: BTreeMap<String, i64>,
+    /// What the latest run knew of the node's services.
+    pub latest: Arc<NodeFacts>,
+    /// Who called whom and which ports, as recent call chains said, and when last seen.
+    calls: KnownCalls,
+}
+
+/// Calls seen in call chains (caller → callee, caller → port), with when each was last seen
+/// (Unix ms): the recent chains alone forget a call just when it fails (a caller whose
+/// lookups fail makes no call at all, and its callee's silence is the evidence).
+#[derive(Debug, Default)]
+struct KnownCalls {
+    edges: BTreeMap<(String, String), i64>,
+    ports: BTreeMap<(String, u16), i64>,
+}
+
+/// How long a call is remembered after it was last seen.
+pub const CALL_MEMORY_MS: i64 = 30 * 60_000;
+/// Most calls remembered of each kind (the least recently seen leave first).
+pub const MAX_KNOWN_CALLS: usize = 4096;
+
+impl KnownCalls {
+    /// Notes the calls seen now and forgets the old ones.
+    fn note(
+        &mut self,
+        edges: &BTreeSet<(String, String)>,
+        ports: &BTreeSet<(String, u16)>,
+        now: i64,
+    ) {
+        for e in edges {
+            self.edges.insert(e.clone(), now);
+        }
+        for p in ports {
+            self.ports.insert(p.clone(), now);
+        }
+        forget(&mut self.edges, now);
+        forget(&mut self.ports, now);
+    }
+}
+
+fn forget<K: Ord + Clone>(seen: &mut BTreeMap<K, i64>, now: i64) {
+    seen.retain(|_, at| now - *at <= CALL_MEMORY_MS);
+    while seen.len() > MAX_KNOWN_CALLS {
+        let Some(oldest) = seen
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        seen.remove(&oldest);
+    }
 }
 
 impl Kept {
+    /// What an agent started at `started_unix_ms` keeps, with the patterns its previous run
+    /// had in active incidents (pattern id → onset).
+    pub fn started_at(started_unix_ms: i64, restored: BTreeMap<String, i64>) -> Kept {
+        Kept {
+            tracker: IncidentTracker::started_at(started_unix_ms),
+            restored,
+            started_unix_ms,
+            ..Kept::default()
+        }
+    }
+
     /// Notes the watched processes' ids. A process whose id changed started again after the
     /// old one was last seen: its stop (its clients' connections closed, its TIME-WAIT) is
     /// part of the restart, and may show in the counters before the new process is found.
@@ -210,23 +404,45 @@ impl Kept {
         }
     }
 
-    /// The services that started again while the agent watched, with the series they own.
+    /// The services that started again while the agent watched, with the series they own;
+    /// and, for each, the services it calls directly or through others: their requests come
+    /// through it, so their request rates restart with it (a drained restart of an edge
+    /// empties its callees' traffic for as long as it takes).
     fn starts(&self, services: &[ServiceFacts]) -> Vec<ServiceStart> {
-        self.restarted
-            .iter()
-            .map(|(process, &at)| {
-                let facts = services.iter().find(|s| s.processes.contains(process));
-                ServiceStart {
-                    service: facts.map_or(process.clone(), |f| f.service.clone()),
-                    at_unix_ms: at,
-                    ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
-                    task_targets: facts
-                        .map(|f| f.task_targets.clone())
-                        .unwrap_or_else(|| vec![process.clone()]),
-                    processes: vec![process.clone()],
+        let mut out = Vec::new();
+        for (process, &at) in &self.restarted {
+            let facts = services.iter().find(|s| s.processes.contains(process));
+            let service = facts.map_or(process.clone(), |f| f.service.clone());
+            let mut below: Vec<String> = Vec::new();
+            let mut todo = vec![service.clone()];
+            while let Some(s) = todo.pop() {
+                let Some(f) = services.iter().find(|x| x.service == s) else {
+                    continue;
+                };
+                // Each service is pushed once: bounded by the services known.
+                for c in &f.callees {
+                    if *c != service && !below.contains(c) {
+                        below.push(c.clone());
+                        todo.push(c.clone());
+                    }
                 }
-            })
-            .collect()
+            }
+            out.push(ServiceStart {
+                service,
+                at_unix_ms: at,
+                ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
+                task_targets: facts
+                    .map(|f| f.task_targets.clone())
+                    .unwrap_or_else(|| vec![process.clone()]),
+                processes: vec![process.clone()],
+            });
+            out.extend(below.into_iter().map(|callee| ServiceStart {
+                service: callee,
+                at_unix_ms: at,
+                ..ServiceStart::default()
+            }));
+        }
+        out
     }
 }
 
@@ -241,10 +457,27 @@ pub fn diagnose(
 ) -> IncidentsDocument {
     let snapshot = views.counters.snapshot();
     kept.note_pids(&snapshot, now);
-    let (history, limits) = counter_history(&snapshot);
-    let patterns = diagnosed_patterns(views, kept.tracker.incidents(), now);
-    let services = service_facts(views, &snapshot, &patterns, facts);
+    let (mut history, limits) = counter_history(&snapshot);
+    if let Some(traces) = &facts.traces {
+        let traffic = crate::views::traffic_series(traces.0.traffic(), &history);
+        history.series.extend(traffic);
+    }
+    // For its first minute the agent is catching up with what happened while it was down:
+    // a restored pattern is not judged ended before that.
+    let catching_up = now - kept.started_unix_ms <= incident::ACTIVE_MS;
+    let patterns = diagnosed_patterns(
+        views,
+        kept.tracker.incidents(),
+        &mut kept.restored,
+        catching_up,
+        now,
+    );
+    let services = service_facts(views, &snapshot, &patterns, facts, &mut kept.calls, now);
     let starts = kept.starts(&services);
+    kept.latest = Arc::new(NodeFacts {
+        services: services.clone(),
+        starts: starts.clone(),
+    });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
     let tracker = &mut kept.tracker;
     let incidents = tracker
@@ -274,11 +507,19 @@ pub fn diagnose(
 }
 
 /// The patterns the incidents are built from: the emerging ones, the most significant first,
-/// then the patterns of kept incidents that still occur. A pattern stops emerging once its
-/// onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
+/// then the patterns of kept incidents that still occur, and those a previous run of the
+/// agent had in active incidents (`restored`) that still occur. A pattern stops emerging once
+/// its onset leaves the emergence window (a steady outage is no longer "new" after it, nor a
 /// surge over a baseline that already holds it); without the second kind an incident was
-/// marked ended while its errors went on, and the overview said nothing was happening.
-fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<PatternInput> {
+/// marked ended while its errors went on, and the overview said nothing was happening;
+/// without the third, an agent restarted during such an outage raised nothing.
+fn diagnosed_patterns(
+    views: &Views,
+    incidents: &[Incident],
+    restored: &mut BTreeMap<String, i64>,
+    catching_up: bool,
+    now: i64,
+) -> Vec<PatternInput> {
     let summaries = views.clusters.summaries();
     let mut emerging: Vec<&web::ClusterSummary> =
         summaries.iter().filter(|s| s.emergence.is_some()).collect();
@@ -286,11 +527,28 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
         let score = |s: &web::ClusterSummary| s.emergence.as_ref().map_or(0.0, |e| e.score);
         score(b).total_cmp(&score(a)).then(a.id.cmp(&b.id))
     });
-    // A kept incident's pattern keeps the onset it had while emerging.
-    let kept: BTreeMap<&str, i64> = incidents
+    // A restored pattern an incident holds again is the incident's; one that no longer
+    // occurs is over (a later recurrence is a new onset).
+    restored.retain(|id, _| {
+        !incidents
+            .iter()
+            .any(|i| i.patterns.iter().any(|p| &p.id == id))
+            && (catching_up
+                || summaries
+                    .iter()
+                    .any(|s| &s.id == id && now - s.last_seen_unix_ms <= incident::ACTIVE_MS))
+    });
+    // A kept incident's pattern keeps the onset it had while emerging; a restored one the
+    // onset its incident had.
+    let kept: BTreeMap<&str, i64> = restored
         .iter()
-        .flat_map(|i| i.patterns.iter())
-        .map(|p| (p.id.as_str(), p.onset_unix_ms))
+        .map(|(id, &onset)| (id.as_str(), onset))
+        .chain(
+            incidents
+                .iter()
+                .flat_map(|i| i.patterns.iter())
+                .map(|p| (p.id.as_str(), p.onset_unix_ms)),
+        )
         .collect();
     let ongoing = summaries.iter().filter(|s| {
         s.emergence.is_none()
@@ -307,6 +565,10 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
                 .as_ref()
                 .and_then(|d| d.samples.first())
                 .map(|x| x.message.clone());
+            // The raw message keeps the status code the template masks (`502 Bad Gateway`).
+            let status_echo = faultline_clustering::root::reports_http_status(
+                example.as_deref().unwrap_or(&s.canonical_template),
+            );
             let trace_ids = detail
                 .map(|d| {
                     d.trace_ids
@@ -341,6 +603,7 @@ fn diagnosed_patterns(views: &Views, incidents: &[Incident], now: i64) -> Vec<Pa
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
+                status_echo,
             }
         })
         .collect()
@@ -358,6 +621,8 @@ fn service_facts(
     counters: &CountersSnapshot,
     patterns: &[PatternInput],
     configured: &ConfiguredFacts,
+    known: &mut KnownCalls,
+    now: i64,
 ) -> Vec<ServiceFacts> {
     let mut facts: BTreeMap<String, ServiceFacts> = BTreeMap::new();
     let entry = |name: &str| -> ServiceFacts {
@@ -414,6 +679,10 @@ fn service_facts(
             }
         }
     }
+    // The calls seen before are still the services' calls: a failing caller makes none.
+    known.note(&edges, &called, now);
+    let edges: BTreeSet<(String, String)> = known.edges.keys().cloned().collect();
+    let called: BTreeSet<(String, u16)> = known.ports.keys().cloned().collect();
     for (service, port) in &called {
         let f = facts
             .entry(service.clone())
@@ -647,6 +916,31 @@ mod tests {
     }
 
     #[test]
+    fn calls_are_remembered_after_they_stop_and_forgotten_after_the_memory() {
+        let mut known = KnownCalls::default();
+        let edges = BTreeSet::from([("api".to_owned(), "orders".to_owned())]);
+        let ports = BTreeSet::from([("api".to_owned(), 8080u16)]);
+        known.note(&edges, &ports, 1_000);
+        // The caller's lookups fail: no call in the recent chains, the call is still known.
+        known.note(&BTreeSet::new(), &BTreeSet::new(), 61_000);
+        assert!(known.edges.contains_key(&("api".into(), "orders".into())));
+        assert!(known.ports.contains_key(&("api".into(), 8080)));
+        known.note(
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            1_000 + CALL_MEMORY_MS + 1,
+        );
+        assert!(known.edges.is_empty() && known.ports.is_empty());
+        // Bounded: the least recently seen leave first.
+        for i in 0..(MAX_KNOWN_CALLS + 3) {
+            let edge = BTreeSet::from([(format!("s{i}"), "x".to_owned())]);
+            known.note(&edge, &BTreeSet::new(), 2_000_000 + i as i64);
+        }
+        assert_eq!(known.edges.len(), MAX_KNOWN_CALLS);
+        assert!(!known.edges.contains_key(&("s0".into(), "x".into())));
+    }
+
+    #[test]
     fn a_new_process_id_is_a_restart_from_when_the_old_one_was_last_seen() {
         let process = |pid| web::ProcessSeries {
             pid,
@@ -670,22 +964,42 @@ mod tests {
         assert!(kept.starts(&[]).is_empty());
         kept.note_pids(&at(0), 5_000);
         kept.note_pids(&at(200), 6_000);
-        let services = [ServiceFacts {
-            service: "edge-svc".into(),
-            listen_ports: vec![8080],
-            task_targets: vec!["edge".into()],
-            processes: vec!["edge".into()],
-            ..ServiceFacts::default()
-        }];
-        assert_eq!(
-            kept.starts(&services),
-            vec![ServiceStart {
+        let services = [
+            ServiceFacts {
                 service: "edge-svc".into(),
-                at_unix_ms: 4_001,
-                ports: vec![8080],
+                listen_ports: vec![8080],
                 task_targets: vec!["edge".into()],
                 processes: vec!["edge".into()],
-            }]
+                callees: vec!["orders".into()],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "orders".into(),
+                callers: vec!["edge-svc".into()],
+                callees: vec!["ledger".into()],
+                ..ServiceFacts::default()
+            },
+        ];
+        // The services below it: their traffic comes through it (their request rates
+        // restart with it, nothing else of theirs).
+        let below = |service: &str| ServiceStart {
+            service: service.into(),
+            at_unix_ms: 4_001,
+            ..ServiceStart::default()
+        };
+        assert_eq!(
+            kept.starts(&services),
+            vec![
+                ServiceStart {
+                    service: "edge-svc".into(),
+                    at_unix_ms: 4_001,
+                    ports: vec![8080],
+                    task_targets: vec!["edge".into()],
+                    processes: vec!["edge".into()],
+                },
+                below("orders"),
+                below("ledger"),
+            ]
         );
     }
 

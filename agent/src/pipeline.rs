@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_clustering::{Engine, ErrorEvent, EventSource};
+use faultline_clustering::{Engine, ErrorEvent, EventSource, RecordIds};
 use faultline_ingest::otlp::LogReceiver;
 use faultline_ingest::tail::{Batch, TailerHandle};
 use faultline_ingest::traces::{RequestSource, TraceStore};
-use faultline_ingest::{Level, LogRecord, Origin};
+use faultline_ingest::{LogRecord, Origin};
 use faultline_web::{Change, Component, ComponentState, HealthRegistry, LiveUpdates};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -202,18 +202,12 @@ impl Pipeline {
     /// counts a failure once per trace whatever reports it (a file line, an OTLP log, an
     /// error span), so the source goes with the event.
     fn observe(&self, record: &LogRecord) -> Observed {
-        let trace_id = record.trace_id.map(|id| id.to_string());
-        let span_id = record.span_id.map(|id| id.to_string());
-        let event = ErrorEvent {
-            text: record.cluster_text(),
-            service: record.service.as_deref(),
-            severity: level_name(record.level, record.http_status),
-            trace_id: trace_id.as_deref(),
-            span_id: span_id.as_deref(),
-            time_unix_nanos: record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
-            stack: record.stack(),
-            frame: record.stack_frame(),
-        };
+        let ids = RecordIds::of(record);
+        let event = ErrorEvent::from_record(
+            record,
+            &ids,
+            record.time_unix_nanos.unwrap_or(record.observed_unix_nanos),
+        );
         let source = match record.origin {
             Origin::File { .. } => EventSource::FileLog,
             Origin::OtlpLog => EventSource::OtlpLog,
@@ -348,24 +342,5 @@ async fn recv_batch(batches: &mut Option<mpsc::Receiver<Batch>>) -> Option<Batch
     match batches {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// The severity the engine records: the level, or `error` for a 5xx request log without one.
-pub fn level_name(level: Level, http_status: Option<u16>) -> &'static str {
-    match level {
-        Level::Panic => "panic",
-        Level::Fatal => "fatal",
-        Level::Error => "error",
-        Level::Warn => "warn",
-        Level::Info | Level::Debug | Level::Trace | Level::Unknown
-            if http_status.is_some_and(|s| s >= 500) =>
-        {
-            "error"
-        }
-        Level::Info => "info",
-        Level::Debug => "debug",
-        Level::Trace => "trace",
-        Level::Unknown => "error",
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent};
+use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent, RecordIds};
 use faultline_diagnosis::anomaly::AnomalyConfig;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::Incident;
@@ -33,8 +33,6 @@ use faultline_web::{AppState, Component, ComponentState, HealthRegistry, LiveUpd
 use crate::cli::RunArgs;
 use crate::config::{Config, ConfigError, Settings};
 use crate::diagnosis::{self, ConfiguredFacts, DiagnosisSettings};
-
-use crate::pipeline::level_name;
 
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 
@@ -140,18 +138,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             }
             errors += 1;
             first_error = first_error.min(time);
-            let trace_id = record.trace_id.map(|id| id.to_string());
-            let span_id = record.span_id.map(|id| id.to_string());
-            let observed = engine.observe(&ErrorEvent {
-                text: record.cluster_text(),
-                service: record.service.as_deref(),
-                severity: level_name(record.level, record.http_status),
-                trace_id: trace_id.as_deref(),
-                span_id: span_id.as_deref(),
-                time_unix_nanos: time,
-                stack: record.stack(),
-                frame: record.stack_frame(),
-            });
+            let ids = RecordIds::of(&record);
+            let observed = engine.observe(&ErrorEvent::from_record(&record, &ids, time));
             if let Some(template) = observed.template {
                 *minutes
                     .entry((template.to_string(), time.div_euclid(NANOS_PER_MINUTE)))

@@ -323,15 +323,16 @@ pub async fn serve(
             rows
         })
     };
-    let mut views = views::build(
+    // Counter anomalies and incidents, once a second over the same views the web reads; the
+    // board also holds what the loop learnt of the services, for "what moved".
+    let views = views::build(
         engine.clone(),
         traces.clone(),
         counters.clone(),
         live.clone(),
         pipeline_counters,
+        board.clone(),
     );
-    // Counter anomalies and incidents, once a second over the same views the web reads.
-    views.incidents = board.clone();
     tasks.push((
         "diagnosis",
         tokio::spawn(diagnosis::run(
@@ -343,6 +344,7 @@ pub async fn serve(
                     traces: traces.clone(),
                     counters: counters.clone(),
                 }),
+                traces: Some(diagnosis::Traffic(traces.clone())),
                 ..diagnosis::ConfiguredFacts::from_tasks(
                     settings
                         .tasks
@@ -358,6 +360,7 @@ pub async fn serve(
                 )
             },
             format!("{web_scheme}://{web_addr}"),
+            Some(data_dir.clone()),
             stop.child_token(),
         )),
     ));

@@ -42,7 +42,7 @@ pub use cluster::ClusterId;
 pub use config::ClusteringConfig;
 pub use engine::{
     ClusterDetail, ClusterQuery, ClusterSummary, Engine, EngineCounters, EngineCounts, ErrorEvent,
-    Observation, Sample, TemplateSummary,
+    Observation, RecordIds, Sample, TemplateSummary,
 };
 pub use occurrence::EventSource;
 pub use template::TemplateId;

@@ -23,13 +23,14 @@
 //! at any times, agree on every id. A merge gives the merged template a new id; the old id
 //! stays an alias of it ([`TemplateMiner::resolve`]), kept through evictions and snapshots.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
+use crate::alias::AliasMap;
 use crate::mask::{display, key_value_split, strip, MaskedLine, ParamKind, WILDCARD};
 
 /// Most template aliases kept: a template merges a handful of times in its life, so this
@@ -119,9 +120,7 @@ pub struct TemplateMiner {
     max_known_values: usize,
     min_distinct: usize,
     pending: usize,
-    aliases: HashMap<TemplateId, TemplateId>,
-    alias_order: VecDeque<TemplateId>,
-    max_aliases: usize,
+    aliases: AliasMap<TemplateId>,
 }
 
 impl TemplateMiner {
@@ -138,9 +137,7 @@ impl TemplateMiner {
             max_known_values: 100_000,
             min_distinct: min_distinct.max(2),
             pending: 0,
-            aliases: HashMap::new(),
-            alias_order: VecDeque::new(),
-            max_aliases: MAX_ALIASES,
+            aliases: AliasMap::new(MAX_ALIASES),
         }
     }
 
@@ -258,16 +255,10 @@ impl TemplateMiner {
     /// The current id of a template id that may have been merged away since (through the
     /// aliases, which survive consolidation, eviction and snapshots); `None` when unknown.
     pub fn resolve(&self, id: TemplateId) -> Option<TemplateId> {
-        let mut id = id;
-        // Alias chains are short (one link per merge of the same template); the bound only
-        // guards against a cycle left by an eviction that un-merged a template.
-        for _ in 0..64 {
-            if let Some(t) = self.templates.iter().position(|t| t.id == id) {
-                return Some(self.templates[self.live(t as u32) as usize].id);
-            }
-            id = *self.aliases.get(&id)?;
-        }
-        None
+        let known = |id: TemplateId| self.templates.iter().position(|t| t.id == id);
+        let id = self.aliases.resolve(id, |id| known(id).is_some())?;
+        let t = known(id)?;
+        Some(self.templates[self.live(t as u32) as usize].id)
     }
 
     /// Number of live templates.
@@ -308,7 +299,7 @@ impl TemplateMiner {
             let after = fresh.templates[t as usize].id;
             if before != after {
                 changed += 1;
-                self.add_alias(before, after);
+                self.aliases.insert(before, after);
             }
         }
         self.templates = fresh.templates;
@@ -339,30 +330,15 @@ impl TemplateMiner {
         map
     }
 
-    /// Records that template `from` is now `to` (bounded: the oldest aliases leave first).
-    fn add_alias(&mut self, from: TemplateId, to: TemplateId) {
-        if self.aliases.insert(from, to).is_none() {
-            self.alias_order.push_back(from);
-            while self.alias_order.len() > self.max_aliases {
-                if let Some(old) = self.alias_order.pop_front() {
-                    self.aliases.remove(&old);
-                }
-            }
-        }
-    }
-
     /// The aliases, old id to newer id, oldest first (for snapshots).
     pub fn aliases(&self) -> Vec<(TemplateId, TemplateId)> {
-        self.alias_order
-            .iter()
-            .filter_map(|from| self.aliases.get(from).map(|to| (*from, *to)))
-            .collect()
+        self.aliases.iter().collect()
     }
 
-    /// Restores aliases saved by [`aliases`](Self::aliases).
+    /// Restores aliases saved by [`aliases`](Self::aliases) (bounded: the oldest leave first).
     pub fn restore_aliases(&mut self, aliases: &[(TemplateId, TemplateId)]) {
         for &(from, to) in aliases {
-            self.add_alias(from, to);
+            self.aliases.insert(from, to);
         }
     }
 

@@ -48,7 +48,11 @@
 //!
 //!    Either way the level reached must pass the baseline's own extreme: a series that
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
-//!    from it.
+//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
+//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level; a rise of CLOSE-WAIT
+//!    or FIN-WAIT-2, or of a port's total, must come with the port's connections (less
+//!    TIME-WAIT) growing by half as much (a pool's idle connections closed by their server
+//!    change state, a leak adds connections).
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -62,7 +66,7 @@ use faultline_series::{CounterKind, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::baseline::median;
+use crate::baseline::{counts_per_point, median, poisson_floor};
 use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
 
@@ -90,14 +94,23 @@ pub const MIN_SOCKET_CHANGE: f64 = 20.0;
 /// `somaxconn`, but a lab or an old service may use 8 to 128), and a queue that holds five
 /// connections nobody accepts is already a stuck `accept()`.
 pub const MIN_QUEUE_CHANGE: f64 = 5.0;
-/// Smallest step of a task (goroutine), fd or thread count: a Go service's goroutines
+/// Smallest step or ramp of a task (goroutine), fd or thread count: a Go service's goroutines
 /// wobble by a few per in-flight request; a leak adds one or more per request.
 pub const MIN_PROCESS_CHANGE: f64 = 20.0;
-/// Smallest rise of a ramp above the usual level (levels only): a strictly rising series of
+/// Smallest rise of a ramp of a socket count above its usual level: a strictly rising series of
 /// at least [`RAMP_MIN_POINTS`] points that has climbed this far is not churn (churn appears
 /// as a jump of a few sockets, not a steady climb). Eight keeps a leak of one socket a second
 /// within about ten seconds of its start.
 pub const MIN_RAMP_RISE: f64 = 8.0;
+/// Smallest multiple of its usual level a port's TIME-WAIT count must reach to be raised. A
+/// TIME-WAIT count is a moving sum: every connection closed first on that side stays in
+/// TIME-WAIT for 60 s (Linux's fixed `TCP_TIMEWAIT_LEN`), so the count is the last minute's
+/// close rate times 60, and it wanders with its clients' load and pool recycling. Seen on the
+/// Go lab's quiet run: the traffic driver's TIME-WAIT towards the edge wandered 45 → 95 over
+/// minutes and climbed 60 → 94 in 10 s, its keep-alive connections recycled a little faster.
+/// A storm multiplies the close rate (a connection per call instead of a pool: tens to
+/// thousands of times); a rise to less than twice the usual level is not one.
+pub const TIME_WAIT_RATIO: f64 = 2.0;
 /// Fewest points of a ramp, counted from the last point inside the band.
 pub const RAMP_MIN_POINTS: usize = 6;
 /// Points of a ramp tested at most: the latest stretch of a climb.
@@ -428,7 +441,12 @@ pub fn detect(
             }
         }
         report.series_judged += 1;
-        let mut baseline = Baseline::of(&base, climb.unwrap_or(0.0), series_split - 1);
+        let mut baseline = Baseline::of(
+            &base,
+            climb.unwrap_or(0.0),
+            series_split - 1,
+            counts_per_point(&series.key),
+        );
         // A restarted service's series coming back to where they were before the restart
         // (its clients reconnecting) has not broken from anything.
         if let (Some((i, Start::Restart(_))), None) = (&start, climb) {
@@ -445,7 +463,9 @@ pub fn detect(
             series_split,
             &baseline,
             limit,
-        ) {
+        )
+        .filter(|a| !pool_turned_over(history, a, &base, len))
+        {
             if let (Some(slope), Some((i, s))) = (climb, &start) {
                 a.evidence.push_str(&format!(
                     "; {}, it was still climbing by {} per second and is judged against that \
@@ -468,6 +488,61 @@ pub fn detect(
         .anomalies
         .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
     report
+}
+
+/// Whether a rise of a port's sockets is connections changing state or closing, not
+/// connections piling up: the port group's connections (its sockets less those in TIME-WAIT,
+/// which are closed ones) did not grow by half as much as the series rose. Two cases:
+///
+/// - CLOSE-WAIT, FIN-WAIT-2 or ESTABLISHED: a server that closes idle keep-alive connections
+///   moves them to FIN-WAIT-2 on its side and CLOSE-WAIT on a client that reads them only when
+///   it next uses the connection, and the client's next calls replace them with established
+///   ones; the states climb and fall back as the pool idles and gets busy, while the pool stays
+///   the size it was. Seen on the Go lab's quiet run: the traffic driver's 48 pooled
+///   connections to the edge swung between ESTABLISHED and CLOSE-WAIT (2 to 39) every few
+///   minutes, and after a restart of the edge 46 came back established where 25 had been.
+///   A leak keeps its dead connections and opens new ones: the group grows with it.
+/// - The port group's total: its TIME-WAIT wanders with its clients' churn (see
+///   [`TIME_WAIT_RATIO`]) and is judged on its own series; a total that rose by its TIME-WAIT
+///   only (the same run: the edge's sockets 95 → 143 as its TIME-WAIT went 47 → 94) says
+///   nothing more.
+fn pool_turned_over(
+    history: &CounterHistory,
+    a: &CounterAnomaly,
+    base: &[(usize, f64)],
+    len: usize,
+) -> bool {
+    let (port, side) = match a.key {
+        SeriesKey::PortState {
+            port,
+            side,
+            state: SocketState::CloseWait | SocketState::FinWait2 | SocketState::Established,
+        }
+        | SeriesKey::PortTotal { port, side } => (port, side),
+        _ => return false,
+    };
+    let Some(group) = history.get(&SeriesKey::PortTotal { port, side }) else {
+        return false;
+    };
+    let closed = history.get(&SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::TimeWait,
+    });
+    // Connections at point `i`: the group less its TIME-WAIT (none before its first point).
+    let live = |i: usize| {
+        let total = group.points.get(i).copied().flatten()?;
+        let tw = closed.and_then(|s| s.points.get(i).copied().flatten());
+        Some(total - tw.unwrap_or(0.0))
+    };
+    let mut usual: Vec<f64> = base.iter().filter_map(|&(i, _)| live(i)).collect();
+    let Some(latest) = (0..len).rev().find_map(live) else {
+        return false;
+    };
+    if usual.is_empty() || a.direction != Direction::Rise {
+        return false;
+    }
+    latest - median(&mut usual) < (a.latest - a.before) / 2.0
 }
 
 /// The climb (per point) of a baseline still warming up, `None` when it is settled: a rising
@@ -530,8 +605,9 @@ struct Baseline {
 
 impl Baseline {
     /// Median, noise, extremes and bursts of the known baseline points (in time order, not
-    /// empty), less a climb of `slope` per point from `anchor`.
-    fn of(points: &[(usize, f64)], slope: f64, anchor: usize) -> Baseline {
+    /// empty), less a climb of `slope` per point from `anchor`; each point the mean of
+    /// `counts_per_point` seconds' counts (a service's traffic, see [`counts_per_point`]).
+    fn of(points: &[(usize, f64)], slope: f64, anchor: usize, counts_per_point: f64) -> Baseline {
         let residual = |i: usize, v: f64| v - slope * (i as f64 - anchor as f64);
         let ordered: Vec<f64> = points.iter().map(|&(i, v)| residual(i, v)).collect();
         let mut sorted = ordered.clone();
@@ -539,7 +615,7 @@ impl Baseline {
         let highest = sorted.last().copied().unwrap_or(level);
         let lowest = sorted.first().copied().unwrap_or(level);
         let mut dev: Vec<f64> = sorted.iter().map(|v| (v - level).abs()).collect();
-        let noise = (MAD_TO_SIGMA * median(&mut dev)).max((level.abs() + 1.0).sqrt());
+        let noise = (MAD_TO_SIGMA * median(&mut dev)).max(poisson_floor(level, counts_per_point));
         let mut b = Baseline {
             level,
             noise,
@@ -604,9 +680,14 @@ fn rule(key: &SeriesKey) -> KindRule {
             min_ramp: Some(MIN_QUEUE_CHANGE),
             falls: false,
         },
-        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => {
-            level(MIN_PROCESS_CHANGE)
-        }
+        // A process's goroutines, fds and threads follow its connections and in-flight
+        // requests: a slow climb of a dozen as its callers open more keep-alive connections is
+        // how it grows into its load, so a ramp must climb as far as a step.
+        CounterKind::ProcessFds | CounterKind::ProcessThreads | CounterKind::Tasks => KindRule {
+            min_step: MIN_PROCESS_CHANGE,
+            min_ramp: Some(MIN_PROCESS_CHANGE),
+            falls: false,
+        },
         // Memory moves by megabytes with every allocation burst; a change of level is not an
         // incident by itself, so only a step of at least 6σ and 64 MiB counts.
         CounterKind::ProcessMemory => KindRule {
@@ -654,10 +735,20 @@ fn judge(
     // A ramp is a climb out of a settled level: a series still climbing from its start, or
     // one that bursts out of its band in its baseline, has no such level.
     let ramps = b.slope == 0.0 && !b.bursty();
+    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]).
+    let rises = !matches!(
+        key,
+        SeriesKey::PortState {
+            state: SocketState::TimeWait,
+            ..
+        }
+    ) || known
+        .last()
+        .is_some_and(|&(_, latest)| latest >= TIME_WAIT_RATIO * b.level);
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
-        if dir == 0 || (dir < 0 && !rule.falls) {
+        if dir == 0 || (dir < 0 && !rule.falls) || (dir > 0 && !rises) {
             continue;
         }
         if !known[k - PERSIST..k].iter().all(|&(_, x)| b.side(x) != dir) {
@@ -954,21 +1045,11 @@ fn evidence(
 mod tests {
     use super::*;
     use crate::history::CounterSeries;
+    use crate::testing::Noise;
     use faultline_series::{PortSide, ProcessMetric, SocketState};
 
     /// 2026-11-25T20:30:00Z.
     const START: i64 = 1_795_638_600_000;
-
-    /// A deterministic noise source (xorshift), so a failure reproduces.
-    struct Noise(u64);
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % 10_000) as f64 / 10_000.0
-        }
-    }
 
     fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
         SeriesKey::PortState { port, side, state }
@@ -1009,6 +1090,23 @@ mod tests {
                 .iter()
                 .any(|a| &a.key == key)
         })
+    }
+
+    /// Asserts the detector raises nothing at any second in `ends`, told of `starts`.
+    fn assert_no_break(
+        h: &CounterHistory,
+        ends: std::ops::RangeInclusive<usize>,
+        starts: &[ServiceStart],
+        config: &AnomalyConfig,
+    ) {
+        for end in ends {
+            let report = detect(&at(h, end), &[], starts, config);
+            assert!(
+                report.anomalies.is_empty(),
+                "at {end}: {:?}",
+                report.anomalies
+            );
+        }
     }
 
     /// Noise around `level` (± `spread`), rounded like a count.
@@ -1060,7 +1158,13 @@ mod tests {
         // The state's series starts at its first socket; the port group was there all along.
         let mut cw: Vec<Option<f64>> = vec![None; start];
         cw.extend((1..=200).map(|j| Some(j as f64)));
-        let h = history(vec![(key.clone(), cw), (total, noisy(600, 30.0, 4.0, 3))]);
+        // The group holds the leaked sockets beside its live connections.
+        let group: Vec<Option<f64>> = noisy(600, 30.0, 4.0, 3)
+            .iter()
+            .zip(&cw)
+            .map(|(live, leaked)| live.map(|l| l + leaked.unwrap_or(0.0)))
+            .collect();
+        let h = history(vec![(key.clone(), cw), (total, group)]);
         let at_end = raised_at(&h, &key, start, 599).expect("raised");
         assert!(at_end <= start + 10, "raised {} s after", at_end - start);
         let report = detect(&at(&h, at_end), &[], &[], &AnomalyConfig::default());
@@ -1102,6 +1206,150 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_goroutine_climb_is_no_leak_and_a_leak_is_raised_within_seconds() {
+        // Seen on the Go lab's quiet run: a mid service's goroutines crept 16 → 30 over
+        // 72 s two minutes after it started (more keep-alive connections from its callers),
+        // a steady climb of less than a process's step minimum. A leak of that service
+        // (37 → 3,746 in 30 s) passes the minimum within a second.
+        let tasks = SeriesKey::Task {
+            target: "checkout".into(),
+            source: "pprof".into(),
+        };
+        let start = 400;
+        let mut slow = noisy(600, 16.0, 1.0, 21);
+        for (j, p) in slow[start..].iter_mut().enumerate() {
+            *p = Some((16.0 + 14.0 * (j as f64 + 1.0) / 72.0).min(30.0).round());
+        }
+        let h = history(vec![(tasks.clone(), slow)]);
+        assert_eq!(raised_at(&h, &tasks, start, 599), None);
+
+        let mut leak = noisy(600, 37.0, 2.0, 22);
+        for (j, p) in leak[start..].iter_mut().enumerate() {
+            *p = Some((37.0 + 124.0 * (j as f64 + 1.0)).min(3_746.0));
+        }
+        let h = history(vec![(tasks.clone(), leak)]);
+        let at_end = raised_at(&h, &tasks, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
+    fn time_wait_wandering_with_its_clients_churn_is_no_storm_and_a_storm_is_raised() {
+        // Seen on the Go lab's quiet run: the traffic driver's TIME-WAIT towards the edge
+        // climbed 60 → 94 in 10 s and stayed there (its pool recycled faster), a close rate
+        // up by half; a connection per call multiplies it within seconds.
+        let key = port_state(46097, PortSide::Remote, SocketState::TimeWait);
+        let start = 400;
+        let mut wander = noisy(600, 60.0, 4.0, 31);
+        let mut storm = wander.clone();
+        let mut noise = Noise(32);
+        for (j, p) in wander[start..].iter_mut().enumerate() {
+            let climb = (60.0 + 3.4 * (j as f64 + 1.0)).min(94.0);
+            *p = Some((climb + 4.0 * (2.0 * noise.next() - 1.0)).round());
+        }
+        let h = history(vec![(key.clone(), wander)]);
+        assert_eq!(raised_at(&h, &key, start, 599), None);
+
+        for (j, p) in storm[start..].iter_mut().enumerate() {
+            *p = Some((60.0 + 40.0 * (j as f64 + 1.0)).min(2_400.0));
+        }
+        let h = history(vec![(key.clone(), storm)]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
+    fn pooled_connections_closed_idle_by_their_server_are_no_close_wait_leak() {
+        // Seen on the Go lab's quiet run: the edge closes the traffic driver's idle pooled
+        // connections, which sit in CLOSE-WAIT on the driver's side (FIN-WAIT-2 on the
+        // edge's) until reused: 13 → 39 over a minute and a half while the driver's
+        // connections to the port stayed 48. A leak opens new connections beside its dead ones.
+        let cw = port_state(49287, PortSide::Remote, SocketState::CloseWait);
+        let estab = port_state(49287, PortSide::Remote, SocketState::Established);
+        let total = SeriesKey::PortTotal {
+            port: 49287,
+            side: PortSide::Remote,
+        };
+        let start = 400;
+        let (mut c, mut e, mut t) = (Vec::new(), Vec::new(), Vec::new());
+        let mut noise = Noise(41);
+        for i in 0..600 {
+            let closed = if i < start {
+                13.0 + (4.0 * noise.next()).round()
+            } else {
+                (13.0 + 0.3 * (i - start) as f64).min(39.0).round()
+            };
+            c.push(Some(closed));
+            e.push(Some(48.0 - closed));
+            t.push(Some(48.0));
+        }
+        let h = history(vec![
+            (cw.clone(), c.clone()),
+            (estab.clone(), e),
+            (total.clone(), t.clone()),
+        ]);
+        assert_eq!(raised_at(&h, &cw, start, 599), None);
+
+        // And back: the client's calls replace them with established connections, 23 → 46.
+        let (mut back_c, mut back_e) = (Vec::new(), Vec::new());
+        for i in 0..600 {
+            let closed = if i < start {
+                25.0 + (4.0 * noise.next()).round()
+            } else {
+                (25.0 - 0.4 * (i - start) as f64).max(2.0).round()
+            };
+            back_c.push(Some(closed));
+            back_e.push(Some(48.0 - closed));
+        }
+        let h = history(vec![
+            (cw.clone(), back_c),
+            (estab.clone(), back_e),
+            (total.clone(), t),
+        ]);
+        assert_eq!(raised_at(&h, &estab, start, 599), None);
+
+        // The same CLOSE-WAIT climb with the pool growing beside it: a leak.
+        let grown: Vec<Option<f64>> = c.iter().map(|v| v.map(|v| 35.0 + v)).collect();
+        let h = history(vec![(cw.clone(), c), (total, grown)]);
+        assert!(raised_at(&h, &cw, start, 599).is_some());
+    }
+
+    #[test]
+    fn a_port_total_rising_by_its_time_wait_only_is_no_break() {
+        // The same run: the edge's sockets 95 → 143 as its TIME-WAIT wandered 47 → 94 and its
+        // connections stayed 48; connections piling up raise the total.
+        let total = SeriesKey::PortTotal {
+            port: 49287,
+            side: PortSide::Local,
+        };
+        let tw = port_state(49287, PortSide::Local, SocketState::TimeWait);
+        let start = 400;
+        let mut closed = noisy(600, 47.0, 3.0, 51);
+        for (j, p) in closed[start..].iter_mut().enumerate() {
+            *p = Some((47.0 + 2.5 * (j as f64 + 1.0)).min(94.0));
+        }
+        let group: Vec<Option<f64>> = closed.iter().map(|v| v.map(|v| v + 48.0)).collect();
+        let h = history(vec![(total.clone(), group), (tw.clone(), closed.clone())]);
+        assert_eq!(raised_at(&h, &total, start, 599), None);
+
+        let piling: Vec<Option<f64>> = closed
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.map(|v| {
+                    v + 48.0
+                        + if i >= start {
+                            2.0 * (i - start) as f64
+                        } else {
+                            0.0
+                        }
+                })
+            })
+            .collect();
+        let h = history(vec![(total.clone(), piling), (tw, closed)]);
+        assert!(raised_at(&h, &total, start, 599).is_some());
+    }
+
+    #[test]
     fn background_churn_of_other_programs_raises_nothing() {
         // Ten minutes of other programs' client sockets: bursts of 6 to 14 TIME-WAIT on
         // their peers' ports every few seconds, a node-wide total that wobbles with them,
@@ -1136,14 +1384,7 @@ mod tests {
             fresh,
         ));
         let h = history(series);
-        for end in 300..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 300..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1201,14 +1442,7 @@ mod tests {
             (fds, f),
             (tw, t),
         ]);
-        for end in 440..=600 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 440..=600, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1234,14 +1468,7 @@ mod tests {
             search_ms: 30_000,
             ..AnomalyConfig::default()
         };
-        for end in 1..=420 {
-            let report = detect(&at(&h, end), &[], &[], &config);
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=420, &[], &config);
         let report = detect(&at(&h, 60), &[], &[], &config);
         let why = report.unjudged.iter().find(|u| u.key == tasks).unwrap();
         assert!(
@@ -1282,14 +1509,7 @@ mod tests {
     #[test]
     fn sockets_still_piling_up_after_a_service_started_are_warming_up_not_a_break() {
         let h = edge_warming_up(300, None);
-        for end in 1..=300 {
-            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(&h, 1..=300, &[], &AnomalyConfig::default());
     }
 
     #[test]
@@ -1376,19 +1596,12 @@ mod tests {
             raised.anomalies.iter().any(|a| a.key == tw),
             "without the restart known, its TIME-WAIT is a break: {raised:?}"
         );
-        for end in 290..=420 {
-            let report = detect(
-                &at(&h, end),
-                &[],
-                std::slice::from_ref(&restart),
-                &AnomalyConfig::default(),
-            );
-            assert!(
-                report.anomalies.is_empty(),
-                "at {end}: {:?}",
-                report.anomalies
-            );
-        }
+        assert_no_break(
+            &h,
+            290..=420,
+            std::slice::from_ref(&restart),
+            &AnomalyConfig::default(),
+        );
         let report = detect(&at(&h, 330), &[], &[restart], &AnomalyConfig::default());
         let why = report.unjudged.iter().find(|u| u.key == tw).unwrap();
         assert!(
@@ -1439,6 +1652,40 @@ mod tests {
         assert_eq!(report.anomalies.len(), 1, "{:?}", report.anomalies);
         assert_eq!(report.anomalies[0].key, requests);
         assert_eq!(report.anomalies[0].direction, Direction::Fall);
+    }
+
+    #[test]
+    fn a_request_rate_of_twenty_a_second_falling_to_none_is_raised_and_its_noise_is_not() {
+        // Requests per second around 20 (± 8, about a Poisson count's spread), then none
+        // from second 500: a callee whose caller's lookups fail. Fed as the agent feeds it:
+        // five-second means.
+        let mut noise = Noise(11);
+        let counts: Vec<u32> = (0..600)
+            .map(|i| {
+                if i >= 500 {
+                    0
+                } else {
+                    (20.0 + 8.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                }
+            })
+            .collect();
+        let points = crate::history::traffic_points(START / 1000, &counts, START, 1000, 600);
+        let requests = SeriesKey::ServiceTraffic {
+            service: "ledger".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let h = history(vec![(requests.clone(), points)]);
+        // Its noise alone raises nothing.
+        assert_eq!(raised_at(&h, &requests, 360, 499), None);
+        // A second's count has a Poisson floor of √21 ≈ 4.6: 20 → 0 would be 4.4σ, never a
+        // step of 6σ; the mean of five has the floor of their sum, and it is raised as soon
+        // as the fall held for the settle window.
+        let at_end = raised_at(&h, &requests, 500, 599).expect("the fall is raised");
+        assert!(at_end <= 500 + 5 + SETTLE_POINTS + 2, "raised at {at_end}");
+        let report = detect(&at(&h, at_end), &[], &[], &AnomalyConfig::default());
+        let a = &report.anomalies[0];
+        assert_eq!(a.direction, Direction::Fall);
+        assert_eq!(a.label, "ledger request rate");
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!   to is the 95th percentile of that window (5th for a fall), which a ramp reaches and a
 //!   single odd sample does not set.
 
+use faultline_series::SeriesKey;
+
 /// How long the usual level of a series is measured over: long enough that a median and a
 /// MAD are stable (300 samples at 1 s), short enough to fit the 15-minute history twice over.
 pub const BASELINE_MS: i64 = 5 * 60_000;
@@ -62,6 +64,28 @@ pub const MIN_SCORE: f64 = 6.0;
 pub const MAD_TO_SIGMA: f64 = 1.4826;
 /// Fewest paired points for a correlation.
 pub const MIN_CORRELATION_POINTS: usize = 10;
+
+/// Seconds a service's traffic point averages (see
+/// [`faultline_series::SeriesKey::ServiceTraffic`]): one second of a 20/s service is Poisson
+/// noise of ±4.6, so a fall to none is only 4.4σ and never a move; the mean of five has the
+/// noise of the five seconds' sum, and the same fall is about 10σ. Five seconds keeps a fall
+/// visible within seconds.
+pub const TRAFFIC_MEAN_SECONDS: usize = 5;
+
+/// How many seconds' counts one point of `key` averages: [`TRAFFIC_MEAN_SECONDS`] for a
+/// service's traffic, else 1 (a count, or a per-second rate over one interval).
+pub fn counts_per_point(key: &SeriesKey) -> f64 {
+    match key {
+        SeriesKey::ServiceTraffic { .. } => TRAFFIC_MEAN_SECONDS as f64,
+        _ => 1.0,
+    }
+}
+
+/// The Poisson floor of the noise of a level `level` whose points average `counts_per_point`
+/// counts: `√((|level| + 1) / n)`.
+pub fn poisson_floor(level: f64, counts_per_point: f64) -> f64 {
+    ((level.abs() + 1.0) / counts_per_point.max(1.0)).sqrt()
+}
 
 /// A regular time axis: point `i` is at `start + i * step` (Unix ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +164,15 @@ pub struct Baseline {
 impl Baseline {
     /// The baseline of `values` (reordered in place); level 0 and noise 1 for none.
     pub fn of(values: &mut [f64]) -> Baseline {
+        Baseline::of_means(values, 1.0)
+    }
+
+    /// The baseline of `values` that are each the mean of `counts_per_point` seconds' counts
+    /// (see [`counts_per_point`]): their Poisson floor is `√((|m|+1)/n)`.
+    pub fn of_means(values: &mut [f64], counts_per_point: f64) -> Baseline {
         let level = median(values);
         let mut dev: Vec<f64> = values.iter().map(|v| (v - level).abs()).collect();
-        let noise = (MAD_TO_SIGMA * median(&mut dev)).max((level.abs() + 1.0).sqrt());
+        let noise = (MAD_TO_SIGMA * median(&mut dev)).max(poisson_floor(level, counts_per_point));
         Baseline { level, noise }
     }
 
@@ -199,6 +229,19 @@ pub fn judge(
     need_baseline: bool,
     min_change: f64,
 ) -> Option<Move> {
+    judge_means(axis, w, points, need_baseline, min_change, 1.0)
+}
+
+/// [`judge`] for a series whose points are each the mean of `counts_per_point` seconds'
+/// counts (a service's traffic): its noise floor is that of the mean.
+pub fn judge_means(
+    axis: Axis,
+    w: &Windows,
+    points: &[Option<f64>],
+    need_baseline: bool,
+    min_change: f64,
+    counts_per_point: f64,
+) -> Option<Move> {
     let from = axis.at_or_after(w.baseline_start);
     let split = axis.at_or_after(w.search_start).min(points.len());
     let mut base: Vec<f64> = points[from.min(split)..split]
@@ -209,7 +252,7 @@ pub fn judge(
     if base.len() < MIN_BASELINE_POINTS && (need_baseline || base.is_empty()) {
         return None;
     }
-    let baseline = Baseline::of(&mut base);
+    let baseline = Baseline::of_means(&mut base, counts_per_point);
     let (level, noise) = (baseline.level, baseline.noise);
     let side = |v: f64| baseline.side(v);
 

@@ -12,7 +12,12 @@
 //! A rule applies to an incident when one of its pattern regexes matches one of the
 //! incident's pattern texts or one of its counter signatures matches one of the incident's
 //! counter anomalies — and, when the rule names a culprit role, the incident's culprit has
-//! that role (an unknown role does not exclude). A [`Hint`] says what matched (its evidence),
+//! that role (an unknown role does not exclude). A rule recognised by error text (it names
+//! patterns: `connection refused`, `EOF`, `panic`, ...) needs one of them in the incident:
+//! its counters only corroborate. A counter is never the error text: `Tcp AttemptFails`
+//! rises with any refused dial on the node, and a caller's sockets climb whenever its callee
+//! fails; seen on the Go lab, a panicking callee's caller was hinted "nothing accepts
+//! connections" from its own port's socket count and a node-wide `AttemptFails`. A [`Hint`] says what matched (its evidence),
 //! never that the cause is certain. Commands are filled from the incident's facts
 //! ([`HintFacts`]); a fact that is unknown is shown as `<port>` and the check says it is
 //! incomplete.
@@ -212,10 +217,12 @@ impl CounterSignature {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recognition {
-    /// Regexes matched case-insensitively against the incident's pattern texts.
+    /// Regexes matched case-insensitively against the incident's pattern texts. A rule
+    /// that names any needs one to match: its counters then only corroborate.
     #[serde(default)]
     pub pattern: Vec<String>,
-    /// Counter signatures matched against the incident's anomalies.
+    /// Counter signatures matched against the incident's anomalies: they recognise the
+    /// rule alone only when it names no pattern.
     #[serde(default)]
     pub counter: Vec<CounterSignature>,
     /// When set, the rule applies only when the incident's culprit has this role.
@@ -511,12 +518,17 @@ impl HintRules {
                 specific: false,
                 first_counter: usize::MAX,
             };
-            if let Some((text, re)) = subject.patterns.iter().find_map(|t| {
+            let by_text = subject.patterns.iter().find_map(|t| {
                 c.patterns
                     .iter()
                     .find(|re| re.is_match(t))
                     .map(|re| (t, re))
-            }) {
+            });
+            // Recognised by error text: without that text, its counters say nothing.
+            if by_text.is_none() && !c.patterns.is_empty() {
+                continue;
+            }
+            if let Some((text, re)) = by_text {
                 evidence.push(format!(
                     "pattern \u{201c}{}\u{201d} matches /{}/",
                     shorten(text, 160),
@@ -968,6 +980,80 @@ mod tests {
         assert_eq!(hints[0].rule_id, "too-many-open-files");
         assert_eq!(hints[0].evidence.len(), 2);
         assert_eq!(a[0].kind, CounterKind::ProcessFds);
+    }
+
+    /// The Go lab's panic (seed 8806): the panicking callee's caller saw its own port's
+    /// sockets climb and the node's `Tcp AttemptFails` rise, and was hinted "nothing accepts
+    /// connections" with no `connection refused` anywhere. A rule recognised by error text
+    /// needs the text; its counters only add to it.
+    #[test]
+    fn an_error_text_rule_needs_its_text_and_a_counter_only_corroborates() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        let rate = |name: &str| {
+            anomaly(
+                SeriesKey::ProtocolRate { key: name.into() },
+                Direction::Rise,
+                &format!("{name} rose"),
+            )
+        };
+        let callers_port = anomaly(
+            SeriesKey::PortTotal {
+                port: 8080,
+                side: PortSide::Local,
+            },
+            Direction::Rise,
+            "sockets :8080 climbing",
+        );
+        let counters = [
+            callers_port,
+            rate("Tcp AttemptFails"),
+            rate("Tcp EstabResets"),
+            rate("Tcp OutRsts"),
+        ];
+        for role in [None, Some(CulpritRole::Callee), Some(CulpritRole::Caller)] {
+            let hints = rules.hints_for(&subject(&[], &counters, role, &facts));
+            assert!(hints.is_empty(), "{role:?}: {:?}", ids(&hints));
+        }
+        // With its text, the counter is part of the evidence.
+        let refused = ["dial tcp 127.0.0.1:8080: connect: connection refused".to_owned()];
+        let hints = rules.hints_for(&subject(
+            &refused,
+            &counters,
+            Some(CulpritRole::Callee),
+            &facts,
+        ));
+        assert_eq!(hints[0].rule_id, "connection-refused");
+        assert!(
+            hints[0]
+                .evidence
+                .iter()
+                .any(|e| e == "Tcp AttemptFails rose"),
+            "{:?}",
+            hints[0].evidence
+        );
+        // And the panic the lab injected is hinted by its own text beside those counters.
+        let panic = ["runtime error: index out of range [<num>] with length <num>".to_owned()];
+        let hints = rules.hints_for(&subject(
+            &panic,
+            &counters,
+            Some(CulpritRole::SelfReported),
+            &facts,
+        ));
+        assert_eq!(ids(&hints), vec!["panic"]);
+        // A fd counter at its limit is not "too many open files" without the error.
+        let mut fds = anomaly(
+            SeriesKey::Process {
+                name: "api".into(),
+                metric: faultline_series::ProcessMetric::OpenFds,
+            },
+            Direction::Rise,
+            "fds",
+        );
+        fds.limit = Some(fds.reached);
+        assert!(rules
+            .hints_for(&subject(&[], &[fds], None, &facts))
+            .is_empty());
     }
 
     type LabCase<'a> = (

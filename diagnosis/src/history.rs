@@ -1,6 +1,8 @@
 //! The counter history the diagnosis reads: every series on one regular time axis.
 
 use faultline_series::SeriesKey;
+
+use crate::baseline::TRAFFIC_MEAN_SECONDS;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -70,10 +72,94 @@ impl CounterHistory {
     }
 }
 
+/// A service's requests (or failures) per second, counted per Unix second from
+/// `start_unix_secs`, as points of a history axis (`start_unix_ms`, `step_ms`, `len`): each
+/// point is the mean over the [`TRAFFIC_MEAN_SECONDS`] whole seconds before it (the second the
+/// sample falls in is still being counted). Before the service's first counted request the
+/// points are unknown, not 0: the service may not have existed, and a series that starts
+/// there is judged as one that appeared (see [`crate::anomaly`]). Seconds the counts do not
+/// cover are unknown too.
+pub fn traffic_points(
+    start_unix_secs: i64,
+    counts: &[u32],
+    start_unix_ms: i64,
+    step_ms: i64,
+    len: usize,
+) -> Vec<Option<f64>> {
+    let Some(first) = counts.iter().position(|&c| c > 0) else {
+        return vec![None; len];
+    };
+    traffic_points_from(
+        start_unix_secs,
+        counts,
+        start_unix_secs + first as i64,
+        start_unix_ms,
+        step_ms,
+        len,
+    )
+}
+
+/// [`traffic_points`] known from the Unix second `known_from` on: a service's failures are
+/// known (0 until the first) wherever its requests are.
+pub fn traffic_points_from(
+    start_unix_secs: i64,
+    counts: &[u32],
+    known_from: i64,
+    start_unix_ms: i64,
+    step_ms: i64,
+    len: usize,
+) -> Vec<Option<f64>> {
+    let known_from = known_from.max(start_unix_secs);
+    let known_to = start_unix_secs + counts.len() as i64;
+    let n = TRAFFIC_MEAN_SECONDS as i64;
+    (0..len)
+        .map(|i| {
+            let t = start_unix_ms + i as i64 * step_ms.max(1);
+            let last = t.div_euclid(1000) - 1;
+            let from = last - n + 1;
+            if from < known_from || last >= known_to {
+                return None;
+            }
+            let sum: u64 = (from..=last)
+                .map(|sec| u64::from(counts[(sec - start_unix_secs) as usize]))
+                .sum();
+            Some(sum as f64 / n as f64)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use faultline_series::{PortSide, SocketState};
+
+    #[test]
+    fn traffic_points_are_means_of_the_whole_seconds_before_and_unknown_before_the_first() {
+        // Counts from second 100: nothing for 3 s, then 10 a second, 20 from second 110.
+        let counts: Vec<u32> = (0..20)
+            .map(|i| match i {
+                0..=2 => 0,
+                3..=9 => 10,
+                _ => 20,
+            })
+            .collect();
+        // Points every 500 ms from 100.0 s.
+        let points = traffic_points(100, &counts, 100_000, 500, 44);
+        // Before 103 + 5 s of counts, unknown.
+        assert!(points[..16].iter().all(Option::is_none), "{points:?}");
+        // At 108.0 s: seconds 103..=107.
+        assert_eq!(points[16], Some(10.0));
+        assert_eq!(points[17], Some(10.0));
+        // At 112.0 s: seconds 107..=111: 10, 10, 10, 20, 20.
+        assert_eq!(points[24], Some(14.0));
+        // At 120.0 s the last counted second is 119: known; past it, unknown.
+        assert_eq!(points[40], Some(20.0));
+        assert_eq!(points[42], None);
+        // No request at all: nothing known.
+        assert!(traffic_points(100, &[0; 20], 100_000, 1000, 10)
+            .iter()
+            .all(Option::is_none));
+    }
 
     #[test]
     fn the_axis_is_as_long_as_the_longest_series() {

@@ -19,7 +19,10 @@
 //! the series: the service listening on its port (a CLOSE-WAIT leak or a full accept queue
 //! is the listener's), the single caller of that service for client-side damage (a TIME-WAIT
 //! storm or CLOSE-WAIT towards the port: connections opened per call or not closed), the
-//! service of a task target, process or traffic series. Node-wide series (protocol rates,
+//! service of a task target, process or traffic series. TIME-WAIT on the listener's own side
+//! (it closed first) is its single caller's too (a client with keep-alives off asks it to
+//! close), unless calls to the listener fail with it as their culprit near the change: then
+//! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
 //! (requests, failures) joins an incident of its service or a peer and opens one only when
@@ -70,6 +73,10 @@ pub const MAX_PATTERNS: usize = 20;
 pub const MAX_COUNTERS: usize = 12;
 /// Most trace ids listed per incident.
 pub const MAX_TRACES: usize = 20;
+/// An incident whose onset is earlier than this after the agent started was already going on
+/// when it started: its first look at the logs and receivers finds the failures of an outage
+/// in progress within a second or two, so its onset is not when the fault began.
+pub const FIRST_LOOK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -105,6 +112,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
+    /// from GET /x`): how a failure echoes up the call chain, not what failed.
+    pub status_echo: bool,
 }
 
 /// What the agent knows about one service on the node, to relate counters to it.
@@ -229,6 +239,11 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Whether it was already going on when this agent started: its onset is the one a previous
+    /// run of the agent recorded (restarted during an outage), or, when the agent had no record
+    /// of it, the agent's first look (onset unknown: some time before the start).
+    #[serde(default)]
+    pub ongoing_at_start: bool,
     /// Some of the traces its patterns occurred in.
     pub trace_ids: Vec<String>,
 }
@@ -247,6 +262,8 @@ pub struct NodeSignal {
 #[derive(Debug, Default)]
 pub struct IncidentTracker {
     incidents: Vec<Incident>,
+    /// When the agent started (Unix ms), when the tracker follows a live agent.
+    started_unix_ms: Option<i64>,
     /// The latest update's anomalies that are node activity.
     node_signals: Vec<NodeSignal>,
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
@@ -266,6 +283,9 @@ struct Signal<'a> {
     onset: i64,
     culprit: Option<(String, Option<CulpritRole>, String)>,
     what: SignalWhat<'a>,
+    /// An untraced echo that joined the incident of the failure it echoes (listed after the
+    /// incident's own patterns).
+    echo: bool,
 }
 
 enum SignalWhat<'a> {
@@ -279,9 +299,18 @@ impl IncidentTracker {
         IncidentTracker::default()
     }
 
-    /// The incidents as of the last update: active first, then those resting on more kinds of
-    /// evidence (a known culprit, patterns, counters of the culprit, a hint), then the most
-    /// recent onset first.
+    /// A tracker of an agent started at `started_unix_ms`: an incident whose onset is before
+    /// [`FIRST_LOOK_MS`] after it is marked [`Incident::ongoing_at_start`].
+    pub fn started_at(started_unix_ms: i64) -> IncidentTracker {
+        IncidentTracker {
+            started_unix_ms: Some(started_unix_ms),
+            ..IncidentTracker::default()
+        }
+    }
+
+    /// The incidents as of the last update: active first, then those with an error pattern
+    /// whose culprit is known, then those resting on more kinds of evidence (a known culprit,
+    /// patterns, counters of the culprit, a hint), then the most recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
     }
@@ -309,6 +338,7 @@ impl IncidentTracker {
                     .as_ref()
                     .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
                 what: SignalWhat::Pattern(p),
+                echo: false,
             });
         }
         for a in &input.anomalies.anomalies {
@@ -322,48 +352,80 @@ impl IncidentTracker {
             }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: counter_culprit(&a.key, input.services),
+                culprit: closing_callee(a, input.patterns, input.services)
+                    .or_else(|| counter_culprit(&a.key, input.services)),
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
-            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) && a.direction == Direction::Rise {
+            // A service's traffic says that something changed for it, not where: its
+            // requests fall when its callers cannot reach it (their lookups fail), its
+            // failures rise with any fault below it.
+            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) {
                 secondary.push(signal);
             } else {
                 signals.push(signal);
             }
         }
         let mut groups = group(&signals);
+        join_untraced_echoes(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
-        // window; alone, it is a group of its own.
+        // window (a fall of requests, also of a service further down from the culprit);
+        // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
+        // failed calls raised an incident that the fault's signals then continued.
+        let mut node_signals = Vec::new();
         for s in secondary {
             let service = match &s.what {
                 SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
                 SignalWhat::Pattern(_) => String::new(),
             };
+            let fall = matches!(&s.what, SignalWhat::Counter(a) if a.direction == Direction::Fall);
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
                     let o = &signals[i];
                     (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
                         && (involves(o, &service)
-                            || o.culprit
-                                .as_ref()
-                                .is_some_and(|c| peers(&c.0, input.services).contains(&service)))
+                            || o.culprit.as_ref().is_some_and(|c| {
+                                peers(&c.0, input.services).contains(&service)
+                                    // Requests stop all the way down from a caller that
+                                    // cannot reach its callee.
+                                    || (fall && downstream(&c.0, input.services).contains(&service))
+                            }))
                 })
             });
-            signals.push(s);
-            let i = signals.len() - 1;
-            match home {
-                Some(g) => groups[g].push(i),
-                None => groups.push(vec![i]),
+            match (home, &s.what) {
+                (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
+                    reason: format!(
+                        "{service}: its traffic changed with no error pattern or counter of it, \
+                         its callers or its callees within a minute; a service's traffic varies \
+                         (a start-up's failed calls, a client's burst), so it is evidence beside \
+                         a fault, not one by itself"
+                    ),
+                    anomaly: (*a).clone(),
+                }),
+                (home, _) => {
+                    let mut s = s;
+                    // Joining a group, a fall of requests names no culprit of its own: the
+                    // group's signals say where the fault lives.
+                    if fall {
+                        s.culprit = None;
+                    }
+                    signals.push(s);
+                    let i = signals.len() - 1;
+                    match home {
+                        Some(g) => groups[g].push(i),
+                        None => groups.push(vec![i]),
+                    }
+                }
             }
         }
         // A port no known service owns joins a group one of whose signals is about that
         // port; alone, it is node activity.
-        let mut node_signals = Vec::new();
         for a in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
                 what: SignalWhat::Counter(a),
+                echo: false,
             };
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -493,16 +555,32 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
+                .then(placed_error(b).cmp(&placed_error(a)))
                 .then(support(b).cmp(&support(a)))
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
                 .then(a.id.cmp(&b.id))
         });
         next.truncate(MAX_INCIDENTS);
+        if let Some(started) = self.started_unix_ms {
+            for inc in &mut next {
+                inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
+            }
+        }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
         self.incidents = next;
         self.members = next_members;
         &self.incidents
     }
+}
+
+/// Whether an incident has an error pattern whose culprit is known: an error the failing
+/// calls reported, placed by attribution. That outranks any incident of counters alone,
+/// however many kinds of evidence those gather: a counter moves with load, warm-ups and the
+/// echoes of a fault elsewhere. Seen on the Go lab (panic, seed 8806): a panicking callee's
+/// caller saw its own port's sockets climb 12 s later (its listening port, a hint, a culprit:
+/// as much support as the panic's pattern), and as the more recent it led the list.
+fn placed_error(i: &Incident) -> bool {
+    i.patterns.iter().any(|p| p.culprit.is_some())
 }
 
 /// How many kinds of evidence an incident rests on: a known culprit, error patterns, counters
@@ -591,6 +669,25 @@ fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The services `service` calls, directly or through others (its callees, theirs, ...).
+fn downstream(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![service.to_owned()];
+    while let Some(s) = todo.pop() {
+        let Some(f) = services.iter().find(|x| x.service == s) else {
+            continue;
+        };
+        // Each service is pushed once: bounded by the services known.
+        for c in &f.callees {
+            if c != service && !found.contains(c) {
+                found.push(c.clone());
+                todo.push(c.clone());
+            }
+        }
+    }
+    found
+}
+
 /// The service listening on `port`.
 fn listener(port: u16, services: &[ServiceFacts]) -> Option<&ServiceFacts> {
     services.iter().find(|s| s.listen_ports.contains(&port))
@@ -602,6 +699,24 @@ fn callers_of_port(port: u16, services: &[ServiceFacts]) -> Vec<&ServiceFacts> {
         .iter()
         .filter(|s| s.called_ports.contains(&port))
         .collect()
+}
+
+/// The service a task (goroutine) target is configured for: the one that claims it, else
+/// the target's own name (a user names a target after what it watches).
+fn task_owner<'a>(target: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.task_targets.iter().any(|t| t == target))
+        .map_or(target, |s| s.service.as_str())
+}
+
+/// The service a watched process is configured for: the one that claims it, else the
+/// process's own name.
+fn process_owner<'a>(name: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.processes.iter().any(|p| p == name))
+        .map_or(name, |s| s.service.as_str())
 }
 
 /// The known service a (not node-wide) series belongs to, `None` when no known service owns
@@ -616,21 +731,50 @@ fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
         | SeriesKey::ListenQueue { port } => listener(*port, services)
             .or_else(|| callers_of_port(*port, services).into_iter().next())
             .map(|s| s.service.clone()),
-        SeriesKey::Task { target, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.task_targets.contains(target))
-                .map_or(target.clone(), |s| s.service.clone()),
-        ),
-        SeriesKey::Process { name, .. } => Some(
-            services
-                .iter()
-                .find(|s| s.processes.contains(name))
-                .map_or(name.clone(), |s| s.service.clone()),
-        ),
+        SeriesKey::Task { target, .. } => Some(task_owner(target, services).to_owned()),
+        SeriesKey::Process { name, .. } => Some(process_owner(name, services).to_owned()),
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
     }
+}
+
+/// TIME-WAIT on a listener's own side of its port: the listener closed those connections
+/// first. It does so on its own (it closes after each answer, or without one) or because its
+/// callers ask it to (`Connection: close` from a client with keep-alives off, which Go's
+/// server honours by closing first): the sockets cannot tell which, and [`counter_culprit`]
+/// names the single caller. When calls to the listener fail near the change with the
+/// listener as their culprit (a callee closing without an answer: EOF), it closes on its own:
+/// the TIME-WAIT is the callee's, and one incident with those failures.
+fn closing_callee(
+    a: &CounterAnomaly,
+    patterns: &[PatternInput],
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    } = a.key
+    else {
+        return None;
+    };
+    let owner = listener(port, services)?;
+    let failing = patterns.iter().find(|p| {
+        (p.onset_unix_ms - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS
+            && p.culprit.as_ref().is_some_and(|c| {
+                c.service == owner.service
+                    && matches!(c.role, CulpritRole::Callee | CulpritRole::SelfReported)
+            })
+    })?;
+    Some((
+        owner.service.clone(),
+        Some(CulpritRole::Callee),
+        format!(
+            "{} is on the side of {}: it closes its connections first, and calls to it fail \
+             with it as their culprit ({})",
+            a.label, owner.service, failing.text
+        ),
+    ))
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -732,10 +876,7 @@ fn counter_culprit(
         // A task or process target is named by the user after what it watches: without a
         // service that claims it, its name stands for the service.
         SeriesKey::Task { target, .. } => {
-            let service = services
-                .iter()
-                .find(|s| s.task_targets.contains(target))
-                .map_or(target.as_str(), |s| s.service.as_str());
+            let service = task_owner(target, services);
             Some((
                 service.to_owned(),
                 None,
@@ -743,10 +884,7 @@ fn counter_culprit(
             ))
         }
         SeriesKey::Process { name, .. } => {
-            let service = services
-                .iter()
-                .find(|s| s.processes.contains(name))
-                .map_or(name.as_str(), |s| s.service.as_str());
+            let service = process_owner(name, services);
             Some((
                 service.to_owned(),
                 None,
@@ -763,6 +901,102 @@ fn counter_culprit(
         )),
         _ => None,
     }
+}
+
+/// Moves each untraced echo into the incident of the failure it echoes.
+///
+/// A caller that reports its callee's failure without a trace id (Gin's own `Error #01: GET
+/// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` line under its access line) shares no
+/// trace with the failure and has no culprit: its pattern was an incident of its own, "seen
+/// in" the echoing service (the demo's second incident, beside the EOF it echoed). Records
+/// without a trace id count one each, but such a pattern is one more view of a known failure
+/// when, within the window, an incident with a culprit is downstream of it: the address its
+/// message names is the culprit's or a service that calls the culprit, or it only reports an
+/// HTTP error status and a service it was seen in calls the culprit. With several such
+/// incidents, the one whose onset is nearest. A pattern with a culprit or a trace is never
+/// moved, nor one whose group already has a culprit.
+fn join_untraced_echoes(
+    groups: &mut Vec<Vec<usize>>,
+    signals: &mut [Signal<'_>],
+    services: &[ServiceFacts],
+) {
+    let culprit_of = |g: &[usize], signals: &[Signal<'_>]| -> Option<String> {
+        g.iter()
+            .find_map(|&j| signals[j].culprit.as_ref().map(|c| c.0.clone()))
+    };
+    for i in 0..signals.len() {
+        let SignalWhat::Pattern(p) = signals[i].what else {
+            continue;
+        };
+        if p.culprit.is_some() || !p.trace_ids.is_empty() {
+            continue;
+        }
+        let Some(from) = groups.iter().position(|g| g.contains(&i)) else {
+            continue;
+        };
+        if culprit_of(&groups[from], signals).is_some() {
+            continue;
+        }
+        let named = peer_of(p)
+            .as_deref()
+            .and_then(port_of)
+            .and_then(|port| listener(port, services))
+            .map(|s| s.service.clone());
+        let echoes = |culprit: &str| {
+            named
+                .as_deref()
+                .is_some_and(|n| n == culprit || calls(n, culprit, services))
+                || (p.status_echo && p.services.iter().any(|s| calls(s, culprit, services)))
+        };
+        let home = groups
+            .iter()
+            .enumerate()
+            .filter(|(g, _)| *g != from)
+            .filter_map(|(g, members)| {
+                let culprit = culprit_of(members, signals)?;
+                let nearest = members
+                    .iter()
+                    .map(|&j| (signals[j].onset - signals[i].onset).abs())
+                    .min()?;
+                (nearest <= GROUP_WINDOW_MS && echoes(&culprit)).then_some((nearest, g))
+            })
+            .min();
+        let Some((_, to)) = home else {
+            continue;
+        };
+        groups[from].retain(|&j| j != i);
+        groups[to].push(i);
+        signals[i].echo = true;
+    }
+    groups.retain(|g| !g.is_empty());
+}
+
+/// Whether `from` calls `to`, directly or through its callees (bounded by the services
+/// known). A callee is known from spans (a SERVER span under a CLIENT span) or from the port
+/// a CLIENT span called and the service listening there: a callee that closes without
+/// answering sends no span while it fails.
+fn calls(from: &str, to: &str, services: &[ServiceFacts]) -> bool {
+    let mut seen: BTreeSet<&str> = BTreeSet::from([from]);
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        let Some(facts) = services.iter().find(|s| s.service == at) else {
+            continue;
+        };
+        let by_port = facts
+            .called_ports
+            .iter()
+            .filter_map(|&port| listener(port, services))
+            .map(|s| s.service.as_str());
+        for callee in facts.callees.iter().map(String::as_str).chain(by_port) {
+            if callee == to {
+                return true;
+            }
+            if seen.insert(callee) {
+                next.push(callee);
+            }
+        }
+    }
+    false
 }
 
 /// Groups signals: within the window and sharing a trace or a culprit, never two culprits in
@@ -837,14 +1071,22 @@ fn build(
 ) -> (Incident, BTreeSet<Member>) {
     let now = input.now_unix_ms;
     let mut patterns: Vec<&PatternInput> = Vec::new();
+    let mut echoes: Vec<&PatternInput> = Vec::new();
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
     for s in members {
         match &s.what {
+            SignalWhat::Pattern(p) if s.echo => echoes.push(p),
             SignalWhat::Pattern(p) => patterns.push(p),
             SignalWhat::Counter(a) => counters.push(a),
         }
     }
-    patterns.sort_by(|a, b| a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id)));
+    // The incident's own patterns earliest first, then the untraced echoes of them.
+    let by_onset = |a: &&PatternInput, b: &&PatternInput| {
+        a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id))
+    };
+    patterns.sort_by(by_onset);
+    echoes.sort_by(by_onset);
+    patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
     // patterns' first: their failing calls say how the culprit failed (a caller whose
@@ -907,9 +1149,31 @@ fn build(
             }
         })
         .collect();
+    // A failure rate of a service retells the patterns' own errors when there are patterns:
+    // it follows the related counters that say more (a callee's request rate falling when
+    // its caller's lookups fail), before the unrelated ones.
+    let with_patterns = !patterns.is_empty();
+    let class = |c: &IncidentCounter| -> u8 {
+        let echo = with_patterns
+            && matches!(
+                c.anomaly.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Errors,
+                    ..
+                }
+            );
+        match (c.relation, echo) {
+            (Relation::Culprit, false) => 0,
+            (Relation::Peer, false) => 1,
+            (Relation::Culprit | Relation::Peer, true) => 2,
+            (Relation::Unrelated, _) => 3,
+            (Relation::NodeWide, _) => 4,
+        }
+    };
     listed.sort_by(|a, b| {
-        a.relation
-            .cmp(&b.relation)
+        class(a)
+            .cmp(&class(b))
+            .then(a.relation.cmp(&b.relation))
             .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
             // A port's state says more than its total.
             .then(
@@ -1017,6 +1281,7 @@ fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
@@ -1236,6 +1501,7 @@ mod tests {
             last_seen_unix_ms: onset + 5_000,
             count: 10,
             trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+            status_echo: false,
         }
     }
 
@@ -1354,6 +1620,90 @@ mod tests {
             side: PortSide::Local,
             state: SocketState::CloseWait,
         }
+    }
+
+    #[test]
+    fn a_callees_request_rate_falling_leads_its_callers_lookup_failures_and_traffic_alone_is_node_activity(
+    ) {
+        let t0 = 1_795_638_600_000;
+        let lookups = blamed(
+            pattern(
+                "a",
+                "dial tcp: lookup stock on 127.0.0.53:53: no such host",
+                &["orders"],
+                t0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::Caller,
+        );
+        let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric,
+        };
+        let mut fall = anomaly(traffic("stock", TrafficMetric::Requests), t0 + 8_000);
+        fall.direction = Direction::Fall;
+        let errors = anomaly(traffic("orders", TrafficMetric::Errors), t0 + 2_000);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&lookups),
+            vec![fall.clone(), errors.clone()],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+        let labels: Vec<&str> = inc
+            .counters
+            .iter()
+            .map(|c| c.anomaly.label.as_str())
+            .collect();
+        // The callee's requests falling says more than the culprit's failures, which retell
+        // its patterns.
+        assert_eq!(
+            labels,
+            ["stock request rate", "orders error rate"],
+            "{inc:#?}"
+        );
+        assert_eq!(inc.counters[0].relation, Relation::Peer);
+        assert_eq!(inc.counters[1].relation, Relation::Culprit);
+
+        // The caller at the top of the chain fails its lookups: requests stop all the way
+        // down, and every fall joins its incident.
+        let top = blamed(
+            pattern(
+                "b",
+                "dial tcp: lookup orders on 127.0.0.53:53: no such host",
+                &["gateway"],
+                t0,
+                &["t2"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut below = anomaly(traffic("orders", TrafficMetric::Requests), t0 + 8_000);
+        below.direction = Direction::Fall;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            t0 + 20_000,
+            std::slice::from_ref(&top),
+            vec![fall.clone(), below],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+        assert_eq!(incidents[0].counters.len(), 2, "{incidents:#?}");
+
+        // Traffic alone is no incident, whichever way it moved: node activity.
+        let rise = anomaly(traffic("gateway", TrafficMetric::Requests), t0);
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, t0 + 20_000, &[], vec![rise, errors, fall]);
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        assert_eq!(tracker.node_signals().len(), 3);
+        assert!(tracker.node_signals()[0]
+            .reason
+            .contains("its traffic changed with no error pattern"));
     }
 
     #[test]
@@ -1712,6 +2062,63 @@ mod tests {
     }
 
     #[test]
+    fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
+        // stock closes every call of orders without a body: orders fails with EOF, and stock
+        // holds the TIME-WAIT of the connections it closed first, on its own port.
+        let tw = SeriesKey::PortState {
+            port: 8082,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        };
+        let eof = blamed(
+            pattern(
+                "a",
+                "Get \"http://127.0.0.1:8082/v1/stock\": EOF",
+                &["orders"],
+                T0 + 1_500,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            std::slice::from_ref(&eof),
+            vec![anomaly(tw.clone(), T0)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+        assert_eq!(inc.culprit.role, Some(CulpritRole::Callee));
+        assert_eq!(inc.counters[0].anomaly.key, tw, "{inc:#?}");
+        assert_eq!(inc.counters[0].relation, Relation::Culprit);
+
+        // The same sockets with no failing call: its single caller asked it to close (a
+        // connection per call with keep-alives off), the caller's storm.
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 5_000, &[], vec![anomaly(tw.clone(), T0)]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].culprit.role, Some(CulpritRole::Caller));
+        // A failure of the listener far from the change says nothing about it.
+        let mut late = eof.clone();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 10_000;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + GROUP_WINDOW_MS + 15_000,
+            &[late],
+            vec![anomaly(tw.clone(), T0)],
+        );
+        let counter = incidents
+            .iter()
+            .find(|i| i.counters.iter().any(|c| c.anomaly.key == tw))
+            .expect("the TIME-WAIT's incident");
+        assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
+    }
+
+    #[test]
     fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
         // orders calls a database on :5432 that sends no spans: the port is known only as
         // where orders' calls go.
@@ -1843,6 +2250,187 @@ mod tests {
         assert_eq!(incidents.len(), 2, "{incidents:#?}");
         assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
         assert_eq!(incidents[1].culprit.service.as_deref(), Some("orders"));
+    }
+
+    /// The Go lab's panic (seed 8806): orders panics (its pattern attributed to it), and
+    /// 12 s later its caller's own port shows sockets piling up. The caller's counters have a
+    /// culprit, a counter of the culprit and a hint; the panic has a culprit, a pattern and a
+    /// hint. The placed error leads, and the caller's socket count alone is hinted nothing
+    /// that needs an error text (the lab saw "nothing accepts connections" there).
+    #[test]
+    fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
+        let panic = blamed(
+            pattern(
+                "p",
+                "runtime error: index out of range [<num>] with length <num>",
+                &["orders", "gateway"],
+                T0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::SelfReported,
+        );
+        let attempt_fails = SeriesKey::ProtocolRate {
+            key: "Tcp AttemptFails".into(),
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 20_000,
+            std::slice::from_ref(&panic),
+            vec![
+                anomaly(close_wait(8080), T0 + 12_000),
+                anomaly(attempt_fails.clone(), T0 + 12_000),
+            ],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].hints[0].rule_id, "panic");
+        assert_eq!(incidents[1].culprit.service.as_deref(), Some("gateway"));
+
+        let sockets = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 20_000,
+            &[panic],
+            vec![
+                anomaly(sockets, T0 + 12_000),
+                anomaly(attempt_fails, T0 + 12_000),
+            ],
+        );
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        let callers = &incidents[1];
+        assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
+        assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    }
+
+    /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
+    /// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
+    /// pattern shares no trace with the EOF it echoes and has no culprit. It joins the EOF's
+    /// incident (gateway calls orders, which calls the culprit stock), listed after it.
+    #[test]
+    fn an_untraced_echo_joins_the_incident_of_the_failure_it_echoes() {
+        let eof = blamed(
+            pattern(
+                "eof",
+                "Get \"<url>\": EOF",
+                &["orders", "gateway"],
+                T0,
+                &["t1", "t2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut gin = pattern(
+            "gin",
+            "GET <url>: <num> Bad Gateway",
+            &["gateway"],
+            T0 - 200,
+            &[],
+        );
+        gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+        gin.status_echo = true;
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let ids: Vec<&str> = incidents[0]
+            .patterns
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, ["eof", "gin"]);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        assert_eq!(incidents[0].hints[0].rule_id, "callee-closed");
+
+        // While the callee fails it sends no span: orders' calls to it are known by port.
+        let mut services = chain();
+        services[1].callees.clear();
+        services[1].called_ports = vec![8082];
+        services[2].callers.clear();
+        let incidents = run_with(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), gin.clone()],
+            report(vec![]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Without the address, the status report of a service upstream of the culprit.
+        let mut bare = gin.clone();
+        bare.example = Some("request failed: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), bare],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        // An untraced transport error naming the callee's address joins too.
+        let mut named = pattern("named", "Get \"<url>\": EOF", &["gateway"], T0, &[]);
+        named.example = Some("Get \"http://127.0.0.1:8081/v1/orders/7\": EOF".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[eof.clone(), named],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+
+        // Not an echo: the culprit's own status report (it calls no one below itself), a
+        // message that is no status and names no address, an echo a minute and more away.
+        let mut own = gin.clone();
+        own.services = vec!["stock".into()];
+        own.example = Some("upstream said 503 Service Unavailable".into());
+        let mut other = pattern("other", "login failed", &["gateway"], T0, &[]);
+        other.example = Some("login failed".into());
+        let mut late = gin.clone();
+        late.id = "late".into();
+        late.onset_unix_ms = T0 + GROUP_WINDOW_MS + 1_000;
+        late.last_seen_unix_ms = late.onset_unix_ms;
+        for p in [own, other, late] {
+            let incidents = run(
+                &mut IncidentTracker::new(),
+                T0 + GROUP_WINDOW_MS + 5_000,
+                &[eof.clone(), p.clone()],
+                vec![],
+            );
+            assert_eq!(incidents.len(), 2, "{}: {incidents:#?}", p.id);
+        }
+        // An echo of a service that does not call the culprit stays apart: gateway's lookups
+        // fail (its own culprit), and stock's untraced 502 is not about it.
+        let dns = blamed(
+            pattern(
+                "dns",
+                "dial tcp: lookup <id>: no such host",
+                &["gateway"],
+                T0,
+                &["t3"],
+            ),
+            "gateway",
+            CulpritRole::Caller,
+        );
+        let mut stocks = gin.clone();
+        stocks.services = vec!["stock".into()];
+        stocks.example = Some("GET http://127.0.0.1:8082/x: 502 Bad Gateway".into());
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[dns, stocks],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
     }
 
     #[test]

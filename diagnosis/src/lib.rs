@@ -25,9 +25,14 @@ pub mod history;
 pub mod incident;
 pub mod moved;
 pub mod onset;
+#[cfg(test)]
+mod testing;
 mod text;
 
 pub use activity::{Emerging, EmergingKind, MinuteCounts, PatternActivity, SecondCounts};
-pub use history::{CounterHistory, CounterSeries, Series};
-pub use moved::{what_moved, MovedCounter, MovedVerdict, MovedWithIt};
+pub use history::{traffic_points, traffic_points_from, CounterHistory, CounterSeries, Series};
+pub use moved::{
+    what_moved, what_moved_for, MovedConfidence, MovedCounter, MovedRelation, MovedUnjudged,
+    MovedVerdict, MovedWithIt, PatternContext,
+};
 pub use onset::{Onset, OnsetSource};

@@ -43,18 +43,41 @@
 //!    [`MAX_NODE_WIDE`] of them node-wide totals once a port, process or task moved: a socket
 //!    storm on one port also moves every sockstat total, and four copies of its story would push
 //!    the next real lead off the list.
+//! 8. **Relation first.** Candidates are ordered by how they relate to the pattern before
+//!    their rank ([`MovedRelation`]): the culprit's own series (its listening ports, the ports
+//!    it calls, its processes, goroutines and traffic), then those of the other services the
+//!    pattern was seen in, then their peers' (callers and callees), then the rest of the node
+//!    — a port of another program, a node-wide total — however large its move (other
+//!    programs' churn outranked the fault's own port on a shared node). The relation is stated
+//!    on each candidate ("culprit's listening port (orders)", "caller's peer port (gateway)",
+//!    "node-wide: ...").
+//! 9. **Caveats.** A baseline that overlaps the series' first appearance (its port group's, for
+//!    sockets) or a start of its service ([`ServiceStart`]) holds a start-up, not a usual
+//!    level: the candidate says so, its confidence is low and its rank halved. A series whose
+//!    samples start late (a rate's first sample is always unknown; a task target that answered
+//!    late) is judged from its first samples when they make a baseline before the onset,
+//!    never dropped for one missing point; the series that still cannot be judged are listed
+//!    with the reason.
 
-use faultline_series::{CounterKind, PortSide, ProcessMetric, SeriesKey, SocketState};
+use faultline_series::{
+    CounterKind, PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric,
+};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::activity::PatternActivity;
-use crate::baseline::{baseline_points, judge, spearman, trailing_sum, Axis, Move, Windows};
+use crate::anomaly::ServiceStart;
+use crate::baseline::{
+    baseline_points, counts_per_point, judge_means, spearman, trailing_sum, Axis, Move, Windows,
+};
 pub use crate::baseline::{
     AFTER_MS, BAND_Z, BASELINE_MS, MAX_LAG_MS, MAX_LEAD_MS, MIN_BASELINE_POINTS, MIN_SCORE,
     PERSIST, SETTLE_POINTS, SETTLE_SHARE,
 };
 use crate::history::{CounterHistory, Series};
+use crate::incident::ServiceFacts;
 use crate::onset::{occurrences_on_axis, pattern_onset, OnsetSource};
 use crate::text::{clock, number};
 
@@ -117,8 +140,73 @@ pub struct MovedCounter {
     /// The evidence in one sentence, e.g. "TIME-WAIT →:8080 rose 12 → 4,310 (+4,298) from
     /// 20:41:03 UTC, 2 s before the first error".
     pub evidence: String,
+    /// How the series relates to the pattern; the list is ordered by it first.
+    pub relation: MovedRelation,
+    /// The relation in words: "culprit's listening port (orders)", "caller's peer port
+    /// (gateway)", "node-wide: port 41234 is not a port of this pattern's services or their
+    /// peers".
+    pub relation_text: String,
+    /// Low when a caveat applies.
+    pub confidence: MovedConfidence,
+    /// Why the move may not be what it seems, in sentences: its baseline overlaps the
+    /// series' first appearance or its service's start.
+    pub caveats: Vec<String>,
     /// The series on the document's axis (`history_start_unix_ms`, `step_ms`).
     pub history: Series,
+}
+
+/// How a moved counter relates to the pattern, most related first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovedRelation {
+    /// The pattern's culprit's own: its listening ports (either side), the ports it calls,
+    /// its accept queue, processes, goroutines and traffic.
+    Culprit,
+    /// The own series of another service the pattern was seen in (a caller that logs its
+    /// callee's failure).
+    Service,
+    /// A peer's: the series of a caller or callee of the culprit or of the pattern's services.
+    Peer,
+    /// The rest of the node: a total that moves with any traffic, or a port, process or
+    /// target of no service of the pattern nor of their peers.
+    NodeWide,
+}
+
+/// How far a moved counter can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovedConfidence {
+    /// Its baseline is a usual level.
+    High,
+    /// A caveat applies (see `caveats`): its baseline holds a start-up.
+    Low,
+}
+
+/// A counter series "what moved" could not judge, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovedUnjudged {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its name as the dashboard shows it.
+    pub label: String,
+    /// Why, in one sentence ("12 of the 30 baseline points needed are known: first seen at
+    /// 20:41:03 UTC").
+    pub reason: String,
+}
+
+/// What "what moved" knows of a pattern beyond its activity: whose it is. Empty, every
+/// candidate is node-wide and the order is by rank alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PatternContext<'a> {
+    /// The services the pattern was seen in.
+    pub services: &'a [String],
+    /// Where its failures live, when attributed.
+    pub culprit: Option<&'a str>,
+    /// What is known of the node's services: listening ports, callers and callees, called
+    /// ports, processes and task targets.
+    pub facts: &'a [ServiceFacts],
+    /// The services that (re)started while the agent watched.
+    pub starts: &'a [ServiceStart],
 }
 
 /// What on the node moved with one pattern: the answer of
@@ -165,8 +253,15 @@ pub struct MovedWithIt {
     pub series_examined: u64,
     /// Counter series that had too little history in the baseline window to be judged.
     pub series_skipped: u64,
-    /// The counters that moved, most telling first (at most a handful).
+    /// The counters that moved: related to the pattern first (see `relation`), most telling
+    /// first within a relation (at most a handful).
     pub moved: Vec<MovedCounter>,
+    /// The series that could not be judged, and why (at most [`MAX_UNJUDGED`]).
+    #[serde(default)]
+    pub unjudged: Vec<MovedUnjudged>,
+    /// Unjudged series left out of `unjudged` by its bound.
+    #[serde(default)]
+    pub unjudged_omitted: u64,
 }
 
 /// Smallest change of a level (sockets, fds, threads, tasks, sockstat fields) that counts as a
@@ -199,6 +294,15 @@ pub const MAX_MOVED: usize = 6;
 pub const MAX_NODE_WIDE: usize = 2;
 /// Points of context shown in the charts before the search window (2 min at 1 s).
 const CHART_CONTEXT_MS: i64 = 2 * 60_000;
+/// Most unjudged series listed (the rest are counted).
+pub const MAX_UNJUDGED: usize = 50;
+/// Rank weight of a candidate with a caveat (its baseline holds a start-up): below a move of
+/// the same relation and size whose baseline is a usual level.
+pub const CAVEAT_WEIGHT: f64 = 0.5;
+/// Points after the history's start within which a series' first sample is the agent's
+/// start, not the series' appearance: a rate's first sample is always unknown (it needs two
+/// readings), a process or task target is read a sample or two late.
+pub const APPEARANCE_SLACK_POINTS: usize = 3;
 
 /// One counter series to judge, with its identity.
 struct Candidate<'a> {
@@ -225,11 +329,11 @@ fn judged(key: &SeriesKey) -> bool {
         SeriesKey::Process { metric, .. } => {
             matches!(metric, ProcessMetric::OpenFds | ProcessMetric::Threads)
         }
+        SeriesKey::ServiceTraffic { .. } => true,
         SeriesKey::NodeState { .. }
         | SeriesKey::PortTotal { .. }
         | SeriesKey::OtherPortsTotal
-        | SeriesKey::Runtime { .. }
-        | SeriesKey::ServiceTraffic { .. } => false,
+        | SeriesKey::Runtime { .. } => false,
     }
 }
 
@@ -238,6 +342,16 @@ fn judged(key: &SeriesKey) -> bool {
 /// The pattern's per-second counts give the onset and its rate to the second; without them
 /// its per-minute counts are used and the timing is only known to the minute.
 pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> MovedWithIt {
+    what_moved_for(activity, counters, &PatternContext::default())
+}
+
+/// [`what_moved`] with what is known of the pattern's services: the candidates are ordered by
+/// their relation to it first (see the module documentation).
+pub fn what_moved_for(
+    activity: &PatternActivity,
+    counters: &CounterHistory,
+    context: &PatternContext<'_>,
+) -> MovedWithIt {
     let axis = Axis {
         start: counters.start_unix_ms,
         step: counters.step_ms.max(1),
@@ -262,6 +376,8 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
         series_examined: 0,
         series_skipped: 0,
         moved: Vec::new(),
+        unjudged: Vec::new(),
+        unjudged_omitted: 0,
     };
     let began = match onset_at.source {
         OnsetSource::Emergence if onset_at.surge => "the surge began",
@@ -302,6 +418,18 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
     let corr_from = axis.at_or_after(windows.search_start);
     let corr_to = axis.at_or_after(onset + AFTER_MS + 1).min(axis.len);
 
+    // Where each port first showed: a port-state series starts at its state's first socket
+    // (or when its group joined the ports counted one by one), its port group may be older,
+    // and a port listened on before it was counted one by one is no new port.
+    let mut port_first: BTreeMap<u16, usize> = BTreeMap::new();
+    for s in &counters.series {
+        if let SeriesKey::PortState { port, .. } | SeriesKey::ListenQueue { port } = s.key {
+            if let Some(first) = s.points.iter().position(Option::is_some) {
+                let e = port_first.entry(port).or_insert(first);
+                *e = (*e).min(first);
+            }
+        }
+    }
     let candidates = counters
         .series
         .iter()
@@ -311,6 +439,7 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
             points: &s.points,
         });
     let mut moved = Vec::new();
+    let mut unjudged = Vec::new();
     for c in candidates {
         doc.series_examined += 1;
         let points = filled(&c, axis.len);
@@ -320,10 +449,39 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
         } else {
             MIN_LEVEL_CHANGE
         };
-        let Some(m) = judge(axis, &windows, &points, true, min_change) else {
-            if baseline_points(axis, &windows, &points) < MIN_BASELINE_POINTS {
-                doc.series_skipped += 1;
-            }
+        let appeared = match *c.key {
+            SeriesKey::PortState { port, .. } => port_first.get(&port).copied(),
+            _ => c.points.iter().position(Option::is_some),
+        };
+        let Some(w) = series_windows(axis, &windows, &points, onset) else {
+            doc.series_skipped += 1;
+            unjudged.push(MovedUnjudged {
+                key: c.key.clone(),
+                label: c.key.label(),
+                reason: unjudged_reason(axis, &windows, &points, appeared),
+            });
+            continue;
+        };
+        let search_known = {
+            let from = axis.at_or_after(w.search_start);
+            let to = axis.at_or_after(w.search_end + 1).min(points.len());
+            points[from.min(to)..to].iter().flatten().count()
+        };
+        if search_known == 0 {
+            doc.series_skipped += 1;
+            unjudged.push(MovedUnjudged {
+                key: c.key.clone(),
+                label: c.key.label(),
+                reason: format!(
+                    "no sample from {} to {}: its source did not answer around the onset",
+                    clock(w.search_start),
+                    clock(w.search_end)
+                ),
+            });
+            continue;
+        }
+        let Some(m) = judge_means(axis, &w, &points, true, min_change, counts_per_point(c.key))
+        else {
             continue;
         };
         let lead_ms = m.changed_at - onset;
@@ -342,15 +500,23 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
         } else {
             1.0
         };
+        let caveats = caveats(c.key, axis, &w, appeared, m.changed_at, context.starts);
+        let trust = if caveats.is_empty() {
+            1.0
+        } else {
+            CAVEAT_WEIGHT
+        };
         let rank = (1.0 + m.score).log10()
             * (1.0 + m.change.abs()).log10()
             * timing
             * (0.5 + 0.5 * in_step)
-            * scope;
+            * scope
+            * trust;
         let socket = match *c.key {
             SeriesKey::PortState { port, side, state } => Some((port, side, state)),
             _ => None,
         };
+        let (relation, relation_text) = relation(c.key, context);
         moved.push(MovedCounter {
             key: c.key.clone(),
             kind,
@@ -369,6 +535,14 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
             lead_ms,
             co_movement: rho,
             rank,
+            relation,
+            relation_text,
+            confidence: if caveats.is_empty() {
+                MovedConfidence::High
+            } else {
+                MovedConfidence::Low
+            },
+            caveats,
             history: Series {
                 points,
                 delta_1m: None,
@@ -376,8 +550,9 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
         });
     }
     moved.sort_by(|a, b| {
-        b.rank
-            .total_cmp(&a.rank)
+        tier(a)
+            .cmp(&tier(b))
+            .then(b.rank.total_cmp(&a.rank))
             .then_with(|| a.label.cmp(&b.label))
     });
     let node_wide = |m: &MovedCounter| m.kind.is_node_wide();
@@ -429,7 +604,226 @@ pub fn what_moved(activity: &PatternActivity, counters: &CounterHistory) -> Move
             .push_str(" Timing is known to the minute only: no per-second counts of this pattern.");
     }
     doc.moved = moved;
+    doc.unjudged_omitted = unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;
+    unjudged.truncate(MAX_UNJUDGED);
+    doc.unjudged = unjudged;
     doc
+}
+
+/// Where a candidate is listed (lower first): by its relation, except that the failure rate
+/// of the pattern's own services retells the pattern (its failures counted by request) and
+/// comes after their peers' series, which say more (a callee's requests stopping when its
+/// caller's lookups fail).
+fn tier(m: &MovedCounter) -> u8 {
+    let own_failures = matches!(
+        m.key,
+        SeriesKey::ServiceTraffic {
+            metric: TrafficMetric::Errors,
+            ..
+        }
+    ) && matches!(m.relation, MovedRelation::Culprit | MovedRelation::Service);
+    match m.relation {
+        _ if own_failures => 3,
+        MovedRelation::Culprit => 0,
+        MovedRelation::Service => 1,
+        MovedRelation::Peer => 2,
+        MovedRelation::NodeWide => 4,
+    }
+}
+
+/// The windows one series is judged in: the document's, or, for a series with too few known
+/// points in that baseline (a rate's first sample is unknown; a target answered late or
+/// failed for a while), a search window that starts once its baseline holds
+/// [`MIN_BASELINE_POINTS`] known points, as long as that is before the onset. `None` when it
+/// cannot hold them.
+fn series_windows(
+    axis: Axis,
+    windows: &Windows,
+    points: &[Option<f64>],
+    onset: i64,
+) -> Option<Windows> {
+    if baseline_points(axis, windows, points) >= MIN_BASELINE_POINTS {
+        return Some(*windows);
+    }
+    let from = axis.at_or_after(windows.baseline_start);
+    let mut known = points
+        .iter()
+        .enumerate()
+        .skip(from)
+        .filter(|(_, v)| v.is_some())
+        .map(|(i, _)| i);
+    let first = known.next()?;
+    // The point after the minimum's last: where the search can start.
+    let search = known.nth(MIN_BASELINE_POINTS - 1)?;
+    let search_start = axis.time(search);
+    (search_start <= onset).then_some(Windows {
+        baseline_start: axis.time(first).max(search_start - BASELINE_MS),
+        search_start,
+        ..*windows
+    })
+}
+
+/// Why a series has no baseline, in one sentence.
+fn unjudged_reason(
+    axis: Axis,
+    windows: &Windows,
+    points: &[Option<f64>],
+    appeared: Option<usize>,
+) -> String {
+    let known = baseline_points(axis, windows, points);
+    let first = match appeared {
+        Some(i) => format!("; first seen at {}", clock(axis.time(i))),
+        None => "; no sample at all".to_owned(),
+    };
+    format!(
+        "{known} of the {MIN_BASELINE_POINTS} baseline points needed are known from {} to {}, \
+         and not enough later ones before the onset{first}",
+        clock(windows.baseline_start),
+        clock(windows.search_start)
+    )
+}
+
+/// The caveats of a move (see the module documentation): its baseline overlaps the series'
+/// first appearance (`appeared`, a point index) or a start of its service.
+fn caveats(
+    key: &SeriesKey,
+    axis: Axis,
+    w: &Windows,
+    appeared: Option<usize>,
+    changed_at: i64,
+    starts: &[ServiceStart],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(i) = appeared.filter(|&i| i > APPEARANCE_SLACK_POINTS) {
+        let at = axis.time(i);
+        let what = match key {
+            SeriesKey::PortState { port, side, .. } => match side {
+                PortSide::Local => format!("port :{port}"),
+                PortSide::Remote => format!("port →:{port}"),
+            },
+            _ => "the series".to_owned(),
+        };
+        if at >= w.baseline_start && at <= changed_at {
+            let secs = (changed_at - at) / 1000;
+            out.push(if at < w.search_start {
+                format!(
+                    "{what} was first seen at {}, {secs} s before it moved, inside its baseline: \
+                     its usual level may be its start-up",
+                    clock(at)
+                )
+            } else {
+                format!(
+                    "{what} was first seen at {}, {secs} s before it moved: it has no usual level \
+                     before that, and a new series' start looks like a move",
+                    clock(at)
+                )
+            });
+        }
+    }
+    for s in starts.iter().filter(|s| s.covers(key)) {
+        if s.at_unix_ms >= w.baseline_start && s.at_unix_ms <= changed_at {
+            out.push(format!(
+                "{} (re)started at {}, {} s before it moved: its start-up is in the baseline or \
+                 is what moved",
+                s.service,
+                clock(s.at_unix_ms),
+                (changed_at - s.at_unix_ms) / 1000
+            ));
+        }
+    }
+    out
+}
+
+/// How `key` relates to the pattern of `context`, in words (see [`MovedRelation`]).
+fn relation(key: &SeriesKey, context: &PatternContext<'_>) -> (MovedRelation, String) {
+    if key.kind().is_node_wide() {
+        return (
+            MovedRelation::NodeWide,
+            "node-wide total: moves with any traffic on the node".to_owned(),
+        );
+    }
+    let facts = |name: &str| context.facts.iter().find(|f| f.service == name);
+    let culprit_facts = context.culprit.and_then(facts);
+    // The pattern's services, the culprit first, each with the word for its role.
+    let mut subjects: Vec<(&str, MovedRelation, &str)> = Vec::new();
+    if let Some(c) = context.culprit {
+        subjects.push((c, MovedRelation::Culprit, "culprit"));
+    }
+    for s in context.services {
+        if context.culprit == Some(s.as_str()) {
+            continue;
+        }
+        let role = match culprit_facts {
+            Some(f) if f.callers.contains(s) => "caller",
+            Some(f) if f.callees.contains(s) => "callee",
+            _ => "service",
+        };
+        subjects.push((s.as_str(), MovedRelation::Service, role));
+    }
+    for &(subject, relation, role) in &subjects {
+        if let Some(how) = belongs(key, subject, facts(subject)) {
+            return (relation, format!("{role}'s {how} ({subject})"));
+        }
+    }
+    for &(subject, _, _) in &subjects {
+        let Some(f) = facts(subject) else {
+            continue;
+        };
+        let peers = f
+            .callers
+            .iter()
+            .map(|p| (p, "caller"))
+            .chain(f.callees.iter().map(|p| (p, "callee")));
+        for (peer, role) in peers {
+            if let Some(how) = belongs(key, peer, facts(peer)) {
+                return (
+                    MovedRelation::Peer,
+                    format!("{role}'s {how} ({peer}, a {role} of {subject})"),
+                );
+            }
+        }
+    }
+    let why = match key.port() {
+        Some(p) => {
+            format!("node-wide: port {p} is not a port of this pattern's services or their peers")
+        }
+        None => "node-wide: not a series of this pattern's services or their peers".to_owned(),
+    };
+    (MovedRelation::NodeWide, why)
+}
+
+/// How `key` belongs to `service` (with what is known of it), if it does: "listening port",
+/// "peer port" (a port its calls go to), "accept queue", "goroutines", "process", "request
+/// rate", "error rate".
+fn belongs(key: &SeriesKey, service: &str, facts: Option<&ServiceFacts>) -> Option<&'static str> {
+    match key {
+        SeriesKey::PortState { port, side, .. } | SeriesKey::PortTotal { port, side } => {
+            let f = facts?;
+            if f.listen_ports.contains(port) {
+                Some("listening port")
+            } else if *side == PortSide::Remote && f.called_ports.contains(port) {
+                Some("peer port")
+            } else {
+                None
+            }
+        }
+        SeriesKey::ListenQueue { port } => {
+            facts?.listen_ports.contains(port).then_some("listen queue")
+        }
+        SeriesKey::Task { target, .. } => (target == service
+            || facts.is_some_and(|f| f.task_targets.contains(target)))
+        .then_some("goroutines"),
+        SeriesKey::Process { name, .. } => (name == service
+            || facts.is_some_and(|f| f.processes.contains(name)))
+        .then_some("process"),
+        SeriesKey::ServiceTraffic { service: s, metric } => {
+            (s == service).then_some(match metric {
+                TrafficMetric::Requests => "request rate",
+                TrafficMetric::Errors => "error rate",
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The points of a candidate padded to the axis length; a socket series' gaps before its first
@@ -507,23 +901,13 @@ mod tests {
     use super::*;
     use crate::activity::{Emerging, EmergingKind, MinuteCounts, SecondCounts};
     use crate::history::CounterSeries;
+    use crate::testing::Noise;
 
     /// 2026-11-25T20:30:00Z: the start of the synthetic 15-minute history.
     const START: i64 = 1_795_638_600_000;
     const LEN: usize = 900;
     /// The onset: ten minutes into the history.
     const ONSET: i64 = START + 600_000;
-
-    /// A deterministic noise source (xorshift), so a failure reproduces.
-    struct Noise(u64);
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % 10_000) as f64 / 10_000.0
-        }
-    }
 
     fn at(i: usize) -> i64 {
         START + i as i64 * 1000
@@ -772,6 +1156,326 @@ mod tests {
         let doc = run(&new_pattern(ONSET), &counters, ONSET);
         let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels, ["ESTAB :8080", "TIME-WAIT →:43853"], "{doc:#?}");
+    }
+
+    fn run_for(
+        pattern: &PatternActivity,
+        counters: &CounterHistory,
+        from: i64,
+        context: &PatternContext<'_>,
+    ) -> MovedWithIt {
+        what_moved_for(
+            &with_seconds(pattern, occurrences(from, 50)),
+            counters,
+            context,
+        )
+    }
+
+    /// gateway (:9000) calls orders (:8080) and a port nobody listens on (:7070); orders
+    /// calls ledger (:7000).
+    fn chain() -> Vec<ServiceFacts> {
+        vec![
+            ServiceFacts {
+                service: "gateway".into(),
+                listen_ports: vec![9000],
+                callees: vec!["orders".into()],
+                called_ports: vec![8080, 7070],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "orders".into(),
+                listen_ports: vec![8080],
+                callers: vec!["gateway".into()],
+                callees: vec!["ledger".into()],
+                task_targets: vec!["orders-pprof".into()],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "ledger".into(),
+                listen_ports: vec![7000],
+                callers: vec!["orders".into()],
+                ..ServiceFacts::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn the_patterns_own_series_rank_before_a_bigger_move_of_another_programs_port() {
+        let counters = snapshot(
+            vec![
+                // The culprit's listening port.
+                socket(
+                    8080,
+                    PortSide::Local,
+                    SocketState::CloseWait,
+                    step(2.0, 60.0, ONSET - 1_000),
+                ),
+                // The port the caller (where the pattern was seen) calls.
+                socket(
+                    7070,
+                    PortSide::Remote,
+                    SocketState::TimeWait,
+                    step(0.0, 100.0, ONSET),
+                ),
+                // The culprit's callee's listening port.
+                socket(
+                    7000,
+                    PortSide::Local,
+                    SocketState::Established,
+                    step(10.0, 200.0, ONSET + 2_000),
+                ),
+                // Another program's churn, far bigger, at the same moment.
+                socket(
+                    41000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 5_000.0, ONSET),
+                ),
+            ],
+            vec![CounterSeries {
+                key: SeriesKey::Task {
+                    target: "orders-pprof".into(),
+                    source: "pprof".into(),
+                },
+                points: step(20.0, 300.0, ONSET + 1_000),
+            }],
+        );
+        // Without knowing whose the series are, size wins: the other program's port first.
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved[0].label, "TIME-WAIT :41000", "{doc:#?}");
+        assert!(doc
+            .moved
+            .iter()
+            .all(|m| m.relation == MovedRelation::NodeWide));
+
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let got: Vec<(&str, MovedRelation, &str)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.relation, m.relation_text.as_str()))
+            .collect();
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert_eq!(got[0].1, MovedRelation::Culprit, "{got:#?}");
+        assert_eq!(got[1].1, MovedRelation::Culprit, "{got:#?}");
+        let culprit: Vec<&str> = got[..2].iter().map(|g| g.2).collect();
+        assert!(
+            culprit.contains(&"culprit's listening port (orders)")
+                && culprit.contains(&"culprit's goroutines (orders)"),
+            "{got:#?}"
+        );
+        assert_eq!(
+            got[2],
+            (
+                "TIME-WAIT →:7070",
+                MovedRelation::Service,
+                "caller's peer port (gateway)"
+            )
+        );
+        assert_eq!(
+            got[3],
+            (
+                "ESTAB :7000",
+                MovedRelation::Peer,
+                "callee's listening port (ledger, a callee of orders)"
+            )
+        );
+        assert_eq!(got[4].0, "TIME-WAIT :41000");
+        assert_eq!(got[4].1, MovedRelation::NodeWide);
+        assert!(got[4].2.starts_with("node-wide: port 41000"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_baseline_over_a_first_appearance_or_a_service_start_is_a_caveat() {
+        // Goroutines of a target first read 90 s before the onset (its service had just
+        // started): a baseline of exactly the minimum, all of it inside the baseline window.
+        let mut late: Points = step(50.0, 400.0, ONSET);
+        for p in &mut late[..510] {
+            *p = None;
+        }
+        // The same move on two ports, one of a service that restarted 100 s before.
+        let counters = snapshot(
+            vec![
+                socket(
+                    8080,
+                    PortSide::Local,
+                    SocketState::Established,
+                    step(10.0, 200.0, ONSET),
+                ),
+                socket(
+                    9090,
+                    PortSide::Local,
+                    SocketState::Established,
+                    step(10.0, 200.0, ONSET),
+                ),
+            ],
+            vec![CounterSeries {
+                key: SeriesKey::Task {
+                    target: "orders".into(),
+                    source: "pprof".into(),
+                },
+                points: late,
+            }],
+        );
+        let starts = [ServiceStart {
+            service: "orders".into(),
+            at_unix_ms: ONSET - 100_000,
+            ports: vec![8080],
+            task_targets: vec![],
+            processes: vec![],
+        }];
+        let context = PatternContext {
+            starts: &starts,
+            ..PatternContext::default()
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let by = |label: &str| {
+            doc.moved
+                .iter()
+                .find(|m| m.label == label)
+                .unwrap_or_else(|| panic!("{label} not listed: {doc:#?}"))
+        };
+        let clean = by("ESTAB :9090");
+        assert_eq!(clean.confidence, MovedConfidence::High);
+        assert!(clean.caveats.is_empty());
+        let restarted = by("ESTAB :8080");
+        assert_eq!(restarted.confidence, MovedConfidence::Low);
+        assert!(
+            restarted.caveats[0].starts_with("orders (re)started at"),
+            "{:?}",
+            restarted.caveats
+        );
+        // Same move, same relation: the one with a usual baseline ranks first.
+        assert!(clean.rank > restarted.rank);
+        let labels: Vec<&str> = doc.moved.iter().map(|m| m.label.as_str()).collect();
+        assert!(
+            labels.iter().position(|l| *l == "ESTAB :9090")
+                < labels.iter().position(|l| *l == "ESTAB :8080")
+        );
+        let young = by("goroutines orders (pprof)");
+        assert_eq!(young.confidence, MovedConfidence::Low);
+        assert!(
+            young.caveats[0].contains("inside its baseline"),
+            "{:?}",
+            young.caveats
+        );
+    }
+
+    #[test]
+    fn a_rate_whose_first_sample_is_unknown_is_judged_and_what_cannot_be_judged_is_listed() {
+        // The agent started 45 s before the onset. A rate's first sample is always unknown
+        // (it needs two readings): 29 known points where the baseline window holds 30.
+        let onset = START + 45_000;
+        let mut resets: Points = step(0.0, 12.0, onset);
+        resets[0] = None;
+        // A task target that answered only 10 s before the onset.
+        let mut tasks: Points = step(30.0, 30.0, onset);
+        for p in &mut tasks[..35] {
+            *p = None;
+        }
+        let counters = snapshot(
+            vec![],
+            vec![
+                rate("Tcp EstabResets", resets),
+                CounterSeries {
+                    key: SeriesKey::Task {
+                        target: "orders".into(),
+                        source: "pprof".into(),
+                    },
+                    points: tasks,
+                },
+            ],
+        );
+        let doc = run(&new_pattern(onset), &counters, onset);
+        assert_eq!(doc.moved.len(), 1, "{doc:#?}");
+        assert_eq!(doc.moved[0].label, "Tcp EstabResets");
+        assert_eq!(doc.moved[0].lead_ms, 0);
+        assert_eq!(doc.series_skipped, 1);
+        assert_eq!(doc.unjudged.len(), 1, "{doc:#?}");
+        assert_eq!(doc.unjudged[0].label, "goroutines orders (pprof)");
+        assert!(
+            doc.unjudged[0]
+                .reason
+                .starts_with("0 of the 30 baseline points needed are known"),
+            "{}",
+            doc.unjudged[0].reason
+        );
+    }
+
+    #[test]
+    fn a_callees_request_rate_falling_is_judged_on_its_five_second_means() {
+        // About 20 requests a second (± 8), none from the onset: its caller's lookups fail.
+        let mut noise = Noise(5);
+        let counts: Vec<u32> = (0..LEN)
+            .map(|i| {
+                if at(i) >= ONSET {
+                    0
+                } else {
+                    (20.0 + 8.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                }
+            })
+            .collect();
+        let key = SeriesKey::ServiceTraffic {
+            service: "ledger".into(),
+            metric: TrafficMetric::Requests,
+        };
+        // The culprit's own failures: every request it gets fails from the onset.
+        let failures: Vec<u32> = (0..LEN)
+            .map(|i| if at(i) >= ONSET { 20 } else { 0 })
+            .collect();
+        let first_request = START / 1000;
+        let counters = snapshot(
+            vec![],
+            vec![
+                CounterSeries {
+                    key: SeriesKey::ServiceTraffic {
+                        service: "orders".into(),
+                        metric: TrafficMetric::Errors,
+                    },
+                    points: crate::history::traffic_points_from(
+                        START / 1000,
+                        &failures,
+                        first_request,
+                        START,
+                        1000,
+                        LEN,
+                    ),
+                },
+                CounterSeries {
+                    key,
+                    points: crate::history::traffic_points(START / 1000, &counts, START, 1000, LEN),
+                },
+            ],
+        );
+        let facts = chain();
+        let services = vec!["orders".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert_eq!(doc.moved.len(), 2, "{doc:#?}");
+        // The culprit's failures retell the pattern: after its callee's silence.
+        assert_eq!(doc.moved[1].label, "orders error rate");
+        assert_eq!(doc.moved[1].relation, MovedRelation::Culprit);
+        let m = &doc.moved[0];
+        assert_eq!(m.label, "ledger request rate");
+        assert_eq!(m.relation, MovedRelation::Peer);
+        assert_eq!(
+            m.relation_text,
+            "callee's request rate (ledger, a callee of orders)"
+        );
+        assert!(m.evidence.contains(" fell "), "{}", m.evidence);
+        assert!(m.evidence.contains("→ 0/s"), "{}", m.evidence);
     }
 
     #[test]
@@ -1150,7 +1854,7 @@ mod tests {
             .iter()
             .find(|m| m.kind == CounterKind::AcceptQueue);
         assert!(
-            queue.is_some_and(|m| m.evidence.starts_with("accept queue :8080 rose 0 → 128")),
+            queue.is_some_and(|m| m.evidence.starts_with("listen queue :8080 rose 0 → 128")),
             "{doc:#?}"
         );
         let rate = doc

@@ -185,15 +185,15 @@ async fn send_grpc(
         Payload::Traces(r) => TraceServiceClient::new(channel.clone())
             .export(request(r, metadata, timeout))
             .await
-            .map(|a| traces_delivered(a.into_inner())),
+            .map(|a| delivered(a.into_inner())),
         Payload::Logs(r) => LogsServiceClient::new(channel.clone())
             .export(request(r, metadata, timeout))
             .await
-            .map(|a| logs_delivered(a.into_inner())),
+            .map(|a| delivered(a.into_inner())),
         Payload::Metrics(r) => MetricsServiceClient::new(channel.clone())
             .export(request(r, metadata, timeout))
             .await
-            .map(|a| metrics_delivered(a.into_inner())),
+            .map(|a| delivered(a.into_inner())),
     };
     answer.map_err(|status| grpc_failure(&status))
 }
@@ -218,32 +218,41 @@ pub(crate) fn grpc_failure(status: &tonic::Status) -> Failure {
     }
 }
 
-fn traces_delivered(answer: ExportTraceServiceResponse) -> Delivered {
-    answer
-        .partial_success
-        .map(|p| Delivered {
-            rejected: u64::try_from(p.rejected_spans).unwrap_or(0),
-            message: p.error_message,
-        })
-        .unwrap_or_default()
+/// An OTLP export answer of any signal: the partial success it carries, if any.
+trait ExportAnswer {
+    /// How many items the upstream rejected, and its message.
+    fn partial_success(self) -> Option<(i64, String)>;
 }
 
-fn logs_delivered(answer: ExportLogsServiceResponse) -> Delivered {
-    answer
-        .partial_success
-        .map(|p| Delivered {
-            rejected: u64::try_from(p.rejected_log_records).unwrap_or(0),
-            message: p.error_message,
-        })
-        .unwrap_or_default()
+impl ExportAnswer for ExportTraceServiceResponse {
+    fn partial_success(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_spans, p.error_message))
+    }
 }
 
-fn metrics_delivered(answer: ExportMetricsServiceResponse) -> Delivered {
+impl ExportAnswer for ExportLogsServiceResponse {
+    fn partial_success(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_log_records, p.error_message))
+    }
+}
+
+impl ExportAnswer for ExportMetricsServiceResponse {
+    fn partial_success(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_data_points, p.error_message))
+    }
+}
+
+/// What an answer says was delivered: no partial success is a full one; a negative rejected
+/// count (a broken upstream) counts as none.
+fn delivered(answer: impl ExportAnswer) -> Delivered {
     answer
-        .partial_success
-        .map(|p| Delivered {
-            rejected: u64::try_from(p.rejected_data_points).unwrap_or(0),
-            message: p.error_message,
+        .partial_success()
+        .map(|(rejected, message)| Delivered {
+            rejected: u64::try_from(rejected).unwrap_or(0),
+            message,
         })
         .unwrap_or_default()
 }
@@ -278,18 +287,18 @@ async fn send_http(
     let body = response.bytes().await.unwrap_or_default();
     if status.is_success() {
         // An answer that does not decode is still a success: the items were taken.
-        let delivered = match payload {
+        let answer = match payload {
             Payload::Traces(_) => ExportTraceServiceResponse::decode(body)
-                .map(traces_delivered)
+                .map(delivered)
                 .unwrap_or_default(),
             Payload::Logs(_) => ExportLogsServiceResponse::decode(body)
-                .map(logs_delivered)
+                .map(delivered)
                 .unwrap_or_default(),
             Payload::Metrics(_) => ExportMetricsServiceResponse::decode(body)
-                .map(metrics_delivered)
+                .map(delivered)
                 .unwrap_or_default(),
         };
-        return Ok(delivered);
+        return Ok(answer);
     }
     let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
     let why = format!("POST {url}: HTTP {status} {text}");
@@ -307,6 +316,46 @@ pub(crate) fn retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+
+    #[test]
+    fn a_partial_success_is_read_the_same_way_for_every_signal() {
+        let traces = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "3 spans too large".into(),
+            }),
+        };
+        assert_eq!(
+            delivered(traces),
+            Delivered {
+                rejected: 3,
+                message: "3 spans too large".into()
+            }
+        );
+        let logs = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "bad body".into(),
+            }),
+        };
+        assert_eq!(delivered(logs).rejected, 2);
+        // A broken upstream's negative count rejects nothing.
+        let metrics = ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: -1,
+                error_message: String::new(),
+            }),
+        };
+        assert_eq!(delivered(metrics), Delivered::default());
+        // No partial success: everything was taken.
+        assert_eq!(
+            delivered(ExportTraceServiceResponse::default()),
+            Delivered::default()
+        );
+    }
 
     #[test]
     fn retryable_grpc_codes_follow_the_spec_and_keep_retry_info() {

@@ -414,3 +414,110 @@ async fn a_wedged_target_slower_than_the_interval_costs_the_node_history_nothing
     assert_eq!(wedged.value, None);
     assert!(wedged.error.as_deref().unwrap_or("").contains("timeout"));
 }
+
+/// A pprof `debug=1` page of `size` bytes or more, as a Go service writes it: the total on the
+/// first line, then one group per distinct stack.
+fn pprof_page(total: u64, size: usize) -> String {
+    let mut page = format!("goroutine profile: total {total}\n");
+    let mut i = 0;
+    while page.len() < size {
+        page.push_str(&format!(
+            "1 @ 0x43a1c5 0x4070bb 0x406e5d 0x6a{i:04x}\n#\t0x43a1c4\truntime.gopark+0xc4\t\
+             /usr/lib/go/src/runtime/proc.go:402\n#\t0x6a{i:04x}\tmain.worker{i}+0x3d\t\
+             /srv/app/worker.go:{i}\n\n"
+        ));
+        i += 1;
+    }
+    page
+}
+
+/// Serves `page` over HTTP/1.1 keep-alive with a chunked body (as Go does for a page larger
+/// than its 2 KiB buffer), counting the connections accepted and the requests answered.
+async fn serve_counting(page: String) -> (String, Arc<AtomicU64>, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (connections, requests) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (c, r) = (connections.clone(), requests.clone());
+    let page = Arc::new(page);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (r, page) = (r.clone(), page.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 || head.len() > 64 * 1024 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    // One response per request head (the client sends no body).
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; \
+                            charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            .to_vec();
+                        for chunk in page.as_bytes().chunks(4096) {
+                            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                            out.extend_from_slice(chunk);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), connections, requests)
+}
+
+/// A scrape once a second must not open a connection each time: every dropped connection is a
+/// TIME-WAIT socket towards the target's port, on the node the agent watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_of_a_pprof_page_reuse_one_connection() {
+    let (base, connections, requests) = serve_counting(pprof_page(37, 64 * 1024)).await;
+    let mut config = CountersConfig {
+        interval_ms: 100,
+        ..CountersConfig::default()
+    };
+    config.tasks = vec![TaskTarget {
+        kind: TaskKind::Pprof,
+        ..TaskTarget::from_url("api", format!("{base}/debug/pprof/goroutine?debug=1"))
+    }];
+    let store = Arc::new(CounterStore::new(&config));
+    let cancel = CancellationToken::new();
+    let handle =
+        spawn_sampler(config, store.clone(), cancel.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while requests.load(Ordering::SeqCst) < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} scrapes in 10 s",
+            requests.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let snap = until(&store, "the count", |s| {
+        task(s, "api").and_then(|t| t.value) == Some(37.0)
+    })
+    .await;
+    assert_eq!(task(&snap, "api").and_then(|t| t.error.clone()), None);
+    cancel.cancel();
+    let _ = handle.await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "{} scrapes",
+        requests.load(Ordering::SeqCst)
+    );
+}

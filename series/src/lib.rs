@@ -368,7 +368,10 @@ pub enum SeriesKey {
         /// Which counter.
         metric: RuntimeMetric,
     },
-    /// Requests or failed requests per second of one service.
+    /// Requests or failed requests per second of one service, from its SERVER spans and
+    /// access lines: each point is the mean over the five whole seconds before it (a
+    /// second's count is Poisson noise; the mean of five lets a fall from 20/s to none stand
+    /// out, see the diagnosis' noise floor).
     ServiceTraffic {
         /// The service.
         service: String,
@@ -451,7 +454,7 @@ impl SeriesKey {
 
     /// The name a person reads on the dashboard and in evidence sentences:
     /// `TIME-WAIT :8080` for a local listening port, `TIME-WAIT →:8080` for a peer's port,
-    /// `accept queue :8080`, `goroutines user-svc`, `user-svc open fds`, ...
+    /// `listen queue :8080` (its accept queue), `goroutines user-svc`, `user-svc open fds`, ...
     pub fn label(&self) -> String {
         match self {
             SeriesKey::NodeState { state } => format!("{} (all ports)", state.ss_name()),
@@ -460,7 +463,7 @@ impl SeriesKey {
             }
             SeriesKey::PortTotal { port, side } => format!("sockets {}", port_label(*port, *side)),
             SeriesKey::OtherPortsTotal => "sockets (other ports)".to_owned(),
-            SeriesKey::ListenQueue { port } => format!("accept queue :{port}"),
+            SeriesKey::ListenQueue { port } => format!("listen queue :{port}"),
             SeriesKey::Sockstat { key } => format!("sockstat {key}"),
             SeriesKey::ProtocolRate { key } => key.clone(),
             SeriesKey::Process { name, metric } => match metric {
@@ -481,8 +484,8 @@ impl SeriesKey {
                 RuntimeMetric::BusyRatio => "faultline busy ratio".to_owned(),
             },
             SeriesKey::ServiceTraffic { service, metric } => match metric {
-                TrafficMetric::Requests => format!("{service} requests"),
-                TrafficMetric::Errors => format!("{service} failed requests"),
+                TrafficMetric::Requests => format!("{service} request rate"),
+                TrafficMetric::Errors => format!("{service} error rate"),
             },
         }
     }

@@ -3,37 +3,11 @@
 //! written as JSON lines to a tailed file, each failure reported several times as real
 //! services report it (`tests/python/send_failures.py`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::Agent;
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn require_python_sdk() {
-    let present = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        present,
-        "the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it"
-    );
-}
+use crate::support::{eventually, require_python_sdk, Agent};
 
 /// Runs `send_failures.py` against the agent; returns its JSON answer.
 fn send(agent: &Agent, scenario: &str, requests: usize, port: u16) -> Value {
@@ -192,16 +166,23 @@ fn callee_that_closes_is_the_culprit(scenario: &str, link: &str) {
         format!("127.0.0.1:{port}"),
         "{chain:#}"
     );
-    // The trace's error origin is no longer the caller's CLIENT span.
-    if let Some(origin) = chain["error_origin_span_id"].as_str() {
-        let span = chain["spans"]
-            .as_array()
-            .and_then(|spans| spans.iter().find(|s| s["span_id"] == origin))
-            .expect("the origin span is in the chain");
-        if link == "child_span" {
-            assert_eq!(span["service"], "orders", "{chain:#}");
-            assert_eq!(span["kind"], "server", "{chain:#}");
-        }
+    // The trace's error origin is the verdict's span (one decision, the diagnosis crate's):
+    // the callee's SERVER span, not the caller's CLIENT span; with no callee span, the
+    // caller's span that saw it, the culprit still the callee.
+    let origin = chain["error_origin_span_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error origin: {chain:#}"));
+    assert_eq!(culprit["span_id"].as_str(), Some(origin), "{chain:#}");
+    let span = chain["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["span_id"] == origin))
+        .expect("the origin span is in the chain");
+    if link == "child_span" {
+        assert_eq!(span["service"], "orders", "{chain:#}");
+        assert_eq!(span["kind"], "server", "{chain:#}");
+    } else {
+        assert_eq!(span["service"], "frontend", "{chain:#}");
+        assert_eq!(span["kind"], "client", "{chain:#}");
     }
 
     // The pattern: every trace agrees, and the page says so in one line.

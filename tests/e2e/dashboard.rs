@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::browser::Browser;
-use crate::support::Agent;
+use crate::support::{as_nobody, Agent};
 
 const XSS_IMG: &str = "<img src=x onerror=alert(1)>";
 const XSS_SCRIPT: &str = "</script><script>alert(1)</script>";
@@ -345,25 +345,7 @@ fn the_sources_panel_shows_an_unreadable_log_dir_and_a_glob_that_matches_nothing
     }
     std::fs::write(locked.join("svc.log"), "level=error msg=\"hidden\"\n").expect("log");
     std::fs::write(logs.join("app.log"), "level=info msg=hello\n").expect("log");
-    // SAFETY: geteuid(2) has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let wrapper: Vec<&str> = if root {
-        let status = std::process::Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown the test directory to nobody");
-        vec![
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]
-    } else {
-        Vec::new()
-    };
+    let wrapper = as_nobody(dir.path());
     let mut perms = std::fs::metadata(&locked).expect("stat").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
     std::fs::set_permissions(&locked, perms).expect("chmod 000");

@@ -263,6 +263,48 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
         culprit == Some("inventory"),
         "the incident blames {culprit:?}, not inventory: {incident}"
     );
+    // Gateway's own Gin line for the same failures (`Error #01: GET http://…: 502 Bad
+    // Gateway`, written without a trace id) echoes them: it joins their incident, and the
+    // injected fault's incident leads. It was the demo's second incident, "seen in gateway".
+    let echoed = |i: &serde_json::Value| {
+        i["patterns"].as_array().is_some_and(|patterns| {
+            patterns.iter().any(|p| {
+                p["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Bad Gateway"))
+            })
+        })
+    };
+    let mut last = None;
+    loop {
+        assert!(
+            started.elapsed() < SHOWN_WITHIN,
+            "gateway's 502 echo did not join the EOF's incident within {SHOWN_WITHIN:?}; last \
+             answer: {last:#?}"
+        );
+        let document = http_get(&incidents_url)
+            .ok()
+            .filter(|(status, _)| *status == 200)
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let incidents = document
+            .as_ref()
+            .and_then(|d| d["incidents"].as_array().cloned())
+            .unwrap_or_default();
+        let has_fault = |i: &serde_json::Value| {
+            i["patterns"]
+                .as_array()
+                .is_some_and(|patterns| patterns.iter().any(|p| p["id"] == pattern["id"]))
+        };
+        let joined = incidents
+            .first()
+            .is_some_and(|top| has_fault(top) && echoed(top))
+            && incidents[1..].iter().all(|i| !echoed(i));
+        if joined {
+            break;
+        }
+        last = document;
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
     assert!(stdout.contains("fault injected"), "{}", demo.output());

@@ -3,42 +3,14 @@
 //! services would); what B shows is what A forwarded.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::Agent;
+use crate::support::{self, eventually, require_python_sdk, Agent};
 
 /// Generous: two agents and a Python interpreter share two loaded cores.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not within {PATIENCE:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn require_python_sdk() {
-    let missing = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
-        ])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true);
-    if missing {
-        panic!("the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it");
-    }
-}
 
 fn address(agent: &Agent, component: &str) -> String {
     agent.get_json("/api/v1/health")["components"][component]["address"]
@@ -78,27 +50,11 @@ fn start_forwarding_agent_to(endpoint: &str, extra_export: &str) -> Agent {
 /// payments service also writes a JSON line to the agent's tailed `payments.log`); returns
 /// the trace id.
 fn send_trace(agent: &Agent) -> String {
-    let log = agent.log_path("payments.log");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/send_trace.py");
-    let out = std::process::Command::new("python3")
-        .args([
-            script,
-            "--protocol",
-            "grpc",
-            "--endpoint",
-            &address(agent, "otlp_grpc"),
-            "--log-file",
-            &log.display().to_string(),
-        ])
-        .output()
-        .expect("run send_trace.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_slice(&out.stdout).expect("send_trace.py prints JSON");
-    sent["trace_id"].as_str().expect("trace_id").to_owned()
+    support::send_trace(
+        "grpc",
+        &address(agent, "otlp_grpc"),
+        &agent.log_path("payments.log"),
+    )
 }
 
 /// The trace's chain once it has all five spans of `send_trace.py` and a log with a pattern.
@@ -157,14 +113,16 @@ fn spans_and_logs_sent_to_a_arrive_in_b_with_their_attributes_and_pattern_ids() 
     let a = start_forwarding_agent(&address(&b, "otlp_grpc"), "");
     let trace_id = send_trace(&a);
 
-    let in_a = eventually("the chain in A", || full_chain(&a, &trace_id));
+    let in_a = eventually(PATIENCE, "the chain in A", || full_chain(&a, &trace_id));
     let a_clusters: Vec<String> = in_a["cluster_ids"]
         .as_array()
         .expect("cluster ids")
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    let in_b = eventually("the forwarded chain in B", || full_chain(&b, &trace_id));
+    let in_b = eventually(PATIENCE, "the forwarded chain in B", || {
+        full_chain(&b, &trace_id)
+    });
 
     // Every span arrived with the attributes the SDK set.
     let orders = span(&in_b, "orders", "server");
@@ -201,12 +159,12 @@ fn spans_and_logs_sent_to_a_arrive_in_b_with_their_attributes_and_pattern_ids() 
     );
     // Same records, same pattern ids on both nodes.
     let a_ids = cluster_ids(&a);
-    eventually("B's patterns equal to A's", || {
+    eventually(PATIENCE, "B's patterns equal to A's", || {
         (cluster_ids(&b) == a_ids).then_some(())
     });
     // The pattern counters went up as OTLP metrics (B takes and counts metric points it does
     // not use), and nothing was dropped.
-    eventually("pattern metrics in B", || {
+    eventually(PATIENCE, "pattern metrics in B", || {
         (b.store_metric("otlp_metric_points_dropped_total")? > 0.0).then_some(())
     });
     assert_eq!(
@@ -229,19 +187,19 @@ fn an_upstream_that_goes_away_gets_what_waited_once_it_is_back() {
     let b_addr = b.otlp_grpc();
     let a = start_forwarding_agent(&b_addr, "");
     let first = send_trace(&a);
-    eventually("the first trace in B", || full_chain(&b, &first));
+    eventually(PATIENCE, "the first trace in B", || full_chain(&b, &first));
 
     let b_dir = b.stop();
     let second = send_trace(&a);
-    eventually("A noticing that B is gone", || {
+    eventually(PATIENCE, "A noticing that B is gone", || {
         (a.store_metric("export_request_failures_total")? > 0.0).then_some(())
     });
-    eventually("the second trace waiting in A's buffer", || {
+    eventually(PATIENCE, "the second trace waiting in A's buffer", || {
         (a.store_metric("export_buffered_items")? > 0.0).then_some(())
     });
 
     let b = Agent::start_on_grpc(b_dir, &b_addr, &[]);
-    let chain = eventually("the second trace in B after its restart", || {
+    let chain = eventually(PATIENCE, "the second trace in B after its restart", || {
         full_chain(&b, &second)
     });
     assert!(
@@ -318,14 +276,14 @@ fn a_silent_upstream_never_slows_ingestion_and_drops_are_counted() {
         a.store_metric("otlp_spans_accepted_total"),
         Some((requests * 5) as f64)
     );
-    let dropped = eventually("drops counted", || {
+    let dropped = eventually(PATIENCE, "drops counted", || {
         a.store_metric("export_dropped_buffer_full_total")
             .filter(|&d| d > 0.0)
     });
     assert!(dropped <= (requests * 5) as f64);
     let health = a.get_json("/api/v1/health");
     let export = &health["components"]["export"];
-    eventually("health showing the drops", || {
+    eventually(PATIENCE, "health showing the drops", || {
         let health = a.get_json("/api/v1/health");
         let detail = health["components"]["export"]["detail"]
             .as_str()?
@@ -351,7 +309,7 @@ fn failure(kind: usize, i: usize) -> String {
 
 /// The pattern ids of `agent` once it counted `expected` failures.
 fn settled_ids(agent: &Agent, expected: u64) -> Vec<String> {
-    eventually("all failures counted", || {
+    eventually(PATIENCE, "all failures counted", || {
         let clusters = agent.get_json("/api/v1/clusters");
         let total: u64 = clusters["clusters"]
             .as_array()?
@@ -447,7 +405,7 @@ fn what_a_kill_left_in_the_buffer_is_counted_as_lost_at_the_next_start() {
         assert_eq!(response.status(), 200);
     }
     let marker = a.data_dir.join("export-buffer.json");
-    eventually("the buffer's 15 spans written down", || {
+    eventually(PATIENCE, "the buffer's 15 spans written down", || {
         let text = std::fs::read_to_string(&marker).ok()?;
         let items = serde_json::from_str::<Value>(&text).ok()?["items"].as_u64()?;
         (items == 15).then_some(())

@@ -6,6 +6,9 @@
 //! first and the matching hint whose command names the port. The same churn on a port no
 //! known service owns is node activity: listed under `node_signals`, never an incident.
 //!
+//! An agent killed and restarted during an outage raises it again within 10 s, with the onset
+//! its previous run recorded, marked as going on at its start.
+//!
 //! The agent runs with short windows (`[diagnosis.anomalies]`), as the issue allows tests to;
 //! the node is shared with other tests, so the assertions look for the incident of the test's
 //! own ports rather than for a node with no other incident.
@@ -28,6 +31,11 @@ const RAISED_WITHIN: Duration = Duration::from_secs(10);
 /// baseline of at least 10 points and diagnosis every 500 ms; `services` are the
 /// `[[counters.processes]]` found by their listening port (name, port).
 fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
+    start_agent_with(services, "")
+}
+
+/// Like [`start_agent`], with `more` appended to the configuration.
+fn start_agent_with(services: &[(&str, u16)], more: &str) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
     let mut text = "[counters]\n\
@@ -49,6 +57,7 @@ fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
             "[[counters.processes]]\nname = \"{name}\"\nlisten_port = {port}\n"
         ));
     }
+    text.push_str(more);
     std::fs::write(&config, text).expect("write config");
     let agent = Agent::start(&["--config", config.to_str().expect("utf-8 path")]);
     (agent, dir)
@@ -377,4 +386,115 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         "{signal:#}"
     );
     drop(live);
+}
+
+/// The incident that lists a pattern whose text contains `needle`, if any.
+fn incident_with_pattern(doc: &Value, needle: &str) -> Option<Value> {
+    doc["incidents"].as_array()?.iter().find_map(|i| {
+        i["patterns"]
+            .as_array()?
+            .iter()
+            .any(|p| p["text"].as_str().is_some_and(|t| t.contains(needle)))
+            .then(|| i.clone())
+    })
+}
+
+/// Writes a service's failing calls to `log` every 50 ms until stopped (at most 4 minutes).
+fn failing_calls(log: std::path::PathBuf) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(240);
+        while !flag.load(Ordering::Relaxed) && Instant::now() < until {
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open log");
+            let line = format!(
+                r#"{{"level":"error","ts":{ts:.6},"caller":"pay/charge.go:88","msg":"charge failed","service":"payments","error":"dial tcp 10.0.3.7:5432: connect: connection refused"}}"#
+            );
+            std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+                .expect("write log");
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    (stop, handle)
+}
+
+#[test]
+fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
+    // Emergence over one-minute windows, and no surge: the outage's pattern is new for its
+    // first minute or two, then only its incident keeps it diagnosed.
+    let (agent, config) = start_agent_with(
+        &[],
+        "[clustering]\nwindow_secs = 60\nbaseline_secs = 60\nsurge_min_ratio = 1000000.0\n",
+    );
+    let config_path = config.path().join("faultline.toml");
+    let config_arg = config_path.to_str().expect("utf-8 path").to_owned();
+    // The outage starts after the agent's first look, so its onset is known.
+    thread::sleep(Duration::from_secs(6));
+    let (stop, writer) = failing_calls(agent.log_path("payments.log"));
+    let needle = "connection refused";
+    let before = poll_incidents(&agent, Duration::from_secs(20), |doc| {
+        incident_with_pattern(doc, needle).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident before the restart: {doc:#}"));
+    let first = incident_with_pattern(&before, needle).expect("incident");
+    assert_eq!(first["ongoing_at_start"], false, "{first:#}");
+    // Until the pattern is no longer new (its incident still lists it).
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let page = agent.get_json("/api/v1/clusters?limit=100");
+        let ours = page["clusters"].as_array().and_then(|all| {
+            all.iter()
+                .find(|c| {
+                    c["canonical_template"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(needle))
+                })
+                .cloned()
+        });
+        if ours.as_ref().is_some_and(|c| c["emergence"].is_null()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pattern still emerges after 150 s: {ours:#?}"
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
+    let kept = agent.get_json("/api/v1/incidents");
+    let onset = incident_with_pattern(&kept, needle).expect("the incident keeps its pattern")
+        ["onset_unix_ms"]
+        .as_i64()
+        .expect("onset");
+
+    // The agent dies with the outage going on, and comes back on the same data.
+    let dir = agent.kill9();
+    let agent = Agent::start_in(dir, &["--config", &config_arg]);
+    let restarted = Instant::now();
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with_pattern(doc, needle).is_some()
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    let doc = doc.unwrap_or_else(|doc| {
+        panic!(
+            "no incident within {RAISED_WITHIN:?} of the restart ({:?} after): {doc:#}",
+            restarted.elapsed()
+        )
+    });
+    eprintln!(
+        "the outage's incident was back {:?} after the restart",
+        restarted.elapsed()
+    );
+    let incident = incident_with_pattern(&doc, needle).expect("incident");
+    assert_eq!(incident["active"], true, "{incident:#}");
+    // It was going on when this agent started, with the onset the previous run recorded.
+    assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
+    assert_eq!(incident["onset_unix_ms"], onset, "{incident:#}");
 }

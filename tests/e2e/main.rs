@@ -22,6 +22,7 @@ mod exposure;
 mod incidents;
 mod lab_go;
 mod listeners;
+mod moved;
 mod pipeline;
 mod reliability;
 mod replay;

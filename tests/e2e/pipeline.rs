@@ -9,41 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Agent;
-
-/// Reads `faultline_store_<name>` from `/metrics`.
-fn metric(agent: &Agent, name: &str) -> Option<f64> {
-    let (status, body) = agent.get("/metrics");
-    assert_eq!(status, 200, "{body}");
-    let wanted = format!("faultline_store_{name}");
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            (key == wanted).then(|| value.parse().ok()).flatten()
-        })
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::support::{eventually, send_trace, Agent};
 
 fn wait_for_records(agent: &Agent, expected: u64, limit: Duration) {
     let started = Instant::now();
     loop {
-        let seen = metric(agent, "log_records_total").unwrap_or(0.0) as u64;
+        let seen = agent.store_metric("log_records_total").unwrap_or(0.0) as u64;
         if seen == expected {
             // Stay for a moment: a count that overshoots later is a duplicate.
             std::thread::sleep(Duration::from_millis(700));
-            let again = metric(agent, "log_records_total").unwrap_or(0.0) as u64;
+            let again = agent.store_metric("log_records_total").unwrap_or(0.0) as u64;
             assert_eq!(again, expected, "records counted twice");
             return;
         }
@@ -134,7 +109,7 @@ fn error_lines_written_to_a_tailed_file_become_patterns_in_the_api() {
             "{detail}"
         );
     }
-    assert_eq!(metric(&agent, "error_records_total"), Some(80.0));
+    assert_eq!(agent.store_metric("error_records_total"), Some(80.0));
 }
 
 #[test]
@@ -195,11 +170,11 @@ fn kill_dash_nine_mid_stream_loses_and_repeats_no_line() {
     }
     // Let at least one state commit happen with part of the file read (polled, not slept:
     // the commit interval is configuration), then kill hard while more lines arrive.
-    let commits = metric(&agent, "state_commits_total").unwrap_or(0.0);
+    let commits = agent.store_metric("state_commits_total").unwrap_or(0.0);
     eventually(
         Duration::from_secs(20),
         "a commit after the first lines",
-        || (metric(&agent, "state_commits_total").unwrap_or(0.0) > commits).then_some(()),
+        || (agent.store_metric("state_commits_total").unwrap_or(0.0) > commits).then_some(()),
     );
     append(&log, &batch(written, 3000));
     written += 3000;
@@ -215,7 +190,10 @@ fn kill_dash_nine_mid_stream_loses_and_repeats_no_line() {
     written += 1000;
     let agent = Agent::start_in(dir, &[]);
     wait_for_records(&agent, written as u64, Duration::from_secs(30));
-    assert_eq!(metric(&agent, "error_records_total"), Some(written as f64));
+    assert_eq!(
+        agent.store_metric("error_records_total"),
+        Some(written as f64)
+    );
 }
 
 #[test]
@@ -268,44 +246,13 @@ fn rotations_under_a_fast_writer_lose_and_repeat_no_line() {
 
 #[test]
 fn a_python_sdk_trace_is_joined_with_the_log_line_of_the_failing_service() {
-    if std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
-        ])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        panic!("the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it");
-    }
     let agent = Agent::start(&[]);
     let health = agent.get_json("/api/v1/health");
     let otlp_http = health["components"]["otlp_http"]["address"]
         .as_str()
         .expect("otlp_http address")
         .to_owned();
-    let log = agent.log_path("payments.log");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/send_trace.py");
-    let out = std::process::Command::new("python3")
-        .args([
-            script,
-            "--protocol",
-            "http",
-            "--endpoint",
-            &otlp_http,
-            "--log-file",
-            log.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run send_trace.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
-    let trace_id = sent["trace_id"].as_str().expect("trace_id").to_owned();
+    let trace_id = send_trace("http", &otlp_http, &agent.log_path("payments.log"));
 
     let chain = eventually(
         Duration::from_secs(15),

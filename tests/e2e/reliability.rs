@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Agent;
+use crate::support::{as_nobody, eventually, Agent};
 
 /// A small deterministic generator: the test's "random" moments are the same on every run
 /// of one seed, and the seed is printed so a failure can be replayed.
@@ -201,17 +201,6 @@ fn health_component(agent: &Agent, name: &str) -> Value {
     agent.get_json("/api/v1/health")["components"][name].clone()
 }
 
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn temp_state_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .expect("data dir")
@@ -363,25 +352,7 @@ fn an_unreadable_log_directory_is_named_per_source_in_health() {
     let logs = dir.path().join("logs");
     fs::create_dir_all(&logs).expect("logs");
     fs::write(logs.join("svc.log"), "level=info msg=hello\n").expect("log");
-    // SAFETY: geteuid(2) has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let wrapper: Vec<&str> = if root {
-        let status = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(dir.path())
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown the test directory to nobody");
-        vec![
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]
-    } else {
-        Vec::new()
-    };
+    let wrapper = as_nobody(dir.path());
     let agent = Agent::start_wrapped(dir, &wrapper, &[]);
     let glob = format!("{}/*.log", logs.display());
     let source = format!("logs {glob}");

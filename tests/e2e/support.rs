@@ -84,6 +84,81 @@ pub fn wait_announced(
     }
 }
 
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; panics naming
+/// `what` after that.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fails with a clear message when the OpenTelemetry Python SDK (what the scripts in
+/// `tests/python` send with) is not installed.
+pub fn require_python_sdk() {
+    let present = Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        present,
+        "the OpenTelemetry Python SDK is missing: run ./scripts/test.sh, which installs it"
+    );
+}
+
+/// Sends the three-service failing trace of `tests/python/send_trace.py` over OTLP
+/// (`protocol` `grpc` or `http`) to `endpoint`; its payments service also writes a JSON line
+/// to `log`. Returns the trace id.
+pub fn send_trace(protocol: &str, endpoint: &str, log: &Path) -> String {
+    require_python_sdk();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/send_trace.py");
+    let out = Command::new("python3")
+        .args([script, "--protocol", protocol, "--endpoint", endpoint])
+        .arg("--log-file")
+        .arg(log)
+        .output()
+        .expect("run send_trace.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("send_trace.py prints JSON");
+    sent["trace_id"].as_str().expect("trace_id").to_owned()
+}
+
+/// The wrapper that runs the agent as nobody (uid/gid 65534) when the tests run as root, so
+/// that a `chmod 000` really hides a file (root reads through it); `dir` is handed to nobody.
+/// Empty when not root: the tests' own user is hidden from such files already.
+pub fn as_nobody(dir: &Path) -> Vec<&'static str> {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        return Vec::new();
+    }
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown the test directory to nobody");
+    vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ]
+}
+
 /// A running agent.
 pub struct Agent {
     child: Option<Child>,

@@ -51,6 +51,8 @@ export function incidentCard(inc) {
       el("span", { class: "badge " + (inc.active ? "err" : "ended") }, inc.active ? "active" : "ended"),
       " ", el("strong", null, inc.title)),
     el("p", { class: "when" }, "Onset ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ") · ",
+      inc.ongoing_at_start ? el("span", { class: "muted", "data-ongoing-at-start": "true" },
+        "already going on when the agent started: the onset is its previous run's record, or unknown (before its first look) · ") : "",
       inc.active ? el("strong", null, "still active") : "ended",
       ", last signal ", fmtAgo(inc.last_active_unix_ms)),
     who, reasons, patterns, countersList(inc.counters), inc.hints.slice(0, HINTS_SHOWN).map(hint));

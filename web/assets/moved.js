@@ -19,10 +19,31 @@ export function movedBody(doc, pattern) {
     doc.search_start_unix_ms ? ["; each counter's usual level from ", fmtSecond(doc.baseline_start_unix_ms), " to ",
       fmtSecond(doc.search_start_unix_ms), ", changes looked for until ", fmtSecond(doc.search_end_unix_ms), "."] : ".");
   const summary = el("p", { class: doc.verdict === "moved" ? "reason" : "empty", "data-verdict": doc.verdict }, doc.summary);
-  if (doc.verdict !== "moved") return [head, summary, doc.verdict === "not_enough_history" ? null : onset];
-  return [head, summary, onset, el("ol", { class: "moved-list" }, doc.moved.map((m) => el("li", { class: "moved-item" },
+  const unjudged = unjudgedList(doc);
+  if (doc.verdict !== "moved") return [head, summary, doc.verdict === "not_enough_history" ? null : onset, unjudged];
+  return [head, summary, onset, el("ol", { class: "moved-list" }, doc.moved.map((m) => el("li", {
+    class: "moved-item", "data-relation": m.relation || "node_wide", "data-confidence": m.confidence || "high" },
+    el("p", { class: "moved-relation" }, relationTag(m.relation), " ", m.relation_text || ""),
     el("p", { class: "evidence" }, m.evidence),
-    movedChart(doc, m))))];
+    (m.caveats || []).length ? el("ul", { class: "moved-caveats" },
+      m.caveats.map((c) => el("li", null, "Caveat (low confidence): ", c))) : null,
+    movedChart(doc, m)))), unjudged];
+}
+
+/** The relation of a moved counter to the pattern, as a short tag ("culprit", "node-wide"). */
+function relationTag(relation) {
+  const names = { culprit: "culprit", service: "pattern's service", peer: "peer", node_wide: "node-wide" };
+  return el("span", { class: "badge relation-" + (relation || "node_wide") }, names[relation] || "node-wide");
+}
+
+/** The series the answer could not judge, and why, folded: a person sees what was not looked at. */
+function unjudgedList(doc) {
+  const rows = doc.unjudged || [];
+  if (!rows.length) return null;
+  const more = doc.unjudged_omitted ? " (and " + fmtCount(doc.unjudged_omitted) + " more)" : "";
+  return el("details", { class: "moved-unjudged" },
+    el("summary", null, fmtCount(rows.length) + " series could not be judged" + more),
+    el("ul", null, rows.map((u) => el("li", null, el("strong", null, u.label), ": ", u.reason))));
 }
 
 /** One moved counter (line) over the pattern's occurrences (bars, own scale), onset marked. */

@@ -22,7 +22,9 @@
 use std::sync::Arc;
 
 pub use faultline_diagnosis::culprit::Culprit;
-pub use faultline_diagnosis::moved::{MovedCounter, MovedVerdict, MovedWithIt};
+pub use faultline_diagnosis::moved::{
+    MovedConfidence, MovedCounter, MovedRelation, MovedUnjudged, MovedVerdict, MovedWithIt,
+};
 pub use faultline_diagnosis::onset::OnsetSource;
 pub use faultline_diagnosis::{MinuteCounts, SecondCounts, Series};
 pub use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState};
@@ -813,7 +815,9 @@ pub struct CountersSnapshot {
     /// socket source can be read (see `sources`).
     #[serde(default)]
     pub socket_totals: Option<SocketTotals>,
-    /// Listening sockets with their accept queues, fullest first (at most the top N).
+    /// Listening sockets with their accept queues: the top N fullest first, then the other
+    /// listeners of service ports (configured, busy or already charted), so a quiet
+    /// service's queue keeps its history.
     #[serde(default)]
     pub listeners: Vec<ListenQueue>,
     /// Listening sockets left out of `listeners` by the bound.

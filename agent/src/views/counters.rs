@@ -597,13 +597,7 @@ mod tests {
             socket(S::Established, "10.0.0.1:40002", "10.0.0.9:6379"),
             socket(S::SynSent, "10.0.0.1:40003", "10.0.0.9:9200"),
         ];
-        for i in 0..time_wait {
-            entries.push(socket(
-                S::TimeWait,
-                "10.0.0.1:8080",
-                &format!("10.0.0.3:{}", 51000 + i),
-            ));
-        }
+        entries.extend(time_wait_on_8080(time_wait));
         let census = SocketCensus::from_entries(SocketSource::Netlink, &entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,

@@ -9,29 +9,51 @@ use std::sync::Arc;
 use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::Engine;
 use faultline_diagnosis::{
-    what_moved, CounterHistory, CounterSeries, Emerging, EmergingKind, PatternActivity,
+    traffic_points, traffic_points_from, what_moved_for, CounterHistory, CounterSeries, Emerging,
+    EmergingKind, PatternActivity, PatternContext,
 };
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
+use faultline_ingest::traces::{ServiceTraffic, TraceStore};
+use faultline_series::{SeriesKey, TrafficMetric};
 use faultline_web::model::{DiagnosisView, EmergenceKind, MovedWithIt, SecondCounts};
 
-/// [`DiagnosisView`] over the engine and the counter store: builds the diagnosis' inputs
-/// (a pattern's activity, the counters' per-sample history under their series keys) and asks
-/// `faultline-diagnosis` for the answer.
+use crate::diagnosis::IncidentBoard;
+
+/// [`DiagnosisView`] over the engine, the trace store and the counter store: builds the
+/// diagnosis' inputs (a pattern's activity and whose it is, the counters' per-sample history
+/// and the services' request rates under their series keys) and asks `faultline-diagnosis`
+/// for the answer.
 pub(super) struct DiagnosisAdapter {
     pub(super) engine: Arc<Engine>,
+    pub(super) traces: Arc<TraceStore>,
     pub(super) counters: Arc<CounterStore>,
     pub(super) clock: Clock,
+    /// What the diagnosis loop learnt of the node's services (empty until its first run, and
+    /// in a replay).
+    pub(super) board: Arc<IncidentBoard>,
+}
+
+/// A pattern's activity and the services it was seen in.
+struct Pattern {
+    activity: PatternActivity,
+    services: Vec<String>,
 }
 
 impl DiagnosisAdapter {
     /// The activity of one pattern as the engine knows it now.
+    #[cfg(test)]
     fn activity(&self, id: &str) -> Option<PatternActivity> {
+        self.pattern(id).map(|p| p.activity)
+    }
+
+    fn pattern(&self, id: &str) -> Option<Pattern> {
         let cluster = parse_cluster_id(id)?;
         let now = (self.clock)();
         let detail = self.engine.cluster(cluster, now)?;
         let row = summary_row(&detail.summary, &detail.per_minute, now);
-        Some(PatternActivity {
+        let services = row.services.clone();
+        let activity = PatternActivity {
             id: row.id,
             first_seen_unix_ms: row.first_seen_unix_ms,
             emerging: row.emergence.map(|e| Emerging {
@@ -46,16 +68,83 @@ impl DiagnosisAdapter {
                 &detail.per_second,
                 SECOND_HISTORY,
             )),
-        })
+        };
+        Some(Pattern { activity, services })
     }
 }
 
 impl DiagnosisView for DiagnosisAdapter {
     fn moved(&self, id: &str) -> Option<MovedWithIt> {
-        let activity = self.activity(id)?;
-        let counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
-        Some(what_moved(&activity, &counters))
+        let pattern = self.pattern(id)?;
+        let mut counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
+        let traffic = traffic_series(self.traces.traffic(), &counters);
+        counters.series.extend(traffic);
+        // Where the pattern's failures live, voted over its recent traces as its page does.
+        let listeners = crate::culprits::listeners(&self.traces, &self.counters);
+        let culprit = crate::culprits::of_pattern(
+            &self.traces,
+            &listeners,
+            id,
+            crate::culprits::PATTERN_TRACES,
+        )
+        .filter(|c| c.resolved);
+        let facts = self.board.facts();
+        let context = PatternContext {
+            services: &pattern.services,
+            culprit: culprit.as_ref().map(|c| c.service.as_str()),
+            facts: &facts.services,
+            starts: &facts.starts,
+        };
+        Some(what_moved_for(&pattern.activity, &counters, &context))
     }
+}
+
+/// Every service's request and failure rates (from its SERVER spans and access lines) on the
+/// axis of `history`, as the diagnosis judges them: five-second means, unknown before the
+/// service's first request (see [`traffic_points`]).
+pub(crate) fn traffic_series(
+    traffic: &ServiceTraffic,
+    history: &CounterHistory,
+) -> Vec<CounterSeries> {
+    let len = history.len();
+    if len == 0 {
+        return Vec::new();
+    }
+    let now_secs = history.time(len - 1).div_euclid(1000);
+    let seconds = faultline_ingest::traces::TRAFFIC_SECONDS;
+    let (start_ms, step_ms) = (history.start_unix_ms, history.step_ms);
+    let mut out = Vec::new();
+    for s in traffic.series(now_secs, seconds) {
+        let start = s.start_unix_secs;
+        let requests = traffic_points(start, &s.requests, start_ms, step_ms, len);
+        // Failures are known wherever requests are: a second without any is 0, not a gap.
+        let Some(first) = s.requests.iter().position(|&r| r > 0) else {
+            continue;
+        };
+        let failures = traffic_points_from(
+            start,
+            &s.failures,
+            start + first as i64,
+            start_ms,
+            step_ms,
+            len,
+        );
+        out.push(CounterSeries {
+            key: SeriesKey::ServiceTraffic {
+                service: s.service.clone(),
+                metric: TrafficMetric::Requests,
+            },
+            points: requests,
+        });
+        out.push(CounterSeries {
+            key: SeriesKey::ServiceTraffic {
+                service: s.service,
+                metric: TrafficMetric::Errors,
+            },
+            points: failures,
+        });
+    }
+    out
 }
 
 /// The store's per-sample history as the diagnosis reads it: every series under its key, on
@@ -108,8 +197,10 @@ mod tests {
             .expect("a row for the resets");
         let diagnosis = DiagnosisAdapter {
             engine: Arc::clone(&stores.engine),
+            traces: Arc::clone(&stores.traces),
             counters: Arc::clone(&stores.counters),
             clock: Arc::new(|| NOW),
+            board: Arc::new(IncidentBoard::default()),
         };
         let activity = diagnosis.activity(&id).expect("known cluster");
         let seconds = activity.per_second.expect("per-second counts");
@@ -122,6 +213,57 @@ mod tests {
         assert_eq!(seconds.counts[20], 1);
         assert!(diagnosis.activity("00000000000000ff").is_none());
         assert!(diagnosis.activity("not-an-id").is_none());
+    }
+
+    #[test]
+    fn services_request_and_failure_rates_are_laid_on_the_counters_axis() {
+        use faultline_ingest::traces::RequestSource;
+        let stores = stores();
+        let now_s = NOW / 1_000_000_000;
+        // ledger: 10 requests a second for the last 60 s, 2 of them failing from 30 s ago.
+        for sec in (now_s - 60)..now_s {
+            for k in 0..10 {
+                let failed = sec >= now_s - 30 && k < 2;
+                stores.traces.traffic().record(
+                    "ledger",
+                    sec * 1_000_000_000 + k * 1_000_000,
+                    failed,
+                    RequestSource::ServerSpan,
+                );
+            }
+        }
+        let history = CounterHistory {
+            start_unix_ms: (now_s - 90) * 1000,
+            step_ms: 1000,
+            series: vec![CounterSeries {
+                key: SeriesKey::OtherPortsTotal,
+                points: vec![Some(0.0); 91],
+            }],
+        };
+        let series = traffic_series(stores.traces.traffic(), &history);
+        let get = |metric| {
+            series
+                .iter()
+                .find(|s| {
+                    s.key
+                        == SeriesKey::ServiceTraffic {
+                            service: "ledger".into(),
+                            metric,
+                        }
+                })
+                .map(|s| s.points.clone())
+                .expect("a series per metric")
+        };
+        let (requests, failures) = (get(TrafficMetric::Requests), get(TrafficMetric::Errors));
+        assert_eq!(requests.len(), 91);
+        // Unknown before the first request's five seconds; 10/s after.
+        assert_eq!(requests[34], None);
+        assert_eq!(requests[35], Some(10.0));
+        assert_eq!(requests[90], Some(10.0));
+        // Failures are known where requests are: 0 before the first, 2/s once they go on.
+        assert_eq!(failures[34], None);
+        assert_eq!(failures[35], Some(0.0));
+        assert_eq!(failures[90], Some(2.0));
     }
 
     #[test]

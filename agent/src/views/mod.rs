@@ -32,6 +32,7 @@ mod diagnosis;
 mod traces;
 
 pub use clusters::ROWS_REFRESH;
+pub(crate) use diagnosis::traffic_series;
 pub use traces::CLUSTER_ID_ATTRIBUTE;
 
 use clusters::ClusterAdapter;
@@ -68,14 +69,16 @@ pub fn build(
     counters: Arc<CounterStore>,
     live: LiveUpdates,
     pipeline_counters: PipelineCounters,
+    board: Arc<crate::diagnosis::IncidentBoard>,
 ) -> Views {
-    build_with_clock(
+    build_with_board(
         engine,
         traces,
         counters,
         live,
         pipeline_counters,
         Arc::new(system_now_unix_nanos),
+        board,
     )
 }
 
@@ -90,6 +93,29 @@ pub fn build_with_clock(
     pipeline_counters: PipelineCounters,
     clock: Clock,
 ) -> Views {
+    build_with_board(
+        engine,
+        traces,
+        counters,
+        live,
+        pipeline_counters,
+        clock,
+        Arc::new(crate::diagnosis::IncidentBoard::default()),
+    )
+}
+
+/// [`build_with_clock`] with the board the diagnosis loop fills: its incidents are served, and
+/// "what moved" reads what it learnt of the node's services (who listens and calls where,
+/// which service restarted).
+pub fn build_with_board(
+    engine: Arc<Engine>,
+    traces: Arc<TraceStore>,
+    counters: Arc<CounterStore>,
+    live: LiveUpdates,
+    pipeline_counters: PipelineCounters,
+    clock: Clock,
+    board: Arc<crate::diagnosis::IncidentBoard>,
+) -> Views {
     Views {
         clusters: Arc::new(ClusterAdapter::new(
             Arc::clone(&engine),
@@ -100,7 +126,7 @@ pub fn build_with_clock(
             ROWS_REFRESH,
         )),
         traces: Arc::new(TraceAdapter {
-            store: traces,
+            store: Arc::clone(&traces),
             counters: Arc::clone(&counters),
         }),
         counters: Arc::new(CounterAdapter {
@@ -108,11 +134,12 @@ pub fn build_with_clock(
         }),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,
+            traces,
             counters,
             clock,
+            board: Arc::clone(&board),
         }),
-        // The agent's diagnosis loop replaces this board with the one it fills (`run`).
-        incidents: Arc::new(crate::diagnosis::IncidentBoard::default()),
+        incidents: board,
         live,
     }
 }
@@ -150,6 +177,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let c = views.counters.snapshot();
         assert_eq!(c.sampled_at_unix_ms, 0);
@@ -176,6 +204,7 @@ mod tests {
             Arc::clone(&stores.counters),
             LiveUpdates::new(),
             Arc::new(Vec::new),
+            Arc::new(crate::diagnosis::IncidentBoard::default()),
         );
         let rows = views.clusters.summaries();
         assert_eq!(rows.len(), 1);
@@ -314,6 +343,17 @@ mod test_support {
         }
     }
 
+    /// `n` TIME_WAIT sockets of a server on 8080, towards its callers on 10.0.0.3.
+    pub(super) fn time_wait_on_8080(n: u16) -> impl Iterator<Item = SocketEntry> {
+        (0..n).map(|i| {
+            socket(
+                S::TimeWait,
+                "10.0.0.1:8080",
+                &format!("10.0.0.3:{}", 51000 + i),
+            )
+        })
+    }
+
     /// One sample: a server on 8080 with `time_wait` TIME_WAIT sockets and two established
     /// ones, and `close_wait` CLOSE_WAIT sockets towards a database on 5432.
     pub(super) fn sample(t_ms: i64, time_wait: u16, close_wait: u16, resets: i64) -> NodeSample {
@@ -322,13 +362,7 @@ mod test_support {
             socket(S::Established, "10.0.0.1:8080", "10.0.0.2:50001"),
             socket(S::Established, "10.0.0.1:8080", "10.0.0.2:50002"),
         ];
-        for i in 0..time_wait {
-            entries.push(socket(
-                S::TimeWait,
-                "10.0.0.1:8080",
-                &format!("10.0.0.3:{}", 51000 + i),
-            ));
-        }
+        entries.extend(time_wait_on_8080(time_wait));
         for i in 0..close_wait {
             entries.push(socket(
                 S::CloseWait,

@@ -17,7 +17,7 @@ use faultline_web::model::{
 
 /// Log-record attribute naming the cluster the pipeline assigned the record to; shown as the
 /// log's `cluster_id` in call chains when it holds a well-formed id.
-pub const CLUSTER_ID_ATTRIBUTE: &str = "faultline.cluster_id";
+pub use faultline_ingest::traces::CLUSTER_ID_ATTRIBUTE;
 
 /// [`TraceView`] over the trace store.
 pub(super) struct TraceAdapter {
@@ -31,7 +31,14 @@ impl TraceView for TraceAdapter {
         let id: TraceId = trace_id.parse().ok()?;
         let chain = self.store.call_chain(id)?;
         let mut doc = call_chain(&chain);
-        doc.culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store, &self.counters));
+        // One verdict, with every listener the node knows, for both the culprit and the span
+        // the page marks as the origin (the chain's own was judged with spans' listeners).
+        let culprit = culprits::of_trace(&chain, &culprits::listeners(&self.store, &self.counters));
+        doc.error_origin_span_id = culprit
+            .clone()
+            .and_then(|c| chain.origin_of(c))
+            .map(|o| o.span_id.to_string());
+        doc.culprit = culprit;
         Some(doc)
     }
 
@@ -393,6 +400,142 @@ mod tests {
             (t + 60 * ms, t + 61 * ms),
             StatusCode::Ok,
         )]);
+    }
+
+    /// The Go lab's eof fault: orders closes connections without answering or logging; its
+    /// SERVER span is unset and frontend's CLIENT span carries `Get "http://…": EOF`. The
+    /// trace page's origin, its culprit, the pattern's culprit and the incident built from it
+    /// are one decision (diagnosis' culprit attribution): orders, not the caller's CLIENT span.
+    #[test]
+    fn the_trace_page_the_pattern_and_the_incident_agree_on_where_an_eof_starts() {
+        use faultline_diagnosis::hints::{CulpritRole, HintRules};
+        use faultline_diagnosis::incident::{
+            DiagnosisInput, IncidentTracker, PatternCulprit, PatternInput,
+        };
+
+        let stores = stores();
+        let cluster = "00c10575e5ed0eof";
+        let t = NOW - MIN;
+        let ms = 1_000_000;
+        let eof = r#"Get "http://127.0.0.1:18081/v1/orders/7": EOF"#;
+        for trace in 1..=3u8 {
+            let mut call = span(
+                trace,
+                2,
+                Some(1),
+                "frontend",
+                "GET",
+                (t + 2 * ms, t + 9 * ms),
+                StatusCode::Error,
+            );
+            call.status_message = eof.into();
+            let mut callee = span(
+                trace,
+                3,
+                Some(2),
+                "orders",
+                "GET /v1/orders/:id",
+                (t + 3 * ms, t + 8 * ms),
+                StatusCode::Unset,
+            );
+            callee.kind = SpanKind::Server;
+            let root = span(
+                trace,
+                1,
+                None,
+                "frontend",
+                "GET /api/orders/:id",
+                (t, t + 10 * ms),
+                StatusCode::Unset,
+            );
+            stores.traces.insert_spans(vec![call, callee, root]);
+            let mut line = log(
+                trace,
+                Some(1),
+                Level::Error,
+                "orders call failed",
+                Some(eof),
+                t + 9 * ms,
+            );
+            line.service = Some("frontend".into());
+            line.attributes
+                .push((CLUSTER_ID_ATTRIBUTE.into(), cluster.into()));
+            assert!(stores.traces.attach_log(line));
+            stores
+                .traces
+                .tag_cluster(trace_id(trace), Some(span_id(2)), cluster);
+        }
+
+        let views = views_at(&stores, NOW);
+        let page = views
+            .traces
+            .call_chain(&trace_id(1).to_string())
+            .expect("trace held");
+        let culprit = page.culprit.as_ref().expect("a culprit");
+        assert_eq!(
+            (culprit.service.as_str(), culprit.role),
+            ("orders", CulpritRole::Callee)
+        );
+        assert_eq!(
+            page.error_origin_span_id.as_deref(),
+            Some(span_id(3).to_string().as_str()),
+            "the origin is orders' SERVER span"
+        );
+        assert_eq!(culprit.span_id, page.error_origin_span_id);
+        let stored = stores.traces.call_chain(trace_id(1)).expect("trace held");
+        let origin = stored
+            .error_origin
+            .expect("the store's chain has an origin");
+        assert_eq!(
+            (origin.service.as_str(), origin.span_id),
+            ("orders", span_id(3))
+        );
+
+        let listeners = culprits::listeners(&stores.traces, &stores.counters);
+        let pattern = culprits::of_pattern(&stores.traces, &listeners, cluster, 10)
+            .expect("the pattern's culprit");
+        assert_eq!(
+            (pattern.service.as_str(), pattern.role),
+            ("orders", CulpritRole::Callee)
+        );
+        assert_eq!(pattern.traces_agreeing, 3);
+
+        // The incident is built from the pattern's culprit, as the diagnosis loop does.
+        let input = PatternInput {
+            id: cluster.into(),
+            text: "Get \"<url>\": EOF".into(),
+            example: Some(eof.into()),
+            services: vec!["frontend".into()],
+            culprit: Some(PatternCulprit {
+                service: pattern.service.clone(),
+                role: pattern.role,
+                reasoning: pattern.headline.clone(),
+            }),
+            onset_unix_ms: t / 1_000_000,
+            last_seen_unix_ms: t / 1_000_000,
+            count: 3,
+            trace_ids: (1..=3u8).map(|n| trace_id(n).to_string()).collect(),
+            status_echo: false,
+        };
+        let report = faultline_diagnosis::anomaly::AnomalyReport {
+            anomalies: Vec::new(),
+            unjudged: Vec::new(),
+            series_judged: 0,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = tracker.update(
+            &DiagnosisInput {
+                now_unix_ms: t / 1_000_000 + 1_000,
+                patterns: &[input],
+                anomalies: &report,
+                services: &[],
+                history: &Default::default(),
+                api: None,
+            },
+            &HintRules::builtin().expect("rules"),
+        );
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert_eq!(incidents[0].hints[0].rule_id, "callee-closed");
     }
 
     #[test]

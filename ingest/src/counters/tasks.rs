@@ -6,8 +6,12 @@
 //! A scrape that times out, answers with an error status or cannot be parsed is an error with
 //! the reason — the store shows it as failing, never as a count of zero.
 //!
-//! Bodies are read in chunks and capped: a pprof `debug=1` page is only read up to its first
-//! line, which carries the total, so a service with a million goroutines costs one small read.
+//! Bodies are read in chunks and capped: a pprof `debug=1` page is parsed from its first
+//! line, which carries the total. The rest of the page is still read (up to
+//! [`MAX_DRAIN_BYTES`]) so its connection goes back to the client's pool: a scrape once a second
+//! that dropped its response half-read would open a new connection each time, and leave a
+//! TIME-WAIT socket towards the target's port per scrape — noise on the very node the agent
+//! watches. A page larger than that (a million goroutines in many stacks) costs its connection.
 
 use std::time::Duration;
 
@@ -15,6 +19,9 @@ use super::config::{TaskKind, TaskTarget};
 
 /// The most body bytes read from a task page.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The most bytes of a pprof page read after its total, to keep its connection alive: a Go
+/// service's `debug=1` page groups goroutines by stack and is a few KiB to a few hundred.
+pub const MAX_DRAIN_BYTES: usize = 512 * 1024;
 
 /// Why a task count could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,17 +65,28 @@ async fn scrape_inner(
         return Err(ScrapeError::Status(response.status().as_u16()));
     }
     let mut body: Vec<u8> = Vec::new();
+    // Bytes read past the pprof total (which is on the first line): only drained.
+    let mut drained: Option<usize> = None;
     loop {
         let chunk = response.chunk().await.map_err(|e| request_error(&e))?;
         let Some(chunk) = chunk else { break };
+        if let Some(n) = drained.as_mut() {
+            *n += chunk.len();
+            if *n > MAX_DRAIN_BYTES {
+                break;
+            }
+            continue;
+        }
         let room = MAX_BODY_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        // The pprof total is on the first line: stop reading as soon as it is in.
         if matches!(target.kind, TaskKind::Pprof | TaskKind::Auto)
             && body.starts_with(b"goroutine profile:")
-            && body.contains(&b'\n')
         {
-            break;
+            if let Some(end) = body.iter().position(|&b| b == b'\n') {
+                drained = Some(body.len() - end);
+                body.truncate(end + 1);
+                continue;
+            }
         }
         if body.len() >= MAX_BODY_BYTES {
             break;

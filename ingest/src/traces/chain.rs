@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use faultline_diagnosis::culprit::{address_in, fault_of};
+use faultline_diagnosis::culprit::{
+    trace_culprit, CallKind, CallLog, CallSpan, Culprit, Listeners, Peer, TraceFacts,
+};
 
 use super::span::{Span, SpanKind};
 use crate::record::{LogRecord, SpanId, TraceId};
@@ -46,42 +48,37 @@ pub struct ChainNode {
     pub children: Vec<ChainNode>,
 }
 
-/// The caller that saw a failure which starts in its callee.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeenBy {
-    /// The caller's failing CLIENT span.
-    pub span_id: SpanId,
-    /// The caller.
-    pub service: String,
-    /// The CLIENT span's operation.
-    pub operation: String,
-    /// How the callee was known: `child_span`, `peer_service`, `peer_address` or
-    /// `address_in_text`.
-    pub link: String,
-}
+/// Log-record attribute naming the cluster (error pattern) the pipeline assigned the record
+/// to: attribution reads which pattern a log reported from it.
+pub const CLUSTER_ID_ATTRIBUTE: &str = "faultline.cluster_id";
 
-/// Where the error of a trace starts.
+/// Where the error of a trace starts, as culprit attribution decides it
+/// (`faultline_diagnosis::culprit`, the one owner of that decision for the trace page, the
+/// pattern page and the incidents), placed on a span of the chain.
 ///
 /// A failing CLIENT span whose error is a transport error caused on the callee's side (EOF,
 /// reset, refused, timeout, ... — see `faultline_diagnosis::culprit::Fault`) does not start
 /// the error when its callee is known: the origin is then the callee (its SERVER span when
-/// it is in the trace) and the caller is [`seen_by`](Self::seen_by).
+/// it is in the trace) and the caller is among the verdict's `seen_by`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorOrigin {
-    /// The span where it starts: the callee's SERVER span, else the failing span.
+    /// The span where it starts: the verdict's span (the callee's SERVER span, else the span
+    /// that reported the failure).
     pub span_id: SpanId,
-    /// The service where it starts.
+    /// The service where it starts (the culprit, which may differ from `span_id`'s service
+    /// when the callee sent no span).
     pub service: String,
     /// The operation of `span_id`.
     pub operation: String,
-    /// The error text: the first exception message, else the status message.
+    /// The error text: the span's own (first exception message, else status message), else
+    /// that of the nearest failing span above it (the caller's CLIENT span of an EOF).
     pub message: Option<String>,
-    /// The first exception type recorded on the span.
+    /// The first exception type recorded on the span (else on that failing span above).
     pub exception_type: Option<String>,
     /// The first error log (warn and above, or with an error field) under that span.
     pub first_error_log: Option<LogRecord>,
-    /// The caller that saw it, when the error starts in the callee of a failing call.
-    pub seen_by: Option<SeenBy>,
+    /// The verdict: the culprit, its role, who saw it, the failing call and the evidence.
+    pub culprit: Culprit,
 }
 
 /// A trace as a call chain: the span tree with logs under their spans, plus what an SRE asks
@@ -103,8 +100,8 @@ pub struct CallChain {
     /// Span ids from the root down the chain of last-finishing children: what the end of the
     /// trace waited on.
     pub critical_path: Vec<SpanId>,
-    /// The deepest failing span whose failure no failing child explains, with its first error
-    /// log; `None` when nothing failed.
+    /// Where the error starts (see [`ErrorOrigin`]), judged with the listeners the chain was
+    /// built with; `None` when nothing failed or the verdict names no span of the chain.
     pub error_origin: Option<ErrorOrigin>,
     /// Error-pattern (cluster) ids of the trace's errors.
     pub cluster_ids: Vec<String>,
@@ -286,43 +283,6 @@ fn first_error_log(logs: &[LogRecord]) -> Option<LogRecord> {
         .cloned()
 }
 
-/// The callee of a failing CLIENT span whose error is a transport error caused on the
-/// callee's side: (its SERVER span in the trace, if any; its service; how it was known).
-fn known_callee(
-    spans: &[Span],
-    shape: &Shape,
-    client: usize,
-    text: &str,
-    listeners: &[(u16, String)],
-) -> Option<(Option<usize>, String, &'static str)> {
-    let span = &spans[client];
-    if span.kind != SpanKind::Client || !fault_of(text).blames_callee() {
-        return None;
-    }
-    if let Some(&server) = shape.children[client]
-        .iter()
-        .find(|&&c| spans[c].kind == SpanKind::Server && spans[c].service != span.service)
-    {
-        return Some((Some(server), spans[server].service.clone(), "child_span"));
-    }
-    let listening = |port: u16| {
-        listeners
-            .binary_search_by_key(&port, |(p, _)| *p)
-            .ok()
-            .map(|i| listeners[i].1.clone())
-            .filter(|s| *s != span.service)
-    };
-    let (peer_service, _, peer_port) = span.peer();
-    if let Some(peer) = peer_service.filter(|p| *p != span.service) {
-        return Some((None, peer.to_owned(), "peer_service"));
-    }
-    if let Some(service) = peer_port.and_then(listening) {
-        return Some((None, service, "peer_address"));
-    }
-    let (_, port) = address_in(text)?;
-    listening(port).map(|service| (None, service, "address_in_text"))
-}
-
 /// Builds the call chain of one trace; `listeners` (port → service, sorted by port) maps the
 /// address a failing call names to its callee.
 pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> CallChain {
@@ -348,30 +308,15 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
         (first, last)
     };
 
-    // Walk the decided shape once, depth first, for services, error origin and critical path.
+    // Walk the decided shape once, depth first, for services and critical path.
     let mut services: Vec<String> = Vec::new();
     let mut seen_services: HashSet<&str> = HashSet::new();
-    let mut origin: Option<(usize, usize, i64)> = None; // (span, depth, corrected start)
     for &(root, _) in &shape.roots {
         let mut stack = vec![root];
         while let Some(at) = stack.pop() {
             let span = &spans[at];
             if seen_services.insert(span.service.as_str()) {
                 services.push(span.service.clone());
-            }
-            let failed = span_failed(span);
-            let explained = shape.children[at].iter().any(|&c| span_failed(&spans[c]));
-            if failed && !explained {
-                let candidate = (at, shape.depth[at], adj_start(at));
-                let better = match origin {
-                    None => true,
-                    Some((_, depth, start)) => {
-                        candidate.1 > depth || (candidate.1 == depth && candidate.2 < start)
-                    }
-                };
-                if better {
-                    origin = Some(candidate);
-                }
             }
             stack.extend(shape.children[at].iter().rev().copied());
         }
@@ -400,69 +345,6 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
         }
     }
 
-    // Without a failing span, the deepest span holding an error log is where the error shows.
-    if origin.is_none() {
-        for (i, span) in spans.iter().enumerate() {
-            let has_error_log = logs_by_span
-                .get(&span.span_id)
-                .is_some_and(|l| l.iter().any(LogRecord::is_errorish));
-            if has_error_log {
-                let candidate = (i, shape.depth[i], adj_start(i));
-                if origin.is_none_or(|(_, d, s)| {
-                    candidate.1 > d || (candidate.1 == d && candidate.2 < s)
-                }) {
-                    origin = Some(candidate);
-                }
-            }
-        }
-    }
-    let error_origin = origin.map(|(i, _, _)| {
-        let span = &spans[i];
-        let exception = span.events.iter().find(|e| e.is_exception());
-        let message = exception
-            .and_then(|e| e.attribute("exception.message"))
-            .map(str::to_owned)
-            .or_else(|| (!span.status_message.is_empty()).then(|| span.status_message.clone()));
-        let exception_type = exception
-            .and_then(|e| e.attribute("exception.type"))
-            .map(str::to_owned);
-        let callee = message
-            .as_deref()
-            .and_then(|text| known_callee(&spans, &shape, i, text, listeners));
-        match callee {
-            Some((server, service, link)) => {
-                let at = server.map_or(span, |s| &spans[s]);
-                ErrorOrigin {
-                    span_id: at.span_id,
-                    service,
-                    operation: at.name.clone(),
-                    message,
-                    exception_type,
-                    first_error_log: logs_by_span
-                        .get(&at.span_id)
-                        .and_then(|l| first_error_log(l)),
-                    seen_by: Some(SeenBy {
-                        span_id: span.span_id,
-                        service: span.service.clone(),
-                        operation: span.name.clone(),
-                        link: link.to_owned(),
-                    }),
-                }
-            }
-            None => ErrorOrigin {
-                span_id: span.span_id,
-                service: span.service.clone(),
-                operation: span.name.clone(),
-                message,
-                exception_type,
-                first_error_log: logs_by_span
-                    .get(&span.span_id)
-                    .and_then(|l| first_error_log(l)),
-                seen_by: None,
-            },
-        }
-    });
-
     let mut builder = Builder {
         spans: &spans,
         shape: &shape,
@@ -476,7 +358,7 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
         .map(|&(i, kind)| builder.node(i, Some(kind)))
         .collect();
 
-    CallChain {
+    let mut chain = CallChain {
         trace_id,
         services,
         start_unix_nanos: trace_start,
@@ -484,9 +366,134 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
         span_count: spans.len(),
         roots,
         critical_path,
-        error_origin,
+        error_origin: None,
         cluster_ids,
         unplaced_logs,
+    };
+    let listeners: Listeners = listeners.iter().cloned().collect();
+    chain.error_origin =
+        trace_culprit(&trace_facts(&chain), &listeners).and_then(|c| chain.origin_of(c));
+    chain
+}
+
+impl CallChain {
+    /// The span of this chain where `culprit` (a verdict on this trace) says the error starts,
+    /// with its error text and first error log; `None` when the verdict names no span of the
+    /// chain (a failure told only by logs of no span of it).
+    pub fn origin_of(&self, culprit: Culprit) -> Option<ErrorOrigin> {
+        let wanted = culprit.span_id.as_deref()?;
+        // Depth first, each node with the error of the nearest failing span above it.
+        type Inherited<'a> = Option<(Option<String>, Option<String>)>;
+        let mut stack: Vec<(&ChainNode, Inherited<'_>)> =
+            self.roots.iter().map(|r| (r, None)).collect();
+        while let Some((node, above)) = stack.pop() {
+            let own = node.failed.then(|| span_error(&node.span));
+            if node.span.span_id.to_string() == wanted {
+                let (message, exception_type) = match (own, above) {
+                    (Some((Some(m), t)), _) => (Some(m), t),
+                    (own, Some(above)) => (above.0, above.1.or(own.and_then(|o| o.1))),
+                    (own, None) => own.unwrap_or((None, None)),
+                };
+                return Some(ErrorOrigin {
+                    span_id: node.span.span_id,
+                    service: culprit.service.clone(),
+                    operation: node.span.name.clone(),
+                    message,
+                    exception_type,
+                    first_error_log: first_error_log(&node.logs),
+                    culprit,
+                });
+            }
+            let inherited = own.filter(|(m, _)| m.is_some()).or(above);
+            stack.extend(node.children.iter().map(|c| (c, inherited.clone())));
+        }
+        None
+    }
+}
+
+/// A span's error text (its first exception message, else its status message) and its first
+/// exception type.
+fn span_error(span: &Span) -> (Option<String>, Option<String>) {
+    let exception = span.events.iter().find(|e| e.is_exception());
+    let message = exception
+        .and_then(|e| e.attribute("exception.message"))
+        .map(str::to_owned)
+        .or_else(|| (!span.status_message.is_empty()).then(|| span.status_message.clone()));
+    let exception_type = exception
+        .and_then(|e| e.attribute("exception.type"))
+        .map(str::to_owned);
+    (message, exception_type)
+}
+
+/// The attribution inputs of a chain: every span, under its parent *in the chain* (a root,
+/// orphan or detached subtree has none, so a hostile parent cycle reaches attribution as the
+/// tree the page shows), and every error log with the pattern the pipeline gave it (logs
+/// placed under a span first, then the others, each oldest first).
+pub fn trace_facts(chain: &CallChain) -> TraceFacts {
+    let mut facts = TraceFacts {
+        trace_id: chain.trace_id.to_string(),
+        spans: Vec::with_capacity(chain.span_count),
+        logs: Vec::new(),
+    };
+    let mut placed: Vec<&LogRecord> = Vec::new();
+    let mut stack: Vec<(&ChainNode, Option<String>)> =
+        chain.roots.iter().map(|r| (r, None)).collect();
+    while let Some((node, parent)) = stack.pop() {
+        let span = call_span(node, parent);
+        placed.extend(node.logs.iter().filter(|l| l.is_errorish()));
+        stack.extend(
+            node.children
+                .iter()
+                .map(|c| (c, Some(span.span_id.clone()))),
+        );
+        facts.spans.push(span);
+    }
+    placed.sort_by_key(|l| log_time(l));
+    let mut unplaced: Vec<&LogRecord> = chain
+        .unplaced_logs
+        .iter()
+        .filter(|l| l.is_errorish())
+        .collect();
+    unplaced.sort_by_key(|l| log_time(l));
+    facts
+        .logs
+        .extend(placed.into_iter().chain(unplaced).map(call_log));
+    facts
+}
+
+fn call_span(node: &ChainNode, parent_span_id: Option<String>) -> CallSpan {
+    let span = &node.span;
+    let (peer_service, peer_address, peer_port) = span.peer();
+    CallSpan {
+        span_id: span.span_id.to_string(),
+        parent_span_id,
+        service: span.service.clone(),
+        operation: span.name.clone(),
+        kind: match span.kind {
+            SpanKind::Server => CallKind::Server,
+            SpanKind::Client => CallKind::Client,
+            _ => CallKind::Other,
+        },
+        failed: node.failed,
+        error: span_error(span).0,
+        peer: Peer {
+            service: peer_service.map(str::to_owned),
+            address: peer_address.map(str::to_owned),
+            port: peer_port,
+        },
+        listen_port: span.served_port(),
+        start_unix_nanos: span.start_unix_nanos,
+        end_unix_nanos: span.end_unix_nanos,
+        patterns: node.cluster_ids.clone(),
+    }
+}
+
+fn call_log(record: &LogRecord) -> CallLog {
+    CallLog {
+        service: record.service.clone().unwrap_or_default(),
+        span_id: record.span_id.map(|s| s.to_string()),
+        text: record.cluster_text().to_owned(),
+        pattern: record.attribute(CLUSTER_ID_ATTRIBUTE).map(str::to_owned),
     }
 }
 
@@ -494,6 +501,7 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
 mod tests {
     use super::*;
     use crate::traces::span::StatusCode;
+    use faultline_diagnosis::culprit::CalleeLink;
 
     fn span(id: u8, parent: Option<u8>, service: &str, kind: SpanKind) -> Span {
         Span {
@@ -543,12 +551,12 @@ mod tests {
             .expect("an origin");
         assert_eq!(origin.service, "orders");
         assert_eq!(origin.span_id, SpanId([3; 8]));
-        let seen = origin.seen_by.expect("seen by the caller");
-        assert_eq!(
-            (seen.service.as_str(), seen.span_id),
-            ("frontend", SpanId([2; 8]))
-        );
-        assert_eq!(seen.link, "child_span");
+        // The callee logged nothing: the text is its caller's, who saw it.
+        assert_eq!(origin.message.as_deref(), Some(EOF_TEXT));
+        assert_eq!(origin.culprit.seen_by, ["frontend"]);
+        let edge = origin.culprit.edge.as_ref().expect("the failing call");
+        assert_eq!(edge.caller, "frontend");
+        assert_eq!(edge.link, CalleeLink::ChildSpan);
 
         // No callee span: the address in the error, mapped to its listener.
         let listeners = [(18080, "orders".to_owned())];
@@ -558,18 +566,16 @@ mod tests {
         assert_eq!(origin.service, "orders");
         assert_eq!(origin.span_id, SpanId([2; 8]));
         assert_eq!(
-            origin.seen_by.map(|s| s.link).as_deref(),
-            Some("address_in_text")
+            origin.culprit.edge.map(|e| e.link),
+            Some(CalleeLink::AddressInText)
         );
 
         // The callee unknown, or an error of the caller's own (a name lookup): the caller.
         let origin = chain(vec![root.clone(), call], &[])
             .error_origin
             .expect("origin");
-        assert_eq!(
-            (origin.service.as_str(), origin.seen_by),
-            ("frontend", None)
-        );
+        assert_eq!(origin.service, "frontend");
+        assert!(!origin.culprit.resolved, "{origin:#?}");
         let lookup = failing(
             span(2, Some(1), "frontend", SpanKind::Client),
             "dial tcp: lookup orders: no such host",
