@@ -470,12 +470,12 @@ fn forwarding_over_https_with_a_token_delivers_every_acknowledged_span_exactly_o
         assert_eq!(response.status(), 200, "request {n} acknowledged by A");
     }
     let spans = (requests * 5) as f64;
-    eventually("every acknowledged span in B", || {
+    eventually(PATIENCE, "every acknowledged span in B", || {
         (b.store_metric("otlp_spans_accepted_total")? >= spans).then_some(())
     });
     for n in 0..requests {
         let trace_id = format!("{:032x}", n + 1);
-        let chain = eventually(&format!("trace {trace_id} in B"), || {
+        let chain = eventually(PATIENCE, &format!("trace {trace_id} in B"), || {
             let (status, body) = b.get(&format!("/api/v1/traces/{trace_id}"));
             (status == 200)
                 .then(|| serde_json::from_str::<Value>(&body).ok())
@@ -489,7 +489,7 @@ fn forwarding_over_https_with_a_token_delivers_every_acknowledged_span_exactly_o
     }
     // Exactly once: A's export counted every span sent and B took no more than were
     // acknowledged (a retried request applied twice would count its spans twice).
-    eventually("A's export settled", || {
+    eventually(PATIENCE, "A's export settled", || {
         (a.store_metric("export_buffered_items")? == 0.0).then_some(())
     });
     assert_eq!(b.store_metric("otlp_spans_accepted_total"), Some(spans));
