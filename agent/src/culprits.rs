@@ -73,7 +73,7 @@ pub fn of_pattern(
     limit: usize,
 ) -> Option<Culprit> {
     let rows = store.list(&TraceFilter {
-        cluster: Some(cluster.to_owned()),
+        clusters: vec![cluster.to_owned()],
         limit: Some(limit),
         ..TraceFilter::default()
     });

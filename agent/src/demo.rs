@@ -435,11 +435,10 @@ async fn moved_counter(
                 .filter(|series| series.port == port && series.state == state)
                 .map(|series| series.current)
                 .max()?;
-            let name = match state {
-                SocketState::CloseWait => "CLOSE-WAIT",
-                _ => "TIME-WAIT",
-            };
-            Some((format!("{name} on inventory's port {port}"), count))
+            Some((
+                format!("{} on inventory's port {port}", state.ss_name()),
+                count,
+            ))
         }
         None => counters
             .tasks

@@ -64,6 +64,19 @@ impl<Id: Copy + Eq + Hash> AliasMap<Id> {
         None
     }
 
+    /// The retired ids that stand for the live `id` now (their chains end at it, see
+    /// [`resolve`](Self::resolve)), newest alias first, at most `max`. Cost: one chain walk per
+    /// alias kept.
+    pub fn retired_into(&self, id: Id, is_live: impl Fn(Id) -> bool, max: usize) -> Vec<Id> {
+        self.order
+            .iter()
+            .rev()
+            .filter(|&&from| from != id && self.resolve(from, &is_live) == Some(id))
+            .take(max)
+            .copied()
+            .collect()
+    }
+
     /// The aliases, `(old, newer)`, oldest first (for snapshots).
     pub fn iter(&self) -> impl Iterator<Item = (Id, Id)> + '_ {
         self.order
@@ -98,6 +111,24 @@ mod tests {
         assert_eq!(map.resolve(9, |id| id == 3), None, "unknown");
         map.insert(3, 1);
         assert_eq!(map.resolve(1, |_| false), None, "a cycle of dead ids ends");
+    }
+
+    #[test]
+    fn the_retired_ids_of_a_live_id_are_those_whose_chains_end_there() {
+        let mut map = AliasMap::new(10);
+        map.insert(1u32, 2);
+        map.insert(2, 3);
+        map.insert(4, 3);
+        map.insert(5, 6);
+        map.insert(7, 8);
+        map.insert(8, 3);
+        let live = |id: u32| id == 3 || id == 6 || id == 8;
+        assert_eq!(map.retired_into(3, live, 10), [4, 2, 1], "newest first");
+        assert_eq!(map.retired_into(3, live, 2), [4, 2]);
+        assert_eq!(map.retired_into(6, live, 10), [5]);
+        // 8 is live again: 7 stands for 8, not for 3.
+        assert_eq!(map.retired_into(8, live, 10), [7]);
+        assert!(map.retired_into(9, live, 10).is_empty());
     }
 
     #[test]

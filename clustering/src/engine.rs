@@ -64,6 +64,9 @@ const RATE_WINDOW_SECS: i64 = 60;
 /// can be merged or renamed ten times before its oldest alias (a link older than most
 /// dashboards) leaves. Memory: about 40 bytes each, under 1 MB.
 pub const MAX_CLUSTER_ALIASES: usize = 20_000;
+/// Most former ids a [`ClusterDetail`] lists: a pattern is renamed a handful of times in its
+/// life; the bound keeps a look-up by every former id (trace tags) short.
+pub const MAX_FORMER_IDS: usize = 16;
 
 /// Seconds of per-second counts kept per root: as long as the node counters' full-resolution
 /// history (15 min at 1 s by default), beside which they are read to tell whether a counter
@@ -306,6 +309,9 @@ pub struct TemplateSummary {
 pub struct ClusterDetail {
     /// The list row.
     pub summary: ClusterSummary,
+    /// Ids the cluster had before (merged or renamed away; each an alias of `summary.id`),
+    /// newest first, at most [`MAX_FORMER_IDS`]: what older links and tags hold.
+    pub former_ids: Vec<ClusterId>,
     /// Its roots (innermost error kinds), most frequent first.
     pub roots: Vec<(String, u64)>,
     /// Its templates, most frequent first.
@@ -632,6 +638,9 @@ impl Engine {
         let id = s
             .cluster_aliases
             .resolve(id, |id| groups.contains_key(&id))?;
+        let former_ids =
+            s.cluster_aliases
+                .retired_into(id, |id| groups.contains_key(&id), MAX_FORMER_IDS);
         let roots = groups.remove(&id)?;
         let query = ClusterQuery {
             now_unix_nanos,
@@ -726,6 +735,7 @@ impl Engine {
         samples.truncate(s.config.samples_per_cluster.max(1) * 2);
         Some(ClusterDetail {
             summary,
+            former_ids,
             roots: root_rows,
             templates,
             // Snapshots written before `values_total` existed: at least what is listed.
@@ -761,6 +771,19 @@ impl Engine {
     /// eviction and restarts); `None` when the id was never seen or its alias left the bound.
     pub fn resolve_template(&self, id: TemplateId) -> Option<TemplateId> {
         self.state.lock().miner.resolve(id)
+    }
+
+    /// The cluster that holds the template `id` now (following template merges, see
+    /// [`resolve_template`](Self::resolve_template)); `None` when the template is unknown or
+    /// no longer counted. Cost: one pass over the template keys.
+    pub fn cluster_of_template(&self, id: TemplateId) -> Option<ClusterId> {
+        let s = self.state.lock();
+        let template = s.miner.resolve(id)?;
+        let (_, key) =
+            s.keys.iter().enumerate().find(|&(k, ks)| {
+                ks.count > 0 && s.miner.template_of(k as KeyIndex).0 == template
+            })?;
+        Some(s.roots.cluster_of(key.root))
     }
 
     /// The current id of a cluster id, following merges and renames (aliases survive
@@ -1823,6 +1846,15 @@ mod tests {
             .expect("restored");
         assert_eq!(restored.resolve_template(first), Some(merged));
         assert_eq!(restored.resolve_template(merged), Some(merged));
+        // Either template id leads to the pattern that holds the template now.
+        let cluster = engine
+            .cluster_of_template(first)
+            .expect("the merged-away template id leads to its pattern");
+        assert_eq!(engine.cluster_of_template(merged), Some(cluster));
+        assert_eq!(restored.cluster_of_template(first), Some(cluster));
+        let detail = engine.cluster(cluster, t0 + MIN).expect("live");
+        assert!(detail.templates.iter().any(|t| t.id == merged));
+        assert_eq!(engine.cluster_of_template(TemplateId(7)), None);
     }
 
     #[test]
@@ -1845,6 +1877,11 @@ mod tests {
             .expect("the old id still answers");
         assert_eq!(detail.summary.id, new);
         assert_eq!(detail.summary.count, 2);
+        assert_eq!(
+            detail.former_ids,
+            [old],
+            "the old id is listed for older tags"
+        );
 
         let text = serde_json::to_string(&engine.snapshot()).expect("serialised");
         assert!(text.contains("\"version\":\"V2\""), "{text}");

@@ -466,6 +466,28 @@ pub fn detect(
         )
         .filter(|a| !pool_turned_over(history, a, &base, len))
         {
+            // An upper bound shows no rise: another port's churn moves the smallest port
+            // counted, and a change dated there came before the series' own. Seen on the Go
+            // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
+            // before the fault. It is dated where the port was first counted.
+            if let Some(t) = bounded_until.filter(|&t| a.changed_at_unix_ms < t) {
+                a.changed_at_unix_ms = t;
+                let last_at = points
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(t, |i| history.time(i));
+                a.evidence = evidence(
+                    &a.label,
+                    &a.unit,
+                    a.before,
+                    a.reached,
+                    a.direction,
+                    a.shape,
+                    t,
+                    last_at,
+                    a.limit,
+                );
+            }
             if let (Some(slope), Some((i, s))) = (climb, &start) {
                 a.evidence.push_str(&format!(
                     "; {}, it was still climbing by {} per second and is judged against that \
@@ -1686,6 +1708,42 @@ mod tests {
         let a = &report.anomalies[0];
         assert_eq!(a.direction, Direction::Fall);
         assert_eq!(a.label, "ledger request rate");
+    }
+
+    #[test]
+    fn a_storm_on_a_port_not_counted_one_by_one_is_dated_where_it_was_first_counted() {
+        // Another program's port group, the smallest counted, steps from 5 to 30 at 400
+        // (its churn); the storm's port is counted one by one only from 420, at 300.
+        let other = SeriesKey::PortTotal {
+            port: 40000,
+            side: PortSide::Remote,
+        };
+        let storm = port_state(8080, PortSide::Remote, SocketState::TimeWait);
+        let storm_total = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Remote,
+        };
+        let floor: Vec<Option<f64>> = (0..440)
+            .map(|i| Some(if i < 400 { 5.0 } else { 30.0 }))
+            .collect();
+        let counted: Vec<Option<f64>> = (0..440).map(|i| (i >= 420).then_some(300.0)).collect();
+        let h = history(vec![
+            (other, floor),
+            (storm.clone(), counted.clone()),
+            (storm_total, counted),
+        ]);
+        let report = detect(&h, &[], &[], &AnomalyConfig::default());
+        let a = report
+            .anomalies
+            .iter()
+            .find(|a| a.key == storm)
+            .unwrap_or_else(|| panic!("the storm is raised: {report:#?}"));
+        assert_eq!(a.changed_at_unix_ms, h.time(420), "{a:#?}");
+        assert!(
+            a.evidence.contains("was not counted one by one"),
+            "{}",
+            a.evidence
+        );
     }
 
     #[test]

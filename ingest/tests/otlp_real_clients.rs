@@ -365,7 +365,7 @@ async fn rust_client_round_trip(transport: Transport) {
     let chain = harness.store.call_chain(sent.trace_id).expect("chain");
     assert_eq!(chain.cluster_ids, vec!["c-reset"]);
     let listed = harness.store.list(&faultline_ingest::traces::TraceFilter {
-        cluster: Some("c-reset".into()),
+        clusters: vec!["c-reset".into()],
         ..Default::default()
     });
     assert_eq!(listed.len(), 1);

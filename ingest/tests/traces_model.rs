@@ -490,7 +490,7 @@ fn list_filters_by_cluster_service_and_errors() {
     store.tag_cluster(tid(3), None, "c-eof");
     store.tag_cluster(tid(6), Some(sid(0)), "c-eof");
     let by_cluster = store.list(&faultline_ingest::traces::TraceFilter {
-        cluster: Some("c-eof".into()),
+        clusters: vec!["c-eof".into()],
         ..Default::default()
     });
     assert_eq!(

@@ -337,6 +337,12 @@ fn a_renamed_pattern_answers_to_its_old_id_also_after_a_restart() {
     assert_eq!(status, 200, "{body}");
     let detail: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(detail["summary"]["id"], new.as_str(), "{detail}");
+    // A template's id (as exported in `faultline.template_id`) leads to its pattern too.
+    for template in detail["templates"].as_array().expect("templates") {
+        let id = template["id"].as_str().expect("template id");
+        let by_template = agent.get_json(&format!("/api/v1/clusters/{id}"));
+        assert_eq!(by_template["summary"]["id"], new.as_str(), "{by_template}");
+    }
 
     let dir = agent.stop();
     let agent = Agent::start_in(dir, &[]);

@@ -13,7 +13,7 @@ use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKin
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
 };
-use faultline_clustering::{ClusterId, Engine, EngineCounts};
+use faultline_clustering::{ClusterId, Engine, EngineCounts, TemplateId};
 use faultline_diagnosis::onset::surge_start_minute;
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
@@ -190,8 +190,9 @@ impl ClusterAdapter {
     }
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
-    /// in the trace store.
-    fn trace_ids(&self, id: &str, detail: &EngineDetail) -> Vec<String> {
+    /// in the trace store, under its current id or an id it had before (a trace is tagged with
+    /// the id its pattern had when the trace arrived).
+    fn trace_ids(&self, detail: &EngineDetail) -> Vec<String> {
         let mut dated: Vec<(i64, String)> = detail
             .samples
             .iter()
@@ -201,7 +202,10 @@ impl ClusterAdapter {
             })
             .collect();
         let tagged = self.traces.list(&TraceFilter {
-            cluster: Some(id.to_owned()),
+            clusters: std::iter::once(&detail.summary.id)
+                .chain(&detail.former_ids)
+                .map(ClusterId::to_string)
+                .collect(),
             limit: Some(MAX_DETAIL_TRACES),
             ..TraceFilter::default()
         });
@@ -242,11 +246,10 @@ impl ClusterView for ClusterAdapter {
     }
 
     fn detail(&self, id: &str) -> Option<ClusterDetail> {
-        let cluster = parse_cluster_id(id)?;
         let now = (self.clock)();
-        let detail = self.engine.cluster(cluster, now)?;
+        let detail = engine_detail(&self.engine, id, now)?;
         let summary = summary_row(&detail.summary, &detail.per_minute, now);
-        let trace_ids = self.trace_ids(id, &detail);
+        let trace_ids = self.trace_ids(&detail);
         let only_severity = match detail.severities.as_slice() {
             [(severity, _)] => severity.clone(),
             _ => String::new(),
@@ -291,7 +294,8 @@ impl ClusterView for ClusterAdapter {
                 })
                 .collect(),
             trace_ids,
-            culprit: self.culprit(id, culprits::PATTERN_TRACES),
+            // The pattern's current id: an old id asks about the same pattern.
+            culprit: self.culprit(&detail.summary.id.to_string(), culprits::PATTERN_TRACES),
             stack: detail.stack.as_ref().map(|(text, trace_id)| PatternStack {
                 text: text.clone(),
                 trace_id: trace_id.as_deref().map(str::to_ascii_lowercase),
@@ -364,7 +368,19 @@ impl ClusterView for ClusterAdapter {
 }
 
 /// A cluster id as the API shows it (16 hex digits), `None` for anything else.
-pub(super) fn parse_cluster_id(id: &str) -> Option<ClusterId> {
+/// The engine's detail of the pattern `id` names: a cluster id or the id of one of its
+/// templates, current or retired (merged or renamed away: the engine follows the aliases), so
+/// a link or a tag holding an old id keeps answering, with the pattern's current id in
+/// `summary.id`. `None` when the id names no pattern (any more).
+pub(super) fn engine_detail(engine: &Engine, id: &str, now: i64) -> Option<EngineDetail> {
+    let cluster = parse_cluster_id(id)?;
+    engine.cluster(cluster, now).or_else(|| {
+        let holder = engine.cluster_of_template(TemplateId(cluster.0))?;
+        engine.cluster(holder, now)
+    })
+}
+
+fn parse_cluster_id(id: &str) -> Option<ClusterId> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -697,6 +713,114 @@ mod tests {
         assert!(views.clusters.detail("0000000000000000").is_none());
         assert!(views.clusters.detail("not-an-id").is_none());
         assert!(views.clusters.detail("+00000000000001").is_none());
+    }
+
+    /// Issue #15: a trace is tagged with the id its pattern had when the trace arrived; after
+    /// the pattern is renamed, its page (asked for by either id) still lists that trace.
+    #[test]
+    fn a_renamed_pattern_lists_the_traces_tagged_under_its_old_id() {
+        let stores = stores();
+        let old = stores
+            .engine
+            .observe(&error_event(
+                "Get \"http://user-svc/u/7\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                "order-svc",
+                None,
+                NOW - 3 * MIN,
+            ))
+            .cluster
+            .expect("clustered");
+        stores.engine.maintain();
+        stores.traces.insert_spans(vec![span(
+            9,
+            1,
+            None,
+            "order-svc",
+            "GET /orders",
+            (NOW - 3 * MIN, NOW - 3 * MIN + 1_000_000),
+            StatusCode::Error,
+        )]);
+        stores
+            .traces
+            .tag_cluster(trace_id(9), None, &old.to_string());
+        // The plain wording of the same kind names the pattern from the next maintenance on.
+        stores.engine.observe(&error_event(
+            "call user: context deadline exceeded",
+            "order-svc",
+            None,
+            NOW - 2 * MIN,
+        ));
+        stores.engine.maintain();
+        let new = stores.engine.resolve_cluster(old).expect("an alias");
+        assert_ne!(new, old, "renamed");
+
+        let views = views_at(&stores, NOW);
+        for asked in [new, old] {
+            let detail = views
+                .clusters
+                .detail(&asked.to_string())
+                .expect("either id answers");
+            assert_eq!(
+                detail.summary.id,
+                new.to_string(),
+                "the current id is stated"
+            );
+            assert_eq!(
+                detail.trace_ids,
+                [trace_id(9).to_string()],
+                "asked as {asked}"
+            );
+        }
+    }
+
+    /// Issue #15: a template id, current or merged away, answers with the pattern that holds
+    /// the template now (its page and its "what moved"), under the pattern's current id.
+    #[test]
+    fn a_template_id_old_or_current_answers_with_its_pattern() {
+        let stores = stores();
+        let first = stores
+            .engine
+            .observe(&error_event(
+                "cache alpha: connection refused",
+                "cart-svc",
+                None,
+                NOW - 2 * MIN,
+            ))
+            .template
+            .expect("templated");
+        for (i, name) in ["beta", "gamma", "delta", "epsilon", "zeta"]
+            .iter()
+            .enumerate()
+        {
+            stores.engine.observe(&error_event(
+                &format!("cache {name}: connection refused"),
+                "cart-svc",
+                None,
+                NOW - 2 * MIN + i as i64,
+            ));
+        }
+        stores.engine.maintain();
+        let merged = stores.engine.resolve_template(first).expect("merged");
+        assert_ne!(merged, first, "the first template was merged away");
+
+        let views = views_at(&stores, NOW);
+        let rows = views.clusters.summaries();
+        assert_eq!(rows.len(), 1);
+        let pattern = rows[0].id.clone();
+        for template in [first, merged] {
+            let detail = views
+                .clusters
+                .detail(&template.to_string())
+                .expect("a template id answers");
+            assert_eq!(detail.summary.id, pattern);
+            assert!(detail.templates.iter().any(|t| t.id == merged.to_string()));
+            let moved = views
+                .diagnosis
+                .moved(&template.to_string())
+                .expect("what moved answers too");
+            assert_eq!(moved.cluster_id, pattern);
+        }
+        assert!(views.clusters.detail("00000000000000ff").is_none());
     }
 
     #[test]

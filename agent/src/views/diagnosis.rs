@@ -2,7 +2,7 @@
 //! asks `faultline-diagnosis` for its answers.
 
 use super::axis::regular_axis;
-use super::clusters::{detail_minutes, parse_cluster_id, summary_row};
+use super::clusters::{detail_minutes, engine_detail, summary_row};
 use super::Clock;
 use std::sync::Arc;
 
@@ -47,10 +47,11 @@ impl DiagnosisAdapter {
         self.pattern(id).map(|p| p.activity)
     }
 
+    /// The pattern `id` names (a cluster or template id, current or retired: see
+    /// [`engine_detail`]).
     fn pattern(&self, id: &str) -> Option<Pattern> {
-        let cluster = parse_cluster_id(id)?;
         let now = (self.clock)();
-        let detail = self.engine.cluster(cluster, now)?;
+        let detail = engine_detail(&self.engine, id, now)?;
         let row = summary_row(&detail.summary, &detail.per_minute, now);
         let services = row.services.clone();
         let activity = PatternActivity {
@@ -84,7 +85,7 @@ impl DiagnosisView for DiagnosisAdapter {
         let culprit = crate::culprits::of_pattern(
             &self.traces,
             &listeners,
-            id,
+            &pattern.activity.id,
             crate::culprits::PATTERN_TRACES,
         )
         .filter(|c| c.resolved);

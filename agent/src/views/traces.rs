@@ -44,7 +44,7 @@ impl TraceView for TraceAdapter {
 
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary> {
         let rows = self.store.list(&TraceFilter {
-            cluster: query.cluster.clone(),
+            clusters: query.cluster.iter().cloned().collect(),
             service: query.service.clone(),
             errors_only: query.errors_only,
             limit: Some(query.limit.max(1)),

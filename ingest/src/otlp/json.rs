@@ -12,54 +12,21 @@ use serde_json::{Map, Value};
 
 use super::error::OtlpError;
 
-/// Numbers for enum names of the fields that carry OTLP enums.
+/// Numbers for enum names of the fields that carry OTLP enums, read by the generated
+/// protobuf enums (`from_str_name`), so the names are the proto's own.
 fn enum_number(field: &str, name: &str) -> Option<i64> {
-    let table: &[(&str, i64)] = match field {
-        "kind" => &[
-            ("SPAN_KIND_UNSPECIFIED", 0),
-            ("SPAN_KIND_INTERNAL", 1),
-            ("SPAN_KIND_SERVER", 2),
-            ("SPAN_KIND_CLIENT", 3),
-            ("SPAN_KIND_PRODUCER", 4),
-            ("SPAN_KIND_CONSUMER", 5),
-        ],
-        "code" => &[
-            ("STATUS_CODE_UNSET", 0),
-            ("STATUS_CODE_OK", 1),
-            ("STATUS_CODE_ERROR", 2),
-        ],
-        "aggregationTemporality" => &[
-            ("AGGREGATION_TEMPORALITY_UNSPECIFIED", 0),
-            ("AGGREGATION_TEMPORALITY_DELTA", 1),
-            ("AGGREGATION_TEMPORALITY_CUMULATIVE", 2),
-        ],
-        "severityNumber" => {
-            return severity_number(name);
-        }
-        _ => return None,
-    };
-    table.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
-}
+    use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+    use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 
-fn severity_number(name: &str) -> Option<i64> {
-    if name == "SEVERITY_NUMBER_UNSPECIFIED" {
-        return Some(0);
-    }
-    let rest = name.strip_prefix("SEVERITY_NUMBER_")?;
-    let (level, step) = match rest.char_indices().last() {
-        Some((i, c @ '2'..='4')) => (&rest[..i], i64::from(c as u8 - b'1')),
-        _ => (rest, 0),
-    };
-    let base = match level {
-        "TRACE" => 1,
-        "DEBUG" => 5,
-        "INFO" => 9,
-        "WARN" => 13,
-        "ERROR" => 17,
-        "FATAL" => 21,
+    let number = match field {
+        "kind" => SpanKind::from_str_name(name)? as i32,
+        "code" => StatusCode::from_str_name(name)? as i32,
+        "aggregationTemporality" => AggregationTemporality::from_str_name(name)? as i32,
+        "severityNumber" => SeverityNumber::from_str_name(name)? as i32,
         _ => return None,
     };
-    Some(base + step)
+    Some(i64::from(number))
 }
 
 fn camel_case(key: &str) -> String {
@@ -148,10 +115,22 @@ mod tests {
 
     #[test]
     fn severity_names_map_to_numbers() {
-        assert_eq!(severity_number("SEVERITY_NUMBER_ERROR"), Some(17));
-        assert_eq!(severity_number("SEVERITY_NUMBER_ERROR3"), Some(19));
-        assert_eq!(severity_number("SEVERITY_NUMBER_FATAL4"), Some(24));
-        assert_eq!(severity_number("SEVERITY_NUMBER_LOUD"), None);
+        let severity = |name| enum_number("severityNumber", name);
+        assert_eq!(severity("SEVERITY_NUMBER_UNSPECIFIED"), Some(0));
+        assert_eq!(severity("SEVERITY_NUMBER_ERROR"), Some(17));
+        assert_eq!(severity("SEVERITY_NUMBER_ERROR3"), Some(19));
+        assert_eq!(severity("SEVERITY_NUMBER_FATAL4"), Some(24));
+        assert_eq!(severity("SEVERITY_NUMBER_LOUD"), None);
+        assert_eq!(enum_number("kind", "SPAN_KIND_CONSUMER"), Some(5));
+        assert_eq!(enum_number("code", "STATUS_CODE_ERROR"), Some(2));
+        assert_eq!(
+            enum_number(
+                "aggregationTemporality",
+                "AGGREGATION_TEMPORALITY_CUMULATIVE"
+            ),
+            Some(2)
+        );
+        assert_eq!(enum_number("kind", "SERVER"), None);
     }
 
     #[test]

@@ -56,8 +56,9 @@ pub struct InsertOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceFilter {
-    /// Only traces tagged with this cluster id.
-    pub cluster: Option<String>,
+    /// Only traces tagged with one of these cluster ids (a pattern's current id and the ids
+    /// it had before); every trace when empty.
+    pub clusters: Vec<String>,
     /// Only traces with a span of this service (or a log of it).
     pub service: Option<String>,
     /// Only traces with a failed span or an error log.
@@ -427,10 +428,8 @@ impl TraceStore {
                         .is_none_or(|s| e.services.iter().any(|x| x == s))
                 })
                 .filter(|(_, e)| {
-                    filter
-                        .cluster
-                        .as_ref()
-                        .is_none_or(|c| e.cluster_ids.iter().any(|x| x == c))
+                    filter.clusters.is_empty()
+                        || e.cluster_ids.iter().any(|x| filter.clusters.contains(x))
                 })
                 .map(|(id, e)| (e.start, *id))
                 .collect();

@@ -214,11 +214,13 @@ pub(crate) async fn list(
     get,
     path = "/api/v1/clusters/{id}",
     tag = "clusters",
-    params(("id" = String, Path, description = "Stable cluster id", max_length = 256)),
+    params(("id" = String, Path, description = "Stable cluster id, or the id of one of its \
+templates; a merged or renamed (retired) id answers with the pattern that holds it now, under \
+its current id", max_length = 256)),
     responses(
         (status = 200, description = "The cluster", body = ClusterDetail),
         (status = 400, description = "`id` is not valid UTF-8 text", body = ErrorBody),
-        (status = 404, description = "No cluster has this id", body = ErrorBody),
+        (status = 404, description = "No cluster or template has this id", body = ErrorBody),
         (status = 503, description = "The cluster store is not attached", body = ErrorBody),
     )
 )]
