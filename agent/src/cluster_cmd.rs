@@ -54,7 +54,8 @@ pub struct ClusterArgs {
     /// shapes past it get the id ffffffffffffffff, and the summary says how many.
     #[arg(long, default_value_t = faultline_clustering::batch::MAX_BATCH_SHAPES, value_name = "N")]
     pub max_shapes: usize,
-    /// Threads that mask the lines of a large file (0: one per core, at most 4; 1: all the
+    /// Threads that mask the lines of a large file (0: automatic — one per core, at most 4,
+    /// at `--level cluster`; one at `--level template`, see [`TEMPLATE_THREADS`]; 1: all the
     /// work on one thread). The ids do not depend on it.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
@@ -68,6 +69,13 @@ pub enum Level {
     /// Masked template.
     Template,
 }
+
+/// Threads used at `--level template` unless `--threads` says otherwise. Masking is the
+/// parallel part and, at the template level, it is most of the work but not enough of it:
+/// `scripts/bench/clustering.sh` measured 2 cores at 1.04x the wall time of one thread for
+/// 1.88x the CPU on the 1,000,000-line Loghub file (issue #15), where the cluster level gains
+/// 1.46x. A second thread there only burns the other core.
+pub const TEMPLATE_THREADS: usize = 1;
 
 /// Files at least this large are masked on every core: below it the threads cost more than
 /// they save (a 2,000-line Loghub file takes milliseconds).
@@ -94,9 +102,10 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     let batch = Batch::new(level, 5, MAX_MESSAGE_BYTES, VectorParams::default())
         .with_max_shapes(args.max_shapes);
     let cut_lines = AtomicU64::new(0);
-    let workers = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
-        n => n,
+    let workers = match (args.threads, args.level) {
+        (0, Level::Template) => TEMPLATE_THREADS,
+        (0, Level::Cluster) => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        (n, _) => n,
     };
     let batch = if total >= PARALLEL_MIN_BYTES && workers > 1 {
         run_parallel(args, file, batch, workers, CHUNK_BYTES, &cut_lines)?

@@ -1162,10 +1162,20 @@ fn build(
                     ..
                 }
             );
+        // A culprit that fails its own calls (lookups, timeouts it sets): its listening port
+        // holds its callers' connections, which follow how fast it now answers; its peers'
+        // series say more (seen on the Go lab: the dns fault's caller answering at once, its
+        // port's sockets climbing, led over its callee's requests stopping).
+        let own_port = culprit.role == Some(CulpritRole::Caller)
+            && c.relation == Relation::Culprit
+            && c.anomaly
+                .key
+                .port()
+                .is_some_and(|p| facts.is_some_and(|f| f.listen_ports.contains(&p)));
         match (c.relation, echo) {
-            (Relation::Culprit, false) => 0,
+            (Relation::Culprit, false) if !own_port => 0,
             (Relation::Peer, false) => 1,
-            (Relation::Culprit | Relation::Peer, true) => 2,
+            (Relation::Culprit | Relation::Peer, _) => 2,
             (Relation::Unrelated, _) => 3,
             (Relation::NodeWide, _) => 4,
         }
@@ -1644,12 +1654,20 @@ mod tests {
         let mut fall = anomaly(traffic("stock", TrafficMetric::Requests), t0 + 8_000);
         fall.direction = Direction::Fall;
         let errors = anomaly(traffic("orders", TrafficMetric::Errors), t0 + 2_000);
+        // The failing caller answers at once: its callers' connections to it churn.
+        let own_port = anomaly(
+            SeriesKey::PortTotal {
+                port: 8081,
+                side: PortSide::Local,
+            },
+            t0 + 3_000,
+        );
         let mut tracker = IncidentTracker::new();
         let incidents = run(
             &mut tracker,
             t0 + 20_000,
             std::slice::from_ref(&lookups),
-            vec![fall.clone(), errors.clone()],
+            vec![fall.clone(), errors.clone(), own_port],
         );
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         let inc = &incidents[0];
@@ -1660,10 +1678,10 @@ mod tests {
             .map(|c| c.anomaly.label.as_str())
             .collect();
         // The callee's requests falling says more than the culprit's failures, which retell
-        // its patterns.
+        // its patterns, and than its own port, which follows how fast it answers its callers.
         assert_eq!(
             labels,
-            ["stock request rate", "orders error rate"],
+            ["stock request rate", "sockets :8081", "orders error rate"],
             "{inc:#?}"
         );
         assert_eq!(inc.counters[0].relation, Relation::Peer);

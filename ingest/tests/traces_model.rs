@@ -513,6 +513,51 @@ fn list_filters_by_cluster_service_and_errors() {
     assert!(svc.iter().all(|s| s.services == vec!["svc-1".to_owned()]));
 }
 
+/// The listing by pattern reads an index of the tags: it must follow evictions (an evicted
+/// trace is not listed, and a trace id that comes back untagged is not either), and a limit
+/// keeps the newest.
+#[test]
+fn a_pattern_lists_only_its_live_traces_newest_first() {
+    let store = TraceStore::new(TraceStoreConfig {
+        max_traces: 4,
+        ..TraceStoreConfig::default()
+    });
+    let add = |t: u8| {
+        let mut spans = build_spans(&[SpanSpec {
+            parent: Parent::Root,
+            service: 0,
+            start: i64::from(t),
+            duration: 5,
+            failed: true,
+            exception: false,
+        }]);
+        spans[0].trace_id = tid(t);
+        store.insert_spans(spans);
+    };
+    let listed = |limit: usize| {
+        store
+            .list(&faultline_ingest::traces::TraceFilter {
+                clusters: vec!["c-eof".into()],
+                limit: Some(limit),
+                ..Default::default()
+            })
+            .iter()
+            .map(|s| s.trace_id)
+            .collect::<Vec<_>>()
+    };
+    for t in 0..6u8 {
+        add(t);
+        store.tag_cluster(tid(t), None, "c-eof");
+    }
+    // Traces 0 and 1 were evicted by 4 and 5.
+    assert_eq!(listed(10), vec![tid(5), tid(4), tid(3), tid(2)]);
+    assert_eq!(listed(2), vec![tid(5), tid(4)]);
+    // Trace 0 comes back, untagged: not the pattern's.
+    add(0);
+    assert_eq!(listed(10), vec![tid(5), tid(4), tid(3)]);
+    assert_eq!(store.stats().traces, 4);
+}
+
 #[test]
 fn total_spans_and_logs_are_bounded_by_evicting_the_oldest_traces() {
     let store = TraceStore::new(TraceStoreConfig {

@@ -12,6 +12,7 @@
 //! cluster (that is `faultline-clustering`).
 
 mod chain;
+mod compact;
 mod config;
 mod span;
 mod store;
