@@ -1,32 +1,16 @@
-//! The `faultline` binary: the command line, configuration and the wiring of the ingest,
-//! clustering and web crates into one agent.
+//! The `faultline` binary: the command line over the agent's library (`faultline_agent`,
+//! `lib.rs`).
 //!
 //! Errors end here: each is printed as one line saying what failed and what to do, with exit
 //! status 2 for a configuration the agent refuses and 1 for anything else.
-
-mod cli;
-mod cluster_cmd;
-mod config;
-mod culprits;
-mod demo;
-mod diagnosis;
-mod export;
-mod lab;
-mod listeners;
-mod persist;
-mod pipeline;
-mod replay_cmd;
-mod run;
-mod shutdown;
-mod telemetry;
-mod views;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigArgs, RunArgs};
-use config::{Config, ConfigError};
+use faultline_agent::cli::{Cli, Command, ConfigArgs, RunArgs};
+use faultline_agent::config::{self, Config, ConfigError};
+use faultline_agent::{cluster_cmd, demo, replay_cmd, run, telemetry};
 
 /// An error at the binary's edge, with the exit status it deserves.
 enum Failure {

@@ -30,6 +30,8 @@ use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
 use faultline_web::model::IncidentsDocument;
 use faultline_web::{AppState, Component, ComponentState, HealthRegistry, LiveUpdates};
 
+use crate::cli::RunArgs;
+use crate::config::{Config, ConfigError, Settings};
 use crate::diagnosis::{self, ConfiguredFacts, DiagnosisSettings};
 
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
@@ -51,9 +53,25 @@ pub struct ReplayArgs {
     /// After the timeline, serve the dashboard and API over the result until Ctrl-C.
     #[arg(long)]
     pub serve: bool,
-    /// Address of the dashboard with --serve.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-    pub listen: std::net::SocketAddr,
+    /// Address of the dashboard with --serve (key `web.listen`; default 127.0.0.1:7070).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// With --serve: a configuration file whose `[web]` section (token, TLS, allowed hosts,
+    /// connection limits) the dashboard is served with, as `faultline run` serves it.
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub config: Option<PathBuf>,
+    /// Bearer token required by the dashboard and API with --serve (key `web.token`);
+    /// required when the listen address is not loopback.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FAULTLINE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Allow a non-loopback listen address without a token (key `web.insecure`).
+    #[arg(long)]
+    pub insecure: bool,
     /// Print the timeline as JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -72,8 +90,29 @@ struct TimelineRow {
     services: Vec<String>,
 }
 
+/// The settings `--serve` serves the dashboard with: the `[web]` keys of `--config` (or the
+/// defaults) under `--listen`, `--token` and `--insecure`, checked as `faultline run` checks
+/// them (a token of at least 16 characters, a token or `--insecure` off loopback, readable
+/// TLS files), so a post-mortem is exposed no more than the live agent.
+fn serve_settings(args: &ReplayArgs) -> Result<Settings, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.apply_flags(&RunArgs {
+        listen: args.listen.clone(),
+        token: args.token.clone(),
+        insecure: args.insecure,
+        ..RunArgs::default()
+    })?;
+    config.validate(args.config.as_deref())
+}
+
 /// Runs the command.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    // Checked before the files are read: a bad token or certificate is said at once, not
+    // after minutes of replay.
+    let settings = args.serve.then(|| serve_settings(args)).transpose()?;
     let engine = Arc::new(Engine::new(ClusteringConfig::default()));
     let traces = Arc::new(TraceStore::new(TraceStoreConfig::default()));
     let tail = TailConfig::default();
@@ -130,7 +169,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         args.json,
         (args.files.len(), lines, records, errors, truncated),
     )?;
-    if args.serve {
+    if let Some(settings) = settings {
         // "Now" of the dashboard is the end of the replayed logs, so windows and emergence
         // describe the incident rather than the hours since.
         let now = if latest == i64::MIN {
@@ -138,7 +177,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         } else {
             latest
         };
-        serve(args.listen, engine, traces, (first_error.min(now), now))?;
+        serve(&settings, engine, traces, (first_error.min(now), now))?;
     }
     Ok(())
 }
@@ -313,12 +352,18 @@ fn replay_incidents(
 }
 
 fn serve(
-    listen: std::net::SocketAddr,
+    settings: &Settings,
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
     span: (i64, i64),
 ) -> anyhow::Result<()> {
     let now = span.1;
+    let listen = settings.web_listen;
+    let scheme = if settings.web_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -350,7 +395,13 @@ fn serve(
         );
         let counters = Arc::new(CounterStore::new(&CountersConfig::default()));
         let incidents = tokio::task::block_in_place(|| {
-            replay_incidents(&engine, &traces, &counters, span, &format!("http://{addr}"))
+            replay_incidents(
+                &engine,
+                &traces,
+                &counters,
+                span,
+                &format!("{scheme}://{addr}"),
+            )
         })?;
         let no_counters: Arc<dyn Fn() -> Vec<faultline_web::model::StoreCounter> + Send + Sync> =
             Arc::new(Vec::new);
@@ -368,20 +419,24 @@ fn serve(
         let app = faultline_web::router_with_views(
             AppState {
                 health,
-                access: faultline_web::Access::new(None, &[]),
-                metrics: faultline_web::MetricsOptions::default(),
+                access: faultline_web::Access::new(
+                    settings.web_token.as_deref(),
+                    &settings.web_allowed_hosts,
+                ),
+                metrics: settings.web_metrics,
             },
             views,
         );
-        eprintln!("faultline replay: dashboard on http://{addr}/ (Ctrl-C to stop)");
+        eprintln!("faultline replay: dashboard on {scheme}://{addr}/ (Ctrl-C to stop)");
         // The same connection bounds as the agent's dashboard: a replay served to a team
         // during a post-mortem must not be blinded by idle or slow connections either.
-        let mut limits = faultline_net::ConnectionLimits::default();
+        let mut limits = settings.listeners.web.clone();
         if let Some(fd_limit) = faultline_net::raise_fd_limit() {
             faultline_net::fit_to_fd_limit(&mut [&mut limits], fd_limit);
         }
         let connections = Arc::new(faultline_net::ConnectionStats::default());
-        faultline_net::serve(listener, app, None, &limits, connections, stop).await;
+        let tls = settings.web_tls.clone();
+        faultline_net::serve(listener, app, tls, &limits, connections, stop).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(())

@@ -72,18 +72,7 @@ pub async fn serve(
     let health = HealthRegistry::new();
     let clustering_config = settings.clustering.clone();
     let (restored, restore_notes) = persist::load(&data_dir, &mut |state: AgentState| {
-        let t = state.totals;
-        let records = t.file_records.saturating_add(t.otlp_records);
-        if t.error_records > records || t.truncated_records > records {
-            return Err(format!(
-                "its record totals contradict each other ({} error and {} truncated records \
-                 of {records})",
-                t.error_records, t.truncated_records
-            ));
-        }
-        let engine = Engine::from_snapshot(state.clustering, clustering_config.clone())
-            .map_err(|e| format!("its cluster store cannot be restored: {e}"))?;
-        Ok((state.tail, engine, state.totals))
+        persist::restore(state, &clustering_config)
     })?;
     for note in restore_notes {
         tracing::warn!("{note}");

@@ -21,6 +21,12 @@ fn address(agent: &Agent, component: &str) -> String {
 
 /// Starts agent A forwarding to `upstream` (gRPC) with short timeouts and backoff.
 fn start_forwarding_agent(upstream: &str, extra_export: &str) -> Agent {
+    start_forwarding_agent_to(&format!("http://{upstream}"), extra_export)
+}
+
+/// Starts agent A forwarding to the endpoint URL `endpoint` with short timeouts and backoff;
+/// `extra_export` ends the `[export]` section (and may open `[export.headers]`).
+fn start_forwarding_agent_to(endpoint: &str, extra_export: &str) -> Agent {
     let dir = tempfile::tempdir().expect("tempdir");
     let config: PathBuf = dir.path().join("a.toml");
     let interval = if extra_export.contains("interval_ms") {
@@ -31,7 +37,7 @@ fn start_forwarding_agent(upstream: &str, extra_export: &str) -> Agent {
     std::fs::write(
         &config,
         format!(
-            "[export]\notlp_endpoint = \"http://{upstream}\"\ntimeout_ms = 2000\n\
+            "[export]\notlp_endpoint = \"{endpoint}\"\ntimeout_ms = 2000\n\
              initial_backoff_ms = 100\nmax_backoff_ms = 1000\n{interval}{extra_export}"
         ),
     )
@@ -412,4 +418,94 @@ fn what_a_kill_left_in_the_buffer_is_counted_as_lost_at_the_next_start() {
         Some(15.0)
     );
     drop(silent);
+}
+
+/// A forwards over OTLP/HTTP to a B that serves its receivers over TLS and asks for a bearer
+/// token (`[otlp] token`, `[otlp.tls]`): A checks B's certificate against its own CA file
+/// (`export.ca_file`, the self-signed certificate here) and sends the token as a header
+/// (`[export.headers]`). Every span A acknowledged arrives in B exactly once, and B refused
+/// nothing for a missing token.
+#[test]
+fn forwarding_over_https_with_a_token_delivers_every_acknowledged_span_exactly_once() {
+    const TOKEN: &str = "upstream-token-0123456789abcdef";
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("a self-signed certificate");
+    let cert = b_dir.path().join("cert.pem");
+    let key = b_dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).expect("cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("key");
+    let b_config = b_dir.path().join("b.toml");
+    std::fs::write(
+        &b_config,
+        format!(
+            "[otlp]\ntoken = \"{TOKEN}\"\n[otlp.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("write B's config");
+    let b_config = b_config.display().to_string();
+    let b = Agent::start_in(b_dir, &["--config", &b_config]);
+    let upstream = address(&b, "otlp_http");
+    let a = start_forwarding_agent_to(
+        &format!("https://{upstream}"),
+        &format!(
+            "protocol = \"http/protobuf\"\nca_file = {:?}\n\
+             [export.headers]\nauthorization = \"Bearer {TOKEN}\"\n",
+            cert.display().to_string()
+        ),
+    );
+
+    let url = format!("http://{}/v1/traces", address(&a, "otlp_http"));
+    let client = reqwest::blocking::Client::new();
+    let requests = 20;
+    for n in 0..requests {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(trace_json(n))
+            .send()
+            .expect("POST /v1/traces");
+        assert_eq!(response.status(), 200, "request {n} acknowledged by A");
+    }
+    let spans = (requests * 5) as f64;
+    eventually(PATIENCE, "every acknowledged span in B", || {
+        (b.store_metric("otlp_spans_accepted_total")? >= spans).then_some(())
+    });
+    for n in 0..requests {
+        let trace_id = format!("{:032x}", n + 1);
+        let chain = eventually(PATIENCE, &format!("trace {trace_id} in B"), || {
+            let (status, body) = b.get(&format!("/api/v1/traces/{trace_id}"));
+            (status == 200)
+                .then(|| serde_json::from_str::<Value>(&body).ok())
+                .flatten()
+        });
+        assert_eq!(
+            chain["spans"].as_array().map(Vec::len),
+            Some(5),
+            "trace {trace_id} in B: {chain}"
+        );
+    }
+    // Exactly once: A's export counted every span sent and B took no more than were
+    // acknowledged (a retried request applied twice would count its spans twice).
+    eventually(PATIENCE, "A's export settled", || {
+        (a.store_metric("export_buffered_items")? == 0.0).then_some(())
+    });
+    assert_eq!(b.store_metric("otlp_spans_accepted_total"), Some(spans));
+    assert_eq!(
+        b.store_metric("otlp_requests_unauthenticated_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        b.store_metric("otlp_tls_handshakes_failed_total"),
+        Some(0.0)
+    );
+    for reason in ["buffer_full", "rejected", "expired"] {
+        assert_eq!(
+            a.store_metric(&format!("export_dropped_{reason}_total")),
+            Some(0.0),
+            "{reason}"
+        );
+    }
 }

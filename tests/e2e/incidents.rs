@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Agent;
+use crate::support::{Agent, Loop};
 
 /// The bound: an incident within 10 s of the start of the counter's change.
 const RAISED_WITHIN: Duration = Duration::from_secs(10);
@@ -119,40 +119,6 @@ fn wait_baseline(agent: &Agent, ports: &[u16]) {
             "no baseline for ports {ports:?} within 60 s: {counters:#}"
         );
         thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A background loop, stopped (and joined) on drop.
-struct Loop {
-    stop: Arc<AtomicBool>,
-    handle: Option<thread::JoinHandle<()>>,
-}
-
-impl Loop {
-    fn start(mut step: impl FnMut() + Send + 'static) -> Loop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            // Bounded: at most two minutes of steps whatever happens to the test.
-            let until = Instant::now() + Duration::from_secs(120);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < until {
-                step();
-                thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Loop {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

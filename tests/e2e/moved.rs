@@ -11,14 +11,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Agent;
+use crate::support::{Agent, Loop};
 
 /// Starts an agent sampling every 500 ms with every port group shown individually and
 /// `service` as a `[[counters.processes]]` target found by its listening port.
@@ -68,40 +66,6 @@ fn wait_history(agent: &Agent, ports: &[u16], points: usize) {
             "no history of {points} points for ports {ports:?} within 90 s: {counters:#}"
         );
         thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A background loop every 50 ms, stopped (and joined) on drop.
-struct Loop {
-    stop: Arc<AtomicBool>,
-    handle: Option<thread::JoinHandle<()>>,
-}
-
-impl Loop {
-    fn start(mut step: impl FnMut() + Send + 'static) -> Loop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            // Bounded: at most two minutes of steps whatever happens to the test.
-            let until = Instant::now() + Duration::from_secs(120);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < until {
-                step();
-                thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Loop {
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

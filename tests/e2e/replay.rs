@@ -272,3 +272,115 @@ fn replay_serve_refuses_a_crowd_beyond_the_connection_limit() {
     drop(crowd);
     drop(replay);
 }
+
+/// `replay --serve` takes the dashboard's token and TLS as `run` does (`--token`, `--config`
+/// with `[web]` and `[web.tls]`): a post-mortem served to a team is HTTPS and asks for the
+/// token; off loopback without a token, or with a token too short to resist guessing, it
+/// refuses to start, as `run` does. It served plain HTTP to anyone before.
+#[test]
+fn replay_serve_asks_for_the_token_over_tls_as_run_does() {
+    use std::time::{Duration, Instant};
+
+    const TOKEN: &str = "replay-token-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    std::fs::write(
+        &path,
+        "time=\"2024-03-11T08:00:05Z\" level=error msg=\"query failed\" error=\"i/o timeout\"\n",
+    )
+    .unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("a self-signed certificate");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("faultline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nlisten = \"127.0.0.1:0\"\n[web.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    // Refused before anything is served: off loopback without a token, a short token.
+    let file = path.to_str().unwrap();
+    for (args, key) in [
+        (vec!["--listen", "0.0.0.0:0"], "web.listen"),
+        (vec!["--token", "short"], "web.token"),
+    ] {
+        let mut all = vec!["replay", "--serve"];
+        all.extend(args.iter().copied());
+        all.push(file);
+        let out = std::process::Command::new(binary())
+            .args(&all)
+            .env_remove("FAULTLINE_TOKEN")
+            .output()
+            .expect("run faultline replay");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{all:?} does not name {key}: {stderr}"
+        );
+    }
+
+    let stderr_path = dir.path().join("replay.stderr");
+    let mut replay = std::process::Command::new(binary())
+        .args(["replay", "--serve", "--config"])
+        .arg(&config)
+        .args(["--token", TOKEN, file])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn faultline replay --serve");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let replay = Kill(&mut replay);
+    let listen = wait_announced(&stderr_path, "dashboard", Duration::from_secs(60), || {
+        replay.0.try_wait().ok().flatten()
+    });
+    let announced = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(
+        announced.contains(&format!("https://{listen}/")),
+        "{announced}"
+    );
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("pem"),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("https://{listen}/api/v1/incidents");
+    let status = |token: Option<&str>| -> Option<u16> {
+        let mut request = client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().ok().map(|r| r.status().as_u16())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(Some(TOKEN)) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "replay --serve never answered over HTTPS with the token: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(None), Some(401), "without the token");
+    assert_eq!(status(Some("wrong-token-0123456789abcdef")), Some(401));
+    // The dashboard speaks only TLS.
+    assert!(http_get(&format!("http://{listen}/api/v1/health")).is_err());
+    drop(replay);
+}

@@ -159,6 +159,42 @@ pub fn as_nobody(dir: &Path) -> Vec<&'static str> {
     ]
 }
 
+/// A background loop: `step` every 50 ms (at most for two minutes, whatever happens to the
+/// test), stopped and joined on drop.
+pub struct Loop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loop {
+    /// Starts the loop.
+    pub fn start(mut step: impl FnMut() + Send + 'static) -> Loop {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(120);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < until {
+                step();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Loop {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// A running agent.
 pub struct Agent {
     child: Option<Child>,

@@ -26,6 +26,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use faultline_clustering::snapshot::Snapshot as ClusterSnapshot;
+use faultline_clustering::{ClusteringConfig, Engine};
 use faultline_ingest::tail::TailState;
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +182,28 @@ pub fn load<T>(dir: &Path, accept: &mut Accept<'_, T>) -> anyhow::Result<(Option
         notes.push("no usable state: starting as on a first start".into());
     }
     Ok((None, notes))
+}
+
+/// Judges a stored state as a start does and builds what the agent resumes from: the tail
+/// offsets, the cluster store and the record totals. Refused (with the reason, for
+/// [`load`] to set the file aside) when its totals contradict each other or its cluster
+/// store cannot be restored.
+pub fn restore(
+    state: AgentState,
+    clustering: &ClusteringConfig,
+) -> Result<(TailState, Engine, RecordTotals), String> {
+    let t = state.totals;
+    let records = t.file_records.saturating_add(t.otlp_records);
+    if t.error_records > records || t.truncated_records > records {
+        return Err(format!(
+            "its record totals contradict each other ({} error and {} truncated records of \
+             {records})",
+            t.error_records, t.truncated_records
+        ));
+    }
+    let engine = Engine::from_snapshot(state.clustering, clustering.clone())
+        .map_err(|e| format!("its cluster store cannot be restored: {e}"))?;
+    Ok((state.tail, engine, state.totals))
 }
 
 /// Writes the state atomically (see the module documentation), keeping the generation it

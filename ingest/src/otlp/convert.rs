@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::config::OtlpConfig;
 use super::error::OtlpError;
 use super::sink::{TaskMetric, TaskSample};
-use crate::parse::{parse_line_with, ParseOptions};
+use crate::parse::{parse_line_with, plausible_time, ParseOptions};
 use crate::record::{Level, LogRecord, Origin, SpanId, TraceId};
 use crate::traces::{Span, SpanEvent, SpanKind, StatusCode};
 
@@ -310,7 +310,9 @@ fn error_records_of(span: &Span, observed: i64, out: &mut Vec<LogRecord>) {
     let record = |time: i64, error: Option<String>, mut attributes: Vec<(String, String)>| {
         attributes.insert(0, ("span.name".to_owned(), span.name.clone()));
         LogRecord {
-            time_unix_nanos: Some(time),
+            // A span of 1970 (an unset clock, a zero time) must not make its pattern "first
+            // seen in 1970": an unbelievable time is left to the observation time.
+            time_unix_nanos: Some(time).filter(|&t| plausible_time(t, observed)),
             observed_unix_nanos: observed,
             level: Level::Error,
             service: Some(span.service.clone()),
@@ -450,10 +452,14 @@ pub(crate) fn convert_logs(
                     continue;
                 }
                 let (otlp_attributes, mut truncated) = render_attributes(&log.attributes, max);
+                // The record's time, else the time a collector observed it; one of 1970 or
+                // of next year is not believed (as in a tailed line): the time the text
+                // gives, else the observation time.
                 let time = [log.time_unix_nano, log.observed_time_unix_nano]
                     .into_iter()
-                    .find(|&t| t != 0)
-                    .map(nanos);
+                    .filter(|&t| t != 0)
+                    .map(nanos)
+                    .find(|&t| plausible_time(t, observed_unix_nanos));
                 let mut record = match log.body.as_ref().and_then(|b| b.value.as_ref()) {
                     // A text body is a log line: it gets the same parsing as a tailed line
                     // (format detection, level, error text, ids written in the text).
@@ -630,6 +636,76 @@ mod tests {
         told.status_message = "upstream failed".into();
         error_records_of(&told, 0, &mut out);
         assert_eq!(out[2].cluster_text(), "upstream failed");
+    }
+
+    /// An OTLP log record or error span of 1970 (an unset clock, a zero time) made its
+    /// pattern "first seen in 1970" (#12): such a time is not believed, as in a tailed line,
+    /// and the next believable one (the observed time, the text's) is taken.
+    #[test]
+    fn otlp_times_of_1970_and_of_next_year_are_not_believed() {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLog, ResourceLogs, ScopeLogs};
+
+        let observed = 1_764_900_000_000_000_000; // 2025-12-05
+        let good = 1_764_899_000_000_000_000;
+        let log = |time: u64, observed_time: u64, body: &str| OtlpLog {
+            time_unix_nano: time,
+            observed_time_unix_nano: observed_time,
+            severity_number: 17,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(body.to_owned())),
+            }),
+            ..OtlpLog::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        log(1, 0, "boom"),
+                        log(1, good as u64, "boom"),
+                        log(observed as u64 + 2 * 86_400_000_000_000, 0, "boom"),
+                        log(1, 0, "2025-12-04T00:00:00Z level=error msg=boom"),
+                        log(good as u64, 0, "boom"),
+                    ],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        let batch = convert_logs(request, &OtlpConfig::default(), observed).expect("converted");
+        let times: Vec<Option<i64>> = batch.records.iter().map(|r| r.time_unix_nanos).collect();
+        assert_eq!(
+            times,
+            [
+                None,
+                Some(good),
+                None,
+                Some(1_764_806_400_000_000_000),
+                Some(good)
+            ]
+        );
+
+        let span = Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([2; 8]),
+            parent_span_id: None,
+            service: "orders".into(),
+            name: "GET".into(),
+            kind: SpanKind::Server,
+            start_unix_nanos: 0,
+            end_unix_nanos: 1,
+            status: StatusCode::Error,
+            status_message: "boom".into(),
+            attributes: Vec::new(),
+            events: vec![SpanEvent {
+                name: "exception".into(),
+                time_unix_nanos: 1,
+                attributes: vec![("exception.message".into(), "boom".into())],
+            }],
+        };
+        let mut out = Vec::new();
+        error_records_of(&span, observed, &mut out);
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|r| r.time_unix_nanos.is_none()), "{out:?}");
     }
 
     #[test]

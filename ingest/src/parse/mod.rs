@@ -55,8 +55,9 @@ const MOST_AHEAD_NANOS: i64 = 86_400 * 1_000_000_000;
 
 /// Whether a record's own time `t` is believable when observed at `observed`; if not, the
 /// record keeps only its observation time (`time_unix_nanos` is `None`), both for times in
-/// the distant past and in the future.
-fn plausible_time(t: i64, observed: i64) -> bool {
+/// the distant past and in the future. The OTLP receivers judge the times of log records and
+/// error spans with it too.
+pub fn plausible_time(t: i64, observed: i64) -> bool {
     // An observation clock that is itself unset (tests pass small values) cannot judge the
     // future; the past floor still holds.
     t >= EARLIEST_PLAUSIBLE_NANOS

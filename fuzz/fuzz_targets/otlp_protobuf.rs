@@ -1,0 +1,5 @@
+#![no_main]
+
+use faultline_fuzz::otlp::{run, Encoding};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| run(Encoding::Protobuf, data));
