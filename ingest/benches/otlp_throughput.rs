@@ -3,8 +3,11 @@
 //! and gRPC. Baselines measured in the same run: protobuf decoding alone, and inserting
 //! already-converted spans into the store alone (the ceiling the receivers approach).
 //! Also the resident memory of a store holding 100,000 traces, and the gRPC figure again with
-//! `[export]` forwarding everything to an upstream that accepts connections and never answers
-//! (the buffer fills, the rest is dropped and counted): what a dead upstream costs ingestion.
+//! `[export]` forwarding everything: to a real OTLP/gRPC receiver on loopback (tonic, in the
+//! same process, counting the spans it gets: what forwarding costs ingestion when upstream
+//! keeps up, and how many spans arrived), and to an upstream that accepts connections and
+//! never answers (the buffer fills, the rest is dropped and counted): what a dead upstream
+//! costs ingestion.
 //!
 //! Run: `cargo bench -p faultline-ingest --bench otlp_throughput`
 //! Every figure is the median of several runs (the machine is shared and noisy).
@@ -20,8 +23,15 @@ use faultline_ingest::traces::{
     Span as StoreSpan, SpanKind, StatusCode, TraceStore, TraceStoreConfig,
 };
 use faultline_ingest::{SpanId, TraceId};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -165,6 +175,67 @@ async fn server_with(upstream: Option<SocketAddr>) -> Server {
         _queue: queue,
         exporter,
     }
+}
+
+/// A real OTLP/gRPC upstream: accepts every request and counts its spans.
+#[derive(Clone, Default)]
+struct Upstream {
+    spans: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Upstream {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.spans.fetch_add(n, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Starts the upstream on a loopback port; it stops with `stop`.
+async fn upstream(stop: CancellationToken) -> (SocketAddr, Upstream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let upstream = Upstream::default();
+    let service = TraceServiceServer::new(upstream.clone());
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.cancelled_owned(),
+            )
+            .await;
+    });
+    (addr, upstream)
+}
+
+/// gRPC ingestion while forwarding to a real upstream: the rate of ingestion (timed as
+/// without forwarding: until every request is accepted and assembled), then how many spans
+/// reached the upstream within a bounded wait for the exporter to drain.
+async fn run_grpc_forwarding_live(run: usize) -> (f64, usize) {
+    let stop = CancellationToken::new();
+    let (addr, upstream) = upstream(stop.clone()).await;
+    let server = server_with(Some(addr)).await;
+    let rate = run_grpc_on(run, server).await;
+    let want = REQUESTS * SPANS_PER_REQUEST;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while upstream.spans.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    (rate, upstream.spans.load(Ordering::Relaxed))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -354,6 +425,8 @@ fn main() {
     let mut store = Vec::new();
     let mut forwarding = Vec::new();
     let mut dropped = Vec::new();
+    let mut live = Vec::new();
+    let mut delivered = Vec::new();
     // Accepts connections (the kernel's backlog does) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
@@ -370,6 +443,9 @@ fn main() {
         });
         forwarding.push(rate);
         dropped.push(drops as f64);
+        let (rate, arrived) = rt.block_on(run_grpc_forwarding_live(run));
+        live.push(rate);
+        delivered.push(arrived as f64);
     }
     let (http, grpc, decode, store) = (median(http), median(grpc), median(decode), median(store));
     println!(
@@ -387,6 +463,12 @@ fn main() {
     println!(
         "  gRPC accepted+assembled            {grpc:>12.0} spans/s  ({:.2}x of store-only)",
         grpc / store
+    );
+    let (live, delivered) = (median(live), median(delivered));
+    println!(
+        "  gRPC, forwarding to a live upstream {live:>11.0} spans/s  ({:.2}x of gRPC without forwarding; {delivered:.0} of {} spans delivered upstream per run)",
+        live / grpc,
+        REQUESTS * SPANS_PER_REQUEST
     );
     let (forwarding, dropped) = (median(forwarding), median(dropped));
     println!(
