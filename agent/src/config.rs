@@ -315,10 +315,39 @@ pub enum DataDir {
     Default,
 }
 
+/// The most a config file or a file it names (rules) may hold: far above any real one, and
+/// a bound, so that a path such as `/dev/zero` or a FIFO fails at start instead of hanging it
+/// or filling memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads a small UTF-8 file a person wrote, refusing one larger than
+/// [`MAX_CONFIG_FILE_BYTES`] (read no further than that, so an endless file ends too).
+pub fn read_small_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("is larger than {} MiB", MAX_CONFIG_FILE_BYTES >> 20),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text"))
+}
+
 impl Config {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_small_text(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -633,7 +662,7 @@ impl Config {
             None => HintRules::builtin(),
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = fs::read_to_string(path).map_err(|err| {
+                let text = read_small_text(path).map_err(|err| {
                     invalid("diagnosis.rules", &shown, format!("cannot be read: {err}"))
                 })?;
                 HintRules::with_user_rules(&text, &shown)
@@ -916,6 +945,28 @@ mod tests {
             assert!(err.contains(why), "{text}: {err}");
             assert!(err.contains("f.toml"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_device_or_a_huge_file_named_as_config_or_rules_is_refused_not_read_forever() {
+        // /dev/zero never ends: read unbounded, the agent would hang at start.
+        let err = Config::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = parse("[diagnosis]\nrules = \"/dev/zero\"\n")
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        let file = fs::File::create(&big).unwrap();
+        file.set_len(MAX_CONFIG_FILE_BYTES + 1).unwrap();
+        let err = Config::load(&big).unwrap_err().to_string();
+        assert!(err.contains("larger than 4 MiB"), "{err}");
     }
 
     #[test]
