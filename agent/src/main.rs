@@ -34,6 +34,7 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run_agent(args),
@@ -103,4 +104,21 @@ fn config_command(args: ConfigArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` says otherwise. By default glibc
+/// gives each thread that allocates concurrently an arena of its own (up to 8 per core), and
+/// freed memory stays in them: under 1,000 lines/s + 1,000 spans/s, heaptrack saw a live heap
+/// of 65 MB after 7 minutes while RSS was 136 MB; with two arenas (set by the environment
+/// variable) the 5-minute soak peaked at 86.7 MiB instead of 101.2 MiB, CPU 6.2% vs 5.8% of a
+/// core (`scripts/reliability/soak.py --minutes 5 --warmup 2 --lines 1000 --spans 1000`).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; it is called before any other
+        // thread exists, and a refused value (return 0) leaves glibc's default in place.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
