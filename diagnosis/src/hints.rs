@@ -495,6 +495,26 @@ impl HintRules {
         Ok(())
     }
 
+    /// The positions in `anomalies` of the counters that are evidence of rule `rule_id`
+    /// (its counter signatures), in order; empty for an unknown rule.
+    pub fn evidence_counters(&self, rule_id: &str, anomalies: &[CounterAnomaly]) -> Vec<usize> {
+        let Some(c) = self.rules.iter().find(|c| c.rule.id == rule_id) else {
+            return Vec::new();
+        };
+        anomalies
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                c.rule
+                    .recognised_by
+                    .counter
+                    .iter()
+                    .any(|s| s.matches_anomaly(a))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// The hints whose rules match `subject`, the best supported first: by the weight of
     /// the evidence that matched (a pattern text, a counter of a specific port or process, a
     /// node-wide counter, the culprit's role with a pattern), then a rule matched by a pattern

@@ -1251,6 +1251,22 @@ fn build(
         facts: &hint_facts,
     });
 
+    // The counter the leading hint rests on is the incident's top related signal (a reset
+    // storm's `Tcp EstabResets`, a leak's CLOSE-WAIT on the culprit's port): on the Go lab the
+    // reset fault's callers' request rates, related by service, led over the resets that
+    // explain them. The others keep their order after it.
+    if let Some(hint) = hints.first() {
+        let evidence = rules.evidence_counters(&hint.rule_id, &anomalies);
+        if !evidence.is_empty() {
+            let (mut lead, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listed)
+                .into_iter()
+                .enumerate()
+                .partition(|(i, _)| evidence.contains(i));
+            lead.extend(rest);
+            listed = lead.into_iter().map(|(_, c)| c).collect();
+        }
+    }
+
     let first = members
         .iter()
         .min_by_key(|s| s.onset)
@@ -1919,6 +1935,51 @@ mod tests {
         assert_eq!(inc.patterns.len(), 2);
         let hints: Vec<&str> = inc.hints.iter().map(|h| h.rule_id.as_str()).collect();
         assert_eq!(hints[0], "close-wait-leak", "{hints:?}");
+    }
+
+    #[test]
+    fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
+        // The reset fault on the Go lab: the callee resets, its callers' requests fail and
+        // their request rates move (related by service); the node's reset rate is what the
+        // connection-reset hint rests on, so it leads the incident's counters.
+        let resets = blamed(
+            pattern(
+                "p-reset",
+                "Get \"<url>\": read tcp <ip:port>-><ip:port>: read: connection reset by peer",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let mut requests = anomaly(
+            SeriesKey::ServiceTraffic {
+                service: "orders".into(),
+                metric: TrafficMetric::Requests,
+            },
+            T0 + 1_000,
+        );
+        requests.direction = Direction::Fall;
+        let estab_resets = SeriesKey::ProtocolRate {
+            key: "Tcp EstabResets".into(),
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 10_000,
+            &[resets],
+            vec![requests, anomaly(estab_resets.clone(), T0 + 500)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.hints[0].rule_id, "connection-reset");
+        assert_eq!(
+            inc.counters[0].anomaly.key, estab_resets,
+            "{:#?}",
+            inc.counters
+        );
+        assert!(inc.title.contains("Tcp EstabResets"), "{}", inc.title);
     }
 
     #[test]
