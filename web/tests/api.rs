@@ -420,15 +420,18 @@ fn incidents_lead_with_the_culprit_its_related_counter_and_the_matching_hint() {
     assert_eq!(top["culprit"]["service"], "user-svc");
     assert_eq!(top["culprit"]["role"], "callee");
     assert_eq!(top["patterns"][0]["id"], incident.reset_cluster.as_str());
-    // Related to the culprit first (its port), node-wide last, each with the relation said.
+    // The counter the leading hint (connection-reset) rests on first, though node-wide; then
+    // the culprit's own port; each with the relation said.
     let counters = top["counters"].as_array().unwrap();
-    assert_eq!(counters[0]["anomaly"]["label"], "CLOSE-WAIT :8081");
-    assert_eq!(counters[0]["relation"], "culprit");
-    assert_eq!(counters[1]["relation"], "node_wide");
-    assert!(counters[1]["relation_text"]
+    assert_eq!(top["hints"][0]["rule_id"], "connection-reset");
+    assert_eq!(counters[0]["anomaly"]["label"], "Tcp EstabResets");
+    assert_eq!(counters[0]["relation"], "node_wide");
+    assert!(counters[0]["relation_text"]
         .as_str()
         .unwrap()
         .starts_with("node-wide"));
+    assert_eq!(counters[1]["anomaly"]["label"], "CLOSE-WAIT :8081");
+    assert_eq!(counters[1]["relation"], "culprit");
     let hint_ids: Vec<&str> = top["hints"]
         .as_array()
         .unwrap()
