@@ -373,7 +373,9 @@ async fn writes_are_read_in_batches_woken_by_events_not_by_polling() {
         path: format!("{}/*.log", dir.path().display()),
         service: Some("svc".into()),
     }];
-    let handle = spawn(config, sources, None, tx, cancel.clone()).await.unwrap();
+    let handle = spawn(config, sources, None, tx, cancel.clone())
+        .await
+        .unwrap();
     let seen: Arc<Mutex<(Vec<String>, usize)>> = Arc::default();
     let consumer = {
         let seen = Arc::clone(&seen);
@@ -383,7 +385,8 @@ async fn writes_are_read_in_batches_woken_by_events_not_by_polling() {
                 if !batch.records.is_empty() {
                     seen.1 += 1;
                 }
-                seen.0.extend(batch.records.iter().map(|r| r.message.clone()));
+                seen.0
+                    .extend(batch.records.iter().map(|r| r.message.clone()));
                 drop(seen);
                 batch.ack();
             }

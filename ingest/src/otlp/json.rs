@@ -51,7 +51,9 @@ where
     J: serde::Deserialize<'de> + Into<T>,
     T: DeserializeOwned,
 {
-    let first = body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(&b'{') {
         return decode_tree(body);
     }
@@ -264,9 +266,18 @@ mod tests {
                 differ.push(format!("{}: {e}", path.display()));
             }
         }
-        assert!(seen > 100, "only {seen} corpus files in {}", folder.display());
+        assert!(
+            seen > 100,
+            "only {seen} corpus files in {}",
+            folder.display()
+        );
         assert!(accepted > 10, "only {accepted} corpus inputs decode at all");
-        assert!(differ.is_empty(), "{} differ:\n{}", differ.len(), differ.join("\n"));
+        assert!(
+            differ.is_empty(),
+            "{} differ:\n{}",
+            differ.len(),
+            differ.join("\n")
+        );
     }
 
     /// The spellings the OTLP/JSON mapping allows, each read the same by both paths.
@@ -292,6 +303,9 @@ mod tests {
         assert_eq!((span.kind, span.span_id.len()), (3, 8));
         assert_eq!(span.status.as_ref().map(|s| s.code), Some(1));
         let logs = ExportLogsServiceRequest::from_json(bodies[2]).expect("logs");
-        assert_eq!(logs.resource_logs[0].scope_logs[0].log_records[0].severity_number, 13);
+        assert_eq!(
+            logs.resource_logs[0].scope_logs[0].log_records[0].severity_number,
+            13
+        );
     }
 }

@@ -89,7 +89,8 @@ fn u64_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error>
             Ok(v)
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::custom(format!("i64 value {v} is out of range for u64")))
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("i64 value {v} is out of range for u64")))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
             v.parse::<u64>().map_err(E::custom)
