@@ -37,7 +37,12 @@
 //! is a node-wide series that neither joined an incident nor counts failures. Seen on the
 //! Go lab's quiet run (10 minutes, no fault): all nine false incidents but one were ports of
 //! other processes — two noise processes' churn of 1 to 40 loopback connections and the
-//! agent's own scrapes of goroutine pages.
+//! agent's own scrapes of goroutine pages. The same holds for the connections of a
+//! service's clients when none of them is a known service (TIME-WAIT on its port, CLOSE-WAIT
+//! or sockets towards it, with no caller's span and no service calling the port): an
+//! untraced client — a load balancer, a traffic driver, a curl loop — connects as it likes,
+//! and such a change names no culprit. Seen on the Go lab: the traffic driver's pool towards
+//! the edge raised culprit-less incidents on a quiet node and beside the dns fault.
 //!
 //! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
 //! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
@@ -330,6 +335,7 @@ impl IncidentTracker {
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
         let mut unowned = Vec::new();
+        let mut untraced_clients = Vec::new();
         for p in input.patterns {
             signals.push(Signal {
                 onset: p.onset_unix_ms,
@@ -350,10 +356,17 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
+            let culprit = closing_callee(a, input.patterns, input.services)
+                .or_else(|| counter_culprit(&a.key, input.services));
+            if culprit.is_none() {
+                if let Some(service) = unknown_clients(&a.key, input.services) {
+                    untraced_clients.push((a, service));
+                    continue;
+                }
+            }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: closing_callee(a, input.patterns, input.services)
-                    .or_else(|| counter_culprit(&a.key, input.services)),
+                culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
@@ -418,9 +431,14 @@ impl IncidentTracker {
                 }
             }
         }
-        // A port no known service owns joins a group one of whose signals is about that
-        // port; alone, it is node activity.
-        for a in unowned {
+        // A port no known service owns, or the connections of a service's clients none of
+        // which is a known service, joins a group one of whose signals is about that port;
+        // alone, it is node activity.
+        let unowned = unowned
+            .into_iter()
+            .map(|a| (a, None))
+            .chain(untraced_clients.into_iter().map(|(a, s)| (a, Some(s))));
+        for (a, clients_of) in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
@@ -439,12 +457,19 @@ impl IncidentTracker {
                     groups[g].push(signals.len() - 1);
                 }
                 None => node_signals.push(NodeSignal {
-                    reason: match a.key.port() {
-                        Some(p) => format!(
+                    reason: match (clients_of, a.key.port()) {
+                        (Some(service), Some(p)) => format!(
+                            "port {p} of {service}: these are its clients' connections, and \
+                             no known service calls it (no caller's span, no configured \
+                             caller) — an untraced client such as a load balancer, a traffic \
+                             driver or a curl loop, whose way of connecting is its own; no \
+                             error pattern names the port"
+                        ),
+                        (_, Some(p)) => format!(
                             "port {p}: no known service listens there or calls it, and no \
                              error pattern names it — another program's activity on the node"
                         ),
-                        None => "no known service owns this series".to_owned(),
+                        (_, None) => "no known service owns this series".to_owned(),
                     },
                     anomaly: a.clone(),
                 }),
@@ -775,6 +800,35 @@ fn closing_callee(
             a.label, owner.service, failing.text
         ),
     ))
+}
+
+/// The listener of a port whose series `key` is about its clients' connections — TIME-WAIT
+/// on either side (closed first at a client's request or by the client), CLOSE-WAIT on the
+/// clients' side, the clients' sockets towards it — when no known service is among its
+/// clients: no caller's span names it and no service's calls go to its port. The clients are
+/// untraced programs (a load balancer, the lab's traffic driver, a curl loop): how they
+/// connect is theirs, and [`counter_culprit`] names nobody. Seen on the Go lab: the traffic
+/// driver's pool towards the edge raised culprit-less incidents on a quiet node (`TIME-WAIT
+/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39) and beside the dns fault.
+fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    let (port, clients_side) = match key {
+        SeriesKey::PortState { port, side, state } => (
+            *port,
+            match state {
+                SocketState::TimeWait => true,
+                SocketState::CloseWait => *side == PortSide::Remote,
+                _ => false,
+            },
+        ),
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => (*port, true),
+        _ => return None,
+    };
+    let owner = listener(port, services)?;
+    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
+        .then(|| owner.service.clone())
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -2138,6 +2192,111 @@ mod tests {
         );
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert!(tracker.node_signals().is_empty());
+    }
+
+    #[test]
+    fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_port_is_an_incident(
+    ) {
+        // Seen on the Go lab (quiet seed 9300, and the dns fault): the traffic driver, an
+        // untraced client of the edge (gateway :8080 here, no known caller), closes and reopens
+        // its pooled connections; the edge's TIME-WAIT and the driver's CLOSE-WAIT and sockets
+        // towards the edge moved with nobody to blame.
+        let clients = [
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Local,
+                state: SocketState::TimeWait,
+            },
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Remote,
+                state: SocketState::CloseWait,
+            },
+            SeriesKey::PortTotal {
+                port: 8080,
+                side: PortSide::Remote,
+            },
+        ];
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 9_000,
+            &[],
+            clients.iter().map(|k| anomaly(k.clone(), T0)).collect(),
+        );
+        assert!(incidents.is_empty(), "{incidents:#?}");
+        let signals = tracker.node_signals();
+        assert_eq!(signals.len(), 3, "{signals:#?}");
+        for s in signals {
+            assert!(
+                s.reason
+                    .starts_with("port 8080 of gateway: these are its clients' connections"),
+                "{}",
+                s.reason
+            );
+        }
+
+        // Beside the dns fault of a service further down: no stray incident on the edge.
+        let lookups = blamed(
+            pattern(
+                "dns",
+                "dial tcp: lookup stock on 127.0.0.53:53: no such host",
+                &["orders", "gateway"],
+                T0,
+                &["t1"],
+            ),
+            "orders",
+            CulpritRole::Caller,
+        );
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 9_000,
+            std::slice::from_ref(&lookups),
+            vec![anomaly(clients[1].clone(), T0 + 3_000)],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+        assert!(incidents[0].counters.is_empty(), "{incidents:#?}");
+        assert_eq!(tracker.node_signals().len(), 1);
+
+        // The edge's own leak on its port is an incident, and its clients' side joins it.
+        let own = SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(
+            &mut tracker,
+            T0 + 9_000,
+            &[],
+            vec![
+                anomaly(own.clone(), T0),
+                anomaly(clients[0].clone(), T0 + 2_000),
+            ],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+        let keys: Vec<&SeriesKey> = incidents[0]
+            .counters
+            .iter()
+            .map(|c| &c.anomaly.key)
+            .collect();
+        assert_eq!(keys, [&own, &clients[0]], "{incidents:#?}");
+        assert!(tracker.node_signals().is_empty());
+
+        // A known caller's TIME-WAIT storm on its callee's port stays its incident.
+        let storm = SeriesKey::PortState {
+            port: 8081,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        };
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 9_000, &[], vec![anomaly(storm, T0)]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+        assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
     }
 
     #[test]
