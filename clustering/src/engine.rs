@@ -638,9 +638,7 @@ impl Engine {
         let id = s
             .cluster_aliases
             .resolve(id, |id| groups.contains_key(&id))?;
-        let former_ids =
-            s.cluster_aliases
-                .retired_into(id, |id| groups.contains_key(&id), MAX_FORMER_IDS);
+        let former_ids = s.former_ids(id, &groups);
         let roots = groups.remove(&id)?;
         let query = ClusterQuery {
             now_unix_nanos,
@@ -792,6 +790,14 @@ impl Engine {
     pub fn resolve_cluster(&self, id: ClusterId) -> Option<ClusterId> {
         let s = self.state.lock();
         s.cluster_aliases.resolve(id, |id| s.roots.is_live(id))
+    }
+
+    /// The ids the live cluster `id` had before (see [`ClusterDetail::former_ids`]): what
+    /// traces tagged and links made before a merge or rename hold. Empty for an id that is
+    /// not live.
+    pub fn former_ids(&self, id: ClusterId) -> Vec<ClusterId> {
+        let s = self.state.lock();
+        s.former_ids(id, &s.groups())
     }
 
     /// What restoring the snapshot changed when it was in an older format (the agent logs
@@ -1255,6 +1261,17 @@ impl State {
     }
 
     /// Roots grouped by cluster id.
+    /// The retired ids whose aliases end at `id`, newest first, at most [`MAX_FORMER_IDS`];
+    /// `groups` are the live clusters ([`groups`](Self::groups)).
+    fn former_ids(
+        &self,
+        id: ClusterId,
+        groups: &HashMap<ClusterId, Vec<RootIndex>>,
+    ) -> Vec<ClusterId> {
+        self.cluster_aliases
+            .retired_into(id, |id| groups.contains_key(&id), MAX_FORMER_IDS)
+    }
+
     fn groups(&self) -> HashMap<ClusterId, Vec<RootIndex>> {
         let mut groups: HashMap<ClusterId, Vec<RootIndex>> = HashMap::new();
         for r in 0..self.roots.len() as RootIndex {
