@@ -265,6 +265,12 @@ pub struct ClusterSummary {
     pub example_template: String,
     /// Failures ever: occurrences, one per trace however many records reported it.
     pub count: u64,
+    /// Occurrences in traces that had already failed with another pattern (a retry that
+    /// failed another way, a second call of the same request), by that pattern (its current
+    /// id), most first: those failed requests are counted in both patterns. Whoever adds
+    /// patterns up (an incident) subtracts them once. At most [`MAX_FAILED_BEFORE`] patterns
+    /// per root are remembered; occurrences beyond are not listed.
+    pub failed_before: Vec<(ClusterId, u64)>,
     /// Reports ever (log records and error spans), echoes included.
     pub reports: u64,
     /// Occurrences in the query window (all of them without a window).
@@ -385,7 +391,15 @@ pub(crate) struct RootStats {
     pub(crate) frames_total: u64,
     /// The latest stack reported, with its trace id.
     pub(crate) stack: Option<(String, Option<String>)>,
+    /// Occurrences in traces that had already failed with another pattern, by that pattern
+    /// (its id then; resolved through the aliases when read), at most
+    /// [`MAX_FAILED_BEFORE`] patterns.
+    pub(crate) failed_before: BTreeMap<ClusterId, u64>,
 }
+
+/// Patterns a root remembers it shared failed requests with (see
+/// [`ClusterSummary::failed_before`]): a request fails in more than a few ways rarely.
+pub const MAX_FAILED_BEFORE: usize = 8;
 
 struct State {
     config: ClusteringConfig,
@@ -559,6 +573,13 @@ impl Engine {
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
         rs.count += 1;
+        if let Some(other) = report.failed_before_in {
+            if let Some(n) = rs.failed_before.get_mut(&other) {
+                *n += 1;
+            } else if rs.failed_before.len() < MAX_FAILED_BEFORE {
+                rs.failed_before.insert(other, 1);
+            }
+        }
         rs.first = rs.first.min(t);
         rs.last = rs.last.max(t);
         let minute = t.div_euclid(NANOS_PER_MIN);
@@ -866,6 +887,11 @@ impl Engine {
                             .iter()
                             .map(|(source, c)| (source.name().to_owned(), *c))
                             .collect(),
+                        failed_before: rs
+                            .failed_before
+                            .iter()
+                            .map(|(other, n)| (other.to_string(), *n))
+                            .collect(),
                     },
                 })
                 .collect(),
@@ -954,6 +980,12 @@ impl Engine {
                         .sources
                         .iter()
                         .filter_map(|(name, c)| Some((EventSource::from_name(name)?, *c)))
+                        .collect(),
+                    failed_before: st
+                        .failed_before
+                        .iter()
+                        .filter_map(|(id, n)| Some((ClusterId::try_from(id.clone()).ok()?, *n)))
+                        .take(MAX_FAILED_BEFORE)
                         .collect(),
                     // Stacks and frames are not persisted (see `ClusterDetail::frames`).
                     ..RootStats::default()
@@ -1294,6 +1326,7 @@ impl State {
         let now_sec = q.now_unix_nanos.div_euclid(NANOS_PER_SEC);
         let (mut in_query, mut current, mut baseline) = (0u64, 0u64, 0u64);
         let mut services: Vec<String> = Vec::new();
+        let mut failed_before: BTreeMap<ClusterId, u64> = BTreeMap::new();
         let mut severity = "";
         let query_from = q.window_secs.map(|w| {
             q.now_unix_nanos
@@ -1335,7 +1368,17 @@ impl State {
                     severity = s;
                 }
             }
+            for (&other, &n) in &rs.failed_before {
+                // A pattern merged or renamed since is counted under its current id (its
+                // own id when it merged into this one); one that left is dropped.
+                let groups_live = |c: ClusterId| self.roots.is_live(c);
+                if let Some(other) = self.cluster_aliases.resolve(other, groups_live) {
+                    *failed_before.entry(other).or_insert(0) += n;
+                }
+            }
         }
+        let mut failed_before: Vec<(ClusterId, u64)> = failed_before.into_iter().collect();
+        failed_before.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         if query_from.is_none() {
             in_query = count;
         }
@@ -1408,6 +1451,7 @@ impl State {
             name,
             example_template: example,
             count,
+            failed_before,
             reports,
             window_count: in_query,
             last_minute_count: last_minute,
@@ -1728,6 +1772,49 @@ mod tests {
         assert_eq!(detail.roots.len(), 2);
         assert_eq!(detail.summary.count, 3, "two untraced, one traced failure");
         assert_eq!(detail.summary.reports, 4);
+    }
+
+    #[test]
+    fn a_request_that_failed_in_two_patterns_says_so_and_keeps_it_across_a_restart() {
+        let engine = Engine::new(ClusteringConfig::default());
+        let t0 = 1_700_000_000 * NANOS_PER_SEC;
+        // A hung callee: the dial times out, and the retry's connection waits for headers
+        // until the request's deadline. Two error kinds, one failed request.
+        let dial = "Get \"http://127.0.0.1:9/x\": dial tcp 127.0.0.1:9: i/o timeout";
+        let wait = "Get \"http://127.0.0.1:9/x\": context deadline exceeded";
+        let traced = |text, trace, t| ErrorEvent {
+            trace_id: Some(trace),
+            ..event(text, "a", t)
+        };
+        let other = "00f92f3577b34da6a3ce929d0e0e4736";
+        let d = engine.observe_from(&traced(dial, TRACE, t0), EventSource::Span);
+        let w = engine.observe_from(&traced(wait, TRACE, t0 + 1), EventSource::Span);
+        // Its log line is an echo of the second failure: nothing more is shared.
+        engine.observe_from(&traced(wait, TRACE, t0 + 2), EventSource::FileLog);
+        // A request that only waited: its own failure, shared with nothing.
+        engine.observe_from(&traced(wait, other, t0 + 3), EventSource::Span);
+        engine.maintain();
+        let (d, w) = (d.cluster.expect("dial"), w.cluster.expect("wait"));
+        assert_ne!(d, w, "two error kinds, two patterns");
+        let summary = |id| {
+            engine
+                .clusters(&ClusterQuery::default())
+                .into_iter()
+                .find(|s| s.id == id)
+                .expect("listed")
+        };
+        assert_eq!(summary(w).count, 2);
+        assert_eq!(summary(w).failed_before, vec![(d, 1)]);
+        assert_eq!(summary(d).count, 1);
+        assert!(summary(d).failed_before.is_empty(), "it failed first");
+        let restored = Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default())
+            .expect("restored");
+        let again = restored
+            .clusters(&ClusterQuery::default())
+            .into_iter()
+            .find(|s| s.id == w)
+            .expect("listed after a restart");
+        assert_eq!(again.failed_before, vec![(d, 1)]);
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id: failed requests counted in both.
+    pub failed_before: Vec<(String, u64)>,
     /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
     /// from GET /x`): how a failure echoes up the call chain, not what failed.
     pub status_echo: bool,
@@ -239,6 +242,12 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Failed requests, each counted once: its patterns' occurrences (one per trace, one per
+    /// untraced record), less those in traces that had already failed with another of its
+    /// patterns (a request that failed in two ways is in both). The untraced echoes that
+    /// joined it retell these failures and add nothing. 0 for an incident of counters only.
+    #[serde(default)]
+    pub failures: u64,
     /// Whether it was already going on when this agent started: its onset is the one a previous
     /// run of the agent recorded (restarted during an outage), or, when the agent had no record
     /// of it, the agent's first look (onset unknown: some time before the start).
@@ -1086,6 +1095,7 @@ fn build(
     };
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
+    let failures = failures_of(&patterns);
     patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
@@ -1307,10 +1317,31 @@ fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        failures,
         ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
+}
+
+/// Failed requests of `patterns`, each once: a request that failed with two of them (the
+/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
+/// taken off again here. A pattern that shares requests with itself (two patterns merged
+/// since) is taken off the same way.
+fn failures_of(patterns: &[&PatternInput]) -> u64 {
+    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
+    patterns
+        .iter()
+        .map(|p| {
+            let shared: u64 = p
+                .failed_before
+                .iter()
+                .filter(|(other, _)| ids.contains(other.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            p.count.saturating_sub(shared)
+        })
+        .sum()
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,
@@ -1527,6 +1558,7 @@ mod tests {
             last_seen_unix_ms: onset + 5_000,
             count: 10,
             trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+            failed_before: Vec::new(),
             status_echo: false,
         }
     }
@@ -2385,6 +2417,66 @@ mod tests {
         let callers = &incidents[1];
         assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
         assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    }
+
+    /// A hung callee fails its callers' requests in two ways: the dial times out while its
+    /// listen queue is full, the connections it queued wait for headers until the deadline.
+    /// Two error kinds, two patterns, one incident that counts each failed request once: a
+    /// request that failed both ways (its retry) is in both patterns' counts; the untraced
+    /// echo retells failures already counted.
+    #[test]
+    fn an_incident_counts_each_failed_request_once_across_its_patterns() {
+        let mut wait = blamed(
+            pattern(
+                "wait",
+                "Get \"<url>\": context deadline exceeded",
+                &["orders"],
+                T0,
+                &["t1", "t2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        wait.count = 500;
+        // 7 of its requests had failed with the dial timeout first; 3 with a pattern of
+        // another incident (not this one's to take off).
+        wait.failed_before = vec![("dial".into(), 7), ("elsewhere".into(), 3)];
+        let mut dial = blamed(
+            pattern(
+                "dial",
+                "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+                &["orders"],
+                T0 + 100,
+                &["t2", "t3"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        dial.count = 106;
+        let mut gin = pattern(
+            "gin",
+            "GET <url>: <num> Bad Gateway",
+            &["gateway"],
+            T0 - 200,
+            &[],
+        );
+        gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+        gin.status_echo = true;
+        gin.count = 599;
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[wait, dial, gin],
+            vec![],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let ids: Vec<&str> = incidents[0]
+            .patterns
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, ["wait", "dial", "gin"]);
+        assert_eq!(incidents[0].failures, 500 + 106 - 7);
     }
 
     /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
