@@ -377,6 +377,7 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
+        join_upstream_waits(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
         // window (a fall of requests, also of a service further down from the culprit);
         // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
@@ -980,6 +981,80 @@ fn join_untraced_echoes(
     groups.retain(|g| !g.is_empty());
 }
 
+/// How long before a failure's onset a caller's counter may be dated and still be waiting on
+/// it: series are sampled once a second and a change is dated where its fit begins, a second
+/// or two before the first failed call is reported (seen on the Go lab's listen-overflow: the
+/// edge's TIME-WAIT dated 1 s before the callee's first failure).
+pub const UPSTREAM_SLACK_MS: i64 = 5_000;
+
+/// Moves the counters of a service that waits on a failing callee into the callee's incident.
+///
+/// A callee that hangs, closes or resets holds its callers up: their goroutines and open
+/// fds pile up on the calls in flight, their own listening ports keep their clients' waiting
+/// connections. Each caller's counters name the caller (its goroutines, its process), so they
+/// grouped into an incident of their own blaming the caller, beside the callee's (seen on
+/// the Go lab's listen-overflow: "goroutines grow without bound — in orders-svc" and in the
+/// edge above it, while the callee's listen queue overflowed). A group is moved when all of
+/// it is counters of one service that calls, directly or through others, the culprit of a
+/// group holding an error pattern placed on that culprit as a callee (its callers' calls
+/// fail on it: they wait on it; a service that fails fast with its own error holds nobody
+/// up), and every counter starts between [`UPSTREAM_SLACK_MS`]
+/// before that group's onset and [`GROUP_WINDOW_MS`] after it: consequences follow the
+/// failure. The moved counters name no culprit of their own; the incident lists them as the
+/// culprit's callers' (see [`relate`]). A caller whose own fault started first keeps its
+/// incident.
+fn join_upstream_waits(
+    groups: &mut Vec<Vec<usize>>,
+    signals: &mut [Signal<'_>],
+    services: &[ServiceFacts],
+) {
+    for from in 0..groups.len() {
+        let mut owners = groups[from].iter().map(|&i| match &signals[i].what {
+            SignalWhat::Counter(a) => owner(&a.key, services),
+            SignalWhat::Pattern(_) => None,
+        });
+        let Some(Some(waiting)) = owners.next() else {
+            continue;
+        };
+        if !owners.all(|o| o.as_deref() == Some(waiting.as_str())) {
+            continue;
+        }
+        let (first, last) = groups[from]
+            .iter()
+            .map(|&i| signals[i].onset)
+            .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+        let home = groups.iter().enumerate().find_map(|(to, members)| {
+            if to == from {
+                return None;
+            }
+            let culprit =
+                members
+                    .iter()
+                    .find_map(|&j| match (&signals[j].what, &signals[j].culprit) {
+                        (SignalWhat::Pattern(_), Some((c, Some(CulpritRole::Callee), _))) => {
+                            Some(c.as_str())
+                        }
+                        _ => None,
+                    })?;
+            let onset = members.iter().map(|&j| signals[j].onset).min()?;
+            (culprit != waiting
+                && calls(&waiting, culprit, services)
+                && first >= onset - UPSTREAM_SLACK_MS
+                && last <= onset + GROUP_WINDOW_MS)
+                .then_some(to)
+        });
+        let Some(to) = home else {
+            continue;
+        };
+        let moved = std::mem::take(&mut groups[from]);
+        for &i in &moved {
+            signals[i].culprit = None;
+        }
+        groups[to].extend(moved);
+    }
+    groups.retain(|g| !g.is_empty());
+}
+
 /// Whether `from` calls `to`, directly or through its callees (bounded by the services
 /// known). A callee is known from spans (a SERVER span under a CLIENT span) or from the port
 /// a CLIENT span called and the service listening there: a callee that closes without
@@ -1423,6 +1498,16 @@ fn relate(
         (Some(o), Some(c)) if peers.contains(&o) => (
             Relation::Peer,
             format!("{what} {o}, a peer of the culprit {c}"),
+        ),
+        // Further up or down the calls: a caller's caller waits on the culprit too, a
+        // callee's callee sees its requests stop.
+        (Some(o), Some(c)) if calls(&o, c, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which calls the culprit {c} through other services"),
+        ),
+        (Some(o), Some(c)) if calls(c, &o, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which the culprit {c} calls through other services"),
         ),
         (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
         (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {
@@ -2347,6 +2432,7 @@ mod tests {
         );
         timeouts.example =
             Some("Get \"http://127.0.0.1:8082/x\": context deadline exceeded".into());
+        // orders' fds rose before stock failed: not a wait on stock, an incident of orders.
         let fds = SeriesKey::Process {
             name: "orders".into(),
             metric: faultline_series::ProcessMetric::OpenFds,
@@ -2356,7 +2442,7 @@ mod tests {
             &mut tracker,
             T0 + 8_000,
             &[timeouts],
-            vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 + 3_000)],
+            vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 - 10_000)],
         );
         assert_eq!(incidents.len(), 2, "{incidents:#?}");
         assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
@@ -2417,6 +2503,87 @@ mod tests {
         let callers = &incidents[1];
         assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
         assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    }
+
+    /// A callee that stops accepting holds its callers up: the caller's goroutines and fds
+    /// pile up on the calls in flight, and the edge above it keeps its clients' connections
+    /// (TIME-WAIT on its own port, dated a second before the first failure). They are the
+    /// callee's incident's evidence, listed as its callers', not incidents blaming the callers
+    /// (the Go lab's listen-overflow raised three). A caller whose goroutines grew before the
+    /// callee failed keeps its own incident.
+    #[test]
+    fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
+        let dial = blamed(
+            pattern(
+                "dial",
+                "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+                &["orders"],
+                T0,
+                &["t1"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        let goroutines = SeriesKey::Task {
+            target: "orders".into(),
+            source: "pprof".into(),
+        };
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: faultline_series::ProcessMetric::OpenFds,
+        };
+        let edge_port = SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        };
+        let counters = vec![
+            anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+            anomaly(goroutines.clone(), T0 + 2_000),
+            anomaly(fds.clone(), T0 + 3_000),
+            anomaly(edge_port.clone(), T0 - 1_000),
+        ];
+        let incidents = run(
+            &mut IncidentTracker::new(),
+            T0 + 10_000,
+            &[dial.clone()],
+            counters,
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let incident = &incidents[0];
+        assert_eq!(incident.culprit.service.as_deref(), Some("stock"));
+        let relation = |key: &SeriesKey| {
+            incident
+                .counters
+                .iter()
+                .find(|c| &c.anomaly.key == key)
+                .map(|c| (c.relation, c.relation_text.clone()))
+                .unwrap_or_else(|| panic!("{key:?} is not listed: {incident:#?}"))
+        };
+        assert_eq!(relation(&goroutines).0, Relation::Peer);
+        assert_eq!(relation(&fds).0, Relation::Peer);
+        let (edge, text) = relation(&edge_port);
+        assert_eq!(edge, Relation::Peer, "{text}");
+        assert!(
+            text.contains("gateway") && text.contains("through"),
+            "{text}"
+        );
+        assert_eq!(
+            incident.counters[0].anomaly.key,
+            SeriesKey::ListenQueue { port: 8082 },
+            "the culprit's own counter leads"
+        );
+
+        // orders' goroutines grew 20 s before stock failed: not a wait on stock.
+        let counters = vec![
+            anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+            anomaly(goroutines.clone(), T0 - 20_000),
+        ];
+        let incidents = run(&mut IncidentTracker::new(), T0 + 10_000, &[dial], counters);
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert!(incidents
+            .iter()
+            .any(|i| i.culprit.service.as_deref() == Some("orders")));
     }
 
     /// A hung callee fails its callers' requests in two ways: the dial times out while its
