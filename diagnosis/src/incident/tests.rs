@@ -918,7 +918,7 @@ fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
     let incidents = run(
         &mut IncidentTracker::new(),
         T0 + 10_000,
-        &[dial.clone()],
+        std::slice::from_ref(&dial),
         counters,
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
