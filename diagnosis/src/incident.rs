@@ -37,7 +37,12 @@
 //! is a node-wide series that neither joined an incident nor counts failures. Seen on the
 //! Go lab's quiet run (10 minutes, no fault): all nine false incidents but one were ports of
 //! other processes — two noise processes' churn of 1 to 40 loopback connections and the
-//! agent's own scrapes of goroutine pages.
+//! agent's own scrapes of goroutine pages. The same holds for the connections of a
+//! service's clients when none of them is a known service (TIME-WAIT on its port, CLOSE-WAIT
+//! or sockets towards it, with no caller's span and no service calling the port): an
+//! untraced client — a load balancer, a traffic driver, a curl loop — connects as it likes,
+//! and such a change names no culprit. Seen on the Go lab: the traffic driver's pool towards
+//! the edge raised culprit-less incidents on a quiet node and beside the dns fault.
 //!
 //! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
 //! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
@@ -71,7 +76,9 @@ use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
-use services::{closing_callee, counter_culprit, downstream, owner, peers, traffic_service};
+use services::{
+    closing_callee, counter_culprit, downstream, owner, peers, traffic_service, unknown_clients,
+};
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
 /// counters seconds to tens of seconds before the first error line, and its echoes upstream
@@ -348,6 +355,7 @@ impl IncidentTracker {
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
         let mut unowned = Vec::new();
+        let mut untraced_clients = Vec::new();
         for p in input.patterns {
             signals.push(Signal {
                 onset: p.onset_unix_ms,
@@ -368,10 +376,17 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
+            let culprit = closing_callee(a, input.patterns, input.services)
+                .or_else(|| counter_culprit(&a.key, input.services));
+            if culprit.is_none() {
+                if let Some(service) = unknown_clients(&a.key, input.services) {
+                    untraced_clients.push((a, service));
+                    continue;
+                }
+            }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: closing_callee(a, input.patterns, input.services)
-                    .or_else(|| counter_culprit(&a.key, input.services)),
+                culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
@@ -437,9 +452,14 @@ impl IncidentTracker {
                 }
             }
         }
-        // A port no known service owns joins a group one of whose signals is about that
-        // port; alone, it is node activity.
-        for a in unowned {
+        // A port no known service owns, or the connections of a service's clients none of
+        // which is a known service, joins a group one of whose signals is about that port;
+        // alone, it is node activity.
+        let unowned = unowned
+            .into_iter()
+            .map(|a| (a, None))
+            .chain(untraced_clients.into_iter().map(|(a, s)| (a, Some(s))));
+        for (a, clients_of) in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
@@ -458,12 +478,19 @@ impl IncidentTracker {
                     groups[g].push(signals.len() - 1);
                 }
                 None => node_signals.push(NodeSignal {
-                    reason: match a.key.port() {
-                        Some(p) => format!(
+                    reason: match (clients_of, a.key.port()) {
+                        (Some(service), Some(p)) => format!(
+                            "port {p} of {service}: these are its clients' connections, and \
+                             no known service calls it (no caller's span, no configured \
+                             caller) — an untraced client such as a load balancer, a traffic \
+                             driver or a curl loop, whose way of connecting is its own; no \
+                             error pattern names the port"
+                        ),
+                        (_, Some(p)) => format!(
                             "port {p}: no known service listens there or calls it, and no \
                              error pattern names it — another program's activity on the node"
                         ),
-                        None => "no known service owns this series".to_owned(),
+                        (_, None) => "no known service owns this series".to_owned(),
                     },
                     anomaly: a.clone(),
                 }),

@@ -631,6 +631,111 @@ fn churn_on_a_port_no_known_service_owns_is_node_activity_not_an_incident() {
 }
 
 #[test]
+fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_port_is_an_incident(
+) {
+    // Seen on the Go lab (quiet seed 9300, and the dns fault): the traffic driver, an
+    // untraced client of the edge (gateway :8080 here, no known caller), closes and reopens
+    // its pooled connections; the edge's TIME-WAIT and the driver's CLOSE-WAIT and sockets
+    // towards the edge moved with nobody to blame.
+    let clients = [
+        SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state: SocketState::TimeWait,
+        },
+        SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Remote,
+            state: SocketState::CloseWait,
+        },
+        SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Remote,
+        },
+    ];
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 9_000,
+        &[],
+        clients.iter().map(|k| anomaly(k.clone(), T0)).collect(),
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let signals = tracker.node_signals();
+    assert_eq!(signals.len(), 3, "{signals:#?}");
+    for s in signals {
+        assert!(
+            s.reason
+                .starts_with("port 8080 of gateway: these are its clients' connections"),
+            "{}",
+            s.reason
+        );
+    }
+
+    // Beside the dns fault of a service further down: no stray incident on the edge.
+    let lookups = blamed(
+        pattern(
+            "dns",
+            "dial tcp: lookup stock on 127.0.0.53:53: no such host",
+            &["orders", "gateway"],
+            T0,
+            &["t1"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 9_000,
+        std::slice::from_ref(&lookups),
+        vec![anomaly(clients[1].clone(), T0 + 3_000)],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert!(incidents[0].counters.is_empty(), "{incidents:#?}");
+    assert_eq!(tracker.node_signals().len(), 1);
+
+    // The edge's own leak on its port is an incident, and its clients' side joins it.
+    let own = SeriesKey::PortState {
+        port: 8080,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 9_000,
+        &[],
+        vec![
+            anomaly(own.clone(), T0),
+            anomaly(clients[0].clone(), T0 + 2_000),
+        ],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+    let keys: Vec<&SeriesKey> = incidents[0]
+        .counters
+        .iter()
+        .map(|c| &c.anomaly.key)
+        .collect();
+    assert_eq!(keys, [&own, &clients[0]], "{incidents:#?}");
+    assert!(tracker.node_signals().is_empty());
+
+    // A known caller's TIME-WAIT storm on its callee's port stays its incident.
+    let storm = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 9_000, &[], vec![anomaly(storm, T0)]);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+}
+
+#[test]
 fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
     // stock closes every call of orders without a body: orders fails with EOF, and stock
     // holds the TIME-WAIT of the connections it closed first, on its own port.
