@@ -983,8 +983,8 @@ fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
 }
 
 /// A callee that stops accepting holds its callers up: the caller's goroutines and fds
-/// pile up on the calls in flight, and the edge above it keeps its clients' connections
-/// (TIME-WAIT on its own port, dated a second before the first failure). They are the
+/// pile up on the calls in flight, and so do the edge's above it (its fds dated a second
+/// before the first failure: series are sampled once a second). They are the
 /// callee's incident's evidence, listed as its callers', not incidents blaming the callers
 /// (the Go lab's listen-overflow raised three). A caller whose goroutines grew before the
 /// callee failed keeps its own incident.
@@ -1009,16 +1009,15 @@ fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
         name: "orders".into(),
         metric: faultline_series::ProcessMetric::OpenFds,
     };
-    let edge_port = SeriesKey::PortState {
-        port: 8080,
-        side: PortSide::Local,
-        state: SocketState::TimeWait,
+    let edge_fds = SeriesKey::Process {
+        name: "gateway".into(),
+        metric: faultline_series::ProcessMetric::OpenFds,
     };
     let counters = vec![
         anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
         anomaly(goroutines.clone(), T0 + 2_000),
         anomaly(fds.clone(), T0 + 3_000),
-        anomaly(edge_port.clone(), T0 - 1_000),
+        anomaly(edge_fds.clone(), T0 - 1_000),
     ];
     let incidents = run(
         &mut IncidentTracker::new(),
@@ -1039,7 +1038,7 @@ fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
     };
     assert_eq!(relation(&goroutines).0, Relation::Peer);
     assert_eq!(relation(&fds).0, Relation::Peer);
-    let (edge, text) = relation(&edge_port);
+    let (edge, text) = relation(&edge_fds);
     assert_eq!(edge, Relation::Peer, "{text}");
     assert!(
         text.contains("gateway") && text.contains("through"),
