@@ -338,7 +338,8 @@ pub struct PatternStack {
 /// Filters of the trace list; also what [`TraceView::find`] is asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceQuery {
-    /// Only traces in which this cluster occurred.
+    /// Only traces in which this pattern occurred: its id, an id it had before (merged or
+    /// renamed away), or the id of one of its templates.
     pub cluster: Option<String>,
     /// Only traces that went through this service.
     pub service: Option<String>,

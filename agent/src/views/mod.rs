@@ -127,6 +127,7 @@ pub fn build_with_board(
         )),
         traces: Arc::new(TraceAdapter {
             store: Arc::clone(&traces),
+            engine: Arc::clone(&engine),
             counters: Arc::clone(&counters),
         }),
         counters: Arc::new(CounterAdapter {
