@@ -38,14 +38,17 @@ struct Got {
     dropped_attributes: u32,
 }
 
-/// The upstream: keeps every span it gets, by span id, with how many times it came.
+/// Every span the upstream got, by span id: how many times it came, and how.
+type Arrivals = HashMap<Vec<u8>, (usize, Got)>;
+
+/// The upstream: keeps every span it gets.
 #[derive(Clone, Default)]
 struct Upstream {
-    got: Arc<Mutex<HashMap<Vec<u8>, (usize, Got)>>>,
+    got: Arc<Mutex<Arrivals>>,
 }
 
 impl Upstream {
-    fn got(&self) -> HashMap<Vec<u8>, (usize, Got)> {
+    fn got(&self) -> Arrivals {
         self.got.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
