@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
 
-use super::addresses::{host_of, looked_up_host, peer_of, port_of};
+use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
 use super::grouping::{Signal, SignalWhat};
 use super::services::{counter_culprit, listener, owner, peers};
 use super::{
@@ -191,6 +191,7 @@ pub(super) fn build(
             .or(top_port)
             .or_else(|| peer.as_deref().and_then(port_of)),
         peer: peer.clone(),
+        url: patterns.iter().find_map(|p| failing_url(p)),
         host,
         pid: facts.and_then(|f| f.pid),
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),

@@ -1,6 +1,6 @@
 use faultline_series::{PortSide, ProcessMetric, SocketState, TrafficMetric};
 
-use super::addresses::{looked_up_host, peer_address};
+use super::addresses::{looked_up_host, peer_address, url_in};
 use super::build::stable_id;
 use super::*;
 use crate::anomaly::ChangeShape;
@@ -1347,4 +1347,20 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
     assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
+}
+
+#[test]
+fn the_url_of_a_failing_call_is_read_from_its_message() {
+    assert_eq!(
+        url_in(r#"Get "http://127.0.0.1:29046/blob/81?x=1": context deadline exceeded"#).as_deref(),
+        Some("http://127.0.0.1:29046/blob/81?x=1")
+    );
+    assert_eq!(
+        url_in("Post https://[::1]:8443/v1/orders: EOF").as_deref(),
+        Some("https://[::1]:8443/v1/orders")
+    );
+    // A masked template or a URL without a port names no request to repeat.
+    assert_eq!(url_in(r#"Get "http://<ip:port>/blob/<num>": EOF"#), None);
+    assert_eq!(url_in(r#"Get "http://example.com/a": EOF"#), None);
+    assert_eq!(url_in("no url here"), None);
 }
