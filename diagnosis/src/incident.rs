@@ -364,14 +364,14 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
-            let culprit = closing_callee(a, input.patterns, input.services)
-                .or_else(|| counter_culprit(&a.key, input.services));
-            if culprit.is_none() {
+            let closing = closing_callee(a, input.patterns, input.services);
+            if closing.is_none() {
                 if let Some(service) = unknown_clients(&a.key, input.services) {
                     untraced_clients.push((a, service));
                     continue;
                 }
             }
+            let culprit = closing.or_else(|| counter_culprit(&a.key, input.services));
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit,

@@ -651,6 +651,17 @@ fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_
             port: 8080,
             side: PortSide::Remote,
         },
+        // The edge's own side of them: seen with the agent started before the chain, its
+        // sockets climbing as the driver reconnected after a redeploy.
+        SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        },
+        SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state: SocketState::Established,
+        },
     ];
     let mut tracker = IncidentTracker::new();
     let incidents = run(
@@ -661,7 +672,7 @@ fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_
     );
     assert!(incidents.is_empty(), "{incidents:#?}");
     let signals = tracker.node_signals();
-    assert_eq!(signals.len(), 3, "{signals:#?}");
+    assert_eq!(signals.len(), 5, "{signals:#?}");
     for s in signals {
         assert!(
             s.reason
