@@ -500,6 +500,15 @@ impl HintRules {
         Ok(())
     }
 
+    /// Whether rule `rule_id` is recognised by error text (its counters only corroborate);
+    /// false for a rule of counters alone and for an unknown rule.
+    pub fn recognised_by_text(&self, rule_id: &str) -> bool {
+        self.rules
+            .iter()
+            .find(|c| c.rule.id == rule_id)
+            .is_some_and(|c| !c.patterns.is_empty())
+    }
+
     /// The positions in `anomalies` of the counters that are evidence of rule `rule_id`
     /// (its counter signatures), in order; empty for an unknown rule.
     pub fn evidence_counters(&self, rule_id: &str, anomalies: &[CounterAnomaly]) -> Vec<usize> {

@@ -700,31 +700,52 @@ fn support(i: &Incident) -> u8 {
         + u8::from(!i.hints.is_empty())
 }
 
-/// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
-/// points are still out of the band it left. Returns whether it is still active; a series
-/// the history no longer holds is not.
+/// Re-reads a kept anomaly's series: its latest point, and whether it is still the change
+/// it was raised for — its latest [`PERSIST`] points out of the band it left, and no run of
+/// [`PERSIST`] points back inside that band since it changed. Returns whether it is still
+/// active; a series the history no longer holds is not, and neither is a node-wide series
+/// (it moves with anything on the node, so it never keeps an incident going by itself).
+///
+/// A change that ended stays ended: the same series leaving its band again later is a new
+/// change, raised by the detector with its own onset and grouped with what caused it. Seen
+/// on the unseen lab (blind, 2026-12-05): a caller's error rate, listed in the incident of
+/// a callee that closed connections, went back to zero when that fault healed, rose again
+/// three minutes later because another callee was slow — and made the healed incident
+/// active again, ranked above the live one.
 fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
     let band = BAND_Z * a.noise;
-    let latest: Vec<f64> = history
-        .get(&a.key)
-        .map(|s| {
-            s.points
-                .iter()
-                .rev()
-                .flatten()
-                .take(PERSIST)
-                .copied()
-                .collect()
-        })
-        .unwrap_or_default();
     let out = |v: f64| match a.direction {
         Direction::Rise => v > a.before + band,
         Direction::Fall => v < a.before - band,
     };
-    if let Some(&v) = latest.first() {
+    let Some(series) = history.get(&a.key) else {
+        a.active = false;
+        return false;
+    };
+    let step = history.step_ms.max(1);
+    let changed = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
+        .unwrap_or(0);
+    let since: Vec<f64> = series
+        .points
+        .iter()
+        .skip(changed)
+        .flatten()
+        .copied()
+        .collect();
+    if let Some(&v) = since.last() {
         a.latest = v;
     }
-    a.active = latest.len() == PERSIST && latest.iter().all(|&v| out(v));
+    let mut inside = 0;
+    let mut ended = false;
+    for &v in &since {
+        inside = if out(v) { 0 } else { inside + 1 };
+        ended |= inside >= PERSIST;
+    }
+    let latest = &since[since.len().saturating_sub(PERSIST)..];
+    a.active = !ended
+        && !a.kind.is_node_wide()
+        && latest.len() == PERSIST
+        && latest.iter().all(|&v| out(v));
     a.active
 }
 

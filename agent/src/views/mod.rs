@@ -138,9 +138,8 @@ pub fn build_with_board(
             traces,
             counters,
             clock,
-            board: Arc::clone(&board),
+            board,
         }),
-        incidents: board,
         live,
     }
 }

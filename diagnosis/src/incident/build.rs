@@ -230,7 +230,13 @@ pub(super) fn build(
         })
         .unwrap_or_default();
     let id = stable_id(&first, onset);
-    let title = title(&culprit, &patterns, &listed, hints.first());
+    // The error is the title when the leading hint rests on its text (or there is no
+    // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
+    // it. A hint of counters alone (a leak, a storm) is titled by its counter.
+    let by_text = hints
+        .first()
+        .is_none_or(|h| rules.recognised_by_text(&h.rule_id));
+    let title = title(&culprit, &patterns, &listed, hints.first(), by_text);
 
     let mut member_set = BTreeSet::new();
     for p in &patterns {
@@ -377,6 +383,7 @@ pub(super) fn title(
     patterns: &[&PatternInput],
     counters: &[IncidentCounter],
     hint: Option<&Hint>,
+    pattern_first: bool,
 ) -> String {
     let mut out = String::new();
     if let Some(h) = hint {
@@ -390,15 +397,18 @@ pub(super) fn title(
         }
         None => out.push_str("no service known"),
     }
-    if let Some(c) = counters.first() {
-        out.push_str(": ");
-        out.push_str(&c.anomaly.evidence);
-    } else if let Some(p) = patterns.first() {
+    let pattern = patterns
+        .first()
+        .filter(|_| pattern_first || counters.is_empty());
+    if let Some(p) = pattern {
         out.push_str(&format!(
             ": “{}” from {}",
             p.text.chars().take(120).collect::<String>(),
             clock(p.onset_unix_ms)
         ));
+    } else if let Some(c) = counters.first() {
+        out.push_str(": ");
+        out.push_str(&c.anomaly.evidence);
     }
     out
 }
