@@ -73,7 +73,9 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 
 use build::build;
-use grouping::{group, involves, join_untraced_echoes, same_port, Signal, SignalWhat};
+use grouping::{
+    group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
+};
 use services::{
     closing_callee, counter_culprit, downstream, owner, peers, traffic_service, unknown_clients,
 };
@@ -101,6 +103,11 @@ pub const MAX_TRACES: usize = 20;
 /// when it started: its first look at the logs and receivers finds the failures of an outage
 /// in progress within a second or two, so its onset is not when the fault began.
 pub const FIRST_LOOK_MS: i64 = 5_000;
+/// How long before a failure's onset a caller's counter may be dated and still be waiting on
+/// it: series are sampled once a second and a change is dated where its fit begins, a second
+/// or two before the first failed call is reported (seen on the Go lab's listen-overflow: the
+/// edge's TIME-WAIT dated 1 s before the callee's first failure).
+pub const UPSTREAM_SLACK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -136,6 +143,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id: failed requests counted in both.
+    pub failed_before: Vec<(String, u64)>,
     /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
     /// from GET /x`): how a failure echoes up the call chain, not what failed.
     pub status_echo: bool,
@@ -263,6 +273,12 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Failed requests, each counted once: its patterns' occurrences (one per trace, one per
+    /// untraced record), less those in traces that had already failed with another of its
+    /// patterns (a request that failed in two ways is in both). The untraced echoes that
+    /// joined it retell these failures and add nothing. 0 for an incident of counters only.
+    #[serde(default)]
+    pub failures: u64,
     /// Whether it was already going on when this agent started: its onset is the one a previous
     /// run of the agent recorded (restarted during an outage), or, when the agent had no record
     /// of it, the agent's first look (onset unknown: some time before the start).
@@ -385,6 +401,7 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
+        join_upstream_waits(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
         // window (a fall of requests, also of a service further down from the culprit);
         // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's

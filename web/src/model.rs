@@ -214,6 +214,20 @@ pub struct ClusterSummary {
     /// `null` when not judged or when no trace of it is held).
     #[serde(default)]
     pub culprit: Option<Culprit>,
+    /// Its failures in requests (traces) that had already failed with another pattern, by
+    /// that pattern, most first: such a request is in both patterns' `total_count`, and an
+    /// incident holding both counts it once.
+    #[serde(default)]
+    pub failed_before: Vec<SharedFailures>,
+}
+
+/// Failed requests a pattern shares with another pattern that failed in them first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SharedFailures {
+    /// The pattern the requests failed with first.
+    pub pattern_id: String,
+    /// Such requests.
+    pub count: u64,
 }
 
 /// One template (exact masked shape) of a cluster.

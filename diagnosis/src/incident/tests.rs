@@ -18,6 +18,7 @@ fn pattern(id: &str, text: &str, services: &[&str], onset: i64, traces: &[&str])
         last_seen_unix_ms: onset + 5_000,
         count: 10,
         trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+        failed_before: Vec::new(),
         status_echo: false,
     }
 }
@@ -913,6 +914,7 @@ fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
         CulpritRole::Callee,
     );
     timeouts.example = Some("Get \"http://127.0.0.1:8082/x\": context deadline exceeded".into());
+    // orders' fds rose before stock failed: not a wait on stock, an incident of orders.
     let fds = SeriesKey::Process {
         name: "orders".into(),
         metric: faultline_series::ProcessMetric::OpenFds,
@@ -922,7 +924,7 @@ fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
         &mut tracker,
         T0 + 8_000,
         &[timeouts],
-        vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 + 3_000)],
+        vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 - 10_000)],
     );
     assert_eq!(incidents.len(), 2, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
@@ -985,6 +987,148 @@ fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
     assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
 }
 
+/// A callee that stops accepting holds its callers up: the caller's goroutines and fds
+/// pile up on the calls in flight, and so do the edge's above it (its fds dated a second
+/// before the first failure: series are sampled once a second). They are the
+/// callee's incident's evidence, listed as its callers', not incidents blaming the callers
+/// (the Go lab's listen-overflow raised three). A caller whose goroutines grew before the
+/// callee failed keeps its own incident.
+#[test]
+fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
+    let dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let fds = SeriesKey::Process {
+        name: "orders".into(),
+        metric: faultline_series::ProcessMetric::OpenFds,
+    };
+    let edge_fds = SeriesKey::Process {
+        name: "gateway".into(),
+        metric: faultline_series::ProcessMetric::OpenFds,
+    };
+    let counters = vec![
+        anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+        anomaly(goroutines.clone(), T0 + 2_000),
+        anomaly(fds.clone(), T0 + 3_000),
+        anomaly(edge_fds.clone(), T0 - 1_000),
+    ];
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 10_000,
+        std::slice::from_ref(&dial),
+        counters,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(incident.culprit.service.as_deref(), Some("stock"));
+    let relation = |key: &SeriesKey| {
+        incident
+            .counters
+            .iter()
+            .find(|c| &c.anomaly.key == key)
+            .map(|c| (c.relation, c.relation_text.clone()))
+            .unwrap_or_else(|| panic!("{key:?} is not listed: {incident:#?}"))
+    };
+    assert_eq!(relation(&goroutines).0, Relation::Peer);
+    assert_eq!(relation(&fds).0, Relation::Peer);
+    let (edge, text) = relation(&edge_fds);
+    assert_eq!(edge, Relation::Peer, "{text}");
+    assert!(
+        text.contains("gateway") && text.contains("through"),
+        "{text}"
+    );
+    assert_eq!(
+        incident.counters[0].anomaly.key,
+        SeriesKey::ListenQueue { port: 8082 },
+        "the culprit's own counter leads"
+    );
+
+    // orders' goroutines grew 20 s before stock failed: not a wait on stock.
+    let counters = vec![
+        anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+        anomaly(goroutines.clone(), T0 - 20_000),
+    ];
+    let incidents = run(&mut IncidentTracker::new(), T0 + 10_000, &[dial], counters);
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+    assert!(incidents
+        .iter()
+        .any(|i| i.culprit.service.as_deref() == Some("orders")));
+}
+
+/// A hung callee fails its callers' requests in two ways: the dial times out while its
+/// listen queue is full, the connections it queued wait for headers until the deadline.
+/// Two error kinds, two patterns, one incident that counts each failed request once: a
+/// request that failed both ways (its retry) is in both patterns' counts; the untraced
+/// echo retells failures already counted.
+#[test]
+fn an_incident_counts_each_failed_request_once_across_its_patterns() {
+    let mut wait = blamed(
+        pattern(
+            "wait",
+            "Get \"<url>\": context deadline exceeded",
+            &["orders"],
+            T0,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    wait.count = 500;
+    // 7 of its requests had failed with the dial timeout first; 3 with a pattern of
+    // another incident (not this one's to take off).
+    wait.failed_before = vec![("dial".into(), 7), ("elsewhere".into(), 3)];
+    let mut dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0 + 100,
+            &["t2", "t3"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    dial.count = 106;
+    let mut gin = pattern(
+        "gin",
+        "GET <url>: <num> Bad Gateway",
+        &["gateway"],
+        T0 - 200,
+        &[],
+    );
+    gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+    gin.status_echo = true;
+    gin.count = 599;
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[wait, dial, gin],
+        vec![],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let ids: Vec<&str> = incidents[0]
+        .patterns
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(ids, ["wait", "dial", "gin"]);
+    assert_eq!(incidents[0].failures, 500 + 106 - 7);
+}
+
+/// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
+/// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
 /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
 /// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
 /// pattern shares no trace with the EOF it echoes and has no culprit. It joins the EOF's
