@@ -37,7 +37,12 @@
 //! is a node-wide series that neither joined an incident nor counts failures. Seen on the
 //! Go lab's quiet run (10 minutes, no fault): all nine false incidents but one were ports of
 //! other processes — two noise processes' churn of 1 to 40 loopback connections and the
-//! agent's own scrapes of goroutine pages.
+//! agent's own scrapes of goroutine pages. The same holds for the connections of a
+//! service's clients when none of them is a known service (TIME-WAIT on its port, CLOSE-WAIT
+//! or sockets towards it, with no caller's span and no service calling the port): an
+//! untraced client — a load balancer, a traffic driver, a curl loop — connects as it likes,
+//! and such a change names no culprit. Seen on the Go lab: the traffic driver's pool towards
+//! the edge raised culprit-less incidents on a quiet node and beside the dns fault.
 //!
 //! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
 //! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
@@ -68,8 +73,12 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 
 use build::build;
-use grouping::{group, involves, join_untraced_echoes, same_port, Signal, SignalWhat};
-use services::{closing_callee, counter_culprit, downstream, owner, peers, traffic_service};
+use grouping::{
+    group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
+};
+use services::{
+    closing_callee, counter_culprit, downstream, owner, peers, traffic_service, unknown_clients,
+};
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
 /// counters seconds to tens of seconds before the first error line, and its echoes upstream
@@ -94,6 +103,11 @@ pub const MAX_TRACES: usize = 20;
 /// when it started: its first look at the logs and receivers finds the failures of an outage
 /// in progress within a second or two, so its onset is not when the fault began.
 pub const FIRST_LOOK_MS: i64 = 5_000;
+/// How long before a failure's onset a caller's counter may be dated and still be waiting on
+/// it: series are sampled once a second and a change is dated where its fit begins, a second
+/// or two before the first failed call is reported (seen on the Go lab's listen-overflow: the
+/// edge's TIME-WAIT dated 1 s before the callee's first failure).
+pub const UPSTREAM_SLACK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -129,6 +143,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id: failed requests counted in both.
+    pub failed_before: Vec<(String, u64)>,
     /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
     /// from GET /x`): how a failure echoes up the call chain, not what failed.
     pub status_echo: bool,
@@ -256,6 +273,12 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Failed requests, each counted once: its patterns' occurrences (one per trace, one per
+    /// untraced record), less those in traces that had already failed with another of its
+    /// patterns (a request that failed in two ways is in both). The untraced echoes that
+    /// joined it retell these failures and add nothing. 0 for an incident of counters only.
+    #[serde(default)]
+    pub failures: u64,
     /// Whether it was already going on when this agent started: its onset is the one a previous
     /// run of the agent recorded (restarted during an outage), or, when the agent had no record
     /// of it, the agent's first look (onset unknown: some time before the start).
@@ -332,6 +355,7 @@ impl IncidentTracker {
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
         let mut unowned = Vec::new();
+        let mut untraced_clients = Vec::new();
         for p in input.patterns {
             signals.push(Signal {
                 onset: p.onset_unix_ms,
@@ -352,10 +376,17 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
+            let culprit = closing_callee(a, input.patterns, input.services)
+                .or_else(|| counter_culprit(&a.key, input.services));
+            if culprit.is_none() {
+                if let Some(service) = unknown_clients(&a.key, input.services) {
+                    untraced_clients.push((a, service));
+                    continue;
+                }
+            }
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: closing_callee(a, input.patterns, input.services)
-                    .or_else(|| counter_culprit(&a.key, input.services)),
+                culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
@@ -370,6 +401,7 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
+        join_upstream_waits(&mut groups, &mut signals, input.services);
         // Service traffic joins a group of its service or a peer that started within the
         // window (a fall of requests, also of a service further down from the culprit);
         // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
@@ -420,9 +452,14 @@ impl IncidentTracker {
                 }
             }
         }
-        // A port no known service owns joins a group one of whose signals is about that
-        // port; alone, it is node activity.
-        for a in unowned {
+        // A port no known service owns, or the connections of a service's clients none of
+        // which is a known service, joins a group one of whose signals is about that port;
+        // alone, it is node activity.
+        let unowned = unowned
+            .into_iter()
+            .map(|a| (a, None))
+            .chain(untraced_clients.into_iter().map(|(a, s)| (a, Some(s))));
+        for (a, clients_of) in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
@@ -441,12 +478,19 @@ impl IncidentTracker {
                     groups[g].push(signals.len() - 1);
                 }
                 None => node_signals.push(NodeSignal {
-                    reason: match a.key.port() {
-                        Some(p) => format!(
+                    reason: match (clients_of, a.key.port()) {
+                        (Some(service), Some(p)) => format!(
+                            "port {p} of {service}: these are its clients' connections, and \
+                             no known service calls it (no caller's span, no configured \
+                             caller) — an untraced client such as a load balancer, a traffic \
+                             driver or a curl loop, whose way of connecting is its own; no \
+                             error pattern names the port"
+                        ),
+                        (_, Some(p)) => format!(
                             "port {p}: no known service listens there or calls it, and no \
                              error pattern names it — another program's activity on the node"
                         ),
-                        None => "no known service owns this series".to_owned(),
+                        (_, None) => "no known service owns this series".to_owned(),
                     },
                     anomaly: a.clone(),
                 }),
@@ -595,31 +639,52 @@ fn support(i: &Incident) -> u8 {
         + u8::from(!i.hints.is_empty())
 }
 
-/// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
-/// points are still out of the band it left. Returns whether it is still active; a series
-/// the history no longer holds is not.
+/// Re-reads a kept anomaly's series: its latest point, and whether it is still the change
+/// it was raised for — its latest [`PERSIST`] points out of the band it left, and no run of
+/// [`PERSIST`] points back inside that band since it changed. Returns whether it is still
+/// active; a series the history no longer holds is not, and neither is a node-wide series
+/// (it moves with anything on the node, so it never keeps an incident going by itself).
+///
+/// A change that ended stays ended: the same series leaving its band again later is a new
+/// change, raised by the detector with its own onset and grouped with what caused it. Seen
+/// on the unseen lab (blind, 2026-12-05): a caller's error rate, listed in the incident of
+/// a callee that closed connections, went back to zero when that fault healed, rose again
+/// three minutes later because another callee was slow — and made the healed incident
+/// active again, ranked above the live one.
 fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
     let band = BAND_Z * a.noise;
-    let latest: Vec<f64> = history
-        .get(&a.key)
-        .map(|s| {
-            s.points
-                .iter()
-                .rev()
-                .flatten()
-                .take(PERSIST)
-                .copied()
-                .collect()
-        })
-        .unwrap_or_default();
     let out = |v: f64| match a.direction {
         Direction::Rise => v > a.before + band,
         Direction::Fall => v < a.before - band,
     };
-    if let Some(&v) = latest.first() {
+    let Some(series) = history.get(&a.key) else {
+        a.active = false;
+        return false;
+    };
+    let step = history.step_ms.max(1);
+    let changed = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
+        .unwrap_or(0);
+    let since: Vec<f64> = series
+        .points
+        .iter()
+        .skip(changed)
+        .flatten()
+        .copied()
+        .collect();
+    if let Some(&v) = since.last() {
         a.latest = v;
     }
-    a.active = latest.len() == PERSIST && latest.iter().all(|&v| out(v));
+    let mut inside = 0;
+    let mut ended = false;
+    for &v in &since {
+        inside = if out(v) { 0 } else { inside + 1 };
+        ended |= inside >= PERSIST;
+    }
+    let latest = &since[since.len().saturating_sub(PERSIST)..];
+    a.active = !ended
+        && !a.kind.is_node_wide()
+        && latest.len() == PERSIST
+        && latest.iter().all(|&v| out(v));
     a.active
 }
 

@@ -133,6 +133,35 @@ pub(super) fn closing_callee(
     ))
 }
 
+/// The listener of a port whose series `key` is about its clients' connections — TIME-WAIT
+/// on either side (closed first at a client's request or by the client), CLOSE-WAIT on the
+/// clients' side, the clients' sockets towards it — when no known service is among its
+/// clients: no caller's span names it and no service's calls go to its port. The clients are
+/// untraced programs (a load balancer, the lab's traffic driver, a curl loop): how they
+/// connect is theirs, and [`counter_culprit`] names nobody. Seen on the Go lab: the traffic
+/// driver's pool towards the edge raised culprit-less incidents on a quiet node (`TIME-WAIT
+/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39) and beside the dns fault.
+pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    let (port, clients_side) = match key {
+        SeriesKey::PortState { port, side, state } => (
+            *port,
+            match state {
+                SocketState::TimeWait => true,
+                SocketState::CloseWait => *side == PortSide::Remote,
+                _ => false,
+            },
+        ),
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => (*port, true),
+        _ => return None,
+    };
+    let owner = listener(port, services)?;
+    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
+        .then(|| owner.service.clone())
+}
+
 /// The culprit a counter series points at, with its role and the reasoning (see the module
 /// documentation).
 pub(super) fn counter_culprit(
