@@ -16,7 +16,9 @@ use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
 use faultline_ingest::traces::{ServiceTraffic, TraceStore};
 use faultline_series::{SeriesKey, TrafficMetric};
-use faultline_web::model::{DiagnosisView, EmergenceKind, MovedWithIt, SecondCounts};
+use faultline_web::model::{
+    DiagnosisView, EmergenceKind, IncidentsDocument, MovedWithIt, SecondCounts,
+};
 
 use crate::diagnosis::IncidentBoard;
 
@@ -98,6 +100,10 @@ impl DiagnosisView for DiagnosisAdapter {
         };
         Some(what_moved_for(&pattern.activity, &counters, &context))
     }
+
+    fn incidents(&self) -> Arc<IncidentsDocument> {
+        self.board.incidents()
+    }
 }
 
 /// Every service's request and failure rates (from its SERVER spans and access lines) on the
@@ -150,7 +156,7 @@ pub(crate) fn traffic_series(
 
 /// The store's per-sample history as the diagnosis reads it: every series under its key, on
 /// the same regular axis as the counters document at per-second resolution.
-fn counter_history(s: &StoreSnapshot) -> CounterHistory {
+pub(super) fn counter_history(s: &StoreSnapshot) -> CounterHistory {
     let Some(h) = &s.history else {
         return CounterHistory::default();
     };

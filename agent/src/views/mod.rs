@@ -127,19 +127,20 @@ pub fn build_with_board(
         )),
         traces: Arc::new(TraceAdapter {
             store: Arc::clone(&traces),
+            engine: Arc::clone(&engine),
             counters: Arc::clone(&counters),
         }),
         counters: Arc::new(CounterAdapter {
             store: Arc::clone(&counters),
+            traces: Arc::clone(&traces),
         }),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,
             traces,
             counters,
             clock,
-            board: Arc::clone(&board),
+            board,
         }),
-        incidents: board,
         live,
     }
 }
