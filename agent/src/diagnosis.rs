@@ -478,6 +478,12 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    if let Some(node) = &facts.listeners {
+        // The services' ports (spans', configured) have their listen queues recorded from
+        // the next sample on, not only while among the fullest N.
+        node.counters
+            .watch_service_ports(services.iter().flat_map(|s| s.listen_ports.iter().copied()));
+    }
     let tracker = &mut kept.tracker;
     let incidents = tracker
         .update(
