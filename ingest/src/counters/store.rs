@@ -358,11 +358,16 @@ struct Inner {
     /// Service ports known from elsewhere than the counters (the services' SERVER spans), at
     /// most [`MAX_SERVICE_PORTS`]: their listen queues are recorded like a configured port's.
     service_ports: BTreeSet<u16>,
+    /// This agent's own listening ports (its web and OTLP listeners).
+    agent_ports: BTreeSet<u16>,
 }
 
 /// Most service ports [`CounterStore::watch_service_ports`] keeps: a node runs a few dozen
 /// services; a flood of span-claimed ports cannot grow the listen queue series beyond it.
 pub const MAX_SERVICE_PORTS: usize = 256;
+
+/// How [`CounterStore::listening_processes`] names this agent's own listeners.
+pub const AGENT_LISTENER: &str = "faultline (this agent)";
 
 /// The thread-safe store of node counters; share it as `Arc<CounterStore>`.
 #[derive(Debug)]
@@ -412,6 +417,7 @@ impl CounterStore {
                 ),
                 port_owners: Vec::new(),
                 service_ports: BTreeSet::new(),
+                agent_ports: BTreeSet::new(),
             }),
         }
     }
@@ -423,6 +429,18 @@ impl CounterStore {
     /// baseline is. Replaces the previous set; at most [`MAX_SERVICE_PORTS`] are kept.
     pub fn watch_service_ports(&self, ports: impl IntoIterator<Item = u16>) {
         self.inner.lock().service_ports = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
+    }
+
+    /// Records this agent's own listening ports (its web and OTLP listeners): they are named
+    /// [`AGENT_LISTENER`] by [`CounterStore::listening_processes`], and the diagnosis keeps
+    /// their sockets (the agent's API polls and OTLP posts) out of node activity.
+    pub fn set_agent_ports(&self, ports: impl IntoIterator<Item = u16>) {
+        self.inner.lock().agent_ports = ports.into_iter().collect();
+    }
+
+    /// This agent's own listening ports (see [`CounterStore::set_agent_ports`]).
+    pub fn agent_ports(&self) -> Vec<u16> {
+        self.inner.lock().agent_ports.iter().copied().collect()
     }
 
     /// Records which processes hold the node's listening sockets (the sampler resolves them
@@ -466,8 +484,11 @@ impl CounterStore {
             }
             let listening = ListeningProcess {
                 port: owner.port,
-                name: target_of(owner.pid)
-                    .map_or_else(|| owner.process.clone(), |t| t.name.clone()),
+                name: if inner.agent_ports.contains(&owner.port) {
+                    AGENT_LISTENER.to_owned()
+                } else {
+                    target_of(owner.pid).map_or_else(|| owner.process.clone(), |t| t.name.clone())
+                },
                 pid: Some(owner.pid),
                 configured: false,
             };
@@ -1353,5 +1374,36 @@ mod tests {
         );
         let sockets = snap.sockets.as_ref().expect("sockets");
         assert_eq!(sockets.listeners_omitted, 0);
+    }
+
+    /// The agent's own listeners are named as its own, not by their command name (another
+    /// program's to the diagnosis).
+    #[test]
+    fn the_agents_own_listeners_are_named_as_its_own() {
+        use crate::counters::owners::PortOwner;
+        let store = CounterStore::new(&CountersConfig::default());
+        let owner = |port, pid, process: &str| PortOwner {
+            port,
+            pid,
+            process: process.into(),
+        };
+        store.record_port_owners(vec![
+            owner(7070, 42, "faultline"),
+            owner(5432, 7, "postgres"),
+        ]);
+        store.set_agent_ports([7070]);
+        let names: Vec<(u16, String)> = store
+            .listening_processes()
+            .into_iter()
+            .map(|p| (p.port, p.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (5432, "postgres".to_owned()),
+                (7070, AGENT_LISTENER.to_owned())
+            ]
+        );
+        assert_eq!(store.agent_ports(), [7070]);
     }
 }
