@@ -605,6 +605,11 @@ fn diagnosed_patterns(
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
+                failed_before: s
+                    .failed_before
+                    .iter()
+                    .map(|f| (f.pattern_id.clone(), f.count))
+                    .collect(),
                 status_echo,
             }
         })

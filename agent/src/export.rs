@@ -151,17 +151,26 @@ impl Forwarding {
         observed: &[Option<Observed>],
     ) {
         let tags = self.tags(observed);
-        match pending.payload_mut() {
-            Payload::Traces(request) => {
-                let by_span: Vec<(SpanId, PatternTags)> = span_ids
-                    .iter()
-                    .zip(tags)
-                    .filter_map(|(id, tags)| Some(((*id)?, tags?)))
-                    .collect();
-                tag_spans(request, &by_span);
+        // Most requests carry no error: they go as the bytes they came in. Only a request with
+        // something to tag is decoded (here, on the pipeline's task, not the receiver's).
+        if tags.iter().any(Option::is_some) {
+            let payload = pending.payload_mut();
+            if let Err(e) = payload.decode_in_place() {
+                // The receiver decoded these very bytes: not expected; sent untagged.
+                tracing::warn!("cannot decode a forwarded request to tag it: {e}");
             }
-            Payload::Logs(request) => tag_logs(request, &tags),
-            Payload::Metrics(_) => {}
+            match payload {
+                Payload::Traces(request) => {
+                    let by_span: Vec<(SpanId, PatternTags)> = span_ids
+                        .iter()
+                        .zip(tags)
+                        .filter_map(|(id, tags)| Some(((*id)?, tags?)))
+                        .collect();
+                    tag_spans(request, &by_span);
+                }
+                Payload::Logs(request) => tag_logs(request, &tags),
+                Payload::Metrics(_) | Payload::Encoded(_) => {}
+            }
         }
         pending.send();
     }
@@ -484,6 +493,14 @@ pub fn counters(stats: &ExportStats) -> Vec<StoreCounter> {
     let mut rows = Vec::new();
     for signal in Signal::ALL {
         let i = signal as usize;
+        rows.push(counter(
+            format!("export_accepted_{}_total", unit(signal)),
+            format!(
+                "Forwarded {} handed to the exporter: delivered + dropped + buffered.",
+                unit(signal).replace('_', " ")
+            ),
+            stats.accepted[i],
+        ));
         rows.push(counter(
             format!("export_delivered_{}_total", unit(signal)),
             format!(

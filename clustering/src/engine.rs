@@ -131,7 +131,15 @@ pub(crate) struct RootStats {
     pub(crate) frames_total: u64,
     /// The latest stack reported, with its trace id.
     pub(crate) stack: Option<(String, Option<String>)>,
+    /// Occurrences in traces that had already failed with another pattern, by that pattern
+    /// (its id then; resolved through the aliases when read), at most
+    /// [`MAX_FAILED_BEFORE`] patterns.
+    pub(crate) failed_before: BTreeMap<ClusterId, u64>,
 }
+
+/// Patterns a root remembers it shared failed requests with (see
+/// [`ClusterSummary::failed_before`]): a request fails in more than a few ways rarely.
+pub const MAX_FAILED_BEFORE: usize = 8;
 
 struct State {
     config: ClusteringConfig,
@@ -305,6 +313,13 @@ impl Engine {
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
         rs.count += 1;
+        if let Some(other) = report.failed_before_in {
+            if let Some(n) = rs.failed_before.get_mut(&other) {
+                *n += 1;
+            } else if rs.failed_before.len() < MAX_FAILED_BEFORE {
+                rs.failed_before.insert(other, 1);
+            }
+        }
         rs.first = rs.first.min(t);
         rs.last = rs.last.max(t);
         let minute = t.div_euclid(NANOS_PER_MIN);

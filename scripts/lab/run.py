@@ -753,6 +753,7 @@ def incident_view(incident: dict) -> dict:
         anomaly = counters[0].get("anomaly")
         counter = row_label(anomaly if isinstance(anomaly, dict) else counters[0])
     return {"id": incident.get("id"), "culprit": culprit_name, "hint": hint, "top_counter": counter,
+            "failures": incident.get("failures"),
             "title": incident.get("title") or incident.get("summary"),
             "onset_unix_ms": incident.get("onset_unix_ms") or incident.get("started_unix_ms")}
 
@@ -859,6 +860,14 @@ def run_fault(run: Run, fault: str) -> dict:
 
     failed_count = len(failed_after)
     count = fault_pattern.get("total_count") if fault_pattern else None
+    # The top incident's failed requests once the counts settled: one count per failure
+    # across its patterns (a hung callee fails a request in more than one way).
+    incident_failures = None
+    if top_incident is not None:
+        for i in run.api.incidents() or []:
+            if i.get("id") == top_incident["id"]:
+                incident_failures = i.get("failures")
+                top_incident["failures"] = incident_failures
 
     def pattern_json(c):
         if c is None:
@@ -893,6 +902,9 @@ def run_fault(run: Run, fault: str) -> dict:
         "fault_pattern_seen_secs": (round((seen_at[fault_pattern.get("id")] - onset) / 1000, 2)
                                     if fault_pattern and onset and fault_pattern.get("id") in seen_at else None),
         "count_over_failed": round(count / failed_count, 3) if count is not None and failed_count else None,
+        "incident_failures": incident_failures,
+        "incident_failures_over_failed": (round(incident_failures / failed_count, 3)
+                                          if incident_failures is not None and failed_count else None),
         "emerging_patterns": [{"template": short(c.get("canonical_template")), "count": c.get("total_count"),
                                "services": c.get("services")} for c in final_emerging[:8]],
         "trace_origins": origins,
@@ -951,9 +963,15 @@ def verdict(r: dict) -> dict:
 
 
 def count_ok_of(r: dict):
-    if r["count_over_failed"] is None:
+    """The failures counted once against the failed requests: the top incident's count where
+    the agent has incidents (a fault that fails requests in two ways has two patterns, each with
+    its part), else the fault's pattern's."""
+    ratio = r.get("incident_failures_over_failed")
+    if not r["incidents_api"] or ratio is None:
+        ratio = r["count_over_failed"]
+    if ratio is None:
         return None
-    return abs(r["count_over_failed"] - 1.0) <= 0.01
+    return abs(ratio - 1.0) <= 0.01
 
 
 def counter_ok_of(r: dict):
@@ -1058,8 +1076,12 @@ def mechanic_note(r: dict) -> str:
     return ""
 
 
+def dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def table(results: list[dict]) -> str:
-    head = ["fault", "target", "answer s", "top pattern", "fault pattern count/failed", "trace says starts in",
+    head = ["fault", "target", "answer s", "top pattern", "fault pattern/incident count/failed", "trace says starts in",
             "moved (top)", "incident culprit / hint", "other incidents", "verdict", "node showed"]
     rows = []
     for r in results:
@@ -1077,7 +1099,7 @@ def table(results: list[dict]) -> str:
             r["fault"], r["target"],
             "-" if r["first_answer_secs"] is None else f"{r['first_answer_secs']:.1f}",
             short(f"{tp.get('template')} ({tp.get('total_count')})" if tp else "-", 60),
-            f"{count if count is not None else '-'}/{r['requests']['after_failed']}",
+            f"{count if count is not None else '-'}/{dash(r.get('incident_failures'))}/{r['requests']['after_failed']}",
             ",".join(origins) or "-",
             short("; ".join(r.get("moved") or []) or "-", 50),
             "-" if not r["incidents_api"] else (f"{inc['culprit']} / {inc['hint']}" if inc else "none"),

@@ -214,6 +214,20 @@ pub struct ClusterSummary {
     /// `null` when not judged or when no trace of it is held).
     #[serde(default)]
     pub culprit: Option<Culprit>,
+    /// Its failures in requests (traces) that had already failed with another pattern, by
+    /// that pattern, most first: such a request is in both patterns' `total_count`, and an
+    /// incident holding both counts it once.
+    #[serde(default)]
+    pub failed_before: Vec<SharedFailures>,
+}
+
+/// Failed requests a pattern shares with another pattern that failed in them first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SharedFailures {
+    /// The pattern the requests failed with first.
+    pub pattern_id: String,
+    /// Such requests.
+    pub count: u64,
 }
 
 /// One template (exact masked shape) of a cluster.
@@ -825,4 +839,22 @@ pub struct CountersSnapshot {
     /// The agent's own tokio runtime; `null` before the first sample.
     #[serde(default)]
     pub runtime: Option<RuntimeSeries>,
+    /// Request and error rates per service: the traffic series the diagnosis and "what
+    /// moved" judge, on the same axis. Kept per second only (15 minutes): empty in the
+    /// per-minute history.
+    #[serde(default)]
+    pub traffic: Vec<ServiceTraffic>,
+}
+
+/// One service's traffic: requests and failed requests per second, from its SERVER spans and
+/// access lines, each point the mean over the five seconds before it (as the diagnosis judges
+/// them). `null` before the service's first request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceTraffic {
+    /// The service.
+    pub service: String,
+    /// Requests per second.
+    pub requests: Series,
+    /// Failed requests (5xx, error spans) per second.
+    pub errors: Series,
 }

@@ -112,6 +112,12 @@ pub struct ClusterSummary {
     pub example_template: String,
     /// Failures ever: occurrences, one per trace however many records reported it.
     pub count: u64,
+    /// Occurrences in traces that had already failed with another pattern (a retry that
+    /// failed another way, a second call of the same request), by that pattern (its current
+    /// id), most first: those failed requests are counted in both patterns. Whoever adds
+    /// patterns up (an incident) subtracts them once. At most [`MAX_FAILED_BEFORE`] patterns
+    /// per root are remembered; occurrences beyond are not listed.
+    pub failed_before: Vec<(ClusterId, u64)>,
     /// Reports ever (log records and error spans), echoes included.
     pub reports: u64,
     /// Occurrences in the query window (all of them without a window).

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Engine, EngineCounters, KeyStats, RootStats, Sample};
+use super::{Engine, EngineCounters, KeyStats, RootStats, Sample, MAX_FAILED_BEFORE};
 use crate::cluster::{ClusterId, RootIndex};
 use crate::config::ClusteringConfig;
 use crate::occurrence::EventSource;
@@ -69,6 +69,11 @@ impl Engine {
                             .sources
                             .iter()
                             .map(|(source, c)| (source.name().to_owned(), *c))
+                            .collect(),
+                        failed_before: rs
+                            .failed_before
+                            .iter()
+                            .map(|(other, n)| (other.to_string(), *n))
                             .collect(),
                     },
                 })
@@ -158,6 +163,12 @@ impl Engine {
                         .sources
                         .iter()
                         .filter_map(|(name, c)| Some((EventSource::from_name(name)?, *c)))
+                        .collect(),
+                    failed_before: st
+                        .failed_before
+                        .iter()
+                        .filter_map(|(id, n)| Some((ClusterId::try_from(id.clone()).ok()?, *n)))
+                        .take(MAX_FAILED_BEFORE)
                         .collect(),
                     // Stacks and frames are not persisted (see `ClusterDetail::frames`).
                     ..RootStats::default()

@@ -1,11 +1,11 @@
 //! One cluster's list row ([`ClusterSummary`]), summed over its roots at query time, and
 //! its display name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{ClusterQuery, ClusterSummary, State, NANOS_PER_MIN, NANOS_PER_SEC, RATE_WINDOW_SECS};
 use crate::batch::cut;
-use crate::cluster::RootIndex;
+use crate::cluster::{ClusterId, RootIndex};
 use crate::emergence::{judge, Thresholds};
 use crate::template::{KeyIndex, TemplateId};
 
@@ -26,6 +26,7 @@ impl State {
         let now_sec = q.now_unix_nanos.div_euclid(NANOS_PER_SEC);
         let (mut in_query, mut current, mut baseline) = (0u64, 0u64, 0u64);
         let mut services: Vec<String> = Vec::new();
+        let mut failed_before: BTreeMap<ClusterId, u64> = BTreeMap::new();
         let mut severity = "";
         let query_from = q.window_secs.map(|w| {
             q.now_unix_nanos
@@ -67,7 +68,17 @@ impl State {
                     severity = s;
                 }
             }
+            for (&other, &n) in &rs.failed_before {
+                // A pattern merged or renamed since is counted under its current id (its
+                // own id when it merged into this one); one that left is dropped.
+                let groups_live = |c: ClusterId| self.roots.is_live(c);
+                if let Some(other) = self.cluster_aliases.resolve(other, groups_live) {
+                    *failed_before.entry(other).or_insert(0) += n;
+                }
+            }
         }
+        let mut failed_before: Vec<(ClusterId, u64)> = failed_before.into_iter().collect();
+        failed_before.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         if query_from.is_none() {
             in_query = count;
         }
@@ -140,6 +151,7 @@ impl State {
             name,
             example_template: example,
             count,
+            failed_before,
             reports,
             window_count: in_query,
             last_minute_count: last_minute,

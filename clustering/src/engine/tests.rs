@@ -237,6 +237,49 @@ fn two_roots_of_one_pattern_in_one_trace_count_once() {
 }
 
 #[test]
+fn a_request_that_failed_in_two_patterns_says_so_and_keeps_it_across_a_restart() {
+    let engine = Engine::new(ClusteringConfig::default());
+    let t0 = 1_700_000_000 * NANOS_PER_SEC;
+    // A hung callee: the dial times out, and the retry's connection waits for headers
+    // until the request's deadline. Two error kinds, one failed request.
+    let dial = "Get \"http://127.0.0.1:9/x\": dial tcp 127.0.0.1:9: i/o timeout";
+    let wait = "Get \"http://127.0.0.1:9/x\": context deadline exceeded";
+    let traced = |text, trace, t| ErrorEvent {
+        trace_id: Some(trace),
+        ..event(text, "a", t)
+    };
+    let other = "00f92f3577b34da6a3ce929d0e0e4736";
+    let d = engine.observe_from(&traced(dial, TRACE, t0), EventSource::Span);
+    let w = engine.observe_from(&traced(wait, TRACE, t0 + 1), EventSource::Span);
+    // Its log line is an echo of the second failure: nothing more is shared.
+    engine.observe_from(&traced(wait, TRACE, t0 + 2), EventSource::FileLog);
+    // A request that only waited: its own failure, shared with nothing.
+    engine.observe_from(&traced(wait, other, t0 + 3), EventSource::Span);
+    engine.maintain();
+    let (d, w) = (d.cluster.expect("dial"), w.cluster.expect("wait"));
+    assert_ne!(d, w, "two error kinds, two patterns");
+    let summary = |id| {
+        engine
+            .clusters(&ClusterQuery::default())
+            .into_iter()
+            .find(|s| s.id == id)
+            .expect("listed")
+    };
+    assert_eq!(summary(w).count, 2);
+    assert_eq!(summary(w).failed_before, vec![(d, 1)]);
+    assert_eq!(summary(d).count, 1);
+    assert!(summary(d).failed_before.is_empty(), "it failed first");
+    let restored =
+        Engine::from_snapshot(engine.snapshot(), ClusteringConfig::default()).expect("restored");
+    let again = restored
+        .clusters(&ClusterQuery::default())
+        .into_iter()
+        .find(|s| s.id == w)
+        .expect("listed after a restart");
+    assert_eq!(again.failed_before, vec![(d, 1)]);
+}
+
+#[test]
 fn the_current_rate_is_the_last_minute_and_values_beyond_the_top_are_counted() {
     let config = ClusteringConfig {
         top_values: 2,

@@ -7,7 +7,7 @@ use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
 
 use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
 use super::grouping::{Signal, SignalWhat};
-use super::services::{counter_culprit, listener, owner, peers};
+use super::services::{calls, counter_culprit, listener, owner, peers};
 use super::{
     DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
     PatternInput, Relation, ServiceFacts, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS, MAX_TRACES,
@@ -39,6 +39,7 @@ pub(super) fn build(
     };
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
+    let failures = failures_of(&patterns);
     patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
@@ -268,10 +269,31 @@ pub(super) fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        failures,
         ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
+}
+
+/// Failed requests of `patterns`, each once: a request that failed with two of them (the
+/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
+/// taken off again here. A pattern that shares requests with itself (two patterns merged
+/// since) is taken off the same way.
+fn failures_of(patterns: &[&PatternInput]) -> u64 {
+    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
+    patterns
+        .iter()
+        .map(|p| {
+            let shared: u64 = p
+                .failed_before
+                .iter()
+                .filter(|(other, _)| ids.contains(other.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            p.count.saturating_sub(shared)
+        })
+        .sum()
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,
@@ -353,6 +375,16 @@ pub(super) fn relate(
         (Some(o), Some(c)) if peers.contains(&o) => (
             Relation::Peer,
             format!("{what} {o}, a peer of the culprit {c}"),
+        ),
+        // Further up or down the calls: a caller's caller waits on the culprit too, a
+        // callee's callee sees its requests stop.
+        (Some(o), Some(c)) if calls(&o, c, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which calls the culprit {c} through other services"),
+        ),
+        (Some(o), Some(c)) if calls(c, &o, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which the culprit {c} calls through other services"),
         ),
         (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
         (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {

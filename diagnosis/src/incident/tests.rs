@@ -1,4 +1,4 @@
-use faultline_series::{PortSide, SocketState, TrafficMetric};
+use faultline_series::{PortSide, ProcessMetric, SocketState, TrafficMetric};
 
 use super::addresses::{looked_up_host, peer_address, url_in};
 use super::build::stable_id;
@@ -18,6 +18,7 @@ fn pattern(id: &str, text: &str, services: &[&str], onset: i64, traces: &[&str])
         last_seen_unix_ms: onset + 5_000,
         count: 10,
         trace_ids: traces.iter().map(|s| s.to_string()).collect(),
+        failed_before: Vec::new(),
         status_echo: false,
     }
 }
@@ -656,6 +657,17 @@ fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_
             port: 8080,
             side: PortSide::Remote,
         },
+        // The edge's own side of them: seen with the agent started before the chain, its
+        // sockets climbing as the driver reconnected after a redeploy.
+        SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        },
+        SeriesKey::PortState {
+            port: 8080,
+            side: PortSide::Local,
+            state: SocketState::Established,
+        },
     ];
     let mut tracker = IncidentTracker::new();
     let incidents = run(
@@ -666,7 +678,7 @@ fn the_connections_of_untraced_clients_are_node_activity_unless_a_signal_of_the_
     );
     assert!(incidents.is_empty(), "{incidents:#?}");
     let signals = tracker.node_signals();
-    assert_eq!(signals.len(), 3, "{signals:#?}");
+    assert_eq!(signals.len(), 5, "{signals:#?}");
     for s in signals {
         assert!(
             s.reason
@@ -913,6 +925,7 @@ fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
         CulpritRole::Callee,
     );
     timeouts.example = Some("Get \"http://127.0.0.1:8082/x\": context deadline exceeded".into());
+    // orders' fds rose before stock failed: not a wait on stock, an incident of orders.
     let fds = SeriesKey::Process {
         name: "orders".into(),
         metric: faultline_series::ProcessMetric::OpenFds,
@@ -922,7 +935,7 @@ fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
         &mut tracker,
         T0 + 8_000,
         &[timeouts],
-        vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 + 3_000)],
+        vec![anomaly(close_wait(8082), T0), anomaly(fds, T0 - 10_000)],
     );
     assert_eq!(incidents.len(), 2, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
@@ -975,16 +988,165 @@ fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
         T0 + 20_000,
         &[panic],
         vec![
-            anomaly(sockets, T0 + 12_000),
+            anomaly(sockets.clone(), T0 + 12_000),
             anomaly(attempt_fails, T0 + 12_000),
         ],
     );
+    // The edge's sockets climbing as its untraced clients reconnect after their failed
+    // requests are theirs: a node signal, not a second incident.
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
-    let callers = &incidents[1];
-    assert_eq!(callers.culprit.service.as_deref(), Some("gateway"));
-    assert!(callers.hints.is_empty(), "{:#?}", callers.hints);
+    let signals = tracker.node_signals();
+    assert!(
+        signals
+            .iter()
+            .any(|s| s.anomaly.key == sockets && s.reason.starts_with("port 8080 of gateway")),
+        "{signals:#?}"
+    );
 }
 
+/// A callee that stops accepting holds its callers up: the caller's goroutines and fds
+/// pile up on the calls in flight, and so do the edge's above it (its fds dated a second
+/// before the first failure: series are sampled once a second). They are the
+/// callee's incident's evidence, listed as its callers', not incidents blaming the callers
+/// (the Go lab's listen-overflow raised three). A caller whose goroutines grew before the
+/// callee failed keeps its own incident.
+#[test]
+fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
+    let dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let fds = SeriesKey::Process {
+        name: "orders".into(),
+        metric: faultline_series::ProcessMetric::OpenFds,
+    };
+    let edge_fds = SeriesKey::Process {
+        name: "gateway".into(),
+        metric: faultline_series::ProcessMetric::OpenFds,
+    };
+    let counters = vec![
+        anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+        anomaly(goroutines.clone(), T0 + 2_000),
+        anomaly(fds.clone(), T0 + 3_000),
+        anomaly(edge_fds.clone(), T0 - 1_000),
+    ];
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 10_000,
+        std::slice::from_ref(&dial),
+        counters,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(incident.culprit.service.as_deref(), Some("stock"));
+    let relation = |key: &SeriesKey| {
+        incident
+            .counters
+            .iter()
+            .find(|c| &c.anomaly.key == key)
+            .map(|c| (c.relation, c.relation_text.clone()))
+            .unwrap_or_else(|| panic!("{key:?} is not listed: {incident:#?}"))
+    };
+    assert_eq!(relation(&goroutines).0, Relation::Peer);
+    assert_eq!(relation(&fds).0, Relation::Peer);
+    let (edge, text) = relation(&edge_fds);
+    assert_eq!(edge, Relation::Peer, "{text}");
+    assert!(
+        text.contains("gateway") && text.contains("through"),
+        "{text}"
+    );
+    assert_eq!(
+        incident.counters[0].anomaly.key,
+        SeriesKey::ListenQueue { port: 8082 },
+        "the culprit's own counter leads"
+    );
+
+    // orders' goroutines grew 20 s before stock failed: not a wait on stock.
+    let counters = vec![
+        anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+        anomaly(goroutines.clone(), T0 - 20_000),
+    ];
+    let incidents = run(&mut IncidentTracker::new(), T0 + 10_000, &[dial], counters);
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+    assert!(incidents
+        .iter()
+        .any(|i| i.culprit.service.as_deref() == Some("orders")));
+}
+
+/// A hung callee fails its callers' requests in two ways: the dial times out while its
+/// listen queue is full, the connections it queued wait for headers until the deadline.
+/// Two error kinds, two patterns, one incident that counts each failed request once: a
+/// request that failed both ways (its retry) is in both patterns' counts; the untraced
+/// echo retells failures already counted.
+#[test]
+fn an_incident_counts_each_failed_request_once_across_its_patterns() {
+    let mut wait = blamed(
+        pattern(
+            "wait",
+            "Get \"<url>\": context deadline exceeded",
+            &["orders"],
+            T0,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    wait.count = 500;
+    // 7 of its requests had failed with the dial timeout first; 3 with a pattern of
+    // another incident (not this one's to take off).
+    wait.failed_before = vec![("dial".into(), 7), ("elsewhere".into(), 3)];
+    let mut dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0 + 100,
+            &["t2", "t3"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    dial.count = 106;
+    let mut gin = pattern(
+        "gin",
+        "GET <url>: <num> Bad Gateway",
+        &["gateway"],
+        T0 - 200,
+        &[],
+    );
+    gin.example = Some("GET http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway".into());
+    gin.status_echo = true;
+    gin.count = 599;
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[wait, dial, gin],
+        vec![],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let ids: Vec<&str> = incidents[0]
+        .patterns
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(ids, ["wait", "dial", "gin"]);
+    assert_eq!(incidents[0].failures, 500 + 106 - 7);
+}
+
+/// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
+/// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
 /// The demo's EOF (its second incident): gateway's Gin line `Error #01: GET
 /// http://127.0.0.1:8081/v1/orders/7: 502 Bad Gateway` carries no trace id, so its
 /// pattern shares no trace with the EOF it echoes and has no culprit. It joins the EOF's
@@ -1264,6 +1426,94 @@ fn addresses_and_names_are_read_from_error_texts() {
     );
     assert_eq!(stable_id("a", 1_000), stable_id("a", 1_999));
     assert_ne!(stable_id("a", 1_000), stable_id("b", 1_000));
+}
+
+#[test]
+fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_incident() {
+    // Seen on the Go lab's quiet run under load 22: after the edge restarted, a mid service's
+    // goroutines went 16 → 43 for ten seconds with its open fds 15 → 33 (its callers opened
+    // more connections while the node stalled). A leak adds goroutines blocked on a channel,
+    // its fds flat.
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let fds = SeriesKey::Process {
+        name: "orders".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    // 60 points from T0; the change at point 40.
+    let history = |fds_after: f64| CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: fds.clone(),
+            points: (0..60)
+                .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
+                .collect(),
+        }],
+    };
+    let rise = |reached: f64| {
+        let mut a = anomaly(goroutines.clone(), T0 + 40_000);
+        a.before = 16.0;
+        a.reached = reached;
+        a.latest = reached;
+        a
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 59_000,
+        &[],
+        report(vec![rise(43.0)]),
+        &history(33.0),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let signals = tracker.node_signals();
+    assert_eq!(signals.len(), 1, "{signals:#?}");
+    assert!(
+        signals[0]
+            .reason
+            .starts_with("orders: its goroutines rose 16 → 43 with its open fds 15 → 33"),
+        "{}",
+        signals[0].reason
+    );
+
+    // Beside a CLOSE-WAIT leak of the same service (its hung handlers hold connections), they
+    // join its incident.
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 59_000,
+        &[],
+        report(vec![anomaly(close_wait(8081), T0 + 38_000), rise(43.0)]),
+        &history(33.0),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].counters.len(), 2, "{incidents:#?}");
+    assert!(tracker.node_signals().is_empty());
+
+    // A leak: thousands of goroutines, the fds where they were.
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 59_000,
+        &[],
+        report(vec![rise(4_314.0)]),
+        &history(16.0),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
 }
 
 #[test]
