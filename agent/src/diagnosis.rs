@@ -139,6 +139,8 @@ pub struct ConfiguredFacts {
     /// Where each service's requests and failures per second are counted (from its SERVER
     /// spans and access lines): judged beside the node's counters.
     pub traces: Option<Traffic>,
+    /// Where a leaking service's goroutines wait, as [`crate::stacks`] last read it.
+    pub stacks: Arc<crate::stacks::StackBoard>,
 }
 
 /// The trace store, read for the services' request and failure rates.
@@ -162,6 +164,7 @@ impl ConfiguredFacts {
             listen_ports: BTreeMap::new(),
             listeners: None,
             traces: None,
+            stacks: Arc::default(),
         }
     }
 
@@ -743,6 +746,7 @@ fn service_facts(
     for (name, url) in &configured.goroutine_urls {
         if let Some(f) = facts.get_mut(name) {
             f.goroutine_url = Some(url.clone());
+            f.top_stack = configured.stacks.get(name);
         }
     }
     facts.into_values().collect()

@@ -333,6 +333,16 @@ pub async fn serve(
         pipeline_counters,
         board.clone(),
     );
+    // Where a leaking service's goroutines wait, read while an incident counts them.
+    let stacks = Arc::new(crate::stacks::StackBoard::default());
+    tasks.push((
+        "goroutine stacks",
+        tokio::spawn(crate::stacks::run(
+            board.clone(),
+            stacks.clone(),
+            stop.child_token(),
+        )),
+    ));
     tasks.push((
         "diagnosis",
         tokio::spawn(diagnosis::run(
@@ -345,6 +355,7 @@ pub async fn serve(
                     counters: counters.clone(),
                 }),
                 traces: Some(diagnosis::Traffic(traces.clone())),
+                stacks,
                 ..diagnosis::ConfiguredFacts::from_tasks(
                     settings
                         .tasks

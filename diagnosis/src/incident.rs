@@ -177,6 +177,9 @@ pub struct ServiceFacts {
     pub pid: Option<u32>,
     /// Its goroutine dump with stacks (pprof `debug=2`), when known.
     pub goroutine_url: Option<String>,
+    /// Where most of its goroutines wait, as last read from that dump ("300 of 303 goroutines
+    /// wait in [chan send] at main.leak.func1 (main.go:13) ..."), when it was read.
+    pub top_stack: Option<String>,
 }
 
 /// Everything one update reads.

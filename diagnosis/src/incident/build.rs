@@ -196,6 +196,7 @@ pub(super) fn build(
         host,
         pid: facts.and_then(|f| f.pid),
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
+        top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };

@@ -809,6 +809,40 @@ fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
 }
 
 #[test]
+fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
+    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
+    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
+    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+    let mut services = chain();
+    services.push(ServiceFacts {
+        service: "blobstore".into(),
+        listen_ports: vec![9400],
+        ..ServiceFacts::default()
+    });
+    services[1].called_ports = vec![8082, 9400];
+    let leak = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(leak, T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+    assert_eq!(inc.hints[0].rule_id, "close-wait-leak");
+}
+
+#[test]
 fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
     // orders calls a database on :5432 that sends no spans: the port is known only as
     // where orders' calls go.
