@@ -898,6 +898,7 @@ mod tests {
             ("read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer", "connection-reset"),
             ("dial tcp <IP>:<NUM>: connect: connection refused", "connection-refused"),
             ("context deadline exceeded (Client.Timeout exceeded while awaiting headers)", "timeout"),
+            ("Get \"<url>\": net/http: timeout awaiting response headers", "timeout"),
             ("accept tcp [::]:<NUM>: accept4: too many open files", "too-many-open-files"),
             ("panic: runtime error: invalid memory address or nil pointer dereference", "panic"),
             ("dial tcp: lookup <*>.invalid on <IP>:<NUM>: no such host", "dns-failure"),
