@@ -323,23 +323,7 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 /// Reads a small UTF-8 file a person wrote, refusing one larger than
 /// [`MAX_CONFIG_FILE_BYTES`] (read no further than that, so an endless file ends too).
 pub fn read_small_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "is not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("is larger than {} MiB", MAX_CONFIG_FILE_BYTES >> 20),
-        ));
-    }
+    let bytes = faultline_export::read_bounded(path, MAX_CONFIG_FILE_BYTES)?;
     String::from_utf8(bytes)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }

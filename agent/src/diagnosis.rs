@@ -1,5 +1,6 @@
 //! The diagnosis loop: once a second, the counter anomalies and the incidents over the
-//! agent's stores, kept for the web's `IncidentView`.
+//! agent's stores, kept on an [`IncidentBoard`] that the web's `DiagnosisView` and the
+//! exporter read.
 //!
 //! Execution model: one tokio task ([`run`]) ticks every `[diagnosis] interval_ms`; each tick
 //! reads the stores through the same read-only views the web serves (counters snapshot,
@@ -34,9 +35,7 @@ use faultline_diagnosis::incident::{
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
-use faultline_web::model::{
-    self as web, CountersSnapshot, IncidentView, IncidentsDocument, TraceQuery,
-};
+use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument, TraceQuery};
 use faultline_web::Views;
 use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
@@ -87,6 +86,15 @@ pub struct NodeFacts {
 }
 
 impl IncidentBoard {
+    /// The latest incidents document (an empty one before the first run). Called on every
+    /// request and export: the document is behind an `Arc`, replaced after each run.
+    pub fn incidents(&self) -> Arc<IncidentsDocument> {
+        match self.doc.read() {
+            Ok(doc) => doc.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Replaces the document the web serves.
     pub(crate) fn set(&self, doc: IncidentsDocument) {
         replace(&self.doc, Arc::new(doc));
@@ -114,15 +122,6 @@ fn replace<T>(slot: &RwLock<Arc<T>>, value: Arc<T>) {
     }
 }
 
-impl IncidentView for IncidentBoard {
-    fn incidents(&self) -> Arc<IncidentsDocument> {
-        match self.doc.read() {
-            Ok(doc) => doc.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
 /// The service facts the configuration gives: each `[[tasks]]` target's goroutine page and
 /// each `[[counters.processes]]` target's listening port; and where to read who listens on
 /// which port now.
@@ -140,6 +139,8 @@ pub struct ConfiguredFacts {
     /// Where each service's requests and failures per second are counted (from its SERVER
     /// spans and access lines): judged beside the node's counters.
     pub traces: Option<Traffic>,
+    /// Where a leaking service's goroutines wait, as [`crate::stacks`] last read it.
+    pub stacks: Arc<crate::stacks::StackBoard>,
 }
 
 /// The trace store, read for the services' request and failure rates.
@@ -163,6 +164,7 @@ impl ConfiguredFacts {
             listen_ports: BTreeMap::new(),
             listeners: None,
             traces: None,
+            stacks: Arc::default(),
         }
     }
 
@@ -479,6 +481,16 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    let agent_ports = match &facts.listeners {
+        Some(node) => {
+            // The services' ports (spans', configured) have their listen queues recorded
+            // from the next sample on, not only while among the fullest N.
+            node.counters
+                .watch_service_ports(services.iter().flat_map(|s| s.listen_ports.iter().copied()));
+            node.counters.agent_ports()
+        }
+        None => Vec::new(),
+    };
     let tracker = &mut kept.tracker;
     let incidents = tracker
         .update(
@@ -489,6 +501,7 @@ pub fn diagnose(
                 services: &services,
                 history: &history,
                 api: Some(api),
+                agent_ports: &agent_ports,
             },
             &settings.rules,
         )
@@ -603,6 +616,11 @@ fn diagnosed_patterns(
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
+                failed_before: s
+                    .failed_before
+                    .iter()
+                    .map(|f| (f.pattern_id.clone(), f.count))
+                    .collect(),
                 status_echo,
             }
         })
@@ -739,6 +757,7 @@ fn service_facts(
     for (name, url) in &configured.goroutine_urls {
         if let Some(f) = facts.get_mut(name) {
             f.goroutine_url = Some(url.clone());
+            f.top_stack = configured.stacks.get(name);
         }
     }
     facts.into_values().collect()

@@ -48,11 +48,12 @@
 //!
 //!    Either way the level reached must pass the baseline's own extreme: a series that
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
-//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
-//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level; a rise of CLOSE-WAIT
-//!    or FIN-WAIT-2, or of a port's total, must come with the port's connections (less
-//!    TIME-WAIT) growing by half as much (a pool's idle connections closed by their server
-//!    change state, a leak adds connections).
+//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's closes, must also
+//!    reach [`TIME_WAIT_RATIO`] times its usual level and climb at least
+//!    [`MIN_SOCKET_CHANGE`] as a ramp too (from an empty port, ten closes double nothing); a
+//!    rise of CLOSE-WAIT or FIN-WAIT-2, or of a port's total, must come with the port's
+//!    connections (less TIME-WAIT) growing by half as much (a pool's idle connections closed
+//!    by their server change state, a leak adds connections).
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -456,7 +457,23 @@ pub fn detect(
             baseline.highest = before.fold(baseline.highest, |m, &v| m.max(v));
         }
         let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
-        if let Some(mut a) = judge(
+        // A climbing baseline is extrapolated for rises (a series still climbing as it did
+        // is no break), never for falls: a request rate levelling off after its service's
+        // start-up is below where its climb would have gone, and has not fallen. A fall is
+        // judged from where the climb had got to: the baseline's latest third, flat. Seen on
+        // the Go lab with the agent started before the chain: the edge's request rate,
+        // redeployed a minute before the dns fault, "fell 29.2/s → 20.2/s" at its usual 20/s,
+        // and dated the fault's incident 39 s before the fault.
+        let settled = (baseline.slope != 0.0 && rule.falls).then(|| Baseline {
+            rises: false,
+            ..Baseline::of(
+                &base[base.len() - base.len() / 3..],
+                0.0,
+                series_split - 1,
+                counts_per_point(&series.key),
+            )
+        });
+        let judged = judge(
             history,
             &series.key,
             &points,
@@ -464,8 +481,11 @@ pub fn detect(
             &baseline,
             limit,
         )
-        .filter(|a| !pool_turned_over(history, a, &base, len))
-        {
+        .or_else(|| {
+            let settled = settled.as_ref()?;
+            judge(history, &series.key, &points, series_split, settled, limit)
+        });
+        if let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) {
             // An upper bound shows no rise: another port's churn moves the smallest port
             // counted, and a change dated there came before the series' own. Seen on the Go
             // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
@@ -623,6 +643,9 @@ struct Baseline {
     /// Longest run of baseline points above the band: a series that already broke out for
     /// that long in its baseline is bursty.
     longest_burst: usize,
+    /// Whether rises are judged against it: not against the flat stand-in of a climbing
+    /// baseline that judges falls only (see [`detect`]).
+    rises: bool,
 }
 
 impl Baseline {
@@ -646,6 +669,7 @@ impl Baseline {
             slope,
             anchor,
             longest_burst: 0,
+            rises: true,
         };
         let mut run = 0;
         for &v in &ordered {
@@ -757,20 +781,27 @@ fn judge(
     // A ramp is a climb out of a settled level: a series still climbing from its start, or
     // one that bursts out of its band in its baseline, has no such level.
     let ramps = b.slope == 0.0 && !b.bursty();
-    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]).
+    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]) and
+    // climbed as far as a step of sockets, also as a ramp: it does not leak one socket at a
+    // time like CLOSE-WAIT, a storm adds tens a second. Seen on the Go lab's quiet run: the
+    // edge's TIME-WAIT went 0 → 10 in 4 s as it closed the traffic driver's idle connections,
+    // twice nothing and past the ramp minimum of eight.
     let rises = !matches!(
         key,
         SeriesKey::PortState {
             state: SocketState::TimeWait,
             ..
         }
-    ) || known
-        .last()
-        .is_some_and(|&(_, latest)| latest >= TIME_WAIT_RATIO * b.level);
+    ) || known.last().is_some_and(|&(_, latest)| {
+        latest >= TIME_WAIT_RATIO * b.level && latest - b.level >= MIN_SOCKET_CHANGE
+    });
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
-        if dir == 0 || (dir < 0 && !rule.falls) || (dir > 0 && !rises) {
+        if dir == 0
+            || (dir < 0 && (!rule.falls || b.slope != 0.0))
+            || (dir > 0 && (!rises || !b.rises))
+        {
             continue;
         }
         if !known[k - PERSIST..k].iter().all(|&(_, x)| b.side(x) != dir) {
@@ -1280,6 +1311,31 @@ mod tests {
     }
 
     #[test]
+    fn ten_closes_on_an_empty_port_are_no_storm_and_a_storm_from_nothing_is_raised() {
+        // Seen on the Go lab's quiet run (seed 9300): the edge's own TIME-WAIT went 0 → 10 in
+        // 4 s as it closed the traffic driver's idle connections: twice nothing, and past the
+        // ramp minimum of eight. A caller opening a connection per call (three calls a
+        // request, twenty requests a second) leaves sixty a second.
+        let key = port_state(41000, PortSide::Local, SocketState::TimeWait);
+        let start = 400;
+        let mut closes = vec![Some(0.0); 600];
+        let mut storm = closes.clone();
+        let climb = [1.0, 3.0, 4.0, 6.0, 8.0, 10.0, 10.0, 11.0, 12.0, 12.0];
+        for (j, p) in closes[start..].iter_mut().enumerate() {
+            *p = Some(climb.get(j).copied().unwrap_or(12.0));
+        }
+        let h = history(vec![(key.clone(), closes)]);
+        assert_eq!(raised_at(&h, &key, start, 599), None);
+
+        for (j, p) in storm[start..].iter_mut().enumerate() {
+            *p = Some((60.0 * (j as f64 + 1.0)).min(3_600.0));
+        }
+        let h = history(vec![(key.clone(), storm)]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
     fn pooled_connections_closed_idle_by_their_server_are_no_close_wait_leak() {
         // Seen on the Go lab's quiet run: the edge closes the traffic driver's idle pooled
         // connections, which sit in CLOSE-WAIT on the driver's side (FIN-WAIT-2 on the
@@ -1708,6 +1764,63 @@ mod tests {
         let a = &report.anomalies[0];
         assert_eq!(a.direction, Direction::Fall);
         assert_eq!(a.label, "ledger request rate");
+    }
+
+    #[test]
+    fn a_request_rate_levelling_off_after_a_redeploy_is_no_fall_and_a_fall_after_it_is() {
+        // Seen on the Go lab with the agent started before the chain: a first deploy of the
+        // edge served 20/s, was stopped for 30 s and started again; its baseline (from the
+        // stop the agent saw) climbed from none to 20/s, and judged against that climb, the
+        // rate levelling off at 20/s "fell 29.2/s → 20.2/s". Then its callers' lookups fail.
+        let stopped = 300..330;
+        let fails_at = 420;
+        let counts = |fail: bool| -> Vec<u32> {
+            let mut noise = Noise(13);
+            (0..500)
+                .map(|i| {
+                    if stopped.contains(&i) || (fail && i >= fails_at) {
+                        0
+                    } else {
+                        (20.0 + 8.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                    }
+                })
+                .collect()
+        };
+        let requests = SeriesKey::ServiceTraffic {
+            service: "edge".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let restart = ServiceStart {
+            service: "edge".into(),
+            at_unix_ms: START + 300_000,
+            ..ServiceStart::default()
+        };
+        let config = AnomalyConfig::default();
+        let series = |fail: bool| {
+            let points =
+                crate::history::traffic_points(START / 1000, &counts(fail), START, 1000, 500);
+            history(vec![(requests.clone(), points)])
+        };
+        let level = series(false);
+        assert_no_break(&level, 330..=499, std::slice::from_ref(&restart), &config);
+
+        let fall = series(true);
+        let raised = (fails_at..500).find(|&end| {
+            detect(
+                &at(&fall, end),
+                &[],
+                std::slice::from_ref(&restart),
+                &config,
+            )
+            .anomalies
+            .iter()
+            .any(|a| a.key == requests && a.direction == Direction::Fall)
+        });
+        let at_end = raised.expect("the fall after the warm-up is raised");
+        assert!(
+            at_end <= fails_at + 5 + SETTLE_POINTS + 2,
+            "raised at {at_end}"
+        );
     }
 
     #[test]

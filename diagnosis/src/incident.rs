@@ -25,8 +25,10 @@
 //! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
-//! (requests, failures) joins an incident of its service or a peer and opens one only when
-//! nothing else explains it.
+//! (requests, failures) joins an incident of its service or a peer within the window; alone
+//! it is node activity. So is a rise of a service's goroutines that came with as many more
+//! open fds (connections its callers opened: a burst of load, a stalling node), where a leak
+//! adds goroutines without connections.
 //!
 //! Node activity is not an incident. A counter of a port no known service owns — no service
 //! listens there (from spans or a configured `[[counters.processes]] listen_port`) and no
@@ -37,7 +39,12 @@
 //! is a node-wide series that neither joined an incident nor counts failures. Seen on the
 //! Go lab's quiet run (10 minutes, no fault): all nine false incidents but one were ports of
 //! other processes — two noise processes' churn of 1 to 40 loopback connections and the
-//! agent's own scrapes of goroutine pages.
+//! agent's own scrapes of goroutine pages. The same holds for the connections of a
+//! service's clients when none of them is a known service (TIME-WAIT on its port, CLOSE-WAIT
+//! or sockets towards it, with no caller's span and no service calling the port): an
+//! untraced client — a load balancer, a traffic driver, a curl loop — connects as it likes,
+//! and such a change names no culprit. Seen on the Go lab: the traffic driver's pool towards
+//! the edge raised culprit-less incidents on a quiet node and beside the dns fault.
 //!
 //! Bounds: at most [`MAX_INCIDENTS`] incidents are kept (the oldest inactive ones go
 //! first); each lists at most [`MAX_PATTERNS`] patterns, [`MAX_COUNTERS`] counters and
@@ -59,17 +66,23 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::SeriesKey;
+use faultline_series::{ProcessMetric, SeriesKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::anomaly::{AnomalyReport, CounterAnomaly, Direction, BAND_Z, PERSIST};
+use crate::baseline::{median, MIN_BASELINE_POINTS};
 use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
+use crate::text::number;
 
 use build::build;
-use grouping::{group, involves, join_untraced_echoes, same_port, Signal, SignalWhat};
-use services::{closing_callee, counter_culprit, downstream, owner, peers, traffic_service};
+use grouping::{
+    group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
+};
+use services::{
+    closing_callee, counter_culprit, downstream, owner, peers, task_owner, unknown_clients,
+};
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
 /// counters seconds to tens of seconds before the first error line, and its echoes upstream
@@ -94,6 +107,11 @@ pub const MAX_TRACES: usize = 20;
 /// when it started: its first look at the logs and receivers finds the failures of an outage
 /// in progress within a second or two, so its onset is not when the fault began.
 pub const FIRST_LOOK_MS: i64 = 5_000;
+/// How long before a failure's onset a caller's counter may be dated and still be waiting on
+/// it: series are sampled once a second and a change is dated where its fit begins, a second
+/// or two before the first failed call is reported (seen on the Go lab's listen-overflow: the
+/// edge's TIME-WAIT dated 1 s before the callee's first failure).
+pub const UPSTREAM_SLACK_MS: i64 = 5_000;
 
 /// Who an error pattern's failures are attributed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -129,6 +147,9 @@ pub struct PatternInput {
     pub count: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id: failed requests counted in both.
+    pub failed_before: Vec<(String, u64)>,
     /// Its text only reports an HTTP error status (`GET <url>: 502 Bad Gateway`, `HTTP 502
     /// from GET /x`): how a failure echoes up the call chain, not what failed.
     pub status_echo: bool,
@@ -156,6 +177,9 @@ pub struct ServiceFacts {
     pub pid: Option<u32>,
     /// Its goroutine dump with stacks (pprof `debug=2`), when known.
     pub goroutine_url: Option<String>,
+    /// Where most of its goroutines wait, as last read from that dump ("300 of 303 goroutines
+    /// wait in [chan send] at main.leak.func1 (main.go:13) ..."), when it was read.
+    pub top_stack: Option<String>,
 }
 
 /// Everything one update reads.
@@ -174,6 +198,11 @@ pub struct DiagnosisInput<'a> {
     pub history: &'a CounterHistory,
     /// The agent's own API base URL, for the hints' commands.
     pub api: Option<&'a str>,
+    /// The agent's own listening ports (its web and OTLP listeners): their sockets are the
+    /// agent's own traffic (API polls, OTLP posts), neither a service's signal nor another
+    /// program's activity. Seen on every Go lab run: the driver's polls of the API left
+    /// `TIME-WAIT :<web port>` node signals.
+    pub agent_ports: &'a [u16],
 }
 
 /// The service an incident is attributed to.
@@ -256,6 +285,12 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
+    /// Failed requests, each counted once: its patterns' occurrences (one per trace, one per
+    /// untraced record), less those in traces that had already failed with another of its
+    /// patterns (a request that failed in two ways is in both). The untraced echoes that
+    /// joined it retell these failures and add nothing. 0 for an incident of counters only.
+    #[serde(default)]
+    pub failures: u64,
     /// Whether it was already going on when this agent started: its onset is the one a previous
     /// run of the agent recorded (restarted during an outage), or, when the agent had no record
     /// of it, the agent's first look (onset unknown: some time before the start).
@@ -332,6 +367,7 @@ impl IncidentTracker {
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
         let mut unowned = Vec::new();
+        let mut untraced_clients = Vec::new();
         for p in input.patterns {
             signals.push(Signal {
                 onset: p.onset_unix_ms,
@@ -344,6 +380,9 @@ impl IncidentTracker {
             });
         }
         for a in &input.anomalies.anomalies {
+            if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;
@@ -352,34 +391,44 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
+            let closing = closing_callee(a, input.patterns, input.services);
+            if closing.is_none() {
+                if let Some(service) = unknown_clients(&a.key, input.services) {
+                    untraced_clients.push((a, service));
+                    continue;
+                }
+            }
+            let culprit = closing.or_else(|| counter_culprit(&a.key, input.services));
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
-                culprit: closing_callee(a, input.patterns, input.services)
-                    .or_else(|| counter_culprit(&a.key, input.services)),
+                culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
             };
             // A service's traffic says that something changed for it, not where: its
             // requests fall when its callers cannot reach it (their lookups fail), its
-            // failures rise with any fault below it.
-            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) {
-                secondary.push(signal);
+            // failures rise with any fault below it. Goroutines that follow new connections
+            // say that its callers opened more, not that it leaks.
+            if let SeriesKey::ServiceTraffic { service, .. } = &a.key {
+                secondary.push((signal, service.clone(), None));
+            } else if let Some((service, why)) =
+                follows_connections(a, input.services, input.history)
+            {
+                secondary.push((signal, service, Some(why)));
             } else {
                 signals.push(signal);
             }
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
-        // Service traffic joins a group of its service or a peer that started within the
-        // window (a fall of requests, also of a service further down from the culprit);
-        // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
-        // failed calls raised an incident that the fault's signals then continued.
+        join_upstream_waits(&mut groups, &mut signals, input.services);
+        // Service traffic, and goroutines following connections, join a group of their
+        // service or a peer that started within the window (a fall of requests, also of a
+        // service further down from the culprit); alone, they are node activity: traffic
+        // varies, and seen on the Go lab, a start-up's failed calls raised an incident that
+        // the fault's signals then continued.
         let mut node_signals = Vec::new();
-        for s in secondary {
-            let service = match &s.what {
-                SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
-                SignalWhat::Pattern(_) => String::new(),
-            };
+        for (s, service, follows) in secondary {
             let fall = matches!(&s.what, SignalWhat::Counter(a) if a.direction == Direction::Fall);
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -396,19 +445,28 @@ impl IncidentTracker {
             });
             match (home, &s.what) {
                 (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
-                    reason: format!(
-                        "{service}: its traffic changed with no error pattern or counter of it, \
-                         its callers or its callees within a minute; a service's traffic varies \
-                         (a start-up's failed calls, a client's burst), so it is evidence beside \
-                         a fault, not one by itself"
-                    ),
+                    reason: match follows {
+                        Some(why) => format!(
+                            "{service}: {why}, with no error pattern or counter of it, its \
+                             callers or its callees within a minute; its callers opened more \
+                             connections (a burst of load, a stall of the node), and a leak adds \
+                             goroutines without connections"
+                        ),
+                        None => format!(
+                            "{service}: its traffic changed with no error pattern or counter of \
+                             it, its callers or its callees within a minute; a service's traffic \
+                             varies (a start-up's failed calls, a client's burst), so it is \
+                             evidence beside a fault, not one by itself"
+                        ),
+                    },
                     anomaly: (*a).clone(),
                 }),
                 (home, _) => {
                     let mut s = s;
-                    // Joining a group, a fall of requests names no culprit of its own: the
-                    // group's signals say where the fault lives.
-                    if fall {
+                    // Joining a group, a fall of requests or goroutines following
+                    // connections name no culprit of their own: the group's signals say where
+                    // the fault lives.
+                    if fall || follows.is_some() {
                         s.culprit = None;
                     }
                     signals.push(s);
@@ -420,9 +478,14 @@ impl IncidentTracker {
                 }
             }
         }
-        // A port no known service owns joins a group one of whose signals is about that
-        // port; alone, it is node activity.
-        for a in unowned {
+        // A port no known service owns, or the connections of a service's clients none of
+        // which is a known service, joins a group one of whose signals is about that port;
+        // alone, it is node activity.
+        let unowned = unowned
+            .into_iter()
+            .map(|a| (a, None))
+            .chain(untraced_clients.into_iter().map(|(a, s)| (a, Some(s))));
+        for (a, clients_of) in unowned {
             let s = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit: None,
@@ -441,12 +504,19 @@ impl IncidentTracker {
                     groups[g].push(signals.len() - 1);
                 }
                 None => node_signals.push(NodeSignal {
-                    reason: match a.key.port() {
-                        Some(p) => format!(
+                    reason: match (clients_of, a.key.port()) {
+                        (Some(service), Some(p)) => format!(
+                            "port {p} of {service}: these are its clients' connections, and \
+                             no known service calls it (no caller's span, no configured \
+                             caller) — an untraced client such as a load balancer, a traffic \
+                             driver or a curl loop, whose way of connecting is its own; no \
+                             error pattern names the port"
+                        ),
+                        (_, Some(p)) => format!(
                             "port {p}: no known service listens there or calls it, and no \
                              error pattern names it — another program's activity on the node"
                         ),
-                        None => "no known service owns this series".to_owned(),
+                        (_, None) => "no known service owns this series".to_owned(),
                     },
                     anomaly: a.clone(),
                 }),
@@ -575,6 +645,69 @@ impl IncidentTracker {
     }
 }
 
+/// The service whose goroutines rose in `a`, when its process's open fds rose at least half
+/// as much over the same time, with the two rises in words. A Go server runs a goroutine per
+/// connection it serves (its own calls two per connection), so goroutines that come with
+/// connections are its callers opening more — a burst of load, a node stalling under other
+/// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
+/// quiet run under load 22: a mid service's goroutines went 16 → 43 for ten seconds after the
+/// edge restarted, its fds 15 → 33, and that was an incident "goroutines grow without bound".
+fn follows_connections(
+    a: &CounterAnomaly,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<(String, String)> {
+    let SeriesKey::Task { target, .. } = &a.key else {
+        return None;
+    };
+    if a.direction != Direction::Rise {
+        return None;
+    }
+    let service = task_owner(target, services);
+    let processes = services
+        .iter()
+        .find(|s| s.service == service)
+        .map_or(&[][..], |s| s.processes.as_slice());
+    let fds = history.series.iter().find(|s| {
+        matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
+            if name == service || processes.contains(name))
+    })?;
+    let step = history.step_ms.max(1);
+    let at =
+        usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step)).ok()?;
+    let mut usual: Vec<f64> = fds
+        .points
+        .get(at.saturating_sub(MIN_BASELINE_POINTS)..at)?
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let reached = fds
+        .points
+        .get(at..)?
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(f64::max)?;
+    if usual.is_empty() {
+        return None;
+    }
+    let before = median(&mut usual);
+    let rise = a.reached - a.before;
+    (reached - before >= rise / 2.0).then(|| {
+        (
+            service.to_owned(),
+            format!(
+                "its goroutines rose {} → {} with its open fds {} → {}",
+                number(a.before),
+                number(a.reached),
+                number(before),
+                number(reached)
+            ),
+        )
+    })
+}
+
 /// Whether an incident has an error pattern whose culprit is known: an error the failing
 /// calls reported, placed by attribution. That outranks any incident of counters alone,
 /// however many kinds of evidence those gather: a counter moves with load, warm-ups and the
@@ -595,31 +728,52 @@ fn support(i: &Incident) -> u8 {
         + u8::from(!i.hints.is_empty())
 }
 
-/// Re-reads a kept anomaly's series: its latest point, and whether its latest [`PERSIST`]
-/// points are still out of the band it left. Returns whether it is still active; a series
-/// the history no longer holds is not.
+/// Re-reads a kept anomaly's series: its latest point, and whether it is still the change
+/// it was raised for — its latest [`PERSIST`] points out of the band it left, and no run of
+/// [`PERSIST`] points back inside that band since it changed. Returns whether it is still
+/// active; a series the history no longer holds is not, and neither is a node-wide series
+/// (it moves with anything on the node, so it never keeps an incident going by itself).
+///
+/// A change that ended stays ended: the same series leaving its band again later is a new
+/// change, raised by the detector with its own onset and grouped with what caused it. Seen
+/// on the unseen lab (blind, 2026-12-05): a caller's error rate, listed in the incident of
+/// a callee that closed connections, went back to zero when that fault healed, rose again
+/// three minutes later because another callee was slow — and made the healed incident
+/// active again, ranked above the live one.
 fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
     let band = BAND_Z * a.noise;
-    let latest: Vec<f64> = history
-        .get(&a.key)
-        .map(|s| {
-            s.points
-                .iter()
-                .rev()
-                .flatten()
-                .take(PERSIST)
-                .copied()
-                .collect()
-        })
-        .unwrap_or_default();
     let out = |v: f64| match a.direction {
         Direction::Rise => v > a.before + band,
         Direction::Fall => v < a.before - band,
     };
-    if let Some(&v) = latest.first() {
+    let Some(series) = history.get(&a.key) else {
+        a.active = false;
+        return false;
+    };
+    let step = history.step_ms.max(1);
+    let changed = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
+        .unwrap_or(0);
+    let since: Vec<f64> = series
+        .points
+        .iter()
+        .skip(changed)
+        .flatten()
+        .copied()
+        .collect();
+    if let Some(&v) = since.last() {
         a.latest = v;
     }
-    a.active = latest.len() == PERSIST && latest.iter().all(|&v| out(v));
+    let mut inside = 0;
+    let mut ended = false;
+    for &v in &since {
+        inside = if out(v) { 0 } else { inside + 1 };
+        ended |= inside >= PERSIST;
+    }
+    let latest = &since[since.len().saturating_sub(PERSIST)..];
+    a.active = !ended
+        && !a.kind.is_node_wide()
+        && latest.len() == PERSIST
+        && latest.iter().all(|&v| out(v));
     a.active
 }
 

@@ -207,6 +207,10 @@ pub struct PatternContext<'a> {
     pub facts: &'a [ServiceFacts],
     /// The services that (re)started while the agent watched.
     pub starts: &'a [ServiceStart],
+    /// The agent's own listening ports (its web and OTLP listeners): their sockets are its
+    /// own traffic (API polls, OTLP posts), listed as unjudged with that reason, never ranked
+    /// as another program's move.
+    pub agent_ports: &'a [u16],
 }
 
 /// What on the node moved with one pattern: the answer of
@@ -442,6 +446,18 @@ pub fn what_moved_for(
     let mut unjudged = Vec::new();
     for c in candidates {
         doc.series_examined += 1;
+        if let Some(port) = c.key.port().filter(|p| context.agent_ports.contains(p)) {
+            doc.series_skipped += 1;
+            unjudged.push(MovedUnjudged {
+                key: c.key.clone(),
+                label: c.key.label(),
+                reason: format!(
+                    "port {port} is this agent's own listener (its web or OTLP port): its \
+                     sockets are the agent's own traffic"
+                ),
+            });
+            continue;
+        }
         let points = filled(&c, axis.len);
         // Rates (/s) have no floor on the size of a change; levels do.
         let min_change = if c.key.is_rate() {
@@ -783,6 +799,20 @@ fn relation(key: &SeriesKey, context: &PatternContext<'_>) -> (MovedRelation, St
             }
         }
     }
+    // Further along the calls: a caller's caller waits on the culprit too (its goroutines,
+    // its clients' connections), a callee's callee sees its requests stop. Nearest first.
+    for &(subject, _, _) in &subjects {
+        for (svc, via, up) in further_peers(subject, context.facts) {
+            if let Some(how) = belongs(key, &svc, facts(&svc)) {
+                let text = if up {
+                    format!("upstream caller's {how} ({svc}, calls {subject} through {via})")
+                } else {
+                    format!("downstream callee's {how} ({svc}, called by {subject} through {via})")
+                };
+                return (MovedRelation::Peer, text);
+            }
+        }
+    }
     let why = match key.port() {
         Some(p) => {
             format!("node-wide: port {p} is not a port of this pattern's services or their peers")
@@ -790,6 +820,49 @@ fn relation(key: &SeriesKey, context: &PatternContext<'_>) -> (MovedRelation, St
         None => "node-wide: not a series of this pattern's services or their peers".to_owned(),
     };
     (MovedRelation::NodeWide, why)
+}
+
+/// The services two or more calls away from `subject` (its callers' callers upwards, its
+/// callees' callees downwards), nearest first, each with the service next to `subject` it is
+/// reached through and whether it is upstream. Bounded by the services known: each is
+/// visited once per direction.
+fn further_peers(subject: &str, facts: &[ServiceFacts]) -> Vec<(String, String, bool)> {
+    let next = |name: &str, up: bool| -> Vec<String> {
+        facts
+            .iter()
+            .find(|f| f.service == name)
+            .map(|f| {
+                if up {
+                    f.callers.clone()
+                } else {
+                    f.callees.clone()
+                }
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for up in [true, false] {
+        let first = next(subject, up);
+        let mut seen: Vec<String> = vec![subject.to_owned()];
+        seen.extend(first.iter().cloned());
+        // (service, the peer of `subject` it is reached through)
+        let mut frontier: Vec<(String, String)> =
+            first.iter().map(|p| (p.clone(), p.clone())).collect();
+        while !frontier.is_empty() {
+            let mut further = Vec::new();
+            for (at, via) in &frontier {
+                for n in next(at, up) {
+                    if !seen.contains(&n) {
+                        seen.push(n.clone());
+                        out.push((n.clone(), via.clone(), up));
+                        further.push((n, via.clone()));
+                    }
+                }
+            }
+            frontier = further;
+        }
+    }
+    out
 }
 
 /// How `key` belongs to `service` (with what is known of it), if it does: "listening port",
@@ -1199,6 +1272,119 @@ mod tests {
         ]
     }
 
+    /// The agent's own listener moved (a script polling its API with a connection per
+    /// request): listed as unjudged with that reason, never as another program's move.
+    #[test]
+    fn the_agents_own_port_is_unjudged_as_its_own() {
+        let counters = snapshot(
+            vec![socket(
+                41000,
+                PortSide::Local,
+                SocketState::TimeWait,
+                step(0.0, 5_000.0, ONSET),
+            )],
+            Vec::new(),
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved[0].label, "TIME-WAIT :41000", "{doc:#?}");
+        let context = PatternContext {
+            agent_ports: &[41000],
+            ..PatternContext::default()
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert!(
+            doc.moved.iter().all(|m| m.key.port() != Some(41000)),
+            "{doc:#?}"
+        );
+        let own = doc
+            .unjudged
+            .iter()
+            .find(|u| u.label == "TIME-WAIT :41000")
+            .expect("listed as unjudged");
+        assert!(
+            own.reason.contains("this agent's own listener"),
+            "{}",
+            own.reason
+        );
+    }
+
+    /// A series two calls away from the culprit is related, not node-wide: the caller's
+    /// caller's port holds its clients' waiting connections when the culprit hangs, the
+    /// callee's callee's requests stop when the culprit cannot call. Another program's
+    /// port stays node-wide.
+    #[test]
+    fn a_series_two_calls_from_the_culprit_is_a_peers_and_says_through_whom() {
+        let counters = snapshot(
+            vec![
+                // gateway's listening port (gateway → orders → ledger).
+                socket(
+                    9000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 80.0, ONSET),
+                ),
+                // Another program's churn, bigger.
+                socket(
+                    41000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 5_000.0, ONSET),
+                ),
+            ],
+            Vec::new(),
+        );
+        let facts = chain();
+        let context = PatternContext {
+            services: &[],
+            culprit: Some("ledger"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let got: Vec<(&str, MovedRelation, &str)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.relation, m.relation_text.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                "TIME-WAIT :9000",
+                MovedRelation::Peer,
+                "upstream caller's listening port (gateway, calls ledger through orders)"
+            ),
+            "{got:#?}"
+        );
+        assert_eq!(got[1].0, "TIME-WAIT :41000");
+        assert_eq!(got[1].1, MovedRelation::NodeWide);
+
+        // Downwards: the gateway fails its own calls; ledger, two calls below, goes quiet.
+        let counters = snapshot(
+            vec![socket(
+                7000,
+                PortSide::Local,
+                SocketState::Established,
+                step(40.0, 0.0, ONSET),
+            )],
+            Vec::new(),
+        );
+        let context = PatternContext {
+            culprit: Some("gateway"),
+            ..context
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let first = doc.moved.first().expect("ledger's port moved");
+        assert_eq!(
+            (first.relation, first.relation_text.as_str()),
+            (
+                MovedRelation::Peer,
+                "downstream callee's listening port (ledger, called by gateway through orders)"
+            ),
+            "{doc:#?}"
+        );
+    }
+
     #[test]
     fn the_patterns_own_series_rank_before_a_bigger_move_of_another_programs_port() {
         let counters = snapshot(
@@ -1255,6 +1441,7 @@ mod tests {
             culprit: Some("orders"),
             facts: &facts,
             starts: &[],
+            agent_ports: &[],
         };
         let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
         let got: Vec<(&str, MovedRelation, &str)> = doc
@@ -1461,6 +1648,7 @@ mod tests {
             culprit: Some("orders"),
             facts: &facts,
             starts: &[],
+            agent_ports: &[],
         };
         let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
         assert_eq!(doc.moved.len(), 2, "{doc:#?}");

@@ -19,7 +19,8 @@ use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{TraceFilter, TraceStore};
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, PatternStack, Sample, SeenIn, StoreCounter, TemplateRow, ValueCount,
+    ParameterDistribution, PatternStack, Sample, SeenIn, SharedFailures, StoreCounter, TemplateRow,
+    ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -440,6 +441,14 @@ pub(super) fn summary_row(
             .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
         sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
         culprit: None,
+        failed_before: s
+            .failed_before
+            .iter()
+            .map(|(other, count)| SharedFailures {
+                pattern_id: other.to_string(),
+                count: *count,
+            })
+            .collect(),
     }
 }
 

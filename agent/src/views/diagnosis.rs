@@ -16,7 +16,9 @@ use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
 use faultline_ingest::traces::{ServiceTraffic, TraceStore};
 use faultline_series::{SeriesKey, TrafficMetric};
-use faultline_web::model::{DiagnosisView, EmergenceKind, MovedWithIt, SecondCounts};
+use faultline_web::model::{
+    DiagnosisView, EmergenceKind, IncidentsDocument, MovedWithIt, SecondCounts,
+};
 
 use crate::diagnosis::IncidentBoard;
 
@@ -90,13 +92,19 @@ impl DiagnosisView for DiagnosisAdapter {
         )
         .filter(|c| c.resolved);
         let facts = self.board.facts();
+        let agent_ports = self.counters.agent_ports();
         let context = PatternContext {
             services: &pattern.services,
             culprit: culprit.as_ref().map(|c| c.service.as_str()),
             facts: &facts.services,
             starts: &facts.starts,
+            agent_ports: &agent_ports,
         };
         Some(what_moved_for(&pattern.activity, &counters, &context))
+    }
+
+    fn incidents(&self) -> Arc<IncidentsDocument> {
+        self.board.incidents()
     }
 }
 
@@ -150,7 +158,7 @@ pub(crate) fn traffic_series(
 
 /// The store's per-sample history as the diagnosis reads it: every series under its key, on
 /// the same regular axis as the counters document at per-second resolution.
-fn counter_history(s: &StoreSnapshot) -> CounterHistory {
+pub(super) fn counter_history(s: &StoreSnapshot) -> CounterHistory {
     let Some(h) = &s.history else {
         return CounterHistory::default();
     };

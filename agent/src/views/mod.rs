@@ -132,15 +132,15 @@ pub fn build_with_board(
         }),
         counters: Arc::new(CounterAdapter {
             store: Arc::clone(&counters),
+            traces: Arc::clone(&traces),
         }),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,
             traces,
             counters,
             clock,
-            board: Arc::clone(&board),
+            board,
         }),
-        incidents: board,
         live,
     }
 }

@@ -11,6 +11,25 @@ pub(super) fn peer_of(p: &PatternInput) -> Option<String> {
         .or_else(|| peer_address(&p.text))
 }
 
+/// A URL a pattern's failing calls asked for, from its raw example (a template has its URL
+/// masked): `Get "http://127.0.0.1:8081/blob/7": context deadline exceeded`.
+pub(super) fn failing_url(p: &PatternInput) -> Option<String> {
+    p.example.as_deref().and_then(url_in)
+}
+
+/// The first `http://` or `https://` URL in a text, up to a quote, space or closing bracket,
+/// when it names a host with a port (not a placeholder).
+pub(super) fn url_in(text: &str) -> Option<String> {
+    let start = text.find("http://").or_else(|| text.find("https://"))?;
+    let rest = &text[start..];
+    let end = rest
+        .find(['"', '\'', ' ', ')', '>', '<', '\\'])
+        .unwrap_or(rest.len());
+    let url = rest[..end].trim_end_matches([',', '.', ':']);
+    let authority = url.split("://").nth(1)?.split(['/', '?']).next()?;
+    (port_of(authority).is_some() && !url.contains('<')).then(|| url.to_owned())
+}
+
 /// The `host:port` a failing call names: `http://host:port/...`, `dial tcp host:port`,
 /// `->host:port` (Go's `read tcp a->b`); or the listener a failing accept names (Go's
 /// `accept tcp host:port: accept4: too many open files`), so a service's accept errors,

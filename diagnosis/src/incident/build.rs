@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
 
-use super::addresses::{host_of, looked_up_host, peer_of, port_of};
+use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
 use super::grouping::{Signal, SignalWhat};
-use super::services::{counter_culprit, listener, owner, peers};
+use super::services::{calls, counter_culprit, listener, owner, peers};
 use super::{
     DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
     PatternInput, Relation, ServiceFacts, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS, MAX_TRACES,
@@ -39,6 +39,7 @@ pub(super) fn build(
     };
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
+    let failures = failures_of(&patterns);
     patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
@@ -191,9 +192,11 @@ pub(super) fn build(
             .or(top_port)
             .or_else(|| peer.as_deref().and_then(port_of)),
         peer: peer.clone(),
+        url: patterns.iter().find_map(|p| failing_url(p)),
         host,
         pid: facts.and_then(|f| f.pid),
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
+        top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
@@ -229,7 +232,13 @@ pub(super) fn build(
         })
         .unwrap_or_default();
     let id = stable_id(&first, onset);
-    let title = title(&culprit, &patterns, &listed, hints.first());
+    // The error is the title when the leading hint rests on its text (or there is no
+    // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
+    // it. A hint of counters alone (a leak, a storm) is titled by its counter.
+    let by_text = hints
+        .first()
+        .is_none_or(|h| rules.recognised_by_text(&h.rule_id));
+    let title = title(&culprit, &patterns, &listed, hints.first(), by_text);
 
     let mut member_set = BTreeSet::new();
     for p in &patterns {
@@ -260,10 +269,31 @@ pub(super) fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        failures,
         ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
+}
+
+/// Failed requests of `patterns`, each once: a request that failed with two of them (the
+/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
+/// taken off again here. A pattern that shares requests with itself (two patterns merged
+/// since) is taken off the same way.
+fn failures_of(patterns: &[&PatternInput]) -> u64 {
+    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
+    patterns
+        .iter()
+        .map(|p| {
+            let shared: u64 = p
+                .failed_before
+                .iter()
+                .filter(|(other, _)| ids.contains(other.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            p.count.saturating_sub(shared)
+        })
+        .sum()
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,
@@ -346,6 +376,16 @@ pub(super) fn relate(
             Relation::Peer,
             format!("{what} {o}, a peer of the culprit {c}"),
         ),
+        // Further up or down the calls: a caller's caller waits on the culprit too, a
+        // callee's callee sees its requests stop.
+        (Some(o), Some(c)) if calls(&o, c, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which calls the culprit {c} through other services"),
+        ),
+        (Some(o), Some(c)) if calls(c, &o, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which the culprit {c} calls through other services"),
+        ),
         (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
         (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {
             if role == Some(CulpritRole::Callee) {
@@ -376,6 +416,7 @@ pub(super) fn title(
     patterns: &[&PatternInput],
     counters: &[IncidentCounter],
     hint: Option<&Hint>,
+    pattern_first: bool,
 ) -> String {
     let mut out = String::new();
     if let Some(h) = hint {
@@ -389,15 +430,20 @@ pub(super) fn title(
         }
         None => out.push_str("no service known"),
     }
-    if let Some(c) = counters.first() {
-        out.push_str(": ");
-        out.push_str(&c.anomaly.evidence);
-    } else if let Some(p) = patterns.first() {
+    let pattern = patterns
+        .first()
+        .filter(|_| pattern_first || counters.is_empty());
+    if let Some(p) = pattern {
         out.push_str(&format!(
             ": “{}” from {}",
             p.text.chars().take(120).collect::<String>(),
             clock(p.onset_unix_ms)
         ));
+    } else if let Some(c) = counters.first() {
+        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
+        // …", a share of its limit) stay with the counter in the incident's list.
+        out.push_str(": ");
+        out.push_str(c.anomaly.evidence.split("; ").next().unwrap_or_default());
     }
     out
 }

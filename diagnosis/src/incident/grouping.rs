@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use super::addresses::{peer_of, port_of};
-use super::services::{calls, listener, traffic_service};
-use super::{PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use super::services::{calls, listener, owner, traffic_service};
+use super::{PatternInput, ServiceFacts, GROUP_WINDOW_MS, UPSTREAM_SLACK_MS};
 use crate::anomaly::CounterAnomaly;
 use crate::hints::CulpritRole;
 
@@ -96,6 +96,74 @@ pub(super) fn join_untraced_echoes(
         groups[from].retain(|&j| j != i);
         groups[to].push(i);
         signals[i].echo = true;
+    }
+    groups.retain(|g| !g.is_empty());
+}
+
+/// Moves the counters of a service that waits on a failing callee into the callee's incident.
+///
+/// A callee that hangs, closes or resets holds its callers up: their goroutines and open
+/// fds pile up on the calls in flight, their own listening ports keep their clients' waiting
+/// connections. Each caller's counters name the caller (its goroutines, its process), so they
+/// grouped into an incident of their own blaming the caller, beside the callee's (seen on
+/// the Go lab's listen-overflow: "goroutines grow without bound — in orders-svc" and in the
+/// edge above it, while the callee's listen queue overflowed). A group is moved when all of
+/// it is counters of one service that calls, directly or through others, the culprit of a
+/// group holding an error pattern placed on that culprit as a callee (its callers' calls
+/// fail on it: they wait on it; a service that fails fast with its own error holds nobody
+/// up), and every counter starts between [`UPSTREAM_SLACK_MS`]
+/// before that group's onset and [`GROUP_WINDOW_MS`] after it: consequences follow the
+/// failure. The moved counters name no culprit of their own; the incident lists them as the
+/// culprit's callers' (see [`relate`]). A caller whose own fault started first keeps its
+/// incident.
+pub(super) fn join_upstream_waits(
+    groups: &mut Vec<Vec<usize>>,
+    signals: &mut [Signal<'_>],
+    services: &[ServiceFacts],
+) {
+    for from in 0..groups.len() {
+        let mut owners = groups[from].iter().map(|&i| match &signals[i].what {
+            SignalWhat::Counter(a) => owner(&a.key, services),
+            SignalWhat::Pattern(_) => None,
+        });
+        let Some(Some(waiting)) = owners.next() else {
+            continue;
+        };
+        if !owners.all(|o| o.as_deref() == Some(waiting.as_str())) {
+            continue;
+        }
+        let (first, last) = groups[from]
+            .iter()
+            .map(|&i| signals[i].onset)
+            .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+        let home = groups.iter().enumerate().find_map(|(to, members)| {
+            if to == from {
+                return None;
+            }
+            let culprit =
+                members
+                    .iter()
+                    .find_map(|&j| match (&signals[j].what, &signals[j].culprit) {
+                        (SignalWhat::Pattern(_), Some((c, Some(CulpritRole::Callee), _))) => {
+                            Some(c.as_str())
+                        }
+                        _ => None,
+                    })?;
+            let onset = members.iter().map(|&j| signals[j].onset).min()?;
+            (culprit != waiting
+                && calls(&waiting, culprit, services)
+                && first >= onset - UPSTREAM_SLACK_MS
+                && last <= onset + GROUP_WINDOW_MS)
+                .then_some(to)
+        });
+        let Some(to) = home else {
+            continue;
+        };
+        let moved = std::mem::take(&mut groups[from]);
+        for &i in &moved {
+            signals[i].culprit = None;
+        }
+        groups[to].extend(moved);
     }
     groups.retain(|g| !g.is_empty());
 }

@@ -133,6 +133,31 @@ pub(super) fn closing_callee(
     ))
 }
 
+/// The listener of a port whose series `key` is about the connections its clients make —
+/// every socket state on either side and the totals, but CLOSE-WAIT on its own side (a
+/// listener that never closes what its clients hung up leaks on its own; its listen queue is
+/// no port series here) — when no known service is among its clients: no caller's span names
+/// it and no service's calls go to its port. The clients are untraced programs (a load
+/// balancer, the lab's traffic driver, a curl loop): how many connections they open, keep,
+/// close and reopen is theirs, and the change names no culprit. Seen on the Go lab: the
+/// traffic driver's pool towards the edge raised incidents on a quiet node (`TIME-WAIT
+/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39, with no culprit) and beside the dns fault;
+/// with the agent started before the chain (`--agent-lead`), the edge's own sockets climbing
+/// 43 → 122 as the driver reconnected after a redeploy were an incident "in" the edge.
+pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    let (port, clients_side) = match key {
+        SeriesKey::PortState { port, side, state } => (
+            *port,
+            !(*state == SocketState::CloseWait && *side == PortSide::Local),
+        ),
+        SeriesKey::PortTotal { port, .. } => (*port, true),
+        _ => return None,
+    };
+    let owner = listener(port, services)?;
+    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
+        .then(|| owner.service.clone())
+}
+
 /// The culprit a counter series points at, with its role and the reasoning (see the module
 /// documentation).
 pub(super) fn counter_culprit(
@@ -167,7 +192,21 @@ pub(super) fn counter_culprit(
                 _ => false,
             };
             if client_side {
-                let [caller] = owner.callers.as_slice() else {
+                // Its callers from spans (a SERVER span under their CLIENT span), else from the
+                // port their CLIENT spans call: a callee that sends no spans (a database, a
+                // blob store) is known to be called only that way.
+                let by_port: Vec<String>;
+                let callers = if owner.callers.is_empty() {
+                    by_port = callers_of_port(*port, services)
+                        .iter()
+                        .map(|c| c.service.clone())
+                        .filter(|c| c != &owner.service)
+                        .collect();
+                    by_port.as_slice()
+                } else {
+                    owner.callers.as_slice()
+                };
+                let [caller] = callers else {
                     return None;
                 };
                 let why = match state {
