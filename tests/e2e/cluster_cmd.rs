@@ -81,9 +81,18 @@ fn json_lines_broken_by_an_unescaped_quote_keep_their_error() {
     assert_eq!(ids.len(), 5);
     assert_eq!(ids[0], ids[1], "a broken line joins its error's pattern");
     assert_eq!(ids[2], ids[3], "a broken line joins its error's pattern");
-    assert_ne!(ids[1], ids[2], "broken lines of different errors stay apart");
-    assert_ne!(ids[2], ids[4], "broken lines of different errors stay apart");
-    assert_ne!(ids[1], ids[4], "broken lines of different errors stay apart");
+    assert_ne!(
+        ids[1], ids[2],
+        "broken lines of different errors stay apart"
+    );
+    assert_ne!(
+        ids[2], ids[4],
+        "broken lines of different errors stay apart"
+    );
+    assert_ne!(
+        ids[1], ids[4],
+        "broken lines of different errors stay apart"
+    );
 }
 
 #[test]

@@ -116,9 +116,11 @@ fn error_lines_written_to_a_tailed_file_become_patterns_in_the_api() {
         assert_eq!(detail["summary"]["canonical_template"], name, "{detail}");
         let label = name.replace('\\', "\\\\").replace('"', "\\\"");
         assert!(
-            metrics.lines().any(|l| l.starts_with("faultline_cluster_info{")
-                && l.contains(&format!("cluster_id=\"{id}\""))
-                && l.contains(&format!("template=\"{label}\""))),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("faultline_cluster_info{")
+                    && l.contains(&format!("cluster_id=\"{id}\""))
+                    && l.contains(&format!("template=\"{label}\""))),
             "{name} not on /metrics: {metrics}"
         );
     }
