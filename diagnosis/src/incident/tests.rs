@@ -341,12 +341,16 @@ fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
 #[test]
 fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
     let mut tracker = IncidentTracker::new();
+    // Its caveat stays in the counter list, not in the title.
+    let mut leak = anomaly(close_wait(8082), T0);
+    leak.evidence
+        .push_str("; until 20:30:00 UTC its port was not counted one by one");
     let incidents = run(
         &mut tracker,
         T0 + 8_000,
         &[],
         vec![
-            anomaly(close_wait(8082), T0),
+            leak,
             anomaly(
                 SeriesKey::ProtocolRate {
                     key: "Tcp InSegs".into(),
@@ -375,6 +379,8 @@ fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_
         "ss -tanp state close-wait '( sport = :8082 or dport = :8082 )'"
     );
     assert!(inc.title.contains("CLOSE-WAIT :8082"), "{}", inc.title);
+    assert!(!inc.title.contains("one by one"), "{}", inc.title);
+    assert!(inc.counters[0].anomaly.evidence.contains("one by one"));
 }
 
 #[test]
