@@ -126,6 +126,7 @@ fn run_with(
                 services,
                 history,
                 api: Some("http://127.0.0.1:7070"),
+                agent_ports: &[],
             },
             rules,
         )
@@ -578,6 +579,45 @@ fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].counters[0].anomaly.key, tw);
     assert!(incidents[0].culprit.service.is_none());
+}
+
+/// The agent's own listener (its web port, polled by a dashboard or a script opening a
+/// connection per request) is neither an incident nor another program's node activity.
+#[test]
+fn the_agents_own_port_is_no_node_signal() {
+    let own = SeriesKey::PortState {
+        port: 7070,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let report = report(vec![anomaly(own.clone(), T0)]);
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let history = CounterHistory::default();
+    let mut tracker = IncidentTracker::new();
+    let mut input = DiagnosisInput {
+        now_unix_ms: T0 + 5_000,
+        patterns: &[],
+        anomalies: &report,
+        services: &services,
+        history: &history,
+        api: None,
+        agent_ports: &[],
+    };
+    tracker.update(&input, &rules);
+    assert_eq!(
+        tracker.node_signals().len(),
+        1,
+        "another program's, unless known"
+    );
+    input.agent_ports = &[7070];
+    let incidents = tracker.update(&input, &rules).to_vec();
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
 }
 
 #[test]
