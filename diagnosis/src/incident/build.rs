@@ -439,7 +439,11 @@ pub(super) fn title(
             p.text.chars().take(120).collect::<String>(),
             clock(p.onset_unix_ms)
         ));
-    } else if let Some(c) = counters.first() {
+    } else if let Some(c) = counters
+        .iter()
+        .find(|c| c.relation != Relation::NodeWide)
+        .or(counters.first())
+    {
         out.push_str(": ");
         out.push_str(&c.anomaly.evidence);
     }
