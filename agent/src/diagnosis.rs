@@ -481,6 +481,16 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    let agent_ports = match &facts.listeners {
+        Some(node) => {
+            // The services' ports (spans', configured) have their listen queues recorded
+            // from the next sample on, not only while among the fullest N.
+            node.counters
+                .watch_service_ports(services.iter().flat_map(|s| s.listen_ports.iter().copied()));
+            node.counters.agent_ports()
+        }
+        None => Vec::new(),
+    };
     let tracker = &mut kept.tracker;
     let incidents = tracker
         .update(
@@ -491,6 +501,7 @@ pub fn diagnose(
                 services: &services,
                 history: &history,
                 api: Some(api),
+                agent_ports: &agent_ports,
             },
             &settings.rules,
         )

@@ -288,6 +288,9 @@ pub async fn serve(
     let web_addr = listener
         .local_addr()
         .context("cannot read the web listener's address")?;
+    // The agent's own listeners: its API polls and OTLP posts are its own traffic, not
+    // another program's on the node.
+    counters.set_agent_ports([web_addr.port(), grpc_addr.port(), http_addr.port()]);
     health.set(
         "web",
         component(

@@ -199,6 +199,11 @@ pub struct DiagnosisInput<'a> {
     pub history: &'a CounterHistory,
     /// The agent's own API base URL, for the hints' commands.
     pub api: Option<&'a str>,
+    /// The agent's own listening ports (its web and OTLP listeners): their sockets are the
+    /// agent's own traffic (API polls, OTLP posts), neither a service's signal nor another
+    /// program's activity. Seen on every Go lab run: the driver's polls of the API left
+    /// `TIME-WAIT :<web port>` node signals.
+    pub agent_ports: &'a [u16],
 }
 
 /// The service an incident is attributed to.
@@ -376,6 +381,9 @@ impl IncidentTracker {
             });
         }
         for a in &input.anomalies.anomalies {
+            if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;

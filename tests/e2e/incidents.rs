@@ -353,6 +353,45 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
         let edge = edge.try_clone().expect("clone listener");
         move || open_and_close(&edge, edge_port, 5)
     });
+    // A script polling the agent's own API with a connection per request: the agent's own
+    // traffic, neither an incident nor another program's node activity.
+    let agent_port: u16 = agent
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the agent's web port");
+    let own_loop = Loop::start(move || {
+        for _ in 0..5 {
+            drop(TcpStream::connect(("127.0.0.1", agent_port)));
+        }
+    });
+    let own_named = |doc: &Value| -> Option<String> {
+        let incidents = doc["incidents"].as_array().cloned().unwrap_or_default();
+        let counters = incidents
+            .iter()
+            .flat_map(|i| i["counters"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                c["anomaly"]["label"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+        let signals = doc["node_signals"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                n["anomaly"]["label"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+        counters
+            .chain(signals)
+            .find(|label| names_port(label, agent_port))
+    };
     let storm_label = format!("TIME-WAIT →:{service_port}");
     let untraced_label = format!("TIME-WAIT →:{edge_port}");
     let mut noise_seen = false;
@@ -382,6 +421,9 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
                     .any(|n| names_port(n["anomaly"]["label"].as_str().unwrap_or_default(), port))
             })
         };
+        if let Some(label) = own_named(doc) {
+            panic!("the agent's own port is a signal ({label}): {doc:#}");
+        }
         noise_seen |= signal_on(noise_port);
         untraced_seen |= doc["node_signals"].as_array().is_some_and(|s| {
             s.iter()
@@ -398,6 +440,14 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
              signal: {noise_seen}, the untraced client's storm: {untraced_seen}: {doc:#}"
         )
     });
+    // The agent's churn started with the others: a few seconds more of it, still no signal.
+    let after = poll_incidents(&agent, Duration::from_secs(5), |doc| {
+        own_named(doc).is_some()
+    });
+    if let Ok(doc) = after {
+        panic!("the agent's own port is a signal: {doc:#}");
+    }
+    drop(own_loop);
     drop(storm_loop);
     drop(untraced_loop);
     drop(noise_loop);

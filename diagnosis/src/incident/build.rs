@@ -444,8 +444,10 @@ pub(super) fn title(
         .find(|c| c.relation != Relation::NodeWide)
         .or(counters.first())
     {
+        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
+        // …", a share of its limit) stay with the counter in the incident's list.
         out.push_str(": ");
-        out.push_str(&c.anomaly.evidence);
+        out.push_str(c.anomaly.evidence.split("; ").next().unwrap_or_default());
     }
     out
 }
