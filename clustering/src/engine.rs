@@ -304,6 +304,17 @@ pub struct TemplateSummary {
     pub last_seen_unix_nanos: i64,
 }
 
+/// A cluster's newest samples and ids ([`Engine::cluster_samples`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSamples {
+    /// Its current id.
+    pub id: ClusterId,
+    /// Ids it had before, as [`ClusterDetail::former_ids`].
+    pub former_ids: Vec<ClusterId>,
+    /// Its newest samples, newest first, as [`ClusterDetail::samples`].
+    pub samples: Vec<Sample>,
+}
+
 /// Everything about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterDetail {
@@ -750,6 +761,32 @@ impl Engine {
             frames: top(frames, s.config.top_values),
             frames_total,
             stack: stack.map(|(_, st)| st.clone()),
+        })
+    }
+
+    /// The newest samples of one cluster (as [`cluster`](Self::cluster) lists them) with its
+    /// current and former ids, `None` when unknown: what the diagnosis reads of each pattern
+    /// it judges, every run, without the detail's pass over every key of the engine.
+    pub fn cluster_samples(&self, id: ClusterId) -> Option<ClusterSamples> {
+        let s = self.state.lock();
+        let mut groups = s.groups();
+        let id = s
+            .cluster_aliases
+            .resolve(id, |id| groups.contains_key(&id))?;
+        let former_ids =
+            s.cluster_aliases
+                .retired_into(id, |id| groups.contains_key(&id), MAX_FORMER_IDS);
+        let roots = groups.remove(&id)?;
+        let mut samples: Vec<Sample> = roots
+            .iter()
+            .flat_map(|&r| s.root_stats[r as usize].samples.iter().cloned())
+            .collect();
+        samples.sort_by_key(|s| std::cmp::Reverse(s.time_unix_nanos));
+        samples.truncate(s.config.samples_per_cluster.max(1) * 2);
+        Some(ClusterSamples {
+            id,
+            former_ids,
+            samples,
         })
     }
 

@@ -24,11 +24,14 @@ pub(super) struct CounterAdapter {
 }
 
 impl CounterView for CounterAdapter {
+    /// The per-minute ring is copied only when asked for: the diagnosis reads the per-sample
+    /// history once a second, and a day of minutes of every series is as long again.
     fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot {
-        counters_snapshot(
-            &self.store.snapshot(&SnapshotOptions::default()),
-            resolution,
-        )
+        let options = SnapshotOptions {
+            minutes: resolution == HistoryResolution::Minute,
+            ..SnapshotOptions::default()
+        };
+        counters_snapshot(&self.store.snapshot(&options), resolution)
     }
 
     /// One point per series instead of the rings: enough for the store to list the same series
@@ -37,6 +40,7 @@ impl CounterView for CounterAdapter {
     fn current(&self) -> CountersSnapshot {
         let latest = SnapshotOptions {
             max_points: 1,
+            minutes: false,
             ..SnapshotOptions::default()
         };
         let store = self.store.snapshot(&latest);
