@@ -1,5 +1,6 @@
 //! The diagnosis loop: once a second, the counter anomalies and the incidents over the
-//! agent's stores, kept for the web's `IncidentView`.
+//! agent's stores, kept on an [`IncidentBoard`] that the web's `DiagnosisView` and the
+//! exporter read.
 //!
 //! Execution model: one tokio task ([`run`]) ticks every `[diagnosis] interval_ms`; each tick
 //! reads the stores through the same read-only views the web serves (counters snapshot,
@@ -34,7 +35,7 @@ use faultline_diagnosis::incident::{
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
-use faultline_web::model::{self as web, CountersSnapshot, IncidentView, IncidentsDocument};
+use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument};
 use faultline_web::Views;
 use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
@@ -85,6 +86,15 @@ pub struct NodeFacts {
 }
 
 impl IncidentBoard {
+    /// The latest incidents document (an empty one before the first run). Called on every
+    /// request and export: the document is behind an `Arc`, replaced after each run.
+    pub fn incidents(&self) -> Arc<IncidentsDocument> {
+        match self.doc.read() {
+            Ok(doc) => doc.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Replaces the document the web serves.
     pub(crate) fn set(&self, doc: IncidentsDocument) {
         replace(&self.doc, Arc::new(doc));
@@ -109,15 +119,6 @@ fn replace<T>(slot: &RwLock<Arc<T>>, value: Arc<T>) {
         Ok(mut slot) => *slot = value,
         // A writer panicked mid-assignment of an Arc: the old value is intact.
         Err(poisoned) => *poisoned.into_inner() = value,
-    }
-}
-
-impl IncidentView for IncidentBoard {
-    fn incidents(&self) -> Arc<IncidentsDocument> {
-        match self.doc.read() {
-            Ok(doc) => doc.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
     }
 }
 
@@ -594,6 +595,11 @@ fn diagnosed_patterns(
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,
+                failed_before: s
+                    .failed_before
+                    .iter()
+                    .map(|f| (f.pattern_id.clone(), f.count))
+                    .collect(),
                 status_echo,
             }
         })

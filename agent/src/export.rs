@@ -31,7 +31,7 @@ use faultline_export::attributes::{string_attribute, CLUSTER_ID, CULPRIT, INCIDE
 use faultline_export::{DropReason, ExportStats, Exporter, PatternTags, Payload, Pending, Signal};
 use faultline_ingest::otlp::{tag_logs, tag_spans, tailed_logs};
 use faultline_ingest::{LogRecord, SpanId};
-use faultline_web::model::{IncidentView, StoreCounter};
+use faultline_web::model::StoreCounter;
 use faultline_web::{Component, ComponentState, HealthRegistry};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -46,6 +46,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::diagnosis::IncidentBoard;
 
 /// The name of the pattern counter metric.
 pub const PATTERN_METRIC: &str = "faultline.pattern.occurrences";
@@ -72,7 +74,7 @@ pub struct Observed {
 /// Forwarding as the record pipeline uses it.
 pub struct Forwarding {
     exporter: Exporter,
-    incidents: Arc<dyn IncidentView>,
+    incidents: Arc<IncidentBoard>,
 }
 
 /// Cluster id → (incident id, culprit) of the latest diagnosis.
@@ -80,7 +82,7 @@ type IncidentIndex = HashMap<String, (String, Option<String>)>;
 
 impl Forwarding {
     /// Forwarding through `exporter`, with incident ids from `incidents`.
-    pub fn new(exporter: Exporter, incidents: Arc<dyn IncidentView>) -> Forwarding {
+    pub fn new(exporter: Exporter, incidents: Arc<IncidentBoard>) -> Forwarding {
         Forwarding {
             exporter,
             incidents,
@@ -149,17 +151,26 @@ impl Forwarding {
         observed: &[Option<Observed>],
     ) {
         let tags = self.tags(observed);
-        match pending.payload_mut() {
-            Payload::Traces(request) => {
-                let by_span: Vec<(SpanId, PatternTags)> = span_ids
-                    .iter()
-                    .zip(tags)
-                    .filter_map(|(id, tags)| Some(((*id)?, tags?)))
-                    .collect();
-                tag_spans(request, &by_span);
+        // Most requests carry no error: they go as the bytes they came in. Only a request with
+        // something to tag is decoded (here, on the pipeline's task, not the receiver's).
+        if tags.iter().any(Option::is_some) {
+            let payload = pending.payload_mut();
+            if let Err(e) = payload.decode_in_place() {
+                // The receiver decoded these very bytes: not expected; sent untagged.
+                tracing::warn!("cannot decode a forwarded request to tag it: {e}");
             }
-            Payload::Logs(request) => tag_logs(request, &tags),
-            Payload::Metrics(_) => {}
+            match payload {
+                Payload::Traces(request) => {
+                    let by_span: Vec<(SpanId, PatternTags)> = span_ids
+                        .iter()
+                        .zip(tags)
+                        .filter_map(|(id, tags)| Some(((*id)?, tags?)))
+                        .collect();
+                    tag_spans(request, &by_span);
+                }
+                Payload::Logs(request) => tag_logs(request, &tags),
+                Payload::Metrics(_) | Payload::Encoded(_) => {}
+            }
         }
         pending.send();
     }
@@ -279,7 +290,7 @@ fn string_array(key: &str, values: impl IntoIterator<Item = String>) -> KeyValue
 /// OTLP log records with the event name [`INCIDENT_EVENT`]; `sent` is updated and forgets
 /// incidents no longer listed.
 pub fn incident_logs(
-    incidents: &dyn IncidentView,
+    incidents: &IncidentBoard,
     sent: &mut HashMap<String, String>,
     host: &str,
     now: i64,
@@ -483,6 +494,14 @@ pub fn counters(stats: &ExportStats) -> Vec<StoreCounter> {
     for signal in Signal::ALL {
         let i = signal as usize;
         rows.push(counter(
+            format!("export_accepted_{}_total", unit(signal)),
+            format!(
+                "Forwarded {} handed to the exporter: delivered + dropped + buffered.",
+                unit(signal).replace('_', " ")
+            ),
+            stats.accepted[i],
+        ));
+        rows.push(counter(
             format!("export_delivered_{}_total", unit(signal)),
             format!(
                 "Forwarded {} the upstream took.",
@@ -559,48 +578,34 @@ mod tests {
     use faultline_clustering::{ClusteringConfig, ErrorEvent};
     use faultline_export::ExportConfig;
     use faultline_web::model::IncidentsDocument;
-    use std::sync::RwLock;
 
     use super::*;
 
-    /// An incident board whose document the test sets.
-    #[derive(Default)]
-    struct Board(RwLock<Arc<IncidentsDocument>>);
-
-    impl IncidentView for Board {
-        fn incidents(&self) -> Arc<IncidentsDocument> {
-            self.0.read().map(|d| d.clone()).unwrap_or_default()
-        }
-    }
-
-    impl Board {
-        fn set(&self, culprit: &str, active: bool) {
-            let doc: IncidentsDocument = serde_json::from_value(serde_json::json!({
-                "evaluated_at_unix_ms": 1,
-                "series_judged": 0,
-                "unjudged": [],
-                "unjudged_omitted": 0,
-                "incidents": [{
-                    "id": "00000000000000aa",
-                    "title": "EOF from inventory",
-                    "culprit": {"service": culprit, "role": null, "reasoning": [], "seen_in": []},
-                    "patterns": [{
-                        "id": "00000000000000c1", "text": "EOF", "services": ["checkout"],
-                        "culprit": null, "onset_unix_ms": 1, "last_seen_unix_ms": 2, "count": 3
-                    }],
-                    "counters": [],
-                    "hints": [],
-                    "onset_unix_ms": 1,
-                    "last_active_unix_ms": 2,
-                    "active": active,
-                    "trace_ids": []
-                }]
-            }))
-            .expect("an incidents document");
-            if let Ok(mut slot) = self.0.write() {
-                *slot = Arc::new(doc);
-            }
-        }
+    /// Sets `board`'s document to one incident of `culprit`.
+    fn set(board: &IncidentBoard, culprit: &str, active: bool) {
+        let doc: IncidentsDocument = serde_json::from_value(serde_json::json!({
+            "evaluated_at_unix_ms": 1,
+            "series_judged": 0,
+            "unjudged": [],
+            "unjudged_omitted": 0,
+            "incidents": [{
+                "id": "00000000000000aa",
+                "title": "EOF from inventory",
+                "culprit": {"service": culprit, "role": null, "reasoning": [], "seen_in": []},
+                "patterns": [{
+                    "id": "00000000000000c1", "text": "EOF", "services": ["checkout"],
+                    "culprit": null, "onset_unix_ms": 1, "last_seen_unix_ms": 2, "count": 3
+                }],
+                "counters": [],
+                "hints": [],
+                "onset_unix_ms": 1,
+                "last_active_unix_ms": 2,
+                "active": active,
+                "trace_ids": []
+            }]
+        }))
+        .expect("an incidents document");
+        board.set(doc);
     }
 
     fn exporter() -> (Exporter, CancellationToken) {
@@ -621,8 +626,8 @@ mod tests {
     #[tokio::test]
     async fn error_records_get_their_incident_and_culprit() {
         let (exporter, stop) = exporter();
-        let board = Arc::new(Board::default());
-        board.set("inventory", true);
+        let board = Arc::new(IncidentBoard::default());
+        set(&board, "inventory", true);
         let forwarding = Forwarding::new(exporter, board.clone());
         let tags = forwarding.tags(&[
             None,
@@ -654,8 +659,8 @@ mod tests {
 
     #[test]
     fn an_incident_is_sent_when_it_appears_and_when_it_changes() {
-        let board = Board::default();
-        board.set("inventory", true);
+        let board = IncidentBoard::default();
+        set(&board, "inventory", true);
         let mut sent = HashMap::new();
         let first = incident_logs(&board, &mut sent, "node-1", 5);
         let records = &first.resource_logs[0].scope_logs[0].log_records;
@@ -674,7 +679,7 @@ mod tests {
         let again = incident_logs(&board, &mut sent, "node-1", 6);
         assert!(again.resource_logs.is_empty());
         // It ended: sent again.
-        board.set("inventory", false);
+        set(&board, "inventory", false);
         let ended = incident_logs(&board, &mut sent, "node-1", 7);
         assert_eq!(ended.resource_logs[0].scope_logs[0].log_records.len(), 1);
     }

@@ -405,17 +405,17 @@ fn serve(
         })?;
         let no_counters: Arc<dyn Fn() -> Vec<faultline_web::model::StoreCounter> + Send + Sync> =
             Arc::new(Vec::new);
-        let mut views = crate::views::build_with_clock(
+        let board = Arc::new(diagnosis::IncidentBoard::default());
+        board.set(incidents);
+        let views = crate::views::build_with_board(
             engine,
             traces,
             counters,
             LiveUpdates::new(),
             no_counters,
             Arc::new(move || now),
+            board,
         );
-        let board = Arc::new(diagnosis::IncidentBoard::default());
-        board.set(incidents);
-        views.incidents = board;
         let app = faultline_web::router_with_views(
             AppState {
                 health,

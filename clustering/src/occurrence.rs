@@ -103,6 +103,10 @@ pub(crate) struct Report {
     /// A status report folded into its trace's failure: that failure's pattern and root
     /// (the occurrence the sources and services are added to).
     pub folded_into: Option<(ClusterId, RootRef)>,
+    /// A failure of its own (counted) in a trace that had already failed with another
+    /// pattern: that pattern. The failed request is counted in both patterns, so whoever
+    /// adds the two up (an incident holding both) subtracts it once.
+    pub failed_before_in: Option<ClusterId>,
 }
 
 /// A root as the engine numbers it, with the numbering's generation: roots are renumbered
@@ -228,6 +232,7 @@ impl RecentTraces {
                 new_source: true,
                 new_service: true,
                 folded_into: None,
+                failed_before_in: None,
             };
         };
         let service_hash = service.map(|s| xxh3_64(s.as_bytes()));
@@ -255,7 +260,12 @@ impl RecentTraces {
                 report
             }
             (ReportKind::Failure, _) => {
-                let report = self.note((cluster, trace), source.bit(), service_hash);
+                let mut report = self.note((cluster, trace), source.bit(), service_hash);
+                if report.first {
+                    report.failed_before_in = failure
+                        .map(|(failed, _)| failed)
+                        .filter(|&failed| failed != cluster);
+                }
                 if failure.is_none() {
                     let state = self.trace_state(trace);
                     state.failure = Some((cluster, root));
@@ -320,6 +330,7 @@ impl RecentTraces {
                 new_source,
                 new_service,
                 folded_into: None,
+                failed_before_in: None,
             };
         }
         while self.seen.len() >= self.capacity {
@@ -345,6 +356,7 @@ impl RecentTraces {
             new_source: true,
             new_service: true,
             folded_into: None,
+            failed_before_in: None,
         }
     }
 }
@@ -368,6 +380,7 @@ mod tests {
                 new_source: true,
                 new_service: true,
                 folded_into: None,
+                failed_before_in: None,
             }
         );
         // The same failure's error span in the same service: a new source only.
@@ -381,8 +394,13 @@ mod tests {
             Some("gateway"),
         );
         assert!(!caller.first && !caller.new_source && caller.new_service);
-        // Another pattern in the same trace is an occurrence of its own.
-        assert!(recent.report(B, Some(TRACE), EventSource::Span, None).first);
+        // Another pattern in the same trace is an occurrence of its own, in a request that
+        // had already failed with A: once, however many reports it has.
+        let other = recent.report(B, Some(TRACE), EventSource::Span, None);
+        assert!(other.first);
+        assert_eq!(other.failed_before_in, Some(A));
+        let again = recent.report(B, Some(TRACE), EventSource::FileLog, None);
+        assert_eq!(again.failed_before_in, None);
         // Reports without a trace, or with an unreadable one, count one each.
         assert!(recent.report(A, None, EventSource::FileLog, None).first);
         assert!(recent.report(A, None, EventSource::FileLog, None).first);

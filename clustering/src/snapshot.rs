@@ -149,6 +149,10 @@ pub(crate) struct RootStatsV1 {
     /// Occurrences per source name (`file_log`, `otlp_log`, `span`).
     #[serde(default)]
     pub(crate) sources: BTreeMap<String, u64>,
+    /// Occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id (16 hex digits; added with a default: older files know none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) failed_before: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

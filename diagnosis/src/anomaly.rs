@@ -48,11 +48,12 @@
 //!
 //!    Either way the level reached must pass the baseline's own extreme: a series that
 //!    already went that high in its baseline (periodic bursts of a batch job) has not broken
-//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's
-//!    closes, must also reach [`TIME_WAIT_RATIO`] times its usual level; a rise of CLOSE-WAIT
-//!    or FIN-WAIT-2, or of a port's total, must come with the port's connections (less
-//!    TIME-WAIT) growing by half as much (a pool's idle connections closed by their server
-//!    change state, a leak adds connections).
+//!    from it. A port's TIME-WAIT count, a moving sum of the last minute's closes, must also
+//!    reach [`TIME_WAIT_RATIO`] times its usual level and climb at least
+//!    [`MIN_SOCKET_CHANGE`] as a ramp too (from an empty port, ten closes double nothing); a
+//!    rise of CLOSE-WAIT or FIN-WAIT-2, or of a port's total, must come with the port's
+//!    connections (less TIME-WAIT) growing by half as much (a pool's idle connections closed
+//!    by their server change state, a leak adds connections).
 //! 6. **Direction.** Rises are judged for every kind; falls only for a service's request
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
@@ -757,16 +758,20 @@ fn judge(
     // A ramp is a climb out of a settled level: a series still climbing from its start, or
     // one that bursts out of its band in its baseline, has no such level.
     let ramps = b.slope == 0.0 && !b.bursty();
-    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]).
+    // A TIME-WAIT count rises only once it at least doubled (see [`TIME_WAIT_RATIO`]) and
+    // climbed as far as a step of sockets, also as a ramp: it does not leak one socket at a
+    // time like CLOSE-WAIT, a storm adds tens a second. Seen on the Go lab's quiet run: the
+    // edge's TIME-WAIT went 0 → 10 in 4 s as it closed the traffic driver's idle connections,
+    // twice nothing and past the ramp minimum of eight.
     let rises = !matches!(
         key,
         SeriesKey::PortState {
             state: SocketState::TimeWait,
             ..
         }
-    ) || known
-        .last()
-        .is_some_and(|&(_, latest)| latest >= TIME_WAIT_RATIO * b.level);
+    ) || known.last().is_some_and(|&(_, latest)| {
+        latest >= TIME_WAIT_RATIO * b.level && latest - b.level >= MIN_SOCKET_CHANGE
+    });
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
@@ -1273,6 +1278,31 @@ mod tests {
 
         for (j, p) in storm[start..].iter_mut().enumerate() {
             *p = Some((60.0 + 40.0 * (j as f64 + 1.0)).min(2_400.0));
+        }
+        let h = history(vec![(key.clone(), storm)]);
+        let at_end = raised_at(&h, &key, start, 599).expect("raised");
+        assert!(at_end <= start + 5, "raised {} s after", at_end - start);
+    }
+
+    #[test]
+    fn ten_closes_on_an_empty_port_are_no_storm_and_a_storm_from_nothing_is_raised() {
+        // Seen on the Go lab's quiet run (seed 9300): the edge's own TIME-WAIT went 0 → 10 in
+        // 4 s as it closed the traffic driver's idle connections: twice nothing, and past the
+        // ramp minimum of eight. A caller opening a connection per call (three calls a
+        // request, twenty requests a second) leaves sixty a second.
+        let key = port_state(41000, PortSide::Local, SocketState::TimeWait);
+        let start = 400;
+        let mut closes = vec![Some(0.0); 600];
+        let mut storm = closes.clone();
+        let climb = [1.0, 3.0, 4.0, 6.0, 8.0, 10.0, 10.0, 11.0, 12.0, 12.0];
+        for (j, p) in closes[start..].iter_mut().enumerate() {
+            *p = Some(climb.get(j).copied().unwrap_or(12.0));
+        }
+        let h = history(vec![(key.clone(), closes)]);
+        assert_eq!(raised_at(&h, &key, start, 599), None);
+
+        for (j, p) in storm[start..].iter_mut().enumerate() {
+            *p = Some((60.0 * (j as f64 + 1.0)).min(3_600.0));
         }
         let h = history(vec![(key.clone(), storm)]);
         let at_end = raised_at(&h, &key, start, 599).expect("raised");

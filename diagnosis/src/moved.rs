@@ -783,6 +783,20 @@ fn relation(key: &SeriesKey, context: &PatternContext<'_>) -> (MovedRelation, St
             }
         }
     }
+    // Further along the calls: a caller's caller waits on the culprit too (its goroutines,
+    // its clients' connections), a callee's callee sees its requests stop. Nearest first.
+    for &(subject, _, _) in &subjects {
+        for (svc, via, up) in further_peers(subject, context.facts) {
+            if let Some(how) = belongs(key, &svc, facts(&svc)) {
+                let text = if up {
+                    format!("upstream caller's {how} ({svc}, calls {subject} through {via})")
+                } else {
+                    format!("downstream callee's {how} ({svc}, called by {subject} through {via})")
+                };
+                return (MovedRelation::Peer, text);
+            }
+        }
+    }
     let why = match key.port() {
         Some(p) => {
             format!("node-wide: port {p} is not a port of this pattern's services or their peers")
@@ -790,6 +804,49 @@ fn relation(key: &SeriesKey, context: &PatternContext<'_>) -> (MovedRelation, St
         None => "node-wide: not a series of this pattern's services or their peers".to_owned(),
     };
     (MovedRelation::NodeWide, why)
+}
+
+/// The services two or more calls away from `subject` (its callers' callers upwards, its
+/// callees' callees downwards), nearest first, each with the service next to `subject` it is
+/// reached through and whether it is upstream. Bounded by the services known: each is
+/// visited once per direction.
+fn further_peers(subject: &str, facts: &[ServiceFacts]) -> Vec<(String, String, bool)> {
+    let next = |name: &str, up: bool| -> Vec<String> {
+        facts
+            .iter()
+            .find(|f| f.service == name)
+            .map(|f| {
+                if up {
+                    f.callers.clone()
+                } else {
+                    f.callees.clone()
+                }
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for up in [true, false] {
+        let first = next(subject, up);
+        let mut seen: Vec<String> = vec![subject.to_owned()];
+        seen.extend(first.iter().cloned());
+        // (service, the peer of `subject` it is reached through)
+        let mut frontier: Vec<(String, String)> =
+            first.iter().map(|p| (p.clone(), p.clone())).collect();
+        while !frontier.is_empty() {
+            let mut further = Vec::new();
+            for (at, via) in &frontier {
+                for n in next(at, up) {
+                    if !seen.contains(&n) {
+                        seen.push(n.clone());
+                        out.push((n.clone(), via.clone(), up));
+                        further.push((n, via.clone()));
+                    }
+                }
+            }
+            frontier = further;
+        }
+    }
+    out
 }
 
 /// How `key` belongs to `service` (with what is known of it), if it does: "listening port",
@@ -1197,6 +1254,82 @@ mod tests {
                 ..ServiceFacts::default()
             },
         ]
+    }
+
+    /// A series two calls away from the culprit is related, not node-wide: the caller's
+    /// caller's port holds its clients' waiting connections when the culprit hangs, the
+    /// callee's callee's requests stop when the culprit cannot call. Another program's
+    /// port stays node-wide.
+    #[test]
+    fn a_series_two_calls_from_the_culprit_is_a_peers_and_says_through_whom() {
+        let counters = snapshot(
+            vec![
+                // gateway's listening port (gateway → orders → ledger).
+                socket(
+                    9000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 80.0, ONSET),
+                ),
+                // Another program's churn, bigger.
+                socket(
+                    41000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 5_000.0, ONSET),
+                ),
+            ],
+            Vec::new(),
+        );
+        let facts = chain();
+        let context = PatternContext {
+            services: &[],
+            culprit: Some("ledger"),
+            facts: &facts,
+            starts: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let got: Vec<(&str, MovedRelation, &str)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.relation, m.relation_text.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                "TIME-WAIT :9000",
+                MovedRelation::Peer,
+                "upstream caller's listening port (gateway, calls ledger through orders)"
+            ),
+            "{got:#?}"
+        );
+        assert_eq!(got[1].0, "TIME-WAIT :41000");
+        assert_eq!(got[1].1, MovedRelation::NodeWide);
+
+        // Downwards: the gateway fails its own calls; ledger, two calls below, goes quiet.
+        let counters = snapshot(
+            vec![socket(
+                7000,
+                PortSide::Local,
+                SocketState::Established,
+                step(40.0, 0.0, ONSET),
+            )],
+            Vec::new(),
+        );
+        let context = PatternContext {
+            culprit: Some("gateway"),
+            ..context
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let first = doc.moved.first().expect("ledger's port moved");
+        assert_eq!(
+            (first.relation, first.relation_text.as_str()),
+            (
+                MovedRelation::Peer,
+                "downstream callee's listening port (ledger, called by gateway through orders)"
+            ),
+            "{doc:#?}"
+        );
     }
 
     #[test]

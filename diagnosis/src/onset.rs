@@ -119,6 +119,18 @@ pub fn pattern_onset(activity: &PatternActivity, axis: Axis, occurrences: &[f64]
             }
         }
     }
+    // A pattern that fell silent for a while before its current run began again there: the
+    // same error text from an earlier, unrelated blip is not this run's start. Seen on the
+    // unseen lab (blind, 2026-12-05): four refused dials during a restart of one service, then
+    // 2.5 minutes of silence, then a killed callee's refusals — the incident of the kill
+    // carried the restart's onset.
+    if let Some(run) = activity
+        .per_second
+        .as_ref()
+        .and_then(|s| current_run_start(s, QUIET_GAP_SECONDS))
+    {
+        unix_ms = unix_ms.max(run);
+    }
     Onset {
         unix_ms,
         source,
@@ -127,9 +139,57 @@ pub fn pattern_onset(activity: &PatternActivity, axis: Axis, occurrences: &[f64]
     }
 }
 
+/// Seconds without an occurrence that end a pattern's run: a minute, the window in which
+/// signals are grouped into one incident.
+pub const QUIET_GAP_SECONDS: usize = 60;
+
+/// The start (Unix ms) of the pattern's current run: its first second with occurrences after
+/// the last stretch of at least `gap` silent seconds; none when its counts hold no such
+/// stretch (the run may have begun before them).
+pub fn current_run_start(counts: &SecondCounts, gap: usize) -> Option<i64> {
+    let mut silent = 0usize;
+    let mut start = None;
+    for (i, &c) in counts.counts.iter().enumerate() {
+        if c == 0 {
+            silent += 1;
+            continue;
+        }
+        if silent >= gap {
+            start = Some(counts.start_unix_ms + i as i64 * 1000);
+        }
+        silent = 0;
+    }
+    start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_starts_after_the_last_minute_of_silence() {
+        let counts = |c: Vec<u64>| SecondCounts {
+            start_unix_ms: 1_000_000,
+            counts: c,
+        };
+        // A blip, 70 silent seconds, then the run: the run's first second.
+        let mut c = vec![4, 0, 1];
+        c.extend(std::iter::repeat_n(0, 70));
+        c.extend([5, 9, 0, 0, 8]);
+        assert_eq!(
+            current_run_start(&counts(c), QUIET_GAP_SECONDS),
+            Some(1_000_000 + 73 * 1000)
+        );
+        // Gaps shorter than a minute belong to one run, which began before the counts.
+        let mut c = vec![3];
+        c.extend(std::iter::repeat_n(0, 59));
+        c.push(2);
+        assert_eq!(current_run_start(&counts(c), QUIET_GAP_SECONDS), None);
+        assert_eq!(
+            current_run_start(&counts(Vec::new()), QUIET_GAP_SECONDS),
+            None
+        );
+    }
 
     #[test]
     fn a_surge_starts_at_the_first_minute_above_its_baseline() {

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{Buffer, DropReason, Entry};
+use crate::buffer::{Buffer, DropReason};
 use crate::config::ExportSettings;
-use crate::payload::Payload;
+use crate::payload::{request_body, Signal};
 use crate::transport::{Failure, Transport};
 
 /// Runs until `stop`, then gives the waiting items `drain` to get out and counts the rest as
@@ -26,8 +27,7 @@ pub(crate) async fn run(
             deadline = Some(Instant::now() + drain);
         }
         let batch = buffer.take_batch(settings.max_request_bytes);
-        if batch.is_empty() {
-            buffer.batch_done();
+        let Some(signal) = batch.first().map(|e| e.signal) else {
             if deadline.is_some() {
                 break;
             }
@@ -38,33 +38,32 @@ pub(crate) async fn run(
                 _ = buffer.notify.notified() => {}
             }
             continue;
-        }
+        };
+        // Encoded once per batch, whatever the retries.
+        let body = request_body(batch.iter().map(|e| &e.payload));
         let outcome = send_with_retry(
             &buffer,
             &transport,
             &settings,
-            &batch,
+            (signal, &body),
             (&stop, drain),
             &mut deadline,
         )
         .await;
-        let signal = batch[0].payload.signal();
-        let items: u64 = batch.iter().map(|e| e.items).sum();
+        drop(body);
         match outcome {
             Outcome::Delivered { rejected } => {
-                buffer.delivered(signal, items.saturating_sub(rejected));
-                buffer.drop_items(signal, DropReason::Rejected, rejected.min(items));
+                let items: u64 = batch.iter().map(|e| e.items).sum();
+                buffer.settle(batch, items.saturating_sub(rejected), DropReason::Rejected);
             }
-            Outcome::Dropped(reason) => buffer.drop_items(signal, reason, items),
+            Outcome::Dropped(reason) => buffer.settle(batch, 0, reason),
         }
-        drop(batch);
-        buffer.batch_done();
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
     }
     for entry in buffer.close() {
-        buffer.drop_items(entry.payload.signal(), DropReason::Shutdown, entry.items);
+        buffer.settle(vec![entry], 0, DropReason::Shutdown);
     }
 }
 
@@ -73,32 +72,18 @@ enum Outcome {
     Dropped(DropReason),
 }
 
-fn merged(batch: &[Entry]) -> Payload {
-    let mut entries = batch.iter();
-    let Some(first) = entries.next() else {
-        return Payload::Traces(Default::default());
-    };
-    let mut payload = first.payload.clone();
-    for entry in entries {
-        // take_batch only groups one signal; a mismatch would be skipped, never mixed.
-        let _ = payload.merge(entry.payload.clone());
-    }
-    payload
-}
-
 async fn send_with_retry(
     buffer: &Buffer,
     transport: &Transport,
     settings: &ExportSettings,
-    batch: &[Entry],
+    (signal, body): (Signal, &Bytes),
     (stop, drain): (&CancellationToken, Duration),
     deadline: &mut Option<Instant>,
 ) -> Outcome {
-    let payload = merged(batch);
     let started = Instant::now();
     let mut backoff = settings.initial_backoff;
     loop {
-        let send = transport.send(&payload);
+        let send = transport.send(signal, body.clone());
         tokio::pin!(send);
         let attempt = loop {
             tokio::select! {
@@ -113,11 +98,12 @@ async fn send_with_retry(
         };
         let failure = match attempt {
             Some(Ok(delivered)) => {
+                buffer.succeeded();
                 if delivered.rejected > 0 {
                     tracing::warn!(
                         "the upstream rejected {} of the forwarded {}: {}",
                         delivered.rejected,
-                        payload.signal().as_str(),
+                        signal.as_str(),
                         delivered.message
                     );
                 }

@@ -192,7 +192,13 @@ async fn a_silent_upstream_never_blocks_producers_and_drops_are_counted() {
         stats.dropped_of(Signal::Traces, DropReason::BufferFull),
         (offered - taken) * 10
     );
-    assert_eq!(stats.accepted[0], taken * 10);
+    // Every span offered is accepted, and is either buffered or dropped.
+    assert_eq!(stats.accepted[0], offered * 10);
+    assert_eq!(stats.buffered[0], taken * 10);
+    assert_eq!(
+        stats.accepted[0],
+        stats.delivered[0] + stats.buffered[0] + stats.dropped_signal(Signal::Traces)
+    );
     // The sender times out against the silent upstream and says so.
     until(
         "a failed attempt",

@@ -7,7 +7,10 @@
 //! same process, counting the spans it gets: what forwarding costs ingestion when upstream
 //! keeps up, and how many spans arrived), and to an upstream that accepts connections and
 //! never answers (the buffer fills, the rest is dropped and counted): what a dead upstream
-//! costs ingestion.
+//! costs ingestion. The live upstream runs on a thread and runtime of its own, as another
+//! process would (on the same cores: its decoding is in the process CPU figure). For both,
+//! every span handed to the exporter is checked to be delivered, buffered or dropped, and the
+//! live upstream's run says how long the buffer took to drain after ingestion.
 //!
 //! Run: `cargo bench -p faultline-ingest --bench otlp_throughput`
 //! Every figure is the median of several runs (the machine is shared and noisy).
@@ -24,6 +27,8 @@ use faultline_ingest::traces::{
 };
 use faultline_ingest::{SpanId, TraceId};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use faultline_export::Signal;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -112,6 +117,9 @@ struct Server {
     shutdown: CancellationToken,
     _queue: Option<faultline_ingest::otlp::LogReceiver>,
     exporter: Option<faultline_export::Exporter>,
+    /// Stops the exporter (after a short drain): not with the receivers, so that what is
+    /// still buffered when ingestion ends can be followed to the upstream.
+    export_stop: CancellationToken,
 }
 
 async fn server() -> Server {
@@ -127,6 +135,7 @@ async fn server_with(upstream: Option<SocketAddr>) -> Server {
     }));
     let (logs, mut queue) = log_queue(1_000_000);
     let shutdown = CancellationToken::new();
+    let export_stop = CancellationToken::new();
     let exporter = upstream.map(|addr| {
         let settings = faultline_export::ExportConfig {
             otlp_endpoint: format!("http://{addr}"),
@@ -135,7 +144,7 @@ async fn server_with(upstream: Option<SocketAddr>) -> Server {
         .validate()
         .expect("valid")
         .expect("on");
-        faultline_export::Exporter::spawn(settings, shutdown.clone(), Duration::from_millis(10))
+        faultline_export::Exporter::spawn(settings, export_stop.clone(), Duration::from_millis(10))
             .expect("exporter")
             .0
     });
@@ -174,6 +183,7 @@ async fn server_with(upstream: Option<SocketAddr>) -> Server {
         shutdown,
         _queue: queue,
         exporter,
+        export_stop,
     }
 }
 
@@ -201,41 +211,100 @@ impl TraceService for Upstream {
     }
 }
 
-/// Starts the upstream on a loopback port; it stops with `stop`.
-async fn upstream(stop: CancellationToken) -> (SocketAddr, Upstream) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+/// Starts the upstream on a loopback port, on a thread and runtime of its own (as another
+/// process would be: its decoding does not run on the receivers' workers, but it shares the
+/// machine's cores); it stops with `stop`.
+fn upstream(stop: CancellationToken) -> (SocketAddr, Upstream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     let upstream = Upstream::default();
     let service = TraceServiceServer::new(upstream.clone());
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                stop.cancelled_owned(),
-            )
-            .await;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("upstream runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    stop.cancelled_owned(),
+                )
+                .await;
+        });
     });
     (addr, upstream)
 }
 
+/// What forwarding to a live upstream did in one run.
+struct Live {
+    /// Ingestion, spans per second (timed as without forwarding).
+    rate: f64,
+    /// Process CPU seconds during ingestion.
+    cpu: f64,
+    /// Spans the upstream got by the end of ingestion, and in the end.
+    at_end: usize,
+    arrived: usize,
+    /// From the end of ingestion until the exporter held nothing more.
+    drain: Duration,
+    stats: faultline_export::ExportStats,
+}
+
 /// gRPC ingestion while forwarding to a real upstream: the rate of ingestion (timed as
 /// without forwarding: until every request is accepted and assembled), then how many spans
-/// reached the upstream within a bounded wait for the exporter to drain.
-async fn run_grpc_forwarding_live(run: usize) -> (f64, usize) {
+/// reached the upstream within a bounded wait for the exporter to drain, and the exporter's
+/// account of every span: delivered, still buffered, or dropped (by reason).
+async fn run_grpc_forwarding_live(run: usize) -> Live {
     let stop = CancellationToken::new();
-    let (addr, upstream) = upstream(stop.clone()).await;
+    let (addr, upstream) = upstream(stop.clone());
     let server = server_with(Some(addr)).await;
+    let exporter = server.exporter.clone().expect("forwarding");
+    let export_stop = server.export_stop.clone();
+    let cpu = cpu_seconds();
     let rate = run_grpc_on(run, server).await;
-    let want = REQUESTS * SPANS_PER_REQUEST;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while upstream.spans.load(Ordering::Relaxed) < want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let cpu = cpu_seconds() - cpu;
+    let at_end = upstream.spans.load(Ordering::Relaxed);
+    let ended = Instant::now();
+    let deadline = ended + Duration::from_secs(30);
+    while exporter.stats().buffered_items > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let drain = ended.elapsed();
+    export_stop.cancel();
     stop.cancel();
-    (rate, upstream.spans.load(Ordering::Relaxed))
+    let stats = exporter.stats();
+    Live {
+        rate,
+        cpu,
+        at_end,
+        arrived: upstream.spans.load(Ordering::Relaxed),
+        drain,
+        stats,
+    }
+}
+
+/// The process's CPU time (user + system) so far, in seconds.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Checks that every span handed to the exporter is accounted for.
+fn check_accounting(what: &str, stats: &faultline_export::ExportStats) {
+    let sum = stats.delivered[0] + stats.buffered[0] + stats.dropped_signal(Signal::Traces);
+    assert_eq!(
+        stats.accepted[0], sum,
+        "{what}: accepted != delivered + buffered + dropped: {stats:?}"
+    );
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -427,6 +496,11 @@ fn main() {
     let mut dropped = Vec::new();
     let mut live = Vec::new();
     let mut delivered = Vec::new();
+    let mut grpc_cpu = Vec::new();
+    let mut live_cpu = Vec::new();
+    let mut at_end = Vec::new();
+    let mut drains = Vec::new();
+    let mut silent_buffered = Vec::new();
     // Accepts connections (the kernel's backlog does) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
@@ -434,18 +508,42 @@ fn main() {
         decode.push(run_decode_only(run));
         store.push(run_store_only());
         http.push(rt.block_on(run_http(run)));
+        let cpu = cpu_seconds();
         grpc.push(rt.block_on(run_grpc(run)));
-        let (rate, drops) = rt.block_on(async {
+        grpc_cpu.push(cpu_seconds() - cpu);
+        let (rate, stats) = rt.block_on(async {
             let server = server_with(Some(silent_addr)).await;
             let exporter = server.exporter.clone().expect("forwarding");
+            let export_stop = server.export_stop.clone();
             let rate = run_grpc_on(run, server).await;
-            (rate, exporter.stats().dropped_total())
+            let stats = exporter.stats();
+            export_stop.cancel();
+            (rate, stats)
         });
+        check_accounting("silent upstream", &stats);
         forwarding.push(rate);
-        dropped.push(drops as f64);
-        let (rate, arrived) = rt.block_on(run_grpc_forwarding_live(run));
-        live.push(rate);
-        delivered.push(arrived as f64);
+        dropped.push(stats.dropped_total() as f64);
+        silent_buffered.push(stats.buffered_items as f64);
+        let run_live = rt.block_on(run_grpc_forwarding_live(run));
+        check_accounting("live upstream", &run_live.stats);
+        let s = &run_live.stats;
+        println!(
+            "  run {run}: live upstream: {:.0} spans/s ({:.2} CPU s); upstream had {} spans at the end of ingestion, {} after {:.2} s; exporter: accepted {}, delivered {}, buffered {}, dropped {:?}",
+            run_live.rate,
+            run_live.cpu,
+            run_live.at_end,
+            run_live.arrived,
+            run_live.drain.as_secs_f64(),
+            s.accepted[0],
+            s.delivered[0],
+            s.buffered[0],
+            s.dropped
+        );
+        live.push(run_live.rate);
+        live_cpu.push(run_live.cpu);
+        delivered.push(run_live.arrived as f64);
+        at_end.push(run_live.at_end as f64);
+        drains.push(run_live.drain.as_secs_f64());
     }
     let (http, grpc, decode, store) = (median(http), median(grpc), median(decode), median(store));
     println!(
@@ -465,14 +563,20 @@ fn main() {
         grpc / store
     );
     let (live, delivered) = (median(live), median(delivered));
+    let (grpc_cpu, live_cpu) = (median(grpc_cpu), median(live_cpu));
+    let (at_end, drain) = (median(at_end), median(drains));
     println!(
-        "  gRPC, forwarding to a live upstream {live:>11.0} spans/s  ({:.2}x of gRPC without forwarding; {delivered:.0} of {} spans delivered upstream per run)",
+        "  gRPC, forwarding to a live upstream {live:>11.0} spans/s  ({:.2}x of gRPC without forwarding; {at_end:.0} spans upstream at the end of ingestion, {delivered:.0} of {} after a drain of {drain:.2} s; every span delivered, buffered or dropped and counted)",
         live / grpc,
         REQUESTS * SPANS_PER_REQUEST
     );
-    let (forwarding, dropped) = (median(forwarding), median(dropped));
     println!(
-        "  gRPC, forwarding to a silent upstream {forwarding:>9.0} spans/s  ({:.2}x of gRPC without forwarding; {dropped:.0} spans dropped and counted per run)",
+        "  process CPU during ingestion: {grpc_cpu:.2} s without forwarding, {live_cpu:.2} s forwarding to the live upstream (its decoding included)"
+    );
+    let (forwarding, dropped) = (median(forwarding), median(dropped));
+    let silent_buffered = median(silent_buffered);
+    println!(
+        "  gRPC, forwarding to a silent upstream {forwarding:>9.0} spans/s  ({:.2}x of gRPC without forwarding; {silent_buffered:.0} spans buffered and {dropped:.0} dropped and counted per run)",
         forwarding / grpc
     );
     drop(silent);

@@ -3,8 +3,10 @@
 //! what its peers hung up) and a TIME-WAIT storm (a client that opens a connection per call)
 //! on the ports of configured services (`[[counters.processes]] listen_port`) — are raised as
 //! incidents through `/api/v1/incidents` within 10 s of their start, with the port's counter
-//! first and the matching hint whose command names the port. The same churn on a port no
-//! known service owns is node activity: listed under `node_signals`, never an incident.
+//! first and the matching hint whose command names the port. The storm's client is a traced
+//! service (its CLIENT span names the port). The same churn on a port no known service owns,
+//! or from an untraced client of a service (a load balancer, a traffic driver), is node
+//! activity: listed under `node_signals`, never an incident.
 //!
 //! An agent killed and restarted during an outage raises it again within 10 s, with the onset
 //! its previous run recorded, marked as going on at its start.
@@ -139,6 +141,54 @@ fn open_and_close(listener: &TcpListener, port: u16, n: usize) {
     }
 }
 
+/// Tells the agent, as traced services do, that `caller` calls `callee` on `port`: one trace
+/// over OTLP/JSON with the caller's CLIENT span naming the port and the callee's SERVER span
+/// under it. Without it the sockets' client is an untraced program, whose storms are node
+/// activity.
+fn send_call(agent: &Agent, caller: &str, callee: &str, port: u16) {
+    let health = agent.get_json("/api/v1/health");
+    let otlp_http = health["components"]["otlp_http"]["address"]
+        .as_str()
+        .expect("otlp_http address");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let trace = format!("{:032x}", now ^ u128::from(port));
+    let resource = |service: &str, span: Value| {
+        serde_json::json!({
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": service}}
+            ]},
+            "scopeSpans": [{"spans": [span]}]
+        })
+    };
+    let span = |id: u64, parent: Option<u64>, kind: u8, port_key: &str| {
+        serde_json::json!({
+            "traceId": trace,
+            "spanId": format!("{id:016x}"),
+            "parentSpanId": parent.map(|p| format!("{p:016x}")).unwrap_or_default(),
+            "name": "GET /items/:id",
+            "kind": kind,
+            "startTimeUnixNano": (now - 5_000_000).to_string(),
+            "endTimeUnixNano": now.to_string(),
+            "attributes": [{"key": port_key, "value": {"intValue": port.to_string()}}],
+            "status": {}
+        })
+    };
+    let doc = serde_json::json!({"resourceSpans": [
+        resource(caller, span(1, None, 3, "server.port")),
+        resource(callee, span(2, Some(1), 2, "server.port")),
+    ]});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{otlp_http}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(doc.to_string())
+        .send()
+        .expect("POST /v1/traces");
+    assert_eq!(response.status(), 200, "the trace was refused");
+}
+
 /// Whether a counter label is about `port` (`TIME-WAIT →:P`, `sockets :P`, ...).
 fn names_port(label: &str, port: u16) -> bool {
     label.ends_with(&format!(":{port}"))
@@ -170,6 +220,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
         }
     }
     let (agent, _config) = start_agent(&[("leaky", leaky_port), ("stormed", storm_port)]);
+    send_call(&agent, "checkout", "stormed", storm_port);
     wait_baseline(&agent, &[leaky_port, storm_port]);
 
     // The leak: every 50 ms a peer connects and hangs up, and the server never closes its end.
@@ -221,7 +272,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
     drop(leak);
     eprintln!("CLOSE-WAIT leak raised {raised_after:?} after it started");
 
-    // The storm: every 50 ms a client opens a connection, and closes it first once the
+    // The storm: every 50 ms the caller opens a connection, and closes it first once the
     // server has accepted it: its end stays in TIME-WAIT towards the port.
     let started = Instant::now();
     let storm_loop = Loop::start({
@@ -243,6 +294,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
         first.contains(&format!(":{storm_port}")),
         "the storm's port must lead: {incident:#}"
     );
+    assert_eq!(incident["culprit"]["service"], "checkout", "{incident:#}");
     assert!(
         hint(&incident, "time-wait-storm").is_some(),
         "no TIME-WAIT hint: {incident:#}"
@@ -252,24 +304,34 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
 }
 
 #[test]
-fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_port_is() {
+fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident_while_a_callers_storm_is(
+) {
     // Another program on the node (a test suite, a build) churns loopback connections in
-    // bursts on its own port; a configured service's caller starts a TIME-WAIT storm on the
-    // service's port at the same time. Both listeners exist before the agent starts.
+    // bursts on its own port; an untraced client (a load balancer, the lab's traffic driver)
+    // opens a connection per request to the configured edge; a traced caller starts a
+    // TIME-WAIT storm on the port of the configured service it calls. All at the same time;
+    // the listeners exist before the agent starts.
     let noise = TcpListener::bind("127.0.0.1:0").expect("bind noise listener");
     let noise_port = noise.local_addr().expect("addr").port();
     let service = TcpListener::bind("127.0.0.1:0").expect("bind service listener");
     let service_port = service.local_addr().expect("addr").port();
+    let edge = TcpListener::bind("127.0.0.1:0").expect("bind edge listener");
+    let edge_port = edge.local_addr().expect("addr").port();
     let mut live = Vec::new();
-    for (listener, port) in [(&noise, noise_port), (&service, service_port)] {
+    for (listener, port) in [
+        (&noise, noise_port),
+        (&service, service_port),
+        (&edge, edge_port),
+    ] {
         for _ in 0..3 {
             let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
             let (server, _) = listener.accept().expect("accept");
             live.push((client, server));
         }
     }
-    let (agent, _config) = start_agent(&[("orders", service_port)]);
-    wait_baseline(&agent, &[noise_port, service_port]);
+    let (agent, _config) = start_agent(&[("orders", service_port), ("edge", edge_port)]);
+    send_call(&agent, "checkout", "orders", service_port);
+    wait_baseline(&agent, &[noise_port, service_port, edge_port]);
 
     // Bursts of 1 to 40 connections, one burst every 20 steps (about a second).
     let noise_loop = Loop::start({
@@ -287,11 +349,18 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         let service = service.try_clone().expect("clone listener");
         move || open_and_close(&service, service_port, 5)
     });
+    let untraced_loop = Loop::start({
+        let edge = edge.try_clone().expect("clone listener");
+        move || open_and_close(&edge, edge_port, 5)
+    });
     let storm_label = format!("TIME-WAIT →:{service_port}");
+    let untraced_label = format!("TIME-WAIT →:{edge_port}");
     let mut noise_seen = false;
+    let mut untraced_seen = false;
     let mut storm_raised_after = None;
-    // Until the storm is an incident and the noise was judged a break of its own (a node
-    // signal): the noise must never be an incident's counter on the way.
+    // Until the storm is an incident and the noise and the untraced client's storm were each
+    // judged a break of their own (node signals): neither may be an incident's counter on the
+    // way.
     let doc = poll_incidents(&agent, Duration::from_secs(40), |doc| {
         let incidents = doc["incidents"].as_array().cloned().unwrap_or_default();
         for i in &incidents {
@@ -301,28 +370,36 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
                     !names_port(label, noise_port),
                     "the other program's port {noise_port} became an incident: {i:#}"
                 );
+                assert!(
+                    !names_port(label, edge_port),
+                    "the untraced client's port {edge_port} became an incident: {i:#}"
+                );
             }
         }
-        noise_seen |= doc["node_signals"].as_array().is_some_and(|s| {
-            s.iter().any(|n| {
-                names_port(
-                    n["anomaly"]["label"].as_str().unwrap_or_default(),
-                    noise_port,
-                )
+        let signal_on = |port: u16| {
+            doc["node_signals"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|n| names_port(n["anomaly"]["label"].as_str().unwrap_or_default(), port))
             })
+        };
+        noise_seen |= signal_on(noise_port);
+        untraced_seen |= doc["node_signals"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|n| n["anomaly"]["label"] == untraced_label.as_str())
         });
         if storm_raised_after.is_none() && incident_with(doc, &storm_label).is_some() {
             storm_raised_after = Some(started.elapsed());
         }
-        noise_seen && storm_raised_after.is_some()
+        noise_seen && untraced_seen && storm_raised_after.is_some()
     })
     .unwrap_or_else(|doc| {
         panic!(
             "within 40 s: storm raised after {storm_raised_after:?}, noise seen as a node \
-             signal: {noise_seen}: {doc:#}"
+             signal: {noise_seen}, the untraced client's storm: {untraced_seen}: {doc:#}"
         )
     });
     drop(storm_loop);
+    drop(untraced_loop);
     drop(noise_loop);
     let raised_after = storm_raised_after.expect("checked above");
     assert!(
@@ -330,26 +407,28 @@ fn churn_on_a_port_no_service_owns_is_no_incident_while_a_storm_on_a_service_por
         "the storm on the service's port was raised {raised_after:?} after it started"
     );
     let incident = incident_with(&doc, &storm_label).expect("raised above");
+    assert_eq!(incident["culprit"]["service"], "checkout", "{incident:#}");
     assert!(
         hint(&incident, "time-wait-storm").is_some(),
         "no TIME-WAIT hint: {incident:#}"
     );
-    let signal = doc["node_signals"]
-        .as_array()
-        .and_then(|s| {
-            s.iter().find(|n| {
-                names_port(
-                    n["anomaly"]["label"].as_str().unwrap_or_default(),
-                    noise_port,
-                )
+    let reason_of = |about: &dyn Fn(&str) -> bool| {
+        doc["node_signals"]
+            .as_array()
+            .and_then(|s| {
+                s.iter()
+                    .find(|n| about(n["anomaly"]["label"].as_str().unwrap_or_default()))
             })
-        })
-        .expect("seen above");
+            .and_then(|n| n["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let reason = reason_of(&|label| names_port(label, noise_port));
+    assert!(reason.contains("no known service"), "{reason}");
+    let reason = reason_of(&|label| label == untraced_label);
     assert!(
-        signal["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("no known service")),
-        "{signal:#}"
+        reason.starts_with(&format!("port {edge_port} of edge: these are its clients'")),
+        "{reason}"
     );
     drop(live);
 }

@@ -315,7 +315,12 @@ fn a_renamed_pattern_answers_to_its_old_id_also_after_a_restart() {
     let log = agent.log_path("api.log");
     let detailed =
         "call user: context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
-    append(&log, &[zap_error(1, detailed)]);
+    // The first line is logged in a trace: the trace store tags it with the pattern's first id.
+    let traced = "4bf92f3577b34da6a3ce929d0e0e4736";
+    append(
+        &log,
+        &[zap_error(1, detailed).replacen('{', &format!(r#"{{"trace_id":"{traced}","#), 1)],
+    );
     wait_for_records(&agent, 1, Duration::from_secs(20));
     let old = eventually(Duration::from_secs(10), "one pattern", || {
         let rows = clusters(&agent);
@@ -338,10 +343,27 @@ fn a_renamed_pattern_answers_to_its_old_id_also_after_a_restart() {
     let detail: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(detail["summary"]["id"], new.as_str(), "{detail}");
     // A template's id (as exported in `faultline.template_id`) leads to its pattern too.
-    for template in detail["templates"].as_array().expect("templates") {
-        let id = template["id"].as_str().expect("template id");
+    let templates: Vec<String> = detail["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .map(|t| t["id"].as_str().expect("template id").to_owned())
+        .collect();
+    for id in &templates {
         let by_template = agent.get_json(&format!("/api/v1/clusters/{id}"));
         assert_eq!(by_template["summary"]["id"], new.as_str(), "{by_template}");
+    }
+    // The trace tagged under the first id is listed by the pattern's trace filter, whichever
+    // of its ids is asked.
+    for asked in [&old, &new].into_iter().chain(&templates) {
+        let listed = agent.get_json(&format!("/api/v1/traces?cluster={asked}"));
+        let ids: Vec<&str> = listed["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .filter_map(|t| t["trace_id"].as_str())
+            .collect();
+        assert_eq!(ids, [traced], "asked as {asked}: {listed}");
     }
 
     let dir = agent.stop();

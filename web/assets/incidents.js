@@ -40,6 +40,9 @@ export function incidentCard(inc) {
   const reasons = c.reasoning.length ? el("ul", { class: "reasons" }, c.reasoning.map((r) => el("li", null, r))) : null;
   const patterns = inc.patterns.length
     ? el("div", null, el("h3", null, "Patterns"),
+      inc.failures ? el("p", { class: "muted", "data-failures": String(inc.failures) },
+        fmtCount(inc.failures), inc.failures === 1 ? " failed request" : " failed requests",
+        inc.patterns.length > 1 ? ", each counted once across its patterns" : "") : null,
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
         el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",

@@ -55,7 +55,7 @@ pub use error::{ApiError, ErrorBody};
 pub use health::{Component, ComponentState, Health, HealthRegistry};
 pub use live::{Change, LiveUpdates};
 pub use metrics::MetricsOptions;
-pub use model::{ClusterView, CounterView, DiagnosisView, IncidentView, TraceView, Views};
+pub use model::{ClusterView, CounterView, DiagnosisView, TraceView, Views};
 pub use openapi::openapi_json;
 
 /// Shared, read-only state of every handler.

@@ -15,9 +15,9 @@
 //! Socket states, port sides, counter families and series keys are the types of
 //! `faultline-series`, re-exported here: their API names, `ss` names and labels are rendered
 //! from that one definition, and documents carry the rendered names (`state_name`, `label`)
-//! so the dashboard keeps no table of its own. The diagnosis' documents (what moved, the
-//! occurrence counts and `Series` they share with the counters) are `faultline-diagnosis`'s,
-//! re-exported; the binary computes them behind [`DiagnosisView`].
+//! so the dashboard keeps no table of its own. The diagnosis' documents (the incidents, what
+//! moved, the occurrence counts and `Series` they share with the counters) are
+//! `faultline-diagnosis`'s, re-exported; the binary computes them behind [`DiagnosisView`].
 
 use std::sync::Arc;
 
@@ -42,10 +42,8 @@ pub struct Views {
     pub traces: Arc<dyn TraceView>,
     /// The node's socket, sockstat, process and task counters.
     pub counters: Arc<dyn CounterView>,
-    /// The diagnosis' answers (what moved with a pattern, ...).
+    /// The diagnosis' answers: the incidents and what moved with a pattern.
     pub diagnosis: Arc<dyn DiagnosisView>,
-    /// The incidents the agent's diagnosis keeps.
-    pub incidents: Arc<dyn IncidentView>,
     /// Where the stores announce changes; the live-update stream (SSE) watches it.
     pub live: LiveUpdates,
 }
@@ -128,6 +126,11 @@ pub trait TraceView: Send + Sync {
 pub trait DiagnosisView: Send + Sync {
     /// What on the node moved with the pattern `id`, `None` when no cluster has this id.
     fn moved(&self, id: &str) -> Option<MovedWithIt>;
+
+    /// The latest incidents document: the answer of the agent's diagnosis loop, which runs in
+    /// the background (about once a second) over the other stores. Called on every request:
+    /// the agent keeps it behind an `Arc` and replaces it after each run.
+    fn incidents(&self) -> Arc<IncidentsDocument>;
 }
 
 /// Read access to the node's counters.
@@ -152,14 +155,6 @@ pub trait CounterView: Send + Sync {
     fn store_counters(&self) -> Vec<StoreCounter> {
         Vec::new()
     }
-}
-
-/// Read access to the incidents: the latest answer of the agent's diagnosis, which runs in the
-/// background (about once a second) over the other stores.
-pub trait IncidentView: Send + Sync {
-    /// The latest incidents document. Called on every request: the agent keeps it behind an
-    /// `Arc` and replaces it after each diagnosis run.
-    fn incidents(&self) -> Arc<IncidentsDocument>;
 }
 
 pub use faultline_diagnosis::anomaly::{ChangeShape, CounterAnomaly, Direction, Unjudged};
@@ -256,6 +251,20 @@ pub struct ClusterSummary {
     /// `null` when not judged or when no trace of it is held).
     #[serde(default)]
     pub culprit: Option<Culprit>,
+    /// Its failures in requests (traces) that had already failed with another pattern, by
+    /// that pattern, most first: such a request is in both patterns' `total_count`, and an
+    /// incident holding both counts it once.
+    #[serde(default)]
+    pub failed_before: Vec<SharedFailures>,
+}
+
+/// Failed requests a pattern shares with another pattern that failed in them first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SharedFailures {
+    /// The pattern the requests failed with first.
+    pub pattern_id: String,
+    /// Such requests.
+    pub count: u64,
 }
 
 /// One template (exact masked shape) of a cluster.
@@ -375,7 +384,8 @@ pub struct PatternStack {
 /// Filters of the trace list; also what [`TraceView::find`] is asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceQuery {
-    /// Only traces in which this cluster occurred.
+    /// Only traces in which this pattern occurred: its id, an id it had before (merged or
+    /// renamed away), or the id of one of its templates.
     pub cluster: Option<String>,
     /// Only traces that went through this service.
     pub service: Option<String>,

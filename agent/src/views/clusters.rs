@@ -20,8 +20,8 @@ use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, PatternEvidence, PatternStack, Sample, SeenIn, StoreCounter,
-    TemplateRow, ValueCount,
+    ParameterDistribution, PatternEvidence, PatternStack, Sample, SeenIn, SharedFailures,
+    StoreCounter, TemplateRow, ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -310,11 +310,9 @@ impl ClusterView for ClusterAdapter {
     /// The engine's newest samples and the trace store's index: neither the detail's pass over
     /// every key of the engine nor a decoded trace.
     fn evidence(&self, id: &str, traces: usize) -> Option<PatternEvidence> {
-        let cluster = parse_cluster_id(id)?;
-        let found = self.engine.cluster_samples(cluster).or_else(|| {
-            let holder = self.engine.cluster_of_template(TemplateId(cluster.0))?;
-            self.engine.cluster_samples(holder)
-        })?;
+        let found = self
+            .engine
+            .cluster_samples(resolve_pattern(&self.engine, id)?)?;
         let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
         trace_ids.truncate(traces);
         Some(PatternEvidence {
@@ -386,19 +384,39 @@ impl ClusterView for ClusterAdapter {
     }
 }
 
-/// A cluster id as the API shows it (16 hex digits), `None` for anything else.
-/// The engine's detail of the pattern `id` names: a cluster id or the id of one of its
-/// templates, current or retired (merged or renamed away: the engine follows the aliases), so
-/// a link or a tag holding an old id keeps answering, with the pattern's current id in
-/// `summary.id`. `None` when the id names no pattern (any more).
-pub(super) fn engine_detail(engine: &Engine, id: &str, now: i64) -> Option<EngineDetail> {
-    let cluster = parse_cluster_id(id)?;
-    engine.cluster(cluster, now).or_else(|| {
-        let holder = engine.cluster_of_template(TemplateId(cluster.0))?;
-        engine.cluster(holder, now)
-    })
+/// The current id of the pattern `id` names: a cluster id or the id of one of its templates,
+/// current or retired (merged or renamed away: the engine follows the aliases), so that a
+/// link or a tag holding an old id keeps answering. `None` when the id names no pattern (any
+/// more). The one resolver of the API's pattern ids: the pattern page, "what moved" and the
+/// trace list all ask it.
+pub(super) fn resolve_pattern(engine: &Engine, id: &str) -> Option<ClusterId> {
+    let id = parse_cluster_id(id)?;
+    engine
+        .resolve_cluster(id)
+        .or_else(|| engine.cluster_of_template(TemplateId(id.0)))
 }
 
+/// The engine's detail of the pattern `id` names (see [`resolve_pattern`]), with the
+/// pattern's current id in `summary.id`.
+pub(super) fn engine_detail(engine: &Engine, id: &str, now: i64) -> Option<EngineDetail> {
+    engine.cluster(resolve_pattern(engine, id)?, now)
+}
+
+/// The cluster ids the traces of the pattern `id` names are tagged with: a trace keeps the id
+/// its pattern had when the trace arrived, so the pattern's current id and its former ids
+/// (see [`resolve_pattern`]). An id that names no pattern now (evicted, or never one) is
+/// looked up as it is: traces tagged with it may still be stored.
+pub(super) fn tag_ids(engine: &Engine, id: &str) -> Vec<String> {
+    match resolve_pattern(engine, id) {
+        Some(current) => std::iter::once(current)
+            .chain(engine.former_ids(current))
+            .map(|id| id.to_string())
+            .collect(),
+        None => vec![id.to_owned()],
+    }
+}
+
+/// A cluster id as the API shows it (16 hex digits), `None` for anything else.
 fn parse_cluster_id(id: &str) -> Option<ClusterId> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -439,6 +457,14 @@ pub(super) fn summary_row(
             .map(|e| emergence(e, s.first_seen_unix_nanos, &by_minute, now_nanos)),
         sparkline: minute_counts(&by_minute, now_min - SPARKLINE_MINUTES + 1, now_min),
         culprit: None,
+        failed_before: s
+            .failed_before
+            .iter()
+            .map(|(other, count)| SharedFailures {
+                pattern_id: other.to_string(),
+                count: *count,
+            })
+            .collect(),
     }
 }
 
@@ -593,6 +619,7 @@ mod tests {
 
     use super::*;
     use faultline_ingest::traces::StatusCode;
+    use faultline_web::model::TraceQuery;
 
     use crate::views::test_support::*;
 
@@ -803,6 +830,32 @@ mod tests {
                 .expect("either id answers");
             assert_eq!(evidence.trace_ids, detail.trace_ids, "asked as {asked}");
         }
+        // The trace list filtered by the pattern lists the trace too, asked by the pattern's
+        // current id, its old id or a template's id.
+        let template = stores
+            .engine
+            .cluster(new, NOW)
+            .expect("live")
+            .templates
+            .iter()
+            .map(|t| t.id.to_string())
+            .next()
+            .expect("a template");
+        for asked in [new.to_string(), old.to_string(), template] {
+            let listed = views.traces.find(&TraceQuery {
+                cluster: Some(asked.clone()),
+                limit: 10,
+                ..TraceQuery::default()
+            });
+            let ids: Vec<&str> = listed.iter().map(|t| t.trace_id.as_str()).collect();
+            assert_eq!(ids, [trace_id(9).to_string()], "asked as {asked}");
+        }
+        let unknown = views.traces.find(&TraceQuery {
+            cluster: Some("00000000000000ff".to_owned()),
+            limit: 10,
+            ..TraceQuery::default()
+        });
+        assert!(unknown.is_empty(), "{unknown:?}");
     }
 
     /// Issue #15: a template id, current or merged away, answers with the pattern that holds

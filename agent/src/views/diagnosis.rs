@@ -16,7 +16,9 @@ use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
 use faultline_ingest::traces::{ServiceTraffic, TraceStore};
 use faultline_series::{SeriesKey, TrafficMetric};
-use faultline_web::model::{DiagnosisView, EmergenceKind, MovedWithIt, SecondCounts};
+use faultline_web::model::{
+    DiagnosisView, EmergenceKind, IncidentsDocument, MovedWithIt, SecondCounts,
+};
 
 use crate::diagnosis::IncidentBoard;
 
@@ -97,6 +99,10 @@ impl DiagnosisView for DiagnosisAdapter {
             starts: &facts.starts,
         };
         Some(what_moved_for(&pattern.activity, &counters, &context))
+    }
+
+    fn incidents(&self) -> Arc<IncidentsDocument> {
+        self.board.incidents()
     }
 }
 

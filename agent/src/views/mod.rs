@@ -127,6 +127,7 @@ pub fn build_with_board(
         )),
         traces: Arc::new(TraceAdapter {
             store: Arc::clone(&traces),
+            engine: Arc::clone(&engine),
             counters: Arc::clone(&counters),
         }),
         counters: Arc::new(CounterAdapter {
@@ -137,9 +138,8 @@ pub fn build_with_board(
             traces,
             counters,
             clock,
-            board: Arc::clone(&board),
+            board,
         }),
-        incidents: board,
         live,
     }
 }

@@ -1,9 +1,11 @@
 //! [`TraceView`] over the trace store: call chains as span trees and the trace list.
 
+use super::clusters::tag_ids;
 use super::{counter, NANOS_PER_US};
 use crate::culprits;
 use std::sync::Arc;
 
+use faultline_clustering::Engine;
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::{
     CallChain as StoreChain, ChainNode, SpanKind, StatusCode, TraceFilter, TraceStore,
@@ -22,6 +24,8 @@ pub use faultline_ingest::traces::CLUSTER_ID_ATTRIBUTE;
 /// [`TraceView`] over the trace store.
 pub(super) struct TraceAdapter {
     pub(super) store: Arc<TraceStore>,
+    /// The clustering engine, for the pattern a `cluster` filter names now.
+    pub(super) engine: Arc<Engine>,
     /// Who listens on the node's ports, for the culprit of a callee that sent no span.
     pub(super) counters: Arc<CounterStore>,
 }
@@ -44,7 +48,12 @@ impl TraceView for TraceAdapter {
 
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary> {
         let rows = self.store.list(&TraceFilter {
-            clusters: query.cluster.iter().cloned().collect(),
+            // A pattern's old id (or a template's) lists the traces of the pattern it is now.
+            clusters: query
+                .cluster
+                .as_deref()
+                .map(|id| tag_ids(&self.engine, id))
+                .unwrap_or_default(),
             service: query.service.clone(),
             errors_only: query.errors_only,
             limit: Some(query.limit.max(1)),
@@ -526,6 +535,7 @@ mod tests {
             last_seen_unix_ms: t / 1_000_000,
             count: 3,
             trace_ids: (1..=3u8).map(|n| trace_id(n).to_string()).collect(),
+            failed_before: Vec::new(),
             status_echo: false,
         };
         let report = faultline_diagnosis::anomaly::AnomalyReport {

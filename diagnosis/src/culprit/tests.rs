@@ -1,4 +1,5 @@
 use super::*;
+use crate::culprit::fault::{address_in, fault_of};
 
 const MS: i64 = 1_000_000;
 

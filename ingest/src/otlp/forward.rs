@@ -79,6 +79,40 @@ pub(crate) fn accepted_logs(request: &mut ExportLogsServiceRequest, config: &Otl
     request.resource_logs.retain(|r| !r.scope_logs.is_empty());
 }
 
+/// Whether [`accepted_traces`] would leave `request` as it is: every span valid, nothing over
+/// the limits, no empty resource or scope. Such a request is forwarded as the bytes it came
+/// in. Reads, never allocates.
+pub(crate) fn traces_kept_whole(request: &ExportTraceServiceRequest, config: &OtlpConfig) -> bool {
+    let limit = config.max_attributes_per_span;
+    request.resource_spans.iter().all(|resource_spans| {
+        !resource_spans.scope_spans.is_empty()
+            && resource_spans.scope_spans.iter().all(|scope_spans| {
+                !scope_spans.spans.is_empty()
+                    && scope_spans.spans.iter().all(|span| {
+                        TraceId::from_bytes(&span.trace_id).is_some()
+                            && SpanId::from_bytes(&span.span_id).is_some()
+                            && span.attributes.len() <= limit
+                            && span.events.len() <= config.max_events_per_span
+                            && span.events.iter().all(|e| e.attributes.len() <= limit)
+                    })
+            })
+    })
+}
+
+/// Whether [`accepted_logs`] would leave `request` as it is (see [`traces_kept_whole`]).
+pub(crate) fn logs_kept_whole(request: &ExportLogsServiceRequest, config: &OtlpConfig) -> bool {
+    request.resource_logs.iter().all(|resource_logs| {
+        !resource_logs.scope_logs.is_empty()
+            && resource_logs.scope_logs.iter().all(|scope_logs| {
+                !scope_logs.log_records.is_empty()
+                    && scope_logs.log_records.iter().all(|log| {
+                        !log_ids_malformed(log)
+                            && log.attributes.len() <= config.max_attributes_per_span
+                    })
+            })
+    })
+}
+
 /// Tags the spans of `request` whose span id has tags. A span with several error records
 /// (several `exception` events) keeps the tags of its first.
 pub fn tag_spans(request: &mut ExportTraceServiceRequest, tags: &[(SpanId, PatternTags)]) {
@@ -307,6 +341,76 @@ mod tests {
             spans[0].attributes.last().map(|kv| kv.key.as_str()),
             Some(faultline_export::attributes::CLUSTER_ID)
         );
+    }
+
+    #[test]
+    fn kept_whole_is_exactly_what_accepting_leaves_unchanged() {
+        let config = OtlpConfig {
+            max_attributes_per_span: 2,
+            max_events_per_span: 1,
+            ..OtlpConfig::default()
+        };
+        let span = |id: u8, attributes: usize, events: usize| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            attributes: (0..attributes).map(|_| kv("a")).collect(),
+            events: (0..events).map(|_| Default::default()).collect(),
+            ..Default::default()
+        };
+        let request = |spans: Vec<Span>| ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut no_id = span(3, 0, 0);
+        no_id.span_id.clear();
+        let cases = [
+            request(vec![span(1, 2, 1), span(2, 0, 0)]),
+            request(vec![span(1, 3, 0)]),
+            request(vec![span(1, 0, 2)]),
+            request(vec![span(1, 0, 0), no_id]),
+            request(Vec::new()),
+            ExportTraceServiceRequest::default(),
+        ];
+        for case in cases {
+            let mut accepted = case.clone();
+            accepted_traces(&mut accepted, &config);
+            assert_eq!(
+                traces_kept_whole(&case, &config),
+                accepted == case,
+                "{case:?}"
+            );
+        }
+        let logs = |attributes: usize, trace_id: Vec<u8>| ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![OtlpLogRecord {
+                        attributes: (0..attributes).map(|_| kv("a")).collect(),
+                        trace_id,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        for case in [
+            logs(2, vec![1; 16]),
+            logs(3, Vec::new()),
+            logs(0, vec![1; 3]),
+        ] {
+            let mut accepted = case.clone();
+            accepted_logs(&mut accepted, &config);
+            assert_eq!(
+                logs_kept_whole(&case, &config),
+                accepted == case,
+                "{case:?}"
+            );
+        }
     }
 
     #[test]

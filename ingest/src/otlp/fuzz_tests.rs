@@ -31,13 +31,13 @@ fn pipeline() -> (Pipeline, LogReceiver) {
 
 fn apply_all(pipeline: &Pipeline, encoding: Encoding, body: &[u8]) {
     if let Ok(request) = decode_for_tests::<ExportTraceServiceRequest>(encoding, body) {
-        let _ = pipeline.traces(request);
+        let _ = pipeline.traces(request, None);
     }
     if let Ok(request) = decode_for_tests::<ExportLogsServiceRequest>(encoding, body) {
-        let _ = pipeline.logs(request);
+        let _ = pipeline.logs(request, None);
     }
     if let Ok(request) = decode_for_tests::<ExportMetricsServiceRequest>(encoding, body) {
-        let _ = pipeline.metrics(request);
+        let _ = pipeline.metrics(request, None);
     }
 }
 
@@ -95,7 +95,7 @@ fn the_seed_document_is_valid() {
     let (pipeline, _queue) = pipeline();
     let request: ExportTraceServiceRequest =
         decode_for_tests(Encoding::Json, VALID_JSON.as_bytes()).expect("valid");
-    let accepted = pipeline.traces(request).expect("applied");
+    let accepted = pipeline.traces(request, None).expect("applied");
     assert_eq!(accepted.rejected, 0);
     let logs: ExportLogsServiceRequest =
         decode_for_tests(Encoding::Json, VALID_JSON.as_bytes()).expect("valid");
@@ -103,7 +103,7 @@ fn the_seed_document_is_valid() {
         logs.resource_logs[0].scope_logs[0].log_records[0].severity_number,
         17
     );
-    assert!(pipeline.logs(logs).is_ok());
+    assert!(pipeline.logs(logs, None).is_ok());
     assert_eq!(pipeline.stats().spans_accepted, 1);
     assert_eq!(pipeline.stats().logs_accepted, 1);
 }

@@ -48,6 +48,15 @@ fn status_of(error: OtlpError) -> Status {
     }
 }
 
+/// The protobuf bytes of a request's message (uncompressed), put in the request's extensions
+/// by [`Admission`] when forwarding is on: a request kept whole is forwarded as these bytes.
+#[derive(Clone)]
+struct Received(Bytes);
+
+fn received<T>(request: &Request<T>) -> Option<Bytes> {
+    request.extensions().get::<Received>().map(|r| r.0.clone())
+}
+
 /// The three OTLP services over one shared pipeline.
 #[derive(Clone)]
 pub(crate) struct GrpcReceiver {
@@ -234,7 +243,14 @@ where
             if inflated {
                 parts.headers.remove("grpc-encoding");
             }
-            let body = tonic::body::Body::new(http_body_util::Full::new(Bytes::from(frame)));
+            let frame = Bytes::from(frame);
+            if pipeline.forwards() {
+                // The message as received, for the exporter (shares the frame's buffer).
+                parts
+                    .extensions
+                    .insert(Received(frame.slice(GRPC_FRAME_HEADER..)));
+            }
+            let body = tonic::body::Body::new(http_body_util::Full::new(frame));
             let response = inner
                 .call(axum::http::Request::from_parts(parts, body))
                 .await?;
@@ -251,7 +267,10 @@ impl TraceService for GrpcReceiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let Accepted { rejected, message } = self.run(|p| p.traces(request.into_inner()))?;
+        let Accepted { rejected, message } = {
+            let encoded = received(&request);
+            self.run(|p| p.traces(request.into_inner(), encoded))?
+        };
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (rejected > 0 || !message.is_empty()).then_some(
                 ExportTracePartialSuccess {
@@ -269,7 +288,10 @@ impl LogsService for GrpcReceiver {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let Accepted { rejected, message } = self.run(|p| p.logs(request.into_inner()))?;
+        let Accepted { rejected, message } = {
+            let encoded = received(&request);
+            self.run(|p| p.logs(request.into_inner(), encoded))?
+        };
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: (rejected > 0 || !message.is_empty()).then_some(
                 ExportLogsPartialSuccess {
@@ -287,7 +309,10 @@ impl MetricsService for GrpcReceiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let Accepted { rejected, message } = self.run(|p| p.metrics(request.into_inner()))?;
+        let Accepted { rejected, message } = {
+            let encoded = received(&request);
+            self.run(|p| p.metrics(request.into_inner(), encoded))?
+        };
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: (rejected > 0 || !message.is_empty()).then_some(
                 ExportMetricsPartialSuccess {

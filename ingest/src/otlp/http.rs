@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -192,12 +192,12 @@ struct Admitted {
 }
 
 /// The steps every signal shares: check the content type, read the body, admit, decompress,
-/// decode.
+/// decode. Also the protobuf body, when forwarding is on.
 async fn receive<T: Message + Default + DeserializeOwned>(
     pipeline: &Pipeline,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Encoding, T, Admitted), HttpError> {
+) -> Result<(Encoding, T, Option<Bytes>, Admitted), HttpError> {
     let encoding = encoding_of(headers).map_err(|error| {
         pipeline.note_invalid();
         HttpError {
@@ -243,7 +243,10 @@ async fn receive<T: Message + Default + DeserializeOwned>(
         _body: body_held,
         _inflated: inflated,
     };
-    Ok((encoding, request, admitted))
+    // A protobuf body is forwarded as it came (see `Pipeline::traces`); JSON is encoded anew.
+    let encoded =
+        (encoding == Encoding::Protobuf && pipeline.forwards()).then(|| Bytes::from(plain));
+    Ok((encoding, request, encoded, admitted))
 }
 
 fn refused(error: OtlpError, encoding: Encoding) -> HttpError {
@@ -258,9 +261,11 @@ async fn traces(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let (encoding, request, _permit) =
+    let (encoding, request, encoded, _permit) =
         receive::<ExportTraceServiceRequest>(&pipeline, &headers, body).await?;
-    let accepted = pipeline.traces(request).map_err(|e| refused(e, encoding))?;
+    let accepted = pipeline
+        .traces(request, encoded)
+        .map_err(|e| refused(e, encoding))?;
     let response = ExportTraceServiceResponse {
         partial_success: accepted.is_partial().then(|| ExportTracePartialSuccess {
             rejected_spans: accepted.rejected,
@@ -275,9 +280,11 @@ async fn logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let (encoding, request, _permit) =
+    let (encoding, request, encoded, _permit) =
         receive::<ExportLogsServiceRequest>(&pipeline, &headers, body).await?;
-    let accepted = pipeline.logs(request).map_err(|e| refused(e, encoding))?;
+    let accepted = pipeline
+        .logs(request, encoded)
+        .map_err(|e| refused(e, encoding))?;
     let response = ExportLogsServiceResponse {
         partial_success: accepted.is_partial().then(|| ExportLogsPartialSuccess {
             rejected_log_records: accepted.rejected,
@@ -297,10 +304,10 @@ async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let (encoding, request, _permit) =
+    let (encoding, request, encoded, _permit) =
         receive::<ExportMetricsServiceRequest>(&pipeline, &headers, body).await?;
     let accepted = pipeline
-        .metrics(request)
+        .metrics(request, encoded)
         .map_err(|e| refused(e, encoding))?;
     let response = ExportMetricsServiceResponse {
         partial_success: accepted.is_partial().then(|| ExportMetricsPartialSuccess {

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use faultline_export::{Payload, Pending, Reservation, Signal};
+use faultline_export::{Encoded, Payload, Pending, Reservation, Signal};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -31,7 +31,7 @@ use super::budget::{ByteBudget, Held};
 use super::config::OtlpConfig;
 use super::convert::{convert_logs, convert_metrics, convert_traces, data_points, Cut};
 use super::error::OtlpError;
-use super::forward::{accepted_logs, accepted_traces};
+use super::forward::{accepted_logs, accepted_traces, logs_kept_whole, traces_kept_whole};
 use super::sink::{LogQueueError, LogReservation, LogSender, TaskCounterSink};
 use crate::traces::TraceStore;
 
@@ -412,33 +412,55 @@ impl Pipeline {
         result
     }
 
-    /// Room for `payload` in the exporter's buffer and a copy of it, when forwarding is on
-    /// and it fits (when it does not, the exporter counts it as dropped; the request is
-    /// applied all the same).
-    fn forward_copy(
-        &self,
-        payload: impl FnOnce() -> Payload,
-        items: u64,
-        bytes: usize,
-        signal: Signal,
-    ) -> Option<(Reservation, Payload)> {
-        let exporter = self.outputs.logs.exporter()?;
-        let room = exporter.reserve(signal, items, bytes)?;
-        Some((room, payload()))
+    /// Whether accepted requests are forwarded upstream (`[export]`): the transports then
+    /// keep a request's protobuf bytes to hand over with it.
+    pub fn forwards(&self) -> bool {
+        self.outputs.logs.exporter().is_some()
     }
 
-    pub fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, OtlpError> {
+    /// Room in the exporter's buffer and the copy of `request` to forward, when forwarding is
+    /// on and it fits (when it does not, the exporter counts it as dropped; the request is
+    /// applied all the same). A request the receiver keeps whole goes as the bytes it came in
+    /// (`encoded`), which costs this path nothing; one it cuts (or that came as JSON) is
+    /// copied, to be cut in [`pending`](Self::pending) as the receiver cut it.
+    fn forward_copy<R: Message + Clone>(
+        &self,
+        request: &R,
+        (signal, items): (Signal, impl FnOnce(&R) -> u64),
+        encoded: Option<Bytes>,
+        kept_whole: impl FnOnce(&R, &OtlpConfig) -> bool,
+        wrap: impl FnOnce(R) -> Payload,
+    ) -> Option<(Reservation, Payload)> {
+        let exporter = self.outputs.logs.exporter()?;
+        let items = items(request);
+        if let Some(bytes) = encoded.filter(|_| kept_whole(request, &self.config)) {
+            let room = exporter.reserve(signal, items, bytes.len())?;
+            return Some((room, Payload::Encoded(Encoded::new(signal, bytes, items))));
+        }
+        let room = exporter.reserve(signal, items, request.encoded_len())?;
+        Some((room, wrap(request.clone())))
+    }
+
+    /// Applies a trace request; `encoded` is its protobuf encoding as received, kept only
+    /// when forwarding is on ([`forwards`](Self::forwards)).
+    pub fn traces(
+        &self,
+        request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<Accepted, OtlpError> {
         let result = (|| {
             let copy = self.forward_copy(
-                || Payload::Traces(request.clone()),
-                request
-                    .resource_spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .map(|s| s.spans.len() as u64)
-                    .sum(),
-                request.encoded_len(),
-                Signal::Traces,
+                &request,
+                (Signal::Traces, |r: &ExportTraceServiceRequest| {
+                    r.resource_spans
+                        .iter()
+                        .flat_map(|r| &r.scope_spans)
+                        .map(|s| s.spans.len() as u64)
+                        .sum()
+                }),
+                encoded,
+                traces_kept_whole,
+                Payload::Traces,
             );
             let batch = convert_traces(request, &self.config, now_nanos())?;
             let reservation = self.reserve(batch.error_records.len())?;
@@ -465,18 +487,25 @@ impl Pipeline {
         self.finish(result)
     }
 
-    pub fn logs(&self, request: ExportLogsServiceRequest) -> Result<Accepted, OtlpError> {
+    /// Applies a logs request; `encoded` as for [`traces`](Self::traces).
+    pub fn logs(
+        &self,
+        request: ExportLogsServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<Accepted, OtlpError> {
         let result = (|| {
             let copy = self.forward_copy(
-                || Payload::Logs(request.clone()),
-                request
-                    .resource_logs
-                    .iter()
-                    .flat_map(|r| &r.scope_logs)
-                    .map(|s| s.log_records.len() as u64)
-                    .sum(),
-                request.encoded_len(),
-                Signal::Logs,
+                &request,
+                (Signal::Logs, |r: &ExportLogsServiceRequest| {
+                    r.resource_logs
+                        .iter()
+                        .flat_map(|r| &r.scope_logs)
+                        .map(|s| s.log_records.len() as u64)
+                        .sum()
+                }),
+                encoded,
+                logs_kept_whole,
+                Payload::Logs,
             );
             let batch = convert_logs(request, &self.config, now_nanos())?;
             let reservation = self.reserve(batch.records.len())?;
@@ -501,21 +530,27 @@ impl Pipeline {
         self.finish(result)
     }
 
-    pub fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, OtlpError> {
+    /// Applies a metrics request; `encoded` as for [`traces`](Self::traces).
+    pub fn metrics(
+        &self,
+        request: ExportMetricsServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<Accepted, OtlpError> {
         // Every data point is accepted (see the module docs), so every one is forwarded; no
         // pattern tags to wait for, so straight into the exporter's buffer.
-        let points = request
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| data_points(&m.data) as u64)
-            .sum();
         let copy = self.forward_copy(
-            || Payload::Metrics(request.clone()),
-            points,
-            request.encoded_len(),
-            Signal::Metrics,
+            &request,
+            (Signal::Metrics, |r: &ExportMetricsServiceRequest| {
+                r.resource_metrics
+                    .iter()
+                    .flat_map(|r| &r.scope_metrics)
+                    .flat_map(|s| &s.metrics)
+                    .map(|m| data_points(&m.data) as u64)
+                    .sum()
+            }),
+            encoded,
+            |_, _| true,
+            Payload::Metrics,
         );
         if let (Some((room, payload)), Some(exporter)) = (copy, self.outputs.logs.exporter()) {
             exporter.push(room, payload);
@@ -535,7 +570,8 @@ impl Pipeline {
         match &mut payload {
             Payload::Traces(r) => accepted_traces(r, &self.config),
             Payload::Logs(r) => accepted_logs(r, &self.config),
-            Payload::Metrics(_) => {}
+            // Metrics are never cut; an encoded request was kept whole.
+            Payload::Metrics(_) | Payload::Encoded(_) => {}
         }
         let exporter = self.outputs.logs.exporter()?;
         Some(exporter.pending(room, payload))

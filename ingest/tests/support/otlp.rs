@@ -44,8 +44,22 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(config: OtlpConfig, store: TraceStoreConfig, log_capacity: usize) -> Self {
+        Self::start_with(config, store, log_capacity, None).await
+    }
+
+    /// Receivers forwarding what they accept through `exporter` when given (`[export]`).
+    pub async fn start_with(
+        config: OtlpConfig,
+        store: TraceStoreConfig,
+        log_capacity: usize,
+        exporter: Option<faultline_export::Exporter>,
+    ) -> Self {
         let store = Arc::new(TraceStore::new(store));
         let (sender, logs) = log_queue(log_capacity);
+        let sender = match exporter {
+            Some(exporter) => sender.forwarding(exporter),
+            None => sender,
+        };
         let tasks = Arc::new(KeptTasks::default());
         let receivers = OtlpReceivers::new(
             config,

@@ -25,7 +25,7 @@ pub(crate) async fn list(
     State(shared): State<Shared>,
 ) -> Result<Json<IncidentsDocument>, ApiError> {
     let views = shared.views()?;
-    Ok(Json(views.incidents.incidents().as_ref().clone()))
+    Ok(Json(views.diagnosis.incidents().as_ref().clone()))
 }
 
 /// One incident.
@@ -48,7 +48,7 @@ pub(crate) async fn detail(
     let Path(id) = path.map_err(|err| ApiError::bad_parameter("id", err.body_text()))?;
     let views = shared.views()?;
     views
-        .incidents
+        .diagnosis
         .incidents()
         .incidents
         .iter()

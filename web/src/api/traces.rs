@@ -14,7 +14,8 @@ use crate::{ApiError, ErrorBody, Shared};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TraceListParams {
-    /// Only traces in which this cluster occurred.
+    /// Only traces in which this pattern occurred: its id, an id it had before (merged or
+    /// renamed away), or the id of one of its templates.
     #[param(inline)]
     cluster: Option<Text>,
     /// Only traces that went through this service.

@@ -15,7 +15,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use super::{family, single, Value};
-use crate::model::{CounterKind, IncidentView, IncidentsDocument};
+use crate::model::{CounterKind, DiagnosisView, IncidentsDocument};
 
 /// The `culprit` label of an incident whose culprit no signal names.
 const UNKNOWN_CULPRIT: &str = "unknown";
@@ -24,13 +24,13 @@ const NO_HINT: &str = "none";
 
 /// The diagnosis' figures, read from the incidents at each scrape.
 pub(super) struct DiagnosisCollector {
-    incidents: Arc<dyn IncidentView>,
+    diagnosis: Arc<dyn DiagnosisView>,
 }
 
 impl DiagnosisCollector {
-    /// The collector over `incidents`.
-    pub(super) fn new(incidents: Arc<dyn IncidentView>) -> DiagnosisCollector {
-        DiagnosisCollector { incidents }
+    /// The collector over the incidents `diagnosis` serves.
+    pub(super) fn new(diagnosis: Arc<dyn DiagnosisView>) -> DiagnosisCollector {
+        DiagnosisCollector { diagnosis }
     }
 }
 
@@ -85,7 +85,7 @@ fn anomalies_by_kind(doc: &IncidentsDocument) -> BTreeMap<(&'static str, &'stati
 
 impl Collector for DiagnosisCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let doc = self.incidents.incidents();
+        let doc = self.diagnosis.incidents();
         let e = &mut encoder;
         let gauge = MetricType::Gauge;
 

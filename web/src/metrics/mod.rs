@@ -73,7 +73,7 @@ impl Metrics {
         )));
         registry.register_collector(Box::new(node::NodeCollector::new(views.counters.clone())));
         registry.register_collector(Box::new(diagnosis::DiagnosisCollector::new(
-            views.incidents.clone(),
+            views.diagnosis.clone(),
         )));
         registry.register_collector(Box::new(StoreCollector {
             views: views.clone(),

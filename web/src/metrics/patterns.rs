@@ -275,6 +275,7 @@ mod tests {
             }),
             sparkline: MinuteCounts::default(),
             culprit: None,
+            failed_before: Vec::new(),
         }
     }
 

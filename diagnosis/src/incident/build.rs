@@ -1,0 +1,457 @@
+//! The incident document of one group of signals: its culprit, patterns, related counters,
+//! hints, title and stable id.
+
+use std::collections::BTreeSet;
+
+use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
+
+use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
+use super::grouping::{Signal, SignalWhat};
+use super::services::{calls, counter_culprit, listener, owner, peers};
+use super::{
+    DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
+    PatternInput, Relation, ServiceFacts, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS, MAX_TRACES,
+};
+use crate::anomaly::{clock, CounterAnomaly};
+use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+
+/// The incident of one group, with its members.
+pub(super) fn build(
+    members: &[&Signal<'_>],
+    node_wide: &[&CounterAnomaly],
+    input: &DiagnosisInput<'_>,
+    rules: &HintRules,
+) -> (Incident, BTreeSet<Member>) {
+    let now = input.now_unix_ms;
+    let mut patterns: Vec<&PatternInput> = Vec::new();
+    let mut echoes: Vec<&PatternInput> = Vec::new();
+    let mut counters: Vec<&CounterAnomaly> = Vec::new();
+    for s in members {
+        match &s.what {
+            SignalWhat::Pattern(p) if s.echo => echoes.push(p),
+            SignalWhat::Pattern(p) => patterns.push(p),
+            SignalWhat::Counter(a) => counters.push(a),
+        }
+    }
+    // The incident's own patterns earliest first, then the untraced echoes of them.
+    let by_onset = |a: &&PatternInput, b: &&PatternInput| {
+        a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id))
+    };
+    patterns.sort_by(by_onset);
+    echoes.sort_by(by_onset);
+    let failures = failures_of(&patterns);
+    patterns.extend(echoes);
+
+    // The culprit: the one the members name (grouping left at most one). Its role is the
+    // patterns' first: their failing calls say how the culprit failed (a caller whose
+    // lookups fail), where a counter only says whose port or process it is.
+    let mut culprit = IncidentCulprit {
+        service: None,
+        role: None,
+        reasoning: Vec::new(),
+        seen_in: Vec::new(),
+    };
+    let mut patterns_first: Vec<&&Signal<'_>> = members.iter().collect();
+    patterns_first.sort_by_key(|s| !matches!(s.what, SignalWhat::Pattern(_)));
+    for s in patterns_first {
+        if let Some((service, role, why)) = &s.culprit {
+            culprit.service.get_or_insert_with(|| service.clone());
+            if culprit.role.is_none() {
+                culprit.role = *role;
+            }
+            if !culprit.reasoning.contains(why) && culprit.reasoning.len() < 5 {
+                culprit.reasoning.push(why.clone());
+            }
+        }
+    }
+    if culprit.service.is_none() {
+        let seen: BTreeSet<&String> = patterns.iter().flat_map(|p| &p.services).collect();
+        culprit.seen_in = seen.into_iter().cloned().collect();
+        culprit.reasoning.push(if patterns.is_empty() {
+            "no service is known for these counters".to_owned()
+        } else {
+            "the patterns' failures are not attributed to a service yet; they were seen in the \
+             services listed"
+                .to_owned()
+        });
+    }
+
+    let facts = culprit
+        .service
+        .as_ref()
+        .and_then(|c| input.services.iter().find(|s| &s.service == c));
+    let named_ports: Vec<u16> = patterns
+        .iter()
+        .filter_map(|p| peer_of(p).as_deref().and_then(port_of))
+        .collect();
+    let mut listed: Vec<IncidentCounter> = counters
+        .iter()
+        .copied()
+        .chain(node_wide.iter().copied())
+        .map(|a| {
+            let (relation, relation_text) = relate(
+                &a.key,
+                culprit.service.as_deref(),
+                culprit.role,
+                &named_ports,
+                input.services,
+            );
+            IncidentCounter {
+                relation,
+                relation_text,
+                anomaly: a.clone(),
+            }
+        })
+        .collect();
+    // A failure rate of a service retells the patterns' own errors when there are patterns:
+    // it follows the related counters that say more (a callee's request rate falling when
+    // its caller's lookups fail), before the unrelated ones.
+    let with_patterns = !patterns.is_empty();
+    let class = |c: &IncidentCounter| -> u8 {
+        let echo = with_patterns
+            && matches!(
+                c.anomaly.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Errors,
+                    ..
+                }
+            );
+        // A culprit that fails its own calls (lookups, timeouts it sets): its listening port
+        // holds its callers' connections, which follow how fast it now answers; its peers'
+        // series say more (seen on the Go lab: the dns fault's caller answering at once, its
+        // port's sockets climbing, led over its callee's requests stopping).
+        let own_port = culprit.role == Some(CulpritRole::Caller)
+            && c.relation == Relation::Culprit
+            && c.anomaly
+                .key
+                .port()
+                .is_some_and(|p| facts.is_some_and(|f| f.listen_ports.contains(&p)));
+        match (c.relation, echo) {
+            (Relation::Culprit, false) if !own_port => 0,
+            (Relation::Peer, false) => 1,
+            (Relation::Culprit | Relation::Peer, _) => 2,
+            (Relation::Unrelated, _) => 3,
+            (Relation::NodeWide, _) => 4,
+        }
+    };
+    listed.sort_by(|a, b| {
+        class(a)
+            .cmp(&class(b))
+            .then(a.relation.cmp(&b.relation))
+            .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
+            // A port's state says more than its total.
+            .then(
+                matches!(a.anomaly.key, SeriesKey::PortTotal { .. })
+                    .cmp(&matches!(b.anomaly.key, SeriesKey::PortTotal { .. })),
+            )
+            .then(b.anomaly.score.total_cmp(&a.anomaly.score))
+            .then(a.anomaly.label.cmp(&b.anomaly.label))
+    });
+    listed.truncate(MAX_COUNTERS);
+
+    let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
+    let pattern_active = patterns
+        .iter()
+        .map(|p| p.last_seen_unix_ms)
+        .max()
+        .filter(|&t| now - t <= ACTIVE_MS);
+    let counter_active = counters.iter().any(|a| a.active);
+    let active = pattern_active.is_some() || counter_active;
+    let last_active = if counter_active {
+        now
+    } else {
+        pattern_active.unwrap_or(onset).max(onset)
+    };
+
+    let mut trace_ids: Vec<String> = Vec::new();
+    for p in &patterns {
+        for t in &p.trace_ids {
+            if trace_ids.len() < MAX_TRACES && !trace_ids.contains(t) {
+                trace_ids.push(t.clone());
+            }
+        }
+    }
+
+    let texts: Vec<String> = patterns.iter().map(|p| p.text.clone()).collect();
+    let anomalies: Vec<CounterAnomaly> = listed.iter().map(|c| c.anomaly.clone()).collect();
+    let top_port = listed.iter().find_map(|c| c.anomaly.key.port());
+    let peer = patterns.iter().find_map(|p| peer_of(p));
+    let host = patterns
+        .iter()
+        .find_map(|p| {
+            p.example
+                .as_deref()
+                .and_then(looked_up_host)
+                .or_else(|| looked_up_host(&p.text))
+        })
+        .or_else(|| peer.as_ref().map(|p| host_of(p).to_owned()));
+    let hint_facts = HintFacts {
+        service: culprit.service.clone(),
+        port: facts
+            .and_then(|f| f.listen_ports.first().copied())
+            .or(top_port)
+            .or_else(|| peer.as_deref().and_then(port_of)),
+        peer: peer.clone(),
+        url: patterns.iter().find_map(|p| failing_url(p)),
+        host,
+        pid: facts.and_then(|f| f.pid),
+        goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
+        pattern_id: patterns.first().map(|p| p.id.clone()),
+        api: input.api.map(str::to_owned),
+    };
+    let hints = rules.hints_for(&HintSubject {
+        patterns: &texts,
+        anomalies: &anomalies,
+        culprit_role: culprit.role,
+        facts: &hint_facts,
+    });
+
+    // The counter the leading hint rests on is the incident's top related signal (a reset
+    // storm's `Tcp EstabResets`, a leak's CLOSE-WAIT on the culprit's port): on the Go lab the
+    // reset fault's callers' request rates, related by service, led over the resets that
+    // explain them. The others keep their order after it.
+    if let Some(hint) = hints.first() {
+        let evidence = rules.evidence_counters(&hint.rule_id, &anomalies);
+        if !evidence.is_empty() {
+            let (mut lead, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listed)
+                .into_iter()
+                .enumerate()
+                .partition(|(i, _)| evidence.contains(i));
+            lead.extend(rest);
+            listed = lead.into_iter().map(|(_, c)| c).collect();
+        }
+    }
+
+    let first = members
+        .iter()
+        .min_by_key(|s| s.onset)
+        .map(|s| match &s.what {
+            SignalWhat::Pattern(p) => p.id.clone(),
+            SignalWhat::Counter(a) => a.key.label(),
+        })
+        .unwrap_or_default();
+    let id = stable_id(&first, onset);
+    // The error is the title when the leading hint rests on its text (or there is no
+    // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
+    // it. A hint of counters alone (a leak, a storm) is titled by its counter.
+    let by_text = hints
+        .first()
+        .is_none_or(|h| rules.recognised_by_text(&h.rule_id));
+    let title = title(&culprit, &patterns, &listed, hints.first(), by_text);
+
+    let mut member_set = BTreeSet::new();
+    for p in &patterns {
+        member_set.insert(Member::Pattern(p.id.clone()));
+    }
+    for a in &counters {
+        member_set.insert(Member::Series(a.key.clone()));
+    }
+    let incident = Incident {
+        id,
+        title,
+        culprit,
+        patterns: patterns
+            .iter()
+            .take(MAX_PATTERNS)
+            .map(|p| IncidentPattern {
+                id: p.id.clone(),
+                text: p.text.clone(),
+                services: p.services.clone(),
+                culprit: p.culprit.clone(),
+                onset_unix_ms: p.onset_unix_ms,
+                last_seen_unix_ms: p.last_seen_unix_ms,
+                count: p.count,
+            })
+            .collect(),
+        counters: listed,
+        hints,
+        onset_unix_ms: onset,
+        last_active_unix_ms: last_active,
+        active,
+        failures,
+        ongoing_at_start: false,
+        trace_ids,
+    };
+    (incident, member_set)
+}
+
+/// Failed requests of `patterns`, each once: a request that failed with two of them (the
+/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
+/// taken off again here. A pattern that shares requests with itself (two patterns merged
+/// since) is taken off the same way.
+fn failures_of(patterns: &[&PatternInput]) -> u64 {
+    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
+    patterns
+        .iter()
+        .map(|p| {
+            let shared: u64 = p
+                .failed_before
+                .iter()
+                .filter(|(other, _)| ids.contains(other.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            p.count.saturating_sub(shared)
+        })
+        .sum()
+}
+
+/// Order of kinds within one relation: sockets say the most about where, then queues, fds,
+/// goroutines, threads, traffic.
+pub(super) fn kind_order(a: &CounterAnomaly) -> u8 {
+    match a.kind {
+        CounterKind::Sockets => 0,
+        CounterKind::AcceptQueue => 1,
+        CounterKind::ProcessFds => 2,
+        CounterKind::Tasks => 3,
+        CounterKind::ProcessThreads => 4,
+        CounterKind::ServiceTraffic => 5,
+        CounterKind::ProtocolRate => 6,
+        CounterKind::NodeSockets => 7,
+        CounterKind::Sockstat => 8,
+        CounterKind::ProcessMemory => 9,
+        CounterKind::Runtime => 10,
+    }
+}
+
+/// How a series relates to the culprit, in words.
+/// `named` are the ports the incident's failing calls go to (from its patterns' raw
+/// messages): the callee's ports, even when no span said who listens there.
+pub(super) fn relate(
+    key: &SeriesKey,
+    culprit: Option<&str>,
+    role: Option<CulpritRole>,
+    named: &[u16],
+    services: &[ServiceFacts],
+) -> (Relation, String) {
+    if key.kind().is_node_wide() {
+        return (
+            Relation::NodeWide,
+            "node-wide: moves with any traffic on the node".into(),
+        );
+    }
+    let peers = culprit.map(|c| peers(c, services)).unwrap_or_default();
+    let owner = owner(key, services);
+    // Client-side damage on a callee's port (TIME-WAIT of a connection per call) is the
+    // calling culprit's own signature, not just its peer's port.
+    if let (Some(o), Some(c)) = (owner.as_deref(), culprit) {
+        if o != c {
+            if let Some((blamed, Some(CulpritRole::Caller), why)) = counter_culprit(key, services) {
+                if blamed == c {
+                    return (Relation::Culprit, why);
+                }
+            }
+        }
+    }
+    let calls_only = match key {
+        SeriesKey::PortState { port, .. } | SeriesKey::PortTotal { port, .. } => {
+            listener(*port, services).is_none()
+        }
+        _ => false,
+    };
+    let called = key
+        .port()
+        .map(|p| format!("connections to port {p} made by"))
+        .unwrap_or_default();
+    let what = match key {
+        _ if calls_only => called.as_str(),
+        SeriesKey::PortState {
+            side: PortSide::Remote,
+            ..
+        }
+        | SeriesKey::PortTotal {
+            side: PortSide::Remote,
+            ..
+        } => "connections to the port of",
+        SeriesKey::PortState { .. }
+        | SeriesKey::PortTotal { .. }
+        | SeriesKey::ListenQueue { .. } => "a listening port of",
+        SeriesKey::Task { .. } => "the goroutines of",
+        SeriesKey::Process { .. } => "a process of",
+        _ => "the traffic of",
+    };
+    match (owner, culprit) {
+        (Some(o), Some(c)) if o == c => (Relation::Culprit, format!("{what} {o}, the culprit")),
+        (Some(o), Some(c)) if peers.contains(&o) => (
+            Relation::Peer,
+            format!("{what} {o}, a peer of the culprit {c}"),
+        ),
+        // Further up or down the calls: a caller's caller waits on the culprit too, a
+        // callee's callee sees its requests stop.
+        (Some(o), Some(c)) if calls(&o, c, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which calls the culprit {c} through other services"),
+        ),
+        (Some(o), Some(c)) if calls(c, &o, services) => (
+            Relation::Peer,
+            format!("{what} {o}, which the culprit {c} calls through other services"),
+        ),
+        (Some(o), _) => (Relation::Unrelated, format!("{what} {o}")),
+        (None, Some(c)) if key.port().is_some_and(|p| named.contains(&p)) => {
+            if role == Some(CulpritRole::Callee) {
+                (
+                    Relation::Culprit,
+                    format!("the port the failing calls go to: {c}'s, the culprit"),
+                )
+            } else {
+                (
+                    Relation::Peer,
+                    "the port the failing calls go to".to_owned(),
+                )
+            }
+        }
+        (None, _) => match key.port() {
+            Some(p) => (
+                Relation::Unrelated,
+                format!("port {p}: no known service listens there"),
+            ),
+            None => (Relation::Unrelated, "no known service".into()),
+        },
+    }
+}
+
+/// The incident in one sentence: where, what, and the leading evidence.
+pub(super) fn title(
+    culprit: &IncidentCulprit,
+    patterns: &[&PatternInput],
+    counters: &[IncidentCounter],
+    hint: Option<&Hint>,
+    pattern_first: bool,
+) -> String {
+    let mut out = String::new();
+    if let Some(h) = hint {
+        out.push_str(&h.title);
+        out.push_str(" — ");
+    }
+    match &culprit.service {
+        Some(s) => out.push_str(&format!("in {s}")),
+        None if !culprit.seen_in.is_empty() => {
+            out.push_str(&format!("seen in {}", culprit.seen_in.join(", ")))
+        }
+        None => out.push_str("no service known"),
+    }
+    let pattern = patterns
+        .first()
+        .filter(|_| pattern_first || counters.is_empty());
+    if let Some(p) = pattern {
+        out.push_str(&format!(
+            ": “{}” from {}",
+            p.text.chars().take(120).collect::<String>(),
+            clock(p.onset_unix_ms)
+        ));
+    } else if let Some(c) = counters.first() {
+        out.push_str(": ");
+        out.push_str(&c.anomaly.evidence);
+    }
+    out
+}
+
+/// A 16-hex-digit id from the first member and the onset second (FNV-1a): the same incident
+/// gets the same id in every update and after a replay of the same data.
+pub(super) fn stable_id(first: &str, onset: i64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in first.bytes().chain(onset.div_euclid(1000).to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

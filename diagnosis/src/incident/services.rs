@@ -1,0 +1,317 @@
+//! Which known service a series, a port or a failing call belongs to, from what the agent
+//! knows of the services on the node ([`ServiceFacts`]).
+
+use std::collections::BTreeSet;
+
+use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
+
+use super::{PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use crate::anomaly::CounterAnomaly;
+use crate::hints::CulpritRole;
+
+pub(super) fn traffic_service(key: &SeriesKey) -> Option<String> {
+    match key {
+        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
+        _ => None,
+    }
+}
+
+/// The callers and callees of `service`.
+pub(super) fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    services
+        .iter()
+        .find(|s| s.service == service)
+        .map(|s| s.callers.iter().chain(&s.callees).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The services `service` calls, directly or through others (its callees, theirs, ...).
+pub(super) fn downstream(service: &str, services: &[ServiceFacts]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![service.to_owned()];
+    while let Some(s) = todo.pop() {
+        let Some(f) = services.iter().find(|x| x.service == s) else {
+            continue;
+        };
+        // Each service is pushed once: bounded by the services known.
+        for c in &f.callees {
+            if c != service && !found.contains(c) {
+                found.push(c.clone());
+                todo.push(c.clone());
+            }
+        }
+    }
+    found
+}
+
+/// The service listening on `port`.
+pub(super) fn listener(port: u16, services: &[ServiceFacts]) -> Option<&ServiceFacts> {
+    services.iter().find(|s| s.listen_ports.contains(&port))
+}
+
+/// The services whose calls go to `port`, by name.
+pub(super) fn callers_of_port(port: u16, services: &[ServiceFacts]) -> Vec<&ServiceFacts> {
+    services
+        .iter()
+        .filter(|s| s.called_ports.contains(&port))
+        .collect()
+}
+
+/// The service a task (goroutine) target is configured for: the one that claims it, else
+/// the target's own name (a user names a target after what it watches).
+pub(super) fn task_owner<'a>(target: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.task_targets.iter().any(|t| t == target))
+        .map_or(target, |s| s.service.as_str())
+}
+
+/// The service a watched process is configured for: the one that claims it, else the
+/// process's own name.
+pub(super) fn process_owner<'a>(name: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+    services
+        .iter()
+        .find(|s| s.processes.iter().any(|p| p == name))
+        .map_or(name, |s| s.service.as_str())
+}
+
+/// The known service a (not node-wide) series belongs to, `None` when no known service owns
+/// it: a port's series belongs to the service listening there, else to the service whose
+/// calls go there; a task target or a watched process is configured by the user for a
+/// service of the node (named after it unless a service claims it); a traffic series is its
+/// service's.
+pub(super) fn owner(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    match key {
+        SeriesKey::PortState { port, .. }
+        | SeriesKey::PortTotal { port, .. }
+        | SeriesKey::ListenQueue { port } => listener(*port, services)
+            .or_else(|| callers_of_port(*port, services).into_iter().next())
+            .map(|s| s.service.clone()),
+        SeriesKey::Task { target, .. } => Some(task_owner(target, services).to_owned()),
+        SeriesKey::Process { name, .. } => Some(process_owner(name, services).to_owned()),
+        SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
+        _ => None,
+    }
+}
+
+/// TIME-WAIT on a listener's own side of its port: the listener closed those connections
+/// first. It does so on its own (it closes after each answer, or without one) or because its
+/// callers ask it to (`Connection: close` from a client with keep-alives off, which Go's
+/// server honours by closing first): the sockets cannot tell which, and [`counter_culprit`]
+/// names the single caller. When calls to the listener fail near the change with the
+/// listener as their culprit (a callee closing without an answer: EOF), it closes on its own:
+/// the TIME-WAIT is the callee's, and one incident with those failures.
+pub(super) fn closing_callee(
+    a: &CounterAnomaly,
+    patterns: &[PatternInput],
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    } = a.key
+    else {
+        return None;
+    };
+    let owner = listener(port, services)?;
+    let failing = patterns.iter().find(|p| {
+        (p.onset_unix_ms - a.changed_at_unix_ms).abs() <= GROUP_WINDOW_MS
+            && p.culprit.as_ref().is_some_and(|c| {
+                c.service == owner.service
+                    && matches!(c.role, CulpritRole::Callee | CulpritRole::SelfReported)
+            })
+    })?;
+    Some((
+        owner.service.clone(),
+        Some(CulpritRole::Callee),
+        format!(
+            "{} is on the side of {}: it closes its connections first, and calls to it fail \
+             with it as their culprit ({})",
+            a.label, owner.service, failing.text
+        ),
+    ))
+}
+
+/// The listener of a port whose series `key` is about its clients' connections — TIME-WAIT
+/// on either side (closed first at a client's request or by the client), CLOSE-WAIT on the
+/// clients' side, the clients' sockets towards it — when no known service is among its
+/// clients: no caller's span names it and no service's calls go to its port. The clients are
+/// untraced programs (a load balancer, the lab's traffic driver, a curl loop): how they
+/// connect is theirs, and [`counter_culprit`] names nobody. Seen on the Go lab: the traffic
+/// driver's pool towards the edge raised culprit-less incidents on a quiet node (`TIME-WAIT
+/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39) and beside the dns fault.
+pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    let (port, clients_side) = match key {
+        SeriesKey::PortState { port, side, state } => (
+            *port,
+            match state {
+                SocketState::TimeWait => true,
+                SocketState::CloseWait => *side == PortSide::Remote,
+                _ => false,
+            },
+        ),
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => (*port, true),
+        _ => return None,
+    };
+    let owner = listener(port, services)?;
+    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
+        .then(|| owner.service.clone())
+}
+
+/// The culprit a counter series points at, with its role and the reasoning (see the module
+/// documentation).
+pub(super) fn counter_culprit(
+    key: &SeriesKey,
+    services: &[ServiceFacts],
+) -> Option<(String, Option<CulpritRole>, String)> {
+    match key {
+        SeriesKey::PortState { port, side, state } => {
+            let Some(owner) = listener(*port, services) else {
+                // A callee that sends no spans: the sockets towards its port are its
+                // callers'; with one caller, a storm or a leak there is that caller's.
+                let [caller] = callers_of_port(*port, services)[..] else {
+                    return None;
+                };
+                let client_side = matches!(state, SocketState::TimeWait | SocketState::CloseWait)
+                    && *side == PortSide::Remote;
+                return client_side.then(|| {
+                    (
+                        caller.service.clone(),
+                        Some(CulpritRole::Caller),
+                        format!(
+                            "{} is on the connections of {} to port {port}",
+                            key.label(),
+                            caller.service
+                        ),
+                    )
+                });
+            };
+            let client_side = match state {
+                SocketState::TimeWait => true,
+                SocketState::CloseWait => *side == PortSide::Remote,
+                _ => false,
+            };
+            if client_side {
+                let [caller] = owner.callers.as_slice() else {
+                    return None;
+                };
+                let why = match state {
+                    SocketState::TimeWait => format!(
+                        "{} on the port of {}: its caller {caller} opens a connection per call",
+                        key.label(),
+                        owner.service
+                    ),
+                    _ => format!(
+                        "{} towards {}: its caller {caller} does not close connections {} closed",
+                        key.label(),
+                        owner.service,
+                        owner.service
+                    ),
+                };
+                return Some((caller.clone(), Some(CulpritRole::Caller), why));
+            }
+            Some((
+                owner.service.clone(),
+                Some(CulpritRole::Callee),
+                format!(
+                    "{} is on a listening port of {}",
+                    key.label(),
+                    owner.service
+                ),
+            ))
+        }
+        // The sockets towards a port are its callers': with one caller, theirs; with several,
+        // nobody's in particular.
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => {
+            let callers: Vec<&str> = match listener(*port, services) {
+                Some(owner) => owner.callers.iter().map(String::as_str).collect(),
+                None => callers_of_port(*port, services)
+                    .into_iter()
+                    .map(|s| s.service.as_str())
+                    .collect(),
+            };
+            let [caller] = callers[..] else {
+                return None;
+            };
+            Some((
+                caller.to_owned(),
+                Some(CulpritRole::Caller),
+                format!("{} are the connections of {caller} to it", key.label()),
+            ))
+        }
+        SeriesKey::PortTotal { port, .. } | SeriesKey::ListenQueue { port } => {
+            let owner = listener(*port, services)?;
+            Some((
+                owner.service.clone(),
+                Some(CulpritRole::Callee),
+                format!(
+                    "{} is on a listening port of {}",
+                    key.label(),
+                    owner.service
+                ),
+            ))
+        }
+        // A task or process target is named by the user after what it watches: without a
+        // service that claims it, its name stands for the service.
+        SeriesKey::Task { target, .. } => {
+            let service = task_owner(target, services);
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} are the goroutines of {service}", key.label()),
+            ))
+        }
+        SeriesKey::Process { name, .. } => {
+            let service = process_owner(name, services);
+            Some((
+                service.to_owned(),
+                None,
+                format!("{} is a process of {service}", key.label()),
+            ))
+        }
+        SeriesKey::ServiceTraffic { service, metric } => Some((
+            service.clone(),
+            None,
+            match metric {
+                TrafficMetric::Requests => format!("{}'s request rate moved", service),
+                TrafficMetric::Errors => format!("{}'s failed requests rose", service),
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Whether `from` calls `to`, directly or through its callees (bounded by the services
+/// known). A callee is known from spans (a SERVER span under a CLIENT span) or from the port
+/// a CLIENT span called and the service listening there: a callee that closes without
+/// answering sends no span while it fails.
+pub(super) fn calls(from: &str, to: &str, services: &[ServiceFacts]) -> bool {
+    let mut seen: BTreeSet<&str> = BTreeSet::from([from]);
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        let Some(facts) = services.iter().find(|s| s.service == at) else {
+            continue;
+        };
+        let by_port = facts
+            .called_ports
+            .iter()
+            .filter_map(|&port| listener(port, services))
+            .map(|s| s.service.as_str());
+        for callee in facts.callees.iter().map(String::as_str).chain(by_port) {
+            if callee == to {
+                return true;
+            }
+            if seen.insert(callee) {
+                next.push(callee);
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,532 @@
+#!/usr/bin/env python3
+"""The unseen lab: faultline judged on a service chain its developers never tuned it on.
+
+A media pipeline of four real Go services (lab/unseen/, stdlib net/http, logrus text lines and
+stdlib `log` lines, W3C traceparent, spans posted as OTLP/JSON by three of them, the fourth
+sends none), with fault mechanics of its own. This script builds them (GOPATH mode, offline,
+against Debian's /usr/share/gocode), writes a faultline configuration from the README's
+documented keys, starts the agent first (`--agent-lead` seconds before the services, with other
+socket churn on the node), drives traffic, injects one fault at a time after a baseline and
+records through the API, 10 s and 30 s after each onset: the top incident, its culprit, hints and
+counters, the emerging patterns' counts against the failed requests it counted itself, and the
+trace page's culprit for a failed request. `--quiet SECS` runs no fault at all instead.
+
+    gateway ──> thumbnailer
+       └──────> metadata ──> blobstore (no spans, stdlib log)
+
+Faults (`--faults`, in this order by default):
+  time-wait   gateway calls metadata with a new connection per request (DisableKeepAlives):
+              TIME-WAIT on metadata's port; nothing fails. Culprit: gateway (the caller).
+  goroutines  thumbnailer starts a goroutine per request blocked on a channel nobody reads;
+              nothing fails. Culprit: thumbnailer.
+  abort       thumbnailer's handler panics with http.ErrAbortHandler: net/http closes the
+              connection unanswered and logs nothing; gateway sees EOF. Culprit: thumbnailer.
+  slow        blobstore answers after 2.5 s, past metadata's 800 ms client timeout; blobstore
+              logs nothing wrong. Culprit: blobstore.
+  close-wait  metadata never reads or closes blobstore's response bodies: blobstore's 3 s idle
+              timeout closes its end, CLOSE-WAIT piles up in metadata (client side) until its
+              512 fds run out. Culprit: metadata (the client that leaks).
+  refused     blobstore is killed (SIGKILL) and restarted 35 s later: connection refused.
+              Culprit: blobstore.
+
+Python standard library only. Results: a JSON file and a table on stdout.
+
+    scripts/lab/unseen.py --faultline target/debug/faultline [--faults abort,slow] [--quiet 300]
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import http.client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "lab", "unseen")
+SERVICES = ["gateway", "thumbnailer", "metadata", "blobstore"]
+GOCODE = "/usr/share/gocode"
+
+FAULTS = {
+    # name: (service with the switch or None, switch, expected culprit, expected counter words)
+    "time-wait": ("gateway", "fresh-conn", "gateway", "TIME-WAIT on metadata's port"),
+    "goroutines": ("thumbnailer", "leak", "thumbnailer", "thumbnailer goroutines"),
+    "abort": ("thumbnailer", "abort", "thumbnailer", "(none needed) EOF pattern"),
+    "slow": ("blobstore", "slow", "blobstore", "(none needed) timeout pattern"),
+    "close-wait": ("metadata", "keep-body", "metadata", "CLOSE-WAIT to blobstore's port / metadata fds"),
+    "refused": (None, None, "blobstore", "(none needed) refused pattern"),
+}
+# Faults that fail no request at first: their onset is the injection, not the first failure.
+COUNTER_FAULTS = {"time-wait", "goroutines", "close-wait"}
+
+
+def log(msg):
+    print(time.strftime("%H:%M:%S", time.gmtime()), msg, flush=True)
+
+
+def free_port(used):
+    """A port in 20000-29999 that binds now (services on a node rarely use ephemeral ports)."""
+    for _ in range(500):
+        p = random.randint(20000, 29999)
+        if p in used:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        used.add(p)
+        return p
+    raise SystemExit("no free port found in 20000-29999")
+
+
+def build(tmp):
+    """Builds the four services offline in GOPATH mode; returns {service: binary}."""
+    if not os.path.isdir(os.path.join(GOCODE, "src/github.com/sirupsen/logrus")):
+        raise SystemExit("logrus is missing: apt-get install golang-github-sirupsen-logrus-dev")
+    gopath = os.path.join(tmp, "gopath")
+    os.makedirs(os.path.join(gopath, "src"))
+    os.symlink(LAB, os.path.join(gopath, "src", "unseenlab"))
+    env = dict(os.environ, GO111MODULE="off", GOPATH=gopath + ":" + GOCODE, GOFLAGS="",
+               GOCACHE=os.environ.get("GOCACHE", os.path.join(tmp, "gocache")))
+    out = {}
+    for s in SERVICES:
+        b = os.path.join(tmp, "bin", s)
+        subprocess.run(["go", "build", "-o", b, "unseenlab/" + s], env=env, check=True, cwd=tmp)
+        out[s] = b
+    return out
+
+
+class Get:
+    """GETs JSON from the agent's API."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, path, timeout=5):
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            return {"_error": str(e)}
+
+
+class Churn:
+    """Other socket activity on the node: a TCP echo service with one short connection every
+    100 ms, and a burst of 300 connections every 90 s."""
+
+    def __init__(self, port):
+        self.port = port
+        self.stop = threading.Event()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", port))
+        self.srv.listen(512)
+        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._client, daemon=True).start()
+
+    def _serve(self):
+        self.srv.settimeout(0.5)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(1)
+                c.sendall(c.recv(64))
+            except OSError:
+                pass
+            c.close()
+
+    def _one(self):
+        try:
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+            c.sendall(b"ping\n")
+            c.recv(64)
+            c.close()
+        except OSError:
+            pass
+
+    def _client(self):
+        last_burst = time.time()
+        while not self.stop.is_set():
+            self._one()
+            if time.time() - last_burst > 90:
+                last_burst = time.time()
+                for _ in range(300):
+                    self._one()
+            time.sleep(0.1)
+
+
+class Traffic:
+    """Keep-alive clients of gateway at about `rate` requests a second; every answer kept."""
+
+    def __init__(self, port, rate, threads=4):
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []  # (unix s, ok, status or error text, trace id)
+        self.interval = threads / rate
+        for _ in range(threads):
+            threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        conn = None
+        while not self.stop.is_set():
+            t = time.time()
+            mid = random.randint(1, 99999)
+            ok, what, tid = False, "", ""
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/media/%d" % mid)
+                r = conn.getresponse()
+                r.read()
+                ok, what, tid = r.status == 200, str(r.status), r.getheader("X-Trace-Id") or ""
+            except (OSError, http.client.HTTPException) as e:
+                what = type(e).__name__ + ": " + str(e)
+                conn = None
+            with self.lock:
+                self.results.append((t, ok, what, tid))
+            time.sleep(max(0.0, self.interval - (time.time() - t)))
+
+    def window(self, since, until):
+        with self.lock:
+            return [r for r in self.results if since <= r[0] < until]
+
+
+class Lab:
+    def __init__(self, args, tmp):
+        self.args, self.tmp = args, tmp
+        used = set()
+        self.ports = {s: free_port(used) for s in SERVICES}
+        self.admin = {s: free_port(used) for s in SERVICES}
+        self.web, self.grpc, self.http = free_port(used), free_port(used), free_port(used)
+        self.churn_port = free_port(used)
+        self.procs = {}
+        self.logdir = os.path.join(tmp, "logs")
+        os.makedirs(self.logdir)
+        self.bins = build(tmp)
+        self.api = Get("http://127.0.0.1:%d" % self.web)
+        self.agent = None
+
+    def config(self):
+        lines = ['data_dir = "%s"' % os.path.join(self.tmp, "data"), "",
+                 "[web]", 'listen = "127.0.0.1:%d"' % self.web, "",
+                 "[otlp]", 'grpc_listen = "127.0.0.1:%d"' % self.grpc,
+                 'http_listen = "127.0.0.1:%d"' % self.http, ""]
+        for s in SERVICES:
+            lines += ["[[logs]]", 'path = "%s/%s.log"' % (self.logdir, s), 'service = "%s"' % s, ""]
+        for s in SERVICES:
+            lines += ["[[tasks]]", 'name = "%s"' % s,
+                      'url = "http://127.0.0.1:%d/debug/pprof/goroutine?debug=1"' % self.admin[s], ""]
+        for s in SERVICES:
+            lines += ["[[counters.processes]]", 'name = "%s"' % s, "listen_port = %d" % self.ports[s], ""]
+        path = os.path.join(self.tmp, "faultline.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        subprocess.run([self.args.faultline, "config", "--check", path], check=True,
+                       stdout=subprocess.DEVNULL)
+        return path
+
+    def start_agent(self):
+        cfg = self.config()
+        self.agent_log = open(os.path.join(self.tmp, "agent.log"), "ab")
+        self.agent = subprocess.Popen([self.args.faultline, "run", "--config", cfg],
+                                      stdout=self.agent_log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if self.api("/api/v1/health").get("status") == "ok":
+                return
+            time.sleep(0.2)
+        raise SystemExit("agent not healthy; see %s/agent.log" % self.tmp)
+
+    def start(self, s):
+        argv = [self.bins[s], "-listen", "127.0.0.1:%d" % self.ports[s],
+                "-admin", "127.0.0.1:%d" % self.admin[s]]
+        if s != "blobstore":
+            argv += ["-otlp", "http://127.0.0.1:%d/v1/traces" % self.http]
+        if s == "gateway":
+            argv += ["-peer", "thumbnailer=127.0.0.1:%d" % self.ports["thumbnailer"],
+                     "-peer", "metadata=127.0.0.1:%d" % self.ports["metadata"]]
+        if s == "metadata":
+            argv += ["-peer", "blobstore=127.0.0.1:%d" % self.ports["blobstore"]]
+
+        def limits():
+            if s == "metadata":  # a container's modest fd limit
+                resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+        out = open(os.path.join(self.logdir, s + ".log"), "ab")
+        self.procs[s] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=limits)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.ports[s]), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("%s did not start" % s)
+
+    def kill(self, s, sig=signal.SIGKILL):
+        p = self.procs.pop(s, None)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            p.wait(timeout=10)
+
+    def switch(self, s, name, on):
+        req = urllib.request.Request("http://127.0.0.1:%d/fault?name=%s&on=%d"
+                                     % (self.admin[s], name, 1 if on else 0), method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+
+    def stop_all(self):
+        for s in list(self.procs):
+            self.kill(s, signal.SIGTERM)
+        if self.agent and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGTERM)
+            try:
+                self.agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+
+
+def incidents_since(doc, t0_ms):
+    return [i for i in doc.get("incidents", []) if i.get("onset_unix_ms", 0) >= t0_ms - 5000]
+
+
+def brief_incident(i):
+    if not i:
+        return None
+    c = i.get("culprit") or {}
+    return {
+        "id": i.get("id"), "title": i.get("title"), "active": i.get("active"),
+        "onset_unix_ms": i.get("onset_unix_ms"),
+        "culprit": c.get("service"), "role": c.get("role"), "seen_in": c.get("seen_in"),
+        "reasoning": c.get("reasoning"),
+        "hints": [h.get("rule_id") + ": " + h.get("title", "") for h in i.get("hints", [])],
+        "hint_evidence": [h.get("evidence") for h in i.get("hints", [])[:1]],
+        "counters": [{"label": k.get("anomaly", {}).get("label"), "relation": k.get("relation_text"),
+                      "evidence": k.get("anomaly", {}).get("evidence")} for k in i.get("counters", [])[:4]],
+        "patterns": [{"text": p.get("text"), "count": p.get("count"), "services": p.get("services"),
+                      "culprit": (p.get("culprit") or {}).get("reasoning")} for p in i.get("patterns", [])],
+    }
+
+
+def snapshot(lab, traffic, fault, t0, onset, base_counts, label):
+    now = time.time()
+    doc = lab.api("/api/v1/incidents")
+    incs = doc.get("incidents", [])
+    new = incidents_since(doc, int(t0 * 1000))
+    clusters = lab.api("/api/v1/clusters?limit=200").get("clusters", [])
+    if isinstance(clusters, dict):
+        clusters = clusters.get("clusters", [])
+    rows = traffic.window(t0, now)
+    failed = [r for r in rows if not r[1]]
+    emerging = []
+    for c in clusters:
+        if not c.get("emergence") and c.get("id") in base_counts:
+            continue
+        if c.get("last_seen_unix_ms", 0) < t0 * 1000:
+            continue
+        emerging.append({"id": c.get("id"), "template": c.get("canonical_template"),
+                         "count_since_fault": c.get("total_count", 0) - base_counts.get(c.get("id"), 0),
+                         "total_count": c.get("total_count"), "services": c.get("services"),
+                         "culprit": (c.get("culprit") or {}).get("headline")})
+    trace = None
+    if failed:
+        tid = next((r[3] for r in failed if r[3]), "")
+        if tid:
+            tp = lab.api("/api/v1/traces/" + tid)
+            cul = tp.get("culprit") or {}
+            origin = tp.get("error_origin_span_id")
+            origin_svc = next((sp.get("service") for sp in tp.get("spans", [])
+                               if sp.get("span_id") == origin), None)
+            trace = {"trace_id": tid, "starts_in": cul.get("headline"), "culprit": cul.get("service"),
+                     "error_origin_service": origin_svc, "error": tp.get("_error")}
+    top = incs[0] if incs else None
+    top_new = new[0] if new else None
+    detail = lab.api("/api/v1/incidents/" + top["id"]) if top else None
+    return {
+        "at": label, "secs_after_onset": round(now - onset, 1), "unix": now,
+        "requests": len(rows), "failed_requests": len(failed),
+        "failure_kinds": sorted({r[2] for r in failed})[:5],
+        "top_incident": brief_incident(detail if detail and "_error" not in detail else top),
+        "top_new_incident": brief_incident(top_new),
+        "incidents": [(i.get("title"), (i.get("culprit") or {}).get("service"), i.get("active"))
+                      for i in incs[:6]],
+        "node_signals": [s.get("anomaly", {}).get("label") + " — " + s.get("reason", "")
+                         for s in doc.get("node_signals", [])[:5]],
+        "emerging_patterns": emerging,
+        "trace": trace,
+    }
+
+
+def run_fault(lab, traffic, fault, args):
+    svc, sw, expected, counter = FAULTS[fault]
+    before = lab.api("/api/v1/incidents")
+    clusters = lab.api("/api/v1/clusters?limit=200").get("clusters", [])
+    base_counts = {c["id"]: c.get("total_count", 0) for c in clusters if isinstance(c, dict)}
+    log("fault %s: on (expected culprit %s; counter %s)" % (fault, expected, counter))
+    t0 = time.time()
+    if fault == "refused":
+        lab.kill("blobstore")
+    else:
+        lab.switch(svc, sw, True)
+    onset = t0 if fault in COUNTER_FAULTS else None
+    first_incident = None
+    snaps = []
+    t0_ms = int(t0 * 1000)
+    pre_ids = {i.get("id") for i in before.get("incidents", [])}
+    deadline = t0 + args.fault_secs + 60
+    while time.time() < deadline:
+        now = time.time()
+        if onset is None:
+            f = [r for r in traffic.window(t0, now) if not r[1]]
+            if f:
+                onset = min(r[0] for r in f)
+        if onset is not None:
+            doc = lab.api("/api/v1/incidents", timeout=3)
+            new = [i for i in doc.get("incidents", []) if i.get("id") not in pre_ids]
+            if first_incident is None and new:
+                first_incident = {"secs_after_onset": round(now - onset, 1), "title": new[0].get("title"),
+                                  "culprit": (new[0].get("culprit") or {}).get("service")}
+                log("  first new incident after %.1f s: %s" % (now - onset, first_incident))
+            for mark in (10, 30):
+                if now - onset >= mark and not any(s["at"] == "+%ds" % mark for s in snaps):
+                    snaps.append(snapshot(lab, traffic, fault, t0, onset, base_counts, "+%ds" % mark))
+                    top = snaps[-1]["top_incident"] or {}
+                    log("  +%ds: top incident %r culprit %s hints %s; failed %d" % (
+                        mark, top.get("title"), top.get("culprit"), top.get("hints", [])[:2],
+                        snaps[-1]["failed_requests"]))
+            if len(snaps) == 2 and now - t0 >= args.fault_secs:
+                break
+        if fault == "refused" and now - t0 >= 35 and "blobstore" not in lab.procs:
+            lab.start("blobstore")
+            log("  blobstore restarted")
+        time.sleep(1)
+    # Heal.
+    if fault == "refused":
+        if "blobstore" not in lab.procs:
+            lab.start("blobstore")
+    else:
+        lab.switch(svc, sw, False)
+        if fault in ("close-wait", "goroutines"):
+            # What leaked stays leaked until the process restarts.
+            lab.kill(svc, signal.SIGTERM)
+            lab.start(svc)
+    log("fault %s: off" % fault)
+    end = time.time()
+    rows = traffic.window(t0, end)
+    # Counts once the last lines and spans are in: each pattern's growth over the fault
+    # against the requests that failed in it.
+    time.sleep(5)
+    grown = []
+    for c in lab.api("/api/v1/clusters?limit=200").get("clusters", []):
+        d = c.get("total_count", 0) - base_counts.get(c.get("id"), 0)
+        if d > 0:
+            grown.append({"template": c.get("canonical_template"), "count_during_fault": d,
+                          "services": c.get("services")})
+    grown.sort(key=lambda g: -g["count_during_fault"])
+    return {"fault": fault, "expected_culprit": expected, "expected_counter": counter,
+            "injected_unix": t0, "onset_unix": onset, "healed_unix": end,
+            "requests": len(rows), "failed_requests": sum(1 for r in rows if not r[1]),
+            "first_new_incident": first_incident, "snapshots": snaps, "patterns_grown": grown[:8]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faultline", required=True, help="the faultline binary (copy it first)")
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
+    ap.add_argument("--quiet", type=int, default=0, help="no fault: traffic for SECS, then report")
+    ap.add_argument("--agent-lead", type=int, default=150, help="agent start before the services (s)")
+    ap.add_argument("--baseline", type=int, default=120, help="healthy traffic before the first fault (s)")
+    ap.add_argument("--fault-secs", type=int, default=40, help="how long a fault stays on (s)")
+    ap.add_argument("--gap", type=int, default=150, help="healthy traffic between faults (s)")
+    ap.add_argument("--rate", type=float, default=25, help="requests a second to gateway")
+    ap.add_argument("--out", default="unseen-results.json")
+    ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    faults = [f for f in args.faults.split(",") if f] if not args.quiet else []
+    for f in faults:
+        if f not in FAULTS:
+            raise SystemExit("unknown fault %r (known: %s)" % (f, ", ".join(FAULTS)))
+    tmp = tempfile.mkdtemp(prefix="unseen-lab-")
+    lab = Lab(args, tmp)
+    log("lab in %s: services %s, admin %s, agent web %d otlp-http %d, churn %d" % (
+        tmp, lab.ports, lab.admin, lab.web, lab.http, lab.churn_port))
+    churn = Churn(lab.churn_port)
+    result = {"tmp": tmp, "ports": lab.ports, "admin": lab.admin, "web": lab.web,
+              "load_at_start": open("/proc/loadavg").read().strip(), "faults": []}
+    traffic = None
+    try:
+        lab.start_agent()
+        log("agent up on http://127.0.0.1:%d; services in %d s" % (lab.web, args.agent_lead))
+        time.sleep(args.agent_lead)
+        for s in reversed(SERVICES):
+            lab.start(s)
+        traffic = Traffic(lab.ports["gateway"], args.rate)
+        log("services up, traffic at %.0f/s" % args.rate)
+        if args.quiet:
+            t0 = time.time()
+            half = False
+            seen = {}
+            while time.time() - t0 < args.quiet:
+                doc = lab.api("/api/v1/incidents", timeout=3)
+                for i in doc.get("incidents", []):
+                    if i.get("id") not in seen:
+                        seen[i["id"]] = brief_incident(i)
+                        log("  incident at +%.0f s: %s" % (time.time() - t0, i.get("title")))
+                if not half and time.time() - t0 > args.quiet / 2:
+                    half = True
+                    log("  restarting blobstore (SIGTERM, start): a service restart as noise")
+                    lab.kill("blobstore", signal.SIGTERM)
+                    lab.start("blobstore")
+                time.sleep(2)
+            rows = traffic.window(t0, time.time())
+            doc = lab.api("/api/v1/incidents")
+            result["quiet"] = {"secs": args.quiet, "requests": len(rows),
+                               "failed_requests": sum(1 for r in rows if not r[1]),
+                               "failure_kinds": sorted({r[2] for r in rows if not r[1]})[:5],
+                               "incidents_seen": list(seen.values()),
+                               "incidents_at_end": [brief_incident(i) for i in doc.get("incidents", [])],
+                               "node_signals": [s.get("anomaly", {}).get("label") + " — " + s.get("reason", "")
+                                                for s in doc.get("node_signals", [])],
+                               "unjudged": len(doc.get("unjudged", []))}
+            log("quiet run: %d incidents seen, %d failed of %d requests" % (
+                len(seen), result["quiet"]["failed_requests"], len(rows)))
+        else:
+            time.sleep(args.baseline)
+            for i, f in enumerate(faults):
+                if i:
+                    time.sleep(args.gap)
+                result["faults"].append(run_fault(lab, traffic, f, args))
+                with open(args.out, "w") as fh:
+                    json.dump(result, fh, indent=1)
+        result["load_at_end"] = open("/proc/loadavg").read().strip()
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+        if args.hold:
+            log("holding %d s: dashboard http://127.0.0.1:%d/" % (args.hold, lab.web))
+            time.sleep(args.hold)
+    finally:
+        if traffic:
+            traffic.stop.set()
+        churn.stop.set()
+        lab.stop_all()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
