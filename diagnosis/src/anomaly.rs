@@ -457,7 +457,23 @@ pub fn detect(
             baseline.highest = before.fold(baseline.highest, |m, &v| m.max(v));
         }
         let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
-        if let Some(mut a) = judge(
+        // A climbing baseline is extrapolated for rises (a series still climbing as it did
+        // is no break), never for falls: a request rate levelling off after its service's
+        // start-up is below where its climb would have gone, and has not fallen. A fall is
+        // judged from where the climb had got to: the baseline's latest third, flat. Seen on
+        // the Go lab with the agent started before the chain: the edge's request rate,
+        // redeployed a minute before the dns fault, "fell 29.2/s → 20.2/s" at its usual 20/s,
+        // and dated the fault's incident 39 s before the fault.
+        let settled = (baseline.slope != 0.0 && rule.falls).then(|| Baseline {
+            rises: false,
+            ..Baseline::of(
+                &base[base.len() - base.len() / 3..],
+                0.0,
+                series_split - 1,
+                counts_per_point(&series.key),
+            )
+        });
+        let judged = judge(
             history,
             &series.key,
             &points,
@@ -465,8 +481,11 @@ pub fn detect(
             &baseline,
             limit,
         )
-        .filter(|a| !pool_turned_over(history, a, &base, len))
-        {
+        .or_else(|| {
+            let settled = settled.as_ref()?;
+            judge(history, &series.key, &points, series_split, settled, limit)
+        });
+        if let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) {
             // An upper bound shows no rise: another port's churn moves the smallest port
             // counted, and a change dated there came before the series' own. Seen on the Go
             // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
@@ -624,6 +643,9 @@ struct Baseline {
     /// Longest run of baseline points above the band: a series that already broke out for
     /// that long in its baseline is bursty.
     longest_burst: usize,
+    /// Whether rises are judged against it: not against the flat stand-in of a climbing
+    /// baseline that judges falls only (see [`detect`]).
+    rises: bool,
 }
 
 impl Baseline {
@@ -647,6 +669,7 @@ impl Baseline {
             slope,
             anchor,
             longest_burst: 0,
+            rises: true,
         };
         let mut run = 0;
         for &v in &ordered {
@@ -775,7 +798,10 @@ fn judge(
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
-        if dir == 0 || (dir < 0 && !rule.falls) || (dir > 0 && !rises) {
+        if dir == 0
+            || (dir < 0 && (!rule.falls || b.slope != 0.0))
+            || (dir > 0 && (!rises || !b.rises))
+        {
             continue;
         }
         if !known[k - PERSIST..k].iter().all(|&(_, x)| b.side(x) != dir) {
@@ -1738,6 +1764,63 @@ mod tests {
         let a = &report.anomalies[0];
         assert_eq!(a.direction, Direction::Fall);
         assert_eq!(a.label, "ledger request rate");
+    }
+
+    #[test]
+    fn a_request_rate_levelling_off_after_a_redeploy_is_no_fall_and_a_fall_after_it_is() {
+        // Seen on the Go lab with the agent started before the chain: a first deploy of the
+        // edge served 20/s, was stopped for 30 s and started again; its baseline (from the
+        // stop the agent saw) climbed from none to 20/s, and judged against that climb, the
+        // rate levelling off at 20/s "fell 29.2/s → 20.2/s". Then its callers' lookups fail.
+        let stopped = 300..330;
+        let fails_at = 420;
+        let counts = |fail: bool| -> Vec<u32> {
+            let mut noise = Noise(13);
+            (0..500)
+                .map(|i| {
+                    if stopped.contains(&i) || (fail && i >= fails_at) {
+                        0
+                    } else {
+                        (20.0 + 8.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                    }
+                })
+                .collect()
+        };
+        let requests = SeriesKey::ServiceTraffic {
+            service: "edge".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let restart = ServiceStart {
+            service: "edge".into(),
+            at_unix_ms: START + 300_000,
+            ..ServiceStart::default()
+        };
+        let config = AnomalyConfig::default();
+        let series = |fail: bool| {
+            let points =
+                crate::history::traffic_points(START / 1000, &counts(fail), START, 1000, 500);
+            history(vec![(requests.clone(), points)])
+        };
+        let level = series(false);
+        assert_no_break(&level, 330..=499, std::slice::from_ref(&restart), &config);
+
+        let fall = series(true);
+        let raised = (fails_at..500).find(|&end| {
+            detect(
+                &at(&fall, end),
+                &[],
+                std::slice::from_ref(&restart),
+                &config,
+            )
+            .anomalies
+            .iter()
+            .any(|a| a.key == requests && a.direction == Direction::Fall)
+        });
+        let at_end = raised.expect("the fall after the warm-up is raised");
+        assert!(
+            at_end <= fails_at + 5 + SETTLE_POINTS + 2,
+            "raised at {at_end}"
+        );
     }
 
     #[test]

@@ -25,8 +25,10 @@
 //! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
-//! (requests, failures) joins an incident of its service or a peer and opens one only when
-//! nothing else explains it.
+//! (requests, failures) joins an incident of its service or a peer within the window; alone
+//! it is node activity. So is a rise of a service's goroutines that came with as many more
+//! open fds (connections its callers opened: a burst of load, a stalling node), where a leak
+//! adds goroutines without connections.
 //!
 //! Node activity is not an incident. A counter of a port no known service owns — no service
 //! listens there (from spans or a configured `[[counters.processes]] listen_port`) and no
@@ -64,20 +66,22 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::SeriesKey;
+use faultline_series::{ProcessMetric, SeriesKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::anomaly::{AnomalyReport, CounterAnomaly, Direction, BAND_Z, PERSIST};
+use crate::baseline::{median, MIN_BASELINE_POINTS};
 use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
+use crate::text::number;
 
 use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, owner, peers, traffic_service, unknown_clients,
+    closing_callee, counter_culprit, downstream, owner, peers, task_owner, unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -376,14 +380,14 @@ impl IncidentTracker {
                 unowned.push(a);
                 continue;
             }
-            let culprit = closing_callee(a, input.patterns, input.services)
-                .or_else(|| counter_culprit(&a.key, input.services));
-            if culprit.is_none() {
+            let closing = closing_callee(a, input.patterns, input.services);
+            if closing.is_none() {
                 if let Some(service) = unknown_clients(&a.key, input.services) {
                     untraced_clients.push((a, service));
                     continue;
                 }
             }
+            let culprit = closing.or_else(|| counter_culprit(&a.key, input.services));
             let signal = Signal {
                 onset: a.changed_at_unix_ms,
                 culprit,
@@ -392,9 +396,14 @@ impl IncidentTracker {
             };
             // A service's traffic says that something changed for it, not where: its
             // requests fall when its callers cannot reach it (their lookups fail), its
-            // failures rise with any fault below it.
-            if matches!(a.key, SeriesKey::ServiceTraffic { .. }) {
-                secondary.push(signal);
+            // failures rise with any fault below it. Goroutines that follow new connections
+            // say that its callers opened more, not that it leaks.
+            if let SeriesKey::ServiceTraffic { service, .. } = &a.key {
+                secondary.push((signal, service.clone(), None));
+            } else if let Some((service, why)) =
+                follows_connections(a, input.services, input.history)
+            {
+                secondary.push((signal, service, Some(why)));
             } else {
                 signals.push(signal);
             }
@@ -402,16 +411,13 @@ impl IncidentTracker {
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
         join_upstream_waits(&mut groups, &mut signals, input.services);
-        // Service traffic joins a group of its service or a peer that started within the
-        // window (a fall of requests, also of a service further down from the culprit);
-        // alone, it is node activity: traffic varies, and seen on the Go lab, a start-up's
-        // failed calls raised an incident that the fault's signals then continued.
+        // Service traffic, and goroutines following connections, join a group of their
+        // service or a peer that started within the window (a fall of requests, also of a
+        // service further down from the culprit); alone, they are node activity: traffic
+        // varies, and seen on the Go lab, a start-up's failed calls raised an incident that
+        // the fault's signals then continued.
         let mut node_signals = Vec::new();
-        for s in secondary {
-            let service = match &s.what {
-                SignalWhat::Counter(a) => traffic_service(&a.key).unwrap_or_default(),
-                SignalWhat::Pattern(_) => String::new(),
-            };
+        for (s, service, follows) in secondary {
             let fall = matches!(&s.what, SignalWhat::Counter(a) if a.direction == Direction::Fall);
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -428,19 +434,28 @@ impl IncidentTracker {
             });
             match (home, &s.what) {
                 (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
-                    reason: format!(
-                        "{service}: its traffic changed with no error pattern or counter of it, \
-                         its callers or its callees within a minute; a service's traffic varies \
-                         (a start-up's failed calls, a client's burst), so it is evidence beside \
-                         a fault, not one by itself"
-                    ),
+                    reason: match follows {
+                        Some(why) => format!(
+                            "{service}: {why}, with no error pattern or counter of it, its \
+                             callers or its callees within a minute; its callers opened more \
+                             connections (a burst of load, a stall of the node), and a leak adds \
+                             goroutines without connections"
+                        ),
+                        None => format!(
+                            "{service}: its traffic changed with no error pattern or counter of \
+                             it, its callers or its callees within a minute; a service's traffic \
+                             varies (a start-up's failed calls, a client's burst), so it is \
+                             evidence beside a fault, not one by itself"
+                        ),
+                    },
                     anomaly: (*a).clone(),
                 }),
                 (home, _) => {
                     let mut s = s;
-                    // Joining a group, a fall of requests names no culprit of its own: the
-                    // group's signals say where the fault lives.
-                    if fall {
+                    // Joining a group, a fall of requests or goroutines following
+                    // connections name no culprit of their own: the group's signals say where
+                    // the fault lives.
+                    if fall || follows.is_some() {
                         s.culprit = None;
                     }
                     signals.push(s);
@@ -617,6 +632,69 @@ impl IncidentTracker {
         self.members = next_members;
         &self.incidents
     }
+}
+
+/// The service whose goroutines rose in `a`, when its process's open fds rose at least half
+/// as much over the same time, with the two rises in words. A Go server runs a goroutine per
+/// connection it serves (its own calls two per connection), so goroutines that come with
+/// connections are its callers opening more — a burst of load, a node stalling under other
+/// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
+/// quiet run under load 22: a mid service's goroutines went 16 → 43 for ten seconds after the
+/// edge restarted, its fds 15 → 33, and that was an incident "goroutines grow without bound".
+fn follows_connections(
+    a: &CounterAnomaly,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<(String, String)> {
+    let SeriesKey::Task { target, .. } = &a.key else {
+        return None;
+    };
+    if a.direction != Direction::Rise {
+        return None;
+    }
+    let service = task_owner(target, services);
+    let processes = services
+        .iter()
+        .find(|s| s.service == service)
+        .map_or(&[][..], |s| s.processes.as_slice());
+    let fds = history.series.iter().find(|s| {
+        matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
+            if name == service || processes.contains(name))
+    })?;
+    let step = history.step_ms.max(1);
+    let at =
+        usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step)).ok()?;
+    let mut usual: Vec<f64> = fds
+        .points
+        .get(at.saturating_sub(MIN_BASELINE_POINTS)..at)?
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let reached = fds
+        .points
+        .get(at..)?
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(f64::max)?;
+    if usual.is_empty() {
+        return None;
+    }
+    let before = median(&mut usual);
+    let rise = a.reached - a.before;
+    (reached - before >= rise / 2.0).then(|| {
+        (
+            service.to_owned(),
+            format!(
+                "its goroutines rose {} → {} with its open fds {} → {}",
+                number(a.before),
+                number(a.reached),
+                number(before),
+                number(reached)
+            ),
+        )
+    })
 }
 
 /// Whether an incident has an error pattern whose culprit is known: an error the failing

@@ -369,7 +369,11 @@ async fn rust_client_round_trip(transport: Transport) {
         ..Default::default()
     });
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].error_service.as_deref(), Some("payments"));
+    assert!(listed[0].error);
+    assert_eq!(
+        chain.error_origin.as_ref().map(|o| o.service.as_str()),
+        Some("payments")
+    );
     harness.stop().await;
 }
 

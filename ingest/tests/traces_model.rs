@@ -7,8 +7,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use faultline_ingest::traces::{
-    CallChain, ChainNode, Span, SpanEvent, SpanKind, StatusCode, TraceStore, TraceStoreConfig,
-    MAX_TREE_DEPTH,
+    CallChain, ChainNode, Span, SpanEvent, SpanKind, StatusCode, TraceFilter, TraceStore,
+    TraceStoreConfig, TraceSummary, MAX_TREE_DEPTH,
 };
 use faultline_ingest::{Level, LogRecord, Origin, SpanId, TraceId};
 use proptest::prelude::*;
@@ -127,6 +127,45 @@ fn walk<'a>(node: &'a ChainNode, depth: usize, out: &mut Vec<(&'a ChainNode, usi
     }
 }
 
+/// A trace list row, read without building the chain, says what the chain says.
+fn row_agrees_with_chain(row: &TraceSummary, chain: &CallChain) {
+    let root = chain.roots.first().map(|n| &n.span);
+    assert_eq!(row.trace_id, chain.trace_id);
+    assert_eq!(
+        row.root_service.as_deref(),
+        root.map(|s| s.service.as_str())
+    );
+    assert_eq!(row.root_operation.as_deref(), root.map(|s| s.name.as_str()));
+    assert_eq!(row.services, chain.services);
+    assert_eq!(row.start_unix_nanos, chain.start_unix_nanos);
+    assert_eq!(row.duration_nanos, chain.duration_nanos);
+    assert_eq!(row.span_count, chain.span_count);
+    assert_eq!(row.cluster_ids, chain.cluster_ids);
+    let mut nodes = Vec::new();
+    for r in &chain.roots {
+        walk_all(r, &mut nodes);
+    }
+    let placed_logs: usize = nodes.iter().map(|n| n.logs.len()).sum();
+    assert_eq!(row.log_count, placed_logs + chain.unplaced_logs.len());
+    let errors = nodes.iter().filter(|n| n.failed).count()
+        + nodes
+            .iter()
+            .flat_map(|n| &n.logs)
+            .chain(&chain.unplaced_logs)
+            .filter(|l| l.is_errorish())
+            .count();
+    assert_eq!(row.error_count, errors);
+    assert_eq!(row.error, errors > 0);
+}
+
+/// Every node of a subtree, orphans' and detached ones' children included.
+fn walk_all<'a>(node: &'a ChainNode, out: &mut Vec<&'a ChainNode>) {
+    out.push(node);
+    for child in &node.children {
+        walk_all(child, out);
+    }
+}
+
 fn check(chain: &CallChain, spans: &[Span], logs: &[LogRecord]) {
     let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
     let mut nodes = Vec::new();
@@ -237,6 +276,9 @@ proptest! {
         in_order.attach_logs(logs.clone());
         let chain = in_order.call_chain(TRACE).expect("trace");
         check(&chain, &spans, &logs);
+        let rows = in_order.list(&TraceFilter::default());
+        prop_assert_eq!(rows.len(), 1);
+        row_agrees_with_chain(&rows[0], &chain);
 
         // Logs first, spans shuffled and in small batches: the same chain.
         let mut shuffled = spans.clone();
@@ -503,7 +545,12 @@ fn list_filters_by_cluster_service_and_errors() {
         ..Default::default()
     });
     assert_eq!(errors.len(), 4);
-    assert!(errors.iter().all(|s| s.error && s.error_service.is_some()));
+    assert!(errors.iter().all(|s| s.error && s.error_count > 0));
+    for row in &errors {
+        let chain = store.call_chain(row.trace_id).expect("a listed trace");
+        assert!(chain.error_origin.is_some(), "{row:?}");
+        row_agrees_with_chain(row, &chain);
+    }
     let svc = store.list(&faultline_ingest::traces::TraceFilter {
         service: Some("svc-1".into()),
         limit: Some(2),

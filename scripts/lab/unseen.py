@@ -21,7 +21,7 @@ Faults (`--faults`, in this order by default):
               nothing fails. Culprit: thumbnailer.
   abort       thumbnailer's handler panics with http.ErrAbortHandler: net/http closes the
               connection unanswered and logs nothing; gateway sees EOF. Culprit: thumbnailer.
-  slow        blobstore answers after 2.5 s, past metadata's 800 ms client timeout; blobstore
+  slow        blobstore answers after 2.5 s, past metadata's 800 ms wait for headers; blobstore
               logs nothing wrong. Culprit: blobstore.
   close-wait  metadata never reads or closes blobstore's response bodies: blobstore's 3 s idle
               timeout closes its end, CLOSE-WAIT piles up in metadata (client side) until its
@@ -417,12 +417,13 @@ def run_fault(lab, traffic, fault, args):
     if fault == "refused":
         if "blobstore" not in lab.procs:
             lab.start("blobstore")
+    elif fault in ("close-wait", "goroutines"):
+        # What leaked stays leaked until the process restarts (and a process out of fds cannot
+        # accept the switch's request any more).
+        lab.kill(svc, signal.SIGTERM)
+        lab.start(svc)
     else:
         lab.switch(svc, sw, False)
-        if fault in ("close-wait", "goroutines"):
-            # What leaked stays leaked until the process restarts.
-            lab.kill(svc, signal.SIGTERM)
-            lab.start(svc)
     log("fault %s: off" % fault)
     end = time.time()
     rows = traffic.window(t0, end)
@@ -437,36 +438,22 @@ def run_fault(lab, traffic, fault, args):
                           "services": c.get("services")})
     grown.sort(key=lambda g: -g["count_during_fault"])
     return {"fault": fault, "expected_culprit": expected, "expected_counter": counter,
+            "load": open("/proc/loadavg").read().strip(),
             "injected_unix": t0, "onset_unix": onset, "healed_unix": end,
             "requests": len(rows), "failed_requests": sum(1 for r in rows if not r[1]),
             "first_new_incident": first_incident, "snapshots": snaps, "patterns_grown": grown[:8]}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--faultline", required=True, help="the faultline binary (copy it first)")
-    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
-    ap.add_argument("--quiet", type=int, default=0, help="no fault: traffic for SECS, then report")
-    ap.add_argument("--agent-lead", type=int, default=150, help="agent start before the services (s)")
-    ap.add_argument("--baseline", type=int, default=120, help="healthy traffic before the first fault (s)")
-    ap.add_argument("--fault-secs", type=int, default=40, help="how long a fault stays on (s)")
-    ap.add_argument("--gap", type=int, default=150, help="healthy traffic between faults (s)")
-    ap.add_argument("--rate", type=float, default=25, help="requests a second to gateway")
-    ap.add_argument("--out", default="unseen-results.json")
-    ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = ap.parse_args()
-    faults = [f for f in args.faults.split(",") if f] if not args.quiet else []
-    for f in faults:
-        if f not in FAULTS:
-            raise SystemExit("unknown fault %r (known: %s)" % (f, ", ".join(FAULTS)))
+def session(args, faults, result):
+    """Agent first, services after `agent_lead`, a baseline, then `faults` one at a time (or the
+    quiet run); appends to `result` and writes it to args.out after each fault."""
     tmp = tempfile.mkdtemp(prefix="unseen-lab-")
     lab = Lab(args, tmp)
     log("lab in %s: services %s, admin %s, agent web %d otlp-http %d, churn %d" % (
         tmp, lab.ports, lab.admin, lab.web, lab.http, lab.churn_port))
     churn = Churn(lab.churn_port)
-    result = {"tmp": tmp, "ports": lab.ports, "admin": lab.admin, "web": lab.web,
-              "load_at_start": open("/proc/loadavg").read().strip(), "faults": []}
+    result["sessions"].append({"tmp": tmp, "ports": lab.ports, "admin": lab.admin, "web": lab.web,
+                               "load_at_start": open("/proc/loadavg").read().strip(), "faults": faults})
     traffic = None
     try:
         lab.start_agent()
@@ -512,9 +499,6 @@ def main():
                 result["faults"].append(run_fault(lab, traffic, f, args))
                 with open(args.out, "w") as fh:
                     json.dump(result, fh, indent=1)
-        result["load_at_end"] = open("/proc/loadavg").read().strip()
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
         if args.hold:
             log("holding %d s: dashboard http://127.0.0.1:%d/" % (args.hold, lab.web))
             time.sleep(args.hold)
@@ -525,7 +509,66 @@ def main():
         lab.stop_all()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(result, indent=1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faultline", required=True, help="the faultline binary (copy it first)")
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
+    ap.add_argument("--quiet", type=int, default=0, help="no fault: traffic for SECS, then report")
+    ap.add_argument("--agent-lead", type=int, default=150, help="agent start before the services (s)")
+    ap.add_argument("--baseline", type=int, default=120, help="healthy traffic before the first fault (s)")
+    ap.add_argument("--fault-secs", type=int, default=40, help="how long a fault stays on (s)")
+    ap.add_argument("--gap", type=int, default=150, help="healthy traffic between faults (s)")
+    ap.add_argument("--rate", type=float, default=25, help="requests a second to gateway")
+    ap.add_argument("--out", default="unseen-results.json")
+    ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    ap.add_argument("--fresh", action="store_true",
+                    help="a new agent, chain and baseline for each fault (else one agent for all)")
+    args = ap.parse_args()
+    faults = [f for f in args.faults.split(",") if f] if not args.quiet else []
+    for f in faults:
+        if f not in FAULTS:
+            raise SystemExit("unknown fault %r (known: %s)" % (f, ", ".join(FAULTS)))
+    result = {"load_at_start": open("/proc/loadavg").read().strip(), "faults": [], "sessions": []}
+    if args.fresh and not args.quiet:
+        # One agent, one chain and one baseline per fault: no earlier incident is around.
+        for f in faults:
+            session(args, [f], result)
+    else:
+        session(args, faults, result)
+    result["load_at_end"] = open("/proc/loadavg").read().strip()
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(table(result))
+
+
+def table(result):
+    """The results as a Markdown table: one row per fault (or the quiet run's summary)."""
+    if "quiet" in result:
+        q = result["quiet"]
+        return "quiet run %d s: %d of %d requests failed; incidents: %s" % (
+            q["secs"], q["failed_requests"], q["requests"],
+            "; ".join("%s (culprit %s)" % (i["title"], i["culprit"]) for i in q["incidents_seen"]) or "none")
+    out = ["| fault | expected | first new incident | top at +10 s | top at +30 s | hints (+30 s) "
+           "| top counter (+30 s) | patterns vs failed |", "|---|---|---|---|---|---|---|---|"]
+    for f in result["faults"]:
+        first = f["first_new_incident"]
+        snaps = {s["at"]: s for s in f["snapshots"]}
+
+        def top(at):
+            t = (snaps.get(at) or {}).get("top_incident") or {}
+            return "%s: %s" % (t.get("culprit"), (t.get("title") or "none")[:70])
+        t30 = (snaps.get("+30s") or {}).get("top_incident") or {}
+        counters = t30.get("counters") or [{}]
+        grown = ", ".join("%s ×%d" % (g["template"][:50], g["count_during_fault"]) for g in f["patterns_grown"][:3])
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s vs %d failed |" % (
+            f["fault"], f["expected_culprit"],
+            "%s after %.0f s" % (first["culprit"], first["secs_after_onset"]) if first else "none",
+            top("+10s"), top("+30s"), ", ".join(h.split(":")[0] for h in t30.get("hints", [])),
+            counters[0].get("label"), grown or "none", f["failed_requests"]))
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -876,4 +876,22 @@ pub struct CountersSnapshot {
     /// The agent's own tokio runtime; `null` before the first sample.
     #[serde(default)]
     pub runtime: Option<RuntimeSeries>,
+    /// Request and error rates per service: the traffic series the diagnosis and "what
+    /// moved" judge, on the same axis. Kept per second only (15 minutes): empty in the
+    /// per-minute history.
+    #[serde(default)]
+    pub traffic: Vec<ServiceTraffic>,
+}
+
+/// One service's traffic: requests and failed requests per second, from its SERVER spans and
+/// access lines, each point the mean over the five seconds before it (as the diagnosis judges
+/// them). `null` before the service's first request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceTraffic {
+    /// The service.
+    pub service: String,
+    /// Requests per second.
+    pub requests: Series,
+    /// Failed requests (5xx, error spans) per second.
+    pub errors: Series,
 }

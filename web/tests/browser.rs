@@ -347,6 +347,42 @@ fn many_tabs_of_one_agent_share_one_live_stream() {
 }
 
 #[test]
+fn counters_page_charts_the_traffic_of_every_service() {
+    let (addr, _store, _) = incident_server();
+    let browser = Browser::start();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    browser.open(&url("/counters"));
+    // Two charts (requests, failures), one line and one legend entry per service in each.
+    let charts = browser.eval(
+        "return [...document.querySelectorAll('#traffic .chartbox')].map((c) => [c.querySelector('h3').textContent, c.querySelectorAll('svg path').length, [...c.querySelectorAll('.legend li')].map((li) => li.firstChild.textContent)])",
+    );
+    assert_eq!(
+        charts,
+        json!([
+            ["Requests per second", 2, ["checkout", XSS_SCRIPT]],
+            ["Failed requests per second", 2, ["checkout", XSS_SCRIPT]]
+        ])
+    );
+    // The failures of `checkout` climb: its latest rate and its change are in the legend.
+    let failing = browser.eval(
+        "return document.querySelectorAll('#traffic .chartbox')[1].querySelector('.legend li').textContent",
+    );
+    assert_eq!(failing, json!("checkout 11.8 +11.8"));
+    assert_hostile_text_is_text(&browser, "counters traffic");
+    browser.screenshot("counters-traffic");
+
+    // Per minute there is no traffic history, and the page says why.
+    browser.open(&url("/counters?resolution=minute"));
+    let text = browser.eval("return document.querySelector('#traffic').textContent");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("Kept per second for 15 minutes only")),
+        "{text}"
+    );
+}
+
+#[test]
 fn counters_page_shows_accept_queues_sources_and_failures_as_such() {
     let (addr, store, _) = incident_server();
     let browser = Browser::start();

@@ -10,17 +10,19 @@ use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions, SourceState as StoreSourceState};
-use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey};
+use faultline_ingest::traces::TraceStore;
+use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey, TrafficMetric};
 use faultline_web::model::{
     CountSeries, CounterView, CountersSnapshot, HistoryResolution, ListenQueue, NamedSeries,
-    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, Series, SocketSeries, SocketSource,
-    SocketState, SocketTotals, SourceState, SourceStatus, StateCount, StateSeries, StoreCounter,
-    TaskSeries,
+    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, Series, ServiceTraffic, SocketSeries,
+    SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, StateCount, StateSeries,
+    StoreCounter, TaskSeries,
 };
 
-/// [`CounterView`] over the counter store.
+/// [`CounterView`] over the counter store, with the services' traffic from the trace store.
 pub(super) struct CounterAdapter {
     pub(super) store: Arc<CounterStore>,
+    pub(super) traces: Arc<TraceStore>,
 }
 
 impl CounterView for CounterAdapter {
@@ -31,7 +33,12 @@ impl CounterView for CounterAdapter {
             minutes: resolution == HistoryResolution::Minute,
             ..SnapshotOptions::default()
         };
-        counters_snapshot(&self.store.snapshot(&options), resolution)
+        let store = self.store.snapshot(&options);
+        let mut snapshot = counters_snapshot(&store, resolution);
+        if resolution == HistoryResolution::Second {
+            snapshot.traffic = service_traffic(&self.traces, &store);
+        }
+        snapshot
     }
 
     /// One point per series instead of the rings: enough for the store to list the same series
@@ -97,6 +104,40 @@ impl CounterView for CounterAdapter {
             ),
         ]
     }
+}
+
+/// Every service's request and error rates as the diagnosis reads them
+/// ([`traffic_series`](super::diagnosis::traffic_series) on the same per-sample axis), by
+/// service, with their change over the last minute.
+fn service_traffic(traces: &TraceStore, s: &StoreSnapshot) -> Vec<ServiceTraffic> {
+    let history = super::diagnosis::counter_history(s);
+    let step_ms = history.step_ms.max(1);
+    // The newest point at least a minute before the latest.
+    let back = usize::try_from((60_000 + step_ms - 1) / step_ms).unwrap_or(usize::MAX);
+    let series = |points: Vec<Option<f64>>| {
+        let delta_1m = points
+            .len()
+            .checked_sub(1 + back)
+            .and_then(|then| Some(points.last().copied().flatten()? - points[then]?));
+        Series { points, delta_1m }
+    };
+    let mut by_service: BTreeMap<String, ServiceTraffic> = BTreeMap::new();
+    for s in super::diagnosis::traffic_series(traces.traffic(), &history) {
+        let SeriesKey::ServiceTraffic { service, metric } = s.key else {
+            continue;
+        };
+        let row = by_service
+            .entry(service.clone())
+            .or_insert_with(|| ServiceTraffic {
+                service,
+                ..ServiceTraffic::default()
+            });
+        match metric {
+            TrafficMetric::Requests => row.requests = series(s.points),
+            TrafficMetric::Errors => row.errors = series(s.points),
+        }
+    }
+    by_service.into_values().collect()
 }
 
 /// The port groups the store keeps after they left its top ports (see
@@ -378,6 +419,7 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
             })
             .collect(),
         runtime,
+        traffic: Vec::new(),
     }
 }
 
@@ -397,6 +439,48 @@ mod tests {
     use crate::views::test_support::*;
     use crate::views::NANOS_PER_MS;
     use faultline_series::PortSide;
+
+    #[test]
+    fn every_service_s_traffic_is_charted_on_the_counters_axis_per_second_only() {
+        use faultline_ingest::traces::RequestSource;
+        let stores = stores();
+        let now_s = NOW / 1_000_000_000;
+        // 90 samples, one a second, up to now.
+        for sec in (now_s - 89)..=now_s {
+            stores.counters.record_sample(sample(sec * 1000, 2, 0, 100));
+        }
+        // ledger: 10 requests a second over the last 80 s, 2 of them failing from 30 s ago.
+        for sec in (now_s - 80)..now_s {
+            for k in 0..10 {
+                let failed = sec >= now_s - 30 && k < 2;
+                stores.traces.traffic().record(
+                    "ledger",
+                    sec * 1_000_000_000 + k * 1_000_000,
+                    failed,
+                    RequestSource::ServerSpan,
+                );
+            }
+        }
+        let views = views_at(&stores, NOW);
+        let c = views.counters.snapshot();
+        assert_eq!(c.traffic.len(), 1, "{:?}", c.traffic);
+        let ledger = &c.traffic[0];
+        assert_eq!(ledger.service, "ledger");
+        // The same axis as every other series of the document.
+        let axis = c.sockets[0].history.points.len();
+        assert_eq!(ledger.requests.points.len(), axis);
+        assert_eq!(ledger.errors.points.len(), axis);
+        assert_eq!(ledger.requests.points.last(), Some(&Some(10.0)));
+        assert_eq!(ledger.errors.points.last(), Some(&Some(2.0)));
+        // A minute ago the failures had not started: +2/s since.
+        assert_eq!(ledger.errors.delta_1m, Some(2.0));
+        // Unknown before the first request, not 0.
+        assert_eq!(ledger.requests.points[0], None);
+        let minute = views
+            .counters
+            .snapshot_at_resolution(HistoryResolution::Minute);
+        assert!(minute.traffic.is_empty(), "kept per second only");
+    }
 
     #[test]
     fn a_port_group_whose_sockets_are_gone_keeps_its_history_in_the_window() {

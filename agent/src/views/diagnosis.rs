@@ -156,7 +156,7 @@ pub(crate) fn traffic_series(
 
 /// The store's per-sample history as the diagnosis reads it: every series under its key, on
 /// the same regular axis as the counters document at per-second resolution.
-fn counter_history(s: &StoreSnapshot) -> CounterHistory {
+pub(super) fn counter_history(s: &StoreSnapshot) -> CounterHistory {
     let Some(h) = &s.history else {
         return CounterHistory::default();
     };

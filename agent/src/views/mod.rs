@@ -132,6 +132,7 @@ pub fn build_with_board(
         }),
         counters: Arc::new(CounterAdapter {
             store: Arc::clone(&counters),
+            traces: Arc::clone(&traces),
         }),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,

@@ -58,21 +58,7 @@ impl TraceView for TraceAdapter {
             errors_only: query.errors_only,
             limit: Some(query.limit.max(1)),
         });
-        rows.iter()
-            .map(|row| {
-                // The list row only says whether something failed; the count needs the chain,
-                // built only for traces with an error. A trace evicted meanwhile counts as
-                // the one error the row reported.
-                let error_count = if row.error {
-                    self.store
-                        .call_chain(row.trace_id)
-                        .map_or(1, |chain| error_count(&chain).max(1))
-                } else {
-                    0
-                };
-                trace_summary(row, error_count)
-            })
-            .collect()
+        rows.iter().map(trace_summary).collect()
     }
 
     /// The latest touched traces with spans, from the store's eviction order: no scan of the
@@ -124,25 +110,9 @@ impl TraceView for TraceAdapter {
     }
 }
 
-/// Failed spans plus error logs (placed or not) of a chain.
-fn error_count(chain: &StoreChain) -> u64 {
-    let mut count = chain
-        .unplaced_logs
-        .iter()
-        .filter(|l| l.is_errorish())
-        .count() as u64;
-    let mut stack: Vec<&ChainNode> = chain.roots.iter().collect();
-    while let Some(node) = stack.pop() {
-        count += u64::from(node.failed);
-        count += node.logs.iter().filter(|l| l.is_errorish()).count() as u64;
-        stack.extend(node.children.iter());
-    }
-    count
-}
-
 /// A trace list row. A trace of logs only has no root span: its root service and name are
 /// empty.
-fn trace_summary(row: &StoreTraceSummary, error_count: u64) -> TraceSummary {
+fn trace_summary(row: &StoreTraceSummary) -> TraceSummary {
     TraceSummary {
         trace_id: row.trace_id.to_string(),
         root_service: row.root_service.clone().unwrap_or_default(),
@@ -150,7 +120,7 @@ fn trace_summary(row: &StoreTraceSummary, error_count: u64) -> TraceSummary {
         start_unix_us: row.start_unix_nanos.div_euclid(NANOS_PER_US),
         duration_us: row.duration_nanos.div_euclid(NANOS_PER_US),
         span_count: row.span_count as u64,
-        error_count,
+        error_count: row.error_count as u64,
         services: row.services.clone(),
         cluster_ids: row.cluster_ids.clone(),
     }

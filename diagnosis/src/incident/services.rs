@@ -133,28 +133,24 @@ pub(super) fn closing_callee(
     ))
 }
 
-/// The listener of a port whose series `key` is about its clients' connections — TIME-WAIT
-/// on either side (closed first at a client's request or by the client), CLOSE-WAIT on the
-/// clients' side, the clients' sockets towards it — when no known service is among its
-/// clients: no caller's span names it and no service's calls go to its port. The clients are
-/// untraced programs (a load balancer, the lab's traffic driver, a curl loop): how they
-/// connect is theirs, and [`counter_culprit`] names nobody. Seen on the Go lab: the traffic
-/// driver's pool towards the edge raised culprit-less incidents on a quiet node (`TIME-WAIT
-/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39) and beside the dns fault.
+/// The listener of a port whose series `key` is about the connections its clients make —
+/// every socket state on either side and the totals, but CLOSE-WAIT on its own side (a
+/// listener that never closes what its clients hung up leaks on its own; its listen queue is
+/// no port series here) — when no known service is among its clients: no caller's span names
+/// it and no service's calls go to its port. The clients are untraced programs (a load
+/// balancer, the lab's traffic driver, a curl loop): how many connections they open, keep,
+/// close and reopen is theirs, and the change names no culprit. Seen on the Go lab: the
+/// traffic driver's pool towards the edge raised incidents on a quiet node (`TIME-WAIT
+/// :<edge>` 0 → 10, `CLOSE-WAIT →:<edge>` 23 → 39, with no culprit) and beside the dns fault;
+/// with the agent started before the chain (`--agent-lead`), the edge's own sockets climbing
+/// 43 → 122 as the driver reconnected after a redeploy were an incident "in" the edge.
 pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
     let (port, clients_side) = match key {
         SeriesKey::PortState { port, side, state } => (
             *port,
-            match state {
-                SocketState::TimeWait => true,
-                SocketState::CloseWait => *side == PortSide::Remote,
-                _ => false,
-            },
+            !(*state == SocketState::CloseWait && *side == PortSide::Local),
         ),
-        SeriesKey::PortTotal {
-            port,
-            side: PortSide::Remote,
-        } => (*port, true),
+        SeriesKey::PortTotal { port, .. } => (*port, true),
         _ => return None,
     };
     let owner = listener(port, services)?;

@@ -298,29 +298,8 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
     let adj_end = |i: usize| spans[i].end_unix_nanos.saturating_add(shape.shift[i]);
 
     logs.sort_by_key(log_time);
-    let (trace_start, trace_end) = if spans.is_empty() {
-        let first = logs.first().map(log_time).unwrap_or(0);
-        let last = logs.last().map(log_time).unwrap_or(first);
-        (first, last)
-    } else {
-        let first = (0..spans.len()).map(adj_start).min().unwrap_or(0);
-        let last = (0..spans.len()).map(adj_end).max().unwrap_or(first);
-        (first, last)
-    };
-
-    // Walk the decided shape once, depth first, for services and critical path.
-    let mut services: Vec<String> = Vec::new();
-    let mut seen_services: HashSet<&str> = HashSet::new();
-    for &(root, _) in &shape.roots {
-        let mut stack = vec![root];
-        while let Some(at) = stack.pop() {
-            let span = &spans[at];
-            if seen_services.insert(span.service.as_str()) {
-                services.push(span.service.clone());
-            }
-            stack.extend(shape.children[at].iter().rev().copied());
-        }
-    }
+    let (trace_start, trace_end) = extent(&spans, &shape, &logs);
+    let services = services_in_call_order(&spans, &shape);
 
     let mut critical_path = Vec::new();
     if let Some(&(root, _)) = shape.roots.first() {
@@ -374,6 +353,66 @@ pub(crate) fn build_chain(parts: TraceParts, listeners: &[(u16, String)]) -> Cal
     chain.error_origin =
         trace_culprit(&trace_facts(&chain), &listeners).and_then(|c| chain.origin_of(c));
     chain
+}
+
+/// The first and last instant of a trace: its spans' extent with their clock-skew shifts,
+/// else (a trace of logs only) its logs'.
+fn extent(spans: &[Span], shape: &Shape, logs: &[LogRecord]) -> (i64, i64) {
+    if spans.is_empty() {
+        let first = logs.iter().map(log_time).min().unwrap_or(0);
+        let last = logs.iter().map(log_time).max().unwrap_or(first);
+        return (first, last);
+    }
+    let adj_start = |i: usize| spans[i].start_unix_nanos.saturating_add(shape.shift[i]);
+    let adj_end = |i: usize| spans[i].end_unix_nanos.saturating_add(shape.shift[i]);
+    let first = (0..spans.len()).map(adj_start).min().unwrap_or(0);
+    let last = (0..spans.len()).map(adj_end).max().unwrap_or(first);
+    (first, last)
+}
+
+/// The services of a trace in call order: depth first through the decided shape, each once.
+fn services_in_call_order(spans: &[Span], shape: &Shape) -> Vec<String> {
+    let mut services: Vec<String> = Vec::new();
+    let mut seen_services: HashSet<&str> = HashSet::new();
+    for &(root, _) in &shape.roots {
+        let mut stack = vec![root];
+        while let Some(at) = stack.pop() {
+            let span = &spans[at];
+            if seen_services.insert(span.service.as_str()) {
+                services.push(span.service.clone());
+            }
+            stack.extend(shape.children[at].iter().rev().copied());
+        }
+    }
+    services
+}
+
+/// What a row of the trace list shows, read from the decided shape alone: the same root,
+/// services, start and duration as the trace's [`CallChain`], without building its tree or
+/// judging where its error starts (the trace list shows neither).
+pub(crate) struct Outline {
+    /// Service and operation of the chain's first root span.
+    pub root: Option<(String, String)>,
+    pub services: Vec<String>,
+    pub start_unix_nanos: i64,
+    pub duration_nanos: i64,
+    /// Failed spans plus error logs: what [`CallChain`]'s nodes and unplaced logs hold.
+    pub error_count: usize,
+}
+
+pub(crate) fn outline(parts: &TraceParts) -> Outline {
+    let spans = &parts.spans;
+    let shape = decide_shape(spans);
+    let (start, end) = extent(spans, &shape, &parts.logs);
+    let root = shape.roots.first().map(|&(i, _)| &spans[i]);
+    Outline {
+        root: root.map(|s| (s.service.clone(), s.name.clone())),
+        services: services_in_call_order(spans, &shape),
+        start_unix_nanos: start,
+        duration_nanos: end.saturating_sub(start).max(0),
+        error_count: spans.iter().filter(|s| span_failed(s)).count()
+            + parts.logs.iter().filter(|l| l.is_errorish()).count(),
+    }
 }
 
 impl CallChain {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::chain::{build_chain, span_failed, CallChain, TraceParts};
+use super::chain::{build_chain, outline, span_failed, CallChain, TraceParts};
 use super::compact::{encode_log, encode_span, Names, Records};
 use super::config::TraceStoreConfig;
 use super::span::{Span, SpanKind};
@@ -95,8 +95,8 @@ pub struct TraceSummary {
     pub log_count: usize,
     /// A span failed or an error log was seen.
     pub error: bool,
-    /// Service where the error starts, if any.
-    pub error_service: Option<String>,
+    /// Failed spans plus error logs (placed under a span or not).
+    pub error_count: usize,
     /// Error-pattern (cluster) ids of the trace.
     pub cluster_ids: Vec<String>,
 }
@@ -505,11 +505,7 @@ impl TraceStore {
                 .filter_map(|(_, id)| inner.traces.get(id).map(|e| e.parts(*id, &inner.names)))
                 .collect()
         };
-        let listeners = self.listeners();
-        parts
-            .into_iter()
-            .map(|p| summarise(p, &listeners))
-            .collect()
+        parts.iter().map(summarise).collect()
     }
 
     /// The traces tagged with one of `clusters` (a pattern's ids), most recent start first
@@ -598,22 +594,22 @@ fn newest(hits: &mut Vec<(i64, TraceId)>, limit: usize) {
     hits.sort_unstable_by(newest_first);
 }
 
-fn summarise(parts: TraceParts, listeners: &[(u16, String)]) -> TraceSummary {
-    let log_count = parts.logs.len();
-    let logs_error = parts.logs.iter().any(LogRecord::is_errorish);
-    let chain = build_chain(parts, listeners);
-    let root = chain.roots.first().map(|n| &n.span);
+/// A list row: what [`outline`] reads of the trace, with no call chain built (a list of 100
+/// rows would otherwise assemble 100 trees and judge 100 culprits that it does not show).
+fn summarise(parts: &TraceParts) -> TraceSummary {
+    let outline = outline(parts);
+    let (root_service, root_operation) = outline.root.unzip();
     TraceSummary {
-        trace_id: chain.trace_id,
-        root_service: root.map(|s| s.service.clone()),
-        root_operation: root.map(|s| s.name.clone()),
-        services: chain.services,
-        start_unix_nanos: chain.start_unix_nanos,
-        duration_nanos: chain.duration_nanos,
-        span_count: chain.span_count,
-        log_count,
-        error: chain.error_origin.is_some() || logs_error,
-        error_service: chain.error_origin.map(|o| o.service),
-        cluster_ids: chain.cluster_ids,
+        trace_id: parts.trace_id,
+        root_service,
+        root_operation,
+        services: outline.services,
+        start_unix_nanos: outline.start_unix_nanos,
+        duration_nanos: outline.duration_nanos,
+        span_count: parts.spans.len(),
+        log_count: parts.logs.len(),
+        error: outline.error_count > 0,
+        error_count: outline.error_count,
+        cluster_ids: parts.cluster_ids.clone(),
     }
 }

@@ -1,5 +1,5 @@
-// The node counters page (/counters): listen queues, sockets by port and state, processes,
-// tasks, the agent's own runtime and which sources are read.
+// The node counters page (/counters): the services' traffic, listen queues, sockets by port and
+// state, processes, tasks, the agent's own runtime and which sources are read.
 
 import { main, params, el, fill, link, errorPanel, slot, stat } from "../dom.js";
 import { fmtCount, fmtAgo, signed, fmtBytes, fmtPercent } from "../format.js";
@@ -234,6 +234,25 @@ function processesPanel(snap, t0, t1) {
     lineChart("Resident memory (MiB)", rss, t0, t1, { height: 90 }));
 }
 
+/** Requests and failed requests per second of every service (five-second means, from its
+ *  SERVER spans and access lines): the traffic series the diagnosis and "what moved" judge,
+ *  kept per second only. */
+function trafficPanel(snap, minute, t0, t1) {
+  const list = snap.traffic || [];
+  const chart = (title, pick) => lineChart(title, list.map((s) => {
+    const points = seriesPoints(snap, pick(s));
+    return { name: s.service, points, note: signedNote(points) };
+  }), t0, t1, { height: 100 });
+  return el("section", { class: "panel", id: "traffic", "aria-labelledby": "h-traffic" },
+    el("h2", { id: "h-traffic" }, "Traffic per service"),
+    minute ? el("p", { class: "empty" }, "Kept per second for 15 minutes only: see the last 15 min.")
+      : list.length ? [
+        el("p", { class: "axisnote" }, "Per second, each point the mean of the 5 s before it; a service is drawn from its first request."),
+        chart("Requests per second", (s) => s.requests),
+        chart("Failed requests per second", (s) => s.errors)]
+        : el("p", { class: "empty" }, "No request seen yet (SERVER spans or access lines)."));
+}
+
 /** A panel of named series, or why its source is not read. */
 function namedPanel(snap, title, chartTitle, list, sourceName, t0, t1) {
   const down = unavailable(sourceStatus(snap, sourceName));
@@ -282,6 +301,7 @@ export async function counters() {
         el("p", { class: "axisnote" }, step[0].toUpperCase() + step.slice(1), "; latest ", fmtAgo(snap.sampled_at_unix_ms), ". Δ 1 min: change since the sample a minute before the latest."),
         el("div", { class: "grid2" },
           el("div", null,
+            trafficPanel(snap, minute, t0, t1),
             listenersPanel(snap, t0, t1),
             el("section", { class: "panel" }, el("h2", null, "TCP sockets by port and state"),
               portCharts.length ? portCharts : (unavailable(sourceStatus(snap, "sockets.proc")) || unavailable(sourceStatus(snap, "sockets.netlink")) || el("p", { class: "empty" }, "No socket samples yet."))),
