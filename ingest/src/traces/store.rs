@@ -510,7 +510,7 @@ impl TraceStore {
 
     /// The traces tagged with one of `clusters` (a pattern's ids), most recent start first
     /// (then by id), at most `limit`, with their starts: ids only, read from the index, so
-    /// nothing is decoded (a [`list`](Self::list) row builds the trace's chain).
+    /// nothing is decoded (a [`list`](Self::list) row decodes its trace).
     pub fn tagged(&self, clusters: &[String], limit: usize) -> Vec<(i64, TraceId)> {
         let inner = self.inner.lock();
         let tagged: HashSet<&TraceId> = clusters
