@@ -44,18 +44,10 @@ pub enum Command {
     Replay(crate::replay_cmd::ReplayArgs),
 }
 
-/// Flags of `faultline run`; each overrides the matching key of the config file.
-#[derive(Debug, Args, Default)]
-pub struct RunArgs {
-    /// TOML configuration file (see `faultline config --default`).
-    #[arg(long, value_name = "FILE", env = "FAULTLINE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Directory for checkpoints and cluster snapshots (key `data_dir`).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Address of the dashboard and API (key `web.listen`).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
+/// Who may read the dashboard and API: the flags `faultline run` and `faultline replay
+/// --serve` share; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct WebAccessArgs {
     /// Bearer token required by the dashboard and API (key `web.token`); required when the
     /// listen address is not loopback.
     #[arg(
@@ -68,6 +60,23 @@ pub struct RunArgs {
     /// Allow a non-loopback listen address without a token (key `web.insecure`).
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// Flags of `faultline run`; each overrides the matching key of the config file.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML configuration file (see `faultline config --default`).
+    #[arg(long, value_name = "FILE", env = "FAULTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for checkpoints and cluster snapshots (key `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the dashboard and API (key `web.listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Who may read the dashboard and API.
+    #[command(flatten)]
+    pub web: WebAccessArgs,
     /// Bearer token every OTLP export must carry (key `otlp.token`): exporters send it as
     /// `headers` (`authorization=Bearer <token>`).
     #[arg(

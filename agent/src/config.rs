@@ -21,7 +21,7 @@ use faultline_net::{ConnectionLimits, Tls};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, WebAccessArgs};
 use crate::diagnosis::DiagnosisSettings;
 use crate::listeners::ListenerLimits;
 
@@ -323,23 +323,7 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 /// Reads a small UTF-8 file a person wrote, refusing one larger than
 /// [`MAX_CONFIG_FILE_BYTES`] (read no further than that, so an endless file ends too).
 pub fn read_small_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "is not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("is larger than {} MiB", MAX_CONFIG_FILE_BYTES >> 20),
-        ));
-    }
+    let bytes = faultline_export::read_bounded(path, MAX_CONFIG_FILE_BYTES)?;
     String::from_utf8(bytes)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text"))
 }
@@ -389,17 +373,9 @@ impl Config {
         if let Some(dir) = &args.data_dir {
             self.data_dir = Some(dir.clone());
         }
-        if let Some(listen) = &args.listen {
-            self.web.listen = listen.clone();
-        }
-        if let Some(token) = &args.token {
-            self.web.token = Some(token.clone());
-        }
+        self.apply_web_flags(args.listen.as_deref(), &args.web);
         if let Some(token) = &args.otlp_token {
             self.otlp.token = Some(token.clone());
-        }
-        if args.insecure {
-            self.web.insecure = true;
         }
         if let Some(addr) = &args.otlp_grpc {
             self.otlp.grpc_listen = addr.clone();
@@ -418,6 +394,20 @@ impl Config {
             self.telemetry.log_format = format.clone();
         }
         Ok(())
+    }
+
+    /// Applies the dashboard's flags (`--listen`, `--token`, `--insecure`) over the file's
+    /// values: those of `faultline run` and `faultline replay --serve`.
+    pub fn apply_web_flags(&mut self, listen: Option<&str>, access: &WebAccessArgs) {
+        if let Some(listen) = listen {
+            self.web.listen = listen.to_owned();
+        }
+        if let Some(token) = &access.token {
+            self.web.token = Some(token.clone());
+        }
+        if access.insecure {
+            self.web.insecure = true;
+        }
     }
 
     /// Checks every key; `origin` (the file, if any) is named in messages.

@@ -139,6 +139,8 @@ pub struct ConfiguredFacts {
     /// Where each service's requests and failures per second are counted (from its SERVER
     /// spans and access lines): judged beside the node's counters.
     pub traces: Option<Traffic>,
+    /// Where a leaking service's goroutines wait, as [`crate::stacks`] last read it.
+    pub stacks: Arc<crate::stacks::StackBoard>,
 }
 
 /// The trace store, read for the services' request and failure rates.
@@ -162,6 +164,7 @@ impl ConfiguredFacts {
             listen_ports: BTreeMap::new(),
             listeners: None,
             traces: None,
+            stacks: Arc::default(),
         }
     }
 
@@ -478,6 +481,16 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    let agent_ports = match &facts.listeners {
+        Some(node) => {
+            // The services' ports (spans', configured) have their listen queues recorded
+            // from the next sample on, not only while among the fullest N.
+            node.counters
+                .watch_service_ports(services.iter().flat_map(|s| s.listen_ports.iter().copied()));
+            node.counters.agent_ports()
+        }
+        None => Vec::new(),
+    };
     let tracker = &mut kept.tracker;
     let incidents = tracker
         .update(
@@ -488,6 +501,7 @@ pub fn diagnose(
                 services: &services,
                 history: &history,
                 api: Some(api),
+                agent_ports: &agent_ports,
             },
             &settings.rules,
         )
@@ -727,6 +741,7 @@ fn service_facts(
     for (name, url) in &configured.goroutine_urls {
         if let Some(f) = facts.get_mut(name) {
             f.goroutine_url = Some(url.clone());
+            f.top_stack = configured.stacks.get(name);
         }
     }
     facts.into_values().collect()

@@ -25,5 +25,6 @@ mod pipeline;
 pub mod replay_cmd;
 pub mod run;
 mod shutdown;
+mod stacks;
 pub mod telemetry;
 mod views;

@@ -30,7 +30,7 @@ use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
 use faultline_web::model::IncidentsDocument;
 use faultline_web::{AppState, Component, ComponentState, HealthRegistry, LiveUpdates};
 
-use crate::cli::RunArgs;
+use crate::cli::WebAccessArgs;
 use crate::config::{Config, ConfigError, Settings};
 use crate::diagnosis::{self, ConfiguredFacts, DiagnosisSettings};
 
@@ -60,18 +60,9 @@ pub struct ReplayArgs {
     /// connection limits) the dashboard is served with, as `faultline run` serves it.
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub config: Option<PathBuf>,
-    /// Bearer token required by the dashboard and API with --serve (key `web.token`);
-    /// required when the listen address is not loopback.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "FAULTLINE_TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
-    /// Allow a non-loopback listen address without a token (key `web.insecure`).
-    #[arg(long)]
-    pub insecure: bool,
+    /// Who may read the dashboard and API with --serve.
+    #[command(flatten)]
+    pub web: WebAccessArgs,
     /// Print the timeline as JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -99,12 +90,7 @@ fn serve_settings(args: &ReplayArgs) -> Result<Settings, ConfigError> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    config.apply_flags(&RunArgs {
-        listen: args.listen.clone(),
-        token: args.token.clone(),
-        insecure: args.insecure,
-        ..RunArgs::default()
-    })?;
+    config.apply_web_flags(args.listen.as_deref(), &args.web);
     config.validate(args.config.as_deref())
 }
 

@@ -288,6 +288,9 @@ pub async fn serve(
     let web_addr = listener
         .local_addr()
         .context("cannot read the web listener's address")?;
+    // The agent's own listeners: its API polls and OTLP posts are its own traffic, not
+    // another program's on the node.
+    counters.set_agent_ports([web_addr.port(), grpc_addr.port(), http_addr.port()]);
     health.set(
         "web",
         component(
@@ -333,6 +336,16 @@ pub async fn serve(
         pipeline_counters,
         board.clone(),
     );
+    // Where a leaking service's goroutines wait, read while an incident counts them.
+    let stacks = Arc::new(crate::stacks::StackBoard::default());
+    tasks.push((
+        "goroutine stacks",
+        tokio::spawn(crate::stacks::run(
+            board.clone(),
+            stacks.clone(),
+            stop.child_token(),
+        )),
+    ));
     tasks.push((
         "diagnosis",
         tokio::spawn(diagnosis::run(
@@ -345,6 +358,7 @@ pub async fn serve(
                     counters: counters.clone(),
                 }),
                 traces: Some(diagnosis::Traffic(traces.clone())),
+                stacks,
                 ..diagnosis::ConfiguredFacts::from_tasks(
                     settings
                         .tasks

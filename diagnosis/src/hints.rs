@@ -327,6 +327,9 @@ pub struct HintFacts {
     pub pid: Option<u32>,
     /// The culprit's goroutine dump with stacks (pprof `debug=2`).
     pub goroutine_url: Option<String>,
+    /// Where most of the culprit's goroutines wait, read from that dump: evidence of a rule
+    /// matched by a goroutine count (not a placeholder).
+    pub top_stack: Option<String>,
     /// The incident's leading pattern id.
     pub pattern_id: Option<String>,
     /// The agent's own API base URL (`http://127.0.0.1:7070`).
@@ -586,6 +589,14 @@ impl HintRules {
                 };
                 support.first_counter = first;
                 evidence.extend(counters.iter().take(3).map(|(_, a)| a.evidence.clone()));
+                // A goroutine count says that they pile up; the dump says where.
+                if let Some(stack) = subject.facts.top_stack.as_ref().filter(|_| {
+                    counters
+                        .iter()
+                        .any(|(_, a)| matches!(a.key, SeriesKey::Task { .. }))
+                }) {
+                    evidence.push(format!("where most goroutines wait: {stack}"));
+                }
                 if !support.pattern {
                     if let Some((text, re)) = subject.patterns.iter().find_map(|t| {
                         c.corroborating
@@ -887,6 +898,7 @@ mod tests {
             ("read tcp <IP>:<NUM>-><IP>:<NUM>: read: connection reset by peer", "connection-reset"),
             ("dial tcp <IP>:<NUM>: connect: connection refused", "connection-refused"),
             ("context deadline exceeded (Client.Timeout exceeded while awaiting headers)", "timeout"),
+            ("Get \"<url>\": net/http: timeout awaiting response headers", "timeout"),
             ("accept tcp [::]:<NUM>: accept4: too many open files", "too-many-open-files"),
             ("panic: runtime error: invalid memory address or nil pointer dereference", "panic"),
             ("dial tcp: lookup <*>.invalid on <IP>:<NUM>: no such host", "dns-failure"),
@@ -1026,6 +1038,48 @@ mod tests {
             "{commands:?}"
         );
         assert!(commands[2].contains(":25897"), "{commands:?}");
+    }
+
+    #[test]
+    fn a_goroutine_leak_hint_shows_where_the_goroutines_wait() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts {
+            top_stack: Some(
+                "950 of 958 goroutines wait in [chan send] at main.leak.func1 (main.go:13)".into(),
+            ),
+            ..HintFacts::default()
+        };
+        let leak = [anomaly(
+            SeriesKey::Task {
+                target: "thumbnailer".into(),
+                source: "pprof".into(),
+            },
+            Direction::Rise,
+            "goroutines thumbnailer rose 7 → 958 in 39 s",
+        )];
+        let hints = rules.hints_for(&subject(&[], &leak, None, &facts));
+        assert_eq!(hints[0].rule_id, "goroutine-leak");
+        assert_eq!(
+            hints[0].evidence,
+            vec![
+                "goroutines thumbnailer rose 7 → 958 in 39 s".to_owned(),
+                "where most goroutines wait: 950 of 958 goroutines wait in [chan send] at \
+                 main.leak.func1 (main.go:13)"
+                    .to_owned()
+            ]
+        );
+        // A rule matched by other counters does not borrow the stack.
+        let storm = [anomaly(
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Remote,
+                state: SocketState::TimeWait,
+            },
+            Direction::Rise,
+            "tw",
+        )];
+        let hints = rules.hints_for(&subject(&[], &storm, None, &facts));
+        assert_eq!(hints[0].evidence, vec!["tw".to_owned()]);
     }
 
     #[test]

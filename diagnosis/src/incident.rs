@@ -177,6 +177,9 @@ pub struct ServiceFacts {
     pub pid: Option<u32>,
     /// Its goroutine dump with stacks (pprof `debug=2`), when known.
     pub goroutine_url: Option<String>,
+    /// Where most of its goroutines wait, as last read from that dump ("300 of 303 goroutines
+    /// wait in [chan send] at main.leak.func1 (main.go:13) ..."), when it was read.
+    pub top_stack: Option<String>,
 }
 
 /// Everything one update reads.
@@ -195,6 +198,11 @@ pub struct DiagnosisInput<'a> {
     pub history: &'a CounterHistory,
     /// The agent's own API base URL, for the hints' commands.
     pub api: Option<&'a str>,
+    /// The agent's own listening ports (its web and OTLP listeners): their sockets are the
+    /// agent's own traffic (API polls, OTLP posts), neither a service's signal nor another
+    /// program's activity. Seen on every Go lab run: the driver's polls of the API left
+    /// `TIME-WAIT :<web port>` node signals.
+    pub agent_ports: &'a [u16],
 }
 
 /// The service an incident is attributed to.
@@ -372,6 +380,9 @@ impl IncidentTracker {
             });
         }
         for a in &input.anomalies.anomalies {
+            if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;

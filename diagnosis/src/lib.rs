@@ -36,3 +36,4 @@ pub use moved::{
     MovedVerdict, MovedWithIt, PatternContext,
 };
 pub use onset::{Onset, OnsetSource};
+pub use text::clock;

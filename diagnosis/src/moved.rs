@@ -207,6 +207,10 @@ pub struct PatternContext<'a> {
     pub facts: &'a [ServiceFacts],
     /// The services that (re)started while the agent watched.
     pub starts: &'a [ServiceStart],
+    /// The agent's own listening ports (its web and OTLP listeners): their sockets are its
+    /// own traffic (API polls, OTLP posts), listed as unjudged with that reason, never ranked
+    /// as another program's move.
+    pub agent_ports: &'a [u16],
 }
 
 /// What on the node moved with one pattern: the answer of
@@ -442,6 +446,18 @@ pub fn what_moved_for(
     let mut unjudged = Vec::new();
     for c in candidates {
         doc.series_examined += 1;
+        if let Some(port) = c.key.port().filter(|p| context.agent_ports.contains(p)) {
+            doc.series_skipped += 1;
+            unjudged.push(MovedUnjudged {
+                key: c.key.clone(),
+                label: c.key.label(),
+                reason: format!(
+                    "port {port} is this agent's own listener (its web or OTLP port): its \
+                     sockets are the agent's own traffic"
+                ),
+            });
+            continue;
+        }
         let points = filled(&c, axis.len);
         // Rates (/s) have no floor on the size of a change; levels do.
         let min_change = if c.key.is_rate() {
@@ -1256,6 +1272,42 @@ mod tests {
         ]
     }
 
+    /// The agent's own listener moved (a script polling its API with a connection per
+    /// request): listed as unjudged with that reason, never as another program's move.
+    #[test]
+    fn the_agents_own_port_is_unjudged_as_its_own() {
+        let counters = snapshot(
+            vec![socket(
+                41000,
+                PortSide::Local,
+                SocketState::TimeWait,
+                step(0.0, 5_000.0, ONSET),
+            )],
+            Vec::new(),
+        );
+        let doc = run(&new_pattern(ONSET), &counters, ONSET);
+        assert_eq!(doc.moved[0].label, "TIME-WAIT :41000", "{doc:#?}");
+        let context = PatternContext {
+            agent_ports: &[41000],
+            ..PatternContext::default()
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert!(
+            doc.moved.iter().all(|m| m.key.port() != Some(41000)),
+            "{doc:#?}"
+        );
+        let own = doc
+            .unjudged
+            .iter()
+            .find(|u| u.label == "TIME-WAIT :41000")
+            .expect("listed as unjudged");
+        assert!(
+            own.reason.contains("this agent's own listener"),
+            "{}",
+            own.reason
+        );
+    }
+
     /// A series two calls away from the culprit is related, not node-wide: the caller's
     /// caller's port holds its clients' waiting connections when the culprit hangs, the
     /// callee's callee's requests stop when the culprit cannot call. Another program's
@@ -1287,6 +1339,7 @@ mod tests {
             culprit: Some("ledger"),
             facts: &facts,
             starts: &[],
+            agent_ports: &[],
         };
         let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
         let got: Vec<(&str, MovedRelation, &str)> = doc
@@ -1388,6 +1441,7 @@ mod tests {
             culprit: Some("orders"),
             facts: &facts,
             starts: &[],
+            agent_ports: &[],
         };
         let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
         let got: Vec<(&str, MovedRelation, &str)> = doc
@@ -1594,6 +1648,7 @@ mod tests {
             culprit: Some("orders"),
             facts: &facts,
             starts: &[],
+            agent_ports: &[],
         };
         let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
         assert_eq!(doc.moved.len(), 2, "{doc:#?}");

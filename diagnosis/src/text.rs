@@ -27,7 +27,7 @@ pub(crate) fn number(v: f64) -> String {
 }
 
 /// `HH:MM:SS UTC` of a Unix time in ms.
-pub(crate) fn clock(unix_ms: i64) -> String {
+pub fn clock(unix_ms: i64) -> String {
     let secs = unix_ms.div_euclid(1000).rem_euclid(86_400);
     format!(
         "{:02}:{:02}:{:02} UTC",

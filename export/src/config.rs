@@ -193,7 +193,7 @@ impl ExportConfig {
                         "is only used with an https:// otlp_endpoint",
                     ));
                 }
-                let pem = read_ca_file(path)
+                let pem = crate::read_bounded(path, MAX_CA_FILE_BYTES)
                     .map_err(|e| invalid("ca_file", &shown, &format!("cannot be read: {e}")))?;
                 if !pem
                     .windows(b"-----BEGIN CERTIFICATE-----".len())
@@ -243,28 +243,8 @@ impl ExportConfig {
     }
 }
 
-/// Reads a CA bundle, at most 1 MiB (far above any real bundle), so that a path such as
-/// `/dev/zero` fails at start instead of hanging it.
-fn read_ca_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    const MAX_CA_FILE_BYTES: u64 = 1 << 20;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "is not a regular file",
-        ));
-    }
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem)?;
-    if pem.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "is larger than 1 MiB",
-        ));
-    }
-    Ok(pem)
-}
+/// Most bytes of a CA bundle: far above any real bundle.
+const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -44,6 +44,7 @@
 //!   again.
 
 pub mod attributes;
+mod bounded;
 mod buffer;
 mod config;
 mod payload;
@@ -57,6 +58,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use attributes::PatternTags;
+pub use bounded::read_bounded;
 pub use buffer::{DropCount, DropReason, ExportStats, Reservation, UpstreamState};
 pub use config::{ExportConfig, ExportConfigError, ExportSettings, Protocol};
 pub use payload::{Encoded, Payload, Signal};

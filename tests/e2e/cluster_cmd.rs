@@ -64,6 +64,37 @@ fn logger_style_and_wrappers_do_not_split_a_cluster() {
     assert_ne!(ids[0], ids[4]);
 }
 
+/// Issue #15: hand-rolled JSON loggers write a quote inside a value unescaped
+/// (`"error":"Get "http://…": EOF"`). Such a line is salvaged: its error joins the pattern of
+/// the same error written correctly, and broken lines of different errors stay apart (they
+/// were once one pattern of the whole line, `{\"<*>\"}`).
+#[test]
+fn json_lines_broken_by_an_unescaped_quote_keep_their_error() {
+    let lines = [
+        r#"{"level":"error","msg":"request failed","service":"user-svc","error":"Get \"http://u:80/users/42\": EOF"}"#,
+        r#"{"level":"error","msg":"request failed","service":"user-svc","error":"Get "http://u:80/users/43": EOF"}"#,
+        r#"{"level":"error","msg":"request failed","service":"order-svc","error":"Post "http://o:80/orders/7": context deadline exceeded"}"#,
+        r#"{"level":"error","msg":"request failed","service":"order-svc","error":"Post \"http://o:80/orders/8\": context deadline exceeded"}"#,
+        r#"{"level":"error","msg":"query failed","service":"order-svc","error":"pq: relation "orders" does not exist"}"#,
+    ];
+    let (ids, _) = cluster(lines.join("\n").as_bytes(), &["--parse"]);
+    assert_eq!(ids.len(), 5);
+    assert_eq!(ids[0], ids[1], "a broken line joins its error's pattern");
+    assert_eq!(ids[2], ids[3], "a broken line joins its error's pattern");
+    assert_ne!(
+        ids[1], ids[2],
+        "broken lines of different errors stay apart"
+    );
+    assert_ne!(
+        ids[2], ids[4],
+        "broken lines of different errors stay apart"
+    );
+    assert_ne!(
+        ids[1], ids[4],
+        "broken lines of different errors stay apart"
+    );
+}
+
 #[test]
 fn a_missing_input_is_a_clear_error() {
     let result = Command::new(env!("CARGO_BIN_EXE_faultline"))

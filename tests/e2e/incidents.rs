@@ -353,6 +353,45 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
         let edge = edge.try_clone().expect("clone listener");
         move || open_and_close(&edge, edge_port, 5)
     });
+    // A script polling the agent's own API with a connection per request: the agent's own
+    // traffic, neither an incident nor another program's node activity.
+    let agent_port: u16 = agent
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the agent's web port");
+    let own_loop = Loop::start(move || {
+        for _ in 0..5 {
+            drop(TcpStream::connect(("127.0.0.1", agent_port)));
+        }
+    });
+    let own_named = |doc: &Value| -> Option<String> {
+        let incidents = doc["incidents"].as_array().cloned().unwrap_or_default();
+        let counters = incidents
+            .iter()
+            .flat_map(|i| i["counters"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                c["anomaly"]["label"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+        let signals = doc["node_signals"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                n["anomaly"]["label"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+        counters
+            .chain(signals)
+            .find(|label| names_port(label, agent_port))
+    };
     let storm_label = format!("TIME-WAIT →:{service_port}");
     let untraced_label = format!("TIME-WAIT →:{edge_port}");
     let mut noise_seen = false;
@@ -382,6 +421,9 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
                     .any(|n| names_port(n["anomaly"]["label"].as_str().unwrap_or_default(), port))
             })
         };
+        if let Some(label) = own_named(doc) {
+            panic!("the agent's own port is a signal ({label}): {doc:#}");
+        }
         noise_seen |= signal_on(noise_port);
         untraced_seen |= doc["node_signals"].as_array().is_some_and(|s| {
             s.iter()
@@ -398,6 +440,14 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
              signal: {noise_seen}, the untraced client's storm: {untraced_seen}: {doc:#}"
         )
     });
+    // The agent's churn started with the others: a few seconds more of it, still no signal.
+    let after = poll_incidents(&agent, Duration::from_secs(5), |doc| {
+        own_named(doc).is_some()
+    });
+    if let Ok(doc) = after {
+        panic!("the agent's own port is a signal: {doc:#}");
+    }
+    drop(own_loop);
     drop(storm_loop);
     drop(untraced_loop);
     drop(noise_loop);
@@ -542,4 +592,112 @@ fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
     // It was going on when this agent started, with the onset the previous run recorded.
     assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
     assert_eq!(incident["onset_unix_ms"], onset, "{incident:#}");
+}
+
+/// Builds `tests/go/leak` with Debian's Go (GOPATH mode, standard library only) into `dir`.
+fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/go/leak/main.go");
+    let out = dir.join("leak");
+    let status = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", dir.join("gopath"))
+        .status()
+        .expect("run `go` (the test command installs Debian's golang-go)");
+    assert!(status.success(), "go build {source} failed: {status}");
+    out
+}
+
+/// A real Go service leaking a goroutine per request: the incident's goroutine-leak hint shows
+/// where the goroutines wait, read from the service's own pprof dump — the function and line
+/// of the leak, not only a count that grows.
+#[test]
+fn a_goroutine_leak_incident_shows_where_the_goroutines_wait() {
+    let build = tempfile::tempdir().expect("tempdir");
+    let binary = build_go_leak(build.path());
+    let mut service = std::process::Command::new(&binary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the Go leak service");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(service.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read the service's address");
+    let _service = Kill(service);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let (agent, _dir) = start_agent_with(
+        &[("leaky", port)],
+        &format!(
+            "[[tasks]]\nname = \"leaky\"\nurl = \"http://{addr}/debug/pprof/goroutine?debug=1\"\n"
+        ),
+    );
+    // A baseline of the goroutine count (10 points at 500 ms after a 2 s warm-up).
+    crate::support::eventually(Duration::from_secs(60), "a goroutine baseline", || {
+        let counters = agent.get_json("/api/v1/counters");
+        let points = counters["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["target"] == "leaky")?["history"]["points"]
+            .as_array()?
+            .iter()
+            .filter(|p| p.is_number())
+            .count();
+        (points >= 20).then_some(())
+    });
+    // 20 requests a second, each leaving a goroutine blocked on a channel send.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let url = format!("http://{addr}/leak");
+    let _leak = Loop::start(move || {
+        let _ = client.get(&url).send().map(|r| r.bytes());
+    });
+    let doc = poll_incidents(&agent, Duration::from_secs(45), |doc| {
+        incident_with(doc, "goroutines leaky (http)").is_some_and(|i| {
+            i["hints"][0]["evidence"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e.as_str().is_some_and(|s| s.contains("main.leak.func1")))
+            })
+        })
+    })
+    .unwrap_or_else(|doc| panic!("no goroutine-leak incident showing the leaking frame: {doc:#}"));
+    let incident = incident_with(&doc, "goroutines leaky (http)").expect("incident");
+    assert_eq!(
+        incident["hints"][0]["rule_id"], "goroutine-leak",
+        "{incident:#}"
+    );
+    let evidence: Vec<&str> = incident["hints"][0]["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let stack = evidence
+        .iter()
+        .find(|e| e.starts_with("where most goroutines wait: "))
+        .unwrap_or_else(|| panic!("{evidence:?}"));
+    assert!(
+        stack.contains("wait in [chan send] at main.leak.func1 (main.go:"),
+        "{stack}"
+    );
 }

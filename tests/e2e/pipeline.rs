@@ -100,6 +100,9 @@ fn error_lines_written_to_a_tailed_file_become_patterns_in_the_api() {
         templates.iter().any(|t| t.contains("no such host")),
         "{templates:?}"
     );
+    // Issue #15: a pattern's name shows its varying parts as typed placeholders, and
+    // `/metrics` labels the pattern with the very name the API (and so the dashboard) shows.
+    let (_, metrics) = agent.get("/metrics");
     for row in &rows {
         assert_eq!(row["services"], serde_json::json!(["user-svc"]), "{row}");
         let id = row["id"].as_str().expect("id");
@@ -108,7 +111,24 @@ fn error_lines_written_to_a_tailed_file_become_patterns_in_the_api() {
             !detail["samples"].as_array().expect("samples").is_empty(),
             "{detail}"
         );
+        let name = row["canonical_template"].as_str().expect("name");
+        assert!(!name.contains("<*>"), "every part here has a type: {name}");
+        assert_eq!(detail["summary"]["canonical_template"], name, "{detail}");
+        let label = name.replace('\\', "\\\\").replace('"', "\\\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("faultline_cluster_info{")
+                    && l.contains(&format!("cluster_id=\"{id}\""))
+                    && l.contains(&format!("template=\"{label}\""))),
+            "{name} not on /metrics: {metrics}"
+        );
     }
+    let reset = templates
+        .iter()
+        .find(|t| t.contains("connection reset by peer"))
+        .expect("reset pattern");
+    assert!(reset.contains("<ip:port>-><ip:port>"), "{reset}");
     assert_eq!(agent.store_metric("error_records_total"), Some(80.0));
 }
 

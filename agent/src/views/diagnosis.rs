@@ -92,11 +92,13 @@ impl DiagnosisView for DiagnosisAdapter {
         )
         .filter(|c| c.resolved);
         let facts = self.board.facts();
+        let agent_ports = self.counters.agent_ports();
         let context = PatternContext {
             services: &pattern.services,
             culprit: culprit.as_ref().map(|c| c.service.as_str()),
             facts: &facts.services,
             starts: &facts.starts,
+            agent_ports: &agent_ports,
         };
         Some(what_moved_for(&pattern.activity, &counters, &context))
     }

@@ -522,6 +522,7 @@ mod tests {
                 services: &[],
                 history: &Default::default(),
                 api: None,
+                agent_ports: &[],
             },
             &HintRules::builtin().expect("rules"),
         );

@@ -196,6 +196,7 @@ pub(super) fn build(
         host,
         pid: facts.and_then(|f| f.pid),
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
+        top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
@@ -439,8 +440,10 @@ pub(super) fn title(
             clock(p.onset_unix_ms)
         ));
     } else if let Some(c) = counters.first() {
+        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
+        // …", a share of its limit) stay with the counter in the incident's list.
         out.push_str(": ");
-        out.push_str(&c.anomaly.evidence);
+        out.push_str(c.anomaly.evidence.split("; ").next().unwrap_or_default());
     }
     out
 }

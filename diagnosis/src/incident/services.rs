@@ -192,7 +192,21 @@ pub(super) fn counter_culprit(
                 _ => false,
             };
             if client_side {
-                let [caller] = owner.callers.as_slice() else {
+                // Its callers from spans (a SERVER span under their CLIENT span), else from the
+                // port their CLIENT spans call: a callee that sends no spans (a database, a
+                // blob store) is known to be called only that way.
+                let by_port: Vec<String>;
+                let callers = if owner.callers.is_empty() {
+                    by_port = callers_of_port(*port, services)
+                        .iter()
+                        .map(|c| c.service.clone())
+                        .filter(|c| c != &owner.service)
+                        .collect();
+                    by_port.as_slice()
+                } else {
+                    owner.callers.as_slice()
+                };
+                let [caller] = callers else {
                     return None;
                 };
                 let why = match state {

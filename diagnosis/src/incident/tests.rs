@@ -126,6 +126,7 @@ fn run_with(
                 services,
                 history,
                 api: Some("http://127.0.0.1:7070"),
+                agent_ports: &[],
             },
             rules,
         )
@@ -341,12 +342,16 @@ fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
 #[test]
 fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
     let mut tracker = IncidentTracker::new();
+    // Its caveat stays in the counter list, not in the title.
+    let mut leak = anomaly(close_wait(8082), T0);
+    leak.evidence
+        .push_str("; until 20:30:00 UTC its port was not counted one by one");
     let incidents = run(
         &mut tracker,
         T0 + 8_000,
         &[],
         vec![
-            anomaly(close_wait(8082), T0),
+            leak,
             anomaly(
                 SeriesKey::ProtocolRate {
                     key: "Tcp InSegs".into(),
@@ -375,6 +380,8 @@ fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_
         "ss -tanp state close-wait '( sport = :8082 or dport = :8082 )'"
     );
     assert!(inc.title.contains("CLOSE-WAIT :8082"), "{}", inc.title);
+    assert!(!inc.title.contains("one by one"), "{}", inc.title);
+    assert!(inc.counters[0].anomaly.evidence.contains("one by one"));
 }
 
 #[test]
@@ -572,6 +579,45 @@ fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].counters[0].anomaly.key, tw);
     assert!(incidents[0].culprit.service.is_none());
+}
+
+/// The agent's own listener (its web port, polled by a dashboard or a script opening a
+/// connection per request) is neither an incident nor another program's node activity.
+#[test]
+fn the_agents_own_port_is_no_node_signal() {
+    let own = SeriesKey::PortState {
+        port: 7070,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let report = report(vec![anomaly(own.clone(), T0)]);
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let history = CounterHistory::default();
+    let mut tracker = IncidentTracker::new();
+    let mut input = DiagnosisInput {
+        now_unix_ms: T0 + 5_000,
+        patterns: &[],
+        anomalies: &report,
+        services: &services,
+        history: &history,
+        api: None,
+        agent_ports: &[],
+    };
+    tracker.update(&input, &rules);
+    assert_eq!(
+        tracker.node_signals().len(),
+        1,
+        "another program's, unless known"
+    );
+    input.agent_ports = &[7070];
+    let incidents = tracker.update(&input, &rules).to_vec();
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
 }
 
 #[test]
@@ -806,6 +852,40 @@ fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
         .find(|i| i.counters.iter().any(|c| c.anomaly.key == tw))
         .expect("the TIME-WAIT's incident");
     assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
+}
+
+#[test]
+fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
+    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
+    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
+    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+    let mut services = chain();
+    services.push(ServiceFacts {
+        service: "blobstore".into(),
+        listen_ports: vec![9400],
+        ..ServiceFacts::default()
+    });
+    services[1].called_ports = vec![8082, 9400];
+    let leak = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(leak, T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+    assert_eq!(inc.hints[0].rule_id, "close-wait-leak");
 }
 
 #[test]

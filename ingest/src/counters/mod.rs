@@ -32,6 +32,7 @@ pub mod reader;
 pub mod runtime;
 pub mod sampler;
 pub mod sockets;
+pub mod stacks;
 pub mod store;
 pub mod tasks;
 

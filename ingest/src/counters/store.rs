@@ -360,7 +360,19 @@ struct Inner {
     history: History,
     /// The processes holding the node's listening sockets, as last resolved.
     port_owners: Vec<PortOwner>,
+    /// Service ports known from elsewhere than the counters (the services' SERVER spans), at
+    /// most [`MAX_SERVICE_PORTS`]: their listen queues are recorded like a configured port's.
+    service_ports: BTreeSet<u16>,
+    /// This agent's own listening ports (its web and OTLP listeners).
+    agent_ports: BTreeSet<u16>,
 }
+
+/// Most service ports [`CounterStore::watch_service_ports`] keeps: a node runs a few dozen
+/// services; a flood of span-claimed ports cannot grow the listen queue series beyond it.
+pub const MAX_SERVICE_PORTS: usize = 256;
+
+/// How [`CounterStore::listening_processes`] names this agent's own listeners.
+pub const AGENT_LISTENER: &str = "faultline (this agent)";
 
 /// The thread-safe store of node counters; share it as `Arc<CounterStore>`.
 #[derive(Debug)]
@@ -409,8 +421,31 @@ impl CounterStore {
                     config.max_series,
                 ),
                 port_owners: Vec::new(),
+                service_ports: BTreeSet::new(),
+                agent_ports: BTreeSet::new(),
             }),
         }
+    }
+
+    /// The service ports known from elsewhere than the counters (the services' SERVER spans
+    /// name where they listen): each sample records their listen queues like a configured
+    /// port's, beyond the fullest N. Without it, a span-only service port that is never busy
+    /// had its queue recorded only while among the fullest N, with holes just where its
+    /// baseline is. Replaces the previous set; at most [`MAX_SERVICE_PORTS`] are kept.
+    pub fn watch_service_ports(&self, ports: impl IntoIterator<Item = u16>) {
+        self.inner.lock().service_ports = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
+    }
+
+    /// Records this agent's own listening ports (its web and OTLP listeners): they are named
+    /// [`AGENT_LISTENER`] by [`CounterStore::listening_processes`], and the diagnosis keeps
+    /// their sockets (the agent's API polls and OTLP posts) out of node activity.
+    pub fn set_agent_ports(&self, ports: impl IntoIterator<Item = u16>) {
+        self.inner.lock().agent_ports = ports.into_iter().collect();
+    }
+
+    /// This agent's own listening ports (see [`CounterStore::set_agent_ports`]).
+    pub fn agent_ports(&self) -> Vec<u16> {
+        self.inner.lock().agent_ports.iter().copied().collect()
     }
 
     /// Records which processes hold the node's listening sockets (the sampler resolves them
@@ -454,8 +489,11 @@ impl CounterStore {
             }
             let listening = ListeningProcess {
                 port: owner.port,
-                name: target_of(owner.pid)
-                    .map_or_else(|| owner.process.clone(), |t| t.name.clone()),
+                name: if inner.agent_ports.contains(&owner.port) {
+                    AGENT_LISTENER.to_owned()
+                } else {
+                    target_of(owner.pid).map_or_else(|| owner.process.clone(), |t| t.name.clone())
+                },
                 pid: Some(owner.pid),
                 configured: false,
             };
@@ -848,6 +886,7 @@ impl CounterStore {
             .iter()
             .map(|l| l.local.port())
             .chain(self.configured_ports.iter().map(|(port, _)| *port))
+            .chain(inner.service_ports.iter().copied())
             .chain(
                 ports
                     .iter()
@@ -1332,5 +1371,68 @@ mod tests {
             history.seconds.series[&SeriesKey::ListenQueue { port: 9000 }],
             vec![Some(100.0), Some(100.0), Some(100.0), Some(0.0)]
         );
+    }
+
+    /// A service port known only from spans (not configured, never busy, never among the
+    /// fullest N) has its listen queue recorded from the sample the agent learns of it, like
+    /// a configured port's; before, only the fullest-N census held it.
+    #[test]
+    fn a_span_only_service_port_has_its_listen_queue_watched() {
+        let store = CounterStore::new(&CountersConfig {
+            top_ports: 1,
+            ..CountersConfig::default()
+        });
+        let listener = |port: u16, queue: u32| {
+            let mut e = entry(SocketState::Listen, port, 0);
+            e.recv_queue = queue;
+            e.send_queue = Some(128);
+            e
+        };
+        // 9000 is the fullest listener and the busiest port group: the top N of each.
+        let mut entries = vec![listener(9000, 100), listener(7000, 0)];
+        entries.extend((0..3).map(|i| entry(SocketState::Established, 9000, 50000 + i)));
+        store.record_sample(sample(60_000, &entries, &[]));
+        store.watch_service_ports([7000]);
+        store.record_sample(sample(61_000, &entries, &[]));
+        store.record_sample(sample(62_000, &entries, &[]));
+        let snap = store.snapshot(&SnapshotOptions::default());
+        let history = snap.history.as_ref().expect("history");
+        assert_eq!(
+            history.seconds.series[&SeriesKey::ListenQueue { port: 7000 }],
+            vec![None, Some(0.0), Some(0.0)]
+        );
+        let sockets = snap.sockets.as_ref().expect("sockets");
+        assert_eq!(sockets.listeners_omitted, 0);
+    }
+
+    /// The agent's own listeners are named as its own, not by their command name (another
+    /// program's to the diagnosis).
+    #[test]
+    fn the_agents_own_listeners_are_named_as_its_own() {
+        use crate::counters::owners::PortOwner;
+        let store = CounterStore::new(&CountersConfig::default());
+        let owner = |port, pid, process: &str| PortOwner {
+            port,
+            pid,
+            process: process.into(),
+        };
+        store.record_port_owners(vec![
+            owner(7070, 42, "faultline"),
+            owner(5432, 7, "postgres"),
+        ]);
+        store.set_agent_ports([7070]);
+        let names: Vec<(u16, String)> = store
+            .listening_processes()
+            .into_iter()
+            .map(|p| (p.port, p.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (5432, "postgres".to_owned()),
+                (7070, AGENT_LISTENER.to_owned())
+            ]
+        );
+        assert_eq!(store.agent_ports(), [7070]);
     }
 }
