@@ -312,11 +312,25 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-async fn run_http(run: usize) -> f64 {
+/// OTLP/HTTP with protobuf bodies (`json` false) or OTLP/JSON bodies (the proto's own serde
+/// writes the OTLP/JSON mapping: hex ids, 64-bit integers as strings).
+async fn run_http(run: usize, json: bool) -> f64 {
     let server = server().await;
     let bodies: Vec<Vec<u8>> = (0..REQUESTS)
-        .map(|r| request(run, r).encode_to_vec())
+        .map(|r| {
+            let request = request(run, r);
+            if json {
+                serde_json::to_vec(&request).expect("JSON")
+            } else {
+                request.encode_to_vec()
+            }
+        })
         .collect();
+    let content_type = if json {
+        "application/json"
+    } else {
+        "application/x-protobuf"
+    };
     let bodies = Arc::new(bodies);
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/traces", server.http);
@@ -329,7 +343,7 @@ async fn run_http(run: usize) -> f64 {
                 loop {
                     let reply = client
                         .post(&url)
-                        .header("content-type", "application/x-protobuf")
+                        .header("content-type", content_type)
                         .body(bodies[r].clone())
                         .send()
                         .await
@@ -489,6 +503,7 @@ fn main() {
         .build()
         .expect("runtime");
     let mut http = Vec::new();
+    let mut http_json = Vec::new();
     let mut grpc = Vec::new();
     let mut decode = Vec::new();
     let mut store = Vec::new();
@@ -507,7 +522,8 @@ fn main() {
     for run in 0..RUNS {
         decode.push(run_decode_only(run));
         store.push(run_store_only());
-        http.push(rt.block_on(run_http(run)));
+        http.push(rt.block_on(run_http(run, false)));
+        http_json.push(rt.block_on(run_http(run, true)));
         let cpu = cpu_seconds();
         grpc.push(rt.block_on(run_grpc(run)));
         grpc_cpu.push(cpu_seconds() - cpu);
@@ -557,6 +573,11 @@ fn main() {
     println!(
         "  HTTP/protobuf accepted+assembled   {http:>12.0} spans/s  ({:.2}x of store-only)",
         http / store
+    );
+    let http_json = median(http_json);
+    println!(
+        "  HTTP/JSON accepted+assembled       {http_json:>12.0} spans/s  ({:.2}x of HTTP/protobuf)",
+        http_json / http
     );
     println!(
         "  gRPC accepted+assembled            {grpc:>12.0} spans/s  ({:.2}x of store-only)",

@@ -23,12 +23,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use serde::de::DeserializeOwned;
 
 use super::auth::Gate;
 use super::budget::Held;
 use super::error::OtlpError;
-use super::json;
+use super::json::JsonRequest;
 use super::pipeline::{Accepted, Pipeline, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -144,7 +143,7 @@ fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding, OtlpError> {
     }
 }
 
-fn decode<T: Message + Default + DeserializeOwned>(
+fn decode<T: Message + Default + JsonRequest>(
     encoding: Encoding,
     body: &[u8],
 ) -> Result<T, OtlpError> {
@@ -152,7 +151,7 @@ fn decode<T: Message + Default + DeserializeOwned>(
         Encoding::Protobuf => {
             T::decode(body).map_err(|e| OtlpError::BadRequest(format!("malformed protobuf: {e}")))
         }
-        Encoding::Json => json::decode(body),
+        Encoding::Json => T::from_json(body),
     }
 }
 
@@ -193,7 +192,7 @@ struct Admitted {
 
 /// The steps every signal shares: check the content type, read the body, admit, decompress,
 /// decode. Also the protobuf body, when forwarding is on.
-async fn receive<T: Message + Default + DeserializeOwned>(
+async fn receive<T: Message + Default + JsonRequest>(
     pipeline: &Pipeline,
     headers: &HeaderMap,
     body: Body,
@@ -347,7 +346,7 @@ pub(crate) fn router(pipeline: Arc<Pipeline>, gate: Arc<Gate>) -> Router {
 
 /// The body decoding, for the fuzz tests.
 #[cfg(test)]
-pub(crate) fn decode_for_tests<T: Message + Default + DeserializeOwned>(
+pub(crate) fn decode_for_tests<T: Message + Default + JsonRequest>(
     encoding: Encoding,
     body: &[u8],
 ) -> Result<T, OtlpError> {

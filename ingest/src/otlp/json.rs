@@ -4,17 +4,69 @@
 //! strings or numbers, and ignores unknown fields. What it does not do, and the OTLP/JSON
 //! mapping requires, is read enums given by name (`"kind": "SPAN_KIND_SERVER"`), accept the
 //! original snake_case field names next to lowerCamelCase, and accept an `arrayValue` or
-//! `kvlistValue` whose empty `values` was omitted. The body is therefore parsed into a JSON
-//! tree (serde_json caps nesting at 128), normalised, and then typed.
+//! `kvlistValue` whose empty `values` was omitted.
+//!
+//! Traces and logs, the signals an agent receives all the time, are read in one pass into
+//! typed structs ([`super::json_typed`]). Metrics, which the agent only counts, are parsed
+//! into a JSON tree (serde_json caps nesting at 128), normalised, and then typed; the tree
+//! path is also the reference the typed one is tested against.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::OtlpError;
+use super::json_typed;
+
+/// An OTLP export request as OTLP/JSON decodes it.
+pub(crate) trait JsonRequest: Sized {
+    /// Decodes a whole body.
+    fn from_json(body: &[u8]) -> Result<Self, OtlpError>;
+}
+
+impl JsonRequest for ExportTraceServiceRequest {
+    fn from_json(body: &[u8]) -> Result<Self, OtlpError> {
+        decode_typed::<json_typed::TracesJson, Self>(body)
+    }
+}
+
+impl JsonRequest for ExportLogsServiceRequest {
+    fn from_json(body: &[u8]) -> Result<Self, OtlpError> {
+        decode_typed::<json_typed::LogsJson, Self>(body)
+    }
+}
+
+impl JsonRequest for ExportMetricsServiceRequest {
+    fn from_json(body: &[u8]) -> Result<Self, OtlpError> {
+        decode_tree(body)
+    }
+}
+
+/// Decodes `body` through the typed structs `J`. A body that is not an object goes through
+/// the tree path, so that it gets the same answer (malformed, or not an object) as before.
+fn decode_typed<'de, J, T>(body: &'de [u8]) -> Result<T, OtlpError>
+where
+    J: serde::Deserialize<'de> + Into<T>,
+    T: DeserializeOwned,
+{
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return decode_tree(body);
+    }
+    match json_typed::from_slice::<J>(body) {
+        Ok(typed) => Ok(typed.into()),
+        Err(e) if e.is_data() => Err(OtlpError::BadRequest(format!("invalid OTLP/JSON: {e}"))),
+        Err(e) => Err(OtlpError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+}
 
 /// Numbers for enum names of the fields that carry OTLP enums, read by the generated
 /// protobuf enums (`from_str_name`), so the names are the proto's own.
-fn enum_number(field: &str, name: &str) -> Option<i64> {
+pub(super) fn enum_number(field: &str, name: &str) -> Option<i64> {
     use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
     use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
     use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
@@ -94,8 +146,8 @@ fn normalise(value: &mut Value) -> Result<(), OtlpError> {
     }
 }
 
-/// Decodes an OTLP/JSON export request.
-pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, OtlpError> {
+/// Decodes an OTLP/JSON export request through a normalised JSON tree.
+pub(crate) fn decode_tree<T: DeserializeOwned>(body: &[u8]) -> Result<T, OtlpError> {
     let mut tree: Value = serde_json::from_slice(body)
         .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
     if !tree.is_object() {
@@ -141,7 +193,7 @@ mod tests {
             "endTimeUnixNano":1544712661000000000,"status":{"code":"STATUS_CODE_ERROR"},
             "attributes":[{"key":"a","value":{"intValue":"42"}},{"key":"b","value":{"arrayValue":{}}}],
             "unknownField":{"x":1}}]}]}]}"#;
-        let request: ExportTraceServiceRequest = decode(body).unwrap();
+        let request = ExportTraceServiceRequest::from_json(body).unwrap();
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.kind, 2);
         assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
@@ -153,7 +205,107 @@ mod tests {
     #[test]
     fn unknown_enum_names_are_refused() {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_NOPE"}]}]}]}"#;
-        let result: Result<ExportTraceServiceRequest, _> = decode(body);
+        let result = ExportTraceServiceRequest::from_json(body);
         assert!(matches!(result, Err(OtlpError::BadRequest(m)) if m.contains("SPAN_KIND_NOPE")));
+    }
+
+    /// Both paths agree: the same request, or both refuse.
+    fn same_answer<T: JsonRequest + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        body: &[u8],
+    ) -> Result<(), String> {
+        let typed = T::from_json(body);
+        let tree = decode_tree::<T>(body);
+        match (&typed, &tree) {
+            (Ok(a), Ok(b)) if a == b => Ok(()),
+            (Err(_), Err(_)) => Ok(()),
+            _ => Err(format!(
+                "{}: typed {:?}, tree {:?}",
+                String::from_utf8_lossy(body),
+                typed.map(|_| "ok").map_err(|e| e.to_string()),
+                tree.map(|_| "ok").map_err(|e| e.to_string())
+            )),
+        }
+    }
+
+    /// Every trace or log input the fuzzer kept (`fuzz/corpus/otlp_json`, byte 0 is the
+    /// harness's selector) decodes to the same request, or is refused, by the typed path and
+    /// the tree path.
+    #[test]
+    fn typed_decoding_agrees_with_the_tree_on_the_fuzz_corpus() {
+        let folder = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/otlp_json"
+        ));
+        let entries = std::fs::read_dir(folder)
+            .unwrap_or_else(|e| panic!("the corpus {} is missing: {e}", folder.display()));
+        let mut seen = 0;
+        let mut accepted = 0;
+        let mut differ = Vec::new();
+        for entry in entries {
+            let path = entry.expect("a corpus entry").path();
+            let data = std::fs::read(&path).expect("a corpus file");
+            let Some((&selector, body)) = data.split_first() else {
+                continue;
+            };
+            seen += 1;
+            // Each input goes to one signal's route (the harness's selector): compared there.
+            // Sent to another signal's route its content is unknown fields, which the typed
+            // path skips unchecked (see `json_typed`).
+            let result = match selector % 3 {
+                0 => {
+                    accepted += usize::from(ExportTraceServiceRequest::from_json(body).is_ok());
+                    same_answer::<ExportTraceServiceRequest>(body)
+                }
+                1 => {
+                    accepted += usize::from(ExportLogsServiceRequest::from_json(body).is_ok());
+                    same_answer::<ExportLogsServiceRequest>(body)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                differ.push(format!("{}: {e}", path.display()));
+            }
+        }
+        assert!(
+            seen > 100,
+            "only {seen} corpus files in {}",
+            folder.display()
+        );
+        assert!(accepted > 10, "only {accepted} corpus inputs decode at all");
+        assert!(
+            differ.is_empty(),
+            "{} differ:\n{}",
+            differ.len(),
+            differ.join("\n")
+        );
+    }
+
+    /// The spellings the OTLP/JSON mapping allows, each read the same by both paths.
+    #[test]
+    fn typed_decoding_agrees_with_the_tree_on_every_spelling() {
+        let bodies: [&[u8]; 9] = [
+            br#"{"resource_spans":[{"resource":{"attributes":[{"key":"service.name","value":{"string_value":"a"}}],"dropped_attributes_count":1,"entity_refs":[{"type":"t","schema_url":"u","id_keys":["k"],"description_keys":[]}]},"scope_spans":[{"scope":{"name":"s","version":"1"},"spans":[{"trace_id":"5B8EFFF798038103D269B633813FC60C","span_id":"0xeee19b7ec3c1b174","parent_span_id":"","name":"x","kind":"SPAN_KIND_CLIENT","start_time_unix_nano":1,"end_time_unix_nano":"2","flags":1,"events":[{"time_unix_nano":"3","name":"e","attributes":[]}],"links":[{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"eee19b7ec3c1b174","trace_state":"a=b"}],"status":{"code":"STATUS_CODE_OK","message":"m"},"dropped_events_count":2}]}]}]}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"a","value":{"arrayValue":{}}},{"key":"b","value":{"kvlistValue":{}}},{"key":"c","value":{"intValue":-3}},{"key":"d","value":{"doubleValue":1}},{"key":"e","value":{"bytesValue":"AAEC"}},{"key":"f","value":{"boolValue":true}},{"key":"g","value":{}},{"key":"h"},{"key":"i","value":null},{"key":"j","value":{"stringValue":null,"other":[1,{"x":2}]}},{"key":"k","value":{"arrayValue":{"values":[{"arrayValue":{"values":[{"intValue":"9"}]}}]}}}]}]}]}]}"#,
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":"SEVERITY_NUMBER_WARN","severityText":"W","body":{"kvlistValue":{"values":[{"key":"msg","value":{"stringValue":"x\u00e9\n"}}]}},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","timeUnixNano":"5","observed_time_unix_nano":6,"eventName":"n","flags":1}]}]}]}"#,
+            br#"  {"resourceSpans":[],"unknown":{"a":[true,null]}}  "#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":-1}]}]}]}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"value":{"stringValue":"no key"}}]}]}]}]}"#,
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":99999999999}]}]}]}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"x"}]}]}]} trailing"#,
+        ];
+        for body in bodies {
+            same_answer::<ExportTraceServiceRequest>(body).unwrap();
+            same_answer::<ExportLogsServiceRequest>(body).unwrap();
+        }
+        let spans = ExportTraceServiceRequest::from_json(bodies[0]).expect("snake_case");
+        let span = &spans.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!((span.kind, span.span_id.len()), (3, 8));
+        assert_eq!(span.status.as_ref().map(|s| s.code), Some(1));
+        let logs = ExportLogsServiceRequest::from_json(bodies[2]).expect("logs");
+        assert_eq!(
+            logs.resource_logs[0].scope_logs[0].log_records[0].severity_number,
+            13
+        );
     }
 }

@@ -41,6 +41,7 @@ mod fuzz_tests;
 mod grpc;
 mod http;
 mod json;
+mod json_typed;
 mod pipeline;
 mod sink;
 
