@@ -35,7 +35,7 @@ use faultline_diagnosis::incident::{
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
-use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument, TraceQuery};
+use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument};
 use faultline_web::Views;
 use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
@@ -573,23 +573,16 @@ fn diagnosed_patterns(
         .chain(ongoing)
         .take(MAX_PATTERNS)
         .map(|s| {
-            let detail = views.clusters.detail(&s.id);
-            let example = detail
-                .as_ref()
-                .and_then(|d| d.samples.first())
-                .map(|x| x.message.clone());
+            let evidence = views
+                .clusters
+                .evidence(&s.id, MAX_TRACES_PER_PATTERN)
+                .unwrap_or_default();
+            let example = evidence.example;
             // The raw message keeps the status code the template masks (`502 Bad Gateway`).
             let status_echo = faultline_clustering::root::reports_http_status(
                 example.as_deref().unwrap_or(&s.canonical_template),
             );
-            let trace_ids = detail
-                .map(|d| {
-                    d.trace_ids
-                        .into_iter()
-                        .take(MAX_TRACES_PER_PATTERN)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let trace_ids = evidence.trace_ids;
             PatternInput {
                 id: s.id.clone(),
                 text: s.canonical_template.clone(),
@@ -654,19 +647,10 @@ fn service_facts(
             facts.entry(s.clone()).or_insert_with(|| entry(s));
         }
     }
-    let recent = views.traces.find(&TraceQuery {
-        cluster: None,
-        service: None,
-        errors_only: false,
-        limit: MAX_CHAINS,
-    });
     let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ports: BTreeSet<(String, u16)> = BTreeSet::new();
     let mut called: BTreeSet<(String, u16)> = BTreeSet::new();
-    for t in &recent {
-        let Some(chain) = views.traces.call_chain(&t.trace_id) else {
-            continue;
-        };
+    for chain in views.traces.recent_chains(MAX_CHAINS) {
         let by_id: BTreeMap<&str, &web::ChainSpan> = chain
             .spans
             .iter()

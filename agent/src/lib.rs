@@ -19,6 +19,7 @@ mod diagnosis;
 mod export;
 mod lab;
 mod listeners;
+mod memory;
 pub mod persist;
 mod pipeline;
 pub mod replay_cmd;

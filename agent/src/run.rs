@@ -447,7 +447,8 @@ fn component(state: ComponentState, address: Option<String>, detail: &str) -> Co
 }
 
 /// Background upkeep until `stop`: DBSCAN over new templates (off the async threads, it can
-/// take a while), trace expiry, and the live feed's counter ticks.
+/// take a while), freed heap pages handed back (`memory`), trace expiry, and the live feed's
+/// counter ticks.
 async fn maintain(
     engine: Arc<Engine>,
     traces: Arc<TraceStore>,
@@ -457,13 +458,24 @@ async fn maintain(
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_traces = None;
+    let mut released = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         let engine = engine.clone();
-        if let Err(err) = tokio::task::spawn_blocking(move || engine.maintain()).await {
+        let release = released.elapsed() >= crate::memory::RELEASE_EVERY;
+        if release {
+            released = std::time::Instant::now();
+        }
+        let work = move || {
+            engine.maintain();
+            if release {
+                crate::memory::release_freed();
+            }
+        };
+        if let Err(err) = tokio::task::spawn_blocking(work).await {
             tracing::warn!("cluster maintenance failed: {err}");
         }
         traces.expire(std::time::Instant::now());

@@ -60,8 +60,8 @@ use crate::snapshot::Migration;
 use crate::template::{display_template, KeyIndex, TemplateId, TemplateMiner};
 
 pub use answers::{
-    ClusterDetail, ClusterQuery, ClusterSummary, EngineCounters, EngineCounts, Observation, Sample,
-    TemplateSummary,
+    ClusterDetail, ClusterQuery, ClusterSamples, ClusterSummary, EngineCounters, EngineCounts,
+    Observation, Sample, TemplateSummary,
 };
 pub use event::{severity, ErrorEvent, RecordIds};
 
@@ -509,6 +509,30 @@ impl Engine {
             frames: top(frames, s.config.top_values),
             frames_total,
             stack: stack.map(|(_, st)| st.clone()),
+        })
+    }
+
+    /// The newest samples of one cluster (as [`cluster`](Self::cluster) lists them) with its
+    /// current and former ids, `None` when unknown: what the diagnosis reads of each pattern
+    /// it judges, every run, without the detail's pass over every key of the engine.
+    pub fn cluster_samples(&self, id: ClusterId) -> Option<ClusterSamples> {
+        let s = self.state.lock();
+        let mut groups = s.groups();
+        let id = s
+            .cluster_aliases
+            .resolve(id, |id| groups.contains_key(&id))?;
+        let former_ids = s.former_ids(id, &groups);
+        let roots = groups.remove(&id)?;
+        let mut samples: Vec<Sample> = roots
+            .iter()
+            .flat_map(|&r| s.root_stats[r as usize].samples.iter().cloned())
+            .collect();
+        samples.sort_by_key(|s| std::cmp::Reverse(s.time_unix_nanos));
+        samples.truncate(s.config.samples_per_cluster.max(1) * 2);
+        Some(ClusterSamples {
+            id,
+            former_ids,
+            samples,
         })
     }
 

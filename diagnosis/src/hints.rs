@@ -614,7 +614,11 @@ impl HintRules {
                     }
                 }
             }
-            if support.weight == 0 {
+            // Node-wide counters alone recognise nothing: they move with every program on
+            // the node. Seen on the unseen lab: listen-overflow matched a TIME-WAIT storm's
+            // incident from another program's `ListenDrops`, with no error and no queue of a
+            // service of the node.
+            if !support.pattern && !support.specific {
                 continue;
             }
             if let (Some(role), Some(_)) = (r.culprit_role, subject.culprit_role) {
@@ -936,12 +940,6 @@ mod tests {
             ),
             (SeriesKey::ListenQueue { port: 8080 }, "listen-overflow"),
             (
-                SeriesKey::ProtocolRate {
-                    key: "TcpExt ListenOverflows".into(),
-                },
-                "listen-overflow",
-            ),
-            (
                 SeriesKey::Task {
                     target: "a".into(),
                     source: "pprof".into(),
@@ -957,6 +955,22 @@ mod tests {
             assert_eq!(ids(&hints), vec![id], "{key:?}");
             assert_eq!(hints[0].evidence, vec!["it rose".to_owned()]);
         }
+        // A node-wide counter alone recognises nothing: another program's listen drops
+        // matched listen-overflow on the unseen lab's TIME-WAIT storm. A caller's timeouts
+        // corroborate it.
+        let overflows = [anomaly(
+            SeriesKey::ProtocolRate {
+                key: "TcpExt ListenOverflows".into(),
+            },
+            Direction::Rise,
+            "it rose",
+        )];
+        assert!(ids(&rules.hints_for(&subject(&[], &overflows, None, &facts))).is_empty());
+        let timeouts = ["Get \"<url>\": dial tcp <ip:port>: i/o timeout".to_owned()];
+        assert!(
+            ids(&rules.hints_for(&subject(&timeouts, &overflows, None, &facts)))
+                .contains(&"listen-overflow")
+        );
         // A queue far from its backlog overflows nothing; one of unknown backlog says nothing.
         let mut a = [anomaly(
             SeriesKey::ListenQueue { port: 8080 },

@@ -596,13 +596,61 @@ fn a_pattern_lists_only_its_live_traces_newest_first() {
         add(t);
         store.tag_cluster(tid(t), None, "c-eof");
     }
+    // The ids alone (what a pattern's detail and the diagnosis read) follow the same index.
+    let ids = |limit: usize| {
+        store
+            .tagged(&["c-other".into(), "c-eof".into()], limit)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect::<Vec<_>>()
+    };
     // Traces 0 and 1 were evicted by 4 and 5.
     assert_eq!(listed(10), vec![tid(5), tid(4), tid(3), tid(2)]);
     assert_eq!(listed(2), vec![tid(5), tid(4)]);
+    assert_eq!(ids(10), listed(10));
+    assert_eq!(ids(2), listed(2));
     // Trace 0 comes back, untagged: not the pattern's.
     add(0);
     assert_eq!(listed(10), vec![tid(5), tid(4), tid(3)]);
+    assert_eq!(ids(10), listed(10));
     assert_eq!(store.stats().traces, 4);
+}
+
+/// The latest traces are read from the eviction order (no scan): the last touched first,
+/// traces of logs only left out, the limit kept.
+#[test]
+fn the_latest_touched_traces_with_spans_come_first() {
+    let store = TraceStore::new(TraceStoreConfig::default());
+    let span_of = |t: u8, start: i64| {
+        let mut spans = build_spans(&[SpanSpec {
+            parent: Parent::Root,
+            service: 0,
+            start,
+            duration: 5,
+            failed: false,
+            exception: false,
+        }]);
+        spans[0].trace_id = tid(t);
+        spans
+    };
+    let log_only = |t: u8| {
+        let mut log = log_for(None, 0, false);
+        log.trace_id = Some(tid(t));
+        store.attach_log(log);
+    };
+    // Starts do not decide: trace 1 starts first but is touched last.
+    store.insert_spans(span_of(0, 500));
+    store.insert_spans(span_of(1, 100));
+    log_only(2);
+    store.insert_spans(span_of(3, 900));
+    log_only(4);
+    assert_eq!(store.recent_with_spans(10), vec![tid(3), tid(1), tid(0)]);
+    // A log added to trace 0 touches it again.
+    let mut log = log_for(None, 0, false);
+    log.trace_id = Some(tid(0));
+    store.attach_log(log);
+    assert_eq!(store.recent_with_spans(2), vec![tid(0), tid(3)]);
+    assert!(store.recent_with_spans(0).is_empty());
 }
 
 #[test]

@@ -60,11 +60,32 @@ pub trait ClusterView: Send + Sync {
     /// The full detail of one cluster, `None` when no cluster has this id.
     fn detail(&self, id: &str) -> Option<ClusterDetail>;
 
+    /// What the diagnosis reads of a cluster on every run: the newest sample's message and
+    /// the first `traces` of the detail's trace ids, `None` when no cluster has this id. By
+    /// default from [`Self::detail`]; a store should read only these (the diagnosis asks for
+    /// every pattern it judges, once a second).
+    fn evidence(&self, id: &str, traces: usize) -> Option<PatternEvidence> {
+        let detail = self.detail(id)?;
+        Some(PatternEvidence {
+            example: detail.samples.first().map(|s| s.message.clone()),
+            trace_ids: detail.trace_ids.into_iter().take(traces).collect(),
+        })
+    }
+
     /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
     /// `/metrics` and the dashboard. Empty by default.
     fn store_counters(&self) -> Vec<StoreCounter> {
         Vec::new()
     }
+}
+
+/// A cluster as the diagnosis reads it on every run ([`ClusterView::evidence`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatternEvidence {
+    /// The newest sample's message (raw: it keeps what the template masks).
+    pub example: Option<String>,
+    /// Its latest trace ids, newest first, as [`ClusterDetail::trace_ids`] lists them.
+    pub trace_ids: Vec<String>,
 }
 
 /// Read access to the trace store.
@@ -76,6 +97,22 @@ pub trait TraceView: Send + Sync {
     /// The most recent traces matching `query` (see [`TraceQuery::matches`]), newest first,
     /// at most `query.limit` of them.
     fn find(&self, query: &TraceQuery) -> Vec<TraceSummary>;
+
+    /// The call chains of the latest traces with spans, latest first, at most `limit`: what
+    /// the diagnosis reads each run to learn who calls whom. Their culprit and error origin
+    /// may be left unjudged. By default the chains of the [`Self::find`] rows of every
+    /// trace; a store should read the few latest without a scan or a sort.
+    fn recent_chains(&self, limit: usize) -> Vec<CallChain> {
+        self.find(&TraceQuery {
+            cluster: None,
+            service: None,
+            errors_only: false,
+            limit,
+        })
+        .iter()
+        .filter_map(|t| self.call_chain(&t.trace_id))
+        .collect()
+    }
 
     /// Counters about the store itself (traces evicted, spans dropped, ...). Empty by
     /// default.

@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
+    Sample as EngineSample,
 };
 use faultline_clustering::{ClusterId, Engine, EngineCounts, TemplateId};
 use faultline_diagnosis::onset::surge_start_minute;
 use faultline_ingest::counters::CounterStore;
-use faultline_ingest::traces::{TraceFilter, TraceStore};
+use faultline_ingest::traces::TraceStore;
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, PatternStack, Sample, SeenIn, SharedFailures, StoreCounter, TemplateRow,
-    ValueCount,
+    ParameterDistribution, PatternEvidence, PatternStack, Sample, SeenIn, SharedFailures,
+    StoreCounter, TemplateRow, ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -192,28 +193,29 @@ impl ClusterAdapter {
 
     /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
     /// in the trace store, under its current id or an id it had before (a trace is tagged with
-    /// the id its pattern had when the trace arrived).
-    fn trace_ids(&self, detail: &EngineDetail) -> Vec<String> {
-        let mut dated: Vec<(i64, String)> = detail
-            .samples
+    /// the id its pattern had when the trace arrived). Ids only: no trace is decoded.
+    fn trace_ids(
+        &self,
+        id: ClusterId,
+        former_ids: &[ClusterId],
+        samples: &[EngineSample],
+    ) -> Vec<String> {
+        let mut dated: Vec<(i64, String)> = samples
             .iter()
             .filter_map(|s| {
                 let trace = s.trace_id.as_deref()?.to_ascii_lowercase();
                 Some((s.time_unix_nanos, trace))
             })
             .collect();
-        let tagged = self.traces.list(&TraceFilter {
-            clusters: std::iter::once(&detail.summary.id)
-                .chain(&detail.former_ids)
-                .map(ClusterId::to_string)
-                .collect(),
-            limit: Some(MAX_DETAIL_TRACES),
-            ..TraceFilter::default()
-        });
+        let ids: Vec<String> = std::iter::once(&id)
+            .chain(former_ids)
+            .map(ClusterId::to_string)
+            .collect();
         dated.extend(
-            tagged
+            self.traces
+                .tagged(&ids, MAX_DETAIL_TRACES)
                 .into_iter()
-                .map(|t| (t.start_unix_nanos, t.trace_id.to_string())),
+                .map(|(start, trace)| (start, trace.to_string())),
         );
         dated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let mut ids: Vec<String> = Vec::new();
@@ -250,7 +252,7 @@ impl ClusterView for ClusterAdapter {
         let now = (self.clock)();
         let detail = engine_detail(&self.engine, id, now)?;
         let summary = summary_row(&detail.summary, &detail.per_minute, now);
-        let trace_ids = self.trace_ids(&detail);
+        let trace_ids = self.trace_ids(detail.summary.id, &detail.former_ids, &detail.samples);
         let only_severity = match detail.severities.as_slice() {
             [(severity, _)] => severity.clone(),
             _ => String::new(),
@@ -302,6 +304,20 @@ impl ClusterView for ClusterAdapter {
                 trace_id: trace_id.as_deref().map(str::to_ascii_lowercase),
                 top_frame: detail.frames.first().map(|(frame, _)| frame.clone()),
             }),
+        })
+    }
+
+    /// The engine's newest samples and the trace store's index: neither the detail's pass over
+    /// every key of the engine nor a decoded trace.
+    fn evidence(&self, id: &str, traces: usize) -> Option<PatternEvidence> {
+        let found = self
+            .engine
+            .cluster_samples(resolve_pattern(&self.engine, id)?)?;
+        let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
+        trace_ids.truncate(traces);
+        Some(PatternEvidence {
+            example: found.samples.into_iter().next().map(|s| s.message),
+            trace_ids,
         })
     }
 
@@ -724,6 +740,14 @@ mod tests {
         assert_eq!(detail.trace_ids[1], trace_id(9).to_string());
         // The first reset's sample (and its trace id) was pushed out by later ones.
         assert_eq!(detail.trace_ids.len(), 2, "{:?}", detail.trace_ids);
+        // What the diagnosis reads each run (no detail built) says the same.
+        let evidence = views.clusters.evidence(&id, 20).expect("known cluster");
+        assert_eq!(evidence.example.as_deref(), Some(messages[5].as_str()));
+        assert_eq!(evidence.trace_ids, detail.trace_ids);
+        let first = views.clusters.evidence(&id, 1).expect("known cluster");
+        assert_eq!(first.trace_ids, detail.trace_ids[..1]);
+        assert!(views.clusters.evidence("0000000000000000", 20).is_none());
+        assert!(views.clusters.evidence("not-an-id", 20).is_none());
         // Parameter values: the masked addresses (each side of `->` is a value of its own).
         let values = &detail.parameters[0];
         assert_eq!(values.name, "<*> (any position)");
@@ -800,6 +824,11 @@ mod tests {
                 [trace_id(9).to_string()],
                 "asked as {asked}"
             );
+            let evidence = views
+                .clusters
+                .evidence(&asked.to_string(), 20)
+                .expect("either id answers");
+            assert_eq!(evidence.trace_ids, detail.trace_ids, "asked as {asked}");
         }
         // The trace list filtered by the pattern lists the trace too, asked by the pattern's
         // current id, its old id or a template's id.

@@ -26,8 +26,14 @@ pub(super) struct CounterAdapter {
 }
 
 impl CounterView for CounterAdapter {
+    /// The per-minute ring is copied only when asked for: the diagnosis reads the per-sample
+    /// history once a second, and a day of minutes of every series is as long again.
     fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot {
-        let store = self.store.snapshot(&SnapshotOptions::default());
+        let options = SnapshotOptions {
+            minutes: resolution == HistoryResolution::Minute,
+            ..SnapshotOptions::default()
+        };
+        let store = self.store.snapshot(&options);
         let mut snapshot = counters_snapshot(&store, resolution);
         if resolution == HistoryResolution::Second {
             snapshot.traffic = service_traffic(&self.traces, &store);
@@ -41,6 +47,7 @@ impl CounterView for CounterAdapter {
     fn current(&self) -> CountersSnapshot {
         let latest = SnapshotOptions {
             max_points: 1,
+            minutes: false,
             ..SnapshotOptions::default()
         };
         let store = self.store.snapshot(&latest);

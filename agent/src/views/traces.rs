@@ -61,6 +61,17 @@ impl TraceView for TraceAdapter {
         rows.iter().map(trace_summary).collect()
     }
 
+    /// The latest touched traces with spans, from the store's eviction order: no scan of the
+    /// store, and no culprit judged (the diagnosis reads who calls whom in them).
+    fn recent_chains(&self, limit: usize) -> Vec<CallChain> {
+        self.store
+            .recent_with_spans(limit)
+            .into_iter()
+            .filter_map(|id| self.store.call_chain(id))
+            .map(|chain| call_chain(&chain))
+            .collect()
+    }
+
     fn store_counters(&self) -> Vec<StoreCounter> {
         let s = self.store.stats();
         vec![
@@ -634,6 +645,15 @@ mod tests {
                 .len(),
             1
         );
+
+        // The latest chains (the diagnosis learns who calls whom in them): last touched first,
+        // as the chain page has them, without a culprit judged.
+        let recent = views.traces.recent_chains(10);
+        let ids: Vec<&str> = recent.iter().map(|c| c.trace_id.as_str()).collect();
+        assert_eq!(ids, [trace_id(2).to_string(), trace_id(1).to_string()]);
+        let page = views.traces.call_chain(&trace_id(1).to_string()).unwrap();
+        assert_eq!(recent[1].spans, page.spans);
+        assert_eq!(views.traces.recent_chains(1).len(), 1);
 
         let counters = views.traces.store_counters();
         let value = |name: &str| counters.iter().find(|c| c.name == name).map(|c| c.value);

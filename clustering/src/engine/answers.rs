@@ -157,6 +157,17 @@ pub struct TemplateSummary {
     pub last_seen_unix_nanos: i64,
 }
 
+/// A cluster's newest samples and ids ([`Engine::cluster_samples`](super::Engine::cluster_samples)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSamples {
+    /// Its current id.
+    pub id: ClusterId,
+    /// Ids it had before, as [`ClusterDetail::former_ids`].
+    pub former_ids: Vec<ClusterId>,
+    /// Its newest samples, newest first, as [`ClusterDetail::samples`].
+    pub samples: Vec<Sample>,
+}
+
 /// Everything about one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterDetail {

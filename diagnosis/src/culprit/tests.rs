@@ -773,3 +773,41 @@ fn a_panic_and_its_echo_upstream_live_in_the_service_that_panicked() {
         Fault::Timeout
     );
 }
+
+/// The unseen lab's close-wait fault: metadata runs out of fds, so it can post no spans, but
+/// it logs its own error with the trace id; gateway's CLIENT span to metadata's port only says
+/// that metadata answered 502. The failure is metadata's, for the trace and for gateway's
+/// echo pattern.
+#[test]
+fn a_callee_that_logged_its_own_error_without_spans_is_the_origin_of_its_callers_echo() {
+    let listeners: Listeners = [(22626, "metadata".to_owned())].into_iter().collect();
+    let spans = vec![
+        failing(
+            span("a", None, "gateway", "GET /media/:id", CallKind::Server),
+            "HTTP 502",
+        ),
+        tagged(
+            failing(client("b", "a", "gateway", 22626), "metadata answered 502"),
+            "p-answered",
+        ),
+    ];
+    let own_log = CallLog {
+        service: "metadata".into(),
+        span_id: None,
+        text: r#"load blob metadata: Get "http://127.0.0.1:23001/blobs/7": dial tcp 127.0.0.1:23001: socket: too many open files"#.into(),
+        pattern: Some("p-fds".into()),
+    };
+    let facts = trace(spans.clone(), vec![own_log]);
+    let verdict = trace_culprit(&facts, &listeners).expect("a verdict");
+    assert_eq!(
+        (verdict.service.as_str(), verdict.role),
+        ("metadata", CulpritRole::SelfReported),
+        "{verdict:#?}"
+    );
+    assert_eq!(verdict.seen_by, ["gateway"]);
+    let verdict = pattern_culprit_in_trace(&facts, "p-answered", &listeners).expect("a verdict");
+    assert_eq!(verdict.service, "metadata", "{verdict:#?}");
+    // Without the callee's own log, gateway's report is all there is.
+    let verdict = trace_culprit(&trace(spans, Vec::new()), &listeners).expect("a verdict");
+    assert_eq!(verdict.service, "gateway");
+}

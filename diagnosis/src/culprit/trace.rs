@@ -430,16 +430,25 @@ impl<'a> Trace<'a> {
             return Some(Report::Span(i));
         }
         let reporter = self.service_of(report);
-        self.facts
-            .logs
-            .iter()
-            .find(|l| {
-                l.service != reporter
-                    && self
-                        .span_of(l.span_id.as_deref())
-                        .is_some_and(|s| self.is_below(s, anchor))
-            })
-            .map(Report::Log)
+        let below = self.facts.logs.iter().find(|l| {
+            l.service != reporter
+                && self
+                    .span_of(l.span_id.as_deref())
+                    .is_some_and(|s| self.is_below(s, anchor))
+        });
+        if let Some(log) = below {
+            return Some(Report::Log(log));
+        }
+        // The service the failed call went to logged an error of its own in this trace but
+        // sent no span of it: the failure is its. Seen on the unseen lab's close-wait fault:
+        // metadata, out of fds, could no longer post its spans, but logged `socket: too many
+        // open files` with the trace id; gateway's CLIENT span to metadata's port said only
+        // "metadata answered 502", and the trace was blamed on gateway.
+        let (callee, server, _) = self.callee(report, Fault::Other, &mut Vec::new())?;
+        match self.own_report(&callee, server)? {
+            Report::Log(log) => Some(Report::Log(log)),
+            Report::Span(_) => None,
+        }
     }
 
     /// Where a cancelled report's failure lives: the caller above the cancelled service

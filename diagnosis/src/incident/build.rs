@@ -439,7 +439,11 @@ pub(super) fn title(
             p.text.chars().take(120).collect::<String>(),
             clock(p.onset_unix_ms)
         ));
-    } else if let Some(c) = counters.first() {
+    } else if let Some(c) = counters
+        .iter()
+        .find(|c| c.relation != Relation::NodeWide)
+        .or(counters.first())
+    {
         // The change itself; its caveats ("; until 10:33 its port was not counted one by one
         // …", a share of its limit) stay with the counter in the incident's list.
         out.push_str(": ");

@@ -37,14 +37,14 @@ fn anomaly(key: SeriesKey, at: i64) -> CounterAnomaly {
         label: key.label(),
         unit: key.unit().into(),
         kind: key.kind(),
-        evidence: format!("{} rose 0 → 100 in 5 s", key.label()),
+        evidence: format!("{} rose 0 → 1,000 in 5 s", key.label()),
         key,
         shape: ChangeShape::Step,
         direction: Direction::Rise,
         before: 0.0,
         noise: 1.0,
-        reached: 100.0,
-        latest: 100.0,
+        reached: 1000.0,
+        latest: 1000.0,
         score: 100.0,
         changed_at_unix_ms: at,
         active: true,
@@ -1376,8 +1376,9 @@ fn node_wide_series_alone_are_node_activity_and_join_a_known_services_incident()
     );
     assert!(incidents.is_empty(), "{incidents:#?}");
     assert_eq!(tracker.node_signals().len(), 2);
-    // With a known service's accept queue filling, they are its incident.
-    let queue = anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 + 1_000);
+    // With a known service's accept queue filling to its backlog, they are its incident.
+    let mut queue = anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 + 1_000);
+    queue.limit = Some(queue.reached);
     let incidents = run(&mut tracker, T0 + 7_000, &[], vec![segs, overflows, queue]);
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
@@ -1680,4 +1681,84 @@ fn a_counter_that_went_back_does_not_revive_a_healed_incident_when_it_moves_agai
     let healed = later.iter().find(|i| i.id == first[0].id).unwrap();
     assert!(!healed.active, "{healed:#?}");
     assert!(healed.counters.iter().all(|c| !c.anomaly.active));
+}
+
+#[test]
+fn a_pools_time_wait_churn_is_no_storm_and_node_wide_series_recognise_no_hint() {
+    // The unseen lab, quiet and between faults: Go's default transport keeps two idle
+    // connections per host, so four concurrent requests close a few a second, and the
+    // caller's TIME-WAIT towards its callee climbed 29 → 155 with no error at all.
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let mut churn = anomaly(tw.clone(), T0);
+    churn.before = 29.0;
+    churn.reached = 155.0;
+    churn.latest = 155.0;
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[], vec![churn.clone()]);
+    assert!(
+        incidents.is_empty(),
+        "a pool's churn became an incident: {incidents:#?}"
+    );
+    let signals = tracker.node_signals();
+    assert_eq!(signals.len(), 1, "{signals:#?}");
+    assert!(
+        signals[0]
+            .reason
+            .starts_with("orders: TIME-WAIT →:8082 rose by 126, less than"),
+        "{}",
+        signals[0].reason
+    );
+    // Beside a fault of its service or a peer it is evidence of it, naming no culprit.
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0 + 2_000,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        std::slice::from_ref(&refused),
+        vec![churn],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+    assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == tw));
+    // A storm (the issue's: 12 → 2,900 in 20 s) is an incident by itself, the caller's.
+    let mut storm = anomaly(tw.clone(), T0);
+    storm.before = 12.0;
+    storm.reached = 2900.0;
+    let incidents = run(&mut IncidentTracker::new(), T0 + 5_000, &[], vec![storm]);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+
+    // The node's TIME-WAIT total rising beside a callee's refusals (other programs on the
+    // node) recognises no storm, and the title stays the error's.
+    let node_tw = anomaly(
+        SeriesKey::NodeState {
+            state: SocketState::TimeWait,
+        },
+        T0 + 1_000,
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[refused],
+        vec![node_tw],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    let hints: Vec<&str> = inc.hints.iter().map(|h| h.rule_id.as_str()).collect();
+    assert!(!hints.contains(&"time-wait-storm"), "{hints:?}");
+    assert!(!inc.title.contains("(all ports)"), "{}", inc.title);
 }

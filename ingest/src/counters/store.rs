@@ -304,6 +304,10 @@ pub struct SnapshotOptions {
     pub kind: Option<CounterKind>,
     /// At most this many points per resolution (the most recent).
     pub max_points: usize,
+    /// Include the per-minute ring (24 h by default) with the per-sample one; without it the
+    /// minutes view is empty. A reader of the per-sample history alone (the diagnosis, once a
+    /// second) need not copy a day of every series.
+    pub minutes: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -312,6 +316,7 @@ impl Default for SnapshotOptions {
             history: true,
             kind: None,
             max_points: usize::MAX,
+            minutes: true,
         }
     }
 }
@@ -957,7 +962,15 @@ impl CounterStore {
                 options.max_points,
                 self.interval_ms.div_ceil(1000).max(1),
             ),
-            minutes: inner.history.minutes(keep, options.max_points),
+            minutes: if options.minutes {
+                inner.history.minutes(keep, options.max_points)
+            } else {
+                HistoryView {
+                    resolution_seconds: 60,
+                    times_unix_ms: Vec::new(),
+                    series: BTreeMap::new(),
+                }
+            },
         });
         let departed_ports = match (&inner.sockets, options.history) {
             (Some(view), true) => departed_ports(&inner.history, view),
@@ -1192,6 +1205,22 @@ mod tests {
             .keys()
             .all(|k| matches!(k, SeriesKey::PortState { .. } | SeriesKey::PortTotal { .. })));
         assert_eq!(h.seconds.times_unix_ms, vec![62_000]);
+
+        // The per-sample ring alone: the same points, no minute copied.
+        store.record_sample(sample(
+            121_000,
+            &entries,
+            &[("TcpExt ListenOverflows", 140), ("Tcp RetransSegs", 10)],
+        ));
+        let seconds_only = store.snapshot(&SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        });
+        let full = store.snapshot(&SnapshotOptions::default());
+        let (a, b) = (seconds_only.history.unwrap(), full.history.unwrap());
+        assert_eq!(a.seconds, b.seconds);
+        assert!(!b.minutes.times_unix_ms.is_empty() && !b.minutes.series.is_empty());
+        assert!(a.minutes.times_unix_ms.is_empty() && a.minutes.series.is_empty());
     }
 
     #[test]

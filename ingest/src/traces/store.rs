@@ -249,6 +249,9 @@ type ListenerMap = BTreeMap<u16, (String, u64)>;
 /// they were served there); when full, the port named least recently leaves first.
 pub const MAX_LISTENERS: usize = 1024;
 
+/// [`TraceStore::recent_with_spans`] looks at most this many touches per trace asked for.
+pub const RECENT_SCAN_FACTOR: usize = 16;
+
 /// Spans and logs joined into traces; see the module documentation for bounds and eviction.
 /// Cheap to share: wrap it in an `Arc`.
 ///
@@ -497,18 +500,48 @@ impl TraceStore {
                     .map(|(id, e)| (e.start, *id))
                     .collect()
             };
-            // The `limit` most recent, in order, without sorting the rest.
-            let newest_first = |a: &(i64, TraceId), b: &(i64, TraceId)| b.cmp(a);
-            if hits.len() > limit && limit > 0 {
-                hits.select_nth_unstable_by(limit - 1, newest_first);
-            }
-            hits.truncate(limit);
-            hits.sort_unstable_by(newest_first);
+            newest(&mut hits, limit);
             hits.iter()
                 .filter_map(|(_, id)| inner.traces.get(id).map(|e| e.parts(*id, &inner.names)))
                 .collect()
         };
         parts.iter().map(summarise).collect()
+    }
+
+    /// The traces tagged with one of `clusters` (a pattern's ids), most recent start first
+    /// (then by id), at most `limit`, with their starts: ids only, read from the index, so
+    /// nothing is decoded (a [`list`](Self::list) row decodes its trace).
+    pub fn tagged(&self, clusters: &[String], limit: usize) -> Vec<(i64, TraceId)> {
+        let inner = self.inner.lock();
+        let tagged: HashSet<&TraceId> = clusters
+            .iter()
+            .filter_map(|c| inner.by_cluster.get(c))
+            .flatten()
+            .collect();
+        let mut hits: Vec<(i64, TraceId)> = tagged
+            .into_iter()
+            .filter_map(|id| inner.traces.get(id).map(|e| (e.start, *id)))
+            .collect();
+        newest(&mut hits, limit);
+        hits
+    }
+
+    /// The traces with spans touched last (a span or a log added), the latest first, at most
+    /// `limit`: what the node's services did just now, read from the eviction order without
+    /// a scan. Only the last `limit × RECENT_SCAN_FACTOR` touches are looked at, so traces of
+    /// logs only (most of them on a node that logs trace ids without exporting spans) can
+    /// leave fewer.
+    pub fn recent_with_spans(&self, limit: usize) -> Vec<TraceId> {
+        let inner = self.inner.lock();
+        inner
+            .order
+            .values()
+            .rev()
+            .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
+            .filter(|id| inner.traces.get(id).is_some_and(|e| e.spans > 0))
+            .take(limit)
+            .copied()
+            .collect()
     }
 
     /// Current sizes and eviction counters.
@@ -548,6 +581,17 @@ impl TraceStore {
         }
         expired
     }
+}
+
+/// Keeps the `limit` most recent hits, newest first (then by id, descending), without
+/// sorting the rest.
+fn newest(hits: &mut Vec<(i64, TraceId)>, limit: usize) {
+    let newest_first = |a: &(i64, TraceId), b: &(i64, TraceId)| b.cmp(a);
+    if hits.len() > limit && limit > 0 {
+        hits.select_nth_unstable_by(limit - 1, newest_first);
+    }
+    hits.truncate(limit);
+    hits.sort_unstable_by(newest_first);
 }
 
 /// A list row: what [`outline`] reads of the trace, with no call chain built (a list of 100
