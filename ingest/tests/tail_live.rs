@@ -221,13 +221,8 @@ async fn slow_consumer_leaves_data_in_the_file_and_catches_up() {
     // Channel of 1 and a consumer that sleeps after every batch.
     let mut running = start(dir.path(), &committed, 1, Duration::from_millis(30), 1).await;
     write_lines(&mut writer, 1, 20_000);
-    // The tailer's next read (it comes within 100 ms of an event) sees the unread part.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stats = running.handle.stats();
-    while stats.lag_bytes == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        stats = running.handle.stats();
-    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stats = running.handle.stats();
     assert!(
         stats.lag_bytes > 0,
         "the unread part stays in the file: {stats:?}"
@@ -350,90 +345,4 @@ async fn a_nul_hole_left_by_copytruncate_is_skipped_and_the_lines_after_it_read(
     assert_eq!(stats.nul_skipped_bytes, hole, "{stats:?}");
     assert_eq!(stats.binary_files, 0);
     stop(running).await;
-}
-
-/// Reads are driven by file-system events and batched: with a poll interval of a minute
-/// (polling cannot be what finds anything here), a steady stream of one-line writes is
-/// read in reads at least 100 ms apart, not one per write (the tailer used to read 20 ms
-/// after each burst of events: about fifty reads a second at a line every few ms); a new
-/// file, a rename and the file created in its place are found by their events too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_are_read_in_batches_woken_by_events_not_by_polling() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let mut writer = append(&log);
-    let (tx, mut rx) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let config = TailConfig {
-        poll_interval_ms: 60_000,
-        glob_interval_ms: 60_000,
-        ..config()
-    };
-    let sources = vec![LogSource {
-        path: format!("{}/*.log", dir.path().display()),
-        service: Some("svc".into()),
-    }];
-    let handle = spawn(config, sources, None, tx, cancel.clone())
-        .await
-        .unwrap();
-    let seen: Arc<Mutex<(Vec<String>, usize)>> = Arc::default();
-    let consumer = {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                let mut seen = seen.lock().unwrap();
-                if !batch.records.is_empty() {
-                    seen.1 += 1;
-                }
-                seen.0
-                    .extend(batch.records.iter().map(|r| r.message.clone()));
-                drop(seen);
-                batch.ack();
-            }
-        })
-    };
-    let received = |want: usize| {
-        let seen = Arc::clone(&seen);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while seen.lock().unwrap().0.len() < want && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            seen.lock().unwrap().clone()
-        }
-    };
-
-    let writes = 300;
-    let started = Instant::now();
-    let writer = tokio::task::spawn_blocking(move || {
-        for i in 0..writes {
-            write_lines(&mut writer, i, i + 1);
-            std::thread::sleep(Duration::from_millis(3));
-        }
-        writer
-    })
-    .await
-    .unwrap();
-    let (lines, reads) = received(writes).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    assert_eq!(lines.len(), writes, "every line, once");
-    let most = (elapsed / 0.1).ceil() as usize + 3;
-    assert!(
-        reads <= most,
-        "{reads} reads with records for {writes} writes over {elapsed:.2} s (at most {most})"
-    );
-    drop(writer);
-
-    // A new file, then logrotate's rename + create: found without a poll.
-    let mut other = append(&dir.path().join("other.log"));
-    write_lines(&mut other, writes, writes + 1);
-    received(writes + 1).await;
-    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
-    let mut fresh = append(&log);
-    write_lines(&mut fresh, writes + 1, writes + 3);
-    let (lines, _) = received(writes + 3).await;
-    assert_eq!(lines.len(), writes + 3, "{:?}", &lines[writes..]);
-    cancel.cancel();
-    consumer.await.unwrap();
-    handle.join().await.unwrap();
 }

@@ -1,23 +1,19 @@
-//! The tailer as a tokio task: file-system events (inotify) wake it and are read in batches,
-//! a poll interval is the fallback where events cannot be had (a directory that cannot be
-//! watched, a glob with wildcards in its directories, a time the tailer waits for), a bounded
-//! channel carries the batches, and a cancellation token stops it. An idle tailer whose
-//! directories are all watched sleeps until an event (with a safety look every few seconds).
+//! The tailer as a tokio task: file-system events wake it, a poll interval is the fallback
+//! when events do not arrive (NFS, some overlay set-ups, a full inotify queue), a bounded
+//! channel carries the batches, and a cancellation token stops it.
 //!
 //! Backpressure: the task awaits room in the channel before it reads more, so when the
 //! pipeline is slower than the writers the unread data stays in the files (the file is the
 //! buffer) and memory stays bounded by the channel capacity times the batch size. The lag
 //! (bytes behind, per file) is in [`TailerHandle::stats`].
 
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use notify::Watcher;
 use parking_lot::Mutex;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -76,241 +72,92 @@ pub async fn spawn(
     Ok(TailerHandle { book, task })
 }
 
-/// How long the loop waits after the first file-system event of a quiet period before it
-/// reads, so that a burst of writes is read in one go.
+/// How long the loop waits after a file-system event before reading, so that a burst of
+/// writes is read in one go.
 const EVENT_COALESCE: Duration = Duration::from_millis(20);
-
-/// Shortest time between two reads while events keep coming: under a steady stream of
-/// writes (one event per write) the files are read in batches of this much, not once per
-/// write. The soak's 1,000 lines/s are then about ten reads a second; a line waits at most
-/// this long.
-const READ_GAP: Duration = Duration::from_millis(100);
-
-/// How long an idle tailer sleeps when every directory it reads is watched and nothing waits
-/// for a time: a safety look for writes inotify does not report (a file on NFS written by
-/// another host).
-const IDLE_LOOK: Duration = Duration::from_secs(5);
 
 async fn run(
     tailer: Tailer,
     batches: mpsc::Sender<Batch>,
     cancel: CancellationToken,
 ) -> Result<(), TailError> {
-    let time_step = Duration::from_millis(tailer.timer_step_ms());
-    let mut events = FileEvents::new();
-    let mut rescan_now = false;
+    let poll_interval = Duration::from_millis(tailer.config_poll_interval_ms().max(1));
+    let wake = Arc::new(Notify::new());
+    let rescan = Arc::new(AtomicBool::new(false));
+    let _watcher = watch(&tailer, Arc::clone(&wake), Arc::clone(&rescan));
     let mut tailer = Some(tailer);
     loop {
         if cancel.is_cancelled() {
             break;
         }
         let Some(mut t) = tailer.take() else { break };
-        let rescan = std::mem::take(&mut rescan_now);
-        let read_at = Instant::now();
-        let (t, batch, backlog, timed, dirs) = tokio::task::spawn_blocking(move || {
-            if rescan {
+        let rescan_now = rescan.swap(false, Ordering::Relaxed);
+        let (t, batch, backlog) = tokio::task::spawn_blocking(move || {
+            if rescan_now {
                 t.request_rescan();
             }
             let batch = t.poll(Instant::now());
             let backlog = t.has_backlog();
-            let timed = t.waits_for_time();
-            let dirs = t.watch_dirs();
-            (t, batch, backlog, timed, dirs)
+            (t, batch, backlog)
         })
         .await
         .map_err(|e| TailError::Worker(e.to_string()))?;
         tailer = Some(t);
-        let watched = events.as_mut().map(|e| e.watch(&dirs));
         if let Some(batch) = batch {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 sent = batches.send(batch) => if sent.is_err() { break },
             }
         }
-        if backlog || watched.as_ref().is_some_and(|w| w.added) {
-            continue;
-        }
-        let watched = watched.is_some_and(|w| w.complete);
-        // Caught up: sleep until a file changes, or until a time the tailer waits for, or
-        // (without events for every directory) until the poll interval passes.
-        let idle = if watched && !timed {
-            IDLE_LOOK
-        } else {
-            time_step
-        };
-        let changed = async {
-            match events.as_mut() {
-                Some(e) => Some(e.changed().await),
-                None => std::future::pending().await,
-            }
-        };
-        let changed = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(idle) => None,
-            changed = changed => changed,
-        };
-        if let Some(entries) = changed {
-            rescan_now |= entries;
-            let due = (Instant::now() + EVENT_COALESCE).max(read_at + READ_GAP);
+        if !backlog {
+            // Caught up: sleep until a file changes or the poll interval passes. Events come
+            // in bursts (one per write), so after an event the loop waits a little to read a
+            // burst in one go instead of once per write.
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(due.into()) => {}
-            }
-            // The events of the writes meanwhile are read in one go; they only say
-            // "something changed", which the read finds out by itself.
-            if let Some(e) = events.as_mut() {
-                rescan_now |= e.drain();
+                _ = tokio::time::sleep(poll_interval) => {}
+                _ = wake.notified() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(EVENT_COALESCE) => {}
+                    }
+                }
             }
         }
     }
     Ok(())
 }
 
-/// What the tailer watches: changes to a directory's entries (created, renamed, deleted,
-/// permissions) ask for a rescan; writes only wake the loop.
-const DIR_EVENTS: WatchMask = WatchMask::CREATE
-    .union(WatchMask::MOVED_FROM)
-    .union(WatchMask::MOVED_TO)
-    .union(WatchMask::DELETE)
-    .union(WatchMask::ATTRIB)
-    .union(WatchMask::MODIFY)
-    .union(WatchMask::DELETE_SELF)
-    .union(WatchMask::MOVE_SELF);
-
-/// What [`FileEvents::watch`] did.
-struct Watched {
-    /// Every directory asked for has a watch.
-    complete: bool,
-    /// A new watch was set: writes before it were not reported, so the files are looked at
-    /// once more.
-    added: bool,
-}
-
-/// File-system events of the watched directories, from one inotify descriptor read by the
-/// runtime's reactor.
-///
-/// The kernel queues one event per `write(2)` (1,000/s at 1,000 lines/s, line-buffered
-/// writers): they are read in batches (one `read(2)` returns all of them) and reduced to two
-/// facts, "something changed" and "an entry changed". Through `notify`, each event was a
-/// separate callback on a thread of its own (10 % of the agent's CPU in the soak's profile).
-struct FileEvents {
-    fd: AsyncFd<Inotify>,
-    watches: Vec<(PathBuf, WatchDescriptor)>,
-    buffer: Vec<u8>,
-    /// Every directory asked for last has a watch.
-    complete: bool,
-}
-
-impl FileEvents {
-    /// `None` (polling only, said once) where inotify or the runtime's reactor is missing.
-    fn new() -> Option<FileEvents> {
-        let fd = Inotify::init().and_then(|inotify| {
-            // SAFETY: the `Inotify` owns its descriptor and closes it only when dropped, which
-            // happens with the `AsyncFd` that owns it; `as_raw_fd` always returns that one
-            // descriptor (the `Watches` handles borrowed in `watch` only add and remove
-            // watches on it).
-            unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)
-        });
-        match fd {
-            Ok(fd) => Some(FileEvents {
-                fd,
-                watches: Vec::new(),
-                buffer: vec![0; 16 * 1024],
-                complete: false,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "no file-system events; polling only");
-                None
+/// Watches the globs' directories; any event wakes the loop, creations and renames also ask
+/// for a rescan. Returns `None` when no watch could be set (polling still works).
+fn watch(
+    tailer: &Tailer,
+    wake: Arc<Notify>,
+    rescan: Arc<AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        use notify::event::ModifyKind;
+        use notify::EventKind;
+        let Ok(event) = event else {
+            wake.notify_one();
+            return;
+        };
+        match event.kind {
+            // Opening and reading a file are events too, and the tailer's own reads would
+            // wake it again and again: only changes matter.
+            EventKind::Access(_) => return,
+            EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Metadata(_)) => {
             }
+            _ => rescan.store(true, Ordering::Relaxed),
+        }
+        wake.notify_one();
+    })
+    .map_err(|e| tracing::warn!(error = %e, "no file-system events; polling only"))
+    .ok()?;
+    for dir in tailer.watch_dirs() {
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
         }
     }
-
-    /// Watches exactly `dirs`. Directories that cannot be watched are tried again at the
-    /// next call (they are polled meanwhile).
-    fn watch(&mut self, dirs: &[PathBuf]) -> Watched {
-        let same = self.complete
-            && self.watches.len() == dirs.len()
-            && self.watches.iter().all(|(d, _)| dirs.contains(d));
-        if same {
-            return Watched {
-                complete: true,
-                added: false,
-            };
-        }
-        let mut watches = self.fd.get_ref().watches();
-        // Adding a watch again is cheap and returns the same descriptor for the same
-        // directory; a directory deleted and created again gets a new one.
-        let mut kept = Vec::with_capacity(dirs.len());
-        let mut complete = true;
-        for dir in dirs {
-            match watches.add(dir, DIR_EVENTS) {
-                Ok(wd) => kept.push((dir.clone(), wd)),
-                Err(e) => {
-                    complete = false;
-                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
-                }
-            }
-        }
-        let added = kept
-            .iter()
-            .any(|(_, wd)| !self.watches.iter().any(|(_, w)| w == wd));
-        for (_, wd) in std::mem::replace(&mut self.watches, kept) {
-            if !self.watches.iter().any(|(_, w)| *w == wd) {
-                // A directory already gone took its watch with it: nothing to undo then.
-                let _ = watches.remove(wd);
-            }
-        }
-        self.complete = complete;
-        Watched { complete, added }
-    }
-
-    /// Waits for the next event; returns whether an entry changed (see [`Self::drain`]).
-    async fn changed(&mut self) -> bool {
-        loop {
-            let Ok(mut guard) = self.fd.readable_mut().await else {
-                // The reactor is gone (shutdown): nothing will come any more.
-                return std::future::pending().await;
-            };
-            let (events, entries) = read_all(guard.get_inner_mut(), &mut self.buffer);
-            // Read until the queue was empty: the readiness may be cleared.
-            guard.clear_ready();
-            if events > 0 {
-                self.complete &= !entries;
-                return entries;
-            }
-        }
-    }
-
-    /// Reads every queued event without waiting; returns whether an entry changed (created,
-    /// renamed, deleted, permissions, a watched directory gone) or events were lost (queue
-    /// overflow): both ask for a rescan.
-    fn drain(&mut self) -> bool {
-        let (_, entries) = read_all(self.fd.get_mut(), &mut self.buffer);
-        self.complete &= !entries;
-        entries
-    }
-}
-
-/// Reads the queue to its end: how many events, and whether any was more than a write.
-fn read_all(inotify: &mut Inotify, buffer: &mut [u8]) -> (usize, bool) {
-    let mut count = 0;
-    let mut entries = false;
-    loop {
-        match inotify.read_events(buffer) {
-            Ok(events) => {
-                for event in events {
-                    count += 1;
-                    entries |= event.mask != EventMask::MODIFY;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                // Not expected from inotify; a rescan is the safe answer.
-                tracing::debug!(error = %e, "reading file-system events");
-                return (count + 1, true);
-            }
-        }
-    }
-    (count, entries)
+    Some(watcher)
 }
