@@ -170,9 +170,9 @@ struct Inner {
     /// buckets as traces. It grows by doubling to the first power of two that keeps it at
     /// most 7/8 full; once the slots of evicted traces use up its spare room while it is more
     /// than half full, it is rehashed into a table of twice that size, where it stays. A full
-    /// default store (100,000 traces) gets there about 40 s after it filled at 1,000 lines/s
-    /// + 1,000 spans/s: 262,144 buckets. With the ~100-byte entries inline those were
-    /// 31.7 MB; boxed, 6.3 MB of table and 11 MB of entries. See the test
+    /// default store (100,000 traces) gets there about 40 s after it filled at 1,000 lines
+    /// and 1,000 spans a second: 262,144 buckets. With the ~100-byte entries inline those
+    /// were 31.7 MB; boxed, 6.3 MB of table and 11 MB of entries. See the test
     /// `a_churning_full_store_stays_under_its_memory_ceiling`.
     traces: HashMap<TraceId, Box<TraceEntry>>,
     /// Traces by last touch: the first key is the least recently touched trace.
