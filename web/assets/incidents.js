@@ -37,7 +37,7 @@ const folds = new Map();
 
 /** A <details> whose open state survives rebuilds: `key` names it, `initial` is its state
  *  until someone toggles it. */
-function fold(key, initial, attrs, ...children) {
+export function fold(key, initial, attrs, ...children) {
   const open = folds.has(key) ? folds.get(key) : initial;
   const node = el("details", Object.assign({}, attrs, { open }), ...children);
   // A click on the summary (also Enter or Space on it) is the person's toggle; the toggle
@@ -57,8 +57,9 @@ export function titleParts(inc) {
 
 /** One incident: where it lives, what shows it, and what to check next (hints, never verdicts).
  *  Folded to its head line (headline, culprit, onset, failures) unless `open`: with several
- *  incidents the first is read in full and the others are one line each. */
-export function incidentCard(inc, open) {
+ *  incidents the first is read in full and the others are one line each. `processes` (the
+ *  counters' watched processes, or null) says why a check could not name a pid. */
+export function incidentCard(inc, open, processes) {
   const c = inc.culprit;
   const who = c.service
     ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null)
@@ -92,7 +93,7 @@ export function incidentCard(inc, open) {
         "already going on when the agent started: the onset is its previous run's record, or unknown (before its first look) · ") : "",
       inc.active ? el("strong", null, "still active") : "ended",
       ", last signal ", fmtAgo(inc.last_active_unix_ms)),
-    who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id)));
+    who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id, c.service, processes)));
 }
 
 /** Opens the card of incident `id` (a link to it from a pattern row). */
@@ -100,6 +101,30 @@ export function openIncident(id) {
   folds.set("incident " + id, true);
   const node = document.getElementById("incident-" + id);
   if (node) node.open = true;
+}
+
+/** Whether an incomplete check wants a pid (`<pid>` left in its command). */
+export function wantsPid(check) {
+  return !check.complete && check.command.includes("<pid>");
+}
+
+/** Why a check's <…> part is left to fill in, from what the agent knows: a process it
+ *  watches but finds no longer running (a callee that is down has no pid), or one it does
+ *  not watch at all. */
+function unfilled(check, culprit, processes) {
+  const parts = [...new Set(Array.from(check.command.matchAll(/<([a-z_]+)>/g), (m) => "<" + m[1] + ">"))];
+  const which = parts.length ? parts.join(", ") : "<…>";
+  if (wantsPid(check) && culprit && processes) {
+    const proc = processes.find((p) => p.name === culprit);
+    if (proc && !proc.current) {
+      return "faultline watches the process of " + culprit + " and finds none running now ("
+        + (proc.error || "not read") + "): it may be down. Once it runs again, fill in its pid.";
+    }
+    if (!proc) {
+      return "faultline watches no process named " + culprit + " ([[counters.processes]]), so it does not know its pid: fill in the " + which + " part.";
+    }
+  }
+  return "Fill in the " + which + " part: the incident does not say it.";
 }
 
 /** The incident's counters: related ones listed, node-wide totals (which move with any
@@ -121,14 +146,14 @@ function countersList(counters, incident) {
 
 /** One hint: what matched, then the exact commands to check next, the likely causes and what
  *  would rule it out. */
-function hint(h, i, incident) {
+function hint(h, i, incident, culprit, processes) {
   return fold("hint " + incident + " " + h.rule_id, i === 0, { class: "hint" },
     el("summary", null, el("span", { class: "badge hintb" }, "hint"), " ", h.title),
     el("p", { class: "muted" }, "A possibility with the evidence that matched, not a verdict."),
     el("h4", null, "Evidence"), el("ul", null, h.evidence.map((e) => el("li", null, e))),
     el("h4", null, "Next checks"), el("ul", { class: "checks" }, h.checks.map((k) => el("li", null,
       k.what, el("pre", null, el("code", null, k.command)),
-      k.complete ? null : el("span", { class: "muted" }, "Fill in the <…> part: the incident does not say it.")))),
+      k.complete ? null : el("span", { class: "muted unfilled" }, unfilled(k, culprit, processes))))),
     el("h4", null, "Likely causes"), el("ol", null, h.causes.map((e) => el("li", null, e))),
     el("h4", null, "Ruled out if"), el("ul", null, h.ruled_out_by.map((e) => el("li", null, e))));
 }

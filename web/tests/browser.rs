@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_web::model::{
-    CountersSnapshot, DiagnosisView, EmergenceKind, PortSide, SecondCounts, Series, SocketSeries,
-    SocketSource, SocketState, SourceState, SourceStatus, ValueCount,
+    Check, CountersSnapshot, Culprit, CulpritRole, DiagnosisView, EmergenceKind, PortSide,
+    SecondCounts, Series, SocketSeries, SocketSource, SocketState, SourceState, SourceStatus,
+    TraceView, ValueCount,
 };
 use fixture::browser::Browser;
 use fixture::*;
@@ -746,4 +747,154 @@ fn the_pattern_page_says_its_templates_count_reports_and_who_reported_it() {
         "{services}"
     );
     browser.screenshot("cluster-reports");
+}
+
+#[test]
+fn a_check_that_wants_the_pid_of_a_process_that_is_down_says_so() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    // The culprit's process is watched but no longer runs (killed, as a refused callee is):
+    // its pid is unknown, and the check of the connection-refused rule cannot name it.
+    let mut doc = (*DiagnosisView::incidents(&*store)).clone();
+    let check = Check {
+        what: "Whether the callee's process is alive".into(),
+        command: "ps -o pid,lstart,cmd -p <pid>".into(),
+        complete: false,
+    };
+    doc.incidents[0].hints[0].checks.push(check.clone());
+    // The hostile incident has no culprit: its message stays the generic one.
+    let hints = doc.incidents[0].hints.clone();
+    let hostile = doc
+        .incidents
+        .iter_mut()
+        .find(|i| i.culprit.service.is_none())
+        .expect("the fixture's incident with no culprit");
+    hostile.active = true;
+    hostile.hints = hints;
+    store.set_incidents(doc);
+    let mut snap = counters(now, 60);
+    let user = snap
+        .processes
+        .iter_mut()
+        .find(|p| p.name == "user-svc")
+        .expect("the fixture watches user-svc");
+    user.current = None;
+    user.pid = 0;
+    user.error = Some(format!("no process matches listen port 8081 {XSS_IMG}"));
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+    let said = browser.eval(
+        "return [...document.querySelectorAll('#incidents .unfilled')].map((n) => n.textContent)",
+    );
+    let said: Vec<&str> = said
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        said.contains(&format!(
+            "faultline watches the process of user-svc and finds none running now (no process matches listen port 8081 {XSS_IMG}): it may be down. Once it runs again, fill in its pid."
+        ).as_str()),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&"Fill in the <pid> part: the incident does not say it."),
+        "{said:?}"
+    );
+    assert_hostile_text_is_text(&browser, "overview with a process down");
+}
+
+#[test]
+fn the_trace_page_does_not_say_the_error_starts_in_the_caller_when_its_callee_is_the_culprit() {
+    let (addr, store, incident) = incident_server();
+    // The callee that starts it closed without a word and could post no span (out of fds):
+    // the first error span is its caller's.
+    let mut chain = TraceView::call_chain(&*store, &incident.error_trace).expect("fixture trace");
+    let origin = chain
+        .spans
+        .iter()
+        .find(|s| Some(&s.span_id) == chain.error_origin_span_id.as_ref())
+        .expect("the fixture trace has an error origin")
+        .service
+        .clone();
+    chain.culprit = Some(Culprit {
+        service: format!("profiles-api {XSS_IMG}"),
+        role: CulpritRole::Callee,
+        fault: faultline_diagnosis::culprit::Fault::Timeout,
+        seen_by: vec![origin.clone(), "edge".into()],
+        edge: None,
+        resolved: true,
+        headline: String::new(),
+        reasoning: format!("profiles-api {XSS_IMG} did not answer within the caller's deadline"),
+        evidence: vec![format!("{origin}'s span: context deadline exceeded")],
+        traces_agreeing: 1,
+        traces_total: 1,
+        span_id: None,
+    });
+    chain.trace_id = "0000000000000000000000000000c0de".into();
+    store.put_chain(chain);
+    let browser = Browser::start();
+    browser.open(&format!(
+        "http://{addr}/trace?id=0000000000000000000000000000c0de"
+    ));
+    let tag =
+        browser.eval("return document.querySelector('.span-row.origin .origin-tag').textContent");
+    assert_eq!(
+        tag,
+        json!(format!(
+            "◀ error first seen here; it starts in profiles-api {XSS_IMG} (no span of it in this trace)"
+        ))
+    );
+    // The callers that saw it are a list, not one run-together name.
+    let line =
+        browser.eval("return document.querySelector('.culprit-panel p.culprit').textContent");
+    assert!(
+        line.as_str()
+            .unwrap_or_default()
+            .contains(&format!("(seen by {origin}, edge")),
+        "{line}"
+    );
+    assert_hostile_text_is_text(&browser, "trace with a callee culprit");
+}
+
+#[test]
+fn the_counters_page_leads_with_the_ports_of_the_active_incident() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    let mut snap = counters(now, 60);
+    // The incident's port comes last in the snapshot, as a port no one sorted would.
+    let cw = socket_ramp(
+        &snap,
+        8081,
+        PortSide::Local,
+        SocketState::CloseWait,
+        0.0,
+        412.0,
+    );
+    snap.sockets.push(cw);
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/counters"));
+    let titles = browser.eval(
+        "return [...document.querySelectorAll('.chartbox h3')].map((h) => h.textContent) \
+         .filter((t) => t.startsWith('Sockets, '))",
+    );
+    let titles = titles.as_array().unwrap();
+    assert_eq!(
+        titles.first(),
+        Some(&json!(
+            "Sockets, local :8081 — user-svc, culprit of an active incident"
+        )),
+        "{titles:?}"
+    );
+    assert!(
+        titles.contains(&json!("Sockets, local :8080")),
+        "{titles:?}"
+    );
 }

@@ -7,7 +7,7 @@ import { api } from "../api.js";
 import { lineChart, sparkline, seriesPoints, taskSeries, movingSockets } from "../charts.js";
 import { refreshing } from "../live.js";
 import { culpritLine } from "../culprit.js";
-import { incidentCard, incidentLead, openIncident } from "../incidents.js";
+import { incidentCard, incidentLead, openIncident, wantsPid, fold } from "../incidents.js";
 import { movedBody } from "../moved.js";
 
 /** A pattern row; `ongoing` (an active incident) marks a pattern that no longer emerges but
@@ -70,6 +70,17 @@ async function agentStart() {
   } catch (_) { return null; }
 }
 
+/** The processes of the latest counters (kept by the node panel), for the checks that want a
+ *  pid; read here when the node panel has not loaded yet. */
+let processes = null;
+async function processesFor(doc) {
+  if (!doc.incidents.some((i) => i.hints.some((h) => h.checks.some(wantsPid)))) return null;
+  if (!processes) {
+    try { processes = (await api("/api/v1/counters")).processes || []; } catch (_) { return null; }
+  }
+  return processes;
+}
+
 /** The socket series the active incidents name (not node-wide totals), for the node chart. */
 function incidentSockets(doc) {
   const out = [];
@@ -121,13 +132,14 @@ export async function overview() {
     refreshing(["clusters", "counters"], async () => {
       try {
         const doc = await api("/api/v1/incidents");
+        const procs = await processesFor(doc);
         const active = doc.incidents.filter((i) => i.active), ended = doc.incidents.filter((i) => !i.active);
         // Ended incidents fold away while one goes on: the page leads with what is happening.
         // The first card is open, the others are one line each until clicked.
-        fill(incidents, incidentLead(doc), active.map((inc, i) => incidentCard(inc, i === 0)),
+        fill(incidents, incidentLead(doc), active.map((inc, i) => incidentCard(inc, i === 0, procs)),
           ended.length && active.length
-            ? el("details", { class: "ended-incidents" }, el("summary", null, ended.length + " ended incident" + (ended.length === 1 ? "" : "s")), ended.map((inc) => incidentCard(inc, false)))
-            : ended.map((inc, i) => incidentCard(inc, i === 0)));
+            ? fold("ended incidents", false, { class: "ended-incidents" }, el("summary", null, ended.length + " ended incident" + (ended.length === 1 ? "" : "s")), ended.map((inc) => incidentCard(inc, false, procs)))
+            : ended.map((inc, i) => incidentCard(inc, i === 0, procs)));
       } catch (err) { fill(incidents, errorPanel(err)); }
     }),
     refreshing(["clusters", "counters"], async () => {
@@ -175,6 +187,7 @@ export async function overview() {
       const [t0, t1] = axis();
       try {
         const [snap, doc] = await Promise.all([api("/api/v1/counters"), api("/api/v1/incidents").catch(() => ({ incidents: [] }))]);
+        processes = snap.processes || [];
         const tasks = (snap.tasks || []).map((t) => taskSeries(snap, t));
         fill(node,
           lineChart("TCP sockets that moved (state, port)", movingSockets(snap, 4, incidentSockets(doc)), t0, t1),
