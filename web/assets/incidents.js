@@ -70,10 +70,13 @@ export function incidentCard(inc, open, processes) {
     ? el("div", null, el("h3", null, "Patterns"),
       inc.failures ? el("p", { class: "muted", "data-failures": String(inc.failures) },
         fmtCount(inc.failures), inc.failures === 1 ? " failed request" : " failed requests",
-        inc.patterns.length > 1 ? ", each counted once across its patterns" : "") : null,
+        inc.patterns.length > 1 ? ", each counted once across its patterns" : "",
+        inc.untraced_records ? el("span", { "data-untraced": String(inc.untraced_records) }, "; ", fmtCount(inc.untraced_records),
+          inc.untraced_records === 1 ? " line" : " lines", " no trace holds, not counted as requests") : null) : null,
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
         el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
+          p.counted === false ? " (not in the failed requests)" : "",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
     : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");

@@ -533,6 +533,8 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
     for inc in &mut doc.incidents {
         inc.active = true;
     }
+    // Lines no trace holds (a server's accept errors) are listed apart from the requests.
+    doc.incidents[0].untraced_records = 31;
     store.set_incidents(doc.clone());
     // Five minutes of counters (the agent is young): the incident's CLOSE-WAIT :8081 rises by
     // 40, other programs' ports by far more, and a previous run's port drains to 0.
@@ -595,6 +597,16 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
     assert!(
         cards[0][2].as_str().unwrap().starts_with("in user-svc"),
         "{cards:?}"
+    );
+    let failures = browser.eval(
+        "return document.querySelector('#incidents details.incident [data-failures]').textContent",
+    );
+    assert!(
+        failures
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("; 31 lines no trace holds, not counted as requests"),
+        "{failures}"
     );
 
     // A card someone opened stays open through live updates (the cards are rebuilt).
