@@ -8,6 +8,12 @@ import { template, service } from "./widgets.js";
 
 const ROLES = { callee: "the callee of the failing calls", caller: "the caller itself", self: "reported its own error" };
 
+/** How a pattern's occurrences count in its incident, when not as its failed requests. */
+const COUNTED_AS = {
+  untraced: " (lines no trace holds: not counted as requests)",
+  echo: " (an echo of the failures above: not counted again)",
+};
+
 /** Counters listed on a card before the rest fold into one line. */
 const COUNTERS_SHOWN = 4;
 /** Hints shown per incident (the best supported first; the first one open). */
@@ -76,7 +82,7 @@ export function incidentCard(inc, open, processes) {
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
         el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
-          p.counted === false ? " (not in the failed requests)" : "",
+          COUNTED_AS[p.counted_as] || "",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
     : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_web::model::{
-    Check, CountersSnapshot, Culprit, CulpritRole, DiagnosisView, EmergenceKind, PortSide,
-    SecondCounts, Series, SocketSeries, SocketSource, SocketState, SourceState, SourceStatus,
-    TraceView, ValueCount,
+    Check, ClusterView, CountedAs, CountersSnapshot, Culprit, CulpritRole, DiagnosisView,
+    EmergenceKind, IncidentPattern, PortSide, SecondCounts, Series, SocketSeries, SocketSource,
+    SocketState, SourceState, SourceStatus, TraceView, ValueCount,
 };
 use fixture::browser::Browser;
 use fixture::*;
@@ -533,8 +533,24 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
     for inc in &mut doc.incidents {
         inc.active = true;
     }
-    // Lines no trace holds (a server's accept errors) are listed apart from the requests.
-    doc.incidents[0].untraced_records = 31;
+    // Lines no trace holds (a server's accept errors) are listed apart from the requests, and
+    // an echo of the failures is not counted again (the API recounts from the patterns).
+    let base = doc.incidents[0].patterns[0].clone();
+    let eof = "a17b22c9e0f35d88";
+    let untraced = ClusterView::detail(&*store, eof)
+        .expect("the fixture's EOF pattern")
+        .summary
+        .total_count;
+    for (id, counted_as) in [
+        (eof, CountedAs::Untraced),
+        ("5c0de11a9b7f2e34", CountedAs::Echo),
+    ] {
+        doc.incidents[0].patterns.push(IncidentPattern {
+            id: id.into(),
+            counted_as,
+            ..base.clone()
+        });
+    }
     store.set_incidents(doc.clone());
     // Five minutes of counters (the agent is young): the incident's CLOSE-WAIT :8081 rises by
     // 40, other programs' ports by far more, and a previous run's port drains to 0.
@@ -602,11 +618,29 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
         "return document.querySelector('#incidents details.incident [data-failures]').textContent",
     );
     assert!(
-        failures
-            .as_str()
-            .unwrap_or_default()
-            .ends_with("; 31 lines no trace holds, not counted as requests"),
+        failures.as_str().unwrap_or_default().ends_with(&format!(
+            "; {untraced} lines no trace holds, not counted as requests"
+        )),
         "{failures}"
+    );
+    let pattern = browser.eval(
+        "return [...document.querySelector('#incidents details.incident').querySelectorAll('.incident-pattern')]          .map((p) => p.textContent)",
+    );
+    let pattern: Vec<&str> = pattern
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(pattern.len(), 3, "{pattern:?}");
+    assert!(!pattern[0].contains("(lines no trace") && !pattern[0].contains("(an echo"));
+    assert!(
+        pattern[1].contains(" failures (lines no trace holds: not counted as requests) · since"),
+        "{pattern:?}"
+    );
+    assert!(
+        pattern[2].contains(" failures (an echo of the failures above: not counted again) · since"),
+        "{pattern:?}"
     );
 
     // A card someone opened stays open through live updates (the cards are rebuilt).
