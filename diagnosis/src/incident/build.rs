@@ -39,7 +39,13 @@ pub(super) fn build(
     };
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
-    let failures = failures_of(&patterns);
+    let (failures, untraced_records) = failures_of(&patterns);
+    let by_trace = patterns.iter().any(|p| !p.trace_ids.is_empty());
+    let counted: BTreeSet<String> = patterns
+        .iter()
+        .filter(|p| !by_trace || !p.trace_ids.is_empty())
+        .map(|p| p.id.clone())
+        .collect();
     patterns.extend(echoes);
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
@@ -262,6 +268,7 @@ pub(super) fn build(
                 onset_unix_ms: p.onset_unix_ms,
                 last_seen_unix_ms: p.last_seen_unix_ms,
                 count: p.count,
+                counted: counted.contains(p.id.as_str()),
             })
             .collect(),
         counters: listed,
@@ -270,19 +277,28 @@ pub(super) fn build(
         last_active_unix_ms: last_active,
         active,
         failures,
+        untraced_records,
         ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
 }
 
-/// Failed requests of `patterns`, each once: a request that failed with two of them (the
-/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
-/// taken off again here. A pattern that shares requests with itself (two patterns merged
-/// since) is taken off the same way.
-fn failures_of(patterns: &[&PatternInput]) -> u64 {
-    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
-    patterns
+/// Failed requests of `patterns`, each once, and the records not counted as failed requests
+/// (see [`Incident::untraced_records`]). A request that failed with two of them (the dial
+/// timed out, then the retry's wait for headers did) is counted in both patterns, and taken
+/// off again here. A pattern that shares requests with itself (two patterns merged since) is
+/// taken off the same way. When some pattern was seen in traces, the failed requests are
+/// those the traces count: a pattern no trace holds is a line of no request (an accept
+/// loop's, an exporter's) or another word for a request already counted.
+fn failures_of(patterns: &[&PatternInput]) -> (u64, u64) {
+    let by_trace = patterns.iter().any(|p| !p.trace_ids.is_empty());
+    let (counted, untraced): (Vec<&PatternInput>, Vec<&PatternInput>) = patterns
+        .iter()
+        .copied()
+        .partition(|p| !by_trace || !p.trace_ids.is_empty());
+    let ids: BTreeSet<&str> = counted.iter().map(|p| p.id.as_str()).collect();
+    let failures = counted
         .iter()
         .map(|p| {
             let shared: u64 = p
@@ -293,7 +309,8 @@ fn failures_of(patterns: &[&PatternInput]) -> u64 {
                 .sum();
             p.count.saturating_sub(shared)
         })
-        .sum()
+        .sum();
+    (failures, untraced.iter().map(|p| p.count).sum())
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,
