@@ -40,7 +40,7 @@ use faultline_series::{ProcessMetric, SeriesKey, SocketState};
 
 use super::{
     evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
-    MAD_TO_SIGMA, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TREND_POINTS,
+    MAD_TO_SIGMA, MIN_FALL_BASELINE, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TREND_POINTS,
 };
 use crate::baseline::{median, poisson_floor};
 use crate::history::CounterHistory;
@@ -152,7 +152,11 @@ pub(super) fn unbounded_climb(
             .collect();
         (!known.is_empty()).then(|| median(&mut known))
     });
-    let per_request = rate.filter(|r| *r > 0.0).map(|r| per_second / r);
+    // A service hardly called (its callers restarting, the node stalling) has no pace of
+    // requests to judge against: a few connections would be many per request.
+    let per_request = rate
+        .filter(|r| *r >= MIN_FALL_BASELINE)
+        .map(|r| per_second / r);
     // At its pace, seconds left before the limit.
     let near_limit = cx.limit.filter(|l| {
         *l > 0.0 && (latest >= LIMIT_SHARE * l || (l - latest) / per_second <= LIMIT_HORIZON_S)
