@@ -238,15 +238,34 @@ pub struct IncidentPattern {
     pub last_seen_unix_ms: i64,
     /// Occurrences counted.
     pub count: u64,
-    /// Whether its occurrences are among the incident's `failures`: not for an untraced echo
-    /// of them, nor for a pattern no trace holds beside patterns counted by trace (its records
-    /// are the incident's `untraced_records`).
-    #[serde(default = "counted_by_default")]
-    pub counted: bool,
+    /// How its occurrences count in the incident: among its `failures`, among its
+    /// `untraced_records`, or not at all (an untraced echo of failures counted already).
+    #[serde(default)]
+    pub counted_as: CountedAs,
 }
 
-fn counted_by_default() -> bool {
-    true
+/// How an incident's pattern counts in it (see [`Incident::failures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedAs {
+    /// Its occurrences are failed requests of the incident.
+    #[default]
+    Failures,
+    /// A pattern no trace holds beside patterns counted by trace: its records are the
+    /// incident's `untraced_records`.
+    Untraced,
+    /// An untraced echo of failures the incident counts already: not counted again.
+    Echo,
+}
+
+/// A pattern's counts as the patterns answer them now (see [`Incident::recount`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatternCounts {
+    /// Occurrences counted (the pattern's `total_count`).
+    pub count: u64,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id.
+    pub failed_before: Vec<(String, u64)>,
 }
 
 /// How a counter relates to an incident's culprit.
@@ -320,6 +339,39 @@ pub struct Incident {
     pub ongoing_at_start: bool,
     /// Some of the traces its patterns occurred in.
     pub trace_ids: Vec<String>,
+}
+
+impl Incident {
+    /// Brings its patterns' counts, failures and untraced records up to the patterns' counts
+    /// now (`current`, by pattern id), with the rules it was built with. The diagnosis runs
+    /// about once a second, and seconds apart on a loaded node, while a pattern's page counts
+    /// every failure as it arrives: seen on the unseen lab, an incident said 462 failures of
+    /// a pattern whose own count was 707 at the same moment (a ten-second-old answer at load
+    /// 26). Left as it was when a pattern is not answered (renamed or evicted since) or when
+    /// its patterns were cut at [`MAX_PATTERNS`] (the rest are not listed to recount).
+    pub fn recount(&mut self, current: impl Fn(&str) -> Option<PatternCounts>) {
+        if self.patterns.len() >= MAX_PATTERNS {
+            return;
+        }
+        let Some(now): Option<Vec<PatternCounts>> =
+            self.patterns.iter().map(|p| current(&p.id)).collect()
+        else {
+            return;
+        };
+        let (failures, untraced) = build::tally(self.patterns.iter().zip(&now).map(|(p, c)| {
+            (
+                p.id.as_str(),
+                p.counted_as,
+                c.count,
+                c.failed_before.as_slice(),
+            )
+        }));
+        for (p, c) in self.patterns.iter_mut().zip(now) {
+            p.count = c.count;
+        }
+        self.failures = failures;
+        self.untraced_records = untraced;
+    }
 }
 
 /// A counter anomaly that is node activity, not an incident (see the module documentation):

@@ -1282,12 +1282,45 @@ fn lines_no_trace_holds_are_not_failed_requests_beside_traced_failures() {
     let apart: u64 = inc
         .patterns
         .iter()
-        .filter(|p| !p.counted)
+        .filter(|p| p.counted_as == CountedAs::Untraced)
         .map(|p| p.count)
         .sum();
     assert_eq!(inc.untraced_records, apart);
     assert!(apart >= 27, "{inc:#?}");
-    assert!(inc.patterns.iter().any(|p| p.id == "own" && p.counted));
+    assert!(inc
+        .patterns
+        .iter()
+        .any(|p| p.id == "own" && p.counted_as == CountedAs::Failures));
+
+    // Read a few seconds later, with the patterns' counts of that moment: the same rules.
+    let mut later = inc.clone();
+    let now = |id: &str| {
+        Some(PatternCounts {
+            count: match id {
+                "own" => 900,
+                "accept" => 30,
+                _ => 41,
+            },
+            failed_before: Vec::new(),
+        })
+    };
+    later.recount(now);
+    assert_eq!(later.failures, 900);
+    let apart: u64 = later
+        .patterns
+        .iter()
+        .filter(|p| p.counted_as == CountedAs::Untraced)
+        .map(|p| p.count)
+        .sum();
+    assert_eq!(later.untraced_records, apart);
+    assert!(later
+        .patterns
+        .iter()
+        .any(|p| p.id == "own" && p.count == 900));
+    // A pattern not answered (renamed since): left as it was.
+    let mut unanswered = inc.clone();
+    unanswered.recount(|id| (id != "own").then(|| now(id)).flatten());
+    assert_eq!(unanswered, *inc);
 
     // With no trace anywhere (services that propagate none), each record is the only word of
     // its failure.
@@ -1305,7 +1338,7 @@ fn lines_no_trace_holds_are_not_failed_requests_beside_traced_failures() {
     let counted: u64 = inc
         .patterns
         .iter()
-        .filter(|p| p.counted)
+        .filter(|p| p.counted_as == CountedAs::Failures)
         .map(|p| p.count)
         .sum();
     assert_eq!(inc.failures, counted, "{inc:#?}");
