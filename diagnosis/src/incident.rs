@@ -943,6 +943,18 @@ fn follows_connections(
         .flatten()
         .copied()
         .collect();
+    // A rise dated at its service's start (a climb that began with it) has no fds before:
+    // they are compared from where they started.
+    if usual.is_empty() {
+        usual = fds
+            .points
+            .get(at..)?
+            .iter()
+            .flatten()
+            .copied()
+            .take(crate::anomaly::PERSIST)
+            .collect();
+    }
     let reached = fds
         .points
         .get(at..)?
