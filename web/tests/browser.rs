@@ -892,7 +892,7 @@ fn the_trace_page_does_not_say_the_error_starts_in_the_caller_when_its_callee_is
     assert_eq!(
         tag,
         json!(format!(
-            "◀ error first seen here; it starts in profiles-api {XSS_IMG} (no span of it in this trace)"
+            "◀ first seen here — starts in profiles-api {XSS_IMG} (no span in this trace)"
         ))
     );
     // The callers that saw it are a list, not one run-together name.
