@@ -665,11 +665,13 @@ fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s()
         (saves()? >= before + 2.0).then_some(())
     });
 
-    // The agent dies with the leak going on, and comes back on the same data.
+    // The agent dies with the leak going on, and comes back on the same data two seconds
+    // later.
     let dir = agent.kill9();
     let killed_at = now_unix_ms();
-    let agent = Agent::start_in(dir, &["--config", &config_arg]);
+    thread::sleep(Duration::from_secs(2));
     let restarted = Instant::now();
+    let agent = Agent::start_in(dir, &["--config", &config_arg]);
     let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
         incident_with(doc, &label).is_some()
     });
@@ -704,34 +706,36 @@ fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s()
         "onset {again} after the restart, {onset} before it, killed at {killed_at}: {incident:#}"
     );
 
-    // The port's chart: its points from before the restart, then a gap, then the new ones.
-    let counters = agent.get_json("/api/v1/counters");
-    let start = counters["history_start_unix_ms"]
-        .as_i64()
-        .expect("axis start");
-    let step = counters["step_ms"].as_i64().expect("axis step");
-    let points: Vec<Option<f64>> = counters["sockets"]
-        .as_array()
-        .and_then(|all| {
-            all.iter()
-                .find(|s| s["port"] == port && s["state"] == "close_wait" && s["side"] == "local")
-        })
-        .and_then(|s| s["history"]["points"].as_array())
-        .unwrap_or_else(|| panic!("no CLOSE-WAIT series of port {port}: {counters:#}"))
-        .iter()
-        .map(Value::as_f64)
-        .collect();
-    let time = |i: usize| start + i as i64 * step;
-    let last_before = (0..points.len())
-        .rev()
-        .find(|&i| time(i) < killed_at && points[i].is_some())
-        .unwrap_or_else(|| panic!("no point before the restart: {points:?}"));
-    let first_after = (last_before + 1..points.len())
-        .find(|&i| points[i].is_some())
-        .unwrap_or_else(|| panic!("no point after the restart: {points:?}"));
+    // The port's chart: its points from before the restart, none while the agent was down,
+    // then the new ones (once the restarted agent has sampled).
+    let (time, points) = crate::support::eventually(
+        Duration::from_secs(10),
+        "a CLOSE-WAIT point after the restart",
+        || {
+            let counters = agent.get_json("/api/v1/counters");
+            let start = counters["history_start_unix_ms"].as_i64()?;
+            let step = counters["step_ms"].as_i64()?;
+            let points: Vec<Option<f64>> = counters["sockets"].as_array()?.iter().find(|s| {
+                s["port"] == port && s["state"] == "close_wait" && s["side"] == "local"
+            })?["history"]["points"]
+                .as_array()?
+                .iter()
+                .map(Value::as_f64)
+                .collect();
+            let time = move |i: usize| start + i as i64 * step;
+            let after =
+                (0..points.len()).any(|i| time(i) > killed_at + 2_000 && points[i].is_some());
+            after.then_some((time, points))
+        },
+    );
+    let down = |i: usize| (killed_at..killed_at + 2_000).contains(&time(i));
     assert!(
-        first_after > last_before + 1,
-        "no gap for the time the agent was down: {points:?}"
+        (0..points.len()).any(|i| time(i) < killed_at && points[i].is_some()),
+        "no point before the restart: {points:?}"
+    );
+    assert!(
+        (0..points.len()).all(|i| !down(i) || points[i].is_none()),
+        "a point while the agent was down: {points:?}"
     );
     drop(live);
 }
