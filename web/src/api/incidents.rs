@@ -48,7 +48,7 @@ pub(crate) async fn list(
 ) -> Result<Json<IncidentsDocument>, ApiError> {
     let views = shared.views()?;
     let mut doc = views.diagnosis.incidents().as_ref().clone();
-    recount(&views, doc.incidents.iter_mut());
+    recount(views, doc.incidents.iter_mut());
     Ok(Json(doc))
 }
 
@@ -79,6 +79,6 @@ pub(crate) async fn detail(
         .find(|i| i.id == id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("no incident has this id"))?;
-    recount(&views, std::iter::once(&mut incident));
+    recount(views, std::iter::once(&mut incident));
     Ok(Json(incident))
 }
