@@ -1987,3 +1987,50 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
         .reason
         .contains("less than the 200 of a storm"));
 }
+
+/// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
+/// its connections open, so its established connections to the callee climb before its
+/// CLOSE-WAIT does. `ESTAB →:<callee>` was the first incident, blaming the callee whose
+/// port it is; it says only that callers hold connections (more load, slower answers or a
+/// caller that keeps them), and joins the caller's CLOSE-WAIT leak.
+#[test]
+fn callers_connections_to_a_port_blame_nobody_and_join_the_leak() {
+    let estab = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::Established,
+    };
+    let leak = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 3_000,
+        &[],
+        vec![anomaly(estab.clone(), T0)],
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .starts_with("stock: its callers' connections to it changed"),
+        "{:#?}",
+        tracker.node_signals()
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 10_000,
+        &[],
+        vec![
+            anomaly(estab.clone(), T0),
+            anomaly(leak.clone(), T0 + 4_000),
+        ],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].counters[0].anomaly.key, leak);
+    assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == estab));
+}
