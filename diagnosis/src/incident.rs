@@ -77,13 +77,14 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
 
+pub use services::task_owner;
+
 use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, task_owner,
-    unknown_clients,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -942,6 +943,18 @@ fn follows_connections(
         .flatten()
         .copied()
         .collect();
+    // A rise dated at its service's start (a climb that began with it) has no fds before:
+    // they are compared from where they started.
+    if usual.is_empty() {
+        usual = fds
+            .points
+            .get(at..)?
+            .iter()
+            .flatten()
+            .copied()
+            .take(crate::anomaly::PERSIST)
+            .collect();
+    }
     let reached = fds
         .points
         .get(at..)?
