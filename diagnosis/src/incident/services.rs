@@ -240,11 +240,16 @@ pub(super) fn counter_culprit(
             port,
             side: PortSide::Remote,
         } => {
+            // Its callers from spans, else from the port their CLIENT spans call (a callee
+            // that sends no spans is known to be called only that way), as for the states.
             let callers: Vec<&str> = match listener(*port, services) {
-                Some(owner) => owner.callers.iter().map(String::as_str).collect(),
-                None => callers_of_port(*port, services)
+                Some(owner) if !owner.callers.is_empty() => {
+                    owner.callers.iter().map(String::as_str).collect()
+                }
+                owner => callers_of_port(*port, services)
                     .into_iter()
                     .map(|s| s.service.as_str())
+                    .filter(|c| owner.is_none_or(|o| o.service != *c))
                     .collect(),
             };
             let [caller] = callers[..] else {
