@@ -1001,6 +1001,17 @@ fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Optio
         .flatten()
         .copied()
         .collect();
+    // A rise dated at its service's start (a climb that began with it) has no points
+    // before: they are compared from where they started.
+    if usual.is_empty() {
+        usual = points
+            .get(at..)?
+            .iter()
+            .flatten()
+            .copied()
+            .take(crate::anomaly::PERSIST)
+            .collect();
+    }
     let reached = points
         .get(at..)?
         .iter()

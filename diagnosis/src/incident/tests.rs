@@ -1718,6 +1718,96 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
 }
 
 #[test]
+fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_leak_from_it_is_an_incident(
+) {
+    // `orders` starts 2 s after the agent at its usual 20 requests a second; its callers'
+    // keep-alive connections arrive one a second for 100 s (a goroutine and an fd each), so
+    // its goroutines climb 10 → 110 as its fds climb 15 → 115: no leak. The same goroutine
+    // climb with its fds flat is one (goroutines blocked on nothing the fds show), judged on
+    // its shape since its start (`anomaly::leak`), not against a baseline that is the climb.
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let fds = SeriesKey::Process {
+        name: "orders".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let requests = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let from_start = |f: &dyn Fn(f64) -> f64| -> Vec<Option<f64>> {
+        (0..100)
+            .map(|i| (i >= 2).then(|| f((i - 2) as f64).round()))
+            .collect()
+    };
+    let history = |fds_climb: bool| CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: goroutines.clone(),
+                points: from_start(&|t| 10.0 + t.min(100.0) + (t % 3.0)),
+            },
+            crate::history::CounterSeries {
+                key: fds.clone(),
+                points: from_start(&|t| 15.0 + if fds_climb { t.min(100.0) } else { t % 2.0 }),
+            },
+            crate::history::CounterSeries {
+                key: requests.clone(),
+                points: from_start(&|t| 20.0 + (t % 3.0)),
+            },
+        ],
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    let following = history(true);
+    let report = crate::anomaly::detect(&following, &[], &[], &Default::default());
+    assert!(
+        report.anomalies.iter().any(|a| a.key == goroutines),
+        "the climb is raised as a counter anomaly: {report:#?}"
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 99_000,
+        &[],
+        report,
+        &following,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().iter().any(|s| s
+            .reason
+            .starts_with("orders: its goroutines rose 10 → ")
+            && s.reason.contains("with its open fds 16 → 112")),
+        "{:#?}",
+        tracker.node_signals()
+    );
+
+    let leaking = history(false);
+    let report = crate::anomaly::detect(&leaking, &[], &[], &Default::default());
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 99_000,
+        &[],
+        report,
+        &leaking,
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
+    assert_eq!(incidents[0].onset_unix_ms, T0 + 2_000);
+}
+
+#[test]
 fn the_url_of_a_failing_call_is_read_from_its_message() {
     assert_eq!(
         url_in(r#"Get "http://127.0.0.1:29046/blob/81?x=1": context deadline exceeded"#).as_deref(),
