@@ -77,12 +77,14 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
 
+pub use services::task_owner;
+
 use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, process_owner, task_owner,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, process_owner,
     unknown_clients,
 };
 

@@ -854,63 +854,72 @@ fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
     assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
 }
 
-#[test]
-fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
-    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
-    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
-    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+/// The chain with blobstore declared by its listening port :9400, sending no spans, and a
+/// database on :5432 known only as where orders' calls go; orders calls both.
+fn chain_with_span_less_callees() -> Vec<ServiceFacts> {
     let mut services = chain();
     services.push(ServiceFacts {
         service: "blobstore".into(),
         listen_ports: vec![9400],
         ..ServiceFacts::default()
     });
-    services[1].called_ports = vec![8082, 9400];
-    let leak = SeriesKey::PortState {
-        port: 9400,
-        side: PortSide::Remote,
-        state: SocketState::CloseWait,
-    };
+    services[1].called_ports = vec![8082, 9400, 5432];
+    services
+}
+
+/// The one incident a lone anomaly of `key` on [`chain_with_span_less_callees`] raises.
+fn lone_incident_towards_a_span_less_callee(key: SeriesKey) -> Incident {
     let mut tracker = IncidentTracker::new();
     let incidents = run_with(
         &mut tracker,
         T0 + 5_000,
         &[],
-        report(vec![anomaly(leak, T0)]),
+        report(vec![anomaly(key, T0)]),
         &CounterHistory::default(),
-        &services,
+        &chain_with_span_less_callees(),
         &HintRules::builtin().unwrap(),
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    let inc = &incidents[0];
+    incidents.into_iter().next().unwrap()
+}
+
+#[test]
+fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
+    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
+    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
+    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    });
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "close-wait-leak");
 }
 
 #[test]
+fn the_sockets_towards_a_declared_callee_with_no_spans_are_its_single_callers() {
+    // Every socket towards blobstore's port is a connection orders made: the same caller as
+    // its CLOSE-WAIT above (the total's branch once looked only at span callers when the
+    // port had a listener, and named nobody).
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortTotal {
+        port: 9400,
+        side: PortSide::Remote,
+    });
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+}
+
+#[test]
 fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
     // orders calls a database on :5432 that sends no spans: the port is known only as
     // where orders' calls go.
-    let mut services = chain();
-    services[1].called_ports = vec![8082, 5432];
-    let tw = SeriesKey::PortState {
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortState {
         port: 5432,
         side: PortSide::Remote,
         state: SocketState::TimeWait,
-    };
-    let mut tracker = IncidentTracker::new();
-    let incidents = run_with(
-        &mut tracker,
-        T0 + 5_000,
-        &[],
-        report(vec![anomaly(tw, T0)]),
-        &CounterHistory::default(),
-        &services,
-        &HintRules::builtin().unwrap(),
-    );
-    assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    let inc = &incidents[0];
+    });
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.counters[0].relation, Relation::Culprit);
