@@ -635,7 +635,7 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
     assert_eq!(pattern.len(), 3, "{pattern:?}");
     assert!(!pattern[0].contains("(lines no trace") && !pattern[0].contains("(an echo"));
     assert!(
-        pattern[1].contains(" failures (lines no trace holds: not counted as requests) · since"),
+        pattern[1].contains(" lines (no trace holds them: not counted as requests) · since"),
         "{pattern:?}"
     );
     assert!(
