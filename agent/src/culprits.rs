@@ -65,21 +65,24 @@ pub fn of_trace(chain: &CallChain, listeners: &Listeners) -> Option<Culprit> {
     trace_culprit(&trace_facts(chain), listeners)
 }
 
-/// Where the failures of pattern `cluster` live, voted over its `limit` most recent traces.
+/// Where the failures of a pattern live, voted over its `limit` most recent traces. `ids`
+/// are the pattern's current id and the ids it had before: a trace keeps the id its pattern
+/// had when the trace arrived, so traces from before a rename vote too.
 pub fn of_pattern(
     store: &TraceStore,
     listeners: &Listeners,
-    cluster: &str,
+    ids: &[String],
     limit: usize,
 ) -> Option<Culprit> {
     let rows = store.list(&TraceFilter {
-        clusters: vec![cluster.to_owned()],
+        clusters: ids.to_vec(),
         limit: Some(limit),
         ..TraceFilter::default()
     });
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let verdicts = rows.iter().filter_map(|row| {
         let chain = store.call_chain(row.trace_id)?;
-        pattern_culprit_in_trace(&trace_facts(&chain), cluster, listeners)
+        pattern_culprit_in_trace(&trace_facts(&chain), &ids, listeners)
     });
     faultline_diagnosis::culprit::pattern_culprit(verdicts)
 }

@@ -313,13 +313,15 @@ pub fn trace_culprit(trace: &TraceFacts, listeners: &Listeners) -> Option<Culpri
 }
 
 /// Where one error pattern's failure lives in one trace: judged from the pattern's own
-/// reports in it (its spans, its logs). `None` when the pattern was not reported in the trace.
+/// reports in it (its spans, its logs), found by any of `ids` — the pattern's current id and
+/// the ids it had before, since a report keeps the id its pattern had when it arrived. `None`
+/// when the pattern was not reported in the trace.
 pub fn pattern_culprit_in_trace(
     trace: &TraceFacts,
-    pattern: &str,
+    ids: &[&str],
     listeners: &Listeners,
 ) -> Option<Culprit> {
-    Trace::new(trace, listeners).verdict(Some(pattern))
+    Trace::new(trace, listeners).verdict(Some(ids))
 }
 
 /// One verdict over many traces: the (service, role) most traces agree on, with the count.

@@ -226,14 +226,36 @@ pub struct Recognition {
     /// rule alone only when it names no pattern.
     #[serde(default)]
     pub counter: Vec<CounterSignature>,
-    /// When set, the rule applies only when the incident's culprit has this role.
+    /// When set, the rule applies only when the incident's culprit has this role (or one
+    /// of these roles); an incident whose culprit's role is unknown is not narrowed.
     #[serde(default)]
-    pub culprit_role: Option<CulpritRole>,
+    pub culprit_role: Option<Roles>,
     /// Regexes of pattern texts that support the rule once one of its counters matched,
     /// but do not recognise it alone: the errors its mechanism produces that other
     /// mechanisms produce too (a dial that times out is what a dropped SYN looks like).
     #[serde(default)]
     pub corroborating_pattern: Vec<String>,
+}
+
+/// The culprit roles a rule applies to: one (`culprit_role = "callee"`) or several
+/// (`culprit_role = ["caller", "self"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Roles {
+    /// One role.
+    One(CulpritRole),
+    /// Any of these roles.
+    Any(Vec<CulpritRole>),
+}
+
+impl Roles {
+    /// Whether `role` is one of them.
+    pub fn contains(&self, role: CulpritRole) -> bool {
+        match self {
+            Roles::One(r) => *r == role,
+            Roles::Any(rs) => rs.contains(&role),
+        }
+    }
 }
 
 /// How strongly each kind of matched evidence supports a hint. A pattern text and a counter
@@ -543,8 +565,8 @@ impl HintRules {
         let mut out: Vec<(Support, Hint)> = Vec::new();
         for c in &self.rules {
             let r = &c.rule.recognised_by;
-            if let (Some(want), Some(have)) = (r.culprit_role, subject.culprit_role) {
-                if want != have {
+            if let (Some(want), Some(have)) = (&r.culprit_role, subject.culprit_role) {
+                if !want.contains(have) {
                     continue;
                 }
             }
@@ -621,7 +643,7 @@ impl HintRules {
             if !support.pattern && !support.specific {
                 continue;
             }
-            if let (Some(role), Some(_)) = (r.culprit_role, subject.culprit_role) {
+            if let (Some(_), Some(role)) = (&r.culprit_role, subject.culprit_role) {
                 evidence.push(format!("the culprit is the {}", role_name(role)));
                 if support.pattern {
                     support.weight += ROLE_WEIGHT;
@@ -1110,6 +1132,67 @@ mod tests {
             callee[0].evidence.last().unwrap(),
             "the culprit is the callee of the failing calls"
         );
+    }
+
+    /// The unseen lab's abort fault: a callee's handler aborts (Go's `http.ErrAbortHandler`),
+    /// its callers see EOF, and the callee's own side of its port holds the TIME-WAIT sockets
+    /// of what it closed. That matched the storm hint beside callee-closed, whose causes (a
+    /// client opening a connection per call) point at the caller, not at the culprit.
+    #[test]
+    fn a_storm_hint_is_a_clients_and_a_closing_callee_gets_none() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts::default();
+        let eof = ["Get \"http://<ip:port>/render/<num>\": EOF".to_owned()];
+        let own_side = [anomaly(
+            SeriesKey::PortState {
+                port: 8080,
+                side: PortSide::Local,
+                state: SocketState::TimeWait,
+            },
+            Direction::Rise,
+            "TIME-WAIT :8080 rose",
+        )];
+        let callee = rules.hints_for(&subject(&eof, &own_side, Some(CulpritRole::Callee), &facts));
+        assert_eq!(ids(&callee), vec!["callee-closed"]);
+        // The same sockets with a caller as the culprit (keep-alives off), or no culprit
+        // known yet: a storm.
+        for role in [
+            Some(CulpritRole::Caller),
+            Some(CulpritRole::SelfReported),
+            None,
+        ] {
+            let hints = rules.hints_for(&subject(&[], &own_side, role, &facts));
+            assert_eq!(ids(&hints), vec!["time-wait-storm"], "{role:?}");
+        }
+        // A user rule narrowed to several roles, and a single one as before.
+        let user = r#"
+version = 1
+[[rule]]
+id = "mine"
+title = "t"
+[rule.recognised_by]
+pattern = ['quota']
+culprit_role = ["caller", "self"]
+
+[[rule]]
+id = "theirs"
+title = "t"
+[rule.recognised_by]
+pattern = ['quota']
+culprit_role = "callee"
+"#;
+        let rules = HintRules::with_user_rules(user, "mine.toml").unwrap();
+        let quota = ["quota exceeded".to_owned()];
+        for (role, want) in [
+            (CulpritRole::Caller, "mine"),
+            (CulpritRole::SelfReported, "mine"),
+            (CulpritRole::Callee, "theirs"),
+        ] {
+            let hints = rules.hints_for(&subject(&quota, &[], Some(role), &facts));
+            assert_eq!(ids(&hints), vec![want], "{role:?}");
+        }
+        let bad = user.replace("\"self\"]", "\"nobody\"]");
+        assert!(HintRules::with_user_rules(&bad, "mine.toml").is_err());
     }
 
     #[test]

@@ -67,7 +67,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{ProcessMetric, SeriesKey, SocketState};
+use faultline_series::{ProcessMetric, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -82,7 +82,8 @@ use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, owner, peers, task_owner, unknown_clients,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, task_owner,
+    unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -237,6 +238,34 @@ pub struct IncidentPattern {
     pub last_seen_unix_ms: i64,
     /// Occurrences counted.
     pub count: u64,
+    /// How its occurrences count in the incident: among its `failures`, among its
+    /// `untraced_records`, or not at all (an untraced echo of failures counted already).
+    #[serde(default)]
+    pub counted_as: CountedAs,
+}
+
+/// How an incident's pattern counts in it (see [`Incident::failures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedAs {
+    /// Its occurrences are failed requests of the incident.
+    #[default]
+    Failures,
+    /// A pattern no trace holds beside patterns counted by trace: its records are the
+    /// incident's `untraced_records`.
+    Untraced,
+    /// An untraced echo of failures the incident counts already: not counted again.
+    Echo,
+}
+
+/// A pattern's counts as the patterns answer them now (see [`Incident::recount`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatternCounts {
+    /// Occurrences counted (the pattern's `total_count`).
+    pub count: u64,
+    /// Its occurrences in traces that had already failed with another pattern, by that
+    /// pattern's id.
+    pub failed_before: Vec<(String, u64)>,
 }
 
 /// How a counter relates to an incident's culprit.
@@ -286,12 +315,23 @@ pub struct Incident {
     /// Whether it is still going on: a pattern occurred within the last minute or a counter is
     /// still out of its usual range.
     pub active: bool,
-    /// Failed requests, each counted once: its patterns' occurrences (one per trace, one per
-    /// untraced record), less those in traces that had already failed with another of its
-    /// patterns (a request that failed in two ways is in both). The untraced echoes that
-    /// joined it retell these failures and add nothing. 0 for an incident of counters only.
+    /// Failed requests, each counted once: its patterns' occurrences (one per trace), less
+    /// those in traces that had already failed with another of its patterns (a request that
+    /// failed in two ways is in both). The untraced echoes that joined it retell these
+    /// failures and add nothing. When some of its patterns were seen in traces, its patterns
+    /// seen in none are not failed requests counted here but [`Incident::untraced_records`];
+    /// when none of its patterns was seen in a trace, each record is the only word of its
+    /// failure and counts one. 0 for an incident of counters only.
     #[serde(default)]
     pub failures: u64,
+    /// Records of its patterns that no trace holds, beside patterns whose failures are
+    /// counted by trace: not in [`Incident::failures`]. Such a line is no request of its own
+    /// (a server's `http: Accept error: … too many open files`, a service's own exporter
+    /// failing) or retells a failed request the traces already count; one each here. Seen on
+    /// the unseen lab's close-wait fault: those lines made the incident's failures 916 for 848
+    /// failed requests, while its traced pattern counted them exactly.
+    #[serde(default)]
+    pub untraced_records: u64,
     /// Whether it was already going on when this agent started: its onset is the one a previous
     /// run of the agent recorded (restarted during an outage), or, when the agent had no record
     /// of it, the agent's first look (onset unknown: some time before the start).
@@ -299,6 +339,39 @@ pub struct Incident {
     pub ongoing_at_start: bool,
     /// Some of the traces its patterns occurred in.
     pub trace_ids: Vec<String>,
+}
+
+impl Incident {
+    /// Brings its patterns' counts, failures and untraced records up to the patterns' counts
+    /// now (`current`, by pattern id), with the rules it was built with. The diagnosis runs
+    /// about once a second, and seconds apart on a loaded node, while a pattern's page counts
+    /// every failure as it arrives: seen on the unseen lab, an incident said 462 failures of
+    /// a pattern whose own count was 707 at the same moment (a ten-second-old answer at load
+    /// 26). Left as it was when a pattern is not answered (renamed or evicted since) or when
+    /// its patterns were cut at [`MAX_PATTERNS`] (the rest are not listed to recount).
+    pub fn recount(&mut self, current: impl Fn(&str) -> Option<PatternCounts>) {
+        if self.patterns.len() >= MAX_PATTERNS {
+            return;
+        }
+        let Some(now): Option<Vec<PatternCounts>> =
+            self.patterns.iter().map(|p| current(&p.id)).collect()
+        else {
+            return;
+        };
+        let (failures, untraced) = build::tally(self.patterns.iter().zip(&now).map(|(p, c)| {
+            (
+                p.id.as_str(),
+                p.counted_as,
+                c.count,
+                c.failed_before.as_slice(),
+            )
+        }));
+        for (p, c) in self.patterns.iter_mut().zip(now) {
+            p.count = c.count;
+        }
+        self.failures = failures;
+        self.untraced_records = untraced;
+    }
 }
 
 /// A counter anomaly that is node activity, not an incident (see the module documentation):
@@ -402,8 +475,12 @@ impl IncidentTracker {
             let culprit = closing
                 .clone()
                 .or_else(|| counter_culprit(&a.key, input.services));
-            let churn = closing.is_none() && is_churn(a);
+            let churn = closing
+                .is_none()
+                .then(|| churn(a, input.services, input.history))
+                .flatten();
             let churn_service = churn
+                .is_some()
                 .then(|| {
                     culprit
                         .as_ref()
@@ -424,7 +501,7 @@ impl IncidentTracker {
             if let SeriesKey::ServiceTraffic { service, .. } = &a.key {
                 secondary.push((signal, service.clone(), Secondary::Traffic));
             } else if let Some(service) = churn_service {
-                secondary.push((signal, service, Secondary::Churn));
+                secondary.push((signal, service, Secondary::Churn(churn.unwrap_or_default())));
             } else if let Some((service, why)) =
                 follows_connections(a, input.services, input.history)
             {
@@ -460,15 +537,11 @@ impl IncidentTracker {
             match (home, &s.what) {
                 (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
                     reason: match follows {
-                        Secondary::Churn => format!(
-                            "{service}: {} rose by {}, less than the {} of a storm, with no error \
-                             pattern or counter of it, its callers or its callees within a \
-                             minute; a pooled client closes a few connections a second as its \
-                             load varies (Go's keeps two idle per host), a storm closes one per \
-                             call",
-                            a.label,
-                            number(a.reached - a.before),
-                            number(MIN_STORM_RISE)
+                        Secondary::Churn(why) => format!(
+                            "{service}: {why}, with no error pattern or counter of it, its \
+                             callers or its callees within a minute; a pooled client closes a \
+                             few connections a second as its load varies (Go's keeps two idle \
+                             per host), a storm closes one per call"
                         ),
                         Secondary::Follows(why) => format!(
                             "{service}: {why}, with no error pattern or counter of it, its \
@@ -676,33 +749,126 @@ enum Secondary {
     Traffic,
     /// Goroutines that rose with the process's open fds, with the two rises in words.
     Follows(String),
-    /// A rise of TIME-WAIT short of a storm (see [`MIN_STORM_RISE`]).
-    Churn,
+    /// A rise of TIME-WAIT short of a storm (see [`MIN_STORM_RISE`]), with why in words.
+    Churn(String),
 }
 
 /// Smallest rise of a port's TIME-WAIT count that is an incident by itself, with no error
-/// near it: 200 connections closed within the minute a socket stays in TIME-WAIT, 3.3 a
-/// second more than before. A storm closes a connection per call, so it passes this in
-/// seconds (the issue's storm: 12 → 2,900 in 20 s; the Go lab's: thousands within a minute at
-/// 20 requests a second). A pooled client recycles connections as its load varies and stays
-/// below it. Seen on the unseen lab, quiet and between faults: Go's default transport keeps
-/// two idle connections per host, so four concurrent requests close a few connections a
-/// second, and TIME-WAIT towards a callee climbed 2 → 29, 29 → 155 and 55 → 162 with no error
-/// — each an incident "A TIME-WAIT storm". A smaller rise is still evidence: it joins an
-/// incident of its service or a peer within the window (an aborting callee's own TIME-WAIT).
+/// near it, when the calls to the port are not counted: 200 connections closed within the
+/// minute a socket stays in TIME-WAIT, 3.3 a second more than before. A storm closes a
+/// connection per call, so it passes this in seconds (the issue's storm: 12 → 2,900 in 20 s;
+/// the Go lab's: thousands within a minute at 20 requests a second). A pooled client
+/// recycles connections as its load varies and stays below it. Seen on the unseen lab, quiet
+/// and between faults: Go's default transport keeps two idle connections per host, so four
+/// concurrent requests close a few connections a second, and TIME-WAIT towards a callee
+/// climbed 2 → 29, 29 → 155 and 55 → 162 with no error — each an incident "A TIME-WAIT
+/// storm". A smaller rise is still evidence: it joins an incident of its service or a peer
+/// within the window (an aborting callee's own TIME-WAIT). When the calls are counted, see
+/// [`STORM_SHARE_OF_CALLS`].
 pub const MIN_STORM_RISE: f64 = 200.0;
 
-/// Whether `a` is a rise of a port's TIME-WAIT count short of a storm (see
-/// [`MIN_STORM_RISE`]).
-fn is_churn(a: &CounterAnomaly) -> bool {
-    matches!(
-        a.key,
-        SeriesKey::PortState {
-            state: SocketState::TimeWait,
-            ..
-        }
-    ) && a.direction == Direction::Rise
-        && a.reached - a.before < MIN_STORM_RISE
+/// When the port's calls are counted (its listener's requests per second, from its SERVER
+/// spans and access lines), a storm is told by what it is — a connection closed per call —
+/// rather than by its size: TIME-WAIT climbs (over the first minute after the change, while
+/// no socket has yet left the state) by at least this share of the calls a second, and by at
+/// least [`MIN_STORM_CLOSES`] a second. Go's pool closing a few of 25 calls a second is no
+/// storm however long it runs; seen on the unseen lab under load 21, it climbed 4 → 267 in
+/// 80 s (past [`MIN_STORM_RISE`]) and was an incident "A TIME-WAIT storm" before any fault,
+/// into which the real storm then folded. A storm at 25 calls a second is told after
+/// [`MIN_RATE_STORM_RISE`] sockets, in two seconds, where the floor of 200 took eight.
+pub const STORM_SHARE_OF_CALLS: f64 = 0.5;
+/// Fewest connections closed a second more than before that are a storm (the floor's rate:
+/// [`MIN_STORM_RISE`] within the minute a socket stays in TIME-WAIT).
+pub const MIN_STORM_CLOSES: f64 = MIN_STORM_RISE / 60.0;
+/// Smallest rise of a storm told by its rate: a few seconds of a connection per call.
+pub const MIN_RATE_STORM_RISE: f64 = 50.0;
+
+/// Why `a` is a rise of a port's TIME-WAIT count short of a storm, a pooled client's churn
+/// (see [`MIN_STORM_RISE`] and [`STORM_SHARE_OF_CALLS`]); `None` for a storm or any other
+/// series.
+fn churn(
+    a: &CounterAnomaly,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<String> {
+    let SeriesKey::PortState {
+        port,
+        state: SocketState::TimeWait,
+        ..
+    } = a.key
+    else {
+        return None;
+    };
+    if a.direction != Direction::Rise {
+        return None;
+    }
+    let rise = a.reached - a.before;
+    match storm_rates(a, port, services, history) {
+        Some((closes, calls)) => (rise < MIN_RATE_STORM_RISE
+            || closes < MIN_STORM_CLOSES
+            || closes < STORM_SHARE_OF_CALLS * calls)
+            .then(|| {
+                format!(
+                    "{} rose by {} at {} a second against {} calls a second to its port: \
+                     fewer closes than a storm's one per call",
+                    a.label,
+                    number(rise),
+                    number(closes),
+                    number(calls)
+                )
+            }),
+        None => (rise < MIN_STORM_RISE).then(|| {
+            format!(
+                "{} rose by {}, less than the {} of a storm",
+                a.label,
+                number(rise),
+                number(MIN_STORM_RISE)
+            )
+        }),
+    }
+}
+
+/// How fast the TIME-WAIT count of `a` climbs after its change (sockets a second, over at
+/// most the first minute: a socket stays in TIME-WAIT that long, so the climb is the close
+/// rate) and the calls a second its port's listener answered over the same time, when both
+/// are known. The climb is measured from the first point after the change, so a series that
+/// starts high (its port just counted one by one) is no climb.
+fn storm_rates(
+    a: &CounterAnomaly,
+    port: u16,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<(f64, f64)> {
+    const WINDOW_MS: i64 = 60_000;
+    let service = &listener(port, services)?.service;
+    let step = history.step_ms.max(1);
+    let index = |t: i64| usize::try_from((t - history.start_unix_ms).div_euclid(step)).ok();
+    let from = index(a.changed_at_unix_ms)?;
+    let to = index(a.changed_at_unix_ms + WINDOW_MS)?;
+    let window = |points: &[Option<f64>]| -> Vec<(usize, f64)> {
+        (from..=to.min(points.len().saturating_sub(1)))
+            .filter_map(|i| points.get(i).copied().flatten().map(|v| (i, v)))
+            .collect()
+    };
+    let counted = window(&history.get(&a.key)?.points);
+    let (&(i0, v0), &(i1, v1)) = (counted.first()?, counted.last()?);
+    if i1 <= i0 {
+        return None;
+    }
+    let closes = (v1 - v0) * 1000.0 / ((i1 - i0) as f64 * step as f64);
+    let requests = history.get(&SeriesKey::ServiceTraffic {
+        service: service.clone(),
+        metric: TrafficMetric::Requests,
+    })?;
+    let rates: Vec<f64> = window(&requests.points)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    let calls = rates.iter().sum::<f64>() / rates.len() as f64;
+    (calls > 0.0).then_some((closes, calls))
 }
 
 /// The service whose goroutines rose in `a`, when its process's open fds rose at least half

@@ -420,6 +420,24 @@ fn incidents_lead_with_the_culprit_its_related_counter_and_the_matching_hint() {
     assert_eq!(top["culprit"]["service"], "user-svc");
     assert_eq!(top["culprit"]["role"], "callee");
     assert_eq!(top["patterns"][0]["id"], incident.reset_cluster.as_str());
+    // Its patterns counted as the pattern list counts them at the same moment (the
+    // diagnosis' answer is up to seconds old on a loaded node), and its failures with them.
+    let (_, list) = get(addr, "/api/v1/clusters?limit=200");
+    let listed = |id: &serde_json::Value| {
+        list["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| &c["id"] == id)
+            .map(|c| c["total_count"].clone())
+            .unwrap_or_else(|| panic!("{id} is listed: {list:#}"))
+    };
+    assert_eq!(
+        top["patterns"][0]["count"],
+        listed(&top["patterns"][0]["id"])
+    );
+    assert_eq!(top["patterns"][0]["counted_as"], "failures");
+    assert_eq!(top["failures"], top["patterns"][0]["count"]);
     // The counter the leading hint (connection-reset) rests on first, though node-wide; then
     // the culprit's own port; each with the relation said.
     let counters = top["counters"].as_array().unwrap();

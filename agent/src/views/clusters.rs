@@ -180,7 +180,8 @@ impl ClusterAdapter {
             }
         }
         let listeners = culprits::listeners(&self.traces, &self.counters);
-        let verdict = culprits::of_pattern(&self.traces, &listeners, id, limit);
+        let verdict =
+            culprits::of_pattern(&self.traces, &listeners, &tag_ids(&self.engine, id), limit);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
             cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
@@ -794,9 +795,10 @@ mod tests {
             (NOW - 3 * MIN, NOW - 3 * MIN + 1_000_000),
             StatusCode::Error,
         )]);
+        // The failing span reported the error under the pattern's id of the time.
         stores
             .traces
-            .tag_cluster(trace_id(9), None, &old.to_string());
+            .tag_cluster(trace_id(9), Some(span_id(1)), &old.to_string());
         // The plain wording of the same kind names the pattern from the next maintenance on.
         stores.engine.observe(&error_event(
             "call user: context deadline exceeded",
@@ -829,6 +831,14 @@ mod tests {
                 .evidence(&asked.to_string(), 20)
                 .expect("either id answers");
             assert_eq!(evidence.trace_ids, detail.trace_ids, "asked as {asked}");
+            // The trace tagged before the rename votes on where the failures live (the
+            // incidents group by that verdict): it was left out, and the pattern had none.
+            let culprit = detail.culprit.expect("the old trace votes");
+            assert_eq!(
+                (culprit.service.as_str(), culprit.traces_total),
+                ("order-svc", 1),
+                "asked as {asked}"
+            );
         }
         // The trace list filtered by the pattern lists the trace too, asked by the pattern's
         // current id, its old id or a template's id.

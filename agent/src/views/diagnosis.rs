@@ -87,7 +87,7 @@ impl DiagnosisView for DiagnosisAdapter {
         let culprit = crate::culprits::of_pattern(
             &self.traces,
             &listeners,
-            &pattern.activity.id,
+            &super::clusters::tag_ids(&self.engine, &pattern.activity.id),
             crate::culprits::PATTERN_TRACES,
         )
         .filter(|c| c.resolved);

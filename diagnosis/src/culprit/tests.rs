@@ -172,10 +172,10 @@ fn a_callee_that_closes_without_an_error_of_its_own_is_the_culprit() {
         .iter()
         .any(|e| e.contains("no error of its own")));
     // The pattern's own reports (the log) give the same answer.
-    let by_pattern = pattern_culprit_in_trace(&facts, "p-eof", &Listeners::default())
+    let by_pattern = pattern_culprit_in_trace(&facts, &["p-eof"], &Listeners::default())
         .expect("the pattern is in the trace");
     assert_eq!(by_pattern.service, "orders");
-    assert!(pattern_culprit_in_trace(&facts, "p-other", &Listeners::default()).is_none());
+    assert!(pattern_culprit_in_trace(&facts, &["p-other"], &Listeners::default()).is_none());
 }
 
 #[test]
@@ -504,7 +504,7 @@ fn a_slow_callee_is_the_culprit_of_the_timeout_its_cancellation_and_every_echo_u
     ] {
         let verdict = match pattern {
             None => trace_culprit(&facts, &listeners),
-            Some(p) => pattern_culprit_in_trace(&facts, p, &listeners),
+            Some(p) => pattern_culprit_in_trace(&facts, &[p], &listeners),
         }
         .expect("a verdict");
         assert_eq!(
@@ -530,7 +530,7 @@ fn a_slow_callee_is_the_culprit_of_the_timeout_its_cancellation_and_every_echo_u
             "{pattern:?}"
         );
     }
-    let verdict = pattern_culprit_in_trace(&facts, "p-canceled", &listeners).expect("a verdict");
+    let verdict = pattern_culprit_in_trace(&facts, &["p-canceled"], &listeners).expect("a verdict");
     assert!(
         verdict
             .evidence
@@ -577,7 +577,7 @@ fn a_cancelled_call_that_waited_all_along_points_at_its_own_callee() {
         Vec::new(),
     );
     let listeners: Listeners = [(34447, "users".to_owned())].into_iter().collect();
-    let verdict = pattern_culprit_in_trace(&facts, "p-canceled", &listeners).expect("a verdict");
+    let verdict = pattern_culprit_in_trace(&facts, &["p-canceled"], &listeners).expect("a verdict");
     assert_eq!(
         (verdict.service.as_str(), verdict.role),
         ("users", CulpritRole::Callee)
@@ -594,7 +594,7 @@ fn a_cancelled_call_that_waited_all_along_points_at_its_own_callee() {
         ],
         Vec::new(),
     );
-    let verdict = pattern_culprit_in_trace(&alone, "p-canceled", &listeners).expect("a verdict");
+    let verdict = pattern_culprit_in_trace(&alone, &["p-canceled"], &listeners).expect("a verdict");
     assert_eq!(verdict.service, "accounts");
     assert!(!verdict.resolved, "{verdict:#?}");
 }
@@ -639,7 +639,8 @@ fn a_callee_with_no_span_at_all_is_found_through_the_port_its_callers_name() {
         for (text, pattern) in [(headers, "p-headers"), (dial, "p-dial")] {
             let facts = one(text, pattern);
             for p in [pattern, "p-502"] {
-                let verdict = pattern_culprit_in_trace(&facts, p, &listeners).expect("a verdict");
+                let verdict =
+                    pattern_culprit_in_trace(&facts, &[p], &listeners).expect("a verdict");
                 assert_eq!(
                     (
                         verdict.service.as_str(),
@@ -664,8 +665,9 @@ fn a_callee_with_no_span_at_all_is_found_through_the_port_its_callers_name() {
         }
     }
     // Without the node's listeners the callee is unknown: the verdict says so.
-    let verdict = pattern_culprit_in_trace(&one(dial, "p-dial"), "p-dial", &Listeners::default())
-        .expect("a verdict");
+    let verdict =
+        pattern_culprit_in_trace(&one(dial, "p-dial"), &["p-dial"], &Listeners::default())
+            .expect("a verdict");
     assert_eq!(verdict.service, "storefront-api");
     assert!(!verdict.resolved);
 }
@@ -722,7 +724,7 @@ fn the_echoes_of_a_failed_lookup_stay_with_the_caller_that_looked_up() {
     );
     let listeners: Listeners = [(40647, "shipping-svc".to_owned())].into_iter().collect();
     for p in ["p-dns", "p-502", "p-echo"] {
-        let verdict = pattern_culprit_in_trace(&facts, p, &listeners).expect("a verdict");
+        let verdict = pattern_culprit_in_trace(&facts, &[p], &listeners).expect("a verdict");
         assert_eq!(
             (verdict.service.as_str(), verdict.role, verdict.fault),
             ("bff-v2", CulpritRole::Caller, Fault::Dns),
@@ -757,7 +759,7 @@ fn a_panic_and_its_echo_upstream_live_in_the_service_that_panicked() {
     );
     for p in ["p-panic", "p-500", "p-echo"] {
         let verdict =
-            pattern_culprit_in_trace(&facts, p, &Listeners::default()).expect("a verdict");
+            pattern_culprit_in_trace(&facts, &[p], &Listeners::default()).expect("a verdict");
         assert_eq!(
             (verdict.service.as_str(), verdict.role),
             ("shipping", CulpritRole::SelfReported),
@@ -805,7 +807,7 @@ fn a_callee_that_logged_its_own_error_without_spans_is_the_origin_of_its_callers
         "{verdict:#?}"
     );
     assert_eq!(verdict.seen_by, ["gateway"]);
-    let verdict = pattern_culprit_in_trace(&facts, "p-answered", &listeners).expect("a verdict");
+    let verdict = pattern_culprit_in_trace(&facts, &["p-answered"], &listeners).expect("a verdict");
     assert_eq!(verdict.service, "metadata", "{verdict:#?}");
     // Without the callee's own log, gateway's report is all there is.
     let verdict = trace_culprit(&trace(spans, Vec::new()), &listeners).expect("a verdict");

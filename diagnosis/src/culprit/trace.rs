@@ -561,13 +561,13 @@ impl<'a> Trace<'a> {
     }
 
     /// Every report of the trace (failing spans, error logs), optionally only those of one
-    /// pattern; deepest span first, logs after spans.
-    fn reports(&self, pattern: Option<&str>) -> Vec<Report<'a>> {
+    /// pattern (tagged with one of its ids); deepest span first, logs after spans.
+    fn reports(&self, pattern: Option<&[&str]>) -> Vec<Report<'a>> {
         let mut spans: Vec<usize> = (0..self.facts.spans.len())
             .filter(|&i| {
                 let s = self.span(i);
                 match pattern {
-                    Some(p) => s.patterns.iter().any(|x| x == p),
+                    Some(ids) => s.patterns.iter().any(|x| ids.contains(&x.as_str())),
                     None => s.failed,
                 }
             })
@@ -583,13 +583,15 @@ impl<'a> Trace<'a> {
             self.facts
                 .logs
                 .iter()
-                .filter(|l| pattern.is_none_or(|p| l.pattern.as_deref() == Some(p)))
+                .filter(|l| {
+                    pattern.is_none_or(|ids| l.pattern.as_deref().is_some_and(|p| ids.contains(&p)))
+                })
                 .map(Report::Log),
         );
         out
     }
 
-    pub(super) fn verdict(&self, pattern: Option<&str>) -> Option<Culprit> {
+    pub(super) fn verdict(&self, pattern: Option<&[&str]>) -> Option<Culprit> {
         let reports = self.reports(pattern);
         // The report to judge: the deepest failing span whose failure no failing child
         // explains (a span of the pattern, when judging one), else the first log.

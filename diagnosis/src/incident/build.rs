@@ -9,7 +9,7 @@ use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
 use super::grouping::{Signal, SignalWhat};
 use super::services::{calls, counter_culprit, listener, owner, peers};
 use super::{
-    DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
+    CountedAs, DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
     PatternInput, Relation, ServiceFacts, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS, MAX_TRACES,
 };
 use crate::anomaly::{clock, CounterAnomaly};
@@ -39,8 +39,24 @@ pub(super) fn build(
     };
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
-    let failures = failures_of(&patterns);
-    patterns.extend(echoes);
+    // When some pattern was seen in traces, the failed requests are those the traces count:
+    // a pattern no trace holds is a line of no request (an accept loop's, an exporter's) or
+    // another word for a request already counted.
+    let by_trace = patterns.iter().any(|p| !p.trace_ids.is_empty());
+    let counted_as = |p: &PatternInput| {
+        if echoes.iter().any(|e| e.id == p.id) {
+            CountedAs::Echo
+        } else if by_trace && p.trace_ids.is_empty() {
+            CountedAs::Untraced
+        } else {
+            CountedAs::Failures
+        }
+    };
+    patterns.extend(echoes.iter().copied());
+    let (failures, untraced_records) = tally(patterns.iter().map(|p| {
+        let shared: &[(String, u64)] = &p.failed_before;
+        (p.id.as_str(), counted_as(p), p.count, shared)
+    }));
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
     // patterns' first: their failing calls say how the culprit failed (a caller whose
@@ -262,6 +278,7 @@ pub(super) fn build(
                 onset_unix_ms: p.onset_unix_ms,
                 last_seen_unix_ms: p.last_seen_unix_ms,
                 count: p.count,
+                counted_as: counted_as(p),
             })
             .collect(),
         counters: listed,
@@ -270,30 +287,44 @@ pub(super) fn build(
         last_active_unix_ms: last_active,
         active,
         failures,
+        untraced_records,
         ongoing_at_start: false,
         trace_ids,
     };
     (incident, member_set)
 }
 
-/// Failed requests of `patterns`, each once: a request that failed with two of them (the
-/// dial timed out, then the retry's wait for headers did) is counted in both patterns, and
-/// taken off again here. A pattern that shares requests with itself (two patterns merged
-/// since) is taken off the same way.
-fn failures_of(patterns: &[&PatternInput]) -> u64 {
-    let ids: BTreeSet<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
-    patterns
-        .iter()
-        .map(|p| {
-            let shared: u64 = p
-                .failed_before
-                .iter()
-                .filter(|(other, _)| ids.contains(other.as_str()))
-                .map(|(_, n)| n)
-                .sum();
-            p.count.saturating_sub(shared)
-        })
-        .sum()
+/// An incident's failed requests, each once, and its records not counted as failed requests
+/// (see [`Incident::untraced_records`]), from each pattern's id, how it counts, its count and
+/// its failures shared with patterns that failed first in the same requests. A request that
+/// failed with two of the incident's patterns (the dial timed out, then the retry's wait for
+/// headers did) is counted in both, and taken off again here; a pattern that shares
+/// requests with itself (two patterns merged since) is taken off the same way.
+pub(super) fn tally<'a>(
+    patterns: impl Iterator<Item = (&'a str, CountedAs, u64, &'a [(String, u64)])> + Clone,
+) -> (u64, u64) {
+    let ids: BTreeSet<&str> = patterns
+        .clone()
+        .filter(|(_, how, _, _)| *how == CountedAs::Failures)
+        .map(|(id, _, _, _)| id)
+        .collect();
+    let mut failures = 0;
+    let mut untraced = 0;
+    for (_, how, count, shared) in patterns {
+        match how {
+            CountedAs::Failures => {
+                let shared: u64 = shared
+                    .iter()
+                    .filter(|(other, _)| ids.contains(other.as_str()))
+                    .map(|(_, n)| n)
+                    .sum();
+                failures += count.saturating_sub(shared);
+            }
+            CountedAs::Untraced => untraced += count,
+            CountedAs::Echo => {}
+        }
+    }
+    (failures, untraced)
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,

@@ -135,6 +135,12 @@ impl TailedFile {
             .unwrap_or(self.read_offset)
     }
 
+    /// Whether the file waits for a time rather than for new bytes: a pending multi-line
+    /// record (handed over after its timeout) or a rotated file (let go after the grace).
+    pub fn waits_for_time(&self) -> bool {
+        self.joiner.pending_start().is_some() || self.orphan_since.is_some()
+    }
+
     /// Starts over at offset 0 as a new stream (after a truncation without a copy).
     pub fn restart(&mut self, stream: StreamId, head: Head, size: u64, now: Instant) {
         self.stream = stream;

@@ -879,16 +879,48 @@ impl Tailer {
         }
     }
 
-    /// Paths of the directories the globs look into (for file-system watches).
+    /// Paths of the directories to watch for file-system events: those the globs look into,
+    /// and those of the files being read (a glob with wildcards in its directories, a rotated
+    /// file renamed into another directory).
     pub fn watch_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for source in &self.sources {
-            let dir = literal_dir(&source.path);
+        let globs = self.sources.iter().map(|s| literal_dir(&s.path));
+        let files = self
+            .files
+            .iter()
+            .filter_map(|f| Path::new(&f.path).parent().map(Path::to_path_buf));
+        for dir in globs.chain(files) {
             if !dir.as_os_str().is_empty() && !dirs.contains(&dir) {
                 dirs.push(dir);
             }
         }
         dirs
+    }
+
+    /// Whether a file is read with a blank head (empty so far, or NULs only): nothing of it
+    /// is known yet, so if it were written and then truncated (copytruncate) before the
+    /// next read, the truncation could not be told and the lines, copied elsewhere, would
+    /// be lost. Such a file is read as soon as it is written, not after a read gap.
+    pub fn has_blank_head(&self) -> bool {
+        self.files.iter().any(|f| f.head.is_blank())
+    }
+
+    /// Whether the next step is due at a time rather than on a file-system event: a pending
+    /// multi-line record or a rotated file waits for its timeout, a copy candidate for the
+    /// rotation grace, a glob with wildcards in its directories for the next expansion (a new
+    /// directory's files have no watch yet), a source directory that cannot be read for the
+    /// next look. When this is false and every directory is watched, an idle tailer sleeps
+    /// until an event.
+    pub fn waits_for_time(&self) -> bool {
+        !self.deferred.is_empty()
+            || self.files.iter().any(TailedFile::waits_for_time)
+            || self.sources.iter().any(|s| {
+                let dir = literal_dir(&s.path);
+                Path::new(&s.path)
+                    .parent()
+                    .is_some_and(|glob_dir| glob_dir != dir)
+                    || !dir.is_dir()
+            })
     }
 }
 
@@ -898,9 +930,15 @@ impl Tailer {
         self.files.iter().any(|f| f.last_size > f.read_offset)
     }
 
-    /// The configured poll interval.
-    pub(crate) fn config_poll_interval_ms(&self) -> u64 {
-        self.config.poll_interval_ms
+    /// How long an idle tailer may sleep while [`Tailer::waits_for_time`]: the poll interval,
+    /// or less when a multi-line or rotation timeout is shorter (a pending record is handed
+    /// over on time even with a long poll interval).
+    pub(crate) fn timer_step_ms(&self) -> u64 {
+        self.config
+            .poll_interval_ms
+            .min(self.config.multiline_timeout_ms)
+            .min(self.config.rotated_grace_ms)
+            .max(1)
     }
 
     /// How many files are open (live and rotated ones being drained).

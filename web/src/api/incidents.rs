@@ -1,14 +1,36 @@
 //! `GET /api/v1/incidents` and `GET /api/v1/incidents/{id}`: what an SRE acts on — the
 //! patterns and counter anomalies that are one fault, with its culprit, related counters and
-//! hints. The diagnosis runs in the agent (`faultline-diagnosis`); this module only serves
-//! its latest answer.
+//! hints. The diagnosis runs in the agent (`faultline-diagnosis`); this module serves its
+//! latest answer, with the patterns' counts as the patterns answer them now
+//! ([`Incident::recount`]): the diagnosis runs about once a second, the pattern pages count
+//! every failure as it arrives, and the two must agree at the same moment.
+
+use std::collections::HashMap;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::model::{Incident, IncidentsDocument};
+use crate::model::{ClusterSummary, Incident, IncidentsDocument, PatternCounts, Views};
 use crate::{ApiError, ErrorBody, Shared};
+
+/// Brings `incidents`' pattern counts up to the pattern list's (see the module documentation).
+fn recount<'a>(views: &Views, incidents: impl Iterator<Item = &'a mut Incident>) {
+    let rows = views.clusters.summaries();
+    let by_id: HashMap<&str, &ClusterSummary> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    for incident in incidents {
+        incident.recount(|id| {
+            by_id.get(id).map(|r| PatternCounts {
+                count: r.total_count,
+                failed_before: r
+                    .failed_before
+                    .iter()
+                    .map(|f| (f.pattern_id.clone(), f.count))
+                    .collect(),
+            })
+        });
+    }
+}
 
 /// The incidents, active first, then those resting on more kinds of evidence, then the most
 /// recent onset first, with what the counter diagnosis could not judge.
@@ -25,7 +47,9 @@ pub(crate) async fn list(
     State(shared): State<Shared>,
 ) -> Result<Json<IncidentsDocument>, ApiError> {
     let views = shared.views()?;
-    Ok(Json(views.diagnosis.incidents().as_ref().clone()))
+    let mut doc = views.diagnosis.incidents().as_ref().clone();
+    recount(views, doc.incidents.iter_mut());
+    Ok(Json(doc))
 }
 
 /// One incident.
@@ -47,13 +71,14 @@ pub(crate) async fn detail(
 ) -> Result<Json<Incident>, ApiError> {
     let Path(id) = path.map_err(|err| ApiError::bad_parameter("id", err.body_text()))?;
     let views = shared.views()?;
-    views
+    let mut incident = views
         .diagnosis
         .incidents()
         .incidents
         .iter()
         .find(|i| i.id == id)
         .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("no incident has this id"))
+        .ok_or_else(|| ApiError::not_found("no incident has this id"))?;
+    recount(views, std::iter::once(&mut incident));
+    Ok(Json(incident))
 }
