@@ -67,7 +67,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{ProcessMetric, SeriesKey, SocketState, TrafficMetric};
+use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,13 +77,14 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
 
+pub use services::task_owner;
+
 use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, task_owner,
-    unknown_clients,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -500,6 +501,8 @@ impl IncidentTracker {
             // say that its callers opened more, not that it leaks.
             if let SeriesKey::ServiceTraffic { service, .. } = &a.key {
                 secondary.push((signal, service.clone(), Secondary::Traffic));
+            } else if let Some(service) = callers_connections(&a.key, input.services) {
+                secondary.push((signal, service, Secondary::Callers));
             } else if let Some(service) = churn_service {
                 secondary.push((signal, service, Secondary::Churn(churn.unwrap_or_default())));
             } else if let Some((service, why)) =
@@ -548,6 +551,12 @@ impl IncidentTracker {
                              callers or its callees within a minute; its callers opened more \
                              connections (a burst of load, a stall of the node), and a leak adds \
                              goroutines without connections"
+                        ),
+                        Secondary::Callers => format!(
+                            "{service}: its callers' connections to it changed with no error \
+                             pattern or counter of it, its callers or its callees within a \
+                             minute; callers hold more connections with more load or slower \
+                             answers, so it is evidence beside a fault, not one by itself"
                         ),
                         Secondary::Traffic => format!(
                             "{service}: its traffic changed with no error pattern or counter of \
@@ -749,8 +758,34 @@ enum Secondary {
     Traffic,
     /// Goroutines that rose with the process's open fds, with the two rises in words.
     Follows(String),
+    /// Sockets of a listener's callers towards its port in a state that says no more than
+    /// that they hold connections (see [`callers_connections`]).
+    Callers,
     /// A rise of TIME-WAIT short of a storm (see [`MIN_STORM_RISE`]), with why in words.
     Churn(String),
+}
+
+/// The listener whose callers' sockets `key` counts, when their state says only that they
+/// hold connections to it (established, opening, closing): more of them come with more load,
+/// a slower answer (a callee's fault) or a caller that keeps them (the caller's), so such a
+/// series names no culprit and joins an incident of the listener or a peer. TIME-WAIT and
+/// CLOSE-WAIT towards a port say who misuses connections and keep their culprit. Seen on the
+/// unseen lab's close-wait fault: a client that never read its callee's answers kept its
+/// connections to it open, `ESTAB →:<callee>` climbed 2 → 51 before its CLOSE-WAIT did, and
+/// was the first incident, blaming the callee whose port it was.
+fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Remote,
+        state,
+    } = key
+    else {
+        return None;
+    };
+    if matches!(state, SocketState::TimeWait | SocketState::CloseWait) {
+        return None;
+    }
+    listener(*port, services).map(|s| s.service.clone())
 }
 
 /// Smallest rise of a port's TIME-WAIT count that is an incident by itself, with no error
@@ -908,6 +943,18 @@ fn follows_connections(
         .flatten()
         .copied()
         .collect();
+    // A rise dated at its service's start (a climb that began with it) has no fds before:
+    // they are compared from where they started.
+    if usual.is_empty() {
+        usual = fds
+            .points
+            .get(at..)?
+            .iter()
+            .flatten()
+            .copied()
+            .take(crate::anomaly::PERSIST)
+            .collect();
+    }
     let reached = fds
         .points
         .get(at..)?

@@ -610,6 +610,38 @@ fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// A running Go leak service, killed when dropped.
+struct GoService(std::process::Child);
+
+impl Drop for GoService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the Go leak service built at `binary` on `listen` (`127.0.0.1:0` for a free port);
+/// it and the address it accepts connections on.
+fn start_go_leak(binary: &std::path::Path, listen: &str) -> (GoService, String) {
+    let mut child = std::process::Command::new(binary)
+        .arg(listen)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the Go leak service");
+    let stdout = child.stdout.take().expect("stdout");
+    let service = GoService(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read the service's address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (service, addr)
+}
+
 /// A real Go service leaking a goroutine per request: the incident's goroutine-leak hint shows
 /// where the goroutines wait, read from the service's own pprof dump — the function and line
 /// of the leak, not only a count that grows.
@@ -617,27 +649,7 @@ fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
 fn a_goroutine_leak_incident_shows_where_the_goroutines_wait() {
     let build = tempfile::tempdir().expect("tempdir");
     let binary = build_go_leak(build.path());
-    let mut service = std::process::Command::new(&binary)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the Go leak service");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut line = String::new();
-    let mut stdout = std::io::BufReader::new(service.stdout.take().expect("stdout"));
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read the service's address");
-    let _service = Kill(service);
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (_service, addr) = start_go_leak(&binary, "127.0.0.1:0");
     let port: u16 = addr
         .rsplit(':')
         .next()
@@ -699,5 +711,70 @@ fn a_goroutine_leak_incident_shows_where_the_goroutines_wait() {
     assert!(
         stack.contains("wait in [chan send] at main.leak.func1 (main.go:"),
         "{stack}"
+    );
+}
+
+/// A new version that leaks from its first request, started after the agent (as a deploy
+/// is): its goroutine count climbs from its first sample, so its young baseline is the leak
+/// itself, and judged against that baseline it never broke from anything (the Go lab with a
+/// 40 s baseline: goroutines 11 → 5,409 and no incident). Raised on its shape, dated at the
+/// service's start, with where the goroutines wait.
+#[test]
+fn a_service_that_leaks_from_its_first_request_is_an_incident() {
+    let build = tempfile::tempdir().expect("tempdir");
+    let binary = build_go_leak(build.path());
+    // The port first: the agent is configured for a service that is not running yet.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (agent, _dir) = start_agent_with(
+        &[("leaky", port)],
+        &format!(
+            "[[tasks]]\nname = \"leaky\"\nurl = \"http://{addr}/debug/pprof/goroutine?debug=1\"\n"
+        ),
+    );
+    // The agent (answering from here) watches the node for a few samples with nothing there.
+    thread::sleep(Duration::from_secs(3));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let (_service, _) = start_go_leak(&binary, &addr);
+    // 20 requests a second from the first, each leaving a goroutine blocked on a send.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let url = format!("http://{addr}/leak");
+    let _leak = Loop::start(move || {
+        let _ = client.get(&url).send().map(|r| r.bytes());
+    });
+    let label = "goroutines leaky (http)";
+    let doc = poll_incidents(&agent, Duration::from_secs(60), |doc| {
+        incident_with(doc, label).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident for a leak from the service's start: {doc:#}"));
+    let incident = incident_with(&doc, label).expect("incident");
+    assert_eq!(
+        incident["hints"][0]["rule_id"], "goroutine-leak",
+        "{incident:#}"
+    );
+    let counter = incident["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["anomaly"]["label"] == label))
+        .expect("the goroutine counter");
+    let evidence = counter["anomaly"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("first seen at") && evidence.ends_with("a leak, not a start-up"),
+        "{evidence}"
+    );
+    // Dated where the service's goroutines were first counted, not before it started.
+    let onset = incident["onset_unix_ms"].as_i64().expect("onset");
+    assert!(
+        onset >= started - 1_000 && onset <= started + 10_000,
+        "onset {onset}, service started at {started}"
     );
 }
