@@ -398,6 +398,24 @@ mod tests {
     }
 
     #[test]
+    fn a_climb_of_a_service_hardly_called_is_not_judged_per_request() {
+        // A worker pool of 45 filling one a second for 45 s from its start, while its
+        // callers send a request every three seconds: 3 goroutines "per request", which is
+        // no pace of requests at all. It settles before it has climbed for a minute.
+        let h = history(vec![
+            (
+                goroutines("reports"),
+                from_start(200, 2, 1.0, 11, |t| 10.0 + t.min(45.0)),
+            ),
+            (
+                requests("reports"),
+                (0..200).map(|i| (i >= 2).then_some(0.3)).collect(),
+            ),
+        ]);
+        assert_no_break(&h, 1..=200, &[], &AnomalyConfig::default());
+    }
+
+    #[test]
     fn a_pool_warming_up_to_a_plateau_raises_nothing() {
         // Two services started 3 s after the agent, at their usual traffic at once. `api`
         // fills a pool of 50 connections (a goroutine and an fd each) with a time constant
