@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use faultline_diagnosis::incident::ServiceFacts;
+use faultline_diagnosis::incident::task_owner;
 use faultline_ingest::counters::stacks::top_stack;
 use faultline_series::SeriesKey;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -72,10 +72,8 @@ pub fn wanted(board: &IncidentBoard) -> Vec<(String, String)> {
             let SeriesKey::Task { target, .. } = &c.anomaly.key else {
                 continue;
             };
-            let service = facts
-                .services
-                .iter()
-                .find(|s: &&ServiceFacts| s.task_targets.contains(target) || &s.service == target);
+            let name = task_owner(target, &facts.services);
+            let service = facts.services.iter().find(|s| s.service == name);
             if let Some((name, url)) =
                 service.and_then(|s| s.goroutine_url.as_ref().map(|u| (&s.service, u)))
             {

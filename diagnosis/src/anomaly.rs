@@ -58,6 +58,13 @@
 //!    rate (its callers stopped reaching it), never for levels: a service restart empties its
 //!    sockets, goroutines and fds for a moment, which is not an incident.
 //!
+//! 7. **A leak that starts with its series.** A young series (its start, or the history's,
+//!    inside its baseline window) that none of the above raised is judged on its shape
+//!    ([`leak`]): goroutines, fds, threads or CLOSE-WAIT that climb without levelling off,
+//!    fast against their service's own request rate, towards their limit or for a minute
+//!    past their start-up. A new version that leaks from its first request has a baseline
+//!    that is the leak, and its climb is no break from it.
+//!
 //! The agent's own runtime is not judged: its work follows whatever the node does.
 //!
 //! Bounds: one pass over each series' points per call, `O(series × points)`; the answer holds
@@ -70,6 +77,8 @@ use utoipa::ToSchema;
 use crate::baseline::{counts_per_point, median, poisson_floor};
 use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
+
+pub mod leak;
 
 /// Samples a series must stay out of (and, before, inside) its band for a change point: one or
 /// two odd samples are a blip, three at 1 s still answer within seconds. The same as "what
@@ -473,6 +482,21 @@ pub fn detect(
                 counts_per_point(&series.key),
             )
         });
+        // A young series (or one in a history too young to reach past its baseline) may
+        // hold a leak that began with it or inside its baseline: judged on its shape.
+        let life = match &start {
+            Some((i, s)) => Some(leak::Life {
+                started: *i,
+                from: i + warmup_points,
+                text: started_text(s, *i),
+            }),
+            None if base_from == 0 => Some(leak::Life {
+                started: first,
+                from: first,
+                text: format!("counted since {}", clock(history.time(first))),
+            }),
+            None => None,
+        };
         let judged = judge(
             history,
             &series.key,
@@ -485,51 +509,87 @@ pub fn detect(
             let settled = settled.as_ref()?;
             judge(history, &series.key, &points, series_split, settled, limit)
         });
-        if let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) {
-            // An upper bound shows no rise: another port's churn moves the smallest port
-            // counted, and a change dated there came before the series' own. Seen on the Go
-            // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
-            // before the fault. It is dated where the port was first counted.
-            if let Some(t) = bounded_until.filter(|&t| a.changed_at_unix_ms < t) {
-                a.changed_at_unix_ms = t;
-                let last_at = points
-                    .iter()
-                    .rposition(Option::is_some)
-                    .map_or(t, |i| history.time(i));
-                a.evidence = evidence(
-                    &a.label,
-                    &a.unit,
-                    a.before,
-                    a.reached,
-                    a.direction,
-                    a.shape,
-                    t,
-                    last_at,
-                    a.limit,
-                );
-            }
-            if let (Some(slope), Some((i, s))) = (climb, &start) {
-                a.evidence.push_str(&format!(
-                    "; {}, it was still climbing by {} per second and is judged against that \
-                     climb",
-                    started_text(s, *i),
-                    number(slope * 1000.0 / step as f64)
-                ));
-            }
-            if let Some(t) = bounded_until {
-                a.evidence.push_str(&format!(
-                    "; until {} its port was not counted one by one, so its usual level there \
-                     is an upper bound (the smallest port counted)",
-                    clock(t)
-                ));
-            }
-            report.anomalies.push(a);
+        let leaked = || {
+            let cx = leak::Context {
+                requests: service_requests(history, &series.key, starts),
+                limit,
+                min_points: config.min_baseline_points,
+            };
+            leak::unbounded_climb(history, &series.key, &points, life.as_ref()?, &cx)
+                .filter(|a| !pool_turned_over(history, a, &base, len))
+        };
+        let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) else {
+            report.anomalies.extend(leaked());
+            continue;
+        };
+        // An upper bound shows no rise: another port's churn moves the smallest port
+        // counted, and a change dated there came before the series' own. Seen on the Go
+        // lab: a TIME-WAIT storm dated 16 s before its start, which put its incident
+        // before the fault. It is dated where the port was first counted.
+        if let Some(t) = bounded_until.filter(|&t| a.changed_at_unix_ms < t) {
+            a.changed_at_unix_ms = t;
+            let last_at = points
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(t, |i| history.time(i));
+            a.evidence = evidence(
+                &a.label,
+                &a.unit,
+                a.before,
+                a.reached,
+                a.direction,
+                a.shape,
+                t,
+                last_at,
+                a.limit,
+            );
         }
+        if let (Some(slope), Some((i, s))) = (climb, &start) {
+            a.evidence.push_str(&format!(
+                "; {}, it was still climbing by {} per second and is judged against that \
+                 climb",
+                started_text(s, *i),
+                number(slope * 1000.0 / step as f64)
+            ));
+        }
+        if let Some(t) = bounded_until {
+            a.evidence.push_str(&format!(
+                "; until {} its port was not counted one by one, so its usual level there \
+                 is an upper bound (the smallest port counted)",
+                clock(t)
+            ));
+        }
+        report.anomalies.push(a);
     }
     report
         .anomalies
         .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
     report
+}
+
+/// The requests per second of the service a series belongs to, when the history has them:
+/// the service of a start that covers it, else the task target or process of the same name
+/// (how the agent names them unless configured otherwise).
+fn service_requests<'h>(
+    history: &'h CounterHistory,
+    key: &SeriesKey,
+    starts: &[ServiceStart],
+) -> Option<&'h [Option<f64>]> {
+    let service = starts
+        .iter()
+        .find(|s| !s.service.is_empty() && s.covers(key))
+        .map(|s| s.service.as_str())
+        .or(match key {
+            SeriesKey::Task { target, .. } => Some(target.as_str()),
+            SeriesKey::Process { name, .. } => Some(name.as_str()),
+            _ => None,
+        })?;
+    history
+        .get(&SeriesKey::ServiceTraffic {
+            service: service.to_owned(),
+            metric: TrafficMetric::Requests,
+        })
+        .map(|s| s.points.as_slice())
 }
 
 /// Whether a rise of a port's sockets is connections changing state or closing, not
@@ -1102,13 +1162,13 @@ mod tests {
     use faultline_series::{PortSide, ProcessMetric, SocketState};
 
     /// 2026-11-25T20:30:00Z.
-    const START: i64 = 1_795_638_600_000;
+    pub(super) const START: i64 = 1_795_638_600_000;
 
     fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
         SeriesKey::PortState { port, side, state }
     }
 
-    fn history(series: Vec<(SeriesKey, Vec<Option<f64>>)>) -> CounterHistory {
+    pub(super) fn history(series: Vec<(SeriesKey, Vec<Option<f64>>)>) -> CounterHistory {
         CounterHistory {
             start_unix_ms: START,
             step_ms: 1000,
@@ -1120,7 +1180,7 @@ mod tests {
     }
 
     /// The history cut at `end` points: what the agent sees at that second.
-    fn at(h: &CounterHistory, end: usize) -> CounterHistory {
+    pub(super) fn at(h: &CounterHistory, end: usize) -> CounterHistory {
         CounterHistory {
             series: h
                 .series
@@ -1135,7 +1195,12 @@ mod tests {
     }
 
     /// The first second (from `from`) at which the detector raises `key`, if any before `to`.
-    fn raised_at(h: &CounterHistory, key: &SeriesKey, from: usize, to: usize) -> Option<usize> {
+    pub(super) fn raised_at(
+        h: &CounterHistory,
+        key: &SeriesKey,
+        from: usize,
+        to: usize,
+    ) -> Option<usize> {
         let config = AnomalyConfig::default();
         (from..=to).find(|&end| {
             detect(&at(h, end), &[], &[], &config)
@@ -1146,7 +1211,7 @@ mod tests {
     }
 
     /// Asserts the detector raises nothing at any second in `ends`, told of `starts`.
-    fn assert_no_break(
+    pub(super) fn assert_no_break(
         h: &CounterHistory,
         ends: std::ops::RangeInclusive<usize>,
         starts: &[ServiceStart],
@@ -1163,7 +1228,7 @@ mod tests {
     }
 
     /// Noise around `level` (± `spread`), rounded like a count.
-    fn noisy(n: usize, level: f64, spread: f64, seed: u64) -> Vec<Option<f64>> {
+    pub(super) fn noisy(n: usize, level: f64, spread: f64, seed: u64) -> Vec<Option<f64>> {
         let mut noise = Noise(seed);
         (0..n)
             .map(|_| {

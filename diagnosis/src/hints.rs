@@ -420,6 +420,18 @@ pub struct Hint {
     pub source: String,
 }
 
+/// A hint with what it matched, for the incident that lists it (not part of the answer).
+#[derive(Debug, Clone)]
+pub struct HintMatch {
+    /// The hint as shown.
+    pub hint: Hint,
+    /// The positions in the subject's anomalies of the counters that are its evidence (the
+    /// rule's counter signatures), in order.
+    pub counters: Vec<usize>,
+    /// Whether it is recognised by error text: its counters only corroborate.
+    pub by_text: bool,
+}
+
 impl HintRules {
     /// The shipped rules.
     pub fn builtin() -> Result<HintRules, HintsError> {
@@ -525,35 +537,6 @@ impl HintRules {
         Ok(())
     }
 
-    /// Whether rule `rule_id` is recognised by error text (its counters only corroborate);
-    /// false for a rule of counters alone and for an unknown rule.
-    pub fn recognised_by_text(&self, rule_id: &str) -> bool {
-        self.rules
-            .iter()
-            .find(|c| c.rule.id == rule_id)
-            .is_some_and(|c| !c.patterns.is_empty())
-    }
-
-    /// The positions in `anomalies` of the counters that are evidence of rule `rule_id`
-    /// (its counter signatures), in order; empty for an unknown rule.
-    pub fn evidence_counters(&self, rule_id: &str, anomalies: &[CounterAnomaly]) -> Vec<usize> {
-        let Some(c) = self.rules.iter().find(|c| c.rule.id == rule_id) else {
-            return Vec::new();
-        };
-        anomalies
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| {
-                c.rule
-                    .recognised_by
-                    .counter
-                    .iter()
-                    .any(|s| s.matches_anomaly(a))
-            })
-            .map(|(i, _)| i)
-            .collect()
-    }
-
     /// The hints whose rules match `subject`, the best supported first: by the weight of
     /// the evidence that matched (a pattern text, a counter of a specific port or process, a
     /// node-wide counter, the culprit's role with a pattern), then a rule matched by a pattern
@@ -562,7 +545,15 @@ impl HintRules {
     /// Last, a hint whose evidence another matching rule explains (`explained_by`) goes
     /// after that rule.
     pub fn hints_for(&self, subject: &HintSubject<'_>) -> Vec<Hint> {
-        let mut out: Vec<(Support, Hint)> = Vec::new();
+        self.matches_for(subject)
+            .into_iter()
+            .map(|m| m.hint)
+            .collect()
+    }
+
+    /// The hints of [`HintRules::hints_for`], each with what it matched.
+    pub fn matches_for(&self, subject: &HintSubject<'_>) -> Vec<HintMatch> {
+        let mut out: Vec<(Support, HintMatch)> = Vec::new();
         for c in &self.rules {
             let r = &c.rule.recognised_by;
             if let (Some(want), Some(have)) = (&r.culprit_role, subject.culprit_role) {
@@ -676,14 +667,18 @@ impl HintRules {
                 .collect();
             out.push((
                 support,
-                Hint {
-                    rule_id: c.rule.id.clone(),
-                    title: c.rule.title.clone(),
-                    evidence,
-                    causes: c.rule.causes.clone(),
-                    checks,
-                    ruled_out_by: c.rule.ruled_out_by.clone(),
-                    source: c.origin.clone(),
+                HintMatch {
+                    hint: Hint {
+                        rule_id: c.rule.id.clone(),
+                        title: c.rule.title.clone(),
+                        evidence,
+                        causes: c.rule.causes.clone(),
+                        checks,
+                        ruled_out_by: c.rule.ruled_out_by.clone(),
+                        source: c.origin.clone(),
+                    },
+                    counters: counters.iter().map(|&(i, _)| i).collect(),
+                    by_text: by_text.is_some(),
                 },
             ));
         }
@@ -702,7 +697,7 @@ impl HintRules {
     /// counter of a specific port or process explains another (a node-wide counter moves
     /// with anything). A cycle of `explained_by` (possible in user rules) is broken in the
     /// order given.
-    fn explained_last(&self, mut hints: Vec<(Support, Hint)>) -> Vec<Hint> {
+    fn explained_last(&self, mut hints: Vec<(Support, HintMatch)>) -> Vec<HintMatch> {
         let explainers = |id: &str| -> &[String] {
             self.rules
                 .iter()
@@ -713,11 +708,11 @@ impl HintRules {
         while !hints.is_empty() {
             let next = hints
                 .iter()
-                .position(|(_, h)| {
-                    !explainers(&h.rule_id).iter().any(|e| {
+                .position(|(_, m)| {
+                    !explainers(&m.hint.rule_id).iter().any(|e| {
                         hints
                             .iter()
-                            .any(|(s, o)| &o.rule_id == e && (s.pattern || s.specific))
+                            .any(|(s, o)| &o.hint.rule_id == e && (s.pattern || s.specific))
                     })
                 })
                 .unwrap_or(0);

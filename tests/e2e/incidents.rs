@@ -9,7 +9,8 @@
 //! activity: listed under `node_signals`, never an incident.
 //!
 //! An agent killed and restarted during an outage raises it again within 10 s, with the onset
-//! its previous run recorded, marked as going on at its start.
+//! its previous run recorded, marked as going on at its start: an error pattern's outage, and
+//! a counter-only one (the counters' history is saved and restored).
 //!
 //! The agent runs with short windows (`[diagnosis.anomalies]`), as the issue allows tests to;
 //! the node is shared with other tests, so the assertions look for the incident of the test's
@@ -38,10 +39,20 @@ fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
 
 /// Like [`start_agent`], with `more` appended to the configuration.
 fn start_agent_with(services: &[(&str, u16)], more: &str) -> (Agent, tempfile::TempDir) {
+    start_agent_full(services, "", more)
+}
+
+/// Like [`start_agent_with`], with `counters` added to the `[counters]` table.
+fn start_agent_full(
+    services: &[(&str, u16)],
+    counters: &str,
+    more: &str,
+) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
-    let mut text = "[counters]\n\
-         interval_ms = 500\n\
+    let mut text = format!("[counters]\n{counters}");
+    text.push_str(
+        "interval_ms = 500\n\
          top_ports = 4096\n\
          max_series = 16384\n\
          history_seconds = 120\n\
@@ -52,8 +63,8 @@ fn start_agent_with(services: &[(&str, u16)], more: &str) -> (Agent, tempfile::T
          baseline_ms = 10000\n\
          search_ms = 20000\n\
          min_baseline_points = 10\n\
-         warmup_ms = 2000\n"
-        .to_owned();
+         warmup_ms = 2000\n",
+    );
     for (name, port) in services {
         text.push_str(&format!(
             "[[counters.processes]]\nname = \"{name}\"\nlisten_port = {port}\n"
@@ -594,6 +605,141 @@ fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
     assert_eq!(incident["onset_unix_ms"], onset, "{incident:#}");
 }
 
+/// The Unix time in milliseconds.
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The counters' history survives a restart: an agent killed with SIGKILL during a CLOSE-WAIT
+/// leak that logs nothing raises it again within 10 s of its restart, with an onset before the
+/// restart, where its previous run dated it; the port's chart keeps its points from before,
+/// and the time the agent was down is a gap. Without the saved history the restarted agent
+/// had no baseline: the leak's climb was the young series' usual level, and nothing was raised.
+#[test]
+fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s() {
+    let leaky = TcpListener::bind("127.0.0.1:0").expect("bind leaky listener");
+    let port = leaky.local_addr().expect("addr").port();
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (server, _) = leaky.accept().expect("accept");
+        live.push((client, server));
+    }
+    // The history is saved every second (15 s by default) so the test need not wait long.
+    let (agent, config) = start_agent_full(&[("leaky", port)], "save_interval_ms = 1000\n", "");
+    let config_arg = config
+        .path()
+        .join("faultline.toml")
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned();
+    wait_baseline(&agent, &[port]);
+
+    // Every 50 ms a peer connects and hangs up, and the server never closes its end.
+    let leak = Loop::start({
+        let leaky = leaky.try_clone().expect("clone listener");
+        let mut held = Vec::new();
+        move || {
+            if let Ok(client) = TcpStream::connect(("127.0.0.1", port)) {
+                if let Ok((server, _)) = leaky.accept() {
+                    drop(client);
+                    held.push(server);
+                }
+            }
+        }
+    });
+    let label = format!("CLOSE-WAIT :{port}");
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with(doc, &label).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident with {label} within 10 s: {doc:#}"));
+    let onset = incident_with(&doc, &label).expect("found above")["onset_unix_ms"]
+        .as_i64()
+        .expect("onset");
+    // Two more saves: one of them began after the incident was raised.
+    let saves = || agent.store_metric("counter_history_saves_total");
+    let before = saves().expect("counter_history_saves_total on /metrics");
+    crate::support::eventually(Duration::from_secs(20), "two more saves", || {
+        (saves()? >= before + 2.0).then_some(())
+    });
+
+    // The agent dies with the leak going on, and comes back on the same data two seconds
+    // later.
+    let dir = agent.kill9();
+    let killed_at = now_unix_ms();
+    thread::sleep(Duration::from_secs(2));
+    let restarted = Instant::now();
+    let agent = Agent::start_in(dir, &["--config", &config_arg]);
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with(doc, &label).is_some()
+    });
+    drop(leak);
+    let doc = doc.unwrap_or_else(|doc| {
+        panic!(
+            "no incident with {label} within {RAISED_WITHIN:?} of the restart ({:?} after); \
+             stderr:\n{}\n{doc:#}",
+            restarted.elapsed(),
+            agent.stderr()
+        )
+    });
+    eprintln!(
+        "the leak's incident was back {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert!(
+        agent.stderr().contains("restored the counter history"),
+        "{}",
+        agent.stderr()
+    );
+    let incident = incident_with(&doc, &label).expect("found above");
+    assert_eq!(
+        incident["counters"][0]["anomaly"]["label"], label,
+        "the leak's counter must lead: {incident:#}"
+    );
+    assert_eq!(incident["active"], true, "{incident:#}");
+    assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
+    let again = incident["onset_unix_ms"].as_i64().expect("onset");
+    assert!(
+        again < killed_at && (again - onset).abs() <= 2_000,
+        "onset {again} after the restart, {onset} before it, killed at {killed_at}: {incident:#}"
+    );
+
+    // The port's chart: its points from before the restart, none while the agent was down,
+    // then the new ones (once the restarted agent has sampled).
+    let (time, points) = crate::support::eventually(
+        Duration::from_secs(10),
+        "a CLOSE-WAIT point after the restart",
+        || {
+            let counters = agent.get_json("/api/v1/counters");
+            let start = counters["history_start_unix_ms"].as_i64()?;
+            let step = counters["step_ms"].as_i64()?;
+            let points: Vec<Option<f64>> = counters["sockets"].as_array()?.iter().find(|s| {
+                s["port"] == port && s["state"] == "close_wait" && s["side"] == "local"
+            })?["history"]["points"]
+                .as_array()?
+                .iter()
+                .map(Value::as_f64)
+                .collect();
+            let time = move |i: usize| start + i as i64 * step;
+            let after =
+                (0..points.len()).any(|i| time(i) > killed_at + 2_000 && points[i].is_some());
+            after.then_some((time, points))
+        },
+    );
+    let down = |i: usize| (killed_at..killed_at + 2_000).contains(&time(i));
+    assert!(
+        (0..points.len()).any(|i| time(i) < killed_at && points[i].is_some()),
+        "no point before the restart: {points:?}"
+    );
+    assert!(
+        (0..points.len()).all(|i| !down(i) || points[i].is_none()),
+        "a point while the agent was down: {points:?}"
+    );
+    drop(live);
+}
+
 /// Builds `tests/go/leak` with Debian's Go (GOPATH mode, standard library only) into `dir`.
 fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/go/leak/main.go");
@@ -610,6 +756,38 @@ fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// A running Go leak service, killed when dropped.
+struct GoService(std::process::Child);
+
+impl Drop for GoService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the Go leak service built at `binary` on `listen` (`127.0.0.1:0` for a free port);
+/// it and the address it accepts connections on.
+fn start_go_leak(binary: &std::path::Path, listen: &str) -> (GoService, String) {
+    let mut child = std::process::Command::new(binary)
+        .arg(listen)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the Go leak service");
+    let stdout = child.stdout.take().expect("stdout");
+    let service = GoService(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read the service's address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (service, addr)
+}
+
 /// A real Go service leaking a goroutine per request: the incident's goroutine-leak hint shows
 /// where the goroutines wait, read from the service's own pprof dump — the function and line
 /// of the leak, not only a count that grows.
@@ -617,27 +795,7 @@ fn build_go_leak(dir: &std::path::Path) -> std::path::PathBuf {
 fn a_goroutine_leak_incident_shows_where_the_goroutines_wait() {
     let build = tempfile::tempdir().expect("tempdir");
     let binary = build_go_leak(build.path());
-    let mut service = std::process::Command::new(&binary)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the Go leak service");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut line = String::new();
-    let mut stdout = std::io::BufReader::new(service.stdout.take().expect("stdout"));
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read the service's address");
-    let _service = Kill(service);
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (_service, addr) = start_go_leak(&binary, "127.0.0.1:0");
     let port: u16 = addr
         .rsplit(':')
         .next()
@@ -699,5 +857,70 @@ fn a_goroutine_leak_incident_shows_where_the_goroutines_wait() {
     assert!(
         stack.contains("wait in [chan send] at main.leak.func1 (main.go:"),
         "{stack}"
+    );
+}
+
+/// A new version that leaks from its first request, started after the agent (as a deploy
+/// is): its goroutine count climbs from its first sample, so its young baseline is the leak
+/// itself, and judged against that baseline it never broke from anything (the Go lab with a
+/// 40 s baseline: goroutines 11 → 5,409 and no incident). Raised on its shape, dated at the
+/// service's start, with where the goroutines wait.
+#[test]
+fn a_service_that_leaks_from_its_first_request_is_an_incident() {
+    let build = tempfile::tempdir().expect("tempdir");
+    let binary = build_go_leak(build.path());
+    // The port first: the agent is configured for a service that is not running yet.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (agent, _dir) = start_agent_with(
+        &[("leaky", port)],
+        &format!(
+            "[[tasks]]\nname = \"leaky\"\nurl = \"http://{addr}/debug/pprof/goroutine?debug=1\"\n"
+        ),
+    );
+    // The agent (answering from here) watches the node for a few samples with nothing there.
+    thread::sleep(Duration::from_secs(3));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let (_service, _) = start_go_leak(&binary, &addr);
+    // 20 requests a second from the first, each leaving a goroutine blocked on a send.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let url = format!("http://{addr}/leak");
+    let _leak = Loop::start(move || {
+        let _ = client.get(&url).send().map(|r| r.bytes());
+    });
+    let label = "goroutines leaky (http)";
+    let doc = poll_incidents(&agent, Duration::from_secs(60), |doc| {
+        incident_with(doc, label).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident for a leak from the service's start: {doc:#}"));
+    let incident = incident_with(&doc, label).expect("incident");
+    assert_eq!(
+        incident["hints"][0]["rule_id"], "goroutine-leak",
+        "{incident:#}"
+    );
+    let counter = incident["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["anomaly"]["label"] == label))
+        .expect("the goroutine counter");
+    let evidence = counter["anomaly"]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("first seen at") && evidence.ends_with("a leak, not a start-up"),
+        "{evidence}"
+    );
+    // Dated where the service's goroutines were first counted, not before it started.
+    let onset = incident["onset_unix_ms"].as_i64().expect("onset");
+    assert!(
+        onset >= started - 1_000 && onset <= started + 10_000,
+        "onset {onset}, service started at {started}"
     );
 }

@@ -210,29 +210,12 @@ impl<'a> Trace<'a> {
     /// The callee's own report of an error in this trace, if it made one: its deepest failing
     /// span (under `server` when known), else its first error log.
     fn own_report(&self, callee: &str, server: Option<usize>) -> Option<Report<'a>> {
-        let under = |i: usize| -> bool {
-            let Some(root) = server else { return true };
-            let mut at = Some(i);
-            for _ in 0..=128 {
-                match at {
-                    Some(x) if x == root => return true,
-                    Some(x) => at = self.span_of(self.span(x).parent_span_id.as_deref()),
-                    None => return false,
-                }
-            }
-            false
-        };
-        let failed = (0..self.facts.spans.len())
-            .filter(|&i| {
-                let s = self.span(i);
-                s.service == callee && s.failed && under(i)
-            })
-            .max_by_key(|&i| {
-                (
-                    self.depth[i],
-                    std::cmp::Reverse(self.span(i).start_unix_nanos),
-                )
-            });
+        let failed = self.deepest(|i| {
+            let s = self.span(i);
+            s.service == callee
+                && s.failed
+                && server.is_none_or(|root| i == root || self.is_below(i, root))
+        });
         if let Some(i) = failed {
             return Some(Report::Span(i));
         }
@@ -387,6 +370,18 @@ impl<'a> Trace<'a> {
     }
 
     /// Whether span `i` is below span `above` (not `above` itself).
+    /// Of the spans `keep` admits, the deepest; the earliest of equally deep ones.
+    fn deepest(&self, keep: impl Fn(usize) -> bool) -> Option<usize> {
+        (0..self.facts.spans.len())
+            .filter(|&i| keep(i))
+            .max_by_key(|&i| {
+                (
+                    self.depth[i],
+                    std::cmp::Reverse(self.span(i).start_unix_nanos),
+                )
+            })
+    }
+
     fn is_below(&self, i: usize, above: usize) -> bool {
         let mut at = self.span_of(self.span(i).parent_span_id.as_deref());
         for _ in 0..=128 {
@@ -413,19 +408,10 @@ impl<'a> Trace<'a> {
             return None;
         }
         let anchor = self.anchor(report)?;
-        let deepest = (0..self.facts.spans.len())
-            .filter(|&i| {
-                let s = self.span(i);
-                s.failed
-                    && self.is_below(i, anchor)
-                    && !self.children(i).any(|c| self.span(c).failed)
-            })
-            .max_by_key(|&i| {
-                (
-                    self.depth[i],
-                    std::cmp::Reverse(self.span(i).start_unix_nanos),
-                )
-            });
+        let deepest = self.deepest(|i| {
+            let s = self.span(i);
+            s.failed && self.is_below(i, anchor) && !self.children(i).any(|c| self.span(c).failed)
+        });
         if let Some(i) = deepest {
             return Some(Report::Span(i));
         }

@@ -216,7 +216,7 @@ pub(super) fn build(
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
-    let hints = rules.hints_for(&HintSubject {
+    let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
         anomalies: &anomalies,
         culprit_role: culprit.role,
@@ -227,8 +227,8 @@ pub(super) fn build(
     // storm's `Tcp EstabResets`, a leak's CLOSE-WAIT on the culprit's port): on the Go lab the
     // reset fault's callers' request rates, related by service, led over the resets that
     // explain them. The others keep their order after it.
-    if let Some(hint) = hints.first() {
-        let evidence = rules.evidence_counters(&hint.rule_id, &anomalies);
+    if let Some(lead) = matched.first() {
+        let evidence = &lead.counters;
         if !evidence.is_empty() {
             let (mut lead, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listed)
                 .into_iter()
@@ -251,9 +251,8 @@ pub(super) fn build(
     // The error is the title when the leading hint rests on its text (or there is no
     // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
     // it. A hint of counters alone (a leak, a storm) is titled by its counter.
-    let by_text = hints
-        .first()
-        .is_none_or(|h| rules.recognised_by_text(&h.rule_id));
+    let by_text = matched.first().is_none_or(|m| m.by_text);
+    let hints: Vec<Hint> = matched.into_iter().map(|m| m.hint).collect();
     let title = title(&culprit, &patterns, &listed, hints.first(), by_text);
 
     let mut member_set = BTreeSet::new();

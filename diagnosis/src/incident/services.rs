@@ -57,9 +57,25 @@ pub(super) fn callers_of_port(port: u16, services: &[ServiceFacts]) -> Vec<&Serv
         .collect()
 }
 
+/// The callers of the service at `port`, by name: its callers from spans (a SERVER span under
+/// their CLIENT span), else the services whose CLIENT spans call the port — a callee that
+/// sends no spans (a database, a blob store, a service without a listener the agent knows) is
+/// known to be called only that way. The listener itself is never its own caller.
+pub(super) fn port_callers(port: u16, services: &[ServiceFacts]) -> Vec<&str> {
+    let owner = listener(port, services);
+    if let Some(owner) = owner.filter(|o| !o.callers.is_empty()) {
+        return owner.callers.iter().map(String::as_str).collect();
+    }
+    callers_of_port(port, services)
+        .into_iter()
+        .map(|s| s.service.as_str())
+        .filter(|c| owner.is_none_or(|o| o.service != *c))
+        .collect()
+}
+
 /// The service a task (goroutine) target is configured for: the one that claims it, else
 /// the target's own name (a user names a target after what it watches).
-pub(super) fn task_owner<'a>(target: &'a str, services: &'a [ServiceFacts]) -> &'a str {
+pub fn task_owner<'a>(target: &'a str, services: &'a [ServiceFacts]) -> &'a str {
     services
         .iter()
         .find(|s| s.task_targets.iter().any(|t| t == target))
@@ -169,19 +185,18 @@ pub(super) fn counter_culprit(
             let Some(owner) = listener(*port, services) else {
                 // A callee that sends no spans: the sockets towards its port are its
                 // callers'; with one caller, a storm or a leak there is that caller's.
-                let [caller] = callers_of_port(*port, services)[..] else {
+                let [caller] = port_callers(*port, services)[..] else {
                     return None;
                 };
                 let client_side = matches!(state, SocketState::TimeWait | SocketState::CloseWait)
                     && *side == PortSide::Remote;
                 return client_side.then(|| {
                     (
-                        caller.service.clone(),
+                        caller.to_owned(),
                         Some(CulpritRole::Caller),
                         format!(
-                            "{} is on the connections of {} to port {port}",
+                            "{} is on the connections of {caller} to port {port}",
                             key.label(),
-                            caller.service
                         ),
                     )
                 });
@@ -192,21 +207,7 @@ pub(super) fn counter_culprit(
                 _ => false,
             };
             if client_side {
-                // Its callers from spans (a SERVER span under their CLIENT span), else from the
-                // port their CLIENT spans call: a callee that sends no spans (a database, a
-                // blob store) is known to be called only that way.
-                let by_port: Vec<String>;
-                let callers = if owner.callers.is_empty() {
-                    by_port = callers_of_port(*port, services)
-                        .iter()
-                        .map(|c| c.service.clone())
-                        .filter(|c| c != &owner.service)
-                        .collect();
-                    by_port.as_slice()
-                } else {
-                    owner.callers.as_slice()
-                };
-                let [caller] = callers else {
+                let [caller] = port_callers(*port, services)[..] else {
                     return None;
                 };
                 let why = match state {
@@ -222,7 +223,7 @@ pub(super) fn counter_culprit(
                         owner.service
                     ),
                 };
-                return Some((caller.clone(), Some(CulpritRole::Caller), why));
+                return Some((caller.to_owned(), Some(CulpritRole::Caller), why));
             }
             Some((
                 owner.service.clone(),
@@ -240,14 +241,7 @@ pub(super) fn counter_culprit(
             port,
             side: PortSide::Remote,
         } => {
-            let callers: Vec<&str> = match listener(*port, services) {
-                Some(owner) => owner.callers.iter().map(String::as_str).collect(),
-                None => callers_of_port(*port, services)
-                    .into_iter()
-                    .map(|s| s.service.as_str())
-                    .collect(),
-            };
-            let [caller] = callers[..] else {
+            let [caller] = port_callers(*port, services)[..] else {
                 return None;
             };
             Some((

@@ -854,63 +854,72 @@ fn time_wait_on_a_callee_that_closes_without_an_answer_is_the_callees() {
     assert_eq!(counter.culprit.service.as_deref(), Some("orders"));
 }
 
-#[test]
-fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
-    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
-    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
-    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+/// The chain with blobstore declared by its listening port :9400, sending no spans, and a
+/// database on :5432 known only as where orders' calls go; orders calls both.
+fn chain_with_span_less_callees() -> Vec<ServiceFacts> {
     let mut services = chain();
     services.push(ServiceFacts {
         service: "blobstore".into(),
         listen_ports: vec![9400],
         ..ServiceFacts::default()
     });
-    services[1].called_ports = vec![8082, 9400];
-    let leak = SeriesKey::PortState {
-        port: 9400,
-        side: PortSide::Remote,
-        state: SocketState::CloseWait,
-    };
+    services[1].called_ports = vec![8082, 9400, 5432];
+    services
+}
+
+/// The one incident a lone anomaly of `key` on [`chain_with_span_less_callees`] raises.
+fn lone_incident_towards_a_span_less_callee(key: SeriesKey) -> Incident {
     let mut tracker = IncidentTracker::new();
     let incidents = run_with(
         &mut tracker,
         T0 + 5_000,
         &[],
-        report(vec![anomaly(leak, T0)]),
+        report(vec![anomaly(key, T0)]),
         &CounterHistory::default(),
-        &services,
+        &chain_with_span_less_callees(),
         &HintRules::builtin().unwrap(),
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    let inc = &incidents[0];
+    incidents.into_iter().next().unwrap()
+}
+
+#[test]
+fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
+    // The unseen lab (blind, 2026-12-05): blobstore is declared by its listening port and
+    // sends no spans; metadata leaves its response bodies unread, so CLOSE-WAIT piles up on
+    // metadata's connections to blobstore's port. It was blamed on blobstore, the port's owner.
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    });
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "close-wait-leak");
 }
 
 #[test]
+fn the_sockets_towards_a_declared_callee_with_no_spans_are_its_single_callers() {
+    // Every socket towards blobstore's port is a connection orders made: the same caller as
+    // its CLOSE-WAIT above (the total's branch once looked only at span callers when the
+    // port had a listener, and named nobody).
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortTotal {
+        port: 9400,
+        side: PortSide::Remote,
+    });
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+}
+
+#[test]
 fn a_time_wait_storm_towards_a_callee_with_no_spans_is_its_single_callers() {
     // orders calls a database on :5432 that sends no spans: the port is known only as
     // where orders' calls go.
-    let mut services = chain();
-    services[1].called_ports = vec![8082, 5432];
-    let tw = SeriesKey::PortState {
+    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortState {
         port: 5432,
         side: PortSide::Remote,
         state: SocketState::TimeWait,
-    };
-    let mut tracker = IncidentTracker::new();
-    let incidents = run_with(
-        &mut tracker,
-        T0 + 5_000,
-        &[],
-        report(vec![anomaly(tw, T0)]),
-        &CounterHistory::default(),
-        &services,
-        &HintRules::builtin().unwrap(),
-    );
-    assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    let inc = &incidents[0];
+    });
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.counters[0].relation, Relation::Culprit);
@@ -1718,6 +1727,96 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
 }
 
 #[test]
+fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_leak_from_it_is_an_incident(
+) {
+    // `orders` starts 2 s after the agent at its usual 20 requests a second; its callers'
+    // keep-alive connections arrive one a second for 100 s (a goroutine and an fd each), so
+    // its goroutines climb 10 → 110 as its fds climb 15 → 115: no leak. The same goroutine
+    // climb with its fds flat is one (goroutines blocked on nothing the fds show), judged on
+    // its shape since its start (`anomaly::leak`), not against a baseline that is the climb.
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let fds = SeriesKey::Process {
+        name: "orders".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let requests = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let from_start = |f: &dyn Fn(f64) -> f64| -> Vec<Option<f64>> {
+        (0..100)
+            .map(|i| (i >= 2).then(|| f((i - 2) as f64).round()))
+            .collect()
+    };
+    let history = |fds_climb: bool| CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: goroutines.clone(),
+                points: from_start(&|t| 10.0 + t.min(100.0) + (t % 3.0)),
+            },
+            crate::history::CounterSeries {
+                key: fds.clone(),
+                points: from_start(&|t| 15.0 + if fds_climb { t.min(100.0) } else { t % 2.0 }),
+            },
+            crate::history::CounterSeries {
+                key: requests.clone(),
+                points: from_start(&|t| 20.0 + (t % 3.0)),
+            },
+        ],
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    let following = history(true);
+    let report = crate::anomaly::detect(&following, &[], &[], &Default::default());
+    assert!(
+        report.anomalies.iter().any(|a| a.key == goroutines),
+        "the climb is raised as a counter anomaly: {report:#?}"
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 99_000,
+        &[],
+        report,
+        &following,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().iter().any(|s| s
+            .reason
+            .starts_with("orders: its goroutines rose 10 → ")
+            && s.reason.contains("with its open fds 16 → 112")),
+        "{:#?}",
+        tracker.node_signals()
+    );
+
+    let leaking = history(false);
+    let report = crate::anomaly::detect(&leaking, &[], &[], &Default::default());
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 99_000,
+        &[],
+        report,
+        &leaking,
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
+    assert_eq!(incidents[0].onset_unix_ms, T0 + 2_000);
+}
+
+#[test]
 fn the_url_of_a_failing_call_is_read_from_its_message() {
     assert_eq!(
         url_in(r#"Get "http://127.0.0.1:29046/blob/81?x=1": context deadline exceeded"#).as_deref(),
@@ -2033,4 +2132,101 @@ fn callers_connections_to_a_port_blame_nobody_and_join_the_leak() {
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
     assert_eq!(incidents[0].counters[0].anomaly.key, leak);
     assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == estab));
+}
+
+/// The unseen lab's close-wait fault, seen by one agent through all faults: the caller that
+/// never read its callee's answers kept about 70 connections to it open, and the callee's
+/// fds went 11 → 81 with them — an incident "in blobstore: open fds rose". A server's fds that
+/// rose with the established connections on its own port are its callers' doing; alone they
+/// are node activity. Fds that rise with no connections to show for it stay a signal.
+#[test]
+fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let own = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    let start = T0 - 60_000;
+    let history = |conns_after: f64| CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: fds.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 11.0 } else { 81.0 }))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: own.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 2.0 } else { conns_after }))
+                    .collect(),
+            },
+        ],
+    };
+    let mut rose = anomaly(fds.clone(), T0);
+    rose.before = 11.0;
+    rose.reached = 81.0;
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![rose.clone()]),
+        &history(72.0),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let reason = &tracker.node_signals()[0].reason;
+    assert!(
+        reason.starts_with(
+            "stock: its open fds rose 11 → 81 with its callers' connections to :8082 2 → 72"
+        ),
+        "{reason}"
+    );
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![rose]),
+        &history(2.0),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+}
+
+/// The same run: the sockets towards a callee that sends no spans (its callers known only by
+/// the port their CLIENT spans call) were "no service known", an incident of their own,
+/// where its states towards it were already its single caller's.
+#[test]
+fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
+    let mut services = chain();
+    services[2].callers.clear();
+    services[1].callees.clear();
+    services[1].called_ports = vec![8082];
+    let towards = SeriesKey::PortTotal {
+        port: 8082,
+        side: PortSide::Remote,
+    };
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(towards, T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
 }

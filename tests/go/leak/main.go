@@ -1,7 +1,8 @@
 // A Go service that leaks a goroutine per request: each `GET /leak` starts one that blocks
 // forever on a channel send. It serves net/http/pprof on the same listener and prints
-// "listening on ADDR" once it accepts connections. Used by tests/e2e/incidents.rs, built with
-// Debian's golang-go (GOPATH mode, standard library only).
+// "listening on ADDR" once it accepts connections. It listens on its first argument
+// (`127.0.0.1:PORT`) when given one, else on a free loopback port. Used by
+// tests/e2e/incidents.rs, built with Debian's golang-go (GOPATH mode, standard library only).
 package main
 
 import (
@@ -21,7 +22,11 @@ func leak(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	http.HandleFunc("/leak", leak)
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 1 {
+		addr = os.Args[1]
+	}
+	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

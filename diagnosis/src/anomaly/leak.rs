@@ -1,0 +1,444 @@
+//! A leak that starts with its series: a count that climbs steadily, without levelling off,
+//! from a service's start (or from inside a baseline too young to hold anything else).
+//!
+//! The baseline rules of [`super::detect`] judge a young series against its own start-up: a
+//! baseline that still climbs is judged against that climb, and a change inside the
+//! baseline is no change point of the search window. A new version that leaks from its
+//! first request (or from a request a few seconds before the baseline ends) therefore never
+//! broke from anything: seen on the Go lab with a 40 s baseline, goroutines 11 → 5,409 and
+//! no incident. A leak is judged here on its shape instead, over the series' *life* (its
+//! points since its start-up, [`super::AnomalyConfig::warmup_ms`] after it started):
+//!
+//! 1. **A climb out of its lowest level.** The life's lowest point and the noise of its
+//!    points about their local trend (first differences, so a steady climb is not noise)
+//!    give a floor band; the climb starts at the last point inside it.
+//! 2. **Still climbing.** Its latest [`RAMP_MAX_POINTS`] points rise in a Mann–Kendall
+//!    trend at [`RAMP_Z`], the latest point is the highest within the noise, and it rose at
+//!    least the kind's ramp minimum above the floor.
+//! 3. **Not levelling off.** A start-up (a pool filling, workers spawning) climbs and then
+//!    settles: its latest slope falls well below its slope when the climb began. A leak
+//!    keeps its pace: the latest slope is at least [`LEAK_PACE`] of the first third's.
+//! 4. **Why it is no start-up.** One of: the climb is at least [`LEAK_PER_REQUEST`] of a
+//!    unit per request of the series' service (its own request rate: a warm-up adds
+//!    connections and workers, which serve many requests each; a leak leaves something
+//!    behind per request); an fd count at [`LIMIT_SHARE`] of its limit or reaching it
+//!    within [`LIMIT_HORIZON_S`] at its pace; or, for goroutines and CLOSE-WAIT whose
+//!    service's request rate is unknown or low, a climb that has lasted twice a
+//!    baseline's minimum of points ([`super::AnomalyConfig::min_baseline_points`], a minute
+//!    by default) after the start-up already had its [`super::AnomalyConfig::warmup_ms`].
+//!    A slow start-up still climbing then has slowed below [`LEAK_PACE`]: a pool filling
+//!    with a time constant of 30 s, judged from 15 s after its start, climbs a minute later
+//!    at a quarter of its pace over the climb's first third. An fd or thread count climbing slowly far from its limit
+//!    follows its connections and workers as often as it leaks: it needs one of the first
+//!    two reasons.
+//!
+//! Only counts that leak are judged so: goroutines (tasks), open fds, threads and a port's
+//! CLOSE-WAIT sockets. A goroutine climb that comes with as many new connections is sorted
+//! out by the incident grouping (`follows_connections`), as for any other goroutine rise.
+
+use faultline_series::{ProcessMetric, SeriesKey, SocketState};
+
+use super::{
+    evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
+    MAD_TO_SIGMA, MIN_FALL_BASELINE, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TREND_POINTS,
+};
+use crate::baseline::{median, poisson_floor};
+use crate::history::CounterHistory;
+
+/// Share of the pace of a climb's first third its latest points must keep: a start-up that is
+/// settling slows down (a pool filling as `1 - e^(-t/τ)` climbs at 0.37 of its pace a τ
+/// later), a leak holds its pace or speeds up.
+pub const LEAK_PACE: f64 = 0.5;
+/// Units per request of the series' service above which a climb is a leak as soon as it is a
+/// ramp: a keep-alive connection (and its goroutine and fd) serves many requests, so a
+/// warm-up adds far less than one per request (the Go lab's edge: 1.9 sockets a second at 20
+/// requests a second, 0.1 per request); the lab's goroutine leak adds 8 per request, a
+/// CLOSE-WAIT leak one per request.
+pub const LEAK_PER_REQUEST: f64 = 0.5;
+/// Share of its limit at which a climbing fd count is raised as soon as it is a ramp: from
+/// there a service is seconds from `too many open files`.
+pub const LIMIT_SHARE: f64 = 0.8;
+/// Seconds to its limit, at its pace, below which a climbing fd count is raised as soon as it
+/// is a ramp: a leak of a connection per request reaches a soft limit of 1,024 within a
+/// minute at 20 requests a second; a warm-up's connections (a few a second at most) are
+/// many minutes from it.
+pub const LIMIT_HORIZON_S: f64 = 120.0;
+
+/// Whether a series is a count that leaks.
+pub(super) fn leaks(key: &SeriesKey) -> bool {
+    matches!(
+        key,
+        SeriesKey::Task { .. }
+            | SeriesKey::Process {
+                metric: ProcessMetric::OpenFds | ProcessMetric::Threads,
+                ..
+            }
+            | SeriesKey::PortState {
+                state: SocketState::CloseWait,
+                ..
+            }
+    )
+}
+
+/// Where a series' life starts and how the evidence says it.
+pub(super) struct Life {
+    /// The series' start (first point, or its service's restart): a climb already going at
+    /// the first point judged is dated here.
+    pub started: usize,
+    /// The first point judged: after the start-up.
+    pub from: usize,
+    /// "first seen at 20:30:02 UTC, after the agent started", "api (re)started at ...".
+    pub text: String,
+}
+
+/// What the shape test needs besides the series.
+pub(super) struct Context<'a> {
+    /// The series' service's requests per second on the same axis, when known.
+    pub requests: Option<&'a [Option<f64>]>,
+    /// The series' limit (a process's fd limit).
+    pub limit: Option<f64>,
+    /// Fewest points of life judged, and of a climb raised on its duration alone.
+    pub min_points: usize,
+}
+
+/// The leak of `points` over its `life`, if its shape is one (see the module documentation).
+pub(super) fn unbounded_climb(
+    history: &CounterHistory,
+    key: &SeriesKey,
+    points: &[Option<f64>],
+    life: &Life,
+    cx: &Context<'_>,
+) -> Option<CounterAnomaly> {
+    if !leaks(key) {
+        return None;
+    }
+    let known: Vec<(usize, f64)> = points
+        .iter()
+        .enumerate()
+        .skip(life.from)
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    if known.len() < cx.min_points.max(RAMP_MIN_POINTS + 1) {
+        return None;
+    }
+    let lowest = known.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let noise = step_noise(&known).max(poisson_floor(lowest, 1.0));
+    let floor_top = lowest + BAND_Z * noise;
+    let climb_from = known.iter().rposition(|&(_, v)| v <= floor_top)?;
+    let climb = &known[climb_from..];
+    if climb.len() < RAMP_MIN_POINTS {
+        return None;
+    }
+    let recent = &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..];
+    let &(last_i, latest) = climb.last()?;
+    let reached = climb.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let min_rise = rule(key).min_ramp.unwrap_or(0.0);
+    if mann_kendall_z(recent.iter().map(|p| p.1)) < RAMP_Z
+        || latest - lowest < min_rise
+        || latest < reached - BAND_Z * noise
+    {
+        return None;
+    }
+    let pace = theil_sen(recent);
+    if pace <= 0.0 || pace < LEAK_PACE * theil_sen(&climb[..climb.len() / 3]) {
+        return None;
+    }
+    let step = history.step_ms.max(1) as f64;
+    let per_second = pace * 1000.0 / step;
+    let rate = cx.requests.and_then(|r| {
+        let mut known: Vec<f64> = recent
+            .iter()
+            .filter_map(|&(i, _)| r.get(i).copied().flatten())
+            .collect();
+        (!known.is_empty()).then(|| median(&mut known))
+    });
+    // A service hardly called (its callers restarting, the node stalling) has no pace of
+    // requests to judge against: a few connections would be many per request.
+    let per_request = rate
+        .filter(|r| *r >= MIN_FALL_BASELINE)
+        .map(|r| per_second / r);
+    // At its pace, seconds left before the limit.
+    let near_limit = cx.limit.filter(|l| {
+        *l > 0.0 && (latest >= LIMIT_SHARE * l || (l - latest) / per_second <= LIMIT_HORIZON_S)
+    });
+    let why = if let Some(p) = per_request.filter(|p| *p >= LEAK_PER_REQUEST) {
+        format!(
+            "{} per request of its service's {}/s",
+            number(p),
+            number(rate.unwrap_or(0.0))
+        )
+    } else if near_limit.is_some() {
+        "near its limit".to_owned()
+    } else if climb.len() >= 2 * cx.min_points && !matches!(key, SeriesKey::Process { .. }) {
+        format!(
+            "for {} s",
+            ((last_i - climb[0].0) as f64 * step / 1000.0).round()
+        )
+    } else {
+        return None;
+    };
+    // A series that climbed at the same pace from its start to where the climb left its
+    // floor band climbed through its start-up: the climb began with it.
+    let before_climb: Vec<(usize, f64)> = points[life.started..=climb[0].0]
+        .iter()
+        .enumerate()
+        .filter_map(|(j, v)| v.map(|v| (life.started + j, v)))
+        .collect();
+    let (changed, before) = match before_climb.first() {
+        Some(&(i, v)) if v < lowest && theil_sen(&before_climb) >= LEAK_PACE * pace => (i, v),
+        _ => (climb[1].0, lowest),
+    };
+    let changed_at = history.time(changed);
+    let label = key.label();
+    let mut text = evidence(
+        &label,
+        key.unit(),
+        before,
+        reached,
+        Direction::Rise,
+        ChangeShape::Ramp,
+        changed_at,
+        history.time(last_i),
+        cx.limit,
+    );
+    text.push_str(&format!(
+        "; {}, it has climbed {} a second without levelling off ({why}): a leak, not a start-up",
+        life.text,
+        number(per_second)
+    ));
+    Some(CounterAnomaly {
+        key: key.clone(),
+        label,
+        unit: key.unit().to_owned(),
+        kind: key.kind(),
+        shape: ChangeShape::Ramp,
+        direction: Direction::Rise,
+        before,
+        noise,
+        reached,
+        latest,
+        score: (reached - before) / noise,
+        changed_at_unix_ms: changed_at,
+        active: true,
+        limit: cx.limit,
+        evidence: text,
+    })
+}
+
+/// The noise of points about their local trend: the MAD of their first differences (which a
+/// steady climb shifts but does not widen), scaled to a σ of one point.
+fn step_noise(points: &[(usize, f64)]) -> f64 {
+    let mut diffs: Vec<f64> = points.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let centre = median(&mut diffs);
+    let mut spread: Vec<f64> = diffs.iter().map(|d| (d - centre).abs()).collect();
+    MAD_TO_SIGMA * median(&mut spread) / std::f64::consts::SQRT_2
+}
+
+/// The Theil–Sen slope (per point) of at most [`TREND_POINTS`] evenly spread points: the
+/// median of the slopes between every two of them, which a few odd points do not tilt.
+fn theil_sen(points: &[(usize, f64)]) -> f64 {
+    let every = points.len().div_ceil(TREND_POINTS).max(1);
+    let sample: Vec<(usize, f64)> = points.iter().step_by(every).copied().collect();
+    let mut slopes = Vec::with_capacity(sample.len() * sample.len() / 2);
+    for (a, &(i, x)) in sample.iter().enumerate() {
+        for &(j, y) in &sample[a + 1..] {
+            if j > i {
+                slopes.push((y - x) / (j - i) as f64);
+            }
+        }
+    }
+    median(&mut slopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use faultline_series::TrafficMetric;
+
+    use super::super::tests::{assert_no_break, at, history, noisy, raised_at, START};
+    use super::super::{detect, AnomalyConfig, SeriesLimit};
+    use super::*;
+
+    fn goroutines(target: &str) -> SeriesKey {
+        SeriesKey::Task {
+            target: target.into(),
+            source: "pprof".into(),
+        }
+    }
+
+    fn requests(service: &str) -> SeriesKey {
+        SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric: TrafficMetric::Requests,
+        }
+    }
+
+    fn fds(name: &str) -> SeriesKey {
+        SeriesKey::Process {
+            name: name.into(),
+            metric: ProcessMetric::OpenFds,
+        }
+    }
+
+    /// A series absent for the agent's first `from` seconds, then `f(seconds since)` rounded
+    /// like a count, plus noise of ± `spread`.
+    fn from_start(
+        len: usize,
+        from: usize,
+        spread: f64,
+        seed: u64,
+        f: impl Fn(f64) -> f64,
+    ) -> Vec<Option<f64>> {
+        let jitter = noisy(len, spread, spread, seed);
+        (0..len)
+            .map(|i| {
+                (i >= from).then(|| {
+                    let j = jitter[i].unwrap_or(spread) - spread;
+                    (f((i - from) as f64) + j).round().max(0.0)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_goroutine_leak_from_the_first_request_is_raised_and_dated_at_the_start() {
+        // A new version started 2 s after the agent leaks one goroutine per request from its
+        // first one, at 10 requests a second. Its baseline (15 s after the start, 30 points)
+        // is the leak itself: before, it was judged against its own climb and never raised.
+        let g = goroutines("api");
+        let h = history(vec![
+            (g.clone(), from_start(300, 2, 2.0, 1, |t| 12.0 + 10.0 * t)),
+            (requests("api"), from_start(300, 3, 1.0, 2, |_| 10.0)),
+        ]);
+        let raised = raised_at(&h, &g, 1, 299).expect("raised");
+        assert!(raised <= 50, "raised at {raised} s");
+        // It stays raised while it climbs.
+        for end in [raised, 120, 299] {
+            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
+            let a = report
+                .anomalies
+                .iter()
+                .find(|a| a.key == g)
+                .expect("raised");
+            assert_eq!(a.changed_at_unix_ms, START + 2_000, "at {end}");
+            assert_eq!(a.shape, ChangeShape::Ramp);
+            assert!(
+                a.evidence.contains("first seen at 20:30:02 UTC")
+                    && a.evidence.contains(" per request of its service's 10/s")
+                    && a.evidence.ends_with("a leak, not a start-up"),
+                "{}",
+                a.evidence
+            );
+        }
+        // With no request rate known, it is raised once it has climbed for a minute past its
+        // start-up.
+        let alone = history(vec![(
+            g.clone(),
+            from_start(300, 2, 2.0, 1, |t| 12.0 + 10.0 * t),
+        )]);
+        let raised = raised_at(&alone, &g, 1, 299).expect("raised");
+        assert!((60..=80).contains(&raised), "raised at {raised} s");
+    }
+
+    #[test]
+    fn a_leak_that_began_inside_a_young_baseline_is_raised_within_seconds() {
+        // The Go lab with a 40 s baseline: the chain started 1 s after the agent, the
+        // goroutine-leak fault (8 goroutines per request, 20 requests a second) injected
+        // 40 s later, five seconds before the young baseline ends; before, goroutines
+        // 11 → 5,409 and no incident.
+        let g = goroutines("storefront");
+        let leak_at = 41;
+        let h = history(vec![
+            (
+                g.clone(),
+                from_start(200, 1, 2.0, 3, |t| {
+                    11.0 + 160.0 * (t + 1.0 - leak_at as f64).max(0.0)
+                }),
+            ),
+            (requests("storefront"), from_start(200, 2, 2.0, 4, |_| 20.0)),
+        ]);
+        let raised = raised_at(&h, &g, 1, 199).expect("raised");
+        assert!(
+            (leak_at..=leak_at + 10).contains(&raised),
+            "raised at {raised} s, the leak began at {leak_at} s"
+        );
+        let report = detect(&at(&h, raised), &[], &[], &AnomalyConfig::default());
+        let a = report.anomalies.iter().find(|a| a.key == g).unwrap();
+        let dated = (a.changed_at_unix_ms - START) / 1000;
+        assert!(
+            (leak_at as i64..=leak_at as i64 + 2).contains(&dated),
+            "dated at {dated} s: {}",
+            a.evidence
+        );
+    }
+
+    #[test]
+    fn fds_climbing_from_the_start_to_their_limit_are_raised_before_they_reach_it() {
+        // A service that leaks a connection per hung request from its start, with a soft
+        // limit of 256 fds, its requests hanging (no request rate to compare with).
+        let f = fds("pricing");
+        let h = history(vec![(
+            f.clone(),
+            from_start(200, 2, 1.0, 5, |t| (25.0 + 4.0 * t).min(256.0)),
+        )]);
+        let limits = [SeriesLimit {
+            key: f.clone(),
+            limit: 256.0,
+        }];
+        let raised = (1..200)
+            .find(|&end| {
+                detect(&at(&h, end), &limits, &[], &AnomalyConfig::default())
+                    .anomalies
+                    .iter()
+                    .any(|a| a.key == f)
+            })
+            .expect("raised");
+        // 80 % of 256 is reached 46 s after the start; the life needs 30 points after its
+        // 15 s start-up.
+        assert!(raised <= 50, "raised at {raised} s");
+    }
+
+    #[test]
+    fn a_climb_of_a_service_hardly_called_is_not_judged_per_request() {
+        // A worker pool of 45 filling one a second for 45 s from its start, while its
+        // callers send a request every three seconds: 3 goroutines "per request", which is
+        // no pace of requests at all. It settles before it has climbed for a minute.
+        let h = history(vec![
+            (
+                goroutines("reports"),
+                from_start(200, 2, 1.0, 11, |t| 10.0 + t.min(45.0)),
+            ),
+            (
+                requests("reports"),
+                (0..200).map(|i| (i >= 2).then_some(0.3)).collect(),
+            ),
+        ]);
+        assert_no_break(&h, 1..=200, &[], &AnomalyConfig::default());
+    }
+
+    #[test]
+    fn a_pool_warming_up_to_a_plateau_raises_nothing() {
+        // Two services started 3 s after the agent, at their usual traffic at once. `api`
+        // fills a pool of 50 connections (a goroutine and an fd each) with a time constant
+        // of 6 s; `batch` fills a pool of 200 workers slowly (time constant 30 s, still
+        // climbing two minutes after its start) at 40 requests a second.
+        let fill =
+            |level: f64, size: f64, tau: f64| move |t: f64| level + size * (1.0 - (-t / tau).exp());
+        let h = history(vec![
+            (
+                goroutines("api"),
+                from_start(400, 3, 2.0, 6, fill(4.0, 50.0, 6.0)),
+            ),
+            (
+                fds("api"),
+                from_start(400, 3, 1.0, 7, fill(10.0, 50.0, 6.0)),
+            ),
+            (requests("api"), from_start(400, 3, 2.0, 8, |_| 20.0)),
+            (
+                goroutines("batch"),
+                from_start(400, 3, 2.0, 9, fill(10.0, 200.0, 30.0)),
+            ),
+            (requests("batch"), from_start(400, 3, 3.0, 10, |_| 40.0)),
+        ]);
+        assert_no_break(&h, 1..=400, &[], &AnomalyConfig::default());
+    }
+}
