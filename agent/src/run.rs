@@ -92,6 +92,10 @@ pub async fn serve(
     let totals = Arc::new(Mutex::new(totals));
     let traces = Arc::new(TraceStore::new(settings.traces.clone()));
     let counters = Arc::new(CounterStore::new(&settings.counters));
+    // The counters' history a previous run saved, before the first sample continues it.
+    for note in persist::counters::load(&data_dir, &counters, persist::now_unix_ms()) {
+        tracing::warn!("{note}");
+    }
     let live = LiveUpdates::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
 
@@ -226,6 +230,23 @@ pub async fn serve(
     )
     .context("cannot start the counter sampler ([counters])")?;
     tasks.push(("counters", sampler));
+    let history_saves = Arc::new(persist::counters::SaveStatus::default());
+    if settings.counters.save_interval_ms > 0 {
+        // What the anomaly detector needs to judge a series again at once after a restart.
+        let anomalies = &settings.diagnosis.anomalies;
+        tasks.push((
+            "counter history",
+            tokio::spawn(persist::counters::run(
+                counters.clone(),
+                data_dir.clone(),
+                Duration::from_millis(settings.counters.save_interval_ms),
+                anomalies.baseline_ms.saturating_add(anomalies.search_ms),
+                history_saves.clone(),
+                health.clone(),
+                stop.child_token(),
+            )),
+        ));
+    }
     health.set(
         "counters",
         component(
@@ -315,6 +336,7 @@ pub async fn serve(
         let access = access.clone();
         Arc::new(move || {
             let mut rows = agent_counters(&totals, &status, tailer.as_deref(), &receivers);
+            rows.extend(history_counters(&history_saves));
             rows.extend(listeners::connection_counters(
                 web_connections.counts(),
                 &receivers,
@@ -510,6 +532,38 @@ impl TaskCounterSink for TaskCounters {
             received_unix_nanos,
         );
     }
+}
+
+/// The counter history's saves for `/metrics`: outcomes, size and cost of the last one.
+fn history_counters(saves: &persist::counters::SaveStatus) -> Vec<StoreCounter> {
+    let counter = |name: &str, help: &str, value: f64| StoreCounter {
+        name: name.into(),
+        help: help.into(),
+        value,
+    };
+    let outcomes = &saves.outcomes;
+    vec![
+        counter(
+            "counter_history_saves_total",
+            "Saves of the counter history (counters.json) that reached the disk.",
+            outcomes.commits.load(Ordering::Relaxed) as f64,
+        ),
+        counter(
+            "counter_history_save_failures_total",
+            "Saves of the counter history that failed (retried at the next interval).",
+            outcomes.failures.load(Ordering::Relaxed) as f64,
+        ),
+        counter(
+            "counter_history_saved_bytes",
+            "Size of the last counter history file written.",
+            saves.bytes.load(Ordering::Relaxed) as f64,
+        ),
+        counter(
+            "counter_history_save_seconds",
+            "Time the last save of the counter history took (copy, encoding, write, fsync).",
+            saves.micros.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+    ]
 }
 
 /// The agent's own counters for `/metrics`: exact record totals, tailer lag, OTLP outcomes.

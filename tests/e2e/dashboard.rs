@@ -306,7 +306,7 @@ fn an_outage_that_outlasts_the_emergence_window_stays_the_overviews_active_incid
     browser.open(&format!("{}/", agent.base));
     assert!(
         browser.wait_for(
-            "return document.querySelector('#incidents article.incident[data-active=\"true\"]') !== null \
+            "return document.querySelector('#incidents .incident[data-active=\"true\"]') !== null \
              && document.querySelector('#now .pattern.ongoing') !== null",
             Duration::from_secs(15)
         ),

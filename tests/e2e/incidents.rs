@@ -9,7 +9,8 @@
 //! activity: listed under `node_signals`, never an incident.
 //!
 //! An agent killed and restarted during an outage raises it again within 10 s, with the onset
-//! its previous run recorded, marked as going on at its start.
+//! its previous run recorded, marked as going on at its start: an error pattern's outage, and
+//! a counter-only one (the counters' history is saved and restored).
 //!
 //! The agent runs with short windows (`[diagnosis.anomalies]`), as the issue allows tests to;
 //! the node is shared with other tests, so the assertions look for the incident of the test's
@@ -38,10 +39,20 @@ fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
 
 /// Like [`start_agent`], with `more` appended to the configuration.
 fn start_agent_with(services: &[(&str, u16)], more: &str) -> (Agent, tempfile::TempDir) {
+    start_agent_full(services, "", more)
+}
+
+/// Like [`start_agent_with`], with `counters` added to the `[counters]` table.
+fn start_agent_full(
+    services: &[(&str, u16)],
+    counters: &str,
+    more: &str,
+) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
-    let mut text = "[counters]\n\
-         interval_ms = 500\n\
+    let mut text = format!("[counters]\n{counters}");
+    text.push_str(
+        "interval_ms = 500\n\
          top_ports = 4096\n\
          max_series = 16384\n\
          history_seconds = 120\n\
@@ -52,8 +63,8 @@ fn start_agent_with(services: &[(&str, u16)], more: &str) -> (Agent, tempfile::T
          baseline_ms = 10000\n\
          search_ms = 20000\n\
          min_baseline_points = 10\n\
-         warmup_ms = 2000\n"
-        .to_owned();
+         warmup_ms = 2000\n",
+    );
     for (name, port) in services {
         text.push_str(&format!(
             "[[counters.processes]]\nname = \"{name}\"\nlisten_port = {port}\n"
@@ -592,6 +603,141 @@ fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
     // It was going on when this agent started, with the onset the previous run recorded.
     assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
     assert_eq!(incident["onset_unix_ms"], onset, "{incident:#}");
+}
+
+/// The Unix time in milliseconds.
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The counters' history survives a restart: an agent killed with SIGKILL during a CLOSE-WAIT
+/// leak that logs nothing raises it again within 10 s of its restart, with an onset before the
+/// restart, where its previous run dated it; the port's chart keeps its points from before,
+/// and the time the agent was down is a gap. Without the saved history the restarted agent
+/// had no baseline: the leak's climb was the young series' usual level, and nothing was raised.
+#[test]
+fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s() {
+    let leaky = TcpListener::bind("127.0.0.1:0").expect("bind leaky listener");
+    let port = leaky.local_addr().expect("addr").port();
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (server, _) = leaky.accept().expect("accept");
+        live.push((client, server));
+    }
+    // The history is saved every second (15 s by default) so the test need not wait long.
+    let (agent, config) = start_agent_full(&[("leaky", port)], "save_interval_ms = 1000\n", "");
+    let config_arg = config
+        .path()
+        .join("faultline.toml")
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned();
+    wait_baseline(&agent, &[port]);
+
+    // Every 50 ms a peer connects and hangs up, and the server never closes its end.
+    let leak = Loop::start({
+        let leaky = leaky.try_clone().expect("clone listener");
+        let mut held = Vec::new();
+        move || {
+            if let Ok(client) = TcpStream::connect(("127.0.0.1", port)) {
+                if let Ok((server, _)) = leaky.accept() {
+                    drop(client);
+                    held.push(server);
+                }
+            }
+        }
+    });
+    let label = format!("CLOSE-WAIT :{port}");
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with(doc, &label).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incident with {label} within 10 s: {doc:#}"));
+    let onset = incident_with(&doc, &label).expect("found above")["onset_unix_ms"]
+        .as_i64()
+        .expect("onset");
+    // Two more saves: one of them began after the incident was raised.
+    let saves = || agent.store_metric("counter_history_saves_total");
+    let before = saves().expect("counter_history_saves_total on /metrics");
+    crate::support::eventually(Duration::from_secs(20), "two more saves", || {
+        (saves()? >= before + 2.0).then_some(())
+    });
+
+    // The agent dies with the leak going on, and comes back on the same data two seconds
+    // later.
+    let dir = agent.kill9();
+    let killed_at = now_unix_ms();
+    thread::sleep(Duration::from_secs(2));
+    let restarted = Instant::now();
+    let agent = Agent::start_in(dir, &["--config", &config_arg]);
+    let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
+        incident_with(doc, &label).is_some()
+    });
+    drop(leak);
+    let doc = doc.unwrap_or_else(|doc| {
+        panic!(
+            "no incident with {label} within {RAISED_WITHIN:?} of the restart ({:?} after); \
+             stderr:\n{}\n{doc:#}",
+            restarted.elapsed(),
+            agent.stderr()
+        )
+    });
+    eprintln!(
+        "the leak's incident was back {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert!(
+        agent.stderr().contains("restored the counter history"),
+        "{}",
+        agent.stderr()
+    );
+    let incident = incident_with(&doc, &label).expect("found above");
+    assert_eq!(
+        incident["counters"][0]["anomaly"]["label"], label,
+        "the leak's counter must lead: {incident:#}"
+    );
+    assert_eq!(incident["active"], true, "{incident:#}");
+    assert_eq!(incident["ongoing_at_start"], true, "{incident:#}");
+    let again = incident["onset_unix_ms"].as_i64().expect("onset");
+    assert!(
+        again < killed_at && (again - onset).abs() <= 2_000,
+        "onset {again} after the restart, {onset} before it, killed at {killed_at}: {incident:#}"
+    );
+
+    // The port's chart: its points from before the restart, none while the agent was down,
+    // then the new ones (once the restarted agent has sampled).
+    let (time, points) = crate::support::eventually(
+        Duration::from_secs(10),
+        "a CLOSE-WAIT point after the restart",
+        || {
+            let counters = agent.get_json("/api/v1/counters");
+            let start = counters["history_start_unix_ms"].as_i64()?;
+            let step = counters["step_ms"].as_i64()?;
+            let points: Vec<Option<f64>> = counters["sockets"].as_array()?.iter().find(|s| {
+                s["port"] == port && s["state"] == "close_wait" && s["side"] == "local"
+            })?["history"]["points"]
+                .as_array()?
+                .iter()
+                .map(Value::as_f64)
+                .collect();
+            let time = move |i: usize| start + i as i64 * step;
+            let after =
+                (0..points.len()).any(|i| time(i) > killed_at + 2_000 && points[i].is_some());
+            after.then_some((time, points))
+        },
+    );
+    let down = |i: usize| (killed_at..killed_at + 2_000).contains(&time(i));
+    assert!(
+        (0..points.len()).any(|i| time(i) < killed_at && points[i].is_some()),
+        "no point before the restart: {points:?}"
+    );
+    assert!(
+        (0..points.len()).all(|i| !down(i) || points[i].is_none()),
+        "a point while the agent was down: {points:?}"
+    );
+    drop(live);
 }
 
 /// Builds `tests/go/leak` with Debian's Go (GOPATH mode, standard library only) into `dir`.

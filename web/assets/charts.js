@@ -190,13 +190,33 @@ function socketLabel(s) {
   return s.label || s.state;
 }
 
-/** The sockets that moved most over the window, as chart series. */
-export function movingSockets(snapshot, limit) {
+/**
+ * The socket series to chart, at most `limit`: first those the active incidents name (in
+ * their order; `focus` = [{port, side, state, who}], `who` the culprit named after the
+ * label), then the other states of those ports that moved, then the rest that rose most,
+ * then what fell. A fall is mostly an old port draining (a previous run's TIME-WAIT going to
+ * 0), which says little beside a rise; other programs' churn comes after the incident's own
+ * ports whatever its size.
+ */
+export function movingSockets(snapshot, limit, focus) {
+  focus = focus || [];
+  const same = (f, s) => f.port === s.port && f.side === s.side;
+  const group = (r) => {
+    const at = focus.findIndex((f) => same(f, r.s) && f.state === r.s.state);
+    if (at >= 0) return [0, at];
+    if (r.delta && focus.some((f) => same(f, r.s))) return [1, 0];
+    return [r.delta > 0 ? 2 : 3, 0];
+  };
   return (snapshot.sockets || [])
     .map((s) => { const points = seriesPoints(snapshot, s.history); return { s, points, delta: moved(points) }; })
-    .sort((a, b) => Math.abs(b.delta) - Math.abs(a.delta) || b.s.current - a.s.current)
+    .map((r) => Object.assign(r, { group: group(r) }))
+    .sort((a, b) => a.group[0] - b.group[0] || a.group[1] - b.group[1]
+      || Math.abs(b.delta) - Math.abs(a.delta) || b.s.current - a.s.current)
     .slice(0, limit)
-    .map(({ s, points, delta }) => ({ name: socketLabel(s), points, note: delta ? signed(delta) : "" }));
+    .map(({ s, points, delta }) => {
+      const f = focus.find((x) => same(x, s) && x.who);
+      return { name: socketLabel(s) + (f ? " (" + f.who + ")" : ""), points, note: delta ? signed(delta) : "" };
+    });
 }
 
 export function signedNote(points) {

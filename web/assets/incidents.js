@@ -3,10 +3,16 @@
 // the evidence that matched and the exact next commands; possibilities, never verdicts).
 
 import { el, link } from "./dom.js";
-import { fmtCount, fmtAgo, fmtTime } from "./format.js";
+import { fmtCount, fmtAgo, fmtTime, fmtClock } from "./format.js";
 import { template, service } from "./widgets.js";
 
 const ROLES = { callee: "the callee of the failing calls", caller: "the caller itself", self: "reported its own error" };
+
+/** How a pattern's occurrences count in its incident, when not as its failed requests. */
+const COUNTED_AS = {
+  untraced: " (lines no trace holds: not counted as requests)",
+  echo: " (an echo of the failures above: not counted again)",
+};
 
 /** Counters listed on a card before the rest fold into one line. */
 const COUNTERS_SHOWN = 4;
@@ -30,8 +36,36 @@ export function incidentLead(doc) {
     ended ? " " + ended + " ended." : "");
 }
 
-/** One incident: where it lives, what shows it, and what to check next (hints, never verdicts). */
-export function incidentCard(inc) {
+/** Whether each fold of a card (the card itself, each hint) is open, by the person's last
+ *  click: the cards are rebuilt on every live update, and a refresh must not close what
+ *  someone is reading nor open what they closed. */
+const folds = new Map();
+
+/** A <details> whose open state survives rebuilds: `key` names it, `initial` is its state
+ *  until someone toggles it. */
+export function fold(key, initial, attrs, ...children) {
+  const open = folds.has(key) ? folds.get(key) : initial;
+  const node = el("details", Object.assign({}, attrs, { open }), ...children);
+  // A click on the summary (also Enter or Space on it) is the person's toggle; the toggle
+  // event would also fire for the state the card was built with.
+  const summary = node.querySelector(":scope > summary");
+  if (summary) summary.addEventListener("click", () => folds.set(key, !node.open));
+  return node;
+}
+
+/** The title as a headline and the rest: the diagnosis titles an incident "<leading hint> —
+ *  in <service>: <the change>"; the hint's name leads and the change goes on a line of its own. */
+export function titleParts(inc) {
+  const hint = inc.hints.length ? inc.hints[0].title : null;
+  if (hint && inc.title.startsWith(hint + " — ")) return [hint, inc.title.slice(hint.length + 3)];
+  return [inc.title, null];
+}
+
+/** One incident: where it lives, what shows it, and what to check next (hints, never verdicts).
+ *  Folded to its head line (headline, culprit, onset, failures) unless `open`: with several
+ *  incidents the first is read in full and the others are one line each. `processes` (the
+ *  counters' watched processes, or null) says why a check could not name a pid. */
+export function incidentCard(inc, open, processes) {
   const c = inc.culprit;
   const who = c.service
     ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null)
@@ -42,28 +76,69 @@ export function incidentCard(inc) {
     ? el("div", null, el("h3", null, "Patterns"),
       inc.failures ? el("p", { class: "muted", "data-failures": String(inc.failures) },
         fmtCount(inc.failures), inc.failures === 1 ? " failed request" : " failed requests",
-        inc.patterns.length > 1 ? ", each counted once across its patterns" : "") : null,
+        inc.patterns.length > 1 ? ", each counted once across its patterns" : "",
+        inc.untraced_records ? el("span", { "data-untraced": String(inc.untraced_records) }, "; ", fmtCount(inc.untraced_records),
+          inc.untraced_records === 1 ? " line" : " lines", " no trace holds, not counted as requests") : null) : null,
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
         el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
+          COUNTED_AS[p.counted_as] || "",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
     : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");
-  return el("article", { class: "incident" + (inc.active ? " active" : " ended"), id: "incident-" + inc.id, "data-active": String(inc.active) },
-    el("div", { class: "head" },
-      el("span", { class: "badge " + (inc.active ? "err" : "ended") }, inc.active ? "active" : "ended"),
-      " ", el("strong", null, inc.title)),
+  const [headline, rest] = titleParts(inc);
+  const head = el("summary", { class: "head" },
+    el("span", { class: "badge " + (inc.active ? "err" : "ended") }, inc.active ? "active" : "ended"),
+    " ", el("strong", { class: "headline" }, headline),
+    c.service ? [" ", service(c.service)] : null,
+    el("span", { class: "muted glance" }, " · since ", fmtClock(inc.onset_unix_ms),
+      inc.failures ? " · " + fmtCount(inc.failures) + (inc.failures === 1 ? " failed request" : " failed requests") : ""),
+    rest ? el("span", { class: "title-rest", title: rest }, rest) : null);
+  return fold("incident " + inc.id, Boolean(open),
+    { class: "incident" + (inc.active ? " active" : " ended"), id: "incident-" + inc.id, "data-active": String(inc.active) },
+    head,
     el("p", { class: "when" }, "Onset ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ") · ",
       inc.ongoing_at_start ? el("span", { class: "muted", "data-ongoing-at-start": "true" },
         "already going on when the agent started: the onset is its previous run's record, or unknown (before its first look) · ") : "",
       inc.active ? el("strong", null, "still active") : "ended",
       ", last signal ", fmtAgo(inc.last_active_unix_ms)),
-    who, reasons, patterns, countersList(inc.counters), inc.hints.slice(0, HINTS_SHOWN).map(hint));
+    who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id, c.service, processes)));
+}
+
+/** Opens the card of incident `id` (a link to it from a pattern row). */
+export function openIncident(id) {
+  folds.set("incident " + id, true);
+  const node = document.getElementById("incident-" + id);
+  if (node) node.open = true;
+}
+
+/** Whether an incomplete check wants a pid (`<pid>` left in its command). */
+export function wantsPid(check) {
+  return !check.complete && check.command.includes("<pid>");
+}
+
+/** Why a check's <…> part is left to fill in, from what the agent knows: a process it
+ *  watches but finds no longer running (a callee that is down has no pid), or one it does
+ *  not watch at all. */
+function unfilled(check, culprit, processes) {
+  const parts = [...new Set(Array.from(check.command.matchAll(/<([a-z_]+)>/g), (m) => "<" + m[1] + ">"))];
+  const which = parts.length ? parts.join(", ") : "<…>";
+  if (wantsPid(check) && culprit && processes) {
+    const proc = processes.find((p) => p.name === culprit);
+    if (proc && !proc.current) {
+      return "faultline watches the process of " + culprit + " and finds none running now ("
+        + (proc.error || "not read") + "): it may be down. Once it runs again, fill in its pid.";
+    }
+    if (!proc) {
+      return "faultline watches no process named " + culprit + " ([[counters.processes]]), so it does not know its pid: fill in the " + which + " part.";
+    }
+  }
+  return "Fill in the " + which + " part: the incident does not say it.";
 }
 
 /** The incident's counters: related ones listed, node-wide totals (which move with any
  *  traffic) and the rest past a few folded into one line. */
-function countersList(counters) {
+function countersList(counters, incident) {
   if (!counters.length) return null;
   const item = (k) => el("li", { class: "counter " + k.relation },
     el("span", null, k.anomaly.evidence), el("span", { class: "muted" }, " — " + k.relation_text));
@@ -72,7 +147,7 @@ function countersList(counters) {
   const folded = related.slice(COUNTERS_SHOWN).concat(counters.filter((k) => k.relation === "node_wide"));
   return el("div", null, el("h3", null, "Counters"),
     shown.length ? el("ul", { class: "plain" }, shown.map(item)) : null,
-    folded.length ? el("details", { class: "more-counters" },
+    folded.length ? fold("counters " + incident, false, { class: "more-counters" },
       el("summary", null, shown.length ? "+ " : "", folded.length, " ",
         folded.every((k) => k.relation === "node_wide") ? "node-wide counter" + (folded.length === 1 ? "" : "s") + " (they move with any traffic on the node)" : "more counter" + (folded.length === 1 ? "" : "s")),
       el("ul", { class: "plain" }, folded.map(item))) : null);
@@ -80,14 +155,14 @@ function countersList(counters) {
 
 /** One hint: what matched, then the exact commands to check next, the likely causes and what
  *  would rule it out. */
-function hint(h, i) {
-  return el("details", { class: "hint", open: i === 0 },
+function hint(h, i, incident, culprit, processes) {
+  return fold("hint " + incident + " " + h.rule_id, i === 0, { class: "hint" },
     el("summary", null, el("span", { class: "badge hintb" }, "hint"), " ", h.title),
     el("p", { class: "muted" }, "A possibility with the evidence that matched, not a verdict."),
     el("h4", null, "Evidence"), el("ul", null, h.evidence.map((e) => el("li", null, e))),
     el("h4", null, "Next checks"), el("ul", { class: "checks" }, h.checks.map((k) => el("li", null,
       k.what, el("pre", null, el("code", null, k.command)),
-      k.complete ? null : el("span", { class: "muted" }, "Fill in the <…> part: the incident does not say it.")))),
+      k.complete ? null : el("span", { class: "muted unfilled" }, unfilled(k, culprit, processes))))),
     el("h4", null, "Likely causes"), el("ol", null, h.causes.map((e) => el("li", null, e))),
     el("h4", null, "Ruled out if"), el("ul", null, h.ruled_out_by.map((e) => el("li", null, e))));
 }

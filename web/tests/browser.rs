@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_web::model::{EmergenceKind, SecondCounts, SocketSource, SourceState, SourceStatus};
+use faultline_web::model::{
+    Check, ClusterView, CountedAs, CountersSnapshot, Culprit, CulpritRole, DiagnosisView,
+    EmergenceKind, IncidentPattern, PortSide, SecondCounts, Series, SocketSeries, SocketSource,
+    SocketState, SourceState, SourceStatus, TraceView, ValueCount,
+};
 use fixture::browser::Browser;
 use fixture::*;
 use serde_json::json;
@@ -488,4 +492,455 @@ fn counters_page_shows_accept_queues_sources_and_failures_as_such() {
         "return [...document.querySelectorAll('tr.listener')].map((r) => r.cells[2].textContent)",
     );
     assert_eq!(unknown, json!(["unknown", "unknown", "unknown"]));
+}
+
+/// A socket series over the `points` samples of `snap` (5 s apart), moving linearly from
+/// `from` to `to`.
+fn socket_ramp(
+    snap: &CountersSnapshot,
+    port: u16,
+    side: PortSide,
+    state: SocketState,
+    from: f64,
+    to: f64,
+) -> SocketSeries {
+    let n = ((snap.sampled_at_unix_ms - snap.history_start_unix_ms) / snap.step_ms + 1) as usize;
+    let points: Vec<Option<f64>> = (0..n)
+        .map(|i| Some(from + (to - from) * i as f64 / (n - 1).max(1) as f64))
+        .collect();
+    SocketSeries::new(
+        port,
+        side,
+        state,
+        to as u64,
+        Series {
+            points,
+            delta_1m: None,
+        },
+    )
+}
+
+#[test]
+fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    // Three active incidents: the fixture's two and a copy of the first under another id.
+    let mut doc = (*DiagnosisView::incidents(&*store)).clone();
+    let mut third = doc.incidents[0].clone();
+    third.id = "00000000000000a3".into();
+    doc.incidents.push(third);
+    for inc in &mut doc.incidents {
+        inc.active = true;
+    }
+    // Lines no trace holds (a server's accept errors) are listed apart from the requests, and
+    // an echo of the failures is not counted again (the API recounts from the patterns).
+    let base = doc.incidents[0].patterns[0].clone();
+    let eof = "a17b22c9e0f35d88";
+    let untraced = ClusterView::detail(&*store, eof)
+        .expect("the fixture's EOF pattern")
+        .summary
+        .total_count;
+    for (id, counted_as) in [
+        (eof, CountedAs::Untraced),
+        ("5c0de11a9b7f2e34", CountedAs::Echo),
+    ] {
+        doc.incidents[0].patterns.push(IncidentPattern {
+            id: id.into(),
+            counted_as,
+            ..base.clone()
+        });
+    }
+    store.set_incidents(doc.clone());
+    // Five minutes of counters (the agent is young): the incident's CLOSE-WAIT :8081 rises by
+    // 40, other programs' ports by far more, and a previous run's port drains to 0.
+    let mut snap = counters(now, 60);
+    let mut extra = vec![socket_ramp(
+        &snap,
+        8081,
+        PortSide::Local,
+        SocketState::CloseWait,
+        0.0,
+        40.0,
+    )];
+    for (i, port) in [41001u16, 41002, 41003, 41004].into_iter().enumerate() {
+        let to = 3000.0 - 400.0 * i as f64;
+        extra.push(socket_ramp(
+            &snap,
+            port,
+            PortSide::Remote,
+            SocketState::TimeWait,
+            0.0,
+            to,
+        ));
+    }
+    extra.push(socket_ramp(
+        &snap,
+        22187,
+        PortSide::Local,
+        SocketState::TimeWait,
+        9000.0,
+        0.0,
+    ));
+    snap.sockets.extend(extra);
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+
+    // The first incident is read in full; the others are one line each (headline, culprit,
+    // onset), the change on a line of its own.
+    let cards = browser.eval(
+        "return [...document.querySelectorAll('#incidents details.incident')].map((d) => \
+         [d.open, d.querySelector('.headline').textContent, \
+          (d.querySelector('.title-rest') || {textContent: ''}).textContent])",
+    );
+    let cards = cards.as_array().unwrap();
+    assert_eq!(cards.len(), 3, "{cards:?}");
+    let opened: Vec<bool> = cards.iter().map(|c| c[0] == json!(true)).collect();
+    assert_eq!(opened, [true, false, false]);
+    for (card, inc) in cards.iter().zip(&doc.incidents) {
+        let (headline, rest) = match inc.hints.first() {
+            Some(h) if inc.title.starts_with(&format!("{} — ", h.title)) => (
+                h.title.clone(),
+                inc.title[h.title.len() + " — ".len()..].to_owned(),
+            ),
+            _ => (inc.title.clone(), String::new()),
+        };
+        assert_eq!(card[1], json!(headline), "{card}");
+        assert_eq!(card[2], json!(rest), "{card}");
+    }
+    assert!(
+        cards[0][2].as_str().unwrap().starts_with("in user-svc"),
+        "{cards:?}"
+    );
+    let failures = browser.eval(
+        "return document.querySelector('#incidents details.incident [data-failures]').textContent",
+    );
+    assert!(
+        failures.as_str().unwrap_or_default().ends_with(&format!(
+            "; {untraced} lines no trace holds, not counted as requests"
+        )),
+        "{failures}"
+    );
+    let pattern = browser.eval(
+        "return [...document.querySelector('#incidents details.incident').querySelectorAll('.incident-pattern')]          .map((p) => p.textContent)",
+    );
+    let pattern: Vec<&str> = pattern
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(pattern.len(), 3, "{pattern:?}");
+    assert!(!pattern[0].contains("(lines no trace") && !pattern[0].contains("(an echo"));
+    assert!(
+        pattern[1].contains(" failures (lines no trace holds: not counted as requests) · since"),
+        "{pattern:?}"
+    );
+    assert!(
+        pattern[2].contains(" failures (an echo of the failures above: not counted again) · since"),
+        "{pattern:?}"
+    );
+
+    // A card someone opened stays open through live updates (the cards are rebuilt).
+    browser.eval(
+        "const d = document.querySelectorAll('#incidents details.incident')[1]; \
+         d.querySelector('summary').click(); d.dataset.mark = '1'; return 1",
+    );
+    store.put_cluster(cluster(
+        now_ms(),
+        "7ab5000000000009",
+        "tls: handshake timeout after <NUM>s",
+        &["edge"],
+        None,
+        |_| 2,
+        &[],
+        &[],
+    ));
+    assert!(browser.wait_for(
+        "return !document.querySelector('#incidents [data-mark]')",
+        Duration::from_secs(10)
+    ));
+    let opened = browser.eval(
+        "return [...document.querySelectorAll('#incidents details.incident')].map((d) => d.open)",
+    );
+    assert_eq!(opened, json!([true, true, false]));
+
+    // The node chart leads with the incident's own port, named with its culprit; a drained
+    // port of a previous run is not shown while other series rose.
+    let legend = browser.eval(
+        "return [...document.querySelectorAll('section[aria-labelledby=h-node] .chartbox')[0] \
+         .querySelectorAll('.legend li')].map((li) => li.textContent)",
+    );
+    let legend: Vec<String> = legend
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(legend.len(), 4, "{legend:?}");
+    assert!(
+        legend[0].starts_with("CLOSE-WAIT :8081 (user-svc) 40"),
+        "{legend:?}"
+    );
+    assert!(!legend.iter().any(|l| l.contains(":22187")), "{legend:?}");
+
+    // The agent started just now: the axis spans its data, not a 30-minute window with the
+    // data at its right edge.
+    let note = browser.eval("return document.querySelector('.axisnote').textContent");
+    assert!(
+        note.as_str().unwrap().contains("since the agent started"),
+        "{note}"
+    );
+    let first_x = browser.eval(
+        "return parseFloat(document.querySelector('section[aria-labelledby=h-node] svg.chart path') \
+         .getAttribute('d').slice(1))",
+    );
+    assert!(
+        first_x.as_f64().unwrap() < 100.0,
+        "the data starts at x = {first_x} of 600"
+    );
+    assert_hostile_text_is_text(&browser, "overview with three incidents");
+    browser.screenshot("overview-three-incidents");
+
+    // A chosen window is kept as chosen.
+    browser.open(&format!("http://{addr}/?window=30m"));
+    let note = browser.eval("return document.querySelector('.axisnote').textContent");
+    assert!(note.as_str().unwrap().contains("the last 30m"), "{note}");
+}
+
+#[test]
+fn what_moved_says_it_is_comparing_while_its_answer_is_computed() {
+    let (addr, store, _) = incident_server();
+    // The agent's answer takes seconds on a loaded node.
+    store.set_moved_delay(Duration::from_secs(4));
+    let browser = Browser::start();
+    browser.goto(&format!("http://{addr}/"));
+    assert!(browser.wait_for(
+        "return !!document.querySelector('#now .pattern')",
+        Duration::from_secs(10)
+    ));
+    // A NEW pattern is listed: its neighbour box says what it is doing, not nothing.
+    let moved = browser.eval("return document.querySelector('#moved').innerText");
+    let moved = moved.as_str().unwrap_or_default();
+    assert!(
+        moved.contains("Comparing the node's counters with the top error pattern"),
+        "{moved:?}"
+    );
+    // Then the answer replaces it.
+    assert!(browser.wait_for(
+        "return !!document.querySelector('#moved [data-verdict]') \
+         && !document.querySelector('#moved [data-loading]')",
+        Duration::from_secs(15)
+    ));
+}
+
+#[test]
+fn the_pattern_page_says_its_templates_count_reports_and_who_reported_it() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    // The callee wrote both templates (a log line and its client span per failure); the
+    // caller only echoed the failure in its traces.
+    let mut detail = cluster(
+        now,
+        "00000000000f0a11",
+        "Get <url>: context deadline exceeded",
+        &["billing", "edge-svc"],
+        None,
+        |i| if i >= 55 { 180 } else { 0 },
+        &[],
+        &[],
+    );
+    let total = detail.summary.total_count;
+    for t in &mut detail.templates {
+        t.count = total;
+        t.services = vec!["billing".into()];
+    }
+    detail.reports = 2 * total;
+    detail.service_occurrences = vec![
+        ValueCount {
+            value: "billing".into(),
+            count: total,
+        },
+        ValueCount {
+            value: "edge-svc".into(),
+            count: total - 12,
+        },
+    ];
+    store.put_cluster(detail);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/cluster?id=00000000000f0a11"));
+    let heads = browser
+        .eval("return [...document.querySelectorAll('#templates th')].map((th) => th.textContent)");
+    assert_eq!(heads, json!(["Template", "Reports", "Written by"]));
+    let note =
+        browser.eval("return document.querySelector('#templates [data-reports]').textContent");
+    assert_eq!(
+        note,
+        json!(format!(
+            "Reports are log records and error spans: {} reports of {} failures (a failure is counted once per trace however many records report it).",
+            2 * total,
+            total
+        ))
+    );
+    let services = browser.eval("return document.querySelector('.services-stat').innerText");
+    let services = services.as_str().unwrap_or_default().replace('\n', " ");
+    assert!(
+        services.contains(&format!("billing {total}"))
+            && services.contains(&format!("edge-svc {}", total - 12)),
+        "{services}"
+    );
+    browser.screenshot("cluster-reports");
+}
+
+#[test]
+fn a_check_that_wants_the_pid_of_a_process_that_is_down_says_so() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    // The culprit's process is watched but no longer runs (killed, as a refused callee is):
+    // its pid is unknown, and the check of the connection-refused rule cannot name it.
+    let mut doc = (*DiagnosisView::incidents(&*store)).clone();
+    let check = Check {
+        what: "Whether the callee's process is alive".into(),
+        command: "ps -o pid,lstart,cmd -p <pid>".into(),
+        complete: false,
+    };
+    doc.incidents[0].hints[0].checks.push(check.clone());
+    // The hostile incident has no culprit: its message stays the generic one.
+    let hints = doc.incidents[0].hints.clone();
+    let hostile = doc
+        .incidents
+        .iter_mut()
+        .find(|i| i.culprit.service.is_none())
+        .expect("the fixture's incident with no culprit");
+    hostile.active = true;
+    hostile.hints = hints;
+    store.set_incidents(doc);
+    let mut snap = counters(now, 60);
+    let user = snap
+        .processes
+        .iter_mut()
+        .find(|p| p.name == "user-svc")
+        .expect("the fixture watches user-svc");
+    user.current = None;
+    user.pid = 0;
+    user.error = Some(format!("no process matches listen port 8081 {XSS_IMG}"));
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+    let said = browser.eval(
+        "return [...document.querySelectorAll('#incidents .unfilled')].map((n) => n.textContent)",
+    );
+    let said: Vec<&str> = said
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        said.contains(&format!(
+            "faultline watches the process of user-svc and finds none running now (no process matches listen port 8081 {XSS_IMG}): it may be down. Once it runs again, fill in its pid."
+        ).as_str()),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&"Fill in the <pid> part: the incident does not say it."),
+        "{said:?}"
+    );
+    assert_hostile_text_is_text(&browser, "overview with a process down");
+}
+
+#[test]
+fn the_trace_page_does_not_say_the_error_starts_in_the_caller_when_its_callee_is_the_culprit() {
+    let (addr, store, incident) = incident_server();
+    // The callee that starts it closed without a word and could post no span (out of fds):
+    // the first error span is its caller's.
+    let mut chain = TraceView::call_chain(&*store, &incident.error_trace).expect("fixture trace");
+    let origin = chain
+        .spans
+        .iter()
+        .find(|s| Some(&s.span_id) == chain.error_origin_span_id.as_ref())
+        .expect("the fixture trace has an error origin")
+        .service
+        .clone();
+    chain.culprit = Some(Culprit {
+        service: format!("profiles-api {XSS_IMG}"),
+        role: CulpritRole::Callee,
+        fault: faultline_diagnosis::culprit::Fault::Timeout,
+        seen_by: vec![origin.clone(), "edge".into()],
+        edge: None,
+        resolved: true,
+        headline: String::new(),
+        reasoning: format!("profiles-api {XSS_IMG} did not answer within the caller's deadline"),
+        evidence: vec![format!("{origin}'s span: context deadline exceeded")],
+        traces_agreeing: 1,
+        traces_total: 1,
+        span_id: None,
+    });
+    chain.trace_id = "0000000000000000000000000000c0de".into();
+    store.put_chain(chain);
+    let browser = Browser::start();
+    browser.open(&format!(
+        "http://{addr}/trace?id=0000000000000000000000000000c0de"
+    ));
+    let tag =
+        browser.eval("return document.querySelector('.span-row.origin .origin-tag').textContent");
+    assert_eq!(
+        tag,
+        json!(format!(
+            "◀ error first seen here; it starts in profiles-api {XSS_IMG} (no span of it in this trace)"
+        ))
+    );
+    // The callers that saw it are a list, not one run-together name.
+    let line =
+        browser.eval("return document.querySelector('.culprit-panel p.culprit').textContent");
+    assert!(
+        line.as_str()
+            .unwrap_or_default()
+            .contains(&format!("(seen by {origin}, edge")),
+        "{line}"
+    );
+    assert_hostile_text_is_text(&browser, "trace with a callee culprit");
+}
+
+#[test]
+fn the_counters_page_leads_with_the_ports_of_the_active_incident() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    let mut snap = counters(now, 60);
+    // The incident's port comes last in the snapshot, as a port no one sorted would.
+    let cw = socket_ramp(
+        &snap,
+        8081,
+        PortSide::Local,
+        SocketState::CloseWait,
+        0.0,
+        412.0,
+    );
+    snap.sockets.push(cw);
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/counters"));
+    let titles = browser.eval(
+        "return [...document.querySelectorAll('.chartbox h3')].map((h) => h.textContent) \
+         .filter((t) => t.startsWith('Sockets, '))",
+    );
+    let titles = titles.as_array().unwrap();
+    assert_eq!(
+        titles.first(),
+        Some(&json!(
+            "Sockets, local :8081 — user-svc, culprit of an active incident"
+        )),
+        "{titles:?}"
+    );
+    assert!(
+        titles.contains(&json!("Sockets, local :8080")),
+        "{titles:?}"
+    );
 }

@@ -16,8 +16,12 @@
 //! The format is a versioned enum of structs of its own ([`StateFile`]); the parts that
 //! libraries own (tail offsets, cluster store) are their own versioned values, so a change
 //! of an in-memory type never changes the file silently.
+//!
+//! Beside it, [`counters`] keeps the counters' history (`counters.json`) across a restart, at
+//! a rate of its own: a baseline, not something that must agree with the counts.
 
 pub mod atomic;
+pub mod counters;
 
 use std::fs;
 use std::path::Path;
@@ -220,6 +224,13 @@ pub fn store(dir: &Path, state: AgentState) -> Result<(), atomic::AtomicWriteErr
         &bytes,
         Some(&dir.join(PREVIOUS_FILE)),
     )
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Whether the state reaches the disk: written by the pipeline at every commit, read by

@@ -54,6 +54,10 @@ pub struct CountersConfig {
     pub max_series: usize,
     /// Upper bound on task counters (scraped targets plus OTLP senders; default 256).
     pub max_task_targets: usize,
+    /// How often the agent saves the history to its data directory, so that a restarted agent
+    /// still has the counters' baselines (default 15000 ms; at least 1000; 0: never saved).
+    /// A restart loses at most this much of the history.
+    pub save_interval_ms: u64,
     /// A task count received through OTLP and not refreshed for this long is shown as failing
     /// (default 60000 ms).
     pub otlp_stale_after_ms: u64,
@@ -82,6 +86,7 @@ impl Default for CountersConfig {
             history_minutes: 1440,
             max_series: 1024,
             max_task_targets: 256,
+            save_interval_ms: 15_000,
             otlp_stale_after_ms: 60_000,
             socket_source: SocketSourceChoice::Auto,
             socket_cpu_budget_percent: 2.0,
@@ -112,6 +117,13 @@ impl CountersConfig {
                 "interval_ms",
                 self.interval_ms.to_string(),
                 "must be at least 100",
+            );
+        }
+        if (1..1000).contains(&self.save_interval_ms) {
+            return bad(
+                "save_interval_ms",
+                self.save_interval_ms.to_string(),
+                "must be 0 (never saved) or at least 1000",
             );
         }
         if !(0.0..=100.0).contains(&self.socket_cpu_budget_percent) {

@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use faultline_series::SeriesKey;
 use serde::{Serialize, Serializer};
 
+use super::saved::{SavedHistory, SavedSeries};
+
 /// One series' points on both axes.
 #[derive(Debug)]
 struct Series {
@@ -274,6 +276,155 @@ impl History {
             times_unix_ms: times.iter().skip(skip).copied().collect(),
             series,
         }
+    }
+}
+
+impl History {
+    /// The points worth keeping across a restart: the sample points taken at or after
+    /// `seconds_since_unix_ms` and every closed minute, of the series `keep` accepts (see
+    /// [`super::saved`]). The minute in progress is not closed: its sample points are saved,
+    /// and [`History::restore`] folds them again.
+    pub fn save(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        seconds_since_unix_ms: i64,
+    ) -> SavedHistory {
+        let skip = self
+            .second_times
+            .iter()
+            .take_while(|&&t| t < seconds_since_unix_ms)
+            .count();
+        let known = |v: &f32| v.is_finite().then_some(*v);
+        let mut series: Vec<SavedSeries> = self
+            .series
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, s)| SavedSeries {
+                key: key.clone(),
+                seconds: s.seconds.iter().skip(skip).map(known).collect(),
+                minutes: s.minutes.iter().map(known).collect(),
+            })
+            .filter(|s| s.seconds.iter().chain(&s.minutes).any(Option::is_some))
+            .collect();
+        series.sort_by(|a, b| a.key.cmp(&b.key));
+        SavedHistory {
+            second_times: self.second_times.iter().skip(skip).copied().collect(),
+            minute_times: self.minute_times.iter().copied().collect(),
+            series,
+        }
+    }
+
+    /// Fills an empty history with `saved` points (an agent's start), leaving out the sample
+    /// points older than `seconds_from_unix_ms`, the minutes older than
+    /// `minutes_from_unix_ms` and every point after `now_unix_ms` (a clock set back since: a
+    /// point from the future would shut out every new sample), and keeping within the caps
+    /// (the newest points, the most recently seen series). The samples recorded next follow
+    /// them on the same axes, so the time the agent was down is a gap. Returns how many
+    /// series, sample points and minute points were restored; refused (nothing changed) when
+    /// the history already holds a sample.
+    pub fn restore(
+        &mut self,
+        saved: SavedHistory,
+        seconds_from_unix_ms: i64,
+        minutes_from_unix_ms: i64,
+        now_unix_ms: i64,
+    ) -> Result<(usize, usize, usize), String> {
+        if !self.second_times.is_empty() || !self.series.is_empty() {
+            return Err("the history already holds samples".to_owned());
+        }
+        let window = |times: &[i64], from: i64, cap: usize| {
+            let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
+            let start = times[..end].iter().take_while(|&&t| t < from).count();
+            start.max(end.saturating_sub(cap))..end
+        };
+        let seconds = window(&saved.second_times, seconds_from_unix_ms, self.second_cap);
+        let minutes = window(&saved.minute_times, minutes_from_unix_ms, self.minute_cap);
+        self.second_times = saved.second_times[seconds.clone()]
+            .iter()
+            .copied()
+            .collect();
+        self.minute_times = saved.minute_times[minutes.clone()]
+            .iter()
+            .copied()
+            .collect();
+        self.tick = self.second_times.len() as u64;
+        let mut kept: Vec<(SeriesKey, Series)> = Vec::new();
+        for s in saved.series {
+            let (Some(sec), Some(min)) = (
+                s.seconds.get(seconds.clone()),
+                s.minutes.get(minutes.clone()),
+            ) else {
+                continue;
+            };
+            let nan = |v: &Option<f32>| v.filter(|v| v.is_finite()).unwrap_or(f32::NAN);
+            let series = Series {
+                rate: s.key.is_rate(),
+                seconds: sec.iter().map(nan).collect(),
+                minutes: min.iter().map(nan).collect(),
+                minute_peak: f32::NAN,
+                minute_sum: 0.0,
+                minute_points: 0,
+                // Seen at its last known sample point, or long before the first (minutes only).
+                last_seen_tick: sec
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(0, |i| i as u64 + 1),
+            };
+            if series
+                .seconds
+                .iter()
+                .chain(&series.minutes)
+                .any(|v| v.is_finite())
+            {
+                kept.push((s.key, series));
+            }
+        }
+        kept.sort_by_key(|s| std::cmp::Reverse(s.1.last_seen_tick));
+        kept.truncate(self.max_series);
+        self.series = kept.into_iter().collect();
+        // The minute of the last sample is still open: its points are folded again, so the
+        // minute closes with the peak of the samples before and after the restart.
+        if let Some(&last) = self.second_times.back() {
+            let minute = last.div_euclid(60_000);
+            if self
+                .minute_times
+                .back()
+                .is_none_or(|&m| m < minute * 60_000)
+            {
+                self.current_minute = Some(minute);
+                let open = self
+                    .second_times
+                    .iter()
+                    .rev()
+                    .take_while(|&&t| t.div_euclid(60_000) == minute)
+                    .count();
+                for s in self.series.values_mut() {
+                    for &v in s.seconds.iter().skip(s.seconds.len() - open) {
+                        if v.is_finite() {
+                            s.minute_peak = if s.minute_peak.is_nan() {
+                                v
+                            } else {
+                                s.minute_peak.max(v)
+                            };
+                            s.minute_sum += f64::from(v);
+                            s.minute_points += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok((
+            self.series.len(),
+            self.second_times.len(),
+            self.minute_times.len(),
+        ))
+    }
+
+    /// Forgets every series `drop` accepts (a port whose past belongs to another process).
+    pub fn forget(&mut self, drop: impl Fn(&SeriesKey) -> bool) -> usize {
+        let before = self.series.len();
+        self.series.retain(|key, _| !drop(key));
+        before - self.series.len()
     }
 }
 

@@ -10,7 +10,8 @@
 //!   Prometheus pages); [`runtime`] (the agent's own tokio runtime);
 //! - [`sockets`] turns a socket list into a [`SocketCensus`] (by state, by service port);
 //!   [`owners`] finds the process holding each listening socket;
-//! - [`store`] keeps the latest values, deltas, source statuses and the bounded [`history`];
+//! - [`store`] keeps the latest values, deltas, source statuses and the bounded [`history`],
+//!   which [`saved`] carries across an agent restart;
 //! - [`sampler`] runs it all once per interval as a tokio task.
 //!
 //! To run it: build a [`CountersConfig`], share a [`CounterStore`] in an `Arc`, call
@@ -31,6 +32,7 @@ pub mod process;
 pub mod reader;
 pub mod runtime;
 pub mod sampler;
+pub mod saved;
 pub mod sockets;
 pub mod stacks;
 pub mod store;
@@ -44,5 +46,8 @@ pub use faultline_series::{PortSide, SocketState};
 pub use owners::PortOwner;
 pub use reader::SocketReader;
 pub use sampler::{spawn_sampler, NodeSampler};
+pub use saved::SavedCounters;
 pub use sockets::{PortKey, SocketCensus, SocketEntry, StateCounts};
-pub use store::{CounterStore, CountersSnapshot, ListeningProcess, SnapshotOptions, SourceState};
+pub use store::{
+    CounterStore, CountersSnapshot, ListeningProcess, Restored, SnapshotOptions, SourceState,
+};

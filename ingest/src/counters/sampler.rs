@@ -224,8 +224,10 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         match sampled {
             Ok((sampler, sample, owners)) => {
                 node = Some(sampler);
-                store.record_sample(sample);
+                // Owners first: after a restore, a port another process holds now forgets
+                // its restored past before the new sample continues it.
                 store.record_port_owners(owners);
+                store.record_sample(sample);
             }
             // A panic in a source reader loses this node sample only; a fresh reader takes over.
             Err(e) => tracing::error!(error = %e, "counter sampling failed"),

@@ -29,6 +29,7 @@ use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
 use super::reader::CensusReading;
 use super::runtime::RuntimeCounters;
+use super::saved::{SavedCounters, SavedOwner, SavedTarget};
 use super::sockets::{ListenQueue, PortKey, PortMap, SocketCensus, SocketSource, StateCounts};
 
 /// Everything the sampler read in one tick (task scrapes excepted).
@@ -365,6 +366,12 @@ struct Inner {
     service_ports: BTreeSet<u16>,
     /// This agent's own listening ports (its web and OTLP listeners).
     agent_ports: BTreeSet<u16>,
+    /// Who held each listening port when a restored history was saved, until the first
+    /// census after the restore compares them with who holds them now.
+    restored_owners: Option<BTreeMap<u16, u32>>,
+    /// The process ids of each process target when a restored history was saved, until the
+    /// target is read again.
+    restored_targets: BTreeMap<String, Vec<u32>>,
 }
 
 /// Most service ports [`CounterStore::watch_service_ports`] keeps: a node runs a few dozen
@@ -382,6 +389,8 @@ pub struct CounterStore {
     max_series: usize,
     max_task_targets: usize,
     otlp_stale_after_ms: i64,
+    history_seconds: usize,
+    history_minutes: usize,
     /// `[[counters.processes]]` targets found by their listening port: (port, target name).
     configured_ports: Vec<(u16, String)>,
     inner: Mutex<Inner>,
@@ -395,6 +404,8 @@ impl CounterStore {
             top_ports: config.top_ports.max(1),
             max_series: config.max_series,
             max_task_targets: config.max_task_targets,
+            history_seconds: config.history_seconds,
+            history_minutes: config.history_minutes,
             otlp_stale_after_ms: i64::try_from(config.otlp_stale_after_ms).unwrap_or(i64::MAX),
             configured_ports: config
                 .processes
@@ -423,6 +434,8 @@ impl CounterStore {
                 port_owners: Vec::new(),
                 service_ports: BTreeSet::new(),
                 agent_ports: BTreeSet::new(),
+                restored_owners: None,
+                restored_targets: BTreeMap::new(),
             }),
         }
     }
@@ -450,8 +463,40 @@ impl CounterStore {
 
     /// Records which processes hold the node's listening sockets (the sampler resolves them
     /// after each census, see [`super::owners`]).
+    ///
+    /// The first one after [`CounterStore::restore`] also compares who holds each listening
+    /// port with who held it when the history was saved: a port another process holds now
+    /// (its service restarted while the agent was down, or the port went to another program)
+    /// forgets the restored past of its own sockets and queue, which was another process's.
     pub fn record_port_owners(&self, owners: Vec<PortOwner>) {
-        self.inner.lock().port_owners = owners;
+        let mut inner = self.inner.lock();
+        if let Some(before) = inner.restored_owners.take() {
+            let moved: BTreeSet<u16> = owners
+                .iter()
+                .filter(|o| before.get(&o.port).is_some_and(|&pid| pid != o.pid))
+                .map(|o| o.port)
+                .collect();
+            if !moved.is_empty() {
+                let n = inner.history.forget(|key| match key {
+                    SeriesKey::PortState {
+                        port,
+                        side: PortSide::Local,
+                        ..
+                    }
+                    | SeriesKey::PortTotal {
+                        port,
+                        side: PortSide::Local,
+                    }
+                    | SeriesKey::ListenQueue { port } => moved.contains(port),
+                    _ => false,
+                });
+                tracing::info!(
+                    "ports {moved:?} are held by another process than before the restart: \
+                     {n} restored series of theirs forgotten"
+                );
+            }
+        }
+        inner.port_owners = owners;
     }
 
     /// Who listens on each port, as the counters know it, by port: a configured process
@@ -463,7 +508,8 @@ impl CounterStore {
         let inner = self.inner.lock();
         let target_of = |pid: u32| {
             inner.processes.iter().find(|p| {
-                p.name != "faultline" && p.counters.as_ref().is_some_and(|c| c.pids.contains(&pid))
+                p.name != AGENT_PROCESS
+                    && p.counters.as_ref().is_some_and(|c| c.pids.contains(&pid))
             })
         };
         let mut out: BTreeMap<u16, ListeningProcess> = BTreeMap::new();
@@ -718,7 +764,7 @@ impl CounterStore {
         // Processes: the agent first, then the targets.
         let mut processes = Vec::new();
         if let Some(me) = sample.agent_process {
-            processes.push(("faultline".to_string(), Ok(me)));
+            processes.push((AGENT_PROCESS.to_string(), Ok(me)));
         }
         processes.extend(sample.processes);
         inner.processes.clear();
@@ -727,6 +773,7 @@ impl CounterStore {
             match result {
                 Ok(c) => {
                     set_source(&mut inner, &source_name, (SourceState::Available, None));
+                    forget_if_restarted(&mut inner, &name, &c.pids);
                     for (metric, v) in [
                         (ProcessMetric::OpenFds, c.open_fds),
                         (ProcessMetric::Threads, c.threads),
@@ -930,6 +977,80 @@ impl CounterStore {
         }
     }
 
+    /// The history worth keeping across a restart (see [`super::saved`]): the sample points
+    /// of the last `seconds_ms` and every closed minute, of every series but the agent's own
+    /// (its process and runtime: the next start is another process), with who held the
+    /// listening ports and the process targets' ids now.
+    pub fn save(&self, seconds_ms: i64) -> SavedCounters {
+        let inner = self.inner.lock();
+        let since = inner
+            .time_unix_ms
+            .map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
+        let history = inner.history.save(
+            |key| match key {
+                SeriesKey::Runtime { .. } => false,
+                SeriesKey::Process { name, .. } => name != AGENT_PROCESS,
+                _ => true,
+            },
+            since,
+        );
+        SavedCounters {
+            history,
+            owners: inner
+                .port_owners
+                .iter()
+                .map(|o| SavedOwner {
+                    port: o.port,
+                    pid: o.pid,
+                })
+                .collect(),
+            targets: inner
+                .processes
+                .iter()
+                .filter(|p| p.name != AGENT_PROCESS)
+                .filter_map(|p| {
+                    Some(SavedTarget {
+                        name: p.name.clone(),
+                        pids: p.counters.as_ref()?.pids.clone(),
+                    })
+                })
+                .collect(),
+            unknown_series: 0,
+        }
+    }
+
+    /// Restores a history saved by a previous run at the agent's start (before the first
+    /// sample), as of `now_unix_ms`: the sample points of the last `history_seconds`
+    /// intervals, the minutes of the last `history_minutes`, nothing after now. The samples
+    /// that follow continue its axes; the time the agent was down is a gap, never a zero.
+    /// Who held each listening port and each process target's ids are checked at the first
+    /// census and first reading (see [`CounterStore::record_port_owners`]). Refused when a
+    /// sample was recorded already.
+    pub fn restore(&self, saved: SavedCounters, now_unix_ms: i64) -> Result<Restored, String> {
+        let mut inner = self.inner.lock();
+        let span = |points: usize, step_ms: u64| {
+            i64::try_from(points as u128 * u128::from(step_ms)).unwrap_or(i64::MAX)
+        };
+        let seconds_from = now_unix_ms.saturating_sub(span(self.history_seconds, self.interval_ms));
+        let minutes_from = now_unix_ms.saturating_sub(span(self.history_minutes, 60_000));
+        let (series, sample_points, minute_points) =
+            inner
+                .history
+                .restore(saved.history, seconds_from, minutes_from, now_unix_ms)?;
+        inner.restored_owners = Some(saved.owners.iter().map(|o| (o.port, o.pid)).collect());
+        inner.restored_targets = saved
+            .targets
+            .into_iter()
+            .map(|t| (t.name, t.pids))
+            .collect();
+        Ok(Restored {
+            series,
+            sample_points,
+            minute_points,
+            unknown_series: saved.unknown_series,
+        })
+    }
+
     /// The current values, statuses and (per `options`) history.
     pub fn snapshot(&self, options: &SnapshotOptions) -> CountersSnapshot {
         let inner = self.inner.lock();
@@ -998,6 +1119,40 @@ impl CounterStore {
             history,
         }
     }
+}
+
+/// The name the agent's own process is counted under.
+pub const AGENT_PROCESS: &str = "faultline";
+
+/// What a restore brought back (see [`CounterStore::restore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Series restored.
+    pub series: usize,
+    /// Sample points restored (on the shared axis).
+    pub sample_points: usize,
+    /// Minute points restored (on the shared axis).
+    pub minute_points: usize,
+    /// Series left out because their keys are unknown to this version.
+    pub unknown_series: usize,
+}
+
+/// Forgets the restored past of process target `name` when none of its process ids is one it
+/// had when the history was saved: its service started again while the agent was down.
+fn forget_if_restarted(inner: &mut Inner, name: &str, pids: &[u32]) {
+    let Some(before) = inner.restored_targets.remove(name) else {
+        return;
+    };
+    if before.is_empty() || pids.is_empty() || pids.iter().any(|p| before.contains(p)) {
+        return;
+    }
+    let n = inner
+        .history
+        .forget(|key| matches!(key, SeriesKey::Process { name: n, .. } if n == name));
+    tracing::info!(
+        "{name} runs as another process than before the restart: {n} restored series of it \
+         forgotten"
+    );
 }
 
 /// The port groups of `history` not among the current top ports of `view` whose states had a
@@ -1403,6 +1558,205 @@ mod tests {
         );
         let sockets = snap.sockets.as_ref().expect("sockets");
         assert_eq!(sockets.listeners_omitted, 0);
+    }
+
+    fn counted(pids: Vec<u32>, open_fds: u64) -> ProcessCounters {
+        ProcessCounters {
+            pids,
+            open_fds,
+            fd_limit: Some(1024),
+            threads: 4,
+            rss_bytes: 1 << 20,
+        }
+    }
+
+    /// One second of a node where `orders` (pid `pid`) serves 8080 and `leaked` of its
+    /// connections wait in CLOSE-WAIT.
+    fn leaking(time: i64, leaked: u16, pid: u32) -> NodeSample {
+        let mut entries = vec![entry(SocketState::Listen, 8080, 0)];
+        entries.extend((0..leaked).map(|i| entry(SocketState::CloseWait, 8080, 50000 + i)));
+        let mut s = sample(time, &entries, &[]);
+        s.agent_process = Some(counted(vec![7], 30));
+        s.processes = vec![(
+            "orders".into(),
+            Ok(counted(vec![pid], 40 + u64::from(leaked))),
+        )];
+        s
+    }
+
+    fn orders_owns(port: u16, pid: u32) -> PortOwner {
+        PortOwner {
+            port,
+            pid,
+            process: "orders".into(),
+        }
+    }
+
+    const CLOSE_WAIT_8080: SeriesKey = SeriesKey::PortState {
+        port: 8080,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+
+    /// A history saved by one agent comes back at the next start: the same points at the
+    /// same times, the downtime a gap (never a zero), the minute in progress closed with the
+    /// samples before and after the restart, and nothing of the agent's own process.
+    #[test]
+    fn a_saved_history_comes_back_at_the_next_start_with_the_downtime_as_a_gap() {
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        // 60 s .. 79 s: 3 CLOSE-WAIT for ten seconds, then 5 more every second.
+        let leaked = |t: u16| if t < 10 { 3 } else { 3 + (t - 9) * 5 };
+        for t in 0..20 {
+            store.record_port_owners(vec![orders_owns(8080, 10)]);
+            store.record_sample(leaking(60_000 + i64::from(t) * 1000, leaked(t), 10));
+        }
+        let before = store.snapshot(&SnapshotOptions::default());
+        let saved = store.save(14_000);
+        let bytes = serde_json::to_vec(&saved).unwrap();
+        let saved: SavedCounters = serde_json::from_slice(&bytes).unwrap();
+
+        // The agent was down from 79 s to 85 s.
+        let next = CounterStore::new(&config);
+        let restored = next.restore(saved, 85_000).unwrap();
+        assert_eq!(restored.sample_points, 15, "{restored:?}");
+        assert_eq!(restored.minute_points, 0);
+        next.record_port_owners(vec![orders_owns(8080, 10)]);
+        next.record_sample(leaking(85_000, 2, 10));
+        let after = next.snapshot(&SnapshotOptions::default());
+        let (b, a) = (
+            before.history.as_ref().unwrap(),
+            after.history.as_ref().unwrap(),
+        );
+        let times: Vec<i64> = (65..80).map(|s| s * 1000).chain([85_000]).collect();
+        assert_eq!(a.seconds.times_unix_ms, times);
+        let mut expected = b.seconds.series[&CLOSE_WAIT_8080][5..].to_vec();
+        expected.push(Some(2.0));
+        assert_eq!(a.seconds.series[&CLOSE_WAIT_8080], expected);
+        // On a regular axis the downtime is unknown, not zero.
+        let axis = a
+            .seconds
+            .on_regular_axis(&CLOSE_WAIT_8080, 65_000, 1_000, 21);
+        assert_eq!(axis[14], Some(53.0));
+        assert_eq!(axis[15..20], [None; 5]);
+        assert_eq!(axis[20], Some(2.0));
+        // The agent's own process is a new one: its series start with it.
+        let own = SeriesKey::Process {
+            name: AGENT_PROCESS.into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        assert_eq!(
+            a.seconds.series[&own],
+            [vec![None; 15], vec![Some(30.0)]].concat()
+        );
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        assert_eq!(a.seconds.series[&fds][0], Some(43.0));
+        // The minute of the restart closes with its peak from before it.
+        next.record_sample(leaking(121_000, 2, 10));
+        let minutes = next
+            .snapshot(&SnapshotOptions::default())
+            .history
+            .unwrap()
+            .minutes;
+        assert_eq!(minutes.times_unix_ms, [60_000]);
+        assert_eq!(minutes.series[&CLOSE_WAIT_8080], [Some(53.0)]);
+    }
+
+    /// A port another process holds after the restart, and a process target that runs as
+    /// another process, forget their restored past: it was another process's. The rest keep
+    /// theirs.
+    #[test]
+    fn a_port_or_target_held_by_another_process_after_the_restart_starts_afresh() {
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        let owners = |pid_9090| vec![orders_owns(8080, 10), orders_owns(9090, pid_9090)];
+        let node = |t: i64, pid: u32| {
+            let mut s = leaking(t, 3, pid);
+            if let Ok(census) = &mut s.sockets.census {
+                let more = [
+                    entry(SocketState::Listen, 9090, 0),
+                    entry(SocketState::Established, 9090, 51000),
+                ];
+                *census = SocketCensus::from_entries(
+                    SocketSource::Netlink,
+                    &[vec![entry(SocketState::Listen, 8080, 0)], more.to_vec()].concat(),
+                    &DEFAULT_EPHEMERAL_PORTS,
+                );
+            }
+            s
+        };
+        for t in 0..5 {
+            store.record_port_owners(owners(20));
+            store.record_sample(node(1_000 + t * 1000, 10));
+        }
+        let saved = store.save(60_000);
+        assert_eq!(saved.owners.len(), 2);
+        assert_eq!(
+            saved.targets.len(),
+            1,
+            "the agent's own process is not a target"
+        );
+
+        let next = CounterStore::new(&config);
+        next.restore(saved, 7_000).unwrap();
+        // 9090 went to another process; orders restarted as pid 11 (a target's pid set).
+        next.record_port_owners(owners(21));
+        next.record_sample(node(7_000, 11));
+        let h = next.snapshot(&SnapshotOptions::default()).history.unwrap();
+        let known = |key: &SeriesKey| {
+            h.seconds
+                .series
+                .get(key)
+                .map_or(0, |p| p.iter().flatten().count())
+        };
+        let established = |port| SeriesKey::PortState {
+            port,
+            side: PortSide::Local,
+            state: SocketState::Established,
+        };
+        assert_eq!(known(&established(9090)), 1, "only the new point");
+        assert_eq!(known(&SeriesKey::ListenQueue { port: 9090 }), 1);
+        assert_eq!(known(&SeriesKey::ListenQueue { port: 8080 }), 6);
+        let fds = SeriesKey::Process {
+            name: "orders".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        assert_eq!(known(&fds), 1);
+        assert_eq!(
+            known(&SeriesKey::NodeState {
+                state: SocketState::Listen
+            }),
+            6
+        );
+    }
+
+    /// Points after "now" (a clock set back since they were saved) would shut out every new
+    /// sample: they are left out. A store that sampled already refuses a restore.
+    #[test]
+    fn points_from_the_future_are_left_out_and_a_sampling_store_refuses_a_restore() {
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        for t in 0..10 {
+            store.record_sample(leaking(100_000 + t * 1000, 3, 10));
+        }
+        let saved = store.save(60_000);
+        let next = CounterStore::new(&config);
+        let restored = next.restore(saved.clone(), 104_500).unwrap();
+        assert_eq!(restored.sample_points, 5);
+        next.record_sample(leaking(105_000, 3, 10));
+        let h = next.snapshot(&SnapshotOptions::default()).history.unwrap();
+        assert_eq!(h.seconds.times_unix_ms.last(), Some(&105_000));
+        assert!(next.restore(saved, 200_000).is_err());
+        // Older than the per-sample window (900 samples at 1 s): only the minutes would be
+        // kept, and this history has no closed minute.
+        let far = CounterStore::new(&config);
+        let restored = far
+            .restore(store.save(60_000), 100_000 + 901_000 + 10_000)
+            .unwrap();
+        assert_eq!((restored.series, restored.sample_points), (0, 0));
     }
 
     /// The agent's own listeners are named as its own, not by their command name (another

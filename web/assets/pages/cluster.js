@@ -38,14 +38,12 @@ export async function cluster() {
           stat("Rate", fmtCount(c.rate_per_minute) + " /min"),
           stat("Failures", fmtCount(c.total_count) + (d.reports > c.total_count ? " (" + fmtCount(d.reports) + " reports)" : "")),
           stat("First seen", fmtAgo(c.first_seen_unix_ms)), stat("Last seen", fmtAgo(c.last_seen_unix_ms)),
-          stat("Templates", String(c.template_count)), el("div", null, el("span", { class: "label" }, "Services"), el("span", null, c.services.map(service))),
+          stat("Templates", String(c.template_count)), servicesStat(d),
           (d.seen_in || []).length ? stat("Seen in", d.seen_in.map((x) => x.source.replace(/_/g, " ") + " " + fmtCount(x.occurrences)).join(" · ")) : null),
         el("section", { class: "panel" }, barChart("Occurrences per minute", d.per_minute)),
         movedSection,
         el("div", { class: "grid2" },
-          el("section", { class: "panel" }, el("h2", null, "Templates"),
-            el("table", null, el("thead", null, el("tr", null, el("th", null, "Template"), el("th", { class: "num" }, "Count"), el("th", null, "Services"))),
-              el("tbody", null, d.templates.map((t) => el("tr", null, el("td", null, template(t.template)), el("td", { class: "num" }, fmtCount(t.count)), el("td", null, t.services.map(service))))))),
+          templatesPanel(d),
           el("section", { class: "panel" }, el("h2", null, "Parameter values"),
             d.parameters.length ? d.parameters.map(distribution) : el("p", { class: "empty" }, "No parameters."))),
         d.stack ? el("section", { class: "panel", "aria-labelledby": "h-stack" },
@@ -62,6 +60,29 @@ export async function cluster() {
           el("section", { class: "panel" }, el("h2", null, "Traces it occurs in"), traceTable(traces.traces, d.trace_ids))));
     } catch (err) { fill(body, errorPanel(err)); }
   });
+}
+
+/** The services of the pattern with the occurrences each reported: the service where a
+ *  failure starts and the callers that echoed it each count it once. */
+function servicesStat(d) {
+  const counts = new Map((d.service_occurrences || []).map((v) => [v.value, v.count]));
+  const names = d.summary.services.concat([...counts.keys()].filter((s) => !d.summary.services.includes(s)));
+  return el("div", { class: "services-stat" }, el("span", { class: "label" }, "Services"),
+    el("span", null, names.map((s) => el("span", { class: "svc-count" }, service(s),
+      counts.has(s) ? el("span", { class: "muted" }, " " + fmtCount(counts.get(s))) : null))));
+}
+
+/** Its templates with the reports each had (log records and error spans, so a failure that
+ *  a log line and its span both reported is two reports here and one failure above) and the
+ *  services that wrote them (a caller that only echoed the failure in its trace wrote none). */
+function templatesPanel(d) {
+  const reports = d.templates.reduce((a, t) => a + t.count, 0);
+  return el("section", { class: "panel", id: "templates" }, el("h2", null, "Templates"),
+    el("table", null, el("thead", null, el("tr", null, el("th", null, "Template"), el("th", { class: "num" }, "Reports"), el("th", null, "Written by"))),
+      el("tbody", null, d.templates.map((t) => el("tr", null, el("td", null, template(t.template)), el("td", { class: "num" }, fmtCount(t.count)), el("td", null, t.services.map(service)))))),
+    reports > d.summary.total_count ? el("p", { class: "muted", "data-reports": String(reports) },
+      "Reports are log records and error spans: ", fmtCount(reports), " reports of ", fmtCount(d.summary.total_count),
+      " failures (a failure is counted once per trace however many records report it).") : null);
 }
 
 function distribution(p) {

@@ -264,6 +264,27 @@ function namedPanel(snap, title, chartTitle, list, sourceName, t0, t1) {
     series.length ? lineChart(chartTitle, series, t0, t1) : down ? null : el("p", { class: "empty" }, "No sample yet."));
 }
 
+/** The ports the active incidents' socket counters are on (not node-wide totals), in the
+ *  incidents' order, keyed as the port charts are, with the relation the diagnosis stated. */
+function incidentPorts(doc) {
+  const out = [];
+  for (const inc of (doc.incidents || []).filter((i) => i.active)) {
+    for (const k of inc.counters) {
+      const key = k.anomaly.key;
+      if (key.series !== "port_state" || k.relation === "node_wide") continue;
+      const name = (key.side === "local" ? "local :" : "remote →:") + key.port;
+      if (!out.some((f) => f.key === name)) out.push({ key: name, culprit: k.relation === "culprit" ? inc.culprit.service : null });
+    }
+  }
+  return out;
+}
+
+/** " — <service>, culprit of an active incident" for a port chart the incidents name. */
+function portOwner(f) {
+  if (!f) return "";
+  return f.culprit ? " — " + f.culprit + ", culprit of an active incident" : " — in an active incident";
+}
+
 export async function counters() {
   const minute = params.get("resolution") === "minute";
   const body = slot();
@@ -274,10 +295,12 @@ export async function counters() {
     body);
   await refreshing(["counters"], async () => {
     try {
-      const [snap, health] = await Promise.all([
+      const [snap, health, doc] = await Promise.all([
         api("/api/v1/counters" + (minute ? "?resolution=minute" : "")),
         // Health names each log source's state; the page still shows the counters without it.
         api("/api/v1/health").catch(() => null),
+        // The active incidents' ports lead the port charts; without them, the snapshot's order.
+        api("/api/v1/incidents").catch(() => ({ incidents: [] })),
       ]);
       const t1 = Math.max(snap.sampled_at_unix_ms, snap.history_start_unix_ms + 1);
       const t0 = snap.history_start_unix_ms;
@@ -287,7 +310,10 @@ export async function counters() {
         if (!byPort.has(key)) byPort.set(key, []);
         byPort.get(key).push(s);
       }
-      const portCharts = [...byPort.entries()].map(([key, list]) => lineChart("Sockets, " + key, list.map((s) => {
+      const focus = incidentPorts(doc);
+      const rank = (key) => { const i = focus.findIndex((f) => f.key === key); return i < 0 ? focus.length : i; };
+      const ports = [...byPort.entries()].sort((a, b) => rank(a[0]) - rank(b[0]));
+      const portCharts = ports.map(([key, list]) => lineChart("Sockets, " + key + portOwner(focus.find((f) => f.key === key)), list.map((s) => {
         const points = seriesPoints(snap, s.history);
         return { name: s.state_name || s.state, points, note: signedNote(points) };
       }), t0, t1, { height: 110 }));

@@ -7,7 +7,7 @@ import { api } from "../api.js";
 import { lineChart, sparkline, seriesPoints, taskSeries, movingSockets } from "../charts.js";
 import { refreshing } from "../live.js";
 import { culpritLine } from "../culprit.js";
-import { incidentCard, incidentLead } from "../incidents.js";
+import { incidentCard, incidentLead, openIncident, wantsPid, fold } from "../incidents.js";
 import { movedBody } from "../moved.js";
 
 /** A pattern row; `ongoing` (an active incident) marks a pattern that no longer emerges but
@@ -22,12 +22,19 @@ function patternRow(c, t0, t1, ongoing) {
     el("div", { class: "meta" },
       e ? el("span", { class: "reason" }, e.reason) : null,
       ongoing ? el("span", { class: "reason" }, "no longer new, still occurring: ",
-        el("a", { href: "#incident-" + ongoing.id }, "incident since " + fmtAgo(ongoing.onset_unix_ms))) : null,
+        incidentLink(ongoing)) : null,
       el("span", null, el("span", { class: "big" }, fmtCount(c.rate_per_minute)), " /min"),
       el("span", null, fmtCount(c.total_count), " total"),
       el("span", null, "first seen ", fmtAgo(c.first_seen_unix_ms)),
       el("span", null, c.services.map(service))),
     culpritLine(c.culprit));
+}
+
+/** A link to an incident's card that opens it (the cards past the first are folded). */
+function incidentLink(inc) {
+  const a = el("a", { href: "#incident-" + inc.id }, "incident since " + fmtAgo(inc.onset_unix_ms));
+  a.addEventListener("click", () => openIncident(inc.id));
+  return a;
 }
 
 /** Most patterns of active incidents read one by one for the "now" panel. */
@@ -49,14 +56,56 @@ async function ongoingPatterns(incidents, emerging) {
   return rows.filter(Boolean);
 }
 
+/** The overview's default time axis: the last 30 minutes, or since the agent started when
+ *  it is younger (so a young agent's data spans the charts instead of being a sliver at
+ *  their right edge), at least AXIS_MIN_MS. */
+const AXIS_DEFAULT_MS = 30 * 60e3;
+const AXIS_MIN_MS = 5 * 60e3;
+
+/** The agent's start (Unix ms) from /api/v1/health, null when it cannot be read. */
+async function agentStart() {
+  try {
+    const health = await api("/api/v1/health");
+    return typeof health.started_at_unix === "number" ? health.started_at_unix * 1000 : null;
+  } catch (_) { return null; }
+}
+
+/** The processes of the latest counters (kept by the node panel), for the checks that want a
+ *  pid; read here when the node panel has not loaded yet. */
+let processes = null;
+async function processesFor(doc) {
+  if (!doc.incidents.some((i) => i.hints.some((h) => h.checks.some(wantsPid)))) return null;
+  if (!processes) {
+    try { processes = (await api("/api/v1/counters")).processes || []; } catch (_) { return null; }
+  }
+  return processes;
+}
+
+/** The socket series the active incidents name (not node-wide totals), for the node chart. */
+function incidentSockets(doc) {
+  const out = [];
+  for (const inc of doc.incidents.filter((i) => i.active)) {
+    for (const k of inc.counters) {
+      const key = k.anomaly.key;
+      if (key.series !== "port_state" || k.relation === "node_wide") continue;
+      out.push({ port: key.port, side: key.side, state: key.state, who: k.relation === "culprit" ? inc.culprit.service : null });
+    }
+  }
+  return out;
+}
+
 export async function overview() {
-  const span = windowMs(params.get("window"), 30 * 60e3);
-  const windowText = params.get("window") || "30m";
+  const chosen = params.get("window");
+  const span = windowMs(chosen, AXIS_DEFAULT_MS);
   const emerging = slot(), node = slot(), recent = slot(), moved = slot(), incidents = slot();
+  // Said while the answer is computed (it reads every counter series, a second or more on a
+  // loaded node): an empty box beside a NEW pattern reads as "nothing moved".
+  fill(moved, el("p", { class: "empty", "data-loading": "true" }, "Comparing the node's counters with the top error pattern…"));
+  const axisNote = el("span");
   fill(main,
     el("h1", null, "What is happening on this node"),
     el("section", { class: "panel", id: "incidents", "aria-labelledby": "h-incidents" }, el("h2", { id: "h-incidents" }, "Incidents"), incidents),
-    el("p", { class: "axisnote" }, "Patterns and counters share one time axis: the last ", windowText,
+    el("p", { class: "axisnote" }, "Patterns and counters share one time axis: ", axisNote,
       " (", link("/", { window: "15m" }, "15m"), " · ", link("/", { window: "30m" }, "30m"), " · ",
       link("/", { window: "1h" }, "1h"), ")."),
     el("div", { class: "grid2" },
@@ -67,24 +116,38 @@ export async function overview() {
       el("section", { class: "panel", "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "Node"), node)),
     el("section", { class: "panel", "aria-labelledby": "h-recent" }, el("h2", { id: "h-recent" }, "Most frequent patterns"), recent));
 
+  const started = chosen ? null : await agentStart();
+  /** [t0, t1] now: the chosen window, else the default cut to the agent's age. */
+  const axis = () => {
+    const t1 = Date.now();
+    if (chosen || started === null) return [t1 - span, t1];
+    return [Math.min(t1 - AXIS_MIN_MS, Math.max(t1 - span, started)), t1];
+  };
+  const young = !chosen && started !== null && Date.now() - started < span;
+  fill(axisNote, chosen ? "the last " + chosen
+    : young ? ["since the agent started, ", el("span", { "data-axis-from": String(started) }, fmtAgo(started)), " (at least the last 5 min)"]
+      : "the last 30m");
+
   await Promise.all([
     refreshing(["clusters", "counters"], async () => {
       try {
         const doc = await api("/api/v1/incidents");
+        const procs = await processesFor(doc);
         const active = doc.incidents.filter((i) => i.active), ended = doc.incidents.filter((i) => !i.active);
         // Ended incidents fold away while one goes on: the page leads with what is happening.
-        fill(incidents, incidentLead(doc), active.map(incidentCard),
+        // The first card is open, the others are one line each until clicked.
+        fill(incidents, incidentLead(doc), active.map((inc, i) => incidentCard(inc, i === 0, procs)),
           ended.length && active.length
-            ? el("details", { class: "ended-incidents" }, el("summary", null, ended.length + " ended incident" + (ended.length === 1 ? "" : "s")), ended.map(incidentCard))
-            : ended.map(incidentCard));
+            ? fold("ended incidents", false, { class: "ended-incidents" }, el("summary", null, ended.length + " ended incident" + (ended.length === 1 ? "" : "s")), ended.map((inc) => incidentCard(inc, false, procs)))
+            : ended.map((inc, i) => incidentCard(inc, i === 0, procs)));
       } catch (err) { fill(incidents, errorPanel(err)); }
     }),
     refreshing(["clusters", "counters"], async () => {
-      const t1 = Date.now(), t0 = t1 - span;
+      const [t0, t1] = axis();
       try {
         const [em, top, doc] = await Promise.all([
           api("/api/v1/clusters?emerging=true&limit=20"),
-          api("/api/v1/clusters?sort=rate&limit=15&window=" + encodeURIComponent(windowText)),
+          api("/api/v1/clusters?sort=rate&limit=15&window=" + encodeURIComponent(chosen || "30m")),
           api("/api/v1/incidents"),
         ]);
         const ongoing = await ongoingPatterns(doc.incidents, em.clusters);
@@ -105,28 +168,29 @@ export async function overview() {
     refreshing(["clusters", "counters"], async () => {
       try {
         // The first pattern of the top active incident, else the top emerging pattern, else
-        // the one that appeared most recently.
+        // the one that appeared most recently. Its row and its answer are read at once.
         const doc = await api("/api/v1/incidents");
         const lead = doc.incidents.find((i) => i.active && i.patterns.length);
-        let top = [];
-        if (lead) {
-          top = [(await api("/api/v1/clusters/" + encodeURIComponent(lead.patterns[0].id))).summary];
-        } else {
+        let id = lead ? lead.patterns[0].id : null, row = null;
+        if (!id) {
           const em = await api("/api/v1/clusters?emerging=true&limit=1");
-          top = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
+          const top = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
+          if (top.length) { id = top[0].id; row = top[0]; }
         }
-        if (!top.length) { fill(moved, el("p", { class: "empty" }, "No error pattern yet: nothing to compare the counters with.")); return; }
-        const movedDoc = await api("/api/v1/clusters/" + encodeURIComponent(top[0].id) + "/moved");
-        fill(moved, movedBody(movedDoc, top[0]));
+        if (!id) { fill(moved, el("p", { class: "empty" }, "No error pattern yet: nothing to compare the counters with.")); return; }
+        const path = "/api/v1/clusters/" + encodeURIComponent(id);
+        const [movedDoc, detail] = await Promise.all([api(path + "/moved"), row ? null : api(path)]);
+        fill(moved, movedBody(movedDoc, row || detail.summary));
       } catch (err) { fill(moved, errorPanel(err)); }
     }),
     refreshing(["counters"], async () => {
-      const t1 = Date.now(), t0 = t1 - span;
+      const [t0, t1] = axis();
       try {
-        const snap = await api("/api/v1/counters");
+        const [snap, doc] = await Promise.all([api("/api/v1/counters"), api("/api/v1/incidents").catch(() => ({ incidents: [] }))]);
+        processes = snap.processes || [];
         const tasks = (snap.tasks || []).map((t) => taskSeries(snap, t));
-        fill(node, 
-          lineChart("TCP sockets that moved (state, port)", movingSockets(snap, 4), t0, t1),
+        fill(node,
+          lineChart("TCP sockets that moved (state, port)", movingSockets(snap, 4, incidentSockets(doc)), t0, t1),
           lineChart("Goroutines / tasks", tasks, t0, t1),
           lineChart("Protocol counters (/s)", (snap.protocol_rates || []).map((s) => ({ name: s.name, points: seriesPoints(snap, s.history) })), t0, t1, { height: 100 }));
       } catch (err) { fill(node, errorPanel(err)); }
