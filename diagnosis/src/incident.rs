@@ -84,7 +84,8 @@ use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, process_owner,
+    unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -906,8 +907,10 @@ fn storm_rates(
     (calls > 0.0).then_some((closes, calls))
 }
 
-/// The service whose goroutines rose in `a`, when its process's open fds rose at least half
-/// as much over the same time, with the two rises in words. A Go server runs a goroutine per
+/// The service whose goroutines or open fds rose in `a` with the connections its callers
+/// opened, with the two rises in words: goroutines when its process's open fds rose at least
+/// half as much over the same time, fds when the established connections on its own
+/// listening port did. A Go server runs a goroutine per
 /// connection it serves (its own calls two per connection), so goroutines that come with
 /// connections are its callers opening more — a burst of load, a node stalling under other
 /// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
@@ -918,36 +921,92 @@ fn follows_connections(
     services: &[ServiceFacts],
     history: &CounterHistory,
 ) -> Option<(String, String)> {
-    let SeriesKey::Task { target, .. } = &a.key else {
-        return None;
-    };
     if a.direction != Direction::Rise {
         return None;
     }
-    let service = task_owner(target, services);
-    let processes = services
-        .iter()
-        .find(|s| s.service == service)
-        .map_or(&[][..], |s| s.processes.as_slice());
-    let fds = history.series.iter().find(|s| {
-        matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
-            if name == service || processes.contains(name))
-    })?;
+    let rise = a.reached - a.before;
+    match &a.key {
+        SeriesKey::Task { target, .. } => {
+            let service = task_owner(target, services);
+            let processes = services
+                .iter()
+                .find(|s| s.service == service)
+                .map_or(&[][..], |s| s.processes.as_slice());
+            let fds = history.series.iter().find(|s| {
+                matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
+                    if name == service || processes.contains(name))
+            })?;
+            let (before, reached) = rise_from(&fds.points, a.changed_at_unix_ms, history)?;
+            (reached - before >= rise / 2.0).then(|| {
+                (
+                    service.to_owned(),
+                    format!(
+                        "its goroutines rose {} → {} with its open fds {} → {}",
+                        number(a.before),
+                        number(a.reached),
+                        number(before),
+                        number(reached)
+                    ),
+                )
+            })
+        }
+        // A server's open fds are mostly the connections its callers hold to it: fds that
+        // rose with the established connections on its own listening port are its callers'
+        // doing (more load, connections they keep open), where a leak of its own (files,
+        // its own calls) adds fds its port does not show. Seen on the unseen lab's
+        // close-wait fault: a caller that never read its answers kept 70 connections open
+        // to a blob store, whose fds went 11 → 81 with them — an incident "in blobstore".
+        SeriesKey::Process {
+            name,
+            metric: ProcessMetric::OpenFds,
+        } => {
+            let service = process_owner(name, services);
+            let ports = &services.iter().find(|s| s.service == service)?.listen_ports;
+            let (port, before, reached) = ports
+                .iter()
+                .filter_map(|&port| {
+                    let own = history.get(&SeriesKey::PortState {
+                        port,
+                        side: PortSide::Local,
+                        state: SocketState::Established,
+                    })?;
+                    let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
+                    Some((port, before, reached))
+                })
+                .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))?;
+            (reached - before >= rise / 2.0).then(|| {
+                (
+                    service.to_owned(),
+                    format!(
+                        "its open fds rose {} → {} with its callers' connections to :{port} {} → \
+                         {}",
+                        number(a.before),
+                        number(a.reached),
+                        number(before),
+                        number(reached)
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A series' usual level before `at` (the median of up to [`MIN_BASELINE_POINTS`] points
+/// before it) and the highest it reached from `at` on, when both are known.
+fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Option<(f64, f64)> {
     let step = history.step_ms.max(1);
-    let at =
-        usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step)).ok()?;
-    let mut usual: Vec<f64> = fds
-        .points
+    let at = usize::try_from((at - history.start_unix_ms).div_euclid(step)).ok()?;
+    let mut usual: Vec<f64> = points
         .get(at.saturating_sub(MIN_BASELINE_POINTS)..at)?
         .iter()
         .flatten()
         .copied()
         .collect();
-    // A rise dated at its service's start (a climb that began with it) has no fds before:
-    // they are compared from where they started.
+    // A rise dated at its service's start (a climb that began with it) has no points
+    // before: they are compared from where they started.
     if usual.is_empty() {
-        usual = fds
-            .points
+        usual = points
             .get(at..)?
             .iter()
             .flatten()
@@ -955,8 +1014,7 @@ fn follows_connections(
             .take(crate::anomaly::PERSIST)
             .collect();
     }
-    let reached = fds
-        .points
+    let reached = points
         .get(at..)?
         .iter()
         .flatten()
@@ -965,20 +1023,7 @@ fn follows_connections(
     if usual.is_empty() {
         return None;
     }
-    let before = median(&mut usual);
-    let rise = a.reached - a.before;
-    (reached - before >= rise / 2.0).then(|| {
-        (
-            service.to_owned(),
-            format!(
-                "its goroutines rose {} → {} with its open fds {} → {}",
-                number(a.before),
-                number(a.reached),
-                number(before),
-                number(reached)
-            ),
-        )
-    })
+    Some((median(&mut usual), reached))
 }
 
 /// Whether an incident has an error pattern whose culprit is known: an error the failing

@@ -15,7 +15,7 @@ const ROLE_TEXT = {
 export function culpritLine(c) {
   if (!c) return null;
   const seen = c.seen_by.length ? [" (seen by ", c.seen_by.flatMap((s, i) => (i ? [", ", service(s)] : [service(s)])),
-    c.edge ? [", ", c.edge.caller, " → ", c.edge.callee, c.edge.operation ? " " + c.edge.operation : "",
+    c.edge ? ["; ", c.edge.caller, " → ", c.edge.callee, c.edge.operation ? " " + c.edge.operation : "",
       c.edge.address ? " " + c.edge.address : ""] : null, ")"] : null;
   const count = c.traces_total > 1 ? " in " + fmtCount(c.traces_agreeing) + " of " + fmtCount(c.traces_total) + " traces" : "";
   return el("p", { class: "culprit" + (c.resolved ? "" : " unsure") },

@@ -10,7 +10,7 @@ const ROLES = { callee: "the callee of the failing calls", caller: "the caller i
 
 /** How a pattern's occurrences count in its incident, when not as its failed requests. */
 const COUNTED_AS = {
-  untraced: " (lines no trace holds: not counted as requests)",
+  untraced: " (no trace holds them: not counted as requests)",
   echo: " (an echo of the failures above: not counted again)",
 };
 
@@ -81,7 +81,7 @@ export function incidentCard(inc, open, processes) {
           inc.untraced_records === 1 ? " line" : " lines", " no trace holds, not counted as requests") : null) : null,
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
-        el("span", { class: "muted" }, " · ", fmtCount(p.count), p.count === 1 ? " failure" : " failures",
+        el("span", { class: "muted" }, " · ", fmtCount(p.count), p.counted_as === "untraced" ? (p.count === 1 ? " line" : " lines") : p.count === 1 ? " failure" : " failures",
           COUNTED_AS[p.counted_as] || "",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))

@@ -635,7 +635,7 @@ fn the_overview_reads_the_first_incident_with_its_ports_on_a_young_agents_axis()
     assert_eq!(pattern.len(), 3, "{pattern:?}");
     assert!(!pattern[0].contains("(lines no trace") && !pattern[0].contains("(an echo"));
     assert!(
-        pattern[1].contains(" failures (lines no trace holds: not counted as requests) · since"),
+        pattern[1].contains(" lines (no trace holds them: not counted as requests) · since"),
         "{pattern:?}"
     );
     assert!(
@@ -892,7 +892,7 @@ fn the_trace_page_does_not_say_the_error_starts_in_the_caller_when_its_callee_is
     assert_eq!(
         tag,
         json!(format!(
-            "◀ error first seen here; it starts in profiles-api {XSS_IMG} (no span of it in this trace)"
+            "◀ first seen here — starts in profiles-api {XSS_IMG} (no span in this trace)"
         ))
     );
     // The callers that saw it are a list, not one run-together name.

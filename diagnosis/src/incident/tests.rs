@@ -2133,3 +2133,100 @@ fn callers_connections_to_a_port_blame_nobody_and_join_the_leak() {
     assert_eq!(incidents[0].counters[0].anomaly.key, leak);
     assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == estab));
 }
+
+/// The unseen lab's close-wait fault, seen by one agent through all faults: the caller that
+/// never read its callee's answers kept about 70 connections to it open, and the callee's
+/// fds went 11 → 81 with them — an incident "in blobstore: open fds rose". A server's fds that
+/// rose with the established connections on its own port are its callers' doing; alone they
+/// are node activity. Fds that rise with no connections to show for it stay a signal.
+#[test]
+fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let own = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    let start = T0 - 60_000;
+    let history = |conns_after: f64| CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: fds.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 11.0 } else { 81.0 }))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: own.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 2.0 } else { conns_after }))
+                    .collect(),
+            },
+        ],
+    };
+    let mut rose = anomaly(fds.clone(), T0);
+    rose.before = 11.0;
+    rose.reached = 81.0;
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![rose.clone()]),
+        &history(72.0),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let reason = &tracker.node_signals()[0].reason;
+    assert!(
+        reason.starts_with(
+            "stock: its open fds rose 11 → 81 with its callers' connections to :8082 2 → 72"
+        ),
+        "{reason}"
+    );
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![rose]),
+        &history(2.0),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+}
+
+/// The same run: the sockets towards a callee that sends no spans (its callers known only by
+/// the port their CLIENT spans call) were "no service known", an incident of their own,
+/// where its states towards it were already its single caller's.
+#[test]
+fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
+    let mut services = chain();
+    services[2].callers.clear();
+    services[1].callees.clear();
+    services[1].called_ports = vec![8082];
+    let towards = SeriesKey::PortTotal {
+        port: 8082,
+        side: PortSide::Remote,
+    };
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(towards, T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+}

@@ -68,8 +68,8 @@ function servicesStat(d) {
   const counts = new Map((d.service_occurrences || []).map((v) => [v.value, v.count]));
   const names = d.summary.services.concat([...counts.keys()].filter((s) => !d.summary.services.includes(s)));
   return el("div", { class: "services-stat" }, el("span", { class: "label" }, "Services"),
-    el("span", null, names.map((s) => el("span", { class: "svc-count" }, service(s),
-      counts.has(s) ? el("span", { class: "muted" }, " " + fmtCount(counts.get(s))) : null))));
+    el("span", null, names.flatMap((s, i) => [i ? " · " : null, el("span", { class: "svc-count" }, service(s),
+      counts.has(s) ? el("span", { class: "muted" }, " " + fmtCount(counts.get(s))) : null)])));
 }
 
 /** Its templates with the reports each had (log records and error spans, so a failure that

@@ -54,8 +54,9 @@ function renderChain(chain, templates) {
   // callee out of fds that closed without a word, and could post no span): the tag says so
   // instead of contradicting the verdict above it.
   const culprit = chain.culprit && chain.culprit.resolved ? chain.culprit.service : null;
-  const originTag = origin && culprit && culprit !== origin.service
-    ? "◀ error first seen here; it starts in " + culprit + (services.includes(culprit) ? "" : " (no span of it in this trace)")
+  const elsewhere = Boolean(origin && culprit && culprit !== origin.service);
+  const originTag = elsewhere
+    ? "◀ first seen here — starts in " + culprit + (services.includes(culprit) ? "" : " (no span in this trace)")
     : "◀ error starts here";
   const rows = spans.map((s) => {
     const isOrigin = s.span_id === chain.error_origin_span_id;
@@ -78,7 +79,7 @@ function renderChain(chain, templates) {
     return el("div", { class: "span-row" + (isOrigin ? " origin" : ""), id: "span-" + s.span_id },
       el("div", { class: "span-name" }, indent, service(s.service), " ", s.name,
         s.status === "error" ? el("span", { class: "badge err" }, "error") : null,
-        isOrigin ? el("span", { class: "origin-tag" }, originTag) : null),
+        isOrigin ? el("span", { class: "origin-tag" + (elsewhere ? " elsewhere" : "") }, originTag) : null),
       el("div", { class: "track", title: s.name + " " + fmtDuration(s.duration_us) + (s.status_message ? " — " + s.status_message : "") }, bar, dur),
       s.logs.length || s.status_message ? el("div", { class: "logs" },
         s.status_message ? el("div", { class: "log" }, el("span"), el("span", { class: "lvl-error" }, "status"), el("span", { class: "msg" }, s.status_message), el("span")) : null,
