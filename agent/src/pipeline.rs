@@ -274,8 +274,8 @@ impl Pipeline {
         ok
     }
 
-    /// Shows each log source's state in health: a glob whose directory cannot be read makes
-    /// `logs` failing and names the source.
+    /// Shows each log source's state in health: a glob whose directory cannot be read, or
+    /// that matches a file the agent may not open, makes `logs` failing and names the source.
     fn report_sources(&self, tailer: Option<&TailerHandle>) {
         let Some(tailer) = tailer else { return };
         let stats = tailer.stats();

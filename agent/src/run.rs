@@ -665,7 +665,7 @@ fn agent_counters(
         ));
         rows.push(counter(
             "tail_unreadable_sources",
-            "Log sources whose directory cannot be read.",
+            "Log sources whose directory or a matched file cannot be read.",
             stats.sources.iter().filter(|s| s.error.is_some()).count() as u64,
         ));
     }

@@ -1,7 +1,8 @@
-//! Reliability, short form (the long form is `scripts/reliability/crash.sh`): `kill -9` of
+//! Reliability, short form (the long form is `scripts/reliability/crash.py`): `kill -9` of
 //! the real binary under load while the logs rotate every 1–3 s (also to names outside the
-//! glob), a full data-dir disk, a state file that contradicts itself, and a log directory
-//! that becomes unreadable. Lines are accounted by the agent's own record counter
+//! glob), a full data-dir disk (a small tmpfs, and ENOSPC injected without mounting), a
+//! state file that contradicts itself, and a log directory or file that becomes unreadable
+//! and readable again. Lines are accounted by the agent's own record counter
 //! (`faultline_store_log_records_total`) and by the per-file offsets in its state: exactly
 //! none lost, none counted twice.
 
@@ -210,24 +211,98 @@ fn temp_state_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// How a test makes the data directory's disk full and frees it again.
+enum FullDisk {
+    /// A small tmpfs mounted over the data directory, filled with a file (removed to free it).
+    Tmpfs { _mount: Tmpfs, filler: PathBuf },
+    /// ENOSPC injected into the agent's writes to the data directory by a preloaded library
+    /// (`fault/enospc.c`) while the flag file exists (removed to free it): for machines that
+    /// refuse to mount, and so that the test command exercises a second kind of full disk.
+    Injected { flag: PathBuf },
+}
+
+impl FullDisk {
+    /// Mounts and fills a tmpfs over `<dir>/data`, or `None` where mounting is refused.
+    fn tmpfs(dir: &Path) -> Option<FullDisk> {
+        let data = dir.join("data");
+        let mount = Tmpfs::mount(&data, "1m")?;
+        // A crashed run's temporary state file (empty: removing it must not free the space
+        // the test takes away), then a full disk.
+        fs::write(data.join(".state.json.tmp-4242-0"), b"").expect("leftover");
+        let filler = fill(&data);
+        Some(FullDisk::Tmpfs {
+            _mount: mount,
+            filler,
+        })
+    }
+
+    /// Builds the preload library with the C compiler that links Rust (`cc`) and makes the
+    /// data directory "full" for the agent started with [`FullDisk::environment`].
+    fn injected(dir: &Path) -> FullDisk {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/fault/enospc.c");
+        let library = dir.join("libenospc.so");
+        let output = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .expect("run cc (the C compiler Rust links with) to build the ENOSPC preload");
+        assert!(
+            output.status.success(),
+            "building {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let data = dir.join("data");
+        fs::create_dir_all(&data).expect("data dir");
+        fs::write(data.join(".state.json.tmp-4242-0"), b"").expect("leftover");
+        let flag = dir.join("disk-full");
+        fs::write(&flag, b"").expect("flag");
+        FullDisk::Injected { flag }
+    }
+
+    /// The agent's environment for this kind of full disk.
+    fn environment(&self, dir: &Path) -> Vec<(String, String)> {
+        match self {
+            FullDisk::Tmpfs { .. } => Vec::new(),
+            FullDisk::Injected { flag } => vec![
+                (
+                    "LD_PRELOAD".into(),
+                    dir.join("libenospc.so").display().to_string(),
+                ),
+                (
+                    "FAULTLINE_TEST_FULL_DIR".into(),
+                    dir.join("data").display().to_string(),
+                ),
+                (
+                    "FAULTLINE_TEST_FULL_WHILE".into(),
+                    flag.display().to_string(),
+                ),
+            ],
+        }
+    }
+
+    fn free(&self) {
+        match self {
+            FullDisk::Tmpfs { filler, .. } => fs::remove_file(filler).expect("free space"),
+            FullDisk::Injected { flag } => fs::remove_file(flag).expect("free space"),
+        }
+    }
+}
+
 /// The data directory's disk is full before the agent starts: it starts anyway and serves,
 /// health and `/metrics` say the state is not persisted, commits are retried on a timer
 /// without new data, and once space frees up the state is written; leftover temporary state
 /// files are removed.
-#[test]
-fn a_full_data_dir_disk_is_shown_retried_and_does_not_stop_the_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    // This suite runs as root in CI; a machine where mounting is refused cannot run it, and
-    // says so rather than passing.
-    let _mount = Tmpfs::mount(&data, "1m").expect(
-        "mounting a tmpfs needs root (the test command runs as root); run this test as root",
-    );
-    // A crashed run's temporary state file (empty: removing it must not free the space the
-    // test takes away), then a full disk.
-    fs::write(data.join(".state.json.tmp-4242-0"), b"").expect("leftover");
-    let filler = fill(&data);
-    let agent = Agent::start_in(dir, &[]);
+fn a_full_disk_is_shown_retried_and_does_not_stop_the_start(
+    dir: tempfile::TempDir,
+    disk: FullDisk,
+) {
+    let environment = disk.environment(dir.path());
+    let agent = Agent::start_with(dir, &[], |command| {
+        command.envs(environment);
+    });
     let failing = eventually(Duration::from_secs(20), "data_dir failing", || {
         let c = health_component(&agent, "data_dir");
         (c["state"] == "failing").then_some(c)
@@ -238,6 +313,11 @@ fn a_full_data_dir_disk_is_shown_retried_and_does_not_stop_the_start() {
             .unwrap_or("")
             .contains("not persisted"),
         "{failing}"
+    );
+    assert!(
+        agent.stderr().contains("No space left on device"),
+        "the full disk is not named: {}",
+        agent.stderr()
     );
     assert_eq!(agent.store_metric("state_persisting"), Some(0.0));
     // Retried on a timer, with no new data arriving.
@@ -262,7 +342,7 @@ fn a_full_data_dir_disk_is_shown_retried_and_does_not_stop_the_start() {
         Vec::<String>::new(),
         "temporary state files left behind"
     );
-    fs::remove_file(&filler).expect("free space");
+    disk.free();
     eventually(Duration::from_secs(20), "persisting again", || {
         (agent.store_metric("state_persisting") == Some(1.0)).then_some(())
     });
@@ -272,6 +352,28 @@ fn a_full_data_dir_disk_is_shown_retried_and_does_not_stop_the_start() {
     )
     .expect("JSON");
     assert_eq!(state["totals"]["file_records"], 1);
+}
+
+/// A full disk as the kernel makes it: a 1 MiB tmpfs, filled. The test command runs as
+/// root, which may mount; where mounting is refused this test says so and injects ENOSPC
+/// instead (as the next test always does), rather than passing untested.
+#[test]
+fn a_full_data_dir_disk_is_shown_retried_and_does_not_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = FullDisk::tmpfs(dir.path()).unwrap_or_else(|| {
+        eprintln!("mounting a tmpfs was refused: ENOSPC is injected instead");
+        FullDisk::injected(dir.path())
+    });
+    a_full_disk_is_shown_retried_and_does_not_stop_the_start(dir, disk);
+}
+
+/// The same full disk without mounting anything: the agent's writes to its data directory
+/// fail with ENOSPC (a preloaded library answers them) until the test frees the "space".
+#[test]
+fn an_injected_enospc_is_shown_retried_and_does_not_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = FullDisk::injected(dir.path());
+    a_full_disk_is_shown_retried_and_does_not_stop_the_start(dir, disk);
 }
 
 /// A state file that is valid JSON but contradicts itself (a template naming a root that is
@@ -343,25 +445,48 @@ fn a_state_that_contradicts_itself_is_set_aside_and_the_previous_generation_used
     );
 }
 
-/// A log directory the agent can no longer read is named, per source, in health; readable
-/// again, the source is running again. Root reads any directory, so under root the agent
-/// runs as `nobody` (setpriv) for this test.
+/// Appends `count` numbered lines to `path`, numbered from `*written` on.
+fn append_lines(path: &Path, count: u64, written: &mut u64) {
+    let mut file = open_append(path);
+    let mut text = String::new();
+    for _ in 0..count {
+        text.push_str(&format!("level=info msg=\"tick\" n={written}\n"));
+        *written += 1;
+    }
+    file.write_all(text.as_bytes()).expect("append");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    let mut perms = fs::metadata(path).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, mode);
+    fs::set_permissions(path, perms).expect("chmod");
+}
+
+/// A log directory, then a log file, that the agent can no longer read is named per source
+/// in health (and so on the dashboard's sources panel) and in `/metrics`; readable again,
+/// the file goes on at its offset: every line written meanwhile is counted, none twice.
+/// Root reads any file, so under root the agent runs as `nobody` (setpriv) for this test.
 #[test]
-fn an_unreadable_log_directory_is_named_per_source_in_health() {
+fn an_unreadable_log_directory_or_file_is_named_and_resumed_at_its_offset_once_readable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
     fs::create_dir_all(&logs).expect("logs");
-    fs::write(logs.join("svc.log"), "level=info msg=hello\n").expect("log");
+    let log = logs.join("svc.log");
     let wrapper = as_nobody(dir.path());
     let agent = Agent::start_wrapped(dir, &wrapper, &[]);
     let glob = format!("{}/*.log", logs.display());
     let source = format!("logs {glob}");
+    // Written after the first start: read from its beginning.
+    let mut written = 0;
+    append_lines(&log, 100, &mut written);
     eventually(Duration::from_secs(20), "source running", || {
         (health_component(&agent, &source)["state"] == "running").then_some(())
     });
-    let mut perms = fs::metadata(&logs).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
-    fs::set_permissions(&logs, perms.clone()).expect("chmod 000");
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+
+    // The directory: the open file is read to its end, then let go once idle for the
+    // rotation grace period (5 s); what is written after that waits for the directory.
+    set_mode(&logs, 0o000);
     let failing = eventually(Duration::from_secs(20), "source failing", || {
         let c = health_component(&agent, &source);
         (c["state"] == "failing").then_some(c)
@@ -375,9 +500,41 @@ fn an_unreadable_log_directory_is_named_per_source_in_health() {
     );
     assert_eq!(health_component(&agent, "logs")["state"], "failing");
     assert_eq!(agent.store_metric("tail_unreadable_sources"), Some(1.0));
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    fs::set_permissions(&logs, perms).expect("chmod 755");
+    append_lines(&log, 50, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    eventually(Duration::from_secs(30), "the file let go", || {
+        (agent.store_metric("tail_files") == Some(0.0)).then_some(())
+    });
+    append_lines(&log, 50, &mut written);
+    set_mode(&logs, 0o755);
     eventually(Duration::from_secs(20), "source running again", || {
         (health_component(&agent, &source)["state"] == "running").then_some(())
     });
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    assert_eq!(agent.store_metric("tail_resumed_files_total"), Some(1.0));
+    let dir = agent.stop();
+
+    // The file: unreadable when the agent starts again, with lines it has not read yet.
+    append_lines(&log, 50, &mut written);
+    set_mode(&log, 0o000);
+    let agent = Agent::start_wrapped(dir, &wrapper, &[]);
+    let failing = eventually(Duration::from_secs(20), "source failing", || {
+        let c = health_component(&agent, &source);
+        (c["state"] == "failing").then_some(c)
+    });
+    let detail = failing["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("ermission denied") && detail.contains("svc.log"),
+        "{failing}"
+    );
+    assert_eq!(agent.store_metric("tail_unreadable_sources"), Some(1.0));
+    set_mode(&log, 0o644);
+    eventually(Duration::from_secs(20), "source running again", || {
+        (health_component(&agent, &source)["state"] == "running").then_some(())
+    });
+    // The counter starts from the stored total: every line once across both runs.
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    let data_dir = agent.data_dir.clone();
+    let dir = agent.stop();
+    assert_offsets_at_the_end(&data_dir, &dir.path().join("logs"));
 }

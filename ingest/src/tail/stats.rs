@@ -38,7 +38,8 @@ pub struct SourceStats {
     pub path: String,
     /// Files it matched at the last scan.
     pub files: u64,
-    /// Why it cannot be read (its directory is unreadable), `None` while it can.
+    /// Why it cannot be read (its directory cannot be listed, or a file it matches cannot be
+    /// opened), `None` while it can.
     pub error: Option<String>,
 }
 

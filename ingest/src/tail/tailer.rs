@@ -255,9 +255,10 @@ impl Tailer {
     /// Expands the globs; opens new files. `first`: the very first scan, with its start rule.
     fn scan(&mut self, now: Instant, first: Option<StartAt>) {
         self.book.lock().scanned_unix_nanos = unix_nanos(std::time::SystemTime::now());
-        let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
+        // Each path with its service and the index of the first source that matched it.
+        let mut seen: Vec<(PathBuf, Option<String>, usize)> = Vec::new();
         let mut sources = Vec::with_capacity(self.sources.len());
-        for source in &self.sources {
+        for (index, source) in self.sources.iter().enumerate() {
             let mut stats = SourceStats {
                 path: source.path.clone(),
                 ..SourceStats::default()
@@ -275,8 +276,8 @@ impl Tailer {
                     match entry {
                         Ok(path) => {
                             stats.files += 1;
-                            if !seen.iter().any(|(p, _)| *p == path) {
-                                seen.push((path, source.service.clone()));
+                            if !seen.iter().any(|(p, ..)| *p == path) {
+                                seen.push((path, source.service.clone(), index));
                             }
                         }
                         Err(e) if e.error().kind() != std::io::ErrorKind::NotFound => {
@@ -290,9 +291,8 @@ impl Tailer {
             }
             sources.push(stats);
         }
-        self.book.lock().totals.sources = sources;
         let mut found = Vec::new();
-        for (path, service) in seen {
+        for (path, service, source) in seen {
             // A stat first: files already tracked are not opened again at every scan.
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
@@ -309,8 +309,19 @@ impl Tailer {
                 known.orphan_since = None;
                 continue;
             }
-            let Ok(file) = File::open(&path) else {
-                continue;
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // A file the agent may not read (its mode, an ACL, a security label) is said
+                // per source like an unreadable directory; readable again, it is found at the
+                // next scan and resumes at its remembered offset.
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        sources[source]
+                            .error
+                            .get_or_insert_with(|| format!("cannot open {}: {e}", path.display()));
+                    }
+                    continue;
+                }
             };
             // The path may have been replaced between the stat and the open: use the opened
             // file's own metadata from here on.
@@ -326,6 +337,7 @@ impl Tailer {
             };
             found.push(Some((file, path_text, id, head, size, service)));
         }
+        self.book.lock().totals.sources = sources;
         // First the files that are exactly a checkpointed file (same inode, same first
         // bytes), then the rest: a checkpoint whose inode is gone but whose content is here
         // under another inode is a copytruncate copy made while we were down.
@@ -502,6 +514,25 @@ impl Tailer {
         let Some((file, path, id, size)) =
             self.search_dir(&dir, checkpoint.id, &checkpoint.head, checkpoint.offset)
         else {
+            // Still there but not readable by the agent (its mode, or its directory's): not
+            // gone. Remembered like a file let go, it resumes at its offset once it can be
+            // read again, instead of being read from its beginning then.
+            if self.unreadable_but_there(checkpoint) {
+                tracing::warn!(
+                    path = %checkpoint.path,
+                    offset = checkpoint.offset,
+                    "a log file of the state cannot be read: it resumes at its offset once it \
+                     can"
+                );
+                let unix_secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.book.lock().remember(FileCheckpoint {
+                    released_unix_secs: Some(unix_secs),
+                    ..checkpoint.clone()
+                });
+                return;
+            }
             // Deleted or compressed while we were down. Said so when it had lines not read.
             if checkpoint.size.is_none_or(|size| checkpoint.offset < size) {
                 tracing::warn!(
@@ -529,6 +560,22 @@ impl Tailer {
             f.orphan_since = Some(now);
         }
         self.book.lock().totals.rotations += 1;
+    }
+
+    /// Whether the file of `checkpoint` is still at its path (or may be: its directory
+    /// cannot be looked into) but the agent may not open it, and nobody tails it.
+    fn unreadable_but_there(&self, checkpoint: &FileCheckpoint) -> bool {
+        let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+        if self.files.iter().any(|f| f.id == checkpoint.id) {
+            return false;
+        }
+        match fs::metadata(&checkpoint.path) {
+            Ok(meta) => {
+                FileId::of(&meta) == checkpoint.id
+                    && File::open(&checkpoint.path).is_err_and(|e| denied(&e))
+            }
+            Err(e) => denied(&e),
+        }
     }
 
     fn service_for(&self, path: &str) -> Option<String> {
