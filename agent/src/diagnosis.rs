@@ -328,6 +328,71 @@ pub struct Kept {
     pub latest: Arc<NodeFacts>,
     /// Who called whom and which ports, as recent call chains said, and when last seen.
     calls: KnownCalls,
+    /// How long the runs took.
+    runs: RunTimes,
+}
+
+/// How long the diagnosis runs took: counts since the start and the durations of the last
+/// minute's runs (at most [`RUN_TIMES_KEPT`]).
+#[derive(Debug, Default)]
+struct RunTimes {
+    runs: u64,
+    overran: u64,
+    /// (when it started, Unix ms; its duration, ms), oldest first.
+    recent: std::collections::VecDeque<(i64, u64)>,
+}
+
+/// When each phase of one run ended (ms since the run started), for the log line of a slow
+/// run.
+#[derive(Debug, Default)]
+struct Phases(Vec<(&'static str, u128)>);
+
+impl Phases {
+    fn mark(&mut self, phase: &'static str, started: std::time::Instant) {
+        self.0.push((phase, started.elapsed().as_millis()));
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut before = 0;
+        for (i, (phase, at)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{phase} {} ms", at - before)?;
+            before = *at;
+        }
+        Ok(())
+    }
+}
+
+/// Most run durations kept for the slowest of the last minute (one a second at most, unless
+/// the interval is configured shorter).
+const RUN_TIMES_KEPT: usize = 600;
+
+impl RunTimes {
+    /// Notes a run that started at `now` and took `duration_ms`, and says how the runs keep
+    /// up with `interval`.
+    fn note(&mut self, now: i64, duration_ms: u64, interval: Duration) -> web::DiagnosisRun {
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.runs += 1;
+        if duration_ms > interval_ms {
+            self.overran += 1;
+        }
+        self.recent.push_back((now, duration_ms));
+        while self.recent.len() > RUN_TIMES_KEPT
+            || self.recent.front().is_some_and(|(at, _)| now - at > 60_000)
+        {
+            self.recent.pop_front();
+        }
+        web::DiagnosisRun {
+            interval_ms,
+            duration_ms,
+            slowest_ms_1m: self.recent.iter().map(|(_, d)| *d).max().unwrap_or(0),
+            runs: self.runs,
+            overran: self.overran,
+            counters_sampled_at_unix_ms: 0,
+        }
+    }
 }
 
 /// Calls seen in call chains (caller → callee, caller → port), with when each was last seen
@@ -457,13 +522,16 @@ pub fn diagnose(
     api: &str,
     now: i64,
 ) -> IncidentsDocument {
+    let started = std::time::Instant::now();
+    let mut phases = Phases::default();
     let snapshot = views.counters.snapshot();
     kept.note_pids(&snapshot, now);
     let (mut history, limits) = counter_history(&snapshot);
     if let Some(traces) = &facts.traces {
-        let traffic = crate::views::traffic_series(traces.0.traffic(), &history);
+        let traffic = crate::views::traffic_series(traces.0.traffic(), history.axis());
         history.series.extend(traffic);
     }
+    phases.mark("counters", started);
     // For its first minute the agent is catching up with what happened while it was down:
     // a restored pattern is not judged ended before that.
     let catching_up = now - kept.started_unix_ms <= incident::ACTIVE_MS;
@@ -474,13 +542,16 @@ pub fn diagnose(
         catching_up,
         now,
     );
+    phases.mark("patterns", started);
     let services = service_facts(views, &snapshot, &patterns, facts, &mut kept.calls, now);
     let starts = kept.starts(&services);
     kept.latest = Arc::new(NodeFacts {
         services: services.clone(),
         starts: starts.clone(),
     });
+    phases.mark("services", started);
     let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    phases.mark("anomalies", started);
     let agent_ports = match &facts.listeners {
         Some(node) => {
             // The services' ports (spans', configured) have their listen queues recorded
@@ -509,13 +580,29 @@ pub fn diagnose(
     let omitted = report.unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;
     let mut unjudged = report.unjudged;
     unjudged.truncate(MAX_UNJUDGED);
+    let node_signals = tracker.node_signals().to_vec();
+    phases.mark("incidents", started);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let run = web::DiagnosisRun {
+        counters_sampled_at_unix_ms: snapshot.sampled_at_unix_ms,
+        ..kept.runs.note(now, duration_ms, settings.interval)
+    };
+    if duration_ms > run.interval_ms {
+        tracing::debug!(
+            duration_ms,
+            series = history.series.len(),
+            points = history.len(),
+            "a diagnosis run overran its interval: {phases}"
+        );
+    }
     IncidentsDocument {
         evaluated_at_unix_ms: now,
         series_judged: report.series_judged,
         unjudged,
         unjudged_omitted: omitted,
-        node_signals: tracker.node_signals().to_vec(),
+        node_signals,
         incidents,
+        run,
     }
 }
 

@@ -368,6 +368,12 @@ pub async fn serve(
             stop.child_token(),
         )),
     ));
+    // Its state is judged at each health request from the incidents it serves (stale when
+    // they are old).
+    health.set(
+        faultline_web::DIAGNOSIS_COMPONENT,
+        component(ComponentState::Running, None, "starting"),
+    );
     tasks.push((
         "diagnosis",
         tokio::spawn(diagnosis::run(

@@ -425,8 +425,41 @@ pub fn detect(
                 .filter_map(|(j, v)| v.map(|v| (from + j, v)))
                 .collect()
         };
+        let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
+        // A young series (or one in a history too young to reach past its baseline) may
+        // hold a leak that began with it or inside its baseline: judged on its shape.
+        let life = match &start {
+            Some((i, s)) => Some(leak::Life {
+                started: *i,
+                from: i + warmup_points,
+                text: started_text(s, *i),
+            }),
+            None if base_from == 0 => Some(leak::Life {
+                started: first,
+                from: first,
+                text: format!("counted since {}", clock(history.time(first))),
+            }),
+            None => None,
+        };
+        let leaked = |base: &[(usize, f64)]| {
+            let cx = leak::Context {
+                requests: service_requests(history, &series.key, starts),
+                limit,
+                min_points: config.min_baseline_points,
+            };
+            leak::unbounded_climb(history, &series.key, &points, life.as_ref()?, &cx)
+                .filter(|a| !pool_turned_over(history, a, base, len))
+        };
         let mut base = known_in(from);
+        // A baseline with too few known points (a restart dated where the old process was
+        // last seen, and the new one started later) may still hold a leak of the new one.
+        // Seen on the Go lab with the agent started 120 s first: the redeployed service's
+        // baseline had 6 known points for two minutes, and its goroutines went 14 → 4,333.
         if base.len() < config.min_baseline_points {
+            if let Some(a) = leaked(&base) {
+                report.anomalies.push(a);
+                continue;
+            }
             report.unjudged.push(unjudged(format!(
                 "{} of the {} baseline points needed are known",
                 base.len(),
@@ -465,7 +498,6 @@ pub fn detect(
                 .flatten();
             baseline.highest = before.fold(baseline.highest, |m, &v| m.max(v));
         }
-        let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
         // A climbing baseline is extrapolated for rises (a series still climbing as it did
         // is no break), never for falls: a request rate levelling off after its service's
         // start-up is below where its climb would have gone, and has not fallen. A fall is
@@ -482,21 +514,6 @@ pub fn detect(
                 counts_per_point(&series.key),
             )
         });
-        // A young series (or one in a history too young to reach past its baseline) may
-        // hold a leak that began with it or inside its baseline: judged on its shape.
-        let life = match &start {
-            Some((i, s)) => Some(leak::Life {
-                started: *i,
-                from: i + warmup_points,
-                text: started_text(s, *i),
-            }),
-            None if base_from == 0 => Some(leak::Life {
-                started: first,
-                from: first,
-                text: format!("counted since {}", clock(history.time(first))),
-            }),
-            None => None,
-        };
         let judged = judge(
             history,
             &series.key,
@@ -509,17 +526,8 @@ pub fn detect(
             let settled = settled.as_ref()?;
             judge(history, &series.key, &points, series_split, settled, limit)
         });
-        let leaked = || {
-            let cx = leak::Context {
-                requests: service_requests(history, &series.key, starts),
-                limit,
-                min_points: config.min_baseline_points,
-            };
-            leak::unbounded_climb(history, &series.key, &points, life.as_ref()?, &cx)
-                .filter(|a| !pool_turned_over(history, a, &base, len))
-        };
         let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) else {
-            report.anomalies.extend(leaked());
+            report.anomalies.extend(leaked(&base));
             continue;
         };
         // An upper bound shows no rise: another port's churn moves the smallest port

@@ -46,7 +46,35 @@ pub struct CounterSeries {
     pub points: Vec<Option<f64>>,
 }
 
+/// A regular time axis: `len` points `step_ms` apart from `start_unix_ms`. What a series laid
+/// on a [`CounterHistory`] needs of it, without its series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeAxis {
+    /// Time of the first point (Unix ms).
+    pub start_unix_ms: i64,
+    /// Time between points (ms, >= 1).
+    pub step_ms: i64,
+    /// Number of points.
+    pub len: usize,
+}
+
+impl TimeAxis {
+    /// Time of point `i` (Unix ms).
+    pub fn time(&self, i: usize) -> i64 {
+        self.start_unix_ms + i as i64 * self.step_ms.max(1)
+    }
+}
+
 impl CounterHistory {
+    /// The history's axis: its start, step and [`Self::len`].
+    pub fn axis(&self) -> TimeAxis {
+        TimeAxis {
+            start_unix_ms: self.start_unix_ms,
+            step_ms: self.step_ms.max(1),
+            len: self.len(),
+        }
+    }
+
     /// Points on the axis: the length of the longest series.
     pub fn len(&self) -> usize {
         self.series

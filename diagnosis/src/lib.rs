@@ -30,7 +30,9 @@ mod testing;
 mod text;
 
 pub use activity::{Emerging, EmergingKind, MinuteCounts, PatternActivity, SecondCounts};
-pub use history::{traffic_points, traffic_points_from, CounterHistory, CounterSeries, Series};
+pub use history::{
+    traffic_points, traffic_points_from, CounterHistory, CounterSeries, Series, TimeAxis,
+};
 pub use moved::{
     what_moved, what_moved_for, MovedConfidence, MovedCounter, MovedRelation, MovedUnjudged,
     MovedVerdict, MovedWithIt, PatternContext,

@@ -793,6 +793,11 @@ def run_fault(run: Run, fault: str) -> dict:
     seen_at: dict = {}  # pattern id -> the first poll (Unix ms) that listed it
     first_incident = None
     seen_incidents: dict = {}  # incident id -> the first poll's view of it
+    # Incidents first listed after the injection whose onset is earlier than the fault: a
+    # counter's wobble before the fault that the fault's group took in backdates its onset,
+    # and the fresh filter above would read that as "no incident".
+    backdated: dict = {}
+    listed_before = {str(i.get("id")) for i in earlier_incidents}
     deadline = time.monotonic() + args.observe
     while time.monotonic() < deadline:
         polled = now_ms()
@@ -809,6 +814,10 @@ def run_fault(run: Run, fault: str) -> dict:
             first_incident = first_incident or polled
         for i in fresh_incidents:
             seen_incidents.setdefault(str(i.get("id")), {"seen_unix_ms": polled, **incident_view(i)})
+        for i in incidents or []:
+            key = str(i.get("id"))
+            if key not in listed_before and key not in seen_incidents:
+                backdated.setdefault(key, {"seen_unix_ms": polled, **incident_view(i)})
         listed = [c for c in run.api.clusters(emerging=False) if c.get("first_seen_unix_ms", 0) >= injected - 1000]
         for c in listed:
             seen_at.setdefault(c.get("id"), polled)
@@ -915,6 +924,9 @@ def run_fault(run: Run, fault: str) -> dict:
         # Every incident with an onset after the injection, the top one too: a second one is a
         # stray answer beside the fault's.
         "incidents_seen": list(seen_incidents.values()),
+        # New after the fault but dated before it (not counted as an answer above).
+        "incidents_backdated": [dict(v, onset_before_fault_secs=round((injected - (v["onset_unix_ms"] or injected)) / 1000, 2))
+                                for k, v in backdated.items() if k not in seen_incidents],
         "dropped_spans": run.dropped_spans(),
         "mechanics": {"before": before, "end": at_end},
     })

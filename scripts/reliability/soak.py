@@ -9,7 +9,10 @@ The load (one generator process, this script's child):
   * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
     services, about 2 % failing, sent in batches every 100 ms as an SDK's batch processor
     does;
-  * one task target (a Prometheus text page with a goroutine count) the agent scrapes.
+  * one task target (a Prometheus text page with a goroutine count) the agent scrapes;
+  * with --churn N, N loopback connections opened and closed per second (each leaves a socket
+    in TIME-WAIT for a minute, so about 60 x N at any moment: --churn 170 keeps ~10,000),
+    the socket churn of a busy node's other programs.
 The agent runs with its default configuration apart from ports, data dir, the log glob and
 that task target: socket census on, default store bounds.
 
@@ -22,7 +25,7 @@ minutes. RSS growth is the least-squares slope of RSS over time after the warm-u
 10 minutes.
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
-       [--spans 1000] [--sample 10] [--bin PATH] [--json OUT]
+       [--spans 1000] [--churn 0] [--sample 10] [--bin PATH] [--json OUT]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
@@ -192,12 +195,46 @@ class Goroutines(BaseHTTPRequestHandler):
         pass
 
 
+def churn(per_second):
+    """Opens and closes `per_second` loopback connections a second until the process ends: each
+    leaves a socket in TIME-WAIT for a minute on the side that closed first. Paced every 100 ms
+    against the wall clock; a connection that fails is skipped (the next tick tries again)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    address = listener.getsockname()
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    start = time.monotonic()
+    done = tick = 0
+    while True:
+        tick += 1
+        due = start + tick * 0.1
+        for _ in range(int(per_second * (due - start)) - done):
+            try:
+                socket.create_connection(address, timeout=1).close()
+            except OSError:
+                pass
+            done += 1
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+
+
 def generate(args):
     """The load: runs until killed. Paces itself every 100 ms against the wall clock."""
     rng = random.Random(args.seed)
     files = {s: open(os.path.join(args.logs, f"{s}.log"), "a", buffering=1) for s in SERVICES}
     server = ThreadingHTTPServer(("127.0.0.1", args.task_port), Goroutines)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    if args.churn > 0:
+        threading.Thread(target=churn, args=(args.churn,), daemon=True).start()
     url = f"http://{args.otlp_http}/v1/traces"
     start = time.monotonic()
     lines_done = spans_done = 0
@@ -285,7 +322,8 @@ def run(args):
         generator = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--generate", "--logs", logs,
              "--otlp-http", f"127.0.0.1:{http}", "--task-port", str(task),
-             "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed)])
+             "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
+             "--churn", str(args.churn)])
         children.append(generator)
 
         started = time.monotonic()
@@ -398,6 +436,8 @@ def main():
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--spans", type=int, default=1000)
+    parser.add_argument("--churn", type=int, default=0,
+                        help="loopback connections opened and closed per second (default none)")
     parser.add_argument("--sample", type=float, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bin")

@@ -52,7 +52,7 @@ pub use api::clusters::ClusterPage;
 pub use api::traces::TracePage;
 pub use auth::{Access, AccessCounts};
 pub use error::{ApiError, ErrorBody};
-pub use health::{Component, ComponentState, Health, HealthRegistry};
+pub use health::{Component, ComponentState, Health, HealthRegistry, DIAGNOSIS_COMPONENT};
 pub use live::{Change, LiveUpdates};
 pub use metrics::MetricsOptions;
 pub use model::{ClusterView, CounterView, DiagnosisView, TraceView, Views};

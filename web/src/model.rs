@@ -135,8 +135,16 @@ pub trait DiagnosisView: Send + Sync {
 
 /// Read access to the node's counters.
 pub trait CounterView: Send + Sync {
-    /// The latest values of every counter, with the retained history at `resolution`.
+    /// The latest values of every counter, with the retained history at `resolution`. No
+    /// `traffic`: the diagnosis reads this once a second and lays the services' traffic on
+    /// the counters' axis itself; the counters page reads [`Self::page`].
     fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot;
+
+    /// The counters page's document: [`Self::snapshot_at_resolution`] with the services'
+    /// `traffic` on the same axis. By default the snapshot as it is.
+    fn page(&self, resolution: HistoryResolution) -> CountersSnapshot {
+        self.snapshot_at_resolution(resolution)
+    }
 
     /// The latest values with the per-sample history (the last 15 minutes by default).
     fn snapshot(&self) -> CountersSnapshot {
@@ -185,6 +193,30 @@ pub struct IncidentsDocument {
     /// first.
     #[serde(default)]
     pub node_signals: Vec<NodeSignal>,
+    /// Whether the diagnosis keeps up: how long its runs take against their period, and how
+    /// old the counters it judged were. All 0 before the first run.
+    #[serde(default)]
+    pub run: DiagnosisRun,
+}
+
+/// How the diagnosis keeps up with the node. The document is as old as
+/// `now - evaluated_at_unix_ms`; a run that takes longer than `interval_ms` delays the next
+/// (runs never queue), so a node that makes runs slow makes every answer late.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DiagnosisRun {
+    /// The configured time between runs (ms).
+    pub interval_ms: u64,
+    /// How long the latest run took (ms).
+    pub duration_ms: u64,
+    /// The slowest run of the last minute (ms).
+    pub slowest_ms_1m: u64,
+    /// Runs since the agent started.
+    pub runs: u64,
+    /// Runs since the agent started that took longer than `interval_ms`.
+    pub overran: u64,
+    /// Time of the newest counter sample the latest run judged (Unix ms; 0 when it had
+    /// none): a sampler that falls behind makes the counters older than the run.
+    pub counters_sampled_at_unix_ms: i64,
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as

@@ -573,9 +573,20 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
         "faultline_anomalies{kind=\"tasks\",in=\"node\"} 0\n",
         "faultline_anomaly_series_judged 40\n",
         "faultline_cluster_events_total{cluster_id=\"other\"} 0\n",
+        // Whether the diagnosis keeps up.
+        "faultline_diagnosis_run_seconds 1.5\n",
+        "faultline_diagnosis_run_slowest_seconds 2.25\n",
+        "faultline_diagnosis_interval_seconds 1.0\n",
+        "faultline_diagnosis_runs_total 60\n",
+        "faultline_diagnosis_runs_overran_total 3\n",
+        "faultline_diagnosis_counters_age_seconds 2.0\n",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
+    assert!(
+        text.contains("\nfaultline_diagnosis_lag_seconds "),
+        "{text}"
+    );
     // A failing target is up=0 without a value sample: never a 0 goroutines.
     assert!(!text.contains("faultline_tasks{target=\"payments-svc\""));
     // A process that could not be read has no value samples either.

@@ -29,11 +29,13 @@ impl CounterView for CounterAdapter {
     /// The per-minute ring is copied only when asked for: the diagnosis reads the per-sample
     /// history once a second, and a day of minutes of every series is as long again.
     fn snapshot_at_resolution(&self, resolution: HistoryResolution) -> CountersSnapshot {
-        let options = SnapshotOptions {
-            minutes: resolution == HistoryResolution::Minute,
-            ..SnapshotOptions::default()
-        };
-        let store = self.store.snapshot(&options);
+        counters_snapshot(&self.store.snapshot(&options(resolution)), resolution)
+    }
+
+    /// The snapshot with the services' traffic laid on its axis (per second only: traffic
+    /// is kept 15 minutes per second).
+    fn page(&self, resolution: HistoryResolution) -> CountersSnapshot {
+        let store = self.store.snapshot(&options(resolution));
         let mut snapshot = counters_snapshot(&store, resolution);
         if resolution == HistoryResolution::Second {
             snapshot.traffic = service_traffic(&self.traces, &store);
@@ -106,12 +108,20 @@ impl CounterView for CounterAdapter {
     }
 }
 
+/// The store read for a snapshot at `resolution`: the per-minute ring only when asked for.
+fn options(resolution: HistoryResolution) -> SnapshotOptions {
+    SnapshotOptions {
+        minutes: resolution == HistoryResolution::Minute,
+        ..SnapshotOptions::default()
+    }
+}
+
 /// Every service's request and error rates as the diagnosis reads them
 /// ([`traffic_series`](super::diagnosis::traffic_series) on the same per-sample axis), by
 /// service, with their change over the last minute.
 fn service_traffic(traces: &TraceStore, s: &StoreSnapshot) -> Vec<ServiceTraffic> {
-    let history = super::diagnosis::counter_history(s);
-    let step_ms = history.step_ms.max(1);
+    let axis = super::diagnosis::store_axis(s);
+    let step_ms = axis.step_ms.max(1);
     // The newest point at least a minute before the latest.
     let back = usize::try_from((60_000 + step_ms - 1) / step_ms).unwrap_or(usize::MAX);
     let series = |points: Vec<Option<f64>>| {
@@ -122,7 +132,7 @@ fn service_traffic(traces: &TraceStore, s: &StoreSnapshot) -> Vec<ServiceTraffic
         Series { points, delta_1m }
     };
     let mut by_service: BTreeMap<String, ServiceTraffic> = BTreeMap::new();
-    for s in super::diagnosis::traffic_series(traces.traffic(), &history) {
+    for s in super::diagnosis::traffic_series(traces.traffic(), axis) {
         let SeriesKey::ServiceTraffic { service, metric } = s.key else {
             continue;
         };
@@ -462,7 +472,7 @@ mod tests {
             }
         }
         let views = views_at(&stores, NOW);
-        let c = views.counters.snapshot();
+        let c = views.counters.page(HistoryResolution::Second);
         assert_eq!(c.traffic.len(), 1, "{:?}", c.traffic);
         let ledger = &c.traffic[0];
         assert_eq!(ledger.service, "ledger");
@@ -476,10 +486,10 @@ mod tests {
         assert_eq!(ledger.errors.delta_1m, Some(2.0));
         // Unknown before the first request, not 0.
         assert_eq!(ledger.requests.points[0], None);
-        let minute = views
-            .counters
-            .snapshot_at_resolution(HistoryResolution::Minute);
+        let minute = views.counters.page(HistoryResolution::Minute);
         assert!(minute.traffic.is_empty(), "kept per second only");
+        // The snapshot the diagnosis reads once a second lays no traffic on its axis.
+        assert!(views.counters.snapshot().traffic.is_empty());
     }
 
     #[test]

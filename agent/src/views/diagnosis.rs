@@ -10,7 +10,7 @@ use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::Engine;
 use faultline_diagnosis::{
     traffic_points, traffic_points_from, what_moved_for, CounterHistory, CounterSeries, Emerging,
-    EmergingKind, PatternActivity, PatternContext,
+    EmergingKind, PatternActivity, PatternContext, TimeAxis,
 };
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
@@ -80,7 +80,7 @@ impl DiagnosisView for DiagnosisAdapter {
     fn moved(&self, id: &str) -> Option<MovedWithIt> {
         let pattern = self.pattern(id)?;
         let mut counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
-        let traffic = traffic_series(self.traces.traffic(), &counters);
+        let traffic = traffic_series(self.traces.traffic(), counters.axis());
         counters.series.extend(traffic);
         // Where the pattern's failures live, voted over its recent traces as its page does.
         let listeners = crate::culprits::listeners(&self.traces, &self.counters);
@@ -108,20 +108,18 @@ impl DiagnosisView for DiagnosisAdapter {
     }
 }
 
-/// Every service's request and failure rates (from its SERVER spans and access lines) on the
-/// axis of `history`, as the diagnosis judges them: five-second means, unknown before the
-/// service's first request (see [`traffic_points`]).
-pub(crate) fn traffic_series(
-    traffic: &ServiceTraffic,
-    history: &CounterHistory,
-) -> Vec<CounterSeries> {
-    let len = history.len();
+/// Every service's request and failure rates (from its SERVER spans and access lines) on
+/// `axis` (a counter history's: [`CounterHistory::axis`], or [`store_axis`]), as the diagnosis
+/// judges them: five-second means, unknown before the service's first request (see
+/// [`traffic_points`]). Reads only the axis, never the counters' series.
+pub(crate) fn traffic_series(traffic: &ServiceTraffic, axis: TimeAxis) -> Vec<CounterSeries> {
+    let len = axis.len;
     if len == 0 {
         return Vec::new();
     }
-    let now_secs = history.time(len - 1).div_euclid(1000);
+    let now_secs = axis.time(len - 1).div_euclid(1000);
     let seconds = faultline_ingest::traces::TRAFFIC_SECONDS;
-    let (start_ms, step_ms) = (history.start_unix_ms, history.step_ms);
+    let (start_ms, step_ms) = (axis.start_unix_ms, axis.step_ms);
     let mut out = Vec::new();
     for s in traffic.series(now_secs, seconds) {
         let start = s.start_unix_secs;
@@ -154,6 +152,21 @@ pub(crate) fn traffic_series(
         });
     }
     out
+}
+
+/// The axis [`counter_history`] lays the store's per-sample history on, without copying a
+/// series: the services' traffic on the counters page is laid on it.
+pub(super) fn store_axis(s: &StoreSnapshot) -> TimeAxis {
+    let Some(h) = &s.history else {
+        return TimeAxis::default();
+    };
+    let step_ms = i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1);
+    let (start_unix_ms, samples) = regular_axis(&h.seconds.times_unix_ms, step_ms);
+    TimeAxis {
+        start_unix_ms,
+        step_ms,
+        len: samples.len(),
+    }
 }
 
 /// The store's per-sample history as the diagnosis reads it: every series under its key, on
@@ -249,7 +262,7 @@ mod tests {
                 points: vec![Some(0.0); 91],
             }],
         };
-        let series = traffic_series(stores.traces.traffic(), &history);
+        let series = traffic_series(stores.traces.traffic(), history.axis());
         let get = |metric| {
             series
                 .iter()

@@ -255,7 +255,7 @@ mod tests {
     use faultline_series::TrafficMetric;
 
     use super::super::tests::{assert_no_break, at, history, noisy, raised_at, START};
-    use super::super::{detect, AnomalyConfig, SeriesLimit};
+    use super::super::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
     use super::*;
 
     fn goroutines(target: &str) -> SeriesKey {
@@ -395,6 +395,52 @@ mod tests {
         // 80 % of 256 is reached 46 s after the start; the life needs 30 points after its
         // 15 s start-up.
         assert!(raised <= 50, "raised at {raised} s");
+    }
+
+    #[test]
+    fn a_leak_of_a_redeployed_service_is_raised_though_its_baseline_is_short() {
+        // The Go lab with the agent started 120 s first: a first deploy from 40 s to 80 s,
+        // the redeploy at 120 s, the goroutine-leak fault 40 s later. The restart is dated
+        // where the old process was last seen (81 s), so the baseline after its start-up
+        // holds only the redeploy's first points; goroutines 14 → 4,333 and no incident.
+        let g = goroutines("checkout-api");
+        let leak_at = 160;
+        let points: Vec<Option<f64>> = (0..260)
+            .map(|i| match i {
+                40..=80 => Some(14.0),
+                120..=124 => Some(4.0 + 2.0 * (i - 120) as f64),
+                125.. => Some(14.0 + 160.0 * (i as f64 + 1.0 - leak_at as f64).max(0.0)),
+                _ => None,
+            })
+            .collect();
+        let rate: Vec<Option<f64>> = (0..260)
+            .map(|i| (40..=80).contains(&i) || i >= 121)
+            .map(|up| up.then_some(20.0))
+            .collect();
+        let h = history(vec![(g.clone(), points), (requests("checkout-api"), rate)]);
+        let restart = ServiceStart {
+            service: "checkout-api".into(),
+            at_unix_ms: START + 81_000,
+            task_targets: vec!["checkout-api".into()],
+            ..ServiceStart::default()
+        };
+        let raised = (leak_at - 20..260)
+            .find(|&end| {
+                detect(
+                    &at(&h, end),
+                    &[],
+                    std::slice::from_ref(&restart),
+                    &AnomalyConfig::default(),
+                )
+                .anomalies
+                .iter()
+                .any(|a| a.key == g)
+            })
+            .expect("raised");
+        assert!(
+            (leak_at..=leak_at + 10).contains(&raised),
+            "raised at {raised} s, the leak began at {leak_at} s"
+        );
     }
 
     #[test]

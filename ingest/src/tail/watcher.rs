@@ -177,7 +177,7 @@ async fn run(
         loop {
             let entry = async {
                 match events.as_mut() {
-                    Some(e) => e.entries.changed().await,
+                    Some(e) => e.entry_changed().await,
                     None => std::future::pending().await,
                 }
             };
@@ -302,6 +302,13 @@ impl FileEvents {
             self.complete = false;
         }
         change
+    }
+
+    /// Waits for the next change of a directory entry (writes are not listened to).
+    async fn entry_changed(&mut self) {
+        self.entries.changed().await;
+        // A watched directory may be gone or replaced: the watches are set again.
+        self.complete = false;
     }
 
     /// Reads every queued event of both queues without waiting; returns whether a rescan is

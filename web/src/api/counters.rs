@@ -40,5 +40,5 @@ pub(crate) async fn get(
 ) -> Result<Json<CountersSnapshot>, ApiError> {
     let resolution = params.resolution.unwrap_or_default();
     let views = shared.views()?;
-    Ok(Json(views.counters.snapshot_at_resolution(resolution)))
+    Ok(Json(views.counters.page(resolution)))
 }

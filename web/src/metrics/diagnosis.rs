@@ -83,6 +83,77 @@ fn anomalies_by_kind(doc: &IncidentsDocument) -> BTreeMap<(&'static str, &'stati
     by_kind
 }
 
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn seconds(ms: impl Into<f64>) -> Value {
+    Value::Float(ms.into() / 1000.0)
+}
+
+/// Whether the diagnosis keeps up (see [`crate::model::DiagnosisRun`]): how old the served
+/// incidents are at `now`, how long its runs take, how old the counters it judged were.
+fn encode_run(e: &mut DescriptorEncoder, doc: &IncidentsDocument, now: i64) -> fmt::Result {
+    let run = &doc.run;
+    let gauge = MetricType::Gauge;
+    single(
+        e,
+        "faultline_diagnosis_lag_seconds",
+        "How old the incidents served now are: the time since the latest diagnosis run \
+         started. About the run interval when it keeps up; more means every answer is late.",
+        gauge,
+        seconds((now - doc.evaluated_at_unix_ms).max(0) as f64),
+    )?;
+    single(
+        e,
+        "faultline_diagnosis_run_seconds",
+        "How long the latest diagnosis run took.",
+        gauge,
+        seconds(run.duration_ms as f64),
+    )?;
+    single(
+        e,
+        "faultline_diagnosis_run_slowest_seconds",
+        "The slowest diagnosis run of the last minute.",
+        gauge,
+        seconds(run.slowest_ms_1m as f64),
+    )?;
+    single(
+        e,
+        "faultline_diagnosis_interval_seconds",
+        "The configured time between diagnosis runs.",
+        gauge,
+        seconds(run.interval_ms as f64),
+    )?;
+    single(
+        e,
+        "faultline_diagnosis_runs",
+        "Diagnosis runs since the agent started.",
+        MetricType::Counter,
+        Value::from(run.runs),
+    )?;
+    single(
+        e,
+        "faultline_diagnosis_runs_overran",
+        "Diagnosis runs that took longer than their interval (the next run started late).",
+        MetricType::Counter,
+        Value::from(run.overran),
+    )?;
+    if run.counters_sampled_at_unix_ms > 0 {
+        single(
+            e,
+            "faultline_diagnosis_counters_age_seconds",
+            "How old the newest counter sample was when the latest diagnosis run judged it \
+             (the sampler falling behind shows here).",
+            gauge,
+            seconds((doc.evaluated_at_unix_ms - run.counters_sampled_at_unix_ms).max(0) as f64),
+        )?;
+    }
+    Ok(())
+}
+
 impl Collector for DiagnosisCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let doc = self.diagnosis.incidents();
@@ -145,6 +216,7 @@ impl Collector for DiagnosisCollector {
                 gauge,
                 Value::from(doc.evaluated_at_unix_ms as f64 / 1000.0),
             )?;
+            encode_run(e, &doc, now_unix_ms())?;
         }
         Ok(())
     }
