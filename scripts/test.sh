@@ -18,6 +18,10 @@ command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/gin-gonic/gin ] || missing+=(golang-github-gin-gonic-gin-dev)
+# A C compiler for the full-disk test's preloaded ENOSPC library (tests/e2e/fault/enospc.c),
+# and setpriv to run the agent as `nobody` where a test needs permissions to bite under root.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
