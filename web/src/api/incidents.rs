@@ -16,6 +16,12 @@ use crate::{ApiError, ErrorBody, Shared};
 
 /// Brings `incidents`' pattern counts up to the pattern list's (see the module documentation).
 fn recount<'a>(views: &Views, incidents: impl Iterator<Item = &'a mut Incident>) {
+    let mut incidents = incidents.peekable();
+    // Every pattern's summary is built below: not for a node without incidents, which the
+    // dashboard asks about every second.
+    if incidents.peek().is_none() {
+        return;
+    }
     let rows = views.clusters.summaries();
     let by_id: HashMap<&str, &ClusterSummary> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     for incident in incidents {
