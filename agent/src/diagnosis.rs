@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use faultline_diagnosis::anomaly::{self, AnomalyConfig, SeriesLimit, ServiceStart};
+use faultline_diagnosis::anomaly::cached::Detector;
+use faultline_diagnosis::anomaly::{AnomalyConfig, SeriesLimit, ServiceStart};
 use faultline_diagnosis::culprit::ListenerSource;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
@@ -330,6 +331,9 @@ pub struct Kept {
     calls: KnownCalls,
     /// How long the runs took.
     runs: RunTimes,
+    /// The anomaly detector, with what it last found of each series: a run judges in full
+    /// only the series that moved, are new or are due (see `anomaly::cached`).
+    detector: Detector,
 }
 
 /// How long the diagnosis runs took: counts since the start and the durations of the last
@@ -391,6 +395,8 @@ impl RunTimes {
             runs: self.runs,
             overran: self.overran,
             counters_sampled_at_unix_ms: 0,
+            series_judged_in_full: 0,
+            series_deferred: 0,
         }
     }
 }
@@ -550,7 +556,10 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     phases.mark("services", started);
-    let report = anomaly::detect(&history, &limits, &starts, &settings.anomalies);
+    let report = kept
+        .detector
+        .detect(&history, &limits, &starts, &settings.anomalies);
+    let judged = kept.detector.last_pass();
     phases.mark("anomalies", started);
     let agent_ports = match &facts.listeners {
         Some(node) => {
@@ -585,6 +594,8 @@ pub fn diagnose(
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let run = web::DiagnosisRun {
         counters_sampled_at_unix_ms: snapshot.sampled_at_unix_ms,
+        series_judged_in_full: judged.judged,
+        series_deferred: judged.deferred,
         ..kept.runs.note(now, duration_ms, settings.interval)
     };
     if duration_ms > run.interval_ms {

@@ -78,6 +78,7 @@ use crate::baseline::{counts_per_point, median, poisson_floor};
 use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
 
+pub mod cached;
 pub mod leak;
 
 /// Samples a series must stay out of (and, before, inside) its band for a change point: one or
@@ -319,10 +320,43 @@ pub fn detect(
     starts: &[ServiceStart],
     config: &AnomalyConfig,
 ) -> AnomalyReport {
+    judge_series(history, limits, starts, config, None).0
+}
+
+/// The band a series judged quiet was judged against, when its next points can be checked
+/// against it instead of judging the series again (see [`cached::Detector`]): a settled
+/// baseline (no start-up climb, no upper bound for a port not counted) of a series that is
+/// not a young count that leaks (the leak rule judges a shape, not a band).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Band {
+    /// The baseline's median.
+    pub level: f64,
+    /// The baseline's noise σ.
+    pub noise: f64,
+}
+
+impl Band {
+    /// How far `v` is from the level in noise units: outside the band above [`BAND_Z`].
+    pub(crate) fn score(&self, v: f64) -> f64 {
+        (v - self.level).abs() / self.noise
+    }
+}
+
+/// [`detect`] on the series of `history` that `only` selects (all when `None`; `only[i]` for
+/// `history.series[i]`), with, per series, the band of a series judged quiet when its next
+/// points may be checked against it.
+pub(crate) fn judge_series(
+    history: &CounterHistory,
+    limits: &[SeriesLimit],
+    starts: &[ServiceStart],
+    config: &AnomalyConfig,
+    only: Option<&[bool]>,
+) -> (AnomalyReport, Vec<Option<Band>>) {
     let mut report = AnomalyReport::default();
+    let mut bands = vec![None; history.series.len()];
     let len = history.len();
     if len == 0 {
-        return report;
+        return (report, bands);
     }
     let step = history.step_ms.max(1);
     let search_points = usize::try_from(config.search_ms / step).unwrap_or(0).max(1);
@@ -336,13 +370,16 @@ pub fn detect(
         .saturating_sub(search_points)
         .max(config.min_baseline_points);
     let base_from = split.saturating_sub(baseline_points);
-    let floor = port_floor(history, len);
+    // Read only when a port state's gaps need it (see [`filled`]).
+    let floor = std::cell::OnceCell::new();
     let index_of = |t: i64| -> usize {
         let i = (t - history.start_unix_ms + step - 1).div_euclid(step);
         usize::try_from(i.max(0)).unwrap_or(usize::MAX)
     };
-    for series in &history.series {
-        if matches!(series.key, SeriesKey::Runtime { .. }) {
+    for (index, series) in history.series.iter().enumerate() {
+        if matches!(series.key, SeriesKey::Runtime { .. })
+            || only.is_some_and(|o| !o.get(index).copied().unwrap_or(false))
+        {
             continue;
         }
         let (points, bounded_until) = filled(history, &series.key, &series.points, len, &floor);
@@ -527,7 +564,19 @@ pub fn detect(
             judge(history, &series.key, &points, series_split, settled, limit)
         });
         let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) else {
-            report.anomalies.extend(leaked(&base));
+            match leaked(&base) {
+                Some(a) => report.anomalies.push(a),
+                None if climb.is_none()
+                    && bounded_until.is_none()
+                    && (life.is_none() || !leak::leaks(&series.key)) =>
+                {
+                    bands[index] = Some(Band {
+                        level: baseline.level,
+                        noise: baseline.noise,
+                    });
+                }
+                None => {}
+            }
             continue;
         };
         // An upper bound shows no rise: another port's churn moves the smallest port
@@ -572,7 +621,7 @@ pub fn detect(
     report
         .anomalies
         .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
-    report
+    (report, bands)
 }
 
 /// The requests per second of the service a series belongs to, when the history has them:
@@ -1046,7 +1095,7 @@ fn filled(
     key: &SeriesKey,
     points: &[Option<f64>],
     len: usize,
-    floor: &[Option<f64>],
+    floor: &std::cell::OnceCell<Vec<Option<f64>>>,
 ) -> (Vec<Option<f64>>, Option<i64>) {
     let mut out: Vec<Option<f64>> = points.iter().copied().take(len).collect();
     out.resize(len, None);
@@ -1073,6 +1122,7 @@ fn filled(
                 if counted {
                     *p = Some(0.0);
                 } else if piles_up {
+                    let floor = floor.get_or_init(|| port_floor(history, len));
                     if let Some(bound) = floor.get(i).copied().flatten() {
                         *p = Some(bound);
                         bounded_until = Some(history.time(i + 1));

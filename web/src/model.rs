@@ -217,6 +217,16 @@ pub struct DiagnosisRun {
     /// Time of the newest counter sample the latest run judged (Unix ms; 0 when it had
     /// none): a sampler that falls behind makes the counters older than the run.
     pub counters_sampled_at_unix_ms: i64,
+    /// Counter series the anomaly detector judged in full in the latest run. The others of
+    /// `series_judged` kept the verdict of an earlier run: their latest points stayed inside
+    /// the usual band they were judged against, and each is judged in full again within 15 s.
+    #[serde(default)]
+    pub series_judged_in_full: u64,
+    /// Counter series that needed a judgement in the latest run and were left for a later one
+    /// (a run judges a bounded number of series in full): each is listed in `unjudged` with
+    /// the reason. More than 0 means the node has more moving series than a run judges.
+    #[serde(default)]
+    pub series_deferred: u64,
 }
 
 /// A counter about a store (evictions, drops, sizes), exported as

@@ -579,6 +579,8 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
         "faultline_diagnosis_interval_seconds 1.0\n",
         "faultline_diagnosis_runs_total 60\n",
         "faultline_diagnosis_runs_overran_total 3\n",
+        "faultline_anomaly_series_judged_in_full 12\n",
+        "faultline_anomaly_series_deferred 0\n",
         "faultline_diagnosis_counters_age_seconds 2.0\n",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");

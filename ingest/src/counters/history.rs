@@ -96,20 +96,28 @@ impl History {
         self.series.contains_key(key)
     }
 
-    /// Every series kept with its highest point over both resolutions (the minute in
-    /// progress included); `None` for a series with no point at all.
-    pub fn peaks(&self) -> impl Iterator<Item = (&SeriesKey, Option<f32>)> {
-        self.series.iter().map(|(key, s)| {
-            let peak = s
-                .seconds
-                .iter()
-                .chain(&s.minutes)
-                .chain(std::iter::once(&s.minute_peak))
-                .copied()
-                .filter(|v| v.is_finite())
-                .reduce(f32::max);
-            (key, peak)
-        })
+    /// Every series `keep` accepts with its highest point over both resolutions (the minute
+    /// in progress included); `None` for a series with no point at all. Only the accepted
+    /// series' points are read: a snapshot asks for the port groups that left the top ports,
+    /// once a second, and the minute ring holds up to a day of points per series.
+    pub fn peaks(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+    ) -> impl Iterator<Item = (&SeriesKey, Option<f32>)> {
+        self.series
+            .iter()
+            .filter(move |(key, _)| keep(key))
+            .map(|(key, s)| {
+                let peak = s
+                    .seconds
+                    .iter()
+                    .chain(&s.minutes)
+                    .chain(std::iter::once(&s.minute_peak))
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .reduce(f32::max);
+                (key, peak)
+            })
     }
 
     /// Series evicted so far to respect the bound.

@@ -1160,7 +1160,8 @@ fn forget_if_restarted(inner: &mut Inner, name: &str, pids: &[u32]) {
 fn departed_ports(history: &History, view: &SocketsView) -> Vec<DepartedPorts> {
     let current: BTreeSet<(u16, PortSide)> = view.ports.iter().map(|p| (p.port, p.side)).collect();
     let mut groups: BTreeMap<(u16, PortSide), DepartedPorts> = BTreeMap::new();
-    for (key, peak) in history.peaks() {
+    let departed = |key: &SeriesKey| matches!(key, SeriesKey::PortState { port, side, .. } if !current.contains(&(*port, *side)));
+    for (key, peak) in history.peaks(departed) {
         let (&SeriesKey::PortState { port, side, state }, Some(peak)) = (key, peak) else {
             continue;
         };

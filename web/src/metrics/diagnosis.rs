@@ -136,6 +136,22 @@ fn encode_run(e: &mut DescriptorEncoder, doc: &IncidentsDocument, now: i64) -> f
     )?;
     single(
         e,
+        "faultline_anomaly_series_judged_in_full",
+        "Counter series the anomaly detector judged in full in its latest run (the others kept \
+         an earlier run's verdict: their latest points stayed inside their usual band).",
+        gauge,
+        Value::from(run.series_judged_in_full),
+    )?;
+    single(
+        e,
+        "faultline_anomaly_series_deferred",
+        "Counter series that needed a judgement in the latest run and were left for a later \
+         one (a run judges a bounded number in full); each is listed as unjudged with why.",
+        gauge,
+        Value::from(run.series_deferred),
+    )?;
+    single(
+        e,
         "faultline_diagnosis_runs_overran",
         "Diagnosis runs that took longer than their interval (the next run started late).",
         MetricType::Counter,

@@ -1,0 +1,608 @@
+//! The anomaly detector of a long-running agent: [`super::detect`] once a second over every
+//! series of a long history costs in proportion to the series times the points, and most of
+//! it re-reads minutes of series that did nothing since the last pass. Seen on a node with
+//! 10,000 TIME-WAIT sockets and 20 minutes of history (debug build, load 26–33): a diagnosis
+//! pass took a median 2.9 s for a 1 s interval, so its answers were 5–9 s old.
+//!
+//! [`Detector`] keeps, per series, what its last full judgement found, and each pass judges
+//! in full only the series that need it, in this order:
+//!
+//! 1. series it raised last time (their `reached`, `latest` and `active` move every second);
+//! 2. series whose latest [`CHECKED_POINTS`] points left the band of their last judgement
+//!    as a break must (a change point can only start there; see [`may_break`]), the
+//!    furthest out first;
+//! 3. series seen for the first time, or covered by a service start they were not judged
+//!    with;
+//! 4. series whose verdict cannot be kept from one pass to the next: young counts that leak
+//!    (the leak rule judges their shape, not a band), baselines still climbing after a
+//!    start, ports whose usual level is an upper bound, series that could not be judged;
+//! 5. the quiet series judged longest ago, enough of them each pass that every series is
+//!    judged in full again within [`Bounds::refresh_ms`] (the baseline window slides).
+//!
+//! The other series keep the "no break" of their last judgement: their latest points did not
+//! leave the band they were judged against as a step or a ramp must. At most [`Bounds::max_judged`] series are judged
+//! in full per pass; the series of the first four kinds left over are listed as unjudged with
+//! the reason (never a silent miss), and come first in the next pass while they still need
+//! it; quiet series left over keep their verdict a pass longer.
+//!
+//! What a kept verdict can miss that a full judgement would see: points outside the band of
+//! a baseline up to [`Bounds::refresh_ms`] newer but inside the older one's (a baseline slides
+//! by a few percent of its window in that time; a break worth raising is at least
+//! [`super::MIN_SCORE`] σ out, twice the band). Everything raised is raised by the full
+//! judgement of [`super::detect`]: the same series at the same second give the same anomaly.
+//!
+//! Bounds: per pass, `O(series × CHECKED_POINTS)` for the checks plus at most
+//! [`Bounds::max_judged`] full judgements (`O(points)` each); one entry per series of the
+//! history (entries of series the history no longer holds are dropped).
+
+use std::collections::HashMap;
+
+use faultline_series::SeriesKey;
+
+use super::{
+    clock, judge_series, rule, AnomalyConfig, AnomalyReport, Band, KindRule, SeriesLimit,
+    ServiceStart, Unjudged, BAND_Z, BURSTY_MAX_HOLD, MIN_SCORE, PERSIST,
+};
+use crate::history::CounterHistory;
+
+/// Latest points of a quiet series checked against its band each pass: a step raised by a
+/// later judgement of points already seen needs a point out of the band among the last
+/// [`BURSTY_MAX_HOLD`] points (the longest a bursty series is held before it is raised) and
+/// the [`PERSIST`] before its change point.
+pub const CHECKED_POINTS: usize = BURSTY_MAX_HOLD + PERSIST;
+/// Default of [`Bounds::max_judged`]: what a debug build judges in about 0.1 s on a loaded
+/// 2-core machine (see `diagnosis/benches/pass.rs`), above the series of a busy node
+/// (the counter store keeps 1,024 by default, most of them quiet).
+pub const MAX_JUDGED: usize = 256;
+/// Default of [`Bounds::refresh_ms`].
+pub const REFRESH_MS: i64 = 15_000;
+
+/// How much a pass judges in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most series judged in full per pass.
+    pub max_judged: usize,
+    /// Longest a quiet series keeps a verdict before it is judged in full again (ms).
+    pub refresh_ms: i64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_judged: MAX_JUDGED,
+            refresh_ms: REFRESH_MS,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    /// Series judged in full.
+    pub judged: u64,
+    /// Quiet series that kept the verdict of an earlier pass.
+    pub kept: u64,
+    /// Series that needed a judgement and were left for a later pass (listed as unjudged).
+    pub deferred: u64,
+}
+
+/// What the last full judgement of a series found.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    /// Time of the history's last point then (Unix ms).
+    at: i64,
+    /// The band it was judged quiet against; `None` when its verdict cannot be kept.
+    band: Option<Band>,
+    /// Whether it was raised.
+    raised: bool,
+    /// The latest service start covering it then (Unix ms).
+    started: Option<i64>,
+}
+
+/// The detector kept across passes (see the module documentation).
+#[derive(Debug, Default)]
+pub struct Detector {
+    bounds: Bounds,
+    step_ms: i64,
+    judged: HashMap<SeriesKey, Judged>,
+    last: PassCounts,
+}
+
+/// Why a series is judged in full this pass, in the order they are served.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+enum Need {
+    Raised,
+    /// Left its band: how far, in noise units (negated, so the furthest sorts first), and when.
+    Moved(f64, i64),
+    New,
+    Unkept,
+    /// Quiet: judged this long ago (negated: the oldest first).
+    Refresh(i64),
+}
+
+/// Whether a full judgement of a series judged quiet against `b` may raise it now, from its
+/// latest [`CHECKED_POINTS`] points: the necessary conditions of the step and ramp tests of
+/// [`super::detect`] on the same baseline. A step needs [`PERSIST`] points in a row out of the
+/// band on a side the series is judged on (falls only where its kind's are) and a point at
+/// least [`MIN_SCORE`] σ and the kind's smallest step from the level on that side (a step's
+/// median is that far); a ramp needs the latest point above the band by the kind's smallest
+/// ramp. The furthest point out (in noise units, and its index) when it may.
+fn may_break(points: &[Option<f64>], b: &Band, rule: &KindRule) -> Option<(f64, usize)> {
+    let tail = points.len().saturating_sub(CHECKED_POINTS);
+    let band = BAND_Z * b.noise;
+    // (side, points in a row on it); per side (rise, fall): held PERSIST points, went far.
+    let mut run = (0i8, 0usize);
+    let (mut held, mut far) = ([false; 2], [false; 2]);
+    let mut furthest: Option<(f64, usize)> = None;
+    let mut latest = None;
+    for (k, v) in points.iter().enumerate().skip(tail) {
+        let Some(v) = *v else {
+            continue;
+        };
+        latest = Some(v);
+        let d = v - b.level;
+        let dir: i8 = if d > band {
+            1
+        } else if d < -band && rule.falls {
+            -1
+        } else {
+            0
+        };
+        run = if dir != 0 && dir == run.0 {
+            (dir, run.1 + 1)
+        } else {
+            (dir, usize::from(dir != 0))
+        };
+        if dir == 0 {
+            continue;
+        }
+        let side = usize::from(dir < 0);
+        let z = b.score(v);
+        held[side] |= run.1 >= PERSIST;
+        far[side] |= z >= MIN_SCORE && d.abs() >= rule.min_step;
+        if furthest.is_none_or(|(f, _)| z > f) {
+            furthest = Some((z, k));
+        }
+    }
+    let ramp = latest.is_some_and(|v| {
+        let d = v - b.level;
+        d > band && rule.min_ramp.is_some_and(|m| d >= m)
+    });
+    let step = (held[0] && far[0]) || (held[1] && far[1]);
+    furthest.filter(|_| step || ramp)
+}
+
+impl Detector {
+    /// A detector with these bounds and no series judged yet.
+    pub fn new(bounds: Bounds) -> Detector {
+        Detector {
+            bounds,
+            ..Detector::default()
+        }
+    }
+
+    /// What the latest pass did.
+    pub fn last_pass(&self) -> PassCounts {
+        self.last
+    }
+
+    /// Judges `history` at the end of its axis as [`super::detect`] does, in full only where
+    /// needed (see the module documentation). The report's `series_judged` counts the
+    /// series judged in full and those that kept a quiet verdict.
+    pub fn detect(
+        &mut self,
+        history: &CounterHistory,
+        limits: &[SeriesLimit],
+        starts: &[ServiceStart],
+        config: &AnomalyConfig,
+    ) -> AnomalyReport {
+        let len = history.len();
+        let step = history.step_ms.max(1);
+        if len == 0 || step != self.step_ms {
+            self.judged.clear();
+            self.step_ms = step;
+        }
+        if len == 0 {
+            self.last = PassCounts::default();
+            return AnomalyReport::default();
+        }
+        let now = history.time(len - 1);
+        let started_of = |key: &SeriesKey| {
+            starts
+                .iter()
+                .filter(|s| s.covers(key))
+                .map(|s| s.at_unix_ms)
+                .max()
+        };
+        let mut needs: Vec<(Need, usize)> = Vec::new();
+        let mut quiet = 0usize;
+        for (i, series) in history.series.iter().enumerate() {
+            if matches!(series.key, SeriesKey::Runtime { .. }) {
+                continue;
+            }
+            let need = match self.judged.get(&series.key) {
+                None => Need::New,
+                Some(j) if j.started != started_of(&series.key) => Need::New,
+                Some(j) if j.raised => Need::Raised,
+                Some(Judged { band: None, .. }) => Need::Unkept,
+                Some(Judged {
+                    band: Some(b), at, ..
+                }) => match may_break(&series.points, b, &rule(&series.key)) {
+                    Some((z, k)) => Need::Moved(-z, history.time(k)),
+                    None => {
+                        quiet += 1;
+                        Need::Refresh(-(now - at))
+                    }
+                },
+            };
+            needs.push((need, i));
+        }
+        needs.sort_by(|a, b| {
+            a.0.partial_cmp(&b.0)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        });
+        // Enough quiet series each pass that all of them are judged again within the refresh
+        // time; those judged too long ago besides.
+        let refresh = quiet.saturating_mul(usize::try_from(step).unwrap_or(usize::MAX))
+            / usize::try_from(self.bounds.refresh_ms.max(1)).unwrap_or(usize::MAX)
+            + 1;
+        let mut refreshing = 0usize;
+        let mut refreshed = 0usize;
+        let mut only = vec![false; history.series.len()];
+        let mut deferred: Vec<(Need, usize)> = Vec::new();
+        let mut judged = 0usize;
+        for &(need, i) in &needs {
+            if let Need::Refresh(age) = need {
+                if refreshing >= refresh && -age < self.bounds.refresh_ms {
+                    continue;
+                }
+                refreshing += 1;
+            }
+            if judged < self.bounds.max_judged {
+                only[i] = true;
+                judged += 1;
+                refreshed += usize::from(matches!(need, Need::Refresh(_)));
+            } else if !matches!(need, Need::Refresh(_)) {
+                deferred.push((need, i));
+            }
+        }
+        let (mut report, bands) = judge_series(history, limits, starts, config, Some(&only));
+        let raised: std::collections::HashSet<&SeriesKey> =
+            report.anomalies.iter().map(|a| &a.key).collect();
+        for (i, series) in history.series.iter().enumerate() {
+            if !only[i] {
+                continue;
+            }
+            self.judged.insert(
+                series.key.clone(),
+                Judged {
+                    at: now,
+                    band: bands[i],
+                    raised: raised.contains(&series.key),
+                    started: started_of(&series.key),
+                },
+            );
+        }
+        let needing = needs
+            .iter()
+            .filter(|(n, _)| !matches!(n, Need::Refresh(_)))
+            .count();
+        for &(need, i) in &deferred {
+            let series = &history.series[i];
+            let why = match need {
+                Need::Raised => "it was raised in the previous pass".to_owned(),
+                Need::Moved(z, at) => format!(
+                    "its points left its usual band ({:.1} σ at {})",
+                    -z,
+                    clock(at)
+                ),
+                Need::New => "it is new, or its service started again".to_owned(),
+                Need::Unkept | Need::Refresh(_) => "its verdict is not kept from one pass to the \
+                                                    next (a young count that leaks, a start-up \
+                                                    climb, or not judged before)"
+                    .to_owned(),
+            };
+            report.unjudged.push(Unjudged {
+                key: series.key.clone(),
+                label: series.key.label(),
+                reason: format!(
+                    "not judged in this pass: {why}, and {needing} series needed a judgement \
+                     where a pass judges at most {} (judged in a later pass)",
+                    self.bounds.max_judged
+                ),
+            });
+        }
+        // Series the history no longer holds are forgotten.
+        if self.judged.len() > history.series.len() {
+            let present: std::collections::HashSet<&SeriesKey> =
+                history.series.iter().map(|s| &s.key).collect();
+            self.judged.retain(|k, _| present.contains(k));
+        }
+        let kept = quiet - refreshed;
+        report.series_judged += kept as u64;
+        self.last = PassCounts {
+            judged: judged as u64,
+            kept: kept as u64,
+            deferred: deferred.len() as u64,
+        };
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::detect;
+    use crate::anomaly::tests::{at, history, noisy, START};
+    use faultline_series::{PortSide, SocketState, TrafficMetric};
+
+    fn port_state(port: u16, side: PortSide, state: SocketState) -> SeriesKey {
+        SeriesKey::PortState { port, side, state }
+    }
+
+    /// `groups` port groups of a lived-in node over `len` seconds: each with ESTABLISHED
+    /// connections on its listener side and TIME-WAIT towards it on its callers' side, and
+    /// their totals, all noise around their own levels.
+    fn node(groups: u16, len: usize) -> Vec<(SeriesKey, Vec<Option<f64>>)> {
+        let mut out = Vec::new();
+        for g in 0..groups {
+            let port = 20_000 + g;
+            let seed = u64::from(g) * 4;
+            let estab = noisy(len, 20.0 + f64::from(g % 7), 4.0, seed + 1);
+            let tw = noisy(len, 30.0 + f64::from(g % 11), 6.0, seed + 2);
+            out.push((
+                port_state(port, PortSide::Local, SocketState::Established),
+                estab.clone(),
+            ));
+            out.push((
+                SeriesKey::PortTotal {
+                    port,
+                    side: PortSide::Local,
+                },
+                estab,
+            ));
+            out.push((
+                port_state(port, PortSide::Remote, SocketState::TimeWait),
+                tw.clone(),
+            ));
+            out.push((
+                SeriesKey::PortTotal {
+                    port,
+                    side: PortSide::Remote,
+                },
+                tw,
+            ));
+        }
+        out
+    }
+
+    /// A TIME-WAIT storm towards `port` from point `from`: 145 more sockets a second.
+    fn storm(points: &mut [Option<f64>], from: usize) {
+        for (j, p) in points[from..].iter_mut().enumerate() {
+            *p = Some((12.0 + 145.0 * (j as f64 + 1.0)).min(2_900.0));
+        }
+    }
+
+    fn raised(report: &AnomalyReport) -> Vec<(SeriesKey, i64, bool)> {
+        let mut out: Vec<_> = report
+            .anomalies
+            .iter()
+            .map(|a| (a.key.clone(), a.changed_at_unix_ms, a.active))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn a_long_history_raises_what_the_full_detector_raises_at_the_same_second() {
+        // 15 minutes of a node: 10 quiet port groups; a redeployed service whose goroutines
+        // leak from soon after its start (judged on its shape, 300 points back past its
+        // restart); a restarted service whose connections come back where they were; a
+        // service whose callers stop reaching it; a TIME-WAIT storm near the end.
+        let len = 900;
+        let mut series = node(10, len);
+        let storm_key = port_state(8080, PortSide::Remote, SocketState::TimeWait);
+        let mut tw = noisy(len, 12.0, 3.0, 7);
+        storm(&mut tw, 840);
+        series.push((storm_key.clone(), tw));
+        let goroutines = SeriesKey::Task {
+            target: "checkout-api".into(),
+            source: "pprof".into(),
+        };
+        let leak_at = 760;
+        let g: Vec<Option<f64>> = (0..len)
+            .map(|i| match i {
+                ..700 => Some(14.0),
+                700..=702 => None,
+                703..=707 => Some(4.0 + 2.0 * (i - 703) as f64),
+                _ => Some(14.0 + 160.0 * (i as f64 + 1.0 - leak_at as f64).max(0.0)),
+            })
+            .collect();
+        let rate: Vec<Option<f64>> = (0..len)
+            .map(|i| (!(700..=703).contains(&i)).then_some(20.0))
+            .collect();
+        series.push((goroutines.clone(), g));
+        series.push((
+            SeriesKey::ServiceTraffic {
+                service: "checkout-api".into(),
+                metric: TrafficMetric::Requests,
+            },
+            rate,
+        ));
+        // A service its callers stop reaching: its request rate falls.
+        let orders = SeriesKey::ServiceTraffic {
+            service: "orders".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let mut r = noisy(len, 50.0, 6.0, 11);
+        for p in &mut r[800..] {
+            *p = Some(4.0);
+        }
+        series.push((orders.clone(), r));
+        let api = port_state(9000, PortSide::Local, SocketState::Established);
+        let mut e = noisy(len, 40.0, 3.0, 9);
+        for p in &mut e[650..655] {
+            *p = Some(0.0);
+        }
+        series.push((api, e));
+        let h = history(series);
+        let starts = [
+            ServiceStart {
+                service: "checkout-api".into(),
+                at_unix_ms: START + 703_000,
+                task_targets: vec!["checkout-api".into()],
+                ..ServiceStart::default()
+            },
+            ServiceStart {
+                service: "api".into(),
+                at_unix_ms: START + 655_000,
+                ports: vec![9000],
+                ..ServiceStart::default()
+            },
+        ];
+        let config = AnomalyConfig::default();
+        let mut detector = Detector::new(Bounds::default());
+        let mut judged = Vec::new();
+        let (mut leak_raised, mut storm_raised, mut fall_raised) = (None, None, None);
+        for end in 640..=len {
+            let now = at(&h, end);
+            let live: Vec<ServiceStart> = starts
+                .iter()
+                .filter(|s| s.at_unix_ms <= now.time(end - 1))
+                .cloned()
+                .collect();
+            let cached = detector.detect(&now, &[], &live, &config);
+            judged.push(detector.last_pass().judged);
+            // Compared with the full detector around each event and every 15 s between.
+            let near = |t: usize| (t.saturating_sub(3)..t + 15).contains(&end);
+            if !(near(655) || near(leak_at) || near(800) || near(840) || end % 15 == 0) {
+                continue;
+            }
+            let full = detect(&now, &[], &live, &config);
+            assert_eq!(raised(&cached), raised(&full), "at {end} s");
+            assert_eq!(cached.series_judged, full.series_judged, "at {end} s");
+            let has = |k: &SeriesKey| full.anomalies.iter().any(|a| &a.key == k);
+            if has(&goroutines) {
+                leak_raised.get_or_insert(end);
+            }
+            if has(&storm_key) {
+                storm_raised.get_or_insert(end);
+            }
+            if has(&orders) {
+                fall_raised.get_or_insert(end);
+            }
+        }
+        let leak = leak_raised.expect("the leak is raised");
+        assert!(
+            (leak_at..=leak_at + 10).contains(&leak),
+            "leak raised at {leak} s"
+        );
+        let fall = fall_raised.expect("the fall is raised");
+        assert!((800..=815).contains(&fall), "fall raised at {fall} s");
+        let storm = storm_raised.expect("the storm is raised");
+        assert!((840..=850).contains(&storm), "storm raised at {storm} s");
+        // Most passes judge a few series in full, not the 45 of the node.
+        judged.sort_unstable();
+        let median = judged[judged.len() / 2];
+        assert!(
+            median <= 12,
+            "median series judged in full: {median} ({judged:?})"
+        );
+    }
+
+    #[test]
+    fn a_pass_over_a_wide_history_raises_the_storm_and_says_what_it_left_for_later() {
+        // 800 series over 15 minutes, a pass judging at most 80 in full.
+        let len = 900;
+        let mut series = node(200, len);
+        let storm_key = port_state(20_050, PortSide::Remote, SocketState::TimeWait);
+        let storm_at = 870;
+        // 100 ports' connections step up by 60 at the storm (a deploy moving many ports at
+        // once): more series need a judgement than a pass makes.
+        for (key, points) in &mut series {
+            if let SeriesKey::PortState {
+                port,
+                state: SocketState::Established,
+                ..
+            } = key
+            {
+                if *port >= 20_100 && *port < 20_200 {
+                    for p in points[storm_at..].iter_mut().flatten() {
+                        *p += 60.0;
+                    }
+                }
+            }
+            if *key == storm_key {
+                storm(points, storm_at);
+            }
+        }
+        let h = history(series);
+        let config = AnomalyConfig::default();
+        let bounds = Bounds {
+            max_judged: 80,
+            refresh_ms: REFRESH_MS,
+        };
+        let mut detector = Detector::new(bounds);
+        // The first pass judges 80 series and lists the other 720 as left for later.
+        let first = detector.detect(&at(&h, 850), &[], &[], &config);
+        assert_eq!(detector.last_pass().judged, 80);
+        assert_eq!(detector.last_pass().deferred, 720);
+        let later: Vec<&Unjudged> = first
+            .unjudged
+            .iter()
+            .filter(|u| u.reason.starts_with("not judged in this pass"))
+            .collect();
+        assert_eq!(later.len(), 720);
+        assert!(
+            later[0].reason.contains("it is new")
+                && later[0].reason.contains("a pass judges at most 80"),
+            "{}",
+            later[0].reason
+        );
+        // Within 9 more passes every series has been judged once; then quiet series keep
+        // their verdict and a pass judges a share of them again.
+        for end in 851..=859 {
+            detector.detect(&at(&h, end), &[], &[], &config);
+            assert!(detector.last_pass().judged <= 80);
+        }
+        assert_eq!(detector.last_pass().deferred, 0);
+        let quiet = detector.detect(&at(&h, 860), &[], &[], &config);
+        assert_eq!(quiet.series_judged, 800);
+        assert!(quiet.anomalies.is_empty(), "{:?}", quiet.anomalies);
+        assert!(
+            detector.last_pass().kept >= 700,
+            "{:?}",
+            detector.last_pass()
+        );
+        // The storm: raised within seconds, the furthest out of its band judged first, the
+        // connections that moved beyond what a pass judges listed with the reason.
+        let mut raised_at = None;
+        for end in 861..=len {
+            let report = detector.detect(&at(&h, end), &[], &[], &config);
+            assert!(detector.last_pass().judged <= 80);
+            if report.anomalies.iter().any(|a| a.key == storm_key) {
+                let moved: Vec<&Unjudged> = report
+                    .unjudged
+                    .iter()
+                    .filter(|u| u.reason.contains("its points left its usual band"))
+                    .collect();
+                assert!(!moved.is_empty(), "nothing said about the series left over");
+                assert!(
+                    moved.iter().all(|u| matches!(
+                        u.key,
+                        SeriesKey::PortState {
+                            state: SocketState::Established,
+                            ..
+                        }
+                    )),
+                    "{moved:?}"
+                );
+                raised_at = Some(end);
+                break;
+            }
+        }
+        let end = raised_at.expect("the storm is raised");
+        assert!(end <= storm_at + 10, "raised at {end} s");
+    }
+}
