@@ -17,7 +17,8 @@
 //!    (the leak rule judges their shape, not a band), baselines still climbing after a
 //!    start, ports whose usual level is an upper bound, series that could not be judged;
 //! 5. the quiet series judged longest ago, enough of them each pass that every series is
-//!    judged in full again within [`Bounds::refresh_ms`] (the baseline window slides).
+//!    judged in full again within [`Bounds::refresh_ms`] (the baseline window slides; at most
+//!    a twentieth of it).
 //!
 //! The other series keep the "no break" of their last judgement: their latest points did not
 //! leave the band they were judged against as a step or a ramp must. At most [`Bounds::max_judged`] series are judged
@@ -62,7 +63,8 @@ pub const REFRESH_MS: i64 = 15_000;
 pub struct Bounds {
     /// Most series judged in full per pass.
     pub max_judged: usize,
-    /// Longest a quiet series keeps a verdict before it is judged in full again (ms).
+    /// Longest a quiet series keeps a verdict before it is judged in full again (ms); at most
+    /// a twentieth of the baseline window ([`AnomalyConfig::baseline_ms`]).
     pub refresh_ms: i64,
 }
 
@@ -243,9 +245,12 @@ impl Detector {
                 .then(a.1.cmp(&b.1))
         });
         // Enough quiet series each pass that all of them are judged again within the refresh
-        // time; those judged too long ago besides.
+        // time; those judged too long ago besides. A baseline window slides by a twentieth
+        // of itself at most before a series is judged again: a short one (tests shorten it
+        // to seconds) is all new within a refresh time meant for minutes.
+        let refresh_ms = self.bounds.refresh_ms.min(config.baseline_ms / 20).max(0);
         let refresh = quiet.saturating_mul(usize::try_from(step).unwrap_or(usize::MAX))
-            / usize::try_from(self.bounds.refresh_ms.max(1)).unwrap_or(usize::MAX)
+            / usize::try_from(refresh_ms.max(1)).unwrap_or(usize::MAX)
             + 1;
         let mut refreshing = 0usize;
         let mut refreshed = 0usize;
@@ -254,7 +259,7 @@ impl Detector {
         let mut judged = 0usize;
         for &(need, i) in &needs {
             if let Need::Refresh(age) = need {
-                if refreshing >= refresh && -age < self.bounds.refresh_ms {
+                if refreshing >= refresh && -age < refresh_ms {
                     continue;
                 }
                 refreshing += 1;
