@@ -384,6 +384,7 @@ mod tests {
                 first: true,
                 new_source: true,
                 new_service: true,
+                untraced: false,
                 folded_into: None,
                 failed_before_in: None,
             }
@@ -407,8 +408,10 @@ mod tests {
         let again = recent.report(B, Some(TRACE), EventSource::FileLog, None);
         assert_eq!(again.failed_before_in, None);
         // Reports without a trace, or with an unreadable one, count one each.
+        let untraced = recent.report(A, None, EventSource::FileLog, None);
+        assert!(untraced.first && untraced.untraced);
         assert!(recent.report(A, None, EventSource::FileLog, None).first);
-        assert!(recent.report(A, None, EventSource::FileLog, None).first);
+        assert!(!other.untraced);
         assert!(
             recent
                 .report(A, Some("zz"), EventSource::FileLog, None)
