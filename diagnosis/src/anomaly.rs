@@ -64,6 +64,10 @@
 //!    fast against their service's own request rate, towards their limit or for a minute
 //!    past their start-up. A new version that leaks from its first request has a baseline
 //!    that is the leak, and its climb is no break from it.
+//! 8. **A storm that starts with its series.** A port's TIME-WAIT count still inside its
+//!    start-up or short of a baseline is judged on its climb from its first points, against
+//!    zero ([`storm`]): a client that opens a connection per call from its deploy, or soon
+//!    after a restart, closes tens a second where a start-up closes a few.
 //!
 //! The agent's own runtime is not judged: its work follows whatever the node does.
 //!
@@ -79,6 +83,7 @@ use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
 
 pub mod leak;
+pub mod storm;
 
 /// Samples a series must stay out of (and, before, inside) its band for a change point: one or
 /// two odd samples are a blip, three at 1 s still answer within seconds. The same as "what
@@ -405,11 +410,21 @@ pub fn detect(
                 clock(history.time(at))
             ),
         };
+        // A TIME-WAIT storm beginning with its series (or soon after its service's start) is
+        // judged on its climb from its first points, before its baseline exists.
+        let young_storm = |why: &str| {
+            let (i, _) = start.as_ref()?;
+            storm::young_storm(history, &series.key, &points, *i, why)
+        };
         if series_split >= len {
             let why = start
                 .as_ref()
                 .map(|(i, s)| started_text(s, *i))
                 .unwrap_or_default();
+            if let Some(a) = young_storm(&why) {
+                report.anomalies.push(a);
+                continue;
+            }
             report.unjudged.push(unjudged(format!(
                 "{why}: its first {} s are its start-up and its baseline needs {} points after \
                  that",
@@ -457,6 +472,14 @@ pub fn detect(
         // baseline had 6 known points for two minutes, and its goroutines went 14 → 4,333.
         if base.len() < config.min_baseline_points {
             if let Some(a) = leaked(&base) {
+                report.anomalies.push(a);
+                continue;
+            }
+            let why = start
+                .as_ref()
+                .map(|(i, s)| started_text(s, *i))
+                .unwrap_or_default();
+            if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
             }
