@@ -69,6 +69,7 @@ pub trait ClusterView: Send + Sync {
         Some(PatternEvidence {
             example: detail.samples.first().map(|s| s.message.clone()),
             trace_ids: detail.trace_ids.into_iter().take(traces).collect(),
+            run_start_unix_ms: None,
         })
     }
 
@@ -86,6 +87,10 @@ pub struct PatternEvidence {
     pub example: Option<String>,
     /// Its latest trace ids, newest first, as [`ClusterDetail::trace_ids`] lists them.
     pub trace_ids: Vec<String>,
+    /// When its current run began (Unix ms): its first occurrence after its last minute of
+    /// silence ([`faultline_diagnosis::onset::current_run_start`]); `None` when the seconds
+    /// held show no such silence (the run began before them) or are not known.
+    pub run_start_unix_ms: Option<i64>,
 }
 
 /// Read access to the trace store.
