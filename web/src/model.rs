@@ -909,8 +909,8 @@ pub struct CountersSnapshot {
     /// Time between history points (ms, >= 1): the sampling interval, or 60 000 for the
     /// per-minute history.
     pub step_ms: i64,
-    /// TCP sockets per port and state, for the top N port groups (see `socket_totals` for
-    /// the node-wide counts and the other ports).
+    /// TCP sockets per port and state, for the top N port groups and the services' own ports
+    /// (see `socket_totals` for the node-wide counts and the other ports).
     pub sockets: Vec<SocketSeries>,
     /// `/proc/net/sockstat` fields.
     pub sockstat: Vec<NamedSeries>,

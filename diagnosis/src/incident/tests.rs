@@ -2233,6 +2233,83 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
 }
 
+/// A storm on a port whose service started ten seconds before (its port group counted from
+/// then, its TIME-WAIT series none before the storm): the detector judged the series only
+/// after its start-up and a baseline's minimum (45 s), longer than the unseen lab's fault.
+/// Judged from its first points against zero, it is an incident of the caller within
+/// seconds; a young port's pool closing four connections a second for 25 calls is not.
+#[test]
+fn a_storm_on_a_port_whose_service_just_started_is_an_incident_within_seconds() {
+    use crate::anomaly::{detect, AnomalyConfig};
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let group = SeriesKey::PortTotal {
+        port: 8082,
+        side: PortSide::Local,
+    };
+    let calls = SeriesKey::ServiceTraffic {
+        service: "stock".into(),
+        metric: TrafficMetric::Requests,
+    };
+    // The agent started at T0 - 300 s, stock at T0 - 10 s; `closes` a second from T0.
+    let start = T0 - 300_000;
+    let history = |closes: f64, now: i64| {
+        let len = ((now - start) / 1000 + 1) as usize;
+        let tws: Vec<Option<f64>> = (0..len)
+            .map(|i| Some(closes * (i as f64 - 299.0)).filter(|v| *v > 0.0))
+            .collect();
+        let counted = |i: usize, v: f64| (i >= 290).then_some(v);
+        CounterHistory {
+            start_unix_ms: start,
+            step_ms: 1000,
+            series: vec![
+                crate::history::CounterSeries {
+                    key: tw.clone(),
+                    points: tws.clone(),
+                },
+                crate::history::CounterSeries {
+                    key: group.clone(),
+                    points: (0..len)
+                        .map(|i| counted(i, 3.0 + tws[i].unwrap_or(0.0)))
+                        .collect(),
+                },
+                crate::history::CounterSeries {
+                    key: calls.clone(),
+                    points: (0..len).map(|i| counted(i, 25.0)).collect(),
+                },
+            ],
+        }
+    };
+    let rules = HintRules::builtin().unwrap();
+    let diagnose = |closes: f64, seconds: i64| {
+        let mut tracker = IncidentTracker::new();
+        (0..=seconds).find_map(|s| {
+            let now = T0 + s * 1000;
+            let h = history(closes, now);
+            let found = detect(&h, &[], &[], &AnomalyConfig::default());
+            let incidents = run_with(&mut tracker, now, &[], found, &h, &chain(), &rules);
+            (!incidents.is_empty()).then_some((s, incidents))
+        })
+    };
+    let (after, incidents) = diagnose(25.0, 20).expect("the storm is an incident");
+    assert!(after <= 8, "raised {after} s after the storm began");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert_eq!(incidents[0].counters[0].anomaly.key, tw);
+    assert!(
+        incidents[0].counters[0]
+            .anomaly
+            .evidence
+            .contains("too young for a baseline"),
+        "{}",
+        incidents[0].counters[0].anomaly.evidence
+    );
+    assert_eq!(diagnose(4.0, 30).map(|(s, _)| s), None);
+}
+
 /// The unseen lab, one agent through its faults (2026-12-05): gateway's own word for any
 /// failure below metadata, `metadata answered 502`, is one pattern across faults. A slow
 /// callee, then a client that leaked its connections until it ran out of fds, then the callee
