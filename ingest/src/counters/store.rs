@@ -863,8 +863,19 @@ impl CounterStore {
         let mut other = OtherPorts::default();
         let mut other_counts = StateCounts::default();
         let had_prev = inner.prev_states.is_some();
+        // A service's port groups are kept beyond the busiest N, on both sides: on a node where
+        // other programs churn thousands of sockets, a quiet service port was summed into
+        // "other" until its own fault made it big, so its series began with the fault, without
+        // a baseline, and the fault went unjudged (a TIME-WAIT storm towards the demo's
+        // inventory at 285 sockets when first recorded).
+        let services: BTreeSet<u16> = self
+            .configured_ports
+            .iter()
+            .map(|(port, _)| *port)
+            .chain(inner.service_ports.iter().copied())
+            .collect();
         for (i, (key, counts)) in groups.iter().enumerate() {
-            if i < self.top_ports {
+            if i < self.top_ports || services.contains(&key.port) {
                 let total = counts.total();
                 let (port, side) = (key.port, key.side);
                 series.push((SeriesKey::PortTotal { port, side }, total as f64));
@@ -1678,6 +1689,46 @@ mod tests {
         );
         let sockets = snap.sockets.as_ref().expect("sockets");
         assert_eq!(sockets.listeners_omitted, 0);
+    }
+
+    /// A quiet service port on a node where other programs' ports are busier is recorded
+    /// from the first sample the agent knows it, on both sides, whatever the top N: its
+    /// TIME-WAIT storm then has a baseline. Before, it was summed into "other" until the storm
+    /// itself made it one of the busiest.
+    #[test]
+    fn a_quiet_service_ports_groups_are_recorded_beyond_the_busiest_ports() {
+        let store = CounterStore::new(&CountersConfig {
+            top_ports: 2,
+            ..CountersConfig::default()
+        });
+        // Three other programs' ports with 5 TIME-WAIT sockets each; the service at 7000 has
+        // one connection (its server end and its caller's end).
+        let mut entries: Vec<SocketEntry> = (0..15)
+            .map(|i| entry(SocketState::TimeWait, 40000 + i, 9000 + i / 5))
+            .collect();
+        entries.push(entry(SocketState::Listen, 7000, 0));
+        entries.push(entry(SocketState::Established, 7000, 45000));
+        entries.push(entry(SocketState::Established, 45000, 7000));
+        store.record_sample(sample(60_000, &entries, &[]));
+        store.watch_service_ports([7000]);
+        store.record_sample(sample(61_000, &entries, &[]));
+        let snap = store.snapshot(&SnapshotOptions::default());
+        let history = snap.history.as_ref().expect("history");
+        for side in [PortSide::Local, PortSide::Remote] {
+            let key = SeriesKey::PortState {
+                port: 7000,
+                side,
+                state: SocketState::Established,
+            };
+            assert_eq!(
+                history.seconds.series.get(&key),
+                Some(&vec![None, Some(1.0)]),
+                "{side:?}"
+            );
+        }
+        let sockets = snap.sockets.as_ref().expect("sockets");
+        assert_eq!(sockets.ports.len(), 4, "{:?}", sockets.ports);
+        assert_eq!(sockets.other.port_groups, 1);
     }
 
     fn counted(pids: Vec<u32>, open_fds: u64) -> ProcessCounters {
