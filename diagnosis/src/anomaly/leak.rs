@@ -222,6 +222,7 @@ pub(super) fn unbounded_climb(
         active: true,
         limit: cx.limit,
         evidence: text,
+        caveat: None,
     })
 }
 
@@ -236,7 +237,7 @@ fn step_noise(points: &[(usize, f64)]) -> f64 {
 
 /// The Theil–Sen slope (per point) of at most [`TREND_POINTS`] evenly spread points: the
 /// median of the slopes between every two of them, which a few odd points do not tilt.
-fn theil_sen(points: &[(usize, f64)]) -> f64 {
+pub(super) fn theil_sen(points: &[(usize, f64)]) -> f64 {
     let every = points.len().div_ceil(TREND_POINTS).max(1);
     let sample: Vec<(usize, f64)> = points.iter().step_by(every).copied().collect();
     let mut slopes = Vec::with_capacity(sample.len() * sample.len() / 2);
