@@ -111,28 +111,23 @@ fn poll_incidents(
 /// Waits until the counters hold a baseline for the port groups of `ports`: enough known
 /// points of their ESTABLISHED sockets for the diagnosis' 10-point minimum and a few more.
 fn wait_baseline(agent: &Agent, ports: &[u16]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let counters = agent.get_json("/api/v1/counters");
-        let known = |port: u16| {
-            counters["sockets"].as_array().and_then(|all| {
-                all.iter()
-                    .find(|s| {
-                        s["port"] == port && s["state"] == "established" && s["side"] == "local"
-                    })
-                    .and_then(|s| s["history"]["points"].as_array())
-                    .map(|p| p.iter().filter(|v| !v.is_null()).count())
-            })
-        };
-        if ports.iter().all(|&p| known(p).is_some_and(|n| n >= 14)) {
-            return;
+    agent.wait_history(ports, 14, Duration::from_secs(60));
+}
+
+/// A CLOSE-WAIT leak on `listener`, until the loop is dropped: every 50 ms a peer connects
+/// and hangs up, and the server never closes its end.
+fn close_wait_leak(listener: &TcpListener) -> Loop {
+    let listener = listener.try_clone().expect("clone listener");
+    let port = listener.local_addr().expect("addr").port();
+    let mut held = Vec::new();
+    Loop::start(move || {
+        if let Ok(client) = TcpStream::connect(("127.0.0.1", port)) {
+            if let Ok((server, _)) = listener.accept() {
+                drop(client);
+                held.push(server);
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no baseline for ports {ports:?} within 60 s: {counters:#}"
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
+    })
 }
 
 /// Opens `n` connections to `port` and closes each client end first once `listener` has
@@ -234,20 +229,8 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
     send_call(&agent, "checkout", "stormed", storm_port);
     wait_baseline(&agent, &[leaky_port, storm_port]);
 
-    // The leak: every 50 ms a peer connects and hangs up, and the server never closes its end.
     let started = Instant::now();
-    let leak = Loop::start({
-        let leaky = leaky.try_clone().expect("clone listener");
-        let mut held = Vec::new();
-        move || {
-            if let Ok(client) = TcpStream::connect(("127.0.0.1", leaky_port)) {
-                if let Ok((server, _)) = leaky.accept() {
-                    drop(client);
-                    held.push(server);
-                }
-            }
-        }
-    });
+    let leak = close_wait_leak(&leaky);
     let label = format!("CLOSE-WAIT :{leaky_port}");
     let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
         incident_with(doc, &label).is_some()
@@ -637,19 +620,7 @@ fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s()
         .to_owned();
     wait_baseline(&agent, &[port]);
 
-    // Every 50 ms a peer connects and hangs up, and the server never closes its end.
-    let leak = Loop::start({
-        let leaky = leaky.try_clone().expect("clone listener");
-        let mut held = Vec::new();
-        move || {
-            if let Ok(client) = TcpStream::connect(("127.0.0.1", port)) {
-                if let Ok((server, _)) = leaky.accept() {
-                    drop(client);
-                    held.push(server);
-                }
-            }
-        }
-    });
+    let leak = close_wait_leak(&leaky);
     let label = format!("CLOSE-WAIT :{port}");
     let doc = poll_incidents(&agent, RAISED_WITHIN, |doc| {
         incident_with(doc, &label).is_some()

@@ -42,33 +42,6 @@ fn start_agent(service: (&str, u16)) -> (Agent, tempfile::TempDir) {
     (agent, dir)
 }
 
-/// Waits until the counters hold at least `points` known points of the ESTABLISHED sockets
-/// of each of `ports` (local side): a baseline for "what moved" (30 points) and some more.
-fn wait_history(agent: &Agent, ports: &[u16], points: usize) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let counters = agent.get_json("/api/v1/counters");
-        let known = |port: u16| {
-            counters["sockets"].as_array().and_then(|all| {
-                all.iter()
-                    .find(|s| {
-                        s["port"] == port && s["state"] == "established" && s["side"] == "local"
-                    })
-                    .and_then(|s| s["history"]["points"].as_array())
-                    .map(|p| p.iter().filter(|v| !v.is_null()).count())
-            })
-        };
-        if ports.iter().all(|&p| known(p).is_some_and(|n| n >= points)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no history of {points} points for ports {ports:?} within 90 s: {counters:#}"
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Whether a counter label is about `port` (`TIME-WAIT →:P`, `CLOSE-WAIT :P`, ...).
 fn names_port(label: &str, port: u16) -> bool {
     label.ends_with(&format!(":{port}"))
@@ -102,7 +75,7 @@ fn a_services_own_port_leads_what_moved_and_another_programs_bigger_churn_is_nod
     }
     let (agent, _config) = start_agent(("orders", service_port));
     // 40 points at 500 ms: the 30-point baseline of "what moved", then some.
-    wait_history(&agent, &[service_port, noise_port], 40);
+    agent.wait_history(&[service_port, noise_port], 40, Duration::from_secs(90));
 
     // The other program: five connections every 50 ms, each closed by the client once
     // accepted — TIME-WAIT towards its port by the thousand.

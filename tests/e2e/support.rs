@@ -344,6 +344,35 @@ impl Agent {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// Waits until the counters hold at least `points` known points of the local ESTABLISHED
+    /// sockets of each of `ports`: a baseline for the diagnosis (its 10-point minimum, "what
+    /// moved"'s 30) and a few more. Polls every 250 ms, not faster: each poll leaves a
+    /// TIME-WAIT socket of its own on the node.
+    pub fn wait_history(&self, ports: &[u16], points: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let counters = self.get_json("/api/v1/counters");
+            let known = |port: u16| {
+                counters["sockets"].as_array().and_then(|all| {
+                    all.iter()
+                        .find(|s| {
+                            s["port"] == port && s["state"] == "established" && s["side"] == "local"
+                        })
+                        .and_then(|s| s["history"]["points"].as_array())
+                        .map(|p| p.iter().filter(|v| !v.is_null()).count())
+                })
+            };
+            if ports.iter().all(|&p| known(p).is_some_and(|n| n >= points)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no history of {points} points for ports {ports:?} within {limit:?}: {counters:#}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Reads `faultline_store_<name>` from `/metrics` (`None` when absent or unreachable).
     pub fn store_metric(&self, name: &str) -> Option<f64> {
         let (status, body) = http_get(&format!("{}/metrics", self.base)).ok()?;

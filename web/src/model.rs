@@ -69,7 +69,29 @@ pub trait ClusterView: Send + Sync {
         Some(PatternEvidence {
             example: detail.samples.first().map(|s| s.message.clone()),
             trace_ids: detail.trace_ids.into_iter().take(traces).collect(),
+            run_start_unix_ms: None,
         })
+    }
+
+    /// The counts of the patterns `ids` now, in order (`None` for an id no cluster has): what
+    /// an incident is recounted from on every read ([`Incident::recount`]). By default from
+    /// [`Self::summaries`]; a store should read only these patterns (the dashboard reads the
+    /// incidents every second), and may follow a renamed pattern's former id.
+    fn pattern_counts(&self, ids: &[&str]) -> Vec<Option<PatternCounts>> {
+        let rows = self.summaries();
+        ids.iter()
+            .map(|id| {
+                rows.iter().find(|r| r.id == *id).map(|r| PatternCounts {
+                    count: r.total_count,
+                    untraced: r.untraced_count,
+                    failed_before: r
+                        .failed_before
+                        .iter()
+                        .map(|f| (f.pattern_id.clone(), f.count))
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
@@ -86,6 +108,10 @@ pub struct PatternEvidence {
     pub example: Option<String>,
     /// Its latest trace ids, newest first, as [`ClusterDetail::trace_ids`] lists them.
     pub trace_ids: Vec<String>,
+    /// When its current run began (Unix ms): its first occurrence after its last minute of
+    /// silence ([`faultline_diagnosis::onset::current_run_start`]); `None` when the seconds
+    /// held show no such silence (the run began before them) or are not known.
+    pub run_start_unix_ms: Option<i64>,
 }
 
 /// Read access to the trace store.
@@ -271,6 +297,13 @@ pub struct ClusterSummary {
     /// pattern counts once however many log lines and error spans reported it (those are in
     /// the detail's `reports` and `seen_in`); records without a trace id count one each.
     pub total_count: u64,
+    /// Of `total_count`, the records without a trace id (one each). Beside failures counted
+    /// by trace they are rarely failed requests: lines of no request whose innermost error is
+    /// the same (a span exporter's `otlp export: Post …: socket: too many open files` beside
+    /// the requests that failed with it), or failures whose trace is unknown. An incident
+    /// lists them apart from its failed requests (`untraced_records`).
+    #[serde(default)]
+    pub untraced_count: u64,
     /// Current rate: occurrences in the last 60 s, per minute.
     pub rate_per_minute: f64,
     /// How many templates the cluster groups.
@@ -876,8 +909,8 @@ pub struct CountersSnapshot {
     /// Time between history points (ms, >= 1): the sampling interval, or 60 000 for the
     /// per-minute history.
     pub step_ms: i64,
-    /// TCP sockets per port and state, for the top N port groups (see `socket_totals` for
-    /// the node-wide counts and the other ports).
+    /// TCP sockets per port and state, for the top N port groups and the services' own ports
+    /// (see `socket_totals` for the node-wide counts and the other ports).
     pub sockets: Vec<SocketSeries>,
     /// `/proc/net/sockstat` fields.
     pub sockstat: Vec<NamedSeries>,

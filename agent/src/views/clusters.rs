@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
-    Sample as EngineSample,
+    Sample as EngineSample, SECOND_HISTORY,
 };
 use faultline_clustering::{ClusterId, Engine, EngineCounts, TemplateId};
-use faultline_diagnosis::onset::surge_start_minute;
+use faultline_diagnosis::activity::SecondCounts;
+use faultline_diagnosis::onset::{current_run_start, surge_start_minute, QUIET_GAP_SECONDS};
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, PatternEvidence, PatternStack, Sample, SeenIn, SharedFailures,
-    StoreCounter, TemplateRow, ValueCount,
+    ParameterDistribution, PatternCounts, PatternEvidence, PatternStack, Sample, SeenIn,
+    SharedFailures, StoreCounter, TemplateRow, ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -316,10 +317,37 @@ impl ClusterView for ClusterAdapter {
             .cluster_samples(resolve_pattern(&self.engine, id)?)?;
         let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
         trace_ids.truncate(traces);
+        let seconds = SecondCounts::from_sparse(&found.per_second, SECOND_HISTORY);
         Some(PatternEvidence {
             example: found.samples.into_iter().next().map(|s| s.message),
             trace_ids,
+            run_start_unix_ms: current_run_start(&seconds, QUIET_GAP_SECONDS),
         })
+    }
+
+    fn pattern_counts(&self, ids: &[&str]) -> Vec<Option<PatternCounts>> {
+        let resolved: Vec<Option<ClusterId>> = ids
+            .iter()
+            .map(|id| resolve_pattern(&self.engine, id))
+            .collect();
+        let asked: Vec<ClusterId> = resolved.iter().flatten().copied().collect();
+        let mut counts = self.engine.counts(&asked).into_iter();
+        resolved
+            .into_iter()
+            .map(|id| {
+                id?;
+                let c = counts.next().flatten()?;
+                Some(PatternCounts {
+                    count: c.count,
+                    untraced: c.untraced,
+                    failed_before: c
+                        .failed_before
+                        .iter()
+                        .map(|(other, n)| (other.to_string(), *n))
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     fn store_counters(&self) -> Vec<StoreCounter> {
@@ -450,6 +478,7 @@ pub(super) fn summary_row(
         first_seen_unix_ms: s.first_seen_unix_nanos.div_euclid(NANOS_PER_MS),
         last_seen_unix_ms: s.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
         total_count: s.count,
+        untraced_count: s.untraced,
         rate_per_minute,
         template_count: s.templates as u64,
         emergence: s
@@ -770,6 +799,80 @@ mod tests {
         assert!(views.clusters.detail("+00000000000001").is_none());
     }
 
+    /// The diagnosis dates a pattern from its current run: the same text after a minute of
+    /// silence is a new run (a restart's few refusals, then minutes later a killed callee's).
+    #[test]
+    fn what_the_diagnosis_reads_says_when_the_current_run_began() {
+        let stores = stores();
+        let refused = "dial tcp 10.0.0.9:8082: connect: connection refused";
+        let id = stores
+            .engine
+            .observe(&error_event(refused, "orders", None, NOW - 3 * MIN))
+            .cluster
+            .expect("clustered");
+        let views = views_at(&stores, NOW);
+        let evidence = views.clusters.evidence(&id.to_string(), 20).expect("known");
+        assert_eq!(
+            evidence.run_start_unix_ms, None,
+            "one run, begun before the seconds held"
+        );
+        for t in [NOW - 30 * 1_000_000_000, NOW - 29 * 1_000_000_000] {
+            stores
+                .engine
+                .observe(&error_event(refused, "orders", None, t));
+        }
+        let views = views_at(&stores, NOW);
+        let evidence = views.clusters.evidence(&id.to_string(), 20).expect("known");
+        assert_eq!(
+            evidence.run_start_unix_ms,
+            Some((NOW - 30 * 1_000_000_000).div_euclid(NANOS_PER_MS))
+        );
+    }
+
+    /// The unseen lab's close-wait fault: a span exporter's lines without a trace id share the
+    /// pattern of the requests that failed with the same error. The row says how many of its
+    /// occurrences have no trace, and an incident reads the counts of its own patterns only.
+    #[test]
+    fn a_pattern_says_which_occurrences_have_no_trace_and_its_counts_are_read_alone() {
+        let stores = stores();
+        let traced = "Get \"http://127.0.0.1:8082/blob/7\": dial tcp 127.0.0.1:8082: socket: too many open files";
+        let exporter = "otlp export: Post \"http://127.0.0.1:4318/v1/traces\": dial tcp 127.0.0.1:4318: socket: too many open files";
+        let mut id = None;
+        for n in 1..=3u8 {
+            let trace = trace_id(n).to_string();
+            id = stores
+                .engine
+                .observe(&error_event(traced, "metadata", Some(&trace), NOW - MIN))
+                .cluster;
+        }
+        for _ in 0..2 {
+            stores
+                .engine
+                .observe(&error_event(exporter, "metadata", None, NOW - MIN));
+        }
+        stores.engine.maintain();
+        let id = id.expect("clustered").to_string();
+        let views = views_at(&stores, NOW);
+        let rows = views.clusters.summaries();
+        let row = rows.iter().find(|r| r.id == id).expect("listed");
+        assert_eq!((row.total_count, row.untraced_count), (5, 2), "{rows:?}");
+        let counts = views
+            .clusters
+            .pattern_counts(&[id.as_str(), "0000000000000000", "not-an-id"]);
+        assert_eq!(
+            counts,
+            [
+                Some(PatternCounts {
+                    count: 5,
+                    untraced: 2,
+                    failed_before: Vec::new()
+                }),
+                None,
+                None
+            ]
+        );
+    }
+
     /// Issue #15: a trace is tagged with the id its pattern had when the trace arrived; after
     /// the pattern is renamed, its page (asked for by either id) still lists that trace.
     #[test]
@@ -811,6 +914,12 @@ mod tests {
         assert_ne!(new, old, "renamed");
 
         let views = views_at(&stores, NOW);
+        // An incident that listed the pattern under its old id is recounted under the new.
+        let counts = views
+            .clusters
+            .pattern_counts(&[&old.to_string(), &new.to_string()]);
+        assert_eq!(counts[0].as_ref().map(|c| c.count), Some(2));
+        assert_eq!(counts[0], counts[1]);
         for asked in [new, old] {
             let detail = views
                 .clusters
