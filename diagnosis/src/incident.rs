@@ -67,7 +67,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric};
+use faultline_series::{
+    PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric, AGENT_PROCESS,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,7 +81,7 @@ use crate::text::number;
 
 pub use services::task_owner;
 
-use build::build;
+use build::{build, order_counters};
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
@@ -459,6 +461,12 @@ impl IncidentTracker {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }
+            // The agent's own process is the agent's business (its health says when it is in
+            // trouble), not a service's signal. Seen on the demo, whose services run inside
+            // the agent: the close-wait leak's fds were an incident "in faultline".
+            if matches!(&a.key, SeriesKey::Process { name, .. } if name == AGENT_PROCESS) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;
@@ -530,6 +538,9 @@ impl IncidentTracker {
                     let o = &signals[i];
                     (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
                         && (involves(o, &service)
+                            // The same port's other series: a callee known only by the port
+                            // its callers call is nobody's peer by spans.
+                            || same_port(o, &s)
                             || o.culprit.as_ref().is_some_and(|c| {
                                 peers(&c.0, input.services).contains(&service)
                                     // Requests stop all the way down from a caller that
@@ -702,6 +713,13 @@ impl IncidentTracker {
                         inc.counters.push(c);
                     }
                 }
+                let with_patterns = !inc.patterns.is_empty();
+                order_counters(
+                    &mut inc.counters,
+                    &inc.culprit,
+                    with_patterns,
+                    input.services,
+                );
                 continued.insert(k.id.clone());
             }
             let mut all = members;
@@ -774,18 +792,25 @@ enum Secondary {
 /// unseen lab's close-wait fault: a client that never read its callee's answers kept its
 /// connections to it open, `ESTAB →:<callee>` climbed 2 → 51 before its CLOSE-WAIT did, and
 /// was the first incident, blaming the callee whose port it was.
+///
+/// The total of the callers' sockets towards a listener's port is such a series too: it holds
+/// every state, and a state that says who misuses connections is judged on its own series.
+/// Seen on the demo's close-wait fault: the callee never closed, its caller's side of each
+/// connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an incident of its own
+/// blaming the caller, beside the callee's CLOSE-WAIT leak.
 fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
-    let SeriesKey::PortState {
-        port,
-        side: PortSide::Remote,
-        state,
-    } = key
-    else {
-        return None;
+    let port = match key {
+        SeriesKey::PortState {
+            port,
+            side: PortSide::Remote,
+            state,
+        } if !matches!(state, SocketState::TimeWait | SocketState::CloseWait) => port,
+        SeriesKey::PortTotal {
+            port,
+            side: PortSide::Remote,
+        } => port,
+        _ => return None,
     };
-    if matches!(state, SocketState::TimeWait | SocketState::CloseWait) {
-        return None;
-    }
     listener(*port, services).map(|s| s.service.clone())
 }
 

@@ -1132,8 +1132,7 @@ impl CounterStore {
     }
 }
 
-/// The name the agent's own process is counted under.
-pub const AGENT_PROCESS: &str = "faultline";
+pub use faultline_series::AGENT_PROCESS;
 
 /// What a restore brought back (see [`CounterStore::restore`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
