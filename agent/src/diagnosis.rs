@@ -665,6 +665,7 @@ fn diagnosed_patterns(
                 .evidence(&s.id, MAX_TRACES_PER_PATTERN)
                 .unwrap_or_default();
             let example = evidence.example;
+            let run_start = evidence.run_start_unix_ms;
             // The raw message keeps the status code the template masks (`502 Bad Gateway`).
             let status_echo = faultline_clustering::root::reports_http_status(
                 example.as_deref().unwrap_or(&s.canonical_template),
@@ -686,13 +687,17 @@ fn diagnosed_patterns(
                         role: c.role,
                         reasoning: c.headline.clone(),
                     }),
+                // Never before its current run: the same text after a minute of silence is
+                // a new run, whatever an earlier incident or its first occurrence said
+                // (see `incident::continues`).
                 onset_unix_ms: match &s.emergence {
                     Some(e) => e.since_unix_ms,
                     None => kept
                         .get(s.id.as_str())
                         .copied()
                         .unwrap_or(s.first_seen_unix_ms),
-                },
+                }
+                .max(run_start.unwrap_or(i64::MIN)),
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
                 trace_ids,

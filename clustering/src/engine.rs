@@ -529,10 +529,17 @@ impl Engine {
             .collect();
         samples.sort_by_key(|s| std::cmp::Reverse(s.time_unix_nanos));
         samples.truncate(s.config.samples_per_cluster.max(1) * 2);
+        let mut per_second: BTreeMap<i64, u64> = BTreeMap::new();
+        for &r in &roots {
+            for &(sec, c) in &s.root_stats[r as usize].seconds {
+                *per_second.entry(sec).or_insert(0) += u64::from(c);
+            }
+        }
         Some(ClusterSamples {
             id,
             former_ids,
             samples,
+            per_second: per_second.into_iter().collect(),
         })
     }
 

@@ -64,6 +64,10 @@
 //!    fast against their service's own request rate, towards their limit or for a minute
 //!    past their start-up. A new version that leaks from its first request has a baseline
 //!    that is the leak, and its climb is no break from it.
+//! 8. **A storm that starts with its series.** A port's TIME-WAIT count still inside its
+//!    start-up or short of a baseline is judged on its climb from its first points, against
+//!    zero ([`storm`]): a client that opens a connection per call from its deploy, or soon
+//!    after a restart, closes tens a second where a start-up closes a few.
 //!
 //! The agent's own runtime is not judged: its work follows whatever the node does.
 //!
@@ -79,6 +83,7 @@ use crate::history::CounterHistory;
 pub(crate) use crate::text::{clock, number};
 
 pub mod leak;
+pub mod storm;
 
 /// Samples a series must stay out of (and, before, inside) its band for a change point: one or
 /// two odd samples are a blip, three at 1 s still answer within seconds. The same as "what
@@ -345,7 +350,7 @@ pub fn detect(
         if matches!(series.key, SeriesKey::Runtime { .. }) {
             continue;
         }
-        let (points, bounded_until) = filled(history, &series.key, &series.points, len, &floor);
+        let (points, mut bounded_until) = filled(history, &series.key, &series.points, len, &floor);
         let label = series.key.label();
         let unjudged = |reason: String| Unjudged {
             key: series.key.clone(),
@@ -360,9 +365,20 @@ pub fn detect(
         };
         // An upper bound too short to be a baseline stands for no past at all: the port
         // was not counted for the agent's first seconds because its service had not started.
+        // Nor is a bound a past when the port was counted one by one before this state had
+        // its first socket (a service's port, counted from its start): the state was 0 from
+        // then, and the bound before stands for a time the port had no service. Seen on the
+        // unseen lab with the agent 150 s first: metadata's TIME-WAIT storm was judged
+        // against the smallest port counted before metadata existed (221) and raised after
+        // 22 s, where its own port had held no TIME-WAIT socket.
         if let Some(counted) = first_counted(history, &series.key, len) {
-            if counted > first && counted - first < config.min_baseline_points + warmup_points {
+            let own_first = series.points.iter().take(len).position(Option::is_some);
+            if counted > first
+                && (counted - first < config.min_baseline_points + warmup_points
+                    || own_first.is_some_and(|own| own > counted))
+            {
                 first = counted;
+                bounded_until = bounded_until.filter(|&t| t > history.time(counted));
             }
         }
         if split >= len {
@@ -405,11 +421,21 @@ pub fn detect(
                 clock(history.time(at))
             ),
         };
+        // A TIME-WAIT storm beginning with its series (or soon after its service's start) is
+        // judged on its climb from its first points, before its baseline exists.
+        let young_storm = |why: &str| {
+            let (i, _) = start.as_ref()?;
+            storm::young_storm(history, &series.key, &points, *i, why)
+        };
         if series_split >= len {
             let why = start
                 .as_ref()
                 .map(|(i, s)| started_text(s, *i))
                 .unwrap_or_default();
+            if let Some(a) = young_storm(&why) {
+                report.anomalies.push(a);
+                continue;
+            }
             report.unjudged.push(unjudged(format!(
                 "{why}: its first {} s are its start-up and its baseline needs {} points after \
                  that",
@@ -457,6 +483,14 @@ pub fn detect(
         // baseline had 6 known points for two minutes, and its goroutines went 14 → 4,333.
         if base.len() < config.min_baseline_points {
             if let Some(a) = leaked(&base) {
+                report.anomalies.push(a);
+                continue;
+            }
+            let why = start
+                .as_ref()
+                .map(|(i, s)| started_text(s, *i))
+                .unwrap_or_default();
+            if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
             }
@@ -1930,6 +1964,46 @@ mod tests {
             "{}",
             a.evidence
         );
+    }
+
+    #[test]
+    fn a_storm_on_a_service_port_counted_since_its_start_is_judged_against_zero_not_a_bound() {
+        // The unseen lab with the agent 150 s before the chain, beside other labs: the
+        // smallest of the busiest ports churns around 220 sockets from the agent's start;
+        // metadata's port is counted from its start at 150 s (a listener and two pooled
+        // connections) and its TIME-WAIT storm, 25 closes a second, begins at 270 s.
+        let other = SeriesKey::PortTotal {
+            port: 40000,
+            side: PortSide::Remote,
+        };
+        let group = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        let tw = port_state(8080, PortSide::Local, SocketState::TimeWait);
+        let (started, storm) = (150, 270);
+        let tws: Vec<Option<f64>> = (0..400)
+            .map(|i| (i >= storm).then(|| 25.0 * (i - storm + 1) as f64))
+            .collect();
+        let counted: Vec<Option<f64>> = (0..400)
+            .map(|i| (i >= started).then(|| 3.0 + tws[i].unwrap_or(0.0)))
+            .collect();
+        let h = history(vec![
+            (other, noisy(400, 220.0, 30.0, 21)),
+            (group, counted),
+            (tw.clone(), tws),
+        ]);
+        let raised = raised_at(&h, &tw, storm, 399).expect("raised");
+        assert!(
+            raised <= storm + 5,
+            "raised {} s after the storm began",
+            raised - storm
+        );
+        let report = detect(&at(&h, raised), &[], &[], &AnomalyConfig::default());
+        let a = report.anomalies.iter().find(|a| a.key == tw).unwrap();
+        assert_eq!(a.before, 0.0, "{a:#?}");
+        assert_eq!(a.changed_at_unix_ms, h.time(storm));
+        assert!(!a.evidence.contains("upper bound"), "{}", a.evidence);
     }
 
     #[test]

@@ -353,6 +353,12 @@ impl Incident {
     /// a pattern whose own count was 707 at the same moment (a ten-second-old answer at load
     /// 26). Left as it was when a pattern is not answered (renamed or evicted since) or when
     /// its patterns were cut at [`MAX_PATTERNS`] (the rest are not listed to recount).
+    ///
+    /// A pattern keeps the count it had here once it is no longer this incident's: the
+    /// incident ended, or the pattern was last seen over [`ACTIVE_MS`] before the incident
+    /// was last active. Its later occurrences are another fault's (an echo such as
+    /// `metadata answered 502` comes back with every fault below it): counted here, a healed
+    /// incident's failures grew with the next fault's.
     pub fn recount(&mut self, current: impl Fn(&str) -> Option<PatternCounts>) {
         if self.patterns.len() >= MAX_PATTERNS {
             return;
@@ -362,16 +368,20 @@ impl Incident {
         else {
             return;
         };
+        let (active, last_active) = (self.active, self.last_active_unix_ms);
+        let held = |p: &IncidentPattern| active && p.last_seen_unix_ms >= last_active - ACTIVE_MS;
         let (failures, untraced) = build::tally(self.patterns.iter().zip(&now).map(|(p, c)| {
             (
                 p.id.as_str(),
                 p.counted_as,
-                c.count,
+                if held(p) { c.count } else { p.count },
                 c.failed_before.as_slice(),
             )
         }));
         for (p, c) in self.patterns.iter_mut().zip(now) {
-            p.count = c.count;
+            if held(p) {
+                p.count = c.count;
+            }
         }
         self.failures = failures;
         self.untraced_records = untraced;
@@ -423,8 +433,9 @@ impl IncidentTracker {
         }
     }
 
-    /// The incidents as of the last update: active first, then those with an error pattern
-    /// whose culprit is known, then those resting on more kinds of evidence (a known culprit,
+    /// The incidents as of the last update: active first, then those whose requests are
+    /// failing now (an error pattern seen within [`ACTIVE_MS`]), then those with an error
+    /// pattern whose culprit is known, then those resting on more kinds of evidence (a known culprit,
     /// patterns, counters of the culprit, a hint), then the most recent onset first.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
@@ -695,7 +706,7 @@ impl IncidentTracker {
                     && self
                         .members
                         .get(&k.id)
-                        .is_some_and(|m| !m.is_disjoint(&members))
+                        .is_some_and(|m| continues(k, m, &inc, &members))
                     && compatible(&k.culprit, &inc.culprit)
             });
             if let Some(k) = kept {
@@ -722,6 +733,7 @@ impl IncidentTracker {
                 );
                 continued.insert(k.id.clone());
             }
+            recount_echoes_of_earlier_runs(&mut inc, &self.incidents, input.patterns);
             let mut all = members;
             if let Some(old) = self.members.get(&inc.id) {
                 all.extend(old.iter().cloned());
@@ -752,6 +764,7 @@ impl IncidentTracker {
         next.sort_by(|a, b| {
             b.active
                 .cmp(&a.active)
+                .then(failing(b, now).cmp(&failing(a, now)))
                 .then(placed_error(b).cmp(&placed_error(a)))
                 .then(support(b).cmp(&support(a)))
                 .then(b.onset_unix_ms.cmp(&a.onset_unix_ms))
@@ -1049,6 +1062,114 @@ fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Optio
         return None;
     }
     Some((median(&mut usual), reached))
+}
+
+/// Whether an incident's requests are failing now: one of its error patterns (not an echo
+/// it only lists) occurred within [`ACTIVE_MS`]. A live fault outranks an incident that
+/// failed earlier and is only kept active by its counters (a port's TIME-WAIT that the heal
+/// itself raised, a pool's churn still above its old level): seen on the unseen lab, a
+/// killed callee's refusals were ranked below the healed close-wait leak of minutes before,
+/// active through such counters, and an SRE read the ended fault first.
+fn failing(i: &Incident, now: i64) -> bool {
+    i.patterns
+        .iter()
+        .any(|p| p.counted_as != CountedAs::Echo && now - p.last_seen_unix_ms <= ACTIVE_MS)
+}
+
+/// Whether the fresh incident `inc` (with `members`) goes on with the kept incident `k`
+/// (whose members are `kept`): they share a member that is still the same signal — a
+/// pattern in the run `k` saw (its run began no later than its last occurrence `k`
+/// recorded: a run starts after a minute of silence), a counter in the change `k` saw (still
+/// active there, or not dated later). A pattern or series that started again after its run
+/// or change ended is a new signal, grouped with what caused it now. Seen on the unseen lab:
+/// gateway's `metadata answered <num>`, one per failed request whatever failed below
+/// metadata, came back with each later fault and carried it into the incident of a fault
+/// healed minutes before (its id, its onset), and the port of a killed callee re-opened a
+/// leak's incident through a TIME-WAIT series that leak had raised. A member not listed in
+/// either (cut at [`MAX_PATTERNS`] or [`MAX_COUNTERS`]) goes on as before.
+fn continues(
+    k: &Incident,
+    kept: &BTreeSet<Member>,
+    inc: &Incident,
+    members: &BTreeSet<Member>,
+) -> bool {
+    kept.intersection(members).any(|m| match m {
+        Member::Pattern(id) => {
+            let was = k.patterns.iter().find(|p| &p.id == id);
+            let now = inc.patterns.iter().find(|p| &p.id == id);
+            match (was, now) {
+                (Some(was), Some(now)) => now.onset_unix_ms <= was.last_seen_unix_ms,
+                _ => true,
+            }
+        }
+        Member::Series(key) => {
+            let was = k.counters.iter().find(|c| &c.anomaly.key == key);
+            let now = inc.counters.iter().find(|c| &c.anomaly.key == key);
+            match (was, now) {
+                (Some(was), Some(now)) => {
+                    was.anomaly.active
+                        || now.anomaly.changed_at_unix_ms <= was.anomaly.changed_at_unix_ms
+                }
+                _ => true,
+            }
+        }
+    })
+}
+
+/// Counts as an echo ([`CountedAs::Echo`]) each pattern of `inc` that another incident held
+/// in an earlier run and that shares a trace with a pattern of `inc` counted as failures:
+/// a failure's echo further up the chain (`metadata answered 502`, one per failed request
+/// whatever failed below) is one pattern across faults, and its count holds every fault's
+/// failures. By trace, its occurrences now are echoes of the failures whose traces it
+/// shares, which those patterns count; by time, those before belong to the incidents that
+/// held it then (which keep the counts they had, see [`Incident::recount`]). Seen on the
+/// unseen lab: after a close-wait leak and a slow callee, a killed callee's incident would
+/// have counted the echo's 670 earlier failures as its own.
+fn recount_echoes_of_earlier_runs(
+    inc: &mut Incident,
+    kept: &[Incident],
+    patterns: &[PatternInput],
+) {
+    let input = |id: &str| patterns.iter().find(|p| p.id == id);
+    let earlier_run = |p: &IncidentPattern| {
+        kept.iter().any(|k| {
+            k.id != inc.id
+                && k.patterns
+                    .iter()
+                    .any(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+        })
+    };
+    let echoes: Vec<String> = inc
+        .patterns
+        .iter()
+        .filter(|p| p.counted_as == CountedAs::Failures && earlier_run(p))
+        .filter(|p| {
+            let Some(traces) = input(&p.id).map(|x| &x.trace_ids) else {
+                return false;
+            };
+            inc.patterns.iter().any(|q| {
+                q.id != p.id
+                    && q.counted_as == CountedAs::Failures
+                    && !earlier_run(q)
+                    && input(&q.id).is_some_and(|x| x.trace_ids.iter().any(|t| traces.contains(t)))
+            })
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    if echoes.is_empty() {
+        return;
+    }
+    for p in &mut inc.patterns {
+        if echoes.contains(&p.id) {
+            p.counted_as = CountedAs::Echo;
+        }
+    }
+    inc.recount(|id| {
+        input(id).map(|p| PatternCounts {
+            count: p.count,
+            failed_before: p.failed_before.clone(),
+        })
+    });
 }
 
 /// Whether an incident has an error pattern whose culprit is known: an error the failing

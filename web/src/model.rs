@@ -69,6 +69,7 @@ pub trait ClusterView: Send + Sync {
         Some(PatternEvidence {
             example: detail.samples.first().map(|s| s.message.clone()),
             trace_ids: detail.trace_ids.into_iter().take(traces).collect(),
+            run_start_unix_ms: None,
         })
     }
 
@@ -86,6 +87,10 @@ pub struct PatternEvidence {
     pub example: Option<String>,
     /// Its latest trace ids, newest first, as [`ClusterDetail::trace_ids`] lists them.
     pub trace_ids: Vec<String>,
+    /// When its current run began (Unix ms): its first occurrence after its last minute of
+    /// silence ([`faultline_diagnosis::onset::current_run_start`]); `None` when the seconds
+    /// held show no such silence (the run began before them) or are not known.
+    pub run_start_unix_ms: Option<i64>,
 }
 
 /// Read access to the trace store.
@@ -876,8 +881,8 @@ pub struct CountersSnapshot {
     /// Time between history points (ms, >= 1): the sampling interval, or 60 000 for the
     /// per-minute history.
     pub step_ms: i64,
-    /// TCP sockets per port and state, for the top N port groups (see `socket_totals` for
-    /// the node-wide counts and the other ports).
+    /// TCP sockets per port and state, for the top N port groups and the services' own ports
+    /// (see `socket_totals` for the node-wide counts and the other ports).
     pub sockets: Vec<SocketSeries>,
     /// `/proc/net/sockstat` fields.
     pub sockstat: Vec<NamedSeries>,

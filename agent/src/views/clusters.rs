@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use faultline_clustering::emergence::{Emergence as EngineEmergence, EmergenceKind as EngineKind};
 use faultline_clustering::engine::{
     ClusterDetail as EngineDetail, ClusterQuery, ClusterSummary as EngineSummary,
-    Sample as EngineSample,
+    Sample as EngineSample, SECOND_HISTORY,
 };
 use faultline_clustering::{ClusterId, Engine, EngineCounts, TemplateId};
-use faultline_diagnosis::onset::surge_start_minute;
+use faultline_diagnosis::activity::SecondCounts;
+use faultline_diagnosis::onset::{current_run_start, surge_start_minute, QUIET_GAP_SECONDS};
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::{
@@ -316,9 +317,11 @@ impl ClusterView for ClusterAdapter {
             .cluster_samples(resolve_pattern(&self.engine, id)?)?;
         let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
         trace_ids.truncate(traces);
+        let seconds = SecondCounts::from_sparse(&found.per_second, SECOND_HISTORY);
         Some(PatternEvidence {
             example: found.samples.into_iter().next().map(|s| s.message),
             trace_ids,
+            run_start_unix_ms: current_run_start(&seconds, QUIET_GAP_SECONDS),
         })
     }
 
@@ -768,6 +771,36 @@ mod tests {
         assert!(views.clusters.detail("0000000000000000").is_none());
         assert!(views.clusters.detail("not-an-id").is_none());
         assert!(views.clusters.detail("+00000000000001").is_none());
+    }
+
+    /// The diagnosis dates a pattern from its current run: the same text after a minute of
+    /// silence is a new run (a restart's few refusals, then minutes later a killed callee's).
+    #[test]
+    fn what_the_diagnosis_reads_says_when_the_current_run_began() {
+        let stores = stores();
+        let refused = "dial tcp 10.0.0.9:8082: connect: connection refused";
+        let id = stores
+            .engine
+            .observe(&error_event(refused, "orders", None, NOW - 3 * MIN))
+            .cluster
+            .expect("clustered");
+        let views = views_at(&stores, NOW);
+        let evidence = views.clusters.evidence(&id.to_string(), 20).expect("known");
+        assert_eq!(
+            evidence.run_start_unix_ms, None,
+            "one run, begun before the seconds held"
+        );
+        for t in [NOW - 30 * 1_000_000_000, NOW - 29 * 1_000_000_000] {
+            stores
+                .engine
+                .observe(&error_event(refused, "orders", None, t));
+        }
+        let views = views_at(&stores, NOW);
+        let evidence = views.clusters.evidence(&id.to_string(), 20).expect("known");
+        assert_eq!(
+            evidence.run_start_unix_ms,
+            Some((NOW - 30 * 1_000_000_000).div_euclid(NANOS_PER_MS))
+        );
     }
 
     /// Issue #15: a trace is tagged with the id its pattern had when the trace arrived; after

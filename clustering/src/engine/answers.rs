@@ -166,6 +166,8 @@ pub struct ClusterSamples {
     pub former_ids: Vec<ClusterId>,
     /// Its newest samples, newest first, as [`ClusterDetail::samples`].
     pub samples: Vec<Sample>,
+    /// Occurrences per second, as [`ClusterDetail::per_second`]: when its current run began.
+    pub per_second: Vec<(i64, u64)>,
 }
 
 /// Everything about one cluster.

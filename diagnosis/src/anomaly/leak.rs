@@ -236,7 +236,7 @@ fn step_noise(points: &[(usize, f64)]) -> f64 {
 
 /// The Theil–Sen slope (per point) of at most [`TREND_POINTS`] evenly spread points: the
 /// median of the slopes between every two of them, which a few odd points do not tilt.
-fn theil_sen(points: &[(usize, f64)]) -> f64 {
+pub(super) fn theil_sen(points: &[(usize, f64)]) -> f64 {
     let every = points.len().div_ceil(TREND_POINTS).max(1);
     let sample: Vec<(usize, f64)> = points.iter().step_by(every).copied().collect();
     let mut slopes = Vec::with_capacity(sample.len() * sample.len() / 2);

@@ -2376,3 +2376,237 @@ fn a_continued_incident_keeps_its_culprits_port_before_node_wide_counters() {
     let keys: Vec<&SeriesKey> = later[0].counters.iter().map(|c| &c.anomaly.key).collect();
     assert_eq!(keys, [&leak, &fds, &mem]);
 }
+
+/// A storm on a port whose service started ten seconds before (its port group counted from
+/// then, its TIME-WAIT series none before the storm): the detector judged the series only
+/// after its start-up and a baseline's minimum (45 s), longer than the unseen lab's fault.
+/// Judged from its first points against zero, it is an incident of the caller within
+/// seconds; a young port's pool closing four connections a second for 25 calls is not.
+#[test]
+fn a_storm_on_a_port_whose_service_just_started_is_an_incident_within_seconds() {
+    use crate::anomaly::{detect, AnomalyConfig};
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let group = SeriesKey::PortTotal {
+        port: 8082,
+        side: PortSide::Local,
+    };
+    let calls = SeriesKey::ServiceTraffic {
+        service: "stock".into(),
+        metric: TrafficMetric::Requests,
+    };
+    // The agent started at T0 - 300 s, stock at T0 - 10 s; `closes` a second from T0.
+    let start = T0 - 300_000;
+    let history = |closes: f64, now: i64| {
+        let len = ((now - start) / 1000 + 1) as usize;
+        let tws: Vec<Option<f64>> = (0..len)
+            .map(|i| Some(closes * (i as f64 - 299.0)).filter(|v| *v > 0.0))
+            .collect();
+        let counted = |i: usize, v: f64| (i >= 290).then_some(v);
+        CounterHistory {
+            start_unix_ms: start,
+            step_ms: 1000,
+            series: vec![
+                crate::history::CounterSeries {
+                    key: tw.clone(),
+                    points: tws.clone(),
+                },
+                crate::history::CounterSeries {
+                    key: group.clone(),
+                    points: (0..len)
+                        .map(|i| counted(i, 3.0 + tws[i].unwrap_or(0.0)))
+                        .collect(),
+                },
+                crate::history::CounterSeries {
+                    key: calls.clone(),
+                    points: (0..len).map(|i| counted(i, 25.0)).collect(),
+                },
+            ],
+        }
+    };
+    let rules = HintRules::builtin().unwrap();
+    let diagnose = |closes: f64, seconds: i64| {
+        let mut tracker = IncidentTracker::new();
+        (0..=seconds).find_map(|s| {
+            let now = T0 + s * 1000;
+            let h = history(closes, now);
+            let found = detect(&h, &[], &[], &AnomalyConfig::default());
+            let incidents = run_with(&mut tracker, now, &[], found, &h, &chain(), &rules);
+            (!incidents.is_empty()).then_some((s, incidents))
+        })
+    };
+    let (after, incidents) = diagnose(25.0, 20).expect("the storm is an incident");
+    assert!(after <= 8, "raised {after} s after the storm began");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert_eq!(incidents[0].counters[0].anomaly.key, tw);
+    assert!(
+        incidents[0].counters[0]
+            .anomaly
+            .evidence
+            .contains("too young for a baseline"),
+        "{}",
+        incidents[0].counters[0].anomaly.evidence
+    );
+    assert_eq!(diagnose(4.0, 30).map(|(s, _)| s), None);
+}
+
+/// The unseen lab, one agent through its faults (2026-12-05): gateway's own word for any
+/// failure below metadata, `metadata answered 502`, is one pattern across faults. A slow
+/// callee, then a client that leaked its connections until it ran out of fds, then the callee
+/// killed: the echo came back with each fault. The kill's answer took the slow callee's
+/// incident (same culprit) through the echo, with its id and its onset minutes earlier, and
+/// the healed leak, kept active by a counter, stayed on top of the live refusals.
+#[test]
+fn an_echo_shared_by_faults_belongs_by_trace_to_the_live_one_which_leads_the_ended_one() {
+    let mut tracker = IncidentTracker::new();
+    let echo = |onset: i64, last: i64, count: u64, traces: &[&str]| {
+        let mut e = pattern("e", "orders answered <num>", &["gateway"], onset, traces);
+        e.last_seen_unix_ms = last;
+        e.count = count;
+        e
+    };
+    let counted = |mut p: PatternInput, last: i64, count: u64| {
+        p.last_seen_unix_ms = last;
+        p.count = count;
+        p
+    };
+    // 1. stock is slow: orders' calls time out, gateway echoes each.
+    let slow = counted(
+        blamed(
+            pattern(
+                "s",
+                "Get \"<url>\": net/http: timeout awaiting response headers",
+                &["orders"],
+                T0,
+                &["s1", "s2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        ),
+        T0 + 20_000,
+        200,
+    );
+    let e1 = blamed(
+        echo(T0 + 1_000, T0 + 20_000, 200, &["s1", "s2"]),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let first = run(&mut tracker, T0 + 20_000, &[slow, e1], Vec::new());
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let slow_id = first[0].id.clone();
+
+    // 2. Healed; minutes later orders leaks connections until it runs out of fds. Its
+    // goroutines climb and stay high after the heal.
+    let t2 = T0 + 200_000;
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let leak = counted(
+        blamed(
+            pattern(
+                "a",
+                "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+                &["orders"],
+                t2,
+                &["a1", "a2"],
+            ),
+            "orders",
+            CulpritRole::SelfReported,
+        ),
+        t2 + 20_000,
+        400,
+    );
+    // The echo's run starts again after its silence; its vote is split between faults.
+    let mut e2 = echo(t2 + 1_000, t2 + 20_000, 600, &["a1", "a2"]);
+    e2.failed_before = vec![("a".into(), 390)];
+    let second = run(
+        &mut tracker,
+        t2 + 20_000,
+        &[leak.clone(), e2],
+        vec![anomaly(goroutines.clone(), t2)],
+    );
+    let leak_inc = second
+        .iter()
+        .find(|i| i.culprit.service.as_deref() == Some("orders"))
+        .expect("the leak's incident")
+        .clone();
+    // The echo's 600 hold the slow callee's 200: by trace, its run now retells the leak's.
+    assert_eq!(leak_inc.failures, 400, "{leak_inc:#?}");
+    assert_eq!(
+        leak_inc.patterns[1].counted_as,
+        CountedAs::Echo,
+        "{leak_inc:#?}"
+    );
+
+    // 3. Healed (its goroutines stay high, its pattern is still new to the agent); minutes
+    // later stock is killed.
+    let t3 = T0 + 400_000;
+    let refused = counted(
+        blamed(
+            pattern(
+                "b",
+                "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+                &["orders"],
+                t3,
+                &["b1", "b2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        ),
+        t3 + 10_000,
+        250,
+    );
+    let mut e3 = echo(t3, t3 + 10_000, 850, &["b1", "b2"]);
+    e3.failed_before = vec![("a".into(), 390), ("b".into(), 240)];
+    let now = t3 + 10_000;
+    let third = run(
+        &mut tracker,
+        now,
+        &[leak, refused, e3.clone()],
+        vec![anomaly(goroutines, t2)],
+    );
+    let top = &third[0];
+    assert_eq!(top.culprit.service.as_deref(), Some("stock"), "{third:#?}");
+    assert!(top.active);
+    assert_ne!(
+        top.id, slow_id,
+        "the kill took the slow callee's incident: {top:#?}"
+    );
+    assert_eq!(top.onset_unix_ms, t3, "{top:#?}");
+    let ids: Vec<&str> = top.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["b", "e"], "{top:#?}");
+    // By trace, the echo's occurrences now are the refusals' failures, counted once.
+    assert_eq!(top.patterns[1].counted_as, CountedAs::Echo, "{top:#?}");
+    assert_eq!(top.failures, 250, "{top:#?}");
+
+    // The healed leak is still active through its goroutines, below the live fault, and
+    // counts its own failures: the echo's later occurrences are the kill's.
+    let leak_now = third
+        .iter()
+        .find(|i| i.id == leak_inc.id)
+        .expect("the leak's incident is kept");
+    assert!(leak_now.active, "{leak_now:#?}");
+    assert_eq!(leak_now.failures, 400, "{leak_now:#?}");
+    // The slow callee's incident has ended and counts what it counted: the echo's later
+    // occurrences are the other faults'.
+    let slow_now = third
+        .iter()
+        .find(|i| i.id == slow_id)
+        .expect("the slow callee's incident is kept");
+    assert!(!slow_now.active, "{slow_now:#?}");
+    let counted_then = slow_now.failures;
+    let mut read = slow_now.clone();
+    read.recount(|id| {
+        let count = if id == "e" { e3.count } else { 200 };
+        Some(PatternCounts {
+            count,
+            failed_before: Vec::new(),
+        })
+    });
+    assert_eq!(read.failures, counted_then, "{read:#?}");
+}

@@ -44,6 +44,8 @@ pub struct CountersConfig {
     /// Sampling interval in milliseconds (default 1000, at least 100).
     pub interval_ms: u64,
     /// How many port groups are kept individually; the rest are summed as "other" (default 16).
+    /// The services' own ports (`[[counters.processes]] listen_port`, the ports their spans
+    /// name) are kept individually beyond them.
     pub top_ports: usize,
     /// Samples kept at full resolution (default 900: 15 min at 1 s).
     pub history_seconds: usize,
