@@ -549,9 +549,6 @@ impl IncidentTracker {
                     let o = &signals[i];
                     (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
                         && (involves(o, &service)
-                            // The same port's other series: a callee known only by the port
-                            // its callers call is nobody's peer by spans.
-                            || same_port(o, &s)
                             || o.culprit.as_ref().is_some_and(|c| {
                                 peers(&c.0, input.services).contains(&service)
                                     // Requests stop all the way down from a caller that
@@ -805,25 +802,18 @@ enum Secondary {
 /// unseen lab's close-wait fault: a client that never read its callee's answers kept its
 /// connections to it open, `ESTAB →:<callee>` climbed 2 → 51 before its CLOSE-WAIT did, and
 /// was the first incident, blaming the callee whose port it was.
-///
-/// The total of the callers' sockets towards a listener's port is such a series too: it holds
-/// every state, and a state that says who misuses connections is judged on its own series.
-/// Seen on the demo's close-wait fault: the callee never closed, its caller's side of each
-/// connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an incident of its own
-/// blaming the caller, beside the callee's CLOSE-WAIT leak.
 fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
-    let port = match key {
-        SeriesKey::PortState {
-            port,
-            side: PortSide::Remote,
-            state,
-        } if !matches!(state, SocketState::TimeWait | SocketState::CloseWait) => port,
-        SeriesKey::PortTotal {
-            port,
-            side: PortSide::Remote,
-        } => port,
-        _ => return None,
+    let SeriesKey::PortState {
+        port,
+        side: PortSide::Remote,
+        state,
+    } = key
+    else {
+        return None;
     };
+    if matches!(state, SocketState::TimeWait | SocketState::CloseWait) {
+        return None;
+    }
     listener(*port, services).map(|s| s.service.clone())
 }
 
