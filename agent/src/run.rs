@@ -92,10 +92,13 @@ pub async fn serve(
     let totals = Arc::new(Mutex::new(totals));
     let traces = Arc::new(TraceStore::new(settings.traces.clone()));
     let counters = Arc::new(CounterStore::new(&settings.counters));
-    // The counters' history a previous run saved, before the first sample continues it.
-    for note in persist::counters::load(&data_dir, &counters, persist::now_unix_ms()) {
-        tracing::warn!("{note}");
-    }
+    // The counters' history a previous run saved, read and rebuilt in the background: the
+    // samples taken meanwhile follow it (see `persist::counters`).
+    let history_restored = persist::counters::restore_in_background(
+        data_dir.clone(),
+        counters.clone(),
+        Some(traces.clone()),
+    );
     let live = LiveUpdates::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
 
@@ -238,9 +241,11 @@ pub async fn serve(
             "counter history",
             tokio::spawn(persist::counters::run(
                 counters.clone(),
+                Some(traces.clone()),
                 data_dir.clone(),
                 Duration::from_millis(settings.counters.save_interval_ms),
                 anomalies.baseline_ms.saturating_add(anomalies.search_ms),
+                history_restored,
                 history_saves.clone(),
                 health.clone(),
                 stop.child_token(),
@@ -551,7 +556,8 @@ fn history_counters(saves: &persist::counters::SaveStatus) -> Vec<StoreCounter> 
     vec![
         counter(
             "counter_history_saves_total",
-            "Saves of the counter history (counters.json) that reached the disk.",
+            "Saves of the counter history (counters.bin, counters-minutes.log) that reached \
+             the disk.",
             outcomes.commits.load(Ordering::Relaxed) as f64,
         ),
         counter(
@@ -561,13 +567,19 @@ fn history_counters(saves: &persist::counters::SaveStatus) -> Vec<StoreCounter> 
         ),
         counter(
             "counter_history_saved_bytes",
-            "Size of the last counter history file written.",
+            "Bytes the last save of the counter history wrote.",
             saves.bytes.load(Ordering::Relaxed) as f64,
         ),
         counter(
             "counter_history_save_seconds",
             "Time the last save of the counter history took (copy, encoding, write, fsync).",
             saves.micros.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+        counter(
+            "counter_history_save_locked_seconds",
+            "Time the last save of the counter history held the counter store's lock (the \
+             copy; the sampler waits meanwhile).",
+            saves.locked_micros.load(Ordering::Relaxed) as f64 / 1e6,
         ),
     ]
 }

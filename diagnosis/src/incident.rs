@@ -151,6 +151,8 @@ pub struct PatternInput {
     pub last_seen_unix_ms: i64,
     /// Occurrences counted.
     pub count: u64,
+    /// Of `count`, the records without a trace id (one each).
+    pub untraced: u64,
     /// Recent traces it occurred in.
     pub trace_ids: Vec<String>,
     /// Its occurrences in traces that had already failed with another pattern, by that
@@ -242,6 +244,10 @@ pub struct IncidentPattern {
     pub last_seen_unix_ms: i64,
     /// Occurrences counted.
     pub count: u64,
+    /// Of `count`, the records without a trace id (one each): beside failures counted by
+    /// trace, among the incident's `untraced_records`, not its `failures`.
+    #[serde(default)]
+    pub untraced: u64,
     /// How its occurrences count in the incident: among its `failures`, among its
     /// `untraced_records`, or not at all (an untraced echo of failures counted already).
     #[serde(default)]
@@ -267,6 +273,8 @@ pub enum CountedAs {
 pub struct PatternCounts {
     /// Occurrences counted (the pattern's `total_count`).
     pub count: u64,
+    /// Of `count`, the records without a trace id (its `untraced_count`).
+    pub untraced: u64,
     /// Its occurrences in traces that had already failed with another pattern, by that
     /// pattern's id.
     pub failed_before: Vec<(String, u64)>,
@@ -374,13 +382,18 @@ impl Incident {
             (
                 p.id.as_str(),
                 p.counted_as,
-                if held(p) { c.count } else { p.count },
+                if held(p) {
+                    (c.count, c.untraced)
+                } else {
+                    (p.count, p.untraced)
+                },
                 c.failed_before.as_slice(),
             )
         }));
         for (p, c) in self.patterns.iter_mut().zip(now) {
             if held(p) {
                 p.count = c.count;
+                p.untraced = c.untraced;
             }
         }
         self.failures = failures;
@@ -1157,6 +1170,7 @@ fn recount_echoes_of_earlier_runs(
     inc.recount(|id| {
         input(id).map(|p| PatternCounts {
             count: p.count,
+            untraced: p.untraced,
             failed_before: p.failed_before.clone(),
         })
     });

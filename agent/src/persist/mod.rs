@@ -17,8 +17,9 @@
 //! libraries own (tail offsets, cluster store) are their own versioned values, so a change
 //! of an in-memory type never changes the file silently.
 //!
-//! Beside it, [`counters`] keeps the counters' history (`counters.json`) across a restart, at
-//! a rate of its own: a baseline, not something that must agree with the counts.
+//! Beside it, [`counters`] keeps the counters' history (`counters.bin` and
+//! `counters-minutes.log`) across a restart, at a rate of its own: a baseline, not something
+//! that must agree with the counts.
 
 pub mod atomic;
 pub mod counters;

@@ -75,6 +75,7 @@ impl Engine {
                             .iter()
                             .map(|(other, n)| (other.to_string(), *n))
                             .collect(),
+                        untraced: rs.untraced,
                     },
                 })
                 .collect(),
@@ -170,6 +171,7 @@ impl Engine {
                         .filter_map(|(id, n)| Some((ClusterId::try_from(id.clone()).ok()?, *n)))
                         .take(MAX_FAILED_BEFORE)
                         .collect(),
+                    untraced: st.untraced.min(st.count),
                     // Stacks and frames are not persisted (see `ClusterDetail::frames`).
                     ..RootStats::default()
                 });

@@ -382,6 +382,41 @@ impl History {
         kept.sort_by_key(|s| std::cmp::Reverse(s.1.last_seen_tick));
         kept.truncate(self.max_series);
         self.series = kept.into_iter().collect();
+        // Minutes before the last sample's whose sample points were saved but whose minute
+        // point was not (newer than the newest saved minute: a save whose minute log could
+        // not be written): closed again from those points.
+        if let Some(&last) = self.second_times.back() {
+            let open = last.div_euclid(60_000);
+            let newest = self.minute_times.back().copied();
+            let mut i = 0;
+            while i < self.second_times.len() {
+                let minute = self.second_times[i].div_euclid(60_000);
+                let end = i + self
+                    .second_times
+                    .range(i..)
+                    .take_while(|&&t| t.div_euclid(60_000) == minute)
+                    .count();
+                if minute < open && newest.is_none_or(|m| m < minute * 60_000) {
+                    push_capped(&mut self.minute_times, minute * 60_000, self.minute_cap);
+                    for s in self.series.values_mut() {
+                        let points = s.seconds.range(i..end).copied().filter(|v| v.is_finite());
+                        let point = if s.rate {
+                            let (sum, n) =
+                                points.fold((0.0f64, 0u32), |(a, n), v| (a + f64::from(v), n + 1));
+                            if n > 0 {
+                                (sum / f64::from(n)) as f32
+                            } else {
+                                f32::NAN
+                            }
+                        } else {
+                            points.reduce(f32::max).unwrap_or(f32::NAN)
+                        };
+                        push_capped(&mut s.minutes, point, self.minute_cap);
+                    }
+                }
+                i = end;
+            }
+        }
         // The minute of the last sample is still open: its points are folded again, so the
         // minute closes with the peak of the samples before and after the restart.
         if let Some(&last) = self.second_times.back() {
@@ -418,6 +453,79 @@ impl History {
             self.second_times.len(),
             self.minute_times.len(),
         ))
+    }
+
+    /// Copies what a save writes, quickly (under the store's lock: bulk copies of the rings,
+    /// nothing encoded or filtered): the sample points taken at or after
+    /// `seconds_since_unix_ms`, and the closed minutes after `minutes_after_unix_ms` (`None`:
+    /// every closed minute), of every series `keep` accepts. Points are `NaN` where a series
+    /// was not sampled. See [`super::saved`] for what is kept and why.
+    pub fn copy(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        seconds_since_unix_ms: i64,
+        minutes_after_unix_ms: Option<i64>,
+    ) -> HistoryCopy {
+        let seconds = self.second_times.len()
+            - self
+                .second_times
+                .iter()
+                .take_while(|&&t| t < seconds_since_unix_ms)
+                .count();
+        let minutes = match minutes_after_unix_ms {
+            None => self.minute_times.len(),
+            Some(after) => self
+                .minute_times
+                .iter()
+                .rev()
+                .take_while(|&&t| t > after)
+                .count(),
+        };
+        let series = self
+            .series
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, s)| CopiedSeries {
+                key: key.clone(),
+                seconds: newest(&s.seconds, seconds),
+                minutes: newest(&s.minutes, minutes),
+            })
+            .collect();
+        HistoryCopy {
+            second_times: newest(&self.second_times, seconds),
+            minute_times: newest(&self.minute_times, minutes),
+            series,
+        }
+    }
+
+    /// Takes in the samples of `live` (a history recorded while this one was being restored
+    /// from disk, away from the store's lock): they follow this history's points on the
+    /// same axes, as if recorded into it. Refused (nothing changed) when `live` has a sample
+    /// older than this history's newest one: the two would not follow each other.
+    pub fn absorb(&mut self, live: &History) -> Result<(), String> {
+        if let (Some(&first), Some(&last)) = (live.second_times.front(), self.second_times.back()) {
+            if first <= last {
+                return Err(format!(
+                    "the samples since the start (from {first}) do not follow the saved ones \
+                     (until {last})"
+                ));
+            }
+        }
+        let n = live.second_times.len();
+        for (i, &time) in live.second_times.iter().enumerate() {
+            let values: Vec<(SeriesKey, f64)> = live
+                .series
+                .iter()
+                .filter_map(|(key, s)| {
+                    // Each series holds one point per time (the newest `n`).
+                    let v = *s.seconds.get((s.seconds.len() + i).checked_sub(n)?)?;
+                    v.is_finite().then(|| (key.clone(), f64::from(v)))
+                })
+                .collect();
+            self.record(time, &values);
+        }
+        self.evicted += live.evicted;
+        Ok(())
     }
 
     /// Forgets every series `drop` accepts (a port whose past belongs to another process).
@@ -458,6 +566,57 @@ impl HistoryView {
         }
         out
     }
+}
+
+/// The newest `n` entries of `ring`, oldest first, copied in bulk; a ring shorter than `n`
+/// is padded at the front (with `NaN` for points: a gap).
+fn newest<T: Copy + Padding>(ring: &VecDeque<T>, n: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    out.resize(n.saturating_sub(ring.len()), T::PAD);
+    let skip = ring.len().saturating_sub(n);
+    let (a, b) = ring.as_slices();
+    if skip < a.len() {
+        out.extend_from_slice(&a[skip..]);
+        out.extend_from_slice(b);
+    } else {
+        out.extend_from_slice(&b[skip - a.len()..]);
+    }
+    out
+}
+
+/// What [`newest`] pads with.
+trait Padding {
+    const PAD: Self;
+}
+
+impl Padding for f32 {
+    const PAD: f32 = f32::NAN;
+}
+
+impl Padding for i64 {
+    const PAD: i64 = i64::MIN;
+}
+
+/// What a save copies from the history under the store's lock (see [`History::copy`]).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryCopy {
+    /// Time of each copied sample point (Unix ms).
+    pub second_times: Vec<i64>,
+    /// Start of each copied closed minute (Unix ms).
+    pub minute_times: Vec<i64>,
+    /// Every kept series, aligned with both axes.
+    pub series: Vec<CopiedSeries>,
+}
+
+/// One series' copied points; `NaN` where it was not sampled.
+#[derive(Debug, Clone)]
+pub struct CopiedSeries {
+    /// Which series.
+    pub key: SeriesKey,
+    /// One point per copied sample time.
+    pub seconds: Vec<f32>,
+    /// One point per copied minute.
+    pub minutes: Vec<f32>,
 }
 
 fn push_capped<T>(ring: &mut VecDeque<T>, value: T, cap: usize) {

@@ -49,5 +49,6 @@ pub use sampler::{spawn_sampler, NodeSampler};
 pub use saved::SavedCounters;
 pub use sockets::{PortKey, SocketCensus, SocketEntry, StateCounts};
 pub use store::{
-    CounterStore, CountersSnapshot, ListeningProcess, Restored, SnapshotOptions, SourceState,
+    CounterStore, CountersSnapshot, ListeningProcess, PreparedRestore, Restored, SaveCopy,
+    SnapshotOptions, SourceState,
 };

@@ -26,6 +26,10 @@
 //! Bounds: a run cannot claim more points than the file has times, so a corrupt count cannot
 //! make the reader allocate more than the file describes.
 //!
+//! The agent writes this JSON form only as format 1 of its files (an agent upgraded in place
+//! still reads it); its current files lay the same points out in a binary form of their own,
+//! the minutes in an append-only log (see the agent's `persist::counters`).
+//!
 //! [`CounterStore::save`]: super::CounterStore::save
 //! [`CounterStore::restore`]: super::CounterStore::restore
 

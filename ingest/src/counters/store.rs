@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::config::CountersConfig;
 use super::error::CounterError;
-use super::history::{History, HistoryView};
+use super::history::{History, HistoryCopy, HistoryView};
 use super::owners::PortOwner;
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
@@ -471,30 +471,7 @@ impl CounterStore {
     pub fn record_port_owners(&self, owners: Vec<PortOwner>) {
         let mut inner = self.inner.lock();
         if let Some(before) = inner.restored_owners.take() {
-            let moved: BTreeSet<u16> = owners
-                .iter()
-                .filter(|o| before.get(&o.port).is_some_and(|&pid| pid != o.pid))
-                .map(|o| o.port)
-                .collect();
-            if !moved.is_empty() {
-                let n = inner.history.forget(|key| match key {
-                    SeriesKey::PortState {
-                        port,
-                        side: PortSide::Local,
-                        ..
-                    }
-                    | SeriesKey::PortTotal {
-                        port,
-                        side: PortSide::Local,
-                    }
-                    | SeriesKey::ListenQueue { port } => moved.contains(port),
-                    _ => false,
-                });
-                tracing::info!(
-                    "ports {moved:?} are held by another process than before the restart: \
-                     {n} restored series of theirs forgotten"
-                );
-            }
+            forget_moved_ports(&mut inner.history, &before, &owners);
         }
         inner.port_owners = owners;
     }
@@ -988,78 +965,123 @@ impl CounterStore {
         }
     }
 
-    /// The history worth keeping across a restart (see [`super::saved`]): the sample points
-    /// of the last `seconds_ms` and every closed minute, of every series but the agent's own
-    /// (its process and runtime: the next start is another process), with who held the
-    /// listening ports and the process targets' ids now.
+    /// How many minute points the history keeps per series (`history_minutes`).
+    pub fn minute_capacity(&self) -> usize {
+        self.history_minutes
+    }
+
+    /// Copies what a save writes (see [`super::saved`]), under the store's lock for no longer
+    /// than bulk copies take: the sample points of the last `seconds_ms`, the closed minutes
+    /// after `minutes_after_unix_ms` (`None`: all of them), of every series but the agent's
+    /// own (its process and runtime: the next start is another process), with who holds the
+    /// listening ports and the process targets' ids now. Encoding and writing are the
+    /// caller's, away from the lock: the sampler is never held up by them.
+    pub fn copy_for_save(&self, seconds_ms: i64, minutes_after_unix_ms: Option<i64>) -> SaveCopy {
+        let inner = self.inner.lock();
+        let since = inner
+            .time_unix_ms
+            .map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
+        SaveCopy {
+            time_unix_ms: inner.time_unix_ms,
+            history: inner
+                .history
+                .copy(not_the_agents_own, since, minutes_after_unix_ms),
+            owners: saved_owners(&inner),
+            targets: saved_targets(&inner),
+        }
+    }
+
+    /// The history worth keeping across a restart, as one value (see [`super::saved`]): the
+    /// sample points of the last `seconds_ms` and every closed minute, of every series but
+    /// the agent's own, with who held the listening ports and the process targets' ids now.
+    /// The whole value is built under the store's lock: the agent saves through
+    /// [`CounterStore::copy_for_save`] instead.
     pub fn save(&self, seconds_ms: i64) -> SavedCounters {
         let inner = self.inner.lock();
         let since = inner
             .time_unix_ms
             .map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
-        let history = inner.history.save(
-            |key| match key {
-                SeriesKey::Runtime { .. } => false,
-                SeriesKey::Process { name, .. } => name != AGENT_PROCESS,
-                _ => true,
-            },
-            since,
-        );
         SavedCounters {
-            history,
-            owners: inner
-                .port_owners
-                .iter()
-                .map(|o| SavedOwner {
-                    port: o.port,
-                    pid: o.pid,
-                })
-                .collect(),
-            targets: inner
-                .processes
-                .iter()
-                .filter(|p| p.name != AGENT_PROCESS)
-                .filter_map(|p| {
-                    Some(SavedTarget {
-                        name: p.name.clone(),
-                        pids: p.counters.as_ref()?.pids.clone(),
-                    })
-                })
-                .collect(),
+            history: inner.history.save(not_the_agents_own, since),
+            owners: saved_owners(&inner),
+            targets: saved_targets(&inner),
             unknown_series: 0,
         }
     }
 
-    /// Restores a history saved by a previous run at the agent's start (before the first
-    /// sample), as of `now_unix_ms`: the sample points of the last `history_seconds`
-    /// intervals, the minutes of the last `history_minutes`, nothing after now. The samples
-    /// that follow continue its axes; the time the agent was down is a gap, never a zero.
-    /// Who held each listening port and each process target's ids are checked at the first
-    /// census and first reading (see [`CounterStore::record_port_owners`]). Refused when a
-    /// sample was recorded already.
+    /// Restores a history saved by a previous run, as of `now_unix_ms`:
+    /// [`CounterStore::prepare_restore`] then [`CounterStore::adopt`].
     pub fn restore(&self, saved: SavedCounters, now_unix_ms: i64) -> Result<Restored, String> {
-        let mut inner = self.inner.lock();
+        self.adopt(self.prepare_restore(saved, now_unix_ms)?)
+    }
+
+    /// Builds the history that `saved` describes, as of `now_unix_ms`, without touching the
+    /// store (no lock: a large history is rebuilt while the sampler and the API go on): the
+    /// sample points of the last `history_seconds` intervals, the minutes of the last
+    /// `history_minutes`, nothing after now. [`CounterStore::adopt`] puts it in place.
+    pub fn prepare_restore(
+        &self,
+        saved: SavedCounters,
+        now_unix_ms: i64,
+    ) -> Result<PreparedRestore, String> {
         let span = |points: usize, step_ms: u64| {
             i64::try_from(points as u128 * u128::from(step_ms)).unwrap_or(i64::MAX)
         };
         let seconds_from = now_unix_ms.saturating_sub(span(self.history_seconds, self.interval_ms));
         let minutes_from = now_unix_ms.saturating_sub(span(self.history_minutes, 60_000));
+        let mut history = History::new(self.history_seconds, self.history_minutes, self.max_series);
         let (series, sample_points, minute_points) =
-            inner
-                .history
-                .restore(saved.history, seconds_from, minutes_from, now_unix_ms)?;
-        inner.restored_owners = Some(saved.owners.iter().map(|o| (o.port, o.pid)).collect());
-        inner.restored_targets = saved
-            .targets
-            .into_iter()
-            .map(|t| (t.name, t.pids))
-            .collect();
-        Ok(Restored {
-            series,
-            sample_points,
-            minute_points,
-            unknown_series: saved.unknown_series,
+            history.restore(saved.history, seconds_from, minutes_from, now_unix_ms)?;
+        Ok(PreparedRestore {
+            history,
+            owners: saved.owners.iter().map(|o| (o.port, o.pid)).collect(),
+            targets: saved
+                .targets
+                .into_iter()
+                .map(|t| (t.name, t.pids))
+                .collect(),
+            restored: Restored {
+                series,
+                sample_points,
+                minute_points,
+                unknown_series: saved.unknown_series,
+            },
         })
+    }
+
+    /// Puts a restored history in place. The samples recorded since the agent started (the
+    /// history is restored in the background) follow its points on the same axes; the time
+    /// the agent was down is a gap, never a zero. Who held each listening port and each
+    /// process target's ids when it was saved are compared with who holds them now — at
+    /// once when they are known already, else at the first census and reading (see
+    /// [`CounterStore::record_port_owners`]): a restored past that was another process's is
+    /// forgotten. Refused (nothing changed) when a sample recorded since is not newer than
+    /// the restored ones.
+    pub fn adopt(&self, prepared: PreparedRestore) -> Result<Restored, String> {
+        let PreparedRestore {
+            mut history,
+            owners,
+            mut targets,
+            restored,
+        } = prepared;
+        let mut inner = self.inner.lock();
+        if inner.time_unix_ms.is_some() {
+            // Sampled already: the comparisons are made now, on the restored series only,
+            // so the new owner's own points stay.
+            forget_moved_ports(&mut history, &owners, &inner.port_owners);
+            for p in &inner.processes {
+                if let (Some(before), Some(now)) = (targets.remove(&p.name), &p.counters) {
+                    forget_restarted_target(&mut history, &p.name, &before, &now.pids);
+                }
+            }
+            history.absorb(&inner.history)?;
+            inner.restored_owners = None;
+        } else {
+            inner.restored_owners = Some(owners);
+        }
+        inner.history = history;
+        inner.restored_targets = targets;
+        Ok(restored)
     }
 
     /// The current values, statuses and (per `options`) history.
@@ -1150,19 +1172,117 @@ pub struct Restored {
 /// Forgets the restored past of process target `name` when none of its process ids is one it
 /// had when the history was saved: its service started again while the agent was down.
 fn forget_if_restarted(inner: &mut Inner, name: &str, pids: &[u32]) {
-    let Some(before) = inner.restored_targets.remove(name) else {
-        return;
-    };
+    if let Some(before) = inner.restored_targets.remove(name) {
+        forget_restarted_target(&mut inner.history, name, &before, pids);
+    }
+}
+
+/// Forgets the series of `history` that are process target `name`'s when none of its process
+/// ids now (`pids`) is one it had `before`.
+fn forget_restarted_target(history: &mut History, name: &str, before: &[u32], pids: &[u32]) {
     if before.is_empty() || pids.is_empty() || pids.iter().any(|p| before.contains(p)) {
         return;
     }
-    let n = inner
-        .history
-        .forget(|key| matches!(key, SeriesKey::Process { name: n, .. } if n == name));
+    let n = history.forget(|key| matches!(key, SeriesKey::Process { name: n, .. } if n == name));
     tracing::info!(
         "{name} runs as another process than before the restart: {n} restored series of it \
          forgotten"
     );
+}
+
+/// Forgets the series of `history` of the ports that another process holds `now` than held
+/// them `before` (port -> pid): their sockets and queue (local side).
+fn forget_moved_ports(history: &mut History, before: &BTreeMap<u16, u32>, now: &[PortOwner]) {
+    let moved: BTreeSet<u16> = now
+        .iter()
+        .filter(|o| before.get(&o.port).is_some_and(|&pid| pid != o.pid))
+        .map(|o| o.port)
+        .collect();
+    if moved.is_empty() {
+        return;
+    }
+    let n = history.forget(|key| match key {
+        SeriesKey::PortState {
+            port,
+            side: PortSide::Local,
+            ..
+        }
+        | SeriesKey::PortTotal {
+            port,
+            side: PortSide::Local,
+        }
+        | SeriesKey::ListenQueue { port } => moved.contains(port),
+        _ => false,
+    });
+    tracing::info!(
+        "ports {moved:?} are held by another process than before the restart: {n} restored \
+         series of theirs forgotten"
+    );
+}
+
+/// The series a save keeps: all but the agent's own process and runtime (the next start is
+/// another process).
+fn not_the_agents_own(key: &SeriesKey) -> bool {
+    match key {
+        SeriesKey::Runtime { .. } => false,
+        SeriesKey::Process { name, .. } => name != AGENT_PROCESS,
+        _ => true,
+    }
+}
+
+fn saved_owners(inner: &Inner) -> Vec<SavedOwner> {
+    inner
+        .port_owners
+        .iter()
+        .map(|o| SavedOwner {
+            port: o.port,
+            pid: o.pid,
+        })
+        .collect()
+}
+
+fn saved_targets(inner: &Inner) -> Vec<SavedTarget> {
+    inner
+        .processes
+        .iter()
+        .filter(|p| p.name != AGENT_PROCESS)
+        .filter_map(|p| {
+            Some(SavedTarget {
+                name: p.name.clone(),
+                pids: p.counters.as_ref()?.pids.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What a save copies from the store (see [`CounterStore::copy_for_save`]).
+#[derive(Debug, Clone, Default)]
+pub struct SaveCopy {
+    /// The time of the newest sample, if any.
+    pub time_unix_ms: Option<i64>,
+    /// The points.
+    pub history: HistoryCopy,
+    /// Who holds each listening port.
+    pub owners: Vec<SavedOwner>,
+    /// The process ids of each process target.
+    pub targets: Vec<SavedTarget>,
+}
+
+/// A restored history built away from the store, to put in place with
+/// [`CounterStore::adopt`].
+#[derive(Debug)]
+pub struct PreparedRestore {
+    history: History,
+    owners: BTreeMap<u16, u32>,
+    targets: BTreeMap<String, Vec<u32>>,
+    restored: Restored,
+}
+
+impl PreparedRestore {
+    /// What it brings back.
+    pub fn restored(&self) -> Restored {
+        self.restored
+    }
 }
 
 /// The port groups of `history` not among the current top ports of `view` whose states had a
@@ -1783,8 +1903,51 @@ mod tests {
         );
     }
 
+    /// A history restored in the background, after the store sampled already (the agent
+    /// serves and samples while it reads its files): the samples taken meanwhile follow the
+    /// restored ones on the same axes, and a port another process holds now forgets only its
+    /// restored past, not the points taken since.
+    #[test]
+    fn a_history_restored_after_the_first_samples_is_followed_by_them() {
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        for t in 0..10 {
+            store.record_port_owners(vec![orders_owns(8080, 10)]);
+            store.record_sample(leaking(60_000 + t * 1000, 3, 10));
+        }
+        let next = CounterStore::new(&config);
+        let prepared = next.prepare_restore(store.save(60_000), 75_000).unwrap();
+        // Two samples while the files are read; 8080 is another process's now.
+        for (t, leaked) in [(76_000, 4), (77_000, 5)] {
+            next.record_port_owners(vec![orders_owns(8080, 11)]);
+            next.record_sample(leaking(t, leaked, 10));
+        }
+        let restored = next.adopt(prepared).unwrap();
+        assert_eq!(restored.sample_points, 10);
+        let h = next.snapshot(&SnapshotOptions::default()).history.unwrap();
+        let times: Vec<i64> = (60..70).map(|s| s * 1000).chain([76_000, 77_000]).collect();
+        assert_eq!(h.seconds.times_unix_ms, times);
+        let listen = SeriesKey::NodeState {
+            state: SocketState::Listen,
+        };
+        assert_eq!(h.seconds.series[&listen], [Some(1.0); 12]);
+        assert_eq!(
+            h.seconds.series[&CLOSE_WAIT_8080],
+            [vec![None; 10], vec![Some(4.0), Some(5.0)]].concat()
+        );
+        // The next census does not forget the new owner's points.
+        next.record_port_owners(vec![orders_owns(8080, 11)]);
+        next.record_sample(leaking(78_000, 6, 10));
+        let h = next.snapshot(&SnapshotOptions::default()).history.unwrap();
+        assert_eq!(
+            h.seconds.series[&CLOSE_WAIT_8080][10..],
+            [Some(4.0), Some(5.0), Some(6.0)]
+        );
+    }
+
     /// Points after "now" (a clock set back since they were saved) would shut out every new
-    /// sample: they are left out. A store that sampled already refuses a restore.
+    /// sample: they are left out. A store whose samples do not follow the restored ones
+    /// refuses the restore.
     #[test]
     fn points_from_the_future_are_left_out_and_a_sampling_store_refuses_a_restore() {
         let config = CountersConfig::default();

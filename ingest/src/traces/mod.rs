@@ -26,4 +26,6 @@ pub use span::{Span, SpanEvent, SpanKind, StatusCode};
 pub use store::{
     InsertOutcome, TraceFilter, TraceStore, TraceStoreStats, TraceSummary, MAX_LISTENERS,
 };
-pub use traffic::{RequestSource, ServiceTraffic, TrafficSeries, SECONDS as TRAFFIC_SECONDS};
+pub use traffic::{
+    RequestSource, SavedServiceTraffic, ServiceTraffic, TrafficSeries, SECONDS as TRAFFIC_SECONDS,
+};

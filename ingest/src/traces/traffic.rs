@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 /// Most services counted.
 pub const MAX_SERVICES: usize = 256;
@@ -139,6 +140,92 @@ impl ServiceTraffic {
     }
 }
 
+/// One service's counted seconds as saved across an agent restart (see
+/// [`ServiceTraffic::save`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedServiceTraffic {
+    /// The service.
+    pub service: String,
+    /// Whether its requests were counted from SERVER spans (its access lines are then not).
+    pub from_spans: bool,
+    /// (Unix second, requests, failures) of each second with a request, oldest first.
+    pub seconds: Vec<(i64, u32, u32)>,
+}
+
+impl ServiceTraffic {
+    /// The seconds at or after `since_unix_secs` of every service with a request in them:
+    /// what a restarted agent needs as its services' baseline.
+    pub fn save(&self, since_unix_secs: i64) -> Vec<SavedServiceTraffic> {
+        let guard = self.inner.lock();
+        guard
+            .0
+            .iter()
+            .filter_map(|(name, service)| {
+                let start = service.seconds.partition_point(|e| e.0 < since_unix_secs);
+                (start < service.seconds.len()).then(|| SavedServiceTraffic {
+                    service: name.clone(),
+                    from_spans: service.from_spans,
+                    seconds: service.seconds.range(start..).copied().collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Takes back what [`ServiceTraffic::save`] kept, beside what was counted since the
+    /// start: a second counted since is kept as counted, a saved second not counted since is
+    /// added. Within the bounds ([`MAX_SERVICES`] services, the newest [`SECONDS`] seconds);
+    /// returns the seconds added.
+    pub fn restore(&self, saved: Vec<SavedServiceTraffic>) -> usize {
+        let mut guard = self.inner.lock();
+        let (services, _) = &mut *guard;
+        let mut added = 0;
+        for s in saved {
+            if !services.contains_key(&s.service) && services.len() >= MAX_SERVICES {
+                continue;
+            }
+            let entry = services.entry(s.service).or_default();
+            entry.from_spans |= s.from_spans;
+            let mut merged: Vec<(i64, u32, u32)> = Vec::with_capacity(entry.seconds.len());
+            let (mut old, mut new) = (s.seconds.into_iter().peekable(), entry.seconds.drain(..));
+            let mut next_new = new.next();
+            loop {
+                match (old.peek().copied(), next_new) {
+                    (Some(o), Some(n)) if o.0 < n.0 => {
+                        if merged.last().is_none_or(|l| l.0 < o.0) {
+                            merged.push(o);
+                            added += 1;
+                        }
+                        old.next();
+                    }
+                    (Some(o), Some(n)) => {
+                        if o.0 == n.0 {
+                            old.next();
+                        }
+                        merged.push(n);
+                        next_new = new.next();
+                    }
+                    (Some(o), None) => {
+                        if merged.last().is_none_or(|l| l.0 < o.0) {
+                            merged.push(o);
+                            added += 1;
+                        }
+                        old.next();
+                    }
+                    (None, Some(n)) => {
+                        merged.push(n);
+                        next_new = new.next();
+                    }
+                    (None, None) => break,
+                }
+            }
+            drop(new);
+            let skip = merged.len().saturating_sub(SECONDS);
+            entry.seconds = merged.into_iter().skip(skip).collect();
+        }
+        added
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +255,39 @@ mod tests {
         assert_eq!(orders.failures, [1, 0, 1]);
         // A window with nothing in it lists nobody.
         assert!(traffic.series(t0 + 100, 10).is_empty());
+    }
+
+    /// What a restarted agent saved comes back beside what it counted since: seconds counted
+    /// since are kept as they are, saved seconds fill in before them, and a service known
+    /// from spans stays so.
+    #[test]
+    fn saved_seconds_come_back_beside_those_counted_since_the_start() {
+        let before = ServiceTraffic::new();
+        let t0 = 1_700_000_000;
+        for (dt, failed) in [(0, false), (0, true), (1, false), (3, false)] {
+            before.record("orders", (t0 + dt) * S, failed, RequestSource::ServerSpan);
+        }
+        before.record("edge", t0 * S, false, RequestSource::AccessLine);
+        let saved = before.save(t0 + 1);
+        assert_eq!(saved.len(), 1, "edge has nothing since t0 + 1: {saved:?}");
+        assert_eq!(saved[0].seconds, [(t0 + 1, 1, 0), (t0 + 3, 1, 0)]);
+        assert!(saved[0].from_spans);
+
+        let after = ServiceTraffic::new();
+        after.record("orders", (t0 + 3) * S, true, RequestSource::ServerSpan);
+        after.record("orders", (t0 + 4) * S, false, RequestSource::ServerSpan);
+        // orders: t0 and t0 + 1 added, t0 + 3 kept as counted since; edge: t0.
+        assert_eq!(after.restore(before.save(t0)), 3);
+        let orders = after
+            .series(t0 + 4, 5)
+            .into_iter()
+            .find(|s| s.service == "orders")
+            .expect("orders");
+        assert_eq!(orders.requests, [2, 1, 0, 1, 1]);
+        assert_eq!(orders.failures, [1, 0, 0, 1, 0]);
+        // The access lines of a service known from spans are still not counted.
+        after.record("orders", (t0 + 4) * S, false, RequestSource::AccessLine);
+        assert_eq!(after.series(t0 + 4, 1)[0].requests, [1]);
     }
 
     #[test]
