@@ -16,11 +16,16 @@ use crate::anomaly::{clock, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
 
 /// The incident of one group, with its members.
+/// `retold` are the patterns another incident held in an earlier run (see
+/// [`super::IncidentTracker::update`]): one of them that shares a trace with a pattern of the
+/// group that is not is an echo of that pattern's failures here ([`CountedAs::Echo`]), listed
+/// after the group's own patterns and never its title.
 pub(super) fn build(
     members: &[&Signal<'_>],
     node_wide: &[&CounterAnomaly],
     input: &DiagnosisInput<'_>,
     rules: &HintRules,
+    retold: &BTreeSet<&str>,
 ) -> (Incident, BTreeSet<Member>) {
     let now = input.now_unix_ms;
     let mut patterns: Vec<&PatternInput> = Vec::new();
@@ -37,6 +42,20 @@ pub(super) fn build(
     let by_onset = |a: &&PatternInput, b: &&PatternInput| {
         a.onset_unix_ms.cmp(&b.onset_unix_ms).then(a.id.cmp(&b.id))
     };
+    // A pattern of an earlier run that shares a trace with a failure of this run's retells
+    // that failure (by trace, its occurrences now are those failures): an echo here.
+    let all = patterns.clone();
+    let (again, own): (Vec<&PatternInput>, Vec<&PatternInput>) =
+        all.iter().copied().partition(|p| {
+            retold.contains(p.id.as_str())
+                && all.iter().any(|q| {
+                    q.id != p.id
+                        && !retold.contains(q.id.as_str())
+                        && q.trace_ids.iter().any(|t| p.trace_ids.contains(t))
+                })
+        });
+    patterns = own;
+    echoes.extend(again);
     patterns.sort_by(by_onset);
     echoes.sort_by(by_onset);
     // When some pattern was seen in traces, the failed requests are those the traces count:

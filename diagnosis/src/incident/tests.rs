@@ -50,6 +50,7 @@ fn anomaly(key: SeriesKey, at: i64) -> CounterAnomaly {
         changed_at_unix_ms: at,
         active: true,
         limit: None,
+        caveat: None,
     }
 }
 
@@ -132,6 +133,35 @@ fn run_with(
             rules,
         )
         .to_vec()
+}
+
+/// [`run_with`] on a tracker of its own: one update with nothing kept from before.
+fn fresh_run(
+    now: i64,
+    patterns: &[PatternInput],
+    report: AnomalyReport,
+    history: &CounterHistory,
+    services: &[ServiceFacts],
+    rules: &HintRules,
+) -> Vec<Incident> {
+    run_with(
+        &mut IncidentTracker::new(),
+        now,
+        patterns,
+        report,
+        history,
+        services,
+        rules,
+    )
+}
+
+/// A rise of `key` from `before` to `reached` (its latest point), changed at `at`.
+fn rising(key: SeriesKey, at: i64, before: f64, reached: f64) -> CounterAnomaly {
+    let mut a = anomaly(key, at);
+    a.before = before;
+    a.reached = reached;
+    a.latest = reached;
+    a
 }
 
 fn close_wait(port: u16) -> SeriesKey {
@@ -1406,8 +1436,7 @@ fn an_untraced_echo_joins_the_incident_of_the_failure_it_echoes() {
     services[1].callees.clear();
     services[1].called_ports = vec![8082];
     services[2].callers.clear();
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[eof.clone(), gin.clone()],
         report(vec![]),
@@ -1665,13 +1694,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
                 .collect(),
         }],
     };
-    let rise = |reached: f64| {
-        let mut a = anomaly(goroutines.clone(), T0 + 40_000);
-        a.before = 16.0;
-        a.reached = reached;
-        a.latest = reached;
-        a
-    };
+    let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
     let mut tracker = IncidentTracker::new();
@@ -1914,10 +1937,7 @@ fn a_pools_time_wait_churn_is_no_storm_and_node_wide_series_recognise_no_hint() 
         side: PortSide::Remote,
         state: SocketState::TimeWait,
     };
-    let mut churn = anomaly(tw.clone(), T0);
-    churn.before = 29.0;
-    churn.reached = 155.0;
-    churn.latest = 155.0;
+    let churn = rising(tw.clone(), T0, 29.0, 155.0);
     let mut tracker = IncidentTracker::new();
     let incidents = run(&mut tracker, T0 + 5_000, &[], vec![churn.clone()]);
     assert!(
@@ -2026,13 +2046,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
             series,
         }
     };
-    let rise = |reached: f64| {
-        let mut a = anomaly(tw.clone(), T0);
-        a.before = 4.0;
-        a.reached = reached;
-        a.latest = reached;
-        a
-    };
+    let rise = |reached: f64| rising(tw.clone(), T0, 4.0, reached);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
 
@@ -2059,8 +2073,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
     );
 
     // The storm: one close per call, four seconds in.
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 4_000,
         &[],
         report(vec![rise(104.0)]),
@@ -2194,8 +2207,7 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
         ),
         "{reason}"
     );
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[],
         report(vec![rose]),
@@ -2220,8 +2232,7 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
         port: 8082,
         side: PortSide::Remote,
     };
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[],
         report(vec![anomaly(towards, T0)]),
@@ -2476,7 +2487,8 @@ fn an_echo_shared_by_faults_belongs_by_trace_to_the_live_one_which_leads_the_end
         t3 + 10_000,
         250,
     );
-    let mut e3 = echo(t3, t3 + 10_000, 850, &["b1", "b2"]);
+    // The echo's first report of the run came first (gateway's span before metadata's log).
+    let mut e3 = echo(t3 - 500, t3 + 10_000, 850, &["b1", "b2"]);
     e3.failed_before = vec![("a".into(), 390), ("b".into(), 240)];
     let now = t3 + 10_000;
     let third = run(
@@ -2492,7 +2504,9 @@ fn an_echo_shared_by_faults_belongs_by_trace_to_the_live_one_which_leads_the_end
         top.id, slow_id,
         "the kill took the slow callee's incident: {top:#?}"
     );
-    assert_eq!(top.onset_unix_ms, t3, "{top:#?}");
+    assert_eq!(top.onset_unix_ms, t3 - 500, "{top:#?}");
+    // Titled by what failed, not by its echo.
+    assert!(top.title.contains("connection refused"), "{top:#?}");
     let ids: Vec<&str> = top.patterns.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["b", "e"], "{top:#?}");
     // By trace, the echo's occurrences now are the refusals' failures, counted once.
