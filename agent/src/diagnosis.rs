@@ -700,6 +700,7 @@ fn diagnosed_patterns(
                 .max(run_start.unwrap_or(i64::MIN)),
                 last_seen_unix_ms: s.last_seen_unix_ms,
                 count: s.total_count,
+                untraced: s.untraced_count,
                 trace_ids,
                 failed_before: s
                     .failed_before

@@ -60,8 +60,8 @@ use crate::snapshot::Migration;
 use crate::template::{display_template, KeyIndex, TemplateId, TemplateMiner};
 
 pub use answers::{
-    ClusterDetail, ClusterQuery, ClusterSamples, ClusterSummary, EngineCounters, EngineCounts,
-    Observation, Sample, TemplateSummary,
+    ClusterCounts, ClusterDetail, ClusterQuery, ClusterSamples, ClusterSummary, EngineCounters,
+    EngineCounts, Observation, Sample, TemplateSummary,
 };
 pub use event::{severity, ErrorEvent, RecordIds};
 
@@ -124,6 +124,9 @@ pub(crate) struct RootStats {
     pub(crate) values_total: u64,
     /// Reports, echoes included (`count` is occurrences).
     pub(crate) reports: u64,
+    /// Occurrences reported without a (readable) trace id, one per record (see
+    /// [`ClusterSummary::untraced`]).
+    pub(crate) untraced: u64,
     /// Occurrences per source that reported them.
     pub(crate) sources: BTreeMap<EventSource, u64>,
     /// Top application frames of the stacks reported, bounded like `values`.
@@ -313,6 +316,7 @@ impl Engine {
         let cfg = &s.config;
         let rs = &mut s.root_stats[root as usize];
         rs.count += 1;
+        rs.untraced += u64::from(report.untraced);
         if let Some(other) = report.failed_before_in {
             if let Some(n) = rs.failed_before.get_mut(&other) {
                 *n += 1;
@@ -541,6 +545,44 @@ impl Engine {
             samples,
             per_second: per_second.into_iter().collect(),
         })
+    }
+
+    /// The counts of the clusters `ids` (current or former ids; `None` for one no cluster
+    /// has), as their summaries count them, without building any summary: what an incident
+    /// is recounted from on every read of the incidents (the dashboard asks every second).
+    pub fn counts(&self, ids: &[ClusterId]) -> Vec<Option<ClusterCounts>> {
+        let s = self.state.lock();
+        let groups = s.groups();
+        ids.iter()
+            .map(|&id| {
+                let id = s
+                    .cluster_aliases
+                    .resolve(id, |id| groups.contains_key(&id))?;
+                let mut counts = ClusterCounts {
+                    id,
+                    count: 0,
+                    untraced: 0,
+                    failed_before: Vec::new(),
+                };
+                let mut failed_before: BTreeMap<ClusterId, u64> = BTreeMap::new();
+                for &r in groups.get(&id)? {
+                    let rs = &s.root_stats[r as usize];
+                    counts.count += rs.count;
+                    counts.untraced += rs.untraced;
+                    for (&other, &n) in &rs.failed_before {
+                        let live = |c: ClusterId| s.roots.is_live(c);
+                        if let Some(other) = s.cluster_aliases.resolve(other, live) {
+                            *failed_before.entry(other).or_insert(0) += n;
+                        }
+                    }
+                }
+                counts.failed_before = failed_before.into_iter().collect();
+                counts
+                    .failed_before
+                    .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                Some(counts)
+            })
+            .collect()
     }
 
     /// Emerging clusters now, highest score first.

@@ -103,6 +103,8 @@ pub(crate) struct Report {
     /// A status report folded into its trace's failure: that failure's pattern and root
     /// (the occurrence the sources and services are added to).
     pub folded_into: Option<(ClusterId, RootRef)>,
+    /// The report has no (readable) trace id: an occurrence of its own, one per record.
+    pub untraced: bool,
     /// A failure of its own (counted) in a trace that had already failed with another
     /// pattern: that pattern. The failed request is counted in both patterns, so whoever
     /// adds the two up (an incident holding both) subtracts it once.
@@ -231,6 +233,7 @@ impl RecentTraces {
                 first: true,
                 new_source: true,
                 new_service: true,
+                untraced: trace.is_none(),
                 folded_into: None,
                 failed_before_in: None,
             };
@@ -329,6 +332,7 @@ impl RecentTraces {
                 first: false,
                 new_source,
                 new_service,
+                untraced: false,
                 folded_into: None,
                 failed_before_in: None,
             };
@@ -355,6 +359,7 @@ impl RecentTraces {
             first: true,
             new_source: true,
             new_service: true,
+            untraced: false,
             folded_into: None,
             failed_before_in: None,
         }
@@ -379,6 +384,7 @@ mod tests {
                 first: true,
                 new_source: true,
                 new_service: true,
+                untraced: false,
                 folded_into: None,
                 failed_before_in: None,
             }
@@ -402,8 +408,10 @@ mod tests {
         let again = recent.report(B, Some(TRACE), EventSource::FileLog, None);
         assert_eq!(again.failed_before_in, None);
         // Reports without a trace, or with an unreadable one, count one each.
+        let untraced = recent.report(A, None, EventSource::FileLog, None);
+        assert!(untraced.first && untraced.untraced);
         assert!(recent.report(A, None, EventSource::FileLog, None).first);
-        assert!(recent.report(A, None, EventSource::FileLog, None).first);
+        assert!(!other.untraced);
         assert!(
             recent
                 .report(A, Some("zz"), EventSource::FileLog, None)

@@ -153,6 +153,13 @@ pub(crate) struct RootStatsV1 {
     /// pattern's id (16 hex digits; added with a default: older files know none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) failed_before: BTreeMap<String, u64>,
+    /// Occurrences without a trace id (added with a default: older files know none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) untraced: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -616,6 +616,75 @@ fn a_pattern_lists_only_its_live_traces_newest_first() {
     assert_eq!(store.stats().traces, 4);
 }
 
+/// The pattern index keeps each tagged trace's start: a span or a log earlier than the trace's
+/// start, arriving after the tag, moves the trace in the pattern's order, and a trace tagged
+/// with two of a pattern's ids is listed once, in the listing's order.
+#[test]
+fn a_tagged_trace_moves_in_its_pattern_when_an_earlier_record_arrives() {
+    let store = TraceStore::new(TraceStoreConfig::default());
+    let span_at = |t: u8, span: usize, start: i64| {
+        let mut spans = build_spans(&[SpanSpec {
+            parent: Parent::Root,
+            service: 0,
+            start,
+            duration: 5,
+            failed: true,
+            exception: false,
+        }]);
+        spans[0].trace_id = tid(t);
+        spans[0].span_id = sid(span);
+        store.insert_spans(spans);
+    };
+    for (t, start) in [(1u8, 10), (2, 20), (3, 30), (4, 40)] {
+        span_at(t, 0, start);
+    }
+    for t in [1u8, 2, 3] {
+        store.tag_cluster(tid(t), None, "c-a");
+    }
+    for t in [3u8, 4] {
+        store.tag_cluster(tid(t), None, "c-b");
+    }
+    let both = || vec!["c-a".to_owned(), "c-b".to_owned()];
+    let listed = |limit: usize| {
+        store
+            .list(&faultline_ingest::traces::TraceFilter {
+                clusters: both(),
+                limit: Some(limit),
+                ..Default::default()
+            })
+            .iter()
+            .map(|s| s.trace_id)
+            .collect::<Vec<_>>()
+    };
+    let tagged = |limit: usize| store.tagged(&both(), limit);
+    assert_eq!(
+        tagged(10),
+        vec![(40, tid(4)), (30, tid(3)), (20, tid(2)), (10, tid(1))]
+    );
+    // Trace 4 gets a span that started first of all: it is now the oldest.
+    span_at(4, 1, 5);
+    assert_eq!(
+        tagged(10),
+        vec![(30, tid(3)), (20, tid(2)), (10, tid(1)), (5, tid(4))]
+    );
+    // Trace 3 (in both patterns) gets a log older than trace 1's start.
+    let mut log = log_for(None, 7, true);
+    log.trace_id = Some(tid(3));
+    assert!(store.attach_log(log));
+    assert_eq!(
+        tagged(10),
+        vec![(20, tid(2)), (10, tid(1)), (7, tid(3)), (5, tid(4))]
+    );
+    assert_eq!(tagged(2), vec![(20, tid(2)), (10, tid(1))]);
+    for limit in [1, 2, 3, 4, 10] {
+        let ids: Vec<TraceId> = tagged(limit).into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, listed(limit), "limit {limit}");
+    }
+    // A later record does not move it.
+    span_at(2, 1, 50);
+    assert_eq!(tagged(1), vec![(20, tid(2))]);
+}
+
 /// The latest traces are read from the eviction order (no scan): the last touched first,
 /// traces of logs only left out, the limit kept.
 #[test]

@@ -9,12 +9,13 @@ The load (one generator process, this script's child):
   * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
     services, about 2 % failing, sent in batches every 100 ms as an SDK's batch processor
     does;
-  * one task target (a Prometheus text page with a goroutine count) the agent scrapes;
+  * TASKS task targets (default 1; a Prometheus text page with a goroutine count each) the
+    agent scrapes;
   * with --churn N, N loopback connections opened and closed per second (each leaves a socket
     in TIME-WAIT for a minute, so about 60 x N at any moment: --churn 170 keeps ~10,000),
     the socket churn of a busy node's other programs.
 The agent runs with its default configuration apart from ports, data dir, the log glob and
-that task target: socket census on, default store bounds.
+those task targets: socket census on, default store bounds.
 
 The baseline, in the same run on the same files: `tail -F` of the three log files into
 /dev/null (the cheapest way to follow them), and the generator's own CPU.
@@ -24,8 +25,16 @@ the agent and of `tail -F`, and the agent's open fds. Figures exclude the first 
 minutes. RSS growth is the least-squares slope of RSS over time after the warm-up, in MiB per
 10 minutes.
 
+At the end the generator is stopped first and says how many spans it sent; the script then
+waits (at most 60 s) until the agent has counted every line written, and prints lost and
+duplicated lines (lines in the files against `faultline_store_log_records_total`) and spans
+(sent against `faultline_store_otlp_spans_accepted_total`).
+
+The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --churn 170
+--tasks 5` (about 10,000 sockets in TIME-WAIT).
+
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
-       [--spans 1000] [--churn 0] [--sample 10] [--bin PATH] [--json OUT]
+       [--spans 1000] [--churn 0] [--tasks 1] [--sample 10] [--bin PATH] [--json OUT]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
@@ -228,18 +237,22 @@ def churn(per_second):
 
 
 def generate(args):
-    """The load: runs until killed. Paces itself every 100 ms against the wall clock."""
+    """The load: runs until SIGTERM, then writes the spans it sent (accepted with HTTP 200)
+    to `args.counts`. Paces itself every 100 ms against the wall clock."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     rng = random.Random(args.seed)
     files = {s: open(os.path.join(args.logs, f"{s}.log"), "a", buffering=1) for s in SERVICES}
-    server = ThreadingHTTPServer(("127.0.0.1", args.task_port), Goroutines)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for port in args.task_port.split(","):
+        server = ThreadingHTTPServer(("127.0.0.1", int(port)), Goroutines)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     if args.churn > 0:
         threading.Thread(target=churn, args=(args.churn,), daemon=True).start()
     url = f"http://{args.otlp_http}/v1/traces"
     start = time.monotonic()
-    lines_done = spans_done = 0
+    lines_done = spans_done = spans_sent = 0
     tick = 0
-    while True:
+    while not stopping.is_set():
         tick += 1
         due = start + tick * 0.1
         elapsed = due - start
@@ -256,12 +269,17 @@ def generate(args):
                 url, data=body, headers={"content-type": "application/json"})
             try:
                 urllib.request.urlopen(request, timeout=10).read()
+                spans_sent += want_spans - want_spans % 4
             except OSError as e:
                 print(f"generator: export failed: {e}", file=sys.stderr)
             spans_done += want_spans - want_spans % 4
         pause = due - time.monotonic()
         if pause > 0:
             time.sleep(pause)
+    for f in files.values():
+        f.close()
+    with open(args.counts, "w") as f:
+        json.dump({"lines": lines_done, "spans_sent": spans_sent}, f)
 
 
 # ---------------------------------------------------------------- the run
@@ -293,6 +311,38 @@ def metric(base, name):
     return None
 
 
+def account(base, generator, logs, counts_path):
+    """Stops the generator, then waits (at most 60 s) until the agent has counted every line
+    in the files; returns lines and spans written, counted, lost and duplicated."""
+    generator.send_signal(signal.SIGTERM)
+    generator.wait(timeout=30)
+    with open(counts_path) as f:
+        sent = json.load(f)
+    written = 0
+    for s in SERVICES:
+        with open(os.path.join(logs, f"{s}.log"), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                written += block.count(b"\n")
+    deadline = time.monotonic() + 60
+    counted = metric(base, "log_records_total")
+    while counted != written and time.monotonic() < deadline:
+        time.sleep(0.5)
+        counted = metric(base, "log_records_total")
+    counted = int(counted or 0)
+    accepted = int(metric(base, "otlp_spans_accepted_total") or 0)
+    return {
+        "lines_written": written,
+        "lines_generated": sent["lines"],
+        "lines_counted": counted,
+        "lines_lost": max(written - counted, 0),
+        "lines_duplicated": max(counted - written, 0),
+        "spans_sent": sent["spans_sent"],
+        "spans_accepted": accepted,
+        "spans_lost": max(sent["spans_sent"] - accepted, 0),
+        "spans_duplicated": max(accepted - sent["spans_sent"], 0),
+    }
+
+
 def run(args):
     exe = binary(args.bin)
     work = tempfile.mkdtemp(prefix="faultline-soak-")
@@ -300,12 +350,16 @@ def run(args):
     os.makedirs(logs)
     for s in SERVICES:
         open(os.path.join(logs, f"{s}.log"), "w").close()
-    web, grpc, http, task = free_port(), free_port(), free_port(), free_port()
+    web, grpc, http = free_port(), free_port(), free_port()
+    tasks = [free_port() for _ in range(args.tasks)]
     base = f"http://127.0.0.1:{web}"
+    task_args = []
+    for i, port in enumerate(tasks):
+        task_args += ["--task", f"app{i}=http://127.0.0.1:{port}/metrics"]
     agent = subprocess.Popen(
         [exe, "run", "--listen", f"127.0.0.1:{web}", "--otlp-grpc", f"127.0.0.1:{grpc}",
          "--otlp-http", f"127.0.0.1:{http}", "--data-dir", os.path.join(work, "data"),
-         "--log", os.path.join(logs, "*.log"), "--task", f"app=http://127.0.0.1:{task}/metrics"],
+         "--log", os.path.join(logs, "*.log")] + task_args,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.stderr"), "w"),
         env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     children = [agent]
@@ -319,9 +373,11 @@ def run(args):
             ["tail", "-q", "-n", "0", "-F"] + [os.path.join(logs, f"{s}.log") for s in SERVICES],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         children.append(tail)
+        counts_path = os.path.join(work, "generator.json")
         generator = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--generate", "--logs", logs,
-             "--otlp-http", f"127.0.0.1:{http}", "--task-port", str(task),
+             "--otlp-http", f"127.0.0.1:{http}", "--counts", counts_path,
+             "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
              "--churn", str(args.churn)])
         children.append(generator)
@@ -359,6 +415,8 @@ def run(args):
                     f"tail -F {row['tail_cpu']:5.2f}%  generator {row['generator_cpu']:5.1f}%",
                     file=sys.stderr, flush=True)
         records1 = (time.monotonic(), metric(base, "log_records_total"))
+        fds_end = fds(agent.pid)
+        accounting = account(base, generator, logs, counts_path)
         spans = metric(base, "otlp_spans_accepted_total")
     finally:
         for child in reversed(children):
@@ -384,6 +442,8 @@ def run(args):
         lines_per_s = (records1[1] - records0[1]) / (records1[0] - records0[0])
     rss_points = [(s["t"], s["agent_rss"]) for s in steady]
     report = {
+        "tasks": args.tasks,
+        "churn_per_s": args.churn,
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.1f} at the end",
         "binary": exe,
@@ -404,6 +464,9 @@ def run(args):
         "agent_rss_slope_mib_per_10min": slope_per_10min(rss_points),
         "tail_f_rss_mib_median": med("tail_rss"),
         "agent_fds_max": top("agent_fds"),
+        "agent_fds_median": med("agent_fds"),
+        "agent_fds_end": fds_end,
+        **accounting,
         "samples": samples,
     }
     if args.json:
@@ -412,7 +475,8 @@ def run(args):
     ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
     print(f"machine: {report['machine']}")
     print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
-          f"{args.spans} spans/s; {args.minutes} min, first {args.warmup} min not counted")
+          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s; "
+          f"{args.minutes} min, first {args.warmup} min not counted")
     print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
     print("|---|---|---|")
     print(f"| faultline | {report['agent_cpu_pct_median']:.2f} / {report['agent_cpu_pct_max']:.2f}"
@@ -426,7 +490,12 @@ def run(args):
     print(f"agent RSS after warm-up: {report['agent_rss_mib_first']:.1f} -> "
           f"{report['agent_rss_mib_last']:.1f} MiB, slope "
           f"{report['agent_rss_slope_mib_per_10min']:+.2f} MiB / 10 min; "
-          f"fds max {report['agent_fds_max']}")
+          f"fds median {report['agent_fds_median']} max {report['agent_fds_max']} "
+          f"end {report['agent_fds_end']}")
+    print(f"lines: {report['lines_written']} written, {report['lines_counted']} counted, "
+          f"{report['lines_lost']} lost, {report['lines_duplicated']} duplicated; spans: "
+          f"{report['spans_sent']} sent, {report['spans_accepted']} accepted, "
+          f"{report['spans_lost']} lost, {report['spans_duplicated']} duplicated")
     print(f"work dir (logs, agent stderr): {work}")
 
 
@@ -438,6 +507,8 @@ def main():
     parser.add_argument("--spans", type=int, default=1000)
     parser.add_argument("--churn", type=int, default=0,
                         help="loopback connections opened and closed per second (default none)")
+    parser.add_argument("--tasks", type=int, default=1,
+                        help="task targets the agent scrapes (default 1)")
     parser.add_argument("--sample", type=float, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bin")
@@ -447,7 +518,8 @@ def main():
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logs", help=argparse.SUPPRESS)
     parser.add_argument("--otlp-http", help=argparse.SUPPRESS)
-    parser.add_argument("--task-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--task-port", help=argparse.SUPPRESS)
+    parser.add_argument("--counts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         generate(args)

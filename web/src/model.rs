@@ -73,6 +73,27 @@ pub trait ClusterView: Send + Sync {
         })
     }
 
+    /// The counts of the patterns `ids` now, in order (`None` for an id no cluster has): what
+    /// an incident is recounted from on every read ([`Incident::recount`]). By default from
+    /// [`Self::summaries`]; a store should read only these patterns (the dashboard reads the
+    /// incidents every second), and may follow a renamed pattern's former id.
+    fn pattern_counts(&self, ids: &[&str]) -> Vec<Option<PatternCounts>> {
+        let rows = self.summaries();
+        ids.iter()
+            .map(|id| {
+                rows.iter().find(|r| r.id == *id).map(|r| PatternCounts {
+                    count: r.total_count,
+                    untraced: r.untraced_count,
+                    failed_before: r
+                        .failed_before
+                        .iter()
+                        .map(|f| (f.pattern_id.clone(), f.count))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     /// Counters about the store itself (clusters evicted, records dropped, ...), exported on
     /// `/metrics` and the dashboard. Empty by default.
     fn store_counters(&self) -> Vec<StoreCounter> {
@@ -276,6 +297,13 @@ pub struct ClusterSummary {
     /// pattern counts once however many log lines and error spans reported it (those are in
     /// the detail's `reports` and `seen_in`); records without a trace id count one each.
     pub total_count: u64,
+    /// Of `total_count`, the records without a trace id (one each). Beside failures counted
+    /// by trace they are rarely failed requests: lines of no request whose innermost error is
+    /// the same (a span exporter's `otlp export: Post …: socket: too many open files` beside
+    /// the requests that failed with it), or failures whose trace is unknown. An incident
+    /// lists them apart from its failed requests (`untraced_records`).
+    #[serde(default)]
+    pub untraced_count: u64,
     /// Current rate: occurrences in the last 60 s, per minute.
     pub rate_per_minute: f64,
     /// How many templates the cluster groups.

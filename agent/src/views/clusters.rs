@@ -21,8 +21,8 @@ use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::{
     ClusterDetail, ClusterSummary, ClusterView, Emergence, EmergenceKind, MinuteCounts,
-    ParameterDistribution, PatternEvidence, PatternStack, Sample, SeenIn, SharedFailures,
-    StoreCounter, TemplateRow, ValueCount,
+    ParameterDistribution, PatternCounts, PatternEvidence, PatternStack, Sample, SeenIn,
+    SharedFailures, StoreCounter, TemplateRow, ValueCount,
 };
 
 /// Shortest time between two rebuilds of the cluster rows.
@@ -325,6 +325,31 @@ impl ClusterView for ClusterAdapter {
         })
     }
 
+    fn pattern_counts(&self, ids: &[&str]) -> Vec<Option<PatternCounts>> {
+        let resolved: Vec<Option<ClusterId>> = ids
+            .iter()
+            .map(|id| resolve_pattern(&self.engine, id))
+            .collect();
+        let asked: Vec<ClusterId> = resolved.iter().flatten().copied().collect();
+        let mut counts = self.engine.counts(&asked).into_iter();
+        resolved
+            .into_iter()
+            .map(|id| {
+                id?;
+                let c = counts.next().flatten()?;
+                Some(PatternCounts {
+                    count: c.count,
+                    untraced: c.untraced,
+                    failed_before: c
+                        .failed_before
+                        .iter()
+                        .map(|(other, n)| (other.to_string(), *n))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     fn store_counters(&self) -> Vec<StoreCounter> {
         let EngineCounts {
             bounds: c,
@@ -453,6 +478,7 @@ pub(super) fn summary_row(
         first_seen_unix_ms: s.first_seen_unix_nanos.div_euclid(NANOS_PER_MS),
         last_seen_unix_ms: s.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
         total_count: s.count,
+        untraced_count: s.untraced,
         rate_per_minute,
         template_count: s.templates as u64,
         emergence: s
@@ -803,6 +829,50 @@ mod tests {
         );
     }
 
+    /// The unseen lab's close-wait fault: a span exporter's lines without a trace id share the
+    /// pattern of the requests that failed with the same error. The row says how many of its
+    /// occurrences have no trace, and an incident reads the counts of its own patterns only.
+    #[test]
+    fn a_pattern_says_which_occurrences_have_no_trace_and_its_counts_are_read_alone() {
+        let stores = stores();
+        let traced = "Get \"http://127.0.0.1:8082/blob/7\": dial tcp 127.0.0.1:8082: socket: too many open files";
+        let exporter = "otlp export: Post \"http://127.0.0.1:4318/v1/traces\": dial tcp 127.0.0.1:4318: socket: too many open files";
+        let mut id = None;
+        for n in 1..=3u8 {
+            let trace = trace_id(n).to_string();
+            id = stores
+                .engine
+                .observe(&error_event(traced, "metadata", Some(&trace), NOW - MIN))
+                .cluster;
+        }
+        for _ in 0..2 {
+            stores
+                .engine
+                .observe(&error_event(exporter, "metadata", None, NOW - MIN));
+        }
+        stores.engine.maintain();
+        let id = id.expect("clustered").to_string();
+        let views = views_at(&stores, NOW);
+        let rows = views.clusters.summaries();
+        let row = rows.iter().find(|r| r.id == id).expect("listed");
+        assert_eq!((row.total_count, row.untraced_count), (5, 2), "{rows:?}");
+        let counts = views
+            .clusters
+            .pattern_counts(&[id.as_str(), "0000000000000000", "not-an-id"]);
+        assert_eq!(
+            counts,
+            [
+                Some(PatternCounts {
+                    count: 5,
+                    untraced: 2,
+                    failed_before: Vec::new()
+                }),
+                None,
+                None
+            ]
+        );
+    }
+
     /// Issue #15: a trace is tagged with the id its pattern had when the trace arrived; after
     /// the pattern is renamed, its page (asked for by either id) still lists that trace.
     #[test]
@@ -844,6 +914,12 @@ mod tests {
         assert_ne!(new, old, "renamed");
 
         let views = views_at(&stores, NOW);
+        // An incident that listed the pattern under its old id is recounted under the new.
+        let counts = views
+            .clusters
+            .pattern_counts(&[&old.to_string(), &new.to_string()]);
+        assert_eq!(counts[0].as_ref().map(|c| c.count), Some(2));
+        assert_eq!(counts[0], counts[1]);
         for asked in [new, old] {
             let detail = views
                 .clusters

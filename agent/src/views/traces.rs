@@ -504,6 +504,7 @@ mod tests {
             onset_unix_ms: t / 1_000_000,
             last_seen_unix_ms: t / 1_000_000,
             count: 3,
+            untraced: 0,
             trace_ids: (1..=3u8).map(|n| trace_id(n).to_string()).collect(),
             failed_before: Vec::new(),
             status_echo: false,

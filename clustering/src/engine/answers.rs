@@ -120,6 +120,12 @@ pub struct ClusterSummary {
     pub failed_before: Vec<(ClusterId, u64)>,
     /// Reports ever (log records and error spans), echoes included.
     pub reports: u64,
+    /// Of `count`, the occurrences reported without a trace id, one per record. Beside
+    /// occurrences counted by trace they are rarely failed requests: a line of no request
+    /// (an exporter's, an accept loop's) whose innermost error is the same (see the unseen
+    /// lab's close-wait fault: 41 lines `otlp export: Post …: socket: too many open files`
+    /// in the pattern of 506 failed requests).
+    pub untraced: u64,
     /// Occurrences in the query window (all of them without a window).
     pub window_count: u64,
     /// Occurrences in the last minute before "now" (from the per-second counts; 0 after a
@@ -168,6 +174,19 @@ pub struct ClusterSamples {
     pub samples: Vec<Sample>,
     /// Occurrences per second, as [`ClusterDetail::per_second`]: when its current run began.
     pub per_second: Vec<(i64, u64)>,
+}
+
+/// A cluster's counts as its [`ClusterSummary`] has them ([`Engine::counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Its current id.
+    pub id: ClusterId,
+    /// As [`ClusterSummary::count`].
+    pub count: u64,
+    /// As [`ClusterSummary::untraced`].
+    pub untraced: u64,
+    /// As [`ClusterSummary::failed_before`].
+    pub failed_before: Vec<(ClusterId, u64)>,
 }
 
 /// Everything about one cluster.

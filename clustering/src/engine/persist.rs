@@ -75,6 +75,7 @@ impl Engine {
                             .iter()
                             .map(|(other, n)| (other.to_string(), *n))
                             .collect(),
+                        untraced: rs.untraced,
                     },
                 })
                 .collect(),
@@ -170,6 +171,7 @@ impl Engine {
                         .filter_map(|(id, n)| Some((ClusterId::try_from(id.clone()).ok()?, *n)))
                         .take(MAX_FAILED_BEFORE)
                         .collect(),
+                    untraced: st.untraced.min(st.count),
                     // Stacks and frames are not persisted (see `ClusterDetail::frames`).
                     ..RootStats::default()
                 });
@@ -184,7 +186,15 @@ impl Engine {
                         "a template names an unknown root".into(),
                     ));
                 }
-                s.miner.insert_shape(&key.shape);
+                // A shape listed twice would be one key of the miner with two entries of
+                // statistics: every later index past the first would point beyond the miner's
+                // keys.
+                if s.miner.insert_shape(&key.shape) as usize != s.keys.len() {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "the template shape {:?} is listed twice",
+                        key.shape
+                    )));
+                }
                 s.keys.push(KeyStats {
                     count: key.stats.count,
                     first: key.stats.first,

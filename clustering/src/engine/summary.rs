@@ -22,7 +22,7 @@ impl State {
         let window_min = (self.config.window_secs / 60).max(1) as i64;
         let baseline_min = (self.config.baseline_secs / 60).max(1) as i64;
         let (mut count, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
-        let (mut reports, mut last_minute) = (0u64, 0u64);
+        let (mut reports, mut last_minute, mut untraced) = (0u64, 0u64, 0u64);
         let now_sec = q.now_unix_nanos.div_euclid(NANOS_PER_SEC);
         let (mut in_query, mut current, mut baseline) = (0u64, 0u64, 0u64);
         let mut services: Vec<String> = Vec::new();
@@ -35,6 +35,7 @@ impl State {
         for &r in roots {
             let rs = &self.root_stats[r as usize];
             count += rs.count;
+            untraced += rs.untraced;
             reports += rs.reports.max(rs.count);
             last_minute += rs
                 .seconds
@@ -153,6 +154,7 @@ impl State {
             count,
             failed_before,
             reports,
+            untraced,
             window_count: in_query,
             last_minute_count: last_minute,
             first_seen_unix_nanos: first,

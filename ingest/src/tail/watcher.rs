@@ -4,6 +4,15 @@
 //! channel carries the batches, and a cancellation token stops it. An idle tailer whose
 //! directories are all watched sleeps until an event (with a safety look every few seconds).
 //!
+//! Why `inotify` directly and not `notify`: the same read loop (entry events within 5 ms,
+//! writes batched 100 ms apart) woken by notify's `RecommendedWatcher` — one callback per
+//! event on notify's own thread — cost 2.4–2.9x the CPU of these two descriptors, for the
+//! same reads and the same delays (`scripts/bench/tail_watch_ab/ab.sh`, both side by side on
+//! the same three files, 60 s × 3, release, 2 vCPU EPYC VM at load 25–46): at 1,000 lines/s
+//! 0.13–0.16 s of CPU a minute against 0.32–0.41 s (about 0.25 % vs 0.6 % of a core), at
+//! ~4,800 lines/s 0.23–0.25 s against 0.62–0.70 s (0.4 % vs 1.1 %); median delay from write to
+//! read 58–68 ms for both. See BENCHMARKS.md.
+//!
 //! Backpressure: the task awaits room in the channel before it reads more, so when the
 //! pipeline is slower than the writers the unread data stays in the files (the file is the
 //! buffer) and memory stays bounded by the channel capacity times the batch size. The lag
@@ -117,19 +126,21 @@ async fn run(
         let Some(mut t) = tailer.take() else { break };
         let rescan = std::mem::take(&mut rescan_now);
         let read_at = Instant::now();
-        let (t, batch, backlog, timed, blank, dirs) = tokio::task::spawn_blocking(move || {
-            if rescan {
-                t.request_rescan();
-            }
-            let batch = t.poll(Instant::now());
-            let backlog = t.has_backlog();
-            let timed = t.waits_for_time();
-            let blank = t.has_blank_head();
-            let dirs = t.watch_dirs();
-            (t, batch, backlog, timed, blank, dirs)
-        })
-        .await
-        .map_err(|e| TailError::Worker(e.to_string()))?;
+        let (t, batch, backlog, timed, blank, dirs, retry) =
+            tokio::task::spawn_blocking(move || {
+                if rescan {
+                    t.request_rescan();
+                }
+                let batch = t.poll(Instant::now());
+                let backlog = t.has_backlog();
+                let timed = t.waits_for_time();
+                let blank = t.has_blank_head();
+                let dirs = t.watch_dirs();
+                let retry = t.retry_in(Instant::now());
+                (t, batch, backlog, timed, blank, dirs, retry)
+            })
+            .await
+            .map_err(|e| TailError::Worker(e.to_string()))?;
         tailer = Some(t);
         let watched = events.as_mut().map(|e| e.watch(&dirs));
         if let Some(batch) = batch {
@@ -144,11 +155,14 @@ async fn run(
         let watched = watched.is_some_and(|w| w.complete);
         // Caught up: sleep until a file changes, or until a time the tailer waits for, or
         // (without events for every directory) until the poll interval passes.
+        // A source that could not be read is looked at again on the tailer's own timer: its
+        // becoming readable may raise no event (see `Tailer::retry_in`).
         let idle = if watched && !timed {
             IDLE_LOOK
         } else {
             time_step
         };
+        let idle = retry.map_or(idle, |r| idle.min(r.max(Duration::from_millis(1))));
         let changed = async {
             match events.as_mut() {
                 Some(e) => Some(e.changed().await),

@@ -11,30 +11,29 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::model::{ClusterSummary, Incident, IncidentsDocument, PatternCounts, Views};
+use crate::model::{Incident, IncidentsDocument, PatternCounts, Views};
 use crate::{ApiError, ErrorBody, Shared};
 
-/// Brings `incidents`' pattern counts up to the pattern list's (see the module documentation).
-fn recount<'a>(views: &Views, incidents: impl Iterator<Item = &'a mut Incident>) {
-    let mut incidents = incidents.peekable();
-    // Every pattern's summary is built below: not for a node without incidents, which the
-    // dashboard asks about every second.
-    if incidents.peek().is_none() {
+/// Brings `incidents`' pattern counts up to the patterns' (see the module documentation),
+/// asking the clusters for those patterns only.
+fn recount(views: &Views, incidents: &mut [Incident]) {
+    let mut ids: Vec<&str> = Vec::new();
+    for p in incidents.iter().flat_map(|i| &i.patterns) {
+        if !ids.contains(&p.id.as_str()) {
+            ids.push(&p.id);
+        }
+    }
+    if ids.is_empty() {
         return;
     }
-    let rows = views.clusters.summaries();
-    let by_id: HashMap<&str, &ClusterSummary> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let counts = views.clusters.pattern_counts(&ids);
+    let by_id: HashMap<String, PatternCounts> = ids
+        .iter()
+        .zip(counts)
+        .filter_map(|(id, c)| Some((id.to_string(), c?)))
+        .collect();
     for incident in incidents {
-        incident.recount(|id| {
-            by_id.get(id).map(|r| PatternCounts {
-                count: r.total_count,
-                failed_before: r
-                    .failed_before
-                    .iter()
-                    .map(|f| (f.pattern_id.clone(), f.count))
-                    .collect(),
-            })
-        });
+        incident.recount(|id| by_id.get(id).cloned());
     }
 }
 
@@ -54,7 +53,7 @@ pub(crate) async fn list(
 ) -> Result<Json<IncidentsDocument>, ApiError> {
     let views = shared.views()?;
     let mut doc = views.diagnosis.incidents().as_ref().clone();
-    recount(views, doc.incidents.iter_mut());
+    recount(views, &mut doc.incidents);
     Ok(Json(doc))
 }
 
@@ -85,6 +84,6 @@ pub(crate) async fn detail(
         .find(|i| i.id == id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("no incident has this id"))?;
-    recount(views, std::iter::once(&mut incident));
+    recount(views, std::slice::from_mut(&mut incident));
     Ok(Json(incident))
 }

@@ -265,6 +265,7 @@ mod tests {
             first_seen_unix_ms: 0,
             last_seen_unix_ms: 0,
             total_count: count,
+            untraced_count: 0,
             rate_per_minute: 1.0,
             template_count: 1,
             emergence: emerging.then(|| Emergence {
