@@ -853,6 +853,7 @@ mod tests {
             active: true,
             limit: None,
             evidence: evidence.to_owned(),
+            caveat: None,
         }
     }
 

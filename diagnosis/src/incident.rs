@@ -67,7 +67,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric};
+use faultline_series::{
+    PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric, AGENT_PROCESS,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,7 +81,7 @@ use crate::text::number;
 
 pub use services::task_owner;
 
-use build::build;
+use build::{build, order_counters};
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
@@ -483,6 +485,12 @@ impl IncidentTracker {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }
+            // The agent's own process is the agent's business (its health says when it is in
+            // trouble), not a service's signal. Seen on the demo, whose services run inside
+            // the agent: the close-wait leak's fds were an incident "in faultline".
+            if matches!(&a.key, SeriesKey::Process { name, .. } if name == AGENT_PROCESS) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;
@@ -685,6 +693,27 @@ impl IncidentTracker {
         });
         self.node_signals = node_signals;
 
+        // Patterns a kept incident held in an earlier run (they came back after a minute of
+        // silence): an echo further up the chain (`metadata answered 502`, one per failed
+        // request whatever failed below) is one pattern across faults, and its count holds
+        // every fault's failures. By trace, its occurrences now retell the failures whose
+        // traces it shares, which those patterns count; by time, those before belong to the
+        // incidents that held it then (which keep the counts they had, see
+        // [`Incident::recount`]). Seen on the unseen lab: after a close-wait leak, a killed
+        // callee's incident was titled by the echo and would have counted its 147 earlier
+        // failures as its own.
+        let retold: BTreeSet<&str> = input
+            .patterns
+            .iter()
+            .filter(|p| {
+                self.incidents.iter().any(|k| {
+                    k.patterns
+                        .iter()
+                        .any(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+                })
+            })
+            .map(|p| p.id.as_str())
+            .collect();
         let mut fresh: Vec<(Incident, BTreeSet<Member>)> = Vec::new();
         for g in &groups {
             let members: Vec<&Signal<'_>> = g.iter().map(|&i| &signals[i]).collect();
@@ -694,7 +723,7 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            fresh.push(build(&members, &extra, input, rules));
+            fresh.push(build(&members, &extra, input, rules, &retold));
         }
 
         // Continue kept incidents: a fresh group sharing a member with a kept incident takes
@@ -726,9 +755,15 @@ impl IncidentTracker {
                         inc.counters.push(c);
                     }
                 }
+                let with_patterns = !inc.patterns.is_empty();
+                order_counters(
+                    &mut inc.counters,
+                    &inc.culprit,
+                    with_patterns,
+                    input.services,
+                );
                 continued.insert(k.id.clone());
             }
-            recount_echoes_of_earlier_runs(&mut inc, &self.incidents, input.patterns);
             let mut all = members;
             if let Some(old) = self.members.get(&inc.id) {
                 all.extend(old.iter().cloned());
@@ -1102,63 +1137,6 @@ fn continues(
             }
         }
     })
-}
-
-/// Counts as an echo ([`CountedAs::Echo`]) each pattern of `inc` that another incident held
-/// in an earlier run and that shares a trace with a pattern of `inc` counted as failures:
-/// a failure's echo further up the chain (`metadata answered 502`, one per failed request
-/// whatever failed below) is one pattern across faults, and its count holds every fault's
-/// failures. By trace, its occurrences now are echoes of the failures whose traces it
-/// shares, which those patterns count; by time, those before belong to the incidents that
-/// held it then (which keep the counts they had, see [`Incident::recount`]). Seen on the
-/// unseen lab: after a close-wait leak and a slow callee, a killed callee's incident would
-/// have counted the echo's 670 earlier failures as its own.
-fn recount_echoes_of_earlier_runs(
-    inc: &mut Incident,
-    kept: &[Incident],
-    patterns: &[PatternInput],
-) {
-    let input = |id: &str| patterns.iter().find(|p| p.id == id);
-    let earlier_run = |p: &IncidentPattern| {
-        kept.iter().any(|k| {
-            k.id != inc.id
-                && k.patterns
-                    .iter()
-                    .any(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
-        })
-    };
-    let echoes: Vec<String> = inc
-        .patterns
-        .iter()
-        .filter(|p| p.counted_as == CountedAs::Failures && earlier_run(p))
-        .filter(|p| {
-            let Some(traces) = input(&p.id).map(|x| &x.trace_ids) else {
-                return false;
-            };
-            inc.patterns.iter().any(|q| {
-                q.id != p.id
-                    && q.counted_as == CountedAs::Failures
-                    && !earlier_run(q)
-                    && input(&q.id).is_some_and(|x| x.trace_ids.iter().any(|t| traces.contains(t)))
-            })
-        })
-        .map(|p| p.id.clone())
-        .collect();
-    if echoes.is_empty() {
-        return;
-    }
-    for p in &mut inc.patterns {
-        if echoes.contains(&p.id) {
-            p.counted_as = CountedAs::Echo;
-        }
-    }
-    inc.recount(|id| {
-        input(id).map(|p| PatternCounts {
-            count: p.count,
-            untraced: p.untraced,
-            failed_before: p.failed_before.clone(),
-        })
-    });
 }
 
 /// Whether an incident has an error pattern whose culprit is known: an error the failing

@@ -222,6 +222,7 @@ pub(super) fn unbounded_climb(
         active: true,
         limit: cx.limit,
         evidence: text,
+        caveat: None,
     })
 }
 

@@ -135,6 +135,7 @@ pub(super) fn young_storm(
         active: true,
         limit: None,
         evidence: text,
+        caveat: None,
     })
 }
 

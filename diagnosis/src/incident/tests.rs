@@ -50,6 +50,7 @@ fn anomaly(key: SeriesKey, at: i64) -> CounterAnomaly {
         changed_at_unix_ms: at,
         active: true,
         limit: None,
+        caveat: None,
     }
 }
 
@@ -132,6 +133,35 @@ fn run_with(
             rules,
         )
         .to_vec()
+}
+
+/// [`run_with`] on a tracker of its own: one update with nothing kept from before.
+fn fresh_run(
+    now: i64,
+    patterns: &[PatternInput],
+    report: AnomalyReport,
+    history: &CounterHistory,
+    services: &[ServiceFacts],
+    rules: &HintRules,
+) -> Vec<Incident> {
+    run_with(
+        &mut IncidentTracker::new(),
+        now,
+        patterns,
+        report,
+        history,
+        services,
+        rules,
+    )
+}
+
+/// A rise of `key` from `before` to `reached` (its latest point), changed at `at`.
+fn rising(key: SeriesKey, at: i64, before: f64, reached: f64) -> CounterAnomaly {
+    let mut a = anomaly(key, at);
+    a.before = before;
+    a.reached = reached;
+    a.latest = reached;
+    a
 }
 
 fn close_wait(port: u16) -> SeriesKey {
@@ -1406,8 +1436,7 @@ fn an_untraced_echo_joins_the_incident_of_the_failure_it_echoes() {
     services[1].callees.clear();
     services[1].called_ports = vec![8082];
     services[2].callers.clear();
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[eof.clone(), gin.clone()],
         report(vec![]),
@@ -1665,13 +1694,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
                 .collect(),
         }],
     };
-    let rise = |reached: f64| {
-        let mut a = anomaly(goroutines.clone(), T0 + 40_000);
-        a.before = 16.0;
-        a.reached = reached;
-        a.latest = reached;
-        a
-    };
+    let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
     let mut tracker = IncidentTracker::new();
@@ -1914,10 +1937,7 @@ fn a_pools_time_wait_churn_is_no_storm_and_node_wide_series_recognise_no_hint() 
         side: PortSide::Remote,
         state: SocketState::TimeWait,
     };
-    let mut churn = anomaly(tw.clone(), T0);
-    churn.before = 29.0;
-    churn.reached = 155.0;
-    churn.latest = 155.0;
+    let churn = rising(tw.clone(), T0, 29.0, 155.0);
     let mut tracker = IncidentTracker::new();
     let incidents = run(&mut tracker, T0 + 5_000, &[], vec![churn.clone()]);
     assert!(
@@ -2026,13 +2046,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
             series,
         }
     };
-    let rise = |reached: f64| {
-        let mut a = anomaly(tw.clone(), T0);
-        a.before = 4.0;
-        a.reached = reached;
-        a.latest = reached;
-        a
-    };
+    let rise = |reached: f64| rising(tw.clone(), T0, 4.0, reached);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
 
@@ -2059,8 +2073,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
     );
 
     // The storm: one close per call, four seconds in.
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 4_000,
         &[],
         report(vec![rise(104.0)]),
@@ -2194,8 +2207,7 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
         ),
         "{reason}"
     );
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[],
         report(vec![rose]),
@@ -2220,8 +2232,7 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
         port: 8082,
         side: PortSide::Remote,
     };
-    let incidents = run_with(
-        &mut IncidentTracker::new(),
+    let incidents = fresh_run(
         T0 + 5_000,
         &[],
         report(vec![anomaly(towards, T0)]),
@@ -2231,6 +2242,65 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+}
+
+/// The agent's own process is not a service: the demo's services run inside the agent, and
+/// their close-wait leak's fds were an incident "in faultline" beside the real one.
+#[test]
+fn the_agents_own_process_is_no_incident() {
+    let own = SeriesKey::Process {
+        name: faultline_series::AGENT_PROCESS.into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 10_000, &[], vec![anomaly(own, T0)]);
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
+}
+
+/// The demo's close-wait fault: once the callee's CLOSE-WAIT climb left the detector's window,
+/// the continued incident took it back after its fresh counters, so `sockstat TCP mem`
+/// (node-wide) led the incident over the culprit's own port. Taken-back counters are ordered
+/// with the others.
+#[test]
+fn a_continued_incident_keeps_its_culprits_port_before_node_wide_counters() {
+    let leak = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let mem = SeriesKey::Sockstat {
+        key: "TCP mem".into(),
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        vec![anomaly(leak.clone(), T0), anomaly(fds.clone(), T0 + 1_000)],
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let later = run(
+        &mut tracker,
+        T0 + 40_000,
+        &[],
+        vec![
+            anomaly(fds.clone(), T0 + 1_000),
+            anomaly(mem.clone(), T0 + 2_000),
+        ],
+    );
+    assert_eq!(later.len(), 1, "{later:#?}");
+    assert_eq!(later[0].id, first[0].id);
+    let keys: Vec<&SeriesKey> = later[0].counters.iter().map(|c| &c.anomaly.key).collect();
+    assert_eq!(keys, [&leak, &fds, &mem]);
 }
 
 /// A storm on a port whose service started ten seconds before (its port group counted from
@@ -2417,7 +2487,8 @@ fn an_echo_shared_by_faults_belongs_by_trace_to_the_live_one_which_leads_the_end
         t3 + 10_000,
         250,
     );
-    let mut e3 = echo(t3, t3 + 10_000, 850, &["b1", "b2"]);
+    // The echo's first report of the run came first (gateway's span before metadata's log).
+    let mut e3 = echo(t3 - 500, t3 + 10_000, 850, &["b1", "b2"]);
     e3.failed_before = vec![("a".into(), 390), ("b".into(), 240)];
     let now = t3 + 10_000;
     let third = run(
@@ -2433,7 +2504,9 @@ fn an_echo_shared_by_faults_belongs_by_trace_to_the_live_one_which_leads_the_end
         top.id, slow_id,
         "the kill took the slow callee's incident: {top:#?}"
     );
-    assert_eq!(top.onset_unix_ms, t3, "{top:#?}");
+    assert_eq!(top.onset_unix_ms, t3 - 500, "{top:#?}");
+    // Titled by what failed, not by its echo.
+    assert!(top.title.contains("connection refused"), "{top:#?}");
     let ids: Vec<&str> = top.patterns.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["b", "e"], "{top:#?}");
     // By trace, the echo's occurrences now are the refusals' failures, counted once.
