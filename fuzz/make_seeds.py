@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the first seeds of the fuzz corpora (see README.md); the corpora in corpus/ grew from
-them under the fuzzer and were minimised (`cargo fuzz cmin`). Run as `fuzz/make_seeds.py [STATE_JSON]`
+them under the fuzzer and were minimised (`cargo fuzz cmin`). Run as `fuzz/make_seeds.py [STATE_JSON [COUNTERS_JSON]]`
 with the shared data next to the repository (`../shared/data`); it only adds files, named by
 content hash.
 
@@ -199,6 +199,33 @@ def states(path):
     write("cluster_snapshot", json.dumps(state["clustering"], separators=(",", ":")))
 
 
+# "Now" of the `counters` harness (harness/counters.rs NOW_UNIX_MS).
+COUNTERS_NOW_UNIX_MS = 1_796_500_000_000
+
+
+def counters(path):
+    """A `counters.json` the agent wrote (stop an agent that ran a minute or more, pass the
+    file): its times moved to end 2 s before the harness's fixed "now" (by whole minutes, so
+    the minute times stay minute starts), whole, with its points cut to the last few, with a
+    series whose runs do not add up, and cut short."""
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    shift = (COUNTERS_NOW_UNIX_MS - 2_000 - saved["saved_unix_ms"]) // 60_000 * 60_000
+    saved["saved_unix_ms"] += shift
+    history = saved["counters"]
+    history["second_times"] = [t + shift for t in history["second_times"]]
+    history["minute_times"] = [t + shift for t in history["minute_times"]]
+    whole = json.dumps(saved, separators=(",", ":"))
+    write("counters", whole)
+    write("counters", whole[:3000])
+    few = json.loads(whole)
+    few["counters"]["series"] = few["counters"]["series"][:4]
+    write("counters", json.dumps(few, separators=(",", ":")))
+    if few["counters"]["series"]:
+        few["counters"]["series"][0]["seconds"].append([1.0, 3])
+        write("counters", json.dumps(few, separators=(",", ":")))
+
+
 CONFIGS = [
     '[web]\nlisten = "127.0.0.1:0"\ntoken = "web-token-0123456789abcdef"\n[web.tls]\n'
     'cert_file = "cert.pem"\nkey_file = "key.pem"\n[otlp]\ngrpc_listen = "127.0.0.1:0"\n'
@@ -231,3 +258,5 @@ if __name__ == "__main__":
     configs()
     if len(sys.argv) > 1:
         states(sys.argv[1])
+    if len(sys.argv) > 2:
+        counters(sys.argv[2])

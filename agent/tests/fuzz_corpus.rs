@@ -1,4 +1,4 @@
-//! The fuzz corpora of the agent's targets (`fuzz/corpus/{config,state}`) replayed on stable
+//! The fuzz corpora of the agent's targets (`fuzz/corpus/{config,state,counters}`) replayed on stable
 //! through the same harnesses the fuzz targets run (`fuzz/harness/`), so that the test
 //! command covers every input the fuzzer kept, including those that once crashed.
 
@@ -8,6 +8,8 @@ use std::path::Path;
 mod config;
 #[path = "../../fuzz/harness/corpus.rs"]
 mod corpus;
+#[path = "../../fuzz/harness/counters.rs"]
+mod counters;
 #[path = "../../fuzz/harness/state.rs"]
 mod state;
 
@@ -23,4 +25,9 @@ fn config_corpus() {
 #[test]
 fn state_corpus() {
     corpus::replay(repo(), "state", state::run);
+}
+
+#[test]
+fn counters_corpus() {
+    corpus::replay(repo(), "counters", counters::run);
 }

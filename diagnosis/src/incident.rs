@@ -67,7 +67,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric};
+use faultline_series::{
+    PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric, AGENT_PROCESS,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,7 +81,7 @@ use crate::text::number;
 
 pub use services::task_owner;
 
-use build::build;
+use build::{build, order_counters};
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
@@ -483,6 +485,12 @@ impl IncidentTracker {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }
+            // The agent's own process is the agent's business (its health says when it is in
+            // trouble), not a service's signal. Seen on the demo, whose services run inside
+            // the agent: the close-wait leak's fds were an incident "in faultline".
+            if matches!(&a.key, SeriesKey::Process { name, .. } if name == AGENT_PROCESS) {
+                continue;
+            }
             if a.kind.is_node_wide() {
                 node_wide.push(a);
                 continue;
@@ -747,6 +755,13 @@ impl IncidentTracker {
                         inc.counters.push(c);
                     }
                 }
+                let with_patterns = !inc.patterns.is_empty();
+                order_counters(
+                    &mut inc.counters,
+                    &inc.culprit,
+                    with_patterns,
+                    input.services,
+                );
                 continued.insert(k.id.clone());
             }
             let mut all = members;

@@ -7,6 +7,8 @@
 pub mod cluster_snapshot;
 #[path = "../harness/config.rs"]
 pub mod config;
+#[path = "../harness/counters.rs"]
+pub mod counters;
 #[path = "../harness/log_lines.rs"]
 pub mod log_lines;
 #[path = "../harness/mask.rs"]

@@ -32,9 +32,12 @@ failed=()
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   echo "== $target: ${seconds}s"
-  # -rss_limit_mb: an input that makes the code under test hold more than this is a finding.
+  # -rss_limit_mb: an input that makes the code under test hold more than this is a finding;
+  # -timeout: so is one input that runs longer than this many seconds (libFuzzer's default,
+  # 1200, is longer than a whole run).
   if ! cargo fuzz run "${build[@]}" "$target" "corpus/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1; then
+      -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=65536 -timeout=30 \
+      -print_final_stats=1; then
     failed+=("$target")
   fi
 done

@@ -17,6 +17,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The name the agent's own process is counted under (a [`SeriesKey::Process`] target).
+pub const AGENT_PROCESS: &str = "faultline";
+
 /// The state of one TCP socket, as the kernel numbers it (`include/net/tcp_states.h`).
 ///
 /// Serialised for the API in snake case (`time_wait`); [`SocketState::ss_name`] is what

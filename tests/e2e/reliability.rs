@@ -538,3 +538,84 @@ fn an_unreadable_log_directory_or_file_is_named_and_resumed_at_its_offset_once_r
     let dir = agent.stop();
     assert_offsets_at_the_end(&data_dir, &dir.path().join("logs"));
 }
+
+/// A source that cannot be read is looked at again on a timer of the tailer's own, not only
+/// when a file-system event says that something changed, because becoming readable often
+/// raises no event in the directories the agent watches. Two such sources, with the globs
+/// expanded only every 10 minutes (`glob_interval_ms`, so that nothing else finds them):
+/// a glob's directory that was unreadable when the agent started (it could not be watched,
+/// so its chmod back is not seen), and a log reached through a symbolic link (the
+/// Kubernetes layout: `/var/log/containers/*.log` are links into `/var/log/pods/`) whose
+/// target's directory the agent may not search until a chmod there, outside every watched
+/// directory. Each is named in health while unreadable and read within seconds once
+/// readable; every line once. Root reads anything, so the agent runs as `nobody` (setpriv).
+#[test]
+fn sources_that_become_readable_without_an_event_are_read_on_a_retry_timer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    let late = dir.path().join("late");
+    let pods = dir.path().join("pods").join("svc");
+    for d in [&logs, &late, &pods] {
+        fs::create_dir_all(d).expect("directory");
+    }
+    let config = dir.path().join("faultline.toml");
+    fs::write(&config, "[tail]\nglob_interval_ms = 600000\n").expect("config");
+    let mut written = 0;
+    append_lines(&late.join("app.log"), 10, &mut written);
+    let wrapper = as_nobody(dir.path());
+    set_mode(&late, 0o000);
+    let logs_glob = format!("{}/*.log", logs.display());
+    let late_glob = format!("{}/*.log", late.display());
+    let agent = Agent::start_wrapped(
+        dir,
+        &wrapper,
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--log",
+            &logs_glob,
+            "--log",
+            &late_glob,
+        ],
+    );
+    let failing = |source: &str, naming: &str| {
+        let c = eventually(Duration::from_secs(20), "source failing", || {
+            let c = health_component(&agent, source);
+            (c["state"] == "failing").then_some(c)
+        });
+        let detail = c["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.contains("ermission denied") && detail.contains(naming),
+            "{c}"
+        );
+    };
+    let running = |source: &str| {
+        eventually(Duration::from_secs(40), "source running again", || {
+            (health_component(&agent, source)["state"] == "running").then_some(())
+        });
+    };
+
+    // The directory unreadable since the start.
+    let late_source = format!("logs {late_glob}");
+    failing(&late_source, "late");
+    set_mode(&late, 0o755);
+    running(&late_source);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+
+    // The link's target behind a directory the agent may not search.
+    let target = pods.join("0.log");
+    append_lines(&target, 20, &mut written);
+    set_mode(&pods, 0o000);
+    std::os::unix::fs::symlink(&target, logs.join("svc.log")).expect("symlink");
+    let logs_source = format!("logs {logs_glob}");
+    failing(&logs_source, "svc.log");
+    assert_eq!(agent.store_metric("tail_unreadable_sources"), Some(1.0));
+    set_mode(&pods, 0o755);
+    running(&logs_source);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    // Written after: read although no watched directory sees the writes.
+    append_lines(&target, 5, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    assert_eq!(agent.store_metric("tail_unreadable_sources"), Some(0.0));
+    drop(agent.stop());
+}

@@ -186,7 +186,15 @@ impl Engine {
                         "a template names an unknown root".into(),
                     ));
                 }
-                s.miner.insert_shape(&key.shape);
+                // A shape listed twice would be one key of the miner with two entries of
+                // statistics: every later index past the first would point beyond the miner's
+                // keys.
+                if s.miner.insert_shape(&key.shape) as usize != s.keys.len() {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "the template shape {:?} is listed twice",
+                        key.shape
+                    )));
+                }
                 s.keys.push(KeyStats {
                     count: key.stats.count,
                     first: key.stats.first,

@@ -699,3 +699,33 @@ fn roots_not_seen_lately_leave_before_recent_ones() {
     });
     assert_eq!(rows, again);
 }
+
+/// Found by the `cluster_snapshot` and `state` fuzz targets: a snapshot listing one template
+/// shape twice was restored as one key of the miner with two entries of statistics, and the
+/// next snapshot (the agent's next commit) or summary indexed past the miner's keys and
+/// panicked. It is refused as corrupt, like a root listed twice (the agent sets the state
+/// file aside and starts).
+#[test]
+fn a_snapshot_listing_a_template_shape_twice_is_refused() {
+    let key = r#"{"shape":"failed to load message: context canceled","stats":{"count":1,
+        "first":1710145337000000000,"last":1710145337000000000,"root":0,"services":{},
+        "kinds":""}}"#;
+    let text = format!(
+        r#"{{"version":"V2","keys":[{key},{key}],"roots":[{{"text":"context canceled",
+        "label":0,"stats":{{"count":2,"first":1710145337000000000,"last":1710145337000000000,
+        "minutes":[],"services":{{}},"severities":{{"warn":2}},"samples":[],"values":{{}},
+        "values_total":0,"reports":2,"sources":{{"file_log":2}}}}}}],"canonical":[0],
+        "counters":{{"events":2}},"template_aliases":[],"cluster_aliases":[]}}"#
+    );
+    let snapshot: Snapshot = serde_json::from_str(&text).expect("a well-formed snapshot");
+    match Engine::from_snapshot(snapshot, ClusteringConfig::default()) {
+        Err(crate::snapshot::SnapshotError::Corrupt(why)) => {
+            assert!(why.contains("listed twice"), "{why}");
+        }
+        Ok(engine) => {
+            // What the agent did next with it: its next commit.
+            let _ = engine.snapshot();
+            panic!("restored");
+        }
+    }
+}

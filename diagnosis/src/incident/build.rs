@@ -111,10 +111,6 @@ pub(super) fn build(
         });
     }
 
-    let facts = culprit
-        .service
-        .as_ref()
-        .and_then(|c| input.services.iter().find(|s| &s.service == c));
     let named_ports: Vec<u16> = patterns
         .iter()
         .filter_map(|p| peer_of(p).as_deref().and_then(port_of))
@@ -138,51 +134,11 @@ pub(super) fn build(
             }
         })
         .collect();
-    // A failure rate of a service retells the patterns' own errors when there are patterns:
-    // it follows the related counters that say more (a callee's request rate falling when
-    // its caller's lookups fail), before the unrelated ones.
-    let with_patterns = !patterns.is_empty();
-    let class = |c: &IncidentCounter| -> u8 {
-        let echo = with_patterns
-            && matches!(
-                c.anomaly.key,
-                SeriesKey::ServiceTraffic {
-                    metric: TrafficMetric::Errors,
-                    ..
-                }
-            );
-        // A culprit that fails its own calls (lookups, timeouts it sets): its listening port
-        // holds its callers' connections, which follow how fast it now answers; its peers'
-        // series say more (seen on the Go lab: the dns fault's caller answering at once, its
-        // port's sockets climbing, led over its callee's requests stopping).
-        let own_port = culprit.role == Some(CulpritRole::Caller)
-            && c.relation == Relation::Culprit
-            && c.anomaly
-                .key
-                .port()
-                .is_some_and(|p| facts.is_some_and(|f| f.listen_ports.contains(&p)));
-        match (c.relation, echo) {
-            (Relation::Culprit, false) if !own_port => 0,
-            (Relation::Peer, false) => 1,
-            (Relation::Culprit | Relation::Peer, _) => 2,
-            (Relation::Unrelated, _) => 3,
-            (Relation::NodeWide, _) => 4,
-        }
-    };
-    listed.sort_by(|a, b| {
-        class(a)
-            .cmp(&class(b))
-            .then(a.relation.cmp(&b.relation))
-            .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
-            // A port's state says more than its total.
-            .then(
-                matches!(a.anomaly.key, SeriesKey::PortTotal { .. })
-                    .cmp(&matches!(b.anomaly.key, SeriesKey::PortTotal { .. })),
-            )
-            .then(b.anomaly.score.total_cmp(&a.anomaly.score))
-            .then(a.anomaly.label.cmp(&b.anomaly.label))
-    });
-    listed.truncate(MAX_COUNTERS);
+    order_counters(&mut listed, &culprit, !patterns.is_empty(), input.services);
+    let facts = culprit
+        .service
+        .as_ref()
+        .and_then(|c| input.services.iter().find(|s| &s.service == c));
 
     let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
     let pattern_active = patterns
@@ -354,6 +310,68 @@ pub(super) fn tally<'a>(
         }
     }
     (failures, untraced)
+}
+
+/// Puts an incident's counters in the order the API and the dashboard show them, the most
+/// telling first, and keeps at most [`MAX_COUNTERS`]: the culprit's own series, then its
+/// peers', then the unrelated and the node-wide ones; within a relation sockets before queues,
+/// fds, goroutines and traffic, a port's state before its total, the larger change first.
+/// Run again when a continued incident takes back its earlier counters (they used to be
+/// appended after the node-wide ones: `sockstat TCP mem` led the demo's close-wait incident).
+pub(super) fn order_counters(
+    listed: &mut Vec<IncidentCounter>,
+    culprit: &IncidentCulprit,
+    with_patterns: bool,
+    services: &[ServiceFacts],
+) {
+    let facts = culprit
+        .service
+        .as_ref()
+        .and_then(|c| services.iter().find(|s| &s.service == c));
+    // A failure rate of a service retells the patterns' own errors when there are patterns:
+    // it follows the related counters that say more (a callee's request rate falling when
+    // its caller's lookups fail), before the unrelated ones.
+    let class = |c: &IncidentCounter| -> u8 {
+        let echo = with_patterns
+            && matches!(
+                c.anomaly.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Errors,
+                    ..
+                }
+            );
+        // A culprit that fails its own calls (lookups, timeouts it sets): its listening port
+        // holds its callers' connections, which follow how fast it now answers; its peers'
+        // series say more (seen on the Go lab: the dns fault's caller answering at once, its
+        // port's sockets climbing, led over its callee's requests stopping).
+        let own_port = culprit.role == Some(CulpritRole::Caller)
+            && c.relation == Relation::Culprit
+            && c.anomaly
+                .key
+                .port()
+                .is_some_and(|p| facts.is_some_and(|f| f.listen_ports.contains(&p)));
+        match (c.relation, echo) {
+            (Relation::Culprit, false) if !own_port => 0,
+            (Relation::Peer, false) => 1,
+            (Relation::Culprit | Relation::Peer, _) => 2,
+            (Relation::Unrelated, _) => 3,
+            (Relation::NodeWide, _) => 4,
+        }
+    };
+    listed.sort_by(|a, b| {
+        class(a)
+            .cmp(&class(b))
+            .then(a.relation.cmp(&b.relation))
+            .then(kind_order(&a.anomaly).cmp(&kind_order(&b.anomaly)))
+            // A port's state says more than its total.
+            .then(
+                matches!(a.anomaly.key, SeriesKey::PortTotal { .. })
+                    .cmp(&matches!(b.anomaly.key, SeriesKey::PortTotal { .. })),
+            )
+            .then(b.anomaly.score.total_cmp(&a.anomaly.score))
+            .then(a.anomaly.label.cmp(&b.anomaly.label))
+    });
+    listed.truncate(MAX_COUNTERS);
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,

@@ -2244,6 +2244,65 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
     assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
 }
 
+/// The agent's own process is not a service: the demo's services run inside the agent, and
+/// their close-wait leak's fds were an incident "in faultline" beside the real one.
+#[test]
+fn the_agents_own_process_is_no_incident() {
+    let own = SeriesKey::Process {
+        name: faultline_series::AGENT_PROCESS.into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 10_000, &[], vec![anomaly(own, T0)]);
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
+}
+
+/// The demo's close-wait fault: once the callee's CLOSE-WAIT climb left the detector's window,
+/// the continued incident took it back after its fresh counters, so `sockstat TCP mem`
+/// (node-wide) led the incident over the culprit's own port. Taken-back counters are ordered
+/// with the others.
+#[test]
+fn a_continued_incident_keeps_its_culprits_port_before_node_wide_counters() {
+    let leak = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let mem = SeriesKey::Sockstat {
+        key: "TCP mem".into(),
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        vec![anomaly(leak.clone(), T0), anomaly(fds.clone(), T0 + 1_000)],
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let later = run(
+        &mut tracker,
+        T0 + 40_000,
+        &[],
+        vec![
+            anomaly(fds.clone(), T0 + 1_000),
+            anomaly(mem.clone(), T0 + 2_000),
+        ],
+    );
+    assert_eq!(later.len(), 1, "{later:#?}");
+    assert_eq!(later[0].id, first[0].id);
+    let keys: Vec<&SeriesKey> = later[0].counters.iter().map(|c| &c.anomaly.key).collect();
+    assert_eq!(keys, [&leak, &fds, &mem]);
+}
+
 /// A storm on a port whose service started ten seconds before (its port group counted from
 /// then, its TIME-WAIT series none before the storm): the detector judged the series only
 /// after its start-up and a baseline's minimum (45 s), longer than the unseen lab's fault.

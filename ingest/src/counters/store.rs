@@ -1154,8 +1154,7 @@ impl CounterStore {
     }
 }
 
-/// The name the agent's own process is counted under.
-pub const AGENT_PROCESS: &str = "faultline";
+pub use faultline_series::AGENT_PROCESS;
 
 /// What a restore brought back (see [`CounterStore::restore`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,7 +45,11 @@
 //!
 //! Runs of NUL bytes (the hole copytruncate leaves before a writer without `O_APPEND`) are
 //! skipped and counted ([`TailStats::nul_skipped_bytes`]); the lines after them are read.
-//! A source whose directory cannot be read says so in [`TailStats::sources`].
+//! A source whose directory cannot be read, or one of whose files cannot be opened, says so
+//! in [`TailStats::sources`], and is looked at again on a timer of its own (1 s, doubling up
+//! to 30 s while it stays unreadable), not only when a file-system event comes: its becoming
+//! readable may raise none (an ACL or mode changed on a directory above, a symbolic link's
+//! target, a mount).
 
 pub mod ack;
 pub mod checkpointer;

@@ -41,6 +41,51 @@ pub struct Tailer {
     round_robin: usize,
     /// Files that look like a copy of a file being read, and since when.
     deferred: HashMap<FileId, Instant>,
+    /// When the globs are expanded again because a source could not be read at the last
+    /// expansion (see [`Retry`]); `None` while every source could be.
+    retry: Option<Retry>,
+}
+
+/// The next look at sources that could not be read (a directory that cannot be listed, a
+/// file that cannot be opened). File-system events do not say when they become readable: a
+/// chmod of the file or of the directory watched raises one, but an ACL or a mode changed on
+/// a directory above, a symbolic link's target made readable, a file system mounted over
+/// the directory or a security policy reloaded do not, and the globs may be expanded
+/// rarely (`glob_interval_ms`). So they are looked at again on a timer of their own, sooner
+/// at first (a brief permission slip is over in a second or two) and less often the longer
+/// it lasts, bounded by [`RETRY_MAX`].
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    step: Duration,
+}
+
+/// First wait before a source that could not be read is looked at again.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two looks at a source that still cannot be read.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl Retry {
+    /// The schedule after an expansion at `now` that found a source unreadable: the first
+    /// look [`RETRY_FIRST`] away; after a look that was this retry, twice the last wait (at
+    /// most [`RETRY_MAX`]); after an expansion for another reason (an event, the glob
+    /// interval), the schedule as it was.
+    fn after(previous: Option<Retry>, now: Instant) -> Retry {
+        match previous {
+            None => Retry {
+                at: now + RETRY_FIRST,
+                step: RETRY_FIRST,
+            },
+            Some(r) if now < r.at => r,
+            Some(r) => {
+                let step = (r.step * 2).min(RETRY_MAX);
+                Retry {
+                    at: now + step,
+                    step,
+                }
+            }
+        }
+    }
 }
 
 /// Extensions of compressed rotated generations: their content is not text lines, and the
@@ -154,6 +199,7 @@ impl Tailer {
             buf: Vec::new(),
             round_robin: 0,
             deferred: HashMap::new(),
+            retry: None,
         };
         tailer.scan(
             now,
@@ -293,9 +339,19 @@ impl Tailer {
         }
         let mut found = Vec::new();
         for (path, service, source) in seen {
-            // A stat first: files already tracked are not opened again at every scan.
-            let Ok(meta) = fs::metadata(&path) else {
-                continue;
+            // A stat first: files already tracked are not opened again at every scan. It
+            // follows a symbolic link: a target the agent may not reach (a directory on its
+            // way it may not search) is said like a file it may not open.
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        sources[source]
+                            .error
+                            .get_or_insert_with(|| format!("cannot open {}: {e}", path.display()));
+                    }
+                    continue;
+                }
             };
             if !meta.is_file() {
                 continue;
@@ -337,6 +393,8 @@ impl Tailer {
             };
             found.push(Some((file, path_text, id, head, size, service)));
         }
+        let unreadable = sources.iter().any(|s| s.error.is_some());
+        self.retry = unreadable.then(|| Retry::after(self.retry, now));
         self.book.lock().totals.sources = sources;
         // First the files that are exactly a checkpointed file (same inode, same first
         // bytes), then the rest: a checkpoint whose inode is gone but whose content is here
@@ -789,7 +847,8 @@ impl Tailer {
         let glob_due = self.last_scan.is_none_or(|t| {
             now.saturating_duration_since(t) >= Duration::from_millis(self.config.glob_interval_ms)
         });
-        if self.rescan || glob_due {
+        let retry_due = self.retry.is_some_and(|r| now >= r.at);
+        if self.rescan || glob_due || retry_due {
             self.rescan = false;
             self.last_scan = Some(now);
             self.scan(now, None);
@@ -988,8 +1047,67 @@ impl Tailer {
             .max(1)
     }
 
+    /// How long until a source that could not be read is looked at again (zero when due):
+    /// the runner sleeps at most this long, whatever its file-system events say (see
+    /// [`Retry`]). `None` while every source could be read.
+    pub fn retry_in(&self, now: Instant) -> Option<Duration> {
+        self.retry.map(|r| r.at.saturating_duration_since(now))
+    }
+
     /// How many files are open (live and rotated ones being drained).
     pub fn open_files(&self) -> usize {
         self.files.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that cannot be opened (here a symbolic link to itself: ELOOP, which holds under
+    /// root too) is named in its source's statistics and looked at again 1 s later, then
+    /// after 2, 4, 8, 16 and 30 s, never more than 30 s, with the globs expanded only every
+    /// 10 minutes and no event; polls in between are no retry. Readable again, it is read at
+    /// the next look and the timer stops.
+    #[test]
+    fn an_unreadable_file_is_looked_at_again_on_a_backoff_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::os::unix::fs::symlink(&log, &log).unwrap();
+        let config = TailConfig {
+            glob_interval_ms: 600_000,
+            start_at: StartAt::Beginning,
+            ..TailConfig::default()
+        };
+        let sources = vec![LogSource {
+            path: format!("{}/*.log", dir.path().display()),
+            service: Some("svc".into()),
+        }];
+        let t0 = Instant::now();
+        let mut tailer = Tailer::new(config, sources, None, t0).unwrap();
+        let error = tailer.stats().sources[0].error.clone().unwrap_or_default();
+        assert!(error.contains("app.log"), "{error:?}");
+        let secs = Duration::from_secs;
+        assert_eq!(tailer.retry_in(t0), Some(secs(1)));
+        assert!(tailer.poll(t0 + Duration::from_millis(400)).is_none());
+        assert_eq!(
+            tailer.retry_in(t0 + Duration::from_millis(400)),
+            Some(Duration::from_millis(600))
+        );
+        let mut at = t0 + secs(1);
+        for next in [2, 4, 8, 16, 30, 30] {
+            assert!(tailer.poll(at).is_none());
+            assert_eq!(tailer.retry_in(at), Some(secs(next)));
+            at += secs(next);
+        }
+        fs::remove_file(&log).unwrap();
+        fs::write(&log, "level=error msg=\"one\"\nlevel=error msg=\"two\"\n").unwrap();
+        let batch = tailer.poll(at).expect("read at the next look");
+        assert!(!batch.records.is_empty());
+        assert_eq!(tailer.retry_in(at), None);
+        // The last record waits for a continuation line until the multi-line timeout.
+        let rest = tailer.poll(at + secs(2)).map_or(0, |b| b.records.len());
+        assert_eq!(batch.records.len() + rest, 2);
+        assert_eq!(tailer.stats().sources[0].error, None);
     }
 }

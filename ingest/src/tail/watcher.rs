@@ -126,19 +126,21 @@ async fn run(
         let Some(mut t) = tailer.take() else { break };
         let rescan = std::mem::take(&mut rescan_now);
         let read_at = Instant::now();
-        let (t, batch, backlog, timed, blank, dirs) = tokio::task::spawn_blocking(move || {
-            if rescan {
-                t.request_rescan();
-            }
-            let batch = t.poll(Instant::now());
-            let backlog = t.has_backlog();
-            let timed = t.waits_for_time();
-            let blank = t.has_blank_head();
-            let dirs = t.watch_dirs();
-            (t, batch, backlog, timed, blank, dirs)
-        })
-        .await
-        .map_err(|e| TailError::Worker(e.to_string()))?;
+        let (t, batch, backlog, timed, blank, dirs, retry) =
+            tokio::task::spawn_blocking(move || {
+                if rescan {
+                    t.request_rescan();
+                }
+                let batch = t.poll(Instant::now());
+                let backlog = t.has_backlog();
+                let timed = t.waits_for_time();
+                let blank = t.has_blank_head();
+                let dirs = t.watch_dirs();
+                let retry = t.retry_in(Instant::now());
+                (t, batch, backlog, timed, blank, dirs, retry)
+            })
+            .await
+            .map_err(|e| TailError::Worker(e.to_string()))?;
         tailer = Some(t);
         let watched = events.as_mut().map(|e| e.watch(&dirs));
         if let Some(batch) = batch {
@@ -153,11 +155,14 @@ async fn run(
         let watched = watched.is_some_and(|w| w.complete);
         // Caught up: sleep until a file changes, or until a time the tailer waits for, or
         // (without events for every directory) until the poll interval passes.
+        // A source that could not be read is looked at again on the tailer's own timer: its
+        // becoming readable may raise no event (see `Tailer::retry_in`).
         let idle = if watched && !timed {
             IDLE_LOOK
         } else {
             time_step
         };
+        let idle = retry.map_or(idle, |r| idle.min(r.max(Duration::from_millis(1))));
         let changed = async {
             match events.as_mut() {
                 Some(e) => Some(e.changed().await),
