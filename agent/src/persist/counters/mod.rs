@@ -324,7 +324,7 @@ pub fn adopt(
                 "restored the counter history saved {} s ago: {} series, {} sample and {} \
                  minute points, {seconds} seconds of service traffic; the time the agent was \
                  down is a gap",
-                (now_unix_ms - saved_unix_ms).max(0) / 1000,
+                now_unix_ms.saturating_sub(saved_unix_ms).max(0) / 1000,
                 r.series,
                 r.sample_points,
                 r.minute_points
