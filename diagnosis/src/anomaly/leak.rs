@@ -188,42 +188,85 @@ pub(super) fn unbounded_climb(
         Some(&(i, v)) if v < lowest && theil_sen(&before_climb) >= LEAK_PACE * pace => (i, v),
         _ => (climb[1].0, lowest),
     };
-    let changed_at = history.time(changed);
-    let label = key.label();
-    let mut text = evidence(
-        &label,
-        key.unit(),
-        before,
-        reached,
-        Direction::Rise,
-        ChangeShape::Ramp,
-        changed_at,
-        history.time(last_i),
-        cx.limit,
-    );
-    text.push_str(&format!(
-        "; {}, it has climbed {} a second without levelling off ({why}): a leak, not a start-up",
+    let why = format!(
+        "{}, it has climbed {} a second without levelling off ({why}): a leak, not a start-up",
         life.text,
         number(per_second)
-    ));
-    Some(CounterAnomaly {
-        key: key.clone(),
-        label,
-        unit: key.unit().to_owned(),
-        kind: key.kind(),
-        shape: ChangeShape::Ramp,
-        direction: Direction::Rise,
+    );
+    let climbed = Climb {
         before,
         noise,
         reached,
         latest,
-        score: (reached - before) / noise,
-        changed_at_unix_ms: changed_at,
-        active: true,
+        changed,
+        last: last_i,
         limit: cx.limit,
-        evidence: text,
-        caveat: None,
-    })
+    };
+    Some(climbed.anomaly(history, key, &why))
+}
+
+/// A rise judged on its shape rather than against a baseline (a young series' leak or
+/// TIME-WAIT storm): where it started and got to, between which points.
+pub(super) struct Climb {
+    /// The level it climbed from.
+    pub(super) before: f64,
+    /// The noise its score is measured in.
+    pub(super) noise: f64,
+    /// Where it got to (the evidence quotes it).
+    pub(super) reached: f64,
+    /// Its latest point.
+    pub(super) latest: f64,
+    /// The index of the point it is dated at.
+    pub(super) changed: usize,
+    /// The index of its latest point.
+    pub(super) last: usize,
+    /// The series' limit, when it has one.
+    pub(super) limit: Option<f64>,
+}
+
+impl Climb {
+    /// The anomaly: a rising ramp, its evidence sentence followed by `why` it was judged on
+    /// its shape.
+    pub(super) fn anomaly(
+        &self,
+        history: &CounterHistory,
+        key: &SeriesKey,
+        why: &str,
+    ) -> CounterAnomaly {
+        let changed_at = history.time(self.changed);
+        let label = key.label();
+        let mut text = evidence(
+            &label,
+            key.unit(),
+            self.before,
+            self.reached,
+            Direction::Rise,
+            ChangeShape::Ramp,
+            changed_at,
+            history.time(self.last),
+            self.limit,
+        );
+        text.push_str("; ");
+        text.push_str(why);
+        CounterAnomaly {
+            key: key.clone(),
+            label,
+            unit: key.unit().to_owned(),
+            kind: key.kind(),
+            shape: ChangeShape::Ramp,
+            direction: Direction::Rise,
+            before: self.before,
+            noise: self.noise,
+            reached: self.reached,
+            latest: self.latest,
+            score: (self.reached - self.before) / self.noise,
+            changed_at_unix_ms: changed_at,
+            active: true,
+            limit: self.limit,
+            evidence: text,
+            caveat: None,
+        }
+    }
 }
 
 /// The noise of points about their local trend: the MAD of their first differences (which a

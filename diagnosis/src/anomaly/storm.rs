@@ -30,10 +30,10 @@
 
 use faultline_series::{SeriesKey, SocketState};
 
-use super::leak::{theil_sen, LEAK_PACE};
+use super::leak::{theil_sen, Climb, LEAK_PACE};
 use super::{
-    evidence, mann_kendall_z, number, ChangeShape, CounterAnomaly, Direction, BAND_Z,
-    MIN_SOCKET_CHANGE, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TIME_WAIT_RATIO,
+    mann_kendall_z, number, CounterAnomaly, BAND_Z, MIN_SOCKET_CHANGE, RAMP_MAX_POINTS,
+    RAMP_MIN_POINTS, RAMP_Z, TIME_WAIT_RATIO,
 };
 use crate::baseline::poisson_floor;
 use crate::history::CounterHistory;
@@ -100,43 +100,21 @@ pub(super) fn young_storm(
         return None;
     }
     // Dated at its first point out of the floor, as a ramp is.
-    let changed_at = history.time(climb[1].0);
-    let label = key.label();
-    let mut text = evidence(
-        &label,
-        key.unit(),
+    let climbed = Climb {
         before,
-        reached,
-        Direction::Rise,
-        ChangeShape::Ramp,
-        changed_at,
-        history.time(last_i),
-        None,
-    );
-    text.push_str(&format!(
-        "; {why_young}, too young for a baseline: judged on its climb, {} connections closed \
-         a second",
-        number(per_second)
-    ));
-    let noise = poisson_floor(before, 1.0);
-    Some(CounterAnomaly {
-        key: key.clone(),
-        label,
-        unit: key.unit().to_owned(),
-        kind: key.kind(),
-        shape: ChangeShape::Ramp,
-        direction: Direction::Rise,
-        before,
-        noise,
+        noise: poisson_floor(before, 1.0),
         reached,
         latest,
-        score: (reached - before) / noise,
-        changed_at_unix_ms: changed_at,
-        active: true,
+        changed: climb[1].0,
+        last: last_i,
         limit: None,
-        evidence: text,
-        caveat: None,
-    })
+    };
+    let why = format!(
+        "{why_young}, too young for a baseline: judged on its climb, {} connections closed a \
+         second",
+        number(per_second)
+    );
+    Some(climbed.anomaly(history, key, &why))
 }
 
 #[cfg(test)]
