@@ -342,14 +342,19 @@ impl Tailer {
             // A stat first: files already tracked are not opened again at every scan. It
             // follows a symbolic link: a target the agent may not reach (a directory on its
             // way it may not search) is said like a file it may not open.
+            // A file gone since the listing is no error; any other failure is said once per
+            // source (its first).
+            let mut unreadable = |e: std::io::Error| {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    sources[source]
+                        .error
+                        .get_or_insert_with(|| format!("cannot open {}: {e}", path.display()));
+                }
+            };
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) => {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        sources[source]
-                            .error
-                            .get_or_insert_with(|| format!("cannot open {}: {e}", path.display()));
-                    }
+                    unreadable(e);
                     continue;
                 }
             };
@@ -371,11 +376,7 @@ impl Tailer {
                 // per source like an unreadable directory; readable again, it is found at the
                 // next scan and resumes at its remembered offset.
                 Err(e) => {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        sources[source]
-                            .error
-                            .get_or_insert_with(|| format!("cannot open {}: {e}", path.display()));
-                    }
+                    unreadable(e);
                     continue;
                 }
             };
