@@ -930,16 +930,47 @@ fn close_wait_towards_a_declared_callee_with_no_spans_is_its_single_callers() {
 }
 
 #[test]
-fn the_sockets_towards_a_declared_callee_with_no_spans_are_its_single_callers() {
-    // Every socket towards blobstore's port is a connection orders made: the same caller as
-    // its CLOSE-WAIT above (the total's branch once looked only at span callers when the
-    // port had a listener, and named nobody).
-    let inc = lone_incident_towards_a_span_less_callee(SeriesKey::PortTotal {
+fn the_sockets_towards_a_declared_callee_with_no_spans_join_its_callers_leak() {
+    // Every socket towards blobstore's port is a connection orders made, but their total says
+    // only that orders holds more of them; the state that says why (its CLOSE-WAIT above)
+    // names the culprit, and the total joins it. Alone, it is node activity.
+    let total = SeriesKey::PortTotal {
         port: 9400,
         side: PortSide::Remote,
-    });
+    };
+    let leak = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    let services = chain_with_span_less_callees();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(total.clone(), T0)]),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert_eq!(tracker.node_signals().len(), 1);
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(total.clone(), T0), anomaly(leak, T0 + 1_000)]),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+    assert!(inc.counters.iter().any(|c| c.anomaly.key == total));
 }
 
 #[test]
@@ -2220,10 +2251,11 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
 }
 
 /// The same run: the sockets towards a callee that sends no spans (its callers known only by
-/// the port their CLIENT spans call) were "no service known", an incident of their own,
-/// where its states towards it were already its single caller's.
+/// the port their CLIENT spans call) were "no service known", an incident of their own. They
+/// are its callers' connections: alone, node activity that names the callee's callers'
+/// connections, never unowned.
 #[test]
-fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
+fn sockets_towards_a_callee_with_no_spans_are_its_callers_connections() {
     let mut services = chain();
     services[2].callers.clear();
     services[1].callees.clear();
@@ -2232,7 +2264,9 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
         port: 8082,
         side: PortSide::Remote,
     };
-    let incidents = fresh_run(
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
         T0 + 5_000,
         &[],
         report(vec![anomaly(towards, T0)]),
@@ -2240,8 +2274,62 @@ fn sockets_towards_a_callee_with_no_spans_are_its_single_callers() {
         &services,
         &HintRules::builtin().unwrap(),
     );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .starts_with("stock: its callers' connections to it changed"),
+        "{:#?}",
+        tracker.node_signals()
+    );
+}
+
+/// The demo's close-wait fault: the callee never closes, so its callers' side of each
+/// connection waits in FIN-WAIT-2 and the total of their sockets towards its port climbs with
+/// its CLOSE-WAIT. That total was an incident of its own blaming the caller; it is the callers'
+/// connections (they hold more with a callee that does not close) and joins the callee's leak.
+#[test]
+fn the_callers_sockets_towards_a_leaking_callee_join_its_incident() {
+    let callers = SeriesKey::PortTotal {
+        port: 8082,
+        side: PortSide::Remote,
+    };
+    let leak = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 3_000,
+        &[],
+        vec![anomaly(callers.clone(), T0)],
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .starts_with("stock: its callers' connections to it changed"),
+        "{:#?}",
+        tracker.node_signals()
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 10_000,
+        &[],
+        vec![
+            anomaly(leak.clone(), T0),
+            anomaly(callers.clone(), T0 + 1_000),
+        ],
+    );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+    assert_eq!(incidents[0].counters[0].anomaly.key, leak);
+    assert!(incidents[0]
+        .counters
+        .iter()
+        .any(|c| c.anomaly.key == callers));
 }
 
 /// The agent's own process is not a service: the demo's services run inside the agent, and
