@@ -2150,34 +2150,7 @@ fn callers_connections_to_a_port_blame_nobody_and_join_the_leak() {
         side: PortSide::Remote,
         state: SocketState::CloseWait,
     };
-    let mut tracker = IncidentTracker::new();
-    let incidents = run(
-        &mut tracker,
-        T0 + 3_000,
-        &[],
-        vec![anomaly(estab.clone(), T0)],
-    );
-    assert!(incidents.is_empty(), "{incidents:#?}");
-    assert!(
-        tracker.node_signals()[0]
-            .reason
-            .starts_with("stock: its callers' connections to it changed"),
-        "{:#?}",
-        tracker.node_signals()
-    );
-    let incidents = run(
-        &mut IncidentTracker::new(),
-        T0 + 10_000,
-        &[],
-        vec![
-            anomaly(estab.clone(), T0),
-            anomaly(leak.clone(), T0 + 4_000),
-        ],
-    );
-    assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
-    assert_eq!(incidents[0].counters[0].anomaly.key, leak);
-    assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == estab));
+    callers_series_join_the_leak(estab, (leak, T0 + 4_000), "orders");
 }
 
 /// The unseen lab's close-wait fault, seen by one agent through all faults: the caller that
@@ -2299,6 +2272,13 @@ fn the_callers_sockets_towards_a_leaking_callee_join_its_incident() {
         side: PortSide::Local,
         state: SocketState::CloseWait,
     };
+    callers_series_join_the_leak(callers, (leak, T0 - 1_000), "stock");
+}
+
+/// `callers` (a series of the callers' sockets towards stock's port 8082) alone is node
+/// activity naming stock's callers' connections; with `leak` at its onset it joins the leak's
+/// one incident, whose culprit is `culprit`, after the leak's counter.
+fn callers_series_join_the_leak(callers: SeriesKey, leak: (SeriesKey, i64), culprit: &str) {
     let mut tracker = IncidentTracker::new();
     let incidents = run(
         &mut tracker,
@@ -2314,17 +2294,15 @@ fn the_callers_sockets_towards_a_leaking_callee_join_its_incident() {
         "{:#?}",
         tracker.node_signals()
     );
+    let (leak, at) = leak;
     let incidents = run(
         &mut IncidentTracker::new(),
         T0 + 10_000,
         &[],
-        vec![
-            anomaly(leak.clone(), T0),
-            anomaly(callers.clone(), T0 + 1_000),
-        ],
+        vec![anomaly(callers.clone(), T0), anomaly(leak.clone(), at)],
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
-    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some(culprit));
     assert_eq!(incidents[0].counters[0].anomaly.key, leak);
     assert!(incidents[0]
         .counters
