@@ -123,13 +123,7 @@ pub(super) fn unbounded_climb(
     }
     let lowest = known.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let noise = step_noise(&known).max(poisson_floor(lowest, 1.0));
-    let floor_top = lowest + BAND_Z * noise;
-    let climb_from = known.iter().rposition(|&(_, v)| v <= floor_top)?;
-    let climb = &known[climb_from..];
-    if climb.len() < RAMP_MIN_POINTS {
-        return None;
-    }
-    let recent = &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..];
+    let (climb, recent) = climb_out_of(&known, lowest + BAND_Z * noise)?;
     let &(last_i, latest) = climb.last()?;
     let reached = climb.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let min_rise = rule(key).min_ramp.unwrap_or(0.0);
@@ -203,6 +197,24 @@ pub(super) fn unbounded_climb(
         limit: cx.limit,
     };
     Some(climbed.anomaly(history, key, &why))
+}
+
+/// Known points of a series, by index.
+type Points<'a> = &'a [(usize, f64)];
+
+/// The known points from the last one inside the floor band (at most `floor_top`) on — a
+/// climb out of the floor — and its most recent [`RAMP_MAX_POINTS`]; `None` when it holds
+/// fewer than [`RAMP_MIN_POINTS`] or no point is in the band.
+pub(super) fn climb_out_of(
+    known: &[(usize, f64)],
+    floor_top: f64,
+) -> Option<(Points<'_>, Points<'_>)> {
+    let climb_from = known.iter().rposition(|&(_, v)| v <= floor_top)?;
+    let climb = &known[climb_from..];
+    if climb.len() < RAMP_MIN_POINTS {
+        return None;
+    }
+    Some((climb, &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..]))
 }
 
 /// A rise judged on its shape rather than against a baseline (a young series' leak or

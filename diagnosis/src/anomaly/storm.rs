@@ -30,10 +30,9 @@
 
 use faultline_series::{SeriesKey, SocketState};
 
-use super::leak::{theil_sen, Climb, LEAK_PACE};
+use super::leak::{climb_out_of, theil_sen, Climb, LEAK_PACE};
 use super::{
-    mann_kendall_z, number, CounterAnomaly, BAND_Z, MIN_SOCKET_CHANGE, RAMP_MAX_POINTS,
-    RAMP_MIN_POINTS, RAMP_Z, TIME_WAIT_RATIO,
+    mann_kendall_z, number, CounterAnomaly, BAND_Z, MIN_SOCKET_CHANGE, RAMP_Z, TIME_WAIT_RATIO,
 };
 use crate::baseline::poisson_floor;
 use crate::history::CounterHistory;
@@ -74,13 +73,7 @@ pub(super) fn young_storm(
     if !lowest.is_finite() {
         return None;
     }
-    let floor_top = lowest + BAND_Z * poisson_floor(lowest, 1.0);
-    let climb_from = known.iter().rposition(|&(_, v)| v <= floor_top)?;
-    let climb = &known[climb_from..];
-    if climb.len() < RAMP_MIN_POINTS {
-        return None;
-    }
-    let recent = &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..];
+    let (climb, recent) = climb_out_of(&known, lowest + BAND_Z * poisson_floor(lowest, 1.0))?;
     let &(last_i, latest) = climb.last()?;
     // Still climbing at its latest point: a burst of closes that stopped is no storm.
     if latest <= climb[climb.len() - 2].1 {
