@@ -717,7 +717,14 @@ impl IncidentTracker {
             })
             .map(|p| p.id.as_str())
             .collect();
-        let mut fresh: Vec<(Incident, BTreeSet<Member>)> = Vec::new();
+        // Each fresh incident with the group and the node-wide counters it was built from: a
+        // continued one is built again with the counters it takes back.
+        let mut fresh: Vec<(
+            Incident,
+            BTreeSet<Member>,
+            Vec<&Signal<'_>>,
+            Vec<&CounterAnomaly>,
+        )> = Vec::new();
         for g in &groups {
             let members: Vec<&Signal<'_>> = g.iter().map(|&i| &signals[i]).collect();
             let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
@@ -726,7 +733,8 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            fresh.push(build(&members, &extra, input, rules, &retold));
+            let (inc, member_set) = build(&members, &extra, input, rules, &retold);
+            fresh.push((inc, member_set, members, extra));
         }
 
         // Continue kept incidents: a fresh group sharing a member with a kept incident takes
@@ -737,12 +745,12 @@ impl IncidentTracker {
         // and the callee's kept listing it, first.
         let held_now: BTreeSet<SeriesKey> = fresh
             .iter()
-            .flat_map(|(inc, _)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
+            .flat_map(|(inc, ..)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
             .collect();
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
         let mut continued = BTreeSet::new();
-        for (mut inc, members) in fresh {
+        for (mut inc, members, group, extra) in fresh {
             let kept = self.incidents.iter().find(|k| {
                 !continued.contains(&k.id)
                     && self
@@ -752,27 +760,31 @@ impl IncidentTracker {
                     && compatible(&k.culprit, &inc.culprit)
             });
             if let Some(k) = kept {
-                inc.id = k.id.clone();
-                inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);
                 // A counter that left the detector's window while still out of its range
-                // stays listed.
+                // stays listed, and is evidence for the hints and the order like the rest:
+                // seen on the demo's close-wait, a young inventory port's CLOSE-WAIT climb
+                // was found once, then kept only by the incident, which showed the callers'
+                // timeout hint and not the leak's.
+                let mut taken: Vec<CounterAnomaly> = Vec::new();
+                let mut active_again = false;
                 for c in &k.counters {
                     if !held_now.contains(&c.anomaly.key) {
-                        let mut c = c.clone();
-                        if reread(&mut c.anomaly, input.history) {
-                            inc.active = true;
-                            inc.last_active_unix_ms = now;
-                        }
-                        inc.counters.push(c);
+                        let mut a = c.anomaly.clone();
+                        active_again |= reread(&mut a, input.history);
+                        taken.push(a);
                     }
                 }
-                let with_patterns = !inc.patterns.is_empty();
-                order_counters(
-                    &mut inc.counters,
-                    &inc.culprit,
-                    with_patterns,
-                    input.services,
-                );
+                if !taken.is_empty() {
+                    let extra: Vec<&CounterAnomaly> =
+                        extra.iter().copied().chain(taken.iter()).collect();
+                    inc = build(&group, &extra, input, rules, &retold).0;
+                }
+                if active_again {
+                    inc.active = true;
+                    inc.last_active_unix_ms = now;
+                }
+                inc.id = k.id.clone();
+                inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);
                 continued.insert(k.id.clone());
             }
             let mut all = members;

@@ -2369,6 +2369,52 @@ fn a_continued_incident_keeps_its_culprits_port_before_node_wide_counters() {
     assert_eq!(keys, [&leak, &fds, &mem]);
 }
 
+/// The demo's close-wait fault on a young agent: the callee's CLOSE-WAIT climb was found once,
+/// then only the incident kept it (it left the detector's window), and the continued incident's
+/// hints were those of its fresh counters alone: the callers' timeout, not the leak. A counter
+/// taken back is evidence for the hints like the others.
+#[test]
+fn a_continued_incidents_hints_rest_on_the_counters_it_takes_back() {
+    let leak = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let mut tracker = IncidentTracker::new();
+    let hints =
+        |i: &Incident| -> Vec<String> { i.hints.iter().map(|h| h.rule_id.clone()).collect() };
+    let first = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        vec![anomaly(leak.clone(), T0), anomaly(fds.clone(), T0 + 1_000)],
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert!(
+        hints(&first[0]).contains(&"close-wait-leak".to_owned()),
+        "{:?}",
+        hints(&first[0])
+    );
+    let later = run(
+        &mut tracker,
+        T0 + 40_000,
+        &[],
+        vec![anomaly(fds.clone(), T0 + 1_000)],
+    );
+    assert_eq!(later.len(), 1, "{later:#?}");
+    assert_eq!(later[0].id, first[0].id);
+    assert_eq!(later[0].counters[0].anomaly.key, leak);
+    assert!(
+        hints(&later[0]).contains(&"close-wait-leak".to_owned()),
+        "{:?}",
+        hints(&later[0])
+    );
+}
+
 /// A storm on a port whose service started ten seconds before (its port group counted from
 /// then, its TIME-WAIT series none before the storm): the detector judged the series only
 /// after its start-up and a baseline's minimum (45 s), longer than the unseen lab's fault.
