@@ -81,7 +81,7 @@ use crate::text::number;
 
 pub use services::task_owner;
 
-use build::{build, order_counters};
+use build::build;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
@@ -719,12 +719,7 @@ impl IncidentTracker {
             .collect();
         // Each fresh incident with the group and the node-wide counters it was built from: a
         // continued one is built again with the counters it takes back.
-        let mut fresh: Vec<(
-            Incident,
-            BTreeSet<Member>,
-            Vec<&Signal<'_>>,
-            Vec<&CounterAnomaly>,
-        )> = Vec::new();
+        let mut fresh: Vec<Fresh<'_, '_>> = Vec::new();
         for g in &groups {
             let members: Vec<&Signal<'_>> = g.iter().map(|&i| &signals[i]).collect();
             let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
@@ -835,6 +830,14 @@ impl IncidentTracker {
         &self.incidents
     }
 }
+
+/// A fresh incident with its members, and the group and node-wide counters it was built from.
+type Fresh<'s, 'a> = (
+    Incident,
+    BTreeSet<Member>,
+    Vec<&'s Signal<'a>>,
+    Vec<&'s CounterAnomaly>,
+);
 
 /// Why a counter signal is evidence beside a fault and no incident by itself.
 #[derive(Debug, Clone, PartialEq)]

@@ -318,7 +318,7 @@ pub(super) fn tally<'a>(
 /// fds, goroutines and traffic, a port's state before its total, the larger change first.
 /// Run again when a continued incident takes back its earlier counters (they used to be
 /// appended after the node-wide ones: `sockstat TCP mem` led the demo's close-wait incident).
-pub(super) fn order_counters(
+fn order_counters(
     listed: &mut Vec<IncidentCounter>,
     culprit: &IncidentCulprit,
     with_patterns: bool,
