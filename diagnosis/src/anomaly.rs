@@ -1294,6 +1294,7 @@ mod tests {
                 .into_iter()
                 .map(|(key, points)| CounterSeries { key, points })
                 .collect(),
+            ..CounterHistory::default()
         }
     }
 
