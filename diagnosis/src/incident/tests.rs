@@ -2709,6 +2709,7 @@ fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_e
                 .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
                 .collect(),
         }],
+        ..CounterHistory::default()
     };
     let mut eof = blamed(
         pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),
