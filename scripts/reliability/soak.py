@@ -13,7 +13,11 @@ The load (one generator process, this script's child):
     agent scrapes;
   * with --churn N, N loopback connections opened and closed per second (each leaves a socket
     in TIME-WAIT for a minute, so about 60 x N at any moment: --churn 170 keeps ~10,000),
-    the socket churn of a busy node's other programs.
+    the socket churn of a busy node's other programs;
+  * with --ports N, N new loopback listening ports a minute, each holding 40 connections for
+    45 s and then closing them (TIME-WAIT for another minute): the comings and goings of other
+    programs' services on a shared node, which give the agent's counter store new port
+    series until its bound (the per-series cost of memory).
 The agent runs with its default configuration apart from ports, data dir, the log glob and
 those task targets: socket census on, default store bounds.
 
@@ -34,7 +38,8 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 --tasks 5` (about 10,000 sockets in TIME-WAIT).
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
-       [--spans 1000] [--churn 0] [--tasks 1] [--sample 10] [--bin PATH] [--json OUT]
+       [--spans 1000] [--churn 0] [--ports 0] [--tasks 1] [--sample 10] [--bin PATH]
+       [--json OUT]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
@@ -236,6 +241,40 @@ def churn(per_second):
             time.sleep(pause)
 
 
+def port_churn(per_minute, stopping):
+    """Opens a new loopback listening port every 60 / `per_minute` seconds with 40 connections
+    to it, and closes each port's connections and listener 45 s after it opened, until
+    `stopping` is set. At most about 0.75 x `per_minute` ports are open at once."""
+    open_ports = []
+    period = 60.0 / per_minute
+    start = time.monotonic()
+    tick = 0
+    while not stopping.is_set():
+        tick += 1
+        try:
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            clients = [socket.create_connection(listener.getsockname(), timeout=1)
+                       for _ in range(40)]
+            servers = [listener.accept()[0] for _ in clients]
+            open_ports.append((time.monotonic() + 45, listener, clients + servers))
+        except OSError as e:
+            print(f"generator: port churn: {e}", file=sys.stderr)
+        while open_ports and open_ports[0][0] <= time.monotonic():
+            _, listener, conns = open_ports.pop(0)
+            for conn in conns:
+                conn.close()
+            listener.close()
+        pause = start + tick * period - time.monotonic()
+        if pause > 0:
+            stopping.wait(pause)
+    for _, listener, conns in open_ports:
+        for conn in conns:
+            conn.close()
+        listener.close()
+
+
 def generate(args):
     """The load: runs until SIGTERM, then writes the spans it sent (accepted with HTTP 200)
     to `args.counts`. Paces itself every 100 ms against the wall clock."""
@@ -248,6 +287,8 @@ def generate(args):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if args.churn > 0:
         threading.Thread(target=churn, args=(args.churn,), daemon=True).start()
+    if args.ports > 0:
+        threading.Thread(target=port_churn, args=(args.ports, stopping), daemon=True).start()
     url = f"http://{args.otlp_http}/v1/traces"
     start = time.monotonic()
     lines_done = spans_done = spans_sent = 0
@@ -379,7 +420,7 @@ def run(args):
              "--otlp-http", f"127.0.0.1:{http}", "--counts", counts_path,
              "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
-             "--churn", str(args.churn)])
+             "--churn", str(args.churn), "--ports", str(args.ports)])
         children.append(generator)
 
         started = time.monotonic()
@@ -405,6 +446,7 @@ def run(args):
             row["agent_fds"] = fds(agent.pid)
             records = metric(base, "log_records_total")
             row["records"] = records
+            row["counter_series"] = metric(base, "counter_series")
             if now >= warm and records0 is None:
                 records0 = (now, records)
             samples.append(row)
@@ -444,6 +486,7 @@ def run(args):
     report = {
         "tasks": args.tasks,
         "churn_per_s": args.churn,
+        "ports_per_min": args.ports,
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.1f} at the end",
         "binary": exe,
@@ -475,7 +518,8 @@ def run(args):
     ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
     print(f"machine: {report['machine']}")
     print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
-          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s; "
+          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s, "
+          f"{args.ports:g} new ports/min; "
           f"{args.minutes} min, first {args.warmup} min not counted")
     print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
     print("|---|---|---|")
@@ -507,6 +551,8 @@ def main():
     parser.add_argument("--spans", type=int, default=1000)
     parser.add_argument("--churn", type=int, default=0,
                         help="loopback connections opened and closed per second (default none)")
+    parser.add_argument("--ports", type=float, default=0,
+                        help="new listening ports a minute, each busy for 45 s (default none)")
     parser.add_argument("--tasks", type=int, default=1,
                         help="task targets the agent scrapes (default 1)")
     parser.add_argument("--sample", type=float, default=10)
