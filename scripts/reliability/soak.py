@@ -447,6 +447,7 @@ def run(args):
             records = metric(base, "log_records_total")
             row["records"] = records
             row["counter_series"] = metric(base, "counter_series")
+            row["counter_points"] = metric(base, "counter_points")
             if now >= warm and records0 is None:
                 records0 = (now, records)
             samples.append(row)
@@ -536,6 +537,9 @@ def run(args):
           f"{report['agent_rss_slope_mib_per_10min']:+.2f} MiB / 10 min; "
           f"fds median {report['agent_fds_median']} max {report['agent_fds_max']} "
           f"end {report['agent_fds_end']}")
+    print(f"counter store after warm-up: {steady[0]['counter_series']} -> "
+          f"{steady[-1]['counter_series']} series, {steady[0]['counter_points']} -> "
+          f"{steady[-1]['counter_points']} points")
     print(f"lines: {report['lines_written']} written, {report['lines_counted']} counted, "
           f"{report['lines_lost']} lost, {report['lines_duplicated']} duplicated; spans: "
           f"{report['spans_sent']} sent, {report['spans_accepted']} accepted, "

@@ -95,6 +95,19 @@ impl CounterView for CounterAdapter {
                 b.series_evicted as f64,
             ),
             counter(
+                "counter_points",
+                "Points the counter store's history holds over every series and both \
+                 resolutions (4 bytes each; a series holds its points from its first known \
+                 one to its last).",
+                b.points.0 as f64,
+            ),
+            counter(
+                "counter_points_room",
+                "Room the counter store's history rings hold, in points (never past their \
+                 caps).",
+                b.points.1 as f64,
+            ),
+            counter(
                 "counter_task_targets",
                 "Task targets (scraped or pushed over OTLP) kept by the counter store.",
                 b.task_targets as f64,
@@ -919,5 +932,6 @@ mod tests {
         assert_eq!(value("counter_task_targets"), Some(1.0));
         assert_eq!(value("counter_task_targets_rejected_total"), Some(1.0));
         assert_eq!(value("counter_series_evicted_total"), Some(0.0));
+        assert!(value("counter_points").is_some() && value("counter_points_room").is_some());
     }
 }

@@ -52,7 +52,11 @@ pub struct CountersConfig {
     /// One-minute points kept (default 1440: 24 h).
     pub history_minutes: usize,
     /// Upper bound on the number of history series, whatever the number of ports, targets and
-    /// processes (default 1024; about 9 KiB each at the default history sizes).
+    /// processes (default 1024). A series stores only its points from the first known one to
+    /// the last, at most about 9 KiB at the default history sizes (a series sampled for the
+    /// whole 15 minutes and 24 hours); a port group that was busy for a minute costs a few
+    /// bytes once its sample points have left the 15 minutes, for the day it is kept. A series
+    /// not seen for 15 minutes + 24 hours is dropped.
     pub max_series: usize,
     /// Upper bound on task counters (scraped targets plus OTLP senders; default 256).
     pub max_task_targets: usize,
