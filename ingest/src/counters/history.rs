@@ -69,7 +69,7 @@ impl Points {
         } else if self.values.len() == self.values.capacity() {
             // Doubling as a Vec does, but never past the cap: a full ring of 900 points would
             // otherwise hold room for 1,800.
-            let room = (self.values.capacity() * 2).clamp(4, cap);
+            let room = (self.values.capacity() * 2).max(4).min(cap);
             self.values.reserve_exact(room - self.values.len());
         }
         self.values.push_back(value);
@@ -82,7 +82,8 @@ impl Points {
         if from <= start {
             return;
         }
-        let n = usize::try_from(from - start).map_or(self.values.len(), |n| n.min(self.values.len()));
+        let n =
+            usize::try_from(from - start).map_or(self.values.len(), |n| n.min(self.values.len()));
         self.values.drain(..n);
         // Leading gaps are implied: a series' stored points start at a known one.
         while self.values.front().is_some_and(|v| !v.is_finite()) {
@@ -897,14 +898,34 @@ mod tests {
         assert!(h.contains(&key("brief")));
         assert_eq!(brief(&h), (0, 1));
         let m = h.minutes(|k| k == &key("brief"), 50);
-        assert_eq!(m.series[&key("brief")], vec![None, Some(2.0), None, None, None, None]);
+        assert_eq!(
+            m.series[&key("brief")],
+            vec![None, Some(2.0), None, None, None, None]
+        );
         let s = h.seconds(|k| k == &key("brief"), 100, 1);
         assert_eq!(s.series[&key("brief")], vec![None; 100]);
         // The steady series holds full rings, and no more room than its caps.
         let steady = &h.series[&key("steady")];
         assert_eq!((steady.seconds.stored(), steady.minutes.stored()), (100, 6));
-        assert!(steady.seconds.room() <= 100, "room {}", steady.seconds.room());
+        assert!(
+            steady.seconds.room() <= 100,
+            "room {}",
+            steady.seconds.room()
+        );
         assert_eq!(h.stored_points().0, 100 + 6 + 1);
+    }
+
+    #[test]
+    fn rings_of_fewer_than_four_points_hold_their_points() {
+        let mut h = History::new(1, 2, 4);
+        for s in 0..200 {
+            h.record(s * 1000, &[gauge("a", s as f64)]);
+        }
+        let s = h.seconds(|_| true, 10, 1);
+        assert_eq!(s.series[&key("a")], vec![Some(199.0)]);
+        let m = h.minutes(|_| true, 10);
+        assert_eq!(m.series[&key("a")], vec![Some(119.0), Some(179.0)]);
+        assert!(h.series[&key("a")].seconds.room() <= 1);
     }
 
     #[test]
@@ -932,7 +953,15 @@ mod tests {
             p.push(at, v, 12);
             p.trim(at.saturating_sub(11));
         }
-        for (from, to) in [(0, 25), (8, 20), (10, 14), (15, 30), (0, 5), (21, 24), (8, 8)] {
+        for (from, to) in [
+            (0, 25),
+            (8, 20),
+            (10, 14),
+            (15, 30),
+            (0, 5),
+            (21, 24),
+            (8, 8),
+        ] {
             let one_by_one: Vec<_> = p.range(from, to).map(f32::to_bits).collect();
             let bulk: Vec<_> = p.copy(from, to).into_iter().map(f32::to_bits).collect();
             assert_eq!(bulk, one_by_one, "{from}..{to}");

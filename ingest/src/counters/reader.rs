@@ -178,11 +178,17 @@ mod tests {
         let mut reader = SocketReader::new(SocketSourceChoice::Proc, root.path());
         std::fs::write(root.path().join("net/tcp"), proc_tcp(30_000)).unwrap();
         let storm = reader.census().census.unwrap();
-        assert_eq!(storm.by_state.get(faultline_series::SocketState::TimeWait), 30_000);
+        assert_eq!(
+            storm.by_state.get(faultline_series::SocketState::TimeWait),
+            30_000
+        );
         assert!(reader.entries.capacity() >= 30_000);
         std::fs::write(root.path().join("net/tcp"), proc_tcp(100)).unwrap();
         let calm = reader.census().census.unwrap();
-        assert_eq!(calm.by_state.get(faultline_series::SocketState::TimeWait), 100);
+        assert_eq!(
+            calm.by_state.get(faultline_series::SocketState::TimeWait),
+            100
+        );
         assert_eq!(reader.entries().len(), 100);
         assert!(
             reader.entries.capacity() <= 4096,
