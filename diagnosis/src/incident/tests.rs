@@ -1620,6 +1620,7 @@ fn a_counter_still_out_of_its_range_keeps_the_incident_active_after_the_window()
             key: key.clone(),
             points: vec![Some(100.0), Some(last), Some(last), Some(last)],
         }],
+        ..CounterHistory::default()
     };
     let first = run_with(
         &mut tracker,
@@ -1724,6 +1725,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
                 .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
                 .collect(),
         }],
+        ..CounterHistory::default()
     };
     let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
     let services = chain();
@@ -1824,6 +1826,7 @@ fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_lea
                 points: from_start(&|t| 20.0 + (t % 3.0)),
             },
         ],
+        ..CounterHistory::default()
     };
     let services = chain();
     let rules = HintRules::builtin().unwrap();
@@ -1919,6 +1922,7 @@ fn a_counter_that_went_back_does_not_revive_a_healed_incident_when_it_moves_agai
                 points: (0..len).map(|_| Some(264.0)).collect(),
             },
         ],
+        ..CounterHistory::default()
     };
     let eof = blamed(
         pattern("eof", "Get \"<url>\": EOF", &["gateway"], T0, &["t1"]),
@@ -2075,6 +2079,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
             start_unix_ms: start,
             step_ms: 1000,
             series,
+            ..CounterHistory::default()
         }
     };
     let rise = |reached: f64| rising(tw.clone(), T0, 4.0, reached);
@@ -2187,6 +2192,7 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
                     .collect(),
             },
         ],
+        ..CounterHistory::default()
     };
     let mut rose = anomaly(fds.clone(), T0);
     rose.before = 11.0;
@@ -2417,6 +2423,7 @@ fn a_storm_on_a_port_whose_service_just_started_is_an_incident_within_seconds() 
                     points: (0..len).map(|i| counted(i, 25.0)).collect(),
                 },
             ],
+            ..CounterHistory::default()
         }
     };
     let rules = HintRules::builtin().unwrap();
@@ -2679,4 +2686,145 @@ fn a_patterns_lines_without_a_trace_are_not_failed_requests_beside_its_traced_on
         (incidents[0].failures, incidents[0].untraced_records),
         (30, 0)
     );
+}
+
+/// The unseen lab (echo, 2026-12-05): a healed close-wait incident stayed active for minutes
+/// after its last failure through counters that only moved beside it — a pool's TIME-WAIT
+/// churn, a caller's traffic — and ranked as a fault going on.
+#[test]
+fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_ended() {
+    let errors = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Errors,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // orders' error rate: 0 before T0 + 2 s, 25 a second from then on, never back.
+    let history = CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: errors.clone(),
+            points: (0..400)
+                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
+                .collect(),
+        }],
+        ..CounterHistory::default()
+    };
+    let mut eof = blamed(
+        pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let last_failure = T0 + 20_000;
+    eof.last_seen_unix_ms = last_failure;
+    eof.count = 300;
+    let traffic = || report(vec![anomaly(errors.clone(), T0 + 2_000)]);
+    let mut tracker = IncidentTracker::new();
+    let during = run_with(
+        &mut tracker,
+        last_failure,
+        std::slice::from_ref(&eof),
+        traffic(),
+        &history,
+        &services,
+        &rules,
+    );
+    assert_eq!(during.len(), 1, "{during:#?}");
+    assert!(during[0].active);
+    assert_eq!(during[0].ended_unix_ms, None);
+    assert!(
+        during[0].counters[0].supporting,
+        "{:#?}",
+        during[0].counters
+    );
+
+    // A minute after its last failure, its pattern still new to the agent and the caller's
+    // error rate still high: it has ended, when its requests stopped failing.
+    let after = run_with(
+        &mut tracker,
+        last_failure + ACTIVE_MS + 1_000,
+        std::slice::from_ref(&eof),
+        traffic(),
+        &history,
+        &services,
+        &rules,
+    );
+    let healed = after.iter().find(|i| i.id == during[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
+    assert_eq!(healed.ended_unix_ms, Some(last_failure), "{healed:#?}");
+    assert_eq!(healed.failures, 300, "{healed:#?}");
+    assert_eq!(healed.patterns.len(), 1, "{healed:#?}");
+
+    // Minutes on, nothing diagnosed any more and the error rate re-read still high: still
+    // ended, at the same time.
+    let later = run_with(
+        &mut tracker,
+        T0 + 300_000,
+        &[],
+        report(vec![]),
+        &history,
+        &services,
+        &rules,
+    );
+    let healed = later.iter().find(|i| i.id == during[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
+    assert_eq!(healed.ended_unix_ms, Some(last_failure), "{healed:#?}");
+    assert_eq!(healed.counters[0].anomaly.latest, 25.0);
+}
+
+/// A leak's goroutines stay high after its last failure: its incident goes on through that
+/// counter once its patterns are no longer diagnosed, and it is still the fault they named,
+/// with their failures. Before, it was continued by the counter alone: no pattern, 0 failed
+/// requests, a title of goroutines.
+#[test]
+fn an_incident_continued_by_its_own_counter_keeps_its_patterns_and_failures() {
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let last_failure = T0 + 20_000;
+    let failed = |id: &str, text: &str, count: u64, traces: &[&str]| {
+        let mut p = blamed(
+            pattern(id, text, &["orders"], T0, traces),
+            "orders",
+            CulpritRole::SelfReported,
+        );
+        p.last_seen_unix_ms = last_failure;
+        p.count = count;
+        p
+    };
+    let fds = failed(
+        "a",
+        "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+        400,
+        &["a1", "a2"],
+    );
+    // 50 requests failed with both: the dial, then the retry's accept.
+    let mut accept = failed(
+        "b",
+        "http: Accept error: accept tcp <ip:port>: too many open files",
+        100,
+        &["a2", "b1"],
+    );
+    accept.failed_before = vec![("a".into(), 50)];
+    let mut tracker = IncidentTracker::new();
+    let leak = || vec![anomaly(goroutines.clone(), T0)];
+    let first = run(&mut tracker, last_failure, &[fds, accept], leak());
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].failures, 450, "{first:#?}");
+
+    // Minutes later the patterns are no longer diagnosed; the goroutines are still leaked.
+    let later = run(&mut tracker, T0 + 400_000, &[], leak());
+    assert_eq!(later.len(), 1, "{later:#?}");
+    let inc = &later[0];
+    assert_eq!(inc.id, first[0].id);
+    assert!(inc.active, "the goroutines are still leaked: {inc:#?}");
+    let ids: Vec<&str> = inc.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "{inc:#?}");
+    assert_eq!(inc.failures, 450, "{inc:#?}");
+    assert_eq!(inc.title, first[0].title);
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+    assert_eq!(inc.trace_ids, first[0].trace_ids);
+    assert_eq!(inc.counters.len(), 1, "{inc:#?}");
 }
