@@ -1075,7 +1075,7 @@ mod tests {
             let mut h = History::new(second_cap, minute_cap, 16);
             let name = |n: u8| {
                 let key = format!("s{n}");
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     SeriesKey::Sockstat { key }
                 } else {
                     SeriesKey::ProtocolRate { key }
