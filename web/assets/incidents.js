@@ -161,7 +161,7 @@ function unfilled(check, culprit, processes) {
 function countersList(counters, incident) {
   if (!counters.length) return null;
   const item = (k) => el("li", { class: "counter " + k.relation + (k.supporting ? " supporting" : "") },
-    el("span", null, k.anomaly.evidence), el("span", { class: "muted" }, " — " + k.relation_text),
+    el("span", null, k.anomaly.evidence), latestOf(k.anomaly), el("span", { class: "muted" }, " — " + k.relation_text),
     k.supporting ? el("span", { class: "muted" }, " · beside the fault: it does not keep the incident active") : null,
     k.anomaly.caveat ? el("div", { class: "caveat" }, "Caveat: ", k.anomaly.caveat) : null);
   const related = counters.filter((k) => k.relation !== "node_wide");
@@ -173,6 +173,15 @@ function countersList(counters, incident) {
       el("summary", null, shown.length ? "+ " : "", folded.length, " ",
         folded.every((k) => k.relation === "node_wide") ? "node-wide counter" + (folded.length === 1 ? "" : "s") + " (they move with any traffic on the node)" : "more counter" + (folded.length === 1 ? "" : "s")),
       el("ul", { class: "plain" }, folded.map(item))) : null);
+}
+
+/** A counter's latest point where it differs from the level its evidence quotes: the evidence
+ *  is written when the change is raised, and a counter the incident keeps after the detector's
+ *  window is only re-read (a leak's CLOSE-WAIT "climbing 35.5 → 300" while it is at 981). */
+function latestOf(a) {
+  const unit = (a.unit || "").startsWith("/") ? a.unit : "";
+  const now = fmtCount(a.latest) + unit;
+  return now === fmtCount(a.reached) + unit ? null : el("span", { class: "latest", "data-latest": String(a.latest) }, " · now ", now);
 }
 
 /** One hint: what matched, then the exact commands to check next, the likely causes and what

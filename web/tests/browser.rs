@@ -967,6 +967,9 @@ fn counts_say_which_lines_no_trace_holds_counters_their_caveat_and_an_ended_inci
         .find(|c| c.relation != Relation::NodeWide)
         .expect("a counter related to the culprit");
     related.anomaly.caveat = Some(caveat.clone());
+    // Re-read after the detector's window: its evidence quotes where it had got to then.
+    related.anomaly.latest = related.anomaly.reached + 569.0;
+    let latest = related.anomaly.latest;
     related.supporting = true;
     let ended = now - 90_000;
     doc.incidents[1].active = false;
@@ -997,7 +1000,8 @@ fn counts_say_which_lines_no_trace_holds_counters_their_caveat_and_an_ended_inci
     ));
     let counter = counter.as_str().unwrap_or_default();
     assert!(
-        counter.contains(&format!("Caveat: {caveat}"))
+        counter.contains(&format!(") · now {latest} — a listening port"))
+            && counter.contains(&format!("Caveat: {caveat}"))
             && counter.contains("beside the fault: it does not keep the incident active"),
         "{counter}"
     );
