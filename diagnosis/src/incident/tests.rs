@@ -2911,6 +2911,7 @@ fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incide
                 points: (0..66).map(|i| (i < 60).then_some(11.0)).collect(),
             },
         ],
+        ..CounterHistory::default()
     };
     let services = chain_with_span_less_callees();
     let rules = HintRules::builtin().unwrap();
