@@ -301,6 +301,14 @@ pub struct IncidentCounter {
     pub relation: Relation,
     /// The relation in words ("a listening port of orders, the culprit").
     pub relation_text: String,
+    /// Evidence beside the fault rather than the fault's own: a service's traffic, its
+    /// callers' connections to it or their waits on it, a pool's TIME-WAIT churn, goroutines
+    /// that followed new connections, a port no known service owns, a node-wide total. Such
+    /// a counter is listed with the incident but never keeps it active: it moves with the
+    /// fault and with much else (the heal itself, the next fault, load). Seen on the unseen
+    /// lab: a healed close-wait incident stayed active for minutes on a pool's churn.
+    #[serde(default)]
+    pub supporting: bool,
     /// The anomaly.
     pub anomaly: CounterAnomaly,
 }
@@ -324,9 +332,14 @@ pub struct Incident {
     pub onset_unix_ms: i64,
     /// When a signal of it was last active (Unix ms).
     pub last_active_unix_ms: i64,
-    /// Whether it is still going on: a pattern occurred within the last minute or a counter is
-    /// still out of its usual range.
+    /// Whether it is still going on, by its own evidence: one of its patterns (not an echo it
+    /// only lists) occurred within the last minute, or one of its own counters (not a
+    /// [`IncidentCounter::supporting`] one) is still out of its usual range.
     pub active: bool,
+    /// When it ended (Unix ms): its last failure, or the last diagnosis that found its own
+    /// counters out of their usual range, whichever is later; `null` while it is active.
+    #[serde(default)]
+    pub ended_unix_ms: Option<i64>,
     /// Failed requests, each counted once: its patterns' occurrences (one per trace), less
     /// those in traces that had already failed with another of its patterns (a request that
     /// failed in two ways is in both). The untraced echoes that joined it retell these
@@ -422,6 +435,10 @@ pub struct IncidentTracker {
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
     /// finds the incident it continues.
     members: BTreeMap<String, BTreeSet<Member>>,
+    /// The kept incidents' patterns' occurrences in traces that had already failed with
+    /// another pattern (see [`PatternInput::failed_before`]), as last given: a pattern that no
+    /// longer emerges is still counted once per failure in the incident that keeps it.
+    failed_before: BTreeMap<String, Vec<(String, u64)>>,
 }
 
 /// A member of an incident.
@@ -465,6 +482,10 @@ impl IncidentTracker {
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
         let now = input.now_unix_ms;
+        for p in input.patterns {
+            self.failed_before
+                .insert(p.id.clone(), p.failed_before.clone());
+        }
         let mut signals = Vec::new();
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
@@ -479,6 +500,7 @@ impl IncidentTracker {
                     .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
                 what: SignalWhat::Pattern(p),
                 echo: false,
+                supporting: false,
             });
         }
         for a in &input.anomalies.anomalies {
@@ -527,6 +549,7 @@ impl IncidentTracker {
                 culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
+                supporting: false,
             };
             // A service's traffic says that something changed for it, not where: its
             // requests fall when its callers cannot reach it (their lookups fail), its
@@ -605,6 +628,7 @@ impl IncidentTracker {
                 }),
                 (home, _) => {
                     let mut s = s;
+                    s.supporting = true;
                     // Joining a group, a fall of requests or goroutines following
                     // connections name no culprit of their own: the group's signals say where
                     // the fault lives.
@@ -633,6 +657,7 @@ impl IncidentTracker {
                 culprit: None,
                 what: SignalWhat::Counter(a),
                 echo: false,
+                supporting: true,
             };
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -704,15 +729,24 @@ impl IncidentTracker {
         // incidents that held it then (which keep the counts they had, see
         // [`Incident::recount`]). Seen on the unseen lab: after a close-wait leak, a killed
         // callee's incident was titled by the echo and would have counted its 147 earlier
-        // failures as its own.
+        // failures as its own. It stays retold for the rest of its run: an incident that holds
+        // it as an echo now (same onset: the same run) says so, whatever became of the
+        // incident that held it before. Seen on the unseen lab, one agent through all faults:
+        // the slow callee's incident, rebuilt from its timeout pattern (still emerging) without
+        // the echo, no longer held it after one update, and the close-wait leak's incident then
+        // counted the echo's 200 failures of the slow fault as its own (409 for 213 failed
+        // requests).
         let retold: BTreeSet<&str> = input
             .patterns
             .iter()
             .filter(|p| {
                 self.incidents.iter().any(|k| {
-                    k.patterns
-                        .iter()
-                        .any(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+                    k.patterns.iter().any(|x| {
+                        x.id == p.id
+                            && (x.last_seen_unix_ms < p.onset_unix_ms
+                                || (x.counted_as == CountedAs::Echo
+                                    && x.onset_unix_ms == p.onset_unix_ms))
+                    })
                 })
             })
             .map(|p| p.id.as_str())
@@ -739,6 +773,10 @@ impl IncidentTracker {
             .iter()
             .flat_map(|(inc, _)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
             .collect();
+        let patterns_now: BTreeSet<String> = fresh
+            .iter()
+            .flat_map(|(inc, _)| inc.patterns.iter().map(|p| p.id.clone()))
+            .collect();
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
         let mut continued = BTreeSet::new();
@@ -754,18 +792,20 @@ impl IncidentTracker {
             if let Some(k) = kept {
                 inc.id = k.id.clone();
                 inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);
+                inc.last_active_unix_ms = inc.last_active_unix_ms.max(k.last_active_unix_ms);
                 // A counter that left the detector's window while still out of its range
-                // stays listed.
+                // stays listed; only the incident's own keep it active.
                 for c in &k.counters {
                     if !held_now.contains(&c.anomaly.key) {
                         let mut c = c.clone();
-                        if reread(&mut c.anomaly, input.history) {
+                        if reread(&mut c.anomaly, input.history) && !c.supporting {
                             inc.active = true;
                             inc.last_active_unix_ms = now;
                         }
                         inc.counters.push(c);
                     }
                 }
+                keep_patterns(&mut inc, k, &patterns_now, &self.failed_before, now);
                 let with_patterns = !inc.patterns.is_empty();
                 order_counters(
                     &mut inc.counters,
@@ -792,7 +832,7 @@ impl IncidentTracker {
             let mut k = k.clone();
             k.active = false;
             for c in &mut k.counters {
-                if reread(&mut c.anomaly, input.history) {
+                if reread(&mut c.anomaly, input.history) && !c.supporting {
                     k.active = true;
                     k.last_active_unix_ms = now;
                 }
@@ -812,12 +852,15 @@ impl IncidentTracker {
                 .then(a.id.cmp(&b.id))
         });
         next.truncate(MAX_INCIDENTS);
-        if let Some(started) = self.started_unix_ms {
-            for inc in &mut next {
+        for inc in &mut next {
+            inc.ended_unix_ms = (!inc.active).then_some(inc.last_active_unix_ms);
+            if let Some(started) = self.started_unix_ms {
                 inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
             }
         }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
+        self.failed_before
+            .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
         self.incidents = next;
         self.members = next_members;
         &self.incidents
@@ -847,11 +890,18 @@ enum Secondary {
 /// connections to it open, `ESTAB →:<callee>` climbed 2 → 51 before its CLOSE-WAIT did, and
 /// was the first incident, blaming the callee whose port it was.
 ///
-/// The total of the callers' sockets towards a listener's port is such a series too: it holds
-/// every state, and a state that says who misuses connections is judged on its own series.
-/// Seen on the demo's and the Go lab's close-wait faults: the callee never closed, its
-/// callers' side of each connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an
-/// incident of its own blaming the caller, beside the callee's CLOSE-WAIT leak.
+/// So are the established connections on the listener's own side of its port: the same
+/// connections seen from the listener (seen on the unseen lab's close-wait fault, `ESTAB
+/// :<callee>` 2 → 73 in 8 s led the callee's false incident beside its caller's leak).
+///
+/// The total of the sockets on a listener's port, on either side, is such a series too: it
+/// holds every state, and a state that says who misuses connections is judged on its own
+/// series. Seen on the demo's and the Go lab's close-wait faults: the callee never closed,
+/// its callers' side of each connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an
+/// incident of its own blaming the caller, beside the callee's CLOSE-WAIT leak. Seen on the
+/// unseen lab, one agent through all faults: the listener's own side, `sockets :<callee>`,
+/// rose with the TIME-WAIT of its caller's storm (3 → 724) and with the FIN-WAIT-2 of its
+/// caller's leak (4 → 504), and each time was an incident "in" the callee beside the caller's.
 fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
     let port = match key {
         SeriesKey::PortState {
@@ -859,10 +909,12 @@ fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<Str
             side: PortSide::Remote,
             state,
         } if !matches!(state, SocketState::TimeWait | SocketState::CloseWait) => port,
-        SeriesKey::PortTotal {
+        SeriesKey::PortState {
             port,
-            side: PortSide::Remote,
+            side: PortSide::Local,
+            state: SocketState::Established,
         } => port,
+        SeriesKey::PortTotal { port, .. } => port,
         _ => return None,
     };
     listener(*port, services).map(|s| s.service.clone())
@@ -987,14 +1039,18 @@ fn storm_rates(
 }
 
 /// The service whose goroutines or open fds rose in `a` with the connections its callers
-/// opened, with the two rises in words: goroutines when its process's open fds rose at least
-/// half as much over the same time, fds when the established connections on its own
-/// listening port did. A Go server runs a goroutine per
+/// opened, with the two rises in words: goroutines when its process's open fds or the
+/// established connections on its own listening port rose at least half as much over the same
+/// time, fds when those connections did. A Go server runs a goroutine per
 /// connection it serves (its own calls two per connection), so goroutines that come with
 /// connections are its callers opening more — a burst of load, a node stalling under other
 /// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
 /// quiet run under load 22: a mid service's goroutines went 16 → 43 for ten seconds after the
 /// edge restarted, its fds 15 → 33, and that was an incident "goroutines grow without bound".
+/// Its port says so when its fds do not yet: seen on the unseen lab's close-wait fault (load
+/// 54), a blob store's goroutines went 6 → 74 in 3 s with its callers' connections 2 → 73 (a
+/// caller that never read its answers opened one per call), and that was the first incident,
+/// on top at +10 s, "goroutines grow without bound — in blobstore".
 fn follows_connections(
     a: &CounterAnomaly,
     services: &[ServiceFacts],
@@ -1004,30 +1060,39 @@ fn follows_connections(
         return None;
     }
     let rise = a.reached - a.before;
+    let followed = |(before, reached): &(f64, f64)| reached - before >= rise / 2.0;
+    let moved = |what: &str, with: &str, (before, reached): (f64, f64)| {
+        format!(
+            "its {what} rose {} → {} with its {with} {} → {}",
+            number(a.before),
+            number(a.reached),
+            number(before),
+            number(reached)
+        )
+    };
     match &a.key {
         SeriesKey::Task { target, .. } => {
             let service = task_owner(target, services);
-            let processes = services
+            let facts = services.iter().find(|s| s.service == service);
+            let processes = facts.map_or(&[][..], |s| s.processes.as_slice());
+            let by_fds = history
+                .series
                 .iter()
-                .find(|s| s.service == service)
-                .map_or(&[][..], |s| s.processes.as_slice());
-            let fds = history.series.iter().find(|s| {
-                matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
-                    if name == service || processes.contains(name))
-            })?;
-            let (before, reached) = rise_from(&fds.points, a.changed_at_unix_ms, history)?;
-            (reached - before >= rise / 2.0).then(|| {
-                (
-                    service.to_owned(),
-                    format!(
-                        "its goroutines rose {} → {} with its open fds {} → {}",
-                        number(a.before),
-                        number(a.reached),
-                        number(before),
-                        number(reached)
-                    ),
-                )
-            })
+                .find(|s| {
+                    matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
+                        if name == service || processes.contains(name))
+                })
+                .and_then(|fds| rise_from(&fds.points, a.changed_at_unix_ms, history))
+                .filter(followed)
+                .map(|r| moved("goroutines", "open fds", r));
+            let by_port = || {
+                let (port, before, reached) = own_connections(facts?, a, history)?;
+                followed(&(before, reached)).then(|| {
+                    let with = format!("callers' connections to :{port}");
+                    moved("goroutines", &with, (before, reached))
+                })
+            };
+            Some((service.to_owned(), by_fds.or_else(by_port)?))
         }
         // A server's open fds are mostly the connections its callers hold to it: fds that
         // rose with the established connections on its own listening port are its callers'
@@ -1040,35 +1105,41 @@ fn follows_connections(
             metric: ProcessMetric::OpenFds,
         } => {
             let service = process_owner(name, services);
-            let ports = &services.iter().find(|s| s.service == service)?.listen_ports;
-            let (port, before, reached) = ports
-                .iter()
-                .filter_map(|&port| {
-                    let own = history.get(&SeriesKey::PortState {
-                        port,
-                        side: PortSide::Local,
-                        state: SocketState::Established,
-                    })?;
-                    let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
-                    Some((port, before, reached))
-                })
-                .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))?;
-            (reached - before >= rise / 2.0).then(|| {
+            let facts = services.iter().find(|s| s.service == service)?;
+            let (port, before, reached) = own_connections(facts, a, history)?;
+            followed(&(before, reached)).then(|| {
+                let with = format!("callers' connections to :{port}");
                 (
                     service.to_owned(),
-                    format!(
-                        "its open fds rose {} → {} with its callers' connections to :{port} {} → \
-                         {}",
-                        number(a.before),
-                        number(a.reached),
-                        number(before),
-                        number(reached)
-                    ),
+                    moved("open fds", &with, (before, reached)),
                 )
             })
         }
         _ => None,
     }
+}
+
+/// The listening port of `service` whose established connections (its own side: its callers'
+/// connections) rose the most from the change of `a` on, with their usual level and the
+/// highest they reached.
+fn own_connections(
+    service: &ServiceFacts,
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+) -> Option<(u16, f64, f64)> {
+    service
+        .listen_ports
+        .iter()
+        .filter_map(|&port| {
+            let own = history.get(&SeriesKey::PortState {
+                port,
+                side: PortSide::Local,
+                state: SocketState::Established,
+            })?;
+            let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
+            Some((port, before, reached))
+        })
+        .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))
 }
 
 /// A series' usual level before `at` (the median of up to [`MIN_BASELINE_POINTS`] points
@@ -1103,6 +1174,80 @@ fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Optio
         return None;
     }
     Some((median(&mut usual), reached))
+}
+
+/// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of
+/// `k` that no fresh incident holds now (`held`): a pattern stops being diagnosed once it
+/// neither emerges nor occurs, while its incident goes on through its counters (a leak's
+/// goroutines stay high after its last failure). They keep the counts they had, and the
+/// incident's failures are counted again with them (`shared`: each pattern's occurrences in
+/// traces that failed first with another). When `inc` has no pattern of its own, the
+/// incident keeps its title, culprit and hints too: it is still the fault those patterns
+/// named. Seen on the unseen lab: a healed close-wait incident continued by its counters
+/// listed no pattern and said 0 failed requests.
+fn keep_patterns(
+    inc: &mut Incident,
+    k: &Incident,
+    held: &BTreeSet<String>,
+    shared: &BTreeMap<String, Vec<(String, u64)>>,
+    now: i64,
+) {
+    let kept: Vec<IncidentPattern> = k
+        .patterns
+        .iter()
+        .filter(|p| !held.contains(&p.id))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    let had_own = inc.patterns.iter().any(|p| p.counted_as != CountedAs::Echo);
+    // Normally none of them occurred within the minute (it would still be diagnosed), but a
+    // pattern cut from the diagnosed ones may have.
+    if let Some(last) = kept
+        .iter()
+        .filter(|p| p.counted_as != CountedAs::Echo && now - p.last_seen_unix_ms <= ACTIVE_MS)
+        .map(|p| p.last_seen_unix_ms)
+        .max()
+    {
+        inc.active = true;
+        inc.last_active_unix_ms = inc.last_active_unix_ms.max(last);
+    }
+    inc.patterns.extend(kept);
+    // The incident's own patterns earliest first, then the echoes, as built.
+    inc.patterns.sort_by(|a, b| {
+        (a.counted_as == CountedAs::Echo)
+            .cmp(&(b.counted_as == CountedAs::Echo))
+            .then(a.onset_unix_ms.cmp(&b.onset_unix_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    inc.patterns.truncate(MAX_PATTERNS);
+    (inc.failures, inc.untraced_records) = build::tally(inc.patterns.iter().map(|p| {
+        (
+            p.id.as_str(),
+            p.counted_as,
+            (p.count, p.untraced),
+            shared.get(&p.id).map_or(&[][..], Vec::as_slice),
+        )
+    }));
+    for t in &k.trace_ids {
+        if inc.trace_ids.len() < MAX_TRACES && !inc.trace_ids.contains(t) {
+            inc.trace_ids.push(t.clone());
+        }
+    }
+    if !had_own {
+        inc.title = k.title.clone();
+        if inc.culprit.service.is_none() {
+            inc.culprit = k.culprit.clone();
+        }
+        let mut hints = k.hints.clone();
+        hints.extend(
+            std::mem::take(&mut inc.hints)
+                .into_iter()
+                .filter(|h| !k.hints.iter().any(|x| x.rule_id == h.rule_id)),
+        );
+        inc.hints = hints;
+    }
 }
 
 /// Whether an incident's requests are failing now: one of its error patterns (not an echo
