@@ -296,7 +296,9 @@ fn make_time_wait(n: usize) -> std::io::Result<()> {
 /// The census's kernel and user time by the node's sockets, and the interval the budget
 /// gives it (see the module docs).
 fn bench_census_by_sockets() {
-    println!("\nsocket census by the node's sockets (netlink, thread CPU per census: kernel + user)");
+    println!(
+        "\nsocket census by the node's sockets (netlink, thread CPU per census: kernel + user)"
+    );
     println!(
         "  {:<34} {:>8} {:>9} {:>9} {:>9} {:>10} {:>28}",
         "sockets",
@@ -322,7 +324,9 @@ fn bench_census_by_sockets() {
             kernel.push((s1 - s0).as_secs_f64() * 1e3);
             if let Ok(c) = census {
                 counted = c.by_state.total();
-                time_wait = c.by_state.get(faultline_ingest::counters::SocketState::TimeWait);
+                time_wait = c
+                    .by_state
+                    .get(faultline_ingest::counters::SocketState::TimeWait);
             }
         }
         let (k, u) = (median(kernel), median(user));
@@ -365,7 +369,11 @@ fn bench_owner_scan() {
     let processes = std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
                 .count()
         })
         .unwrap_or(0);
@@ -382,14 +390,19 @@ fn bench_owner_scan() {
             .ok()
             .and_then(|t| {
                 let t = t.to_string_lossy().into_owned();
-                t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
+                t.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
             })
             .unwrap_or(0)
     };
     let entry = |inode: u64| SocketEntry {
         family: Family::Ipv4,
         state: faultline_ingest::counters::SocketState::Listen,
-        local: listener.local_addr().unwrap_or_else(|_| SocketEntry::unspecified(Family::Ipv4)),
+        local: listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketEntry::unspecified(Family::Ipv4)),
         remote: SocketEntry::unspecified(Family::Ipv4),
         recv_queue: 0,
         send_queue: Some(128),

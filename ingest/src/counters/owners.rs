@@ -210,8 +210,7 @@ fn eldest_holder(proc_root: &Path, pid: u32, inode: u64) -> u32 {
     let mut holder = pid;
     // Bounded: a process tree is not this deep, and a loop in a hostile procfs must end.
     for _ in 0..64 {
-        let Some(parent) = parent_pid(proc_root, holder).filter(|&p| p != 0 && p != holder)
-        else {
+        let Some(parent) = parent_pid(proc_root, holder).filter(|&p| p != 0 && p != holder) else {
             break;
         };
         if !holds(proc_root, parent, inode) {
@@ -423,10 +422,8 @@ mod tests {
         for (pid, ppid) in [(10, 1), (11, 10), (12, 10), (13, 10), (14, 13)] {
             parent(&root, pid, ppid);
         }
-        let owners = PortOwners::new().resolve(
-            root.path(),
-            &[listening(8080, 501), listening(8081, 502)],
-        );
+        let owners =
+            PortOwners::new().resolve(root.path(), &[listening(8080, 501), listening(8081, 502)]);
         let pids: Vec<(u16, u32)> = owners.iter().map(|o| (o.port, o.pid)).collect();
         assert_eq!(pids, vec![(8080, 10), (8081, 14)]);
         assert_eq!(owners[0].process, "master");
@@ -458,7 +455,10 @@ mod tests {
         // As if that scan had cost 100 ms of CPU: at 0.2 % of a core, the next waits 50 s.
         owners.book_scan(t0, Duration::from_millis(100));
         let both = [listening(8080, 501), listening(8081, 502)];
-        assert_eq!(owners.resolve_at(root.path(), &both, t0 + SCAN_GAP).len(), 1);
+        assert_eq!(
+            owners.resolve_at(root.path(), &both, t0 + SCAN_GAP).len(),
+            1
+        );
         let later = owners.resolve_at(root.path(), &both, t0 + Duration::from_secs(50));
         assert_eq!(later.len(), 2);
     }
