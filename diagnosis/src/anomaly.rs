@@ -476,6 +476,14 @@ pub(crate) fn judge_series(
                 clock(history.time(at))
             ),
         };
+        // Why a series has no settled baseline yet ("first seen at …, after the agent
+        // started"), for the unjudged reason and a young storm's evidence.
+        let why_young = || {
+            start
+                .as_ref()
+                .map(|(i, s)| started_text(s, *i))
+                .unwrap_or_default()
+        };
         // A TIME-WAIT storm beginning with its series (or soon after its service's start) is
         // judged on its climb from its first points, before its baseline exists.
         let young_storm = |why: &str| {
@@ -483,10 +491,7 @@ pub(crate) fn judge_series(
             storm::young_storm(history, &series.key, &points, *i, why)
         };
         if series_split >= len {
-            let why = start
-                .as_ref()
-                .map(|(i, s)| started_text(s, *i))
-                .unwrap_or_default();
+            let why = why_young();
             if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
@@ -541,10 +546,7 @@ pub(crate) fn judge_series(
                 report.anomalies.push(a);
                 continue;
             }
-            let why = start
-                .as_ref()
-                .map(|(i, s)| started_text(s, *i))
-                .unwrap_or_default();
+            let why = why_young();
             if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
@@ -615,6 +617,17 @@ pub(crate) fn judge_series(
             let settled = settled.as_ref()?;
             judge(history, &series.key, &points, series_split, settled, limit)
         });
+        // A young baseline's climb may be a storm that began inside it, after the series sat
+        // at its floor: judged against itself, the storm is no break. Seen on the demo's
+        // time-wait with a 10 s baseline: raised on its climb while too young, then, once
+        // its baseline was complete, never again (no incident in 25 s).
+        if judged.is_none() && climb.is_some() {
+            let why = why_young();
+            if let Some(a) = young_storm(&why) {
+                report.anomalies.push(a);
+                continue;
+            }
+        }
         let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) else {
             match leaked(&base) {
                 Some(a) => report.anomalies.push(a),
@@ -2083,6 +2096,50 @@ mod tests {
         assert_eq!(a.before, 0.0, "{a:#?}");
         assert_eq!(a.changed_at_unix_ms, h.time(storm));
         assert!(!a.evidence.contains("upper bound"), "{}", a.evidence);
+    }
+
+    #[test]
+    fn a_storm_that_begins_inside_a_young_ports_baseline_is_raised_and_stays_raised() {
+        // `faultline demo --scenario time-wait --baseline 10` beside other programs' churn
+        // (recorded: no incident in 25 s). The service's port is counted from its start
+        // (a listener and a pooled connection); its caller's storm, 15 closes a second,
+        // begins inside the port's first baseline (after its 15 s start-up, before its 30
+        // points). The baseline then holds the storm's first seconds, read as the port's
+        // start-up climb, and the storm was judged against itself: never raised.
+        let group = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Remote,
+        };
+        let tw = port_state(8080, PortSide::Remote, SocketState::TimeWait);
+        let other = SeriesKey::PortTotal {
+            port: 40000,
+            side: PortSide::Remote,
+        };
+        let (started, storm, len) = (150, 185, 260);
+        let tws: Vec<Option<f64>> = (0..len)
+            .map(|i| (i >= storm).then(|| 15.0 * (i - storm + 1) as f64))
+            .collect();
+        let counted: Vec<Option<f64>> = (0..len)
+            .map(|i| (i >= started).then(|| 2.0 + tws[i].unwrap_or(0.0)))
+            .collect();
+        let h = history(vec![
+            (other, noisy(len, 220.0, 30.0, 21)),
+            (group, counted),
+            (tw.clone(), tws),
+        ]);
+        let raised = raised_at(&h, &tw, storm, len - 1).expect("raised");
+        assert!(
+            raised <= storm + 8,
+            "raised {} s after the storm began",
+            raised - storm
+        );
+        // Raised at every second after, while it climbs (its incident stays active).
+        for end in raised..storm + 55 {
+            let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
+            let a = report.anomalies.iter().find(|a| a.key == tw);
+            let a = a.unwrap_or_else(|| panic!("not raised at {end}: {report:#?}"));
+            assert_eq!(a.before, 0.0, "at {end}: {a:#?}");
+        }
     }
 
     #[test]
