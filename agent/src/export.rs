@@ -339,6 +339,17 @@ pub fn incident_logs(
         if let Some(culprit) = &incident.culprit.service {
             attributes.push(string_attribute(CULPRIT, culprit.clone()));
         }
+        // An ended incident says when it ended (the record is sent again when it ends: its
+        // state is in the fingerprint).
+        if let Some(ended) = incident.ended_unix_ms {
+            attributes.push(KeyValue {
+                key: "faultline.incident.ended_unix_ms".to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(ended)),
+                }),
+                ..Default::default()
+            });
+        }
         // INFO whatever the state: an incident is an event about errors, not an error itself,
         // and an agent receiving it upstream must not cluster it as a pattern of its own.
         let (severity_number, severity_text) = (9, "INFO");
@@ -601,6 +612,7 @@ mod tests {
                 "onset_unix_ms": 1,
                 "last_active_unix_ms": 2,
                 "active": active,
+                "ended_unix_ms": (!active).then_some(2),
                 "trace_ids": []
             }]
         }))
@@ -675,13 +687,27 @@ mod tests {
             keys.contains(&INCIDENT_ID) && keys.contains(&CULPRIT),
             "{keys:?}"
         );
+        assert!(!keys.contains(&"faultline.incident.ended_unix_ms"));
         // Nothing new: nothing sent.
         let again = incident_logs(&board, &mut sent, "node-1", 6);
         assert!(again.resource_logs.is_empty());
         // It ended: sent again.
         set(&board, "inventory", false);
         let ended = incident_logs(&board, &mut sent, "node-1", 7);
-        assert_eq!(ended.resource_logs[0].scope_logs[0].log_records.len(), 1);
+        let records = &ended.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(records.len(), 1);
+        // It says when it ended.
+        let at = records[0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "faultline.incident.ended_unix_ms")
+            .and_then(|kv| kv.value.clone());
+        assert_eq!(
+            at,
+            Some(AnyValue {
+                value: Some(any_value::Value::IntValue(2))
+            })
+        );
     }
 
     #[test]

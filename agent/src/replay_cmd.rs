@@ -325,6 +325,7 @@ fn replay_incidents(
                 .filter(|i| !doc.incidents.iter().any(|k| k.id == i.id))
                 .map(|mut i| {
                     i.active = false;
+                    i.ended_unix_ms.get_or_insert(i.last_active_unix_ms);
                     i
                 })
                 .collect();

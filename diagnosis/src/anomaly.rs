@@ -490,27 +490,6 @@ pub(crate) fn judge_series(
             let (i, _) = start.as_ref()?;
             storm::young_storm(history, &series.key, &points, *i, why)
         };
-        if series_split >= len {
-            let why = why_young();
-            if let Some(a) = young_storm(&why) {
-                report.anomalies.push(a);
-                continue;
-            }
-            report.unjudged.push(unjudged(format!(
-                "{why}: its first {} s are its start-up and its baseline needs {} points after \
-                 that",
-                warmup_points as i64 * step / 1000,
-                config.min_baseline_points,
-            )));
-            continue;
-        }
-        let known_in = |from: usize| -> Vec<(usize, f64)> {
-            points[from..series_split]
-                .iter()
-                .enumerate()
-                .filter_map(|(j, v)| v.map(|v| (from + j, v)))
-                .collect()
-        };
         let limit = limits.iter().find(|l| l.key == series.key).map(|l| l.limit);
         // A young series (or one in a history too young to reach past its baseline) may
         // hold a leak that began with it or inside its baseline: judged on its shape.
@@ -535,6 +514,39 @@ pub(crate) fn judge_series(
             };
             leak::unbounded_climb(history, &series.key, &points, life.as_ref()?, &cx)
                 .filter(|a| !pool_turned_over(history, a, base, len))
+        };
+        if series_split >= len {
+            let why = why_young();
+            if let Some(a) = young_storm(&why) {
+                report.anomalies.push(a);
+                continue;
+            }
+            // A leak from its start is judged on its shape before its baseline exists (the
+            // leak rule needs half a baseline's points of life): waiting for the baseline
+            // left a leak in a service's first 45 s unjudged.
+            let life_points: Vec<(usize, f64)> = points[from.min(len)..len]
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| v.map(|v| (from + j, v)))
+                .collect();
+            if let Some(a) = leaked(&life_points) {
+                report.anomalies.push(a);
+                continue;
+            }
+            report.unjudged.push(unjudged(format!(
+                "{why}: its first {} s are its start-up and its baseline needs {} points after \
+                 that",
+                warmup_points as i64 * step / 1000,
+                config.min_baseline_points,
+            )));
+            continue;
+        }
+        let known_in = |from: usize| -> Vec<(usize, f64)> {
+            points[from..series_split]
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| v.map(|v| (from + j, v)))
+                .collect()
         };
         let mut base = known_in(from);
         // A baseline with too few known points (a restart dated where the old process was

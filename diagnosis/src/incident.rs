@@ -301,6 +301,14 @@ pub struct IncidentCounter {
     pub relation: Relation,
     /// The relation in words ("a listening port of orders, the culprit").
     pub relation_text: String,
+    /// Evidence beside the fault rather than the fault's own: a service's traffic, its
+    /// callers' connections to it or their waits on it, a pool's TIME-WAIT churn, goroutines
+    /// that followed new connections, a port no known service owns, a node-wide total. Such
+    /// a counter is listed with the incident but never keeps it active: it moves with the
+    /// fault and with much else (the heal itself, the next fault, load). Seen on the unseen
+    /// lab: a healed close-wait incident stayed active for minutes on a pool's churn.
+    #[serde(default)]
+    pub supporting: bool,
     /// The anomaly.
     pub anomaly: CounterAnomaly,
 }
@@ -324,9 +332,14 @@ pub struct Incident {
     pub onset_unix_ms: i64,
     /// When a signal of it was last active (Unix ms).
     pub last_active_unix_ms: i64,
-    /// Whether it is still going on: a pattern occurred within the last minute or a counter is
-    /// still out of its usual range.
+    /// Whether it is still going on, by its own evidence: one of its patterns (not an echo it
+    /// only lists) occurred within the last minute, or one of its own counters (not a
+    /// [`IncidentCounter::supporting`] one) is still out of its usual range.
     pub active: bool,
+    /// When it ended (Unix ms): its last failure, or the last diagnosis that found its own
+    /// counters out of their usual range, whichever is later; `null` while it is active.
+    #[serde(default)]
+    pub ended_unix_ms: Option<i64>,
     /// Failed requests, each counted once: its patterns' occurrences (one per trace), less
     /// those in traces that had already failed with another of its patterns (a request that
     /// failed in two ways is in both). The untraced echoes that joined it retell these
@@ -422,6 +435,10 @@ pub struct IncidentTracker {
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
     /// finds the incident it continues.
     members: BTreeMap<String, BTreeSet<Member>>,
+    /// The kept incidents' patterns' occurrences in traces that had already failed with
+    /// another pattern (see [`PatternInput::failed_before`]), as last given: a pattern that no
+    /// longer emerges is still counted once per failure in the incident that keeps it.
+    failed_before: BTreeMap<String, Vec<(String, u64)>>,
 }
 
 /// A member of an incident.
@@ -465,6 +482,10 @@ impl IncidentTracker {
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
         let now = input.now_unix_ms;
+        for p in input.patterns {
+            self.failed_before
+                .insert(p.id.clone(), p.failed_before.clone());
+        }
         let mut signals = Vec::new();
         let mut node_wide = Vec::new();
         let mut secondary = Vec::new();
@@ -479,6 +500,7 @@ impl IncidentTracker {
                     .map(|c| (c.service.clone(), Some(c.role), c.reasoning.clone())),
                 what: SignalWhat::Pattern(p),
                 echo: false,
+                supporting: false,
             });
         }
         for a in &input.anomalies.anomalies {
@@ -527,6 +549,7 @@ impl IncidentTracker {
                 culprit,
                 what: SignalWhat::Counter(a),
                 echo: false,
+                supporting: false,
             };
             // A service's traffic says that something changed for it, not where: its
             // requests fall when its callers cannot reach it (their lookups fail), its
@@ -605,6 +628,7 @@ impl IncidentTracker {
                 }),
                 (home, _) => {
                     let mut s = s;
+                    s.supporting = true;
                     // Joining a group, a fall of requests or goroutines following
                     // connections name no culprit of their own: the group's signals say where
                     // the fault lives.
@@ -633,6 +657,7 @@ impl IncidentTracker {
                 culprit: None,
                 what: SignalWhat::Counter(a),
                 echo: false,
+                supporting: true,
             };
             let home = groups.iter().position(|g| {
                 g.iter().any(|&i| {
@@ -739,6 +764,10 @@ impl IncidentTracker {
             .iter()
             .flat_map(|(inc, _)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
             .collect();
+        let patterns_now: BTreeSet<String> = fresh
+            .iter()
+            .flat_map(|(inc, _)| inc.patterns.iter().map(|p| p.id.clone()))
+            .collect();
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
         let mut continued = BTreeSet::new();
@@ -754,18 +783,20 @@ impl IncidentTracker {
             if let Some(k) = kept {
                 inc.id = k.id.clone();
                 inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);
+                inc.last_active_unix_ms = inc.last_active_unix_ms.max(k.last_active_unix_ms);
                 // A counter that left the detector's window while still out of its range
-                // stays listed.
+                // stays listed; only the incident's own keep it active.
                 for c in &k.counters {
                     if !held_now.contains(&c.anomaly.key) {
                         let mut c = c.clone();
-                        if reread(&mut c.anomaly, input.history) {
+                        if reread(&mut c.anomaly, input.history) && !c.supporting {
                             inc.active = true;
                             inc.last_active_unix_ms = now;
                         }
                         inc.counters.push(c);
                     }
                 }
+                keep_patterns(&mut inc, k, &patterns_now, &self.failed_before, now);
                 let with_patterns = !inc.patterns.is_empty();
                 order_counters(
                     &mut inc.counters,
@@ -792,7 +823,7 @@ impl IncidentTracker {
             let mut k = k.clone();
             k.active = false;
             for c in &mut k.counters {
-                if reread(&mut c.anomaly, input.history) {
+                if reread(&mut c.anomaly, input.history) && !c.supporting {
                     k.active = true;
                     k.last_active_unix_ms = now;
                 }
@@ -812,12 +843,15 @@ impl IncidentTracker {
                 .then(a.id.cmp(&b.id))
         });
         next.truncate(MAX_INCIDENTS);
-        if let Some(started) = self.started_unix_ms {
-            for inc in &mut next {
+        for inc in &mut next {
+            inc.ended_unix_ms = (!inc.active).then_some(inc.last_active_unix_ms);
+            if let Some(started) = self.started_unix_ms {
                 inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
             }
         }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
+        self.failed_before
+            .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
         self.incidents = next;
         self.members = next_members;
         &self.incidents
@@ -1103,6 +1137,80 @@ fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Optio
         return None;
     }
     Some((median(&mut usual), reached))
+}
+
+/// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of
+/// `k` that no fresh incident holds now (`held`): a pattern stops being diagnosed once it
+/// neither emerges nor occurs, while its incident goes on through its counters (a leak's
+/// goroutines stay high after its last failure). They keep the counts they had, and the
+/// incident's failures are counted again with them (`shared`: each pattern's occurrences in
+/// traces that failed first with another). When `inc` has no pattern of its own, the
+/// incident keeps its title, culprit and hints too: it is still the fault those patterns
+/// named. Seen on the unseen lab: a healed close-wait incident continued by its counters
+/// listed no pattern and said 0 failed requests.
+fn keep_patterns(
+    inc: &mut Incident,
+    k: &Incident,
+    held: &BTreeSet<String>,
+    shared: &BTreeMap<String, Vec<(String, u64)>>,
+    now: i64,
+) {
+    let kept: Vec<IncidentPattern> = k
+        .patterns
+        .iter()
+        .filter(|p| !held.contains(&p.id))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    let had_own = inc.patterns.iter().any(|p| p.counted_as != CountedAs::Echo);
+    // Normally none of them occurred within the minute (it would still be diagnosed), but a
+    // pattern cut from the diagnosed ones may have.
+    if let Some(last) = kept
+        .iter()
+        .filter(|p| p.counted_as != CountedAs::Echo && now - p.last_seen_unix_ms <= ACTIVE_MS)
+        .map(|p| p.last_seen_unix_ms)
+        .max()
+    {
+        inc.active = true;
+        inc.last_active_unix_ms = inc.last_active_unix_ms.max(last);
+    }
+    inc.patterns.extend(kept);
+    // The incident's own patterns earliest first, then the echoes, as built.
+    inc.patterns.sort_by(|a, b| {
+        (a.counted_as == CountedAs::Echo)
+            .cmp(&(b.counted_as == CountedAs::Echo))
+            .then(a.onset_unix_ms.cmp(&b.onset_unix_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    inc.patterns.truncate(MAX_PATTERNS);
+    (inc.failures, inc.untraced_records) = build::tally(inc.patterns.iter().map(|p| {
+        (
+            p.id.as_str(),
+            p.counted_as,
+            (p.count, p.untraced),
+            shared.get(&p.id).map_or(&[][..], Vec::as_slice),
+        )
+    }));
+    for t in &k.trace_ids {
+        if inc.trace_ids.len() < MAX_TRACES && !inc.trace_ids.contains(t) {
+            inc.trace_ids.push(t.clone());
+        }
+    }
+    if !had_own {
+        inc.title = k.title.clone();
+        if inc.culprit.service.is_none() {
+            inc.culprit = k.culprit.clone();
+        }
+        let mut hints = k.hints.clone();
+        hints.extend(
+            std::mem::take(&mut inc.hints)
+                .into_iter()
+                .filter(|h| !k.hints.iter().any(|x| x.rule_id == h.rule_id)),
+        );
+        inc.hints = hints;
+    }
 }
 
 /// Whether an incident's requests are failing now: one of its error patterns (not an echo

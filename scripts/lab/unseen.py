@@ -9,7 +9,9 @@ documented keys, starts the agent first (`--agent-lead` seconds before the servi
 socket churn on the node), drives traffic, injects one fault at a time after a baseline and
 records through the API, 10 s and 30 s after each onset: the top incident, its culprit, hints and
 counters, the emerging patterns' counts against the failed requests it counted itself, and the
-trace page's culprit for a failed request. `--quiet SECS` runs no fault at all instead.
+trace page's culprit for a failed request, and with `--watch-end SECS` how long after the heal
+that incident ended (and the failures and patterns it kept). `--quiet SECS` runs no fault at all
+instead.
 
     gateway ──> thumbnailer
        └──────> metadata ──> blobstore (no spans, stdlib log)
@@ -309,14 +311,18 @@ def brief_incident(i):
     c = i.get("culprit") or {}
     return {
         "id": i.get("id"), "title": i.get("title"), "active": i.get("active"),
-        "onset_unix_ms": i.get("onset_unix_ms"),
+        "onset_unix_ms": i.get("onset_unix_ms"), "ended_unix_ms": i.get("ended_unix_ms"),
+        # Failed requests counted once by trace, and apart from them the lines no trace holds.
+        "failures": i.get("failures"), "untraced_records": i.get("untraced_records"),
         "culprit": c.get("service"), "role": c.get("role"), "seen_in": c.get("seen_in"),
         "reasoning": c.get("reasoning"),
         "hints": [h.get("rule_id") + ": " + h.get("title", "") for h in i.get("hints", [])],
         "hint_evidence": [h.get("evidence") for h in i.get("hints", [])[:1]],
         "counters": [{"label": k.get("anomaly", {}).get("label"), "relation": k.get("relation_text"),
+                      "supporting": k.get("supporting"),
                       "evidence": k.get("anomaly", {}).get("evidence")} for k in i.get("counters", [])[:4]],
-        "patterns": [{"text": p.get("text"), "count": p.get("count"), "services": p.get("services"),
+        "patterns": [{"text": p.get("text"), "count": p.get("count"), "untraced": p.get("untraced"),
+                      "counted_as": p.get("counted_as"), "services": p.get("services"),
                       "culprit": (p.get("culprit") or {}).get("reasoning")} for p in i.get("patterns", [])],
     }
 
@@ -339,7 +345,8 @@ def snapshot(lab, traffic, fault, t0, onset, base_counts, label):
             continue
         emerging.append({"id": c.get("id"), "template": c.get("canonical_template"),
                          "count_since_fault": c.get("total_count", 0) - base_counts.get(c.get("id"), 0),
-                         "total_count": c.get("total_count"), "services": c.get("services"),
+                         "total_count": c.get("total_count"), "untraced_count": c.get("untraced_count"),
+                         "services": c.get("services"),
                          "culprit": (c.get("culprit") or {}).get("headline")})
     trace = None
     if failed:
@@ -426,6 +433,7 @@ def run_fault(lab, traffic, fault, args):
         lab.switch(svc, sw, False)
     log("fault %s: off" % fault)
     end = time.time()
+    ended = watch_end(lab, snaps, end, args.watch_end)
     rows = traffic.window(t0, end)
     # Counts once the last lines and spans are in: each pattern's growth over the fault
     # against the requests that failed in it.
@@ -441,7 +449,25 @@ def run_fault(lab, traffic, fault, args):
             "load": open("/proc/loadavg").read().strip(),
             "injected_unix": t0, "onset_unix": onset, "healed_unix": end,
             "requests": len(rows), "failed_requests": sum(1 for r in rows if not r[1]),
-            "first_new_incident": first_incident, "snapshots": snaps, "patterns_grown": grown[:8]}
+            "first_new_incident": first_incident, "snapshots": snaps, "patterns_grown": grown[:8],
+            "after_heal": ended}
+
+
+def watch_end(lab, snaps, healed, limit):
+    """Polls the top incident at +30 s for up to `limit` seconds after the heal: when it turned
+    inactive (seconds after the heal, its `ended_unix_ms`) and what it still shows then."""
+    top = next((s["top_incident"] for s in snaps[::-1] if s.get("top_incident")), None)
+    if not limit or not top:
+        return None
+    while time.time() - healed < limit:
+        doc = lab.api("/api/v1/incidents/" + top["id"], timeout=3)
+        if doc.get("active") is False:
+            log("  its incident ended %.1f s after the heal: %d failures, %d patterns" % (
+                time.time() - healed, doc.get("failures") or 0, len(doc.get("patterns", []))))
+            return {"ended_after_heal_secs": round(time.time() - healed, 1), "incident": brief_incident(doc)}
+        time.sleep(2)
+    log("  its incident is still active %d s after the heal" % limit)
+    return {"still_active_after_secs": limit, "incident": brief_incident(lab.api("/api/v1/incidents/" + top["id"]))}
 
 
 def session(args, faults, result):
@@ -522,6 +548,8 @@ def main():
     ap.add_argument("--gap", type=int, default=150, help="healthy traffic between faults (s)")
     ap.add_argument("--rate", type=float, default=25, help="requests a second to gateway")
     ap.add_argument("--out", default="unseen-results.json")
+    ap.add_argument("--watch-end", type=int, default=0,
+                    help="after each heal, poll up to SECS for the fault's incident to end (before the gap)")
     ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
     ap.add_argument("--fresh", action="store_true",

@@ -588,6 +588,118 @@ fn an_agent_restarted_during_an_outage_raises_it_again_within_10_s() {
     assert_eq!(incident["onset_unix_ms"], onset, "{incident:#}");
 }
 
+/// The incident with id `id` in `doc`, if listed.
+fn incident_by_id(doc: &Value, id: &str) -> Option<Value> {
+    doc["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| i["id"] == id)
+        .cloned()
+}
+
+/// Faults that stop end their incidents, each within a bound, saying when: a CLOSE-WAIT leak
+/// whose leaked sockets are closed (its process restarted) once its counters are back in
+/// their range — seconds — and a service's failing calls once they have not failed for a
+/// minute ([`ACTIVE_MS`]); each keeps what it showed, the pattern's incident its failures.
+/// Before, an incident could stay active after its fault through counters that only moved
+/// beside it (a caller's traffic, a pool's churn).
+#[test]
+fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
+    /// How long the diagnosis keeps a pattern's incident active after its last failure
+    /// (`incident::ACTIVE_MS`).
+    const ACTIVE_MS: u64 = 60_000;
+    /// A counter is back in its range after three samples (500 ms apart here) inside it; the
+    /// rest is the detector's and the sampler's lag on a loaded machine.
+    const COUNTERS_END_WITHIN: Duration = Duration::from_secs(20);
+    let leaky = TcpListener::bind("127.0.0.1:0").expect("bind leaky listener");
+    let port = leaky.local_addr().expect("addr").port();
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (server, _) = leaky.accept().expect("accept");
+        live.push((client, server));
+    }
+    let (agent, _config) = start_agent(&[("leaky", port)]);
+    wait_baseline(&agent, &[port]);
+
+    let leak = close_wait_leak(&leaky);
+    let (stop, writer) = failing_calls(agent.log_path("payments.log"));
+    let label = format!("CLOSE-WAIT :{port}");
+    let needle = "connection refused";
+    let doc = poll_incidents(&agent, Duration::from_secs(20), |doc| {
+        incident_with(doc, &label).is_some() && incident_with_pattern(doc, needle).is_some()
+    })
+    .unwrap_or_else(|doc| panic!("no incidents of the leak and the failing calls: {doc:#}"));
+    let leak_id = incident_with(&doc, &label).expect("found above")["id"].clone();
+    let calls_id = incident_with_pattern(&doc, needle).expect("found above")["id"].clone();
+    assert_ne!(leak_id, calls_id, "two faults, two incidents: {doc:#}");
+    thread::sleep(Duration::from_secs(2));
+
+    // Both faults stop.
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    drop(leak);
+    let healed_at = now_unix_ms();
+    let healed = Instant::now();
+    let ended = |doc: &Value, id: &Value| {
+        incident_by_id(doc, id.as_str().unwrap_or_default()).filter(|i| i["active"] == false)
+    };
+    let doc = poll_incidents(&agent, COUNTERS_END_WITHIN, |doc| {
+        ended(doc, &leak_id).is_some()
+    })
+    .unwrap_or_else(|doc| {
+        panic!("the leak's incident still active {COUNTERS_END_WITHIN:?} after it stopped: {doc:#}")
+    });
+    eprintln!(
+        "the leak's incident ended {:?} after the leak stopped",
+        healed.elapsed()
+    );
+    let inc = ended(&doc, &leak_id).expect("found above");
+    let at = inc["ended_unix_ms"].as_i64().expect("ended_unix_ms");
+    assert!(
+        at >= healed_at - 5_000 && at <= now_unix_ms(),
+        "ended at {at}, stopped at {healed_at}: {inc:#}"
+    );
+    assert!(
+        inc["counters"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["anomaly"]["label"] == label)),
+        "{inc:#}"
+    );
+
+    let limit = Duration::from_millis(ACTIVE_MS) + COUNTERS_END_WITHIN;
+    let doc = poll_incidents(&agent, limit.saturating_sub(healed.elapsed()), |doc| {
+        ended(doc, &calls_id).is_some()
+    })
+    .unwrap_or_else(|doc| {
+        panic!("the failing calls' incident still active {limit:?} after they stopped: {doc:#}")
+    });
+    eprintln!(
+        "the failing calls' incident ended {:?} after they stopped",
+        healed.elapsed()
+    );
+    let inc = ended(&doc, &calls_id).expect("found above");
+    // It ended with its last failure, and keeps its pattern and its failures.
+    let pattern = inc["patterns"]
+        .as_array()
+        .and_then(|p| {
+            p.iter()
+                .find(|p| p["text"].as_str().is_some_and(|t| t.contains(needle)))
+        })
+        .unwrap_or_else(|| panic!("the ended incident lost its pattern: {inc:#}"));
+    assert_eq!(
+        inc["ended_unix_ms"], pattern["last_seen_unix_ms"],
+        "{inc:#}"
+    );
+    let at = inc["ended_unix_ms"].as_i64().expect("ended_unix_ms");
+    assert!(
+        (healed_at - 5_000..=healed_at + 5_000).contains(&at),
+        "ended at {at}, stopped at {healed_at}: {inc:#}"
+    );
+    assert!(inc["failures"].as_u64().is_some_and(|n| n > 0), "{inc:#}");
+    drop(live);
+}
+
 /// The Unix time in milliseconds.
 fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()

@@ -81,7 +81,7 @@ export function incidentCard(inc, open, processes) {
           inc.untraced_records === 1 ? " line" : " lines", " no trace holds, not counted as requests") : null) : null,
       el("ul", { class: "plain" }, inc.patterns.map((p) => el("li", { class: "incident-pattern" },
         link("/cluster", { id: p.id }, template(p.text)),
-        el("span", { class: "muted" }, " · ", fmtCount(p.count), p.counted_as === "untraced" ? (p.count === 1 ? " line" : " lines") : p.count === 1 ? " failure" : " failures",
+        el("span", { class: "muted" }, " · ", patternCount(p, inc),
           COUNTED_AS[p.counted_as] || "",
           " · since ", fmtTime(p.onset_unix_ms), " · last ", fmtAgo(p.last_seen_unix_ms), " · "),
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
@@ -92,6 +92,7 @@ export function incidentCard(inc, open, processes) {
     " ", el("strong", { class: "headline" }, headline),
     c.service ? [" ", service(c.service)] : null,
     el("span", { class: "muted glance" }, " · since ", fmtClock(inc.onset_unix_ms),
+      inc.active ? "" : " · ended " + fmtClock(endedAt(inc)),
       inc.failures ? " · " + fmtCount(inc.failures) + (inc.failures === 1 ? " failed request" : " failed requests") : ""),
     rest ? el("span", { class: "title-rest", title: rest }, rest) : null);
   return fold("incident " + inc.id, Boolean(open),
@@ -100,9 +101,28 @@ export function incidentCard(inc, open, processes) {
     el("p", { class: "when" }, "Onset ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ") · ",
       inc.ongoing_at_start ? el("span", { class: "muted", "data-ongoing-at-start": "true" },
         "already going on when the agent started: the onset is its previous run's record, or unknown (before its first look) · ") : "",
-      inc.active ? el("strong", null, "still active") : "ended",
-      ", last signal ", fmtAgo(inc.last_active_unix_ms)),
+      inc.active ? [el("strong", null, "still active"), ", last signal ", fmtAgo(inc.last_active_unix_ms)]
+        : el("span", { "data-ended": String(endedAt(inc)) }, "ended ", fmtTime(endedAt(inc)), " (", fmtAgo(endedAt(inc)),
+          "): its last failure, or the last time its own counters were out of their usual range")),
     who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id, c.service, processes)));
+}
+
+/** When an ended incident ended (an older agent's document says only its last signal). */
+function endedAt(inc) {
+  return inc.ended_unix_ms ?? inc.last_active_unix_ms;
+}
+
+/** A pattern's occurrences on its incident's card: its failed requests, and apart from them
+ *  its lines no trace holds when the incident counts those apart (an exporter's or an accept
+ *  loop's lines sharing the pattern of the requests that failed with them). */
+function patternCount(p, inc) {
+  const plural = (n, one, many) => fmtCount(n) + (n === 1 ? one : many);
+  if (p.counted_as === "untraced") return plural(p.count, " line", " lines");
+  if (p.counted_as === "failures" && p.untraced && p.untraced < p.count && inc.untraced_records) {
+    return el("span", { "data-pattern-untraced": String(p.untraced) }, plural(p.count - p.untraced, " failure", " failures"),
+      " + ", plural(p.untraced, " line", " lines"), " no trace holds");
+  }
+  return plural(p.count, " failure", " failures");
 }
 
 /** Opens the card of incident `id` (a link to it from a pattern row). */
@@ -140,8 +160,10 @@ function unfilled(check, culprit, processes) {
  *  traffic) and the rest past a few folded into one line. */
 function countersList(counters, incident) {
   if (!counters.length) return null;
-  const item = (k) => el("li", { class: "counter " + k.relation },
-    el("span", null, k.anomaly.evidence), el("span", { class: "muted" }, " — " + k.relation_text));
+  const item = (k) => el("li", { class: "counter " + k.relation + (k.supporting ? " supporting" : "") },
+    el("span", null, k.anomaly.evidence), latestOf(k.anomaly), el("span", { class: "muted" }, " — " + k.relation_text),
+    k.supporting ? el("span", { class: "muted" }, " · beside the fault: it does not keep the incident active") : null,
+    k.anomaly.caveat ? el("div", { class: "caveat" }, "Caveat: ", k.anomaly.caveat) : null);
   const related = counters.filter((k) => k.relation !== "node_wide");
   const shown = related.slice(0, COUNTERS_SHOWN);
   const folded = related.slice(COUNTERS_SHOWN).concat(counters.filter((k) => k.relation === "node_wide"));
@@ -151,6 +173,15 @@ function countersList(counters, incident) {
       el("summary", null, shown.length ? "+ " : "", folded.length, " ",
         folded.every((k) => k.relation === "node_wide") ? "node-wide counter" + (folded.length === 1 ? "" : "s") + " (they move with any traffic on the node)" : "more counter" + (folded.length === 1 ? "" : "s")),
       el("ul", { class: "plain" }, folded.map(item))) : null);
+}
+
+/** A counter's latest point where it differs from the level its evidence quotes: the evidence
+ *  is written when the change is raised, and a counter the incident keeps after the detector's
+ *  window is only re-read (a leak's CLOSE-WAIT "climbing 35.5 → 300" while it is at 981). */
+function latestOf(a) {
+  const unit = (a.unit || "").startsWith("/") ? a.unit : "";
+  const now = fmtCount(a.latest) + unit;
+  return now === fmtCount(a.reached) + unit ? null : el("span", { class: "latest", "data-latest": String(a.latest) }, " · now ", now);
 }
 
 /** One hint: what matched, then the exact commands to check next, the likely causes and what

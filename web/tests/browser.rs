@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use faultline_web::model::{
     Check, ClusterView, CountedAs, CountersSnapshot, Culprit, CulpritRole, DiagnosisView,
-    EmergenceKind, IncidentPattern, PortSide, SecondCounts, Series, SocketSeries, SocketSource,
-    SocketState, SourceState, SourceStatus, TraceView, ValueCount,
+    EmergenceKind, IncidentPattern, PortSide, Relation, SecondCounts, Series, SocketSeries,
+    SocketSource, SocketState, SourceState, SourceStatus, TraceView, ValueCount,
 };
 use fixture::browser::Browser;
 use fixture::*;
@@ -943,4 +943,98 @@ fn the_counters_page_leads_with_the_ports_of_the_active_incident() {
         titles.contains(&json!("Sockets, local :8080")),
         "{titles:?}"
     );
+}
+
+#[test]
+fn counts_say_which_lines_no_trace_holds_counters_their_caveat_and_an_ended_incident_when() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    let fixture = load_incident(&store, now);
+    // 41 of the reset pattern's occurrences are lines with no trace id (an exporter's own
+    // failures sharing the pattern of the requests that failed with them).
+    let mut reset = ClusterView::detail(&*store, &fixture.reset_cluster).expect("reset pattern");
+    reset.summary.untraced_count = 41;
+    let total = reset.summary.total_count;
+    store.put_cluster(reset);
+    let mut doc = (*DiagnosisView::incidents(&*store)).clone();
+    let caveat = format!(
+        "before 10:31 this port was not tracked on its own {XSS_IMG}: its usual level is an estimate"
+    );
+    // The card lists its related counters first (the node-wide ones fold into a line).
+    let related = doc.incidents[0]
+        .counters
+        .iter_mut()
+        .find(|c| c.relation != Relation::NodeWide)
+        .expect("a counter related to the culprit");
+    related.anomaly.caveat = Some(caveat.clone());
+    // Re-read after the detector's window: its evidence quotes where it had got to then.
+    related.anomaly.latest = related.anomaly.reached + 569.0;
+    let latest = related.anomaly.latest;
+    related.supporting = true;
+    let ended = now - 90_000;
+    doc.incidents[1].active = false;
+    doc.incidents[1].last_active_unix_ms = ended;
+    doc.incidents[1].ended_unix_ms = Some(ended);
+    store.set_incidents(doc.clone());
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+
+    let card = "document.querySelector('#incidents details.incident')";
+    let counted = browser.eval(&format!(
+        "return {card}.querySelector('[data-pattern-untraced]').textContent"
+    ));
+    assert_eq!(
+        counted,
+        json!(format!("{} failures + 41 lines no trace holds", total - 41))
+    );
+    let apart = browser.eval(&format!(
+        "return {card}.querySelector('[data-untraced]').textContent"
+    ));
+    assert_eq!(
+        apart,
+        json!("; 41 lines no trace holds, not counted as requests")
+    );
+    let counter = browser.eval(&format!(
+        "return {card}.querySelector('.counter').textContent"
+    ));
+    let counter = counter.as_str().unwrap_or_default();
+    assert!(
+        counter.contains(&format!(") · now {latest} — a listening port"))
+            && counter.contains(&format!("Caveat: {caveat}"))
+            && counter.contains("beside the fault: it does not keep the incident active"),
+        "{counter}"
+    );
+    let when = browser.eval(
+        "return [...document.querySelectorAll('#incidents details.incident')]\
+         .map((d) => (d.querySelector('[data-ended]') || {dataset: {}}).dataset.ended || null)",
+    );
+    assert_eq!(when, json!([null, ended.to_string()]), "{when}");
+    let glance = browser.eval(
+        "return document.querySelectorAll('#incidents details.incident')[1]\
+         .querySelector('.glance').textContent",
+    );
+    assert!(
+        glance.as_str().unwrap_or_default().contains(" · ended "),
+        "{glance}"
+    );
+    assert_hostile_text_is_text(&browser, "overview with a caveat");
+    browser.screenshot("overview-untraced-caveat-ended");
+
+    // The pattern's own page and the pattern list say it too.
+    browser.open(&format!(
+        "http://{addr}/cluster?id={}",
+        fixture.reset_cluster
+    ));
+    let stat = browser.eval(
+        "return [...document.querySelectorAll('.stats [data-untraced] span')]\
+         .map((s) => s.textContent)",
+    );
+    assert_eq!(
+        stat,
+        json!(["Without a trace", "41", format!(" of {total}")])
+    );
+    browser.open(&format!("http://{addr}/clusters"));
+    let row = browser.eval("return document.querySelector('td [data-untraced]').textContent");
+    assert_eq!(row, json!("41 no trace"));
 }

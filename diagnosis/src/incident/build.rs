@@ -31,11 +31,19 @@ pub(super) fn build(
     let mut patterns: Vec<&PatternInput> = Vec::new();
     let mut echoes: Vec<&PatternInput> = Vec::new();
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
+    // The counters that are evidence beside the fault, not its own (see
+    // [`IncidentCounter::supporting`]): node-wide ones always.
+    let mut supporting: BTreeSet<&SeriesKey> = node_wide.iter().map(|a| &a.key).collect();
     for s in members {
         match &s.what {
             SignalWhat::Pattern(p) if s.echo => echoes.push(p),
             SignalWhat::Pattern(p) => patterns.push(p),
-            SignalWhat::Counter(a) => counters.push(a),
+            SignalWhat::Counter(a) => {
+                counters.push(a);
+                if s.supporting {
+                    supporting.insert(&a.key);
+                }
+            }
         }
     }
     // The incident's own patterns earliest first, then the untraced echoes of them.
@@ -130,6 +138,7 @@ pub(super) fn build(
             IncidentCounter {
                 relation,
                 relation_text,
+                supporting: supporting.contains(&a.key),
                 anomaly: a.clone(),
             }
         })
@@ -141,17 +150,25 @@ pub(super) fn build(
         .and_then(|c| input.services.iter().find(|s| &s.service == c));
 
     let onset = members.iter().map(|s| s.onset).min().unwrap_or(now);
-    let pattern_active = patterns
+    // Active only on its own evidence: its requests failing now (an echo it only lists comes
+    // back with any fault below it) or its own counters still out of their range. A
+    // supporting counter does not count: seen on the unseen lab, a healed close-wait
+    // incident stayed active for minutes on a pool's TIME-WAIT churn and its caller's
+    // traffic after its last failure.
+    let last_failure = patterns
         .iter()
+        .filter(|p| counted_as(p) != CountedAs::Echo)
         .map(|p| p.last_seen_unix_ms)
-        .max()
-        .filter(|&t| now - t <= ACTIVE_MS);
-    let counter_active = counters.iter().any(|a| a.active);
-    let active = pattern_active.is_some() || counter_active;
+        .max();
+    let failing = last_failure.is_some_and(|t| now - t <= ACTIVE_MS);
+    let counter_active = counters
+        .iter()
+        .any(|a| a.active && !supporting.contains(&a.key));
+    let active = failing || counter_active;
     let last_active = if counter_active {
         now
     } else {
-        pattern_active.unwrap_or(onset).max(onset)
+        last_failure.unwrap_or(onset).max(onset)
     };
 
     let mut trace_ids: Vec<String> = Vec::new();
@@ -261,6 +278,8 @@ pub(super) fn build(
         onset_unix_ms: onset,
         last_active_unix_ms: last_active,
         active,
+        // Said by the tracker once it has continued the kept incidents.
+        ended_unix_ms: None,
         failures,
         untraced_records,
         ongoing_at_start: false,

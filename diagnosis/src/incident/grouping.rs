@@ -16,6 +16,10 @@ pub(super) struct Signal<'a> {
     /// An untraced echo that joined the incident of the failure it echoes (listed after the
     /// incident's own patterns).
     pub(super) echo: bool,
+    /// Evidence beside a fault that joined its group (a service's traffic, its callers'
+    /// connections or their waits, a pool's churn, a port no known service owns): listed
+    /// with the incident, never what keeps it active (see [`super::IncidentCounter::supporting`]).
+    pub(super) supporting: bool,
 }
 
 pub(super) enum SignalWhat<'a> {
@@ -162,6 +166,9 @@ pub(super) fn join_upstream_waits(
         let moved = std::mem::take(&mut groups[from]);
         for &i in &moved {
             signals[i].culprit = None;
+            // Waits on the callee end when it answers again: evidence of its fault, not a
+            // fault that goes on by itself.
+            signals[i].supporting = true;
         }
         groups[to].extend(moved);
     }

@@ -2680,3 +2680,143 @@ fn a_patterns_lines_without_a_trace_are_not_failed_requests_beside_its_traced_on
         (30, 0)
     );
 }
+
+/// The unseen lab (echo, 2026-12-05): a healed close-wait incident stayed active for minutes
+/// after its last failure through counters that only moved beside it — a pool's TIME-WAIT
+/// churn, a caller's traffic — and ranked as a fault going on.
+#[test]
+fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_ended() {
+    let errors = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Errors,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // orders' error rate: 0 before T0 + 2 s, 25 a second from then on, never back.
+    let history = CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: errors.clone(),
+            points: (0..400)
+                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
+                .collect(),
+        }],
+    };
+    let mut eof = blamed(
+        pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let last_failure = T0 + 20_000;
+    eof.last_seen_unix_ms = last_failure;
+    eof.count = 300;
+    let traffic = || report(vec![anomaly(errors.clone(), T0 + 2_000)]);
+    let mut tracker = IncidentTracker::new();
+    let during = run_with(
+        &mut tracker,
+        last_failure,
+        std::slice::from_ref(&eof),
+        traffic(),
+        &history,
+        &services,
+        &rules,
+    );
+    assert_eq!(during.len(), 1, "{during:#?}");
+    assert!(during[0].active);
+    assert_eq!(during[0].ended_unix_ms, None);
+    assert!(
+        during[0].counters[0].supporting,
+        "{:#?}",
+        during[0].counters
+    );
+
+    // A minute after its last failure, its pattern still new to the agent and the caller's
+    // error rate still high: it has ended, when its requests stopped failing.
+    let after = run_with(
+        &mut tracker,
+        last_failure + ACTIVE_MS + 1_000,
+        std::slice::from_ref(&eof),
+        traffic(),
+        &history,
+        &services,
+        &rules,
+    );
+    let healed = after.iter().find(|i| i.id == during[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
+    assert_eq!(healed.ended_unix_ms, Some(last_failure), "{healed:#?}");
+    assert_eq!(healed.failures, 300, "{healed:#?}");
+    assert_eq!(healed.patterns.len(), 1, "{healed:#?}");
+
+    // Minutes on, nothing diagnosed any more and the error rate re-read still high: still
+    // ended, at the same time.
+    let later = run_with(
+        &mut tracker,
+        T0 + 300_000,
+        &[],
+        report(vec![]),
+        &history,
+        &services,
+        &rules,
+    );
+    let healed = later.iter().find(|i| i.id == during[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
+    assert_eq!(healed.ended_unix_ms, Some(last_failure), "{healed:#?}");
+    assert_eq!(healed.counters[0].anomaly.latest, 25.0);
+}
+
+/// A leak's goroutines stay high after its last failure: its incident goes on through that
+/// counter once its patterns are no longer diagnosed, and it is still the fault they named,
+/// with their failures. Before, it was continued by the counter alone: no pattern, 0 failed
+/// requests, a title of goroutines.
+#[test]
+fn an_incident_continued_by_its_own_counter_keeps_its_patterns_and_failures() {
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let last_failure = T0 + 20_000;
+    let failed = |id: &str, text: &str, count: u64, traces: &[&str]| {
+        let mut p = blamed(
+            pattern(id, text, &["orders"], T0, traces),
+            "orders",
+            CulpritRole::SelfReported,
+        );
+        p.last_seen_unix_ms = last_failure;
+        p.count = count;
+        p
+    };
+    let fds = failed(
+        "a",
+        "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+        400,
+        &["a1", "a2"],
+    );
+    // 50 requests failed with both: the dial, then the retry's accept.
+    let mut accept = failed(
+        "b",
+        "http: Accept error: accept tcp <ip:port>: too many open files",
+        100,
+        &["a2", "b1"],
+    );
+    accept.failed_before = vec![("a".into(), 50)];
+    let mut tracker = IncidentTracker::new();
+    let leak = || vec![anomaly(goroutines.clone(), T0)];
+    let first = run(&mut tracker, last_failure, &[fds, accept], leak());
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].failures, 450, "{first:#?}");
+
+    // Minutes later the patterns are no longer diagnosed; the goroutines are still leaked.
+    let later = run(&mut tracker, T0 + 400_000, &[], leak());
+    assert_eq!(later.len(), 1, "{later:#?}");
+    let inc = &later[0];
+    assert_eq!(inc.id, first[0].id);
+    assert!(inc.active, "the goroutines are still leaked: {inc:#?}");
+    let ids: Vec<&str> = inc.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "{inc:#?}");
+    assert_eq!(inc.failures, 450, "{inc:#?}");
+    assert_eq!(inc.title, first[0].title);
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
+    assert_eq!(inc.trace_ids, first[0].trace_ids);
+    assert_eq!(inc.counters.len(), 1, "{inc:#?}");
+}

@@ -37,6 +37,7 @@ export async function cluster() {
         el("div", { class: "stats" },
           stat("Rate", fmtCount(c.rate_per_minute) + " /min"),
           stat("Failures", fmtCount(c.total_count) + (d.reports > c.total_count ? " (" + fmtCount(d.reports) + " reports)" : "")),
+          c.untraced_count ? untracedStat(c) : null,
           stat("First seen", fmtAgo(c.first_seen_unix_ms)), stat("Last seen", fmtAgo(c.last_seen_unix_ms)),
           stat("Templates", String(c.template_count)), servicesStat(d),
           (d.seen_in || []).length ? stat("Seen in", d.seen_in.map((x) => x.source.replace(/_/g, " ") + " " + fmtCount(x.occurrences)).join(" · ")) : null),
@@ -60,6 +61,16 @@ export async function cluster() {
           el("section", { class: "panel" }, el("h2", null, "Traces it occurs in"), traceTable(traces.traces, d.trace_ids))));
     } catch (err) { fill(body, errorPanel(err)); }
   });
+}
+
+/** Of its failures, the records with no trace id, each counted once: a request without a
+ *  trace, or a line of no request at all (an exporter's, an accept loop's). An incident that
+ *  counts failures by trace lists them apart. */
+function untracedStat(c) {
+  return el("div", { "data-untraced": String(c.untraced_count),
+    title: "Records with no trace id count one each; beside failures counted by trace, an incident lists them apart from its failed requests." },
+  el("span", { class: "label" }, "Without a trace"),
+  el("span", { class: "big" }, fmtCount(c.untraced_count)), el("span", { class: "muted" }, " of " + fmtCount(c.total_count)));
 }
 
 /** The services of the pattern with the occurrences each reported: the service where a

@@ -24,7 +24,7 @@ function patternRow(c, t0, t1, ongoing) {
       ongoing ? el("span", { class: "reason" }, "no longer new, still occurring: ",
         incidentLink(ongoing)) : null,
       el("span", null, el("span", { class: "big" }, fmtCount(c.rate_per_minute)), " /min"),
-      el("span", null, fmtCount(c.total_count), " total"),
+      el("span", null, fmtCount(c.total_count), " total", c.untraced_count ? " (" + fmtCount(c.untraced_count) + " with no trace)" : ""),
       el("span", null, "first seen ", fmtAgo(c.first_seen_unix_ms)),
       el("span", null, c.services.map(service))),
     culpritLine(c.culprit));
