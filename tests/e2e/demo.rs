@@ -469,7 +469,7 @@ fn churn(listener: std::net::TcpListener) -> Loop {
     Loop::start(move || {
         // The loop steps every 50 ms.
         step = step.wrapping_add(1);
-        if step % 4 != 0 {
+        if !step.is_multiple_of(4) {
             return;
         }
         if let Ok(client) = std::net::TcpStream::connect(("127.0.0.1", port)) {
