@@ -1322,6 +1322,7 @@ mod tests {
                 .into_iter()
                 .map(|(key, points)| CounterSeries { key, points })
                 .collect(),
+            ..CounterHistory::default()
         }
     }
 
