@@ -34,6 +34,7 @@ use faultline_diagnosis::incident::{
     self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
+use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument};
@@ -43,6 +44,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::persist::atomic::atomic_write;
+use crate::views::KeptCounters;
 
 /// Most patterns read per tick (the most significant emerging ones first, then the still
 /// occurring patterns of kept incidents).
@@ -142,6 +144,9 @@ pub struct ConfiguredFacts {
     pub traces: Option<Traffic>,
     /// Where a leaking service's goroutines wait, as [`crate::stacks`] last read it.
     pub stacks: Arc<crate::stacks::StackBoard>,
+    /// The counter store, read for the new points only at each run (see [`KeptCounters`]);
+    /// without it each run reads the whole snapshot through the views.
+    pub counters: Option<Arc<CounterStore>>,
 }
 
 /// The trace store, read for the services' request and failure rates.
@@ -166,6 +171,7 @@ impl ConfiguredFacts {
             listeners: None,
             traces: None,
             stacks: Arc::default(),
+            counters: None,
         }
     }
 
@@ -334,6 +340,8 @@ pub struct Kept {
     /// The anomaly detector, with what it last found of each series: a run judges in full
     /// only the series that moved, are new or are due (see `anomaly::cached`).
     detector: Detector,
+    /// The counters' history as read so far (a run reads the new points only).
+    counters: KeptCounters,
 }
 
 /// How long the diagnosis runs took: counts since the start and the durations of the last
@@ -530,9 +538,12 @@ pub fn diagnose(
 ) -> IncidentsDocument {
     let started = std::time::Instant::now();
     let mut phases = Phases::default();
-    let snapshot = views.counters.snapshot();
+    let mut snapshot = match &facts.counters {
+        Some(store) => kept.counters.snapshot(store, now),
+        None => views.counters.snapshot(),
+    };
     kept.note_pids(&snapshot, now);
-    let (mut history, limits) = counter_history(&snapshot);
+    let (mut history, limits) = counter_history(&mut snapshot);
     if let Some(traces) = &facts.traces {
         let traffic = crate::views::traffic_series(traces.0.traffic(), history.axis());
         history.series.extend(traffic);
@@ -606,6 +617,16 @@ pub fn diagnose(
             "a diagnosis run overran its interval: {phases}"
         );
     }
+    tracing::trace!(
+        duration_ms,
+        points = history.len(),
+        kept = judged.kept,
+        kept_unjudged = judged.kept_unjudged,
+        deferred = judged.deferred,
+        counter_reads = ?kept.counters.reads(),
+        "a diagnosis run: {phases}; series judged in full: {}",
+        judged.why
+    );
     IncidentsDocument {
         evaluated_at_unix_ms: now,
         series_judged: report.series_judged,
@@ -885,12 +906,13 @@ fn state(s: web::SocketState) -> SocketState {
 
 /// The counters' per-second history as typed series, with the limits of those that have one
 /// (fd limits, listen backlogs). Port totals are the sums of their states, so a state's series
-/// that starts later can be read as 0 where its port group was counted.
-pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit>) {
+/// that starts later can be read as 0 where its port group was counted. The points are moved
+/// out of `s` (its series are left empty; its current values stay), not copied.
+pub fn counter_history(s: &mut CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit>) {
     let mut series: Vec<CounterSeries> = Vec::new();
     let mut limits = Vec::new();
     let mut totals: BTreeMap<(u16, PortSide), Vec<Option<f64>>> = BTreeMap::new();
-    for x in &s.sockets {
+    for x in &mut s.sockets {
         let (port, side) = (x.port, side(x.side));
         let total = totals.entry((port, side)).or_default();
         if total.len() < x.history.points.len() {
@@ -907,7 +929,7 @@ pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit
                 side,
                 state: state(x.state),
             },
-            points: x.history.points.clone(),
+            points: std::mem::take(&mut x.history.points),
         });
     }
     for ((port, side), points) in totals {
@@ -916,22 +938,22 @@ pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit
             points,
         });
     }
-    if let Some(t) = &s.socket_totals {
-        for st in &t.by_state {
+    if let Some(t) = &mut s.socket_totals {
+        for st in &mut t.by_state {
             series.push(CounterSeries {
                 key: SeriesKey::NodeState {
                     state: state(st.state),
                 },
-                points: st.history.points.clone(),
+                points: std::mem::take(&mut st.history.points),
             });
         }
         series.push(CounterSeries {
             key: SeriesKey::OtherPortsTotal,
-            points: t.other_ports.history.points.clone(),
+            points: std::mem::take(&mut t.other_ports.history.points),
         });
     }
     let mut queue_ports = BTreeSet::new();
-    for l in &s.listeners {
+    for l in &mut s.listeners {
         // Listeners sharing a port share one history.
         if queue_ports.insert(l.port) {
             let key = SeriesKey::ListenQueue { port: l.port };
@@ -943,27 +965,27 @@ pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit
             }
             series.push(CounterSeries {
                 key,
-                points: l.history.points.clone(),
+                points: std::mem::take(&mut l.history.points),
             });
         }
     }
-    for x in &s.sockstat {
+    for x in &mut s.sockstat {
         series.push(CounterSeries {
             key: SeriesKey::Sockstat {
                 key: x.name.clone(),
             },
-            points: x.history.points.clone(),
+            points: std::mem::take(&mut x.history.points),
         });
     }
-    for x in &s.protocol_rates {
+    for x in &mut s.protocol_rates {
         series.push(CounterSeries {
             key: SeriesKey::ProtocolRate {
                 key: x.name.clone(),
             },
-            points: x.history.points.clone(),
+            points: std::mem::take(&mut x.history.points),
         });
     }
-    for p in &s.processes {
+    for p in &mut s.processes {
         let fds = SeriesKey::Process {
             name: p.name.clone(),
             metric: ProcessMetric::OpenFds,
@@ -976,23 +998,23 @@ pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit
         }
         series.push(CounterSeries {
             key: fds,
-            points: p.fds.points.clone(),
+            points: std::mem::take(&mut p.fds.points),
         });
         series.push(CounterSeries {
             key: SeriesKey::Process {
                 name: p.name.clone(),
                 metric: ProcessMetric::Threads,
             },
-            points: p.threads.points.clone(),
+            points: std::mem::take(&mut p.threads.points),
         });
     }
-    for t in &s.tasks {
+    for t in &mut s.tasks {
         series.push(CounterSeries {
             key: SeriesKey::Task {
                 target: t.target.clone(),
                 source: t.source.clone(),
             },
-            points: t.history.points.clone(),
+            points: std::mem::take(&mut t.history.points),
         });
     }
     (
@@ -1000,6 +1022,7 @@ pub fn counter_history(s: &CountersSnapshot) -> (CounterHistory, Vec<SeriesLimit
             start_unix_ms: s.history_start_unix_ms,
             step_ms: s.step_ms.max(1),
             series,
+            ..CounterHistory::default()
         },
         limits,
     )
@@ -1124,7 +1147,7 @@ mod tests {
                 },
             )
         };
-        let snapshot = CountersSnapshot {
+        let mut snapshot = CountersSnapshot {
             history_start_unix_ms: 1_000,
             step_ms: 1_000,
             sockets: vec![
@@ -1136,7 +1159,7 @@ mod tests {
             ],
             ..CountersSnapshot::default()
         };
-        let (history, _) = counter_history(&snapshot);
+        let (history, _) = counter_history(&mut snapshot);
         let total = history
             .get(&SeriesKey::PortTotal {
                 port: 8080,

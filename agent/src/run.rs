@@ -391,6 +391,7 @@ pub async fn serve(
                     counters: counters.clone(),
                 }),
                 traces: Some(diagnosis::Traffic(traces.clone())),
+                counters: Some(counters.clone()),
                 stacks,
                 ..diagnosis::ConfiguredFacts::from_tasks(
                     settings

@@ -6,8 +6,8 @@
 //! Run with `cargo bench -p faultline-diagnosis --bench pass` (add `--profile dev` for a
 //! debug build's figures). The history: `GROUPS` port groups of four series each (a port's
 //! ESTABLISHED sockets and its total on the listener's side, TIME-WAIT towards it and its
-//! total on the callers' side), noise around their own levels, one point a second, at 6 and
-//! at 15 minutes of history (the counter store's ring). A pass is timed at each second as the
+//! total on the callers' side), noise around their own levels, one point a second, at 2, 6
+//! and 15 minutes of history (the counter store's ring). A pass is timed at each second as the
 //! history slides by one point (the points are moved outside the timing); the kept detector
 //! is timed after 30 passes of warm-up (its first pass judges every series it may). Figures
 //! are medians (and the slowest) of the passes.
@@ -84,6 +84,7 @@ fn history(keys: &[(SeriesKey, f64, f64)], len: usize, rng: &mut Lcg) -> Counter
                 points: (0..len).map(|_| rng.around(*level, *spread)).collect(),
             })
             .collect(),
+        ..CounterHistory::default()
     }
 }
 
@@ -113,7 +114,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for groups in [250u16, 750] {
         let keys = keys(groups);
-        for minutes in [6usize, 15] {
+        for minutes in [2usize, 6, 15] {
             let mut rng = Lcg(7);
             let mut h = history(&keys, minutes * 60, &mut rng);
             let mut full = Vec::new();

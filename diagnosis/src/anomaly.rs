@@ -1306,6 +1306,7 @@ mod tests {
                 .into_iter()
                 .map(|(key, points)| CounterSeries { key, points })
                 .collect(),
+            ..CounterHistory::default()
         }
     }
 

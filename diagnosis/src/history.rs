@@ -1,5 +1,8 @@
 //! The counter history the diagnosis reads: every series on one regular time axis.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use faultline_series::SeriesKey;
 
 use crate::baseline::TRAFFIC_MEAN_SECONDS;
@@ -27,6 +30,12 @@ pub struct Series {
 /// `start_unix_ms + i * step_ms`. A missing sample (the source failed, the series did not
 /// exist yet, the target did not answer) is `None`, never 0: a judgement must say when it
 /// could not judge, not read a gap as a level.
+///
+/// [`CounterHistory::get`] finds a series through an index built at the first lookup (a full
+/// judgement looks up 3–6 related series, so a pass over every series scanning for each was
+/// quadratic in the series). Series may be appended to `series` at any time (they are found
+/// by a scan of those past the index); series must not be removed or replaced after a
+/// lookup.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CounterHistory {
     /// Time of the first point (Unix ms).
@@ -35,6 +44,32 @@ pub struct CounterHistory {
     pub step_ms: i64,
     /// The series, each at most as long as the axis.
     pub series: Vec<CounterSeries>,
+    /// Position of each series by key, built at the first [`CounterHistory::get`].
+    pub index: SeriesIndex,
+}
+
+/// Where each series of a [`CounterHistory`] is, by key: built once, at the first lookup,
+/// over the series there were then. Equal to any other index (it only speeds lookups up); a
+/// clone starts empty (a history built from a clone may hold other series).
+#[derive(Default)]
+pub struct SeriesIndex(OnceLock<(usize, HashMap<SeriesKey, usize>)>);
+
+impl Clone for SeriesIndex {
+    fn clone(&self) -> SeriesIndex {
+        SeriesIndex::default()
+    }
+}
+
+impl PartialEq for SeriesIndex {
+    fn eq(&self, _: &SeriesIndex) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for SeriesIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeriesIndex")
+    }
 }
 
 /// One counter series with its identity.
@@ -94,9 +129,36 @@ impl CounterHistory {
         self.start_unix_ms + i as i64 * self.step_ms.max(1)
     }
 
-    /// The series with this key, if present.
+    /// A history of `series` on the axis starting at `start_unix_ms`, one point every
+    /// `step_ms`.
+    pub fn new(start_unix_ms: i64, step_ms: i64, series: Vec<CounterSeries>) -> CounterHistory {
+        CounterHistory {
+            start_unix_ms,
+            step_ms,
+            series,
+            index: SeriesIndex::default(),
+        }
+    }
+
+    /// The series with this key, if present (the first of that key). Looked up in the index,
+    /// then among the series appended since it was built.
     pub fn get(&self, key: &SeriesKey) -> Option<&CounterSeries> {
-        self.series.iter().find(|s| &s.key == key)
+        let (indexed, positions) = self.index.0.get_or_init(|| {
+            let mut positions = HashMap::with_capacity(self.series.len());
+            for (i, s) in self.series.iter().enumerate() {
+                positions.entry(s.key.clone()).or_insert(i);
+            }
+            (self.series.len(), positions)
+        });
+        match positions.get(key).and_then(|&i| self.series.get(i)) {
+            Some(s) if &s.key == key => Some(s),
+            // The series changed under the index (a misuse): the slow, right answer.
+            Some(_) => self.series.iter().find(|s| &s.key == key),
+            None => self
+                .series
+                .get((*indexed).min(self.series.len())..)
+                .and_then(|rest| rest.iter().find(|s| &s.key == key)),
+        }
     }
 }
 
@@ -196,16 +258,31 @@ mod tests {
             side: PortSide::Local,
             state: SocketState::CloseWait,
         };
-        let history = CounterHistory {
-            start_unix_ms: 1_000,
-            step_ms: 1_000,
-            series: vec![CounterSeries {
+        let mut history = CounterHistory::new(
+            1_000,
+            1_000,
+            vec![CounterSeries {
                 key: key.clone(),
                 points: vec![None, Some(1.0), Some(2.0)],
             }],
-        };
+        );
         assert_eq!(history.len(), 3);
         assert_eq!(history.time(2), 3_000);
+        assert_eq!(history.get(&key).map(|s| s.points.len()), Some(3));
+        // A series appended after the first lookup is found too.
+        let total = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Local,
+        };
+        assert!(history.get(&total).is_none());
+        history.series.push(CounterSeries {
+            key: total.clone(),
+            points: vec![Some(4.0)],
+        });
+        assert_eq!(
+            history.get(&total).map(|s| s.points.clone()),
+            Some(vec![Some(4.0)])
+        );
         assert_eq!(history.get(&key).map(|s| s.points.len()), Some(3));
     }
 }

@@ -1024,6 +1024,7 @@ mod tests {
             start_unix_ms: START,
             step_ms: 1000,
             series: sockets.into_iter().chain(sockstat).collect(),
+            ..CounterHistory::default()
         }
     }
 

@@ -6,6 +6,7 @@ use super::counter;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use faultline_ingest::counters::history::HistoryView;
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
@@ -106,6 +107,123 @@ impl CounterView for CounterAdapter {
             ),
         ]
     }
+}
+
+/// How often [`KeptCounters`] reads the store's history again in full, as a check on the
+/// points it kept (ms).
+pub const FULL_READ_MS: i64 = 60_000;
+
+/// The counter store's per-sample history as a reader that comes back every second keeps it
+/// (the diagnosis): under the store's lock, each read copies the points recorded since the
+/// last one, not 15 minutes of every series. Measured on the soak (debug, ~170 series, 20
+/// minutes of history, load ~20): the counters phase of a pass, three full copies of every
+/// series with the first under the lock, was its largest (500–680 ms).
+///
+/// The kept points are the store's, exactly: they are read again in full when the store's
+/// history changed other than by new samples (a series evicted or forgotten, a restore: see
+/// [`HistoryBlock::generation`](faultline_ingest::counters::store::HistoryBlock::generation)),
+/// when the new points do not follow the kept ones, and every [`FULL_READ_MS`] as a check.
+#[derive(Debug, Default)]
+pub struct KeptCounters {
+    /// The store's per-sample history as of the last read.
+    seconds: Option<HistoryView>,
+    /// The store history's generation and newest sample number then.
+    generation: u64,
+    tick: u64,
+    /// When it was last read in full (Unix ms).
+    full_read_at: Option<i64>,
+    /// Reads so far.
+    reads: KeptReads,
+}
+
+/// How [`KeptCounters`] read the store so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptReads {
+    /// Reads of every point.
+    pub full: u64,
+    /// Reads of the new points only.
+    pub since_last: u64,
+}
+
+impl KeptCounters {
+    /// The store's snapshot at per-sample resolution, as [`CounterView::snapshot`] gives it
+    /// (`now_unix_ms` dates the periodic full read).
+    pub fn snapshot(&mut self, store: &CounterStore, now_unix_ms: i64) -> CountersSnapshot {
+        let mut s = self.read(store, now_unix_ms);
+        let out = counters_snapshot(&s, HistoryResolution::Second);
+        self.seconds = s.history.take().map(|h| h.seconds);
+        out
+    }
+
+    /// How the store was read so far.
+    pub fn reads(&self) -> KeptReads {
+        self.reads
+    }
+
+    /// The store's snapshot with its whole per-sample history (no minutes): the new points
+    /// laid after the kept ones, or everything read again.
+    fn read(&mut self, store: &CounterStore, now_unix_ms: i64) -> StoreSnapshot {
+        let due = self
+            .full_read_at
+            .is_none_or(|at| now_unix_ms.abs_diff(at) >= FULL_READ_MS.unsigned_abs());
+        if let (Some(kept), false) = (self.seconds.take(), due) {
+            let mut s = store.snapshot(&SnapshotOptions {
+                minutes: false,
+                seconds_after: Some(self.tick),
+                ..SnapshotOptions::default()
+            });
+            if let Some(h) = s
+                .history
+                .as_mut()
+                .filter(|h| h.generation == self.generation)
+            {
+                if let Some(seconds) = follow(kept, &mut h.seconds, h.sample_points) {
+                    h.seconds = seconds;
+                    self.tick = h.tick;
+                    self.reads.since_last += 1;
+                    return s;
+                }
+            }
+        }
+        let s = store.snapshot(&SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        });
+        if let Some(h) = &s.history {
+            (self.generation, self.tick) = (h.generation, h.tick);
+        }
+        self.full_read_at = Some(now_unix_ms);
+        self.reads.full += 1;
+        s
+    }
+}
+
+/// `kept` (the store's per-sample history as last read) followed by `new` (the points
+/// recorded since, of every series the store holds), cut to the `sample_points` the store
+/// keeps; `None` when they do not fit together (a series left, the points do not line up),
+/// and the history must be read again.
+fn follow(
+    mut kept: HistoryView,
+    new: &mut HistoryView,
+    sample_points: usize,
+) -> Option<HistoryView> {
+    let (old, added) = (kept.times_unix_ms.len(), new.times_unix_ms.len());
+    let drop = (old + added).checked_sub(sample_points)?;
+    if kept.series.keys().any(|k| !new.series.contains_key(k))
+        || new.series.values().any(|p| p.len() != added)
+        || kept.series.values().any(|p| p.len() != old)
+    {
+        return None;
+    }
+    for (key, points) in std::mem::take(&mut new.series) {
+        // A series new since: gaps where it was not recorded, as the store has.
+        let mine = kept.series.entry(key).or_insert_with(|| vec![None; old]);
+        mine.extend(points);
+        mine.drain(..drop);
+    }
+    kept.times_unix_ms.append(&mut new.times_unix_ms);
+    kept.times_unix_ms.drain(..drop);
+    Some(kept)
 }
 
 /// The store read for a snapshot at `resolution`: the per-minute ring only when asked for.
@@ -449,6 +567,81 @@ mod tests {
     use crate::views::test_support::*;
     use crate::views::NANOS_PER_MS;
     use faultline_series::PortSide;
+
+    /// A node whose ports come and go: a server on 8080 with 3–6 connections, TIME-WAIT
+    /// towards a port of 9000–9005 that changes every 7 samples, and a CLOSE-WAIT group
+    /// every third sample.
+    fn churning_sample(t_ms: i64, i: i64) -> NodeSample {
+        let mut entries = vec![socket(S::Listen, "0.0.0.0:8080", "0.0.0.0:0")];
+        for k in 0..(3 + i % 4) {
+            let remote = format!("10.0.0.2:{}", 50_000 + k);
+            entries.push(socket(S::Established, "10.0.0.1:8080", &remote));
+        }
+        let port = 9000 + (i / 7) % 6;
+        for k in 0..(1 + i % 5) {
+            let local = format!("10.0.0.1:{}", 40_000 + k);
+            entries.push(socket(S::TimeWait, &local, &format!("10.0.0.9:{port}")));
+        }
+        if i % 3 == 0 {
+            entries.push(socket(S::CloseWait, "10.0.0.1:41000", "10.0.0.8:5432"));
+        }
+        let census = SocketCensus::from_entries(SocketSource::ProcNet, &entries, &(32768..=60999));
+        NodeSample {
+            time_unix_ms: t_ms,
+            sockets: CensusReading {
+                census: Ok(census),
+                netlink_problem: None,
+                budget_note: None,
+            },
+            sockstat: Ok(BTreeMap::from([("TCP inuse".to_string(), i % 9)])),
+            protocol: Ok(BTreeMap::from([("Tcp EstabResets".to_string(), i * 2)])),
+            processes: Vec::new(),
+            agent_process: None,
+            runtime: None,
+            scrapes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_kept_history_reads_as_the_whole_store_at_every_second() {
+        // 20 sample points of at most 24 series: the ring wraps, port groups leave the top
+        // ports and come back, series are evicted and recorded again under their keys.
+        let config = CountersConfig {
+            history_seconds: 20,
+            max_series: 24,
+            top_ports: 3,
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        let mut kept = KeptCounters::default();
+        let whole = SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        };
+        let mut evicted = 0;
+        for i in 0..150i64 {
+            // Late ticks (up to 0.3 s), and now and then no sample between two reads.
+            let t = 1_700_000_000_000 + i * 1000 + (i * 37) % 300;
+            if i % 13 != 5 {
+                store.record_sample(churning_sample(t, i));
+            }
+            let want = counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second);
+            assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
+            evicted = store
+                .snapshot(&SnapshotOptions::current_only())
+                .bounds
+                .series_evicted;
+        }
+        assert!(
+            evicted > 0,
+            "no series was evicted: the test lost its point"
+        );
+        let reads = kept.reads();
+        // The first read, one a minute, and those after an eviction: most read the new
+        // points only.
+        assert!(reads.since_last >= 75, "{reads:?}");
+        assert!(reads.full >= 3, "{reads:?}");
+    }
 
     #[test]
     fn every_service_s_traffic_is_charted_on_the_counters_axis_per_second_only() {

@@ -193,6 +193,7 @@ pub(super) fn counter_history(s: &StoreSnapshot) -> CounterHistory {
         start_unix_ms,
         step_ms,
         series,
+        ..CounterHistory::default()
     }
 }
 
@@ -261,6 +262,7 @@ mod tests {
                 key: SeriesKey::OtherPortsTotal,
                 points: vec![Some(0.0); 91],
             }],
+            ..CounterHistory::default()
         };
         let series = traffic_series(stores.traces.traffic(), history.axis());
         let get = |metric| {

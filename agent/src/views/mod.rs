@@ -32,6 +32,7 @@ mod diagnosis;
 mod traces;
 
 pub use clusters::ROWS_REFRESH;
+pub use counters::KeptCounters;
 pub(crate) use diagnosis::traffic_series;
 pub use traces::CLUSTER_ID_ATTRIBUTE;
 

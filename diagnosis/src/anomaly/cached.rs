@@ -15,7 +15,11 @@
 //!    with;
 //! 4. series whose verdict cannot be kept from one pass to the next: young counts that leak
 //!    (the leak rule judges their shape, not a band), baselines still climbing after a
-//!    start, ports whose usual level is an upper bound, series that could not be judged;
+//!    start, ports whose usual level is an upper bound, series that could not be judged and
+//!    have a known point since (a series with too few known points and none new — a port
+//!    state that came and went — keeps its "unjudged" and its reason, and is judged again as
+//!    quiet series are: on the soak, 46 series stayed unjudged, "0 of the 30 baseline points
+//!    needed are known", and were judged in full at every pass);
 //! 5. the quiet series judged longest ago, enough of them each pass that every series is
 //!    judged in full again within [`Bounds::refresh_ms`] (the baseline window slides; at most
 //!    a twentieth of it).
@@ -25,6 +29,11 @@
 //! in full per pass; the series of the first four kinds left over are listed as unjudged with
 //! the reason (never a silent miss), and come first in the next pass while they still need
 //! it; quiet series left over keep their verdict a pass longer.
+//!
+//! What a kept "unjudged" can miss: a series whose older points come into its baseline
+//! window as it slides, with no new point of its own, is judged when its turn comes (within
+//! [`Bounds::refresh_ms`]), not at the first pass it could be; the reason listed (how many
+//! baseline points are known) is its last judgement's.
 //!
 //! What a kept verdict can miss that a full judgement would see: points outside the band of
 //! a baseline up to [`Bounds::refresh_ms`] newer but inside the older one's (a baseline slides
@@ -86,15 +95,51 @@ pub struct PassCounts {
     pub kept: u64,
     /// Series that needed a judgement and were left for a later pass (listed as unjudged).
     pub deferred: u64,
+    /// Of the series judged in full, why (see the module documentation).
+    pub why: WhyJudged,
+    /// Series that could not be judged, listed with the reason their last judgement gave
+    /// (no new point of theirs is known since).
+    pub kept_unjudged: u64,
+}
+
+/// How many series a pass judged in full for each reason, in the order they are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WhyJudged {
+    /// Raised in the previous pass.
+    pub raised: u64,
+    /// Their latest points left the band of their last judgement.
+    pub moved: u64,
+    /// New, or covered by a service start they were not judged with.
+    pub new: u64,
+    /// Their verdict is not kept: a young count that leaks, a start-up climb, a port whose
+    /// level is an upper bound.
+    pub unkept: u64,
+    /// Their verdict is not kept because they could not be judged (too few known points).
+    pub unjudged: u64,
+    /// Quiet, judged again as their turn came.
+    pub refresh: u64,
+}
+
+impl std::fmt::Display for WhyJudged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "raised {}, moved {}, new {}, unkept {}, unjudged {}, refresh {}",
+            self.raised, self.moved, self.new, self.unkept, self.unjudged, self.refresh
+        )
+    }
 }
 
 /// What the last full judgement of a series found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Judged {
     /// Time of the history's last point then (Unix ms).
     at: i64,
     /// The band it was judged quiet against; `None` when its verdict cannot be kept.
     band: Option<Band>,
+    /// Why it could not be judged, when it could not (too few known points): kept while
+    /// no new point of it is known.
+    unjudged: Option<Unjudged>,
     /// Whether it was raised.
     raised: bool,
     /// The latest service start covering it then (Unix ms).
@@ -174,6 +219,16 @@ fn may_break(points: &[Option<f64>], b: &Band, rule: &KindRule) -> Option<(f64, 
     furthest.filter(|_| step || ramp)
 }
 
+/// Whether `points` (a series of `history`) has a known point after `at` (Unix ms).
+fn known_after(history: &CounterHistory, points: &[Option<f64>], at: i64) -> bool {
+    let step = history.step_ms.max(1);
+    let next = (at - history.start_unix_ms + step / 2).div_euclid(step) + 1;
+    let next = usize::try_from(next.max(0)).unwrap_or(usize::MAX);
+    points
+        .get(next..)
+        .is_some_and(|new| new.iter().any(Option::is_some))
+}
+
 impl Detector {
     /// A detector with these bounds and no series judged yet.
     pub fn new(bounds: Bounds) -> Detector {
@@ -218,6 +273,9 @@ impl Detector {
         };
         let mut needs: Vec<(Need, usize)> = Vec::new();
         let mut quiet = 0usize;
+        // Series that could not be judged and have no known point since: their verdict is
+        // kept as a quiet one's is (judged again as their turn comes).
+        let mut held = vec![false; history.series.len()];
         for (i, series) in history.series.iter().enumerate() {
             if matches!(series.key, SeriesKey::Runtime { .. }) {
                 continue;
@@ -226,6 +284,15 @@ impl Detector {
                 None => Need::New,
                 Some(j) if j.started != started_of(&series.key) => Need::New,
                 Some(j) if j.raised => Need::Raised,
+                Some(Judged {
+                    band: None,
+                    unjudged: Some(_),
+                    at,
+                    ..
+                }) if !known_after(history, &series.points, *at) => {
+                    held[i] = true;
+                    Need::Refresh(-(now - at))
+                }
                 Some(Judged { band: None, .. }) => Need::Unkept,
                 Some(Judged {
                     band: Some(b), at, ..
@@ -249,7 +316,8 @@ impl Detector {
         // of itself at most before a series is judged again: a short one (tests shorten it
         // to seconds) is all new within a refresh time meant for minutes.
         let refresh_ms = self.bounds.refresh_ms.min(config.baseline_ms / 20).max(0);
-        let refresh = quiet.saturating_mul(usize::try_from(step).unwrap_or(usize::MAX))
+        let holding = held.iter().filter(|h| **h).count();
+        let refresh = (quiet + holding).saturating_mul(usize::try_from(step).unwrap_or(usize::MAX))
             / usize::try_from(refresh_ms.max(1)).unwrap_or(usize::MAX)
             + 1;
         let mut refreshing = 0usize;
@@ -257,6 +325,7 @@ impl Detector {
         let mut only = vec![false; history.series.len()];
         let mut deferred: Vec<(Need, usize)> = Vec::new();
         let mut judged = 0usize;
+        let mut why = WhyJudged::default();
         for &(need, i) in &needs {
             if let Need::Refresh(age) = need {
                 if refreshing >= refresh && -age < refresh_ms {
@@ -267,7 +336,22 @@ impl Detector {
             if judged < self.bounds.max_judged {
                 only[i] = true;
                 judged += 1;
-                refreshed += usize::from(matches!(need, Need::Refresh(_)));
+                refreshed += usize::from(matches!(need, Need::Refresh(_)) && !held[i]);
+                *match need {
+                    Need::Raised => &mut why.raised,
+                    Need::Moved(..) => &mut why.moved,
+                    Need::New => &mut why.new,
+                    Need::Unkept
+                        if self
+                            .judged
+                            .get(&history.series[i].key)
+                            .is_some_and(|j| j.unjudged.is_some()) =>
+                    {
+                        &mut why.unjudged
+                    }
+                    Need::Unkept => &mut why.unkept,
+                    Need::Refresh(_) => &mut why.refresh,
+                } += 1;
             } else if !matches!(need, Need::Refresh(_)) {
                 deferred.push((need, i));
             }
@@ -275,6 +359,8 @@ impl Detector {
         let (mut report, bands) = judge_series(history, limits, starts, config, Some(&only));
         let raised: std::collections::HashSet<&SeriesKey> =
             report.anomalies.iter().map(|a| &a.key).collect();
+        let unjudged: HashMap<&SeriesKey, &Unjudged> =
+            report.unjudged.iter().map(|u| (&u.key, u)).collect();
         for (i, series) in history.series.iter().enumerate() {
             if !only[i] {
                 continue;
@@ -284,10 +370,37 @@ impl Detector {
                 Judged {
                     at: now,
                     band: bands[i],
+                    unjudged: unjudged.get(&series.key).map(|u| (*u).clone()),
                     raised: raised.contains(&series.key),
                     started: started_of(&series.key),
                 },
             );
+        }
+        // The verdicts held, in the history's order as a full judgement lists them.
+        let mut kept_unjudged = 0usize;
+        for (i, series) in history.series.iter().enumerate() {
+            if !held[i] || only[i] {
+                continue;
+            }
+            if let Some(u) = self
+                .judged
+                .get(&series.key)
+                .and_then(|j| j.unjudged.clone())
+            {
+                report.unjudged.push(u);
+                kept_unjudged += 1;
+            }
+        }
+        if kept_unjudged > 0 {
+            let position: HashMap<&SeriesKey, usize> = history
+                .series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (&s.key, i))
+                .collect();
+            report
+                .unjudged
+                .sort_by_key(|u| position.get(&u.key).copied().unwrap_or(usize::MAX));
         }
         let needing = needs
             .iter()
@@ -324,12 +437,14 @@ impl Detector {
                 history.series.iter().map(|s| &s.key).collect();
             self.judged.retain(|k, _| present.contains(k));
         }
-        let kept = quiet - refreshed;
+        let kept = quiet.saturating_sub(refreshed);
         report.series_judged += kept as u64;
         self.last = PassCounts {
             judged: judged as u64,
             kept: kept as u64,
             deferred: deferred.len() as u64,
+            why,
+            kept_unjudged: kept_unjudged as u64,
         };
         report
     }
@@ -513,6 +628,68 @@ mod tests {
         assert!(
             median <= 12,
             "median series judged in full: {median} ({judged:?})"
+        );
+    }
+
+    #[test]
+    fn a_series_that_came_and_went_keeps_its_unjudged_verdict_until_a_point_of_it_is_known() {
+        // Five quiet port groups, and connections to a port seen for 10 s six minutes ago,
+        // gone since, and back at 880 s.
+        let len = 900;
+        let mut series = node(5, len);
+        let gone = port_state(7000, PortSide::Remote, SocketState::Established);
+        let mut g = vec![None; len];
+        for p in &mut g[500..510] {
+            *p = Some(3.0);
+        }
+        g[880] = Some(2.0);
+        series.push((gone.clone(), g));
+        let h = history(series);
+        let config = AnomalyConfig::default();
+        let unjudged = |r: &AnomalyReport| {
+            let mut keys: Vec<SeriesKey> = r.unjudged.iter().map(|u| u.key.clone()).collect();
+            keys.sort();
+            keys
+        };
+        let reason = |r: &AnomalyReport| {
+            r.unjudged
+                .iter()
+                .find(|u| u.key == gone)
+                .map(|u| u.reason.clone())
+        };
+        let mut detector = Detector::new(Bounds::default());
+        let first = detector.detect(&at(&h, 860), &[], &[], &config);
+        let why = reason(&detect(&at(&h, 860), &[], &[], &config)).expect("unjudged in full");
+        assert_eq!(reason(&first).as_deref(), Some(why.as_str()));
+        let mut judged_again = 0;
+        for end in 861..=880 {
+            let now = at(&h, end);
+            let report = detector.detect(&now, &[], &[], &config);
+            let full = detect(&now, &[], &[], &config);
+            // Listed as the full judgement lists it, with the same reason.
+            assert_eq!(unjudged(&report), unjudged(&full), "at {end} s");
+            assert_eq!(reason(&report), reason(&full), "at {end} s");
+            assert_eq!(raised(&report), raised(&full), "at {end} s");
+            let pass = detector.last_pass();
+            assert_eq!(
+                pass.why.unjudged + pass.why.unkept,
+                0,
+                "at {end} s: {pass:?}"
+            );
+            judged_again += usize::from(pass.kept_unjudged == 0);
+        }
+        // Judged again in full as quiet series are (within the refresh time), not each pass.
+        assert!(
+            (1..=3).contains(&judged_again),
+            "judged again {judged_again} times"
+        );
+        // A point of it known again: judged in full at the next pass.
+        detector.detect(&at(&h, 881), &[], &[], &config);
+        assert_eq!(
+            detector.last_pass().why.unjudged,
+            1,
+            "{:?}",
+            detector.last_pass()
         );
     }
 

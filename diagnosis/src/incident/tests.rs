@@ -1620,6 +1620,7 @@ fn a_counter_still_out_of_its_range_keeps_the_incident_active_after_the_window()
             key: key.clone(),
             points: vec![Some(100.0), Some(last), Some(last), Some(last)],
         }],
+        ..CounterHistory::default()
     };
     let first = run_with(
         &mut tracker,
@@ -1724,6 +1725,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
                 .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
                 .collect(),
         }],
+        ..CounterHistory::default()
     };
     let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
     let services = chain();
@@ -1824,6 +1826,7 @@ fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_lea
                 points: from_start(&|t| 20.0 + (t % 3.0)),
             },
         ],
+        ..CounterHistory::default()
     };
     let services = chain();
     let rules = HintRules::builtin().unwrap();
@@ -1919,6 +1922,7 @@ fn a_counter_that_went_back_does_not_revive_a_healed_incident_when_it_moves_agai
                 points: (0..len).map(|_| Some(264.0)).collect(),
             },
         ],
+        ..CounterHistory::default()
     };
     let eof = blamed(
         pattern("eof", "Get \"<url>\": EOF", &["gateway"], T0, &["t1"]),
@@ -2075,6 +2079,7 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
             start_unix_ms: start,
             step_ms: 1000,
             series,
+            ..CounterHistory::default()
         }
     };
     let rise = |reached: f64| rising(tw.clone(), T0, 4.0, reached);
@@ -2187,6 +2192,7 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
                     .collect(),
             },
         ],
+        ..CounterHistory::default()
     };
     let mut rose = anomaly(fds.clone(), T0);
     rose.before = 11.0;
@@ -2417,6 +2423,7 @@ fn a_storm_on_a_port_whose_service_just_started_is_an_incident_within_seconds() 
                     points: (0..len).map(|i| counted(i, 25.0)).collect(),
                 },
             ],
+            ..CounterHistory::default()
         }
     };
     let rules = HintRules::builtin().unwrap();
@@ -2702,6 +2709,7 @@ fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_e
                 .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
                 .collect(),
         }],
+        ..CounterHistory::default()
     };
     let mut eof = blamed(
         pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),

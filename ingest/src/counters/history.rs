@@ -46,6 +46,9 @@ pub struct History {
     tick: u64,
     series: HashMap<SeriesKey, Series>,
     evicted: u64,
+    /// Changes whenever points already recorded may read otherwise (see
+    /// [`History::generation`]).
+    generation: u64,
 }
 
 /// The points of some series at one resolution, oldest first.
@@ -88,7 +91,34 @@ impl History {
             tick: 0,
             series: HashMap::new(),
             evicted: 0,
+            generation: 0,
         }
+    }
+
+    /// Changes whenever points already recorded may read otherwise: a series evicted, dropped
+    /// or forgotten (one recorded again under its key has gaps where the old one had points),
+    /// a restore, samples absorbed. Appending a sample (new series included: gaps before
+    /// their first point) and the oldest points leaving the rings do not change it. A reader
+    /// that keeps the points it read and asks only for newer ones ([`History::seconds_after`])
+    /// reads them all again when it changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Makes this history's generation differ from `other`'s (this one replaces it).
+    pub fn follows(&mut self, other: &History) {
+        self.generation = self.generation.max(other.generation).wrapping_add(1);
+    }
+
+    /// Number of the newest sample recorded (1 for the first; a restore numbers the restored
+    /// samples from 1): the sample point `k` places before the newest is sample `tick - k`.
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// Sample points kept (the per-sample ring's length).
+    pub fn sample_points(&self) -> usize {
+        self.second_times.len()
     }
 
     /// Whether the series is being kept.
@@ -187,8 +217,12 @@ impl History {
         }
         let tick = self.tick;
         let horizon = (self.second_cap as u64).saturating_add(self.minute_cap as u64 * 60);
+        let before = self.series.len();
         self.series
             .retain(|_, s| tick.saturating_sub(s.last_seen_tick) <= horizon);
+        if self.series.len() != before {
+            self.generation = self.generation.wrapping_add(1);
+        }
         for series in self.series.values_mut() {
             if series.last_seen_tick != tick {
                 push_capped(&mut series.seconds, f32::NAN, self.second_cap);
@@ -212,6 +246,7 @@ impl History {
         match oldest {
             Some(key) => {
                 self.series.remove(&key);
+                self.generation = self.generation.wrapping_add(1);
                 true
             }
             None => false,
@@ -244,6 +279,21 @@ impl History {
         resolution_seconds: u64,
     ) -> HistoryView {
         self.view(keep, max_points, resolution_seconds, true)
+    }
+
+    /// The sample points after sample number `after` (see [`History::tick`]), at most
+    /// `max_points`, of the series `keep` accepts: every series is listed, with as many
+    /// points as the view's times (none when nothing is newer). What a reader that keeps the
+    /// points it read copies under the store's lock.
+    pub fn seconds_after(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        after: u64,
+        max_points: usize,
+        resolution_seconds: u64,
+    ) -> HistoryView {
+        let newer = usize::try_from(self.tick.saturating_sub(after)).unwrap_or(usize::MAX);
+        self.view(keep, newer.min(max_points), resolution_seconds, true)
     }
 
     /// The last `max_points` minute points (closed minutes only) of the series `keep`
@@ -340,6 +390,7 @@ impl History {
         if !self.second_times.is_empty() || !self.series.is_empty() {
             return Err("the history already holds samples".to_owned());
         }
+        self.generation = self.generation.wrapping_add(1);
         let window = |times: &[i64], from: i64, cap: usize| {
             let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
             let start = times[..end].iter().take_while(|&&t| t < from).count();
@@ -519,6 +570,7 @@ impl History {
                 ));
             }
         }
+        self.follows(live);
         let n = live.second_times.len();
         for (i, &time) in live.second_times.iter().enumerate() {
             let values: Vec<(SeriesKey, f64)> = live
@@ -540,6 +592,9 @@ impl History {
     pub fn forget(&mut self, drop: impl Fn(&SeriesKey) -> bool) -> usize {
         let before = self.series.len();
         self.series.retain(|key, _| !drop(key));
+        if self.series.len() != before {
+            self.generation = self.generation.wrapping_add(1);
+        }
         before - self.series.len()
     }
 }
@@ -681,6 +736,43 @@ mod tests {
         // Every series seen in this sample: the newcomer is dropped, not an old one.
         h.record(3000, &[gauge("b", 1.0), gauge("c", 1.0), gauge("d", 1.0)]);
         assert!(h.contains(&key("b")) && h.contains(&key("c")) && !h.contains(&key("d")));
+    }
+
+    #[test]
+    fn a_reader_of_the_new_points_is_told_when_older_ones_changed() {
+        let mut h = History::new(3, 10, 2);
+        h.record(0, &[gauge("a", 1.0)]);
+        h.record(1000, &[gauge("a", 2.0), gauge("b", 5.0)]);
+        let (generation, tick) = (h.generation(), h.tick());
+        assert_eq!(tick, 2);
+        // New samples, a new series and the ring wrapping change no point already read.
+        h.record(2000, &[gauge("a", 3.0), gauge("b", 6.0)]);
+        h.record(3000, &[gauge("a", 4.0)]);
+        assert_eq!(h.generation(), generation);
+        let new = h.seconds_after(|_| true, tick, usize::MAX, 1);
+        assert_eq!(new.times_unix_ms, vec![2000, 3000]);
+        assert_eq!(new.series[&key("a")], vec![Some(3.0), Some(4.0)]);
+        assert_eq!(new.series[&key("b")], vec![Some(6.0), None]);
+        let none = h.seconds_after(|_| true, h.tick(), usize::MAX, 1);
+        assert!(none.times_unix_ms.is_empty() && none.series[&key("a")].is_empty());
+        // Behind by more than the ring: the whole ring.
+        assert_eq!(
+            h.seconds_after(|_| true, 0, usize::MAX, 1)
+                .times_unix_ms
+                .len(),
+            3
+        );
+        // An eviction does: a series recorded again under the old key has gaps where the
+        // old one had points.
+        h.record(4000, &[gauge("a", 5.0), gauge("c", 1.0)]);
+        assert!(!h.contains(&key("b")));
+        let evicted = h.generation();
+        assert_ne!(evicted, generation);
+        assert_eq!(h.forget(|k| k == &key("c")), 1);
+        assert_ne!(h.generation(), evicted);
+        let mut restored = History::new(3, 10, 2);
+        restored.follows(&h);
+        assert!(restored.generation() > h.generation());
     }
 
     #[test]

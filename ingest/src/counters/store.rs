@@ -237,13 +237,30 @@ pub struct StoreBounds {
     pub task_targets_rejected: u64,
 }
 
-/// History at both resolutions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// History at both resolutions. Two blocks are equal when their points are (whatever the
+/// generations and sample numbers of the histories they were read from).
+#[derive(Debug, Clone, Serialize)]
 pub struct HistoryBlock {
     /// One point per sample (15 min at 1 s by default).
     pub seconds: HistoryView,
     /// One point per minute (24 h by default).
     pub minutes: HistoryView,
+    /// The history's generation (see [`History::generation`]): a reader keeping the points
+    /// it read reads them all again when it changed.
+    #[serde(skip)]
+    pub generation: u64,
+    /// Number of the newest sample point (see [`History::tick`]).
+    #[serde(skip)]
+    pub tick: u64,
+    /// Sample points the store keeps (`seconds` may hold only the newest of them).
+    #[serde(skip)]
+    pub sample_points: usize,
+}
+
+impl PartialEq for HistoryBlock {
+    fn eq(&self, other: &HistoryBlock) -> bool {
+        self.seconds == other.seconds && self.minutes == other.minutes
+    }
 }
 
 /// What a reader gets: current values, deltas, statuses and (optionally) history.
@@ -309,6 +326,10 @@ pub struct SnapshotOptions {
     /// minutes view is empty. A reader of the per-sample history alone (the diagnosis, once a
     /// second) need not copy a day of every series.
     pub minutes: bool,
+    /// Only the sample points after this sample number ([`HistoryBlock::tick`] of an earlier
+    /// snapshot), for a reader that keeps the points it read: under the store's lock, the
+    /// copy is of the new points, not of 15 minutes of every series.
+    pub seconds_after: Option<u64>,
 }
 
 impl Default for SnapshotOptions {
@@ -318,6 +339,7 @@ impl Default for SnapshotOptions {
             kind: None,
             max_points: usize::MAX,
             minutes: true,
+            seconds_after: None,
         }
     }
 }
@@ -1079,6 +1101,7 @@ impl CounterStore {
         } else {
             inner.restored_owners = Some(owners);
         }
+        history.follows(&inner.history);
         inner.history = history;
         inner.restored_targets = targets;
         Ok(restored)
@@ -1110,12 +1133,16 @@ impl CounterStore {
             })
             .collect();
         let keep = |key: &SeriesKey| options.kind.is_none_or(|kind| key.kind() == kind);
+        let resolution = self.interval_ms.div_ceil(1000).max(1);
         let history = options.history.then(|| HistoryBlock {
-            seconds: inner.history.seconds(
-                keep,
-                options.max_points,
-                self.interval_ms.div_ceil(1000).max(1),
-            ),
+            seconds: match options.seconds_after {
+                Some(after) => {
+                    inner
+                        .history
+                        .seconds_after(keep, after, options.max_points, resolution)
+                }
+                None => inner.history.seconds(keep, options.max_points, resolution),
+            },
             minutes: if options.minutes {
                 inner.history.minutes(keep, options.max_points)
             } else {
@@ -1125,6 +1152,9 @@ impl CounterStore {
                     series: BTreeMap::new(),
                 }
             },
+            generation: inner.history.generation(),
+            tick: inner.history.tick(),
+            sample_points: inner.history.sample_points(),
         });
         let departed_ports = match (&inner.sockets, options.history) {
             (Some(view), true) => departed_ports(&inner.history, view),
