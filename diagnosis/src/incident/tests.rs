@@ -2850,6 +2850,7 @@ fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one(
                 .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
                 .collect(),
         }],
+        ..CounterHistory::default()
     };
     let failing = |id: &str, text: &str, onset: i64| {
         let mut p = blamed(
