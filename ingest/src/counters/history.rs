@@ -15,6 +15,7 @@
 //! [`History::evicted`]); a series not seen for longer than both windows is dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 
 use faultline_series::SeriesKey;
 use serde::{Serialize, Serializer};
@@ -49,6 +50,18 @@ pub struct History {
     /// Changes whenever points already recorded may read otherwise (see
     /// [`History::generation`]).
     generation: u64,
+}
+
+/// What a restore keeps of a saved history ([`History::restore_bounds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreBounds {
+    /// The sample times kept (indexes into the saved ones).
+    pub seconds: Range<usize>,
+    /// The minutes kept.
+    pub minutes: Range<usize>,
+    /// At most this many series are kept: those seen most recently (the position of their
+    /// last sample point among the kept ones), the first in key order among equals.
+    pub max_series: usize,
 }
 
 /// The points of some series at one resolution, oldest first.
@@ -148,6 +161,11 @@ impl History {
                     .reduce(f32::max);
                 (key, peak)
             })
+    }
+
+    /// The time of the newest sample point, if any.
+    pub fn newest_sample_time(&self) -> Option<i64> {
+        self.second_times.back().copied()
     }
 
     /// Series evicted so far to respect the bound.
@@ -372,6 +390,29 @@ impl History {
         }
     }
 
+    /// What [`History::restore`] keeps of a saved history with these axes (see there): a
+    /// reader of a saved history builds only that, so a large or hostile file costs no more
+    /// memory than the history it restores.
+    pub fn restore_bounds(
+        &self,
+        second_times: &[i64],
+        minute_times: &[i64],
+        seconds_from_unix_ms: i64,
+        minutes_from_unix_ms: i64,
+        now_unix_ms: i64,
+    ) -> RestoreBounds {
+        let window = |times: &[i64], from: i64, cap: usize| {
+            let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
+            let start = times[..end].iter().take_while(|&&t| t < from).count();
+            start.max(end.saturating_sub(cap))..end
+        };
+        RestoreBounds {
+            seconds: window(second_times, seconds_from_unix_ms, self.second_cap),
+            minutes: window(minute_times, minutes_from_unix_ms, self.minute_cap),
+            max_series: self.max_series,
+        }
+    }
+
     /// Fills an empty history with `saved` points (an agent's start), leaving out the sample
     /// points older than `seconds_from_unix_ms`, the minutes older than
     /// `minutes_from_unix_ms` and every point after `now_unix_ms` (a clock set back since: a
@@ -391,13 +432,15 @@ impl History {
             return Err("the history already holds samples".to_owned());
         }
         self.generation = self.generation.wrapping_add(1);
-        let window = |times: &[i64], from: i64, cap: usize| {
-            let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
-            let start = times[..end].iter().take_while(|&&t| t < from).count();
-            start.max(end.saturating_sub(cap))..end
-        };
-        let seconds = window(&saved.second_times, seconds_from_unix_ms, self.second_cap);
-        let minutes = window(&saved.minute_times, minutes_from_unix_ms, self.minute_cap);
+        let RestoreBounds {
+            seconds, minutes, ..
+        } = self.restore_bounds(
+            &saved.second_times,
+            &saved.minute_times,
+            seconds_from_unix_ms,
+            minutes_from_unix_ms,
+            now_unix_ms,
+        );
         self.second_times = saved.second_times[seconds.clone()]
             .iter()
             .copied()
