@@ -7,8 +7,9 @@ The load (one generator process, this script's child):
     directory, in the three styles the services write (JSON, logfmt, plain), about 5 % of them
     errors drawn from a handful of kinds with varying parameters (ids, ports, durations);
   * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
-    services, about 2 % failing, sent in batches every 100 ms as an SDK's batch processor
-    does;
+    services, about 2 % failing, sent in batches every 100 ms over one kept-alive connection
+    as an SDK's batch processor and exporter do (--connection-per-request: a new connection
+    per batch and per task scrape, as the figures before 2026-12-05 20:00 UTC were taken);
   * TASKS task targets (default 1; a Prometheus text page with a goroutine count each) the
     agent scrapes;
   * with --churn N, N loopback connections opened and closed per second (each leaves a socket
@@ -35,11 +36,13 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
        [--spans 1000] [--churn 0] [--tasks 1] [--sample 10] [--bin PATH] [--json OUT]
+       [--connection-per-request] [--config AGENT.toml]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -192,6 +195,11 @@ def trace_batch(count, rng):
 
 
 class Goroutines(BaseHTTPRequestHandler):
+    # Keep-alive, as a Go service's pprof or Prometheus page (net/http) answers the agent's
+    # scrape once a second; HTTP/1.0 made it a new connection a second (with
+    # --connection-per-request, still so).
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         body = b"# TYPE go_goroutines gauge\ngo_goroutines 42\n"
         self.send_response(200)
@@ -243,12 +251,18 @@ def generate(args):
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     rng = random.Random(args.seed)
     files = {s: open(os.path.join(args.logs, f"{s}.log"), "a", buffering=1) for s in SERVICES}
+    if args.connection_per_request:
+        Goroutines.protocol_version = "HTTP/1.0"
     for port in args.task_port.split(","):
         server = ThreadingHTTPServer(("127.0.0.1", int(port)), Goroutines)
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if args.churn > 0:
         threading.Thread(target=churn, args=(args.churn,), daemon=True).start()
-    url = f"http://{args.otlp_http}/v1/traces"
+    host, port = args.otlp_http.rsplit(":", 1)
+    # One connection kept alive, as the SDKs' OTLP/HTTP exporters do (Go's net/http, Java's
+    # OkHttp, Python's requests session); --connection-per-request opens one per batch (the
+    # load of the figures before 2026-12-05 20:00 UTC).
+    conn = None
     start = time.monotonic()
     lines_done = spans_done = spans_sent = 0
     tick = 0
@@ -265,13 +279,23 @@ def generate(args):
         want_spans = int(args.spans * elapsed) - spans_done
         if want_spans >= 4:
             body = json.dumps(trace_batch(want_spans, rng)).encode()
-            request = urllib.request.Request(
-                url, data=body, headers={"content-type": "application/json"})
             try:
-                urllib.request.urlopen(request, timeout=10).read()
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                conn.request("POST", "/v1/traces", body=body,
+                             headers={"content-type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
                 spans_sent += want_spans - want_spans % 4
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:
                 print(f"generator: export failed: {e}", file=sys.stderr)
+                conn.close()
+                conn = None
+            if args.connection_per_request and conn is not None:
+                conn.close()
+                conn = None
             spans_done += want_spans - want_spans % 4
         pause = due - time.monotonic()
         if pause > 0:
@@ -359,7 +383,8 @@ def run(args):
     agent = subprocess.Popen(
         [exe, "run", "--listen", f"127.0.0.1:{web}", "--otlp-grpc", f"127.0.0.1:{grpc}",
          "--otlp-http", f"127.0.0.1:{http}", "--data-dir", os.path.join(work, "data"),
-         "--log", os.path.join(logs, "*.log")] + task_args,
+         "--log", os.path.join(logs, "*.log")] + task_args
+        + (["--config", args.config] if args.config else []),
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.stderr"), "w"),
         env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     children = [agent]
@@ -379,7 +404,8 @@ def run(args):
              "--otlp-http", f"127.0.0.1:{http}", "--counts", counts_path,
              "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
-             "--churn", str(args.churn)])
+             "--churn", str(args.churn)]
+            + (["--connection-per-request"] if args.connection_per_request else []))
         children.append(generator)
 
         started = time.monotonic()
@@ -514,6 +540,11 @@ def main():
     parser.add_argument("--bin")
     parser.add_argument("--json")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--connection-per-request", action="store_true",
+                        help="a new connection for every OTLP batch and task scrape (default: "
+                        "kept alive, as SDK exporters and Go's net/http do)")
+    parser.add_argument("--config", help="a configuration file for the agent (default: none, "
+                        "the default configuration)")
     # The generator child's own arguments.
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logs", help=argparse.SUPPRESS)

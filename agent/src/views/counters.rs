@@ -625,6 +625,10 @@ mod tests {
             if i % 13 != 5 {
                 store.record_sample(churning_sample(t, i));
             }
+            // Now and then two or three samples between two reads (a pass that overran).
+            if i % 5 == 1 || i % 7 == 2 {
+                continue;
+            }
             let want = counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second);
             assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
             evicted = store
@@ -639,7 +643,7 @@ mod tests {
         let reads = kept.reads();
         // The first read, one a minute, and those after an eviction: most read the new
         // points only.
-        assert!(reads.since_last >= 75, "{reads:?}");
+        assert!(reads.since_last >= 50, "{reads:?}");
         assert!(reads.full >= 3, "{reads:?}");
     }
 
