@@ -313,8 +313,6 @@ def brief_incident(i):
     return {
         "id": i.get("id"), "title": i.get("title"), "active": i.get("active"),
         "onset_unix_ms": i.get("onset_unix_ms"), "ended_unix_ms": i.get("ended_unix_ms"),
-        # Failed requests counted once by trace, and apart from them the lines no trace holds.
-        "failures": i.get("failures"), "untraced_records": i.get("untraced_records"),
         "culprit": c.get("service"), "role": c.get("role"), "seen_in": c.get("seen_in"),
         "reasoning": c.get("reasoning"),
         "hints": [h.get("rule_id") + ": " + h.get("title", "") for h in i.get("hints", [])],

@@ -3122,3 +3122,83 @@ fn an_incident_continued_by_its_own_counter_keeps_its_patterns_and_failures() {
     assert_eq!(inc.trace_ids, first[0].trace_ids);
     assert_eq!(inc.counters.len(), 1, "{inc:#?}");
 }
+
+/// The unseen lab (healed, 2026-12-05): a connection-refused fault continued the slow-callee
+/// incident healed seven minutes before — its id, its onset, its pattern — through a
+/// TIME-WAIT churn both had listed as supporting evidence, still out of its range.
+#[test]
+fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one() {
+    let errors = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Errors,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // orders' error rate: up from T0 + 2 s and never back.
+    let history = CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: errors.clone(),
+            points: (0..600)
+                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
+                .collect(),
+        }],
+        ..CounterHistory::default()
+    };
+    let failing = |id: &str, text: &str, onset: i64| {
+        let mut p = blamed(
+            pattern(id, text, &["orders"], onset, &[id]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        p.last_seen_unix_ms = onset + 20_000;
+        p
+    };
+    let slow = failing(
+        "s",
+        "Get \"<url>\": net/http: timeout awaiting response headers",
+        T0 + 5_000,
+    );
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 25_000,
+        std::slice::from_ref(&slow),
+        report(vec![anomaly(errors.clone(), T0 + 2_000)]),
+        &history,
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    // Dated by its failures, not by the caller's error rate that moved first.
+    assert_eq!(first[0].onset_unix_ms, T0 + 5_000, "{first:#?}");
+
+    // Seven minutes later stock is killed; the error rate, never back in its range, is
+    // raised again near it.
+    let t = T0 + 420_000;
+    let refused = failing(
+        "b",
+        "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+        t,
+    );
+    let later = run_with(
+        &mut tracker,
+        t + 10_000,
+        std::slice::from_ref(&refused),
+        report(vec![anomaly(errors.clone(), t - 3_000)]),
+        &history,
+        &services,
+        &rules,
+    );
+    let live = later
+        .iter()
+        .find(|i| i.patterns.iter().any(|p| p.id == "b"))
+        .expect("the refusals' incident");
+    assert_ne!(live.id, first[0].id, "{later:#?}");
+    assert_eq!(live.onset_unix_ms, t, "{live:#?}");
+    let ids: Vec<&str> = live.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["b"], "{live:#?}");
+    let healed = later.iter().find(|i| i.id == first[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
+}

@@ -229,6 +229,9 @@ pub struct StoreBounds {
     pub max_series: usize,
     /// Series evicted to stay within it.
     pub series_evicted: u64,
+    /// Points the series hold over both rings (each series' points from its first known one
+    /// to its last; 4 bytes each), and the room their rings hold, in points.
+    pub points: (usize, usize),
     /// Task counters kept and their bound.
     pub task_targets: usize,
     /// The bound on task counters.
@@ -1198,6 +1201,7 @@ impl CounterStore {
                 series: inner.history.len(),
                 max_series: self.max_series,
                 series_evicted: inner.history.evicted(),
+                points: inner.history.stored_points(),
                 task_targets: inner.tasks.len(),
                 max_task_targets: self.max_task_targets,
                 task_targets_rejected: inner.task_rejected,
