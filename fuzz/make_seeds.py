@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the first seeds of the fuzz corpora (see README.md); the corpora in corpus/ grew from
-them under the fuzzer and were minimised (`cargo fuzz cmin`). Run as `fuzz/make_seeds.py [STATE_JSON [COUNTERS_JSON]]`
+them under the fuzzer and were minimised (`cargo fuzz cmin`). Run as `fuzz/make_seeds.py [STATE_JSON [COUNTERS_JSON [DATA_DIR]]]`
 with the shared data next to the repository (`../shared/data`); it only adds files, named by
 content hash.
 
@@ -226,6 +226,39 @@ def counters(path):
         write("counters", json.dumps(few, separators=(",", ":")))
 
 
+def counter_files(data_dir):
+    """`counters.bin` and `counters-minutes.log` an agent wrote into `data_dir` (run it three
+    minutes or more, so that minutes closed and were appended): as the `counter_files`
+    harness reads its input (a flags byte, the length of counters.bin's part, that part,
+    then the log's). Both files, each alone, with their checksums set right by the harness
+    (after a change of a byte in their content), the log cut in the middle of a record, and
+    counters.bin cut short. The harness starts 5 s after the times they name, so their
+    times are kept."""
+    def read(name):
+        with open(os.path.join(data_dir, name), "rb") as f:
+            return f.read()
+
+    seconds, minutes = read("counters.bin"), read("counters-minutes.log")
+
+    def seed(flags, seconds, minutes):
+        write("counter_files", bytes([flags]) + len(seconds).to_bytes(4, "little") + seconds + minutes)
+
+    seed(3, seconds, minutes)
+    seed(1, seconds, b"")
+    seed(2, b"", minutes)
+    seed(3, seconds, minutes[: len(minutes) - 3])
+    seed(3, seconds[: len(seconds) // 2], minutes)
+    # A byte of content changed, the checksums set right again: the decoders see it.
+    if len(seconds) > 40:
+        changed = bytearray(seconds)
+        changed[20] ^= 0x01
+        seed(7, bytes(changed), minutes)
+    if len(minutes) > 40:
+        changed = bytearray(minutes)
+        changed[30] ^= 0x01
+        seed(7, seconds, bytes(changed))
+
+
 CONFIGS = [
     '[web]\nlisten = "127.0.0.1:0"\ntoken = "web-token-0123456789abcdef"\n[web.tls]\n'
     'cert_file = "cert.pem"\nkey_file = "key.pem"\n[otlp]\ngrpc_listen = "127.0.0.1:0"\n'
@@ -260,3 +293,5 @@ if __name__ == "__main__":
         states(sys.argv[1])
     if len(sys.argv) > 2:
         counters(sys.argv[2])
+    if len(sys.argv) > 3:
+        counter_files(sys.argv[3])

@@ -1,4 +1,4 @@
-//! The fuzz corpora of the agent's targets (`fuzz/corpus/{config,state,counters}`) replayed on stable
+//! The fuzz corpora of the agent's targets (`fuzz/corpus/{config,state,counters,counter_files}`) replayed on stable
 //! through the same harnesses the fuzz targets run (`fuzz/harness/`), so that the test
 //! command covers every input the fuzzer kept, including those that once crashed.
 
@@ -8,6 +8,8 @@ use std::path::Path;
 mod config;
 #[path = "../../fuzz/harness/corpus.rs"]
 mod corpus;
+#[path = "../../fuzz/harness/counter_files.rs"]
+mod counter_files;
 #[path = "../../fuzz/harness/counters.rs"]
 mod counters;
 #[path = "../../fuzz/harness/state.rs"]
@@ -30,4 +32,9 @@ fn state_corpus() {
 #[test]
 fn counters_corpus() {
     corpus::replay(repo(), "counters", counters::run);
+}
+
+#[test]
+fn counter_files_corpus() {
+    corpus::replay(repo(), "counter_files", counter_files::run);
 }

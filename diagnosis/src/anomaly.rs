@@ -476,6 +476,14 @@ pub(crate) fn judge_series(
                 clock(history.time(at))
             ),
         };
+        // Why a series has no settled baseline yet ("first seen at …, after the agent
+        // started"), for the unjudged reason and a young storm's evidence.
+        let why_young = || {
+            start
+                .as_ref()
+                .map(|(i, s)| started_text(s, *i))
+                .unwrap_or_default()
+        };
         // A TIME-WAIT storm beginning with its series (or soon after its service's start) is
         // judged on its climb from its first points, before its baseline exists.
         let young_storm = |why: &str| {
@@ -508,10 +516,7 @@ pub(crate) fn judge_series(
                 .filter(|a| !pool_turned_over(history, a, base, len))
         };
         if series_split >= len {
-            let why = start
-                .as_ref()
-                .map(|(i, s)| started_text(s, *i))
-                .unwrap_or_default();
+            let why = why_young();
             if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
@@ -553,10 +558,7 @@ pub(crate) fn judge_series(
                 report.anomalies.push(a);
                 continue;
             }
-            let why = start
-                .as_ref()
-                .map(|(i, s)| started_text(s, *i))
-                .unwrap_or_default();
+            let why = why_young();
             if let Some(a) = young_storm(&why) {
                 report.anomalies.push(a);
                 continue;
@@ -627,6 +629,20 @@ pub(crate) fn judge_series(
             let settled = settled.as_ref()?;
             judge(history, &series.key, &points, series_split, settled, limit)
         });
+        // A storm that began inside a young series' baseline, after the series sat at its
+        // floor, is no break of that baseline: read as its start-up climb, it is judged
+        // against itself; with only its first seconds in the baseline, the baseline bursts
+        // and no point of the search window leaves a band it was inside. Judged on its climb
+        // as while too young. Seen on the demo's time-wait with a 10 s baseline beside other
+        // churn: raised while too young, then never again (no incident in 25 s); or first
+        // raised 16 s after the storm began.
+        if judged.is_none() {
+            let why = why_young();
+            if let Some(a) = young_storm(&why) {
+                report.anomalies.push(a);
+                continue;
+            }
+        }
         let Some(mut a) = judged.filter(|a| !pool_turned_over(history, a, &base, len)) else {
             match leaked(&base) {
                 Some(a) => report.anomalies.push(a),
@@ -2096,6 +2112,56 @@ mod tests {
         assert_eq!(a.before, 0.0, "{a:#?}");
         assert_eq!(a.changed_at_unix_ms, h.time(storm));
         assert!(!a.evidence.contains("upper bound"), "{}", a.evidence);
+    }
+
+    #[test]
+    fn a_storm_that_begins_inside_a_young_ports_baseline_is_raised_and_stays_raised() {
+        // `faultline demo --scenario time-wait --baseline 10` beside other programs' churn.
+        // The service's port is counted from its start (a listener and a pooled connection);
+        // its caller's storm, 15 closes a second, begins inside the port's first baseline
+        // (after its 15 s start-up, before its 30 points). Two ways it went unraised:
+        // - well inside (10 storm points in the baseline): read as the port's start-up
+        //   climb, the storm was judged against itself (recorded: no incident in 25 s);
+        // - its first 3 points in the baseline: the baseline burst, and no point of the
+        //   search window left a band it was inside (recorded: raised 16 s after it began,
+        //   only once the baseline grew enough to read a climb).
+        let group = SeriesKey::PortTotal {
+            port: 8080,
+            side: PortSide::Remote,
+        };
+        let tw = port_state(8080, PortSide::Remote, SocketState::TimeWait);
+        let other = SeriesKey::PortTotal {
+            port: 40000,
+            side: PortSide::Remote,
+        };
+        // Counted from 150 s: start-up until 165 s, its 30 baseline points until 195 s.
+        let (started, len) = (150, 260);
+        for storm in [185, 192] {
+            let tws: Vec<Option<f64>> = (0..len)
+                .map(|i| (i >= storm).then(|| 15.0 * (i - storm + 1) as f64))
+                .collect();
+            let counted: Vec<Option<f64>> = (0..len)
+                .map(|i| (i >= started).then(|| 2.0 + tws[i].unwrap_or(0.0)))
+                .collect();
+            let h = history(vec![
+                (other.clone(), noisy(len, 220.0, 30.0, 21)),
+                (group.clone(), counted),
+                (tw.clone(), tws),
+            ]);
+            let raised = raised_at(&h, &tw, storm, len - 1).expect("raised");
+            assert!(
+                raised <= storm + 8,
+                "storm at {storm}: raised {} s after it began",
+                raised - storm
+            );
+            // Raised at every second after, while it climbs (its incident stays active).
+            for end in raised..storm + 55 {
+                let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
+                let a = report.anomalies.iter().find(|a| a.key == tw);
+                let a = a.unwrap_or_else(|| panic!("storm at {storm}: not raised at {end}"));
+                assert_eq!(a.before, 0.0, "storm at {storm}, at {end}: {a:#?}");
+            }
+        }
     }
 
     #[test]

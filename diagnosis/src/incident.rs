@@ -729,15 +729,24 @@ impl IncidentTracker {
         // incidents that held it then (which keep the counts they had, see
         // [`Incident::recount`]). Seen on the unseen lab: after a close-wait leak, a killed
         // callee's incident was titled by the echo and would have counted its 147 earlier
-        // failures as its own.
+        // failures as its own. It stays retold for the rest of its run: an incident that holds
+        // it as an echo now (same onset: the same run) says so, whatever became of the
+        // incident that held it before. Seen on the unseen lab, one agent through all faults:
+        // the slow callee's incident, rebuilt from its timeout pattern (still emerging) without
+        // the echo, no longer held it after one update, and the close-wait leak's incident then
+        // counted the echo's 200 failures of the slow fault as its own (409 for 213 failed
+        // requests).
         let retold: BTreeSet<&str> = input
             .patterns
             .iter()
             .filter(|p| {
                 self.incidents.iter().any(|k| {
-                    k.patterns
-                        .iter()
-                        .any(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+                    k.patterns.iter().any(|x| {
+                        x.id == p.id
+                            && (x.last_seen_unix_ms < p.onset_unix_ms
+                                || (x.counted_as == CountedAs::Echo
+                                    && x.onset_unix_ms == p.onset_unix_ms))
+                    })
                 })
             })
             .map(|p| p.id.as_str())
@@ -913,11 +922,18 @@ enum Secondary {
 /// connections to it open, `ESTAB →:<callee>` climbed 2 → 51 before its CLOSE-WAIT did, and
 /// was the first incident, blaming the callee whose port it was.
 ///
-/// The total of the callers' sockets towards a listener's port is such a series too: it holds
-/// every state, and a state that says who misuses connections is judged on its own series.
-/// Seen on the demo's and the Go lab's close-wait faults: the callee never closed, its
-/// callers' side of each connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an
-/// incident of its own blaming the caller, beside the callee's CLOSE-WAIT leak.
+/// So are the established connections on the listener's own side of its port: the same
+/// connections seen from the listener (seen on the unseen lab's close-wait fault, `ESTAB
+/// :<callee>` 2 → 73 in 8 s led the callee's false incident beside its caller's leak).
+///
+/// The total of the sockets on a listener's port, on either side, is such a series too: it
+/// holds every state, and a state that says who misuses connections is judged on its own
+/// series. Seen on the demo's and the Go lab's close-wait faults: the callee never closed,
+/// its callers' side of each connection waited in FIN-WAIT-2, and `sockets →:<callee>` was an
+/// incident of its own blaming the caller, beside the callee's CLOSE-WAIT leak. Seen on the
+/// unseen lab, one agent through all faults: the listener's own side, `sockets :<callee>`,
+/// rose with the TIME-WAIT of its caller's storm (3 → 724) and with the FIN-WAIT-2 of its
+/// caller's leak (4 → 504), and each time was an incident "in" the callee beside the caller's.
 fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<String> {
     let port = match key {
         SeriesKey::PortState {
@@ -925,10 +941,12 @@ fn callers_connections(key: &SeriesKey, services: &[ServiceFacts]) -> Option<Str
             side: PortSide::Remote,
             state,
         } if !matches!(state, SocketState::TimeWait | SocketState::CloseWait) => port,
-        SeriesKey::PortTotal {
+        SeriesKey::PortState {
             port,
-            side: PortSide::Remote,
+            side: PortSide::Local,
+            state: SocketState::Established,
         } => port,
+        SeriesKey::PortTotal { port, .. } => port,
         _ => return None,
     };
     listener(*port, services).map(|s| s.service.clone())
@@ -1053,14 +1071,18 @@ fn storm_rates(
 }
 
 /// The service whose goroutines or open fds rose in `a` with the connections its callers
-/// opened, with the two rises in words: goroutines when its process's open fds rose at least
-/// half as much over the same time, fds when the established connections on its own
-/// listening port did. A Go server runs a goroutine per
+/// opened, with the two rises in words: goroutines when its process's open fds or the
+/// established connections on its own listening port rose at least half as much over the same
+/// time, fds when those connections did. A Go server runs a goroutine per
 /// connection it serves (its own calls two per connection), so goroutines that come with
 /// connections are its callers opening more — a burst of load, a node stalling under other
 /// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
 /// quiet run under load 22: a mid service's goroutines went 16 → 43 for ten seconds after the
 /// edge restarted, its fds 15 → 33, and that was an incident "goroutines grow without bound".
+/// Its port says so when its fds do not yet: seen on the unseen lab's close-wait fault (load
+/// 54), a blob store's goroutines went 6 → 74 in 3 s with its callers' connections 2 → 73 (a
+/// caller that never read its answers opened one per call), and that was the first incident,
+/// on top at +10 s, "goroutines grow without bound — in blobstore".
 fn follows_connections(
     a: &CounterAnomaly,
     services: &[ServiceFacts],
@@ -1070,30 +1092,39 @@ fn follows_connections(
         return None;
     }
     let rise = a.reached - a.before;
+    let followed = |(before, reached): &(f64, f64)| reached - before >= rise / 2.0;
+    let moved = |what: &str, with: &str, (before, reached): (f64, f64)| {
+        format!(
+            "its {what} rose {} → {} with its {with} {} → {}",
+            number(a.before),
+            number(a.reached),
+            number(before),
+            number(reached)
+        )
+    };
     match &a.key {
         SeriesKey::Task { target, .. } => {
             let service = task_owner(target, services);
-            let processes = services
+            let facts = services.iter().find(|s| s.service == service);
+            let processes = facts.map_or(&[][..], |s| s.processes.as_slice());
+            let by_fds = history
+                .series
                 .iter()
-                .find(|s| s.service == service)
-                .map_or(&[][..], |s| s.processes.as_slice());
-            let fds = history.series.iter().find(|s| {
-                matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
-                    if name == service || processes.contains(name))
-            })?;
-            let (before, reached) = rise_from(&fds.points, a.changed_at_unix_ms, history)?;
-            (reached - before >= rise / 2.0).then(|| {
-                (
-                    service.to_owned(),
-                    format!(
-                        "its goroutines rose {} → {} with its open fds {} → {}",
-                        number(a.before),
-                        number(a.reached),
-                        number(before),
-                        number(reached)
-                    ),
-                )
-            })
+                .find(|s| {
+                    matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
+                        if name == service || processes.contains(name))
+                })
+                .and_then(|fds| rise_from(&fds.points, a.changed_at_unix_ms, history))
+                .filter(followed)
+                .map(|r| moved("goroutines", "open fds", r));
+            let by_port = || {
+                let (port, before, reached) = own_connections(facts?, a, history)?;
+                followed(&(before, reached)).then(|| {
+                    let with = format!("callers' connections to :{port}");
+                    moved("goroutines", &with, (before, reached))
+                })
+            };
+            Some((service.to_owned(), by_fds.or_else(by_port)?))
         }
         // A server's open fds are mostly the connections its callers hold to it: fds that
         // rose with the established connections on its own listening port are its callers'
@@ -1106,35 +1137,41 @@ fn follows_connections(
             metric: ProcessMetric::OpenFds,
         } => {
             let service = process_owner(name, services);
-            let ports = &services.iter().find(|s| s.service == service)?.listen_ports;
-            let (port, before, reached) = ports
-                .iter()
-                .filter_map(|&port| {
-                    let own = history.get(&SeriesKey::PortState {
-                        port,
-                        side: PortSide::Local,
-                        state: SocketState::Established,
-                    })?;
-                    let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
-                    Some((port, before, reached))
-                })
-                .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))?;
-            (reached - before >= rise / 2.0).then(|| {
+            let facts = services.iter().find(|s| s.service == service)?;
+            let (port, before, reached) = own_connections(facts, a, history)?;
+            followed(&(before, reached)).then(|| {
+                let with = format!("callers' connections to :{port}");
                 (
                     service.to_owned(),
-                    format!(
-                        "its open fds rose {} → {} with its callers' connections to :{port} {} → \
-                         {}",
-                        number(a.before),
-                        number(a.reached),
-                        number(before),
-                        number(reached)
-                    ),
+                    moved("open fds", &with, (before, reached)),
                 )
             })
         }
         _ => None,
     }
+}
+
+/// The listening port of `service` whose established connections (its own side: its callers'
+/// connections) rose the most from the change of `a` on, with their usual level and the
+/// highest they reached.
+fn own_connections(
+    service: &ServiceFacts,
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+) -> Option<(u16, f64, f64)> {
+    service
+        .listen_ports
+        .iter()
+        .filter_map(|&port| {
+            let own = history.get(&SeriesKey::PortState {
+                port,
+                side: PortSide::Local,
+                state: SocketState::Established,
+            })?;
+            let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
+            Some((port, before, reached))
+        })
+        .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))
 }
 
 /// A series' usual level before `at` (the median of up to [`MIN_BASELINE_POINTS`] points

@@ -5,6 +5,8 @@
 
 #[path = "../harness/cluster_snapshot.rs"]
 pub mod cluster_snapshot;
+#[path = "../harness/counter_files.rs"]
+pub mod counter_files;
 #[path = "../harness/config.rs"]
 pub mod config;
 #[path = "../harness/counters.rs"]

@@ -1,7 +1,14 @@
 //! Benchmark: counting the node's TCP sockets against `ss -tan`, on the same sockets in the same
 //! run, at 10,000 and 100,000 sockets, plus the agent's CPU cost per sample at 1 s sampling.
 //!
-//! Run with `cargo bench -p faultline-ingest --bench counters` (add `-- --quick` for 10k only).
+//! Run with `cargo bench -p faultline-ingest --bench counters` (add `-- --quick` for 10k only,
+//! `-- --census-only` for the first table alone).
+//!
+//! First, the census's cost by the node's sockets, split into kernel and user time (the
+//! netlink dump is kernel time: the walk of the established hash and a message per socket),
+//! on the sockets the node has (whatever other programs hold), then with 10,000 more sockets in
+//! TIME-WAIT (loopback connections opened and closed by this process; they expire after 60 s),
+//! and what that means for the census interval under `socket_cpu_budget_percent`.
 //! The sockets are established loopback pairs (client + accepted server socket) held by child
 //! processes (this binary run with `--hold PAIRS`), 9,000 pairs each so no process needs more
 //! than a usual fd limit; they are reset with SO_LINGER 0 at the end so the run leaves no
@@ -14,8 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faultline_ingest::counters::netlink::NetlinkSockets;
+use faultline_ingest::counters::owners::PortOwners;
 use faultline_ingest::counters::sampler::{thread_cpu, NodeSampler};
-use faultline_ingest::counters::sockets::Family;
+use faultline_ingest::counters::sockets::{Family, SocketEntry};
 use faultline_ingest::counters::{CounterStore, CountersConfig, SocketReader, SocketSourceChoice};
 
 const RUNS: usize = 9;
@@ -31,8 +39,12 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
     println!("faultline counters benchmark (median of {RUNS} runs each)");
+    bench_census_by_sockets();
+    if args.iter().any(|a| a == "--census-only") {
+        return;
+    }
+    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
     for &n in sizes {
         let holders = match spawn_holders(n) {
             Ok(h) => h,
@@ -252,4 +264,169 @@ fn bench_cpu_per_sample(n: usize) {
         "  full sampler tick at N = {n}: {ms:.2} ms CPU -> {:.2}% of one core at 1 s sampling (target < 1%)",
         ms / 10.0
     );
+}
+
+/// User and system CPU time of the calling thread.
+fn thread_user_sys() -> (Duration, Duration) {
+    // SAFETY: all-zero is a valid rusage, and the call fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is valid for writes.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// Opens and closes `n` loopback connections, the client closing first: each leaves a socket in
+/// TIME-WAIT on this node for 60 s (what a caller opening a connection per request leaves).
+fn make_time_wait(n: usize) -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    for _ in 0..n {
+        let client = TcpStream::connect(addr)?;
+        let (server, _) = listener.accept()?;
+        drop(client);
+        // Let the client's FIN reach the server before it closes, so the client ends in
+        // TIME-WAIT and the server's socket goes away.
+        let _ = std::io::Read::read(&mut &server, &mut [0u8; 1]);
+        drop(server);
+    }
+    Ok(())
+}
+
+/// The census's kernel and user time by the node's sockets, and the interval the budget
+/// gives it (see the module docs).
+fn bench_census_by_sockets() {
+    println!(
+        "\nsocket census by the node's sockets (netlink, thread CPU per census: kernel + user)"
+    );
+    println!(
+        "  {:<34} {:>8} {:>9} {:>9} {:>9} {:>10} {:>28}",
+        "sockets",
+        "counted",
+        "kernel ms",
+        "user ms",
+        "total ms",
+        "% at 1/s",
+        "interval at budget 0.5/1/2 %"
+    );
+    let row = |label: &str| {
+        let mut reader = SocketReader::new(SocketSourceChoice::Netlink, "/proc");
+        let _ = reader.census();
+        let mut kernel = Vec::new();
+        let mut user = Vec::new();
+        let mut counted = 0;
+        let mut time_wait = 0;
+        for _ in 0..RUNS * 2 {
+            let (u0, s0) = thread_user_sys();
+            let census = reader.census().census;
+            let (u1, s1) = thread_user_sys();
+            user.push((u1 - u0).as_secs_f64() * 1e3);
+            kernel.push((s1 - s0).as_secs_f64() * 1e3);
+            if let Ok(c) = census {
+                counted = c.by_state.total();
+                time_wait = c
+                    .by_state
+                    .get(faultline_ingest::counters::SocketState::TimeWait);
+            }
+        }
+        let (k, u) = (median(kernel), median(user));
+        let total = k + u;
+        // The budget's rule (sampler.rs): every sample while cost / budget <= 1.5 s.
+        let interval = |budget: f64| {
+            let period = total / 1e3 / budget;
+            if period <= 1.5 {
+                1.0
+            } else {
+                period
+            }
+        };
+        println!(
+            "  {:<34} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}% {:>10.1} / {:.1} / {:.1} s",
+            format!("{label} ({time_wait} TIME-WAIT)"),
+            counted,
+            k,
+            u,
+            total,
+            total / 10.0,
+            interval(0.005),
+            interval(0.01),
+            interval(0.02)
+        );
+    };
+    row("as found on this node");
+    match make_time_wait(10_000) {
+        Ok(()) => row("+ 10,000 TIME-WAIT"),
+        Err(e) => println!("  + 10,000 TIME-WAIT: skipped, cannot open the connections: {e}"),
+    }
+    bench_owner_scan();
+}
+
+/// The process-table scan that names a new listener's process (`counters::owners`), which the
+/// sampler runs after a census when a listening socket's owner is not known yet: a full scan
+/// (a socket no process holds: every descriptor link is read) and the usual case (a listener
+/// of this process, a new one).
+fn bench_owner_scan() {
+    let processes = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let listener = match TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => {
+            println!("  port owners: skipped, cannot listen: {e}");
+            return;
+        }
+    };
+    let inode = {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .ok()
+            .and_then(|t| {
+                let t = t.to_string_lossy().into_owned();
+                t.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let entry = |inode: u64| SocketEntry {
+        family: Family::Ipv4,
+        state: faultline_ingest::counters::SocketState::Listen,
+        local: listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketEntry::unspecified(Family::Ipv4)),
+        remote: SocketEntry::unspecified(Family::Ipv4),
+        recv_queue: 0,
+        send_queue: Some(128),
+        inode,
+    };
+    for (label, inode) in [
+        ("a socket no process holds (full scan)", u64::MAX),
+        ("a new listener of this process", inode),
+    ] {
+        let mut found = 0;
+        let ms = median(
+            (0..RUNS)
+                .map(|_| {
+                    let (u0, s0) = thread_user_sys();
+                    found = PortOwners::new()
+                        .resolve(std::path::Path::new("/proc"), &[entry(inode)])
+                        .len();
+                    let (u1, s1) = thread_user_sys();
+                    ((u1 - u0) + (s1 - s0)).as_secs_f64() * 1e3
+                })
+                .collect(),
+        );
+        println!(
+            "  port owners, {label}: {ms:.2} ms CPU per scan ({processes} processes, {found} found)"
+        );
+    }
 }

@@ -8,10 +8,11 @@ against Debian's /usr/share/gocode), writes a faultline configuration from the R
 documented keys, starts the agent first (`--agent-lead` seconds before the services, with other
 socket churn on the node), drives traffic, injects one fault at a time after a baseline and
 records through the API, 10 s and 30 s after each onset: the top incident, its culprit, hints and
-counters, the emerging patterns' counts against the failed requests it counted itself, and the
-trace page's culprit for a failed request, and with `--watch-end SECS` how long after the heal
-that incident ended (and the failures and patterns it kept). `--quiet SECS` runs no fault at all
-instead.
+counters, the emerging patterns' counts against the failed requests it counted itself (traced
+and untraced records apart, `clusters[].untraced_count`), the incidents' `failures` and
+`untraced_records`, the trace page's culprit for a failed request, and with `--watch-end SECS`
+how long after the heal that incident ended (and the failures and patterns it kept).
+`--quiet SECS` runs no fault at all instead.
 
     gateway ──> thumbnailer
        └──────> metadata ──> blobstore (no spans, stdlib log)
@@ -312,15 +313,17 @@ def brief_incident(i):
     return {
         "id": i.get("id"), "title": i.get("title"), "active": i.get("active"),
         "onset_unix_ms": i.get("onset_unix_ms"), "ended_unix_ms": i.get("ended_unix_ms"),
-        # Failed requests counted once by trace, and apart from them the lines no trace holds.
-        "failures": i.get("failures"), "untraced_records": i.get("untraced_records"),
         "culprit": c.get("service"), "role": c.get("role"), "seen_in": c.get("seen_in"),
         "reasoning": c.get("reasoning"),
         "hints": [h.get("rule_id") + ": " + h.get("title", "") for h in i.get("hints", [])],
         "hint_evidence": [h.get("evidence") for h in i.get("hints", [])[:1]],
         "counters": [{"label": k.get("anomaly", {}).get("label"), "relation": k.get("relation_text"),
                       "supporting": k.get("supporting"),
-                      "evidence": k.get("anomaly", {}).get("evidence")} for k in i.get("counters", [])[:4]],
+                      "evidence": k.get("anomaly", {}).get("evidence"),
+                      "caveat": k.get("anomaly", {}).get("caveat")} for k in i.get("counters", [])[:4]],
+        # Failed requests as the incident counts them (one per trace), and the records of its
+        # patterns that no trace holds, which it lists apart.
+        "failures": i.get("failures"), "untraced_records": i.get("untraced_records"),
         "patterns": [{"text": p.get("text"), "count": p.get("count"), "untraced": p.get("untraced"),
                       "counted_as": p.get("counted_as"), "services": p.get("services"),
                       "culprit": (p.get("culprit") or {}).get("reasoning")} for p in i.get("patterns", [])],
@@ -343,10 +346,12 @@ def snapshot(lab, traffic, fault, t0, onset, base_counts, label):
             continue
         if c.get("last_seen_unix_ms", 0) < t0 * 1000:
             continue
+        total, untraced = c.get("total_count", 0), c.get("untraced_count", 0)
+        b_total, b_untraced = base_counts.get(c.get("id"), (0, 0))
         emerging.append({"id": c.get("id"), "template": c.get("canonical_template"),
-                         "count_since_fault": c.get("total_count", 0) - base_counts.get(c.get("id"), 0),
-                         "total_count": c.get("total_count"), "untraced_count": c.get("untraced_count"),
-                         "services": c.get("services"),
+                         "count_since_fault": total - b_total,
+                         "untraced_since_fault": untraced - b_untraced,
+                         "total_count": total, "untraced_count": untraced, "services": c.get("services"),
                          "culprit": (c.get("culprit") or {}).get("headline")})
     trace = None
     if failed:
@@ -364,12 +369,14 @@ def snapshot(lab, traffic, fault, t0, onset, base_counts, label):
     detail = lab.api("/api/v1/incidents/" + top["id"]) if top else None
     return {
         "at": label, "secs_after_onset": round(now - onset, 1), "unix": now,
+        "load": open("/proc/loadavg").read().strip(),
         "requests": len(rows), "failed_requests": len(failed),
         "failure_kinds": sorted({r[2] for r in failed})[:5],
         "top_incident": brief_incident(detail if detail and "_error" not in detail else top),
         "top_new_incident": brief_incident(top_new),
-        "incidents": [(i.get("title"), (i.get("culprit") or {}).get("service"), i.get("active"))
-                      for i in incs[:6]],
+        "incidents": [(i.get("title"), (i.get("culprit") or {}).get("service"), i.get("active"),
+                       i.get("failures"), i.get("untraced_records")) for i in incs[:6]],
+        "unjudged": [u.get("label", u) if isinstance(u, dict) else u for u in doc.get("unjudged", [])[:10]],
         "node_signals": [s.get("anomaly", {}).get("label") + " — " + s.get("reason", "")
                          for s in doc.get("node_signals", [])[:5]],
         "emerging_patterns": emerging,
@@ -381,7 +388,8 @@ def run_fault(lab, traffic, fault, args):
     svc, sw, expected, counter = FAULTS[fault]
     before = lab.api("/api/v1/incidents")
     clusters = lab.api("/api/v1/clusters?limit=200").get("clusters", [])
-    base_counts = {c["id"]: c.get("total_count", 0) for c in clusters if isinstance(c, dict)}
+    base_counts = {c["id"]: (c.get("total_count", 0), c.get("untraced_count", 0))
+                   for c in clusters if isinstance(c, dict)}
     log("fault %s: on (expected culprit %s; counter %s)" % (fault, expected, counter))
     t0 = time.time()
     if fault == "refused":
@@ -440,17 +448,27 @@ def run_fault(lab, traffic, fault, args):
     time.sleep(5)
     grown = []
     for c in lab.api("/api/v1/clusters?limit=200").get("clusters", []):
-        d = c.get("total_count", 0) - base_counts.get(c.get("id"), 0)
+        b_total, b_untraced = base_counts.get(c.get("id"), (0, 0))
+        d = c.get("total_count", 0) - b_total
         if d > 0:
+            # Of its growth, the records without a trace id: the rest is what should equal the
+            # failed requests when the services carry trace ids.
+            u = c.get("untraced_count", 0) - b_untraced
             grown.append({"template": c.get("canonical_template"), "count_during_fault": d,
+                          "untraced_during_fault": u, "traced_during_fault": d - u,
                           "services": c.get("services")})
     grown.sort(key=lambda g: -g["count_during_fault"])
+    # The incidents raised since the injection, as they count the fault once it is over.
+    counted = [{"id": i.get("id"), "title": i.get("title"),
+                "culprit": (i.get("culprit") or {}).get("service"), "active": i.get("active"),
+                "failures": i.get("failures"), "untraced_records": i.get("untraced_records")}
+               for i in lab.api("/api/v1/incidents").get("incidents", []) if i.get("id") not in pre_ids]
     return {"fault": fault, "expected_culprit": expected, "expected_counter": counter,
             "load": open("/proc/loadavg").read().strip(),
             "injected_unix": t0, "onset_unix": onset, "healed_unix": end,
             "requests": len(rows), "failed_requests": sum(1 for r in rows if not r[1]),
             "first_new_incident": first_incident, "snapshots": snaps, "patterns_grown": grown[:8],
-            "after_heal": ended}
+            "new_incidents_counted": counted, "after_heal": ended}
 
 
 def watch_end(lab, snaps, healed, limit):
@@ -580,7 +598,8 @@ def table(result):
             q["secs"], q["failed_requests"], q["requests"],
             "; ".join("%s (culprit %s)" % (i["title"], i["culprit"]) for i in q["incidents_seen"]) or "none")
     out = ["| fault | expected | first new incident | top at +10 s | top at +30 s | hints (+30 s) "
-           "| top counter (+30 s) | patterns vs failed |", "|---|---|---|---|---|---|---|---|"]
+           "| top counter (+30 s) | patterns vs failed (traced + untraced) | incidents' failures "
+           "(+ untraced records) |", "|---|---|---|---|---|---|---|---|---|"]
     for f in result["faults"]:
         first = f["first_new_incident"]
         snaps = {s["at"]: s for s in f["snapshots"]}
@@ -590,12 +609,17 @@ def table(result):
             return "%s: %s" % (t.get("culprit"), (t.get("title") or "none")[:70])
         t30 = (snaps.get("+30s") or {}).get("top_incident") or {}
         counters = t30.get("counters") or [{}]
-        grown = ", ".join("%s ×%d" % (g["template"][:50], g["count_during_fault"]) for g in f["patterns_grown"][:3])
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s vs %d failed |" % (
+        grown = ", ".join("%s ×%d (%d + %d)" % (g["template"][:50], g["count_during_fault"],
+                                                g.get("traced_during_fault", g["count_during_fault"]),
+                                                g.get("untraced_during_fault", 0))
+                          for g in f["patterns_grown"][:3])
+        counted = "; ".join("%s %s (+%s)" % (i["culprit"], i["failures"], i["untraced_records"])
+                            for i in f.get("new_incidents_counted", [])[:3])
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s vs %d failed | %s |" % (
             f["fault"], f["expected_culprit"],
             "%s after %.0f s" % (first["culprit"], first["secs_after_onset"]) if first else "none",
             top("+10s"), top("+30s"), ", ".join(h.split(":")[0] for h in t30.get("hints", [])),
-            counters[0].get("label"), grown or "none", f["failed_requests"]))
+            counters[0].get("label"), grown or "none", f["failed_requests"], counted or "none"))
     return "\n".join(out)
 
 

@@ -7,13 +7,18 @@ The load (one generator process, this script's child):
     directory, in the three styles the services write (JSON, logfmt, plain), about 5 % of them
     errors drawn from a handful of kinds with varying parameters (ids, ports, durations);
   * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
-    services, about 2 % failing, sent in batches every 100 ms as an SDK's batch processor
-    does;
+    services, about 2 % failing, sent in batches every 100 ms over one kept-alive connection
+    as an SDK's batch processor and exporter do (--connection-per-request: a new connection
+    per batch and per task scrape, as the figures before 2026-12-05 20:00 UTC were taken);
   * TASKS task targets (default 1; a Prometheus text page with a goroutine count each) the
     agent scrapes;
   * with --churn N, N loopback connections opened and closed per second (each leaves a socket
     in TIME-WAIT for a minute, so about 60 x N at any moment: --churn 170 keeps ~10,000),
-    the socket churn of a busy node's other programs.
+    the socket churn of a busy node's other programs;
+  * with --ports N, N new loopback listening ports a minute, each holding 40 connections for
+    45 s and then closing them (TIME-WAIT for another minute): the comings and goings of other
+    programs' services on a shared node, which give the agent's counter store new port
+    series until its bound (the per-series cost of memory).
 The agent runs with its default configuration apart from ports, data dir, the log glob and
 those task targets: socket census on, default store bounds.
 
@@ -34,12 +39,14 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 --tasks 5` (about 10,000 sockets in TIME-WAIT).
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
-       [--spans 1000] [--churn 0] [--tasks 1] [--sample 10] [--bin PATH] [--json OUT]
+       [--spans 1000] [--churn 0] [--ports 0] [--tasks 1] [--sample 10] [--bin PATH]
+       [--json OUT] [--connection-per-request] [--config AGENT.toml]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -192,6 +199,11 @@ def trace_batch(count, rng):
 
 
 class Goroutines(BaseHTTPRequestHandler):
+    # Keep-alive, as a Go service's pprof or Prometheus page (net/http) answers the agent's
+    # scrape once a second; HTTP/1.0 made it a new connection a second (with
+    # --connection-per-request, still so).
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         body = b"# TYPE go_goroutines gauge\ngo_goroutines 42\n"
         self.send_response(200)
@@ -236,6 +248,40 @@ def churn(per_second):
             time.sleep(pause)
 
 
+def port_churn(per_minute, stopping):
+    """Opens a new loopback listening port every 60 / `per_minute` seconds with 40 connections
+    to it, and closes each port's connections and listener 45 s after it opened, until
+    `stopping` is set. At most about 0.75 x `per_minute` ports are open at once."""
+    open_ports = []
+    period = 60.0 / per_minute
+    start = time.monotonic()
+    tick = 0
+    while not stopping.is_set():
+        tick += 1
+        try:
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            clients = [socket.create_connection(listener.getsockname(), timeout=1)
+                       for _ in range(40)]
+            servers = [listener.accept()[0] for _ in clients]
+            open_ports.append((time.monotonic() + 45, listener, clients + servers))
+        except OSError as e:
+            print(f"generator: port churn: {e}", file=sys.stderr)
+        while open_ports and open_ports[0][0] <= time.monotonic():
+            _, listener, conns = open_ports.pop(0)
+            for conn in conns:
+                conn.close()
+            listener.close()
+        pause = start + tick * period - time.monotonic()
+        if pause > 0:
+            stopping.wait(pause)
+    for _, listener, conns in open_ports:
+        for conn in conns:
+            conn.close()
+        listener.close()
+
+
 def generate(args):
     """The load: runs until SIGTERM, then writes the spans it sent (accepted with HTTP 200)
     to `args.counts`. Paces itself every 100 ms against the wall clock."""
@@ -243,12 +289,20 @@ def generate(args):
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     rng = random.Random(args.seed)
     files = {s: open(os.path.join(args.logs, f"{s}.log"), "a", buffering=1) for s in SERVICES}
+    if args.connection_per_request:
+        Goroutines.protocol_version = "HTTP/1.0"
     for port in args.task_port.split(","):
         server = ThreadingHTTPServer(("127.0.0.1", int(port)), Goroutines)
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if args.churn > 0:
         threading.Thread(target=churn, args=(args.churn,), daemon=True).start()
-    url = f"http://{args.otlp_http}/v1/traces"
+    if args.ports > 0:
+        threading.Thread(target=port_churn, args=(args.ports, stopping), daemon=True).start()
+    host, port = args.otlp_http.rsplit(":", 1)
+    # One connection kept alive, as the SDKs' OTLP/HTTP exporters do (Go's net/http, Java's
+    # OkHttp, Python's requests session); --connection-per-request opens one per batch (the
+    # load of the figures before 2026-12-05 20:00 UTC).
+    conn = None
     start = time.monotonic()
     lines_done = spans_done = spans_sent = 0
     tick = 0
@@ -265,13 +319,23 @@ def generate(args):
         want_spans = int(args.spans * elapsed) - spans_done
         if want_spans >= 4:
             body = json.dumps(trace_batch(want_spans, rng)).encode()
-            request = urllib.request.Request(
-                url, data=body, headers={"content-type": "application/json"})
             try:
-                urllib.request.urlopen(request, timeout=10).read()
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                conn.request("POST", "/v1/traces", body=body,
+                             headers={"content-type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
                 spans_sent += want_spans - want_spans % 4
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:
                 print(f"generator: export failed: {e}", file=sys.stderr)
+                conn.close()
+                conn = None
+            if args.connection_per_request and conn is not None:
+                conn.close()
+                conn = None
             spans_done += want_spans - want_spans % 4
         pause = due - time.monotonic()
         if pause > 0:
@@ -359,7 +423,8 @@ def run(args):
     agent = subprocess.Popen(
         [exe, "run", "--listen", f"127.0.0.1:{web}", "--otlp-grpc", f"127.0.0.1:{grpc}",
          "--otlp-http", f"127.0.0.1:{http}", "--data-dir", os.path.join(work, "data"),
-         "--log", os.path.join(logs, "*.log")] + task_args,
+         "--log", os.path.join(logs, "*.log")] + task_args
+        + (["--config", args.config] if args.config else []),
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.stderr"), "w"),
         env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
     children = [agent]
@@ -379,7 +444,8 @@ def run(args):
              "--otlp-http", f"127.0.0.1:{http}", "--counts", counts_path,
              "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
-             "--churn", str(args.churn)])
+             "--churn", str(args.churn), "--ports", str(args.ports)]
+            + (["--connection-per-request"] if args.connection_per_request else []))
         children.append(generator)
 
         started = time.monotonic()
@@ -405,6 +471,8 @@ def run(args):
             row["agent_fds"] = fds(agent.pid)
             records = metric(base, "log_records_total")
             row["records"] = records
+            row["counter_series"] = metric(base, "counter_series")
+            row["counter_points"] = metric(base, "counter_points")
             if now >= warm and records0 is None:
                 records0 = (now, records)
             samples.append(row)
@@ -444,6 +512,7 @@ def run(args):
     report = {
         "tasks": args.tasks,
         "churn_per_s": args.churn,
+        "ports_per_min": args.ports,
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.1f} at the end",
         "binary": exe,
@@ -475,7 +544,8 @@ def run(args):
     ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
     print(f"machine: {report['machine']}")
     print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
-          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s; "
+          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s, "
+          f"{args.ports:g} new ports/min; "
           f"{args.minutes} min, first {args.warmup} min not counted")
     print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
     print("|---|---|---|")
@@ -492,6 +562,9 @@ def run(args):
           f"{report['agent_rss_slope_mib_per_10min']:+.2f} MiB / 10 min; "
           f"fds median {report['agent_fds_median']} max {report['agent_fds_max']} "
           f"end {report['agent_fds_end']}")
+    print(f"counter store after warm-up: {steady[0]['counter_series']} -> "
+          f"{steady[-1]['counter_series']} series, {steady[0]['counter_points']} -> "
+          f"{steady[-1]['counter_points']} points")
     print(f"lines: {report['lines_written']} written, {report['lines_counted']} counted, "
           f"{report['lines_lost']} lost, {report['lines_duplicated']} duplicated; spans: "
           f"{report['spans_sent']} sent, {report['spans_accepted']} accepted, "
@@ -507,6 +580,8 @@ def main():
     parser.add_argument("--spans", type=int, default=1000)
     parser.add_argument("--churn", type=int, default=0,
                         help="loopback connections opened and closed per second (default none)")
+    parser.add_argument("--ports", type=float, default=0,
+                        help="new listening ports a minute, each busy for 45 s (default none)")
     parser.add_argument("--tasks", type=int, default=1,
                         help="task targets the agent scrapes (default 1)")
     parser.add_argument("--sample", type=float, default=10)
@@ -514,6 +589,11 @@ def main():
     parser.add_argument("--bin")
     parser.add_argument("--json")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--connection-per-request", action="store_true",
+                        help="a new connection for every OTLP batch and task scrape (default: "
+                        "kept alive, as SDK exporters and Go's net/http do)")
+    parser.add_argument("--config", help="a configuration file for the agent (default: none, "
+                        "the default configuration)")
     # The generator child's own arguments.
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logs", help=argparse.SUPPRESS)

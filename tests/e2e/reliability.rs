@@ -619,3 +619,48 @@ fn sources_that_become_readable_without_an_event_are_read_on_a_retry_timer() {
     assert_eq!(agent.store_metric("tail_unreadable_sources"), Some(0.0));
     drop(agent.stop());
 }
+
+/// A file system mounted over a watched log directory after its watch was set (a volume
+/// attached late, a tmpfs for a service's logs): the watch stays on the directory it covers
+/// and sees nothing of the new file system. The glob interval is 10 minutes, so only the
+/// mount itself can make the tailer look again: a file created on the new file system is
+/// found (before the fix: not within 10 minutes), a second one created later is found too
+/// (only a watch on the new file system sees it), and writes to both are read; after the
+/// unmount, the old directory's file goes on at its offset. Every line once. Needs root to
+/// mount (the test command runs as root): fails, saying so, when mounting is refused.
+#[test]
+fn a_file_system_mounted_over_a_watched_directory_is_read_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).expect("logs");
+    let config = dir.path().join("faultline.toml");
+    fs::write(&config, "[tail]\nglob_interval_ms = 600000\n").expect("config");
+    let agent = Agent::start_in(dir, &["--config", config.to_str().expect("utf-8 path")]);
+    // Written after the first start: read from its beginning.
+    let mut written = 0;
+    append_lines(&logs.join("before.log"), 10, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    let mount = Tmpfs::mount(&logs, "4m").unwrap_or_else(|| {
+        panic!(
+            "mounting a tmpfs over {} was refused: this test needs root (the test command \
+             runs as root)",
+            logs.display()
+        )
+    });
+    append_lines(&logs.join("mounted.log"), 20, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    // Created once the first is read: the agent looks only because its new watch sees it.
+    append_lines(&logs.join("created.log"), 30, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    append_lines(&logs.join("mounted.log"), 5, &mut written);
+    append_lines(&logs.join("created.log"), 5, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    drop(mount);
+    assert!(
+        logs.join("before.log").exists(),
+        "the old directory is back after the unmount"
+    );
+    append_lines(&logs.join("before.log"), 7, &mut written);
+    wait_exact_records(&agent, written, Duration::from_secs(20));
+    drop(agent.stop());
+}

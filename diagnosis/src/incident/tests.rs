@@ -2734,6 +2734,300 @@ fn a_patterns_lines_without_a_trace_are_not_failed_requests_beside_its_traced_on
     );
 }
 
+/// The unseen lab, one agent through all faults (2026-12-05 evening): after a slow callee's
+/// fault, a client that never read that callee's answers leaked its connections. The slow
+/// callee's timeout pattern was still emerging, so its incident was rebuilt from it alone
+/// and no longer held gateway's echo; one update later the echo was no longer "retold", and
+/// the leak's incident counted its 200 failures of the slow fault as its own: 409 failures
+/// for 213 failed requests. An echo retold stays retold for the rest of its run.
+#[test]
+fn an_echo_retold_in_a_new_fault_stays_an_echo_once_its_old_incident_lets_it_go() {
+    let mut tracker = IncidentTracker::new();
+    let timeout = |last: i64, count: u64| {
+        let mut p = blamed(
+            pattern(
+                "s",
+                "Get \"<url>\": net/http: timeout awaiting response headers",
+                &["orders"],
+                T0,
+                &["s1", "s2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        (p.last_seen_unix_ms, p.count) = (last, count);
+        p
+    };
+    let echo = |onset: i64, last: i64, count: u64, traces: &[&str]| {
+        let mut e = pattern("e", "orders answered <num>", &["gateway"], onset, traces);
+        (e.last_seen_unix_ms, e.count) = (last, count);
+        e
+    };
+    // 1. stock is slow for 40 s: 200 failed requests, each echoed by gateway.
+    let mut e1 = echo(T0, T0 + 40_000, 200, &["s1", "s2"]);
+    e1.failed_before = vec![("s".into(), 200)];
+    let first = run(
+        &mut tracker,
+        T0 + 40_000,
+        &[timeout(T0 + 40_000, 200), e1],
+        Vec::new(),
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].failures, 200, "{first:#?}");
+
+    // 2. Healed. 150 s later orders leaks its connections to stock and runs out of fds; the
+    // timeout pattern, silent since, is still an emerging pattern of the agent's.
+    let t2 = T0 + 190_000;
+    let leak = |last: i64, count: u64, traces: &[&str]| {
+        let mut p = blamed(
+            pattern(
+                "a",
+                "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+                &["orders"],
+                t2,
+                traces,
+            ),
+            "orders",
+            CulpritRole::SelfReported,
+        );
+        (p.last_seen_unix_ms, p.count) = (last, count);
+        p
+    };
+    let mut failures = Vec::new();
+    for (now, failed) in [(t2 + 5_000, 40), (t2 + 6_000, 60), (t2 + 20_000, 209)] {
+        let mut e2 = echo(t2 + 500, now, 200 + failed, &["a1", "a2"]);
+        e2.failed_before = vec![("s".into(), 200), ("a".into(), failed)];
+        let incidents = run(
+            &mut tracker,
+            now,
+            &[
+                timeout(T0 + 40_000, 200),
+                leak(now, failed, &["a1", "a2"]),
+                e2,
+            ],
+            Vec::new(),
+        );
+        let inc = incidents
+            .iter()
+            .find(|i| i.culprit.service.as_deref() == Some("orders"))
+            .expect("the leak's incident");
+        failures.push(inc.failures);
+        let slow = incidents
+            .iter()
+            .find(|i| i.id == first[0].id)
+            .expect("the slow callee's incident is kept");
+        assert_eq!(slow.failures, 200, "{slow:#?}");
+    }
+    // Each update counts the leak's failed requests, never the slow fault's 200 again.
+    assert_eq!(failures, [40, 60, 209]);
+}
+
+/// The unseen lab, one agent through all faults (2026-12-05 evening). A caller's TIME-WAIT
+/// storm on its callee's port raised the total of the sockets on that port (3 → 724), and a
+/// caller that never closed the connections its callee closed left `FIN-WAIT-2 :<callee>`
+/// and the port's total climbing 0 → 500 beside its own `CLOSE-WAIT →:<callee>`: each was an
+/// incident "in" the callee beside the caller's. The sockets on a listener's own port are
+/// its callers' connections; FIN-WAIT-2 there says its caller has not closed its end.
+#[test]
+fn a_callees_own_fin_wait_2_and_sockets_are_its_callers_doing_and_join_their_incident() {
+    let services = chain_with_span_less_callees();
+    let rules = HintRules::builtin().unwrap();
+    let on_blobstore = |state| SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Local,
+        state,
+    };
+    let own_total = |port| SeriesKey::PortTotal {
+        port,
+        side: PortSide::Local,
+    };
+    let leak = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    let fin_wait = on_blobstore(SocketState::FinWait2);
+    let incidents = fresh_run(
+        T0 + 10_000,
+        &[],
+        report(vec![
+            anomaly(leak.clone(), T0 + 1_000),
+            anomaly(fin_wait.clone(), T0),
+            anomaly(own_total(9400), T0),
+        ]),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    assert_eq!(inc.hints[0].rule_id, "close-wait-leak", "{inc:#?}");
+    for key in [&fin_wait, &own_total(9400)] {
+        assert!(
+            inc.counters.iter().any(|c| &c.anomaly.key == key),
+            "{key:?}: {inc:#?}"
+        );
+    }
+    // Alone, FIN-WAIT-2 on the callee's side is the leak seen from the callee: its caller's.
+    let alone = lone_incident_towards_a_span_less_callee(fin_wait);
+    assert_eq!(
+        alone.culprit.service.as_deref(),
+        Some("orders"),
+        "{alone:#?}"
+    );
+    assert_eq!(alone.culprit.role, Some(CulpritRole::Caller));
+    // The total alone says no more than that callers hold more connections: node activity.
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(own_total(9400), T0)]),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert_eq!(tracker.node_signals().len(), 1);
+
+    // gateway's storm on orders' port: the port's total joins the storm, blaming no one else.
+    let storm = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let incidents = fresh_run(
+        T0 + 10_000,
+        &[],
+        report(vec![
+            anomaly(storm.clone(), T0),
+            anomaly(own_total(8081), T0),
+        ]),
+        &CounterHistory::default(),
+        &chain(),
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway"));
+    assert_eq!(incidents[0].counters[0].anomaly.key, storm);
+}
+
+/// The unseen lab's close-wait fault, a fresh agent (2026-12-05 evening, load 54): a caller
+/// that never read its callee's answers opened a connection per call, and the callee's
+/// goroutines went 6 → 74 in 3 s with the connections on its port (`ESTAB :<callee>` 2 → 73),
+/// while its open fds had not moved yet. "Goroutines grow without bound — in blobstore" was
+/// the first incident and on top at +10 s, before the caller's CLOSE-WAIT leak. Goroutines
+/// and connections that rise with its callers' connections are theirs: alone node activity,
+/// beside the caller's leak part of its incident.
+#[test]
+fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incident_of_its_own() {
+    let goroutines = SeriesKey::Task {
+        target: "blobstore".into(),
+        source: "pprof".into(),
+    };
+    let own = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    let fds = SeriesKey::Process {
+        name: "blobstore".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let leak = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Remote,
+        state: SocketState::CloseWait,
+    };
+    // 66 points from a minute before T0, the change at T0; the fds not sampled since.
+    let start = T0 - 60_000;
+    let history = CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: own.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 2.0 } else { 73.0 }))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: fds,
+                points: (0..66).map(|i| (i < 60).then_some(11.0)).collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let services = chain_with_span_less_callees();
+    let rules = HintRules::builtin().unwrap();
+    let signals = || {
+        vec![
+            rising(goroutines.clone(), T0, 6.0, 74.0),
+            rising(own.clone(), T0, 2.0, 73.0),
+        ]
+    };
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[],
+        report(signals()),
+        &history,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let reasons: Vec<&str> = tracker
+        .node_signals()
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with(
+            "blobstore: its goroutines rose 6 → 74 with its callers' connections to :9400 2 → 73"
+        )),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("blobstore: its callers' connections to it changed")),
+        "{reasons:#?}"
+    );
+
+    // With the caller's leak: one incident, the caller's, holding the callee's connections.
+    let mut with_leak = signals();
+    with_leak.push(anomaly(leak.clone(), T0 + 4_000));
+    let incidents = fresh_run(
+        T0 + 5_000,
+        &[],
+        report(with_leak),
+        &history,
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].counters[0].anomaly.key, leak);
+    assert!(incidents[0].counters.iter().any(|c| c.anomaly.key == own));
+
+    // Goroutines that climb with no more connections are the callee's own leak.
+    let mut flat = history.clone();
+    flat.series[0].points = vec![Some(2.0); 66];
+    let incidents = fresh_run(
+        T0 + 5_000,
+        &[],
+        report(vec![rising(goroutines, T0, 6.0, 74.0)]),
+        &flat,
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("blobstore"));
+    assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
+}
+
 /// The unseen lab (echo, 2026-12-05): a healed close-wait incident stayed active for minutes
 /// after its last failure through counters that only moved beside it — a pool's TIME-WAIT
 /// churn, a caller's traffic — and ranked as a fault going on.
@@ -2873,4 +3167,84 @@ fn an_incident_continued_by_its_own_counter_keeps_its_patterns_and_failures() {
     assert_eq!(inc.culprit.service.as_deref(), Some("orders"));
     assert_eq!(inc.trace_ids, first[0].trace_ids);
     assert_eq!(inc.counters.len(), 1, "{inc:#?}");
+}
+
+/// The unseen lab (healed, 2026-12-05): a connection-refused fault continued the slow-callee
+/// incident healed seven minutes before — its id, its onset, its pattern — through a
+/// TIME-WAIT churn both had listed as supporting evidence, still out of its range.
+#[test]
+fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one() {
+    let errors = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Errors,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // orders' error rate: up from T0 + 2 s and never back.
+    let history = CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: errors.clone(),
+            points: (0..600)
+                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
+                .collect(),
+        }],
+        ..CounterHistory::default()
+    };
+    let failing = |id: &str, text: &str, onset: i64| {
+        let mut p = blamed(
+            pattern(id, text, &["orders"], onset, &[id]),
+            "stock",
+            CulpritRole::Callee,
+        );
+        p.last_seen_unix_ms = onset + 20_000;
+        p
+    };
+    let slow = failing(
+        "s",
+        "Get \"<url>\": net/http: timeout awaiting response headers",
+        T0 + 5_000,
+    );
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 25_000,
+        std::slice::from_ref(&slow),
+        report(vec![anomaly(errors.clone(), T0 + 2_000)]),
+        &history,
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    // Dated by its failures, not by the caller's error rate that moved first.
+    assert_eq!(first[0].onset_unix_ms, T0 + 5_000, "{first:#?}");
+
+    // Seven minutes later stock is killed; the error rate, never back in its range, is
+    // raised again near it.
+    let t = T0 + 420_000;
+    let refused = failing(
+        "b",
+        "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+        t,
+    );
+    let later = run_with(
+        &mut tracker,
+        t + 10_000,
+        std::slice::from_ref(&refused),
+        report(vec![anomaly(errors.clone(), t - 3_000)]),
+        &history,
+        &services,
+        &rules,
+    );
+    let live = later
+        .iter()
+        .find(|i| i.patterns.iter().any(|p| p.id == "b"))
+        .expect("the refusals' incident");
+    assert_ne!(live.id, first[0].id, "{later:#?}");
+    assert_eq!(live.onset_unix_ms, t, "{live:#?}");
+    let ids: Vec<&str> = live.patterns.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["b"], "{live:#?}");
+    let healed = later.iter().find(|i| i.id == first[0].id).unwrap();
+    assert!(!healed.active, "{healed:#?}");
 }

@@ -12,22 +12,153 @@
 //!
 //! Memory is bounded by `max_series` × (seconds + minutes) points whatever the node does: when a
 //! new series would pass the bound, the series seen least recently is evicted (counted in
-//! [`History::evicted`]); a series not seen for longer than both windows is dropped.
+//! [`History::evicted`]); a series not seen for longer than both windows is dropped. A series
+//! stores only the points from its first known one to its last on each axis ([`Points`]): the
+//! gaps before it came and after it left are implied, not stored. So a port group that was
+//! among the busiest for a minute an hour ago costs its few minute points, not 900 empty
+//! sample slots and a day of empty minute slots, for the day it is kept; and a ring never
+//! holds more room than its cap (it grows by doubling up to the cap, not past it, and gives
+//! back room it no longer needs).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 
 use faultline_series::SeriesKey;
 use serde::{Serialize, Serializer};
 
 use super::saved::{SavedHistory, SavedSeries};
 
+/// One series' points on one of the shared axes, stored from its first known point to its
+/// last: the axis positions before and after are gaps (`NaN`) without being stored. Axis
+/// positions count the points the axis ever had (the history's sample count, or its closed
+/// minutes), so a position names the same point for every series.
+#[derive(Debug, Default)]
+struct Points {
+    values: VecDeque<f32>,
+    /// The axis position just after the last stored value.
+    end: u64,
+}
+
+impl Points {
+    /// The axis position of the first stored value.
+    fn start(&self) -> u64 {
+        self.end - self.values.len() as u64
+    }
+
+    /// Sets the point at axis position `at`, after every stored one; the positions between
+    /// are gaps. A value that is not finite is a gap itself: nothing is stored. At most `cap`
+    /// values are kept (the oldest go), and the ring's room never grows past `cap`.
+    fn push(&mut self, at: u64, value: f32, cap: usize) {
+        if !value.is_finite() || at < self.end {
+            return;
+        }
+        let gap = at - self.end;
+        if self.values.is_empty() || gap >= cap as u64 {
+            self.values.clear();
+        } else {
+            for _ in 0..gap {
+                self.push_back(f32::NAN, cap);
+            }
+        }
+        self.push_back(value, cap);
+        self.end = at + 1;
+    }
+
+    fn push_back(&mut self, value: f32, cap: usize) {
+        if self.values.len() >= cap {
+            self.values.pop_front();
+        } else if self.values.len() == self.values.capacity() {
+            // Doubling as a Vec does, but never past the cap: a full ring of 900 points would
+            // otherwise hold room for 1,800.
+            let room = (self.values.capacity() * 2).max(4).min(cap);
+            self.values.reserve_exact(room - self.values.len());
+        }
+        self.values.push_back(value);
+    }
+
+    /// Forgets the values before axis position `from` (the axis' oldest kept point), and
+    /// gives back room that is mostly unused.
+    fn trim(&mut self, from: u64) {
+        let start = self.start();
+        if from <= start {
+            return;
+        }
+        let n =
+            usize::try_from(from - start).map_or(self.values.len(), |n| n.min(self.values.len()));
+        self.values.drain(..n);
+        // Leading gaps are implied: a series' stored points start at a known one.
+        while self.values.front().is_some_and(|v| !v.is_finite()) {
+            self.values.pop_front();
+        }
+        if self.values.capacity() > 8 && self.values.len() < self.values.capacity() / 4 {
+            self.values.shrink_to(self.values.len() * 2);
+        }
+    }
+
+    /// The point at axis position `at` (`NaN` when none is stored there).
+    fn get(&self, at: u64) -> f32 {
+        at.checked_sub(self.start())
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.values.get(i))
+            .copied()
+            .unwrap_or(f32::NAN)
+    }
+
+    /// The points at axis positions `from..to`, gaps as `NaN`.
+    fn range(&self, from: u64, to: u64) -> impl Iterator<Item = f32> + '_ {
+        (from..to).map(|at| self.get(at))
+    }
+
+    /// The points at axis positions `from..to` copied in bulk, gaps as `NaN`.
+    fn copy(&self, from: u64, to: u64) -> Vec<f32> {
+        let len = usize::try_from(to.saturating_sub(from)).unwrap_or(0);
+        let mut out = Vec::with_capacity(len);
+        let (start, end) = (self.start().clamp(from, to), self.end.clamp(from, to));
+        out.resize(usize::try_from(start - from).unwrap_or(0), f32::NAN);
+        if start < end {
+            let skip = usize::try_from(start - self.start()).unwrap_or(0);
+            let take = usize::try_from(end - start).unwrap_or(0);
+            let (a, b) = self.values.as_slices();
+            if skip < a.len() {
+                let from_a = (a.len() - skip).min(take);
+                out.extend_from_slice(&a[skip..skip + from_a]);
+                out.extend_from_slice(&b[..take - from_a]);
+            } else {
+                out.extend_from_slice(&b[skip - a.len()..skip - a.len() + take]);
+            }
+        }
+        out.resize(len, f32::NAN);
+        out
+    }
+
+    /// Points laid on axis positions `start..` (`NaN` or `None` for a gap), as a restore
+    /// gives them.
+    fn from_points(start: u64, points: impl Iterator<Item = f32>) -> Points {
+        let mut out = Points::default();
+        for (i, v) in points.enumerate() {
+            out.push(start + i as u64, v, usize::MAX);
+        }
+        out
+    }
+
+    /// Values stored (known points and the gaps between them).
+    fn stored(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Room the ring holds, in points.
+    fn room(&self) -> usize {
+        self.values.capacity()
+    }
+}
+
 /// One series' points on both axes.
 #[derive(Debug)]
 struct Series {
     /// A rate's minute point is the minute's mean; a level's its peak.
     rate: bool,
-    seconds: VecDeque<f32>,
-    minutes: VecDeque<f32>,
+    seconds: Points,
+    minutes: Points,
     minute_peak: f32,
     minute_sum: f64,
     minute_points: u32,
@@ -43,12 +174,27 @@ pub struct History {
     second_times: VecDeque<i64>,
     minute_times: VecDeque<i64>,
     current_minute: Option<i64>,
+    /// Sample points recorded so far: the axis position after the newest sample point.
     tick: u64,
+    /// Minutes closed so far: the axis position after the newest minute point.
+    minute_tick: u64,
     series: HashMap<SeriesKey, Series>,
     evicted: u64,
     /// Changes whenever points already recorded may read otherwise (see
     /// [`History::generation`]).
     generation: u64,
+}
+
+/// What a restore keeps of a saved history ([`History::restore_bounds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreBounds {
+    /// The sample times kept (indexes into the saved ones).
+    pub seconds: Range<usize>,
+    /// The minutes kept.
+    pub minutes: Range<usize>,
+    /// At most this many series are kept: those seen most recently (the position of their
+    /// last sample point among the kept ones), the first in key order among equals.
+    pub max_series: usize,
 }
 
 /// The points of some series at one resolution, oldest first.
@@ -89,6 +235,7 @@ impl History {
             minute_times: VecDeque::new(),
             current_minute: None,
             tick: 0,
+            minute_tick: 0,
             series: HashMap::new(),
             evicted: 0,
             generation: 0,
@@ -140,14 +287,20 @@ impl History {
             .map(|(key, s)| {
                 let peak = s
                     .seconds
+                    .values
                     .iter()
-                    .chain(&s.minutes)
+                    .chain(&s.minutes.values)
                     .chain(std::iter::once(&s.minute_peak))
                     .copied()
                     .filter(|v| v.is_finite())
                     .reduce(f32::max);
                 (key, peak)
             })
+    }
+
+    /// The time of the newest sample point, if any.
+    pub fn newest_sample_time(&self) -> Option<i64> {
+        self.second_times.back().copied()
     }
 
     /// Series evicted so far to respect the bound.
@@ -189,11 +342,10 @@ impl History {
             if !self.series.contains_key(key) && !self.make_room() {
                 continue;
             }
-            let (second_len, minute_len) = (self.second_times.len() - 1, self.minute_times.len());
             let series = self.series.entry(key.clone()).or_insert_with(|| Series {
                 rate: key.is_rate(),
-                seconds: VecDeque::from(vec![f32::NAN; second_len]),
-                minutes: VecDeque::from(vec![f32::NAN; minute_len]),
+                seconds: Points::default(),
+                minutes: Points::default(),
                 minute_peak: f32::NAN,
                 minute_sum: 0.0,
                 minute_points: 0,
@@ -204,7 +356,7 @@ impl History {
             }
             series.last_seen_tick = self.tick;
             let v = *value as f32;
-            push_capped(&mut series.seconds, v, self.second_cap);
+            series.seconds.push(self.tick - 1, v, self.second_cap);
             if v.is_finite() {
                 series.minute_peak = if series.minute_peak.is_nan() {
                     v
@@ -223,11 +375,32 @@ impl History {
         if self.series.len() != before {
             self.generation = self.generation.wrapping_add(1);
         }
+        let oldest = self.second_start();
         for series in self.series.values_mut() {
-            if series.last_seen_tick != tick {
-                push_capped(&mut series.seconds, f32::NAN, self.second_cap);
-            }
+            series.seconds.trim(oldest);
         }
+    }
+
+    /// The axis position of the oldest sample point kept.
+    fn second_start(&self) -> u64 {
+        self.tick - self.second_times.len() as u64
+    }
+
+    /// The axis position of the oldest minute point kept.
+    fn minute_start(&self) -> u64 {
+        self.minute_tick - self.minute_times.len() as u64
+    }
+
+    /// Points stored over every series and both axes (known points and the gaps between a
+    /// series' first and last known ones), and the room their rings hold: what the history
+    /// costs, a few bytes a point.
+    pub fn stored_points(&self) -> (usize, usize) {
+        self.series.values().fold((0, 0), |(n, room), s| {
+            (
+                n + s.seconds.stored() + s.minutes.stored(),
+                room + s.seconds.room() + s.minutes.room(),
+            )
+        })
     }
 
     /// Evicts the least recently seen series if the bound is reached; false when every series
@@ -256,6 +429,8 @@ impl History {
     /// Folds the points of `minute` into one minute point per series.
     fn close_minute(&mut self, minute: i64) {
         push_capped(&mut self.minute_times, minute * 60_000, self.minute_cap);
+        self.minute_tick += 1;
+        let (at, oldest) = (self.minute_tick - 1, self.minute_start());
         for series in self.series.values_mut() {
             let point = if !series.rate {
                 series.minute_peak
@@ -264,7 +439,8 @@ impl History {
             } else {
                 f32::NAN
             };
-            push_capped(&mut series.minutes, point, self.minute_cap);
+            series.minutes.push(at, point, self.minute_cap);
+            series.minutes.trim(oldest);
             series.minute_peak = f32::NAN;
             series.minute_sum = 0.0;
             series.minute_points = 0;
@@ -315,6 +491,12 @@ impl History {
             &self.minute_times
         };
         let skip = times.len().saturating_sub(max_points);
+        let (from, to) = if seconds {
+            (self.second_start(), self.tick)
+        } else {
+            (self.minute_start(), self.minute_tick)
+        };
+        let from = from + skip as u64;
         let series = self
             .series
             .iter()
@@ -322,9 +504,8 @@ impl History {
             .map(|(key, s)| {
                 let points = if seconds { &s.seconds } else { &s.minutes };
                 let values = points
-                    .iter()
-                    .skip(skip)
-                    .map(|v| v.is_finite().then_some(*v))
+                    .range(from, to)
+                    .map(|v| v.is_finite().then_some(v))
                     .collect();
                 (key.clone(), values)
             })
@@ -352,15 +533,20 @@ impl History {
             .iter()
             .take_while(|&&t| t < seconds_since_unix_ms)
             .count();
-        let known = |v: &f32| v.is_finite().then_some(*v);
+        let known = |v: f32| v.is_finite().then_some(v);
+        let from = self.second_start() + skip as u64;
         let mut series: Vec<SavedSeries> = self
             .series
             .iter()
             .filter(|(key, _)| keep(key))
             .map(|(key, s)| SavedSeries {
                 key: key.clone(),
-                seconds: s.seconds.iter().skip(skip).map(known).collect(),
-                minutes: s.minutes.iter().map(known).collect(),
+                seconds: s.seconds.range(from, self.tick).map(known).collect(),
+                minutes: s
+                    .minutes
+                    .range(self.minute_start(), self.minute_tick)
+                    .map(known)
+                    .collect(),
             })
             .filter(|s| s.seconds.iter().chain(&s.minutes).any(Option::is_some))
             .collect();
@@ -369,6 +555,29 @@ impl History {
             second_times: self.second_times.iter().skip(skip).copied().collect(),
             minute_times: self.minute_times.iter().copied().collect(),
             series,
+        }
+    }
+
+    /// What [`History::restore`] keeps of a saved history with these axes (see there): a
+    /// reader of a saved history builds only that, so a large or hostile file costs no more
+    /// memory than the history it restores.
+    pub fn restore_bounds(
+        &self,
+        second_times: &[i64],
+        minute_times: &[i64],
+        seconds_from_unix_ms: i64,
+        minutes_from_unix_ms: i64,
+        now_unix_ms: i64,
+    ) -> RestoreBounds {
+        let window = |times: &[i64], from: i64, cap: usize| {
+            let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
+            let start = times[..end].iter().take_while(|&&t| t < from).count();
+            start.max(end.saturating_sub(cap))..end
+        };
+        RestoreBounds {
+            seconds: window(second_times, seconds_from_unix_ms, self.second_cap),
+            minutes: window(minute_times, minutes_from_unix_ms, self.minute_cap),
+            max_series: self.max_series,
         }
     }
 
@@ -391,13 +600,15 @@ impl History {
             return Err("the history already holds samples".to_owned());
         }
         self.generation = self.generation.wrapping_add(1);
-        let window = |times: &[i64], from: i64, cap: usize| {
-            let end = times.iter().take_while(|&&t| t <= now_unix_ms).count();
-            let start = times[..end].iter().take_while(|&&t| t < from).count();
-            start.max(end.saturating_sub(cap))..end
-        };
-        let seconds = window(&saved.second_times, seconds_from_unix_ms, self.second_cap);
-        let minutes = window(&saved.minute_times, minutes_from_unix_ms, self.minute_cap);
+        let RestoreBounds {
+            seconds, minutes, ..
+        } = self.restore_bounds(
+            &saved.second_times,
+            &saved.minute_times,
+            seconds_from_unix_ms,
+            minutes_from_unix_ms,
+            now_unix_ms,
+        );
         self.second_times = saved.second_times[seconds.clone()]
             .iter()
             .copied()
@@ -407,6 +618,7 @@ impl History {
             .copied()
             .collect();
         self.tick = self.second_times.len() as u64;
+        self.minute_tick = self.minute_times.len() as u64;
         let mut kept: Vec<(SeriesKey, Series)> = Vec::new();
         for s in saved.series {
             let (Some(sec), Some(min)) = (
@@ -418,8 +630,8 @@ impl History {
             let nan = |v: &Option<f32>| v.filter(|v| v.is_finite()).unwrap_or(f32::NAN);
             let series = Series {
                 rate: s.key.is_rate(),
-                seconds: sec.iter().map(nan).collect(),
-                minutes: min.iter().map(nan).collect(),
+                seconds: Points::from_points(0, sec.iter().map(nan)),
+                minutes: Points::from_points(0, min.iter().map(nan)),
                 minute_peak: f32::NAN,
                 minute_sum: 0.0,
                 minute_points: 0,
@@ -429,12 +641,7 @@ impl History {
                     .rposition(Option::is_some)
                     .map_or(0, |i| i as u64 + 1),
             };
-            if series
-                .seconds
-                .iter()
-                .chain(&series.minutes)
-                .any(|v| v.is_finite())
-            {
+            if series.seconds.stored() + series.minutes.stored() > 0 {
                 kept.push((s.key, series));
             }
         }
@@ -457,8 +664,13 @@ impl History {
                     .count();
                 if minute < open && newest.is_none_or(|m| m < minute * 60_000) {
                     push_capped(&mut self.minute_times, minute * 60_000, self.minute_cap);
+                    self.minute_tick += 1;
+                    let (at, oldest) = (self.minute_tick - 1, self.minute_start());
                     for s in self.series.values_mut() {
-                        let points = s.seconds.range(i..end).copied().filter(|v| v.is_finite());
+                        let points = s
+                            .seconds
+                            .range(i as u64, end as u64)
+                            .filter(|v| v.is_finite());
                         let point = if s.rate {
                             let (sum, n) =
                                 points.fold((0.0f64, 0u32), |(a, n), v| (a + f64::from(v), n + 1));
@@ -470,7 +682,8 @@ impl History {
                         } else {
                             points.reduce(f32::max).unwrap_or(f32::NAN)
                         };
-                        push_capped(&mut s.minutes, point, self.minute_cap);
+                        s.minutes.push(at, point, self.minute_cap);
+                        s.minutes.trim(oldest);
                     }
                 }
                 i = end;
@@ -492,8 +705,9 @@ impl History {
                     .rev()
                     .take_while(|&&t| t.div_euclid(60_000) == minute)
                     .count();
+                let tick = self.tick;
                 for s in self.series.values_mut() {
-                    for &v in s.seconds.iter().skip(s.seconds.len() - open) {
+                    for v in s.seconds.range(tick - open as u64, tick) {
                         if v.is_finite() {
                             s.minute_peak = if s.minute_peak.is_nan() {
                                 v
@@ -540,14 +754,15 @@ impl History {
                 .take_while(|&&t| t > after)
                 .count(),
         };
+        let (tick, minute_tick) = (self.tick, self.minute_tick);
         let series = self
             .series
             .iter()
             .filter(|(key, _)| keep(key))
             .map(|(key, s)| CopiedSeries {
                 key: key.clone(),
-                seconds: newest(&s.seconds, seconds),
-                minutes: newest(&s.minutes, minutes),
+                seconds: s.seconds.copy(tick - seconds as u64, tick),
+                minutes: s.minutes.copy(minute_tick - minutes as u64, minute_tick),
             })
             .collect();
         HistoryCopy {
@@ -571,14 +786,13 @@ impl History {
             }
         }
         self.follows(live);
-        let n = live.second_times.len();
+        let first = live.second_start();
         for (i, &time) in live.second_times.iter().enumerate() {
             let values: Vec<(SeriesKey, f64)> = live
                 .series
                 .iter()
                 .filter_map(|(key, s)| {
-                    // Each series holds one point per time (the newest `n`).
-                    let v = *s.seconds.get((s.seconds.len() + i).checked_sub(n)?)?;
+                    let v = s.seconds.get(first + i as u64);
                     v.is_finite().then(|| (key.clone(), f64::from(v)))
                 })
                 .collect();
@@ -632,7 +846,7 @@ impl HistoryView {
 }
 
 /// The newest `n` entries of `ring`, oldest first, copied in bulk; a ring shorter than `n`
-/// is padded at the front (with `NaN` for points: a gap).
+/// is padded at the front.
 fn newest<T: Copy + Padding>(ring: &VecDeque<T>, n: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
     out.resize(n.saturating_sub(ring.len()), T::PAD);
@@ -650,10 +864,6 @@ fn newest<T: Copy + Padding>(ring: &VecDeque<T>, n: usize) -> Vec<T> {
 /// What [`newest`] pads with.
 trait Padding {
     const PAD: Self;
-}
-
-impl Padding for f32 {
-    const PAD: f32 = f32::NAN;
 }
 
 impl Padding for i64 {
@@ -793,7 +1003,177 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_series_stores_only_the_points_between_its_first_and_last_known_ones() {
+        let mut h = History::new(100, 50, 8);
+        for s in 0..60 {
+            h.record(s * 1000, &[gauge("steady", 1.0)]);
+        }
+        // A port group among the busiest for five samples, late in the first minute's
+        // successor, and never again.
+        for s in 60..65 {
+            h.record(s * 1000, &[gauge("steady", 1.0), gauge("brief", 2.0)]);
+        }
+        let brief = |h: &History| {
+            let s = &h.series[&key("brief")];
+            (s.seconds.stored(), s.minutes.stored())
+        };
+        // Not 60 empty slots before its first point.
+        assert_eq!(brief(&h), (5, 0));
+        for s in 65..120 {
+            h.record(s * 1000, &[gauge("steady", 1.0)]);
+        }
+        // Nor one per sample since it left; the minute it was seen in is still open.
+        assert_eq!(brief(&h), (5, 0));
+        for s in 120..400 {
+            h.record(s * 1000, &[gauge("steady", 1.0)]);
+        }
+        // Its sample points have left the window: only its minute point is left, although the
+        // minute ring has 5 points and the series is kept for the minute window's length.
+        assert!(h.contains(&key("brief")));
+        assert_eq!(brief(&h), (0, 1));
+        let m = h.minutes(|k| k == &key("brief"), 50);
+        assert_eq!(
+            m.series[&key("brief")],
+            vec![None, Some(2.0), None, None, None, None]
+        );
+        let s = h.seconds(|k| k == &key("brief"), 100, 1);
+        assert_eq!(s.series[&key("brief")], vec![None; 100]);
+        // The steady series holds full rings, and no more room than its caps.
+        let steady = &h.series[&key("steady")];
+        assert_eq!((steady.seconds.stored(), steady.minutes.stored()), (100, 6));
+        assert!(
+            steady.seconds.room() <= 100,
+            "room {}",
+            steady.seconds.room()
+        );
+        assert_eq!(h.stored_points().0, 100 + 6 + 1);
+    }
+
+    #[test]
+    fn rings_of_fewer_than_four_points_hold_their_points() {
+        let mut h = History::new(1, 2, 4);
+        for s in 0..200 {
+            h.record(s * 1000, &[gauge("a", s as f64)]);
+        }
+        let s = h.seconds(|_| true, 10, 1);
+        assert_eq!(s.series[&key("a")], vec![Some(199.0)]);
+        let m = h.minutes(|_| true, 10);
+        assert_eq!(m.series[&key("a")], vec![Some(119.0), Some(179.0)]);
+        assert!(h.series[&key("a")].seconds.room() <= 1);
+    }
+
+    #[test]
+    fn a_ring_never_holds_room_past_its_cap_and_gives_back_what_it_no_longer_needs() {
+        let mut h = History::new(900, 1440, 4);
+        for s in 0..3000 {
+            h.record(s * 1000, &[gauge("a", 1.0), gauge("b", 1.0)]);
+        }
+        let room = |h: &History, name: &str| h.series[&key(name)].seconds.room();
+        // A VecDeque that doubles past 900 would hold room for 1,800 points.
+        assert!(room(&h, "a") <= 900, "room {}", room(&h, "a"));
+        for s in 3000..4000 {
+            h.record(s * 1000, &[gauge("a", 1.0)]);
+        }
+        assert_eq!(h.series[&key("b")].seconds.stored(), 0);
+        assert!(room(&h, "b") <= 8, "room {}", room(&h, "b"));
+    }
+
+    #[test]
+    fn points_copied_in_bulk_are_those_read_one_by_one() {
+        let mut p = Points::default();
+        // Wrap the ring around its buffer so that the stored values are in two slices.
+        for at in 0..20u64 {
+            let v = if at % 7 == 3 { f32::NAN } else { at as f32 };
+            p.push(at, v, 12);
+            p.trim(at.saturating_sub(11));
+        }
+        for (from, to) in [
+            (0, 25),
+            (8, 20),
+            (10, 14),
+            (15, 30),
+            (0, 5),
+            (21, 24),
+            (8, 8),
+        ] {
+            let one_by_one: Vec<_> = p.range(from, to).map(f32::to_bits).collect();
+            let bulk: Vec<_> = p.copy(from, to).into_iter().map(f32::to_bits).collect();
+            assert_eq!(bulk, one_by_one, "{from}..{to}");
+        }
+    }
+
     proptest! {
+        /// Model test: the views give back, for every series, exactly the points recorded
+        /// (a gap where a sample left it out), the peak or mean of each closed minute, and
+        /// nothing older than the caps.
+        #[test]
+        fn views_give_back_what_was_recorded(
+            steps in proptest::collection::vec(
+                (1i64..40_000, proptest::collection::vec((0u8..6, 0.0f64..100.0), 0..5)),
+                1..200,
+            )
+        ) {
+            let (second_cap, minute_cap) = (30, 4);
+            let mut h = History::new(second_cap, minute_cap, 16);
+            let name = |n: u8| {
+                let key = format!("s{n}");
+                if n.is_multiple_of(2) {
+                    SeriesKey::Sockstat { key }
+                } else {
+                    SeriesKey::ProtocolRate { key }
+                }
+            };
+            let mut samples: Vec<(i64, BTreeMap<SeriesKey, f64>)> = Vec::new();
+            let mut t = 0i64;
+            for (dt, values) in steps {
+                t += dt;
+                let values: Vec<_> = values.into_iter().map(|(n, v)| (name(n), v)).collect();
+                h.record(t, &values);
+                let mut first = BTreeMap::new();
+                for (k, v) in values {
+                    first.entry(k).or_insert(v);
+                }
+                samples.push((t, first));
+            }
+            let s = h.seconds(|_| true, usize::MAX, 1);
+            let window = &samples[samples.len().saturating_sub(second_cap)..];
+            prop_assert_eq!(&s.times_unix_ms, &window.iter().map(|w| w.0).collect::<Vec<_>>());
+            for (key, points) in &s.series {
+                let want: Vec<_> = window.iter().map(|w| w.1.get(key).map(|v| *v as f32)).collect();
+                prop_assert_eq!(points, &want, "{:?}", key);
+            }
+            // Closed minutes: every minute with a sample but the last sample's.
+            let mut minutes: Vec<(i64, Vec<&BTreeMap<SeriesKey, f64>>)> = Vec::new();
+            for (t, values) in &samples {
+                let m = t.div_euclid(60_000) * 60_000;
+                match minutes.last_mut() {
+                    Some((last, v)) if *last == m => v.push(values),
+                    _ => minutes.push((m, vec![values])),
+                }
+            }
+            minutes.pop();
+            let closed = &minutes[minutes.len().saturating_sub(minute_cap)..];
+            let m = h.minutes(|_| true, usize::MAX);
+            prop_assert_eq!(&m.times_unix_ms, &closed.iter().map(|c| c.0).collect::<Vec<_>>());
+            for (key, points) in &m.series {
+                let want: Vec<_> = closed
+                    .iter()
+                    .map(|(_, values)| {
+                        let seen: Vec<f64> = values.iter().filter_map(|v| v.get(key).copied()).collect();
+                        if seen.is_empty() {
+                            None
+                        } else if key.is_rate() {
+                            Some((seen.iter().sum::<f64>() / seen.len() as f64) as f32)
+                        } else {
+                            seen.iter().map(|v| *v as f32).reduce(f32::max)
+                        }
+                    })
+                    .collect();
+                prop_assert_eq!(points, &want, "{:?}", key);
+            }
+        }
+
         /// Model test: whatever the sequence of samples, every series stays aligned with the
         /// time axes and within the caps.
         #[test]

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::config::CountersConfig;
 use super::error::CounterError;
-use super::history::{History, HistoryCopy, HistoryView};
+use super::history::{History, HistoryCopy, HistoryView, RestoreBounds};
 use super::owners::PortOwner;
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
@@ -229,6 +229,9 @@ pub struct StoreBounds {
     pub max_series: usize,
     /// Series evicted to stay within it.
     pub series_evicted: u64,
+    /// Points the series hold over both rings (each series' points from its first known one
+    /// to its last; 4 bytes each), and the room their rings hold, in points.
+    pub points: (usize, usize),
     /// Task counters kept and their bound.
     pub task_targets: usize,
     /// The bound on task counters.
@@ -1000,11 +1003,10 @@ impl CounterStore {
     /// caller's, away from the lock: the sampler is never held up by them.
     pub fn copy_for_save(&self, seconds_ms: i64, minutes_after_unix_ms: Option<i64>) -> SaveCopy {
         let inner = self.inner.lock();
-        let since = inner
-            .time_unix_ms
-            .map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
+        let newest = newest_sample(&inner);
+        let since = newest.map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
         SaveCopy {
-            time_unix_ms: inner.time_unix_ms,
+            time_unix_ms: newest,
             history: inner
                 .history
                 .copy(not_the_agents_own, since, minutes_after_unix_ms),
@@ -1020,9 +1022,7 @@ impl CounterStore {
     /// [`CounterStore::copy_for_save`] instead.
     pub fn save(&self, seconds_ms: i64) -> SavedCounters {
         let inner = self.inner.lock();
-        let since = inner
-            .time_unix_ms
-            .map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
+        let since = newest_sample(&inner).map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
         SavedCounters {
             history: inner.history.save(not_the_agents_own, since),
             owners: saved_owners(&inner),
@@ -1046,11 +1046,7 @@ impl CounterStore {
         saved: SavedCounters,
         now_unix_ms: i64,
     ) -> Result<PreparedRestore, String> {
-        let span = |points: usize, step_ms: u64| {
-            i64::try_from(points as u128 * u128::from(step_ms)).unwrap_or(i64::MAX)
-        };
-        let seconds_from = now_unix_ms.saturating_sub(span(self.history_seconds, self.interval_ms));
-        let minutes_from = now_unix_ms.saturating_sub(span(self.history_minutes, 60_000));
+        let (seconds_from, minutes_from) = self.restore_from(now_unix_ms);
         let mut history = History::new(self.history_seconds, self.history_minutes, self.max_series);
         let (series, sample_points, minute_points) =
             history.restore(saved.history, seconds_from, minutes_from, now_unix_ms)?;
@@ -1069,6 +1065,36 @@ impl CounterStore {
                 unknown_series: saved.unknown_series,
             },
         })
+    }
+
+    /// What a restore as of `now_unix_ms` ([`CounterStore::prepare_restore`]) keeps of a
+    /// saved history with these axes: which sample times, which minutes, and at most how many
+    /// series. A reader of a saved history builds no more than this.
+    pub fn restore_bounds(
+        &self,
+        second_times: &[i64],
+        minute_times: &[i64],
+        now_unix_ms: i64,
+    ) -> RestoreBounds {
+        let (seconds_from, minutes_from) = self.restore_from(now_unix_ms);
+        History::new(self.history_seconds, self.history_minutes, self.max_series).restore_bounds(
+            second_times,
+            minute_times,
+            seconds_from,
+            minutes_from,
+            now_unix_ms,
+        )
+    }
+
+    /// The oldest sample time and minute a restore as of `now_unix_ms` keeps.
+    fn restore_from(&self, now_unix_ms: i64) -> (i64, i64) {
+        let span = |points: usize, step_ms: u64| {
+            i64::try_from(points as u128 * u128::from(step_ms)).unwrap_or(i64::MAX)
+        };
+        (
+            now_unix_ms.saturating_sub(span(self.history_seconds, self.interval_ms)),
+            now_unix_ms.saturating_sub(span(self.history_minutes, 60_000)),
+        )
     }
 
     /// Puts a restored history in place. The samples recorded since the agent started (the
@@ -1175,6 +1201,7 @@ impl CounterStore {
                 series: inner.history.len(),
                 max_series: self.max_series,
                 series_evicted: inner.history.evicted(),
+                points: inner.history.stored_points(),
                 task_targets: inner.tasks.len(),
                 max_task_targets: self.max_task_targets,
                 task_targets_rejected: inner.task_rejected,
@@ -1248,6 +1275,14 @@ fn forget_moved_ports(history: &mut History, before: &BTreeMap<u16, u32>, now: &
         "ports {moved:?} are held by another process than before the restart: {n} restored \
          series of theirs forgotten"
     );
+}
+
+/// The time of the newest sample point: the last sample, or the newest restored point when
+/// nothing was sampled since a restore.
+fn newest_sample(inner: &Inner) -> Option<i64> {
+    inner
+        .time_unix_ms
+        .or_else(|| inner.history.newest_sample_time())
 }
 
 /// The series a save keeps: all but the agent's own process and runtime (the next start is
@@ -1974,6 +2009,26 @@ mod tests {
             h.seconds.series[&CLOSE_WAIT_8080][10..],
             [Some(4.0), Some(5.0), Some(6.0)]
         );
+    }
+
+    /// A save made before the first live sample (only restored points: a save as soon as the
+    /// restore is in place, the bench's) keeps the last `seconds_ms` before the newest
+    /// restored point, as a save after a sample keeps those before the sample: not the
+    /// whole restored ring.
+    #[test]
+    fn a_save_before_any_live_sample_keeps_the_window_before_the_newest_restored_point() {
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        for t in 0..60 {
+            store.record_sample(leaking(100_000 + t * 1000, 3, 10));
+        }
+        let next = CounterStore::new(&config);
+        next.restore(store.save(i64::MAX), 160_000).unwrap();
+        let copy = next.copy_for_save(10_000, None);
+        assert_eq!(copy.time_unix_ms, Some(159_000));
+        let times: Vec<i64> = (149..160).map(|s| s * 1000).collect();
+        assert_eq!(copy.history.second_times, times);
+        assert_eq!(next.save(10_000).history.second_times, times);
     }
 
     /// Points after "now" (a clock set back since they were saved) would shut out every new

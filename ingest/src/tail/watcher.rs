@@ -3,6 +3,7 @@
 //! watched, a glob with wildcards in its directories, a time the tailer waits for), a bounded
 //! channel carries the batches, and a cancellation token stops it. An idle tailer whose
 //! directories are all watched sleeps until an event (with a safety look every few seconds).
+//! A file system mounted over a watched directory is an event too (see [`Mounts`]).
 //!
 //! Why `inotify` directly and not `notify`: the same read loop (entry events within 5 ms,
 //! writes batched 100 ms apart) woken by notify's `RecommendedWatcher` — one callback per
@@ -256,6 +257,61 @@ struct FileEvents {
     writes: Queue,
     /// Every directory asked for last has a watch on both queues.
     complete: bool,
+    /// Changes of the mount table (`None`: not available, the idle look finds them).
+    mounts: Option<Mounts>,
+    /// Each watched directory and what it was (device, inode) when its watch was set.
+    identities: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+/// The mount table's changes. A file system mounted over a watched directory (or over one
+/// above it) after its watch was set raises no event: the watch stays on the directory it
+/// covers, and the files of the new file system (created, written) were found only at the
+/// idle look, 5 s later, their writes never reported. `/proc/self/mountinfo` is "priority"
+/// readable each time the mount table changes (proc(5)); a change that leaves every watched
+/// directory what it was (a container's volume elsewhere) is ignored, one that does not
+/// makes the watches be set again and the directories rescanned (like an entry change).
+struct Mounts {
+    fd: AsyncFd<std::fs::File>,
+}
+
+impl Mounts {
+    fn new() -> Option<Mounts> {
+        let file = std::fs::File::open("/proc/self/mountinfo").ok()?;
+        // SAFETY: the `File` owns its descriptor and closes it only when dropped, with the
+        // `AsyncFd` that owns it.
+        match unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) } {
+            Ok(fd) => Some(Mounts { fd }),
+            Err(e) => {
+                let e = e.into_parts().1;
+                tracing::debug!(error = %e, "cannot follow the mount table; the idle look finds mounts");
+                None
+            }
+        }
+    }
+}
+
+/// What `dir` is now: (device, inode); `None` when it cannot be looked at.
+fn identity(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Waits until the mount table changes so that a directory of `identities` is no longer
+/// what it was when watched (never, without `mounts`).
+async fn moved(mounts: &mut Option<Mounts>, identities: &[(PathBuf, Option<(u64, u64)>)]) {
+    let Some(mounts) = mounts.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(mut guard) = mounts.fd.ready_mut(Interest::PRIORITY).await else {
+            // The reactor is gone (shutdown): nothing will come any more.
+            return std::future::pending().await;
+        };
+        guard.clear_ready();
+        if identities.iter().any(|(dir, id)| identity(dir) != *id) {
+            return;
+        }
+    }
 }
 
 /// One inotify descriptor and its watches.
@@ -276,6 +332,8 @@ impl FileEvents {
                 entries,
                 writes,
                 complete: false,
+                mounts: Mounts::new(),
+                identities: Vec::new(),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "no file-system events; polling only");
@@ -296,6 +354,8 @@ impl FileEvents {
                 added: false,
             };
         }
+        // Looked at before the watches are set: a mount in between is then seen as a change.
+        self.identities = dirs.iter().map(|d| (d.clone(), identity(d))).collect();
         let (entries_complete, entries_added) = self.entries.watch(dirs);
         let (writes_complete, writes_added) = self.writes.watch(dirs);
         self.complete = entries_complete && writes_complete;
@@ -310,6 +370,7 @@ impl FileEvents {
         let change = tokio::select! {
             _ = self.entries.changed() => Change::Entries,
             lost = self.writes.changed() => if lost { Change::Entries } else { Change::Writes },
+            () = moved(&mut self.mounts, &self.identities) => Change::Entries,
         };
         if change == Change::Entries {
             // A watched directory may be gone or replaced: the watches are set again.
@@ -320,7 +381,10 @@ impl FileEvents {
 
     /// Waits for the next change of a directory entry (writes are not listened to).
     async fn entry_changed(&mut self) {
-        self.entries.changed().await;
+        tokio::select! {
+            _ = self.entries.changed() => {}
+            () = moved(&mut self.mounts, &self.identities) => {}
+        }
         // A watched directory may be gone or replaced: the watches are set again.
         self.complete = false;
     }

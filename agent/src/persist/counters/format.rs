@@ -26,9 +26,15 @@
 //!
 //! Bounds: a length, a count or an index in a file never makes the reader allocate more than
 //! the file's own size describes (bincode is given the record's length as its limit, and
-//! indexes are checked against the keys defined).
+//! indexes are checked against the keys defined). Points are described compactly (a run of
+//! a point repeated up to 2^32 times, a minute that changes nothing costs a few bytes), so
+//! they are built only for the sample times, minutes and series the counter store keeps
+//! ([`expand`] and [`minute_points`] of a window; see `combine`): a file of 400 KB
+//! describing 2,000 series over 5,000 sample times and 3,000 minutes no longer builds the
+//! 128 MB of them, only the store's 1,024 × (900 + 1,440) points.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use bincode::Options;
 use faultline_ingest::counters::saved::{SavedOwner, SavedTarget};
@@ -96,21 +102,83 @@ pub fn runs(points: &[f32]) -> Vec<Run> {
     out
 }
 
-/// The points of `runs`, which must describe exactly `len` of them.
-pub fn expand(runs: &[Run], len: usize) -> Result<Vec<Option<f32>>, String> {
-    let mut out = Vec::with_capacity(len.min(1 << 20));
+/// Checks that `runs` describe exactly `len` points.
+pub fn check_runs(runs: &[Run], len: usize) -> Result<(), String> {
+    let total: u64 = runs.iter().map(|&(_, n)| u64::from(n)).sum();
+    if total != len as u64 {
+        return Err(format!("{total} points for {len} times"));
+    }
+    Ok(())
+}
+
+/// The points of `runs` at the positions `window` (checked with [`check_runs`] first): only
+/// those are built, so a run repeated a billion times costs what the window holds.
+pub fn expand(runs: &[Run], window: Range<usize>) -> Vec<Option<f32>> {
+    let mut out = Vec::with_capacity(window.len());
+    let mut at = 0usize;
     for &(p, n) in runs {
-        let n = n as usize;
-        if n > len - out.len() {
-            return Err(format!("its runs hold more points than the {len} times"));
+        let end = at.saturating_add(n as usize);
+        let (from, to) = (at.max(window.start), end.min(window.end));
+        if from < to {
+            let v = p.value();
+            out.extend(std::iter::repeat_n(v.is_finite().then_some(v), to - from));
         }
-        let v = p.value();
-        out.extend(std::iter::repeat_n(v.is_finite().then_some(v), n));
+        if end >= window.end {
+            break;
+        }
+        at = end;
     }
-    if out.len() != len {
-        return Err(format!("{} points for {len} times", out.len()));
+    out
+}
+
+/// Where the last known (finite) point of `runs` within `window` is, counted from the
+/// window's start.
+pub fn last_known(runs: &[Run], window: Range<usize>) -> Option<usize> {
+    let mut at = 0usize;
+    let mut last = None;
+    for &(p, n) in runs {
+        let end = at.saturating_add(n as usize);
+        let (from, to) = (at.max(window.start), end.min(window.end));
+        if from < to && p.value().is_finite() {
+            last = Some(to - 1 - window.start);
+        }
+        if end >= window.end {
+            break;
+        }
+        at = end;
     }
-    Ok(out)
+    last
+}
+
+/// One series' minute points in a log: (minute index, value) of each change, by increasing
+/// index; a point holds until the next change (`NaN`: a gap).
+pub type MinuteChanges = Vec<(u32, f32)>;
+
+/// The points of `changes` at the minutes `window` (`NaN`: a gap).
+pub fn minute_points(changes: &[(u32, f32)], window: Range<usize>) -> Vec<f32> {
+    let mut out = Vec::with_capacity(window.len());
+    let mut value = f32::NAN;
+    let mut changes = changes.iter().peekable();
+    for m in window {
+        while let Some(&(_, v)) = changes.next_if(|c| c.0 as usize <= m) {
+            value = v;
+        }
+        out.push(value);
+    }
+    out
+}
+
+/// Whether `changes` hold a known (finite) point among the minutes `window`.
+pub fn known_minute(changes: &[(u32, f32)], window: Range<usize>) -> bool {
+    let before = changes.partition_point(|c| (c.0 as usize) <= window.start);
+    let at_start = before
+        .checked_sub(1)
+        .is_some_and(|i| changes[i].1.is_finite());
+    at_start
+        || changes[before..]
+            .iter()
+            .take_while(|c| (c.0 as usize) < window.end)
+            .any(|c| c.1.is_finite())
 }
 
 /// `counters.bin`, format 1.
@@ -167,6 +235,23 @@ impl SecondsV1 {
         }
         Ok(out)
     }
+}
+
+/// `counters.bin` read and checked: its sample times (in order) and each series' runs
+/// covering exactly them.
+pub fn read_checked_seconds_file(bytes: &[u8]) -> Result<(SecondsV1, Vec<i64>), String> {
+    let file = read_seconds_file(bytes)?;
+    let times = file.sample_times()?;
+    if let Some(w) = times.windows(2).find(|w| w[1] < w[0]) {
+        return Err(format!(
+            "its sample times go backwards ({} then {})",
+            w[0], w[1]
+        ));
+    }
+    for s in &file.series {
+        check_runs(&s.runs, times.len()).map_err(|e| format!("{}: {e}", s.key))?;
+    }
+    Ok((file, times))
 }
 
 /// The steps between `times` (which must not go backwards: the history's axis never does).
@@ -286,8 +371,10 @@ pub fn frame(record: &Record, out: &mut Vec<u8>) {
 pub struct LoggedMinutes {
     /// Start of each minute (Unix ms), oldest first.
     pub minute_times: Vec<i64>,
-    /// Each series with a point, aligned with `minute_times` (`NaN`: a gap).
-    pub series: Vec<(SeriesKey, Vec<f32>)>,
+    /// Each series with a known point, as its changes (see [`minute_points`]): as many as
+    /// the log holds, never more (a point repeated over many minutes is built only for the
+    /// minutes a restore keeps).
+    pub series: Vec<(SeriesKey, MinuteChanges)>,
     /// Series under keys this version does not know, left out.
     pub unknown_series: usize,
     /// Bytes at the end that are not whole records (a write cut short), left out.
@@ -387,19 +474,11 @@ pub fn read_minute_log(bytes: &[u8]) -> Result<LoggedMinutes, String> {
             }
         }
     }
-    let minutes = out.minute_times.len();
     for slot in slots {
         if slot.retired || !slot.changes.iter().any(|c| c.1.is_finite()) {
             continue;
         }
-        let mut points = Vec::with_capacity(minutes);
-        let mut value = f32::NAN;
-        for (m, v) in slot.changes {
-            points.resize(m as usize, value);
-            value = v;
-        }
-        points.resize(minutes, value);
-        out.series.push((slot.key, points));
+        out.series.push((slot.key, slot.changes));
     }
     Ok(out)
 }
@@ -428,11 +507,36 @@ mod tests {
         encode(&runs(&[3.0, 3.0, 3.0, f32::NAN, 4.5]), &mut out);
         // The number of runs, then each run: tag, value (none for a gap), repeat.
         assert_eq!(out.len(), 1 + 3 + 2 + 6);
+        let r = runs(&[3.0, 3.0, f32::NAN, 4.5]);
+        check_runs(&r, 4).unwrap();
+        assert_eq!(expand(&r, 0..4), [Some(3.0), Some(3.0), None, Some(4.5)]);
+        assert_eq!(expand(&r, 1..3), [Some(3.0), None]);
+        assert_eq!(last_known(&r, 0..4), Some(3));
+        assert_eq!(last_known(&r, 0..3), Some(1));
+        assert_eq!(last_known(&r, 2..3), None);
+        assert!(check_runs(&[(Point::Count(1), u32::MAX)], 2).is_err());
+        assert!(check_runs(&r, 5).is_err());
+        // A run of four billion points costs the window only.
+        let long = [(Point::Count(1), u32::MAX), (Point::Gap, u32::MAX)];
         assert_eq!(
-            expand(&runs(&[3.0, 3.0, f32::NAN, 4.5]), 4).unwrap(),
-            [Some(3.0), Some(3.0), None, Some(4.5)]
+            expand(&long, 4_294_967_294..4_294_967_297),
+            [Some(1.0), None, None]
         );
-        assert!(expand(&[(Point::Count(1), u32::MAX)], 2).is_err());
+        assert_eq!(last_known(&long, 4_294_967_200..4_294_967_297), Some(94));
+    }
+
+    #[test]
+    fn minute_changes_give_the_points_of_a_window() {
+        let changes = [(1, 3.0), (3, f32::NAN), (5, 7.0)];
+        let p = minute_points(&changes, 0..7);
+        assert!(p[0].is_nan() && p[3].is_nan() && p[4].is_nan());
+        assert_eq!((p[1], p[2], p[5], p[6]), (3.0, 3.0, 7.0, 7.0));
+        assert_eq!(minute_points(&changes, 2..3), [3.0]);
+        assert!(known_minute(&changes, 2..3), "3.0 holds from minute 1");
+        assert!(!known_minute(&changes, 3..5));
+        assert!(known_minute(&changes, 3..6));
+        assert!(!known_minute(&changes, 0..1));
+        assert!(known_minute(&changes, 9..10));
     }
 
     /// A log of two keys over three minutes, a forgotten key, and a record cut short at the
@@ -479,7 +583,7 @@ mod tests {
         let points: HashMap<String, Vec<f32>> = read
             .series
             .into_iter()
-            .map(|(k, p)| (serde_json::to_string(&k).unwrap(), p))
+            .map(|(k, c)| (serde_json::to_string(&k).unwrap(), minute_points(&c, 0..3)))
             .collect();
         assert_eq!(points.len(), 1, "80 was forgotten");
         let p81 = &points[&key(81)];

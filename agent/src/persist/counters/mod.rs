@@ -137,8 +137,10 @@ pub fn read(dir: &Path, store: &CounterStore, now_unix_ms: i64) -> (Option<Loade
             )),
         }
     }
+    // A file that contradicts itself is set aside like a damaged one: the other's points
+    // are still restored.
     let seconds = read_file(dir, SECONDS_FILE, now_unix_ms, &mut notes, |bytes| {
-        format::read_seconds_file(bytes)
+        format::read_checked_seconds_file(bytes)
     });
     let minutes = read_file(dir, MINUTES_FILE, now_unix_ms, &mut notes, |bytes| {
         format::read_minute_log(bytes)
@@ -164,13 +166,7 @@ pub fn read(dir: &Path, store: &CounterStore, now_unix_ms: i64) -> (Option<Loade
                     m.dropped_tail_bytes, MINUTES_FILE
                 ));
             }
-            match combine(seconds, minutes.unwrap_or_default()) {
-                Ok(parts) => parts,
-                Err(why) => {
-                    set_aside(dir, SECONDS_FILE, &why, now_unix_ms, &mut notes);
-                    return (None, notes);
-                }
-            }
+            combine(seconds, minutes.unwrap_or_default(), store, now_unix_ms)
         }
     };
     match store.prepare_restore(saved, now_unix_ms) {
@@ -242,32 +238,26 @@ fn set_aside(dir: &Path, name: &str, why: &str, now_unix_ms: i64, notes: &mut Ve
     }
 }
 
-/// The recent points and the minute log as one saved history.
+/// The recent points and the minute log as one saved history, as much of it as a restore
+/// into `store` as of `now_unix_ms` keeps (see `CounterStore::restore_bounds`): the points
+/// of the kept times and minutes of the kept series only. The files are compact (a run of
+/// equal points, a minute that changed nothing), so building all they describe could take
+/// far more memory than the files' size; this takes at most what the store holds.
 fn combine(
-    seconds: Option<SecondsV1>,
+    seconds: Option<(SecondsV1, Vec<i64>)>,
     minutes: format::LoggedMinutes,
-) -> Result<(SavedCounters, Vec<SavedServiceTraffic>, i64), String> {
+    store: &CounterStore,
+    now_unix_ms: i64,
+) -> (SavedCounters, Vec<SavedServiceTraffic>, i64) {
     let mut saved = SavedCounters::default();
-    let (second_times, minute_times) = (
-        match &seconds {
-            Some(s) => s.sample_times()?,
-            None => Vec::new(),
-        },
-        minutes.minute_times,
-    );
-    if let Some(w) = second_times.windows(2).find(|w| w[1] < w[0]) {
-        return Err(format!(
-            "its sample times go backwards ({} then {})",
-            w[0], w[1]
-        ));
-    }
-    let (ns, nm) = (second_times.len(), minute_times.len());
-    let mut series: BTreeMap<SeriesKey, SavedSeries> = BTreeMap::new();
-    let blank = |key: SeriesKey| SavedSeries {
-        key,
-        seconds: vec![None; ns],
-        minutes: vec![None; nm],
+    let (seconds, second_times) = match seconds {
+        Some((file, times)) => (Some(file), times),
+        None => (None, Vec::new()),
     };
+    let minute_times = minutes.minute_times;
+    let bounds = store.restore_bounds(&second_times, &minute_times, now_unix_ms);
+    // Every series of either file, with its runs of sample points and its minute changes.
+    let mut parts: BTreeMap<SeriesKey, Parts> = BTreeMap::new();
     let mut traffic = Vec::new();
     let mut saved_unix_ms = 0;
     if let Some(file) = seconds {
@@ -276,12 +266,7 @@ fn combine(
                 saved.unknown_series += 1;
                 continue;
             };
-            let points =
-                format::expand(&s.runs, ns).map_err(|e| format!("{}: {e}", key.label()))?;
-            series
-                .entry(key.clone())
-                .or_insert_with(|| blank(key))
-                .seconds = points;
+            parts.entry(key).or_default().0 = Some(s.runs);
         }
         saved.owners = file.owners;
         saved.targets = file.targets;
@@ -289,20 +274,56 @@ fn combine(
         saved_unix_ms = file.saved_unix_ms;
     }
     saved.unknown_series += minutes.unknown_series;
-    for (key, points) in minutes.series {
-        let points = points.iter().map(|v| v.is_finite().then_some(*v)).collect();
-        series
-            .entry(key.clone())
-            .or_insert_with(|| blank(key))
-            .minutes = points;
+    for (key, changes) in minutes.series {
+        parts.entry(key).or_default().1 = Some(changes);
     }
+    // The series the restore keeps: with a known point in the kept times or minutes, the
+    // most recently seen first (the position of the last known sample point; a series
+    // with minute points only was seen before them all), the first in key order among
+    // equals.
+    let mut kept: Vec<(usize, SeriesKey, Parts)> = parts
+        .into_iter()
+        .filter_map(|(key, (runs, changes))| {
+            let seen = runs
+                .as_deref()
+                .and_then(|r| format::last_known(r, bounds.seconds.clone()))
+                .map_or(0, |i| i + 1);
+            let known = seen > 0
+                || changes
+                    .as_deref()
+                    .is_some_and(|c| format::known_minute(c, bounds.minutes.clone()));
+            known.then_some((seen, key, (runs, changes)))
+        })
+        .collect();
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
+    kept.truncate(bounds.max_series);
+    let series = kept
+        .into_iter()
+        .map(|(_, key, (runs, changes))| SavedSeries {
+            key,
+            seconds: match runs {
+                Some(runs) => format::expand(&runs, bounds.seconds.clone()),
+                None => vec![None; bounds.seconds.len()],
+            },
+            minutes: match changes {
+                Some(changes) => format::minute_points(&changes, bounds.minutes.clone())
+                    .into_iter()
+                    .map(|v| v.is_finite().then_some(v))
+                    .collect(),
+                None => vec![None; bounds.minutes.len()],
+            },
+        })
+        .collect();
     saved.history = SavedHistory {
-        second_times,
-        minute_times,
-        series: series.into_values().collect(),
+        second_times: second_times[bounds.seconds].to_vec(),
+        minute_times: minute_times[bounds.minutes].to_vec(),
+        series,
     };
-    Ok((saved, traffic, saved_unix_ms))
+    (saved, traffic, saved_unix_ms)
 }
+
+/// One series of the files: its runs of sample points and its minute changes.
+type Parts = (Option<Vec<format::Run>>, Option<format::MinuteChanges>);
 
 /// Puts a history read by [`read`] in place in `store` (and the services' traffic in
 /// `traffic`), after the samples taken since the start. Returns what to tell the user.
@@ -976,6 +997,200 @@ mod tests {
             assert!(dir.path().join(format!("{name}.unreadable-5000")).exists());
             assert!(history(&store).seconds.times_unix_ms.is_empty());
         }
+    }
+
+    /// Files cut short at any byte (a crash, a copy cut off): `counters.bin` cut short is
+    /// refused and moved aside, and the minute log's minutes still come back; the log cut
+    /// short gives back every minute recorded before the cut, said so, with the recent
+    /// points whole.
+    #[test]
+    fn files_cut_short_anywhere_give_back_what_stands_before_the_cut() {
+        let good = tempfile::tempdir().unwrap();
+        let store = CounterStore::new(&CountersConfig::default());
+        let mut sampler = NodeSampler::new(&CountersConfig::default());
+        let t0 = minute_ago();
+        sample(&store, &mut sampler, t0, 40); // 0 s .. 195 s: three closed minutes
+        Saver::new(good.path(), &store, 420_000)
+            .save(&store, None, t0 + 200_000)
+            .unwrap();
+        let seconds = fs::read(good.path().join(SECONDS_FILE)).unwrap();
+        let minutes = fs::read(good.path().join(MINUTES_FILE)).unwrap();
+        let now = t0 + 205_000;
+        let load_cut = |seconds: &[u8], minutes: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(SECONDS_FILE), seconds).unwrap();
+            fs::write(dir.path().join(MINUTES_FILE), minutes).unwrap();
+            let back = CounterStore::new(&CountersConfig::default());
+            let notes = load(dir.path(), &back, now);
+            (history(&back), notes)
+        };
+        let whole = history(&store);
+        assert_eq!(whole.minutes.times_unix_ms.len(), 3);
+
+        // Where the log's records end.
+        let mut ends = vec![format::log_header().len()];
+        while let Some(&at) = ends.last().filter(|&&at| at < minutes.len()) {
+            let len = u32::from_le_bytes(minutes[at..at + 4].try_into().unwrap()) as usize;
+            ends.push(at + 8 + len);
+        }
+        assert_eq!(ends.last(), Some(&minutes.len()));
+        // Every record's end and the bytes either side of it, and a byte every 1/200 of the
+        // log between.
+        let mut cuts: Vec<usize> = ends
+            .iter()
+            .flat_map(|&e| [e.saturating_sub(1), e, e + 1])
+            .chain((12..minutes.len()).step_by((minutes.len() / 200).max(1)))
+            .filter(|&c| (12..minutes.len()).contains(&c))
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut restored_before = 0;
+        for cut in cuts {
+            let (back, notes) = load_cut(&seconds, &minutes[..cut]);
+            let restored = notes.iter().any(|n| n.starts_with("restored"));
+            assert!(restored, "log cut at {cut}: {notes:?}");
+            assert_eq!(
+                notes.iter().any(|n| n.contains("not a whole record")),
+                !ends.contains(&cut),
+                "log cut at {cut}: {notes:?}"
+            );
+            // Minutes whose record was cut are closed again from the recent points: every
+            // minute is back, the same as before whichever record the cut fell in.
+            assert_eq!(
+                back.minutes.times_unix_ms, whole.minutes.times_unix_ms,
+                "cut {cut}"
+            );
+            assert_eq!(back.seconds.series[&LISTEN], whole.seconds.series[&LISTEN]);
+            restored_before += 1;
+        }
+        assert!(restored_before > 0);
+
+        let step = (seconds.len() / 47).max(1);
+        for cut in (0..seconds.len()).step_by(step) {
+            let (back, notes) = load_cut(&seconds[..cut], &minutes);
+            assert!(
+                notes.iter().any(|n| n.contains("moved to")),
+                "counters.bin cut at {cut}: {notes:?}"
+            );
+            assert!(notes.iter().any(|n| n.starts_with("restored")), "{notes:?}");
+            assert!(back.seconds.times_unix_ms.is_empty(), "cut {cut}");
+            assert_eq!(back.minutes.times_unix_ms, whole.minutes.times_unix_ms);
+            assert_eq!(back.minutes.series[&LISTEN], whole.minutes.series[&LISTEN]);
+        }
+
+        // A whole `counters.bin` that contradicts itself (a series' runs hold a point more
+        // than its times) is set aside the same way; the log's minutes still come back.
+        let mut file = format::read_seconds_file(&seconds).unwrap();
+        file.series[0].runs.push((Point::Count(1), 1));
+        let (back, notes) = load_cut(&format::seconds_file(&file), &minutes);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("points for") && n.contains("moved to")),
+            "{notes:?}"
+        );
+        assert_eq!(back.minutes.times_unix_ms, whole.minutes.times_unix_ms);
+        assert_eq!(back.minutes.series[&LISTEN], whole.minutes.series[&LISTEN]);
+    }
+
+    /// Files whose counts are within their own size but whose points are many (runs of a
+    /// point repeated over thousands of sample times, minutes that change nothing, thousands
+    /// of series): the reader builds only what the store keeps (its newest sample times and
+    /// minutes, at most `max_series` series, the most recently seen), not all the files
+    /// describe, and what it builds is what the store restores from it.
+    #[test]
+    fn files_describing_more_than_the_store_keeps_are_read_within_its_bounds() {
+        let key = |port: u16| SeriesKey::PortState {
+            port,
+            side: faultline_series::PortSide::Local,
+            state: faultline_series::SocketState::CloseWait,
+        };
+        let (times, keys, minutes) = (5_000u32, 2_000u16, 3_000i64);
+        let first_time = 1_796_000_000_000;
+        let file = SecondsV1 {
+            saved_unix_ms: first_time + i64::from(times) * 1000,
+            first_time,
+            times,
+            time_steps: vec![1000; times as usize - 1],
+            series: (0..keys)
+                .map(|port| SeriesRuns {
+                    key: key_text(&key(port)),
+                    // Port p last seen at time 4,000 + p (the newest ports are the most
+                    // recently seen), then gaps.
+                    runs: vec![
+                        (
+                            Point::Count(u32::from(port)),
+                            4_001 + u32::from(port) % 1_000,
+                        ),
+                        (Point::Gap, times - 4_001 - u32::from(port) % 1_000),
+                    ],
+                })
+                .collect(),
+            owners: Vec::new(),
+            targets: Vec::new(),
+            traffic: Vec::new(),
+        };
+        let mut log = format::log_header();
+        format::frame(
+            &Record::Keys {
+                first: 0,
+                keys: (0..keys).map(|p| key_text(&key(p))).collect(),
+            },
+            &mut log,
+        );
+        let last_minute = (first_time + i64::from(times) * 1000) / 60_000 * 60_000;
+        for m in 0..minutes {
+            let changes = if m == 0 {
+                (0..u32::from(keys))
+                    .map(|i| (u32::from(i > 0), Point::Count(1)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            format::frame(
+                &Record::Minute {
+                    start_unix_ms: last_minute - (minutes - 1 - m) * 60_000,
+                    changes,
+                },
+                &mut log,
+            );
+        }
+        let bin = format::seconds_file(&file);
+        assert!(
+            bin.len() + log.len() < 500_000,
+            "{} + {}",
+            bin.len(),
+            log.len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SECONDS_FILE), &bin).unwrap();
+        fs::write(dir.path().join(MINUTES_FILE), &log).unwrap();
+
+        let config = CountersConfig::default();
+        let store = CounterStore::new(&config);
+        // One sample interval after the last sample time: the store keeps 900 of them.
+        let now = file.saved_unix_ms;
+        let seconds = format::read_checked_seconds_file(&bin).unwrap();
+        let minutes_read = format::read_minute_log(&log).unwrap();
+        let (saved, _, _) = combine(Some(seconds), minutes_read, &store, now);
+        let h = &saved.history;
+        assert_eq!(h.second_times.len(), config.history_seconds);
+        assert_eq!(h.minute_times.len(), config.history_minutes);
+        assert_eq!(h.series.len(), config.max_series);
+        for s in &h.series {
+            assert_eq!(s.seconds.len(), h.second_times.len());
+            assert_eq!(s.minutes.len(), h.minute_times.len());
+        }
+        // The most recently seen: ports whose last point is among the newest times.
+        assert!(h.series.iter().any(|s| s.key == key(999)));
+        assert!(!h.series.iter().any(|s| s.key == key(0)));
+
+        let notes = load(dir.path(), &store, now);
+        assert!(notes[0].starts_with("restored"), "{notes:?}");
+        let back = history(&store);
+        assert_eq!(back.seconds.series.len(), config.max_series);
+        assert_eq!(back.seconds.times_unix_ms, h.second_times);
+        assert_eq!(back.minutes.times_unix_ms, h.minute_times);
     }
 
     /// A save that cannot reach the disk is reported, and the old files stay.
