@@ -3028,29 +3028,35 @@ fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incide
     assert_eq!(incidents[0].hints[0].rule_id, "goroutine-leak");
 }
 
-/// The unseen lab (echo, 2026-12-05): a healed close-wait incident stayed active for minutes
-/// after its last failure through counters that only moved beside it — a pool's TIME-WAIT
-/// churn, a caller's traffic — and ranked as a fault going on.
-#[test]
-fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_ended() {
+/// orders' error rate over `seconds` from T0: 0 before T0 + 2 s, 25 a second from then on,
+/// never back.
+fn orders_failing_from_2_s(seconds: usize) -> (SeriesKey, CounterHistory) {
     let errors = SeriesKey::ServiceTraffic {
         service: "orders".into(),
         metric: TrafficMetric::Errors,
     };
-    let services = chain();
-    let rules = HintRules::builtin().unwrap();
-    // orders' error rate: 0 before T0 + 2 s, 25 a second from then on, never back.
     let history = CounterHistory {
         start_unix_ms: T0,
         step_ms: 1000,
         series: vec![crate::history::CounterSeries {
             key: errors.clone(),
-            points: (0..400)
+            points: (0..seconds)
                 .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
                 .collect(),
         }],
         ..CounterHistory::default()
     };
+    (errors, history)
+}
+
+/// The unseen lab (echo, 2026-12-05): a healed close-wait incident stayed active for minutes
+/// after its last failure through counters that only moved beside it — a pool's TIME-WAIT
+/// churn, a caller's traffic — and ranked as a fault going on.
+#[test]
+fn a_healed_incident_is_not_kept_active_by_supporting_signals_and_says_when_it_ended() {
+    let (errors, history) = orders_failing_from_2_s(400);
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
     let mut eof = blamed(
         pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),
         "stock",
@@ -3174,24 +3180,9 @@ fn an_incident_continued_by_its_own_counter_keeps_its_patterns_and_failures() {
 /// TIME-WAIT churn both had listed as supporting evidence, still out of its range.
 #[test]
 fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one() {
-    let errors = SeriesKey::ServiceTraffic {
-        service: "orders".into(),
-        metric: TrafficMetric::Errors,
-    };
+    let (errors, history) = orders_failing_from_2_s(600);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
-    // orders' error rate: up from T0 + 2 s and never back.
-    let history = CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![crate::history::CounterSeries {
-            key: errors.clone(),
-            points: (0..600)
-                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
-                .collect(),
-        }],
-        ..CounterHistory::default()
-    };
     let failing = |id: &str, text: &str, onset: i64| {
         let mut p = blamed(
             pattern(id, text, &["orders"], onset, &[id]),
