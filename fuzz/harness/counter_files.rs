@@ -19,9 +19,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use faultline_agent::persist::counters::{self, format, Saver, MINUTES_FILE, SECONDS_FILE};
-use faultline_ingest::counters::reader::CensusReading;
-use faultline_ingest::counters::store::{HistoryBlock, NodeSample};
-use faultline_ingest::counters::{CounterError, CounterStore, CountersConfig, SnapshotOptions};
+use faultline_ingest::counters::store::HistoryBlock;
+use faultline_ingest::counters::{CounterStore, CountersConfig, SnapshotOptions};
 use faultline_ingest::traces::ServiceTraffic;
 
 /// "Now" of the start when the files name no plausible time of their own (2026-12-05 22:13
@@ -100,21 +99,7 @@ pub fn run(data: &[u8]) {
     check(&store, "restored");
 
     // The next sample follows the restored points on the same axes.
-    let sockstat = BTreeMap::from([("sockets used".to_owned(), 7), ("TCP inuse".to_owned(), 3)]);
-    store.record_sample(NodeSample {
-        time_unix_ms: now + 1_000,
-        sockets: CensusReading {
-            census: Err(CounterError::Worker("not read by the fuzz harness".into())),
-            netlink_problem: None,
-            budget_note: None,
-        },
-        sockstat: Ok(sockstat),
-        protocol: Err(CounterError::Worker("not read by the fuzz harness".into())),
-        processes: Vec::new(),
-        agent_process: None,
-        runtime: None,
-        scrapes: Vec::new(),
-    });
+    super::counters::sample_after_restore(&store, now + 1_000);
     let before = check(&store, "sampled after the restore");
 
     // What this history saves (every sample point it holds) loads again, unchanged: as much

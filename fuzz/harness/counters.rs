@@ -42,21 +42,7 @@ pub fn run(data: &[u8]) {
     check_axes(&store, "restored");
 
     // The next sample follows the restored points on the same axes.
-    let sockstat = BTreeMap::from([("sockets used".to_owned(), 7), ("TCP inuse".to_owned(), 3)]);
-    store.record_sample(NodeSample {
-        time_unix_ms: NOW_UNIX_MS + 1_000,
-        sockets: CensusReading {
-            census: Err(CounterError::Worker("not read by the fuzz harness".into())),
-            netlink_problem: None,
-            budget_note: None,
-        },
-        sockstat: Ok(sockstat),
-        protocol: Err(CounterError::Worker("not read by the fuzz harness".into())),
-        processes: Vec::new(),
-        agent_process: None,
-        runtime: None,
-        scrapes: Vec::new(),
-    });
+    sample_after_restore(&store, NOW_UNIX_MS + 1_000);
     check_axes(&store, "sampled after the restore");
 
     // What this history saves loads again.
@@ -78,6 +64,26 @@ pub fn run(data: &[u8]) {
 
 /// The history's times never go backwards at both resolutions and every series has one point per
 /// time.
+/// Records one sample at `time_unix_ms` after a restore: the sockstat gauges read, the other
+/// sources failing (the harnesses do not read the node).
+pub(crate) fn sample_after_restore(store: &CounterStore, time_unix_ms: i64) {
+    let sockstat = BTreeMap::from([("sockets used".to_owned(), 7), ("TCP inuse".to_owned(), 3)]);
+    store.record_sample(NodeSample {
+        time_unix_ms,
+        sockets: CensusReading {
+            census: Err(CounterError::Worker("not read by the fuzz harness".into())),
+            netlink_problem: None,
+            budget_note: None,
+        },
+        sockstat: Ok(sockstat),
+        protocol: Err(CounterError::Worker("not read by the fuzz harness".into())),
+        processes: Vec::new(),
+        agent_process: None,
+        runtime: None,
+        scrapes: Vec::new(),
+    });
+}
+
 fn check_axes(store: &CounterStore, when: &str) {
     let snapshot = store.snapshot(&SnapshotOptions::default());
     let history = snapshot.history.expect("a history was asked for");
