@@ -31,7 +31,8 @@ use faultline_diagnosis::anomaly::{AnomalyConfig, SeriesLimit, ServiceStart};
 use faultline_diagnosis::culprit::ListenerSource;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
-    self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput, ServiceFacts,
+    self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput,
+    SeriesOfInterest, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_ingest::counters::CounterStore;
@@ -567,9 +568,14 @@ pub fn diagnose(
         starts: starts.clone(),
     });
     phases.mark("services", started);
-    let report = kept
-        .detector
-        .detect(&history, &limits, &starts, &settings.anomalies);
+    // On a busy node the other programs' ports need more judgements than a pass makes: the
+    // services' series and the incidents' are served first.
+    let interest = SeriesOfInterest::new(&services, kept.tracker.incidents());
+    let report =
+        kept.detector
+            .detect_first(&history, &limits, &starts, &settings.anomalies, &|key| {
+                interest.contains(key)
+            });
     let judged = kept.detector.last_pass();
     phases.mark("anomalies", started);
     let agent_ports = match &facts.listeners {
@@ -598,7 +604,13 @@ pub fn diagnose(
         )
         .to_vec();
     let omitted = report.unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;
-    let mut unjudged = report.unjudged;
+    // The services' series first (in the report's order each), so that thousands of other
+    // programs' ports left for a later pass do not push them out of the list.
+    let (mut unjudged, others): (Vec<_>, Vec<_>) = report
+        .unjudged
+        .into_iter()
+        .partition(|u| interest.contains(&u.key));
+    unjudged.extend(others);
     unjudged.truncate(MAX_UNJUDGED);
     let node_signals = tracker.node_signals().to_vec();
     phases.mark("incidents", started);

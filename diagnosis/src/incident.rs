@@ -79,7 +79,7 @@ use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
 
-pub use services::task_owner;
+pub use services::{task_owner, SeriesOfInterest};
 
 use build::{build, order_counters};
 use grouping::{

@@ -1,11 +1,11 @@
 //! Which known service a series, a port or a failing call belongs to, from what the agent
 //! knows of the services on the node ([`ServiceFacts`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
 
-use super::{PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use super::{Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
 use crate::anomaly::CounterAnomaly;
 use crate::hints::CulpritRole;
 
@@ -13,6 +13,59 @@ pub(super) fn traffic_service(key: &SeriesKey) -> Option<String> {
     match key {
         SeriesKey::ServiceTraffic { service, .. } => Some(service.clone()),
         _ => None,
+    }
+}
+
+/// The series a diagnosis pass judges first when more need a judgement than it makes (see
+/// [`crate::anomaly::cached::Detector::detect_first`]): those a known service owns as
+/// [`owner`] says — the ports it listens on and the ports its calls go to (its callees',
+/// with or without spans of their own), its watched processes and task targets, its traffic
+/// — the counters of the active incidents, and the node-wide totals (a few series, and a
+/// reset's or an overflow's first witness). What is left is the ports of the node's other
+/// programs: on a busy node hundreds of port groups, young ones every second.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesOfInterest {
+    ports: HashSet<u16>,
+    keys: HashSet<SeriesKey>,
+}
+
+impl SeriesOfInterest {
+    /// The series of interest of `services` and of the active ones of `incidents`.
+    pub fn new(services: &[ServiceFacts], incidents: &[Incident]) -> SeriesOfInterest {
+        SeriesOfInterest {
+            ports: services
+                .iter()
+                .flat_map(|s| s.listen_ports.iter().chain(&s.called_ports))
+                .copied()
+                .collect(),
+            keys: incidents
+                .iter()
+                .filter(|i| i.active)
+                .flat_map(|i| i.counters.iter().map(|c| c.anomaly.key.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether `key` is served first. A task target or a watched process is configured by
+    /// the user for a service of the node ([`owner`] names one for each), as a traffic
+    /// series is its service's; a port's series are when a known service listens on the
+    /// port or calls it. The agent's own runtime counters are never judged.
+    pub fn contains(&self, key: &SeriesKey) -> bool {
+        match key {
+            SeriesKey::PortState { port, .. }
+            | SeriesKey::PortTotal { port, .. }
+            | SeriesKey::ListenQueue { port } => {
+                self.ports.contains(port) || self.keys.contains(key)
+            }
+            SeriesKey::Runtime { .. } => false,
+            SeriesKey::NodeState { .. }
+            | SeriesKey::OtherPortsTotal
+            | SeriesKey::Sockstat { .. }
+            | SeriesKey::ProtocolRate { .. }
+            | SeriesKey::Process { .. }
+            | SeriesKey::Task { .. }
+            | SeriesKey::ServiceTraffic { .. } => true,
+        }
     }
 }
 
