@@ -3573,6 +3573,25 @@ fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
             );
             assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
             assert_eq!(inc.onset_unix_ms, T0 + 30_000);
+            // The detector no longer raises it (its baseline is all climb); the incident
+            // re-reads its counter and tells it up to now.
+            let kept = run_with(
+                &mut tracker,
+                T0 + 90_000,
+                &[],
+                report(vec![]),
+                &history(91, back),
+                &services,
+                &rules,
+            );
+            let a = &kept[0].counters[0].anomaly;
+            assert!(kept[0].active, "{kept:#?}");
+            assert!(a.evidence.contains("0 → 610 in 60 s"), "{}", a.evidence);
+            assert!(
+                kept[0].title.contains("0 → 610 in 60 s"),
+                "{}",
+                kept[0].title
+            );
         }
     }
 }
