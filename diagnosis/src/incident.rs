@@ -476,6 +476,66 @@ impl IncidentTracker {
         &self.node_signals
     }
 
+    /// `a` read from where a kept incident first saw the same change, when that change never
+    /// went back since: its usual level, its start and the furthest it has gone. The detector
+    /// judges each series against the points before its window, and once a climb is older
+    /// than that, its baseline holds the climb's start: seen on the demo's goroutine leak,
+    /// the incident titled "climbing 2 → 43 in 4 s (from 23:05:08 UTC)" became "climbing
+    /// 37 → 290 in 7 s (from 23:05:24 UTC)" 20 s later, dating the leak late and halving it.
+    fn first_reading(
+        &self,
+        a: &CounterAnomaly,
+        history: &CounterHistory,
+    ) -> Option<CounterAnomaly> {
+        let first = self
+            .incidents
+            .iter()
+            .flat_map(|k| &k.counters)
+            .map(|c| &c.anomaly)
+            .filter(|o| {
+                o.key == a.key
+                    && o.direction == a.direction
+                    && o.changed_at_unix_ms < a.changed_at_unix_ms
+            })
+            .min_by_key(|o| o.changed_at_unix_ms)?;
+        // Out of the first reading's band at every point since, up to now.
+        let mut since = first.clone();
+        if !reread(&mut since, history) {
+            return None;
+        }
+        let mut r = a.clone();
+        r.before = first.before;
+        r.noise = first.noise;
+        r.changed_at_unix_ms = first.changed_at_unix_ms;
+        r.reached = match a.direction {
+            Direction::Rise => a.reached.max(first.reached),
+            Direction::Fall => a.reached.min(first.reached),
+        };
+        r.score = a.score.max(first.score);
+        let last_at = history
+            .get(&a.key)
+            .and_then(|s| s.points.iter().rposition(Option::is_some))
+            .map_or(a.changed_at_unix_ms, |i| history.time(i));
+        r.evidence = crate::anomaly::evidence(
+            &r.label,
+            &r.unit,
+            r.before,
+            r.reached,
+            r.direction,
+            r.shape,
+            r.changed_at_unix_ms,
+            last_at,
+            r.limit,
+        );
+        // What the first reading said of its baseline (a young series' climb) still holds.
+        if let Some((_, context)) = first.evidence.split_once("; ") {
+            r.evidence.push_str("; ");
+            r.evidence.push_str(context);
+        }
+        r.caveat = first.caveat.clone().or(r.caveat);
+        Some(r)
+    }
+
     /// Groups the signals of `input` into incidents, continues the kept ones and returns
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
@@ -501,7 +561,16 @@ impl IncidentTracker {
                 supporting: false,
             });
         }
-        for a in &input.anomalies.anomalies {
+        let anomalies: Vec<CounterAnomaly> = input
+            .anomalies
+            .anomalies
+            .iter()
+            .map(|a| {
+                self.first_reading(a, input.history)
+                    .unwrap_or_else(|| a.clone())
+            })
+            .collect();
+        for a in &anomalies {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }

@@ -3547,3 +3547,96 @@ fn a_callee_known_only_by_its_port_is_a_peer_of_its_caller() {
         tracker.node_signals()
     );
 }
+
+#[test]
+fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
+    // The demo's goroutine leak: once the climb was older than the detector's window, its
+    // baseline held the climb's start and the incident's evidence went from "2 → 43 (from
+    // 23:05:08)" to "37 → 290 (from 23:05:24)".
+    let cw = close_wait(8082);
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // One point a second from T0: 0 for 30 s, then 10 more each second; `back` puts the
+    // series back at 0 for 5 s at second 40.
+    let history = |len: usize, back: bool| CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: cw.clone(),
+            points: (0..len)
+                .map(|i| {
+                    Some(match i {
+                        _ if i < 30 => 0.0,
+                        _ if back && (40..45).contains(&i) => 0.0,
+                        _ => 10.0 * (i - 29) as f64,
+                    })
+                })
+                .collect(),
+        }],
+        ..CounterHistory::default()
+    };
+    // As the detector tells it, its last point at `last`.
+    let told = |changed: i64, before: f64, reached: f64, last: i64| {
+        let mut a = rising(cw.clone(), changed, before, reached);
+        a.evidence = crate::anomaly::evidence(
+            &a.label,
+            &a.unit,
+            before,
+            reached,
+            a.direction,
+            a.shape,
+            changed,
+            last,
+            None,
+        );
+        a
+    };
+    for back in [false, true] {
+        let mut tracker = IncidentTracker::new();
+        let first = run_with(
+            &mut tracker,
+            T0 + 35_000,
+            &[],
+            report(vec![told(T0 + 30_000, 0.0, 50.0, T0 + 35_000)]),
+            &history(36, back),
+            &services,
+            &rules,
+        );
+        assert_eq!(first.len(), 1, "{first:#?}");
+        let then = &first[0].counters[0].anomaly.evidence;
+        assert!(then.contains("0 → 50 in 5 s"), "{then}");
+        // 25 s on, the detector reads the climb against points of the climb itself.
+        let later = run_with(
+            &mut tracker,
+            T0 + 60_000,
+            &[],
+            report(vec![told(T0 + 50_000, 200.0, 310.0, T0 + 60_000)]),
+            &history(61, back),
+            &services,
+            &rules,
+        );
+        assert_eq!(later.len(), 1, "{later:#?}");
+        let inc = &later[0];
+        let now = &inc.counters[0].anomaly;
+        if back {
+            // It went back in between: a new change, read as the detector reads it.
+            assert!(
+                now.evidence.contains("200 → 310 in 10 s"),
+                "{}",
+                now.evidence
+            );
+        } else {
+            assert!(now.evidence.contains("0 → 310 in 30 s"), "{}", now.evidence);
+            assert_eq!(now.changed_at_unix_ms, T0 + 30_000);
+            assert_eq!(now.before, 0.0);
+            let from = then.split(" (from ").nth(1).unwrap();
+            assert!(
+                now.evidence.ends_with(&format!(" (from {from}")),
+                "{}",
+                now.evidence
+            );
+            assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
+            assert_eq!(inc.onset_unix_ms, T0 + 30_000);
+        }
+    }
+}
