@@ -930,7 +930,13 @@ mod tests {
         for (n, started) in [(7u8, now_run - 5_000 * ms), (8, now_run + 1_000 * ms)] {
             let at = now_run.max(started + 90 * ms);
             assert_eq!(observe(n, at), id, "one pattern across faults");
-            failed(n, started, "metadata", "open blob: too many open files", &id);
+            failed(
+                n,
+                started,
+                "metadata",
+                "open blob: too many open files",
+                &id,
+            );
         }
 
         let views = views_at(&stores, NOW);
