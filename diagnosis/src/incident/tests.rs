@@ -3358,3 +3358,67 @@ fn an_echo_a_later_fault_brings_back_stays_listed_in_its_first_incident_which_it
     assert!(!slow.active, "{slow:#?}");
     assert_eq!(slow.failures, 200, "{slow:#?}");
 }
+
+#[test]
+fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
+    // The demo's panic: orders panics before calling stock, so stock's requests fall. The
+    // fall is beside the fault; orders' own error is what the incident is about.
+    let fall = || {
+        let mut a = anomaly(
+            SeriesKey::ServiceTraffic {
+                service: "stock".into(),
+                metric: TrafficMetric::Requests,
+            },
+            T0 + 3_000,
+        );
+        a.direction = Direction::Fall;
+        a
+    };
+    let own = |id: &str, text: &str| {
+        blamed(
+            pattern(id, text, &["gateway", "orders"], T0, &["t1", "t2"]),
+            "orders",
+            CulpritRole::SelfReported,
+        )
+    };
+
+    // Rust's panic message is a panic too (the demo's services run in Rust).
+    let panic = own(
+        "p",
+        "index out of bounds: the len is <num> but the index is <num>",
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 20_000,
+        std::slice::from_ref(&panic),
+        vec![fall()],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.hints[0].rule_id, "panic", "{inc:#?}");
+    assert!(
+        inc.title
+            .starts_with("A panic in the service — in orders: “index out of bounds"),
+        "{}",
+        inc.title
+    );
+
+    // An error no rule recognises: the fall's hint is listed, the error is the title.
+    let plain = own("q", "order <num> has no lines");
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 20_000,
+        std::slice::from_ref(&plain),
+        vec![fall()],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.hints[0].rule_id, "traffic-drop", "{inc:#?}");
+    assert!(inc.counters[0].supporting, "{inc:#?}");
+    assert!(
+        inc.title
+            .starts_with("in orders: “order <num> has no lines”"),
+        "{}",
+        inc.title
+    );
+}
