@@ -233,8 +233,16 @@ pub(crate) fn convert_traces(
     observed_unix_nanos: i64,
 ) -> Result<SpanBatch, OtlpError> {
     let max = config.max_value_bytes;
+    // Sized once: a span is ~200 bytes, and growing by doubling copied every span of a
+    // request several times (2 % of the agent's CPU at the soak's load, perf).
+    let count = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
     let mut batch = SpanBatch {
-        spans: Vec::new(),
+        spans: Vec::with_capacity(count),
         error_records: Vec::new(),
         rejected: 0,
         rejection: None,
