@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use faultline_ingest::otlp::{log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers};
+use faultline_ingest::otlp::{
+    log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers,
+};
 use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
 use faultline_ingest::{Level, LogRecord, Origin, TraceId};
 use tower::ServiceExt;
@@ -46,8 +48,7 @@ fn span_json(
     parent: Option<&str>,
     name: &str,
     kind: u8,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     failed: bool,
 ) -> serde_json::Value {
     let mut span = serde_json::json!({
@@ -81,12 +82,44 @@ fn request_body(rng: &mut Rng, now: u64) -> Vec<u8> {
     for _ in 0..SPANS_PER_REQUEST / 4 {
         let trace = format!("{:016x}{:016x}", rng.next(), rng.next());
         let ids: Vec<String> = (0..4).map(|_| format!("{:016x}", rng.next())).collect();
-        let failed = rng.next() % 50 == 0;
+        let failed = rng.next().is_multiple_of(50);
         let ms = 1_000_000;
-        by_service[0].push(span_json(&trace, &ids[0], None, "GET /checkout", 2, now - 9 * ms, now, failed));
-        by_service[0].push(span_json(&trace, &ids[1], Some(&ids[0]), "POST orders", 3, now - 8 * ms, now - ms, failed));
-        by_service[1].push(span_json(&trace, &ids[2], Some(&ids[1]), "POST /orders", 2, now - 7 * ms, now - 2 * ms, failed));
-        by_service[2].push(span_json(&trace, &ids[3], Some(&ids[2]), "SELECT stock", 3, now - 6 * ms, now - 3 * ms, failed));
+        by_service[0].push(span_json(
+            &trace,
+            &ids[0],
+            None,
+            "GET /checkout",
+            2,
+            (now - 9 * ms, now),
+            failed,
+        ));
+        by_service[0].push(span_json(
+            &trace,
+            &ids[1],
+            Some(&ids[0]),
+            "POST orders",
+            3,
+            (now - 8 * ms, now - ms),
+            failed,
+        ));
+        by_service[1].push(span_json(
+            &trace,
+            &ids[2],
+            Some(&ids[1]),
+            "POST /orders",
+            2,
+            (now - 7 * ms, now - 2 * ms),
+            failed,
+        ));
+        by_service[2].push(span_json(
+            &trace,
+            &ids[3],
+            Some(&ids[2]),
+            "SELECT stock",
+            3,
+            (now - 6 * ms, now - 3 * ms),
+            failed,
+        ));
     }
     let resource_spans: Vec<serde_json::Value> = services
         .iter()
@@ -114,13 +147,17 @@ fn record(rng: &mut Rng, now: i64) -> LogRecord {
             break id;
         }
     };
-    let error = rng.next() % 20 == 0;
+    let error = rng.next().is_multiple_of(20);
     LogRecord {
         time_unix_nanos: Some(now),
         observed_unix_nanos: now,
         level: if error { Level::Error } else { Level::Info },
         service: Some("orders".to_owned()),
-        message: format!("GET /api/orders/{} 200 {}ms", rng.next() % 90_000 + 10_000, rng.next() % 900),
+        message: format!(
+            "GET /api/orders/{} 200 {}ms",
+            rng.next() % 90_000 + 10_000,
+            rng.next() % 900
+        ),
         error: None,
         http_status: None,
         trace_id: Some(trace),
@@ -180,20 +217,22 @@ fn main() {
             .collect()
     };
 
-    let post = |body: Vec<u8>| {
+    let mut post = |body: Vec<u8>| {
         let request = Request::post("/v1/traces")
             .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();
         let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-        while queue.try_recv().is_ok() {}
+        while queue.try_recv().is_some() {}
     };
 
     // Fill the store to its bound (100,000 traces) with the same mix, so each run churns.
     let mut filler = Rng(7);
     while store.stats().traces < store.config().max_traces {
-        let records: Vec<LogRecord> = (0..10_000).map(|_| record(&mut filler, now as i64)).collect();
+        let records: Vec<LogRecord> = (0..10_000)
+            .map(|_| record(&mut filler, now as i64))
+            .collect();
         store.attach_logs(records);
     }
     for body in bodies() {
@@ -212,7 +251,11 @@ fn main() {
         let spans = (thread_cpu() - t0).as_secs_f64() * 1e6;
         let mut records_rng = Rng(1_000 + run as u64);
         let batches: Vec<Vec<LogRecord>> = (0..RECORDS_PER_RUN / 100)
-            .map(|_| (0..100).map(|_| record(&mut records_rng, now as i64)).collect())
+            .map(|_| {
+                (0..100)
+                    .map(|_| record(&mut records_rng, now as i64))
+                    .collect()
+            })
             .collect();
         let t0 = thread_cpu();
         for batch in batches {

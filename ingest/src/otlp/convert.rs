@@ -512,7 +512,8 @@ pub(crate) fn convert_logs(
                         record
                     }
                     other => {
-                        let (text, cut) = render(other.map(|v| AnyValue { value: Some(v) }).as_ref(), max);
+                        let (text, cut) =
+                            render(other.map(|v| AnyValue { value: Some(v) }).as_ref(), max);
                         truncated |= cut;
                         let mut record = empty_record(observed_unix_nanos);
                         record.message = text;
