@@ -1262,7 +1262,7 @@ fn port_floor(history: &CounterHistory, len: usize) -> Vec<Option<f64>> {
 
 /// The sentence of evidence.
 #[allow(clippy::too_many_arguments)]
-fn evidence(
+pub(crate) fn evidence(
     label: &str,
     unit: &str,
     before: f64,

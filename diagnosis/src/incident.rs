@@ -60,6 +60,7 @@
 
 mod addresses;
 mod build;
+mod connections;
 mod grouping;
 mod services;
 #[cfg(test)]
@@ -67,14 +68,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{
-    PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric, AGENT_PROCESS,
-};
+use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric, AGENT_PROCESS};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::anomaly::{AnomalyReport, CounterAnomaly, Direction, BAND_Z, PERSIST};
-use crate::baseline::{median, MIN_BASELINE_POINTS};
 use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
@@ -82,12 +80,12 @@ use crate::text::number;
 pub use services::task_owner;
 
 use build::{build, order_counters};
+use connections::follows_connections;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, process_owner,
-    unknown_clients,
+    closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -478,6 +476,66 @@ impl IncidentTracker {
         &self.node_signals
     }
 
+    /// `a` read from where a kept incident first saw the same change, when that change never
+    /// went back since: its usual level, its start and the furthest it has gone. The detector
+    /// judges each series against the points before its window, and once a climb is older
+    /// than that, its baseline holds the climb's start: seen on the demo's goroutine leak,
+    /// the incident titled "climbing 2 → 43 in 4 s (from 23:05:08 UTC)" became "climbing
+    /// 37 → 290 in 7 s (from 23:05:24 UTC)" 20 s later, dating the leak late and halving it.
+    fn first_reading(
+        &self,
+        a: &CounterAnomaly,
+        history: &CounterHistory,
+    ) -> Option<CounterAnomaly> {
+        let first = self
+            .incidents
+            .iter()
+            .flat_map(|k| &k.counters)
+            .map(|c| &c.anomaly)
+            .filter(|o| {
+                o.key == a.key
+                    && o.direction == a.direction
+                    && o.changed_at_unix_ms < a.changed_at_unix_ms
+            })
+            .min_by_key(|o| o.changed_at_unix_ms)?;
+        // Out of the first reading's band at every point since, up to now.
+        let mut since = first.clone();
+        if !reread(&mut since, history) {
+            return None;
+        }
+        let mut r = a.clone();
+        r.before = first.before;
+        r.noise = first.noise;
+        r.changed_at_unix_ms = first.changed_at_unix_ms;
+        r.reached = match a.direction {
+            Direction::Rise => a.reached.max(first.reached),
+            Direction::Fall => a.reached.min(first.reached),
+        };
+        r.score = a.score.max(first.score);
+        let last_at = history
+            .get(&a.key)
+            .and_then(|s| s.points.iter().rposition(Option::is_some))
+            .map_or(a.changed_at_unix_ms, |i| history.time(i));
+        r.evidence = crate::anomaly::evidence(
+            &r.label,
+            &r.unit,
+            r.before,
+            r.reached,
+            r.direction,
+            r.shape,
+            r.changed_at_unix_ms,
+            last_at,
+            r.limit,
+        );
+        // What the first reading said of its baseline (a young series' climb) still holds.
+        if let Some((_, context)) = first.evidence.split_once("; ") {
+            r.evidence.push_str("; ");
+            r.evidence.push_str(context);
+        }
+        r.caveat = first.caveat.clone().or(r.caveat);
+        Some(r)
+    }
+
     /// Groups the signals of `input` into incidents, continues the kept ones and returns
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
@@ -503,7 +561,16 @@ impl IncidentTracker {
                 supporting: false,
             });
         }
-        for a in &input.anomalies.anomalies {
+        let anomalies: Vec<CounterAnomaly> = input
+            .anomalies
+            .anomalies
+            .iter()
+            .map(|a| {
+                self.first_reading(a, input.history)
+                    .unwrap_or_else(|| a.clone())
+            })
+            .collect();
+        for a in &anomalies {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }
@@ -904,7 +971,8 @@ type Fresh<'s, 'a> = (
 enum Secondary {
     /// A service's request or failure rate.
     Traffic,
-    /// Goroutines that rose with the process's open fds, with the two rises in words.
+    /// Goroutines or open fds that rose with the service's connections (see
+    /// [`connections`]), with the two rises in words.
     Follows(String),
     /// Sockets of a listener's callers towards its port in a state that says no more than
     /// that they hold connections (see [`callers_connections`]).
@@ -1068,144 +1136,6 @@ fn storm_rates(
     }
     let calls = rates.iter().sum::<f64>() / rates.len() as f64;
     (calls > 0.0).then_some((closes, calls))
-}
-
-/// The service whose goroutines or open fds rose in `a` with the connections its callers
-/// opened, with the two rises in words: goroutines when its process's open fds or the
-/// established connections on its own listening port rose at least half as much over the same
-/// time, fds when those connections did. A Go server runs a goroutine per
-/// connection it serves (its own calls two per connection), so goroutines that come with
-/// connections are its callers opening more — a burst of load, a node stalling under other
-/// work — while a leak adds goroutines blocked on nothing the fds show. Seen on the Go lab's
-/// quiet run under load 22: a mid service's goroutines went 16 → 43 for ten seconds after the
-/// edge restarted, its fds 15 → 33, and that was an incident "goroutines grow without bound".
-/// Its port says so when its fds do not yet: seen on the unseen lab's close-wait fault (load
-/// 54), a blob store's goroutines went 6 → 74 in 3 s with its callers' connections 2 → 73 (a
-/// caller that never read its answers opened one per call), and that was the first incident,
-/// on top at +10 s, "goroutines grow without bound — in blobstore".
-fn follows_connections(
-    a: &CounterAnomaly,
-    services: &[ServiceFacts],
-    history: &CounterHistory,
-) -> Option<(String, String)> {
-    if a.direction != Direction::Rise {
-        return None;
-    }
-    let rise = a.reached - a.before;
-    let followed = |(before, reached): &(f64, f64)| reached - before >= rise / 2.0;
-    let moved = |what: &str, with: &str, (before, reached): (f64, f64)| {
-        format!(
-            "its {what} rose {} → {} with its {with} {} → {}",
-            number(a.before),
-            number(a.reached),
-            number(before),
-            number(reached)
-        )
-    };
-    match &a.key {
-        SeriesKey::Task { target, .. } => {
-            let service = task_owner(target, services);
-            let facts = services.iter().find(|s| s.service == service);
-            let processes = facts.map_or(&[][..], |s| s.processes.as_slice());
-            let by_fds = history
-                .series
-                .iter()
-                .find(|s| {
-                    matches!(&s.key, SeriesKey::Process { name, metric: ProcessMetric::OpenFds }
-                        if name == service || processes.contains(name))
-                })
-                .and_then(|fds| rise_from(&fds.points, a.changed_at_unix_ms, history))
-                .filter(followed)
-                .map(|r| moved("goroutines", "open fds", r));
-            let by_port = || {
-                let (port, before, reached) = own_connections(facts?, a, history)?;
-                followed(&(before, reached)).then(|| {
-                    let with = format!("callers' connections to :{port}");
-                    moved("goroutines", &with, (before, reached))
-                })
-            };
-            Some((service.to_owned(), by_fds.or_else(by_port)?))
-        }
-        // A server's open fds are mostly the connections its callers hold to it: fds that
-        // rose with the established connections on its own listening port are its callers'
-        // doing (more load, connections they keep open), where a leak of its own (files,
-        // its own calls) adds fds its port does not show. Seen on the unseen lab's
-        // close-wait fault: a caller that never read its answers kept 70 connections open
-        // to a blob store, whose fds went 11 → 81 with them — an incident "in blobstore".
-        SeriesKey::Process {
-            name,
-            metric: ProcessMetric::OpenFds,
-        } => {
-            let service = process_owner(name, services);
-            let facts = services.iter().find(|s| s.service == service)?;
-            let (port, before, reached) = own_connections(facts, a, history)?;
-            followed(&(before, reached)).then(|| {
-                let with = format!("callers' connections to :{port}");
-                (
-                    service.to_owned(),
-                    moved("open fds", &with, (before, reached)),
-                )
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The listening port of `service` whose established connections (its own side: its callers'
-/// connections) rose the most from the change of `a` on, with their usual level and the
-/// highest they reached.
-fn own_connections(
-    service: &ServiceFacts,
-    a: &CounterAnomaly,
-    history: &CounterHistory,
-) -> Option<(u16, f64, f64)> {
-    service
-        .listen_ports
-        .iter()
-        .filter_map(|&port| {
-            let own = history.get(&SeriesKey::PortState {
-                port,
-                side: PortSide::Local,
-                state: SocketState::Established,
-            })?;
-            let (before, reached) = rise_from(&own.points, a.changed_at_unix_ms, history)?;
-            Some((port, before, reached))
-        })
-        .max_by(|x, y| (x.2 - x.1).total_cmp(&(y.2 - y.1)))
-}
-
-/// A series' usual level before `at` (the median of up to [`MIN_BASELINE_POINTS`] points
-/// before it) and the highest it reached from `at` on, when both are known.
-fn rise_from(points: &[Option<f64>], at: i64, history: &CounterHistory) -> Option<(f64, f64)> {
-    let step = history.step_ms.max(1);
-    let at = usize::try_from((at - history.start_unix_ms).div_euclid(step)).ok()?;
-    let mut usual: Vec<f64> = points
-        .get(at.saturating_sub(MIN_BASELINE_POINTS)..at)?
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-    // A rise dated at its service's start (a climb that began with it) has no points
-    // before: they are compared from where they started.
-    if usual.is_empty() {
-        usual = points
-            .get(at..)?
-            .iter()
-            .flatten()
-            .copied()
-            .take(crate::anomaly::PERSIST)
-            .collect();
-    }
-    let reached = points
-        .get(at..)?
-        .iter()
-        .flatten()
-        .copied()
-        .reduce(f64::max)?;
-    if usual.is_empty() {
-        return None;
-    }
-    Some((median(&mut usual), reached))
 }
 
 /// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of

@@ -228,6 +228,22 @@ pub(super) fn build(
     // storm's `Tcp EstabResets`, a leak's CLOSE-WAIT on the culprit's port): on the Go lab the
     // reset fault's callers' request rates, related by service, led over the resets that
     // explain them. The others keep their order after it.
+    // The error is the title when the leading hint rests on its text (or there is no
+    // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
+    // it. A hint of counters alone (a leak, a storm) is titled by its counter — unless every
+    // counter it rests on is only beside the fault while the incident has an error of its
+    // own: seen in the demo's panic, "A service's requests fell — in orders: inventory
+    // request rate fell" led the incident of orders' panic, whose callee merely stopped
+    // being called.
+    let beside = matched.first().is_some_and(|m| {
+        !m.by_text
+            && !patterns.is_empty()
+            && !m.counters.is_empty()
+            && m.counters
+                .iter()
+                .all(|&i| listed.get(i).is_some_and(|c| c.supporting))
+    });
+    let by_text = beside || matched.first().is_none_or(|m| m.by_text);
     if let Some(lead) = matched.first() {
         let evidence = &lead.counters;
         if !evidence.is_empty() {
@@ -249,12 +265,14 @@ pub(super) fn build(
         })
         .unwrap_or_default();
     let id = stable_id(&first, onset);
-    // The error is the title when the leading hint rests on its text (or there is no
-    // hint): an EOF incident stays "… EOF" while its callers' rates and sockets move under
-    // it. A hint of counters alone (a leak, a storm) is titled by its counter.
-    let by_text = matched.first().is_none_or(|m| m.by_text);
     let hints: Vec<Hint> = matched.into_iter().map(|m| m.hint).collect();
-    let title = title(&culprit, &patterns, &listed, hints.first(), by_text);
+    let title = title(
+        &culprit,
+        &patterns,
+        &listed,
+        hints.first().filter(|_| !beside),
+        by_text,
+    );
 
     let mut member_set = BTreeSet::new();
     for p in &patterns {

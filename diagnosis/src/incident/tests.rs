@@ -1716,15 +1716,23 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
         metric: ProcessMetric::OpenFds,
     };
     // 60 points from T0; the change at point 40.
-    let history = |fds_after: f64| CounterHistory {
+    let history = |goroutines_after: f64, fds_after: f64| CounterHistory {
         start_unix_ms: T0,
         step_ms: 1000,
-        series: vec![crate::history::CounterSeries {
-            key: fds.clone(),
-            points: (0..60)
-                .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
-                .collect(),
-        }],
+        series: vec![
+            crate::history::CounterSeries {
+                key: goroutines.clone(),
+                points: (0..60)
+                    .map(|i| Some(if i < 40 { 16.0 } else { goroutines_after }))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: fds.clone(),
+                points: (0..60)
+                    .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
+                    .collect(),
+            },
+        ],
         ..CounterHistory::default()
     };
     let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
@@ -1736,7 +1744,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
         T0 + 59_000,
         &[],
         report(vec![rise(43.0)]),
-        &history(33.0),
+        &history(43.0, 33.0),
         &services,
         &rules,
     );
@@ -1759,7 +1767,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
         T0 + 59_000,
         &[],
         report(vec![anomaly(close_wait(8081), T0 + 38_000), rise(43.0)]),
-        &history(33.0),
+        &history(43.0, 33.0),
         &services,
         &rules,
     );
@@ -1775,7 +1783,7 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
         T0 + 59_000,
         &[],
         report(vec![rise(4_314.0)]),
-        &history(16.0),
+        &history(4_314.0, 16.0),
         &services,
         &rules,
     );
@@ -1852,7 +1860,8 @@ fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_lea
         tracker.node_signals().iter().any(|s| s
             .reason
             .starts_with("orders: its goroutines rose 10 → ")
-            && s.reason.contains("with its open fds 16 → 112")),
+            && s.reason
+                .contains("with its open fds 16 → 111 (the rest -4 → -4)")),
         "{:#?}",
         tracker.node_signals()
     );
@@ -2213,7 +2222,8 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
     let reason = &tracker.node_signals()[0].reason;
     assert!(
         reason.starts_with(
-            "stock: its open fds rose 11 → 81 with its callers' connections to :8082 2 → 72"
+            "stock: its open fds rose 11 → 81 with its connections (1 fd per connection it \
+             serves on :8082) 2 → 72 (the rest 9 → 9)"
         ),
         "{reason}"
     );
@@ -2956,6 +2966,12 @@ fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incide
                 key: fds,
                 points: (0..66).map(|i| (i < 60).then_some(11.0)).collect(),
             },
+            crate::history::CounterSeries {
+                key: goroutines.clone(),
+                points: (0..66)
+                    .map(|i| Some(if i < 60 { 6.0 } else { 74.0 }))
+                    .collect(),
+            },
         ],
         ..CounterHistory::default()
     };
@@ -2985,7 +3001,8 @@ fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incide
         .collect();
     assert!(
         reasons.iter().any(|r| r.starts_with(
-            "blobstore: its goroutines rose 6 → 74 with its callers' connections to :9400 2 → 73"
+            "blobstore: its goroutines rose 6 → 74 with its connections (1 goroutine per \
+             connection it serves on :9400) 2 → 73 (the rest 4 → 1)"
         )),
         "{reasons:#?}"
     );
@@ -3238,4 +3255,324 @@ fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one(
     assert_eq!(ids, ["b"], "{live:#?}");
     let healed = later.iter().find(|i| i.id == first[0].id).unwrap();
     assert!(!healed.active, "{healed:#?}");
+}
+
+/// The Go lab's healthy edge, from a lived-in run's counters (`testdata/`): its goroutines
+/// wobbled 39 → 56 with the driver's keep-alive connections to it (goroutines = served
+/// connections + ~14 at every point) and the leak rule read a climb "28 → 62" from its
+/// lowest point since its restart to a one-sample spike. Judged at every second of the last
+/// two minutes as the agent judged it, that was an incident "Goroutines grow without bound"
+/// from second 396 on. Its goroutines follow its connections: node activity, no incident.
+/// The same history with the goroutines climbing 2 a second from second 340, its
+/// connections unchanged, is a leak, raised within 10 s of its start.
+#[test]
+fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_incident() {
+    let data: serde_json::Value =
+        serde_json::from_str(include_str!("../../testdata/go-lab-healthy-edge.json"))
+            .expect("the fixture is JSON");
+    let points = |name: &str| -> Vec<Option<f64>> {
+        data[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("the fixture has no {name}"))
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect()
+    };
+    let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+    let restart = data["restart_point"].as_i64().expect("restart_point");
+    let (own, callee) = (48331, 57513);
+    let goroutines = SeriesKey::Task {
+        target: "edge-svc".into(),
+        source: "http".into(),
+    };
+    let series = |goroutines_points: Vec<Option<f64>>| {
+        vec![
+            (goroutines.clone(), goroutines_points),
+            (
+                SeriesKey::Process {
+                    name: "edge-svc".into(),
+                    metric: ProcessMetric::OpenFds,
+                },
+                points("open_fds"),
+            ),
+            (
+                SeriesKey::PortState {
+                    port: own,
+                    side: PortSide::Local,
+                    state: SocketState::Established,
+                },
+                points("estab_own_port"),
+            ),
+            (
+                SeriesKey::PortState {
+                    port: callee,
+                    side: PortSide::Remote,
+                    state: SocketState::Established,
+                },
+                points("estab_to_callee"),
+            ),
+            (
+                SeriesKey::ServiceTraffic {
+                    service: "edge-svc".into(),
+                    metric: TrafficMetric::Requests,
+                },
+                points("requests"),
+            ),
+        ]
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "edge-svc".into(),
+            listen_ports: vec![own],
+            callees: vec!["orders-v2".into()],
+            called_ports: vec![callee],
+            task_targets: vec!["edge-svc".into()],
+            processes: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "orders-v2".into(),
+            listen_ports: vec![callee],
+            callers: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge-svc".into(),
+        at_unix_ms: start + restart * 1000,
+        ports: vec![own],
+        task_targets: vec!["edge-svc".into()],
+        processes: vec!["edge-svc".into()],
+    }];
+    let rules = HintRules::builtin().unwrap();
+    // Judges the history cut at every second from `from` on, as the agent does; the second
+    // the goroutines were first raised, the first incident (its second and title) and the
+    // node signals' reasons.
+    let judge = |all: &[(SeriesKey, Vec<Option<f64>>)], from: usize| {
+        let mut tracker = IncidentTracker::new();
+        let mut raised = None;
+        let mut reasons: Vec<String> = Vec::new();
+        let len = all[0].1.len();
+        for cut in from..=len {
+            let history = CounterHistory {
+                start_unix_ms: start,
+                step_ms: 1000,
+                series: all
+                    .iter()
+                    .map(|(key, points)| crate::history::CounterSeries {
+                        key: key.clone(),
+                        points: points[..cut].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            };
+            let report = crate::anomaly::detect(&history, &[], &starts, &Default::default());
+            if raised.is_none() && report.anomalies.iter().any(|a| a.key == goroutines) {
+                raised = Some(cut);
+            }
+            let now = start + (cut as i64 - 1) * 1000;
+            let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+            for s in tracker.node_signals() {
+                if !reasons.contains(&s.reason) {
+                    reasons.push(s.reason.clone());
+                }
+            }
+            if let Some(i) = incidents.first() {
+                return (raised, Some((cut, i.title.clone())), reasons);
+            }
+        }
+        (raised, None, reasons)
+    };
+
+    let healthy = series(points("goroutines"));
+    assert_eq!(healthy[0].1.len(), 414, "the fixture's length");
+    let (raised, incident, reasons) = judge(&healthy, 300);
+    assert_eq!(
+        raised,
+        Some(396),
+        "the leak rule reads a climb here, or the test would not test the grouping"
+    );
+    assert_eq!(incident, None);
+    assert!(
+        reasons.iter().any(|r| r.starts_with(
+            "edge-svc: its goroutines rose 28 → 62 with its connections (1 goroutine per \
+             connection it serves on :48331, 2 per one it holds to :57513)"
+        )),
+        "{reasons:#?}"
+    );
+
+    // A leak on the same node: 5 more goroutines a second from second 340 on (the Go lab's
+    // leak adds 8 per request). It is an incident as soon as its goroutines are raised.
+    let leaking = series(
+        points("goroutines")
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map(|v| v + 5.0 * i.saturating_sub(340) as f64))
+            .collect(),
+    );
+    let (raised, incident, _) = judge(&leaking, 330);
+    let (cut, title) = incident.expect("the leak is an incident");
+    assert!(cut <= 350, "raised at {cut}: {title}");
+    assert_eq!(Some(cut), raised, "{title}");
+    assert!(
+        title.starts_with("Goroutines grow without bound — in edge-svc"),
+        "{title}"
+    );
+}
+
+#[test]
+fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
+    // The demo's panic: orders panics before calling stock, so stock's requests fall. The
+    // fall is beside the fault; orders' own error is what the incident is about.
+    let fall = || {
+        let mut a = anomaly(
+            SeriesKey::ServiceTraffic {
+                service: "stock".into(),
+                metric: TrafficMetric::Requests,
+            },
+            T0 + 3_000,
+        );
+        a.direction = Direction::Fall;
+        a
+    };
+    let own = |id: &str, text: &str| {
+        blamed(
+            pattern(id, text, &["gateway", "orders"], T0, &["t1", "t2"]),
+            "orders",
+            CulpritRole::SelfReported,
+        )
+    };
+
+    // Rust's panic message is a panic too (the demo's services run in Rust).
+    let panic = own(
+        "p",
+        "index out of bounds: the len is <num> but the index is <num>",
+    );
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 20_000,
+        std::slice::from_ref(&panic),
+        vec![fall()],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.hints[0].rule_id, "panic", "{inc:#?}");
+    assert!(
+        inc.title
+            .starts_with("A panic in the service — in orders: “index out of bounds"),
+        "{}",
+        inc.title
+    );
+
+    // An error no rule recognises: the fall's hint is listed, the error is the title.
+    let plain = own("q", "order <num> has no lines");
+    let incidents = run(
+        &mut IncidentTracker::new(),
+        T0 + 20_000,
+        std::slice::from_ref(&plain),
+        vec![fall()],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.hints[0].rule_id, "traffic-drop", "{inc:#?}");
+    assert!(inc.counters[0].supporting, "{inc:#?}");
+    assert!(
+        inc.title
+            .starts_with("in orders: “order <num> has no lines”"),
+        "{}",
+        inc.title
+    );
+}
+
+#[test]
+fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
+    // The demo's goroutine leak: once the climb was older than the detector's window, its
+    // baseline held the climb's start and the incident's evidence went from "2 → 43 (from
+    // 23:05:08)" to "37 → 290 (from 23:05:24)".
+    let cw = close_wait(8082);
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // One point a second from T0: 0 for 30 s, then 10 more each second; `back` puts the
+    // series back at 0 for 5 s at second 40.
+    let history = |len: usize, back: bool| CounterHistory {
+        start_unix_ms: T0,
+        step_ms: 1000,
+        series: vec![crate::history::CounterSeries {
+            key: cw.clone(),
+            points: (0..len)
+                .map(|i| {
+                    Some(match i {
+                        _ if i < 30 => 0.0,
+                        _ if back && (40..45).contains(&i) => 0.0,
+                        _ => 10.0 * (i - 29) as f64,
+                    })
+                })
+                .collect(),
+        }],
+        ..CounterHistory::default()
+    };
+    // As the detector tells it, its last point at `last`.
+    let told = |changed: i64, before: f64, reached: f64, last: i64| {
+        let mut a = rising(cw.clone(), changed, before, reached);
+        a.evidence = crate::anomaly::evidence(
+            &a.label,
+            &a.unit,
+            before,
+            reached,
+            a.direction,
+            a.shape,
+            changed,
+            last,
+            None,
+        );
+        a
+    };
+    for back in [false, true] {
+        let mut tracker = IncidentTracker::new();
+        let first = run_with(
+            &mut tracker,
+            T0 + 35_000,
+            &[],
+            report(vec![told(T0 + 30_000, 0.0, 50.0, T0 + 35_000)]),
+            &history(36, back),
+            &services,
+            &rules,
+        );
+        assert_eq!(first.len(), 1, "{first:#?}");
+        let then = &first[0].counters[0].anomaly.evidence;
+        assert!(then.contains("0 → 50 in 5 s"), "{then}");
+        // 25 s on, the detector reads the climb against points of the climb itself.
+        let later = run_with(
+            &mut tracker,
+            T0 + 60_000,
+            &[],
+            report(vec![told(T0 + 50_000, 200.0, 310.0, T0 + 60_000)]),
+            &history(61, back),
+            &services,
+            &rules,
+        );
+        assert_eq!(later.len(), 1, "{later:#?}");
+        let inc = &later[0];
+        let now = &inc.counters[0].anomaly;
+        if back {
+            // It went back in between: a new change, read as the detector reads it.
+            assert!(
+                now.evidence.contains("200 → 310 in 10 s"),
+                "{}",
+                now.evidence
+            );
+        } else {
+            assert!(now.evidence.contains("0 → 310 in 30 s"), "{}", now.evidence);
+            assert_eq!(now.changed_at_unix_ms, T0 + 30_000);
+            assert_eq!(now.before, 0.0);
+            let from = then.split(" (from ").nth(1).unwrap();
+            assert!(
+                now.evidence.ends_with(&format!(" (from {from}")),
+                "{}",
+                now.evidence
+            );
+            assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
+            assert_eq!(inc.onset_unix_ms, T0 + 30_000);
+        }
+    }
 }

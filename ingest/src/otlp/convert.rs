@@ -357,10 +357,13 @@ fn error_records_of(span: &Span, observed: i64, out: &mut Vec<LogRecord>) {
 /// request of every route (issue #11).
 fn unexplained_failure(span: &Span) -> String {
     let method = first(&span.attributes, &["http.request.method", "http.method"]);
+    // A client span names its call by the whole URL (`url.full`); the path is what says
+    // which call failed (the demo's gateway saw "HTTP 500 from GET" for every route).
     let route = first(
         &span.attributes,
         &["http.route", "url.template", "url.path", "http.target"],
-    );
+    )
+    .or_else(|| first(&span.attributes, &["url.full", "http.url"]).and_then(path_of_url));
     let what = match (method, route) {
         (Some(m), Some(r)) => format!("{m} {r}"),
         (Some(m), None) if !span.name.starts_with(m) => format!("{m} {}", span.name),
@@ -377,6 +380,14 @@ fn unexplained_failure(span: &Span) -> String {
         Some(status) => format!("HTTP {status} from {what}"),
         None => format!("{what} failed ({side}, no message)"),
     }
+}
+
+/// The path of an absolute URL without its query (`http://h:1/v1/x?y` → `/v1/x`).
+fn path_of_url(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = &rest[rest.find('/')?..];
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    (!path.is_empty()).then_some(path)
 }
 
 fn empty_record(observed_unix_nanos: i64) -> LogRecord {
@@ -636,6 +647,26 @@ mod tests {
         told.status_message = "upstream failed".into();
         error_records_of(&told, 0, &mut out);
         assert_eq!(out[2].cluster_text(), "upstream failed");
+        // A client span's call is named by its URL's path (not its query, host or port).
+        let client = span(
+            SpanKind::Client,
+            &[
+                ("http.request.method", "GET"),
+                ("url.full", "http://127.0.0.1:40731/v1/orders/17?debug=1"),
+                ("http.response.status_code", "500"),
+            ],
+        );
+        error_records_of(&client, 0, &mut out);
+        assert_eq!(out[3].cluster_text(), "HTTP 500 from GET /v1/orders/17");
+        for (url, path) in [
+            ("http://h", None),
+            ("http://h/", Some("/")),
+            ("https://h:1/a#b", Some("/a")),
+            ("/relative", None),
+            ("", None),
+        ] {
+            assert_eq!(path_of_url(url), path, "{url}");
+        }
     }
 
     /// An OTLP log record or error span of 1970 (an unset clock, a zero time) made its
