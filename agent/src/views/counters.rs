@@ -613,11 +613,7 @@ mod tests {
         let census = SocketCensus::from_entries(SocketSource::ProcNet, &entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Ok(BTreeMap::from([("TCP inuse".to_string(), i % 9)])),
             protocol: Ok(BTreeMap::from([("Tcp EstabResets".to_string(), i * 2)])),
             processes: Vec::new(),
@@ -957,11 +953,7 @@ mod tests {
         let census = SocketCensus::from_entries(SocketSource::Netlink, &entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Err(CounterError::Read {
                 path: "/proc/net/sockstat".into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
