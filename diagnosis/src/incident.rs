@@ -824,10 +824,15 @@ impl IncidentTracker {
             .iter()
             .flat_map(|(inc, ..)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
             .collect();
-        let patterns_now: BTreeSet<String> = fresh
-            .iter()
-            .flat_map(|(inc, ..)| inc.patterns.iter().map(|p| p.id.clone()))
-            .collect();
+        // The patterns the fresh incidents hold now, with the earliest onset they hold them
+        // from (a pattern's onset is never before its current run).
+        let mut patterns_now: BTreeMap<String, i64> = BTreeMap::new();
+        for p in fresh.iter().flat_map(|(inc, ..)| &inc.patterns) {
+            patterns_now
+                .entry(p.id.clone())
+                .and_modify(|o| *o = (*o).min(p.onset_unix_ms))
+                .or_insert(p.onset_unix_ms);
+        }
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
         let mut continued = BTreeSet::new();
@@ -1135,25 +1140,40 @@ fn storm_rates(
 }
 
 /// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of
-/// `k` that no fresh incident holds now (`held`): a pattern stops being diagnosed once it
-/// neither emerges nor occurs, while its incident goes on through its counters (a leak's
-/// goroutines stay high after its last failure). They keep the counts they had, and the
-/// incident's failures are counted again with them (`shared`: each pattern's occurrences in
-/// traces that failed first with another). When `inc` has no pattern of its own, the
+/// `k` that no fresh incident holds now in the run `k` saw (`held`: each pattern held now,
+/// with its onset there): a pattern stops being diagnosed once it neither emerges nor occurs,
+/// while its incident goes on through its counters (a leak's goroutines stay high after its
+/// last failure). A pattern held now from a later run than `k` saw (its onset after the last
+/// occurrence `k` recorded: a run starts after a minute of silence) is another fault's now
+/// and stays `k`'s too, with what it counted then: an echo such as `metadata answered 502`
+/// comes back with every fault below it. Seen on the unseen lab, one agent through all
+/// faults: the slow callee's incident, still rebuilt from its emerging timeout pattern, let
+/// its echo go when a leak brought the echo back; the leak's incident then counted the
+/// echo's earlier 204 failures as its own (585 for 385 failed requests), and the next fault
+/// (the callee killed) continued the slow incident through the echo, a member it no longer
+/// listed (its id, its onset, its timeout pattern: 959 failures for 880).
+///
+/// The patterns kept keep the counts they had, and the incident's failures are counted
+/// again with them (`shared`: each pattern's occurrences in traces that failed first with
+/// another). When `inc` has no pattern of its own, the
 /// incident keeps its title, culprit and hints too: it is still the fault those patterns
 /// named. Seen on the unseen lab: a healed close-wait incident continued by its counters
 /// listed no pattern and said 0 failed requests.
 fn keep_patterns(
     inc: &mut Incident,
     k: &Incident,
-    held: &BTreeSet<String>,
+    held: &BTreeMap<String, i64>,
     shared: &BTreeMap<String, Vec<(String, u64)>>,
     now: i64,
 ) {
     let kept: Vec<IncidentPattern> = k
         .patterns
         .iter()
-        .filter(|p| !held.contains(&p.id))
+        .filter(|p| {
+            held.get(&p.id)
+                .is_none_or(|&onset| onset > p.last_seen_unix_ms)
+                && !inc.patterns.iter().any(|q| q.id == p.id)
+        })
         .cloned()
         .collect();
     if kept.is_empty() {
