@@ -3604,6 +3604,70 @@ fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
 }
 
 #[test]
+fn a_callee_known_only_by_its_port_is_a_peer_of_its_caller() {
+    // orders calls blobstore only by port (its CLIENT spans' peer port; blobstore sends no
+    // spans). orders fails on its own; blobstore's fds rise with orders' connections to it
+    // within the minute: evidence beside orders' fault, a peer's, not node activity.
+    let fds = SeriesKey::Process {
+        name: "blobstore".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let own = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    let step = |key: &SeriesKey, before: f64, after: f64| crate::history::CounterSeries {
+        key: key.clone(),
+        points: (0..66)
+            .map(|i| Some(if i < 60 { before } else { after }))
+            .collect(),
+    };
+    let history = CounterHistory {
+        start_unix_ms: T0 - 60_000,
+        step_ms: 1000,
+        series: vec![step(&fds, 11.0, 51.0), step(&own, 2.0, 42.0)],
+        ..CounterHistory::default()
+    };
+    let failing = blamed(
+        pattern("p", "order <num> has no lines", &["orders"], T0, &["t1"]),
+        "orders",
+        CulpritRole::SelfReported,
+    );
+    let mut rose = rising(fds.clone(), T0 + 2_000, 11.0, 51.0);
+    rose.before = 11.0;
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[failing],
+        report(vec![rose]),
+        &history,
+        &chain_with_span_less_callees(),
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    let joined = inc
+        .counters
+        .iter()
+        .find(|c| c.anomaly.key == fds)
+        .unwrap_or_else(|| panic!("blobstore's fds join orders' incident: {inc:#?}"));
+    assert!(joined.supporting);
+    assert_eq!(joined.relation, Relation::Peer);
+    assert_eq!(
+        joined.relation_text,
+        "a process of blobstore, a peer of the culprit orders"
+    );
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
+}
+
+#[test]
 fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
     // The demo's goroutine leak: once the climb was older than the detector's window, its
     // baseline held the climb's start and the incident's evidence went from "2 → 43 (from
