@@ -83,6 +83,9 @@ def check_kubernetes():
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     if not mounts.get("/var/log", {}).get("readOnly"):
         fail("kubernetes manifest", "host logs must be mounted read-only")
+    if mounts.get("/var/log", {}).get("mountPropagation") != "HostToContainer":
+        fail("kubernetes manifest", "host logs must receive the host's later mounts "
+             "(mountPropagation: HostToContainer)")
     if "limits" not in container.get("resources", {}):
         fail("kubernetes manifest", "the agent container has no resource limits")
     token = [e for e in container.get("env", []) if e["name"] == "FAULTLINE_TOKEN"]

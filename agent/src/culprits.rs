@@ -3,16 +3,17 @@
 //! pattern's failure lives (`faultline_diagnosis::culprit` owns the rules).
 //!
 //! Cost: a trace's verdict builds its chain once; a pattern's verdict builds the chains of at
-//! most `limit` of its most recent traces (the trace store lists them by start), so the
-//! caller bounds the work per request.
+//! most `limit` of its most recent traces (read from the trace store's index by start), so
+//! the caller bounds the work per request.
 
 use std::sync::Arc;
 
 use faultline_diagnosis::culprit::{
     pattern_culprit_in_trace, trace_culprit, Culprit, ListenerSource, Listeners,
 };
+use faultline_diagnosis::onset::QUIET_GAP_SECONDS;
 use faultline_ingest::counters::CounterStore;
-use faultline_ingest::traces::{trace_facts, CallChain, TraceFilter, TraceStore};
+use faultline_ingest::traces::{trace_facts, CallChain, TraceStore};
 
 /// Traces a pattern's verdict reads at most: enough for a vote that means something
 /// ("412 of 415"), few enough that building their chains stays in the milliseconds.
@@ -65,24 +66,49 @@ pub fn of_trace(chain: &CallChain, listeners: &Listeners) -> Option<Culprit> {
     trace_culprit(&trace_facts(chain), listeners)
 }
 
-/// Where the failures of a pattern live, voted over its `limit` most recent traces. `ids`
-/// are the pattern's current id and the ids it had before: a trace keeps the id its pattern
-/// had when the trace arrived, so traces from before a rename vote too.
+/// Where the failures of a pattern live, voted over its `limit` most recent traces that
+/// started at or after `since_unix_nanos` (every recent trace when `None`). `ids` are the
+/// pattern's current id and the ids it had before: a trace keeps the id its pattern had when
+/// the trace arrived, so traces from before a rename vote too.
+///
+/// `since` is where the pattern's current run began (see [`run_start_nanos`]): the same text
+/// after a minute of silence is another fault's, and its traces of the run before say where
+/// *that* fault lived. Seen on the unseen lab, one agent through all faults: the gateway's
+/// echo `metadata answered <num>` came back with a client leaking connections to the blob
+/// store, was voted over its 200 latest traces (mostly the slow blob store's of the fault
+/// before), got culprit blobstore, and was a false incident "in blobstore" beside the
+/// leaking client's.
 pub fn of_pattern(
     store: &TraceStore,
     listeners: &Listeners,
     ids: &[String],
     limit: usize,
+    since_unix_nanos: Option<i64>,
 ) -> Option<Culprit> {
-    let rows = store.list(&TraceFilter {
-        clusters: ids.to_vec(),
-        limit: Some(limit),
-        ..TraceFilter::default()
-    });
+    // Newest start first: the `limit` newest of those since the run began are among the
+    // `limit` newest of all.
+    let traces = store.tagged(ids, limit);
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let verdicts = rows.iter().filter_map(|row| {
-        let chain = store.call_chain(row.trace_id)?;
-        pattern_culprit_in_trace(&trace_facts(&chain), &ids, listeners)
-    });
+    let verdicts = traces
+        .iter()
+        .filter(|(start, _)| since_unix_nanos.is_none_or(|since| *start >= since))
+        .filter_map(|(_, trace)| {
+            let chain = store.call_chain(*trace)?;
+            pattern_culprit_in_trace(&trace_facts(&chain), &ids, listeners)
+        });
     faultline_diagnosis::culprit::pattern_culprit(verdicts)
+}
+
+/// How long before its pattern's first occurrence of a run a trace of that run may have
+/// started: a request that failed after waiting (a timeout, a slow callee) started that much
+/// earlier. Half the silence that ends a run, so a trace of the run before (its occurrences a
+/// minute of silence before this run's first) never passes for this run's.
+pub const RUN_TRACE_SLACK_MS: i64 = QUIET_GAP_SECONDS as i64 * 1000 / 2;
+
+/// The earliest trace start (Unix nanoseconds) that belongs to the current run of a pattern
+/// whose run began at `run_start_unix_ms` (see
+/// [`faultline_diagnosis::onset::current_run_start`]), for [`of_pattern`]; `None` (every
+/// trace) when the start of the run is not known.
+pub fn run_start_nanos(run_start_unix_ms: Option<i64>) -> Option<i64> {
+    run_start_unix_ms.map(|ms| (ms - RUN_TRACE_SLACK_MS).saturating_mul(1_000_000))
 }

@@ -81,7 +81,7 @@ impl Pipeline {
                 batch = recv_batch(&mut inputs.batches) => match batch {
                     Some(batch) => {
                         let forward = self.export.as_ref().map(|_| batch.records.clone());
-                        let observed = self.process(batch.records);
+                        let observed = self.process(batch.records, forward.is_some());
                         if let (Some(export), Some(records)) = (&self.export, forward) {
                             export.send_tailed(&records, &observed);
                         }
@@ -93,8 +93,13 @@ impl Pipeline {
                 logs = inputs.otlp_logs.recv() => match logs {
                     Some(logs) => {
                         let (records, forward) = logs.into_parts();
-                        let span_ids: Vec<_> = records.iter().map(|r| r.span_id).collect();
-                        let observed = self.process(records);
+                        let exported = self.export.is_some() && forward.is_some();
+                        let span_ids: Vec<_> = if exported {
+                            records.iter().map(|r| r.span_id).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        let observed = self.process(records, exported);
                         if let (Some(export), Some(pending)) = (&self.export, forward) {
                             export.send_received(pending, &span_ids, &observed);
                         }
@@ -114,15 +119,23 @@ impl Pipeline {
         self.commit(inputs.tailer.as_deref()).await;
     }
 
-    /// Counts, clusters and attaches one batch of records; returns the pattern of each record
-    /// (`None` for those that are not error events).
-    fn process(&self, records: Vec<LogRecord>) -> Vec<Option<Observed>> {
-        let mut observed = Vec::with_capacity(records.len());
+    /// Counts, clusters and attaches one batch of records; with `keep_observed` (the batch is
+    /// forwarded upstream), returns the pattern of each record (`None` for those that are not
+    /// error events), else nothing: without `[export]` nobody reads them, and the vector of a
+    /// 1,000-line batch was an allocation of its own in every batch.
+    fn process(&self, records: Vec<LogRecord>, keep_observed: bool) -> Vec<Option<Observed>> {
+        let mut observed = Vec::with_capacity(if keep_observed { records.len() } else { 0 });
         if records.is_empty() {
             return observed;
         }
         let mut clustered = false;
-        let mut to_attach = Vec::new();
+        // Sized once (a record is ~250 bytes; growing by doubling copied them again).
+        let mut to_attach = Vec::with_capacity(
+            records
+                .iter()
+                .filter(|r| r.trace_id.is_some() && matches!(r.origin, Origin::File { .. }))
+                .count(),
+        );
         let mut tags = Vec::new();
         {
             let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,10 +154,14 @@ impl Pipeline {
                 if record.is_error_event() {
                     totals.error_records += 1;
                     let ids = self.observe(&record);
-                    cluster = ids.cluster.clone();
-                    observed.push(Some(ids));
+                    if keep_observed {
+                        cluster = ids.cluster.clone();
+                        observed.push(Some(ids));
+                    } else {
+                        cluster = ids.cluster;
+                    }
                     clustered = true;
-                } else {
+                } else if keep_observed {
                     observed.push(None);
                 }
                 if let Some(trace_id) = record.trace_id {

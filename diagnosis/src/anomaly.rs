@@ -1357,6 +1357,25 @@ mod tests {
         })
     }
 
+    /// The first second at which the detector raises `key` for a fault that began at
+    /// `began`, asserting it is at most `within` seconds after (looked for up to `to`).
+    pub(super) fn raised_within(
+        h: &CounterHistory,
+        key: &SeriesKey,
+        began: usize,
+        within: usize,
+        to: usize,
+    ) -> usize {
+        let raised = raised_at(h, key, began, to)
+            .unwrap_or_else(|| panic!("began at {began} s: not raised by {to} s"));
+        assert!(
+            raised <= began + within,
+            "began at {began} s: raised {} s after",
+            raised - began
+        );
+        raised
+    }
+
     /// Asserts the detector raises nothing at any second in `ends`, told of `starts`.
     pub(super) fn assert_no_break(
         h: &CounterHistory,
@@ -2101,12 +2120,7 @@ mod tests {
             (group, counted),
             (tw.clone(), tws),
         ]);
-        let raised = raised_at(&h, &tw, storm, 399).expect("raised");
-        assert!(
-            raised <= storm + 5,
-            "raised {} s after the storm began",
-            raised - storm
-        );
+        let raised = raised_within(&h, &tw, storm, 5, 399);
         let report = detect(&at(&h, raised), &[], &[], &AnomalyConfig::default());
         let a = report.anomalies.iter().find(|a| a.key == tw).unwrap();
         assert_eq!(a.before, 0.0, "{a:#?}");
@@ -2148,12 +2162,7 @@ mod tests {
                 (group.clone(), counted),
                 (tw.clone(), tws),
             ]);
-            let raised = raised_at(&h, &tw, storm, len - 1).expect("raised");
-            assert!(
-                raised <= storm + 8,
-                "storm at {storm}: raised {} s after it began",
-                raised - storm
-            );
+            let raised = raised_within(&h, &tw, storm, 8, len - 1);
             // Raised at every second after, while it climbs (its incident stays active).
             for end in raised..storm + 55 {
                 let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());

@@ -508,30 +508,11 @@ impl IncidentTracker {
         r.noise = first.noise;
         r.changed_at_unix_ms = first.changed_at_unix_ms;
         r.reached = match a.direction {
-            Direction::Rise => a.reached.max(first.reached),
-            Direction::Fall => a.reached.min(first.reached),
+            Direction::Rise => a.reached.max(since.reached),
+            Direction::Fall => a.reached.min(since.reached),
         };
         r.score = a.score.max(first.score);
-        let last_at = history
-            .get(&a.key)
-            .and_then(|s| s.points.iter().rposition(Option::is_some))
-            .map_or(a.changed_at_unix_ms, |i| history.time(i));
-        r.evidence = crate::anomaly::evidence(
-            &r.label,
-            &r.unit,
-            r.before,
-            r.reached,
-            r.direction,
-            r.shape,
-            r.changed_at_unix_ms,
-            last_at,
-            r.limit,
-        );
-        // What the first reading said of its baseline (a young series' climb) still holds.
-        if let Some((_, context)) = first.evidence.split_once("; ") {
-            r.evidence.push_str("; ");
-            r.evidence.push_str(context);
-        }
+        retell(&mut r, history, &first.evidence);
         r.caveat = first.caveat.clone().or(r.caveat);
         Some(r)
     }
@@ -843,10 +824,15 @@ impl IncidentTracker {
             .iter()
             .flat_map(|(inc, ..)| inc.counters.iter().map(|c| c.anomaly.key.clone()))
             .collect();
-        let patterns_now: BTreeSet<String> = fresh
-            .iter()
-            .flat_map(|(inc, ..)| inc.patterns.iter().map(|p| p.id.clone()))
-            .collect();
+        // The patterns the fresh incidents hold now, with the earliest onset they hold them
+        // from (a pattern's onset is never before its current run).
+        let mut patterns_now: BTreeMap<String, i64> = BTreeMap::new();
+        for p in fresh.iter().flat_map(|(inc, ..)| &inc.patterns) {
+            patterns_now
+                .entry(p.id.clone())
+                .and_modify(|o| *o = (*o).min(p.onset_unix_ms))
+                .or_insert(p.onset_unix_ms);
+        }
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
         let mut continued = BTreeSet::new();
@@ -922,10 +908,25 @@ impl IncidentTracker {
             }
             let mut k = k.clone();
             k.active = false;
+            let mut retold = Vec::new();
             for c in &mut k.counters {
+                let told = c.anomaly.evidence.clone();
                 if reread(&mut c.anomaly, input.history) && !c.supporting {
                     k.active = true;
                     k.last_active_unix_ms = now;
+                }
+                if c.anomaly.evidence != told {
+                    retold.push((told, c.anomaly.evidence.clone()));
+                }
+            }
+            // The title and the hints quote the counters' evidence.
+            for (told, now) in retold {
+                let (told, now) = (head(&told), head(&now));
+                k.title = k.title.replace(told, now);
+                for h in &mut k.hints {
+                    for e in &mut h.evidence {
+                        *e = e.replace(told, now);
+                    }
                 }
             }
             if let Some(m) = self.members.get(&k.id) {
@@ -1139,25 +1140,40 @@ fn storm_rates(
 }
 
 /// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of
-/// `k` that no fresh incident holds now (`held`): a pattern stops being diagnosed once it
-/// neither emerges nor occurs, while its incident goes on through its counters (a leak's
-/// goroutines stay high after its last failure). They keep the counts they had, and the
-/// incident's failures are counted again with them (`shared`: each pattern's occurrences in
-/// traces that failed first with another). When `inc` has no pattern of its own, the
+/// `k` that no fresh incident holds now in the run `k` saw (`held`: each pattern held now,
+/// with its onset there): a pattern stops being diagnosed once it neither emerges nor occurs,
+/// while its incident goes on through its counters (a leak's goroutines stay high after its
+/// last failure). A pattern held now from a later run than `k` saw (its onset after the last
+/// occurrence `k` recorded: a run starts after a minute of silence) is another fault's now
+/// and stays `k`'s too, with what it counted then: an echo such as `metadata answered 502`
+/// comes back with every fault below it. Seen on the unseen lab, one agent through all
+/// faults: the slow callee's incident, still rebuilt from its emerging timeout pattern, let
+/// its echo go when a leak brought the echo back; the leak's incident then counted the
+/// echo's earlier 204 failures as its own (585 for 385 failed requests), and the next fault
+/// (the callee killed) continued the slow incident through the echo, a member it no longer
+/// listed (its id, its onset, its timeout pattern: 959 failures for 880).
+///
+/// The patterns kept keep the counts they had, and the incident's failures are counted
+/// again with them (`shared`: each pattern's occurrences in traces that failed first with
+/// another). When `inc` has no pattern of its own, the
 /// incident keeps its title, culprit and hints too: it is still the fault those patterns
 /// named. Seen on the unseen lab: a healed close-wait incident continued by its counters
 /// listed no pattern and said 0 failed requests.
 fn keep_patterns(
     inc: &mut Incident,
     k: &Incident,
-    held: &BTreeSet<String>,
+    held: &BTreeMap<String, i64>,
     shared: &BTreeMap<String, Vec<(String, u64)>>,
     now: i64,
 ) {
     let kept: Vec<IncidentPattern> = k
         .patterns
         .iter()
-        .filter(|p| !held.contains(&p.id))
+        .filter(|p| {
+            held.get(&p.id)
+                .is_none_or(|&onset| onset > p.last_seen_unix_ms)
+                && !inc.patterns.iter().any(|q| q.id == p.id)
+        })
         .cloned()
         .collect();
     if kept.is_empty() {
@@ -1330,7 +1346,52 @@ fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
         && !a.kind.is_node_wide()
         && latest.len() == PERSIST
         && latest.iter().all(|&v| out(v));
+    // Still the change it was raised for: told up to now. Seen on the demo's goroutine leak,
+    // a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a climb past 1,000.
+    if a.active {
+        let furthest = since
+            .iter()
+            .copied()
+            .fold(a.reached, |m, v| match a.direction {
+                Direction::Rise => m.max(v),
+                Direction::Fall => m.min(v),
+            });
+        if furthest != a.reached {
+            a.reached = furthest;
+            let told = a.evidence.clone();
+            retell(a, history, &told);
+        }
+    }
     a.active
+}
+
+/// The change itself in an evidence sentence, without what is said beside it.
+fn head(evidence: &str) -> &str {
+    evidence.split("; ").next().unwrap_or(evidence)
+}
+
+/// `a`'s evidence told again from its fields, up to its series' last point in `history`,
+/// with what `told` (an earlier telling) said beside the change (a young series' climb).
+fn retell(a: &mut CounterAnomaly, history: &CounterHistory, told: &str) {
+    let last_at = history
+        .get(&a.key)
+        .and_then(|s| s.points.iter().rposition(Option::is_some))
+        .map_or(a.changed_at_unix_ms, |i| history.time(i));
+    a.evidence = crate::anomaly::evidence(
+        &a.label,
+        &a.unit,
+        a.before,
+        a.reached,
+        a.direction,
+        a.shape,
+        a.changed_at_unix_ms,
+        last_at,
+        a.limit,
+    );
+    if let Some((_, context)) = told.split_once("; ") {
+        a.evidence.push_str("; ");
+        a.evidence.push_str(context);
+    }
 }
 
 /// Whether two culprits can be the same incident's: equal, or one of them unknown.

@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use faultline_agent::persist::counters::{self, format, Saver, MINUTES_FILE, SECONDS_FILE};
 use faultline_ingest::counters::store::HistoryBlock;
-use faultline_ingest::counters::{CounterStore, CountersConfig, SnapshotOptions};
+use faultline_ingest::counters::{CounterStore, CountersConfig};
 use faultline_ingest::traces::ServiceTraffic;
 
 /// "Now" of the start when the files name no plausible time of their own (2026-12-05 22:13
@@ -212,21 +212,15 @@ fn start_time(seconds: &[u8], minutes: &[u8]) -> i64 {
         .map_or(NOW_UNIX_MS, |t| t + 5_000)
 }
 
-/// The history's times never go backwards at both resolutions, every series has one point
-/// per time, and the store's bounds hold. Returns the history.
+/// The history's axes hold ([`super::counters::check_axes`]) and so do the store's bounds.
+/// Returns the history.
 fn check(store: &CounterStore, when: &str) -> HistoryBlock {
     let config = config();
-    let snapshot = store.snapshot(&SnapshotOptions::default());
-    let history = snapshot.history.expect("a history was asked for");
+    let history = super::counters::check_axes(store, when);
     for (name, view, cap) in [
         ("seconds", &history.seconds, config.history_seconds),
         ("minutes", &history.minutes, config.history_minutes),
     ] {
-        assert!(
-            view.times_unix_ms.windows(2).all(|w| w[0] <= w[1]),
-            "{when}: the {name} axis goes backwards: {:?}",
-            view.times_unix_ms
-        );
         assert!(
             view.times_unix_ms.len() <= cap,
             "{when}: {} {name} for a bound of {cap}",
@@ -238,19 +232,6 @@ fn check(store: &CounterStore, when: &str) -> HistoryBlock {
             view.series.len(),
             config.max_series
         );
-        for (key, points) in &view.series {
-            assert_eq!(
-                points.len(),
-                view.times_unix_ms.len(),
-                "{when}: {key:?} is not aligned with the {name} axis"
-            );
-        }
     }
-    // The diagnosis reads the most recent points only.
-    let _ = store.snapshot(&SnapshotOptions {
-        max_points: 3,
-        minutes: false,
-        ..SnapshotOptions::default()
-    });
     history
 }

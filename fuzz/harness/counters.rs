@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use faultline_agent::persist::counters::{self, COUNTERS_FILE};
 use faultline_ingest::counters::reader::CensusReading;
-use faultline_ingest::counters::store::NodeSample;
+use faultline_ingest::counters::store::{HistoryBlock, NodeSample};
 use faultline_ingest::counters::{CounterError, CounterStore, CountersConfig, SnapshotOptions};
 
 /// "Now" of the start, fixed so that a run is reproducible (2026-12-05 22:13 UTC; the seeds
@@ -70,11 +70,9 @@ pub(crate) fn sample_after_restore(store: &CounterStore, time_unix_ms: i64) {
     let sockstat = BTreeMap::from([("sockets used".to_owned(), 7), ("TCP inuse".to_owned(), 3)]);
     store.record_sample(NodeSample {
         time_unix_ms,
-        sockets: CensusReading {
-            census: Err(CounterError::Worker("not read by the fuzz harness".into())),
-            netlink_problem: None,
-            budget_note: None,
-        },
+        sockets: CensusReading::of(Err(CounterError::Worker(
+            "not read by the fuzz harness".into(),
+        ))),
         sockstat: Ok(sockstat),
         protocol: Err(CounterError::Worker("not read by the fuzz harness".into())),
         processes: Vec::new(),
@@ -84,7 +82,9 @@ pub(crate) fn sample_after_restore(store: &CounterStore, time_unix_ms: i64) {
     });
 }
 
-fn check_axes(store: &CounterStore, when: &str) {
+/// The history's times never go backwards at both resolutions and every series has one
+/// point per time; the diagnosis' read of the latest points works. Returns the history.
+pub(crate) fn check_axes(store: &CounterStore, when: &str) -> HistoryBlock {
     let snapshot = store.snapshot(&SnapshotOptions::default());
     let history = snapshot.history.expect("a history was asked for");
     for (name, view) in [("seconds", &history.seconds), ("minutes", &history.minutes)] {
@@ -107,4 +107,5 @@ fn check_axes(store: &CounterStore, when: &str) {
         minutes: false,
         ..SnapshotOptions::default()
     });
+    history
 }

@@ -5,10 +5,10 @@
 
 #[path = "../harness/cluster_snapshot.rs"]
 pub mod cluster_snapshot;
-#[path = "../harness/counter_files.rs"]
-pub mod counter_files;
 #[path = "../harness/config.rs"]
 pub mod config;
+#[path = "../harness/counter_files.rs"]
+pub mod counter_files;
 #[path = "../harness/counters.rs"]
 pub mod counters;
 #[path = "../harness/log_lines.rs"]

@@ -290,11 +290,7 @@ fn empty_sample(time_unix_ms: i64) -> faultline_ingest::counters::store::NodeSam
     };
     faultline_ingest::counters::store::NodeSample {
         time_unix_ms,
-        sockets: CensusReading {
-            census: Err(missing()),
-            netlink_problem: None,
-            budget_note: None,
-        },
+        sockets: CensusReading::of(Err(missing())),
         sockstat: Err(missing()),
         protocol: Err(missing()),
         processes: Vec::new(),

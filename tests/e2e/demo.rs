@@ -57,6 +57,51 @@ impl Demo {
         wait_announced(&out, "dashboard", SHOWN_WITHIN, || self.exited())
     }
 
+    /// `faultline demo --scenario SCENARIO --baseline SECS` on `127.0.0.1:0`, with `tmp` as
+    /// its TMPDIR, and the dashboard address it announced.
+    fn scenario(tmp: &Path, scenario: &str, baseline: &str) -> (Demo, String) {
+        let mut demo = Demo::start(
+            tmp,
+            &[
+                "--scenario",
+                scenario,
+                "--baseline",
+                baseline,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        let listen = demo.dashboard();
+        (demo, listen)
+    }
+
+    /// Asks `find` every `every` until it finds something; fails, with `missing()` and the
+    /// demo's output, once `limit` has passed since `since` or when the demo exits first.
+    fn wait_for<T>(
+        &mut self,
+        since: Instant,
+        limit: Duration,
+        every: Duration,
+        missing: impl Fn() -> String,
+        mut find: impl FnMut() -> Option<T>,
+    ) -> T {
+        loop {
+            if let Some(found) = find() {
+                return found;
+            }
+            if let Some(status) = self.exited() {
+                panic!("the demo exited early with {status}\n{}", self.output());
+            }
+            assert!(
+                since.elapsed() < limit,
+                "{} within {limit:?}\n{}",
+                missing(),
+                self.output()
+            );
+            std::thread::sleep(every);
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -106,6 +151,17 @@ impl Drop for Demo {
         }
     }
 }
+
+/// The JSON document at `url`, if it answers 200 with one.
+fn get_json(url: &str) -> Option<serde_json::Value> {
+    http_get(url)
+        .ok()
+        .filter(|(status, _)| *status == 200)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+}
+
+/// How often the tests ask the demo's API.
+const POLL: Duration = Duration::from_millis(250);
 
 /// Loopback ports in LISTEN state on this machine (IPv4 and IPv6).
 fn listening_ports() -> HashSet<u16> {
@@ -174,54 +230,34 @@ fn chain_ports(stdout: &str) -> Vec<u16> {
 fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let mut demo = Demo::start(
-        tmp.path(),
-        &[
-            "--scenario",
-            "eof",
-            "--baseline",
-            BASELINE_SECS,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let listen = demo.dashboard();
+    let (mut demo, listen) = Demo::scenario(tmp.path(), "eof", BASELINE_SECS);
 
     // The injected fault (inventory closes connections without answering) as the API shows
     // it: a new pattern with the HTTP client's own words, seen in orders, the caller.
     let url = format!("http://{listen}/api/v1/clusters?emerging=true");
-    let pattern = loop {
-        if let Some(status) = demo.exited() {
-            panic!("the demo exited early with {status}\n{}", demo.output());
-        }
-        assert!(
-            started.elapsed() < SHOWN_WITHIN,
-            "no emerging 'connection closed before message completed' pattern within \
-             {SHOWN_WITHIN:?}; last page: {:?}\n{}",
-            http_get(&url).ok(),
-            demo.output()
-        );
-        let page = http_get(&url)
-            .ok()
-            .filter(|(status, _)| *status == 200)
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        let found = page.and_then(|page| {
-            page["clusters"].as_array().and_then(|clusters| {
-                clusters
-                    .iter()
-                    .find(|c| {
-                        c["canonical_template"].as_str().is_some_and(|t| {
-                            t.contains("connection closed before message completed")
-                        })
-                    })
-                    .cloned()
-            })
-        });
-        if let Some(pattern) = found {
-            break pattern;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let injected = "connection closed before message completed";
+    let pattern = demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || {
+            format!(
+                "no emerging '{injected}' pattern; last page: {:?}",
+                http_get(&url).ok()
+            )
+        },
+        || {
+            get_json(&url)?["clusters"]
+                .as_array()?
+                .iter()
+                .find(|c| {
+                    c["canonical_template"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(injected))
+                })
+                .cloned()
+        },
+    );
     let services: Vec<&str> = pattern["services"]
         .as_array()
         .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
@@ -231,34 +267,29 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
 
     // The incident the pattern belongs to, within the same minute.
     let incidents_url = format!("http://{listen}/api/v1/incidents");
-    let incident = loop {
-        assert!(
-            started.elapsed() < SHOWN_WITHIN,
-            "no incident with the injected pattern within {SHOWN_WITHIN:?}; last answer: {:?}\n{}",
-            http_get(&incidents_url).ok(),
-            demo.output()
-        );
-        let document = http_get(&incidents_url)
-            .ok()
-            .filter(|(status, _)| *status == 200)
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        let found = document.and_then(|document| {
-            document["incidents"].as_array().and_then(|incidents| {
-                incidents
-                    .iter()
-                    .find(|i| {
-                        i["patterns"].as_array().is_some_and(|patterns| {
-                            patterns.iter().any(|p| p["id"] == pattern["id"])
-                        })
-                    })
-                    .cloned()
-            })
-        });
-        if let Some(incident) = found {
-            break incident;
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    let has_fault = |i: &serde_json::Value| {
+        i["patterns"]
+            .as_array()
+            .is_some_and(|patterns| patterns.iter().any(|p| p["id"] == pattern["id"]))
     };
+    let incident = demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || {
+            format!(
+                "no incident with the injected pattern; last answer: {:?}",
+                http_get(&incidents_url).ok()
+            )
+        },
+        || {
+            get_json(&incidents_url)?["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| has_fault(i))
+                .cloned()
+        },
+    );
     // The fault lives in inventory, the callee that closes; orders only saw it.
     let culprit = incident["culprit"]["service"].as_str();
     assert!(
@@ -277,36 +308,26 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
             })
         })
     };
-    let mut last = None;
-    loop {
-        assert!(
-            started.elapsed() < SHOWN_WITHIN,
-            "gateway's 502 echo did not join the EOF's incident within {SHOWN_WITHIN:?}; last \
-             answer: {last:#?}"
-        );
-        let document = http_get(&incidents_url)
-            .ok()
-            .filter(|(status, _)| *status == 200)
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        let incidents = document
-            .as_ref()
-            .and_then(|d| d["incidents"].as_array().cloned())
-            .unwrap_or_default();
-        let has_fault = |i: &serde_json::Value| {
-            i["patterns"]
-                .as_array()
-                .is_some_and(|patterns| patterns.iter().any(|p| p["id"] == pattern["id"]))
-        };
-        let joined = incidents
-            .first()
-            .is_some_and(|top| has_fault(top) && echoed(top))
-            && incidents[1..].iter().all(|i| !echoed(i));
-        if joined {
-            break;
-        }
-        last = document;
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || {
+            format!(
+                "gateway's 502 echo did not join the EOF's incident; last answer: {:#?}",
+                get_json(&incidents_url)
+            )
+        },
+        || {
+            let document = get_json(&incidents_url)?;
+            let incidents = document["incidents"].as_array()?;
+            let joined = incidents
+                .first()
+                .is_some_and(|top| has_fault(top) && echoed(top))
+                && incidents[1..].iter().all(|i| !echoed(i));
+            joined.then_some(())
+        },
+    );
 
     let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
     assert!(stdout.contains("fault injected"), "{}", demo.output());
@@ -359,56 +380,35 @@ fn demo_shows_the_injected_fault_within_a_minute_and_leaves_nothing_behind() {
 fn demo_close_wait_climbs_on_the_callees_port_in_the_agents_counters() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let mut demo = Demo::start(
-        tmp.path(),
-        &[
-            "--scenario",
-            "close-wait",
-            "--baseline",
-            "3",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let listen = demo.dashboard();
+    let (mut demo, listen) = Demo::scenario(tmp.path(), "close-wait", "3");
     // The callee (inventory, last in the chain) stops reading and closing what it accepts:
     // orders times out and closes, and CLOSE-WAIT climbs on inventory's port. Nothing is
     // logged by inventory; the counters are the evidence.
-    let seen = loop {
-        if let Some(status) = demo.exited() {
-            panic!("the demo exited early with {status}\n{}", demo.output());
-        }
-        assert!(
-            started.elapsed() < SHOWN_WITHIN,
-            "CLOSE-WAIT did not climb on inventory's port within {SHOWN_WITHIN:?}\n{}",
-            demo.output()
-        );
-        let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
-        let inventory = chain_ports(&stdout).get(2).copied();
-        let counters = http_get(&format!("http://{listen}/api/v1/counters"))
-            .ok()
-            .filter(|(status, _)| *status == 200)
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        let close_wait = inventory.zip(counters).and_then(|(port, counters)| {
-            counters["sockets"].as_array().and_then(|series| {
-                series
-                    .iter()
-                    .filter(|s| s["port"] == port && s["state"] == "close_wait")
-                    .filter_map(|s| s["current"].as_u64())
-                    .max()
-            })
-        });
-        // 20: well above what a healthy keep-alive chain ever shows (none), reached in
-        // about a second at the demo's traffic.
-        if close_wait.is_some_and(|count| count >= 20) {
-            break close_wait;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let out = demo.out.clone();
+    let url = format!("http://{listen}/api/v1/counters");
+    let seen = demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || "CLOSE-WAIT did not climb on inventory's port".to_string(),
+        || {
+            let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+            let inventory = *chain_ports(&stdout).get(2)?;
+            let close_wait = get_json(&url)?["sockets"]
+                .as_array()?
+                .iter()
+                .filter(|s| s["port"] == inventory && s["state"] == "close_wait")
+                .filter_map(|s| s["current"].as_u64())
+                .max()?;
+            // 20: well above what a healthy keep-alive chain ever shows (none), reached in
+            // about a second at the demo's traffic.
+            (close_wait >= 20).then_some(close_wait)
+        },
+    );
     let status = demo.interrupt(Duration::from_secs(20));
     assert!(
         status.success(),
-        "exit after SIGINT ({seen:?} CLOSE-WAIT): {status}\n{}",
+        "exit after SIGINT ({seen} CLOSE-WAIT): {status}\n{}",
         demo.output()
     );
 }
@@ -501,32 +501,20 @@ fn demo_time_wait_beside_other_programs_churning_sockets_is_an_incident_of_its_c
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let mut demo = Demo::start(
-        tmp.path(),
-        &[
-            "--scenario",
-            "time-wait",
-            "--baseline",
-            "10",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+    let (mut demo, listen) = Demo::scenario(tmp.path(), "time-wait", "10");
+    let out = demo.out.clone();
+    demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        Duration::from_millis(100),
+        || "the fault was not injected".to_string(),
+        || {
+            std::fs::read_to_string(&out)
+                .is_ok_and(|out| out.contains("fault injected"))
+                .then_some(())
+        },
     );
-    let listen = demo.dashboard();
-    let injected = loop {
-        if let Some(status) = demo.exited() {
-            panic!("the demo exited early with {status}\n{}", demo.output());
-        }
-        assert!(
-            started.elapsed() < SHOWN_WITHIN,
-            "the fault was not injected within {SHOWN_WITHIN:?}\n{}",
-            demo.output()
-        );
-        if std::fs::read_to_string(&demo.out).is_ok_and(|out| out.contains("fault injected")) {
-            break Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let injected = Instant::now();
     let stdout = std::fs::read_to_string(&demo.out).unwrap_or_default();
     let inventory = *chain_ports(&stdout)
         .get(2)
@@ -536,33 +524,29 @@ fn demo_time_wait_beside_other_programs_churning_sockets_is_an_incident_of_its_c
     // The storm's incident: orders (the client opening a connection per call) is where it
     // lives, with the storm hint and inventory's TIME-WAIT first.
     let url = format!("http://{listen}/api/v1/incidents");
-    let mut last = None;
-    let incident = loop {
-        let document = http_get(&url)
-            .ok()
-            .filter(|(status, _)| *status == 200)
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        let found = document.as_ref().and_then(|d| {
-            d["incidents"].as_array()?.iter().find_map(|i| {
-                i["counters"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["anomaly"]["label"] == storm.as_str())
-                    .then(|| i.clone())
-            })
-        });
-        if let Some(incident) = found {
-            break incident;
-        }
-        assert!(
-            injected.elapsed() < STORM_RAISED_WITHIN,
-            "no incident with {storm} within {STORM_RAISED_WITHIN:?} of the fault; last \
-             answer: {last:#?}\n{}",
-            demo.output()
-        );
-        last = document;
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let incident = demo.wait_for(
+        injected,
+        STORM_RAISED_WITHIN,
+        POLL,
+        || {
+            format!(
+                "no incident with {storm} after the fault; last answer: {:#?}",
+                get_json(&url)
+            )
+        },
+        || {
+            get_json(&url)?["incidents"]
+                .as_array()?
+                .iter()
+                .find_map(|i| {
+                    i["counters"]
+                        .as_array()?
+                        .iter()
+                        .any(|c| c["anomaly"]["label"] == storm.as_str())
+                        .then(|| i.clone())
+                })
+        },
+    );
     let raised_after = injected.elapsed();
     assert_eq!(incident["culprit"]["service"], "orders", "{incident:#}");
     assert_eq!(
@@ -577,10 +561,7 @@ fn demo_time_wait_beside_other_programs_churning_sockets_is_an_incident_of_its_c
         "no TIME-WAIT storm hint: {incident:#}"
     );
     // The other program's churn is no incident of anyone's.
-    let document = http_get(&url)
-        .ok()
-        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .unwrap_or_default();
+    let document = get_json(&url).unwrap_or_default();
     let blamed: Vec<&serde_json::Value> = document["incidents"]
         .as_array()
         .map(|incidents| {

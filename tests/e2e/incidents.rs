@@ -130,6 +130,19 @@ fn close_wait_leak(listener: &TcpListener) -> Loop {
     })
 }
 
+/// Three live connections to `listener` (client and server ends): a port's usual level,
+/// held until the pairs are dropped.
+fn live_connections(listener: &TcpListener) -> Vec<(TcpStream, TcpStream)> {
+    let port = listener.local_addr().expect("addr").port();
+    (0..3)
+        .map(|_| {
+            let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            (client, server)
+        })
+        .collect()
+}
+
 /// Opens `n` connections to `port` and closes each client end first once `listener` has
 /// accepted it: the clients' ends stay in TIME-WAIT towards the port.
 fn open_and_close(listener: &TcpListener, port: u16, n: usize) {
@@ -216,15 +229,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
     let storm = TcpListener::bind("127.0.0.1:0").expect("bind storm listener");
     let storm_port = storm.local_addr().expect("addr").port();
     // A few live connections on each: the usual level.
-    let mut live = Vec::new();
-    for listener in [&leaky, &storm] {
-        for _ in 0..3 {
-            let port = listener.local_addr().expect("addr").port();
-            let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            let (server, _) = listener.accept().expect("accept");
-            live.push((client, server));
-        }
-    }
+    let live = [live_connections(&leaky), live_connections(&storm)];
     let (agent, _config) = start_agent(&[("leaky", leaky_port), ("stormed", storm_port)]);
     send_call(&agent, "checkout", "stormed", storm_port);
     wait_baseline(&agent, &[leaky_port, storm_port]);
@@ -311,18 +316,7 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
     let service_port = service.local_addr().expect("addr").port();
     let edge = TcpListener::bind("127.0.0.1:0").expect("bind edge listener");
     let edge_port = edge.local_addr().expect("addr").port();
-    let mut live = Vec::new();
-    for (listener, port) in [
-        (&noise, noise_port),
-        (&service, service_port),
-        (&edge, edge_port),
-    ] {
-        for _ in 0..3 {
-            let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            let (server, _) = listener.accept().expect("accept");
-            live.push((client, server));
-        }
-    }
+    let live = [&noise, &service, &edge].map(live_connections);
     let (agent, _config) = start_agent(&[("orders", service_port), ("edge", edge_port)]);
     send_call(&agent, "checkout", "orders", service_port);
     wait_baseline(&agent, &[noise_port, service_port, edge_port]);
@@ -613,12 +607,7 @@ fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
     const COUNTERS_END_WITHIN: Duration = Duration::from_secs(20);
     let leaky = TcpListener::bind("127.0.0.1:0").expect("bind leaky listener");
     let port = leaky.local_addr().expect("addr").port();
-    let mut live = Vec::new();
-    for _ in 0..3 {
-        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let (server, _) = leaky.accept().expect("accept");
-        live.push((client, server));
-    }
+    let live = live_connections(&leaky);
     let (agent, _config) = start_agent(&[("leaky", port)]);
     wait_baseline(&agent, &[port]);
 
@@ -716,12 +705,7 @@ fn now_unix_ms() -> i64 {
 fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s() {
     let leaky = TcpListener::bind("127.0.0.1:0").expect("bind leaky listener");
     let port = leaky.local_addr().expect("addr").port();
-    let mut live = Vec::new();
-    for _ in 0..3 {
-        let client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let (server, _) = leaky.accept().expect("accept");
-        live.push((client, server));
-    }
+    let live = live_connections(&leaky);
     // The history is saved every second (15 s by default) so the test need not wait long.
     let (agent, config) = start_agent_full(&[("leaky", port)], "save_interval_ms = 1000\n", "");
     let config_arg = config

@@ -160,23 +160,58 @@ fn kill_dash_nine_five_times_under_fast_rotation_loses_and_repeats_no_line() {
     assert_offsets_at_the_end(&data_dir, &dir.path().join("logs"));
 }
 
-/// A small tmpfs mounted over `at` (removed with the guard), or `None` when mounting is not
-/// allowed (not root).
-struct Tmpfs(PathBuf);
+/// A file system mounted over `at`, unmounted (lazily) with the guard; the constructors give
+/// `None` when mounting is not allowed (not root, no mount namespaces).
+struct Mounted(PathBuf);
 
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+impl Mounted {
+    /// A small tmpfs.
+    fn tmpfs(at: &Path, size: &str) -> Option<Mounted> {
+        Self::run(
+            at,
+            &[],
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+        )
+    }
+
+    /// A small tmpfs mounted by a process in a mount namespace of its own that shares `at`'s
+    /// mount with this one (a container's runtime mounting a volume): it reaches this
+    /// namespace only by propagation, and stays when that namespace ends with its process.
+    fn tmpfs_from_another_namespace(at: &Path, size: &str) -> Option<Mounted> {
+        let size = format!("size={size}");
+        let unshare = ["unshare", "--mount", "--propagation", "unchanged", "mount"];
+        Self::run(at, &unshare, &["-t", "tmpfs", "-o", &size, "tmpfs"])
+    }
+
+    /// `at` bound over itself as a shared mount: what is mounted over it (or under it) in
+    /// one mount namespace propagates to the others that hold a copy of it, as on a host
+    /// whose mounts are shared (systemd's default) and its containers' `rslave` copies.
+    fn shared(at: &Path) -> Option<Mounted> {
+        let bound = Self::run(at, &[], &["--bind"]);
+        let made_shared = bound.is_some()
+            && Command::new("mount")
+                .arg("--make-shared")
+                .arg(at)
+                .status()
+                .is_ok_and(|s| s.success());
+        made_shared.then_some(bound).flatten()
+    }
+
+    /// `PROGRAM... mount ARGS... [at] at` (`at` twice for a bind).
+    fn run(at: &Path, wrapper: &[&str], args: &[&str]) -> Option<Mounted> {
         fs::create_dir_all(at).expect("mount point");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs(at.to_path_buf()))
+        let (program, rest) = wrapper.split_first().unwrap_or((&"mount", &[]));
+        let mut command = Command::new(program);
+        command.args(rest).args(args);
+        if args.contains(&"--bind") {
+            command.arg(at);
+        }
+        let status = command.arg(at).status().ok()?;
+        status.success().then(|| Mounted(at.to_path_buf()))
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
@@ -214,7 +249,7 @@ fn temp_state_files(dir: &Path) -> Vec<String> {
 /// How a test makes the data directory's disk full and frees it again.
 enum FullDisk {
     /// A small tmpfs mounted over the data directory, filled with a file (removed to free it).
-    Tmpfs { _mount: Tmpfs, filler: PathBuf },
+    Tmpfs { _mount: Mounted, filler: PathBuf },
     /// ENOSPC injected into the agent's writes to the data directory by a preloaded library
     /// (`fault/enospc.c`) while the flag file exists (removed to free it): for machines that
     /// refuse to mount, and so that the test command exercises a second kind of full disk.
@@ -225,7 +260,7 @@ impl FullDisk {
     /// Mounts and fills a tmpfs over `<dir>/data`, or `None` where mounting is refused.
     fn tmpfs(dir: &Path) -> Option<FullDisk> {
         let data = dir.join("data");
-        let mount = Tmpfs::mount(&data, "1m")?;
+        let mount = Mounted::tmpfs(&data, "1m")?;
         // A crashed run's temporary state file (empty: removing it must not free the space
         // the test takes away), then a full disk.
         fs::write(data.join(".state.json.tmp-4242-0"), b"").expect("leftover");
@@ -632,15 +667,72 @@ fn sources_that_become_readable_without_an_event_are_read_on_a_retry_timer() {
 fn a_file_system_mounted_over_a_watched_directory_is_read_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
-    fs::create_dir_all(&logs).expect("logs");
+    let agent = start_watching(dir, &[]);
+    read_at_once_across_a_mount(&agent, &logs, |logs| Mounted::tmpfs(logs, "4m"));
+    drop(agent.stop());
+}
+
+/// The same across mount namespaces, where a mount made in one reaches the other: the agent
+/// follows its own namespace's mount table, and a mount propagated into it changes that
+/// table like one made there. (1) The agent on the host, the file system mounted over its
+/// log directory by a process in another mount namespace (a container's runtime) sharing the
+/// directory's mount. (2) The agent in a mount namespace of its own whose copy of the log
+/// directory receives the host's mounts (a container with `mountPropagation:
+/// HostToContainer`, as deploy/kubernetes/faultline.yaml asks), the file system mounted on
+/// the host. A mount that does not propagate into the agent's namespace changes nothing the
+/// agent can read at its path, and there is nothing to follow (see docs/fleet.md).
+#[test]
+fn a_file_system_mounted_from_another_mount_namespace_is_read_at_once() {
+    for agent_in_own_namespace in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("logs");
+        let shared = Mounted::shared(&logs).unwrap_or_else(|| {
+            panic!(
+                "binding {} over itself as a shared mount was refused: this test needs root \
+                 (the test command runs as root)",
+                logs.display()
+            )
+        });
+        let agent = if agent_in_own_namespace {
+            // Its copy of every mount receives this namespace's mounts (`rslave`).
+            start_watching(dir, &["unshare", "--mount", "--propagation", "slave", "--"])
+        } else {
+            start_watching(dir, &[])
+        };
+        read_at_once_across_a_mount(&agent, &logs, |logs| {
+            if agent_in_own_namespace {
+                Mounted::tmpfs(logs, "4m")
+            } else {
+                Mounted::tmpfs_from_another_namespace(logs, "4m")
+            }
+        });
+        let stopped = agent.stop();
+        drop(shared);
+        drop(stopped);
+    }
+}
+
+/// The agent (through `wrapper`, if any) tailing `<dir>/logs/*.log` with a glob interval
+/// of 10 minutes: only events (and mounts) make it look at the directory again.
+fn start_watching(dir: tempfile::TempDir, wrapper: &[&str]) -> Agent {
     let config = dir.path().join("faultline.toml");
     fs::write(&config, "[tail]\nglob_interval_ms = 600000\n").expect("config");
-    let agent = Agent::start_in(dir, &["--config", config.to_str().expect("utf-8 path")]);
+    let config = config.to_str().expect("utf-8 path").to_owned();
+    Agent::start_wrapped(dir, wrapper, &["--config", &config])
+}
+
+/// Lines written to `logs` before, on and after a file system that `mount` puts over it
+/// once the agent watches it: each read within 20 s, none twice.
+fn read_at_once_across_a_mount(
+    agent: &Agent,
+    logs: &Path,
+    mount: impl FnOnce(&Path) -> Option<Mounted>,
+) {
     // Written after the first start: read from its beginning.
     let mut written = 0;
     append_lines(&logs.join("before.log"), 10, &mut written);
-    wait_exact_records(&agent, written, Duration::from_secs(20));
-    let mount = Tmpfs::mount(&logs, "4m").unwrap_or_else(|| {
+    wait_exact_records(agent, written, Duration::from_secs(20));
+    let mounted = mount(logs).unwrap_or_else(|| {
         panic!(
             "mounting a tmpfs over {} was refused: this test needs root (the test command \
              runs as root)",
@@ -648,19 +740,18 @@ fn a_file_system_mounted_over_a_watched_directory_is_read_at_once() {
         )
     });
     append_lines(&logs.join("mounted.log"), 20, &mut written);
-    wait_exact_records(&agent, written, Duration::from_secs(20));
+    wait_exact_records(agent, written, Duration::from_secs(20));
     // Created once the first is read: the agent looks only because its new watch sees it.
     append_lines(&logs.join("created.log"), 30, &mut written);
-    wait_exact_records(&agent, written, Duration::from_secs(20));
+    wait_exact_records(agent, written, Duration::from_secs(20));
     append_lines(&logs.join("mounted.log"), 5, &mut written);
     append_lines(&logs.join("created.log"), 5, &mut written);
-    wait_exact_records(&agent, written, Duration::from_secs(20));
-    drop(mount);
+    wait_exact_records(agent, written, Duration::from_secs(20));
+    drop(mounted);
     assert!(
         logs.join("before.log").exists(),
         "the old directory is back after the unmount"
     );
     append_lines(&logs.join("before.log"), 7, &mut written);
-    wait_exact_records(&agent, written, Duration::from_secs(20));
-    drop(agent.stop());
+    wait_exact_records(agent, written, Duration::from_secs(20));
 }

@@ -167,7 +167,8 @@ impl ClusterAdapter {
         }
     }
 
-    /// A pattern's culprit voted over its `limit` most recent traces, reused for
+    /// A pattern's culprit voted over its `limit` most recent traces of its current run (see
+    /// [`pattern_culprit`]), reused for
     /// [`ROW_CULPRIT_REFRESH`]: the pattern page refreshes with every change and the incident
     /// tracker reads every emerging pattern's detail each second.
     fn culprit(&self, id: &str, limit: usize) -> Option<Culprit> {
@@ -181,8 +182,7 @@ impl ClusterAdapter {
             }
         }
         let listeners = culprits::listeners(&self.traces, &self.counters);
-        let verdict =
-            culprits::of_pattern(&self.traces, &listeners, &tag_ids(&self.engine, id), limit);
+        let verdict = pattern_culprit(&self.engine, &self.traces, &listeners, id, limit);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
             cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
@@ -317,11 +317,10 @@ impl ClusterView for ClusterAdapter {
             .cluster_samples(resolve_pattern(&self.engine, id)?)?;
         let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
         trace_ids.truncate(traces);
-        let seconds = SecondCounts::from_sparse(&found.per_second, SECOND_HISTORY);
         Some(PatternEvidence {
             example: found.samples.into_iter().next().map(|s| s.message),
             trace_ids,
-            run_start_unix_ms: current_run_start(&seconds, QUIET_GAP_SECONDS),
+            run_start_unix_ms: run_start(&found.per_second),
         })
     }
 
@@ -429,6 +428,37 @@ pub(super) fn resolve_pattern(engine: &Engine, id: &str) -> Option<ClusterId> {
 /// pattern's current id in `summary.id`.
 pub(super) fn engine_detail(engine: &Engine, id: &str, now: i64) -> Option<EngineDetail> {
     engine.cluster(resolve_pattern(engine, id)?, now)
+}
+
+/// Where the failures of the pattern `id` names live, voted over its `limit` most recent
+/// traces of its current run (see [`culprits::of_pattern`]): every recent trace when the
+/// seconds held show no minute of silence before its latest occurrences.
+pub(super) fn pattern_culprit(
+    engine: &Engine,
+    traces: &TraceStore,
+    listeners: &faultline_diagnosis::culprit::Listeners,
+    id: &str,
+    limit: usize,
+) -> Option<Culprit> {
+    let since = resolve_pattern(engine, id)
+        .and_then(|c| engine.cluster_samples(c))
+        .and_then(|found| run_start(&found.per_second));
+    culprits::of_pattern(
+        traces,
+        listeners,
+        &tag_ids(engine, id),
+        limit,
+        culprits::run_start_nanos(since),
+    )
+}
+
+/// The start (Unix ms) of a pattern's current run from its occurrences per second (the
+/// engine's sparse seconds), see [`current_run_start`].
+fn run_start(per_second: &[(i64, u64)]) -> Option<i64> {
+    current_run_start(
+        &SecondCounts::from_sparse(per_second, SECOND_HISTORY),
+        QUIET_GAP_SECONDS,
+    )
 }
 
 /// The cluster ids the traces of the pattern `id` names are tagged with: a trace keeps the id
@@ -648,7 +678,7 @@ fn frame_parameter(frames: &[(String, u64)], total: u64) -> Option<ParameterDist
 mod tests {
 
     use super::*;
-    use faultline_ingest::traces::StatusCode;
+    use faultline_ingest::traces::{SpanKind, StatusCode};
     use faultline_web::model::TraceQuery;
 
     use crate::views::test_support::*;
@@ -827,6 +857,109 @@ mod tests {
             evidence.run_start_unix_ms,
             Some((NOW - 30 * 1_000_000_000).div_euclid(NANOS_PER_MS))
         );
+    }
+
+    /// The unseen lab, one agent through all faults: the gateway's echo `metadata answered
+    /// 502` comes back with every fault below it. Its culprit is voted over the traces of its
+    /// current run only: the many traces of the run before (a slow blob store's, minutes ago)
+    /// say where that fault lived, not this one (a leaking metadata). A trace of this run that
+    /// started seconds before its first occurrence (a request that waited) votes.
+    #[test]
+    fn an_echo_back_after_a_minute_of_silence_is_attributed_by_its_current_run_only() {
+        let stores = stores();
+        let ms = 1_000_000;
+        let echo = "metadata answered 502";
+        // One failed request: gateway's call to metadata reports the echo, the service below
+        // failed with an error of its own.
+        let failed = |trace: u8, start: i64, culprit: &str, error: &str, id: &str| {
+            let mut call = span(
+                trace,
+                2,
+                Some(1),
+                "gateway",
+                "GET",
+                (start + 2 * ms, start + 90 * ms),
+                StatusCode::Error,
+            );
+            call.status_message = echo.into();
+            let mut below = span(
+                trace,
+                3,
+                Some(2),
+                culprit,
+                "GET /item/:id",
+                (start + 3 * ms, start + 80 * ms),
+                StatusCode::Error,
+            );
+            below.kind = SpanKind::Server;
+            below.status_message = error.into();
+            let root = span(
+                trace,
+                1,
+                None,
+                "gateway",
+                "GET /api/item/:id",
+                (start, start + 100 * ms),
+                StatusCode::Unset,
+            );
+            stores.traces.insert_spans(vec![call, below, root]);
+            stores
+                .traces
+                .tag_cluster(trace_id(trace), Some(span_id(2)), id);
+        };
+        let observe = |trace: u8, t: i64| {
+            let trace = trace_id(trace).to_string();
+            stores
+                .engine
+                .observe(&error_event(echo, "gateway", Some(&trace), t))
+                .cluster
+                .expect("clustered")
+                .to_string()
+        };
+        // The slow blob store, four minutes ago: six failed requests.
+        let before = NOW - 4 * MIN;
+        let mut id = String::new();
+        for n in 0..6u8 {
+            let t = before + i64::from(n) * 1_000 * ms;
+            id = observe(n + 1, t + 90 * ms);
+            failed(n + 1, t, "blobstore", "disk read stalled", &id);
+        }
+        // Silence, then metadata out of fds: two failed requests, the first of which started
+        // five seconds before its echo (it waited).
+        let now_run = NOW - 20_000 * ms;
+        for (n, started) in [(7u8, now_run - 5_000 * ms), (8, now_run + 1_000 * ms)] {
+            let at = now_run.max(started + 90 * ms);
+            assert_eq!(observe(n, at), id, "one pattern across faults");
+            failed(
+                n,
+                started,
+                "metadata",
+                "open blob: too many open files",
+                &id,
+            );
+        }
+
+        let views = views_at(&stores, NOW);
+        let detail = views.clusters.detail(&id).expect("known");
+        let culprit = detail.culprit.expect("a culprit");
+        assert_eq!(
+            (culprit.service.as_str(), culprit.traces_total),
+            ("metadata", 2),
+            "{culprit:?}"
+        );
+        // The list row, whose culprit the incidents group by, says the same.
+        let rows = views.clusters.summaries();
+        let row = rows.iter().find(|r| r.id == id).expect("listed");
+        assert!(row.emergence.is_some(), "{row:?}");
+        assert_eq!(
+            row.culprit.as_ref().map(|c| c.service.as_str()),
+            Some("metadata")
+        );
+        // Voted over every recent trace, the run before outvotes this one.
+        let listeners = culprits::listeners(&stores.traces, &stores.counters);
+        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None)
+            .expect("a culprit");
+        assert_eq!((all.service.as_str(), all.traces_total), ("blobstore", 8));
     }
 
     /// The unseen lab's close-wait fault: a span exporter's lines without a trace id share the

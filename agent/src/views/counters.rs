@@ -231,12 +231,24 @@ fn follow(
     for (key, points) in std::mem::take(&mut new.series) {
         // A series new since: gaps where it was not recorded, as the store has.
         let mine = kept.series.entry(key).or_insert_with(|| vec![None; old]);
-        mine.extend(points);
-        mine.drain(..drop);
+        slide(mine, points, drop);
     }
-    kept.times_unix_ms.append(&mut new.times_unix_ms);
-    kept.times_unix_ms.drain(..drop);
+    slide(
+        &mut kept.times_unix_ms,
+        std::mem::take(&mut new.times_unix_ms),
+        drop,
+    );
     Some(kept)
+}
+
+/// `points` after `kept`, the first `drop` of them all left out. The oldest go first, so that
+/// a full ring's new points take the room the old ones leave: a Vec extended past its
+/// capacity doubles it, and every series of a full 15-minute history read in full (exactly
+/// its 900 points) would hold room for 1,800 from the next pass on.
+fn slide<T>(kept: &mut Vec<T>, points: Vec<T>, drop: usize) {
+    let cut = drop.min(kept.len());
+    kept.drain(..cut);
+    kept.extend(points.into_iter().skip(drop - cut));
 }
 
 /// The store read for a snapshot at `resolution`: the per-minute ring only when asked for.
@@ -601,11 +613,7 @@ mod tests {
         let census = SocketCensus::from_entries(SocketSource::ProcNet, &entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Ok(BTreeMap::from([("TCP inuse".to_string(), i % 9)])),
             protocol: Ok(BTreeMap::from([("Tcp EstabResets".to_string(), i * 2)])),
             processes: Vec::new(),
@@ -658,6 +666,42 @@ mod tests {
         // points only.
         assert!(reads.since_last >= 50, "{reads:?}");
         assert!(reads.full >= 3, "{reads:?}");
+    }
+
+    #[test]
+    fn a_kept_history_holds_no_room_past_the_points_the_store_keeps() {
+        // A full 20-point ring read in full (at the first read and once a minute), then
+        // followed by new points: every kept series holds its 20 points in room for 20.
+        let config = CountersConfig {
+            history_seconds: 20,
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        let mut kept = KeptCounters::default();
+        let whole = SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        };
+        for i in 0..150i64 {
+            let t = 1_700_000_000_000 + i * 1000;
+            store.record_sample(churning_sample(t, i));
+            let want = counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second);
+            assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
+        }
+        let reads = kept.reads();
+        assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
+        let seconds = kept.seconds.as_ref().expect("a kept history");
+        assert_eq!(seconds.times_unix_ms.len(), 20);
+        assert!(seconds.times_unix_ms.capacity() <= 20);
+        assert!(seconds.series.len() > 5, "{:?}", seconds.series.keys());
+        for (key, points) in &seconds.series {
+            assert_eq!(points.len(), 20, "{key:?}");
+            assert!(
+                points.capacity() <= 20,
+                "{key:?} holds room for {} points",
+                points.capacity()
+            );
+        }
     }
 
     #[test]
@@ -909,11 +953,7 @@ mod tests {
         let census = SocketCensus::from_entries(SocketSource::Netlink, &entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Err(CounterError::Read {
                 path: "/proc/net/sockstat".into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),

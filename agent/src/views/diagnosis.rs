@@ -82,12 +82,14 @@ impl DiagnosisView for DiagnosisAdapter {
         let mut counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
         let traffic = traffic_series(self.traces.traffic(), counters.axis());
         counters.series.extend(traffic);
-        // Where the pattern's failures live, voted over its recent traces as its page does.
+        // Where the pattern's failures live, voted over its recent traces of its current run
+        // as its page does.
         let listeners = crate::culprits::listeners(&self.traces, &self.counters);
-        let culprit = crate::culprits::of_pattern(
+        let culprit = super::clusters::pattern_culprit(
+            &self.engine,
             &self.traces,
             &listeners,
-            &super::clusters::tag_ids(&self.engine, &pattern.activity.id),
+            &pattern.activity.id,
             crate::culprits::PATTERN_TRACES,
         )
         .filter(|c| c.resolved);

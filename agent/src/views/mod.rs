@@ -380,11 +380,7 @@ mod test_support {
         let protocol = BTreeMap::from([("Tcp EstabResets".to_string(), resets)]);
         NodeSample {
             time_unix_ms: t_ms,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Ok(sockstat),
             protocol: Ok(protocol),
             processes: vec![

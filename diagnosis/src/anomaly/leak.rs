@@ -360,6 +360,19 @@ mod tests {
             .collect()
     }
 
+    /// A pool of `size` (goroutines, connections) filling from `level` with a time constant
+    /// of `tau` seconds, as [`from_start`] series: `(len, from, spread, seed)` as there.
+    fn pool(
+        (len, from, spread, seed): (usize, usize, f64, u64),
+        level: f64,
+        size: f64,
+        tau: f64,
+    ) -> Vec<Option<f64>> {
+        from_start(len, from, spread, seed, |t| {
+            level + size * (1.0 - (-t / tau).exp())
+        })
+    }
+
     #[test]
     fn a_goroutine_leak_from_the_first_request_is_raised_and_dated_at_the_start() {
         // A new version started 2 s after the agent leaks one goroutine per request from its
@@ -531,8 +544,6 @@ mod tests {
         // at 4 requests a second, 2.5 a request at first; `export`: 60 connections (an fd
         // each) at 2 requests a second, time constant 15 s; `cache`: CLOSE-WAIT of a
         // client pool that recycles 40 connections over 20 s from its start.
-        let fill =
-            |level: f64, size: f64, tau: f64| move |t: f64| level + size * (1.0 - (-t / tau).exp());
         let cw = SeriesKey::PortState {
             port: 6379,
             side: faultline_series::PortSide::Remote,
@@ -541,15 +552,12 @@ mod tests {
         let h = history(vec![
             (
                 goroutines("reports"),
-                from_start(300, 3, 2.0, 21, fill(8.0, 100.0, 10.0)),
+                pool((300, 3, 2.0, 21), 8.0, 100.0, 10.0),
             ),
             (requests("reports"), from_start(300, 3, 1.0, 22, |_| 4.0)),
-            (
-                fds("export"),
-                from_start(300, 2, 1.0, 23, fill(12.0, 60.0, 15.0)),
-            ),
+            (fds("export"), pool((300, 2, 1.0, 23), 12.0, 60.0, 15.0)),
             (requests("export"), from_start(300, 2, 0.5, 24, |_| 2.0)),
-            (cw, from_start(300, 2, 1.0, 25, fill(0.0, 40.0, 20.0))),
+            (cw, pool((300, 2, 1.0, 25), 0.0, 40.0, 20.0)),
         ]);
         assert_no_break(&h, 1..=300, &[], &AnomalyConfig::default());
     }
@@ -560,21 +568,13 @@ mod tests {
         // fills a pool of 50 connections (a goroutine and an fd each) with a time constant
         // of 6 s; `batch` fills a pool of 200 workers slowly (time constant 30 s, still
         // climbing two minutes after its start) at 40 requests a second.
-        let fill =
-            |level: f64, size: f64, tau: f64| move |t: f64| level + size * (1.0 - (-t / tau).exp());
         let h = history(vec![
-            (
-                goroutines("api"),
-                from_start(400, 3, 2.0, 6, fill(4.0, 50.0, 6.0)),
-            ),
-            (
-                fds("api"),
-                from_start(400, 3, 1.0, 7, fill(10.0, 50.0, 6.0)),
-            ),
+            (goroutines("api"), pool((400, 3, 2.0, 6), 4.0, 50.0, 6.0)),
+            (fds("api"), pool((400, 3, 1.0, 7), 10.0, 50.0, 6.0)),
             (requests("api"), from_start(400, 3, 2.0, 8, |_| 20.0)),
             (
                 goroutines("batch"),
-                from_start(400, 3, 2.0, 9, fill(10.0, 200.0, 30.0)),
+                pool((400, 3, 2.0, 9), 10.0, 200.0, 30.0),
             ),
             (requests("batch"), from_start(400, 3, 3.0, 10, |_| 40.0)),
         ]);

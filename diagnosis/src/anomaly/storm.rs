@@ -139,7 +139,7 @@ fn still_climbing(climb: &[(usize, f64)]) -> bool {
 mod tests {
     use faultline_series::PortSide;
 
-    use super::super::tests::{assert_no_break, at, history, noisy, raised_at, START};
+    use super::super::tests::{assert_no_break, at, history, noisy, raised_within, START};
     use super::super::{detect, AnomalyConfig, ServiceStart};
     use super::*;
 
@@ -177,12 +177,7 @@ mod tests {
         let (key, h) = started_at(200, 100, |t| {
             (25.0 * (t as f64 + 100.0 - storm_at as f64 + 1.0)).clamp(0.0, 1_500.0)
         });
-        let raised = raised_at(&h, &key, storm_at, 199).expect("raised");
-        assert!(
-            raised <= storm_at + 8,
-            "raised {} s after the storm began",
-            raised - storm_at
-        );
+        let raised = raised_within(&h, &key, storm_at, 8, 199);
         let report = detect(&at(&h, raised), &[], &[], &AnomalyConfig::default());
         let a = report.anomalies.iter().find(|a| a.key == key).unwrap();
         assert_eq!(a.before, 0.0, "{a:#?}");
@@ -249,12 +244,7 @@ mod tests {
             let counted = t - t % 3;
             (16.0 * (counted as f64 + 100.0 - storm_at as f64 + 1.0)).clamp(0.0, 960.0)
         });
-        let raised = raised_at(&h, &key, storm_at, 199).expect("raised");
-        assert!(
-            raised <= storm_at + 10,
-            "raised {} s after the storm began",
-            raised - storm_at
-        );
+        let raised = raised_within(&h, &key, storm_at, 10, 199);
         for end in raised..storm_at + 50 {
             let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
             assert!(

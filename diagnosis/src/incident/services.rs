@@ -69,13 +69,36 @@ impl SeriesOfInterest {
     }
 }
 
-/// The callers and callees of `service`.
+/// The callers and callees of `service`: by spans (a SERVER span under another service's
+/// CLIENT span), and by port — the service listening on a port its CLIENT spans call, the
+/// services whose CLIENT spans call one of its ports. A callee that sends no spans (a
+/// database, a blob store declared by its port) is known to be called only so.
 pub(super) fn peers(service: &str, services: &[ServiceFacts]) -> Vec<String> {
-    services
+    let Some(facts) = services.iter().find(|s| s.service == service) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = facts
+        .callers
         .iter()
-        .find(|s| s.service == service)
-        .map(|s| s.callers.iter().chain(&s.callees).cloned().collect())
-        .unwrap_or_default()
+        .chain(&facts.callees)
+        .cloned()
+        .collect();
+    let by_port = facts
+        .called_ports
+        .iter()
+        .filter_map(|&p| listener(p, services))
+        .chain(
+            facts
+                .listen_ports
+                .iter()
+                .flat_map(|&p| callers_of_port(p, services)),
+        );
+    for peer in by_port {
+        if peer.service != service && !found.contains(&peer.service) {
+            found.push(peer.service.clone());
+        }
+    }
+    found
 }
 
 /// The services `service` calls, directly or through others (its callees, theirs, ...).

@@ -3257,6 +3257,125 @@ fn a_supporting_counter_neither_continues_a_healed_incident_nor_dates_a_new_one(
     assert!(!healed.active, "{healed:#?}");
 }
 
+/// The unseen lab, one agent through all faults (vote, 2026-12-05 late): gateway's echo
+/// `metadata answered <num>` came back with a leak in metadata while the slow blob store's
+/// timeout pattern, silent for three minutes, still emerged. The slow incident, continued by
+/// that timeout, let the echo go to the leak's incident; minutes later blob store was killed
+/// and its refusals, echoed the same way, continued the slow incident through the echo — a
+/// member it no longer listed, so nothing said the echo was in a new run: the kill's
+/// incident had the slow fault's id and onset and counted its 204 timeouts (959 failures for
+/// 880 failed requests). The slow incident keeps listing its echo, with the count of its run.
+#[test]
+fn an_echo_a_later_fault_brings_back_stays_listed_in_its_first_incident_which_it_never_continues() {
+    let mut tracker = IncidentTracker::new();
+    let timeout = || {
+        let mut p = blamed(
+            pattern(
+                "s",
+                "Get \"<url>\": net/http: timeout awaiting response headers",
+                &["orders"],
+                T0,
+                &["s1", "s2"],
+            ),
+            "stock",
+            CulpritRole::Callee,
+        );
+        (p.last_seen_unix_ms, p.count) = (T0 + 40_000, 200);
+        p
+    };
+    let echo =
+        |onset: i64, last: i64, count: u64, traces: &[&str], culprit: (&str, CulpritRole)| {
+            let mut e = blamed(
+                pattern("e", "orders answered <num>", &["gateway"], onset, traces),
+                culprit.0,
+                culprit.1,
+            );
+            (e.last_seen_unix_ms, e.count) = (last, count);
+            e
+        };
+    let failing = |id: &str, text: &str, onset: i64, last: i64, count: u64, culprit| {
+        let mut p = blamed(
+            pattern(id, text, &["orders"], onset, &[&format!("{id}1")]),
+            culprit,
+            if culprit == "stock" {
+                CulpritRole::Callee
+            } else {
+                CulpritRole::SelfReported
+            },
+        );
+        (p.last_seen_unix_ms, p.count) = (last, count);
+        p
+    };
+    // 1. stock is slow for 40 s: 200 failed requests, each echoed by gateway.
+    let mut e1 = echo(
+        T0,
+        T0 + 40_000,
+        200,
+        &["s1", "s2"],
+        ("stock", CulpritRole::Callee),
+    );
+    e1.failed_before = vec![("s".into(), 200)];
+    let slow = run(&mut tracker, T0 + 40_000, &[timeout(), e1], Vec::new());
+    assert_eq!(slow.len(), 1, "{slow:#?}");
+    let slow_id = slow[0].id.clone();
+
+    // 2. Three minutes later orders leaks and runs out of fds, 300 failed requests; the
+    // timeout pattern still emerges.
+    let t2 = T0 + 190_000;
+    for now in [t2 + 5_000, t2 + 20_000] {
+        let mut e2 = echo(t2, now, 500, &["a1"], ("orders", CulpritRole::SelfReported));
+        e2.failed_before = vec![("s".into(), 200), ("a".into(), 300)];
+        let leak = failing(
+            "a",
+            "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+            t2,
+            now,
+            300,
+            "orders",
+        );
+        let incidents = run(&mut tracker, now, &[timeout(), leak, e2], Vec::new());
+        let leak = incidents
+            .iter()
+            .find(|i| i.culprit.service.as_deref() == Some("orders"))
+            .expect("the leak's incident");
+        assert_eq!(leak.failures, 300, "{leak:#?}");
+        let slow = incidents.iter().find(|i| i.id == slow_id).unwrap();
+        let listed: Vec<(&str, u64)> = slow
+            .patterns
+            .iter()
+            .map(|p| (p.id.as_str(), p.count))
+            .collect();
+        assert_eq!(listed, [("e", 200), ("s", 200)], "{slow:#?}");
+        assert_eq!(slow.failures, 200, "{slow:#?}");
+    }
+
+    // 3. Four minutes later stock is killed: 400 refusals, each echoed. The timeout pattern
+    // no longer emerges.
+    let t3 = T0 + 420_000;
+    let now = t3 + 10_000;
+    let mut e3 = echo(t3, now, 900, &["r1"], ("stock", CulpritRole::Callee));
+    e3.failed_before = vec![("s".into(), 200), ("a".into(), 300), ("r".into(), 400)];
+    let refused = failing(
+        "r",
+        "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+        t3,
+        now,
+        400,
+        "stock",
+    );
+    let incidents = run(&mut tracker, now, &[refused, e3], Vec::new());
+    let kill = incidents
+        .iter()
+        .find(|i| i.patterns.iter().any(|p| p.id == "r"))
+        .expect("the kill's incident");
+    assert_ne!(kill.id, slow_id, "{incidents:#?}");
+    assert_eq!(kill.onset_unix_ms, t3, "{kill:#?}");
+    assert_eq!(kill.failures, 400, "{kill:#?}");
+    let slow = incidents.iter().find(|i| i.id == slow_id).unwrap();
+    assert!(!slow.active, "{slow:#?}");
+    assert_eq!(slow.failures, 200, "{slow:#?}");
+}
+
 /// The Go lab's healthy edge, from a lived-in run's counters (`testdata/`): its goroutines
 /// wobbled 39 → 56 with the driver's keep-alive connections to it (goroutines = served
 /// connections + ~14 at every point) and the leak rule read a climb "28 → 62" from its
@@ -3485,6 +3604,70 @@ fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
 }
 
 #[test]
+fn a_callee_known_only_by_its_port_is_a_peer_of_its_caller() {
+    // orders calls blobstore only by port (its CLIENT spans' peer port; blobstore sends no
+    // spans). orders fails on its own; blobstore's fds rise with orders' connections to it
+    // within the minute: evidence beside orders' fault, a peer's, not node activity.
+    let fds = SeriesKey::Process {
+        name: "blobstore".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let own = SeriesKey::PortState {
+        port: 9400,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    let step = |key: &SeriesKey, before: f64, after: f64| crate::history::CounterSeries {
+        key: key.clone(),
+        points: (0..66)
+            .map(|i| Some(if i < 60 { before } else { after }))
+            .collect(),
+    };
+    let history = CounterHistory {
+        start_unix_ms: T0 - 60_000,
+        step_ms: 1000,
+        series: vec![step(&fds, 11.0, 51.0), step(&own, 2.0, 42.0)],
+        ..CounterHistory::default()
+    };
+    let failing = blamed(
+        pattern("p", "order <num> has no lines", &["orders"], T0, &["t1"]),
+        "orders",
+        CulpritRole::SelfReported,
+    );
+    let mut rose = rising(fds.clone(), T0 + 2_000, 11.0, 51.0);
+    rose.before = 11.0;
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        T0 + 5_000,
+        &[failing],
+        report(vec![rose]),
+        &history,
+        &chain_with_span_less_callees(),
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+    let joined = inc
+        .counters
+        .iter()
+        .find(|c| c.anomaly.key == fds)
+        .unwrap_or_else(|| panic!("blobstore's fds join orders' incident: {inc:#?}"));
+    assert!(joined.supporting);
+    assert_eq!(joined.relation, Relation::Peer);
+    assert_eq!(
+        joined.relation_text,
+        "a process of blobstore, a peer of the culprit orders"
+    );
+    assert!(
+        tracker.node_signals().is_empty(),
+        "{:#?}",
+        tracker.node_signals()
+    );
+}
+
+#[test]
 fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
     // The demo's goroutine leak: once the climb was older than the detector's window, its
     // baseline held the climb's start and the incident's evidence went from "2 → 43 (from
@@ -3573,6 +3756,25 @@ fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
             );
             assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
             assert_eq!(inc.onset_unix_ms, T0 + 30_000);
+            // The detector no longer raises it (its baseline is all climb); the incident
+            // re-reads its counter and tells it up to now.
+            let kept = run_with(
+                &mut tracker,
+                T0 + 90_000,
+                &[],
+                report(vec![]),
+                &history(91, back),
+                &services,
+                &rules,
+            );
+            let a = &kept[0].counters[0].anomaly;
+            assert!(kept[0].active, "{kept:#?}");
+            assert!(a.evidence.contains("0 → 610 in 60 s"), "{}", a.evidence);
+            assert!(
+                kept[0].title.contains("0 → 610 in 60 s"),
+                "{}",
+                kept[0].title
+            );
         }
     }
 }

@@ -31,6 +31,18 @@ pub struct CensusReading {
     pub budget_note: Option<String>,
 }
 
+impl CensusReading {
+    /// A reading with nothing to add to its census (or to why there is none): netlink was
+    /// used or not wanted, and the census was taken at its sample.
+    pub fn of(census: Result<SocketCensus, CounterError>) -> CensusReading {
+        CensusReading {
+            census,
+            netlink_problem: None,
+            budget_note: None,
+        }
+    }
+}
+
 /// Reads the node's TCP sockets from the configured source.
 #[derive(Debug)]
 pub struct SocketReader {
@@ -77,11 +89,7 @@ impl SocketReader {
             match self.read_netlink() {
                 Ok(()) => {
                     self.netlink_problem = None;
-                    return CensusReading {
-                        census: Ok(self.count(SocketSource::Netlink)),
-                        netlink_problem: None,
-                        budget_note: None,
-                    };
+                    return CensusReading::of(Ok(self.count(SocketSource::Netlink)));
                 }
                 Err(e) => {
                     self.netlink = None;

@@ -289,15 +289,11 @@ mod tests {
     use crate::counters::sockets::{SocketSource, DEFAULT_EPHEMERAL_PORTS};
 
     fn reading() -> CensusReading {
-        CensusReading {
-            census: Ok(SocketCensus::from_entries(
-                SocketSource::Netlink,
-                &[],
-                &DEFAULT_EPHEMERAL_PORTS,
-            )),
-            netlink_problem: None,
-            budget_note: None,
-        }
+        CensusReading::of(Ok(SocketCensus::from_entries(
+            SocketSource::Netlink,
+            &[],
+            &DEFAULT_EPHEMERAL_PORTS,
+        )))
     }
 
     fn budget(percent: f64) -> CensusBudget {
@@ -335,13 +331,9 @@ mod tests {
         let mut r = reading();
         b.book(t0, Duration::from_millis(8), &mut r);
         assert!(r.budget_note.is_none() && b.repeat(later).is_none());
-        let mut failed = CensusReading {
-            census: Err(crate::counters::error::CounterError::NetlinkMalformed(
-                "x".into(),
-            )),
-            netlink_problem: None,
-            budget_note: None,
-        };
+        let mut failed = CensusReading::of(Err(
+            crate::counters::error::CounterError::NetlinkMalformed("x".into()),
+        ));
         b.book(t0, Duration::from_millis(500), &mut failed);
         assert!(b.repeat(later).is_none());
         let mut unlimited = budget(0.0);

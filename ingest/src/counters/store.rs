@@ -1439,11 +1439,7 @@ mod tests {
             SocketCensus::from_entries(SocketSource::Netlink, entries, &DEFAULT_EPHEMERAL_PORTS);
         NodeSample {
             time_unix_ms: time,
-            sockets: CensusReading {
-                census: Ok(census),
-                netlink_problem: None,
-                budget_note: None,
-            },
+            sockets: CensusReading::of(Ok(census)),
             sockstat: Ok(BTreeMap::from([("TCP tw".to_string(), 3)])),
             protocol: Ok(protocol.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
             processes: Vec::new(),

@@ -84,7 +84,7 @@ const LOG: u8 = 2;
 
 /// Appends records to a trace's buffer.
 struct Encoder<'a> {
-    out: Vec<u8>,
+    out: &'a mut Vec<u8>,
     names: &'a mut Names,
 }
 
@@ -177,11 +177,18 @@ fn level_of(number: u8) -> Option<Level> {
 }
 
 /// Encodes one span (its trace id is the trace's, not stored).
+#[cfg(test)]
 pub(crate) fn encode_span(span: &Span, names: &mut Names) -> Vec<u8> {
-    let mut e = Encoder {
-        out: Vec::with_capacity(64),
-        names,
-    };
+    let mut out = Vec::with_capacity(64);
+    encode_span_into(span, names, &mut out);
+    out
+}
+
+/// Encodes one span into `out` (cleared first): the store encodes every span of a batch into
+/// one buffer, not an allocation per span.
+pub(crate) fn encode_span_into(span: &Span, names: &mut Names, out: &mut Vec<u8>) {
+    out.clear();
+    let mut e = Encoder { out, names };
     e.out.extend_from_slice(&span.span_id.0);
     let flags = u8::from(span.parent_span_id.is_some())
         | kind_number(span.kind) << 1
@@ -202,15 +209,20 @@ pub(crate) fn encode_span(span: &Span, names: &mut Names) -> Vec<u8> {
         e.signed(event.time_unix_nanos.wrapping_sub(span.start_unix_nanos));
         e.attributes(&event.attributes);
     }
-    e.out
 }
 
 /// Encodes one log record of the trace (its trace id, when it has one, is the trace's).
+#[cfg(test)]
 pub(crate) fn encode_log(record: &LogRecord, names: &mut Names) -> Vec<u8> {
-    let mut e = Encoder {
-        out: Vec::with_capacity(64),
-        names,
-    };
+    let mut out = Vec::with_capacity(64);
+    encode_log_into(record, names, &mut out);
+    out
+}
+
+/// Encodes one log record into `out` (cleared first), as [`encode_span_into`].
+pub(crate) fn encode_log_into(record: &LogRecord, names: &mut Names, out: &mut Vec<u8>) {
+    out.clear();
+    let mut e = Encoder { out, names };
     let origin = match record.origin {
         Origin::File { .. } => 0u16,
         Origin::OtlpLog => 1,
@@ -248,7 +260,6 @@ pub(crate) fn encode_log(record: &LogRecord, names: &mut Names) -> Vec<u8> {
         e.name(path);
         e.varint(*offset);
     }
-    e.out
 }
 
 /// The records of one trace, in arrival order: spans and log records in one buffer.
@@ -265,19 +276,25 @@ const EXACT_GROWTH_BELOW: usize = 4096;
 
 impl Records {
     fn push(&mut self, kind: u8, body: &[u8]) {
-        let mut header = Vec::with_capacity(6);
-        header.push(kind);
+        // Kind byte and a varint of at most 10 bytes: on the stack, not an allocation per
+        // record.
+        let mut header = [0u8; 11];
+        header[0] = kind;
+        let mut len = 1;
         let mut n = body.len() as u64;
         while n >= 0x80 {
-            header.push((n as u8) | 0x80);
+            header[len] = (n as u8) | 0x80;
+            len += 1;
             n >>= 7;
         }
-        header.push(n as u8);
+        header[len] = n as u8;
+        len += 1;
+        let header = &header[..len];
         let need = header.len() + body.len();
         if self.bytes.len() + need <= EXACT_GROWTH_BELOW {
             self.bytes.reserve_exact(need);
         }
-        self.bytes.extend_from_slice(&header);
+        self.bytes.extend_from_slice(header);
         self.bytes.extend_from_slice(body);
     }
 

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::chain::{build_chain, outline, span_failed, CallChain, TraceParts};
-use super::compact::{encode_log, encode_span, Names, Records};
+use super::compact::{encode_log_into, encode_span_into, Names, Records};
 use super::config::TraceStoreConfig;
 use super::span::{Span, SpanKind};
 use super::traffic::{RequestSource, ServiceTraffic};
@@ -401,11 +401,12 @@ impl TraceStore {
         let max_spans = self.config.max_spans_per_trace;
         // Out of `inner` while its entries are borrowed; put back below.
         let mut names = std::mem::take(&mut inner.names);
+        let mut body = Vec::with_capacity(128);
         for span in spans {
             let span_trace = span.trace_id;
             let failed = span_failed(&span);
             let start = span.start_unix_nanos;
-            let body = encode_span(&span, &mut names);
+            encode_span_into(&span, &mut names, &mut body);
             let entry = inner.touch(span_trace, now, self.config.max_traces);
             let added = if entry.records.replace_span(span.span_id, &body) {
                 Some(false)
@@ -460,11 +461,12 @@ impl TraceStore {
         let max_logs = self.config.max_logs_per_trace;
         // Out of `inner` while its entries are borrowed; put back below.
         let mut names = std::mem::take(&mut inner.names);
+        let mut body = Vec::with_capacity(128);
         for record in records {
             let Some(trace_id) = record.trace_id else {
                 continue;
             };
-            let body = encode_log(&record, &mut names);
+            encode_log_into(&record, &mut names, &mut body);
             let entry = inner.touch(trace_id, now, self.config.max_traces);
             if entry.logs as usize >= max_logs {
                 inner.dropped_logs += 1;

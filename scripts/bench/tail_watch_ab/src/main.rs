@@ -94,8 +94,8 @@ fn main() {
     let start_lines = files.lines;
     files.delays_us.clear();
     match mode.as_str() {
-        "inotify" => run_inotify(&dir, &mut files, end),
-        "notify" => run_notify(&dir, &mut files, end),
+        "inotify" => run(&mut files, end, &mut RawInotify::new(&dir)),
+        "notify" => run(&mut files, end, &mut Notify::new(&dir)),
         _ => panic!("mode"),
     }
     let mut d = files.delays_us.clone();
@@ -155,115 +155,26 @@ fn drain(i: &mut inotify::Inotify, buf: &mut [u8]) -> (usize, bool) {
     }
 }
 
-fn run_inotify(dir: &Path, files: &mut Files, end: Instant) {
-    use inotify::{Inotify, WatchMask};
-    let mut entries = Inotify::init().unwrap();
-    let mut writes = Inotify::init().unwrap();
-    entries
-        .watches()
-        .add(
-            dir,
-            WatchMask::CREATE
-                | WatchMask::MOVED_FROM
-                | WatchMask::MOVED_TO
-                | WatchMask::DELETE
-                | WatchMask::ATTRIB
-                | WatchMask::DELETE_SELF
-                | WatchMask::MOVE_SELF,
-        )
-        .unwrap();
-    writes.watches().add(dir, WatchMask::MODIFY).unwrap();
-    for i in [&entries, &writes] {
-        // SAFETY: the descriptor is the open inotify instance's own.
-        unsafe { libc::fcntl(i.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    while Instant::now() < end {
-        files.read();
-        let read_at_now = Instant::now();
-        // Wait for either queue.
-        let ready = poll_fds(&[entries.as_raw_fd(), writes.as_raw_fd()], IDLE_LOOK);
-        let change = if ready[0] {
-            drain(&mut entries, &mut buf);
-            Change::Entries
-        } else if ready[1] {
-            let (_, other) = drain(&mut writes, &mut buf);
-            if other {
-                Change::Entries
-            } else {
-                Change::Writes
-            }
-        } else {
-            continue;
-        };
-        let now = Instant::now();
-        let mut due = match change {
-            Change::Entries => now + ENTRY_COALESCE,
-            Change::Writes => (now + EVENT_COALESCE).max(read_at_now + READ_GAP),
-        };
-        // Writes are not listened to until the read; an entry event brings it forward.
-        loop {
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if poll_fds(&[entries.as_raw_fd()], left)[0] {
-                drain(&mut entries, &mut buf);
-                due = due.min(Instant::now() + ENTRY_COALESCE);
-            }
-        }
-        drain(&mut entries, &mut buf);
-        drain(&mut writes, &mut buf);
-    }
+/// A wake-up mechanism of the loop in [`run`].
+trait Wake {
+    /// Waits up to `timeout` for a change; what it was, `None` when nothing came.
+    fn next(&mut self, timeout: Duration) -> Option<Change>;
+    /// Waits up to `timeout` for an entry change only (writes wait for the read): whether
+    /// one came.
+    fn entry_within(&mut self, timeout: Duration) -> bool;
+    /// Forgets every change so far (the read about to come sees them all).
+    fn clear(&mut self);
 }
 
-fn run_notify(dir: &Path, files: &mut Files, end: Instant) {
-    use notify::Watcher;
-    // (entries, writes) seen since the last take, and a condvar to wake the loop.
-    let state = Arc::new((Mutex::new((false, false)), Condvar::new()));
-    let s = state.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        use notify::event::ModifyKind;
-        use notify::EventKind;
-        // As the notify tailer of 57762a0: opening and reading a file (the loop's own reads)
-        // are events too and are dropped; writes only wake; anything else asks for a rescan.
-        let entry = match &event {
-            Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
-            Ok(e) => !matches!(
-                e.kind,
-                EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any)
-            ),
-            Err(_) => true,
-        };
-        let (lock, cv) = &*s;
-        let mut g = lock.lock().unwrap();
-        if entry {
-            g.0 = true
-        } else {
-            g.1 = true
-        }
-        cv.notify_one();
-    })
-    .unwrap();
-    watcher
-        .watch(dir, notify::RecursiveMode::NonRecursive)
-        .unwrap();
-    let (lock, cv) = &*state;
+/// The tailer's loop, the same around both wake-ups: read, wait for a change, wait out its
+/// coalescing (an entry change brings the read forward), read again.
+fn run(files: &mut Files, end: Instant, wake: &mut impl Wake) {
     while Instant::now() < end {
         files.read();
         let read_at = Instant::now();
-        let mut g = lock.lock().unwrap();
-        if !g.0 && !g.1 {
-            g = cv.wait_timeout(g, IDLE_LOOK).unwrap().0;
-        }
-        let change = if g.0 {
-            Change::Entries
-        } else if g.1 {
-            Change::Writes
-        } else {
+        let Some(change) = wake.next(IDLE_LOOK) else {
             continue;
         };
-        *g = (false, false);
         let now = Instant::now();
         let mut due = match change {
             Change::Entries => now + ENTRY_COALESCE,
@@ -274,13 +185,164 @@ fn run_notify(dir: &Path, files: &mut Files, end: Instant) {
             if left.is_zero() {
                 break;
             }
-            g = cv.wait_timeout(g, left).unwrap().0;
-            if g.0 {
-                g.0 = false;
+            if wake.entry_within(left) {
                 due = due.min(Instant::now() + ENTRY_COALESCE);
             }
         }
-        *g = (false, false);
+        wake.clear();
     }
-    drop(watcher);
+}
+
+/// faultline's watcher.rs: two raw inotify descriptors, entries and writes.
+struct RawInotify {
+    entries: inotify::Inotify,
+    writes: inotify::Inotify,
+    buf: Vec<u8>,
+}
+
+impl RawInotify {
+    fn new(dir: &Path) -> RawInotify {
+        use inotify::{Inotify, WatchMask};
+        let entries = Inotify::init().unwrap();
+        let writes = Inotify::init().unwrap();
+        entries
+            .watches()
+            .add(
+                dir,
+                WatchMask::CREATE
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::MOVED_TO
+                    | WatchMask::DELETE
+                    | WatchMask::ATTRIB
+                    | WatchMask::DELETE_SELF
+                    | WatchMask::MOVE_SELF,
+            )
+            .unwrap();
+        writes.watches().add(dir, WatchMask::MODIFY).unwrap();
+        for i in [&entries, &writes] {
+            // SAFETY: the descriptor is the open inotify instance's own.
+            unsafe { libc::fcntl(i.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        }
+        RawInotify {
+            entries,
+            writes,
+            buf: vec![0u8; 16 * 1024],
+        }
+    }
+}
+
+impl Wake for RawInotify {
+    fn next(&mut self, timeout: Duration) -> Option<Change> {
+        let ready = poll_fds(
+            &[self.entries.as_raw_fd(), self.writes.as_raw_fd()],
+            timeout,
+        );
+        if ready[0] {
+            drain(&mut self.entries, &mut self.buf);
+            Some(Change::Entries)
+        } else if ready[1] {
+            let (_, other) = drain(&mut self.writes, &mut self.buf);
+            Some(if other {
+                Change::Entries
+            } else {
+                Change::Writes
+            })
+        } else {
+            None
+        }
+    }
+
+    fn entry_within(&mut self, timeout: Duration) -> bool {
+        let ready = poll_fds(&[self.entries.as_raw_fd()], timeout)[0];
+        if ready {
+            drain(&mut self.entries, &mut self.buf);
+        }
+        ready
+    }
+
+    fn clear(&mut self) {
+        drain(&mut self.entries, &mut self.buf);
+        drain(&mut self.writes, &mut self.buf);
+    }
+}
+
+/// (entries, writes) seen since the last take, and a condvar to wake the loop.
+type Seen = Arc<(Mutex<(bool, bool)>, Condvar)>;
+
+/// notify's RecommendedWatcher: one callback per event on notify's thread.
+struct Notify {
+    seen: Seen,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Notify {
+    fn new(dir: &Path) -> Notify {
+        use notify::Watcher;
+        let seen: Seen = Arc::new((Mutex::new((false, false)), Condvar::new()));
+        let s = seen.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                use notify::event::ModifyKind;
+                use notify::EventKind;
+                // As the notify tailer of 57762a0: opening and reading a file (the loop's own
+                // reads) are events too and are dropped; writes only wake; anything else asks
+                // for a rescan.
+                let entry = match &event {
+                    Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
+                    Ok(e) => !matches!(
+                        e.kind,
+                        EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any)
+                    ),
+                    Err(_) => true,
+                };
+                let (lock, cv) = &*s;
+                let mut g = lock.lock().unwrap();
+                if entry {
+                    g.0 = true
+                } else {
+                    g.1 = true
+                }
+                cv.notify_one();
+            })
+            .unwrap();
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .unwrap();
+        Notify {
+            seen,
+            _watcher: watcher,
+        }
+    }
+}
+
+impl Wake for Notify {
+    fn next(&mut self, timeout: Duration) -> Option<Change> {
+        let (lock, cv) = &*self.seen;
+        let mut g = lock.lock().unwrap();
+        if !g.0 && !g.1 {
+            g = cv.wait_timeout(g, timeout).unwrap().0;
+        }
+        let change = if g.0 {
+            Change::Entries
+        } else if g.1 {
+            Change::Writes
+        } else {
+            return None;
+        };
+        *g = (false, false);
+        Some(change)
+    }
+
+    fn entry_within(&mut self, timeout: Duration) -> bool {
+        let (lock, cv) = &*self.seen;
+        let mut g = lock.lock().unwrap();
+        if !g.0 {
+            g = cv.wait_timeout(g, timeout).unwrap().0;
+        }
+        std::mem::take(&mut g.0)
+    }
+
+    fn clear(&mut self) {
+        *self.seen.0.lock().unwrap() = (false, false);
+    }
 }
