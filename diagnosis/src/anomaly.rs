@@ -669,17 +669,7 @@ pub(crate) fn judge_series(
                 .iter()
                 .rposition(Option::is_some)
                 .map_or(t, |i| history.time(i));
-            a.evidence = evidence(
-                &a.label,
-                &a.unit,
-                a.before,
-                a.reached,
-                a.direction,
-                a.shape,
-                t,
-                last_at,
-                a.limit,
-            );
+            a.tell(last_at);
         }
         if let (Some(slope), Some((i, s))) = (climb, &start) {
             a.evidence.push_str(&format!(
@@ -1260,9 +1250,26 @@ fn port_floor(history: &CounterHistory, len: usize) -> Vec<Option<f64>> {
     floor
 }
 
+impl CounterAnomaly {
+    /// Its evidence told again from its fields, its last point at `last_at`.
+    pub(crate) fn tell(&mut self, last_at: i64) {
+        self.evidence = evidence(
+            &self.label,
+            &self.unit,
+            self.before,
+            self.reached,
+            self.direction,
+            self.shape,
+            self.changed_at_unix_ms,
+            last_at,
+            self.limit,
+        );
+    }
+}
+
 /// The sentence of evidence.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn evidence(
+fn evidence(
     label: &str,
     unit: &str,
     before: f64,

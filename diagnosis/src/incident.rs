@@ -1377,17 +1377,7 @@ fn retell(a: &mut CounterAnomaly, history: &CounterHistory, told: &str) {
         .get(&a.key)
         .and_then(|s| s.points.iter().rposition(Option::is_some))
         .map_or(a.changed_at_unix_ms, |i| history.time(i));
-    a.evidence = crate::anomaly::evidence(
-        &a.label,
-        &a.unit,
-        a.before,
-        a.reached,
-        a.direction,
-        a.shape,
-        a.changed_at_unix_ms,
-        last_at,
-        a.limit,
-    );
+    a.tell(last_at);
     if let Some((_, context)) = told.split_once("; ") {
         a.evidence.push_str("; ");
         a.evidence.push_str(context);

@@ -3697,17 +3697,7 @@ fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
     // As the detector tells it, its last point at `last`.
     let told = |changed: i64, before: f64, reached: f64, last: i64| {
         let mut a = rising(cw.clone(), changed, before, reached);
-        a.evidence = crate::anomaly::evidence(
-            &a.label,
-            &a.unit,
-            before,
-            reached,
-            a.direction,
-            a.shape,
-            changed,
-            last,
-            None,
-        );
+        a.tell(last);
         a
     };
     for back in [false, true] {
