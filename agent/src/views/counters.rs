@@ -623,6 +623,15 @@ mod tests {
         }
     }
 
+    /// What a kept history must equal: the store read in full, per second.
+    fn whole_store_per_second(store: &CounterStore) -> CountersSnapshot {
+        let whole = SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        };
+        counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second)
+    }
+
     #[test]
     fn a_kept_history_reads_as_the_whole_store_at_every_second() {
         // 20 sample points of at most 24 series: the ring wraps, port groups leave the top
@@ -635,10 +644,6 @@ mod tests {
         };
         let store = CounterStore::new(&config);
         let mut kept = KeptCounters::default();
-        let whole = SnapshotOptions {
-            minutes: false,
-            ..SnapshotOptions::default()
-        };
         let mut evicted = 0;
         for i in 0..150i64 {
             // Late ticks (up to 0.3 s), and now and then no sample between two reads.
@@ -650,7 +655,7 @@ mod tests {
             if i % 5 == 1 || i % 7 == 2 {
                 continue;
             }
-            let want = counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second);
+            let want = whole_store_per_second(&store);
             assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
             evicted = store
                 .snapshot(&SnapshotOptions::current_only())
@@ -678,14 +683,10 @@ mod tests {
         };
         let store = CounterStore::new(&config);
         let mut kept = KeptCounters::default();
-        let whole = SnapshotOptions {
-            minutes: false,
-            ..SnapshotOptions::default()
-        };
         for i in 0..150i64 {
             let t = 1_700_000_000_000 + i * 1000;
             store.record_sample(churning_sample(t, i));
-            let want = counters_snapshot(&store.snapshot(&whole), HistoryResolution::Second);
+            let want = whole_store_per_second(&store);
             assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
         }
         let reads = kept.reads();
