@@ -14,6 +14,7 @@ use super::{
 };
 use crate::anomaly::{clock, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+use crate::text::shorten;
 
 /// The incident of one group, with how its title was built and its members.
 /// `retold` are the patterns another incident held in an earlier run (see
@@ -592,7 +593,7 @@ pub(super) fn title(
     if let Some(p) = pattern {
         lead.push_str(&format!(
             ": “{}” from {}",
-            p.text.chars().take(120).collect::<String>(),
+            shorten(&p.text, 120),
             clock(p.onset_unix_ms)
         ));
     } else if let Some(c) = counters
