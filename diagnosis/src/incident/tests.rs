@@ -7,6 +7,29 @@ use crate::anomaly::ChangeShape;
 
 const T0: i64 = 1_795_638_600_000;
 
+/// The counters of these series, one point a second from `start` (Unix ms).
+fn history(start: i64, series: Vec<(&SeriesKey, Vec<Option<f64>>)>) -> CounterHistory {
+    CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: series
+            .into_iter()
+            .map(|(key, points)| crate::history::CounterSeries {
+                key: key.clone(),
+                points,
+            })
+            .collect(),
+        ..CounterHistory::default()
+    }
+}
+
+/// `len` points, one a second: `before` up to point `at`, `after` from it on.
+fn step(len: usize, at: usize, before: f64, after: f64) -> Vec<Option<f64>> {
+    (0..len)
+        .map(|i| Some(if i < at { before } else { after }))
+        .collect()
+}
+
 fn pattern(id: &str, text: &str, services: &[&str], onset: i64, traces: &[&str]) -> PatternInput {
     PatternInput {
         id: id.into(),
@@ -1613,15 +1636,7 @@ fn a_counter_still_out_of_its_range_keeps_the_incident_active_after_the_window()
     let services = chain();
     let rules = HintRules::builtin().unwrap();
     let mut tracker = IncidentTracker::new();
-    let history = |last: f64| CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![crate::history::CounterSeries {
-            key: key.clone(),
-            points: vec![Some(100.0), Some(last), Some(last), Some(last)],
-        }],
-        ..CounterHistory::default()
-    };
+    let history = |last: f64| history(T0, vec![(&key, step(4, 1, 100.0, last))]);
     let first = run_with(
         &mut tracker,
         T0 + 5_000,
@@ -1716,24 +1731,14 @@ fn goroutines_that_follow_new_connections_are_node_activity_and_a_leak_is_an_inc
         metric: ProcessMetric::OpenFds,
     };
     // 60 points from T0; the change at point 40.
-    let history = |goroutines_after: f64, fds_after: f64| CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![
-            crate::history::CounterSeries {
-                key: goroutines.clone(),
-                points: (0..60)
-                    .map(|i| Some(if i < 40 { 16.0 } else { goroutines_after }))
-                    .collect(),
-            },
-            crate::history::CounterSeries {
-                key: fds.clone(),
-                points: (0..60)
-                    .map(|i| Some(if i < 40 { 15.0 } else { fds_after }))
-                    .collect(),
-            },
-        ],
-        ..CounterHistory::default()
+    let history = |goroutines_after: f64, fds_after: f64| {
+        history(
+            T0,
+            vec![
+                (&goroutines, step(60, 40, 16.0, goroutines_after)),
+                (&fds, step(60, 40, 15.0, fds_after)),
+            ],
+        )
     };
     let rise = |reached: f64| rising(goroutines.clone(), T0 + 40_000, 16.0, reached);
     let services = chain();
@@ -1817,24 +1822,21 @@ fn goroutines_climbing_with_connections_from_a_start_are_node_activity_and_a_lea
             .map(|i| (i >= 2).then(|| f((i - 2) as f64).round()))
             .collect()
     };
-    let history = |fds_climb: bool| CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![
-            crate::history::CounterSeries {
-                key: goroutines.clone(),
-                points: from_start(&|t| 10.0 + t.min(100.0) + (t % 3.0)),
-            },
-            crate::history::CounterSeries {
-                key: fds.clone(),
-                points: from_start(&|t| 15.0 + if fds_climb { t.min(100.0) } else { t % 2.0 }),
-            },
-            crate::history::CounterSeries {
-                key: requests.clone(),
-                points: from_start(&|t| 20.0 + (t % 3.0)),
-            },
-        ],
-        ..CounterHistory::default()
+    let history = |fds_climb: bool| {
+        history(
+            T0,
+            vec![
+                (
+                    &goroutines,
+                    from_start(&|t| 10.0 + t.min(100.0) + (t % 3.0)),
+                ),
+                (
+                    &fds,
+                    from_start(&|t| 15.0 + if fds_climb { t.min(100.0) } else { t % 2.0 }),
+                ),
+                (&requests, from_start(&|t| 20.0 + (t % 3.0))),
+            ],
+        )
     };
     let services = chain();
     let rules = HintRules::builtin().unwrap();
@@ -1916,22 +1918,19 @@ fn a_counter_that_went_back_does_not_revive_a_healed_incident_when_it_moves_agai
     let rules = HintRules::builtin().unwrap();
     let mut tracker = IncidentTracker::new();
     // One point a second from T0: errors up for 20 s, back at 0 for 100 s, up again.
-    let history = |len: usize| CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![
-            crate::history::CounterSeries {
-                key: errors.clone(),
-                points: (0..len)
-                    .map(|i| Some(if (20..120).contains(&i) { 0.0 } else { 25.0 }))
-                    .collect(),
-            },
-            crate::history::CounterSeries {
-                key: estab.clone(),
-                points: (0..len).map(|_| Some(264.0)).collect(),
-            },
-        ],
-        ..CounterHistory::default()
+    let history = |len: usize| {
+        history(
+            T0,
+            vec![
+                (
+                    &errors,
+                    (0..len)
+                        .map(|i| Some(if (20..120).contains(&i) { 0.0 } else { 25.0 }))
+                        .collect(),
+                ),
+                (&estab, vec![Some(264.0); len]),
+            ],
+        )
     };
     let eof = blamed(
         pattern("eof", "Get \"<url>\": EOF", &["gateway"], T0, &["t1"]),
@@ -2074,22 +2073,11 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
         let tw_points = (0..len)
             .map(|i| Some((4.0 + per_second * (i as f64 - 120.0).max(0.0)).min(top)))
             .collect();
-        let mut series = vec![crate::history::CounterSeries {
-            key: tw.clone(),
-            points: tw_points,
-        }];
+        let mut series = vec![(&tw, tw_points)];
         if with_calls {
-            series.push(crate::history::CounterSeries {
-                key: calls.clone(),
-                points: vec![Some(25.0); len as usize],
-            });
+            series.push((&calls, vec![Some(25.0); len as usize]));
         }
-        CounterHistory {
-            start_unix_ms: start,
-            step_ms: 1000,
-            series,
-            ..CounterHistory::default()
-        }
+        history(start, series)
     };
     let rise = |reached: f64| rising(tw.clone(), T0, 4.0, reached);
     let services = chain();
@@ -2184,24 +2172,14 @@ fn a_servers_fds_that_follow_its_callers_connections_blame_nobody() {
         state: SocketState::Established,
     };
     let start = T0 - 60_000;
-    let history = |conns_after: f64| CounterHistory {
-        start_unix_ms: start,
-        step_ms: 1000,
-        series: vec![
-            crate::history::CounterSeries {
-                key: fds.clone(),
-                points: (0..66)
-                    .map(|i| Some(if i < 60 { 11.0 } else { 81.0 }))
-                    .collect(),
-            },
-            crate::history::CounterSeries {
-                key: own.clone(),
-                points: (0..66)
-                    .map(|i| Some(if i < 60 { 2.0 } else { conns_after }))
-                    .collect(),
-            },
-        ],
-        ..CounterHistory::default()
+    let history = |conns_after: f64| {
+        history(
+            start,
+            vec![
+                (&fds, step(66, 60, 11.0, 81.0)),
+                (&own, step(66, 60, 2.0, conns_after)),
+            ],
+        )
     };
     let mut rose = anomaly(fds.clone(), T0);
     rose.before = 11.0;
@@ -2460,27 +2438,19 @@ fn a_storm_on_a_port_whose_service_just_started_is_an_incident_within_seconds() 
             .map(|i| Some(closes * (i as f64 - 299.0)).filter(|v| *v > 0.0))
             .collect();
         let counted = |i: usize, v: f64| (i >= 290).then_some(v);
-        CounterHistory {
-            start_unix_ms: start,
-            step_ms: 1000,
-            series: vec![
-                crate::history::CounterSeries {
-                    key: tw.clone(),
-                    points: tws.clone(),
-                },
-                crate::history::CounterSeries {
-                    key: group.clone(),
-                    points: (0..len)
+        history(
+            start,
+            vec![
+                (&tw, tws.clone()),
+                (
+                    &group,
+                    (0..len)
                         .map(|i| counted(i, 3.0 + tws[i].unwrap_or(0.0)))
                         .collect(),
-                },
-                crate::history::CounterSeries {
-                    key: calls.clone(),
-                    points: (0..len).map(|i| counted(i, 25.0)).collect(),
-                },
+                ),
+                (&calls, (0..len).map(|i| counted(i, 25.0)).collect()),
             ],
-            ..CounterHistory::default()
-        }
+        )
     };
     let rules = HintRules::builtin().unwrap();
     let diagnose = |closes: f64, seconds: i64| {
@@ -2952,29 +2922,14 @@ fn a_callees_goroutines_and_connections_that_rise_with_its_callers_are_no_incide
     };
     // 66 points from a minute before T0, the change at T0; the fds not sampled since.
     let start = T0 - 60_000;
-    let history = CounterHistory {
-        start_unix_ms: start,
-        step_ms: 1000,
-        series: vec![
-            crate::history::CounterSeries {
-                key: own.clone(),
-                points: (0..66)
-                    .map(|i| Some(if i < 60 { 2.0 } else { 73.0 }))
-                    .collect(),
-            },
-            crate::history::CounterSeries {
-                key: fds,
-                points: (0..66).map(|i| (i < 60).then_some(11.0)).collect(),
-            },
-            crate::history::CounterSeries {
-                key: goroutines.clone(),
-                points: (0..66)
-                    .map(|i| Some(if i < 60 { 6.0 } else { 74.0 }))
-                    .collect(),
-            },
+    let history = history(
+        start,
+        vec![
+            (&own, step(66, 60, 2.0, 73.0)),
+            (&fds, (0..66).map(|i| (i < 60).then_some(11.0)).collect()),
+            (&goroutines, step(66, 60, 6.0, 74.0)),
         ],
-        ..CounterHistory::default()
-    };
+    );
     let services = chain_with_span_less_callees();
     let rules = HintRules::builtin().unwrap();
     let signals = || {
@@ -3052,17 +3007,7 @@ fn orders_failing_from_2_s(seconds: usize) -> (SeriesKey, CounterHistory) {
         service: "orders".into(),
         metric: TrafficMetric::Errors,
     };
-    let history = CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![crate::history::CounterSeries {
-            key: errors.clone(),
-            points: (0..seconds)
-                .map(|i| Some(if i < 2 { 0.0 } else { 25.0 }))
-                .collect(),
-        }],
-        ..CounterHistory::default()
-    };
+    let history = history(T0, vec![(&errors, step(seconds, 2, 0.0, 25.0))]);
     (errors, history)
 }
 
@@ -3473,18 +3418,12 @@ fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_in
         let mut reasons: Vec<String> = Vec::new();
         let len = all[0].1.len();
         for cut in from..=len {
-            let history = CounterHistory {
-                start_unix_ms: start,
-                step_ms: 1000,
-                series: all
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..cut].to_vec(),
-                    })
+            let history = history(
+                start,
+                all.iter()
+                    .map(|(key, points)| (key, points[..cut].to_vec()))
                     .collect(),
-                ..CounterHistory::default()
-            };
+            );
             let report = crate::anomaly::detect(&history, &[], &starts, &Default::default());
             if raised.is_none() && report.anomalies.iter().any(|a| a.key == goroutines) {
                 raised = Some(cut);
@@ -3617,18 +3556,13 @@ fn a_callee_known_only_by_its_port_is_a_peer_of_its_caller() {
         side: PortSide::Local,
         state: SocketState::Established,
     };
-    let step = |key: &SeriesKey, before: f64, after: f64| crate::history::CounterSeries {
-        key: key.clone(),
-        points: (0..66)
-            .map(|i| Some(if i < 60 { before } else { after }))
-            .collect(),
-    };
-    let history = CounterHistory {
-        start_unix_ms: T0 - 60_000,
-        step_ms: 1000,
-        series: vec![step(&fds, 11.0, 51.0), step(&own, 2.0, 42.0)],
-        ..CounterHistory::default()
-    };
+    let history = history(
+        T0 - 60_000,
+        vec![
+            (&fds, step(66, 60, 11.0, 51.0)),
+            (&own, step(66, 60, 2.0, 42.0)),
+        ],
+    );
     let failing = blamed(
         pattern("p", "order <num> has no lines", &["orders"], T0, &["t1"]),
         "orders",
@@ -3677,16 +3611,9 @@ fn a_change_still_going_on_is_told_up_to_now_in_its_counter_and_title() {
     let services = chain();
     let rules = HintRules::builtin().unwrap();
     // One point a second from T0: 0 for 30 s, then 10 more each second.
-    let history = |len: usize| CounterHistory {
-        start_unix_ms: T0,
-        step_ms: 1000,
-        series: vec![crate::history::CounterSeries {
-            key: cw.clone(),
-            points: (0..len)
-                .map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }))
-                .collect(),
-        }],
-        ..CounterHistory::default()
+    let history = |len: usize| {
+        let climb = (0..len).map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }));
+        history(T0, vec![(&cw, climb.collect())])
     };
     // As the detector tells it, its last point at `last`.
     let told = |changed: i64, before: f64, reached: f64, last: i64| {
