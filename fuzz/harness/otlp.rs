@@ -15,9 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use faultline_ingest::otlp::{
-    log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers,
-};
+use faultline_ingest::otlp::{log_queue, OtlpConfig, OtlpOutputs, OtlpReceivers};
 use faultline_ingest::parse::plausible_time;
 use faultline_ingest::traces::{TraceFilter, TraceStore, TraceStoreConfig};
 use tower::ServiceExt;
@@ -68,14 +66,7 @@ pub fn run(encoding: Encoding, data: &[u8]) {
         ..TraceStoreConfig::default()
     }));
     let (logs, mut queue) = log_queue(config.log_queue_records);
-    let receivers = OtlpReceivers::new(
-        config,
-        OtlpOutputs {
-            store: store.clone(),
-            logs,
-            tasks: Arc::new(DiscardTaskCounters),
-        },
-    );
+    let receivers = OtlpReceivers::new(config, OtlpOutputs::discarding_tasks(store.clone(), logs));
     let mut request = Request::post(path).header(
         header::CONTENT_TYPE,
         match encoding {

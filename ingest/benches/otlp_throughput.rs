@@ -19,9 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_ingest::otlp::{
-    log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers,
-};
+use faultline_ingest::otlp::{log_queue, OtlpConfig, OtlpOutputs, OtlpReceivers};
 use faultline_ingest::traces::{
     Span as StoreSpan, SpanKind, StatusCode, TraceStore, TraceStoreConfig,
 };
@@ -163,11 +161,7 @@ async fn server_with(upstream: Option<SocketAddr>) -> Server {
     };
     let receivers = OtlpReceivers::new(
         OtlpConfig::default(),
-        OtlpOutputs {
-            store: store.clone(),
-            logs,
-            tasks: Arc::new(DiscardTaskCounters),
-        },
+        OtlpOutputs::discarding_tasks(store.clone(), logs),
     );
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let (g, h) = OtlpReceivers::bind(any, any).await.expect("bind");

@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use faultline_ingest::otlp::{
-    log_queue, DiscardTaskCounters, OtlpConfig, OtlpOutputs, OtlpReceivers,
-};
+use faultline_ingest::otlp::{log_queue, OtlpConfig, OtlpOutputs, OtlpReceivers};
 use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
 use faultline_ingest::{Level, LogRecord, Origin, TraceId};
 use tower::ServiceExt;
@@ -199,11 +197,7 @@ fn main() {
     let (logs, mut queue) = log_queue(1_000_000);
     let receivers = OtlpReceivers::new(
         OtlpConfig::default(),
-        OtlpOutputs {
-            store: store.clone(),
-            logs,
-            tasks: Arc::new(DiscardTaskCounters),
-        },
+        OtlpOutputs::discarding_tasks(store.clone(), logs),
     );
     let router = receivers.http_router();
     let now = std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use prost::Message;
 
 use super::http::{decode_for_tests, Encoding};
 use super::pipeline::{OtlpOutputs, Pipeline};
-use super::sink::{log_queue, DiscardTaskCounters, LogReceiver};
+use super::sink::{log_queue, LogReceiver};
 use super::OtlpConfig;
 use crate::traces::{TraceStore, TraceStoreConfig};
 
@@ -20,11 +20,7 @@ fn pipeline() -> (Pipeline, LogReceiver) {
     let (logs, receiver) = log_queue(1_000_000);
     let pipeline = Pipeline::new(
         OtlpConfig::default(),
-        OtlpOutputs {
-            store: Arc::new(TraceStore::new(TraceStoreConfig::default())),
-            logs,
-            tasks: Arc::new(DiscardTaskCounters),
-        },
+        OtlpOutputs::discarding_tasks(Arc::new(TraceStore::new(TraceStoreConfig::default())), logs),
     );
     (pipeline, receiver)
 }

@@ -32,7 +32,7 @@ use super::config::OtlpConfig;
 use super::convert::{convert_logs, convert_metrics, convert_traces, data_points, Cut};
 use super::error::OtlpError;
 use super::forward::{accepted_logs, accepted_traces, logs_kept_whole, traces_kept_whole};
-use super::sink::{LogQueueError, LogReservation, LogSender, TaskCounterSink};
+use super::sink::{DiscardTaskCounters, LogQueueError, LogReservation, LogSender, TaskCounterSink};
 use crate::traces::TraceStore;
 
 /// Where the receivers deliver: the trace store, the log queue towards clustering, and the
@@ -45,6 +45,18 @@ pub struct OtlpOutputs {
     pub logs: LogSender,
     /// Goroutine and thread counts go here.
     pub tasks: Arc<dyn TaskCounterSink>,
+}
+
+impl OtlpOutputs {
+    /// Spans into `store`, records into `logs`, and the task counts dropped: for receivers
+    /// whose OTLP metrics nobody reads (benchmarks, tests, fuzzing).
+    pub fn discarding_tasks(store: Arc<TraceStore>, logs: LogSender) -> OtlpOutputs {
+        OtlpOutputs {
+            store,
+            logs,
+            tasks: Arc::new(DiscardTaskCounters),
+        }
+    }
 }
 
 /// Counters of the receivers since start, for `/metrics` and the dashboard.
@@ -608,7 +620,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::otlp::sink::{log_queue, DiscardTaskCounters};
+    use crate::otlp::sink::log_queue;
     use crate::traces::TraceStoreConfig;
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -626,11 +638,10 @@ mod tests {
                 max_decompressed_bytes_in_flight: 4 * 1024 * 1024,
                 ..OtlpConfig::default()
             },
-            OtlpOutputs {
-                store: Arc::new(TraceStore::new(TraceStoreConfig::default())),
+            OtlpOutputs::discarding_tasks(
+                Arc::new(TraceStore::new(TraceStoreConfig::default())),
                 logs,
-                tasks: Arc::new(DiscardTaskCounters),
-            },
+            ),
         );
         let body = gzip(&vec![b'x'; 2 * 1024 * 1024]);
         let (plain, first) = pipeline.gunzip(&body, &[]).expect("within both limits");
