@@ -130,7 +130,7 @@ pub(super) fn unbounded_climb(
     let noise = step_noise(&known).max(poisson_floor(lowest, 1.0));
     let (climb, recent) = climb_out_of(&known, lowest + BAND_Z * noise)?;
     let &(last_i, latest) = climb.last()?;
-    let reached = climb.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let reached = held_top(climb);
     let min_rise = rule(key).min_ramp.unwrap_or(0.0);
     if mann_kendall_z(recent.iter().map(|p| p.1)) < RAMP_Z
         || latest - lowest < min_rise
@@ -183,9 +183,13 @@ pub(super) fn unbounded_climb(
         .enumerate()
         .filter_map(|(j, v)| v.map(|v| (life.started + j, v)))
         .collect();
+    // Otherwise it climbed from where it left its floor band (the climb's first point),
+    // not from the life's lowest point: seen on the Go lab's healthy edge, whose goroutines
+    // dipped to 28 for a second minutes before a wobble back to the mid-50s, the evidence
+    // said "28 → 62" where the points the climb rests on went 44 → 56.
     let (changed, before) = match before_climb.first() {
         Some(&(i, v)) if v < lowest && theil_sen(&before_climb) >= LEAK_PACE * pace => (i, v),
-        _ => (climb[1].0, lowest),
+        _ => (climb[1].0, climb[0].1),
     };
     let why = format!(
         "{}, it has climbed {} a second without levelling off ({why}): a leak, not a start-up",
@@ -206,6 +210,18 @@ pub(super) fn unbounded_climb(
 
 /// Known points of a series, by index.
 type Points<'a> = &'a [(usize, f64)];
+
+/// The highest level a climb held: its latest point, or a level two points in a row reached,
+/// whichever is higher. A one-sample spike is no level the series held (a burst of requests
+/// for a second): quoted as where the climb got to, it made a wobble read as a climb to the
+/// spike (the Go lab's healthy edge: goroutines at 54 on either side of a 62).
+fn held_top(climb: Points<'_>) -> f64 {
+    climb
+        .windows(2)
+        .map(|w| w[0].1.min(w[1].1))
+        .chain(climb.last().map(|p| p.1))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
 
 /// The known points from the last one inside the floor band (at most `floor_top`) on — a
 /// climb out of the floor — and its most recent [`RAMP_MAX_POINTS`]; `None` when it holds
@@ -412,6 +428,59 @@ mod tests {
         )]);
         let raised = raised_at(&alone, &g, 1, 299).expect("raised");
         assert!((60..=80).contains(&raised), "raised at {raised} s");
+    }
+
+    /// The Go lab's healthy edge (`testdata/go-lab-healthy-edge.json`, a lived-in run): its
+    /// goroutines dipped to 28 for a second at 292 s and wobbled back to the mid-50s, with a
+    /// one-second spike to 62 at 362 s. The leak rule reads a climb there at 396 s (the
+    /// grouping then finds it follows the connections); its evidence quoted "28 → 62", from
+    /// the life's lowest point to the spike. It quotes the climb it rests on: from the point
+    /// where it left its floor band (44, a minute before) to a level held for two seconds.
+    #[test]
+    fn a_climb_is_quoted_from_where_it_left_its_floor_to_a_level_it_held() {
+        let data: serde_json::Value =
+            serde_json::from_str(include_str!("../../testdata/go-lab-healthy-edge.json"))
+                .expect("the fixture is JSON");
+        let points = |name: &str| -> Vec<Option<f64>> {
+            data[name]
+                .as_array()
+                .unwrap_or_else(|| panic!("the fixture has no {name}"))
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect()
+        };
+        let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+        let restart = data["restart_point"].as_i64().expect("restart_point");
+        let g = SeriesKey::Task {
+            target: "edge-svc".into(),
+            source: "http".into(),
+        };
+        let h = CounterHistory {
+            start_unix_ms: start,
+            ..history(vec![
+                (g.clone(), points("goroutines")),
+                (requests("edge-svc"), points("requests")),
+            ])
+        };
+        let starts = [ServiceStart {
+            service: "edge-svc".into(),
+            at_unix_ms: start + restart * 1000,
+            task_targets: vec!["edge-svc".into()],
+            ..ServiceStart::default()
+        }];
+        let report = detect(&at(&h, 396), &[], &starts, &AnomalyConfig::default());
+        let a = report
+            .anomalies
+            .iter()
+            .find(|a| a.key == g)
+            .expect("the leak rule reads a climb at 396 s");
+        assert_eq!((a.before, a.reached), (44.0, 56.0), "{}", a.evidence);
+        assert!(
+            a.evidence
+                .starts_with("goroutines edge-svc (http) is climbing 44 → 56 in 58 s"),
+            "{}",
+            a.evidence
+        );
     }
 
     #[test]
