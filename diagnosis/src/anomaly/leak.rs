@@ -64,6 +64,62 @@ pub const LIMIT_SHARE: f64 = 0.8;
 /// many minutes from it.
 pub const LIMIT_HORIZON_S: f64 = 120.0;
 
+/// Longest a count may take to level off after its change and still be a population that
+/// turns over rather than one that accumulates (see [`accumulates`]): sockets of requests in
+/// progress level off within a request's time (the unseen lab's slow blob store: 2.5 s per
+/// answer, its CLOSE-WAIT at ~40 within 3 s), a leak climbs for as long as it goes on, or
+/// until a limit stops it (the unseen lab's close-wait leak: 20 s to 512 fds).
+pub const TURNOVER_SETTLE_MS: i64 = 10_000;
+
+/// Whether the rising count of `a` accumulates, as a leak's does: it is still climbing, or it
+/// levelled off only after climbing longer than [`TURNOVER_SETTLE_MS`] (a leak that reached a
+/// limit). A count that levelled off within [`TURNOVER_SETTLE_MS`] of its change and has held
+/// that level for [`RAMP_MIN_POINTS`] points or more turns over: each of its sockets leaves
+/// the state again, as many enter as leave. Seen on the unseen lab: a blob store answering
+/// after 2.5 s, past its caller's 800 ms wait, held ~40 sockets in CLOSE-WAIT — the callers
+/// had given up and closed, its handlers were still sleeping — and was hinted "the peer
+/// closed and this side never did". A fall, or a series the history no longer holds, is
+/// not judged here (`true`: nothing says it turns over).
+pub fn accumulates(a: &CounterAnomaly, history: &CounterHistory) -> bool {
+    if a.direction != Direction::Rise {
+        return true;
+    }
+    let Some(series) = history.get(&a.key) else {
+        return true;
+    };
+    let step = history.step_ms.max(1);
+    let from = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
+        .unwrap_or(0);
+    let since: Vec<(usize, f64)> = series
+        .points
+        .iter()
+        .enumerate()
+        .skip(from)
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    if since.len() < RAMP_MIN_POINTS {
+        return true;
+    }
+    let mut tail: Vec<f64> = since[since.len() - RAMP_MIN_POINTS..]
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    if mann_kendall_z(tail.iter().copied()) >= RAMP_Z {
+        return true;
+    }
+    let level = median(&mut tail);
+    let band = BAND_Z * a.noise.max(poisson_floor(level, 1.0));
+    // The first point at the level it holds, and every point held there since.
+    let Some(settled) = since.iter().position(|&(_, v)| v >= level - band) else {
+        return true;
+    };
+    let held = since[settled..]
+        .iter()
+        .all(|&(_, v)| (v - level).abs() <= band);
+    let took = (since[settled].0 - from) as i64 * step;
+    !(held && took <= TURNOVER_SETTLE_MS)
+}
+
 /// Whether a series is a count that leaks.
 pub(super) fn leaks(key: &SeriesKey) -> bool {
     matches!(

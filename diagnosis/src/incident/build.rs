@@ -217,9 +217,14 @@ pub(super) fn build(
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
+    let accumulating: Vec<bool> = anomalies
+        .iter()
+        .map(|a| crate::anomaly::leak::accumulates(a, input.history))
+        .collect();
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
         anomalies: &anomalies,
+        accumulating: &accumulating,
         culprit_role: culprit.role,
         facts: &hint_facts,
     });
