@@ -3966,3 +3966,66 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         );
     }
 }
+
+/// The unseen lab, one agent through all faults (main 9e0d040, 2026-12-06): gateway's echo
+/// `metadata answered <num>` (one per failed request whatever failed below) came back with a
+/// client leaking its connections, and, alone in its group for a moment, was an incident of
+/// its own counting its lifetime: the slow fault's 198 failures minutes before and the new
+/// run's 8 — 206. A pattern held by an incident of an earlier run is counted from where that
+/// incident left it, here and as its counts grow.
+#[test]
+fn a_pattern_back_in_a_new_run_is_counted_from_its_run_not_its_lifetime() {
+    let mut tracker = IncidentTracker::new();
+    let echo = |onset: i64, last: i64, count: u64, culprit: (&str, CulpritRole)| {
+        let mut e = blamed(
+            pattern("e", "metadata answered <num>", &["gateway"], onset, &["t1"]),
+            culprit.0,
+            culprit.1,
+        );
+        (e.last_seen_unix_ms, e.count) = (last, count);
+        e
+    };
+    let mut timeout = blamed(
+        pattern(
+            "s",
+            "Get \"<url>\": net/http: timeout awaiting response headers",
+            &["metadata"],
+            T0,
+            &["t1"],
+        ),
+        "blobstore",
+        CulpritRole::Callee,
+    );
+    (timeout.last_seen_unix_ms, timeout.count) = (T0 + 40_000, 198);
+    let mut e1 = echo(T0, T0 + 40_000, 198, ("blobstore", CulpritRole::Callee));
+    e1.failed_before = vec![("s".into(), 198)];
+    let slow = run(&mut tracker, T0 + 40_000, &[timeout, e1], Vec::new());
+    assert_eq!(slow[0].failures, 198, "{slow:#?}");
+
+    // Three minutes later, the echo alone: 8 more.
+    let t2 = T0 + 220_000;
+    let mut e2 = echo(t2, t2 + 2_000, 206, ("metadata", CulpritRole::SelfReported));
+    e2.failed_before = vec![("s".into(), 198)];
+    let later = run(&mut tracker, t2 + 2_000, &[e2], Vec::new());
+    let back = later
+        .iter()
+        .find(|i| i.onset_unix_ms == t2)
+        .expect("the echo's incident");
+    assert_eq!(
+        (back.failures, back.patterns[0].count),
+        (8, 8),
+        "{later:#?}"
+    );
+    // As its counts grow, it stays counted from its run.
+    let mut back = back.clone();
+    back.recount(|_| {
+        Some(PatternCounts {
+            count: 230,
+            untraced: 0,
+            failed_before: vec![("s".into(), 198)],
+        })
+    });
+    assert_eq!((back.failures, back.patterns[0].count), (32, 32));
+    let slow = later.iter().find(|i| i.id == slow[0].id).unwrap();
+    assert_eq!(slow.failures, 198, "{slow:#?}");
+}
