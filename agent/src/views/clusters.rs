@@ -194,7 +194,8 @@ impl ClusterAdapter {
             }
         }
         let listeners = culprits::listeners(&self.traces, &self.counters);
-        let verdict = pattern_culprit(&self.engine, &self.traces, &listeners, id, limit);
+        let now = (self.clock)();
+        let verdict = pattern_culprit(&self.engine, &self.traces, &listeners, id, limit, now);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
             cache.retain(|_, (at, ..)| at.elapsed() < ROW_CULPRIT_REFRESH);
@@ -455,6 +456,7 @@ pub(super) fn pattern_culprit(
     listeners: &faultline_diagnosis::culprit::Listeners,
     id: &str,
     limit: usize,
+    now_unix_nanos: i64,
 ) -> Option<Culprit> {
     let since = resolve_pattern(engine, id)
         .and_then(|c| engine.cluster_samples(c))
@@ -465,6 +467,7 @@ pub(super) fn pattern_culprit(
         &tag_ids(engine, id),
         limit,
         culprits::run_start_nanos(since),
+        Some(now_unix_nanos),
     )
 }
 
@@ -973,7 +976,7 @@ mod tests {
         );
         // Voted over every recent trace, the run before outvotes this one.
         let listeners = culprits::listeners(&stores.traces, &stores.counters);
-        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None)
+        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None, None)
             .expect("a culprit");
         assert_eq!((all.service.as_str(), all.traces_total), ("blobstore", 8));
     }
