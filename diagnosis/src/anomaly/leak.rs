@@ -71,15 +71,20 @@ pub const LIMIT_HORIZON_S: f64 = 120.0;
 /// until a limit stops it (the unseen lab's close-wait leak: 20 s to 512 fds).
 pub const TURNOVER_SETTLE_MS: i64 = 10_000;
 
+/// How long a count must have held its level, within its noise, to be told as one that
+/// turns over (see [`accumulates`]): a leak sampled every few seconds by a loaded agent shows
+/// flat stretches of a sample or two, never eight seconds of one.
+pub const TURNOVER_HOLD_MS: i64 = 8_000;
+
 /// Whether the rising count of `a` accumulates, as a leak's does: it is still climbing, or it
 /// levelled off only after climbing longer than [`TURNOVER_SETTLE_MS`] (a leak that reached a
 /// limit). A count that levelled off within [`TURNOVER_SETTLE_MS`] of its change and has held
-/// that level for [`RAMP_MIN_POINTS`] points or more turns over: each of its sockets leaves
-/// the state again, as many enter as leave. Seen on the unseen lab: a blob store answering
-/// after 2.5 s, past its caller's 800 ms wait, held ~40 sockets in CLOSE-WAIT — the callers
-/// had given up and closed, its handlers were still sleeping — and was hinted "the peer
-/// closed and this side never did". A fall, or a series the history no longer holds, is
-/// not judged here (`true`: nothing says it turns over).
+/// that level since, for [`TURNOVER_HOLD_MS`] at least, turns over: each of its sockets
+/// leaves the state again, as many enter as leave. Seen on the unseen lab: a blob store
+/// answering after 2.5 s, past its caller's 800 ms wait, held its callers' abandoned
+/// connections in CLOSE-WAIT while its handlers slept — a few dozen, level — and was hinted
+/// "the peer closed and this side never did". A fall, or a series the history no longer
+/// holds, is not judged here (`true`: nothing says it turns over).
 pub fn accumulates(a: &CounterAnomaly, history: &CounterHistory) -> bool {
     if a.direction != Direction::Rise {
         return true;
@@ -97,18 +102,31 @@ pub fn accumulates(a: &CounterAnomaly, history: &CounterHistory) -> bool {
         .skip(from)
         .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
-    if since.len() < RAMP_MIN_POINTS {
+    let hold = usize::try_from(TURNOVER_HOLD_MS / step)
+        .unwrap_or(0)
+        .max(RAMP_MIN_POINTS);
+    let Some(&(last, _)) = since.last() else {
         return true;
-    }
-    let mut tail: Vec<f64> = since[since.len() - RAMP_MIN_POINTS..]
+    };
+    let tail: Vec<f64> = since
         .iter()
+        .filter(|&&(i, _)| i + hold > last)
         .map(|p| p.1)
         .collect();
-    if mann_kendall_z(tail.iter().copied()) >= RAMP_Z {
+    if tail.len() < RAMP_MIN_POINTS || last + 1 < from + hold {
         return true;
     }
-    let level = median(&mut tail);
+    let mut sorted = tail.clone();
+    let level = median(&mut sorted);
     let band = BAND_Z * a.noise.max(poisson_floor(level, 1.0));
+    let (low, high) = tail
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if high - low > band || mann_kendall_z(tail.iter().copied()) >= RAMP_Z {
+        return true;
+    }
     // The first point at the level it holds, and every point held there since.
     let Some(settled) = since.iter().position(|&(_, v)| v >= level - band) else {
         return true;
@@ -537,6 +555,40 @@ mod tests {
             "{}",
             a.evidence
         );
+    }
+
+    /// The e2e CLOSE-WAIT leak (a peer connects and hangs up every 50 ms, the server never
+    /// closes) read by a loaded agent whose socket census comes every 3 s: flat for three
+    /// samples, then 60 more. Once raised, it accumulates at every second: a tail of a few
+    /// equal samples is no level held. (The first version of [`accumulates`] judged six
+    /// points within the Poisson band of their median, and dropped the leak's hint.)
+    #[test]
+    fn a_leak_sampled_every_few_seconds_accumulates() {
+        let cw = SeriesKey::PortState {
+            port: 8080,
+            side: faultline_series::PortSide::Local,
+            state: SocketState::CloseWait,
+        };
+        let points: Vec<Option<f64>> = (0..160)
+            .map(|i| {
+                Some(if i < 100 {
+                    0.0
+                } else {
+                    (20 * ((i - 100) / 3 * 3)) as f64
+                })
+            })
+            .collect();
+        let h = history(vec![(cw.clone(), points)]);
+        let mut judged = 0;
+        for end in 100..=160 {
+            let cut = at(&h, end);
+            let report = detect(&cut, &[], &[], &AnomalyConfig::default());
+            if let Some(a) = report.anomalies.iter().find(|a| a.key == cw) {
+                judged += 1;
+                assert!(accumulates(a, &cut), "at {end}: {}", a.evidence);
+            }
+        }
+        assert!(judged > 40, "raised at {judged} seconds only");
     }
 
     #[test]
