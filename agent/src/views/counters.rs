@@ -1141,6 +1141,7 @@ mod tests {
             ))),
             netlink_problem: Some("netlink refused".into()),
             budget_note: None,
+            repeats_unix_ms: None,
         };
         stores.counters.record_sample(broken);
         let c = views_at(&stores, NOW).counters.snapshot();
