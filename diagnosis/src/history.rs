@@ -134,14 +134,19 @@ impl CounterHistory {
     /// (the `faultline socket census age` series; a history without it, or without a point
     /// there, counted at every sample). A port's count changes only from one census to the
     /// next, so a climb between two points is measured over the time between their censuses.
+    /// A census is taken for a sample, so this is the time of a point of the axis: the age
+    /// (measured between sample times, which wander by milliseconds around the axis) is
+    /// rounded to whole steps.
     pub fn counted_at(&self, i: usize) -> i64 {
+        let step = self.step_ms.max(1);
         let age = self
             .get(&SeriesKey::Runtime {
                 metric: RuntimeMetric::SocketCensusAge,
             })
             .and_then(|s| s.points.get(i).copied().flatten())
             .unwrap_or(0.0);
-        self.time(i) - age.max(0.0) as i64
+        let steps = (age.max(0.0) / step as f64).round() as i64;
+        self.time(i) - steps * step
     }
 
     /// A history of `series` on the axis starting at `start_unix_ms`, one point every
