@@ -1109,8 +1109,7 @@ fn storm_rates(
         .flatten()
         .and_then(|i| {
             let group = history.get(&SeriesKey::PortTotal { port, side });
-            let port_counted =
-                group.is_some_and(|g| g.points.get(i).copied().flatten().is_some());
+            let port_counted = group.is_some_and(|g| g.points.get(i).copied().flatten().is_some());
             let v = points
                 .get(i)
                 .copied()
