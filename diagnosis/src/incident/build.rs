@@ -424,7 +424,7 @@ pub(super) fn order_counters(
 /// EstabResets`, a leak's CLOSE-WAIT on the culprit's port). Run after every
 /// [`order_counters`]: on the Go lab's reset fault the incident, continued a second later,
 /// was ordered again by relation and led with its callers' error rate.
-pub(super) fn lead_first(listed: &mut Vec<IncidentCounter>, lead: &Hint) {
+pub(super) fn lead_first(listed: &mut [IncidentCounter], lead: &Hint) {
     if lead.series.is_empty() {
         return;
     }
