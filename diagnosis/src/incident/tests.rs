@@ -2157,6 +2157,101 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
         .contains("less than the 200 of a storm"));
 }
 
+/// On a busy node the socket census runs every few seconds (its CPU budget) and the samples
+/// between repeat it. Seen on the unseen lab beside 25,000 other TIME-WAIT sockets, counted
+/// every 6.8 s: a storm at 25 calls a second showed at one census (1 → 101), measured from
+/// that census alone it climbed by nothing over the next samples, and it was an incident
+/// only at the census after, 11 s after it began. The first census that shows it tells its
+/// pace against the census before; a pool's churn counted rarely is still none: its jump at
+/// one census is spread over the time since the census before, not over one sample.
+#[test]
+fn a_storm_counted_every_few_seconds_is_told_at_the_first_census_that_shows_it() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing `per_second` from T0; the port counted every `every` s, each
+    // sample repeating the last census; stock answers 25 calls a second.
+    let history = |per_second: f64, every: usize, len: usize| {
+        let census = |i: usize| i - i % every;
+        let tw_at = |i: usize| 4.0 + per_second * (census(i) as f64 - 120.0).max(0.0);
+        let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
+            key,
+            points: (0..len).map(|i| Some(f(i))).collect(),
+        };
+        CounterHistory {
+            start_unix_ms: start,
+            step_ms: 1000,
+            series: vec![
+                series(tw.clone(), &tw_at),
+                series(
+                    SeriesKey::PortTotal {
+                        port: 8082,
+                        side: PortSide::Remote,
+                    },
+                    &|i| tw_at(i) + 2.0,
+                ),
+                series(
+                    SeriesKey::ServiceTraffic {
+                        service: "stock".into(),
+                        metric: TrafficMetric::Requests,
+                    },
+                    &|_| 25.0,
+                ),
+                series(
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    // Measured between sample times, which wander by a few ms.
+                    &|i| ((i % every) * 1000) as f64 + [2.0, -1.0, 3.0][i % 3],
+                ),
+            ],
+            ..CounterHistory::default()
+        }
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    // The storm, counted every 7 s: the census at 126 s shows 4 → 154, raised three samples
+    // later (the detector's persistence), before the next census.
+    let h = history(25.0, 7, 129);
+    let incidents = fresh_run(
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 154.0)]),
+        &h,
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("orders"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+
+    // A pool's churn (3.3 closes a second) counted every 20 s: 4 → 70 at one census.
+    let mut tracker = IncidentTracker::new();
+    let h = history(3.3, 20, 143);
+    let incidents = run_with(
+        &mut tracker,
+        time(142),
+        &[],
+        report(vec![rising(tw.clone(), time(140), 4.0, 70.0)]),
+        &h,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "a pool's churn: {incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .contains("at 3.3 a second against 25 calls a second"),
+        "{:?}",
+        tracker.node_signals()
+    );
+}
+
 /// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
 /// its connections open, so its established connections to the callee climb before its
 /// CLOSE-WAIT does. `ESTAB →:<callee>` was the first incident, blaming the callee whose
