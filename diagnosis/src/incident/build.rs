@@ -403,6 +403,15 @@ pub(super) fn order_counters(
             (Relation::NodeWide, _) => 4,
         }
     };
+    // Of one port's states, the culprit's own end says what it does (a callee's CLOSE-WAIT
+    // on its listening port, a caller's TIME-WAIT towards it); the other end's mirror of it
+    // (its callers' FIN-WAIT-2) follows. Seen on the e2e leak beside 32,000 sockets: both
+    // first counted at 45–46 sockets, and the callers' FIN-WAIT-2 led by one socket.
+    let own_end = |c: &IncidentCounter| match (culprit.role, &c.anomaly.key) {
+        (Some(CulpritRole::Callee), SeriesKey::PortState { side, .. }) => *side == PortSide::Local,
+        (Some(CulpritRole::Caller), SeriesKey::PortState { side, .. }) => *side == PortSide::Remote,
+        _ => false,
+    };
     listed.sort_by(|a, b| {
         class(a)
             .cmp(&class(b))
@@ -413,6 +422,7 @@ pub(super) fn order_counters(
                 matches!(a.anomaly.key, SeriesKey::PortTotal { .. })
                     .cmp(&matches!(b.anomaly.key, SeriesKey::PortTotal { .. })),
             )
+            .then(own_end(b).cmp(&own_end(a)))
             .then(b.anomaly.score.total_cmp(&a.anomaly.score))
             .then(a.anomaly.label.cmp(&b.anomaly.label))
     });
