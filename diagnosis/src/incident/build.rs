@@ -246,15 +246,7 @@ pub(super) fn build(
     });
     let by_text = beside || matched.first().is_none_or(|m| m.by_text);
     if let Some(lead) = matched.first() {
-        let evidence = &lead.counters;
-        if !evidence.is_empty() {
-            let (mut lead, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listed)
-                .into_iter()
-                .enumerate()
-                .partition(|(i, _)| evidence.contains(i));
-            lead.extend(rest);
-            listed = lead.into_iter().map(|(_, c)| c).collect();
-        }
+        lead_first(&mut listed, &lead.hint);
     }
 
     let first = members
@@ -435,6 +427,25 @@ pub(super) fn order_counters(
             .then(a.anomaly.label.cmp(&b.anomaly.label))
     });
     listed.truncate(MAX_COUNTERS);
+}
+
+/// The counters the leading hint rests on first, the others in their order after them: the
+/// incident's top related signal is what its leading hint reads (a reset storm's `Tcp
+/// EstabResets`, a leak's CLOSE-WAIT on the culprit's port). Run after every
+/// [`order_counters`]: on the Go lab's reset fault the incident, continued a second later,
+/// was ordered again by relation and led with its callers' error rate.
+pub(super) fn lead_first(listed: &mut [IncidentCounter], lead: &Hint) {
+    if lead.series.is_empty() {
+        return;
+    }
+    let rank = |c: &IncidentCounter| {
+        lead.series
+            .iter()
+            .position(|k| *k == c.anomaly.key)
+            .unwrap_or(usize::MAX)
+    };
+    // Stable: the rest keep their order.
+    listed.sort_by_key(rank);
 }
 
 /// Order of kinds within one relation: sockets say the most about where, then queues, fds,

@@ -493,11 +493,12 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
         key: "Tcp EstabResets".into(),
     };
     let mut tracker = IncidentTracker::new();
+    let anomalies = vec![requests, anomaly(estab_resets.clone(), T0 + 500)];
     let incidents = run(
         &mut tracker,
         T0 + 10_000,
-        &[resets],
-        vec![requests, anomaly(estab_resets.clone(), T0 + 500)],
+        std::slice::from_ref(&resets),
+        anomalies.clone(),
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let inc = &incidents[0];
@@ -506,6 +507,15 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
         inc.counters[0].anomaly.key, estab_resets,
         "{:#?}",
         inc.counters
+    );
+    // And a second later, continued: its counters ordered again keep the hint's first (the
+    // Go lab's reset incident led with its callers' error rate from its second update on).
+    let incidents = run(&mut tracker, T0 + 11_000, &[resets], anomalies);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(
+        incidents[0].counters[0].anomaly.key, estab_resets,
+        "{:#?}",
+        incidents[0].counters
     );
     // The hint rests on the error text: the error is the title, the counter leads below it.
     assert!(
