@@ -223,22 +223,22 @@ fn follow(
 ) -> Option<HistoryView> {
     let (old, added) = (kept.times_unix_ms.len(), new.times_unix_ms.len());
     let drop = (old + added).checked_sub(sample_points)?;
-    if new.series.values().any(|p| p.len() != added)
-        || kept.series.values().any(|p| p.len() != old)
+    if new.series.values().any(|p| p.len() != added) || kept.series.values().any(|p| p.len() != old)
     {
         return None;
     }
     let mut new_series = std::mem::take(&mut new.series);
-    kept.series.retain(|key, mine| match new_series.remove(key) {
-        Some(points) => {
-            slide(mine, points, drop);
-            true
-        }
-        None => {
-            slide(mine, std::iter::repeat_n(None, added), drop);
-            mine.iter().any(Option::is_some)
-        }
-    });
+    kept.series
+        .retain(|key, mine| match new_series.remove(key) {
+            Some(points) => {
+                slide(mine, points, drop);
+                true
+            }
+            None => {
+                slide(mine, std::iter::repeat_n(None, added), drop);
+                mine.iter().any(Option::is_some)
+            }
+        });
     for (key, points) in new_series {
         // A series new to the window: gaps where it was not recorded, as the store has.
         let mut mine = vec![None; old];
@@ -746,7 +746,10 @@ mod tests {
         }
         let reads = kept.reads();
         assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
-        let stored = store.snapshot(&SnapshotOptions::current_only()).bounds.series;
+        let stored = store
+            .snapshot(&SnapshotOptions::current_only())
+            .bounds
+            .series;
         let seconds = kept.seconds.as_ref().expect("a kept history");
         let departed = |port| SeriesKey::PortState {
             port,

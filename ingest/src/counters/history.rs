@@ -917,8 +917,8 @@ fn push_capped<T>(ring: &mut VecDeque<T>, value: T, cap: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     /// A level series named `name`.
     fn key(name: &str) -> SeriesKey {
