@@ -419,6 +419,10 @@ pub struct Hint {
     pub ruled_out_by: Vec<String>,
     /// Where the rule came from: `built-in` or the user's file.
     pub source: String,
+    /// The counter series its evidence rests on (its counter signatures' matches), in order:
+    /// the leading hint's come first in its incident's counters.
+    #[serde(default)]
+    pub series: Vec<SeriesKey>,
 }
 
 /// A hint with what it matched, for the incident that lists it (not part of the answer).
@@ -677,6 +681,7 @@ impl HintRules {
                         checks,
                         ruled_out_by: c.rule.ruled_out_by.clone(),
                         source: c.origin.clone(),
+                        series: counters.iter().map(|(_, a)| a.key.clone()).collect(),
                     },
                     counters: counters.iter().map(|&(i, _)| i).collect(),
                     by_text: by_text.is_some(),

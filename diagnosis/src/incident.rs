@@ -79,7 +79,7 @@ use crate::text::number;
 
 pub use services::{task_owner, SeriesOfInterest};
 
-use build::{build, order_counters, Title};
+use build::{build, lead_first, order_counters, Title};
 use connections::follows_connections;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
@@ -848,6 +848,9 @@ impl IncidentTracker {
                     with_patterns,
                     input.services,
                 );
+                if let Some(lead) = inc.hints.first() {
+                    lead_first(&mut inc.counters, lead);
+                }
                 continued.insert(k.id.clone());
             }
             let mut all = members;

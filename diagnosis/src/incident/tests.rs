@@ -493,11 +493,12 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
         key: "Tcp EstabResets".into(),
     };
     let mut tracker = IncidentTracker::new();
+    let anomalies = vec![requests, anomaly(estab_resets.clone(), T0 + 500)];
     let incidents = run(
         &mut tracker,
         T0 + 10_000,
-        &[resets],
-        vec![requests, anomaly(estab_resets.clone(), T0 + 500)],
+        std::slice::from_ref(&resets),
+        anomalies.clone(),
     );
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let inc = &incidents[0];
@@ -506,6 +507,15 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
         inc.counters[0].anomaly.key, estab_resets,
         "{:#?}",
         inc.counters
+    );
+    // And a second later, continued: its counters ordered again keep the hint's first (the
+    // Go lab's reset incident led with its callers' error rate from its second update on).
+    let incidents = run(&mut tracker, T0 + 11_000, &[resets], anomalies);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(
+        incidents[0].counters[0].anomaly.key, estab_resets,
+        "{:#?}",
+        incidents[0].counters
     );
     // The hint rests on the error text: the error is the title, the counter leads below it.
     assert!(
@@ -3830,4 +3840,43 @@ fn a_change_still_going_on_is_told_up_to_now_in_its_counter_and_title() {
         "{}",
         kept[0].title
     );
+}
+
+/// A callee's CLOSE-WAIT leak counted late (a busy node's sampler): its callers' FIN-WAIT-2
+/// towards it is first seen one socket higher. The callee's own end leads its incident's
+/// counters, the mirror follows.
+#[test]
+fn a_callees_own_close_wait_leads_its_callers_fin_wait_2_mirror() {
+    let services = chain_with_span_less_callees();
+    let mut own = anomaly(close_wait(9400), T0);
+    own.reached = 45.0;
+    own.score = 45.0;
+    let mut mirror = anomaly(
+        SeriesKey::PortState {
+            port: 9400,
+            side: PortSide::Remote,
+            state: SocketState::FinWait2,
+        },
+        T0,
+    );
+    mirror.reached = 46.0;
+    mirror.score = 46.0;
+    let counter = |a: &CounterAnomaly, supporting| IncidentCounter {
+        relation: Relation::Culprit,
+        relation_text: String::new(),
+        supporting,
+        anomaly: a.clone(),
+    };
+    let culprit = |role| IncidentCulprit {
+        service: Some("blobstore".into()),
+        role: Some(role),
+        reasoning: Vec::new(),
+        seen_in: Vec::new(),
+    };
+    let mut listed = vec![counter(&mirror, true), counter(&own, false)];
+    super::build::order_counters(&mut listed, &culprit(CulpritRole::Callee), false, &services);
+    assert_eq!(listed[0].anomaly.key, own.key, "{listed:#?}");
+    // A caller's own end is the one towards the port (its TIME-WAIT storm).
+    super::build::order_counters(&mut listed, &culprit(CulpritRole::Caller), false, &services);
+    assert_eq!(listed[0].anomaly.key, mirror.key, "{listed:#?}");
 }
