@@ -250,6 +250,11 @@ pub struct IncidentPattern {
     /// `untraced_records`, or not at all (an untraced echo of failures counted already).
     #[serde(default)]
     pub counted_as: CountedAs,
+    /// The pattern's count and untraced records before this incident's run: occurrences of
+    /// earlier runs, which the incidents of those runs hold. `count` and `untraced` are
+    /// counted from there (the pattern's own counts are its lifetime's).
+    #[serde(skip)]
+    pub counted_before: (u64, u64),
 }
 
 /// How an incident's pattern counts in it (see [`Incident::failures`]).
@@ -389,12 +394,19 @@ impl Incident {
         };
         let (active, last_active) = (self.active, self.last_active_unix_ms);
         let held = |p: &IncidentPattern| active && p.last_seen_unix_ms >= last_active - ACTIVE_MS;
+        // Counted from this run's start (see [`IncidentPattern::counted_before`]).
+        let run = |p: &IncidentPattern, c: &PatternCounts| {
+            (
+                c.count.saturating_sub(p.counted_before.0),
+                c.untraced.saturating_sub(p.counted_before.1),
+            )
+        };
         let (failures, untraced) = build::tally(self.patterns.iter().zip(&now).map(|(p, c)| {
             (
                 p.id.as_str(),
                 p.counted_as,
                 if held(p) {
-                    (c.count, c.untraced)
+                    run(p, c)
                 } else {
                     (p.count, p.untraced)
                 },
@@ -403,8 +415,7 @@ impl Incident {
         }));
         for (p, c) in self.patterns.iter_mut().zip(now) {
             if held(p) {
-                p.count = c.count;
-                p.untraced = c.untraced;
+                (p.count, p.untraced) = run(p, &c);
             }
         }
         self.failures = failures;
@@ -752,6 +763,30 @@ impl IncidentTracker {
             })
             .map(|p| p.id.as_str())
             .collect();
+        // What each pattern of a run after an earlier one had counted before this run: the
+        // count the incidents that held it in earlier runs kept (the latest is the largest).
+        // A pattern alone in its group is counted from there, not over its lifetime. Seen on
+        // the unseen lab, one agent through all faults: the gateway's echo `metadata answered
+        // <num>`, back with a leaking client's failures, was an incident of its own counting
+        // the slow fault's 198 failures before them too (206 for 8 failed requests).
+        let earlier_runs: BTreeMap<&str, (u64, u64)> = input
+            .patterns
+            .iter()
+            .filter_map(|p| {
+                self.incidents
+                    .iter()
+                    .flat_map(|k| &k.patterns)
+                    .filter(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+                    .map(|x| {
+                        (
+                            x.count + x.counted_before.0,
+                            x.untraced + x.counted_before.1,
+                        )
+                    })
+                    .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+                    .map(|before| (p.id.as_str(), before))
+            })
+            .collect();
         // Each fresh incident with the group and the node-wide counters it was built from: a
         // continued one is built again with the counters it takes back.
         let mut fresh: Vec<Fresh<'_, '_>> = Vec::new();
@@ -763,7 +798,8 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            let (inc, title, member_set) = build(&members, &extra, input, rules, &retold);
+            let (inc, title, member_set) =
+                build(&members, &extra, input, rules, &retold, &earlier_runs);
             fresh.push((inc, title, member_set, members, extra));
         }
 
@@ -820,7 +856,7 @@ impl IncidentTracker {
                         .copied()
                         .chain(taken.iter().map(|c| &c.anomaly))
                         .collect();
-                    (inc, title, _) = build(&group, &extra, input, rules, &retold);
+                    (inc, title, _) = build(&group, &extra, input, rules, &retold, &earlier_runs);
                     // Built beside the group, a counter is supporting; one taken back stays
                     // what it was.
                     for c in &mut inc.counters {

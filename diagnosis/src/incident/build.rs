@@ -1,7 +1,7 @@
 //! The incident document of one group of signals: its culprit, patterns, related counters,
 //! hints, title and stable id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
 
@@ -17,6 +17,8 @@ use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
 use crate::text::shorten;
 
 /// The incident of one group, with how its title was built and its members.
+/// `earlier_runs` are, by pattern id, the count and untraced records a pattern had before its
+/// current run (see [`IncidentPattern::counted_before`]): its counts here are its run's.
 /// `retold` are the patterns another incident held in an earlier run (see
 /// [`super::IncidentTracker::update`]): one of them that shares a trace with a pattern of the
 /// group that is not is an echo of that pattern's failures here ([`CountedAs::Echo`]), listed
@@ -27,8 +29,17 @@ pub(super) fn build(
     input: &DiagnosisInput<'_>,
     rules: &HintRules,
     retold: &BTreeSet<&str>,
+    earlier_runs: &BTreeMap<&str, (u64, u64)>,
 ) -> (Incident, Title, BTreeSet<Member>) {
     let now = input.now_unix_ms;
+    let before = |p: &PatternInput| earlier_runs.get(p.id.as_str()).copied().unwrap_or((0, 0));
+    let run = |p: &PatternInput| {
+        let (count, untraced) = before(p);
+        (
+            p.count.saturating_sub(count),
+            p.untraced.saturating_sub(untraced),
+        )
+    };
     let mut patterns: Vec<&PatternInput> = Vec::new();
     let mut echoes: Vec<&PatternInput> = Vec::new();
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
@@ -83,7 +94,7 @@ pub(super) fn build(
     patterns.extend(echoes.iter().copied());
     let (failures, untraced_records) = tally(patterns.iter().map(|p| {
         let shared: &[(String, u64)] = &p.failed_before;
-        (p.id.as_str(), counted_as(p), (p.count, p.untraced), shared)
+        (p.id.as_str(), counted_as(p), run(p), shared)
     }));
 
     // The culprit: the one the members name (grouping left at most one). Its role is the
@@ -218,9 +229,14 @@ pub(super) fn build(
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
+    let accumulating: Vec<bool> = anomalies
+        .iter()
+        .map(|a| crate::anomaly::leak::accumulates(a, input.history))
+        .collect();
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
         anomalies: &anomalies,
+        accumulating: &accumulating,
         culprit_role: culprit.role,
         facts: &hint_facts,
     });
@@ -294,9 +310,10 @@ pub(super) fn build(
                 culprit: p.culprit.clone(),
                 onset_unix_ms: p.onset_unix_ms,
                 last_seen_unix_ms: p.last_seen_unix_ms,
-                count: p.count,
-                untraced: p.untraced,
+                count: run(p).0,
+                untraced: run(p).1,
                 counted_as: counted_as(p),
+                counted_before: before(p),
             })
             .collect(),
         counters: listed,
