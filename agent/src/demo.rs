@@ -51,8 +51,10 @@ pub struct DemoArgs {
     /// The fault injected after the baseline.
     #[arg(long, value_enum, default_value_t = Scenario::Eof)]
     pub scenario: Scenario,
-    /// Seconds of healthy traffic before the fault, for the agent's baseline.
-    #[arg(long, value_name = "SECS", default_value_t = 30,
+    /// Seconds of healthy traffic before the fault, for the agent's baseline. The default
+    /// leaves "what moved with it" its 30 one-second points before the first error with a few
+    /// seconds to spare (at 30 it said "not enough history" on some runs and not on others).
+    #[arg(long, value_name = "SECS", default_value_t = 35,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub baseline: u64,
     /// Address of the dashboard and API (loopback only: the demo has no token).
@@ -188,7 +190,7 @@ fn settings(
 }
 
 /// The anomaly detector's windows for a demo: a counter is judged against the 20 s before the
-/// last 10 s (at least 10 one-second points), so a fault injected after the default 30 s
+/// last 10 s (at least 10 one-second points), so a fault injected after the default 35 s
 /// baseline is judged against healthy traffic only; the defaults (5 min of baseline) would
 /// leave every series unjudged for the whole demo. A series that appears after the agent
 /// started (the lab's ports) is judged 3 s after its first point.

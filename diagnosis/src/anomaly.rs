@@ -1250,7 +1250,100 @@ fn port_floor(history: &CounterHistory, len: usize) -> Vec<Option<f64>> {
     floor
 }
 
+/// The change itself in an evidence sentence, without what is said beside it (after "; ").
+pub(crate) fn head(evidence: &str) -> &str {
+    evidence.split("; ").next().unwrap_or(evidence)
+}
+
 impl CounterAnomaly {
+    /// The change itself in its evidence (see [`head`]): what an incident's title quotes.
+    pub(crate) fn head(&self) -> &str {
+        head(&self.evidence)
+    }
+
+    /// Re-reads its series in `history`: its latest point, and whether it is still the change
+    /// it was raised for — its latest [`PERSIST`] points out of the band it left, and no run
+    /// of [`PERSIST`] points back inside that band since it changed. Returns whether it is
+    /// still active; a series the history no longer holds is not, and neither is a node-wide
+    /// series (it moves with anything on the node, so it never keeps an incident going by
+    /// itself).
+    ///
+    /// A change that ended stays ended: the same series leaving its band again later is a
+    /// new change, raised by the detector with its own onset and grouped with what caused
+    /// it. Seen on the unseen lab (blind, 2026-12-05): a caller's error rate, listed in the
+    /// incident of a callee that closed connections, went back to zero when that fault
+    /// healed, rose again three minutes later because another callee was slow — and made the
+    /// healed incident active again, ranked above the live one.
+    pub(crate) fn reread(&mut self, history: &CounterHistory) -> bool {
+        let band = BAND_Z * self.noise;
+        let (direction, before) = (self.direction, self.before);
+        let out = |v: f64| match direction {
+            Direction::Rise => v > before + band,
+            Direction::Fall => v < before - band,
+        };
+        let Some(series) = history.get(&self.key) else {
+            self.active = false;
+            return false;
+        };
+        let step = history.step_ms.max(1);
+        let changed =
+            usize::try_from((self.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
+                .unwrap_or(0);
+        let since: Vec<f64> = series
+            .points
+            .iter()
+            .skip(changed)
+            .flatten()
+            .copied()
+            .collect();
+        if let Some(&v) = since.last() {
+            self.latest = v;
+        }
+        let mut inside = 0;
+        let mut ended = false;
+        for &v in &since {
+            inside = if out(v) { 0 } else { inside + 1 };
+            ended |= inside >= PERSIST;
+        }
+        let latest = &since[since.len().saturating_sub(PERSIST)..];
+        self.active = !ended
+            && !self.kind.is_node_wide()
+            && latest.len() == PERSIST
+            && latest.iter().all(|&v| out(v));
+        // Still the change it was raised for: told up to now. Seen on the demo's goroutine
+        // leak, a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a climb
+        // past 1,000.
+        if self.active {
+            let furthest = since
+                .iter()
+                .copied()
+                .fold(self.reached, |m, v| match direction {
+                    Direction::Rise => m.max(v),
+                    Direction::Fall => m.min(v),
+                });
+            if furthest != self.reached {
+                self.reached = furthest;
+                let told = self.evidence.clone();
+                self.retell(history, &told);
+            }
+        }
+        self.active
+    }
+
+    /// Its evidence told again from its fields, up to its series' last point in `history`,
+    /// with what `told` (an earlier telling) said beside the change (a young series' climb).
+    pub(crate) fn retell(&mut self, history: &CounterHistory, told: &str) {
+        let last_at = history
+            .get(&self.key)
+            .and_then(|s| s.points.iter().rposition(Option::is_some))
+            .map_or(self.changed_at_unix_ms, |i| history.time(i));
+        self.tell(last_at);
+        if let Some((_, context)) = told.split_once("; ") {
+            self.evidence.push_str("; ");
+            self.evidence.push_str(context);
+        }
+    }
+
     /// Its evidence told again from its fields, its last point at `last_at`.
     pub(crate) fn tell(&mut self, last_at: i64) {
         self.evidence = evidence(

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::anomaly::{CounterAnomaly, Direction};
+use crate::text::shorten;
 
 /// The rules shipped in the binary.
 pub const BUILTIN_RULES: &str = include_str!("../rules/hints.toml");
@@ -744,15 +745,6 @@ fn role_name(role: CulpritRole) -> &'static str {
 }
 
 /// A text cut to at most `max` characters, with an ellipsis when cut.
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max).collect();
-    out.push('…');
-    out
-}
-
 /// One piece of a command: literal text or a placeholder.
 enum Piece<'a> {
     Text(&'a str),

@@ -72,14 +72,14 @@ use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric, AGENT_PR
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::anomaly::{AnomalyReport, CounterAnomaly, Direction, BAND_Z, PERSIST};
+use crate::anomaly::{head, AnomalyReport, CounterAnomaly, Direction};
 use crate::hints::{CulpritRole, Hint, HintRules};
 use crate::history::CounterHistory;
 use crate::text::number;
 
 pub use services::{task_owner, SeriesOfInterest};
 
-use build::{build, order_counters};
+use build::{build, order_counters, Title};
 use connections::follows_connections;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
@@ -433,6 +433,9 @@ pub struct IncidentTracker {
     /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
     /// finds the incident it continues.
     members: BTreeMap<String, BTreeSet<Member>>,
+    /// How each kept incident's title was built, by id: a kept incident's title is told again
+    /// from its counters as they are read again.
+    titles: BTreeMap<String, Title>,
     /// The kept incidents' patterns' occurrences in traces that had already failed with
     /// another pattern (see [`PatternInput::failed_before`]), as last given: a pattern that no
     /// longer emerges is still counted once per failure in the incident that keeps it.
@@ -476,47 +479,6 @@ impl IncidentTracker {
         &self.node_signals
     }
 
-    /// `a` read from where a kept incident first saw the same change, when that change never
-    /// went back since: its usual level, its start and the furthest it has gone. The detector
-    /// judges each series against the points before its window, and once a climb is older
-    /// than that, its baseline holds the climb's start: seen on the demo's goroutine leak,
-    /// the incident titled "climbing 2 → 43 in 4 s (from 23:05:08 UTC)" became "climbing
-    /// 37 → 290 in 7 s (from 23:05:24 UTC)" 20 s later, dating the leak late and halving it.
-    fn first_reading(
-        &self,
-        a: &CounterAnomaly,
-        history: &CounterHistory,
-    ) -> Option<CounterAnomaly> {
-        let first = self
-            .incidents
-            .iter()
-            .flat_map(|k| &k.counters)
-            .map(|c| &c.anomaly)
-            .filter(|o| {
-                o.key == a.key
-                    && o.direction == a.direction
-                    && o.changed_at_unix_ms < a.changed_at_unix_ms
-            })
-            .min_by_key(|o| o.changed_at_unix_ms)?;
-        // Out of the first reading's band at every point since, up to now.
-        let mut since = first.clone();
-        if !reread(&mut since, history) {
-            return None;
-        }
-        let mut r = a.clone();
-        r.before = first.before;
-        r.noise = first.noise;
-        r.changed_at_unix_ms = first.changed_at_unix_ms;
-        r.reached = match a.direction {
-            Direction::Rise => a.reached.max(since.reached),
-            Direction::Fall => a.reached.min(since.reached),
-        };
-        r.score = a.score.max(first.score);
-        retell(&mut r, history, &first.evidence);
-        r.caveat = first.caveat.clone().or(r.caveat);
-        Some(r)
-    }
-
     /// Groups the signals of `input` into incidents, continues the kept ones and returns
     /// them all (see [`IncidentTracker::incidents`] for the order).
     pub fn update(&mut self, input: &DiagnosisInput<'_>, rules: &HintRules) -> &[Incident] {
@@ -542,16 +504,7 @@ impl IncidentTracker {
                 supporting: false,
             });
         }
-        let anomalies: Vec<CounterAnomaly> = input
-            .anomalies
-            .anomalies
-            .iter()
-            .map(|a| {
-                self.first_reading(a, input.history)
-                    .unwrap_or_else(|| a.clone())
-            })
-            .collect();
-        for a in &anomalies {
+        for a in &input.anomalies.anomalies {
             if a.key.port().is_some_and(|p| input.agent_ports.contains(&p)) {
                 continue;
             }
@@ -810,8 +763,8 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            let (inc, member_set) = build(&members, &extra, input, rules, &retold);
-            fresh.push((inc, member_set, members, extra));
+            let (inc, title, member_set) = build(&members, &extra, input, rules, &retold);
+            fresh.push((inc, title, member_set, members, extra));
         }
 
         // Continue kept incidents: a fresh group sharing a member with a kept incident takes
@@ -835,8 +788,9 @@ impl IncidentTracker {
         }
         let mut next: Vec<Incident> = Vec::new();
         let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
+        let mut next_titles: BTreeMap<String, Title> = BTreeMap::new();
         let mut continued = BTreeSet::new();
-        for (mut inc, members, group, extra) in fresh {
+        for (mut inc, mut title, members, group, extra) in fresh {
             let kept = self.incidents.iter().find(|k| {
                 !continued.contains(&k.id)
                     && self
@@ -856,7 +810,7 @@ impl IncidentTracker {
                 for c in &k.counters {
                     if !held_now.contains(&c.anomaly.key) {
                         let mut c = c.clone();
-                        active_again |= reread(&mut c.anomaly, input.history) && !c.supporting;
+                        active_again |= c.anomaly.reread(input.history) && !c.supporting;
                         taken.push(c);
                     }
                 }
@@ -866,7 +820,7 @@ impl IncidentTracker {
                         .copied()
                         .chain(taken.iter().map(|c| &c.anomaly))
                         .collect();
-                    inc = build(&group, &extra, input, rules, &retold).0;
+                    (inc, title, _) = build(&group, &extra, input, rules, &retold);
                     // Built beside the group, a counter is supporting; one taken back stays
                     // what it was.
                     for c in &mut inc.counters {
@@ -882,7 +836,11 @@ impl IncidentTracker {
                     inc.active = true;
                     inc.last_active_unix_ms = now;
                 }
-                keep_patterns(&mut inc, k, &patterns_now, &self.failed_before, now);
+                if keep_patterns(&mut inc, k, &patterns_now, &self.failed_before, now) {
+                    if let Some(t) = self.titles.get(&k.id) {
+                        title = t.clone();
+                    }
+                }
                 let with_patterns = !inc.patterns.is_empty();
                 order_counters(
                     &mut inc.counters,
@@ -897,6 +855,7 @@ impl IncidentTracker {
                 all.extend(old.iter().cloned());
             }
             next_members.insert(inc.id.clone(), all);
+            next_titles.insert(inc.id.clone(), title);
             next.push(inc);
         }
         for k in &self.incidents {
@@ -911,7 +870,7 @@ impl IncidentTracker {
             let mut retold = Vec::new();
             for c in &mut k.counters {
                 let told = c.anomaly.evidence.clone();
-                if reread(&mut c.anomaly, input.history) && !c.supporting {
+                if c.anomaly.reread(input.history) && !c.supporting {
                     k.active = true;
                     k.last_active_unix_ms = now;
                 }
@@ -920,9 +879,12 @@ impl IncidentTracker {
                 }
             }
             // The title and the hints quote the counters' evidence.
+            let title = self.titles.get(&k.id);
+            if let Some(now) = title.and_then(|t| t.tell(&k.counters)) {
+                k.title = now;
+            }
             for (told, now) in retold {
                 let (told, now) = (head(&told), head(&now));
-                k.title = k.title.replace(told, now);
                 for h in &mut k.hints {
                     for e in &mut h.evidence {
                         *e = e.replace(told, now);
@@ -931,6 +893,9 @@ impl IncidentTracker {
             }
             if let Some(m) = self.members.get(&k.id) {
                 next_members.insert(k.id.clone(), m.clone());
+            }
+            if let Some(t) = title {
+                next_titles.insert(k.id.clone(), t.clone());
             }
             next.push(k);
         }
@@ -951,17 +916,20 @@ impl IncidentTracker {
             }
         }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
+        next_titles.retain(|id, _| next.iter().any(|n| &n.id == id));
         self.failed_before
             .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
         self.incidents = next;
         self.members = next_members;
+        self.titles = next_titles;
         &self.incidents
     }
 }
 
-/// A fresh incident with its members, and the group and node-wide counters it was built from.
+/// A fresh incident with how its title was built, its members, and the group and node-wide counters it was built from.
 type Fresh<'s, 'a> = (
     Incident,
+    Title,
     BTreeSet<Member>,
     Vec<&'s Signal<'a>>,
     Vec<&'s CounterAnomaly>,
@@ -1158,14 +1126,14 @@ fn storm_rates(
 /// another). When `inc` has no pattern of its own, the
 /// incident keeps its title, culprit and hints too: it is still the fault those patterns
 /// named. Seen on the unseen lab: a healed close-wait incident continued by its counters
-/// listed no pattern and said 0 failed requests.
+/// listed no pattern and said 0 failed requests. Returns whether `inc` took `k`'s title.
 fn keep_patterns(
     inc: &mut Incident,
     k: &Incident,
     held: &BTreeMap<String, i64>,
     shared: &BTreeMap<String, Vec<(String, u64)>>,
     now: i64,
-) {
+) -> bool {
     let kept: Vec<IncidentPattern> = k
         .patterns
         .iter()
@@ -1177,7 +1145,7 @@ fn keep_patterns(
         .cloned()
         .collect();
     if kept.is_empty() {
-        return;
+        return false;
     }
     let had_own = inc.patterns.iter().any(|p| p.counted_as != CountedAs::Echo);
     // Normally none of them occurred within the minute (it would still be diagnosed), but a
@@ -1226,6 +1194,7 @@ fn keep_patterns(
         );
         inc.hints = hints;
     }
+    !had_own
 }
 
 /// Whether an incident's requests are failing now: one of its error patterns (not an echo
@@ -1298,90 +1267,6 @@ fn support(i: &Incident) -> u8 {
         + u8::from(!i.patterns.is_empty())
         + u8::from(i.counters.iter().any(|c| c.relation == Relation::Culprit))
         + u8::from(!i.hints.is_empty())
-}
-
-/// Re-reads a kept anomaly's series: its latest point, and whether it is still the change
-/// it was raised for — its latest [`PERSIST`] points out of the band it left, and no run of
-/// [`PERSIST`] points back inside that band since it changed. Returns whether it is still
-/// active; a series the history no longer holds is not, and neither is a node-wide series
-/// (it moves with anything on the node, so it never keeps an incident going by itself).
-///
-/// A change that ended stays ended: the same series leaving its band again later is a new
-/// change, raised by the detector with its own onset and grouped with what caused it. Seen
-/// on the unseen lab (blind, 2026-12-05): a caller's error rate, listed in the incident of
-/// a callee that closed connections, went back to zero when that fault healed, rose again
-/// three minutes later because another callee was slow — and made the healed incident
-/// active again, ranked above the live one.
-fn reread(a: &mut CounterAnomaly, history: &CounterHistory) -> bool {
-    let band = BAND_Z * a.noise;
-    let out = |v: f64| match a.direction {
-        Direction::Rise => v > a.before + band,
-        Direction::Fall => v < a.before - band,
-    };
-    let Some(series) = history.get(&a.key) else {
-        a.active = false;
-        return false;
-    };
-    let step = history.step_ms.max(1);
-    let changed = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
-        .unwrap_or(0);
-    let since: Vec<f64> = series
-        .points
-        .iter()
-        .skip(changed)
-        .flatten()
-        .copied()
-        .collect();
-    if let Some(&v) = since.last() {
-        a.latest = v;
-    }
-    let mut inside = 0;
-    let mut ended = false;
-    for &v in &since {
-        inside = if out(v) { 0 } else { inside + 1 };
-        ended |= inside >= PERSIST;
-    }
-    let latest = &since[since.len().saturating_sub(PERSIST)..];
-    a.active = !ended
-        && !a.kind.is_node_wide()
-        && latest.len() == PERSIST
-        && latest.iter().all(|&v| out(v));
-    // Still the change it was raised for: told up to now. Seen on the demo's goroutine leak,
-    // a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a climb past 1,000.
-    if a.active {
-        let furthest = since
-            .iter()
-            .copied()
-            .fold(a.reached, |m, v| match a.direction {
-                Direction::Rise => m.max(v),
-                Direction::Fall => m.min(v),
-            });
-        if furthest != a.reached {
-            a.reached = furthest;
-            let told = a.evidence.clone();
-            retell(a, history, &told);
-        }
-    }
-    a.active
-}
-
-/// The change itself in an evidence sentence, without what is said beside it.
-fn head(evidence: &str) -> &str {
-    evidence.split("; ").next().unwrap_or(evidence)
-}
-
-/// `a`'s evidence told again from its fields, up to its series' last point in `history`,
-/// with what `told` (an earlier telling) said beside the change (a young series' climb).
-fn retell(a: &mut CounterAnomaly, history: &CounterHistory, told: &str) {
-    let last_at = history
-        .get(&a.key)
-        .and_then(|s| s.points.iter().rposition(Option::is_some))
-        .map_or(a.changed_at_unix_ms, |i| history.time(i));
-    a.tell(last_at);
-    if let Some((_, context)) = told.split_once("; ") {
-        a.evidence.push_str("; ");
-        a.evidence.push_str(context);
-    }
 }
 
 /// Whether two culprits can be the same incident's: equal, or one of them unknown.

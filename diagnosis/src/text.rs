@@ -36,3 +36,54 @@ pub fn clock(unix_ms: i64) -> String {
         secs % 60
     )
 }
+
+/// A quoted text cut to at most `max` characters for a sentence, then `…`: before a
+/// parenthesis the cut would leave open, else at the last space, when either is in the last
+/// third (a word or a parenthesis is not left in halves).
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let floor = cut.len() * 2 / 3;
+    let open = cut.rfind('(').filter(|&i| !cut[i..].contains(')'));
+    let space = cut.rfind(char::is_whitespace);
+    let end = open
+        .filter(|&i| i >= floor)
+        .or(space.filter(|&i| i >= floor))
+        .unwrap_or(cut.len());
+    let mut out = cut[..end].trim_end_matches([' ', ':', ',', ';']).to_owned();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn a_short_text_is_kept_whole() {
+        assert_eq!(
+            shorten("connection reset by peer", 40),
+            "connection reset by peer"
+        );
+    }
+
+    #[test]
+    fn a_long_text_is_cut_between_words_and_says_so() {
+        let text = "error sending request for url (<url>): client error (SendRequest): \
+                    connection error: Connection reset by peer (os error <num>)";
+        let short = shorten(text, 120);
+        assert!(short.chars().count() <= 121, "{short}");
+        assert!(
+            short.ends_with("peer…"),
+            "cut mid-word or mid-parenthesis: {short}"
+        );
+    }
+
+    #[test]
+    fn a_text_without_spaces_is_cut_at_the_limit() {
+        let text = "x".repeat(50);
+        assert_eq!(shorten(&text, 10), format!("{}…", "x".repeat(10)));
+    }
+}

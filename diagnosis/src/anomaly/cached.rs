@@ -43,19 +43,26 @@
 //! a baseline up to [`Bounds::refresh_ms`] newer but inside the older one's (a baseline slides
 //! by a few percent of its window in that time; a break worth raising is at least
 //! [`super::MIN_SCORE`] σ out, twice the band). Everything raised is raised by the full
-//! judgement of [`super::detect`]: the same series at the same second give the same anomaly.
+//! judgement of [`super::detect`]: the same series at the same second give the same anomaly,
+//! told from its first reading when an earlier pass saw the same change start earlier.
+//!
+//! A change still going on is reported as it was first read: a later judgement that dates
+//! the same change later (its baseline window slid into the change) is read from the first
+//! reading's level and start, up to now (see [`first_reading`]). So an anomaly carries the
+//! change's onset and size, not a re-dated part of it.
 //!
 //! Bounds: per pass, `O(series × CHECKED_POINTS)` for the checks plus at most
-//! [`Bounds::max_judged`] full judgements (`O(points)` each); one entry per series of the
-//! history (entries of series the history no longer holds are dropped).
+//! [`Bounds::max_judged`] full judgements (`O(points)` each) and a re-read of each raised
+//! change since its first reading (`O(points)`); two entries per series of the history at
+//! most (entries of series the history no longer holds are dropped).
 
 use std::collections::HashMap;
 
 use faultline_series::SeriesKey;
 
 use super::{
-    clock, judge_series, rule, AnomalyConfig, AnomalyReport, Band, KindRule, SeriesLimit,
-    ServiceStart, Unjudged, BAND_Z, BURSTY_MAX_HOLD, MIN_SCORE, PERSIST,
+    clock, judge_series, rule, AnomalyConfig, AnomalyReport, Band, CounterAnomaly, Direction,
+    KindRule, SeriesLimit, ServiceStart, Unjudged, BAND_Z, BURSTY_MAX_HOLD, MIN_SCORE, PERSIST,
 };
 use crate::history::CounterHistory;
 
@@ -159,6 +166,8 @@ pub struct Detector {
     bounds: Bounds,
     step_ms: i64,
     judged: HashMap<SeriesKey, Judged>,
+    /// Per series, the change last raised as it was reported (see [`first_reading`]).
+    changes: HashMap<SeriesKey, CounterAnomaly>,
     last: PassCounts,
 }
 
@@ -228,6 +237,40 @@ fn may_break(points: &[Option<f64>], b: &Band, rule: &KindRule) -> Option<(f64, 
     furthest.filter(|_| step || ramp)
 }
 
+/// `a` read from where `first`, raised on the same series in an earlier pass, saw the same
+/// change, when that change never went back since: its usual level, its start and the
+/// furthest it has gone. Each series is judged against the points before its window, and
+/// once a climb is older than that, its baseline holds the climb's start: seen on the demo's
+/// goroutine leak, an incident titled "climbing 2 → 43 in 4 s (from 23:05:08 UTC)" became
+/// "climbing 37 → 290 in 7 s (from 23:05:24 UTC)" 20 s later, dating the leak late and
+/// halving it. `None` when `a` is another change (the other way, or after `first` ended).
+fn first_reading(
+    first: &CounterAnomaly,
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+) -> Option<CounterAnomaly> {
+    if first.direction != a.direction || first.changed_at_unix_ms >= a.changed_at_unix_ms {
+        return None;
+    }
+    // Out of the first reading's band at every point since, up to now.
+    let mut since = first.clone();
+    if !since.reread(history) {
+        return None;
+    }
+    let mut r = a.clone();
+    r.before = first.before;
+    r.noise = first.noise;
+    r.changed_at_unix_ms = first.changed_at_unix_ms;
+    r.reached = match a.direction {
+        Direction::Rise => a.reached.max(since.reached),
+        Direction::Fall => a.reached.min(since.reached),
+    };
+    r.score = a.score.max(first.score);
+    r.retell(history, &first.evidence);
+    r.caveat = first.caveat.clone().or(r.caveat);
+    Some(r)
+}
+
 /// Whether `points` (a series of `history`) has a known point after `at` (Unix ms).
 fn known_after(history: &CounterHistory, points: &[Option<f64>], at: i64) -> bool {
     let step = history.step_ms.max(1);
@@ -285,6 +328,7 @@ impl Detector {
         let step = history.step_ms.max(1);
         if len == 0 || step != self.step_ms {
             self.judged.clear();
+            self.changes.clear();
             self.step_ms = step;
         }
         if len == 0 {
@@ -475,11 +519,22 @@ impl Detector {
                 ),
             });
         }
+        for a in &mut report.anomalies {
+            if let Some(r) = self
+                .changes
+                .get(&a.key)
+                .and_then(|first| first_reading(first, a, history))
+            {
+                *a = r;
+            }
+            self.changes.insert(a.key.clone(), a.clone());
+        }
         // Series the history no longer holds are forgotten.
-        if self.judged.len() > history.series.len() {
+        if self.judged.len() > history.series.len() || self.changes.len() > history.series.len() {
             let present: std::collections::HashSet<&SeriesKey> =
                 history.series.iter().map(|s| &s.key).collect();
             self.judged.retain(|k, _| present.contains(k));
+            self.changes.retain(|k, _| present.contains(k));
         }
         let kept = quiet.saturating_sub(refreshed);
         report.series_judged += kept as u64;
@@ -992,6 +1047,53 @@ mod tests {
         assert!(
             longest <= 3_000,
             "a series went {longest} ms without a judgement in full"
+        );
+    }
+
+    #[test]
+    fn a_climb_still_going_on_is_reported_from_where_it_was_first_read() {
+        // A leak climbing for minutes: once its start is older than the window a change is
+        // looked for in, the judgement alone dates it later, from a level inside the climb
+        // (seen on the demo's goroutine leak: "2 → 43 from 23:05:08" became "37 → 290 from
+        // 23:05:24"). The detector reports the change as first read.
+        let key = port_state(8082, PortSide::Local, SocketState::CloseWait);
+        let mut points = noisy(300, 20.0, 2.0, 7);
+        points.extend((1..=600).map(|j| Some(20.0 + 2.0 * j as f64)));
+        let h = history(vec![(key.clone(), points)]);
+        let config = AnomalyConfig::default();
+        let mut detector = Detector::new(Bounds::default());
+        let mut first: Option<CounterAnomaly> = None;
+        let mut redated = 0;
+        for end in (300..=900).step_by(5) {
+            let now = at(&h, end);
+            let report = detector.detect(&now, &[], &[], &config);
+            let Some(a) = report.anomalies.iter().find(|a| a.key == key) else {
+                continue;
+            };
+            let judged = detect(&now, &[], &[], &config);
+            redated += usize::from(
+                judged
+                    .anomalies
+                    .iter()
+                    .any(|j| j.key == key && j.changed_at_unix_ms != a.changed_at_unix_ms),
+            );
+            let f = first.get_or_insert_with(|| a.clone());
+            assert_eq!(
+                a.changed_at_unix_ms, f.changed_at_unix_ms,
+                "at {end} s: {a:#?}"
+            );
+            assert_eq!(a.before, f.before, "at {end} s: {a:#?}");
+            let from = f.evidence.split(" (from ").nth(1).unwrap_or_default();
+            assert!(
+                a.evidence.ends_with(&format!(" (from {from}")),
+                "at {end} s: {}",
+                a.evidence
+            );
+        }
+        assert!(first.is_some(), "the climb was never raised");
+        assert!(
+            redated > 0,
+            "the judgement alone never dated the climb later"
         );
     }
 }

@@ -14,8 +14,9 @@ use super::{
 };
 use crate::anomaly::{clock, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+use crate::text::shorten;
 
-/// The incident of one group, with its members.
+/// The incident of one group, with how its title was built and its members.
 /// `retold` are the patterns another incident held in an earlier run (see
 /// [`super::IncidentTracker::update`]): one of them that shares a trace with a pattern of the
 /// group that is not is an echo of that pattern's failures here ([`CountedAs::Echo`]), listed
@@ -26,7 +27,7 @@ pub(super) fn build(
     input: &DiagnosisInput<'_>,
     rules: &HintRules,
     retold: &BTreeSet<&str>,
-) -> (Incident, BTreeSet<Member>) {
+) -> (Incident, Title, BTreeSet<Member>) {
     let now = input.now_unix_ms;
     let mut patterns: Vec<&PatternInput> = Vec::new();
     let mut echoes: Vec<&PatternInput> = Vec::new();
@@ -266,7 +267,7 @@ pub(super) fn build(
         .unwrap_or_default();
     let id = stable_id(&first, onset);
     let hints: Vec<Hint> = matched.into_iter().map(|m| m.hint).collect();
-    let title = title(
+    let titled = title(
         &culprit,
         &patterns,
         &listed,
@@ -289,7 +290,7 @@ pub(super) fn build(
     }
     let incident = Incident {
         id,
-        title,
+        title: titled.tell(&listed).unwrap_or_else(|| titled.lead.clone()),
         culprit,
         patterns: patterns
             .iter()
@@ -318,7 +319,7 @@ pub(super) fn build(
         ongoing_at_start: false,
         trace_ids,
     };
-    (incident, member_set)
+    (incident, titled, member_set)
 }
 
 /// An incident's failed requests, each once, and its records not counted as failed requests
@@ -540,6 +541,31 @@ pub(super) fn relate(
     }
 }
 
+/// An incident's title as built: what leads it and the counter whose change it quotes. A
+/// kept incident's counters are read again as their series go on; its title is told again
+/// from them ([`Title::tell`]), not from the text it said before.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Title {
+    /// Where and what: the hint, the culprit, the leading pattern.
+    lead: String,
+    /// The counter whose change follows the lead, when no pattern leads.
+    quotes: Option<SeriesKey>,
+}
+
+impl Title {
+    /// The title in one sentence, the quoted counter's change as `counters` tell it now;
+    /// `None` when it quotes a counter they do not hold.
+    pub(super) fn tell(&self, counters: &[IncidentCounter]) -> Option<String> {
+        let Some(key) = &self.quotes else {
+            return Some(self.lead.clone());
+        };
+        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
+        // …", a share of its limit) stay with the counter in the incident's list.
+        let c = counters.iter().find(|c| &c.anomaly.key == key)?;
+        Some(format!("{}: {}", self.lead, c.anomaly.head()))
+    }
+}
+
 /// The incident in one sentence: where, what, and the leading evidence.
 pub(super) fn title(
     culprit: &IncidentCulprit,
@@ -547,26 +573,27 @@ pub(super) fn title(
     counters: &[IncidentCounter],
     hint: Option<&Hint>,
     pattern_first: bool,
-) -> String {
-    let mut out = String::new();
+) -> Title {
+    let mut lead = String::new();
     if let Some(h) = hint {
-        out.push_str(&h.title);
-        out.push_str(" — ");
+        lead.push_str(&h.title);
+        lead.push_str(" — ");
     }
     match &culprit.service {
-        Some(s) => out.push_str(&format!("in {s}")),
+        Some(s) => lead.push_str(&format!("in {s}")),
         None if !culprit.seen_in.is_empty() => {
-            out.push_str(&format!("seen in {}", culprit.seen_in.join(", ")))
+            lead.push_str(&format!("seen in {}", culprit.seen_in.join(", ")))
         }
-        None => out.push_str("no service known"),
+        None => lead.push_str("no service known"),
     }
     let pattern = patterns
         .first()
         .filter(|_| pattern_first || counters.is_empty());
+    let mut quotes = None;
     if let Some(p) = pattern {
-        out.push_str(&format!(
+        lead.push_str(&format!(
             ": “{}” from {}",
-            p.text.chars().take(120).collect::<String>(),
+            shorten(&p.text, 120),
             clock(p.onset_unix_ms)
         ));
     } else if let Some(c) = counters
@@ -574,12 +601,9 @@ pub(super) fn title(
         .find(|c| c.relation != Relation::NodeWide)
         .or(counters.first())
     {
-        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
-        // …", a share of its limit) stay with the counter in the incident's list.
-        out.push_str(": ");
-        out.push_str(c.anomaly.evidence.split("; ").next().unwrap_or_default());
+        quotes = Some(c.anomaly.key.clone());
     }
-    out
+    Title { lead, quotes }
 }
 
 /// A 16-hex-digit id from the first member and the onset second (FNV-1a): the same incident

@@ -3668,28 +3668,22 @@ fn a_callee_known_only_by_its_port_is_a_peer_of_its_caller() {
 }
 
 #[test]
-fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
-    // The demo's goroutine leak: once the climb was older than the detector's window, its
-    // baseline held the climb's start and the incident's evidence went from "2 → 43 (from
-    // 23:05:08)" to "37 → 290 (from 23:05:24)".
+fn a_change_still_going_on_is_told_up_to_now_in_its_counter_and_title() {
+    // The demo's goroutine leak: once the climb was older than the detector's window, the
+    // detector no longer raised it (its baseline held the climb), and the incident kept
+    // saying "0 → 310 in 30 s" of a climb past 600. (The detector reports a later reading of
+    // the same change from its first one: see `anomaly::cached`.)
     let cw = close_wait(8082);
     let services = chain();
     let rules = HintRules::builtin().unwrap();
-    // One point a second from T0: 0 for 30 s, then 10 more each second; `back` puts the
-    // series back at 0 for 5 s at second 40.
-    let history = |len: usize, back: bool| CounterHistory {
+    // One point a second from T0: 0 for 30 s, then 10 more each second.
+    let history = |len: usize| CounterHistory {
         start_unix_ms: T0,
         step_ms: 1000,
         series: vec![crate::history::CounterSeries {
             key: cw.clone(),
             points: (0..len)
-                .map(|i| {
-                    Some(match i {
-                        _ if i < 30 => 0.0,
-                        _ if back && (40..45).contains(&i) => 0.0,
-                        _ => 10.0 * (i - 29) as f64,
-                    })
-                })
+                .map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }))
                 .collect(),
         }],
         ..CounterHistory::default()
@@ -3700,71 +3694,45 @@ fn a_change_still_going_on_is_told_from_where_its_incident_first_saw_it() {
         a.tell(last);
         a
     };
-    for back in [false, true] {
-        let mut tracker = IncidentTracker::new();
-        let first = run_with(
-            &mut tracker,
-            T0 + 35_000,
-            &[],
-            report(vec![told(T0 + 30_000, 0.0, 50.0, T0 + 35_000)]),
-            &history(36, back),
-            &services,
-            &rules,
-        );
-        assert_eq!(first.len(), 1, "{first:#?}");
-        let then = &first[0].counters[0].anomaly.evidence;
-        assert!(then.contains("0 → 50 in 5 s"), "{then}");
-        // 25 s on, the detector reads the climb against points of the climb itself.
-        let later = run_with(
-            &mut tracker,
-            T0 + 60_000,
-            &[],
-            report(vec![told(T0 + 50_000, 200.0, 310.0, T0 + 60_000)]),
-            &history(61, back),
-            &services,
-            &rules,
-        );
-        assert_eq!(later.len(), 1, "{later:#?}");
-        let inc = &later[0];
-        let now = &inc.counters[0].anomaly;
-        if back {
-            // It went back in between: a new change, read as the detector reads it.
-            assert!(
-                now.evidence.contains("200 → 310 in 10 s"),
-                "{}",
-                now.evidence
-            );
-        } else {
-            assert!(now.evidence.contains("0 → 310 in 30 s"), "{}", now.evidence);
-            assert_eq!(now.changed_at_unix_ms, T0 + 30_000);
-            assert_eq!(now.before, 0.0);
-            let from = then.split(" (from ").nth(1).unwrap();
-            assert!(
-                now.evidence.ends_with(&format!(" (from {from}")),
-                "{}",
-                now.evidence
-            );
-            assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
-            assert_eq!(inc.onset_unix_ms, T0 + 30_000);
-            // The detector no longer raises it (its baseline is all climb); the incident
-            // re-reads its counter and tells it up to now.
-            let kept = run_with(
-                &mut tracker,
-                T0 + 90_000,
-                &[],
-                report(vec![]),
-                &history(91, back),
-                &services,
-                &rules,
-            );
-            let a = &kept[0].counters[0].anomaly;
-            assert!(kept[0].active, "{kept:#?}");
-            assert!(a.evidence.contains("0 → 610 in 60 s"), "{}", a.evidence);
-            assert!(
-                kept[0].title.contains("0 → 610 in 60 s"),
-                "{}",
-                kept[0].title
-            );
-        }
-    }
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 60_000,
+        &[],
+        report(vec![told(T0 + 30_000, 0.0, 310.0, T0 + 60_000)]),
+        &history(61),
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let inc = &first[0];
+    let then = &inc.counters[0].anomaly.evidence;
+    assert!(then.contains("0 → 310 in 30 s"), "{then}");
+    assert!(inc.title.contains("0 → 310 in 30 s"), "{}", inc.title);
+    assert_eq!(inc.onset_unix_ms, T0 + 30_000);
+    // The detector no longer raises it; the incident re-reads its counter and tells it, and
+    // its title, up to now.
+    let kept = run_with(
+        &mut tracker,
+        T0 + 90_000,
+        &[],
+        report(vec![]),
+        &history(91),
+        &services,
+        &rules,
+    );
+    let a = &kept[0].counters[0].anomaly;
+    assert!(kept[0].active, "{kept:#?}");
+    assert!(a.evidence.contains("0 → 610 in 60 s"), "{}", a.evidence);
+    let from = then.split(" (from ").nth(1).unwrap();
+    assert!(
+        a.evidence.ends_with(&format!(" (from {from}")),
+        "{}",
+        a.evidence
+    );
+    assert!(
+        kept[0].title.contains("0 → 610 in 60 s"),
+        "{}",
+        kept[0].title
+    );
 }
