@@ -35,6 +35,9 @@ pub fn listeners(traces: &TraceStore, counters: &CounterStore) -> Listeners {
     for (port, service) in traces.listeners() {
         listeners.insert(port, service);
     }
+    for service in traces.traffic().span_senders() {
+        listeners.note_span_sender(service);
+    }
     listeners
 }
 
@@ -67,7 +70,10 @@ pub fn of_trace(chain: &CallChain, listeners: &Listeners) -> Option<Culprit> {
 }
 
 /// Where the failures of a pattern live, voted over its `limit` most recent traces that
-/// started at or after `since_unix_nanos` (every recent trace when `None`). `ids` are the
+/// started at or after `since_unix_nanos` (every recent trace when `None`); judged at
+/// `now_unix_nanos` when given, a trace that ended less than
+/// [`faultline_diagnosis::culprit::SPAN_GRACE_MS`] before is young (its callees' spans may
+/// still arrive, see [`faultline_diagnosis::culprit::TraceFacts::young`]). `ids` are the
 /// pattern's current id and the ids it had before: a trace keeps the id its pattern had when
 /// the trace arrived, so traces from before a rename vote too.
 ///
@@ -84,7 +90,9 @@ pub fn of_pattern(
     ids: &[String],
     limit: usize,
     since_unix_nanos: Option<i64>,
+    now_unix_nanos: Option<i64>,
 ) -> Option<Culprit> {
+    let grace = faultline_diagnosis::culprit::SPAN_GRACE_MS.saturating_mul(1_000_000);
     // Newest start first: the `limit` newest of those since the run began are among the
     // `limit` newest of all.
     let traces = store.tagged(ids, limit);
@@ -94,7 +102,10 @@ pub fn of_pattern(
         .filter(|(start, _)| since_unix_nanos.is_none_or(|since| *start >= since))
         .filter_map(|(_, trace)| {
             let chain = store.call_chain(*trace)?;
-            pattern_culprit_in_trace(&trace_facts(&chain), &ids, listeners)
+            let mut facts = trace_facts(&chain);
+            let ended = chain.start_unix_nanos.saturating_add(chain.duration_nanos);
+            facts.young = now_unix_nanos.is_some_and(|now| now.saturating_sub(ended) < grace);
+            pattern_culprit_in_trace(&facts, &ids, listeners)
         });
     faultline_diagnosis::culprit::pattern_culprit(verdicts)
 }

@@ -37,7 +37,7 @@ use faultline_diagnosis::incident::{
 use faultline_diagnosis::{CounterHistory, CounterSeries};
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
-use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
+use faultline_series::{PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState};
 use faultline_web::model::{self as web, CountersSnapshot, IncidentsDocument};
 use faultline_web::Views;
 use serde::{Deserialize, Serialize};
@@ -962,6 +962,13 @@ pub fn counter_history(s: &mut CountersSnapshot) -> (CounterHistory, Vec<SeriesL
         series.push(CounterSeries {
             key: SeriesKey::OtherPortsTotal,
             points: std::mem::take(&mut t.other_ports.history.points),
+        });
+        // When each point's socket counts were taken (see `CounterHistory::counted_at`).
+        series.push(CounterSeries {
+            key: SeriesKey::Runtime {
+                metric: RuntimeMetric::SocketCensusAge,
+            },
+            points: std::mem::take(&mut t.census_age_ms.points),
         });
     }
     let mut queue_ports = BTreeSet::new();

@@ -463,6 +463,24 @@ pub(crate) fn judge_series(
                     .map_or(len, |(j, _)| j + 1);
                 (from, split.max(enough))
             }
+            // In a young history the baseline is its first points, and ticks the sampler
+            // missed (a census of 30,000 sockets overrunning its interval, mostly at the
+            // agent's start) left holes there: the minimum's known points come that much
+            // later. Seen on the e2e tests beside 32,000 sockets: "6 of the 10 baseline
+            // points needed are known" for every series until the history outgrew the
+            // search window, 30 s after the agent started, and no incident in 10 s. At most
+            // as many points later as the minimum (half the ticks missed): a series with
+            // longer gaps (a target that failed) stays unjudged.
+            None if base_from == 0 => {
+                let enough = points
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_some())
+                    .nth(config.min_baseline_points.saturating_sub(1))
+                    .map_or(len, |(j, _)| j + 1);
+                let later = enough < len && enough <= split + config.min_baseline_points;
+                (base_from, if later { split.max(enough) } else { split })
+            }
             None => (base_from, split),
         };
         let started_text = |start: &Start<'_>, at: usize| match start {
@@ -2339,6 +2357,38 @@ mod tests {
                 .starts_with("the history holds 20 points"),
             "{}",
             report.unjudged[0].reason
+        );
+    }
+
+    #[test]
+    fn ticks_missed_at_the_agents_start_cost_a_young_baseline_no_time() {
+        // The e2e tests' windows: a 10-point minimum. A sampler overrunning its interval
+        // beside 30,000 sockets took a sample every other tick for the agent's first 20 s,
+        // then a CLOSE-WAIT leak began.
+        let config = AnomalyConfig {
+            baseline_ms: 10_000,
+            search_ms: 20_000,
+            min_baseline_points: 10,
+            warmup_ms: 2_000,
+        };
+        let key = port_state(8080, PortSide::Local, SocketState::CloseWait);
+        let mut points: Vec<Option<f64>> = (0..20).map(|i| (i % 2 == 0).then_some(0.0)).collect();
+        points.extend((1..=8).map(|j| Some(5.0 * j as f64)));
+        let h = history(vec![(key.clone(), points.clone())]);
+        let report = detect(&h, &[], &[], &config);
+        assert_eq!(report.anomalies.len(), 1, "{report:?}");
+        assert_eq!(report.anomalies[0].key, key);
+        // Gaps longer than the missed ticks (a target that failed for most of the start)
+        // still leave it unjudged.
+        let mut failed: Vec<Option<f64>> = vec![Some(0.0); 4];
+        failed.extend(vec![None; 20]);
+        failed.extend((1..=8).map(|j| Some(5.0 * j as f64)));
+        let h = history(vec![(key, failed)]);
+        let report = detect(&h, &[], &[], &config);
+        assert!(report.anomalies.is_empty(), "{report:?}");
+        assert!(
+            report.unjudged[0].reason.contains("baseline points needed"),
+            "{report:?}"
         );
     }
 

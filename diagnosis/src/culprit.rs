@@ -24,6 +24,11 @@
 //! 5. A transport error whose callee cannot be identified stays with its reporter, marked
 //!    `resolved: false`, and the reasoning says so: a wrong confident answer during an outage
 //!    is worse than none.
+//! 6. So does a failed call of no known kind (an error status: `orders answered 502`) whose
+//!    callee sends spans but has neither a span nor a log in a trace that ended less than
+//!    [`SPAN_GRACE_MS`] ago: the callee's own report of what failed may still be on its way,
+//!    and until it arrives (or the grace passes) the call's failure is not placed on the
+//!    caller that reported it.
 //!
 //! Execution model: pure functions over this module's own small input types (a
 //! [`TraceFacts`] per trace, the node's [`Listeners`]); no clock, no store. Cost: one trace is
@@ -129,7 +134,16 @@ pub struct TraceFacts {
     pub spans: Vec<CallSpan>,
     /// Its error logs (warn and above, or with an error field), oldest first.
     pub logs: Vec<CallLog>,
+    /// Whether it ended less than [`SPAN_GRACE_MS`] before it is judged: spans and logs of
+    /// the services it called may still be on their way (exporters send spans in batches,
+    /// log files are read as they are written).
+    pub young: bool,
 }
+
+/// How long after a trace ended the spans of the services it called may still arrive:
+/// OpenTelemetry's batch span processor exports every 5 s by default, the unseen lab's
+/// services every 500 ms, and a loaded agent reads logs and OTLP posts seconds late.
+pub const SPAN_GRACE_MS: i64 = 10_000;
 
 /// How the service listening on a port is known, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -161,9 +175,22 @@ impl ListenerSource {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listeners {
     by_port: BTreeMap<u16, (String, ListenerSource)>,
+    /// Services the agent receives SERVER spans from.
+    span_senders: BTreeSet<String>,
 }
 
 impl Listeners {
+    /// Notes that `service` sends SERVER spans: a trace that called it and holds none of its
+    /// spans is waiting for them (see [`TraceFacts::young`]).
+    pub fn note_span_sender(&mut self, service: impl Into<String>) {
+        self.span_senders.insert(service.into());
+    }
+
+    /// Whether `service` sends SERVER spans.
+    pub fn sends_spans(&self, service: &str) -> bool {
+        self.span_senders.contains(service)
+    }
+
     /// Notes that `service` serves on `port`, as its SERVER spans say (a later note for the
     /// same port wins: a restarted service may have moved).
     pub fn insert(&mut self, port: u16, service: impl Into<String>) {

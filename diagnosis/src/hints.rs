@@ -152,6 +152,12 @@ pub struct CounterSignature {
     /// limit, a listen backlog): a queue at 10 % of its backlog overflows nothing.
     #[serde(default)]
     pub min_share_of_limit: Option<f64>,
+    /// When true, only a count that accumulates matches: still climbing, or levelled off
+    /// only after a long climb (at a limit), never one that levelled off within seconds of
+    /// its change and held there — a population that turns over, such as the sockets of
+    /// requests still in progress (see [`crate::anomaly::leak::accumulates`]).
+    #[serde(default)]
+    pub accumulates: bool,
 }
 
 impl CounterSignature {
@@ -383,6 +389,9 @@ pub struct HintSubject<'a> {
     pub patterns: &'a [String],
     /// The incident's counter anomalies.
     pub anomalies: &'a [CounterAnomaly],
+    /// Whether each of `anomalies` (by index) accumulates (see
+    /// [`crate::anomaly::leak::accumulates`]); an anomaly beyond its end is taken to.
+    pub accumulating: &'a [bool],
     /// The role of the incident's culprit, when known.
     pub culprit_role: Option<CulpritRole>,
     /// What the commands are filled from.
@@ -419,6 +428,10 @@ pub struct Hint {
     pub ruled_out_by: Vec<String>,
     /// Where the rule came from: `built-in` or the user's file.
     pub source: String,
+    /// The counter series its evidence rests on (its counter signatures' matches), in order:
+    /// the leading hint's come first in its incident's counters.
+    #[serde(default)]
+    pub series: Vec<SeriesKey>,
 }
 
 /// A hint with what it matched, for the incident that lists it (not part of the answer).
@@ -592,7 +605,13 @@ impl HintRules {
                 .anomalies
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| r.counter.iter().any(|s| s.matches_anomaly(a)))
+                .filter(|&(i, a)| {
+                    r.counter.iter().any(|s| {
+                        s.matches_anomaly(a)
+                            && (!s.accumulates
+                                || subject.accumulating.get(i).copied().unwrap_or(true))
+                    })
+                })
                 .collect();
             if let Some(&(first, _)) = counters.first() {
                 support.specific = counters.iter().any(|(_, a)| !a.kind.is_node_wide());
@@ -677,6 +696,7 @@ impl HintRules {
                         checks,
                         ruled_out_by: c.rule.ruled_out_by.clone(),
                         source: c.origin.clone(),
+                        series: counters.iter().map(|(_, a)| a.key.clone()).collect(),
                     },
                     counters: counters.iter().map(|&(i, _)| i).collect(),
                     by_text: by_text.is_some(),
@@ -862,6 +882,7 @@ mod tests {
         HintSubject {
             patterns,
             anomalies,
+            accumulating: &[],
             culprit_role: role,
             facts,
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use faultline_series::SeriesKey;
+use faultline_series::{RuntimeMetric, SeriesKey};
 
 use crate::baseline::TRAFFIC_MEAN_SECONDS;
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,26 @@ impl CounterHistory {
     /// Time of point `i` (Unix ms).
     pub fn time(&self, i: usize) -> i64 {
         self.start_unix_ms + i as i64 * self.step_ms.max(1)
+    }
+
+    /// When the socket counts of point `i` were taken (Unix ms): its time, less the age of
+    /// the census it repeats when the agent's socket census ran less often than every sample
+    /// (the `faultline socket census age` series; a history without it, or without a point
+    /// there, counted at every sample). A port's count changes only from one census to the
+    /// next, so a climb between two points is measured over the time between their censuses.
+    /// A census is taken for a sample, so this is the time of a point of the axis: the age
+    /// (measured between sample times, which wander by milliseconds around the axis) is
+    /// rounded to whole steps.
+    pub fn counted_at(&self, i: usize) -> i64 {
+        let step = self.step_ms.max(1);
+        let age = self
+            .get(&SeriesKey::Runtime {
+                metric: RuntimeMetric::SocketCensusAge,
+            })
+            .and_then(|s| s.points.get(i).copied().flatten())
+            .unwrap_or(0.0);
+        let steps = (age.max(0.0) / step as f64).round() as i64;
+        self.time(i) - steps * step
     }
 
     /// A history of `series` on the axis starting at `start_unix_ms`, one point every

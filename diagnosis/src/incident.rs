@@ -79,7 +79,7 @@ use crate::text::number;
 
 pub use services::{task_owner, SeriesOfInterest};
 
-use build::{build, order_counters, Title};
+use build::{build, lead_first, order_counters, Title};
 use connections::follows_connections;
 use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
@@ -250,6 +250,11 @@ pub struct IncidentPattern {
     /// `untraced_records`, or not at all (an untraced echo of failures counted already).
     #[serde(default)]
     pub counted_as: CountedAs,
+    /// The pattern's count and untraced records before this incident's run: occurrences of
+    /// earlier runs, which the incidents of those runs hold. `count` and `untraced` are
+    /// counted from there (the pattern's own counts are its lifetime's).
+    #[serde(skip)]
+    pub counted_before: (u64, u64),
 }
 
 /// How an incident's pattern counts in it (see [`Incident::failures`]).
@@ -389,12 +394,19 @@ impl Incident {
         };
         let (active, last_active) = (self.active, self.last_active_unix_ms);
         let held = |p: &IncidentPattern| active && p.last_seen_unix_ms >= last_active - ACTIVE_MS;
+        // Counted from this run's start (see [`IncidentPattern::counted_before`]).
+        let run = |p: &IncidentPattern, c: &PatternCounts| {
+            (
+                c.count.saturating_sub(p.counted_before.0),
+                c.untraced.saturating_sub(p.counted_before.1),
+            )
+        };
         let (failures, untraced) = build::tally(self.patterns.iter().zip(&now).map(|(p, c)| {
             (
                 p.id.as_str(),
                 p.counted_as,
                 if held(p) {
-                    (c.count, c.untraced)
+                    run(p, c)
                 } else {
                     (p.count, p.untraced)
                 },
@@ -403,8 +415,7 @@ impl Incident {
         }));
         for (p, c) in self.patterns.iter_mut().zip(now) {
             if held(p) {
-                p.count = c.count;
-                p.untraced = c.untraced;
+                (p.count, p.untraced) = run(p, &c);
             }
         }
         self.failures = failures;
@@ -752,6 +763,30 @@ impl IncidentTracker {
             })
             .map(|p| p.id.as_str())
             .collect();
+        // What each pattern of a run after an earlier one had counted before this run: the
+        // count the incidents that held it in earlier runs kept (the latest is the largest).
+        // A pattern alone in its group is counted from there, not over its lifetime. Seen on
+        // the unseen lab, one agent through all faults: the gateway's echo `metadata answered
+        // <num>`, back with a leaking client's failures, was an incident of its own counting
+        // the slow fault's 198 failures before them too (206 for 8 failed requests).
+        let earlier_runs: BTreeMap<&str, (u64, u64)> = input
+            .patterns
+            .iter()
+            .filter_map(|p| {
+                self.incidents
+                    .iter()
+                    .flat_map(|k| &k.patterns)
+                    .filter(|x| x.id == p.id && x.last_seen_unix_ms < p.onset_unix_ms)
+                    .map(|x| {
+                        (
+                            x.count + x.counted_before.0,
+                            x.untraced + x.counted_before.1,
+                        )
+                    })
+                    .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+                    .map(|before| (p.id.as_str(), before))
+            })
+            .collect();
         // Each fresh incident with the group and the node-wide counters it was built from: a
         // continued one is built again with the counters it takes back.
         let mut fresh: Vec<Fresh<'_, '_>> = Vec::new();
@@ -763,7 +798,8 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            let (inc, title, member_set) = build(&members, &extra, input, rules, &retold);
+            let (inc, title, member_set) =
+                build(&members, &extra, input, rules, &retold, &earlier_runs);
             fresh.push((inc, title, member_set, members, extra));
         }
 
@@ -820,7 +856,7 @@ impl IncidentTracker {
                         .copied()
                         .chain(taken.iter().map(|c| &c.anomaly))
                         .collect();
-                    (inc, title, _) = build(&group, &extra, input, rules, &retold);
+                    (inc, title, _) = build(&group, &extra, input, rules, &retold, &earlier_runs);
                     // Built beside the group, a counter is supporting; one taken back stays
                     // what it was.
                     for c in &mut inc.counters {
@@ -848,6 +884,9 @@ impl IncidentTracker {
                     with_patterns,
                     input.services,
                 );
+                if let Some(lead) = inc.hints.first() {
+                    lead_first(&mut inc.counters, lead);
+                }
                 continued.insert(k.id.clone());
             }
             let mut all = members;
@@ -1067,8 +1106,19 @@ fn churn(
 /// How fast the TIME-WAIT count of `a` climbs after its change (sockets a second, over at
 /// most the first minute: a socket stays in TIME-WAIT that long, so the climb is the close
 /// rate) and the calls a second its port's listener answered over the same time, when both
-/// are known. The climb is measured from the first point after the change, so a series that
-/// starts high (its port just counted one by one) is no climb.
+/// are known.
+///
+/// The climb is measured from the first point after the change (a series whose port was only
+/// just counted one by one starts high, and that is no climb), over the time between the
+/// censuses that took the two counts ([`CounterHistory::counted_at`]), not between the
+/// samples: on a busy node the socket census runs every few seconds and the samples between
+/// repeat it. While one census is all there is since the change, it is measured from the
+/// count before the change when the port was counted one by one there (0 if it had no socket
+/// in the state): the first census that shows a storm already tells its pace, at least its
+/// rise over the time since the census before (the storm may have begun later). Seen on the unseen lab beside 25,000 other
+/// TIME-WAIT sockets, counted every 6.8 s: a storm at 25 calls a second showed at one census
+/// as 1 → 101, measured from that census alone it climbed 0 a second for the next 5 s of
+/// samples (churn), and it was an incident only at the next census, 11 s after it began.
 fn storm_rates(
     a: &CounterAnomaly,
     port: u16,
@@ -1086,12 +1136,34 @@ fn storm_rates(
             .filter_map(|i| points.get(i).copied().flatten().map(|v| (i, v)))
             .collect()
     };
-    let counted = window(&history.get(&a.key)?.points);
-    let (&(i0, v0), &(i1, v1)) = (counted.first()?, counted.last()?);
-    if i1 <= i0 {
+    let points = &history.get(&a.key)?.points;
+    let counted = window(points);
+    let (&first, &(i1, v1)) = (counted.first()?, counted.last()?);
+    let SeriesKey::PortState { side, .. } = a.key else {
         return None;
-    }
-    let closes = (v1 - v0) * 1000.0 / ((i1 - i0) as f64 * step as f64);
+    };
+    // While the points since the change all repeat one census, from the count before it.
+    let before = (history.counted_at(i1) == history.counted_at(first.0))
+        .then(|| from.checked_sub(1))
+        .flatten()
+        .and_then(|i| {
+            let group = history.get(&SeriesKey::PortTotal { port, side });
+            let port_counted = group.is_some_and(|g| g.points.get(i).copied().flatten().is_some());
+            let v = points
+                .get(i)
+                .copied()
+                .flatten()
+                .or(port_counted.then_some(0.0))?;
+            Some((i, v))
+        });
+    let (i0, v0) = before.unwrap_or(first);
+    let elapsed = history.counted_at(i1) - history.counted_at(i0);
+    let closes = match elapsed {
+        1.. => (v1 - v0) * 1000.0 / elapsed as f64,
+        // The samples since the change repeat one census: no climb seen yet.
+        _ if i1 > i0 => 0.0,
+        _ => return None,
+    };
     let requests = history.get(&SeriesKey::ServiceTraffic {
         service: service.clone(),
         metric: TrafficMetric::Requests,

@@ -216,6 +216,11 @@ pub enum RuntimeMetric {
     GlobalQueueDepth,
     /// Share of worker time spent busy (0..=1).
     BusyRatio,
+    /// How old the socket counts of a sample are (ms): 0 when the sockets were counted for
+    /// it, else the time since the census it repeats (the census runs less often than every
+    /// sample when it would cost more than its CPU budget). Tells when a socket count was
+    /// really taken, so a change between two counts is measured over the time between them.
+    SocketCensusAge,
 }
 
 /// Which family a counter series belongs to: what the diagnosis weighs and the dashboard
@@ -441,6 +446,7 @@ impl SeriesKey {
             SeriesKey::Runtime { metric } => match metric {
                 RuntimeMetric::AliveTasks | RuntimeMetric::GlobalQueueDepth => "tasks",
                 RuntimeMetric::BusyRatio => "ratio",
+                RuntimeMetric::SocketCensusAge => "ms",
             },
         }
     }
@@ -485,6 +491,7 @@ impl SeriesKey {
                 RuntimeMetric::AliveTasks => "faultline alive tasks".to_owned(),
                 RuntimeMetric::GlobalQueueDepth => "faultline global queue".to_owned(),
                 RuntimeMetric::BusyRatio => "faultline busy ratio".to_owned(),
+                RuntimeMetric::SocketCensusAge => "faultline socket census age".to_owned(),
             },
             SeriesKey::ServiceTraffic { service, metric } => match metric {
                 TrafficMetric::Requests => format!("{service} request rate"),

@@ -30,9 +30,14 @@ use crate::support::{Agent, Loop};
 /// The issue's bound: an incident within 10 s of the start of the counter's change.
 const RAISED_WITHIN: Duration = Duration::from_secs(10);
 
-/// Starts an agent sampling every 500 ms, every port group shown individually, with a 10 s
-/// baseline of at least 10 points and diagnosis every 500 ms; `services` are the
-/// `[[counters.processes]]` found by their listening port (name, port).
+/// Starts an agent sampling every 500 ms with the product's port selection (the busiest 16
+/// port groups and the services' ports: an agent beside 30,000 sockets of other programs
+/// does not chart them all), a 10 s baseline of at least 10 points and diagnosis every
+/// 500 ms; `services` are the `[[counters.processes]]` found by their listening port (name,
+/// port). The tests run a debug build, whose socket census costs about 3 times a release
+/// one's (40 ms of CPU beside 32,000 sockets, against the 12.7 ms the example configuration
+/// documents): at the default 0.5 % budget it counted the sockets every 8 s, most of the
+/// issue's 10 s bound; 1.5 % counts them as often as a release agent at the default.
 fn start_agent(services: &[(&str, u16)]) -> (Agent, tempfile::TempDir) {
     start_agent_with(services, "")
 }
@@ -53,8 +58,7 @@ fn start_agent_full(
     let mut text = format!("[counters]\n{counters}");
     text.push_str(
         "interval_ms = 500\n\
-         top_ports = 4096\n\
-         max_series = 16384\n\
+         socket_cpu_budget_percent = 1.5\n\
          history_seconds = 120\n\
          history_minutes = 5\n\
          [diagnosis]\n\
@@ -108,10 +112,36 @@ fn poll_incidents(
     }
 }
 
-/// Waits until the counters hold a baseline for the port groups of `ports`: enough known
-/// points of their ESTABLISHED sockets for the diagnosis' 10-point minimum and a few more.
-fn wait_baseline(agent: &Agent, ports: &[u16]) {
-    agent.wait_history(ports, 14, Duration::from_secs(60));
+/// Waits until the diagnosis has judged the series of `ports`: a run over counters that
+/// already held them lists none of them as unjudged. The services' series are listed first;
+/// for `others` (ports no service owns) the list must also be whole (`unjudged_omitted` 0).
+/// Not a count of points: beside 30,000 sockets a debug agent misses sample ticks, and 14
+/// points were not the 10 known points of a baseline (3 of 7 tests failed on "6 of the 10
+/// baseline points needed are known").
+fn wait_judged(agent: &Agent, services: &[u16], others: &[u16]) {
+    let ports: Vec<u16> = services.iter().chain(others).copied().collect();
+    agent.wait_history(&ports, 1, Duration::from_secs(60));
+    let seen = agent.get_json("/api/v1/counters")["sampled_at_unix_ms"]
+        .as_i64()
+        .unwrap_or(i64::MAX);
+    let started = Instant::now();
+    poll_incidents(agent, Duration::from_secs(90), |doc| {
+        let after = doc["run"]["counters_sampled_at_unix_ms"]
+            .as_i64()
+            .is_some_and(|t| t >= seen);
+        let listed = doc["unjudged"].as_array().is_none_or(|u| {
+            u.iter().any(|u| {
+                let label = u["label"].as_str().unwrap_or_default();
+                ports.iter().any(|&p| names_port(label, p))
+            })
+        });
+        after && !listed && (others.is_empty() || doc["unjudged_omitted"] == 0)
+    })
+    .unwrap_or_else(|doc| panic!("ports {ports:?} not judged within 90 s: {doc:#}"));
+    eprintln!(
+        "ports {ports:?} judged {:?} after their first point",
+        started.elapsed()
+    );
 }
 
 /// A CLOSE-WAIT leak on `listener`, until the loop is dropped: every 50 ms a peer connects
@@ -232,7 +262,7 @@ fn a_close_wait_leak_and_a_time_wait_storm_with_no_error_line_are_incidents_with
     let live = [live_connections(&leaky), live_connections(&storm)];
     let (agent, _config) = start_agent(&[("leaky", leaky_port), ("stormed", storm_port)]);
     send_call(&agent, "checkout", "stormed", storm_port);
-    wait_baseline(&agent, &[leaky_port, storm_port]);
+    wait_judged(&agent, &[leaky_port, storm_port], &[]);
 
     let started = Instant::now();
     let leak = close_wait_leak(&leaky);
@@ -317,9 +347,12 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
     let edge = TcpListener::bind("127.0.0.1:0").expect("bind edge listener");
     let edge_port = edge.local_addr().expect("addr").port();
     let live = [&noise, &service, &edge].map(live_connections);
+    // The other program's port is a busy one (33 connections, above the busy node's usual
+    // port group), so the product's port selection charts it before its churn begins.
+    let busy: Vec<_> = (0..10).flat_map(|_| live_connections(&noise)).collect();
     let (agent, _config) = start_agent(&[("orders", service_port), ("edge", edge_port)]);
     send_call(&agent, "checkout", "orders", service_port);
-    wait_baseline(&agent, &[noise_port, service_port, edge_port]);
+    wait_judged(&agent, &[service_port, edge_port], &[noise_port]);
 
     // Bursts of 1 to 40 connections, one burst every 20 steps (about a second).
     let noise_loop = Loop::start({
@@ -439,6 +472,7 @@ fn churn_on_a_port_no_service_owns_and_an_untraced_clients_storm_are_no_incident
     drop(storm_loop);
     drop(untraced_loop);
     drop(noise_loop);
+    drop(busy);
     let raised_after = storm_raised_after.expect("checked above");
     assert!(
         raised_after <= RAISED_WITHIN,
@@ -609,7 +643,7 @@ fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
     let port = leaky.local_addr().expect("addr").port();
     let live = live_connections(&leaky);
     let (agent, _config) = start_agent(&[("leaky", port)]);
-    wait_baseline(&agent, &[port]);
+    wait_judged(&agent, &[port], &[]);
 
     let leak = close_wait_leak(&leaky);
     let (stop, writer) = failing_calls(agent.log_path("payments.log"));
@@ -714,7 +748,7 @@ fn an_agent_restarted_during_a_counter_only_outage_raises_it_again_within_10_s()
         .to_str()
         .expect("utf-8 path")
         .to_owned();
-    wait_baseline(&agent, &[port]);
+    wait_judged(&agent, &[port], &[]);
 
     let leak = close_wait_leak(&leaky);
     let label = format!("CLOSE-WAIT :{port}");

@@ -883,6 +883,11 @@ pub struct SocketTotals {
     pub ipv6: Vec<StateCount>,
     /// The port groups beyond the top N.
     pub other_ports: OtherPorts,
+    /// How old each point's socket counts are (ms): 0 when the sockets were counted for
+    /// that sample, else the time since the census it repeats (the census runs less often
+    /// than every sample when it would cost more than `socket_cpu_budget_percent`).
+    #[serde(default)]
+    pub census_age_ms: Series,
 }
 
 /// The accept queue of one listening socket: connections the kernel has completed and the

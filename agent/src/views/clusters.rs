@@ -70,8 +70,9 @@ pub(super) struct ClusterAdapter {
     culprits: Mutex<CulpritCache>,
 }
 
-/// Culprit verdicts by (pattern id, traces read), with when they were judged.
-type CulpritCache = HashMap<(String, usize), (Instant, Option<Culprit>)>;
+/// Culprit verdicts by (pattern id, traces read), with when they were judged and the
+/// pattern's latest occurrence then (Unix ms).
+type CulpritCache = HashMap<(String, usize), (Instant, i64, Option<Culprit>)>;
 
 /// What the engine looked like when the rows were built: events seen, templates, clusters.
 type EngineVersion = (u64, usize, usize);
@@ -163,7 +164,8 @@ impl ClusterAdapter {
         });
         emerging.truncate(ROW_CULPRITS);
         for i in emerging {
-            rows[i].culprit = self.culprit(&rows[i].id, ROW_CULPRIT_TRACES);
+            rows[i].culprit =
+                self.culprit(&rows[i].id, ROW_CULPRIT_TRACES, rows[i].last_seen_unix_ms);
         }
     }
 
@@ -171,24 +173,35 @@ impl ClusterAdapter {
     /// [`pattern_culprit`]), reused for
     /// [`ROW_CULPRIT_REFRESH`]: the pattern page refreshes with every change and the incident
     /// tracker reads every emerging pattern's detail each second.
-    fn culprit(&self, id: &str, limit: usize) -> Option<Culprit> {
+    ///
+    /// `last_seen_unix_ms` is the pattern's latest occurrence now: a verdict judged before
+    /// the pattern came back after a minute of silence (a new run, see
+    /// [`current_run_start`]) is not reused, however fresh — it was voted over the run before.
+    /// Seen on the unseen lab, one agent through all faults: the gateway's echo `metadata
+    /// answered <num>`, still emerging from a slow blob store's fault minutes before, kept its
+    /// verdict of that run ("starts in blobstore") refreshed every 5 s; a client leaking its
+    /// connections brought it back, and for up to 5 s it was an incident "in blobstore" of
+    /// its own beside the leaking client's, counting the slow fault's failures too.
+    fn culprit(&self, id: &str, limit: usize, last_seen_unix_ms: i64) -> Option<Culprit> {
         let key = (id.to_owned(), limit);
         {
             let cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, verdict)) = cache.get(&key) {
-                if at.elapsed() < ROW_CULPRIT_REFRESH {
+            if let Some((at, seen, verdict)) = cache.get(&key) {
+                let same_run = last_seen_unix_ms - seen < QUIET_GAP_SECONDS as i64 * 1000;
+                if at.elapsed() < ROW_CULPRIT_REFRESH && same_run {
                     return verdict.clone();
                 }
             }
         }
         let listeners = culprits::listeners(&self.traces, &self.counters);
-        let verdict = pattern_culprit(&self.engine, &self.traces, &listeners, id, limit);
+        let now = (self.clock)();
+        let verdict = pattern_culprit(&self.engine, &self.traces, &listeners, id, limit, now);
         let mut cache = self.culprits.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_CULPRITS {
-            cache.retain(|_, (at, _)| at.elapsed() < ROW_CULPRIT_REFRESH);
+            cache.retain(|_, (at, ..)| at.elapsed() < ROW_CULPRIT_REFRESH);
         }
-        if cache.len() < MAX_CACHED_CULPRITS {
-            cache.insert(key, (Instant::now(), verdict.clone()));
+        if cache.len() < MAX_CACHED_CULPRITS || cache.contains_key(&key) {
+            cache.insert(key, (Instant::now(), last_seen_unix_ms, verdict.clone()));
         }
         verdict
     }
@@ -300,7 +313,11 @@ impl ClusterView for ClusterAdapter {
                 .collect(),
             trace_ids,
             // The pattern's current id: an old id asks about the same pattern.
-            culprit: self.culprit(&detail.summary.id.to_string(), culprits::PATTERN_TRACES),
+            culprit: self.culprit(
+                &detail.summary.id.to_string(),
+                culprits::PATTERN_TRACES,
+                detail.summary.last_seen_unix_nanos.div_euclid(NANOS_PER_MS),
+            ),
             stack: detail.stack.as_ref().map(|(text, trace_id)| PatternStack {
                 text: text.clone(),
                 trace_id: trace_id.as_deref().map(str::to_ascii_lowercase),
@@ -439,6 +456,7 @@ pub(super) fn pattern_culprit(
     listeners: &faultline_diagnosis::culprit::Listeners,
     id: &str,
     limit: usize,
+    now_unix_nanos: i64,
 ) -> Option<Culprit> {
     let since = resolve_pattern(engine, id)
         .and_then(|c| engine.cluster_samples(c))
@@ -449,6 +467,7 @@ pub(super) fn pattern_culprit(
         &tag_ids(engine, id),
         limit,
         culprits::run_start_nanos(since),
+        Some(now_unix_nanos),
     )
 }
 
@@ -957,9 +976,88 @@ mod tests {
         );
         // Voted over every recent trace, the run before outvotes this one.
         let listeners = culprits::listeners(&stores.traces, &stores.counters);
-        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None)
+        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None, None)
             .expect("a culprit");
         assert_eq!((all.service.as_str(), all.traces_total), ("blobstore", 8));
+    }
+
+    /// The same echo, judged while it is already shown: still emerging from the slow blob
+    /// store's fault, it carries that run's verdict ("starts in blobstore"), reused for a few
+    /// seconds. When the echo comes back after a minute of silence, it is judged again, over
+    /// the new run: the verdict of the run before is not this one's, however fresh.
+    #[test]
+    fn a_fresh_verdict_of_the_run_before_is_not_reused_when_a_pattern_comes_back() {
+        let stores = stores();
+        let ms = 1_000_000;
+        let echo = "metadata answered 502";
+        let failed = |trace: u8, start: i64, culprit: &str, error: &str, id: &str| {
+            let mut call = span(
+                trace,
+                2,
+                Some(1),
+                "gateway",
+                "GET",
+                (start + 2 * ms, start + 90 * ms),
+                StatusCode::Error,
+            );
+            call.status_message = echo.into();
+            let mut below = span(
+                trace,
+                3,
+                Some(2),
+                culprit,
+                "GET /item/:id",
+                (start + 3 * ms, start + 80 * ms),
+                StatusCode::Error,
+            );
+            below.kind = SpanKind::Server;
+            below.status_message = error.into();
+            stores.traces.insert_spans(vec![call, below]);
+            stores
+                .traces
+                .tag_cluster(trace_id(trace), Some(span_id(2)), id);
+        };
+        let observe = |trace: u8, t: i64| {
+            let trace = trace_id(trace).to_string();
+            stores
+                .engine
+                .observe(&error_event(echo, "gateway", Some(&trace), t))
+                .cluster
+                .expect("clustered")
+                .to_string()
+        };
+        let before = NOW - 4 * MIN;
+        let mut id = String::new();
+        for n in 0..6u8 {
+            let t = before + i64::from(n) * 1_000 * ms;
+            id = observe(n + 1, t + 90 * ms);
+            failed(n + 1, t, "blobstore", "disk read stalled", &id);
+        }
+        let views = views_at(&stores, NOW);
+        // The pattern page's verdict (the list's rows are rebuilt at most every
+        // `ROWS_REFRESH`, and judged through the same cache).
+        let culprit = |views: &faultline_web::Views| {
+            let detail = views.clusters.detail(&id).expect("known");
+            detail.culprit.map(|c| c.service)
+        };
+        assert_eq!(culprit(&views).as_deref(), Some("blobstore"));
+
+        let now_run = NOW - 2_000 * ms;
+        for n in 7..=8u8 {
+            assert_eq!(
+                observe(n, now_run + 90 * ms),
+                id,
+                "one pattern across faults"
+            );
+            failed(
+                n,
+                now_run,
+                "metadata",
+                "open blob: too many open files",
+                &id,
+            );
+        }
+        assert_eq!(culprit(&views).as_deref(), Some("metadata"));
     }
 
     /// The unseen lab's close-wait fault: a span exporter's lines without a trace id share the

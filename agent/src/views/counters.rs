@@ -415,6 +415,9 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 by_state: state_counts(&view.other.states),
                 history: axis.series(&SeriesKey::OtherPortsTotal),
             },
+            census_age_ms: axis.series(&SeriesKey::Runtime {
+                metric: RuntimeMetric::SocketCensusAge,
+            }),
         });
         listeners = view
             .listeners
@@ -1128,6 +1131,29 @@ mod tests {
     }
 
     #[test]
+    fn the_diagnosis_reads_when_each_points_sockets_were_counted() {
+        // Counted at t0 and t0 + 1 s; the next two samples repeat the census of t0 + 1 s.
+        let stores = stores();
+        let t0 = NOW / NANOS_PER_MS - 3_000;
+        for i in 0..4 {
+            let t = t0 + i * 1_000;
+            let mut sample = netlink_sample(t, 3, 40, 0.0);
+            sample.sockets.repeats_unix_ms = (i > 1).then_some(t0 + 1_000);
+            stores.counters.record_sample(sample);
+        }
+        let mut c = views_at(&stores, NOW).counters.snapshot();
+        let (history, _) = crate::diagnosis::counter_history(&mut c);
+        let counted: Vec<i64> = (0..4)
+            .map(|i| {
+                let at = usize::try_from((t0 + i * 1_000 - history.start_unix_ms) / 1_000)
+                    .expect("on the axis");
+                history.counted_at(at) - t0
+            })
+            .collect();
+        assert_eq!(counted, vec![0, 1_000, 1_000, 1_000]);
+    }
+
+    #[test]
     fn a_failing_socket_source_shows_no_socket_figures_and_says_why() {
         let stores = stores();
         let t0 = NOW / NANOS_PER_MS;
@@ -1141,6 +1167,7 @@ mod tests {
             ))),
             netlink_problem: Some("netlink refused".into()),
             budget_note: None,
+            repeats_unix_ms: None,
         };
         stores.counters.record_sample(broken);
         let c = views_at(&stores, NOW).counters.snapshot();

@@ -91,6 +91,7 @@ impl DiagnosisView for DiagnosisAdapter {
             &listeners,
             &pattern.activity.id,
             crate::culprits::PATTERN_TRACES,
+            (self.clock)(),
         )
         .filter(|c| c.resolved);
         let facts = self.board.facts();

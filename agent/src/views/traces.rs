@@ -482,9 +482,15 @@ mod tests {
         );
 
         let listeners = culprits::listeners(&stores.traces, &stores.counters);
-        let pattern =
-            culprits::of_pattern(&stores.traces, &listeners, &[cluster.to_owned()], 10, None)
-                .expect("the pattern's culprit");
+        let pattern = culprits::of_pattern(
+            &stores.traces,
+            &listeners,
+            &[cluster.to_owned()],
+            10,
+            None,
+            None,
+        )
+        .expect("the pattern's culprit");
         assert_eq!(
             (pattern.service.as_str(), pattern.role),
             ("orders", CulpritRole::Callee)

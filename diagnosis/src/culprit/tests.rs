@@ -33,6 +33,7 @@ fn trace(spans: Vec<CallSpan>, logs: Vec<CallLog>) -> TraceFacts {
         trace_id: "t".into(),
         spans,
         logs,
+        young: false,
     }
 }
 
@@ -812,4 +813,73 @@ fn a_callee_that_logged_its_own_error_without_spans_is_the_origin_of_its_callers
     // Without the callee's own log, gateway's report is all there is.
     let verdict = trace_culprit(&trace(spans, Vec::new()), &listeners).expect("a verdict");
     assert_eq!(verdict.service, "gateway");
+}
+
+/// The unseen lab's close-wait fault (2026-12-06): gateway's SERVER span (`metadata:
+/// unexpected status 502`) and its failed call to metadata (`metadata answered 502`, by port)
+/// arrived before metadata's log of what failed (`socket: too many open files`; metadata,
+/// out of fds, sent no span). Judged then, the failure was gateway's own, and the pattern
+/// the gateway's span shared with metadata's log was for a moment an incident "in gateway".
+/// While the trace is young and metadata, which sends spans, has nothing in it, the verdict
+/// is unresolved; once metadata's log is in, or the grace has passed, it is placed.
+#[test]
+fn a_failed_call_whose_callee_sends_spans_is_unresolved_until_the_callee_reports() {
+    let mut listeners: Listeners = [(8081, "metadata".to_owned())].into_iter().collect();
+    listeners.note_span_sender("metadata");
+    let mut call = failing(
+        span("c", Some("root"), "gateway", "GET", CallKind::Client),
+        "metadata answered 502",
+    );
+    call.peer.port = Some(8081);
+    call.peer.address = Some("127.0.0.1".into());
+    call.patterns = vec!["echo".into()];
+    let mut root = failing(
+        span("root", None, "gateway", "GET /media/{id}", CallKind::Server),
+        "metadata: metadata: unexpected status 502 (17 bytes)",
+    );
+    root.patterns = vec!["fds".into()];
+    let mut young = trace(vec![root, call], Vec::new());
+    young.young = true;
+    for ids in [&["fds"][..], &["echo"][..]] {
+        let verdict = pattern_culprit_in_trace(&young, ids, &listeners).expect("failed");
+        assert!(!verdict.resolved, "{ids:?}: {verdict:#?}");
+        assert!(
+            verdict.reasoning.contains("have not arrived yet"),
+            "{}",
+            verdict.reasoning
+        );
+    }
+    assert!(!trace_culprit(&young, &listeners).expect("failed").resolved);
+
+    // Metadata's log arrives: the failure is metadata's own.
+    let mut reported = young.clone();
+    reported.logs.push(CallLog {
+        service: "metadata".into(),
+        span_id: Some("m-server".into()),
+        text: "Get \"http://127.0.0.1:8082/blob/7\": dial tcp 127.0.0.1:8082: socket: too many \
+               open files"
+            .into(),
+        pattern: Some("fds".into()),
+    });
+    for ids in [&["fds"][..], &["echo"][..]] {
+        let verdict = pattern_culprit_in_trace(&reported, ids, &listeners).expect("failed");
+        assert_eq!(
+            (verdict.service.as_str(), verdict.resolved),
+            ("metadata", true),
+            "{ids:?}: {verdict:#?}"
+        );
+    }
+
+    // The grace passed with nothing from metadata: the caller's report is what there is.
+    let mut old = young.clone();
+    old.young = false;
+    let verdict = pattern_culprit_in_trace(&old, &["echo"], &listeners).expect("failed");
+    assert_eq!(
+        (verdict.service.as_str(), verdict.resolved),
+        ("gateway", true)
+    );
+    // A callee that never sends spans (a database) is not waited for.
+    let quiet: Listeners = [(8081, "metadata".to_owned())].into_iter().collect();
+    let verdict = pattern_culprit_in_trace(&young, &["echo"], &quiet).expect("failed");
+    assert!(verdict.resolved, "{verdict:#?}");
 }

@@ -207,6 +207,30 @@ impl<'a> Trace<'a> {
         ))
     }
 
+    /// The callee of the failed call behind `report` when the trace is young and that callee
+    /// sends spans but has neither a span nor a log in it: its own report of what failed may
+    /// still arrive (see [`TraceFacts::young`]). Seen on the unseen lab: gateway's span
+    /// `metadata: unexpected status 502` arrived before metadata's log of running out of
+    /// fds, its failing call to metadata said only `metadata answered 502`, and the trace was
+    /// blamed on gateway — for a moment an incident "in gateway" beside metadata's.
+    fn awaited(&self, report: Report<'a>, fault: Fault) -> Option<String> {
+        if !self.facts.young {
+            return None;
+        }
+        // Only a report made on the call itself: a service's own error (a panic on its
+        // SERVER span) is its own, whatever else it called.
+        let on = match report {
+            Report::Span(i) => Some(i),
+            Report::Log(log) => self.span_of(log.span_id.as_deref()),
+        };
+        let client = on.filter(|&i| self.span(i).kind == CallKind::Client)?;
+        let (callee, server, _) = self.callee(Report::Span(client), fault, &mut Vec::new())?;
+        let silent = server.is_none()
+            && !self.facts.spans.iter().any(|s| s.service == callee)
+            && !self.facts.logs.iter().any(|l| l.service == callee);
+        (silent && self.listeners.sends_spans(&callee)).then_some(callee)
+    }
+
     /// The callee's own report of an error in this trace, if it made one: its deepest failing
     /// span (under `server` when known), else its first error log.
     fn own_report(&self, callee: &str, server: Option<usize>) -> Option<Report<'a>> {
@@ -286,6 +310,21 @@ impl<'a> Trace<'a> {
             return verdict;
         }
         if !fault.blames_callee() {
+            if let Some(callee) = self.awaited(report, fault) {
+                evidence.push(format!(
+                    "{callee} sends spans, and none of it is in this trace yet"
+                ));
+                let mut verdict = own(
+                    CulpritRole::SelfReported,
+                    format!(
+                        "{service} reported a failed call to {callee}, whose own spans and logs \
+                         of this trace have not arrived yet: where the failure lives is judged \
+                         when they do"
+                    ),
+                );
+                verdict.resolved = false;
+                return verdict;
+            }
             return own(
                 CulpritRole::SelfReported,
                 format!("{service} reported the error itself ({where_seen})"),

@@ -29,6 +29,9 @@ pub struct CensusReading {
     /// Set when the census is taken less often than every sample to stay within the CPU
     /// budget (this reading may then repeat the last census): how often, and why.
     pub budget_note: Option<String>,
+    /// When this reading repeats an earlier census: that census's sample time (Unix ms).
+    /// `None` when the sockets were counted for this reading.
+    pub repeats_unix_ms: Option<i64>,
 }
 
 impl CensusReading {
@@ -39,6 +42,7 @@ impl CensusReading {
             census,
             netlink_problem: None,
             budget_note: None,
+            repeats_unix_ms: None,
         }
     }
 }
@@ -100,6 +104,7 @@ impl SocketReader {
                             census: Err(e),
                             netlink_problem: Some(e_string(&self.netlink_problem)),
                             budget_note: None,
+                            repeats_unix_ms: None,
                         };
                     }
                 }
@@ -115,6 +120,7 @@ impl SocketReader {
             census,
             netlink_problem,
             budget_note: None,
+            repeats_unix_ms: None,
         }
     }
 

@@ -110,14 +110,15 @@ struct QuietCensus {
     last: Option<LastCensus>,
 }
 
-/// The last census with its netlink problem and budget note, when it was taken, and the
-/// counters read just before it.
+/// The last census with its netlink problem and budget note, when it was taken (and for
+/// the sample of which Unix ms), and the counters read just before it.
 #[derive(Debug)]
 struct LastCensus {
     census: SocketCensus,
     netlink_problem: Option<String>,
     budget_note: Option<String>,
     at: Instant,
+    time_unix_ms: i64,
     activity: SocketActivity,
 }
 
@@ -134,17 +135,26 @@ impl QuietCensus {
             census: Ok(last.census.clone()),
             netlink_problem: last.netlink_problem.clone(),
             budget_note: last.budget_note.clone(),
+            repeats_unix_ms: Some(last.time_unix_ms),
         })
     }
 
-    /// Keeps the census of `reading`, taken at `at` after the counters read `activity`.
-    fn book(&mut self, at: Instant, activity: Option<SocketActivity>, reading: &CensusReading) {
+    /// Keeps the census of `reading`, taken at `at` for the sample of `time_unix_ms` after the
+    /// counters read `activity`.
+    fn book(
+        &mut self,
+        at: Instant,
+        time_unix_ms: i64,
+        activity: Option<SocketActivity>,
+        reading: &CensusReading,
+    ) {
         self.last = match (activity, &reading.census) {
             (Some(activity), Ok(census)) => Some(LastCensus {
                 census: census.clone(),
                 netlink_problem: reading.netlink_problem.clone(),
                 budget_note: reading.budget_note.clone(),
                 at,
+                time_unix_ms,
                 activity,
             }),
             _ => None,
@@ -161,9 +171,9 @@ struct CensusBudget {
     /// Share of one core (0: no limit).
     share: f64,
     interval: Duration,
-    /// While the budget stretches the census interval: the last census, its netlink problem
-    /// and the status note.
-    held: Option<(SocketCensus, Option<String>, String)>,
+    /// While the budget stretches the census interval: the last census, its netlink problem,
+    /// the status note and the sample time it was taken for (Unix ms).
+    held: Option<(SocketCensus, Option<String>, String, i64)>,
     next_at: Option<Instant>,
 }
 
@@ -173,17 +183,24 @@ impl CensusBudget {
         if self.next_at.is_none_or(|at| now >= at) {
             return None;
         }
-        let (census, problem, note) = self.held.as_ref()?;
+        let (census, problem, note, counted) = self.held.as_ref()?;
         Some(CensusReading {
             census: Ok(census.clone()),
             netlink_problem: problem.clone(),
             budget_note: Some(note.clone()),
+            repeats_unix_ms: Some(*counted),
         })
     }
 
-    /// Books a census that began at `began` and cost `cpu`, and notes in `reading` when the
-    /// budget stretches the census interval.
-    fn book(&mut self, began: Instant, cpu: Duration, reading: &mut CensusReading) {
+    /// Books a census that began at `began` (for the sample of `time_unix_ms`) and cost
+    /// `cpu`, and notes in `reading` when the budget stretches the census interval.
+    fn book(
+        &mut self,
+        began: Instant,
+        time_unix_ms: i64,
+        cpu: Duration,
+        reading: &mut CensusReading,
+    ) {
         self.held = None;
         self.next_at = None;
         if self.share <= 0.0 {
@@ -203,7 +220,12 @@ impl CensusBudget {
             self.share * 100.0
         );
         reading.budget_note = Some(note.clone());
-        self.held = Some((census.clone(), reading.netlink_problem.clone(), note));
+        self.held = Some((
+            census.clone(),
+            reading.netlink_problem.clone(),
+            note,
+            time_unix_ms,
+        ));
         self.next_at = Some(began + period - self.interval / 2);
     }
 }
@@ -275,8 +297,8 @@ impl NodeSampler {
                 let cpu = thread_cpu();
                 let mut reading = self.reader.census();
                 let cost = thread_cpu().saturating_sub(cpu);
-                self.budget.book(now, cost, &mut reading);
-                self.quiet.book(now, activity, &reading);
+                self.budget.book(now, time_unix_ms, cost, &mut reading);
+                self.quiet.book(now, time_unix_ms, activity, &reading);
                 reading
             }
         };
@@ -442,12 +464,14 @@ mod tests {
         let t0 = Instant::now();
         let mut r = reading();
         // 50 ms at 1 %: one census per 5 s.
-        b.book(t0, Duration::from_millis(50), &mut r);
+        b.book(t0, 7_000, Duration::from_millis(50), &mut r);
         let note = r.budget_note.clone().unwrap_or_default();
         assert!(note.starts_with("counted every 5.0 s"), "{note}");
         let held = b.repeat(t0 + Duration::from_secs(1)).expect("held");
         assert_eq!(held.census.ok(), r.census.ok());
         assert_eq!(held.budget_note.as_deref(), Some(note.as_str()));
+        assert_eq!(held.repeats_unix_ms, Some(7_000), "the census repeated");
+        assert_eq!(r.repeats_unix_ms, None, "counted for its own sample");
         assert!(
             b.repeat(t0 + Duration::from_millis(4_500)).is_none(),
             "due again"
@@ -460,16 +484,16 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         let mut b = budget(2.0);
         let mut r = reading();
-        b.book(t0, Duration::from_millis(8), &mut r);
+        b.book(t0, 7_000, Duration::from_millis(8), &mut r);
         assert!(r.budget_note.is_none() && b.repeat(later).is_none());
         let mut failed = CensusReading::of(Err(
             crate::counters::error::CounterError::NetlinkMalformed("x".into()),
         ));
-        b.book(t0, Duration::from_millis(500), &mut failed);
+        b.book(t0, 7_000, Duration::from_millis(500), &mut failed);
         assert!(b.repeat(later).is_none());
         let mut unlimited = budget(0.0);
         let mut r = reading();
-        unlimited.book(t0, Duration::from_secs(1), &mut r);
+        unlimited.book(t0, 7_000, Duration::from_secs(1), &mut r);
         assert!(r.budget_note.is_none() && unlimited.repeat(later).is_none());
     }
 
@@ -522,6 +546,11 @@ mod tests {
         let quiet = sampler.sample_at(t0 + second, 1_000, None);
         assert_eq!(established(&quiet), 3);
         assert!(quiet.sockets.budget_note.is_none());
+        assert_eq!(
+            quiet.sockets.repeats_unix_ms,
+            Some(0),
+            "the census of t0 repeated"
+        );
         // The connections' opens reach the counters: counted at once.
         fake_proc(root.path(), 5, 5, 12);
         assert_eq!(
@@ -558,6 +587,7 @@ mod tests {
         let second = sampler.sample(1_000, None);
         assert!(first.sockets.census.is_ok());
         assert!(second.sockets.budget_note.is_some());
+        assert_eq!(second.sockets.repeats_unix_ms, Some(0));
         assert_eq!(second.sockets.census.ok(), first.sockets.census.ok());
     }
 }

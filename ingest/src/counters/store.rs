@@ -682,6 +682,18 @@ impl CounterStore {
                 }
                 let view = self.sockets_view(&mut inner, &census, &mut series);
                 inner.sockets = Some(view);
+                // When the socket counts were really taken: a change between two censuses
+                // is measured over the time between them, not between samples.
+                let age = sample
+                    .sockets
+                    .repeats_unix_ms
+                    .map_or(0, |counted| now.saturating_sub(counted).max(0));
+                series.push((
+                    SeriesKey::Runtime {
+                        metric: RuntimeMetric::SocketCensusAge,
+                    },
+                    age as f64,
+                ));
             }
             Err(e) => {
                 let name = match sample.sockets.netlink_problem {
@@ -1457,6 +1469,28 @@ mod tests {
         let snap = store.snapshot(&SnapshotOptions::current_only());
         assert!(snap.tasks[0].target.len() <= MAX_NAME_BYTES);
         assert!(snap.tasks[0].target.starts_with('é'));
+    }
+
+    #[test]
+    fn each_sample_says_how_old_its_socket_counts_are() {
+        // Counted at 1 s and 2 s; the samples at 3 s and 4 s repeat the census of 2 s (the
+        // CPU budget stretched the census interval).
+        let store = CounterStore::new(&CountersConfig::default());
+        let entries = [entry(SocketState::TimeWait, 40000, 8080)];
+        for t in [1_000, 2_000, 3_000, 4_000] {
+            let mut s = sample(t, &entries, &[]);
+            s.sockets.repeats_unix_ms = (t > 2_000).then_some(2_000);
+            store.record_sample(s);
+        }
+        let snap = store.snapshot(&SnapshotOptions::default());
+        let history = snap.history.as_ref().expect("history");
+        let age = SeriesKey::Runtime {
+            metric: RuntimeMetric::SocketCensusAge,
+        };
+        assert_eq!(
+            history.seconds.series[&age],
+            vec![Some(0.0), Some(0.0), Some(1_000.0), Some(2_000.0)]
+        );
     }
 
     #[test]

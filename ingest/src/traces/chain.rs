@@ -473,6 +473,7 @@ pub fn trace_facts(chain: &CallChain) -> TraceFacts {
         trace_id: chain.trace_id.to_string(),
         spans: Vec::with_capacity(chain.span_count),
         logs: Vec::new(),
+        young: false,
     };
     let mut placed: Vec<&LogRecord> = Vec::new();
     let mut stack: Vec<(&ChainNode, Option<String>)> =

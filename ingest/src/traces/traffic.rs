@@ -103,6 +103,18 @@ impl ServiceTraffic {
         }
     }
 
+    /// The services whose requests are counted from their SERVER spans: those that send
+    /// spans.
+    pub fn span_senders(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .0
+            .iter()
+            .filter(|(_, s)| s.from_spans)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Requests refused because [`MAX_SERVICES`] services were already counted.
     pub fn refused(&self) -> u64 {
         self.inner.lock().1
