@@ -362,6 +362,25 @@ def slope_per_10min(points):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den * 600
 
 
+def fmt(value):
+    """A /metrics reading as an integer, `?` when the agent did not answer."""
+    return "?" if value is None else f"{value:.0f}"
+
+
+def by_minute(samples):
+    """Per minute of the run: RSS min and max of its samples, and the counter store's series
+    and points at its last sample, so that a slope driven by new series shows at once."""
+    minutes = {}
+    for s in samples:
+        minutes.setdefault(int(s["t"] // 60), []).append(s)
+    out = []
+    for minute, rows in sorted(minutes.items()):
+        rss = [r["agent_rss"] for r in rows]
+        out.append((minute, min(rss), max(rss), rows[-1]["counter_series"],
+                    rows[-1]["counter_points"]))
+    return out
+
+
 def metric(base, name):
     try:
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
@@ -480,6 +499,8 @@ def run(args):
                 print(
                     f"{row['t'] / 60:6.1f} min  agent {row['agent_cpu']:5.2f}% "
                     f"{row['agent_rss']:6.1f} MiB {row['agent_fds']} fds  "
+                    f"counter series {fmt(row['counter_series'])} "
+                    f"points {fmt(row['counter_points'])}  "
                     f"tail -F {row['tail_cpu']:5.2f}%  generator {row['generator_cpu']:5.1f}%",
                     file=sys.stderr, flush=True)
         records1 = (time.monotonic(), metric(base, "log_records_total"))
@@ -509,6 +530,8 @@ def run(args):
     if records0 and records1[1] is not None and records0[1] is not None:
         lines_per_s = (records1[1] - records0[1]) / (records1[0] - records0[0])
     rss_points = [(s["t"], s["agent_rss"]) for s in steady]
+    # The slope once the 15-minute per-sample ring is full, when a flat load should be flat.
+    late = [(s["t"], s["agent_rss"]) for s in steady if s["t"] >= 15 * 60]
     report = {
         "tasks": args.tasks,
         "churn_per_s": args.churn,
@@ -531,6 +554,7 @@ def run(args):
         "agent_rss_mib_first": steady[0]["agent_rss"],
         "agent_rss_mib_last": steady[-1]["agent_rss"],
         "agent_rss_slope_mib_per_10min": slope_per_10min(rss_points),
+        "agent_rss_slope_from_15min_mib_per_10min": slope_per_10min(late),
         "tail_f_rss_mib_median": med("tail_rss"),
         "agent_fds_max": top("agent_fds"),
         "agent_fds_median": med("agent_fds"),
@@ -562,6 +586,12 @@ def run(args):
           f"{report['agent_rss_slope_mib_per_10min']:+.2f} MiB / 10 min; "
           f"fds median {report['agent_fds_median']} max {report['agent_fds_max']} "
           f"end {report['agent_fds_end']}")
+    print(f"slope from minute 15 (the per-sample ring full): "
+          f"{report['agent_rss_slope_from_15min_mib_per_10min']:+.2f} MiB / 10 min")
+    print("| minute | agent RSS MiB (min-max) | counter series | counter points |")
+    print("|---:|---|---:|---:|")
+    for minute, low, high, series, points in by_minute(samples):
+        print(f"| {minute} | {low:.1f}-{high:.1f} | {fmt(series)} | {fmt(points)} |")
     print(f"counter store after warm-up: {steady[0]['counter_series']} -> "
           f"{steady[-1]['counter_series']} series, {steady[0]['counter_points']} -> "
           f"{steady[-1]['counter_points']} points")

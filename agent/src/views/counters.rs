@@ -212,9 +212,10 @@ impl KeptCounters {
 }
 
 /// `kept` (the store's per-sample history as last read) followed by `new` (the points
-/// recorded since, of every series the store holds), cut to the `sample_points` the store
-/// keeps; `None` when they do not fit together (a series left, the points do not line up),
-/// and the history must be read again.
+/// recorded since, of every series that has one), cut to the `sample_points` the store keeps;
+/// `None` when they do not fit together (the points do not line up), and the history must be
+/// read again. As the store's view, it lists only the series with a point in the window: a
+/// kept series with no new point gets gaps, and leaves once its last point left the window.
 fn follow(
     mut kept: HistoryView,
     new: &mut HistoryView,
@@ -222,16 +223,27 @@ fn follow(
 ) -> Option<HistoryView> {
     let (old, added) = (kept.times_unix_ms.len(), new.times_unix_ms.len());
     let drop = (old + added).checked_sub(sample_points)?;
-    if kept.series.keys().any(|k| !new.series.contains_key(k))
-        || new.series.values().any(|p| p.len() != added)
-        || kept.series.values().any(|p| p.len() != old)
+    if new.series.values().any(|p| p.len() != added) || kept.series.values().any(|p| p.len() != old)
     {
         return None;
     }
-    for (key, points) in std::mem::take(&mut new.series) {
-        // A series new since: gaps where it was not recorded, as the store has.
-        let mine = kept.series.entry(key).or_insert_with(|| vec![None; old]);
-        slide(mine, points, drop);
+    let mut new_series = std::mem::take(&mut new.series);
+    kept.series
+        .retain(|key, mine| match new_series.remove(key) {
+            Some(points) => {
+                slide(mine, points, drop);
+                true
+            }
+            None => {
+                slide(mine, std::iter::repeat_n(None, added), drop);
+                mine.iter().any(Option::is_some)
+            }
+        });
+    for (key, points) in new_series {
+        // A series new to the window: gaps where it was not recorded, as the store has.
+        let mut mine = vec![None; old];
+        slide(&mut mine, points, drop);
+        kept.series.insert(key, mine);
     }
     slide(
         &mut kept.times_unix_ms,
@@ -245,7 +257,7 @@ fn follow(
 /// a full ring's new points take the room the old ones leave: a Vec extended past its
 /// capacity doubles it, and every series of a full 15-minute history read in full (exactly
 /// its 900 points) would hold room for 1,800 from the next pass on.
-fn slide<T>(kept: &mut Vec<T>, points: Vec<T>, drop: usize) {
+fn slide<T>(kept: &mut Vec<T>, points: impl IntoIterator<Item = T>, drop: usize) {
     let cut = drop.min(kept.len());
     kept.drain(..cut);
     kept.extend(points.into_iter().skip(drop - cut));
@@ -706,6 +718,57 @@ mod tests {
                 points.capacity()
             );
         }
+    }
+
+    #[test]
+    fn a_kept_history_holds_no_series_without_a_point_in_its_window() {
+        // TIME-WAIT towards 9000–9005 moves to the next port every 7 samples: a port's group
+        // is gone for 35 samples of every 42, while the store keeps its series (up to a day
+        // after it was last seen). A 20-point window holds points of at most 4 of them.
+        let config = CountersConfig {
+            history_seconds: 20,
+            ..CountersConfig::default()
+        };
+        let store = CounterStore::new(&config);
+        let mut kept = KeptCounters::default();
+        for i in 0..150i64 {
+            let t = 1_700_000_000_000 + i * 1000;
+            store.record_sample(churning_sample(t, i));
+            let want = whole_store_per_second(&store);
+            assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
+            let seconds = kept.seconds.as_ref().expect("a kept history");
+            for (key, points) in &seconds.series {
+                assert!(
+                    points.iter().any(Option::is_some),
+                    "at sample {i}, {key:?} is kept with no point in the window"
+                );
+            }
+        }
+        let reads = kept.reads();
+        assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
+        let stored = store
+            .snapshot(&SnapshotOptions::current_only())
+            .bounds
+            .series;
+        let seconds = kept.seconds.as_ref().expect("a kept history");
+        let departed = |port| SeriesKey::PortState {
+            port,
+            side: PortSide::Remote,
+            state: S::TimeWait,
+        };
+        // The window is samples 130–149: towards 9000 until 132, 9001, 9002, then 9003 since
+        // 147. 9004 and 9005 (total and TIME-WAIT) had no point in it.
+        for port in [9000, 9001, 9002, 9003] {
+            assert!(seconds.series.contains_key(&departed(port)), "{port}");
+        }
+        for port in [9004, 9005] {
+            assert!(!seconds.series.contains_key(&departed(port)), "{port}");
+        }
+        assert!(
+            stored >= seconds.series.len() + 4,
+            "the store keeps {stored} series, the window has points of {}",
+            seconds.series.len()
+        );
     }
 
     #[test]

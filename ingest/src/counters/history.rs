@@ -104,6 +104,14 @@ impl Points {
             .unwrap_or(f32::NAN)
     }
 
+    /// Whether a known point is stored at one of the axis positions `from..to`.
+    fn has_point_in(&self, from: u64, to: u64) -> bool {
+        let (start, end) = (self.start().max(from), self.end.min(to));
+        // The first and last stored values are known points: only a gap inside the stored
+        // ones can cover the whole range.
+        start < end && self.range(start, end).any(f32::is_finite)
+    }
+
     /// The points at axis positions `from..to`, gaps as `NaN`.
     fn range(&self, from: u64, to: u64) -> impl Iterator<Item = f32> + '_ {
         (from..to).map(|at| self.get(at))
@@ -204,7 +212,10 @@ pub struct HistoryView {
     pub resolution_seconds: u64,
     /// Unix time of each point, in milliseconds (for minutes: the start of the minute).
     pub times_unix_ms: Vec<i64>,
-    /// Values by series, aligned with `times_unix_ms`; `null` where not sampled. Serialised
+    /// Values by series, aligned with `times_unix_ms`; `null` where not sampled. A series
+    /// with no point at any of these times is left out: the store keeps a series up to a day
+    /// after it was last seen, and a reader that keeps the view (the diagnosis) would hold
+    /// every such series as a window of `null`s (7 KB each over 15 minutes). Serialised
     /// as a list of `{"key": <SeriesKey>, "points": [...]}` (a JSON map needs string keys).
     #[serde(serialize_with = "keyed_list")]
     pub series: BTreeMap<SeriesKey, Vec<Option<f32>>>,
@@ -458,9 +469,10 @@ impl History {
     }
 
     /// The sample points after sample number `after` (see [`History::tick`]), at most
-    /// `max_points`, of the series `keep` accepts: every series is listed, with as many
-    /// points as the view's times (none when nothing is newer). What a reader that keeps the
-    /// points it read copies under the store's lock.
+    /// `max_points`, of the series `keep` accepts that have a point among them, each with as
+    /// many points as the view's times (no series when nothing is newer). What a reader that
+    /// keeps the points it read copies under the store's lock: a kept series missing here had
+    /// no point since.
     pub fn seconds_after(
         &self,
         keep: impl Fn(&SeriesKey) -> bool,
@@ -501,13 +513,16 @@ impl History {
             .series
             .iter()
             .filter(|(key, _)| keep(key))
-            .map(|(key, s)| {
+            .filter_map(|(key, s)| {
                 let points = if seconds { &s.seconds } else { &s.minutes };
-                let values = points
+                if !points.has_point_in(from, to) {
+                    return None;
+                }
+                let values: Vec<Option<f32>> = points
                     .range(from, to)
                     .map(|v| v.is_finite().then_some(v))
                     .collect();
-                (key.clone(), values)
+                Some((key.clone(), values))
             })
             .collect();
         HistoryView {
@@ -903,6 +918,7 @@ fn push_capped<T>(ring: &mut VecDeque<T>, value: T, cap: usize) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     /// A level series named `name`.
     fn key(name: &str) -> SeriesKey {
@@ -964,7 +980,11 @@ mod tests {
         assert_eq!(new.series[&key("a")], vec![Some(3.0), Some(4.0)]);
         assert_eq!(new.series[&key("b")], vec![Some(6.0), None]);
         let none = h.seconds_after(|_| true, h.tick(), usize::MAX, 1);
-        assert!(none.times_unix_ms.is_empty() && none.series[&key("a")].is_empty());
+        assert!(none.times_unix_ms.is_empty() && none.series.is_empty());
+        // b had no point since: not listed.
+        let since = h.seconds_after(|_| true, 3, usize::MAX, 1);
+        assert_eq!(since.times_unix_ms, vec![3000]);
+        assert_eq!(since.series.keys().collect::<Vec<_>>(), vec![&key("a")]);
         // Behind by more than the ring: the whole ring.
         assert_eq!(
             h.seconds_after(|_| true, 0, usize::MAX, 1)
@@ -1037,8 +1057,10 @@ mod tests {
             m.series[&key("brief")],
             vec![None, Some(2.0), None, None, None, None]
         );
+        // The per-sample view leaves it out rather than lay 100 gaps.
         let s = h.seconds(|k| k == &key("brief"), 100, 1);
-        assert_eq!(s.series[&key("brief")], vec![None; 100]);
+        assert!(s.series.is_empty(), "{:?}", s.series);
+        assert_eq!(s.times_unix_ms.len(), 100);
         // The steady series holds full rings, and no more room than its caps.
         let steady = &h.series[&key("steady")];
         assert_eq!((steady.seconds.stored(), steady.minutes.stored()), (100, 6));
@@ -1143,6 +1165,9 @@ mod tests {
                 let want: Vec<_> = window.iter().map(|w| w.1.get(key).map(|v| *v as f32)).collect();
                 prop_assert_eq!(points, &want, "{:?}", key);
             }
+            // Listed: exactly the series with a point in the window.
+            let with_points: BTreeSet<&SeriesKey> = window.iter().flat_map(|w| w.1.keys()).collect();
+            prop_assert_eq!(s.series.keys().collect::<BTreeSet<_>>(), with_points);
             // Closed minutes: every minute with a sample but the last sample's.
             let mut minutes: Vec<(i64, Vec<&BTreeMap<SeriesKey, f64>>)> = Vec::new();
             for (t, values) in &samples {
