@@ -18,16 +18,16 @@ use serde_json::Value;
 
 use crate::support::{Agent, Loop};
 
-/// Starts an agent sampling every 500 ms with every port group shown individually and
-/// `service` as a `[[counters.processes]]` target found by its listening port.
+/// Starts an agent sampling every 500 ms with the product's port selection (the busiest 16
+/// port groups and the services' ports: beside 30,000 sockets of other programs, charting
+/// every port made `/api/v1/counters` time out) and `service` as a `[[counters.processes]]`
+/// target found by its listening port.
 fn start_agent(service: (&str, u16)) -> (Agent, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("faultline.toml");
     let text = format!(
         "[counters]\n\
          interval_ms = 500\n\
-         top_ports = 4096\n\
-         max_series = 16384\n\
          history_seconds = 180\n\
          history_minutes = 5\n\
          [diagnosis]\n\
@@ -72,6 +72,13 @@ fn a_services_own_port_leads_what_moved_and_another_programs_bigger_churn_is_nod
             let (server, _) = listener.accept().expect("accept");
             live.push((client, server));
         }
+    }
+    // The other program's port is a busy one (30 more connections, above a busy node's usual
+    // port group), so the product's port selection charts it before its churn begins.
+    for _ in 0..30 {
+        let client = TcpStream::connect(("127.0.0.1", noise_port)).expect("connect");
+        let (server, _) = noise.accept().expect("accept");
+        live.push((client, server));
     }
     let (agent, _config) = start_agent(("orders", service_port));
     // 40 points at 500 ms: the 30-point baseline of "what moved", then some.

@@ -559,6 +559,58 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
 }
 
 #[test]
+fn failed_lookups_lead_with_the_callee_they_no_longer_reach() {
+    // The Go lab's dns fault: the gateway's lookups of its callee fail; the gateway's error
+    // rate rises (the patterns' own errors again) and the callee's request rate falls. The
+    // fall is what the dns-failure hint reads beside the error text: it leads.
+    let lookup = blamed(
+        pattern(
+            "p-dns",
+            "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
+            &["gateway"],
+            T0,
+            &["t1"],
+        ),
+        "gateway",
+        CulpritRole::Caller,
+    );
+    let errors = anomaly(
+        SeriesKey::ServiceTraffic {
+            service: "gateway".into(),
+            metric: TrafficMetric::Errors,
+        },
+        T0 + 1_000,
+    );
+    let callee = SeriesKey::ServiceTraffic {
+        service: "orders".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let mut requests = anomaly(callee.clone(), T0 + 1_000);
+    requests.direction = Direction::Fall;
+    let mut tracker = IncidentTracker::new();
+    for now in [T0 + 5_000, T0 + 6_000] {
+        let incidents = run(
+            &mut tracker,
+            now,
+            std::slice::from_ref(&lookup),
+            vec![errors.clone(), requests.clone()],
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = &incidents[0];
+        assert_eq!(inc.hints[0].rule_id, "dns-failure");
+        assert_eq!(inc.counters[0].anomaly.key, callee, "{:#?}", inc.counters);
+        assert!(
+            inc.hints[0]
+                .evidence
+                .iter()
+                .any(|e| e.contains("orders request rate")),
+            "{:#?}",
+            inc.hints[0].evidence
+        );
+    }
+}
+
+#[test]
 fn a_time_wait_storm_is_blamed_on_the_single_caller() {
     let tw = SeriesKey::PortState {
         port: 8082,
