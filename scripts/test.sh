@@ -21,6 +21,8 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 # A C compiler for the full-disk test's preloaded ENOSPC library (tests/e2e/fault/enospc.c),
 # and setpriv to run the agent as `nobody` where a test needs permissions to bite under root.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# make (and cc) build jemalloc, the agent binary's allocator (tikv-jemalloc-sys).
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

@@ -1,12 +1,15 @@
 //! Freed heap memory handed back to the kernel.
 //!
-//! glibc's malloc keeps the pages of freed chunks inside its heaps: it returns memory to the
-//! kernel only from the top of the main heap (and from the end of its other arenas), so the
-//! pages freed in the middle, after a burst of short-lived allocations, stay in the agent's
-//! RSS for good. At 1,000 lines/s + 1,000 spans/s the live heap stays near two thirds of RSS.
-//! [`release_freed`] asks glibc to give back every whole free page of every arena
-//! (`malloc_trim(0)`, which uses `MADV_DONTNEED` on them); the agent calls it on its
-//! maintenance tick every [`RELEASE_EVERY`]. Other allocators and libcs: nothing to do.
+//! The agent binary's Rust heap is jemalloc (`main.rs`), which hands freed pages back on its
+//! own (after 2 s, its `dirty_decay_ms`). glibc's malloc still serves the C libraries, and the
+//! whole heap of the library's other users (tests, fuzz targets); it keeps the pages of freed
+//! chunks inside its heaps: it returns memory to the kernel only from the top of the main heap
+//! (and from the end of its other arenas), so the pages freed in the middle, after a burst of
+//! short-lived allocations, stay in RSS for good (with glibc as the agent's heap, the live heap
+//! stayed near two thirds of RSS at 1,000 lines/s + 1,000 spans/s). [`release_freed`] asks
+//! glibc to give back every whole free page of every arena (`malloc_trim(0)`, which uses
+//! `MADV_DONTNEED` on them); the agent calls it on its maintenance tick every
+//! [`RELEASE_EVERY`]. Other libcs: nothing to do.
 
 use std::time::Duration;
 
