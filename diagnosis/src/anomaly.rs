@@ -1356,9 +1356,14 @@ impl CounterAnomaly {
             .and_then(|s| s.points.iter().rposition(Option::is_some))
             .map_or(self.changed_at_unix_ms, |i| history.time(i));
         self.tell(last_at);
+        // The share of its limit is told again from the fields; only what else was said
+        // beside the change is kept. Seen on the unseen lab: "…; 0 % of its limit 20,000;
+        // 0 % of its limit 20,000".
         if let Some((_, context)) = told.split_once("; ") {
-            self.evidence.push_str("; ");
-            self.evidence.push_str(context);
+            for part in context.split("; ").filter(|p| !p.contains(OF_ITS_LIMIT)) {
+                self.evidence.push_str("; ");
+                self.evidence.push_str(part);
+            }
         }
     }
 
@@ -1377,6 +1382,9 @@ impl CounterAnomaly {
         );
     }
 }
+
+/// How the evidence says a series' share of its limit ("40 % of its limit 1,024").
+const OF_ITS_LIMIT: &str = "% of its limit";
 
 /// The sentence of evidence.
 #[allow(clippy::too_many_arguments)]
@@ -1410,7 +1418,7 @@ fn evidence(
     );
     if let Some(limit) = limit.filter(|l| *l > 0.0) {
         text.push_str(&format!(
-            "; {} % of its limit {}",
+            "; {} {OF_ITS_LIMIT} {}",
             (100.0 * reached / limit).round(),
             number(limit)
         ));
@@ -1604,6 +1612,17 @@ mod tests {
             fd.evidence.ends_with("100 % of its limit 1,024"),
             "{}",
             fd.evidence
+        );
+        // Told again up to now (a kept incident's counter), its share of the limit is said
+        // once, however often it is retold.
+        let mut again = fd.clone();
+        again.retell(&h, &fd.evidence);
+        again.retell(&h, &again.evidence.clone());
+        assert_eq!(
+            again.evidence.matches("of its limit").count(),
+            1,
+            "{}",
+            again.evidence
         );
     }
 
