@@ -878,6 +878,69 @@ mod tests {
         );
     }
 
+    /// One failed request of the unseen lab's echo, tagged with the pattern `id`: the
+    /// gateway's call reports `echo`, the service below (`culprit`) failed with an error of
+    /// its own; with `root`, the gateway's server span too.
+    fn echo_failed(
+        stores: &Stores,
+        echo: &str,
+        trace: u8,
+        start: i64,
+        (culprit, error): (&str, &str),
+        id: &str,
+        root: bool,
+    ) {
+        let ms = 1_000_000;
+        let mut call = span(
+            trace,
+            2,
+            Some(1),
+            "gateway",
+            "GET",
+            (start + 2 * ms, start + 90 * ms),
+            StatusCode::Error,
+        );
+        call.status_message = echo.into();
+        let mut below = span(
+            trace,
+            3,
+            Some(2),
+            culprit,
+            "GET /item/:id",
+            (start + 3 * ms, start + 80 * ms),
+            StatusCode::Error,
+        );
+        below.kind = SpanKind::Server;
+        below.status_message = error.into();
+        let mut spans = vec![call, below];
+        if root {
+            spans.push(span(
+                trace,
+                1,
+                None,
+                "gateway",
+                "GET /api/item/:id",
+                (start, start + 100 * ms),
+                StatusCode::Unset,
+            ));
+        }
+        stores.traces.insert_spans(spans);
+        stores
+            .traces
+            .tag_cluster(trace_id(trace), Some(span_id(2)), id);
+    }
+
+    /// The gateway's `echo` in `trace` at `t`, clustered: its pattern's id.
+    fn echo_observed(stores: &Stores, echo: &str, trace: u8, t: i64) -> String {
+        let trace = trace_id(trace).to_string();
+        stores
+            .engine
+            .observe(&error_event(echo, "gateway", Some(&trace), t))
+            .cluster
+            .expect("clustered")
+            .to_string()
+    }
+
     /// The unseen lab, one agent through all faults: the gateway's echo `metadata answered
     /// 502` comes back with every fault below it. Its culprit is voted over the traces of its
     /// current run only: the many traces of the run before (a slow blob store's, minutes ago)
@@ -891,50 +954,9 @@ mod tests {
         // One failed request: gateway's call to metadata reports the echo, the service below
         // failed with an error of its own.
         let failed = |trace: u8, start: i64, culprit: &str, error: &str, id: &str| {
-            let mut call = span(
-                trace,
-                2,
-                Some(1),
-                "gateway",
-                "GET",
-                (start + 2 * ms, start + 90 * ms),
-                StatusCode::Error,
-            );
-            call.status_message = echo.into();
-            let mut below = span(
-                trace,
-                3,
-                Some(2),
-                culprit,
-                "GET /item/:id",
-                (start + 3 * ms, start + 80 * ms),
-                StatusCode::Error,
-            );
-            below.kind = SpanKind::Server;
-            below.status_message = error.into();
-            let root = span(
-                trace,
-                1,
-                None,
-                "gateway",
-                "GET /api/item/:id",
-                (start, start + 100 * ms),
-                StatusCode::Unset,
-            );
-            stores.traces.insert_spans(vec![call, below, root]);
-            stores
-                .traces
-                .tag_cluster(trace_id(trace), Some(span_id(2)), id);
+            echo_failed(&stores, echo, trace, start, (culprit, error), id, true);
         };
-        let observe = |trace: u8, t: i64| {
-            let trace = trace_id(trace).to_string();
-            stores
-                .engine
-                .observe(&error_event(echo, "gateway", Some(&trace), t))
-                .cluster
-                .expect("clustered")
-                .to_string()
-        };
+        let observe = |trace: u8, t: i64| echo_observed(&stores, echo, trace, t);
         // The slow blob store, four minutes ago: six failed requests.
         let before = NOW - 4 * MIN;
         let mut id = String::new();
@@ -991,41 +1013,9 @@ mod tests {
         let ms = 1_000_000;
         let echo = "metadata answered 502";
         let failed = |trace: u8, start: i64, culprit: &str, error: &str, id: &str| {
-            let mut call = span(
-                trace,
-                2,
-                Some(1),
-                "gateway",
-                "GET",
-                (start + 2 * ms, start + 90 * ms),
-                StatusCode::Error,
-            );
-            call.status_message = echo.into();
-            let mut below = span(
-                trace,
-                3,
-                Some(2),
-                culprit,
-                "GET /item/:id",
-                (start + 3 * ms, start + 80 * ms),
-                StatusCode::Error,
-            );
-            below.kind = SpanKind::Server;
-            below.status_message = error.into();
-            stores.traces.insert_spans(vec![call, below]);
-            stores
-                .traces
-                .tag_cluster(trace_id(trace), Some(span_id(2)), id);
+            echo_failed(&stores, echo, trace, start, (culprit, error), id, false);
         };
-        let observe = |trace: u8, t: i64| {
-            let trace = trace_id(trace).to_string();
-            stores
-                .engine
-                .observe(&error_event(echo, "gateway", Some(&trace), t))
-                .cluster
-                .expect("clustered")
-                .to_string()
-        };
+        let observe = |trace: u8, t: i64| echo_observed(&stores, echo, trace, t);
         let before = NOW - 4 * MIN;
         let mut id = String::new();
         for n in 0..6u8 {
