@@ -12,3 +12,37 @@ impl Noise {
         (self.0 % 10_000) as f64 / 10_000.0
     }
 }
+
+/// A recorded run's counters (`testdata/*.json`): per-second points by name, with the
+/// first point's time and the point where the service restarted.
+pub(crate) struct Recorded {
+    data: serde_json::Value,
+    /// Unix ms of the first point.
+    pub(crate) start: i64,
+    /// Index of the point where the service restarted.
+    pub(crate) restart: i64,
+}
+
+impl Recorded {
+    /// Reads a fixture's text.
+    pub(crate) fn parse(json: &str) -> Recorded {
+        let data: serde_json::Value = serde_json::from_str(json).expect("the fixture is JSON");
+        let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+        let restart = data["restart_point"].as_i64().expect("restart_point");
+        Recorded {
+            data,
+            start,
+            restart,
+        }
+    }
+
+    /// The points of the series recorded as `name`.
+    pub(crate) fn points(&self, name: &str) -> Vec<Option<f64>> {
+        self.data[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("the fixture has no {name}"))
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect()
+    }
+}

@@ -512,19 +512,11 @@ mod tests {
     /// where it left its floor band (44, a minute before) to a level held for two seconds.
     #[test]
     fn a_climb_is_quoted_from_where_it_left_its_floor_to_a_level_it_held() {
-        let data: serde_json::Value =
-            serde_json::from_str(include_str!("../../testdata/go-lab-healthy-edge.json"))
-                .expect("the fixture is JSON");
-        let points = |name: &str| -> Vec<Option<f64>> {
-            data[name]
-                .as_array()
-                .unwrap_or_else(|| panic!("the fixture has no {name}"))
-                .iter()
-                .map(serde_json::Value::as_f64)
-                .collect()
-        };
-        let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
-        let restart = data["restart_point"].as_i64().expect("restart_point");
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../../testdata/go-lab-healthy-edge.json"
+        ));
+        let points = |name: &str| recorded.points(name);
+        let (start, restart) = (recorded.start, recorded.restart);
         let g = SeriesKey::Task {
             target: "edge-svc".into(),
             source: "http".into(),

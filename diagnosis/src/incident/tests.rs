@@ -3488,19 +3488,10 @@ fn an_echo_a_later_fault_brings_back_stays_listed_in_its_first_incident_which_it
 /// connections unchanged, is a leak, raised within 10 s of its start.
 #[test]
 fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_incident() {
-    let data: serde_json::Value =
-        serde_json::from_str(include_str!("../../testdata/go-lab-healthy-edge.json"))
-            .expect("the fixture is JSON");
-    let points = |name: &str| -> Vec<Option<f64>> {
-        data[name]
-            .as_array()
-            .unwrap_or_else(|| panic!("the fixture has no {name}"))
-            .iter()
-            .map(serde_json::Value::as_f64)
-            .collect()
-    };
-    let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
-    let restart = data["restart_point"].as_i64().expect("restart_point");
+    let recorded =
+        crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-healthy-edge.json"));
+    let points = |name: &str| recorded.points(name);
+    let (start, restart) = (recorded.start, recorded.restart);
     let (own, callee) = (48331, 57513);
     let goroutines = SeriesKey::Task {
         target: "edge-svc".into(),
