@@ -688,10 +688,11 @@ mod tests {
         assert!(reads.full >= 3, "{reads:?}");
     }
 
-    #[test]
-    fn a_kept_history_holds_no_room_past_the_points_the_store_keeps() {
-        // A full 20-point ring read in full (at the first read and once a minute), then
-        // followed by new points: every kept series holds its 20 points in room for 20.
+    /// A store of 20 points fed 150 `churning_sample`s, one a second, its kept history read at
+    /// each and equal to a full read of the store; `each` looks at it after every sample.
+    fn kept_through_churn(
+        mut each: impl FnMut(i64, &KeptCounters),
+    ) -> (CounterStore, KeptCounters) {
         let config = CountersConfig {
             history_seconds: 20,
             ..CountersConfig::default()
@@ -703,7 +704,16 @@ mod tests {
             store.record_sample(churning_sample(t, i));
             let want = whole_store_per_second(&store);
             assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
+            each(i, &kept);
         }
+        (store, kept)
+    }
+
+    #[test]
+    fn a_kept_history_holds_no_room_past_the_points_the_store_keeps() {
+        // A full 20-point ring read in full (at the first read and once a minute), then
+        // followed by new points: every kept series holds its 20 points in room for 20.
+        let (_, kept) = kept_through_churn(|_, _| {});
         let reads = kept.reads();
         assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
         let seconds = kept.seconds.as_ref().expect("a kept history");
@@ -725,17 +735,7 @@ mod tests {
         // TIME-WAIT towards 9000–9005 moves to the next port every 7 samples: a port's group
         // is gone for 35 samples of every 42, while the store keeps its series (up to a day
         // after it was last seen). A 20-point window holds points of at most 4 of them.
-        let config = CountersConfig {
-            history_seconds: 20,
-            ..CountersConfig::default()
-        };
-        let store = CounterStore::new(&config);
-        let mut kept = KeptCounters::default();
-        for i in 0..150i64 {
-            let t = 1_700_000_000_000 + i * 1000;
-            store.record_sample(churning_sample(t, i));
-            let want = whole_store_per_second(&store);
-            assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
+        let (store, kept) = kept_through_churn(|i, kept| {
             let seconds = kept.seconds.as_ref().expect("a kept history");
             for (key, points) in &seconds.series {
                 assert!(
@@ -743,7 +743,7 @@ mod tests {
                     "at sample {i}, {key:?} is kept with no point in the window"
                 );
             }
-        }
+        });
         let reads = kept.reads();
         assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
         let stored = store
