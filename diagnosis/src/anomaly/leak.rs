@@ -516,7 +516,7 @@ mod tests {
             "../../testdata/go-lab-healthy-edge.json"
         ));
         let points = |name: &str| recorded.points(name);
-        let (start, restart) = (recorded.start, recorded.restart);
+        let (start, restart) = (recorded.start, recorded.restart.expect("restart_point"));
         let g = SeriesKey::Task {
             target: "edge-svc".into(),
             source: "http".into(),

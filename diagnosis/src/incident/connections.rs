@@ -52,6 +52,9 @@ struct Term<'h> {
 /// What a count is judged against: weighted series, and how to say them.
 struct Model<'h> {
     terms: Vec<Term<'h>>,
+    /// Whether its terms are socket counts, taken by the census (which a loaded agent runs
+    /// less often than every sample), not read every sample like the count.
+    census: bool,
     /// "its connections (1 goroutine per connection it serves on :8080, 2 per one it holds
     /// to :8081)", "its open fds".
     what: String,
@@ -107,6 +110,7 @@ pub(super) fn follows_connections(
                             points: &fds.points,
                             weight: 1.0,
                         }],
+                        census: false,
                         what: "its open fds".to_owned(),
                     }),
             );
@@ -128,7 +132,7 @@ pub(super) fn follows_connections(
     let count = &history.get(&a.key)?.points;
     let rise = a.reached - a.before;
     models.iter().find_map(|m| {
-        let r = measure(count, &m.terms, a.changed_at_unix_ms, history)?;
+        let r = measure(count, m, a.changed_at_unix_ms, history)?;
         let unexplained = r.unexplained_now - r.unexplained_before;
         (unexplained < MIN_PROCESS_CHANGE && unexplained <= rise / 2.0).then(|| {
             (
@@ -209,6 +213,7 @@ fn connections<'h>(
     }
     Some(Model {
         terms,
+        census: true,
         what: format!("its connections ({})", parts.join(", ")),
     })
 }
@@ -238,19 +243,30 @@ fn called_ports(service: &ServiceFacts, services: &[ServiceFacts]) -> Vec<u16> {
 /// the points where the count and every term are known. Before: the median of those among
 /// the [`MIN_BASELINE_POINTS`] points before `at` (a change dated at its series' start has
 /// none: its first [`PERSIST`] points from `at` on); now: the median of the latest
-/// [`PERSIST`] from `at` on.
+/// [`PERSIST`] from `at` on. A model of sockets is set against the count as it was when the
+/// sockets were counted ([`CounterHistory::counted_at`]): seen on the unseen lab under load,
+/// a callee's fds, read every second, rose 11 → 27 → 52 → 70 with the connections a leaking
+/// caller opened while the census, taken every 2–3 s, still said 2 and then 41 — the
+/// "unexplained" part rose by 20 for two seconds and "open fds rose 11 → 76" was an incident
+/// of its own.
 fn measure(
     count: &[Option<f64>],
-    terms: &[Term<'_>],
+    model: &Model<'_>,
     at: i64,
     history: &CounterHistory,
 ) -> Option<Measured> {
     let step = history.step_ms.max(1);
     let at = usize::try_from((at - history.start_unix_ms).div_euclid(step)).ok()?;
     let point = |i: usize| -> Option<(f64, f64)> {
-        let v = count.get(i).copied().flatten()?;
+        let counted = if model.census {
+            usize::try_from((history.counted_at(i) - history.start_unix_ms).div_euclid(step))
+                .map_or(i, |c| c.min(i))
+        } else {
+            i
+        };
+        let v = count.get(counted).copied().flatten()?;
         let mut m = 0.0;
-        for t in terms {
+        for t in &model.terms {
             m += t.weight * t.points.get(i).copied().flatten()?;
         }
         Some((m, v - m))
