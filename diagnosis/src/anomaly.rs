@@ -1303,10 +1303,7 @@ impl CounterAnomaly {
             self.active = false;
             return false;
         };
-        let step = history.step_ms.max(1);
-        let changed =
-            usize::try_from((self.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
-                .unwrap_or(0);
+        let changed = history.point_at(self.changed_at_unix_ms).unwrap_or(0);
         let since: Vec<f64> = series
             .points
             .iter()

@@ -129,6 +129,12 @@ impl CounterHistory {
         self.start_unix_ms + i as i64 * self.step_ms.max(1)
     }
 
+    /// The point whose step holds `unix_ms` (the inverse of [`Self::time`]); `None` before the
+    /// history's start.
+    pub fn point_at(&self, unix_ms: i64) -> Option<usize> {
+        usize::try_from((unix_ms - self.start_unix_ms).div_euclid(self.step_ms.max(1))).ok()
+    }
+
     /// When the socket counts of point `i` were taken (Unix ms): its time, less the age of
     /// the census it repeats when the agent's socket census ran less often than every sample
     /// (the `faultline socket census age` series; a history without it, or without a point

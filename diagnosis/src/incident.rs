@@ -1127,10 +1127,8 @@ fn storm_rates(
 ) -> Option<(f64, f64)> {
     const WINDOW_MS: i64 = 60_000;
     let service = &listener(port, services)?.service;
-    let step = history.step_ms.max(1);
-    let index = |t: i64| usize::try_from((t - history.start_unix_ms).div_euclid(step)).ok();
-    let from = index(a.changed_at_unix_ms)?;
-    let to = index(a.changed_at_unix_ms + WINDOW_MS)?;
+    let from = history.point_at(a.changed_at_unix_ms)?;
+    let to = history.point_at(a.changed_at_unix_ms + WINDOW_MS)?;
     let window = |points: &[Option<f64>]| -> Vec<(usize, f64)> {
         (from..=to.min(points.len().saturating_sub(1)))
             .filter_map(|i| points.get(i).copied().flatten().map(|v| (i, v)))

@@ -93,8 +93,7 @@ pub fn accumulates(a: &CounterAnomaly, history: &CounterHistory) -> bool {
         return true;
     };
     let step = history.step_ms.max(1);
-    let from = usize::try_from((a.changed_at_unix_ms - history.start_unix_ms).div_euclid(step))
-        .unwrap_or(0);
+    let from = history.point_at(a.changed_at_unix_ms).unwrap_or(0);
     let since: Vec<(usize, f64)> = series
         .points
         .iter()

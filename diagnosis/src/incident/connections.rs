@@ -255,11 +255,11 @@ fn measure(
     at: i64,
     history: &CounterHistory,
 ) -> Option<Measured> {
-    let step = history.step_ms.max(1);
-    let at = usize::try_from((at - history.start_unix_ms).div_euclid(step)).ok()?;
+    let at = history.point_at(at)?;
     let point = |i: usize| -> Option<(f64, f64)> {
         let counted = if model.census {
-            usize::try_from((history.counted_at(i) - history.start_unix_ms).div_euclid(step))
+            history
+                .point_at(history.counted_at(i))
                 .map_or(i, |c| c.min(i))
         } else {
             i
