@@ -1014,8 +1014,15 @@ mod tests {
         );
         // Voted over every recent trace, the run before outvotes this one.
         let listeners = culprits::listeners(&stores.traces, &stores.counters);
-        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None, None)
-            .expect("a culprit");
+        let all = culprits::of_pattern(
+            &stores.traces,
+            &listeners,
+            std::slice::from_ref(&id),
+            200,
+            None,
+            None,
+        )
+        .expect("a culprit");
         assert_eq!((all.service.as_str(), all.traces_total), ("blobstore", 8));
     }
 
