@@ -4341,11 +4341,7 @@ fn timeline(
 }
 
 /// The first second of `timeline` in `state` at or after `after` (seconds from T0).
-fn first_in(
-    timeline: &[Standing],
-    state: IncidentState,
-    after: usize,
-) -> Option<usize> {
+fn first_in(timeline: &[Standing], state: IncidentState, after: usize) -> Option<usize> {
     timeline
         .iter()
         .find(|(t, s, ..)| *t >= after && *s == state)
