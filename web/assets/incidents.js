@@ -21,17 +21,18 @@ const HINTS_SHOWN = 3;
 
 /** The sentence the overview leads with: how many incidents go on, and since when. */
 export function incidentLead(doc) {
-  const active = doc.incidents.filter((i) => i.active && stateOf(i) === "active");
-  const recovering = doc.incidents.filter((i) => i.active && stateOf(i) === "recovering");
+  const active = doc.incidents.filter((i) => stateOf(i) === "active");
+  const recovering = doc.incidents.filter((i) => stateOf(i) === "recovering");
   const ended = doc.incidents.length - active.length - recovering.length;
   const recoveringText = recovering.length
-    ? " " + (recovering.length === 1 ? "1 is recovering" : recovering.length + " are recovering") + " (its fault stopped)."
+    ? " " + (recovering.length === 1 ? "1 more is recovering (its fault stopped)." : recovering.length + " more are recovering (their faults stopped).")
     : "";
   if (!active.length && recovering.length) {
     const last = recovering.reduce((a, b) => (b.recovering_since_unix_ms > a.recovering_since_unix_ms ? b : a));
     return el("p", { class: "lead recovering", "data-active-incidents": "0", "data-recovering-incidents": String(recovering.length) },
-      recovering.length === 1 ? "1 incident is recovering" : recovering.length + " incidents are recovering",
-      ": failures and counters stopped moving since ", fmtTime(last.recovering_since_unix_ms), " (", fmtAgo(last.recovering_since_unix_ms), ").",
+      recovering.length === 1 ? "1 incident is recovering: its failures stopped and its counters stopped moving away at "
+        : recovering.length + " incidents are recovering: their failures stopped and their counters stopped moving away, the last at ",
+      fmtTime(last.recovering_since_unix_ms), " (", fmtAgo(last.recovering_since_unix_ms), ").",
       ended ? " " + ended + " ended." : "");
   }
   if (!active.length) {
@@ -50,7 +51,8 @@ export function incidentLead(doc) {
 /** Where an incident stands: `active`, `recovering` or `ended` (an older agent's document
  *  says only whether it is active). */
 export function stateOf(inc) {
-  return inc.state || (inc.active ? "active" : "ended");
+  if (!inc.active) return "ended";
+  return inc.state === "recovering" ? "recovering" : "active";
 }
 
 /** The badge class of each state. */
