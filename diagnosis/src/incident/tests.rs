@@ -4522,3 +4522,62 @@ fn failures_that_stop_are_recovering_after_their_quiet_time_and_then_end() {
     assert_eq!(at(&mut tracker, 70, &rare).state, IncidentState::Active);
     assert_eq!(at(&mut tracker, 80, &rare).state, IncidentState::Recovering);
 }
+
+/// The lead, on the demo's time-wait (main 6a18fcf): a continued incident's node-wide counter
+/// kept the evidence of its first reading ("TIME-WAIT (all ports) is climbing 40 → 351 in
+/// 8 s"), quoted by the storm's hint beside its port's "0 → 729 in 47 s": a node-wide total
+/// below one of its ports. A node-wide counter keeps nothing active, but what it says is told
+/// up to now like the others.
+#[test]
+fn a_node_wide_counter_of_a_continued_incident_is_told_up_to_now() {
+    let cw = close_wait(8082);
+    let node = SeriesKey::NodeState {
+        state: SocketState::TimeWait,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // One point a second from T0: 0 for 30 s, then 10 more each second.
+    let climb = |len: usize| -> Vec<Option<f64>> {
+        (0..len)
+            .map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }))
+            .collect()
+    };
+    let history = |len: usize| history(T0, vec![(&cw, climb(len)), (&node, climb(len))]);
+    let told = |key: &SeriesKey| {
+        let mut a = rising(key.clone(), T0 + 30_000, 0.0, 310.0);
+        a.tell(T0 + 60_000);
+        a
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 60_000,
+        &[],
+        report(vec![told(&cw), told(&node)]),
+        &history(61),
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let kept = run_with(
+        &mut tracker,
+        T0 + 90_000,
+        &[],
+        report(vec![]),
+        &history(91),
+        &services,
+        &rules,
+    );
+    let node_wide = kept[0]
+        .counters
+        .iter()
+        .find(|c| c.anomaly.key == node)
+        .unwrap_or_else(|| panic!("{kept:#?}"));
+    assert!(node_wide.supporting);
+    assert!(!node_wide.anomaly.active, "it keeps nothing active");
+    assert!(
+        node_wide.anomaly.evidence.contains("0 → 610 in 60 s"),
+        "{}",
+        node_wide.anomaly.evidence
+    );
+}
