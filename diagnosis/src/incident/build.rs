@@ -258,10 +258,13 @@ pub(super) fn build(
     let beside = matched.first().is_some_and(|m| {
         !m.by_text
             && !patterns.is_empty()
-            && !m.counters.is_empty()
-            && m.counters
-                .iter()
-                .all(|&i| listed.get(i).is_some_and(|c| c.supporting))
+            && !m.hint.series.is_empty()
+            && m.hint.series.iter().all(|key| {
+                listed
+                    .iter()
+                    .find(|c| &c.anomaly.key == key)
+                    .is_some_and(|c| c.supporting)
+            })
     });
     let by_text = beside || matched.first().is_none_or(|m| m.by_text);
     if let Some(lead) = matched.first() {

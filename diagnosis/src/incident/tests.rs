@@ -548,11 +548,10 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
     );
 }
 
-#[test]
-fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters() {
-    // The dns fault: the edge's lookups fail (a pattern blamed on it, role caller) while
-    // its own listening port moves (a counter that names it as a listener).
-    let lookup = blamed(
+/// The dns fault's pattern: the gateway's lookups of its callee fail, blamed on the gateway
+/// (role caller).
+fn gateway_lookups_failing() -> PatternInput {
+    blamed(
         pattern(
             "p-dns",
             "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
@@ -562,7 +561,14 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
         ),
         "gateway",
         CulpritRole::Caller,
-    );
+    )
+}
+
+#[test]
+fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters() {
+    // The dns fault: the edge's lookups fail (a pattern blamed on it, role caller) while
+    // its own listening port moves (a counter that names it as a listener).
+    let lookup = gateway_lookups_failing();
     let port = SeriesKey::PortTotal {
         port: 8080,
         side: PortSide::Local,
@@ -586,17 +592,7 @@ fn failed_lookups_lead_with_the_callee_they_no_longer_reach() {
     // The Go lab's dns fault: the gateway's lookups of its callee fail; the gateway's error
     // rate rises (the patterns' own errors again) and the callee's request rate falls. The
     // fall is what the dns-failure hint reads beside the error text: it leads.
-    let lookup = blamed(
-        pattern(
-            "p-dns",
-            "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
-            &["gateway"],
-            T0,
-            &["t1"],
-        ),
-        "gateway",
-        CulpritRole::Caller,
-    );
+    let lookup = gateway_lookups_failing();
     let errors = anomaly(
         SeriesKey::ServiceTraffic {
             service: "gateway".into(),
@@ -3952,14 +3948,31 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         },
     ];
     let rules = HintRules::builtin().unwrap();
-    // The fault's recorded counters as `(key, points)`, its first point's time, and the
-    // incident's hints at every second from `from`, with the CLOSE-WAIT anomaly's evidence.
+    // The fault's recorded counters: the CLOSE-WAIT on the callee's port (`close_wait`, its
+    // name in the recording and its side; its points from the injection on times `scale`)
+    // and the fds of the `processes`, in that order. The incident's hints at every second
+    // from point 72, with the CLOSE-WAIT anomaly's evidence.
     let judge = |fault: &str,
-                 series: &[(&str, SeriesKey)],
+                 close_wait: (&str, PortSide),
+                 processes: [&str; 2],
                  scale: f64,
-                 pattern: PatternInput,
-                 from: usize|
+                 pattern: PatternInput|
      -> Vec<(usize, Option<String>, Vec<String>)> {
+        let (name, side) = close_wait;
+        let fds = |name: &str| SeriesKey::Process {
+            name: name.into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let series: Vec<(String, SeriesKey)> = std::iter::once((
+            name.to_owned(),
+            SeriesKey::PortState {
+                port: blob,
+                side,
+                state: SocketState::CloseWait,
+            },
+        ))
+        .chain(processes.map(|p| (format!("{p}_fds"), fds(p))))
+        .collect();
         let d = &data[fault];
         let start = d["start_unix_ms"].as_i64().expect("start_unix_ms");
         let all: Vec<(SeriesKey, Vec<Option<f64>>)> = series
@@ -3967,7 +3980,7 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             .enumerate()
             .map(|(i, (name, key))| {
                 let by = if i == 0 { scale } else { 1.0 };
-                let points = d[*name]
+                let points = d[name.as_str()]
                     .as_array()
                     .unwrap_or_else(|| panic!("no {name}"))
                     .iter()
@@ -3988,19 +4001,13 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         let len = all[0].1.len();
         let mut tracker = IncidentTracker::new();
         let mut out = Vec::new();
-        for cut in from..=len {
-            let history = CounterHistory {
-                start_unix_ms: start,
-                step_ms: 1000,
-                series: all
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..cut].to_vec(),
-                    })
+        for cut in 72..=len {
+            let history = history(
+                start,
+                all.iter()
+                    .map(|(key, points)| (key, points[..cut].to_vec()))
                     .collect(),
-                ..CounterHistory::default()
-            };
+            );
             let report = crate::anomaly::detect(&history, &[], &[], &Default::default());
             let now = start + (cut as i64 - 1) * 1000;
             let mut p = pattern.clone();
@@ -4026,25 +4033,10 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         }
         out
     };
-    let fds = |name: &str| SeriesKey::Process {
-        name: name.into(),
-        metric: ProcessMetric::OpenFds,
-    };
-
     let slow = judge(
         "slow",
-        &[
-            (
-                "close_wait_own_port",
-                SeriesKey::PortState {
-                    port: blob,
-                    side: PortSide::Local,
-                    state: SocketState::CloseWait,
-                },
-            ),
-            ("blobstore_fds", fds("blobstore")),
-            ("metadata_fds", fds("metadata")),
-        ],
+        ("close_wait_own_port", PortSide::Local),
+        ["blobstore", "metadata"],
         5.0,
         blamed(
             pattern(
@@ -4057,7 +4049,6 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             "blobstore",
             CulpritRole::Callee,
         ),
-        72,
     );
     assert!(
         slow.iter().any(|(_, cw, _)| cw.is_some()),
@@ -4074,18 +4065,8 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
 
     let leak = judge(
         "close_wait",
-        &[
-            (
-                "close_wait_to_callee",
-                SeriesKey::PortState {
-                    port: blob,
-                    side: PortSide::Remote,
-                    state: SocketState::CloseWait,
-                },
-            ),
-            ("metadata_fds", fds("metadata")),
-            ("blobstore_fds", fds("blobstore")),
-        ],
+        ("close_wait_to_callee", PortSide::Remote),
+        ["metadata", "blobstore"],
         1.0,
         blamed(
             pattern(
@@ -4098,7 +4079,6 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             "metadata",
             CulpritRole::SelfReported,
         ),
-        72,
     );
     let raised: Vec<_> = leak.iter().filter(|(_, cw, _)| cw.is_some()).collect();
     assert!(!raised.is_empty(), "{leak:#?}");
