@@ -325,15 +325,23 @@ pub(super) enum PaceChange {
     Jumping,
 }
 
-/// Whether `climb` kept its pace, sped up (and from where), or is jumping right now. The
-/// split is the one whose two straight lines fit the points best (least squares over both
-/// parts, every split tried once: `O(points)` with running sums).
+/// Whether `climb` kept its pace, sped up (and from where), or is jumping right now.
 ///
-/// Seen on the Go lab with the agent started 120 s before the chain: the redeployed edge's
-/// goroutines crept 20 → 60 over the minute after its start (the traffic driver's keep-alive
-/// connections, a goroutine each), then the goroutine-leak fault added 160 a second. Read
-/// as one climb from where it left its floor, with the fault's first two points on top, the
-/// incident said "climbing 20 → 283 in 58 s (from 02:16:42 UTC)", 56 s before the fault.
+/// Each split is judged against the points just before it (at most [`RAMP_MAX_POINTS`]), not
+/// against the whole climb: a start-up climbs fast, then holds, and what comes after the hold
+/// is measured against the hold. A split is a speed-up when the part after it climbs at
+/// least [`SPEED_UP`] times as fast as the points before it and gets higher than they got;
+/// of those, the one whose two straight lines fit best is taken (least squares, every split
+/// tried once: `O(points)` with running sums).
+///
+/// Seen on the Go lab with the agent started 120 s before the chain, twice: the redeployed
+/// edge's goroutines crept 20 → 60 over the minute after its start (the traffic driver's
+/// keep-alive connections, a goroutine each), then the goroutine-leak fault added 160 a
+/// second. Read as one climb from where it left its floor, with the fault's first two points
+/// on top, the incident said "climbing 20 → 283 in 58 s (from 02:16:42 UTC)", 56 s before
+/// the fault. And with a callee leaking CLOSE-WAIT, the edge's goroutines (17 → 55 in its
+/// first minute, then level) jumped to ~133 requests waiting and held there: a second
+/// incident, "Goroutines grow without bound — in bff-v2 … climbing 27 → 135 in 69 s".
 pub(super) fn pace_change(climb: Points<'_>, noise: f64) -> PaceChange {
     let n = climb.len();
     if n < SPLIT_MIN_POINTS + 1 {
@@ -349,15 +357,18 @@ pub(super) fn pace_change(climb: Points<'_>, noise: f64) -> PaceChange {
         acc.add((i - x0) as f64, y);
         sums.push(acc);
     }
+    // The points just before index `c` of the climb.
+    let window = |c: usize| sums[c].minus(&sums[c.saturating_sub(RAMP_MAX_POINTS)]);
+    let window_top = |c: usize| highest(&climb[c.saturating_sub(RAMP_MAX_POINTS)..c]);
     // The latest one or two points far above the line of the points before them.
     for k in 1..SPLIT_MIN_POINTS {
-        let before = &sums[n - k];
-        if before.n < SPLIT_MIN_POINTS as f64 {
+        if n < k + SPLIT_MIN_POINTS {
             break;
         }
+        let before = window(n - k);
         let spread = (before.residual() / (before.n - 2.0).max(1.0)).sqrt();
         let band = BAND_Z * spread.max(noise);
-        let top = highest(&climb[..n - k]) + BAND_Z * noise;
+        let top = window_top(n - k) + BAND_Z * noise;
         if climb[n - k..]
             .iter()
             .all(|&(i, y)| y > top && y > before.at((i - x0) as f64) + band)
@@ -365,24 +376,20 @@ pub(super) fn pace_change(climb: Points<'_>, noise: f64) -> PaceChange {
             return PaceChange::Jumping;
         }
     }
-    if n < 2 * SPLIT_MIN_POINTS {
-        return PaceChange::Kept;
-    }
-    let Some((at, _)) = (SPLIT_MIN_POINTS..=n - SPLIT_MIN_POINTS)
-        .map(|c| (c, sums[c].residual() + acc.minus(&sums[c]).residual()))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-    else {
-        return PaceChange::Kept;
-    };
-    let slower = sums[at].slope();
-    let faster = acc.minus(&sums[at]).slope();
-    // A faster part that got no higher than the slower one had been is a recovery from a
-    // dip (the Go lab's healthy edge: 54 → 45 → 53 in a minute of wobble), not a change.
-    let outran = highest(&climb[at..]) > highest(&climb[..at]) + BAND_Z * noise;
-    if outran && faster > 0.0 && faster >= SPEED_UP * slower.max(0.0) {
-        PaceChange::SpedUp(at)
-    } else {
-        PaceChange::Kept
+    let best = (SPLIT_MIN_POINTS..=n.saturating_sub(SPLIT_MIN_POINTS))
+        .filter_map(|c| {
+            let (before, after) = (window(c), acc.minus(&sums[c]));
+            let (slower, faster) = (before.slope(), after.slope());
+            // A faster part that got no higher than the points before it is a recovery
+            // from a dip (the Go lab's healthy edge: 54 → 45 → 53 in a minute of wobble).
+            let outran = highest(&climb[c..]) > window_top(c) + BAND_Z * noise;
+            (outran && faster > 0.0 && faster >= SPEED_UP * slower.max(0.0))
+                .then(|| (c, before.residual() + after.residual()))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match best {
+        Some((c, _)) => PaceChange::SpedUp(c),
+        None => PaceChange::Kept,
     }
 }
 
@@ -730,6 +737,50 @@ mod tests {
     /// samples, then 60 more. Once raised, it accumulates at every second: a tail of a few
     /// equal samples is no level held. (The first version of [`accumulates`] judged six
     /// points within the Poisson band of their median, and dropped the leak's hint.)
+    /// The Go lab's close-wait fault seen from the chain's edge
+    /// (`testdata/go-lab-close-wait-edge.json`): its goroutines crept 17 → 55 in the minute
+    /// after its redeploy and held ~50; with its callee hung, its requests waited for their
+    /// timeout and its goroutines jumped to ~133 and held there. The leak rule read creep and
+    /// jump as one climb since the restart and raised it as a leak, dated 56 s before the
+    /// fault ("climbing 27 → 133 in 66 s … a leak, not a start-up"): a second incident,
+    /// "Goroutines grow without bound — in bff-v2", beside the callee's. The jump is judged
+    /// on its own: it levels off at once, no leak.
+    #[test]
+    fn requests_waiting_on_a_hung_callee_after_a_creep_are_no_leak() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../../testdata/go-lab-close-wait-edge.json"
+        ));
+        let g = SeriesKey::Task {
+            target: "bff-v2".into(),
+            source: "http".into(),
+        };
+        let h = CounterHistory {
+            start_unix_ms: recorded.start,
+            ..history(vec![
+                (g.clone(), recorded.points("goroutines")),
+                (requests("bff-v2"), recorded.points("requests")),
+            ])
+        };
+        // Where the agent dated the restart: just after the old process was last seen.
+        let starts = [ServiceStart {
+            service: "bff-v2".into(),
+            at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
+            task_targets: vec!["bff-v2".into()],
+            ..ServiceStart::default()
+        }];
+        let fault = recorded.index("fault_point");
+        for end in fault..fault + 30 {
+            let report = detect(&at(&h, end), &[], &starts, &AnomalyConfig::default());
+            if let Some(a) = report.anomalies.iter().find(|a| a.key == g) {
+                assert!(
+                    !a.evidence.ends_with("a leak, not a start-up"),
+                    "at {end}: {}",
+                    a.evidence
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_leak_sampled_every_few_seconds_accumulates() {
         let cw = SeriesKey::PortState {
