@@ -950,9 +950,19 @@ def watch_heal(run: "Run", target: Service, top: dict | None, limit: float) -> d
     up to `limit` seconds: when it said "recovering" and when it ended, counted from the heal,
     with what it said then. With --keep, the counters document at the end goes to
     out/counters-after-heal.json (a recorded fixture's source)."""
-    healed = run.inject("none", target)
-    log(f"heal: {target.name} switched back to no fault")
-    out: dict = {"healed_unix_ms": healed, "incident": top["id"] if top else None,
+    try:
+        healed = run.inject("none", target)
+        how = "switch"
+        log(f"heal: {target.name} switched back to no fault")
+    except LabError as e:
+        # Its admin port no longer answers (a close-wait leak that ran out of fds): heal it as
+        # an SRE would, by restarting it.
+        log(f"heal: {e}; restarting {target.name}")
+        run.procs.stop(run.service_procs[target.name])
+        healed = now_ms()
+        run.service_procs[target.name] = run.start_service(target)
+        how = "restart"
+    out: dict = {"healed_unix_ms": healed, "healed_by": how, "incident": top["id"] if top else None,
                  "recovering_secs": None, "recovering_since_unix_ms": None, "ended_secs": None,
                  "ended_unix_ms": None, "states": [], "reopened": False, "new_incidents": []}
     if top is None:

@@ -4639,3 +4639,177 @@ fn failures_that_stop_are_recovering_after_their_quiet_time_and_then_end() {
     assert_eq!(at(&mut tracker, 70, &rare).state, IncidentState::Active);
     assert_eq!(at(&mut tracker, 80, &rare).state, IncidentState::Recovering);
 }
+
+/// The lead, on the demo's time-wait (main 6a18fcf): a continued incident's node-wide counter
+/// kept the evidence of its first reading ("TIME-WAIT (all ports) is climbing 40 → 351 in
+/// 8 s"), quoted by the storm's hint beside its port's "0 → 729 in 47 s": a node-wide total
+/// below one of its ports. A node-wide counter keeps nothing active, but what it says is told
+/// up to now like the others.
+#[test]
+fn a_node_wide_counter_of_a_continued_incident_is_told_up_to_now() {
+    let cw = close_wait(8082);
+    let node = SeriesKey::NodeState {
+        state: SocketState::TimeWait,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // One point a second from T0: 0 for 30 s, then 10 more each second.
+    let climb = |len: usize| -> Vec<Option<f64>> {
+        (0..len)
+            .map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }))
+            .collect()
+    };
+    let history = |len: usize| history(T0, vec![(&cw, climb(len)), (&node, climb(len))]);
+    let told = |key: &SeriesKey| {
+        let mut a = rising(key.clone(), T0 + 30_000, 0.0, 310.0);
+        a.tell(T0 + 60_000);
+        a
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 60_000,
+        &[],
+        report(vec![told(&cw), told(&node)]),
+        &history(61),
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let kept = run_with(
+        &mut tracker,
+        T0 + 90_000,
+        &[],
+        report(vec![]),
+        &history(91),
+        &services,
+        &rules,
+    );
+    let node_wide = kept[0]
+        .counters
+        .iter()
+        .find(|c| c.anomaly.key == node)
+        .unwrap_or_else(|| panic!("{kept:#?}"));
+    assert!(node_wide.supporting);
+    assert!(!node_wide.anomaly.active, "it keeps nothing active");
+    assert!(
+        node_wide.anomaly.evidence.contains("0 → 610 in 60 s"),
+        "{}",
+        node_wide.anomaly.evidence
+    );
+}
+
+/// The Go lab's time-wait fault healed (`testdata/go-lab-time-wait-heal.json`, recorded
+/// counters): shipping opened a connection per call to inventory-api for 20 s, about 60 a
+/// second, then the fault was switched off. The count stopped climbing at the next census
+/// and stays at its top (1,167) for the minute its sockets live; before, the incident stayed
+/// active that minute (63–68 s after the heal on the unseen lab). Replayed second by second
+/// as the agent judged it: active through the storm, recovering within 10 s of the heal,
+/// ended while the sockets are all still there.
+#[test]
+fn the_go_labs_healed_time_wait_storm_is_recovering_within_10_s_and_ends_before_its_sockets_expire()
+{
+    let recorded =
+        crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-time-wait-heal.json"));
+    let (tw, ages) = (
+        recorded.points("time_wait_own_port"),
+        recorded.points("census_age_ms"),
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(include_str!("../../testdata/go-lab-time-wait-heal.json")).unwrap();
+    let point = |name: &str| data[name].as_u64().expect("point") as usize;
+    let (injected, healed) = (point("injected_point"), point("healed_point"));
+    let port = 57783;
+    let key = SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let age_key = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "shipping".into(),
+            listen_ports: vec![37875],
+            callees: vec!["inventory-api".into()],
+            called_ports: vec![port],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "inventory-api".into(),
+            listen_ports: vec![port],
+            callers: vec!["shipping".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    // As the detector raised it: from nothing counted on the port, at its first census.
+    let changed = tw.iter().position(Option::is_some).expect("counted");
+    assert_eq!(
+        changed, injected,
+        "the port was counted from the storm's first census"
+    );
+    let top = tw.iter().flatten().copied().fold(0.0, f64::max);
+    let mut storm = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        0.0,
+        top,
+    );
+    storm.noise = 1.0;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for t in changed + 3..tw.len() {
+        let history = history(
+            recorded.start,
+            vec![(&key, tw[..=t].to_vec()), (&age_key, ages[..=t].to_vec())],
+        );
+        let mut a = storm.clone();
+        a.latest = tw[t].unwrap_or(0.0);
+        let now = recorded.start + t as i64 * 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![a]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {t}: {incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("shipping"));
+        seen.push((t, incidents[0].state, incidents[0].recovering_since_unix_ms));
+    }
+    assert!(
+        seen.iter()
+            .filter(|(t, ..)| *t <= healed)
+            .all(|(_, s, _)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let (recovering, _, since) = *seen
+        .iter()
+        .find(|(_, s, _)| *s == IncidentState::Recovering)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(
+        recovering - healed <= 10,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - healed
+    );
+    let since = since.expect("since");
+    assert!(
+        since <= recorded.start + (healed as i64 + 5) * 1000,
+        "since point {}: {seen:?}",
+        (since - recorded.start) / 1000
+    );
+    let (ended, ..) = *seen
+        .iter()
+        .find(|(_, s, _)| *s == IncidentState::Ended)
+        .unwrap_or_else(|| panic!("not ended by the recording's end: {seen:?}"));
+    assert!(ended - healed <= 30, "{seen:?}");
+    assert_eq!(
+        tw[ended],
+        Some(top),
+        "ended while its sockets are all there"
+    );
+}
