@@ -202,12 +202,11 @@ fn turns_over(a: &CounterAnomaly, since: &[(usize, f64)], from: usize, step: i64
 /// ([`held_top`]), so a one-sample spike neither sets the level nor passes it.
 fn climbs_past_settling(since: &[(usize, f64)], from: usize, step: i64) -> bool {
     let settle = usize::try_from(TURNOVER_SETTLE_MS / step).unwrap_or(0);
-    let (within, after): (Vec<(usize, f64)>, Vec<(usize, f64)>) =
-        since.iter().partition(|&&(i, _)| i <= from + settle);
+    let (within, after) = since.split_at(since.partition_point(|&(i, _)| i <= from + settle));
     if within.is_empty() || after.len() < 2 {
         return false;
     }
-    let settled = held_top(&within);
+    let settled = held_top(within);
     let now = after[after.len() - 2].1.min(after[after.len() - 1].1);
     // Sockets that come and go one by one vary about their level like a Poisson count. The
     // anomaly's own noise is not this level's: a leak read on its shape measures it about
