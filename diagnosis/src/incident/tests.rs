@@ -3724,6 +3724,143 @@ fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_in
     );
 }
 
+/// The Go lab's goroutine-leak fault in an edge whose goroutines crept with its callers'
+/// keep-alive connections since its redeploy. On main 0c4fee7 (load ~15) the agent raised the
+/// fault's incident 2.6 s after it began but dated it 56 s before: "goroutines edge-v2 (http)
+/// is climbing 20 → 283 in 58 s (from 02:16:42 UTC)". The leak rule had read the creep as a
+/// climb since the restart (node activity while the goroutines followed the connections) and
+/// took the fault's first two points as more of it. Replayed here from two recordings: the
+/// healthy edge (`go-lab-healthy-edge.json`, its restart dated where the agent dates it,
+/// just after the old process was last seen) with the climb of a recorded goroutine-leak
+/// fault (`go-lab-goroutine-leak-edge.json`, its points over the level before the fault)
+/// added from second 181, where the creep is raised. Judged each second by the agent's
+/// detector, the incident starts at the fault.
+#[test]
+fn a_leak_on_top_of_a_goroutine_creep_is_dated_where_the_leak_began() {
+    use crate::testing::Recorded;
+    let healthy = Recorded::parse(include_str!("../../testdata/go-lab-healthy-edge.json"));
+    let leak = Recorded::parse(include_str!(
+        "../../testdata/go-lab-goroutine-leak-edge.json"
+    ));
+    let fault_point = leak.index("fault_point");
+    let leaked = leak.points("goroutines");
+    let level = leaked[fault_point - 1].expect("a point before the fault");
+    let climb: Vec<f64> = leaked[fault_point..]
+        .iter()
+        .map(|v| v.expect("a point each second of the fault") - level)
+        .collect();
+    let fault = 181;
+    let goroutines = SeriesKey::Task {
+        target: "edge-svc".into(),
+        source: "http".into(),
+    };
+    let points: Vec<Option<f64>> = healthy
+        .points("goroutines")
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let added = i.checked_sub(fault).map_or(0.0, |j| {
+                climb.get(j).or(climb.last()).copied().unwrap_or(0.0)
+            });
+            v.map(|v| v + added)
+        })
+        .collect();
+    let (own, callee) = (48331, 57513);
+    let mut series = vec![(goroutines.clone(), points)];
+    for (key, name) in [
+        (
+            SeriesKey::Process {
+                name: "edge-svc".into(),
+                metric: ProcessMetric::OpenFds,
+            },
+            "open_fds",
+        ),
+        (
+            SeriesKey::PortState {
+                port: own,
+                side: PortSide::Local,
+                state: SocketState::Established,
+            },
+            "estab_own_port",
+        ),
+        (
+            SeriesKey::PortState {
+                port: callee,
+                side: PortSide::Remote,
+                state: SocketState::Established,
+            },
+            "estab_to_callee",
+        ),
+        (
+            SeriesKey::ServiceTraffic {
+                service: "edge-svc".into(),
+                metric: TrafficMetric::Requests,
+            },
+            "requests",
+        ),
+    ] {
+        series.push((key, healthy.points(name)));
+    }
+    let services = vec![
+        ServiceFacts {
+            service: "edge-svc".into(),
+            listen_ports: vec![own],
+            callees: vec!["orders-v2".into()],
+            called_ports: vec![callee],
+            task_targets: vec!["edge-svc".into()],
+            processes: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "orders-v2".into(),
+            listen_ports: vec![callee],
+            callers: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    // The old process was last seen at second 41; the agent dates the restart just after.
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge-svc".into(),
+        at_unix_ms: healthy.start + 41_000 + 1,
+        ports: vec![own],
+        task_targets: vec!["edge-svc".into()],
+        processes: vec!["edge-svc".into()],
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let mut detector = crate::anomaly::cached::Detector::new(Default::default());
+    let mut tracker = IncidentTracker::new();
+    let fault_at = healthy.start + fault as i64 * 1000;
+    let mut first = None;
+    for cut in 120..=fault + 30 {
+        let history = history(
+            healthy.start,
+            series
+                .iter()
+                .map(|(key, points)| (key, points[..cut].to_vec()))
+                .collect(),
+        );
+        let report = detector.detect(&history, &[], &starts, &Default::default());
+        let now = healthy.start + (cut as i64 - 1) * 1000;
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        if let Some(i) = incidents.first() {
+            assert!(cut > fault, "an incident before the fault: {}", i.title);
+            first.get_or_insert((cut, i.title.clone()));
+            assert!(
+                i.onset_unix_ms >= fault_at - 1000,
+                "at second {cut}, dated {} s before the fault: {}",
+                (fault_at - i.onset_unix_ms) / 1000,
+                i.title
+            );
+        }
+    }
+    let (cut, title) = first.expect("the leak is an incident");
+    assert!(cut <= fault + 10, "raised at {cut}: {title}");
+    assert!(
+        title.starts_with("Goroutines grow without bound — in edge-svc"),
+        "{title}"
+    );
+}
+
 #[test]
 fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
     // The demo's panic: orders panics before calling stock, so stock's requests fall. The
