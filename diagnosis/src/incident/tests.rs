@@ -4821,6 +4821,102 @@ fn the_go_labs_healed_time_wait_storm_is_recovering_within_10_s_and_ends_before_
     );
 }
 
+/// The Go lab's goroutine leak healed (`testdata/go-lab-goroutine-leak-heal.json`, recorded
+/// counters): 12 → 8,500 goroutines in 20 s, then the fault was switched off; the leaked ones
+/// stay and the count wobbles by a few with the requests in flight. Replayed second by
+/// second: active through the leak, recovering within 10 s of the heal, ended within 35 s,
+/// and never active again — its wobble is no climb. Before (the first cut of this rule, a rise
+/// over 5 s beyond the baseline's σ), it flapped active ↔ recovering every 16 s in the lab.
+#[test]
+fn the_go_labs_healed_goroutine_leak_is_recovering_then_ended_and_its_wobble_does_not_reopen_it() {
+    let json = include_str!("../../testdata/go-lab-goroutine-leak-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let goroutines = recorded.points("goroutines");
+    let data: serde_json::Value = serde_json::from_str(json).unwrap();
+    let point = |name: &str| data[name].as_u64().expect("point") as usize;
+    let (injected, healed) = (point("injected_point"), point("healed_point"));
+    let key = SeriesKey::Task {
+        target: "stock".into(),
+        source: "http".into(),
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "accounts-svc".into(),
+            listen_ports: vec![36273],
+            callees: vec!["stock".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "stock".into(),
+            listen_ports: vec![46385],
+            callers: vec!["accounts-svc".into()],
+            task_targets: vec!["stock".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    let changed = (injected..goroutines.len())
+        .find(|&i| goroutines[i].is_some_and(|v| v > 30.0))
+        .expect("the leak");
+    let top = goroutines.iter().flatten().copied().fold(0.0, f64::max);
+    let mut leak = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        12.0,
+        top,
+    );
+    leak.noise = 13f64.sqrt();
+    leak.shape = ChangeShape::Ramp;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for t in changed + 3..goroutines.len() {
+        let history = history(recorded.start, vec![(&key, goroutines[..=t].to_vec())]);
+        let now = recorded.start + t as i64 * 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![leak.clone()]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {t}: {incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        seen.push((t, incidents[0].state));
+    }
+    let states = |from: usize, to: usize| -> Vec<IncidentState> {
+        seen.iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .map(|&(_, s)| s)
+            .collect()
+    };
+    assert!(
+        states(0, healed)
+            .iter()
+            .all(|s| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = seen
+        .iter()
+        .find(|(_, s)| *s == IncidentState::Recovering)
+        .map(|&(t, _)| t)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(recovering - healed <= 10, "{seen:?}");
+    let ended = seen
+        .iter()
+        .find(|(_, s)| *s == IncidentState::Ended)
+        .map(|&(t, _)| t)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(ended - healed <= 35, "{seen:?}");
+    assert!(
+        states(recovering, usize::MAX)
+            .iter()
+            .all(|s| *s != IncidentState::Active),
+        "the wobble reopened it: {seen:?}"
+    );
+}
+
 /// The demo's close-wait (`testdata/demo-close-wait.json`, recorded): inventory stops reading
 /// and closing the connections it accepts, orders' calls to it time out after 1 s and their
 /// sockets pile up in CLOSE-WAIT on inventory's port, 16 more a second, without end. Its
