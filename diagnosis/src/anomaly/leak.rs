@@ -285,8 +285,13 @@ pub(super) fn unbounded_climb(
         PaceChange::Kept => (climb, recent, lowest, false),
         PaceChange::Jumping => return None,
         PaceChange::SpedUp(at) => {
+            // Its shape is told from enough points for its thirds to be compared: a jump of
+            // requests waiting on a hung callee climbs for two seconds and then holds, and
+            // six points of it read as a climb at its pace (the Go lab's listen-overflow: the
+            // edge's goroutines 46 → 169 in 6 s, raised as a leak for one second). A leak is
+            // raised by the step test from its third point meanwhile.
             let climb = &climb[at - 1..];
-            if climb.len() < RAMP_MIN_POINTS {
+            if climb.len() < 2 * RAMP_MIN_POINTS {
                 return None;
             }
             let recent = &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..];
@@ -822,22 +827,39 @@ mod tests {
         let recorded = crate::testing::Recorded::parse(include_str!(
             "../../testdata/go-lab-close-wait-edge.json"
         ));
+        assert_no_leak_after_the_fault(&recorded, "bff-v2");
+    }
+
+    /// The same from the listen-overflow fault (`testdata/go-lab-listen-overflow-edge.json`):
+    /// the edge's goroutines jumped 46 → 166 and held. Set apart from the creep before it,
+    /// six points of the jump still read as a climb of 15 a second "without levelling off";
+    /// its shape is told once it has twice a ramp's fewest points.
+    #[test]
+    fn requests_waiting_on_a_callee_that_stopped_accepting_are_no_leak() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../../testdata/go-lab-listen-overflow-edge.json"
+        ));
+        assert_no_leak_after_the_fault(&recorded, "api");
+    }
+
+    /// Judges a recorded edge's goroutines at every second of the 30 after its fault, with
+    /// its restart where the agent dated it, and fails on a leak read by the leak rule.
+    fn assert_no_leak_after_the_fault(recorded: &crate::testing::Recorded, service: &str) {
         let g = SeriesKey::Task {
-            target: "bff-v2".into(),
+            target: service.into(),
             source: "http".into(),
         };
         let h = CounterHistory {
             start_unix_ms: recorded.start,
             ..history(vec![
                 (g.clone(), recorded.points("goroutines")),
-                (requests("bff-v2"), recorded.points("requests")),
+                (requests(service), recorded.points("requests")),
             ])
         };
-        // Where the agent dated the restart: just after the old process was last seen.
         let starts = [ServiceStart {
-            service: "bff-v2".into(),
+            service: service.into(),
             at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
-            task_targets: vec!["bff-v2".into()],
+            task_targets: vec![service.into()],
             ..ServiceStart::default()
         }];
         let fault = recorded.index("fault_point");
