@@ -72,21 +72,25 @@ struct TickReader {
 /// #11's counter-only incidents are raised within 10 s of their start).
 pub const QUIET_CENSUS_MAX_AGE: Duration = Duration::from_secs(5);
 
-/// The kernel counters that move whenever a TCP socket is opened, accepted, refused, reset,
-/// closed by its process (orphaned) or enters or leaves TIME_WAIT (`/proc/net/sockstat{,6}`,
-/// `snmp`, `netstat`, already read every sample). While none of them moves, a new census would
-/// count what the last one counted (up to the changes [`QUIET_CENSUS_MAX_AGE`] is for): on a
-/// node whose connections are kept alive, that is most seconds. The full netlink dump walks
-/// the kernel's whole established hash (all network namespaces' sockets, 262,144 buckets
-/// here): 1.5–5 ms of kernel time each second, a quarter of the agent's 1 % budget.
-/// `TCP orphan` and `TCP alloc` are node-wide even in a network namespace: with them, a
-/// census is taken whenever any namespace's sockets churn — more often than needed there,
-/// never less.
-const SOCKET_ACTIVITY: [&str; 14] = [
+/// The kernel counters that move whenever a TCP socket of the agent's network namespace is
+/// opened, accepted, refused, reset, closed or enters or leaves TIME_WAIT (`/proc/net/
+/// sockstat{,6}`, `snmp`, `netstat`, already read every sample; all kept per namespace). While
+/// none of them moves, a new census would count what the last one counted (up to the changes
+/// [`QUIET_CENSUS_MAX_AGE`] is for): on a node whose connections are kept alive, that is most
+/// seconds. The full netlink dump walks the kernel's whole established hash (all network
+/// namespaces' sockets, 262,144 buckets here): 1.5–5 ms of kernel time each second, a quarter
+/// of the agent's 1 % budget.
+///
+/// Left out: sockstat's `TCP alloc` and `TCP orphan`, the only node-wide ones. They move with
+/// every namespace's sockets (a node with containers churning connections: most seconds), and
+/// each change they show of a socket the census counts moves one of these too: a socket is
+/// counted once it connects (`ActiveOpens`, `inuse`), listens (`inuse`) or is accepted
+/// (`PassiveOpens`); a socket closed by its process (an orphan) first leaves ESTABLISHED or
+/// CLOSE_WAIT (`CurrEstab` counts both), and then goes to TIME_WAIT (`TCP tw`, `TcpExt TW`)
+/// or is freed (`inuse`).
+const SOCKET_ACTIVITY: [&str; 12] = [
     "TCP inuse",
-    "TCP orphan",
     "TCP tw",
-    "TCP alloc",
     "TCP6 inuse",
     "Tcp ActiveOpens",
     "Tcp PassiveOpens",
@@ -878,6 +882,28 @@ mod tests {
         assert_eq!(second.sockets.repeats_unix_ms, Some(0));
         assert_eq!(second.sockets.census.ok(), first.sockets.census.ok());
     }
+    #[test]
+    fn other_namespaces_sockets_bring_no_census() {
+        let root = tempfile::tempdir().unwrap();
+        let config = CountersConfig {
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.path().to_path_buf(),
+            ..CountersConfig::default()
+        };
+        let mut sampler = NodeSampler::new(&config);
+        let t0 = Instant::now();
+        fake_proc(root.path(), 3, 3, 10);
+        assert_eq!(established(&sampler.sample_at(t0, 0, None)), 3);
+        // Containers churning connections move the node-wide counts only; two sockets of
+        // our namespace that no counter of ours saw yet are not counted (as when nothing
+        // moved at all: see the test above).
+        fake_tcp(root.path(), 5);
+        fake_counters(root.path(), 3, 10, 400);
+        let sample = sampler.sample_at(t0 + Duration::from_secs(1), 1_000, None);
+        assert_eq!(established(&sample), 3);
+        assert_eq!(sample.sockets.repeats_unix_ms, Some(0));
+    }
+
     /// Makes `path` a named pipe: a census reading it waits until the test writes it.
     fn make_fifo(path: &Path) {
         let _ = std::fs::remove_file(path);
