@@ -1525,6 +1525,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_holding_the_store_never_holds_up_the_sampler() {
+        let store = std::sync::Arc::new(CounterStore::new(&CountersConfig::default()));
+        let tw = |s: &CountersSnapshot| s.history.as_ref().map(|h| h.seconds.times_unix_ms.clone());
+        store.record_sample(sample(1_000, &[], &[]));
+        // A reader building a document of every series of a busy node holds the lock for
+        // seconds; meanwhile the sampler hands in its next samples and goes on.
+        let reading = store.inner.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let sampler = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                store.record_port_owners(Vec::new());
+                store.record_sample(sample(2_000, &[], &[]));
+                store.record_sample(sample(3_000, &[], &[]));
+                let _ = done.send(());
+            })
+        };
+        let held_up = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_err();
+        drop(reading);
+        let _ = sampler.join();
+        assert!(!held_up, "the sampler waited for the reader");
+        // The next reader sees every sample handed in, in order.
+        let snap = store.snapshot(&SnapshotOptions::default());
+        assert_eq!(tw(&snap), Some(vec![1_000, 2_000, 3_000]));
+        assert_eq!(snap.time_unix_ms, Some(3_000));
+    }
+
+    #[test]
     fn hostile_task_names_are_capped() {
         let store = CounterStore::new(&CountersConfig::default());
         let long = "é".repeat(1000);
