@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use faultline_clustering::{ClusterQuery, Engine};
+use faultline_diagnosis::incident::IncidentState;
 use faultline_export::attributes::{string_attribute, CLUSTER_ID, CULPRIT, INCIDENT_ID};
 use faultline_export::{DropReason, ExportStats, Exporter, PatternTags, Payload, Pending, Signal};
 use faultline_ingest::otlp::{tag_logs, tag_spans, tailed_logs};
@@ -303,8 +304,9 @@ pub fn incident_logs(
         // What a reader upstream would want to hear about again: the state, the culprit, the
         // title, the patterns. Not the counts or the last-active time, which move every run.
         let fingerprint = format!(
-            "{}|{:?}|{}|{}",
+            "{}|{:?}|{:?}|{}|{}",
             incident.active,
+            incident.state,
             incident.culprit.service,
             incident.title,
             patterns.join(",")
@@ -323,6 +325,16 @@ pub fn incident_logs(
                 }),
                 ..Default::default()
             },
+            string_attribute(
+                "faultline.incident.state",
+                match incident.state {
+                    _ if !incident.active => "ended",
+                    IncidentState::Active => "active",
+                    IncidentState::Recovering => "recovering",
+                    IncidentState::Ended => "ended",
+                }
+                .to_owned(),
+            ),
             KeyValue {
                 key: "faultline.incident.onset_unix_ms".to_owned(),
                 value: Some(AnyValue {

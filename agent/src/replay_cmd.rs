@@ -23,7 +23,7 @@ use clap::Args;
 use faultline_clustering::{ClusterQuery, ClusteringConfig, Engine, ErrorEvent, RecordIds};
 use faultline_diagnosis::anomaly::AnomalyConfig;
 use faultline_diagnosis::hints::HintRules;
-use faultline_diagnosis::incident::Incident;
+use faultline_diagnosis::incident::{Incident, IncidentState};
 use faultline_ingest::counters::{CounterStore, CountersConfig};
 use faultline_ingest::tail::{replay_file, TailConfig};
 use faultline_ingest::traces::{TraceStore, TraceStoreConfig};
@@ -325,6 +325,7 @@ fn replay_incidents(
                 .filter(|i| !doc.incidents.iter().any(|k| k.id == i.id))
                 .map(|mut i| {
                     i.active = false;
+                    i.state = IncidentState::Ended;
                     i.ended_unix_ms.get_or_insert(i.last_active_unix_ms);
                     i
                 })

@@ -437,11 +437,8 @@ pub struct Hint {
 /// A hint with what it matched, for the incident that lists it (not part of the answer).
 #[derive(Debug, Clone)]
 pub struct HintMatch {
-    /// The hint as shown.
+    /// The hint as shown; its counters' evidence is [`Hint::series`].
     pub hint: Hint,
-    /// The positions in the subject's anomalies of the counters that are its evidence (the
-    /// rule's counter signatures), in order.
-    pub counters: Vec<usize>,
     /// Whether it is recognised by error text: its counters only corroborate.
     pub by_text: bool,
 }
@@ -698,7 +695,6 @@ impl HintRules {
                         source: c.origin.clone(),
                         series: counters.iter().map(|(_, a)| a.key.clone()).collect(),
                     },
-                    counters: counters.iter().map(|&(i, _)| i).collect(),
                     by_text: by_text.is_some(),
                 },
             ));

@@ -62,6 +62,7 @@ mod addresses;
 mod build;
 mod connections;
 mod grouping;
+pub mod recovery;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -312,8 +313,32 @@ pub struct IncidentCounter {
     /// lab: a healed close-wait incident stayed active for minutes on a pool's churn.
     #[serde(default)]
     pub supporting: bool,
+    /// Whether its change is still going on: it still moves away from its usual level (a
+    /// leak's count climbing, a TIME-WAIT storm still closing connections faster than
+    /// before, a rate still out of its range), or it is pinned at its limit. A counter that
+    /// stopped moving away no longer keeps its incident active, even while it has not come
+    /// back yet (TIME-WAIT sockets stay a minute after the storm stopped).
+    #[serde(default)]
+    pub moving_away: bool,
     /// The anomaly.
     pub anomaly: CounterAnomaly,
+}
+
+/// Where an incident stands (see [`recovery`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentState {
+    /// Its requests are failing or its own counters are still moving away from their usual
+    /// levels.
+    #[default]
+    Active,
+    /// Its patterns stopped failing and its counters stopped moving away: the fault looks
+    /// fixed, and the incident waits to be sure (its counters coming back, or a bounded time).
+    Recovering,
+    /// Over.
+    Ended,
 }
 
 /// One incident: what an SRE acts on.
@@ -335,14 +360,29 @@ pub struct Incident {
     pub onset_unix_ms: i64,
     /// When a signal of it was last active (Unix ms).
     pub last_active_unix_ms: i64,
-    /// Whether it is still going on, by its own evidence: one of its patterns (not an echo it
-    /// only lists) occurred within the last minute, or one of its own counters (not a
-    /// [`IncidentCounter::supporting`] one) is still out of its usual range.
+    /// Whether it is not over yet: `true` while it is [`IncidentState::Active`] or
+    /// [`IncidentState::Recovering`], `false` once it has [`IncidentState::Ended`].
     pub active: bool,
-    /// When it ended (Unix ms): its last failure, or the last diagnosis that found its own
-    /// counters out of their usual range, whichever is later; `null` while it is active.
+    /// Where it stands, by its own evidence (see [`recovery`]): its failures or its counters'
+    /// change still going on (`active`), stopped and waiting to be sure (`recovering`), or
+    /// over (`ended`).
+    #[serde(default)]
+    pub state: IncidentState,
+    /// While it is recovering or once it has ended: when its fault stopped — its last
+    /// failure, or the last time one of its own counters still moved away from its usual
+    /// level, whichever is later (Unix ms). `null` while it is active.
+    #[serde(default)]
+    pub recovering_since_unix_ms: Option<i64>,
+    /// When it ended (Unix ms): when its fault stopped, as `recovering_since_unix_ms`; `null`
+    /// while it is active or recovering.
     #[serde(default)]
     pub ended_unix_ms: Option<i64>,
+    /// When its fault last came back after it had ended (Unix ms): its patterns failed again
+    /// in the same run (within a minute of their last failure) or its counters' change moved
+    /// away again. `null` if it never did. A fault back after a longer silence, or a new
+    /// change of a counter that went back, is a new incident.
+    #[serde(default)]
+    pub reopened_unix_ms: Option<i64>,
     /// Failed requests, each counted once: its patterns' occurrences (one per trace), less
     /// those in traces that had already failed with another of its patterns (a request that
     /// failed in two ways is in both). The untraced echoes that joined it retell these
@@ -441,9 +481,13 @@ pub struct IncidentTracker {
     started_unix_ms: Option<i64>,
     /// The latest update's anomalies that are node activity.
     node_signals: Vec<NodeSignal>,
-    /// Members (pattern ids and series keys) of each kept incident, by id: how a new grouping
-    /// finds the incident it continues.
-    members: BTreeMap<String, BTreeSet<Member>>,
+    /// Members (pattern ids and series keys) of each kept incident, by id, each with the run or
+    /// change the incident last held it in, listed or not: how a new grouping finds the
+    /// incident it continues.
+    members: BTreeMap<String, Members>,
+    /// When the own counters of each kept incident last moved away from their usual levels,
+    /// by id (see [`recovery`]).
+    last_moving: BTreeMap<String, i64>,
     /// How each kept incident's title was built, by id: a kept incident's title is told again
     /// from its counters as they are read again.
     titles: BTreeMap<String, Title>,
@@ -458,6 +502,42 @@ pub struct IncidentTracker {
 enum Member {
     Pattern(String),
     Series(SeriesKey),
+}
+
+/// Which signal a member was when an incident held it: a pattern's run, a series' change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// A pattern's run: its onset and its latest occurrence then.
+    Run { onset: i64, last_seen: i64 },
+    /// A series' change: when it left its band, and whether it was still out of it.
+    Change { changed_at: i64, active: bool },
+}
+
+/// An incident's members, each with the signal it was.
+type Members = BTreeMap<Member, Span>;
+
+/// The members `inc` lists, with what they are now: a kept incident's counters are re-read,
+/// so a change that came back is no longer active.
+fn listed_members(inc: &Incident) -> impl Iterator<Item = (Member, Span)> + '_ {
+    let patterns = inc.patterns.iter().map(|p| {
+        (
+            Member::Pattern(p.id.clone()),
+            Span::Run {
+                onset: p.onset_unix_ms,
+                last_seen: p.last_seen_unix_ms,
+            },
+        )
+    });
+    let counters = inc.counters.iter().filter(|c| !c.supporting).map(|c| {
+        (
+            Member::Series(c.anomaly.key.clone()),
+            Span::Change {
+                changed_at: c.anomaly.changed_at_unix_ms,
+                active: c.anomaly.active,
+            },
+        )
+    });
+    patterns.chain(counters)
 }
 
 impl IncidentTracker {
@@ -823,7 +903,7 @@ impl IncidentTracker {
                 .or_insert(p.onset_unix_ms);
         }
         let mut next: Vec<Incident> = Vec::new();
-        let mut next_members: BTreeMap<String, BTreeSet<Member>> = BTreeMap::new();
+        let mut next_members: BTreeMap<String, Members> = BTreeMap::new();
         let mut next_titles: BTreeMap<String, Title> = BTreeMap::new();
         let mut continued = BTreeSet::new();
         for (mut inc, mut title, members, group, extra) in fresh {
@@ -832,7 +912,7 @@ impl IncidentTracker {
                     && self
                         .members
                         .get(&k.id)
-                        .is_some_and(|m| continues(k, m, &inc, &members))
+                        .is_some_and(|m| continues(m, &members))
                     && compatible(&k.culprit, &inc.culprit)
             });
             if let Some(k) = kept {
@@ -889,10 +969,9 @@ impl IncidentTracker {
                 }
                 continued.insert(k.id.clone());
             }
-            let mut all = members;
-            if let Some(old) = self.members.get(&inc.id) {
-                all.extend(old.iter().cloned());
-            }
+            // What it holds now wins over what it held before.
+            let mut all = self.members.get(&inc.id).cloned().unwrap_or_default();
+            all.extend(members);
             next_members.insert(inc.id.clone(), all);
             next_titles.insert(inc.id.clone(), title);
             next.push(inc);
@@ -938,9 +1017,33 @@ impl IncidentTracker {
             }
             next.push(k);
         }
+        let mut next_moving = BTreeMap::new();
+        for inc in &mut next {
+            let was = self.incidents.iter().find(|k| k.id == inc.id);
+            let moved = recovery::settle(
+                inc,
+                was,
+                self.last_moving.get(&inc.id).copied(),
+                input.history,
+                now,
+            );
+            if let Some(t) = moved {
+                next_moving.insert(inc.id.clone(), t);
+            }
+            if let Some(m) = next_members.get_mut(&inc.id) {
+                // A series it no longer lists (cut, or another incident's now) is held in
+                // no change that goes on.
+                for span in m.values_mut() {
+                    if let Span::Change { active, .. } = span {
+                        *active = false;
+                    }
+                }
+                m.extend(listed_members(inc));
+            }
+        }
         next.sort_by(|a, b| {
-            b.active
-                .cmp(&a.active)
+            a.state
+                .cmp(&b.state)
                 .then(failing(b, now).cmp(&failing(a, now)))
                 .then(placed_error(b).cmp(&placed_error(a)))
                 .then(support(b).cmp(&support(a)))
@@ -949,13 +1052,14 @@ impl IncidentTracker {
         });
         next.truncate(MAX_INCIDENTS);
         for inc in &mut next {
-            inc.ended_unix_ms = (!inc.active).then_some(inc.last_active_unix_ms);
             if let Some(started) = self.started_unix_ms {
                 inc.ongoing_at_start = inc.onset_unix_ms < started + FIRST_LOOK_MS;
             }
         }
         next_members.retain(|id, _| next.iter().any(|n| &n.id == id));
         next_titles.retain(|id, _| next.iter().any(|n| &n.id == id));
+        next_moving.retain(|id, _| next.iter().any(|n| &n.id == id));
+        self.last_moving = next_moving;
         self.failed_before
             .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
         self.incidents = next;
@@ -969,7 +1073,7 @@ impl IncidentTracker {
 type Fresh<'s, 'a> = (
     Incident,
     Title,
-    BTreeSet<Member>,
+    Members,
     Vec<&'s Signal<'a>>,
     Vec<&'s CounterAnomaly>,
 );
@@ -1279,43 +1383,31 @@ fn failing(i: &Incident, now: i64) -> bool {
         .any(|p| p.counted_as != CountedAs::Echo && now - p.last_seen_unix_ms <= ACTIVE_MS)
 }
 
-/// Whether the fresh incident `inc` (with `members`) goes on with the kept incident `k`
-/// (whose members are `kept`): they share a member that is still the same signal — a
-/// pattern in the run `k` saw (its run began no later than its last occurrence `k`
-/// recorded: a run starts after a minute of silence), a counter in the change `k` saw (still
-/// active there, or not dated later). A pattern or series that started again after its run
-/// or change ended is a new signal, grouped with what caused it now. Seen on the unseen lab:
-/// gateway's `metadata answered <num>`, one per failed request whatever failed below
-/// metadata, came back with each later fault and carried it into the incident of a fault
-/// healed minutes before (its id, its onset), and the port of a killed callee re-opened a
-/// leak's incident through a TIME-WAIT series that leak had raised. A member not listed in
-/// either (cut at [`MAX_PATTERNS`] or [`MAX_COUNTERS`]) goes on as before.
-fn continues(
-    k: &Incident,
-    kept: &BTreeSet<Member>,
-    inc: &Incident,
-    members: &BTreeSet<Member>,
-) -> bool {
-    kept.intersection(members).any(|m| match m {
-        Member::Pattern(id) => {
-            let was = k.patterns.iter().find(|p| &p.id == id);
-            let now = inc.patterns.iter().find(|p| &p.id == id);
-            match (was, now) {
-                (Some(was), Some(now)) => now.onset_unix_ms <= was.last_seen_unix_ms,
-                _ => true,
-            }
-        }
-        Member::Series(key) => {
-            let was = k.counters.iter().find(|c| &c.anomaly.key == key);
-            let now = inc.counters.iter().find(|c| &c.anomaly.key == key);
-            match (was, now) {
-                (Some(was), Some(now)) => {
-                    was.anomaly.active
-                        || now.anomaly.changed_at_unix_ms <= was.anomaly.changed_at_unix_ms
-                }
-                _ => true,
-            }
-        }
+/// Whether a fresh incident (with `members`) goes on with a kept incident (whose members are
+/// `kept`): they share a member that is still the same signal — a pattern in the run the kept
+/// incident saw (its run began no later than its last occurrence there: a run starts after a
+/// minute of silence), a counter in the change it saw (still active there, or not dated
+/// later). A pattern or series that started again after its run or change ended is a new
+/// signal, grouped with what caused it now. Seen on the unseen lab: gateway's `metadata
+/// answered <num>`, one per failed request whatever failed below metadata, came back with
+/// each later fault and carried it into the incident of a fault healed minutes before (its
+/// id, its onset), and the port of a killed callee re-opened a leak's incident through a
+/// TIME-WAIT series that leak had raised.
+///
+/// Members are judged by the run or change each incident held them in, whether it lists
+/// them or not: a counter cut at [`MAX_COUNTERS`] in both (or a pattern cut at
+/// [`MAX_PATTERNS`]) is no way for a new change to carry an old incident on.
+fn continues(kept: &Members, members: &Members) -> bool {
+    members.iter().any(|(m, now)| match (kept.get(m), now) {
+        (Some(Span::Run { last_seen, .. }), Span::Run { onset, .. }) => onset <= last_seen,
+        (
+            Some(Span::Change {
+                changed_at: was_at,
+                active,
+            }),
+            Span::Change { changed_at, .. },
+        ) => *active || changed_at <= was_at,
+        _ => false,
     })
 }
 

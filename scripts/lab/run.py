@@ -16,6 +16,7 @@ hint when the agent has incidents. It prints one JSON result per fault and a tab
     python3 scripts/lab/run.py --all                       # every fault in turn
     python3 scripts/lab/run.py --quiet-minutes 10          # no fault, background noise
     python3 scripts/lab/run.py --agent-lead 180 --fault dns  # the agent first, as on a live node
+    python3 scripts/lab/run.py --fault time-wait --heal    # then the fix: how soon it is over
 
 A node that lives (`--agent-lead SECONDS`): the agent starts that long before the chain, with
 the two noise processes churning loopback sockets from its start; a first deploy of the chain
@@ -830,6 +831,9 @@ def run_fault(run: Run, fault: str) -> dict:
         time.sleep(POLL_SECS)
 
     at_end = mechanics(run)
+    heal = None
+    if args.heal:
+        heal = watch_heal(run, target, top_incident, args.watch_end)
     # Counts: stop the traffic, then read the patterns until their counts stop moving.
     run.traffic.stop()
     outcomes = run.traffic.snapshot()
@@ -929,9 +933,59 @@ def run_fault(run: Run, fault: str) -> dict:
                                 for k, v in backdated.items() if k not in seen_incidents],
         "dropped_spans": run.dropped_spans(),
         "mechanics": {"before": before, "end": at_end},
+        "heal": heal,
     })
     result["verdict"] = verdict(result)
     return result
+
+
+def watch_heal(run: "Run", target: Service, top: dict | None, limit: float) -> dict:
+    """Switches the fault off (traffic goes on) and polls the top incident every POLL_SECS for
+    up to `limit` seconds: when it said "recovering" and when it ended, counted from the heal,
+    with what it said then. With --keep, the counters document at the end goes to
+    out/counters-after-heal.json (a recorded fixture's source)."""
+    healed = run.inject("none", target)
+    log(f"heal: {target.name} switched back to no fault")
+    out: dict = {"healed_unix_ms": healed, "incident": top["id"] if top else None,
+                 "recovering_secs": None, "recovering_since_unix_ms": None, "ended_secs": None,
+                 "ended_unix_ms": None, "states": [], "reopened": False, "new_incidents": []}
+    if top is None:
+        return out
+    listed = {str(i.get("id")) for i in run.api.incidents() or []}
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        polled = now_ms()
+        incidents = run.api.incidents() or []
+        for i in incidents:
+            key = str(i.get("id"))
+            if key not in listed:
+                listed.add(key)
+                out["new_incidents"].append({"secs": round((polled - healed) / 1000, 2), **incident_view(i)})
+        inc = next((i for i in incidents if i.get("id") == top["id"]), None)
+        if inc is None:
+            out["states"].append({"secs": round((polled - healed) / 1000, 2), "state": "gone"})
+            break
+        state = inc.get("state") or ("active" if inc.get("active") else "ended")
+        if not out["states"] or out["states"][-1]["state"] != state:
+            out["states"].append({"secs": round((polled - healed) / 1000, 2), "state": state,
+                                  "moving": [c["anomaly"]["label"] for c in inc.get("counters") or []
+                                             if c.get("moving_away")]})
+            log(f"heal: +{(polled - healed) / 1000:.1f} s {state}")
+        if state == "recovering" and out["recovering_secs"] is None:
+            out["recovering_secs"] = round((polled - healed) / 1000, 2)
+            out["recovering_since_unix_ms"] = inc.get("recovering_since_unix_ms")
+        if inc.get("reopened_unix_ms"):
+            out["reopened"] = True
+        if not inc.get("active"):
+            out["ended_secs"] = round((polled - healed) / 1000, 2)
+            out["ended_unix_ms"] = inc.get("ended_unix_ms")
+            out["failures"] = inc.get("failures")
+            break
+        time.sleep(POLL_SECS)
+    if run.args.keep:
+        status, counters = run.api.get("/api/v1/counters")
+        (run.work / "out" / "counters-after-heal.json").write_text(json.dumps(counters))
+    return out
 
 
 def whose(label: str, chain: list[Service]) -> str:
@@ -1138,6 +1192,11 @@ def main() -> int:
                              "and a first deploy of the chain started and stopped in between (a node that lives)")
     parser.add_argument("--baseline", type=float, default=120.0, help="seconds of traffic before the fault")
     parser.add_argument("--observe", type=float, default=30.0, help="seconds of polling after the fault")
+    parser.add_argument("--heal", action="store_true",
+                        help="after the observe window, switch the fault off (traffic goes on) and watch the "
+                             "top incident: seconds from the heal to 'recovering' and to 'ended'")
+    parser.add_argument("--watch-end", type=float, default=90.0,
+                        help="with --heal, watch the incident this long at most (s)")
     parser.add_argument("--rps", type=float, default=20.0, help="requests per second to the edge")
     parser.add_argument("--workers", type=int, default=48, help="traffic worker threads")
     parser.add_argument("--services", type=int, default=3, help="services in the chain (>= 3)")

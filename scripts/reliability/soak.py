@@ -40,7 +40,7 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
        [--spans 1000] [--churn 0] [--ports 0] [--tasks 1] [--sample 10] [--bin PATH]
-       [--json OUT] [--connection-per-request] [--config AGENT.toml]
+       [--json OUT] [--connection-per-request] [--config AGENT.toml] [--agent-log RUST_LOG]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
@@ -445,7 +445,8 @@ def run(args):
          "--log", os.path.join(logs, "*.log")] + task_args
         + (["--config", args.config] if args.config else []),
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.stderr"), "w"),
-        env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+        env={k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        | ({"RUST_LOG": args.agent_log} if args.agent_log else {}))
     children = [agent]
     try:
         deadline = time.monotonic() + 60
@@ -622,6 +623,10 @@ def main():
     parser.add_argument("--connection-per-request", action="store_true",
                         help="a new connection for every OTLP batch and task scrape (default: "
                         "kept alive, as SDK exporters and Go's net/http do)")
+    parser.add_argument("--agent-log", help="RUST_LOG for the agent, whose log goes to the work "
+                        "dir's agent.stderr (default: the agent's own default); e.g. "
+                        "faultline_agent::diagnosis=trace logs each diagnosis pass with how it "
+                        "read the counter store (counter_reads)")
     parser.add_argument("--config", help="a configuration file for the agent (default: none, "
                         "the default configuration)")
     # The generator child's own arguments.

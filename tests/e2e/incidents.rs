@@ -627,15 +627,21 @@ fn incident_by_id(doc: &Value, id: &str) -> Option<Value> {
 
 /// Faults that stop end their incidents, each within a bound, saying when: a CLOSE-WAIT leak
 /// whose leaked sockets are closed (its process restarted) once its counters are back in
-/// their range — seconds — and a service's failing calls once they have not failed for a
-/// minute ([`ACTIVE_MS`]); each keeps what it showed, the pattern's incident its failures.
-/// Before, an incident could stay active after its fault through counters that only moved
-/// beside it (a caller's traffic, a pool's churn).
+/// their range — seconds — and a service's failing calls, first "recovering" since their last
+/// failure once they have not failed for their quiet time (`incident::recovery::QUIET_MS`
+/// for a pattern failing twenty times a second), then ended. Before, an incident stayed
+/// active a minute after its last failure (`incident::ACTIVE_MS`), and could stay active
+/// after its fault through counters that only moved beside it (a caller's traffic, a pool's
+/// churn).
 #[test]
 fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
-    /// How long the diagnosis keeps a pattern's incident active after its last failure
-    /// (`incident::ACTIVE_MS`).
-    const ACTIVE_MS: u64 = 60_000;
+    /// How long a pattern failing many times a second must be silent before its incident is
+    /// recovering (`incident::recovery::QUIET_MS`), and recovering with nothing else out of
+    /// its range before it ends (`incident::recovery::SETTLE_MS`).
+    const QUIET: Duration = Duration::from_secs(10);
+    const SETTLE: Duration = Duration::from_secs(5);
+    /// The diagnosis' and the tailer's lag on a loaded machine.
+    const SLACK: Duration = Duration::from_secs(10);
     /// A counter is back in its range after three samples (500 ms apart here) inside it; the
     /// rest is the detector's and the sampler's lag on a loaded machine.
     const COUNTERS_END_WITHIN: Duration = Duration::from_secs(20);
@@ -690,7 +696,35 @@ fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
         "{inc:#}"
     );
 
-    let limit = Duration::from_millis(ACTIVE_MS) + COUNTERS_END_WITHIN;
+    // The calls stopped failing: recovering, since their last failure.
+    let recovering = |doc: &Value| {
+        incident_by_id(doc, calls_id.as_str().unwrap_or_default())
+            .filter(|i| i["state"] == "recovering" && i["active"] == true)
+    };
+    let limit = QUIET + SLACK;
+    let doc = poll_incidents(&agent, limit.saturating_sub(healed.elapsed()), |doc| {
+        recovering(doc).is_some() || ended(doc, &calls_id).is_some()
+    })
+    .unwrap_or_else(|doc| {
+        panic!("the failing calls' incident not recovering {limit:?} after they stopped: {doc:#}")
+    });
+    eprintln!(
+        "the failing calls' incident was recovering {:?} after they stopped",
+        healed.elapsed()
+    );
+    let inc = recovering(&doc).unwrap_or_else(|| {
+        panic!("the failing calls' incident ended without saying it was recovering: {doc:#}")
+    });
+    let since = inc["recovering_since_unix_ms"]
+        .as_i64()
+        .expect("recovering_since_unix_ms");
+    assert!(
+        (healed_at - 5_000..=healed_at + 5_000).contains(&since),
+        "recovering since {since}, stopped at {healed_at}: {inc:#}"
+    );
+    assert!(inc["ended_unix_ms"].is_null(), "{inc:#}");
+
+    let limit = QUIET + SETTLE + SLACK;
     let doc = poll_incidents(&agent, limit.saturating_sub(healed.elapsed()), |doc| {
         ended(doc, &calls_id).is_some()
     })
@@ -702,6 +736,11 @@ fn faults_that_stop_end_their_incidents_within_a_bound_and_say_when() {
         healed.elapsed()
     );
     let inc = ended(&doc, &calls_id).expect("found above");
+    assert_eq!(inc["state"], "ended", "{inc:#}");
+    assert_eq!(
+        inc["recovering_since_unix_ms"], inc["ended_unix_ms"],
+        "{inc:#}"
+    );
     // It ended with its last failure, and keeps its pattern and its failures.
     let pattern = inc["patterns"]
         .as_array()

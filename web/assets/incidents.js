@@ -21,8 +21,20 @@ const HINTS_SHOWN = 3;
 
 /** The sentence the overview leads with: how many incidents go on, and since when. */
 export function incidentLead(doc) {
-  const active = doc.incidents.filter((i) => i.active);
-  const ended = doc.incidents.length - active.length;
+  const active = doc.incidents.filter((i) => stateOf(i) === "active");
+  const recovering = doc.incidents.filter((i) => stateOf(i) === "recovering");
+  const ended = doc.incidents.length - active.length - recovering.length;
+  const recoveringText = recovering.length
+    ? " " + (recovering.length === 1 ? "1 more is recovering (its fault stopped)." : recovering.length + " more are recovering (their faults stopped).")
+    : "";
+  if (!active.length && recovering.length) {
+    const last = recovering.reduce((a, b) => (b.recovering_since_unix_ms > a.recovering_since_unix_ms ? b : a));
+    return el("p", { class: "lead recovering", "data-active-incidents": "0", "data-recovering-incidents": String(recovering.length) },
+      recovering.length === 1 ? "1 incident is recovering: its failures stopped and its counters stopped moving away at "
+        : recovering.length + " incidents are recovering: their failures stopped and their counters stopped moving away, the last at ",
+      fmtTime(last.recovering_since_unix_ms), " (", fmtAgo(last.recovering_since_unix_ms), ").",
+      ended ? " " + ended + " ended." : "");
+  }
   if (!active.length) {
     return el("p", { class: "lead calm", "data-active-incidents": "0" }, "No active incident",
       ended ? " (" + ended + " ended recently, listed below)" : "",
@@ -33,8 +45,18 @@ export function incidentLead(doc) {
   return el("p", { class: "lead alarm", "data-active-incidents": String(active.length) },
     active.length === 1 ? "1 incident is going on" : active.length + " incidents are going on",
     ", the first since ", fmtTime(first.onset_unix_ms), " (", fmtAgo(first.onset_unix_ms), ").",
-    ended ? " " + ended + " ended." : "");
+    recoveringText, ended ? " " + ended + " ended." : "");
 }
+
+/** Where an incident stands: `active`, `recovering` or `ended` (an older agent's document
+ *  says only whether it is active). */
+export function stateOf(inc) {
+  if (!inc.active) return "ended";
+  return inc.state === "recovering" ? "recovering" : "active";
+}
+
+/** The badge class of each state. */
+const STATE_BADGE = { active: "err", recovering: "recovering", ended: "ended" };
 
 /** Whether each fold of a card (the card itself, each hint) is open, by the person's last
  *  click: the cards are rebuilt on every live update, and a refresh must not close what
@@ -87,23 +109,32 @@ export function incidentCard(inc, open, processes) {
         p.services.flatMap((s, i) => (i ? [" ", service(s)] : [service(s)]))))))
     : el("p", { class: "muted" }, "No error pattern: the counters below broke from their usual level on their own.");
   const [headline, rest] = titleParts(inc);
+  const state = stateOf(inc);
   const head = el("summary", { class: "head" },
-    el("span", { class: "badge " + (inc.active ? "err" : "ended") }, inc.active ? "active" : "ended"),
+    el("span", { class: "badge " + STATE_BADGE[state], "data-state": state }, state),
     " ", el("strong", { class: "headline" }, headline),
     c.service ? [" ", service(c.service)] : null,
     el("span", { class: "muted glance" }, " · since ", fmtClock(inc.onset_unix_ms),
-      inc.active ? "" : " · ended " + fmtClock(endedAt(inc)),
+      state === "recovering" ? " · stopped " + fmtClock(inc.recovering_since_unix_ms) : "",
+      state === "ended" ? " · ended " + fmtClock(endedAt(inc)) : "",
+      inc.reopened_unix_ms ? " · reopened " + fmtClock(inc.reopened_unix_ms) : "",
       inc.failures ? " · " + fmtCount(inc.failures) + (inc.failures === 1 ? " failed request" : " failed requests") : ""),
     rest ? el("span", { class: "title-rest", title: rest }, rest) : null);
   return fold("incident " + inc.id, Boolean(open),
-    { class: "incident" + (inc.active ? " active" : " ended"), id: "incident-" + inc.id, "data-active": String(inc.active) },
+    { class: "incident " + state, id: "incident-" + inc.id, "data-active": String(inc.active), "data-state": state },
     head,
     el("p", { class: "when" }, "Onset ", fmtTime(inc.onset_unix_ms), " (", fmtAgo(inc.onset_unix_ms), ") · ",
       inc.ongoing_at_start ? el("span", { class: "muted", "data-ongoing-at-start": "true" },
         "already going on when the agent started: the onset is its previous run's record, or unknown (before its first look) · ") : "",
-      inc.active ? [el("strong", null, "still active"), ", last signal ", fmtAgo(inc.last_active_unix_ms)]
-        : el("span", { "data-ended": String(endedAt(inc)) }, "ended ", fmtTime(endedAt(inc)), " (", fmtAgo(endedAt(inc)),
-          "): its last failure, or the last time its own counters were out of their usual range")),
+      state === "active" ? [el("strong", null, "still active"), ", last signal ", fmtAgo(inc.last_active_unix_ms)]
+        : state === "recovering"
+          ? el("span", { "data-recovering-since": String(inc.recovering_since_unix_ms) }, el("strong", null, "recovering"),
+            ": its fault stopped at ", fmtTime(inc.recovering_since_unix_ms), " (", fmtAgo(inc.recovering_since_unix_ms),
+            ") — no failure since, and its counters no longer move away from their usual levels; it ends once they are back or have stayed still a while")
+          : el("span", { "data-ended": String(endedAt(inc)) }, "ended: its fault stopped at ", fmtTime(endedAt(inc)), " (", fmtAgo(endedAt(inc)),
+            "), its last failure or the last time its own counters moved away from their usual levels"),
+      inc.reopened_unix_ms ? el("span", { "data-reopened": String(inc.reopened_unix_ms) },
+        " · reopened ", fmtTime(inc.reopened_unix_ms), ": its fault came back after it had ended") : ""),
     who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id, c.service, processes)));
 }
 
@@ -163,6 +194,8 @@ function countersList(counters, incident) {
   const item = (k) => el("li", { class: "counter " + k.relation + (k.supporting ? " supporting" : "") },
     el("span", null, k.anomaly.evidence), latestOf(k.anomaly), el("span", { class: "muted" }, " — " + k.relation_text),
     k.supporting ? el("span", { class: "muted" }, " · beside the fault: it does not keep the incident active") : null,
+    !k.supporting && k.moving_away === false && k.anomaly.active
+      ? el("span", { class: "muted", "data-still": "true" }, " · no longer moving away from its usual level") : null,
     k.anomaly.caveat ? el("div", { class: "caveat" }, "Caveat: ", k.anomaly.caveat) : null);
   const related = counters.filter((k) => k.relation !== "node_wide");
   const shown = related.slice(0, COUNTERS_SHOWN);

@@ -194,8 +194,8 @@ pub trait CounterView: Send + Sync {
 pub use faultline_diagnosis::anomaly::{ChangeShape, CounterAnomaly, Direction, Unjudged};
 pub use faultline_diagnosis::hints::{Check, CulpritRole, Hint};
 pub use faultline_diagnosis::incident::{
-    CountedAs, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, NodeSignal,
-    PatternCounts, PatternCulprit, Relation,
+    CountedAs, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, IncidentState,
+    NodeSignal, PatternCounts, PatternCulprit, Relation,
 };
 
 /// The answer of `GET /api/v1/incidents`.

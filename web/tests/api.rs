@@ -519,6 +519,29 @@ fn openapi_document_describes_every_api_path() {
             "{schema} missing"
         );
     }
+    // Where an incident stands, added beside `active` and `ended_unix_ms` (which outside
+    // harnesses read): described with its three states.
+    let schemas = &doc["components"]["schemas"];
+    let incident = &schemas["Incident"]["properties"];
+    for field in [
+        "active",
+        "ended_unix_ms",
+        "state",
+        "recovering_since_unix_ms",
+        "reopened_unix_ms",
+    ] {
+        assert!(incident[field].is_object(), "Incident.{field} missing");
+    }
+    assert_eq!(
+        schemas["IncidentState"]["enum"],
+        serde_json::json!(["active", "recovering", "ended"]),
+        "{:#}",
+        schemas["IncidentState"]
+    );
+    assert!(
+        schemas["IncidentCounter"]["properties"]["moving_away"].is_object(),
+        "IncidentCounter.moving_away missing"
+    );
 }
 
 #[test]
@@ -566,6 +589,7 @@ fn metrics_label_clusters_by_stable_id_and_show_sockets_and_tasks() {
     // The diagnosis: incidents by culprit and top hint, anomalies by series kind.
     for line in [
         "faultline_incidents{state=\"active\"} 2\n",
+        "faultline_incidents{state=\"recovering\"} 0\n",
         "faultline_incidents{state=\"ended\"} 0\n",
         "faultline_incidents_active{culprit=\"user-svc\",hint=\"connection-reset\"} 1\n",
         "faultline_anomalies{kind=\"sockets\",in=\"incident\"} 1\n",

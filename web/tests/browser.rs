@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use faultline_web::model::{
     Check, ClusterView, CountedAs, CountersSnapshot, Culprit, CulpritRole, DiagnosisView,
-    EmergenceKind, IncidentPattern, PortSide, Relation, SecondCounts, Series, SocketSeries,
-    SocketSource, SocketState, SourceState, SourceStatus, TraceView, ValueCount,
+    EmergenceKind, IncidentPattern, IncidentState, PortSide, Relation, SecondCounts, Series,
+    SocketSeries, SocketSource, SocketState, SourceState, SourceStatus, TraceView, ValueCount,
 };
 use fixture::browser::Browser;
 use fixture::*;
@@ -1037,4 +1037,79 @@ fn counts_say_which_lines_no_trace_holds_counters_their_caveat_and_an_ended_inci
     browser.open(&format!("http://{addr}/clusters"));
     let row = browser.eval("return document.querySelector('td [data-untraced]').textContent");
     assert_eq!(row, json!("41 no trace"));
+}
+
+/// An SRE who just rolled back reads within seconds that the fault stopped: the overview
+/// leads with the incident recovering since when, its card says so, and a counter that no
+/// longer moves away says that too; an incident that came back after it had ended says when.
+#[test]
+fn a_recovering_incident_says_since_when_on_the_overview() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    load_incident(&store, now);
+    let mut doc = (*DiagnosisView::incidents(&*store)).clone();
+    let stopped = now - 8_000;
+    for inc in &mut doc.incidents {
+        inc.active = true;
+        inc.state = IncidentState::Recovering;
+        inc.recovering_since_unix_ms = Some(stopped - 60_000);
+        inc.ended_unix_ms = None;
+    }
+    doc.incidents[0].recovering_since_unix_ms = Some(stopped);
+    doc.incidents[0].reopened_unix_ms = Some(now - 120_000);
+    let own = doc.incidents[0]
+        .counters
+        .iter_mut()
+        .find(|c| !c.supporting)
+        .expect("an own counter");
+    own.moving_away = false;
+    own.anomaly.active = true;
+    store.set_incidents(doc.clone());
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+
+    let lead = browser.eval("return document.querySelector('#incidents .lead').textContent");
+    let lead = lead.as_str().unwrap_or_default();
+    assert!(
+        lead.starts_with(&format!(
+            "{} incidents are recovering: their failures stopped",
+            doc.incidents.len()
+        )),
+        "{lead}"
+    );
+    let states = browser.eval(
+        "return [...document.querySelectorAll('#incidents details.incident')]\
+         .map((d) => d.dataset.state)",
+    );
+    assert_eq!(
+        states,
+        json!(vec!["recovering"; doc.incidents.len()]),
+        "{states}"
+    );
+    let card = "document.querySelector('#incidents details.incident')";
+    let since = browser.eval(&format!(
+        "return {card}.querySelector('[data-recovering-since]').dataset.recoveringSince"
+    ));
+    assert_eq!(since, json!(stopped.to_string()));
+    let badge = browser.eval(&format!(
+        "return {card}.querySelector('.badge[data-state]').textContent"
+    ));
+    assert_eq!(badge, json!("recovering"));
+    let reopened = browser.eval(&format!(
+        "return {card}.querySelector('[data-reopened]').textContent"
+    ));
+    assert!(
+        reopened
+            .as_str()
+            .unwrap_or_default()
+            .contains("its fault came back after it had ended"),
+        "{reopened}"
+    );
+    let still = browser.eval(&format!(
+        "return {card}.querySelectorAll('[data-still]').length"
+    ));
+    assert_eq!(still, json!(1));
+    assert_hostile_text_is_text(&browser, "overview recovering");
+    browser.screenshot("overview-recovering");
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -442,11 +442,23 @@ fn order_lines(id: u32, lost: bool) -> Vec<u32> {
 pub fn debug_router(name: ServiceName, tasks: Arc<Tasks>) -> Router {
     Router::new().route(
         "/debug/pprof/goroutine",
-        get(move || {
+        get(move |Query(page): Query<PageQuery>| {
             let tasks = tasks.clone();
-            async move { tasks.page(name.as_str()) }
+            async move {
+                if page.debug == Some(2) {
+                    tasks.stacks_page()
+                } else {
+                    tasks.page(name.as_str())
+                }
+            }
         }),
     )
+}
+
+/// The task page's query: `debug=2` asks for every task's stack, as pprof's does.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    debug: Option<u8>,
 }
 
 /// An error and its sources, joined as `outer: inner: innermost` (reqwest's own text names

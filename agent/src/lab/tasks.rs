@@ -1,10 +1,17 @@
 //! Each lab service's goroutine-style task page: the tasks it really has in flight, counted
-//! by guards that live exactly as long as the task, served at `/debug/pprof/goroutine?debug=1`
-//! in the layout of Go's pprof text profile (`goroutine profile: total N`, then one group per
-//! place the tasks wait), which the agent scrapes through `[[tasks]]`.
+//! by guards that live exactly as long as the task, served at `/debug/pprof/goroutine` in the
+//! two layouts of Go's pprof text pages:
+//!
+//! - `?debug=1` (the default here): `goroutine profile: total N`, then one group per place the
+//!   tasks wait — what the agent's `[[tasks]]` counts;
+//! - `?debug=2`: one block per task with its wait state, the function it waits in and the
+//!   source line where it was counted (the real call site, from `#[track_caller]`) — what the
+//!   agent reads for an incident's top blocked stack, and what the goroutine-leak hint's
+//!   commands grep.
 
+use std::panic::Location;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Where a group of tasks is, as the page names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +36,39 @@ const GROUPS: [(TaskGroup, &str); 3] = [
     ),
 ];
 
+/// How a `debug=2` page shows each group's tasks: the wait state Go would print for a
+/// goroutine doing the same, and the function it waits in.
+const WAITS: [(TaskGroup, &str, &str); 3] = [
+    (
+        TaskGroup::Request,
+        "select",
+        "faultline_agent::lab::service::Service::handle",
+    ),
+    (
+        TaskGroup::HeldConnection,
+        "IO wait",
+        "faultline_agent::lab::conn::FaultStream::poll_read",
+    ),
+    (
+        TaskGroup::Leaked,
+        "chan receive",
+        "faultline_agent::lab::service::Service::leak_a_task",
+    ),
+];
+
 /// The tasks every service runs whatever its load: its accept loop and its task page.
 const STANDING_TASKS: i64 = 2;
+
+/// The most task blocks a `debug=2` page lists per group (the lab caps its leaked tasks and
+/// held connections lower; the bound keeps a page small whatever the load).
+const MAX_BLOCKS_PER_GROUP: i64 = 20_000;
 
 /// Live task counts of one service.
 #[derive(Debug, Default)]
 pub struct Tasks {
     counts: [AtomicI64; 3],
+    /// Where each group's tasks are counted (the first call site seen).
+    sites: [OnceLock<&'static Location<'static>>; 3],
 }
 
 /// Counts one task of a group while it lives.
@@ -53,8 +86,11 @@ impl Drop for TaskGuard {
 
 impl Tasks {
     /// Counts a task of `group` until the guard is dropped.
+    #[track_caller]
     pub fn enter(self: &Arc<Self>, group: TaskGroup) -> TaskGuard {
         let slot = slot_of(group);
+        let site = Location::caller();
+        self.sites[slot].get_or_init(|| site);
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
         TaskGuard {
             tasks: self.clone(),
@@ -84,6 +120,39 @@ impl Tasks {
         ));
         page
     }
+
+    /// The pprof `debug=2` text page: one block per live task, numbered in page order (the
+    /// lab's tasks have no ids of their own), the standing tasks last.
+    pub fn stacks_page(&self) -> String {
+        let mut page = String::new();
+        let mut number = 0u64;
+        let mut block = |page: &mut String, state: &str, function: &str, site: Option<String>| {
+            number += 1;
+            page.push_str(&format!("goroutine {number} [{state}]:\n{function}(...)\n"));
+            if let Some(site) = site {
+                page.push_str(&format!("\t{site}\n"));
+            }
+            page.push('\n');
+        };
+        for (group, state, function) in WAITS {
+            let slot = slot_of(group);
+            let site = self.sites[slot]
+                .get()
+                .map(|at| format!("{}:{}", at.file(), at.line()));
+            for _ in 0..self.count(group).min(MAX_BLOCKS_PER_GROUP) {
+                block(&mut page, state, function, site.clone());
+            }
+        }
+        for _ in 0..STANDING_TASKS {
+            block(
+                &mut page,
+                "IO wait",
+                "faultline_agent::lab::service::debug_router",
+                None,
+            );
+        }
+        page
+    }
 }
 
 fn slot_of(group: TaskGroup) -> usize {
@@ -96,6 +165,7 @@ fn slot_of(group: TaskGroup) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_ingest::counters::stacks::top_stack;
 
     #[test]
     fn the_page_counts_live_guards_only() {
@@ -110,5 +180,29 @@ mod tests {
         assert!(tasks
             .page("inventory")
             .starts_with("goroutine profile: total 2\n"));
+    }
+
+    #[test]
+    fn the_stacks_page_shows_where_the_leaked_tasks_wait_as_the_agent_reads_it() {
+        let tasks = Arc::new(Tasks::default());
+        let leaked: Vec<TaskGuard> = (0..7).map(|_| tasks.enter(TaskGroup::Leaked)).collect();
+        let line = line!() - 1;
+        let request = tasks.enter(TaskGroup::Request);
+        let page = tasks.stacks_page();
+        let top = top_stack(&page).expect("a top stack");
+        assert_eq!((top.count, top.total), (7, 10), "{page}");
+        assert_eq!(top.state.as_deref(), Some("chan receive"), "{page}");
+        let frame = top.top_frame().expect("a frame");
+        assert_eq!(
+            frame.function,
+            "faultline_agent::lab::service::Service::leak_a_task"
+        );
+        // The location is where the tasks were counted: this test's line.
+        let at = frame.location.as_deref().unwrap_or_default();
+        assert!(at.ends_with(&format!("tasks.rs:{line}")), "{page}");
+        drop(leaked);
+        drop(request);
+        let top = top_stack(&tasks.stacks_page()).expect("the standing tasks");
+        assert_eq!((top.count, top.total), (2, 2));
     }
 }

@@ -941,6 +941,29 @@ mod tests {
             .to_string()
     }
 
+    /// The run before, in the unseen lab: the slow blob store, four minutes before `NOW`, six
+    /// failed requests each reported by the gateway's `echo` (see [`echo_failed`]). The
+    /// echo's pattern id.
+    fn slow_blobstore_echoes(stores: &Stores, echo: &str, root: bool) -> String {
+        let ms = 1_000_000;
+        let before = NOW - 4 * MIN;
+        let mut id = String::new();
+        for n in 1..=6u8 {
+            let t = before + i64::from(n - 1) * 1_000 * ms;
+            id = echo_observed(stores, echo, n, t + 90 * ms);
+            echo_failed(
+                stores,
+                echo,
+                n,
+                t,
+                ("blobstore", "disk read stalled"),
+                &id,
+                root,
+            );
+        }
+        id
+    }
+
     /// The unseen lab, one agent through all faults: the gateway's echo `metadata answered
     /// 502` comes back with every fault below it. Its culprit is voted over the traces of its
     /// current run only: the many traces of the run before (a slow blob store's, minutes ago)
@@ -957,14 +980,7 @@ mod tests {
             echo_failed(&stores, echo, trace, start, (culprit, error), id, true);
         };
         let observe = |trace: u8, t: i64| echo_observed(&stores, echo, trace, t);
-        // The slow blob store, four minutes ago: six failed requests.
-        let before = NOW - 4 * MIN;
-        let mut id = String::new();
-        for n in 0..6u8 {
-            let t = before + i64::from(n) * 1_000 * ms;
-            id = observe(n + 1, t + 90 * ms);
-            failed(n + 1, t, "blobstore", "disk read stalled", &id);
-        }
+        let id = slow_blobstore_echoes(&stores, echo, true);
         // Silence, then metadata out of fds: two failed requests, the first of which started
         // five seconds before its echo (it waited).
         let now_run = NOW - 20_000 * ms;
@@ -998,8 +1014,15 @@ mod tests {
         );
         // Voted over every recent trace, the run before outvotes this one.
         let listeners = culprits::listeners(&stores.traces, &stores.counters);
-        let all = culprits::of_pattern(&stores.traces, &listeners, &[id.clone()], 200, None, None)
-            .expect("a culprit");
+        let all = culprits::of_pattern(
+            &stores.traces,
+            &listeners,
+            std::slice::from_ref(&id),
+            200,
+            None,
+            None,
+        )
+        .expect("a culprit");
         assert_eq!((all.service.as_str(), all.traces_total), ("blobstore", 8));
     }
 
@@ -1016,13 +1039,7 @@ mod tests {
             echo_failed(&stores, echo, trace, start, (culprit, error), id, false);
         };
         let observe = |trace: u8, t: i64| echo_observed(&stores, echo, trace, t);
-        let before = NOW - 4 * MIN;
-        let mut id = String::new();
-        for n in 0..6u8 {
-            let t = before + i64::from(n) * 1_000 * ms;
-            id = observe(n + 1, t + 90 * ms);
-            failed(n + 1, t, "blobstore", "disk read stalled", &id);
-        }
+        let id = slow_blobstore_echoes(&stores, echo, false);
         let views = views_at(&stores, NOW);
         // The pattern page's verdict (the list's rows are rebuilt at most every
         // `ROWS_REFRESH`, and judged through the same cache).

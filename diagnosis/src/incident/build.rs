@@ -10,7 +10,8 @@ use super::grouping::{Signal, SignalWhat};
 use super::services::{calls, counter_culprit, listener, owner, peers};
 use super::{
     CountedAs, DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
-    PatternInput, Relation, ServiceFacts, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS, MAX_TRACES,
+    Members, PatternInput, Relation, ServiceFacts, Span, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS,
+    MAX_TRACES,
 };
 use crate::anomaly::{clock, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
@@ -30,7 +31,7 @@ pub(super) fn build(
     rules: &HintRules,
     retold: &BTreeSet<&str>,
     earlier_runs: &BTreeMap<&str, (u64, u64)>,
-) -> (Incident, Title, BTreeSet<Member>) {
+) -> (Incident, Title, Members) {
     let now = input.now_unix_ms;
     let before = |p: &PatternInput| earlier_runs.get(p.id.as_str()).copied().unwrap_or((0, 0));
     let run = |p: &PatternInput| {
@@ -151,6 +152,8 @@ pub(super) fn build(
                 relation,
                 relation_text,
                 supporting: supporting.contains(&a.key),
+                // Said by the tracker (see [`super::recovery`]).
+                moving_away: a.active,
                 anomaly: a.clone(),
             }
         })
@@ -255,10 +258,13 @@ pub(super) fn build(
     let beside = matched.first().is_some_and(|m| {
         !m.by_text
             && !patterns.is_empty()
-            && !m.counters.is_empty()
-            && m.counters
-                .iter()
-                .all(|&i| listed.get(i).is_some_and(|c| c.supporting))
+            && !m.hint.series.is_empty()
+            && m.hint.series.iter().all(|key| {
+                listed
+                    .iter()
+                    .find(|c| &c.anomaly.key == key)
+                    .is_some_and(|c| c.supporting)
+            })
     });
     let by_text = beside || matched.first().is_none_or(|m| m.by_text);
     if let Some(lead) = matched.first() {
@@ -283,9 +289,15 @@ pub(super) fn build(
         by_text,
     );
 
-    let mut member_set = BTreeSet::new();
+    let mut member_set = Members::new();
     for p in &patterns {
-        member_set.insert(Member::Pattern(p.id.clone()));
+        member_set.insert(
+            Member::Pattern(p.id.clone()),
+            Span::Run {
+                onset: p.onset_unix_ms,
+                last_seen: p.last_seen_unix_ms,
+            },
+        );
     }
     // Only its own evidence continues it later: a supporting counter still out of its range
     // (a pool's churn, a caller's error rate) is joined by the next fault near it. Seen on
@@ -293,7 +305,13 @@ pub(super) fn build(
     // seven minutes before, through a TIME-WAIT churn both had listed, and took its onset.
     for a in &counters {
         if !supporting.contains(&a.key) {
-            member_set.insert(Member::Series(a.key.clone()));
+            member_set.insert(
+                Member::Series(a.key.clone()),
+                Span::Change {
+                    changed_at: a.changed_at_unix_ms,
+                    active: a.active,
+                },
+            );
         }
     }
     let incident = Incident {
@@ -323,6 +341,9 @@ pub(super) fn build(
         active,
         // Said by the tracker once it has continued the kept incidents.
         ended_unix_ms: None,
+        state: super::IncidentState::Active,
+        recovering_since_unix_ms: None,
+        reopened_unix_ms: None,
         failures,
         untraced_records,
         ongoing_at_start: false,

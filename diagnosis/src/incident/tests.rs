@@ -548,11 +548,10 @@ fn the_counter_the_leading_hint_rests_on_is_the_top_related_signal() {
     );
 }
 
-#[test]
-fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters() {
-    // The dns fault: the edge's lookups fail (a pattern blamed on it, role caller) while
-    // its own listening port moves (a counter that names it as a listener).
-    let lookup = blamed(
+/// The dns fault's pattern: the gateway's lookups of its callee fail, blamed on the gateway
+/// (role caller).
+fn gateway_lookups_failing() -> PatternInput {
+    blamed(
         pattern(
             "p-dns",
             "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
@@ -562,7 +561,14 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
         ),
         "gateway",
         CulpritRole::Caller,
-    );
+    )
+}
+
+#[test]
+fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters() {
+    // The dns fault: the edge's lookups fail (a pattern blamed on it, role caller) while
+    // its own listening port moves (a counter that names it as a listener).
+    let lookup = gateway_lookups_failing();
     let port = SeriesKey::PortTotal {
         port: 8080,
         side: PortSide::Local,
@@ -586,17 +592,7 @@ fn failed_lookups_lead_with_the_callee_they_no_longer_reach() {
     // The Go lab's dns fault: the gateway's lookups of its callee fail; the gateway's error
     // rate rises (the patterns' own errors again) and the callee's request rate falls. The
     // fall is what the dns-failure hint reads beside the error text: it leads.
-    let lookup = blamed(
-        pattern(
-            "p-dns",
-            "Get \"<url>\": dial tcp: lookup <id> on <ip:port>: no such host",
-            &["gateway"],
-            T0,
-            &["t1"],
-        ),
-        "gateway",
-        CulpritRole::Caller,
-    );
+    let lookup = gateway_lookups_failing();
     let errors = anomaly(
         SeriesKey::ServiceTraffic {
             service: "gateway".into(),
@@ -1185,7 +1181,7 @@ fn an_incident_seen_from_several_sides_ranks_above_a_lone_counter() {
 /// that needs an error text (the lab saw "nothing accepts connections" there).
 #[test]
 fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
-    let panic = blamed(
+    let mut panic = blamed(
         pattern(
             "p",
             "runtime error: index out of range [<num>] with length <num>",
@@ -1196,6 +1192,8 @@ fn a_placed_error_outranks_a_later_socket_count_on_a_callers_port() {
         "orders",
         CulpritRole::SelfReported,
     );
+    // Still panicking: both go on (a fault that stopped is ranked below one going on).
+    panic.last_seen_unix_ms = T0 + 19_000;
     let attempt_fails = SeriesKey::ProtocolRate {
         key: "Tcp AttemptFails".into(),
     };
@@ -3950,14 +3948,31 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         },
     ];
     let rules = HintRules::builtin().unwrap();
-    // The fault's recorded counters as `(key, points)`, its first point's time, and the
-    // incident's hints at every second from `from`, with the CLOSE-WAIT anomaly's evidence.
+    // The fault's recorded counters: the CLOSE-WAIT on the callee's port (`close_wait`, its
+    // name in the recording and its side; its points from the injection on times `scale`)
+    // and the fds of the `processes`, in that order. The incident's hints at every second
+    // from point 72, with the CLOSE-WAIT anomaly's evidence.
     let judge = |fault: &str,
-                 series: &[(&str, SeriesKey)],
+                 close_wait: (&str, PortSide),
+                 processes: [&str; 2],
                  scale: f64,
-                 pattern: PatternInput,
-                 from: usize|
+                 pattern: PatternInput|
      -> Vec<(usize, Option<String>, Vec<String>)> {
+        let (name, side) = close_wait;
+        let fds = |name: &str| SeriesKey::Process {
+            name: name.into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let series: Vec<(String, SeriesKey)> = std::iter::once((
+            name.to_owned(),
+            SeriesKey::PortState {
+                port: blob,
+                side,
+                state: SocketState::CloseWait,
+            },
+        ))
+        .chain(processes.map(|p| (format!("{p}_fds"), fds(p))))
+        .collect();
         let d = &data[fault];
         let start = d["start_unix_ms"].as_i64().expect("start_unix_ms");
         let all: Vec<(SeriesKey, Vec<Option<f64>>)> = series
@@ -3965,7 +3980,7 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             .enumerate()
             .map(|(i, (name, key))| {
                 let by = if i == 0 { scale } else { 1.0 };
-                let points = d[*name]
+                let points = d[name.as_str()]
                     .as_array()
                     .unwrap_or_else(|| panic!("no {name}"))
                     .iter()
@@ -3986,19 +4001,13 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         let len = all[0].1.len();
         let mut tracker = IncidentTracker::new();
         let mut out = Vec::new();
-        for cut in from..=len {
-            let history = CounterHistory {
-                start_unix_ms: start,
-                step_ms: 1000,
-                series: all
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..cut].to_vec(),
-                    })
+        for cut in 72..=len {
+            let history = history(
+                start,
+                all.iter()
+                    .map(|(key, points)| (key, points[..cut].to_vec()))
                     .collect(),
-                ..CounterHistory::default()
-            };
+            );
             let report = crate::anomaly::detect(&history, &[], &[], &Default::default());
             let now = start + (cut as i64 - 1) * 1000;
             let mut p = pattern.clone();
@@ -4024,25 +4033,10 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
         }
         out
     };
-    let fds = |name: &str| SeriesKey::Process {
-        name: name.into(),
-        metric: ProcessMetric::OpenFds,
-    };
-
     let slow = judge(
         "slow",
-        &[
-            (
-                "close_wait_own_port",
-                SeriesKey::PortState {
-                    port: blob,
-                    side: PortSide::Local,
-                    state: SocketState::CloseWait,
-                },
-            ),
-            ("blobstore_fds", fds("blobstore")),
-            ("metadata_fds", fds("metadata")),
-        ],
+        ("close_wait_own_port", PortSide::Local),
+        ["blobstore", "metadata"],
         5.0,
         blamed(
             pattern(
@@ -4055,7 +4049,6 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             "blobstore",
             CulpritRole::Callee,
         ),
-        72,
     );
     assert!(
         slow.iter().any(|(_, cw, _)| cw.is_some()),
@@ -4072,18 +4065,8 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
 
     let leak = judge(
         "close_wait",
-        &[
-            (
-                "close_wait_to_callee",
-                SeriesKey::PortState {
-                    port: blob,
-                    side: PortSide::Remote,
-                    state: SocketState::CloseWait,
-                },
-            ),
-            ("metadata_fds", fds("metadata")),
-            ("blobstore_fds", fds("blobstore")),
-        ],
+        ("close_wait_to_callee", PortSide::Remote),
+        ["metadata", "blobstore"],
         1.0,
         blamed(
             pattern(
@@ -4096,7 +4079,6 @@ fn close_wait_of_requests_still_in_progress_is_not_hinted_as_a_leak() {
             "metadata",
             CulpritRole::SelfReported,
         ),
-        72,
     );
     let raised: Vec<_> = leak.iter().filter(|(_, cw, _)| cw.is_some()).collect();
     assert!(!raised.is_empty(), "{leak:#?}");
@@ -4194,6 +4176,7 @@ fn a_callees_own_close_wait_leads_its_callers_fin_wait_2_mirror() {
         relation: Relation::Culprit,
         relation_text: String::new(),
         supporting,
+        moving_away: true,
         anomaly: a.clone(),
     };
     let culprit = |role| IncidentCulprit {
@@ -4208,4 +4191,314 @@ fn a_callees_own_close_wait_leads_its_callers_fin_wait_2_mirror() {
     // A caller's own end is the one towards the port (its TIME-WAIT storm).
     super::build::order_counters(&mut listed, &culprit(CulpritRole::Caller), false, &services);
     assert_eq!(listed[0].anomaly.key, mirror.key, "{listed:#?}");
+}
+
+/// A listener on 13 ports whose CLOSE-WAIT all climb at once: one more than an incident lists.
+fn thirteen_ports() -> (Vec<ServiceFacts>, Vec<SeriesKey>) {
+    let ports: Vec<u16> = (9000..9013).collect();
+    let services = vec![ServiceFacts {
+        service: "stock".into(),
+        listen_ports: ports.clone(),
+        ..ServiceFacts::default()
+    }];
+    (services, ports.into_iter().map(close_wait).collect())
+}
+
+/// timewait's notes (2026-12-06): `continues()` let a member both incidents hold but neither
+/// lists (cut at [`MAX_COUNTERS`]) carry a new change into an old incident — "goes on as
+/// before" — whatever that change was.
+#[test]
+fn a_counter_neither_incident_lists_carries_no_new_change_into_an_old_incident() {
+    let (services, keys) = thirteen_ports();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let leak = |at: i64| {
+        report(
+            keys.iter()
+                .map(|k| rising(k.clone(), at, 2.0, 60.0))
+                .collect(),
+        )
+    };
+    let first = run_with(
+        &mut tracker,
+        T0 + 10_000,
+        &[],
+        leak(T0),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].counters.len(), MAX_COUNTERS);
+    let cut: Vec<&SeriesKey> = keys
+        .iter()
+        .filter(|k| !first[0].counters.iter().any(|c| &c.anomaly.key == *k))
+        .collect();
+    assert_eq!(cut.len(), 1, "{:#?}", first[0].counters);
+
+    // The leak goes back.
+    let ended = run_with(
+        &mut tracker,
+        T0 + 200_000,
+        &[],
+        report(vec![]),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    assert!(!ended[0].active, "{ended:#?}");
+
+    // Minutes later all 13 climb again: a new change of each, the same one cut.
+    let later = run_with(
+        &mut tracker,
+        T0 + 400_000,
+        &[],
+        leak(T0 + 395_000),
+        &CounterHistory::default(),
+        &services,
+        &rules,
+    );
+    let new = later
+        .iter()
+        .find(|i| i.active)
+        .unwrap_or_else(|| panic!("{later:#?}"));
+    assert!(
+        !new.counters
+            .iter()
+            .any(|c| &&c.anomaly.key == cut.first().unwrap()),
+        "the same series is cut: {:#?}",
+        new.counters
+    );
+    assert_ne!(new.id, first[0].id, "{later:#?}");
+    assert_eq!(new.onset_unix_ms, T0 + 395_000, "{new:#?}");
+    assert_eq!(later.len(), 2, "{later:#?}");
+}
+
+/// Where an incident stood at one update: (second, state, recovering since, reopened at, id).
+type Standing = (usize, IncidentState, Option<i64>, Option<i64>, String);
+
+/// Where an incident stands after each update, one a second from `from` to `to` (seconds
+/// from T0), the history up to that second of `points` (one a second from T0) and the
+/// detector still reporting `anomaly`: (second, state, recovering since, reopened at, id).
+fn timeline(
+    key: &SeriesKey,
+    points: &[f64],
+    anomaly: &CounterAnomaly,
+    from: usize,
+    to: usize,
+) -> Vec<Standing> {
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    (from..=to)
+        .map(|t| {
+            let h = history(
+                T0,
+                vec![(key, points[..=t].iter().map(|&v| Some(v)).collect())],
+            );
+            let now = T0 + t as i64 * 1000;
+            let incidents = run_with(
+                &mut tracker,
+                now,
+                &[],
+                report(vec![anomaly.clone()]),
+                &h,
+                &services,
+                &rules,
+            );
+            assert_eq!(incidents.len(), 1, "at {t} s: {incidents:#?}");
+            let i = &incidents[0];
+            assert_eq!(i.active, i.state != IncidentState::Ended, "{i:#?}");
+            (
+                t,
+                i.state,
+                i.recovering_since_unix_ms,
+                i.reopened_unix_ms,
+                i.id.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The first second of `timeline` in `state` at or after `after` (seconds from T0).
+fn first_in(timeline: &[Standing], state: IncidentState, after: usize) -> Option<usize> {
+    timeline
+        .iter()
+        .find(|(t, s, ..)| *t >= after && *s == state)
+        .map(|(t, ..)| *t)
+}
+
+/// A port's TIME-WAIT count, one point a second: `usual` sockets, plus `rate` connections
+/// closed a second during each of `storms` (start, end seconds), each staying 60 s.
+fn time_wait_count(len: usize, usual: f64, rate: f64, storms: &[(usize, usize)]) -> Vec<f64> {
+    (0..len)
+        .map(|t| {
+            let lived: usize = storms
+                .iter()
+                .map(|&(s0, s1)| t.min(s1).saturating_sub(s0.max(t.saturating_sub(60))))
+                .sum();
+            usual + rate * lived as f64
+        })
+        .collect()
+}
+
+/// timewait's notes (2026-12-06): a storm's incident ended 63–68 s after the heal, because
+/// its sockets stay in TIME-WAIT a minute; the count stopped climbing within one census. A
+/// storm that runs past its first minute is flat too, and still a storm: what tells the two
+/// apart is how many connections close a second.
+#[test]
+fn a_time_wait_storm_is_recovering_within_seconds_of_its_heal_and_ends_before_its_sockets_expire() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    // 20 closes a second from 60 s to 160 s: the count is flat from 120 s, drains from 160 s.
+    let points = time_wait_count(230, 10.0, 20.0, &[(60, 160)]);
+    let mut storm = rising(key.clone(), T0 + 60_000, 10.0, 1210.0);
+    storm.noise = 3.3;
+    let seen = timeline(&key, &points, &storm, 63, 225);
+    // Flat at its top for 40 s, still storming: active.
+    assert!(
+        seen.iter()
+            .filter(|(t, ..)| *t < 160)
+            .all(|(_, s, ..)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = first_in(&seen, IncidentState::Recovering, 160).expect("recovering");
+    assert!(
+        recovering <= 170,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - 160
+    );
+    let (_, _, since, ..) = &seen[recovering - 63];
+    let since = since.expect("recovering since");
+    assert!(
+        (T0 + 160_000..=T0 + 166_000).contains(&since),
+        "since {} s: {seen:?}",
+        (since - T0) / 1000
+    );
+    let ended = first_in(&seen, IncidentState::Ended, 160).expect("ended");
+    assert!(
+        ended - 160 <= 35,
+        "ended {} s after the heal: {seen:?}",
+        ended - 160
+    );
+    // Its sockets are still draining when it ends: it did not wait for them.
+    assert!(points[ended] > 10.0 + 3.0 * 3.3 * 3.0, "{}", points[ended]);
+    assert!(seen.iter().all(|(.., id)| id == &seen[0].4));
+}
+
+/// A storm that stops and comes back before its incident ended is the same incident, active
+/// again; one that comes back after it ended, while its sockets still drain (the same change
+/// of the count), reopens it and says when.
+#[test]
+fn a_storm_that_comes_back_makes_its_incident_active_again_and_reopens_it_once_ended() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let mut storm = rising(key.clone(), T0 + 60_000, 10.0, 1210.0);
+    storm.noise = 3.3;
+    // Stops at 120 s, back at 130 s (recovering), stops at 150 s, back at 200 s (ended).
+    let points = time_wait_count(260, 10.0, 20.0, &[(60, 120), (130, 150), (200, 230)]);
+    let seen = timeline(&key, &points, &storm, 63, 240);
+    let recovering = first_in(&seen, IncidentState::Recovering, 120).expect("recovering");
+    assert!(recovering < 130, "{seen:?}");
+    let again = first_in(&seen, IncidentState::Active, recovering).expect("active again");
+    assert!(again <= 136, "active again at {again} s: {seen:?}");
+    assert_eq!(seen[again - 63].3, None, "not reopened: it had not ended");
+    let ended = first_in(&seen, IncidentState::Ended, 150).expect("ended");
+    assert!(ended < 200, "{seen:?}");
+    let reopened = first_in(&seen, IncidentState::Active, ended).expect("reopened");
+    assert!(reopened <= 206, "reopened at {reopened} s: {seen:?}");
+    assert_eq!(seen[reopened - 63].3, Some(T0 + reopened as i64 * 1000));
+    assert!(seen.iter().all(|(.., id)| id == &seen[0].4), "one incident");
+}
+
+/// A leak that stops leaves its sockets: its count no longer climbs, and its incident is
+/// recovering within seconds and ends within a bound, while the count stays high.
+#[test]
+fn a_leak_that_stops_climbing_is_recovering_then_ends_though_its_sockets_stay() {
+    let key = close_wait(8082);
+    // One socket a second from 60 s to 160 s, then held.
+    let points: Vec<f64> = (0..230)
+        .map(|t: usize| 2.0 + t.clamp(60, 160) as f64 - 60.0)
+        .collect();
+    let mut leak = rising(key.clone(), T0 + 60_000, 2.0, 102.0);
+    leak.noise = 1.7;
+    leak.shape = ChangeShape::Ramp;
+    let seen = timeline(&key, &points, &leak, 66, 225);
+    assert!(
+        seen.iter()
+            .filter(|(t, ..)| *t < 160)
+            .all(|(_, s, ..)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = first_in(&seen, IncidentState::Recovering, 160).expect("recovering");
+    assert!(recovering <= 170, "{seen:?}");
+    let ended = first_in(&seen, IncidentState::Ended, 160).expect("ended");
+    assert!((170..=195).contains(&ended), "ended at {ended} s: {seen:?}");
+}
+
+/// A level pinned at its limit (fds at their limit, a full accept queue) is the fault still
+/// there, however flat.
+#[test]
+fn a_count_pinned_at_its_limit_keeps_its_incident_active() {
+    let key = close_wait(8082);
+    let points: Vec<f64> = (0..120)
+        .map(|t: usize| 2.0 + t.clamp(30, 50) as f64 * 50.0 - 1500.0)
+        .collect();
+    let mut full = rising(key.clone(), T0 + 30_000, 2.0, 1002.0);
+    full.limit = Some(1002.0);
+    let seen = timeline(&key, &points, &full, 33, 115);
+    assert!(
+        seen.iter().all(|(_, s, ..)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+}
+
+/// A pattern's failures have stopped after three of its usual gaps, at least ten seconds: a
+/// steady failure is recovering 10 s after its last one and over 5 s later; one that fails
+/// every 8 s is not recovering after 10 s of silence.
+#[test]
+fn failures_that_stop_are_recovering_after_their_quiet_time_and_then_end() {
+    let mut tracker = IncidentTracker::new();
+    let mut eof = blamed(
+        pattern("a", "Get \"<url>\": EOF", &["orders"], T0, &["t1"]),
+        "stock",
+        CulpritRole::Callee,
+    );
+    eof.count = 601;
+    eof.last_seen_unix_ms = T0 + 60_000;
+    let at = |tracker: &mut IncidentTracker, s: i64, p: &PatternInput| {
+        run(tracker, T0 + s * 1000, std::slice::from_ref(p), vec![])[0].clone()
+    };
+    assert_eq!(at(&mut tracker, 69, &eof).state, IncidentState::Active);
+    let r = at(&mut tracker, 70, &eof);
+    assert_eq!(r.state, IncidentState::Recovering, "{r:#?}");
+    assert!(r.active);
+    assert_eq!(r.recovering_since_unix_ms, Some(T0 + 60_000));
+    assert_eq!(r.ended_unix_ms, None);
+    assert_eq!(at(&mut tracker, 74, &eof).state, IncidentState::Recovering);
+    let e = at(&mut tracker, 75, &eof);
+    assert_eq!(e.state, IncidentState::Ended, "{e:#?}");
+    assert!(!e.active);
+    assert_eq!(e.ended_unix_ms, Some(T0 + 60_000));
+    // It fails again within the minute (the same run of the pattern): reopened.
+    eof.last_seen_unix_ms = T0 + 90_000;
+    eof.count = 602;
+    let back = at(&mut tracker, 91, &eof);
+    assert_eq!(back.id, r.id);
+    assert_eq!(back.state, IncidentState::Active, "{back:#?}");
+    assert_eq!(back.reopened_unix_ms, Some(T0 + 91_000));
+
+    // Once every 8 s: 24 s of silence before it has stopped.
+    let mut tracker = IncidentTracker::new();
+    let mut rare = eof.clone();
+    rare.count = 8;
+    rare.last_seen_unix_ms = T0 + 56_000;
+    assert_eq!(at(&mut tracker, 70, &rare).state, IncidentState::Active);
+    assert_eq!(at(&mut tracker, 80, &rare).state, IncidentState::Recovering);
 }

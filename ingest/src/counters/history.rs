@@ -213,9 +213,16 @@ pub struct History {
     minute_tick: u64,
     series: HashMap<SeriesKey, Series>,
     evicted: u64,
-    /// Changes whenever points already recorded may read otherwise (see
-    /// [`History::generation`]).
+    /// Changes whenever points already recorded may read otherwise, other than by the
+    /// removals in `removed` (see [`History::generation`]).
     generation: u64,
+    /// Series removed (evicted, dropped or forgotten), oldest first, each with the number of
+    /// the first sample recorded without it: what a reader that keeps the points it read
+    /// must leave out ([`History::removed_after`]). Bounded: at most `max_series` entries,
+    /// none older than the sample ring.
+    removed: VecDeque<(u64, SeriesKey)>,
+    /// `removed` lists every removal after this sample number (earlier ones left the log).
+    removed_since: u64,
 }
 
 /// What a restore keeps of a saved history ([`History::restore_bounds`]).
@@ -275,17 +282,64 @@ impl History {
             series: HashMap::new(),
             evicted: 0,
             generation: 0,
+            removed: VecDeque::new(),
+            removed_since: 0,
         }
     }
 
-    /// Changes whenever points already recorded may read otherwise: a series evicted, dropped
-    /// or forgotten (one recorded again under its key has gaps where the old one had points),
-    /// a restore, samples absorbed. Appending a sample (new series included: gaps before
-    /// their first point) and the oldest points leaving the rings do not change it. A reader
-    /// that keeps the points it read and asks only for newer ones ([`History::seconds_after`])
-    /// reads them all again when it changed.
+    /// Changes whenever points already recorded may read otherwise, other than by a series
+    /// removed: a restore, samples absorbed. Appending a sample (new series included: gaps
+    /// before their first point) and the oldest points leaving the rings do not change it. A
+    /// reader that keeps the points it read and asks only for newer ones
+    /// ([`History::seconds_after`]) reads them all again when it changed, and leaves out the
+    /// series removed since ([`History::removed_after`]).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The series `keep` accepts that were removed (evicted, dropped or forgotten) after
+    /// sample number `after` (see [`History::tick`]), or `None` when the log of removals no
+    /// longer reaches back that far. A reader keeping the points it read until sample
+    /// `after` leaves these series out before it adds the points recorded since
+    /// ([`History::seconds_after`]): one recorded again under its key lists only its new
+    /// points there. Before this log a removal changed the generation, and at the series
+    /// bound, where a node's port churn evicts a series every few seconds, the diagnosis read
+    /// the whole history (1,024 series × 900 points) again at nearly every pass.
+    pub fn removed_after(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        after: u64,
+    ) -> Option<Vec<SeriesKey>> {
+        if after < self.removed_since {
+            return None;
+        }
+        Some(
+            self.removed
+                .iter()
+                .rev()
+                .take_while(|(at, _)| *at > after)
+                .filter(|(_, key)| keep(key))
+                .map(|(_, key)| key.clone())
+                .collect(),
+        )
+    }
+
+    /// Logs `key` as removed before sample number `at` (the `removed` log).
+    fn note_removed(&mut self, at: u64, key: SeriesKey) {
+        self.removed.push_back((at, key));
+        self.trim_removed();
+    }
+
+    /// Keeps the log of removals within its bounds.
+    fn trim_removed(&mut self) {
+        let oldest_kept = self.tick.saturating_sub(self.second_cap as u64);
+        while let Some(first) = self.removed.front().map(|(at, _)| *at) {
+            if self.removed.len() <= self.max_series && first > oldest_kept {
+                break;
+            }
+            self.removed.pop_front();
+            self.removed_since = self.removed_since.max(first);
+        }
     }
 
     /// Makes this history's generation differ from `other`'s (this one replaces it).
@@ -373,6 +427,7 @@ impl History {
         self.current_minute = Some(minute);
         self.tick += 1;
         push_capped(&mut self.second_times, time_unix_ms, self.second_cap);
+        self.trim_removed();
 
         for (key, value) in values {
             if !self.series.contains_key(key) && !self.make_room() {
@@ -405,11 +460,15 @@ impl History {
         }
         let tick = self.tick;
         let horizon = (self.second_cap as u64).saturating_add(self.minute_cap as u64 * 60);
-        let before = self.series.len();
-        self.series
-            .retain(|_, s| tick.saturating_sub(s.last_seen_tick) <= horizon);
-        if self.series.len() != before {
-            self.generation = self.generation.wrapping_add(1);
+        let gone: Vec<SeriesKey> = self
+            .series
+            .iter()
+            .filter(|(_, s)| tick.saturating_sub(s.last_seen_tick) > horizon)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            self.series.remove(&key);
+            self.note_removed(tick, key);
         }
         let oldest = self.second_start();
         for series in self.series.values_mut() {
@@ -455,7 +514,7 @@ impl History {
         match oldest {
             Some(key) => {
                 self.series.remove(&key);
-                self.generation = self.generation.wrapping_add(1);
+                self.note_removed(self.tick, key);
                 true
             }
             None => false,
@@ -840,12 +899,13 @@ impl History {
 
     /// Forgets every series `drop` accepts (a port whose past belongs to another process).
     pub fn forget(&mut self, drop: impl Fn(&SeriesKey) -> bool) -> usize {
-        let before = self.series.len();
-        self.series.retain(|key, _| !drop(key));
-        if self.series.len() != before {
-            self.generation = self.generation.wrapping_add(1);
+        let gone: Vec<SeriesKey> = self.series.keys().filter(|k| drop(k)).cloned().collect();
+        for key in &gone {
+            self.series.remove(key);
+            // Between two samples: a reader that read the newest one still holds it.
+            self.note_removed(self.tick + 1, key.clone());
         }
-        before - self.series.len()
+        gone.len()
     }
 }
 
@@ -1013,17 +1073,55 @@ mod tests {
                 .len(),
             3
         );
-        // An eviction does: a series recorded again under the old key has gaps where the
-        // old one had points.
+        // An eviction or a forgotten series does not: the reader is told which series left
+        // since its last read, and leaves them out.
         h.record(4000, &[gauge("a", 5.0), gauge("c", 1.0)]);
         assert!(!h.contains(&key("b")));
-        let evicted = h.generation();
-        assert_ne!(evicted, generation);
+        assert_eq!(h.generation(), generation);
+        assert_eq!(h.removed_after(|_| true, 4), Some(vec![key("b")]));
+        assert_eq!(h.removed_after(|_| true, 5), Some(vec![]));
         assert_eq!(h.forget(|k| k == &key("c")), 1);
-        assert_ne!(h.generation(), evicted);
+        assert_eq!(h.generation(), generation);
+        // Between two samples: a reader that read the newest sample (5) still held c.
+        assert_eq!(h.removed_after(|_| true, 5), Some(vec![key("c")]));
+        assert_eq!(h.removed_after(|_| true, 4), Some(vec![key("c"), key("b")]));
+        assert_eq!(h.removed_after(|k| k == &key("b"), 4), Some(vec![key("b")]));
+        // A restore does.
         let mut restored = History::new(3, 10, 2);
         restored.follows(&h);
         assert!(restored.generation() > h.generation());
+    }
+
+    #[test]
+    fn the_log_of_removed_series_is_bounded_and_says_when_it_no_longer_reaches_back() {
+        // A ring of 5 sample points, at most 2 series: a new series each sample evicts one.
+        let mut h = History::new(5, 10, 2);
+        for i in 0..20u8 {
+            let name = format!("s{i}");
+            h.record(
+                i64::from(i) * 1000,
+                &[gauge("steady", 1.0), gauge(&name, 1.0)],
+            );
+            assert!(h.removed.len() <= 2, "{:?}", h.removed);
+        }
+        // Sample 20 evicted s18 (seen at 19): listed for a reader of sample 19.
+        assert_eq!(h.removed_after(|_| true, 19), Some(vec![key("s18")]));
+        assert_eq!(
+            h.removed_after(|_| true, 18),
+            Some(vec![key("s18"), key("s17")])
+        );
+        // Removals before the two kept ones left the log: a reader that far behind reads
+        // everything again.
+        assert_eq!(h.removed_after(|_| true, 17), None);
+        assert_eq!(h.removed_after(|_| true, 0), None);
+        // The log is no older than the ring: with no removal for 5 samples, a reader of
+        // sample 20 is told it no longer knows.
+        for i in 20..26 {
+            h.record(i * 1000, &[gauge("steady", 1.0), gauge("s19", 1.0)]);
+        }
+        assert!(h.removed.is_empty());
+        assert_eq!(h.removed_after(|_| true, 19), None);
+        assert_eq!(h.removed_after(|_| true, 26), Some(vec![]));
     }
 
     #[test]

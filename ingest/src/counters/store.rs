@@ -260,6 +260,12 @@ pub struct HistoryBlock {
     /// it read reads them all again when it changed.
     #[serde(skip)]
     pub generation: u64,
+    /// With [`SnapshotOptions::seconds_after`]: the series removed since that sample, which a
+    /// reader keeping the points it read leaves out before adding `seconds` (see
+    /// [`History::removed_after`]); `None` when the history no longer knows them all (the
+    /// reader then reads everything again), or when not asked.
+    #[serde(skip)]
+    pub removed: Option<Vec<SeriesKey>>,
     /// Number of the newest sample point (see [`History::tick`]).
     #[serde(skip)]
     pub tick: u64,
@@ -1246,6 +1252,9 @@ impl CounterStore {
                 }
             },
             generation: inner.history.generation(),
+            removed: options
+                .seconds_after
+                .and_then(|after| inner.history.removed_after(keep, after)),
             tick: inner.history.tick(),
             sample_points: inner.history.sample_points(),
         });

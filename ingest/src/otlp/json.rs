@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 use super::error::OtlpError;
 use super::json_typed;
@@ -106,27 +105,102 @@ fn camel_case(key: &str) -> String {
     out
 }
 
+/// A parsed JSON body that keeps every object's members in body order, a key given twice
+/// included. `serde_json::Value` keeps one member per key (the last) in key order, so a
+/// field given twice was silently read as its last value, where the typed path (like Go's
+/// `protojson`) refuses it; and an `AnyValue` naming two kinds of value read as the
+/// alphabetically last one, where the typed path (like the proto's own serde) takes the last
+/// in the body.
+enum Tree {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Tree>),
+    Object(Vec<(String, Tree)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct TreeVisitor;
+        impl<'de> Visitor<'de> for TreeVisitor {
+            type Value = Tree;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Tree, E> {
+                Ok(Tree::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Tree, E> {
+                Ok(Tree::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Tree, E> {
+                Ok(Tree::Number(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Tree, E> {
+                Ok(Tree::Number(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Tree, E> {
+                // serde_json's parser never yields a non-finite number.
+                Ok(serde_json::Number::from_f64(v).map_or(Tree::Null, Tree::Number))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Tree, E> {
+                Ok(Tree::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Tree, E> {
+                Ok(Tree::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Tree::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Tree::Object(members))
+            }
+        }
+        deserializer.deserialize_any(TreeVisitor)
+    }
+}
+
+impl serde::Serialize for Tree {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Tree::Null => serializer.serialize_unit(),
+            Tree::Bool(b) => serializer.serialize_bool(*b),
+            Tree::Number(n) => n.serialize(serializer),
+            Tree::String(s) => serializer.serialize_str(s),
+            Tree::Array(items) => serializer.collect_seq(items),
+            Tree::Object(members) => {
+                let mut map = serializer.serialize_map(Some(members.len()))?;
+                for (key, value) in members {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 /// Normalises a parsed OTLP/JSON tree in place. Recursion is bounded by serde_json's nesting
 /// limit on the parse.
-fn normalise(value: &mut Value) -> Result<(), OtlpError> {
-    match value {
-        Value::Array(items) => items.iter_mut().try_for_each(normalise),
-        Value::Object(map) => {
-            if map.keys().any(|k| k.contains('_')) {
-                let old = std::mem::take(map);
-                let mut renamed = Map::with_capacity(old.len());
-                for (key, v) in old {
-                    let key = if key.contains('_') {
-                        camel_case(&key)
-                    } else {
-                        key
-                    };
-                    renamed.insert(key, v);
+fn normalise(tree: &mut Tree) -> Result<(), OtlpError> {
+    match tree {
+        Tree::Array(items) => items.iter_mut().try_for_each(normalise),
+        Tree::Object(members) => {
+            for (key, v) in members.iter_mut() {
+                if key.contains('_') {
+                    *key = camel_case(key);
                 }
-                *map = renamed;
-            }
-            for (key, v) in map.iter_mut() {
-                if let Value::String(name) = v {
+                if let Tree::String(name) = v {
                     if matches!(
                         key.as_str(),
                         "kind" | "code" | "severityNumber" | "aggregationTemporality"
@@ -136,43 +210,53 @@ fn normalise(value: &mut Value) -> Result<(), OtlpError> {
                                 "unknown enum value {name:?} for {key:?}"
                             ))
                         })?;
-                        *v = Value::from(number);
+                        *v = Tree::Number(number.into());
                         continue;
                     }
                 }
                 if key == "arrayValue" || key == "kvlistValue" {
-                    if let Value::Object(inner) = v {
-                        inner
-                            .entry("values")
-                            .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Tree::Object(inner) = v {
+                        if !inner.iter().any(|(k, _)| k == "values") {
+                            inner.push(("values".to_owned(), Tree::Array(Vec::new())));
+                        }
                     }
                 }
                 normalise(v)?;
             }
             Ok(())
         }
-        _ => Ok(()),
+        Tree::Null | Tree::Bool(_) | Tree::Number(_) | Tree::String(_) => Ok(()),
     }
 }
 
-/// Decodes an OTLP/JSON export request through a normalised JSON tree.
+/// Decodes an OTLP/JSON export request through a normalised JSON tree: parsed, normalised,
+/// written out again and read by the proto's serde, which refuses a field given twice (two
+/// members under one name, or under its lowerCamelCase name and its snake_case original)
+/// as the protobuf JSON mapping's parsers do (Go's `protojson`: "duplicate field"; the
+/// conformance suite's `FieldNameDuplicate*` cases), and ignores unknown fields.
 pub(crate) fn decode_tree<T: DeserializeOwned>(body: &[u8]) -> Result<T, OtlpError> {
-    let mut tree: Value = serde_json::from_slice(body)
+    let mut tree: Tree = serde_json::from_slice(body)
         .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
-    if !tree.is_object() {
+    if !matches!(tree, Tree::Object(_)) {
         return Err(OtlpError::BadRequest(
             "an OTLP/JSON request must be a JSON object".to_owned(),
         ));
     }
     normalise(&mut tree)?;
-    serde_json::from_value(tree)
-        .map_err(|e| OtlpError::BadRequest(format!("invalid OTLP/JSON: {e}")))
+    let normalised = serde_json::to_vec(&tree)
+        .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
+    serde_json::from_slice(&normalised).map_err(|e| {
+        // The position is in the normalised text, not in the body the client sent.
+        let message = e.to_string();
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        let message = message.strip_suffix(&position).unwrap_or(&message);
+        OtlpError::BadRequest(format!("invalid OTLP/JSON: {message}"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
     #[test]
     fn severity_names_map_to_numbers() {
@@ -216,6 +300,65 @@ mod tests {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_NOPE"}]}]}]}"#;
         let result = ExportTraceServiceRequest::from_json(body);
         assert!(matches!(result, Err(OtlpError::BadRequest(m)) if m.contains("SPAN_KIND_NOPE")));
+    }
+
+    /// A field given twice is refused by both paths, under one name or two spellings, as
+    /// Go's `protojson` refuses it ("duplicate field"). The tree path read the last one, so a
+    /// log record naming two traces was attached to the second: the `otlp_json` fuzzer's
+    /// finding, in its corpus as `disagreement-d2be2eaf…`.
+    #[test]
+    fn a_field_given_twice_is_refused_by_both_paths() {
+        let logs: [&[u8]; 2] = [
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"5b8efff798038103d269b633813fc60c","body":{"stringValue":"x"},"traceId":"0af7651916cd43dd8448eb211c80319c"}]}]}]}"#,
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"span_id":"eee19b7ec3c1b174","spanId":"00f067aa0ba902b7"}]}]}]}"#,
+        ];
+        for body in logs {
+            for (path, result) in [
+                (
+                    "typed",
+                    ExportLogsServiceRequest::from_json(body).map(|_| ()),
+                ),
+                (
+                    "tree",
+                    decode_tree::<ExportLogsServiceRequest>(body).map(|_| ()),
+                ),
+            ] {
+                assert!(
+                    matches!(&result, Err(OtlpError::BadRequest(m)) if m.contains("duplicate field")),
+                    "{path} path on {}: {result:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        // The tree path's message has no position: it would be one in its normalised text.
+        let tree = decode_tree::<ExportLogsServiceRequest>(logs[0]).map(|_| ());
+        assert!(
+            matches!(&tree, Err(OtlpError::BadRequest(m)) if !m.contains(" at line ")),
+            "{tree:?}"
+        );
+        // Metrics go through the tree alone: the same rule.
+        let metrics =
+            br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"a","name":"b"}]}]}]}"#;
+        assert!(ExportMetricsServiceRequest::from_json(metrics).is_err());
+        // Unknown fields are skipped, given twice or not, by both paths.
+        let unknown =
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"x":1,"x":2,"y_z":1,"yZ":2}]}]}]}"#;
+        same_answer::<ExportLogsServiceRequest>(unknown).unwrap();
+        assert!(ExportLogsServiceRequest::from_json(unknown).is_ok());
+    }
+
+    /// An `AnyValue` naming two kinds of value is read as the last in the body by both paths
+    /// (the tree path read the alphabetically last).
+    #[test]
+    fn an_any_value_naming_two_kinds_is_read_as_the_last_in_the_body() {
+        let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"text","intValue":"7","boolValue":true,"doubleValue":1.5}}]}]}]}"#;
+        same_answer::<ExportLogsServiceRequest>(body).unwrap();
+        let logs = ExportLogsServiceRequest::from_json(body).unwrap();
+        let record = &logs.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(
+            record.body.as_ref().and_then(|b| b.value.clone()),
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::DoubleValue(1.5))
+        );
     }
 
     /// Both paths agree: the same request, or both refuse.

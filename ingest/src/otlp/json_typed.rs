@@ -15,13 +15,14 @@
 //! once; strings only looked at (ids, numbers, enum names, base64) are borrowed from the body
 //! when it holds them unescaped. Each struct is then moved into its proto message.
 //!
-//! Where the two paths may differ, on inputs no exporter sends: a field given twice (under the
-//! same name or as both `spanId` and `span_id`) is refused here, the tree kept the last one;
-//! `AnyValue` objects naming two kinds of value keep the last in the body here, the
-//! alphabetically last in the tree; snake_case spellings other than the proto's own field names
-//! (`span__id`) are ignored here; the content of an unknown field is skipped unchecked here (an
-//! unknown enum name, or an invalid `\u` escape, under it is not refused), as the OTLP/JSON
-//! mapping asks of unknown fields.
+//! Both paths refuse a field given twice (under the same name, or as both `spanId` and
+//! `span_id`), as the protobuf JSON mapping's parsers do (Go's `protojson`: "duplicate
+//! field"), and both read an `AnyValue` naming two kinds of value as the last one in the body
+//! (the proto's own serde rule). Where they may still differ, on inputs no exporter sends:
+//! snake_case spellings other than the proto's own field names (`span__id`) are ignored here;
+//! the content of an unknown field is skipped unchecked here (an unknown enum name, or an
+//! invalid `\u` escape, under it is not refused), as the OTLP/JSON mapping asks of unknown
+//! fields.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -15,7 +15,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use super::{family, single, Value};
-use crate::model::{CounterKind, DiagnosisView, IncidentsDocument};
+use crate::model::{CounterKind, DiagnosisView, IncidentState, IncidentsDocument};
 
 /// The `culprit` label of an incident whose culprit no signal names.
 const UNKNOWN_CULPRIT: &str = "unknown";
@@ -176,16 +176,25 @@ impl Collector for DiagnosisCollector {
         let e = &mut encoder;
         let gauge = MetricType::Gauge;
 
-        let active = doc.incidents.iter().filter(|i| i.active).count();
-        let ended = doc.incidents.len() - active;
+        let going_on = |state: IncidentState| {
+            doc.incidents
+                .iter()
+                .filter(|i| i.active && i.state == state)
+                .count()
+        };
         family(
             e,
             "faultline_incidents",
-            "Incidents the agent keeps: state=\"active\" goes on, state=\"ended\" ended within \
-             the last 30 minutes.",
+            "Incidents the agent keeps: state=\"active\" goes on, state=\"recovering\" stopped \
+             (no failure, counters no longer moving away) and is not over yet, state=\"ended\" \
+             ended within the last 30 minutes.",
             gauge,
-            [("active", active), ("ended", ended)]
-                .map(|(state, n)| ([("state", state)], Value::from(n))),
+            [
+                ("active", going_on(IncidentState::Active)),
+                ("recovering", going_on(IncidentState::Recovering)),
+                ("ended", doc.incidents.iter().filter(|i| !i.active).count()),
+            ]
+            .map(|(state, n)| ([("state", state)], Value::from(n))),
         )?;
         family(
             e,

@@ -1,0 +1,268 @@
+//! Where an incident stands: its fault still going on ([`IncidentState::Active`]), stopped and
+//! waiting to be sure ([`IncidentState::Recovering`], with since when), or over
+//! ([`IncidentState::Ended`]).
+//!
+//! Execution model: [`super::IncidentTracker::update`] calls [`settle`] once per incident per
+//! update, after it has built, continued or kept it, with what the incident was at the update
+//! before and when its own counters last moved away. It reads no clock.
+//!
+//! The question an SRE asks after a rollback is not "are the counters back in their band" —
+//! TIME-WAIT sockets stay a minute after a storm stopped, leaked goroutines stay until the
+//! process restarts — but "did the fault stop": the errors stopped and the counters stopped
+//! moving away from their usual levels. So:
+//!
+//! - **Active** while one of its own patterns (not an echo it only lists) failed within its
+//!   quiet time ([`quiet`]: three of its usual gaps between failures, at least [`QUIET_MS`]),
+//!   or one of its own counters (not a supporting one) moved away from its usual level within
+//!   [`HOLD_MS`]. A counter *moves away* ([`moving_away`]) while it is still out of its range
+//!   and: a level climbed over the last [`MOVE_WINDOW_MS`] (a leak's count); a port's
+//!   TIME-WAIT count is fed by more closes a second than before ([`time_wait_closes`]: the
+//!   count is the last minute's closes, so its climb alone says nothing once a storm has run
+//!   a minute, and its fall says nothing for a minute after it stopped); a rate or a fall is
+//!   still out of its range; or a level is pinned at its limit (a full accept queue, fds at
+//!   their limit: the fault is still there).
+//! - **Recovering** from then on, with `recovering_since_unix_ms` the time the fault stopped:
+//!   its last failure or the last time its counters moved away.
+//! - **Ended** once it has recovered [`SETTLE_MS`] beyond its quiet time with its own counters
+//!   back in their range, or [`MAX_RECOVERY_MS`] beyond it with counters that have stopped but
+//!   not come back (a storm's TIME-WAIT draining, goroutines a leak left behind).
+//!
+//! **A fault that comes back.** While the incident is recovering, a new failure of its
+//! patterns or a counter moving away again makes it active again: the same incident. Once it
+//! has ended, the same is true within the run its signals belong to — a pattern failing again
+//! within a minute of its last failure ([`super::ACTIVE_MS`]: the same run), a counter's
+//! change moving away again before it came back — and the incident is *reopened*
+//! (`reopened_unix_ms`), with its id, onset and counts. A pattern back after a minute of
+//! silence, or a counter's new change after it came back, is a new signal and a new incident
+//! (see `continues` in [`super`]): a fault that recurs minutes after a fix is a new page, as
+//! Alertmanager fires a resolved alert anew.
+
+use faultline_series::{SeriesKey, SocketState};
+
+use super::{CountedAs, Incident, IncidentPattern, IncidentState, ACTIVE_MS, MIN_STORM_CLOSES};
+use crate::anomaly::{CounterAnomaly, Direction};
+use crate::history::CounterHistory;
+
+/// Shortest silence of a pattern that says its failures stopped. Its occurrences are dated
+/// when they happened and arrive later: Go's lab services post spans every 250 ms, an
+/// OpenTelemetry SDK's batch processor every 5 s by default, and the diagnosis runs about
+/// once a second (seconds apart on a loaded node). Ten seconds outlasts those and still tells
+/// an SRE within seconds of a rollback that the errors stopped.
+pub const QUIET_MS: i64 = 10_000;
+/// A pattern's failures stopped when it has been silent for this many of its usual gaps
+/// (its run's duration over its count), at least [`QUIET_MS`], at most [`ACTIVE_MS`]: a
+/// pattern failing once every 8 s is not over after 10 s of silence.
+pub const QUIET_GAPS: i64 = 3;
+/// How long an incident's own counters must have stopped moving away before it is
+/// recovering: the movement itself is measured over [`MOVE_WINDOW_MS`], so a leak of one
+/// socket every two seconds or a census repeated for a few seconds does not flap.
+pub const HOLD_MS: i64 = 3_000;
+/// How far back a counter's movement is measured: five samples, and at least one census
+/// before the last even on a busy node (censuses a few seconds apart: see
+/// [`CounterHistory::counted_at`]).
+pub const MOVE_WINDOW_MS: i64 = 5_000;
+/// How long an incident whose counters are back in their range stays recovering beyond its
+/// quiet time before it ends: long enough that a fault which flaps comes back into the same
+/// incident, short enough that "over" follows a fix within seconds.
+pub const SETTLE_MS: i64 = 5_000;
+/// How long an incident whose counters stopped moving but have not come back stays
+/// recovering beyond its quiet time before it ends: the bound on "stopped for a while". A
+/// storm's TIME-WAIT drains for a minute after the storm stopped, leaked goroutines stay
+/// until their process restarts; neither is a fault still going on.
+pub const MAX_RECOVERY_MS: i64 = 20_000;
+/// Smallest climb of a level over [`MOVE_WINDOW_MS`] that is still moving away, beside the
+/// series' own noise: a leak of one socket every two seconds climbs 2 to 3 in that window.
+pub const MIN_CLIMB: f64 = 2.0;
+/// Share of its limit at which a level is pinned there (see [`moving_away`]).
+pub const PINNED_SHARE: f64 = 0.95;
+/// How long a TIME-WAIT socket lives: Linux's fixed `TCP_TIMEWAIT_LEN`.
+pub const TIME_WAIT_LEN_MS: i64 = 60_000;
+/// Points since a series' last known point after which it is gone (its port no longer
+/// counted, its process gone): nothing there moves.
+const STALE_POINTS: usize = 10;
+
+/// Says where `inc` stands now (see the module documentation): sets its state, `active`,
+/// `last_active_unix_ms`, `recovering_since_unix_ms`, `ended_unix_ms`, `reopened_unix_ms`
+/// and each counter's `moving_away`. `was` is the incident as the update before left it (same
+/// id), `last_moving` when its own counters last moved away (as this returned then). Returns
+/// when its own counters last moved away now, `None` when it has none.
+pub(super) fn settle(
+    inc: &mut Incident,
+    was: Option<&Incident>,
+    last_moving: Option<i64>,
+    history: &CounterHistory,
+    now: i64,
+) -> Option<i64> {
+    let mut own_counters = false;
+    let mut moving = false;
+    let mut back = true;
+    for c in &mut inc.counters {
+        let gone = stale(&c.anomaly, history);
+        c.moving_away = !gone
+            && c.anomaly.active
+            && moving_away(&c.anomaly, history).unwrap_or(c.anomaly.active);
+        if !c.supporting {
+            own_counters = true;
+            moving |= c.moving_away;
+            back &= gone || !c.anomaly.active;
+        }
+    }
+    let own: Vec<&IncidentPattern> = inc
+        .patterns
+        .iter()
+        .filter(|p| p.counted_as != CountedAs::Echo)
+        .collect();
+    let failing = own.iter().any(|p| now - p.last_seen_unix_ms < quiet(p));
+    let last_failure = own.iter().map(|p| p.last_seen_unix_ms).max();
+    // A counter first seen here was raised as a break just now: it moved.
+    let last_moving = own_counters.then(|| {
+        if moving {
+            now
+        } else {
+            last_moving.unwrap_or(now)
+        }
+    });
+    let stopped = last_failure
+        .into_iter()
+        .chain(last_moving)
+        .max()
+        .unwrap_or(inc.onset_unix_ms)
+        .max(inc.onset_unix_ms);
+    let wait = own
+        .iter()
+        .map(|p| quiet(p))
+        .chain(own_counters.then_some(HOLD_MS))
+        .max()
+        .unwrap_or(0);
+    let was_state = was.map(|w| w.state);
+    let mut state = if failing || last_moving.is_some_and(|t| now - t < HOLD_MS) {
+        IncidentState::Active
+    } else if now - stopped >= wait + if back { SETTLE_MS } else { MAX_RECOVERY_MS } {
+        IncidentState::Ended
+    } else {
+        IncidentState::Recovering
+    };
+    // Over is over unless the fault comes back.
+    if was_state == Some(IncidentState::Ended) && state == IncidentState::Recovering {
+        state = IncidentState::Ended;
+    }
+    inc.reopened_unix_ms = was.and_then(|w| w.reopened_unix_ms);
+    if was_state == Some(IncidentState::Ended) && state == IncidentState::Active {
+        inc.reopened_unix_ms = Some(now);
+    }
+    inc.state = state;
+    inc.active = state != IncidentState::Ended;
+    inc.last_active_unix_ms = stopped;
+    inc.recovering_since_unix_ms = (state != IncidentState::Active).then_some(stopped);
+    inc.ended_unix_ms = (state == IncidentState::Ended).then_some(stopped);
+    last_moving
+}
+
+/// How long pattern `p` must be silent before its failures have stopped (see [`QUIET_GAPS`]).
+pub(super) fn quiet(p: &IncidentPattern) -> i64 {
+    let gap = match p.count {
+        0 | 1 => 0,
+        n => (p.last_seen_unix_ms - p.onset_unix_ms).max(0) / i64::try_from(n - 1).unwrap_or(1),
+    };
+    gap.saturating_mul(QUIET_GAPS).clamp(QUIET_MS, ACTIVE_MS)
+}
+
+/// Whether the series of `a` has had no known point for [`STALE_POINTS`] (or has none).
+fn stale(a: &CounterAnomaly, history: &CounterHistory) -> bool {
+    let Some(series) = history.get(&a.key) else {
+        return false;
+    };
+    series
+        .points
+        .iter()
+        .rposition(Option::is_some)
+        .is_none_or(|i| history.len().saturating_sub(1) - i.min(history.len()) > STALE_POINTS)
+}
+
+/// Whether the change of `a` is still going on at the end of `history` (see the module
+/// documentation); `None` when the history cannot tell (no such series, too short).
+pub(super) fn moving_away(a: &CounterAnomaly, history: &CounterHistory) -> Option<bool> {
+    // A rate is a change already: out of its range, it is still going on.
+    if a.direction == Direction::Fall || a.key.is_rate() {
+        return Some(a.active);
+    }
+    if a.limit
+        .is_some_and(|l| l > 0.0 && a.latest >= PINNED_SHARE * l)
+    {
+        return Some(true);
+    }
+    let series = history.get(&a.key)?;
+    // Socket counts change only from one census to the next: measured between censuses.
+    let census = matches!(
+        a.key,
+        SeriesKey::PortState { .. }
+            | SeriesKey::PortTotal { .. }
+            | SeriesKey::ListenQueue { .. }
+            | SeriesKey::NodeState { .. }
+            | SeriesKey::OtherPortsTotal
+    );
+    let at = |i: usize| {
+        if census {
+            history.counted_at(i)
+        } else {
+            history.time(i)
+        }
+    };
+    let last = series.points.iter().rposition(Option::is_some)?;
+    // The count as it stood at `t`: the last known point whose count was taken by then.
+    let value_at = |t: i64| -> Option<f64> {
+        let i = history.point_at(t)?.min(last);
+        series.points[..=i].iter().rev().find_map(|v| *v)
+    };
+    let c1 = at(last);
+    let c0 = at(history.point_at(c1 - MOVE_WINDOW_MS)?);
+    if c1 <= c0 {
+        return None;
+    }
+    if matches!(
+        a.key,
+        SeriesKey::PortState {
+            state: SocketState::TimeWait,
+            ..
+        }
+    ) {
+        let closes = time_wait_closes(&value_at, c0, c1, a.changed_at_unix_ms, a.before)?;
+        let excess =
+            closes * 1000.0 / (c1 - c0) as f64 - a.before * 1000.0 / TIME_WAIT_LEN_MS as f64;
+        return Some(excess >= MIN_STORM_CLOSES / 2.0);
+    }
+    let climb = value_at(c1)? - value_at(c0)?;
+    Some(climb >= a.noise.max(MIN_CLIMB))
+}
+
+/// Connections closed into TIME-WAIT within `(from, to]` (Unix ms), read from the count
+/// `value_at` gives: every socket stays [`TIME_WAIT_LEN_MS`], so the count's change over a
+/// window is the closes in it less those a minute before, which left it. Those are read the
+/// same way a minute earlier, back to the change at `changed_at`, before which the port
+/// closed at its usual pace (`usual`, its usual count, over a minute). Seen on the unseen
+/// lab: the storm's count stopped climbing within one census of the heal and stayed flat
+/// for the minute its sockets lived, and so does a storm that runs on past its first
+/// minute; only the closes tell the two apart.
+pub(super) fn time_wait_closes(
+    value_at: &impl Fn(i64) -> Option<f64>,
+    from: i64,
+    to: i64,
+    changed_at: i64,
+    usual: f64,
+) -> Option<f64> {
+    let (mut from, mut to) = (from, to);
+    let mut closes = 0.0;
+    let mut first = true;
+    while to > changed_at {
+        match (value_at(from), value_at(to)) {
+            (Some(a), Some(b)) => closes += b - a,
+            // Not counted a minute before: from there on, the usual pace.
+            _ if !first => break,
+            _ => return None,
+        }
+        first = false;
+        from -= TIME_WAIT_LEN_MS;
+        to -= TIME_WAIT_LEN_MS;
+    }
+    Some(closes + usual * (to - from) as f64 / TIME_WAIT_LEN_MS as f64)
+}
