@@ -276,6 +276,28 @@ mod tests {
     use faultline_series::{PortSide, SocketState};
 
     #[test]
+    fn whole_points_are_json_integers_and_read_back_as_the_same_numbers() {
+        let series = Series {
+            points: vec![
+                Some(3.0),
+                None,
+                Some(2.5),
+                Some(-0.0),
+                Some(1e300),
+                Some(f64::NAN),
+            ],
+            delta_1m: Some(1.0),
+        };
+        let text = serde_json::to_string(&series).unwrap();
+        assert_eq!(
+            text,
+            r#"{"points":[3,null,2.5,0,1e+300,null],"delta_1m":1.0}"#
+        );
+        let back: Series = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.points[..5], series.points[..5]);
+    }
+
+    #[test]
     fn traffic_points_are_means_of_the_whole_seconds_before_and_unknown_before_the_first() {
         // Counts from second 100: nothing for 3 s, then 10 a second, 20 from second 110.
         let counts: Vec<u32> = (0..20)
