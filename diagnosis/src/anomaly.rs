@@ -440,6 +440,31 @@ pub(crate) fn judge_series(
             .map(|s| (index_of(s.at_unix_ms), s))
             .filter(|&(i, _)| i > 0 && i < len)
             .max_by_key(|&(i, _)| i);
+        // A service's request rate restarts with its first request: a restart is dated
+        // where its old process was last seen, and once the old traffic drained the rate
+        // read 0 until the new process served, which is no usual level. Seen on the Go lab
+        // with the agent started first: the redeployed chain served again 40 s after the
+        // old one stopped, the callee's baseline was those zeros, and its requests falling
+        // 19/s → 0 at the dns fault were never raised (a fall from 0).
+        let restart = restart.map(|(i, s)| {
+            let requests = matches!(
+                series.key,
+                SeriesKey::ServiceTraffic {
+                    metric: TrafficMetric::Requests,
+                    ..
+                }
+            );
+            let tail = &points[i..];
+            let served = tail
+                .iter()
+                .position(|v| v.is_none_or(|v| v <= 0.0))
+                .filter(|_| requests)
+                .and_then(|idle| {
+                    let again = tail[idle..].iter().position(|v| v.is_some_and(|v| v > 0.0));
+                    again.map(|k| idle + k)
+                });
+            (i + served.unwrap_or(0), s)
+        });
         let start = match restart {
             Some((i, s)) if i > first => Some((i, Start::Restart(s))),
             _ if first > 0 => Some((first, Start::FirstSeen)),
@@ -1321,14 +1346,15 @@ impl CounterAnomaly {
             ended |= inside >= PERSIST;
         }
         let latest = &since[since.len().saturating_sub(PERSIST)..];
-        self.active = !ended
-            && !self.kind.is_node_wide()
-            && latest.len() == PERSIST
-            && latest.iter().all(|&v| out(v));
-        // Still the change it was raised for: told up to now. Seen on the demo's goroutine
-        // leak, a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a climb
-        // past 1,000.
-        if self.active {
+        let out_now = !ended && latest.len() == PERSIST && latest.iter().all(|&v| out(v));
+        self.active = out_now && !self.kind.is_node_wide();
+        // Still the change it was raised for: told up to now, a node-wide one too (it keeps
+        // nothing active, but its evidence is quoted beside the others'). Seen on the demo's
+        // goroutine leak, a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a
+        // climb past 1,000; on the demo's time-wait, a storm's hint quoted "TIME-WAIT (all
+        // ports) is climbing 40 → 351 in 8 s" beside "TIME-WAIT →:45583 is climbing 0 → 729
+        // in 47 s".
+        if out_now {
             let furthest = since
                 .iter()
                 .copied()
@@ -1620,6 +1646,47 @@ mod tests {
             1,
             "{}",
             again.evidence
+        );
+    }
+
+    /// The Go lab's dns fault, seen from the callee whose callers can no longer find it
+    /// (`testdata/go-lab-dns-callee-requests.json`): the chain was redeployed 40 s after its
+    /// first deploy stopped, and the agent dates a restart where the old process was last
+    /// seen, so the callee's baseline was the 40 s its request rate read 0. Its requests
+    /// falling 19/s → 0 at the fault were a fall from 0: never raised, and the dns hint had
+    /// no callee's fall to rest on. Its baseline starts with its first request since.
+    #[test]
+    fn a_callees_requests_falling_after_a_redeploy_with_a_gap_are_raised() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-dns-callee-requests.json"
+        ));
+        let key = SeriesKey::ServiceTraffic {
+            service: "shipping".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let h = CounterHistory {
+            start_unix_ms: recorded.start,
+            ..history(vec![(key.clone(), recorded.points("requests"))])
+        };
+        let starts = [ServiceStart {
+            service: "shipping".into(),
+            at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
+            ..ServiceStart::default()
+        }];
+        let fault = recorded.index("fault_point");
+        let raised = (fault..h.len())
+            .find(|&end| {
+                detect(&at(&h, end), &[], &starts, &AnomalyConfig::default())
+                    .anomalies
+                    .iter()
+                    .any(|a| a.key == key && a.direction == Direction::Fall)
+            })
+            .expect("the fall is raised");
+        // A fall holds for ten points before it is raised (`SETTLE_POINTS`).
+        assert!(
+            raised <= fault + 13,
+            "raised {} s after the fault",
+            raised - fault
         );
     }
 

@@ -36,6 +36,14 @@ impl Recorded {
         }
     }
 
+    /// A point index the fixture names (`fault_point`, ...).
+    pub(crate) fn index(&self, name: &str) -> usize {
+        self.data[name]
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or_else(|| panic!("the fixture has no {name}"))
+    }
+
     /// The points of the series recorded as `name`.
     pub(crate) fn points(&self, name: &str) -> Vec<Option<f64>> {
         self.data[name]

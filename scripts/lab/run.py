@@ -67,20 +67,22 @@ GO_SOURCE = REPO / "lab" / "go"
 #   "self" (the target's own bug).
 #   errors: whether requests fail (then onset is the first failed request; else the injection).
 #   counter: the counter the fault moves (matched loosely against the agent's labels).
+#   hint: the id of the hint rule (diagnosis/rules/hints.toml) whose evidence the fault matches.
 #   text: what the Go error strings of the fault's own failures contain: the driver's way to
 #   find "the fault's pattern" among the new ones, whose count must equal the failed requests.
 #   The agent is never told any of this.
 FAULTS = {
-    "eof": dict(where="callee", errors=True, counter=None, text=["EOF"]),
-    "reset": dict(where="callee", errors=True, counter="resets", text=["reset by peer"]),
-    "slow": dict(where="callee", errors=True, counter=None, text=["deadline exceeded", "Timeout exceeded"]),
-    "close-wait": dict(where="callee", errors=True, counter="CLOSE_WAIT",
+    "eof": dict(where="callee", errors=True, counter=None, hint="callee-closed", text=["EOF"]),
+    "reset": dict(where="callee", errors=True, counter="resets", hint="connection-reset", text=["reset by peer"]),
+    "slow": dict(where="callee", errors=True, counter=None, hint="timeout",
+                 text=["deadline exceeded", "Timeout exceeded"]),
+    "close-wait": dict(where="callee", errors=True, counter="CLOSE_WAIT", hint="close-wait-leak",
                        text=["deadline exceeded", "Timeout exceeded"]),
-    "time-wait": dict(where="caller", errors=False, counter="TIME_WAIT", text=[]),
-    "goroutine-leak": dict(where="self", errors=False, counter="goroutines", text=[]),
-    "panic": dict(where="self", errors=True, counter=None, text=["index out of range"]),
-    "dns": dict(where="caller", errors=True, counter="request rate", text=["no such host"]),
-    "listen-overflow": dict(where="callee", errors=True, counter="listen",
+    "time-wait": dict(where="caller", errors=False, counter="TIME_WAIT", hint="time-wait-storm", text=[]),
+    "goroutine-leak": dict(where="self", errors=False, counter="goroutines", hint="goroutine-leak", text=[]),
+    "panic": dict(where="self", errors=True, counter=None, hint="panic", text=["index out of range"]),
+    "dns": dict(where="caller", errors=True, counter="request rate", hint="dns-failure", text=["no such host"]),
+    "listen-overflow": dict(where="callee", errors=True, counter="listen", hint="listen-overflow",
                             text=["deadline exceeded", "Timeout exceeded", "i/o timeout"]),
 }
 
@@ -753,7 +755,9 @@ def incident_view(incident: dict) -> dict:
     if counters and isinstance(counters[0], dict):
         anomaly = counters[0].get("anomaly")
         counter = row_label(anomaly if isinstance(anomaly, dict) else counters[0])
-    return {"id": incident.get("id"), "culprit": culprit_name, "hint": hint, "top_counter": counter,
+    hint_ids = [h.get("rule_id") or h.get("title") for h in hints if isinstance(h, dict)]
+    return {"id": incident.get("id"), "culprit": culprit_name, "hint": hint, "hints": hint_ids,
+            "top_counter": counter,
             "failures": incident.get("failures"),
             "title": incident.get("title") or incident.get("summary"),
             "onset_unix_ms": incident.get("onset_unix_ms") or incident.get("started_unix_ms")}
@@ -781,7 +785,7 @@ def run_fault(run: Run, fault: str) -> dict:
     result: dict = {
         "fault": fault, "seed": run.seed, "chain": chain_json(run.chain), "target": target.name,
         "caller_of_target": caller.name if caller else None, "where": spec["where"],
-        "expected_culprit": target.name, "expected_counter": spec["counter"],
+        "expected_culprit": target.name, "expected_counter": spec["counter"], "expected_hint": spec["hint"],
         "baseline_secs": args.baseline, "injected_unix_ms": injected,
         "agent_lead_secs": args.agent_lead, "lead": lead, "incidents_before_fault": earlier_incidents,
     }
@@ -868,7 +872,9 @@ def run_fault(run: Run, fault: str) -> dict:
         # What the agent answered at the end, for reading a verdict after the run.
         dump = {"incidents": run.api.get("/api/v1/incidents")[1],
                 "patterns": [run.api.get(f"/api/v1/clusters/{c.get('id')}")[1] for c in fresh],
-                "traces": [run.api.get(f"/api/v1/traces/{o.trace_id}")[1] for o in failed_after[-3:] if o.trace_id]}
+                "traces": [run.api.get(f"/api/v1/traces/{o.trace_id}")[1] for o in failed_after[-3:] if o.trace_id],
+                # The counters' per-second history: what a recorded fixture of a verdict is cut from.
+                "counters": run.api.get("/api/v1/counters")[1]}
         (run.work / "out" / "answer.json").write_text(json.dumps(dump, indent=1))
 
     failed_count = len(failed_after)
@@ -944,9 +950,19 @@ def watch_heal(run: "Run", target: Service, top: dict | None, limit: float) -> d
     up to `limit` seconds: when it said "recovering" and when it ended, counted from the heal,
     with what it said then. With --keep, the counters document at the end goes to
     out/counters-after-heal.json (a recorded fixture's source)."""
-    healed = run.inject("none", target)
-    log(f"heal: {target.name} switched back to no fault")
-    out: dict = {"healed_unix_ms": healed, "incident": top["id"] if top else None,
+    try:
+        healed = run.inject("none", target)
+        how = "switch"
+        log(f"heal: {target.name} switched back to no fault")
+    except LabError as e:
+        # Its admin port no longer answers (a close-wait leak that ran out of fds): heal it as
+        # an SRE would, by restarting it.
+        log(f"heal: {e}; restarting {target.name}")
+        run.procs.stop(run.service_procs[target.name])
+        healed = now_ms()
+        run.service_procs[target.name] = run.start_service(target)
+        how = "restart"
+    out: dict = {"healed_unix_ms": healed, "healed_by": how, "incident": top["id"] if top else None,
                  "recovering_secs": None, "recovering_since_unix_ms": None, "ended_secs": None,
                  "ended_unix_ms": None, "states": [], "reopened": False, "new_incidents": []}
     if top is None:
@@ -1012,8 +1028,12 @@ def verdict(r: dict) -> dict:
     origins = [o.get("culprit") or o["service"] for o in r["trace_origins"] if o.get("culprit") or o.get("service")]
     if r["incidents_api"]:
         culprit = (r["top_incident"] or {}).get("culprit")
+        hints = (r["top_incident"] or {}).get("hints") or []
         return {"answer_within_10s": within, "culprit_named": culprit,
                 "culprit_ok": culprit == r["expected_culprit"],
+                # The fault's hint shown on the top incident, and whether it leads.
+                "hint_ok": r["expected_hint"] in hints,
+                "hint_first": bool(hints) and hints[0] == r["expected_hint"],
                 "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r)}
     if r["top_incident"] and r["top_incident"].get("culprit"):
         culprit = r["top_incident"]["culprit"]
@@ -1156,8 +1176,8 @@ def table(results: list[dict]) -> str:
         inc = r.get("top_incident")
         v = r["verdict"]
         marks = []
-        for key, label in (("answer_within_10s", "10s"), ("culprit_ok", "culprit"), ("count_ok", "count"),
-                           ("counter_ok", "counter")):
+        for key, label in (("answer_within_10s", "10s"), ("culprit_ok", "culprit"), ("hint_ok", "hint"),
+                           ("hint_first", "hint1st"), ("count_ok", "count"), ("counter_ok", "counter")):
             value = v.get(key)
             marks.append(f"{label}:" + ("-" if value is None else ("ok" if value else "NO")))
         count = (r.get("fault_pattern") or {}).get("total_count")

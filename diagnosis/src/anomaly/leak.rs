@@ -202,11 +202,25 @@ pub(super) fn unbounded_climb(
     let lowest = known.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let noise = step_noise(&known).max(poisson_floor(lowest, 1.0));
     let (climb, recent) = climb_out_of(&known, lowest + BAND_Z * noise)?;
+    // A climb that sped up is judged from where it did: the part before is its start-up
+    // (or the slower climb of its connections), not the change.
+    let (climb, recent, floor, sped_up) = match pace_change(climb, noise) {
+        PaceChange::Kept => (climb, recent, lowest, false),
+        PaceChange::Jumping => return None,
+        PaceChange::SpedUp(at) => {
+            let climb = &climb[at - 1..];
+            if climb.len() < RAMP_MIN_POINTS {
+                return None;
+            }
+            let recent = &climb[climb.len().saturating_sub(RAMP_MAX_POINTS)..];
+            (climb, recent, climb[0].1, true)
+        }
+    };
     let &(last_i, latest) = climb.last()?;
     let reached = held_top(climb);
     let min_rise = rule(key).min_ramp.unwrap_or(0.0);
     if mann_kendall_z(recent.iter().map(|p| p.1)) < RAMP_Z
-        || latest - lowest < min_rise
+        || latest - floor < min_rise
         || latest < reached - BAND_Z * noise
     {
         return None;
@@ -261,7 +275,9 @@ pub(super) fn unbounded_climb(
     // dipped to 28 for a second minutes before a wobble back to the mid-50s, the evidence
     // said "28 → 62" where the points the climb rests on went 44 → 56.
     let (changed, before) = match before_climb.first() {
-        Some(&(i, v)) if v < lowest && theil_sen(&before_climb) >= LEAK_PACE * pace => (i, v),
+        Some(&(i, v)) if !sped_up && v < lowest && theil_sen(&before_climb) >= LEAK_PACE * pace => {
+            (i, v)
+        }
         _ => (climb[1].0, climb[0].1),
     };
     let why = format!(
@@ -283,6 +299,174 @@ pub(super) fn unbounded_climb(
 
 /// Known points of a series, by index.
 type Points<'a> = &'a [(usize, f64)];
+
+/// Fewest points of either part of a climb that [`pace_change`] splits: a line through fewer
+/// fits anything.
+const SPLIT_MIN_POINTS: usize = 3;
+
+/// How many times as fast as the part of a climb before it its latest part must climb to be
+/// a change of its own ([`pace_change`]): a leak that began with its series keeps its pace
+/// (the two parts of a noisy steady climb differ by tens of percent), a leak that began after
+/// a start-up outruns it by tens to hundreds of times (the Go lab: 0.7 → 160 goroutines a
+/// second).
+pub const SPEED_UP: f64 = 4.0;
+
+/// Whether a climb kept its pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PaceChange {
+    /// One climb from its first point.
+    Kept,
+    /// Its latest part, from this index of the climb on, climbs at least [`SPEED_UP`] times
+    /// as fast as the part before it.
+    SpedUp(usize),
+    /// Its latest one or two points jumped out of the line of the points before them: a
+    /// change too young to tell its pace (the step test of [`super::detect`] reads a jump
+    /// from its third point; the shape is judged again at the next pass).
+    Jumping,
+}
+
+/// Whether `climb` kept its pace, sped up (and from where), or is jumping right now.
+///
+/// Each split is judged against the points just before it (at most [`RAMP_MAX_POINTS`]), not
+/// against the whole climb: a start-up climbs fast, then holds, and what comes after the hold
+/// is measured against the hold. A split is a speed-up when the part after it climbs at
+/// least [`SPEED_UP`] times as fast as the points before it and gets higher than they got;
+/// of those, the one whose two straight lines fit best is taken (least squares, every split
+/// tried once: `O(points)` with running sums).
+///
+/// Seen on the Go lab with the agent started 120 s before the chain, twice: the redeployed
+/// edge's goroutines crept 20 → 60 over the minute after its start (the traffic driver's
+/// keep-alive connections, a goroutine each), then the goroutine-leak fault added 160 a
+/// second. Read as one climb from where it left its floor, with the fault's first two points
+/// on top, the incident said "climbing 20 → 283 in 58 s (from 02:16:42 UTC)", 56 s before
+/// the fault. And with a callee leaking CLOSE-WAIT, the edge's goroutines (17 → 55 in its
+/// first minute, then level) jumped to ~133 requests waiting and held there: a second
+/// incident, "Goroutines grow without bound — in bff-v2 … climbing 27 → 135 in 69 s".
+pub(super) fn pace_change(climb: Points<'_>, noise: f64) -> PaceChange {
+    let n = climb.len();
+    if n < SPLIT_MIN_POINTS + 1 {
+        return PaceChange::Kept;
+    }
+    // Running sums of the points before each split, x counted from the climb's first point
+    // (so the squares stay small).
+    let x0 = climb[0].0;
+    let mut sums = Vec::with_capacity(n + 1);
+    let mut acc = Sums::default();
+    sums.push(acc);
+    for &(i, y) in climb {
+        acc.add((i - x0) as f64, y);
+        sums.push(acc);
+    }
+    // The points just before index `c` of the climb.
+    let window = |c: usize| sums[c].minus(&sums[c.saturating_sub(RAMP_MAX_POINTS)]);
+    let window_top = |c: usize| highest(&climb[c.saturating_sub(RAMP_MAX_POINTS)..c]);
+    // The latest one or two points far above the line of the points before them.
+    for k in 1..SPLIT_MIN_POINTS {
+        if n < k + SPLIT_MIN_POINTS {
+            break;
+        }
+        let before = window(n - k);
+        let spread = (before.residual() / (before.n - 2.0).max(1.0)).sqrt();
+        let band = BAND_Z * spread.max(noise);
+        let top = window_top(n - k) + BAND_Z * noise;
+        if climb[n - k..]
+            .iter()
+            .all(|&(i, y)| y > top && y > before.at((i - x0) as f64) + band)
+        {
+            return PaceChange::Jumping;
+        }
+    }
+    let best = (SPLIT_MIN_POINTS..=n.saturating_sub(SPLIT_MIN_POINTS))
+        .filter_map(|c| {
+            let (before, after) = (window(c), acc.minus(&sums[c]));
+            let (slower, faster) = (before.slope(), after.slope());
+            // A faster part that got no higher than the points before it is a recovery
+            // from a dip (the Go lab's healthy edge: 54 → 45 → 53 in a minute of wobble).
+            let outran = highest(&climb[c..]) > window_top(c) + BAND_Z * noise;
+            (outran && faster > 0.0 && faster >= SPEED_UP * slower.max(0.0))
+                .then(|| (c, before.residual() + after.residual()))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match best {
+        Some((c, _)) => PaceChange::SpedUp(c),
+        None => PaceChange::Kept,
+    }
+}
+
+/// The highest value of `points`.
+fn highest(points: Points<'_>) -> f64 {
+    points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Running sums of a least-squares line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+    yy: f64,
+}
+
+impl Sums {
+    fn add(&mut self, x: f64, y: f64) {
+        self.n += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+        self.yy += y * y;
+    }
+
+    fn minus(&self, o: &Sums) -> Sums {
+        Sums {
+            n: self.n - o.n,
+            x: self.x - o.x,
+            y: self.y - o.y,
+            xx: self.xx - o.xx,
+            xy: self.xy - o.xy,
+            yy: self.yy - o.yy,
+        }
+    }
+
+    /// Σ(x − x̄)², Σ(x − x̄)(y − ȳ), Σ(y − ȳ)².
+    fn centred(&self) -> (f64, f64, f64) {
+        if self.n <= 0.0 {
+            return (0.0, 0.0, 0.0);
+        }
+        (
+            self.xx - self.x * self.x / self.n,
+            self.xy - self.x * self.y / self.n,
+            self.yy - self.y * self.y / self.n,
+        )
+    }
+
+    /// The least-squares slope (0 for points at one x).
+    fn slope(&self) -> f64 {
+        let (sxx, sxy, _) = self.centred();
+        if sxx > 0.0 {
+            sxy / sxx
+        } else {
+            0.0
+        }
+    }
+
+    /// The least-squares line's value at `x`.
+    fn at(&self, x: f64) -> f64 {
+        if self.n <= 0.0 {
+            return 0.0;
+        }
+        self.y / self.n + self.slope() * (x - self.x / self.n)
+    }
+
+    /// The sum of squared residuals about the least-squares line.
+    fn residual(&self) -> f64 {
+        let (sxx, sxy, syy) = self.centred();
+        let explained = if sxx > 0.0 { sxy * sxy / sxx } else { 0.0 };
+        (syy - explained).max(0.0)
+    }
+}
 
 /// The highest level a climb held: its latest point, or a level two points in a row reached,
 /// whichever is higher. A one-sample spike is no level the series held (a burst of requests
@@ -553,6 +737,50 @@ mod tests {
     /// samples, then 60 more. Once raised, it accumulates at every second: a tail of a few
     /// equal samples is no level held. (The first version of [`accumulates`] judged six
     /// points within the Poisson band of their median, and dropped the leak's hint.)
+    /// The Go lab's close-wait fault seen from the chain's edge
+    /// (`testdata/go-lab-close-wait-edge.json`): its goroutines crept 17 → 55 in the minute
+    /// after its redeploy and held ~50; with its callee hung, its requests waited for their
+    /// timeout and its goroutines jumped to ~133 and held there. The leak rule read creep and
+    /// jump as one climb since the restart and raised it as a leak, dated 56 s before the
+    /// fault ("climbing 27 → 133 in 66 s … a leak, not a start-up"): a second incident,
+    /// "Goroutines grow without bound — in bff-v2", beside the callee's. The jump is judged
+    /// on its own: it levels off at once, no leak.
+    #[test]
+    fn requests_waiting_on_a_hung_callee_after_a_creep_are_no_leak() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../../testdata/go-lab-close-wait-edge.json"
+        ));
+        let g = SeriesKey::Task {
+            target: "bff-v2".into(),
+            source: "http".into(),
+        };
+        let h = CounterHistory {
+            start_unix_ms: recorded.start,
+            ..history(vec![
+                (g.clone(), recorded.points("goroutines")),
+                (requests("bff-v2"), recorded.points("requests")),
+            ])
+        };
+        // Where the agent dated the restart: just after the old process was last seen.
+        let starts = [ServiceStart {
+            service: "bff-v2".into(),
+            at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
+            task_targets: vec!["bff-v2".into()],
+            ..ServiceStart::default()
+        }];
+        let fault = recorded.index("fault_point");
+        for end in fault..fault + 30 {
+            let report = detect(&at(&h, end), &[], &starts, &AnomalyConfig::default());
+            if let Some(a) = report.anomalies.iter().find(|a| a.key == g) {
+                assert!(
+                    !a.evidence.ends_with("a leak, not a start-up"),
+                    "at {end}: {}",
+                    a.evidence
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_leak_sampled_every_few_seconds_accumulates() {
         let cw = SeriesKey::PortState {

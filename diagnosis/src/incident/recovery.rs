@@ -15,7 +15,8 @@
 //!   quiet time ([`quiet`]: three of its usual gaps between failures, at least [`QUIET_MS`]),
 //!   or one of its own counters (not a supporting one) moved away from its usual level within
 //!   [`HOLD_MS`]. A counter *moves away* ([`moving_away`]) while it is still out of its range
-//!   and: a level climbed over the last [`MOVE_WINDOW_MS`] (a leak's count); a port's
+//!   and: a level stayed above all it had reached before over the last [`MOVE_WINDOW_MS`],
+//!   by more than a wobble (a leak's count, not its wobble at the top); a port's
 //!   TIME-WAIT count is fed by more closes a second than before ([`time_wait_closes`]: the
 //!   count is the last minute's closes, so its climb alone says nothing once a storm has run
 //!   a minute, and its fall says nothing for a minute after it stopped); a rate or a fall is
@@ -37,7 +38,7 @@
 //! (see `continues` in [`super`]): a fault that recurs minutes after a fix is a new page, as
 //! Alertmanager fires a resolved alert anew.
 
-use faultline_series::{SeriesKey, SocketState};
+use faultline_series::{CounterKind, SeriesKey, SocketState};
 
 use super::{CountedAs, Incident, IncidentPattern, IncidentState, ACTIVE_MS, MIN_STORM_CLOSES};
 use crate::anomaly::{CounterAnomaly, Direction};
@@ -70,9 +71,16 @@ pub const SETTLE_MS: i64 = 5_000;
 /// storm's TIME-WAIT drains for a minute after the storm stopped, leaked goroutines stay
 /// until their process restarts; neither is a fault still going on.
 pub const MAX_RECOVERY_MS: i64 = 20_000;
-/// Smallest climb of a level over [`MOVE_WINDOW_MS`] that is still moving away, beside the
-/// series' own noise: a leak of one socket every two seconds climbs 2 to 3 in that window.
+/// Smallest climb of a socket count over [`MOVE_WINDOW_MS`], above all it had reached
+/// before, that is still moving away (beside the series' own noise): a leak of one socket
+/// every two seconds climbs 2 to 3 in that window.
 pub const MIN_CLIMB: f64 = 2.0;
+/// The same for a goroutine, fd or thread count, which moves by a few with each connection
+/// opened or closed: seen on the Go lab's goroutine leak, healed, the leaked 8,511 moved to
+/// 8,517 for ten seconds and back with the callers' keep-alive connections. Ten within five
+/// seconds is a leak of two a second or more; slower leaks take their time to be raised
+/// too (the detector's ramp needs [`crate::anomaly::MIN_PROCESS_CHANGE`]).
+pub const MIN_PROCESS_CLIMB: f64 = 10.0;
 /// Share of its limit at which a level is pinned there (see [`moving_away`]).
 pub const PINNED_SHARE: f64 = 0.95;
 /// How long a TIME-WAIT socket lives: Linux's fixed `TCP_TIMEWAIT_LEN`.
@@ -231,8 +239,32 @@ pub(super) fn moving_away(a: &CounterAnomaly, history: &CounterHistory) -> Optio
             closes * 1000.0 / (c1 - c0) as f64 - a.before * 1000.0 / TIME_WAIT_LEN_MS as f64;
         return Some(excess >= MIN_STORM_CLOSES / 2.0);
     }
-    let climb = value_at(c1)? - value_at(c0)?;
-    Some(climb >= a.noise.max(MIN_CLIMB))
+    // Above all it had reached before, the whole window long, and by more than a wobble: a
+    // count that keeps climbing leaves its past behind, one that wobbles at its new level
+    // (connections opened and closed at a leak's top) falls back into it or moves by a few.
+    // Seen on the Go lab's goroutine leak, healed: 8,511 ↔ 8,517 for minutes; read as a rise
+    // over 5 s beyond the baseline's σ of 3.6, each wobble was a climb and the incident
+    // flapped active ↔ recovering every 16 s.
+    let i0 = history.point_at(c0)?.min(last);
+    let from = history.point_at(a.changed_at_unix_ms).unwrap_or(0).min(i0);
+    let known = |points: &[Option<f64>]| points.iter().flatten().copied().collect::<Vec<f64>>();
+    let before = known(&series.points[from..=i0])
+        .into_iter()
+        .reduce(f64::max)?;
+    let window = known(&series.points[i0 + 1..=last]);
+    let (Some(lowest), Some(highest)) = (
+        window.iter().copied().reduce(f64::min),
+        window.iter().copied().reduce(f64::max),
+    ) else {
+        return Some(false);
+    };
+    let least = match a.kind {
+        CounterKind::Tasks | CounterKind::ProcessFds | CounterKind::ProcessThreads => {
+            MIN_PROCESS_CLIMB
+        }
+        _ => MIN_CLIMB,
+    };
+    Some(lowest > before && highest - before >= a.noise.max(least))
 }
 
 /// Connections closed into TIME-WAIT within `(from, to]` (Unix ms), read from the count

@@ -3724,6 +3724,143 @@ fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_in
     );
 }
 
+/// The Go lab's goroutine-leak fault in an edge whose goroutines crept with its callers'
+/// keep-alive connections since its redeploy. On main 0c4fee7 (load ~15) the agent raised the
+/// fault's incident 2.6 s after it began but dated it 56 s before: "goroutines edge-v2 (http)
+/// is climbing 20 → 283 in 58 s (from 02:16:42 UTC)". The leak rule had read the creep as a
+/// climb since the restart (node activity while the goroutines followed the connections) and
+/// took the fault's first two points as more of it. Replayed here from two recordings: the
+/// healthy edge (`go-lab-healthy-edge.json`, its restart dated where the agent dates it,
+/// just after the old process was last seen) with the climb of a recorded goroutine-leak
+/// fault (`go-lab-goroutine-leak-edge.json`, its points over the level before the fault)
+/// added from second 181, where the creep is raised. Judged each second by the agent's
+/// detector, the incident starts at the fault.
+#[test]
+fn a_leak_on_top_of_a_goroutine_creep_is_dated_where_the_leak_began() {
+    use crate::testing::Recorded;
+    let healthy = Recorded::parse(include_str!("../../testdata/go-lab-healthy-edge.json"));
+    let leak = Recorded::parse(include_str!(
+        "../../testdata/go-lab-goroutine-leak-edge.json"
+    ));
+    let fault_point = leak.index("fault_point");
+    let leaked = leak.points("goroutines");
+    let level = leaked[fault_point - 1].expect("a point before the fault");
+    let climb: Vec<f64> = leaked[fault_point..]
+        .iter()
+        .map(|v| v.expect("a point each second of the fault") - level)
+        .collect();
+    let fault = 181;
+    let goroutines = SeriesKey::Task {
+        target: "edge-svc".into(),
+        source: "http".into(),
+    };
+    let points: Vec<Option<f64>> = healthy
+        .points("goroutines")
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let added = i.checked_sub(fault).map_or(0.0, |j| {
+                climb.get(j).or(climb.last()).copied().unwrap_or(0.0)
+            });
+            v.map(|v| v + added)
+        })
+        .collect();
+    let (own, callee) = (48331, 57513);
+    let mut series = vec![(goroutines.clone(), points)];
+    for (key, name) in [
+        (
+            SeriesKey::Process {
+                name: "edge-svc".into(),
+                metric: ProcessMetric::OpenFds,
+            },
+            "open_fds",
+        ),
+        (
+            SeriesKey::PortState {
+                port: own,
+                side: PortSide::Local,
+                state: SocketState::Established,
+            },
+            "estab_own_port",
+        ),
+        (
+            SeriesKey::PortState {
+                port: callee,
+                side: PortSide::Remote,
+                state: SocketState::Established,
+            },
+            "estab_to_callee",
+        ),
+        (
+            SeriesKey::ServiceTraffic {
+                service: "edge-svc".into(),
+                metric: TrafficMetric::Requests,
+            },
+            "requests",
+        ),
+    ] {
+        series.push((key, healthy.points(name)));
+    }
+    let services = vec![
+        ServiceFacts {
+            service: "edge-svc".into(),
+            listen_ports: vec![own],
+            callees: vec!["orders-v2".into()],
+            called_ports: vec![callee],
+            task_targets: vec!["edge-svc".into()],
+            processes: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "orders-v2".into(),
+            listen_ports: vec![callee],
+            callers: vec!["edge-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    // The old process was last seen at second 41; the agent dates the restart just after.
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge-svc".into(),
+        at_unix_ms: healthy.start + 41_000 + 1,
+        ports: vec![own],
+        task_targets: vec!["edge-svc".into()],
+        processes: vec!["edge-svc".into()],
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let mut detector = crate::anomaly::cached::Detector::new(Default::default());
+    let mut tracker = IncidentTracker::new();
+    let fault_at = healthy.start + fault as i64 * 1000;
+    let mut first = None;
+    for cut in 120..=fault + 30 {
+        let history = history(
+            healthy.start,
+            series
+                .iter()
+                .map(|(key, points)| (key, points[..cut].to_vec()))
+                .collect(),
+        );
+        let report = detector.detect(&history, &[], &starts, &Default::default());
+        let now = healthy.start + (cut as i64 - 1) * 1000;
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        if let Some(i) = incidents.first() {
+            assert!(cut > fault, "an incident before the fault: {}", i.title);
+            first.get_or_insert((cut, i.title.clone()));
+            assert!(
+                i.onset_unix_ms >= fault_at - 1000,
+                "at second {cut}, dated {} s before the fault: {}",
+                (fault_at - i.onset_unix_ms) / 1000,
+                i.title
+            );
+        }
+    }
+    let (cut, title) = first.expect("the leak is an incident");
+    assert!(cut <= fault + 10, "raised at {cut}: {title}");
+    assert!(
+        title.starts_with("Goroutines grow without bound — in edge-svc"),
+        "{title}"
+    );
+}
+
 #[test]
 fn a_hint_resting_only_on_counters_beside_the_fault_does_not_title_its_error() {
     // The demo's panic: orders panics before calling stock, so stock's requests fall. The
@@ -4501,4 +4638,274 @@ fn failures_that_stop_are_recovering_after_their_quiet_time_and_then_end() {
     rare.last_seen_unix_ms = T0 + 56_000;
     assert_eq!(at(&mut tracker, 70, &rare).state, IncidentState::Active);
     assert_eq!(at(&mut tracker, 80, &rare).state, IncidentState::Recovering);
+}
+
+/// The lead, on the demo's time-wait (main 6a18fcf): a continued incident's node-wide counter
+/// kept the evidence of its first reading ("TIME-WAIT (all ports) is climbing 40 → 351 in
+/// 8 s"), quoted by the storm's hint beside its port's "0 → 729 in 47 s": a node-wide total
+/// below one of its ports. A node-wide counter keeps nothing active, but what it says is told
+/// up to now like the others.
+#[test]
+fn a_node_wide_counter_of_a_continued_incident_is_told_up_to_now() {
+    let cw = close_wait(8082);
+    let node = SeriesKey::NodeState {
+        state: SocketState::TimeWait,
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    // One point a second from T0: 0 for 30 s, then 10 more each second.
+    let climb = |len: usize| -> Vec<Option<f64>> {
+        (0..len)
+            .map(|i| Some(if i < 30 { 0.0 } else { 10.0 * (i - 29) as f64 }))
+            .collect()
+    };
+    let history = |len: usize| history(T0, vec![(&cw, climb(len)), (&node, climb(len))]);
+    let told = |key: &SeriesKey| {
+        let mut a = rising(key.clone(), T0 + 30_000, 0.0, 310.0);
+        a.tell(T0 + 60_000);
+        a
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run_with(
+        &mut tracker,
+        T0 + 60_000,
+        &[],
+        report(vec![told(&cw), told(&node)]),
+        &history(61),
+        &services,
+        &rules,
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let kept = run_with(
+        &mut tracker,
+        T0 + 90_000,
+        &[],
+        report(vec![]),
+        &history(91),
+        &services,
+        &rules,
+    );
+    let node_wide = kept[0]
+        .counters
+        .iter()
+        .find(|c| c.anomaly.key == node)
+        .unwrap_or_else(|| panic!("{kept:#?}"));
+    assert!(node_wide.supporting);
+    assert!(!node_wide.anomaly.active, "it keeps nothing active");
+    assert!(
+        node_wide.anomaly.evidence.contains("0 → 610 in 60 s"),
+        "{}",
+        node_wide.anomaly.evidence
+    );
+}
+
+/// The Go lab's time-wait fault healed (`testdata/go-lab-time-wait-heal.json`, recorded
+/// counters): shipping opened a connection per call to inventory-api for 20 s, about 60 a
+/// second, then the fault was switched off. The count stopped climbing at the next census
+/// and stays at its top (1,167) for the minute its sockets live; before, the incident stayed
+/// active that minute (63–68 s after the heal on the unseen lab). Replayed second by second
+/// as the agent judged it: active through the storm, recovering within 10 s of the heal,
+/// ended while the sockets are all still there.
+#[test]
+fn the_go_labs_healed_time_wait_storm_is_recovering_within_10_s_and_ends_before_its_sockets_expire()
+{
+    let recorded =
+        crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-time-wait-heal.json"));
+    let (tw, ages) = (
+        recorded.points("time_wait_own_port"),
+        recorded.points("census_age_ms"),
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(include_str!("../../testdata/go-lab-time-wait-heal.json")).unwrap();
+    let point = |name: &str| data[name].as_u64().expect("point") as usize;
+    let (injected, healed) = (point("injected_point"), point("healed_point"));
+    let port = 57783;
+    let key = SeriesKey::PortState {
+        port,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let age_key = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "shipping".into(),
+            listen_ports: vec![37875],
+            callees: vec!["inventory-api".into()],
+            called_ports: vec![port],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "inventory-api".into(),
+            listen_ports: vec![port],
+            callers: vec!["shipping".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    // As the detector raised it: from nothing counted on the port, at its first census.
+    let changed = tw.iter().position(Option::is_some).expect("counted");
+    assert_eq!(
+        changed, injected,
+        "the port was counted from the storm's first census"
+    );
+    let top = tw.iter().flatten().copied().fold(0.0, f64::max);
+    let mut storm = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        0.0,
+        top,
+    );
+    storm.noise = 1.0;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for t in changed + 3..tw.len() {
+        let history = history(
+            recorded.start,
+            vec![(&key, tw[..=t].to_vec()), (&age_key, ages[..=t].to_vec())],
+        );
+        let mut a = storm.clone();
+        a.latest = tw[t].unwrap_or(0.0);
+        let now = recorded.start + t as i64 * 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![a]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {t}: {incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("shipping"));
+        seen.push((t, incidents[0].state, incidents[0].recovering_since_unix_ms));
+    }
+    assert!(
+        seen.iter()
+            .filter(|(t, ..)| *t <= healed)
+            .all(|(_, s, _)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let (recovering, _, since) = *seen
+        .iter()
+        .find(|(_, s, _)| *s == IncidentState::Recovering)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(
+        recovering - healed <= 10,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - healed
+    );
+    let since = since.expect("since");
+    assert!(
+        since <= recorded.start + (healed as i64 + 5) * 1000,
+        "since point {}: {seen:?}",
+        (since - recorded.start) / 1000
+    );
+    let (ended, ..) = *seen
+        .iter()
+        .find(|(_, s, _)| *s == IncidentState::Ended)
+        .unwrap_or_else(|| panic!("not ended by the recording's end: {seen:?}"));
+    assert!(ended - healed <= 30, "{seen:?}");
+    assert_eq!(
+        tw[ended],
+        Some(top),
+        "ended while its sockets are all there"
+    );
+}
+
+/// The Go lab's goroutine leak healed (`testdata/go-lab-goroutine-leak-heal.json`, recorded
+/// counters): 12 → 8,500 goroutines in 20 s, then the fault was switched off; the leaked ones
+/// stay and the count wobbles by a few with the requests in flight. Replayed second by
+/// second: active through the leak, recovering within 10 s of the heal, ended within 35 s,
+/// and never active again — its wobble is no climb. Before (the first cut of this rule, a rise
+/// over 5 s beyond the baseline's σ), it flapped active ↔ recovering every 16 s in the lab.
+#[test]
+fn the_go_labs_healed_goroutine_leak_is_recovering_then_ended_and_its_wobble_does_not_reopen_it() {
+    let json = include_str!("../../testdata/go-lab-goroutine-leak-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let goroutines = recorded.points("goroutines");
+    let data: serde_json::Value = serde_json::from_str(json).unwrap();
+    let point = |name: &str| data[name].as_u64().expect("point") as usize;
+    let (injected, healed) = (point("injected_point"), point("healed_point"));
+    let key = SeriesKey::Task {
+        target: "stock".into(),
+        source: "http".into(),
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "accounts-svc".into(),
+            listen_ports: vec![36273],
+            callees: vec!["stock".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "stock".into(),
+            listen_ports: vec![46385],
+            callers: vec!["accounts-svc".into()],
+            task_targets: vec!["stock".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    let changed = (injected..goroutines.len())
+        .find(|&i| goroutines[i].is_some_and(|v| v > 30.0))
+        .expect("the leak");
+    let top = goroutines.iter().flatten().copied().fold(0.0, f64::max);
+    let mut leak = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        12.0,
+        top,
+    );
+    leak.noise = 13f64.sqrt();
+    leak.shape = ChangeShape::Ramp;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for t in changed + 3..goroutines.len() {
+        let history = history(recorded.start, vec![(&key, goroutines[..=t].to_vec())]);
+        let now = recorded.start + t as i64 * 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![leak.clone()]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {t}: {incidents:#?}");
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+        seen.push((t, incidents[0].state));
+    }
+    let states = |from: usize, to: usize| -> Vec<IncidentState> {
+        seen.iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .map(|&(_, s)| s)
+            .collect()
+    };
+    assert!(
+        states(0, healed)
+            .iter()
+            .all(|s| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = seen
+        .iter()
+        .find(|(_, s)| *s == IncidentState::Recovering)
+        .map(|&(t, _)| t)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(recovering - healed <= 10, "{seen:?}");
+    let ended = seen
+        .iter()
+        .find(|(_, s)| *s == IncidentState::Ended)
+        .map(|&(t, _)| t)
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(ended - healed <= 35, "{seen:?}");
+    assert!(
+        states(recovering, usize::MAX)
+            .iter()
+            .all(|s| *s != IncidentState::Active),
+        "the wobble reopened it: {seen:?}"
+    );
 }
