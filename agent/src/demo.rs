@@ -277,7 +277,10 @@ async fn drive(
         .build()
         .context("cannot build the demo's HTTP client")?;
     let mut announced: Vec<String> = Vec::new();
-    let mut raised: Vec<String> = Vec::new();
+    // Each incident printed, with the hint it was printed with: an incident is printed again
+    // when its leading hint changes (a hung callee's timeouts first, then, once its
+    // CLOSE-WAIT has climbed past what requests in progress hold, its leak).
+    let mut raised: Vec<(String, Option<String>)> = Vec::new();
     loop {
         tokio::select! {
             _ = signal.cancelled() => return Ok(()),
@@ -308,12 +311,21 @@ async fn drive(
                 elsewhere += 1;
                 continue;
             }
-            if raised.contains(&incident.id) {
-                continue;
-            }
+            let lead = incident.hints.first().map(|h| h.rule_id.clone());
+            let printed = raised.iter_mut().find(|(id, _)| *id == incident.id);
+            let again = match printed {
+                Some((_, was)) if *was == lead => continue,
+                Some((_, was)) => {
+                    *was = lead;
+                    true
+                }
+                None => {
+                    raised.push((incident.id.clone(), lead));
+                    false
+                }
+            };
             progress.finish();
-            print_incident(&incident, injected.elapsed(), dashboard);
-            raised.push(incident.id);
+            print_incident(&incident, injected.elapsed(), dashboard, again);
         }
         let seen = moved_counter(&client, dashboard, args.scenario, inventory)
             .await
@@ -381,11 +393,17 @@ fn involves_lab(incident: &Incident, lab: &[ServiceEndpoints]) -> bool {
         })
 }
 
-/// An incident in a few lines: what, where it lives (or where it was seen), the best hint.
-fn print_incident(incident: &Incident, after: Duration, dashboard: &str) {
+/// An incident in a few lines: what, where it lives (or where it was seen), the best hint;
+/// `again` when it was printed before with another leading hint.
+fn print_incident(incident: &Incident, after: Duration, dashboard: &str, again: bool) {
     println!(
-        "{} faultline raised an incident {:.1} s after the fault: {}",
+        "{} faultline {} {:.1} s after the fault: {}",
         clock(),
+        if again {
+            "reads the incident anew"
+        } else {
+            "raised an incident"
+        },
         after.as_secs_f64(),
         incident.title
     );

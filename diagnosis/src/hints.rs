@@ -33,6 +33,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::anomaly::leak::Accumulation;
 use crate::anomaly::{CounterAnomaly, Direction};
 use crate::text::shorten;
 
@@ -152,10 +153,12 @@ pub struct CounterSignature {
     /// limit, a listen backlog): a queue at 10 % of its backlog overflows nothing.
     #[serde(default)]
     pub min_share_of_limit: Option<f64>,
-    /// When true, only a count that accumulates matches: still climbing, or levelled off
-    /// only after a long climb (at a limit), never one that levelled off within seconds of
-    /// its change and held there — a population that turns over, such as the sockets of
-    /// requests still in progress (see [`crate::anomaly::leak::accumulates`]).
+    /// When true, only a count that accumulates matches: never one that levelled off within
+    /// seconds of its change and held there — a population that turns over, such as the
+    /// sockets of requests still in progress (see [`crate::anomaly::leak::accumulation`]).
+    /// While the two are not yet told apart it matches, but explains no other rule's
+    /// evidence (`explained_by`): a slow callee's CLOSE-WAIT climbs like a leak's for its
+    /// first seconds.
     #[serde(default)]
     pub accumulates: bool,
 }
@@ -390,8 +393,8 @@ pub struct HintSubject<'a> {
     /// The incident's counter anomalies.
     pub anomalies: &'a [CounterAnomaly],
     /// Whether each of `anomalies` (by index) accumulates (see
-    /// [`crate::anomaly::leak::accumulates`]); an anomaly beyond its end is taken to.
-    pub accumulating: &'a [bool],
+    /// [`crate::anomaly::leak::accumulation`]); an anomaly beyond its end is undecided.
+    pub accumulating: &'a [Accumulation],
     /// The role of the incident's culprit, when known.
     pub culprit_role: Option<CulpritRole>,
     /// What the commands are filled from.
@@ -577,6 +580,7 @@ impl HintRules {
                 weight: 0,
                 pattern: false,
                 specific: false,
+                decided: false,
                 first_counter: usize::MAX,
             };
             let by_text = subject.patterns.iter().find_map(|t| {
@@ -598,18 +602,40 @@ impl HintRules {
                 support.weight += PATTERN_WEIGHT;
                 support.pattern = true;
             }
-            let counters: Vec<(usize, &CounterAnomaly)> = subject
+            let accumulation = |i: usize| {
+                subject
+                    .accumulating
+                    .get(i)
+                    .copied()
+                    .unwrap_or(Accumulation::Undecided)
+            };
+            // Each matching counter, and whether it matched decidedly: by a signature that
+            // asks nothing of its shape, or one that asks for an accumulating count the
+            // history shows accumulating.
+            let matching: Vec<(usize, &CounterAnomaly, bool)> = subject
                 .anomalies
                 .iter()
                 .enumerate()
-                .filter(|&(i, a)| {
-                    r.counter.iter().any(|s| {
-                        s.matches_anomaly(a)
-                            && (!s.accumulates
-                                || subject.accumulating.get(i).copied().unwrap_or(true))
-                    })
+                .filter_map(|(i, a)| {
+                    let fits = r.counter.iter().filter(|s| s.matches_anomaly(a));
+                    let mut matched = false;
+                    let mut decided = false;
+                    for s in fits {
+                        match (s.accumulates, accumulation(i)) {
+                            (false, _) | (true, Accumulation::Accumulates) => {
+                                matched = true;
+                                decided = true;
+                            }
+                            (true, Accumulation::Undecided) => matched = true,
+                            (true, Accumulation::TurnsOver) => {}
+                        }
+                    }
+                    matched.then_some((i, a, decided))
                 })
                 .collect();
+            support.decided = by_text.is_some() || matching.iter().any(|m| m.2);
+            let counters: Vec<(usize, &CounterAnomaly)> =
+                matching.iter().map(|&(i, a, _)| (i, a)).collect();
             if let Some(&(first, _)) = counters.first() {
                 support.specific = counters.iter().any(|(_, a)| !a.kind.is_node_wide());
                 support.weight += if support.specific {
@@ -712,8 +738,10 @@ impl HintRules {
     /// The hints with each one that another listed hint explains moved after it; among those
     /// free to go next, the best supported goes first. Only a hint matched by a pattern or a
     /// counter of a specific port or process explains another (a node-wide counter moves
-    /// with anything). A cycle of `explained_by` (possible in user rules) is broken in the
-    /// order given.
+    /// with anything), and only once its evidence is decided: a CLOSE-WAIT that may still
+    /// be a slow callee's requests in progress does not yet explain its callers' timeouts
+    /// (see [`Support::decided`]). A cycle of `explained_by` (possible in user rules) is
+    /// broken in the order given.
     fn explained_last(&self, mut hints: Vec<(Support, HintMatch)>) -> Vec<HintMatch> {
         let explainers = |id: &str| -> &[String] {
             self.rules
@@ -727,9 +755,9 @@ impl HintRules {
                 .iter()
                 .position(|(_, m)| {
                     !explainers(&m.hint.rule_id).iter().any(|e| {
-                        hints
-                            .iter()
-                            .any(|(s, o)| &o.hint.rule_id == e && (s.pattern || s.specific))
+                        hints.iter().any(|(s, o)| {
+                            &o.hint.rule_id == e && (s.pattern || s.specific) && s.decided
+                        })
                     })
                 })
                 .unwrap_or(0);
@@ -748,6 +776,9 @@ struct Support {
     pattern: bool,
     /// Whether a counter of a specific port, process or target matched.
     specific: bool,
+    /// Whether its own error text or a counter of the shape it asks for matched, not only a
+    /// count whose shape is not told yet ([`Accumulation::Undecided`]).
+    decided: bool,
     /// The position of the first matching counter in the incident's list.
     first_counter: usize,
 }
@@ -1453,6 +1484,59 @@ culprit_role = "callee"
                 ids(&hints)
             );
         }
+    }
+
+    /// The demo's close-wait: its callee holds every connection it accepts, unread and
+    /// unclosed; its callers time out (their only error text) and close, and CLOSE-WAIT
+    /// climbs on the callee's port. The fault is the leak, the timeouts are how the callers
+    /// see it: once the count is seen to accumulate, the leak leads (before, "Calls time
+    /// out" led its incident and the leak came second). While it may still be a slow
+    /// callee's requests in progress (their CLOSE-WAIT climbs alike for a request's time),
+    /// the timeout leads; once it has levelled and held, it is no leak at all.
+    #[test]
+    fn a_callee_s_close_wait_leads_its_callers_timeouts_once_it_accumulates() {
+        let rules = HintRules::builtin().unwrap();
+        let facts = HintFacts {
+            port: Some(8080),
+            ..HintFacts::default()
+        };
+        let timeout = ["Get \"<url>\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_owned()];
+        let counters = [
+            anomaly(
+                SeriesKey::PortState {
+                    port: 8080,
+                    side: PortSide::Local,
+                    state: SocketState::CloseWait,
+                },
+                Direction::Rise,
+                "CLOSE-WAIT :8080 is climbing",
+            ),
+            anomaly(
+                SeriesKey::Task {
+                    target: "inventory".into(),
+                    source: "pprof".into(),
+                },
+                Direction::Rise,
+                "goroutines inventory rose",
+            ),
+        ];
+        let hints_when = |close_wait: Accumulation| {
+            let accumulating = [close_wait, Accumulation::Undecided];
+            ids(&rules.hints_for(&HintSubject {
+                accumulating: &accumulating,
+                ..subject(&timeout, &counters, Some(CulpritRole::Callee), &facts)
+            }))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+        };
+        let leak = hints_when(Accumulation::Accumulates);
+        assert_eq!(&leak[..2], ["close-wait-leak", "timeout"], "{leak:?}");
+        let early = hints_when(Accumulation::Undecided);
+        assert_eq!(&early[..2], ["timeout", "close-wait-leak"], "{early:?}");
+        let slow = hints_when(Accumulation::TurnsOver);
+        assert_eq!(slow[0], "timeout", "{slow:?}");
+        assert!(!slow.iter().any(|h| h == "close-wait-leak"), "{slow:?}");
     }
 
     #[test]

@@ -878,8 +878,15 @@ impl IncidentTracker {
                 .copied()
                 .filter(|a| (a.changed_at_unix_ms - onset).abs() <= GROUP_WINDOW_MS)
                 .collect();
-            let (inc, title, member_set) =
-                build(&members, &extra, input, rules, &retold, &earlier_runs);
+            let (inc, title, member_set) = build(
+                &members,
+                &extra,
+                &BTreeSet::new(),
+                input,
+                rules,
+                &retold,
+                &earlier_runs,
+            );
             fresh.push((inc, title, member_set, members, extra));
         }
 
@@ -936,14 +943,18 @@ impl IncidentTracker {
                         .copied()
                         .chain(taken.iter().map(|c| &c.anomaly))
                         .collect();
-                    (inc, title, _) = build(&group, &extra, input, rules, &retold, &earlier_runs);
                     // Built beside the group, a counter is supporting; one taken back stays
-                    // what it was.
-                    for c in &mut inc.counters {
-                        if let Some(t) = taken.iter().find(|t| t.anomaly.key == c.anomaly.key) {
-                            c.supporting = t.supporting;
-                        }
-                    }
+                    // what it was, also for the title: seen on the demo's close-wait, the
+                    // leak's CLOSE-WAIT, kept by the incident once the detector's window had
+                    // passed its change, was taken for evidence beside the callers' timeouts,
+                    // and the incident led by the leak's hint was titled by their text.
+                    let own: BTreeSet<&SeriesKey> = taken
+                        .iter()
+                        .filter(|c| !c.supporting)
+                        .map(|c| &c.anomaly.key)
+                        .collect();
+                    (inc, title, _) =
+                        build(&group, &extra, &own, input, rules, &retold, &earlier_runs);
                 }
                 inc.id = k.id.clone();
                 inc.onset_unix_ms = inc.onset_unix_ms.min(k.onset_unix_ms);

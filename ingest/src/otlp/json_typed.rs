@@ -40,9 +40,10 @@ use serde::Deserialize;
 
 use super::json::enum_number;
 
-/// Reads a whole body as `T` (trailing characters refused, as `serde_json::from_slice`).
-pub(crate) fn from_slice<'de, T: Deserialize<'de>>(body: &'de [u8]) -> serde_json::Result<T> {
-    let mut reader = serde_json::Deserializer::from_slice(body);
+/// Reads a whole body, already known to be UTF-8, as `T` (trailing characters refused, as
+/// `serde_json::from_str`).
+pub(crate) fn from_str<'de, T: Deserialize<'de>>(body: &'de str) -> serde_json::Result<T> {
+    let mut reader = serde_json::Deserializer::from_str(body);
     let value = T::deserialize(&mut reader)?;
     reader.end()?;
     Ok(value)
