@@ -15,7 +15,10 @@ use utoipa::ToSchema;
 /// 0. The API's counter documents and the diagnosis' answers share it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Series {
-    /// Oldest first.
+    /// Oldest first. A whole value is written as a JSON integer (`3`, not `3.0`: the same
+    /// number), as counts are: the counters document of a busy node charting every port
+    /// (12,000 series, 5 MB) spent most of its time formatting floats.
+    #[serde(serialize_with = "whole_as_integers")]
     pub points: Vec<Option<f64>>,
     /// Change over the last minute: the value of the latest sample minus the value of the
     /// newest sample taken at least 60 s before it, both from the per-sample history whatever
@@ -24,6 +27,29 @@ pub struct Series {
     /// change of the rate. Always `null` in the diagnosis' answers.
     #[serde(default)]
     pub delta_1m: Option<f64>,
+}
+
+/// Writes `points` with each whole value as an integer (see [`Series::points`]); others,
+/// and gaps, as before.
+fn whole_as_integers<S: serde::Serializer>(
+    points: &[Option<f64>],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    struct Point(Option<f64>);
+    impl Serialize for Point {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            // Below 2^53 every whole f64 is an i64 exactly.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            match self.0 {
+                Some(v) if v.fract() == 0.0 && v.abs() < EXACT => {
+                    serializer.serialize_i64(v as i64)
+                }
+                Some(v) => serializer.serialize_f64(v),
+                None => serializer.serialize_none(),
+            }
+        }
+    }
+    serializer.collect_seq(points.iter().map(|&p| Point(p)))
 }
 
 /// The node's counter series on one time axis: `points[i]` of every series was sampled at
@@ -248,6 +274,28 @@ pub fn traffic_points_from(
 mod tests {
     use super::*;
     use faultline_series::{PortSide, SocketState};
+
+    #[test]
+    fn whole_points_are_json_integers_and_read_back_as_the_same_numbers() {
+        let series = Series {
+            points: vec![
+                Some(3.0),
+                None,
+                Some(2.5),
+                Some(-0.0),
+                Some(1e300),
+                Some(f64::NAN),
+            ],
+            delta_1m: Some(1.0),
+        };
+        let text = serde_json::to_string(&series).unwrap();
+        assert_eq!(
+            text,
+            r#"{"points":[3,null,2.5,0,1e+300,null],"delta_1m":1.0}"#
+        );
+        let back: Series = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.points[..5], series.points[..5]);
+    }
 
     #[test]
     fn traffic_points_are_means_of_the_whole_seconds_before_and_unknown_before_the_first() {

@@ -1,23 +1,39 @@
 //! The sampler: a tokio task that reads every counter source once per interval and writes the
-//! results into the [`CounterStore`].
+//! results into the [`CounterStore`], and a thread of its own that takes the socket census.
 //!
-//! Each tick runs the blocking reads (netlink, /proc) on the blocking pool and records the node
-//! sample as soon as they are done. Every HTTP task target is scraped by its own loop on the
-//! same interval, bounded by the target's timeout, and its outcome recorded when it arrives; a
-//! sample's history point carries each target's latest outcome, as it does for counts pushed
-//! over OTLP. So a wedged target, even one whose timeout exceeds the interval, costs the node
-//! history nothing and the other targets nothing. A tick that overruns the interval delays the
-//! next one instead of piling up (missed ticks are skipped). No source failure ends a loop;
-//! only the cancellation token does. The socket census, whose cost grows with the node's
-//! sockets, is kept within `socket_cpu_budget_percent` of a core (the private `CensusBudget`),
-//! and is taken again only when the kernel's socket counters moved since the last one, or
-//! [`QUIET_CENSUS_MAX_AGE`] after it (the private `QuietCensus`).
+//! Execution model. Each tick reads the cheap node sources (sockstat, the protocol counters,
+//! the process targets) on the blocking pool and records the node sample as soon as they are
+//! done. The socket census, whose cost grows with the node's sockets (a debug agent beside
+//! 32,000 sockets: 40 ms of CPU, several hundred ms of wall time on a loaded node), runs on
+//! its own thread (the private `CensusWorker`): each tick asks it for a census for its
+//! sample, waits at most a quarter of the interval for it, and records the newest finished
+//! census — its own when it came in time, else the one before, marked as repeating the
+//! sample it was counted for (`CensusReading::repeats_unix_ms`, which the store turns into the
+//! census age of each sample). So a slow census delays no sample: the samples keep one point
+//! per interval and each says how old its socket counts are. Only the agent's first sample
+//! waits for a census (there is none to repeat), and it is taken before the first tick. The
+//! owners of the listening ports are resolved on the census thread too (a scan of the
+//! process table can take tens of milliseconds).
+//!
+//! Every HTTP task target is scraped by its own loop on the same interval, bounded by the
+//! target's timeout, and its outcome recorded when it arrives; a sample's history point
+//! carries each target's latest outcome, as it does for counts pushed over OTLP. So a wedged
+//! target, even one whose timeout exceeds the interval, costs the node history nothing and
+//! the other targets nothing. A tick that overruns the interval delays the next one instead
+//! of piling up (missed ticks are skipped). No source failure ends a loop; only the
+//! cancellation token does. The socket census is kept within `socket_cpu_budget_percent` of a
+//! core (the private `CensusBudget`), and is taken again only when the kernel's socket
+//! counters moved since the last one, or [`QUIET_CENSUS_MAX_AGE`] after it (the private
+//! `QuietCensus`).
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use faultline_series::SocketState;
+use parking_lot::{Condvar, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,20 +44,25 @@ use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
 use super::reader::{CensusReading, SocketReader};
 use super::runtime::RuntimeCounters;
-use super::sockets::SocketCensus;
+use super::sockets::SocketEntry;
 use super::store::{CounterStore, NodeSample};
 use super::tasks::scrape;
 
-/// The blocking half of the sampler: everything read from the kernel.
+/// The blocking half of the sampler, in one piece: everything read from the kernel, the
+/// census taken in line when it is due. The running sampler splits it (the census on its own
+/// thread); this is for a caller that samples on its own schedule (tests, benchmarks).
 #[derive(Debug)]
 pub struct NodeSampler {
+    sockets: SocketCounter,
+    readings: TickReader,
+}
+
+/// What each tick reads itself: the kernel's socket counters and the process targets.
+#[derive(Debug)]
+struct TickReader {
     proc_root: PathBuf,
-    reader: SocketReader,
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
-    budget: CensusBudget,
-    quiet: QuietCensus,
-    owners: PortOwners,
 }
 
 /// The longest a census is repeated while the kernel's socket counters stand still. Sockets
@@ -51,21 +72,25 @@ pub struct NodeSampler {
 /// #11's counter-only incidents are raised within 10 s of their start).
 pub const QUIET_CENSUS_MAX_AGE: Duration = Duration::from_secs(5);
 
-/// The kernel counters that move whenever a TCP socket is opened, accepted, refused, reset,
-/// closed by its process (orphaned) or enters or leaves TIME_WAIT (`/proc/net/sockstat{,6}`,
-/// `snmp`, `netstat`, already read every sample). While none of them moves, a new census would
-/// count what the last one counted (up to the changes [`QUIET_CENSUS_MAX_AGE`] is for): on a
-/// node whose connections are kept alive, that is most seconds. The full netlink dump walks
-/// the kernel's whole established hash (all network namespaces' sockets, 262,144 buckets
-/// here): 1.5–5 ms of kernel time each second, a quarter of the agent's 1 % budget.
-/// `TCP orphan` and `TCP alloc` are node-wide even in a network namespace: with them, a
-/// census is taken whenever any namespace's sockets churn — more often than needed there,
-/// never less.
-const SOCKET_ACTIVITY: [&str; 14] = [
+/// The kernel counters that move whenever a TCP socket of the agent's network namespace is
+/// opened, accepted, refused, reset, closed or enters or leaves TIME_WAIT (`/proc/net/
+/// sockstat{,6}`, `snmp`, `netstat`, already read every sample; all kept per namespace). While
+/// none of them moves, a new census would count what the last one counted (up to the changes
+/// [`QUIET_CENSUS_MAX_AGE`] is for): on a node whose connections are kept alive, that is most
+/// seconds. The full netlink dump walks the kernel's whole established hash (all network
+/// namespaces' sockets, 262,144 buckets here): 1.5–5 ms of kernel time each second, a quarter
+/// of the agent's 1 % budget.
+///
+/// Left out: sockstat's `TCP alloc` and `TCP orphan`, the only node-wide ones. They move with
+/// every namespace's sockets (a node with containers churning connections: most seconds), and
+/// each change they show of a socket the census counts moves one of these too: a socket is
+/// counted once it connects (`ActiveOpens`, `inuse`), listens (`inuse`) or is accepted
+/// (`PassiveOpens`); a socket closed by its process (an orphan) first leaves ESTABLISHED or
+/// CLOSE_WAIT (`CurrEstab` counts both), and then goes to TIME_WAIT (`TCP tw`, `TcpExt TW`)
+/// or is freed (`inuse`).
+const SOCKET_ACTIVITY: [&str; 12] = [
     "TCP inuse",
-    "TCP orphan",
     "TCP tw",
-    "TCP alloc",
     "TCP6 inuse",
     "Tcp ActiveOpens",
     "Tcp PassiveOpens",
@@ -103,60 +128,29 @@ fn socket_activity(
     }))
 }
 
-/// Repeats the last census while the socket counters have not moved since it was taken
-/// (see [`SOCKET_ACTIVITY`]), for at most [`QUIET_CENSUS_MAX_AGE`].
+/// Says when the last census may be repeated: while the socket counters have not moved since
+/// it was taken (see [`SOCKET_ACTIVITY`]), for at most [`QUIET_CENSUS_MAX_AGE`].
 #[derive(Debug, Default)]
 struct QuietCensus {
-    last: Option<LastCensus>,
-}
-
-/// The last census with its netlink problem and budget note, when it was taken (and for
-/// the sample of which Unix ms), and the counters read just before it.
-#[derive(Debug)]
-struct LastCensus {
-    census: SocketCensus,
-    netlink_problem: Option<String>,
-    budget_note: Option<String>,
-    at: Instant,
-    time_unix_ms: i64,
-    activity: SocketActivity,
+    /// When the last good census was taken, and the counters read just before it.
+    last: Option<(Instant, SocketActivity)>,
 }
 
 impl QuietCensus {
-    /// The last census again, when nothing counted has moved since it at `now`.
-    fn repeat(&self, now: Instant, activity: Option<&SocketActivity>) -> Option<CensusReading> {
-        let last = self.last.as_ref()?;
-        if activity != Some(&last.activity)
-            || now.saturating_duration_since(last.at) >= QUIET_CENSUS_MAX_AGE
-        {
-            return None;
-        }
-        Some(CensusReading {
-            census: Ok(last.census.clone()),
-            netlink_problem: last.netlink_problem.clone(),
-            budget_note: last.budget_note.clone(),
-            repeats_unix_ms: Some(last.time_unix_ms),
-        })
+    /// Whether a census is due at `now` with the counters `activity`: something counted
+    /// moved since the last one, or it is old, or there is none.
+    fn due(&self, now: Instant, activity: Option<&SocketActivity>) -> bool {
+        let Some((at, counted)) = &self.last else {
+            return true;
+        };
+        activity != Some(counted) || now.saturating_duration_since(*at) >= QUIET_CENSUS_MAX_AGE
     }
 
-    /// Keeps the census of `reading`, taken at `at` for the sample of `time_unix_ms` after the
-    /// counters read `activity`.
-    fn book(
-        &mut self,
-        at: Instant,
-        time_unix_ms: i64,
-        activity: Option<SocketActivity>,
-        reading: &CensusReading,
-    ) {
-        self.last = match (activity, &reading.census) {
-            (Some(activity), Ok(census)) => Some(LastCensus {
-                census: census.clone(),
-                netlink_problem: reading.netlink_problem.clone(),
-                budget_note: reading.budget_note.clone(),
-                at,
-                time_unix_ms,
-                activity,
-            }),
+    /// Books a census taken at `at` after the counters read `activity` (`counted`: whether it
+    /// counted the sockets; a failed one is never repeated).
+    fn book(&mut self, at: Instant, activity: Option<SocketActivity>, counted: bool) {
+        self.last = match (activity, counted) {
+            (Some(activity), true) => Some((at, activity)),
             _ => None,
         };
     }
@@ -171,60 +165,34 @@ struct CensusBudget {
     /// Share of one core (0: no limit).
     share: f64,
     interval: Duration,
-    /// While the budget stretches the census interval: the last census, its netlink problem,
-    /// the status note and the sample time it was taken for (Unix ms).
-    held: Option<(SocketCensus, Option<String>, String, i64)>,
+    /// While the budget stretches the census interval: when the next census is due.
     next_at: Option<Instant>,
 }
 
 impl CensusBudget {
-    /// The last census again, when the next one is not due yet at `now`.
-    fn repeat(&self, now: Instant) -> Option<CensusReading> {
-        if self.next_at.is_none_or(|at| now >= at) {
-            return None;
-        }
-        let (census, problem, note, counted) = self.held.as_ref()?;
-        Some(CensusReading {
-            census: Ok(census.clone()),
-            netlink_problem: problem.clone(),
-            budget_note: Some(note.clone()),
-            repeats_unix_ms: Some(*counted),
-        })
+    /// Whether the budget allows a census at `now`.
+    fn due(&self, now: Instant) -> bool {
+        self.next_at.is_none_or(|at| now >= at)
     }
 
-    /// Books a census that began at `began` (for the sample of `time_unix_ms`) and cost
-    /// `cpu`, and notes in `reading` when the budget stretches the census interval.
-    fn book(
-        &mut self,
-        began: Instant,
-        time_unix_ms: i64,
-        cpu: Duration,
-        reading: &mut CensusReading,
-    ) {
-        self.held = None;
+    /// Books a census that began at `began` and cost `cpu`, and notes in `reading` when the
+    /// budget stretches the census interval.
+    fn book(&mut self, began: Instant, cpu: Duration, reading: &mut CensusReading) {
         self.next_at = None;
-        if self.share <= 0.0 {
+        if self.share <= 0.0 || reading.census.is_err() {
             return;
         }
         let period = cpu.div_f64(self.share);
         // Half an interval of slack: a census due a little after a tick runs at that tick.
-        let Ok(census) = &reading.census else { return };
         if period <= self.interval + self.interval / 2 {
             return;
         }
-        let note = format!(
+        reading.budget_note = Some(format!(
             "counted every {:.1} s, not every sample: a census costs {:.0} ms of CPU and \
              socket_cpu_budget_percent is {}",
             period.as_secs_f64(),
             cpu.as_secs_f64() * 1e3,
             self.share * 100.0
-        );
-        reading.budget_note = Some(note.clone());
-        self.held = Some((
-            census.clone(),
-            reading.netlink_problem.clone(),
-            note,
-            time_unix_ms,
         ));
         self.next_at = Some(began + period - self.interval / 2);
     }
@@ -247,32 +215,210 @@ pub fn thread_cpu() -> Duration {
     )
 }
 
-impl NodeSampler {
-    /// A node sampler for `config` (socket source, proc root, process targets, CPU budget).
-    pub fn new(config: &CountersConfig) -> NodeSampler {
-        NodeSampler {
+/// One census as the samples that record it share it: taken for the sample of
+/// `counted_unix_ms`, repeated by the later ones until the next.
+#[derive(Debug)]
+struct Counted {
+    /// The census as read (`repeats_unix_ms` is `None`: counted for its own sample).
+    reading: CensusReading,
+    /// The sample time it was taken for (Unix ms).
+    counted_unix_ms: i64,
+    /// Its listening sockets: process targets found by their port, and the ports' owners,
+    /// are looked up among them.
+    listening: Vec<SocketEntry>,
+}
+
+impl Counted {
+    /// The reading the sample of `time_unix_ms` records: this census, said to repeat the one
+    /// of its own sample when it was taken for another.
+    fn reading_for(&self, time_unix_ms: i64) -> CensusReading {
+        CensusReading {
+            census: match &self.reading.census {
+                Ok(census) => Ok(census.clone()),
+                Err(e) => Err(copy_error(e)),
+            },
+            netlink_problem: self.reading.netlink_problem.clone(),
+            budget_note: self.reading.budget_note.clone(),
+            repeats_unix_ms: (self.counted_unix_ms != time_unix_ms).then_some(self.counted_unix_ms),
+        }
+    }
+}
+
+/// The same error again, for each sample that repeats a failed census (an I/O error keeps
+/// its kind and text).
+fn copy_error(e: &CounterError) -> CounterError {
+    let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+    match e {
+        CounterError::Netlink(source) => CounterError::Netlink(io(source)),
+        CounterError::NetlinkMalformed(why) => CounterError::NetlinkMalformed(why.clone()),
+        CounterError::Read { path, source } => CounterError::Read {
+            path: path.clone(),
+            source: io(source),
+        },
+        CounterError::Format { path, why } => CounterError::Format {
+            path: path.clone(),
+            why: why.clone(),
+        },
+        CounterError::NoProcess(what) => CounterError::NoProcess(what.clone()),
+        CounterError::Scrape(why) => CounterError::Scrape(why.clone()),
+        CounterError::Worker(why) => CounterError::Worker(why.clone()),
+    }
+}
+
+/// The socket census with its gates (CPU budget, quiet counters), the owners of the
+/// listening ports, and the newest census.
+#[derive(Debug)]
+struct SocketCounter {
+    proc_root: PathBuf,
+    reader: SocketReader,
+    budget: CensusBudget,
+    quiet: QuietCensus,
+    owners: PortOwners,
+    newest: Option<Arc<Counted>>,
+}
+
+impl SocketCounter {
+    fn new(config: &CountersConfig) -> SocketCounter {
+        SocketCounter {
             proc_root: config.proc_root.clone(),
             reader: SocketReader::new(config.socket_source, config.proc_root.clone()),
-            watcher: ProcessWatcher::new(config.proc_root.clone()),
-            processes: config.processes.clone(),
             budget: CensusBudget {
                 share: config.socket_cpu_budget_percent / 100.0,
                 interval: config.interval(),
-                held: None,
                 next_at: None,
             },
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
+            newest: None,
+        }
+    }
+
+    /// The census for the sample of `time_unix_ms`, read at `now` after the counters
+    /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
+    /// newest.
+    fn count(
+        &mut self,
+        now: Instant,
+        time_unix_ms: i64,
+        activity: Option<SocketActivity>,
+    ) -> Arc<Counted> {
+        if let Some(newest) = &self.newest {
+            let repeat = newest.reading.census.is_ok()
+                && (!self.budget.due(now) || !self.quiet.due(now, activity.as_ref()));
+            if repeat {
+                return Arc::clone(newest);
+            }
+        }
+        let cpu = thread_cpu();
+        let mut reading = self.reader.census();
+        let cost = thread_cpu().saturating_sub(cpu);
+        self.budget.book(now, cost, &mut reading);
+        self.quiet.book(now, activity, reading.census.is_ok());
+        let listening = self
+            .reader
+            .entries()
+            .iter()
+            .filter(|e| e.state == SocketState::Listen)
+            .copied()
+            .collect();
+        let counted = Arc::new(Counted {
+            reading,
+            counted_unix_ms: time_unix_ms,
+            listening,
+        });
+        self.newest = Some(Arc::clone(&counted));
+        counted
+    }
+
+    /// The processes holding the listening sockets of the newest census (cached; the process
+    /// table is scanned only for listeners not placed yet). Blocking.
+    fn port_owners(&mut self) -> Vec<PortOwner> {
+        let listening = self.newest.as_ref().map_or(&[][..], |c| &c.listening[..]);
+        self.owners.resolve(&self.proc_root, listening)
+    }
+}
+
+impl TickReader {
+    fn new(config: &CountersConfig) -> TickReader {
+        TickReader {
+            proc_root: config.proc_root.clone(),
+            watcher: ProcessWatcher::new(config.proc_root.clone()),
+            processes: config.processes.clone(),
+        }
+    }
+
+    /// The kernel's socket counters (sockstat, then the protocol counters) and the census
+    /// gate's reading of them.
+    fn socket_counters(&self) -> SocketCounters {
+        let sockstat = read_sockstat(&self.proc_root);
+        let protocol = read_protocol_counters(&self.proc_root);
+        let activity = socket_activity(&sockstat, &protocol);
+        SocketCounters {
+            sockstat,
+            protocol,
+            activity,
+        }
+    }
+
+    /// The sample of `time_unix_ms`: `counters` and the census `counted` (`None`: no census
+    /// has finished yet), with the process targets read now.
+    fn sample(
+        &mut self,
+        time_unix_ms: i64,
+        runtime: Option<RuntimeCounters>,
+        counters: SocketCounters,
+        counted: Option<&Counted>,
+    ) -> NodeSample {
+        let listening = counted.map_or(&[][..], |c| &c.listening[..]);
+        let processes = self
+            .processes
+            .iter()
+            .map(|t| (t.name.clone(), self.watcher.read(t, listening)))
+            .collect();
+        let sockets = match counted {
+            Some(c) => c.reading_for(time_unix_ms),
+            None => CensusReading::of(Err(CounterError::Worker(
+                "the socket census has not finished yet".into(),
+            ))),
+        };
+        NodeSample {
+            time_unix_ms,
+            sockets,
+            sockstat: counters.sockstat,
+            protocol: counters.protocol,
+            processes,
+            // The agent's own pid is only meaningful in its own procfs.
+            agent_process: read_process(Path::new("/proc"), std::process::id()).ok(),
+            runtime,
+            scrapes: Vec::new(),
+        }
+    }
+}
+
+/// The kernel's socket counters of one sample.
+struct SocketCounters {
+    sockstat: Result<BTreeMap<String, i64>, CounterError>,
+    protocol: Result<BTreeMap<String, i64>, CounterError>,
+    activity: Option<SocketActivity>,
+}
+
+impl NodeSampler {
+    /// A node sampler for `config` (socket source, proc root, process targets, CPU budget).
+    pub fn new(config: &CountersConfig) -> NodeSampler {
+        NodeSampler {
+            sockets: SocketCounter::new(config),
+            readings: TickReader::new(config),
         }
     }
 
     /// The processes holding the listening sockets of the last census (cached; the process
     /// table is scanned only for listeners not placed yet). Blocking, like [`Self::sample`].
     pub fn port_owners(&mut self) -> Vec<PortOwner> {
-        self.owners.resolve(&self.proc_root, self.reader.entries())
+        self.sockets.port_owners()
     }
 
-    /// Reads every node source once. Blocking: call it from a blocking thread.
+    /// Reads every node source once, the census in line when it is due. Blocking: call it
+    /// from a blocking thread.
     pub fn sample(&mut self, time_unix_ms: i64, runtime: Option<RuntimeCounters>) -> NodeSample {
         self.sample_at(Instant::now(), time_unix_ms, runtime)
     }
@@ -284,41 +430,122 @@ impl NodeSampler {
         runtime: Option<RuntimeCounters>,
     ) -> NodeSample {
         // The counters first: a census taken after them counts everything they saw move.
-        let sockstat = read_sockstat(&self.proc_root);
-        let protocol = read_protocol_counters(&self.proc_root);
-        let activity = socket_activity(&sockstat, &protocol);
-        let repeated = self
-            .budget
-            .repeat(now)
-            .or_else(|| self.quiet.repeat(now, activity.as_ref()));
-        let sockets = match repeated {
-            Some(held) => held,
-            None => {
-                let cpu = thread_cpu();
-                let mut reading = self.reader.census();
-                let cost = thread_cpu().saturating_sub(cpu);
-                self.budget.book(now, time_unix_ms, cost, &mut reading);
-                self.quiet.book(now, time_unix_ms, activity, &reading);
-                reading
+        let counters = self.readings.socket_counters();
+        let counted = self.sockets.count(now, time_unix_ms, counters.activity);
+        self.readings
+            .sample(time_unix_ms, runtime, counters, Some(&counted))
+    }
+}
+
+/// What a tick asks the census thread for: a census for its sample, if one is due.
+#[derive(Debug)]
+struct CensusRequest {
+    now: Instant,
+    time_unix_ms: i64,
+    activity: Option<SocketActivity>,
+}
+
+/// The newest census and the owners of its listening ports.
+type Newest = (Arc<Counted>, Arc<Vec<PortOwner>>);
+
+/// The socket census on a thread of its own (see the module docs). Dropping it stops the
+/// thread after the census it may be taking.
+#[derive(Debug)]
+struct CensusWorker {
+    shared: Arc<WorkerShared>,
+}
+
+#[derive(Debug, Default)]
+struct WorkerShared {
+    state: Mutex<WorkerState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WorkerState {
+    /// The newest request not taken up yet (an older one left waiting is superseded).
+    asked: Option<CensusRequest>,
+    /// The newest census finished.
+    newest: Option<Newest>,
+    /// The sample time of the newest request answered.
+    answered_unix_ms: Option<i64>,
+    stop: bool,
+}
+
+impl CensusWorker {
+    /// Starts the census thread for `config`.
+    fn start(config: &CountersConfig) -> std::io::Result<CensusWorker> {
+        let shared = Arc::new(WorkerShared::default());
+        let counter = SocketCounter::new(config);
+        let (theirs, config) = (Arc::clone(&shared), config.clone());
+        std::thread::Builder::new()
+            .name("faultline-census".into())
+            .spawn(move || census_loop(counter, &config, &theirs))?;
+        Ok(CensusWorker { shared })
+    }
+
+    /// Asks for a census for the sample of `request` and returns the newest one once the
+    /// request is answered or `wait` has passed, whichever comes first; while no census
+    /// has finished at all, waits until one has (`None` when the census thread failed).
+    fn ask(&self, request: CensusRequest, wait: Duration) -> Option<Newest> {
+        let deadline = Instant::now() + wait;
+        let time = request.time_unix_ms;
+        let mut state = self.shared.state.lock();
+        state.asked = Some(request);
+        self.shared.changed.notify_all();
+        loop {
+            let answered = state.answered_unix_ms.is_some_and(|t| t >= time);
+            if answered || (state.newest.is_some() && Instant::now() >= deadline) {
+                return state.newest.clone();
+            }
+            if state.newest.is_some() {
+                self.shared.changed.wait_until(&mut state, deadline);
+            } else {
+                self.shared.changed.wait(&mut state);
+            }
+        }
+    }
+}
+
+impl Drop for CensusWorker {
+    fn drop(&mut self) {
+        self.shared.state.lock().stop = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// The census thread: answers each request (the newest when several came during a census)
+/// until stopped. A panic in a source reader loses that census only: a fresh counter takes
+/// over.
+fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &WorkerShared) {
+    loop {
+        let request = {
+            let mut state = shared.state.lock();
+            loop {
+                if state.stop {
+                    return;
+                }
+                if let Some(request) = state.asked.take() {
+                    break request;
+                }
+                shared.changed.wait(&mut state);
             }
         };
-        let entries = self.reader.entries();
-        let processes = self
-            .processes
-            .iter()
-            .map(|t| (t.name.clone(), self.watcher.read(t, entries)))
-            .collect();
-        NodeSample {
-            time_unix_ms,
-            sockets,
-            sockstat,
-            protocol,
-            processes,
-            // The agent's own pid is only meaningful in its own procfs.
-            agent_process: read_process(Path::new("/proc"), std::process::id()).ok(),
-            runtime,
-            scrapes: Vec::new(),
+        let time = request.time_unix_ms;
+        let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let counted = counter.count(request.now, time, request.activity);
+            (counted, Arc::new(counter.port_owners()))
+        }));
+        let mut state = shared.state.lock();
+        match answer {
+            Ok(newest) => state.newest = Some(newest),
+            Err(_) => {
+                tracing::error!("socket census failed; a fresh reader takes over");
+                counter = SocketCounter::new(config);
+            }
         }
+        state.answered_unix_ms = Some(time);
+        shared.changed.notify_all();
     }
 }
 
@@ -355,6 +582,37 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         })
         .collect();
     let mut node = Some(NodeSampler::new(&config));
+    let worker = match CensusWorker::start(&config) {
+        Ok(worker) => Some(Arc::new(worker)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the socket census thread; the census runs in the sampler's tick");
+            None
+        }
+    };
+    // The agent's first census is taken before its first tick: a first census that takes
+    // longer than the interval (a busy node) delays no sample.
+    if let Some(worker) = &worker {
+        let (worker, proc_root) = (Arc::clone(worker), config.proc_root.clone());
+        let first = tokio::task::spawn_blocking(move || {
+            let request = CensusRequest {
+                now: Instant::now(),
+                time_unix_ms: unix_ms(),
+                activity: socket_activity(
+                    &read_sockstat(&proc_root),
+                    &read_protocol_counters(&proc_root),
+                ),
+            };
+            worker.ask(request, Duration::ZERO);
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = first => {}
+        }
+    }
+    // How long a tick waits for the census it asked for (a cheap census comes in time, and
+    // its sample counts the sockets of its own second); a slower one is recorded by the next
+    // tick, which says how old it is.
+    let census_wait = config.interval() / 4;
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -365,9 +623,29 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         let now = unix_ms();
         let runtime = RuntimeCounters::current();
         let mut sampler = node.take().unwrap_or_else(|| NodeSampler::new(&config));
+        let worker = worker.clone();
         let blocking = tokio::task::spawn_blocking(move || {
-            let sample = sampler.sample(now, runtime);
-            let owners = sampler.port_owners();
+            let counters = sampler.readings.socket_counters();
+            let newest = match &worker {
+                Some(worker) => {
+                    let request = CensusRequest {
+                        now: Instant::now(),
+                        time_unix_ms: now,
+                        activity: counters.activity,
+                    };
+                    worker.ask(request, census_wait)
+                }
+                None => {
+                    let counted = sampler
+                        .sockets
+                        .count(Instant::now(), now, counters.activity);
+                    Some((counted, Arc::new(sampler.sockets.port_owners())))
+                }
+            };
+            let (counted, owners) = newest.unzip();
+            let sample = sampler
+                .readings
+                .sample(now, runtime, counters, counted.as_deref());
             (sampler, sample, owners)
         });
         let sampled = tokio::select! {
@@ -379,7 +657,9 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                 node = Some(sampler);
                 // Owners first: after a restore, a port another process holds now forgets
                 // its restored past before the new sample continues it.
-                store.record_port_owners(owners);
+                if let Some(owners) = owners {
+                    store.record_port_owners(owners.as_ref().clone());
+                }
                 store.record_sample(sample);
             }
             // A panic in a source reader loses this node sample only; a fresh reader takes over.
@@ -439,7 +719,8 @@ fn unix_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::sockets::{SocketSource, DEFAULT_EPHEMERAL_PORTS};
+    use crate::counters::sockets::{SocketCensus, SocketSource, DEFAULT_EPHEMERAL_PORTS};
+    use faultline_series::{RuntimeMetric, SeriesKey};
 
     fn reading() -> CensusReading {
         CensusReading::of(Ok(SocketCensus::from_entries(
@@ -453,7 +734,6 @@ mod tests {
         CensusBudget {
             share: percent / 100.0,
             interval: Duration::from_secs(1),
-            held: None,
             next_at: None,
         }
     }
@@ -464,18 +744,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = reading();
         // 50 ms at 1 %: one census per 5 s.
-        b.book(t0, 7_000, Duration::from_millis(50), &mut r);
+        b.book(t0, Duration::from_millis(50), &mut r);
         let note = r.budget_note.clone().unwrap_or_default();
         assert!(note.starts_with("counted every 5.0 s"), "{note}");
-        let held = b.repeat(t0 + Duration::from_secs(1)).expect("held");
-        assert_eq!(held.census.ok(), r.census.ok());
-        assert_eq!(held.budget_note.as_deref(), Some(note.as_str()));
-        assert_eq!(held.repeats_unix_ms, Some(7_000), "the census repeated");
-        assert_eq!(r.repeats_unix_ms, None, "counted for its own sample");
-        assert!(
-            b.repeat(t0 + Duration::from_millis(4_500)).is_none(),
-            "due again"
-        );
+        assert!(!b.due(t0 + Duration::from_secs(1)), "repeated");
+        assert!(b.due(t0 + Duration::from_millis(4_500)), "due again");
     }
 
     #[test]
@@ -484,23 +757,27 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         let mut b = budget(2.0);
         let mut r = reading();
-        b.book(t0, 7_000, Duration::from_millis(8), &mut r);
-        assert!(r.budget_note.is_none() && b.repeat(later).is_none());
+        b.book(t0, Duration::from_millis(8), &mut r);
+        assert!(r.budget_note.is_none() && b.due(later));
         let mut failed = CensusReading::of(Err(
             crate::counters::error::CounterError::NetlinkMalformed("x".into()),
         ));
-        b.book(t0, 7_000, Duration::from_millis(500), &mut failed);
-        assert!(b.repeat(later).is_none());
+        b.book(t0, Duration::from_millis(500), &mut failed);
+        assert!(b.due(later));
         let mut unlimited = budget(0.0);
         let mut r = reading();
-        unlimited.book(t0, 7_000, Duration::from_secs(1), &mut r);
-        assert!(r.budget_note.is_none() && unlimited.repeat(later).is_none());
+        unlimited.book(t0, Duration::from_secs(1), &mut r);
+        assert!(r.budget_note.is_none() && unlimited.due(later));
     }
 
     /// A procfs with `established` sockets in `net/tcp` and the socket counters given.
     fn fake_proc(root: &Path, established: usize, inuse: usize, active_opens: u64) {
-        let net = root.join("net");
-        std::fs::create_dir_all(&net).unwrap();
+        fake_tcp(root, established);
+        fake_counters(root, inuse, active_opens, 9);
+    }
+
+    /// The text of a `net/tcp` with `established` sockets.
+    fn tcp_text(established: usize) -> String {
         let mut tcp = String::from("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
         for i in 0..established {
             tcp.push_str(&format!(
@@ -508,10 +785,25 @@ mod tests {
                 40_000 + i
             ));
         }
-        std::fs::write(net.join("tcp"), tcp).unwrap();
+        tcp
+    }
+
+    fn fake_tcp(root: &Path, established: usize) {
+        let net = root.join("net");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(net.join("tcp"), tcp_text(established)).unwrap();
+    }
+
+    /// The socket counters: `node_wide` is sockstat's `TCP alloc` and `orphan`, which count
+    /// every network namespace's sockets.
+    fn fake_counters(root: &Path, inuse: usize, active_opens: u64, node_wide: u64) {
+        let net = root.join("net");
+        std::fs::create_dir_all(&net).unwrap();
         std::fs::write(
             net.join("sockstat"),
-            format!("sockets: used 9\nTCP: inuse {inuse} orphan 0 tw 0 alloc 9 mem 1\n"),
+            format!(
+                "sockets: used 9\nTCP: inuse {inuse} orphan {node_wide} tw 0 alloc {node_wide} mem 1\n"
+            ),
         )
         .unwrap();
         std::fs::write(
@@ -589,5 +881,103 @@ mod tests {
         assert!(second.sockets.budget_note.is_some());
         assert_eq!(second.sockets.repeats_unix_ms, Some(0));
         assert_eq!(second.sockets.census.ok(), first.sockets.census.ok());
+    }
+    #[test]
+    fn other_namespaces_sockets_bring_no_census() {
+        let root = tempfile::tempdir().unwrap();
+        let config = CountersConfig {
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.path().to_path_buf(),
+            ..CountersConfig::default()
+        };
+        let mut sampler = NodeSampler::new(&config);
+        let t0 = Instant::now();
+        fake_proc(root.path(), 3, 3, 10);
+        assert_eq!(established(&sampler.sample_at(t0, 0, None)), 3);
+        // Containers churning connections move the node-wide counts only; two sockets of
+        // our namespace that no counter of ours saw yet are not counted (as when nothing
+        // moved at all: see the test above).
+        fake_tcp(root.path(), 5);
+        fake_counters(root.path(), 3, 10, 400);
+        let sample = sampler.sample_at(t0 + Duration::from_secs(1), 1_000, None);
+        assert_eq!(established(&sample), 3);
+        assert_eq!(sample.sockets.repeats_unix_ms, Some(0));
+    }
+
+    /// Makes `path` a named pipe: a census reading it waits until the test writes it.
+    fn make_fifo(path: &Path) {
+        let _ = std::fs::remove_file(path);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo {}", path.display());
+    }
+
+    /// The store's per-sample points of `key` since the first sample.
+    fn points(store: &CounterStore, key: &SeriesKey) -> Vec<Option<f32>> {
+        let snap = store.snapshot(&crate::counters::store::SnapshotOptions::default());
+        snap.history
+            .and_then(|h| h.seconds.series.get(key).cloned())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_census_that_takes_long_holds_up_no_sample_and_each_says_how_old_its_count_is() {
+        let root = tempfile::tempdir().unwrap();
+        fake_proc(root.path(), 3, 3, 10);
+        let config = CountersConfig {
+            interval_ms: 100,
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.path().to_path_buf(),
+            socket_cpu_budget_percent: 0.0,
+            ..CountersConfig::default()
+        };
+        let store = Arc::new(CounterStore::new(&config));
+        let cancel = CancellationToken::new();
+        let handle = spawn_sampler(config, Arc::clone(&store), cancel.clone()).unwrap();
+        let samples = || {
+            store
+                .snapshot(&crate::counters::store::SnapshotOptions::default())
+                .history
+                .map_or(0, |h| h.seconds.times_unix_ms.len())
+        };
+        while samples() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The next census blocks until the test writes `net/tcp` (a census of a busy node
+        // that takes seconds); the counters moved, so one is due.
+        let tcp = root.path().join("net/tcp");
+        make_fifo(&tcp);
+        fake_counters(root.path(), 5, 12, 9);
+        let before = samples();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let during = samples() - before;
+        // Whatever happens next, the census must not stay blocked.
+        let writer = std::thread::spawn(move || std::fs::write(&tcp, tcp_text(5)));
+        let age = SeriesKey::Runtime {
+            metric: RuntimeMetric::SocketCensusAge,
+        };
+        let ages = points(&store, &age);
+        let estab = SeriesKey::NodeState {
+            state: SocketState::Established,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while points(&store, &estab).last().copied().flatten() != Some(5.0) {
+            assert!(Instant::now() < deadline, "the census never came in");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        let _ = handle.await;
+        let _ = writer.join();
+        assert!(
+            during >= 5,
+            "{during} samples in 1.5 s while the census was taken (every 100 ms: 15)"
+        );
+        // The samples taken meanwhile repeated the census before, each a sample older.
+        let waiting: Vec<f32> = ages.iter().rev().take(5).flatten().copied().collect();
+        assert!(
+            waiting.len() == 5 && waiting.windows(2).all(|w| w[0] > w[1] && w[1] > 0.0),
+            "census ages while it was taken: {ages:?}"
+        );
     }
 }

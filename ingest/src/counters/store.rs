@@ -8,6 +8,14 @@
 //! ([`CounterStore::record_task`]). Readers take a
 //! [`CountersSnapshot`], a plain serialisable value, so nobody reaches into the store's maps.
 //!
+//! Readers never hold up the sampler. A snapshot of every series is built under the store's
+//! lock (on a busy node charting every port: 12,000 series), so the sampler does not wait
+//! for the lock: it leaves its sample (and the port owners read with it) in a short queue
+//! and records them only when the lock is free; else whoever takes the lock next — a reader
+//! included — records them first, in order, so every reader sees every sample handed in
+//! before it asked. The queue holds at most [`MAX_PENDING_SAMPLES`]; past that the sampler
+//! waits for the lock (a reader holding it for that many intervals), and nothing is lost.
+//!
 //! Bounds: ports beyond the top N are summed into "other"; task counters are capped at
 //! `max_task_targets` (further targets are rejected and counted); history is bounded by
 //! [`History`]. A failed source never shows as zero: its values are absent (`null`) and its
@@ -18,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use faultline_series::{
     CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
 use super::config::CountersConfig;
@@ -412,6 +420,17 @@ pub const MAX_SERVICE_PORTS: usize = 256;
 /// How [`CounterStore::listening_processes`] names this agent's own listeners.
 pub const AGENT_LISTENER: &str = "faultline (this agent)";
 
+/// Most samples (and port-owner readings) the sampler leaves for later while a reader holds
+/// the store's lock: minutes of samples at the default interval; past it the sampler waits.
+pub const MAX_PENDING_SAMPLES: usize = 64;
+
+/// What the sampler handed in while the store's lock was held, in order.
+#[derive(Debug)]
+enum Pending {
+    Owners(Vec<PortOwner>),
+    Sample(Box<NodeSample>),
+}
+
 /// The thread-safe store of node counters; share it as `Arc<CounterStore>`.
 #[derive(Debug)]
 pub struct CounterStore {
@@ -425,6 +444,9 @@ pub struct CounterStore {
     /// `[[counters.processes]]` targets found by their listening port: (port, target name).
     configured_ports: Vec<(u16, String)>,
     inner: Mutex<Inner>,
+    /// The sampler's readings not recorded yet (see the module docs). Locked only to add or
+    /// take them, never while waiting for `inner`.
+    pending: Mutex<Vec<Pending>>,
 }
 
 impl CounterStore {
@@ -468,6 +490,43 @@ impl CounterStore {
                 restored_owners: None,
                 restored_targets: BTreeMap::new(),
             }),
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The store's lock, with the sampler's pending readings recorded first.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock();
+        self.record_pending(&mut inner);
+        inner
+    }
+
+    /// Hands in one of the sampler's readings: recorded now when the lock is free, else by
+    /// whoever takes it next (see the module docs).
+    fn hand_in(&self, reading: Pending) {
+        let full = {
+            let mut pending = self.pending.lock();
+            pending.push(reading);
+            pending.len() >= MAX_PENDING_SAMPLES
+        };
+        let inner = if full {
+            Some(self.inner.lock())
+        } else {
+            self.inner.try_lock()
+        };
+        if let Some(mut inner) = inner {
+            self.record_pending(&mut inner);
+        }
+    }
+
+    /// Records the readings the sampler handed in, in order.
+    fn record_pending(&self, inner: &mut Inner) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for reading in pending {
+            match reading {
+                Pending::Owners(owners) => record_owners(inner, owners),
+                Pending::Sample(sample) => self.record(inner, *sample),
+            }
         }
     }
 
@@ -477,19 +536,19 @@ impl CounterStore {
     /// had its queue recorded only while among the fullest N, with holes just where its
     /// baseline is. Replaces the previous set; at most [`MAX_SERVICE_PORTS`] are kept.
     pub fn watch_service_ports(&self, ports: impl IntoIterator<Item = u16>) {
-        self.inner.lock().service_ports = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
+        self.lock().service_ports = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
     }
 
     /// Records this agent's own listening ports (its web and OTLP listeners): they are named
     /// [`AGENT_LISTENER`] by [`CounterStore::listening_processes`], and the diagnosis keeps
     /// their sockets (the agent's API polls and OTLP posts) out of node activity.
     pub fn set_agent_ports(&self, ports: impl IntoIterator<Item = u16>) {
-        self.inner.lock().agent_ports = ports.into_iter().collect();
+        self.lock().agent_ports = ports.into_iter().collect();
     }
 
     /// This agent's own listening ports (see [`CounterStore::set_agent_ports`]).
     pub fn agent_ports(&self) -> Vec<u16> {
-        self.inner.lock().agent_ports.iter().copied().collect()
+        self.lock().agent_ports.iter().copied().collect()
     }
 
     /// Records which processes hold the node's listening sockets (the sampler resolves them
@@ -500,11 +559,7 @@ impl CounterStore {
     /// (its service restarted while the agent was down, or the port went to another program)
     /// forgets the restored past of its own sockets and queue, which was another process's.
     pub fn record_port_owners(&self, owners: Vec<PortOwner>) {
-        let mut inner = self.inner.lock();
-        if let Some(before) = inner.restored_owners.take() {
-            forget_moved_ports(&mut inner.history, &before, &owners);
-        }
-        inner.port_owners = owners;
+        self.hand_in(Pending::Owners(owners));
     }
 
     /// Who listens on each port, as the counters know it, by port: a configured process
@@ -513,7 +568,7 @@ impl CounterStore {
     /// configured target's process (its other ports: an admin or debug listener), else by
     /// its command name. Culprit attribution names a callee that sent no span by it.
     pub fn listening_processes(&self) -> Vec<ListeningProcess> {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         let target_of = |pid: u32| {
             inner.processes.iter().find(|p| {
                 p.name != AGENT_PROCESS
@@ -577,7 +632,7 @@ impl CounterStore {
         } else {
             Err(format!("non-finite value {value}"))
         };
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         self.record_task_result(&mut inner, target, source, result, time_ms, true)
     }
 
@@ -590,7 +645,7 @@ impl CounterStore {
         result: Result<f64, String>,
         time_unix_ms: i64,
     ) -> bool {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         self.record_task_result(&mut inner, target, source, result, time_unix_ms, false)
     }
 
@@ -642,14 +697,18 @@ impl CounterStore {
         true
     }
 
-    /// Records one sample of the node's sources and appends it to the history.
+    /// Records one sample of the node's sources and appends it to the history. Never waits
+    /// for a reader (see the module docs).
     pub fn record_sample(&self, sample: NodeSample) {
-        let mut inner = self.inner.lock();
+        self.hand_in(Pending::Sample(Box::new(sample)));
+    }
+
+    fn record(&self, inner: &mut Inner, sample: NodeSample) {
         let now = sample.time_unix_ms;
         inner.time_unix_ms = Some(now);
         for scrape in sample.scrapes {
             self.record_task_result(
-                &mut inner,
+                inner,
                 &scrape.target,
                 &scrape.source,
                 scrape.result,
@@ -664,7 +723,7 @@ impl CounterStore {
             Ok(census) => {
                 let source = census.source;
                 set_source(
-                    &mut inner,
+                    inner,
                     "sockets.netlink",
                     match (&sample.sockets.netlink_problem, source) {
                         (None, SocketSource::Netlink) => {
@@ -682,11 +741,11 @@ impl CounterStore {
                 );
                 if source == SocketSource::ProcNet {
                     let note = sample.sockets.budget_note.clone();
-                    set_source(&mut inner, "sockets.proc", (SourceState::Available, note));
+                    set_source(inner, "sockets.proc", (SourceState::Available, note));
                 } else {
                     inner.sources.remove("sockets.proc");
                 }
-                let view = self.sockets_view(&mut inner, &census, &mut series);
+                let view = self.sockets_view(inner, &census, &mut series);
                 inner.sockets = Some(view);
                 // When the socket counts were really taken: a change between two censuses
                 // is measured over the time between them, not between samples.
@@ -706,11 +765,7 @@ impl CounterStore {
                     Some(_) if !matches!(e, CounterError::Read { .. }) => "sockets.netlink",
                     _ => "sockets.proc",
                 };
-                set_source(
-                    &mut inner,
-                    name,
-                    (SourceState::Failing, Some(e.to_string())),
-                );
+                set_source(inner, name, (SourceState::Failing, Some(e.to_string())));
                 inner.sockets = None;
                 inner.prev_states = None;
                 inner.prev_ports.clear();
@@ -720,7 +775,7 @@ impl CounterStore {
         // sockstat.
         match sample.sockstat {
             Ok(values) => {
-                set_source(&mut inner, "sockstat", (SourceState::Available, None));
+                set_source(inner, "sockstat", (SourceState::Available, None));
                 for key in SOCKSTAT_KEYS {
                     if let Some(v) = values.get(*key) {
                         let key = SeriesKey::Sockstat {
@@ -732,7 +787,7 @@ impl CounterStore {
                 inner.sockstat = values;
             }
             Err(e) => {
-                set_source(&mut inner, "sockstat", unavailable_or_failing(&e));
+                set_source(inner, "sockstat", unavailable_or_failing(&e));
                 inner.sockstat.clear();
             }
         }
@@ -740,7 +795,7 @@ impl CounterStore {
         // Protocol counters as rates.
         match sample.protocol {
             Ok(values) => {
-                set_source(&mut inner, "protocol", (SourceState::Available, None));
+                set_source(inner, "protocol", (SourceState::Available, None));
                 let prev = inner.prev_protocol.take();
                 let mut out = Vec::new();
                 for key in PROTOCOL_COUNTERS {
@@ -775,7 +830,7 @@ impl CounterStore {
                 inner.prev_protocol = Some((now, values));
             }
             Err(e) => {
-                set_source(&mut inner, "protocol", unavailable_or_failing(&e));
+                set_source(inner, "protocol", unavailable_or_failing(&e));
                 inner.protocol.clear();
                 inner.prev_protocol = None;
             }
@@ -792,8 +847,8 @@ impl CounterStore {
             let source_name = format!("process.{name}");
             match result {
                 Ok(c) => {
-                    set_source(&mut inner, &source_name, (SourceState::Available, None));
-                    forget_if_restarted(&mut inner, &name, &c.pids);
+                    set_source(inner, &source_name, (SourceState::Available, None));
+                    forget_if_restarted(inner, &name, &c.pids);
                     for (metric, v) in [
                         (ProcessMetric::OpenFds, c.open_fds),
                         (ProcessMetric::Threads, c.threads),
@@ -821,7 +876,7 @@ impl CounterStore {
                         CounterError::NoProcess(_) => SourceState::Unavailable,
                         _ => SourceState::Failing,
                     };
-                    set_source(&mut inner, &source_name, (status, Some(e.to_string())));
+                    set_source(inner, &source_name, (status, Some(e.to_string())));
                     inner.processes.push(ProcessView {
                         name,
                         counters: None,
@@ -1020,7 +1075,7 @@ impl CounterStore {
     /// listening ports and the process targets' ids now. Encoding and writing are the
     /// caller's, away from the lock: the sampler is never held up by them.
     pub fn copy_for_save(&self, seconds_ms: i64, minutes_after_unix_ms: Option<i64>) -> SaveCopy {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         let newest = newest_sample(&inner);
         let since = newest.map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
         SaveCopy {
@@ -1039,7 +1094,7 @@ impl CounterStore {
     /// The whole value is built under the store's lock: the agent saves through
     /// [`CounterStore::copy_for_save`] instead.
     pub fn save(&self, seconds_ms: i64) -> SavedCounters {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         let since = newest_sample(&inner).map_or(i64::MIN, |t| t.saturating_sub(seconds_ms));
         SavedCounters {
             history: inner.history.save(not_the_agents_own, since),
@@ -1130,7 +1185,7 @@ impl CounterStore {
             mut targets,
             restored,
         } = prepared;
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         if inner.time_unix_ms.is_some() {
             // Sampled already: the comparisons are made now, on the restored series only,
             // so the new owner's own points stay.
@@ -1153,7 +1208,7 @@ impl CounterStore {
 
     /// The current values, statuses and (per `options`) history.
     pub fn snapshot(&self, options: &SnapshotOptions) -> CountersSnapshot {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         let tasks = inner
             .tasks
             .iter()
@@ -1249,6 +1304,14 @@ pub struct Restored {
 
 /// Forgets the restored past of process target `name` when none of its process ids is one it
 /// had when the history was saved: its service started again while the agent was down.
+/// Records who holds the listening ports (see [`CounterStore::record_port_owners`]).
+fn record_owners(inner: &mut Inner, owners: Vec<PortOwner>) {
+    if let Some(before) = inner.restored_owners.take() {
+        forget_moved_ports(&mut inner.history, &before, &owners);
+    }
+    inner.port_owners = owners;
+}
+
 fn forget_if_restarted(inner: &mut Inner, name: &str, pids: &[u32]) {
     if let Some(before) = inner.restored_targets.remove(name) {
         forget_restarted_target(&mut inner.history, name, &before, pids);
@@ -1468,6 +1531,36 @@ mod tests {
             runtime: None,
             scrapes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_reader_holding_the_store_never_holds_up_the_sampler() {
+        let store = std::sync::Arc::new(CounterStore::new(&CountersConfig::default()));
+        let tw = |s: &CountersSnapshot| s.history.as_ref().map(|h| h.seconds.times_unix_ms.clone());
+        store.record_sample(sample(1_000, &[], &[]));
+        // A reader building a document of every series of a busy node holds the lock for
+        // seconds; meanwhile the sampler hands in its next samples and goes on.
+        let reading = store.inner.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let sampler = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                store.record_port_owners(Vec::new());
+                store.record_sample(sample(2_000, &[], &[]));
+                store.record_sample(sample(3_000, &[], &[]));
+                let _ = done.send(());
+            })
+        };
+        let held_up = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_err();
+        drop(reading);
+        let _ = sampler.join();
+        assert!(!held_up, "the sampler waited for the reader");
+        // The next reader sees every sample handed in, in order.
+        let snap = store.snapshot(&SnapshotOptions::default());
+        assert_eq!(tw(&snap), Some(vec![1_000, 2_000, 3_000]));
+        assert_eq!(snap.time_unix_ms, Some(3_000));
     }
 
     #[test]
