@@ -3574,6 +3574,89 @@ fn a_callees_fds_are_set_against_its_connections_as_they_were_counted() {
     }
 }
 
+/// The Go lab's edge recorded in `testdata/go-lab-*-edge.json`: its own port, its callee's,
+/// and the series beside its goroutines with their names in the fixtures.
+struct RecordedEdge {
+    own: u16,
+    callee: u16,
+}
+
+impl RecordedEdge {
+    const GO_LAB: RecordedEdge = RecordedEdge {
+        own: 48331,
+        callee: 57513,
+    };
+
+    /// The edge's fds, connections on its port and to its callee, and requests, each with
+    /// its name in the fixture.
+    fn beside_goroutines(&self) -> Vec<(SeriesKey, &'static str)> {
+        vec![
+            (
+                SeriesKey::Process {
+                    name: "edge-svc".into(),
+                    metric: ProcessMetric::OpenFds,
+                },
+                "open_fds",
+            ),
+            (
+                SeriesKey::PortState {
+                    port: self.own,
+                    side: PortSide::Local,
+                    state: SocketState::Established,
+                },
+                "estab_own_port",
+            ),
+            (
+                SeriesKey::PortState {
+                    port: self.callee,
+                    side: PortSide::Remote,
+                    state: SocketState::Established,
+                },
+                "estab_to_callee",
+            ),
+            (
+                SeriesKey::ServiceTraffic {
+                    service: "edge-svc".into(),
+                    metric: TrafficMetric::Requests,
+                },
+                "requests",
+            ),
+        ]
+    }
+
+    /// The edge and its callee as the agent knows them.
+    fn services(&self) -> Vec<ServiceFacts> {
+        vec![
+            ServiceFacts {
+                service: "edge-svc".into(),
+                listen_ports: vec![self.own],
+                callees: vec!["orders-v2".into()],
+                called_ports: vec![self.callee],
+                task_targets: vec!["edge-svc".into()],
+                processes: vec!["edge-svc".into()],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "orders-v2".into(),
+                listen_ports: vec![self.callee],
+                callers: vec!["edge-svc".into()],
+                ..ServiceFacts::default()
+            },
+        ]
+    }
+
+    /// The edge's restart, dated `at_unix_ms`.
+    fn restart(&self, at_unix_ms: i64) -> [crate::anomaly::ServiceStart; 1] {
+        [crate::anomaly::ServiceStart {
+            service: "edge-svc".into(),
+            at_unix_ms,
+            ports: vec![self.own],
+            task_targets: vec!["edge-svc".into()],
+            processes: vec!["edge-svc".into()],
+        }]
+    }
+}
+
 /// The Go lab's healthy edge, from a lived-in run's counters (`testdata/`): its goroutines
 /// wobbled 39 → 56 with the driver's keep-alive connections to it (goroutines = served
 /// connections + ~14 at every point) and the leak rule read a climb "28 → 62" from its
@@ -3588,70 +3671,22 @@ fn a_healthy_go_edge_whose_goroutines_follow_its_keep_alive_connections_is_no_in
         crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-healthy-edge.json"));
     let points = |name: &str| recorded.points(name);
     let (start, restart) = (recorded.start, recorded.restart.expect("restart_point"));
-    let (own, callee) = (48331, 57513);
+    let edge = RecordedEdge::GO_LAB;
     let goroutines = SeriesKey::Task {
         target: "edge-svc".into(),
         source: "http".into(),
     };
     let series = |goroutines_points: Vec<Option<f64>>| {
-        vec![
-            (goroutines.clone(), goroutines_points),
-            (
-                SeriesKey::Process {
-                    name: "edge-svc".into(),
-                    metric: ProcessMetric::OpenFds,
-                },
-                points("open_fds"),
-            ),
-            (
-                SeriesKey::PortState {
-                    port: own,
-                    side: PortSide::Local,
-                    state: SocketState::Established,
-                },
-                points("estab_own_port"),
-            ),
-            (
-                SeriesKey::PortState {
-                    port: callee,
-                    side: PortSide::Remote,
-                    state: SocketState::Established,
-                },
-                points("estab_to_callee"),
-            ),
-            (
-                SeriesKey::ServiceTraffic {
-                    service: "edge-svc".into(),
-                    metric: TrafficMetric::Requests,
-                },
-                points("requests"),
-            ),
-        ]
+        let mut all = vec![(goroutines.clone(), goroutines_points)];
+        all.extend(
+            edge.beside_goroutines()
+                .into_iter()
+                .map(|(key, name)| (key, points(name))),
+        );
+        all
     };
-    let services = vec![
-        ServiceFacts {
-            service: "edge-svc".into(),
-            listen_ports: vec![own],
-            callees: vec!["orders-v2".into()],
-            called_ports: vec![callee],
-            task_targets: vec!["edge-svc".into()],
-            processes: vec!["edge-svc".into()],
-            ..ServiceFacts::default()
-        },
-        ServiceFacts {
-            service: "orders-v2".into(),
-            listen_ports: vec![callee],
-            callers: vec!["edge-svc".into()],
-            ..ServiceFacts::default()
-        },
-    ];
-    let starts = [crate::anomaly::ServiceStart {
-        service: "edge-svc".into(),
-        at_unix_ms: start + restart * 1000,
-        ports: vec![own],
-        task_targets: vec!["edge-svc".into()],
-        processes: vec!["edge-svc".into()],
-    }];
+    let services = edge.services();
+    let starts = edge.restart(start + restart * 1000);
     let rules = HintRules::builtin().unwrap();
     // Judges the history cut at every second from `from` on, as the agent does; the second
     // the goroutines were first raised, the first incident (its second and title) and the
@@ -3765,67 +3800,14 @@ fn a_leak_on_top_of_a_goroutine_creep_is_dated_where_the_leak_began() {
             v.map(|v| v + added)
         })
         .collect();
-    let (own, callee) = (48331, 57513);
+    let edge = RecordedEdge::GO_LAB;
     let mut series = vec![(goroutines.clone(), points)];
-    for (key, name) in [
-        (
-            SeriesKey::Process {
-                name: "edge-svc".into(),
-                metric: ProcessMetric::OpenFds,
-            },
-            "open_fds",
-        ),
-        (
-            SeriesKey::PortState {
-                port: own,
-                side: PortSide::Local,
-                state: SocketState::Established,
-            },
-            "estab_own_port",
-        ),
-        (
-            SeriesKey::PortState {
-                port: callee,
-                side: PortSide::Remote,
-                state: SocketState::Established,
-            },
-            "estab_to_callee",
-        ),
-        (
-            SeriesKey::ServiceTraffic {
-                service: "edge-svc".into(),
-                metric: TrafficMetric::Requests,
-            },
-            "requests",
-        ),
-    ] {
+    for (key, name) in edge.beside_goroutines() {
         series.push((key, healthy.points(name)));
     }
-    let services = vec![
-        ServiceFacts {
-            service: "edge-svc".into(),
-            listen_ports: vec![own],
-            callees: vec!["orders-v2".into()],
-            called_ports: vec![callee],
-            task_targets: vec!["edge-svc".into()],
-            processes: vec!["edge-svc".into()],
-            ..ServiceFacts::default()
-        },
-        ServiceFacts {
-            service: "orders-v2".into(),
-            listen_ports: vec![callee],
-            callers: vec!["edge-svc".into()],
-            ..ServiceFacts::default()
-        },
-    ];
+    let services = edge.services();
     // The old process was last seen at second 41; the agent dates the restart just after.
-    let starts = [crate::anomaly::ServiceStart {
-        service: "edge-svc".into(),
-        at_unix_ms: healthy.start + 41_000 + 1,
-        ports: vec![own],
-        task_targets: vec!["edge-svc".into()],
-        processes: vec!["edge-svc".into()],
-    }];
+    let starts = edge.restart(healthy.start + 41_000 + 1);
     let rules = HintRules::builtin().unwrap();
     let mut detector = crate::anomaly::cached::Detector::new(Default::default());
     let mut tracker = IncidentTracker::new();

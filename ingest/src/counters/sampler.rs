@@ -820,15 +820,19 @@ mod tests {
             .get(faultline_series::SocketState::Established)
     }
 
+    /// A sampler reading the fake procfs at `root` (see [`fake_proc`]).
+    fn proc_sampler(root: &std::path::Path) -> NodeSampler {
+        NodeSampler::new(&CountersConfig {
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.to_path_buf(),
+            ..CountersConfig::default()
+        })
+    }
+
     #[test]
     fn the_census_is_taken_again_when_the_socket_counters_move_or_it_is_old() {
         let root = tempfile::tempdir().unwrap();
-        let config = CountersConfig {
-            socket_source: crate::counters::config::SocketSourceChoice::Proc,
-            proc_root: root.path().to_path_buf(),
-            ..CountersConfig::default()
-        };
-        let mut sampler = NodeSampler::new(&config);
+        let mut sampler = proc_sampler(root.path());
         let t0 = Instant::now();
         let second = Duration::from_secs(1);
         fake_proc(root.path(), 3, 3, 10);
@@ -885,12 +889,7 @@ mod tests {
     #[test]
     fn other_namespaces_sockets_bring_no_census() {
         let root = tempfile::tempdir().unwrap();
-        let config = CountersConfig {
-            socket_source: crate::counters::config::SocketSourceChoice::Proc,
-            proc_root: root.path().to_path_buf(),
-            ..CountersConfig::default()
-        };
-        let mut sampler = NodeSampler::new(&config);
+        let mut sampler = proc_sampler(root.path());
         let t0 = Instant::now();
         fake_proc(root.path(), 3, 3, 10);
         assert_eq!(established(&sampler.sample_at(t0, 0, None)), 3);
