@@ -1077,7 +1077,21 @@ fn judge(
         let active = known[known.len().saturating_sub(PERSIST)..]
             .iter()
             .all(|&(_, x)| b.side(x) == dir);
-        let changed_at = history.time(known[k].0);
+        // A rise in two levels, a creep out of the band and then a jump, changed at the
+        // jump: the creep alone was no incident, and an onset at its first departure is
+        // before the fault.
+        let jump = (dir > 0 && rule.min_ramp.is_some())
+            .then(|| latest_jump(&known, k, b, &rule))
+            .flatten();
+        let crept = jump.map(|(_, before_jump)| {
+            format!(
+                "it had crept {} → {} from {} before it jumped",
+                number(b.level),
+                number(before_jump),
+                clock(history.time(known[k].0))
+            )
+        });
+        let changed_at = history.time(known[jump.map_or(k, |(j, _)| j)].0);
         let last_at = history.time(known[known.len() - 1].0);
         let direction = if dir > 0 {
             Direction::Rise
@@ -1096,6 +1110,10 @@ fn judge(
             last_at,
             limit,
         );
+        let evidence = match crept {
+            Some(crept) => format!("{evidence}; {crept}"),
+            None => evidence,
+        };
         return Some(CounterAnomaly {
             key: key.clone(),
             label,
@@ -1160,6 +1178,77 @@ fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule) -> bo
         && change.abs() / b.noise >= MIN_SCORE
         && change.abs() >= rule.min_step
         && beyond
+}
+
+/// Points on either side of a jump that [`latest_jump`] compares: as many as a step must
+/// hold ([`SETTLE_POINTS`]), at least [`PERSIST`] after it.
+const JUMP_WINDOW: usize = SETTLE_POINTS;
+
+/// Where a rise that left the band at `known[k]` jumped, when it came in two levels: a creep
+/// (or a slow climb) out of the band, then a sudden change to a level higher by more than
+/// the creep had climbed. Returns the index in `known` of the jump's first point, with the
+/// level before it; `None` when the rise is one change (a step from the band, a steady
+/// climb, however fast).
+///
+/// The jump is where the points after it (at least [`PERSIST`], at most [`JUMP_WINDOW`])
+/// are all highest above the points before it. It must be a change of its own: as large as
+/// a step ([`MIN_SCORE`]·σ and the kind's smallest step), larger than the creep before it
+/// above the usual level, and the points before it must hold a level (their own climb over
+/// the window less than a quarter of the jump: a fast climb has no jump in it).
+///
+/// Seen on the Go lab's listen-overflow fault (main 1eea822): the edge's goroutines crept
+/// 28.5 → 51 out of a young baseline after its redeploy, then jumped to ~105 with requests
+/// waiting on the hung callee. Dated at the creep's first departure, the edge's second
+/// incident "Goroutines grow without bound — in edge" began 23 s before the fault.
+fn latest_jump(
+    known: &[(usize, f64)],
+    k: usize,
+    b: &Baseline,
+    rule: &KindRule,
+) -> Option<(usize, f64)> {
+    let min_jump = rule.min_step.max(MIN_SCORE * b.noise);
+    let mut best: Option<(usize, f64, f64)> = None;
+    for j in k + PERSIST..=known.len().saturating_sub(PERSIST) {
+        let before = &known[j.saturating_sub(JUMP_WINDOW).max(k.saturating_sub(PERSIST))..j];
+        let after = &known[j..(j + JUMP_WINDOW).min(known.len())];
+        if before.len() < PERSIST {
+            continue;
+        }
+        let top = before.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let bottom = after.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let gap = bottom - top;
+        if gap <= BAND_Z * b.noise || best.is_some_and(|(_, g, _)| gap <= g) {
+            continue;
+        }
+        let level = median(&mut before.iter().map(|p| p.1).collect::<Vec<_>>());
+        let jumped = median(&mut after.iter().map(|p| p.1).collect::<Vec<_>>()) - level;
+        let crept = level - b.level;
+        let climbed = slope(before) * (before.len() - 1) as f64;
+        if jumped >= min_jump && jumped > crept && climbed < jumped / 4.0 {
+            best = Some((j, gap, level));
+        }
+    }
+    best.map(|(j, _, level)| (j, level))
+}
+
+/// The least-squares slope of `points` per point index (0 for fewer than two).
+fn slope(points: &[(usize, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for &(x, y) in points {
+        sxy += (x as f64 - mx) * (y - my);
+        sxx += (x as f64 - mx) * (x as f64 - mx);
+    }
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
 }
 
 /// The ramp test over the points from the last one inside the band (`from[0]`).
@@ -2174,6 +2263,96 @@ mod tests {
         });
         let raised = raised.expect("the storm is raised");
         assert!(raised <= 460, "raised at {raised}");
+    }
+
+    /// The Go lab's listen-overflow fault seen from the chain's edge
+    /// (`testdata/go-lab-listen-overflow-creep-edge.json`), judged with the restart where the
+    /// agent dated it then (just after the old process was last seen, 40 s before the new
+    /// one started): the young baseline is the start of the edge's creep, the creep leaves
+    /// its band at point 160 and the goroutines jump with requests waiting on the hung
+    /// callee at the fault (183). Dated at the creep's first departure, the edge's second
+    /// incident began 23 s before the fault; the jump is the change.
+    #[test]
+    fn a_creep_then_a_jump_is_dated_at_the_jump() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-listen-overflow-creep-edge.json"
+        ));
+        let g = SeriesKey::Task {
+            target: "edge".into(),
+            source: "http".into(),
+        };
+        let requests = SeriesKey::ServiceTraffic {
+            service: "edge".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let h = CounterHistory {
+            start_unix_ms: recorded.start,
+            ..history(vec![
+                (g.clone(), recorded.points("goroutines")),
+                (requests, recorded.points("requests")),
+            ])
+        };
+        let starts = [ServiceStart {
+            service: "edge".into(),
+            at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
+            task_targets: vec!["edge".into()],
+            ..ServiceStart::default()
+        }];
+        let fault = recorded.index("fault_point");
+        let fault_at = recorded.start + fault as i64 * 1000;
+        let mut dated = Vec::new();
+        for end in fault + 3..h.len() {
+            let report = detect(&at(&h, end), &[], &starts, &AnomalyConfig::default());
+            if let Some(a) = report.anomalies.iter().find(|a| a.key == g) {
+                assert!(
+                    a.changed_at_unix_ms >= fault_at,
+                    "at {end}, dated {} s before the fault: {}",
+                    (fault_at - a.changed_at_unix_ms) / 1000,
+                    a.evidence
+                );
+                dated.push((end, a.evidence.clone()));
+            }
+        }
+        // Raised, and the creep before the jump is told beside it.
+        let (_, evidence) = dated.last().expect("the jump is raised");
+        assert!(evidence.contains("; it had crept 28.5 → "), "{evidence}");
+    }
+
+    /// A steady fast climb from a settled level (a goroutine leak of 40 a second) has no
+    /// jump in it: it is dated where it left the band, at every second of its climb.
+    #[test]
+    fn a_fast_climb_is_dated_where_it_left_the_band() {
+        let tasks = SeriesKey::Task {
+            target: "checkout".into(),
+            source: "pprof".into(),
+        };
+        let start = 400;
+        let mut leak = noisy(600, 37.0, 2.0, 22);
+        for (j, p) in leak[start..].iter_mut().enumerate() {
+            *p = Some(37.0 + 40.0 * (j as f64 + 1.0));
+        }
+        // And a step straight from the band that then keeps climbing slowly.
+        let mut step = noisy(600, 37.0, 2.0, 23);
+        for (j, p) in step[start..].iter_mut().enumerate() {
+            *p = Some(137.0 + 2.0 * j as f64);
+        }
+        for points in [leak, step] {
+            let h = history(vec![(tasks.clone(), points)]);
+            for end in start + 3..start + 110 {
+                let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
+                let a = report
+                    .anomalies
+                    .iter()
+                    .find(|a| a.key == tasks)
+                    .unwrap_or_else(|| panic!("raised at {end}"));
+                assert_eq!(
+                    a.changed_at_unix_ms,
+                    START + start as i64 * 1000,
+                    "at {end}"
+                );
+                assert!(!a.evidence.contains("crept"), "{}", a.evidence);
+            }
+        }
     }
 
     #[test]
