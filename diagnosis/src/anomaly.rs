@@ -1419,6 +1419,13 @@ impl CounterAnomaly {
     /// healed, rose again three minutes later because another callee was slow — and made the
     /// healed incident active again, ranked above the live one.
     pub(crate) fn reread(&mut self, history: &CounterHistory) -> bool {
+        self.active = self.still_out(history) && !self.kind.is_node_wide();
+        self.active
+    }
+
+    /// Re-reads its series in `history` as [`CounterAnomaly::reread`] does, and returns
+    /// whether it is still the change it was raised for, a node-wide series too.
+    pub(crate) fn still_out(&mut self, history: &CounterHistory) -> bool {
         let band = BAND_Z * self.noise;
         let (direction, before) = (self.direction, self.before);
         let out = |v: f64| match direction {
@@ -1426,7 +1433,6 @@ impl CounterAnomaly {
             Direction::Fall => v < before - band,
         };
         let Some(series) = history.get(&self.key) else {
-            self.active = false;
             return false;
         };
         let changed = history.point_at(self.changed_at_unix_ms).unwrap_or(0);
@@ -1448,7 +1454,6 @@ impl CounterAnomaly {
         }
         let latest = &since[since.len().saturating_sub(PERSIST)..];
         let out_now = !ended && latest.len() == PERSIST && latest.iter().all(|&v| out(v));
-        self.active = out_now && !self.kind.is_node_wide();
         // Still the change it was raised for: told up to now, a node-wide one too (it keeps
         // nothing active, but its evidence is quoted beside the others'). Seen on the demo's
         // goroutine leak, a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a
@@ -1469,7 +1474,7 @@ impl CounterAnomaly {
                 self.retell(history, &told);
             }
         }
-        self.active
+        out_now
     }
 
     /// Its evidence told again from its fields, up to its series' last point in `history`,

@@ -5145,3 +5145,173 @@ fn an_edge_whose_callee_hangs_after_its_redeploy_is_no_incident_of_its_own() {
         );
     }
 }
+
+/// The Go lab's panic in its edge, healed (`testdata/go-lab-panic-edge-heal.json`, recorded
+/// counters): every request of bff panicked for 30 s (recovered, answered 500), then the
+/// fault was switched off. Nothing closed a connection, but the traffic driver's keep-alive
+/// pool kept recycling its connections to bff, and the TIME-WAIT on bff's own side of its
+/// port crept 11 → 27 through the fault and on to 42 after the heal, about a close every two
+/// seconds. As the panicking callee's own closing, that churn kept the healed incident from
+/// ending for 40 s in the recorded run (and in an earlier run, creeping faster, flapped it
+/// active ↔ recovering three times and kept it from ending for over a minute). It is its
+/// clients' churn beside the panics: replayed second by second as the agent judged it, the
+/// incident is active through the fault, recovering within 12 s of the heal, ended within
+/// 20 s of it, and never active again.
+#[test]
+fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_time_wait() {
+    let json = include_str!("../../testdata/go-lab-panic-edge-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("healed_point"),
+    );
+    let restart = recorded.restart.expect("restart_point");
+    let (edge, billing, profiles) = (35397, 58715, 43941);
+    let time_wait = |side| SeriesKey::PortState {
+        port: edge,
+        side,
+        state: SocketState::TimeWait,
+    };
+    let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+        service: service.into(),
+        metric,
+    };
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (time_wait(PortSide::Local), "time_wait_edge"),
+        (time_wait(PortSide::Remote), "time_wait_to_edge"),
+        (traffic("bff", TrafficMetric::Requests), "requests_bff"),
+        (traffic("bff", TrafficMetric::Errors), "errors_bff"),
+        (
+            traffic("billing-api", TrafficMetric::Requests),
+            "requests_billing",
+        ),
+        (
+            traffic("billing-api", TrafficMetric::Errors),
+            "errors_billing",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Requests),
+            "requests_profiles",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Errors),
+            "errors_profiles",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| (key, recorded.points(name)))
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "bff".into(),
+            listen_ports: vec![edge],
+            callees: vec!["billing-api".into()],
+            called_ports: vec![billing],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-api".into(),
+            listen_ports: vec![billing],
+            callers: vec!["bff".into()],
+            callees: vec!["profiles-api".into()],
+            called_ports: vec![profiles],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "profiles-api".into(),
+            listen_ports: vec![profiles],
+            callers: vec!["billing-api".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let starts: Vec<crate::anomaly::ServiceStart> = services
+        .iter()
+        .map(|s| crate::anomaly::ServiceStart {
+            service: s.service.clone(),
+            at_unix_ms: recorded.start + restart * 1000,
+            ports: s.listen_ports.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let rules = HintRules::builtin().unwrap();
+    let at = |i: usize| recorded.start + i as i64 * 1000;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for cut in injected + 2..=series[0].1.len() {
+        let now = at(cut - 1);
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &[], &starts, &Default::default());
+        // Every request panicked, 20 a second, until the heal.
+        let mut panics = blamed(
+            pattern(
+                "p",
+                "runtime error: index out of range [<num>] with length <num>",
+                &["bff"],
+                at(injected),
+                &["t1"],
+            ),
+            "bff",
+            CulpritRole::SelfReported,
+        );
+        panics.last_seen_unix_ms = now.min(at(healed));
+        panics.count = 20 * (panics.last_seen_unix_ms - at(injected)).max(1000) as u64 / 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[panics],
+            report,
+            &history,
+            &services,
+            &rules,
+        );
+        let inc = incidents
+            .iter()
+            .find(|i| i.patterns.iter().any(|p| p.id == "p"))
+            .unwrap_or_else(|| panic!("at point {}: {incidents:#?}", cut - 1));
+        assert_eq!(inc.culprit.service.as_deref(), Some("bff"));
+        seen.push((cut - 1, inc.state));
+    }
+    let first = |state| {
+        seen.iter()
+            .find(|(_, s)| *s == state)
+            .map(|&(t, _)| t)
+            .unwrap_or_else(|| panic!("never {state:?}: {seen:?}"))
+    };
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t <= healed)
+            .all(|(_, s)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = first(IncidentState::Recovering);
+    assert!(recovering - healed <= 12, "{seen:?}");
+    let ended = first(IncidentState::Ended);
+    assert!(
+        ended - healed <= 20,
+        "ended {} s after the heal: {seen:?}",
+        ended - healed
+    );
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t >= recovering)
+            .all(|(_, s)| *s != IncidentState::Active),
+        "its clients' churn made it active again: {seen:?}"
+    );
+}
