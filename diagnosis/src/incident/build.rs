@@ -238,6 +238,11 @@ pub(super) fn build(
         top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
         api: input.api.map(str::to_owned),
+        service_ports: input
+            .services
+            .iter()
+            .filter_map(|s| Some((s.service.clone(), *s.listen_ports.first()?)))
+            .collect(),
     };
     let accumulating: Vec<_> = anomalies
         .iter()

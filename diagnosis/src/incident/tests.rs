@@ -3650,6 +3650,7 @@ impl RecordedEdge {
         [crate::anomaly::ServiceStart {
             service: "edge-svc".into(),
             at_unix_ms,
+            stopped_unix_ms: None,
             ports: vec![self.own],
             task_targets: vec!["edge-svc".into()],
             processes: vec!["edge-svc".into()],
@@ -5075,5 +5076,242 @@ fn a_callee_leaking_close_wait_is_titled_by_its_leak_once_the_count_outgrows_a_s
     assert!(
         (11..=15).contains(&led),
         "the leak led {led} s after the injection"
+    );
+}
+
+/// The Go lab's listen-overflow fault seen from the chain's edge after its redeploy
+/// (`testdata/go-lab-listen-overflow-creep-edge.json`, main 1eea822): the edge's goroutines
+/// crept 18 → 51 over the minute after the new process started (the driver's keep-alive
+/// connections), then jumped to ~105 and held when its callee's callee stopped accepting
+/// (requests waiting for their timeout). The agent dated the edge's restart just after the
+/// old process was last seen, 40 s before the new one started: the baseline after it was
+/// the start of the creep, the creep was read as a climb from 28.5 and, with the jump, a
+/// second incident "Goroutines grow without bound — in edge … 28.5 → 110", dated 23 s
+/// before the fault. With the restart dated at the new process's first point, as the agent
+/// now dates it (its stop kept beside it), the edge raises nothing: no incident before the
+/// fault, and none of the edge's after it.
+#[test]
+fn an_edge_whose_callee_hangs_after_its_redeploy_is_no_incident_of_its_own() {
+    use crate::testing::Recorded;
+    let recorded = Recorded::parse(include_str!(
+        "../../testdata/go-lab-listen-overflow-creep-edge.json"
+    ));
+    let goroutines = SeriesKey::Task {
+        target: "edge".into(),
+        source: "http".into(),
+    };
+    let requests = SeriesKey::ServiceTraffic {
+        service: "edge".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let services = vec![ServiceFacts {
+        service: "edge".into(),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..ServiceFacts::default()
+    }];
+    let point = |name: &str| recorded.start + recorded.index(name) as i64 * 1000;
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge".into(),
+        at_unix_ms: point("new_process_first_point"),
+        stopped_unix_ms: Some(point("old_process_last_point") + 1),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..Default::default()
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let fault = recorded.index("fault_point");
+    let (g, r) = (recorded.points("goroutines"), recorded.points("requests"));
+    assert_eq!(g.len(), fault + 34, "the fixture's length");
+    // Judged each second from the new process's start, as the agent judges.
+    let mut detector = crate::anomaly::cached::Detector::new(Default::default());
+    let mut tracker = IncidentTracker::new();
+    for cut in recorded.index("new_process_first_point") + 1..=g.len() {
+        let history = history(
+            recorded.start,
+            vec![
+                (&goroutines, g[..cut].to_vec()),
+                (&requests, r[..cut].to_vec()),
+            ],
+        );
+        let report = detector.detect(&history, &[], &starts, &Default::default());
+        let now = recorded.start + (cut as i64 - 1) * 1000;
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        assert!(
+            incidents.is_empty(),
+            "at point {cut} (the fault at {fault}): {}, dated {} s before the fault",
+            incidents[0].title,
+            (point("fault_point") - incidents[0].onset_unix_ms) / 1000
+        );
+    }
+}
+
+/// The Go lab's panic in its edge, healed (`testdata/go-lab-panic-edge-heal.json`, recorded
+/// counters): every request of bff panicked for 30 s (recovered, answered 500), then the
+/// fault was switched off. Nothing closed a connection, but the traffic driver's keep-alive
+/// pool kept recycling its connections to bff, and the TIME-WAIT on bff's own side of its
+/// port crept 11 → 27 through the fault and on to 42 after the heal, about a close every two
+/// seconds. As the panicking callee's own closing, that churn kept the healed incident from
+/// ending for 40 s in the recorded run (and in an earlier run, creeping faster, flapped it
+/// active ↔ recovering three times and kept it from ending for over a minute). It is its
+/// clients' churn beside the panics: replayed second by second as the agent judged it, the
+/// incident is active through the fault, recovering within 12 s of the heal, ended within
+/// 20 s of it, and never active again.
+#[test]
+fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_time_wait() {
+    let json = include_str!("../../testdata/go-lab-panic-edge-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("healed_point"),
+    );
+    let restart = recorded.restart.expect("restart_point");
+    let (edge, billing, profiles) = (35397, 58715, 43941);
+    let time_wait = |side| SeriesKey::PortState {
+        port: edge,
+        side,
+        state: SocketState::TimeWait,
+    };
+    let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+        service: service.into(),
+        metric,
+    };
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (time_wait(PortSide::Local), "time_wait_edge"),
+        (time_wait(PortSide::Remote), "time_wait_to_edge"),
+        (traffic("bff", TrafficMetric::Requests), "requests_bff"),
+        (traffic("bff", TrafficMetric::Errors), "errors_bff"),
+        (
+            traffic("billing-api", TrafficMetric::Requests),
+            "requests_billing",
+        ),
+        (
+            traffic("billing-api", TrafficMetric::Errors),
+            "errors_billing",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Requests),
+            "requests_profiles",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Errors),
+            "errors_profiles",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| (key, recorded.points(name)))
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "bff".into(),
+            listen_ports: vec![edge],
+            callees: vec!["billing-api".into()],
+            called_ports: vec![billing],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-api".into(),
+            listen_ports: vec![billing],
+            callers: vec!["bff".into()],
+            callees: vec!["profiles-api".into()],
+            called_ports: vec![profiles],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "profiles-api".into(),
+            listen_ports: vec![profiles],
+            callers: vec!["billing-api".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let starts: Vec<crate::anomaly::ServiceStart> = services
+        .iter()
+        .map(|s| crate::anomaly::ServiceStart {
+            service: s.service.clone(),
+            at_unix_ms: recorded.start + restart * 1000,
+            ports: s.listen_ports.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let rules = HintRules::builtin().unwrap();
+    let at = |i: usize| recorded.start + i as i64 * 1000;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for cut in injected + 2..=series[0].1.len() {
+        let now = at(cut - 1);
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &[], &starts, &Default::default());
+        // Every request panicked, 20 a second, until the heal.
+        let mut panics = blamed(
+            pattern(
+                "p",
+                "runtime error: index out of range [<num>] with length <num>",
+                &["bff"],
+                at(injected),
+                &["t1"],
+            ),
+            "bff",
+            CulpritRole::SelfReported,
+        );
+        panics.last_seen_unix_ms = now.min(at(healed));
+        panics.count = 20 * (panics.last_seen_unix_ms - at(injected)).max(1000) as u64 / 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[panics],
+            report,
+            &history,
+            &services,
+            &rules,
+        );
+        let inc = incidents
+            .iter()
+            .find(|i| i.patterns.iter().any(|p| p.id == "p"))
+            .unwrap_or_else(|| panic!("at point {}: {incidents:#?}", cut - 1));
+        assert_eq!(inc.culprit.service.as_deref(), Some("bff"));
+        seen.push((cut - 1, inc.state));
+    }
+    let first = |state| {
+        seen.iter()
+            .find(|(_, s)| *s == state)
+            .map(|&(t, _)| t)
+            .unwrap_or_else(|| panic!("never {state:?}: {seen:?}"))
+    };
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t <= healed)
+            .all(|(_, s)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = first(IncidentState::Recovering);
+    assert!(recovering - healed <= 12, "{seen:?}");
+    let ended = first(IncidentState::Ended);
+    assert!(
+        ended - healed <= 20,
+        "ended {} s after the heal: {seen:?}",
+        ended - healed
+    );
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t >= recovering)
+            .all(|(_, s)| *s != IncidentState::Active),
+        "its clients' churn made it active again: {seen:?}"
     );
 }
