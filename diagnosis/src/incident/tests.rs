@@ -3650,6 +3650,7 @@ impl RecordedEdge {
         [crate::anomaly::ServiceStart {
             service: "edge-svc".into(),
             at_unix_ms,
+            stopped_unix_ms: None,
             ports: vec![self.own],
             task_targets: vec!["edge-svc".into()],
             processes: vec!["edge-svc".into()],
@@ -5076,6 +5077,73 @@ fn a_callee_leaking_close_wait_is_titled_by_its_leak_once_the_count_outgrows_a_s
         (11..=15).contains(&led),
         "the leak led {led} s after the injection"
     );
+}
+
+/// The Go lab's listen-overflow fault seen from the chain's edge after its redeploy
+/// (`testdata/go-lab-listen-overflow-creep-edge.json`, main 1eea822): the edge's goroutines
+/// crept 18 → 51 over the minute after the new process started (the driver's keep-alive
+/// connections), then jumped to ~105 and held when its callee's callee stopped accepting
+/// (requests waiting for their timeout). The agent dated the edge's restart just after the
+/// old process was last seen, 40 s before the new one started: the baseline after it was
+/// the start of the creep, the creep was read as a climb from 28.5 and, with the jump, a
+/// second incident "Goroutines grow without bound — in edge … 28.5 → 110", dated 23 s
+/// before the fault. With the restart dated at the new process's first point, as the agent
+/// now dates it (its stop kept beside it), the edge raises nothing: no incident before the
+/// fault, and none of the edge's after it.
+#[test]
+fn an_edge_whose_callee_hangs_after_its_redeploy_is_no_incident_of_its_own() {
+    use crate::testing::Recorded;
+    let recorded = Recorded::parse(include_str!(
+        "../../testdata/go-lab-listen-overflow-creep-edge.json"
+    ));
+    let goroutines = SeriesKey::Task {
+        target: "edge".into(),
+        source: "http".into(),
+    };
+    let requests = SeriesKey::ServiceTraffic {
+        service: "edge".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let services = vec![ServiceFacts {
+        service: "edge".into(),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..ServiceFacts::default()
+    }];
+    let point = |name: &str| recorded.start + recorded.index(name) as i64 * 1000;
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge".into(),
+        at_unix_ms: point("new_process_first_point"),
+        stopped_unix_ms: Some(point("old_process_last_point") + 1),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..Default::default()
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let fault = recorded.index("fault_point");
+    let (g, r) = (recorded.points("goroutines"), recorded.points("requests"));
+    assert_eq!(g.len(), fault + 34, "the fixture's length");
+    // Judged each second from the new process's start, as the agent judges.
+    let mut detector = crate::anomaly::cached::Detector::new(Default::default());
+    let mut tracker = IncidentTracker::new();
+    for cut in recorded.index("new_process_first_point") + 1..=g.len() {
+        let history = history(
+            recorded.start,
+            vec![
+                (&goroutines, g[..cut].to_vec()),
+                (&requests, r[..cut].to_vec()),
+            ],
+        );
+        let report = detector.detect(&history, &[], &starts, &Default::default());
+        let now = recorded.start + (cut as i64 - 1) * 1000;
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        assert!(
+            incidents.is_empty(),
+            "at point {cut} (the fault at {fault}): {}, dated {} s before the fault",
+            incidents[0].title,
+            (point("fault_point") - incidents[0].onset_unix_ms) / 1000
+        );
+    }
 }
 
 /// The Go lab's panic in its edge, healed (`testdata/go-lab-panic-edge-heal.json`, recorded
