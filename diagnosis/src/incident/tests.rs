@@ -5426,6 +5426,7 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
         .map(|s| crate::anomaly::ServiceStart {
             service: s.service.clone(),
             at_unix_ms: recorded.start + restart * 1000,
+            stopped_unix_ms: None,
             ports: s.listen_ports.clone(),
             task_targets: s.task_targets.clone(),
             processes: s.processes.clone(),
