@@ -619,7 +619,8 @@ class Run:
                 # storm reaches thousands of TIME_WAIT sockets within a minute at 20 req/s.
                 self.target.fanout = max(self.target.fanout, 3)
             if fault == "slow" and self.caller is not None:
-                self.target.slow_by_ms = 3 * self.caller.timeout_ms
+                self.target.slow_by_ms = (round(self.args.slow_by * 1000) if self.args.slow_by
+                                          else 3 * self.caller.timeout_ms)
         self.web, self.grpc, self.otlp = free_port(), free_port(), free_port()
         self.dns = free_port(socket.SOCK_DGRAM)
         config = self.work / "faultline.toml"
@@ -1375,6 +1376,10 @@ def main() -> int:
     parser.add_argument("--watch-end", type=float, default=90.0,
                         help="with --heal or --recur, watch the incident this long at most (s)")
     parser.add_argument("--rps", type=float, default=20.0, help="requests per second to the edge")
+    parser.add_argument("--slow-by", type=float,
+                        help="the slow fault's stall per request (s; default: 3 x its caller's timeout): "
+                             "above the timeout by more than 10 s, its callers' abandoned connections "
+                             "climb in CLOSE-WAIT for as long as a leak's would before they level off")
     parser.add_argument("--workers", type=int, default=48, help="traffic worker threads")
     parser.add_argument("--services", type=int, default=3, help="services in the chain (>= 3)")
     parser.add_argument("--seed", type=int, help="seed of the random chain (default: random)")
