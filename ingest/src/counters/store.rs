@@ -22,6 +22,7 @@
 //! status says why.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use faultline_series::{
     CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
@@ -479,6 +480,8 @@ pub struct CounterStore {
     /// The sampler's readings not recorded yet (see the module docs). Locked only to add or
     /// take them, never while waiting for `inner`.
     pending: Mutex<Vec<Pending>>,
+    /// Set by [`CounterStore::ask_for_census`] until the sampler takes it up.
+    census_asked: AtomicBool,
 }
 
 impl CounterStore {
@@ -524,7 +527,23 @@ impl CounterStore {
                 revision: 0,
             }),
             pending: Mutex::new(Vec::new()),
+            census_asked: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the sampler for a fresh socket census at its next tick, even where the CPU budget
+    /// would repeat the last one (at most one such census per
+    /// [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
+    /// when a count it must judge was taken only once since it changed: the first census that
+    /// shows a TIME-WAIT storm tells only a lower bound of its pace, and on a busy node the
+    /// census after it came one budget period (4–7 s) later.
+    pub fn ask_for_census(&self) {
+        self.census_asked.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a census was asked for since the last call (the sampler's tick takes it up).
+    pub fn census_asked(&self) -> bool {
+        self.census_asked.swap(false, Ordering::Relaxed)
     }
 
     /// The store's lock, with the sampler's pending readings recorded first.
