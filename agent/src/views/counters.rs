@@ -27,8 +27,11 @@ pub(super) struct CounterAdapter {
     /// The last encoded page at each resolution (per sample, then per minute), with the
     /// store's revision it was read at. Each one's lock is held while it is built, so readers
     /// that come meanwhile wait for it rather than build it again.
-    encoded: [Mutex<Option<(u64, Arc<[u8]>)>>; 2],
+    encoded: [Mutex<Option<Encoded>>; 2],
 }
+
+/// An encoded counters document and the store revision it was read at.
+type Encoded = (u64, Arc<[u8]>);
 
 impl CounterAdapter {
     /// The counters view over `store`, with the services' traffic from `traces`.
