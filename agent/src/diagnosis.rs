@@ -330,8 +330,8 @@ pub struct Kept {
     started_unix_ms: i64,
     /// The latest process id of each watched process, and when it was last seen (Unix ms).
     pids: BTreeMap<String, (u32, i64)>,
-    /// When each watched process last started again (a new process id), Unix ms.
-    restarted: BTreeMap<String, i64>,
+    /// When each watched process last stopped and started again (a new process id).
+    restarted: BTreeMap<String, Restarted>,
     /// What the latest run knew of the node's services.
     pub latest: Arc<NodeFacts>,
     /// Who called whom and which ports, as recent call chains said, and when last seen.
@@ -343,6 +343,16 @@ pub struct Kept {
     detector: Detector,
     /// The counters' history as read so far (a run reads the new points only).
     counters: KeptCounters,
+}
+
+/// A watched process that started again: when its old process was last seen, and when the
+/// agent first read the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Restarted {
+    /// Just after the old process was last seen (Unix ms).
+    stopped_unix_ms: i64,
+    /// The new process's first point (Unix ms), not before `stopped_unix_ms`.
+    started_unix_ms: i64,
 }
 
 /// How long the diagnosis runs took: counts since the start and the durations of the last
@@ -469,10 +479,12 @@ impl Kept {
         }
     }
 
-    /// Notes the watched processes' ids. A process whose id changed started again after the
-    /// old one was last seen: its stop (its clients' connections closed, its TIME-WAIT) is
-    /// part of the restart, and may show in the counters before the new process is found.
-    /// A target not found for a moment (id 0) is no restart: the same id may come back.
+    /// Notes the watched processes' ids. A process whose id changed stopped after the old
+    /// one was last seen and started again with the new one's first point: the baselines
+    /// of its series begin there. Its stop (its clients' connections closed, its TIME-WAIT,
+    /// its requests gone) is kept beside it: it shows in the counters before the new
+    /// process is found, sometimes for a minute (a redeploy). A target not found for a
+    /// moment (id 0) is no restart: the same id may come back.
     fn note_pids(&mut self, counters: &CountersSnapshot, now: i64) {
         for p in &counters.processes {
             if p.pid == 0 {
@@ -480,7 +492,17 @@ impl Kept {
             }
             if let Some((old, seen)) = self.pids.insert(p.name.clone(), (p.pid, now)) {
                 if old != p.pid {
-                    self.restarted.insert(p.name.clone(), seen + 1);
+                    let stopped = seen + 1;
+                    let started = first_sight(counters, p)
+                        .unwrap_or(now)
+                        .clamp(stopped, now.max(stopped));
+                    self.restarted.insert(
+                        p.name.clone(),
+                        Restarted {
+                            stopped_unix_ms: stopped,
+                            started_unix_ms: started,
+                        },
+                    );
                 }
             }
         }
@@ -492,7 +514,8 @@ impl Kept {
     /// empties its callees' traffic for as long as it takes).
     fn starts(&self, services: &[ServiceFacts]) -> Vec<ServiceStart> {
         let mut out = Vec::new();
-        for (process, &at) in &self.restarted {
+        for (process, restarted) in &self.restarted {
+            let (at, stopped) = (restarted.started_unix_ms, restarted.stopped_unix_ms);
             let facts = services.iter().find(|s| s.processes.contains(process));
             let service = facts.map_or(process.clone(), |f| f.service.clone());
             let mut below: Vec<String> = Vec::new();
@@ -512,6 +535,7 @@ impl Kept {
             out.push(ServiceStart {
                 service,
                 at_unix_ms: at,
+                stopped_unix_ms: Some(stopped),
                 ports: facts.map(|f| f.listen_ports.clone()).unwrap_or_default(),
                 task_targets: facts
                     .map(|f| f.task_targets.clone())
@@ -521,11 +545,30 @@ impl Kept {
             out.extend(below.into_iter().map(|callee| ServiceStart {
                 service: callee,
                 at_unix_ms: at,
+                stopped_unix_ms: Some(stopped),
                 ..ServiceStart::default()
             }));
         }
         out
     }
+}
+
+/// When the agent first read process target `p` as it runs now: the first of the points its
+/// open fds have without a gap up to the latest (a target not found has no point), or
+/// `None` when it has no point. A process replaced between two samples leaves no gap: its
+/// first point is then its old one's, and the caller keeps the restart after the old
+/// process was last seen.
+fn first_sight(counters: &CountersSnapshot, p: &web::ProcessSeries) -> Option<i64> {
+    let points = &p.fds.points;
+    let last = points.iter().rposition(Option::is_some)?;
+    let first = points[..last]
+        .iter()
+        .rposition(Option::is_none)
+        .map_or(0, |gap| gap + 1);
+    let at = i64::try_from(first)
+        .ok()?
+        .checked_mul(counters.step_ms.max(1))?;
+    counters.history_start_unix_ms.checked_add(at)
 }
 
 /// One run over the stores.
@@ -1097,29 +1140,48 @@ mod tests {
     }
 
     #[test]
-    fn a_new_process_id_is_a_restart_from_when_the_old_one_was_last_seen() {
-        let process = |pid| web::ProcessSeries {
+    fn a_new_process_id_is_a_restart_from_its_first_point_with_the_old_ones_stop_kept() {
+        // The old process (id 100) runs until 4 s, the target is not found from 5 s (the
+        // redeploy takes 35 s), the new process (id 200) is read from 40 s; the diagnosis
+        // first notes it at 43.5 s (runs fall behind on a loaded node).
+        let process = |pid, points: Vec<Option<f64>>| web::ProcessSeries {
             pid,
             name: "edge".into(),
-            fds: web::Series::default(),
+            fds: web::Series {
+                points,
+                delta_1m: None,
+            },
             threads: web::Series::default(),
             rss_bytes: web::Series::default(),
             current: None,
             error: None,
         };
-        let at = |pid| CountersSnapshot {
-            processes: vec![process(pid)],
+        // The snapshot of a run at `now`: a point a second from 0, the process `pid` now,
+        // read at the seconds `read` says.
+        let at = |pid, now: i64, read: &dyn Fn(i64) -> bool| CountersSnapshot {
+            history_start_unix_ms: 0,
+            step_ms: 1_000,
+            sampled_at_unix_ms: now / 1_000 * 1_000,
+            processes: vec![process(
+                pid,
+                (0..=now / 1_000)
+                    .map(|s| read(s * 1_000).then_some(10.0))
+                    .collect(),
+            )],
             ..CountersSnapshot::default()
         };
+        let old = |t: i64| t <= 4_000;
+        let redeployed = |t: i64| t <= 4_000 || t >= 40_000;
         let mut kept = Kept::default();
-        kept.note_pids(&at(100), 1_000);
-        kept.note_pids(&at(100), 2_000);
+        kept.note_pids(&at(100, 1_000, &old), 1_000);
+        kept.note_pids(&at(100, 2_000, &old), 2_000);
         // Not found for a moment, then the same process: no restart.
-        kept.note_pids(&at(0), 3_000);
-        kept.note_pids(&at(100), 4_000);
+        kept.note_pids(&at(0, 3_000, &|t| t <= 2_000), 3_000);
+        kept.note_pids(&at(100, 4_000, &old), 4_000);
         assert!(kept.starts(&[]).is_empty());
-        kept.note_pids(&at(0), 5_000);
-        kept.note_pids(&at(200), 6_000);
+        kept.note_pids(&at(0, 5_000, &old), 5_000);
+        kept.note_pids(&at(0, 39_000, &old), 39_000);
+        kept.note_pids(&at(200, 43_500, &redeployed), 43_500);
         let services = [
             ServiceFacts {
                 service: "edge-svc".into(),
@@ -1136,27 +1198,37 @@ mod tests {
                 ..ServiceFacts::default()
             },
         ];
+        // Started at the new process's first point, stopped after the old one's last run.
+        let edge = |at_unix_ms, stopped| ServiceStart {
+            service: "edge-svc".into(),
+            at_unix_ms,
+            stopped_unix_ms: Some(stopped),
+            ports: vec![8080],
+            task_targets: vec!["edge".into()],
+            processes: vec!["edge".into()],
+        };
         // The services below it: their traffic comes through it (their request rates
         // restart with it, nothing else of theirs).
-        let below = |service: &str| ServiceStart {
+        let below = |service: &str, at_unix_ms, stopped| ServiceStart {
             service: service.into(),
-            at_unix_ms: 4_001,
+            at_unix_ms,
+            stopped_unix_ms: Some(stopped),
             ..ServiceStart::default()
         };
         assert_eq!(
             kept.starts(&services),
             vec![
-                ServiceStart {
-                    service: "edge-svc".into(),
-                    at_unix_ms: 4_001,
-                    ports: vec![8080],
-                    task_targets: vec!["edge".into()],
-                    processes: vec!["edge".into()],
-                },
-                below("orders"),
-                below("ledger"),
+                edge(40_000, 4_001),
+                below("orders", 40_000, 4_001),
+                below("ledger", 40_000, 4_001),
             ]
         );
+
+        // Replaced between two runs, with no sample missed: its points run on from the old
+        // process's, and the restart is dated after the old one was last seen.
+        kept.note_pids(&at(200, 44_000, &redeployed), 44_000);
+        kept.note_pids(&at(300, 45_000, &redeployed), 45_000);
+        assert_eq!(kept.starts(&services)[0], edge(44_001, 44_001));
     }
 
     #[test]

@@ -290,8 +290,14 @@ pub struct SeriesLimit {
 pub struct ServiceStart {
     /// The service.
     pub service: String,
-    /// When it started (Unix ms): when the agent first saw its new process.
+    /// When it started (Unix ms): when the agent first saw its new process. Its start-up,
+    /// and every baseline of its series after the restart, begin here.
     pub at_unix_ms: i64,
+    /// When its old process was last seen (Unix ms), when known. Its stop (its clients'
+    /// connections closed, their TIME-WAIT, its goroutines and request rate gone) shows
+    /// from here, before the new process is found: the series' level before the restart
+    /// is read before it.
+    pub stopped_unix_ms: Option<i64>,
     /// Its listening ports: their sockets (either side) and accept queue are its.
     pub ports: Vec<u16>,
     /// Its task (goroutine) targets.
@@ -440,12 +446,14 @@ pub(crate) fn judge_series(
             .map(|s| (index_of(s.at_unix_ms), s))
             .filter(|&(i, _)| i > 0 && i < len)
             .max_by_key(|&(i, _)| i);
-        // A service's request rate restarts with its first request: a restart is dated
-        // where its old process was last seen, and once the old traffic drained the rate
-        // read 0 until the new process served, which is no usual level. Seen on the Go lab
-        // with the agent started first: the redeployed chain served again 40 s after the
-        // old one stopped, the callee's baseline was those zeros, and its requests falling
-        // 19/s → 0 at the dns fault were never raised (a fall from 0).
+        // A service's request rate restarts with its first request: a callee's requests
+        // come through the service that restarted (its start is the edge's), and a service
+        // may be found before it serves, so the rate may read 0 for a while after the
+        // start, which is no usual level. Seen on the Go lab with the agent started first,
+        // when the agent dated a restart where the old process was last seen: the
+        // redeployed chain served again 40 s after the old one stopped, the callee's
+        // baseline was those zeros, and its requests falling 19/s → 0 at the dns fault were
+        // never raised (a fall from 0).
         let restart = restart.map(|(i, s)| {
             let requests = matches!(
                 series.key,
@@ -592,10 +600,11 @@ pub(crate) fn judge_series(
                 .collect()
         };
         let mut base = known_in(from);
-        // A baseline with too few known points (a restart dated where the old process was
-        // last seen, and the new one started later) may still hold a leak of the new one.
-        // Seen on the Go lab with the agent started 120 s first: the redeployed service's
-        // baseline had 6 known points for two minutes, and its goroutines went 14 → 4,333.
+        // A baseline with too few known points (a target that failed to answer for a
+        // while; or, when the agent dated a restart where the old process was last seen,
+        // the new one started later) may still hold a leak of the new one. Seen on the Go
+        // lab with the agent started 120 s first: the redeployed service's baseline had 6
+        // known points for two minutes, and its goroutines went 14 → 4,333.
         if base.len() < config.min_baseline_points {
             if let Some(a) = leaked(&base) {
                 report.anomalies.push(a);
@@ -637,9 +646,12 @@ pub(crate) fn judge_series(
             counts_per_point(&series.key),
         );
         // A restarted service's series coming back to where they were before the restart
-        // (its clients reconnecting) has not broken from anything.
-        if let (Some((i, Start::Restart(_))), None) = (&start, climb) {
-            let before = points[i.saturating_sub(baseline_points)..*i]
+        // (its clients reconnecting) has not broken from anything. Where they were is read
+        // before the old process stopped: between its stop and the new process's start the
+        // series held the stop (its clients' connections closing), not its usual level.
+        if let (Some((i, Start::Restart(s))), None) = (&start, climb) {
+            let stopped = s.stopped_unix_ms.map_or(*i, |t| index_of(t).min(*i));
+            let before = points[stopped.saturating_sub(baseline_points)..stopped]
                 .iter()
                 .flatten();
             baseline.highest = before.fold(baseline.highest, |m, &v| m.max(v));
@@ -1065,7 +1077,21 @@ fn judge(
         let active = known[known.len().saturating_sub(PERSIST)..]
             .iter()
             .all(|&(_, x)| b.side(x) == dir);
-        let changed_at = history.time(known[k].0);
+        // A rise in two levels, a creep out of the band and then a jump, changed at the
+        // jump: the creep alone was no incident, and an onset at its first departure is
+        // before the fault.
+        let jump = (dir > 0 && rule.min_ramp.is_some())
+            .then(|| latest_jump(&known, k, b, &rule))
+            .flatten();
+        let crept = jump.map(|(_, before_jump)| {
+            format!(
+                "it had crept {} → {} from {} before it jumped",
+                number(b.level),
+                number(before_jump),
+                clock(history.time(known[k].0))
+            )
+        });
+        let changed_at = history.time(known[jump.map_or(k, |(j, _)| j)].0);
         let last_at = history.time(known[known.len() - 1].0);
         let direction = if dir > 0 {
             Direction::Rise
@@ -1084,6 +1110,10 @@ fn judge(
             last_at,
             limit,
         );
+        let evidence = match crept {
+            Some(crept) => format!("{evidence}; {crept}"),
+            None => evidence,
+        };
         return Some(CounterAnomaly {
             key: key.clone(),
             label,
@@ -1148,6 +1178,77 @@ fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule) -> bo
         && change.abs() / b.noise >= MIN_SCORE
         && change.abs() >= rule.min_step
         && beyond
+}
+
+/// Points on either side of a jump that [`latest_jump`] compares: as many as a step must
+/// hold ([`SETTLE_POINTS`]), at least [`PERSIST`] after it.
+const JUMP_WINDOW: usize = SETTLE_POINTS;
+
+/// Where a rise that left the band at `known[k]` jumped, when it came in two levels: a creep
+/// (or a slow climb) out of the band, then a sudden change to a level higher by more than
+/// the creep had climbed. Returns the index in `known` of the jump's first point, with the
+/// level before it; `None` when the rise is one change (a step from the band, a steady
+/// climb, however fast).
+///
+/// The jump is where the points after it (at least [`PERSIST`], at most [`JUMP_WINDOW`])
+/// are all highest above the points before it. It must be a change of its own: as large as
+/// a step ([`MIN_SCORE`]·σ and the kind's smallest step), larger than the creep before it
+/// above the usual level, and the points before it must hold a level (their own climb over
+/// the window less than a quarter of the jump: a fast climb has no jump in it).
+///
+/// Seen on the Go lab's listen-overflow fault (main 1eea822): the edge's goroutines crept
+/// 28.5 → 51 out of a young baseline after its redeploy, then jumped to ~105 with requests
+/// waiting on the hung callee. Dated at the creep's first departure, the edge's second
+/// incident "Goroutines grow without bound — in edge" began 23 s before the fault.
+fn latest_jump(
+    known: &[(usize, f64)],
+    k: usize,
+    b: &Baseline,
+    rule: &KindRule,
+) -> Option<(usize, f64)> {
+    let min_jump = rule.min_step.max(MIN_SCORE * b.noise);
+    let mut best: Option<(usize, f64, f64)> = None;
+    for j in k + PERSIST..=known.len().saturating_sub(PERSIST) {
+        let before = &known[j.saturating_sub(JUMP_WINDOW).max(k.saturating_sub(PERSIST))..j];
+        let after = &known[j..(j + JUMP_WINDOW).min(known.len())];
+        if before.len() < PERSIST {
+            continue;
+        }
+        let top = before.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let bottom = after.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let gap = bottom - top;
+        if gap <= BAND_Z * b.noise || best.is_some_and(|(_, g, _)| gap <= g) {
+            continue;
+        }
+        let level = median(&mut before.iter().map(|p| p.1).collect::<Vec<_>>());
+        let jumped = median(&mut after.iter().map(|p| p.1).collect::<Vec<_>>()) - level;
+        let crept = level - b.level;
+        let climbed = slope(before) * (before.len() - 1) as f64;
+        if jumped >= min_jump && jumped > crept && climbed < jumped / 4.0 {
+            best = Some((j, gap, level));
+        }
+    }
+    best.map(|(j, _, level)| (j, level))
+}
+
+/// The least-squares slope of `points` per point index (0 for fewer than two).
+fn slope(points: &[(usize, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for &(x, y) in points {
+        sxy += (x as f64 - mx) * (y - my);
+        sxx += (x as f64 - mx) * (x as f64 - mx);
+    }
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
 }
 
 /// The ramp test over the points from the last one inside the band (`from[0]`).
@@ -1318,6 +1419,13 @@ impl CounterAnomaly {
     /// healed, rose again three minutes later because another callee was slow — and made the
     /// healed incident active again, ranked above the live one.
     pub(crate) fn reread(&mut self, history: &CounterHistory) -> bool {
+        self.active = self.still_out(history) && !self.kind.is_node_wide();
+        self.active
+    }
+
+    /// Re-reads its series in `history` as [`CounterAnomaly::reread`] does, and returns
+    /// whether it is still the change it was raised for, a node-wide series too.
+    pub(crate) fn still_out(&mut self, history: &CounterHistory) -> bool {
         let band = BAND_Z * self.noise;
         let (direction, before) = (self.direction, self.before);
         let out = |v: f64| match direction {
@@ -1325,7 +1433,6 @@ impl CounterAnomaly {
             Direction::Fall => v < before - band,
         };
         let Some(series) = history.get(&self.key) else {
-            self.active = false;
             return false;
         };
         let changed = history.point_at(self.changed_at_unix_ms).unwrap_or(0);
@@ -1347,7 +1454,6 @@ impl CounterAnomaly {
         }
         let latest = &since[since.len().saturating_sub(PERSIST)..];
         let out_now = !ended && latest.len() == PERSIST && latest.iter().all(|&v| out(v));
-        self.active = out_now && !self.kind.is_node_wide();
         // Still the change it was raised for: told up to now, a node-wide one too (it keeps
         // nothing active, but its evidence is quoted beside the others'). Seen on the demo's
         // goroutine leak, a kept counter's evidence said "rose 2 → 154 in 9 s" a minute into a
@@ -1368,7 +1474,7 @@ impl CounterAnomaly {
                 self.retell(history, &told);
             }
         }
-        self.active
+        out_now
     }
 
     /// Its evidence told again from its fields, up to its series' last point in `history`,
@@ -2119,6 +2225,139 @@ mod tests {
             "{}",
             why.reason
         );
+    }
+
+    #[test]
+    fn a_storm_after_a_redeploy_is_judged_against_the_level_before_the_old_process_stopped() {
+        // A service's port at a steady 30 ESTABLISHED and 2 TIME-WAIT. Its old process stops
+        // at 300 s: its clients' connections close (60 TIME-WAIT for a minute, none left
+        // ESTABLISHED); the new process is found at 370 s and its clients reconnect. From
+        // 450 s a client opens a connection per call: TIME-WAIT climbs to 50 and stays.
+        let estab = port_state(8080, PortSide::Local, SocketState::Established);
+        let tw = port_state(8080, PortSide::Local, SocketState::TimeWait);
+        let e: Vec<Option<f64>> = (0..560)
+            .map(|i| Some(if (300..370).contains(&i) { 0.0 } else { 30.0 }))
+            .collect();
+        let t: Vec<Option<f64>> = (0..560)
+            .map(|i| {
+                Some(match i {
+                    300..360 => 60.0,
+                    360..450 => 2.0 * f64::from(i >= 370),
+                    450.. => (2.0 + 4.0 * (i - 449) as f64).min(50.0),
+                    _ => 2.0,
+                })
+            })
+            .collect();
+        let h = history(vec![(estab, e), (tw.clone(), t)]);
+        let restart = ServiceStart {
+            service: "api".into(),
+            at_unix_ms: START + 370_000,
+            stopped_unix_ms: Some(START + 300_000),
+            ports: vec![8080],
+            ..ServiceStart::default()
+        };
+        let config = AnomalyConfig::default();
+        // From the new process's first point on, the agent knows of the restart (before,
+        // the stop is a break: the service is gone).
+        assert_no_break(&h, 371..=449, std::slice::from_ref(&restart), &config);
+        let raised = (450..560).find(|&end| {
+            detect(&at(&h, end), &[], std::slice::from_ref(&restart), &config)
+                .anomalies
+                .iter()
+                .any(|a| a.key == tw)
+        });
+        let raised = raised.expect("the storm is raised");
+        assert!(raised <= 460, "raised at {raised}");
+    }
+
+    /// The Go lab's listen-overflow fault seen from the chain's edge
+    /// (`testdata/go-lab-listen-overflow-creep-edge.json`), judged with the restart where the
+    /// agent dated it then (just after the old process was last seen, 40 s before the new
+    /// one started): the young baseline is the start of the edge's creep, the creep leaves
+    /// its band at point 160 and the goroutines jump with requests waiting on the hung
+    /// callee at the fault (183). Dated at the creep's first departure, the edge's second
+    /// incident began 23 s before the fault; the jump is the change.
+    #[test]
+    fn a_creep_then_a_jump_is_dated_at_the_jump() {
+        let recorded = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-listen-overflow-creep-edge.json"
+        ));
+        let g = SeriesKey::Task {
+            target: "edge".into(),
+            source: "http".into(),
+        };
+        let requests = SeriesKey::ServiceTraffic {
+            service: "edge".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let h = CounterHistory {
+            start_unix_ms: recorded.start,
+            ..history(vec![
+                (g.clone(), recorded.points("goroutines")),
+                (requests, recorded.points("requests")),
+            ])
+        };
+        let starts = [ServiceStart {
+            service: "edge".into(),
+            at_unix_ms: recorded.start + recorded.index("restart_at_ms") as i64,
+            task_targets: vec!["edge".into()],
+            ..ServiceStart::default()
+        }];
+        let fault = recorded.index("fault_point");
+        let fault_at = recorded.start + fault as i64 * 1000;
+        let mut dated = Vec::new();
+        for end in fault + 3..h.len() {
+            let report = detect(&at(&h, end), &[], &starts, &AnomalyConfig::default());
+            if let Some(a) = report.anomalies.iter().find(|a| a.key == g) {
+                assert!(
+                    a.changed_at_unix_ms >= fault_at,
+                    "at {end}, dated {} s before the fault: {}",
+                    (fault_at - a.changed_at_unix_ms) / 1000,
+                    a.evidence
+                );
+                dated.push((end, a.evidence.clone()));
+            }
+        }
+        // Raised, and the creep before the jump is told beside it.
+        let (_, evidence) = dated.last().expect("the jump is raised");
+        assert!(evidence.contains("; it had crept 28.5 → "), "{evidence}");
+    }
+
+    /// A steady fast climb from a settled level (a goroutine leak of 40 a second) has no
+    /// jump in it: it is dated where it left the band, at every second of its climb.
+    #[test]
+    fn a_fast_climb_is_dated_where_it_left_the_band() {
+        let tasks = SeriesKey::Task {
+            target: "checkout".into(),
+            source: "pprof".into(),
+        };
+        let start = 400;
+        let mut leak = noisy(600, 37.0, 2.0, 22);
+        for (j, p) in leak[start..].iter_mut().enumerate() {
+            *p = Some(37.0 + 40.0 * (j as f64 + 1.0));
+        }
+        // And a step straight from the band that then keeps climbing slowly.
+        let mut step = noisy(600, 37.0, 2.0, 23);
+        for (j, p) in step[start..].iter_mut().enumerate() {
+            *p = Some(137.0 + 2.0 * j as f64);
+        }
+        for points in [leak, step] {
+            let h = history(vec![(tasks.clone(), points)]);
+            for end in start + 3..start + 110 {
+                let report = detect(&at(&h, end), &[], &[], &AnomalyConfig::default());
+                let a = report
+                    .anomalies
+                    .iter()
+                    .find(|a| a.key == tasks)
+                    .unwrap_or_else(|| panic!("raised at {end}"));
+                assert_eq!(
+                    a.changed_at_unix_ms,
+                    START + start as i64 * 1000,
+                    "at {end}"
+                );
+                assert!(!a.evidence.contains("crept"), "{}", a.evidence);
+            }
+        }
     }
 
     #[test]

@@ -366,6 +366,10 @@ pub struct HintFacts {
     pub pattern_id: Option<String>,
     /// The agent's own API base URL (`http://127.0.0.1:7070`).
     pub api: Option<String>,
+    /// Each service's first listening port, for a check about a service other than the
+    /// culprit: the demo's panic in orders raised "inventory request rate fell", and its check
+    /// looked at orders' port.
+    pub service_ports: Vec<(String, u16)>,
 }
 
 impl HintFacts {
@@ -685,7 +689,15 @@ impl HintRules {
             }
             // A check of a port looks where this rule's evidence is: a TIME-WAIT storm of a
             // caller shows on its callee's port, not on the caller's own listening port.
-            let evidence_port = counters.iter().find_map(|(_, a)| a.key.port());
+            let evidence_port = counters.iter().find_map(|(_, a)| match &a.key {
+                SeriesKey::ServiceTraffic { service, .. } => subject
+                    .facts
+                    .service_ports
+                    .iter()
+                    .find(|(s, _)| s == service)
+                    .map(|&(_, port)| port),
+                key => key.port(),
+            });
             let facts = match evidence_port {
                 Some(port) if subject.facts.port != Some(port) => {
                     std::borrow::Cow::Owned(HintFacts {
@@ -1110,6 +1122,30 @@ mod tests {
             "{commands:?}"
         );
         assert!(commands[2].contains(":25897"), "{commands:?}");
+
+        // A service's request rate is about that service's port: the demo's panic in orders
+        // (listening on :33373) raised "inventory request rate fell", checked on orders' port.
+        let facts = HintFacts {
+            port: Some(33373),
+            service_ports: vec![("orders".into(), 33373), ("inventory".into(), 43617)],
+            ..HintFacts::default()
+        };
+        let fell = [anomaly(
+            SeriesKey::ServiceTraffic {
+                service: "inventory".into(),
+                metric: TrafficMetric::Requests,
+            },
+            Direction::Fall,
+            "inventory request rate fell",
+        )];
+        let hints = rules.hints_for(&subject(
+            &[],
+            &fell,
+            Some(CulpritRole::SelfReported),
+            &facts,
+        ));
+        assert_eq!(ids(&hints), vec!["traffic-drop"]);
+        assert_eq!(hints[0].checks[0].command, "ss -tan '( dport = :43617 )'");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! service of a task target, process or traffic series. TIME-WAIT on the listener's own side
 //! (it closed first) is its single caller's too (a client with keep-alives off asks it to
 //! close), unless calls to the listener fail with it as their culprit near the change: then
-//! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own. Node-wide series (protocol rates,
+//! it closes on its own (a callee closing without an answer) and the TIME-WAIT is its own —
+//! as long as it closes as a storm does (below: else it is churn beside the failures). Node-wide series (protocol rates,
 //! node totals, sockstat) name no culprit: they join every incident that started within the
 //! window, marked node-wide, and never open an incident of their own. Service traffic
 //! (requests, failures) joins an incident of its service or a peer within the window; alone
@@ -639,14 +640,18 @@ impl IncidentTracker {
             let culprit = closing
                 .clone()
                 .or_else(|| counter_culprit(&a.key, input.services));
-            let churn = closing
-                .is_none()
-                .then(|| churn(a, input.services, input.history))
-                .flatten()
-                .map(|(why, one_census)| {
-                    self.wants_a_census |= one_census;
-                    why
-                });
+            // A callee's own TIME-WAIT is its closing (the fault's evidence) only when it
+            // closes as a storm does, a connection per call; fewer closes are its pooled
+            // clients' churn beside the failures, also while they fail. Seen on the Go lab's
+            // panic in the edge (recovered, answered 500, nothing closed): the traffic
+            // driver's pool recycling connections raised `TIME-WAIT :<edge>` 25 → 46 in the
+            // fault and 46 → 92 after the fix at about one close a second, and as the
+            // incident's own counter it flapped the healed incident active ↔ recovering
+            // three times and kept it from ending for over a minute.
+            let churn = churn(a, input.services, input.history).map(|(why, one_census)| {
+                self.wants_a_census |= one_census;
+                why
+            });
             let churn_service = churn
                 .is_some()
                 .then(|| {

@@ -737,15 +737,28 @@ fn caveats(
         }
     }
     for s in starts.iter().filter(|s| s.covers(key)) {
-        if s.at_unix_ms >= w.baseline_start && s.at_unix_ms <= changed_at {
-            out.push(format!(
+        // Its stop (the old process gone) shows before its start: a move between the two is
+        // the restart's too.
+        let stopped = s.stopped_unix_ms.unwrap_or(s.at_unix_ms).min(s.at_unix_ms);
+        if s.at_unix_ms < w.baseline_start || stopped > changed_at {
+            continue;
+        }
+        out.push(if s.at_unix_ms <= changed_at {
+            format!(
                 "{} (re)started at {}, {} s before it moved: its start-up is in the baseline or \
                  is what moved",
                 s.service,
                 clock(s.at_unix_ms),
                 (changed_at - s.at_unix_ms) / 1000
-            ));
-        }
+            )
+        } else {
+            format!(
+                "{} stopped at {} and started again at {}: what moved is its restart",
+                s.service,
+                clock(stopped),
+                clock(s.at_unix_ms)
+            )
+        });
     }
     out
 }
@@ -1503,6 +1516,12 @@ mod tests {
                     SocketState::Established,
                     step(10.0, 200.0, ONSET),
                 ),
+                socket(
+                    7070,
+                    PortSide::Local,
+                    SocketState::Established,
+                    step(10.0, 200.0, ONSET),
+                ),
             ],
             vec![CounterSeries {
                 key: SeriesKey::Task {
@@ -1512,13 +1531,25 @@ mod tests {
                 points: late,
             }],
         );
-        let starts = [ServiceStart {
-            service: "orders".into(),
-            at_unix_ms: ONSET - 100_000,
-            ports: vec![8080],
-            task_targets: vec![],
-            processes: vec![],
-        }];
+        // And one of a service that stopped just before the move and whose new process was
+        // found after it: what moved is its restart.
+        let starts = [
+            ServiceStart {
+                service: "orders".into(),
+                at_unix_ms: ONSET - 100_000,
+                stopped_unix_ms: Some(ONSET - 101_000),
+                ports: vec![8080],
+                task_targets: vec![],
+                processes: vec![],
+            },
+            ServiceStart {
+                service: "ledger".into(),
+                at_unix_ms: ONSET + 20_000,
+                stopped_unix_ms: Some(ONSET - 2_000),
+                ports: vec![7070],
+                ..ServiceStart::default()
+            },
+        ];
         let context = PatternContext {
             starts: &starts,
             ..PatternContext::default()
@@ -1539,6 +1570,14 @@ mod tests {
             restarted.caveats[0].starts_with("orders (re)started at"),
             "{:?}",
             restarted.caveats
+        );
+        let stopped = by("ESTAB :7070");
+        assert_eq!(stopped.confidence, MovedConfidence::Low);
+        assert!(
+            stopped.caveats[0].starts_with("ledger stopped at")
+                && stopped.caveats[0].ends_with("what moved is its restart"),
+            "{:?}",
+            stopped.caveats
         );
         // Same move, same relation: the one with a usual baseline ranks first.
         assert!(clean.rank > restarted.rank);

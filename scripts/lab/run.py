@@ -17,6 +17,7 @@ hint when the agent has incidents. It prints one JSON result per fault and a tab
     python3 scripts/lab/run.py --quiet-minutes 10          # no fault, background noise
     python3 scripts/lab/run.py --agent-lead 180 --fault dns  # the agent first, as on a live node
     python3 scripts/lab/run.py --fault time-wait --heal    # then the fix: how soon it is over
+    python3 scripts/lab/run.py --fault eof --recur ended   # heal, wait until over, inject again
 
 A node that lives (`--agent-lead SECONDS`): the agent starts that long before the chain, with
 the two noise processes churning loopback sockets from its start; a first deploy of the chain
@@ -25,6 +26,15 @@ chain starts again on the same ports (a redeploy) and the run goes on as without
 the agent's baseline holds other programs' churn, configured ports with nothing listening,
 a deploy's start-up and shutdown and a restart, as on a real node, instead of starting a
 second before the services.
+
+A fault that comes back (`--recur recovering|ended`, `--recur-wait SECONDS`): after the
+observe window the fault is healed as with `--heal`; once the top incident says it is
+recovering (or has ended), and `--recur-wait` seconds later, the same fault is injected into
+the same service again and the API is polled for another observe window. The second
+occurrence must be answered as the first (an active incident within 10 s of its onset, the
+culprit, the hint first), by the incident the agent's rules say: the same incident active
+again while it was recovering, the same incident reopened (`reopened_unix_ms`) when its
+patterns fail again within a minute of their last failure, a new incident after that.
 
 Execution model: one agent and one chain per fault (a fresh data dir each time, so a count
 belongs to one fault); traffic comes from a fixed pool of worker threads with keep-alive
@@ -609,7 +619,8 @@ class Run:
                 # storm reaches thousands of TIME_WAIT sockets within a minute at 20 req/s.
                 self.target.fanout = max(self.target.fanout, 3)
             if fault == "slow" and self.caller is not None:
-                self.target.slow_by_ms = 3 * self.caller.timeout_ms
+                self.target.slow_by_ms = (round(self.args.slow_by * 1000) if self.args.slow_by
+                                          else 3 * self.caller.timeout_ms)
         self.web, self.grpc, self.otlp = free_port(), free_port(), free_port()
         self.dns = free_port(socket.SOCK_DGRAM)
         config = self.work / "faultline.toml"
@@ -836,7 +847,11 @@ def run_fault(run: Run, fault: str) -> dict:
 
     at_end = mechanics(run)
     heal = None
-    if args.heal:
+    recurrence = None
+    if args.recur:
+        heal = watch_heal(run, target, top_incident, args.watch_end, stop_at=args.recur)
+        recurrence = watch_recurrence(run, fault, target, top_incident, heal)
+    elif args.heal:
         heal = watch_heal(run, target, top_incident, args.watch_end)
     # Counts: stop the traffic, then read the patterns until their counts stop moving.
     run.traffic.stop()
@@ -883,10 +898,15 @@ def run_fault(run: Run, fault: str) -> dict:
     # across its patterns (a hung callee fails a request in more than one way).
     incident_failures = None
     if top_incident is not None:
+        # A fault that came back as an incident of its own failed its requests in two.
+        counted = {top_incident["id"]}
+        if recurrence and recurrence.get("incident") and recurrence["incident"]["how"] == "new incident":
+            counted.add(recurrence["incident"]["id"])
         for i in run.api.incidents() or []:
+            if i.get("id") in counted:
+                incident_failures = (incident_failures or 0) + (i.get("failures") or 0)
             if i.get("id") == top_incident["id"]:
-                incident_failures = i.get("failures")
-                top_incident["failures"] = incident_failures
+                top_incident["failures"] = i.get("failures")
 
     def pattern_json(c):
         if c is None:
@@ -940,16 +960,19 @@ def run_fault(run: Run, fault: str) -> dict:
         "dropped_spans": run.dropped_spans(),
         "mechanics": {"before": before, "end": at_end},
         "heal": heal,
+        "recurrence": recurrence,
     })
     result["verdict"] = verdict(result)
     return result
 
 
-def watch_heal(run: "Run", target: Service, top: dict | None, limit: float) -> dict:
+def watch_heal(run: "Run", target: Service, top: dict | None, limit: float,
+               stop_at: str | None = None) -> dict:
     """Switches the fault off (traffic goes on) and polls the top incident every POLL_SECS for
     up to `limit` seconds: when it said "recovering" and when it ended, counted from the heal,
-    with what it said then. With --keep, the counters document at the end goes to
-    out/counters-after-heal.json (a recorded fixture's source)."""
+    with what it said then; with `stop_at` "recovering", no longer than that. With --keep, the
+    counters document at the end goes to out/counters-after-heal.json (a recorded fixture's
+    source)."""
     try:
         healed = run.inject("none", target)
         how = "switch"
@@ -990,17 +1013,102 @@ def watch_heal(run: "Run", target: Service, top: dict | None, limit: float) -> d
         if state == "recovering" and out["recovering_secs"] is None:
             out["recovering_secs"] = round((polled - healed) / 1000, 2)
             out["recovering_since_unix_ms"] = inc.get("recovering_since_unix_ms")
+            if stop_at == "recovering":
+                break
         if inc.get("reopened_unix_ms"):
             out["reopened"] = True
         if not inc.get("active"):
             out["ended_secs"] = round((polled - healed) / 1000, 2)
             out["ended_unix_ms"] = inc.get("ended_unix_ms")
+            out["recovering_since_unix_ms"] = inc.get("recovering_since_unix_ms")
             out["failures"] = inc.get("failures")
             break
         time.sleep(POLL_SECS)
     if run.args.keep:
         status, counters = run.api.get("/api/v1/counters")
         (run.work / "out" / "counters-after-heal.json").write_text(json.dumps(counters))
+    return out
+
+
+def watch_recurrence(run: "Run", fault: str, target: Service, first: dict | None, heal: dict) -> dict:
+    """The fault comes back (see the module documentation): once the heal reached the state
+    `--recur` names and `--recur-wait` seconds passed, injects `fault` into `target` again and
+    polls the API for `--observe` seconds. Returns when and how the second occurrence was
+    answered: the first poll at which an incident is active that is the first occurrence's
+    incident (active again or reopened) or one whose onset is after the new injection, with its
+    view, and which of the three the agent's rules expect."""
+    spec = FAULTS[fault]
+    wanted = run.args.recur
+    reached = heal.get("ended_secs" if wanted == "ended" else "recovering_secs")
+    out: dict = {"after": wanted, "wait_secs": run.args.recur_wait, "state_reached": reached is not None,
+                 "injected_unix_ms": None, "onset_unix_ms": None, "answer_secs": None,
+                 "incident": None, "state_at_injection": None, "expected_how": None}
+    if first is None or reached is None:
+        log(f"recur: the first incident never reached '{wanted}'; not injected again")
+        return out
+    time.sleep(run.args.recur_wait)
+    was = next((i for i in run.api.incidents() or [] if i.get("id") == first["id"]), None)
+    out["state_at_injection"] = (was or {}).get("state") or ("ended" if was is None else None)
+    stopped = (was or {}).get("recovering_since_unix_ms") or heal.get("recovering_since_unix_ms")
+    before_ids = {str(i.get("id")) for i in run.api.incidents() or []}
+    again = run.inject(fault, target)
+    out["injected_unix_ms"] = again
+    log(f"recur: {fault} injected into {target.name} again ({out['state_at_injection']} "
+        f"{(again - heal['healed_unix_ms']) / 1000:.1f} s after the heal)")
+    onset = None if spec["errors"] else again
+    if spec["errors"]:
+        # The agent's rules (diagnosis/src/incident/recovery.rs): a pattern failing again while
+        # its incident recovers makes it active again; within a minute of its last failure
+        # after it ended, reopens it; later, it is a new incident. A counter's change is
+        # judged by whether it came back, which the lab does not see: not expected here.
+        if out["state_at_injection"] == "recovering":
+            out["expected_how"] = "active again"
+        elif stopped is not None:
+            out["expected_how"] = "reopened" if again - stopped <= 60_000 else "new incident"
+    deadline = time.monotonic() + run.args.observe
+    seen_states: list = []
+    while time.monotonic() < deadline:
+        polled = now_ms()
+        if onset is None:
+            first_failure = next((o for o in run.traffic.snapshot() if o.start_ms >= again and failed(o)), None)
+            if first_failure is not None:
+                onset = first_failure.end_ms
+        incidents = run.api.incidents() or []
+        mine = next((i for i in incidents if i.get("id") == first["id"]), None)
+        state = (mine or {}).get("state")
+        if not seen_states or seen_states[-1]["state"] != state:
+            seen_states.append({"secs": round((polled - again) / 1000, 2), "state": state,
+                                "reopened_unix_ms": (mine or {}).get("reopened_unix_ms")})
+        if out["incident"] is None:
+            for i in incidents:
+                same = i.get("id") == first["id"]
+                fresh = str(i.get("id")) not in before_ids and (incident_view(i)["onset_unix_ms"] or polled) >= again - 1000
+                if i.get("state", "active") != "active" or not (same or fresh):
+                    continue
+                if same:
+                    reopened = i.get("reopened_unix_ms")
+                    how = "reopened" if reopened and reopened >= again - 1000 else "active again"
+                else:
+                    how = "new incident"
+                out["incident"] = {"how": how, "seen_unix_ms": polled, "reopened_unix_ms": i.get("reopened_unix_ms"),
+                                   "listed_first": i is incidents[0], **incident_view(i)}
+                log(f"recur: {how} after {(polled - again) / 1000:.1f} s: {out['incident']['culprit']} "
+                    f"/ {out['incident']['hint']}")
+                break
+        if out["incident"] is not None:
+            # The answer as it stands at the end of the window: a counter is raised seconds
+            # after the first error (a rate needs its points), as in the first occurrence.
+            now_view = next((i for i in incidents if i.get("id") == out["incident"]["id"]), None)
+            if now_view is not None:
+                out["incident_at_end"] = incident_view(now_view)
+        time.sleep(POLL_SECS)
+    out["onset_unix_ms"] = onset
+    out["states"] = seen_states
+    if out["incident"] is not None and onset is not None:
+        out["answer_secs"] = round((out["incident"]["seen_unix_ms"] - onset) / 1000, 2)
+    after = [o for o in run.traffic.snapshot() if o.start_ms >= again]
+    out["requests_after"] = len(after)
+    out["failed_after"] = sum(map(failed, after))
     return out
 
 
@@ -1034,7 +1142,8 @@ def verdict(r: dict) -> dict:
                 # The fault's hint shown on the top incident, and whether it leads.
                 "hint_ok": r["expected_hint"] in hints,
                 "hint_first": bool(hints) and hints[0] == r["expected_hint"],
-                "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r)}
+                "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r),
+                **recurrence_verdict(r)}
     if r["top_incident"] and r["top_incident"].get("culprit"):
         culprit = r["top_incident"]["culprit"]
     elif (r.get("fault_pattern") or {}).get("culprit"):
@@ -1046,6 +1155,30 @@ def verdict(r: dict) -> dict:
     return {"answer_within_10s": within, "culprit_named": culprit,
             "culprit_ok": None if culprit is None else culprit == r["expected_culprit"],
             "count_ok": count_ok_of(r), "counter_ok": counter_ok_of(r)}
+
+
+def recurrence_verdict(r: dict) -> dict:
+    """With --recur: the second occurrence judged as the first (answered within 10 s of its
+    onset by an active incident, culprit, hint shown and first) and whether the incident is
+    the one the agent's rules expect (active again / reopened / new; None where not expected)."""
+    rec = r.get("recurrence")
+    if not rec:
+        return {}
+    inc = rec.get("incident") or {}
+    hints = inc.get("hints") or []
+    secs = rec.get("answer_secs")
+    top = (rec.get("incident_at_end") or inc).get("top_counter") or ""
+    counter = r["expected_counter"]
+    return {"again_within_10s": secs is not None and secs <= ANSWER_WINDOW_SECS,
+            "again_culprit_ok": inc.get("culprit") == r["expected_culprit"],
+            "again_hint_ok": r["expected_hint"] in hints,
+            "again_hint_first": bool(hints) and hints[0] == r["expected_hint"],
+            "again_how_ok": None if rec.get("expected_how") is None or not inc
+            else inc.get("how") == rec["expected_how"],
+            # The fault's counter the top related signal at the end of the window, as for the
+            # first occurrence.
+            "again_counter_ok": None if not counter
+            else counter.lower().replace("_", "") in top.lower().replace("_", "").replace("-", "")}
 
 
 def count_ok_of(r: dict):
@@ -1162,13 +1295,26 @@ def mechanic_note(r: dict) -> str:
     return ""
 
 
+def recurrence_note(rec: dict | None) -> str:
+    """The second occurrence in a few words: when, how (expected how), by what."""
+    if not rec:
+        return "-"
+    inc = rec.get("incident")
+    if not rec.get("injected_unix_ms"):
+        return f"not injected again (never {rec['after']})"
+    if not inc:
+        return f"at {rec['state_at_injection']}: no incident"
+    return (f"at {rec['state_at_injection']}: {inc['how']} (expected {rec.get('expected_how') or '-'}) "
+            f"{dash(rec.get('answer_secs'))} s, {inc['culprit']} / {inc['hint']}")
+
+
 def dash(value) -> str:
     return "-" if value is None else str(value)
 
 
 def table(results: list[dict]) -> str:
     head = ["fault", "target", "answer s", "top pattern", "fault pattern/incident count/failed", "trace says starts in",
-            "moved (top)", "incident culprit / hint", "other incidents", "verdict", "node showed"]
+            "moved (top)", "incident culprit / hint", "other incidents", "verdict", "node showed", "came back"]
     rows = []
     for r in results:
         tp = r.get("top_pattern") or {}
@@ -1177,7 +1323,12 @@ def table(results: list[dict]) -> str:
         v = r["verdict"]
         marks = []
         for key, label in (("answer_within_10s", "10s"), ("culprit_ok", "culprit"), ("hint_ok", "hint"),
-                           ("hint_first", "hint1st"), ("count_ok", "count"), ("counter_ok", "counter")):
+                           ("hint_first", "hint1st"), ("count_ok", "count"), ("counter_ok", "counter"),
+                           ("again_within_10s", "again10s"), ("again_culprit_ok", "again-culprit"),
+                           ("again_hint_first", "again-hint1st"), ("again_how_ok", "again-how"),
+                           ("again_counter_ok", "again-counter")):
+            if key not in v:
+                continue
             value = v.get(key)
             marks.append(f"{label}:" + ("-" if value is None else ("ok" if value else "NO")))
         count = (r.get("fault_pattern") or {}).get("total_count")
@@ -1193,6 +1344,7 @@ def table(results: list[dict]) -> str:
                             if not inc or i["id"] != inc["id"]) or "-", 70),
             " ".join(marks),
             mechanic_note(r),
+            recurrence_note(r.get("recurrence")),
         ])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = [" | ".join(h.ljust(w) for h, w in zip(head, widths)), "-+-".join("-" * w for w in widths)]
@@ -1215,9 +1367,19 @@ def main() -> int:
     parser.add_argument("--heal", action="store_true",
                         help="after the observe window, switch the fault off (traffic goes on) and watch the "
                              "top incident: seconds from the heal to 'recovering' and to 'ended'")
+    parser.add_argument("--recur", choices=["recovering", "ended"],
+                        help="after the observe window, heal the fault, wait until the top incident is "
+                             "recovering (or has ended), then inject the same fault again and observe again")
+    parser.add_argument("--recur-wait", type=float, default=0.0,
+                        help="with --recur, wait this many seconds more before injecting again "
+                             "(past a minute after an end, the agent raises a new incident)")
     parser.add_argument("--watch-end", type=float, default=90.0,
-                        help="with --heal, watch the incident this long at most (s)")
+                        help="with --heal or --recur, watch the incident this long at most (s)")
     parser.add_argument("--rps", type=float, default=20.0, help="requests per second to the edge")
+    parser.add_argument("--slow-by", type=float,
+                        help="the slow fault's stall per request (s; default: 3 x its caller's timeout): "
+                             "above the timeout by more than 10 s, its callers' abandoned connections "
+                             "climb in CLOSE-WAIT for as long as a leak's would before they level off")
     parser.add_argument("--workers", type=int, default=48, help="traffic worker threads")
     parser.add_argument("--services", type=int, default=3, help="services in the chain (>= 3)")
     parser.add_argument("--seed", type=int, help="seed of the random chain (default: random)")

@@ -3769,6 +3769,7 @@ impl RecordedEdge {
         [crate::anomaly::ServiceStart {
             service: "edge-svc".into(),
             at_unix_ms,
+            stopped_unix_ms: None,
             ports: vec![self.own],
             task_targets: vec!["edge-svc".into()],
             processes: vec!["edge-svc".into()],
@@ -5194,5 +5195,636 @@ fn a_callee_leaking_close_wait_is_titled_by_its_leak_once_the_count_outgrows_a_s
     assert!(
         (11..=15).contains(&led),
         "the leak led {led} s after the injection"
+    );
+}
+
+/// The Go lab's listen-overflow fault seen from the chain's edge after its redeploy
+/// (`testdata/go-lab-listen-overflow-creep-edge.json`, main 1eea822): the edge's goroutines
+/// crept 18 → 51 over the minute after the new process started (the driver's keep-alive
+/// connections), then jumped to ~105 and held when its callee's callee stopped accepting
+/// (requests waiting for their timeout). The agent dated the edge's restart just after the
+/// old process was last seen, 40 s before the new one started: the baseline after it was
+/// the start of the creep, the creep was read as a climb from 28.5 and, with the jump, a
+/// second incident "Goroutines grow without bound — in edge … 28.5 → 110", dated 23 s
+/// before the fault. With the restart dated at the new process's first point, as the agent
+/// now dates it (its stop kept beside it), the edge raises nothing: no incident before the
+/// fault, and none of the edge's after it.
+#[test]
+fn an_edge_whose_callee_hangs_after_its_redeploy_is_no_incident_of_its_own() {
+    use crate::testing::Recorded;
+    let recorded = Recorded::parse(include_str!(
+        "../../testdata/go-lab-listen-overflow-creep-edge.json"
+    ));
+    let goroutines = SeriesKey::Task {
+        target: "edge".into(),
+        source: "http".into(),
+    };
+    let requests = SeriesKey::ServiceTraffic {
+        service: "edge".into(),
+        metric: TrafficMetric::Requests,
+    };
+    let services = vec![ServiceFacts {
+        service: "edge".into(),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..ServiceFacts::default()
+    }];
+    let point = |name: &str| recorded.start + recorded.index(name) as i64 * 1000;
+    let starts = [crate::anomaly::ServiceStart {
+        service: "edge".into(),
+        at_unix_ms: point("new_process_first_point"),
+        stopped_unix_ms: Some(point("old_process_last_point") + 1),
+        task_targets: vec!["edge".into()],
+        processes: vec!["edge".into()],
+        ..Default::default()
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let fault = recorded.index("fault_point");
+    let (g, r) = (recorded.points("goroutines"), recorded.points("requests"));
+    assert_eq!(g.len(), fault + 34, "the fixture's length");
+    // Judged each second from the new process's start, as the agent judges.
+    let mut detector = crate::anomaly::cached::Detector::new(Default::default());
+    let mut tracker = IncidentTracker::new();
+    for cut in recorded.index("new_process_first_point") + 1..=g.len() {
+        let history = history(
+            recorded.start,
+            vec![
+                (&goroutines, g[..cut].to_vec()),
+                (&requests, r[..cut].to_vec()),
+            ],
+        );
+        let report = detector.detect(&history, &[], &starts, &Default::default());
+        let now = recorded.start + (cut as i64 - 1) * 1000;
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        assert!(
+            incidents.is_empty(),
+            "at point {cut} (the fault at {fault}): {}, dated {} s before the fault",
+            incidents[0].title,
+            (point("fault_point") - incidents[0].onset_unix_ms) / 1000
+        );
+    }
+}
+
+/// The Go lab's panic in its edge, healed (`testdata/go-lab-panic-edge-heal.json`, recorded
+/// counters): every request of bff panicked for 30 s (recovered, answered 500), then the
+/// fault was switched off. Nothing closed a connection, but the traffic driver's keep-alive
+/// pool kept recycling its connections to bff, and the TIME-WAIT on bff's own side of its
+/// port crept 11 → 27 through the fault and on to 42 after the heal, about a close every two
+/// seconds. As the panicking callee's own closing, that churn kept the healed incident from
+/// ending for 40 s in the recorded run (and in an earlier run, creeping faster, flapped it
+/// active ↔ recovering three times and kept it from ending for over a minute). It is its
+/// clients' churn beside the panics: replayed second by second as the agent judged it, the
+/// incident is active through the fault, recovering within 12 s of the heal, ended within
+/// 20 s of it, and never active again.
+#[test]
+fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_time_wait() {
+    let json = include_str!("../../testdata/go-lab-panic-edge-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("healed_point"),
+    );
+    let restart = recorded.restart.expect("restart_point");
+    let (edge, billing, profiles) = (35397, 58715, 43941);
+    let time_wait = |side| SeriesKey::PortState {
+        port: edge,
+        side,
+        state: SocketState::TimeWait,
+    };
+    let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+        service: service.into(),
+        metric,
+    };
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (time_wait(PortSide::Local), "time_wait_edge"),
+        (time_wait(PortSide::Remote), "time_wait_to_edge"),
+        (traffic("bff", TrafficMetric::Requests), "requests_bff"),
+        (traffic("bff", TrafficMetric::Errors), "errors_bff"),
+        (
+            traffic("billing-api", TrafficMetric::Requests),
+            "requests_billing",
+        ),
+        (
+            traffic("billing-api", TrafficMetric::Errors),
+            "errors_billing",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Requests),
+            "requests_profiles",
+        ),
+        (
+            traffic("profiles-api", TrafficMetric::Errors),
+            "errors_profiles",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| (key, recorded.points(name)))
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "bff".into(),
+            listen_ports: vec![edge],
+            callees: vec!["billing-api".into()],
+            called_ports: vec![billing],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-api".into(),
+            listen_ports: vec![billing],
+            callers: vec!["bff".into()],
+            callees: vec!["profiles-api".into()],
+            called_ports: vec![profiles],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "profiles-api".into(),
+            listen_ports: vec![profiles],
+            callers: vec!["billing-api".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let starts: Vec<crate::anomaly::ServiceStart> = services
+        .iter()
+        .map(|s| crate::anomaly::ServiceStart {
+            service: s.service.clone(),
+            at_unix_ms: recorded.start + restart * 1000,
+            ports: s.listen_ports.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let rules = HintRules::builtin().unwrap();
+    let at = |i: usize| recorded.start + i as i64 * 1000;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for cut in injected + 2..=series[0].1.len() {
+        let now = at(cut - 1);
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &[], &starts, &Default::default());
+        // Every request panicked, 20 a second, until the heal.
+        let mut panics = blamed(
+            pattern(
+                "p",
+                "runtime error: index out of range [<num>] with length <num>",
+                &["bff"],
+                at(injected),
+                &["t1"],
+            ),
+            "bff",
+            CulpritRole::SelfReported,
+        );
+        panics.last_seen_unix_ms = now.min(at(healed));
+        panics.count = 20 * (panics.last_seen_unix_ms - at(injected)).max(1000) as u64 / 1000;
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[panics],
+            report,
+            &history,
+            &services,
+            &rules,
+        );
+        let inc = incidents
+            .iter()
+            .find(|i| i.patterns.iter().any(|p| p.id == "p"))
+            .unwrap_or_else(|| panic!("at point {}: {incidents:#?}", cut - 1));
+        assert_eq!(inc.culprit.service.as_deref(), Some("bff"));
+        seen.push((cut - 1, inc.state));
+    }
+    let first = |state| {
+        seen.iter()
+            .find(|(_, s)| *s == state)
+            .map(|&(t, _)| t)
+            .unwrap_or_else(|| panic!("never {state:?}: {seen:?}"))
+    };
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t <= healed)
+            .all(|(_, s)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let recovering = first(IncidentState::Recovering);
+    assert!(recovering - healed <= 12, "{seen:?}");
+    let ended = first(IncidentState::Ended);
+    assert!(
+        ended - healed <= 20,
+        "ended {} s after the heal: {seen:?}",
+        ended - healed
+    );
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t >= recovering)
+            .all(|(_, s)| *s != IncidentState::Active),
+        "its clients' churn made it active again: {seen:?}"
+    );
+}
+
+/// The Go lab's slow callee answering 16 s late (`testdata/go-lab-slow-16s.json`, recorded
+/// counters): billing-svc stalled every request 16 s, past bff-svc's 1.2 s timeout, so it held
+/// the connections bff-svc gave up on in CLOSE-WAIT until it answered: 0 → 285 in 15 s, then
+/// level. For those 15 s its count climbs as a leak's does (by Little's law nothing tells them
+/// apart before the first late answer), and past its first 10 s it reads as one; the lab run
+/// said close-wait-leak first to the end of the fault. Once the count holds its level while the
+/// requests that began after the change are answered, its sockets turn over: the callers'
+/// timeouts lead again and the leak is no longer hinted.
+///
+/// The recording was taken after the fact, when every late answer was in. The agent counts a
+/// request in the second it began, once answered: replayed second by second, billing-svc's
+/// requests (and failures) of its last 16 s are not known yet.
+#[test]
+fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_it_answers() {
+    let json = include_str!("../../testdata/go-lab-slow-16s.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, onset, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("onset_point"),
+        recorded.index("healed_point"),
+    );
+    let restart = recorded.restart.expect("restart_point");
+    const LATE: usize = 16;
+    let (bff, billing, stock) = (47957, 58937, 36965);
+    let close_wait = SeriesKey::PortState {
+        port: billing,
+        side: PortSide::Local,
+        state: SocketState::CloseWait,
+    };
+    let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+        service: service.into(),
+        metric,
+    };
+    let fds = SeriesKey::Process {
+        name: "billing-svc".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let late = [
+        traffic("billing-svc", TrafficMetric::Requests),
+        traffic("billing-svc", TrafficMetric::Errors),
+    ];
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (close_wait.clone(), "close_wait_billing"),
+        (late[0].clone(), "requests_billing"),
+        (late[1].clone(), "errors_billing"),
+        (traffic("bff-svc", TrafficMetric::Requests), "requests_bff"),
+        (traffic("bff-svc", TrafficMetric::Errors), "errors_bff"),
+        (
+            traffic("stock-api", TrafficMetric::Requests),
+            "requests_stock",
+        ),
+        (fds.clone(), "fds_billing"),
+        (
+            SeriesKey::Task {
+                target: "billing-svc".into(),
+                source: "http".into(),
+            },
+            "tasks_billing",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| {
+        let mut points = recorded.points(name);
+        // The agent counts its own port's states from its start on: a state with no socket
+        // there is 0, not unknown (the counters document leaves it out).
+        if key == close_wait {
+            for p in &mut points[restart as usize..] {
+                p.get_or_insert(0.0);
+            }
+        }
+        (key, points)
+    })
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "bff-svc".into(),
+            listen_ports: vec![bff],
+            callees: vec!["billing-svc".into()],
+            called_ports: vec![billing],
+            processes: vec!["bff-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-svc".into(),
+            listen_ports: vec![billing],
+            callers: vec!["bff-svc".into()],
+            callees: vec!["stock-api".into()],
+            called_ports: vec![stock],
+            processes: vec!["billing-svc".into()],
+            task_targets: vec!["billing-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "stock-api".into(),
+            listen_ports: vec![stock],
+            callers: vec!["billing-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let starts: Vec<crate::anomaly::ServiceStart> = services
+        .iter()
+        .map(|s| crate::anomaly::ServiceStart {
+            service: s.service.clone(),
+            at_unix_ms: recorded.start + restart * 1000,
+            stopped_unix_ms: None,
+            ports: s.listen_ports.clone(),
+            task_targets: s.task_targets.clone(),
+            processes: s.processes.clone(),
+        })
+        .collect();
+    let limits = [crate::anomaly::SeriesLimit {
+        key: fds,
+        limit: 20_000.0,
+    }];
+    let rules = HintRules::builtin().unwrap();
+    let at = |i: usize| recorded.start + i as i64 * 1000;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for cut in onset + 3..=healed {
+        let now = cut - 1;
+        let points = |key: &SeriesKey, recorded: &[Option<f64>]| -> Vec<Option<f64>> {
+            if !late.contains(key) {
+                return recorded[..cut].to_vec();
+            }
+            // Each point is the mean of the five seconds before it; a second after the
+            // injection is known once its requests were answered, 16 s on.
+            (0..cut)
+                .map(|i| {
+                    let known = (i.saturating_sub(4)..=i)
+                        .filter(|&k| k < injected || k + LATE <= now)
+                        .count();
+                    recorded[i].map(|v| v * known as f64 / 5.0)
+                })
+                .collect()
+        };
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, recorded)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points(key, recorded),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &limits, &starts, &Default::default());
+        let mut timeouts = blamed(
+            pattern(
+                "t",
+                "upstream call failed: Get \"<url>\": context deadline exceeded (Client.Timeout \
+                 exceeded while awaiting headers)",
+                &["bff-svc"],
+                at(onset),
+                &["t1"],
+            ),
+            "billing-svc",
+            CulpritRole::Callee,
+        );
+        timeouts.last_seen_unix_ms = at(now);
+        timeouts.count = 20 * (now - onset + 1) as u64;
+        let incidents = run_with(
+            &mut tracker,
+            at(now),
+            &[timeouts],
+            report,
+            &history,
+            &services,
+            &rules,
+        );
+        let inc = incidents
+            .iter()
+            .find(|i| i.patterns.iter().any(|p| p.id == "t"))
+            .unwrap_or_else(|| panic!("at point {now}: {incidents:#?}"));
+        assert_eq!(inc.culprit.service.as_deref(), Some("billing-svc"));
+        let listed = inc.counters.iter().any(|c| c.anomaly.key == close_wait);
+        let hints: Vec<String> = inc.hints.iter().map(|h| h.rule_id.clone()).collect();
+        seen.push((now - injected, listed, hints));
+    }
+    assert!(
+        seen.iter().any(|(_, listed, _)| *listed),
+        "the CLOSE-WAIT is listed, or this would test nothing: {seen:?}"
+    );
+    // Its count reached 285 19 s after the injection and held there; the requests that began
+    // in the seconds after its change were answered 16 s later, about 21 s after the injection.
+    // (Before, it read as a leak from 17 s to the end of the fault, 30 s.)
+    for (secs, _, hints) in &seen {
+        if *secs >= 24 {
+            assert_eq!(
+                hints.first().map(String::as_str),
+                Some("timeout"),
+                "{secs} s after the injection: {seen:?}"
+            );
+            assert!(
+                !hints.iter().any(|h| h == "close-wait-leak"),
+                "{secs} s after the injection: {seen:?}"
+            );
+        }
+    }
+}
+
+/// The unseen lab's client leak at 70 requests a second (`testdata/unseen-lab-close-wait-fast.json`,
+/// recorded counters): metadata never closed blobstore's answers, held each connection in
+/// CLOSE-WAIT with a descriptor, and ran out of its 512 within 8 s of the first socket. Its
+/// count then levelled off at 500 — no descriptor left to open another — and on its points
+/// alone read as sockets that turn over: the lab run's leak hint moved to metadata's own port
+/// (`CLOSE-WAIT :27253 is climbing 0 → 16`, gateway's calls stuck behind it). A count pinned by
+/// its holder's fd limit is a leak: replayed second by second, the leak hint rests on the
+/// CLOSE-WAIT towards blobstore from when it is raised to the end.
+#[test]
+fn a_client_leak_that_runs_out_of_fds_within_seconds_stays_a_leak_at_its_limit() {
+    let json = include_str!("../../testdata/unseen-lab-close-wait-fast.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let injected = recorded.index("injected_point");
+    let (gateway, metadata, blob) = (23784, 27253, 29635);
+    let close_wait = |port, side| SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::CloseWait,
+    };
+    let leak = close_wait(blob, PortSide::Remote);
+    let fds = |name: &str| SeriesKey::Process {
+        name: name.into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+        service: service.into(),
+        metric,
+    };
+    let started = recorded
+        .points("fds_metadata")
+        .iter()
+        .position(Option::is_some)
+        .expect("metadata started");
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (leak.clone(), "close_wait_to_blobstore"),
+        (
+            close_wait(metadata, PortSide::Local),
+            "close_wait_metadata_port",
+        ),
+        (fds("metadata"), "fds_metadata"),
+        (fds("blobstore"), "fds_blobstore"),
+        (
+            traffic("metadata", TrafficMetric::Requests),
+            "requests_metadata",
+        ),
+        (
+            traffic("metadata", TrafficMetric::Errors),
+            "errors_metadata",
+        ),
+        (
+            traffic("gateway", TrafficMetric::Requests),
+            "requests_gateway",
+        ),
+        (traffic("gateway", TrafficMetric::Errors), "errors_gateway"),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| {
+        let mut points = recorded.points(name);
+        // Before the agent counted them on their own, the ports' CLOSE-WAIT was below the
+        // smallest port counted: none, as their first points say.
+        if matches!(
+            key,
+            SeriesKey::PortState {
+                state: SocketState::CloseWait,
+                ..
+            }
+        ) {
+            for p in &mut points[started..] {
+                p.get_or_insert(0.0);
+            }
+        }
+        (key, points)
+    })
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "gateway".into(),
+            listen_ports: vec![gateway],
+            callees: vec!["metadata".into()],
+            called_ports: vec![metadata],
+            processes: vec!["gateway".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "metadata".into(),
+            listen_ports: vec![metadata],
+            callers: vec!["gateway".into()],
+            callees: vec!["blobstore".into()],
+            called_ports: vec![blob],
+            processes: vec!["metadata".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "blobstore".into(),
+            listen_ports: vec![blob],
+            callers: vec!["metadata".into()],
+            processes: vec!["blobstore".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let limits = ["metadata", "blobstore"].map(|name| crate::anomaly::SeriesLimit {
+        key: fds(name),
+        limit: 512.0,
+    });
+    let rules = HintRules::builtin().unwrap();
+    let at = |i: usize| recorded.start + i as i64 * 1000;
+    let out_of_fds = recorded
+        .points("fds_metadata")
+        .iter()
+        .position(|v| *v == Some(512.0))
+        .expect("the fds ran out");
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    for cut in injected + 3..=series[0].1.len() {
+        let now = cut - 1;
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &limits, &[], &Default::default());
+        let mut patterns = Vec::new();
+        if now >= out_of_fds {
+            let mut emfile = blamed(
+                pattern(
+                    "f",
+                    "Get \"<url>\": dial tcp <ip:port>: socket: too many open files",
+                    &["metadata"],
+                    at(out_of_fds),
+                    &["t1"],
+                ),
+                "metadata",
+                CulpritRole::SelfReported,
+            );
+            emfile.last_seen_unix_ms = at(now);
+            emfile.count = 30 * (now - out_of_fds + 1) as u64;
+            patterns.push(emfile);
+        }
+        let incidents = run_with(
+            &mut tracker,
+            at(now),
+            &patterns,
+            report,
+            &history,
+            &services,
+            &rules,
+        );
+        let listed = incidents
+            .iter()
+            .find(|i| i.counters.iter().any(|c| c.anomaly.key == leak));
+        let Some(inc) = listed else {
+            seen.push((now - injected, None));
+            continue;
+        };
+        assert_eq!(inc.culprit.service.as_deref(), Some("metadata"), "{inc:#?}");
+        let rests_on_leak = inc
+            .hints
+            .iter()
+            .find(|h| h.rule_id == "close-wait-leak")
+            .map(|h| h.series.first() == Some(&leak));
+        seen.push((now - injected, rests_on_leak));
+    }
+    let raised = seen
+        .iter()
+        .position(|(_, r)| r.is_some())
+        .unwrap_or_else(|| panic!("the CLOSE-WAIT towards blobstore is never listed: {seen:?}"));
+    assert!(seen[raised].0 <= 10, "{seen:?}");
+    assert!(
+        seen[raised..].iter().all(|(_, r)| *r == Some(true)),
+        "the leak hint rests on the CLOSE-WAIT towards blobstore to the end: {seen:?}"
     );
 }
