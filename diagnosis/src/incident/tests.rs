@@ -5275,7 +5275,8 @@ fn an_edge_whose_callee_hangs_after_its_redeploy_is_no_incident_of_its_own() {
 /// active ↔ recovering three times and kept it from ending for over a minute). It is its
 /// clients' churn beside the panics: replayed second by second as the agent judged it, the
 /// incident is active through the fault, recovering within 12 s of the heal, ended within
-/// 20 s of it, and never active again.
+/// 20 s of it, and never active again. Nor is the churn hinted as a TIME-WAIT storm (it was,
+/// from 15 s after the heal, as the creep was raised).
 #[test]
 fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_time_wait() {
     let json = include_str!("../../testdata/go-lab-panic-edge-heal.json");
@@ -5405,6 +5406,13 @@ fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_
             .find(|i| i.patterns.iter().any(|p| p.id == "p"))
             .unwrap_or_else(|| panic!("at point {}: {incidents:#?}", cut - 1));
         assert_eq!(inc.culprit.service.as_deref(), Some("bff"));
+        // Its clients' churn is no storm of its own.
+        assert!(
+            !inc.hints.iter().any(|h| h.rule_id == "time-wait-storm"),
+            "at point {}: {:#?}",
+            cut - 1,
+            inc.hints
+        );
         seen.push((cut - 1, inc.state));
     }
     let first = |state| {
