@@ -1173,6 +1173,11 @@ def recurrence_verdict(r: dict) -> dict:
             "again_culprit_ok": inc.get("culprit") == r["expected_culprit"],
             "again_hint_ok": r["expected_hint"] in hints,
             "again_hint_first": bool(hints) and hints[0] == r["expected_hint"],
+            # The same at the end of the window, where the first occurrence is judged: an
+            # incident active again leads at first with the hints of its first occurrence's
+            # evidence (a restarted leak's CLOSE-WAIT back at 0) until the new climb is judged.
+            "again_hint_first_at_end": (rec.get("incident_at_end") or inc).get("hints", [None])[:1]
+            == [r["expected_hint"]],
             "again_how_ok": None if rec.get("expected_how") is None or not inc
             else inc.get("how") == rec["expected_how"],
             # The fault's counter the top related signal at the end of the window, as for the
@@ -1325,7 +1330,8 @@ def table(results: list[dict]) -> str:
         for key, label in (("answer_within_10s", "10s"), ("culprit_ok", "culprit"), ("hint_ok", "hint"),
                            ("hint_first", "hint1st"), ("count_ok", "count"), ("counter_ok", "counter"),
                            ("again_within_10s", "again10s"), ("again_culprit_ok", "again-culprit"),
-                           ("again_hint_first", "again-hint1st"), ("again_how_ok", "again-how"),
+                           ("again_hint_first", "again-hint1st"), ("again_hint_first_at_end", "again-hint1st-end"),
+                           ("again_how_ok", "again-how"),
                            ("again_counter_ok", "again-counter")):
             if key not in v:
                 continue
