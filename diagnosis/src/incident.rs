@@ -1061,6 +1061,7 @@ impl IncidentTracker {
                 was,
                 self.last_moving.get(&inc.id).copied(),
                 input.history,
+                input.services,
                 now,
             );
             if let Some(t) = moved {

@@ -5836,3 +5836,140 @@ fn a_client_leak_that_runs_out_of_fds_within_seconds_stays_a_leak_at_its_limit()
         "the leak hint rests on the CLOSE-WAIT towards blobstore to the end: {seen:?}"
     );
 }
+
+/// The Go lab's goroutine leak in its edge, healed (`testdata/go-lab-goroutine-leak-edge-heal.json`,
+/// recorded counters): 24 → 4,276 goroutines in 30 s, then the fault was switched off. The
+/// leaked goroutines stay; 20 s after the heal the traffic driver's keep-alive pool grew 7 →
+/// 24 connections to the edge, and its goroutines 4,269 → 4,286 with them — 10 above all the
+/// leak had reached. In the lab run that was the leak "moving away" again: active 27–30 s
+/// after the heal, ended only at 49 s. What the edge's connections explain is no leak:
+/// replayed second by second, the incident is recovering within 10 s of the heal, ended within
+/// 35 s, and never active again.
+#[test]
+fn a_healed_goroutine_leak_is_not_revived_by_goroutines_that_follow_new_connections() {
+    let json = include_str!("../../testdata/go-lab-goroutine-leak-edge-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("healed_point"),
+    );
+    let (edge, billing) = (37733, 51709);
+    let key = SeriesKey::Task {
+        target: "gateway-svc".into(),
+        source: "http".into(),
+    };
+    let estab = |port, side| SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::Established,
+    };
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (key.clone(), "goroutines"),
+        (estab(edge, PortSide::Local), "estab_own_port"),
+        (estab(billing, PortSide::Remote), "estab_to_callee"),
+        (
+            SeriesKey::Process {
+                name: "gateway-svc".into(),
+                metric: ProcessMetric::OpenFds,
+            },
+            "fds",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| (key, recorded.points(name)))
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "gateway-svc".into(),
+            listen_ports: vec![edge],
+            callees: vec!["billing-api".into()],
+            called_ports: vec![billing],
+            task_targets: vec!["gateway-svc".into()],
+            processes: vec!["gateway-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-api".into(),
+            listen_ports: vec![billing],
+            callers: vec!["gateway-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    let goroutines = &series[0].1;
+    let changed = (injected..goroutines.len())
+        .find(|&i| goroutines[i].is_some_and(|v| v > 40.0))
+        .expect("the leak");
+    let top = goroutines[..=healed]
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max);
+    let mut leak = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        24.0,
+        top,
+    );
+    leak.noise = 24f64.sqrt();
+    leak.shape = ChangeShape::Ramp;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    // To 45 s after the heal: the run injected the fault again at 49 s.
+    for cut in changed + 3..=healed + 45 {
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let now = recorded.start + (cut as i64 - 1) * 1000;
+        let mut a = leak.clone();
+        a.latest = goroutines[cut - 1].unwrap_or(top);
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![a]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {}: {incidents:#?}", cut - 1);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway-svc"));
+        seen.push((cut - 1, incidents[0].state));
+    }
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t <= healed)
+            .all(|(_, s)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let first = |state| {
+        seen.iter()
+            .find(|(_, s)| *s == state)
+            .map(|&(t, _)| t)
+            .unwrap_or_else(|| panic!("never {state:?}: {seen:?}"))
+    };
+    let recovering = first(IncidentState::Recovering);
+    assert!(recovering - healed <= 10, "{seen:?}");
+    assert!(first(IncidentState::Ended) - healed <= 35, "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t >= recovering)
+            .all(|(_, s)| *s != IncidentState::Active),
+        "the pool's connections revived it: {seen:?}"
+    );
+}
