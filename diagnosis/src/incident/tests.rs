@@ -2290,6 +2290,125 @@ fn a_storm_counted_every_few_seconds_is_told_at_the_first_census_that_shows_it()
     );
 }
 
+/// The first census after a storm began may come just after it: its rise over the time since
+/// the census before is then a lower bound far below the storm's pace. Seen on the unseen lab
+/// beside 25,000 other TIME-WAIT sockets, counted every 4 s: "rose by 39 at 9.8 a second
+/// against 25 calls a second", and an incident only at the next census, 7–8 s after the
+/// storm began. The tracker asks for a census then; the one that follows a second later
+/// tells the pace.
+#[test]
+fn a_storm_seen_at_one_census_too_slow_for_a_storm_asks_for_another() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // A storm of 25 closes a second from 124.4 s; censuses at 119 s and 126 s (every 7 s),
+    // and with `confirmed` one more at 127 s; each sample repeats the census before it.
+    let history = |confirmed: bool, len: usize| {
+        let census = move |i: usize| match i {
+            127.. if confirmed => 127,
+            _ => i - i % 7,
+        };
+        let tw_at = move |i: usize| 4.0 + (25.0 * (census(i) as f64 - 124.4)).max(0.0).round();
+        let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
+            key,
+            points: (0..len).map(|i| Some(f(i))).collect(),
+        };
+        CounterHistory {
+            start_unix_ms: start,
+            step_ms: 1000,
+            series: vec![
+                series(tw.clone(), &tw_at),
+                series(
+                    SeriesKey::PortTotal {
+                        port: 8082,
+                        side: PortSide::Remote,
+                    },
+                    &|i| tw_at(i) + 2.0,
+                ),
+                series(
+                    SeriesKey::ServiceTraffic {
+                        service: "stock".into(),
+                        metric: TrafficMetric::Requests,
+                    },
+                    &|_| 25.0,
+                ),
+                series(
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    &|i| ((i - census(i)) * 1000) as f64,
+                ),
+            ],
+            ..CounterHistory::default()
+        }
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(127),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 44.0)]),
+        &history(false, 128),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .contains("fewer closes than a storm's one per call"),
+        "{:?}",
+        tracker.node_signals()
+    );
+    assert!(tracker.wants_a_census());
+
+    // The census asked for, a second later: 44 → 69 in 1 s.
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 69.0)]),
+        &history(true, 129),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert!(!tracker.wants_a_census());
+
+    // A pool's churn counted again is still churn, and asks for nothing more once its pace
+    // is measured between two censuses.
+    let churn = |i: usize| {
+        4.0 + if i >= 126 {
+            40.0 + 3.0 * (i.min(127) - 126) as f64
+        } else {
+            0.0
+        }
+    };
+    let mut h = history(true, 129);
+    h.series[0].points = (0..129).map(|i| Some(churn(i))).collect();
+    h.series[1].points = (0..129).map(|i| Some(churn(i) + 2.0)).collect();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 47.0)]),
+        &h,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(!tracker.wants_a_census());
+}
+
 /// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
 /// its connections open, so its established connections to the callee climb before its
 /// CLOSE-WAIT does. `ESTAB →:<callee>` was the first incident, blaming the callee whose
