@@ -2290,6 +2290,125 @@ fn a_storm_counted_every_few_seconds_is_told_at_the_first_census_that_shows_it()
     );
 }
 
+/// The first census after a storm began may come just after it: its rise over the time since
+/// the census before is then a lower bound far below the storm's pace. Seen on the unseen lab
+/// beside 25,000 other TIME-WAIT sockets, counted every 4 s: "rose by 39 at 9.8 a second
+/// against 25 calls a second", and an incident only at the next census, 7–8 s after the
+/// storm began. The tracker asks for a census then; the one that follows a second later
+/// tells the pace.
+#[test]
+fn a_storm_seen_at_one_census_too_slow_for_a_storm_asks_for_another() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // A storm of 25 closes a second from 124.4 s; censuses at 119 s and 126 s (every 7 s),
+    // and with `confirmed` one more at 127 s; each sample repeats the census before it.
+    let history = |confirmed: bool, len: usize| {
+        let census = move |i: usize| match i {
+            127.. if confirmed => 127,
+            _ => i - i % 7,
+        };
+        let tw_at = move |i: usize| 4.0 + (25.0 * (census(i) as f64 - 124.4)).max(0.0).round();
+        let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
+            key,
+            points: (0..len).map(|i| Some(f(i))).collect(),
+        };
+        CounterHistory {
+            start_unix_ms: start,
+            step_ms: 1000,
+            series: vec![
+                series(tw.clone(), &tw_at),
+                series(
+                    SeriesKey::PortTotal {
+                        port: 8082,
+                        side: PortSide::Remote,
+                    },
+                    &|i| tw_at(i) + 2.0,
+                ),
+                series(
+                    SeriesKey::ServiceTraffic {
+                        service: "stock".into(),
+                        metric: TrafficMetric::Requests,
+                    },
+                    &|_| 25.0,
+                ),
+                series(
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    &|i| ((i - census(i)) * 1000) as f64,
+                ),
+            ],
+            ..CounterHistory::default()
+        }
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(127),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 44.0)]),
+        &history(false, 128),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(
+        tracker.node_signals()[0]
+            .reason
+            .contains("fewer closes than a storm's one per call"),
+        "{:?}",
+        tracker.node_signals()
+    );
+    assert!(tracker.wants_a_census());
+
+    // The census asked for, a second later: 44 → 69 in 1 s.
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 69.0)]),
+        &history(true, 129),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert!(!tracker.wants_a_census());
+
+    // A pool's churn counted again is still churn, and asks for nothing more once its pace
+    // is measured between two censuses.
+    let churn = |i: usize| {
+        4.0 + if i >= 126 {
+            40.0 + 3.0 * (i.min(127) - 126) as f64
+        } else {
+            0.0
+        }
+    };
+    let mut h = history(true, 129);
+    h.series[0].points = (0..129).map(|i| Some(churn(i))).collect();
+    h.series[1].points = (0..129).map(|i| Some(churn(i) + 2.0)).collect();
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 47.0)]),
+        &h,
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    assert!(!tracker.wants_a_census());
+}
+
 /// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
 /// its connections open, so its established connections to the callee climb before its
 /// CLOSE-WAIT does. `ESTAB →:<callee>` was the first incident, blaming the callee whose
@@ -5715,5 +5834,142 @@ fn a_client_leak_that_runs_out_of_fds_within_seconds_stays_a_leak_at_its_limit()
     assert!(
         seen[raised..].iter().all(|(_, r)| *r == Some(true)),
         "the leak hint rests on the CLOSE-WAIT towards blobstore to the end: {seen:?}"
+    );
+}
+
+/// The Go lab's goroutine leak in its edge, healed (`testdata/go-lab-goroutine-leak-edge-heal.json`,
+/// recorded counters): 24 → 4,276 goroutines in 30 s, then the fault was switched off. The
+/// leaked goroutines stay; 20 s after the heal the traffic driver's keep-alive pool grew 7 →
+/// 24 connections to the edge, and its goroutines 4,269 → 4,286 with them — 10 above all the
+/// leak had reached. In the lab run that was the leak "moving away" again: active 27–30 s
+/// after the heal, ended only at 49 s. What the edge's connections explain is no leak:
+/// replayed second by second, the incident is recovering within 10 s of the heal, ended within
+/// 35 s, and never active again.
+#[test]
+fn a_healed_goroutine_leak_is_not_revived_by_goroutines_that_follow_new_connections() {
+    let json = include_str!("../../testdata/go-lab-goroutine-leak-edge-heal.json");
+    let recorded = crate::testing::Recorded::parse(json);
+    let (injected, healed) = (
+        recorded.index("injected_point"),
+        recorded.index("healed_point"),
+    );
+    let (edge, billing) = (37733, 51709);
+    let key = SeriesKey::Task {
+        target: "gateway-svc".into(),
+        source: "http".into(),
+    };
+    let estab = |port, side| SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::Established,
+    };
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
+        (key.clone(), "goroutines"),
+        (estab(edge, PortSide::Local), "estab_own_port"),
+        (estab(billing, PortSide::Remote), "estab_to_callee"),
+        (
+            SeriesKey::Process {
+                name: "gateway-svc".into(),
+                metric: ProcessMetric::OpenFds,
+            },
+            "fds",
+        ),
+        (
+            SeriesKey::Runtime {
+                metric: faultline_series::RuntimeMetric::SocketCensusAge,
+            },
+            "census_age_ms",
+        ),
+    ]
+    .into_iter()
+    .map(|(key, name)| (key, recorded.points(name)))
+    .collect();
+    let services = vec![
+        ServiceFacts {
+            service: "gateway-svc".into(),
+            listen_ports: vec![edge],
+            callees: vec!["billing-api".into()],
+            called_ports: vec![billing],
+            task_targets: vec!["gateway-svc".into()],
+            processes: vec!["gateway-svc".into()],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "billing-api".into(),
+            listen_ports: vec![billing],
+            callers: vec!["gateway-svc".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().unwrap();
+    let goroutines = &series[0].1;
+    let changed = (injected..goroutines.len())
+        .find(|&i| goroutines[i].is_some_and(|v| v > 40.0))
+        .expect("the leak");
+    let top = goroutines[..=healed]
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max);
+    let mut leak = rising(
+        key.clone(),
+        recorded.start + changed as i64 * 1000,
+        24.0,
+        top,
+    );
+    leak.noise = 24f64.sqrt();
+    leak.shape = ChangeShape::Ramp;
+    let mut tracker = IncidentTracker::new();
+    let mut seen = Vec::new();
+    // To 45 s after the heal: the run injected the fault again at 49 s.
+    for cut in changed + 3..=healed + 45 {
+        let history = CounterHistory {
+            start_unix_ms: recorded.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..cut].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let now = recorded.start + (cut as i64 - 1) * 1000;
+        let mut a = leak.clone();
+        a.latest = goroutines[cut - 1].unwrap_or(top);
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            &[],
+            report(vec![a]),
+            &history,
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "at point {}: {incidents:#?}", cut - 1);
+        assert_eq!(incidents[0].culprit.service.as_deref(), Some("gateway-svc"));
+        seen.push((cut - 1, incidents[0].state));
+    }
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t <= healed)
+            .all(|(_, s)| *s == IncidentState::Active),
+        "{seen:?}"
+    );
+    let first = |state| {
+        seen.iter()
+            .find(|(_, s)| *s == state)
+            .map(|&(t, _)| t)
+            .unwrap_or_else(|| panic!("never {state:?}: {seen:?}"))
+    };
+    let recovering = first(IncidentState::Recovering);
+    assert!(recovering - healed <= 10, "{seen:?}");
+    assert!(first(IncidentState::Ended) - healed <= 35, "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t >= recovering)
+            .all(|(_, s)| *s != IncidentState::Active),
+        "the pool's connections revived it: {seen:?}"
     );
 }
