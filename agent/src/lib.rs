@@ -28,3 +28,5 @@ mod shutdown;
 mod stacks;
 pub mod telemetry;
 mod views;
+
+pub use views::counter_view;

@@ -255,14 +255,7 @@ fn print_timeline(
             } else {
                 format!("  [{}]", row.services.join(", "))
             };
-            // Patterns are log content: control characters are shown escaped, never sent to
-            // the terminal as they are.
-            let pattern: String = row
-                .pattern
-                .chars()
-                .flat_map(char::escape_default)
-                .take(160)
-                .collect();
+            let pattern = terminal_text(&row.pattern, 160);
             writeln!(
                 out,
                 "{:<19}  {:<19}  {:>8}  {:<5}  {:>8}  {:<16}  {pattern}{services}",
@@ -281,6 +274,27 @@ fn print_timeline(
         if truncated > 0 { format!(", {truncated} lines cut at {} bytes", TailConfig::default().max_line_bytes) } else { String::new() }
     );
     Ok(())
+}
+
+/// Log content as it may be printed to a terminal, at most `max` characters: control
+/// characters (an escape sequence, a carriage return that hides what came before) and the
+/// bidirectional overrides that reorder what is shown are escaped; everything else is shown
+/// as it is. Escaping every quote and non-ASCII letter printed `Get \"<url>\"` and
+/// `invalid character \u{ef}` for what the log says.
+fn terminal_text(text: &str, max: usize) -> String {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    let mut out = String::new();
+    for c in text.chars().take(max) {
+        if hostile(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The incidents the agent's diagnosis raises over the replayed time `span` (Unix ns, first
@@ -428,4 +442,22 @@ fn serve(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_text;
+
+    #[test]
+    fn log_text_is_printed_as_written_except_what_would_drive_the_terminal() {
+        assert_eq!(
+            terminal_text("Get \"<url>\": invalid character 'ï' (took 888µs)", 160),
+            "Get \"<url>\": invalid character 'ï' (took 888µs)"
+        );
+        assert_eq!(
+            terminal_text("a\u{1b}[2Jb\rc\u{202e}d", 160),
+            "a\\u{1b}[2Jb\\rc\\u{202e}d"
+        );
+        assert_eq!(terminal_text("abcdef", 3), "abc");
+    }
 }

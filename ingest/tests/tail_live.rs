@@ -494,3 +494,81 @@ async fn a_file_created_by_rotation_and_copytruncated_soon_after_keeps_its_lines
     assert_once(&counts, total);
     stop(running).await;
 }
+
+/// Voluntary context switches of the calling thread so far (`/proc/thread-self/status`): how
+/// often it blocked, which for a runtime's only thread is how often something woke it.
+fn voluntary_switches() -> u64 {
+    let status = fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+}
+
+/// Writes between two reads wake nothing: three line-buffered services writing a line each
+/// in turn (every `write(2)` queues an inotify event, none merged with the one before) cost
+/// the runtime's thread a few wake-ups per read, not one per write. The writes' inotify
+/// descriptor used to stay in the reactor's edge-triggered epoll between reads, and each
+/// event woke the runtime out of `epoll_wait` (~2,000 wake-ups here; ~500 a second in the
+/// soak, most of the agent's context switches).
+#[tokio::test(flavor = "current_thread")]
+async fn writes_between_reads_do_not_wake_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["a.log", "b.log", "c.log"];
+    let mut writers: Vec<File> = names.iter().map(|n| append(&dir.path().join(n))).collect();
+    let (tx, mut rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let config = TailConfig {
+        poll_interval_ms: 60_000,
+        glob_interval_ms: 60_000,
+        ..config()
+    };
+    let sources = vec![LogSource {
+        path: format!("{}/*.log", dir.path().display()),
+        service: Some("svc".into()),
+    }];
+    let handle = spawn(config, sources, None, tx, cancel.clone())
+        .await
+        .unwrap();
+    // Settle: the first scan and read are done before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let writes = 3_000;
+    let before = voluntary_switches();
+    let started = Instant::now();
+    // A thread of its own, outside the runtime: only the tailer's work wakes the runtime.
+    let writer = std::thread::spawn(move || {
+        for i in 0..writes {
+            write_lines(&mut writers[i % 3], i, i + 1);
+            if i % 6 == 5 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let mut lines = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lines < writes && Instant::now() < deadline {
+        let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await else {
+            continue;
+        };
+        lines += batch.records.len();
+        batch.ack();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let woken = voluntary_switches() - before;
+    writer.join().unwrap();
+    assert_eq!(lines, writes, "every line, once");
+    // A read every 100 ms at most; each costs a handful of wake-ups (the blocking read's
+    // round trip, its timer, the batch), allowed 15.
+    let reads = (elapsed / 0.1).ceil() as u64 + 3;
+    assert!(
+        woken <= reads * 15,
+        "the runtime's thread was woken {woken} times for {writes} writes over {elapsed:.2} s \
+         (at most {} for {reads} reads)",
+        reads * 15
+    );
+    cancel.cancel();
+    drop(rx);
+    handle.join().await.unwrap();
+}

@@ -447,6 +447,10 @@ def run_fault(lab, traffic, fault, args):
             lab.start("blobstore")
             log("  blobstore restarted")
         time.sleep(1)
+    if args.keep:
+        # The counters as the agent held them before the heal: a recorded fixture's source.
+        with open(os.path.join(lab.tmp, "counters-%s.json" % fault), "w") as fh:
+            json.dump(lab.api("/api/v1/counters", timeout=10), fh)
     # Heal.
     if fault == "refused":
         if "blobstore" not in lab.procs:
@@ -594,7 +598,8 @@ def main():
     ap.add_argument("--watch-end", type=int, default=0,
                     help="after each heal, poll up to SECS for the fault's incident to end (before the gap)")
     ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directories, with the counters before each heal")
     ap.add_argument("--fresh", action="store_true",
                     help="a new agent, chain and baseline for each fault (else one agent for all)")
     args = ap.parse_args()

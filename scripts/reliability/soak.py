@@ -10,6 +10,9 @@ The load (one generator process, this script's child):
     services, about 2 % failing, sent in batches every 100 ms over one kept-alive connection
     as an SDK's batch processor and exporter do (--connection-per-request: a new connection
     per batch and per task scrape, as the figures before 2026-12-05 20:00 UTC were taken);
+    with --otlp grpc the same spans go as OTLP/gRPC protobuf over one channel, what the
+    official SDKs' OTLP exporters send by default (needs Python's `grpcio` and
+    `opentelemetry-proto`);
   * TASKS task targets (default 1; a Prometheus text page with a goroutine count each) the
     agent scrapes;
   * with --churn N, N loopback connections opened and closed per second (each leaves a socket
@@ -40,7 +43,8 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
        [--spans 1000] [--churn 0] [--ports 0] [--tasks 1] [--sample 10] [--bin PATH]
-       [--json OUT] [--connection-per-request] [--config AGENT.toml] [--agent-log RUST_LOG]
+       [--json OUT] [--connection-per-request] [--otlp http-json|grpc] [--config AGENT.toml]
+       [--agent-log RUST_LOG]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
 """
@@ -198,6 +202,59 @@ def trace_batch(count, rng):
     }
 
 
+def trace_batch_proto(batch):
+    """The same request as OTLP/gRPC protobuf (`ExportTraceServiceRequest`) from the JSON form
+    built by `trace_batch`."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    def value(v):
+        if "intValue" in v:
+            return common_pb2.AnyValue(int_value=int(v["intValue"]))
+        return common_pb2.AnyValue(string_value=v["stringValue"])
+
+    def attributes(kvs):
+        return [common_pb2.KeyValue(key=kv["key"], value=value(kv["value"])) for kv in kvs]
+
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    for rs in batch["resourceSpans"]:
+        out = request.resource_spans.add(
+            resource=resource_pb2.Resource(attributes=attributes(rs["resource"]["attributes"])))
+        scope = out.scope_spans.add()
+        for sp in rs["scopeSpans"][0]["spans"]:
+            span_out = scope.spans.add(
+                trace_id=bytes.fromhex(sp["traceId"]), span_id=bytes.fromhex(sp["spanId"]),
+                name=sp["name"], kind=sp["kind"],
+                start_time_unix_nano=int(sp["startTimeUnixNano"]),
+                end_time_unix_nano=int(sp["endTimeUnixNano"]),
+                attributes=attributes(sp["attributes"]),
+                status=trace_pb2.Status(code=sp["status"]["code"],
+                                        message=sp["status"].get("message", "")))
+            if "parentSpanId" in sp:
+                span_out.parent_span_id = bytes.fromhex(sp["parentSpanId"])
+    return request
+
+
+class GrpcExporter:
+    """OTLP/gRPC trace export over one channel, as the SDKs' gRPC exporters keep one."""
+
+    def __init__(self, address):
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        self.grpc = grpc
+        self.channel = grpc.insecure_channel(address)
+        self.stub = trace_service_pb2_grpc.TraceServiceStub(self.channel)
+
+    def export(self, batch):
+        try:
+            self.stub.Export(trace_batch_proto(batch), timeout=10)
+        except self.grpc.RpcError as e:
+            raise OSError(f"gRPC {e.code()}") from None
+
+
 class Goroutines(BaseHTTPRequestHandler):
     # Keep-alive, as a Go service's pprof or Prometheus page (net/http) answers the agent's
     # scrape once a second; HTTP/1.0 made it a new connection a second (with
@@ -299,6 +356,7 @@ def generate(args):
     if args.ports > 0:
         threading.Thread(target=port_churn, args=(args.ports, stopping), daemon=True).start()
     host, port = args.otlp_http.rsplit(":", 1)
+    grpc_exporter = GrpcExporter(args.otlp_grpc) if args.otlp == "grpc" else None
     # One connection kept alive, as the SDKs' OTLP/HTTP exporters do (Go's net/http, Java's
     # OkHttp, Python's requests session); --connection-per-request opens one per batch (the
     # load of the figures before 2026-12-05 20:00 UTC).
@@ -317,7 +375,14 @@ def generate(args):
             files[service].write(line(service, rng, now) + "\n")
         lines_done += want_lines
         want_spans = int(args.spans * elapsed) - spans_done
-        if want_spans >= 4:
+        if want_spans >= 4 and grpc_exporter is not None:
+            try:
+                grpc_exporter.export(trace_batch(want_spans, rng))
+                spans_sent += want_spans - want_spans % 4
+            except OSError as e:
+                print(f"generator: export failed: {e}", file=sys.stderr)
+            spans_done += want_spans - want_spans % 4
+        elif want_spans >= 4:
             body = json.dumps(trace_batch(want_spans, rng)).encode()
             try:
                 if conn is None:
@@ -381,17 +446,26 @@ def by_minute(samples):
     return out
 
 
-def metric(base, name):
+def metrics(base, *names):
+    """The values of `faultline_store_<name>` for each of `names`, read from one scrape of
+    `/metrics` (`None` for each when the agent did not answer or lacks it). One scrape per
+    sample, as one Prometheus would: the agent's cost of a scrape is part of what is measured,
+    and three scrapes every 10 s were about 7 % of it."""
     try:
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             body = r.read().decode()
     except OSError:
-        return None
+        return [None for _ in names]
+    found = {}
     for row in body.splitlines():
         key, _, value = row.rpartition(" ")
-        if key == "faultline_store_" + name:
-            return float(value)
-    return None
+        if key.startswith("faultline_store_"):
+            found[key[len("faultline_store_"):]] = float(value)
+    return [found.get(name) for name in names]
+
+
+def metric(base, name):
+    return metrics(base, name)[0]
 
 
 def account(base, generator, logs, counts_path):
@@ -461,7 +535,8 @@ def run(args):
         counts_path = os.path.join(work, "generator.json")
         generator = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--generate", "--logs", logs,
-             "--otlp-http", f"127.0.0.1:{http}", "--counts", counts_path,
+             "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc}",
+             "--otlp", args.otlp, "--counts", counts_path,
              "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
              "--churn", str(args.churn), "--ports", str(args.ports)]
@@ -489,10 +564,9 @@ def run(args):
             row["agent_rss"] = rss_mib(agent.pid)
             row["tail_rss"] = rss_mib(tail.pid)
             row["agent_fds"] = fds(agent.pid)
-            records = metric(base, "log_records_total")
+            records, row["counter_series"], row["counter_points"] = metrics(
+                base, "log_records_total", "counter_series", "counter_points")
             row["records"] = records
-            row["counter_series"] = metric(base, "counter_series")
-            row["counter_points"] = metric(base, "counter_points")
             if now >= warm and records0 is None:
                 records0 = (now, records)
             samples.append(row)
@@ -534,6 +608,7 @@ def run(args):
     # The slope once the 15-minute per-sample ring is full, when a flat load should be flat.
     late = [(s["t"], s["agent_rss"]) for s in steady if s["t"] >= 15 * 60]
     report = {
+        "otlp": args.otlp,
         "tasks": args.tasks,
         "churn_per_s": args.churn,
         "ports_per_min": args.ports,
@@ -569,7 +644,7 @@ def run(args):
     ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
     print(f"machine: {report['machine']}")
     print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
-          f"{args.spans} spans/s, {args.tasks} task target(s), churn {args.churn}/s, "
+          f"{args.spans} spans/s ({args.otlp}), {args.tasks} task target(s), churn {args.churn}/s, "
           f"{args.ports:g} new ports/min; "
           f"{args.minutes} min, first {args.warmup} min not counted")
     print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
@@ -623,6 +698,9 @@ def main():
     parser.add_argument("--connection-per-request", action="store_true",
                         help="a new connection for every OTLP batch and task scrape (default: "
                         "kept alive, as SDK exporters and Go's net/http do)")
+    parser.add_argument("--otlp", choices=["http-json", "grpc"], default="http-json",
+                        help="how the spans are sent: OTLP/HTTP JSON (default) or OTLP/gRPC "
+                        "protobuf, the official SDKs' default")
     parser.add_argument("--agent-log", help="RUST_LOG for the agent, whose log goes to the work "
                         "dir's agent.stderr (default: the agent's own default); e.g. "
                         "faultline_agent::diagnosis=trace logs each diagnosis pass with how it "
@@ -633,6 +711,7 @@ def main():
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--logs", help=argparse.SUPPRESS)
     parser.add_argument("--otlp-http", help=argparse.SUPPRESS)
+    parser.add_argument("--otlp-grpc", help=argparse.SUPPRESS)
     parser.add_argument("--task-port", help=argparse.SUPPRESS)
     parser.add_argument("--counts", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -488,6 +488,63 @@ fn demo_close_wait_climbs_on_the_callees_port_and_is_read_as_its_leak() {
 }
 
 #[test]
+fn demo_panic_shows_the_stack_from_the_function_that_panicked() {
+    // The pattern page's "Top application frame" is where an SRE looks first. The demo's
+    // panic showed "No application frame found" above a stack that began in the panic hook
+    // and the standard library's panic machinery.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let (mut demo, listen) = Demo::scenario(tmp.path(), "panic", BASELINE_SECS);
+    let incidents = format!("http://{listen}/api/v1/incidents");
+    let pattern = demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || {
+            format!(
+                "no panic incident; last answer: {:#?}",
+                get_json(&incidents)
+            )
+        },
+        || {
+            get_json(&incidents)?["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["hints"][0]["rule_id"] == "panic")?["patterns"][0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    );
+    let url = format!("http://{listen}/api/v1/clusters/{pattern}");
+    let stack = demo.wait_for(
+        started,
+        SHOWN_WITHIN,
+        POLL,
+        || format!("no stack on the panic's pattern: {:#?}", get_json(&url)),
+        || {
+            get_json(&url)
+                .map(|d| d["stack"].clone())
+                .filter(|s| !s.is_null())
+        },
+    );
+    let frame = stack["top_frame"].as_str().unwrap_or_default();
+    assert!(frame.starts_with("main.first_sku service.rs:"), "{stack:#}");
+    let text = stack["text"].as_str().unwrap_or_default();
+    let mut lines = text.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("goroutine ")),
+        "{text}"
+    );
+    assert_eq!(lines.next(), Some("main.first_sku(...)"), "{text}");
+    let status = demo.interrupt(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit after SIGINT: {status}\n{}",
+        demo.output()
+    );
+}
+
+#[test]
 fn demo_on_a_busy_port_says_so_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

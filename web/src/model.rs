@@ -172,6 +172,12 @@ pub trait CounterView: Send + Sync {
         self.snapshot_at_resolution(resolution)
     }
 
+    /// [`Self::page`] encoded as JSON, as `GET /api/v1/counters` serves it. By default
+    /// encoded at every call.
+    fn page_json(&self, resolution: HistoryResolution) -> Result<Arc<[u8]>, serde_json::Error> {
+        Ok(serde_json::to_vec(&self.page(resolution))?.into())
+    }
+
     /// The latest values with the per-sample history (the last 15 minutes by default).
     fn snapshot(&self) -> CountersSnapshot {
         self.snapshot_at_resolution(HistoryResolution::Second)

@@ -379,6 +379,14 @@ async fn gateway_orders(
     .await
 }
 
+/// The item whose stock an order checks: its first line's. With the panic fault the order has
+/// no lines, and this indexing panics as a Go slice index would. Never inlined, so the stack
+/// names it as Go names the function that panicked (`main.first_sku`).
+#[inline(never)]
+fn first_sku(lines: &[u32]) -> u32 {
+    lines[0]
+}
+
 async fn orders_order(
     State(svc): Svc,
     ConnectInfo(Peer(peer)): Caller,
@@ -389,9 +397,7 @@ async fn orders_order(
     let inner = svc.clone();
     svc.handle(&headers, peer, "/v1/orders/{id}", &path, |cx| async move {
         let lines = order_lines(id, inner.active(Scenario::Panic));
-        // The first line's item is the one whose stock is checked. With the panic fault
-        // the order has no lines, and this indexing panics as a Go slice index would.
-        let sku = lines[0];
+        let sku = first_sku(&lines);
         let stock = inner.call(&cx, &format!("/v1/stock/{sku}")).await?;
         Ok(json!({ "order": id, "lines": lines, "stock": stock }))
     })
@@ -561,21 +567,32 @@ fn go_layout(backtrace: &str) -> String {
             }
         }
     }
-    // Skip the capture, this hook and the standard library's panic machinery (the frames
-    // whose source is the toolchain's, under /rustc/): the first frame left is the code that
-    // panicked.
-    let first = frames
+    // Skip the capture, this hook and the standard library's panic machinery: the stack
+    // starts at the first frame after the panic's entry into `std::panicking`/
+    // `core::panicking` that is neither that machinery nor the toolchain's own code (a slice
+    // index), as a Go stack starts at the function that panicked after `panic(...)`. (The
+    // `catch_unwind` frames further down, where the thread and the handler recover, are
+    // `panicking` code too.)
+    let machinery = |function: &str, location: Option<&str>| {
+        function.contains("install_panic_hook")
+            || function.contains("rust_begin_unwind")
+            || function.contains("panicking::")
+            || location.is_some_and(|at| at.contains("/src/panicking.rs"))
+    };
+    let entry = frames
+        .iter()
+        .position(|(function, location)| machinery(function, location.as_deref()))
+        .unwrap_or(0);
+    let first = frames[entry..]
         .iter()
         .position(|(function, location)| {
-            !function.contains("install_panic_hook")
-                && location
-                    .as_deref()
-                    .is_some_and(|at| !at.starts_with("/rustc/"))
+            let location = location.as_deref();
+            !machinery(function, location) && !location.is_some_and(|at| at.starts_with("/rustc/"))
         })
-        .unwrap_or(0);
+        .map_or(0, |i| entry + i);
     let mut text = String::new();
     for (function, location) in frames.iter().skip(first).take(MAX_STACK_FRAMES) {
-        text.push_str(&go_function(function));
+        text.push_str(&go_function(function, location.as_deref()));
         text.push_str("(...)\n");
         if let Some(location) = location {
             text.push('\t');
@@ -586,11 +603,15 @@ fn go_layout(backtrace: &str) -> String {
     text
 }
 
-/// A Rust symbol in the shape of a Go function name, which has no spaces and starts with a
-/// letter: `<Type<P> as Trait>::method` becomes `Type<P>::method` (the method of the type,
-/// as Go names `pkg.(*Type).Method`), remaining spaces are dropped, and a leading `&`, `(` or
-/// `[` of a tuple or slice type is left out.
-fn go_function(symbol: &str) -> String {
+/// A Rust symbol in the shape of a Go function name, which has no spaces, no generic
+/// arguments and starts with a letter: `<Type<P> as Trait>::method` becomes `Type::method`
+/// (the method of the type, as Go names `pkg.(*Type).Method`), generic arguments are dropped
+/// (Go prints `[...]`, and a frame inlined by the optimiser is named only by its last part
+/// with them: `index<u32>`), and a closure or async block is `funcN` as in Go. A frame of this
+/// program's own source (not the toolchain's, not a dependency's) is in package `main`, as
+/// the functions of a Go program are: `faultline_agent::lab::service::first_sku` becomes
+/// `main.first_sku`, which is how a stack's top application frame is found.
+fn go_function(symbol: &str, location: Option<&str>) -> String {
     let mut name = symbol.to_owned();
     if symbol.starts_with('<') {
         let mut depth = 0usize;
@@ -613,7 +634,53 @@ fn go_function(symbol: &str) -> String {
             name = format!("{own_type}{}", &symbol[close + 1..]);
         }
     }
-    name.retain(|c| c != ' ');
+    // Generic arguments, at any depth (the `>` of a function type's `->` closes nothing).
+    let mut plain = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in name.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' if previous != '-' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+        previous = c;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut closures = 0;
+    for part in plain.split("::").filter(|p| !p.is_empty()) {
+        let part: String = part.chars().filter(|c| !c.is_whitespace()).collect();
+        let bare = part.trim_matches(|c| c == '{' || c == '}');
+        if bare.starts_with("closure") || bare.starts_with("async_") {
+            closures += 1;
+            parts.push(format!("func{closures}"));
+        } else if bare.starts_with("impl") || bare.is_empty() {
+            continue;
+        } else {
+            parts.push(bare.to_owned());
+        }
+    }
+    // This program's source: a Rust file that is neither the toolchain's nor a dependency's
+    // (the C library's frames at the bottom of a thread are not the program's either).
+    let own = location.is_some_and(|at| {
+        let file = at.split(':').next().unwrap_or(at);
+        file.ends_with(".rs")
+            && !at.starts_with("/rustc/")
+            && !at.contains("/.cargo/registry/")
+            && !at.contains("/.cargo/git/")
+    });
+    let name = if own {
+        // The crate and its modules are the program; what is left is the function.
+        let function_at = parts
+            .iter()
+            .position(|p| p.starts_with("func"))
+            .map_or(parts.len().saturating_sub(1), |i| i.saturating_sub(1));
+        let own_parts = &parts[function_at.min(parts.len())..];
+        format!("main.{}", own_parts.join("."))
+    } else {
+        parts.join(".")
+    };
     name.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
         .to_owned()
 }
@@ -627,14 +694,46 @@ mod tests {
         let backtrace = "   0: std::backtrace::Backtrace::force_capture\n             at /rustc/x/library/std/src/backtrace.rs:312:13\n   1: faultline::lab::service::install_panic_hook::{{closure}}\n             at ./agent/src/lab/service.rs:1:1\n   2: core::panicking::panic_bounds_check\n             at /rustc/x/library/core/src/panicking.rs:280:5\n   3: <usize as core::slice::index::SliceIndex<[T]>>::index\n             at /rustc/x/library/core/src/slice/index.rs:272:10\n   4: faultline::lab::service::orders_order::{{closure}}\n             at ./agent/src/lab/service.rs:300:19\n   5: <futures_util::future::catch_unwind::CatchUnwind<Fut> as core::future::future::Future>::poll\n";
         let stack = go_layout(backtrace);
         assert!(
-            stack.starts_with(
-                "faultline::lab::service::orders_order::{{closure}}(...)\n\t./agent/src/lab/service.rs:300:19\n"
-            ),
+            stack
+                .starts_with("main.orders_order.func1(...)\n\t./agent/src/lab/service.rs:300:19\n"),
             "{stack}"
         );
         assert!(
-            stack.ends_with("futures_util::future::catch_unwind::CatchUnwind<Fut>::poll(...)\n"),
+            stack.ends_with("futures_util.future.catch_unwind.CatchUnwind.poll(...)\n"),
             "{stack}"
+        );
+    }
+
+    #[test]
+    fn an_optimised_backtrace_starts_at_the_function_that_panicked_named_as_go_would() {
+        // The release demo's stack (inlined frames are named by their last part only): it
+        // started at the panic hook's closure, showed the standard library's panic machinery
+        // first, and had no frame the agent reads as the application's.
+        let backtrace = "   0: std::backtrace::Backtrace::force_capture\n             at /rustc/x/library/std/src/backtrace.rs:331:13\n   1: {closure#0}\n             at /build/agent/src/lab/service.rs:517:40\n   2: std::panicking::panic_with_hook\n             at /rustc/x/library/std/src/panicking.rs:833:13\n   3: rustc::rust_begin_unwind\n             at /rustc/x/library/std/src/panicking.rs:689:5\n   4: core::panicking::panic_bounds_check\n             at /rustc/x/library/core/src/panicking.rs:271:5\n   5: index<u32>\n             at /rustc/x/library/core/src/slice/index.rs:272:10\n   6: faultline_agent::lab::service::first_sku\n             at /build/agent/src/lab/service.rs:390:5\n   7: {async_block#0}\n             at /build/agent/src/lab/service.rs:398:19\n   8: poll<futures_util::future::catch_unwind::CatchUnwind<F>>\n             at /root/.cargo/registry/src/index.crates.io-1/futures-util-0.3.34/src/future/future/catch_unwind.rs:37:9\n";
+        let stack = go_layout(backtrace);
+        assert_eq!(
+            stack,
+            "main.first_sku(...)\n\t/build/agent/src/lab/service.rs:390:5\nmain.func1(...)\n\t/build/agent/src/lab/service.rs:398:19\npoll(...)\n\t/root/.cargo/registry/src/index.crates.io-1/futures-util-0.3.34/src/future/future/catch_unwind.rs:37:9\n"
+        );
+        let text = format!("goroutine 7 [running]:\n{stack}");
+        assert_eq!(
+            faultline_ingest::parse::top_application_frame(&text).as_deref(),
+            Some("main.first_sku service.rs:390:5")
+        );
+        // A function type's `->` inside generic arguments, and an async fn's body.
+        assert_eq!(
+            go_function(
+                "{async_block#0}<fn(axum::State<A>)->b::{async_fn_env#0}, C>",
+                Some("/root/.cargo/registry/src/axum-0.8.9/src/handler/mod.rs:255:43")
+            ),
+            "func1"
+        );
+        assert_eq!(
+            go_function(
+                "{async_fn#0}<a::b>",
+                Some("/build/agent/src/lab/service.rs:1:1")
+            ),
+            "main.func1"
         );
     }
 
@@ -655,9 +754,6 @@ mod tests {
         }
         records.extend(joiner.flush());
         assert_eq!(records.len(), 1, "{records:?}");
-        assert!(
-            records[0].text.ends_with("tokio::spawn(...)"),
-            "{records:?}"
-        );
+        assert!(records[0].text.ends_with("tokio.spawn(...)"), "{records:?}");
     }
 }

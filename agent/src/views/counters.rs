@@ -4,7 +4,7 @@
 use super::axis::{delta_between, regular_axis, Axis};
 use super::counter;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use faultline_ingest::counters::history::HistoryView;
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
@@ -22,8 +22,26 @@ use faultline_web::model::{
 
 /// [`CounterView`] over the counter store, with the services' traffic from the trace store.
 pub(super) struct CounterAdapter {
-    pub(super) store: Arc<CounterStore>,
-    pub(super) traces: Arc<TraceStore>,
+    store: Arc<CounterStore>,
+    traces: Arc<TraceStore>,
+    /// The last encoded page at each resolution (per sample, then per minute), with the
+    /// store's revision it was read at. Each one's lock is held while it is built, so readers
+    /// that come meanwhile wait for it rather than build it again.
+    encoded: [Mutex<Option<Encoded>>; 2],
+}
+
+/// An encoded counters document and the store revision it was read at.
+type Encoded = (u64, Arc<[u8]>);
+
+impl CounterAdapter {
+    /// The counters view over `store`, with the services' traffic from `traces`.
+    pub(super) fn new(store: Arc<CounterStore>, traces: Arc<TraceStore>) -> CounterAdapter {
+        CounterAdapter {
+            store,
+            traces,
+            encoded: Default::default(),
+        }
+    }
 }
 
 impl CounterView for CounterAdapter {
@@ -42,6 +60,30 @@ impl CounterView for CounterAdapter {
             snapshot.traffic = service_traffic(&self.traces, &store);
         }
         snapshot
+    }
+
+    /// Encoded once per revision of the store: every open dashboard page reads the whole
+    /// document at each sample, and on a busy node charting every port that is 3 MB and
+    /// ~30 ms of CPU in a release build (~450 ms in a debug one) per reader (BENCHMARKS.md).
+    /// The services' traffic in it is read with the first read after each sample: spans that
+    /// arrive later show at the next one.
+    fn page_json(&self, resolution: HistoryResolution) -> Result<Arc<[u8]>, serde_json::Error> {
+        let slot = match resolution {
+            HistoryResolution::Second => &self.encoded[0],
+            HistoryResolution::Minute => &self.encoded[1],
+        };
+        let mut kept = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read before the snapshot: a sample recorded meanwhile changes it, and the next read
+        // builds the document again.
+        let revision = self.store.revision();
+        if let Some((at, bytes)) = kept.as_ref() {
+            if *at == revision {
+                return Ok(Arc::clone(bytes));
+            }
+        }
+        let bytes: Arc<[u8]> = serde_json::to_vec(&self.page(resolution))?.into();
+        *kept = Some((revision, Arc::clone(&bytes)));
+        Ok(bytes)
     }
 
     /// One point per series instead of the rings: enough for the store to list the same series
@@ -647,6 +689,48 @@ mod tests {
             runtime: None,
             scrapes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_served_document_is_encoded_once_per_sample_and_again_after_any_change() {
+        let store = Arc::new(CounterStore::new(&CountersConfig::default()));
+        let traces = Arc::new(TraceStore::new(
+            faultline_ingest::traces::TraceStoreConfig::default(),
+        ));
+        let view = CounterAdapter::new(Arc::clone(&store), traces);
+        let read = |resolution| view.page_json(resolution).expect("the document encodes");
+        let doc = |bytes: &Arc<[u8]>| -> serde_json::Value {
+            serde_json::from_slice(bytes).expect("the document is JSON")
+        };
+        let encoded = |resolution| {
+            Arc::<[u8]>::from(serde_json::to_vec(&view.page(resolution)).expect("encodes"))
+        };
+        store.record_sample(churning_sample(1_000, 0));
+        let first = read(HistoryResolution::Second);
+        assert_eq!(first, encoded(HistoryResolution::Second));
+        // Every open dashboard page reads the document at each sample: one encoding serves
+        // them all.
+        assert!(Arc::ptr_eq(&first, &read(HistoryResolution::Second)));
+        let minutes = read(HistoryResolution::Minute);
+        assert_eq!(doc(&minutes)["resolution"], "minute");
+        assert!(Arc::ptr_eq(&minutes, &read(HistoryResolution::Minute)));
+        assert_eq!(
+            doc(&read(HistoryResolution::Second))["resolution"],
+            "second"
+        );
+
+        // A task count scraped between two samples shows at once.
+        store.record_scrape("user-svc", "pprof", Ok(42.0), 1_500);
+        let scraped = read(HistoryResolution::Second);
+        assert_eq!(doc(&scraped)["tasks"][0]["current"], 42);
+        assert_eq!(scraped, encoded(HistoryResolution::Second));
+
+        // So does the next sample, at both resolutions.
+        store.record_sample(churning_sample(2_000, 1));
+        let next = read(HistoryResolution::Second);
+        assert_eq!(doc(&next)["sampled_at_unix_ms"], 2_000);
+        assert_eq!(next, encoded(HistoryResolution::Second));
+        assert!(!Arc::ptr_eq(&minutes, &read(HistoryResolution::Minute)));
     }
 
     /// What a kept history must equal: the store read in full, per second.

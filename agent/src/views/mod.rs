@@ -48,7 +48,7 @@ use faultline_clustering::Engine;
 use faultline_ingest::counters::CounterStore;
 use faultline_ingest::traces::TraceStore;
 use faultline_web::model::StoreCounter;
-use faultline_web::{LiveUpdates, Views};
+use faultline_web::{CounterView, LiveUpdates, Views};
 
 pub(super) const NANOS_PER_MS: i64 = 1_000_000;
 pub(super) const NANOS_PER_US: i64 = 1_000;
@@ -131,10 +131,10 @@ pub fn build_with_board(
             engine: Arc::clone(&engine),
             counters: Arc::clone(&counters),
         }),
-        counters: Arc::new(CounterAdapter {
-            store: Arc::clone(&counters),
-            traces: Arc::clone(&traces),
-        }),
+        counters: Arc::new(CounterAdapter::new(
+            Arc::clone(&counters),
+            Arc::clone(&traces),
+        )),
         diagnosis: Arc::new(DiagnosisAdapter {
             engine,
             traces,
@@ -144,6 +144,13 @@ pub fn build_with_board(
         }),
         live,
     }
+}
+
+/// The counters view alone, over the counter store and the services' traffic, as
+/// [`build`] gives it to the router (`GET /api/v1/counters` reads it): for the benchmark of
+/// the counters document (`benches/counters_document.rs`).
+pub fn counter_view(counters: Arc<CounterStore>, traces: Arc<TraceStore>) -> Arc<dyn CounterView> {
+    Arc::new(CounterAdapter::new(counters, traces))
 }
 
 /// A counter about a store, for `store_counters`.

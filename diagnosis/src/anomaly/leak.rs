@@ -133,6 +133,139 @@ pub fn accumulation(a: &CounterAnomaly, history: &CounterHistory) -> Accumulatio
     }
 }
 
+/// What the service holding a port's CLOSE-WAIT sockets does, beside their count (see
+/// [`holder_accumulation`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Holder<'a> {
+    /// Its requests per second (its SERVER spans and access lines, each counted in the
+    /// second it began once it was answered), when the sockets are on its own side of its
+    /// listening port.
+    pub requests: Option<&'a SeriesKey>,
+    /// Whether its open fds are at their limit now ([`LIMIT_SHARE`] of it at least) and the
+    /// count is at least half that limit: most of its descriptors are these sockets.
+    pub out_of_fds: bool,
+}
+
+/// Share of its usual requests a second at which a listener answers the requests that began
+/// after a change (see [`holder_accumulation`]): a slow callee answers them all, late; a hung
+/// one none.
+pub const ANSWERING_SHARE: f64 = 0.5;
+
+/// How long after a change the requests that began are read for answers (see
+/// [`holder_accumulation`]): a point of the request rate is the mean of the five seconds
+/// before it, so the first five after the change still hold requests that began before it.
+pub const ANSWERING_AFTER_MS: i64 = 5_000;
+
+/// [`accumulation`] of a port's CLOSE-WAIT count, told with what the service holding the
+/// sockets does (`holder`). Its own points cannot tell a callee that answers long past its
+/// callers' timeout from one that never answers until the count levels off: by Little's law,
+/// the two climb alike for as long as a request is held. Two facts of the holder tell them
+/// apart once they differ:
+///
+/// - **It answers the requests that began after the change** (a listener holding its own
+///   side: [`Holder::requests`] at [`ANSWERING_SHARE`] of its usual rate somewhere from
+///   [`ANSWERING_AFTER_MS`] after the change on) and the count has held its level for
+///   [`TURNOVER_HOLD_MS`] with fds to spare: the sockets leave as its requests complete. It
+///   turns over, however long it climbed first. Requests are counted in the second they
+///   began, once answered: a callee answering D s late shows its last D seconds empty and
+///   those before full, a hung one every second since its change empty. Seen on the Go lab:
+///   a callee answering 16 s after its caller's 1.2 s timeout climbed 0 → 285 for 15 s, held
+///   there, and past [`TURNOVER_SETTLE_MS`] read as a leak to the end of its fault. A holder
+///   whose count still climbs while it answers leaks what it answers (a connection per
+///   request never closed): judged on the count alone.
+/// - **It ran out of descriptors** ([`Holder::out_of_fds`]): a count that levelled off was
+///   stopped by the limit, not by sockets leaving. It accumulates. A client that never
+///   closes its callee's closed connections holds each in CLOSE-WAIT with a descriptor until
+///   they run out; seen on the unseen lab at 70 requests a second, metadata's count reached
+///   500 within 8 s of its first socket at 512 fds, held there, and read as turning over:
+///   the leak hint moved to another port's count (gateway's calls stuck behind it).
+///
+/// A holder that answers nothing begun since the change, with fds to spare, is as its count
+/// alone says: before the count outlasts a request's time nothing tells a hung callee from a
+/// slow one, and after it a callee that has not answered once is hung as far as its callers
+/// know.
+pub fn holder_accumulation(
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+    holder: Holder<'_>,
+) -> Accumulation {
+    let alone = accumulation(a, history);
+    if holder.out_of_fds {
+        return match alone {
+            Accumulation::TurnsOver => Accumulation::Accumulates,
+            other => other,
+        };
+    }
+    let answering = holder.requests.and_then(|key| answering(a, key, history));
+    if answering == Some(true) && holds(a, history) {
+        return Accumulation::TurnsOver;
+    }
+    alone
+}
+
+/// Whether the service of `requests` answered requests that began after the change of `a`
+/// at [`ANSWERING_SHARE`] of its usual rate (the median of the minute before the change):
+/// a point at that rate from [`ANSWERING_AFTER_MS`] after the change on. `None` when its
+/// usual rate is unknown or too low to tell (below one a second) or no such point is known.
+fn answering(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -> Option<bool> {
+    let points = &history.get(requests)?.points;
+    let step = history.step_ms.max(1);
+    let changed = history.point_at(a.changed_at_unix_ms)?.min(points.len());
+    let lookback = usize::try_from(60_000 / step).unwrap_or(0);
+    let mut before: Vec<f64> = points[changed.saturating_sub(lookback)..changed]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    if before.is_empty() {
+        return None;
+    }
+    let usual = median(&mut before);
+    if usual < 1.0 {
+        return None;
+    }
+    let after = changed + usize::try_from(ANSWERING_AFTER_MS / step).unwrap_or(0);
+    let since: Vec<f64> = points.get(after..)?.iter().flatten().copied().collect();
+    if since.is_empty() {
+        return None;
+    }
+    Some(since.iter().any(|&v| v >= ANSWERING_SHARE * usual))
+}
+
+/// Whether the count of `a` has held its level over the last [`TURNOVER_HOLD_MS`], as
+/// [`turns_over`] reads a level held: its points within a band of a socket count's noise at
+/// that level, with no rising trend (a leak of a socket every few seconds climbs within the
+/// band but in a trend).
+fn holds(a: &CounterAnomaly, history: &CounterHistory) -> bool {
+    let Some(series) = history.get(&a.key) else {
+        return false;
+    };
+    let step = history.step_ms.max(1);
+    let hold = usize::try_from(TURNOVER_HOLD_MS / step)
+        .unwrap_or(0)
+        .max(RAMP_MIN_POINTS);
+    if series.points.len() < hold {
+        return false;
+    }
+    let tail: Vec<f64> = series.points[series.points.len() - hold..]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    if tail.len() < RAMP_MIN_POINTS {
+        return false;
+    }
+    let mut sorted = tail.clone();
+    let level = median(&mut sorted);
+    let band = BAND_Z * a.noise.max(poisson_floor(level, 1.0));
+    let (low, high) = tail
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    high - low <= band && mann_kendall_z(tail.iter().copied()) < RAMP_Z
+}
+
 /// Where the climb that reached `changed` began: the first of the points before it that
 /// never fell on the way up and stayed above the lowest point of the minute before. A change
 /// is read again as it goes on, and a later reading may date it later: seen on the demo's

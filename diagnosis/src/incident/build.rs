@@ -3,17 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_series::{CounterKind, PortSide, SeriesKey, TrafficMetric};
+use faultline_series::{
+    CounterKind, PortSide, ProcessMetric, SeriesKey, SocketState, TrafficMetric,
+};
 
 use super::addresses::{failing_url, host_of, looked_up_host, peer_of, port_of};
 use super::grouping::{Signal, SignalWhat};
-use super::services::{calls, counter_culprit, listener, owner, peers};
+use super::services::{calls, counter_culprit, listener, owner, peers, port_callers};
 use super::{
     CountedAs, DiagnosisInput, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, Member,
     Members, PatternInput, Relation, ServiceFacts, Span, ACTIVE_MS, MAX_COUNTERS, MAX_PATTERNS,
     MAX_TRACES,
 };
-use crate::anomaly::{clock, CounterAnomaly};
+use crate::anomaly::{clock, leak, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
 use crate::text::shorten;
 
@@ -244,13 +246,33 @@ pub(super) fn build(
             .filter_map(|s| Some((s.service.clone(), *s.listen_ports.first()?)))
             .collect(),
     };
-    let accumulating: Vec<_> = anomalies
+    // A port's TIME-WAIT rise judged a pool's churn (fewer closes than one per call, see
+    // [`super::MIN_STORM_RISE`]) is listed beside the fault but is no storm: no hint rests on
+    // it. Seen on the Go lab's panic in its edge: the traffic driver's pool recycling its
+    // connections, `TIME-WAIT :<edge> is climbing 17 → 72 in 52 s`, was hinted "A TIME-WAIT
+    // storm" second, and was the incident's top counter.
+    let hinted: Vec<CounterAnomaly> = anomalies
         .iter()
-        .map(|a| crate::anomaly::leak::accumulation(a, input.history))
+        .filter(|a| super::churn(a, input.services, input.history).is_none())
+        .cloned()
+        .collect();
+    let accumulating: Vec<_> = hinted
+        .iter()
+        .map(|a| {
+            let facts = holder_facts(a, &anomalies, input.services);
+            leak::holder_accumulation(
+                a,
+                input.history,
+                leak::Holder {
+                    requests: facts.as_ref().and_then(|f| f.0.as_ref()),
+                    out_of_fds: facts.as_ref().is_some_and(|f| f.1),
+                },
+            )
+        })
         .collect();
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
-        anomalies: &anomalies,
+        anomalies: &hinted,
         accumulating: &accumulating,
         culprit_role: culprit.role,
         facts: &hint_facts,
@@ -686,4 +708,46 @@ pub(super) fn stable_id(first: &str, onset: i64) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// For a port's CLOSE-WAIT count (`a`), what the service holding those sockets does (see
+/// [`leak::holder_accumulation`]): on the listener's own side of the port, the listener, with
+/// the series of its answered requests; on the callers' side, its single caller. It ran out of
+/// descriptors when one of `anomalies` is its open fds at [`leak::LIMIT_SHARE`] of their limit
+/// with `a` at least half that limit. `None` for any other series, or sockets no single known
+/// service holds.
+fn holder_facts(
+    a: &CounterAnomaly,
+    anomalies: &[CounterAnomaly],
+    services: &[ServiceFacts],
+) -> Option<(Option<SeriesKey>, bool)> {
+    let SeriesKey::PortState {
+        port,
+        side,
+        state: SocketState::CloseWait,
+    } = a.key
+    else {
+        return None;
+    };
+    let holder: &str = match side {
+        PortSide::Local => &listener(port, services)?.service,
+        PortSide::Remote => match port_callers(port, services)[..] {
+            [caller] => caller,
+            _ => return None,
+        },
+    };
+    let out_of_fds = anomalies.iter().any(|f| {
+        matches!(
+            &f.key,
+            SeriesKey::Process { metric: ProcessMetric::OpenFds, .. }
+                if owner(&f.key, services).as_deref() == Some(holder)
+        ) && f
+            .limit
+            .is_some_and(|l| l > 0.0 && f.latest >= leak::LIMIT_SHARE * l && a.latest >= 0.5 * l)
+    });
+    let requests = (side == PortSide::Local).then(|| SeriesKey::ServiceTraffic {
+        service: holder.to_owned(),
+        metric: TrafficMetric::Requests,
+    });
+    Some((requests, out_of_fds))
 }

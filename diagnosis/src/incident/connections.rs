@@ -70,17 +70,13 @@ struct Measured {
     unexplained_now: f64,
 }
 
-/// The service whose goroutines or open fds rose in `a` with its connections, with the two
-/// rises in words (see the module documentation); `None` when they did not, or when nothing
-/// known could say.
-pub(super) fn follows_connections(
-    a: &CounterAnomaly,
-    services: &[ServiceFacts],
-    history: &CounterHistory,
-) -> Option<(String, String)> {
-    if a.direction != Direction::Rise {
-        return None;
-    }
+/// The models of the count of `a` (goroutines or open fds), with its service and the count
+/// in words; `None` for any other series or an unknown service.
+fn models<'a, 'h>(
+    a: &'a CounterAnomaly,
+    services: &'a [ServiceFacts],
+    history: &'h CounterHistory,
+) -> Option<(&'a str, &'static str, Vec<Model<'h>>)> {
     let (service, what, models) = match &a.key {
         SeriesKey::Task { target, .. } => {
             let service = task_owner(target, services);
@@ -129,6 +125,44 @@ pub(super) fn follows_connections(
         }
         _ => return None,
     };
+    Some((service, what, models))
+}
+
+/// The count of `a` (goroutines or open fds) less what its service's connections explain
+/// (its first model, see the module documentation), point by point, each set against the
+/// connections counted when it was read; `None` when no model applies. A leak's count that
+/// still climbs climbs here too; one that only follows its clients' connections (a
+/// keep-alive pool growing after a heal) stays flat.
+pub(super) fn beyond_connections(
+    a: &CounterAnomaly,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<Vec<Option<f64>>> {
+    let (_, _, models) = models(a, services, history)?;
+    let model = models.first()?;
+    let count = &history.get(&a.key)?.points;
+    Some(
+        (0..count.len())
+            .map(|i| {
+                let (_, rest) = explained(count, model, i, history)?;
+                Some(rest)
+            })
+            .collect(),
+    )
+}
+
+/// The service whose goroutines or open fds rose in `a` with its connections, with the two
+/// rises in words (see the module documentation); `None` when they did not, or when nothing
+/// known could say.
+pub(super) fn follows_connections(
+    a: &CounterAnomaly,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<(String, String)> {
+    if a.direction != Direction::Rise {
+        return None;
+    }
+    let (service, what, models) = models(a, services, history)?;
     let count = &history.get(&a.key)?.points;
     let rise = a.reached - a.before;
     models.iter().find_map(|m| {
@@ -256,21 +290,7 @@ fn measure(
     history: &CounterHistory,
 ) -> Option<Measured> {
     let at = history.point_at(at)?;
-    let point = |i: usize| -> Option<(f64, f64)> {
-        let counted = if model.census {
-            history
-                .point_at(history.counted_at(i))
-                .map_or(i, |c| c.min(i))
-        } else {
-            i
-        };
-        let v = count.get(counted).copied().flatten()?;
-        let mut m = 0.0;
-        for t in &model.terms {
-            m += t.weight * t.points.get(i).copied().flatten()?;
-        }
-        Some((m, v - m))
-    };
+    let point = |i: usize| explained(count, model, i, history);
     let mut before: Vec<(f64, f64)> = (at.saturating_sub(MIN_BASELINE_POINTS)..at)
         .filter_map(point)
         .collect();
@@ -295,4 +315,28 @@ fn measure(
         unexplained_before,
         unexplained_now,
     })
+}
+
+/// The model of `count` at point `i` and the count less it, the count read as it stood when
+/// the model's sockets were counted ([`CounterHistory::counted_at`]); `None` where either is
+/// unknown.
+fn explained(
+    count: &[Option<f64>],
+    model: &Model<'_>,
+    i: usize,
+    history: &CounterHistory,
+) -> Option<(f64, f64)> {
+    let counted = if model.census {
+        history
+            .point_at(history.counted_at(i))
+            .map_or(i, |c| c.min(i))
+    } else {
+        i
+    };
+    let v = count.get(counted).copied().flatten()?;
+    let mut m = 0.0;
+    for t in &model.terms {
+        m += t.weight * t.points.get(i).copied().flatten()?;
+    }
+    Some((m, v - m))
 }

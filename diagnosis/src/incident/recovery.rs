@@ -40,7 +40,10 @@
 
 use faultline_series::{CounterKind, SeriesKey, SocketState};
 
-use super::{CountedAs, Incident, IncidentPattern, IncidentState, ACTIVE_MS, MIN_STORM_CLOSES};
+use super::connections::beyond_connections;
+use super::{
+    CountedAs, Incident, IncidentPattern, IncidentState, ServiceFacts, ACTIVE_MS, MIN_STORM_CLOSES,
+};
 use crate::anomaly::{CounterAnomaly, Direction};
 use crate::history::CounterHistory;
 
@@ -99,6 +102,7 @@ pub(super) fn settle(
     was: Option<&Incident>,
     last_moving: Option<i64>,
     history: &CounterHistory,
+    services: &[ServiceFacts],
     now: i64,
 ) -> Option<i64> {
     let mut own_counters = false;
@@ -108,7 +112,7 @@ pub(super) fn settle(
         let gone = stale(&c.anomaly, history);
         c.moving_away = !gone
             && c.anomaly.active
-            && moving_away(&c.anomaly, history).unwrap_or(c.anomaly.active);
+            && moving_away(&c.anomaly, history, services).unwrap_or(c.anomaly.active);
         if !c.supporting {
             own_counters = true;
             moving |= c.moving_away;
@@ -189,7 +193,11 @@ fn stale(a: &CounterAnomaly, history: &CounterHistory) -> bool {
 
 /// Whether the change of `a` is still going on at the end of `history` (see the module
 /// documentation); `None` when the history cannot tell (no such series, too short).
-pub(super) fn moving_away(a: &CounterAnomaly, history: &CounterHistory) -> Option<bool> {
+pub(super) fn moving_away(
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+    services: &[ServiceFacts],
+) -> Option<bool> {
     // A rate is a change already: out of its range, it is still going on.
     if a.direction == Direction::Fall || a.key.is_rate() {
         return Some(a.active);
@@ -247,11 +255,18 @@ pub(super) fn moving_away(a: &CounterAnomaly, history: &CounterHistory) -> Optio
     // flapped active ↔ recovering every 16 s.
     let i0 = history.point_at(c0)?.min(last);
     let from = history.point_at(a.changed_at_unix_ms).unwrap_or(0).min(i0);
+    // A goroutine or fd count moves with its service's connections too (one goroutine per
+    // connection served, two per one held): what a leak adds is the rest. Seen on the Go
+    // lab's goroutine leak in its edge, healed: 4,269 → 4,286 as the driver's keep-alive pool
+    // grew 7 → 24 connections 20 s after the heal, 10 above all it had reached, and the
+    // incident went active again.
+    let beyond = matches!(a.kind, CounterKind::Tasks | CounterKind::ProcessFds)
+        .then(|| beyond_connections(a, services, history))
+        .flatten();
+    let points = beyond.as_deref().unwrap_or(&series.points);
     let known = |points: &[Option<f64>]| points.iter().flatten().copied().collect::<Vec<f64>>();
-    let before = known(&series.points[from..=i0])
-        .into_iter()
-        .reduce(f64::max)?;
-    let window = known(&series.points[i0 + 1..=last]);
+    let before = known(points.get(from..=i0)?).into_iter().reduce(f64::max)?;
+    let window = known(points.get(i0 + 1..=last)?);
     let (Some(lowest), Some(highest)) = (
         window.iter().copied().reduce(f64::min),
         window.iter().copied().reduce(f64::max),

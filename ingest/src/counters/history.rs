@@ -198,6 +198,41 @@ struct Series {
     last_seen_tick: u64,
 }
 
+impl Series {
+    /// A series with no point yet.
+    fn new(rate: bool) -> Series {
+        Series {
+            rate,
+            seconds: Points::default(),
+            minutes: Points::default(),
+            minute_peak: f32::NAN,
+            minute_sum: 0.0,
+            minute_points: 0,
+            last_seen_tick: 0,
+        }
+    }
+
+    /// Records `value` as the point of sample number `tick` (axis position `tick - 1`); the
+    /// same series twice in one sample keeps the first.
+    fn put(&mut self, tick: u64, value: f64, cap: usize) {
+        if self.last_seen_tick == tick {
+            return;
+        }
+        self.last_seen_tick = tick;
+        let v = value as f32;
+        self.seconds.push(tick - 1, v, cap);
+        if v.is_finite() {
+            self.minute_peak = if self.minute_peak.is_nan() {
+                v
+            } else {
+                self.minute_peak.max(v)
+            };
+            self.minute_sum += value;
+            self.minute_points += 1;
+        }
+    }
+}
+
 /// The two-resolution history of all series.
 #[derive(Debug)]
 pub struct History {
@@ -363,6 +398,11 @@ impl History {
         self.series.contains_key(key)
     }
 
+    /// The keys of every series kept, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &SeriesKey> {
+        self.series.keys()
+    }
+
     /// Every series `keep` accepts with its highest point over both resolutions (the minute
     /// in progress included); `None` for a series with no point at all. Only the accepted
     /// series' points are read: a snapshot asks for the port groups that left the top ports,
@@ -429,50 +469,36 @@ impl History {
         push_capped(&mut self.second_times, time_unix_ms, self.second_cap);
         self.trim_removed();
 
+        let (tick, cap) = (self.tick, self.second_cap);
         for (key, value) in values {
-            if !self.series.contains_key(key) && !self.make_room() {
+            // One lookup for a series already kept (all but a few of a busy node's 12,000
+            // series at each sample); the key is cloned only for a new one.
+            if let Some(series) = self.series.get_mut(key) {
+                series.put(tick, *value, cap);
                 continue;
             }
-            let series = self.series.entry(key.clone()).or_insert_with(|| Series {
-                rate: key.is_rate(),
-                seconds: Points::default(),
-                minutes: Points::default(),
-                minute_peak: f32::NAN,
-                minute_sum: 0.0,
-                minute_points: 0,
-                last_seen_tick: 0,
-            });
-            if series.last_seen_tick == self.tick {
-                continue; // the same key twice in one sample: the first wins
+            if !self.make_room() {
+                continue;
             }
-            series.last_seen_tick = self.tick;
-            let v = *value as f32;
-            series.seconds.push(self.tick - 1, v, self.second_cap);
-            if v.is_finite() {
-                series.minute_peak = if series.minute_peak.is_nan() {
-                    v
-                } else {
-                    series.minute_peak.max(v)
-                };
-                series.minute_sum += *value;
-                series.minute_points += 1;
-            }
+            let mut series = Series::new(key.is_rate());
+            series.put(tick, *value, cap);
+            self.series.insert(key.clone(), series);
         }
-        let tick = self.tick;
+        // One pass over every series: those not seen for longer than both windows go, the
+        // others forget the points before the oldest sample kept.
         let horizon = (self.second_cap as u64).saturating_add(self.minute_cap as u64 * 60);
-        let gone: Vec<SeriesKey> = self
-            .series
-            .iter()
-            .filter(|(_, s)| tick.saturating_sub(s.last_seen_tick) > horizon)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in gone {
-            self.series.remove(&key);
-            self.note_removed(tick, key);
-        }
         let oldest = self.second_start();
-        for series in self.series.values_mut() {
+        let mut gone = Vec::new();
+        self.series.retain(|key, series| {
+            if tick.saturating_sub(series.last_seen_tick) > horizon {
+                gone.push(key.clone());
+                return false;
+            }
             series.seconds.trim(oldest);
+            true
+        });
+        for key in gone {
+            self.note_removed(tick, key);
         }
     }
 

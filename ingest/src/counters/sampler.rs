@@ -156,6 +156,10 @@ impl QuietCensus {
     }
 }
 
+/// Fewest seconds between two confirming censuses ([`CounterStore::ask_for_census`]): the
+/// most they can add to the census' CPU is one census every this long.
+pub const CONFIRMING_CENSUS_GAP: Duration = Duration::from_secs(15);
+
 /// Keeps the socket census within `socket_cpu_budget_percent` of a core: after a census that
 /// cost `c` of CPU, the next one waits until `c / budget` has passed since this one began.
 /// Between censuses every sample repeats the last one, so the history keeps one point per
@@ -275,6 +279,8 @@ struct SocketCounter {
     quiet: QuietCensus,
     owners: PortOwners,
     newest: Option<Arc<Counted>>,
+    /// When the last confirming census was taken.
+    confirmed_at: Option<Instant>,
 }
 
 impl SocketCounter {
@@ -290,29 +296,47 @@ impl SocketCounter {
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
             newest: None,
+            confirmed_at: None,
         }
     }
 
     /// The census for the sample of `time_unix_ms`, read at `now` after the counters
     /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
-    /// newest.
+    /// newest. `confirm` (the diagnosis asked for a census, see
+    /// [`CounterStore::ask_for_census`]) takes one whatever the gates say, at most once per
+    /// [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a debt: the next
+    /// census comes when it would have come without it.
     fn count(
         &mut self,
         now: Instant,
         time_unix_ms: i64,
         activity: Option<SocketActivity>,
+        confirm: bool,
     ) -> Arc<Counted> {
+        let confirm = confirm
+            && self
+                .confirmed_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= CONFIRMING_CENSUS_GAP);
+        let mut overdraft = false;
         if let Some(newest) = &self.newest {
             let repeat = newest.reading.census.is_ok()
                 && (!self.budget.due(now) || !self.quiet.due(now, activity.as_ref()));
-            if repeat {
+            if repeat && !confirm {
                 return Arc::clone(newest);
             }
+            overdraft = repeat;
         }
         let cpu = thread_cpu();
         let mut reading = self.reader.census();
         let cost = thread_cpu().saturating_sub(cpu);
+        let scheduled = self.budget.next_at;
         self.budget.book(now, cost, &mut reading);
+        if overdraft {
+            // (A debt, the next census put off by this one's cost, made the storm's first
+            // census come later on the unseen lab than without any early census.)
+            self.budget.next_at = scheduled;
+            self.confirmed_at = Some(now);
+        }
         self.quiet.book(now, activity, reading.census.is_ok());
         let listening = self
             .reader
@@ -431,7 +455,9 @@ impl NodeSampler {
     ) -> NodeSample {
         // The counters first: a census taken after them counts everything they saw move.
         let counters = self.readings.socket_counters();
-        let counted = self.sockets.count(now, time_unix_ms, counters.activity);
+        let counted = self
+            .sockets
+            .count(now, time_unix_ms, counters.activity, false);
         self.readings
             .sample(time_unix_ms, runtime, counters, Some(&counted))
     }
@@ -443,6 +469,8 @@ struct CensusRequest {
     now: Instant,
     time_unix_ms: i64,
     activity: Option<SocketActivity>,
+    /// The diagnosis asked for a fresh census ([`CounterStore::ask_for_census`]).
+    confirm: bool,
 }
 
 /// The newest census and the owners of its listening ports.
@@ -533,7 +561,7 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
         };
         let time = request.time_unix_ms;
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let counted = counter.count(request.now, time, request.activity);
+            let counted = counter.count(request.now, time, request.activity, request.confirm);
             (counted, Arc::new(counter.port_owners()))
         }));
         let mut state = shared.state.lock();
@@ -601,6 +629,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     &read_sockstat(&proc_root),
                     &read_protocol_counters(&proc_root),
                 ),
+                confirm: false,
             };
             worker.ask(request, Duration::ZERO);
         });
@@ -624,6 +653,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         let runtime = RuntimeCounters::current();
         let mut sampler = node.take().unwrap_or_else(|| NodeSampler::new(&config));
         let worker = worker.clone();
+        let confirm = store.census_asked();
         let blocking = tokio::task::spawn_blocking(move || {
             let counters = sampler.readings.socket_counters();
             let newest = match &worker {
@@ -632,13 +662,15 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         now: Instant::now(),
                         time_unix_ms: now,
                         activity: counters.activity,
+                        confirm,
                     };
                     worker.ask(request, census_wait)
                 }
                 None => {
-                    let counted = sampler
-                        .sockets
-                        .count(Instant::now(), now, counters.activity);
+                    let counted =
+                        sampler
+                            .sockets
+                            .count(Instant::now(), now, counters.activity, confirm);
                     Some((counted, Arc::new(sampler.sockets.port_owners())))
                 }
             };
@@ -869,6 +901,48 @@ mod tests {
             established(&sampler.sample_at(last + second, 8_000, None)),
             2
         );
+    }
+
+    #[test]
+    fn a_census_asked_for_is_taken_past_the_budget_at_most_once_per_gap_and_owes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let mut counter = SocketCounter::new(&CountersConfig {
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.path().to_path_buf(),
+            // Even a census of three sockets is then due only minutes later.
+            socket_cpu_budget_percent: 0.000_001,
+            ..CountersConfig::default()
+        });
+        let count = |c: &Arc<Counted>| {
+            let census = c.reading.census.as_ref().expect("census");
+            census.by_state.get(SocketState::Established)
+        };
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        fake_tcp(root.path(), 3);
+        assert_eq!(count(&counter.count(t0, 0, None, false)), 3);
+        fake_tcp(root.path(), 5);
+        assert_eq!(
+            count(&counter.count(at(1), 1_000, None, false)),
+            3,
+            "over budget"
+        );
+        let scheduled = counter.budget.next_at;
+        // The diagnosis asks: counted now, and the next census is still due when it was.
+        assert_eq!(count(&counter.count(at(2), 2_000, None, true)), 5);
+        assert_eq!(
+            counter.budget.next_at, scheduled,
+            "an overdraft, not a debt"
+        );
+        fake_tcp(root.path(), 7);
+        assert_eq!(
+            count(&counter.count(at(3), 3_000, None, true)),
+            5,
+            "too soon"
+        );
+        let gap = CONFIRMING_CENSUS_GAP.as_secs();
+        assert_eq!(count(&counter.count(at(1 + gap), 9_000, None, true)), 5);
+        assert_eq!(count(&counter.count(at(2 + gap), 10_000, None, true)), 7);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! status says why.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use faultline_series::{
     CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
@@ -411,6 +412,38 @@ struct Inner {
     /// The process ids of each process target when a restored history was saved, until the
     /// target is read again.
     restored_targets: BTreeMap<String, Vec<u32>>,
+    /// Changes whenever a snapshot may read otherwise (see [`CounterStore::revision`]).
+    revision: u64,
+}
+
+/// The socket states of each port group the history keeps a series of, read in one pass over
+/// its keys: a state that had sockets within the history is recorded at 0, not left as a gap.
+/// A lookup per charted port group and state instead (45,000 a sample at 4,096 port groups)
+/// was a third of what recording a sample cost (BENCHMARKS.md).
+struct KeptPortStates(Vec<u16>);
+
+impl KeptPortStates {
+    fn of(history: &History) -> KeptPortStates {
+        let mut states = vec![0u16; 2 * (usize::from(u16::MAX) + 1)];
+        for key in history.keys() {
+            if let SeriesKey::PortState { port, side, state } = *key {
+                states[Self::slot(port, side)] |= Self::bit(state);
+            }
+        }
+        KeptPortStates(states)
+    }
+
+    fn slot(port: u16, side: PortSide) -> usize {
+        usize::from(port) * 2 + usize::from(side == PortSide::Remote)
+    }
+
+    fn bit(state: SocketState) -> u16 {
+        1 << (state as u16)
+    }
+
+    fn contains(&self, port: u16, side: PortSide, state: SocketState) -> bool {
+        self.0[Self::slot(port, side)] & Self::bit(state) != 0
+    }
 }
 
 /// Most service ports [`CounterStore::watch_service_ports`] keeps: a node runs a few dozen
@@ -447,6 +480,8 @@ pub struct CounterStore {
     /// The sampler's readings not recorded yet (see the module docs). Locked only to add or
     /// take them, never while waiting for `inner`.
     pending: Mutex<Vec<Pending>>,
+    /// Set by [`CounterStore::ask_for_census`] until the sampler takes it up.
+    census_asked: AtomicBool,
 }
 
 impl CounterStore {
@@ -489,9 +524,26 @@ impl CounterStore {
                 agent_ports: BTreeSet::new(),
                 restored_owners: None,
                 restored_targets: BTreeMap::new(),
+                revision: 0,
             }),
             pending: Mutex::new(Vec::new()),
+            census_asked: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the sampler for a fresh socket census at its next tick, even where the CPU budget
+    /// would repeat the last one (at most one such census per
+    /// [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
+    /// when a count it must judge was taken only once since it changed: the first census that
+    /// shows a TIME-WAIT storm tells only a lower bound of its pace, and on a busy node the
+    /// census after it came one budget period (4–7 s) later.
+    pub fn ask_for_census(&self) {
+        self.census_asked.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a census was asked for since the last call (the sampler's tick takes it up).
+    pub fn census_asked(&self) -> bool {
+        self.census_asked.swap(false, Ordering::Relaxed)
     }
 
     /// The store's lock, with the sampler's pending readings recorded first.
@@ -522,6 +574,9 @@ impl CounterStore {
     /// Records the readings the sampler handed in, in order.
     fn record_pending(&self, inner: &mut Inner) {
         let pending = std::mem::take(&mut *self.pending.lock());
+        if !pending.is_empty() {
+            inner.revision += 1;
+        }
         for reading in pending {
             match reading {
                 Pending::Owners(owners) => record_owners(inner, owners),
@@ -536,14 +591,29 @@ impl CounterStore {
     /// had its queue recorded only while among the fullest N, with holes just where its
     /// baseline is. Replaces the previous set; at most [`MAX_SERVICE_PORTS`] are kept.
     pub fn watch_service_ports(&self, ports: impl IntoIterator<Item = u16>) {
-        self.lock().service_ports = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
+        let ports: BTreeSet<u16> = ports.into_iter().take(MAX_SERVICE_PORTS).collect();
+        let mut inner = self.lock();
+        if inner.service_ports != ports {
+            inner.service_ports = ports;
+            inner.revision += 1;
+        }
     }
 
     /// Records this agent's own listening ports (its web and OTLP listeners): they are named
     /// [`AGENT_LISTENER`] by [`CounterStore::listening_processes`], and the diagnosis keeps
     /// their sockets (the agent's API polls and OTLP posts) out of node activity.
     pub fn set_agent_ports(&self, ports: impl IntoIterator<Item = u16>) {
-        self.lock().agent_ports = ports.into_iter().collect();
+        let mut inner = self.lock();
+        inner.agent_ports = ports.into_iter().collect();
+        inner.revision += 1;
+    }
+
+    /// A number that changes whenever [`CounterStore::snapshot`] may read otherwise: a sample,
+    /// a task count or a port owner recorded, a restore adopted, the watched ports changed.
+    /// Equal revisions read alike, so a reader may keep what it built from a snapshot (the
+    /// encoded counters document) until the revision changes.
+    pub fn revision(&self) -> u64 {
+        self.lock().revision
     }
 
     /// This agent's own listening ports (see [`CounterStore::set_agent_ports`]).
@@ -633,6 +703,7 @@ impl CounterStore {
             Err(format!("non-finite value {value}"))
         };
         let mut inner = self.lock();
+        inner.revision += 1;
         self.record_task_result(&mut inner, target, source, result, time_ms, true)
     }
 
@@ -646,6 +717,7 @@ impl CounterStore {
         time_unix_ms: i64,
     ) -> bool {
         let mut inner = self.lock();
+        inner.revision += 1;
         self.record_task_result(&mut inner, target, source, result, time_unix_ms, false)
     }
 
@@ -955,8 +1027,14 @@ impl CounterStore {
                 }
             })
             .collect();
-        let mut groups: Vec<(&PortKey, &StateCounts)> = census.by_port.iter().collect();
-        groups.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then(a.0.cmp(b.0)));
+        // Busiest first, each group's total summed once (6,000 groups on a busy node).
+        let mut groups: Vec<(u64, &PortKey, &StateCounts)> = census
+            .by_port
+            .iter()
+            .map(|(key, counts)| (counts.total(), key, counts))
+            .collect();
+        groups.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let kept_states = KeptPortStates::of(&inner.history);
         let mut ports = Vec::new();
         let mut other = OtherPorts::default();
         let mut other_counts = StateCounts::default();
@@ -972,16 +1050,14 @@ impl CounterStore {
             .map(|(port, _)| *port)
             .chain(inner.service_ports.iter().copied())
             .collect();
-        for (i, (key, counts)) in groups.iter().enumerate() {
+        for (i, &(total, key, counts)) in groups.iter().enumerate() {
             if i < self.top_ports || services.contains(&key.port) {
-                let total = counts.total();
                 let (port, side) = (key.port, key.side);
                 series.push((SeriesKey::PortTotal { port, side }, total as f64));
                 for state in SocketState::ALL {
-                    let key = SeriesKey::PortState { port, side, state };
                     let n = counts.get(state);
-                    if n > 0 || inner.history.contains(&key) {
-                        series.push((key, f64::from(n)));
+                    if n > 0 || kept_states.contains(port, side, state) {
+                        series.push((SeriesKey::PortState { port, side, state }, f64::from(n)));
                     }
                 }
                 let delta = had_prev
@@ -1203,6 +1279,7 @@ impl CounterStore {
         history.follows(&inner.history);
         inner.history = history;
         inner.restored_targets = targets;
+        inner.revision += 1;
         Ok(restored)
     }
 

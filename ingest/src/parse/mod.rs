@@ -30,6 +30,7 @@ pub mod time;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use multiline::{Multiline, MultilineRecord};
+pub use stack::top_application_frame;
 
 use crate::record::{Level, LogRecord, Origin};
 use fields::Draft;

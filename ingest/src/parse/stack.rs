@@ -97,7 +97,7 @@ fn is_dependency(file: &str) -> bool {
 /// The top application frame of a Go stack as `function file.go:line` (the file without its
 /// directory: directories differ between machines, the function names the place), or `None`
 /// when the text has no Go frame of the application.
-pub(crate) fn top_application_frame(stack: &str) -> Option<String> {
+pub fn top_application_frame(stack: &str) -> Option<String> {
     let frames = frames(stack);
     let after_panic = frames
         .iter()

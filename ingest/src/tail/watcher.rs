@@ -187,8 +187,12 @@ async fn run(
             Change::Writes => (now + EVENT_COALESCE).max(read_at + READ_GAP),
         };
         // Writes are not listened to until the read (their events pile up in the kernel's
-        // queue, identical ones merged, and are read in one go); an entry that changes
-        // meanwhile brings the read forward.
+        // queue, identical ones merged, and are read in one go; the descriptor is out of the
+        // reactor meanwhile, see `FileEvents`); an entry that changes meanwhile brings the
+        // read forward.
+        if let Some(e) = events.as_mut() {
+            e.ignore_writes();
+        }
         loop {
             let entry = async {
                 match events.as_mut() {
@@ -251,7 +255,12 @@ struct Watched {
 /// The kernel queues one event per `write(2)` (1,000/s at 1,000 lines/s, line-buffered
 /// writers): they are read in batches (one `read(2)` returns all of them) and reduced to
 /// "something changed". Through `notify`, each event was a separate callback on a thread of
-/// its own (10 % of the agent's CPU in the soak's profile).
+/// its own (10 % of the agent's CPU in the soak's profile). The writes' descriptor is in the
+/// reactor only while a first write is awaited: the reactor's epoll is edge-triggered, and
+/// every event the kernel queues (it merges only an event identical to the last one queued,
+/// so writes to three files alternately are not merged) woke a runtime worker out of
+/// `epoll_wait`, whether or not anything listened: ~500 wake-ups a second of the agent's ~550
+/// in the soak, for ten reads.
 struct FileEvents {
     entries: Queue,
     writes: Queue,
@@ -316,10 +325,49 @@ async fn moved(mounts: &mut Option<Mounts>, identities: &[(PathBuf, Option<(u64,
 
 /// One inotify descriptor and its watches.
 struct Queue {
-    fd: AsyncFd<Inotify>,
+    fd: Descriptor,
     mask: WatchMask,
     watches: Vec<(PathBuf, WatchDescriptor)>,
     buffer: Vec<u8>,
+}
+
+/// An inotify descriptor, in the runtime's reactor or out of it.
+enum Descriptor {
+    /// In the reactor: each event queued wakes it.
+    Listened(AsyncFd<Inotify>),
+    /// Out of it: events queue up in the kernel and wake nothing.
+    Quiet(Inotify),
+    /// Only while moving from one to the other.
+    Moving,
+}
+
+impl Descriptor {
+    fn inotify(&self) -> Option<&Inotify> {
+        match self {
+            Descriptor::Listened(fd) => Some(fd.get_ref()),
+            Descriptor::Quiet(inotify) => Some(inotify),
+            Descriptor::Moving => None,
+        }
+    }
+
+    fn inotify_mut(&mut self) -> Option<&mut Inotify> {
+        match self {
+            Descriptor::Listened(fd) => Some(fd.get_mut()),
+            Descriptor::Quiet(inotify) => Some(inotify),
+            Descriptor::Moving => None,
+        }
+    }
+}
+
+/// Puts `inotify` in the runtime's reactor (readable); on failure it is handed back with
+/// the error.
+fn register(inotify: Inotify) -> Result<AsyncFd<Inotify>, (Inotify, std::io::Error)> {
+    // SAFETY: the `Inotify` owns its descriptor and closes it only when dropped, which
+    // happens with the `AsyncFd` that owns it (or after `into_inner` gave it back);
+    // `as_raw_fd` always returns that one descriptor (the `Watches` handles borrowed in
+    // `watch` only add and remove watches on it).
+    unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
+        .map_err(|e| e.into_parts())
 }
 
 impl FileEvents {
@@ -367,6 +415,12 @@ impl FileEvents {
 
     /// Waits for the next event of either queue.
     async fn changed(&mut self) -> Change {
+        if let Err(e) = self.writes.listen() {
+            // Not expected (the descriptor was in the reactor before); the loop then reads
+            // at every read gap, as if a write had come.
+            tracing::debug!(error = %e, "cannot listen to writes; reading at each read gap");
+            return Change::Writes;
+        }
         let change = tokio::select! {
             _ = self.entries.changed() => Change::Entries,
             lost = self.writes.changed() => if lost { Change::Entries } else { Change::Writes },
@@ -377,6 +431,12 @@ impl FileEvents {
             self.complete = false;
         }
         change
+    }
+
+    /// Stops listening to writes until the next [`Self::changed`]: their events queue up in
+    /// the kernel, read by [`Self::drain`], and wake nothing meanwhile.
+    fn ignore_writes(&mut self) {
+        self.writes.quiet();
     }
 
     /// Waits for the next change of a directory entry (writes are not listened to).
@@ -403,23 +463,45 @@ impl FileEvents {
 impl Queue {
     fn new(mask: WatchMask) -> std::io::Result<Queue> {
         let inotify = Inotify::init()?;
-        // SAFETY: the `Inotify` owns its descriptor and closes it only when dropped, which
-        // happens with the `AsyncFd` that owns it; `as_raw_fd` always returns that one
-        // descriptor (the `Watches` handles borrowed in `watch` only add and remove watches
-        // on it).
-        let fd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let fd = register(inotify).map_err(|(_, e)| e)?;
         Ok(Queue {
-            fd,
+            fd: Descriptor::Listened(fd),
             mask,
             watches: Vec::new(),
             buffer: vec![0; 16 * 1024],
         })
     }
 
+    /// Takes the descriptor out of the reactor (see [`FileEvents`]); its events stay queued.
+    fn quiet(&mut self) {
+        self.fd = match std::mem::replace(&mut self.fd, Descriptor::Moving) {
+            Descriptor::Listened(fd) => Descriptor::Quiet(fd.into_inner()),
+            other => other,
+        };
+    }
+
+    /// Puts the descriptor back in the reactor, where events already queued make it ready at
+    /// once.
+    fn listen(&mut self) -> std::io::Result<()> {
+        match std::mem::replace(&mut self.fd, Descriptor::Moving) {
+            Descriptor::Quiet(inotify) => match register(inotify) {
+                Ok(fd) => self.fd = Descriptor::Listened(fd),
+                Err((inotify, e)) => {
+                    self.fd = Descriptor::Quiet(inotify);
+                    return Err(e);
+                }
+            },
+            other => self.fd = other,
+        }
+        Ok(())
+    }
+
     /// Watches exactly `dirs`: whether every one has a watch, and whether a watch is new.
     fn watch(&mut self, dirs: &[PathBuf]) -> (bool, bool) {
-        let mut watches = self.fd.get_ref().watches();
+        let Some(inotify) = self.fd.inotify() else {
+            return (false, false);
+        };
+        let mut watches = inotify.watches();
         // Adding a watch again is cheap and returns the same descriptor for the same
         // directory; a directory deleted and created again gets a new one.
         let mut kept = Vec::with_capacity(dirs.len());
@@ -448,8 +530,12 @@ impl Queue {
     /// Waits for events and reads all that are queued; returns whether any was more than a
     /// write (see [`read_all`]).
     async fn changed(&mut self) -> bool {
+        let Descriptor::Listened(fd) = &mut self.fd else {
+            // Out of the reactor: nothing wakes this queue until it listens again.
+            return std::future::pending().await;
+        };
         loop {
-            let Ok(mut guard) = self.fd.readable_mut().await else {
+            let Ok(mut guard) = fd.readable_mut().await else {
                 // The reactor is gone (shutdown): nothing will come any more.
                 return std::future::pending().await;
             };
@@ -465,7 +551,10 @@ impl Queue {
     /// Reads every queued event without waiting: how many, and whether any was more than a
     /// write.
     fn drain(&mut self) -> (usize, bool) {
-        read_all(self.fd.get_mut(), &mut self.buffer)
+        match self.fd.inotify_mut() {
+            Some(inotify) => read_all(inotify, &mut self.buffer),
+            None => (0, false),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! runtime counters, with the status of every source and the history at one of two
 //! resolutions.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -43,12 +44,13 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let resolution = params.resolution.unwrap_or_default();
     let views = shared.views()?.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let page: CountersSnapshot = views.counters.page(resolution);
-        serde_json::to_vec(&page)
-    })
-    .await
-    .map_err(|err| ApiError::internal(format!("the counters document failed: {err}")))?
-    .map_err(|err| ApiError::internal(format!("the counters document failed: {err}")))?;
-    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    let body = tokio::task::spawn_blocking(move || views.counters.page_json(resolution))
+        .await
+        .map_err(|err| ApiError::internal(format!("the counters document failed: {err}")))?
+        .map_err(|err| ApiError::internal(format!("the counters document failed: {err}")))?;
+    Ok((
+        [(CONTENT_TYPE, "application/json")],
+        Bytes::from_owner(body),
+    )
+        .into_response())
 }
