@@ -2323,6 +2323,107 @@ mod tests {
         assert!(evidence.contains("; it had crept 28.5 → "), "{evidence}");
     }
 
+    /// The Go lab's time-wait fault after a redeploy (`testdata/go-lab-time-wait-redeploy.json`,
+    /// recorded on main 21581af): checkout-svc's own-side TIME-WAIT stepped 5 → 14 after its
+    /// redeploy and held, then bff began opening a connection per call. Dated at the step, 27 s
+    /// before the injection ("rose 1 → 967 … (from 06:50:41 UTC)"), the storm's pace read as
+    /// a pool's churn and no incident was raised. With the restart dated at the new process's
+    /// first point, and with it dated as the agent dated it then (where the creep and the jump
+    /// are two levels), the storm is dated at the injection, at every second it is raised.
+    #[test]
+    fn a_storm_after_a_redeploys_step_is_dated_at_the_storm() {
+        let r = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-time-wait-redeploy.json"
+        ));
+        let key = |side, state| SeriesKey::PortState {
+            port: 53437,
+            side,
+            state,
+        };
+        let tw = key(PortSide::Local, SocketState::TimeWait);
+        let named = [
+            (tw.clone(), "local_time_wait"),
+            (
+                key(PortSide::Local, SocketState::Established),
+                "local_established",
+            ),
+            (
+                key(PortSide::Local, SocketState::FinWait1),
+                "local_fin_wait1",
+            ),
+            (key(PortSide::Local, SocketState::Listen), "local_listen"),
+            (
+                key(PortSide::Remote, SocketState::Established),
+                "remote_established",
+            ),
+            (
+                key(PortSide::Remote, SocketState::TimeWait),
+                "remote_time_wait",
+            ),
+            (
+                key(PortSide::Remote, SocketState::CloseWait),
+                "remote_close_wait",
+            ),
+            (
+                SeriesKey::Runtime {
+                    metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                },
+                "census_age_ms",
+            ),
+        ];
+        let h = CounterHistory {
+            start_unix_ms: r.start,
+            ..history(
+                named
+                    .iter()
+                    .map(|(key, name)| (key.clone(), r.points(name)))
+                    .collect(),
+            )
+        };
+        let point = |name: &str| r.start + r.index(name) as i64 * 1000;
+        let injected = r.index("injected_point");
+        let as_dated = [
+            (
+                "the new process's first point",
+                point("new_process_first_point"),
+                Some(point("old_process_last_point") + 1),
+            ),
+            (
+                "where the agent dated it then",
+                point("restart_point"),
+                None,
+            ),
+        ];
+        for (how, at_unix_ms, stopped_unix_ms) in as_dated {
+            let starts = [ServiceStart {
+                service: "checkout-svc".into(),
+                at_unix_ms,
+                stopped_unix_ms,
+                ports: vec![53437],
+                ..ServiceStart::default()
+            }];
+            let mut raised = None;
+            for end in injected..injected + 30 {
+                let report = detect(&at(&h, end), &[], &starts, &AnomalyConfig::default());
+                let Some(a) = report.anomalies.iter().find(|a| a.key == tw) else {
+                    continue;
+                };
+                raised.get_or_insert(end);
+                assert!(
+                    a.changed_at_unix_ms >= point("injected_point") - 1000,
+                    "restart at {how}, at {end}: dated {} s before the injection: {}",
+                    (point("injected_point") - a.changed_at_unix_ms) / 1000,
+                    a.evidence
+                );
+            }
+            let raised = raised.unwrap_or_else(|| panic!("restart at {how}: never raised"));
+            assert!(
+                raised <= injected + 8,
+                "restart at {how}: raised at {raised}"
+            );
+        }
+    }
+
     /// A steady fast climb from a settled level (a goroutine leak of 40 a second) has no
     /// jump in it: it is dated where it left the band, at every second of its climb.
     #[test]

@@ -8,14 +8,17 @@
 //! inflater; the rest sent as is with `Content-Encoding: gzip`, so the inflater itself is
 //! fuzzed). The rest is the body. Besides not panicking: the answer is success or one of the
 //! client errors OTLP/HTTP defines, never a server error; no record reaches clustering with a
-//! time the line parser would not believe (1970, next year); every stored trace assembles.
+//! time the line parser would not believe (1970, next year); every stored trace assembles;
+//! and a JSON body of traces or logs (uncompressed, or gzip made here) is read alike by the
+//! typed decoder the agent uses and the tree decoder (the proto's own serde): the same
+//! request, or both refuse it.
 
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use faultline_ingest::otlp::{log_queue, OtlpConfig, OtlpOutputs, OtlpReceivers};
+use faultline_ingest::otlp::{json_paths_agree, log_queue, OtlpConfig, OtlpOutputs, OtlpReceivers};
 use faultline_ingest::parse::plausible_time;
 use faultline_ingest::traces::{TraceFilter, TraceStore, TraceStoreConfig};
 use tower::ServiceExt;
@@ -74,6 +77,11 @@ pub fn run(encoding: Encoding, data: &[u8]) {
             Encoding::Json => "application/json",
         },
     );
+    if matches!(encoding, Encoding::Json) && compression < 2 {
+        if let Err(e) = json_paths_agree(path, body) {
+            panic!("the two OTLP/JSON decoders disagree: {e}");
+        }
+    }
     let body = match compression {
         0 => body.to_vec(),
         1 => {

@@ -18,11 +18,14 @@
 //! Both paths refuse a field given twice (under the same name, or as both `spanId` and
 //! `span_id`), as the protobuf JSON mapping's parsers do (Go's `protojson`: "duplicate
 //! field"), and both read an `AnyValue` naming two kinds of value as the last one in the body
-//! (the proto's own serde rule). Where they may still differ, on inputs no exporter sends:
-//! snake_case spellings other than the proto's own field names (`span__id`) are ignored here;
-//! the content of an unknown field is skipped unchecked here (an unknown enum name, or an
-//! invalid `\u` escape, under it is not refused), as the OTLP/JSON mapping asks of unknown
-//! fields.
+//! (the proto's own serde rule). Both read a snake_case key only when it is a field's proto
+//! name (`span_id`; `span__id` is an unknown field), and both skip what an unknown field holds
+//! (an unknown enum name under it is not refused), as the OTLP/JSON mapping asks of unknown
+//! fields; a lone surrogate escape is refused wherever it sits (checked before this parse,
+//! which skips unknown fields unchecked: see `json::decode_typed`). A number beyond `f64` or
+//! nesting past 127 under an unknown field is skipped here, as the Collector does, where the
+//! tree path, which must hold every value, refuses it. The `otlp_json` fuzz target checks on
+//! every input that the two paths agree (`json::json_paths_agree`).
 
 use std::borrow::Cow;
 use std::fmt;

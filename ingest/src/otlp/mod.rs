@@ -56,6 +56,8 @@ pub use config::OtlpConfig;
 pub use convert::UNKNOWN_SERVICE;
 pub use error::OtlpError;
 pub use forward::{tag_logs, tag_spans, tailed_logs, TAIL_SCOPE};
+#[doc(hidden)]
+pub use json::json_paths_agree;
 pub use pipeline::{OtlpOutputs, OtlpStats};
 pub use sink::{
     log_queue, DiscardTaskCounters, LogBatch, LogQueueError, LogReceiver, LogSender,
