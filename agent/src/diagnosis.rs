@@ -650,7 +650,7 @@ pub fn diagnose(
         // A storm's pace judged from one census is a lower bound: a fresh census tells it,
         // rather than the next one the census budget allows (4–7 s later on a busy node).
         if let Some(node) = &facts.listeners {
-            node.counters.ask_for_census();
+            node.counters.ask_for_census(snapshot.sampled_at_unix_ms);
         }
     }
     let omitted = report.unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;

@@ -302,8 +302,9 @@ impl SocketCounter {
 
     /// The census for the sample of `time_unix_ms`, read at `now` after the counters
     /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
-    /// newest. `confirm` (the diagnosis asked for a census, see
-    /// [`CounterStore::ask_for_census`]) takes one whatever the gates say, at most once per
+    /// newest. `confirm` (the sample time a diagnosis judged when it asked for a census, see
+    /// [`CounterStore::ask_for_census`]) takes one whatever the gates say, unless a census
+    /// newer than that sample was taken meanwhile, at most once per
     /// [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a debt: the next
     /// census comes when it would have come without it.
     fn count(
@@ -311,12 +312,15 @@ impl SocketCounter {
         now: Instant,
         time_unix_ms: i64,
         activity: Option<SocketActivity>,
-        confirm: bool,
+        confirm: Option<i64>,
     ) -> Arc<Counted> {
-        let confirm = confirm
-            && self
-                .confirmed_at
-                .is_none_or(|at| now.saturating_duration_since(at) >= CONFIRMING_CENSUS_GAP);
+        let confirm = confirm.is_some_and(|judged| {
+            self.newest
+                .as_ref()
+                .is_none_or(|n| n.counted_unix_ms <= judged)
+        }) && self
+            .confirmed_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= CONFIRMING_CENSUS_GAP);
         let mut overdraft = false;
         if let Some(newest) = &self.newest {
             let repeat = newest.reading.census.is_ok()
@@ -457,7 +461,7 @@ impl NodeSampler {
         let counters = self.readings.socket_counters();
         let counted = self
             .sockets
-            .count(now, time_unix_ms, counters.activity, false);
+            .count(now, time_unix_ms, counters.activity, None);
         self.readings
             .sample(time_unix_ms, runtime, counters, Some(&counted))
     }
@@ -469,8 +473,9 @@ struct CensusRequest {
     now: Instant,
     time_unix_ms: i64,
     activity: Option<SocketActivity>,
-    /// The diagnosis asked for a fresh census ([`CounterStore::ask_for_census`]).
-    confirm: bool,
+    /// The sample time a diagnosis judged when it asked for a fresh census
+    /// ([`CounterStore::ask_for_census`]).
+    confirm: Option<i64>,
 }
 
 /// The newest census and the owners of its listening ports.
@@ -629,7 +634,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     &read_sockstat(&proc_root),
                     &read_protocol_counters(&proc_root),
                 ),
-                confirm: false,
+                confirm: None,
             };
             worker.ask(request, Duration::ZERO);
         });
@@ -920,29 +925,42 @@ mod tests {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         fake_tcp(root.path(), 3);
-        assert_eq!(count(&counter.count(t0, 0, None, false)), 3);
+        assert_eq!(count(&counter.count(t0, 0, None, None)), 3);
         fake_tcp(root.path(), 5);
         assert_eq!(
-            count(&counter.count(at(1), 1_000, None, false)),
+            count(&counter.count(at(1), 1_000, None, None)),
             3,
             "over budget"
         );
         let scheduled = counter.budget.next_at;
-        // The diagnosis asks: counted now, and the next census is still due when it was.
-        assert_eq!(count(&counter.count(at(2), 2_000, None, true)), 5);
+        // The diagnosis asks, having judged the sample of 1 s: counted now, and the next
+        // census is still due when it was.
+        assert_eq!(count(&counter.count(at(2), 2_000, None, Some(1_000))), 5);
         assert_eq!(
             counter.budget.next_at, scheduled,
             "an overdraft, not a debt"
         );
         fake_tcp(root.path(), 7);
         assert_eq!(
-            count(&counter.count(at(3), 3_000, None, true)),
+            count(&counter.count(at(3), 3_000, None, Some(2_000))),
             5,
             "too soon"
         );
         let gap = CONFIRMING_CENSUS_GAP.as_secs();
-        assert_eq!(count(&counter.count(at(1 + gap), 9_000, None, true)), 5);
-        assert_eq!(count(&counter.count(at(2 + gap), 10_000, None, true)), 7);
+        assert_eq!(
+            count(&counter.count(at(1 + gap), 9_000, None, Some(8_000))),
+            5
+        );
+        // A judgement of a sample older than the newest census (counted for 2 s) asked a
+        // tick late: that census already answers it.
+        assert_eq!(
+            count(&counter.count(at(2 + gap), 10_000, None, Some(1_500))),
+            5
+        );
+        assert_eq!(
+            count(&counter.count(at(2 + gap), 10_000, None, Some(9_000))),
+            7
+        );
     }
 
     #[test]

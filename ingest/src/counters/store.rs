@@ -22,7 +22,7 @@
 //! status says why.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use faultline_series::{
     CounterKind, PortSide, ProcessMetric, RuntimeMetric, SeriesKey, SocketState,
@@ -480,8 +480,9 @@ pub struct CounterStore {
     /// The sampler's readings not recorded yet (see the module docs). Locked only to add or
     /// take them, never while waiting for `inner`.
     pending: Mutex<Vec<Pending>>,
-    /// Set by [`CounterStore::ask_for_census`] until the sampler takes it up.
-    census_asked: AtomicBool,
+    /// The sample time of the newest judgement that asked for a census
+    /// ([`CounterStore::ask_for_census`]) until the sampler takes it up; `i64::MIN` for none.
+    census_asked: AtomicI64,
 }
 
 impl CounterStore {
@@ -527,7 +528,7 @@ impl CounterStore {
                 revision: 0,
             }),
             pending: Mutex::new(Vec::new()),
-            census_asked: AtomicBool::new(false),
+            census_asked: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -537,13 +538,19 @@ impl CounterStore {
     /// when a count it must judge was taken only once since it changed: the first census that
     /// shows a TIME-WAIT storm tells only a lower bound of its pace, and on a busy node the
     /// census after it came one budget period (4–7 s) later.
-    pub fn ask_for_census(&self) {
-        self.census_asked.store(true, Ordering::Relaxed);
+    ///
+    /// `judged_unix_ms` is the time of the sample the judgement read: a census taken after it
+    /// already answers, and the sampler then takes none (a diagnosis pass that ends after the
+    /// next tick began asked a tick late, after the regular census).
+    pub fn ask_for_census(&self, judged_unix_ms: i64) {
+        self.census_asked
+            .fetch_max(judged_unix_ms, Ordering::Relaxed);
     }
 
-    /// Whether a census was asked for since the last call (the sampler's tick takes it up).
-    pub fn census_asked(&self) -> bool {
-        self.census_asked.swap(false, Ordering::Relaxed)
+    /// The sample time of the judgement that asked for a census since the last call, if one
+    /// did (the sampler's tick takes it up).
+    pub fn census_asked(&self) -> Option<i64> {
+        Some(self.census_asked.swap(i64::MIN, Ordering::Relaxed)).filter(|&t| t != i64::MIN)
     }
 
     /// The store's lock, with the sampler's pending readings recorded first.
