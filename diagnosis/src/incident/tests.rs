@@ -2202,6 +2202,56 @@ fn a_storm_closes_a_connection_per_call_and_a_pool_does_not_however_long() {
 /// only at the census after, 11 s after it began. The first census that shows it tells its
 /// pace against the census before; a pool's churn counted rarely is still none: its jump at
 /// one census is spread over the time since the census before, not over one sample.
+/// A history of `len` one-second points from `start` for the storm tests: `TIME-WAIT →:8082`
+/// at `tw_at(i)` (its port's total 2 more), stock answering 25 calls a second, and the socket
+/// census's age at each sample from `census_age(i)`.
+fn storm_history(
+    start: i64,
+    len: usize,
+    tw_at: &dyn Fn(usize) -> f64,
+    census_age: &dyn Fn(usize) -> f64,
+) -> CounterHistory {
+    let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
+        key,
+        points: (0..len).map(|i| Some(f(i))).collect(),
+    };
+    CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            series(
+                SeriesKey::PortState {
+                    port: 8082,
+                    side: PortSide::Remote,
+                    state: SocketState::TimeWait,
+                },
+                tw_at,
+            ),
+            series(
+                SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                &|i| tw_at(i) + 2.0,
+            ),
+            series(
+                SeriesKey::ServiceTraffic {
+                    service: "stock".into(),
+                    metric: TrafficMetric::Requests,
+                },
+                &|_| 25.0,
+            ),
+            series(
+                SeriesKey::Runtime {
+                    metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                },
+                census_age,
+            ),
+        ],
+        ..CounterHistory::default()
+    }
+}
+
 #[test]
 fn a_storm_counted_every_few_seconds_is_told_at_the_first_census_that_shows_it() {
     let tw = SeriesKey::PortState {
@@ -2215,40 +2265,13 @@ fn a_storm_counted_every_few_seconds_is_told_at_the_first_census_that_shows_it()
     // sample repeating the last census; stock answers 25 calls a second.
     let history = |per_second: f64, every: usize, len: usize| {
         let census = |i: usize| i - i % every;
-        let tw_at = |i: usize| 4.0 + per_second * (census(i) as f64 - 120.0).max(0.0);
-        let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
-            key,
-            points: (0..len).map(|i| Some(f(i))).collect(),
-        };
-        CounterHistory {
-            start_unix_ms: start,
-            step_ms: 1000,
-            series: vec![
-                series(tw.clone(), &tw_at),
-                series(
-                    SeriesKey::PortTotal {
-                        port: 8082,
-                        side: PortSide::Remote,
-                    },
-                    &|i| tw_at(i) + 2.0,
-                ),
-                series(
-                    SeriesKey::ServiceTraffic {
-                        service: "stock".into(),
-                        metric: TrafficMetric::Requests,
-                    },
-                    &|_| 25.0,
-                ),
-                series(
-                    SeriesKey::Runtime {
-                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
-                    },
-                    // Measured between sample times, which wander by a few ms.
-                    &|i| ((i % every) * 1000) as f64 + [2.0, -1.0, 3.0][i % 3],
-                ),
-            ],
-            ..CounterHistory::default()
-        }
+        storm_history(
+            start,
+            len,
+            &|i| 4.0 + per_second * (census(i) as f64 - 120.0).max(0.0),
+            // Measured between sample times, which wander by a few ms.
+            &|i| ((i % every) * 1000) as f64 + [2.0, -1.0, 3.0][i % 3],
+        )
     };
     let services = chain();
     let rules = HintRules::builtin().unwrap();
@@ -2312,39 +2335,12 @@ fn a_storm_seen_at_one_census_too_slow_for_a_storm_asks_for_another() {
             127.. if confirmed => 127,
             _ => i - i % 7,
         };
-        let tw_at = move |i: usize| 4.0 + (25.0 * (census(i) as f64 - 124.4)).max(0.0).round();
-        let series = |key: SeriesKey, f: &dyn Fn(usize) -> f64| crate::history::CounterSeries {
-            key,
-            points: (0..len).map(|i| Some(f(i))).collect(),
-        };
-        CounterHistory {
-            start_unix_ms: start,
-            step_ms: 1000,
-            series: vec![
-                series(tw.clone(), &tw_at),
-                series(
-                    SeriesKey::PortTotal {
-                        port: 8082,
-                        side: PortSide::Remote,
-                    },
-                    &|i| tw_at(i) + 2.0,
-                ),
-                series(
-                    SeriesKey::ServiceTraffic {
-                        service: "stock".into(),
-                        metric: TrafficMetric::Requests,
-                    },
-                    &|_| 25.0,
-                ),
-                series(
-                    SeriesKey::Runtime {
-                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
-                    },
-                    &|i| ((i - census(i)) * 1000) as f64,
-                ),
-            ],
-            ..CounterHistory::default()
-        }
+        storm_history(
+            start,
+            len,
+            &|i| 4.0 + (25.0 * (census(i) as f64 - 124.4)).max(0.0).round(),
+            &|i| ((i - census(i)) * 1000) as f64,
+        )
     };
     let services = chain();
     let rules = HintRules::builtin().unwrap();
