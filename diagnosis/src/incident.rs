@@ -87,7 +87,7 @@ use grouping::{
     group, involves, join_untraced_echoes, join_upstream_waits, same_port, Signal, SignalWhat,
 };
 use services::{
-    closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
+    calls, closing_callee, counter_culprit, downstream, listener, owner, peers, unknown_clients,
 };
 
 /// Signals that start further apart than this are not one incident: a cause shows on the
@@ -1017,6 +1017,42 @@ impl IncidentTracker {
                 continue;
             }
             if now - k.last_active_unix_ms > RETAIN_MS {
+                continue;
+            }
+            // Every member of it is held now by an incident that began within the grouping
+            // window of it: it was an early reading of that incident's evidence, not an
+            // incident of its own. Seen on the Go lab's listen-overflow: "Goroutines grow
+            // without bound — in storefront" was raised in the pass before the callee's
+            // failures were known; from the next pass on the callee's incident listed those
+            // goroutines as its callers' (a member, or evidence it lists), and the side incident
+            // stayed beside it until it ended.
+            let absorbed = self.members.get(&k.id).is_some_and(|kept| {
+                !kept.is_empty()
+                    && next.iter().any(|n| {
+                        let holds = |m: &Member| {
+                            next_members.get(&n.id).is_some_and(|h| h.contains_key(m))
+                                || match m {
+                                    Member::Series(key) => {
+                                        n.counters.iter().any(|c| &c.anomaly.key == key)
+                                    }
+                                    Member::Pattern(id) => n.patterns.iter().any(|p| &p.id == id),
+                                }
+                        };
+                        // Its culprit waits on the other's (a caller's pile-up on its
+                        // callee), or is the same: two faults are never made one.
+                        let waits_on = match (&k.culprit.service, &n.culprit.service) {
+                            (Some(waiting), Some(culprit)) => {
+                                waiting == culprit || calls(waiting, culprit, input.services)
+                            }
+                            (None, _) => true,
+                            (Some(_), None) => false,
+                        };
+                        (n.onset_unix_ms - k.onset_unix_ms).abs() <= GROUP_WINDOW_MS
+                            && waits_on
+                            && kept.keys().all(holds)
+                    })
+            });
+            if absorbed {
                 continue;
             }
             let mut k = k.clone();

@@ -1319,6 +1319,73 @@ fn a_callers_pile_up_while_its_callee_hangs_is_the_callees_incident() {
         .any(|i| i.culprit.service.as_deref() == Some("orders")));
 }
 
+/// A caller's pile-up raised in a pass before its callee's failures were known is folded into
+/// the callee's incident once they are. Seen on the Go lab's listen-overflow (1 run of 4):
+/// "Goroutines grow without bound — in storefront" raised at the fault's second, its
+/// goroutines then listed in the callee's incident as its callers', and the side incident
+/// kept beside it until it ended.
+#[test]
+fn a_callers_pile_up_raised_before_its_callees_failures_joins_the_callees_incident() {
+    let dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0 + 1_000,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run(
+        &mut tracker,
+        T0 + 1_000,
+        &[],
+        vec![anomaly(goroutines.clone(), T0)],
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(first[0].culprit.service.as_deref(), Some("orders"));
+    let incidents = run(
+        &mut tracker,
+        T0 + 5_000,
+        std::slice::from_ref(&dial),
+        vec![
+            anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+            anomaly(goroutines.clone(), T0),
+        ],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("stock"));
+    assert!(incidents[0]
+        .counters
+        .iter()
+        .any(|c| c.anomaly.key == goroutines && c.relation == Relation::Peer));
+
+    // A pile-up of its own, 20 s before the callee failed, keeps its incident.
+    let mut tracker = IncidentTracker::new();
+    run(
+        &mut tracker,
+        T0 - 19_000,
+        &[],
+        vec![anomaly(goroutines.clone(), T0 - 20_000)],
+    );
+    let incidents = run(
+        &mut tracker,
+        T0 + 5_000,
+        std::slice::from_ref(&dial),
+        vec![
+            anomaly(SeriesKey::ListenQueue { port: 8082 }, T0 - 500),
+            anomaly(goroutines.clone(), T0 - 20_000),
+        ],
+    );
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+}
+
 /// A hung callee fails its callers' requests in two ways: the dial times out while its
 /// listen queue is full, the connections it queued wait for headers until the deadline.
 /// Two error kinds, two patterns, one incident that counts each failed request once: a
