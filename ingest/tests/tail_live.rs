@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faultline_ingest::tail::{spawn, LogSource, StartAt, TailConfig, TailState, TailerHandle};
+use faultline_ingest::tail::{
+    spawn, Batch, LogSource, StartAt, TailConfig, TailState, TailerHandle,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -369,6 +371,28 @@ async fn a_nul_hole_left_by_copytruncate_is_skipped_and_the_lines_after_it_read(
     stop(running).await;
 }
 
+/// A tailer of `dir/*.log` for service `svc` whose polls and globs are a minute apart: only
+/// inotify events wake it. Its handle, its records and the token that stops it.
+async fn spawn_woken_by_events(
+    dir: &Path,
+) -> (TailerHandle, mpsc::Receiver<Batch>, CancellationToken) {
+    let (tx, rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let config = TailConfig {
+        poll_interval_ms: 60_000,
+        glob_interval_ms: 60_000,
+        ..config()
+    };
+    let sources = vec![LogSource {
+        path: format!("{}/*.log", dir.display()),
+        service: Some("svc".into()),
+    }];
+    let handle = spawn(config, sources, None, tx, cancel.clone())
+        .await
+        .unwrap();
+    (handle, rx, cancel)
+}
+
 /// Reads are driven by file-system events and batched: with a poll interval of a minute
 /// (polling cannot be what finds anything here), a steady stream of one-line writes is
 /// read in reads at least 100 ms apart, not one per write (the tailer used to read 20 ms
@@ -379,20 +403,7 @@ async fn writes_are_read_in_batches_woken_by_events_not_by_polling() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let mut writer = append(&log);
-    let (tx, mut rx) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let config = TailConfig {
-        poll_interval_ms: 60_000,
-        glob_interval_ms: 60_000,
-        ..config()
-    };
-    let sources = vec![LogSource {
-        path: format!("{}/*.log", dir.path().display()),
-        service: Some("svc".into()),
-    }];
-    let handle = spawn(config, sources, None, tx, cancel.clone())
-        .await
-        .unwrap();
+    let (handle, mut rx, cancel) = spawn_woken_by_events(dir.path()).await;
     let seen: Arc<Mutex<(Vec<String>, usize)>> = Arc::default();
     let consumer = {
         let seen = Arc::clone(&seen);
@@ -517,20 +528,7 @@ async fn writes_between_reads_do_not_wake_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let names = ["a.log", "b.log", "c.log"];
     let mut writers: Vec<File> = names.iter().map(|n| append(&dir.path().join(n))).collect();
-    let (tx, mut rx) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let config = TailConfig {
-        poll_interval_ms: 60_000,
-        glob_interval_ms: 60_000,
-        ..config()
-    };
-    let sources = vec![LogSource {
-        path: format!("{}/*.log", dir.path().display()),
-        service: Some("svc".into()),
-    }];
-    let handle = spawn(config, sources, None, tx, cancel.clone())
-        .await
-        .unwrap();
+    let (handle, mut rx, cancel) = spawn_woken_by_events(dir.path()).await;
     // Settle: the first scan and read are done before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
