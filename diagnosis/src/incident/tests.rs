@@ -393,6 +393,59 @@ fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
     assert_eq!(incidents.len(), 3, "{incidents:#?}");
 }
 
+/// Seen on the Go lab's crash: `CLOSE-WAIT (all ports) rose 2.5 → 40 in 59 s`, dated at a
+/// redeploy 49 s before the callee was killed, was listed as the refused calls' evidence. A
+/// node-wide change begun well before an incident moved with something else: node activity.
+/// One dated a census before the incident's first signal, or after it, is still listed.
+#[test]
+fn a_node_wide_change_begun_long_before_an_incident_is_node_activity_not_its_evidence() {
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let node = |state: SocketState| SeriesKey::NodeState { state };
+    let earlier = anomaly(node(SocketState::CloseWait), T0 - 49_000);
+    let just_before = anomaly(node(SocketState::FinWait2), T0 - 3_000);
+    let after = anomaly(
+        SeriesKey::ProtocolRate {
+            key: "Tcp AttemptFails".into(),
+        },
+        T0 + 1_000,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[refused],
+        vec![earlier, just_before, after],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let listed: Vec<&SeriesKey> = incidents[0]
+        .counters
+        .iter()
+        .map(|c| &c.anomaly.key)
+        .collect();
+    assert!(
+        !listed.contains(&&node(SocketState::CloseWait)),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&&node(SocketState::FinWait2)), "{listed:?}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let activity: Vec<&SeriesKey> = tracker
+        .node_signals()
+        .iter()
+        .map(|n| &n.anomaly.key)
+        .collect();
+    assert_eq!(activity, vec![&node(SocketState::CloseWait)]);
+}
+
 #[test]
 fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
     let mut tracker = IncidentTracker::new();
