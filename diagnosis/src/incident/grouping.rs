@@ -196,8 +196,10 @@ pub(super) fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
             }
             let linked = members.iter().any(|&j| {
                 let o = &signals[j];
-                (o.onset - s.onset).abs() <= GROUP_WINDOW_MS
-                    && (same_culprit(o, s) || share_trace(o, s) || same_port(o, s))
+                ((o.onset - s.onset).abs() <= GROUP_WINDOW_MS
+                    && (same_culprit(o, s) || share_trace(o, s) || same_port(o, s)))
+                    || failed_after(o, s)
+                    || failed_after(s, o)
             });
             if linked {
                 members.push(i);
@@ -210,6 +212,30 @@ pub(super) fn group(signals: &[Signal<'_>]) -> Vec<Vec<usize>> {
         }
     }
     groups
+}
+
+/// Whether pattern `then` failed mostly in requests that had already failed with pattern
+/// `first` (its [`PatternInput::failed_before`]), starting while `first` went on or within the
+/// grouping window of it: the same failed requests told a second time, by another service or
+/// at another moment of them, whatever the traces each lists (a few recent ones) say. Seen on
+/// the Go lab's close-wait leak healed by a restart: the 245 requests the leaking service had
+/// left hanging were cancelled as it stopped (`Get "<url>": context canceled`, 37 s after the
+/// leak began, in traces its callers' timeouts had failed), and were an incident of their own
+/// with no culprit beside the leak's.
+fn failed_after(first: &Signal<'_>, then: &Signal<'_>) -> bool {
+    let (SignalWhat::Pattern(first), SignalWhat::Pattern(then)) = (&first.what, &then.what) else {
+        return false;
+    };
+    let traced = then.count.saturating_sub(then.untraced);
+    let shared = then
+        .failed_before
+        .iter()
+        .find(|(id, _)| *id == first.id)
+        .map_or(0, |&(_, n)| n);
+    shared > 0
+        && 2 * shared >= traced
+        && then.onset_unix_ms >= first.onset_unix_ms - GROUP_WINDOW_MS
+        && then.onset_unix_ms <= first.last_seen_unix_ms + GROUP_WINDOW_MS
 }
 
 pub(super) fn same_culprit(a: &Signal<'_>, b: &Signal<'_>) -> bool {
