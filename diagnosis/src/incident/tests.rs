@@ -6517,3 +6517,345 @@ fn a_pattern_joins_the_incident_whose_requests_it_failed_again_only_when_most_we
     let its_own = grouped(3);
     assert_eq!(its_own.len(), 2, "{its_own:#?}");
 }
+
+/// The Go lab's listen-overflow with its edge's goroutines creeping before the fault
+/// (`testdata/go-lab-listen-overflow-edge-creep-jump.json`, recorded counters).
+mod listen_overflow_edge_creep {
+    use super::*;
+    use crate::anomaly::{detect, AnomalyConfig, ServiceStart};
+    use crate::testing::Recorded;
+
+    const GATEWAY: u16 = 44221;
+    const ACCOUNTS: u16 = 46821;
+    const PRICING: u16 = 55077;
+
+    struct Replay {
+        recorded: Recorded,
+        series: Vec<(SeriesKey, Vec<Option<f64>>)>,
+        services: Vec<ServiceFacts>,
+        starts: Vec<ServiceStart>,
+    }
+
+    impl Replay {
+        fn new() -> Replay {
+            let recorded = Recorded::parse(include_str!(
+                "../../testdata/go-lab-listen-overflow-edge-creep-jump.json"
+            ));
+            let task = |t: &str| SeriesKey::Task {
+                target: t.into(),
+                source: "http".into(),
+            };
+            let fds = |name: &str| SeriesKey::Process {
+                name: name.into(),
+                metric: ProcessMetric::OpenFds,
+            };
+            let traffic = |s: &str, metric| SeriesKey::ServiceTraffic {
+                service: s.into(),
+                metric,
+            };
+            let state = |port, side, state| SeriesKey::PortState { port, side, state };
+            let series = [
+                (task("gateway"), "tasks_gateway"),
+                (fds("gateway"), "fds_gateway"),
+                (
+                    state(GATEWAY, PortSide::Local, SocketState::Established),
+                    "estab_gateway",
+                ),
+                (
+                    SeriesKey::ListenQueue { port: ACCOUNTS },
+                    "listen_queue_accounts",
+                ),
+                (
+                    state(ACCOUNTS, PortSide::Remote, SocketState::SynSent),
+                    "syn_sent_to_accounts",
+                ),
+                (
+                    state(ACCOUNTS, PortSide::Remote, SocketState::Established),
+                    "estab_to_accounts",
+                ),
+                (task("accounts"), "tasks_accounts"),
+                (fds("accounts"), "fds_accounts"),
+                (
+                    traffic("gateway", TrafficMetric::Requests),
+                    "requests_gateway",
+                ),
+                (traffic("gateway", TrafficMetric::Errors), "errors_gateway"),
+                (
+                    traffic("accounts", TrafficMetric::Requests),
+                    "requests_accounts",
+                ),
+                (
+                    traffic("accounts", TrafficMetric::Errors),
+                    "errors_accounts",
+                ),
+                (
+                    traffic("pricing-svc", TrafficMetric::Requests),
+                    "requests_pricing",
+                ),
+                (
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    "census_age_ms",
+                ),
+            ]
+            .into_iter()
+            .map(|(key, name)| {
+                let mut points = recorded.points(name);
+                // The agent counts the states of a port it watches from the chain's start
+                // on: a state with no socket there is 0, not unknown.
+                if matches!(key, SeriesKey::PortState { .. }) {
+                    let redeploy = recorded.restart.expect("restart_point") as usize;
+                    for p in &mut points[redeploy..] {
+                        p.get_or_insert(0.0);
+                    }
+                }
+                (key, points)
+            })
+            .collect();
+            let services = vec![
+                ServiceFacts {
+                    service: "gateway".into(),
+                    listen_ports: vec![GATEWAY],
+                    callees: vec!["accounts".into()],
+                    called_ports: vec![ACCOUNTS],
+                    processes: vec!["gateway".into()],
+                    task_targets: vec!["gateway".into()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: "accounts".into(),
+                    listen_ports: vec![ACCOUNTS],
+                    callers: vec!["gateway".into()],
+                    callees: vec!["pricing-svc".into()],
+                    called_ports: vec![PRICING],
+                    processes: vec!["accounts".into()],
+                    task_targets: vec!["accounts".into()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: "pricing-svc".into(),
+                    listen_ports: vec![PRICING],
+                    callers: vec!["accounts".into()],
+                    processes: vec!["pricing-svc".into()],
+                    task_targets: vec!["pricing-svc".into()],
+                    ..ServiceFacts::default()
+                },
+            ];
+            let at = |i: usize| recorded.start + i as i64 * 1000;
+            let (redeploy, stopped) = (
+                recorded.restart.expect("restart_point") as usize,
+                recorded.index("old_process_last_point"),
+            );
+            let starts = services
+                .iter()
+                .map(|s| ServiceStart {
+                    service: s.service.clone(),
+                    at_unix_ms: at(redeploy),
+                    stopped_unix_ms: Some(at(stopped)),
+                    ports: s.listen_ports.clone(),
+                    task_targets: s.task_targets.clone(),
+                    processes: s.processes.clone(),
+                })
+                .collect();
+            Replay {
+                recorded,
+                series,
+                services,
+                starts,
+            }
+        }
+
+        fn at(&self, i: usize) -> i64 {
+            self.recorded.start + i as i64 * 1000
+        }
+
+        fn history(&self, last: usize) -> CounterHistory {
+            CounterHistory {
+                start_unix_ms: self.recorded.start,
+                step_ms: 1000,
+                series: self
+                    .series
+                    .iter()
+                    .map(|(key, points)| crate::history::CounterSeries {
+                        key: key.clone(),
+                        points: points[..=last].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            }
+        }
+
+        /// gateway's two timeout patterns (calls to accounts), from the pass after their
+        /// first occurrence (20 failed requests a second between them).
+        fn patterns(&self, now: usize) -> Vec<PatternInput> {
+            let first = self.at(self.recorded.index("onset_point"));
+            [
+                (
+                    "deadline",
+                    "Get \"<url>\": context deadline exceeded (Client.Timeout exceeded while \
+                     awaiting headers)",
+                    format!(
+                        "Get \"http://127.0.0.1:{ACCOUNTS}/api/v1/accounts/61784\": context \
+                         deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                    ),
+                    first + 158,
+                ),
+                (
+                    "dial",
+                    "Get \"<url>\": dial tcp <ip:port>: i/o timeout (Client.Timeout exceeded \
+                     while awaiting headers)",
+                    format!(
+                        "Get \"http://127.0.0.1:{ACCOUNTS}/api/v1/accounts/93302\": dial tcp \
+                         127.0.0.1:{ACCOUNTS}: i/o timeout (Client.Timeout exceeded while \
+                         awaiting headers)"
+                    ),
+                    first + 676,
+                ),
+            ]
+            .into_iter()
+            .filter(|(.., onset)| *onset < self.at(now))
+            .map(|(id, text, example, onset)| {
+                let mut p = blamed(
+                    pattern(id, text, &["gateway"], onset, &[id]),
+                    "accounts",
+                    CulpritRole::Callee,
+                );
+                p.example = Some(example);
+                p.last_seen_unix_ms = self.at(now);
+                p.count = 10 * ((self.at(now) - onset) / 1000 + 1) as u64;
+                p
+            })
+            .collect()
+        }
+
+        fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
+            let rules = HintRules::builtin().unwrap();
+            let mut tracker = IncidentTracker::new();
+            for now in from..=to {
+                let history = self.history(now);
+                let report = detect(&history, &[], &self.starts, &AnomalyConfig::default());
+                let incidents = run_with(
+                    &mut tracker,
+                    self.at(now),
+                    &self.patterns(now),
+                    report,
+                    &history,
+                    &self.services,
+                    &rules,
+                );
+                each(now, &incidents);
+            }
+        }
+    }
+
+    /// The edge's goroutines and fds crept with its clients' pool for 20 s before the fault
+    /// and jumped when its calls began to wait on the overflowing callee: they are the
+    /// callee's callers' pile-up from the first pass that lists the fault, never an incident
+    /// of the edge's ("Goroutines grow without bound — in gateway", dated 12 s before the
+    /// fault, beside the callee's in the lab's first poll and, replayed, in every pass).
+    #[test]
+    fn an_edge_creeping_before_the_fault_then_jumping_with_it_is_the_callees_pile_up() {
+        let replay = Replay::new();
+        let injected = replay.recorded.index("injected_point");
+        let mut listed = 0;
+        replay.run(injected - 25, injected + 30, |now, incidents| {
+            if now < injected {
+                assert!(incidents.is_empty(), "at point {now}: {incidents:#?}");
+                return;
+            }
+            if incidents.is_empty() {
+                return;
+            }
+            listed += 1;
+            assert_eq!(incidents.len(), 1, "at point {now}: {incidents:#?}");
+            let inc = &incidents[0];
+            assert_eq!(inc.culprit.service.as_deref(), Some("accounts"));
+            assert!(
+                inc.onset_unix_ms >= replay.at(injected - 1),
+                "at point {now}: dated before the fault: {inc:#?}"
+            );
+            let gateway = SeriesKey::Task {
+                target: "gateway".into(),
+                source: "http".into(),
+            };
+            assert!(
+                inc.counters
+                    .iter()
+                    .filter(|c| c.anomaly.key == gateway)
+                    .all(|c| c.supporting && c.relation == Relation::Peer),
+                "at point {now}: {:#?}",
+                inc.counters
+            );
+        });
+        assert!(
+            listed >= 25,
+            "the fault's incident is listed from its first seconds: {listed}"
+        );
+    }
+}
+
+/// A caller's counter dated 20 s before its callee failed is the caller's own when it
+/// climbed at one pace through the failure (a leak of its own that started first), and the
+/// callee's callers' pile-up when it crept and then jumped with the failure (the creep was
+/// its clients' pool; the jump, its calls waiting on the callee).
+#[test]
+fn a_callers_counter_dated_before_its_callee_failed_is_the_callees_only_when_it_jumped_with_it() {
+    let dial = blamed(
+        pattern(
+            "dial",
+            "Get \"<url>\": dial tcp <ip:port>: i/o timeout",
+            &["orders"],
+            T0 + 1_000,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let start = T0 - 40_000;
+    // Points from T0 - 40 s to T0 + 5 s: level at 20 until T0 - 20 s, then `climb`.
+    let incidents = |climb: &dyn Fn(i64) -> f64| {
+        let goroutine_points: Vec<Option<f64>> = (0..=45)
+            .map(|i| {
+                let t = start + i * 1000;
+                Some(if t < T0 - 20_000 { 20.0 } else { climb(t) })
+            })
+            .collect();
+        let history = history(
+            start,
+            vec![
+                (&goroutines, goroutine_points),
+                (&queue, step(46, 40, 0.0, 9.0)),
+            ],
+        );
+        let mut rising_goroutines = anomaly(goroutines.clone(), T0 - 20_000);
+        rising_goroutines.before = 20.0;
+        fresh_run(
+            T0 + 5_000,
+            std::slice::from_ref(&dial),
+            report(vec![anomaly(queue.clone(), T0 - 500), rising_goroutines]),
+            &history,
+            &chain(),
+            &HintRules::builtin().unwrap(),
+        )
+    };
+    // 2 a second from T0 - 20 s on, through the failure.
+    let steady = incidents(&|t| 20.0 + 2.0 * ((t - (T0 - 20_000)) / 1000) as f64);
+    assert_eq!(steady.len(), 2, "{steady:#?}");
+    // 1 a second until the failure, then 60 in two seconds.
+    let jumped = incidents(&|t| {
+        let crept = 20.0 + ((t.min(T0) - (T0 - 20_000)) / 1000) as f64;
+        if t < T0 {
+            crept
+        } else {
+            crept + 60.0
+        }
+    });
+    assert_eq!(jumped.len(), 1, "{jumped:#?}");
+    assert_eq!(jumped[0].culprit.service.as_deref(), Some("stock"));
+}
