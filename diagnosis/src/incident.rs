@@ -688,7 +688,7 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
-        join_upstream_waits(&mut groups, &mut signals, input.services);
+        join_upstream_waits(&mut groups, &mut signals, input.services, input.history);
         // Service traffic, and goroutines following connections, join a group of their
         // service or a peer that started within the window (a fall of requests, also of a
         // service further down from the culprit); alone, they are node activity: traffic
