@@ -186,7 +186,7 @@ pub const ANSWERING_AFTER_MS: i64 = 5_000;
 /// slow one, and after it a callee that has not answered once is hung as far as its callers
 /// know.
 ///
-/// A count back inside the band it left ended its change (see [`CounterAnomaly::reread`]):
+/// A count back inside the band it left ended its change (as `CounterAnomaly::reread` reads it):
 /// it is judged as it stood when it came back, not on the level it came back to. Seen on the
 /// Go lab's close-wait leak healed by a restart: CLOSE-WAIT went from 700 to 0 with the old
 /// process, the new one answered its requests, and 8 s of 0 read as a count that held its
