@@ -227,8 +227,8 @@ pub fn holder_accumulation(
 /// know. [`HolderReading::answers`] says so ([`Answers::Unanswered`]), for a reading that names
 /// both and what will decide.
 ///
-/// A count back inside the band it left ended its change (see [`CounterAnomaly::reread`]):
-/// it is judged as it stood when it came back, not on the level it came back to, and what its
+/// A count back inside the band it left ended its change (as `CounterAnomaly::reread` reads
+/// it): it is judged as it stood when it came back, not on the level it came back to, and what its
 /// holder answers since is no longer read ([`Answers::Unknown`]). Seen on the Go lab's
 /// close-wait leak healed by a restart: CLOSE-WAIT went from 700 to 0 with the old process,
 /// the new one answered its requests, and 8 s of 0 read as a count that held its level while
