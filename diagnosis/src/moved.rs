@@ -498,6 +498,18 @@ pub fn what_moved_for(
         }
         let Some(m) = judge_means(axis, &w, &points, true, min_change, counts_per_point(c.key))
         else {
+            // No level after it to judge: a series whose samples stop near the onset (a
+            // process killed, a listener closed, a target down) is the strongest move of all
+            // and must not vanish from the answer. Seen on the Go lab's crash: the killed
+            // callee's open fds stopped at the first refused call and were listed nowhere.
+            if let Some(reason) = gone_reason(axis, &w, &points, onset, began) {
+                doc.series_skipped += 1;
+                unjudged.push(MovedUnjudged {
+                    key: c.key.clone(),
+                    label: c.key.label(),
+                    reason,
+                });
+            }
             continue;
         };
         let lead_ms = m.changed_at - onset;
@@ -677,6 +689,31 @@ fn series_windows(
         search_start,
         ..*windows
     })
+}
+
+/// Why a series whose samples stop inside the search window, with none since, cannot be
+/// judged (see its caller): `None` when it has samples to its end, or none in the window.
+fn gone_reason(
+    axis: Axis,
+    w: &Windows,
+    points: &[Option<f64>],
+    onset: i64,
+    began: &str,
+) -> Option<String> {
+    let from = axis.at_or_after(w.search_start);
+    let last = points.iter().rposition(Option::is_some)?;
+    // At least two missing points: one is a slow read.
+    if last < from || last + 2 >= points.len() {
+        return None;
+    }
+    let since = axis.time(last + 1);
+    let secs = (since - onset).abs() / 1000;
+    let side = if since < onset { "before" } else { "after" };
+    Some(format!(
+        "no sample since {}, {secs} s {side} {began}: its source stopped answering (a process \
+         gone, a listener closed, a target down), so no level after it can be judged",
+        clock(since)
+    ))
 }
 
 /// Why a series has no baseline, in one sentence.
@@ -1631,6 +1668,41 @@ mod tests {
             doc.unjudged[0]
                 .reason
                 .starts_with("0 of the 30 baseline points needed are known"),
+            "{}",
+            doc.unjudged[0].reason
+        );
+    }
+
+    /// Seen on the Go lab's crash: the killed callee's open fds stopped at the first refused
+    /// call; with no level after it to judge, the series was listed nowhere.
+    #[test]
+    fn a_series_whose_samples_stop_at_the_onset_is_listed_as_gone_not_dropped() {
+        let onset = START + 400_000;
+        let fds_key = SeriesKey::Process {
+            name: "stock".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let mut fds: Points = step(12.0, 12.0, onset);
+        let cut = ((onset - START) / 1000) as usize;
+        for p in &mut fds[cut..] {
+            *p = None;
+        }
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: fds_key.clone(),
+                points: fds,
+            }],
+        );
+        let doc = run(&new_pattern(onset), &counters, onset);
+        assert!(doc.moved.is_empty(), "{doc:#?}");
+        assert_eq!(doc.unjudged.len(), 1, "{doc:#?}");
+        assert_eq!(doc.unjudged[0].key, fds_key);
+        assert!(
+            doc.unjudged[0].reason.starts_with(&format!(
+                "no sample since {}, 0 s after the first error: its source stopped answering",
+                clock(onset)
+            )),
             "{}",
             doc.unjudged[0].reason
         );
