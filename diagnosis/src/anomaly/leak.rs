@@ -40,10 +40,11 @@ use faultline_series::{ProcessMetric, SeriesKey, SocketState};
 
 use super::{
     evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
-    MAD_TO_SIGMA, MIN_FALL_BASELINE, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TREND_POINTS,
+    MAD_TO_SIGMA, MIN_FALL_BASELINE, PERSIST, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z,
+    TREND_POINTS,
 };
 use crate::baseline::{median, poisson_floor};
-use crate::history::CounterHistory;
+use crate::history::{CounterHistory, CounterSeries};
 
 /// Share of the pace of a climb's first third its latest points must keep: a start-up that is
 /// settling slows down (a pool filling as `1 - e^(-t/τ)` climbs at 0.37 of its pace a τ
@@ -184,7 +185,71 @@ pub const ANSWERING_AFTER_MS: i64 = 5_000;
 /// alone says: before the count outlasts a request's time nothing tells a hung callee from a
 /// slow one, and after it a callee that has not answered once is hung as far as its callers
 /// know.
+///
+/// A count back inside the band it left ended its change (as `CounterAnomaly::reread` reads it):
+/// it is judged as it stood when it came back, not on the level it came back to. Seen on the
+/// Go lab's close-wait leak healed by a restart: CLOSE-WAIT went from 700 to 0 with the old
+/// process, the new one answered its requests, and 8 s of 0 read as a count that held its
+/// level while its holder answered — sockets that turn over. The leak hint left the
+/// recovering incident ("The process ran out of file descriptors" led it), and when the same
+/// leak came back 11 s later the incident was active again without it.
 pub fn holder_accumulation(
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+    holder: Holder<'_>,
+) -> Accumulation {
+    match ended_at(a, history) {
+        Some(end) => {
+            let keys = [Some(&a.key), holder.requests];
+            let then = CounterHistory {
+                start_unix_ms: history.start_unix_ms,
+                step_ms: history.step_ms,
+                series: keys
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|key| history.get(key))
+                    .map(|s| CounterSeries {
+                        key: s.key.clone(),
+                        points: s.points[..end.min(s.points.len())].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            };
+            judged_with_holder(a, &then, holder)
+        }
+        None => judged_with_holder(a, history, holder),
+    }
+}
+
+/// Where the change of `a` ended, when it did: the first of [`PERSIST`] known points in a row
+/// back inside the band it left, as [`CounterAnomaly::reread`] reads an end.
+fn ended_at(a: &CounterAnomaly, history: &CounterHistory) -> Option<usize> {
+    let band = BAND_Z * a.noise;
+    let inside = |v: f64| match a.direction {
+        Direction::Rise => v <= a.before + band,
+        Direction::Fall => v >= a.before - band,
+    };
+    let points = &history.get(&a.key)?.points;
+    let changed = history.point_at(a.changed_at_unix_ms).unwrap_or(0);
+    let mut run: Option<(usize, usize)> = None;
+    for (i, v) in points.iter().enumerate().skip(changed) {
+        let Some(v) = *v else { continue };
+        run = match (inside(v), run) {
+            (false, _) => None,
+            (true, Some((first, n))) => Some((first, n + 1)),
+            (true, None) => Some((i, 1)),
+        };
+        if let Some((first, n)) = run {
+            if n >= PERSIST {
+                return Some(first);
+            }
+        }
+    }
+    None
+}
+
+/// [`holder_accumulation`] of a change that goes on (or as it stood when it ended).
+fn judged_with_holder(
     a: &CounterAnomaly,
     history: &CounterHistory,
     holder: Holder<'_>,
