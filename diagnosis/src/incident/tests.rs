@@ -5549,32 +5549,59 @@ fn the_go_labs_healed_panic_in_its_edge_ends_though_its_clients_pool_churns_its_
     );
 }
 
-/// The Go lab's slow callee answering 16 s late (`testdata/go-lab-slow-16s.json`, recorded
-/// counters): billing-svc stalled every request 16 s, past bff-svc's 1.2 s timeout, so it held
-/// the connections bff-svc gave up on in CLOSE-WAIT until it answered: 0 → 285 in 15 s, then
-/// level. For those 15 s its count climbs as a leak's does (by Little's law nothing tells them
-/// apart before the first late answer), and past its first 10 s it reads as one; the lab run
-/// said close-wait-leak first to the end of the fault. Once the count holds its level while the
-/// requests that began after the change are answered, its sockets turn over: the callers'
-/// timeouts lead again and the leak is no longer hinted.
-///
-/// The recording was taken after the fact, when every late answer was in. The agent counts a
-/// request in the second it began, once answered: replayed second by second, billing-svc's
-/// requests (and failures) of its last 16 s are not known yet.
-#[test]
-fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_it_answers() {
-    let json = include_str!("../../testdata/go-lab-slow-16s.json");
-    let recorded = crate::testing::Recorded::parse(json);
-    let (injected, onset, healed) = (
+/// A recorded Go lab run of a callee that stalls every request past its caller's timeout
+/// (`scripts/lab/run.py --fault slow --slow-by S`) or hangs (`--fault close-wait`): per-second
+/// counters from the agent's `/api/v1/counters`, named `<what>_<service>` in the fixture.
+struct StalledCallee<'a> {
+    /// The fixture's text.
+    json: &'a str,
+    /// The caller, the callee and the callee's own callee: service names and listening ports.
+    chain: [(&'a str, u16); 3],
+    /// The names of the three in the fixture's series (`close_wait_<callee>`, ...).
+    names: [&'a str; 3],
+    /// Seconds the callee takes to answer a request begun after the injection; `None` for one
+    /// that never answers.
+    late: Option<usize>,
+    /// The callee's open-file limit.
+    fds_limit: f64,
+}
+
+/// One second of a [`replay_stalled_callee`]: what the incident of the callers' timeouts said.
+#[derive(Debug)]
+struct StalledReading {
+    /// Seconds since the injection.
+    secs: i64,
+    /// Whether the callee's CLOSE-WAIT is among its counters.
+    listed: bool,
+    /// Its hints' rule ids, the leading first.
+    hints: Vec<String>,
+    /// The leading hint's evidence.
+    evidence: Vec<String>,
+    /// The incident's title.
+    title: String,
+}
+
+/// [`StalledCallee`] replayed second by second through the real detector (default windows, the
+/// chain's redeploy as its start) and the tracker, from three seconds after the callers' first
+/// timeout to `healed_point` (or `end_point`), with the callers' timeouts as the incident's
+/// pattern (20 a second). The agent counts a request in the second it began, once answered:
+/// a recording taken after the fact holds the late answers of a slow callee's last seconds,
+/// which the replay hides until `late` seconds after they began.
+fn replay_stalled_callee(c: &StalledCallee<'_>) -> Vec<StalledReading> {
+    let recorded = crate::testing::Recorded::parse(c.json);
+    let (injected, onset) = (
         recorded.index("injected_point"),
         recorded.index("onset_point"),
-        recorded.index("healed_point"),
     );
+    let end = recorded
+        .maybe_index("end_point")
+        .or_else(|| recorded.maybe_index("healed_point"))
+        .expect("end_point or healed_point");
     let restart = recorded.restart.expect("restart_point");
-    const LATE: usize = 16;
-    let (bff, billing, stock) = (47957, 58937, 36965);
+    let [(caller, caller_port), (callee, callee_port), (downstream, downstream_port)] = c.chain;
+    let [caller_name, callee_name, downstream_name] = c.names;
     let close_wait = SeriesKey::PortState {
-        port: billing,
+        port: callee_port,
         side: PortSide::Local,
         state: SocketState::CloseWait,
     };
@@ -5583,46 +5610,59 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
         metric,
     };
     let fds = SeriesKey::Process {
-        name: "billing-svc".into(),
+        name: callee.into(),
         metric: ProcessMetric::OpenFds,
     };
     let late = [
-        traffic("billing-svc", TrafficMetric::Requests),
-        traffic("billing-svc", TrafficMetric::Errors),
+        traffic(callee, TrafficMetric::Requests),
+        traffic(callee, TrafficMetric::Errors),
     ];
+    let census = recorded.points("census_age_ms");
     let series: Vec<(SeriesKey, Vec<Option<f64>>)> = [
-        (close_wait.clone(), "close_wait_billing"),
-        (late[0].clone(), "requests_billing"),
-        (late[1].clone(), "errors_billing"),
-        (traffic("bff-svc", TrafficMetric::Requests), "requests_bff"),
-        (traffic("bff-svc", TrafficMetric::Errors), "errors_bff"),
+        (close_wait.clone(), format!("close_wait_{callee_name}")),
+        (late[0].clone(), format!("requests_{callee_name}")),
+        (late[1].clone(), format!("errors_{callee_name}")),
         (
-            traffic("stock-api", TrafficMetric::Requests),
-            "requests_stock",
+            traffic(caller, TrafficMetric::Requests),
+            format!("requests_{caller_name}"),
         ),
-        (fds.clone(), "fds_billing"),
+        (
+            traffic(caller, TrafficMetric::Errors),
+            format!("errors_{caller_name}"),
+        ),
+        (
+            traffic(downstream, TrafficMetric::Requests),
+            format!("requests_{downstream_name}"),
+        ),
+        (fds.clone(), format!("fds_{callee_name}")),
         (
             SeriesKey::Task {
-                target: "billing-svc".into(),
+                target: callee.into(),
                 source: "http".into(),
             },
-            "tasks_billing",
+            format!("tasks_{callee_name}"),
         ),
         (
             SeriesKey::Runtime {
                 metric: faultline_series::RuntimeMetric::SocketCensusAge,
             },
-            "census_age_ms",
+            "census_age_ms".to_owned(),
         ),
     ]
     .into_iter()
     .map(|(key, name)| {
-        let mut points = recorded.points(name);
+        let mut points = recorded.points(&name);
         // The agent counts its own port's states from its start on: a state with no socket
-        // there is 0, not unknown (the counters document leaves it out).
+        // there is 0, not unknown (the counters document leaves it out) — in every second
+        // it sampled (a second it missed is unknown for every series).
         if key == close_wait {
-            for p in &mut points[restart as usize..] {
-                p.get_or_insert(0.0);
+            for (p, sampled) in points[restart as usize..]
+                .iter_mut()
+                .zip(&census[restart as usize..])
+            {
+                if sampled.is_some() {
+                    p.get_or_insert(0.0);
+                }
             }
         }
         (key, points)
@@ -5630,27 +5670,27 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
     .collect();
     let services = vec![
         ServiceFacts {
-            service: "bff-svc".into(),
-            listen_ports: vec![bff],
-            callees: vec!["billing-svc".into()],
-            called_ports: vec![billing],
-            processes: vec!["bff-svc".into()],
+            service: caller.into(),
+            listen_ports: vec![caller_port],
+            callees: vec![callee.into()],
+            called_ports: vec![callee_port],
+            processes: vec![caller.into()],
             ..ServiceFacts::default()
         },
         ServiceFacts {
-            service: "billing-svc".into(),
-            listen_ports: vec![billing],
-            callers: vec!["bff-svc".into()],
-            callees: vec!["stock-api".into()],
-            called_ports: vec![stock],
-            processes: vec!["billing-svc".into()],
-            task_targets: vec!["billing-svc".into()],
+            service: callee.into(),
+            listen_ports: vec![callee_port],
+            callers: vec![caller.into()],
+            callees: vec![downstream.into()],
+            called_ports: vec![downstream_port],
+            processes: vec![callee.into()],
+            task_targets: vec![callee.into()],
             ..ServiceFacts::default()
         },
         ServiceFacts {
-            service: "stock-api".into(),
-            listen_ports: vec![stock],
-            callers: vec!["billing-svc".into()],
+            service: downstream.into(),
+            listen_ports: vec![downstream_port],
+            callers: vec![callee.into()],
             ..ServiceFacts::default()
         },
     ];
@@ -5667,24 +5707,24 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
         .collect();
     let limits = [crate::anomaly::SeriesLimit {
         key: fds,
-        limit: 20_000.0,
+        limit: c.fds_limit,
     }];
     let rules = HintRules::builtin().unwrap();
     let at = |i: usize| recorded.start + i as i64 * 1000;
     let mut tracker = IncidentTracker::new();
     let mut seen = Vec::new();
-    for cut in onset + 3..=healed {
+    for cut in onset + 3..=end {
         let now = cut - 1;
         let points = |key: &SeriesKey, recorded: &[Option<f64>]| -> Vec<Option<f64>> {
-            if !late.contains(key) {
+            let Some(after) = c.late.filter(|_| late.contains(key)) else {
                 return recorded[..cut].to_vec();
-            }
+            };
             // Each point is the mean of the five seconds before it; a second after the
-            // injection is known once its requests were answered, 16 s on.
+            // injection is known once its requests were answered, `after` seconds on.
             (0..cut)
                 .map(|i| {
                     let known = (i.saturating_sub(4)..=i)
-                        .filter(|&k| k < injected || k + LATE <= now)
+                        .filter(|&k| k < injected || k + after <= now)
                         .count();
                     recorded[i].map(|v| v * known as f64 / 5.0)
                 })
@@ -5708,11 +5748,11 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
                 "t",
                 "upstream call failed: Get \"<url>\": context deadline exceeded (Client.Timeout \
                  exceeded while awaiting headers)",
-                &["bff-svc"],
+                &[caller],
                 at(onset),
                 &["t1"],
             ),
-            "billing-svc",
+            callee,
             CulpritRole::Callee,
         );
         timeouts.last_seen_unix_ms = at(now);
@@ -5730,28 +5770,219 @@ fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_
             .iter()
             .find(|i| i.patterns.iter().any(|p| p.id == "t"))
             .unwrap_or_else(|| panic!("at point {now}: {incidents:#?}"));
-        assert_eq!(inc.culprit.service.as_deref(), Some("billing-svc"));
-        let listed = inc.counters.iter().any(|c| c.anomaly.key == close_wait);
-        let hints: Vec<String> = inc.hints.iter().map(|h| h.rule_id.clone()).collect();
-        seen.push((now - injected, listed, hints));
+        assert_eq!(inc.culprit.service.as_deref(), Some(callee));
+        seen.push(StalledReading {
+            secs: now as i64 - injected as i64,
+            listed: inc.counters.iter().any(|c| c.anomaly.key == close_wait),
+            hints: inc.hints.iter().map(|h| h.rule_id.clone()).collect(),
+            evidence: inc
+                .hints
+                .first()
+                .map(|h| h.evidence.clone())
+                .unwrap_or_default(),
+            title: inc.title.clone(),
+        });
     }
     assert!(
-        seen.iter().any(|(_, listed, _)| *listed),
-        "the CLOSE-WAIT is listed, or this would test nothing: {seen:?}"
+        seen.iter().any(|r| r.listed),
+        "the CLOSE-WAIT is listed, or this would test nothing: {seen:#?}"
     );
+    seen
+}
+
+/// The Go lab's slow callee answering 16 s late (`testdata/go-lab-slow-16s.json`, recorded
+/// counters): billing-svc stalled every request 16 s, past bff-svc's 1.2 s timeout, so it held
+/// the connections bff-svc gave up on in CLOSE-WAIT until it answered: 0 → 285 in 15 s, then
+/// level. For those 15 s its count climbs as a leak's does (by Little's law nothing tells them
+/// apart before the first late answer), and past its first 10 s it reads as one; the lab run
+/// said close-wait-leak first to the end of the fault. Once the count holds its level while the
+/// requests that began after the change are answered, its sockets turn over: the callers'
+/// timeouts lead again and the leak is no longer hinted.
+#[test]
+fn a_callee_answering_16_s_late_is_read_as_slow_once_its_close_wait_holds_while_it_answers() {
+    let seen = replay_stalled_callee(&StalledCallee {
+        json: include_str!("../../testdata/go-lab-slow-16s.json"),
+        chain: [
+            ("bff-svc", 47957),
+            ("billing-svc", 58937),
+            ("stock-api", 36965),
+        ],
+        names: ["bff", "billing", "stock"],
+        late: Some(16),
+        fds_limit: 20_000.0,
+    });
     // Its count reached 285 19 s after the injection and held there; the requests that began
     // in the seconds after its change were answered 16 s later, about 21 s after the injection.
     // (Before, it read as a leak from 17 s to the end of the fault, 30 s.)
-    for (secs, _, hints) in &seen {
-        if *secs >= 24 {
+    for r in &seen {
+        if r.secs >= 24 {
             assert_eq!(
-                hints.first().map(String::as_str),
+                r.hints.first().map(String::as_str),
                 Some("timeout"),
-                "{secs} s after the injection: {seen:?}"
+                "{} s after the injection: {seen:#?}",
+                r.secs
             );
             assert!(
-                !hints.iter().any(|h| h == "close-wait-leak"),
-                "{secs} s after the injection: {seen:?}"
+                !r.hints.iter().any(|h| h == "close-wait-leak"),
+                "{} s after the injection: {seen:#?}",
+                r.secs
+            );
+        }
+    }
+}
+
+/// Whether the leak of `service`'s CLOSE-WAIT is read with what its holder has answered (see
+/// `Unanswered` in `build.rs`): its leading hint says how many of the requests begun since
+/// the count's change `service` answered and what each reading would be, and its title says
+/// what it may still be. `none`: it has answered none yet (hung, or slower than its callers
+/// wait); else it has begun to (slow, or partly hung).
+fn reads_what_it_answered(r: &StalledReading, service: &str, none: bool) -> bool {
+    let (answered, then, title) = if none {
+        (
+            "none",
+            "its handlers hang and never close these sockets (a leak), or it answers more than",
+            "has answered no request begun since then: hung, or slower than its callers wait",
+        )
+    } else {
+        (
+            "only",
+            "the first late answers of a callee slower than its callers' timeout",
+            "has begun to answer the requests begun since then, few yet: slow, or partly hung",
+        )
+    };
+    r.evidence
+        .iter()
+        .any(|e| e.starts_with(&format!("{service} has answered {answered} ")) && e.contains(then))
+        && r.title.ends_with(&format!("; {service} {title}"))
+}
+
+/// The Go lab's hung callee (`testdata/go-lab-hung-callee.json`, recorded counters): billing-svc's
+/// handlers hung on a lock never released, bff-svc gave up on each request after 1.7 s, and
+/// billing-svc's CLOSE-WAIT climbed 0 → 815 in 43 s, its requests at 0 since the injection. It
+/// is read as its leak from 17 s on (the live agent, with the callee's own `too many open
+/// files` beside it: 13.7 s), as the demo's hung inventory is. But until it answers once, a
+/// callee answering later than its callers wait climbs alike (the 20-s fixture below, 17–25 s):
+/// the leak's hint says both and what decides between them, and its title says it may still
+/// be a slow callee. Before, it said "the peer closed and this side never did" and nothing
+/// else, on the slow callee as on this one.
+#[test]
+fn a_hung_callee_reads_as_its_leak_and_says_it_may_still_be_a_slow_callee() {
+    let seen = replay_stalled_callee(&StalledCallee {
+        json: include_str!("../../testdata/go-lab-hung-callee.json"),
+        chain: [
+            ("bff-svc", 57737),
+            ("billing-svc", 53765),
+            ("stock-api", 33329),
+        ],
+        names: ["bff", "billing", "stock"],
+        late: None,
+        fds_limit: 256.0,
+    });
+    let leads = |r: &StalledReading| r.hints.first().map(String::as_str) == Some("close-wait-leak");
+    let from = seen
+        .iter()
+        .find(|r| leads(r))
+        .unwrap_or_else(|| panic!("never read as a leak: {seen:#?}"))
+        .secs;
+    assert!(from <= 17, "read as a leak from {from} s: {seen:#?}");
+    for r in seen.iter().filter(|r| r.secs >= from) {
+        assert!(leads(r), "{} s after the injection: {r:#?}", r.secs);
+        assert!(
+            reads_what_it_answered(r, "billing-svc", true),
+            "{} s after the injection: {r:#?}",
+            r.secs
+        );
+    }
+}
+
+/// The Go lab's callee answering 20 s late (`testdata/go-lab-slow-20s.json`, recorded counters):
+/// billing-svc stalled every request 20 s, past bff-svc's 1.7 s timeout; its CLOSE-WAIT climbed
+/// 0 → 367 for 19 s, then held while it answered, 20 s late. Until its first late answer it
+/// is a hung callee to every counter the agent has (its CLOSE-WAIT, goroutines and fds climb
+/// one per call, no request begun since is answered, no bytes wait unread in its sockets), and
+/// past 10 s of climbing it reads as a leak (the lab run: close-wait-leak first 18.5–26.8 s).
+/// While it does, the leak's hint names both readings and what decides, and its title says it
+/// may still be a slow callee (before: "the peer closed and this side never did" alone). Once
+/// its answers come, its callers' timeouts lead and the leak is no longer hinted.
+#[test]
+fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_slow() {
+    let seen = replay_stalled_callee(&StalledCallee {
+        json: include_str!("../../testdata/go-lab-slow-20s.json"),
+        chain: [
+            ("bff-svc", 37281),
+            ("billing-svc", 55655),
+            ("stock-api", 56619),
+        ],
+        names: ["bff", "billing", "stock"],
+        late: Some(20),
+        fds_limit: 20_000.0,
+    });
+    let leads = |r: &StalledReading| r.hints.first().map(String::as_str) == Some("close-wait-leak");
+    assert!(
+        seen.iter().any(leads),
+        "read as a leak before it answers, or this would test nothing: {seen:#?}"
+    );
+    // Requests begun a second after its change were answered 20 s later: until the first of
+    // those answers it has answered none, from then a few.
+    for r in seen.iter().filter(|r| leads(r)) {
+        assert!(
+            reads_what_it_answered(r, "billing-svc", r.secs <= 23),
+            "{} s after the injection: {r:#?}",
+            r.secs
+        );
+    }
+    // Once it answers half its usual rate, its callers' timeouts lead.
+    for r in seen.iter().filter(|r| r.secs >= 28) {
+        assert_eq!(
+            r.hints.first().map(String::as_str),
+            Some("timeout"),
+            "{} s after the injection: {seen:#?}",
+            r.secs
+        );
+        assert!(
+            !r.hints.iter().any(|h| h == "close-wait-leak"),
+            "{} s after the injection: {seen:#?}",
+            r.secs
+        );
+    }
+}
+
+/// The Go lab's callees answering 9 s and 13 s late (`testdata/go-lab-slow-9s.json`,
+/// `go-lab-slow-13s.json`, past their callers' 1.7 s timeout): their CLOSE-WAIT held its
+/// level within 10 s of its change (146, 226), as requests in progress do, and their callers'
+/// timeouts lead at every second; the leak is never first. (So it was before the reading of
+/// a callee that answered nothing: these guard it.)
+#[test]
+fn callees_answering_9_and_13_s_late_are_read_as_slow_throughout() {
+    for (json, ports, late) in [
+        (
+            include_str!("../../testdata/go-lab-slow-9s.json"),
+            [57033, 54211, 53519],
+            9,
+        ),
+        (
+            include_str!("../../testdata/go-lab-slow-13s.json"),
+            [44865, 52185, 38871],
+            13,
+        ),
+    ] {
+        let seen = replay_stalled_callee(&StalledCallee {
+            json,
+            chain: [
+                ("bff-svc", ports[0]),
+                ("billing-svc", ports[1]),
+                ("stock-api", ports[2]),
+            ],
+            names: ["bff", "billing", "stock"],
+            late: Some(late),
+            fds_limit: 20_000.0,
+        });
+        for r in &seen {
+            assert_eq!(
+                r.hints.first().map(String::as_str),
+                Some("timeout"),
+                "{late} s late, {} s after the injection: {seen:#?}",
+                r.secs
             );
         }
     }
