@@ -17,6 +17,7 @@ use super::{
 };
 use crate::anomaly::{clock, leak, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+use crate::history::CounterHistory;
 use crate::text::shorten;
 
 /// The incident of one group, with how its title was built and its members.
@@ -239,6 +240,9 @@ pub(super) fn build(
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
         top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
+        gone: facts
+            .filter(|_| culprit.role == Some(CulpritRole::Callee))
+            .and_then(|f| gone(f, onset, input.history)),
         api: input.api.map(str::to_owned),
         service_ports: input
             .services
@@ -781,6 +785,75 @@ struct HolderFacts {
 /// descriptors when one of `anomalies` is its open fds at [`leak::LIMIT_SHARE`] of their limit
 /// with `a` at least half that limit. `None` for any other series, or sockets no single known
 /// service holds.
+/// Points in a row a listener or a process must be missing to be gone: one missing sample
+/// is a slow read, not a stop.
+const GONE_POINTS: usize = 2;
+
+/// What of a callee went away around its incident, in one sentence: its listening ports
+/// nobody listened on, its watched processes that were not there (killed, crashed, being
+/// restarted). Read from the counter history, where a listener's accept queue and a
+/// process's fds are missing while the node's sockets were counted. Seen on the Go lab's
+/// crash (the callee killed): the refused calls' hint said only `Tcp AttemptFails` rose,
+/// while the agent had counted the listener and the process gone from that second on.
+fn gone(f: &ServiceFacts, onset: i64, history: &CounterHistory) -> Option<String> {
+    // The node's sockets were counted at a point: a missing listener there is missing.
+    let counted = history.get(&SeriesKey::NodeState {
+        state: SocketState::Established,
+    })?;
+    let from = history.point_at(onset - GONE_LEAD_MS).unwrap_or(0).max(1);
+    let gap = |key: &SeriesKey| -> Option<(i64, Option<i64>)> {
+        let points = &history.get(key)?.points;
+        let start = (from..points.len()).find(|&k| {
+            points[k - 1].is_some()
+                && points[k..].iter().take(GONE_POINTS).count() == GONE_POINTS
+                && points[k..]
+                    .iter()
+                    .take(GONE_POINTS)
+                    .enumerate()
+                    .all(|(i, p)| {
+                        p.is_none() && counted.points.get(k + i).copied().flatten().is_some()
+                    })
+        })?;
+        let back = (start..points.len()).find(|&k| points[k].is_some());
+        Some((history.time(start), back.map(|k| history.time(k))))
+    };
+    let when = |(since, back): (i64, Option<i64>)| match back {
+        Some(back) => format!(
+            "from {} to {}",
+            clock(since).trim_end_matches(" UTC"),
+            clock(back)
+        ),
+        None => format!("since {}", clock(since)),
+    };
+    let mut said: Vec<String> = Vec::new();
+    for &port in &f.listen_ports {
+        if let Some(g) = gap(&SeriesKey::ListenQueue { port }) {
+            said.push(match g.1 {
+                Some(_) => format!("nothing listened on :{port} {}", when(g)),
+                None => format!("nothing has listened on :{port} {}", when(g)),
+            });
+        }
+    }
+    for name in &f.processes {
+        let key = SeriesKey::Process {
+            name: name.clone(),
+            metric: ProcessMetric::OpenFds,
+        };
+        if let Some(g) = gap(&key) {
+            said.push(match g.1 {
+                Some(_) => format!("its process {name} was gone {}", when(g)),
+                None => format!("its process {name} has been gone {}", when(g)),
+            });
+        }
+    }
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
+/// How long before an incident's onset a listener or process that went away is still its
+/// (a callee killed fails its callers' next calls at once; a stop begun earlier is another
+/// story).
+const GONE_LEAD_MS: i64 = 10_000;
+
 fn holder_facts(
     a: &CounterAnomaly,
     anomalies: &[CounterAnomaly],

@@ -393,6 +393,59 @@ fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
     assert_eq!(incidents.len(), 3, "{incidents:#?}");
 }
 
+/// Seen on the Go lab's crash: `CLOSE-WAIT (all ports) rose 2.5 → 40 in 59 s`, dated at a
+/// redeploy 49 s before the callee was killed, was listed as the refused calls' evidence. A
+/// node-wide change begun well before an incident moved with something else: node activity.
+/// One dated a census before the incident's first signal, or after it, is still listed.
+#[test]
+fn a_node_wide_change_begun_long_before_an_incident_is_node_activity_not_its_evidence() {
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let node = |state: SocketState| SeriesKey::NodeState { state };
+    let earlier = anomaly(node(SocketState::CloseWait), T0 - 49_000);
+    let just_before = anomaly(node(SocketState::FinWait2), T0 - 3_000);
+    let after = anomaly(
+        SeriesKey::ProtocolRate {
+            key: "Tcp AttemptFails".into(),
+        },
+        T0 + 1_000,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[refused],
+        vec![earlier, just_before, after],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let listed: Vec<&SeriesKey> = incidents[0]
+        .counters
+        .iter()
+        .map(|c| &c.anomaly.key)
+        .collect();
+    assert!(
+        !listed.contains(&&node(SocketState::CloseWait)),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&&node(SocketState::FinWait2)), "{listed:?}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let activity: Vec<&SeriesKey> = tracker
+        .node_signals()
+        .iter()
+        .map(|n| &n.anomaly.key)
+        .collect();
+    assert_eq!(activity, vec![&node(SocketState::CloseWait)]);
+}
+
 #[test]
 fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
     let mut tracker = IncidentTracker::new();
@@ -585,6 +638,82 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
+}
+
+/// The Go lab's crash: the callee killed, its callers' dials refused. The agent counted its
+/// listener and its process gone from that second; the hint said only that `Tcp
+/// AttemptFails` rose. It now says what went away, and once it is back, from when to when.
+#[test]
+fn a_killed_callees_refused_calls_say_its_listener_and_process_are_gone() {
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let mut services = chain();
+    services[2].processes = vec!["stock".into()];
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let counted = SeriesKey::NodeState {
+        state: SocketState::Established,
+    };
+    // 60 points from T0 − 30 s: killed at T0 (point 30), started again at point 50.
+    let start = T0 - 30_000;
+    let up = |k: usize| (!(30..50).contains(&k)).then_some(0.0);
+    let series = |len: usize| {
+        history(
+            start,
+            vec![
+                (&queue, (0..len).map(up).collect()),
+                (&fds, (0..len).map(|k| up(k).map(|_| 14.0)).collect()),
+                (&counted, vec![Some(20.0); len]),
+            ],
+        )
+    };
+    let rules = HintRules::builtin().unwrap();
+    let evidence = |now: i64, len: usize| {
+        let mut tracker = IncidentTracker::new();
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            std::slice::from_ref(&refused),
+            report(vec![]),
+            &series(len),
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let hint = incidents[0].hints[0].clone();
+        assert_eq!(hint.rule_id, "connection-refused");
+        hint.evidence
+    };
+    let down = evidence(T0 + 10_000, 41);
+    assert!(
+        down.contains(
+            &"nothing has listened on :8082 since 20:30:00 UTC; its process stock has been gone \
+              since 20:30:00 UTC"
+                .to_owned()
+        ),
+        "{down:#?}"
+    );
+    let back = evidence(T0 + 29_000, 60);
+    assert!(
+        back.contains(
+            &"nothing listened on :8082 from 20:30:00 to 20:30:20 UTC; its process stock was \
+              gone from 20:30:00 to 20:30:20 UTC"
+                .to_owned()
+        ),
+        "{back:#?}"
+    );
 }
 
 #[test]
