@@ -646,9 +646,15 @@ pub fn diagnose(
             &settings.rules,
         )
         .to_vec();
-    if tracker.wants_a_census() {
-        // A storm's pace judged from one census is a lower bound: a fresh census tells it,
-        // rather than the next one the census budget allows (4–7 s later on a busy node).
+    // A TIME-WAIT rise of the services' seen by one census only is raised once a second one
+    // confirms it, and a storm's pace judged from one census is a lower bound: a fresh census
+    // tells both, rather than the next one the census budget allows (3–7 s later on a busy
+    // node).
+    let unconfirmed = report
+        .awaiting_census
+        .iter()
+        .any(|key| interest.contains(key));
+    if unconfirmed || tracker.wants_a_census() {
         if let Some(node) = &facts.listeners {
             node.counters.ask_for_census(snapshot.sampled_at_unix_ms);
         }
