@@ -647,6 +647,12 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
     // its sample counts the sockets of its own second); a slower one is recorded by the next
     // tick, which says how old it is.
     let census_wait = config.interval() / 4;
+    // How long a tick waits for a census a diagnosis asked for ([`CounterStore::ask_for_census`]):
+    // most of the interval, so that it is recorded by its own sample even on a loaded node
+    // (a busy node's census, 25,000 sockets: tens of ms of CPU, hundreds of ms of wall time
+    // at load 20). The wait ends when the census is answered (or refused), and the tick after
+    // starts on time.
+    let confirm_wait = config.interval() * 3 / 4;
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -669,7 +675,13 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         activity: counters.activity,
                         confirm,
                     };
-                    worker.ask(request, census_wait)
+                    // A census asked for is waited for longer: a diagnosis waits for it, and
+                    // a census that misses its sample's wait is recorded a sample later.
+                    let wait = match confirm {
+                        Some(_) => confirm_wait,
+                        None => census_wait,
+                    };
+                    worker.ask(request, wait)
                 }
                 None => {
                     let counted =
