@@ -483,6 +483,8 @@ pub struct CounterStore {
     /// The sample time of the newest judgement that asked for a census
     /// ([`CounterStore::ask_for_census`]) until the sampler takes it up; `i64::MIN` for none.
     census_asked: AtomicI64,
+    /// Told of each node sample handed in ([`CounterStore::sampled`]).
+    sampled: tokio::sync::Notify,
 }
 
 impl CounterStore {
@@ -529,6 +531,7 @@ impl CounterStore {
             }),
             pending: Mutex::new(Vec::new()),
             census_asked: AtomicI64::new(i64::MIN),
+            sampled: tokio::sync::Notify::new(),
         }
     }
 
@@ -780,6 +783,19 @@ impl CounterStore {
     /// for a reader (see the module docs).
     pub fn record_sample(&self, sample: NodeSample) {
         self.hand_in(Pending::Sample(Box::new(sample)));
+        self.sampled.notify_one();
+    }
+
+    /// How often the sampler records a node sample (`[counters] interval_ms`).
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.interval_ms)
+    }
+
+    /// Resolves once a node sample was recorded since the last call resolved (at once when
+    /// one was recorded meanwhile): a reader that judges each sample (the diagnosis) reads it
+    /// as soon as it is there, not up to an interval later. Meant for one waiter.
+    pub async fn sampled(&self) {
+        self.sampled.notified().await;
     }
 
     fn record(&self, inner: &mut Inner, sample: NodeSample) {
