@@ -588,6 +588,40 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
 }
 
 #[test]
+fn a_lookup_check_names_the_host_the_calls_asked_for_not_a_word_of_the_error() {
+    // The demo's dns fault (Rust's resolver): "failed to lookup address information" names
+    // no host; the check printed `getent hosts address`. The host is the one in the URL.
+    let mut lookup = blamed(
+        pattern(
+            "p-dns",
+            "error sending request for url (<url>): client error (Connect): dns error: failed to lookup address information: Temporary failure in name resolution",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    lookup.example = Some(
+        "error sending request for url (http://inventory.faultline-demo.invalid:41213/v1/stock/7): client error (Connect): dns error: failed to lookup address information: Temporary failure in name resolution".into(),
+    );
+    let mut go = gateway_lookups_failing();
+    go.example =
+        Some("Get \"http://stock.invalid:8080/x\": dial tcp: lookup stock.invalid on 127.0.0.53:53: no such host".into());
+    for (p, host) in [
+        (lookup, "inventory.faultline-demo.invalid"),
+        (go, "stock.invalid"),
+    ] {
+        let mut tracker = IncidentTracker::new();
+        let incidents = run(&mut tracker, T0 + 5_000, &[p], vec![]);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let hint = &incidents[0].hints[0];
+        assert_eq!(hint.rule_id, "dns-failure");
+        assert_eq!(hint.checks[0].command, format!("getent hosts {host}"));
+    }
+}
+
+#[test]
 fn failed_lookups_lead_with_the_callee_they_no_longer_reach() {
     // The Go lab's dns fault: the gateway's lookups of its callee fail; the gateway's error
     // rate rises (the patterns' own errors again) and the callee's request rate falls. The
@@ -1838,6 +1872,15 @@ fn addresses_and_names_are_read_from_error_texts() {
     assert_eq!(
         looked_up_host("dial tcp: lookup api.invalid on 127.0.0.53:53: no such host").as_deref(),
         Some("api.invalid")
+    );
+    assert_eq!(
+        looked_up_host("dial tcp: lookup api.invalid: i/o timeout").as_deref(),
+        Some("api.invalid")
+    );
+    // Rust's resolver error names no host (the demo's dns fault printed `getent hosts address`).
+    assert_eq!(
+        looked_up_host("error sending request for url (http://inventory.invalid:8080/x): client error (Connect): dns error: failed to lookup address information: Temporary failure in name resolution"),
+        None
     );
     assert_eq!(stable_id("a", 1_000), stable_id("a", 1_999));
     assert_ne!(stable_id("a", 1_000), stable_id("b", 1_000));
