@@ -1077,15 +1077,6 @@ fn judge(
         || known.last().is_some_and(|&(_, latest)| {
             latest >= TIME_WAIT_RATIO * b.level && latest - b.level >= MIN_SOCKET_CHANGE
         });
-    // The points from a change that confirm it: [`PERSIST`] samples, or for a TIME-WAIT
-    // count the samples up to the first of its second census; `None` while one census is
-    // all there is since the change.
-    let confirming = |since: &[(usize, f64)]| -> Option<usize> {
-        if !time_wait {
-            return Some(PERSIST);
-        }
-        census_start(history, since, TIME_WAIT_CENSUSES - 1).map(|n| n + 1)
-    };
     let first_search = known.partition_point(|&(i, _)| i < split);
     for k in first_search.max(PERSIST)..known.len() {
         let dir = b.side(known[k].1);
@@ -1099,11 +1090,23 @@ fn judge(
             continue;
         }
         let since = &known[k..];
-        let Some(persist) = confirming(since) else {
-            *awaits |= is_step(since, b, dir, &rule, since.len());
-            continue;
+        // A TIME-WAIT count is read once per census: the samples between two censuses
+        // repeat the earlier one, and counted as readings they confirm nothing and pull the
+        // level of a climb towards its first census. Seen on the unseen lab beside 25,000
+        // other sockets (a census every 3 s): a storm counted 2 → 17, then 73, had the
+        // median 17 of the points [17, 17, 17, 73] (no step) and was raised two samples
+        // later. The change is confirmed by its second census ([`TIME_WAIT_CENSUSES`]).
+        let (readings, persist) = if time_wait {
+            let readings = per_census(history, since);
+            if readings.len() < TIME_WAIT_CENSUSES {
+                *awaits |= is_step(since, &readings, b, dir, &rule, readings.len());
+                continue;
+            }
+            (std::borrow::Cow::Owned(readings), TIME_WAIT_CENSUSES)
+        } else {
+            (std::borrow::Cow::Borrowed(since), PERSIST)
         };
-        let shape = if is_step(since, b, dir, &rule, persist) {
+        let shape = if is_step(since, &readings, b, dir, &rule, persist) {
             ChangeShape::Step
         } else if dir > 0 && ramps && is_ramp(&known[k - 1..], b, &rule) {
             ChangeShape::Ramp
@@ -1183,13 +1186,22 @@ fn judge(
     None
 }
 
-/// The step test: out of the band and holding (its first `persist` points all out: see
-/// [`PERSIST`] and [`TIME_WAIT_CENSUSES`]), far enough from the usual level, and beyond
-/// anything the baseline itself reached.
-fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule, persist: usize) -> bool {
-    if since.len() < persist
-        || since.is_empty()
-        || !since[..persist].iter().all(|&(_, x)| b.side(x) == dir)
+/// The step test: out of the band and holding (its first `persist` readings all out: see
+/// [`PERSIST`] and [`TIME_WAIT_CENSUSES`]), far enough from the usual level (the median of
+/// its readings), and beyond anything the baseline itself reached. `since` are the points
+/// from the change, `readings` the same points or, for a count read once per census, one
+/// point per census.
+fn is_step(
+    since: &[(usize, f64)],
+    readings: &[(usize, f64)],
+    b: &Baseline,
+    dir: i8,
+    rule: &KindRule,
+    persist: usize,
+) -> bool {
+    if readings.len() < persist
+        || readings.is_empty()
+        || !readings[..persist].iter().all(|&(_, x)| b.side(x) == dir)
     {
         return false;
     }
@@ -1212,7 +1224,7 @@ fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule, persi
     if (out as f64) < SETTLE_SHARE * settle.len() as f64 {
         return false;
     }
-    let mut after: Vec<f64> = since.iter().map(|p| p.1).collect();
+    let mut after: Vec<f64> = readings.iter().map(|p| p.1).collect();
     let level = median(&mut after);
     let change = level - b.level;
     // A fall is raised only once it held for the whole settle window: a restart empties a
@@ -1231,23 +1243,19 @@ fn is_step(since: &[(usize, f64)], b: &Baseline, dir: i8, rule: &KindRule, persi
         && beyond
 }
 
-/// The position in `points` of the first point of their `nth` socket census (0: the first
-/// point), `None` when they hold fewer ([`CounterHistory::counted_at`]; the samples between
-/// two censuses repeat the earlier one).
-fn census_start(history: &CounterHistory, points: &[(usize, f64)], nth: usize) -> Option<usize> {
-    let mut seen = 0;
+/// The first point of each socket census among `points` ([`CounterHistory::counted_at`]):
+/// the samples between two censuses repeat the earlier one.
+fn per_census(history: &CounterHistory, points: &[(usize, f64)]) -> Vec<(usize, f64)> {
+    let mut readings: Vec<(usize, f64)> = Vec::new();
     let mut last = None;
-    for (n, &(i, _)) in points.iter().enumerate() {
+    for &(i, v) in points {
         let at = history.counted_at(i);
         if last != Some(at) {
-            if seen == nth {
-                return Some(n);
-            }
-            seen += 1;
+            readings.push((i, v));
             last = Some(at);
         }
     }
-    None
+    readings
 }
 
 /// Points on either side of a jump that [`latest_jump`] compares: as many as a step must
@@ -1773,6 +1781,16 @@ mod tests {
         censuses: &[usize],
         len: usize,
     ) -> (SeriesKey, CounterHistory) {
+        census_paced_storm_from(421.5, level, censuses, len)
+    }
+
+    /// [`census_paced_storm`] with the storm from `from` s.
+    fn census_paced_storm_from(
+        from: f64,
+        level: f64,
+        censuses: &[usize],
+        len: usize,
+    ) -> (SeriesKey, CounterHistory) {
         let key = port_state(8082, PortSide::Remote, SocketState::TimeWait);
         let base = noisy(len, level, 2.0, 41);
         let census = |i: usize| {
@@ -1785,7 +1803,7 @@ mod tests {
         };
         let value = |i: usize| {
             let c = census(i);
-            let storm = (25.0 * (c as f64 - 421.5)).max(0.0).round();
+            let storm = (25.0 * (c as f64 - from)).max(0.0).round();
             base[c].map(|v| v + storm)
         };
         let h = history(vec![
@@ -1838,6 +1856,13 @@ mod tests {
         // Counted every second, it is raised at its second point.
         let (_, h) = census_paced_storm(5.0, &(0..600).collect::<Vec<_>>(), 440);
         assert_eq!(raised_at(&h, &key, 420, 439), Some(424));
+
+        // Seen on the unseen lab, a census every 3 s: the storm began just before a census
+        // (5 → 20), and the next one counted 95. Its level is the median of its two
+        // readings, not of the four samples [20, 20, 20, 95]: raised at that census.
+        let every_3_s: Vec<usize> = (0..600).step_by(3).collect();
+        let (_, h) = census_paced_storm_from(422.4, 5.0, &every_3_s, 440);
+        assert_eq!(raised_at(&h, &key, 420, 439), Some(427));
     }
 
     #[test]
