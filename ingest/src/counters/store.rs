@@ -1333,23 +1333,34 @@ impl CounterStore {
             .collect();
         let keep = |key: &SeriesKey| options.kind.is_none_or(|kind| key.kind() == kind);
         let resolution = self.interval_ms.div_ceil(1000).max(1);
+        // The series are copied under the lock and put in order after it is released.
+        let views = options.history.then(|| {
+            let seconds = match options.seconds_after {
+                Some(after) => inner.history.seconds_after_unsorted(
+                    keep,
+                    after,
+                    options.max_points,
+                    resolution,
+                ),
+                None => inner
+                    .history
+                    .seconds_unsorted(keep, options.max_points, resolution),
+            };
+            let minutes = options
+                .minutes
+                .then(|| inner.history.minutes_unsorted(keep, options.max_points));
+            (seconds, minutes)
+        });
         let history = options.history.then(|| HistoryBlock {
-            seconds: match options.seconds_after {
-                Some(after) => {
-                    inner
-                        .history
-                        .seconds_after(keep, after, options.max_points, resolution)
-                }
-                None => inner.history.seconds(keep, options.max_points, resolution),
+            seconds: HistoryView {
+                resolution_seconds: resolution,
+                times_unix_ms: Vec::new(),
+                series: BTreeMap::new(),
             },
-            minutes: if options.minutes {
-                inner.history.minutes(keep, options.max_points)
-            } else {
-                HistoryView {
-                    resolution_seconds: 60,
-                    times_unix_ms: Vec::new(),
-                    series: BTreeMap::new(),
-                }
+            minutes: HistoryView {
+                resolution_seconds: 60,
+                times_unix_ms: Vec::new(),
+                series: BTreeMap::new(),
             },
             generation: inner.history.generation(),
             removed: options
@@ -1362,7 +1373,7 @@ impl CounterStore {
             (Some(view), true) => departed_ports(&inner.history, view),
             _ => Vec::new(),
         };
-        CountersSnapshot {
+        let mut snapshot = CountersSnapshot {
             departed_ports,
             time_unix_ms: inner.time_unix_ms,
             interval_ms: self.interval_ms,
@@ -1383,7 +1394,15 @@ impl CounterStore {
                 task_targets_rejected: inner.task_rejected,
             },
             history,
+        };
+        drop(inner);
+        if let (Some(block), Some((seconds, minutes))) = (&mut snapshot.history, views) {
+            block.seconds = seconds.sorted();
+            if let Some(minutes) = minutes {
+                block.minutes = minutes.sorted();
+            }
         }
+        snapshot
     }
 }
 
