@@ -364,6 +364,10 @@ pub struct HintFacts {
     pub top_stack: Option<String>,
     /// The incident's leading pattern id.
     pub pattern_id: Option<String>,
+    /// What of the callee culprit went away, in one sentence ("nothing has listened on :8082
+    /// since 10:11:47 UTC; its process stock has been gone since 10:11:47 UTC"): evidence of
+    /// a rule that blames a callee (not a placeholder).
+    pub gone: Option<String>,
     /// The agent's own API base URL (`http://127.0.0.1:7070`).
     pub api: Option<String>,
     /// Each service's first listening port, for a check about a service other than the
@@ -399,6 +403,10 @@ pub struct HintSubject<'a> {
     /// Whether each of `anomalies` (by index) accumulates (see
     /// [`crate::anomaly::leak::accumulation`]); an anomaly beyond its end is undecided.
     pub accumulating: &'a [Accumulation],
+    /// A reading each of `anomalies` (by index) may add to the evidence of a hint that rests
+    /// on it, after its own evidence: what its holder does (a CLOSE-WAIT whose holder has
+    /// answered nothing since it began to climb, see [`crate::anomaly::leak::Answers`]).
+    pub readings: &'a [Option<String>],
     /// The role of the incident's culprit, when known.
     pub culprit_role: Option<CulpritRole>,
     /// What the commands are filled from.
@@ -648,7 +656,10 @@ impl HintRules {
                     NODE_WIDE_COUNTER_WEIGHT
                 };
                 support.first_counter = first;
-                evidence.extend(counters.iter().take(3).map(|(_, a)| a.evidence.clone()));
+                for &(i, a) in counters.iter().take(3) {
+                    evidence.push(a.evidence.clone());
+                    evidence.extend(subject.readings.get(i).cloned().flatten());
+                }
                 // A goroutine count says that they pile up; the dump says where.
                 if let Some(stack) = subject.facts.top_stack.as_ref().filter(|_| {
                     counters
@@ -683,6 +694,9 @@ impl HintRules {
             }
             if let (Some(_), Some(role)) = (&r.culprit_role, subject.culprit_role) {
                 evidence.push(format!("the culprit is the {}", role_name(role)));
+                if let (CulpritRole::Callee, Some(gone)) = (role, &subject.facts.gone) {
+                    evidence.push(gone.clone());
+                }
                 if support.pattern {
                     support.weight += ROLE_WEIGHT;
                 }
@@ -922,6 +936,7 @@ mod tests {
             patterns,
             anomalies,
             accumulating: &[],
+            readings: &[],
             culprit_role: role,
             facts,
         }
