@@ -263,6 +263,7 @@ pub(super) fn build(
     let mut accumulating = Vec::with_capacity(hinted.len());
     let mut readings = Vec::with_capacity(hinted.len());
     let mut caveats = Vec::with_capacity(hinted.len());
+    let mut in_progress = Vec::new();
     for a in &hinted {
         let facts = holder_facts(a, &anomalies, input.services);
         let reading = leak::holder_reading(
@@ -279,6 +280,25 @@ pub(super) fn build(
             .and_then(|f| Unanswered::of(&f.service, reading.answers));
         readings.push(waiting.as_ref().map(|w| w.evidence(now)));
         caveats.push(waiting.map(|w| (a.key.clone(), w.caveat())));
+        if let Some(f) = facts.as_ref().filter(|_| {
+            reading.answers == leak::Answers::Answered
+                && reading.accumulation == leak::Accumulation::TurnsOver
+        }) {
+            in_progress.push((a.key.clone(), in_progress_words(&f.service)));
+        }
+    }
+    // A CLOSE-WAIT whose holder answers again, late, is what its callers gave up on, still in
+    // progress: said beside its change in the incident's list, where it may well be the top
+    // counter of its callers' timeouts. Seen on the Go lab: a callee answering 20 s late led
+    // its timeouts with "CLOSE-WAIT :55655 rose 0 → 367 in 23 s" and nothing said it was no
+    // leak once the leak's hint had gone.
+    for c in &mut listed {
+        if let Some((_, words)) = in_progress.iter().find(|(key, _)| key == &c.anomaly.key) {
+            if !c.anomaly.evidence.contains(words.as_str()) {
+                c.anomaly.evidence.push_str("; ");
+                c.anomaly.evidence.push_str(words);
+            }
+        }
     }
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
@@ -872,6 +892,15 @@ fn holder_facts(
         requests,
         out_of_fds,
     })
+}
+
+/// What a CLOSE-WAIT count is whose holder (`service`) answers the requests begun since its
+/// change again, late, while it holds its level ([`leak::Answers::Answered`], turning over).
+fn in_progress_words(service: &str) -> String {
+    format!(
+        "{service} answers the requests begun since then, late: these are requests its \
+         callers gave up on, still in progress, not a leak"
+    )
 }
 
 /// A CLOSE-WAIT count whose holder has answered none of the requests begun since it began to

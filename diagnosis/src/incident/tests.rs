@@ -5708,6 +5708,8 @@ struct StalledReading {
     evidence: Vec<String>,
     /// The incident's title.
     title: String,
+    /// The evidence of the callee's CLOSE-WAIT in its counters, when it lists it.
+    close_wait: Option<String>,
 }
 
 /// [`StalledCallee`] replayed second by second through the real detector (default windows, the
@@ -5910,6 +5912,11 @@ fn replay_stalled_callee(c: &StalledCallee<'_>) -> Vec<StalledReading> {
                 .map(|h| h.evidence.clone())
                 .unwrap_or_default(),
             title: inc.title.clone(),
+            close_wait: inc
+                .counters
+                .iter()
+                .find(|c| c.anomaly.key == close_wait)
+                .map(|c| c.anomaly.evidence.clone()),
         });
     }
     assert!(
@@ -5917,6 +5924,17 @@ fn replay_stalled_callee(c: &StalledCallee<'_>) -> Vec<StalledReading> {
         "the CLOSE-WAIT is listed, or this would test nothing: {seen:#?}"
     );
     seen
+}
+
+/// Whether the counters list `service`'s CLOSE-WAIT as requests in progress: it answers those
+/// begun since the count's change again, late, and the count holds its level.
+fn in_progress(r: &StalledReading, service: &str) -> bool {
+    r.close_wait.as_deref().is_some_and(|e| {
+        e.ends_with(&format!(
+            "; {service} answers the requests begun since then, late: these are requests its \
+             callers gave up on, still in progress, not a leak"
+        ))
+    })
 }
 
 /// The Go lab's slow callee answering 16 s late (`testdata/go-lab-slow-16s.json`, recorded
@@ -6022,6 +6040,10 @@ fn a_hung_callee_reads_as_its_leak_and_says_it_may_still_be_a_slow_callee() {
             r.secs
         );
     }
+    assert!(
+        !seen.iter().any(|r| in_progress(r, "billing-svc")),
+        "{seen:#?}"
+    );
 }
 
 /// The Go lab's callee answering 20 s late (`testdata/go-lab-slow-20s.json`, recorded counters):
@@ -6032,7 +6054,9 @@ fn a_hung_callee_reads_as_its_leak_and_says_it_may_still_be_a_slow_callee() {
 /// past 10 s of climbing it reads as a leak (the lab run: close-wait-leak first 18.5–26.8 s).
 /// While it does, the leak's hint names both readings and what decides, and its title says it
 /// may still be a slow callee (before: "the peer closed and this side never did" alone). Once
-/// its answers come, its callers' timeouts lead and the leak is no longer hinted.
+/// its answers come, its callers' timeouts lead, the leak is no longer hinted, and its
+/// CLOSE-WAIT says it is requests in progress (before: its count alone, under "Calls time out:
+/// the callee is slow or hangs").
 #[test]
 fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_slow() {
     let seen = replay_stalled_callee(&StalledCallee {
@@ -6060,7 +6084,14 @@ fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_s
             r.secs
         );
     }
-    // Once it answers half its usual rate, its callers' timeouts lead.
+    // Once it answers half its usual rate, its callers' timeouts lead — also while its
+    // CLOSE-WAIT drains once the traffic stopped (as after a heal: the last requests are
+    // answered, no new ones held). Before, the draining count read as one that had climbed on
+    // past its settling time, and the leak led again (the lab run: from 51.9 s).
+    let recorded =
+        crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-slow-20s.json"));
+    let stopped =
+        (recorded.index("traffic_stopped_point") - recorded.index("injected_point")) as i64;
     for r in seen.iter().filter(|r| r.secs >= 28) {
         assert_eq!(
             r.hints.first().map(String::as_str),
@@ -6073,14 +6104,21 @@ fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_s
             "{} s after the injection: {seen:#?}",
             r.secs
         );
+        // Its count is its callers' abandoned requests still in progress, and says so.
+        assert!(
+            r.secs > stopped || in_progress(r, "billing-svc"),
+            "{} s after the injection: {r:#?}",
+            r.secs
+        );
     }
 }
 
 /// The Go lab's callees answering 9 s and 13 s late (`testdata/go-lab-slow-9s.json`,
 /// `go-lab-slow-13s.json`, past their callers' 1.7 s timeout): their CLOSE-WAIT held its
 /// level within 10 s of its change (146, 226), as requests in progress do, and their callers'
-/// timeouts lead at every second; the leak is never first. (So it was before the reading of
-/// a callee that answered nothing: these guard it.)
+/// timeouts lead at every second; the leak is never first (so it was before: a guard). Once
+/// the callee answers the requests begun since, late, its CLOSE-WAIT says it is those
+/// requests in progress (before, the count alone).
 #[test]
 fn callees_answering_9_and_13_s_late_are_read_as_slow_throughout() {
     for (json, ports, late) in [
@@ -6113,6 +6151,14 @@ fn callees_answering_9_and_13_s_late_are_read_as_slow_throughout() {
                 "{late} s late, {} s after the injection: {seen:#?}",
                 r.secs
             );
+            // Its answers to the requests begun since its change came by then.
+            if r.secs >= late as i64 + 10 {
+                assert!(
+                    in_progress(r, "billing-svc"),
+                    "{late} s late, {} s after the injection: {r:#?}",
+                    r.secs
+                );
+            }
         }
     }
 }
