@@ -39,9 +39,9 @@
 //! within one `glob_interval_ms`): a file of a glob's directory born since the previous scan
 //! whose name without a rotation suffix (`.N`, `-N`: `app.log.3`, `app.log-20261206`) a glob
 //! matches, and that is no byte copy of a file being read, is read from its beginning; other
-//! files born there (`notes.txt`, `app.log.bak`) are not. A generation the state names that is gone (deleted,
-//! or compressed) with lines not yet read is counted in [`TailStats::lost_files`] and
-//! logged: those lines cannot be read by anyone.
+//! files born there (`notes.txt`, `app.log.bak`) are not. A generation the state names that
+//! is gone (deleted, or compressed) with lines not yet read is counted in
+//! [`TailStats::lost_files`] and logged: those lines cannot be read by anyone.
 //!
 //! Files let go (read to the end after leaving the globs or becoming unreadable, then idle
 //! for `rotated_grace_ms`) are remembered with their offset for [`REMEMBER_RELEASED`] (at
