@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
 
-use super::{Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use super::{ConnectionsTo, Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
 use crate::anomaly::CounterAnomaly;
 use crate::hints::CulpritRole;
 
@@ -246,8 +246,59 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
         _ => return None,
     };
     let owner = listener(port, services)?;
-    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
-        .then(|| owner.service.clone())
+    (clients_side
+        && owner.callers.is_empty()
+        && callers_of_port(port, services).is_empty()
+        && opener(port, services).is_none())
+    .then(|| owner.service.clone())
+}
+
+/// Fewest distinct connections to a port over a minute for a service to be named as the one
+/// opening connections per call: a pooled client holds a handful for minutes; the Go lab's
+/// per-call client at 20 calls a second shows tens at each census and hundreds a minute.
+pub const MIN_OPENED_PER_MINUTE: u32 = 20;
+
+/// The service whose processes opened connections to `port` one after another, read from
+/// their descriptors at the socket censuses (see [`ConnectionsTo`]), with the evidence: the
+/// one with the most distinct connections over the last minute, when it has at least
+/// [`MIN_OPENED_PER_MINUTE`] and at least twice as many as any other. `None` when no watched
+/// process did, or two did alike.
+pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
+    let mut openers: Vec<(&ServiceFacts, &ConnectionsTo)> = services
+        .iter()
+        .filter_map(|s| {
+            let c = s.connections_to.iter().find(|c| c.port == port)?;
+            Some((s, c))
+        })
+        .collect();
+    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(c.distinct_1m), s.service.clone()));
+    let (service, top) = openers.first()?;
+    let runner_up = openers.get(1).map_or(0, |(_, c)| c.distinct_1m);
+    if top.distinct_1m < MIN_OPENED_PER_MINUTE || top.distinct_1m < 2 * runner_up {
+        return None;
+    }
+    let new = if top.held > 0 && top.new == top.held {
+        "all new".to_owned()
+    } else {
+        format!("{} new", top.new)
+    };
+    let others = if runner_up > 0 {
+        format!("; the next caller {runner_up}")
+    } else {
+        String::new()
+    };
+    Some((
+        service.service.as_str(),
+        format!(
+            "{} held {} connection{} to :{port} at the census of {} ({new}); {} distinct in the \
+             last minute{others}",
+            service.service,
+            top.held,
+            if top.held == 1 { "" } else { "s" },
+            crate::text::clock(top.counted_at_unix_ms),
+            top.distinct_1m,
+        ),
+    ))
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -256,6 +307,31 @@ pub(super) fn counter_culprit(
     key: &SeriesKey,
     services: &[ServiceFacts],
 ) -> Option<(String, Option<CulpritRole>, String)> {
+    // A TIME-WAIT storm is its connections' opener: named from the sockets themselves when
+    // the censuses saw one, before any guess from spans.
+    if let SeriesKey::PortState {
+        port,
+        state: SocketState::TimeWait,
+        ..
+    } = key
+    {
+        if let Some((caller, evidence)) = opener(*port, services) {
+            let on = listener(*port, services)
+                .filter(|o| o.service != caller)
+                .map_or_else(
+                    || format!("port {port}"),
+                    |o| format!("the port of {}", o.service),
+                );
+            return Some((
+                caller.to_owned(),
+                Some(CulpritRole::Caller),
+                format!(
+                    "{} on {on}: its caller {caller} opens a connection per call ({evidence})",
+                    key.label()
+                ),
+            ));
+        }
+    }
     match key {
         SeriesKey::PortState { port, side, state } => {
             let Some(owner) = listener(*port, services) else {

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::error::CounterError;
+use super::outgoing::OutgoingTracker;
 use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
@@ -63,6 +64,9 @@ struct TickReader {
     proc_root: PathBuf,
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
+    /// The process ids of each target at the last sample: the census reads their
+    /// connections (see [`super::outgoing`]).
+    pids: Vec<(String, Vec<u32>)>,
 }
 
 /// The longest a census is repeated while the kernel's socket counters stand still. Sockets
@@ -240,6 +244,7 @@ impl Counted {
             netlink_problem: self.reading.netlink_problem.clone(),
             budget_note: self.reading.budget_note.clone(),
             repeats_unix_ms: (self.counted_unix_ms != time_unix_ms).then_some(self.counted_unix_ms),
+            outgoing: self.reading.outgoing.clone(),
         }
     }
 }
@@ -274,6 +279,7 @@ struct SocketCounter {
     budget: CensusBudget,
     quiet: QuietCensus,
     owners: PortOwners,
+    outgoing: OutgoingTracker,
     newest: Option<Arc<Counted>>,
 }
 
@@ -289,18 +295,21 @@ impl SocketCounter {
             },
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
+            outgoing: OutgoingTracker::new(),
             newest: None,
         }
     }
 
     /// The census for the sample of `time_unix_ms`, read at `now` after the counters
     /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
-    /// newest.
+    /// newest. A new one reads the connections of the process targets (`targets`: name and
+    /// process ids), its cost booked with the census's.
     fn count(
         &mut self,
         now: Instant,
         time_unix_ms: i64,
         activity: Option<SocketActivity>,
+        targets: &[(String, Vec<u32>)],
     ) -> Arc<Counted> {
         if let Some(newest) = &self.newest {
             let repeat = newest.reading.census.is_ok()
@@ -311,6 +320,14 @@ impl SocketCounter {
         }
         let cpu = thread_cpu();
         let mut reading = self.reader.census();
+        if reading.census.is_ok() {
+            reading.outgoing =
+                self.outgoing
+                    .observe(&self.proc_root, self.reader.entries(), targets, now);
+            for connections in reading.outgoing.values_mut() {
+                connections.counted_unix_ms = time_unix_ms;
+            }
+        }
         let cost = thread_cpu().saturating_sub(cpu);
         self.budget.book(now, cost, &mut reading);
         self.quiet.book(now, activity, reading.census.is_ok());
@@ -344,6 +361,7 @@ impl TickReader {
             proc_root: config.proc_root.clone(),
             watcher: ProcessWatcher::new(config.proc_root.clone()),
             processes: config.processes.clone(),
+            pids: Vec::new(),
         }
     }
 
@@ -370,10 +388,17 @@ impl TickReader {
         counted: Option<&Counted>,
     ) -> NodeSample {
         let listening = counted.map_or(&[][..], |c| &c.listening[..]);
-        let processes = self
+        let processes: Vec<(String, Result<_, _>)> = self
             .processes
             .iter()
             .map(|t| (t.name.clone(), self.watcher.read(t, listening)))
+            .collect();
+        self.pids = processes
+            .iter()
+            .map(|(name, c)| {
+                let pids = c.as_ref().map(|c| c.pids.clone()).unwrap_or_default();
+                (name.clone(), pids)
+            })
             .collect();
         let sockets = match counted {
             Some(c) => c.reading_for(time_unix_ms),
@@ -431,7 +456,9 @@ impl NodeSampler {
     ) -> NodeSample {
         // The counters first: a census taken after them counts everything they saw move.
         let counters = self.readings.socket_counters();
-        let counted = self.sockets.count(now, time_unix_ms, counters.activity);
+        let counted = self
+            .sockets
+            .count(now, time_unix_ms, counters.activity, &self.readings.pids);
         self.readings
             .sample(time_unix_ms, runtime, counters, Some(&counted))
     }
@@ -443,6 +470,8 @@ struct CensusRequest {
     now: Instant,
     time_unix_ms: i64,
     activity: Option<SocketActivity>,
+    /// The process targets' ids, for their connections.
+    targets: Vec<(String, Vec<u32>)>,
 }
 
 /// The newest census and the owners of its listening ports.
@@ -533,7 +562,7 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
         };
         let time = request.time_unix_ms;
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let counted = counter.count(request.now, time, request.activity);
+            let counted = counter.count(request.now, time, request.activity, &request.targets);
             (counted, Arc::new(counter.port_owners()))
         }));
         let mut state = shared.state.lock();
@@ -601,6 +630,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     &read_sockstat(&proc_root),
                     &read_protocol_counters(&proc_root),
                 ),
+                targets: Vec::new(),
             };
             worker.ask(request, Duration::ZERO);
         });
@@ -632,13 +662,17 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         now: Instant::now(),
                         time_unix_ms: now,
                         activity: counters.activity,
+                        targets: sampler.readings.pids.clone(),
                     };
                     worker.ask(request, census_wait)
                 }
                 None => {
-                    let counted = sampler
-                        .sockets
-                        .count(Instant::now(), now, counters.activity);
+                    let counted = sampler.sockets.count(
+                        Instant::now(),
+                        now,
+                        counters.activity,
+                        &sampler.readings.pids,
+                    );
                     Some((counted, Arc::new(sampler.sockets.port_owners())))
                 }
             };
