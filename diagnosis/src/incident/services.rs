@@ -253,17 +253,21 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
     .then(|| owner.service.clone())
 }
 
-/// Fewest distinct connections to a port over a minute for a service to be named as the one
-/// opening connections per call: a pooled client holds a handful for minutes; the Go lab's
-/// per-call client at 20 calls a second shows tens at each census and hundreds a minute.
-pub const MIN_OPENED_PER_MINUTE: u32 = 20;
+/// Fewest connections a caller must have opened and closed again within a minute (seen by
+/// the censuses and no longer held) to be named as the one opening connections per call. The
+/// censuses see a connection only while it is open: a per-call client on loopback (each
+/// connection lives milliseconds) is caught a few times a minute (a client opening 40 a
+/// second to a keep-alive server: 10 distinct in a minute, none held at most censuses),
+/// while a pool shows the same connections census after census (1 held, 1 distinct).
+pub const MIN_TURNED_OVER_PER_MINUTE: u32 = 5;
 
 /// The service whose processes opened connections to `port` one after another, read from
 /// their descriptors at the socket censuses (see [`ConnectionsTo`]), with the evidence: the
-/// one with the most distinct connections over the last minute, when it has at least
-/// [`MIN_OPENED_PER_MINUTE`] and at least twice as many as any other. `None` when no watched
-/// process did, or two did alike.
+/// one whose connections turned over most in the last minute (distinct less held), when at
+/// least [`MIN_TURNED_OVER_PER_MINUTE`] did and at least twice as many as any other
+/// caller's. `None` when no watched process did, or two did alike.
 pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
+    let turned = |c: &ConnectionsTo| c.distinct_1m.saturating_sub(c.held);
     let mut openers: Vec<(&ServiceFacts, &ConnectionsTo)> = services
         .iter()
         .filter_map(|s| {
@@ -271,21 +275,25 @@ pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, Stri
             Some((s, c))
         })
         .collect();
-    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(c.distinct_1m), s.service.clone()));
+    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(turned(c)), s.service.clone()));
     let (service, top) = openers.first()?;
-    let runner_up = openers.get(1).map_or(0, |(_, c)| c.distinct_1m);
-    if top.distinct_1m < MIN_OPENED_PER_MINUTE || top.distinct_1m < 2 * runner_up {
+    let runner_up = openers.get(1).map_or(0, |(_, c)| turned(c));
+    if turned(top) < MIN_TURNED_OVER_PER_MINUTE || turned(top) < 2 * runner_up {
         return None;
     }
+    let others = openers
+        .get(1)
+        .map(|(s, c)| {
+            format!(
+                "; {} held {} and saw {} distinct",
+                s.service, c.held, c.distinct_1m
+            )
+        })
+        .unwrap_or_default();
     let new = if top.held > 0 && top.new == top.held {
         "all new".to_owned()
     } else {
         format!("{} new", top.new)
-    };
-    let others = if runner_up > 0 {
-        format!("; the next caller {runner_up}")
-    } else {
-        String::new()
     };
     Some((
         service.service.as_str(),
