@@ -188,6 +188,26 @@ pub struct ServiceFacts {
     /// Where most of its goroutines wait, as last read from that dump ("300 of 303 goroutines
     /// wait in [chan send] at main.leak.func1 (main.go:13) ..."), when it was read.
     pub top_stack: Option<String>,
+    /// Its watched processes' connections to the node's listening ports, as the newest
+    /// census that read them saw them (one entry per port).
+    pub connections_to: Vec<ConnectionsTo>,
+}
+
+/// A service's connections to one of the node's listening ports, read from its processes'
+/// descriptors at a socket census: who opens a connection per call, where TIME-WAIT sockets
+/// belong to no process and spans name a caller only when one traced service calls the port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionsTo {
+    /// The listening port.
+    pub port: u16,
+    /// Connections held to it at the census.
+    pub held: u32,
+    /// Of those, how many the census before did not see.
+    pub new: u32,
+    /// Distinct connections seen over the last minute of censuses.
+    pub distinct_1m: u32,
+    /// When the census was taken (Unix ms).
+    pub counted_at_unix_ms: i64,
 }
 
 /// Everything one update reads.

@@ -706,6 +706,32 @@ pub struct ProcessSeries {
     /// Why the process could not be read at the latest sample (not found, no permission).
     #[serde(default)]
     pub error: Option<String>,
+    /// Its connections to the node's listening ports at the newest census that read them,
+    /// one entry per port, the most distinct connections first: who opens a connection per
+    /// call shows here, where TIME-WAIT sockets belong to no process.
+    #[serde(default)]
+    pub outgoing: Vec<OutgoingPort>,
+    /// When the census behind `outgoing` was taken (Unix ms); `null` when none read it.
+    #[serde(default)]
+    pub outgoing_counted_at_unix_ms: Option<i64>,
+}
+
+/// A process target's connections to one of the node's listening ports, at one census
+/// (what `ls -l /proc/PID/fd` matched against `ss -tn` shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutgoingPort {
+    /// The listening port the connections go to.
+    pub port: u16,
+    /// Connections (ESTABLISHED or SYN-SENT) held to it at the census.
+    pub held: u32,
+    /// Of those, how many the census before did not see: a pooled client holds the same
+    /// ones, a client opening a connection per call new ones.
+    pub new: u32,
+    /// Distinct connections seen over the last minute of censuses (at least this many when
+    /// `distinct_capped`).
+    pub distinct_1m: u32,
+    /// Whether the distinct count reached its bound.
+    pub distinct_capped: bool,
 }
 
 /// The latest reading of a process target.

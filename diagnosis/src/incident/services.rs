@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
 
-use super::{Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use super::{ConnectionsTo, Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
 use crate::anomaly::CounterAnomaly;
 use crate::hints::CulpritRole;
 
@@ -246,8 +246,67 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
         _ => return None,
     };
     let owner = listener(port, services)?;
-    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
-        .then(|| owner.service.clone())
+    (clients_side
+        && owner.callers.is_empty()
+        && callers_of_port(port, services).is_empty()
+        && opener(port, services).is_none())
+    .then(|| owner.service.clone())
+}
+
+/// Fewest connections a caller must have opened and closed again within a minute (seen by
+/// the censuses and no longer held) to be named as the one opening connections per call. The
+/// censuses see a connection only while it is open: a per-call client on loopback (each
+/// connection lives milliseconds) is caught a few times a minute (a client opening 40 a
+/// second to a keep-alive server: 10 distinct in a minute, none held at most censuses),
+/// while a pool shows the same connections census after census (1 held, 1 distinct).
+pub const MIN_TURNED_OVER_PER_MINUTE: u32 = 5;
+
+/// The service whose processes opened connections to `port` one after another, read from
+/// their descriptors at the socket censuses (see [`ConnectionsTo`]), with the evidence: the
+/// one whose connections turned over most in the last minute (distinct less held), when at
+/// least [`MIN_TURNED_OVER_PER_MINUTE`] did and at least twice as many as any other
+/// caller's. `None` when no watched process did, or two did alike.
+pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
+    let turned = |c: &ConnectionsTo| c.distinct_1m.saturating_sub(c.held);
+    let mut openers: Vec<(&ServiceFacts, &ConnectionsTo)> = services
+        .iter()
+        .filter_map(|s| {
+            let c = s.connections_to.iter().find(|c| c.port == port)?;
+            Some((s, c))
+        })
+        .collect();
+    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(turned(c)), s.service.clone()));
+    let (service, top) = openers.first()?;
+    let runner_up = openers.get(1).map_or(0, |(_, c)| turned(c));
+    if turned(top) < MIN_TURNED_OVER_PER_MINUTE || turned(top) < 2 * runner_up {
+        return None;
+    }
+    let others = openers
+        .get(1)
+        .map(|(s, c)| {
+            format!(
+                "; {} held {} and saw {} distinct",
+                s.service, c.held, c.distinct_1m
+            )
+        })
+        .unwrap_or_default();
+    let new = if top.held > 0 && top.new == top.held {
+        "all new".to_owned()
+    } else {
+        format!("{} new", top.new)
+    };
+    Some((
+        service.service.as_str(),
+        format!(
+            "{} held {} connection{} to :{port} at the census of {} ({new}); {} distinct in the \
+             last minute{others}",
+            service.service,
+            top.held,
+            if top.held == 1 { "" } else { "s" },
+            crate::text::clock(top.counted_at_unix_ms),
+            top.distinct_1m,
+        ),
+    ))
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -256,6 +315,31 @@ pub(super) fn counter_culprit(
     key: &SeriesKey,
     services: &[ServiceFacts],
 ) -> Option<(String, Option<CulpritRole>, String)> {
+    // A TIME-WAIT storm is its connections' opener: named from the sockets themselves when
+    // the censuses saw one, before any guess from spans.
+    if let SeriesKey::PortState {
+        port,
+        state: SocketState::TimeWait,
+        ..
+    } = key
+    {
+        if let Some((caller, evidence)) = opener(*port, services) {
+            let on = listener(*port, services)
+                .filter(|o| o.service != caller)
+                .map_or_else(
+                    || format!("port {port}"),
+                    |o| format!("the port of {}", o.service),
+                );
+            return Some((
+                caller.to_owned(),
+                Some(CulpritRole::Caller),
+                format!(
+                    "{} on {on}: its caller {caller} opens a connection per call ({evidence})",
+                    key.label()
+                ),
+            ));
+        }
+    }
     match key {
         SeriesKey::PortState { port, side, state } => {
             let Some(owner) = listener(*port, services) else {

@@ -693,6 +693,136 @@ fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
     assert!(incidents[0].culprit.service.is_none());
 }
 
+/// Two services call a cache on :9999, so spans name no single caller of its TIME-WAIT
+/// storm. The censuses read the callers' own sockets: stock opened 240 distinct connections
+/// there in the last minute (its 3 held at the last census all new), orders keeps a pool of
+/// 4. The storm is stock's, with that evidence; without the sockets, nobody's.
+#[test]
+fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_per_call() {
+    let tw = SeriesKey::PortState {
+        port: 9999,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let with = |connections: bool| {
+        let mut services = chain();
+        services.push(ServiceFacts {
+            service: "cache".into(),
+            listen_ports: vec![9999],
+            callers: vec!["orders".into(), "stock".into()],
+            ..ServiceFacts::default()
+        });
+        if connections {
+            let to = |held, new, distinct_1m| ConnectionsTo {
+                port: 9999,
+                held,
+                new,
+                distinct_1m,
+                counted_at_unix_ms: T0 + 3_000,
+            };
+            for s in &mut services {
+                match s.service.as_str() {
+                    "stock" => s.connections_to = vec![to(3, 3, 240)],
+                    "orders" => s.connections_to = vec![to(4, 0, 4)],
+                    _ => {}
+                }
+            }
+        }
+        let incidents = run_with(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[],
+            report(vec![anomaly(tw.clone(), T0)]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        incidents[0].clone()
+    };
+    assert!(with(false).culprit.service.is_none());
+    let inc = with(true);
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+    assert_eq!(inc.hints[0].rule_id, "time-wait-storm", "{inc:#?}");
+    assert!(
+        inc.culprit.reasoning.iter().any(|r| r.contains(
+            "its caller stock opens a connection per call (stock held 3 connections to :9999 \
+             at the census of 20:30:03 UTC (all new); 240 distinct in the last minute; orders held \
+             4 and saw 4 distinct)"
+        )),
+        "{:#?}",
+        inc.culprit.reasoning
+    );
+
+    // Two callers opening alike: the sockets name nobody.
+    assert!(opener_of(&[("stock", 240), ("orders", 150)]).is_none());
+    assert_eq!(
+        opener_of(&[("stock", 240), ("orders", 120)]).as_deref(),
+        Some("stock")
+    );
+    // A pool's connections held census after census are no storm's.
+    assert!(opener_of(&[("stock", 5)]).is_none());
+    assert_eq!(opener_of(&[("stock", 6)]).as_deref(), Some("stock"));
+}
+
+/// The service `services::opener` names among callers of :9999 with these distinct counts.
+fn opener_of(callers: &[(&str, u32)]) -> Option<String> {
+    let services: Vec<ServiceFacts> = callers
+        .iter()
+        .map(|(name, distinct_1m)| ServiceFacts {
+            service: (*name).into(),
+            connections_to: vec![ConnectionsTo {
+                port: 9999,
+                held: 1,
+                new: 1,
+                distinct_1m: *distinct_1m,
+                counted_at_unix_ms: T0,
+            }],
+            ..ServiceFacts::default()
+        })
+        .collect();
+    super::services::opener(9999, &services).map(|(s, _)| s.to_owned())
+}
+
+/// A batch job that sends no spans hammers orders' port with a connection per call: no span
+/// names a caller of orders but the gateway, and the batch job is no traced service. Its
+/// watched process's sockets name it.
+#[test]
+fn a_storm_from_a_caller_that_sends_no_spans_is_named_from_its_sockets() {
+    let tw = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let mut services = chain();
+    services.push(ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        connections_to: vec![ConnectionsTo {
+            port: 8081,
+            held: 2,
+            new: 2,
+            distinct_1m: 900,
+            counted_at_unix_ms: T0 + 3_000,
+        }],
+        ..ServiceFacts::default()
+    });
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(tw.clone(), T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("batch"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+}
+
 /// The agent's own listener (its web port, polled by a dashboard or a script opening a
 /// connection per request) is neither an incident nor another program's node activity.
 #[test]

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::error::CounterError;
+use super::outgoing::OutgoingTracker;
 use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
@@ -63,6 +64,9 @@ struct TickReader {
     proc_root: PathBuf,
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
+    /// The process ids of each target at the last sample: the census reads their
+    /// connections (see [`super::outgoing`]).
+    pids: Vec<(String, Vec<u32>)>,
 }
 
 /// The longest a census is repeated while the kernel's socket counters stand still. Sockets
@@ -244,6 +248,7 @@ impl Counted {
             netlink_problem: self.reading.netlink_problem.clone(),
             budget_note: self.reading.budget_note.clone(),
             repeats_unix_ms: (self.counted_unix_ms != time_unix_ms).then_some(self.counted_unix_ms),
+            outgoing: self.reading.outgoing.clone(),
         }
     }
 }
@@ -278,6 +283,7 @@ struct SocketCounter {
     budget: CensusBudget,
     quiet: QuietCensus,
     owners: PortOwners,
+    outgoing: OutgoingTracker,
     newest: Option<Arc<Counted>>,
     /// When the last confirming census was taken.
     confirmed_at: Option<Instant>,
@@ -295,6 +301,7 @@ impl SocketCounter {
             },
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
+            outgoing: OutgoingTracker::new(),
             newest: None,
             confirmed_at: None,
         }
@@ -302,17 +309,19 @@ impl SocketCounter {
 
     /// The census for the sample of `time_unix_ms`, read at `now` after the counters
     /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
-    /// newest. `confirm` (the sample time a diagnosis judged when it asked for a census, see
-    /// [`CounterStore::ask_for_census`]) takes one whatever the gates say, unless a census
-    /// newer than that sample was taken meanwhile, at most once per
-    /// [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a debt: the next
-    /// census comes when it would have come without it.
+    /// newest. A new one reads the connections of the process targets (`targets`: name and
+    /// process ids), its cost booked with the census's. `confirm` (the sample time a diagnosis
+    /// judged when it asked for a census, see [`CounterStore::ask_for_census`]) takes one
+    /// whatever the gates say, unless a census newer than that sample was taken meanwhile, at
+    /// most once per [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a
+    /// debt: the next census comes when it would have come without it.
     fn count(
         &mut self,
         now: Instant,
         time_unix_ms: i64,
         activity: Option<SocketActivity>,
         confirm: Option<i64>,
+        targets: &[(String, Vec<u32>)],
     ) -> Arc<Counted> {
         let confirm = confirm.is_some_and(|judged| {
             self.newest
@@ -332,6 +341,14 @@ impl SocketCounter {
         }
         let cpu = thread_cpu();
         let mut reading = self.reader.census();
+        if reading.census.is_ok() {
+            reading.outgoing =
+                self.outgoing
+                    .observe(&self.proc_root, self.reader.entries(), targets, now);
+            for connections in reading.outgoing.values_mut() {
+                connections.counted_unix_ms = time_unix_ms;
+            }
+        }
         let cost = thread_cpu().saturating_sub(cpu);
         let scheduled = self.budget.next_at;
         self.budget.book(now, cost, &mut reading);
@@ -372,6 +389,7 @@ impl TickReader {
             proc_root: config.proc_root.clone(),
             watcher: ProcessWatcher::new(config.proc_root.clone()),
             processes: config.processes.clone(),
+            pids: Vec::new(),
         }
     }
 
@@ -398,10 +416,17 @@ impl TickReader {
         counted: Option<&Counted>,
     ) -> NodeSample {
         let listening = counted.map_or(&[][..], |c| &c.listening[..]);
-        let processes = self
+        let processes: Vec<(String, Result<_, _>)> = self
             .processes
             .iter()
             .map(|t| (t.name.clone(), self.watcher.read(t, listening)))
+            .collect();
+        self.pids = processes
+            .iter()
+            .map(|(name, c)| {
+                let pids = c.as_ref().map(|c| c.pids.clone()).unwrap_or_default();
+                (name.clone(), pids)
+            })
             .collect();
         let sockets = match counted {
             Some(c) => c.reading_for(time_unix_ms),
@@ -461,7 +486,7 @@ impl NodeSampler {
         let counters = self.readings.socket_counters();
         let counted = self
             .sockets
-            .count(now, time_unix_ms, counters.activity, None);
+            .count(now, time_unix_ms, counters.activity, None, &self.readings.pids);
         self.readings
             .sample(time_unix_ms, runtime, counters, Some(&counted))
     }
@@ -476,6 +501,8 @@ struct CensusRequest {
     /// The sample time a diagnosis judged when it asked for a fresh census
     /// ([`CounterStore::ask_for_census`]).
     confirm: Option<i64>,
+    /// The process targets' ids, for their connections.
+    targets: Vec<(String, Vec<u32>)>,
 }
 
 /// The newest census and the owners of its listening ports.
@@ -566,7 +593,13 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
         };
         let time = request.time_unix_ms;
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let counted = counter.count(request.now, time, request.activity, request.confirm);
+            let counted = counter.count(
+                request.now,
+                time,
+                request.activity,
+                request.confirm,
+                &request.targets,
+            );
             (counted, Arc::new(counter.port_owners()))
         }));
         let mut state = shared.state.lock();
@@ -635,6 +668,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     &read_protocol_counters(&proc_root),
                 ),
                 confirm: None,
+                targets: Vec::new(),
             };
             worker.ask(request, Duration::ZERO);
         });
@@ -668,14 +702,18 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         time_unix_ms: now,
                         activity: counters.activity,
                         confirm,
+                        targets: sampler.readings.pids.clone(),
                     };
                     worker.ask(request, census_wait)
                 }
                 None => {
-                    let counted =
-                        sampler
-                            .sockets
-                            .count(Instant::now(), now, counters.activity, confirm);
+                    let counted = sampler.sockets.count(
+                        Instant::now(),
+                        now,
+                        counters.activity,
+                        confirm,
+                        &sampler.readings.pids,
+                    );
                     Some((counted, Arc::new(sampler.sockets.port_owners())))
                 }
             };
@@ -925,40 +963,40 @@ mod tests {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         fake_tcp(root.path(), 3);
-        assert_eq!(count(&counter.count(t0, 0, None, None)), 3);
+        assert_eq!(count(&counter.count(t0, 0, None, None, &[])), 3);
         fake_tcp(root.path(), 5);
         assert_eq!(
-            count(&counter.count(at(1), 1_000, None, None)),
+            count(&counter.count(at(1), 1_000, None, None, &[])),
             3,
             "over budget"
         );
         let scheduled = counter.budget.next_at;
         // The diagnosis asks, having judged the sample of 1 s: counted now, and the next
         // census is still due when it was.
-        assert_eq!(count(&counter.count(at(2), 2_000, None, Some(1_000))), 5);
+        assert_eq!(count(&counter.count(at(2), 2_000, None, Some(1_000), &[])), 5);
         assert_eq!(
             counter.budget.next_at, scheduled,
             "an overdraft, not a debt"
         );
         fake_tcp(root.path(), 7);
         assert_eq!(
-            count(&counter.count(at(3), 3_000, None, Some(2_000))),
+            count(&counter.count(at(3), 3_000, None, Some(2_000), &[])),
             5,
             "too soon"
         );
         let gap = CONFIRMING_CENSUS_GAP.as_secs();
         assert_eq!(
-            count(&counter.count(at(1 + gap), 9_000, None, Some(8_000))),
+            count(&counter.count(at(1 + gap), 9_000, None, Some(8_000), &[])),
             5
         );
         // A judgement of a sample older than the newest census (counted for 2 s) asked a
         // tick late: that census already answers it.
         assert_eq!(
-            count(&counter.count(at(2 + gap), 10_000, None, Some(1_500))),
+            count(&counter.count(at(2 + gap), 10_000, None, Some(1_500), &[])),
             5
         );
         assert_eq!(
-            count(&counter.count(at(2 + gap), 10_000, None, Some(9_000))),
+            count(&counter.count(at(2 + gap), 10_000, None, Some(9_000), &[])),
             7
         );
     }
