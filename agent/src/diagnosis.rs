@@ -935,7 +935,11 @@ fn service_facts(
                     port: c.port,
                     held: c.held,
                     new: c.new,
+                    closed_1m: c.closed_1m,
+                    short_lived_1m: c.short_lived_1m,
                     distinct_1m: c.distinct_1m,
+                    reads_1m: p.outgoing_reads_1m,
+                    local_ports: c.local_ports.clone(),
                     counted_at_unix_ms: at,
                 })
                 .collect();
@@ -1178,6 +1182,8 @@ mod tests {
             error: None,
             outgoing: Vec::new(),
             outgoing_counted_at_unix_ms: None,
+            outgoing_reads_1m: 0,
+            outgoing_unplaced_closed_1m: 0,
         };
         // The snapshot of a run at `now`: a point a second from 0, the process `pid` now,
         // read at the seconds `read` says.

@@ -194,19 +194,28 @@ pub struct ServiceFacts {
 }
 
 /// A service's connections to one of the node's listening ports, read from its processes'
-/// descriptors at a socket census: who opens a connection per call, where TIME-WAIT sockets
-/// belong to no process and spans name a caller only when one traced service calls the port.
+/// descriptors (at each socket census, and every few tens of milliseconds while a storm is
+/// suspected): who opens a connection per call, where TIME-WAIT sockets belong to no process
+/// and spans name a caller only when one traced service calls the port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionsTo {
     /// The listening port.
     pub port: u16,
-    /// Connections held to it at the census.
+    /// Connections held to it at the latest read.
     pub held: u32,
     /// Of those, how many the census before did not see.
     pub new: u32,
-    /// Distinct connections seen over the last minute of censuses.
+    /// Connections to it seen held and then gone over the last minute.
+    pub closed_1m: u32,
+    /// Of those, how many were seen at one read only (gone by the next).
+    pub short_lived_1m: u32,
+    /// Distinct connections to it over the last minute (held or closed).
     pub distinct_1m: u32,
-    /// When the census was taken (Unix ms).
+    /// Reads of the service's descriptors over the last minute.
+    pub reads_1m: u32,
+    /// Local ports of the connections held, then of the latest closed.
+    pub local_ports: Vec<u16>,
+    /// When the descriptors were last read (Unix ms).
     pub counted_at_unix_ms: i64,
 }
 

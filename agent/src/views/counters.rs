@@ -584,12 +584,20 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                             port: c.port,
                             held: c.held,
                             new: c.new,
+                            closed_1m: c.closed_1m,
+                            short_lived_1m: c.short_lived_1m,
                             distinct_1m: c.distinct_1m,
                             distinct_capped: c.distinct_capped,
+                            local_ports: c.local_ports.clone(),
                         })
                         .collect()
                 }),
                 outgoing_counted_at_unix_ms: p.outgoing.as_ref().map(|o| o.counted_unix_ms),
+                outgoing_reads_1m: p.outgoing.as_ref().map_or(0, |o| o.reads_1m),
+                outgoing_unplaced_closed_1m: p
+                    .outgoing
+                    .as_ref()
+                    .map_or(0, |o| o.unplaced_closed_1m),
             }
         })
         .collect();

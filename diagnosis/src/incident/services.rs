@@ -253,21 +253,21 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
     .then(|| owner.service.clone())
 }
 
-/// Fewest connections a caller must have opened and closed again within a minute (seen by
-/// the censuses and no longer held) to be named as the one opening connections per call. The
-/// censuses see a connection only while it is open: a per-call client on loopback (each
-/// connection lives milliseconds) is caught a few times a minute (a client opening 40 a
-/// second to a keep-alive server: 10 distinct in a minute, none held at most censuses),
-/// while a pool shows the same connections census after census (1 held, 1 distinct).
-pub const MIN_TURNED_OVER_PER_MINUTE: u32 = 5;
+/// Fewest short-lived connections to a port (each seen at one read of the caller's
+/// descriptors and gone by the next) a caller must show within a minute to be named as the
+/// one opening a connection per call. A read catches a per-call client's connection only
+/// while it is open: on loopback a millisecond or two per call, so looks every 50 ms at a
+/// client making 40 calls a second catch about one in twenty (restart-notes' opener runs:
+/// with censuses alone, 1 distinct connection in a minute). A pool shows the same
+/// connections read after read and closes none, or one every so often after many reads.
+pub const MIN_SHORT_LIVED_PER_MINUTE: u32 = 3;
 
-/// The service whose processes opened connections to `port` one after another, read from
-/// their descriptors at the socket censuses (see [`ConnectionsTo`]), with the evidence: the
-/// one whose connections turned over most in the last minute (distinct less held), when at
-/// least [`MIN_TURNED_OVER_PER_MINUTE`] did and at least twice as many as any other
-/// caller's. `None` when no watched process did, or two did alike.
+/// The service whose processes opened and closed connections to `port` one after another,
+/// read from their descriptors (see [`ConnectionsTo`]), with the evidence: the one with the
+/// most short-lived connections there in the last minute, when it had at least
+/// [`MIN_SHORT_LIVED_PER_MINUTE`] and at least twice as many as any other caller. `None`
+/// when no watched process did, or two did alike.
 pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
-    let turned = |c: &ConnectionsTo| c.distinct_1m.saturating_sub(c.held);
     let mut openers: Vec<(&ServiceFacts, &ConnectionsTo)> = services
         .iter()
         .filter_map(|s| {
@@ -275,36 +275,57 @@ pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, Stri
             Some((s, c))
         })
         .collect();
-    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(turned(c)), s.service.clone()));
+    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(c.short_lived_1m), s.service.clone()));
     let (service, top) = openers.first()?;
-    let runner_up = openers.get(1).map_or(0, |(_, c)| turned(c));
-    if turned(top) < MIN_TURNED_OVER_PER_MINUTE || turned(top) < 2 * runner_up {
+    let runner_up = openers.get(1).map_or(0, |(_, c)| c.short_lived_1m);
+    if top.short_lived_1m < MIN_SHORT_LIVED_PER_MINUTE || top.short_lived_1m < 2 * runner_up {
         return None;
     }
-    let others = openers
-        .get(1)
+    let pid = |s: &ServiceFacts| s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let ports = |c: &ConnectionsTo| {
+        let list: Vec<String> = c.local_ports.iter().map(u16::to_string).collect();
+        let more = if (c.held + c.closed_1m) as usize > list.len() {
+            ", …"
+        } else {
+            ""
+        };
+        match list.len() {
+            0 => String::new(),
+            1 => format!(" (local port {}{more})", list[0]),
+            _ => format!(" (local ports {}{more})", list.join(", ")),
+        }
+    };
+    let others: String = openers[1..]
+        .iter()
         .map(|(s, c)| {
+            let closed = match c.closed_1m {
+                0 => "closed none".to_owned(),
+                n => format!("closed {n}, {} of them short-lived", c.short_lived_1m),
+            };
             format!(
-                "; {} held {} and saw {} distinct",
-                s.service, c.held, c.distinct_1m
+                "; {}{} held {} connection{} there{} and {closed}",
+                s.service,
+                pid(s),
+                c.held,
+                if c.held == 1 { "" } else { "s" },
+                ports(c),
             )
         })
-        .unwrap_or_default();
-    let new = if top.held > 0 && top.new == top.held {
-        "all new".to_owned()
-    } else {
-        format!("{} new", top.new)
-    };
+        .collect();
     Some((
         service.service.as_str(),
         format!(
-            "{} held {} connection{} to :{port} at the census of {} ({new}); {} distinct in the \
-             last minute{others}",
-            service.service,
-            top.held,
-            if top.held == 1 { "" } else { "s" },
+            "in the minute to {}, reads of {}'s descriptors{} caught it holding {} different \
+             connections to :{port}, {} of them gone by the next read{}, over {} reads{others}; \
+             check: `ss -tnp '( dport = :{port} )'` run again and again shows its pid now and \
+             then, beside a new local port each time",
             crate::text::clock(top.counted_at_unix_ms),
+            service.service,
+            pid(service),
             top.distinct_1m,
+            top.short_lived_1m,
+            ports(top),
+            top.reads_1m,
         ),
     ))
 }

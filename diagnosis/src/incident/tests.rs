@@ -694,9 +694,10 @@ fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
 }
 
 /// Two services call a cache on :9999, so spans name no single caller of its TIME-WAIT
-/// storm. The censuses read the callers' own sockets: stock opened 240 distinct connections
-/// there in the last minute (its 3 held at the last census all new), orders keeps a pool of
-/// 4. The storm is stock's, with that evidence; without the sockets, nobody's.
+/// storm. Reads of the callers' descriptors say who opens a connection per call: stock was
+/// caught holding 7 different connections there, each gone by the next read; orders keeps
+/// the same pool of 4. The storm is stock's, with that evidence; without the sockets,
+/// nobody's.
 #[test]
 fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_per_call() {
     let tw = SeriesKey::PortState {
@@ -713,17 +714,33 @@ fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_p
             ..ServiceFacts::default()
         });
         if connections {
-            let to = |held, new, distinct_1m| ConnectionsTo {
-                port: 9999,
-                held,
-                new,
-                distinct_1m,
-                counted_at_unix_ms: T0 + 3_000,
-            };
             for s in &mut services {
                 match s.service.as_str() {
-                    "stock" => s.connections_to = vec![to(3, 3, 240)],
-                    "orders" => s.connections_to = vec![to(4, 0, 4)],
+                    "stock" => {
+                        s.pid = Some(4321);
+                        s.connections_to = vec![ConnectionsTo {
+                            port: 9999,
+                            held: 0,
+                            closed_1m: 7,
+                            short_lived_1m: 7,
+                            distinct_1m: 7,
+                            reads_1m: 160,
+                            local_ports: vec![40518, 40490, 40466, 40450, 40432],
+                            counted_at_unix_ms: T0 + 3_000,
+                            ..ConnectionsTo::default()
+                        }];
+                    }
+                    "orders" => {
+                        s.connections_to = vec![ConnectionsTo {
+                            port: 9999,
+                            held: 4,
+                            distinct_1m: 4,
+                            reads_1m: 160,
+                            local_ports: vec![39910, 39912, 39914, 39916],
+                            counted_at_unix_ms: T0 + 3_000,
+                            ..ConnectionsTo::default()
+                        }];
+                    }
                     _ => {}
                 }
             }
@@ -747,37 +764,46 @@ fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_p
     assert_eq!(inc.hints[0].rule_id, "time-wait-storm", "{inc:#?}");
     assert!(
         inc.culprit.reasoning.iter().any(|r| r.contains(
-            "its caller stock opens a connection per call (stock held 3 connections to :9999 \
-             at the census of 20:30:03 UTC (all new); 240 distinct in the last minute; orders held \
-             4 and saw 4 distinct)"
+            "its caller stock opens a connection per call (in the minute to 20:30:03 UTC, reads \
+             of stock's descriptors (pid 4321) caught it holding 7 different connections to \
+             :9999, 7 of them gone by the next read (local ports 40518, 40490, 40466, 40450, 40432, …), over \
+             160 reads; orders held 4 connections there (local ports 39910, 39912, 39914, \
+             39916) and closed none; check: `ss -tnp '( dport = :9999 )'` run again and again \
+             shows its pid now and then, beside a new local port each time)"
         )),
         "{:#?}",
         inc.culprit.reasoning
     );
 
     // Two callers opening alike: the sockets name nobody.
-    assert!(opener_of(&[("stock", 240), ("orders", 150)]).is_none());
+    assert!(opener_of(&[("stock", 12), ("orders", 7)]).is_none());
     assert_eq!(
-        opener_of(&[("stock", 240), ("orders", 120)]).as_deref(),
+        opener_of(&[("stock", 12), ("orders", 6)]).as_deref(),
         Some("stock")
     );
-    // A pool's connections held census after census are no storm's.
-    assert!(opener_of(&[("stock", 5)]).is_none());
-    assert_eq!(opener_of(&[("stock", 6)]).as_deref(), Some("stock"));
+    // Two connections caught in a minute are too few to tell a per-call client from a pool
+    // that recycled two.
+    assert!(opener_of(&[("stock", 2)]).is_none());
+    assert_eq!(opener_of(&[("stock", 3)]).as_deref(), Some("stock"));
 }
 
-/// The service `services::opener` names among callers of :9999 with these distinct counts.
+/// The service `services::opener` names among callers of :9999 with these counts of
+/// short-lived connections.
 fn opener_of(callers: &[(&str, u32)]) -> Option<String> {
     let services: Vec<ServiceFacts> = callers
         .iter()
-        .map(|(name, distinct_1m)| ServiceFacts {
+        .map(|(name, short)| ServiceFacts {
             service: (*name).into(),
             connections_to: vec![ConnectionsTo {
                 port: 9999,
                 held: 1,
                 new: 1,
-                distinct_1m: *distinct_1m,
+                closed_1m: *short + 2,
+                short_lived_1m: *short,
+                distinct_1m: *short + 3,
+                reads_1m: 100,
                 counted_at_unix_ms: T0,
+                ..ConnectionsTo::default()
             }],
             ..ServiceFacts::default()
         })
@@ -803,8 +829,12 @@ fn a_storm_from_a_caller_that_sends_no_spans_is_named_from_its_sockets() {
             port: 8081,
             held: 2,
             new: 2,
-            distinct_1m: 900,
+            closed_1m: 40,
+            short_lived_1m: 40,
+            distinct_1m: 42,
+            reads_1m: 300,
             counted_at_unix_ms: T0 + 3_000,
+            ..ConnectionsTo::default()
         }],
         ..ServiceFacts::default()
     });

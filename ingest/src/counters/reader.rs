@@ -132,6 +132,16 @@ impl SocketReader {
         }
     }
 
+    /// Appends the node's open connections (ESTABLISHED and SYN-SENT) to `out` from the
+    /// netlink socket the censuses use; `false` when the censuses do not use netlink (a
+    /// `/proc/net/tcp` read is a census's cost, not a glance's) or the dump failed.
+    pub fn connections(&mut self, out: &mut Vec<SocketEntry>) -> bool {
+        match self.netlink.as_mut() {
+            Some(nl) if self.netlink_problem.is_none() => nl.read_connections(out).is_ok(),
+            _ => false,
+        }
+    }
+
     fn read_netlink(&mut self) -> Result<(), CounterError> {
         if self.netlink.is_none() {
             self.netlink = Some(NetlinkSockets::open()?);

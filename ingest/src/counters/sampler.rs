@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::error::CounterError;
-use super::outgoing::OutgoingTracker;
+use super::outgoing::{OutgoingConnections, OutgoingTracker};
 use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
@@ -248,7 +248,7 @@ impl Counted {
             netlink_problem: self.reading.netlink_problem.clone(),
             budget_note: self.reading.budget_note.clone(),
             repeats_unix_ms: (self.counted_unix_ms != time_unix_ms).then_some(self.counted_unix_ms),
-            outgoing: self.reading.outgoing.clone(),
+            outgoing: BTreeMap::new(),
         }
     }
 }
@@ -284,9 +284,100 @@ struct SocketCounter {
     quiet: QuietCensus,
     owners: PortOwners,
     outgoing: OutgoingTracker,
+    /// The process targets' ids as the latest census was asked with them (for the looks).
+    targets: Vec<(String, Vec<u32>)>,
+    looks: Looks,
     newest: Option<Arc<Counted>>,
     /// When the last confirming census was taken.
     confirmed_at: Option<Instant>,
+}
+
+/// How long the census thread keeps looking at the process targets' descriptors after a
+/// census saw a storm start ([`LOOK_TRIGGER_RISE`]): a storm is named within seconds or not
+/// at all, and an incident lasts longer than this only when its storm does (which starts
+/// the looks again at the next census that sees it rise).
+pub const LOOK_SPAN: Duration = Duration::from_secs(30);
+
+/// The rise of one listening port's TIME-WAIT sockets between two censuses that starts the
+/// looks: a client opening a connection per call to a keep-alive server leaves one a call, a
+/// pool recycling its connections a few a minute.
+pub const LOOK_TRIGGER_RISE: usize = 10;
+
+/// The shortest gap between two looks. A per-call client on loopback holds each connection
+/// a millisecond or two: at 40 calls a second, a look finds one open 1 time in 15–25, so
+/// looks every 50 ms catch one or two a second.
+pub const LOOK_GAP: Duration = Duration::from_millis(50);
+
+/// When the census thread looks at the process targets' descriptors between censuses (see
+/// [`super::outgoing`]): while a storm is suspected, every [`LOOK_GAP`] or less often, so
+/// that the looks' CPU stays within the same share of a core as the census's.
+#[derive(Debug, Default)]
+struct Looks {
+    /// TIME-WAIT sockets per listening port at the latest census (`None` before the first).
+    time_wait: Option<BTreeMap<u16, usize>>,
+    /// Until when to look.
+    until: Option<Instant>,
+    /// When the next look is due.
+    next_at: Option<Instant>,
+    /// Looks taken, the dumps they asked for and their CPU, since the start (logged when
+    /// the looks pause).
+    taken: u64,
+    dumps: u64,
+    cpu: Duration,
+}
+
+impl Looks {
+    /// After a census at `now` with `entries`: starts (or extends) the looks when a
+    /// listening port's TIME-WAIT count rose by [`LOOK_TRIGGER_RISE`] since the census before.
+    fn after_census(&mut self, now: Instant, entries: &[SocketEntry], targets: bool) {
+        let listening: std::collections::BTreeSet<u16> = entries
+            .iter()
+            .filter(|e| e.state == SocketState::Listen)
+            .map(|e| e.local.port())
+            .collect();
+        let mut time_wait: BTreeMap<u16, usize> = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.state == SocketState::TimeWait) {
+            // Who closed first holds the TIME-WAIT: either side names the listener.
+            let port = [e.local.port(), e.remote.port()]
+                .into_iter()
+                .find(|p| listening.contains(p));
+            if let Some(port) = port {
+                *time_wait.entry(port).or_default() += 1;
+            }
+        }
+        let rose = self.time_wait.as_ref().is_some_and(|before| {
+            time_wait
+                .iter()
+                .any(|(port, n)| *n >= before.get(port).copied().unwrap_or(0) + LOOK_TRIGGER_RISE)
+        });
+        self.time_wait = Some(time_wait);
+        if rose && targets {
+            self.until = Some(now + LOOK_SPAN);
+            self.next_at.get_or_insert(now + LOOK_GAP);
+        }
+    }
+
+    /// Books a look at `now` that cost `cpu`, within `share` of a core (0: no limit).
+    fn book(&mut self, now: Instant, cpu: Duration, dumped: bool, share: f64) {
+        self.taken += 1;
+        self.dumps += u64::from(dumped);
+        self.cpu += cpu;
+        let gap = if share > 0.0 {
+            cpu.div_f64(share).max(LOOK_GAP)
+        } else {
+            LOOK_GAP
+        };
+        self.next_at = Some(now + gap).filter(|at| self.until.is_some_and(|until| *at < until));
+        if self.next_at.is_none() {
+            self.until = None;
+            tracing::info!(
+                looks = self.taken,
+                dumps = self.dumps,
+                cpu_ms = self.cpu.as_secs_f64() * 1e3,
+                "looks at the process targets' sockets paused (totals since the start)"
+            );
+        }
+    }
 }
 
 impl SocketCounter {
@@ -302,6 +393,8 @@ impl SocketCounter {
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
             outgoing: OutgoingTracker::new(),
+            targets: Vec::new(),
+            looks: Looks::default(),
             newest: None,
             confirmed_at: None,
         }
@@ -342,12 +435,18 @@ impl SocketCounter {
         let cpu = thread_cpu();
         let mut reading = self.reader.census();
         if reading.census.is_ok() {
-            reading.outgoing =
-                self.outgoing
-                    .observe(&self.proc_root, self.reader.entries(), targets, now);
-            for connections in reading.outgoing.values_mut() {
-                connections.counted_unix_ms = time_unix_ms;
+            if !targets.is_empty() {
+                self.targets = targets.to_vec();
             }
+            self.outgoing.observe(
+                &self.proc_root,
+                self.reader.entries(),
+                &self.targets,
+                now,
+                unix_ms(),
+            );
+            self.looks
+                .after_census(now, self.reader.entries(), !self.targets.is_empty());
         }
         let cost = thread_cpu().saturating_sub(cpu);
         let scheduled = self.budget.next_at;
@@ -373,6 +472,31 @@ impl SocketCounter {
         });
         self.newest = Some(Arc::clone(&counted));
         counted
+    }
+
+    /// When the next look at the process targets' descriptors is due (`None`: no storm is
+    /// suspected).
+    fn next_look(&self) -> Option<Instant> {
+        self.looks.next_at
+    }
+
+    /// Looks at the process targets' descriptors (see [`Looks`]). Blocking.
+    fn look(&mut self, now: Instant) {
+        let cpu = thread_cpu();
+        let reader = &mut self.reader;
+        let outcome = self
+            .outgoing
+            .look(&self.proc_root, &self.targets, now, unix_ms(), |out| {
+                reader.connections(out)
+            });
+        let cost = thread_cpu().saturating_sub(cpu);
+        self.looks
+            .book(now, cost, outcome.dumped, self.budget.share);
+    }
+
+    /// The process targets' connections as of their latest read.
+    fn connections(&self, now: Instant) -> BTreeMap<String, OutgoingConnections> {
+        self.outgoing.connections(now)
     }
 
     /// The processes holding the listening sockets of the newest census (cached; the process
@@ -406,14 +530,16 @@ impl TickReader {
         }
     }
 
-    /// The sample of `time_unix_ms`: `counters` and the census `counted` (`None`: no census
-    /// has finished yet), with the process targets read now.
+    /// The sample of `time_unix_ms`: `counters`, the census `counted` (`None`: no census
+    /// has finished yet) and the targets' connections `outgoing`, with the process targets
+    /// read now.
     fn sample(
         &mut self,
         time_unix_ms: i64,
         runtime: Option<RuntimeCounters>,
         counters: SocketCounters,
         counted: Option<&Counted>,
+        outgoing: BTreeMap<String, OutgoingConnections>,
     ) -> NodeSample {
         let listening = counted.map_or(&[][..], |c| &c.listening[..]);
         let processes: Vec<(String, Result<_, _>)> = self
@@ -428,12 +554,13 @@ impl TickReader {
                 (name.clone(), pids)
             })
             .collect();
-        let sockets = match counted {
+        let mut sockets = match counted {
             Some(c) => c.reading_for(time_unix_ms),
             None => CensusReading::of(Err(CounterError::Worker(
                 "the socket census has not finished yet".into(),
             ))),
         };
+        sockets.outgoing = outgoing;
         NodeSample {
             time_unix_ms,
             sockets,
@@ -484,11 +611,20 @@ impl NodeSampler {
     ) -> NodeSample {
         // The counters first: a census taken after them counts everything they saw move.
         let counters = self.readings.socket_counters();
-        let counted = self
-            .sockets
-            .count(now, time_unix_ms, counters.activity, None, &self.readings.pids);
-        self.readings
-            .sample(time_unix_ms, runtime, counters, Some(&counted))
+        let counted = self.sockets.count(
+            now,
+            time_unix_ms,
+            counters.activity,
+            None,
+            &self.readings.pids,
+        );
+        self.readings.sample(
+            time_unix_ms,
+            runtime,
+            counters,
+            Some(&counted),
+            self.sockets.connections(now),
+        )
     }
 }
 
@@ -505,8 +641,13 @@ struct CensusRequest {
     targets: Vec<(String, Vec<u32>)>,
 }
 
-/// The newest census and the owners of its listening ports.
-type Newest = (Arc<Counted>, Arc<Vec<PortOwner>>);
+/// The newest census, the owners of its listening ports, and the process targets'
+/// connections as of their latest read (a look between censuses renews them).
+type Newest = (
+    Arc<Counted>,
+    Arc<Vec<PortOwner>>,
+    Arc<BTreeMap<String, OutgoingConnections>>,
+);
 
 /// The socket census on a thread of its own (see the module docs). Dropping it stops the
 /// thread after the census it may be taking.
@@ -575,8 +716,9 @@ impl Drop for CensusWorker {
 }
 
 /// The census thread: answers each request (the newest when several came during a census)
-/// until stopped. A panic in a source reader loses that census only: a fresh counter takes
-/// over.
+/// until stopped, and between requests, while a storm is suspected, looks at the process
+/// targets' descriptors (see [`Looks`]). A panic in a source reader loses that census (or
+/// look) only: a fresh counter takes over.
 fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &WorkerShared) {
     loop {
         let request = {
@@ -586,10 +728,37 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
                     return;
                 }
                 if let Some(request) = state.asked.take() {
-                    break request;
+                    break Some(request);
                 }
-                shared.changed.wait(&mut state);
+                match counter.next_look() {
+                    Some(at) if Instant::now() >= at => break None,
+                    Some(at) => {
+                        shared.changed.wait_until(&mut state, at);
+                    }
+                    None => shared.changed.wait(&mut state),
+                }
             }
+        };
+        let Some(request) = request else {
+            let looked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                counter.look(Instant::now());
+                counter.connections(Instant::now())
+            }));
+            let mut state = shared.state.lock();
+            match looked {
+                Ok(outgoing) => {
+                    if let Some(newest) = state.newest.as_mut() {
+                        newest.2 = Arc::new(outgoing);
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "a look at the process targets' sockets failed; a fresh reader takes over"
+                    );
+                    counter = SocketCounter::new(config);
+                }
+            }
+            continue;
         };
         let time = request.time_unix_ms;
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -600,7 +769,12 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
                 request.confirm,
                 &request.targets,
             );
-            (counted, Arc::new(counter.port_owners()))
+            let owners = Arc::new(counter.port_owners());
+            (
+                counted,
+                owners,
+                Arc::new(counter.connections(Instant::now())),
+            )
         }));
         let mut state = shared.state.lock();
         match answer {
@@ -714,13 +888,19 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         confirm,
                         &sampler.readings.pids,
                     );
-                    Some((counted, Arc::new(sampler.sockets.port_owners())))
+                    let owners = Arc::new(sampler.sockets.port_owners());
+                    let outgoing = Arc::new(sampler.sockets.connections(Instant::now()));
+                    Some((counted, owners, outgoing))
                 }
             };
-            let (counted, owners) = newest.unzip();
-            let sample = sampler
-                .readings
-                .sample(now, runtime, counters, counted.as_deref());
+            let (counted, owners, outgoing) = match newest {
+                Some((c, o, g)) => (Some(c), Some(o), g.as_ref().clone()),
+                None => (None, None, BTreeMap::new()),
+            };
+            let sample =
+                sampler
+                    .readings
+                    .sample(now, runtime, counters, counted.as_deref(), outgoing);
             (sampler, sample, owners)
         });
         let sampled = tokio::select! {
@@ -811,6 +991,52 @@ mod tests {
             interval: Duration::from_secs(1),
             next_at: None,
         }
+    }
+
+    /// A census of a node listening on 8080 with `tw` TIME-WAIT sockets towards it and 50
+    /// towards 9999, where nobody listens.
+    fn time_wait_census(tw: u16) -> Vec<SocketEntry> {
+        let entry = |state, local: u16, remote: u16| SocketEntry {
+            family: crate::counters::sockets::Family::Ipv4,
+            state,
+            local: std::net::SocketAddr::from(([127, 0, 0, 1], local)),
+            remote: std::net::SocketAddr::from(([127, 0, 0, 1], remote)),
+            recv_queue: 0,
+            send_queue: Some(0),
+            inode: 0,
+        };
+        let mut e = vec![entry(SocketState::Listen, 8080, 0)];
+        e.extend((0..tw).map(|i| entry(SocketState::TimeWait, 40_000 + i, 8080)));
+        e.extend((0..50).map(|i| entry(SocketState::TimeWait, 50_000 + i, 9999)));
+        e
+    }
+
+    #[test]
+    fn looks_start_when_a_listeners_time_wait_rises_and_stay_within_the_budget() {
+        let t0 = Instant::now();
+        let mut looks = Looks::default();
+        // The first census has nothing to compare with; a rise of 9 is a pool's churn.
+        looks.after_census(t0, &time_wait_census(100), true);
+        looks.after_census(t0, &time_wait_census(109), true);
+        assert_eq!(looks.next_at, None);
+        // Without process targets there is nothing to look at.
+        looks.after_census(t0, &time_wait_census(130), false);
+        assert_eq!(looks.next_at, None);
+        let at = t0 + Duration::from_secs(1);
+        looks.after_census(at, &time_wait_census(140), true);
+        assert_eq!(looks.next_at, Some(at + LOOK_GAP));
+        assert_eq!(looks.until, Some(at + LOOK_SPAN));
+        // A cheap look: the next one LOOK_GAP later; one that cost 1 ms at a 0.5 % budget:
+        // 200 ms later.
+        let now = at + LOOK_GAP;
+        looks.book(now, Duration::from_micros(40), false, 0.005);
+        assert_eq!(looks.next_at, Some(now + LOOK_GAP));
+        looks.book(now, Duration::from_millis(1), true, 0.005);
+        assert_eq!(looks.next_at, Some(now + Duration::from_millis(200)));
+        assert_eq!((looks.taken, looks.dumps), (2, 1));
+        // The span over: no more looks until a census sees a rise again.
+        looks.book(at + LOOK_SPAN, Duration::ZERO, false, 0.005);
+        assert_eq!((looks.next_at, looks.until), (None, None));
     }
 
     #[test]
@@ -973,7 +1199,10 @@ mod tests {
         let scheduled = counter.budget.next_at;
         // The diagnosis asks, having judged the sample of 1 s: counted now, and the next
         // census is still due when it was.
-        assert_eq!(count(&counter.count(at(2), 2_000, None, Some(1_000), &[])), 5);
+        assert_eq!(
+            count(&counter.count(at(2), 2_000, None, Some(1_000), &[])),
+            5
+        );
         assert_eq!(
             counter.budget.next_at, scheduled,
             "an overdraft, not a debt"
