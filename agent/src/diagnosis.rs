@@ -939,6 +939,8 @@ fn service_facts(
                     short_lived_1m: c.short_lived_1m,
                     distinct_1m: c.distinct_1m,
                     reads_1m: p.outgoing_reads_1m,
+                    unplaced_short_lived_1m: p.outgoing_unplaced_short_lived_1m,
+                    elsewhere_short_lived_1m: p.outgoing_elsewhere_short_lived_1m,
                     local_ports: c.local_ports.clone(),
                     counted_at_unix_ms: at,
                 })
@@ -1183,7 +1185,8 @@ mod tests {
             outgoing: Vec::new(),
             outgoing_counted_at_unix_ms: None,
             outgoing_reads_1m: 0,
-            outgoing_unplaced_closed_1m: 0,
+            outgoing_unplaced_short_lived_1m: 0,
+            outgoing_elsewhere_short_lived_1m: 0,
         };
         // The snapshot of a run at `now`: a point a second from 0, the process `pid` now,
         // read at the seconds `read` says.

@@ -213,6 +213,14 @@ pub struct ConnectionsTo {
     pub distinct_1m: u32,
     /// Reads of the service's descriptors over the last minute.
     pub reads_1m: u32,
+    /// Sockets of the service (to any port, of any kind) seen at one read only over the last
+    /// minute that nothing placed while they were open: the looks catch more than the dumps,
+    /// kept within the CPU budget, place. The same in each of the service's entries.
+    pub unplaced_short_lived_1m: u32,
+    /// Sockets of the service seen at one read only over the last minute that were placed
+    /// as no connection to the node's listeners (accepted, or to elsewhere). The same in each
+    /// of the service's entries.
+    pub elsewhere_short_lived_1m: u32,
     /// Local ports of the connections held, then of the latest closed.
     pub local_ports: Vec<u16>,
     /// When the descriptors were last read (Unix ms).

@@ -720,9 +720,13 @@ pub struct ProcessSeries {
     #[serde(default)]
     pub outgoing_reads_1m: u32,
     /// Sockets it opened and closed between two reads over the last minute whose kind and
-    /// peer no census placed while they were open.
+    /// peer nothing placed while they were open.
     #[serde(default)]
-    pub outgoing_unplaced_closed_1m: u32,
+    pub outgoing_unplaced_short_lived_1m: u32,
+    /// Sockets it opened and closed between two reads over the last minute that were no
+    /// connection to a listener of the node (accepted connections, connections elsewhere).
+    #[serde(default)]
+    pub outgoing_elsewhere_short_lived_1m: u32,
 }
 
 /// A process target's connections to one of the node's listening ports (what

@@ -594,10 +594,14 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                 }),
                 outgoing_counted_at_unix_ms: p.outgoing.as_ref().map(|o| o.counted_unix_ms),
                 outgoing_reads_1m: p.outgoing.as_ref().map_or(0, |o| o.reads_1m),
-                outgoing_unplaced_closed_1m: p
+                outgoing_unplaced_short_lived_1m: p
                     .outgoing
                     .as_ref()
-                    .map_or(0, |o| o.unplaced_closed_1m),
+                    .map_or(0, |o| o.unplaced_short_lived_1m),
+                outgoing_elsewhere_short_lived_1m: p
+                    .outgoing
+                    .as_ref()
+                    .map_or(0, |o| o.elsewhere_short_lived_1m),
             }
         })
         .collect();

@@ -262,23 +262,41 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
 /// connections read after read and closes none, or one every so often after many reads.
 pub const MIN_SHORT_LIVED_PER_MINUTE: u32 = 3;
 
+/// A caller's short-lived connections to `c.port` (see [`MIN_SHORT_LIVED_PER_MINUTE`]),
+/// with its short-lived sockets that nothing placed in time when it placed at least one
+/// there and every one it placed went there: (placed, counted).
+fn short_lived_to(c: &ConnectionsTo, all: &[ConnectionsTo]) -> (u32, u32) {
+    let elsewhere = c.elsewhere_short_lived_1m
+        + all
+            .iter()
+            .filter(|o| o.port != c.port)
+            .map(|o| o.short_lived_1m)
+            .sum::<u32>();
+    let unplaced = if c.short_lived_1m > 0 && elsewhere == 0 {
+        c.unplaced_short_lived_1m
+    } else {
+        0
+    };
+    (c.short_lived_1m, c.short_lived_1m + unplaced)
+}
+
 /// The service whose processes opened and closed connections to `port` one after another,
 /// read from their descriptors (see [`ConnectionsTo`]), with the evidence: the one with the
-/// most short-lived connections there in the last minute, when it had at least
-/// [`MIN_SHORT_LIVED_PER_MINUTE`] and at least twice as many as any other caller. `None`
-/// when no watched process did, or two did alike.
+/// most short-lived connections there in the last minute (see [`short_lived_to`]), when it
+/// had at least [`MIN_SHORT_LIVED_PER_MINUTE`] and at least twice as many as any other
+/// caller. `None` when no watched process did, or two did alike.
 pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
-    let mut openers: Vec<(&ServiceFacts, &ConnectionsTo)> = services
+    let mut openers: Vec<(&ServiceFacts, &ConnectionsTo, u32)> = services
         .iter()
         .filter_map(|s| {
             let c = s.connections_to.iter().find(|c| c.port == port)?;
-            Some((s, c))
+            Some((s, c, short_lived_to(c, &s.connections_to).1))
         })
         .collect();
-    openers.sort_by_key(|(s, c)| (std::cmp::Reverse(c.short_lived_1m), s.service.clone()));
-    let (service, top) = openers.first()?;
-    let runner_up = openers.get(1).map_or(0, |(_, c)| c.short_lived_1m);
-    if top.short_lived_1m < MIN_SHORT_LIVED_PER_MINUTE || top.short_lived_1m < 2 * runner_up {
+    openers.sort_by_key(|(s, _, n)| (std::cmp::Reverse(*n), s.service.clone()));
+    let (service, top, count) = openers.first()?;
+    let runner_up = openers.get(1).map_or(0, |(_, _, n)| *n);
+    if *count < MIN_SHORT_LIVED_PER_MINUTE || *count < 2 * runner_up {
         return None;
     }
     let pid = |s: &ServiceFacts| s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
@@ -297,7 +315,7 @@ pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, Stri
     };
     let others: String = openers[1..]
         .iter()
-        .map(|(s, c)| {
+        .map(|(s, c, _)| {
             let closed = match c.closed_1m {
                 0 => "closed none".to_owned(),
                 n => format!("closed {n}, {} of them short-lived", c.short_lived_1m),
@@ -312,17 +330,33 @@ pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, Stri
             )
         })
         .collect();
+    let unplaced = count - top.short_lived_1m;
+    let unplaced = if unplaced > 0 {
+        format!(
+            ", and {unplaced} more short-lived socket{} of its that closed before the agent \
+             could place {} (it placed none of its sockets elsewhere)",
+            if unplaced == 1 { "" } else { "s" },
+            if unplaced == 1 { "it" } else { "them" },
+        )
+    } else {
+        String::new()
+    };
     Some((
         service.service.as_str(),
         format!(
-            "in the minute to {}, reads of {}'s descriptors{} caught it holding {} different \
-             connections to :{port}, {} of them gone by the next read{}, over {} reads{others}; \
-             check: `ss -tnp '( dport = :{port} )'` run again and again shows its pid now and \
-             then, beside a new local port each time",
+            "in the minute to {}, reads of {}'s descriptors{} caught it holding {} \
+             {} to :{port}, {} of them gone by the next read{}{unplaced}, over {} \
+             reads{others}; check: `ss -tnp '( dport = :{port} )'` run again and again shows \
+             its pid now and then, beside a new local port each time",
             crate::text::clock(top.counted_at_unix_ms),
             service.service,
             pid(service),
             top.distinct_1m,
+            if top.distinct_1m == 1 {
+                "connection"
+            } else {
+                "different connections"
+            },
             top.short_lived_1m,
             ports(top),
             top.reads_1m,

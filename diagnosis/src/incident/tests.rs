@@ -785,6 +785,58 @@ fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_p
     // that recycled two.
     assert!(opener_of(&[("stock", 2)]).is_none());
     assert_eq!(opener_of(&[("stock", 3)]).as_deref(), Some("stock"));
+
+    // Short-lived sockets the agent could not place in time count with those it placed at
+    // the storm's port, when it placed at least one there and none elsewhere.
+    let placed_and_unplaced = |placed: u32, unplaced: u32, elsewhere: u32, other_port: u32| {
+        let mut to = vec![ConnectionsTo {
+            port: 9999,
+            closed_1m: placed,
+            short_lived_1m: placed,
+            distinct_1m: placed,
+            reads_1m: 100,
+            unplaced_short_lived_1m: unplaced,
+            elsewhere_short_lived_1m: elsewhere,
+            counted_at_unix_ms: T0,
+            ..ConnectionsTo::default()
+        }];
+        if other_port > 0 {
+            to.push(ConnectionsTo {
+                port: 7777,
+                short_lived_1m: other_port,
+                closed_1m: other_port,
+                ..to[0].clone()
+            });
+        }
+        let services = [ServiceFacts {
+            service: "stock".into(),
+            connections_to: to,
+            ..ServiceFacts::default()
+        }];
+        super::services::opener(9999, &services).map(|(s, why)| (s.to_owned(), why))
+    };
+    let (named, why) = placed_and_unplaced(1, 4, 0, 0).expect("named");
+    assert_eq!(named, "stock");
+    assert!(
+        why.contains(
+            "caught it holding 1 connection to :9999, 1 of them gone by the next \
+             read, and 4 more short-lived sockets of its that closed before the agent could \
+             place them (it placed none of its sockets elsewhere), over 100 reads"
+        ),
+        "{why}"
+    );
+    assert!(
+        placed_and_unplaced(0, 9, 0, 0).is_none(),
+        "none placed there"
+    );
+    assert!(
+        placed_and_unplaced(1, 9, 1, 0).is_none(),
+        "one placed elsewhere"
+    );
+    assert!(
+        placed_and_unplaced(1, 9, 0, 1).is_none(),
+        "one to another port"
+    );
 }
 
 /// The service `services::opener` names among callers of :9999 with these counts of

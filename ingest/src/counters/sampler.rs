@@ -298,10 +298,15 @@ struct SocketCounter {
 /// the looks again at the next census that sees it rise).
 pub const LOOK_SPAN: Duration = Duration::from_secs(30);
 
-/// The rise of one listening port's TIME-WAIT sockets between two censuses that starts the
-/// looks: a client opening a connection per call to a keep-alive server leaves one a call, a
-/// pool recycling its connections a few a minute.
+/// The rise of one listening port's TIME-WAIT sockets within [`LOOK_TRIGGER_WINDOW`] of
+/// censuses that starts the looks: a client opening a connection per call to a keep-alive
+/// server leaves one a call, a pool recycling its connections a few a minute.
 pub const LOOK_TRIGGER_RISE: usize = 10;
+
+/// How far back a census compares its TIME-WAIT counts for [`LOOK_TRIGGER_RISE`]. Not just
+/// the census before: a per-call client whose callee takes 50 ms, slowed by a loaded node,
+/// added 7 a second (the opener runs), under the rise between two censuses a second apart.
+pub const LOOK_TRIGGER_WINDOW: Duration = Duration::from_secs(5);
 
 /// The shortest gap between two looks. A per-call client on loopback holds each connection
 /// a millisecond or two: at 40 calls a second, a look finds one open 1 time in 15–25, so
@@ -309,16 +314,22 @@ pub const LOOK_TRIGGER_RISE: usize = 10;
 pub const LOOK_GAP: Duration = Duration::from_millis(50);
 
 /// When the census thread looks at the process targets' descriptors between censuses (see
-/// [`super::outgoing`]): while a storm is suspected, every [`LOOK_GAP`] or less often, so
-/// that the looks' CPU stays within the same share of a core as the census's.
+/// [`super::outgoing`]): while a storm is suspected, every [`LOOK_GAP`] or less often, and
+/// the dumps that place new sockets as often as their cost allows, so that the looks' CPU
+/// (dumps included) stays within the census's share of a core (`socket_cpu_budget_percent`).
+/// So for at most [`LOOK_SPAN`] after a census saw a storm start, the socket work may take
+/// up to twice that share; outside a storm the looks cost nothing.
 #[derive(Debug, Default)]
 struct Looks {
-    /// TIME-WAIT sockets per listening port at the latest census (`None` before the first).
-    time_wait: Option<BTreeMap<u16, usize>>,
+    /// TIME-WAIT sockets per listening port at the censuses of the last
+    /// [`LOOK_TRIGGER_WINDOW`], oldest first.
+    time_wait: std::collections::VecDeque<(Instant, BTreeMap<u16, usize>)>,
     /// Until when to look.
     until: Option<Instant>,
     /// When the next look is due.
     next_at: Option<Instant>,
+    /// When a look may next dump the node's connections to place a new socket.
+    dump_at: Option<Instant>,
     /// Looks taken, the dumps they asked for and their CPU, since the start (logged when
     /// the looks pause).
     taken: u64,
@@ -328,7 +339,8 @@ struct Looks {
 
 impl Looks {
     /// After a census at `now` with `entries`: starts (or extends) the looks when a
-    /// listening port's TIME-WAIT count rose by [`LOOK_TRIGGER_RISE`] since the census before.
+    /// listening port's TIME-WAIT count rose by [`LOOK_TRIGGER_RISE`] since a census of the
+    /// last [`LOOK_TRIGGER_WINDOW`].
     fn after_census(&mut self, now: Instant, entries: &[SocketEntry], targets: bool) {
         let listening: std::collections::BTreeSet<u16> = entries
             .iter()
@@ -345,28 +357,47 @@ impl Looks {
                 *time_wait.entry(port).or_default() += 1;
             }
         }
-        let rose = self.time_wait.as_ref().is_some_and(|before| {
+        while self
+            .time_wait
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > LOOK_TRIGGER_WINDOW)
+        {
+            self.time_wait.pop_front();
+        }
+        let rose = self.time_wait.iter().any(|(_, before)| {
             time_wait
                 .iter()
                 .any(|(port, n)| *n >= before.get(port).copied().unwrap_or(0) + LOOK_TRIGGER_RISE)
         });
-        self.time_wait = Some(time_wait);
+        self.time_wait.push_back((now, time_wait));
         if rose && targets {
             self.until = Some(now + LOOK_SPAN);
             self.next_at.get_or_insert(now + LOOK_GAP);
         }
     }
 
-    /// Books a look at `now` that cost `cpu`, within `share` of a core (0: no limit).
-    fn book(&mut self, now: Instant, cpu: Duration, dumped: bool, share: f64) {
+    /// Whether a look at `now` may dump the node's connections.
+    fn may_dump(&self, now: Instant) -> bool {
+        self.dump_at.is_none_or(|at| now >= at)
+    }
+
+    /// Books a look at `now` whose reads of descriptors cost `cpu` and its dump (if it took
+    /// one) `dump`, within `share` of a core (0: no limit): half for each.
+    fn book(&mut self, now: Instant, cpu: Duration, dump: Option<Duration>, share: f64) {
         self.taken += 1;
-        self.dumps += u64::from(dumped);
-        self.cpu += cpu;
-        let gap = if share > 0.0 {
-            cpu.div_f64(share).max(LOOK_GAP)
-        } else {
-            LOOK_GAP
+        self.dumps += u64::from(dump.is_some());
+        self.cpu += cpu + dump.unwrap_or_default();
+        let spread = |cost: Duration| {
+            if share > 0.0 {
+                cost.div_f64(share / 2.0)
+            } else {
+                Duration::ZERO
+            }
         };
+        if let Some(dump) = dump {
+            self.dump_at = Some(now + spread(dump));
+        }
+        let gap = spread(cpu).max(LOOK_GAP);
         self.next_at = Some(now + gap).filter(|at| self.until.is_some_and(|until| *at < until));
         if self.next_at.is_none() {
             self.until = None;
@@ -483,15 +514,23 @@ impl SocketCounter {
     /// Looks at the process targets' descriptors (see [`Looks`]). Blocking.
     fn look(&mut self, now: Instant) {
         let cpu = thread_cpu();
+        let may_dump = self.looks.may_dump(now);
         let reader = &mut self.reader;
-        let outcome = self
-            .outgoing
+        let mut dump = None;
+        self.outgoing
             .look(&self.proc_root, &self.targets, now, unix_ms(), |out| {
-                reader.connections(out)
+                if !may_dump {
+                    return false;
+                }
+                let before = thread_cpu();
+                let placed = reader.connections(out);
+                dump = Some(thread_cpu().saturating_sub(before));
+                placed
             });
-        let cost = thread_cpu().saturating_sub(cpu);
-        self.looks
-            .book(now, cost, outcome.dumped, self.budget.share);
+        let cost = thread_cpu()
+            .saturating_sub(cpu)
+            .saturating_sub(dump.unwrap_or_default());
+        self.looks.book(now, cost, dump, self.budget.share);
     }
 
     /// The process targets' connections as of their latest read.
@@ -1015,27 +1054,43 @@ mod tests {
     fn looks_start_when_a_listeners_time_wait_rises_and_stay_within_the_budget() {
         let t0 = Instant::now();
         let mut looks = Looks::default();
-        // The first census has nothing to compare with; a rise of 9 is a pool's churn.
-        looks.after_census(t0, &time_wait_census(100), true);
-        looks.after_census(t0, &time_wait_census(109), true);
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        // The first census has nothing to compare with; a rise of 9 in 5 s is a pool's churn.
+        looks.after_census(s(0), &time_wait_census(100), true);
+        looks.after_census(s(1), &time_wait_census(104), true);
+        looks.after_census(s(5), &time_wait_census(109), true);
         assert_eq!(looks.next_at, None);
+        // A rise of 11 within the window, of 6 since the census before.
+        looks.after_census(s(6), &time_wait_census(115), true);
+        assert_eq!(looks.next_at, Some(s(6) + LOOK_GAP));
+        let mut looks = Looks::default();
+        looks.after_census(s(0), &time_wait_census(100), true);
         // Without process targets there is nothing to look at.
-        looks.after_census(t0, &time_wait_census(130), false);
+        looks.after_census(s(1), &time_wait_census(130), false);
         assert_eq!(looks.next_at, None);
-        let at = t0 + Duration::from_secs(1);
+        let at = s(2);
         looks.after_census(at, &time_wait_census(140), true);
         assert_eq!(looks.next_at, Some(at + LOOK_GAP));
         assert_eq!(looks.until, Some(at + LOOK_SPAN));
-        // A cheap look: the next one LOOK_GAP later; one that cost 1 ms at a 0.5 % budget:
-        // 200 ms later.
+        // A cheap look: the next one LOOK_GAP later, and a dump of 1 ms at a 0.5 % budget
+        // (half of it for dumps): the next dump 400 ms later. A look whose reads cost 1 ms:
+        // the next one 400 ms later.
         let now = at + LOOK_GAP;
-        looks.book(now, Duration::from_micros(40), false, 0.005);
+        assert!(looks.may_dump(now));
+        looks.book(
+            now,
+            Duration::from_micros(40),
+            Some(Duration::from_millis(1)),
+            0.005,
+        );
         assert_eq!(looks.next_at, Some(now + LOOK_GAP));
-        looks.book(now, Duration::from_millis(1), true, 0.005);
-        assert_eq!(looks.next_at, Some(now + Duration::from_millis(200)));
+        assert!(!looks.may_dump(now + Duration::from_millis(399)));
+        assert!(looks.may_dump(now + Duration::from_millis(400)));
+        looks.book(now, Duration::from_millis(1), None, 0.005);
+        assert_eq!(looks.next_at, Some(now + Duration::from_millis(400)));
         assert_eq!((looks.taken, looks.dumps), (2, 1));
         // The span over: no more looks until a census sees a rise again.
-        looks.book(at + LOOK_SPAN, Duration::ZERO, false, 0.005);
+        looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0.005);
         assert_eq!((looks.next_at, looks.until), (None, None));
     }
 
