@@ -1272,6 +1272,15 @@ pub const MIN_STORM_CLOSES: f64 = MIN_STORM_RISE / 60.0;
 /// Smallest rise of a storm told by its rate: a few seconds of a connection per call.
 pub const MIN_RATE_STORM_RISE: f64 = 50.0;
 
+/// When the port's calls are not counted (no spans, no access lines) but a caller's own
+/// sockets show it opening a connection per call ([`services::opener`]), a storm is told by
+/// its pace instead of [`MIN_STORM_RISE`]: at least [`MIN_RATE_STORM_RISE`] sockets, closed
+/// at least this many a second. Go's default transport closing what its two idle slots per
+/// host cannot keep (the unseen lab, quiet: 4 → 267 in 80 s, 3.3 a second) stays churn; a
+/// client opening a connection per call on the opener runs (outgoing-notes) closed 12–25 a
+/// second, and the floor of 200 took 8–18 s to tell it.
+pub const MIN_OPENER_STORM_CLOSES: f64 = 10.0;
+
 /// Why `a` is a rise of a port's TIME-WAIT count short of a storm, a pooled client's churn
 /// (see [`MIN_STORM_RISE`] and [`STORM_SHARE_OF_CALLS`]), and whether it was judged from one
 /// census since the change (its pace only a lower bound: see [`storm_rates`]); `None` for a
@@ -1308,6 +1317,13 @@ fn churn(
                 );
                 (why, one_census)
             }),
+        None if rise >= MIN_RATE_STORM_RISE
+            && services::opener(port, services).is_some()
+            && climb_pace(a, port, history)
+                .is_some_and(|(closes, _)| closes >= MIN_OPENER_STORM_CLOSES) =>
+        {
+            None
+        }
         None => (rise < MIN_STORM_RISE).then(|| {
             let why = format!(
                 "{} rose by {}, less than the {} of a storm",
@@ -1343,10 +1359,40 @@ fn storm_rates(
     services: &[ServiceFacts],
     history: &CounterHistory,
 ) -> Option<(f64, f64, bool)> {
-    const WINDOW_MS: i64 = 60_000;
     let service = &listener(port, services)?.service;
-    let from = history.point_at(a.changed_at_unix_ms)?;
-    let to = history.point_at(a.changed_at_unix_ms + WINDOW_MS)?;
+    let (closes, one_census) = climb_pace(a, port, history)?;
+    let (from, to) = storm_window(a, history)?;
+    let window = |points: &[Option<f64>]| -> Vec<f64> {
+        (from..=to.min(points.len().saturating_sub(1)))
+            .filter_map(|i| points.get(i).copied().flatten())
+            .collect()
+    };
+    let requests = history.get(&SeriesKey::ServiceTraffic {
+        service: service.clone(),
+        metric: TrafficMetric::Requests,
+    })?;
+    let rates = window(&requests.points);
+    if rates.is_empty() {
+        return None;
+    }
+    let calls = rates.iter().sum::<f64>() / rates.len() as f64;
+    (calls > 0.0).then_some((closes, calls, one_census))
+}
+
+/// The points of the first minute after `a`'s change (a socket stays in TIME-WAIT that
+/// long): the first and the last index.
+fn storm_window(a: &CounterAnomaly, history: &CounterHistory) -> Option<(usize, usize)> {
+    const WINDOW_MS: i64 = 60_000;
+    Some((
+        history.point_at(a.changed_at_unix_ms)?,
+        history.point_at(a.changed_at_unix_ms + WINDOW_MS)?,
+    ))
+}
+
+/// How fast the TIME-WAIT count of `a` (of `port`) climbs after its change, in sockets a
+/// second, and whether that was measured over one census (see [`storm_rates`]).
+fn climb_pace(a: &CounterAnomaly, port: u16, history: &CounterHistory) -> Option<(f64, bool)> {
+    let (from, to) = storm_window(a, history)?;
     let window = |points: &[Option<f64>]| -> Vec<(usize, f64)> {
         (from..=to.min(points.len().saturating_sub(1)))
             .filter_map(|i| points.get(i).copied().flatten().map(|v| (i, v)))
@@ -1381,19 +1427,7 @@ fn storm_rates(
         _ if i1 > i0 => 0.0,
         _ => return None,
     };
-    let requests = history.get(&SeriesKey::ServiceTraffic {
-        service: service.clone(),
-        metric: TrafficMetric::Requests,
-    })?;
-    let rates: Vec<f64> = window(&requests.points)
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    if rates.is_empty() {
-        return None;
-    }
-    let calls = rates.iter().sum::<f64>() / rates.len() as f64;
-    (calls > 0.0).then_some((closes, calls, one_census))
+    Some((closes, one_census))
 }
 
 /// Keeps, in the fresh incident `inc` that continues the kept incident `k`, the patterns of

@@ -6248,3 +6248,91 @@ fn a_healed_goroutine_leak_is_not_revived_by_goroutines_that_follow_new_connecti
         "the pool's connections revived it: {seen:?}"
     );
 }
+
+/// A client that sends no spans opens a connection per call to stock (:8082), whose calls
+/// nobody counts (no spans, no access lines): the floor of 200 TIME-WAIT sockets took 8–18 s
+/// to tell such a storm on the opener runs (outgoing-notes). When the client's own sockets
+/// show it opening a connection per call, a rise of 50 at 10 or more closes a second is a
+/// storm; a rise as large at a pool's pace, or with nobody's sockets to show it, stays churn.
+#[test]
+fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing `per_second` from 120 s, counted every second.
+    let history = |per_second: f64, len: usize| CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: tw.clone(),
+                points: (0..len)
+                    .map(|i| Some(4.0 + per_second * (i as f64 - 120.0).max(0.0)))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                points: (0..len)
+                    .map(|i| Some(6.0 + per_second * (i as f64 - 120.0).max(0.0)))
+                    .collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let batch = |short_lived_1m: u32| ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        pid: Some(777),
+        connections_to: vec![ConnectionsTo {
+            port: 8082,
+            closed_1m: short_lived_1m,
+            short_lived_1m,
+            distinct_1m: short_lived_1m,
+            reads_1m: 90,
+            counted_at_unix_ms: time(124),
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    };
+    let rules = HintRules::builtin().unwrap();
+    let run = |per_second: f64, opener: bool| {
+        let mut services = chain();
+        services.push(batch(if opener { 4 } else { 0 }));
+        // Raised at 125 s: 4 → 4 + 5 × pace.
+        let reached = 4.0 + 5.0 * per_second;
+        fresh_run(
+            time(125),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, reached)]),
+            &history(per_second, 126),
+            &services,
+            &rules,
+        )
+    };
+    let storm = run(12.0, true);
+    assert_eq!(storm.len(), 1, "{storm:#?}");
+    assert_eq!(storm[0].culprit.service.as_deref(), Some("batch"));
+    assert_eq!(storm[0].hints[0].rule_id, "time-wait-storm");
+    assert!(run(12.0, false).is_empty(), "nobody's sockets show it");
+    // 60 sockets at a pool's pace (4 a second over 15 s) with the same sockets: churn.
+    let slow = {
+        let mut services = chain();
+        services.push(batch(4));
+        fresh_run(
+            time(135),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, 64.0)]),
+            &history(4.0, 136),
+            &services,
+            &rules,
+        )
+    };
+    assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
+}
