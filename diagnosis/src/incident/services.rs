@@ -256,9 +256,9 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
 /// Fewest short-lived connections to a port (each seen at one read of the caller's
 /// descriptors and gone by the next) a caller must show within a minute to be named as the
 /// one opening a connection per call. A read catches a per-call client's connection only
-/// while it is open: on loopback a millisecond or two per call, so looks every 50 ms at a
-/// client making 40 calls a second catch about one in twenty (restart-notes' opener runs:
-/// with censuses alone, 1 distinct connection in a minute). A pool shows the same
+/// while it is open: on loopback a millisecond or two per call, so looks every few tens of
+/// milliseconds at a client making 40 calls a second catch about one in twenty-five
+/// (restart-notes' opener runs: with censuses alone, 1 distinct connection in a minute). A pool shows the same
 /// connections read after read and closes none, or one every so often after many reads.
 pub const MIN_SHORT_LIVED_PER_MINUTE: u32 = 3;
 
