@@ -399,6 +399,10 @@ pub struct HintSubject<'a> {
     /// Whether each of `anomalies` (by index) accumulates (see
     /// [`crate::anomaly::leak::accumulation`]); an anomaly beyond its end is undecided.
     pub accumulating: &'a [Accumulation],
+    /// A reading each of `anomalies` (by index) may add to the evidence of a hint that rests
+    /// on it, after its own evidence: what its holder does (a CLOSE-WAIT whose holder has
+    /// answered nothing since it began to climb, see [`crate::anomaly::leak::Answers`]).
+    pub readings: &'a [Option<String>],
     /// The role of the incident's culprit, when known.
     pub culprit_role: Option<CulpritRole>,
     /// What the commands are filled from.
@@ -648,7 +652,10 @@ impl HintRules {
                     NODE_WIDE_COUNTER_WEIGHT
                 };
                 support.first_counter = first;
-                evidence.extend(counters.iter().take(3).map(|(_, a)| a.evidence.clone()));
+                for &(i, a) in counters.iter().take(3) {
+                    evidence.push(a.evidence.clone());
+                    evidence.extend(subject.readings.get(i).cloned().flatten());
+                }
                 // A goroutine count says that they pile up; the dump says where.
                 if let Some(stack) = subject.facts.top_stack.as_ref().filter(|_| {
                     counters
@@ -922,6 +929,7 @@ mod tests {
             patterns,
             anomalies,
             accumulating: &[],
+            readings: &[],
             culprit_role: role,
             facts,
         }

@@ -11,7 +11,9 @@
 //! culprit (the service where the fault lives). Two signals are one incident when they start
 //! within [`GROUP_WINDOW_MS`] of each other and either share a trace, name the same culprit
 //! or are about the same port (two counters of it, or a counter of it and a pattern whose
-//! failing calls name it); two different culprits are never merged, however the
+//! failing calls name it), or when one pattern failed mostly in requests the other had
+//! already failed (the same failures told again, as a restart cancels the requests a hung
+//! service held); two different culprits are never merged, however the
 //! signals chain. A pattern's
 //! culprit is the one attributed to it (its callee for transport errors); a pattern without
 //! attribution has no culprit for grouping (its services are shown instead), so an upstream
@@ -725,7 +727,7 @@ impl IncidentTracker {
         }
         let mut groups = group(&signals);
         join_untraced_echoes(&mut groups, &mut signals, input.services);
-        join_upstream_waits(&mut groups, &mut signals, input.services);
+        join_upstream_waits(&mut groups, &mut signals, input.services, input.history);
         // Service traffic, and goroutines following connections, join a group of their
         // service or a peer that started within the window (a fall of requests, also of a
         // service further down from the culprit); alone, they are node activity: traffic

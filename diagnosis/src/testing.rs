@@ -44,6 +44,13 @@ impl Recorded {
             .unwrap_or_else(|| panic!("the fixture has no {name}"))
     }
 
+    /// A point index the fixture may name.
+    pub(crate) fn maybe_index(&self, name: &str) -> Option<usize> {
+        self.data[name]
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+    }
+
     /// The points of the series recorded as `name`.
     pub(crate) fn points(&self, name: &str) -> Vec<Option<f64>> {
         self.data[name]

@@ -6,8 +6,8 @@
 //! failed requests, when each pattern was first listed, the trace pages); the assertions are
 //! here.
 //!
-//! The lab runs once per test binary (two faults, about a minute) and the tests share its
-//! results. Tests marked `#[ignore]` state what issue #11 still has to fix; the stream fixing it
+//! The lab runs once per test binary (two faults, the first healed and brought back once while
+//! its incident recovers: about a minute and a half) and the tests share its results. Tests marked `#[ignore]` state what issue #11 still has to fix; the stream fixing it
 //! removes the mark when its change lands.
 
 use std::path::PathBuf;
@@ -22,8 +22,9 @@ use crate::support;
 /// Faults of the short form: a silent callee (the caller's EOF is the only error) and a
 /// panicking one (a JSON record followed by its raw Go stack).
 const FAULTS: [&str; 2] = ["eof", "panic"];
-/// The driver's whole run: two faults of ~25 s each plus a Go build (cached after the first).
-const LAB_DEADLINE: Duration = Duration::from_secs(420);
+/// The driver's whole run: two faults of ~25 s each, ~25 s more for the first to heal and
+/// come back, plus a Go build (cached after the first).
+const LAB_DEADLINE: Duration = Duration::from_secs(480);
 /// The issue's bound: the pattern is listed within 10 s of the first failed request.
 const ANSWER_SECS: f64 = 10.0;
 
@@ -52,6 +53,12 @@ fn lab() -> &'static Vec<Value> {
                 "5",
                 "--observe",
                 "15",
+                // The first fault healed, and injected again once its incident says it
+                // recovers: a fault that comes back must be answered as the first was.
+                "--recur",
+                "recovering",
+                "--recur-only",
+                FAULTS[0],
                 "--seed",
                 &seed.to_string(),
             ])
@@ -236,5 +243,75 @@ fn lab_go_trace_page_says_the_error_starts_in_the_faulty_service() {
                 "{fault}: trace page says the error starts in {origin}"
             );
         }
+    }
+}
+
+/// The top incident leads with the fault's hint within 10 s of onset (the first failed
+/// request), and names the faulty service: judged at the first poll that shows it, not at the
+/// end of the observation.
+#[test]
+fn lab_go_the_faults_incident_leads_with_its_hint_within_ten_seconds() {
+    for result in lab() {
+        let fault = result["fault"].as_str().unwrap_or("?");
+        let verdict = &result["verdict"];
+        assert_eq!(
+            verdict["culprit_ok"], true,
+            "{fault}: culprit {}: {}",
+            verdict["culprit_named"], result["top_incident"]
+        );
+        let secs = result["hint_first_secs"].as_f64().unwrap_or_else(|| {
+            panic!(
+                "{fault}: the top incident never led with {}: {}",
+                result["expected_hint"], result["top_incident"]
+            )
+        });
+        assert!(
+            secs <= ANSWER_SECS,
+            "{fault}: {} led the top incident {secs} s after onset: {}",
+            result["expected_hint"],
+            result["top_incident"]
+        );
+    }
+}
+
+/// A fault that comes back while its incident recovers (healed, then injected again) is
+/// answered as the first was: within 10 s of its first failed request the same incident is
+/// active again, listed first, with the same culprit, led by the fault's hint.
+#[test]
+fn lab_go_a_fault_that_comes_back_is_answered_as_the_first_within_ten_seconds() {
+    let result = &lab()[0];
+    {
+        let fault = result["fault"].as_str().unwrap_or("?");
+        let again = &result["recurrence"];
+        assert_eq!(
+            again["state_reached"], true,
+            "{fault}: its incident never said it recovered after the heal: {}",
+            result["heal"]
+        );
+        let answer = &again["incident"];
+        let secs = again["answer_secs"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{fault}: the fault came back unanswered: {again}"));
+        assert!(
+            secs <= ANSWER_SECS,
+            "{fault}: answered {secs} s after it came back: {again}"
+        );
+        assert_eq!(answer["how"], "active again", "{fault}: {again}");
+        assert_eq!(answer["listed_first"], true, "{fault}: {again}");
+        assert_eq!(
+            answer["culprit"], result["expected_culprit"],
+            "{fault}: {again}"
+        );
+        let hint = again["hint_first_secs"].as_f64().unwrap_or_else(|| {
+            panic!(
+                "{fault}: never led by {} when it came back: {again}",
+                result["expected_hint"]
+            )
+        });
+        assert!(
+            hint <= ANSWER_SECS,
+            "{fault}: led by {} {hint} s after it came back: {again}",
+            result["expected_hint"]
+        );
     }
 }

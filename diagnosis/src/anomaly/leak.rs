@@ -40,10 +40,11 @@ use faultline_series::{ProcessMetric, SeriesKey, SocketState};
 
 use super::{
     evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
-    MAD_TO_SIGMA, MIN_FALL_BASELINE, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z, TREND_POINTS,
+    MAD_TO_SIGMA, MIN_FALL_BASELINE, PERSIST, RAMP_MAX_POINTS, RAMP_MIN_POINTS, RAMP_Z,
+    TREND_POINTS,
 };
 use crate::baseline::{median, poisson_floor};
-use crate::history::CounterHistory;
+use crate::history::{CounterHistory, CounterSeries};
 
 /// Share of the pace of a climb's first third its latest points must keep: a start-up that is
 /// settling slows down (a pool filling as `1 - e^(-t/τ)` climbs at 0.37 of its pace a τ
@@ -156,6 +157,46 @@ pub const ANSWERING_SHARE: f64 = 0.5;
 /// before it, so the first five after the change still hold requests that began before it.
 pub const ANSWERING_AFTER_MS: i64 = 5_000;
 
+/// What the service holding a port's CLOSE-WAIT sockets did with the requests that began after
+/// the count's change (see [`holder_reading`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answers {
+    /// Not known: no request series of the holder, a usual rate below one a second, or no
+    /// point yet [`ANSWERING_AFTER_MS`] after the change.
+    Unknown,
+    /// It answered them at [`ANSWERING_SHARE`] of its usual rate at least, in some second.
+    Answered,
+    /// It has answered none of them at that rate yet: at most `best` a second, against a
+    /// usual `usual`. A hung callee and one slower than the time since the change read so.
+    Unanswered {
+        /// When the count changed: the requests begun since are the ones waited for.
+        since_unix_ms: i64,
+        /// The most requests a second begun since that it answered.
+        best: f64,
+        /// Its usual requests a second (the median of the minute before the change).
+        usual: f64,
+    },
+}
+
+/// [`holder_accumulation`], with what the holder's answers said.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HolderReading {
+    /// Whether the count keeps what it gains, told with its holder.
+    pub accumulation: Accumulation,
+    /// What the holder did with the requests begun since the change.
+    pub answers: Answers,
+}
+
+/// [`accumulation`] of a port's CLOSE-WAIT count, told with what the service holding the
+/// sockets does (`holder`): [`holder_reading`] without the answers.
+pub fn holder_accumulation(
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+    holder: Holder<'_>,
+) -> Accumulation {
+    holder_reading(a, history, holder).accumulation
+}
+
 /// [`accumulation`] of a port's CLOSE-WAIT count, told with what the service holding the
 /// sockets does (`holder`). Its own points cannot tell a callee that answers long past its
 /// callers' timeout from one that never answers until the count levels off: by Little's law,
@@ -183,34 +224,115 @@ pub const ANSWERING_AFTER_MS: i64 = 5_000;
 /// A holder that answers nothing begun since the change, with fds to spare, is as its count
 /// alone says: before the count outlasts a request's time nothing tells a hung callee from a
 /// slow one, and after it a callee that has not answered once is hung as far as its callers
-/// know.
-pub fn holder_accumulation(
+/// know. [`HolderReading::answers`] says so ([`Answers::Unanswered`]), for a reading that names
+/// both and what will decide.
+///
+/// A count back inside the band it left ended its change (as `CounterAnomaly::reread` reads
+/// it): it is judged as it stood when it came back, not on the level it came back to, and what its
+/// holder answers since is no longer read ([`Answers::Unknown`]). Seen on the Go lab's
+/// close-wait leak healed by a restart: CLOSE-WAIT went from 700 to 0 with the old process,
+/// the new one answered its requests, and 8 s of 0 read as a count that held its level while
+/// its holder answered — sockets that turn over. The leak hint left the recovering incident
+/// ("The process ran out of file descriptors" led it), and when the same leak came back 11 s
+/// later the incident was active again without it.
+pub fn holder_reading(
     a: &CounterAnomaly,
     history: &CounterHistory,
     holder: Holder<'_>,
-) -> Accumulation {
+) -> HolderReading {
+    match ended_at(a, history) {
+        Some(end) => {
+            let keys = [Some(&a.key), holder.requests];
+            let then = CounterHistory {
+                start_unix_ms: history.start_unix_ms,
+                step_ms: history.step_ms,
+                series: keys
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|key| history.get(key))
+                    .map(|s| CounterSeries {
+                        key: s.key.clone(),
+                        points: s.points[..end.min(s.points.len())].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            };
+            HolderReading {
+                answers: Answers::Unknown,
+                ..judged_with_holder(a, &then, holder)
+            }
+        }
+        None => judged_with_holder(a, history, holder),
+    }
+}
+
+/// Where the change of `a` ended, when it did: the first of [`PERSIST`] known points in a row
+/// back inside the band it left, as [`CounterAnomaly::reread`] reads an end.
+fn ended_at(a: &CounterAnomaly, history: &CounterHistory) -> Option<usize> {
+    let band = BAND_Z * a.noise;
+    let inside = |v: f64| match a.direction {
+        Direction::Rise => v <= a.before + band,
+        Direction::Fall => v >= a.before - band,
+    };
+    let points = &history.get(&a.key)?.points;
+    let changed = history.point_at(a.changed_at_unix_ms).unwrap_or(0);
+    let mut run: Option<(usize, usize)> = None;
+    for (i, v) in points.iter().enumerate().skip(changed) {
+        let Some(v) = *v else { continue };
+        run = match (inside(v), run) {
+            (false, _) => None,
+            (true, Some((first, n))) => Some((first, n + 1)),
+            (true, None) => Some((i, 1)),
+        };
+        if let Some((first, n)) = run {
+            if n >= PERSIST {
+                return Some(first);
+            }
+        }
+    }
+    None
+}
+
+/// [`holder_reading`] of a change that goes on (or as it stood when it ended).
+fn judged_with_holder(
+    a: &CounterAnomaly,
+    history: &CounterHistory,
+    holder: Holder<'_>,
+) -> HolderReading {
     let alone = accumulation(a, history);
-    if holder.out_of_fds {
-        return match alone {
+    let answers = holder
+        .requests
+        .map_or(Answers::Unknown, |key| answers(a, key, history));
+    let accumulation = if holder.out_of_fds {
+        match alone {
             Accumulation::TurnsOver => Accumulation::Accumulates,
             other => other,
-        };
+        }
+    } else if answers == Answers::Answered && holds(a, history) {
+        Accumulation::TurnsOver
+    } else {
+        alone
+    };
+    HolderReading {
+        accumulation,
+        answers,
     }
-    let answering = holder.requests.and_then(|key| answering(a, key, history));
-    if answering == Some(true) && holds(a, history) {
-        return Accumulation::TurnsOver;
-    }
-    alone
 }
 
 /// Whether the service of `requests` answered requests that began after the change of `a`
 /// at [`ANSWERING_SHARE`] of its usual rate (the median of the minute before the change):
-/// a point at that rate from [`ANSWERING_AFTER_MS`] after the change on. `None` when its
+/// a point at that rate from [`ANSWERING_AFTER_MS`] after the change on. Unknown when its
 /// usual rate is unknown or too low to tell (below one a second) or no such point is known.
-fn answering(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -> Option<bool> {
-    let points = &history.get(requests)?.points;
+fn answers(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -> Answers {
+    let Some(series) = history.get(requests) else {
+        return Answers::Unknown;
+    };
+    let points = &series.points;
     let step = history.step_ms.max(1);
-    let changed = history.point_at(a.changed_at_unix_ms)?.min(points.len());
+    let Some(changed) = history.point_at(a.changed_at_unix_ms) else {
+        return Answers::Unknown;
+    };
+    let changed = changed.min(points.len());
     let lookback = usize::try_from(60_000 / step).unwrap_or(0);
     let mut before: Vec<f64> = points[changed.saturating_sub(lookback)..changed]
         .iter()
@@ -218,18 +340,32 @@ fn answering(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory)
         .copied()
         .collect();
     if before.is_empty() {
-        return None;
+        return Answers::Unknown;
     }
     let usual = median(&mut before);
     if usual < 1.0 {
-        return None;
+        return Answers::Unknown;
     }
     let after = changed + usize::try_from(ANSWERING_AFTER_MS / step).unwrap_or(0);
-    let since: Vec<f64> = points.get(after..)?.iter().flatten().copied().collect();
-    if since.is_empty() {
-        return None;
+    let Some(best) = points
+        .get(after..)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .reduce(f64::max)
+    else {
+        return Answers::Unknown;
+    };
+    if best >= ANSWERING_SHARE * usual {
+        Answers::Answered
+    } else {
+        Answers::Unanswered {
+            since_unix_ms: a.changed_at_unix_ms,
+            best,
+            usual,
+        }
     }
-    Some(since.iter().any(|&v| v >= ANSWERING_SHARE * usual))
 }
 
 /// Whether the count of `a` has held its level over the last [`TURNOVER_HOLD_MS`], as

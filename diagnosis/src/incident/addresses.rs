@@ -49,12 +49,18 @@ pub(super) fn peer_address(text: &str) -> Option<String> {
     })
 }
 
-/// The name a failed lookup asked for (`lookup NAME on ...`, `lookup NAME: ...`).
+/// The name a failed lookup asked for, as Go names it: `lookup NAME on SERVER: ...` or
+/// `lookup NAME: ...`. Other wording that merely contains the word is not a name: Rust's
+/// `failed to lookup address information: ...` names none (its host is in the URL).
 pub(super) fn looked_up_host(text: &str) -> Option<String> {
-    let rest = &text[text.find("lookup ")? + 7..];
-    let end = rest.find([' ', ':']).unwrap_or(rest.len());
-    let host = &rest[..end];
-    (!host.is_empty() && !host.contains('<')).then(|| host.to_owned())
+    text.match_indices("lookup ").find_map(|(i, _)| {
+        let rest = &text[i + 7..];
+        let end = rest.find([' ', ':']).unwrap_or(rest.len());
+        let host = &rest[..end];
+        let after = &rest[end..];
+        let named = after.starts_with(':') || after.starts_with(" on ");
+        (named && !host.is_empty() && !host.contains('<')).then(|| host.to_owned())
+    })
 }
 
 pub(super) fn host_of(addr: &str) -> &str {

@@ -256,24 +256,31 @@ pub(super) fn build(
         .filter(|a| super::churn(a, input.services, input.history).is_none())
         .cloned()
         .collect();
-    let accumulating: Vec<_> = hinted
-        .iter()
-        .map(|a| {
-            let facts = holder_facts(a, &anomalies, input.services);
-            leak::holder_accumulation(
-                a,
-                input.history,
-                leak::Holder {
-                    requests: facts.as_ref().and_then(|f| f.0.as_ref()),
-                    out_of_fds: facts.as_ref().is_some_and(|f| f.1),
-                },
-            )
-        })
-        .collect();
+    let mut accumulating = Vec::with_capacity(hinted.len());
+    let mut readings = Vec::with_capacity(hinted.len());
+    let mut caveats = Vec::with_capacity(hinted.len());
+    for a in &hinted {
+        let facts = holder_facts(a, &anomalies, input.services);
+        let reading = leak::holder_reading(
+            a,
+            input.history,
+            leak::Holder {
+                requests: facts.as_ref().and_then(|f| f.requests.as_ref()),
+                out_of_fds: facts.as_ref().is_some_and(|f| f.out_of_fds),
+            },
+        );
+        accumulating.push(reading.accumulation);
+        let waiting = facts
+            .as_ref()
+            .and_then(|f| Unanswered::of(&f.service, reading.answers));
+        readings.push(waiting.as_ref().map(|w| w.evidence(now)));
+        caveats.push(waiting.map(|w| (a.key.clone(), w.caveat())));
+    }
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
         anomalies: &hinted,
         accumulating: &accumulating,
+        readings: &readings,
         culprit_role: culprit.role,
         facts: &hint_facts,
     });
@@ -315,12 +322,25 @@ pub(super) fn build(
         .unwrap_or_default();
     let id = stable_id(&first, onset);
     let hints: Vec<Hint> = matched.into_iter().map(|m| m.hint).collect();
+    // A leak read before its holder answered once may still be a slow callee: the title says
+    // so beside the count it quotes (see [`Unanswered`]).
+    let caveat = hints
+        .first()
+        .filter(|_| !by_text)
+        .and_then(|h| {
+            caveats
+                .iter()
+                .flatten()
+                .find(|(key, _)| h.series.contains(key))
+        })
+        .cloned();
     let titled = title(
         &culprit,
         &patterns,
         &listed,
         hints.first().filter(|_| !beside),
         by_text,
+        caveat,
     );
 
     let mut member_set = Members::new();
@@ -643,6 +663,8 @@ pub(super) struct Title {
     lead: String,
     /// The counter whose change follows the lead, when no pattern leads.
     quotes: Option<SeriesKey>,
+    /// What the quoted counter may still be, said after its change (see [`Unanswered`]).
+    caveat: Option<String>,
 }
 
 impl Title {
@@ -652,10 +674,14 @@ impl Title {
         let Some(key) = &self.quotes else {
             return Some(self.lead.clone());
         };
-        // The change itself; its caveats ("; until 10:33 its port was not counted one by one
-        // …", a share of its limit) stay with the counter in the incident's list.
+        // The change itself, and what it may still be when its holder has not answered yet
+        // (see [`Unanswered`]); its other caveats ("; until 10:33 its port was not counted one
+        // by one …", a share of its limit) stay with the counter in the incident's list.
         let c = counters.iter().find(|c| &c.anomaly.key == key)?;
-        Some(format!("{}: {}", self.lead, c.anomaly.head()))
+        Some(match &self.caveat {
+            Some(caveat) => format!("{}: {}; {caveat}", self.lead, c.anomaly.head()),
+            None => format!("{}: {}", self.lead, c.anomaly.head()),
+        })
     }
 }
 
@@ -666,6 +692,7 @@ pub(super) fn title(
     counters: &[IncidentCounter],
     hint: Option<&Hint>,
     pattern_first: bool,
+    caveat: Option<(SeriesKey, String)>,
 ) -> Title {
     let mut lead = String::new();
     if let Some(h) = hint {
@@ -696,7 +723,14 @@ pub(super) fn title(
     {
         quotes = Some(c.anomaly.key.clone());
     }
-    Title { lead, quotes }
+    let caveat = caveat
+        .filter(|(key, _)| quotes.as_ref() == Some(key))
+        .map(|(_, words)| words);
+    Title {
+        lead,
+        quotes,
+        caveat,
+    }
 }
 
 /// A 16-hex-digit id from the first member and the onset second (FNV-1a): the same incident
@@ -710,6 +744,17 @@ pub(super) fn stable_id(first: &str, onset: i64) -> String {
     format!("{h:016x}")
 }
 
+/// The service holding a port's CLOSE-WAIT sockets, and what it does (see
+/// [`holder_facts`]).
+struct HolderFacts {
+    /// The service.
+    service: String,
+    /// The series of its answered requests, when the sockets are on its own side of its port.
+    requests: Option<SeriesKey>,
+    /// Whether it ran out of descriptors.
+    out_of_fds: bool,
+}
+
 /// For a port's CLOSE-WAIT count (`a`), what the service holding those sockets does (see
 /// [`leak::holder_accumulation`]): on the listener's own side of the port, the listener, with
 /// the series of its answered requests; on the callers' side, its single caller. It ran out of
@@ -720,7 +765,7 @@ fn holder_facts(
     a: &CounterAnomaly,
     anomalies: &[CounterAnomaly],
     services: &[ServiceFacts],
-) -> Option<(Option<SeriesKey>, bool)> {
+) -> Option<HolderFacts> {
     let SeriesKey::PortState {
         port,
         side,
@@ -749,5 +794,104 @@ fn holder_facts(
         service: holder.to_owned(),
         metric: TrafficMetric::Requests,
     });
-    Some((requests, out_of_fds))
+    Some(HolderFacts {
+        service: holder.to_owned(),
+        requests,
+        out_of_fds,
+    })
+}
+
+/// A CLOSE-WAIT count whose holder has answered none of the requests begun since it began to
+/// climb ([`leak::Answers::Unanswered`]): what it may still be, and what will tell. Nothing
+/// else does before its first late answer (see [`leak::holder_reading`]): a callee whose
+/// handlers hang and one that answers later than its callers wait both leave each abandoned
+/// request's socket in CLOSE-WAIT, one per call, for as long as the request is held, with a
+/// goroutine and a descriptor each, and no bytes left to read; the slow one's count stops at
+/// calls a second × its delay once it answers. Seen on the Go lab: a callee answering 20 s
+/// after its callers' 1.7 s timeout read as "the peer closed and this side never did" from
+/// 18 s to 27 s, as a callee that never answers does from 14 s on. So the leak is read with
+/// both named and the observation that decides between them.
+struct Unanswered<'a> {
+    /// The holder.
+    service: &'a str,
+    /// When the count changed: the requests begun since are the ones waited for.
+    since_unix_ms: i64,
+    /// The most requests a second begun since that it answered.
+    best: f64,
+    /// Its usual requests a second.
+    usual: f64,
+}
+
+impl<'a> Unanswered<'a> {
+    /// The reading of a holder's `answers`, when it has answered none.
+    fn of(service: &'a str, answers: leak::Answers) -> Option<Self> {
+        let leak::Answers::Unanswered {
+            since_unix_ms,
+            best,
+            usual,
+        } = answers
+        else {
+            return None;
+        };
+        Some(Unanswered {
+            service,
+            since_unix_ms,
+            best,
+            usual,
+        })
+    }
+
+    /// Both readings and what decides between them, for the hints that rest on the count.
+    fn evidence(&self, now: i64) -> String {
+        let waited = (now - self.since_unix_ms).max(0) / 1000;
+        let head = format!(
+            "{} has answered {} of the requests begun since {} ({waited} s; usually {:.0} a \
+             second)",
+            self.service,
+            if self.none() {
+                "none".to_owned()
+            } else {
+                format!("only {:.1} a second", self.best)
+            },
+            clock(self.since_unix_ms),
+            self.usual
+        );
+        if self.none() {
+            format!(
+                "{head}: its handlers hang and never close these sockets (a leak), or it answers \
+                 more than {waited} s late, past its callers' timeout; its first answer to one \
+                 of them decides (a slow callee's CLOSE-WAIT then holds its level and drains as \
+                 it answers)"
+            )
+        } else {
+            format!(
+                "{head}: the first late answers of a callee slower than its callers' timeout, or \
+                 the requests of the few handlers that do not hang; once it answers half its \
+                 usual rate and this count holds its level, they are requests in progress, not \
+                 a leak"
+            )
+        }
+    }
+
+    /// The same in a few words, for the title beside the count's change.
+    fn caveat(&self) -> String {
+        if self.none() {
+            format!(
+                "{} has answered no request begun since then: hung, or slower than its callers \
+                 wait",
+                self.service
+            )
+        } else {
+            format!(
+                "{} has begun to answer the requests begun since then, few yet: slow, or partly \
+                 hung",
+                self.service
+            )
+        }
+    }
+
+    /// Whether it answered none at all (less than one every two seconds).
+    fn none(&self) -> bool {
+        self.best < 0.5
+    }
 }

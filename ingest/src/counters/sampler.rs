@@ -1367,12 +1367,14 @@ mod tests {
         let before = samples();
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let during = samples() - before;
-        // Whatever happens next, the census must not stay blocked.
-        let writer = std::thread::spawn(move || std::fs::write(&tcp, tcp_text(5)));
+        // Read the ages while the census is still blocked: once it is let through, a sample
+        // carrying the fresh count may land among the last five.
         let age = SeriesKey::Runtime {
             metric: RuntimeMetric::SocketCensusAge,
         };
         let ages = points(&store, &age);
+        // Whatever happens next, the census must not stay blocked.
+        let writer = std::thread::spawn(move || std::fs::write(&tcp, tcp_text(5)));
         let estab = SeriesKey::NodeState {
             state: SocketState::Established,
         };
