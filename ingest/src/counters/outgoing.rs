@@ -220,9 +220,12 @@ impl OutgoingTracker {
         now_unix_ms: i64,
         dump: impl FnOnce(&mut Vec<SocketEntry>) -> bool,
     ) -> LookOutcome {
-        let new_sockets = self.read(proc_root, targets, now, now_unix_ms);
-        if new_sockets == 0 {
-            return LookOutcome::default();
+        let (new_sockets, worth_placing) = self.read(proc_root, targets, now, now_unix_ms);
+        if worth_placing == 0 {
+            return LookOutcome {
+                new_sockets,
+                dumped: false,
+            };
         }
         let mut entries = Vec::new();
         if !dump(&mut entries) {
@@ -277,21 +280,25 @@ impl OutgoingTracker {
     }
 
     /// Reads every target's descriptors: what is gone is closed, what is new is held (not
-    /// placed yet). Returns how many sockets are new.
+    /// placed yet). Returns how many sockets are new, and how many of them are worth a dump:
+    /// those of targets whose short-lived sockets were not all placed elsewhere. A server's
+    /// accepted side of a per-call client's connections is new at as many looks as the
+    /// client's own, and outlives it by the client's FIN: on the opener runs the dumps went to
+    /// the server's sockets and placed none of the client's in a minute.
     fn read(
         &mut self,
         proc_root: &Path,
         targets: &[(String, Vec<u32>)],
         now: Instant,
         now_unix_ms: i64,
-    ) -> usize {
+    ) -> (usize, usize) {
         let live: BTreeSet<&str> = targets
             .iter()
             .filter(|(_, pids)| !pids.is_empty())
             .map(|(name, _)| name.as_str())
             .collect();
         self.targets.retain(|name, _| live.contains(name.as_str()));
-        let mut new_sockets = 0;
+        let (mut new_sockets, mut worth_placing) = (0, 0);
         for (name, pids) in targets.iter().filter(|(_, pids)| !pids.is_empty()) {
             let target = self.targets.entry(name.clone()).or_default();
             if target.pids != *pids {
@@ -320,6 +327,7 @@ impl OutgoingTracker {
                     }
                 }
             }
+            let before = new_sockets;
             for inode in now_held {
                 let held = target.held.entry(inode).or_insert_with(|| {
                     new_sockets += 1;
@@ -332,12 +340,15 @@ impl OutgoingTracker {
                 });
                 held.reads = held.reads.saturating_add(1);
             }
+            if !target.places_only_elsewhere(now) {
+                worth_placing += new_sockets - before;
+            }
             target.links_read = links_read;
             target.read_unix_ms = now_unix_ms;
             target.reads.push_back(now);
             target.forget(now);
         }
-        new_sockets
+        (new_sockets, worth_placing)
     }
 }
 
@@ -348,6 +359,24 @@ impl Target {
             self.capped = true;
         }
         self.closed.push_back(Closed { place, at, short });
+    }
+
+    /// Whether every short-lived socket of the last [`WINDOW`] that was placed went
+    /// elsewhere than to a listener of the node (at least one did).
+    fn places_only_elsewhere(&self, now: Instant) -> bool {
+        let recent = self
+            .closed
+            .iter()
+            .filter(|c| c.short && now.saturating_duration_since(c.at) <= WINDOW);
+        let (mut elsewhere, mut to) = (0, 0);
+        for c in recent {
+            match c.place {
+                Place::Elsewhere => elsewhere += 1,
+                Place::To { .. } => to += 1,
+                Place::Unknown => {}
+            }
+        }
+        elsewhere > 0 && to == 0
     }
 
     /// Forgets what is older than [`WINDOW`].
@@ -674,6 +703,42 @@ mod tests {
         let c = tracker.connections(t0 + 2 * LOOK_TEST_GAP);
         assert!(c["checkout"].ports.is_empty());
         assert_eq!(c["checkout"].unplaced_short_lived_1m, 1);
+    }
+
+    #[test]
+    fn a_servers_accepted_sockets_stop_asking_for_dumps_once_placed_elsewhere() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut tracker = OutgoingTracker::new();
+        let t0 = Instant::now();
+        let at = |k: u32| t0 + LOOK_TEST_GAP * k;
+        procfs(root.path(), &[(20, &[]), (30, &[1])]);
+        tracker.observe(root.path(), &census(&[]), &targets(), t0, 0);
+        let connected = |open: &[u64]| -> Vec<SocketEntry> {
+            census(open)
+                .into_iter()
+                .filter(|e| e.state == SocketState::Established)
+                .collect()
+        };
+        let mut look = |k: u32, checkout: &[u64], stock: &[u64], dumped: &[u64]| {
+            procfs(root.path(), &[(20, checkout), (30, stock)]);
+            let mut asked = false;
+            let outcome = tracker.look(root.path(), &targets(), at(k), 0, |out| {
+                asked = true;
+                out.extend(connected(dumped));
+                true
+            });
+            (outcome.new_sockets, asked)
+        };
+        // stock's accepted side of a connection of checkout's that closed before the look.
+        assert_eq!(look(1, &[], &[1, 2201], &[1201]), (1, true));
+        assert_eq!(look(2, &[], &[1], &[]), (0, false));
+        // Its short-lived sockets all went elsewhere: a new one is no reason for a dump.
+        assert_eq!(look(3, &[], &[1, 2202], &[1202]), (1, false));
+        // checkout's new socket is.
+        assert_eq!(look(4, &[1203], &[1], &[1203]), (1, true));
+        let c = tracker.connections(at(4));
+        assert_eq!(c["stock"].elsewhere_short_lived_1m, 1);
+        assert_eq!(port(&c, "checkout", 9090).held, 1);
     }
 
     const LOOK_TEST_GAP: Duration = Duration::from_millis(50);
