@@ -364,6 +364,10 @@ pub struct HintFacts {
     pub top_stack: Option<String>,
     /// The incident's leading pattern id.
     pub pattern_id: Option<String>,
+    /// What of the callee culprit went away, in one sentence ("nothing has listened on :8082
+    /// since 10:11:47 UTC; its process stock has been gone since 10:11:47 UTC"): evidence of
+    /// a rule that blames a callee (not a placeholder).
+    pub gone: Option<String>,
     /// The agent's own API base URL (`http://127.0.0.1:7070`).
     pub api: Option<String>,
     /// Each service's first listening port, for a check about a service other than the
@@ -690,6 +694,9 @@ impl HintRules {
             }
             if let (Some(_), Some(role)) = (&r.culprit_role, subject.culprit_role) {
                 evidence.push(format!("the culprit is the {}", role_name(role)));
+                if let (CulpritRole::Callee, Some(gone)) = (role, &subject.facts.gone) {
+                    evidence.push(gone.clone());
+                }
                 if support.pattern {
                     support.weight += ROLE_WEIGHT;
                 }

@@ -407,3 +407,51 @@ async fn goroutine_metrics_feed_the_task_counters_and_the_rest_is_counted() {
     assert_eq!(harness.receivers.stats().metric_points_dropped, 1);
     harness.stop().await;
 }
+
+/// A metric whose data cannot be read gets 400 and is counted, as a bad span does; it was
+/// accepted (200) with the metric kept without data. The message says where the value sits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_json_metrics_with_unreadable_data_are_refused_and_counted() {
+    let harness = Harness::default().await;
+    let metrics = |value: &str| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"user-svc"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"go.goroutine.count","gauge":{{"dataPoints":[{{"asInt":{value}}}]}}}}]}}]}}]}}"#
+        )
+        .into_bytes()
+    };
+    let before = harness.receivers.stats().requests_invalid;
+    let reply = post(
+        &harness,
+        "/v1/metrics",
+        "application/json",
+        None,
+        metrics(r#""4242 goroutines""#),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", status_message(&reply));
+    let message = status_message(&reply);
+    assert!(
+        message.contains("metrics[0].gauge.dataPoints[0].asInt"),
+        "{message}"
+    );
+    assert_eq!(harness.receivers.stats().requests_invalid, before + 1);
+    assert!(harness.tasks.0.lock().is_empty());
+
+    let reply = post(
+        &harness,
+        "/v1/metrics",
+        "application/json",
+        None,
+        metrics(r#""4242""#),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", status_message(&reply));
+    let samples = harness.tasks.0.lock().clone();
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.metric == TaskMetric::Goroutines && s.value == 4242.0),
+        "{samples:?}"
+    );
+    harness.stop().await;
+}

@@ -94,6 +94,10 @@ FAULTS = {
     "dns": dict(where="caller", errors=True, counter="request rate", hint="dns-failure", text=["no such host"]),
     "listen-overflow": dict(where="callee", errors=True, counter="listen", hint="listen-overflow",
                             text=["deadline exceeded", "Timeout exceeded", "i/o timeout"]),
+    # The callee is killed (kill -9, as the OOM killer does) and stays down until healed, when
+    # it is started again on the same port: its callers' dials are refused meanwhile.
+    "crash": dict(where="callee", errors=True, counter=None, hint="connection-refused",
+                  text=["connection refused"]),
 }
 
 EDGE_NAMES = ["gateway", "edge", "api", "frontend", "bff", "storefront"]
@@ -706,6 +710,11 @@ class Run:
         return events
 
     def inject(self, fault: str, svc: Service) -> int:
+        if fault == "crash":
+            proc = self.service_procs[svc.name]
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+            return now_ms()
         status, body = http_json(f"http://127.0.0.1:{svc.admin_port}/fault?kind={fault}", method="POST")
         if status != 200:
             raise LabError(f"injecting {fault} into {svc.name}: HTTP {status} {body}")

@@ -369,9 +369,13 @@ fn answers(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -
 }
 
 /// Whether the count of `a` has held its level over the last [`TURNOVER_HOLD_MS`], as
-/// [`turns_over`] reads a level held: its points within a band of a socket count's noise at
+/// [`turns_over`] reads a level held — its points within a band of a socket count's noise at
 /// that level, with no rising trend (a leak of a socket every few seconds climbs within the
-/// band but in a trend).
+/// band but in a trend) — or fell by more than that band, with no rising trend: sockets that
+/// leave as their requests are answered. Seen on the Go lab: a callee answering 20 s late,
+/// its traffic stopped, drained its CLOSE-WAIT 366 → 0 in 20 s as its last requests were
+/// answered; read on the hold alone, the draining count fell back on its climb past
+/// [`TURNOVER_SETTLE_MS`] and the leak led again.
 fn holds(a: &CounterAnomaly, history: &CounterHistory) -> bool {
     let Some(series) = history.get(&a.key) else {
         return false;
@@ -399,7 +403,9 @@ fn holds(a: &CounterAnomaly, history: &CounterHistory) -> bool {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
             (l.min(v), h.max(v))
         });
-    high - low <= band && mann_kendall_z(tail.iter().copied()) < RAMP_Z
+    let drains =
+        matches!((tail.first(), tail.last()), (Some(&first), Some(&last)) if last + band < first);
+    (high - low <= band || drains) && mann_kendall_z(tail.iter().copied()) < RAMP_Z
 }
 
 /// Where the climb that reached `changed` began: the first of the points before it that

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::anomaly::{clock, leak, CounterAnomaly};
 use crate::hints::{CulpritRole, Hint, HintFacts, HintRules, HintSubject};
+use crate::history::CounterHistory;
 use crate::text::shorten;
 
 /// The incident of one group, with how its title was built and its members.
@@ -239,6 +240,9 @@ pub(super) fn build(
         goroutine_url: facts.and_then(|f| f.goroutine_url.clone()),
         top_stack: facts.and_then(|f| f.top_stack.clone()),
         pattern_id: patterns.first().map(|p| p.id.clone()),
+        gone: facts
+            .filter(|_| culprit.role == Some(CulpritRole::Callee))
+            .and_then(|f| gone(f, onset, input.history)),
         api: input.api.map(str::to_owned),
         service_ports: input
             .services
@@ -259,6 +263,7 @@ pub(super) fn build(
     let mut accumulating = Vec::with_capacity(hinted.len());
     let mut readings = Vec::with_capacity(hinted.len());
     let mut caveats = Vec::with_capacity(hinted.len());
+    let mut in_progress = Vec::new();
     for a in &hinted {
         let facts = holder_facts(a, &anomalies, input.services);
         let reading = leak::holder_reading(
@@ -275,6 +280,25 @@ pub(super) fn build(
             .and_then(|f| Unanswered::of(&f.service, reading.answers));
         readings.push(waiting.as_ref().map(|w| w.evidence(now)));
         caveats.push(waiting.map(|w| (a.key.clone(), w.caveat())));
+        if let Some(f) = facts.as_ref().filter(|_| {
+            reading.answers == leak::Answers::Answered
+                && reading.accumulation == leak::Accumulation::TurnsOver
+        }) {
+            in_progress.push((a.key.clone(), in_progress_words(&f.service)));
+        }
+    }
+    // A CLOSE-WAIT whose holder answers again, late, is what its callers gave up on, still in
+    // progress: said beside its change in the incident's list, where it may well be the top
+    // counter of its callers' timeouts. Seen on the Go lab: a callee answering 20 s late led
+    // its timeouts with "CLOSE-WAIT :55655 rose 0 → 367 in 23 s" and nothing said it was no
+    // leak once the leak's hint had gone.
+    for c in &mut listed {
+        if let Some((_, words)) = in_progress.iter().find(|(key, _)| key == &c.anomaly.key) {
+            if !c.anomaly.evidence.contains(words.as_str()) {
+                c.anomaly.evidence.push_str("; ");
+                c.anomaly.evidence.push_str(words);
+            }
+        }
     }
     let matched = rules.matches_for(&HintSubject {
         patterns: &texts,
@@ -761,6 +785,75 @@ struct HolderFacts {
 /// descriptors when one of `anomalies` is its open fds at [`leak::LIMIT_SHARE`] of their limit
 /// with `a` at least half that limit. `None` for any other series, or sockets no single known
 /// service holds.
+/// Points in a row a listener or a process must be missing to be gone: one missing sample
+/// is a slow read, not a stop.
+const GONE_POINTS: usize = 2;
+
+/// What of a callee went away around its incident, in one sentence: its listening ports
+/// nobody listened on, its watched processes that were not there (killed, crashed, being
+/// restarted). Read from the counter history, where a listener's accept queue and a
+/// process's fds are missing while the node's sockets were counted. Seen on the Go lab's
+/// crash (the callee killed): the refused calls' hint said only `Tcp AttemptFails` rose,
+/// while the agent had counted the listener and the process gone from that second on.
+fn gone(f: &ServiceFacts, onset: i64, history: &CounterHistory) -> Option<String> {
+    // The node's sockets were counted at a point: a missing listener there is missing.
+    let counted = history.get(&SeriesKey::NodeState {
+        state: SocketState::Established,
+    })?;
+    let from = history.point_at(onset - GONE_LEAD_MS).unwrap_or(0).max(1);
+    let gap = |key: &SeriesKey| -> Option<(i64, Option<i64>)> {
+        let points = &history.get(key)?.points;
+        let start = (from..points.len()).find(|&k| {
+            points[k - 1].is_some()
+                && points[k..].iter().take(GONE_POINTS).count() == GONE_POINTS
+                && points[k..]
+                    .iter()
+                    .take(GONE_POINTS)
+                    .enumerate()
+                    .all(|(i, p)| {
+                        p.is_none() && counted.points.get(k + i).copied().flatten().is_some()
+                    })
+        })?;
+        let back = (start..points.len()).find(|&k| points[k].is_some());
+        Some((history.time(start), back.map(|k| history.time(k))))
+    };
+    let when = |(since, back): (i64, Option<i64>)| match back {
+        Some(back) => format!(
+            "from {} to {}",
+            clock(since).trim_end_matches(" UTC"),
+            clock(back)
+        ),
+        None => format!("since {}", clock(since)),
+    };
+    let mut said: Vec<String> = Vec::new();
+    for &port in &f.listen_ports {
+        if let Some(g) = gap(&SeriesKey::ListenQueue { port }) {
+            said.push(match g.1 {
+                Some(_) => format!("nothing listened on :{port} {}", when(g)),
+                None => format!("nothing has listened on :{port} {}", when(g)),
+            });
+        }
+    }
+    for name in &f.processes {
+        let key = SeriesKey::Process {
+            name: name.clone(),
+            metric: ProcessMetric::OpenFds,
+        };
+        if let Some(g) = gap(&key) {
+            said.push(match g.1 {
+                Some(_) => format!("its process {name} was gone {}", when(g)),
+                None => format!("its process {name} has been gone {}", when(g)),
+            });
+        }
+    }
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
+/// How long before an incident's onset a listener or process that went away is still its
+/// (a callee killed fails its callers' next calls at once; a stop begun earlier is another
+/// story).
+const GONE_LEAD_MS: i64 = 10_000;
+
 fn holder_facts(
     a: &CounterAnomaly,
     anomalies: &[CounterAnomaly],
@@ -799,6 +892,15 @@ fn holder_facts(
         requests,
         out_of_fds,
     })
+}
+
+/// What a CLOSE-WAIT count is whose holder (`service`) answers the requests begun since its
+/// change again, late, while it holds its level ([`leak::Answers::Answered`], turning over).
+fn in_progress_words(service: &str) -> String {
+    format!(
+        "{service} answers the requests begun since then, late: these are requests its \
+         callers gave up on, still in progress, not a leak"
+    )
 }
 
 /// A CLOSE-WAIT count whose holder has answered none of the requests begun since it began to

@@ -393,6 +393,59 @@ fn signals_a_minute_apart_or_unrelated_are_separate_incidents() {
     assert_eq!(incidents.len(), 3, "{incidents:#?}");
 }
 
+/// Seen on the Go lab's crash: `CLOSE-WAIT (all ports) rose 2.5 → 40 in 59 s`, dated at a
+/// redeploy 49 s before the callee was killed, was listed as the refused calls' evidence. A
+/// node-wide change begun well before an incident moved with something else: node activity.
+/// One dated a census before the incident's first signal, or after it, is still listed.
+#[test]
+fn a_node_wide_change_begun_long_before_an_incident_is_node_activity_not_its_evidence() {
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let node = |state: SocketState| SeriesKey::NodeState { state };
+    let earlier = anomaly(node(SocketState::CloseWait), T0 - 49_000);
+    let just_before = anomaly(node(SocketState::FinWait2), T0 - 3_000);
+    let after = anomaly(
+        SeriesKey::ProtocolRate {
+            key: "Tcp AttemptFails".into(),
+        },
+        T0 + 1_000,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[refused],
+        vec![earlier, just_before, after],
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let listed: Vec<&SeriesKey> = incidents[0]
+        .counters
+        .iter()
+        .map(|c| &c.anomaly.key)
+        .collect();
+    assert!(
+        !listed.contains(&&node(SocketState::CloseWait)),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&&node(SocketState::FinWait2)), "{listed:?}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let activity: Vec<&SeriesKey> = tracker
+        .node_signals()
+        .iter()
+        .map(|n| &n.anomaly.key)
+        .collect();
+    assert_eq!(activity, vec![&node(SocketState::CloseWait)]);
+}
+
 #[test]
 fn a_close_wait_leak_with_no_error_line_is_an_incident_of_the_listener_with_its_hint() {
     let mut tracker = IncidentTracker::new();
@@ -585,6 +638,82 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
+}
+
+/// The Go lab's crash: the callee killed, its callers' dials refused. The agent counted its
+/// listener and its process gone from that second; the hint said only that `Tcp
+/// AttemptFails` rose. It now says what went away, and once it is back, from when to when.
+#[test]
+fn a_killed_callees_refused_calls_say_its_listener_and_process_are_gone() {
+    let refused = blamed(
+        pattern(
+            "p-refused",
+            "Get \"<url>\": dial tcp <ip:port>: connect: connection refused",
+            &["orders"],
+            T0,
+            &["t1"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let mut services = chain();
+    services[2].processes = vec!["stock".into()];
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let fds = SeriesKey::Process {
+        name: "stock".into(),
+        metric: ProcessMetric::OpenFds,
+    };
+    let counted = SeriesKey::NodeState {
+        state: SocketState::Established,
+    };
+    // 60 points from T0 − 30 s: killed at T0 (point 30), started again at point 50.
+    let start = T0 - 30_000;
+    let up = |k: usize| (!(30..50).contains(&k)).then_some(0.0);
+    let series = |len: usize| {
+        history(
+            start,
+            vec![
+                (&queue, (0..len).map(up).collect()),
+                (&fds, (0..len).map(|k| up(k).map(|_| 14.0)).collect()),
+                (&counted, vec![Some(20.0); len]),
+            ],
+        )
+    };
+    let rules = HintRules::builtin().unwrap();
+    let evidence = |now: i64, len: usize| {
+        let mut tracker = IncidentTracker::new();
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            std::slice::from_ref(&refused),
+            report(vec![]),
+            &series(len),
+            &services,
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let hint = incidents[0].hints[0].clone();
+        assert_eq!(hint.rule_id, "connection-refused");
+        hint.evidence
+    };
+    let down = evidence(T0 + 10_000, 41);
+    assert!(
+        down.contains(
+            &"nothing has listened on :8082 since 20:30:00 UTC; its process stock has been gone \
+              since 20:30:00 UTC"
+                .to_owned()
+        ),
+        "{down:#?}"
+    );
+    let back = evidence(T0 + 29_000, 60);
+    assert!(
+        back.contains(
+            &"nothing listened on :8082 from 20:30:00 to 20:30:20 UTC; its process stock was \
+              gone from 20:30:00 to 20:30:20 UTC"
+                .to_owned()
+        ),
+        "{back:#?}"
+    );
 }
 
 #[test]
@@ -5791,6 +5920,8 @@ struct StalledReading {
     evidence: Vec<String>,
     /// The incident's title.
     title: String,
+    /// The evidence of the callee's CLOSE-WAIT in its counters, when it lists it.
+    close_wait: Option<String>,
 }
 
 /// [`StalledCallee`] replayed second by second through the real detector (default windows, the
@@ -5993,6 +6124,11 @@ fn replay_stalled_callee(c: &StalledCallee<'_>) -> Vec<StalledReading> {
                 .map(|h| h.evidence.clone())
                 .unwrap_or_default(),
             title: inc.title.clone(),
+            close_wait: inc
+                .counters
+                .iter()
+                .find(|c| c.anomaly.key == close_wait)
+                .map(|c| c.anomaly.evidence.clone()),
         });
     }
     assert!(
@@ -6000,6 +6136,17 @@ fn replay_stalled_callee(c: &StalledCallee<'_>) -> Vec<StalledReading> {
         "the CLOSE-WAIT is listed, or this would test nothing: {seen:#?}"
     );
     seen
+}
+
+/// Whether the counters list `service`'s CLOSE-WAIT as requests in progress: it answers those
+/// begun since the count's change again, late, and the count holds its level.
+fn in_progress(r: &StalledReading, service: &str) -> bool {
+    r.close_wait.as_deref().is_some_and(|e| {
+        e.ends_with(&format!(
+            "; {service} answers the requests begun since then, late: these are requests its \
+             callers gave up on, still in progress, not a leak"
+        ))
+    })
 }
 
 /// The Go lab's slow callee answering 16 s late (`testdata/go-lab-slow-16s.json`, recorded
@@ -6105,6 +6252,10 @@ fn a_hung_callee_reads_as_its_leak_and_says_it_may_still_be_a_slow_callee() {
             r.secs
         );
     }
+    assert!(
+        !seen.iter().any(|r| in_progress(r, "billing-svc")),
+        "{seen:#?}"
+    );
 }
 
 /// The Go lab's callee answering 20 s late (`testdata/go-lab-slow-20s.json`, recorded counters):
@@ -6115,7 +6266,9 @@ fn a_hung_callee_reads_as_its_leak_and_says_it_may_still_be_a_slow_callee() {
 /// past 10 s of climbing it reads as a leak (the lab run: close-wait-leak first 18.5–26.8 s).
 /// While it does, the leak's hint names both readings and what decides, and its title says it
 /// may still be a slow callee (before: "the peer closed and this side never did" alone). Once
-/// its answers come, its callers' timeouts lead and the leak is no longer hinted.
+/// its answers come, its callers' timeouts lead, the leak is no longer hinted, and its
+/// CLOSE-WAIT says it is requests in progress (before: its count alone, under "Calls time out:
+/// the callee is slow or hangs").
 #[test]
 fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_slow() {
     let seen = replay_stalled_callee(&StalledCallee {
@@ -6143,7 +6296,14 @@ fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_s
             r.secs
         );
     }
-    // Once it answers half its usual rate, its callers' timeouts lead.
+    // Once it answers half its usual rate, its callers' timeouts lead — also while its
+    // CLOSE-WAIT drains once the traffic stopped (as after a heal: the last requests are
+    // answered, no new ones held). Before, the draining count read as one that had climbed on
+    // past its settling time, and the leak led again (the lab run: from 51.9 s).
+    let recorded =
+        crate::testing::Recorded::parse(include_str!("../../testdata/go-lab-slow-20s.json"));
+    let stopped =
+        (recorded.index("traffic_stopped_point") - recorded.index("injected_point")) as i64;
     for r in seen.iter().filter(|r| r.secs >= 28) {
         assert_eq!(
             r.hints.first().map(String::as_str),
@@ -6156,14 +6316,21 @@ fn a_callee_answering_20_s_late_reads_as_hung_or_slow_until_it_answers_then_as_s
             "{} s after the injection: {seen:#?}",
             r.secs
         );
+        // Its count is its callers' abandoned requests still in progress, and says so.
+        assert!(
+            r.secs > stopped || in_progress(r, "billing-svc"),
+            "{} s after the injection: {r:#?}",
+            r.secs
+        );
     }
 }
 
 /// The Go lab's callees answering 9 s and 13 s late (`testdata/go-lab-slow-9s.json`,
 /// `go-lab-slow-13s.json`, past their callers' 1.7 s timeout): their CLOSE-WAIT held its
 /// level within 10 s of its change (146, 226), as requests in progress do, and their callers'
-/// timeouts lead at every second; the leak is never first. (So it was before the reading of
-/// a callee that answered nothing: these guard it.)
+/// timeouts lead at every second; the leak is never first (so it was before: a guard). Once
+/// the callee answers the requests begun since, late, its CLOSE-WAIT says it is those
+/// requests in progress (before, the count alone).
 #[test]
 fn callees_answering_9_and_13_s_late_are_read_as_slow_throughout() {
     for (json, ports, late) in [
@@ -6196,6 +6363,14 @@ fn callees_answering_9_and_13_s_late_are_read_as_slow_throughout() {
                 "{late} s late, {} s after the injection: {seen:#?}",
                 r.secs
             );
+            // Its answers to the requests begun since its change came by then.
+            if r.secs >= late as i64 + 10 {
+                assert!(
+                    in_progress(r, "billing-svc"),
+                    "{late} s late, {} s after the injection: {r:#?}",
+                    r.secs
+                );
+            }
         }
     }
 }

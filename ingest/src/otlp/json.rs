@@ -9,7 +9,9 @@
 //! Traces and logs, the signals an agent receives all the time, are read in one pass into
 //! typed structs ([`super::json_typed`]). Metrics, which the agent only counts, are parsed
 //! into a JSON tree (serde_json caps nesting at 128), normalised, and then typed; the tree
-//! path is also the reference the typed one is tested against.
+//! path is also the reference the typed one is tested against. The proto's serde reads a
+//! metric's data and a point's value as flattened `Option`s, which turn any error inside
+//! them into "absent": those are read once more on their own ([`check_metric_values`]).
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -39,7 +41,10 @@ impl JsonRequest for ExportLogsServiceRequest {
 
 impl JsonRequest for ExportMetricsServiceRequest {
     fn from_json(body: &[u8]) -> Result<Self, OtlpError> {
-        decode_tree(body)
+        let tree = parse_tree(body)?;
+        let request = typed_from_tree(&tree)?;
+        check_metric_values(&tree)?;
+        Ok(request)
     }
 }
 
@@ -359,6 +364,11 @@ fn normalise(tree: &mut Tree) {
 /// as the protobuf JSON mapping's parsers do (Go's `protojson`: "duplicate field"; the
 /// conformance suite's `FieldNameDuplicate*` cases), and ignores unknown fields.
 pub(crate) fn decode_tree<T: DeserializeOwned>(body: &[u8]) -> Result<T, OtlpError> {
+    typed_from_tree(&parse_tree(body)?)
+}
+
+/// Parses `body` into a normalised tree: a JSON object, or a `BadRequest`.
+fn parse_tree(body: &[u8]) -> Result<Tree, OtlpError> {
     let mut tree: Tree = serde_json::from_slice(body)
         .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
     if !matches!(tree, Tree::Object(_)) {
@@ -367,14 +377,143 @@ pub(crate) fn decode_tree<T: DeserializeOwned>(body: &[u8]) -> Result<T, OtlpErr
         ));
     }
     normalise(&mut tree);
-    let normalised = serde_json::to_vec(&tree)
+    Ok(tree)
+}
+
+/// Reads a normalised tree with the proto's serde.
+fn typed_from_tree<T: DeserializeOwned>(tree: &Tree) -> Result<T, OtlpError> {
+    let normalised = serde_json::to_vec(tree)
         .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
-    serde_json::from_slice(&normalised).map_err(|e| {
-        // The position is in the normalised text, not in the body the client sent.
-        let message = e.to_string();
-        let position = format!(" at line {} column {}", e.line(), e.column());
-        let message = message.strip_suffix(&position).unwrap_or(&message);
-        OtlpError::BadRequest(format!("invalid OTLP/JSON: {message}"))
+    serde_json::from_slice(&normalised)
+        .map_err(|e| OtlpError::BadRequest(format!("invalid OTLP/JSON: {}", without_position(&e))))
+}
+
+/// serde_json's message without its position, which is in the normalised text, not in the
+/// body the client sent.
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    message
+        .strip_suffix(&position)
+        .unwrap_or(&message)
+        .to_owned()
+}
+
+/// The metric's data fields: one of them is the metric's `data` oneof.
+const METRIC_DATA: [&str; 5] = [
+    "gauge",
+    "sum",
+    "histogram",
+    "exponentialHistogram",
+    "summary",
+];
+
+/// The value fields of a number data point's and of an exemplar's `value` oneof.
+const POINT_VALUE: [&str; 2] = ["asDouble", "asInt"];
+
+/// Refuses a metrics request whose data the proto's serde read as absent because it could
+/// not read it. The proto reads each oneof (a metric's `data`, a number point's and an
+/// exemplar's `value`) through `#[serde(flatten)] Option<_>`, and serde turns any error
+/// under a flattened `Option` into `None`: a gauge whose point says `"asDouble": "abc"`, or
+/// a sum with an unknown temporality name, was accepted (200) as a metric without data,
+/// where the same mistake in a span or a log record is refused with 400. Each oneof field
+/// present (and not `null`, which the JSON mapping reads as absent) is read once more on
+/// its own, where its error surfaces; the message names where it sits in the request.
+fn check_metric_values(tree: &Tree) -> Result<(), OtlpError> {
+    use opentelemetry_proto::tonic::metrics::v1::{exemplar, metric, number_data_point};
+
+    for (r, resource) in items(tree, "resourceMetrics") {
+        for (s, scope) in items(resource, "scopeMetrics") {
+            for (m, metric) in items(scope, "metrics") {
+                let at = format!("resourceMetrics[{r}].scopeMetrics[{s}].metrics[{m}]");
+                for (kind, data) in oneof_fields(metric, &METRIC_DATA) {
+                    read_oneof::<metric::Data>(kind, data, &at)?;
+                    for (p, point) in items(data, "dataPoints") {
+                        let at = format!("{at}.{kind}.dataPoints[{p}]");
+                        if matches!(kind, "gauge" | "sum") {
+                            for (field, value) in oneof_fields(point, &POINT_VALUE) {
+                                read_oneof::<number_data_point::Value>(field, value, &at)?;
+                            }
+                        }
+                        for (e, exemplar) in items(point, "exemplars") {
+                            let at = format!("{at}.exemplars[{e}]");
+                            for (field, value) in oneof_fields(exemplar, &POINT_VALUE) {
+                                read_oneof::<exemplar::Value>(field, value, &at)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The items of the array `object[key]`, numbered; none when it is absent or not an array
+/// (the typed read has refused a field of the wrong type already).
+fn items<'a>(object: &'a Tree, key: &'a str) -> impl Iterator<Item = (usize, &'a Tree)> {
+    let members = match object {
+        Tree::Object(members) => members.as_slice(),
+        _ => &[],
+    };
+    members
+        .iter()
+        .filter(move |(k, _)| k == key)
+        .flat_map(|(_, v)| match v {
+            Tree::Array(items) => items.as_slice(),
+            _ => &[],
+        })
+        .enumerate()
+}
+
+/// The members of `object` named in `names` whose value is not `null`.
+fn oneof_fields<'a>(
+    object: &'a Tree,
+    names: &'a [&'a str],
+) -> impl Iterator<Item = (&'a str, &'a Tree)> {
+    let members = match object {
+        Tree::Object(members) => members.as_slice(),
+        _ => &[],
+    };
+    members
+        .iter()
+        .filter(|(k, v)| names.contains(&k.as_str()) && !matches!(v, Tree::Null))
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+/// Reads `{field: value}` as the oneof `T`, saying where it sits when it cannot. A value
+/// holding one of the JSON mapping's names of a non-finite double (`"NaN"`, `"Infinity"`,
+/// `"-Infinity"`), which the proto's serde cannot read, is let through: the mapping allows
+/// them, so they must not cost the request; the metric is kept without data, as before.
+fn read_oneof<T: DeserializeOwned>(field: &str, value: &Tree, at: &str) -> Result<(), OtlpError> {
+    fn non_finite(tree: &Tree) -> bool {
+        match tree {
+            Tree::String(s) => matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity"),
+            Tree::Array(items) => items.iter().any(non_finite),
+            Tree::Object(members) => members.iter().any(|(_, v)| non_finite(v)),
+            Tree::Null | Tree::Bool(_) | Tree::Number(_) => false,
+        }
+    }
+    /// `{field: value}`, written without copying the value.
+    struct One<'a>(&'a str, &'a Tree);
+    impl serde::Serialize for One<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(Some(1))?;
+            map.serialize_entry(self.0, self.1)?;
+            map.end()
+        }
+    }
+    if non_finite(value) {
+        return Ok(());
+    }
+    let text = serde_json::to_vec(&One(field, value))
+        .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
+    serde_json::from_slice::<T>(&text).map(drop).map_err(|e| {
+        OtlpError::BadRequest(format!(
+            "invalid OTLP/JSON: {at}.{field}: {}",
+            without_position(&e)
+        ))
     })
 }
 
@@ -503,6 +642,86 @@ mod tests {
             br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"x":1,"x":2,"y_z":1,"yZ":2}]}]}]}"#;
         same_answer::<ExportLogsServiceRequest>(unknown).unwrap();
         assert!(ExportLogsServiceRequest::from_json(unknown).is_ok());
+    }
+
+    /// A metric's data, a number point's value and an exemplar's value that cannot be read
+    /// are refused with a message saying where, as a span's or a log record's would be. The
+    /// proto's serde reads these oneofs as `#[serde(flatten)] Option<_>`, which turned every
+    /// error inside them into "no data": the request was accepted (200) with the metric kept
+    /// empty.
+    #[test]
+    fn metric_data_that_cannot_be_read_is_refused_with_where_it_sits() {
+        let metric = |inner: &str| {
+            format!(
+                r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"ok","gauge":{{"dataPoints":[{{"asInt":"1"}}]}}}},{{"name":"m",{inner}}}]}}]}}]}}"#
+            )
+        };
+        let refused = [
+            (
+                r#""gauge":{"dataPoints":[{"asDouble":"abc"}]}"#,
+                "metrics[1].gauge.dataPoints[0].asDouble",
+            ),
+            (
+                r#""sum":{"dataPoints":[{"asInt":"12x"}],"isMonotonic":true}"#,
+                "metrics[1].sum.dataPoints[0].asInt",
+            ),
+            (
+                r#""sum":{"aggregationTemporality":"SOMETIMES","dataPoints":[]}"#,
+                "metrics[1].sum",
+            ),
+            (
+                r#""histogram":{"dataPoints":[{"count":"many"}]}"#,
+                "metrics[1].histogram",
+            ),
+            (
+                r#""summary":{"dataPoints":[{"quantileValues":7}]}"#,
+                "metrics[1].summary",
+            ),
+            (
+                r#""exponential_histogram":{"dataPoints":[{"scale":"x"}]}"#,
+                "metrics[1].exponentialHistogram",
+            ),
+            (
+                r#""gauge":{"dataPoints":[{"asDouble":1.5,"exemplars":[{"asInt":true}]}]}"#,
+                "metrics[1].gauge.dataPoints[0].exemplars[0].asInt",
+            ),
+            (
+                r#""histogram":{"dataPoints":[{"exemplars":[{"asDouble":{}}]}]}"#,
+                "metrics[1].histogram.dataPoints[0].exemplars[0].asDouble",
+            ),
+            (
+                r#""gauge":{"dataPoints":[{"asInt":"1","attributes":[{"key":"k","value":{"intValue":"zz"}}]}]}"#,
+                "metrics[1].gauge",
+            ),
+        ];
+        for (inner, at) in refused {
+            let body = metric(inner);
+            match ExportMetricsServiceRequest::from_json(body.as_bytes()) {
+                Err(OtlpError::BadRequest(m)) => assert!(
+                    m.starts_with("invalid OTLP/JSON: resourceMetrics[0].scopeMetrics[0].")
+                        && m.contains(&format!("{at}: ")),
+                    "{inner}: {m}"
+                ),
+                other => panic!("{inner}: accepted or wrong error: {other:?}"),
+            }
+        }
+        // What is well formed is read as before: names, integers as strings, `null` for an
+        // absent oneof, unknown fields beside the data.
+        for inner in [
+            r#""gauge":{"dataPoints":[{"asDouble":"NaN"},{"asInt":7},{"asDouble":-0.5}]}"#,
+            r#""sum":{"aggregation_temporality":"AGGREGATION_TEMPORALITY_DELTA","dataPoints":[{"asInt":"-3","exemplars":[{"asDouble":2}]}]}"#,
+            r#""histogram":{"dataPoints":[{"count":"3","bucketCounts":["1","2"],"explicitBounds":[0.5]}]}"#,
+            r#""gauge":null,"summary":{"dataPoints":[{"quantileValues":[{"quantile":0.5,"value":1}]}]}"#,
+            r#""unit":"s","futureField":{"gauge":"x"}"#,
+        ] {
+            let body = metric(inner);
+            let request = ExportMetricsServiceRequest::from_json(body.as_bytes())
+                .unwrap_or_else(|e| panic!("{inner}: {e}"));
+            assert_eq!(
+                request.resource_metrics[0].scope_metrics[0].metrics.len(),
+                2
+            );
+        }
     }
 
     /// An `AnyValue` naming two kinds of value is read as the last in the body by both paths

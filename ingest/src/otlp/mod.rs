@@ -28,7 +28,9 @@
 //! request is applied. A slow sender holds only the bytes it sent, never a request slot, so
 //! it costs the fast ones nothing. Malformed, oversized and over-limit requests get the
 //! non-retryable error (HTTP 400/413/415, gRPC INVALID_ARGUMENT) with a message naming what
-//! was wrong, and are counted in [`OtlpStats::requests_invalid`].
+//! was wrong, and are counted in [`OtlpStats::requests_invalid`]. In OTLP/JSON metrics, a
+//! metric's data or a point's value that cannot be read is malformed too (HTTP 400, the
+//! message names where it sits), not a metric without data.
 
 mod auth;
 mod budget;

@@ -6,7 +6,7 @@
 //! A file system mounted over a watched directory is an event too (see [`Mounts`]).
 //!
 //! Why `inotify` directly and not `notify`: the same read loop (entry events within 5 ms,
-//! writes batched 100 ms apart) woken by notify's `RecommendedWatcher` — one callback per
+//! writes batched 100 ms apart then) woken by notify's `RecommendedWatcher` — one callback per
 //! event on notify's own thread — cost 2.4–2.9x the CPU of these two descriptors, for the
 //! same reads and the same delays (`scripts/bench/tail_watch_ab/ab.sh`, both side by side on
 //! the same three files, 60 s × 3, release, 2 vCPU EPYC VM at load 25–46): at 1,000 lines/s
@@ -97,14 +97,19 @@ const ENTRY_COALESCE: Duration = Duration::from_millis(5);
 
 /// Shortest time between two reads while writes keep coming: under a steady stream of
 /// writes (one event per write) the files are read in batches of this much, not once per
-/// write. The soak's 1,000 lines/s are then about ten reads a second; a line waits at most
-/// this long. A change of a directory entry cuts the gap short, and a file with a blank head
-/// (empty when last read) has none: a file created by a rotation is found, and its first
-/// lines read, within [`ENTRY_COALESCE`] of its events, so that a copytruncate soon after
-/// is told from new writes. With the gap applied to those too, a file created, filled and
-/// copytruncated within 100 ms was not seen (or seen empty) before its truncation, and its
-/// lines, in the copy, were lost (`tail_live`'s rotation test, 1 run in 2 at load 10-25).
-const READ_GAP: Duration = Duration::from_millis(100);
+/// write. The soak's 1,000 lines/s are then four reads a second; a line waits at most this
+/// long (the first write after a quiet period only [`EVENT_COALESCE`]). Each read is a
+/// cycle of fixed costs (every file's head and size checked, a blocking-pool round trip, a
+/// batch through the record pipeline): at 100 ms, the tailer's work besides reading lines
+/// was 4.4 % of the agent's profile samples in the 1,000 lines/s + 1,000 spans/s soak; see
+/// BENCHMARKS.md for what 250 took off. A change of a directory entry cuts the gap short,
+/// and a file with a blank head (empty when last read) has none: a file created by a
+/// rotation is found, and its first lines read, within [`ENTRY_COALESCE`] of its events, so
+/// that a copytruncate soon after is told from new writes. With the gap applied to those
+/// too, a file created, filled and copytruncated within 100 ms was not seen (or seen empty)
+/// before its truncation, and its lines, in the copy, were lost (`tail_live`'s rotation
+/// test, 1 run in 2 at load 10-25).
+const READ_GAP: Duration = Duration::from_millis(250);
 
 /// How long an idle tailer sleeps when every directory it reads is watched and nothing waits
 /// for a time: a safety look for writes inotify does not report (a file on NFS written by
