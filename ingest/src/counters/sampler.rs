@@ -287,6 +287,8 @@ struct SocketCounter {
     /// The process targets' ids as the latest census was asked with them (for the looks).
     targets: Vec<(String, Vec<u32>)>,
     looks: Looks,
+    /// The agent's own listening ports at the latest resolution of the ports' owners.
+    own_ports: std::collections::BTreeSet<u16>,
     newest: Option<Arc<Counted>>,
     /// When the last confirming census was taken.
     confirmed_at: Option<Instant>,
@@ -342,11 +344,20 @@ struct Looks {
 impl Looks {
     /// After a census at `now` with `entries`: starts (or extends) the looks when a
     /// listening port's TIME-WAIT count rose by [`LOOK_TRIGGER_RISE`] since a census of the
-    /// last [`LOOK_TRIGGER_WINDOW`].
-    fn after_census(&mut self, now: Instant, entries: &[SocketEntry], targets: bool) {
+    /// last [`LOOK_TRIGGER_WINDOW`]. The agent's own ports (`own`) never do: a script polling
+    /// its API with a connection per request (the opener runs' poller, twice a second) kept the
+    /// looks going and the census thread at 0.60 % of a core instead of 0.25 % before any
+    /// storm (release).
+    fn after_census(
+        &mut self,
+        now: Instant,
+        entries: &[SocketEntry],
+        targets: bool,
+        own: &std::collections::BTreeSet<u16>,
+    ) {
         let listening: std::collections::BTreeSet<u16> = entries
             .iter()
-            .filter(|e| e.state == SocketState::Listen)
+            .filter(|e| e.state == SocketState::Listen && !own.contains(&e.local.port()))
             .map(|e| e.local.port())
             .collect();
         let mut time_wait: BTreeMap<u16, usize> = BTreeMap::new();
@@ -428,6 +439,7 @@ impl SocketCounter {
             outgoing: OutgoingTracker::new(),
             targets: Vec::new(),
             looks: Looks::default(),
+            own_ports: std::collections::BTreeSet::new(),
             newest: None,
             confirmed_at: None,
         }
@@ -478,8 +490,12 @@ impl SocketCounter {
                 now,
                 unix_ms(),
             );
-            self.looks
-                .after_census(now, self.reader.entries(), !self.targets.is_empty());
+            self.looks.after_census(
+                now,
+                self.reader.entries(),
+                !self.targets.is_empty(),
+                &self.own_ports,
+            );
         }
         let cost = thread_cpu().saturating_sub(cpu);
         let scheduled = self.budget.next_at;
@@ -544,7 +560,14 @@ impl SocketCounter {
     /// table is scanned only for listeners not placed yet). Blocking.
     fn port_owners(&mut self) -> Vec<PortOwner> {
         let listening = self.newest.as_ref().map_or(&[][..], |c| &c.listening[..]);
-        self.owners.resolve(&self.proc_root, listening)
+        let owners = self.owners.resolve(&self.proc_root, listening);
+        let me = std::process::id();
+        self.own_ports = owners
+            .iter()
+            .filter(|o| o.pid == me)
+            .map(|o| o.port)
+            .collect();
+        owners
     }
 }
 
@@ -1057,21 +1080,25 @@ mod tests {
         let t0 = Instant::now();
         let mut looks = Looks::default();
         let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let none = std::collections::BTreeSet::new();
         // The first census has nothing to compare with; a rise of 9 in 5 s is a pool's churn.
-        looks.after_census(s(0), &time_wait_census(100), true);
-        looks.after_census(s(1), &time_wait_census(104), true);
-        looks.after_census(s(5), &time_wait_census(109), true);
+        looks.after_census(s(0), &time_wait_census(100), true, &none);
+        looks.after_census(s(1), &time_wait_census(104), true, &none);
+        looks.after_census(s(5), &time_wait_census(109), true, &none);
         assert_eq!(looks.next_at, None);
         // A rise of 11 within the window, of 6 since the census before.
-        looks.after_census(s(6), &time_wait_census(115), true);
+        looks.after_census(s(6), &time_wait_census(115), true, &none);
         assert_eq!(looks.next_at, Some(s(6) + LOOK_GAP));
         let mut looks = Looks::default();
-        looks.after_census(s(0), &time_wait_census(100), true);
+        looks.after_census(s(0), &time_wait_census(100), true, &none);
         // Without process targets there is nothing to look at.
-        looks.after_census(s(1), &time_wait_census(130), false);
+        looks.after_census(s(1), &time_wait_census(130), false, &none);
         assert_eq!(looks.next_at, None);
-        let at = s(2);
-        looks.after_census(at, &time_wait_census(140), true);
+        // A rise on the agent's own port (a script polling its API) starts nothing.
+        looks.after_census(s(2), &time_wait_census(140), true, &[8080].into());
+        assert_eq!(looks.next_at, None);
+        let at = s(3);
+        looks.after_census(at, &time_wait_census(150), true, &none);
         assert_eq!(looks.next_at, Some(at + LOOK_GAP));
         assert_eq!(looks.until, Some(at + LOOK_SPAN));
         // A cheap look: the next one LOOK_GAP later, and a dump of 1 ms at a 0.5 % budget
