@@ -1077,7 +1077,10 @@ impl Drop for Child {
 
 /// `tests/python/http_callers.py` with `args`.
 fn http_callers(args: &[&str]) -> Child {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/http_callers.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/python/http_callers.py"
+    );
     Child(
         std::process::Command::new("python3")
             .arg(script)
