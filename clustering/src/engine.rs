@@ -516,6 +516,27 @@ impl Engine {
         })
     }
 
+    /// One cluster's counts per minute (the minute's start in Unix seconds, the count), as
+    /// [`cluster`](Self::cluster) gives them, `None` when unknown: what a row of the list
+    /// shows (sparkline, rate), without the detail's pass over every key of the engine and its
+    /// copies of samples, values and frames. The list asked for the whole detail of each row
+    /// whose count moved, every half second under load: O(rows × templates) per rebuild.
+    pub fn cluster_minutes(&self, id: ClusterId) -> Option<Vec<(i64, u64)>> {
+        let s = self.state.lock();
+        let mut groups = s.groups();
+        let id = s
+            .cluster_aliases
+            .resolve(id, |id| groups.contains_key(&id))?;
+        let roots = groups.remove(&id)?;
+        let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+        for &r in &roots {
+            for &(m, c) in &s.root_stats[r as usize].minutes {
+                *per_minute.entry(m * 60).or_insert(0) += c;
+            }
+        }
+        Some(per_minute.into_iter().collect())
+    }
+
     /// The newest samples of one cluster (as [`cluster`](Self::cluster) lists them) with its
     /// current and former ids, `None` when unknown: what the diagnosis reads of each pattern
     /// it judges, every run, without the detail's pass over every key of the engine.

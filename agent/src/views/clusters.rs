@@ -136,11 +136,8 @@ impl ClusterAdapter {
             );
             let per_minute = match cache.minutes.remove(&summary.id) {
                 Some((cached_key, counts)) if cached_key == key => counts,
-                _ => match self.engine.cluster(summary.id, now) {
-                    Some(detail) => detail.per_minute,
-                    // Regrouped between the two calls: no counts for this round.
-                    None => Vec::new(),
-                },
+                // Regrouped between the two calls: no counts for this round.
+                _ => self.engine.cluster_minutes(summary.id).unwrap_or_default(),
             };
             rows.push(summary_row(summary, &per_minute, now));
             minutes.insert(summary.id, (key, per_minute));

@@ -518,8 +518,7 @@ mod tests {
         };
         let report = faultline_diagnosis::anomaly::AnomalyReport {
             anomalies: Vec::new(),
-            unjudged: Vec::new(),
-            series_judged: 0,
+            ..Default::default()
         };
         let mut tracker = IncidentTracker::new();
         let incidents = tracker.update(

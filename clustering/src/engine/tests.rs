@@ -336,6 +336,30 @@ fn wrappers_and_services_share_a_cluster_with_samples_and_counts() {
     assert_eq!(detail.templates.len(), 2);
 }
 
+/// A row of the list reads its per-minute counts without the whole detail: the same counts,
+/// summed over the cluster's roots (here a wrapper and a plain report of one EOF).
+#[test]
+fn a_clusters_minutes_are_its_details_per_minute_counts() {
+    let engine = Engine::new(ClusteringConfig::default());
+    let t0 = 1_700_000_040 * 1_000_000_000;
+    let a = engine.observe(&event(
+        "failed to call user service: Get \"http://u:80/1\": EOF",
+        "a",
+        t0,
+    ));
+    engine.observe(&event("GetUser(42): EOF", "b", t0 + MIN));
+    engine.observe(&event("GetUser(43): EOF", "b", t0 + MIN + 1));
+    engine.maintain();
+    let id = a.cluster.expect("clustered");
+    let detail = engine.cluster(id, t0 + 2 * MIN).expect("known");
+    assert_eq!(detail.summary.count, 3, "one cluster: {:?}", detail.roots);
+    let minute = 1_700_000_040 / 60 * 60;
+    assert_eq!(detail.per_minute, [(minute, 1), (minute + 60, 2)]);
+    assert_eq!(engine.cluster_minutes(id), Some(detail.per_minute));
+    let unknown = ClusterId::of("no such pattern");
+    assert_eq!(engine.cluster_minutes(unknown), None);
+}
+
 #[test]
 fn names_show_typed_placeholders_and_ids_hash_the_plain_shape() {
     let engine = Engine::new(ClusteringConfig::default());

@@ -81,7 +81,7 @@ fn report(anomalies: Vec<CounterAnomaly>) -> AnomalyReport {
     AnomalyReport {
         series_judged: anomalies.len() as u64,
         anomalies,
-        unjudged: Vec::new(),
+        ..AnomalyReport::default()
     }
 }
 
@@ -6784,6 +6784,69 @@ fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
         )
     };
     assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
+}
+
+/// The detector raises a port's TIME-WAIT rise once a second census confirms it (see
+/// [`crate::anomaly::TIME_WAIT_CENSUSES`]), not after samples that repeat the first: on the
+/// unseen lab beside 25,000 other TIME-WAIT sockets (a census every 3–6 s) that wait was 2 s
+/// of the storm's 7 s. The incident then judges the pace between the two censuses: a storm
+/// asked a census for a second after the one that showed it is an incident at once, and a
+/// pool's burst of closes seen by the same two censuses is churn (its pace measured over
+/// the samples repeating one census would have been a lower bound only).
+#[test]
+fn a_time_wait_rise_confirmed_by_a_second_census_is_judged_on_the_pace_between_the_two() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // Censuses every 4 s, and one asked for at 125 s, after the one of 124 s showed a rise.
+    let census = |i: usize| match i {
+        125..=127 => 125,
+        _ => i - i % 4,
+    };
+    let history = |tw_at: &dyn Fn(usize) -> f64, len: usize| {
+        storm_history(start, len, &|i| tw_at(census(i)), &|i| {
+            ((i - census(i)) * 1000) as f64
+        })
+    };
+    let storm = |c: usize| 4.0 + (25.0 * (c as f64 - 122.5)).max(0.0).round();
+    let burst = |c: usize| if c >= 124 { 64.0 } else { 4.0 };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+    let config = crate::anomaly::AnomalyConfig::default();
+
+    for (tw_at, storms) in [(&storm as &dyn Fn(usize) -> f64, true), (&burst, false)] {
+        // The census of 124 s alone: nothing raised yet, a census wanted.
+        let h = history(tw_at, 125);
+        let report = crate::anomaly::detect(&h, &[], &[], &config);
+        assert!(report.anomalies.is_empty(), "{:?}", report.anomalies);
+        assert_eq!(report.awaiting_census, vec![tw.clone()]);
+
+        // The census of 125 s confirms the rise: judged on the climb between the two.
+        let h = history(tw_at, 126);
+        let report = crate::anomaly::detect(&h, &[], &[], &config);
+        assert_eq!(report.anomalies[0].key, tw);
+        assert_eq!(report.anomalies[0].changed_at_unix_ms, time(124));
+        let mut tracker = IncidentTracker::new();
+        let incidents = run_with(&mut tracker, time(125), &[], report, &h, &services, &rules);
+        if storms {
+            assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+            assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+        } else {
+            assert!(incidents.is_empty(), "a pool's burst: {incidents:#?}");
+            assert!(
+                tracker.node_signals()[0]
+                    .reason
+                    .contains("rose by 60 at 0 a second against 25 calls a second"),
+                "{:?}",
+                tracker.node_signals()
+            );
+        }
+        assert!(!tracker.wants_a_census());
+    }
 }
 
 /// The Go lab's close-wait leak healed by a restart and injected again while its incident

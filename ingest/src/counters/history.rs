@@ -288,6 +288,30 @@ pub struct HistoryView {
     pub series: BTreeMap<SeriesKey, Vec<Option<f32>>>,
 }
 
+/// A [`HistoryView`] whose series are not in key order yet: what a reader copies under the
+/// store's lock, put in order ([`UnsortedView::sorted`]) once the lock is released. Sorting
+/// the keys of 12,000 series was a third of the counters document's time under the lock
+/// (`cargo bench -p faultline --bench counters_document`).
+#[derive(Debug, Clone)]
+pub struct UnsortedView {
+    resolution_seconds: u64,
+    times_unix_ms: Vec<i64>,
+    series: Vec<(SeriesKey, Vec<Option<f32>>)>,
+}
+
+impl UnsortedView {
+    /// The view, its series in key order.
+    pub fn sorted(self) -> HistoryView {
+        let mut series = self.series;
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        HistoryView {
+            resolution_seconds: self.resolution_seconds,
+            times_unix_ms: self.times_unix_ms,
+            series: series.into_iter().collect(),
+        }
+    }
+}
+
 /// Serialises a map with typed keys as a list of `{key, points}` objects.
 fn keyed_list<S: Serializer>(
     series: &BTreeMap<SeriesKey, Vec<Option<f32>>>,
@@ -576,6 +600,7 @@ impl History {
         resolution_seconds: u64,
     ) -> HistoryView {
         self.view(keep, max_points, resolution_seconds, true)
+            .sorted()
     }
 
     /// The sample points after sample number `after` (see [`History::tick`]), at most
@@ -590,13 +615,45 @@ impl History {
         max_points: usize,
         resolution_seconds: u64,
     ) -> HistoryView {
+        self.seconds_after_unsorted(keep, after, max_points, resolution_seconds)
+            .sorted()
+    }
+
+    /// [`History::seconds_after`] before its series are put in order (see
+    /// [`UnsortedView`]).
+    pub fn seconds_after_unsorted(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        after: u64,
+        max_points: usize,
+        resolution_seconds: u64,
+    ) -> UnsortedView {
         let newer = usize::try_from(self.tick.saturating_sub(after)).unwrap_or(usize::MAX);
         self.view(keep, newer.min(max_points), resolution_seconds, true)
+    }
+
+    /// [`History::seconds`] before its series are put in order (see [`UnsortedView`]).
+    pub fn seconds_unsorted(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        max_points: usize,
+        resolution_seconds: u64,
+    ) -> UnsortedView {
+        self.view(keep, max_points, resolution_seconds, true)
     }
 
     /// The last `max_points` minute points (closed minutes only) of the series `keep`
     /// accepts.
     pub fn minutes(&self, keep: impl Fn(&SeriesKey) -> bool, max_points: usize) -> HistoryView {
+        self.minutes_unsorted(keep, max_points).sorted()
+    }
+
+    /// [`History::minutes`] before its series are put in order (see [`UnsortedView`]).
+    pub fn minutes_unsorted(
+        &self,
+        keep: impl Fn(&SeriesKey) -> bool,
+        max_points: usize,
+    ) -> UnsortedView {
         self.view(keep, max_points, 60, false)
     }
 
@@ -606,7 +663,7 @@ impl History {
         max_points: usize,
         resolution: u64,
         seconds: bool,
-    ) -> HistoryView {
+    ) -> UnsortedView {
         let times = if seconds {
             &self.second_times
         } else {
@@ -631,7 +688,7 @@ impl History {
                 Some((key.clone(), points.known(from, to)))
             })
             .collect();
-        HistoryView {
+        UnsortedView {
             resolution_seconds: resolution,
             times_unix_ms: times.iter().skip(skip).copied().collect(),
             series,

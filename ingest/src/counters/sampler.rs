@@ -10,8 +10,10 @@
 //! census — its own when it came in time, else the one before, marked as repeating the
 //! sample it was counted for (`CensusReading::repeats_unix_ms`, which the store turns into the
 //! census age of each sample). So a slow census delays no sample: the samples keep one point
-//! per interval and each says how old its socket counts are. Only the agent's first sample
-//! waits for a census (there is none to repeat), and it is taken before the first tick. The
+//! per interval and each says how old its socket counts are. The agent's first census is
+//! taken before the first tick and waited for (there is none to repeat), at most
+//! [`FIRST_CENSUS_INTERVALS`] intervals: a census that takes longer holds up no sample, and
+//! the samples until it finishes say the census has not finished yet. The
 //! owners of the listening ports are resolved on the census thread too (a scan of the
 //! process table can take tens of milliseconds).
 //!
@@ -159,6 +161,12 @@ impl QuietCensus {
         };
     }
 }
+
+/// Most intervals the agent's first sample waits for its first census. The first points
+/// then have socket counts (a census of 30,000 sockets takes well under a second); a census
+/// that takes longer (a netlink dump that does not return, a procfs read that blocks) must
+/// not keep the node's other counters and the task targets from being sampled.
+pub const FIRST_CENSUS_INTERVALS: u32 = 5;
 
 /// Fewest seconds between two confirming censuses ([`CounterStore::ask_for_census`]): the
 /// most they can add to the census' CPU is one census every this long.
@@ -750,8 +758,8 @@ impl CensusWorker {
     }
 
     /// Asks for a census for the sample of `request` and returns the newest one once the
-    /// request is answered or `wait` has passed, whichever comes first; while no census
-    /// has finished at all, waits until one has (`None` when the census thread failed).
+    /// request is answered or `wait` has passed, whichever comes first (`None` while no
+    /// census has finished).
     fn ask(&self, request: CensusRequest, wait: Duration) -> Option<Newest> {
         let deadline = Instant::now() + wait;
         let time = request.time_unix_ms;
@@ -760,14 +768,10 @@ impl CensusWorker {
         self.shared.changed.notify_all();
         loop {
             let answered = state.answered_unix_ms.is_some_and(|t| t >= time);
-            if answered || (state.newest.is_some() && Instant::now() >= deadline) {
+            if answered || Instant::now() >= deadline {
                 return state.newest.clone();
             }
-            if state.newest.is_some() {
-                self.shared.changed.wait_until(&mut state, deadline);
-            } else {
-                self.shared.changed.wait(&mut state);
-            }
+            self.shared.changed.wait_until(&mut state, deadline);
         }
     }
 }
@@ -894,7 +898,9 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
         }
     };
     // The agent's first census is taken before its first tick: a first census that takes
-    // longer than the interval (a busy node) delays no sample.
+    // longer than the interval (a busy node) delays no sample, and one that takes longer
+    // than a few intervals (a wedged source) delays the first sample no more than that.
+    let first_wait = config.interval() * FIRST_CENSUS_INTERVALS;
     if let Some(worker) = &worker {
         let (worker, proc_root) = (Arc::clone(worker), config.proc_root.clone());
         let first = tokio::task::spawn_blocking(move || {
@@ -908,7 +914,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                 confirm: None,
                 targets: Vec::new(),
             };
-            worker.ask(request, Duration::ZERO);
+            worker.ask(request, first_wait);
         });
         tokio::select! {
             _ = cancel.cancelled() => {}
@@ -919,6 +925,12 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
     // its sample counts the sockets of its own second); a slower one is recorded by the next
     // tick, which says how old it is.
     let census_wait = config.interval() / 4;
+    // How long a tick waits for a census a diagnosis asked for ([`CounterStore::ask_for_census`]):
+    // most of the interval, so that it is recorded by its own sample even on a loaded node
+    // (a busy node's census, 25,000 sockets: tens of ms of CPU, hundreds of ms of wall time
+    // at load 20). The wait ends when the census is answered (or refused), and the tick after
+    // starts on time.
+    let confirm_wait = config.interval() * 3 / 4;
     let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -942,7 +954,13 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         confirm,
                         targets: sampler.readings.pids.clone(),
                     };
-                    worker.ask(request, census_wait)
+                    // A census asked for is waited for longer: a diagnosis waits for it, and
+                    // a census that misses its sample's wait is recorded a sample later.
+                    let wait = match confirm {
+                        Some(_) => confirm_wait,
+                        None => census_wait,
+                    };
+                    worker.ask(request, wait)
                 }
                 None => {
                     let counted = sampler.sockets.count(
@@ -1361,6 +1379,67 @@ mod tests {
         snap.history
             .and_then(|h| h.seconds.series.get(key).cloned())
             .unwrap_or_default()
+    }
+
+    /// The agent's first census was waited for with no bound: a census that did not return
+    /// (a wedged netlink dump, a blocking procfs read) kept every counter of the node, and
+    /// the task targets' points with them, from being sampled at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_census_that_does_not_finish_holds_up_no_sample_for_long() {
+        let root = tempfile::tempdir().unwrap();
+        fake_proc(root.path(), 3, 3, 10);
+        // The first census blocks until the test writes `net/tcp`.
+        let tcp = root.path().join("net/tcp");
+        make_fifo(&tcp);
+        let config = CountersConfig {
+            interval_ms: 100,
+            socket_source: crate::counters::config::SocketSourceChoice::Proc,
+            proc_root: root.path().to_path_buf(),
+            socket_cpu_budget_percent: 0.0,
+            ..CountersConfig::default()
+        };
+        let store = Arc::new(CounterStore::new(&config));
+        let cancel = CancellationToken::new();
+        let handle = spawn_sampler(config, Arc::clone(&store), cancel.clone()).unwrap();
+        let snapshot = || store.snapshot(&crate::counters::store::SnapshotOptions::default());
+        let samples = || {
+            snapshot()
+                .history
+                .map_or(0, |h| h.seconds.times_unix_ms.len())
+        };
+        // Five intervals for the first census, then a sample every 100 ms.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while samples() < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (sampled, sources) = (samples(), snapshot().sources);
+        // Whatever happens next, the census must not stay blocked.
+        let writer = std::thread::spawn(move || std::fs::write(&tcp, tcp_text(4)));
+        let estab = SeriesKey::NodeState {
+            state: SocketState::Established,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while points(&store, &estab).last().copied().flatten() != Some(4.0) {
+            assert!(Instant::now() < deadline, "the census never came in");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        let _ = handle.await;
+        let _ = writer.join();
+        assert!(
+            sampled >= 3,
+            "{sampled} samples in 3 s while the first census was blocked"
+        );
+        let sockets = sources
+            .iter()
+            .find(|s| s.name.starts_with("sockets."))
+            .map(|s| format!("{s:?}"));
+        assert!(
+            sockets
+                .as_deref()
+                .is_some_and(|s| s.contains("has not finished yet")),
+            "{sockets:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -487,6 +487,8 @@ pub struct CounterStore {
     /// The sample time of the newest judgement that asked for a census
     /// ([`CounterStore::ask_for_census`]) until the sampler takes it up; `i64::MIN` for none.
     census_asked: AtomicI64,
+    /// Told of each node sample handed in ([`CounterStore::sampled`]).
+    sampled: tokio::sync::Notify,
 }
 
 impl CounterStore {
@@ -533,6 +535,7 @@ impl CounterStore {
             }),
             pending: Mutex::new(Vec::new()),
             census_asked: AtomicI64::new(i64::MIN),
+            sampled: tokio::sync::Notify::new(),
         }
     }
 
@@ -784,6 +787,19 @@ impl CounterStore {
     /// for a reader (see the module docs).
     pub fn record_sample(&self, sample: NodeSample) {
         self.hand_in(Pending::Sample(Box::new(sample)));
+        self.sampled.notify_one();
+    }
+
+    /// How often the sampler records a node sample (`[counters] interval_ms`).
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.interval_ms)
+    }
+
+    /// Resolves once a node sample was recorded since the last call resolved (at once when
+    /// one was recorded meanwhile): a reader that judges each sample (the diagnosis) reads it
+    /// as soon as it is there, not up to an interval later. Meant for one waiter.
+    pub async fn sampled(&self) {
+        self.sampled.notified().await;
     }
 
     fn record(&self, inner: &mut Inner, sample: NodeSample) {
@@ -1325,23 +1341,34 @@ impl CounterStore {
             .collect();
         let keep = |key: &SeriesKey| options.kind.is_none_or(|kind| key.kind() == kind);
         let resolution = self.interval_ms.div_ceil(1000).max(1);
+        // The series are copied under the lock and put in order after it is released.
+        let views = options.history.then(|| {
+            let seconds = match options.seconds_after {
+                Some(after) => inner.history.seconds_after_unsorted(
+                    keep,
+                    after,
+                    options.max_points,
+                    resolution,
+                ),
+                None => inner
+                    .history
+                    .seconds_unsorted(keep, options.max_points, resolution),
+            };
+            let minutes = options
+                .minutes
+                .then(|| inner.history.minutes_unsorted(keep, options.max_points));
+            (seconds, minutes)
+        });
         let history = options.history.then(|| HistoryBlock {
-            seconds: match options.seconds_after {
-                Some(after) => {
-                    inner
-                        .history
-                        .seconds_after(keep, after, options.max_points, resolution)
-                }
-                None => inner.history.seconds(keep, options.max_points, resolution),
+            seconds: HistoryView {
+                resolution_seconds: resolution,
+                times_unix_ms: Vec::new(),
+                series: BTreeMap::new(),
             },
-            minutes: if options.minutes {
-                inner.history.minutes(keep, options.max_points)
-            } else {
-                HistoryView {
-                    resolution_seconds: 60,
-                    times_unix_ms: Vec::new(),
-                    series: BTreeMap::new(),
-                }
+            minutes: HistoryView {
+                resolution_seconds: 60,
+                times_unix_ms: Vec::new(),
+                series: BTreeMap::new(),
             },
             generation: inner.history.generation(),
             removed: options
@@ -1354,7 +1381,7 @@ impl CounterStore {
             (Some(view), true) => departed_ports(&inner.history, view),
             _ => Vec::new(),
         };
-        CountersSnapshot {
+        let mut snapshot = CountersSnapshot {
             departed_ports,
             time_unix_ms: inner.time_unix_ms,
             interval_ms: self.interval_ms,
@@ -1375,7 +1402,15 @@ impl CounterStore {
                 task_targets_rejected: inner.task_rejected,
             },
             history,
+        };
+        drop(inner);
+        if let (Some(block), Some((seconds, minutes))) = (&mut snapshot.history, views) {
+            block.seconds = seconds.sorted();
+            if let Some(minutes) = minutes {
+                block.minutes = minutes.sorted();
+            }
         }
+        snapshot
     }
 }
 

@@ -34,9 +34,14 @@
 //! truncation in place. After a restart, a file of the same directory that no glob matches
 //! (any name but a compressed one), that the state does not know and that was born after
 //! the scan preceding the stored state is a generation created and rotated away since: it is
-//! read from its beginning to its end. A generation the state names that is gone (deleted,
-//! or compressed) with lines not yet read is counted in [`TailStats::lost_files`] and
-//! logged: those lines cannot be read by anyone.
+//! read from its beginning to its end. While running, the same holds for a generation that
+//! came and left a globbed name between two scans (made, copytruncated and renamed away
+//! within one `glob_interval_ms`): a file of a glob's directory born since the previous scan
+//! whose name without a rotation suffix (`.N`, `-N`: `app.log.3`, `app.log-20261206`) a glob
+//! matches, and that is no byte copy of a file being read, is read from its beginning; other
+//! files born there (`notes.txt`, `app.log.bak`) are not. A generation the state names that
+//! is gone (deleted, or compressed) with lines not yet read is counted in
+//! [`TailStats::lost_files`] and logged: those lines cannot be read by anyone.
 //!
 //! Files let go (read to the end after leaving the globs or becoming unreadable, then idle
 //! for `rotated_grace_ms`) are remembered with their offset for [`REMEMBER_RELEASED`] (at

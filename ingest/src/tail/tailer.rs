@@ -146,6 +146,18 @@ fn literal_dir(glob: &str) -> PathBuf {
     dir
 }
 
+/// `path` without a rotation suffix: a last `.N` or `-N...` part of digits (and dashes),
+/// as logrotate names generations (`app.log.3`, `app.log-20261206`); `None` without one.
+fn rotation_stem(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let cut = name.rfind(['.', '-'])?;
+    let suffix = &name[cut + 1..];
+    let digits = !suffix.is_empty()
+        && suffix.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && suffix.bytes().any(|b| b.is_ascii_digit());
+    (cut > 0 && digits).then(|| path.with_file_name(&name[..cut]))
+}
+
 fn path_string(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -557,6 +569,94 @@ impl Tailer {
         }
     }
 
+    /// Opens, from their beginning, the rotated generations that came and left a globbed name
+    /// between two scans, so that no scan saw them under it: files in the globs' directories
+    /// that no glob matches but whose name without a rotation suffix (`app.log.3`,
+    /// `app.log-20261206`) one does, that nobody tails, born at or after `since_unix_nanos`
+    /// (the start of the previous scan), and that are not a byte copy of a file being read
+    /// (copytruncate's copy of a known file is [`Tailer::find_rotated`]'s). A generation made,
+    /// copytruncated and renamed away within one scan interval was lost otherwise: its copy
+    /// and its renamed self are outside the globs, and only known files' rotated names are
+    /// looked for. Only names that pass the suffix test are looked at further, so a scan
+    /// costs one directory listing more.
+    fn adopt_passers_by(&mut self, since_unix_nanos: i64, now: Instant) {
+        let patterns: Vec<glob::Pattern> = self
+            .sources
+            .iter()
+            .filter_map(|s| glob::Pattern::new(&s.path).ok())
+            .collect();
+        let mut dirs: Vec<PathBuf> = self.sources.iter().map(|s| literal_dir(&s.path)).collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if compressed(&path) || patterns.iter().any(|p| p.matches_path(&path)) {
+                    continue;
+                }
+                let Some(stem) = rotation_stem(&path) else {
+                    continue;
+                };
+                if !patterns.iter().any(|p| p.matches_path(&stem)) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                let id = FileId::of(&meta);
+                if !meta.is_file() || self.files.iter().any(|f| f.id == id) {
+                    continue;
+                }
+                let born = meta.created().or_else(|_| meta.modified()).ok();
+                if born
+                    .and_then(unix_nanos)
+                    .is_none_or(|b| b < since_unix_nanos.saturating_sub(BIRTH_SLACK_NANOS))
+                {
+                    continue;
+                }
+                let size = meta.len();
+                let Ok(head) = Head::read(&file, size) else {
+                    continue;
+                };
+                let copy_of_live = !head.is_blank()
+                    && self.files.iter().any(|f| {
+                        !f.head.is_blank()
+                            && f.head.len <= size
+                            && f.head.matches(&file).unwrap_or(false)
+                    });
+                if copy_of_live {
+                    continue;
+                }
+                let offset = match self.book.lock().resume_remembered(&file, id, size, true) {
+                    Some(offset) if offset < size => offset,
+                    Some(_) => continue,
+                    None => 0,
+                };
+                let service = self.service_for_dir(&dir);
+                self.open_at(
+                    file,
+                    path_string(&path),
+                    id,
+                    head,
+                    offset,
+                    size,
+                    service,
+                    now,
+                );
+                if let Some(f) = self.files.last_mut() {
+                    f.orphan_since = Some(now);
+                }
+                let mut book = self.book.lock();
+                book.totals.adopted_files += 1;
+                book.totals.rotations += 1;
+            }
+        }
+    }
+
     /// The service of the first source whose glob looks into `dir`.
     fn service_for_dir(&self, dir: &Path) -> Option<String> {
         self.sources
@@ -852,7 +952,11 @@ impl Tailer {
         if self.rescan || glob_due || retry_due {
             self.rescan = false;
             self.last_scan = Some(now);
+            let since = self.book.lock().scanned_unix_nanos;
             self.scan(now, None);
+            if let Some(since) = since {
+                self.adopt_passers_by(since, now);
+            }
         }
         let mut records = Vec::new();
         let mut marks = Vec::new();
@@ -1070,6 +1174,17 @@ mod tests {
     /// after 2, 4, 8, 16 and 30 s, never more than 30 s, with the globs expanded only every
     /// 10 minutes and no event; polls in between are no retry. Readable again, it is read at
     /// the next look and the timer stops.
+    #[test]
+    fn a_rotation_suffix_is_digits_after_a_dot_or_a_dash() {
+        let stem = |name: &str| rotation_stem(Path::new(name)).map(|p| p.display().to_string());
+        assert_eq!(stem("/l/app.log.3").as_deref(), Some("/l/app.log"));
+        assert_eq!(stem("/l/app.log-20261206").as_deref(), Some("/l/app.log"));
+        assert_eq!(stem("/l/app.log.bak"), None);
+        assert_eq!(stem("/l/app.log"), None);
+        assert_eq!(stem("/l/.3"), None);
+        assert_eq!(stem("/l/app.log.-"), None);
+    }
+
     #[test]
     fn an_unreadable_file_is_looked_at_again_on_a_backoff_timer() {
         let dir = tempfile::tempdir().unwrap();
