@@ -2,7 +2,8 @@
 """A keep-alive HTTP/1.1 server and its two kinds of callers, for the e2e tests that name a
 TIME-WAIT storm's caller from its sockets (tests/e2e/incidents.rs). Standard library only.
 
-    http_callers.py server PORT_FILE           # listens on a free loopback port, writes it
+    http_callers.py server PORT_FILE [DELAY]   # listens on a free loopback port, writes it;
+                                               # answers each call after DELAY seconds
     http_callers.py pooled PORT RATE           # one kept-alive connection, RATE calls a second
     http_callers.py per-call PORT RATE GO_FILE # once GO_FILE exists: a new connection per call
 
@@ -20,7 +21,11 @@ import time
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    delay = 0.0
+
     def do_GET(self):
+        if self.delay:
+            time.sleep(self.delay)
         body = b"ok"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -53,6 +58,7 @@ def call(port, rate, per_call):
 def main():
     mode = sys.argv[1]
     if mode == "server":
+        Handler.delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
         server = Server(("127.0.0.1", 0), Handler)
         with open(sys.argv[2] + ".tmp", "w") as f:
             f.write(str(server.server_address[1]))
