@@ -10,7 +10,8 @@
 //! What is measured, as thread CPU time (the machine is shared; wall time is its weather):
 //! - `record_sample`: what one sample costs the sampler under the store's lock, with the
 //!   rings full (median of the last samples);
-//! - one `GET /api/v1/counters`, by phase: the store's snapshot (under its lock), the web
+//! - one `GET /api/v1/counters`, by phase: the store's snapshot (the whole call: its series
+//!   are copied under the store's lock and put in key order after it is released), the web
 //!   model ([`CounterView::page`] less the snapshot), the JSON encoding, and the bytes;
 //! - the encoded document as the router serves it ([`CounterView::page_json`]): the first
 //!   read after a sample, and a read in the same sample (every open dashboard reads the
@@ -180,7 +181,10 @@ fn main() {
     );
     for (name, v) in [
         ("record_sample (under the store's lock)", &record),
-        ("store snapshot (under the store's lock)", &snapshot),
+        (
+            "store snapshot (copied under the lock, sorted after)",
+            &snapshot,
+        ),
         ("web model", &model),
         ("JSON encoding", &encode),
         ("served document, first read after a sample", &first_read),

@@ -469,7 +469,21 @@ pub fn what_moved_for(
             SeriesKey::PortState { port, .. } => port_first.get(&port).copied(),
             _ => c.points.iter().position(Option::is_some),
         };
-        let Some(w) = series_windows(axis, &windows, &points, onset) else {
+        // A service (re)started inside the baseline: its series' usual level is the one since
+        // its start, not a mix of its old process, its downtime and its new one. Seen on the
+        // Go lab's crash after a redeploy 60 s before it: the killed callee's request rate,
+        // 60/s → 0 at the first refused call, was judged against a baseline that was mostly
+        // the redeploy's downtime (0/s), and was no move.
+        let restarted = context
+            .starts
+            .iter()
+            .filter(|s| s.covers(c.key))
+            .map(|s| s.at_unix_ms)
+            .filter(|&at| at > windows.baseline_start && at <= onset)
+            .max();
+        let since_start = restarted
+            .and_then(|at| windows_from(axis, &windows, &points, onset, axis.at_or_after(at)));
+        let Some(w) = since_start.or_else(|| series_windows(axis, &windows, &points, onset)) else {
             doc.series_skipped += 1;
             unjudged.push(MovedUnjudged {
                 key: c.key.clone(),
@@ -498,6 +512,18 @@ pub fn what_moved_for(
         }
         let Some(m) = judge_means(axis, &w, &points, true, min_change, counts_per_point(c.key))
         else {
+            // No level after it to judge: a series whose samples stop near the onset (a
+            // process killed, a listener closed, a target down) is the strongest move of all
+            // and must not vanish from the answer. Seen on the Go lab's crash: the killed
+            // callee's open fds stopped at the first refused call and were listed nowhere.
+            if let Some(reason) = gone_reason(axis, &w, &points, onset, began) {
+                doc.series_skipped += 1;
+                unjudged.push(MovedUnjudged {
+                    key: c.key.clone(),
+                    label: c.key.label(),
+                    reason,
+                });
+            }
             continue;
         };
         let lead_ms = m.changed_at - onset;
@@ -661,7 +687,25 @@ fn series_windows(
     if baseline_points(axis, windows, points) >= MIN_BASELINE_POINTS {
         return Some(*windows);
     }
-    let from = axis.at_or_after(windows.baseline_start);
+    windows_from(
+        axis,
+        windows,
+        points,
+        onset,
+        axis.at_or_after(windows.baseline_start),
+    )
+}
+
+/// The windows of a series whose baseline starts at point `from`: it holds the first
+/// [`MIN_BASELINE_POINTS`] known points from there, and the search starts after them. `None`
+/// when that passes the onset.
+fn windows_from(
+    axis: Axis,
+    windows: &Windows,
+    points: &[Option<f64>],
+    onset: i64,
+    from: usize,
+) -> Option<Windows> {
     let mut known = points
         .iter()
         .enumerate()
@@ -677,6 +721,31 @@ fn series_windows(
         search_start,
         ..*windows
     })
+}
+
+/// Why a series whose samples stop inside the search window, with none since, cannot be
+/// judged (see its caller): `None` when it has samples to its end, or none in the window.
+fn gone_reason(
+    axis: Axis,
+    w: &Windows,
+    points: &[Option<f64>],
+    onset: i64,
+    began: &str,
+) -> Option<String> {
+    let from = axis.at_or_after(w.search_start);
+    let last = points.iter().rposition(Option::is_some)?;
+    // At least two missing points: one is a slow read.
+    if last < from || last + 2 >= points.len() {
+        return None;
+    }
+    let since = axis.time(last + 1);
+    let secs = (since - onset).abs() / 1000;
+    let side = if since < onset { "before" } else { "after" };
+    Some(format!(
+        "no sample since {}, {secs} s {side} {began}: its source stopped answering (a process \
+         gone, a listener closed, a target down), so no level after it can be judged",
+        clock(since)
+    ))
 }
 
 /// Why a series has no baseline, in one sentence.
@@ -1636,6 +1705,41 @@ mod tests {
         );
     }
 
+    /// Seen on the Go lab's crash: the killed callee's open fds stopped at the first refused
+    /// call; with no level after it to judge, the series was listed nowhere.
+    #[test]
+    fn a_series_whose_samples_stop_at_the_onset_is_listed_as_gone_not_dropped() {
+        let onset = START + 400_000;
+        let fds_key = SeriesKey::Process {
+            name: "stock".into(),
+            metric: ProcessMetric::OpenFds,
+        };
+        let mut fds: Points = step(12.0, 12.0, onset);
+        let cut = ((onset - START) / 1000) as usize;
+        for p in &mut fds[cut..] {
+            *p = None;
+        }
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: fds_key.clone(),
+                points: fds,
+            }],
+        );
+        let doc = run(&new_pattern(onset), &counters, onset);
+        assert!(doc.moved.is_empty(), "{doc:#?}");
+        assert_eq!(doc.unjudged.len(), 1, "{doc:#?}");
+        assert_eq!(doc.unjudged[0].key, fds_key);
+        assert!(
+            doc.unjudged[0].reason.starts_with(&format!(
+                "no sample since {}, 0 s after the first error: its source stopped answering",
+                clock(onset)
+            )),
+            "{}",
+            doc.unjudged[0].reason
+        );
+    }
+
     #[test]
     fn a_callees_request_rate_falling_is_judged_on_its_five_second_means() {
         // About 20 requests a second (± 8), none from the onset: its caller's lookups fail.
@@ -1704,6 +1808,79 @@ mod tests {
         );
         assert!(m.evidence.contains(" fell "), "{}", m.evidence);
         assert!(m.evidence.contains("→ 0/s"), "{}", m.evidence);
+    }
+
+    /// Seen on the Go lab's crash after a redeploy 60 s before it: the killed callee's
+    /// request rate, 60/s → 0 at the first refused call, was judged against a baseline that
+    /// was mostly the redeploy's downtime (0/s), and was no move. Its baseline starts at its
+    /// restart.
+    #[test]
+    fn a_series_of_a_service_restarted_inside_the_baseline_is_judged_from_its_start() {
+        // As in the lab: ledger first served 60/s 140 s before the onset (a first deploy),
+        // stopped 100 s before it, started again 60 s before it, served 60/s, and gets
+        // nothing from the onset.
+        let (first, stopped, started) = (ONSET - 140_000, ONSET - 100_000, ONSET - 60_000);
+        let mut noise = Noise(7);
+        let counts: Vec<u32> = (0..LEN)
+            .map(|i| {
+                let t = at(i);
+                if t < first || t >= ONSET || (stopped..started).contains(&t) {
+                    0
+                } else {
+                    (60.0 + 6.0 * (2.0 * noise.next() - 1.0)).round() as u32
+                }
+            })
+            .collect();
+        let key = SeriesKey::ServiceTraffic {
+            service: "ledger".into(),
+            metric: TrafficMetric::Requests,
+        };
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: key.clone(),
+                points: crate::history::traffic_points_from(
+                    START / 1000,
+                    &counts,
+                    first / 1000,
+                    START,
+                    1000,
+                    LEN,
+                ),
+            }],
+        );
+        let facts = chain();
+        let services = vec!["orders".to_owned()];
+        let starts = [ServiceStart {
+            service: "ledger".into(),
+            at_unix_ms: started,
+            stopped_unix_ms: Some(stopped),
+            ports: vec![7000],
+            ..ServiceStart::default()
+        }];
+        let judged = |starts: &[ServiceStart]| {
+            let context = PatternContext {
+                services: &services,
+                culprit: Some("ledger"),
+                facts: &facts,
+                starts,
+                agent_ports: &[],
+            };
+            run_for(&new_pattern(ONSET), &counters, ONSET, &context)
+        };
+        let doc = judged(&starts);
+        let m = doc
+            .moved
+            .iter()
+            .find(|m| m.key == key)
+            .unwrap_or_else(|| panic!("{doc:#?}"));
+        assert_eq!(m.relation, MovedRelation::Culprit);
+        assert!(m.evidence.contains(" fell "), "{}", m.evidence);
+        assert!(
+            m.caveats.iter().any(|c| c.contains("(re)started at")),
+            "{:?}",
+            m.caveats
+        );
     }
 
     #[test]

@@ -905,6 +905,8 @@ def run_fault(run: Run, fault: str) -> dict:
         dump = {"incidents": run.api.get("/api/v1/incidents")[1],
                 "patterns": [run.api.get(f"/api/v1/clusters/{c.get('id')}")[1] for c in fresh],
                 "traces": [run.api.get(f"/api/v1/traces/{o.trace_id}")[1] for o in failed_after[-3:] if o.trace_id],
+                # What moved with the top pattern, in full (the result keeps its first rows).
+                "moved": moved,
                 # The counters' per-second history: what a recorded fixture of a verdict is cut from.
                 "counters": run.api.get("/api/v1/counters")[1]}
         (run.work / "out" / "answer.json").write_text(json.dumps(dump, indent=1))
