@@ -31,7 +31,7 @@ use faultline_diagnosis::anomaly::{AnomalyConfig, SeriesLimit, ServiceStart};
 use faultline_diagnosis::culprit::ListenerSource;
 use faultline_diagnosis::hints::HintRules;
 use faultline_diagnosis::incident::{
-    self, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput,
+    self, ConnectionsTo, DiagnosisInput, Incident, IncidentTracker, PatternCulprit, PatternInput,
     SeriesOfInterest, ServiceFacts,
 };
 use faultline_diagnosis::{CounterHistory, CounterSeries};
@@ -943,11 +943,38 @@ fn service_facts(
         }
     }
     for p in &counters.processes {
-        if let Some(f) = facts.get_mut(&p.name) {
-            f.processes.push(p.name.clone());
-            if p.pid != 0 {
-                f.pid = Some(p.pid);
-            }
+        // A watched process that opens connections to the node's listeners is a caller
+        // even when it sends no spans (its sockets say so): it is known as a service.
+        let opens = p.outgoing.iter().any(|c| c.distinct_1m > 0);
+        let f = match facts.get_mut(&p.name) {
+            Some(f) => f,
+            None if opens => facts
+                .entry(p.name.clone())
+                .or_insert_with(|| entry(&p.name)),
+            None => continue,
+        };
+        f.processes.push(p.name.clone());
+        if p.pid != 0 {
+            f.pid = Some(p.pid);
+        }
+        if let Some(at) = p.outgoing_counted_at_unix_ms {
+            f.connections_to = p
+                .outgoing
+                .iter()
+                .map(|c| ConnectionsTo {
+                    port: c.port,
+                    held: c.held,
+                    new: c.new,
+                    closed_1m: c.closed_1m,
+                    short_lived_1m: c.short_lived_1m,
+                    distinct_1m: c.distinct_1m,
+                    reads_1m: p.outgoing_reads_1m,
+                    unplaced_short_lived_1m: p.outgoing_unplaced_short_lived_1m,
+                    elsewhere_short_lived_1m: p.outgoing_elsewhere_short_lived_1m,
+                    local_ports: c.local_ports.clone(),
+                    counted_at_unix_ms: at,
+                })
+                .collect();
         }
     }
     for t in &counters.tasks {
@@ -1223,6 +1250,11 @@ mod tests {
             rss_bytes: web::Series::default(),
             current: None,
             error: None,
+            outgoing: Vec::new(),
+            outgoing_counted_at_unix_ms: None,
+            outgoing_reads_1m: 0,
+            outgoing_unplaced_short_lived_1m: 0,
+            outgoing_elsewhere_short_lived_1m: 0,
         };
         // The snapshot of a run at `now`: a point a second from 0, the process `pid` now,
         // read at the seconds `read` says.

@@ -1165,3 +1165,103 @@ fn a_service_that_leaks_from_its_first_request_is_an_incident() {
         "onset {onset}, service started at {started}"
     );
 }
+
+/// A child process of the test, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tests/python/http_callers.py` with `args`.
+fn http_callers(args: &[&str]) -> Child {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/python/http_callers.py"
+    );
+    Child(
+        std::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .spawn()
+            .expect("run http_callers.py"),
+    )
+}
+
+/// A keep-alive server "cache" and two callers that send no spans and log nothing: orders
+/// keeps one connection, checkout opens a connection per call (each lives about 5 ms: the
+/// server answers after 5 ms, so a census every half second sees one about one time in five;
+/// with 1 ms calls a debug agent named checkout 7–12 s after its start on a loaded node, a
+/// release one in 3–4 s, see outgoing-notes). The
+/// TIME-WAIT storm on cache's port is an incident within 10 s of checkout's start, named
+/// after checkout from its own sockets (the looks at its descriptors between censuses), never
+/// after orders, with evidence an SRE can check with `ss -tnp`.
+#[test]
+fn an_untraced_client_opening_a_connection_per_call_is_named_from_its_sockets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port_file = dir.path().join("port");
+    let go = dir.path().join("go");
+    let _server = http_callers(&["server", port_file.to_str().expect("utf-8"), "0.005"]);
+    let started = Instant::now();
+    let port: u16 = loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file) {
+            break text.trim().parse().expect("a port");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no server");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let port_arg = port.to_string();
+    let orders = http_callers(&["pooled", &port_arg, "20"]);
+    let checkout = http_callers(&["per-call", &port_arg, "40", go.to_str().expect("utf-8")]);
+    let pid_file = |name: &str, child: &Child| {
+        let path = dir.path().join(format!("{name}.pid"));
+        std::fs::write(&path, child.0.id().to_string()).expect("pid file");
+        path
+    };
+    let more = format!(
+        "[[counters.processes]]\nname = \"orders\"\npid_file = \"{}\"\n\
+         [[counters.processes]]\nname = \"checkout\"\npid_file = \"{}\"\n",
+        pid_file("orders", &orders).display(),
+        pid_file("checkout", &checkout).display(),
+    );
+    let (agent, _config) = start_agent_with(&[("cache", port)], &more);
+    wait_judged(&agent, &[port], &[]);
+
+    std::fs::write(&go, "").expect("go");
+    let started = Instant::now();
+    let label = format!("TIME-WAIT →:{port}");
+    let doc = poll_incidents(&agent, Duration::from_secs(30), |doc| {
+        if let Some(i) = incident_with(doc, &label) {
+            assert_ne!(
+                i["culprit"]["service"], "orders",
+                "the pooled caller: {i:#}"
+            );
+            i["culprit"]["service"] == "checkout"
+        } else {
+            false
+        }
+    })
+    .unwrap_or_else(|doc| panic!("no incident named after checkout within 30 s: {doc:#}"));
+    let raised_after = started.elapsed();
+    let incident = incident_with(&doc, &label).expect("raised above");
+    assert!(
+        raised_after <= RAISED_WITHIN,
+        "named {raised_after:?} after checkout began: {incident:#}"
+    );
+    assert_eq!(incident["culprit"]["role"], "caller", "{incident:#}");
+    assert!(hint(&incident, "time-wait-storm").is_some(), "{incident:#}");
+    let reasoning = incident["culprit"]["reasoning"].to_string();
+    let checkout_pid = checkout.0.id();
+    for needle in [
+        "its caller checkout opens a connection per call".to_owned(),
+        format!("reads of checkout's descriptors (pid {checkout_pid})"),
+        format!("orders (pid {}) held 1 connection there", orders.0.id()),
+        format!("ss -tnp '( dport = :{port} )'"),
+    ] {
+        assert!(reasoning.contains(&needle), "{needle:?} in {reasoning}");
+    }
+    eprintln!("checkout named {raised_after:?} after it began");
+}

@@ -706,6 +706,56 @@ pub struct ProcessSeries {
     /// Why the process could not be read at the latest sample (not found, no permission).
     #[serde(default)]
     pub error: Option<String>,
+    /// Its connections to the node's listening ports as of the latest read of its
+    /// descriptors (at each census, and every few tens of milliseconds while a TIME-WAIT storm
+    /// is suspected), one entry per port, the most distinct connections first: who opens a
+    /// connection per call shows here, where TIME-WAIT sockets belong to no process.
+    #[serde(default)]
+    pub outgoing: Vec<OutgoingPort>,
+    /// When its descriptors were last read for `outgoing` (Unix ms); `null` when never.
+    #[serde(default)]
+    pub outgoing_counted_at_unix_ms: Option<i64>,
+    /// Reads of its descriptors over the last minute: the chances it had to be caught
+    /// holding a short-lived connection.
+    #[serde(default)]
+    pub outgoing_reads_1m: u32,
+    /// Sockets it opened and closed between two reads over the last minute whose kind and
+    /// peer nothing placed while they were open.
+    #[serde(default)]
+    pub outgoing_unplaced_short_lived_1m: u32,
+    /// Sockets it opened and closed between two reads over the last minute that were no
+    /// connection to a listener of the node (accepted connections, connections elsewhere).
+    #[serde(default)]
+    pub outgoing_elsewhere_short_lived_1m: u32,
+}
+
+/// A process target's connections to one of the node's listening ports (what
+/// `ss -tnp '( dport = :PORT )'` shows beside the process, read again and again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutgoingPort {
+    /// The listening port the connections go to.
+    pub port: u16,
+    /// Connections (ESTABLISHED or SYN-SENT) held to it at the latest read.
+    pub held: u32,
+    /// Of those, how many the census before did not see: a pooled client holds the same
+    /// ones, a client opening a connection per call new ones.
+    pub new: u32,
+    /// Connections to it seen held and then gone over the last minute: each was closed. A
+    /// pooled client closes few, a client opening a connection per call one per call.
+    #[serde(default)]
+    pub closed_1m: u32,
+    /// Of those, how many were seen at one read only (gone by the next read): connections
+    /// that lived less than the gap between two reads.
+    #[serde(default)]
+    pub short_lived_1m: u32,
+    /// Distinct connections over the last minute: held now or closed (at least this many
+    /// when `distinct_capped`).
+    pub distinct_1m: u32,
+    /// Whether the closed count reached its bound.
+    pub distinct_capped: bool,
+    /// Local ports of the connections held now, then of the latest closed (at most five).
+    #[serde(default)]
+    pub local_ports: Vec<u16>,
 }
 
 /// The latest reading of a process target.

@@ -15,9 +15,9 @@ use faultline_ingest::traces::TraceStore;
 use faultline_series::{ProcessMetric, RuntimeMetric, SeriesKey, TrafficMetric};
 use faultline_web::model::{
     CountSeries, CounterView, CountersSnapshot, HistoryResolution, ListenQueue, NamedSeries,
-    OtherPorts, ProcessNow, ProcessSeries, RuntimeSeries, Series, ServiceTraffic, SocketSeries,
-    SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, StateCount, StateSeries,
-    StoreCounter, TaskSeries,
+    OtherPorts, OutgoingPort, ProcessNow, ProcessSeries, RuntimeSeries, Series, ServiceTraffic,
+    SocketSeries, SocketSource, SocketState, SocketTotals, SourceState, SourceStatus, StateCount,
+    StateSeries, StoreCounter, TaskSeries,
 };
 
 /// [`CounterView`] over the counter store, with the services' traffic from the trace store.
@@ -577,6 +577,31 @@ fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> Counte
                     rss_bytes: c.rss_bytes,
                 }),
                 error: p.error.clone(),
+                outgoing: p.outgoing.as_ref().map_or_else(Vec::new, |o| {
+                    o.ports
+                        .iter()
+                        .map(|c| OutgoingPort {
+                            port: c.port,
+                            held: c.held,
+                            new: c.new,
+                            closed_1m: c.closed_1m,
+                            short_lived_1m: c.short_lived_1m,
+                            distinct_1m: c.distinct_1m,
+                            distinct_capped: c.distinct_capped,
+                            local_ports: c.local_ports.clone(),
+                        })
+                        .collect()
+                }),
+                outgoing_counted_at_unix_ms: p.outgoing.as_ref().map(|o| o.counted_unix_ms),
+                outgoing_reads_1m: p.outgoing.as_ref().map_or(0, |o| o.reads_1m),
+                outgoing_unplaced_short_lived_1m: p
+                    .outgoing
+                    .as_ref()
+                    .map_or(0, |o| o.unplaced_short_lived_1m),
+                outgoing_elsewhere_short_lived_1m: p
+                    .outgoing
+                    .as_ref()
+                    .map_or(0, |o| o.elsewhere_short_lived_1m),
             }
         })
         .collect();
@@ -1352,8 +1377,7 @@ mod tests {
                 std::io::ErrorKind::PermissionDenied,
             ))),
             netlink_problem: Some("netlink refused".into()),
-            budget_note: None,
-            repeats_unix_ms: None,
+            ..CensusReading::of(Err(CounterError::Worker(String::new())))
         };
         stores.counters.record_sample(broken);
         let c = views_at(&stores, NOW).counters.snapshot();

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use faultline_series::{PortSide, SeriesKey, SocketState, TrafficMetric};
 
-use super::{Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
+use super::{ConnectionsTo, Incident, PatternInput, ServiceFacts, GROUP_WINDOW_MS};
 use crate::anomaly::CounterAnomaly;
 use crate::hints::CulpritRole;
 
@@ -246,8 +246,122 @@ pub(super) fn unknown_clients(key: &SeriesKey, services: &[ServiceFacts]) -> Opt
         _ => return None,
     };
     let owner = listener(port, services)?;
-    (clients_side && owner.callers.is_empty() && callers_of_port(port, services).is_empty())
-        .then(|| owner.service.clone())
+    (clients_side
+        && owner.callers.is_empty()
+        && callers_of_port(port, services).is_empty()
+        && opener(port, services).is_none())
+    .then(|| owner.service.clone())
+}
+
+/// Fewest short-lived connections to a port (each seen at one read of the caller's
+/// descriptors and gone by the next) a caller must show within a minute to be named as the
+/// one opening a connection per call. A read catches a per-call client's connection only
+/// while it is open: on loopback a millisecond or two per call, so looks every few tens of
+/// milliseconds at a client making 40 calls a second catch about one in twenty-five
+/// (restart-notes' opener runs: with censuses alone, 1 distinct connection in a minute). A pool shows the same
+/// connections read after read and closes none, or one every so often after many reads.
+pub const MIN_SHORT_LIVED_PER_MINUTE: u32 = 3;
+
+/// A caller's short-lived connections to `c.port` (see [`MIN_SHORT_LIVED_PER_MINUTE`]),
+/// with its short-lived sockets that nothing placed in time when it placed at least one
+/// there and every one it placed went there: (placed, counted).
+fn short_lived_to(c: &ConnectionsTo, all: &[ConnectionsTo]) -> (u32, u32) {
+    let elsewhere = c.elsewhere_short_lived_1m
+        + all
+            .iter()
+            .filter(|o| o.port != c.port)
+            .map(|o| o.short_lived_1m)
+            .sum::<u32>();
+    let unplaced = if c.short_lived_1m > 0 && elsewhere == 0 {
+        c.unplaced_short_lived_1m
+    } else {
+        0
+    };
+    (c.short_lived_1m, c.short_lived_1m + unplaced)
+}
+
+/// The service whose processes opened and closed connections to `port` one after another,
+/// read from their descriptors (see [`ConnectionsTo`]), with the evidence: the one with the
+/// most short-lived connections there in the last minute (see [`short_lived_to`]), when it
+/// had at least [`MIN_SHORT_LIVED_PER_MINUTE`] and at least twice as many as any other
+/// caller. `None` when no watched process did, or two did alike.
+pub(super) fn opener(port: u16, services: &[ServiceFacts]) -> Option<(&str, String)> {
+    let mut openers: Vec<(&ServiceFacts, &ConnectionsTo, u32)> = services
+        .iter()
+        .filter_map(|s| {
+            let c = s.connections_to.iter().find(|c| c.port == port)?;
+            Some((s, c, short_lived_to(c, &s.connections_to).1))
+        })
+        .collect();
+    openers.sort_by_key(|(s, _, n)| (std::cmp::Reverse(*n), s.service.clone()));
+    let (service, top, count) = openers.first()?;
+    let runner_up = openers.get(1).map_or(0, |(_, _, n)| *n);
+    if *count < MIN_SHORT_LIVED_PER_MINUTE || *count < 2 * runner_up {
+        return None;
+    }
+    let pid = |s: &ServiceFacts| s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let ports = |c: &ConnectionsTo| {
+        let list: Vec<String> = c.local_ports.iter().map(u16::to_string).collect();
+        let more = if (c.held + c.closed_1m) as usize > list.len() {
+            ", …"
+        } else {
+            ""
+        };
+        match list.len() {
+            0 => String::new(),
+            1 => format!(" (local port {}{more})", list[0]),
+            _ => format!(" (local ports {}{more})", list.join(", ")),
+        }
+    };
+    let others: String = openers[1..]
+        .iter()
+        .map(|(s, c, _)| {
+            let closed = match c.closed_1m {
+                0 => "closed none".to_owned(),
+                n => format!("closed {n}, {} of them short-lived", c.short_lived_1m),
+            };
+            format!(
+                "; {}{} held {} connection{} there{} and {closed}",
+                s.service,
+                pid(s),
+                c.held,
+                if c.held == 1 { "" } else { "s" },
+                ports(c),
+            )
+        })
+        .collect();
+    let unplaced = count - top.short_lived_1m;
+    let unplaced = if unplaced > 0 {
+        format!(
+            ", and {unplaced} more short-lived socket{} of its that closed before the agent \
+             could place {} (it placed none of its sockets elsewhere)",
+            if unplaced == 1 { "" } else { "s" },
+            if unplaced == 1 { "it" } else { "them" },
+        )
+    } else {
+        String::new()
+    };
+    Some((
+        service.service.as_str(),
+        format!(
+            "in the minute to {}, reads of {}'s descriptors{} caught it holding {} \
+             {} to :{port}, {} of them gone by the next read{}{unplaced}, over {} \
+             reads{others}; check: `ss -tnp '( dport = :{port} )'` run again and again shows \
+             its pid now and then, beside a new local port each time",
+            crate::text::clock(top.counted_at_unix_ms),
+            service.service,
+            pid(service),
+            top.distinct_1m,
+            if top.distinct_1m == 1 {
+                "connection"
+            } else {
+                "different connections"
+            },
+            top.short_lived_1m,
+            ports(top),
+            top.reads_1m,
+        ),
+    ))
 }
 
 /// The culprit a counter series points at, with its role and the reasoning (see the module
@@ -256,6 +370,31 @@ pub(super) fn counter_culprit(
     key: &SeriesKey,
     services: &[ServiceFacts],
 ) -> Option<(String, Option<CulpritRole>, String)> {
+    // A TIME-WAIT storm is its connections' opener: named from the sockets themselves when
+    // the censuses saw one, before any guess from spans.
+    if let SeriesKey::PortState {
+        port,
+        state: SocketState::TimeWait,
+        ..
+    } = key
+    {
+        if let Some((caller, evidence)) = opener(*port, services) {
+            let on = listener(*port, services)
+                .filter(|o| o.service != caller)
+                .map_or_else(
+                    || format!("port {port}"),
+                    |o| format!("the port of {}", o.service),
+                );
+            return Some((
+                caller.to_owned(),
+                Some(CulpritRole::Caller),
+                format!(
+                    "{} on {on}: its caller {caller} opens a connection per call ({evidence})",
+                    key.label()
+                ),
+            ));
+        }
+    }
     match key {
         SeriesKey::PortState { port, side, state } => {
             let Some(owner) = listener(*port, services) else {

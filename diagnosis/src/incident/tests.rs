@@ -856,6 +856,218 @@ fn a_port_state_and_its_total_are_one_incident_led_by_the_state() {
     assert!(incidents[0].culprit.service.is_none());
 }
 
+/// Two services call a cache on :9999, so spans name no single caller of its TIME-WAIT
+/// storm. Reads of the callers' descriptors say who opens a connection per call: stock was
+/// caught holding 7 different connections there, each gone by the next read; orders keeps
+/// the same pool of 4. The storm is stock's, with that evidence; without the sockets,
+/// nobody's.
+#[test]
+fn a_time_wait_storm_is_named_after_the_caller_whose_sockets_open_a_connection_per_call() {
+    let tw = SeriesKey::PortState {
+        port: 9999,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let with = |connections: bool| {
+        let mut services = chain();
+        services.push(ServiceFacts {
+            service: "cache".into(),
+            listen_ports: vec![9999],
+            callers: vec!["orders".into(), "stock".into()],
+            ..ServiceFacts::default()
+        });
+        if connections {
+            for s in &mut services {
+                match s.service.as_str() {
+                    "stock" => {
+                        s.pid = Some(4321);
+                        s.connections_to = vec![ConnectionsTo {
+                            port: 9999,
+                            held: 0,
+                            closed_1m: 7,
+                            short_lived_1m: 7,
+                            distinct_1m: 7,
+                            reads_1m: 160,
+                            local_ports: vec![40518, 40490, 40466, 40450, 40432],
+                            counted_at_unix_ms: T0 + 3_000,
+                            ..ConnectionsTo::default()
+                        }];
+                    }
+                    "orders" => {
+                        s.connections_to = vec![ConnectionsTo {
+                            port: 9999,
+                            held: 4,
+                            distinct_1m: 4,
+                            reads_1m: 160,
+                            local_ports: vec![39910, 39912, 39914, 39916],
+                            counted_at_unix_ms: T0 + 3_000,
+                            ..ConnectionsTo::default()
+                        }];
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let incidents = run_with(
+            &mut IncidentTracker::new(),
+            T0 + 5_000,
+            &[],
+            report(vec![anomaly(tw.clone(), T0)]),
+            &CounterHistory::default(),
+            &services,
+            &HintRules::builtin().unwrap(),
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        incidents[0].clone()
+    };
+    assert!(with(false).culprit.service.is_none());
+    let inc = with(true);
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+    assert_eq!(inc.hints[0].rule_id, "time-wait-storm", "{inc:#?}");
+    assert!(
+        inc.culprit.reasoning.iter().any(|r| r.contains(
+            "its caller stock opens a connection per call (in the minute to 20:30:03 UTC, reads \
+             of stock's descriptors (pid 4321) caught it holding 7 different connections to \
+             :9999, 7 of them gone by the next read (local ports 40518, 40490, 40466, 40450, 40432, …), over \
+             160 reads; orders held 4 connections there (local ports 39910, 39912, 39914, \
+             39916) and closed none; check: `ss -tnp '( dport = :9999 )'` run again and again \
+             shows its pid now and then, beside a new local port each time)"
+        )),
+        "{:#?}",
+        inc.culprit.reasoning
+    );
+
+    // Two callers opening alike: the sockets name nobody.
+    assert!(opener_of(&[("stock", 12), ("orders", 7)]).is_none());
+    assert_eq!(
+        opener_of(&[("stock", 12), ("orders", 6)]).as_deref(),
+        Some("stock")
+    );
+    // Two connections caught in a minute are too few to tell a per-call client from a pool
+    // that recycled two.
+    assert!(opener_of(&[("stock", 2)]).is_none());
+    assert_eq!(opener_of(&[("stock", 3)]).as_deref(), Some("stock"));
+
+    // Short-lived sockets the agent could not place in time count with those it placed at
+    // the storm's port, when it placed at least one there and none elsewhere.
+    let placed_and_unplaced = |placed: u32, unplaced: u32, elsewhere: u32, other_port: u32| {
+        let mut to = vec![ConnectionsTo {
+            port: 9999,
+            closed_1m: placed,
+            short_lived_1m: placed,
+            distinct_1m: placed,
+            reads_1m: 100,
+            unplaced_short_lived_1m: unplaced,
+            elsewhere_short_lived_1m: elsewhere,
+            counted_at_unix_ms: T0,
+            ..ConnectionsTo::default()
+        }];
+        if other_port > 0 {
+            to.push(ConnectionsTo {
+                port: 7777,
+                short_lived_1m: other_port,
+                closed_1m: other_port,
+                ..to[0].clone()
+            });
+        }
+        let services = [ServiceFacts {
+            service: "stock".into(),
+            connections_to: to,
+            ..ServiceFacts::default()
+        }];
+        super::services::opener(9999, &services).map(|(s, why)| (s.to_owned(), why))
+    };
+    let (named, why) = placed_and_unplaced(1, 4, 0, 0).expect("named");
+    assert_eq!(named, "stock");
+    assert!(
+        why.contains(
+            "caught it holding 1 connection to :9999, 1 of them gone by the next \
+             read, and 4 more short-lived sockets of its that closed before the agent could \
+             place them (it placed none of its sockets elsewhere), over 100 reads"
+        ),
+        "{why}"
+    );
+    assert!(
+        placed_and_unplaced(0, 9, 0, 0).is_none(),
+        "none placed there"
+    );
+    assert!(
+        placed_and_unplaced(1, 9, 1, 0).is_none(),
+        "one placed elsewhere"
+    );
+    assert!(
+        placed_and_unplaced(1, 9, 0, 1).is_none(),
+        "one to another port"
+    );
+}
+
+/// The service `services::opener` names among callers of :9999 with these counts of
+/// short-lived connections.
+fn opener_of(callers: &[(&str, u32)]) -> Option<String> {
+    let services: Vec<ServiceFacts> = callers
+        .iter()
+        .map(|(name, short)| ServiceFacts {
+            service: (*name).into(),
+            connections_to: vec![ConnectionsTo {
+                port: 9999,
+                held: 1,
+                new: 1,
+                closed_1m: *short + 2,
+                short_lived_1m: *short,
+                distinct_1m: *short + 3,
+                reads_1m: 100,
+                counted_at_unix_ms: T0,
+                ..ConnectionsTo::default()
+            }],
+            ..ServiceFacts::default()
+        })
+        .collect();
+    super::services::opener(9999, &services).map(|(s, _)| s.to_owned())
+}
+
+/// A batch job that sends no spans hammers orders' port with a connection per call: no span
+/// names a caller of orders but the gateway, and the batch job is no traced service. Its
+/// watched process's sockets name it.
+#[test]
+fn a_storm_from_a_caller_that_sends_no_spans_is_named_from_its_sockets() {
+    let tw = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let mut services = chain();
+    services.push(ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        connections_to: vec![ConnectionsTo {
+            port: 8081,
+            held: 2,
+            new: 2,
+            closed_1m: 40,
+            short_lived_1m: 40,
+            distinct_1m: 42,
+            reads_1m: 300,
+            counted_at_unix_ms: T0 + 3_000,
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    });
+    let incidents = run_with(
+        &mut IncidentTracker::new(),
+        T0 + 5_000,
+        &[],
+        report(vec![anomaly(tw.clone(), T0)]),
+        &CounterHistory::default(),
+        &services,
+        &HintRules::builtin().unwrap(),
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("batch"), "{inc:#?}");
+    assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
+}
+
 /// The agent's own listener (its web port, polled by a dashboard or a script opening a
 /// connection per request) is neither an incident nor another program's node activity.
 #[test]
@@ -6484,6 +6696,94 @@ fn a_healed_goroutine_leak_is_not_revived_by_goroutines_that_follow_new_connecti
             .all(|(_, s)| *s != IncidentState::Active),
         "the pool's connections revived it: {seen:?}"
     );
+}
+
+/// A client that sends no spans opens a connection per call to stock (:8082), whose calls
+/// nobody counts (no spans, no access lines): the floor of 200 TIME-WAIT sockets took 8–18 s
+/// to tell such a storm on the opener runs (outgoing-notes). When the client's own sockets
+/// show it opening a connection per call, a rise of 50 at 10 or more closes a second is a
+/// storm; a rise as large at a pool's pace, or with nobody's sockets to show it, stays churn.
+#[test]
+fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing `per_second` from 120 s, counted every second.
+    let history = |per_second: f64, len: usize| CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: tw.clone(),
+                points: (0..len)
+                    .map(|i| Some(4.0 + per_second * (i as f64 - 120.0).max(0.0)))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                points: (0..len)
+                    .map(|i| Some(6.0 + per_second * (i as f64 - 120.0).max(0.0)))
+                    .collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let batch = |short_lived_1m: u32| ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        pid: Some(777),
+        connections_to: vec![ConnectionsTo {
+            port: 8082,
+            closed_1m: short_lived_1m,
+            short_lived_1m,
+            distinct_1m: short_lived_1m,
+            reads_1m: 90,
+            counted_at_unix_ms: time(124),
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    };
+    let rules = HintRules::builtin().unwrap();
+    let run = |per_second: f64, opener: bool| {
+        let mut services = chain();
+        services.push(batch(if opener { 4 } else { 0 }));
+        // Raised at 125 s: 4 → 4 + 5 × pace.
+        let reached = 4.0 + 5.0 * per_second;
+        fresh_run(
+            time(125),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, reached)]),
+            &history(per_second, 126),
+            &services,
+            &rules,
+        )
+    };
+    let storm = run(12.0, true);
+    assert_eq!(storm.len(), 1, "{storm:#?}");
+    assert_eq!(storm[0].culprit.service.as_deref(), Some("batch"));
+    assert_eq!(storm[0].hints[0].rule_id, "time-wait-storm");
+    assert!(run(12.0, false).is_empty(), "nobody's sockets show it");
+    // 60 sockets at a pool's pace (4 a second over 15 s) with the same sockets: churn.
+    let slow = {
+        let mut services = chain();
+        services.push(batch(4));
+        fresh_run(
+            time(135),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, 64.0)]),
+            &history(4.0, 136),
+            &services,
+            &rules,
+        )
+    };
+    assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
 }
 
 /// The detector raises a port's TIME-WAIT rise once a second census confirms it (see

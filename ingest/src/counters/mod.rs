@@ -9,7 +9,8 @@
 //!   (`sockstat`, `snmp`, `netstat`); [`process`] (fds, threads, RSS); [`tasks`] (pprof, expvar,
 //!   Prometheus pages); [`runtime`] (the agent's own tokio runtime);
 //! - [`sockets`] turns a socket list into a [`SocketCensus`] (by state, by service port);
-//!   [`owners`] finds the process holding each listening socket;
+//!   [`owners`] finds the process holding each listening socket, and [`outgoing`] the
+//!   connections each process target holds to the node's listeners;
 //! - [`store`] keeps the latest values, deltas, source statuses and the bounded [`history`],
 //!   which [`saved`] carries across an agent restart;
 //! - [`sampler`] runs it all once per interval as a tokio task.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod history;
 pub mod netlink;
+pub mod outgoing;
 pub mod owners;
 pub mod proc_net;
 pub mod proc_tcp;

@@ -40,6 +40,8 @@ const DIAG_MSG_LEN: usize = 72;
 /// does not show them either). Measured at 10k established sockets: the dump took ~40 % less
 /// kernel time without it.
 const STATES_COUNTED: u32 = ((1 << 13) - 1) & !1;
+/// `TCP_ESTABLISHED` (1) and `TCP_SYN_SENT` (2): the connections a process holds open.
+const STATES_CONNECTED: u32 = (1 << 1) | (1 << 2);
 /// The kernel never sends more than 32 KiB per read of a dump; twice that is always enough.
 const RECV_BUF_LEN: usize = 64 * 1024;
 
@@ -104,10 +106,22 @@ impl NetlinkSockets {
     /// Appends every TCP socket of both address families to `out`, in one kernel walk when
     /// the kernel allows it.
     pub fn read_all(&mut self, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
+        self.read_states(STATES_COUNTED, out)
+    }
+
+    /// Appends the ESTABLISHED and SYN-SENT TCP sockets of both address families to `out`:
+    /// the open connections only, which is what places a process's new socket between
+    /// censuses (see `outgoing.rs`). The kernel still walks its whole established hash, but
+    /// sends and the agent decodes no TIME-WAIT or listening socket.
+    pub fn read_connections(&mut self, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
+        self.read_states(STATES_CONNECTED, out)
+    }
+
+    fn read_states(&mut self, states: u32, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
         if self.compat_works != Some(false) {
             let start = out.len();
             self.seq = self.seq.wrapping_add(1);
-            let request = encode_compat_request(self.seq);
+            let request = encode_compat_request(self.seq, states);
             match self.send_and_collect(&request, TCPDIAG_GETSOCK, out) {
                 Ok(()) => {
                     self.compat_works = Some(true);
@@ -120,8 +134,8 @@ impl NetlinkSockets {
                 }
             }
         }
-        self.read_family(Family::Ipv4, out)?;
-        self.read_family(Family::Ipv6, out)
+        self.dump(libc::AF_INET as u8, states, out)?;
+        self.dump(libc::AF_INET6 as u8, states, out)
     }
 
     /// Appends every TCP socket of one address family to `out`.
@@ -131,15 +145,20 @@ impl NetlinkSockets {
         out: &mut Vec<SocketEntry>,
     ) -> Result<(), CounterError> {
         match family {
-            Family::Ipv4 => self.dump(libc::AF_INET as u8, out),
-            Family::Ipv6 => self.dump(libc::AF_INET6 as u8, out),
+            Family::Ipv4 => self.dump(libc::AF_INET as u8, STATES_COUNTED, out),
+            Family::Ipv6 => self.dump(libc::AF_INET6 as u8, STATES_COUNTED, out),
         }
     }
 
-    /// One dump for one family.
-    fn dump(&mut self, family: u8, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
+    /// One dump of the sockets in `states` for one family.
+    fn dump(
+        &mut self,
+        family: u8,
+        states: u32,
+        out: &mut Vec<SocketEntry>,
+    ) -> Result<(), CounterError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = encode_request(family, self.seq);
+        let request = encode_request(family, states, self.seq);
         self.send_and_collect(&request, SOCK_DIAG_BY_FAMILY, out)
     }
 
@@ -193,8 +212,8 @@ impl NetlinkSockets {
     }
 }
 
-/// Encodes `nlmsghdr` + `inet_diag_req_v2` asking for every TCP socket of `family`.
-fn encode_request(family: u8, seq: u32) -> [u8; NLMSG_HDR_LEN + REQ_LEN] {
+/// Encodes `nlmsghdr` + `inet_diag_req_v2` asking for the TCP sockets of `family` in `states`.
+fn encode_request(family: u8, states: u32, seq: u32) -> [u8; NLMSG_HDR_LEN + REQ_LEN] {
     let mut req = [0u8; NLMSG_HDR_LEN + REQ_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     req[0..4].copy_from_slice(&((NLMSG_HDR_LEN + REQ_LEN) as u32).to_ne_bytes());
@@ -204,14 +223,14 @@ fn encode_request(family: u8, seq: u32) -> [u8; NLMSG_HDR_LEN + REQ_LEN] {
     // nlmsg_pid 0: the kernel. Then inet_diag_req_v2:
     req[16] = family;
     req[17] = libc::IPPROTO_TCP as u8;
-    // idiag_ext 0 (no extensions), pad 0, the counted states (request sockets included), id zero.
-    req[20..24].copy_from_slice(&STATES_COUNTED.to_ne_bytes());
+    // idiag_ext 0 (no extensions), pad 0, the states, id zero.
+    req[20..24].copy_from_slice(&states.to_ne_bytes());
     req
 }
 
-/// Encodes `nlmsghdr` + `inet_diag_req` (the compatibility request) asking for every TCP socket
-/// of both families.
-fn encode_compat_request(seq: u32) -> [u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN] {
+/// Encodes `nlmsghdr` + `inet_diag_req` (the compatibility request) asking for the TCP sockets
+/// of both families in `states`.
+fn encode_compat_request(seq: u32, states: u32) -> [u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN] {
     let mut req = [0u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     req[0..4].copy_from_slice(&((NLMSG_HDR_LEN + COMPAT_REQ_LEN) as u32).to_ne_bytes());
@@ -221,7 +240,7 @@ fn encode_compat_request(seq: u32) -> [u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN] {
     // inet_diag_req: family (ignored by the dump), src_len, dst_len, ext, id (48 bytes),
     // then the state mask at offset 52 and dbs.
     req[16] = libc::AF_INET as u8;
-    req[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56].copy_from_slice(&STATES_COUNTED.to_ne_bytes());
+    req[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56].copy_from_slice(&states.to_ne_bytes());
     req
 }
 

@@ -241,7 +241,7 @@ fn holds(proc_root: &Path, pid: u32, inode: u64) -> bool {
 }
 
 /// The inode of a descriptor link `socket:[INODE]`.
-fn socket_inode(link: &str) -> Option<u64> {
+pub(super) fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?
         .strip_suffix(']')?
         .parse()

@@ -4,6 +4,7 @@
 //! The reader keeps its socket-list buffer between samples so a census at 100k sockets does not
 //! reallocate every second.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::config::SocketSourceChoice;
 use super::error::CounterError;
 use super::netlink::NetlinkSockets;
+use super::outgoing::OutgoingConnections;
 use super::proc_tcp::read_proc_tcp;
 use super::sockets::{
     PortClassifier, SocketCensus, SocketEntry, SocketSource, DEFAULT_EPHEMERAL_PORTS,
@@ -32,6 +34,9 @@ pub struct CensusReading {
     /// When this reading repeats an earlier census: that census's sample time (Unix ms).
     /// `None` when the sockets were counted for this reading.
     pub repeats_unix_ms: Option<i64>,
+    /// The process targets' connections to the node's listeners at this census, by target
+    /// name (see [`super::outgoing`]); empty when the census failed or took none.
+    pub outgoing: BTreeMap<String, OutgoingConnections>,
 }
 
 impl CensusReading {
@@ -43,6 +48,7 @@ impl CensusReading {
             netlink_problem: None,
             budget_note: None,
             repeats_unix_ms: None,
+            outgoing: BTreeMap::new(),
         }
     }
 }
@@ -105,6 +111,7 @@ impl SocketReader {
                             netlink_problem: Some(e_string(&self.netlink_problem)),
                             budget_note: None,
                             repeats_unix_ms: None,
+                            outgoing: BTreeMap::new(),
                         };
                     }
                 }
@@ -121,6 +128,17 @@ impl SocketReader {
             netlink_problem,
             budget_note: None,
             repeats_unix_ms: None,
+            outgoing: BTreeMap::new(),
+        }
+    }
+
+    /// Appends the node's open connections (ESTABLISHED and SYN-SENT) to `out` from the
+    /// netlink socket the censuses use; `false` when the censuses do not use netlink (a
+    /// `/proc/net/tcp` read is a census's cost, not a glance's) or the dump failed.
+    pub fn connections(&mut self, out: &mut Vec<SocketEntry>) -> bool {
+        match self.netlink.as_mut() {
+            Some(nl) if self.netlink_problem.is_none() => nl.read_connections(out).is_ok(),
+            _ => false,
         }
     }
 

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::error::CounterError;
+use super::outgoing::{OutgoingConnections, OutgoingTracker};
 use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
@@ -65,6 +66,9 @@ struct TickReader {
     proc_root: PathBuf,
     watcher: ProcessWatcher,
     processes: Vec<ProcessTarget>,
+    /// The process ids of each target at the last sample: the census reads their
+    /// connections (see [`super::outgoing`]).
+    pids: Vec<(String, Vec<u32>)>,
 }
 
 /// The longest a census is repeated while the kernel's socket counters stand still. Sockets
@@ -252,6 +256,7 @@ impl Counted {
             netlink_problem: self.reading.netlink_problem.clone(),
             budget_note: self.reading.budget_note.clone(),
             repeats_unix_ms: (self.counted_unix_ms != time_unix_ms).then_some(self.counted_unix_ms),
+            outgoing: BTreeMap::new(),
         }
     }
 }
@@ -286,9 +291,145 @@ struct SocketCounter {
     budget: CensusBudget,
     quiet: QuietCensus,
     owners: PortOwners,
+    outgoing: OutgoingTracker,
+    /// The process targets' ids as the latest census was asked with them (for the looks).
+    targets: Vec<(String, Vec<u32>)>,
+    looks: Looks,
+    /// The agent's own listening ports at the latest resolution of the ports' owners.
+    own_ports: std::collections::BTreeSet<u16>,
     newest: Option<Arc<Counted>>,
     /// When the last confirming census was taken.
     confirmed_at: Option<Instant>,
+}
+
+/// How long the census thread keeps looking at the process targets' descriptors after a
+/// census saw a storm start ([`LOOK_TRIGGER_RISE`]): a storm is named within seconds or not
+/// at all, and an incident lasts longer than this only when its storm does (which starts
+/// the looks again at the next census that sees it rise).
+pub const LOOK_SPAN: Duration = Duration::from_secs(30);
+
+/// The rise of one listening port's TIME-WAIT sockets within [`LOOK_TRIGGER_WINDOW`] of
+/// censuses that starts the looks: a client opening a connection per call to a keep-alive
+/// server leaves one a call, a pool recycling its connections a few a minute.
+pub const LOOK_TRIGGER_RISE: usize = 10;
+
+/// How far back a census compares its TIME-WAIT counts for [`LOOK_TRIGGER_RISE`]. Not just
+/// the census before: a per-call client whose callee takes 50 ms, slowed by a loaded node,
+/// added 7 a second (the opener runs), under the rise between two censuses a second apart.
+pub const LOOK_TRIGGER_WINDOW: Duration = Duration::from_secs(5);
+
+/// The shortest gap between two looks. A per-call client on loopback holds each connection
+/// a millisecond or two: at 40 calls a second, a look finds one open about 1 time in 25. On
+/// the opener runs (debug build, load 17) looks every 50 ms, taken about 10 times a second,
+/// caught the first three 9 s after the storm began; this is the floor, the budget sets the
+/// pace.
+pub const LOOK_GAP: Duration = Duration::from_millis(20);
+
+/// When the census thread looks at the process targets' descriptors between censuses (see
+/// [`super::outgoing`]): while a storm is suspected, every [`LOOK_GAP`] or less often, and
+/// the dumps that place new sockets as often as their cost allows, so that the looks' CPU
+/// (dumps included) stays within the census's share of a core (`socket_cpu_budget_percent`).
+/// So for at most [`LOOK_SPAN`] after a census saw a storm start, the socket work may take
+/// up to twice that share; outside a storm the looks cost nothing.
+#[derive(Debug, Default)]
+struct Looks {
+    /// TIME-WAIT sockets per listening port at the censuses of the last
+    /// [`LOOK_TRIGGER_WINDOW`], oldest first.
+    time_wait: std::collections::VecDeque<(Instant, BTreeMap<u16, usize>)>,
+    /// Until when to look.
+    until: Option<Instant>,
+    /// When the next look is due.
+    next_at: Option<Instant>,
+    /// When a look may next dump the node's connections to place a new socket.
+    dump_at: Option<Instant>,
+    /// Looks taken, the dumps they asked for and their CPU, since the start (logged when
+    /// the looks pause).
+    taken: u64,
+    dumps: u64,
+    cpu: Duration,
+}
+
+impl Looks {
+    /// After a census at `now` with `entries`: starts (or extends) the looks when a
+    /// listening port's TIME-WAIT count rose by [`LOOK_TRIGGER_RISE`] since a census of the
+    /// last [`LOOK_TRIGGER_WINDOW`]. The agent's own ports (`own`) never do: a script polling
+    /// its API with a connection per request (the opener runs' poller, twice a second) kept the
+    /// looks going and the census thread at 0.60 % of a core instead of 0.25 % before any
+    /// storm (release).
+    fn after_census(
+        &mut self,
+        now: Instant,
+        entries: &[SocketEntry],
+        targets: bool,
+        own: &std::collections::BTreeSet<u16>,
+    ) {
+        let listening: std::collections::BTreeSet<u16> = entries
+            .iter()
+            .filter(|e| e.state == SocketState::Listen && !own.contains(&e.local.port()))
+            .map(|e| e.local.port())
+            .collect();
+        let mut time_wait: BTreeMap<u16, usize> = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.state == SocketState::TimeWait) {
+            // Who closed first holds the TIME-WAIT: either side names the listener.
+            let port = [e.local.port(), e.remote.port()]
+                .into_iter()
+                .find(|p| listening.contains(p));
+            if let Some(port) = port {
+                *time_wait.entry(port).or_default() += 1;
+            }
+        }
+        while self
+            .time_wait
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > LOOK_TRIGGER_WINDOW)
+        {
+            self.time_wait.pop_front();
+        }
+        let rose = self.time_wait.iter().any(|(_, before)| {
+            time_wait
+                .iter()
+                .any(|(port, n)| *n >= before.get(port).copied().unwrap_or(0) + LOOK_TRIGGER_RISE)
+        });
+        self.time_wait.push_back((now, time_wait));
+        if rose && targets {
+            self.until = Some(now + LOOK_SPAN);
+            self.next_at.get_or_insert(now + LOOK_GAP);
+        }
+    }
+
+    /// Whether a look at `now` may dump the node's connections.
+    fn may_dump(&self, now: Instant) -> bool {
+        self.dump_at.is_none_or(|at| now >= at)
+    }
+
+    /// Books a look at `now` whose reads of descriptors cost `cpu` and its dump (if it took
+    /// one) `dump`, within `share` of a core (0: no limit): half for each.
+    fn book(&mut self, now: Instant, cpu: Duration, dump: Option<Duration>, share: f64) {
+        self.taken += 1;
+        self.dumps += u64::from(dump.is_some());
+        self.cpu += cpu + dump.unwrap_or_default();
+        let spread = |cost: Duration| {
+            if share > 0.0 {
+                cost.div_f64(share / 2.0)
+            } else {
+                Duration::ZERO
+            }
+        };
+        if let Some(dump) = dump {
+            self.dump_at = Some(now + spread(dump));
+        }
+        let gap = spread(cpu).max(LOOK_GAP);
+        self.next_at = Some(now + gap).filter(|at| self.until.is_some_and(|until| *at < until));
+        if self.next_at.is_none() {
+            self.until = None;
+            tracing::info!(
+                looks = self.taken,
+                dumps = self.dumps,
+                cpu_ms = self.cpu.as_secs_f64() * 1e3,
+                "looks at the process targets' sockets paused (totals since the start)"
+            );
+        }
+    }
 }
 
 impl SocketCounter {
@@ -303,6 +444,10 @@ impl SocketCounter {
             },
             quiet: QuietCensus::default(),
             owners: PortOwners::new(),
+            outgoing: OutgoingTracker::new(),
+            targets: Vec::new(),
+            looks: Looks::default(),
+            own_ports: std::collections::BTreeSet::new(),
             newest: None,
             confirmed_at: None,
         }
@@ -310,17 +455,19 @@ impl SocketCounter {
 
     /// The census for the sample of `time_unix_ms`, read at `now` after the counters
     /// `activity`: a new one when the gates let it be taken (or the last one failed), else the
-    /// newest. `confirm` (the sample time a diagnosis judged when it asked for a census, see
-    /// [`CounterStore::ask_for_census`]) takes one whatever the gates say, unless a census
-    /// newer than that sample was taken meanwhile, at most once per
-    /// [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a debt: the next
-    /// census comes when it would have come without it.
+    /// newest. A new one reads the connections of the process targets (`targets`: name and
+    /// process ids), its cost booked with the census's. `confirm` (the sample time a diagnosis
+    /// judged when it asked for a census, see [`CounterStore::ask_for_census`]) takes one
+    /// whatever the gates say, unless a census newer than that sample was taken meanwhile, at
+    /// most once per [`CONFIRMING_CENSUS_GAP`], as an overdraft of the budget rather than a
+    /// debt: the next census comes when it would have come without it.
     fn count(
         &mut self,
         now: Instant,
         time_unix_ms: i64,
         activity: Option<SocketActivity>,
         confirm: Option<i64>,
+        targets: &[(String, Vec<u32>)],
     ) -> Arc<Counted> {
         let confirm = confirm.is_some_and(|judged| {
             self.newest
@@ -340,6 +487,24 @@ impl SocketCounter {
         }
         let cpu = thread_cpu();
         let mut reading = self.reader.census();
+        if reading.census.is_ok() {
+            if !targets.is_empty() {
+                self.targets = targets.to_vec();
+            }
+            self.outgoing.observe(
+                &self.proc_root,
+                self.reader.entries(),
+                &self.targets,
+                now,
+                unix_ms(),
+            );
+            self.looks.after_census(
+                now,
+                self.reader.entries(),
+                !self.targets.is_empty(),
+                &self.own_ports,
+            );
+        }
         let cost = thread_cpu().saturating_sub(cpu);
         let scheduled = self.budget.next_at;
         self.budget.book(now, cost, &mut reading);
@@ -366,11 +531,51 @@ impl SocketCounter {
         counted
     }
 
+    /// When the next look at the process targets' descriptors is due (`None`: no storm is
+    /// suspected).
+    fn next_look(&self) -> Option<Instant> {
+        self.looks.next_at
+    }
+
+    /// Looks at the process targets' descriptors (see [`Looks`]). Blocking.
+    fn look(&mut self, now: Instant) {
+        let cpu = thread_cpu();
+        let may_dump = self.looks.may_dump(now);
+        let reader = &mut self.reader;
+        let mut dump = None;
+        self.outgoing
+            .look(&self.proc_root, &self.targets, now, unix_ms(), |out| {
+                if !may_dump {
+                    return false;
+                }
+                let before = thread_cpu();
+                let placed = reader.connections(out);
+                dump = Some(thread_cpu().saturating_sub(before));
+                placed
+            });
+        let cost = thread_cpu()
+            .saturating_sub(cpu)
+            .saturating_sub(dump.unwrap_or_default());
+        self.looks.book(now, cost, dump, self.budget.share);
+    }
+
+    /// The process targets' connections as of their latest read.
+    fn connections(&self, now: Instant) -> BTreeMap<String, OutgoingConnections> {
+        self.outgoing.connections(now)
+    }
+
     /// The processes holding the listening sockets of the newest census (cached; the process
     /// table is scanned only for listeners not placed yet). Blocking.
     fn port_owners(&mut self) -> Vec<PortOwner> {
         let listening = self.newest.as_ref().map_or(&[][..], |c| &c.listening[..]);
-        self.owners.resolve(&self.proc_root, listening)
+        let owners = self.owners.resolve(&self.proc_root, listening);
+        let me = std::process::id();
+        self.own_ports = owners
+            .iter()
+            .filter(|o| o.pid == me)
+            .map(|o| o.port)
+            .collect();
+        owners
     }
 }
 
@@ -380,6 +585,7 @@ impl TickReader {
             proc_root: config.proc_root.clone(),
             watcher: ProcessWatcher::new(config.proc_root.clone()),
             processes: config.processes.clone(),
+            pids: Vec::new(),
         }
     }
 
@@ -396,27 +602,37 @@ impl TickReader {
         }
     }
 
-    /// The sample of `time_unix_ms`: `counters` and the census `counted` (`None`: no census
-    /// has finished yet), with the process targets read now.
+    /// The sample of `time_unix_ms`: `counters`, the census `counted` (`None`: no census
+    /// has finished yet) and the targets' connections `outgoing`, with the process targets
+    /// read now.
     fn sample(
         &mut self,
         time_unix_ms: i64,
         runtime: Option<RuntimeCounters>,
         counters: SocketCounters,
         counted: Option<&Counted>,
+        outgoing: BTreeMap<String, OutgoingConnections>,
     ) -> NodeSample {
         let listening = counted.map_or(&[][..], |c| &c.listening[..]);
-        let processes = self
+        let processes: Vec<(String, Result<_, _>)> = self
             .processes
             .iter()
             .map(|t| (t.name.clone(), self.watcher.read(t, listening)))
             .collect();
-        let sockets = match counted {
+        self.pids = processes
+            .iter()
+            .map(|(name, c)| {
+                let pids = c.as_ref().map(|c| c.pids.clone()).unwrap_or_default();
+                (name.clone(), pids)
+            })
+            .collect();
+        let mut sockets = match counted {
             Some(c) => c.reading_for(time_unix_ms),
             None => CensusReading::of(Err(CounterError::Worker(
                 "the socket census has not finished yet".into(),
             ))),
         };
+        sockets.outgoing = outgoing;
         NodeSample {
             time_unix_ms,
             sockets,
@@ -467,11 +683,20 @@ impl NodeSampler {
     ) -> NodeSample {
         // The counters first: a census taken after them counts everything they saw move.
         let counters = self.readings.socket_counters();
-        let counted = self
-            .sockets
-            .count(now, time_unix_ms, counters.activity, None);
-        self.readings
-            .sample(time_unix_ms, runtime, counters, Some(&counted))
+        let counted = self.sockets.count(
+            now,
+            time_unix_ms,
+            counters.activity,
+            None,
+            &self.readings.pids,
+        );
+        self.readings.sample(
+            time_unix_ms,
+            runtime,
+            counters,
+            Some(&counted),
+            self.sockets.connections(now),
+        )
     }
 }
 
@@ -484,10 +709,17 @@ struct CensusRequest {
     /// The sample time a diagnosis judged when it asked for a fresh census
     /// ([`CounterStore::ask_for_census`]).
     confirm: Option<i64>,
+    /// The process targets' ids, for their connections.
+    targets: Vec<(String, Vec<u32>)>,
 }
 
-/// The newest census and the owners of its listening ports.
-type Newest = (Arc<Counted>, Arc<Vec<PortOwner>>);
+/// The newest census, the owners of its listening ports, and the process targets'
+/// connections as of their latest read (a look between censuses renews them).
+type Newest = (
+    Arc<Counted>,
+    Arc<Vec<PortOwner>>,
+    Arc<BTreeMap<String, OutgoingConnections>>,
+);
 
 /// The socket census on a thread of its own (see the module docs). Dropping it stops the
 /// thread after the census it may be taking.
@@ -552,8 +784,9 @@ impl Drop for CensusWorker {
 }
 
 /// The census thread: answers each request (the newest when several came during a census)
-/// until stopped. A panic in a source reader loses that census only: a fresh counter takes
-/// over.
+/// until stopped, and between requests, while a storm is suspected, looks at the process
+/// targets' descriptors (see [`Looks`]). A panic in a source reader loses that census (or
+/// look) only: a fresh counter takes over.
 fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &WorkerShared) {
     loop {
         let request = {
@@ -563,15 +796,53 @@ fn census_loop(mut counter: SocketCounter, config: &CountersConfig, shared: &Wor
                     return;
                 }
                 if let Some(request) = state.asked.take() {
-                    break request;
+                    break Some(request);
                 }
-                shared.changed.wait(&mut state);
+                match counter.next_look() {
+                    Some(at) if Instant::now() >= at => break None,
+                    Some(at) => {
+                        shared.changed.wait_until(&mut state, at);
+                    }
+                    None => shared.changed.wait(&mut state),
+                }
             }
+        };
+        let Some(request) = request else {
+            let looked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                counter.look(Instant::now());
+                counter.connections(Instant::now())
+            }));
+            let mut state = shared.state.lock();
+            match looked {
+                Ok(outgoing) => {
+                    if let Some(newest) = state.newest.as_mut() {
+                        newest.2 = Arc::new(outgoing);
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "a look at the process targets' sockets failed; a fresh reader takes over"
+                    );
+                    counter = SocketCounter::new(config);
+                }
+            }
+            continue;
         };
         let time = request.time_unix_ms;
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let counted = counter.count(request.now, time, request.activity, request.confirm);
-            (counted, Arc::new(counter.port_owners()))
+            let counted = counter.count(
+                request.now,
+                time,
+                request.activity,
+                request.confirm,
+                &request.targets,
+            );
+            let owners = Arc::new(counter.port_owners());
+            (
+                counted,
+                owners,
+                Arc::new(counter.connections(Instant::now())),
+            )
         }));
         let mut state = shared.state.lock();
         match answer {
@@ -641,6 +912,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     &read_protocol_counters(&proc_root),
                 ),
                 confirm: None,
+                targets: Vec::new(),
             };
             worker.ask(request, first_wait);
         });
@@ -680,6 +952,7 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                         time_unix_ms: now,
                         activity: counters.activity,
                         confirm,
+                        targets: sampler.readings.pids.clone(),
                     };
                     // A census asked for is waited for longer: a diagnosis waits for it, and
                     // a census that misses its sample's wait is recorded a sample later.
@@ -690,17 +963,26 @@ async fn run_sampler(config: CountersConfig, store: Arc<CounterStore>, cancel: C
                     worker.ask(request, wait)
                 }
                 None => {
-                    let counted =
-                        sampler
-                            .sockets
-                            .count(Instant::now(), now, counters.activity, confirm);
-                    Some((counted, Arc::new(sampler.sockets.port_owners())))
+                    let counted = sampler.sockets.count(
+                        Instant::now(),
+                        now,
+                        counters.activity,
+                        confirm,
+                        &sampler.readings.pids,
+                    );
+                    let owners = Arc::new(sampler.sockets.port_owners());
+                    let outgoing = Arc::new(sampler.sockets.connections(Instant::now()));
+                    Some((counted, owners, outgoing))
                 }
             };
-            let (counted, owners) = newest.unzip();
-            let sample = sampler
-                .readings
-                .sample(now, runtime, counters, counted.as_deref());
+            let (counted, owners, outgoing) = match newest {
+                Some((c, o, g)) => (Some(c), Some(o), g.as_ref().clone()),
+                None => (None, None, BTreeMap::new()),
+            };
+            let sample =
+                sampler
+                    .readings
+                    .sample(now, runtime, counters, counted.as_deref(), outgoing);
             (sampler, sample, owners)
         });
         let sampled = tokio::select! {
@@ -791,6 +1073,72 @@ mod tests {
             interval: Duration::from_secs(1),
             next_at: None,
         }
+    }
+
+    /// A census of a node listening on 8080 with `tw` TIME-WAIT sockets towards it and 50
+    /// towards 9999, where nobody listens.
+    fn time_wait_census(tw: u16) -> Vec<SocketEntry> {
+        let entry = |state, local: u16, remote: u16| SocketEntry {
+            family: crate::counters::sockets::Family::Ipv4,
+            state,
+            local: std::net::SocketAddr::from(([127, 0, 0, 1], local)),
+            remote: std::net::SocketAddr::from(([127, 0, 0, 1], remote)),
+            recv_queue: 0,
+            send_queue: Some(0),
+            inode: 0,
+        };
+        let mut e = vec![entry(SocketState::Listen, 8080, 0)];
+        e.extend((0..tw).map(|i| entry(SocketState::TimeWait, 40_000 + i, 8080)));
+        e.extend((0..50).map(|i| entry(SocketState::TimeWait, 50_000 + i, 9999)));
+        e
+    }
+
+    #[test]
+    fn looks_start_when_a_listeners_time_wait_rises_and_stay_within_the_budget() {
+        let t0 = Instant::now();
+        let mut looks = Looks::default();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let none = std::collections::BTreeSet::new();
+        // The first census has nothing to compare with; a rise of 9 in 5 s is a pool's churn.
+        looks.after_census(s(0), &time_wait_census(100), true, &none);
+        looks.after_census(s(1), &time_wait_census(104), true, &none);
+        looks.after_census(s(5), &time_wait_census(109), true, &none);
+        assert_eq!(looks.next_at, None);
+        // A rise of 11 within the window, of 6 since the census before.
+        looks.after_census(s(6), &time_wait_census(115), true, &none);
+        assert_eq!(looks.next_at, Some(s(6) + LOOK_GAP));
+        let mut looks = Looks::default();
+        looks.after_census(s(0), &time_wait_census(100), true, &none);
+        // Without process targets there is nothing to look at.
+        looks.after_census(s(1), &time_wait_census(130), false, &none);
+        assert_eq!(looks.next_at, None);
+        // A rise on the agent's own port (a script polling its API) starts nothing.
+        looks.after_census(s(2), &time_wait_census(140), true, &[8080].into());
+        assert_eq!(looks.next_at, None);
+        let at = s(3);
+        looks.after_census(at, &time_wait_census(150), true, &none);
+        assert_eq!(looks.next_at, Some(at + LOOK_GAP));
+        assert_eq!(looks.until, Some(at + LOOK_SPAN));
+        // A cheap look: the next one LOOK_GAP later, and a dump of 1 ms at a 0.5 % budget
+        // (half of it for dumps): the next dump 400 ms later. A look whose reads cost 1 ms:
+        // the next one 400 ms later.
+        let now = at + LOOK_GAP;
+        assert!(looks.may_dump(now));
+        looks.book(
+            now,
+            Duration::from_micros(40),
+            Some(Duration::from_millis(1)),
+            0.005,
+        );
+        assert_eq!(looks.next_at, Some(now + LOOK_GAP));
+        assert!(!looks.may_dump(now + Duration::from_millis(399)));
+        assert!(looks.may_dump(now + Duration::from_millis(400)));
+        looks.book(now, Duration::from_millis(1), None, 0.005);
+        assert_eq!(looks.next_at, Some(now + Duration::from_millis(400)));
+        assert_eq!((looks.taken, looks.dumps), (2, 1));
+        // The span over: no more looks until a census sees a rise again.
+        looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0.005);
+        assert_eq!((looks.next_at, looks.until), (None, None));
     }
 
     #[test]
@@ -943,40 +1291,43 @@ mod tests {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         fake_tcp(root.path(), 3);
-        assert_eq!(count(&counter.count(t0, 0, None, None)), 3);
+        assert_eq!(count(&counter.count(t0, 0, None, None, &[])), 3);
         fake_tcp(root.path(), 5);
         assert_eq!(
-            count(&counter.count(at(1), 1_000, None, None)),
+            count(&counter.count(at(1), 1_000, None, None, &[])),
             3,
             "over budget"
         );
         let scheduled = counter.budget.next_at;
         // The diagnosis asks, having judged the sample of 1 s: counted now, and the next
         // census is still due when it was.
-        assert_eq!(count(&counter.count(at(2), 2_000, None, Some(1_000))), 5);
+        assert_eq!(
+            count(&counter.count(at(2), 2_000, None, Some(1_000), &[])),
+            5
+        );
         assert_eq!(
             counter.budget.next_at, scheduled,
             "an overdraft, not a debt"
         );
         fake_tcp(root.path(), 7);
         assert_eq!(
-            count(&counter.count(at(3), 3_000, None, Some(2_000))),
+            count(&counter.count(at(3), 3_000, None, Some(2_000), &[])),
             5,
             "too soon"
         );
         let gap = CONFIRMING_CENSUS_GAP.as_secs();
         assert_eq!(
-            count(&counter.count(at(1 + gap), 9_000, None, Some(8_000))),
+            count(&counter.count(at(1 + gap), 9_000, None, Some(8_000), &[])),
             5
         );
         // A judgement of a sample older than the newest census (counted for 2 s) asked a
         // tick late: that census already answers it.
         assert_eq!(
-            count(&counter.count(at(2 + gap), 10_000, None, Some(1_500))),
+            count(&counter.count(at(2 + gap), 10_000, None, Some(1_500), &[])),
             5
         );
         assert_eq!(
-            count(&counter.count(at(2 + gap), 10_000, None, Some(9_000))),
+            count(&counter.count(at(2 + gap), 10_000, None, Some(9_000), &[])),
             7
         );
     }

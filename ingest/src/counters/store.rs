@@ -33,6 +33,7 @@ use serde::Serialize;
 use super::config::CountersConfig;
 use super::error::CounterError;
 use super::history::{History, HistoryCopy, HistoryView, RestoreBounds};
+use super::outgoing::OutgoingConnections;
 use super::owners::PortOwner;
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use super::process::ProcessCounters;
@@ -196,6 +197,9 @@ pub struct ProcessView {
     pub fd_usage: Option<f64>,
     /// Why the counters are missing.
     pub error: Option<String>,
+    /// Its connections to the node's listeners at the newest census that read them (see
+    /// [`super::outgoing`]); `None` when none did.
+    pub outgoing: Option<OutgoingConnections>,
 }
 
 /// One task counter (a target and the source that reports it).
@@ -812,6 +816,7 @@ impl CounterStore {
             );
         }
         let mut series: Vec<(SeriesKey, f64)> = Vec::new();
+        let mut outgoing = sample.sockets.outgoing;
 
         // Sockets.
         match sample.sockets.census {
@@ -959,11 +964,13 @@ impl CounterStore {
                         .fd_limit
                         .filter(|&l| l > 0)
                         .map(|l| c.open_fds as f64 / l as f64);
+                    let outgoing = outgoing.remove(&name);
                     inner.processes.push(ProcessView {
                         name,
                         counters: Some(c),
                         fd_usage,
                         error: None,
+                        outgoing,
                     });
                 }
                 Err(e) => {
@@ -977,6 +984,7 @@ impl CounterStore {
                         counters: None,
                         fd_usage: None,
                         error: Some(e.to_string()),
+                        outgoing: None,
                     });
                 }
             }
