@@ -548,23 +548,7 @@ impl Tailer {
                 let Ok(head) = Head::read(&file, size) else {
                     continue;
                 };
-                let service = self.service_for_dir(&dir);
-                self.open_at(
-                    file,
-                    path_string(&path),
-                    id,
-                    head,
-                    offset,
-                    size,
-                    service,
-                    now,
-                );
-                if let Some(f) = self.files.last_mut() {
-                    f.orphan_since = Some(now);
-                }
-                let mut book = self.book.lock();
-                book.totals.adopted_files += 1;
-                book.totals.rotations += 1;
+                self.adopt(file, &path, &dir, id, head, offset, size, now);
             }
         }
     }
@@ -636,25 +620,42 @@ impl Tailer {
                     Some(_) => continue,
                     None => 0,
                 };
-                let service = self.service_for_dir(&dir);
-                self.open_at(
-                    file,
-                    path_string(&path),
-                    id,
-                    head,
-                    offset,
-                    size,
-                    service,
-                    now,
-                );
-                if let Some(f) = self.files.last_mut() {
-                    f.orphan_since = Some(now);
-                }
-                let mut book = self.book.lock();
-                book.totals.adopted_files += 1;
-                book.totals.rotations += 1;
+                self.adopt(file, &path, &dir, id, head, offset, size, now);
             }
         }
+    }
+
+    /// Reads a rotated generation outside the globs from `offset` as an orphan (read to its
+    /// end, then let go), counted as adopted and as a rotation.
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        &mut self,
+        file: File,
+        path: &Path,
+        dir: &Path,
+        id: FileId,
+        head: Head,
+        offset: u64,
+        size: u64,
+        now: Instant,
+    ) {
+        let service = self.service_for_dir(dir);
+        self.open_at(
+            file,
+            path_string(path),
+            id,
+            head,
+            offset,
+            size,
+            service,
+            now,
+        );
+        if let Some(f) = self.files.last_mut() {
+            f.orphan_since = Some(now);
+        }
+        let mut book = self.book.lock();
+        book.totals.adopted_files += 1;
+        book.totals.rotations += 1;
     }
 
     /// The service of the first source whose glob looks into `dir`.
