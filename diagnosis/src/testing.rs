@@ -51,6 +51,27 @@ impl Recorded {
             .and_then(|i| usize::try_from(i).ok())
     }
 
+    /// The history of `series` (each on this recording's axis) as the agent had it at the
+    /// end of point `last`: what a second-by-second replay judges at that point.
+    pub(crate) fn history_until(
+        &self,
+        series: &[(faultline_series::SeriesKey, Vec<Option<f64>>)],
+        last: usize,
+    ) -> crate::history::CounterHistory {
+        crate::history::CounterHistory {
+            start_unix_ms: self.start,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..=last].to_vec(),
+                })
+                .collect(),
+            ..crate::history::CounterHistory::default()
+        }
+    }
+
     /// The points of the series recorded as `name`.
     pub(crate) fn points(&self, name: &str) -> Vec<Option<f64>> {
         self.data[name]

@@ -7024,19 +7024,7 @@ mod close_wait_recurs {
 
         /// The history as the agent had it at the end of point `last`.
         fn history(&self, last: usize) -> CounterHistory {
-            CounterHistory {
-                start_unix_ms: self.recorded.start,
-                step_ms: 1000,
-                series: self
-                    .series
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..=last].to_vec(),
-                    })
-                    .collect(),
-                ..CounterHistory::default()
-            }
+            self.recorded.history_until(&self.series, last)
         }
 
         /// The lab's patterns as the agent listed them at point `now` (the recorded run's
@@ -7483,19 +7471,7 @@ mod listen_overflow_edge_creep {
         }
 
         fn history(&self, last: usize) -> CounterHistory {
-            CounterHistory {
-                start_unix_ms: self.recorded.start,
-                step_ms: 1000,
-                series: self
-                    .series
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..=last].to_vec(),
-                    })
-                    .collect(),
-                ..CounterHistory::default()
-            }
+            self.recorded.history_until(&self.series, last)
         }
 
         /// gateway's two timeout patterns (calls to accounts), from the pass after their
