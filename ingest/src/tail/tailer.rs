@@ -106,6 +106,16 @@ fn compressed(path: &Path) -> bool {
 /// and unknown to the state, would be read although it may be old content.
 const BIRTH_SLACK_NANOS: i64 = 50_000_000;
 
+/// Whether a file was born before `since_unix_nanos` (less the slack), or its birth is not
+/// known: where the file system records no birth, its last modification stands in.
+fn born_before(meta: &fs::Metadata, since_unix_nanos: i64) -> bool {
+    meta.created()
+        .or_else(|_| meta.modified())
+        .ok()
+        .and_then(unix_nanos)
+        .is_none_or(|b| b < since_unix_nanos.saturating_sub(BIRTH_SLACK_NANOS))
+}
+
 fn unix_nanos(t: std::time::SystemTime) -> Option<i64> {
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
@@ -504,26 +514,11 @@ impl Tailer {
         );
         all.sort();
         all.dedup();
-        let patterns: Vec<glob::Pattern> = self
-            .sources
-            .iter()
-            .filter_map(|s| glob::Pattern::new(&s.path).ok())
-            .collect();
+        let patterns = self.glob_patterns();
         for dir in all {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if compressed(&path) || patterns.iter().any(|p| p.matches_path(&path)) {
-                    continue;
-                }
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
-                let Ok(meta) = file.metadata() else { continue };
-                let id = FileId::of(&meta);
-                if !meta.is_file() || self.files.iter().any(|f| f.id == id) {
+            for (path, file, meta, id) in self.untailed_outside_globs(&dir, &patterns, |_| true) {
+                // Another name of a file adopted above (a hard link) is that file.
+                if self.files.iter().any(|f| f.id == id) {
                     continue;
                 }
                 let size = meta.len();
@@ -534,16 +529,8 @@ impl Tailer {
                     Some(offset) if offset < size => offset,
                     Some(_) => continue,
                     None if checkpointed.contains(&id) => 0,
-                    None => {
-                        let born = meta.created().or_else(|_| meta.modified()).ok();
-                        if born
-                            .and_then(unix_nanos)
-                            .is_none_or(|b| b < since_unix_nanos.saturating_sub(BIRTH_SLACK_NANOS))
-                        {
-                            continue;
-                        }
-                        0
-                    }
+                    None if born_before(&meta, since_unix_nanos) => continue,
+                    None => 0,
                 };
                 let Ok(head) = Head::read(&file, size) else {
                     continue;
@@ -564,42 +551,18 @@ impl Tailer {
     /// looked for. Only names that pass the suffix test are looked at further, so a scan
     /// costs one directory listing more.
     fn adopt_passers_by(&mut self, since_unix_nanos: i64, now: Instant) {
-        let patterns: Vec<glob::Pattern> = self
-            .sources
-            .iter()
-            .filter_map(|s| glob::Pattern::new(&s.path).ok())
-            .collect();
+        let patterns = self.glob_patterns();
         let mut dirs: Vec<PathBuf> = self.sources.iter().map(|s| literal_dir(&s.path)).collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
+            let rotated = |path: &Path| {
+                rotation_stem(path)
+                    .is_some_and(|stem| patterns.iter().any(|p| p.matches_path(&stem)))
             };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if compressed(&path) || patterns.iter().any(|p| p.matches_path(&path)) {
-                    continue;
-                }
-                let Some(stem) = rotation_stem(&path) else {
-                    continue;
-                };
-                if !patterns.iter().any(|p| p.matches_path(&stem)) {
-                    continue;
-                }
-                let Ok(file) = File::open(&path) else {
-                    continue;
-                };
-                let Ok(meta) = file.metadata() else { continue };
-                let id = FileId::of(&meta);
-                if !meta.is_file() || self.files.iter().any(|f| f.id == id) {
-                    continue;
-                }
-                let born = meta.created().or_else(|_| meta.modified()).ok();
-                if born
-                    .and_then(unix_nanos)
-                    .is_none_or(|b| b < since_unix_nanos.saturating_sub(BIRTH_SLACK_NANOS))
-                {
+            for (path, file, meta, id) in self.untailed_outside_globs(&dir, &patterns, rotated) {
+                // Another name of a file adopted above (a hard link) is that file.
+                if born_before(&meta, since_unix_nanos) || self.files.iter().any(|f| f.id == id) {
                     continue;
                 }
                 let size = meta.len();
@@ -623,6 +586,42 @@ impl Tailer {
                 self.adopt(file, &path, &dir, id, head, offset, size, now);
             }
         }
+    }
+
+    /// The sources' globs, those that parse.
+    fn glob_patterns(&self) -> Vec<glob::Pattern> {
+        self.sources
+            .iter()
+            .filter_map(|s| glob::Pattern::new(&s.path).ok())
+            .collect()
+    }
+
+    /// The regular files in `dir` that no glob of `patterns` matches, are not compressed, pass
+    /// `keep` (asked before a file is opened) and nobody tails now: each opened, with its
+    /// metadata and identity.
+    fn untailed_outside_globs(
+        &self,
+        dir: &Path,
+        patterns: &[glob::Pattern],
+        keep: impl Fn(&Path) -> bool,
+    ) -> Vec<(PathBuf, File, fs::Metadata, FileId)> {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                !compressed(path) && !patterns.iter().any(|p| p.matches_path(path)) && keep(path)
+            })
+            .filter_map(|path| {
+                let file = File::open(&path).ok()?;
+                let meta = file.metadata().ok()?;
+                let id = FileId::of(&meta);
+                (meta.is_file() && !self.files.iter().any(|f| f.id == id))
+                    .then_some((path, file, meta, id))
+            })
+            .collect()
     }
 
     /// Reads a rotated generation outside the globs from `offset` as an orphan (read to its
