@@ -249,12 +249,13 @@ impl KeptCounters {
         }
         let mut s = store.snapshot(&SnapshotOptions {
             minutes: false,
+            seconds_known: true,
             ..SnapshotOptions::default()
         });
         let seconds = match s.history.take() {
             Some(h) => {
                 (self.generation, self.tick) = (h.generation, h.tick);
-                KeptHistory::read(h.seconds)
+                KeptHistory::read(h.known.unwrap_or_default())
             }
             None => KeptHistory::default(),
         };

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_ingest::counters::history::HistoryView;
+use faultline_ingest::counters::history::{HistoryView, KnownView};
 use faultline_series::SeriesKey;
 
 use super::axis::{Column, Columns};
@@ -92,21 +92,19 @@ pub(super) struct KeptHistory {
 
 impl KeptHistory {
     /// The history a full read of the store gives (`view`: every series with a point in the
-    /// window, one point per sample time).
-    pub(super) fn read(view: HistoryView) -> KeptHistory {
+    /// window, as the store keeps it).
+    pub(super) fn read(view: KnownView) -> KeptHistory {
         let room = view.times_unix_ms.len();
         let series = view
             .series
             .into_iter()
-            .filter_map(|(key, points)| {
+            .filter_map(|s| {
                 let mut mine = KeptPoints::default();
-                let known = points.iter().position(Option::is_some)?;
-                let last = points.iter().rposition(Option::is_some)?;
-                mine.values.reserve_exact(last + 1 - known);
-                for (at, v) in points.into_iter().enumerate().take(last + 1).skip(known) {
-                    mine.push(at as u64, v, room);
+                mine.values.reserve_exact(s.values.len());
+                for (i, v) in s.values.into_iter().enumerate() {
+                    mine.push((s.first + i) as u64, Some(v), room);
                 }
-                Some((key, mine))
+                (!mine.values.is_empty()).then_some((s.key, mine))
             })
             .collect();
         KeptHistory {
