@@ -130,9 +130,16 @@ pub(super) fn build(
             }
         }
     }
+    // Where its failures were seen, the culprit aside: the callers that reported them (a
+    // pattern's services include a caller whose status report of the same failed request was
+    // folded into it), as the patterns' own "seen by" says.
+    let seen: BTreeSet<&String> = patterns
+        .iter()
+        .flat_map(|p| &p.services)
+        .filter(|s| culprit.service.as_ref() != Some(*s))
+        .collect();
+    culprit.seen_in = seen.into_iter().cloned().collect();
     if culprit.service.is_none() {
-        let seen: BTreeSet<&String> = patterns.iter().flat_map(|p| &p.services).collect();
-        culprit.seen_in = seen.into_iter().cloned().collect();
         culprit.reasoning.push(if patterns.is_empty() {
             "no service is known for these counters".to_owned()
         } else {

@@ -324,6 +324,8 @@ fn eof_unexpected_eof_and_their_upstream_echo_are_one_incident_of_the_callee() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let inc = &incidents[0];
     assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    // Where its failures were seen, as the patterns' "seen by" says.
+    assert_eq!(inc.culprit.seen_in, ["gateway", "orders"]);
     assert_eq!(inc.patterns.len(), 3);
     assert!(inc.active);
     assert_eq!(inc.hints[0].rule_id, "callee-closed");
@@ -638,6 +640,53 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
+}
+
+/// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
+/// was folded into the pattern, so the pattern's services are both and its attribution says
+/// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
+/// (`seen_in` empty) beside a pattern listing the gateway: it now lists the gateway.
+#[test]
+fn a_culprits_incident_says_which_other_services_saw_its_failures() {
+    let lookup = blamed(
+        pattern(
+            "p-dns",
+            "error sending request for url (<url>): client error (Connect): dns error: failed \
+             to lookup address information: Temporary failure in name resolution",
+            &["gateway", "orders"],
+            T0,
+            &["t1", "t2"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[lookup], vec![]);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let culprit = &incidents[0].culprit;
+    assert_eq!(culprit.service.as_deref(), Some("orders"));
+    assert_eq!(culprit.seen_in, ["gateway"], "{culprit:#?}");
+    assert!(
+        incidents[0].title.contains("in orders"),
+        "{}",
+        incidents[0].title
+    );
+
+    // Seen only in the culprit itself: nobody else to name.
+    let own = blamed(
+        pattern(
+            "p-own",
+            "index out of range [5] with length 3",
+            &["orders"],
+            T0,
+            &["t3"],
+        ),
+        "orders",
+        CulpritRole::SelfReported,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[own], vec![]);
+    assert_eq!(incidents[0].culprit.seen_in, Vec::<String>::new());
 }
 
 /// The Go lab's crash: the callee killed, its callers' dials refused. The agent counted its
