@@ -46,12 +46,11 @@
 //! 8. **Relation first.** Candidates are ordered by how they relate to the pattern before
 //!    their rank ([`MovedRelation`]): the culprit's own series (its listening ports, the ports
 //!    it calls, its processes, goroutines and traffic), then those of the other services the
-//!    pattern was seen in and their peers' (callers and callees), by rank, then the rest of the node
-//!    — a port of another program, a node-wide total — however large its move (other
-//!    programs' churn outranked the fault's own port on a shared node). The relation is stated
-//!    on each candidate ("culprit's listening port (orders)", "caller's peer port (gateway)",
-//!    "node-wide: ...")
-//!    Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
+//!    pattern was seen in and their peers' (callers and callees) together, by rank, then the
+//!    rest of the node — a port of another program, a node-wide total — however large its
+//!    move (other programs' churn outranked the fault's own port on a shared node). The
+//!    relation is stated on each candidate ("culprit's listening port (orders)", "caller's
+//!    peer port (gateway)", "node-wide: ..."). Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
 //!    onset and had reached its level by then is an *earlier* change (`earlier`), listed after
 //!    every series that moved with the errors, whatever its relation — one still moving into
 //!    the onset (a leak's ramp up to the first error) is not.
