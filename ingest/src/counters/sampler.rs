@@ -353,11 +353,13 @@ struct Looks {
     next_at: Option<Instant>,
     /// When a look may next dump the node's connections to place a new socket.
     dump_at: Option<Instant>,
-    /// Looks taken, the dumps they asked for and their CPU, since the start (logged when
-    /// the looks pause).
+    /// Looks taken, the dumps they asked for, the sockets those placed, and the CPU of the
+    /// looks' reads and of the dumps, since the start (logged when the looks pause).
     taken: u64,
     dumps: u64,
+    placed: u64,
     cpu: Duration,
+    dump_cpu: Duration,
 }
 
 impl Looks {
@@ -415,10 +417,19 @@ impl Looks {
 
     /// Books a look at `now` whose reads of descriptors cost `cpu` and its dump (if it took
     /// one) `dump`, within `share` of a core (0: no limit): half for each.
-    fn book(&mut self, now: Instant, cpu: Duration, dump: Option<Duration>, share: f64) {
+    fn book(
+        &mut self,
+        now: Instant,
+        cpu: Duration,
+        dump: Option<Duration>,
+        placed: usize,
+        share: f64,
+    ) {
         self.taken += 1;
         self.dumps += u64::from(dump.is_some());
-        self.cpu += cpu + dump.unwrap_or_default();
+        self.placed += placed as u64;
+        self.cpu += cpu;
+        self.dump_cpu += dump.unwrap_or_default();
         let spread = |cost: Duration| {
             if share > 0.0 {
                 cost.div_f64(share / 2.0)
@@ -436,7 +447,9 @@ impl Looks {
             tracing::info!(
                 looks = self.taken,
                 dumps = self.dumps,
+                placed = self.placed,
                 cpu_ms = self.cpu.as_secs_f64() * 1e3,
+                dump_cpu_ms = self.dump_cpu.as_secs_f64() * 1e3,
                 "looks at the process targets' sockets paused (totals since the start)"
             );
         }
@@ -559,7 +572,8 @@ impl SocketCounter {
         let may_dump = self.looks.may_dump(now);
         let reader = &mut self.reader;
         let mut dump = None;
-        self.outgoing
+        let outcome = self
+            .outgoing
             .look(&self.proc_root, &self.targets, now, unix_ms(), |out| {
                 if !may_dump {
                     return false;
@@ -572,7 +586,8 @@ impl SocketCounter {
         let cost = thread_cpu()
             .saturating_sub(cpu)
             .saturating_sub(dump.unwrap_or_default());
-        self.looks.book(now, cost, dump, self.budget.share);
+        self.looks
+            .book(now, cost, dump, outcome.placed, self.budget.share);
     }
 
     /// The process targets' connections as of their latest read.
@@ -1144,16 +1159,17 @@ mod tests {
             now,
             Duration::from_micros(40),
             Some(Duration::from_millis(1)),
+            1,
             0.005,
         );
         assert_eq!(looks.next_at, Some(now + LOOK_GAP));
         assert!(!looks.may_dump(now + Duration::from_millis(399)));
         assert!(looks.may_dump(now + Duration::from_millis(400)));
-        looks.book(now, Duration::from_millis(1), None, 0.005);
+        looks.book(now, Duration::from_millis(1), None, 0, 0.005);
         assert_eq!(looks.next_at, Some(now + Duration::from_millis(400)));
-        assert_eq!((looks.taken, looks.dumps), (2, 1));
+        assert_eq!((looks.taken, looks.dumps, looks.placed), (2, 1, 1));
         // The span over: no more looks until a census sees a rise again.
-        looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0.005);
+        looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0, 0.005);
         assert_eq!((looks.next_at, looks.until), (None, None));
     }
 
