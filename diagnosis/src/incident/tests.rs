@@ -6885,6 +6885,94 @@ fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
     assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
 }
 
+/// A real pool whose few idle slots cannot keep what more concurrent callers open (Python
+/// `requests.Session` with `pool_maxsize` 2 and 8 threads, no spans) closes its surplus at
+/// 12.6 a second: on main that was an incident "A TIME-WAIT storm … opens a connection per
+/// call" 5 s after it began, its evidence a minute later "caught it holding 198 different
+/// connections, 23 of them gone by the next read, and 187 more short-lived sockets … that
+/// closed before the agent could place them". Its connections live across reads: most of
+/// those it closed carried more than one call, a pool's, as the spans would have shown (a
+/// quarter of its 55 calls a second). A client opening a connection per call is named
+/// as before, also with calls slow enough to be seen twice now and then (51 of 70 closed
+/// connections short-lived with 50 ms calls).
+#[test]
+fn a_pool_recycling_its_surplus_is_no_client_opening_a_connection_per_call() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing 12.6 a second from 120 s, counted every second.
+    let history = CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: tw.clone(),
+                points: (0..126)
+                    .map(|i| Some((4.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                points: (0..126)
+                    .map(|i| Some((8.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let caller = |closed_1m: u32, short_lived_1m: u32, unplaced: u32| ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        pid: Some(777),
+        connections_to: vec![ConnectionsTo {
+            port: 8082,
+            held: 4,
+            new: 4,
+            closed_1m,
+            short_lived_1m,
+            distinct_1m: closed_1m + 4,
+            reads_1m: 486,
+            unplaced_short_lived_1m: unplaced,
+            counted_at_unix_ms: time(124),
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    };
+    let rules = HintRules::builtin().unwrap();
+    let run = |c: ServiceFacts| {
+        let mut services = chain();
+        services.push(c);
+        fresh_run(
+            time(125),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, 67.0)]),
+            &history,
+            &services,
+            &rules,
+        )
+    };
+    let pool = caller(194, 23, 187);
+    assert!(
+        super::services::opener(8082, std::slice::from_ref(&pool)).is_none(),
+        "a pool is no opener"
+    );
+    let incidents = run(pool);
+    assert!(incidents.is_empty(), "a pool's surplus: {incidents:#?}");
+
+    let per_call = caller(70, 51, 20);
+    let incidents = run(per_call);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("batch"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+}
+
 /// The detector raises a port's TIME-WAIT rise once a second census confirms it (see
 /// [`crate::anomaly::TIME_WAIT_CENSUSES`]), not after samples that repeat the first: on the
 /// unseen lab beside 25,000 other TIME-WAIT sockets (a census every 3–6 s) that wait was 2 s
