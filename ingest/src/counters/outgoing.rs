@@ -16,7 +16,9 @@
 //!   anything else);
 //! - [`OutgoingTracker::look`], between censuses while the census thread suspects a storm
 //!   (see the sampler): the descriptors alone, and only when a process holds a socket the last
-//!   read did not see, one dump of the node's ESTABLISHED and SYN-SENT sockets to place it.
+//!   read did not see, one dump of the node's ESTABLISHED and SYN-SENT sockets to place it
+//!   (those from or to the storm's port only, while the looks follow one: the kernel filters
+//!   them, so a socket of the target's to elsewhere stays unplaced unless a census places it).
 //!
 //! A socket held at one read and gone at the next was closed between them; one of a
 //! connection to a listener is counted for that listener's port. A connection on loopback

@@ -353,6 +353,9 @@ struct Looks {
     next_at: Option<Instant>,
     /// When a look may next dump the node's connections to place a new socket.
     dump_at: Option<Instant>,
+    /// The listening ports whose TIME-WAIT rise started or extended the looks (cleared when
+    /// they pause).
+    ports: std::collections::BTreeSet<u16>,
     /// Looks taken, the dumps they asked for, the sockets those placed, and the CPU of the
     /// looks' reads and of the dumps, since the start (logged when the looks pause).
     taken: u64,
@@ -398,15 +401,30 @@ impl Looks {
         {
             self.time_wait.pop_front();
         }
-        let rose = self.time_wait.iter().any(|(_, before)| {
-            time_wait
-                .iter()
-                .any(|(port, n)| *n >= before.get(port).copied().unwrap_or(0) + LOOK_TRIGGER_RISE)
-        });
+        let rose: std::collections::BTreeSet<u16> = time_wait
+            .iter()
+            .filter(|(port, n)| {
+                self.time_wait.iter().any(|(_, before)| {
+                    **n >= before.get(port).copied().unwrap_or(0) + LOOK_TRIGGER_RISE
+                })
+            })
+            .map(|(port, _)| *port)
+            .collect();
         self.time_wait.push_back((now, time_wait));
-        if rose && targets {
+        if !rose.is_empty() && targets {
             self.until = Some(now + LOOK_SPAN);
             self.next_at.get_or_insert(now + LOOK_GAP);
+            self.ports.extend(rose);
+        }
+    }
+
+    /// The port a look's dump is filtered to: the one port whose rise the looks follow (its
+    /// callers' connections to it and its listener's side of them are all a look places);
+    /// `None` (the whole namespace's connections) while they follow several.
+    fn dump_port(&self) -> Option<u16> {
+        match self.ports.len() {
+            1 => self.ports.first().copied(),
+            _ => None,
         }
     }
 
@@ -444,6 +462,7 @@ impl Looks {
         self.next_at = Some(now + gap).filter(|at| self.until.is_some_and(|until| *at < until));
         if self.next_at.is_none() {
             self.until = None;
+            self.ports.clear();
             tracing::info!(
                 looks = self.taken,
                 dumps = self.dumps,
@@ -570,6 +589,7 @@ impl SocketCounter {
     fn look(&mut self, now: Instant) {
         let cpu = thread_cpu();
         let may_dump = self.looks.may_dump(now);
+        let port = self.looks.dump_port();
         let reader = &mut self.reader;
         let mut dump = None;
         let outcome = self
@@ -579,7 +599,7 @@ impl SocketCounter {
                     return false;
                 }
                 let before = thread_cpu();
-                let placed = reader.connections(out);
+                let placed = reader.connections(port, out);
                 dump = Some(thread_cpu().saturating_sub(before));
                 placed
             });
@@ -1138,6 +1158,8 @@ mod tests {
         // A rise of 11 within the window, of 6 since the census before.
         looks.after_census(s(6), &time_wait_census(115), true, &none);
         assert_eq!(looks.next_at, Some(s(6) + LOOK_GAP));
+        // Its dumps answer the connections of that port only.
+        assert_eq!(looks.dump_port(), Some(8080));
         let mut looks = Looks::default();
         looks.after_census(s(0), &time_wait_census(100), true, &none);
         // Without process targets there is nothing to look at.
@@ -1171,6 +1193,7 @@ mod tests {
         // The span over: no more looks until a census sees a rise again.
         looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0, 0.005);
         assert_eq!((looks.next_at, looks.until), (None, None));
+        assert_eq!(looks.dump_port(), None);
     }
 
     #[test]
