@@ -274,8 +274,9 @@ pub struct IncidentCulprit {
     pub role: Option<CulpritRole>,
     /// Why, in sentences: the patterns' attribution and the counters' relation.
     pub reasoning: Vec<String>,
-    /// When no culprit is known: the services the signals were seen in, so a person knows
-    /// where to look.
+    /// The services the incident's patterns were seen in other than the culprit: the callers
+    /// that reported its failures (the patterns' "seen by"). When no culprit is known, every
+    /// service they were seen in, so a person knows where to look.
     pub seen_in: Vec<String>,
 }
 

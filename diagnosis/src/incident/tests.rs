@@ -324,6 +324,8 @@ fn eof_unexpected_eof_and_their_upstream_echo_are_one_incident_of_the_callee() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let inc = &incidents[0];
     assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    // Where its failures were seen, as the patterns' "seen by" says.
+    assert_eq!(inc.culprit.seen_in, ["gateway", "orders"]);
     assert_eq!(inc.patterns.len(), 3);
     assert!(inc.active);
     assert_eq!(inc.hints[0].rule_id, "callee-closed");
@@ -638,6 +640,53 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
+}
+
+/// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
+/// was folded into the pattern, so the pattern's services are both and its attribution says
+/// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
+/// (`seen_in` empty) beside a pattern listing the gateway: it now lists the gateway.
+#[test]
+fn a_culprits_incident_says_which_other_services_saw_its_failures() {
+    let lookup = blamed(
+        pattern(
+            "p-dns",
+            "error sending request for url (<url>): client error (Connect): dns error: failed \
+             to lookup address information: Temporary failure in name resolution",
+            &["gateway", "orders"],
+            T0,
+            &["t1", "t2"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[lookup], vec![]);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let culprit = &incidents[0].culprit;
+    assert_eq!(culprit.service.as_deref(), Some("orders"));
+    assert_eq!(culprit.seen_in, ["gateway"], "{culprit:#?}");
+    assert!(
+        incidents[0].title.contains("in orders"),
+        "{}",
+        incidents[0].title
+    );
+
+    // Seen only in the culprit itself: nobody else to name.
+    let own = blamed(
+        pattern(
+            "p-own",
+            "index out of range [5] with length 3",
+            &["orders"],
+            T0,
+            &["t3"],
+        ),
+        "orders",
+        CulpritRole::SelfReported,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[own], vec![]);
+    assert_eq!(incidents[0].culprit.seen_in, Vec::<String>::new());
 }
 
 /// The Go lab's crash: the callee killed, its callers' dials refused. The agent counted its
@@ -7833,4 +7882,388 @@ fn a_callers_counter_dated_before_its_callee_failed_is_the_callees_only_when_it_
     });
     assert_eq!(jumped.len(), 1, "{jumped:#?}");
     assert_eq!(jumped[0].culprit.service.as_deref(), Some("stock"));
+}
+
+/// Recorded Go lab runs of a callee whose handlers hang and never close their callers'
+/// connections (`scripts/lab/run.py --fault close-wait`): the fixture names its chain, its
+/// callee's fd limit and the points of the fault (see `testdata/go-lab-close-wait-*.json`).
+mod hung_callee_leak {
+    use super::*;
+    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+
+    /// A recorded run, replayed second by second through the real detector and tracker.
+    pub(super) struct LabRun {
+        data: serde_json::Value,
+        start: i64,
+        pub(super) chain: Vec<(String, u16)>,
+        series: Vec<(SeriesKey, Vec<Option<f64>>)>,
+        services: Vec<ServiceFacts>,
+        starts: Vec<ServiceStart>,
+        limits: Vec<SeriesLimit>,
+    }
+
+    impl LabRun {
+        /// The run of fixture `json`; `node_wide` keeps the node's CLOSE-WAIT among its series.
+        pub(super) fn new(json: &str, node_wide: bool) -> LabRun {
+            let data: serde_json::Value = serde_json::from_str(json).expect("the fixture is JSON");
+            let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+            let chain: Vec<(String, u16)> = data["chain"]
+                .as_array()
+                .expect("chain")
+                .iter()
+                .map(|c| {
+                    (
+                        c["service"].as_str().expect("service").to_owned(),
+                        u16::try_from(c["port"].as_u64().expect("port")).expect("a port"),
+                    )
+                })
+                .collect();
+            let (caller, callee, downstream) = (&chain[0], &chain[1], &chain[2]);
+            let points = |name: &str| -> Vec<Option<f64>> {
+                data[name]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("the fixture has no {name}"))
+                    .iter()
+                    .map(serde_json::Value::as_f64)
+                    .collect()
+            };
+            let index = |name: &str| data[name].as_u64().map(|i| i as usize);
+            let task = |t: &str| SeriesKey::Task {
+                target: t.into(),
+                source: "http".into(),
+            };
+            let fds = |name: &str| SeriesKey::Process {
+                name: name.into(),
+                metric: ProcessMetric::OpenFds,
+            };
+            let traffic = |s: &str, metric| SeriesKey::ServiceTraffic {
+                service: s.into(),
+                metric,
+            };
+            let state = |side, state| SeriesKey::PortState {
+                port: callee.1,
+                side,
+                state,
+            };
+            let mut named = vec![
+                (
+                    state(PortSide::Local, SocketState::CloseWait),
+                    "close_wait_callee",
+                ),
+                (
+                    state(PortSide::Remote, SocketState::FinWait2),
+                    "fin_wait2_to_callee",
+                ),
+                (
+                    state(PortSide::Local, SocketState::Established),
+                    "estab_callee",
+                ),
+                (
+                    state(PortSide::Remote, SocketState::Established),
+                    "estab_to_callee",
+                ),
+                (
+                    SeriesKey::ListenQueue { port: callee.1 },
+                    "listen_queue_callee",
+                ),
+                (fds(&callee.0), "fds_callee"),
+                (task(&callee.0), "tasks_callee"),
+                (fds(&caller.0), "fds_caller"),
+                (task(&caller.0), "tasks_caller"),
+                (
+                    traffic(&caller.0, TrafficMetric::Requests),
+                    "requests_caller",
+                ),
+                (traffic(&caller.0, TrafficMetric::Errors), "errors_caller"),
+                (
+                    traffic(&callee.0, TrafficMetric::Requests),
+                    "requests_callee",
+                ),
+                (traffic(&callee.0, TrafficMetric::Errors), "errors_callee"),
+                (
+                    traffic(&downstream.0, TrafficMetric::Requests),
+                    "requests_downstream",
+                ),
+                (
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    "census_age_ms",
+                ),
+            ];
+            if node_wide {
+                named.push((
+                    SeriesKey::NodeState {
+                        state: SocketState::CloseWait,
+                    },
+                    "close_wait_node",
+                ));
+            }
+            let redeploy = index("restart_point").expect("restart_point");
+            let healed = index("healed_point");
+            let census = points("census_age_ms");
+            let series = named
+                .into_iter()
+                .map(|(key, name)| {
+                    let mut p = points(name);
+                    // The agent counts the states of a port it watches from the chain's start
+                    // on: a state with no socket there is 0, not unknown (the counters
+                    // document leaves it out) — in every second it took a census, except
+                    // where the port had no listener (the restart's point).
+                    if matches!(key, SeriesKey::PortState { .. }) {
+                        for (i, v) in p.iter_mut().enumerate().skip(redeploy) {
+                            if Some(i) != healed && census[i].is_some() {
+                                v.get_or_insert(0.0);
+                            }
+                        }
+                    }
+                    (key, p)
+                })
+                .collect();
+            let services = vec![
+                ServiceFacts {
+                    service: caller.0.clone(),
+                    listen_ports: vec![caller.1],
+                    callees: vec![callee.0.clone()],
+                    called_ports: vec![callee.1],
+                    processes: vec![caller.0.clone()],
+                    task_targets: vec![caller.0.clone()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: callee.0.clone(),
+                    listen_ports: vec![callee.1],
+                    callers: vec![caller.0.clone()],
+                    callees: vec![downstream.0.clone()],
+                    called_ports: vec![downstream.1],
+                    processes: vec![callee.0.clone()],
+                    task_targets: vec![callee.0.clone()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: downstream.0.clone(),
+                    listen_ports: vec![downstream.1],
+                    callers: vec![callee.0.clone()],
+                    processes: vec![downstream.0.clone()],
+                    task_targets: vec![downstream.0.clone()],
+                    ..ServiceFacts::default()
+                },
+            ];
+            let at = |i: usize| start + i as i64 * 1000;
+            let starts = services
+                .iter()
+                .map(|s| {
+                    let restarted = healed.filter(|_| s.service == callee.0);
+                    ServiceStart {
+                        service: s.service.clone(),
+                        at_unix_ms: at(restarted.unwrap_or(redeploy)),
+                        stopped_unix_ms: restarted.map(|h| at(h - 1)),
+                        ports: s.listen_ports.clone(),
+                        task_targets: s.task_targets.clone(),
+                        processes: s.processes.clone(),
+                    }
+                })
+                .collect();
+            let limits = vec![SeriesLimit {
+                key: fds(&callee.0),
+                limit: data["fds_limit"].as_f64().expect("fds_limit"),
+            }];
+            LabRun {
+                data,
+                start,
+                chain,
+                series,
+                services,
+                starts,
+                limits,
+            }
+        }
+
+        /// A point the fixture names.
+        pub(super) fn index(&self, name: &str) -> usize {
+            self.maybe_index(name)
+                .unwrap_or_else(|| panic!("the fixture has no {name}"))
+        }
+
+        /// A point the fixture may name.
+        pub(super) fn maybe_index(&self, name: &str) -> Option<usize> {
+            self.data[name].as_u64().map(|i| i as usize)
+        }
+
+        pub(super) fn at(&self, i: usize) -> i64 {
+            self.start + i as i64 * 1000
+        }
+
+        /// The callee.
+        pub(super) fn callee(&self) -> &str {
+            &self.chain[1].0
+        }
+
+        fn history(&self, last: usize) -> CounterHistory {
+            CounterHistory {
+                start_unix_ms: self.start,
+                step_ms: 1000,
+                series: self
+                    .series
+                    .iter()
+                    .map(|(key, points)| crate::history::CounterSeries {
+                        key: key.clone(),
+                        points: points[..=last].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            }
+        }
+
+        /// The lab's patterns as the agent listed them at point `now`: the callers'
+        /// timeouts from `onset_point` (and `again_onset_point`), the callee's failed
+        /// accepts from `full_point` (and `full_again_point`), 20 failed requests a second,
+        /// none while the callee was healed.
+        fn patterns(&self, now: usize) -> Vec<PatternInput> {
+            let onset = self.index("onset_point");
+            if now < onset {
+                return Vec::new();
+            }
+            let (caller, callee) = (&self.chain[0], &self.chain[1]);
+            // The spans a pattern failed in: from `from` to `now`, stopped at the heal until
+            // `again` (when the leak came back), and where the lab stopped its traffic.
+            let stopped = self
+                .maybe_index("traffic_stopped_point")
+                .unwrap_or(usize::MAX);
+            let spans = |from: usize, again: Option<usize>| -> Vec<(usize, usize)> {
+                let healed = self.maybe_index("healed_point").unwrap_or(usize::MAX);
+                let mut out = Vec::new();
+                if now >= from {
+                    out.push((from, now.min(healed.saturating_sub(1)).min(stopped)));
+                }
+                if let Some(a) = again.filter(|&a| now >= a) {
+                    out.push((a, now.min(stopped)));
+                }
+                out
+            };
+            let mut out = Vec::new();
+            let timed = spans(onset, self.maybe_index("again_onset_point"));
+            let mut timeouts = blamed(
+                pattern(
+                    "timeouts",
+                    "upstream call failed: Get \"<url>\": context deadline exceeded",
+                    &[caller.0.as_str()],
+                    self.at(onset),
+                    &["t-first"],
+                ),
+                &callee.0,
+                CulpritRole::Callee,
+            );
+            timeouts.example = Some(format!(
+                "upstream call failed: Get \"http://127.0.0.1:{}/x/71417\": context deadline \
+                 exceeded",
+                callee.1
+            ));
+            timeouts.last_seen_unix_ms = self.at(timed.last().map_or(now, |s| s.1));
+            timeouts.count = timed.iter().map(|(a, b)| 20 * (b + 1 - a) as u64).sum();
+            if timed.len() > 1 {
+                timeouts.trace_ids = vec!["t-again".into()];
+            }
+            out.push(timeouts);
+            let full = self.index("full_point");
+            let refused = spans(full, self.maybe_index("full_again_point"));
+            if !refused.is_empty() {
+                let mut accept = pattern(
+                    "accept",
+                    "http: Accept error: accept tcp <ip:port>: <id>: too many open files; \
+                     retrying in <duration>",
+                    &[callee.0.as_str()],
+                    self.at(full),
+                    &[],
+                );
+                accept.example = Some(format!(
+                    "http: Accept error: accept tcp 127.0.0.1:{}: accept4: too many open files; \
+                     retrying in 1s",
+                    callee.1
+                ));
+                accept.last_seen_unix_ms = self.at(refused.last().map_or(now, |s| s.1));
+                accept.count = refused.iter().map(|(a, b)| (b + 1 - a) as u64).sum();
+                accept.untraced = accept.count;
+                out.push(accept);
+            }
+            out
+        }
+
+        /// Replays the run second by second from point `from` to `to` with one tracker,
+        /// handing each point's incidents to `each`.
+        pub(super) fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
+            let rules = HintRules::builtin().unwrap();
+            let mut tracker = IncidentTracker::new();
+            for now in from..=to {
+                let history = self.history(now);
+                let report = detect(
+                    &history,
+                    &self.limits,
+                    &self.starts,
+                    &AnomalyConfig::default(),
+                );
+                let incidents = run_with(
+                    &mut tracker,
+                    self.at(now),
+                    &self.patterns(now),
+                    report,
+                    &history,
+                    &self.services,
+                    &rules,
+                );
+                each(now, &incidents);
+            }
+        }
+    }
+
+    /// The Go lab's hung callee with 256 fds, twice (`testdata/go-lab-close-wait-hung-*.json`,
+    /// recorded counters): its handlers hang, so each request its callers give up on leaves
+    /// its socket in CLOSE-WAIT with a descriptor, 20 a second, and its fds reach their limit
+    /// about 12 s after the injection. Its CLOSE-WAIT runs it out of descriptors: the leak
+    /// leads the incident within seconds of the callers' first timeout and from then on, still
+    /// saying it may be a callee slower than its callers wait. Before, the count was undecided
+    /// for its first 10 s, "Calls time out: the callee is slow or hangs" led, and the leak's
+    /// hint took the lead only when the callee's own `too many open files` joined the
+    /// incident (10 s after the first timeout; live 11.85 and 11.94 s).
+    #[test]
+    fn a_hung_callee_running_out_of_fds_leads_with_its_leak_within_seconds() {
+        for json in [
+            include_str!("../../testdata/go-lab-close-wait-hung-201.json"),
+            include_str!("../../testdata/go-lab-close-wait-hung-recovering.json"),
+        ] {
+            let run = LabRun::new(json, true);
+            let (onset, full) = (run.index("onset_point"), run.index("full_point"));
+            let end = run
+                .maybe_index("healed_point")
+                .map_or(onset + 40, |h| h - 1);
+            let callee = run.callee().to_owned();
+            let mut seen = Vec::new();
+            run.run(onset, end, |now, incidents| {
+                let top = &incidents[0];
+                assert_eq!(top.culprit.service.as_deref(), Some(callee.as_str()));
+                let hints: Vec<String> = top.hints.iter().map(|h| h.rule_id.clone()).collect();
+                seen.push((now - onset, hints, top.title.clone()));
+            });
+            let leads = |h: &[String]| h.first().map(String::as_str) == Some("close-wait-leak");
+            let led = seen
+                .iter()
+                .find(|(_, h, _)| leads(h))
+                .map(|(secs, ..)| *secs)
+                .unwrap_or_else(|| panic!("never led by the leak: {seen:#?}"));
+            assert!(
+                led <= 7 && led < full - onset,
+                "led by the leak {led} s after the first timeout: {seen:#?}"
+            );
+            for (secs, hints, title) in seen.iter().filter(|(secs, ..)| *secs >= led) {
+                assert!(leads(hints), "{secs} s after the first timeout: {hints:?}");
+                assert!(
+                    title.ends_with(&format!(
+                        "; {callee} has answered no request begun since then: hung, or slower \
+                         than its callers wait"
+                    )),
+                    "{secs} s after the first timeout: {title}"
+                );
+            }
+        }
+    }
 }
