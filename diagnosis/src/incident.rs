@@ -701,10 +701,8 @@ impl IncidentTracker {
             // fault and 46 → 92 after the fix at about one close a second, and as the
             // incident's own counter it flapped the healed incident active ↔ recovering
             // three times and kept it from ending for over a minute.
-            let churn = churn(a, input.services, input.history).map(|churn| {
-                self.wants_a_census |= churn.wants_a_census;
-                churn
-            });
+            let churn = churn(a, input.services, input.history)
+                .inspect(|churn| self.wants_a_census |= churn.wants_a_census);
             let churn_service = churn
                 .is_some()
                 .then(|| {
