@@ -642,6 +642,72 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
 }
 
+/// The Go lab's listen-overflow (a backlog of 8): the callee's accept queue filled and the
+/// kernel counted the connections it dropped from then on; its callers' first timeouts came
+/// 0.6 s later. The incident was titled by those timeouts ("Calls time out: the callee is slow
+/// or hangs") for 1–2 s, until the queue's next census confirmed its change. The drops are
+/// visible at the first error, so the title says so from the start.
+#[test]
+fn a_full_accept_queue_dropping_at_the_first_timeout_titles_the_incident_from_the_start() {
+    // A socket census every 2 s; the one of point 120 reads the queue full (9 of 8).
+    let start = T0 - 120_000;
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let overflows = SeriesKey::ProtocolRate {
+        key: "TcpExt ListenOverflows".into(),
+    };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let len = 122;
+    let census = |i: usize| i - i % 2;
+    let h = history(
+        start,
+        vec![
+            (
+                &queue,
+                (0..len)
+                    .map(|i| Some(if census(i) >= 120 { 9.0 } else { 0.0 }))
+                    .collect(),
+            ),
+            (&overflows, step(len, 120, 0.0, 40.0)),
+            (
+                &age,
+                (0..len)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ],
+    );
+    let limits = [crate::anomaly::SeriesLimit {
+        key: queue.clone(),
+        limit: 8.0,
+    }];
+    let report =
+        crate::anomaly::detect(&h, &limits, &[], &crate::anomaly::AnomalyConfig::default());
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let incidents = fresh_run(T0 + 1_500, &[timeouts], report, &h, &chain(), &rules);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    assert_eq!(inc.hints[0].rule_id, "listen-overflow", "{inc:#?}");
+    assert!(
+        inc.title.starts_with("The accept queue overflows"),
+        "{}",
+        inc.title
+    );
+}
+
 /// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
 /// was folded into the pattern, so the pattern's services are both and its attribution says
 /// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
