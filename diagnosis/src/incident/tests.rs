@@ -642,6 +642,72 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
 }
 
+/// The Go lab's listen-overflow (a backlog of 8): the callee's accept queue filled and the
+/// kernel counted the connections it dropped from then on; its callers' first timeouts came
+/// 0.6 s later. The incident was titled by those timeouts ("Calls time out: the callee is slow
+/// or hangs") for 1–2 s, until the queue's next census confirmed its change. The drops are
+/// visible at the first error, so the title says so from the start.
+#[test]
+fn a_full_accept_queue_dropping_at_the_first_timeout_titles_the_incident_from_the_start() {
+    // A socket census every 2 s; the one of point 120 reads the queue full (9 of 8).
+    let start = T0 - 120_000;
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let overflows = SeriesKey::ProtocolRate {
+        key: "TcpExt ListenOverflows".into(),
+    };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let len = 122;
+    let census = |i: usize| i - i % 2;
+    let h = history(
+        start,
+        vec![
+            (
+                &queue,
+                (0..len)
+                    .map(|i| Some(if census(i) >= 120 { 9.0 } else { 0.0 }))
+                    .collect(),
+            ),
+            (&overflows, step(len, 120, 0.0, 40.0)),
+            (
+                &age,
+                (0..len)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ],
+    );
+    let limits = [crate::anomaly::SeriesLimit {
+        key: queue.clone(),
+        limit: 8.0,
+    }];
+    let report =
+        crate::anomaly::detect(&h, &limits, &[], &crate::anomaly::AnomalyConfig::default());
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let incidents = fresh_run(T0 + 1_500, &[timeouts], report, &h, &chain(), &rules);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    assert_eq!(inc.hints[0].rule_id, "listen-overflow", "{inc:#?}");
+    assert!(
+        inc.title.starts_with("The accept queue overflows"),
+        "{}",
+        inc.title
+    );
+}
+
 /// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
 /// was folded into the pattern, so the pattern's services are both and its attribution says
 /// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
@@ -2903,6 +2969,105 @@ fn a_storm_seen_at_one_census_too_slow_for_a_storm_asks_for_another() {
     );
     assert!(incidents.is_empty(), "{incidents:#?}");
     assert!(!tracker.wants_a_census());
+}
+
+/// A storm whose first census came just after it began is confirmed by the census asked for a
+/// second later, at a storm's pace but short of [`MIN_RATE_STORM_RISE`]: seen on the unseen
+/// lab beside 25,000 other TIME-WAIT sockets (2 of 7 runs), "rose by 48 at 18.5 a second
+/// against 24.9 calls a second", then an incident only at the next regular census, 2–5 s
+/// later. The node signal said "fewer closes than a storm's one per call", which the figures
+/// it quoted contradict: what fell short was the rise. It says so now, and the tracker asks
+/// for one more census, which tells the storm.
+#[test]
+fn a_storm_confirmed_at_a_storms_pace_but_short_of_its_floor_says_so_and_asks_once_more() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // A storm of 18.5 closes a second from 124.4 s; censuses every 6 s (120 s, 126 s), the
+    // confirming one asked for at 127 s and, with `again`, one more at 128 s.
+    let history = |again: bool, len: usize| {
+        let census = move |i: usize| match i {
+            127 => 127,
+            128.. if again => 128,
+            128.. => 127,
+            _ => i - i % 6,
+        };
+        storm_history(
+            start,
+            len,
+            &|i| 4.0 + (18.5 * (census(i) as f64 - 124.4)).max(0.0).round(),
+            &|i| ((i - census(i)) * 1000) as f64,
+        )
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    // The census of 126 s showed 4 → 34, the one of 127 s confirms 4 → 52: 18 a second
+    // against 25 calls a second, a rise of 48.
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 52.0)]),
+        &history(false, 128),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let reason = &tracker.node_signals()[0].reason;
+    assert!(
+        reason.contains(
+            "rose by 48 at 18 a second against 25 calls a second to its port: a storm's pace, \
+             but fewer sockets yet than the 50 a storm is told from"
+        ),
+        "{reason}"
+    );
+    assert!(!reason.contains("one per call"), "{reason}");
+    assert!(tracker.wants_a_census(), "one more census tells it");
+
+    // That census, a second later: 4 → 71.
+    let incidents = run_with(
+        &mut tracker,
+        time(129),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 71.0)]),
+        &history(true, 129),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert!(!tracker.wants_a_census());
+}
+
+/// Each way a counted TIME-WAIT rise falls short of a storm is told as what it is, never as
+/// another: the node signal's reason quotes the figures that decide.
+#[test]
+fn a_rise_short_of_a_storm_names_what_fell_short() {
+    // A pool recycling 3 of 25 calls a second, 60 sockets.
+    assert_eq!(
+        storm_shortfall(60.0, 3.0, 25.0),
+        Some(StormShortfall::ClosesPerCall)
+    );
+    // A connection per call, but 2 calls a second.
+    let slow = storm_shortfall(60.0, 2.0, 2.0);
+    assert_eq!(slow, Some(StormShortfall::ClosesPerSecond));
+    assert_eq!(
+        slow.map(StormShortfall::text).as_deref(),
+        Some("fewer closes a second than the 3.3 of a storm")
+    );
+    // A storm's pace, 48 sockets so far.
+    assert_eq!(
+        storm_shortfall(48.0, 18.5, 24.9),
+        Some(StormShortfall::Rise)
+    );
+    // A storm.
+    assert_eq!(storm_shortfall(71.0, 18.5, 24.9), None);
 }
 
 /// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
@@ -6841,6 +7006,94 @@ fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
         )
     };
     assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
+}
+
+/// A real pool whose few idle slots cannot keep what more concurrent callers open (Python
+/// `requests.Session` with `pool_maxsize` 2 and 8 threads, no spans) closes its surplus at
+/// 12.6 a second: on main that was an incident "A TIME-WAIT storm … opens a connection per
+/// call" 5 s after it began, its evidence a minute later "caught it holding 198 different
+/// connections, 23 of them gone by the next read, and 187 more short-lived sockets … that
+/// closed before the agent could place them". Its connections live across reads: most of
+/// those it closed carried more than one call, a pool's, as the spans would have shown (a
+/// quarter of its 55 calls a second). A client opening a connection per call is named
+/// as before, also with calls slow enough to be seen twice now and then (51 of 70 closed
+/// connections short-lived with 50 ms calls).
+#[test]
+fn a_pool_recycling_its_surplus_is_no_client_opening_a_connection_per_call() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing 12.6 a second from 120 s, counted every second.
+    let history = CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: tw.clone(),
+                points: (0..126)
+                    .map(|i| Some((4.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                points: (0..126)
+                    .map(|i| Some((8.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let caller = |closed_1m: u32, short_lived_1m: u32, unplaced: u32| ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        pid: Some(777),
+        connections_to: vec![ConnectionsTo {
+            port: 8082,
+            held: 4,
+            new: 4,
+            closed_1m,
+            short_lived_1m,
+            distinct_1m: closed_1m + 4,
+            reads_1m: 486,
+            unplaced_short_lived_1m: unplaced,
+            counted_at_unix_ms: time(124),
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    };
+    let rules = HintRules::builtin().unwrap();
+    let run = |c: ServiceFacts| {
+        let mut services = chain();
+        services.push(c);
+        fresh_run(
+            time(125),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, 67.0)]),
+            &history,
+            &services,
+            &rules,
+        )
+    };
+    let pool = caller(194, 23, 187);
+    assert!(
+        super::services::opener(8082, std::slice::from_ref(&pool)).is_none(),
+        "a pool is no opener"
+    );
+    let incidents = run(pool);
+    assert!(incidents.is_empty(), "a pool's surplus: {incidents:#?}");
+
+    let per_call = caller(70, 51, 20);
+    let incidents = run(per_call);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("batch"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
 }
 
 /// The detector raises a port's TIME-WAIT rise once a second census confirms it (see
