@@ -573,13 +573,19 @@ pub(crate) fn judge_series(
         let life = match &start {
             Some((i, s)) => Some(leak::Life {
                 started: *i,
-                from: i + warmup_points,
+                from: if leak::kept_from_start(&series.key) {
+                    *i
+                } else {
+                    i + warmup_points
+                },
                 text: started_text(s, *i),
+                with_series: true,
             }),
             None if base_from == 0 => Some(leak::Life {
                 started: first,
                 from: first,
                 text: format!("counted since {}", clock(history.time(first))),
+                with_series: false,
             }),
             None => None,
         };

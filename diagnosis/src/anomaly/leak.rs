@@ -22,7 +22,9 @@
 //!    unit per request of the series' service (its own request rate: a warm-up adds
 //!    connections and workers, which serve many requests each; a leak leaves something
 //!    behind per request); an fd count at [`LIMIT_SHARE`] of its limit or reaching it
-//!    within [`LIMIT_HORIZON_S`] at its pace; or, for goroutines and CLOSE-WAIT whose
+//!    within [`LIMIT_HORIZON_S`] at its pace; a listener's own CLOSE-WAIT, which no
+//!    start-up keeps (judged from its start, see [`kept_from_start`]); or, for goroutines
+//!    and CLOSE-WAIT whose
 //!    service's request rate is unknown or low, a climb that has lasted twice a
 //!    baseline's minimum of points ([`super::AnomalyConfig::min_baseline_points`], a minute
 //!    by default) after the start-up already had its [`super::AnomalyConfig::warmup_ms`].
@@ -36,7 +38,7 @@
 //! CLOSE-WAIT sockets. A goroutine climb that comes with as many new connections is sorted
 //! out by the incident grouping (`follows_connections`), as for any other goroutine rise.
 
-use faultline_series::{ProcessMetric, SeriesKey, SocketState};
+use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 
 use super::{
     evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
@@ -577,6 +579,27 @@ fn climbs_past_settling(since: &[(usize, f64)], from: usize, step: i64) -> bool 
     now > settled + BAND_Z * poisson_floor(settled, 1.0)
 }
 
+/// Whether a series is a listener's own CLOSE-WAIT count: sockets its callers closed that it
+/// has not. A start-up opens connections and starts workers; it keeps no socket its peer
+/// closed. So such a count climbing steadily from a service's (re)start is a leak whatever
+/// the service's request rate, and is judged from the start itself, with no start-up
+/// ([`super::AnomalyConfig::warmup_ms`]) left out. Seen on the Go lab's close-wait leak
+/// healed by a restart and brought back 10 s later: the new process's CLOSE-WAIT climbed
+/// 0 → 606 at 20 a second, judged only from 15 s after the restart and then on a climb of a
+/// minute (its hung handlers answer nothing: no request rate to weigh it against), so it
+/// was no change of its own for 30–75 s, and the incident ended once the callers' traffic
+/// stopped while the 606 sockets were still held.
+pub(super) fn kept_from_start(key: &SeriesKey) -> bool {
+    matches!(
+        key,
+        SeriesKey::PortState {
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+            ..
+        }
+    )
+}
+
 /// Whether a series is a count that leaks.
 pub(super) fn leaks(key: &SeriesKey) -> bool {
     matches!(
@@ -602,6 +625,10 @@ pub(super) struct Life {
     pub from: usize,
     /// "first seen at 20:30:02 UTC, after the agent started", "api (re)started at ...".
     pub text: String,
+    /// Whether it began with the series (its first sample after the agent started, or its
+    /// service's restart), not with the agent's own history, too young for a baseline: a
+    /// count no start-up keeps ([`kept_from_start`]) is then a leak on its shape alone.
+    pub with_series: bool,
 }
 
 /// What the shape test needs besides the series.
@@ -700,6 +727,8 @@ pub(super) fn unbounded_climb(
         )
     } else if near_limit.is_some() {
         "near its limit".to_owned()
+    } else if life.with_series && kept_from_start(key) {
+        "sockets its peers closed, kept: a start-up holds none".to_owned()
     } else if climb.len() >= 2 * cx.min_points && !matches!(key, SeriesKey::Process { .. }) {
         format!(
             "for {} s",
