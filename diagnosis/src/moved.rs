@@ -46,12 +46,11 @@
 //! 8. **Relation first.** Candidates are ordered by how they relate to the pattern before
 //!    their rank ([`MovedRelation`]): the culprit's own series (its listening ports, the ports
 //!    it calls, its processes, goroutines and traffic), then those of the other services the
-//!    pattern was seen in, then their peers' (callers and callees), then the rest of the node
-//!    — a port of another program, a node-wide total — however large its move (other
-//!    programs' churn outranked the fault's own port on a shared node). The relation is stated
-//!    on each candidate ("culprit's listening port (orders)", "caller's peer port (gateway)",
-//!    "node-wide: ...")
-//!    Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
+//!    pattern was seen in and their peers' (callers and callees) together, by rank, then the
+//!    rest of the node — a port of another program, a node-wide total — however large its
+//!    move (other programs' churn outranked the fault's own port on a shared node). The
+//!    relation is stated on each candidate ("culprit's listening port (orders)", "caller's
+//!    peer port (gateway)", "node-wide: ..."). Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
 //!    onset and had reached its level by then is an *earlier* change (`earlier`), listed after
 //!    every series that moved with the errors, whatever its relation — one still moving into
 //!    the onset (a leak's ramp up to the first error) is not.
@@ -72,7 +71,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::activity::PatternActivity;
-use crate::anomaly::ServiceStart;
+use crate::anomaly::{ServiceStart, MIN_QUEUE_CHANGE};
 use crate::baseline::{
     baseline_points, counts_per_point, judge_means, median, spearman, trailing_sum, Axis, Move,
     Windows,
@@ -489,9 +488,13 @@ pub fn what_moved_for(
             continue;
         }
         let points = filled(&c, axis.len);
-        // Rates (/s) have no floor on the size of a change; levels do.
+        // Rates (/s) have no floor on the size of a change; levels do, an accept queue the
+        // detector's: its backlog may be 8 (the Go lab's listen-overflow filled one 0 → 9,
+        // its incident's top counter, and "what moved" never listed it, 20 being out of reach).
         let min_change = if c.key.is_rate() {
             0.0
+        } else if matches!(c.key, SeriesKey::ListenQueue { .. }) {
+            MIN_QUEUE_CHANGE
         } else {
             MIN_LEVEL_CHANGE
         };
@@ -728,10 +731,15 @@ fn earlier_change(axis: Axis, points: &[Option<f64>], m: &Move, onset: i64) -> b
     recent < STILL_MOVING_SHARE * whole
 }
 
-/// Where a candidate is listed (lower first): by its relation, except that the failure rate
-/// of the pattern's own services retells the pattern (its failures counted by request) and
-/// comes after their peers' series, which say more (a callee's requests stopping when its
-/// caller's lookups fail).
+/// Where a candidate is listed (lower first): the culprit's own series, then those of the
+/// services around it — the other services the pattern was seen in (its callers, reporting its
+/// failures) and their peers alike, by rank — then the rest of the node. The failure rate of
+/// the pattern's own services retells the pattern (its failures counted by request) and comes
+/// after the services' other series, which say more (a callee's requests stopping when its
+/// caller's lookups fail). Seen on the Go lab's dns fault: the edge's TIME-WAIT, a moving sum
+/// still climbing from the chain's redeploy (rank 0.69, 18 s before the first error), was
+/// listed above the silence of the culprit's callee (rank 1.85, 2 s after it) for being the
+/// series of a service the pattern was seen in.
 fn tier(m: &MovedCounter) -> u8 {
     let own_failures = matches!(
         m.key,
@@ -741,11 +749,10 @@ fn tier(m: &MovedCounter) -> u8 {
         }
     ) && matches!(m.relation, MovedRelation::Culprit | MovedRelation::Service);
     match m.relation {
-        _ if own_failures => 3,
+        _ if own_failures => 2,
         MovedRelation::Culprit => 0,
-        MovedRelation::Service => 1,
-        MovedRelation::Peer => 2,
-        MovedRelation::NodeWide => 4,
+        MovedRelation::Service | MovedRelation::Peer => 1,
+        MovedRelation::NodeWide => 3,
     }
 }
 
@@ -1750,6 +1757,188 @@ mod tests {
             "{doc:#?}"
         );
         assert!(doc.moved[0].lead_ms < -EARLIER_MS, "{doc:#?}");
+    }
+
+    /// The Go lab's dns fault (`testdata/go-lab-dns-edge-time-wait.json`, recorded counters):
+    /// carts' lookups of ledger-api fail, so ledger-api's requests stop 2 s after the first
+    /// error, while the edge's TIME-WAIT (storefront's listening port; the pattern was seen in
+    /// storefront too) still climbs from the chain's redeploy, from before it. The callee's
+    /// silence says where the calls no longer go; it is listed first, the edge's climb after
+    /// it (before: first, for being a series of a service the pattern was seen in).
+    #[test]
+    fn a_callees_silence_ranks_above_a_reporting_callers_slow_climb_begun_earlier() {
+        let rec = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-dns-edge-time-wait.json"
+        ));
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/go-lab-dns-edge-time-wait.json"))
+                .expect("JSON");
+        let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric,
+        };
+        let series = [
+            (
+                SeriesKey::PortState {
+                    port: 51291,
+                    side: PortSide::Local,
+                    state: SocketState::TimeWait,
+                },
+                rec.points("time_wait_edge"),
+            ),
+            (
+                traffic("ledger-api", TrafficMetric::Requests),
+                rec.points("ledger_requests"),
+            ),
+            (
+                traffic("carts", TrafficMetric::Errors),
+                rec.points("carts_errors"),
+            ),
+            (
+                traffic("storefront", TrafficMetric::Errors),
+                rec.points("storefront_errors"),
+            ),
+        ];
+        let last = series[0].1.len() - 1;
+        let counters = rec.history_until(&series, last);
+        let onset = fixture["onset_unix_ms"].as_i64().expect("onset");
+        let pattern = PatternActivity {
+            id: "c639d62f19d896c7".into(),
+            first_seen_unix_ms: onset,
+            emerging: Some(Emerging {
+                kind: EmergingKind::New,
+                since_unix_ms: onset,
+            }),
+            per_minute: MinuteCounts::default(),
+            per_second: Some(SecondCounts {
+                start_unix_ms: fixture["pattern_start_unix_ms"].as_i64().expect("start"),
+                counts: rec
+                    .points("pattern")
+                    .iter()
+                    .map(|c| c.unwrap_or(0.0) as u64)
+                    .collect(),
+            }),
+        };
+        let facts = vec![
+            ServiceFacts {
+                service: "storefront".into(),
+                listen_ports: vec![51291],
+                callees: vec!["carts".into()],
+                called_ports: vec![44779],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "carts".into(),
+                listen_ports: vec![44779],
+                callers: vec!["storefront".into()],
+                callees: vec!["ledger-api".into()],
+                called_ports: vec![40611],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "ledger-api".into(),
+                listen_ports: vec![40611],
+                callers: vec!["carts".into()],
+                ..ServiceFacts::default()
+            },
+        ];
+        let services = vec!["carts".to_owned(), "storefront".to_owned()];
+        let at = |point: &str| rec.start + rec.index(point) as i64 * 1000;
+        let starts: Vec<ServiceStart> = [
+            ("storefront", 51291),
+            ("carts", 44779),
+            ("ledger-api", 40611),
+        ]
+        .into_iter()
+        .map(|(service, port)| ServiceStart {
+            service: service.into(),
+            at_unix_ms: at("restart_point"),
+            stopped_unix_ms: Some(at("stopped_point")),
+            ports: vec![port],
+            task_targets: vec![],
+            processes: vec![],
+        })
+        .collect();
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("carts"),
+            facts: &facts,
+            starts: &starts,
+            agent_ports: &[],
+        };
+        let doc = what_moved_for(&pattern, &counters, &context);
+        let got: Vec<(&str, MovedRelation, bool)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.relation, m.earlier))
+            .collect();
+        assert_eq!(
+            got[..2],
+            [
+                ("ledger-api request rate", MovedRelation::Peer, false),
+                ("TIME-WAIT :51291", MovedRelation::Service, false),
+            ],
+            "{doc:#?}"
+        );
+        assert!(doc.moved[1].lead_ms < 0, "{doc:#?}");
+        // The failure rates retell the pattern: after both.
+        let rest: Vec<&str> = got[2..].iter().map(|g| g.0).collect();
+        assert_eq!(
+            rest,
+            ["carts error rate", "storefront error rate"],
+            "{doc:#?}"
+        );
+    }
+
+    /// The Go lab's listen-overflow: the callee's accept queue (backlog 8) filled 0 → 9 at
+    /// the fault, the incident's top counter, and "what moved" never listed it: a level had to
+    /// move by 20, more than the queue can hold. It takes the detector's floor for a queue.
+    #[test]
+    fn a_small_accept_queue_that_fills_is_the_culprits_move() {
+        let counters = snapshot(
+            vec![socket(
+                8080,
+                PortSide::Remote,
+                SocketState::SynSent,
+                step(0.0, 30.0, ONSET),
+            )],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 9.0, ONSET - 1_000),
+            }],
+        );
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let queue = doc
+            .moved
+            .iter()
+            .find(|m| m.key == SeriesKey::ListenQueue { port: 8080 })
+            .unwrap_or_else(|| panic!("{doc:#?}"));
+        assert_eq!(queue.relation, MovedRelation::Culprit);
+        assert_eq!(queue.relation_text, "culprit's listen queue (orders)");
+        assert!(
+            queue.evidence.starts_with("listen queue :8080 rose 0 → 9"),
+            "{}",
+            queue.evidence
+        );
+        // A queue that holds a few more for a moment is no move.
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 3.0, ONSET - 1_000),
+            }],
+        );
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
     }
 
     #[test]

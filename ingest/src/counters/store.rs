@@ -549,8 +549,9 @@ impl CounterStore {
     }
 
     /// Asks the sampler for a fresh socket census at its next tick, even where the CPU budget
-    /// would repeat the last one (at most one such census per
-    /// [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
+    /// would repeat the last one (at most
+    /// [`CONFIRMING_CENSUSES_PER_GAP`](super::sampler::CONFIRMING_CENSUSES_PER_GAP) such
+    /// censuses per [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
     /// when a count it must judge was taken only once since it changed: the first census that
     /// shows a TIME-WAIT storm tells only a lower bound of its pace, and on a busy node the
     /// census after it came one budget period (4–7 s) later.
