@@ -872,9 +872,7 @@ mod tests {
         assert_eq!(values, [7.0, 2.5]);
         assert_eq!(batch.ignored_points, 3);
         // Histograms and summaries (counted, not read) keep their points.
-        let body = format!(
-            r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"h","histogram":{{"dataPoints":[{{"count":"2","sum":"NaN","min":"-Infinity","max":"4","explicitBounds":["1","NaN",2]}}]}}}},{{"name":"s","summary":{{"dataPoints":[{{"sum":"Infinity","quantileValues":[{{"quantile":"0.5","value":"NaN"}}]}}]}}}}]}}]}}]}}"#
-        );
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"count":"2","sum":"NaN","min":"-Infinity","max":"4","explicitBounds":["1","NaN",2]}]}},{"name":"s","summary":{"dataPoints":[{"sum":"Infinity","quantileValues":[{"quantile":"0.5","value":"NaN"}]}]}}]}]}]}"#;
         let request = ExportMetricsServiceRequest::from_json(body.as_bytes()).unwrap();
         let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
         assert_eq!(super::super::convert::data_points(&metrics[0].data), 1);
