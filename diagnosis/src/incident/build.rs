@@ -130,9 +130,16 @@ pub(super) fn build(
             }
         }
     }
+    // Where its failures were seen, the culprit aside: the callers that reported them (a
+    // pattern's services include a caller whose status report of the same failed request was
+    // folded into it), as the patterns' own "seen by" says.
+    let seen: BTreeSet<&String> = patterns
+        .iter()
+        .flat_map(|p| &p.services)
+        .filter(|s| culprit.service.as_ref() != Some(*s))
+        .collect();
+    culprit.seen_in = seen.into_iter().cloned().collect();
     if culprit.service.is_none() {
-        let seen: BTreeSet<&String> = patterns.iter().flat_map(|p| &p.services).collect();
-        culprit.seen_in = seen.into_iter().cloned().collect();
         culprit.reasoning.push(if patterns.is_empty() {
             "no service is known for these counters".to_owned()
         } else {
@@ -272,6 +279,11 @@ pub(super) fn build(
             leak::Holder {
                 requests: facts.as_ref().and_then(|f| f.requests.as_ref()),
                 out_of_fds: facts.as_ref().is_some_and(|f| f.out_of_fds),
+                running_out_of_fds: facts.as_ref().is_some_and(|f| {
+                    f.fds
+                        .iter()
+                        .any(|fds| leak::exhausts_fds(a, fds, input.history))
+                }),
             },
         );
         accumulating.push(reading.accumulation);
@@ -777,6 +789,8 @@ struct HolderFacts {
     requests: Option<SeriesKey>,
     /// Whether it ran out of descriptors.
     out_of_fds: bool,
+    /// The changes of its processes' open fds.
+    fds: Vec<CounterAnomaly>,
 }
 
 /// For a port's CLOSE-WAIT count (`a`), what the service holding those sockets does (see
@@ -874,13 +888,19 @@ fn holder_facts(
             _ => return None,
         },
     };
-    let out_of_fds = anomalies.iter().any(|f| {
-        matches!(
-            &f.key,
-            SeriesKey::Process { metric: ProcessMetric::OpenFds, .. }
-                if owner(&f.key, services).as_deref() == Some(holder)
-        ) && f
-            .limit
+    let fds: Vec<CounterAnomaly> = anomalies
+        .iter()
+        .filter(|f| {
+            matches!(
+                &f.key,
+                SeriesKey::Process { metric: ProcessMetric::OpenFds, .. }
+                    if owner(&f.key, services).as_deref() == Some(holder)
+            )
+        })
+        .cloned()
+        .collect();
+    let out_of_fds = fds.iter().any(|f| {
+        f.limit
             .is_some_and(|l| l > 0.0 && f.latest >= leak::LIMIT_SHARE * l && a.latest >= 0.5 * l)
     });
     let requests = (side == PortSide::Local).then(|| SeriesKey::ServiceTraffic {
@@ -891,6 +911,7 @@ fn holder_facts(
         service: holder.to_owned(),
         requests,
         out_of_fds,
+        fds,
     })
 }
 
