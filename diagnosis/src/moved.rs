@@ -46,12 +46,11 @@
 //! 8. **Relation first.** Candidates are ordered by how they relate to the pattern before
 //!    their rank ([`MovedRelation`]): the culprit's own series (its listening ports, the ports
 //!    it calls, its processes, goroutines and traffic), then those of the other services the
-//!    pattern was seen in and their peers' (callers and callees), by rank, then the rest of the node
-//!    — a port of another program, a node-wide total — however large its move (other
-//!    programs' churn outranked the fault's own port on a shared node). The relation is stated
-//!    on each candidate ("culprit's listening port (orders)", "caller's peer port (gateway)",
-//!    "node-wide: ...")
-//!    Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
+//!    pattern was seen in and their peers' (callers and callees) together, by rank, then the
+//!    rest of the node — a port of another program, a node-wide total — however large its
+//!    move (other programs' churn outranked the fault's own port on a shared node). The
+//!    relation is stated on each candidate ("culprit's listening port (orders)", "caller's
+//!    peer port (gateway)", "node-wide: ..."). Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
 //!    onset and had reached its level by then is an *earlier* change (`earlier`), listed after
 //!    every series that moved with the errors, whatever its relation — one still moving into
 //!    the onset (a leak's ramp up to the first error) is not.
@@ -72,7 +71,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::activity::PatternActivity;
-use crate::anomaly::ServiceStart;
+use crate::anomaly::{ServiceStart, MIN_QUEUE_CHANGE};
 use crate::baseline::{
     baseline_points, counts_per_point, judge_means, median, spearman, trailing_sum, Axis, Move,
     Windows,
@@ -489,9 +488,13 @@ pub fn what_moved_for(
             continue;
         }
         let points = filled(&c, axis.len);
-        // Rates (/s) have no floor on the size of a change; levels do.
+        // Rates (/s) have no floor on the size of a change; levels do, an accept queue the
+        // detector's: its backlog may be 8 (the Go lab's listen-overflow filled one 0 → 9,
+        // its incident's top counter, and "what moved" never listed it, 20 being out of reach).
         let min_change = if c.key.is_rate() {
             0.0
+        } else if matches!(c.key, SeriesKey::ListenQueue { .. }) {
+            MIN_QUEUE_CHANGE
         } else {
             MIN_LEVEL_CHANGE
         };
@@ -1885,6 +1888,57 @@ mod tests {
             ["carts error rate", "storefront error rate"],
             "{doc:#?}"
         );
+    }
+
+    /// The Go lab's listen-overflow: the callee's accept queue (backlog 8) filled 0 → 9 at
+    /// the fault, the incident's top counter, and "what moved" never listed it: a level had to
+    /// move by 20, more than the queue can hold. It takes the detector's floor for a queue.
+    #[test]
+    fn a_small_accept_queue_that_fills_is_the_culprits_move() {
+        let counters = snapshot(
+            vec![socket(
+                8080,
+                PortSide::Remote,
+                SocketState::SynSent,
+                step(0.0, 30.0, ONSET),
+            )],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 9.0, ONSET - 1_000),
+            }],
+        );
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let queue = doc
+            .moved
+            .iter()
+            .find(|m| m.key == SeriesKey::ListenQueue { port: 8080 })
+            .unwrap_or_else(|| panic!("{doc:#?}"));
+        assert_eq!(queue.relation, MovedRelation::Culprit);
+        assert_eq!(queue.relation_text, "culprit's listen queue (orders)");
+        assert!(
+            queue.evidence.starts_with("listen queue :8080 rose 0 → 9"),
+            "{}",
+            queue.evidence
+        );
+        // A queue that holds a few more for a moment is no move.
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 3.0, ONSET - 1_000),
+            }],
+        );
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
     }
 
     #[test]

@@ -8528,4 +8528,50 @@ mod hung_callee_leak {
             }
         }
     }
+
+    /// The Go lab's hung callee healed by a restart and brought back while its incident
+    /// recovered (`testdata/go-lab-close-wait-hung-restart.json`, recorded counters): over the
+    /// 3 s restart its CLOSE-WAIT read 670 → 245 → 0 while the new process answered. The old
+    /// process took its sockets with it: its leak is judged as it stood when it stopped, and
+    /// the new process's answers are no answers to the requests it held. So the incident's
+    /// CLOSE-WAIT never says it is requests in progress, and the leak's hint leads it through the
+    /// restart, while it recovers and when the leak comes back. Before, for the two passes before
+    /// the count was back in its band, it read as a slow callee's requests draining as they are
+    /// answered, the kept counter carried that sentence from then on, too-many-open-files led
+    /// for those passes, and in the live run the leak's hint left the incident.
+    #[test]
+    fn a_leak_healed_by_a_restart_is_not_read_as_requests_the_new_process_answers() {
+        let run = LabRun::new(
+            include_str!("../../testdata/go-lab-close-wait-hung-restart.json"),
+            &[],
+        );
+        let (healed, again) = (run.index("healed_point"), run.index("again_onset_point"));
+        let callee = run.callee().to_owned();
+        let mut seen = Vec::new();
+        run.run(run.index("onset_point"), again + 12, |now, incidents| {
+            if now + 3 < healed {
+                return;
+            }
+            let inc = &incidents[0];
+            assert_eq!(inc.culprit.service.as_deref(), Some(callee.as_str()));
+            let said: Vec<String> = inc
+                .counters
+                .iter()
+                .filter(|c| c.anomaly.key == close_wait(run.chain[1].1))
+                .map(|c| c.anomaly.evidence.clone())
+                .collect();
+            seen.push((now, inc.hints.first().map(|h| h.rule_id.clone()), said));
+        });
+        for (now, hint, said) in &seen {
+            assert_eq!(
+                hint.as_deref(),
+                Some("close-wait-leak"),
+                "at point {now} (healed at {healed}): {seen:#?}"
+            );
+            assert!(
+                !said.iter().any(|e| e.contains("still in progress")),
+                "at point {now} (healed at {healed}): {said:?}"
+            );
+        }
+    }
 }
