@@ -150,6 +150,9 @@ pub struct Holder<'a> {
     /// Whether its open fds climb toward their limit with these sockets, to reach it within
     /// [`EXHAUSTION_HORIZON_MS`] at their pace (see [`exhausts_fds`]).
     pub running_out_of_fds: bool,
+    /// When its process stopped (was gone from the samples) after the count's change, if it
+    /// did: killed, crashed or restarted.
+    pub stopped_unix_ms: Option<i64>,
 }
 
 /// How soon a holder's open fds, at their pace, must reach their limit for its rising
@@ -267,12 +270,29 @@ pub fn holder_accumulation(
 /// its holder answered — sockets that turn over. The leak hint left the recovering incident
 /// ("The process ran out of file descriptors" led it), and when the same leak came back 11 s
 /// later the incident was active again without it.
+///
+/// A holder whose process stopped since the change (killed, crashed, restarted:
+/// [`Holder::stopped_unix_ms`]) took the sockets with it: the change is judged as it stood
+/// when it stopped, and what a new process answers is no answer to the requests the old one
+/// held. Seen on the Go lab's close-wait leak healed by a restart: the count fell 670 → 245 →
+/// 0 over the restart while the new process answered, and for the two passes before the
+/// count was back in its band it read as a slow callee's requests draining as they are
+/// answered ("requests its callers gave up on, still in progress, not a leak"), a sentence the
+/// incident's kept counter then carried; in the live run the leak's hint left the incident.
 pub fn holder_reading(
     a: &CounterAnomaly,
     history: &CounterHistory,
     holder: Holder<'_>,
 ) -> HolderReading {
-    match ended_at(a, history) {
+    let stopped = holder
+        .stopped_unix_ms
+        .filter(|&t| t > a.changed_at_unix_ms)
+        .and_then(|t| history.point_at(t));
+    let end = match (ended_at(a, history), stopped) {
+        (Some(ended), Some(stopped)) => Some(ended.min(stopped)),
+        (ended, stopped) => ended.or(stopped),
+    };
+    match end {
         Some(end) => {
             let keys = [Some(&a.key), holder.requests];
             let then = CounterHistory {

@@ -284,6 +284,9 @@ pub(super) fn build(
                         .iter()
                         .any(|fds| leak::exhausts_fds(a, fds, input.history))
                 }),
+                stopped_unix_ms: facts
+                    .as_ref()
+                    .and_then(|f| stopped_since(a, &f.service, input.services, input.history)),
             },
         );
         accumulating.push(reading.accumulation);
@@ -861,6 +864,37 @@ fn gone(f: &ServiceFacts, onset: i64, history: &CounterHistory) -> Option<String
         }
     }
     (!said.is_empty()).then(|| said.join("; "))
+}
+
+/// When a process of `service` stopped after the change of `a`: the first of [`GONE_POINTS`]
+/// samples in a row without its open fds, after one with them.
+fn stopped_since(
+    a: &CounterAnomaly,
+    service: &str,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<i64> {
+    let facts = services.iter().find(|s| s.service == service)?;
+    let from = history.point_at(a.changed_at_unix_ms)?.max(1);
+    facts
+        .processes
+        .iter()
+        .filter_map(|name| {
+            let points = &history
+                .get(&SeriesKey::Process {
+                    name: name.clone(),
+                    metric: ProcessMetric::OpenFds,
+                })?
+                .points;
+            (from..points.len())
+                .find(|&k| {
+                    points[k - 1].is_some()
+                        && points.len() >= k + GONE_POINTS
+                        && points[k..k + GONE_POINTS].iter().all(Option::is_none)
+                })
+                .map(|k| history.time(k))
+        })
+        .min()
 }
 
 /// How long before an incident's onset a listener or process that went away is still its
