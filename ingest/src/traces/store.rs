@@ -250,6 +250,24 @@ impl ClusterIndex {
 const ORDER_SLACK: usize = 1024;
 
 impl Inner {
+    /// The live traces with spans touched last, the latest first, at most `limit`, among
+    /// the last `limit × RECENT_SCAN_FACTOR` touches (see [`TraceStore::recent_with_spans`]).
+    fn recent_with_spans(
+        &self,
+        limit: usize,
+    ) -> impl Iterator<Item = (&TraceId, &TraceEntry)> + '_ {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|(seq, id)| {
+                let entry = self.traces.get(id).filter(|e| e.seq == *seq)?;
+                Some((id, &**entry))
+            })
+            .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
+            .filter(|(_, entry)| entry.spans > 0)
+            .take(limit)
+    }
+
     /// Whether a pair of the order queue is the latest touch of a live trace.
     fn is_live(&self, seq: u64, trace_id: &TraceId) -> bool {
         self.traces.get(trace_id).is_some_and(|e| e.seq == seq)
@@ -663,16 +681,20 @@ impl TraceStore {
     /// leave fewer.
     pub fn recent_with_spans(&self, limit: usize) -> Vec<TraceId> {
         let inner = self.inner.lock();
+        inner.recent_with_spans(limit).map(|(id, _)| *id).collect()
+    }
+
+    /// The spans of the traces [`recent_with_spans`](Self::recent_with_spans) lists, each
+    /// trace's in arrival order, decoded without their logs and without building a call
+    /// chain: who calls whom and on which ports, which the diagnosis reads at every pass.
+    /// Building those 30 chains a second, with every log of each and the web's rendering of
+    /// them, was 2.1 % of the agent's CPU at 1,000 lines/s + 1,000 spans/s (profile of
+    /// 6 December, `scripts/reliability/soak.py`).
+    pub fn recent_spans(&self, limit: usize) -> Vec<Vec<Span>> {
+        let inner = self.inner.lock();
         inner
-            .order
-            .iter()
-            .rev()
-            .filter(|(seq, id)| inner.is_live(*seq, id))
-            .map(|(_, id)| id)
-            .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
-            .filter(|id| inner.traces.get(id).is_some_and(|e| e.spans > 0))
-            .take(limit)
-            .copied()
+            .recent_with_spans(limit)
+            .map(|(id, entry)| entry.records.decode_spans(*id, &inner.names))
             .collect()
     }
 
