@@ -672,9 +672,10 @@ pub fn diagnose(
         )
         .to_vec();
     // A TIME-WAIT rise of the services' seen by one census only is raised once a second one
-    // confirms it, and a storm's pace judged from one census is a lower bound: a fresh census
-    // tells both, rather than the next one the census budget allows (3–7 s later on a busy
-    // node).
+    // confirms it, a storm's pace judged from one census is a lower bound, and a storm's pace
+    // confirmed a second after its first census may still be short of a storm's rise: a fresh
+    // census tells each, rather than the next one the census budget allows (3–7 s later on a
+    // busy node).
     let unconfirmed = report
         .awaiting_census
         .iter()

@@ -137,6 +137,16 @@ pub const TIME_WAIT_RATIO: f64 = 2.0;
 /// (+2 s of the 7 s median on the unseen lab), and was then judged on that one census, its
 /// pace only a lower bound.
 pub const TIME_WAIT_CENSUSES: usize = 2;
+/// Share of its backlog at which a listener's accept queue is full: the kernel drops the
+/// connections past it and counts them (`TcpExt ListenOverflows`, `ListenDrops`). A rise to
+/// a full queue while those counts climb is confirmed by the census that shows it, not by
+/// [`PERSIST`] samples: the queue is read once per socket census (every 2 s or more on a busy
+/// node), and the kernel's own drop count, read every second, is the second witness. Seen
+/// on the Go lab's listen-overflow (a backlog of 8): the callers' first timeouts came
+/// 0.5–0.7 s after the queue filled, and the incident was titled by them ("Calls time out:
+/// the callee is slow or hangs") for 1–2 s until the queue's next census. The share is the
+/// listen-overflow hint's (`min_share_of_limit`).
+pub const FULL_QUEUE_SHARE: f64 = 0.9;
 /// Fewest points of a ramp, counted from the last point inside the band.
 pub const RAMP_MIN_POINTS: usize = 6;
 /// Points of a ramp tested at most: the latest stretch of a climb.
@@ -563,13 +573,19 @@ pub(crate) fn judge_series(
         let life = match &start {
             Some((i, s)) => Some(leak::Life {
                 started: *i,
-                from: i + warmup_points,
+                from: if leak::kept_from_start(&series.key) {
+                    *i
+                } else {
+                    i + warmup_points
+                },
                 text: started_text(s, *i),
+                with_series: true,
             }),
             None if base_from == 0 => Some(leak::Life {
                 started: first,
                 from: first,
                 text: format!("counted since {}", clock(history.time(first))),
+                with_series: false,
             }),
             None => None,
         };
@@ -1096,7 +1112,20 @@ fn judge(
         // other sockets (a census every 3 s): a storm counted 2 → 17, then 73, had the
         // median 17 of the points [17, 17, 17, 73] (no step) and was raised two samples
         // later. The change is confirmed by its second census ([`TIME_WAIT_CENSUSES`]).
-        let (readings, persist) = if time_wait {
+        // A full accept queue with the kernel counting the connections it drops is confirmed
+        // by the census that shows it (see [`FULL_QUEUE_SHARE`]).
+        let full_queue = matches!(key, SeriesKey::ListenQueue { .. })
+            && dir > 0
+            && limit.is_some_and(|l| {
+                l > 0.0
+                    && since
+                        .last()
+                        .is_some_and(|&(i, _)| raw(i) >= FULL_QUEUE_SHARE * l)
+            })
+            && drops_counted(history, known[k].0);
+        let (readings, persist) = if full_queue {
+            (std::borrow::Cow::Owned(per_census(history, since)), 1)
+        } else if time_wait {
             let readings = per_census(history, since);
             if readings.len() < TIME_WAIT_CENSUSES {
                 *awaits |= is_step(since, &readings, b, dir, &rule, readings.len());
@@ -1256,6 +1285,16 @@ fn per_census(history: &CounterHistory, points: &[(usize, f64)]) -> Vec<(usize, 
         }
     }
     readings
+}
+
+/// Whether the node counted connections dropped by a full accept queue (`ListenOverflows`
+/// or `ListenDrops` above zero) at point `from` or after.
+fn drops_counted(history: &CounterHistory, from: usize) -> bool {
+    history.series.iter().any(|s| {
+        matches!(&s.key, SeriesKey::ProtocolRate { key }
+            if key.ends_with("ListenOverflows") || key.ends_with("ListenDrops"))
+            && s.points.iter().skip(from).flatten().any(|&v| v > 0.0)
+    })
 }
 
 /// Points on either side of a jump that [`latest_jump`] compares: as many as a step must
@@ -1863,6 +1902,81 @@ mod tests {
         let every_3_s: Vec<usize> = (0..600).step_by(3).collect();
         let (_, h) = census_paced_storm_from(422.4, 5.0, &every_3_s, 440);
         assert_eq!(raised_at(&h, &key, 420, 439), Some(427));
+    }
+
+    /// A listener's accept queue (backlog 8) read at a socket census every 2 s, empty until
+    /// the census of 424 s reads it full (`full` connections waiting); the node's
+    /// `TcpExt ListenOverflows` rate, read every second, from `drops_from` s (none: never).
+    fn full_accept_queue(full: f64, drops_from: Option<usize>) -> (SeriesKey, CounterHistory) {
+        let key = SeriesKey::ListenQueue { port: 8080 };
+        let census = |i: usize| i - i % 2;
+        let h = history(vec![
+            (
+                key.clone(),
+                (0..440)
+                    .map(|i| Some(if census(i) >= 424 { full } else { 0.0 }))
+                    .collect(),
+            ),
+            (
+                SeriesKey::ProtocolRate {
+                    key: "TcpExt ListenOverflows".into(),
+                },
+                (0..440)
+                    .map(|i| {
+                        Some(if drops_from.is_some_and(|d| i >= d) {
+                            40.0
+                        } else {
+                            0.0
+                        })
+                    })
+                    .collect(),
+            ),
+            (
+                SeriesKey::Runtime {
+                    metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                },
+                (0..440)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ]);
+        (key, h)
+    }
+
+    /// Seen on the Go lab's listen-overflow (backlog 8): the callers' first timeouts came
+    /// 0.5–0.7 s after the queue filled, and the incident was titled by them for 1–2 s until
+    /// the queue's change was confirmed by the samples after the census that showed it. A
+    /// full queue while the kernel counts its drops is raised at that census.
+    #[test]
+    fn a_full_accept_queue_with_drops_counted_is_raised_at_the_census_that_shows_it() {
+        let config = AnomalyConfig::default();
+        let limits = |key: &SeriesKey| {
+            [SeriesLimit {
+                key: key.clone(),
+                limit: 8.0,
+            }]
+        };
+        let first = |h: &CounterHistory, key: &SeriesKey| {
+            (420..440).find(|&end| {
+                detect(&at(h, end), &limits(key), &[], &config)
+                    .anomalies
+                    .iter()
+                    .any(|a| &a.key == key)
+            })
+        };
+        // Full (9 of 8: the kernel shows one past the backlog) and dropping from 423 s.
+        let (key, h) = full_accept_queue(9.0, Some(423));
+        assert_eq!(first(&h, &key), Some(425), "the census of 424 s");
+        let report = detect(&at(&h, 425), &limits(&key), &[], &config);
+        let a = &report.anomalies[0];
+        assert_eq!(a.changed_at_unix_ms, START + 424_000);
+        assert!(a.evidence.contains("of its limit 8"), "{}", a.evidence);
+        // No drops counted: confirmed as any series is, by the samples after it.
+        let (key, h) = full_accept_queue(9.0, None);
+        assert_eq!(first(&h, &key), Some(427));
+        // Not full (6 of 8), drops counted elsewhere on the node: the same.
+        let (key, h) = full_accept_queue(6.0, Some(423));
+        assert_eq!(first(&h, &key), Some(427));
     }
 
     #[test]

@@ -274,8 +274,9 @@ pub struct IncidentCulprit {
     pub role: Option<CulpritRole>,
     /// Why, in sentences: the patterns' attribution and the counters' relation.
     pub reasoning: Vec<String>,
-    /// When no culprit is known: the services the signals were seen in, so a person knows
-    /// where to look.
+    /// The services the incident's patterns were seen in other than the culprit: the callers
+    /// that reported its failures (the patterns' "seen by"). When no culprit is known, every
+    /// service they were seen in, so a person knows where to look.
     pub seen_in: Vec<String>,
 }
 
@@ -700,10 +701,8 @@ impl IncidentTracker {
             // fault and 46 → 92 after the fix at about one close a second, and as the
             // incident's own counter it flapped the healed incident active ↔ recovering
             // three times and kept it from ending for over a minute.
-            let churn = churn(a, input.services, input.history).map(|(why, one_census)| {
-                self.wants_a_census |= one_census;
-                why
-            });
+            let churn = churn(a, input.services, input.history)
+                .inspect(|churn| self.wants_a_census |= churn.wants_a_census);
             let churn_service = churn
                 .is_some()
                 .then(|| {
@@ -729,7 +728,8 @@ impl IncidentTracker {
             } else if let Some(service) = callers_connections(&a.key, input.services) {
                 secondary.push((signal, service, Secondary::Callers));
             } else if let Some(service) = churn_service {
-                secondary.push((signal, service, Secondary::Churn(churn.unwrap_or_default())));
+                let (why, explains) = churn.map(|c| (c.why, c.explains)).unwrap_or_default();
+                secondary.push((signal, service, Secondary::Churn(why, explains)));
             } else if let Some((service, why)) =
                 follows_connections(a, input.services, input.history)
             {
@@ -768,11 +768,9 @@ impl IncidentTracker {
             match (home, &s.what) {
                 (None, SignalWhat::Counter(a)) => node_signals.push(NodeSignal {
                     reason: match follows {
-                        Secondary::Churn(why) => format!(
+                        Secondary::Churn(why, explains) => format!(
                             "{service}: {why}, with no error pattern or counter of it, its \
-                             callers or its callees within a minute; a pooled client closes a \
-                             few connections a second as its load varies (Go's keeps two idle \
-                             per host), a storm closes one per call"
+                             callers or its callees within a minute; {explains}"
                         ),
                         Secondary::Follows(why) => format!(
                             "{service}: {why}, with no error pattern or counter of it, its \
@@ -1216,8 +1214,9 @@ enum Secondary {
     /// Sockets of a listener's callers towards its port in a state that says no more than
     /// that they hold connections (see [`callers_connections`]).
     Callers,
-    /// A rise of TIME-WAIT short of a storm (see [`MIN_STORM_RISE`]), with why in words.
-    Churn(String),
+    /// A rise of TIME-WAIT short of a storm (see [`MIN_STORM_RISE`]), with why in words and
+    /// what that says.
+    Churn(String, &'static str),
 }
 
 /// The listener whose callers' sockets `key` counts, when their state says only that they
@@ -1299,14 +1298,13 @@ pub const MIN_RATE_STORM_RISE: f64 = 50.0;
 pub const MIN_OPENER_STORM_CLOSES: f64 = 10.0;
 
 /// Why `a` is a rise of a port's TIME-WAIT count short of a storm, a pooled client's churn
-/// (see [`MIN_STORM_RISE`] and [`STORM_SHARE_OF_CALLS`]), and whether it was judged from one
-/// census since the change (its pace only a lower bound: see [`storm_rates`]); `None` for a
+/// (see [`MIN_STORM_RISE`] and [`STORM_SHARE_OF_CALLS`]), and whether a fresh census would
+/// tell more: when the pace was judged from one census since the change (only a lower bound:
+/// see [`storm_rates`]), or when the count climbs at a storm's pace and only its rise is
+/// still short of [`MIN_RATE_STORM_RISE`] (a census a second after the one that showed the
+/// storm: see `CONFIRMING_CENSUSES_PER_GAP` in the ingest crate's sampler). `None` for a
 /// storm or any other series.
-fn churn(
-    a: &CounterAnomaly,
-    services: &[ServiceFacts],
-    history: &CounterHistory,
-) -> Option<(String, bool)> {
+fn churn(a: &CounterAnomaly, services: &[ServiceFacts], history: &CounterHistory) -> Option<Churn> {
     let SeriesKey::PortState {
         port,
         state: SocketState::TimeWait,
@@ -1320,20 +1318,22 @@ fn churn(
     }
     let rise = a.reached - a.before;
     match storm_rates(a, port, services, history) {
-        Some((closes, calls, one_census)) => (rise < MIN_RATE_STORM_RISE
-            || closes < MIN_STORM_CLOSES
-            || closes < STORM_SHARE_OF_CALLS * calls)
-            .then(|| {
-                let why = format!(
-                    "{} rose by {} at {} a second against {} calls a second to its port: \
-                     fewer closes than a storm's one per call",
-                    a.label,
-                    number(rise),
-                    number(closes),
-                    number(calls)
-                );
-                (why, one_census)
-            }),
+        Some((closes, calls, one_census)) => {
+            let short = storm_shortfall(rise, closes, calls)?;
+            let why = format!(
+                "{} rose by {} at {} a second against {} calls a second to its port: {}",
+                a.label,
+                number(rise),
+                number(closes),
+                number(calls),
+                short.text()
+            );
+            Some(Churn {
+                why,
+                explains: short.explains(),
+                wants_a_census: one_census || short == StormShortfall::Rise,
+            })
+        }
         None if rise >= MIN_RATE_STORM_RISE
             && services::opener(port, services).is_some()
             && climb_pace(a, port, history)
@@ -1341,15 +1341,91 @@ fn churn(
         {
             None
         }
-        None => (rise < MIN_STORM_RISE).then(|| {
-            let why = format!(
+        None => (rise < MIN_STORM_RISE).then(|| Churn {
+            why: format!(
                 "{} rose by {}, less than the {} of a storm",
                 a.label,
                 number(rise),
                 number(MIN_STORM_RISE)
-            );
-            (why, false)
+            ),
+            explains: POOL_CHURN,
+            wants_a_census: false,
         }),
+    }
+}
+
+/// A rise of a port's TIME-WAIT count short of a storm (see [`churn`]).
+#[derive(Debug, Default)]
+struct Churn {
+    /// The rise and what it lacks, in words.
+    why: String,
+    /// What such a rise is, for the node signal's reason.
+    explains: &'static str,
+    /// Whether a fresh census would tell more.
+    wants_a_census: bool,
+}
+
+/// What a pool's churn is, beside a storm.
+const POOL_CHURN: &str = "a pooled client closes a few connections a second as its load \
+     varies (Go's keeps two idle per host), a storm closes one per call";
+
+/// What a TIME-WAIT rise whose calls are counted lacks to be a storm, told in this order:
+/// a pace of a connection closed per call is what makes a storm, its size only how sure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StormShortfall {
+    /// Fewer closes than [`STORM_SHARE_OF_CALLS`] of the calls: a pool recycling a few of
+    /// its connections.
+    ClosesPerCall,
+    /// Closes at a storm's share of the calls, but fewer a second than [`MIN_STORM_CLOSES`]:
+    /// a caller with little traffic.
+    ClosesPerSecond,
+    /// A storm's pace, fewer sockets yet than [`MIN_RATE_STORM_RISE`].
+    Rise,
+}
+
+impl StormShortfall {
+    /// What such a rise is, after the rise in the node signal's reason.
+    fn explains(self) -> &'static str {
+        match self {
+            StormShortfall::ClosesPerCall => POOL_CHURN,
+            StormShortfall::ClosesPerSecond => {
+                "a caller with few calls closes few connections a second, whether it opens one \
+                 per call or not"
+            }
+            StormShortfall::Rise => {
+                "the census after this one tells whether it keeps that pace (a burst of closes \
+                 stops, a storm goes on)"
+            }
+        }
+    }
+
+    /// What an SRE reads after the rise and its pace, in the node signal's reason.
+    fn text(self) -> String {
+        match self {
+            StormShortfall::ClosesPerCall => "fewer closes than a storm's one per call".into(),
+            StormShortfall::ClosesPerSecond => format!(
+                "fewer closes a second than the {} of a storm",
+                number(MIN_STORM_CLOSES)
+            ),
+            StormShortfall::Rise => format!(
+                "a storm's pace, but fewer sockets yet than the {} a storm is told from",
+                number(MIN_RATE_STORM_RISE)
+            ),
+        }
+    }
+}
+
+/// What a TIME-WAIT `rise` climbing `closes` a second against `calls` a second to its port
+/// lacks to be a storm; `None` when it is one.
+fn storm_shortfall(rise: f64, closes: f64, calls: f64) -> Option<StormShortfall> {
+    if closes < STORM_SHARE_OF_CALLS * calls {
+        Some(StormShortfall::ClosesPerCall)
+    } else if closes < MIN_STORM_CLOSES {
+        Some(StormShortfall::ClosesPerSecond)
+    } else if rise < MIN_RATE_STORM_RISE {
+        Some(StormShortfall::Rise)
+    } else {
+        None
     }
 }
 

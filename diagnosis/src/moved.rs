@@ -46,11 +46,14 @@
 //! 8. **Relation first.** Candidates are ordered by how they relate to the pattern before
 //!    their rank ([`MovedRelation`]): the culprit's own series (its listening ports, the ports
 //!    it calls, its processes, goroutines and traffic), then those of the other services the
-//!    pattern was seen in, then their peers' (callers and callees), then the rest of the node
-//!    — a port of another program, a node-wide total — however large its move (other
-//!    programs' churn outranked the fault's own port on a shared node). The relation is stated
-//!    on each candidate ("culprit's listening port (orders)", "caller's peer port (gateway)",
-//!    "node-wide: ...").
+//!    pattern was seen in and their peers' (callers and callees) together, by rank, then the
+//!    rest of the node — a port of another program, a node-wide total — however large its
+//!    move (other programs' churn outranked the fault's own port on a shared node). The
+//!    relation is stated on each candidate ("culprit's listening port (orders)", "caller's
+//!    peer port (gateway)", "node-wide: ..."). Before the relation, the timing: a move that began more than [`EARLIER_MS`] before the
+//!    onset and had reached its level by then is an *earlier* change (`earlier`), listed after
+//!    every series that moved with the errors, whatever its relation — one still moving into
+//!    the onset (a leak's ramp up to the first error) is not.
 //! 9. **Caveats.** A baseline that overlaps the series' first appearance (its port group's, for
 //!    sockets) or a start of its service ([`ServiceStart`]) holds a start-up, not a usual
 //!    level: the candidate says so, its confidence is low and its rank halved. A series whose
@@ -68,9 +71,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::activity::PatternActivity;
-use crate::anomaly::ServiceStart;
+use crate::anomaly::{ServiceStart, MIN_QUEUE_CHANGE};
 use crate::baseline::{
-    baseline_points, counts_per_point, judge_means, spearman, trailing_sum, Axis, Move, Windows,
+    baseline_points, counts_per_point, judge_means, median, spearman, trailing_sum, Axis, Move,
+    Windows,
 };
 pub use crate::baseline::{
     AFTER_MS, BAND_Z, BASELINE_MS, MAX_LAG_MS, MAX_LEAD_MS, MIN_BASELINE_POINTS, MIN_SCORE,
@@ -148,6 +152,10 @@ pub struct MovedCounter {
     pub relation_text: String,
     /// Low when a caveat applies.
     pub confidence: MovedConfidence,
+    /// An earlier change: it began more than [`EARLIER_MS`] before the onset and had reached
+    /// its level by then, so it did not move *with* the errors. Listed after every counter
+    /// that did, whatever its relation: a precursor, or something that happened before.
+    pub earlier: bool,
     /// Why the move may not be what it seems, in sentences: its baseline overlaps the
     /// series' first appearance or its service's start.
     pub caveats: Vec<String>,
@@ -286,6 +294,27 @@ pub const EFFECT_SLACK_MS: i64 = 10_000;
 /// port's series moved too, the port says where (seen on a real node: segment rates
 /// outranked the TIME-WAIT of the port the storm was on).
 pub const NODE_WIDE_WEIGHT: f64 = 0.5;
+/// A move that began more than this long before the onset and had reached its level by then
+/// is an earlier change, listed after those that moved with the errors (see step 8). Seen on
+/// the Go lab after a redeploy: the edge's TIME-WAIT and CLOSE-WAIT from the traffic driver's
+/// reconnections rose 25–48 s before the first error and sat there, and were listed first
+/// (as the reporting service's, or the culprit's, listening port) above the culprit's own
+/// request rate and the resets that moved within a second of it. Fifteen seconds, like
+/// [`LEAD_HALF_WEIGHT_MS`]: a cause seen on the sockets (a pool running dry, a storm)
+/// leads the first error line by seconds.
+pub const EARLIER_MS: i64 = 15_000;
+/// Share of a move made from [`EARLIER_MS`] before the onset to [`STILL_MOVING_AFTER_MS`]
+/// after it for a move begun earlier to count as moving with the errors: a leak's ramp
+/// climbing to the fd limit where the first error comes, or a level that stepped early and
+/// moved again with the fault. A step that settled 30 s before makes none of it there; a
+/// steady ramp begun at the search window's start (60 s before) makes a third of it.
+pub const STILL_MOVING_SHARE: f64 = 0.2;
+/// How long after the onset a move begun earlier is still looked at for moving with the
+/// errors: [`EFFECT_SLACK_MS`], within which an effect of them shows on a level.
+pub const STILL_MOVING_AFTER_MS: i64 = EFFECT_SLACK_MS;
+/// Span over which a level at a moment is read (the median of its known points): five
+/// samples at 1 s, through a census' one-sample dips.
+const LEVEL_SPAN_MS: i64 = 4_000;
 /// Distance from the onset at which the rank weight halves (see step 7).
 pub const LEAD_HALF_WEIGHT_MS: f64 = 15_000.0;
 /// Samples summed into the pattern's rate for the co-movement: log lines of one burst spread
@@ -459,9 +488,13 @@ pub fn what_moved_for(
             continue;
         }
         let points = filled(&c, axis.len);
-        // Rates (/s) have no floor on the size of a change; levels do.
+        // Rates (/s) have no floor on the size of a change; levels do, an accept queue the
+        // detector's: its backlog may be 8 (the Go lab's listen-overflow filled one 0 → 9,
+        // its incident's top counter, and "what moved" never listed it, 20 being out of reach).
         let min_change = if c.key.is_rate() {
             0.0
+        } else if matches!(c.key, SeriesKey::ListenQueue { .. }) {
+            MIN_QUEUE_CHANGE
         } else {
             MIN_LEVEL_CHANGE
         };
@@ -559,6 +592,7 @@ pub fn what_moved_for(
             _ => None,
         };
         let (relation, relation_text) = relation(c.key, context);
+        let earlier = earlier_change(axis, &points, &m, onset);
         moved.push(MovedCounter {
             key: c.key.clone(),
             kind,
@@ -585,6 +619,7 @@ pub fn what_moved_for(
                 MovedConfidence::Low
             },
             caveats,
+            earlier,
             history: Series {
                 points,
                 delta_1m: None,
@@ -592,8 +627,9 @@ pub fn what_moved_for(
         });
     }
     moved.sort_by(|a, b| {
-        tier(a)
-            .cmp(&tier(b))
+        a.earlier
+            .cmp(&b.earlier)
+            .then(tier(a).cmp(&tier(b)))
             .then(b.rank.total_cmp(&a.rank))
             .then_with(|| a.label.cmp(&b.label))
     });
@@ -635,8 +671,22 @@ pub fn what_moved_for(
         )
     } else {
         doc.verdict = MovedVerdict::Moved;
+        let earlier = moved.iter().filter(|m| m.earlier).count();
+        let last = match earlier {
+            0 => String::new(),
+            n if n == moved.len() => format!(
+                " All of them changed more than {} s before {began} and had settled by then: \
+                 earlier changes, not moves with the errors.",
+                EARLIER_MS / 1000
+            ),
+            n => format!(
+                " {n} of them changed more than {} s before {began} and had settled by then: \
+                 listed last, as earlier changes.",
+                EARLIER_MS / 1000
+            ),
+        };
         format!(
-            "{} of {} counter series moved {window_text}; the most telling first.",
+            "{} of {} counter series moved {window_text}; the most telling first.{last}",
             moved.len(),
             doc.series_examined - doc.series_skipped
         )
@@ -652,10 +702,44 @@ pub fn what_moved_for(
     doc
 }
 
-/// Where a candidate is listed (lower first): by its relation, except that the failure rate
-/// of the pattern's own services retells the pattern (its failures counted by request) and
-/// comes after their peers' series, which say more (a callee's requests stopping when its
-/// caller's lookups fail).
+/// Whether move `m` of `points` is an earlier change (see [`EARLIER_MS`]): it began more
+/// than that before `onset`, and of the way it had gone from its usual level by
+/// [`STILL_MOVING_AFTER_MS`] after the onset, less than [`STILL_MOVING_SHARE`] was made from
+/// [`EARLIER_MS`] before the onset on — a step that settled long before, not a ramp still
+/// climbing into the errors nor a level that moved again with them. A level that cannot be
+/// read before the onset (no samples) counts as settled: the change is only known to have
+/// begun long before.
+fn earlier_change(axis: Axis, points: &[Option<f64>], m: &Move, onset: i64) -> bool {
+    if m.changed_at >= onset - EARLIER_MS {
+        return false;
+    }
+    let level = |t: i64| {
+        let from = axis.at_or_after(t - LEVEL_SPAN_MS);
+        let to = axis.at_or_after(t + 1).min(points.len());
+        let mut known: Vec<f64> = points[from.min(to)..to].iter().flatten().copied().collect();
+        (!known.is_empty()).then(|| median(&mut known))
+    };
+    let Some(then) = level(onset - EARLIER_MS) else {
+        return true;
+    };
+    let Some(latest) = level(onset + STILL_MOVING_AFTER_MS).or_else(|| level(onset)) else {
+        return true;
+    };
+    let sign = m.change.signum();
+    let recent = (latest - then) * sign;
+    let whole = (latest - m.before) * sign;
+    recent < STILL_MOVING_SHARE * whole
+}
+
+/// Where a candidate is listed (lower first): the culprit's own series, then those of the
+/// services around it — the other services the pattern was seen in (its callers, reporting its
+/// failures) and their peers alike, by rank — then the rest of the node. The failure rate of
+/// the pattern's own services retells the pattern (its failures counted by request) and comes
+/// after the services' other series, which say more (a callee's requests stopping when its
+/// caller's lookups fail). Seen on the Go lab's dns fault: the edge's TIME-WAIT, a moving sum
+/// still climbing from the chain's redeploy (rank 0.69, 18 s before the first error), was
+/// listed above the silence of the culprit's callee (rank 1.85, 2 s after it) for being the
+/// series of a service the pattern was seen in.
 fn tier(m: &MovedCounter) -> u8 {
     let own_failures = matches!(
         m.key,
@@ -665,11 +749,10 @@ fn tier(m: &MovedCounter) -> u8 {
         }
     ) && matches!(m.relation, MovedRelation::Culprit | MovedRelation::Service);
     match m.relation {
-        _ if own_failures => 3,
+        _ if own_failures => 2,
         MovedRelation::Culprit => 0,
-        MovedRelation::Service => 1,
-        MovedRelation::Peer => 2,
-        MovedRelation::NodeWide => 4,
+        MovedRelation::Service | MovedRelation::Peer => 1,
+        MovedRelation::NodeWide => 3,
     }
 }
 
@@ -1560,6 +1643,302 @@ mod tests {
         assert_eq!(got[4].0, "TIME-WAIT :41000");
         assert_eq!(got[4].1, MovedRelation::NodeWide);
         assert!(got[4].2.starts_with("node-wide: port 41000"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_change_that_settled_long_before_the_first_error_is_listed_last_as_earlier() {
+        // After the Go lab's redeploys: the reporting edge's TIME-WAIT from the traffic
+        // driver's reconnections rose 36 s before the first error and sat there; the culprit's
+        // own CLOSE-WAIT, its callee's ESTAB and the node's resets moved within seconds of it.
+        // Several leads, so that no fixed answer passes.
+        for early_s in [20i64, 36, 55] {
+            let counters = snapshot(
+                vec![
+                    // The reporting service's listening port, early and settled: bigger than
+                    // every timely move.
+                    socket(
+                        9000,
+                        PortSide::Local,
+                        SocketState::TimeWait,
+                        step(0.0, 900.0, ONSET - early_s * 1000),
+                    ),
+                    // The culprit's own port, at the first error.
+                    socket(
+                        8080,
+                        PortSide::Local,
+                        SocketState::CloseWait,
+                        step(0.0, 60.0, ONSET + 1_000),
+                    ),
+                    // Its callee's, two seconds later.
+                    socket(
+                        7000,
+                        PortSide::Local,
+                        SocketState::Established,
+                        step(10.0, 200.0, ONSET + 2_000),
+                    ),
+                ],
+                vec![rate("Tcp EstabResets", step(0.0, 40.0, ONSET))],
+            );
+            let facts = chain();
+            let services = vec!["gateway".to_owned()];
+            let context = PatternContext {
+                services: &services,
+                culprit: Some("orders"),
+                facts: &facts,
+                starts: &[],
+                agent_ports: &[],
+            };
+            let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+            let got: Vec<(&str, MovedRelation, bool)> = doc
+                .moved
+                .iter()
+                .map(|m| (m.label.as_str(), m.relation, m.earlier))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("CLOSE-WAIT :8080", MovedRelation::Culprit, false),
+                    ("ESTAB :7000", MovedRelation::Peer, false),
+                    ("Tcp EstabResets", MovedRelation::NodeWide, false),
+                    ("TIME-WAIT :9000", MovedRelation::Service, true),
+                ],
+                "{early_s} s: {doc:#?}"
+            );
+            assert_eq!(doc.moved[3].lead_ms, -early_s * 1000);
+            assert!(
+                doc.summary
+                    .contains("1 of them changed more than 15 s before the first error"),
+                "{}",
+                doc.summary
+            );
+        }
+    }
+
+    #[test]
+    fn a_culprits_ramp_begun_before_the_first_error_and_still_climbing_is_not_earlier() {
+        // A leak's CLOSE-WAIT climbing 2 a second from 40 s before the first error (when its
+        // holder runs out of fds) to 30 s after: it moves into the errors, and leads.
+        let ramp: Points = (0..LEN)
+            .map(|i| {
+                let t = (at(i) - (ONSET - 40_000)).clamp(0, 70_000);
+                Some(2.0 * t as f64 / 1000.0)
+            })
+            .collect();
+        let counters = snapshot(
+            vec![
+                socket(8080, PortSide::Local, SocketState::CloseWait, ramp),
+                socket(
+                    9000,
+                    PortSide::Local,
+                    SocketState::TimeWait,
+                    step(0.0, 300.0, ONSET - 40_000),
+                ),
+            ],
+            vec![],
+        );
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let got: Vec<(&str, bool)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.earlier))
+            .collect();
+        assert_eq!(
+            got,
+            [("CLOSE-WAIT :8080", false), ("TIME-WAIT :9000", true)],
+            "{doc:#?}"
+        );
+        assert!(doc.moved[0].lead_ms < -EARLIER_MS, "{doc:#?}");
+    }
+
+    /// The Go lab's dns fault (`testdata/go-lab-dns-edge-time-wait.json`, recorded counters):
+    /// carts' lookups of ledger-api fail, so ledger-api's requests stop 2 s after the first
+    /// error, while the edge's TIME-WAIT (storefront's listening port; the pattern was seen in
+    /// storefront too) still climbs from the chain's redeploy, from before it. The callee's
+    /// silence says where the calls no longer go; it is listed first, the edge's climb after
+    /// it (before: first, for being a series of a service the pattern was seen in).
+    #[test]
+    fn a_callees_silence_ranks_above_a_reporting_callers_slow_climb_begun_earlier() {
+        let rec = crate::testing::Recorded::parse(include_str!(
+            "../testdata/go-lab-dns-edge-time-wait.json"
+        ));
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/go-lab-dns-edge-time-wait.json"))
+                .expect("JSON");
+        let traffic = |service: &str, metric| SeriesKey::ServiceTraffic {
+            service: service.into(),
+            metric,
+        };
+        let series = [
+            (
+                SeriesKey::PortState {
+                    port: 51291,
+                    side: PortSide::Local,
+                    state: SocketState::TimeWait,
+                },
+                rec.points("time_wait_edge"),
+            ),
+            (
+                traffic("ledger-api", TrafficMetric::Requests),
+                rec.points("ledger_requests"),
+            ),
+            (
+                traffic("carts", TrafficMetric::Errors),
+                rec.points("carts_errors"),
+            ),
+            (
+                traffic("storefront", TrafficMetric::Errors),
+                rec.points("storefront_errors"),
+            ),
+        ];
+        let last = series[0].1.len() - 1;
+        let counters = rec.history_until(&series, last);
+        let onset = fixture["onset_unix_ms"].as_i64().expect("onset");
+        let pattern = PatternActivity {
+            id: "c639d62f19d896c7".into(),
+            first_seen_unix_ms: onset,
+            emerging: Some(Emerging {
+                kind: EmergingKind::New,
+                since_unix_ms: onset,
+            }),
+            per_minute: MinuteCounts::default(),
+            per_second: Some(SecondCounts {
+                start_unix_ms: fixture["pattern_start_unix_ms"].as_i64().expect("start"),
+                counts: rec
+                    .points("pattern")
+                    .iter()
+                    .map(|c| c.unwrap_or(0.0) as u64)
+                    .collect(),
+            }),
+        };
+        let facts = vec![
+            ServiceFacts {
+                service: "storefront".into(),
+                listen_ports: vec![51291],
+                callees: vec!["carts".into()],
+                called_ports: vec![44779],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "carts".into(),
+                listen_ports: vec![44779],
+                callers: vec!["storefront".into()],
+                callees: vec!["ledger-api".into()],
+                called_ports: vec![40611],
+                ..ServiceFacts::default()
+            },
+            ServiceFacts {
+                service: "ledger-api".into(),
+                listen_ports: vec![40611],
+                callers: vec!["carts".into()],
+                ..ServiceFacts::default()
+            },
+        ];
+        let services = vec!["carts".to_owned(), "storefront".to_owned()];
+        let at = |point: &str| rec.start + rec.index(point) as i64 * 1000;
+        let starts: Vec<ServiceStart> = [
+            ("storefront", 51291),
+            ("carts", 44779),
+            ("ledger-api", 40611),
+        ]
+        .into_iter()
+        .map(|(service, port)| ServiceStart {
+            service: service.into(),
+            at_unix_ms: at("restart_point"),
+            stopped_unix_ms: Some(at("stopped_point")),
+            ports: vec![port],
+            task_targets: vec![],
+            processes: vec![],
+        })
+        .collect();
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("carts"),
+            facts: &facts,
+            starts: &starts,
+            agent_ports: &[],
+        };
+        let doc = what_moved_for(&pattern, &counters, &context);
+        let got: Vec<(&str, MovedRelation, bool)> = doc
+            .moved
+            .iter()
+            .map(|m| (m.label.as_str(), m.relation, m.earlier))
+            .collect();
+        assert_eq!(
+            got[..2],
+            [
+                ("ledger-api request rate", MovedRelation::Peer, false),
+                ("TIME-WAIT :51291", MovedRelation::Service, false),
+            ],
+            "{doc:#?}"
+        );
+        assert!(doc.moved[1].lead_ms < 0, "{doc:#?}");
+        // The failure rates retell the pattern: after both.
+        let rest: Vec<&str> = got[2..].iter().map(|g| g.0).collect();
+        assert_eq!(
+            rest,
+            ["carts error rate", "storefront error rate"],
+            "{doc:#?}"
+        );
+    }
+
+    /// The Go lab's listen-overflow: the callee's accept queue (backlog 8) filled 0 → 9 at
+    /// the fault, the incident's top counter, and "what moved" never listed it: a level had to
+    /// move by 20, more than the queue can hold. It takes the detector's floor for a queue.
+    #[test]
+    fn a_small_accept_queue_that_fills_is_the_culprits_move() {
+        let counters = snapshot(
+            vec![socket(
+                8080,
+                PortSide::Remote,
+                SocketState::SynSent,
+                step(0.0, 30.0, ONSET),
+            )],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 9.0, ONSET - 1_000),
+            }],
+        );
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let queue = doc
+            .moved
+            .iter()
+            .find(|m| m.key == SeriesKey::ListenQueue { port: 8080 })
+            .unwrap_or_else(|| panic!("{doc:#?}"));
+        assert_eq!(queue.relation, MovedRelation::Culprit);
+        assert_eq!(queue.relation_text, "culprit's listen queue (orders)");
+        assert!(
+            queue.evidence.starts_with("listen queue :8080 rose 0 → 9"),
+            "{}",
+            queue.evidence
+        );
+        // A queue that holds a few more for a moment is no move.
+        let counters = snapshot(
+            vec![],
+            vec![CounterSeries {
+                key: SeriesKey::ListenQueue { port: 8080 },
+                points: step(0.0, 3.0, ONSET - 1_000),
+            }],
+        );
+        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
     }
 
     #[test]

@@ -90,7 +90,8 @@ export function titleParts(inc) {
 export function incidentCard(inc, open, processes) {
   const c = inc.culprit;
   const who = c.service
-    ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null)
+    ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null,
+      c.seen_in.length ? el("span", { class: "muted" }, " · seen by ", c.seen_in.map((s, i) => (i ? [", ", service(s)] : service(s)))) : null)
     : el("p", { class: "culprit unsure" }, "Culprit not known",
       c.seen_in.length ? [" — seen in ", c.seen_in.map(service)] : null);
   const reasons = c.reasoning.length ? el("ul", { class: "reasons" }, c.reasoning.map((r) => el("li", null, r))) : null;

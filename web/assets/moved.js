@@ -22,12 +22,20 @@ export function movedBody(doc, pattern) {
   const unjudged = unjudgedList(doc);
   if (doc.verdict !== "moved") return [head, summary, doc.verdict === "not_enough_history" ? null : onset, unjudged];
   return [head, summary, onset, el("ol", { class: "moved-list" }, doc.moved.map((m) => el("li", {
-    class: "moved-item", "data-relation": m.relation || "node_wide", "data-confidence": m.confidence || "high" },
-    el("p", { class: "moved-relation" }, relationTag(m.relation), " ", m.relation_text || ""),
+    class: "moved-item", "data-relation": m.relation || "node_wide", "data-confidence": m.confidence || "high",
+    "data-earlier": m.earlier ? "true" : "false" },
+    el("p", { class: "moved-relation" }, m.earlier ? [earlierTag(), " "] : null, relationTag(m.relation), " ",
+      m.relation_text || ""),
     el("p", { class: "evidence" }, m.evidence),
     (m.caveats || []).length ? el("ul", { class: "moved-caveats" },
       m.caveats.map((c) => el("li", null, "Caveat (low confidence): ", c))) : null,
     movedChart(doc, m)))), unjudged];
+}
+
+/** A change that had settled before the errors began: listed last, and said so. */
+function earlierTag() {
+  return el("span", { class: "badge moved-earlier", title: "changed well before the errors began and had settled by then" },
+    "earlier");
 }
 
 /** The relation of a moved counter to the pattern, as a short tag ("culprit", "node-wide"). */

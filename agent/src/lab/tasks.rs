@@ -37,24 +37,28 @@ const GROUPS: [(TaskGroup, &str); 3] = [
 ];
 
 /// How a `debug=2` page shows each group's tasks: the wait state Go would print for a
-/// goroutine doing the same, and the function it waits in.
+/// goroutine doing the same, and the function it waits in, named as Go names a method of the
+/// program (`main.(*Type).method`, the shape the demo's panic stacks have too): the real
+/// functions are `faultline_agent::lab::service::Service::handle`, `…::lab::conn::FaultStream::
+/// poll_read` and `…::lab::service::Service::leak_a_task`. A dump of Rust paths beside Go
+/// error strings and Go-shaped panics read as another program's.
 const WAITS: [(TaskGroup, &str, &str); 3] = [
-    (
-        TaskGroup::Request,
-        "select",
-        "faultline_agent::lab::service::Service::handle",
-    ),
+    (TaskGroup::Request, "select", "main.(*Service).handle"),
     (
         TaskGroup::HeldConnection,
         "IO wait",
-        "faultline_agent::lab::conn::FaultStream::poll_read",
+        "main.(*FaultStream).poll_read",
     ),
     (
         TaskGroup::Leaked,
         "chan receive",
-        "faultline_agent::lab::service::Service::leak_a_task",
+        "main.(*Service).leak_a_task",
     ),
 ];
+
+/// The function the standing tasks (the accept loop and the task page) wait in, named as
+/// [`WAITS`] names theirs (`faultline_agent::lab::service::debug_router`).
+const STANDING_FUNCTION: &str = "main.debug_router";
 
 /// The tasks every service runs whatever its load: its accept loop and its task page.
 const STANDING_TASKS: i64 = 2;
@@ -144,12 +148,7 @@ impl Tasks {
             }
         }
         for _ in 0..STANDING_TASKS {
-            block(
-                &mut page,
-                "IO wait",
-                "faultline_agent::lab::service::debug_router",
-                None,
-            );
+            block(&mut page, "IO wait", STANDING_FUNCTION, None);
         }
         page
     }
@@ -193,9 +192,15 @@ mod tests {
         assert_eq!((top.count, top.total), (7, 10), "{page}");
         assert_eq!(top.state.as_deref(), Some("chan receive"), "{page}");
         let frame = top.top_frame().expect("a frame");
-        assert_eq!(
-            frame.function,
-            "faultline_agent::lab::service::Service::leak_a_task"
+        // Named as Go names a method of the program, so the agent reads it as the
+        // application's frame, as it reads the demo's Go-shaped panic stacks.
+        assert_eq!(frame.function, "main.(*Service).leak_a_task");
+        assert!(frame.is_application(), "{frame:?}");
+        assert!(
+            top.describe()
+                .starts_with("7 of 10 goroutines wait in [chan receive] at main.(*Service).leak_a_task (tasks.rs:"),
+            "{}",
+            top.describe()
         );
         // The location is where the tasks were counted: this test's line.
         let at = frame.location.as_deref().unwrap_or_default();

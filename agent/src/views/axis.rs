@@ -1,7 +1,7 @@
 //! Time-axis resampling: the counter store's sample times laid on one regular axis, and the
 //! two samples a series' change over the last minute is taken between.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use faultline_series::SeriesKey;
 use faultline_web::model::Series;
@@ -15,9 +15,9 @@ pub(super) struct Axis<'a> {
     /// For each axis point, the index of the store's point (in `series`) placed there.
     pub(super) samples: Vec<Option<usize>>,
     /// The store's series at the chosen resolution.
-    pub(super) series: &'a BTreeMap<SeriesKey, Vec<Option<f32>>>,
+    pub(super) series: &'a dyn Columns,
     /// The store's per-sample series, which deltas are read from whatever the resolution.
-    pub(super) per_sample: &'a BTreeMap<SeriesKey, Vec<Option<f32>>>,
+    pub(super) per_sample: &'a dyn Columns,
     /// Indexes in `per_sample` of the newest sample at least [`DELTA_WINDOW_MS`] before the
     /// latest, and of the latest; `None` while the history is shorter than that.
     pub(super) delta_between: Option<(usize, usize)>,
@@ -27,15 +27,12 @@ impl Axis<'_> {
     /// The points of one store series on the axis (all gaps when the store has no such
     /// series) and its change over the last minute.
     pub(super) fn series(&self, key: &SeriesKey) -> Series {
-        let values = self.series.get(key);
+        let values = self.series.column(key);
         Series {
             points: self
                 .samples
                 .iter()
-                .map(|at| {
-                    let v = values?.get((*at)?).copied().flatten()?;
-                    Some(f64::from(v))
-                })
+                .map(|at| Some(f64::from(values.as_ref()?.get((*at)?)?)))
                 .collect(),
             delta_1m: self.delta_1m(key),
         }
@@ -43,13 +40,52 @@ impl Axis<'_> {
 
     fn delta_1m(&self, key: &SeriesKey) -> Option<f64> {
         let (from, to) = self.delta_between?;
-        let values = self.per_sample.get(key)?;
-        let at = |i: usize| values.get(i).copied().flatten().map(f64::from);
+        let values = self.per_sample.column(key)?;
+        let at = |i: usize| values.get(i).map(f64::from);
         Some(at(to)? - at(from)?)
     }
 
     pub(super) fn has(&self, key: &SeriesKey) -> bool {
-        self.series.contains_key(key)
+        self.series.column(key).is_some()
+    }
+}
+
+/// Series' points by key, each indexed by its sample's position among the snapshot's times:
+/// the store's view (one slot per time) or the diagnosis' kept history (sparse, see
+/// [`super::kept`]). A series is listed when it has a point among the times.
+pub(super) trait Columns {
+    /// The points of series `key`, `None` when it has none among the times.
+    fn column(&self, key: &SeriesKey) -> Option<Column<'_>>;
+}
+
+impl Columns for BTreeMap<SeriesKey, Vec<Option<f32>>> {
+    fn column(&self, key: &SeriesKey) -> Option<Column<'_>> {
+        self.get(key).map(|points| Column::Dense(points))
+    }
+}
+
+/// One series' points by sample position (see [`Columns`]).
+pub(super) enum Column<'a> {
+    /// One slot per sample, `None` where it was not sampled.
+    Dense(&'a [Option<f32>]),
+    /// The points from the series' first known one, at position `start`, to its last; `NaN`
+    /// where it was not sampled. The positions outside are gaps.
+    Sparse {
+        start: usize,
+        values: &'a VecDeque<f32>,
+    },
+}
+
+impl Column<'_> {
+    /// The point at sample position `i` (`None`: a gap).
+    pub(super) fn get(&self, i: usize) -> Option<f32> {
+        match self {
+            Column::Dense(points) => points.get(i).copied().flatten(),
+            Column::Sparse { start, values } => values
+                .get(i.checked_sub(*start)?)
+                .copied()
+                .filter(|v| !v.is_nan()),
+        }
     }
 }
 

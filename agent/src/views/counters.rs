@@ -1,12 +1,12 @@
 //! [`CounterView`] over the counter store: the store's snapshot in the web model's shape, on
 //! one regular time axis ([`super::axis`]).
 
-use super::axis::{delta_between, regular_axis, Axis};
+use super::axis::{delta_between, regular_axis, Axis, Columns};
 use super::counter;
+use super::kept::KeptHistory;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use faultline_ingest::counters::history::HistoryView;
 use faultline_ingest::counters::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
 use faultline_ingest::counters::sockets::SocketSource as StoreSocketSource;
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
@@ -182,8 +182,8 @@ pub const FULL_READ_MS: i64 = 60_000;
 /// kept ones, and every [`FULL_READ_MS`] as a check.
 #[derive(Debug, Default)]
 pub struct KeptCounters {
-    /// The store's per-sample history as of the last read.
-    seconds: Option<HistoryView>,
+    /// The store's per-sample history as of the last read, sparse (see [`super::kept`]).
+    seconds: Option<KeptHistory>,
     /// The store history's generation and newest sample number then.
     generation: u64,
     tick: u64,
@@ -206,9 +206,16 @@ impl KeptCounters {
     /// The store's snapshot at per-sample resolution, as [`CounterView::snapshot`] gives it
     /// (`now_unix_ms` dates the periodic full read).
     pub fn snapshot(&mut self, store: &CounterStore, now_unix_ms: i64) -> CountersSnapshot {
-        let mut s = self.read(store, now_unix_ms);
-        let out = counters_snapshot(&s, HistoryResolution::Second);
-        self.seconds = s.history.take().map(|h| h.seconds);
+        let (s, seconds) = self.read(store, now_unix_ms);
+        let out = counters_snapshot_on(
+            &s,
+            HistoryResolution::Second,
+            seconds.times_unix_ms(),
+            &seconds,
+            seconds.times_unix_ms(),
+            &seconds,
+        );
+        self.seconds = Some(seconds);
         out
     }
 
@@ -217,115 +224,45 @@ impl KeptCounters {
         self.reads
     }
 
-    /// The store's snapshot with its whole per-sample history (no minutes): the new points
-    /// laid after the kept ones, or everything read again.
-    fn read(&mut self, store: &CounterStore, now_unix_ms: i64) -> StoreSnapshot {
+    /// The store's snapshot without its history, and its whole per-sample history: the new
+    /// points laid after the kept ones, or everything read again.
+    fn read(&mut self, store: &CounterStore, now_unix_ms: i64) -> (StoreSnapshot, KeptHistory) {
         let due = self
             .full_read_at
             .is_none_or(|at| now_unix_ms.abs_diff(at) >= FULL_READ_MS.unsigned_abs());
-        if let (Some(kept), false) = (self.seconds.take(), due) {
+        if let (Some(mut kept), false) = (self.seconds.take(), due) {
             let mut s = store.snapshot(&SnapshotOptions {
                 minutes: false,
                 seconds_after: Some(self.tick),
                 ..SnapshotOptions::default()
             });
-            if let Some(h) = s
-                .history
-                .as_mut()
-                .filter(|h| h.generation == self.generation)
-            {
-                let removed = h.removed.take();
-                if let Some(seconds) = removed
-                    .and_then(|removed| follow(kept, &removed, &mut h.seconds, h.sample_points))
-                {
-                    h.seconds = seconds;
-                    self.tick = h.tick;
-                    self.reads.since_last += 1;
-                    return s;
+            if let Some(h) = s.history.take().filter(|h| h.generation == self.generation) {
+                let tick = h.tick;
+                if let Some(removed) = h.removed {
+                    if kept.follow(&removed, h.seconds, h.sample_points) {
+                        self.tick = tick;
+                        self.reads.since_last += 1;
+                        return (s, kept);
+                    }
                 }
             }
         }
-        let s = store.snapshot(&SnapshotOptions {
+        let mut s = store.snapshot(&SnapshotOptions {
             minutes: false,
+            seconds_known: true,
             ..SnapshotOptions::default()
         });
-        if let Some(h) = &s.history {
-            (self.generation, self.tick) = (h.generation, h.tick);
-        }
+        let seconds = match s.history.take() {
+            Some(h) => {
+                (self.generation, self.tick) = (h.generation, h.tick);
+                KeptHistory::read(h.known.unwrap_or_default())
+            }
+            None => KeptHistory::default(),
+        };
         self.full_read_at = Some(now_unix_ms);
         self.reads.full += 1;
-        s
+        (s, seconds)
     }
-}
-
-/// `kept` (the store's per-sample history as last read) without the series `removed` since,
-/// followed by `new` (the points recorded since, of every series that has one), cut to the
-/// `sample_points` the store keeps; `None` when they do not fit together (the points do not
-/// line up), and the history must be read again. As the store's view, it lists only the
-/// series with a point in the window: a kept series with no new point gets gaps, and leaves
-/// once its last point left the window; a removed one recorded again under its key has gaps
-/// where the old one had points.
-fn follow(
-    mut kept: HistoryView,
-    removed: &[SeriesKey],
-    new: &mut HistoryView,
-    sample_points: usize,
-) -> Option<HistoryView> {
-    let (old, added) = (kept.times_unix_ms.len(), new.times_unix_ms.len());
-    let drop = (old + added).checked_sub(sample_points)?;
-    if new.series.values().any(|p| p.len() != added) || kept.series.values().any(|p| p.len() != old)
-    {
-        return None;
-    }
-    for key in removed {
-        kept.series.remove(key);
-    }
-    let mut new_series = std::mem::take(&mut new.series);
-    kept.series
-        .retain(|key, mine| match new_series.remove(key) {
-            Some(points) => {
-                slide(mine, points, drop, sample_points);
-                true
-            }
-            None => {
-                slide(mine, std::iter::repeat_n(None, added), drop, sample_points);
-                mine.iter().any(Option::is_some)
-            }
-        });
-    for (key, points) in new_series {
-        // A series new to the window: gaps where it was not recorded, as the store has.
-        let mut mine = vec![None; old];
-        slide(&mut mine, points, drop, sample_points);
-        kept.series.insert(key, mine);
-    }
-    slide(
-        &mut kept.times_unix_ms,
-        std::mem::take(&mut new.times_unix_ms),
-        drop,
-        sample_points,
-    );
-    Some(kept)
-}
-
-/// `points` after `kept`, the first `drop` of them all left out, in room for at most `room`
-/// (the store's `sample_points`). The oldest go first, so that a full ring's new points take
-/// the room the old ones leave: a Vec extended past its capacity doubles it, and every series
-/// of a full 15-minute history read in full (exactly its 900 points) would hold room for 1,800
-/// from the next pass on. While the ring fills, room grows by doubling as Vec's own, but
-/// never past the ring: a full read (once a minute) gives each series exactly its points, and
-/// the next pass doubled them all: up to twice the kept history's size until the ring was
-/// full. (Soak at the 1,024-series bound, 6 December: RSS 83–89 MiB in minutes 10–14, while
-/// the ring filled, and 82–86 MiB from minute 15 on.)
-fn slide<T>(kept: &mut Vec<T>, points: impl IntoIterator<Item = T>, drop: usize, room: usize) {
-    let cut = drop.min(kept.len());
-    kept.drain(..cut);
-    let points = points.into_iter().skip(drop - cut);
-    let need = kept.len() + points.size_hint().0;
-    if need > kept.capacity() {
-        let want = need.max(kept.len() * 2).min(room.max(need));
-        kept.reserve_exact(want - kept.len());
-    }
-    kept.extend(points);
 }
 
 /// The store read for a snapshot at `resolution`: the per-minute ring only when asked for.
@@ -420,20 +357,35 @@ fn source_state(state: StoreSourceState) -> SourceState {
 /// has the change over a minute instead), protocol counters' running totals and its own
 /// bounds (series and task targets kept).
 fn counters_snapshot(s: &StoreSnapshot, resolution: HistoryResolution) -> CountersSnapshot {
-    let interval_ms = i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1);
     let empty = BTreeMap::new();
     let (per_sample_times, per_sample) = match &s.history {
         Some(h) => (h.seconds.times_unix_ms.as_slice(), &h.seconds.series),
         None => (&[][..], &empty),
     };
-    let (step_ms, times, series) = match (resolution, &s.history) {
-        (HistoryResolution::Minute, Some(h)) => (
-            60_000,
-            h.minutes.times_unix_ms.as_slice(),
-            &h.minutes.series,
-        ),
-        (HistoryResolution::Minute, None) => (60_000, &[][..], &empty),
-        (HistoryResolution::Second, _) => (interval_ms, per_sample_times, per_sample),
+    let (times, series) = match (resolution, &s.history) {
+        (HistoryResolution::Minute, Some(h)) => {
+            (h.minutes.times_unix_ms.as_slice(), &h.minutes.series)
+        }
+        (HistoryResolution::Minute, None) => (&[][..], &empty),
+        (HistoryResolution::Second, _) => (per_sample_times, per_sample),
+    };
+    counters_snapshot_on(s, resolution, times, series, per_sample_times, per_sample)
+}
+
+/// [`counters_snapshot`] with the history given apart from the store's snapshot: `times` and
+/// `series` at `resolution`, `per_sample_times` and `per_sample` for the deltas (the same at
+/// per-sample resolution).
+fn counters_snapshot_on(
+    s: &StoreSnapshot,
+    resolution: HistoryResolution,
+    times: &[i64],
+    series: &dyn Columns,
+    per_sample_times: &[i64],
+    per_sample: &dyn Columns,
+) -> CountersSnapshot {
+    let step_ms = match resolution {
+        HistoryResolution::Minute => 60_000,
+        HistoryResolution::Second => i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1),
     };
     let (history_start_unix_ms, samples) = regular_axis(times, step_ms);
     let axis = Axis {
@@ -702,6 +654,11 @@ mod tests {
     /// towards a port of 9000–9005 that changes every 7 samples, and a CLOSE-WAIT group
     /// every third sample.
     fn churning_sample(t_ms: i64, i: i64) -> NodeSample {
+        sample_of(t_ms, i, &churning_sockets(i))
+    }
+
+    /// The sockets of [`churning_sample`] `i`.
+    fn churning_sockets(i: i64) -> Vec<SocketEntry> {
         let mut entries = vec![socket(S::Listen, "0.0.0.0:8080", "0.0.0.0:0")];
         for k in 0..(3 + i % 4) {
             let remote = format!("10.0.0.2:{}", 50_000 + k);
@@ -715,7 +672,12 @@ mod tests {
         if i % 3 == 0 {
             entries.push(socket(S::CloseWait, "10.0.0.1:41000", "10.0.0.8:5432"));
         }
-        let census = SocketCensus::from_entries(SocketSource::ProcNet, &entries, &(32768..=60999));
+        entries
+    }
+
+    /// Sample `i` of a churning node at `t_ms` with these sockets.
+    fn sample_of(t_ms: i64, i: i64, entries: &[SocketEntry]) -> NodeSample {
+        let census = SocketCensus::from_entries(SocketSource::ProcNet, entries, &(32768..=60999));
         NodeSample {
             time_unix_ms: t_ms,
             sockets: CensusReading::of(Ok(census)),
@@ -826,7 +788,7 @@ mod tests {
     /// A store of 20 points fed 150 `churning_sample`s, one a second, its kept history read at
     /// each and equal to a full read of the store; `each` looks at it after every sample.
     fn kept_through_churn(
-        mut each: impl FnMut(i64, &KeptCounters),
+        mut each: impl FnMut(i64, &CounterStore, &KeptCounters),
     ) -> (CounterStore, KeptCounters) {
         let config = CountersConfig {
             history_seconds: 20,
@@ -839,43 +801,54 @@ mod tests {
             store.record_sample(churning_sample(t, i));
             let want = whole_store_per_second(&store);
             assert_eq!(kept.snapshot(&store, t), want, "at sample {i}");
-            each(i, &kept);
+            each(i, &store, &kept);
         }
         (store, kept)
     }
 
+    /// Values the store's per-sample view holds from each series' first known point to its
+    /// last: what a history kept as sparsely as the store needs.
+    fn known_extent(store: &CounterStore) -> usize {
+        let whole = store.snapshot(&SnapshotOptions {
+            minutes: false,
+            ..SnapshotOptions::default()
+        });
+        let seconds = whole.history.expect("a history").seconds;
+        seconds
+            .series
+            .values()
+            .filter_map(|p| {
+                let first = p.iter().position(Option::is_some)?;
+                let last = p.iter().rposition(Option::is_some)?;
+                Some(last + 1 - first)
+            })
+            .sum()
+    }
+
     #[test]
-    fn a_kept_history_holds_no_room_past_the_points_the_store_keeps() {
-        // A full 20-point ring read in full (at the first read and once a minute), then
-        // followed by new points: every kept series holds its 20 points in room for 20. And
-        // while the ring fills, no series holds room past 20: a Vec's own doubling took
-        // series read with 10 points in full to room for 40 (the kept history at twice its
-        // size until the ring was full).
-        let (_, kept) = kept_through_churn(|i, kept| {
+    fn a_kept_history_holds_the_store_s_points_and_no_room_past_its_window() {
+        // Read in full at the first read and once a minute, then followed by new points: at
+        // every sample the kept history stores exactly each series' points from its first
+        // known one in the window to its last, and no series or the times hold room past the
+        // 20 points of the store's ring (a Vec's own doubling took series read with 10 points
+        // in full to room for 40).
+        let (_, kept) = kept_through_churn(|i, store, kept| {
             let seconds = kept.seconds.as_ref().expect("a kept history");
-            assert!(seconds.times_unix_ms.capacity() <= 20, "at sample {i}");
-            for (key, points) in &seconds.series {
+            assert!(seconds.times_room() <= 20, "at sample {i}");
+            assert_eq!(seconds.stored().0, known_extent(store), "at sample {i}");
+            for (key, _, room) in seconds.rooms() {
                 assert!(
-                    points.capacity() <= 20,
-                    "at sample {i}, {key:?} holds room for {} points",
-                    points.capacity()
+                    room <= 20,
+                    "at sample {i}, {key:?} holds room for {room} points"
                 );
             }
         });
         let reads = kept.reads();
         assert!(reads.full >= 3 && reads.since_last >= 100, "{reads:?}");
         let seconds = kept.seconds.as_ref().expect("a kept history");
-        assert_eq!(seconds.times_unix_ms.len(), 20);
-        assert!(seconds.times_unix_ms.capacity() <= 20);
-        assert!(seconds.series.len() > 5, "{:?}", seconds.series.keys());
-        for (key, points) in &seconds.series {
-            assert_eq!(points.len(), 20, "{key:?}");
-            assert!(
-                points.capacity() <= 20,
-                "{key:?} holds room for {} points",
-                points.capacity()
-            );
-        }
+        assert_eq!(seconds.times_unix_ms().len(), 20);
+        let keys: Vec<_> = seconds.keys().collect();
+        assert!(keys.len() > 5, "{keys:?}");
     }
 
     #[test]
@@ -883,11 +856,11 @@ mod tests {
         // TIME-WAIT towards 9000–9005 moves to the next port every 7 samples: a port's group
         // is gone for 35 samples of every 42, while the store keeps its series (up to a day
         // after it was last seen). A 20-point window holds points of at most 4 of them.
-        let (store, kept) = kept_through_churn(|i, kept| {
+        let (store, kept) = kept_through_churn(|i, _, kept| {
             let seconds = kept.seconds.as_ref().expect("a kept history");
-            for (key, points) in &seconds.series {
+            for (key, stored, _) in seconds.rooms() {
                 assert!(
-                    points.iter().any(Option::is_some),
+                    stored > 0,
                     "at sample {i}, {key:?} is kept with no point in the window"
                 );
             }
@@ -899,6 +872,7 @@ mod tests {
             .bounds
             .series;
         let seconds = kept.seconds.as_ref().expect("a kept history");
+        let keys: Vec<&SeriesKey> = seconds.keys().collect();
         let departed = |port| SeriesKey::PortState {
             port,
             side: PortSide::Remote,
@@ -907,18 +881,57 @@ mod tests {
         // The window is samples 130–149: towards 9000 until 132, 9001, 9002, then 9003 since
         // 147. 9004 and 9005 (total and TIME-WAIT) had no point in it.
         for port in [9000, 9001, 9002, 9003] {
-            assert!(seconds.series.contains_key(&departed(port)), "{port}");
+            assert!(keys.contains(&&departed(port)), "{port}");
         }
         for port in [9004, 9005] {
-            assert!(!seconds.series.contains_key(&departed(port)), "{port}");
+            assert!(!keys.contains(&&departed(port)), "{port}");
         }
         assert!(
-            stored >= seconds.series.len() + 4,
+            stored >= keys.len() + 4,
             "the store keeps {stored} series, the window has points of {}",
-            seconds.series.len()
+            keys.len()
         );
     }
 
+    #[test]
+    fn a_kept_15_minute_history_of_churning_ports_costs_their_points_not_the_window() {
+        // The default 900-point window on a node whose outbound TIME-WAIT moves to another
+        // port every 7 samples (150 ports in all), 1,000 samples: most series live 7 samples
+        // of the window. Kept dense, every series with a point in the window was 900 slots of
+        // 8 bytes (the soak's 6.5 MB at the 1,024-series bound); kept as the store keeps them,
+        // the same answers cost each series its own points.
+        let store = CounterStore::new(&CountersConfig::default());
+        let mut kept = KeptCounters::default();
+        let t0 = 1_700_000_000_000;
+        for i in 0..1_000i64 {
+            let t = t0 + i * 1000;
+            let mut sockets = churning_sockets(i);
+            let port = 20_000 + (i / 7) % 150;
+            sockets.push(socket(
+                S::TimeWait,
+                "10.0.0.1:45000",
+                &format!("10.0.0.7:{port}"),
+            ));
+            store.record_sample(sample_of(t, i, &sockets));
+            kept.snapshot(&store, t);
+        }
+        let t = t0 + 1_000_000;
+        assert_eq!(kept.snapshot(&store, t), whole_store_per_second(&store));
+        let seconds = kept.seconds.as_ref().expect("a kept history");
+        let window = seconds.times_unix_ms().len();
+        let series = seconds.keys().count();
+        let (stored, room) = seconds.stored();
+        assert_eq!(window, 900);
+        assert_eq!(stored, known_extent(&store));
+        // What the dense copy held: every series, a slot of `Option<f32>` per sample.
+        let dense_bytes = series * window * std::mem::size_of::<Option<f32>>();
+        let kept_bytes = room * std::mem::size_of::<f32>();
+        assert!(
+            series >= 200 && kept_bytes * 10 < dense_bytes,
+            "{series} series over {window} samples: {kept_bytes} bytes kept \
+             ({stored} values in room for {room}), {dense_bytes} dense"
+        );
+    }
     #[test]
     fn every_service_s_traffic_is_charted_on_the_counters_axis_per_second_only() {
         use faultline_ingest::traces::RequestSource;

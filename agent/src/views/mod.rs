@@ -29,6 +29,7 @@ mod axis;
 mod clusters;
 mod counters;
 mod diagnosis;
+mod kept;
 mod traces;
 
 pub use clusters::ROWS_REFRESH;

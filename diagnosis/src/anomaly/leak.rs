@@ -22,7 +22,9 @@
 //!    unit per request of the series' service (its own request rate: a warm-up adds
 //!    connections and workers, which serve many requests each; a leak leaves something
 //!    behind per request); an fd count at [`LIMIT_SHARE`] of its limit or reaching it
-//!    within [`LIMIT_HORIZON_S`] at its pace; or, for goroutines and CLOSE-WAIT whose
+//!    within [`LIMIT_HORIZON_S`] at its pace; a listener's own CLOSE-WAIT, which no
+//!    start-up keeps (judged from its start, see [`kept_from_start`]); or, for goroutines
+//!    and CLOSE-WAIT whose
 //!    service's request rate is unknown or low, a climb that has lasted twice a
 //!    baseline's minimum of points ([`super::AnomalyConfig::min_baseline_points`], a minute
 //!    by default) after the start-up already had its [`super::AnomalyConfig::warmup_ms`].
@@ -36,7 +38,7 @@
 //! CLOSE-WAIT sockets. A goroutine climb that comes with as many new connections is sorted
 //! out by the incident grouping (`follows_connections`), as for any other goroutine rise.
 
-use faultline_series::{ProcessMetric, SeriesKey, SocketState};
+use faultline_series::{PortSide, ProcessMetric, SeriesKey, SocketState};
 
 use super::{
     evidence, mann_kendall_z, number, rule, ChangeShape, CounterAnomaly, Direction, BAND_Z,
@@ -145,7 +147,29 @@ pub struct Holder<'a> {
     /// Whether its open fds are at their limit now ([`LIMIT_SHARE`] of it at least) and the
     /// count is at least half that limit: most of its descriptors are these sockets.
     pub out_of_fds: bool,
+    /// Whether its open fds climb toward their limit with these sockets, to reach it within
+    /// [`EXHAUSTION_HORIZON_MS`] at their pace (see [`exhausts_fds`]).
+    pub running_out_of_fds: bool,
+    /// When its process stopped (was gone from the samples) after the count's change, if it
+    /// did: killed, crashed or restarted.
+    pub stopped_unix_ms: Option<i64>,
 }
+
+/// How soon a holder's open fds, at their pace, must reach their limit for its rising
+/// CLOSE-WAIT count to be read as accumulating before [`TURNOVER_SETTLE_MS`] (see
+/// [`exhausts_fds`]). Seen on the Go lab's hung callee (256 fds, 20 requests a second): its
+/// fds climbed 15 → 256 in 12 s, a descriptor per CLOSE-WAIT socket, and its accepts failed
+/// with `too many open files` from 10 s after its callers' first timeout; the leak's hint
+/// waited for that error text and led 11.4–11.9 s after the onset, behind "Calls time out".
+/// A slow callee's sockets in progress level off at calls a second × its delay: one that
+/// levels below the limit is far from it at the pace of its climb (1,024 fds at 20 calls a
+/// second: 50 s), one that does not runs out of descriptors as a leak does.
+pub const EXHAUSTION_HORIZON_MS: i64 = 20_000;
+
+/// Share of its holder's fd climb a CLOSE-WAIT count must have climbed to be what fills its
+/// descriptor table (see [`exhausts_fds`]): each socket held in CLOSE-WAIT holds a
+/// descriptor; the rest are the connections not closed by their callers yet and files.
+pub const FD_SHARE: f64 = 0.5;
 
 /// Share of its usual requests a second at which a listener answers the requests that began
 /// after a change (see [`holder_accumulation`]): a slow callee answers them all, late; a hung
@@ -161,9 +185,10 @@ pub const ANSWERING_AFTER_MS: i64 = 5_000;
 /// the count's change (see [`holder_reading`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Answers {
-    /// Not known: no request series of the holder, a usual rate below one a second, or no
-    /// point yet [`ANSWERING_AFTER_MS`] after the change.
+    /// Not known: no request series of the holder, or a usual rate below one a second.
     Unknown,
+    /// Not known yet: no point of its request series [`ANSWERING_AFTER_MS`] after the change.
+    Pending,
     /// It answered them at [`ANSWERING_SHARE`] of its usual rate at least, in some second.
     Answered,
     /// It has answered none of them at that rate yet: at most `best` a second, against a
@@ -221,6 +246,16 @@ pub fn holder_accumulation(
 ///   500 within 8 s of its first socket at 512 fds, held there, and read as turning over:
 ///   the leak hint moved to another port's count (gateway's calls stuck behind it).
 ///
+/// - **Its sockets run it out of descriptors** ([`Holder::out_of_fds`] pinned at the limit,
+///   or [`Holder::running_out_of_fds`]: its fds, climbing with the count, reach their limit
+///   within [`EXHAUSTION_HORIZON_MS`] at their pace, and it has answered none of the requests
+///   begun since the change, or has no answers to read): the count accumulates from then on,
+///   however young. Sockets that exhaust their holder's descriptors are its fault whether its
+///   handlers hang or answer late; the reading ([`Answers::Unanswered`]) still names both.
+///   Seen on the Go lab's hung callee (256 fds): the count was undecided for its first 10 s,
+///   the callers' timeouts led, and the leak's hint took the lead only when the callee's own
+///   `too many open files` joined the incident, 11.4–11.9 s after the first timeout.
+///
 /// A holder that answers nothing begun since the change, with fds to spare, is as its count
 /// alone says: before the count outlasts a request's time nothing tells a hung callee from a
 /// slow one, and after it a callee that has not answered once is hung as far as its callers
@@ -235,12 +270,29 @@ pub fn holder_accumulation(
 /// its holder answered — sockets that turn over. The leak hint left the recovering incident
 /// ("The process ran out of file descriptors" led it), and when the same leak came back 11 s
 /// later the incident was active again without it.
+///
+/// A holder whose process stopped since the change (killed, crashed, restarted:
+/// [`Holder::stopped_unix_ms`]) took the sockets with it: the change is judged as it stood
+/// when it stopped, and what a new process answers is no answer to the requests the old one
+/// held. Seen on the Go lab's close-wait leak healed by a restart: the count fell 670 → 245 →
+/// 0 over the restart while the new process answered, and for the two passes before the
+/// count was back in its band it read as a slow callee's requests draining as they are
+/// answered ("requests its callers gave up on, still in progress, not a leak"), a sentence the
+/// incident's kept counter then carried; in the live run the leak's hint left the incident.
 pub fn holder_reading(
     a: &CounterAnomaly,
     history: &CounterHistory,
     holder: Holder<'_>,
 ) -> HolderReading {
-    match ended_at(a, history) {
+    let stopped = holder
+        .stopped_unix_ms
+        .filter(|&t| t > a.changed_at_unix_ms)
+        .and_then(|t| history.point_at(t));
+    let end = match (ended_at(a, history), stopped) {
+        (Some(ended), Some(stopped)) => Some(ended.min(stopped)),
+        (ended, stopped) => ended.or(stopped),
+    };
+    match end {
         Some(end) => {
             let keys = [Some(&a.key), holder.requests];
             let then = CounterHistory {
@@ -304,12 +356,14 @@ fn judged_with_holder(
         .requests
         .map_or(Answers::Unknown, |key| answers(a, key, history));
     let accumulation = if holder.out_of_fds {
-        match alone {
-            Accumulation::TurnsOver => Accumulation::Accumulates,
-            other => other,
-        }
+        Accumulation::Accumulates
     } else if answers == Answers::Answered && holds(a, history) {
         Accumulation::TurnsOver
+    } else if holder.running_out_of_fds
+        && alone == Accumulation::Undecided
+        && answers != Answers::Pending
+    {
+        Accumulation::Accumulates
     } else {
         alone
     };
@@ -319,10 +373,66 @@ fn judged_with_holder(
     }
 }
 
+/// Whether the rising CLOSE-WAIT count `count` is what exhausts its holder's descriptors
+/// (`fds`, the holder's open-fds change, with its limit): the fds rise toward their limit and
+/// reach it within [`EXHAUSTION_HORIZON_MS`] at their pace over their points since their
+/// change (at most [`RAMP_MAX_POINTS`] of them, three at least), and the count has climbed at
+/// least [`FD_SHARE`] of their climb by its last census. Sockets that run their holder out of descriptors are
+/// its fault whatever else they are: a leak, or requests held longer than the table allows.
+pub fn exhausts_fds(
+    count: &CounterAnomaly,
+    fds: &CounterAnomaly,
+    history: &CounterHistory,
+) -> bool {
+    let Some(limit) = fds.limit.filter(|l| *l > 0.0) else {
+        return false;
+    };
+    let Some(series) = history.get(&fds.key) else {
+        return false;
+    };
+    // The count is as its last census found it (every few seconds on a busy node), the fds
+    // as sampled: compared as they stood at that census.
+    let last = history.len().saturating_sub(1);
+    let census = history
+        .point_at(history.counted_at(last))
+        .unwrap_or(last)
+        .min(last);
+    let fds_then = series.points[..series.points.len().min(census + 1)]
+        .iter()
+        .rev()
+        .find_map(|v| *v)
+        .unwrap_or(fds.latest);
+    if count.direction != Direction::Rise
+        || fds.direction != Direction::Rise
+        || count.latest - count.before < FD_SHARE * (fds_then - fds.before)
+    {
+        return false;
+    }
+    if fds.latest >= LIMIT_SHARE * limit {
+        return true;
+    }
+    let step = history.step_ms.max(1);
+    let changed = history.point_at(fds.changed_at_unix_ms).unwrap_or(0);
+    let since: Vec<(usize, f64)> = series
+        .points
+        .iter()
+        .enumerate()
+        .skip(changed)
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    if since.len() < 3 {
+        return false;
+    }
+    let recent = &since[since.len().saturating_sub(RAMP_MAX_POINTS)..];
+    let per_ms = theil_sen(recent) / step as f64;
+    per_ms > 0.0 && (limit - fds.latest) / per_ms <= EXHAUSTION_HORIZON_MS as f64
+}
+
 /// Whether the service of `requests` answered requests that began after the change of `a`
 /// at [`ANSWERING_SHARE`] of its usual rate (the median of the minute before the change):
 /// a point at that rate from [`ANSWERING_AFTER_MS`] after the change on. Unknown when its
-/// usual rate is unknown or too low to tell (below one a second) or no such point is known.
+/// usual rate is unknown or too low to tell (below one a second); pending while no such
+/// point is known.
 fn answers(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -> Answers {
     let Some(series) = history.get(requests) else {
         return Answers::Unknown;
@@ -355,7 +465,7 @@ fn answers(a: &CounterAnomaly, requests: &SeriesKey, history: &CounterHistory) -
         .copied()
         .reduce(f64::max)
     else {
-        return Answers::Unknown;
+        return Answers::Pending;
     };
     if best >= ANSWERING_SHARE * usual {
         Answers::Answered
@@ -489,6 +599,27 @@ fn climbs_past_settling(since: &[(usize, f64)], from: usize, step: i64) -> bool 
     now > settled + BAND_Z * poisson_floor(settled, 1.0)
 }
 
+/// Whether a series is a listener's own CLOSE-WAIT count: sockets its callers closed that it
+/// has not. A start-up opens connections and starts workers; it keeps no socket its peer
+/// closed. So such a count climbing steadily from a service's (re)start is a leak whatever
+/// the service's request rate, and is judged from the start itself, with no start-up
+/// ([`super::AnomalyConfig::warmup_ms`]) left out. Seen on the Go lab's close-wait leak
+/// healed by a restart and brought back 10 s later: the new process's CLOSE-WAIT climbed
+/// 0 → 606 at 20 a second, judged only from 15 s after the restart and then on a climb of a
+/// minute (its hung handlers answer nothing: no request rate to weigh it against), so it
+/// was no change of its own for 30–75 s, and the incident ended once the callers' traffic
+/// stopped while the 606 sockets were still held.
+pub(super) fn kept_from_start(key: &SeriesKey) -> bool {
+    matches!(
+        key,
+        SeriesKey::PortState {
+            side: PortSide::Local,
+            state: SocketState::CloseWait,
+            ..
+        }
+    )
+}
+
 /// Whether a series is a count that leaks.
 pub(super) fn leaks(key: &SeriesKey) -> bool {
     matches!(
@@ -514,6 +645,10 @@ pub(super) struct Life {
     pub from: usize,
     /// "first seen at 20:30:02 UTC, after the agent started", "api (re)started at ...".
     pub text: String,
+    /// Whether it began with the series (its first sample after the agent started, or its
+    /// service's restart), not with the agent's own history, too young for a baseline: a
+    /// count no start-up keeps ([`kept_from_start`]) is then a leak on its shape alone.
+    pub with_series: bool,
 }
 
 /// What the shape test needs besides the series.
@@ -612,6 +747,8 @@ pub(super) fn unbounded_climb(
         )
     } else if near_limit.is_some() {
         "near its limit".to_owned()
+    } else if life.with_series && kept_from_start(key) {
+        "sockets its peers closed, kept: a start-up holds none".to_owned()
     } else if climb.len() >= 2 * cx.min_points && !matches!(key, SeriesKey::Process { .. }) {
         format!(
             "for {} s",

@@ -130,9 +130,16 @@ pub(super) fn build(
             }
         }
     }
+    // Where its failures were seen, the culprit aside: the callers that reported them (a
+    // pattern's services include a caller whose status report of the same failed request was
+    // folded into it), as the patterns' own "seen by" says.
+    let seen: BTreeSet<&String> = patterns
+        .iter()
+        .flat_map(|p| &p.services)
+        .filter(|s| culprit.service.as_ref() != Some(*s))
+        .collect();
+    culprit.seen_in = seen.into_iter().cloned().collect();
     if culprit.service.is_none() {
-        let seen: BTreeSet<&String> = patterns.iter().flat_map(|p| &p.services).collect();
-        culprit.seen_in = seen.into_iter().cloned().collect();
         culprit.reasoning.push(if patterns.is_empty() {
             "no service is known for these counters".to_owned()
         } else {
@@ -272,6 +279,14 @@ pub(super) fn build(
             leak::Holder {
                 requests: facts.as_ref().and_then(|f| f.requests.as_ref()),
                 out_of_fds: facts.as_ref().is_some_and(|f| f.out_of_fds),
+                running_out_of_fds: facts.as_ref().is_some_and(|f| {
+                    f.fds
+                        .iter()
+                        .any(|fds| leak::exhausts_fds(a, fds, input.history))
+                }),
+                stopped_unix_ms: facts
+                    .as_ref()
+                    .and_then(|f| stopped_since(a, &f.service, input.services, input.history)),
             },
         );
         accumulating.push(reading.accumulation);
@@ -777,6 +792,8 @@ struct HolderFacts {
     requests: Option<SeriesKey>,
     /// Whether it ran out of descriptors.
     out_of_fds: bool,
+    /// The changes of its processes' open fds.
+    fds: Vec<CounterAnomaly>,
 }
 
 /// For a port's CLOSE-WAIT count (`a`), what the service holding those sockets does (see
@@ -849,6 +866,37 @@ fn gone(f: &ServiceFacts, onset: i64, history: &CounterHistory) -> Option<String
     (!said.is_empty()).then(|| said.join("; "))
 }
 
+/// When a process of `service` stopped after the change of `a`: the first of [`GONE_POINTS`]
+/// samples in a row without its open fds, after one with them.
+fn stopped_since(
+    a: &CounterAnomaly,
+    service: &str,
+    services: &[ServiceFacts],
+    history: &CounterHistory,
+) -> Option<i64> {
+    let facts = services.iter().find(|s| s.service == service)?;
+    let from = history.point_at(a.changed_at_unix_ms)?.max(1);
+    facts
+        .processes
+        .iter()
+        .filter_map(|name| {
+            let points = &history
+                .get(&SeriesKey::Process {
+                    name: name.clone(),
+                    metric: ProcessMetric::OpenFds,
+                })?
+                .points;
+            (from..points.len())
+                .find(|&k| {
+                    points[k - 1].is_some()
+                        && points.len() >= k + GONE_POINTS
+                        && points[k..k + GONE_POINTS].iter().all(Option::is_none)
+                })
+                .map(|k| history.time(k))
+        })
+        .min()
+}
+
 /// How long before an incident's onset a listener or process that went away is still its
 /// (a callee killed fails its callers' next calls at once; a stop begun earlier is another
 /// story).
@@ -874,13 +922,19 @@ fn holder_facts(
             _ => return None,
         },
     };
-    let out_of_fds = anomalies.iter().any(|f| {
-        matches!(
-            &f.key,
-            SeriesKey::Process { metric: ProcessMetric::OpenFds, .. }
-                if owner(&f.key, services).as_deref() == Some(holder)
-        ) && f
-            .limit
+    let fds: Vec<CounterAnomaly> = anomalies
+        .iter()
+        .filter(|f| {
+            matches!(
+                &f.key,
+                SeriesKey::Process { metric: ProcessMetric::OpenFds, .. }
+                    if owner(&f.key, services).as_deref() == Some(holder)
+            )
+        })
+        .cloned()
+        .collect();
+    let out_of_fds = fds.iter().any(|f| {
+        f.limit
             .is_some_and(|l| l > 0.0 && f.latest >= leak::LIMIT_SHARE * l && a.latest >= 0.5 * l)
     });
     let requests = (side == PortSide::Local).then(|| SeriesKey::ServiceTraffic {
@@ -891,6 +945,7 @@ fn holder_facts(
         service: holder.to_owned(),
         requests,
         out_of_fds,
+        fds,
     })
 }
 

@@ -26,7 +26,9 @@
 //!   its last failure or the last time its counters moved away.
 //! - **Ended** once it has recovered [`SETTLE_MS`] beyond its quiet time with its own counters
 //!   back in their range, or [`MAX_RECOVERY_MS`] beyond it with counters that have stopped but
-//!   not come back (a storm's TIME-WAIT draining, goroutines a leak left behind).
+//!   not come back (a storm's TIME-WAIT draining, goroutines a leak left behind) — never while
+//!   one of its own counters is a listener's CLOSE-WAIT still out of its range: those sockets
+//!   are the leak itself, held until their process closes them or stops.
 //!
 //! **A fault that comes back.** While the incident is recovering, a new failure of its
 //! patterns or a counter moving away again makes it active again: the same incident. Once it
@@ -38,13 +40,13 @@
 //! (see `continues` in [`super`]): a fault that recurs minutes after a fix is a new page, as
 //! Alertmanager fires a resolved alert anew.
 
-use faultline_series::{CounterKind, SeriesKey, SocketState};
+use faultline_series::{CounterKind, PortSide, SeriesKey, SocketState};
 
 use super::connections::beyond_connections;
 use super::{
     CountedAs, Incident, IncidentPattern, IncidentState, ServiceFacts, ACTIVE_MS, MIN_STORM_CLOSES,
 };
-use crate::anomaly::{CounterAnomaly, Direction};
+use crate::anomaly::{CounterAnomaly, Direction, BAND_Z, PERSIST};
 use crate::history::CounterHistory;
 
 /// Shortest silence of a pattern that says its failures stopped. Its occurrences are dated
@@ -108,6 +110,7 @@ pub(super) fn settle(
     let mut own_counters = false;
     let mut moving = false;
     let mut back = true;
+    let mut held = false;
     for c in &mut inc.counters {
         let gone = stale(&c.anomaly, history);
         c.moving_away = !gone
@@ -117,6 +120,7 @@ pub(super) fn settle(
             own_counters = true;
             moving |= c.moving_away;
             back &= gone || !c.anomaly.active;
+            held |= !gone && holds_closed_sockets(&c.anomaly, history);
         }
     }
     let own: Vec<&IncidentPattern> = inc
@@ -149,7 +153,7 @@ pub(super) fn settle(
     let was_state = was.map(|w| w.state);
     let mut state = if failing || last_moving.is_some_and(|t| now - t < HOLD_MS) {
         IncidentState::Active
-    } else if now - stopped >= wait + if back { SETTLE_MS } else { MAX_RECOVERY_MS } {
+    } else if !held && now - stopped >= wait + if back { SETTLE_MS } else { MAX_RECOVERY_MS } {
         IncidentState::Ended
     } else {
         IncidentState::Recovering
@@ -168,6 +172,40 @@ pub(super) fn settle(
     inc.recovering_since_unix_ms = (state != IncidentState::Active).then_some(stopped);
     inc.ended_unix_ms = (state == IncidentState::Ended).then_some(stopped);
     last_moving
+}
+
+/// Whether `a` is a rise of a listener's own CLOSE-WAIT sockets whose latest [`PERSIST`] known
+/// points in `history` are still out of the band it left: connections its callers
+/// closed that it still holds, each with its descriptor (a server reads its callers' close at
+/// once unless its handler hangs or leaks the connection; a client's pool may keep closed
+/// idle connections until it next uses them, so the callers' side is not read so). Unlike a storm's TIME-WAIT, which the
+/// kernel frees within a minute, or goroutines a leak left blocked, they are the fault itself
+/// for as long as they are out of their range: the process keeps them until it closes them or
+/// stops, and a holder out of descriptors refuses every new connection meanwhile. Seen on the
+/// Go lab's close-wait leak brought back after a restart: the callers' traffic stopped, the
+/// callee still held 606 sockets with its fds at their limit, and the incident ended.
+fn holds_closed_sockets(a: &CounterAnomaly, history: &CounterHistory) -> bool {
+    a.direction == Direction::Rise
+        && matches!(
+            a.key,
+            SeriesKey::PortState {
+                side: PortSide::Local,
+                state: SocketState::CloseWait,
+                ..
+            }
+        )
+        && history.get(&a.key).is_some_and(|series| {
+            let band = BAND_Z * a.noise;
+            let latest: Vec<f64> = series
+                .points
+                .iter()
+                .rev()
+                .flatten()
+                .take(PERSIST)
+                .copied()
+                .collect();
+            latest.len() == PERSIST && latest.iter().all(|&v| v > a.before + band)
+        })
 }
 
 /// How long pattern `p` must be silent before its failures have stopped (see [`QUIET_GAPS`]).

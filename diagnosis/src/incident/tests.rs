@@ -324,6 +324,8 @@ fn eof_unexpected_eof_and_their_upstream_echo_are_one_incident_of_the_callee() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let inc = &incidents[0];
     assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    // Where its failures were seen, as the patterns' "seen by" says.
+    assert_eq!(inc.culprit.seen_in, ["gateway", "orders"]);
     assert_eq!(inc.patterns.len(), 3);
     assert!(inc.active);
     assert_eq!(inc.hints[0].rule_id, "callee-closed");
@@ -638,6 +640,119 @@ fn a_callers_failed_lookups_keep_their_role_and_hint_beside_its_ports_counters()
     assert_eq!(inc.culprit.service.as_deref(), Some("gateway"));
     assert_eq!(inc.culprit.role, Some(CulpritRole::Caller));
     assert_eq!(inc.hints[0].rule_id, "dns-failure");
+}
+
+/// The Go lab's listen-overflow (a backlog of 8): the callee's accept queue filled and the
+/// kernel counted the connections it dropped from then on; its callers' first timeouts came
+/// 0.6 s later. The incident was titled by those timeouts ("Calls time out: the callee is slow
+/// or hangs") for 1–2 s, until the queue's next census confirmed its change. The drops are
+/// visible at the first error, so the title says so from the start.
+#[test]
+fn a_full_accept_queue_dropping_at_the_first_timeout_titles_the_incident_from_the_start() {
+    // A socket census every 2 s; the one of point 120 reads the queue full (9 of 8).
+    let start = T0 - 120_000;
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let overflows = SeriesKey::ProtocolRate {
+        key: "TcpExt ListenOverflows".into(),
+    };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let len = 122;
+    let census = |i: usize| i - i % 2;
+    let h = history(
+        start,
+        vec![
+            (
+                &queue,
+                (0..len)
+                    .map(|i| Some(if census(i) >= 120 { 9.0 } else { 0.0 }))
+                    .collect(),
+            ),
+            (&overflows, step(len, 120, 0.0, 40.0)),
+            (
+                &age,
+                (0..len)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ],
+    );
+    let limits = [crate::anomaly::SeriesLimit {
+        key: queue.clone(),
+        limit: 8.0,
+    }];
+    let report =
+        crate::anomaly::detect(&h, &limits, &[], &crate::anomaly::AnomalyConfig::default());
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let incidents = fresh_run(T0 + 1_500, &[timeouts], report, &h, &chain(), &rules);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    assert_eq!(inc.hints[0].rule_id, "listen-overflow", "{inc:#?}");
+    assert!(
+        inc.title.starts_with("The accept queue overflows"),
+        "{}",
+        inc.title
+    );
+}
+
+/// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
+/// was folded into the pattern, so the pattern's services are both and its attribution says
+/// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
+/// (`seen_in` empty) beside a pattern listing the gateway: it now lists the gateway.
+#[test]
+fn a_culprits_incident_says_which_other_services_saw_its_failures() {
+    let lookup = blamed(
+        pattern(
+            "p-dns",
+            "error sending request for url (<url>): client error (Connect): dns error: failed \
+             to lookup address information: Temporary failure in name resolution",
+            &["gateway", "orders"],
+            T0,
+            &["t1", "t2"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[lookup], vec![]);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let culprit = &incidents[0].culprit;
+    assert_eq!(culprit.service.as_deref(), Some("orders"));
+    assert_eq!(culprit.seen_in, ["gateway"], "{culprit:#?}");
+    assert!(
+        incidents[0].title.contains("in orders"),
+        "{}",
+        incidents[0].title
+    );
+
+    // Seen only in the culprit itself: nobody else to name.
+    let own = blamed(
+        pattern(
+            "p-own",
+            "index out of range [5] with length 3",
+            &["orders"],
+            T0,
+            &["t3"],
+        ),
+        "orders",
+        CulpritRole::SelfReported,
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(&mut tracker, T0 + 5_000, &[own], vec![]);
+    assert_eq!(incidents[0].culprit.seen_in, Vec::<String>::new());
 }
 
 /// The Go lab's crash: the callee killed, its callers' dials refused. The agent counted its
@@ -2854,6 +2969,105 @@ fn a_storm_seen_at_one_census_too_slow_for_a_storm_asks_for_another() {
     );
     assert!(incidents.is_empty(), "{incidents:#?}");
     assert!(!tracker.wants_a_census());
+}
+
+/// A storm whose first census came just after it began is confirmed by the census asked for a
+/// second later, at a storm's pace but short of [`MIN_RATE_STORM_RISE`]: seen on the unseen
+/// lab beside 25,000 other TIME-WAIT sockets (2 of 7 runs), "rose by 48 at 18.5 a second
+/// against 24.9 calls a second", then an incident only at the next regular census, 2–5 s
+/// later. The node signal said "fewer closes than a storm's one per call", which the figures
+/// it quoted contradict: what fell short was the rise. It says so now, and the tracker asks
+/// for one more census, which tells the storm.
+#[test]
+fn a_storm_confirmed_at_a_storms_pace_but_short_of_its_floor_says_so_and_asks_once_more() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // A storm of 18.5 closes a second from 124.4 s; censuses every 6 s (120 s, 126 s), the
+    // confirming one asked for at 127 s and, with `again`, one more at 128 s.
+    let history = |again: bool, len: usize| {
+        let census = move |i: usize| match i {
+            127 => 127,
+            128.. if again => 128,
+            128.. => 127,
+            _ => i - i % 6,
+        };
+        storm_history(
+            start,
+            len,
+            &|i| 4.0 + (18.5 * (census(i) as f64 - 124.4)).max(0.0).round(),
+            &|i| ((i - census(i)) * 1000) as f64,
+        )
+    };
+    let services = chain();
+    let rules = HintRules::builtin().unwrap();
+
+    // The census of 126 s showed 4 → 34, the one of 127 s confirms 4 → 52: 18 a second
+    // against 25 calls a second, a rise of 48.
+    let mut tracker = IncidentTracker::new();
+    let incidents = run_with(
+        &mut tracker,
+        time(128),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 52.0)]),
+        &history(false, 128),
+        &services,
+        &rules,
+    );
+    assert!(incidents.is_empty(), "{incidents:#?}");
+    let reason = &tracker.node_signals()[0].reason;
+    assert!(
+        reason.contains(
+            "rose by 48 at 18 a second against 25 calls a second to its port: a storm's pace, \
+             but fewer sockets yet than the 50 a storm is told from"
+        ),
+        "{reason}"
+    );
+    assert!(!reason.contains("one per call"), "{reason}");
+    assert!(tracker.wants_a_census(), "one more census tells it");
+
+    // That census, a second later: 4 → 71.
+    let incidents = run_with(
+        &mut tracker,
+        time(129),
+        &[],
+        report(vec![rising(tw.clone(), time(126), 4.0, 71.0)]),
+        &history(true, 129),
+        &services,
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "a storm: {incidents:#?}");
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+    assert!(!tracker.wants_a_census());
+}
+
+/// Each way a counted TIME-WAIT rise falls short of a storm is told as what it is, never as
+/// another: the node signal's reason quotes the figures that decide.
+#[test]
+fn a_rise_short_of_a_storm_names_what_fell_short() {
+    // A pool recycling 3 of 25 calls a second, 60 sockets.
+    assert_eq!(
+        storm_shortfall(60.0, 3.0, 25.0),
+        Some(StormShortfall::ClosesPerCall)
+    );
+    // A connection per call, but 2 calls a second.
+    let slow = storm_shortfall(60.0, 2.0, 2.0);
+    assert_eq!(slow, Some(StormShortfall::ClosesPerSecond));
+    assert_eq!(
+        slow.map(StormShortfall::text).as_deref(),
+        Some("fewer closes a second than the 3.3 of a storm")
+    );
+    // A storm's pace, 48 sockets so far.
+    assert_eq!(
+        storm_shortfall(48.0, 18.5, 24.9),
+        Some(StormShortfall::Rise)
+    );
+    // A storm.
+    assert_eq!(storm_shortfall(71.0, 18.5, 24.9), None);
 }
 
 /// The unseen lab's close-wait fault: a client that never reads its callee's answers keeps
@@ -5111,13 +5325,21 @@ fn a_storm_that_comes_back_makes_its_incident_active_again_and_reopens_it_once_e
 }
 
 /// A leak that stops leaves its sockets: its count no longer climbs, and its incident is
-/// recovering within seconds and ends within a bound, while the count stays high.
+/// recovering within seconds; it does not end while the sockets are held (they are the leak
+/// itself: see `recovery::holds_closed_sockets`), and ends within a bound once they are
+/// released. Before, it ended 10–35 s after the count stopped, the sockets still held.
 #[test]
-fn a_leak_that_stops_climbing_is_recovering_then_ends_though_its_sockets_stay() {
+fn a_leak_that_stops_climbing_is_recovering_then_ends_once_its_sockets_are_released() {
     let key = close_wait(8082);
-    // One socket a second from 60 s to 160 s, then held.
+    // One socket a second from 60 s to 160 s, then held until 200 s, then closed.
     let points: Vec<f64> = (0..230)
-        .map(|t: usize| 2.0 + t.clamp(60, 160) as f64 - 60.0)
+        .map(|t: usize| {
+            if t < 200 {
+                2.0 + t.clamp(60, 160) as f64 - 60.0
+            } else {
+                2.0
+            }
+        })
         .collect();
     let mut leak = rising(key.clone(), T0 + 60_000, 2.0, 102.0);
     leak.noise = 1.7;
@@ -5132,7 +5354,7 @@ fn a_leak_that_stops_climbing_is_recovering_then_ends_though_its_sockets_stay() 
     let recovering = first_in(&seen, IncidentState::Recovering, 160).expect("recovering");
     assert!(recovering <= 170, "{seen:?}");
     let ended = first_in(&seen, IncidentState::Ended, 160).expect("ended");
-    assert!((170..=195).contains(&ended), "ended at {ended} s: {seen:?}");
+    assert!((200..=210).contains(&ended), "ended at {ended} s: {seen:?}");
 }
 
 /// A level pinned at its limit (fds at their limit, a full accept queue) is the fault still
@@ -6786,6 +7008,94 @@ fn a_storm_whose_caller_shows_a_connection_per_call_is_told_before_the_floor() {
     assert!(slow.is_empty(), "a pool's pace: {slow:#?}");
 }
 
+/// A real pool whose few idle slots cannot keep what more concurrent callers open (Python
+/// `requests.Session` with `pool_maxsize` 2 and 8 threads, no spans) closes its surplus at
+/// 12.6 a second: on main that was an incident "A TIME-WAIT storm … opens a connection per
+/// call" 5 s after it began, its evidence a minute later "caught it holding 198 different
+/// connections, 23 of them gone by the next read, and 187 more short-lived sockets … that
+/// closed before the agent could place them". Its connections live across reads: most of
+/// those it closed carried more than one call, a pool's, as the spans would have shown (a
+/// quarter of its 55 calls a second). A client opening a connection per call is named
+/// as before, also with calls slow enough to be seen twice now and then (51 of 70 closed
+/// connections short-lived with 50 ms calls).
+#[test]
+fn a_pool_recycling_its_surplus_is_no_client_opening_a_connection_per_call() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let start = T0 - 120_000;
+    let time = |i: usize| start + i as i64 * 1000;
+    // TIME-WAIT at 4, climbing 12.6 a second from 120 s, counted every second.
+    let history = CounterHistory {
+        start_unix_ms: start,
+        step_ms: 1000,
+        series: vec![
+            crate::history::CounterSeries {
+                key: tw.clone(),
+                points: (0..126)
+                    .map(|i| Some((4.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+            crate::history::CounterSeries {
+                key: SeriesKey::PortTotal {
+                    port: 8082,
+                    side: PortSide::Remote,
+                },
+                points: (0..126)
+                    .map(|i| Some((8.0 + 12.6 * (i as f64 - 120.0).max(0.0)).round()))
+                    .collect(),
+            },
+        ],
+        ..CounterHistory::default()
+    };
+    let caller = |closed_1m: u32, short_lived_1m: u32, unplaced: u32| ServiceFacts {
+        service: "batch".into(),
+        processes: vec!["batch".into()],
+        pid: Some(777),
+        connections_to: vec![ConnectionsTo {
+            port: 8082,
+            held: 4,
+            new: 4,
+            closed_1m,
+            short_lived_1m,
+            distinct_1m: closed_1m + 4,
+            reads_1m: 486,
+            unplaced_short_lived_1m: unplaced,
+            counted_at_unix_ms: time(124),
+            ..ConnectionsTo::default()
+        }],
+        ..ServiceFacts::default()
+    };
+    let rules = HintRules::builtin().unwrap();
+    let run = |c: ServiceFacts| {
+        let mut services = chain();
+        services.push(c);
+        fresh_run(
+            time(125),
+            &[],
+            report(vec![rising(tw.clone(), time(120), 4.0, 67.0)]),
+            &history,
+            &services,
+            &rules,
+        )
+    };
+    let pool = caller(194, 23, 187);
+    assert!(
+        super::services::opener(8082, std::slice::from_ref(&pool)).is_none(),
+        "a pool is no opener"
+    );
+    let incidents = run(pool);
+    assert!(incidents.is_empty(), "a pool's surplus: {incidents:#?}");
+
+    let per_call = caller(70, 51, 20);
+    let incidents = run(per_call);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0].culprit.service.as_deref(), Some("batch"));
+    assert_eq!(incidents[0].hints[0].rule_id, "time-wait-storm");
+}
+
 /// The detector raises a port's TIME-WAIT rise once a second census confirms it (see
 /// [`crate::anomaly::TIME_WAIT_CENSUSES`]), not after samples that repeat the first: on the
 /// unseen lab beside 25,000 other TIME-WAIT sockets (a census every 3–6 s) that wait was 2 s
@@ -7646,4 +7956,516 @@ fn a_callers_counter_dated_before_its_callee_failed_is_the_callees_only_when_it_
     });
     assert_eq!(jumped.len(), 1, "{jumped:#?}");
     assert_eq!(jumped[0].culprit.service.as_deref(), Some("stock"));
+}
+
+/// Recorded Go lab runs of a callee whose handlers hang and never close their callers'
+/// connections (`scripts/lab/run.py --fault close-wait`): the fixture names its chain, its
+/// callee's fd limit and the points of the fault (see `testdata/go-lab-close-wait-*.json`).
+mod hung_callee_leak {
+    use super::*;
+    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+
+    /// A recorded run, replayed second by second through the real detector and tracker.
+    pub(super) struct LabRun {
+        data: serde_json::Value,
+        start: i64,
+        pub(super) chain: Vec<(String, u16)>,
+        series: Vec<(SeriesKey, Vec<Option<f64>>)>,
+        services: Vec<ServiceFacts>,
+        starts: Vec<ServiceStart>,
+        limits: Vec<SeriesLimit>,
+    }
+
+    impl LabRun {
+        /// The run of fixture `json`, without the fixture's series named in `left_out`.
+        pub(super) fn new(json: &str, left_out: &[&str]) -> LabRun {
+            let data: serde_json::Value = serde_json::from_str(json).expect("the fixture is JSON");
+            let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+            let chain: Vec<(String, u16)> = data["chain"]
+                .as_array()
+                .expect("chain")
+                .iter()
+                .map(|c| {
+                    (
+                        c["service"].as_str().expect("service").to_owned(),
+                        u16::try_from(c["port"].as_u64().expect("port")).expect("a port"),
+                    )
+                })
+                .collect();
+            let (caller, callee, downstream) = (&chain[0], &chain[1], &chain[2]);
+            let points = |name: &str| -> Vec<Option<f64>> {
+                data[name]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("the fixture has no {name}"))
+                    .iter()
+                    .map(serde_json::Value::as_f64)
+                    .collect()
+            };
+            let index = |name: &str| data[name].as_u64().map(|i| i as usize);
+            let task = |t: &str| SeriesKey::Task {
+                target: t.into(),
+                source: "http".into(),
+            };
+            let fds = |name: &str| SeriesKey::Process {
+                name: name.into(),
+                metric: ProcessMetric::OpenFds,
+            };
+            let traffic = |s: &str, metric| SeriesKey::ServiceTraffic {
+                service: s.into(),
+                metric,
+            };
+            let state = |side, state| SeriesKey::PortState {
+                port: callee.1,
+                side,
+                state,
+            };
+            let named = vec![
+                (
+                    state(PortSide::Local, SocketState::CloseWait),
+                    "close_wait_callee",
+                ),
+                (
+                    state(PortSide::Remote, SocketState::FinWait2),
+                    "fin_wait2_to_callee",
+                ),
+                (
+                    state(PortSide::Local, SocketState::Established),
+                    "estab_callee",
+                ),
+                (
+                    state(PortSide::Remote, SocketState::Established),
+                    "estab_to_callee",
+                ),
+                (
+                    SeriesKey::ListenQueue { port: callee.1 },
+                    "listen_queue_callee",
+                ),
+                (fds(&callee.0), "fds_callee"),
+                (task(&callee.0), "tasks_callee"),
+                (fds(&caller.0), "fds_caller"),
+                (task(&caller.0), "tasks_caller"),
+                (
+                    traffic(&caller.0, TrafficMetric::Requests),
+                    "requests_caller",
+                ),
+                (traffic(&caller.0, TrafficMetric::Errors), "errors_caller"),
+                (
+                    traffic(&callee.0, TrafficMetric::Requests),
+                    "requests_callee",
+                ),
+                (traffic(&callee.0, TrafficMetric::Errors), "errors_callee"),
+                (
+                    traffic(&downstream.0, TrafficMetric::Requests),
+                    "requests_downstream",
+                ),
+                (
+                    SeriesKey::Runtime {
+                        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+                    },
+                    "census_age_ms",
+                ),
+                (
+                    SeriesKey::NodeState {
+                        state: SocketState::CloseWait,
+                    },
+                    "close_wait_node",
+                ),
+            ];
+            let redeploy = index("restart_point").expect("restart_point");
+            let healed = index("healed_point");
+            let census = points("census_age_ms");
+            let series = named
+                .into_iter()
+                .filter(|(_, name)| !left_out.contains(name))
+                .map(|(key, name)| {
+                    let mut p = points(name);
+                    // The agent counts the states of a port it watches from the chain's start
+                    // on: a state with no socket there is 0, not unknown (the counters
+                    // document leaves it out) — in every second it took a census, except
+                    // where the port had no listener (the restart's point).
+                    if matches!(key, SeriesKey::PortState { .. }) {
+                        for (i, v) in p.iter_mut().enumerate().skip(redeploy) {
+                            if Some(i) != healed && census[i].is_some() {
+                                v.get_or_insert(0.0);
+                            }
+                        }
+                    }
+                    (key, p)
+                })
+                .collect();
+            let services = vec![
+                ServiceFacts {
+                    service: caller.0.clone(),
+                    listen_ports: vec![caller.1],
+                    callees: vec![callee.0.clone()],
+                    called_ports: vec![callee.1],
+                    processes: vec![caller.0.clone()],
+                    task_targets: vec![caller.0.clone()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: callee.0.clone(),
+                    listen_ports: vec![callee.1],
+                    callers: vec![caller.0.clone()],
+                    callees: vec![downstream.0.clone()],
+                    called_ports: vec![downstream.1],
+                    processes: vec![callee.0.clone()],
+                    task_targets: vec![callee.0.clone()],
+                    ..ServiceFacts::default()
+                },
+                ServiceFacts {
+                    service: downstream.0.clone(),
+                    listen_ports: vec![downstream.1],
+                    callers: vec![callee.0.clone()],
+                    processes: vec![downstream.0.clone()],
+                    task_targets: vec![downstream.0.clone()],
+                    ..ServiceFacts::default()
+                },
+            ];
+            let at = |i: usize| start + i as i64 * 1000;
+            let starts = services
+                .iter()
+                .map(|s| {
+                    let restarted = healed.filter(|_| s.service == callee.0);
+                    ServiceStart {
+                        service: s.service.clone(),
+                        at_unix_ms: at(restarted.unwrap_or(redeploy)),
+                        stopped_unix_ms: restarted.map(|h| at(h - 1)),
+                        ports: s.listen_ports.clone(),
+                        task_targets: s.task_targets.clone(),
+                        processes: s.processes.clone(),
+                    }
+                })
+                .collect();
+            let limits = vec![SeriesLimit {
+                key: fds(&callee.0),
+                limit: data["fds_limit"].as_f64().expect("fds_limit"),
+            }];
+            LabRun {
+                data,
+                start,
+                chain,
+                series,
+                services,
+                starts,
+                limits,
+            }
+        }
+
+        /// A point the fixture names.
+        pub(super) fn index(&self, name: &str) -> usize {
+            self.maybe_index(name)
+                .unwrap_or_else(|| panic!("the fixture has no {name}"))
+        }
+
+        /// A point the fixture may name.
+        pub(super) fn maybe_index(&self, name: &str) -> Option<usize> {
+            self.data[name].as_u64().map(|i| i as usize)
+        }
+
+        pub(super) fn at(&self, i: usize) -> i64 {
+            self.start + i as i64 * 1000
+        }
+
+        /// The callee.
+        pub(super) fn callee(&self) -> &str {
+            &self.chain[1].0
+        }
+
+        /// The last point recorded.
+        pub(super) fn last(&self) -> usize {
+            self.series[0].1.len() - 1
+        }
+
+        fn history(&self, last: usize) -> CounterHistory {
+            CounterHistory {
+                start_unix_ms: self.start,
+                step_ms: 1000,
+                series: self
+                    .series
+                    .iter()
+                    .map(|(key, points)| crate::history::CounterSeries {
+                        key: key.clone(),
+                        points: points[..=last].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            }
+        }
+
+        /// The lab's patterns as the agent listed them at point `now`: the callers'
+        /// timeouts from `onset_point` (and `again_onset_point`), the callee's failed
+        /// accepts from `full_point` (and `full_again_point`), 20 failed requests a second,
+        /// none while the callee was healed.
+        fn patterns(&self, now: usize) -> Vec<PatternInput> {
+            let onset = self.index("onset_point");
+            if now < onset {
+                return Vec::new();
+            }
+            let (caller, callee) = (&self.chain[0], &self.chain[1]);
+            // The spans a pattern failed in: from `from` to `now`, stopped at the heal until
+            // `again` (when the leak came back), and where the lab stopped its traffic.
+            let stopped = self
+                .maybe_index("traffic_stopped_point")
+                .unwrap_or(usize::MAX);
+            let spans = |from: usize, again: Option<usize>| -> Vec<(usize, usize)> {
+                let healed = self.maybe_index("healed_point").unwrap_or(usize::MAX);
+                let mut out = Vec::new();
+                if now >= from {
+                    out.push((from, now.min(healed.saturating_sub(1)).min(stopped)));
+                }
+                if let Some(a) = again.filter(|&a| now >= a) {
+                    out.push((a, now.min(stopped)));
+                }
+                out
+            };
+            let mut out = Vec::new();
+            let timed = spans(onset, self.maybe_index("again_onset_point"));
+            let mut timeouts = blamed(
+                pattern(
+                    "timeouts",
+                    "upstream call failed: Get \"<url>\": context deadline exceeded",
+                    &[caller.0.as_str()],
+                    self.at(onset),
+                    &["t-first"],
+                ),
+                &callee.0,
+                CulpritRole::Callee,
+            );
+            timeouts.example = Some(format!(
+                "upstream call failed: Get \"http://127.0.0.1:{}/x/71417\": context deadline \
+                 exceeded",
+                callee.1
+            ));
+            timeouts.last_seen_unix_ms = self.at(timed.last().map_or(now, |s| s.1));
+            timeouts.count = timed.iter().map(|(a, b)| 20 * (b + 1 - a) as u64).sum();
+            if timed.len() > 1 {
+                timeouts.trace_ids = vec!["t-again".into()];
+            }
+            out.push(timeouts);
+            let full = self.index("full_point");
+            let refused = spans(full, self.maybe_index("full_again_point"));
+            if !refused.is_empty() {
+                let mut accept = pattern(
+                    "accept",
+                    "http: Accept error: accept tcp <ip:port>: <id>: too many open files; \
+                     retrying in <duration>",
+                    &[callee.0.as_str()],
+                    self.at(full),
+                    &[],
+                );
+                accept.example = Some(format!(
+                    "http: Accept error: accept tcp 127.0.0.1:{}: accept4: too many open files; \
+                     retrying in 1s",
+                    callee.1
+                ));
+                accept.last_seen_unix_ms = self.at(refused.last().map_or(now, |s| s.1));
+                accept.count = refused.iter().map(|(a, b)| (b + 1 - a) as u64).sum();
+                accept.untraced = accept.count;
+                out.push(accept);
+            }
+            out
+        }
+
+        /// Replays the run second by second from point `from` to `to` with one tracker,
+        /// handing each point's incidents to `each`.
+        pub(super) fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
+            let rules = HintRules::builtin().unwrap();
+            let mut tracker = IncidentTracker::new();
+            for now in from..=to {
+                let history = self.history(now);
+                let report = detect(
+                    &history,
+                    &self.limits,
+                    &self.starts,
+                    &AnomalyConfig::default(),
+                );
+                let incidents = run_with(
+                    &mut tracker,
+                    self.at(now),
+                    &self.patterns(now),
+                    report,
+                    &history,
+                    &self.services,
+                    &rules,
+                );
+                each(now, &incidents);
+            }
+        }
+    }
+
+    /// The Go lab's hung callee with 256 fds, twice (`testdata/go-lab-close-wait-hung-*.json`,
+    /// recorded counters): its handlers hang, so each request its callers give up on leaves
+    /// its socket in CLOSE-WAIT with a descriptor, 20 a second, and its fds reach their limit
+    /// about 12 s after the injection. Its CLOSE-WAIT runs it out of descriptors: the leak
+    /// leads the incident within seconds of the callers' first timeout and from then on, still
+    /// saying it may be a callee slower than its callers wait. Before, the count was undecided
+    /// for its first 10 s, "Calls time out: the callee is slow or hangs" led, and the leak's
+    /// hint took the lead only when the callee's own `too many open files` joined the
+    /// incident (10 s after the first timeout; live 11.85 and 11.94 s).
+    #[test]
+    fn a_hung_callee_running_out_of_fds_leads_with_its_leak_within_seconds() {
+        for json in [
+            include_str!("../../testdata/go-lab-close-wait-hung-201.json"),
+            include_str!("../../testdata/go-lab-close-wait-hung-recovering.json"),
+        ] {
+            let run = LabRun::new(json, &[]);
+            let (onset, full) = (run.index("onset_point"), run.index("full_point"));
+            let end = run
+                .maybe_index("healed_point")
+                .map_or(onset + 40, |h| h - 1);
+            let callee = run.callee().to_owned();
+            let mut seen = Vec::new();
+            run.run(onset, end, |now, incidents| {
+                let top = &incidents[0];
+                assert_eq!(top.culprit.service.as_deref(), Some(callee.as_str()));
+                let hints: Vec<String> = top.hints.iter().map(|h| h.rule_id.clone()).collect();
+                seen.push((now - onset, hints, top.title.clone()));
+            });
+            let leads = |h: &[String]| h.first().map(String::as_str) == Some("close-wait-leak");
+            let led = seen
+                .iter()
+                .find(|(_, h, _)| leads(h))
+                .map(|(secs, ..)| *secs)
+                .unwrap_or_else(|| panic!("never led by the leak: {seen:#?}"));
+            assert!(
+                led <= 7 && led < full - onset,
+                "led by the leak {led} s after the first timeout: {seen:#?}"
+            );
+            for (secs, hints, title) in seen.iter().filter(|(secs, ..)| *secs >= led) {
+                assert!(leads(hints), "{secs} s after the first timeout: {hints:?}");
+                assert!(
+                    title.ends_with(&format!(
+                        "; {callee} has answered no request begun since then: hung, or slower \
+                         than its callers wait"
+                    )),
+                    "{secs} s after the first timeout: {title}"
+                );
+            }
+        }
+    }
+
+    /// The Go lab's hung callee healed by a restart, brought back while its incident recovered,
+    /// then its callers' traffic stopped (`testdata/go-lab-close-wait-hung-recovering.json`,
+    /// recorded counters). The restarted callee's CLOSE-WAIT climbed 0 → 606 from 2 s after the
+    /// leak came back and stayed there with its fds at their limit to the end of the recording,
+    /// 33 s after the traffic stopped. The leak that came back is a change of its own within 10 s
+    /// of its first failure, and the incident does not end while the sockets are held. Before,
+    /// the new process's count was judged only from 15 s after the restart and then on a minute
+    /// of climbing (its hung handlers answer nothing: no request rate to weigh it against), so the
+    /// incident told the first occurrence's "rose 0 → 691 … (from 11:03:45 UTC)" while the count
+    /// climbed again; and, as the live agent saw it, with no change of the new process's fds raised
+    /// either (`left_out` here: in the replay that fd count is raised 18 s in, pinned at its limit,
+    /// which keeps the incident going by itself), the incident ended with 606 sockets held.
+    #[test]
+    fn a_leak_brought_back_after_a_restart_is_its_own_change_and_lasts_while_its_sockets_are_held()
+    {
+        for left_out in [&[][..], &["fds_callee"][..]] {
+            let run = LabRun::new(
+                include_str!("../../testdata/go-lab-close-wait-hung-recovering.json"),
+                left_out,
+            );
+            let (reinjected, again, stopped) = (
+                run.index("reinjected_point"),
+                run.index("again_onset_point"),
+                run.index("traffic_stopped_point"),
+            );
+            let callee = run.callee().to_owned();
+            let port = run.chain[1].1;
+            let mut seen = Vec::new();
+            run.run(run.index("healed_point"), run.last(), |now, incidents| {
+                if now < again {
+                    return;
+                }
+                let inc = incidents
+                    .iter()
+                    .find(|i| i.culprit.service.as_deref() == Some(callee.as_str()))
+                    .unwrap_or_else(|| panic!("at point {now}: {incidents:#?}"));
+                // The count as a change of its own: dated after the leak came back.
+                let new_change = inc
+                    .counters
+                    .iter()
+                    .find(|c| {
+                        c.anomaly.key == close_wait(port)
+                            && c.anomaly.changed_at_unix_ms >= run.at(reinjected)
+                    })
+                    .map(|c| c.anomaly.evidence.clone());
+                seen.push((
+                    now - again,
+                    inc.state,
+                    inc.hints.first().map(|h| h.rule_id.clone()),
+                    new_change,
+                ));
+            });
+            let told = seen
+                .iter()
+                .find(|s| s.3.is_some())
+                .map(|s| s.0)
+                .unwrap_or_else(|| panic!("{left_out:?}: never a change of its own: {seen:#?}"));
+            assert!(
+                told <= 10,
+                "{left_out:?}: its own change {told} s after: {seen:#?}"
+            );
+            for (secs, state, hint, _) in &seen {
+                assert_eq!(
+                    hint.as_deref(),
+                    Some("close-wait-leak"),
+                    "{left_out:?}: {secs} s after it came back"
+                );
+                assert_ne!(
+                    *state,
+                    IncidentState::Ended,
+                    "{left_out:?}: ended {secs} s after it came back ({} s after the traffic \
+                     stopped) with its sockets held: {seen:#?}",
+                    (*secs + again) as i64 - stopped as i64
+                );
+            }
+        }
+    }
+
+    /// The Go lab's hung callee healed by a restart and brought back while its incident
+    /// recovered (`testdata/go-lab-close-wait-hung-restart.json`, recorded counters): over the
+    /// 3 s restart its CLOSE-WAIT read 670 → 245 → 0 while the new process answered. The old
+    /// process took its sockets with it: its leak is judged as it stood when it stopped, and
+    /// the new process's answers are no answers to the requests it held. So the incident's
+    /// CLOSE-WAIT never says it is requests in progress, and the leak's hint leads it through the
+    /// restart, while it recovers and when the leak comes back. Before, for the two passes before
+    /// the count was back in its band, it read as a slow callee's requests draining as they are
+    /// answered, the kept counter carried that sentence from then on, too-many-open-files led
+    /// for those passes, and in the live run the leak's hint left the incident.
+    #[test]
+    fn a_leak_healed_by_a_restart_is_not_read_as_requests_the_new_process_answers() {
+        let run = LabRun::new(
+            include_str!("../../testdata/go-lab-close-wait-hung-restart.json"),
+            &[],
+        );
+        let (healed, again) = (run.index("healed_point"), run.index("again_onset_point"));
+        let callee = run.callee().to_owned();
+        let mut seen = Vec::new();
+        run.run(run.index("onset_point"), again + 12, |now, incidents| {
+            if now + 3 < healed {
+                return;
+            }
+            let inc = &incidents[0];
+            assert_eq!(inc.culprit.service.as_deref(), Some(callee.as_str()));
+            let said: Vec<String> = inc
+                .counters
+                .iter()
+                .filter(|c| c.anomaly.key == close_wait(run.chain[1].1))
+                .map(|c| c.anomaly.evidence.clone())
+                .collect();
+            seen.push((now, inc.hints.first().map(|h| h.rule_id.clone()), said));
+        });
+        for (now, hint, said) in &seen {
+            assert_eq!(
+                hint.as_deref(),
+                Some("close-wait-leak"),
+                "at point {now} (healed at {healed}): {seen:#?}"
+            );
+            assert!(
+                !said.iter().any(|e| e.contains("still in progress")),
+                "at point {now} (healed at {healed}): {said:?}"
+            );
+        }
+    }
 }

@@ -312,6 +312,30 @@ impl UnsortedView {
     }
 }
 
+/// The sample points of some series as the history stores them: each series from its first
+/// known point among the view's times to its last, the slots before and after implied gaps.
+/// What a reader that keeps the whole per-sample window (the diagnosis) reads it in full as:
+/// a [`HistoryView`] holds a slot for every time of every series (7.2 KB a series over 15
+/// minutes), while a series of a port that came and went lives a minute or two of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownView {
+    /// Unix time of each point, in milliseconds, oldest first.
+    pub times_unix_ms: Vec<i64>,
+    /// Every series with a point among the times, in no particular order.
+    pub series: Vec<KnownSeries>,
+}
+
+/// One series of a [`KnownView`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownSeries {
+    /// Which series.
+    pub key: SeriesKey,
+    /// The index among the view's times of the first value.
+    pub first: usize,
+    /// The points from the first known one to the last, `NaN` where not sampled.
+    pub values: Vec<f32>,
+}
+
 /// Serialises a map with typed keys as a list of `{key, points}` objects.
 fn keyed_list<S: Serializer>(
     series: &BTreeMap<SeriesKey, Vec<Option<f32>>>,
@@ -640,6 +664,35 @@ impl History {
         resolution_seconds: u64,
     ) -> UnsortedView {
         self.view(keep, max_points, resolution_seconds, true)
+    }
+
+    /// The sample points of the series `keep` accepts as they are stored (see
+    /// [`KnownView`]): the same points as [`History::seconds`] with every point, a copy of the
+    /// stored ones only.
+    pub fn seconds_known(&self, keep: impl Fn(&SeriesKey) -> bool) -> KnownView {
+        let (from, to) = (self.second_start(), self.tick);
+        let series = self
+            .series
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .filter_map(|(key, s)| {
+                let points = &s.seconds;
+                let (start, end) = (points.start().max(from), points.end.min(to));
+                // Stored values start and end at known points, but the window may cut them
+                // inside a gap.
+                let start = (start..end).find(|&at| points.get(at).is_finite())?;
+                let end = (start..end).rev().find(|&at| points.get(at).is_finite())? + 1;
+                Some(KnownSeries {
+                    key: key.clone(),
+                    first: usize::try_from(start - from).ok()?,
+                    values: points.copy(start, end),
+                })
+            })
+            .collect();
+        KnownView {
+            times_unix_ms: self.second_times.iter().copied().collect(),
+            series,
+        }
     }
 
     /// The last `max_points` minute points (closed minutes only) of the series `keep`
@@ -1375,6 +1428,20 @@ mod tests {
             // Listed: exactly the series with a point in the window.
             let with_points: BTreeSet<&SeriesKey> = window.iter().flat_map(|w| w.1.keys()).collect();
             prop_assert_eq!(s.series.keys().collect::<BTreeSet<_>>(), with_points);
+            // As stored: the same series and points, each from its first known one to its
+            // last, laid back on the times.
+            let known = h.seconds_known(|_| true);
+            prop_assert_eq!(&known.times_unix_ms, &s.times_unix_ms);
+            prop_assert_eq!(known.series.len(), s.series.len());
+            for k in &known.series {
+                prop_assert!(k.values.first().is_some_and(|v| v.is_finite()), "{:?}", k);
+                prop_assert!(k.values.last().is_some_and(|v| v.is_finite()), "{:?}", k);
+                let mut slots = vec![None; known.times_unix_ms.len()];
+                for (i, v) in k.values.iter().enumerate() {
+                    slots[k.first + i] = v.is_finite().then_some(*v);
+                }
+                prop_assert_eq!(Some(&slots), s.series.get(&k.key), "{:?}", k.key);
+            }
             // Closed minutes: every minute with a sample but the last sample's.
             let mut minutes: Vec<(i64, Vec<&BTreeMap<SeriesKey, f64>>)> = Vec::new();
             for (t, values) in &samples {

@@ -42,6 +42,16 @@ const DIAG_MSG_LEN: usize = 72;
 const STATES_COUNTED: u32 = ((1 << 13) - 1) & !1;
 /// `TCP_ESTABLISHED` (1) and `TCP_SYN_SENT` (2): the connections a process holds open.
 const STATES_CONNECTED: u32 = (1 << 1) | (1 << 2);
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute holding a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Filter operations (`enum` in linux/inet_diag.h): jump, and equality of the source or
+/// destination port (Linux 4.16+; an older kernel refuses the filter and the dump goes
+/// without).
+const INET_DIAG_BC_JMP: u8 = 1;
+const INET_DIAG_BC_S_EQ: u8 = 11;
+const INET_DIAG_BC_D_EQ: u8 = 12;
+/// Size of the port filter attribute: `struct nlattr` and five `struct inet_diag_bc_op`.
+const PORT_FILTER_LEN: usize = 4 + 5 * 4;
 /// The kernel never sends more than 32 KiB per read of a dump; twice that is always enough.
 const RECV_BUF_LEN: usize = 64 * 1024;
 
@@ -53,6 +63,8 @@ pub struct NetlinkSockets {
     seq: u32,
     /// Whether the single-walk compatibility request works on this kernel (`None`: untried).
     compat_works: Option<bool>,
+    /// Whether the kernel takes a port filter (`None`: untried).
+    filter_works: Option<bool>,
 }
 
 impl NetlinkSockets {
@@ -95,6 +107,7 @@ impl NetlinkSockets {
             buf: vec![0; RECV_BUF_LEN],
             seq: 0,
             compat_works: None,
+            filter_works: None,
         })
     }
 
@@ -106,22 +119,51 @@ impl NetlinkSockets {
     /// Appends every TCP socket of both address families to `out`, in one kernel walk when
     /// the kernel allows it.
     pub fn read_all(&mut self, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
-        self.read_states(STATES_COUNTED, out)
+        self.read_states(STATES_COUNTED, None, out)
     }
 
     /// Appends the ESTABLISHED and SYN-SENT TCP sockets of both address families to `out`:
     /// the open connections only, which is what places a process's new socket between
-    /// censuses (see `outgoing.rs`). The kernel still walks its whole established hash, but
-    /// sends and the agent decodes no TIME-WAIT or listening socket.
-    pub fn read_connections(&mut self, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
-        self.read_states(STATES_CONNECTED, out)
+    /// censuses (see `outgoing.rs`); with `port`, only those from or to that port (a
+    /// storm's callers' connections and its listener's side of them). The kernel still
+    /// walks its whole established hash — every namespace's sockets, the cost that stays —
+    /// but sends, and the agent decodes, only what passes: measured with 5,000 other
+    /// connections in the namespace, 3.1 ms of kernel time a dump instead of 5.1, and none
+    /// of the 5,000 records decoded (`twstorm2-notes`).
+    pub fn read_connections(
+        &mut self,
+        port: Option<u16>,
+        out: &mut Vec<SocketEntry>,
+    ) -> Result<(), CounterError> {
+        let Some(port) = port.filter(|_| self.filter_works != Some(false)) else {
+            return self.read_states(STATES_CONNECTED, None, out);
+        };
+        let start = out.len();
+        match self.read_states(STATES_CONNECTED, Some(port), out) {
+            Ok(()) => {
+                self.filter_works = Some(true);
+                Ok(())
+            }
+            Err(e) if self.filter_works == Some(true) => Err(e),
+            Err(_) => {
+                // A kernel older than the filter's operations refuses it: without, for good.
+                out.truncate(start);
+                self.filter_works = Some(false);
+                self.read_states(STATES_CONNECTED, None, out)
+            }
+        }
     }
 
-    fn read_states(&mut self, states: u32, out: &mut Vec<SocketEntry>) -> Result<(), CounterError> {
+    fn read_states(
+        &mut self,
+        states: u32,
+        port: Option<u16>,
+        out: &mut Vec<SocketEntry>,
+    ) -> Result<(), CounterError> {
         if self.compat_works != Some(false) {
             let start = out.len();
             self.seq = self.seq.wrapping_add(1);
-            let request = encode_compat_request(self.seq, states);
+            let request = encode_compat_request(self.seq, states, port);
             match self.send_and_collect(&request, TCPDIAG_GETSOCK, out) {
                 Ok(()) => {
                     self.compat_works = Some(true);
@@ -134,8 +176,8 @@ impl NetlinkSockets {
                 }
             }
         }
-        self.dump(libc::AF_INET as u8, states, out)?;
-        self.dump(libc::AF_INET6 as u8, states, out)
+        self.dump(libc::AF_INET as u8, states, port, out)?;
+        self.dump(libc::AF_INET6 as u8, states, port, out)
     }
 
     /// Appends every TCP socket of one address family to `out`.
@@ -145,20 +187,21 @@ impl NetlinkSockets {
         out: &mut Vec<SocketEntry>,
     ) -> Result<(), CounterError> {
         match family {
-            Family::Ipv4 => self.dump(libc::AF_INET as u8, STATES_COUNTED, out),
-            Family::Ipv6 => self.dump(libc::AF_INET6 as u8, STATES_COUNTED, out),
+            Family::Ipv4 => self.dump(libc::AF_INET as u8, STATES_COUNTED, None, out),
+            Family::Ipv6 => self.dump(libc::AF_INET6 as u8, STATES_COUNTED, None, out),
         }
     }
 
-    /// One dump of the sockets in `states` for one family.
+    /// One dump of the sockets in `states` for one family (from or to `port` only, if given).
     fn dump(
         &mut self,
         family: u8,
         states: u32,
+        port: Option<u16>,
         out: &mut Vec<SocketEntry>,
     ) -> Result<(), CounterError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = encode_request(family, states, self.seq);
+        let request = encode_request(family, states, self.seq, port);
         self.send_and_collect(&request, SOCK_DIAG_BY_FAMILY, out)
     }
 
@@ -212,11 +255,11 @@ impl NetlinkSockets {
     }
 }
 
-/// Encodes `nlmsghdr` + `inet_diag_req_v2` asking for the TCP sockets of `family` in `states`.
-fn encode_request(family: u8, states: u32, seq: u32) -> [u8; NLMSG_HDR_LEN + REQ_LEN] {
-    let mut req = [0u8; NLMSG_HDR_LEN + REQ_LEN];
+/// Encodes `nlmsghdr` + `inet_diag_req_v2` asking for the TCP sockets of `family` in `states`
+/// (from or to `port` only, if given).
+fn encode_request(family: u8, states: u32, seq: u32, port: Option<u16>) -> Vec<u8> {
+    let mut req = vec![0u8; NLMSG_HDR_LEN + REQ_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[0..4].copy_from_slice(&((NLMSG_HDR_LEN + REQ_LEN) as u32).to_ne_bytes());
     req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&seq.to_ne_bytes());
@@ -225,15 +268,14 @@ fn encode_request(family: u8, states: u32, seq: u32) -> [u8; NLMSG_HDR_LEN + REQ
     req[17] = libc::IPPROTO_TCP as u8;
     // idiag_ext 0 (no extensions), pad 0, the states, id zero.
     req[20..24].copy_from_slice(&states.to_ne_bytes());
-    req
+    finish_request(req, port)
 }
 
 /// Encodes `nlmsghdr` + `inet_diag_req` (the compatibility request) asking for the TCP sockets
-/// of both families in `states`.
-fn encode_compat_request(seq: u32, states: u32) -> [u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN] {
-    let mut req = [0u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN];
+/// of both families in `states` (from or to `port` only, if given).
+fn encode_compat_request(seq: u32, states: u32, port: Option<u16>) -> Vec<u8> {
+    let mut req = vec![0u8; NLMSG_HDR_LEN + COMPAT_REQ_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[0..4].copy_from_slice(&((NLMSG_HDR_LEN + COMPAT_REQ_LEN) as u32).to_ne_bytes());
     req[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&seq.to_ne_bytes());
@@ -241,7 +283,43 @@ fn encode_compat_request(seq: u32, states: u32) -> [u8; NLMSG_HDR_LEN + COMPAT_R
     // then the state mask at offset 52 and dbs.
     req[16] = libc::AF_INET as u8;
     req[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56].copy_from_slice(&states.to_ne_bytes());
+    finish_request(req, port)
+}
+
+/// Appends the port filter (if any) to a request and writes its length in its header.
+fn finish_request(mut req: Vec<u8>, port: Option<u16>) -> Vec<u8> {
+    if let Some(port) = port {
+        req.extend_from_slice(&port_filter(port));
+    }
+    let len = u32::try_from(req.len()).unwrap_or(u32::MAX);
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
     req
+}
+
+/// The `INET_DIAG_REQ_BYTECODE` attribute that passes a socket whose destination or source
+/// port is `port`. The kernel runs it as a program of `{code, yes, no}` operations, each
+/// `yes`/`no` a forward jump in bytes, and passes a socket that lands exactly at the end
+/// (its audit only takes programs whose `yes` jumps walk every operation in turn):
+///
+/// ```text
+///  0  D_EQ  yes  8 (to JMP)  no 12 (to S_EQ)   + 4  {port}
+///  8  JMP   yes  4           no 12 (to the end: pass)
+/// 12  S_EQ  yes  8 (to the end: pass)  no 12 (past the end: fail)  + 4  {port}
+/// ```
+fn port_filter(port: u16) -> [u8; PORT_FILTER_LEN] {
+    let op = |code: u8, yes: u8, no: u16| {
+        let no = no.to_ne_bytes();
+        [code, yes, no[0], no[1]]
+    };
+    let mut attr = [0u8; PORT_FILTER_LEN];
+    attr[0..2].copy_from_slice(&(PORT_FILTER_LEN as u16).to_ne_bytes());
+    attr[2..4].copy_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    attr[4..8].copy_from_slice(&op(INET_DIAG_BC_D_EQ, 8, 12));
+    attr[8..12].copy_from_slice(&op(0, 0, port));
+    attr[12..16].copy_from_slice(&op(INET_DIAG_BC_JMP, 4, 12));
+    attr[16..20].copy_from_slice(&op(INET_DIAG_BC_S_EQ, 8, 12));
+    attr[20..24].copy_from_slice(&op(0, 0, port));
+    attr
 }
 
 /// Whether a dump continues after this read.
@@ -384,6 +462,51 @@ mod tests {
         assert_eq!(out[0].local, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!((out[0].recv_queue, out[0].send_queue), (3, Some(128)));
         assert_eq!(out[0].inode, 4242);
+    }
+
+    /// The placing dump of a storm's port answers that port's connections, both ends, and
+    /// nothing else of the namespace; without a port, everything connected.
+    #[test]
+    fn a_dump_for_one_port_answers_only_its_connections() {
+        let storm = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (p, q) = (
+            storm.local_addr().expect("addr").port(),
+            other.local_addr().expect("addr").port(),
+        );
+        let _to_storm = std::net::TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        let _to_other = std::net::TcpStream::connect(("127.0.0.1", q)).expect("connect");
+        let _accepted = (
+            storm.accept().expect("accept"),
+            other.accept().expect("accept"),
+        );
+        let mut nl = NetlinkSockets::open().expect("sock_diag");
+        let touches = |out: &[SocketEntry], port: u16| {
+            out.iter()
+                .filter(|e| e.local.port() == port || e.remote.port() == port)
+                .count()
+        };
+
+        // A census first, as the census thread's socket serves both.
+        let mut census = Vec::new();
+        nl.read_all(&mut census).expect("census");
+        let mut out = Vec::new();
+        nl.read_connections(Some(p), &mut out)
+            .expect("filtered dump");
+        assert_eq!(nl.filter_works, Some(true));
+        assert_eq!(
+            touches(&out, p),
+            2,
+            "the caller's end and the listener's: {out:?}"
+        );
+        assert_eq!(touches(&out, p), out.len(), "nothing else: {out:?}");
+        assert!(out
+            .iter()
+            .all(|e| e.state == SocketState::Established && e.inode != 0));
+
+        let mut all = Vec::new();
+        nl.read_connections(None, &mut all).expect("dump");
+        assert_eq!((touches(&all, p), touches(&all, q)), (2, 2));
     }
 
     #[test]

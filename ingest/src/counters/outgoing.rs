@@ -16,7 +16,9 @@
 //!   anything else);
 //! - [`OutgoingTracker::look`], between censuses while the census thread suspects a storm
 //!   (see the sampler): the descriptors alone, and only when a process holds a socket the last
-//!   read did not see, one dump of the node's ESTABLISHED and SYN-SENT sockets to place it.
+//!   read did not see, one dump of the node's ESTABLISHED and SYN-SENT sockets to place it
+//!   (those from or to the storm's port only, while the looks follow one: the kernel filters
+//!   them, so a socket of the target's to elsewhere stays unplaced unless a census places it).
 //!
 //! A socket held at one read and gone at the next was closed between them; one of a
 //! connection to a listener is counted for that listener's port. A connection on loopback
@@ -168,6 +170,8 @@ pub struct LookOutcome {
     pub new_sockets: usize,
     /// Whether a dump was asked for to place them (and answered).
     pub dumped: bool,
+    /// How many of the new sockets the dump placed (found still open).
+    pub placed: usize,
 }
 
 impl OutgoingTracker {
@@ -221,33 +225,27 @@ impl OutgoingTracker {
         dump: impl FnOnce(&mut Vec<SocketEntry>) -> bool,
     ) -> LookOutcome {
         let (new_sockets, worth_placing) = self.read(proc_root, targets, now, now_unix_ms);
-        if worth_placing == 0 {
-            return LookOutcome {
-                new_sockets,
-                dumped: false,
-            };
-        }
+        let mut outcome = LookOutcome {
+            new_sockets,
+            ..LookOutcome::default()
+        };
         let mut entries = Vec::new();
-        if !dump(&mut entries) {
-            return LookOutcome {
-                new_sockets,
-                dumped: false,
-            };
+        if worth_placing == 0 || !dump(&mut entries) {
+            return outcome;
         }
+        outcome.dumped = true;
         let places = self.places(&entries);
         for target in self.targets.values_mut() {
             for (inode, held) in &mut target.held {
                 if held.place == Place::Unknown {
                     if let Some(place) = places.get(inode) {
                         held.place = *place;
+                        outcome.placed += 1;
                     }
                 }
             }
         }
-        LookOutcome {
-            new_sockets,
-            dumped: true,
-        }
+        outcome
     }
 
     /// Each target's connections as of its latest read, at `now`.
@@ -656,6 +654,7 @@ mod tests {
             let open: Vec<u64> = if k % 10 == 0 { vec![300 + k] } else { vec![] };
             let outcome = look(&mut tracker, 50 * k, &open);
             assert_eq!(outcome.new_sockets, open.len(), "look {k}");
+            assert_eq!(outcome.placed, open.len(), "look {k}: placed by its dump");
             caught += open.len();
         }
         assert_eq!(caught, 4);
@@ -689,7 +688,8 @@ mod tests {
             outcome,
             LookOutcome {
                 new_sockets: 1,
-                dumped: false
+                dumped: false,
+                placed: 0
             }
         );
         procfs(root.path(), &[(20, &[])]);

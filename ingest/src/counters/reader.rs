@@ -133,11 +133,12 @@ impl SocketReader {
     }
 
     /// Appends the node's open connections (ESTABLISHED and SYN-SENT) to `out` from the
-    /// netlink socket the censuses use; `false` when the censuses do not use netlink (a
-    /// `/proc/net/tcp` read is a census's cost, not a glance's) or the dump failed.
-    pub fn connections(&mut self, out: &mut Vec<SocketEntry>) -> bool {
+    /// netlink socket the censuses use, only those from or to `port` if given; `false` when
+    /// the censuses do not use netlink (a `/proc/net/tcp` read is a census's cost, not a
+    /// glance's) or the dump failed.
+    pub fn connections(&mut self, port: Option<u16>, out: &mut Vec<SocketEntry>) -> bool {
         match self.netlink.as_mut() {
-            Some(nl) if self.netlink_problem.is_none() => nl.read_connections(out).is_ok(),
+            Some(nl) if self.netlink_problem.is_none() => nl.read_connections(port, out).is_ok(),
             _ => false,
         }
     }

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::config::CountersConfig;
 use super::error::CounterError;
-use super::history::{History, HistoryCopy, HistoryView, RestoreBounds};
+use super::history::{History, HistoryCopy, HistoryView, KnownView, RestoreBounds};
 use super::outgoing::OutgoingConnections;
 use super::owners::PortOwner;
 use super::proc_net::{PROTOCOL_COUNTERS, SOCKSTAT_KEYS};
@@ -277,6 +277,10 @@ pub struct HistoryBlock {
     /// Sample points the store keeps (`seconds` may hold only the newest of them).
     #[serde(skip)]
     pub sample_points: usize,
+    /// With [`SnapshotOptions::seconds_known`]: the per-sample history as it is stored
+    /// (`seconds` is then empty).
+    #[serde(skip)]
+    pub known: Option<KnownView>,
 }
 
 impl PartialEq for HistoryBlock {
@@ -352,6 +356,10 @@ pub struct SnapshotOptions {
     /// snapshot), for a reader that keeps the points it read: under the store's lock, the
     /// copy is of the new points, not of 15 minutes of every series.
     pub seconds_after: Option<u64>,
+    /// The per-sample history as it is stored ([`HistoryBlock::known`], see [`KnownView`])
+    /// instead of one slot per sample in `seconds`: for a reader that keeps the whole window
+    /// (ignored with `seconds_after`).
+    pub seconds_known: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -362,6 +370,7 @@ impl Default for SnapshotOptions {
             max_points: usize::MAX,
             minutes: true,
             seconds_after: None,
+            seconds_known: false,
         }
     }
 }
@@ -540,8 +549,9 @@ impl CounterStore {
     }
 
     /// Asks the sampler for a fresh socket census at its next tick, even where the CPU budget
-    /// would repeat the last one (at most one such census per
-    /// [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
+    /// would repeat the last one (at most
+    /// [`CONFIRMING_CENSUSES_PER_GAP`](super::sampler::CONFIRMING_CENSUSES_PER_GAP) such
+    /// censuses per [`CONFIRMING_CENSUS_GAP`](super::sampler::CONFIRMING_CENSUS_GAP)). The diagnosis asks
     /// when a count it must judge was taken only once since it changed: the first census that
     /// shows a TIME-WAIT storm tells only a lower bound of its pace, and on a busy node the
     /// census after it came one budget period (4–7 s) later.
@@ -1342,6 +1352,8 @@ impl CounterStore {
         let keep = |key: &SeriesKey| options.kind.is_none_or(|kind| key.kind() == kind);
         let resolution = self.interval_ms.div_ceil(1000).max(1);
         // The series are copied under the lock and put in order after it is released.
+        let known = (options.history && options.seconds_known && options.seconds_after.is_none())
+            .then(|| inner.history.seconds_known(keep));
         let views = options.history.then(|| {
             let seconds = match options.seconds_after {
                 Some(after) => inner.history.seconds_after_unsorted(
@@ -1350,6 +1362,7 @@ impl CounterStore {
                     options.max_points,
                     resolution,
                 ),
+                None if known.is_some() => inner.history.seconds_unsorted(|_| false, 0, resolution),
                 None => inner
                     .history
                     .seconds_unsorted(keep, options.max_points, resolution),
@@ -1376,6 +1389,7 @@ impl CounterStore {
                 .and_then(|after| inner.history.removed_after(keep, after)),
             tick: inner.history.tick(),
             sample_points: inner.history.sample_points(),
+            known,
         });
         let departed_ports = match (&inner.sockets, options.history) {
             (Some(view), true) => departed_ports(&inner.history, view),
