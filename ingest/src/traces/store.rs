@@ -104,6 +104,7 @@ pub struct TraceSummary {
 /// One trace. Its spans and log records are held encoded ([`Records`]): the store keeps up to
 /// `max_traces` of them, and only the few a reader asks for are decoded.
 struct TraceEntry {
+    trace_id: TraceId,
     seq: u64,
     touched: Instant,
     records: Records,
@@ -123,8 +124,9 @@ struct Tags {
 }
 
 impl TraceEntry {
-    fn new(seq: u64, now: Instant) -> Self {
+    fn new(trace_id: TraceId, seq: u64, now: Instant) -> Self {
         TraceEntry {
+            trace_id,
             seq,
             touched: now,
             records: Records::default(),
@@ -165,25 +167,38 @@ impl TraceEntry {
 
 #[derive(Default)]
 struct Inner {
-    /// The entries are boxed to keep the table's buckets small (24 bytes): under churn (a
-    /// new trace in, the least recently touched out) the table ends with about twice as many
-    /// buckets as traces. It grows by doubling to the first power of two that keeps it at
-    /// most 7/8 full; once the slots of evicted traces use up its spare room while it is more
-    /// than half full, it is rehashed into a table of twice that size, where it stays. A full
-    /// default store (100,000 traces) gets there about 40 s after it filled at 1,000 lines
-    /// and 1,000 spans a second: 262,144 buckets. With the ~100-byte entries inline those
-    /// were 31.7 MB; boxed, 6.3 MB of table and 11 MB of entries. See the test
+    /// Trace id → the trace's slot in `slots`. The table's buckets are 20 bytes (an id and a
+    /// slot number): under churn (a new trace in, the least recently touched out) it ends with
+    /// about twice as many buckets as traces. It grows by doubling to the first power of two
+    /// that keeps it at most 7/8 full; once the slots of evicted traces use up its spare room
+    /// while it is more than half full, it is rehashed into a table of twice that size, where
+    /// it stays. A full default store (100,000 traces) gets there about 40 s after it filled at
+    /// 1,000 lines and 1,000 spans a second: 262,144 buckets, 5.5 MB. See the test
     /// `a_churning_full_store_stays_under_its_memory_ceiling`.
-    traces: HashMap<TraceId, Box<TraceEntry>>,
-    /// Traces by last touch, the least recently touched first: a `(seq, trace)` pair is
-    /// pushed at the back at every touch, and a trace touched again leaves its earlier pair
-    /// behind, *stale* (its entry's `seq` is newer). Stale pairs are skipped wherever the
-    /// queue is read, dropped when they reach the front, and all at once when they would
-    /// outnumber the traces (see [`Inner::touch`]). An ordered map keyed by `seq` (one
-    /// removal and one insertion per touch, a descent of four levels each in a full store)
-    /// was, with the table lookups around it, 4.7 % of the agent's CPU at 1,000 lines/s +
-    /// 1,000 spans/s; a push and a pop are O(1) and touch one cache line.
-    order: VecDeque<(u64, TraceId)>,
+    index: HashMap<TraceId, u32>,
+    /// The traces, each in a slot of its own; a freed slot (`None`) is listed in `free` and
+    /// taken by the next new trace. Why a slab rather than the entries boxed in the table
+    /// (what it was): every new trace evicts the least recently touched one, and the order
+    /// queue names a trace by its slot, so telling a stale pair from a live one reads one slot
+    /// instead of probing the table (its control bytes and its bucket, two cache misses on a
+    /// table of megabytes) and then following the box (a third); an evicted trace's slot is
+    /// filled at once by the new one, still in the cache, with no allocation. `Inner::oldest`
+    /// and `Inner::touch` were 4.6 % of the agent's CPU at 1,000 lines/s + 1,000 spans/s
+    /// (perf), nearly all of it those misses. It holds at most `max_traces` slots (and never
+    /// shrinks: a store that was full keeps its ~12 MB of slots once its traces expire).
+    slots: Vec<Option<TraceEntry>>,
+    /// Free slots of `slots`.
+    free: Vec<u32>,
+    /// Traces by last touch, the least recently touched first: a `(seq, slot)` pair is pushed
+    /// at the back at every touch, and a trace touched again leaves its earlier pair behind,
+    /// *stale* (its entry's `seq` is newer, or the slot holds another trace by then, whose
+    /// `seq` is newer too). Stale pairs are skipped wherever the queue is read, dropped when
+    /// they reach the front, and all at once when they would outnumber the traces (see
+    /// [`Inner::touch`]). An ordered map keyed by `seq` (one removal and one insertion per
+    /// touch, a descent of four levels each in a full store) was, with the table lookups
+    /// around it, 4.7 % of the agent's CPU at 1,000 lines/s + 1,000 spans/s; a push and a pop
+    /// are O(1) and touch one cache line.
+    order: VecDeque<(u64, u32)>,
     next_seq: u64,
     spans: usize,
     logs: usize,
@@ -252,32 +267,44 @@ const ORDER_SLACK: usize = 1024;
 impl Inner {
     /// The live traces with spans touched last, the latest first, at most `limit`, among
     /// the last `limit × RECENT_SCAN_FACTOR` touches (see [`TraceStore::recent_with_spans`]).
-    fn recent_with_spans(
-        &self,
-        limit: usize,
-    ) -> impl Iterator<Item = (&TraceId, &TraceEntry)> + '_ {
+    fn recent_with_spans(&self, limit: usize) -> impl Iterator<Item = &TraceEntry> + '_ {
         self.order
             .iter()
             .rev()
-            .filter_map(|(seq, id)| {
-                let entry = self.traces.get(id).filter(|e| e.seq == *seq)?;
-                Some((id, &**entry))
-            })
+            .filter_map(|&(seq, slot)| self.slot(slot).filter(|e| e.seq == seq))
             .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
-            .filter(|(_, entry)| entry.spans > 0)
+            .filter(|e| e.spans > 0)
             .take(limit)
     }
 
-    /// Whether a pair of the order queue is the latest touch of a live trace.
-    fn is_live(&self, seq: u64, trace_id: &TraceId) -> bool {
-        self.traces.get(trace_id).is_some_and(|e| e.seq == seq)
+    /// The trace in `slot`, if the slot holds one.
+    fn slot(&self, slot: u32) -> Option<&TraceEntry> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
-    /// The least recently touched trace, after dropping the stale pairs in front of it.
-    fn oldest(&mut self) -> Option<TraceId> {
-        while let Some(&(seq, trace_id)) = self.order.front() {
-            if self.is_live(seq, &trace_id) {
-                return Some(trace_id);
+    /// A trace by id.
+    fn get(&self, trace_id: &TraceId) -> Option<&TraceEntry> {
+        self.slot(*self.index.get(trace_id)?)
+    }
+
+    /// Every trace held, in no order.
+    fn entries(&self) -> impl Iterator<Item = &TraceEntry> {
+        self.slots.iter().flatten()
+    }
+
+    /// Whether a pair of the order queue is the latest touch of a live trace: its slot holds
+    /// a trace touched last with this `seq` (a slot freed and taken again holds a trace with a
+    /// newer one).
+    fn is_live(&self, seq: u64, slot: u32) -> bool {
+        self.slot(slot).is_some_and(|e| e.seq == seq)
+    }
+
+    /// The slot and id of the least recently touched trace, after dropping the stale pairs in
+    /// front of it.
+    fn oldest(&mut self) -> Option<(u32, TraceId)> {
+        while let Some(&(seq, slot)) = self.order.front() {
+            if let Some(entry) = self.slot(slot).filter(|e| e.seq == seq) {
+                return Some((slot, entry.trace_id));
             }
             self.order.pop_front();
         }
@@ -286,15 +313,22 @@ impl Inner {
 
     /// Drops every stale pair of the order queue.
     fn compact_order(&mut self) {
-        let traces = &self.traces;
-        self.order
-            .retain(|(seq, id)| traces.get(id).is_some_and(|e| e.seq == *seq));
+        let slots = &self.slots;
+        self.order.retain(|&(seq, slot)| {
+            slots
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.seq == seq)
+        });
     }
 
     /// A tagged trace's start moved (an earlier span or log arrived): its place in the
     /// indexes of its patterns follows.
     fn restarted(&mut self, trace_id: TraceId) {
-        let Some(entry) = self.traces.get(&trace_id) else {
+        let Some(&slot) = self.index.get(&trace_id) else {
+            return;
+        };
+        let Some(entry) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
             return;
         };
         for cluster in entry.cluster_ids() {
@@ -307,38 +341,49 @@ impl Inner {
     /// The entry of a trace, created if new (evicting the least recently touched trace when
     /// full), and marked as just touched.
     fn touch(&mut self, trace_id: TraceId, now: Instant, max_traces: usize) -> &mut TraceEntry {
-        if self.order.len() >= 2 * self.traces.len() + ORDER_SLACK {
+        if self.order.len() >= 2 * self.index.len() + ORDER_SLACK {
             self.compact_order();
         }
         let last = self.order.back().copied();
-        let seq = match self.traces.get(&trace_id) {
-            // Touched last already (the spans of one trace in a row): its pair stays.
-            Some(entry) if last == Some((entry.seq, trace_id)) => entry.seq,
-            Some(_) => self.push_touch(trace_id),
+        let (slot, seq) = match self.index.get(&trace_id) {
+            Some(&slot) => match self.slot(slot) {
+                // Touched last already (the spans of one trace in a row): its pair stays.
+                Some(entry) if last == Some((entry.seq, slot)) => (slot, entry.seq),
+                _ => (slot, self.push_touch(slot)),
+            },
             None => {
-                while self.traces.len() >= max_traces.max(1) {
+                // A slot number is a u32: more traces than that cannot be held.
+                let max_traces = max_traces.clamp(1, u32::MAX as usize);
+                while self.index.len() >= max_traces {
                     if !self.remove_oldest() {
                         break;
                     }
                     self.evicted_traces += 1;
                 }
-                self.push_touch(trace_id)
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.slots.push(None);
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.index.insert(trace_id, slot);
+                (slot, self.push_touch(slot))
             }
         };
-        let entry = self
-            .traces
-            .entry(trace_id)
-            .or_insert_with(|| Box::new(TraceEntry::new(seq, now)));
+        // The slot is in `slots`: it came from the index or was just made.
+        let entry =
+            self.slots[slot as usize].get_or_insert_with(|| TraceEntry::new(trace_id, seq, now));
         entry.seq = seq;
         entry.touched = now;
         entry
     }
 
-    /// Puts `trace_id` at the back of the order queue with a new `seq`, and returns it.
-    fn push_touch(&mut self, trace_id: TraceId) -> u64 {
+    /// Puts `slot` at the back of the order queue with a new `seq`, and returns it.
+    fn push_touch(&mut self, slot: u32) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.order.push_back((seq, trace_id));
+        self.order.push_back((seq, slot));
         seq
     }
 
@@ -346,7 +391,7 @@ impl Inner {
     fn shed(&mut self, keep: TraceId, max_spans: usize, max_logs: usize) {
         while self.spans > max_spans || self.logs > max_logs {
             match self.oldest() {
-                Some(oldest) if oldest != keep => {
+                Some((_, oldest)) if oldest != keep => {
                     self.remove_oldest();
                     self.evicted_traces += 1;
                 }
@@ -358,19 +403,22 @@ impl Inner {
 
     /// Removes the least recently touched trace; `false` when there is none.
     fn remove_oldest(&mut self) -> bool {
-        let Some(trace_id) = self.oldest() else {
+        let Some((slot, trace_id)) = self.oldest() else {
             return false;
         };
         self.order.pop_front();
-        if let Some(entry) = self.traces.remove(&trace_id) {
-            self.spans -= entry.spans as usize;
-            self.logs -= entry.logs as usize;
-            for cluster in entry.cluster_ids() {
-                if let Some(traces) = self.by_cluster.get_mut(cluster) {
-                    traces.remove(&trace_id);
-                    if traces.is_empty() {
-                        self.by_cluster.remove(cluster);
-                    }
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return true;
+        };
+        self.index.remove(&trace_id);
+        self.free.push(slot);
+        self.spans -= entry.spans as usize;
+        self.logs -= entry.logs as usize;
+        for cluster in entry.cluster_ids() {
+            if let Some(traces) = self.by_cluster.get_mut(cluster) {
+                traces.remove(&trace_id);
+                if traces.is_empty() {
+                    self.by_cluster.remove(cluster);
                 }
             }
         }
@@ -577,7 +625,11 @@ impl TraceStore {
         let max = self.config.max_clusters_per_trace;
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let Some(entry) = inner.traces.get_mut(&trace_id) else {
+        let Some(entry) = inner
+            .index
+            .get(&trace_id)
+            .and_then(|&slot| inner.slots.get_mut(slot as usize)?.as_mut())
+        else {
             return;
         };
         let tags = entry.tags.get_or_insert_with(Box::default);
@@ -605,7 +657,7 @@ impl TraceStore {
     pub fn call_chain(&self, trace_id: TraceId) -> Option<CallChain> {
         let parts = {
             let inner = self.inner.lock();
-            inner.traces.get(&trace_id)?.parts(trace_id, &inner.names)
+            inner.get(&trace_id)?.parts(trace_id, &inner.names)
         };
         Some(build_chain(parts, &self.listeners()))
     }
@@ -626,10 +678,9 @@ impl TraceStore {
             };
             let mut hits: Vec<(i64, TraceId)> = if filter.clusters.is_empty() {
                 inner
-                    .traces
-                    .iter()
-                    .filter(|(_, e)| matches(e))
-                    .map(|(id, e)| (e.start, *id))
+                    .entries()
+                    .filter(|e| matches(e))
+                    .map(|e| (e.start, e.trace_id))
                     .collect()
             } else {
                 // A trace tagged with two of the ids is listed once.
@@ -641,14 +692,14 @@ impl TraceStore {
                     .collect();
                 tagged
                     .into_iter()
-                    .filter_map(|id| inner.traces.get(id).map(|e| (id, e)))
-                    .filter(|(_, e)| matches(e))
-                    .map(|(id, e)| (e.start, *id))
+                    .filter_map(|id| inner.get(id))
+                    .filter(|e| matches(e))
+                    .map(|e| (e.start, e.trace_id))
                     .collect()
             };
             newest(&mut hits, limit);
             hits.iter()
-                .filter_map(|(_, id)| inner.traces.get(id).map(|e| e.parts(*id, &inner.names)))
+                .filter_map(|(_, id)| inner.get(id).map(|e| e.parts(*id, &inner.names)))
                 .collect()
         };
         parts.iter().map(summarise).collect()
@@ -681,7 +732,7 @@ impl TraceStore {
     /// leave fewer.
     pub fn recent_with_spans(&self, limit: usize) -> Vec<TraceId> {
         let inner = self.inner.lock();
-        inner.recent_with_spans(limit).map(|(id, _)| *id).collect()
+        inner.recent_with_spans(limit).map(|e| e.trace_id).collect()
     }
 
     /// The spans of the traces [`recent_with_spans`](Self::recent_with_spans) lists, each
@@ -694,7 +745,7 @@ impl TraceStore {
         let inner = self.inner.lock();
         inner
             .recent_with_spans(limit)
-            .map(|(id, entry)| entry.records.decode_spans(*id, &inner.names))
+            .map(|e| e.records.decode_spans(e.trace_id, &inner.names))
             .collect()
     }
 
@@ -702,7 +753,7 @@ impl TraceStore {
     pub fn stats(&self) -> TraceStoreStats {
         let inner = self.inner.lock();
         TraceStoreStats {
-            traces: inner.traces.len(),
+            traces: inner.index.len(),
             spans: inner.spans,
             logs: inner.logs,
             evicted_traces: inner.evicted_traces,
@@ -722,10 +773,9 @@ impl TraceStore {
     fn expire_locked(&self, inner: &mut Inner, now: Instant) -> usize {
         let retention = Duration::from_secs(self.config.retention_secs);
         let mut expired = 0;
-        while let Some(trace_id) = inner.oldest() {
+        while let Some((slot, _)) = inner.oldest() {
             let stale = inner
-                .traces
-                .get(&trace_id)
+                .slot(slot)
                 .is_none_or(|e| now.saturating_duration_since(e.touched) > retention);
             if !stale || !inner.remove_oldest() {
                 break;
@@ -802,14 +852,17 @@ mod tests {
 
     /// The trace table's memory is bounded by `max_traces` whatever goes through it: a
     /// store churned through twenty times its bound holds at most `max_traces` traces in
-    /// at most `churn_buckets(max_traces)` buckets of at most 24 bytes (plus one control
-    /// byte). For the default bound (100,000 traces): 262,144 buckets, 6.6 MB of table
-    /// besides the boxed entries. Entries inline (~100 bytes each) made that 31.7 MB.
+    /// at most `churn_buckets(max_traces)` buckets of at most 20 bytes (plus one control
+    /// byte) and at most `max_traces` slots, each taken again once freed. For the default
+    /// bound (100,000 traces): 262,144 buckets, 5.5 MB of table besides the slots (~12 MB).
+    /// Entries inline in the table (~100 bytes each) made that 31.7 MB of table.
     #[test]
     fn a_churning_full_store_stays_under_its_memory_ceiling() {
-        let bucket = std::mem::size_of::<(TraceId, Box<TraceEntry>)>();
-        assert!(bucket <= 24, "a trace table bucket is {bucket} bytes");
-        assert_eq!(churn_buckets(100_000) * (bucket + 1), 6_553_600);
+        let bucket = std::mem::size_of::<(TraceId, u32)>();
+        assert!(bucket <= 20, "a trace table bucket is {bucket} bytes");
+        assert_eq!(churn_buckets(100_000) * (bucket + 1), 5_505_024);
+        let slot = std::mem::size_of::<Option<TraceEntry>>();
+        assert!(slot <= 128, "a trace slot is {slot} bytes");
         let max = 1_000;
         let store = TraceStore::new(TraceStoreConfig {
             max_traces: max,
@@ -819,9 +872,11 @@ mod tests {
         for trace in 0..20 * max as u64 {
             store.insert_spans(vec![span_of(trace)]);
             let inner = store.inner.lock();
-            assert!(inner.traces.len() <= max);
+            assert!(inner.index.len() <= max);
             assert!(inner.order.len() <= max);
-            most_slots = most_slots.max(inner.traces.capacity());
+            assert!(inner.slots.len() <= max, "{} slots", inner.slots.len());
+            assert_eq!(inner.slots.len(), inner.index.len() + inner.free.len());
+            most_slots = most_slots.max(inner.index.capacity());
         }
         // `capacity` is the entries plus the room left: at most 7/8 of the buckets.
         assert!(
@@ -855,10 +910,10 @@ mod tests {
             }
             let inner = store.inner.lock();
             assert!(
-                inner.order.len() <= 2 * inner.traces.len() + ORDER_SLACK,
+                inner.order.len() <= 2 * inner.index.len() + ORDER_SLACK,
                 "{} pairs for {} traces",
                 inner.order.len(),
-                inner.traces.len()
+                inner.index.len()
             );
         }
         // Trace 2, touched once at round 5,000, is the least recently touched: a new trace
