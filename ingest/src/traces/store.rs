@@ -267,6 +267,8 @@ const ORDER_SLACK: usize = 1024;
 impl Inner {
     /// The live traces with spans touched last, the latest first, at most `limit`, among
     /// the last `limit × RECENT_SCAN_FACTOR` touches (see [`TraceStore::recent_with_spans`]).
+    /// A pair of the order queue is a live touch when its slot holds a trace touched last
+    /// with its `seq` (a slot freed and taken again holds a trace with a newer one).
     fn recent_with_spans(&self, limit: usize) -> impl Iterator<Item = &TraceEntry> + '_ {
         self.order
             .iter()
@@ -290,13 +292,6 @@ impl Inner {
     /// Every trace held, in no order.
     fn entries(&self) -> impl Iterator<Item = &TraceEntry> {
         self.slots.iter().flatten()
-    }
-
-    /// Whether a pair of the order queue is the latest touch of a live trace: its slot holds
-    /// a trace touched last with this `seq` (a slot freed and taken again holds a trace with a
-    /// newer one).
-    fn is_live(&self, seq: u64, slot: u32) -> bool {
-        self.slot(slot).is_some_and(|e| e.seq == seq)
     }
 
     /// The slot and id of the least recently touched trace, after dropping the stale pairs in
