@@ -453,5 +453,29 @@ async fn otlp_json_metrics_with_unreadable_data_are_refused_and_counted() {
             .any(|s| s.metric == TaskMetric::Goroutines && s.value == 4242.0),
         "{samples:?}"
     );
+
+    // The protobuf JSON mapping's "NaN" (and a number in a string) are valid: 200. The NaN
+    // point is no goroutine count: left out and counted; the gauge's other point is kept
+    // (before, the whole gauge was read as no data and nothing was counted).
+    let (invalid, dropped) = {
+        let stats = harness.receivers.stats();
+        (stats.requests_invalid, stats.metric_points_dropped)
+    };
+    let body = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"user-svc"}}]},"scopeMetrics":[{"metrics":[{"name":"go.goroutine.count","gauge":{"dataPoints":[{"asDouble":"NaN"},{"asDouble":"4343"}]}}]}]}]}"#;
+    let reply = post(
+        &harness,
+        "/v1/metrics",
+        "application/json",
+        None,
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", status_message(&reply));
+    let stats = harness.receivers.stats();
+    assert_eq!(stats.requests_invalid, invalid);
+    assert_eq!(stats.metric_points_dropped, dropped + 1);
+    let samples = harness.tasks.0.lock().clone();
+    assert!(samples.iter().all(|s| s.value.is_finite()), "{samples:?}");
+    assert!(samples.iter().any(|s| s.value == 4343.0), "{samples:?}");
     harness.stop().await;
 }

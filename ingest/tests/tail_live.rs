@@ -593,7 +593,7 @@ async fn a_generation_that_comes_and_goes_between_two_looks_is_read() {
     // logrotate's rename, then at once a new generation lives and leaves.
     fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     // Files born beside it that are no generation of a globbed name are not read.
-    for other in ["notes.txt", "other.1", "app.log.bak"] {
+    for other in ["notes.txt", "other.1", "app.logs.1", "app.log~"] {
         write_lines(&mut append(&dir.path().join(other)), 1000, 1010);
     }
     let mut writer = append(&log);
@@ -610,5 +610,37 @@ async fn a_generation_that_comes_and_goes_between_two_looks_is_read() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let counts = running.counts.borrow().clone();
     assert_once(&counts, 300);
+    stop(running).await;
+}
+
+/// The same with the names rotation tools and people give generations beyond a numeric
+/// suffix: a date with dashes after a dot (`app.log.2026-12-06`, cut at its last dash it is
+/// no `.N` or `-N` suffix), `.old`, `-backup`. Each generation lives under the globbed name
+/// for less than a scan and leaves it by a rename; the agent keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_renamed_to_any_name_between_two_looks_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = Committed::default();
+    let log = dir.path().join("app.log");
+    let mut writer = append(&log);
+    write_lines(&mut writer, 0, 50);
+    let mut running = start(dir.path(), &committed, 4, Duration::ZERO, 1).await;
+    let counts = wait_for(&mut running.counts, 50).await;
+    assert_once(&counts, 50);
+    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    let mut n = 50;
+    for name in ["app.log.2026-12-06", "app.log.old", "app.log-backup"] {
+        let mut writer = append(&log);
+        write_lines(&mut writer, n, n + 100);
+        fs::rename(&log, dir.path().join(name)).unwrap();
+        write_lines(&mut writer, n + 100, n + 120);
+        n += 120;
+    }
+    let mut writer = append(&log);
+    write_lines(&mut writer, n, n + 30);
+    wait_for(&mut running.counts, n + 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = running.counts.borrow().clone();
+    assert_once(&counts, n + 30);
     stop(running).await;
 }

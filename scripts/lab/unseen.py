@@ -500,21 +500,41 @@ def run_fault(lab, traffic, fault, args):
             "new_incidents_counted": counted, "after_heal": ended}
 
 
+def moving_away(incident):
+    """The labels of an incident's own counters (not supporting ones) still moving away."""
+    return [k.get("anomaly", {}).get("label") for k in incident.get("counters", [])
+            if k.get("moving_away") and not k.get("supporting")]
+
+
 def watch_end(lab, snaps, healed, limit):
-    """Polls the top incident at +30 s for up to `limit` seconds after the heal: when it turned
-    inactive (seconds after the heal, its `ended_unix_ms`) and what it still shows then."""
+    """Polls the top incident at +30 s for up to `limit` seconds after the heal: when it said
+    "recovering" (the fault stopped) and when it turned inactive (seconds after the heal, its
+    `ended_unix_ms`), and what it still shows then; when it is still active at the end, which of
+    its own counters were still moving away (what kept it active)."""
     top = next((s["top_incident"] for s in snaps[::-1] if s.get("top_incident")), None)
     if not limit or not top:
         return None
+    recovering, state = None, None
     while time.time() - healed < limit:
         doc = lab.api("/api/v1/incidents/" + top["id"], timeout=3)
+        if doc.get("state") == "recovering" and recovering is None:
+            recovering = round(time.time() - healed, 1)
+        if doc.get("state") != state:
+            state = doc.get("state")
+            log("  its incident is %s %.1f s after the heal (own counters moving away: %s)" % (
+                state, time.time() - healed, ", ".join(moving_away(doc)) or "none"))
         if doc.get("active") is False:
             log("  its incident ended %.1f s after the heal: %d failures, %d patterns" % (
                 time.time() - healed, doc.get("failures") or 0, len(doc.get("patterns", []))))
-            return {"ended_after_heal_secs": round(time.time() - healed, 1), "incident": brief_incident(doc)}
+            return {"recovering_after_heal_secs": recovering,
+                    "ended_after_heal_secs": round(time.time() - healed, 1), "incident": brief_incident(doc)}
         time.sleep(2)
-    log("  its incident is still active %d s after the heal" % limit)
-    return {"still_active_after_secs": limit, "incident": brief_incident(lab.api("/api/v1/incidents/" + top["id"]))}
+    doc = lab.api("/api/v1/incidents/" + top["id"])
+    moving = moving_away(doc)
+    log("  its incident is still %s %d s after the heal (own counters still moving away: %s)" % (
+        doc.get("state"), limit, ", ".join(moving) or "none"))
+    return {"recovering_after_heal_secs": recovering, "still_active_after_secs": limit,
+            "state": doc.get("state"), "moving_away": moving, "incident": brief_incident(doc)}
 
 
 def session(args, faults, result):

@@ -5194,15 +5194,27 @@ fn timeline(
     from: usize,
     to: usize,
 ) -> Vec<Standing> {
+    timeline_with(key, points, &[], anomaly, from, to)
+}
+
+/// [`timeline`] with more series beside `key`'s (a census's ages, …).
+fn timeline_with(
+    key: &SeriesKey,
+    points: &[f64],
+    beside: &[(SeriesKey, Vec<f64>)],
+    anomaly: &CounterAnomaly,
+    from: usize,
+    to: usize,
+) -> Vec<Standing> {
     let services = chain();
     let rules = HintRules::builtin().unwrap();
     let mut tracker = IncidentTracker::new();
     (from..=to)
         .map(|t| {
-            let h = history(
-                T0,
-                vec![(key, points[..=t].iter().map(|&v| Some(v)).collect())],
-            );
+            let upto = |points: &[f64]| points[..=t].iter().map(|&v| Some(v)).collect();
+            let mut series = vec![(key, upto(points))];
+            series.extend(beside.iter().map(|(k, p)| (k, upto(p))));
+            let h = history(T0, series);
             let now = T0 + t as i64 * 1000;
             let incidents = run_with(
                 &mut tracker,
@@ -5294,6 +5306,100 @@ fn a_time_wait_storm_is_recovering_within_seconds_of_its_heal_and_ends_before_it
     // Its sockets are still draining when it ends: it did not wait for them.
     assert!(points[ended] > 10.0 + 3.0 * 3.3 * 3.0, "{}", points[ended]);
     assert!(seen.iter().all(|(.., id)| id == &seen[0].4));
+}
+
+/// A port's TIME-WAIT count as a busy node's census reads it, one point a second: censuses
+/// 2 to 5 s apart, each point repeating the last census with its age (the `socket census age`
+/// series, ms). `usual` sockets, plus `rate` closes a second during `storm` (seconds).
+fn time_wait_census(
+    len: usize,
+    usual: f64,
+    rate: f64,
+    storm: (usize, usize),
+) -> (Vec<f64>, Vec<f64>) {
+    let count = |x: usize| {
+        let lived = x
+            .min(storm.1)
+            .saturating_sub(storm.0.max(x.saturating_sub(60)));
+        usual + rate * lived as f64
+    };
+    let mut census: usize = 0;
+    (0..len)
+        .map(|t| {
+            if t >= census + 2 + (census.wrapping_mul(2_654_435_761) >> 5) % 4 {
+                census = t;
+            }
+            (count(census), ((t - census) * 1000) as f64)
+        })
+        .unzip()
+}
+
+/// The unseen lab (2026-12-06, release 753e7ff, load 13): a 40-s storm of ~19 closes a second,
+/// healed within its first minute, went recovering 8 s after the heal, then active again
+/// 22 s and 40 s after it, and ended 70 s after it. From 20 s after the heal its first sockets
+/// expire; the closes of a window a minute back are read at the censuses then, seconds
+/// from the window's ends when the census runs every few seconds: seconds of a storm of 20
+/// closes a second, many times the pace of a storm's floor.
+#[test]
+fn a_storm_healed_within_its_first_minute_stays_recovering_while_its_sockets_expire() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    // 20 closes a second from 60 s to 100 s: climbs to 810, flat to 120 s, drains to 160 s.
+    let (points, ages) = time_wait_census(200, 10.0, 20.0, (60, 100));
+    let mut storm = rising(key.clone(), T0 + 60_000, 10.0, 810.0);
+    storm.noise = 3.3;
+    let seen = timeline_with(&key, &points, &[(age, ages)], &storm, 66, 190);
+    let recovering = first_in(&seen, IncidentState::Recovering, 100).expect("recovering");
+    assert!(
+        recovering <= 112,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - 100
+    );
+    let again: Vec<usize> = seen
+        .iter()
+        .filter(|(t, s, ..)| *t > recovering && *s == IncidentState::Active)
+        .map(|(t, ..)| t - 100)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "active again {again:?} s after the heal: {seen:?}"
+    );
+    let ended = first_in(&seen, IncidentState::Ended, 100).expect("ended");
+    assert!(
+        ended - 100 <= 40,
+        "ended {} s after the heal: {seen:?}",
+        ended - 100
+    );
+}
+
+/// The same census timing on a storm that runs on past its first minute: flat at its top,
+/// and still a storm at every second of it.
+#[test]
+fn a_storm_counted_every_few_seconds_is_active_all_along() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let (points, ages) = time_wait_census(200, 10.0, 20.0, (60, 200));
+    let mut storm = rising(key.clone(), T0 + 60_000, 10.0, 1210.0);
+    storm.noise = 3.3;
+    let seen = timeline_with(&key, &points, &[(age, ages)], &storm, 66, 199);
+    let not: Vec<usize> = seen
+        .iter()
+        .filter(|(_, s, ..)| *s != IncidentState::Active)
+        .map(|(t, ..)| *t)
+        .collect();
+    assert!(not.is_empty(), "not active at {not:?} s: {seen:?}");
 }
 
 /// A storm that stops and comes back before its incident ended is the same incident, active
@@ -7159,11 +7265,58 @@ fn a_time_wait_rise_confirmed_by_a_second_census_is_judged_on_the_pace_between_t
     }
 }
 
+/// A recorded run replayed second by second through the real detector and tracker: what the
+/// agent had at each point, and the replay.
+trait Replayed {
+    /// The time of point `i` (Unix ms).
+    fn at(&self, i: usize) -> i64;
+    /// The history as the agent had it at the end of point `last`.
+    fn history(&self, last: usize) -> CounterHistory;
+    /// The patterns as the agent listed them at point `now`.
+    fn patterns(&self, now: usize) -> Vec<PatternInput>;
+    /// The run's services, their (re)starts and its series' limits.
+    fn facts(
+        &self,
+    ) -> (
+        &[ServiceFacts],
+        &[crate::anomaly::ServiceStart],
+        &[crate::anomaly::SeriesLimit],
+    );
+
+    /// Replays the run second by second from point `from` to `to` with one tracker:
+    /// detects on the history up to each point, updates the tracker, and hands each
+    /// point's incidents to `each`.
+    fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
+        let rules = HintRules::builtin().unwrap();
+        let mut tracker = IncidentTracker::new();
+        let (services, starts, limits) = self.facts();
+        for now in from..=to {
+            let history = self.history(now);
+            let report = crate::anomaly::detect(
+                &history,
+                limits,
+                starts,
+                &crate::anomaly::AnomalyConfig::default(),
+            );
+            let incidents = run_with(
+                &mut tracker,
+                self.at(now),
+                &self.patterns(now),
+                report,
+                &history,
+                services,
+                &rules,
+            );
+            each(now, &incidents);
+        }
+    }
+}
+
 /// The Go lab's close-wait leak healed by a restart and injected again while its incident
 /// recovered (`testdata/go-lab-close-wait-recur.json`, recorded counters).
 mod close_wait_recurs {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
     use crate::testing::Recorded;
 
     const FRONTEND: u16 = 51853;
@@ -7327,7 +7480,9 @@ mod close_wait_recurs {
                 limits,
             }
         }
+    }
 
+    impl Replayed for Replay {
         fn at(&self, i: usize) -> i64 {
             self.recorded.start + i as i64 * 1000
         }
@@ -7468,31 +7623,8 @@ mod close_wait_recurs {
             out
         }
 
-        /// Replays the run second by second from point `from` to `to` with one tracker:
-        /// detects on the history up to each point, updates the tracker, and hands each
-        /// point's incidents to `each`.
-        fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(
-                    &history,
-                    &self.limits,
-                    &self.starts,
-                    &AnomalyConfig::default(),
-                );
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &self.limits)
         }
     }
 
@@ -7632,7 +7764,7 @@ fn a_pattern_joins_the_incident_whose_requests_it_failed_again_only_when_most_we
 /// (`testdata/go-lab-listen-overflow-edge-creep-jump.json`, recorded counters).
 mod listen_overflow_edge_creep {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
     use crate::testing::Recorded;
 
     const GATEWAY: u16 = 44221;
@@ -7775,7 +7907,9 @@ mod listen_overflow_edge_creep {
                 starts,
             }
         }
+    }
 
+    impl Replayed for Replay {
         fn at(&self, i: usize) -> i64 {
             self.recorded.start + i as i64 * 1000
         }
@@ -7827,23 +7961,8 @@ mod listen_overflow_edge_creep {
             .collect()
         }
 
-        fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(&history, &[], &self.starts, &AnomalyConfig::default());
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &[])
         }
     }
 
@@ -7963,7 +8082,7 @@ fn a_callers_counter_dated_before_its_callee_failed_is_the_callees_only_when_it_
 /// callee's fd limit and the points of the fault (see `testdata/go-lab-close-wait-*.json`).
 mod hung_callee_leak {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
 
     /// A recorded run, replayed second by second through the real detector and tracker.
     pub(super) struct LabRun {
@@ -8163,10 +8282,6 @@ mod hung_callee_leak {
             self.data[name].as_u64().map(|i| i as usize)
         }
 
-        pub(super) fn at(&self, i: usize) -> i64 {
-            self.start + i as i64 * 1000
-        }
-
         /// The callee.
         pub(super) fn callee(&self) -> &str {
             &self.chain[1].0
@@ -8175,6 +8290,12 @@ mod hung_callee_leak {
         /// The last point recorded.
         pub(super) fn last(&self) -> usize {
             self.series[0].1.len() - 1
+        }
+    }
+
+    impl Replayed for LabRun {
+        fn at(&self, i: usize) -> i64 {
+            self.start + i as i64 * 1000
         }
 
         fn history(&self, last: usize) -> CounterHistory {
@@ -8267,30 +8388,8 @@ mod hung_callee_leak {
             out
         }
 
-        /// Replays the run second by second from point `from` to `to` with one tracker,
-        /// handing each point's incidents to `each`.
-        pub(super) fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(
-                    &history,
-                    &self.limits,
-                    &self.starts,
-                    &AnomalyConfig::default(),
-                );
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &self.limits)
         }
     }
 

@@ -110,6 +110,11 @@ fn render_into(value: &AnyValue, out: &mut String, depth: usize) {
         any_value::Value::IntValue(i) => {
             let _ = write!(out, "{i}");
         }
+        // Non-finite values by their names in the protobuf JSON mapping (Rust writes `inf`).
+        any_value::Value::DoubleValue(d) if d.is_nan() => out.push_str("NaN"),
+        any_value::Value::DoubleValue(d) if d.is_infinite() => {
+            out.push_str(if *d > 0.0 { "Infinity" } else { "-Infinity" });
+        }
         any_value::Value::DoubleValue(d) => {
             let _ = write!(out, "{d}");
         }

@@ -351,11 +351,94 @@ fn normalise(tree: &mut Tree) {
                         }
                     }
                 }
+                if key == "quantileValues" {
+                    if let Tree::Array(quantiles) = v {
+                        for quantile in quantiles {
+                            if let Tree::Object(members) = quantile {
+                                doubles_from_strings(members, &["quantile", "value"]);
+                            }
+                        }
+                    }
+                }
                 normalise(v);
             }
+            doubles_from_strings(members, &DOUBLE_FIELDS);
         }
         Tree::Null | Tree::Bool(_) | Tree::Number(_) | Tree::String(_) => {}
     }
+}
+
+/// The fields of type `double` in OTLP's messages (a number point's and an exemplar's value,
+/// a histogram's or a summary's sum, min, max, bounds and zero threshold, an `AnyValue`'s
+/// double); a summary's quantiles are read under `quantileValues`.
+const DOUBLE_FIELDS: [&str; 7] = [
+    "asDouble",
+    "doubleValue",
+    "sum",
+    "min",
+    "max",
+    "zeroThreshold",
+    "explicitBounds",
+];
+
+/// The JSON number a string holds whole (no space around it), as the protobuf JSON mapping
+/// reads a double given as a string.
+fn number_in_string(text: &str) -> Option<serde_json::Number> {
+    let spaced = text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace);
+    serde_json::from_str(text).ok().filter(|_| !spaced)
+}
+
+/// The double a string stands for in the protobuf JSON mapping: a JSON number in it (see
+/// [`number_in_string`]) or the name of a non-finite value.
+pub(super) fn double_in_string(text: &str) -> Option<f64> {
+    non_finite(text).or_else(|| number_in_string(text)?.as_f64())
+}
+
+/// The value of one of the protobuf JSON mapping's names of a non-finite double.
+fn non_finite(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// A double given as a string, as the protobuf JSON mapping allows ("either numbers or
+/// strings are accepted"): a string holding a JSON number becomes that number (`"1.5"`,
+/// `"-2e3"`; not `" 1"`, `"0x10"` or `"inf"`, which Go's `protojson` refuses too, and which
+/// stay strings the proto's serde refuses). The names of the non-finite values (`"NaN"`,
+/// `"Infinity"`, `"-Infinity"`) stay, for the member to be left out: no JSON number holds
+/// them, and none of them is a count or a level the agent could sum or compare. A number
+/// point or an exemplar without its value is counted among the points the agent ignores.
+/// In an array (`explicitBounds`), each item.
+fn double_from_string(v: &mut Tree) {
+    match v {
+        Tree::String(text) if non_finite(text).is_none() => {
+            if let Some(number) = number_in_string(text) {
+                *v = Tree::Number(number);
+            }
+        }
+        Tree::Array(items) => {
+            items.iter_mut().for_each(double_from_string);
+            items.retain(|v| !matches!(v, Tree::String(s) if non_finite(s).is_some()));
+        }
+        _ => {}
+    }
+}
+
+/// [`double_from_string`] on the members named in `fields`; a member left holding the name
+/// of a non-finite double is left out.
+fn doubles_from_strings(members: &mut Vec<(String, Tree)>, fields: &[&str]) {
+    let double = |key: &str| fields.contains(&key);
+    for (key, v) in members.iter_mut() {
+        if double(key) {
+            double_from_string(v);
+        }
+    }
+    members.retain(|(key, v)| {
+        !(double(key) && matches!(v, Tree::String(s) if non_finite(s).is_some()))
+    });
 }
 
 /// Decodes an OTLP/JSON export request through a normalised JSON tree: parsed, normalised,
@@ -481,19 +564,10 @@ fn oneof_fields<'a>(
         .map(|(k, v)| (k.as_str(), v))
 }
 
-/// Reads `{field: value}` as the oneof `T`, saying where it sits when it cannot. A value
-/// holding one of the JSON mapping's names of a non-finite double (`"NaN"`, `"Infinity"`,
-/// `"-Infinity"`), which the proto's serde cannot read, is let through: the mapping allows
-/// them, so they must not cost the request; the metric is kept without data, as before.
+/// Reads `{field: value}` as the oneof `T`, saying where it sits when it cannot. (A double
+/// given by the mapping's name of a non-finite value was left out by [`normalise`]: the point
+/// has no value, and is counted among the ignored ones.)
 fn read_oneof<T: DeserializeOwned>(field: &str, value: &Tree, at: &str) -> Result<(), OtlpError> {
-    fn non_finite(tree: &Tree) -> bool {
-        match tree {
-            Tree::String(s) => matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity"),
-            Tree::Array(items) => items.iter().any(non_finite),
-            Tree::Object(members) => members.iter().any(|(_, v)| non_finite(v)),
-            Tree::Null | Tree::Bool(_) | Tree::Number(_) => false,
-        }
-    }
     /// `{field: value}`, written without copying the value.
     struct One<'a>(&'a str, &'a Tree);
     impl serde::Serialize for One<'_> {
@@ -503,9 +577,6 @@ fn read_oneof<T: DeserializeOwned>(field: &str, value: &Tree, at: &str) -> Resul
             map.serialize_entry(self.0, self.1)?;
             map.end()
         }
-    }
-    if non_finite(value) {
-        return Ok(());
     }
     let text = serde_json::to_vec(&One(field, value))
         .map_err(|e| OtlpError::BadRequest(format!("malformed JSON: {e}")))?;
@@ -532,6 +603,13 @@ pub fn json_paths_agree(route: &str, body: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Whether `body` holds a string naming a non-finite double anywhere.
+fn names_a_non_finite_double(body: &[u8]) -> bool {
+    [&b"\"NaN\""[..], b"\"Infinity\"", b"\"-Infinity\""]
+        .iter()
+        .any(|name| memchr::memmem::find(body, name).is_some())
+}
+
 /// Both paths agree: the same request, or both refuse (or the tree cannot hold the body).
 fn same_answer<T: JsonRequest + DeserializeOwned + PartialEq + std::fmt::Debug>(
     body: &[u8],
@@ -542,6 +620,9 @@ fn same_answer<T: JsonRequest + DeserializeOwned + PartialEq + std::fmt::Debug>(
         (Ok(a), Ok(b)) if a == b => Ok(()),
         (Err(_), Err(_)) => Ok(()),
         (Ok(_), Err(_)) if std::str::from_utf8(body).is_ok_and(beyond_a_tree) => Ok(()),
+        // A double named "NaN", "Infinity" or "-Infinity": the typed path reads the value,
+        // the tree (whose numbers are JSON's) leaves it out; and a NaN equals nothing.
+        (Ok(_), Ok(_)) if names_a_non_finite_double(body) => Ok(()),
         _ => Err(format!(
             "{}: typed {:?}, tree {:?}",
             String::from_utf8_lossy(body),
@@ -721,6 +802,95 @@ mod tests {
                 request.resource_metrics[0].scope_metrics[0].metrics.len(),
                 2
             );
+        }
+    }
+
+    /// Doubles given as strings, as the protobuf JSON mapping allows: a JSON number in a
+    /// string, or `"NaN"`, `"Infinity"`, `"-Infinity"`. A goroutine gauge whose point said
+    /// `"NaN"` was read with no data at all (200): its other points, finite ones included,
+    /// were lost and nothing counted them; a span with a `"NaN"` double attribute was refused
+    /// whole (400). Now a span's double is read as the value it names, and a metric point's
+    /// non-finite value is left out: the point is counted among the ignored ones, never
+    /// stored as a count. Other strings are refused, saying where.
+    #[test]
+    fn doubles_given_as_strings_are_read_as_the_protobuf_json_mapping_says() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let span = |value: &str| {
+            format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","attributes":[{{"key":"x","value":{{"doubleValue":{value}}}}}]}}]}}]}}]}}"#
+            )
+        };
+        for (value, want) in [
+            ("\"NaN\"", f64::NAN),
+            ("\"Infinity\"", f64::INFINITY),
+            ("\"-Infinity\"", f64::NEG_INFINITY),
+            ("\"1.5\"", 1.5),
+            ("\"-2e3\"", -2000.0),
+            ("3", 3.0),
+        ] {
+            let body = span(value);
+            let request = ExportTraceServiceRequest::from_json(body.as_bytes())
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            let attribute = &request.resource_spans[0].scope_spans[0].spans[0].attributes[0];
+            match attribute.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::DoubleValue(d)) => {
+                    assert!(d.total_cmp(&want).is_eq(), "{value}: read {d}, want {want}");
+                }
+                other => panic!("{value}: read {other:?}"),
+            }
+            json_paths_agree("/v1/traces", body.as_bytes()).unwrap();
+        }
+        for value in [
+            "\"nan\"",
+            "\"inf\"",
+            "\"+Infinity\"",
+            "\" 1.5\"",
+            "\"abc\"",
+            "\"\"",
+        ] {
+            let body = span(value);
+            match ExportTraceServiceRequest::from_json(body.as_bytes()) {
+                Err(OtlpError::BadRequest(m)) => {
+                    assert!(m.starts_with("invalid OTLP/JSON: "), "{value}: {m}")
+                }
+                other => panic!("{value}: accepted: {other:?}"),
+            }
+            json_paths_agree("/v1/traces", body.as_bytes()).unwrap();
+        }
+
+        let gauge = |points: &str| {
+            format!(
+                r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"users"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"go.goroutine.count","gauge":{{"dataPoints":[{points}]}}}}]}}]}}]}}"#
+            )
+        };
+        let body = gauge(
+            r#"{"asDouble":"NaN"},{"asInt":7},{"asDouble":"Infinity"},{"asDouble":"2.5"},{"asDouble":"-Infinity","exemplars":[{"asDouble":"NaN"}]}"#,
+        );
+        let request = ExportMetricsServiceRequest::from_json(body.as_bytes()).unwrap();
+        let batch = super::super::convert::convert_metrics(request, &Default::default());
+        let values: Vec<f64> = batch.samples.iter().map(|s| s.value).collect();
+        assert_eq!(values, [7.0, 2.5]);
+        assert_eq!(batch.ignored_points, 3);
+        // Histograms and summaries (counted, not read) keep their points.
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"count":"2","sum":"NaN","min":"-Infinity","max":"4","explicitBounds":["1","NaN",2]}]}},{"name":"s","summary":{"dataPoints":[{"sum":"Infinity","quantileValues":[{"quantile":"0.5","value":"NaN"}]}]}}]}]}]}"#;
+        let request = ExportMetricsServiceRequest::from_json(body.as_bytes()).unwrap();
+        let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+        assert_eq!(super::super::convert::data_points(&metrics[0].data), 1);
+        assert_eq!(super::super::convert::data_points(&metrics[1].data), 1);
+        for (points, at) in [
+            (r#"{"asDouble":"nan"}"#, "gauge.dataPoints[0].asDouble"),
+            (r#"{"asDouble":" 2"}"#, "gauge.dataPoints[0].asDouble"),
+            (
+                r#"{"asInt":1,"exemplars":[{"asDouble":"inf"}]}"#,
+                "gauge.dataPoints[0].exemplars[0].asDouble",
+            ),
+        ] {
+            match ExportMetricsServiceRequest::from_json(gauge(points).as_bytes()) {
+                Err(OtlpError::BadRequest(m)) => {
+                    assert!(m.contains(&format!("{at}: ")), "{points}: {m}")
+                }
+                other => panic!("{points}: accepted: {other:?}"),
+            }
         }
     }
 

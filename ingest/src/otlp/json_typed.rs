@@ -191,6 +191,41 @@ impl<'de> Deserialize<'de> for IntValue {
     }
 }
 
+/// `doubleValue`: a number, or a string as the protobuf JSON mapping allows: one holding a
+/// JSON number (`"1.5"`), or the name of a non-finite value (`"NaN"`, `"Infinity"`,
+/// `"-Infinity"`), read as that value (an attribute's text, never summed). Other strings
+/// (`"abc"`, `"inf"`, `" 1"`) are refused, as by Go's `protojson`.
+struct DoubleValue(f64);
+
+impl<'de> Deserialize<'de> for DoubleValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DoubleVisitor;
+        impl Visitor<'_> for DoubleVisitor {
+            type Value = DoubleValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a number, a string holding one, or \"NaN\", \"Infinity\", \"-Infinity\"",
+                )
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DoubleValue, E> {
+                Ok(DoubleValue(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DoubleValue, E> {
+                Ok(DoubleValue(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DoubleValue, E> {
+                Ok(DoubleValue(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DoubleValue, E> {
+                super::json::double_in_string(v)
+                    .map(DoubleValue)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_any(DoubleVisitor)
+    }
+}
+
 impl<'de> Deserialize<'de> for AnyValueJson {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct AnyValueVisitor;
@@ -213,9 +248,9 @@ impl<'de> Deserialize<'de> for AnyValueJson {
                         AnyValueKey::IntValue => map
                             .next_value::<Option<IntValue>>()?
                             .map(|i| Value::IntValue(i.0)),
-                        AnyValueKey::DoubleValue => {
-                            map.next_value::<Option<f64>>()?.map(Value::DoubleValue)
-                        }
+                        AnyValueKey::DoubleValue => map
+                            .next_value::<Option<DoubleValue>>()?
+                            .map(|d| Value::DoubleValue(d.0)),
                         AnyValueKey::ArrayValue => map
                             .next_value::<Option<ArrayValueJson>>()?
                             .map(|a| Value::ArrayValue(a.into())),

@@ -31,6 +31,13 @@
 //! was wrong, and are counted in [`OtlpStats::requests_invalid`]. In OTLP/JSON metrics, a
 //! metric's data or a point's value that cannot be read is malformed too (HTTP 400, the
 //! message names where it sits), not a metric without data.
+//!
+//! Doubles in OTLP/JSON, as the protobuf JSON mapping says: a number, a string holding a JSON
+//! number (`"1.5"`), or `"NaN"`, `"Infinity"`, `"-Infinity"`; any other string (`"nan"`,
+//! `"inf"`, `" 1"`) is malformed (400). A non-finite value is never a count or a level the
+//! agent sums or compares: a metric point carrying one is accepted and counted in
+//! `metric_points_dropped` (OTLP/gRPC's NaN the same), the point's metric and its other points
+//! kept; a span's or a log record's double attribute keeps it as text (`NaN`, `Infinity`).
 
 mod auth;
 mod budget;

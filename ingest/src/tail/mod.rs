@@ -37,9 +37,12 @@
 //! read from its beginning to its end. While running, the same holds for a generation that
 //! came and left a globbed name between two scans (made, copytruncated and renamed away
 //! within one `glob_interval_ms`): a file of a glob's directory born since the previous scan
-//! whose name without a rotation suffix (`.N`, `-N`: `app.log.3`, `app.log-20261206`) a glob
-//! matches, and that is no byte copy of a file being read, is read from its beginning; other
-//! files born there (`notes.txt`, `app.log.bak`) are not. A generation the state names that
+//! whose name is a globbed name, a separator (`.`, `-`, `_`) and anything (`app.log.3`,
+//! `app.log-20261206`, `app.log.2026-12-06`, `app.log.old`), and that is no byte copy of a
+//! file being read, is read from its beginning; other files born there (`notes.txt`,
+//! `other.1`, `app.logs.1`) are not. By name and birth alone such a generation cannot be told
+//! from a new file named like one (`app.log.bak` written by hand beside the log): that one is
+//! read too. A generation the state names that
 //! is gone (deleted, or compressed) with lines not yet read is counted in
 //! [`TailStats::lost_files`] and logged: those lines cannot be read by anyone.
 //!

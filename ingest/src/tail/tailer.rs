@@ -156,16 +156,20 @@ fn literal_dir(glob: &str) -> PathBuf {
     dir
 }
 
-/// `path` without a rotation suffix: a last `.N` or `-N...` part of digits (and dashes),
-/// as logrotate names generations (`app.log.3`, `app.log-20261206`); `None` without one.
-fn rotation_stem(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_str()?;
-    let cut = name.rfind(['.', '-'])?;
-    let suffix = &name[cut + 1..];
-    let digits = !suffix.is_empty()
-        && suffix.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-        && suffix.bytes().any(|b| b.is_ascii_digit());
-    (cut > 0 && digits).then(|| path.with_file_name(&name[..cut]))
+/// Whether `path` names a generation of a file a glob of `patterns` matches: its name is such
+/// a file's name, a separator (`.`, `-`, `_`) and anything after it, as rotation tools and
+/// people name generations (`app.log.3`, `app.log-20261206`, `app.log.2026-12-06`,
+/// `app.log.old`, `app.log-backup`). A name the globs match is no generation of another.
+fn generation_of_globbed(path: &Path, patterns: &[glob::Pattern]) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.match_indices(['.', '-', '_'])
+        .filter(|&(cut, _)| cut > 0 && cut + 1 < name.len())
+        .any(|(cut, _)| {
+            let stem = path.with_file_name(&name[..cut]);
+            patterns.iter().any(|p| p.matches_path(&stem))
+        })
 }
 
 fn path_string(path: &Path) -> String {
@@ -542,23 +546,28 @@ impl Tailer {
 
     /// Opens, from their beginning, the rotated generations that came and left a globbed name
     /// between two scans, so that no scan saw them under it: files in the globs' directories
-    /// that no glob matches but whose name without a rotation suffix (`app.log.3`,
-    /// `app.log-20261206`) one does, that nobody tails, born at or after `since_unix_nanos`
-    /// (the start of the previous scan), and that are not a byte copy of a file being read
-    /// (copytruncate's copy of a known file is [`Tailer::find_rotated`]'s). A generation made,
-    /// copytruncated and renamed away within one scan interval was lost otherwise: its copy
-    /// and its renamed self are outside the globs, and only known files' rotated names are
-    /// looked for. Only names that pass the suffix test are looked at further, so a scan
-    /// costs one directory listing more.
+    /// that no glob matches but whose name is a globbed name followed by a separator and
+    /// anything ([`generation_of_globbed`]: `app.log.3`, `app.log-20261206`,
+    /// `app.log.2026-12-06`, `app.log.old`), that nobody tails, born at or after
+    /// `since_unix_nanos` (the start of the previous scan), and that are not a byte copy of a
+    /// file being read (copytruncate's copy of a known file is [`Tailer::find_rotated`]'s). A
+    /// generation made, copytruncated and renamed away within one scan interval was lost
+    /// otherwise: its copy and its renamed self are outside the globs, and only known files'
+    /// rotated names are looked for. Nothing but the name and the birth tells such a file
+    /// from one made beside the log under a log's name plus a suffix: that one is read too.
+    /// Only names that pass the name test are opened, so a scan costs one directory listing
+    /// more (measured in release: see BENCHMARKS.md, "Tailer scan").
     fn adopt_passers_by(&mut self, since_unix_nanos: i64, now: Instant) {
         let patterns = self.glob_patterns();
         let mut dirs: Vec<PathBuf> = self.sources.iter().map(|s| literal_dir(&s.path)).collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
+            // Named like a generation and born since: the old generations a directory keeps
+            // (`rotate 30`) cost a stat each, not an open.
             let rotated = |path: &Path| {
-                rotation_stem(path)
-                    .is_some_and(|stem| patterns.iter().any(|p| p.matches_path(&stem)))
+                generation_of_globbed(path, &patterns)
+                    && fs::metadata(path).is_ok_and(|m| !born_before(&m, since_unix_nanos))
             };
             for (path, file, meta, id) in self.untailed_outside_globs(&dir, &patterns, rotated) {
                 // Another name of a file adopted above (a hard link) is that file.
@@ -1169,22 +1178,39 @@ impl Tailer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_generation_is_a_globbed_name_a_separator_and_anything() {
+        let patterns = [glob::Pattern::new("/l/*.log").unwrap()];
+        let generation = |name: &str| generation_of_globbed(Path::new(name), &patterns);
+        for name in [
+            "/l/app.log.3",
+            "/l/app.log-20261206",
+            "/l/app.log.2026-12-06",
+            "/l/app.log.old",
+            "/l/app.log-backup",
+            "/l/app.log_1",
+            "/l/app.log.1.bak",
+        ] {
+            assert!(generation(name), "{name}");
+        }
+        for name in [
+            "/l/app.log",
+            "/l/app.log.",
+            "/l/app.logs.1",
+            "/l/app.log~",
+            "/l/notes.txt",
+            "/l/other.1",
+            "/m/app.log.1",
+        ] {
+            assert!(!generation(name), "{name}");
+        }
+    }
+
     /// A file that cannot be opened (here a symbolic link to itself: ELOOP, which holds under
     /// root too) is named in its source's statistics and looked at again 1 s later, then
     /// after 2, 4, 8, 16 and 30 s, never more than 30 s, with the globs expanded only every
     /// 10 minutes and no event; polls in between are no retry. Readable again, it is read at
     /// the next look and the timer stops.
-    #[test]
-    fn a_rotation_suffix_is_digits_after_a_dot_or_a_dash() {
-        let stem = |name: &str| rotation_stem(Path::new(name)).map(|p| p.display().to_string());
-        assert_eq!(stem("/l/app.log.3").as_deref(), Some("/l/app.log"));
-        assert_eq!(stem("/l/app.log-20261206").as_deref(), Some("/l/app.log"));
-        assert_eq!(stem("/l/app.log.bak"), None);
-        assert_eq!(stem("/l/app.log"), None);
-        assert_eq!(stem("/l/.3"), None);
-        assert_eq!(stem("/l/app.log.-"), None);
-    }
-
     #[test]
     fn an_unreadable_file_is_looked_at_again_on_a_backoff_timer() {
         let dir = tempfile::tempdir().unwrap();
