@@ -1397,6 +1397,21 @@ mod tests {
         assert_eq!(labels, ["ESTAB :8080", "TIME-WAIT →:43853"], "{doc:#?}");
     }
 
+    /// What moved with a new pattern at [`ONSET`] that gateway reported and whose culprit is
+    /// orders, on [`chain`]'s services.
+    fn run_for_orders(counters: &CounterHistory) -> MovedWithIt {
+        let facts = chain();
+        let services = vec!["gateway".to_owned()];
+        let context = PatternContext {
+            services: &services,
+            culprit: Some("orders"),
+            facts: &facts,
+            starts: &[],
+            agent_ports: &[],
+        };
+        run_for(&new_pattern(ONSET), counters, ONSET, &context)
+    }
+
     fn run_for(
         pattern: &PatternActivity,
         counters: &CounterHistory,
@@ -1600,16 +1615,7 @@ mod tests {
             .iter()
             .all(|m| m.relation == MovedRelation::NodeWide));
 
-        let facts = chain();
-        let services = vec!["gateway".to_owned()];
-        let context = PatternContext {
-            services: &services,
-            culprit: Some("orders"),
-            facts: &facts,
-            starts: &[],
-            agent_ports: &[],
-        };
-        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let doc = run_for_orders(&counters);
         let got: Vec<(&str, MovedRelation, &str)> = doc
             .moved
             .iter()
@@ -1679,16 +1685,7 @@ mod tests {
                 ],
                 vec![rate("Tcp EstabResets", step(0.0, 40.0, ONSET))],
             );
-            let facts = chain();
-            let services = vec!["gateway".to_owned()];
-            let context = PatternContext {
-                services: &services,
-                culprit: Some("orders"),
-                facts: &facts,
-                starts: &[],
-                agent_ports: &[],
-            };
-            let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+            let doc = run_for_orders(&counters);
             let got: Vec<(&str, MovedRelation, bool)> = doc
                 .moved
                 .iter()
@@ -1736,16 +1733,7 @@ mod tests {
             ],
             vec![],
         );
-        let facts = chain();
-        let services = vec!["gateway".to_owned()];
-        let context = PatternContext {
-            services: &services,
-            culprit: Some("orders"),
-            facts: &facts,
-            starts: &[],
-            agent_ports: &[],
-        };
-        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let doc = run_for_orders(&counters);
         let got: Vec<(&str, bool)> = doc
             .moved
             .iter()
@@ -1907,16 +1895,7 @@ mod tests {
                 points: step(0.0, 9.0, ONSET - 1_000),
             }],
         );
-        let facts = chain();
-        let services = vec!["gateway".to_owned()];
-        let context = PatternContext {
-            services: &services,
-            culprit: Some("orders"),
-            facts: &facts,
-            starts: &[],
-            agent_ports: &[],
-        };
-        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let doc = run_for_orders(&counters);
         let queue = doc
             .moved
             .iter()
@@ -1937,7 +1916,7 @@ mod tests {
                 points: step(0.0, 3.0, ONSET - 1_000),
             }],
         );
-        let doc = run_for(&new_pattern(ONSET), &counters, ONSET, &context);
+        let doc = run_for_orders(&counters);
         assert_eq!(doc.verdict, MovedVerdict::NothingMoved, "{doc:#?}");
     }
 

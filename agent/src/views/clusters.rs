@@ -203,15 +203,22 @@ impl ClusterAdapter {
         verdict
     }
 
-    /// Trace ids of a cluster, newest first: those of its samples and those the pipeline tagged
-    /// in the trace store, under its current id or an id it had before (a trace is tagged with
-    /// the id its pattern had when the trace arrived). Ids only: no trace is decoded.
+    /// Trace ids of a cluster, newest first, at most `limit` (and [`MAX_DETAIL_TRACES`]): those
+    /// of its samples and those the pipeline tagged in the trace store, under its current id or
+    /// an id it had before (a trace is tagged with the id its pattern had when the trace
+    /// arrived). Ids only: no trace is decoded.
+    ///
+    /// The store is asked for its `limit` newest: a tagged trace below them has `limit`
+    /// distinct traces above it. The diagnosis reads 20 of each pattern it judges at every
+    /// pass; it took 50, rendered them all, and kept the first 20.
     fn trace_ids(
         &self,
         id: ClusterId,
         former_ids: &[ClusterId],
         samples: &[EngineSample],
+        limit: usize,
     ) -> Vec<String> {
+        let limit = limit.min(MAX_DETAIL_TRACES);
         let mut dated: Vec<(i64, String)> = samples
             .iter()
             .filter_map(|s| {
@@ -225,14 +232,14 @@ impl ClusterAdapter {
             .collect();
         dated.extend(
             self.traces
-                .tagged(&ids, MAX_DETAIL_TRACES)
+                .tagged(&ids, limit)
                 .into_iter()
                 .map(|(start, trace)| (start, trace.to_string())),
         );
         dated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let mut ids: Vec<String> = Vec::new();
         for (_, trace) in dated {
-            if ids.len() >= MAX_DETAIL_TRACES {
+            if ids.len() >= limit {
                 break;
             }
             if !ids.contains(&trace) {
@@ -264,7 +271,12 @@ impl ClusterView for ClusterAdapter {
         let now = (self.clock)();
         let detail = engine_detail(&self.engine, id, now)?;
         let summary = summary_row(&detail.summary, &detail.per_minute, now);
-        let trace_ids = self.trace_ids(detail.summary.id, &detail.former_ids, &detail.samples);
+        let trace_ids = self.trace_ids(
+            detail.summary.id,
+            &detail.former_ids,
+            &detail.samples,
+            MAX_DETAIL_TRACES,
+        );
         let only_severity = match detail.severities.as_slice() {
             [(severity, _)] => severity.clone(),
             _ => String::new(),
@@ -329,11 +341,9 @@ impl ClusterView for ClusterAdapter {
         let found = self
             .engine
             .cluster_samples(resolve_pattern(&self.engine, id)?)?;
-        let mut trace_ids = self.trace_ids(found.id, &found.former_ids, &found.samples);
-        trace_ids.truncate(traces);
         Some(PatternEvidence {
+            trace_ids: self.trace_ids(found.id, &found.former_ids, &found.samples, traces),
             example: found.samples.into_iter().next().map(|s| s.message),
-            trace_ids,
             run_start_unix_ms: run_start(&found.per_second),
         })
     }
@@ -1106,6 +1116,62 @@ mod tests {
                 None
             ]
         );
+    }
+
+    /// What the diagnosis reads of a pattern at every pass is the first traces of its page,
+    /// however many: samples newer and older than the tagged traces, traces both sampled and
+    /// tagged.
+    #[test]
+    fn a_patterns_evidence_lists_the_first_trace_ids_of_its_detail() {
+        let stores = stores();
+        let text = "Get \"http://127.0.0.1:8082/blob/7\": read: connection reset by peer";
+        let mut id = None;
+        // Traces 1..=40 tagged (started 1 ms apart, trace 40 the newest); traces 36..=38 and
+        // 1..=2 sampled too (the engine keeps the last 5 to arrive), the first before every
+        // tagged start, the others after.
+        for n in 1..=40u8 {
+            let start = NOW - 2 * MIN + i64::from(n) * 1_000_000;
+            stores.traces.insert_spans(vec![span(
+                n,
+                1,
+                None,
+                "api",
+                "GET /blob",
+                (start, start + 1_000),
+                StatusCode::Error,
+            )]);
+        }
+        for n in (36..=38u8).chain(1..=2) {
+            let t = if n <= 2 { NOW - MIN } else { NOW - 3 * MIN };
+            id = stores
+                .engine
+                .observe(&error_event(
+                    text,
+                    "api",
+                    Some(&trace_id(n).to_string()),
+                    t + i64::from(n),
+                ))
+                .cluster;
+        }
+        let id = id.expect("clustered").to_string();
+        for n in 1..=40u8 {
+            stores
+                .traces
+                .tag_cluster(trace_id(n), Some(span_id(1)), &id);
+        }
+        let views = views_at(&stores, NOW);
+        let detail = views.clusters.detail(&id).expect("known");
+        assert_eq!(detail.trace_ids.len(), 40, "{:?}", detail.trace_ids);
+        assert_eq!(
+            detail.trace_ids[0],
+            trace_id(2).to_string(),
+            "the newest sample"
+        );
+        for traces in [1, 5, 6, 12, 20, 39, 40, 60] {
+            let evidence = views.clusters.evidence(&id, traces).expect("known");
+            let first = &detail.trace_ids[..traces.min(detail.trace_ids.len())];
+            assert_eq!(evidence.trace_ids, first, "{traces} traces");
+        }
     }
 
     /// Issue #15: a trace is tagged with the id its pattern had when the trace arrived; after

@@ -360,6 +360,36 @@ fn a_clusters_minutes_are_its_details_per_minute_counts() {
     assert_eq!(engine.cluster_minutes(unknown), None);
 }
 
+/// What the diagnosis reads of a pattern at every pass (its newest samples, its counts per
+/// second) is the detail's, summed over its roots where their seconds meet.
+#[test]
+fn a_clusters_samples_and_seconds_are_its_details_over_every_root() {
+    let engine = Engine::new(ClusteringConfig::default());
+    let t0 = 1_700_000_040 * NANOS_PER_SEC;
+    // Two roots DBSCAN puts in one pattern (see `two_roots_of_one_pattern_in_one_trace_count_once`),
+    // their seconds interleaved and shared.
+    let span_text = "Get \"http://127.0.0.1:9/x\": context deadline exceeded";
+    let line = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+    let a = engine.observe(&event(span_text, "a", t0));
+    engine.observe(&event(line, "b", t0 + 1));
+    engine.observe(&event(line, "b", t0 + 2 * NANOS_PER_SEC));
+    engine.observe(&event(span_text, "a", t0 + 2 * NANOS_PER_SEC + 5));
+    engine.observe(&event(line, "b", t0 + NANOS_PER_SEC));
+    engine.maintain();
+    let id = a.cluster.expect("clustered");
+    let detail = engine.cluster(id, t0 + MIN).expect("known");
+    assert_eq!(detail.roots.len(), 2, "two roots: {:?}", detail.roots);
+    let s0 = t0 / NANOS_PER_SEC;
+    assert_eq!(detail.per_second, [(s0, 2), (s0 + 1, 1), (s0 + 2, 2)]);
+    let found = engine.cluster_samples(id).expect("known");
+    assert_eq!(found.per_second, detail.per_second);
+    let times =
+        |samples: &[Sample]| -> Vec<i64> { samples.iter().map(|s| s.time_unix_nanos).collect() };
+    assert_eq!(times(&found.samples), times(&detail.samples));
+    assert_eq!(found.samples[0].message, detail.samples[0].message);
+    assert_eq!(found.samples.len(), 5);
+}
+
 #[test]
 fn names_show_typed_placeholders_and_ids_hash_the_plain_shape() {
     let engine = Engine::new(ClusteringConfig::default());

@@ -7265,11 +7265,58 @@ fn a_time_wait_rise_confirmed_by_a_second_census_is_judged_on_the_pace_between_t
     }
 }
 
+/// A recorded run replayed second by second through the real detector and tracker: what the
+/// agent had at each point, and the replay.
+trait Replayed {
+    /// The time of point `i` (Unix ms).
+    fn at(&self, i: usize) -> i64;
+    /// The history as the agent had it at the end of point `last`.
+    fn history(&self, last: usize) -> CounterHistory;
+    /// The patterns as the agent listed them at point `now`.
+    fn patterns(&self, now: usize) -> Vec<PatternInput>;
+    /// The run's services, their (re)starts and its series' limits.
+    fn facts(
+        &self,
+    ) -> (
+        &[ServiceFacts],
+        &[crate::anomaly::ServiceStart],
+        &[crate::anomaly::SeriesLimit],
+    );
+
+    /// Replays the run second by second from point `from` to `to` with one tracker:
+    /// detects on the history up to each point, updates the tracker, and hands each
+    /// point's incidents to `each`.
+    fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
+        let rules = HintRules::builtin().unwrap();
+        let mut tracker = IncidentTracker::new();
+        let (services, starts, limits) = self.facts();
+        for now in from..=to {
+            let history = self.history(now);
+            let report = crate::anomaly::detect(
+                &history,
+                limits,
+                starts,
+                &crate::anomaly::AnomalyConfig::default(),
+            );
+            let incidents = run_with(
+                &mut tracker,
+                self.at(now),
+                &self.patterns(now),
+                report,
+                &history,
+                services,
+                &rules,
+            );
+            each(now, &incidents);
+        }
+    }
+}
+
 /// The Go lab's close-wait leak healed by a restart and injected again while its incident
 /// recovered (`testdata/go-lab-close-wait-recur.json`, recorded counters).
 mod close_wait_recurs {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
     use crate::testing::Recorded;
 
     const FRONTEND: u16 = 51853;
@@ -7433,7 +7480,9 @@ mod close_wait_recurs {
                 limits,
             }
         }
+    }
 
+    impl Replayed for Replay {
         fn at(&self, i: usize) -> i64 {
             self.recorded.start + i as i64 * 1000
         }
@@ -7574,31 +7623,8 @@ mod close_wait_recurs {
             out
         }
 
-        /// Replays the run second by second from point `from` to `to` with one tracker:
-        /// detects on the history up to each point, updates the tracker, and hands each
-        /// point's incidents to `each`.
-        fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(
-                    &history,
-                    &self.limits,
-                    &self.starts,
-                    &AnomalyConfig::default(),
-                );
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &self.limits)
         }
     }
 
@@ -7738,7 +7764,7 @@ fn a_pattern_joins_the_incident_whose_requests_it_failed_again_only_when_most_we
 /// (`testdata/go-lab-listen-overflow-edge-creep-jump.json`, recorded counters).
 mod listen_overflow_edge_creep {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
     use crate::testing::Recorded;
 
     const GATEWAY: u16 = 44221;
@@ -7881,7 +7907,9 @@ mod listen_overflow_edge_creep {
                 starts,
             }
         }
+    }
 
+    impl Replayed for Replay {
         fn at(&self, i: usize) -> i64 {
             self.recorded.start + i as i64 * 1000
         }
@@ -7933,23 +7961,8 @@ mod listen_overflow_edge_creep {
             .collect()
         }
 
-        fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(&history, &[], &self.starts, &AnomalyConfig::default());
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &[])
         }
     }
 
@@ -8069,7 +8082,7 @@ fn a_callers_counter_dated_before_its_callee_failed_is_the_callees_only_when_it_
 /// callee's fd limit and the points of the fault (see `testdata/go-lab-close-wait-*.json`).
 mod hung_callee_leak {
     use super::*;
-    use crate::anomaly::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
+    use crate::anomaly::{SeriesLimit, ServiceStart};
 
     /// A recorded run, replayed second by second through the real detector and tracker.
     pub(super) struct LabRun {
@@ -8269,10 +8282,6 @@ mod hung_callee_leak {
             self.data[name].as_u64().map(|i| i as usize)
         }
 
-        pub(super) fn at(&self, i: usize) -> i64 {
-            self.start + i as i64 * 1000
-        }
-
         /// The callee.
         pub(super) fn callee(&self) -> &str {
             &self.chain[1].0
@@ -8281,6 +8290,12 @@ mod hung_callee_leak {
         /// The last point recorded.
         pub(super) fn last(&self) -> usize {
             self.series[0].1.len() - 1
+        }
+    }
+
+    impl Replayed for LabRun {
+        fn at(&self, i: usize) -> i64 {
+            self.start + i as i64 * 1000
         }
 
         fn history(&self, last: usize) -> CounterHistory {
@@ -8373,30 +8388,8 @@ mod hung_callee_leak {
             out
         }
 
-        /// Replays the run second by second from point `from` to `to` with one tracker,
-        /// handing each point's incidents to `each`.
-        pub(super) fn run(&self, from: usize, to: usize, mut each: impl FnMut(usize, &[Incident])) {
-            let rules = HintRules::builtin().unwrap();
-            let mut tracker = IncidentTracker::new();
-            for now in from..=to {
-                let history = self.history(now);
-                let report = detect(
-                    &history,
-                    &self.limits,
-                    &self.starts,
-                    &AnomalyConfig::default(),
-                );
-                let incidents = run_with(
-                    &mut tracker,
-                    self.at(now),
-                    &self.patterns(now),
-                    report,
-                    &history,
-                    &self.services,
-                    &rules,
-                );
-                each(now, &incidents);
-            }
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &self.limits)
         }
     }
 

@@ -265,6 +265,20 @@ impl ClusterIndex {
 const ORDER_SLACK: usize = 1024;
 
 impl Inner {
+    /// The live traces with spans touched last, the latest first, at most `limit`, among
+    /// the last `limit × RECENT_SCAN_FACTOR` touches (see [`TraceStore::recent_with_spans`]).
+    /// A pair of the order queue is a live touch when its slot holds a trace touched last
+    /// with its `seq` (a slot freed and taken again holds a trace with a newer one).
+    fn recent_with_spans(&self, limit: usize) -> impl Iterator<Item = &TraceEntry> + '_ {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|&(seq, slot)| self.slot(slot).filter(|e| e.seq == seq))
+            .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
+            .filter(|e| e.spans > 0)
+            .take(limit)
+    }
+
     /// The trace in `slot`, if the slot holds one.
     fn slot(&self, slot: u32) -> Option<&TraceEntry> {
         self.slots.get(slot as usize)?.as_ref()
@@ -278,13 +292,6 @@ impl Inner {
     /// Every trace held, in no order.
     fn entries(&self) -> impl Iterator<Item = &TraceEntry> {
         self.slots.iter().flatten()
-    }
-
-    /// Whether a pair of the order queue is the latest touch of a live trace: its slot holds
-    /// a trace touched last with this `seq` (a slot freed and taken again holds a trace with a
-    /// newer one).
-    fn is_live(&self, seq: u64, slot: u32) -> bool {
-        self.slot(slot).is_some_and(|e| e.seq == seq)
     }
 
     /// The slot and id of the least recently touched trace, after dropping the stale pairs in
@@ -720,15 +727,20 @@ impl TraceStore {
     /// leave fewer.
     pub fn recent_with_spans(&self, limit: usize) -> Vec<TraceId> {
         let inner = self.inner.lock();
+        inner.recent_with_spans(limit).map(|e| e.trace_id).collect()
+    }
+
+    /// The spans of the traces [`recent_with_spans`](Self::recent_with_spans) lists, each
+    /// trace's in arrival order, decoded without their logs and without building a call
+    /// chain: who calls whom and on which ports, which the diagnosis reads at every pass.
+    /// Building those 30 chains a second, with every log of each and the web's rendering of
+    /// them, was 2.1 % of the agent's CPU at 1,000 lines/s + 1,000 spans/s (profile of
+    /// 6 December, `scripts/reliability/soak.py`).
+    pub fn recent_spans(&self, limit: usize) -> Vec<Vec<Span>> {
+        let inner = self.inner.lock();
         inner
-            .order
-            .iter()
-            .rev()
-            .filter(|&&(seq, slot)| inner.is_live(seq, slot))
-            .take(limit.saturating_mul(RECENT_SCAN_FACTOR))
-            .filter_map(|&(_, slot)| inner.slot(slot).filter(|e| e.spans > 0))
-            .take(limit)
-            .map(|e| e.trace_id)
+            .recent_with_spans(limit)
+            .map(|e| e.records.decode_spans(e.trace_id, &inner.names))
             .collect()
     }
 
