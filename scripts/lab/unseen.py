@@ -469,6 +469,10 @@ def run_fault(lab, traffic, fault, args):
     settled = traffic.settle(end)
     rows = traffic.window(t0, end)
     ended = watch_end(lab, snaps, end, args.watch_end)
+    if args.keep:
+        # And after the heal's watch: how the fault's counters drained (recovery's input).
+        with open(os.path.join(lab.tmp, "counters-%s-healed.json" % fault), "w") as fh:
+            json.dump(lab.api("/api/v1/counters", timeout=10), fh)
     # Counts once the last lines and spans are in: each pattern's growth over the fault
     # against the requests that failed in it.
     time.sleep(5)
@@ -619,7 +623,7 @@ def main():
                     help="after each heal, poll up to SECS for the fault's incident to end (before the gap)")
     ap.add_argument("--hold", type=int, default=0, help="keep everything running SECS at the end")
     ap.add_argument("--keep", action="store_true",
-                    help="keep the temporary directories, with the counters before each heal")
+                    help="keep the temporary directories, with the counters before each heal and after its watch")
     ap.add_argument("--fresh", action="store_true",
                     help="a new agent, chain and baseline for each fault (else one agent for all)")
     args = ap.parse_args()

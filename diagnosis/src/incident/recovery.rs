@@ -91,6 +91,17 @@ pub const MIN_PROCESS_CLIMB: f64 = 10.0;
 pub const PINNED_SHARE: f64 = 0.95;
 /// How long a TIME-WAIT socket lives: Linux's fixed `TCP_TIMEWAIT_LEN`.
 pub const TIME_WAIT_LEN_MS: i64 = 60_000;
+/// How late the kernel may reap a TIME-WAIT socket past its minute: its timer sits in a
+/// timer-wheel level whose granularity is 2 s at HZ 250 and 4 s at HZ 1000, so a storm's
+/// sockets leave in batches up to that late. Seen on the unseen lab (abort, healed): a storm
+/// of 26 closes a second begun at 14:47:01 drained from 14:48:03 by 52 every 2 s; read as
+/// leaving at exactly a minute, the draining count was 8.6 closes a second of storm 34 s
+/// after the heal (its pace 16/s) and the incident went active again.
+pub const REAP_SLACKS_MS: [i64; 3] = [0, 2_000, 4_000];
+/// How far back a TIME-WAIT count that did not climb is read for its closes (see
+/// [`REAP_SLACKS_MS`]): three of the coarsest reaping batches, so that one batch more or less
+/// in the window is a third of a batch a second, well under half a storm's pace.
+pub const DRAIN_WINDOW_MS: i64 = 12_000;
 /// Points since a series' last known point after which it is gone (its port no longer
 /// counted, its process gone): nothing there moves.
 const STALE_POINTS: usize = 10;
@@ -301,15 +312,43 @@ pub(super) fn moving_away(
             ..
         }
     ) {
-        let from = c1 - MOVE_WINDOW_MS;
-        let closes = time_wait_closes(&value_at, from, c1, a.changed_at_unix_ms, a.before)?;
-        let excess =
-            closes * 1000.0 / (c1 - from) as f64 - a.before * 1000.0 / TIME_WAIT_LEN_MS as f64;
         // Still a storm: half a storm's floor, and half the pace this one had at least (its
         // rise over the minute its sockets live). What a healed storm's count is misread by
         // is a share of its own pace, not of the floor's.
+        let usual = a.before * 1000.0 / TIME_WAIT_LEN_MS as f64;
         let pace = (a.reached - a.before) * 1000.0 / TIME_WAIT_LEN_MS as f64;
-        return Some(excess >= (MIN_STORM_CLOSES / 2.0).max(pace / 2.0));
+        let least = (MIN_STORM_CLOSES / 2.0).max(pace / 2.0);
+        // Closes a second beyond the usual over (from, c1]: the least that any of `slacks`
+        // explains.
+        let excess = |from: i64, slacks: &[i64]| {
+            let closes = slacks
+                .iter()
+                .filter_map(|&slack| {
+                    time_wait_closes(&value_at, from, c1, a.changed_at_unix_ms, a.before, slack)
+                })
+                .reduce(f64::min)?;
+            Some(closes * 1000.0 / (c1 - from) as f64 - usual)
+        };
+        let short = c1 - MOVE_WINDOW_MS;
+        if value_at(c1)? > value_at(short)? {
+            return Some(excess(short, &[0])? >= least);
+        }
+        // A count that did not climb is flat at a storm's top or draining after it: its
+        // sockets leave in the kernel's reaping batches, up to a batch late, so its closes
+        // are the least any such lateness explains — over the last seconds, and over a window
+        // of several batches, where one batch more or less is not half a storm's pace. A
+        // storm still going on closes at its pace over both.
+        // Only within the storm's first two minutes: later the closes telescope back to the
+        // window of its start, which a lateness would cut.
+        let slacks: &[i64] = if c1 - a.changed_at_unix_ms < 2 * TIME_WAIT_LEN_MS {
+            &REAP_SLACKS_MS
+        } else {
+            &[0]
+        };
+        return Some(
+            excess(short, slacks)? >= least
+                && excess(c1 - DRAIN_WINDOW_MS, slacks).is_none_or(|e| e >= least),
+        );
     }
     // Above all it had reached before, the whole window long, and by more than a wobble: a
     // count that keeps climbing leaves its past behind, one that wobbles at its new level
@@ -353,7 +392,8 @@ pub(super) fn moving_away(
 /// closed at its usual pace (`usual`, its usual count, over a minute). Seen on the unseen
 /// lab: the storm's count stopped climbing within one census of the heal and stayed flat
 /// for the minute its sockets lived, and so does a storm that runs on past its first
-/// minute; only the closes tell the two apart. `value_at` must read the count at the
+/// minute; only the closes tell the two apart. The sockets that left were closed a minute
+/// and `slack` ms before (see [`REAP_SLACKS_MS`]). `value_at` must read the count at the
 /// instant asked, not at the last census before it: a window a minute back read at censuses
 /// seconds off its ends is seconds of the storm's closes off (seen on the unseen lab at load
 /// 13: a storm healed in its first minute went active again 22 s and 40 s after the heal,
@@ -364,6 +404,7 @@ pub(super) fn time_wait_closes(
     to: i64,
     changed_at: i64,
     usual: f64,
+    slack: i64,
 ) -> Option<f64> {
     let (mut from, mut to) = (from, to);
     let mut closes = 0.0;
@@ -376,8 +417,8 @@ pub(super) fn time_wait_closes(
             _ => return None,
         }
         first = false;
-        from -= TIME_WAIT_LEN_MS;
-        to -= TIME_WAIT_LEN_MS;
+        from -= TIME_WAIT_LEN_MS + slack;
+        to -= TIME_WAIT_LEN_MS + slack;
     }
     Some(closes + usual * (to - from) as f64 / TIME_WAIT_LEN_MS as f64)
 }

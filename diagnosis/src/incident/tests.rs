@@ -5378,6 +5378,59 @@ fn a_storm_healed_within_its_first_minute_stays_recovering_while_its_sockets_exp
     );
 }
 
+/// The unseen lab's abort, healed (2026-12-06, release e5d7fa0): the callee closed 26
+/// connections a second from 14:47:01 to 14:47:41, each into TIME-WAIT on its port; the
+/// counts the agent kept, one a second from 14:47:02 (first 18), then 60 s of nothing before.
+/// The kernel reaped them from 62 s on, 52 every 2 s: the incident went recovering 12 s after
+/// the heal, active again at 34 s and ended at 62 s.
+#[test]
+fn a_storm_whose_sockets_the_kernel_reaps_in_batches_stays_recovering_while_they_drain() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let recorded = [
+        18.0, 42.0, 66.0, 92.0, 118.0, 142.0, 166.0, 190.0, 218.0, 242.0, 266.0, 290.0, 318.0,
+        342.0, 366.0, 390.0, 418.0, 442.0, 466.0, 490.0, 518.0, 542.0, 566.0, 590.0, 618.0, 642.0,
+        666.0, 690.0, 718.0, 742.0, 764.0, 781.0, 805.0, 825.0, 847.0, 864.0, 888.0, 905.0, 928.0,
+        952.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0,
+        964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 964.0, 922.0, 922.0, 870.0,
+        870.0, 818.0, 818.0, 766.0, 766.0, 730.0, 730.0, 685.0, 685.0, 644.0, 644.0, 600.0, 600.0,
+        548.0, 548.0, 500.0, 500.0, 448.0, 448.0, 396.0, 396.0, 344.0, 344.0, 292.0, 292.0, 244.0,
+        244.0, 192.0, 192.0, 140.0, 140.0, 88.0, 88.0, 38.0, 38.0, 0.0, 0.0,
+    ];
+    let points: Vec<f64> = std::iter::repeat_n(0.0, 61)
+        .chain(recorded.iter().copied())
+        .collect();
+    // Onset at 61 s, healed at 101 s (14:47:41).
+    let (onset, healed) = (61, 101);
+    let mut storm = rising(key.clone(), T0 + onset as i64 * 1000, 0.0, 964.0);
+    storm.noise = 1.0;
+    let seen = timeline(&key, &points, &storm, onset + 5, points.len() - 1);
+    let recovering = first_in(&seen, IncidentState::Recovering, healed).expect("recovering");
+    assert!(
+        recovering - healed <= 12,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - healed
+    );
+    let again: Vec<usize> = seen
+        .iter()
+        .filter(|(t, s, ..)| *t > recovering && *s == IncidentState::Active)
+        .map(|(t, ..)| t - healed)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "active again {again:?} s after the heal: {seen:?}"
+    );
+    let ended = first_in(&seen, IncidentState::Ended, healed).expect("ended");
+    assert!(
+        ended - healed <= 40,
+        "ended {} s after the heal: {seen:?}",
+        ended - healed
+    );
+}
+
 /// The same census timing on a storm that runs on past its first minute: flat at its top,
 /// and still a storm at every second of it.
 #[test]
