@@ -465,15 +465,7 @@ impl Tailer {
             // adopted when the original is found truncated, not read twice. It waits for that
             // at most the rotation grace period; after that it is a file of its own that
             // merely starts like another one.
-            // Compared over the live file's head length: its head may be shorter than the
-            // copy's if the file grew since the head was last read.
-            let copy_of_live = !head.is_blank()
-                && self.files.iter().any(|f| {
-                    !f.head.is_blank()
-                        && f.head.len <= size
-                        && f.head.matches(&file).unwrap_or(false)
-                });
-            if copy_of_live {
+            if self.copy_of_live(&head, &file, size) {
                 let since = *self.deferred.entry(id).or_insert(now);
                 if now.saturating_duration_since(since)
                     < Duration::from_millis(self.config.rotated_grace_ms)
@@ -578,13 +570,7 @@ impl Tailer {
                 let Ok(head) = Head::read(&file, size) else {
                     continue;
                 };
-                let copy_of_live = !head.is_blank()
-                    && self.files.iter().any(|f| {
-                        !f.head.is_blank()
-                            && f.head.len <= size
-                            && f.head.matches(&file).unwrap_or(false)
-                    });
-                if copy_of_live {
+                if self.copy_of_live(&head, &file, size) {
                     continue;
                 }
                 let offset = match self.book.lock().resume_remembered(&file, id, size, true) {
@@ -598,6 +584,16 @@ impl Tailer {
     }
 
     /// The sources' globs, those that parse.
+    /// Whether `file` (`size` bytes, its head `head`) starts as a file being read does: a
+    /// byte copy of it (copytruncate's copy). Compared over the live file's head length: its
+    /// head may be shorter than the copy's if the file grew since the head was last read.
+    fn copy_of_live(&self, head: &Head, file: &File, size: u64) -> bool {
+        !head.is_blank()
+            && self.files.iter().any(|f| {
+                !f.head.is_blank() && f.head.len <= size && f.head.matches(file).unwrap_or(false)
+            })
+    }
+
     fn glob_patterns(&self) -> Vec<glob::Pattern> {
         self.sources
             .iter()
