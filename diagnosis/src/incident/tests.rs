@@ -8621,3 +8621,126 @@ mod hung_callee_leak {
         }
     }
 }
+
+/// A counter-only incident (orders opening a connection per call to stock: a TIME-WAIT storm,
+/// nothing fails) has no pattern to compare the counters with; the dashboard said "No error
+/// pattern yet: nothing to compare the counters with" beside its own counters. Its own answer
+/// lists its storm first, then what moved around its onset ranked by relation to its culprit
+/// (orders' goroutines before another program's bigger storm), co-moving with its lead counter.
+#[test]
+fn a_counter_only_incident_says_what_moved_with_it_its_own_counters_first() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let other = SeriesKey::PortState {
+        port: 39_999,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let unmoved = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    // 150 s of history, the storm from point 120 (T0); orders' goroutines follow it 2 s later,
+    // another program's port storms harder at the same time.
+    let start = T0 - 120_000;
+    let len = 150;
+    let ramp = |from: usize, per_point: f64| -> Vec<Option<f64>> {
+        (0..len)
+            .map(|i| {
+                Some(if i < from {
+                    3.0
+                } else {
+                    3.0 + per_point * (i - from + 1) as f64
+                })
+            })
+            .collect()
+    };
+    let h = history(
+        start,
+        vec![
+            (&tw, ramp(120, 40.0)),
+            (&goroutines, step(len, 122, 20.0, 90.0)),
+            (&other, ramp(120, 200.0)),
+            (&unmoved, step(len, 0, 12.0, 12.0)),
+        ],
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 10_000,
+        &[],
+        vec![rising(tw.clone(), T0, 3.0, 400.0)],
+    );
+    let inc = &incidents[0];
+    assert!(inc.patterns.is_empty());
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+
+    // The agent learns the ports orders calls from its connections.
+    let mut facts = chain();
+    facts[1].called_ports = vec![8082];
+    let context = crate::moved::PatternContext {
+        services: &inc.culprit.seen_in,
+        culprit: inc.culprit.service.as_deref(),
+        facts: &facts,
+        ..Default::default()
+    };
+    let doc = crate::moved::what_moved_with_incident(inc, &h, &context);
+    assert_eq!(
+        doc.verdict,
+        crate::moved::MovedVerdict::Moved,
+        "{}",
+        doc.summary
+    );
+    assert_eq!(doc.incident_id.as_deref(), Some(inc.id.as_str()));
+    assert_eq!(doc.cluster_id, "");
+    assert_eq!(doc.onset_unix_ms, inc.onset_unix_ms);
+    assert_eq!(doc.onset_source, crate::onset::OnsetSource::Incident);
+    assert!(
+        doc.summary.contains("the incident's onset"),
+        "{}",
+        doc.summary
+    );
+    let order: Vec<(&SeriesKey, bool, crate::moved::MovedRelation)> = doc
+        .moved
+        .iter()
+        .map(|m| (&m.key, m.own, m.relation))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (&tw, true, crate::moved::MovedRelation::Culprit),
+            (&goroutines, false, crate::moved::MovedRelation::Culprit),
+            (&other, false, crate::moved::MovedRelation::NodeWide),
+        ],
+        "{:#?}",
+        doc.moved
+    );
+    let own = &doc.moved[0];
+    assert!(
+        own.evidence.starts_with("TIME-WAIT →:8082 rose 3 → ")
+            && own
+                .evidence
+                .contains("within a second of the incident's onset")
+            && !own.evidence.contains("ρ"),
+        "{}",
+        own.evidence
+    );
+    let follower = &doc.moved[1];
+    assert!(
+        follower
+            .evidence
+            .contains("with TIME-WAIT →:8082, the incident's lead counter (ρ"),
+        "{}",
+        follower.evidence
+    );
+    // Nothing of a pattern: no occurrences to chart.
+    assert!(doc.pattern.points.is_empty());
+}
