@@ -708,6 +708,88 @@ fn a_full_accept_queue_dropping_at_the_first_timeout_titles_the_incident_from_th
     );
 }
 
+/// The census before the one that shows the queue full may read it filling (the Go lab's
+/// backlog of 8 read 0, 4, then 9): the first timeouts titled the incident "Calls time out"
+/// until the census that read it full. A queue half full at one census, beside its callers'
+/// timeouts, is the listen-overflow hint's evidence from the first answer, and the title says
+/// it rests on one census; alone, it raises nothing.
+#[test]
+fn a_queue_filling_at_the_first_timeout_titles_the_incident_and_says_how_sure() {
+    // A socket census every 2 s; the one of point 120 reads the queue at 4 of 8, no drops.
+    let start = T0 - 120_000;
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let len = 122;
+    let census = |i: usize| i - i % 2;
+    let h = history(
+        start,
+        vec![
+            (
+                &queue,
+                (0..len)
+                    .map(|i| Some(if census(i) >= 120 { 4.0 } else { 0.0 }))
+                    .collect(),
+            ),
+            (
+                &age,
+                (0..len)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ],
+    );
+    let limits = [crate::anomaly::SeriesLimit {
+        key: queue.clone(),
+        limit: 8.0,
+    }];
+    let report =
+        crate::anomaly::detect(&h, &limits, &[], &crate::anomaly::AnomalyConfig::default());
+    assert!(report.anomalies.is_empty(), "{report:#?}");
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let incidents = fresh_run(
+        T0 + 1_500,
+        std::slice::from_ref(&timeouts),
+        report.clone(),
+        &h,
+        &chain(),
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    assert_eq!(inc.hints[0].rule_id, "listen-overflow", "{inc:#?}");
+    assert!(
+        inc.title.starts_with("The accept queue overflows")
+            && inc.title.contains(
+                "listen queue :8082 is filling: 0 → 4 of its backlog of 8 at the census of"
+            )
+            && inc.title.contains("seen by one census only (not full yet"),
+        "{}",
+        inc.title
+    );
+    assert_eq!(inc.counters[0].anomaly.key, queue, "{inc:#?}");
+    assert_eq!(inc.counters[0].relation, Relation::Culprit);
+    // The timeouts' own hint is still listed, after it.
+    assert!(inc.hints.iter().any(|h| h.rule_id == "timeout"), "{inc:#?}");
+
+    // Alone, the filling queue is no incident.
+    let incidents = fresh_run(T0 + 1_500, &[], report, &h, &chain(), &rules);
+    assert!(incidents.is_empty(), "{incidents:#?}");
+}
+
 /// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
 /// was folded into the pattern, so the pattern's services are both and its attribution says
 /// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
