@@ -1288,3 +1288,41 @@ fn a_counter_only_incident_shows_what_moved_with_it_on_the_overview_and_its_page
     );
     browser.screenshot("incident-page-counter-only");
 }
+
+/// A watched process that exited keeps its past on the fds chart: it was labelled
+/// `<name> [0] fds` (the API's pid is 0 when the target cannot be read, no process id).
+#[test]
+fn an_exited_process_keeps_its_past_under_its_name_not_pid_zero() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    let mut snap = counters(now, 60);
+    let gone = snap
+        .processes
+        .iter_mut()
+        .find(|p| p.current.is_none())
+        .expect("the fixture's process that cannot be read");
+    gone.name = "stock".into();
+    gone.error = Some("no process named stock".into());
+    // Read until 20 samples ago, then gone.
+    let n = gone.fds.points.len();
+    gone.fds.points = (0..n).map(|i| (i + 20 < n).then_some(40.0)).collect();
+    gone.threads.points = (0..n).map(|i| (i + 20 < n).then_some(9.0)).collect();
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/counters"));
+    let legend = browser.eval(
+        "return [...document.querySelectorAll('.chartbox')] \
+         .filter((c) => c.querySelector('h3').textContent === 'File descriptors and threads') \
+         .flatMap((c) => [...c.querySelectorAll('.legend li')].map((li) => li.firstChild.textContent))",
+    );
+    let legend: Vec<String> = serde_json::from_value(legend).unwrap();
+    assert!(
+        legend.contains(&"stock fds (not read now)".to_owned())
+            && legend.contains(&"stock threads (not read now)".to_owned()),
+        "{legend:?}"
+    );
+    assert!(legend.iter().all(|l| !l.contains("[0]")), "{legend:?}");
+    // A process read now keeps its pid.
+    assert!(legend.iter().any(|l| l.ends_with("] fds")), "{legend:?}");
+}
