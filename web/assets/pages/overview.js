@@ -169,21 +169,28 @@ export async function overview() {
       try {
         // The top active incident: of counters only, its own answer (its counters around its
         // onset, related to its culprit); else its first pattern's. With no active incident, the
-        // top emerging pattern, else the one that appeared most recently. A row and its answer
-        // are read at once.
+        // top emerging pattern, else the one that appeared most recently, else the latest
+        // incident of counters only. A row and its answer are read at once.
         const doc = await api("/api/v1/incidents");
+        /** Fills the panel with the answer of an incident of counters only; false when it has none. */
+        const ofIncident = async (inc) => {
+          if (!inc || inc.patterns.length) return false;
+          const detail = await api("/api/v1/incidents/" + encodeURIComponent(inc.id));
+          if (!detail.moved) return false;
+          fill(moved, movedBody(detail.moved, null, incidentHead(detail)));
+          return true;
+        };
         const top = doc.incidents.find((i) => i.active);
-        if (top && !top.patterns.length) {
-          const detail = await api("/api/v1/incidents/" + encodeURIComponent(top.id));
-          if (detail.moved) { fill(moved, movedBody(detail.moved, null, incidentHead(detail))); return; }
-        }
+        if (await ofIncident(top)) return;
         const lead = top && top.patterns.length ? top : doc.incidents.find((i) => i.active && i.patterns.length);
         let id = lead ? lead.patterns[0].id : null, row = null;
         if (!id) {
           const em = await api("/api/v1/clusters?emerging=true&limit=1");
-          const top = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
-          if (top.length) { id = top[0].id; row = top[0]; }
+          const first = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
+          if (first.length) { id = first[0].id; row = first[0]; }
         }
+        // No pattern at all: the latest incident, when it is of counters only (ended).
+        if (!id && await ofIncident(doc.incidents[0])) return;
         if (!id) { fill(moved, el("p", { class: "empty" }, "No error pattern and no incident yet: nothing to compare the counters with.")); return; }
         const path = "/api/v1/clusters/" + encodeURIComponent(id);
         const [movedDoc, detail] = await Promise.all([api(path + "/moved"), row ? null : api(path)]);
