@@ -725,7 +725,7 @@ fn what_moved_says_it_is_comparing_while_its_answer_is_computed() {
     let moved = browser.eval("return document.querySelector('#moved').innerText");
     let moved = moved.as_str().unwrap_or_default();
     assert!(
-        moved.contains("Comparing the node's counters with the top error pattern"),
+        moved.contains("Comparing the node's counters with the top incident or error pattern"),
         "{moved:?}"
     );
     // Then the answer replaces it.
