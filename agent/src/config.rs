@@ -1047,7 +1047,10 @@ mod tests {
     fn worker_threads_default_to_one_and_a_bad_count_is_refused_by_name() {
         let settings = Config::default().validate(None).unwrap();
         assert_eq!(settings.worker_threads, 1);
-        let four = parse("worker_threads = 4\n").unwrap().validate(None).unwrap();
+        let four = parse("worker_threads = 4\n")
+            .unwrap()
+            .validate(None)
+            .unwrap();
         assert_eq!(four.worker_threads, 4);
         for bad in ["0", "100000"] {
             let err = parse(&format!("worker_threads = {bad}\n"))

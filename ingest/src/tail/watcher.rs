@@ -668,7 +668,11 @@ mod tests {
         // event per write, which the loop had to copy and walk at every read.
         write_alternately(dir.path(), 200);
         let (queued, lost) = events.writes.drain();
-        assert_eq!((queued, lost), (0, false), "events queued while writes are ignored");
+        assert_eq!(
+            (queued, lost),
+            (0, false),
+            "events queued while writes are ignored"
+        );
 
         // Set again before the read: a write after it is reported, and the watch is kept.
         events.arm_writes();
@@ -676,6 +680,10 @@ mod tests {
         assert!(events.watch(&dirs).complete);
         write_alternately(dir.path(), 3);
         let next = tokio::time::timeout(Duration::from_secs(5), events.changed()).await;
-        assert_eq!(next, Ok(Change::Writes), "a write after the read wakes the loop");
+        assert_eq!(
+            next,
+            Ok(Change::Writes),
+            "a write after the read wakes the loop"
+        );
     }
 }
