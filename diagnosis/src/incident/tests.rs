@@ -8246,8 +8246,17 @@ mod hung_callee_leak {
             let redeploy = index("restart_point").expect("restart_point");
             let healed = index("healed_point");
             let census = points("census_age_ms");
+            // The callee's port group, where the fixture recorded it.
+            let group = (
+                SeriesKey::PortTotal {
+                    port: callee.1,
+                    side: PortSide::Local,
+                },
+                "total_callee",
+            );
             let series = named
                 .into_iter()
+                .chain(data[group.1].is_array().then_some(group))
                 .filter(|(_, name)| !left_out.contains(name))
                 .map(|(key, name)| {
                     let mut p = points(name);
@@ -8295,14 +8304,17 @@ mod hung_callee_leak {
                 },
             ];
             let at = |i: usize| start + i as i64 * 1000;
+            // Where the live agent dated the callee's restart, when the fixture says.
+            let dated = data["restart_dated_unix_ms"].as_i64();
             let starts = services
                 .iter()
                 .map(|s| {
                     let restarted = healed.filter(|_| s.service == callee.0);
+                    let restarted_at = restarted.map(|h| dated.unwrap_or(at(h)));
                     ServiceStart {
                         service: s.service.clone(),
-                        at_unix_ms: at(restarted.unwrap_or(redeploy)),
-                        stopped_unix_ms: restarted.map(|h| at(h - 1)),
+                        at_unix_ms: restarted_at.unwrap_or(at(redeploy)),
+                        stopped_unix_ms: restarted.map(|h| dated.unwrap_or(at(h - 1))),
                         ports: s.listen_ports.clone(),
                         task_targets: s.task_targets.clone(),
                         processes: s.processes.clone(),
@@ -8572,6 +8584,74 @@ mod hung_callee_leak {
                     (*secs + again) as i64 - stopped as i64
                 );
             }
+        }
+    }
+
+    /// The Go lab's hung callee healed by a restart and brought back while its incident
+    /// recovered, seed 301 (`testdata/go-lab-close-wait-hung-recur-301.json`, recorded counters
+    /// with the callee's port group and the restart where the live agent dated it): the new
+    /// process's CLOSE-WAIT climbed 0 → 603 from 12 s after its start. It is a change of its
+    /// own within 10 s of the leak's first failure again, and the incident tells it from then
+    /// on. Before, the port group's usual size was read from 15 s after the restart on, inside
+    /// the climb, where the group had already grown by half the rise: the climb was read as
+    /// connections changing state at every pass, and the incident quoted the first
+    /// occurrence's "rose 0 → 730 in 37 s" to the end (as live, 1 run of 3 on this seed).
+    #[test]
+    fn a_leak_brought_back_soon_after_a_restart_is_its_own_change_beside_its_port_group() {
+        let run = LabRun::new(
+            include_str!("../../testdata/go-lab-close-wait-hung-recur-301.json"),
+            &[],
+        );
+        let (reinjected, again) = (
+            run.index("reinjected_point"),
+            run.index("again_onset_point"),
+        );
+        let callee = run.callee().to_owned();
+        let port = run.chain[1].1;
+        let mut seen = Vec::new();
+        run.run(run.index("healed_point"), run.last(), |now, incidents| {
+            if now < again {
+                return;
+            }
+            let inc = incidents
+                .iter()
+                .find(|i| i.culprit.service.as_deref() == Some(callee.as_str()))
+                .unwrap_or_else(|| panic!("at point {now}: {incidents:#?}"));
+            let told = inc
+                .counters
+                .iter()
+                .find(|c| c.anomaly.key == close_wait(port))
+                .map(|c| {
+                    (
+                        c.anomaly.changed_at_unix_ms >= run.at(reinjected),
+                        c.anomaly.evidence.clone(),
+                    )
+                });
+            seen.push((
+                now - again,
+                inc.hints.first().map(|h| h.rule_id.clone()),
+                told,
+            ));
+        });
+        let own = seen
+            .iter()
+            .position(|s| s.2.as_ref().is_some_and(|t| t.0))
+            .unwrap_or_else(|| panic!("never a change of its own: {seen:#?}"));
+        assert!(
+            seen[own].0 <= 10,
+            "its own change {} s after: {seen:#?}",
+            seen[own].0
+        );
+        for (secs, hint, told) in &seen[own..] {
+            assert_eq!(
+                hint.as_deref(),
+                Some("close-wait-leak"),
+                "{secs} s after it came back"
+            );
+            assert!(
+                told.as_ref().is_some_and(|t| t.0),
+                "{secs} s after it came back, the incident tells another change: {told:?}"
+            );
         }
     }
 
