@@ -8701,3 +8701,92 @@ mod hung_callee_leak {
         }
     }
 }
+
+/// The e2e test's CLOSE-WAIT leak as its agent read it at each pass
+/// (`testdata/e2e-close-wait-leak-axis-jitter.json`, recorded): the history's axis is laid back
+/// from the latest sample's time, so from pass to pass the same point moved by a few ms and the
+/// same change was dated that much apart. The leak's incident keeps its id through its whole
+/// life, also once the leak stopped and its change is no longer active. Before, a change read
+/// a few ms later than in the pass before was taken for a new one once it was no longer active:
+/// the incident took a new id 3 s after the leak's first reading, and the e2e test that follows
+/// it by id to its end (`faults_that_stop_end_their_incidents_within_a_bound_and_say_when`)
+/// failed (5 runs of 18 in a row under load, own network namespace).
+#[test]
+fn a_change_read_on_an_axis_moved_by_milliseconds_keeps_its_incidents_id() {
+    let data: serde_json::Value = serde_json::from_str(include_str!(
+        "../../testdata/e2e-close-wait-leak-axis-jitter.json"
+    ))
+    .expect("the fixture is JSON");
+    let step_ms = data["step_ms"].as_i64().expect("step_ms");
+    let port = u16::try_from(data["port"].as_u64().expect("port")).expect("a port");
+    let service = data["service"].as_str().expect("service");
+    let series: Vec<(SeriesKey, Vec<Option<f64>>)> = data["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| {
+            let key = serde_json::from_value(s["key"].clone()).expect("a series key");
+            let points = s["points"]
+                .as_array()
+                .expect("points")
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect();
+            (key, points)
+        })
+        .collect();
+    let services = vec![ServiceFacts {
+        service: service.into(),
+        listen_ports: vec![port],
+        processes: vec![service.into()],
+        ..ServiceFacts::default()
+    }];
+    // The e2e test's configuration.
+    let config = crate::anomaly::AnomalyConfig {
+        baseline_ms: 10_000,
+        search_ms: 20_000,
+        min_baseline_points: 10,
+        warmup_ms: 2_000,
+    };
+    let rules = HintRules::builtin().unwrap();
+    let mut tracker = IncidentTracker::new();
+    let mut seen: Vec<(i64, String, IncidentState)> = Vec::new();
+    for pass in data["passes"].as_array().expect("passes") {
+        let field = |i: usize| pass[i].as_i64().expect("a pass is [now, start, length]");
+        let (now, start, len) = (field(0), field(1), field(2) as usize);
+        let history = CounterHistory {
+            start_unix_ms: start,
+            step_ms,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..len].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        };
+        let report = crate::anomaly::detect(&history, &[], &[], &config);
+        let incidents = run_with(&mut tracker, now, &[], report, &history, &services, &rules);
+        if let Some(inc) = incidents
+            .iter()
+            .find(|i| i.counters.iter().any(|c| c.anomaly.key == close_wait(port)))
+        {
+            seen.push((now, inc.id.clone(), inc.state));
+        }
+    }
+    let Some((_, first, _)) = seen.first() else {
+        panic!("the leak was never an incident");
+    };
+    for (now, id, state) in &seen {
+        assert_eq!(
+            id, first,
+            "at {now} ({state:?}) the leak's incident has another id: {seen:#?}"
+        );
+    }
+    assert_eq!(
+        seen.last().map(|s| s.2),
+        Some(IncidentState::Ended),
+        "{seen:#?}"
+    );
+}
