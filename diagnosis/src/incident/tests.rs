@@ -8790,3 +8790,217 @@ fn a_change_read_on_an_axis_moved_by_milliseconds_keeps_its_incidents_id() {
         "{seen:#?}"
     );
 }
+
+/// The Go lab's close-wait fault seen from its whole chain
+/// (`testdata/go-lab-close-wait-caller-goroutines.json`, recorded counters): the callee's
+/// handlers hung, and its caller's goroutines rose with its own within the same two seconds,
+/// before any failed call was known.
+mod close_wait_caller {
+    use super::*;
+    use crate::anomaly::{SeriesLimit, ServiceStart};
+
+    struct Replay {
+        data: serde_json::Value,
+        start: i64,
+        chain: Vec<(String, u16)>,
+        series: Vec<(SeriesKey, Vec<Option<f64>>)>,
+        services: Vec<ServiceFacts>,
+        starts: Vec<ServiceStart>,
+        limits: Vec<SeriesLimit>,
+    }
+
+    impl Replay {
+        fn new() -> Replay {
+            let data: serde_json::Value = serde_json::from_str(include_str!(
+                "../../testdata/go-lab-close-wait-caller-goroutines.json"
+            ))
+            .expect("the fixture is JSON");
+            let start = data["start_unix_ms"].as_i64().expect("start_unix_ms");
+            let chain: Vec<(String, u16)> = data["chain"]
+                .as_array()
+                .expect("chain")
+                .iter()
+                .map(|c| {
+                    (
+                        c["service"].as_str().expect("service").to_owned(),
+                        u16::try_from(c["port"].as_u64().expect("port")).expect("a port"),
+                    )
+                })
+                .collect();
+            let series = data["series"]
+                .as_array()
+                .expect("series")
+                .iter()
+                .map(|s| {
+                    let key = serde_json::from_value(s["key"].clone()).expect("a series key");
+                    let points = s["points"]
+                        .as_array()
+                        .expect("points")
+                        .iter()
+                        .map(serde_json::Value::as_f64)
+                        .collect();
+                    (key, points)
+                })
+                .collect();
+            let services: Vec<ServiceFacts> = chain
+                .iter()
+                .enumerate()
+                .map(|(i, (service, port))| ServiceFacts {
+                    service: service.clone(),
+                    listen_ports: vec![*port],
+                    callers: i
+                        .checked_sub(1)
+                        .map(|c| chain[c].0.clone())
+                        .into_iter()
+                        .collect(),
+                    callees: chain.get(i + 1).map(|c| c.0.clone()).into_iter().collect(),
+                    called_ports: chain.get(i + 1).map(|c| c.1).into_iter().collect(),
+                    processes: vec![service.clone()],
+                    task_targets: vec![service.clone()],
+                    ..ServiceFacts::default()
+                })
+                .collect();
+            // Each service's latest start before the fault: the chain's redeploy.
+            let injected = data["injected_point"].as_i64().expect("injected_point");
+            let starts = services
+                .iter()
+                .map(|s| {
+                    let at = data["restart_points"][&s.service]
+                        .as_array()
+                        .expect("restart_points")
+                        .iter()
+                        .filter_map(serde_json::Value::as_i64)
+                        .filter(|&p| p < injected)
+                        .max()
+                        .expect("a start before the fault");
+                    ServiceStart {
+                        service: s.service.clone(),
+                        at_unix_ms: start + at * 1000,
+                        stopped_unix_ms: None,
+                        ports: s.listen_ports.clone(),
+                        task_targets: s.task_targets.clone(),
+                        processes: s.processes.clone(),
+                    }
+                })
+                .collect();
+            let limits = data["fd_limits"]
+                .as_array()
+                .expect("fd_limits")
+                .iter()
+                .map(|l| SeriesLimit {
+                    key: SeriesKey::Process {
+                        name: l["service"].as_str().expect("service").into(),
+                        metric: ProcessMetric::OpenFds,
+                    },
+                    limit: l["fd_limit"].as_f64().expect("fd_limit"),
+                })
+                .collect();
+            Replay {
+                data,
+                start,
+                chain,
+                series,
+                services,
+                starts,
+                limits,
+            }
+        }
+
+        fn index(&self, name: &str) -> usize {
+            self.data[name].as_u64().expect(name) as usize
+        }
+    }
+
+    impl Replayed for Replay {
+        fn at(&self, i: usize) -> i64 {
+            self.start + i as i64 * 1000
+        }
+
+        fn history(&self, last: usize) -> CounterHistory {
+            CounterHistory {
+                start_unix_ms: self.start,
+                step_ms: 1000,
+                series: self
+                    .series
+                    .iter()
+                    .map(|(key, points)| crate::history::CounterSeries {
+                        key: key.clone(),
+                        points: points[..=last].to_vec(),
+                    })
+                    .collect(),
+                ..CounterHistory::default()
+            }
+        }
+
+        /// The caller's timeouts, placed on the callee, from the pass after the agent first
+        /// saw them (20 failed requests a second).
+        fn patterns(&self, now: usize) -> Vec<PatternInput> {
+            let first = self.data["pattern_first_seen_unix_ms"]
+                .as_i64()
+                .expect("pattern_first_seen_unix_ms");
+            let listed = self.data["pattern_listed_unix_ms"]
+                .as_i64()
+                .expect("pattern_listed_unix_ms");
+            if self.at(now) < listed {
+                return Vec::new();
+            }
+            let (caller, callee) = (&self.chain[0], &self.chain[1]);
+            let mut p = blamed(
+                pattern(
+                    "timeouts",
+                    "Get \"<url>\": context deadline exceeded",
+                    &[caller.0.as_str()],
+                    first,
+                    &["t-first"],
+                ),
+                &callee.0,
+                CulpritRole::Callee,
+            );
+            p.example = Some(format!(
+                "Get \"http://127.0.0.1:{}/api/v1/payments/79387\": context deadline exceeded",
+                callee.1
+            ));
+            p.last_seen_unix_ms = self.at(now);
+            p.count = 20 * ((self.at(now) - first) / 1000 + 1) as u64;
+            vec![p]
+        }
+
+        fn facts(&self) -> (&[ServiceFacts], &[ServiceStart], &[SeriesLimit]) {
+            (&self.services, &self.starts, &self.limits)
+        }
+    }
+
+    /// The caller's goroutines that rose with its hung callee's are the callee's callers
+    /// waiting on it, from the first pass that sees them, before any failed call is known:
+    /// never an incident of the caller's. Before, the lab's first poll (1.25 s after the first
+    /// failed request) listed "Goroutines grow without bound — in frontend: goroutines frontend
+    /// (http) rose 25 → 160 in 2 s" beside the callee's incident, until the callers' timeouts
+    /// joined them.
+    #[test]
+    fn a_callers_goroutines_rising_with_its_hung_callees_are_the_callees_incident() {
+        let replay = Replay::new();
+        let injected = replay.index("injected_point");
+        let (caller, callee) = (replay.chain[0].0.clone(), replay.chain[1].0.clone());
+        let mut listed = 0;
+        replay.run(injected - 20, injected + 20, |now, incidents| {
+            for inc in incidents {
+                assert_ne!(
+                    inc.culprit.service.as_deref(),
+                    Some(caller.as_str()),
+                    "at point {now} ({} s after the injection): {}",
+                    now as i64 - injected as i64,
+                    inc.title
+                );
+            }
+            listed += usize::from(
+                incidents
+                    .iter()
+                    .any(|i| i.culprit.service.as_deref() == Some(callee.as_str())),
+            );
+        });
+        assert!(
+            listed >= 15,
+            "the callee's incident listed in {listed} passes"
+        );
+    }
+}
