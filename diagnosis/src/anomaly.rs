@@ -144,9 +144,27 @@ pub const TIME_WAIT_CENSUSES: usize = 2;
 /// node), and the kernel's own drop count, read every second, is the second witness. Seen
 /// on the Go lab's listen-overflow (a backlog of 8): the callers' first timeouts came
 /// 0.5–0.7 s after the queue filled, and the incident was titled by them ("Calls time out:
-/// the callee is slow or hangs") for 1–2 s until the queue's next census. The share is the
-/// listen-overflow hint's (`min_share_of_limit`).
+/// the callee is slow or hangs") for 1–2 s until the queue's next census. The listen-overflow
+/// hint matches a queue from [`FILLING_QUEUE_SHARE`] of its backlog on (`min_share_of_limit`).
 pub const FULL_QUEUE_SHARE: f64 = 0.9;
+/// Share of its backlog at which a listener's accept queue, up from near empty (at most
+/// [`FILLING_QUEUE_FLOOR`] of it) within [`FILLING_QUEUE_MS`], is *filling*: a service that
+/// accepts keeps its queue near 0 (an accept loop takes microseconds), and one that stopped
+/// accepting fills it at the pace its callers connect. Seen on the Go lab's listen-overflow (a
+/// backlog of 8, `testdata/go-lab-listen-overflow-edge-creep-jump.json`): the queue read 0, 4,
+/// then 9 with the kernel dropping connections, one census a second apart; where the first
+/// timeouts came before the census that read it full, they titled the incident ("Calls time
+/// out: the callee is slow or hangs") until that census (1–2 s on the runs of the last
+/// session). One census reading is no change on its own (a burst accepted a moment later reads
+/// the same), so a filling queue raises nothing: it joins an incident whose callers fail at its
+/// service ([`filling_queues`]).
+pub const FILLING_QUEUE_SHARE: f64 = 0.5;
+/// Share of its backlog a filling queue held at most at the census before its rise.
+pub const FILLING_QUEUE_FLOOR: f64 = 0.25;
+/// How long a rise to a filling queue may have taken: its callers' first timeouts come within
+/// seconds of it (a client timeout of a second or two); a queue that sat half full for longer
+/// is a level the detector judges on its own ([`PERSIST`]).
+pub const FILLING_QUEUE_MS: i64 = 10_000;
 /// Fewest points of a ramp, counted from the last point inside the band.
 pub const RAMP_MIN_POINTS: usize = 6;
 /// Points of a ramp tested at most: the latest stretch of a climb.
@@ -298,6 +316,11 @@ pub struct AnomalyReport {
     /// census' CPU budget allows next. Not part of the API's answer.
     #[serde(skip)]
     pub awaiting_census: Vec<SeriesKey>,
+    /// Accept queues the latest census shows filling, not raised (see [`filling_queues`]):
+    /// an incident whose callers fail at the queue's service lists them. Not part of the
+    /// API's answer.
+    #[serde(skip)]
+    pub filling_queues: Vec<CounterAnomaly>,
 }
 
 /// The limit of one series (a process's fd limit, a listener's backlog): quoted in the
@@ -363,7 +386,103 @@ pub fn detect(
     starts: &[ServiceStart],
     config: &AnomalyConfig,
 ) -> AnomalyReport {
-    judge_series(history, limits, starts, config, None).0
+    let mut report = judge_series(history, limits, starts, config, None).0;
+    report.filling_queues = filling_queues(history, limits, &report.anomalies);
+    report
+}
+
+/// The listeners' accept queues that the latest socket census shows *filling* (see
+/// [`FILLING_QUEUE_SHARE`]) and that `raised` does not hold yet, each as the anomaly it would
+/// be, its evidence saying it rests on one census: "listen queue :8082 is filling: 0 → 4 of
+/// its backlog of 8 at the census of 10:04:05 UTC, seen by one census only (not full yet, no
+/// connection dropped yet)". Not raised by [`detect`]: one reading is no change on its own.
+/// An incident whose callers fail at the queue's service lists it (their failures are its
+/// second witness), so its first answer can say the queue is filling before a census shows it
+/// full. Only series with a known limit (the backlog) are judged.
+pub fn filling_queues(
+    history: &CounterHistory,
+    limits: &[SeriesLimit],
+    raised: &[CounterAnomaly],
+) -> Vec<CounterAnomaly> {
+    let len = history.len();
+    let mut out = Vec::new();
+    for l in limits.iter().filter(|l| l.limit > 0.0) {
+        if !matches!(l.key, SeriesKey::ListenQueue { .. }) || raised.iter().any(|a| a.key == l.key)
+        {
+            continue;
+        }
+        let Some(series) = history.get(&l.key) else {
+            continue;
+        };
+        let known: Vec<(usize, f64)> = series
+            .points
+            .iter()
+            .take(len)
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (i, v)))
+            .collect();
+        let readings = per_census(history, &known);
+        let Some(&(last_i, last)) = readings.last() else {
+            continue;
+        };
+        if last < FILLING_QUEUE_SHARE * l.limit {
+            continue;
+        }
+        // The rise: the readings above the floor up to the last, climbing (never falling
+        // back), after a reading at the floor.
+        let floor = FILLING_QUEUE_FLOOR * l.limit;
+        let Some(before_rise) = readings.iter().rposition(|&(_, v)| v <= floor) else {
+            continue;
+        };
+        let rise = &readings[before_rise + 1..];
+        let climbing = rise.windows(2).all(|w| w[1].1 >= w[0].1);
+        let Some(&(first_i, _)) = rise.first() else {
+            continue;
+        };
+        let started = history.counted_at(first_i);
+        if !climbing || history.counted_at(last_i) - started > FILLING_QUEUE_MS {
+            continue;
+        }
+        let before = readings[before_rise].1;
+        let noise = (before + 1.0).sqrt();
+        let dropped = drops_counted(history, first_i);
+        let label = l.key.label();
+        out.push(CounterAnomaly {
+            key: l.key.clone(),
+            unit: l.key.unit().to_owned(),
+            kind: l.key.kind(),
+            shape: ChangeShape::Step,
+            direction: Direction::Rise,
+            before,
+            noise,
+            reached: last,
+            latest: last,
+            score: (last - before) / noise,
+            changed_at_unix_ms: history.time(first_i),
+            active: true,
+            limit: Some(l.limit),
+            evidence: format!(
+                "{label} is filling: {} → {} of its backlog of {} at the census of {}, seen by \
+                 {} only (not full yet; {})",
+                number(before),
+                number(last),
+                number(l.limit),
+                clock(history.counted_at(last_i)),
+                match rise.len() {
+                    1 => "one census".to_owned(),
+                    n => format!("{n} censuses"),
+                },
+                if dropped {
+                    "the kernel counts dropped connections already"
+                } else {
+                    "no connection dropped yet"
+                },
+            ),
+            label,
+            caveat: None,
+        });
+    }
+    out
 }
 
 /// The band a series judged quiet was judged against, when its next points can be checked
@@ -1977,6 +2096,58 @@ mod tests {
         // Not full (6 of 8), drops counted elsewhere on the node: the same.
         let (key, h) = full_accept_queue(6.0, Some(423));
         assert_eq!(first(&h, &key), Some(427));
+    }
+
+    /// The census before the one that shows a listener's queue full may show it filling
+    /// (the Go lab's backlog of 8 read 0, 4, then 9): one reading raises nothing, but it is a
+    /// filling queue that an incident of its callers' failures can list, saying it rests on
+    /// one census. A queue that sat half full for long, or that only reached a quarter, is not.
+    #[test]
+    fn a_queue_half_full_at_one_census_is_filling_not_raised() {
+        let config = AnomalyConfig::default();
+        let key = SeriesKey::ListenQueue { port: 8080 };
+        let limits = [SeriesLimit {
+            key: key.clone(),
+            limit: 8.0,
+        }];
+        // Censuses every 2 s; the one of 424 s reads 4 of 8.
+        let (_, h) = full_accept_queue(4.0, None);
+        let report = detect(&at(&h, 425), &limits, &[], &config);
+        assert!(report.anomalies.iter().all(|a| a.key != key), "{report:#?}");
+        assert_eq!(report.filling_queues.len(), 1, "{report:#?}");
+        let f = &report.filling_queues[0];
+        assert_eq!(f.key, key);
+        assert_eq!(f.changed_at_unix_ms, START + 424_000);
+        assert_eq!((f.before, f.reached, f.limit), (0.0, 4.0, Some(8.0)));
+        assert!(
+            f.evidence.starts_with(
+                "listen queue :8080 is filling: 0 → 4 of its backlog of 8 at the census of "
+            ) && f
+                .evidence
+                .ends_with("seen by one census only (not full yet; no connection dropped yet)"),
+            "{}",
+            f.evidence
+        );
+        // The cached detector says the same.
+        let report = cached::Detector::new(cached::Bounds::default()).detect(
+            &at(&h, 425),
+            &limits,
+            &[],
+            &config,
+        );
+        assert_eq!(report.filling_queues.len(), 1, "{report:#?}");
+        // Half full since 424 s, judged at 439 s: a level for the detector, not a rise now.
+        let report = detect(&at(&h, 439), &limits, &[], &config);
+        assert!(report.filling_queues.is_empty(), "{report:#?}");
+        // A quarter of the backlog is no filling queue.
+        let (_, h) = full_accept_queue(2.0, None);
+        let report = detect(&at(&h, 425), &limits, &[], &config);
+        assert!(report.filling_queues.is_empty(), "{report:#?}");
+        // Raised already (full, dropping): not listed again as filling.
+        let (_, h) = full_accept_queue(9.0, Some(423));
+        let report = detect(&at(&h, 425), &limits, &[], &config);
+        assert!(report.anomalies.iter().any(|a| a.key == key));
+        assert!(report.filling_queues.is_empty(), "{report:#?}");
     }
 
     #[test]

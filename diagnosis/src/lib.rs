@@ -34,8 +34,8 @@ pub use history::{
     traffic_points, traffic_points_from, CounterHistory, CounterSeries, Series, TimeAxis,
 };
 pub use moved::{
-    what_moved, what_moved_for, MovedConfidence, MovedCounter, MovedRelation, MovedUnjudged,
-    MovedVerdict, MovedWithIt, PatternContext,
+    what_moved, what_moved_for, what_moved_with_incident, MovedConfidence, MovedCounter,
+    MovedRelation, MovedUnjudged, MovedVerdict, MovedWithIt, PatternContext,
 };
 pub use onset::{Onset, OnsetSource};
 pub use text::clock;

@@ -81,8 +81,8 @@ pub use crate::baseline::{
     PERSIST, SETTLE_POINTS, SETTLE_SHARE,
 };
 use crate::history::{CounterHistory, Series};
-use crate::incident::ServiceFacts;
-use crate::onset::{occurrences_on_axis, pattern_onset, OnsetSource};
+use crate::incident::{Incident, Relation, ServiceFacts};
+use crate::onset::{occurrences_on_axis, pattern_onset, Onset, OnsetSource};
 use crate::text::{clock, number};
 
 /// The verdict of "what moved with it".
@@ -156,6 +156,11 @@ pub struct MovedCounter {
     /// its level by then, so it did not move *with* the errors. Listed after every counter
     /// that did, whatever its relation: a precursor, or something that happened before.
     pub earlier: bool,
+    /// One of the incident's own counters (in an incident's answer: see
+    /// `what_moved_with_incident`), listed first: what made it an incident. Always `false` in
+    /// a pattern's answer.
+    #[serde(default)]
+    pub own: bool,
     /// Why the move may not be what it seems, in sentences: its baseline overlaps the
     /// series' first appearance or its service's start.
     pub caveats: Vec<String>,
@@ -235,8 +240,13 @@ pub struct PatternContext<'a> {
 /// while the pattern still occurs. The thresholds and why are in the `moved` module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MovedWithIt {
-    /// The pattern.
+    /// The pattern; empty in an incident's answer (`incident_id`).
     pub cluster_id: String,
+    /// The incident, when the answer is an incident's (one of counters only, which has no
+    /// pattern to compare the counters with): the counters are compared around its onset,
+    /// ranked by relation to its culprit, its own counters first. Absent in a pattern's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
     /// Moved, nothing moved, or not enough history to tell.
     pub verdict: MovedVerdict,
     /// The answer in one or two sentences.
@@ -385,16 +395,167 @@ pub fn what_moved_for(
     counters: &CounterHistory,
     context: &PatternContext<'_>,
 ) -> MovedWithIt {
-    let axis = Axis {
+    let axis = axis_of(counters);
+    let pattern = occurrences_on_axis(axis, &activity.per_minute, activity.per_second.as_ref());
+    let onset = pattern_onset(activity, axis, &pattern);
+    let began = match onset.source {
+        OnsetSource::Emergence if onset.surge => "the surge began",
+        _ => "the first error",
+    };
+    let precise = activity
+        .per_second
+        .as_ref()
+        .is_some_and(|s| !s.counts.is_empty());
+    let subject = Subject {
+        cluster_id: activity.id.clone(),
+        incident_id: None,
+        onset,
+        began: began.to_owned(),
+        what: "the pattern",
+        precise,
+        reference: trailing_sum(&pattern, RATE_SMOOTH_POINTS),
+        reference_name: "the error rate".to_owned(),
+        reference_key: None,
+        going_on: &|t| occurred_near(&pattern, axis, t),
+        own: &[],
+        shown: &pattern,
+    };
+    answer(axis, &subject, counters, context)
+}
+
+/// "What moved with it" for an incident: around its onset, ranked by relation to its culprit
+/// and the services that saw its failures, its own counters first (they are what made it an
+/// incident; its node-wide totals excepted). Meant for an incident of counters only (a
+/// TIME-WAIT storm, a CLOSE-WAIT leak before any error), which has no pattern to compare the
+/// counters with: co-movement is measured against its lead counter (its first counter that is
+/// not merely beside the fault), and a change after its onset counts while the incident was
+/// still active. An incident with patterns is better answered by its first pattern's
+/// [`what_moved_for`] (its errors' rate is the fault's own clock).
+pub fn what_moved_with_incident(
+    incident: &Incident,
+    counters: &CounterHistory,
+    context: &PatternContext<'_>,
+) -> MovedWithIt {
+    let axis = axis_of(counters);
+    let lead = incident
+        .counters
+        .iter()
+        .find(|k| !k.supporting)
+        .or(incident.counters.first());
+    let reference = lead
+        .and_then(|k| counters.series.iter().find(|s| s.key == k.anomaly.key))
+        .map(|s| {
+            let points = filled(
+                &Candidate {
+                    key: &s.key,
+                    points: &s.points,
+                },
+                axis.len,
+            );
+            carried(&points)
+        })
+        .unwrap_or_else(|| vec![0.0; axis.len]);
+    // Its node-wide totals (which move with any traffic) are listed as such, not as its own.
+    let own: Vec<SeriesKey> = incident
+        .counters
+        .iter()
+        .filter(|k| k.relation != Relation::NodeWide)
+        .map(|k| k.anomaly.key.clone())
+        .collect();
+    let last_active = incident.last_active_unix_ms;
+    let subject = Subject {
+        cluster_id: String::new(),
+        incident_id: Some(incident.id.clone()),
+        onset: Onset {
+            unix_ms: incident.onset_unix_ms,
+            source: OnsetSource::Incident,
+            precision_ms: axis.step,
+            surge: false,
+        },
+        began: "the incident's onset".to_owned(),
+        what: "the incident",
+        precise: true,
+        reference,
+        reference_name: lead.map_or_else(
+            || "the incident's counters".to_owned(),
+            |k| format!("{}, the incident's lead counter", k.anomaly.label),
+        ),
+        reference_key: lead.map(|k| k.anomaly.key.clone()),
+        going_on: &|t| t <= last_active + EFFECT_SLACK_MS,
+        own: &own,
+        shown: &[],
+    };
+    answer(axis, &subject, counters, context)
+}
+
+/// The regular axis of a counter history.
+fn axis_of(counters: &CounterHistory) -> Axis {
+    Axis {
         start: counters.start_unix_ms,
         step: counters.step_ms.max(1),
         len: counters.len(),
-    };
-    let pattern = occurrences_on_axis(axis, &activity.per_minute, activity.per_second.as_ref());
-    let onset_at = pattern_onset(activity, axis, &pattern);
+    }
+}
+
+/// Each unknown point as the last known one before it (the first known one before any):
+/// a level series to rank against, where a census' missing read is no change.
+fn carried(points: &[Option<f64>]) -> Vec<f64> {
+    let first = points.iter().flatten().next().copied().unwrap_or(0.0);
+    let mut last = first;
+    points
+        .iter()
+        .map(|p| {
+            if let Some(v) = p {
+                last = *v;
+            }
+            last
+        })
+        .collect()
+}
+
+/// What one answer is about: a pattern, or an incident of counters only.
+struct Subject<'a> {
+    /// The pattern's id (empty for an incident).
+    cluster_id: String,
+    /// The incident's id, for an incident.
+    incident_id: Option<String>,
+    /// Its onset.
+    onset: Onset,
+    /// The onset in the evidence's words ("the first error", "the incident's onset").
+    began: String,
+    /// The subject in the summary's words ("the pattern").
+    what: &'static str,
+    /// Whether its timing is known to the sample (else to the minute).
+    precise: bool,
+    /// The series on the axis co-movement is measured against (a pattern's smoothed rate, an
+    /// incident's lead counter).
+    reference: Vec<f64>,
+    /// `reference` in the evidence's words ("the error rate").
+    reference_name: String,
+    /// The series `reference` is, when it is one of the counters (an incident's lead).
+    reference_key: Option<SeriesKey>,
+    /// Whether the subject was still going on in the [`EFFECT_SLACK_MS`] up to a time: a
+    /// change after the onset counts only then.
+    going_on: &'a dyn Fn(i64) -> bool,
+    /// The subject's own series (an incident's counters): listed first when they moved.
+    own: &'a [SeriesKey],
+    /// What the charts show beside each counter (a pattern's occurrences per point).
+    shown: &'a [f64],
+}
+
+/// The answer about `subject` (see the module documentation).
+fn answer(
+    axis: Axis,
+    subject: &Subject<'_>,
+    counters: &CounterHistory,
+    context: &PatternContext<'_>,
+) -> MovedWithIt {
+    let onset_at = subject.onset;
     let onset = onset_at.unix_ms;
+    let what = subject.what;
     let mut doc = MovedWithIt {
-        cluster_id: activity.id.clone(),
+        cluster_id: subject.cluster_id.clone(),
+        incident_id: subject.incident_id.clone(),
         verdict: MovedVerdict::NotEnoughHistory,
         summary: String::new(),
         onset_unix_ms: onset,
@@ -412,14 +573,8 @@ pub fn what_moved_for(
         unjudged: Vec::new(),
         unjudged_omitted: 0,
     };
-    let began = match onset_at.source {
-        OnsetSource::Emergence if onset_at.surge => "the surge began",
-        _ => "the first error",
-    };
-    let precise = activity
-        .per_second
-        .as_ref()
-        .is_some_and(|s| !s.counts.is_empty());
+    let began = subject.began.as_str();
+    let precise = subject.precise;
     if axis.len == 0 {
         doc.summary = "Not enough history: no counter samples yet.".into();
         return doc;
@@ -427,7 +582,7 @@ pub fn what_moved_for(
     let Some(windows) = Windows::around(axis, onset) else {
         doc.summary = if onset < axis.start + MIN_BASELINE_POINTS as i64 * axis.step {
             format!(
-                "Not enough history: the pattern began at {}, but the counters' 1 s history \
+                "Not enough history: {what} began at {}, but the counters' 1 s history \
                  starts at {} and needs {} s before the onset as a baseline.",
                 clock(onset),
                 clock(axis.start),
@@ -435,7 +590,7 @@ pub fn what_moved_for(
             )
         } else {
             format!(
-                "Not enough history yet: the pattern began at {}, after the latest counter \
+                "Not enough history yet: {what} began at {}, after the latest counter \
                  sample ({}).",
                 clock(onset),
                 clock(axis.end())
@@ -447,7 +602,7 @@ pub fn what_moved_for(
     doc.search_start_unix_ms = Some(windows.search_start);
     doc.search_end_unix_ms = Some(windows.search_end);
 
-    let rate = trailing_sum(&pattern, RATE_SMOOTH_POINTS);
+    let rate = &subject.reference;
     let corr_from = axis.at_or_after(windows.search_start);
     let corr_to = axis.at_or_after(onset + AFTER_MS + 1).min(axis.len);
 
@@ -560,12 +715,17 @@ pub fn what_moved_for(
             continue;
         };
         let lead_ms = m.changed_at - onset;
-        if lead_ms > 0 && !occurred_near(&pattern, axis, m.changed_at) {
+        if lead_ms > 0 && !(subject.going_on)(m.changed_at) {
             // Changed after the errors had stopped: something that happened next, not an
             // effect of them.
             continue;
         }
-        let rho = spearman(&points[corr_from..corr_to], &rate[corr_from..corr_to]);
+        // The reference itself (an incident's lead counter) moves in step with itself.
+        let rho = if subject.reference_key.as_ref() == Some(c.key) {
+            None
+        } else {
+            spearman(&points[corr_from..corr_to], &rate[corr_from..corr_to])
+        };
         let timing = 1.0 / (1.0 + lead_ms.abs() as f64 / LEAD_HALF_WEIGHT_MS);
         // In step means rising with the errors for a rise, falling as they rise for a fall.
         let in_step = rho.map_or(0.5, |r| (r * m.change.signum()).max(0.0));
@@ -596,7 +756,7 @@ pub fn what_moved_for(
         moved.push(MovedCounter {
             key: c.key.clone(),
             kind,
-            evidence: evidence(c.key, &m, lead_ms, rho, began),
+            evidence: evidence(c.key, &m, lead_ms, rho, began, &subject.reference_name),
             label: c.key.label(),
             unit: c.key.unit().to_owned(),
             port: socket.map(|s| s.0),
@@ -620,6 +780,7 @@ pub fn what_moved_for(
             },
             caveats,
             earlier,
+            own: subject.own.contains(c.key),
             history: Series {
                 points,
                 delta_1m: None,
@@ -627,8 +788,9 @@ pub fn what_moved_for(
         });
     }
     moved.sort_by(|a, b| {
-        a.earlier
-            .cmp(&b.earlier)
+        b.own
+            .cmp(&a.own)
+            .then(a.earlier.cmp(&b.earlier))
             .then(tier(a).cmp(&tier(b)))
             .then(b.rank.total_cmp(&a.rank))
             .then_with(|| a.label.cmp(&b.label))
@@ -650,7 +812,13 @@ pub fn what_moved_for(
     let from = axis.at_or_after(windows.search_start - CHART_CONTEXT_MS);
     doc.history_start_unix_ms = axis.time(from);
     doc.pattern = Series {
-        points: pattern[from..].iter().map(|&v| Some(v)).collect(),
+        points: subject
+            .shown
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&v| Some(v))
+            .collect(),
         delta_1m: None,
     };
     for m in &mut moved {
@@ -692,8 +860,9 @@ pub fn what_moved_for(
         )
     };
     if !precise {
-        doc.summary
-            .push_str(" Timing is known to the minute only: no per-second counts of this pattern.");
+        doc.summary.push_str(&format!(
+            " Timing is known to the minute only: no per-second counts of {what}."
+        ));
     }
     doc.moved = moved;
     doc.unjudged_omitted = unjudged.len().saturating_sub(MAX_UNJUDGED) as u64;
@@ -1088,7 +1257,14 @@ fn occurred_near(pattern: &[f64], axis: Axis, t: i64) -> bool {
 }
 
 /// The sentence of evidence for one moved counter.
-fn evidence(key: &SeriesKey, m: &Move, lead_ms: i64, rho: Option<f64>, began: &str) -> String {
+fn evidence(
+    key: &SeriesKey,
+    m: &Move,
+    lead_ms: i64,
+    rho: Option<f64>,
+    began: &str,
+    reference: &str,
+) -> String {
     let verb = if m.change > 0.0 { "rose" } else { "fell" };
     let secs = (lead_ms as f64 / 1000.0).round() as i64;
     let when = match secs {
@@ -1121,7 +1297,7 @@ fn evidence(key: &SeriesKey, m: &Move, lead_ms: i64, rho: Option<f64>, began: &s
         } else {
             "against"
         };
-        text.push_str(&format!("; moves {how} the error rate (ρ {r:.2})"));
+        text.push_str(&format!("; moves {how} {reference} (ρ {r:.2})"));
     }
     text
 }

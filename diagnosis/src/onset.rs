@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::activity::{EmergingKind, MinuteCounts, PatternActivity, SecondCounts};
 use crate::baseline::{judge, Axis, Windows};
 
-/// Where the onset of a pattern was taken from.
+/// Where the onset of a pattern (or of an incident with none) was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnsetSource {
@@ -26,6 +26,9 @@ pub enum OnsetSource {
     Emergence,
     /// Its first occurrence (the pattern is not emerging now).
     FirstSeen,
+    /// An incident's onset: when its earliest signal started (for an incident of counters
+    /// only, when its first counter left its usual level).
+    Incident,
 }
 
 /// When a pattern began.

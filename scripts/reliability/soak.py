@@ -8,8 +8,13 @@ The load (one generator process, this script's child):
     errors drawn from a handful of kinds with varying parameters (ids, ports, durations);
   * SPANS spans/s (default 1,000) as OTLP/HTTP JSON, traces of four spans across three
     services, about 2 % failing, sent in batches every 100 ms over one kept-alive connection
-    as an SDK's batch processor and exporter do (--connection-per-request: a new connection
-    per batch and per task scrape, as the figures before 2026-12-05 20:00 UTC were taken);
+    (--connection-per-request: a new connection per batch and per task scrape, as the figures
+    before 2026-12-05 20:00 UTC were taken). --batching sdk sends them as the OpenTelemetry
+    SDKs' batch span processors do with their defaults instead: a request as soon as 512 spans
+    are queued (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), else 5 s (OTEL_BSP_SCHEDULE_DELAY) after the
+    last one -- at 1,000 spans/s about two requests a second of 512 spans, not ten of 100.
+    (Python's `BatchProcessor.emit` wakes its worker when the queue reaches the batch size;
+    Rust's and Go's processors do the same.) Every figure says which shape it used;
     with --otlp grpc the same spans go as OTLP/gRPC protobuf over one channel, what the
     official SDKs' OTLP exporters send by default (needs Python's `grpcio` and
     `opentelemetry-proto`);
@@ -43,7 +48,8 @@ The issue's long form: `--minutes 30 --warmup 5 --lines 2000 --spans 1000 --chur
 
 Usage: scripts/reliability/soak.py [--minutes 30] [--warmup 5] [--lines 1000]
        [--spans 1000] [--churn 0] [--ports 0] [--tasks 1] [--sample 10] [--bin PATH]
-       [--json OUT] [--connection-per-request] [--otlp http-json|grpc] [--config AGENT.toml]
+       [--json OUT] [--connection-per-request] [--otlp http-json|grpc] [--batching 100ms|sdk]
+       [--config AGENT.toml]
        [--agent-log RUST_LOG]
 The binary defaults to $CARGO_TARGET_DIR/release/faultline, else target/release/faultline
 (build it first: `cargo build --release -p faultline`).
@@ -70,6 +76,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SERVICES = ["checkout", "orders", "inventory"]
+# The OpenTelemetry SDKs' batch span processor defaults (the specification's
+# OTEL_BSP_MAX_EXPORT_BATCH_SIZE and OTEL_BSP_SCHEDULE_DELAY; Python's `BatchSpanProcessor`,
+# Rust's `BatchConfig`, Go's `BatchSpanProcessor` all use them): --batching sdk.
+SDK_MAX_EXPORT_BATCH = 512
+SDK_SCHEDULE_DELAY = 5.0
+BATCHING = {
+    "100ms": "a request every 100 ms",
+    "sdk": f"SDK batching: {SDK_MAX_EXPORT_BATCH} spans a request, or {SDK_SCHEDULE_DELAY:g} s",
+}
 
 
 def free_port():
@@ -169,26 +184,31 @@ def span(trace, span_id, parent, name, kind, start, end, failed, rng):
     return out
 
 
-def trace_batch(count, rng):
-    """`count` spans (rounded down to whole traces) as one OTLP/JSON request: traces of four
-    spans over three services."""
-    by_service = {s: [] for s in SERVICES}
+def trace_spans(count, rng):
+    """`count` spans (rounded down to whole traces) as (service, OTLP/JSON span) pairs: traces
+    of four spans over three services."""
+    out = []
     for _ in range(count // 4):
         trace = "%032x" % rng.getrandbits(128)
         ids = ["%016x" % rng.getrandbits(64) for _ in range(4)]
         now = time.time_ns()
         failed = rng.random() < 0.02
-        by_service["checkout"].append(
-            span(trace, ids[0], None, "GET /checkout", 2, now - 9_000_000, now, failed, rng))
-        by_service["checkout"].append(
-            span(trace, ids[1], ids[0], "POST orders", 3, now - 8_000_000, now - 1_000_000,
-                 failed, rng))
-        by_service["orders"].append(
-            span(trace, ids[2], ids[1], "POST /orders", 2, now - 7_000_000, now - 2_000_000,
-                 failed, rng))
-        by_service["inventory"].append(
-            span(trace, ids[3], ids[2], "SELECT stock", 3, now - 6_000_000, now - 3_000_000,
-                 failed, rng))
+        out.append(("checkout", span(trace, ids[0], None, "GET /checkout", 2, now - 9_000_000,
+                                     now, failed, rng)))
+        out.append(("checkout", span(trace, ids[1], ids[0], "POST orders", 3, now - 8_000_000,
+                                     now - 1_000_000, failed, rng)))
+        out.append(("orders", span(trace, ids[2], ids[1], "POST /orders", 2, now - 7_000_000,
+                                   now - 2_000_000, failed, rng)))
+        out.append(("inventory", span(trace, ids[3], ids[2], "SELECT stock", 3,
+                                      now - 6_000_000, now - 3_000_000, failed, rng)))
+    return out
+
+
+def trace_batch(pairs):
+    """(service, span) pairs as one OTLP/JSON request, one resource per service."""
+    by_service = {s: [] for s in SERVICES}
+    for service, sp in pairs:
+        by_service[service].append(sp)
     return {
         "resourceSpans": [
             {
@@ -198,6 +218,7 @@ def trace_batch(count, rng):
                 "scopeSpans": [{"spans": spans}],
             }
             for s, spans in by_service.items()
+            if spans
         ]
     }
 
@@ -361,8 +382,45 @@ def generate(args):
     # OkHttp, Python's requests session); --connection-per-request opens one per batch (the
     # load of the figures before 2026-12-05 20:00 UTC).
     conn = None
+    requests = 0
+
+    def export(pairs):
+        """One export request; True when the agent accepted it."""
+        nonlocal conn, requests
+        requests += 1
+        if grpc_exporter is not None:
+            try:
+                grpc_exporter.export(trace_batch(pairs))
+                return True
+            except OSError as e:
+                print(f"generator: export failed: {e}", file=sys.stderr)
+                return False
+        body = json.dumps(trace_batch(pairs)).encode()
+        ok = False
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request("POST", "/v1/traces", body=body,
+                         headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status}")
+            ok = True
+        except (OSError, http.client.HTTPException) as e:
+            print(f"generator: export failed: {e}", file=sys.stderr)
+            conn.close()
+            conn = None
+        if args.connection_per_request and conn is not None:
+            conn.close()
+            conn = None
+        return ok
+
     start = time.monotonic()
     lines_done = spans_done = spans_sent = 0
+    # --batching sdk: the spans ended but not yet exported, and when the last export went.
+    queued = []
+    last_export = start
     tick = 0
     while not stopping.is_set():
         tick += 1
@@ -375,40 +433,35 @@ def generate(args):
             files[service].write(line(service, rng, now) + "\n")
         lines_done += want_lines
         want_spans = int(args.spans * elapsed) - spans_done
-        if want_spans >= 4 and grpc_exporter is not None:
-            try:
-                grpc_exporter.export(trace_batch(want_spans, rng))
-                spans_sent += want_spans - want_spans % 4
-            except OSError as e:
-                print(f"generator: export failed: {e}", file=sys.stderr)
-            spans_done += want_spans - want_spans % 4
-        elif want_spans >= 4:
-            body = json.dumps(trace_batch(want_spans, rng)).encode()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                conn.request("POST", "/v1/traces", body=body,
-                             headers={"content-type": "application/json"})
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise OSError(f"HTTP {response.status}")
-                spans_sent += want_spans - want_spans % 4
-            except (OSError, http.client.HTTPException) as e:
-                print(f"generator: export failed: {e}", file=sys.stderr)
-                conn.close()
-                conn = None
-            if args.connection_per_request and conn is not None:
-                conn.close()
-                conn = None
-            spans_done += want_spans - want_spans % 4
+        if want_spans >= 4:
+            pairs = trace_spans(want_spans, rng)
+            spans_done += len(pairs)
+            if args.batching == "100ms":
+                if export(pairs):
+                    spans_sent += len(pairs)
+            else:
+                queued.extend(pairs)
+        if args.batching == "sdk":
+            # Full batches at once; what is left when the schedule delay has passed.
+            while len(queued) >= SDK_MAX_EXPORT_BATCH or (
+                    queued and time.monotonic() - last_export >= SDK_SCHEDULE_DELAY):
+                batch, queued = queued[:SDK_MAX_EXPORT_BATCH], queued[SDK_MAX_EXPORT_BATCH:]
+                if export(batch):
+                    spans_sent += len(batch)
+                last_export = time.monotonic()
         pause = due - time.monotonic()
         if pause > 0:
             time.sleep(pause)
+    # The SDKs flush their queue on shutdown.
+    while queued:
+        batch, queued = queued[:SDK_MAX_EXPORT_BATCH], queued[SDK_MAX_EXPORT_BATCH:]
+        if export(batch):
+            spans_sent += len(batch)
     for f in files.values():
         f.close()
     with open(args.counts, "w") as f:
-        json.dump({"lines": lines_done, "spans_sent": spans_sent}, f)
+        json.dump({"lines": lines_done, "spans_sent": spans_sent,
+                   "export_requests": requests, "seconds": time.monotonic() - start}, f)
 
 
 # ---------------------------------------------------------------- the run
@@ -494,6 +547,7 @@ def account(base, generator, logs, counts_path):
         "lines_lost": max(written - counted, 0),
         "lines_duplicated": max(counted - written, 0),
         "spans_sent": sent["spans_sent"],
+        "export_requests_per_s": sent["export_requests"] / max(sent["seconds"], 1e-9),
         "spans_accepted": accepted,
         "spans_lost": max(sent["spans_sent"] - accepted, 0),
         "spans_duplicated": max(accepted - sent["spans_sent"], 0),
@@ -536,7 +590,7 @@ def run(args):
         generator = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--generate", "--logs", logs,
              "--otlp-http", f"127.0.0.1:{http}", "--otlp-grpc", f"127.0.0.1:{grpc}",
-             "--otlp", args.otlp, "--counts", counts_path,
+             "--otlp", args.otlp, "--batching", args.batching, "--counts", counts_path,
              "--task-port", ",".join(str(p) for p in tasks),
              "--lines", str(args.lines), "--spans", str(args.spans), "--seed", str(args.seed),
              "--churn", str(args.churn), "--ports", str(args.ports)]
@@ -609,6 +663,7 @@ def run(args):
     late = [(s["t"], s["agent_rss"]) for s in steady if s["t"] >= 15 * 60]
     report = {
         "otlp": args.otlp,
+        "batching": args.batching,
         "tasks": args.tasks,
         "churn_per_s": args.churn,
         "ports_per_min": args.ports,
@@ -644,7 +699,8 @@ def run(args):
     ratio = report["agent_cpu_pct_median"] / max(report["tail_f_cpu_pct_median"], 1e-9)
     print(f"machine: {report['machine']}")
     print(f"load: {args.lines} lines/s asked ({lines_per_s or float('nan'):.0f} counted), "
-          f"{args.spans} spans/s ({args.otlp}), {args.tasks} task target(s), churn {args.churn}/s, "
+          f"{args.spans} spans/s ({args.otlp}, {BATCHING[args.batching]}), "
+          f"{args.tasks} task target(s), churn {args.churn}/s, "
           f"{args.ports:g} new ports/min; "
           f"{args.minutes} min, first {args.warmup} min not counted")
     print("| process | CPU % of a core (median / max) | RSS MiB (median / max) |")
@@ -674,7 +730,8 @@ def run(args):
     print(f"lines: {report['lines_written']} written, {report['lines_counted']} counted, "
           f"{report['lines_lost']} lost, {report['lines_duplicated']} duplicated; spans: "
           f"{report['spans_sent']} sent, {report['spans_accepted']} accepted, "
-          f"{report['spans_lost']} lost, {report['spans_duplicated']} duplicated")
+          f"{report['spans_lost']} lost, {report['spans_duplicated']} duplicated "
+          f"({report['export_requests_per_s']:.2f} export requests/s)")
     print(f"work dir (logs, agent stderr): {work}")
 
 
@@ -701,6 +758,10 @@ def main():
     parser.add_argument("--otlp", choices=["http-json", "grpc"], default="http-json",
                         help="how the spans are sent: OTLP/HTTP JSON (default) or OTLP/gRPC "
                         "protobuf, the official SDKs' default")
+    parser.add_argument("--batching", choices=sorted(BATCHING), default="100ms",
+                        help="when the spans are sent: a request every 100 ms (default) or as "
+                        "the OpenTelemetry SDKs' batch span processors do by default (a "
+                        "request as soon as 512 spans are queued, else 5 s after the last)")
     parser.add_argument("--agent-log", help="RUST_LOG for the agent, whose log goes to the work "
                         "dir's agent.stderr (default: the agent's own default); e.g. "
                         "faultline_agent::diagnosis=trace logs each diagnosis pass with how it "

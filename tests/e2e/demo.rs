@@ -714,6 +714,25 @@ fn demo_time_wait_beside_other_programs_churning_sockets_is_an_incident_of_its_c
         blamed.is_empty(),
         "the other program's churn is in an incident: {blamed:#?}"
     );
+    // What moved with it: no pattern to compare the counters with, so the incident's own
+    // answer, its storm first — or, with this test's 10 s baseline, said to be too short for
+    // the 30 s "what moved" compares with (the demo's default baseline leaves it enough).
+    let id = incident["id"].as_str().unwrap_or_default();
+    let detail = get_json(&format!("{url}/{id}")).unwrap_or_default();
+    let moved = &detail["moved"];
+    assert_eq!(moved["incident_id"], id, "{detail:#}");
+    if moved["verdict"] == "not_enough_history" {
+        assert!(
+            moved["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Not enough history: the incident began at ")),
+            "{moved:#}"
+        );
+    } else {
+        assert_eq!(moved["verdict"], "moved", "{moved:#}");
+        assert_eq!(moved["moved"][0]["label"], storm.as_str(), "{moved:#}");
+        assert_eq!(moved["moved"][0]["own"], true, "{moved:#}");
+    }
     eprintln!("the demo's TIME-WAIT storm beside churn raised {raised_after:?} after the fault");
     drop(churning);
     let status = demo.interrupt(Duration::from_secs(20));

@@ -12,6 +12,7 @@ import { cluster } from "./pages/cluster.js";
 import { traces } from "./pages/traces.js";
 import { trace } from "./pages/trace.js";
 import { counters } from "./pages/counters.js";
+import { incident } from "./pages/incident.js";
 
 function setupTheme() {
   const stored = localStorage.getItem("faultline-theme");
@@ -40,7 +41,8 @@ function setupKeys() {
 }
 
 const routes = { "/": ["overview", overview], "/clusters": ["clusters", clusters], "/cluster": ["clusters", cluster],
-  "/traces": ["traces", traces], "/trace": ["traces", trace], "/counters": ["counters", counters] };
+  "/traces": ["traces", traces], "/trace": ["traces", trace], "/counters": ["counters", counters],
+  "/incident": ["overview", incident] };
 
 function start() {
   setupTheme();

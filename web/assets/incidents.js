@@ -86,8 +86,9 @@ export function titleParts(inc) {
 /** One incident: where it lives, what shows it, and what to check next (hints, never verdicts).
  *  Folded to its head line (headline, culprit, onset, failures) unless `open`: with several
  *  incidents the first is read in full and the others are one line each. `processes` (the
- *  counters' watched processes, or null) says why a check could not name a pid. */
-export function incidentCard(inc, open, processes) {
+ *  counters' watched processes, or null) says why a check could not name a pid; `onItsPage`
+ *  leaves out the link to the incident's own page. */
+export function incidentCard(inc, open, processes, onItsPage) {
   const c = inc.culprit;
   const who = c.service
     ? el("p", { class: "culprit" }, "Culprit: ", service(c.service), c.role ? el("span", { class: "muted" }, " — " + (ROLES[c.role] || c.role)) : null,
@@ -135,8 +136,20 @@ export function incidentCard(inc, open, processes) {
           : el("span", { "data-ended": String(endedAt(inc)) }, "ended: its fault stopped at ", fmtTime(endedAt(inc)), " (", fmtAgo(endedAt(inc)),
             "), its last failure or the last time its own counters moved away from their usual levels"),
       inc.reopened_unix_ms ? el("span", { "data-reopened": String(inc.reopened_unix_ms) },
-        " · reopened ", fmtTime(inc.reopened_unix_ms), ": its fault came back after it had ended") : ""),
+        " · reopened ", fmtTime(inc.reopened_unix_ms), ": its fault came back after it had ended") : "",
+      onItsPage ? "" : [" · ", link("/incident", { id: inc.id }, "its page, with what moved with it")]),
     who, reasons, patterns, countersList(inc.counters, inc.id), inc.hints.slice(0, HINTS_SHOWN).map((h, i) => hint(h, i, inc.id, c.service, processes)));
+}
+
+/** The line that names an incident of counters only above what moved with it: its headline,
+ *  culprit, and a link to its page. */
+export function incidentHead(inc, onItsPage) {
+  const [headline] = titleParts(inc);
+  return el("p", { class: "moved-pattern moved-incident", "data-incident": inc.id },
+    el("span", { class: "badge " + STATE_BADGE[stateOf(inc)] }, "incident"), " ",
+    onItsPage ? el("strong", null, headline) : link("/incident", { id: inc.id }, headline),
+    inc.culprit.service ? [" ", service(inc.culprit.service)] : null,
+    el("span", { class: "muted" }, " · no error pattern: its own counters and what moved around its onset"));
 }
 
 /** When an ended incident ended (an older agent's document says only its last signal). */

@@ -1,4 +1,5 @@
-// "What moved with it": the verdict of /api/v1/clusters/{id}/moved and its charts.
+// "What moved with it": the verdict of /api/v1/clusters/{id}/moved (or, for an incident of
+// counters only, the `moved` of /api/v1/incidents/{id}) and its charts.
 
 import { el, svgEl, link } from "./dom.js";
 import { fmtCount, fmtClock, fmtSecond } from "./format.js";
@@ -8,13 +9,15 @@ import { CHART_W, niceMax, timeTicks, addCrosshair } from "./charts.js";
 /**
  * The answer of /api/v1/clusters/{id}/moved: the verdict in a sentence, then each moved
  * counter with its evidence and a small chart on the document's time axis, the onset marked.
- * `pattern` (a cluster row) names the pattern when the panel is not on its own page.
+ * `pattern` (a cluster row) names the pattern when the panel is not on its own page; `head`
+ * (an element) names an incident of counters only instead.
  */
-export function movedBody(doc, pattern) {
-  const head = pattern ? el("p", { class: "moved-pattern" }, badge(pattern.emergence),
-    link("/cluster", { id: pattern.id }, template(pattern.canonical_template))) : null;
-  const onset = el("p", { class: "axisnote" }, "Onset ", fmtSecond(doc.onset_unix_ms),
-    doc.onset_source === "emergence" ? " (when it started emerging)" : " (first seen)",
+export function movedBody(doc, pattern, head) {
+  if (pattern) {
+    head = el("p", { class: "moved-pattern" }, badge(pattern.emergence),
+      link("/cluster", { id: pattern.id }, template(pattern.canonical_template)));
+  }
+  const onset = el("p", { class: "axisnote" }, "Onset ", fmtSecond(doc.onset_unix_ms), ONSET_SOURCES[doc.onset_source] || "",
     doc.onset_precision_ms > 1000 ? ", known to ±" + Math.round(doc.onset_precision_ms / 1000) + " s" : "",
     doc.search_start_unix_ms ? ["; each counter's usual level from ", fmtSecond(doc.baseline_start_unix_ms), " to ",
       fmtSecond(doc.search_start_unix_ms), ", changes looked for until ", fmtSecond(doc.search_end_unix_ms), "."] : ".");
@@ -24,12 +27,24 @@ export function movedBody(doc, pattern) {
   return [head, summary, onset, el("ol", { class: "moved-list" }, doc.moved.map((m) => el("li", {
     class: "moved-item", "data-relation": m.relation || "node_wide", "data-confidence": m.confidence || "high",
     "data-earlier": m.earlier ? "true" : "false" },
-    el("p", { class: "moved-relation" }, m.earlier ? [earlierTag(), " "] : null, relationTag(m.relation), " ",
-      m.relation_text || ""),
+    el("p", { class: "moved-relation" }, m.own ? [ownTag(), " "] : null, m.earlier ? [earlierTag(), " "] : null,
+      relationTag(m.relation), " ", m.relation_text || ""),
     el("p", { class: "evidence" }, m.evidence),
     (m.caveats || []).length ? el("ul", { class: "moved-caveats" },
       m.caveats.map((c) => el("li", null, "Caveat (low confidence): ", c))) : null,
     movedChart(doc, m)))), unjudged];
+}
+
+/** Where the onset of the answer was taken from, in words. */
+const ONSET_SOURCES = {
+  emergence: " (when it started emerging)",
+  first_seen: " (first seen)",
+  incident: " (the incident's onset: when its first counter left its usual level)",
+};
+
+/** One of an incident's own counters (what made it an incident): listed first. */
+function ownTag() {
+  return el("span", { class: "badge moved-own", title: "one of the counters that make this incident" }, "incident's counter");
 }
 
 /** A change that had settled before the errors began: listed last, and said so. */
@@ -95,11 +110,13 @@ function movedChart(doc, m) {
   const right = ox > padL + w * 0.7;
   svg.append(svgEl("line", { class: "onset", x1: ox, x2: ox, y1: padT, y2: padT + h }),
     svgEl("text", { class: "onset-label", x: right ? ox - 3 : ox + 3, y: padT + 9, "text-anchor": right ? "end" : "start" },
-      "errors " + fmtSecond(doc.onset_unix_ms)));
+      (doc.incident_id ? "onset " : "errors ") + fmtSecond(doc.onset_unix_ms)));
   // The change point sits on the line, where the series left its usual range.
   const atChange = points.find(([t, v]) => t >= m.changed_at_unix_ms && v !== null);
   svg.append(svgEl("circle", { class: "change", cx: x(m.changed_at_unix_ms), cy: y(atChange ? atChange[1] : m.after), r: 3 },
     svgEl("title", null, m.label + " left its usual range at " + fmtSecond(m.changed_at_unix_ms))));
-  addCrosshair(svg, { x, t0, t1, padT, h, series: [{ name: m.label, points }, { name: "errors", points: occ }] });
+  const series = [{ name: m.label, points }];
+  if (!doc.incident_id) series.push({ name: "errors", points: occ });
+  addCrosshair(svg, { x, t0, t1, padT, h, series });
   return svg;
 }

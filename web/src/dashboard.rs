@@ -5,7 +5,7 @@
 //! this origin are what `script-src 'self'` allows).
 //!
 //! Pages are plain paths with their state in the query string (`/clusters?service=api&sort=rate`,
-//! `/trace?id=...`), so a URL pasted into an incident channel opens the same view.
+//! `/trace?id=...`, `/incident?id=...`), so a URL pasted into an incident channel opens the same view.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/pages/counters.js"),
     ),
     (
+        "/assets/pages/incident.js",
+        JS,
+        include_str!("../assets/pages/incident.js"),
+    ),
+    (
         "/assets/pages/overview.js",
         JS,
         include_str!("../assets/pages/overview.js"),
@@ -94,7 +99,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/cluster", get(page))
         .route("/traces", get(page))
         .route("/trace", get(page))
-        .route("/counters", get(page));
+        .route("/counters", get(page))
+        .route("/incident", get(page));
     ASSETS
         .iter()
         .fold(pages, |router, &(path, content_type, body)| {

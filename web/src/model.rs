@@ -153,6 +153,13 @@ pub trait DiagnosisView: Send + Sync {
     /// What on the node moved with the pattern `id`, `None` when no cluster has this id.
     fn moved(&self, id: &str) -> Option<MovedWithIt>;
 
+    /// What on the node moved with `incident`: with patterns, its first pattern's answer
+    /// ([`Self::moved`]); of counters only, the counters compared around its onset and ranked
+    /// by relation to its culprit, its own counters first
+    /// (`faultline_diagnosis::what_moved_with_incident`). `None` when it cannot be answered
+    /// (its first pattern is gone).
+    fn incident_moved(&self, incident: &Incident) -> Option<MovedWithIt>;
+
     /// The latest incidents document: the answer of the agent's diagnosis loop, which runs in
     /// the background (about once a second) over the other stores. Called on every request:
     /// the agent keeps it behind an `Arc` and replaces it after each run.
@@ -203,6 +210,19 @@ pub use faultline_diagnosis::incident::{
     CountedAs, Incident, IncidentCounter, IncidentCulprit, IncidentPattern, IncidentState,
     NodeSignal, PatternCounts, PatternCulprit, Relation,
 };
+
+/// The answer of `GET /api/v1/incidents/{id}`: the incident, with what moved with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncidentDetail {
+    /// The incident, as `GET /api/v1/incidents` lists it.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// What on the node moved with it: for an incident with patterns, its first pattern's
+    /// answer (as `GET /api/v1/clusters/{id}/moved`); for one of counters only, its own
+    /// counters' change and the series that moved around its onset, ranked by relation to its
+    /// culprit (`incident_id` set, `cluster_id` empty). `null` when it cannot be answered.
+    pub moved: Option<MovedWithIt>,
+}
 
 /// The answer of `GET /api/v1/incidents`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -475,8 +475,15 @@ fn incidents_lead_with_the_culprit_its_related_counter_and_the_matching_hint() {
     assert_eq!(incidents[1]["culprit"]["seen_in"][0], "auth-svc");
     assert_eq!(doc["unjudged"][0]["label"], "goroutines auth-svc (pprof)");
 
-    let (status, one) = get(addr, &format!("/api/v1/incidents/{}", incident.incident_id));
+    let (status, mut one) = get(addr, &format!("/api/v1/incidents/{}", incident.incident_id));
     assert_eq!(status, StatusCode::OK);
+    // With what moved with it: an incident with patterns has its first pattern's answer.
+    let moved = one
+        .as_object_mut()
+        .and_then(|o| o.remove("moved"))
+        .expect("the incident's answer says what moved with it");
+    assert_eq!(moved["cluster_id"], top["patterns"][0]["id"], "{moved:#}");
+    assert!(moved.get("incident_id").is_none(), "{moved:#}");
     assert_eq!(&one, top);
     let (status, err) = get(addr, "/api/v1/incidents/0123456789abcdef");
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -725,7 +725,7 @@ fn what_moved_says_it_is_comparing_while_its_answer_is_computed() {
     let moved = browser.eval("return document.querySelector('#moved').innerText");
     let moved = moved.as_str().unwrap_or_default();
     assert!(
-        moved.contains("Comparing the node's counters with the top error pattern"),
+        moved.contains("Comparing the node's counters with the top incident or error pattern"),
         "{moved:?}"
     );
     // Then the answer replaces it.
@@ -1112,4 +1112,217 @@ fn a_recovering_incident_says_since_when_on_the_overview() {
     assert_eq!(still, json!(1));
     assert_hostile_text_is_text(&browser, "overview recovering");
     browser.screenshot("overview-recovering");
+}
+
+/// A counter-only incident (a TIME-WAIT storm: orders opens a connection per call to stock,
+/// nothing fails) as the diagnosis makes it, over counters where the storm is the only change.
+fn counter_only_incident(
+    store: &FixtureStore,
+    now: i64,
+    port: u16,
+    onset: i64,
+) -> faultline_web::model::Incident {
+    use faultline_diagnosis::anomaly::AnomalyReport;
+    use faultline_diagnosis::hints::HintRules;
+    use faultline_diagnosis::incident::{DiagnosisInput, IncidentTracker, ServiceFacts};
+    use faultline_diagnosis::CounterHistory;
+    use faultline_series::SeriesKey;
+
+    let key = SeriesKey::PortState {
+        port,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let report = AnomalyReport {
+        series_judged: 3,
+        anomalies: vec![faultline_web::model::CounterAnomaly {
+            label: key.label(),
+            unit: key.unit().into(),
+            kind: key.kind(),
+            evidence: format!("TIME-WAIT →:{port} rose 12 → 4,310 in 3 s"),
+            key,
+            shape: faultline_web::model::ChangeShape::Step,
+            direction: faultline_web::model::Direction::Rise,
+            before: 12.0,
+            noise: 3.5,
+            reached: 4310.0,
+            latest: 4310.0,
+            score: 1200.0,
+            changed_at_unix_ms: onset,
+            active: true,
+            limit: None,
+            caveat: None,
+        }],
+        ..AnomalyReport::default()
+    };
+    let services = vec![
+        ServiceFacts {
+            service: "orders".into(),
+            listen_ports: vec![8081],
+            callees: vec!["stock".into()],
+            called_ports: vec![port],
+            ..ServiceFacts::default()
+        },
+        ServiceFacts {
+            service: "stock".into(),
+            listen_ports: vec![port],
+            callers: vec!["orders".into()],
+            ..ServiceFacts::default()
+        },
+    ];
+    let rules = HintRules::builtin().expect("the shipped rules load");
+    let incidents = IncidentTracker::new()
+        .update(
+            &DiagnosisInput {
+                now_unix_ms: now,
+                patterns: &[],
+                anomalies: &report,
+                services: &services,
+                history: &CounterHistory::default(),
+                api: Some("http://127.0.0.1:7070"),
+                agent_ports: &[],
+            },
+            &rules,
+        )
+        .to_vec();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    store.set_incidents(faultline_web::model::IncidentsDocument {
+        evaluated_at_unix_ms: now,
+        series_judged: report.series_judged,
+        incidents: incidents.clone(),
+        ..Default::default()
+    });
+    incidents.into_iter().next().unwrap()
+}
+
+/// An incident of counters only has no error pattern to compare the counters with: the
+/// overview said "No error pattern yet: nothing to compare the counters with" beside its
+/// storm. Now its "what moved" answer is on the overview and on its own page, its own counter
+/// first, charted around its onset (no error bars), and `/api/v1/incidents/{id}` carries it.
+#[test]
+fn a_counter_only_incident_shows_what_moved_with_it_on_the_overview_and_its_page() {
+    let now = now_ms();
+    let onset = now - 5 * 60_000;
+    // A port no code could guess: it comes from the clock.
+    let port = 20_000 + (now % 10_000) as u16;
+    let store = Arc::new(FixtureStore::default());
+    store.set_counters(time_wait_storm(now, port, onset));
+    let incident = counter_only_incident(&store, now, port, onset);
+    assert!(incident.patterns.is_empty());
+    let addr = serve(store.views(), None);
+
+    let detail: serde_json::Value =
+        reqwest::blocking::get(format!("http://{addr}/api/v1/incidents/{}", incident.id))
+            .unwrap()
+            .json()
+            .unwrap();
+    assert_eq!(detail["id"], json!(incident.id));
+    assert_eq!(detail["moved"]["incident_id"], json!(incident.id));
+    assert_eq!(detail["moved"]["verdict"], json!("moved"), "{detail:#}");
+    assert_eq!(
+        detail["moved"]["moved"][0]["own"],
+        json!(true),
+        "{detail:#}"
+    );
+
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/"));
+    assert!(
+        browser.wait_for(
+            "return !!document.querySelector('#moved .moved-incident') \
+             && !!document.querySelector('#moved .evidence')",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        browser.text()
+    );
+    let panel = browser.eval("return document.getElementById('moved').innerText");
+    let panel = panel.as_str().unwrap_or_default();
+    assert!(!panel.contains("nothing to compare"), "{panel}");
+    let head =
+        browser.eval("return document.querySelector('#moved .moved-incident').dataset.incident");
+    assert_eq!(head, json!(incident.id));
+    let first = browser.eval(
+        "const i = document.querySelector('#moved .moved-item'); \
+         return [i.querySelector('.evidence').textContent, !!i.querySelector('.moved-own')]",
+    );
+    let evidence = first[0].as_str().unwrap_or_default().to_owned();
+    assert!(
+        evidence.starts_with(&format!(
+            "TIME-WAIT →:{port} rose 12 → 4,310 (+4,298) from "
+        )) && evidence.contains("the incident's onset"),
+        "{evidence}"
+    );
+    assert_eq!(
+        first[1],
+        json!(true),
+        "the incident's own counter is tagged"
+    );
+    let chart = browser.eval(
+        "const c = document.querySelector('#moved svg.moved-chart'); \
+         return [c.querySelectorAll('path.counter').length, c.querySelectorAll('rect.occ').length, \
+                 c.querySelector('text.onset-label').textContent.startsWith('onset ')]",
+    );
+    assert_eq!(chart, json!([1, 0, true]));
+    browser.screenshot("overview-moved-counter-only");
+
+    // Its card links to its page, which shows the card open and the same answer.
+    let href = browser.eval(&format!(
+        "return document.querySelector('#incident-{} a[href^=\"/incident?\"]').getAttribute('href')",
+        incident.id
+    ));
+    assert_eq!(href, json!(format!("/incident?id={}", incident.id)));
+    browser.open(&format!("http://{addr}/incident?id={}", incident.id));
+    assert!(
+        browser.wait_for(
+            &format!(
+                "const e = document.querySelector('#moved .evidence'); \
+                 return !!e && e.textContent === {} \
+                 && document.querySelector('#incident details.incident').open",
+                json!(evidence)
+            ),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        browser.text()
+    );
+    browser.screenshot("incident-page-counter-only");
+}
+
+/// A watched process that exited keeps its past on the fds chart: it was labelled
+/// `<name> [0] fds` (the API's pid is 0 when the target cannot be read, no process id).
+#[test]
+fn an_exited_process_keeps_its_past_under_its_name_not_pid_zero() {
+    let now = now_ms();
+    let store = Arc::new(FixtureStore::default());
+    let mut snap = counters(now, 60);
+    let gone = snap
+        .processes
+        .iter_mut()
+        .find(|p| p.current.is_none())
+        .expect("the fixture's process that cannot be read");
+    gone.name = "stock".into();
+    gone.error = Some("no process named stock".into());
+    // Read until 20 samples ago, then gone.
+    let n = gone.fds.points.len();
+    gone.fds.points = (0..n).map(|i| (i + 20 < n).then_some(40.0)).collect();
+    gone.threads.points = (0..n).map(|i| (i + 20 < n).then_some(9.0)).collect();
+    store.set_counters(snap);
+    let addr = serve(store.views(), None);
+    let browser = Browser::start();
+    browser.open(&format!("http://{addr}/counters"));
+    let legend = browser.eval(
+        "return [...document.querySelectorAll('.chartbox')] \
+         .filter((c) => c.querySelector('h3').textContent === 'File descriptors and threads') \
+         .flatMap((c) => [...c.querySelectorAll('.legend li')].map((li) => li.firstChild.textContent))",
+    );
+    let legend: Vec<String> = serde_json::from_value(legend).unwrap();
+    assert!(
+        legend.contains(&"stock fds (not read now)".to_owned())
+            && legend.contains(&"stock threads (not read now)".to_owned()),
+        "{legend:?}"
+    );
+    assert!(legend.iter().all(|l| !l.contains("[0]")), "{legend:?}");
+    // A process read now keeps its pid.
+    assert!(legend.iter().any(|l| l.ends_with("] fds")), "{legend:?}");
 }

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use faultline_clustering::engine::SECOND_HISTORY;
 use faultline_clustering::Engine;
 use faultline_diagnosis::{
-    traffic_points, traffic_points_from, what_moved_for, CounterHistory, CounterSeries, Emerging,
-    EmergingKind, PatternActivity, PatternContext, TimeAxis,
+    traffic_points, traffic_points_from, what_moved_for, what_moved_with_incident, CounterHistory,
+    CounterSeries, Emerging, EmergingKind, PatternActivity, PatternContext, TimeAxis,
 };
 use faultline_ingest::counters::store::CountersSnapshot as StoreSnapshot;
 use faultline_ingest::counters::{CounterStore, SnapshotOptions};
 use faultline_ingest::traces::{ServiceTraffic, TraceStore};
 use faultline_series::{SeriesKey, TrafficMetric};
 use faultline_web::model::{
-    DiagnosisView, EmergenceKind, IncidentsDocument, MovedWithIt, SecondCounts,
+    DiagnosisView, EmergenceKind, Incident, IncidentsDocument, MovedWithIt, SecondCounts,
 };
 
 use crate::diagnosis::IncidentBoard;
@@ -76,12 +76,21 @@ impl DiagnosisAdapter {
     }
 }
 
-impl DiagnosisView for DiagnosisAdapter {
-    fn moved(&self, id: &str) -> Option<MovedWithIt> {
-        let pattern = self.pattern(id)?;
+impl DiagnosisAdapter {
+    /// The counters' per-sample history with the services' request and failure rates laid on
+    /// its axis: every series "what moved" judges.
+    fn moved_history(&self) -> CounterHistory {
         let mut counters = counter_history(&self.counters.snapshot(&SnapshotOptions::default()));
         let traffic = traffic_series(self.traces.traffic(), counters.axis());
         counters.series.extend(traffic);
+        counters
+    }
+}
+
+impl DiagnosisView for DiagnosisAdapter {
+    fn moved(&self, id: &str) -> Option<MovedWithIt> {
+        let pattern = self.pattern(id)?;
+        let counters = self.moved_history();
         // Where the pattern's failures live, voted over its recent traces of its current run
         // as its page does.
         let listeners = crate::culprits::listeners(&self.traces, &self.counters);
@@ -104,6 +113,23 @@ impl DiagnosisView for DiagnosisAdapter {
             agent_ports: &agent_ports,
         };
         Some(what_moved_for(&pattern.activity, &counters, &context))
+    }
+
+    fn incident_moved(&self, incident: &Incident) -> Option<MovedWithIt> {
+        if let Some(first) = incident.patterns.first() {
+            return self.moved(&first.id);
+        }
+        let counters = self.moved_history();
+        let facts = self.board.facts();
+        let agent_ports = self.counters.agent_ports();
+        let context = PatternContext {
+            services: &incident.culprit.seen_in,
+            culprit: incident.culprit.service.as_deref(),
+            facts: &facts.services,
+            starts: &facts.starts,
+            agent_ports: &agent_ports,
+        };
+        Some(what_moved_with_incident(incident, &counters, &context))
     }
 
     fn incidents(&self) -> Arc<IncidentsDocument> {

@@ -549,6 +549,7 @@ impl Detector {
             why,
             kept_unjudged: kept_unjudged as u64,
         };
+        report.filling_queues = super::filling_queues(history, limits, &report.anomalies);
         report
     }
 }

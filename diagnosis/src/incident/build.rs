@@ -175,6 +175,39 @@ pub(super) fn build(
             }
         })
         .collect();
+    // A callee's accept queue that the latest census shows filling while its callers fail:
+    // their failures are its second witness (see [`crate::anomaly::filling_queues`]), and the
+    // incident can say so from its first answer rather than after the census that shows the
+    // queue full. Seen on the Go lab's listen-overflow: the queue read 4 of its backlog of 8
+    // at the census before the first timeouts, 9 at the next, and the incident was titled by
+    // the timeouts in between.
+    if !patterns.is_empty() && culprit.role == Some(CulpritRole::Callee) {
+        let own_ports = culprit
+            .service
+            .as_ref()
+            .and_then(|c| input.services.iter().find(|s| &s.service == c))
+            .map_or(&[][..], |f| f.listen_ports.as_slice());
+        for a in &input.anomalies.filling_queues {
+            let ours = a.key.port().is_some_and(|p| own_ports.contains(&p));
+            if !ours || listed.iter().any(|c| c.anomaly.key == a.key) {
+                continue;
+            }
+            let (relation, relation_text) = relate(
+                &a.key,
+                culprit.service.as_deref(),
+                culprit.role,
+                &named_ports,
+                input.services,
+            );
+            listed.push(IncidentCounter {
+                relation,
+                relation_text,
+                supporting: false,
+                moving_away: true,
+                anomaly: a.clone(),
+            });
+        }
+    }
     order_counters(&mut listed, &culprit, !patterns.is_empty(), input.services);
     let facts = culprit
         .service

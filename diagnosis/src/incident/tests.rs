@@ -708,6 +708,88 @@ fn a_full_accept_queue_dropping_at_the_first_timeout_titles_the_incident_from_th
     );
 }
 
+/// The census before the one that shows the queue full may read it filling (the Go lab's
+/// backlog of 8 read 0, 4, then 9): the first timeouts titled the incident "Calls time out"
+/// until the census that read it full. A queue half full at one census, beside its callers'
+/// timeouts, is the listen-overflow hint's evidence from the first answer, and the title says
+/// it rests on one census; alone, it raises nothing.
+#[test]
+fn a_queue_filling_at_the_first_timeout_titles_the_incident_and_says_how_sure() {
+    // A socket census every 2 s; the one of point 120 reads the queue at 4 of 8, no drops.
+    let start = T0 - 120_000;
+    let queue = SeriesKey::ListenQueue { port: 8082 };
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    let len = 122;
+    let census = |i: usize| i - i % 2;
+    let h = history(
+        start,
+        vec![
+            (
+                &queue,
+                (0..len)
+                    .map(|i| Some(if census(i) >= 120 { 4.0 } else { 0.0 }))
+                    .collect(),
+            ),
+            (
+                &age,
+                (0..len)
+                    .map(|i| Some(((i - census(i)) * 1000) as f64))
+                    .collect(),
+            ),
+        ],
+    );
+    let limits = [crate::anomaly::SeriesLimit {
+        key: queue.clone(),
+        limit: 8.0,
+    }];
+    let report =
+        crate::anomaly::detect(&h, &limits, &[], &crate::anomaly::AnomalyConfig::default());
+    assert!(report.anomalies.is_empty(), "{report:#?}");
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let incidents = fresh_run(
+        T0 + 1_500,
+        std::slice::from_ref(&timeouts),
+        report.clone(),
+        &h,
+        &chain(),
+        &rules,
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert_eq!(inc.culprit.service.as_deref(), Some("stock"));
+    assert_eq!(inc.hints[0].rule_id, "listen-overflow", "{inc:#?}");
+    assert!(
+        inc.title.starts_with("The accept queue overflows")
+            && inc.title.contains(
+                "listen queue :8082 is filling: 0 → 4 of its backlog of 8 at the census of"
+            )
+            && inc.title.contains("seen by one census only (not full yet"),
+        "{}",
+        inc.title
+    );
+    assert_eq!(inc.counters[0].anomaly.key, queue, "{inc:#?}");
+    assert_eq!(inc.counters[0].relation, Relation::Culprit);
+    // The timeouts' own hint is still listed, after it.
+    assert!(inc.hints.iter().any(|h| h.rule_id == "timeout"), "{inc:#?}");
+
+    // Alone, the filling queue is no incident.
+    let incidents = fresh_run(T0 + 1_500, &[], report, &h, &chain(), &rules);
+    assert!(incidents.is_empty(), "{incidents:#?}");
+}
+
 /// The demo's dns fault: orders' own lookups fail; the gateway's 502 for the same request
 /// was folded into the pattern, so the pattern's services are both and its attribution says
 /// "starts in orders (seen by gateway)". The incident said the culprit was seen nowhere
@@ -8620,4 +8702,127 @@ mod hung_callee_leak {
             );
         }
     }
+}
+
+/// A counter-only incident (orders opening a connection per call to stock: a TIME-WAIT storm,
+/// nothing fails) has no pattern to compare the counters with; the dashboard said "No error
+/// pattern yet: nothing to compare the counters with" beside its own counters. Its own answer
+/// lists its storm first, then what moved around its onset ranked by relation to its culprit
+/// (orders' goroutines before another program's bigger storm), co-moving with its lead counter.
+#[test]
+fn a_counter_only_incident_says_what_moved_with_it_its_own_counters_first() {
+    let tw = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let goroutines = SeriesKey::Task {
+        target: "orders".into(),
+        source: "pprof".into(),
+    };
+    let other = SeriesKey::PortState {
+        port: 39_999,
+        side: PortSide::Remote,
+        state: SocketState::TimeWait,
+    };
+    let unmoved = SeriesKey::PortState {
+        port: 8081,
+        side: PortSide::Local,
+        state: SocketState::Established,
+    };
+    // 150 s of history, the storm from point 120 (T0); orders' goroutines follow it 2 s later,
+    // another program's port storms harder at the same time.
+    let start = T0 - 120_000;
+    let len = 150;
+    let ramp = |from: usize, per_point: f64| -> Vec<Option<f64>> {
+        (0..len)
+            .map(|i| {
+                Some(if i < from {
+                    3.0
+                } else {
+                    3.0 + per_point * (i - from + 1) as f64
+                })
+            })
+            .collect()
+    };
+    let h = history(
+        start,
+        vec![
+            (&tw, ramp(120, 40.0)),
+            (&goroutines, step(len, 122, 20.0, 90.0)),
+            (&other, ramp(120, 200.0)),
+            (&unmoved, step(len, 0, 12.0, 12.0)),
+        ],
+    );
+    let mut tracker = IncidentTracker::new();
+    let incidents = run(
+        &mut tracker,
+        T0 + 10_000,
+        &[],
+        vec![rising(tw.clone(), T0, 3.0, 400.0)],
+    );
+    let inc = &incidents[0];
+    assert!(inc.patterns.is_empty());
+    assert_eq!(inc.culprit.service.as_deref(), Some("orders"), "{inc:#?}");
+
+    // The agent learns the ports orders calls from its connections.
+    let mut facts = chain();
+    facts[1].called_ports = vec![8082];
+    let context = crate::moved::PatternContext {
+        services: &inc.culprit.seen_in,
+        culprit: inc.culprit.service.as_deref(),
+        facts: &facts,
+        ..Default::default()
+    };
+    let doc = crate::moved::what_moved_with_incident(inc, &h, &context);
+    assert_eq!(
+        doc.verdict,
+        crate::moved::MovedVerdict::Moved,
+        "{}",
+        doc.summary
+    );
+    assert_eq!(doc.incident_id.as_deref(), Some(inc.id.as_str()));
+    assert_eq!(doc.cluster_id, "");
+    assert_eq!(doc.onset_unix_ms, inc.onset_unix_ms);
+    assert_eq!(doc.onset_source, crate::onset::OnsetSource::Incident);
+    assert!(
+        doc.summary.contains("the incident's onset"),
+        "{}",
+        doc.summary
+    );
+    let order: Vec<(&SeriesKey, bool, crate::moved::MovedRelation)> = doc
+        .moved
+        .iter()
+        .map(|m| (&m.key, m.own, m.relation))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (&tw, true, crate::moved::MovedRelation::Culprit),
+            (&goroutines, false, crate::moved::MovedRelation::Culprit),
+            (&other, false, crate::moved::MovedRelation::NodeWide),
+        ],
+        "{:#?}",
+        doc.moved
+    );
+    let own = &doc.moved[0];
+    assert!(
+        own.evidence.starts_with("TIME-WAIT →:8082 rose 3 → ")
+            && own
+                .evidence
+                .contains("within a second of the incident's onset")
+            && !own.evidence.contains("ρ"),
+        "{}",
+        own.evidence
+    );
+    let follower = &doc.moved[1];
+    assert!(
+        follower
+            .evidence
+            .contains("with TIME-WAIT →:8082, the incident's lead counter (ρ"),
+        "{}",
+        follower.evidence
+    );
+    // Nothing of a pattern: no occurrences to chart.
+    assert!(doc.pattern.points.is_empty());
 }

@@ -218,11 +218,13 @@ function processesPanel(snap, t0, t1) {
       el("td", { class: "num" }, fmtBytes(now.rss_bytes)),
       deltaCell(p.rss_bytes));
   });
-  // A process never read has nothing to draw; one that stopped answering keeps its past.
+  // A process never read has nothing to draw; one that stopped answering keeps its past,
+  // named as not read now (the API's pid is 0 then, which is no process id).
   const drawn = procs.filter((p) => p.current || p.fds.points.some((v) => v !== null));
+  const who = (p, what) => (p.current && p.pid ? p.name + " [" + p.pid + "] " + what : p.name + " " + what + " (not read now)");
   const fds = drawn.flatMap((p) => [
-    { name: p.name + " [" + p.pid + "] fds", points: seriesPoints(snap, p.fds), note: signedNote(seriesPoints(snap, p.fds)) },
-    { name: p.name + " [" + p.pid + "] threads", points: seriesPoints(snap, p.threads) }]);
+    { name: who(p, "fds"), points: seriesPoints(snap, p.fds), note: signedNote(seriesPoints(snap, p.fds)) },
+    { name: who(p, "threads"), points: seriesPoints(snap, p.threads) }]);
   const rss = drawn.map((p) => ({ name: p.name, points: seriesPoints(snap, p.rss_bytes).map(([t, v]) => [t, v === null ? null : v / 1048576]) }));
   return el("section", { class: "panel", "aria-labelledby": "h-procs" },
     el("h2", { id: "h-procs" }, "Processes"),

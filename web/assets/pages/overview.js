@@ -7,7 +7,7 @@ import { api } from "../api.js";
 import { lineChart, sparkline, seriesPoints, taskSeries, movingSockets } from "../charts.js";
 import { refreshing } from "../live.js";
 import { culpritLine } from "../culprit.js";
-import { incidentCard, incidentLead, openIncident, wantsPid, fold } from "../incidents.js";
+import { incidentCard, incidentLead, incidentHead, openIncident, wantsPid, fold } from "../incidents.js";
 import { movedBody } from "../moved.js";
 
 /** A pattern row; `ongoing` (an active incident) marks a pattern that no longer emerges but
@@ -100,7 +100,7 @@ export async function overview() {
   const emerging = slot(), node = slot(), recent = slot(), moved = slot(), incidents = slot();
   // Said while the answer is computed (it reads every counter series, a second or more on a
   // loaded node): an empty box beside a NEW pattern reads as "nothing moved".
-  fill(moved, el("p", { class: "empty", "data-loading": "true" }, "Comparing the node's counters with the top error pattern…"));
+  fill(moved, el("p", { class: "empty", "data-loading": "true" }, "Comparing the node's counters with the top incident or error pattern…"));
   const axisNote = el("span");
   fill(main,
     el("h1", null, "What is happening on this node"),
@@ -167,17 +167,31 @@ export async function overview() {
     }),
     refreshing(["clusters", "counters"], async () => {
       try {
-        // The first pattern of the top active incident, else the top emerging pattern, else
-        // the one that appeared most recently. Its row and its answer are read at once.
+        // The top active incident: of counters only, its own answer (its counters around its
+        // onset, related to its culprit); else its first pattern's. With no active incident, the
+        // top emerging pattern, else the one that appeared most recently, else the latest
+        // incident of counters only. A row and its answer are read at once.
         const doc = await api("/api/v1/incidents");
-        const lead = doc.incidents.find((i) => i.active && i.patterns.length);
+        /** Fills the panel with the answer of an incident of counters only; false when it has none. */
+        const ofIncident = async (inc) => {
+          if (!inc || inc.patterns.length) return false;
+          const detail = await api("/api/v1/incidents/" + encodeURIComponent(inc.id));
+          if (!detail.moved) return false;
+          fill(moved, movedBody(detail.moved, null, incidentHead(detail)));
+          return true;
+        };
+        const top = doc.incidents.find((i) => i.active);
+        if (await ofIncident(top)) return;
+        const lead = top && top.patterns.length ? top : doc.incidents.find((i) => i.active && i.patterns.length);
         let id = lead ? lead.patterns[0].id : null, row = null;
         if (!id) {
           const em = await api("/api/v1/clusters?emerging=true&limit=1");
-          const top = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
-          if (top.length) { id = top[0].id; row = top[0]; }
+          const first = em.clusters.length ? em.clusters : (await api("/api/v1/clusters?sort=first_seen&limit=1")).clusters;
+          if (first.length) { id = first[0].id; row = first[0]; }
         }
-        if (!id) { fill(moved, el("p", { class: "empty" }, "No error pattern yet: nothing to compare the counters with.")); return; }
+        // No pattern at all: the latest incident, when it is of counters only (ended).
+        if (!id && await ofIncident(doc.incidents[0])) return;
+        if (!id) { fill(moved, el("p", { class: "empty" }, "No error pattern and no incident yet: nothing to compare the counters with.")); return; }
         const path = "/api/v1/clusters/" + encodeURIComponent(id);
         const [movedDoc, detail] = await Promise.all([api(path + "/moved"), row ? null : api(path)]);
         fill(moved, movedBody(movedDoc, row || detail.summary));

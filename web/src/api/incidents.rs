@@ -11,7 +11,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::model::{Incident, IncidentsDocument, PatternCounts, Views};
+use crate::model::{Incident, IncidentDetail, IncidentsDocument, PatternCounts, Views};
 use crate::{ApiError, ErrorBody, Shared};
 
 /// Brings `incidents`' pattern counts up to the patterns' (see the module documentation),
@@ -57,14 +57,16 @@ pub(crate) async fn list(
     Ok(Json(doc))
 }
 
-/// One incident.
+/// One incident, with what moved with it (computed on each request, as a pattern's "what
+/// moved": it reads every counter series).
 #[utoipa::path(
     get,
     path = "/api/v1/incidents/{id}",
     tag = "incidents",
     params(("id" = String, Path, description = "Incident id (16 hex digits)", max_length = 256)),
     responses(
-        (status = 200, description = "The incident with its culprit, patterns, counters and hints", body = Incident),
+        (status = 200, description = "The incident with its culprit, patterns, counters, hints \
+and what moved with it", body = IncidentDetail),
         (status = 400, description = "`id` is not valid UTF-8 text", body = ErrorBody),
         (status = 404, description = "No incident has this id (it may have ended more than 30 minutes ago)", body = ErrorBody),
         (status = 503, description = "The stores are not attached", body = ErrorBody),
@@ -73,7 +75,7 @@ pub(crate) async fn list(
 pub(crate) async fn detail(
     State(shared): State<Shared>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Incident>, ApiError> {
+) -> Result<Json<IncidentDetail>, ApiError> {
     let Path(id) = path.map_err(|err| ApiError::bad_parameter("id", err.body_text()))?;
     let views = shared.views()?;
     let mut incident = views
@@ -85,5 +87,12 @@ pub(crate) async fn detail(
         .cloned()
         .ok_or_else(|| ApiError::not_found("no incident has this id"))?;
     recount(views, std::slice::from_mut(&mut incident));
-    Ok(Json(incident))
+    let views = views.clone();
+    let detail = tokio::task::spawn_blocking(move || {
+        let moved = views.diagnosis.incident_moved(&incident);
+        IncidentDetail { incident, moved }
+    })
+    .await
+    .map_err(|err| ApiError::internal(format!("the diagnosis failed: {err}")))?;
+    Ok(Json(detail))
 }
