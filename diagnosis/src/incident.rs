@@ -1187,11 +1187,37 @@ impl IncidentTracker {
         self.last_moving = next_moving;
         self.failed_before
             .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
+        self.wants_a_census |= unread_callee(&next, input.history, now);
         self.incidents = next;
         self.members = next_members;
         self.titles = next_titles;
         &self.incidents
     }
+}
+
+/// How long after a callee's first failure its sockets are asked for by a fresh census when
+/// none has been taken since (see [`unread_callee`]): the incident's first answers, within the
+/// 10 s its fault must be told in.
+pub const UNREAD_CALLEE_MS: i64 = 10_000;
+
+/// Whether an active incident blames a callee for failures that began after the latest socket
+/// census of `history` (within [`UNREAD_CALLEE_MS`]): its accept queue, its CLOSE-WAIT and its
+/// callers' connections have not been read since the fault began, and a fresh census tells
+/// (a queue filling or full, see [`crate::anomaly::filling_queues`]) rather than the next one
+/// the census budget allows (every 3–7 s on a busy node). Seen on the Go lab's listen-overflow:
+/// the callers' first timeouts came 0.5–0.7 s after the queue filled, and the incident was
+/// titled by them until a census read the queue.
+fn unread_callee(incidents: &[Incident], history: &CounterHistory, now: i64) -> bool {
+    let Some(last) = history.len().checked_sub(1) else {
+        return false;
+    };
+    let census_at = history.counted_at(last);
+    incidents.iter().any(|inc| {
+        let first_failure = inc.patterns.iter().map(|p| p.onset_unix_ms).min();
+        inc.state == IncidentState::Active
+            && inc.culprit.role == Some(CulpritRole::Callee)
+            && first_failure.is_some_and(|t| t > census_at && now - t <= UNREAD_CALLEE_MS)
+    })
 }
 
 /// A fresh incident with how its title was built, its members, and the group and node-wide counters it was built from.

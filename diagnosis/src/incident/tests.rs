@@ -8826,3 +8826,76 @@ fn a_counter_only_incident_says_what_moved_with_it_its_own_counters_first() {
     // Nothing of a pattern: no occurrences to chart.
     assert!(doc.pattern.points.is_empty());
 }
+
+/// A callee's failures that began after the latest socket census: its queue and sockets were
+/// not read since, and a fresh census is asked for (the next regular one may be seconds away
+/// on a busy node). Not once a census read them, nor for a caller's own failures.
+#[test]
+fn a_callees_failures_begun_after_the_latest_census_ask_for_one() {
+    let start = T0 - 120_000;
+    let len = 122;
+    let age = SeriesKey::Runtime {
+        metric: faultline_series::RuntimeMetric::SocketCensusAge,
+    };
+    // Censuses every `every` s; the history's last point is T0 + 1 s.
+    let counted = |every: usize| {
+        history(
+            start,
+            vec![(
+                &age,
+                (0..len)
+                    .map(|i| Some(((i % every) * 1000) as f64))
+                    .collect(),
+            )],
+        )
+    };
+    let timeouts = blamed(
+        pattern(
+            "p-timeout",
+            "Get \"http://127.0.0.1:8082/v1/stock\": context deadline exceeded",
+            &["orders"],
+            T0 + 600,
+            &["t1", "t2"],
+        ),
+        "stock",
+        CulpritRole::Callee,
+    );
+    let rules = HintRules::builtin().unwrap();
+    let asks = |h: &CounterHistory, p: &PatternInput, now: i64| {
+        let mut tracker = IncidentTracker::new();
+        let incidents = run_with(
+            &mut tracker,
+            now,
+            std::slice::from_ref(p),
+            report(Vec::new()),
+            h,
+            &chain(),
+            &rules,
+        );
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        tracker.wants_a_census()
+    };
+    // The last census was at T0 (every 4 s): before the first timeout.
+    assert!(asks(&counted(4), &timeouts, T0 + 1_500));
+    // A census every second read the sockets at T0 + 1 s, after it.
+    assert!(!asks(&counted(1), &timeouts, T0 + 1_500));
+    // Failures begun more than 10 s ago (the last census a minute old): the regular
+    // censuses have had their time.
+    let mut old = timeouts.clone();
+    old.onset_unix_ms = T0 - 20_000;
+    assert!(asks(&counted(61), &timeouts, T0 + 1_500));
+    assert!(!asks(&counted(61), &old, T0 + 1_500));
+    // A caller's own failures (its lookups) ask for nothing.
+    let lookups = blamed(
+        pattern(
+            "p-dns",
+            "dial tcp: lookup stock.invalid: no such host",
+            &["orders"],
+            T0 + 600,
+            &["t3"],
+        ),
+        "orders",
+        CulpritRole::Caller,
+    );
+    assert!(!asks(&counted(4), &lookups, T0 + 1_500));
+}

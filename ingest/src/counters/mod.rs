@@ -22,6 +22,7 @@
 //! [`CounterStore::record_task`]. Nothing here stops the agent: a source that fails is shown as
 //! unavailable or failing, with the reason, and the others go on.
 
+pub mod closes;
 pub mod config;
 pub mod error;
 pub mod history;

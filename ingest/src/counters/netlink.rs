@@ -23,13 +23,13 @@ use super::sockets::{Family, SocketEntry};
 use faultline_series::SocketState;
 
 /// `SOCK_DIAG_BY_FAMILY` from linux/sock_diag.h.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
+pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// `TCPDIAG_GETSOCK` from linux/inet_diag.h: the compatibility request, both families at once.
 const TCPDIAG_GETSOCK: u16 = 18;
 /// Size of `struct inet_diag_req` (the compatibility request).
 const COMPAT_REQ_LEN: usize = 60;
 /// Size of `struct nlmsghdr`.
-const NLMSG_HDR_LEN: usize = 16;
+pub(super) const NLMSG_HDR_LEN: usize = 16;
 /// Size of `struct inet_diag_req_v2`.
 const REQ_LEN: usize = 56;
 /// Size of `struct inet_diag_msg`.
@@ -377,7 +377,7 @@ fn decode_messages(
 }
 
 /// Decodes one `inet_diag_msg`; `None` for a truncated record or an unknown family or state.
-fn decode_diag_msg(msg: &[u8]) -> Option<SocketEntry> {
+pub(super) fn decode_diag_msg(msg: &[u8]) -> Option<SocketEntry> {
     if msg.len() < DIAG_MSG_LEN {
         return None;
     }
@@ -413,6 +413,66 @@ fn decode_addr(family: Family, raw: &[u8]) -> IpAddr {
         Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
         Family::Ipv6 => IpAddr::V6(Ipv6Addr::from(bytes)),
     }
+}
+
+/// Encodes `nlmsghdr` + `inet_diag_req_v2` asking for the one TCP socket whose local end is
+/// `local` and remote end `remote` (an exact look-up in the kernel's hash, not a walk of it):
+/// the kernel answers with the socket's record, or with an error (`ENOENT`) when there is none.
+pub(super) fn encode_exact_request(seq: u32, local: SocketAddr, remote: SocketAddr) -> Vec<u8> {
+    let mut req = vec![0u8; NLMSG_HDR_LEN + REQ_LEN];
+    let len = u32::try_from(req.len()).unwrap_or(u32::MAX);
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let body = &mut req[NLMSG_HDR_LEN..];
+    body[0] = match local {
+        SocketAddr::V4(_) => libc::AF_INET as u8,
+        SocketAddr::V6(_) => libc::AF_INET6 as u8,
+    };
+    body[1] = libc::IPPROTO_TCP as u8;
+    body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // inet_diag_sockid: ports and addresses in network byte order, then the interface, then
+    // the cookie, "none" (INET_DIAG_NOCOOKIE in both halves).
+    body[8..10].copy_from_slice(&local.port().to_be_bytes());
+    body[10..12].copy_from_slice(&remote.port().to_be_bytes());
+    let raw = |addr: IpAddr| match addr {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    body[12..28].copy_from_slice(&raw(local.ip()));
+    body[28..44].copy_from_slice(&raw(remote.ip()));
+    body[48..56].copy_from_slice(&[0xff; 8]);
+    req
+}
+
+/// Calls `each` with the type, sequence number and payload of every netlink message of one
+/// read; an error for a message whose length does not fit the read.
+pub(super) fn for_each_message(
+    mut buf: &[u8],
+    mut each: impl FnMut(u16, u32, &[u8]),
+) -> Result<(), CounterError> {
+    while buf.len() >= NLMSG_HDR_LEN {
+        let len = read_u32_ne(buf, 0) as usize;
+        if len < NLMSG_HDR_LEN || len > buf.len() {
+            return Err(CounterError::NetlinkMalformed(format!(
+                "message length {len} with {} bytes left",
+                buf.len()
+            )));
+        }
+        each(
+            u16::from_ne_bytes([buf[4], buf[5]]),
+            read_u32_ne(buf, 8),
+            &buf[NLMSG_HDR_LEN..len],
+        );
+        let advance = (len + 3) & !3;
+        buf = buf.get(advance..).unwrap_or(&[]);
+    }
+    Ok(())
 }
 
 /// A native-endian u32 at `at`; callers check the length first.

@@ -16,9 +16,12 @@
 //!   anything else);
 //! - [`OutgoingTracker::look`], between censuses while the census thread suspects a storm
 //!   (see the sampler): the descriptors alone, and only when a process holds a socket the last
-//!   read did not see, one dump of the node's ESTABLISHED and SYN-SENT sockets to place it
-//!   (those from or to the storm's port only, while the looks follow one: the kernel filters
-//!   them, so a socket of the target's to elsewhere stays unplaced unless a census places it).
+//!   read did not see, a probe that looks the connections to the storm's port up by the
+//!   ports the kernel hands out next ([`super::closes`]: microseconds, so the socket is
+//!   still open), then, for what is still unplaced, one dump of the node's ESTABLISHED and
+//!   SYN-SENT sockets (those from or to the storm's port only, while the looks follow one:
+//!   the kernel filters them, so a socket of the target's to elsewhere stays unplaced unless
+//!   a census places it).
 //!
 //! A socket held at one read and gone at the next was closed between them; one of a
 //! connection to a listener is counted for that listener's port. A connection on loopback
@@ -170,8 +173,13 @@ pub struct LookOutcome {
     pub new_sockets: usize,
     /// Whether a dump was asked for to place them (and answered).
     pub dumped: bool,
-    /// How many of the new sockets the dump placed (found still open).
+    /// How many of the new sockets the probe and the dump placed (found still open).
     pub placed: usize,
+    /// Whether a probe looked the targets' new connections up directly (see
+    /// [`super::closes`]).
+    pub probed: bool,
+    /// How many of the new sockets the probe placed.
+    pub probe_placed: usize,
 }
 
 impl OutgoingTracker {
@@ -213,15 +221,18 @@ impl OutgoingTracker {
     }
 
     /// Between censuses: reads the descriptors of each target's processes, and when one holds
-    /// a socket the previous read did not see, places the new ones with `dump` (which fills
-    /// its argument with the node's ESTABLISHED and SYN-SENT sockets and says whether it
-    /// could). Blocking.
+    /// a socket the previous read did not see, places the new ones: first with `probe` (which
+    /// fills its argument with the connections it could look up directly, see
+    /// [`super::closes`], and says whether it asked), then, for what is still unplaced, with
+    /// `dump` (which fills its argument with the node's ESTABLISHED and SYN-SENT sockets and
+    /// says whether it could). Blocking.
     pub fn look(
         &mut self,
         proc_root: &Path,
         targets: &[(String, Vec<u32>)],
         now: Instant,
         now_unix_ms: i64,
+        probe: impl FnOnce(&mut Vec<SocketEntry>) -> bool,
         dump: impl FnOnce(&mut Vec<SocketEntry>) -> bool,
     ) -> LookOutcome {
         let (new_sockets, worth_placing) = self.read(proc_root, targets, now, now_unix_ms);
@@ -229,23 +240,52 @@ impl OutgoingTracker {
             new_sockets,
             ..LookOutcome::default()
         };
+        if worth_placing == 0 {
+            return outcome;
+        }
         let mut entries = Vec::new();
-        if worth_placing == 0 || !dump(&mut entries) {
+        if probe(&mut entries) {
+            outcome.probed = true;
+            outcome.probe_placed = self.place(&entries);
+            outcome.placed += outcome.probe_placed;
+        }
+        if self.unplaced_new(now) == 0 {
+            return outcome;
+        }
+        entries.clear();
+        if !dump(&mut entries) {
             return outcome;
         }
         outcome.dumped = true;
-        let places = self.places(&entries);
+        outcome.placed += self.place(&entries);
+        outcome
+    }
+
+    /// Places the unplaced sockets held at the latest read that `entries` list; returns how
+    /// many.
+    fn place(&mut self, entries: &[SocketEntry]) -> usize {
+        let places = self.places(entries);
+        let mut placed = 0;
         for target in self.targets.values_mut() {
             for (inode, held) in &mut target.held {
                 if held.place == Place::Unknown {
                     if let Some(place) = places.get(inode) {
                         held.place = *place;
-                        outcome.placed += 1;
+                        placed += 1;
                     }
                 }
             }
         }
-        outcome
+        placed
+    }
+
+    /// Sockets first seen at the read of `now` that nothing placed yet.
+    fn unplaced_new(&self, now: Instant) -> usize {
+        self.targets
+            .values()
+            .flat_map(|t| t.held.values())
+            .filter(|h| h.place == Place::Unknown && h.first_seen == now)
+            .count()
     }
 
     /// Each target's connections as of its latest read, at `now`.
@@ -637,6 +677,7 @@ mod tests {
                 &targets(),
                 t0 + Duration::from_millis(ms),
                 0,
+                |_| false,
                 |out| {
                     dumped = true;
                     out.extend(census(open).into_iter().filter(|e| {
@@ -681,15 +722,19 @@ mod tests {
         tracker.observe(root.path(), &census(&[]), &only_checkout, t0, 0);
         procfs(root.path(), &[(20, &[777])]);
         // The dump finds it no longer open (or cannot be taken).
-        let outcome = tracker.look(root.path(), &only_checkout, t0 + LOOK_TEST_GAP, 0, |_| {
-            false
-        });
+        let outcome = tracker.look(
+            root.path(),
+            &only_checkout,
+            t0 + LOOK_TEST_GAP,
+            0,
+            |_| false,
+            |_| false,
+        );
         assert_eq!(
             outcome,
             LookOutcome {
                 new_sockets: 1,
-                dumped: false,
-                placed: 0
+                ..LookOutcome::default()
             }
         );
         procfs(root.path(), &[(20, &[])]);
@@ -698,6 +743,7 @@ mod tests {
             &only_checkout,
             t0 + 2 * LOOK_TEST_GAP,
             0,
+            |_| false,
             |_| true,
         );
         let c = tracker.connections(t0 + 2 * LOOK_TEST_GAP);
@@ -722,11 +768,18 @@ mod tests {
         let mut look = |k: u32, checkout: &[u64], stock: &[u64], dumped: &[u64]| {
             procfs(root.path(), &[(20, checkout), (30, stock)]);
             let mut asked = false;
-            let outcome = tracker.look(root.path(), &targets(), at(k), 0, |out| {
-                asked = true;
-                out.extend(connected(dumped));
-                true
-            });
+            let outcome = tracker.look(
+                root.path(),
+                &targets(),
+                at(k),
+                0,
+                |_| false,
+                |out| {
+                    asked = true;
+                    out.extend(connected(dumped));
+                    true
+                },
+            );
             (outcome.new_sockets, asked)
         };
         // stock's accepted side of a connection of checkout's that closed before the look.

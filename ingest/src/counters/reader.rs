@@ -62,6 +62,7 @@ pub struct SocketReader {
     netlink_problem: Option<(String, Instant)>,
     entries: Vec<SocketEntry>,
     ports: PortClassifier,
+    ephemeral: RangeInclusive<u16>,
 }
 
 impl SocketReader {
@@ -75,7 +76,8 @@ impl SocketReader {
             netlink: None,
             netlink_problem: None,
             entries: Vec::new(),
-            ports: PortClassifier::new(ephemeral),
+            ports: PortClassifier::new(ephemeral.clone()),
+            ephemeral,
         }
     }
 
@@ -141,6 +143,18 @@ impl SocketReader {
             Some(nl) if self.netlink_problem.is_none() => nl.read_connections(port, out).is_ok(),
             _ => false,
         }
+    }
+
+    /// Whether the censuses read netlink `sock_diag` (what a [`ConnectionFinder`] asks too).
+    ///
+    /// [`ConnectionFinder`]: super::closes::ConnectionFinder
+    pub fn uses_netlink(&self) -> bool {
+        self.netlink.is_some() && self.netlink_problem.is_none()
+    }
+
+    /// The node's ephemeral port range (`ip_local_port_range`), where clients' ports are.
+    pub fn ephemeral(&self) -> RangeInclusive<u16> {
+        self.ephemeral.clone()
     }
 
     fn read_netlink(&mut self) -> Result<(), CounterError> {

@@ -39,9 +39,10 @@ use parking_lot::{Condvar, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::closes::ConnectionFinder;
 use super::config::{CountersConfig, CountersConfigError, ProcessTarget, TaskKind, TaskTarget};
 use super::error::CounterError;
-use super::outgoing::{OutgoingConnections, OutgoingTracker};
+use super::outgoing::{LookOutcome, OutgoingConnections, OutgoingTracker};
 use super::owners::{PortOwner, PortOwners};
 use super::proc_net::{read_protocol_counters, read_sockstat};
 use super::process::{read_process, ProcessWatcher};
@@ -305,6 +306,9 @@ struct SocketCounter {
     /// The process targets' ids as the latest census was asked with them (for the looks).
     targets: Vec<(String, Vec<u32>)>,
     looks: Looks,
+    /// While the looks run: the kernel's closed connections and direct look-ups of open ones
+    /// (see [`super::closes`]); `Err` when the kernel refused it for this span of looks.
+    finder: Option<Result<ConnectionFinder, ()>>,
     /// The agent's own listening ports at the latest resolution of the ports' owners.
     own_ports: std::collections::BTreeSet<u16>,
     newest: Option<Arc<Counted>>,
@@ -361,6 +365,9 @@ struct Looks {
     taken: u64,
     dumps: u64,
     placed: u64,
+    /// Looks that looked their new sockets up directly, and the sockets those placed.
+    probes: u64,
+    probe_placed: u64,
     cpu: Duration,
     dump_cpu: Duration,
 }
@@ -440,12 +447,14 @@ impl Looks {
         now: Instant,
         cpu: Duration,
         dump: Option<Duration>,
-        placed: usize,
+        outcome: &LookOutcome,
         share: f64,
     ) {
         self.taken += 1;
         self.dumps += u64::from(dump.is_some());
-        self.placed += placed as u64;
+        self.placed += outcome.placed as u64;
+        self.probes += u64::from(outcome.probed);
+        self.probe_placed += outcome.probe_placed as u64;
         self.cpu += cpu;
         self.dump_cpu += dump.unwrap_or_default();
         let spread = |cost: Duration| {
@@ -467,6 +476,8 @@ impl Looks {
                 looks = self.taken,
                 dumps = self.dumps,
                 placed = self.placed,
+                probes = self.probes,
+                probe_placed = self.probe_placed,
                 cpu_ms = self.cpu.as_secs_f64() * 1e3,
                 dump_cpu_ms = self.dump_cpu.as_secs_f64() * 1e3,
                 "looks at the process targets' sockets paused (totals since the start)"
@@ -490,6 +501,7 @@ impl SocketCounter {
             outgoing: OutgoingTracker::new(),
             targets: Vec::new(),
             looks: Looks::default(),
+            finder: None,
             own_ports: std::collections::BTreeSet::new(),
             newest: None,
             confirmed_at: std::collections::VecDeque::new(),
@@ -591,10 +603,21 @@ impl SocketCounter {
         let may_dump = self.looks.may_dump(now);
         let port = self.looks.dump_port();
         let reader = &mut self.reader;
+        if self.finder.is_none() && reader.uses_netlink() {
+            self.finder = Some(ConnectionFinder::open(reader.ephemeral()).map_err(|e| {
+                tracing::debug!(error = %e, "closed connections not followed: looks place by dumps only");
+            }));
+        }
+        let followed = &self.looks.ports;
+        let finder = self.finder.as_mut().and_then(|f| f.as_mut().ok());
         let mut dump = None;
-        let outcome = self
-            .outgoing
-            .look(&self.proc_root, &self.targets, now, unix_ms(), |out| {
+        let outcome = self.outgoing.look(
+            &self.proc_root,
+            &self.targets,
+            now,
+            unix_ms(),
+            |out| finder.is_some_and(|f| f.find(followed, out)),
+            |out| {
                 if !may_dump {
                     return false;
                 }
@@ -602,12 +625,23 @@ impl SocketCounter {
                 let placed = reader.connections(port, out);
                 dump = Some(thread_cpu().saturating_sub(before));
                 placed
-            });
+            },
+        );
         let cost = thread_cpu()
             .saturating_sub(cpu)
             .saturating_sub(dump.unwrap_or_default());
         self.looks
-            .book(now, cost, dump, outcome.placed, self.budget.share);
+            .book(now, cost, dump, &outcome, self.budget.share);
+        if self.looks.next_at.is_none() {
+            if let Some(Ok(f)) = self.finder.take() {
+                tracing::info!(
+                    closes_read = f.closes_read,
+                    lookups = f.lookups_asked,
+                    "closed connections no longer followed (the looks paused)"
+                );
+            }
+            self.finder = None;
+        }
     }
 
     /// The process targets' connections as of their latest read.
@@ -1181,17 +1215,32 @@ mod tests {
             now,
             Duration::from_micros(40),
             Some(Duration::from_millis(1)),
-            1,
+            &LookOutcome {
+                placed: 1,
+                ..LookOutcome::default()
+            },
             0.005,
         );
         assert_eq!(looks.next_at, Some(now + LOOK_GAP));
         assert!(!looks.may_dump(now + Duration::from_millis(399)));
         assert!(looks.may_dump(now + Duration::from_millis(400)));
-        looks.book(now, Duration::from_millis(1), None, 0, 0.005);
+        looks.book(
+            now,
+            Duration::from_millis(1),
+            None,
+            &LookOutcome::default(),
+            0.005,
+        );
         assert_eq!(looks.next_at, Some(now + Duration::from_millis(400)));
         assert_eq!((looks.taken, looks.dumps, looks.placed), (2, 1, 1));
         // The span over: no more looks until a census sees a rise again.
-        looks.book(at + LOOK_SPAN, Duration::ZERO, None, 0, 0.005);
+        looks.book(
+            at + LOOK_SPAN,
+            Duration::ZERO,
+            None,
+            &LookOutcome::default(),
+            0.005,
+        );
         assert_eq!((looks.next_at, looks.until), (None, None));
         assert_eq!(looks.dump_port(), None);
     }
@@ -1327,6 +1376,63 @@ mod tests {
             established(&sampler.sample_at(last + second, 8_000, None)),
             2
         );
+    }
+
+    /// A caller's new connection to a storm's port is placed by a look when no dump may be
+    /// taken (the budget spent on the last one): looked up by the ports the kernel hands out
+    /// after the latest connection to the port that closed. Without it a socket that lives a
+    /// millisecond waited for a dump that reached it in time (1.5–14 s to name a 1 ms caller).
+    #[test]
+    fn a_look_places_a_new_connection_to_a_storms_port_without_a_dump() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut counter = SocketCounter::new(&CountersConfig::default());
+        let me = vec![("self".to_owned(), vec![std::process::id()])];
+        let t0 = Instant::now();
+        assert!(counter.reader.census().census.is_ok(), "a netlink census");
+        counter
+            .outgoing
+            .observe(&counter.proc_root, counter.reader.entries(), &me, t0, 0);
+        counter.targets = me;
+        // A storm followed on the port, the dumps' share spent for the whole test.
+        counter.looks.ports.insert(port);
+        counter.looks.until = Some(t0 + LOOK_SPAN);
+        counter.looks.next_at = Some(t0);
+        counter.looks.dump_at = Some(t0 + LOOK_SPAN);
+        counter.look(t0);
+        assert!(
+            matches!(counter.finder, Some(Ok(_))),
+            "closed connections followed"
+        );
+
+        // One call on a connection of its own, then the next one's, open while looks run.
+        drop(TcpStream::connect(("127.0.0.1", port)).expect("connect"));
+        drop(listener.accept().expect("accept"));
+        let open = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _accepted = listener.accept().expect("accept");
+        let held = |counter: &SocketCounter, at: Instant| {
+            counter.connections(at)["self"]
+                .ports
+                .iter()
+                .find(|p| p.port == port)
+                .map(|p| (p.held, p.local_ports.clone()))
+        };
+        let mut at = t0;
+        let placed = loop {
+            at += LOOK_GAP;
+            // The kernel reports a close from a work item, a moment after it.
+            std::thread::sleep(Duration::from_millis(5));
+            counter.look(at);
+            if let Some(placed) = held(&counter, at) {
+                break placed;
+            }
+            assert!(at < t0 + Duration::from_secs(2), "never placed");
+        };
+        let local = open.local_addr().expect("addr").port();
+        assert_eq!(placed, (1, vec![local]));
+        assert_eq!(counter.looks.dumps, 0, "no dump taken");
+        assert!(counter.looks.probe_placed >= 1);
     }
 
     #[test]
