@@ -996,7 +996,7 @@ impl IncidentTracker {
                     && self
                         .members
                         .get(&k.id)
-                        .is_some_and(|m| continues(m, &members))
+                        .is_some_and(|m| continues(m, &members, input.history.step_ms))
                     && compatible(&k.culprit, &inc.culprit)
             });
             if let Some(k) = kept {
@@ -1187,11 +1187,37 @@ impl IncidentTracker {
         self.last_moving = next_moving;
         self.failed_before
             .retain(|id, _| next.iter().any(|n| n.patterns.iter().any(|p| &p.id == id)));
+        self.wants_a_census |= unread_callee(&next, input.history, now);
         self.incidents = next;
         self.members = next_members;
         self.titles = next_titles;
         &self.incidents
     }
+}
+
+/// How long after a callee's first failure its sockets are asked for by a fresh census when
+/// none has been taken since (see [`unread_callee`]): the incident's first answers, within the
+/// 10 s its fault must be told in.
+pub const UNREAD_CALLEE_MS: i64 = 10_000;
+
+/// Whether an active incident blames a callee for failures that began after the latest socket
+/// census of `history` (within [`UNREAD_CALLEE_MS`]): its accept queue, its CLOSE-WAIT and its
+/// callers' connections have not been read since the fault began, and a fresh census tells
+/// (a queue filling or full, see [`crate::anomaly::filling_queues`]) rather than the next one
+/// the census budget allows (every 3–7 s on a busy node). Seen on the Go lab's listen-overflow:
+/// the callers' first timeouts came 0.5–0.7 s after the queue filled, and the incident was
+/// titled by them until a census read the queue.
+fn unread_callee(incidents: &[Incident], history: &CounterHistory, now: i64) -> bool {
+    let Some(last) = history.len().checked_sub(1) else {
+        return false;
+    };
+    let census_at = history.counted_at(last);
+    incidents.iter().any(|inc| {
+        let first_failure = inc.patterns.iter().map(|p| p.onset_unix_ms).min();
+        inc.state == IncidentState::Active
+            && inc.culprit.role == Some(CulpritRole::Callee)
+            && first_failure.is_some_and(|t| t > census_at && now - t <= UNREAD_CALLEE_MS)
+    })
 }
 
 /// A fresh incident with how its title was built, its members, and the group and node-wide counters it was built from.
@@ -1629,7 +1655,8 @@ fn failing(i: &Incident, now: i64) -> bool {
 /// `kept`): they share a member that is still the same signal — a pattern in the run the kept
 /// incident saw (its run began no later than its last occurrence there: a run starts after a
 /// minute of silence), a counter in the change it saw (still active there, or not dated
-/// later). A pattern or series that started again after its run or change ended is a new
+/// a step of the history (`step_ms`) or more later). A pattern or series that started again
+/// after its run or change ended is a new
 /// signal, grouped with what caused it now. Seen on the unseen lab: gateway's `metadata
 /// answered <num>`, one per failed request whatever failed below metadata, came back with
 /// each later fault and carried it into the incident of a fault healed minutes before (its
@@ -1639,7 +1666,14 @@ fn failing(i: &Incident, now: i64) -> bool {
 /// Members are judged by the run or change each incident held them in, whether it lists
 /// them or not: a counter cut at [`MAX_COUNTERS`] in both (or a pattern cut at
 /// [`MAX_PATTERNS`]) is no way for a new change to carry an old incident on.
-fn continues(kept: &Members, members: &Members) -> bool {
+///
+/// A change dated less than a step later is the same change: the history's axis is laid back
+/// from its latest sample's time, which wanders by milliseconds, so the same point is dated a
+/// few ms apart from one pass to the next (over 50 ms in the e2e tests under load). Seen there:
+/// a leak whose change was no longer active was read 3 ms later than the pass before, took a
+/// new id, and the incident followed by its id never ended; a change that starts again after
+/// one ended does so points later.
+fn continues(kept: &Members, members: &Members, step_ms: i64) -> bool {
     members.iter().any(|(m, now)| match (kept.get(m), now) {
         (Some(Span::Run { last_seen, .. }), Span::Run { onset, .. }) => onset <= last_seen,
         (
@@ -1648,7 +1682,7 @@ fn continues(kept: &Members, members: &Members) -> bool {
                 active,
             }),
             Span::Change { changed_at, .. },
-        ) => *active || changed_at <= was_at,
+        ) => *active || *changed_at - *was_at < step_ms.max(1),
         _ => false,
     })
 }

@@ -14,6 +14,7 @@
 mod chain;
 mod compact;
 mod config;
+mod slot_index;
 mod span;
 mod store;
 mod traffic;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::chain::{build_chain, outline, span_failed, CallChain, TraceParts};
 use super::compact::{encode_log_into, encode_span_into, Names, Records};
 use super::config::TraceStoreConfig;
+use super::slot_index::{SlotIndex, MAX_SLOTS};
 use super::span::{Span, SpanKind};
 use super::traffic::{RequestSource, ServiceTraffic};
 use crate::record::{LogRecord, SpanId, TraceId};
@@ -167,15 +168,10 @@ impl TraceEntry {
 
 #[derive(Default)]
 struct Inner {
-    /// Trace id → the trace's slot in `slots`. The table's buckets are 20 bytes (an id and a
-    /// slot number): under churn (a new trace in, the least recently touched out) it ends with
-    /// about twice as many buckets as traces. It grows by doubling to the first power of two
-    /// that keeps it at most 7/8 full; once the slots of evicted traces use up its spare room
-    /// while it is more than half full, it is rehashed into a table of twice that size, where
-    /// it stays. A full default store (100,000 traces) gets there about 40 s after it filled at
-    /// 1,000 lines and 1,000 spans a second: 262,144 buckets, 5.5 MB. See the test
+    /// Trace id → the trace's slot in `slots` ([`SlotIndex`]: 8-byte buckets, at most half
+    /// full; a full default store's is 262,144 buckets, 2 MB). See the test
     /// `a_churning_full_store_stays_under_its_memory_ceiling`.
-    index: HashMap<TraceId, u32>,
+    index: SlotIndex,
     /// The traces, each in a slot of its own; a freed slot (`None`) is listed in `free` and
     /// taken by the next new trace. Why a slab rather than the entries boxed in the table
     /// (what it was): every new trace evicts the least recently touched one, and the order
@@ -284,9 +280,17 @@ impl Inner {
         self.slots.get(slot as usize)?.as_ref()
     }
 
+    /// The slot of a trace, by id.
+    fn slot_of(&self, trace_id: &TraceId) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.get(trace_id, |slot| {
+            Some(slots.get(slot as usize)?.as_ref()?.trace_id)
+        })
+    }
+
     /// A trace by id.
     fn get(&self, trace_id: &TraceId) -> Option<&TraceEntry> {
-        self.slot(*self.index.get(trace_id)?)
+        self.slot(self.slot_of(trace_id)?)
     }
 
     /// Every trace held, in no order.
@@ -320,7 +324,7 @@ impl Inner {
     /// A tagged trace's start moved (an earlier span or log arrived): its place in the
     /// indexes of its patterns follows.
     fn restarted(&mut self, trace_id: TraceId) {
-        let Some(&slot) = self.index.get(&trace_id) else {
+        let Some(slot) = self.slot_of(&trace_id) else {
             return;
         };
         let Some(entry) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
@@ -340,15 +344,15 @@ impl Inner {
             self.compact_order();
         }
         let last = self.order.back().copied();
-        let (slot, seq) = match self.index.get(&trace_id) {
-            Some(&slot) => match self.slot(slot) {
+        let (slot, seq) = match self.slot_of(&trace_id) {
+            Some(slot) => match self.slot(slot) {
                 // Touched last already (the spans of one trace in a row): its pair stays.
                 Some(entry) if last == Some((entry.seq, slot)) => (slot, entry.seq),
                 _ => (slot, self.push_touch(slot)),
             },
             None => {
                 // A slot number is a u32: more traces than that cannot be held.
-                let max_traces = max_traces.clamp(1, u32::MAX as usize);
+                let max_traces = max_traces.clamp(1, MAX_SLOTS);
                 while self.index.len() >= max_traces {
                     if !self.remove_oldest() {
                         break;
@@ -362,8 +366,11 @@ impl Inner {
                         (self.slots.len() - 1) as u32
                     }
                 };
-                self.index.insert(trace_id, slot);
-                (slot, self.push_touch(slot))
+                let seq = self.push_touch(slot);
+                // The slot is in `slots`: it was free or was just made.
+                self.slots[slot as usize] = Some(TraceEntry::new(trace_id, seq, now));
+                self.index.insert(&trace_id, slot);
+                (slot, seq)
             }
         };
         // The slot is in `slots`: it came from the index or was just made.
@@ -402,10 +409,13 @@ impl Inner {
             return false;
         };
         self.order.pop_front();
+        let slots = &self.slots;
+        self.index.remove(&trace_id, |slot| {
+            Some(slots.get(slot as usize)?.as_ref()?.trace_id)
+        });
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return true;
         };
-        self.index.remove(&trace_id);
         self.free.push(slot);
         self.spans -= entry.spans as usize;
         self.logs -= entry.logs as usize;
@@ -621,9 +631,8 @@ impl TraceStore {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let Some(entry) = inner
-            .index
-            .get(&trace_id)
-            .and_then(|&slot| inner.slots.get_mut(slot as usize)?.as_mut())
+            .slot_of(&trace_id)
+            .and_then(|slot| inner.slots.get_mut(slot as usize)?.as_mut())
         else {
             return;
         };
@@ -838,24 +847,15 @@ mod tests {
         }
     }
 
-    /// The most buckets the standard map gives a table that holds `max` entries under
-    /// churn: the first power of two that keeps `max` at most 7/8 full, doubled once when
-    /// deleted slots use up the spare room of a table more than half full.
-    fn churn_buckets(max: usize) -> usize {
-        (max * 8 / 7 + 1).next_power_of_two() * 2
-    }
-
     /// The trace table's memory is bounded by `max_traces` whatever goes through it: a
-    /// store churned through twenty times its bound holds at most `max_traces` traces in
-    /// at most `churn_buckets(max_traces)` buckets of at most 20 bytes (plus one control
-    /// byte) and at most `max_traces` slots, each taken again once freed. For the default
-    /// bound (100,000 traces): 262,144 buckets, 5.5 MB of table besides the slots (~12 MB).
-    /// Entries inline in the table (~100 bytes each) made that 31.7 MB of table.
+    /// store churned through twenty times its bound holds at most `max_traces` traces, an
+    /// index of at most twice `max_traces` (rounded up to a power of two) 8-byte buckets, and
+    /// at most `max_traces` slots, each taken again once freed. For the default bound
+    /// (100,000 traces): 262,144 buckets, 2 MB of index besides the slots (~12 MB). The
+    /// standard map of boxed entries took 6.6 MB of table; entries inline in it, 31.7 MB.
     #[test]
     fn a_churning_full_store_stays_under_its_memory_ceiling() {
-        let bucket = std::mem::size_of::<(TraceId, u32)>();
-        assert!(bucket <= 20, "a trace table bucket is {bucket} bytes");
-        assert_eq!(churn_buckets(100_000) * (bucket + 1), 5_505_024);
+        assert_eq!((100_000usize * 2).next_power_of_two() * 8, 2_097_152);
         let slot = std::mem::size_of::<Option<TraceEntry>>();
         assert!(slot <= 128, "a trace slot is {slot} bytes");
         let max = 1_000;
@@ -863,7 +863,6 @@ mod tests {
             max_traces: max,
             ..TraceStoreConfig::default()
         });
-        let mut most_slots = 0;
         for trace in 0..20 * max as u64 {
             store.insert_spans(vec![span_of(trace)]);
             let inner = store.inner.lock();
@@ -871,15 +870,18 @@ mod tests {
             assert!(inner.order.len() <= max);
             assert!(inner.slots.len() <= max, "{} slots", inner.slots.len());
             assert_eq!(inner.slots.len(), inner.index.len() + inner.free.len());
-            most_slots = most_slots.max(inner.index.capacity());
+            assert!(inner.index.capacity() <= (max * 2).next_power_of_two());
         }
-        // `capacity` is the entries plus the room left: at most 7/8 of the buckets.
-        assert!(
-            most_slots <= churn_buckets(max) * 7 / 8,
-            "{most_slots} slots for {max} traces"
-        );
         assert_eq!(store.stats().traces, max);
         assert_eq!(store.stats().evicted_traces, 19 * max as u64);
+        // Every held trace is found by its id.
+        let inner = store.inner.lock();
+        for trace in 19 * max as u64..20 * max as u64 {
+            assert!(
+                inner.get(&span_of(trace).trace_id).is_some(),
+                "trace {trace}"
+            );
+        }
     }
 
     /// Traces touched again and again leave stale pairs in the order queue: they never make
