@@ -87,9 +87,16 @@ pub fn judge(
     }
     let baseline_rate = baseline as f64 / baseline_min;
     let lambda = (baseline_rate * t.window_min).max(1.0);
+    // The ratio first: a steady cluster (its count near its baseline's) is no surge whatever
+    // its tail, and a tail that holds the mode is summed term by term up to the count (tens
+    // of thousands of terms for a pattern that fails a hundred times a second), for every
+    // cluster at every rebuild of the list (twice a second).
+    if (current as f64) < t.surge_min_ratio * lambda {
+        return None;
+    }
     let log_p = ln_poisson_tail(current, lambda);
     let p = log_p.exp();
-    (p < t.surge_max_p && current as f64 >= t.surge_min_ratio * lambda).then(|| Emergence {
+    (p < t.surge_max_p).then(|| Emergence {
         kind: EmergenceKind::Surge,
         window_min: t.window_min,
         current_count: current,
@@ -209,6 +216,54 @@ mod tests {
         let logged = judge(&T, 10, 0, 0.0, true).map(|e| e.score);
         assert!(logged.is_some());
         assert!((score_of(ln_poisson_tail(10, 2.0)) - direct).abs() < 1e-9);
+    }
+
+    /// [`judge`] as it was before it looked at the ratio first: the tail always summed.
+    fn judged_with_the_tail_first(
+        t: &Thresholds,
+        current: u64,
+        baseline: u64,
+        baseline_min: f64,
+    ) -> Option<Emergence> {
+        let baseline_rate = baseline as f64 / baseline_min;
+        let lambda = (baseline_rate * t.window_min).max(1.0);
+        let log_p = ln_poisson_tail(current, lambda);
+        let p = log_p.exp();
+        (p < t.surge_max_p && current as f64 >= t.surge_min_ratio * lambda).then(|| Emergence {
+            kind: EmergenceKind::Surge,
+            window_min: t.window_min,
+            current_count: current,
+            current_rate_per_min: current as f64 / t.window_min.max(1e-9),
+            baseline_rate_per_min: baseline_rate,
+            p_value: p,
+            score: score_of(log_p),
+        })
+    }
+
+    #[test]
+    fn a_surge_is_judged_as_with_its_tail_summed_first() {
+        let ratios = [0.5, 1.0, 3.0];
+        let mut surges = 0;
+        for surge_min_ratio in ratios {
+            let t = Thresholds {
+                surge_min_ratio,
+                ..T
+            };
+            for current in (0..200).chain([999, 1_000, 1_001, 2_999, 3_000, 3_001, 30_000]) {
+                for baseline in [0, 1, 12, 60, 100, 599, 600, 601, 6_000, 60_000, 600_000] {
+                    for baseline_min in [1.0, 30.0, 60.0] {
+                        let want = judged_with_the_tail_first(&t, current, baseline, baseline_min);
+                        surges += usize::from(want.is_some());
+                        assert_eq!(
+                            judge(&t, current, baseline, baseline_min, false),
+                            want,
+                            "{current} after {baseline} in {baseline_min} min, ratio {surge_min_ratio}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(surges > 100, "{surges}");
     }
 
     #[test]

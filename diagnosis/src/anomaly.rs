@@ -726,10 +726,13 @@ pub(crate) fn judge_series(
             // A leak from its start is judged on its shape before its baseline exists (the
             // leak rule needs half a baseline's points of life): waiting for the baseline
             // left a leak in a service's first 45 s unjudged.
-            let life_points: Vec<(usize, f64)> = points[from.min(len)..len]
+            // Its points from where the leak rule judges it: a count no start-up keeps is
+            // judged from the start itself (see [`leak::kept_from_start`]).
+            let judged_from = life.as_ref().map_or(from, |l| l.from);
+            let life_points: Vec<(usize, f64)> = points[judged_from.min(len)..len]
                 .iter()
                 .enumerate()
-                .filter_map(|(j, v)| v.map(|v| (from + j, v)))
+                .filter_map(|(j, v)| v.map(|v| (judged_from + j, v)))
                 .collect();
             if let Some(a) = leaked(&life_points) {
                 report.anomalies.push(a);
@@ -990,7 +993,23 @@ fn pool_turned_over(
         let tw = closed.and_then(|s| s.points.get(i).copied().flatten());
         Some(total - tw.unwrap_or(0.0))
     };
-    let mut usual: Vec<f64> = base.iter().filter_map(|&(i, _)| live(i)).collect();
+    // Its usual size is read before the change. A young series is judged on its life, whose
+    // points run up to now: read there, the group's size was its size during the climb. Seen
+    // on the Go lab's close-wait brought back after a restart-heal (seed 301): the new
+    // process's CLOSE-WAIT climbed 0 → 603 from 12 s after its start, and the usual size was
+    // read from 15 s after the start on, inside the climb, where the group had grown by half
+    // the rise already: the leak was "connections changing state" at every pass, and the
+    // incident told the first occurrence's climb to the end. A change dated at the first
+    // point read has its group's size there.
+    let changed = history.point_at(a.changed_at_unix_ms).unwrap_or(0);
+    let mut usual: Vec<f64> = base
+        .iter()
+        .filter(|&&(i, _)| i < changed)
+        .filter_map(|&(i, _)| live(i))
+        .collect();
+    if usual.is_empty() {
+        usual.extend(base.first().and_then(|&(i, _)| live(i)));
+    }
     let Some(latest) = (0..len).rev().find_map(live) else {
         return false;
     };

@@ -1,7 +1,7 @@
 //! [`CounterView`] over the counter store: the store's snapshot in the web model's shape, on
 //! one regular time axis ([`super::axis`]).
 
-use super::axis::{delta_between, regular_axis, Axis, Columns};
+use super::axis::{regular_axis, Axis, Columns};
 use super::counter;
 use super::kept::KeptHistory;
 use std::collections::{BTreeMap, HashMap};
@@ -388,12 +388,7 @@ fn counters_snapshot_on(
         HistoryResolution::Second => i64::try_from(s.interval_ms).unwrap_or(i64::MAX).max(1),
     };
     let (history_start_unix_ms, samples) = regular_axis(times, step_ms);
-    let axis = Axis {
-        samples,
-        series,
-        per_sample,
-        delta_between: delta_between(per_sample_times),
-    };
+    let axis = Axis::new(samples, series, per_sample, per_sample_times);
 
     let mut sockets = Vec::new();
     let mut socket_totals = None;

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use super::addresses::{peer_of, port_of};
 use super::services::{calls, listener, owner, traffic_service};
 use super::{PatternInput, ServiceFacts, GROUP_WINDOW_MS, UPSTREAM_SLACK_MS};
+use faultline_series::{ProcessMetric, SeriesKey, SocketState};
+
 use crate::anomaly::{CounterAnomaly, Direction};
 use crate::hints::CulpritRole;
 use crate::history::CounterHistory;
@@ -147,7 +149,7 @@ pub(super) fn join_upstream_waits(
             if to == from {
                 return None;
             }
-            let culprit =
+            let placed =
                 members
                     .iter()
                     .find_map(|&j| match (&signals[j].what, &signals[j].culprit) {
@@ -155,8 +157,21 @@ pub(super) fn join_upstream_waits(
                             Some(c.as_str())
                         }
                         _ => None,
-                    })?;
+                    });
             let onset = members.iter().map(|&j| signals[j].onset).min()?;
+            let (culprit, within) = match placed {
+                Some(c) => (c, GROUP_WINDOW_MS),
+                // Before any failed call is known: a callee holding its requests, and the
+                // caller's wait beginning with it.
+                None => (
+                    holding(members, signals)?,
+                    if waits(&groups[from], signals) {
+                        UPSTREAM_SLACK_MS
+                    } else {
+                        return None;
+                    },
+                ),
+            };
             let follows = groups[from].iter().all(|&i| {
                 signals[i].onset >= onset - UPSTREAM_SLACK_MS
                     || matches!(signals[i].what,
@@ -165,7 +180,7 @@ pub(super) fn join_upstream_waits(
             (culprit != waiting
                 && calls(&waiting, culprit, services)
                 && follows
-                && last <= onset + GROUP_WINDOW_MS)
+                && last <= onset + within)
                 .then_some(to)
         });
         let Some(to) = home else {
@@ -181,6 +196,59 @@ pub(super) fn join_upstream_waits(
         groups[to].extend(moved);
     }
     groups.retain(|g| !g.is_empty());
+}
+
+/// The culprit of a group of counters alone (no failed call known yet) that holds work: one
+/// of them is a rise of its culprit's goroutines or threads. A hung callee's goroutines climb
+/// with its requests in flight within a second of the fault, before its callers' first
+/// timeout; so do its callers', waiting on it.
+fn holding<'a>(members: &[usize], signals: &'a [Signal<'_>]) -> Option<&'a str> {
+    let culprit = members.iter().find_map(|&j| signals[j].culprit.as_ref())?;
+    let counters_only = members.iter().all(|&j| {
+        matches!(signals[j].what, SignalWhat::Counter(_))
+            && signals[j].culprit.as_ref().is_none_or(|c| c.0 == culprit.0)
+    });
+    let holds = members.iter().any(|&j| match signals[j].what {
+        SignalWhat::Counter(a) => a.direction == Direction::Rise && works(&a.key),
+        SignalWhat::Pattern(_) => false,
+    });
+    (counters_only && holds).then_some(culprit.0.as_str())
+}
+
+/// Whether a group of one service's counters is its requests waiting: all rises, at least one
+/// of its goroutines or threads, and no TIME-WAIT (connections it closed itself: its own churn,
+/// never a wait).
+fn waits(members: &[usize], signals: &[Signal<'_>]) -> bool {
+    let counters = || {
+        members.iter().filter_map(|&i| match signals[i].what {
+            SignalWhat::Counter(a) => Some(a),
+            SignalWhat::Pattern(_) => None,
+        })
+    };
+    counters().count() == members.len()
+        && counters().all(|a| {
+            a.direction == Direction::Rise
+                && !matches!(
+                    a.key,
+                    SeriesKey::PortState {
+                        state: SocketState::TimeWait,
+                        ..
+                    }
+                )
+        })
+        && counters().any(|a| works(&a.key))
+}
+
+/// Whether a series counts a service's work in progress: its goroutines or its threads.
+fn works(key: &SeriesKey) -> bool {
+    matches!(
+        key,
+        SeriesKey::Task { .. }
+            | SeriesKey::Process {
+                metric: ProcessMetric::Threads,
+                ..
+            }
+    )
 }
 
 /// How much faster than before it a change dated before `at` moved from `at` on, for it to be
