@@ -88,6 +88,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Checkpoints and snapshots; `None` means the system directory with a per-user fallback.
     pub data_dir: Option<PathBuf>,
+    /// Threads that run the agent's async work (OTLP requests, the record pipeline, the web).
+    pub worker_threads: WorkerThreads,
     /// `[web]`
     pub web: WebConfig,
     /// `[otlp]`
@@ -111,6 +113,30 @@ pub struct Config {
     /// `[export]`: forwarding upstream over OTLP (off while `otlp_endpoint` is empty).
     pub export: ExportConfig,
 }
+
+/// `worker_threads`: how many threads run the agent's async work (tokio's worker threads).
+/// Blocking and periodic work (the diagnosis pass, the socket census, file reads, commits)
+/// runs on threads of its own whatever this says.
+///
+/// One by default. The agent's steady work is a few hundred small wake-ups a second (an OTLP
+/// request, a batch of lines, a timer); with a worker per CPU, each task a worker woke could
+/// wake another worker to steal it, and that one often found nothing: at 1,000 lines/s +
+/// 1,000 spans/s two workers on a 2-vCPU node took ~80 slices of CPU a second between them
+/// against ~48 for one, and the agent's CPU was 5 % lower with one (BENCHMARKS.md, "Steady
+/// cost"). More workers decode OTLP on more cores at once: raise it on a node that receives
+/// tens of thousands of spans a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerThreads(pub usize);
+
+impl Default for WorkerThreads {
+    fn default() -> Self {
+        WorkerThreads(1)
+    }
+}
+
+/// Most `worker_threads` accepted: far above any node's cores, a bound on a typo.
+const MAX_WORKER_THREADS: usize = 1024;
 
 /// `[diagnosis]`: how often the diagnosis runs, the anomaly detector's windows and the user's
 /// hint rules.
@@ -260,6 +286,8 @@ pub enum LogFormat {
 pub struct Settings {
     /// The data directory (exists and is writable once [`Settings::prepare_data_dir`] ran).
     pub data_dir: DataDir,
+    /// `worker_threads`, checked (at least one).
+    pub worker_threads: usize,
     /// Dashboard and API address.
     pub web_listen: SocketAddr,
     /// Bearer token of the dashboard and API.
@@ -569,6 +597,15 @@ impl Config {
             origin: origin.clone(),
         })?;
 
+        let worker_threads = self.worker_threads.0;
+        if !(1..=MAX_WORKER_THREADS).contains(&worker_threads) {
+            return Err(invalid(
+                "worker_threads",
+                &worker_threads.to_string(),
+                format!("must be between 1 and {MAX_WORKER_THREADS}"),
+            ));
+        }
+
         let data_dir = match &self.data_dir {
             Some(dir) => {
                 check_dir_usable(dir)
@@ -580,6 +617,7 @@ impl Config {
 
         Ok(Settings {
             data_dir,
+            worker_threads,
             web_listen,
             web_token: self.web.token.clone(),
             web_allowed_hosts: self.web.allowed_hosts.clone(),
@@ -1003,6 +1041,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("diagnosis.anomalies.search_ms"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_and_a_bad_count_is_refused_by_name() {
+        let settings = Config::default().validate(None).unwrap();
+        assert_eq!(settings.worker_threads, 1);
+        let four = parse("worker_threads = 4\n")
+            .unwrap()
+            .validate(None)
+            .unwrap();
+        assert_eq!(four.worker_threads, 4);
+        for bad in ["0", "100000"] {
+            let err = parse(&format!("worker_threads = {bad}\n"))
+                .unwrap()
+                .validate(None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("worker_threads = "), "{err}");
+        }
+        assert!(parse("worker_threads = -1\n").is_err());
     }
 
     #[test]

@@ -76,13 +76,20 @@ fn run_agent(args: RunArgs) -> Result<(), Failure> {
         &settings.log_level,
         settings.otlp_endpoint.as_deref(),
     )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("faultline")
-        .build()
+    let runtime = agent_runtime(settings.worker_threads)
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(run::run(settings))?;
     Ok(())
+}
+
+/// The runtime of `faultline run`: `worker_threads` workers (the `worker_threads` key, see
+/// [`config::WorkerThreads`] for why one by default), blocking threads as needed.
+fn agent_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .thread_name("faultline")
+        .build()
 }
 
 fn config_command(args: ConfigArgs) -> Result<(), Failure> {
@@ -146,6 +153,17 @@ mod tests {
         };
         assert_eq!(rc, 0, "mallctl {name:?}");
         value
+    }
+
+    #[test]
+    fn the_agent_runs_its_async_work_on_the_configured_workers_one_by_default() {
+        let settings = faultline_agent::config::Config::default()
+            .validate(None)
+            .expect("the default configuration is valid");
+        let runtime = super::agent_runtime(settings.worker_threads).expect("runtime");
+        assert_eq!(runtime.metrics().num_workers(), 1);
+        let runtime = super::agent_runtime(3).expect("runtime");
+        assert_eq!(runtime.metrics().num_workers(), 3);
     }
 
     #[test]
