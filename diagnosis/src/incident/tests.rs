@@ -7471,13 +7471,34 @@ fn a_time_wait_rise_confirmed_by_a_second_census_is_judged_on_the_pace_between_t
     }
 }
 
+/// A recording's series, each with its points on the recording's 1 s axis.
+type RecordedSeries = [(SeriesKey, Vec<Option<f64>>)];
+
 /// A recorded run replayed second by second through the real detector and tracker: what the
 /// agent had at each point, and the replay.
 trait Replayed {
+    /// The recording's first point's time (Unix ms) and its series, each on its 1 s axis.
+    fn recording(&self) -> (i64, &RecordedSeries);
     /// The time of point `i` (Unix ms).
-    fn at(&self, i: usize) -> i64;
+    fn at(&self, i: usize) -> i64 {
+        self.recording().0 + i as i64 * 1000
+    }
     /// The history as the agent had it at the end of point `last`.
-    fn history(&self, last: usize) -> CounterHistory;
+    fn history(&self, last: usize) -> CounterHistory {
+        let (start_unix_ms, series) = self.recording();
+        CounterHistory {
+            start_unix_ms,
+            step_ms: 1000,
+            series: series
+                .iter()
+                .map(|(key, points)| crate::history::CounterSeries {
+                    key: key.clone(),
+                    points: points[..=last].to_vec(),
+                })
+                .collect(),
+            ..CounterHistory::default()
+        }
+    }
     /// The patterns as the agent listed them at point `now`.
     fn patterns(&self, now: usize) -> Vec<PatternInput>;
     /// The run's services, their (re)starts and its series' limits.
@@ -7689,13 +7710,8 @@ mod close_wait_recurs {
     }
 
     impl Replayed for Replay {
-        fn at(&self, i: usize) -> i64 {
-            self.recorded.start + i as i64 * 1000
-        }
-
-        /// The history as the agent had it at the end of point `last`.
-        fn history(&self, last: usize) -> CounterHistory {
-            self.recorded.history_until(&self.series, last)
+        fn recording(&self) -> (i64, &RecordedSeries) {
+            (self.recorded.start, &self.series)
         }
 
         /// The lab's patterns as the agent listed them at point `now` (the recorded run's
@@ -8116,12 +8132,8 @@ mod listen_overflow_edge_creep {
     }
 
     impl Replayed for Replay {
-        fn at(&self, i: usize) -> i64 {
-            self.recorded.start + i as i64 * 1000
-        }
-
-        fn history(&self, last: usize) -> CounterHistory {
-            self.recorded.history_until(&self.series, last)
+        fn recording(&self) -> (i64, &RecordedSeries) {
+            (self.recorded.start, &self.series)
         }
 
         /// gateway's two timeout patterns (calls to accounts), from the pass after their
@@ -8512,24 +8524,8 @@ mod hung_callee_leak {
     }
 
     impl Replayed for LabRun {
-        fn at(&self, i: usize) -> i64 {
-            self.start + i as i64 * 1000
-        }
-
-        fn history(&self, last: usize) -> CounterHistory {
-            CounterHistory {
-                start_unix_ms: self.start,
-                step_ms: 1000,
-                series: self
-                    .series
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..=last].to_vec(),
-                    })
-                    .collect(),
-                ..CounterHistory::default()
-            }
+        fn recording(&self) -> (i64, &RecordedSeries) {
+            (self.start, &self.series)
         }
 
         /// The lab's patterns as the agent listed them at point `now`: the callers'
@@ -9065,24 +9061,8 @@ mod close_wait_caller {
     }
 
     impl Replayed for Replay {
-        fn at(&self, i: usize) -> i64 {
-            self.start + i as i64 * 1000
-        }
-
-        fn history(&self, last: usize) -> CounterHistory {
-            CounterHistory {
-                start_unix_ms: self.start,
-                step_ms: 1000,
-                series: self
-                    .series
-                    .iter()
-                    .map(|(key, points)| crate::history::CounterSeries {
-                        key: key.clone(),
-                        points: points[..=last].to_vec(),
-                    })
-                    .collect(),
-                ..CounterHistory::default()
-            }
+        fn recording(&self) -> (i64, &RecordedSeries) {
+            (self.start, &self.series)
         }
 
         /// The caller's timeouts, placed on the callee, from the pass after the agent first
