@@ -999,6 +999,16 @@ impl IncidentTracker {
                         .is_some_and(|m| continues(m, &members, input.history.step_ms))
                     && compatible(&k.culprit, &inc.culprit)
             });
+            // The same failures under another culprit: a pattern's culprit vote read again
+            // after its fault stopped (its callee restarted and the listener map changed)
+            // names another service for failures an incident already counts. Not a fault of
+            // its own: the incident that counted them keeps them. Seen on the unseen lab (one
+            // agent through all faults): the refused fault's incident "in blobstore" (870
+            // failures) ended, and a second one "in metadata", same pattern, same onset, the
+            // same 870 failures, appeared beside it.
+            if kept.is_none() && recounted(&inc, &group, &self.incidents) {
+                continue;
+            }
             if let Some(k) = kept {
                 // A counter that left the detector's window while still out of its range
                 // stays listed; only the incident's own keep it active. It is evidence for the
@@ -1708,6 +1718,26 @@ fn support(i: &Incident) -> u8 {
 }
 
 /// Whether two culprits can be the same incident's: equal, or one of them unknown.
+/// Whether `inc`, built from `group`, only counts again failures a kept incident of another
+/// culprit counts: all its members are patterns, and each is held by one kept incident in the
+/// same run (same onset) with no failure since that incident last saw it.
+fn recounted(inc: &Incident, group: &[&Signal<'_>], kept: &[Incident]) -> bool {
+    !inc.patterns.is_empty()
+        && group
+            .iter()
+            .all(|s| matches!(s.what, SignalWhat::Pattern(_)))
+        && kept.iter().any(|k| {
+            !compatible(&k.culprit, &inc.culprit)
+                && inc.patterns.iter().all(|p| {
+                    k.patterns.iter().any(|x| {
+                        x.id == p.id
+                            && x.onset_unix_ms == p.onset_unix_ms
+                            && p.last_seen_unix_ms <= x.last_seen_unix_ms
+                    })
+                })
+        })
+}
+
 fn compatible(a: &IncidentCulprit, b: &IncidentCulprit) -> bool {
     match (&a.service, &b.service) {
         (Some(x), Some(y)) => x == y,

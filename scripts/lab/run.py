@@ -895,6 +895,11 @@ def run_fault(run: Run, fault: str) -> dict:
     moved = None
     if top_pattern is not None:
         status, moved = run.api.get(f"/api/v1/clusters/{top_pattern['id']}/moved")
+    elif top_incident is not None:
+        # A fault of counters only (a storm, a leak before any error): what moved with its
+        # incident, as its page shows it (its own counters first).
+        status, detail = run.api.get(f"/api/v1/incidents/{top_incident['id']}")
+        moved = detail.get("moved") if status == 200 and isinstance(detail, dict) else None
     origins = [trace_origin(run.api, o.trace_id) for o in failed_after[-3:] if o.trace_id]
     origins = [o for o in origins if o]
     final_emerging = [c for c in run.api.clusters(emerging=True)

@@ -9282,3 +9282,52 @@ fn a_callees_failures_begun_after_the_latest_census_ask_for_one() {
     );
     assert!(!asks(&counted(4), &lookups, T0 + 1_500));
 }
+
+/// The unseen lab (one agent through all faults): the refused fault's incident "in blobstore"
+/// ended, and a second one "in metadata" appeared beside it — same pattern, same onset, the
+/// same failures — once the pattern's culprit vote, read again after the callee restarted,
+/// named the caller. The failures stay counted once, in the incident that counted them.
+#[test]
+fn a_culprit_vote_that_flips_after_the_fault_does_not_count_its_failures_again() {
+    let refused = |culprit: &str, role| {
+        let mut p = blamed(
+            pattern(
+                "p-refused",
+                "dial tcp 127.0.0.1:8082: connect: connection refused",
+                &["orders"],
+                T0,
+                &["t1", "t2"],
+            ),
+            culprit,
+            role,
+        );
+        p.count = 870;
+        p
+    };
+    let mut tracker = IncidentTracker::new();
+    let first = run(
+        &mut tracker,
+        T0 + 5_000,
+        &[refused("stock", CulpritRole::Callee)],
+        vec![],
+    );
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let id = first[0].id.clone();
+    // Minutes later, nothing failed since; the vote names orders now.
+    let later = run(
+        &mut tracker,
+        T0 + 120_000,
+        &[refused("orders", CulpritRole::Caller)],
+        vec![],
+    );
+    assert_eq!(later.len(), 1, "{later:#?}");
+    assert_eq!(later[0].id, id);
+    assert_eq!(later[0].culprit.service.as_deref(), Some("stock"));
+    // Failures again after the silence (a new run of the pattern) blamed on orders are a
+    // fault of their own.
+    let mut again = refused("orders", CulpritRole::Caller);
+    again.onset_unix_ms = T0 + 120_500;
+    again.last_seen_unix_ms = T0 + 121_000;
+    let after = run(&mut tracker, T0 + 121_500, &[again], vec![]);
+    assert_eq!(after.len(), 2, "{after:#?}");
+}

@@ -288,6 +288,28 @@ impl OutgoingTracker {
             .count()
     }
 
+    /// The most short-lived connections to one of `ports` that one target was seen opening
+    /// and closing (placed there) over the [`WINDOW`] before `now`.
+    pub fn most_short_lived_to(&self, ports: &BTreeSet<u16>, now: Instant) -> u32 {
+        self.targets
+            .values()
+            .map(|t| {
+                let n = t
+                    .closed
+                    .iter()
+                    .rev()
+                    .take_while(|c| now.saturating_duration_since(c.at) <= WINDOW)
+                    .filter(|c| {
+                        c.short
+                            && matches!(c.place, Place::To { port, .. } if ports.contains(&port))
+                    })
+                    .count();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Each target's connections as of its latest read, at `now`.
     pub fn connections(&self, now: Instant) -> BTreeMap<String, OutgoingConnections> {
         self.targets

@@ -340,6 +340,20 @@ pub const LOOK_TRIGGER_WINDOW: Duration = Duration::from_secs(5);
 /// pace.
 pub const LOOK_GAP: Duration = Duration::from_millis(20);
 
+/// The gap between two looks once a caller of a followed port has been seen opening and
+/// closing [`NAMED_SHORT_LIVED`] connections to it within a minute: enough to name it, so
+/// the looks only keep that evidence fresh. At 40 calls a second of 1–2 ms each, a look every
+/// 250 ms catches one open about one time in twelve (~20 a minute, the probe places nearly
+/// all), while looks as fast as the budget allows kept the census thread at twice its share
+/// of a core for as long as a storm lasted (`twstorm2-notes`: ~1 % of a core for 10 minutes,
+/// debug).
+pub const LOOK_GAP_NAMED: Duration = Duration::from_millis(250);
+
+/// Short-lived connections to a followed port, placed, from one caller within a minute, past
+/// which the looks slow to [`LOOK_GAP_NAMED`]: three times the diagnosis's least for naming
+/// an opener, so that the slower looks keep it above that.
+pub const NAMED_SHORT_LIVED: u32 = 10;
+
 /// When the census thread looks at the process targets' descriptors between censuses (see
 /// [`super::outgoing`]): while a storm is suspected, every [`LOOK_GAP`] or less often, and
 /// the dumps that place new sockets as often as their cost allows, so that the looks' CPU
@@ -448,6 +462,7 @@ impl Looks {
         cpu: Duration,
         dump: Option<Duration>,
         outcome: &LookOutcome,
+        floor: Duration,
         share: f64,
     ) {
         self.taken += 1;
@@ -467,7 +482,7 @@ impl Looks {
         if let Some(dump) = dump {
             self.dump_at = Some(now + spread(dump));
         }
-        let gap = spread(cpu).max(LOOK_GAP);
+        let gap = spread(cpu).max(floor);
         self.next_at = Some(now + gap).filter(|at| self.until.is_some_and(|until| *at < until));
         if self.next_at.is_none() {
             self.until = None;
@@ -630,8 +645,14 @@ impl SocketCounter {
         let cost = thread_cpu()
             .saturating_sub(cpu)
             .saturating_sub(dump.unwrap_or_default());
+        let floor =
+            if self.outgoing.most_short_lived_to(&self.looks.ports, now) >= NAMED_SHORT_LIVED {
+                LOOK_GAP_NAMED
+            } else {
+                LOOK_GAP
+            };
         self.looks
-            .book(now, cost, dump, &outcome, self.budget.share);
+            .book(now, cost, dump, &outcome, floor, self.budget.share);
         if self.looks.next_at.is_none() {
             if let Some(Ok(f)) = self.finder.take() {
                 tracing::info!(
@@ -1219,6 +1240,7 @@ mod tests {
                 placed: 1,
                 ..LookOutcome::default()
             },
+            LOOK_GAP,
             0.005,
         );
         assert_eq!(looks.next_at, Some(now + LOOK_GAP));
@@ -1229,6 +1251,7 @@ mod tests {
             Duration::from_millis(1),
             None,
             &LookOutcome::default(),
+            LOOK_GAP,
             0.005,
         );
         assert_eq!(looks.next_at, Some(now + Duration::from_millis(400)));
@@ -1239,6 +1262,7 @@ mod tests {
             Duration::ZERO,
             None,
             &LookOutcome::default(),
+            LOOK_GAP,
             0.005,
         );
         assert_eq!((looks.next_at, looks.until), (None, None));
@@ -1433,6 +1457,62 @@ mod tests {
         assert_eq!(placed, (1, vec![local]));
         assert_eq!(counter.looks.dumps, 0, "no dump taken");
         assert!(counter.looks.probe_placed >= 1);
+    }
+
+    /// Once a caller has been seen opening and closing enough connections to a followed port
+    /// to be named, the looks only keep that evidence fresh: every [`LOOK_GAP_NAMED`], not as
+    /// often as the budget allows (which kept the census thread at twice its share for as
+    /// long as a storm lasted).
+    #[test]
+    fn looks_slow_down_once_a_caller_has_shown_enough_connections_to_be_named() {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // A budget that never sets the pace: the floor does.
+        let mut counter = SocketCounter::new(&CountersConfig {
+            socket_cpu_budget_percent: 100.0,
+            ..CountersConfig::default()
+        });
+        let me = vec![("self".to_owned(), vec![std::process::id()])];
+        let t0 = Instant::now();
+        assert!(counter.reader.census().census.is_ok(), "a netlink census");
+        counter
+            .outgoing
+            .observe(&counter.proc_root, counter.reader.entries(), &me, t0, 0);
+        counter.targets = me;
+        counter.looks.ports.insert(port);
+        counter.looks.until = Some(t0 + LOOK_SPAN);
+        counter.looks.dump_at = Some(t0 + LOOK_SPAN);
+        let mut at = t0;
+        counter.look(at);
+        // A client opening a connection per call, each caught open by one look only.
+        let mut gaps = Vec::new();
+        for _ in 0..(NAMED_SHORT_LIVED + 3) {
+            let call = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let accepted = listener.accept().expect("accept");
+            std::thread::sleep(Duration::from_millis(5));
+            at += LOOK_GAP;
+            counter.look(at);
+            drop((call, accepted));
+            std::thread::sleep(Duration::from_millis(5));
+            at += LOOK_GAP;
+            counter.look(at);
+            let next = counter.looks.next_at.expect("looking");
+            gaps.push((
+                counter
+                    .outgoing
+                    .most_short_lived_to(&counter.looks.ports, at),
+                next - at,
+            ));
+        }
+        let (few, enough): (Vec<_>, Vec<_>) =
+            gaps.iter().partition(|(n, _)| *n < NAMED_SHORT_LIVED);
+        assert!(!few.is_empty() && enough.len() >= 2, "{gaps:?}");
+        assert!(few.iter().all(|(_, gap)| *gap < LOOK_GAP_NAMED), "{gaps:?}");
+        assert!(
+            enough.iter().all(|(_, gap)| *gap == LOOK_GAP_NAMED),
+            "{gaps:?}"
+        );
     }
 
     #[test]
