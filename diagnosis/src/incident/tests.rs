@@ -5513,6 +5513,77 @@ fn a_storm_whose_sockets_the_kernel_reaps_in_batches_stays_recovering_while_they
     );
 }
 
+/// The unseen lab's abort held 202 s (2026-12-06, release 38aa0af, load 17): the callee closed
+/// ~25 connections a second into TIME-WAIT on its port from 16:07:03 to 16:10:25; the counts
+/// the agent kept (`unseen.py --keep`, one a second from the onset). At 2:35 into the storm its
+/// pace dipped to about half for seconds (1,476 → 1,390 in 10 s) and the running storm read
+/// recovering for 3 s (at 158–160 s), then active again: a flap an SRE sees on a fault that
+/// never stopped. After the heal (past the storm's first two minutes, read with no reaping
+/// lateness) the kernel reaped its sockets 50 every 2 s; it must go recovering within seconds
+/// and stay so.
+#[test]
+fn a_storm_healed_after_three_minutes_stays_recovering_while_the_kernel_reaps_it() {
+    let key = SeriesKey::PortState {
+        port: 8082,
+        side: PortSide::Local,
+        state: SocketState::TimeWait,
+    };
+    let recorded = [
+        6.0, 30.0, 54.0, 78.0, 106.0, 130.0, 154.0, 178.0, 206.0, 230.0, 254.0, 278.0, 306.0,
+        330.0, 354.0, 378.0, 406.0, 430.0, 454.0, 478.0, 504.0, 530.0, 554.0, 578.0, 602.0, 630.0,
+        654.0, 678.0, 702.0, 727.0, 747.0, 765.0, 787.0, 808.0, 824.0, 847.0, 871.0, 896.0, 921.0,
+        947.0, 971.0, 995.0, 1021.0, 1046.0, 1071.0, 1095.0, 1121.0, 1146.0, 1171.0, 1195.0,
+        1221.0, 1246.0, 1271.0, 1295.0, 1320.0, 1344.0, 1371.0, 1395.0, 1419.0, 1444.0, 1471.0,
+        1495.0, 1477.0, 1502.0, 1476.0, 1501.0, 1476.0, 1500.0, 1475.0, 1501.0, 1473.0, 1497.0,
+        1470.0, 1495.0, 1459.0, 1476.0, 1457.0, 1483.0, 1466.0, 1490.0, 1473.0, 1498.0, 1479.0,
+        1503.0, 1528.0, 1505.0, 1526.0, 1493.0, 1514.0, 1481.0, 1505.0, 1480.0, 1503.0, 1480.0,
+        1504.0, 1478.0, 1498.0, 1468.0, 1489.0, 1455.0, 1475.0, 1444.0, 1464.0, 1438.0, 1463.0,
+        1435.0, 1460.0, 1443.0, 1469.0, 1449.0, 1473.0, 1448.0, 1474.0, 1448.0, 1472.0, 1445.0,
+        1471.0, 1445.0, 1469.0, 1445.0, 1471.0, 1443.0, 1468.0, 1450.0, 1476.0, 1460.0, 1484.0,
+        1508.0, 1484.0, 1506.0, 1476.0, 1495.0, 1464.0, 1483.0, 1451.0, 1471.0, 1444.0, 1470.0,
+        1444.0, 1468.0, 1446.0, 1470.0, 1450.0, 1468.0, 1445.0, 1463.0, 1450.0, 1474.0, 1461.0,
+        1483.0, 1457.0, 1476.0, 1445.0, 1466.0, 1432.0, 1451.0, 1413.0, 1431.0, 1401.0, 1419.0,
+        1390.0, 1415.0, 1389.0, 1413.0, 1388.0, 1412.0, 1391.0, 1416.0, 1399.0, 1423.0, 1410.0,
+        1434.0, 1456.0, 1444.0, 1472.0, 1451.0, 1475.0, 1438.0, 1452.0, 1420.0, 1439.0, 1405.0,
+        1422.0, 1390.0, 1406.0, 1365.0, 1390.0, 1379.0, 1400.0, 1387.0, 1410.0, 1390.0, 1412.0,
+        1398.0, 1421.0, 1408.0, 1427.0, 1405.0, 1424.0, 1406.0, 1421.0, 1394.0, 1398.0, 1354.0,
+        1354.0, 1354.0, 1302.0, 1251.0, 1251.0, 1201.0, 1201.0, 1149.0, 1149.0, 1117.0, 1098.0,
+        1098.0, 1047.0, 1047.0, 1004.0, 1004.0, 956.0, 956.0, 913.0, 913.0, 874.0, 874.0, 827.0,
+        826.0, 775.0, 775.0, 727.0, 727.0, 676.0, 676.0, 632.0, 631.0, 585.0, 585.0,
+    ];
+    let points: Vec<f64> = std::iter::repeat_n(0.0, 61)
+        .chain(recorded.iter().copied())
+        .collect();
+    let (onset, healed) = (61, 61 + 202);
+    let mut storm = rising(key.clone(), T0 + onset as i64 * 1000, 0.0, 1528.0);
+    storm.noise = 1.0;
+    let seen = timeline(&key, &points, &storm, onset + 5, points.len() - 1);
+    let before: Vec<usize> = seen
+        .iter()
+        .filter(|(t, s, ..)| *t < healed && *s != IncidentState::Active)
+        .map(|(t, ..)| t - onset)
+        .collect();
+    assert!(
+        before.is_empty(),
+        "not active {before:?} s into the storm: {seen:?}"
+    );
+    let recovering = first_in(&seen, IncidentState::Recovering, healed).expect("recovering");
+    assert!(
+        recovering - healed <= 15,
+        "recovering {} s after the heal: {seen:?}",
+        recovering - healed
+    );
+    let again: Vec<usize> = seen
+        .iter()
+        .filter(|(t, s, ..)| *t > recovering && *s == IncidentState::Active)
+        .map(|(t, ..)| t - healed)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "active again {again:?} s after the heal: {seen:?}"
+    );
+}
+
 /// The same census timing on a storm that runs on past its first minute: flat at its top,
 /// and still a storm at every second of it.
 #[test]
