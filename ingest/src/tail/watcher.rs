@@ -215,9 +215,12 @@ async fn run(
             }
         }
         if let Some(e) = events.as_mut() {
-            // Before the read: a write from here on is either read by it or reported.
-            e.arm_writes();
+            // Drained first, then set again, just before the read: a write from here on is
+            // either read by it or reported. Set before the drain, a write in between fired
+            // the watch and the drain took its event: the writes after the read would have
+            // woken nothing until the idle look.
             rescan_now |= e.drain();
+            e.arm_writes();
         }
     }
     Ok(())
@@ -674,9 +677,10 @@ mod tests {
             "events queued while writes are ignored"
         );
 
-        // Set again before the read: a write after it is reported, and the watch is kept.
-        events.arm_writes();
+        // Set again before the read (after the drain, as the loop does): a write after it is
+        // reported, and the watch is kept.
         assert!(!events.drain(), "no rescan for writes");
+        events.arm_writes();
         assert!(events.watch(&dirs).complete);
         write_alternately(dir.path(), 3);
         let next = tokio::time::timeout(Duration::from_secs(5), events.changed()).await;
