@@ -525,6 +525,11 @@ fn holds(a: &CounterAnomaly, history: &CounterHistory) -> bool {
 /// first socket (where its judged points began), and the leak, 22 s old, looked 7 s old —
 /// too young to tell from a slow callee's requests in progress.
 fn climb_start(points: &[Option<f64>], changed: usize, step: i64) -> usize {
+    // A series the kept history holds no point of any more (its points aged out of the
+    // window): nothing climbed. Indexing it panicked the diagnosis pass (a 30-minute soak).
+    if points.is_empty() {
+        return 0;
+    }
     let changed = changed.min(points.len().saturating_sub(1));
     let lookback = usize::try_from(60_000 / step).unwrap_or(0);
     let low = changed.saturating_sub(lookback);
@@ -1085,6 +1090,15 @@ mod tests {
     use super::super::tests::{assert_no_break, at, history, noisy, raised_at, START};
     use super::super::{detect, AnomalyConfig, SeriesLimit, ServiceStart};
     use super::*;
+
+    /// A series whose points all aged out of the kept history has no climb: the pass read
+    /// `points[0..=0]` of it and panicked ("range end index 0 out of range for slice of
+    /// length 0"; the diagnosis restarted empty, 15.5 minutes into a soak).
+    #[test]
+    fn a_series_with_no_points_left_has_no_climb() {
+        assert_eq!(climb_start(&[], 0, 1_000), 0);
+        assert_eq!(climb_start(&[], 7, 1_000), 0);
+    }
 
     fn goroutines(target: &str) -> SeriesKey {
         SeriesKey::Task {
