@@ -153,27 +153,28 @@ pub(super) fn build(
         .iter()
         .filter_map(|p| peer_of(p).as_deref().and_then(port_of))
         .collect();
+    let listed_as = |a: &CounterAnomaly, supporting: bool| {
+        let (relation, relation_text) = relate(
+            &a.key,
+            culprit.service.as_deref(),
+            culprit.role,
+            &named_ports,
+            input.services,
+        );
+        IncidentCounter {
+            relation,
+            relation_text,
+            supporting,
+            // Said by the tracker (see [`super::recovery`]).
+            moving_away: a.active,
+            anomaly: a.clone(),
+        }
+    };
     let mut listed: Vec<IncidentCounter> = counters
         .iter()
         .copied()
         .chain(node_wide.iter().copied())
-        .map(|a| {
-            let (relation, relation_text) = relate(
-                &a.key,
-                culprit.service.as_deref(),
-                culprit.role,
-                &named_ports,
-                input.services,
-            );
-            IncidentCounter {
-                relation,
-                relation_text,
-                supporting: supporting.contains(&a.key),
-                // Said by the tracker (see [`super::recovery`]).
-                moving_away: a.active,
-                anomaly: a.clone(),
-            }
-        })
+        .map(|a| listed_as(a, supporting.contains(&a.key)))
         .collect();
     // A callee's accept queue that the latest census shows filling while its callers fail:
     // their failures are its second witness (see [`crate::anomaly::filling_queues`]), and the
@@ -192,20 +193,8 @@ pub(super) fn build(
             if !ours || listed.iter().any(|c| c.anomaly.key == a.key) {
                 continue;
             }
-            let (relation, relation_text) = relate(
-                &a.key,
-                culprit.service.as_deref(),
-                culprit.role,
-                &named_ports,
-                input.services,
-            );
-            listed.push(IncidentCounter {
-                relation,
-                relation_text,
-                supporting: false,
-                moving_away: true,
-                anomaly: a.clone(),
-            });
+            // A filling queue is always `active` (see `filling_queues`): moving away.
+            listed.push(listed_as(a, false));
         }
     }
     order_counters(&mut listed, &culprit, !patterns.is_empty(), input.services);
