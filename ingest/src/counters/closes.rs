@@ -46,7 +46,7 @@ use faultline_series::SocketState;
 
 use super::error::CounterError;
 use super::netlink::{
-    decode_diag_msg, encode_exact_request, for_each_message, SOCK_DIAG_BY_FAMILY,
+    decode_diag_msg, encode_exact_request, for_each_message, recv, SOCK_DIAG_BY_FAMILY,
 };
 use super::sockets::SocketEntry;
 
@@ -204,23 +204,12 @@ impl ConnectionFinder {
     fn read_closes(&mut self, ports: &BTreeSet<u16>) {
         let mut read = 0;
         while read < MAX_CLOSES_PER_READ {
-            // SAFETY: `buf` is valid for writes of its whole length.
-            let n = unsafe {
-                libc::recv(
-                    self.closes.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let len = match recv(&self.closes, &mut self.buf, libc::MSG_DONTWAIT) {
+                Ok(len) => len,
+                // Records were dropped while the buffer was full: read on.
+                Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(_) => break,
             };
-            if n < 0 {
-                match io::Error::last_os_error().raw_os_error() {
-                    // Records were dropped while the buffer was full: read on.
-                    Some(libc::ENOBUFS) | Some(libc::EINTR) => continue,
-                    _ => break,
-                }
-            }
-            let len = usize::try_from(n).unwrap_or(0);
             if len == 0 {
                 break;
             }
@@ -279,23 +268,7 @@ impl ConnectionFinder {
         // Each look-up gets exactly one answer: the socket, or an error (none there).
         let mut answered = 0;
         while answered < wanted.len() {
-            // SAFETY: `buf` is valid for writes of its whole length.
-            let n = unsafe {
-                libc::recv(
-                    self.lookups.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(CounterError::Netlink(err));
-            }
-            let len = usize::try_from(n).unwrap_or(0);
+            let len = recv(&self.lookups, &mut self.buf, 0).map_err(CounterError::Netlink)?;
             for_each_message(&self.buf[..len], |kind, seq, payload| {
                 if seq.wrapping_sub(first) as usize >= wanted.len() {
                     return; // a late answer to an earlier look

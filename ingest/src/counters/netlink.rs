@@ -230,23 +230,7 @@ impl NetlinkSockets {
             return Err(CounterError::Netlink(io::Error::last_os_error()));
         }
         loop {
-            // SAFETY: `buf` is valid for writes of its whole length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(CounterError::Netlink(err));
-            }
-            let len = usize::try_from(n).unwrap_or(0);
+            let len = recv(&self.fd, &mut self.buf, 0).map_err(CounterError::Netlink)?;
             match decode_messages(&self.buf[..len], self.seq, answer_kind, out)? {
                 Batch::More => continue,
                 Batch::Done => return Ok(()),
@@ -448,6 +432,22 @@ pub(super) fn encode_exact_request(seq: u32, local: SocketAddr, remote: SocketAd
     body[28..44].copy_from_slice(&raw(remote.ip()));
     body[48..56].copy_from_slice(&[0xff; 8]);
     req
+}
+
+/// One `recv` of a netlink socket into `buf` with `flags`, again when a signal interrupted
+/// it: the bytes received.
+pub(super) fn recv(fd: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its whole length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if n >= 0 {
+            return Ok(usize::try_from(n).unwrap_or(0));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
 }
 
 /// Calls `each` with the type, sequence number and payload of every netlink message of one
