@@ -46,7 +46,8 @@ use faultline_series::SocketState;
 
 use super::error::CounterError;
 use super::netlink::{
-    decode_diag_msg, encode_exact_request, for_each_message, recv, SOCK_DIAG_BY_FAMILY,
+    decode_diag_msg, encode_exact_request, for_each_message, recv, send_to_kernel,
+    SOCK_DIAG_BY_FAMILY,
 };
 use super::sockets::SocketEntry;
 
@@ -248,23 +249,7 @@ impl ConnectionFinder {
             request.extend(encode_exact_request(self.seq, *local, *remote));
         }
         self.lookups_asked += wanted.len() as u64;
-        // SAFETY: sockaddr_nl is plain old data; all zeros (the kernel) is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `request` and `addr` are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.lookups.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(CounterError::Netlink(io::Error::last_os_error()));
-        }
+        send_to_kernel(&self.lookups, &request).map_err(CounterError::Netlink)?;
         // Each look-up gets exactly one answer: the socket, or an error (none there).
         let mut answered = 0;
         while answered < wanted.len() {

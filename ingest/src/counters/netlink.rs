@@ -212,23 +212,7 @@ impl NetlinkSockets {
         answer_kind: u16,
         out: &mut Vec<SocketEntry>,
     ) -> Result<(), CounterError> {
-        // SAFETY: sockaddr_nl is plain old data; all zeros is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `request` and `addr` are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(CounterError::Netlink(io::Error::last_os_error()));
-        }
+        send_to_kernel(&self.fd, request).map_err(CounterError::Netlink)?;
         loop {
             let len = recv(&self.fd, &mut self.buf, 0).map_err(CounterError::Netlink)?;
             match decode_messages(&self.buf[..len], self.seq, answer_kind, out)? {
@@ -432,6 +416,28 @@ pub(super) fn encode_exact_request(seq: u32, local: SocketAddr, remote: SocketAd
     body[28..44].copy_from_slice(&raw(remote.ip()));
     body[48..56].copy_from_slice(&[0xff; 8]);
     req
+}
+
+/// Sends `request` to the kernel on a netlink socket, in one datagram.
+pub(super) fn send_to_kernel(fd: &impl AsRawFd, request: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_nl is plain old data; all zeros (the kernel) is a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `request` and `addr` are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One `recv` of a netlink socket into `buf` with `flags`, again when a signal interrupted
